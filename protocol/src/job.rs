@@ -1,0 +1,190 @@
+//! The job specification: what a signed job asks the agent to do.
+//!
+//! A `JobSpec` is serialised to JSON once, by the signer, and the agent parses the very
+//! bytes that were signed. Unknown fields are refused so that a field added by a newer
+//! signer is never silently ignored by an older agent; the `version` field says which
+//! shape to expect.
+
+use serde::{Deserialize, Serialize};
+
+/// The only job-spec version this build understands.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Longest accepted name of an agent or a connection.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Largest SQL text accepted in a job (bytes).
+pub const MAX_SQL_LEN: usize = 64 * 1024;
+
+/// Most parameters a job may carry.
+pub const MAX_PARAMS: usize = 256;
+
+/// One job, as signed by the control plane.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// Shape of this spec; see [`PROTOCOL_VERSION`].
+    pub version: u16,
+    /// Unique id (UUID v4 text).
+    pub job_id: String,
+    /// The agent (by enrolled name) that may run this job.
+    pub audience: String,
+    /// Unix seconds when the job was signed.
+    pub issued_at: i64,
+    /// Unix seconds after which the job must not run.
+    pub expires_at: i64,
+    /// 128-bit random hex; with `job_id` it makes a replayed envelope recognisable.
+    pub nonce: String,
+    /// Name of a connection in the agent's local config.
+    pub connection: String,
+    /// The SQL text; parameters are bound, never interpolated.
+    pub sql: String,
+    /// Typed positional parameters for `$1`, `$2`, ...
+    #[serde(default)]
+    pub params: Vec<Param>,
+    /// How to render the result; only the rendering leaves the agent.
+    pub render: RenderSpec,
+    /// How old a cached result may be.
+    #[serde(default)]
+    pub cache: CacheSpec,
+}
+
+/// A typed query parameter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "value", rename_all = "snake_case")]
+pub enum Param {
+    /// SQL NULL.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// A 64-bit signed integer.
+    Int(i64),
+    /// A 64-bit float.
+    Float(f64),
+    /// Text.
+    Text(String),
+}
+
+/// How a result is rendered. Only the rendered form leaves the agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RenderSpec {
+    /// A table of at most `max_rows` rows.
+    Table {
+        /// JSON or HTML.
+        #[serde(default)]
+        format: TableFormat,
+        /// Row cap requested by the job; the agent's policy may lower it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_rows: Option<u32>,
+    },
+    /// A bar chart as SVG: one bar group per row, one series per `y` column.
+    Bar {
+        /// Column holding the category labels.
+        x: String,
+        /// Columns holding the numeric values (one series each).
+        y: Vec<String>,
+        /// Chart title.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<String>,
+    },
+}
+
+/// Output format of a table rendering.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableFormat {
+    /// `application/json`: columns and rows.
+    #[default]
+    Json,
+    /// `text/html`: an escaped `<table>`.
+    Html,
+}
+
+/// Cache instructions of a job.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSpec {
+    /// A cached result older than this is not used; 0 means always run the query.
+    #[serde(default)]
+    pub max_age_secs: u64,
+}
+
+/// Why a name (agent, connection) was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("must be 1 to {MAX_NAME_LEN} characters of a-z, 0-9, '-', '_' or '.', starting with a letter or digit")]
+pub struct InvalidName;
+
+/// Checks an agent or connection name: short, lower-case, safe in paths and certificate subjects.
+pub fn validate_name(name: &str) -> Result<(), InvalidName> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name.bytes().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidName)
+    }
+}
+
+impl JobSpec {
+    /// Checks the limits that do not depend on the verifier's clock or identity.
+    pub fn check_shape(&self) -> Result<(), String> {
+        if validate_name(&self.connection).is_err() {
+            return Err(format!("connection: {}", InvalidName));
+        }
+        if self.sql.trim().is_empty() {
+            return Err("sql: must not be empty".into());
+        }
+        if self.sql.len() > MAX_SQL_LEN {
+            return Err(format!("sql: longer than {MAX_SQL_LEN} bytes"));
+        }
+        if self.params.len() > MAX_PARAMS {
+            return Err(format!("params: more than {MAX_PARAMS}"));
+        }
+        if self.expires_at <= self.issued_at {
+            return Err("expires_at: must be after issued_at".into());
+        }
+        if let RenderSpec::Bar { y, .. } = &self.render {
+            if y.is_empty() {
+                return Err("render.y: must name at least one column".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_have_a_stable_tagged_shape() {
+        let p = vec![Param::Null, Param::Int(7), Param::Text("x".into())];
+        let json = serde_json::to_string(&p).unwrap_or_default();
+        assert_eq!(
+            json,
+            r#"[{"type":"null"},{"type":"int","value":7},{"type":"text","value":"x"}]"#
+        );
+        let back: Vec<Param> = serde_json::from_str(&json).unwrap_or_default();
+        assert_eq!(back, p);
+    }
+
+    #[test]
+    fn render_spec_refuses_unknown_fields_and_kinds() {
+        assert!(serde_json::from_str::<RenderSpec>(r#"{"kind":"bar","x":"a","y":["b"]}"#).is_ok());
+        assert!(serde_json::from_str::<RenderSpec>(r#"{"kind":"bar","x":"a","y":["b"],"z":1}"#).is_err());
+        assert!(serde_json::from_str::<RenderSpec>(r#"{"kind":"pie3d"}"#).is_err());
+    }
+
+    #[test]
+    fn names_are_restricted() {
+        assert!(validate_name("edge-01.eu").is_ok());
+        for bad in ["", "Edge", "-x", "a/b", "a b", &"x".repeat(65)] {
+            assert_eq!(validate_name(bad), Err(InvalidName), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! Outpost wire protocol.
+//!
+//! This crate owns every type that crosses the network between the agent and the
+//! control plane, and the one place where job envelopes are signed and verified:
+//!
+//! - [`job::JobSpec`]: what a job asks for (versioned, with audience, lifetime and nonce);
+//! - [`envelope::Envelope`]: the exact payload bytes, a key id and an Ed25519 signature
+//!   over a domain-separated message. Verification never re-serialises the payload;
+//! - [`report::ResultReport`]: what the agent sends back (rendered bytes only);
+//! - [`enrol`]: the one-string enrolment token and the enrolment exchange;
+//! - [`wire`]: the small request/response bodies of the agent endpoints.
+//!
+//! It refuses anything it cannot parse with a typed error and never panics on input.
+#![forbid(unsafe_code)]
+
+pub mod encoding;
+pub mod enrol;
+pub mod envelope;
+pub mod ids;
+pub mod job;
+pub mod report;
+pub mod wire;
+
+pub use envelope::{
+    sign_job, Envelope, KeyId, SigningKey, TrustedKeys, VerifiedJob, VerifyError, VerifyOptions,
+};
+pub use job::{CacheSpec, JobSpec, Param, RenderSpec, TableFormat, PROTOCOL_VERSION};
+pub use report::{JobOutcome, Reason, ResultReport, ResultStats};
+
+/// Current time as unix seconds. The only clock in this crate; callers pass `now`
+/// explicitly everywhere else so that tests can fix it.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

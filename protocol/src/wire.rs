@@ -1,0 +1,54 @@
+//! Request and response bodies of the agent endpoints on the control plane.
+
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::Envelope;
+
+/// Path of the long-poll for jobs.
+pub const PATH_POLL: &str = "/v1/agent/jobs/next";
+/// Path prefix of result upload: `/v1/agent/jobs/{id}/result`.
+pub const PATH_JOBS: &str = "/v1/agent/jobs/";
+/// Path of the heartbeat.
+pub const PATH_HEARTBEAT: &str = "/v1/agent/heartbeat";
+/// Path of enrolment (the only path served without a client certificate).
+pub const PATH_ENROLL: &str = "/v1/enroll";
+/// ALPN protocol a client offers to reach the enrolment endpoint without a client certificate.
+pub const ALPN_ENROLL: &[u8] = b"outpost-enroll/1";
+
+/// One job handed to an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveredJob {
+    /// The control plane's id for the job (also inside the signed payload).
+    pub job_id: String,
+    /// The signed envelope.
+    pub envelope: Envelope,
+}
+
+/// Answer of the long-poll: zero or more jobs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollResponse {
+    /// Jobs now leased to the caller.
+    pub jobs: Vec<DeliveredJob>,
+}
+
+/// Heartbeat body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    /// The agent's version.
+    pub version: String,
+    /// Names of the connections the agent offers (names only).
+    #[serde(default)]
+    pub connections: Vec<String>,
+}
+
+/// A JSON error body, on both listeners: a stable code and a human message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Stable short name.
+    pub code: String,
+    /// One line for a human.
+    pub message: String,
+}
