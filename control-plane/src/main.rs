@@ -1,1 +1,274 @@
-fn main(){}
+//! `outpost-control-plane`: parses the command line and calls the library.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use outpost_control_plane::app;
+use outpost_control_plane::config::ControlPlaneConfig;
+
+/// Exit code for bad usage or config (sysexits EX_USAGE).
+const EX_USAGE: u8 = 64;
+
+/// Outpost control plane: enrols agents, signs jobs and serves the API.
+///
+/// Start with `init`, then `serve`; agents enrol with a token from
+/// `enrollment-token create`.
+#[derive(Debug, Parser)]
+#[command(name = "outpost-control-plane", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a data dir: CA, server certificate, job-signing key, database and admin API token.
+    ///
+    /// The admin token is printed once; only its hash is stored. Refuses an existing,
+    /// non-empty directory.
+    Init {
+        /// Directory to create (0700).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Name (DNS name or IP address) agents and API clients use to reach this control plane.
+        #[arg(long)]
+        hostname: String,
+    },
+    /// Run the agent listener (mutual TLS) and the API listener (TLS + bearer token).
+    Serve {
+        #[command(flatten)]
+        target: Target,
+        /// Agent listener address (overrides the config).
+        #[arg(long)]
+        agent_listen: Option<std::net::SocketAddr>,
+        /// API listener address (overrides the config).
+        #[arg(long)]
+        api_listen: Option<std::net::SocketAddr>,
+        /// `host:port` agents are told to dial in enrolment tokens (overrides the config).
+        #[arg(long)]
+        agent_address: Option<String>,
+        /// Seconds a delivered job stays leased before it is handed out again (overrides the config).
+        #[arg(long)]
+        lease_secs: Option<u64>,
+    },
+    /// Enrolment tokens.
+    #[command(name = "enrollment-token", subcommand)]
+    EnrollmentToken(TokenCommand),
+    /// Check a config file and exit non-zero with the errors.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a one-time token bound to one agent name; prints one string to give to `outpost-agent enroll --token`.
+    Create {
+        #[command(flatten)]
+        target: Target,
+        /// The agent name the token is bound to.
+        #[arg(long)]
+        agent: String,
+        /// Lifetime, e.g. 30m, 1h, 2d (1 minute to 7 days).
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate control-plane.yaml.
+    Check {
+        /// The config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+/// Which installation: a config file, or a data dir with default settings.
+#[derive(Debug, Args)]
+struct Target {
+    /// Path of control-plane.yaml.
+    #[arg(long, conflicts_with = "data_dir")]
+    config: Option<PathBuf>,
+    /// Data dir made by `init` (used with default settings when no --config is given).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl Target {
+    fn load(&self) -> Result<ControlPlaneConfig, Failure> {
+        match (&self.config, &self.data_dir) {
+            (Some(path), _) => {
+                ControlPlaneConfig::load(path).map_err(|e| Failure::Usage(e.to_string()))
+            }
+            (None, Some(dir)) => Ok(ControlPlaneConfig::with_data_dir(dir.clone())),
+            (None, None) => Err(Failure::Usage(
+                "give --config FILE or --data-dir DIR".into(),
+            )),
+        }
+    }
+}
+
+enum Failure {
+    Usage(String),
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Other(e)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("OUTPOST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(m)) => {
+            eprintln!("error: {m}");
+            ExitCode::from(EX_USAGE)
+        }
+        Err(Failure::Other(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Init { data_dir, hostname } => {
+            let out = app::init(&data_dir, &hostname).await.map_err(|e| match e {
+                app::AppError::DataDirExists(_) | app::AppError::Usage(_) => {
+                    Failure::Usage(e.to_string())
+                }
+                other => Failure::Other(anyhow::Error::new(other).context("init failed")),
+            })?;
+            println!("Initialised {}.", data_dir.display());
+            println!("CA pin (sha256):      {}", out.ca_sha256);
+            println!("Job-signing key id:   {}", out.signing_key_id);
+            println!("Admin API token (shown once; only its hash is stored):");
+            println!("{}", out.admin_token);
+            Ok(())
+        }
+        Command::Serve {
+            target,
+            agent_listen,
+            api_listen,
+            agent_address,
+            lease_secs,
+        } => {
+            let mut cfg = target.load()?;
+            if let Some(a) = agent_listen {
+                cfg.agent_listen = a;
+            }
+            if let Some(a) = api_listen {
+                cfg.api_listen = a;
+            }
+            if let Some(a) = agent_address {
+                cfg.agent_address = Some(a);
+            }
+            if let Some(l) = lease_secs {
+                cfg.jobs.lease_secs = l;
+            }
+            cfg.check("command line")
+                .map_err(|e| Failure::Usage(e.to_string()))?;
+            serve(cfg).await.map_err(Failure::Other)
+        }
+        Command::EnrollmentToken(TokenCommand::Create { target, agent, ttl }) => {
+            let cfg = target.load()?;
+            let ttl_secs = parse_duration(&ttl).ok_or_else(|| {
+                Failure::Usage(format!("--ttl {ttl:?}: expected e.g. 30m, 1h, 2d"))
+            })?;
+            let app = app::open(cfg).context("cannot open the control plane's data dir")?;
+            let (token, expires_at) =
+                app.create_enrolment_token(&agent, ttl_secs)
+                    .await
+                    .map_err(|e| match e {
+                        app::AppError::Usage(m) => Failure::Usage(m),
+                        other => Failure::Other(other.into()),
+                    })?;
+            eprintln!("Enrolment token for agent {agent:?}, single use, expires at {} (unix {expires_at}):", fmt_time(expires_at));
+            println!("{token}");
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Check { config }) => {
+            ControlPlaneConfig::load(&config).map_err(|e| Failure::Usage(e.to_string()))?;
+            println!("{}: OK", config.display());
+            Ok(())
+        }
+    }
+}
+
+async fn serve(cfg: ControlPlaneConfig) -> anyhow::Result<()> {
+    let app = app::open(cfg).context("cannot open the control plane's data dir")?;
+    let listeners =
+        outpost_control_plane::server::bind(app.cfg.agent_listen, app.cfg.api_listen).await?;
+    tracing::info!(
+        agent_listen = %listeners.agent.local_addr()?,
+        api_listen = %listeners.api.local_addr()?,
+        "Control plane listening."
+    );
+    let shutdown = app.shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("Shutting down.");
+        shutdown.cancel();
+    });
+    outpost_control_plane::server::serve(app, listeners).await?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+fn parse_duration(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = num.parse().ok()?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+fn fmt_time(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_else(|| unix.to_string())
+}

@@ -1,0 +1,256 @@
+//! The agent listener's endpoints.
+//!
+//! On a mutual-TLS connection the agent is identified by its certificate's CN, and the
+//! name must belong to an enrolled agent on every request:
+//!
+//! ```text
+//! GET  /v1/agent/jobs/next?wait=N&max=K   long-poll: returns the moment a job is queued
+//! POST /v1/agent/jobs/{id}/result         result upload (idempotent)
+//! POST /v1/agent/heartbeat                version and connection names
+//! ```
+//! On an enrolment connection (no client certificate, ALPN `outpost-enroll/1`) only
+//! `POST /v1/enroll` exists.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use outpost_protocol::encoding::sha256_hex;
+use outpost_protocol::enrol::{EnrolRequest, EnrolResponse};
+use outpost_protocol::wire::{
+    DeliveredJob, Heartbeat, PollResponse, PATH_ENROLL, PATH_HEARTBEAT, PATH_POLL,
+};
+use outpost_protocol::{Envelope, ResultReport};
+
+use crate::app::App;
+use crate::http::{json, parse_json, query_param, read_body, ApiError, Body};
+use crate::store::{CompleteOutcome, RedeemError, Store};
+
+/// Largest result upload (a rendered body is capped at 4 MiB before base64).
+const MAX_REPORT_BODY: usize = outpost_protocol::report::MAX_BODY_LEN / 3 * 4 + 64 * 1024;
+/// Largest other agent request.
+const MAX_SMALL_BODY: usize = 64 * 1024;
+/// Most jobs handed out by one poll.
+const MAX_JOBS_PER_POLL: usize = 64;
+
+/// Handles one request from the authenticated agent `agent`.
+pub async fn handle<S: Store>(
+    app: Arc<App<S>>,
+    agent: Arc<str>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    match route(&app, &agent, req).await {
+        Ok(res) => res,
+        Err(e) => {
+            tracing::debug!(agent_id = %agent, code = e.code, error = %e.message, "Agent request refused.");
+            e.into_response()
+        }
+    }
+}
+
+async fn route<S: Store>(
+    app: &App<S>,
+    agent: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    // The certificate is valid, but the agent must still be known on every request.
+    if app.store.agent(agent.to_owned()).await?.is_none() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "unknown_agent",
+            "this certificate belongs to no enrolled agent",
+        ));
+    }
+    let path = req.uri().path().to_owned();
+    match (req.method(), path.as_str()) {
+        (&Method::GET, PATH_POLL) => poll(app, agent, req.uri().query()).await,
+        (&Method::POST, PATH_HEARTBEAT) => {
+            let body = read_body(req.into_body(), MAX_SMALL_BODY).await?;
+            let hb: Heartbeat = parse_json(&body)?;
+            app.store
+                .touch_agent(
+                    agent.to_owned(),
+                    outpost_protocol::unix_now(),
+                    Some(hb.version),
+                    Some(hb.connections),
+                )
+                .await?;
+            Ok(json(StatusCode::OK, &serde_json::json!({ "ok": true })))
+        }
+        (&Method::POST, p)
+            if p.starts_with(outpost_protocol::wire::PATH_JOBS) && p.ends_with("/result") =>
+        {
+            let id = &p[outpost_protocol::wire::PATH_JOBS.len()..p.len() - "/result".len()];
+            upload(app, agent, id, req).await
+        }
+        _ => Err(ApiError::not_found(format!("no such endpoint: {path}"))),
+    }
+}
+
+async fn poll<S: Store>(
+    app: &App<S>,
+    agent: &str,
+    query: Option<&str>,
+) -> Result<Response<Body>, ApiError> {
+    let wait = query_param(query, "wait")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        .min(app.cfg.jobs.long_poll_secs);
+    let max = query_param(query, "max")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1)
+        .clamp(1, MAX_JOBS_PER_POLL);
+    let lease = i64::try_from(app.cfg.jobs.lease_secs).unwrap_or(120);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+    let waker = app.hub.agent(agent);
+    loop {
+        let notified = waker.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let now = outpost_protocol::unix_now();
+        let (leased, expired) = app
+            .store
+            .lease_jobs(agent.to_owned(), now, lease, max)
+            .await?;
+        for id in &expired {
+            tracing::info!(job_id = %id, agent_id = %agent, "Job expired before delivery.");
+            app.hub.job_done(id);
+        }
+        if !leased.is_empty() {
+            let mut jobs = Vec::with_capacity(leased.len());
+            for j in leased {
+                let envelope: Envelope =
+                    serde_json::from_str(&j.envelope_json).map_err(ApiError::internal)?;
+                tracing::debug!(job_id = %j.id, agent_id = %agent, "Job delivered.");
+                jobs.push(DeliveredJob {
+                    job_id: j.id,
+                    envelope,
+                });
+            }
+            return Ok(json(StatusCode::OK, &PollResponse { jobs }));
+        }
+        tokio::select! {
+            () = &mut notified => {}
+            () = tokio::time::sleep_until(deadline) => return Ok(json(StatusCode::OK, &PollResponse::default())),
+            () = app.shutdown.cancelled() => return Ok(json(StatusCode::OK, &PollResponse::default())),
+        }
+    }
+}
+
+async fn upload<S: Store>(
+    app: &App<S>,
+    agent: &str,
+    id: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let body = read_body(req.into_body(), MAX_REPORT_BODY).await?;
+    let report: ResultReport = parse_json(&body)?;
+    if report.job_id != id {
+        return Err(ApiError::bad_field(
+            "job_id",
+            "does not match the job id in the path",
+        ));
+    }
+    report.check().map_err(|m| {
+        let (field, msg) = m.split_once(": ").unwrap_or(("report", m.as_str()));
+        ApiError::bad_field(field, msg)
+    })?;
+    let status = report.status;
+    let outcome = app
+        .store
+        .complete_job(
+            agent.to_owned(),
+            report,
+            sha256_hex(&body),
+            outpost_protocol::unix_now(),
+        )
+        .await?;
+    match outcome {
+        CompleteOutcome::Accepted => {
+            tracing::info!(job_id = %id, agent_id = %agent, status = ?status, "Result stored.");
+            app.hub.job_done(id);
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({ "status": "accepted" }),
+            ))
+        }
+        CompleteOutcome::Duplicate => Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({ "status": "duplicate" }),
+        )),
+        CompleteOutcome::Conflict(state) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflicting_result",
+            format!(
+                "job {id} already ended as {} with a different result",
+                state.as_str()
+            ),
+        )),
+        CompleteOutcome::NotFound => {
+            Err(ApiError::not_found(format!("no job {id} for this agent")))
+        }
+    }
+}
+
+/// Handles a request on an enrolment connection.
+pub async fn handle_enrol<S: Store>(app: Arc<App<S>>, req: Request<Incoming>) -> Response<Body> {
+    match enrol(&app, req).await {
+        Ok(res) => res,
+        Err(e) => {
+            tracing::warn!(code = e.code, error = %e.message, "Enrolment refused.");
+            e.into_response()
+        }
+    }
+}
+
+async fn enrol<S: Store>(app: &App<S>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    if req.method() != Method::POST || req.uri().path() != PATH_ENROLL {
+        return Err(ApiError::not_found(
+            "only POST /v1/enroll is served without a client certificate",
+        ));
+    }
+    let body = read_body(req.into_body(), MAX_SMALL_BODY).await?;
+    let r: EnrolRequest = parse_json(&body)?;
+    outpost_protocol::job::validate_name(&r.agent).map_err(|e| ApiError::bad_field("agent", e))?;
+    // Check the CSR before spending the token on it.
+    rcgen::CertificateSigningRequestParams::from_pem(&r.csr_pem)
+        .map_err(|e| ApiError::bad_field("csr_pem", e))?;
+    let now = outpost_protocol::unix_now();
+    let lifetime = i64::try_from(app.cfg.cert_lifetime_secs).unwrap_or(86_400);
+    let redeemed = app
+        .store
+        .redeem_enrol_token(
+            r.token_id.clone(),
+            sha256_hex(r.secret.as_bytes()),
+            r.agent.clone(),
+            now,
+            now + lifetime,
+        )
+        .await?;
+    if let Err(e) = redeemed {
+        let code = match e {
+            RedeemError::Unknown => "token_unknown",
+            RedeemError::SecretMismatch => "token_altered",
+            RedeemError::WrongAgent { .. } => "token_wrong_agent",
+            RedeemError::Used { .. } => "token_used",
+            RedeemError::Expired { .. } => "token_expired",
+        };
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, code, e.to_string()));
+    }
+    let (certificate_pem, not_after) = app
+        .ca
+        .issue_agent_cert(&r.agent, &r.csr_pem, lifetime)
+        .map_err(ApiError::internal)?;
+    tracing::info!(agent_id = %r.agent, not_after, "Agent enrolled.");
+    Ok(json(
+        StatusCode::OK,
+        &EnrolResponse {
+            agent: r.agent.clone(),
+            certificate_pem,
+            ca_pem: app.ca.cert_pem().to_owned(),
+            signing_keys: crate::signing::published(&app.signing_key),
+            not_after,
+        },
+    ))
+}

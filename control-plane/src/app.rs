@@ -1,0 +1,290 @@
+//! The control plane's state and the operations behind both the CLI and the HTTP API:
+//! `init`, enrolment tokens, API tokens, and job dispatch (sign + queue + wake).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use outpost_common::fsutil;
+use outpost_protocol::encoding::{hex, sha256_hex};
+use outpost_protocol::enrol::EnrolmentToken;
+use outpost_protocol::ids::{new_job_id, new_nonce, random_bytes};
+use outpost_protocol::job::validate_name;
+use outpost_protocol::{
+    sign_job, CacheSpec, JobSpec, Param, RenderSpec, SigningKey, PROTOCOL_VERSION,
+};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ControlPlaneConfig;
+use crate::hub::Hub;
+use crate::pki::{self, Ca};
+use crate::signing;
+use crate::store::{EnrolTokenRecord, NewJob, SqliteStore, Store, StoreError};
+
+/// Database file in the data dir.
+pub const DB_FILE: &str = "control-plane.db";
+/// Metadata written by `init`.
+pub const META_FILE: &str = "meta.json";
+/// Prefix of API tokens, so that a leaked one is recognisable by secret scanners.
+pub const API_TOKEN_PREFIX: &str = "opat_";
+
+/// Control-plane failures outside request handling.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The data dir already exists.
+    #[error(
+        "{0} already exists and is not empty; refusing to overwrite it (choose another --data-dir)"
+    )]
+    DataDirExists(PathBuf),
+    /// A file problem.
+    #[error(transparent)]
+    File(#[from] fsutil::FileError),
+    /// PKI.
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    /// Signing key.
+    #[error(transparent)]
+    Signing(#[from] signing::SigningError),
+    /// Store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Bad metadata.
+    #[error("{path}: {reason}")]
+    Meta {
+        /// File.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// Bad input from the operator.
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// What `init` records about the installation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Meta {
+    /// Name in the server certificate; agents verify it.
+    pub hostname: String,
+}
+
+/// What `init` produced.
+#[derive(Debug)]
+pub struct InitOutput {
+    /// The admin API token, shown once.
+    pub admin_token: String,
+    /// CA pin.
+    pub ca_sha256: String,
+    /// Job-signing key id.
+    pub signing_key_id: String,
+}
+
+/// Creates a new data dir with CA, server certificate, signing key, database and admin token.
+pub async fn init(data_dir: &Path, hostname: &str) -> Result<InitOutput, AppError> {
+    if hostname.is_empty() || hostname.len() > 253 || hostname.contains(['/', ' ']) {
+        return Err(AppError::Usage(format!(
+            "--hostname {hostname:?} is not a host name or IP address"
+        )));
+    }
+    if data_dir.exists()
+        && std::fs::read_dir(data_dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        return Err(AppError::DataDirExists(data_dir.to_owned()));
+    }
+    fsutil::create_private_dir(data_dir)?;
+    pki::init(data_dir, hostname)?;
+    let key = signing::create(data_dir)?;
+    let meta = Meta {
+        hostname: hostname.to_owned(),
+    };
+    fsutil::write_atomic(
+        &data_dir.join(META_FILE),
+        &serde_json::to_vec_pretty(&meta).unwrap_or_default(),
+        0o600,
+    )?;
+    let store = SqliteStore::open(&data_dir.join(DB_FILE))?;
+    let admin_token = create_api_token(&store, "admin").await?;
+    let ca = Ca::load(data_dir)?;
+    Ok(InitOutput {
+        admin_token,
+        ca_sha256: ca.pin(),
+        signing_key_id: key.key_id().0.clone(),
+    })
+}
+
+/// Creates an API token with `role`; returns the token (only its hash is stored).
+pub async fn create_api_token<S: Store>(store: &S, role: &str) -> Result<String, StoreError> {
+    let id = hex(&random_bytes::<8>());
+    let token = format!("{API_TOKEN_PREFIX}{}", hex(&random_bytes::<32>()));
+    store
+        .add_api_token(
+            id,
+            sha256_hex(token.as_bytes()),
+            role.to_owned(),
+            outpost_protocol::unix_now(),
+        )
+        .await?;
+    Ok(token)
+}
+
+/// Reads `meta.json`.
+pub fn load_meta(data_dir: &Path) -> Result<Meta, AppError> {
+    let path = data_dir.join(META_FILE);
+    let bytes = fsutil::read_capped_file(&path, 64 * 1024)?;
+    serde_json::from_slice(&bytes).map_err(|e| AppError::Meta {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Everything a running control plane holds.
+pub struct App<S: Store> {
+    /// Config.
+    pub cfg: ControlPlaneConfig,
+    /// Persistence.
+    pub store: S,
+    /// The CA.
+    pub ca: Ca,
+    /// Job-signing key.
+    pub signing_key: SigningKey,
+    /// Wake-ups.
+    pub hub: Hub,
+    /// Server certificate name.
+    pub meta: Meta,
+    /// Cancelled on shutdown; long-polls and waits end at once.
+    pub shutdown: CancellationToken,
+}
+
+impl<S: Store> std::fmt::Debug for App<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("data_dir", &self.cfg.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens the embedded store and loads keys for `cfg`.
+pub fn open(cfg: ControlPlaneConfig) -> Result<Arc<App<SqliteStore>>, AppError> {
+    let store = SqliteStore::open(&cfg.data_dir.join(DB_FILE))?;
+    let ca = Ca::load(&cfg.data_dir)?;
+    let signing_key = signing::load(&cfg.data_dir)?;
+    let meta = load_meta(&cfg.data_dir)?;
+    Ok(Arc::new(App {
+        cfg,
+        store,
+        ca,
+        signing_key,
+        hub: Hub::default(),
+        meta,
+        shutdown: CancellationToken::new(),
+    }))
+}
+
+/// Body of `POST /v1/jobs`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchRequest {
+    /// Target agent name.
+    pub agent: String,
+    /// Connection name on that agent.
+    pub connection: String,
+    /// SQL text.
+    pub sql: String,
+    /// Typed parameters.
+    #[serde(default)]
+    pub params: Vec<Param>,
+    /// Render spec.
+    pub render: RenderSpec,
+    /// Cache instructions.
+    #[serde(default)]
+    pub cache: CacheSpec,
+}
+
+impl<S: Store> App<S> {
+    /// Creates an enrolment token bound to `agent`, valid for `ttl_secs`.
+    pub async fn create_enrolment_token(
+        &self,
+        agent: &str,
+        ttl_secs: u64,
+    ) -> Result<(String, i64), AppError> {
+        validate_name(agent).map_err(|e| AppError::Usage(format!("agent name {agent:?}: {e}")))?;
+        if !(60..=7 * 86_400).contains(&ttl_secs) {
+            return Err(AppError::Usage(
+                "ttl: must be between 1 minute and 7 days".into(),
+            ));
+        }
+        let now = outpost_protocol::unix_now();
+        let expires_at = now + i64::try_from(ttl_secs).unwrap_or(3600);
+        let token = EnrolmentToken {
+            addr: self.cfg.advertised_agent_address(),
+            server_name: self.meta.hostname.clone(),
+            agent: agent.to_owned(),
+            id: hex(&random_bytes::<8>()),
+            secret: hex(&random_bytes::<32>()),
+            ca_sha256: self.ca.pin(),
+        };
+        self.store
+            .create_enrol_token(EnrolTokenRecord {
+                id: token.id.clone(),
+                agent: agent.to_owned(),
+                secret_sha256: sha256_hex(token.secret.as_bytes()),
+                created_at: now,
+                expires_at,
+            })
+            .await?;
+        Ok((token.encode(), expires_at))
+    }
+
+    /// Validates, signs and queues a job, then wakes its agent. Returns the job id.
+    pub async fn dispatch(
+        &self,
+        req: DispatchRequest,
+    ) -> Result<(String, i64), crate::http::ApiError> {
+        use crate::http::ApiError;
+        validate_name(&req.agent).map_err(|e| ApiError::bad_field("agent", e))?;
+        validate_name(&req.connection).map_err(|e| ApiError::bad_field("connection", e))?;
+        if self.store.agent(req.agent.clone()).await?.is_none() {
+            return Err(ApiError::bad_field(
+                "agent",
+                format!("no enrolled agent is named {:?}", req.agent),
+            ));
+        }
+        let now = outpost_protocol::unix_now();
+        let ttl = i64::try_from(self.cfg.jobs.ttl_secs).unwrap_or(300);
+        let spec = JobSpec {
+            version: PROTOCOL_VERSION,
+            job_id: new_job_id(),
+            audience: req.agent.clone(),
+            issued_at: now,
+            expires_at: now + ttl,
+            nonce: new_nonce(),
+            connection: req.connection.clone(),
+            sql: req.sql,
+            params: req.params,
+            render: req.render,
+            cache: req.cache,
+        };
+        spec.check_shape().map_err(|m| {
+            let (field, msg) = m.split_once(": ").unwrap_or(("job", m.as_str()));
+            ApiError::bad_field(field, msg)
+        })?;
+        let envelope = sign_job(&spec, &self.signing_key);
+        let envelope_json = serde_json::to_string(&envelope).map_err(ApiError::internal)?;
+        self.store
+            .insert_job(NewJob {
+                id: spec.job_id.clone(),
+                agent: req.agent.clone(),
+                connection: req.connection,
+                envelope_json,
+                created_at: now,
+                expires_at: spec.expires_at,
+            })
+            .await?;
+        self.hub.wake_agent(&req.agent);
+        tracing::info!(job_id = %spec.job_id, agent_id = %req.agent, key_id = %envelope.key_id, "Job signed and queued.");
+        Ok((spec.job_id, spec.expires_at))
+    }
+}

@@ -1,0 +1,196 @@
+//! HTTP plumbing shared by both listeners: bounded body reads, JSON responses and the
+//! JSON error shape `{"code": ..., "message": ...}`.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::Serialize;
+
+/// Response body type of every handler.
+pub type Body = Full<Bytes>;
+
+/// An error answered to the client: a status, a stable code, a human message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable short name.
+    pub code: &'static str,
+    /// One line for a human; never secrets or internals.
+    pub message: String,
+}
+
+impl ApiError {
+    /// Builds an error.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400 naming the field.
+    pub fn bad_field(field: &str, message: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("{field}: {message}"),
+        )
+    }
+
+    /// 404.
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", what)
+    }
+
+    /// 500; the detail goes to the log only.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "Request failed inside the control plane.");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the control plane's log",
+        )
+    }
+
+    /// Renders the error as a response.
+    pub fn into_response(self) -> Response<Body> {
+        json(
+            self.status,
+            &outpost_protocol::wire::ErrorBody {
+                code: self.code.to_owned(),
+                message: self.message,
+            },
+        )
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+/// A JSON response.
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    bytes_response(status, "application/json", body)
+}
+
+/// A response with the given content type and the security headers every response carries.
+pub fn bytes_response(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Body> {
+    let mut res = Response::new(Full::new(Bytes::from(body)));
+    *res.status_mut() = status;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(content_type)
+            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Rendered results come from agents, which are not trusted to produce safe markup:
+    // nothing in a response may run script or load anything.
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox",
+        ),
+    );
+    res
+}
+
+/// Reads a request body of at most `max` bytes.
+pub async fn read_body(body: Incoming, max: usize) -> Result<Bytes, ApiError> {
+    match Limited::new(body, max).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("request body is larger than {max} bytes"),
+            ))
+        }
+        Err(e) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            format!("could not read request body: {e}"),
+        )),
+    }
+}
+
+/// Parses JSON, naming the offending field (dotted path) in the error.
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = strip_position(&inner.to_string());
+        if path == "." || path.is_empty() {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", msg)
+        } else {
+            ApiError::bad_field(&path, msg)
+        }
+    })
+}
+
+fn strip_position(msg: &str) -> String {
+    match msg.find(" at line ") {
+        Some(i) => msg[..i].to_owned(),
+        None => msg.to_owned(),
+    }
+}
+
+/// The value of `key` in a query string.
+pub fn query_param<'a>(query: Option<&'a str>, key: &str) -> Option<&'a str> {
+    query?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == key).then_some(v)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Req {
+        agent: String,
+        render: Inner,
+    }
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        y: Vec<String>,
+    }
+
+    #[test]
+    fn json_errors_name_the_field() {
+        let e = parse_json::<Req>(br#"{"agent":"a","render":{"y":5}}"#).expect_err("bad type");
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(
+            e.message.starts_with("render.y: invalid type"),
+            "{}",
+            e.message
+        );
+        let e = parse_json::<Req>(br#"{"render":{"y":[]}}"#).expect_err("missing");
+        assert!(e.message.contains("missing field `agent`"), "{}", e.message);
+    }
+
+    #[test]
+    fn query_params_are_found() {
+        assert_eq!(query_param(Some("a=1&wait=30"), "wait"), Some("30"));
+        assert_eq!(query_param(None, "wait"), None);
+    }
+}

@@ -1,0 +1,267 @@
+//! The two listeners and their TLS.
+//!
+//! - **Agent listener**: TLS 1.3/1.2 (AEAD suites only, aws-lc-rs). A client must present
+//!   a certificate signed by our CA *at the handshake*; without one the handshake fails.
+//!   The one exception is a client that offers the ALPN protocol `outpost-enroll/1`: it
+//!   gets a connection without client authentication on which only `POST /v1/enroll`
+//!   exists (the enrolment token is its credential).
+//! - **API listener**: TLS with the same server certificate; requests carry a bearer token.
+//!
+//! Shutdown: stop accepting, end long-polls at once, let in-flight requests finish
+//! within a grace period.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Request;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use rustls::server::{Acceptor, WebPkiClientVerifier};
+use rustls::{RootCertStore, ServerConfig};
+use tokio::net::TcpListener;
+use tokio_rustls::LazyConfigAcceptor;
+use tracing::Instrument as _;
+
+use crate::app::App;
+use crate::store::Store;
+
+/// Longest a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long in-flight requests get at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Server start-up failures.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// TLS configuration.
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    /// Client verifier.
+    #[error("client certificate verifier: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+    /// Loading keys.
+    #[error(transparent)]
+    Pki(#[from] crate::pki::PkiError),
+    /// Binding a port.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The crypto provider of the whole workspace.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+struct TlsConfigs {
+    agent: Arc<ServerConfig>,
+    enrol: Arc<ServerConfig>,
+    api: Arc<ServerConfig>,
+}
+
+fn tls_configs<S: Store>(app: &App<S>) -> Result<TlsConfigs, ServeError> {
+    let (chain, key) = crate::pki::load_server_identity(&app.cfg.data_dir)?;
+    let mut roots = RootCertStore::empty();
+    roots.add(app.ca.cert_der().clone())?;
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).build()?;
+    let versions: &[&rustls::SupportedProtocolVersion] =
+        &[&rustls::version::TLS13, &rustls::version::TLS12];
+
+    let mut agent = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(versions)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain.clone(), key.clone_key())?;
+    agent.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+
+    let mut enrol = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(versions)?
+        .with_no_client_auth()
+        .with_single_cert(chain.clone(), key.clone_key())?;
+    enrol.alpn_protocols = vec![outpost_protocol::wire::ALPN_ENROLL.to_vec()];
+
+    let mut api = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(versions)?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    api.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsConfigs {
+        agent: Arc::new(agent),
+        enrol: Arc::new(enrol),
+        api: Arc::new(api),
+    })
+}
+
+/// Bound listeners, so callers learn the real ports before serving.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Agent listener.
+    pub agent: TcpListener,
+    /// API listener.
+    pub api: TcpListener,
+}
+
+/// Binds both listeners.
+pub async fn bind(agent: SocketAddr, api: SocketAddr) -> Result<Listeners, ServeError> {
+    let a = TcpListener::bind(agent)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: agent,
+            source,
+        })?;
+    let b = TcpListener::bind(api)
+        .await
+        .map_err(|source| ServeError::Bind { addr: api, source })?;
+    Ok(Listeners { agent: a, api: b })
+}
+
+/// Serves until `app.shutdown` is cancelled, then drains.
+pub async fn serve<S: Store>(app: Arc<App<S>>, listeners: Listeners) -> Result<(), ServeError> {
+    let tls = Arc::new(tls_configs(&app)?);
+    let graceful = Arc::new(GracefulShutdown::new());
+    let agent_loop = accept_loop(
+        Arc::clone(&app),
+        listeners.agent,
+        Arc::clone(&tls),
+        Arc::clone(&graceful),
+        true,
+    )
+    .instrument(tracing::info_span!("agent_listener"));
+    let api_loop = accept_loop(
+        Arc::clone(&app),
+        listeners.api,
+        Arc::clone(&tls),
+        Arc::clone(&graceful),
+        false,
+    )
+    .instrument(tracing::info_span!("api_listener"));
+    tokio::join!(agent_loop, api_loop);
+    let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("All connections closed."),
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("Shutdown grace period over; closing remaining connections."),
+    }
+    Ok(())
+}
+
+async fn accept_loop<S: Store>(
+    app: Arc<App<S>>,
+    listener: TcpListener,
+    tls: Arc<TlsConfigs>,
+    graceful: Arc<GracefulShutdown>,
+    agent_side: bool,
+) {
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Accept failed.");
+                    // Back off briefly on resource exhaustion (EMFILE) instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = app.shutdown.cancelled() => return,
+        };
+        let _ = tcp.set_nodelay(true);
+        let app = Arc::clone(&app);
+        let tls = Arc::clone(&tls);
+        let watcher = graceful.watcher();
+        let span = tracing::debug_span!("conn", %peer);
+        tokio::spawn(
+            async move {
+                let result = tokio::time::timeout(
+                    HANDSHAKE_TIMEOUT,
+                    LazyConfigAcceptor::new(Acceptor::default(), tcp),
+                )
+                .await;
+                let start = match result {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return tracing::debug!(error = %e, "TLS ClientHello refused."),
+                    Err(_) => return tracing::debug!("TLS handshake timed out."),
+                };
+                let wants_enrol = start.client_hello().alpn().is_some_and(|mut protos| {
+                    protos.any(|p| p == outpost_protocol::wire::ALPN_ENROLL)
+                });
+                let config = match (agent_side, wants_enrol) {
+                    (true, true) => Arc::clone(&tls.enrol),
+                    (true, false) => Arc::clone(&tls.agent),
+                    (false, _) => Arc::clone(&tls.api),
+                };
+                let stream = match tokio::time::timeout(
+                    HANDSHAKE_TIMEOUT,
+                    start.into_stream(config),
+                )
+                .await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed."),
+                    Err(_) => return tracing::debug!("TLS handshake timed out."),
+                };
+                let io = TokioIo::new(stream);
+                let builder = auto::Builder::new(TokioExecutor::new());
+                if !agent_side {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let app = Arc::clone(&app);
+                        async move {
+                            Ok::<_, std::convert::Infallible>(crate::api::handle(app, req).await)
+                        }
+                    });
+                    let _ = watcher
+                        .watch(builder.serve_connection(io, svc).into_owned())
+                        .await;
+                } else if wants_enrol {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let app = Arc::clone(&app);
+                        async move {
+                            Ok::<_, std::convert::Infallible>(
+                                crate::agent_api::handle_enrol(app, req).await,
+                            )
+                        }
+                    });
+                    let _ = watcher
+                        .watch(builder.serve_connection(io, svc).into_owned())
+                        .await;
+                } else {
+                    let agent = io
+                        .inner()
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(crate::pki::agent_name_of);
+                    let Some(agent) = agent else {
+                        return tracing::warn!(
+                            "Client certificate has no valid agent name; connection closed."
+                        );
+                    };
+                    let agent: Arc<str> = Arc::from(agent);
+                    tracing::debug!(agent_id = %agent, "Agent connected.");
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let app = Arc::clone(&app);
+                        let agent = Arc::clone(&agent);
+                        async move {
+                            Ok::<_, std::convert::Infallible>(
+                                crate::agent_api::handle(app, agent, req).await,
+                            )
+                        }
+                    });
+                    let _ = watcher
+                        .watch(builder.serve_connection(io, svc).into_owned())
+                        .await;
+                }
+            }
+            .instrument(span),
+        );
+    }
+}

@@ -1,0 +1,722 @@
+//! The control plane's state, behind the narrow [`Store`] interface.
+//!
+//! Owns: agents, enrolment tokens (hashes only), API tokens (hashes only), and jobs
+//! with their state machine:
+//!
+//! ```text
+//! queued -> leased -> succeeded | failed | rejected
+//!    \         \---(lease runs out)--> leased again
+//!     \--------+---(expires_at passes)--> expired   (an expired job is never delivered)
+//! ```
+//!
+//! [`SqliteStore`] is the embedded backend (WAL); a PostgreSQL backend for several
+//! replicas implements the same trait. Every method is one transaction, so a crash
+//! between two calls leaves a consistent state.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use outpost_protocol::{JobOutcome, Reason, ResultReport, ResultStats};
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite said no.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The blocking task failed.
+    #[error("database task failed: {0}")]
+    Task(String),
+    /// A stored value could not be read back.
+    #[error("corrupt row in {table}: {reason}")]
+    Corrupt {
+        /// Table.
+        table: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A job's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    /// Waiting for its agent.
+    Queued,
+    /// Handed to the agent; the lease runs out at `lease_until`.
+    Leased,
+    /// The agent reported a rendered result.
+    Succeeded,
+    /// The agent reported a failure.
+    Failed,
+    /// The agent refused the job.
+    Rejected,
+    /// It expired before a result came.
+    Expired,
+}
+
+impl JobState {
+    /// The state's name in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Leased => "leased",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Rejected => "rejected",
+            JobState::Expired => "expired",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "queued" => JobState::Queued,
+            "leased" => JobState::Leased,
+            "succeeded" => JobState::Succeeded,
+            "failed" => JobState::Failed,
+            "rejected" => JobState::Rejected,
+            "expired" => JobState::Expired,
+            other => {
+                return Err(StoreError::Corrupt {
+                    table: "jobs",
+                    reason: format!("state {other:?}"),
+                })
+            }
+        })
+    }
+
+    /// Whether the job has ended.
+    pub fn is_final(self) -> bool {
+        !matches!(self, JobState::Queued | JobState::Leased)
+    }
+}
+
+/// A job to queue.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// Job id.
+    pub id: String,
+    /// Target agent.
+    pub agent: String,
+    /// Connection name.
+    pub connection: String,
+    /// The signed envelope, JSON.
+    pub envelope_json: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds; never delivered after this.
+    pub expires_at: i64,
+}
+
+/// A job handed out by [`Store::lease_jobs`].
+#[derive(Debug, Clone)]
+pub struct LeasedJob {
+    /// Job id.
+    pub id: String,
+    /// The signed envelope, JSON.
+    pub envelope_json: String,
+}
+
+/// What the store knows about a job.
+#[derive(Debug, Clone)]
+pub struct JobRecord {
+    /// Job id.
+    pub id: String,
+    /// Target agent.
+    pub agent: String,
+    /// Connection.
+    pub connection: String,
+    /// State.
+    pub state: JobState,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// Unix seconds, when final.
+    pub finished_at: Option<i64>,
+    /// How often it was handed out.
+    pub attempts: i64,
+    /// Why it failed, was rejected or expired.
+    pub reason: Option<Reason>,
+    /// Agent's measurements.
+    pub stats: Option<ResultStats>,
+    /// Rendered body's type.
+    pub content_type: Option<String>,
+    /// Rendered body (only when asked for).
+    pub body: Option<Vec<u8>>,
+}
+
+/// Result of [`Store::complete_job`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompleteOutcome {
+    /// Stored; the job is now final.
+    Accepted,
+    /// The identical report was already stored; nothing changed.
+    Duplicate,
+    /// A different report was already stored, or the job ended otherwise.
+    Conflict(JobState),
+    /// No such job for this agent.
+    NotFound,
+}
+
+/// An enrolled agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRecord {
+    /// Name (certificate CN).
+    pub name: String,
+    /// Unix seconds.
+    pub enrolled_at: i64,
+    /// Expiry of the latest certificate, unix seconds.
+    pub cert_not_after: i64,
+    /// Last request seen, unix seconds.
+    pub last_seen: Option<i64>,
+    /// Reported version.
+    pub version: Option<String>,
+    /// Reported connection names.
+    pub connections: Vec<String>,
+}
+
+/// A stored enrolment token (the secret only as a hash).
+#[derive(Debug, Clone)]
+pub struct EnrolTokenRecord {
+    /// Public id.
+    pub id: String,
+    /// Bound agent name.
+    pub agent: String,
+    /// SHA-256 of the secret, hex.
+    pub secret_sha256: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// Why an enrolment token was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RedeemError {
+    /// No token with that id.
+    #[error("unknown enrolment token")]
+    Unknown,
+    /// The id exists but the secret does not match: the token was altered.
+    #[error("the enrolment token's secret does not match; it was altered or mistyped")]
+    SecretMismatch,
+    /// Bound to another agent.
+    #[error("the enrolment token is bound to agent {bound:?}")]
+    WrongAgent {
+        /// The name it is bound to.
+        bound: String,
+    },
+    /// Already used.
+    #[error("the enrolment token was already used (at {used_at}); create a new one")]
+    Used {
+        /// Unix seconds.
+        used_at: i64,
+    },
+    /// Past its TTL.
+    #[error("the enrolment token expired at {expires_at}; create a new one")]
+    Expired {
+        /// Unix seconds.
+        expires_at: i64,
+    },
+}
+
+/// The control plane's persistence, narrow on purpose: each method is one transaction.
+pub trait Store: Send + Sync + 'static {
+    /// Stores a new enrolment token.
+    fn create_enrol_token(
+        &self,
+        t: EnrolTokenRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Checks and consumes a token in one transaction; on success the agent is recorded.
+    fn redeem_enrol_token(
+        &self,
+        id: String,
+        secret_sha256: String,
+        agent: String,
+        now: i64,
+        cert_not_after: i64,
+    ) -> impl Future<Output = Result<Result<(), RedeemError>, StoreError>> + Send;
+    /// One agent.
+    fn agent(
+        &self,
+        name: String,
+    ) -> impl Future<Output = Result<Option<AgentRecord>, StoreError>> + Send;
+    /// All agents, by name.
+    fn agents(&self) -> impl Future<Output = Result<Vec<AgentRecord>, StoreError>> + Send;
+    /// Records that an agent was seen; updates version and connections when given.
+    fn touch_agent(
+        &self,
+        name: String,
+        now: i64,
+        version: Option<String>,
+        connections: Option<Vec<String>>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Stores an API token hash with a role.
+    fn add_api_token(
+        &self,
+        id: String,
+        token_sha256: String,
+        role: String,
+        now: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The role of the API token with this hash, if any; records its use.
+    fn api_token_role(
+        &self,
+        token_sha256: String,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    /// Queues a job.
+    fn insert_job(&self, job: NewJob) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Leases up to `max` deliverable jobs of `agent`; expires overdue ones first and returns their ids too.
+    fn lease_jobs(
+        &self,
+        agent: String,
+        now: i64,
+        lease_secs: i64,
+        max: usize,
+    ) -> impl Future<Output = Result<(Vec<LeasedJob>, Vec<String>), StoreError>> + Send;
+    /// Stores an agent's report for its job (idempotent for the same report).
+    fn complete_job(
+        &self,
+        agent: String,
+        report: ResultReport,
+        report_sha256: String,
+        now: i64,
+    ) -> impl Future<Output = Result<CompleteOutcome, StoreError>> + Send;
+    /// A job (with its body when `with_body`); an overdue job is marked expired first.
+    fn job(
+        &self,
+        id: String,
+        now: i64,
+        with_body: bool,
+    ) -> impl Future<Output = Result<Option<JobRecord>, StoreError>> + Send;
+}
+
+/// Current schema version (PRAGMA user_version).
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA_V1: &str = "
+CREATE TABLE agents (
+    name TEXT PRIMARY KEY,
+    enrolled_at INTEGER NOT NULL,
+    cert_not_after INTEGER NOT NULL,
+    last_seen INTEGER,
+    version TEXT,
+    connections TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE enrol_tokens (
+    id TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    secret_sha256 TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at INTEGER
+);
+CREATE TABLE api_tokens (
+    id TEXT PRIMARY KEY,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_used INTEGER
+);
+CREATE TABLE jobs (
+    id TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    connection TEXT NOT NULL,
+    state TEXT NOT NULL,
+    envelope TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    lease_until INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    finished_at INTEGER,
+    report_sha256 TEXT,
+    reason_code TEXT,
+    reason_message TEXT,
+    stats TEXT,
+    content_type TEXT,
+    body BLOB
+);
+CREATE INDEX jobs_by_agent_state ON jobs(agent, state, created_at);
+";
+
+/// SQLite backend.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        // Create the file 0600 before SQLite does (it would use the umask); the WAL and
+        // shared-memory files inherit the database file's mode.
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| StoreError::Task(format!("{}: {e}", path.display())))?;
+        }
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // WAL: readers do not block the writer. synchronous=NORMAL in WAL mode keeps the
+        // database consistent after a crash; a power cut may lose the last transactions.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version < 1 {
+            conn.execute_batch(&format!(
+                "BEGIN IMMEDIATE; {SCHEMA_V1} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))?;
+        } else if version > SCHEMA_VERSION {
+            return Err(StoreError::Corrupt {
+                table: "schema",
+                reason: format!(
+                    "database schema {version} is newer than this build ({SCHEMA_VERSION})"
+                ),
+            });
+        }
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Task("database mutex poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+fn agent_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AgentRecord> {
+    let conns: String = r.get(5)?;
+    Ok(AgentRecord {
+        name: r.get(0)?,
+        enrolled_at: r.get(1)?,
+        cert_not_after: r.get(2)?,
+        last_seen: r.get(3)?,
+        version: r.get(4)?,
+        connections: serde_json::from_str(&conns).unwrap_or_default(),
+    })
+}
+
+const AGENT_COLS: &str = "name, enrolled_at, cert_not_after, last_seen, version, connections";
+
+fn expire_overdue(
+    tx: &Connection,
+    where_sql: &str,
+    arg: &str,
+    now: i64,
+) -> Result<Vec<String>, StoreError> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "UPDATE jobs SET state = 'expired', finished_at = ?2, lease_until = NULL,
+             reason_code = 'expired', reason_message = 'the job expired before its agent returned a result'
+         WHERE {where_sql} AND state IN ('queued', 'leased') AND expires_at < ?2 RETURNING id"
+    ))?;
+    let ids = stmt
+        .query_map(params![arg, now], |r| r.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(ids)
+}
+
+impl Store for SqliteStore {
+    async fn create_enrol_token(&self, t: EnrolTokenRecord) -> Result<(), StoreError> {
+        self.with_conn(move |c| {
+            c.execute(
+                "INSERT INTO enrol_tokens (id, agent, secret_sha256, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![t.id, t.agent, t.secret_sha256, t.created_at, t.expires_at],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn redeem_enrol_token(
+        &self,
+        id: String,
+        secret_sha256: String,
+        agent: String,
+        now: i64,
+        cert_not_after: i64,
+    ) -> Result<Result<(), RedeemError>, StoreError> {
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let row: Option<(String, String, i64, Option<i64>)> = tx
+                .query_row(
+                    "SELECT agent, secret_sha256, expires_at, used_at FROM enrol_tokens WHERE id = ?1",
+                    params![id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()?;
+            let Some((bound, stored_hash, expires_at, used_at)) = row else {
+                return Ok(Err(RedeemError::Unknown));
+            };
+            if !outpost_protocol::encoding::constant_time_eq(stored_hash.as_bytes(), secret_sha256.as_bytes()) {
+                return Ok(Err(RedeemError::SecretMismatch));
+            }
+            if let Some(used_at) = used_at {
+                return Ok(Err(RedeemError::Used { used_at }));
+            }
+            if expires_at < now {
+                return Ok(Err(RedeemError::Expired { expires_at }));
+            }
+            if bound != agent {
+                return Ok(Err(RedeemError::WrongAgent { bound }));
+            }
+            tx.execute("UPDATE enrol_tokens SET used_at = ?2 WHERE id = ?1", params![id, now])?;
+            tx.execute(
+                "INSERT INTO agents (name, enrolled_at, cert_not_after) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(name) DO UPDATE SET enrolled_at = excluded.enrolled_at, cert_not_after = excluded.cert_not_after",
+                params![agent, now, cert_not_after],
+            )?;
+            tx.commit()?;
+            Ok(Ok(()))
+        })
+        .await
+    }
+
+    async fn agent(&self, name: String) -> Result<Option<AgentRecord>, StoreError> {
+        self.with_conn(move |c| {
+            Ok(
+                c.prepare_cached(&format!("SELECT {AGENT_COLS} FROM agents WHERE name = ?1"))?
+                    .query_row(params![name], agent_from_row)
+                    .optional()?,
+            )
+        })
+        .await
+    }
+
+    async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        self.with_conn(|c| {
+            let mut stmt =
+                c.prepare_cached(&format!("SELECT {AGENT_COLS} FROM agents ORDER BY name"))?;
+            let rows = stmt
+                .query_map([], agent_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn touch_agent(
+        &self,
+        name: String,
+        now: i64,
+        version: Option<String>,
+        connections: Option<Vec<String>>,
+    ) -> Result<(), StoreError> {
+        self.with_conn(move |c| {
+            let conns = connections.map(|v| serde_json::to_string(&v).unwrap_or_else(|_| "[]".into()));
+            c.prepare_cached(
+                "UPDATE agents SET last_seen = ?2, version = COALESCE(?3, version), connections = COALESCE(?4, connections) WHERE name = ?1",
+            )?
+            .execute(params![name, now, version, conns])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn add_api_token(
+        &self,
+        id: String,
+        token_sha256: String,
+        role: String,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.with_conn(move |c| {
+            c.execute(
+                "INSERT INTO api_tokens (id, token_sha256, role, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![id, token_sha256, role, now],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn api_token_role(
+        &self,
+        token_sha256: String,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        self.with_conn(move |c| {
+            let role: Option<String> = c
+                .prepare_cached("SELECT role FROM api_tokens WHERE token_sha256 = ?1")?
+                .query_row(params![token_sha256], |r| r.get(0))
+                .optional()?;
+            if role.is_some() {
+                // Coarse (per minute) so that every API call is not a write.
+                c.prepare_cached("UPDATE api_tokens SET last_used = ?2 WHERE token_sha256 = ?1 AND (last_used IS NULL OR last_used < ?2 - 60)")?
+                    .execute(params![token_sha256, now])?;
+            }
+            Ok(role)
+        })
+        .await
+    }
+
+    async fn insert_job(&self, job: NewJob) -> Result<(), StoreError> {
+        self.with_conn(move |c| {
+            c.prepare_cached(
+                "INSERT INTO jobs (id, agent, connection, state, envelope, created_at, expires_at) VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6)",
+            )?
+            .execute(params![job.id, job.agent, job.connection, job.envelope_json, job.created_at, job.expires_at])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn lease_jobs(
+        &self,
+        agent: String,
+        now: i64,
+        lease_secs: i64,
+        max: usize,
+    ) -> Result<(Vec<LeasedJob>, Vec<String>), StoreError> {
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let expired = expire_overdue(&tx, "agent = ?1", &agent, now)?;
+            let jobs = {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE jobs SET state = 'leased', lease_until = ?2 + ?3, attempts = attempts + 1
+                     WHERE id IN (SELECT id FROM jobs WHERE agent = ?1 AND expires_at >= ?2
+                                  AND (state = 'queued' OR (state = 'leased' AND lease_until < ?2))
+                                  ORDER BY created_at, id LIMIT ?4)
+                     RETURNING id, envelope, created_at",
+                )?;
+                let mut rows = stmt
+                    .query_map(params![agent, now, lease_secs, max as i64], |r| {
+                        Ok((r.get::<_, i64>(2)?, LeasedJob { id: r.get(0)?, envelope_json: r.get(1)? }))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                rows.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
+                rows.into_iter().map(|(_, j)| j).collect::<Vec<_>>()
+            };
+            if !jobs.is_empty() || !expired.is_empty() {
+                tx.prepare_cached("UPDATE agents SET last_seen = ?2 WHERE name = ?1")?.execute(params![agent, now])?;
+            }
+            tx.commit()?;
+            Ok((jobs, expired))
+        })
+        .await
+    }
+
+    async fn complete_job(
+        &self,
+        agent: String,
+        report: ResultReport,
+        report_sha256: String,
+        now: i64,
+    ) -> Result<CompleteOutcome, StoreError> {
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let row: Option<(String, Option<String>)> = tx
+                .prepare_cached("SELECT state, report_sha256 FROM jobs WHERE id = ?1 AND agent = ?2")?
+                .query_row(params![report.job_id, agent], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let Some((state, stored_hash)) = row else {
+                return Ok(CompleteOutcome::NotFound);
+            };
+            let state = JobState::parse(&state)?;
+            if state.is_final() {
+                return Ok(if stored_hash.as_deref() == Some(report_sha256.as_str()) {
+                    CompleteOutcome::Duplicate
+                } else {
+                    CompleteOutcome::Conflict(state)
+                });
+            }
+            let new_state = match report.status {
+                JobOutcome::Succeeded => JobState::Succeeded,
+                JobOutcome::Failed => JobState::Failed,
+                JobOutcome::Rejected => JobState::Rejected,
+            };
+            let body = report.body_bytes().map_err(|reason| StoreError::Corrupt { table: "jobs", reason })?;
+            let stats = serde_json::to_string(&report.stats).unwrap_or_default();
+            let (code, message) = report.reason.map(|r| (r.code, r.message)).unzip();
+            tx.prepare_cached(
+                "UPDATE jobs SET state = ?2, finished_at = ?3, lease_until = NULL, report_sha256 = ?4,
+                     reason_code = ?5, reason_message = ?6, stats = ?7, content_type = ?8, body = ?9 WHERE id = ?1",
+            )?
+            .execute(params![report.job_id, new_state.as_str(), now, report_sha256, code, message, stats, report.content_type, body])?;
+            tx.prepare_cached("UPDATE agents SET last_seen = ?2 WHERE name = ?1")?.execute(params![agent, now])?;
+            tx.commit()?;
+            Ok(CompleteOutcome::Accepted)
+        })
+        .await
+    }
+
+    async fn job(
+        &self,
+        id: String,
+        now: i64,
+        with_body: bool,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        self.with_conn(move |c| {
+            let tx = c.transaction()?;
+            let overdue: Option<i64> = tx
+                .prepare_cached("SELECT 1 FROM jobs WHERE id = ?1 AND state IN ('queued', 'leased') AND expires_at < ?2")?
+                .query_row(params![id, now], |r| r.get(0))
+                .optional()?;
+            if overdue.is_some() {
+                expire_overdue(&tx, "id = ?1", &id, now)?;
+            }
+            let rec = tx
+                .prepare_cached(
+                    "SELECT id, agent, connection, state, created_at, expires_at, finished_at, attempts,
+                            reason_code, reason_message, stats, content_type, CASE WHEN ?2 THEN body END
+                     FROM jobs WHERE id = ?1",
+                )?
+                .query_row(params![id, with_body], |r| {
+                    let code: Option<String> = r.get(8)?;
+                    let message: Option<String> = r.get(9)?;
+                    let stats: Option<String> = r.get(10)?;
+                    Ok((
+                        r.get::<_, String>(3)?,
+                        JobRecord {
+                            id: r.get(0)?,
+                            agent: r.get(1)?,
+                            connection: r.get(2)?,
+                            state: JobState::Queued,
+                            created_at: r.get(4)?,
+                            expires_at: r.get(5)?,
+                            finished_at: r.get(6)?,
+                            attempts: r.get(7)?,
+                            reason: code.map(|code| Reason { code, message: message.unwrap_or_default() }),
+                            stats: stats.and_then(|s| serde_json::from_str(&s).ok()),
+                            content_type: r.get(11)?,
+                            body: r.get(12)?,
+                        },
+                    ))
+                })
+                .optional()?;
+            tx.commit()?;
+            match rec {
+                None => Ok(None),
+                Some((state, mut rec)) => {
+                    rec.state = JobState::parse(&state)?;
+                    Ok(Some(rec))
+                }
+            }
+        })
+        .await
+    }
+}
