@@ -117,11 +117,7 @@ impl SigningKey {
     pub fn sign_payload(&self, payload: &[u8]) -> Envelope {
         let msg = signed_message(&self.key_id.0, payload);
         let sig = self.pair.sign(&msg);
-        Envelope {
-            key_id: self.key_id.0.clone(),
-            payload: b64_encode(payload),
-            signature: b64_encode(sig.as_ref()),
-        }
+        Envelope { key_id: self.key_id.0.clone(), payload: b64_encode(payload), signature: b64_encode(sig.as_ref()) }
     }
 }
 
@@ -164,10 +160,8 @@ impl TrustedKeys {
     /// Adds a base64 public key, checking that `expected_id` (when given) matches it.
     pub fn insert_b64(&mut self, public_key_b64: &str, expected_id: Option<&str>) -> Result<KeyId, String> {
         let raw = b64_decode(public_key_b64).map_err(|e| format!("public key is not base64: {e}"))?;
-        let key: [u8; 32] = raw
-            .as_slice()
-            .try_into()
-            .map_err(|_| format!("public key must be 32 bytes, got {}", raw.len()))?;
+        let key: [u8; 32] =
+            raw.as_slice().try_into().map_err(|_| format!("public key must be 32 bytes, got {}", raw.len()))?;
         let id = KeyId::for_public_key(&key);
         if let Some(expected) = expected_id {
             if expected != id.0 {
@@ -332,18 +326,14 @@ impl Envelope {
         if self.payload.len() > MAX_PAYLOAD_LEN * 4 / 3 + 4 {
             return Err(malformed(format!("payload longer than {MAX_PAYLOAD_LEN} bytes")));
         }
-        let key = keys
-            .keys
-            .get(&self.key_id)
-            .ok_or_else(|| VerifyError::UnknownKey { key_id: self.key_id.clone() })?;
+        let key = keys.keys.get(&self.key_id).ok_or_else(|| VerifyError::UnknownKey { key_id: self.key_id.clone() })?;
         let payload = b64_decode(&self.payload).map_err(|e| malformed(format!("payload: {e}")))?;
         let signature = b64_decode(&self.signature).map_err(|e| malformed(format!("signature: {e}")))?;
         UnparsedPublicKey::new(&ED25519, key)
             .verify(&signed_message(&self.key_id, &payload), &signature)
             .map_err(|_| VerifyError::BadSignature { key_id: self.key_id.clone() })?;
 
-        let probe: VersionProbe =
-            serde_json::from_slice(&payload).map_err(|e| malformed(format!("payload: {e}")))?;
+        let probe: VersionProbe = serde_json::from_slice(&payload).map_err(|e| malformed(format!("payload: {e}")))?;
         match probe.version {
             Some(v) if v == u64::from(PROTOCOL_VERSION) => {}
             Some(v) => return Err(VerifyError::UnsupportedVersion { version: v }),

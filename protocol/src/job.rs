@@ -120,9 +120,7 @@ pub fn validate_name(name: &str) -> Result<(), InvalidName> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && name.bytes().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name
-            .bytes()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'_' | b'.'));
+        && name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'_' | b'.'));
     if ok {
         Ok(())
     } else {
@@ -165,10 +163,7 @@ mod tests {
     fn params_have_a_stable_tagged_shape() {
         let p = vec![Param::Null, Param::Int(7), Param::Text("x".into())];
         let json = serde_json::to_string(&p).unwrap_or_default();
-        assert_eq!(
-            json,
-            r#"[{"type":"null"},{"type":"int","value":7},{"type":"text","value":"x"}]"#
-        );
+        assert_eq!(json, r#"[{"type":"null"},{"type":"int","value":7},{"type":"text","value":"x"}]"#);
         let back: Vec<Param> = serde_json::from_str(&json).unwrap_or_default();
         assert_eq!(back, p);
     }

@@ -21,9 +21,7 @@ pub mod job;
 pub mod report;
 pub mod wire;
 
-pub use envelope::{
-    sign_job, Envelope, KeyId, SigningKey, TrustedKeys, VerifiedJob, VerifyError, VerifyOptions,
-};
+pub use envelope::{sign_job, Envelope, KeyId, SigningKey, TrustedKeys, VerifiedJob, VerifyError, VerifyOptions};
 pub use job::{CacheSpec, JobSpec, Param, RenderSpec, TableFormat, PROTOCOL_VERSION};
 pub use report::{JobOutcome, Reason, ResultReport, ResultStats};
 
