@@ -1,2 +1,21 @@
+//! The Outpost agent: runs signed jobs against the customer's databases and sends back
+//! only rendered results.
+//!
+//! Modules, one concern each: [`config`] (agent.yaml), [`identity`] (key, certificates,
+//! enrolment record), [`enrol`] (token for certificate), [`transport`] (mutual TLS to the
+//! control plane), [`runner`] (the daemon loop: verify, run, render, audit, report),
+//! [`connectors`] (read-only database access), [`resultset`] (rows in memory only),
+//! [`render`] (the only bytes that leave), [`audit`] (the local audit log),
+//! [`backoff`] (jittered retries).
 #![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod backoff;
+pub mod config;
+pub mod connectors;
+pub mod enrol;
+pub mod identity;
+pub mod render;
 pub mod resultset;
+pub mod runner;
+pub mod transport;

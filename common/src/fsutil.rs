@@ -43,46 +43,26 @@ pub enum FileError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> FileError + '_ {
-    move |source| FileError::Io {
-        path: path.to_owned(),
-        source,
-    }
+    move |source| FileError::Io { path: path.to_owned(), source }
 }
 
 /// Creates `dir` (and parents) with mode 0700 if missing; tightens an existing one to 0700.
 pub fn create_private_dir(dir: &Path) -> Result<(), FileError> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(io_err(dir))?;
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io_err(dir))?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err(dir))
 }
 
 /// Atomically writes `bytes` to `path` with mode `mode` (0600 for secrets).
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileError> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(io_err(&tmp))?;
+        let mut f = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp).map_err(io_err(&tmp))?;
         f.write_all(bytes).map_err(io_err(&tmp))?;
         f.sync_all().map_err(io_err(&tmp))?;
         fs::rename(&tmp, path).map_err(io_err(path))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(dir))
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -101,10 +81,7 @@ pub fn read_private(path: &Path, max: u64) -> Result<Vec<u8>, FileError> {
     let meta = f.metadata().map_err(io_err(path))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(FileError::TooOpen {
-            path: path.to_owned(),
-            mode,
-        });
+        return Err(FileError::TooOpen { path: path.to_owned(), mode });
     }
     read_capped(f, path, meta.len(), max)
 }
@@ -118,20 +95,12 @@ pub fn read_capped_file(path: &Path, max: u64) -> Result<Vec<u8>, FileError> {
 
 fn read_capped(f: File, path: &Path, len: u64, max: u64) -> Result<Vec<u8>, FileError> {
     if len > max {
-        return Err(FileError::TooLarge {
-            path: path.to_owned(),
-            max,
-        });
+        return Err(FileError::TooLarge { path: path.to_owned(), max });
     }
     let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-    f.take(max + 1)
-        .read_to_end(&mut out)
-        .map_err(io_err(path))?;
+    f.take(max + 1).read_to_end(&mut out).map_err(io_err(path))?;
     if out.len() as u64 > max {
-        return Err(FileError::TooLarge {
-            path: path.to_owned(),
-            max,
-        });
+        return Err(FileError::TooLarge { path: path.to_owned(), max });
     }
     Ok(out)
 }
@@ -150,10 +119,7 @@ mod tests {
         assert_eq!(read_private(&p, 100).expect("read"), b"secret");
         fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).expect("chmod");
         let err = read_private(&p, 100).expect_err("group-readable must be refused");
-        assert!(
-            matches!(err, FileError::TooOpen { mode: 0o640, .. }),
-            "{err}"
-        );
+        assert!(matches!(err, FileError::TooOpen { mode: 0o640, .. }), "{err}");
         assert!(err.to_string().contains("chmod 0600"), "{err}");
     }
 
@@ -162,9 +128,6 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("big");
         write_private(&p, &[0u8; 10]).expect("write");
-        assert!(matches!(
-            read_private(&p, 9),
-            Err(FileError::TooLarge { .. })
-        ));
+        assert!(matches!(read_private(&p, 9), Err(FileError::TooLarge { .. })));
     }
 }

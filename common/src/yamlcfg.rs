@@ -8,6 +8,7 @@
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
+use serde::Deserialize as _;
 
 /// Largest config file read (bytes); a config is a few kilobytes.
 pub const MAX_CONFIG_LEN: u64 = 1024 * 1024;
@@ -44,19 +45,23 @@ pub enum ConfigError {
     },
 }
 
+/// For sections that may be written empty (`limits:` with every line commented out):
+/// a YAML null means "all defaults".
+pub fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 /// Reads and parses `path`.
 pub fn load_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
     let shown = path.display().to_string();
-    let bytes = crate::fsutil::read_capped_file(path, MAX_CONFIG_LEN).map_err(|source| {
-        ConfigError::Read {
-            path: shown.clone(),
-            source,
-        }
-    })?;
-    let text = String::from_utf8(bytes).map_err(|_| ConfigError::Parse {
-        rendered: format!("{shown}: not valid UTF-8"),
-        line: None,
-    })?;
+    let bytes = crate::fsutil::read_capped_file(path, MAX_CONFIG_LEN)
+        .map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| ConfigError::Parse { rendered: format!("{shown}: not valid UTF-8"), line: None })?;
     parse_str(&shown, &text)
 }
 
@@ -65,8 +70,9 @@ pub fn parse_str<T: DeserializeOwned>(source_name: &str, text: &str) -> Result<T
     let options = serde_saphyr::options! { strict_booleans: true };
     serde_saphyr::from_str_with_options::<T>(text, options).map_err(|e| {
         let line = e.location().map(|l| l.line());
-        let rendered =
-            e.render_with_options(serde_saphyr::render_options! { source_name: Some(source_name) });
+        let rendered = e.render_with_options(serde_saphyr::render_options! { source_name: Some(source_name) });
+        // The renderer starts with "error: "; callers add their own prefix.
+        let rendered = rendered.strip_prefix("error: ").map(str::to_owned).unwrap_or(rendered);
         ConfigError::Parse { rendered, line }
     })
 }
@@ -93,39 +99,25 @@ mod tests {
 
     #[test]
     fn unknown_field_error_names_file_line_and_field() {
-        let err = parse_str::<Cfg>(
-            "agent.yaml",
-            "name: a\nenabled: true\nlimits:\n  max_rowz: 3\n",
-        )
-        .expect_err("unknown field");
+        let err = parse_str::<Cfg>("agent.yaml", "name: a\nenabled: true\nlimits:\n  max_rowz: 3\n")
+            .expect_err("unknown field");
         let msg = err.to_string();
         assert!(msg.contains("agent.yaml:4:"), "{msg}");
         assert!(msg.contains("max_rowz"), "{msg}");
-        assert!(
-            matches!(err, ConfigError::Parse { line: Some(4), .. }),
-            "{msg}"
-        );
+        assert!(matches!(err, ConfigError::Parse { line: Some(4), .. }), "{msg}");
     }
 
     #[test]
     fn yes_is_not_a_boolean_and_wrong_types_are_located() {
-        let err = parse_str::<Cfg>("a.yaml", "name: a\nenabled: yes\nlimits:\n  max_rows: 3\n")
-            .expect_err("yes");
+        let err = parse_str::<Cfg>("a.yaml", "name: a\nenabled: yes\nlimits:\n  max_rows: 3\n").expect_err("yes");
         assert!(err.to_string().contains("a.yaml:2:"), "{err}");
-        let err = parse_str::<Cfg>(
-            "a.yaml",
-            "name: a\nenabled: true\nlimits:\n  max_rows: -1\n",
-        )
-        .expect_err("neg");
+        let err = parse_str::<Cfg>("a.yaml", "name: a\nenabled: true\nlimits:\n  max_rows: -1\n").expect_err("neg");
         assert!(err.to_string().contains("a.yaml:4:"), "{err}");
     }
 
     #[test]
     fn duplicate_keys_are_refused() {
-        let err = parse_str::<Cfg>(
-            "a.yaml",
-            "name: a\nname: b\nenabled: true\nlimits:\n  max_rows: 3\n",
-        );
+        let err = parse_str::<Cfg>("a.yaml", "name: a\nname: b\nenabled: true\nlimits:\n  max_rows: 3\n");
         assert!(err.is_err());
     }
 }

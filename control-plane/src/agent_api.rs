@@ -18,9 +18,7 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use outpost_protocol::encoding::sha256_hex;
 use outpost_protocol::enrol::{EnrolRequest, EnrolResponse};
-use outpost_protocol::wire::{
-    DeliveredJob, Heartbeat, PollResponse, PATH_ENROLL, PATH_HEARTBEAT, PATH_POLL,
-};
+use outpost_protocol::wire::{DeliveredJob, Heartbeat, PollResponse, PATH_ENROLL, PATH_HEARTBEAT, PATH_POLL};
 use outpost_protocol::{Envelope, ResultReport};
 
 use crate::app::App;
@@ -35,11 +33,7 @@ const MAX_SMALL_BODY: usize = 64 * 1024;
 const MAX_JOBS_PER_POLL: usize = 64;
 
 /// Handles one request from the authenticated agent `agent`.
-pub async fn handle<S: Store>(
-    app: Arc<App<S>>,
-    agent: Arc<str>,
-    req: Request<Incoming>,
-) -> Response<Body> {
+pub async fn handle<S: Store>(app: Arc<App<S>>, agent: Arc<str>, req: Request<Incoming>) -> Response<Body> {
     match route(&app, &agent, req).await {
         Ok(res) => res,
         Err(e) => {
@@ -49,11 +43,7 @@ pub async fn handle<S: Store>(
     }
 }
 
-async fn route<S: Store>(
-    app: &App<S>,
-    agent: &str,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
+async fn route<S: Store>(app: &App<S>, agent: &str, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     // The certificate is valid, but the agent must still be known on every request.
     if app.store.agent(agent.to_owned()).await?.is_none() {
         return Err(ApiError::new(
@@ -69,18 +59,11 @@ async fn route<S: Store>(
             let body = read_body(req.into_body(), MAX_SMALL_BODY).await?;
             let hb: Heartbeat = parse_json(&body)?;
             app.store
-                .touch_agent(
-                    agent.to_owned(),
-                    outpost_protocol::unix_now(),
-                    Some(hb.version),
-                    Some(hb.connections),
-                )
+                .touch_agent(agent.to_owned(), outpost_protocol::unix_now(), Some(hb.version), Some(hb.connections))
                 .await?;
             Ok(json(StatusCode::OK, &serde_json::json!({ "ok": true })))
         }
-        (&Method::POST, p)
-            if p.starts_with(outpost_protocol::wire::PATH_JOBS) && p.ends_with("/result") =>
-        {
+        (&Method::POST, p) if p.starts_with(outpost_protocol::wire::PATH_JOBS) && p.ends_with("/result") => {
             let id = &p[outpost_protocol::wire::PATH_JOBS.len()..p.len() - "/result".len()];
             upload(app, agent, id, req).await
         }
@@ -88,19 +71,10 @@ async fn route<S: Store>(
     }
 }
 
-async fn poll<S: Store>(
-    app: &App<S>,
-    agent: &str,
-    query: Option<&str>,
-) -> Result<Response<Body>, ApiError> {
-    let wait = query_param(query, "wait")
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0)
-        .min(app.cfg.jobs.long_poll_secs);
-    let max = query_param(query, "max")
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(1)
-        .clamp(1, MAX_JOBS_PER_POLL);
+async fn poll<S: Store>(app: &App<S>, agent: &str, query: Option<&str>) -> Result<Response<Body>, ApiError> {
+    let wait =
+        query_param(query, "wait").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0).min(app.cfg.jobs.long_poll_secs);
+    let max = query_param(query, "max").and_then(|v| v.parse::<usize>().ok()).unwrap_or(1).clamp(1, MAX_JOBS_PER_POLL);
     let lease = i64::try_from(app.cfg.jobs.lease_secs).unwrap_or(120);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     let waker = app.hub.agent(agent);
@@ -109,10 +83,7 @@ async fn poll<S: Store>(
         tokio::pin!(notified);
         notified.as_mut().enable();
         let now = outpost_protocol::unix_now();
-        let (leased, expired) = app
-            .store
-            .lease_jobs(agent.to_owned(), now, lease, max)
-            .await?;
+        let (leased, expired) = app.store.lease_jobs(agent.to_owned(), now, lease, max).await?;
         for id in &expired {
             tracing::info!(job_id = %id, agent_id = %agent, "Job expired before delivery.");
             app.hub.job_done(id);
@@ -120,13 +91,9 @@ async fn poll<S: Store>(
         if !leased.is_empty() {
             let mut jobs = Vec::with_capacity(leased.len());
             for j in leased {
-                let envelope: Envelope =
-                    serde_json::from_str(&j.envelope_json).map_err(ApiError::internal)?;
+                let envelope: Envelope = serde_json::from_str(&j.envelope_json).map_err(ApiError::internal)?;
                 tracing::debug!(job_id = %j.id, agent_id = %agent, "Job delivered.");
-                jobs.push(DeliveredJob {
-                    job_id: j.id,
-                    envelope,
-                });
+                jobs.push(DeliveredJob { job_id: j.id, envelope });
             }
             return Ok(json(StatusCode::OK, &PollResponse { jobs }));
         }
@@ -147,49 +114,28 @@ async fn upload<S: Store>(
     let body = read_body(req.into_body(), MAX_REPORT_BODY).await?;
     let report: ResultReport = parse_json(&body)?;
     if report.job_id != id {
-        return Err(ApiError::bad_field(
-            "job_id",
-            "does not match the job id in the path",
-        ));
+        return Err(ApiError::bad_field("job_id", "does not match the job id in the path"));
     }
     report.check().map_err(|m| {
         let (field, msg) = m.split_once(": ").unwrap_or(("report", m.as_str()));
         ApiError::bad_field(field, msg)
     })?;
     let status = report.status;
-    let outcome = app
-        .store
-        .complete_job(
-            agent.to_owned(),
-            report,
-            sha256_hex(&body),
-            outpost_protocol::unix_now(),
-        )
-        .await?;
+    let outcome =
+        app.store.complete_job(agent.to_owned(), report, sha256_hex(&body), outpost_protocol::unix_now()).await?;
     match outcome {
         CompleteOutcome::Accepted => {
             tracing::info!(job_id = %id, agent_id = %agent, status = ?status, "Result stored.");
             app.hub.job_done(id);
-            Ok(json(
-                StatusCode::OK,
-                &serde_json::json!({ "status": "accepted" }),
-            ))
+            Ok(json(StatusCode::OK, &serde_json::json!({ "status": "accepted" })))
         }
-        CompleteOutcome::Duplicate => Ok(json(
-            StatusCode::OK,
-            &serde_json::json!({ "status": "duplicate" }),
-        )),
+        CompleteOutcome::Duplicate => Ok(json(StatusCode::OK, &serde_json::json!({ "status": "duplicate" }))),
         CompleteOutcome::Conflict(state) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "conflicting_result",
-            format!(
-                "job {id} already ended as {} with a different result",
-                state.as_str()
-            ),
+            format!("job {id} already ended as {} with a different result", state.as_str()),
         )),
-        CompleteOutcome::NotFound => {
-            Err(ApiError::not_found(format!("no job {id} for this agent")))
-        }
+        CompleteOutcome::NotFound => Err(ApiError::not_found(format!("no job {id} for this agent"))),
     }
 }
 
@@ -206,27 +152,18 @@ pub async fn handle_enrol<S: Store>(app: Arc<App<S>>, req: Request<Incoming>) ->
 
 async fn enrol<S: Store>(app: &App<S>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     if req.method() != Method::POST || req.uri().path() != PATH_ENROLL {
-        return Err(ApiError::not_found(
-            "only POST /v1/enroll is served without a client certificate",
-        ));
+        return Err(ApiError::not_found("only POST /v1/enroll is served without a client certificate"));
     }
     let body = read_body(req.into_body(), MAX_SMALL_BODY).await?;
     let r: EnrolRequest = parse_json(&body)?;
     outpost_protocol::job::validate_name(&r.agent).map_err(|e| ApiError::bad_field("agent", e))?;
     // Check the CSR before spending the token on it.
-    rcgen::CertificateSigningRequestParams::from_pem(&r.csr_pem)
-        .map_err(|e| ApiError::bad_field("csr_pem", e))?;
+    rcgen::CertificateSigningRequestParams::from_pem(&r.csr_pem).map_err(|e| ApiError::bad_field("csr_pem", e))?;
     let now = outpost_protocol::unix_now();
     let lifetime = i64::try_from(app.cfg.cert_lifetime_secs).unwrap_or(86_400);
     let redeemed = app
         .store
-        .redeem_enrol_token(
-            r.token_id.clone(),
-            sha256_hex(r.secret.as_bytes()),
-            r.agent.clone(),
-            now,
-            now + lifetime,
-        )
+        .redeem_enrol_token(r.token_id.clone(), sha256_hex(r.secret.as_bytes()), r.agent.clone(), now, now + lifetime)
         .await?;
     if let Err(e) = redeemed {
         let code = match e {
@@ -238,10 +175,8 @@ async fn enrol<S: Store>(app: &App<S>, req: Request<Incoming>) -> Result<Respons
         };
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, code, e.to_string()));
     }
-    let (certificate_pem, not_after) = app
-        .ca
-        .issue_agent_cert(&r.agent, &r.csr_pem, lifetime)
-        .map_err(ApiError::internal)?;
+    let (certificate_pem, not_after) =
+        app.ca.issue_agent_cert(&r.agent, &r.csr_pem, lifetime).map_err(ApiError::internal)?;
     tracing::info!(agent_id = %r.agent, not_after, "Agent enrolled.");
     Ok(json(
         StatusCode::OK,

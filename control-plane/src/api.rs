@@ -56,9 +56,9 @@ async fn route<S: Store>(app: &App<S>, req: Request<Incoming>) -> Result<Respons
         (Method::GET, ["v1", "jobs", id, "result"]) => {
             let wait = match query_param(query.as_deref(), "wait") {
                 None => 0,
-                Some(v) => v.parse::<u64>().map_err(|_| {
-                    ApiError::bad_field("wait", "must be a whole number of seconds")
-                })?,
+                Some(v) => {
+                    v.parse::<u64>().map_err(|_| ApiError::bad_field("wait", "must be a whole number of seconds"))?
+                }
             };
             result(app, id, wait.min(MAX_RESULT_WAIT_SECS)).await
         }
@@ -94,15 +94,10 @@ async fn route<S: Store>(app: &App<S>, req: Request<Incoming>) -> Result<Respons
             }
             let body = read_body(req.into_body(), MAX_API_BODY).await?;
             let r: Req = parse_json(&body)?;
-            let (token, expires_at) = app
-                .create_enrolment_token(&r.agent, r.ttl_secs)
-                .await
-                .map_err(|e| match e {
-                    crate::app::AppError::Usage(m) => {
-                        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", m)
-                    }
-                    other => ApiError::internal(other),
-                })?;
+            let (token, expires_at) = app.create_enrolment_token(&r.agent, r.ttl_secs).await.map_err(|e| match e {
+                crate::app::AppError::Usage(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", m),
+                other => ApiError::internal(other),
+            })?;
             Ok(json(
                 StatusCode::CREATED,
                 &serde_json::json!({ "token": token, "agent": r.agent, "expires_at": expires_at }),
@@ -115,11 +110,9 @@ async fn route<S: Store>(app: &App<S>, req: Request<Incoming>) -> Result<Respons
             | ["v1", "jobs", _, "result"]
             | ["v1", "agents"]
             | ["v1", "enrollment-tokens"],
-        ) => Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "method not allowed on this path",
-        )),
+        ) => {
+            Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this path"))
+        }
         _ => Err(ApiError::not_found(format!("no such endpoint: {path}"))),
     }
 }
@@ -135,24 +128,13 @@ async fn authenticate<S: Store>(app: &App<S>, req: &Request<Incoming>) -> Result
         .ok()
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| unauthorized("Authorization must be: Bearer <token>"))?;
-    match app
-        .store
-        .api_token_role(
-            sha256_hex(token.trim().as_bytes()),
-            outpost_protocol::unix_now(),
-        )
-        .await?
-    {
+    match app.store.api_token_role(sha256_hex(token.trim().as_bytes()), outpost_protocol::unix_now()).await? {
         Some(_role) => Ok(()),
         None => Err(unauthorized("invalid API token")),
     }
 }
 
-async fn find_job<S: Store>(
-    app: &App<S>,
-    id: &str,
-    with_body: bool,
-) -> Result<JobRecord, ApiError> {
+async fn find_job<S: Store>(app: &App<S>, id: &str, with_body: bool) -> Result<JobRecord, ApiError> {
     if !outpost_protocol::ids::is_job_id(id) {
         return Err(ApiError::not_found(format!("no job {id:?}")));
     }
@@ -162,11 +144,7 @@ async fn find_job<S: Store>(
         .ok_or_else(|| ApiError::not_found(format!("no job {id}")))
 }
 
-async fn result<S: Store>(
-    app: &App<S>,
-    id: &str,
-    wait_secs: u64,
-) -> Result<Response<Body>, ApiError> {
+async fn result<S: Store>(app: &App<S>, id: &str, wait_secs: u64) -> Result<Response<Body>, ApiError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait_secs);
     let mut rec = find_job(app, id, true).await?;
     if !rec.state.is_final() && wait_secs > 0 {
@@ -193,10 +171,7 @@ async fn result<S: Store>(
     }
     match rec.state {
         JobState::Succeeded => {
-            let ct = rec
-                .content_type
-                .clone()
-                .unwrap_or_else(|| "application/octet-stream".into());
+            let ct = rec.content_type.clone().unwrap_or_else(|| "application/octet-stream".into());
             let mut res = bytes_response(StatusCode::OK, &ct, rec.body.take().unwrap_or_default());
             if let Some(stats) = rec.stats {
                 let h = res.headers_mut();
@@ -218,10 +193,8 @@ async fn result<S: Store>(
             &serde_json::json!({ "code": "pending", "message": "the result is not there yet; ask again with ?wait=SECONDS", "state": rec.state.as_str() }),
         )),
         state => {
-            let reason = rec.reason.unwrap_or(outpost_protocol::Reason {
-                code: state.as_str().into(),
-                message: String::new(),
-            });
+            let reason =
+                rec.reason.unwrap_or(outpost_protocol::Reason { code: state.as_str().into(), message: String::new() });
             Ok(json(
                 StatusCode::CONFLICT,
                 &serde_json::json!({ "code": format!("job_{}", state.as_str()), "message": reason.message, "reason": reason.code, "state": state.as_str() }),

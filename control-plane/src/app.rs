@@ -9,9 +9,7 @@ use outpost_protocol::encoding::{hex, sha256_hex};
 use outpost_protocol::enrol::EnrolmentToken;
 use outpost_protocol::ids::{new_job_id, new_nonce, random_bytes};
 use outpost_protocol::job::validate_name;
-use outpost_protocol::{
-    sign_job, CacheSpec, JobSpec, Param, RenderSpec, SigningKey, PROTOCOL_VERSION,
-};
+use outpost_protocol::{sign_job, CacheSpec, JobSpec, Param, SigningKey, PROTOCOL_VERSION};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -32,9 +30,7 @@ pub const API_TOKEN_PREFIX: &str = "opat_";
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// The data dir already exists.
-    #[error(
-        "{0} already exists and is not empty; refusing to overwrite it (choose another --data-dir)"
-    )]
+    #[error("{0} already exists and is not empty; refusing to overwrite it (choose another --data-dir)")]
     DataDirExists(PathBuf),
     /// A file problem.
     #[error(transparent)]
@@ -83,50 +79,27 @@ pub struct InitOutput {
 /// Creates a new data dir with CA, server certificate, signing key, database and admin token.
 pub async fn init(data_dir: &Path, hostname: &str) -> Result<InitOutput, AppError> {
     if hostname.is_empty() || hostname.len() > 253 || hostname.contains(['/', ' ']) {
-        return Err(AppError::Usage(format!(
-            "--hostname {hostname:?} is not a host name or IP address"
-        )));
+        return Err(AppError::Usage(format!("--hostname {hostname:?} is not a host name or IP address")));
     }
-    if data_dir.exists()
-        && std::fs::read_dir(data_dir)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(true)
-    {
+    if data_dir.exists() && std::fs::read_dir(data_dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
         return Err(AppError::DataDirExists(data_dir.to_owned()));
     }
     fsutil::create_private_dir(data_dir)?;
     pki::init(data_dir, hostname)?;
     let key = signing::create(data_dir)?;
-    let meta = Meta {
-        hostname: hostname.to_owned(),
-    };
-    fsutil::write_atomic(
-        &data_dir.join(META_FILE),
-        &serde_json::to_vec_pretty(&meta).unwrap_or_default(),
-        0o600,
-    )?;
+    let meta = Meta { hostname: hostname.to_owned() };
+    fsutil::write_atomic(&data_dir.join(META_FILE), &serde_json::to_vec_pretty(&meta).unwrap_or_default(), 0o600)?;
     let store = SqliteStore::open(&data_dir.join(DB_FILE))?;
     let admin_token = create_api_token(&store, "admin").await?;
     let ca = Ca::load(data_dir)?;
-    Ok(InitOutput {
-        admin_token,
-        ca_sha256: ca.pin(),
-        signing_key_id: key.key_id().0.clone(),
-    })
+    Ok(InitOutput { admin_token, ca_sha256: ca.pin(), signing_key_id: key.key_id().0.clone() })
 }
 
 /// Creates an API token with `role`; returns the token (only its hash is stored).
 pub async fn create_api_token<S: Store>(store: &S, role: &str) -> Result<String, StoreError> {
     let id = hex(&random_bytes::<8>());
     let token = format!("{API_TOKEN_PREFIX}{}", hex(&random_bytes::<32>()));
-    store
-        .add_api_token(
-            id,
-            sha256_hex(token.as_bytes()),
-            role.to_owned(),
-            outpost_protocol::unix_now(),
-        )
-        .await?;
+    store.add_api_token(id, sha256_hex(token.as_bytes()), role.to_owned(), outpost_protocol::unix_now()).await?;
     Ok(token)
 }
 
@@ -134,10 +107,8 @@ pub async fn create_api_token<S: Store>(store: &S, role: &str) -> Result<String,
 pub fn load_meta(data_dir: &Path) -> Result<Meta, AppError> {
     let path = data_dir.join(META_FILE);
     let bytes = fsutil::read_capped_file(&path, 64 * 1024)?;
-    serde_json::from_slice(&bytes).map_err(|e| AppError::Meta {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    })
+    serde_json::from_slice(&bytes)
+        .map_err(|e| AppError::Meta { path: path.display().to_string(), reason: e.to_string() })
 }
 
 /// Everything a running control plane holds.
@@ -160,9 +131,7 @@ pub struct App<S: Store> {
 
 impl<S: Store> std::fmt::Debug for App<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App")
-            .field("data_dir", &self.cfg.data_dir)
-            .finish_non_exhaustive()
+        f.debug_struct("App").field("data_dir", &self.cfg.data_dir).finish_non_exhaustive()
     }
 }
 
@@ -172,15 +141,7 @@ pub fn open(cfg: ControlPlaneConfig) -> Result<Arc<App<SqliteStore>>, AppError> 
     let ca = Ca::load(&cfg.data_dir)?;
     let signing_key = signing::load(&cfg.data_dir)?;
     let meta = load_meta(&cfg.data_dir)?;
-    Ok(Arc::new(App {
-        cfg,
-        store,
-        ca,
-        signing_key,
-        hub: Hub::default(),
-        meta,
-        shutdown: CancellationToken::new(),
-    }))
+    Ok(Arc::new(App { cfg, store, ca, signing_key, hub: Hub::default(), meta, shutdown: CancellationToken::new() }))
 }
 
 /// Body of `POST /v1/jobs`.
@@ -196,8 +157,8 @@ pub struct DispatchRequest {
     /// Typed parameters.
     #[serde(default)]
     pub params: Vec<Param>,
-    /// Render spec.
-    pub render: RenderSpec,
+    /// Render spec (parsed by [`crate::http::parse_render`] for field-precise errors).
+    pub render: serde_json::Value,
     /// Cache instructions.
     #[serde(default)]
     pub cache: CacheSpec,
@@ -205,16 +166,10 @@ pub struct DispatchRequest {
 
 impl<S: Store> App<S> {
     /// Creates an enrolment token bound to `agent`, valid for `ttl_secs`.
-    pub async fn create_enrolment_token(
-        &self,
-        agent: &str,
-        ttl_secs: u64,
-    ) -> Result<(String, i64), AppError> {
+    pub async fn create_enrolment_token(&self, agent: &str, ttl_secs: u64) -> Result<(String, i64), AppError> {
         validate_name(agent).map_err(|e| AppError::Usage(format!("agent name {agent:?}: {e}")))?;
         if !(60..=7 * 86_400).contains(&ttl_secs) {
-            return Err(AppError::Usage(
-                "ttl: must be between 1 minute and 7 days".into(),
-            ));
+            return Err(AppError::Usage("ttl: must be between 1 minute and 7 days".into()));
         }
         let now = outpost_protocol::unix_now();
         let expires_at = now + i64::try_from(ttl_secs).unwrap_or(3600);
@@ -239,18 +194,13 @@ impl<S: Store> App<S> {
     }
 
     /// Validates, signs and queues a job, then wakes its agent. Returns the job id.
-    pub async fn dispatch(
-        &self,
-        req: DispatchRequest,
-    ) -> Result<(String, i64), crate::http::ApiError> {
+    pub async fn dispatch(&self, req: DispatchRequest) -> Result<(String, i64), crate::http::ApiError> {
         use crate::http::ApiError;
         validate_name(&req.agent).map_err(|e| ApiError::bad_field("agent", e))?;
         validate_name(&req.connection).map_err(|e| ApiError::bad_field("connection", e))?;
+        let render = crate::http::parse_render(req.render)?;
         if self.store.agent(req.agent.clone()).await?.is_none() {
-            return Err(ApiError::bad_field(
-                "agent",
-                format!("no enrolled agent is named {:?}", req.agent),
-            ));
+            return Err(ApiError::bad_field("agent", format!("no enrolled agent is named {:?}", req.agent)));
         }
         let now = outpost_protocol::unix_now();
         let ttl = i64::try_from(self.cfg.jobs.ttl_secs).unwrap_or(300);
@@ -264,7 +214,7 @@ impl<S: Store> App<S> {
             connection: req.connection.clone(),
             sql: req.sql,
             params: req.params,
-            render: req.render,
+            render,
             cache: req.cache,
         };
         spec.check_shape().map_err(|m| {

@@ -40,7 +40,7 @@ pub struct ControlPlaneConfig {
     #[serde(default)]
     pub agent_address: Option<String>,
     /// Lifetimes.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
     pub jobs: JobsConfig,
     /// Agent certificate lifetime, seconds.
     #[serde(default = "default_cert_lifetime")]
@@ -64,23 +64,15 @@ pub struct JobsConfig {
 
 impl Default for JobsConfig {
     fn default() -> Self {
-        Self {
-            ttl_secs: DEFAULT_JOB_TTL_SECS,
-            lease_secs: DEFAULT_LEASE_SECS,
-            long_poll_secs: DEFAULT_LONG_POLL_SECS,
-        }
+        Self { ttl_secs: DEFAULT_JOB_TTL_SECS, lease_secs: DEFAULT_LEASE_SECS, long_poll_secs: DEFAULT_LONG_POLL_SECS }
     }
 }
 
 fn default_agent_listen() -> SocketAddr {
-    DEFAULT_AGENT_LISTEN
-        .parse()
-        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 7443)))
+    DEFAULT_AGENT_LISTEN.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 7443)))
 }
 fn default_api_listen() -> SocketAddr {
-    DEFAULT_API_LISTEN
-        .parse()
-        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8443)))
+    DEFAULT_API_LISTEN.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8443)))
 }
 fn default_job_ttl() -> u64 {
     DEFAULT_JOB_TTL_SECS
@@ -132,18 +124,13 @@ impl ControlPlaneConfig {
             return Err(invalid("jobs.long_poll_secs", "must be between 1 and 300"));
         }
         if !(300..=90 * 86_400).contains(&self.cert_lifetime_secs) {
-            return Err(invalid(
-                "cert_lifetime_secs",
-                "must be between 300 and 7776000",
-            ));
+            return Err(invalid("cert_lifetime_secs", "must be between 300 and 7776000"));
         }
         Ok(())
     }
 
     /// The address agents are told to dial.
     pub fn advertised_agent_address(&self) -> String {
-        self.agent_address
-            .clone()
-            .unwrap_or_else(|| self.agent_listen.to_string())
+        self.agent_address.clone().unwrap_or_else(|| self.agent_listen.to_string())
     }
 }

@@ -24,20 +24,12 @@ pub struct ApiError {
 impl ApiError {
     /// Builds an error.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
+        Self { status, code, message: message.into() }
     }
 
     /// 400 naming the field.
     pub fn bad_field(field: &str, message: impl std::fmt::Display) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            format!("{field}: {message}"),
-        )
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", format!("{field}: {message}"))
     }
 
     /// 404.
@@ -48,22 +40,12 @@ impl ApiError {
     /// 500; the detail goes to the log only.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "Request failed inside the control plane.");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error; see the control plane's log",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the control plane's log")
     }
 
     /// Renders the error as a response.
     pub fn into_response(self) -> Response<Body> {
-        json(
-            self.status,
-            &outpost_protocol::wire::ErrorBody {
-                code: self.code.to_owned(),
-                message: self.message,
-            },
-        )
+        json(self.status, &outpost_protocol::wire::ErrorBody { code: self.code.to_owned(), message: self.message })
     }
 }
 
@@ -86,44 +68,30 @@ pub fn bytes_response(status: StatusCode, content_type: &str, body: Vec<u8>) -> 
     let h = res.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_str(content_type)
-            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+        HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")),
     );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     // Rendered results come from agents, which are not trusted to produce safe markup:
     // nothing in a response may run script or load anything.
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox",
-        ),
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox"),
     );
     res
 }
 
-/// Reads a request body of at most `max` bytes.
+/// Reads a request body of at most `max` bytes: the one capped body read of the control plane.
+#[allow(clippy::disallowed_methods)] // `collect` runs on a `Limited` body
 pub async fn read_body(body: Incoming, max: usize) -> Result<Bytes, ApiError> {
     match Limited::new(body, max).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("request body is larger than {max} bytes"),
-            ))
-        }
-        Err(e) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_body",
-            format!("could not read request body: {e}"),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request body is larger than {max} bytes"),
         )),
+        Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("could not read request body: {e}"))),
     }
 }
 
@@ -140,6 +108,42 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Api
             ApiError::bad_field(&path, msg)
         }
     })
+}
+
+/// Parses an already-decoded JSON value, naming fields as `prefix.field`.
+pub fn parse_value_at<T: serde::de::DeserializeOwned>(value: serde_json::Value, prefix: &str) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let msg = strip_position(&e.into_inner().to_string());
+        if path == "." || path.is_empty() {
+            ApiError::bad_field(prefix, msg)
+        } else {
+            ApiError::bad_field(&format!("{prefix}.{path}"), msg)
+        }
+    })
+}
+
+/// Parses a render spec, naming the exact field on error. Serde buffers internally
+/// tagged enums, which hides the field path, so the kind is read first and the rest is
+/// parsed as that kind's struct.
+pub fn parse_render(value: serde_json::Value) -> Result<outpost_protocol::RenderSpec, ApiError> {
+    use outpost_protocol::RenderSpec;
+    let serde_json::Value::Object(mut map) = value else {
+        return Err(ApiError::bad_field("render", "must be an object with a `kind`"));
+    };
+    let kind = match map.remove("kind") {
+        Some(serde_json::Value::String(k)) => k,
+        Some(_) => return Err(ApiError::bad_field("render.kind", "must be a string")),
+        None => return Err(ApiError::bad_field("render.kind", "missing; expected one of: table, bar")),
+    };
+    let rest = serde_json::Value::Object(map);
+    match kind.as_str() {
+        "table" => Ok(RenderSpec::Table(parse_value_at(rest, "render")?)),
+        "bar" => Ok(RenderSpec::Bar(parse_value_at(rest, "render")?)),
+        other => {
+            Err(ApiError::bad_field("render.kind", format!("unknown kind {other:?}; expected one of: table, bar")))
+        }
+    }
 }
 
 fn strip_position(msg: &str) -> String {
@@ -179,11 +183,7 @@ mod tests {
     fn json_errors_name_the_field() {
         let e = parse_json::<Req>(br#"{"agent":"a","render":{"y":5}}"#).expect_err("bad type");
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
-        assert!(
-            e.message.starts_with("render.y: invalid type"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.starts_with("render.y: invalid type"), "{}", e.message);
         let e = parse_json::<Req>(br#"{"render":{"y":[]}}"#).expect_err("missing");
         assert!(e.message.contains("missing field `agent`"), "{}", e.message);
     }

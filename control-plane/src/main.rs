@@ -101,13 +101,9 @@ struct Target {
 impl Target {
     fn load(&self) -> Result<ControlPlaneConfig, Failure> {
         match (&self.config, &self.data_dir) {
-            (Some(path), _) => {
-                ControlPlaneConfig::load(path).map_err(|e| Failure::Usage(e.to_string()))
-            }
+            (Some(path), _) => ControlPlaneConfig::load(path).map_err(|e| Failure::Usage(e.to_string())),
             (None, Some(dir)) => Ok(ControlPlaneConfig::with_data_dir(dir.clone())),
-            (None, None) => Err(Failure::Usage(
-                "give --config FILE or --data-dir DIR".into(),
-            )),
+            (None, None) => Err(Failure::Usage("give --config FILE or --data-dir DIR".into())),
         }
     }
 }
@@ -132,10 +128,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -159,9 +152,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Init { data_dir, hostname } => {
             let out = app::init(&data_dir, &hostname).await.map_err(|e| match e {
-                app::AppError::DataDirExists(_) | app::AppError::Usage(_) => {
-                    Failure::Usage(e.to_string())
-                }
+                app::AppError::DataDirExists(_) | app::AppError::Usage(_) => Failure::Usage(e.to_string()),
                 other => Failure::Other(anyhow::Error::new(other).context("init failed")),
             })?;
             println!("Initialised {}.", data_dir.display());
@@ -171,13 +162,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             println!("{}", out.admin_token);
             Ok(())
         }
-        Command::Serve {
-            target,
-            agent_listen,
-            api_listen,
-            agent_address,
-            lease_secs,
-        } => {
+        Command::Serve { target, agent_listen, api_listen, agent_address, lease_secs } => {
             let mut cfg = target.load()?;
             if let Some(a) = agent_listen {
                 cfg.agent_listen = a;
@@ -191,24 +176,22 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             if let Some(l) = lease_secs {
                 cfg.jobs.lease_secs = l;
             }
-            cfg.check("command line")
-                .map_err(|e| Failure::Usage(e.to_string()))?;
+            cfg.check("command line").map_err(|e| Failure::Usage(e.to_string()))?;
             serve(cfg).await.map_err(Failure::Other)
         }
         Command::EnrollmentToken(TokenCommand::Create { target, agent, ttl }) => {
             let cfg = target.load()?;
-            let ttl_secs = parse_duration(&ttl).ok_or_else(|| {
-                Failure::Usage(format!("--ttl {ttl:?}: expected e.g. 30m, 1h, 2d"))
-            })?;
+            let ttl_secs = parse_duration(&ttl)
+                .ok_or_else(|| Failure::Usage(format!("--ttl {ttl:?}: expected e.g. 30m, 1h, 2d")))?;
             let app = app::open(cfg).context("cannot open the control plane's data dir")?;
-            let (token, expires_at) =
-                app.create_enrolment_token(&agent, ttl_secs)
-                    .await
-                    .map_err(|e| match e {
-                        app::AppError::Usage(m) => Failure::Usage(m),
-                        other => Failure::Other(other.into()),
-                    })?;
-            eprintln!("Enrolment token for agent {agent:?}, single use, expires at {} (unix {expires_at}):", fmt_time(expires_at));
+            let (token, expires_at) = app.create_enrolment_token(&agent, ttl_secs).await.map_err(|e| match e {
+                app::AppError::Usage(m) => Failure::Usage(m),
+                other => Failure::Other(other.into()),
+            })?;
+            eprintln!(
+                "Enrolment token for agent {agent:?}, single use, expires at {} (unix {expires_at}):",
+                fmt_time(expires_at)
+            );
             println!("{token}");
             Ok(())
         }
@@ -222,8 +205,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 
 async fn serve(cfg: ControlPlaneConfig) -> anyhow::Result<()> {
     let app = app::open(cfg).context("cannot open the control plane's data dir")?;
-    let listeners =
-        outpost_control_plane::server::bind(app.cfg.agent_listen, app.cfg.api_listen).await?;
+    let listeners = outpost_control_plane::server::bind(app.cfg.agent_listen, app.cfg.api_listen).await?;
     tracing::info!(
         agent_listen = %listeners.agent.local_addr()?,
         api_listen = %listeners.api.local_addr()?,
@@ -241,10 +223,7 @@ async fn serve(cfg: ControlPlaneConfig) -> anyhow::Result<()> {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         return std::future::pending().await;
     };
     tokio::select! {
@@ -268,7 +247,5 @@ fn parse_duration(s: &str) -> Option<u64> {
 }
 
 fn fmt_time(unix: i64) -> String {
-    chrono::DateTime::from_timestamp(unix, 0)
-        .map(|t| t.to_rfc3339())
-        .unwrap_or_else(|| unix.to_string())
+    chrono::DateTime::from_timestamp(unix, 0).map(|t| t.to_rfc3339()).unwrap_or_else(|| unix.to_string())
 }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use outpost_common::fsutil::{self, FileError};
 use outpost_protocol::encoding::sha256_hex;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -62,9 +62,7 @@ pub struct Ca {
 
 impl std::fmt::Debug for Ca {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ca")
-            .field("pin", &self.pin())
-            .finish_non_exhaustive()
+        f.debug_struct("Ca").field("pin", &self.pin()).finish_non_exhaustive()
     }
 }
 
@@ -87,11 +85,8 @@ pub fn init(dir: &Path, hostname: &str) -> Result<(), PkiError> {
     dn.push(DnType::OrganizationName, "Outpost");
     ca_params.distinguished_name = dn;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    ca_params.key_usages =
+        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     ca_params.not_before = now_offset(-1);
     ca_params.not_after = now_offset(CA_LIFETIME_DAYS);
     ca_params.serial_number = Some(random_serial());
@@ -136,14 +131,10 @@ impl Ca {
         let key = KeyPair::from_pem(key_text)?;
         let cert_bytes = fsutil::read_capped_file(&dir.join(CA_CERT), MAX_PEM)?;
         let cert_pem = String::from_utf8(cert_bytes).map_err(|_| bad("ca.crt", "not UTF-8"))?;
-        let cert_der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
-            .map_err(|e| bad("ca.crt", &e.to_string()))?;
+        let cert_der =
+            CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| bad("ca.crt", &e.to_string()))?;
         let issuer = Issuer::from_ca_cert_der(&cert_der, key)?;
-        Ok(Self {
-            issuer,
-            cert_der,
-            cert_pem,
-        })
+        Ok(Self { issuer, cert_der, cert_pem })
     }
 
     /// SHA-256 of the CA certificate (DER), hex: the pin carried by enrolment tokens.
@@ -163,12 +154,7 @@ impl Ca {
 
     /// Issues a client certificate for `agent` from a PEM CSR, taking only its public key.
     /// Returns the certificate PEM and its expiry (unix seconds).
-    pub fn issue_agent_cert(
-        &self,
-        agent: &str,
-        csr_pem: &str,
-        lifetime_secs: i64,
-    ) -> Result<(String, i64), PkiError> {
+    pub fn issue_agent_cert(&self, agent: &str, csr_pem: &str, lifetime_secs: i64) -> Result<(String, i64), PkiError> {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)?;
         let mut p = CertificateParams::default();
         let mut dn = DistinguishedName::new();
@@ -189,16 +175,11 @@ impl Ca {
 }
 
 fn bad(what: &str, reason: &str) -> PkiError {
-    PkiError::BadPem {
-        what: what.to_owned(),
-        reason: reason.to_owned(),
-    }
+    PkiError::BadPem { what: what.to_owned(), reason: reason.to_owned() }
 }
 
 /// Loads the server's certificate chain and key for rustls.
-pub fn load_server_identity(
-    dir: &Path,
-) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), PkiError> {
+pub fn load_server_identity(dir: &Path) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), PkiError> {
     let chain_pem = fsutil::read_capped_file(&dir.join(SERVER_CERT), MAX_PEM)?;
     let chain: Vec<_> = CertificateDer::pem_slice_iter(&chain_pem)
         .collect::<Result<_, _>>()
@@ -207,21 +188,14 @@ pub fn load_server_identity(
         return Err(bad("server.crt", "no certificate found"));
     }
     let key_pem = zeroize::Zeroizing::new(fsutil::read_private(&dir.join(SERVER_KEY), MAX_PEM)?);
-    let key =
-        PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| bad("server.key", &e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| bad("server.key", &e.to_string()))?;
     Ok((chain, key))
 }
 
 /// The agent name (certificate CN) of a verified client certificate.
 pub fn agent_name_of(cert: &CertificateDer<'_>) -> Option<String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert).ok()?;
-    let cn = parsed
-        .subject()
-        .iter_common_name()
-        .next()?
-        .as_str()
-        .ok()?
-        .to_owned();
+    let cn = parsed.subject().iter_common_name().next()?.as_str().ok()?.to_owned();
     outpost_protocol::job::validate_name(&cn).ok()?;
     Some(cn)
 }
@@ -243,11 +217,7 @@ mod tests {
         let mut req = CertificateParams::new(vec!["admin".to_string()]).expect("params");
         req.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         req.distinguished_name.push(DnType::CommonName, "admin");
-        let csr = req
-            .serialize_request(&key)
-            .expect("csr")
-            .pem()
-            .expect("pem");
+        let csr = req.serialize_request(&key).expect("csr").pem().expect("pem");
         let (pem, _) = ca.issue_agent_cert("edge-1", &csr, 3600).expect("issue");
         let der = CertificateDer::from_pem_slice(pem.as_bytes()).expect("der");
         assert_eq!(agent_name_of(&der).as_deref(), Some("edge-1"));

@@ -72,10 +72,8 @@ fn tls_configs<S: Store>(app: &App<S>) -> Result<TlsConfigs, ServeError> {
     let (chain, key) = crate::pki::load_server_identity(&app.cfg.data_dir)?;
     let mut roots = RootCertStore::empty();
     roots.add(app.ca.cert_der().clone())?;
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).build()?;
-    let versions: &[&rustls::SupportedProtocolVersion] =
-        &[&rustls::version::TLS13, &rustls::version::TLS12];
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).build()?;
+    let versions: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
 
     let mut agent = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(versions)?
@@ -94,11 +92,7 @@ fn tls_configs<S: Store>(app: &App<S>) -> Result<TlsConfigs, ServeError> {
         .with_no_client_auth()
         .with_single_cert(chain, key)?;
     api.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsConfigs {
-        agent: Arc::new(agent),
-        enrol: Arc::new(enrol),
-        api: Arc::new(api),
-    })
+    Ok(TlsConfigs { agent: Arc::new(agent), enrol: Arc::new(enrol), api: Arc::new(api) })
 }
 
 /// Bound listeners, so callers learn the real ports before serving.
@@ -112,15 +106,8 @@ pub struct Listeners {
 
 /// Binds both listeners.
 pub async fn bind(agent: SocketAddr, api: SocketAddr) -> Result<Listeners, ServeError> {
-    let a = TcpListener::bind(agent)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: agent,
-            source,
-        })?;
-    let b = TcpListener::bind(api)
-        .await
-        .map_err(|source| ServeError::Bind { addr: api, source })?;
+    let a = TcpListener::bind(agent).await.map_err(|source| ServeError::Bind { addr: agent, source })?;
+    let b = TcpListener::bind(api).await.map_err(|source| ServeError::Bind { addr: api, source })?;
     Ok(Listeners { agent: a, api: b })
 }
 
@@ -128,22 +115,10 @@ pub async fn bind(agent: SocketAddr, api: SocketAddr) -> Result<Listeners, Serve
 pub async fn serve<S: Store>(app: Arc<App<S>>, listeners: Listeners) -> Result<(), ServeError> {
     let tls = Arc::new(tls_configs(&app)?);
     let graceful = Arc::new(GracefulShutdown::new());
-    let agent_loop = accept_loop(
-        Arc::clone(&app),
-        listeners.agent,
-        Arc::clone(&tls),
-        Arc::clone(&graceful),
-        true,
-    )
-    .instrument(tracing::info_span!("agent_listener"));
-    let api_loop = accept_loop(
-        Arc::clone(&app),
-        listeners.api,
-        Arc::clone(&tls),
-        Arc::clone(&graceful),
-        false,
-    )
-    .instrument(tracing::info_span!("api_listener"));
+    let agent_loop = accept_loop(Arc::clone(&app), listeners.agent, Arc::clone(&tls), Arc::clone(&graceful), true)
+        .instrument(tracing::info_span!("agent_listener"));
+    let api_loop = accept_loop(Arc::clone(&app), listeners.api, Arc::clone(&tls), Arc::clone(&graceful), false)
+        .instrument(tracing::info_span!("api_listener"));
     tokio::join!(agent_loop, api_loop);
     let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
     tokio::select! {

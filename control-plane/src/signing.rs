@@ -34,10 +34,8 @@ pub enum SigningError {
 /// Generates and stores a new signing key.
 pub fn create(dir: &Path) -> Result<SigningKey, SigningError> {
     let path = dir.join(SIGNING_KEY);
-    let (key, pkcs8) = SigningKey::generate().map_err(|source| SigningError::BadKey {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let (key, pkcs8) =
+        SigningKey::generate().map_err(|source| SigningError::BadKey { path: path.display().to_string(), source })?;
     fsutil::write_private(&path, &pkcs8)?;
     Ok(key)
 }
@@ -46,16 +44,10 @@ pub fn create(dir: &Path) -> Result<SigningKey, SigningError> {
 pub fn load(dir: &Path) -> Result<SigningKey, SigningError> {
     let path = dir.join(SIGNING_KEY);
     let bytes = zeroize::Zeroizing::new(fsutil::read_private(&path, 4096)?);
-    SigningKey::from_pkcs8(&bytes).map_err(|source| SigningError::BadKey {
-        path: path.display().to_string(),
-        source,
-    })
+    SigningKey::from_pkcs8(&bytes).map_err(|source| SigningError::BadKey { path: path.display().to_string(), source })
 }
 
 /// The public keys agents should trust.
 pub fn published(key: &SigningKey) -> Vec<PublishedKey> {
-    vec![PublishedKey {
-        key_id: key.key_id().0.clone(),
-        public_key: b64_encode(&key.public_key()),
-    }]
+    vec![PublishedKey { key_id: key.key_id().0.clone(), public_key: b64_encode(&key.public_key()) }]
 }

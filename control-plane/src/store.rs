@@ -77,12 +77,7 @@ impl JobState {
             "failed" => JobState::Failed,
             "rejected" => JobState::Rejected,
             "expired" => JobState::Expired,
-            other => {
-                return Err(StoreError::Corrupt {
-                    table: "jobs",
-                    reason: format!("state {other:?}"),
-                })
-            }
+            other => return Err(StoreError::Corrupt { table: "jobs", reason: format!("state {other:?}") }),
         })
     }
 
@@ -224,10 +219,7 @@ pub enum RedeemError {
 /// The control plane's persistence, narrow on purpose: each method is one transaction.
 pub trait Store: Send + Sync + 'static {
     /// Stores a new enrolment token.
-    fn create_enrol_token(
-        &self,
-        t: EnrolTokenRecord,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn create_enrol_token(&self, t: EnrolTokenRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Checks and consumes a token in one transaction; on success the agent is recorded.
     fn redeem_enrol_token(
         &self,
@@ -238,10 +230,7 @@ pub trait Store: Send + Sync + 'static {
         cert_not_after: i64,
     ) -> impl Future<Output = Result<Result<(), RedeemError>, StoreError>> + Send;
     /// One agent.
-    fn agent(
-        &self,
-        name: String,
-    ) -> impl Future<Output = Result<Option<AgentRecord>, StoreError>> + Send;
+    fn agent(&self, name: String) -> impl Future<Output = Result<Option<AgentRecord>, StoreError>> + Send;
     /// All agents, by name.
     fn agents(&self) -> impl Future<Output = Result<Vec<AgentRecord>, StoreError>> + Send;
     /// Records that an agent was seen; updates version and connections when given.
@@ -382,14 +371,10 @@ impl SqliteStore {
         } else if version > SCHEMA_VERSION {
             return Err(StoreError::Corrupt {
                 table: "schema",
-                reason: format!(
-                    "database schema {version} is newer than this build ({SCHEMA_VERSION})"
-                ),
+                reason: format!("database schema {version} is newer than this build ({SCHEMA_VERSION})"),
             });
         }
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
 
     async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -399,9 +384,7 @@ impl SqliteStore {
     {
         let conn = Arc::clone(&self.conn);
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| StoreError::Task("database mutex poisoned".into()))?;
+            let mut guard = conn.lock().map_err(|_| StoreError::Task("database mutex poisoned".into()))?;
             f(&mut guard)
         })
         .await
@@ -423,20 +406,13 @@ fn agent_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AgentRecord> {
 
 const AGENT_COLS: &str = "name, enrolled_at, cert_not_after, last_seen, version, connections";
 
-fn expire_overdue(
-    tx: &Connection,
-    where_sql: &str,
-    arg: &str,
-    now: i64,
-) -> Result<Vec<String>, StoreError> {
+fn expire_overdue(tx: &Connection, where_sql: &str, arg: &str, now: i64) -> Result<Vec<String>, StoreError> {
     let mut stmt = tx.prepare_cached(&format!(
         "UPDATE jobs SET state = 'expired', finished_at = ?2, lease_until = NULL,
              reason_code = 'expired', reason_message = 'the job expired before its agent returned a result'
          WHERE {where_sql} AND state IN ('queued', 'leased') AND expires_at < ?2 RETURNING id"
     ))?;
-    let ids = stmt
-        .query_map(params![arg, now], |r| r.get(0))?
-        .collect::<Result<Vec<String>, _>>()?;
+    let ids = stmt.query_map(params![arg, now], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
     Ok(ids)
 }
 
@@ -498,22 +474,17 @@ impl Store for SqliteStore {
 
     async fn agent(&self, name: String) -> Result<Option<AgentRecord>, StoreError> {
         self.with_conn(move |c| {
-            Ok(
-                c.prepare_cached(&format!("SELECT {AGENT_COLS} FROM agents WHERE name = ?1"))?
-                    .query_row(params![name], agent_from_row)
-                    .optional()?,
-            )
+            Ok(c.prepare_cached(&format!("SELECT {AGENT_COLS} FROM agents WHERE name = ?1"))?
+                .query_row(params![name], agent_from_row)
+                .optional()?)
         })
         .await
     }
 
     async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
         self.with_conn(|c| {
-            let mut stmt =
-                c.prepare_cached(&format!("SELECT {AGENT_COLS} FROM agents ORDER BY name"))?;
-            let rows = stmt
-                .query_map([], agent_from_row)?
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut stmt = c.prepare_cached(&format!("SELECT {AGENT_COLS} FROM agents ORDER BY name"))?;
+            let rows = stmt.query_map([], agent_from_row)?.collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
         .await
@@ -537,13 +508,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn add_api_token(
-        &self,
-        id: String,
-        token_sha256: String,
-        role: String,
-        now: i64,
-    ) -> Result<(), StoreError> {
+    async fn add_api_token(&self, id: String, token_sha256: String, role: String, now: i64) -> Result<(), StoreError> {
         self.with_conn(move |c| {
             c.execute(
                 "INSERT INTO api_tokens (id, token_sha256, role, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -554,11 +519,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn api_token_role(
-        &self,
-        token_sha256: String,
-        now: i64,
-    ) -> Result<Option<String>, StoreError> {
+    async fn api_token_role(&self, token_sha256: String, now: i64) -> Result<Option<String>, StoreError> {
         self.with_conn(move |c| {
             let role: Option<String> = c
                 .prepare_cached("SELECT role FROM api_tokens WHERE token_sha256 = ?1")?
@@ -656,7 +617,17 @@ impl Store for SqliteStore {
                 "UPDATE jobs SET state = ?2, finished_at = ?3, lease_until = NULL, report_sha256 = ?4,
                      reason_code = ?5, reason_message = ?6, stats = ?7, content_type = ?8, body = ?9 WHERE id = ?1",
             )?
-            .execute(params![report.job_id, new_state.as_str(), now, report_sha256, code, message, stats, report.content_type, body])?;
+            .execute(params![
+                report.job_id,
+                new_state.as_str(),
+                now,
+                report_sha256,
+                code,
+                message,
+                stats,
+                report.content_type,
+                body
+            ])?;
             tx.prepare_cached("UPDATE agents SET last_seen = ?2 WHERE name = ?1")?.execute(params![agent, now])?;
             tx.commit()?;
             Ok(CompleteOutcome::Accepted)
@@ -664,16 +635,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn job(
-        &self,
-        id: String,
-        now: i64,
-        with_body: bool,
-    ) -> Result<Option<JobRecord>, StoreError> {
+    async fn job(&self, id: String, now: i64, with_body: bool) -> Result<Option<JobRecord>, StoreError> {
         self.with_conn(move |c| {
             let tx = c.transaction()?;
             let overdue: Option<i64> = tx
-                .prepare_cached("SELECT 1 FROM jobs WHERE id = ?1 AND state IN ('queued', 'leased') AND expires_at < ?2")?
+                .prepare_cached(
+                    "SELECT 1 FROM jobs WHERE id = ?1 AND state IN ('queued', 'leased') AND expires_at < ?2",
+                )?
                 .query_row(params![id, now], |r| r.get(0))
                 .optional()?;
             if overdue.is_some() {

@@ -370,7 +370,7 @@ impl Envelope {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::{CacheSpec, RenderSpec, TableFormat};
+    use crate::job::{CacheSpec, RenderSpec, TableFormat, TableSpec};
 
     fn spec(now: i64) -> JobSpec {
         JobSpec {
@@ -383,7 +383,7 @@ mod tests {
             connection: "sample".into(),
             sql: "SELECT 1".into(),
             params: vec![],
-            render: RenderSpec::Table { format: TableFormat::Json, max_rows: None },
+            render: RenderSpec::Table(TableSpec { format: TableFormat::Json, max_rows: None }),
             cache: CacheSpec::default(),
         }
     }

@@ -67,27 +67,47 @@ pub enum Param {
 
 /// How a result is rendered. Only the rendered form leaves the agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RenderSpec {
     /// A table of at most `max_rows` rows.
-    Table {
-        /// JSON or HTML.
-        #[serde(default)]
-        format: TableFormat,
-        /// Row cap requested by the job; the agent's policy may lower it.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        max_rows: Option<u32>,
-    },
+    Table(TableSpec),
     /// A bar chart as SVG: one bar group per row, one series per `y` column.
-    Bar {
-        /// Column holding the category labels.
-        x: String,
-        /// Columns holding the numeric values (one series each).
-        y: Vec<String>,
-        /// Chart title.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        title: Option<String>,
-    },
+    Bar(BarSpec),
+}
+
+/// A table rendering.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableSpec {
+    /// JSON or HTML.
+    #[serde(default)]
+    pub format: TableFormat,
+    /// Row cap requested by the job; the agent's policy may lower it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rows: Option<u32>,
+}
+
+/// A bar chart rendering.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BarSpec {
+    /// Column holding the category labels.
+    pub x: String,
+    /// Columns holding the numeric values (one series each).
+    pub y: Vec<String>,
+    /// Chart title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+}
+
+impl RenderSpec {
+    /// The kind's name on the wire.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RenderSpec::Table(_) => "table",
+            RenderSpec::Bar(_) => "bar",
+        }
+    }
 }
 
 /// Output format of a table rendering.
@@ -146,7 +166,7 @@ impl JobSpec {
         if self.expires_at <= self.issued_at {
             return Err("expires_at: must be after issued_at".into());
         }
-        if let RenderSpec::Bar { y, .. } = &self.render {
+        if let RenderSpec::Bar(BarSpec { y, .. }) = &self.render {
             if y.is_empty() {
                 return Err("render.y: must name at least one column".into());
             }

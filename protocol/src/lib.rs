@@ -22,7 +22,7 @@ pub mod report;
 pub mod wire;
 
 pub use envelope::{sign_job, Envelope, KeyId, SigningKey, TrustedKeys, VerifiedJob, VerifyError, VerifyOptions};
-pub use job::{CacheSpec, JobSpec, Param, RenderSpec, TableFormat, PROTOCOL_VERSION};
+pub use job::{BarSpec, CacheSpec, JobSpec, Param, RenderSpec, TableFormat, TableSpec, PROTOCOL_VERSION};
 pub use report::{JobOutcome, Reason, ResultReport, ResultStats};
 
 /// Current time as unix seconds. The only clock in this crate; callers pass `now`

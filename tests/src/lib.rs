@@ -1,1 +1,224 @@
+//! Harness for Outpost's end-to-end tests: starts the real `outpost-control-plane` and
+//! `outpost-agent` binaries as separate processes in a temp dir, talks to the API over
+//! real TLS, and cleans up (kills every process it started) on drop, also when a test
+//! fails.
+//!
+//! Binaries are taken from `OUTPOST_BIN_DIR`, or from the workspace's `target/debug`;
+//! `scripts/test.sh` builds them first.
 #![forbid(unsafe_code)]
+
+pub mod client;
+pub mod proc;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+
+pub use client::{Api, HttpResponse};
+pub use proc::Process;
+
+/// Path of one of the project's binaries.
+pub fn bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("OUTPOST_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug"));
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (scripts/test.sh does)",
+        p.display()
+    );
+    p
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; the kernel does not hand it out again at once).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+/// Runs a command to completion; returns (exit code, stdout, stderr).
+pub fn run_cmd(program: &Path, args: &[&str], stdin: Option<&str>) -> Result<(i32, String, String)> {
+    use std::io::Write as _;
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    cmd.stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() });
+    let mut child = cmd.spawn().with_context(|| format!("spawning {}", program.display()))?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// A control plane in a temp dir: initialised, and started with [`ControlPlane::start`].
+pub struct ControlPlane {
+    /// The data dir.
+    pub data_dir: PathBuf,
+    /// Agent listener.
+    pub agent_addr: String,
+    /// API listener.
+    pub api_addr: String,
+    /// The admin API token from `init`.
+    pub admin_token: String,
+    /// Extra `serve` flags.
+    pub serve_args: Vec<String>,
+    process: Option<Process>,
+    log: PathBuf,
+}
+
+impl ControlPlane {
+    /// Runs `init` in `root/cp`.
+    pub fn init(root: &Path) -> Result<Self> {
+        let data_dir = root.join("cp");
+        let (code, out, err) = run_cmd(
+            &bin("outpost-control-plane"),
+            &["init", "--data-dir", data_dir.to_str().unwrap_or_default(), "--hostname", "localhost"],
+            None,
+        )?;
+        if code != 0 {
+            bail!("init failed ({code}): {err}");
+        }
+        let admin_token = out.lines().find(|l| l.starts_with("opat_")).context("no admin token printed")?.to_owned();
+        Ok(Self {
+            data_dir,
+            agent_addr: format!("127.0.0.1:{}", free_port()),
+            api_addr: format!("127.0.0.1:{}", free_port()),
+            admin_token,
+            serve_args: Vec::new(),
+            process: None,
+            log: root.join("control-plane.log"),
+        })
+    }
+
+    /// Starts `serve` and waits until it listens.
+    pub fn start(&mut self) -> Result<()> {
+        let mut args = vec![
+            "serve".to_owned(),
+            "--data-dir".into(),
+            self.data_dir.display().to_string(),
+            "--agent-listen".into(),
+            self.agent_addr.clone(),
+            "--api-listen".into(),
+            self.api_addr.clone(),
+        ];
+        args.extend(self.serve_args.iter().cloned());
+        let p = Process::spawn(&bin("outpost-control-plane"), &args, &self.log)?;
+        p.wait_for_log("Control plane listening.", Duration::from_secs(30))?;
+        self.process = Some(p);
+        Ok(())
+    }
+
+    /// The running process.
+    pub fn process(&self) -> Result<&Process> {
+        self.process.as_ref().context("control plane not started")
+    }
+
+    /// Kills the process with SIGKILL and waits for it.
+    pub fn kill(&mut self) -> Result<()> {
+        if let Some(mut p) = self.process.take() {
+            p.kill_hard()?;
+        }
+        Ok(())
+    }
+
+    /// An API client with the admin token.
+    pub fn api(&self) -> Result<Api> {
+        Api::new(&self.api_addr, &self.data_dir.join("ca.crt"), Some(self.admin_token.clone()))
+    }
+
+    /// Creates an enrolment token through the API.
+    pub async fn enrolment_token(&self, agent: &str) -> Result<String> {
+        let res = self
+            .api()?
+            .post_json("/v1/enrollment-tokens", &serde_json::json!({ "agent": agent, "ttl_secs": 600 }))
+            .await?;
+        if res.status != 201 {
+            bail!("token creation failed: {} {}", res.status, res.text());
+        }
+        Ok(res.json()?["token"].as_str().context("no token")?.to_owned())
+    }
+
+    /// The control plane's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// An agent in a temp dir with its own agent.yaml.
+pub struct Agent {
+    /// Agent name.
+    pub name: String,
+    /// Path of agent.yaml.
+    pub config: PathBuf,
+    /// State dir.
+    pub state_dir: PathBuf,
+    process: Option<Process>,
+    log: PathBuf,
+}
+
+impl Agent {
+    /// Writes an agent.yaml with the sample connection and `extra_limits` lines under `limits:`.
+    pub fn new(root: &Path, name: &str, extra_limits: &str) -> Result<Self> {
+        let dir = root.join(format!("agent-{name}"));
+        std::fs::create_dir_all(&dir)?;
+        let state_dir = dir.join("state");
+        let config = dir.join("agent.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir: {}\nconnections:\n  sample:\n    kind: sqlite\n    path: sample.db\n    sample: true\nlimits:\n  max_rows: 1000\n{extra_limits}",
+                state_dir.display()
+            ),
+        )?;
+        Ok(Self { name: name.to_owned(), config, state_dir, process: None, log: dir.join("agent.log") })
+    }
+
+    /// Runs `outpost-agent enroll --token -` (token on stdin); returns (exit code, stdout, stderr).
+    pub fn enroll(&self, token: &str) -> Result<(i32, String, String)> {
+        run_cmd(
+            &bin("outpost-agent"),
+            &["--config", self.config.to_str().unwrap_or_default(), "enroll", "--token", "-"],
+            Some(token),
+        )
+    }
+
+    /// Starts `run` (does not wait for the control plane).
+    pub fn start(&mut self) -> Result<()> {
+        let args = vec!["--config".to_owned(), self.config.display().to_string(), "run".into()];
+        self.process = Some(Process::spawn(&bin("outpost-agent"), &args, &self.log)?);
+        Ok(())
+    }
+
+    /// Starts `run` and waits until it has reached the control plane.
+    pub fn start_connected(&mut self) -> Result<()> {
+        self.start()?;
+        self.process()?.wait_for_log("Control plane reachable", Duration::from_secs(30))
+    }
+
+    /// The running process.
+    pub fn process(&self) -> Result<&Process> {
+        self.process.as_ref().context("agent not started")
+    }
+
+    /// Stops with SIGTERM and waits for a clean exit.
+    pub fn stop(&mut self) -> Result<std::process::ExitStatus> {
+        let mut p = self.process.take().context("agent not started")?;
+        p.terminate(Duration::from_secs(40))
+    }
+
+    /// The audit log's records.
+    pub fn audit_records(&self) -> Result<Vec<serde_json::Value>> {
+        let text = std::fs::read_to_string(self.state_dir.join("audit.log")).unwrap_or_default();
+        text.lines().map(|l| serde_json::from_str(l).with_context(|| format!("audit line {l:?}"))).collect()
+    }
+
+    /// The agent's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}

@@ -12,8 +12,8 @@ use std::path::PathBuf;
 
 use outpost_protocol::encoding::{b64_decode, b64_encode};
 use outpost_protocol::{
-    sign_job, CacheSpec, Envelope, JobSpec, Param, RenderSpec, SigningKey, TableFormat, TrustedKeys, VerifyOptions,
-    PROTOCOL_VERSION,
+    sign_job, BarSpec, CacheSpec, Envelope, JobSpec, Param, RenderSpec, SigningKey, TableFormat, TableSpec,
+    TrustedKeys, VerifyOptions, PROTOCOL_VERSION,
 };
 use serde::{Deserialize, Serialize};
 
@@ -150,7 +150,7 @@ fn spec(n: u64) -> JobSpec {
         connection: "sample".into(),
         sql: "SELECT 1 AS one".into(),
         params: vec![],
-        render: RenderSpec::Table { format: TableFormat::Json, max_rows: None },
+        render: RenderSpec::Table(TableSpec { format: TableFormat::Json, max_rows: None }),
         cache: CacheSpec::default(),
     }
 }
@@ -221,11 +221,11 @@ pub fn cases() -> Vec<Case> {
         Param::Bool(true),
         Param::Float(2.5),
     ];
-    job.render = RenderSpec::Bar {
+    job.render = RenderSpec::Bar(BarSpec {
         x: "region".into(),
         y: vec!["revenue".into(), "cost".into()],
         title: Some("Revenue & cost by region".into()),
-    };
+    });
     job.cache = CacheSpec { max_age_secs: 300 };
     out.push(ok_case(
         "valid_with_params",

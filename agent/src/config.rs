@@ -1,0 +1,303 @@
+//! `agent.yaml`: the agent's local config, which the customer's security team reads.
+//!
+//! It names the control plane, the state directory, the job-signing keys the agent
+//! pins, the connections it offers and the limits every job runs within. It never holds
+//! a credential. Parsing is strict: unknown fields, duplicate keys, `yes`/`no` as
+//! booleans and out-of-range numbers are errors naming the file, line and field.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use outpost_common::yamlcfg::{self, ConfigError};
+use serde::Deserialize;
+
+/// Default config path of an installed agent.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/outpost/agent.yaml";
+
+/// Default concurrent jobs: enough to overlap a slow query with quick ones, small enough
+/// not to crowd the customer's database.
+pub const DEFAULT_MAX_CONCURRENT_JOBS: u64 = 4;
+/// Default cap on rows read per job; rows past it are not read (result marked truncated).
+pub const DEFAULT_MAX_ROWS: u64 = 10_000;
+/// Default longest job lifetime accepted (`expires_at - issued_at`): 10 minutes.
+pub const DEFAULT_MAX_JOB_LIFETIME_SECS: u64 = 600;
+/// Default clock-skew allowance between the agent and the control plane: 60 s.
+pub const DEFAULT_CLOCK_SKEW_SECS: u64 = 60;
+/// Default statement timeout.
+pub const DEFAULT_QUERY_TIMEOUT_SECS: u64 = 30;
+/// Default long-poll duration; below common proxy idle timeouts.
+pub const DEFAULT_LONG_POLL_SECS: u64 = 25;
+
+/// An integer that must lie in `MIN..=MAX`; the range is part of the type, so a bad
+/// value is reported by the parser with its line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(try_from = "u64")]
+pub struct Bounded<const MIN: u64, const MAX: u64>(u64);
+
+impl<const MIN: u64, const MAX: u64> TryFrom<u64> for Bounded<MIN, MAX> {
+    type Error = String;
+    fn try_from(v: u64) -> Result<Self, String> {
+        if (MIN..=MAX).contains(&v) {
+            Ok(Self(v))
+        } else {
+            Err(format!("must be between {MIN} and {MAX}, got {v}"))
+        }
+    }
+}
+
+impl<const MIN: u64, const MAX: u64> Bounded<MIN, MAX> {
+    /// The value.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// A connection name: short, lower-case, safe in logs and paths.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize, schemars::JsonSchema)]
+#[serde(try_from = "String")]
+pub struct ConnectionName(String);
+
+impl TryFrom<String> for ConnectionName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        outpost_protocol::job::validate_name(&s).map_err(|e| format!("connection name {s:?}: {e}"))?;
+        Ok(Self(s))
+    }
+}
+
+impl ConnectionName {
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Directory for the agent's key, certificates, audit log and sample data (0700).
+    pub state_dir: PathBuf,
+    /// How to reach the control plane.
+    #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
+    pub control_plane: ControlPlaneSection,
+    /// Job-signing public keys pinned here, in addition to those received at enrolment.
+    #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
+    pub trusted_keys: Vec<TrustedKey>,
+    /// Databases this agent may query, by name.
+    #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
+    pub connections: BTreeMap<ConnectionName, ConnectionConfig>,
+    /// Bounds on every job.
+    #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
+    pub limits: Limits,
+    /// The local audit log.
+    #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
+    pub audit: AuditSection,
+}
+
+/// Control-plane settings.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ControlPlaneSection {
+    /// `host:port` of the agent listener; defaults to the address in the enrolment token.
+    #[serde(default)]
+    pub address: Option<String>,
+}
+
+/// A pinned job-signing key.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedKey {
+    /// Key id, `ed25519:` and 16 hex digits; must match the key.
+    pub key_id: String,
+    /// The 32-byte Ed25519 public key, base64.
+    pub public_key: String,
+}
+
+/// The kind of database behind a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionKind {
+    /// A SQLite file, opened read-only.
+    Sqlite,
+}
+
+/// A database connection. A flat struct rather than a tagged enum, so that the parser
+/// reports a mistyped field at its own line.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionConfig {
+    /// The database kind.
+    pub kind: ConnectionKind,
+    /// SQLite: path of the database file; relative paths are inside `state_dir`.
+    pub path: PathBuf,
+    /// SQLite: build the bundled sample data set at `path` if the file does not exist.
+    #[serde(default)]
+    pub sample: bool,
+}
+
+/// Bounds on every job, whatever the job asks for.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Jobs run at the same time.
+    #[serde(default = "d_concurrency")]
+    pub max_concurrent_jobs: Bounded<1, 64>,
+    /// Rows read per job at most.
+    #[serde(default = "d_rows")]
+    pub max_rows: Bounded<1, 1_000_000>,
+    /// Longest accepted job lifetime, seconds.
+    #[serde(default = "d_lifetime")]
+    pub max_job_lifetime_secs: Bounded<10, 86_400>,
+    /// Clock-skew allowance, seconds.
+    #[serde(default = "d_skew")]
+    pub clock_skew_secs: Bounded<0, 600>,
+    /// Statement timeout, seconds.
+    #[serde(default = "d_timeout")]
+    pub query_timeout_secs: Bounded<1, 3600>,
+    /// Long-poll duration, seconds.
+    #[serde(default = "d_poll")]
+    pub long_poll_secs: Bounded<1, 300>,
+}
+
+fn d_concurrency() -> Bounded<1, 64> {
+    Bounded(DEFAULT_MAX_CONCURRENT_JOBS)
+}
+fn d_rows() -> Bounded<1, 1_000_000> {
+    Bounded(DEFAULT_MAX_ROWS)
+}
+fn d_lifetime() -> Bounded<10, 86_400> {
+    Bounded(DEFAULT_MAX_JOB_LIFETIME_SECS)
+}
+fn d_skew() -> Bounded<0, 600> {
+    Bounded(DEFAULT_CLOCK_SKEW_SECS)
+}
+fn d_timeout() -> Bounded<1, 3600> {
+    Bounded(DEFAULT_QUERY_TIMEOUT_SECS)
+}
+fn d_poll() -> Bounded<1, 300> {
+    Bounded(DEFAULT_LONG_POLL_SECS)
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_concurrent_jobs: d_concurrency(),
+            max_rows: d_rows(),
+            max_job_lifetime_secs: d_lifetime(),
+            clock_skew_secs: d_skew(),
+            query_timeout_secs: d_timeout(),
+            long_poll_secs: d_poll(),
+        }
+    }
+}
+
+/// Audit log settings.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// Path of the JSON-lines audit log; relative paths are inside `state_dir`. Default `audit.log`.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+}
+
+impl AgentConfig {
+    /// Loads and checks `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let cfg: Self = yamlcfg::load_file(path)?;
+        cfg.check(&path.display().to_string())?;
+        Ok(cfg)
+    }
+
+    /// Parses YAML text (for tests and `config check` on stdin).
+    pub fn parse(source: &str, text: &str) -> Result<Self, ConfigError> {
+        let cfg: Self = yamlcfg::parse_str(source, text)?;
+        cfg.check(source)?;
+        Ok(cfg)
+    }
+
+    fn check(&self, source: &str) -> Result<(), ConfigError> {
+        let invalid = |field: String, message: String| ConfigError::Invalid { path: source.to_owned(), field, message };
+        let mut keys = outpost_protocol::TrustedKeys::new();
+        for (i, k) in self.trusted_keys.iter().enumerate() {
+            keys.insert_b64(&k.public_key, Some(&k.key_id)).map_err(|m| invalid(format!("trusted_keys[{i}]"), m))?;
+        }
+        if let Some(addr) = &self.control_plane.address {
+            if addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+                return Err(invalid("control_plane.address".into(), format!("{addr:?} is not host:port")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves a path relative to the state dir.
+    pub fn in_state_dir(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.state_dir.join(p)
+        }
+    }
+
+    /// The audit log's path.
+    pub fn audit_path(&self) -> PathBuf {
+        self.in_state_dir(self.audit.path.as_deref().unwrap_or(Path::new("audit.log")))
+    }
+
+    /// The pinned keys of the config.
+    pub fn pinned_keys(&self) -> outpost_protocol::TrustedKeys {
+        let mut keys = outpost_protocol::TrustedKeys::new();
+        for k in &self.trusted_keys {
+            // Checked in `check`.
+            let _ = keys.insert_b64(&k.public_key, Some(&k.key_id));
+        }
+        keys
+    }
+}
+
+/// The JSON Schema of `agent.yaml`.
+pub fn json_schema() -> String {
+    serde_json::to_string_pretty(&schemars::schema_for!(AgentConfig)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "state_dir: /var/lib/outpost\nconnections:\n  sample:\n    kind: sqlite\n    path: sample.db\n    sample: true\nlimits:\n  max_rows: 500\n";
+
+    #[test]
+    fn example_config_parses_with_defaults() {
+        let cfg = AgentConfig::parse("agent.yaml", GOOD).expect("valid config");
+        assert_eq!(cfg.limits.max_rows.get(), 500);
+        assert_eq!(cfg.limits.clock_skew_secs.get(), DEFAULT_CLOCK_SKEW_SECS);
+        assert_eq!(cfg.audit_path(), PathBuf::from("/var/lib/outpost/audit.log"));
+    }
+
+    #[test]
+    fn out_of_range_limit_names_file_line_and_range() {
+        let text = GOOD.replace("max_rows: 500", "max_rows: 0");
+        let err = AgentConfig::parse("agent.yaml", &text).expect_err("0 rows");
+        let msg = err.to_string();
+        assert!(msg.contains("agent.yaml:8:"), "{msg}");
+        assert!(msg.contains("must be between 1 and 1000000"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_field_and_bad_connection_name_are_located() {
+        let err = AgentConfig::parse("agent.yaml", &GOOD.replace("sample: true", "sampel: true")).expect_err("typo");
+        assert!(err.to_string().contains("agent.yaml:6:"), "{err}");
+        let err = AgentConfig::parse("agent.yaml", &GOOD.replace("  sample:\n", "  Sample DB:\n")).expect_err("name");
+        assert!(err.to_string().contains("agent.yaml:3:"), "{err}");
+    }
+
+    #[test]
+    fn trusted_key_id_must_match_the_key() {
+        let text = format!(
+            "{GOOD}trusted_keys:\n  - key_id: ed25519:0000000000000000\n    public_key: {}\n",
+            outpost_protocol::encoding::b64_encode(&[1u8; 32])
+        );
+        let err = AgentConfig::parse("agent.yaml", &text).expect_err("mismatch");
+        assert!(err.to_string().contains("trusted_keys[0]"), "{err}");
+    }
+}

@@ -1,0 +1,87 @@
+//! Running a job's SQL against a configured database.
+//!
+//! Owns: opening connections, binding typed parameters, streaming rows up to the row
+//! cap plus one (to know whether the result was truncated), and the statement timeout.
+//! Read-only is enforced by the database itself, not by inspecting SQL text: SQLite
+//! files are opened read-only with `query_only`. It refuses: writes of any kind, more
+//! than one statement, attaching other databases, parameter counts that do not match,
+//! and queries that outlive their timeout.
+
+pub mod sqlite;
+
+use std::time::Duration;
+
+/// Bounds on one query.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryLimits {
+    /// Rows read at most; one more is read to detect truncation.
+    pub max_rows: usize,
+    /// Statement timeout.
+    pub timeout: Duration,
+}
+
+/// Why a query did not produce a result.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueryError {
+    /// The database could not be opened.
+    #[error("cannot open database {path}: {reason}")]
+    Open {
+        /// Path or address.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The statement would write, or the database refused a write.
+    #[error("refused: the connection is read-only ({reason})")]
+    NotReadOnly {
+        /// The database's or the agent's reason.
+        reason: String,
+    },
+    /// The database reported an error.
+    #[error("query failed: {message}")]
+    Database {
+        /// The database's message.
+        message: String,
+    },
+    /// The statement ran past its timeout and was interrupted.
+    #[error("query cancelled after the {after_ms} ms statement timeout")]
+    Timeout {
+        /// The timeout.
+        after_ms: u64,
+    },
+    /// A parameter does not fit the statement.
+    #[error("parameter ${index}: {reason}")]
+    Param {
+        /// 1-based index.
+        index: usize,
+        /// Why.
+        reason: String,
+    },
+    /// A value of a type the agent cannot carry.
+    #[error("column {column:?} has unsupported type {type_name}")]
+    UnsupportedType {
+        /// Column name.
+        column: String,
+        /// Database type name.
+        type_name: String,
+    },
+    /// The blocking task failed.
+    #[error("internal error: {0}")]
+    Task(String),
+}
+
+impl QueryError {
+    /// A stable short name for reports and audit records.
+    pub fn code(&self) -> &'static str {
+        match self {
+            QueryError::Open { .. } => "connection_failed",
+            QueryError::NotReadOnly { .. } => "read_only_violation",
+            QueryError::Database { .. } => "query_failed",
+            QueryError::Timeout { .. } => "query_timeout",
+            QueryError::Param { .. } => "bad_parameter",
+            QueryError::UnsupportedType { .. } => "unsupported_type",
+            QueryError::Task(_) => "internal",
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! The SQLite connector: the embedded default (the bundled sample data set lives here).
+//!
+//! Each query opens the file with `SQLITE_OPEN_READ_ONLY`, sets `PRAGMA query_only`,
+//! forbids `ATTACH` (limit of attached databases 0), refuses statements SQLite itself
+//! does not call read-only, and runs in a blocking task with a progress handler that
+//! interrupts it at the deadline.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use outpost_protocol::Param;
+use rusqlite::limits::Limit;
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags};
+
+use super::{QueryError, QueryLimits};
+use crate::resultset::{ResultSet, Value};
+
+/// The bundled sample data set.
+const SAMPLE_SQL: &str = include_str!("../../sample/orders.sql");
+
+/// A configured SQLite database.
+#[derive(Debug, Clone)]
+pub struct SqliteConnector {
+    path: PathBuf,
+}
+
+fn db_err(e: rusqlite::Error) -> QueryError {
+    let message = e.to_string();
+    let readonly = matches!(
+        &e,
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ReadOnly
+    ) || message.contains("readonly")
+        || message.contains("query_only");
+    if readonly {
+        QueryError::NotReadOnly { reason: message }
+    } else {
+        QueryError::Database { message }
+    }
+}
+
+impl SqliteConnector {
+    /// A connector for the file at `path`.
+    pub fn new(path: PathBuf) -> Self {
+        Self { path }
+    }
+
+    /// Runs one read-only statement with typed parameters, within `limits`.
+    pub async fn query(&self, sql: String, params: Vec<Param>, limits: QueryLimits) -> Result<ResultSet, QueryError> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || query_blocking(&path, &sql, &params, limits))
+            .await
+            .map_err(|e| QueryError::Task(e.to_string()))?
+    }
+}
+
+fn open_read_only(path: &Path) -> Result<Connection, QueryError> {
+    let open_err = |e: rusqlite::Error| QueryError::Open { path: path.display().to_string(), reason: e.to_string() };
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .map_err(open_err)?;
+    conn.pragma_update(None, "query_only", true).map_err(open_err)?;
+    conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0).map_err(open_err)?;
+    Ok(conn)
+}
+
+fn query_blocking(path: &Path, sql: &str, params: &[Param], limits: QueryLimits) -> Result<ResultSet, QueryError> {
+    let mut conn = open_read_only(path)?;
+    let deadline = Instant::now() + limits.timeout;
+    conn.progress_handler(1000, Some(move || Instant::now() >= deadline)).map_err(db_err)?;
+    let timed_out = || Instant::now() >= deadline;
+    let after_ms = u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX);
+
+    let mut stmt = match conn.prepare(sql) {
+        Ok(s) => s,
+        Err(rusqlite::Error::MultipleStatement) => {
+            return Err(QueryError::Database { message: "a job may run exactly one statement".into() })
+        }
+        Err(_) if timed_out() => return Err(QueryError::Timeout { after_ms }),
+        Err(e) => return Err(db_err(e)),
+    };
+    if !stmt.readonly() {
+        return Err(QueryError::NotReadOnly { reason: "the statement writes to the database".into() });
+    }
+    bind(&mut stmt, params)?;
+    let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
+    let mut rows = stmt.raw_query();
+    let mut out = Vec::new();
+    let mut truncated = false;
+    loop {
+        let row = match rows.next() {
+            Ok(Some(r)) => r,
+            Ok(None) => break,
+            Err(_) if timed_out() => return Err(QueryError::Timeout { after_ms }),
+            Err(e) => return Err(db_err(e)),
+        };
+        if out.len() == limits.max_rows {
+            truncated = true;
+            break;
+        }
+        let mut values = Vec::with_capacity(columns.len());
+        for i in 0..columns.len() {
+            let v = match row.get_ref(i).map_err(db_err)? {
+                ValueRef::Null => Value::Null,
+                ValueRef::Integer(n) => Value::Int(n),
+                ValueRef::Real(f) => Value::Float(f),
+                ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+                ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
+            };
+            values.push(v);
+        }
+        out.push(values);
+    }
+    Ok(ResultSet { columns, rows: out, truncated })
+}
+
+/// Binds `$1..$N` by number (SQLite treats `$1` as a name) or, without such names, by position.
+fn bind(stmt: &mut rusqlite::Statement<'_>, params: &[Param]) -> Result<(), QueryError> {
+    let needed = stmt.parameter_count();
+    let uses_dollar = (1..=needed).any(|i| stmt.parameter_name(i).is_some_and(|n| n.starts_with('$')));
+    let mut bound = vec![false; needed];
+    for (i, p) in params.iter().enumerate() {
+        let number = i + 1;
+        let index = if uses_dollar {
+            match stmt.parameter_index(&format!("${number}")).map_err(db_err)? {
+                Some(idx) => idx,
+                None => {
+                    return Err(QueryError::Param {
+                        index: number,
+                        reason: "the statement has no such parameter".into(),
+                    })
+                }
+            }
+        } else if number <= needed {
+            number
+        } else {
+            return Err(QueryError::Param {
+                index: number,
+                reason: format!("the statement takes only {needed} parameter(s)"),
+            });
+        };
+        let r = match p {
+            Param::Null => stmt.raw_bind_parameter(index, rusqlite::types::Null),
+            Param::Bool(b) => stmt.raw_bind_parameter(index, i64::from(*b)),
+            Param::Int(n) => stmt.raw_bind_parameter(index, *n),
+            Param::Float(f) => stmt.raw_bind_parameter(index, *f),
+            Param::Text(t) => stmt.raw_bind_parameter(index, t.as_str()),
+        };
+        r.map_err(|e| QueryError::Param { index: number, reason: e.to_string() })?;
+        bound[index - 1] = true;
+    }
+    if let Some(missing) = bound.iter().position(|b| !b) {
+        let name = stmt.parameter_name(missing + 1).map(str::to_owned).unwrap_or_else(|| format!("?{}", missing + 1));
+        return Err(QueryError::Param { index: missing + 1, reason: format!("no value given for {name}") });
+    }
+    Ok(())
+}
+
+/// Builds the sample database at `path` from the bundled SQL if the file does not exist:
+/// written to a temp file in the same directory and renamed into place, mode 0600.
+/// Returns whether it was created.
+pub fn ensure_sample_db(path: &Path) -> Result<bool, QueryError> {
+    if path.exists() {
+        return Ok(false);
+    }
+    let err = |reason: String| QueryError::Open { path: path.display().to_string(), reason };
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    outpost_common::fsutil::create_private_dir(dir).map_err(|e| err(e.to_string()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp.{}",
+        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        std::process::id()
+    ));
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| err(e.to_string()))?;
+    }
+    let build = || -> Result<(), rusqlite::Error> {
+        let conn = Connection::open(&tmp)?;
+        conn.execute_batch(&format!("BEGIN; {SAMPLE_SQL} COMMIT;"))?;
+        conn.close().map_err(|(_, e)| e)
+    };
+    if let Err(e) = build() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err(e.to_string()));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
+
+    const T: Duration = Duration::from_secs(5);
+
+    fn sample() -> (tempfile::TempDir, SqliteConnector) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sample.db");
+        assert!(ensure_sample_db(&path).expect("build"));
+        (dir, SqliteConnector::new(path))
+    }
+
+    fn limits(max_rows: usize) -> QueryLimits {
+        QueryLimits { max_rows, timeout: T }
+    }
+
+    #[tokio::test]
+    async fn sample_db_is_built_once_with_mode_0600_and_has_orders() {
+        let (dir, c) = sample();
+        let path = dir.path().join("sample.db");
+        assert!(!ensure_sample_db(&path).expect("second call"));
+        assert_eq!(std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777, 0o600);
+        let rs =
+            c.query("SELECT COUNT(DISTINCT region), COUNT(*) FROM orders".into(), vec![], limits(10)).await.expect("q");
+        assert_eq!(rs.rows[0][0], Value::Int(4));
+        assert!(matches!(rs.rows[0][1], Value::Int(n) if n > 100));
+    }
+
+    #[tokio::test]
+    async fn select_returns_typed_values_and_columns() {
+        let (_d, c) = sample();
+        let rs = c
+            .query("SELECT 1 AS i, 2.5 AS f, 'x' AS t, NULL AS n, x'00ff' AS b".into(), vec![], limits(10))
+            .await
+            .expect("query");
+        assert_eq!(rs.columns, ["i", "f", "t", "n", "b"]);
+        assert_eq!(
+            rs.rows,
+            vec![vec![
+                Value::Int(1),
+                Value::Float(2.5),
+                Value::Text("x".into()),
+                Value::Null,
+                Value::Bytes(vec![0, 255])
+            ]]
+        );
+    }
+
+    #[tokio::test]
+    async fn row_cap_reads_one_extra_row_and_marks_truncation() {
+        let (_d, c) = sample();
+        let rs = c.query("SELECT id FROM orders ORDER BY id".into(), vec![], limits(7)).await.expect("q");
+        assert_eq!(rs.rows.len(), 7);
+        assert!(rs.truncated);
+        let rs = c.query("SELECT id FROM orders WHERE id <= 7".into(), vec![], limits(7)).await.expect("q");
+        assert_eq!(rs.rows.len(), 7);
+        assert!(!rs.truncated);
+    }
+
+    #[tokio::test]
+    async fn writes_are_refused_and_nothing_changes() {
+        let (dir, c) = sample();
+        for sql in [
+            "INSERT INTO orders (region, month, product, quantity, amount) VALUES ('X', '2025-01', 'p', 1, 1)",
+            "UPDATE orders SET amount = 0",
+            "DELETE FROM orders",
+            "CREATE TABLE t (x)",
+            "DROP TABLE orders",
+            "PRAGMA journal_mode = DELETE",
+        ] {
+            let err = c.query(sql.into(), vec![], limits(10)).await.expect_err(sql);
+            assert!(matches!(err, QueryError::NotReadOnly { .. }), "{sql}: {err}");
+        }
+        let rw = Connection::open(dir.path().join("sample.db")).expect("rw");
+        let n: i64 = rw.query_row("SELECT COUNT(*) FROM orders WHERE amount > 0", [], |r| r.get(0)).expect("count");
+        assert_eq!(n, 288);
+    }
+
+    #[tokio::test]
+    async fn attach_is_refused() {
+        let (dir, c) = sample();
+        let other = dir.path().join("other.db");
+        let err = c
+            .query(format!("ATTACH DATABASE '{}' AS o", other.display()), vec![], limits(10))
+            .await
+            .expect_err("attach");
+        assert!(matches!(err, QueryError::NotReadOnly { .. } | QueryError::Database { .. }), "{err}");
+        assert!(!other.exists());
+    }
+
+    #[tokio::test]
+    async fn multiple_statements_are_refused() {
+        let (_d, c) = sample();
+        let err = c.query("SELECT 1; SELECT 2".into(), vec![], limits(10)).await.expect_err("two");
+        assert!(err.to_string().contains("exactly one statement"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn dollar_params_bind_by_number_even_out_of_order() {
+        let (_d, c) = sample();
+        let rs = c
+            .query(
+                "SELECT $2 AS b, $1 AS a, $3 AS c".into(),
+                vec![Param::Int(1), Param::Text("two".into()), Param::Bool(true)],
+                limits(10),
+            )
+            .await
+            .expect("q");
+        assert_eq!(rs.rows[0], vec![Value::Text("two".into()), Value::Int(1), Value::Int(1)]);
+    }
+
+    #[tokio::test]
+    async fn param_count_mismatch_is_an_error_naming_the_index() {
+        let (_d, c) = sample();
+        let err = c.query("SELECT $1, $2".into(), vec![Param::Int(1)], limits(10)).await.expect_err("missing");
+        assert!(matches!(err, QueryError::Param { index: 2, .. }), "{err}");
+        let err = c.query("SELECT $1".into(), vec![Param::Int(1), Param::Int(2)], limits(10)).await.expect_err("extra");
+        assert!(matches!(err, QueryError::Param { index: 2, .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn runaway_query_times_out() {
+        let (_d, c) = sample();
+        let sql = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 1000000000) SELECT COUNT(*) FROM n";
+        let started = Instant::now();
+        let err = c
+            .query(sql.into(), vec![], QueryLimits { max_rows: 10, timeout: Duration::from_millis(200) })
+            .await
+            .expect_err("timeout");
+        assert!(matches!(err, QueryError::Timeout { after_ms: 200 }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(20), "interrupted long after the deadline");
+    }
+
+    #[tokio::test]
+    async fn missing_database_file_is_an_open_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("nope.db");
+        let err =
+            SqliteConnector::new(missing.clone()).query("SELECT 1".into(), vec![], limits(1)).await.expect_err("open");
+        assert!(matches!(err, QueryError::Open { .. }), "{err}");
+        assert!(!missing.exists(), "a read-only open must not create the file");
+    }
+}

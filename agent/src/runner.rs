@@ -1,0 +1,377 @@
+//! `outpost-agent run`: the daemon loop.
+//!
+//! Dial out over mutual TLS, long-poll for jobs (the control plane answers the moment one
+//! is queued), and for each job: verify the envelope against the locally pinned keys,
+//! audience and lifetime; run it on the named connection read-only within the local
+//! limits; render it; write the audit record; upload the report. A job that fails
+//! verification is reported `rejected` and never executed. When the control plane is
+//! away the loop backs off with jitter and resumes by itself. At most
+//! `limits.max_concurrent_jobs` jobs run at once. On shutdown it stops polling, lets
+//! running jobs finish and report within a grace period, then returns.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use outpost_protocol::encoding::sha256_hex;
+use outpost_protocol::wire::{DeliveredJob, Heartbeat, PollResponse, PATH_HEARTBEAT, PATH_JOBS, PATH_POLL};
+use outpost_protocol::{JobOutcome, ResultReport, ResultStats, TrustedKeys, VerifyOptions};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use crate::audit::{AuditLog, AuditRecord};
+use crate::backoff::Backoff;
+use crate::config::{AgentConfig, ConnectionKind};
+use crate::connectors::sqlite::SqliteConnector;
+use crate::connectors::QueryLimits;
+use crate::identity::{self, Identity};
+use crate::transport::{self, Transport};
+
+/// Time running jobs get to finish and report after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Interval of heartbeats (version and connection names); the long-poll also marks the agent seen.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(60);
+/// How long a report upload is retried past the job's expiry.
+const UPLOAD_GRACE_SECS: i64 = 300;
+
+/// Start-up failures of `run`.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Not enrolled or identity unreadable.
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
+    /// The certificate has expired.
+    #[error("this agent's certificate expired at {at}; it must be enrolled again: outpost-agent enroll --token TOKEN (create one with outpost-control-plane enrollment-token create --agent {agent})")]
+    CertificateExpired {
+        /// Expiry, RFC 3339.
+        at: String,
+        /// Agent name.
+        agent: String,
+    },
+    /// TLS setup.
+    #[error(transparent)]
+    Transport(#[from] transport::TransportError),
+    /// Audit log.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    /// A connection could not be prepared.
+    #[error("connection {name}: {reason}")]
+    Connection {
+        /// Connection name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// Signing keys.
+    #[error("no job-signing key is trusted: none in agent.yaml and none received at enrolment")]
+    NoKeys,
+}
+
+struct Ctx {
+    cfg: AgentConfig,
+    agent: String,
+    keys: TrustedKeys,
+    transport: Transport,
+    audit: AuditLog,
+    connections: HashMap<String, SqliteConnector>,
+}
+
+/// Formats unix seconds as RFC 3339.
+pub fn rfc3339(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0).map(|t| t.to_rfc3339()).unwrap_or_else(|| unix.to_string())
+}
+
+/// Keys the agent trusts: those pinned in its config plus those received at enrolment.
+pub fn trusted_keys(cfg: &AgentConfig, identity: &Identity) -> TrustedKeys {
+    let mut keys = cfg.pinned_keys();
+    for k in &identity.enrolment.signing_keys {
+        if let Err(e) = keys.insert_b64(&k.public_key, Some(&k.key_id)) {
+            tracing::warn!(key_id = %k.key_id, error = %e, "Ignoring an invalid key from the enrolment record.");
+        }
+    }
+    keys
+}
+
+/// Builds the connectors, creating the sample database where configured.
+pub fn prepare_connections(cfg: &AgentConfig) -> Result<HashMap<String, SqliteConnector>, RunError> {
+    let mut out = HashMap::new();
+    for (name, conn) in &cfg.connections {
+        match conn.kind {
+            ConnectionKind::Sqlite => {
+                let path = cfg.in_state_dir(&conn.path);
+                if conn.sample {
+                    let created = crate::connectors::sqlite::ensure_sample_db(&path)
+                        .map_err(|e| RunError::Connection { name: name.as_str().to_owned(), reason: e.to_string() })?;
+                    if created {
+                        tracing::info!(connection = %name.as_str(), path = %path.display(), "Sample database created.");
+                    }
+                }
+                out.insert(name.as_str().to_owned(), SqliteConnector::new(path));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Runs until `shutdown` is cancelled.
+pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), RunError> {
+    outpost_common::fsutil::create_private_dir(&cfg.state_dir).map_err(identity::IdentityError::from)?;
+    let identity = identity::load(&cfg.state_dir)?;
+    let agent = identity.enrolment.agent.clone();
+    if identity.enrolment.not_after < outpost_protocol::unix_now() {
+        return Err(RunError::CertificateExpired { at: rfc3339(identity.enrolment.not_after), agent });
+    }
+    let keys = trusted_keys(&cfg, &identity);
+    if keys.is_empty() {
+        return Err(RunError::NoKeys);
+    }
+    let addr = cfg.control_plane.address.clone().unwrap_or_else(|| identity.enrolment.address.clone());
+    let transport = Transport::new(addr, &identity.enrolment.server_name, transport::mtls_config(&identity)?)?;
+    let connections = prepare_connections(&cfg)?;
+    let audit = AuditLog::open(&cfg.audit_path())?;
+    tracing::info!(
+        agent_id = %agent,
+        peer = %transport.addr(),
+        keys = ?keys.ids().collect::<Vec<_>>(),
+        connections = ?connections.keys().collect::<Vec<_>>(),
+        "Agent starting."
+    );
+    let ctx = Arc::new(Ctx { cfg, agent, keys, transport, audit, connections });
+    let heartbeat =
+        tokio::spawn(heartbeat_loop(Arc::clone(&ctx), shutdown.clone()).instrument(tracing::info_span!("heartbeat")));
+    poll_loop(Arc::clone(&ctx), shutdown).instrument(tracing::info_span!("transport")).await;
+    heartbeat.abort();
+    Ok(())
+}
+
+async fn heartbeat_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    let body = Bytes::from(
+        serde_json::to_vec(&Heartbeat {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            connections: ctx.connections.keys().cloned().collect(),
+        })
+        .unwrap_or_default(),
+    );
+    loop {
+        match ctx.transport.send(Method::POST, PATH_HEARTBEAT, Some(body.clone())).await {
+            Ok((StatusCode::OK, _)) => {}
+            Ok((status, b)) => tracing::warn!(%status, body = %String::from_utf8_lossy(&b), "Heartbeat refused."),
+            Err(e) => tracing::debug!(error = %e, "Heartbeat failed."),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(HEARTBEAT_EVERY) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+async fn poll_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    let limit = usize::try_from(ctx.cfg.limits.max_concurrent_jobs.get()).unwrap_or(4);
+    let permits = Arc::new(Semaphore::new(limit));
+    let mut running = JoinSet::new();
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(15));
+    let mut connected = false;
+    let wait = ctx.cfg.limits.long_poll_secs.get();
+    loop {
+        while running.try_join_next().is_some() {}
+        let permit = tokio::select! {
+            p = Arc::clone(&permits).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            () = shutdown.cancelled() => break,
+        };
+        let max = 1 + permits.available_permits();
+        let path = format!("{PATH_POLL}?wait={wait}&max={max}");
+        let res = tokio::select! {
+            r = ctx.transport.send(Method::GET, &path, None) => r,
+            () = shutdown.cancelled() => break,
+        };
+        let delay = match res {
+            Ok((StatusCode::OK, body)) => match serde_json::from_slice::<PollResponse>(&body) {
+                Ok(poll) => {
+                    if !connected {
+                        tracing::info!(peer = %ctx.transport.addr(), "Control plane reachable; waiting for jobs.");
+                        connected = true;
+                    }
+                    backoff.reset();
+                    let mut first = Some(permit);
+                    for job in poll.jobs {
+                        let Some(p) = first.take().or_else(|| Arc::clone(&permits).try_acquire_owned().ok()) else {
+                            tracing::error!(job_id = %job.job_id, "More jobs delivered than asked for; the lease will hand it out again.");
+                            continue;
+                        };
+                        let ctx = Arc::clone(&ctx);
+                        let span = tracing::info_span!("job", job_id = %job.job_id);
+                        running.spawn(
+                            async move {
+                                process(&ctx, job).await;
+                                drop(p);
+                            }
+                            .instrument(span),
+                        );
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "Control plane sent an invalid poll answer.");
+                    backoff.next_delay()
+                }
+            },
+            Ok((status, body)) => {
+                let msg = String::from_utf8_lossy(&body);
+                if status == StatusCode::FORBIDDEN || status == StatusCode::UNAUTHORIZED {
+                    tracing::error!(%status, body = %msg, "The control plane refused this agent; it may have to be enrolled again.");
+                } else {
+                    tracing::warn!(%status, body = %msg, "Poll refused.");
+                }
+                backoff.next_delay()
+            }
+            Err(e) => {
+                let d = backoff.next_delay();
+                if connected {
+                    tracing::warn!(error = %e, "Lost the control plane; reconnecting with backoff.");
+                    connected = false;
+                } else {
+                    tracing::info!(error = %e, retry_in_ms = d.as_millis() as u64, "Control plane unreachable.");
+                }
+                d
+            }
+        };
+        drop(permit);
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = shutdown.cancelled() => break,
+        }
+    }
+    if !running.is_empty() {
+        tracing::info!(jobs = running.len(), "Waiting for running jobs to finish and report.");
+        let drained =
+            tokio::time::timeout(SHUTDOWN_GRACE, async { while running.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!(
+                jobs = running.len(),
+                "Shutdown grace period over; abandoning running jobs (their leases will expire)."
+            );
+        }
+    }
+}
+
+async fn process(ctx: &Ctx, job: DeliveredJob) {
+    let started = Instant::now();
+    let (mut report, mut rec, upload_until) = execute(ctx, &job).await;
+    let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    report.stats.duration_ms = elapsed;
+    rec.duration_ms = elapsed;
+    if let Err(e) = ctx.audit.record(&rec).await {
+        tracing::error!(error = %e, "Audit record not written; the result is withheld.");
+        report = ResultReport::refused(
+            &job.job_id,
+            JobOutcome::Failed,
+            "audit_failed",
+            "the agent could not write its audit log; the result was withheld".into(),
+            ResultStats::default(),
+        );
+    }
+    upload(ctx, &report, upload_until).await;
+}
+
+fn audit_base(job: &DeliveredJob) -> AuditRecord {
+    AuditRecord {
+        ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        job_id: job.job_id.clone(),
+        key_id: Some(job.envelope.key_id.clone()),
+        verdict: "rejected",
+        outcome: "rejected",
+        reason: None,
+        connection: None,
+        sql_sha256: None,
+        rows_read: 0,
+        bytes_sent: 0,
+        truncated: false,
+        duration_ms: 0,
+    }
+}
+
+async fn execute(ctx: &Ctx, job: &DeliveredJob) -> (ResultReport, AuditRecord, i64) {
+    let mut rec = audit_base(job);
+    let now = outpost_protocol::unix_now();
+    let reject = |rec: &mut AuditRecord, code: &str, message: String| {
+        tracing::warn!(reason = code, error = %message, "Job rejected.");
+        rec.reason = Some(code.to_owned());
+        ResultReport::refused(&job.job_id, JobOutcome::Rejected, code, message, ResultStats::default())
+    };
+    let opts = VerifyOptions {
+        audience: ctx.agent.clone(),
+        now,
+        max_lifetime_secs: i64::try_from(ctx.cfg.limits.max_job_lifetime_secs.get()).unwrap_or(600),
+        clock_skew_secs: i64::try_from(ctx.cfg.limits.clock_skew_secs.get()).unwrap_or(60),
+    };
+    let verified = match job.envelope.verify(&ctx.keys, &opts) {
+        Ok(v) => v,
+        Err(e) => return (reject(&mut rec, e.code(), e.to_string()), rec, now + UPLOAD_GRACE_SECS),
+    };
+    let spec = verified.spec;
+    let upload_until = spec.expires_at + UPLOAD_GRACE_SECS;
+    if spec.job_id != job.job_id {
+        let msg = format!("delivered as job {} but the signed job id is {}", job.job_id, spec.job_id);
+        return (reject(&mut rec, "malformed", msg), rec, upload_until);
+    }
+    rec.verdict = "accepted";
+    rec.connection = Some(spec.connection.clone());
+    rec.sql_sha256 = Some(sha256_hex(spec.sql.as_bytes()));
+    tracing::info!(key_id = %verified.key_id, connection = %spec.connection, "Job verified.");
+    let Some(conn) = ctx.connections.get(&spec.connection) else {
+        rec.outcome = "rejected";
+        let msg = format!("this agent has no connection named {:?}", spec.connection);
+        return (reject(&mut rec, "unknown_connection", msg), rec, upload_until);
+    };
+    let max_rows = usize::try_from(ctx.cfg.limits.max_rows.get()).unwrap_or(10_000);
+    let limits = QueryLimits { max_rows, timeout: Duration::from_secs(ctx.cfg.limits.query_timeout_secs.get()) };
+    let failed = |rec: &mut AuditRecord, code: &str, message: String, stats: ResultStats| {
+        tracing::warn!(reason = code, error = %message, "Job failed.");
+        rec.outcome = "failed";
+        rec.reason = Some(code.to_owned());
+        ResultReport::refused(&job.job_id, JobOutcome::Failed, code, message, stats)
+    };
+    let rs = match conn.query(spec.sql.clone(), spec.params.clone(), limits).await {
+        Ok(rs) => rs,
+        Err(e) => return (failed(&mut rec, e.code(), e.to_string(), ResultStats::default()), rec, upload_until),
+    };
+    let rows_read = rs.rows.len() as u64;
+    rec.rows_read = rows_read;
+    let stats = ResultStats { rows_read, truncated: rs.truncated, ..ResultStats::default() };
+    let rendered = match crate::render::render(&spec.render, &rs, max_rows) {
+        Ok(r) => r,
+        Err(e) => return (failed(&mut rec, "render_failed", e.to_string(), stats), rec, upload_until),
+    };
+    drop(rs);
+    let stats = ResultStats { truncated: rendered.truncated, ..stats };
+    let report = ResultReport::succeeded(&job.job_id, rendered.content_type, &rendered.body, stats);
+    rec.outcome = "succeeded";
+    rec.bytes_sent = report.stats.bytes;
+    rec.truncated = rendered.truncated;
+    tracing::info!(rows_read, bytes = report.stats.bytes, "Job succeeded.");
+    (report, rec, upload_until)
+}
+
+async fn upload(ctx: &Ctx, report: &ResultReport, until: i64) {
+    let body = Bytes::from(serde_json::to_vec(report).unwrap_or_default());
+    let path = format!("{PATH_JOBS}{}/result", report.job_id);
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+    loop {
+        match ctx.transport.send(Method::POST, &path, Some(body.clone())).await {
+            Ok((StatusCode::OK, _)) => return tracing::debug!("Report uploaded."),
+            Ok((status, b)) if status.is_client_error() => {
+                return tracing::warn!(%status, body = %String::from_utf8_lossy(&b), "Report refused by the control plane.");
+            }
+            Ok((status, _)) => tracing::warn!(%status, "Report upload failed; retrying."),
+            Err(e) => tracing::info!(error = %e, "Report upload failed; retrying."),
+        }
+        if outpost_protocol::unix_now() > until {
+            return tracing::warn!("Giving up on the report upload: the job is long expired.");
+        }
+        tokio::time::sleep(backoff.next_delay()).await;
+    }
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The one test command: format, lints, supply chain, every crate's tests, end-to-end tests.
+# Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+if command -v cargo-deny >/dev/null 2>&1; then
+  step "cargo deny check bans licenses sources"
+  cargo deny --locked check bans licenses sources
+else
+  echo "cargo-deny is not installed: run .ci/run (or cargo install --locked cargo-deny)" >&2
+  exit 1
+fi
+
+ADVISORY_DB="${OUTPOST_ADVISORY_DB:-../shared/advisory-db}"
+if command -v cargo-audit >/dev/null 2>&1 && [ -d "$ADVISORY_DB" ]; then
+  step "cargo audit (offline database $ADVISORY_DB)"
+  cargo audit --db "$ADVISORY_DB" --no-fetch --deny warnings
+else
+  echo "cargo-audit or the advisory database at $ADVISORY_DB is missing: run .ci/run" >&2
+  exit 1
+fi
+
+step "build binaries for the end-to-end tests"
+cargo build --workspace --bins --locked
+
+step "tests (unit, integration, end-to-end)"
+export OUTPOST_BIN_DIR="$PWD/target/debug"
+cargo test --workspace --locked --no-fail-fast

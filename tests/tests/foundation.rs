@@ -1,0 +1,296 @@
+//! End-to-end scenarios of the foundation: real binaries, real mutual TLS on loopback.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context as _, Result};
+use outpost_e2e::{Agent, ControlPlane};
+use outpost_protocol::enrol::EnrolmentToken;
+
+/// A control plane and one enrolled, connected agent named `edge-1`.
+async fn enrolled_pair(root: &std::path::Path) -> Result<(ControlPlane, Agent)> {
+    let mut cp = ControlPlane::init(root)?;
+    cp.start()?;
+    let mut agent = Agent::new(root, "edge-1", "")?;
+    let token = cp.enrolment_token("edge-1").await?;
+    let (code, out, err) = agent.enroll(&token)?;
+    anyhow::ensure!(code == 0, "enroll failed: {out}{err}");
+    agent.start_connected()?;
+    Ok((cp, agent))
+}
+
+/// Dispatches a job and returns its id.
+async fn dispatch(cp: &ControlPlane, job: serde_json::Value) -> Result<String> {
+    let res = cp.api()?.post_json("/v1/jobs", &job).await?;
+    anyhow::ensure!(res.status == 202, "dispatch: {} {}", res.status, res.text());
+    Ok(res.json()?["id"].as_str().context("id")?.to_owned())
+}
+
+fn sums_by_region(db: &std::path::Path) -> Result<BTreeMap<String, f64>> {
+    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let mut stmt = conn.prepare("SELECT region, amount FROM orders")?;
+    let mut sums = BTreeMap::new();
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))?;
+    for row in rows {
+        let (region, amount) = row?;
+        *sums.entry(region).or_insert(0.0) += amount;
+    }
+    Ok(sums)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrolled_agent_returns_a_bar_chart_whose_bars_match_the_sample_data() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let (cp, agent) = enrolled_pair(root.path()).await?;
+
+    let id = dispatch(
+        &cp,
+        serde_json::json!({
+            "agent": "edge-1", "connection": "sample",
+            "sql": "SELECT region, SUM(amount) AS revenue FROM orders GROUP BY region ORDER BY region",
+            "render": { "kind": "bar", "x": "region", "y": ["revenue"], "title": "Revenue by region" }
+        }),
+    )
+    .await?;
+    let res = cp.api()?.get(&format!("/v1/jobs/{id}/result?wait=30")).await?;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(res.header("content-type").as_deref(), Some("image/svg+xml"));
+    assert!(res.header("content-security-policy").is_some_and(|c| c.contains("default-src 'none'")));
+
+    // Parse the SVG: one bar per region, heights proportional to the independently computed sums.
+    let svg = res.text();
+    let doc = roxmltree::Document::parse(&svg)?;
+    let bars: Vec<(String, f64, f64)> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("rect") && n.attribute("class") == Some("bar"))
+        .map(|n| -> Result<_> {
+            Ok((
+                n.attribute("data-label").context("label")?.to_owned(),
+                n.attribute("data-value").context("value")?.parse()?,
+                n.attribute("height").context("height")?.parse()?,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let expected = sums_by_region(&agent.state_dir.join("sample.db"))?;
+    assert_eq!(bars.len(), expected.len(), "one bar per region: {bars:?}");
+    let (max_label, max_value) = expected.iter().max_by(|a, b| a.1.total_cmp(b.1)).context("regions")?;
+    let max_height = bars.iter().find(|b| &b.0 == max_label).context("tallest bar")?.2;
+    for (label, value, height) in &bars {
+        let want = expected.get(label).with_context(|| format!("unexpected bar {label}"))?;
+        assert!((value - want).abs() < 0.01, "{label}: bar value {value}, database says {want}");
+        let ratio = height / max_height;
+        assert!(
+            (ratio - want / max_value).abs() < 0.01,
+            "{label}: bar height ratio {ratio}, want {}",
+            want / max_value
+        );
+    }
+    assert!(svg.contains("Revenue by region"));
+
+    // The job's status and the audit record agree.
+    let status = cp.api()?.get(&format!("/v1/jobs/{id}")).await?.json()?;
+    assert_eq!(status["state"], "succeeded");
+    assert_eq!(status["stats"]["rows_read"], expected.len() as u64);
+    let audit = agent.audit_records()?;
+    let rec = audit.iter().find(|r| r["job_id"] == id.as_str()).context("audit record")?;
+    assert_eq!(rec["verdict"], "accepted");
+    assert_eq!(rec["rows_read"], expected.len() as u64);
+    assert_eq!(rec["bytes_sent"], svg.len() as u64);
+    assert_eq!(rec["connection"], "sample");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_job_returns_capped_json_rows() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let (cp, _agent) = enrolled_pair(root.path()).await?;
+    let id = dispatch(
+        &cp,
+        serde_json::json!({
+            "agent": "edge-1", "connection": "sample",
+            "sql": "SELECT id, region, amount FROM orders WHERE amount > $1 ORDER BY id",
+            "params": [{ "type": "float", "value": 0.0 }],
+            "render": { "kind": "table", "format": "json", "max_rows": 5 }
+        }),
+    )
+    .await?;
+    let res = cp.api()?.get(&format!("/v1/jobs/{id}/result?wait=30")).await?;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let table = res.json()?;
+    assert_eq!(table["columns"], serde_json::json!(["id", "region", "amount"]));
+    assert_eq!(table["rows"].as_array().map(Vec::len), Some(5));
+    assert_eq!(table["truncated"], true);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reused_expired_and_mispinned_tokens_each_fail_with_their_own_message() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let mut cp = ControlPlane::init(root.path())?;
+    cp.start()?;
+
+    // A token whose CA pin does not match: refused before the secret is sent.
+    let good = cp.enrolment_token("edge-1").await?;
+    let mut tampered = EnrolmentToken::decode(&good)?;
+    tampered.ca_sha256 = "00".repeat(32);
+    let agent = Agent::new(root.path(), "edge-1", "")?;
+    let (code, _, err) = agent.enroll(&tampered.encode())?;
+    assert_ne!(code, 0);
+    assert!(err.contains("does not match the pin"), "{err}");
+    assert!(!agent.state_dir.join("agent.crt").exists());
+
+    // The genuine token still works (the pin check spent nothing), once.
+    let (code, out, err) = agent.enroll(&good)?;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(agent.state_dir.join("agent.crt").exists());
+    let (code, _, err) = agent.enroll(&good)?;
+    assert_ne!(code, 0);
+    assert!(err.contains("already used"), "{err}");
+
+    // An expired token: written into the store with an expiry in the past (as if its TTL ran out).
+    let store = outpost_control_plane::store::SqliteStore::open(&cp.data_dir.join("control-plane.db"))?;
+    let mut expired = EnrolmentToken::decode(&cp.enrolment_token("edge-2").await?)?;
+    expired.id = "0badc0ffee000001".into();
+    let now = outpost_protocol::unix_now();
+    outpost_control_plane::store::Store::create_enrol_token(
+        &store,
+        outpost_control_plane::store::EnrolTokenRecord {
+            id: expired.id.clone(),
+            agent: "edge-2".into(),
+            secret_sha256: outpost_protocol::encoding::sha256_hex(expired.secret.as_bytes()),
+            created_at: now - 7200,
+            expires_at: now - 3600,
+        },
+    )
+    .await?;
+    let agent2 = Agent::new(root.path(), "edge-2", "")?;
+    let (code, _, err) = agent2.enroll(&expired.encode())?;
+    assert_ne!(code, 0);
+    assert!(err.contains("expired"), "{err}");
+
+    // An altered secret is told apart from the others.
+    let mut altered = EnrolmentToken::decode(&cp.enrolment_token("edge-2").await?)?;
+    altered.secret = "f".repeat(64);
+    let (code, _, err) = agent2.enroll(&altered.encode())?;
+    assert_ne!(code, 0);
+    assert!(err.contains("altered"), "{err}");
+
+    // A damaged string is a usage error (exit 64) that says so.
+    let (code, _, err) = agent2.enroll(&good[..good.len() - 5])?;
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("damaged"), "{err}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_answers_401_without_a_token_and_400_naming_the_bad_field() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let mut cp = ControlPlane::init(root.path())?;
+    cp.start()?;
+    let api = cp.api()?;
+
+    let res = api.with_token(None).get("/v1/agents").await?;
+    assert_eq!(res.status, 401);
+    assert_eq!(res.json()?["code"], "unauthorized");
+    let res = api.with_token(Some("opat_not-a-real-token")).get("/v1/agents").await?;
+    assert_eq!(res.status, 401);
+
+    let cases = [
+        (serde_json::json!({ "agent": "edge-1", "connection": "sample", "render": { "kind": "table" } }), "sql"),
+        (
+            serde_json::json!({ "agent": "edge-1", "connection": "sample", "sql": "SELECT 1", "render": { "kind": "bar", "x": "a", "y": 5 } }),
+            "render.y",
+        ),
+        (
+            serde_json::json!({ "agent": "edge-1", "connection": "sample", "sql": "SELECT 1", "render": { "kind": "table" }, "colour": 1 }),
+            "colour",
+        ),
+        (
+            serde_json::json!({ "agent": "Bad Name", "connection": "sample", "sql": "SELECT 1", "render": { "kind": "table" } }),
+            "agent",
+        ),
+        (
+            serde_json::json!({ "agent": "nobody", "connection": "sample", "sql": "SELECT 1", "render": { "kind": "table" } }),
+            "agent",
+        ),
+    ];
+    for (body, field) in cases {
+        let res = api.post_json("/v1/jobs", &body).await?;
+        assert_eq!(res.status, 400, "{body}: {}", res.text());
+        let err = res.json()?;
+        assert_eq!(err["code"], "invalid_request");
+        let msg = err["message"].as_str().unwrap_or_default();
+        assert!(msg.starts_with(&format!("{field}:")) || msg.contains(&format!("`{field}`")), "{body} -> {msg}");
+    }
+    let res = api.post_raw("/v1/jobs", b"{not json").await?;
+    assert_eq!(res.status, 400);
+
+    let res = api.get("/v1/jobs/00000000-0000-4000-8000-000000000000").await?;
+    assert_eq!(res.status, 404);
+    assert_eq!(res.json()?["code"], "not_found");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_reconnects_after_control_plane_restart_and_queued_job_completes() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let mut cp = ControlPlane::init(root.path())?;
+    // A short lease, so a job delivered into a dead connection is handed out again quickly.
+    cp.serve_args = vec!["--lease-secs".into(), "2".into()];
+    cp.start()?;
+    let mut agent = Agent::new(root.path(), "edge-1", "  long_poll_secs: 2\n")?;
+    let (code, out, err) = agent.enroll(&cp.enrolment_token("edge-1").await?)?;
+    anyhow::ensure!(code == 0, "{out}{err}");
+    agent.start_connected()?;
+
+    // Freeze the agent, queue a job, kill the control plane hard and start it again.
+    agent.process()?.signal("STOP")?;
+    let id = dispatch(
+        &cp,
+        serde_json::json!({ "agent": "edge-1", "connection": "sample", "sql": "SELECT COUNT(*) AS n FROM orders", "render": { "kind": "table" } }),
+    )
+    .await?;
+    cp.kill()?;
+    cp.start()?;
+    agent.process()?.signal("CONT")?;
+
+    let res = cp.api()?.get(&format!("/v1/jobs/{id}/result?wait=45")).await?;
+    assert_eq!(res.status, 200, "{}\nagent log:\n{}", res.text(), agent.log_text());
+    let table = res.json()?;
+    assert!(table["rows"][0][0].as_i64().is_some_and(|n| n > 0), "{table}");
+    let status = cp.api()?.get(&format!("/v1/jobs/{id}")).await?.json()?;
+    assert_eq!(status["state"], "succeeded");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_agent_cleanly() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let (_cp, mut agent) = enrolled_pair(root.path()).await?;
+    let status = agent.stop()?;
+    assert!(status.success(), "agent exit status {status:?}");
+    Ok(())
+}
+
+#[test]
+fn agent_config_check_names_file_line_and_field() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let cfg = root.path().join("agent.yaml");
+    std::fs::write(&cfg, "state_dir: /tmp/x\nlimits:\n  max_rows: 0\n")?;
+    let (code, _, err) = outpost_e2e::run_cmd(
+        &outpost_e2e::bin("outpost-agent"),
+        &["--config", cfg.to_str().unwrap_or_default(), "config", "check"],
+        None,
+    )?;
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("agent.yaml:3:"), "{err}");
+    assert!(err.contains("must be between 1 and 1000000"), "{err}");
+
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/agent.yaml");
+    let (code, out, err) = outpost_e2e::run_cmd(
+        &outpost_e2e::bin("outpost-agent"),
+        &["--config", example.to_str().unwrap_or_default(), "config", "check"],
+        None,
+    )?;
+    assert_eq!(code, 0, "the shipped example config must be valid: {out}{err}");
+    Ok(())
+}

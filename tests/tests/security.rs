@@ -1,0 +1,150 @@
+//! Attacks on the foundation, against the real binaries: forged, expired and misaddressed
+//! jobs, and TLS clients without the right certificate.
+
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use outpost_control_plane::store::{NewJob, SqliteStore, Store as _};
+use outpost_e2e::{Agent, ControlPlane};
+use outpost_protocol::{sign_job, JobSpec, RenderSpec, SigningKey, TableFormat, TableSpec, PROTOCOL_VERSION};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+fn spec(audience: &str, issued_at: i64, expires_at: i64) -> JobSpec {
+    JobSpec {
+        version: PROTOCOL_VERSION,
+        job_id: outpost_protocol::ids::new_job_id(),
+        audience: audience.into(),
+        issued_at,
+        expires_at,
+        nonce: outpost_protocol::ids::new_nonce(),
+        connection: "sample".into(),
+        sql: "SELECT COUNT(*) FROM orders".into(),
+        params: vec![],
+        render: RenderSpec::Table(TableSpec { format: TableFormat::Json, max_rows: None }),
+        cache: Default::default(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_expired_and_misaddressed_jobs_are_rejected_and_never_run() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let mut cp = ControlPlane::init(root.path())?;
+    cp.start()?;
+    let mut agent = Agent::new(root.path(), "edge-1", "")?;
+    let (code, out, err) = agent.enroll(&cp.enrolment_token("edge-1").await?)?;
+    anyhow::ensure!(code == 0, "{out}{err}");
+
+    // A hostile control plane (or anyone with write access to its queue) queues three jobs
+    // while the agent is offline: one signed by a key the agent never trusted, one signed
+    // by the real key but long expired, one signed by the real key for another agent.
+    let real_key = outpost_control_plane::signing::load(&cp.data_dir)?;
+    let (rogue_key, _) = SigningKey::generate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let now = outpost_protocol::unix_now();
+    let cases = [
+        ("unknown_key", sign_job(&spec("edge-1", now, now + 300), &rogue_key)),
+        ("expired", sign_job(&spec("edge-1", now - 900, now - 700), &real_key)),
+        ("wrong_audience", sign_job(&spec("edge-2", now, now + 300), &real_key)),
+    ];
+    let store = SqliteStore::open(&cp.data_dir.join("control-plane.db"))?;
+    let mut ids = Vec::new();
+    for (reason, env) in &cases {
+        let id = env.unverified_job_id().context("job id")?;
+        store
+            .insert_job(NewJob {
+                id: id.clone(),
+                agent: "edge-1".into(),
+                connection: "sample".into(),
+                envelope_json: serde_json::to_string(env)?,
+                created_at: now,
+                expires_at: now + 300, // the queue's own bookkeeping says "deliverable"
+            })
+            .await?;
+        ids.push((id, *reason));
+    }
+
+    agent.start_connected()?;
+    let api = cp.api()?;
+    for (id, reason) in &ids {
+        let res = api.get(&format!("/v1/jobs/{id}/result?wait=30")).await?;
+        assert_eq!(res.status, 409, "{reason}: {}", res.text());
+        let body = res.json()?;
+        assert_eq!(body["state"], "rejected", "{reason}: {body}");
+        assert_eq!(body["reason"], *reason, "{body}");
+    }
+    // The audit log proves none of them ran: rejected, zero rows, nothing sent.
+    let audit = agent.audit_records()?;
+    for (id, reason) in &ids {
+        let recs: Vec<_> = audit.iter().filter(|r| r["job_id"] == id.as_str()).collect();
+        assert_eq!(recs.len(), 1, "{reason}: {recs:?}");
+        assert_eq!(recs[0]["verdict"], "rejected");
+        assert_eq!(recs[0]["reason"], *reason);
+        assert_eq!(recs[0]["rows_read"], 0);
+        assert_eq!(recs[0]["bytes_sent"], 0);
+        assert!(recs[0]["sql_sha256"].is_null(), "an unverified job's SQL is not even hashed");
+    }
+    assert!(audit.iter().all(|r| r["verdict"] == "rejected"), "no job was accepted: {audit:?}");
+    Ok(())
+}
+
+/// Connects to `addr` with `config`, sends a request and returns what came back:
+/// Ok(bytes) if the server answered at the HTTP level, Err if TLS failed.
+async fn try_request(addr: &str, config: rustls::ClientConfig) -> Result<Vec<u8>> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let mut tls =
+        tokio_rustls::TlsConnector::from(Arc::new(config)).connect(ServerName::try_from("localhost")?, tcp).await?;
+    // With TLS 1.3 the server checks the client certificate after the client's side of
+    // the handshake is done, so the refusal arrives as an alert on the first read.
+    tls.write_all(b"GET /v1/agent/jobs/next HTTP/1.1\r\nhost: localhost\r\n\r\n").await?;
+    let mut buf = Vec::new();
+    tls.read_to_end(&mut buf).await?;
+    Ok(buf)
+}
+
+fn client_builder(
+    ca_pem: &[u8],
+) -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(ca_pem)?)?;
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_listener_refuses_clients_without_a_certificate_from_its_ca() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let mut cp = ControlPlane::init(root.path())?;
+    cp.start()?;
+    let ca_pem = std::fs::read(cp.data_dir.join("ca.crt"))?;
+
+    // No client certificate.
+    let err = try_request(&cp.agent_addr, client_builder(&ca_pem)?.with_no_client_auth()).await;
+    let msg = format!("{:#}", err.as_ref().err().context("a client without a certificate got an HTTP answer")?);
+    assert!(msg.to_lowercase().contains("certificate"), "{msg}");
+
+    // A client certificate from another CA, with a plausible agent name.
+    let other_ca_key = rcgen::KeyPair::generate()?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let other_ca = ca_params.self_signed(&other_ca_key)?;
+    let issuer = rcgen::Issuer::new(ca_params, &other_ca_key);
+    let client_key = rcgen::KeyPair::generate()?;
+    let mut leaf = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    leaf.distinguished_name.push(rcgen::DnType::CommonName, "edge-1");
+    leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = leaf.signed_by(&client_key, &issuer)?;
+    let config = client_builder(&ca_pem)?.with_client_auth_cert(
+        vec![cert.der().clone(), other_ca.der().clone()],
+        PrivateKeyDer::from_pem_slice(client_key.serialize_pem().as_bytes())?,
+    )?;
+    let err = try_request(&cp.agent_addr, config).await;
+    let msg = format!("{:#}", err.as_ref().err().context("a client with a foreign certificate got an HTTP answer")?);
+    assert!(msg.to_lowercase().contains("certificate") || msg.contains("UnknownCA"), "{msg}");
+
+    // The API listener does not accept agent traffic either: it wants a bearer token.
+    let res = cp.api()?.with_token(None).get("/v1/agent/jobs/next").await?;
+    assert_eq!(res.status, 401);
+    Ok(())
+}
