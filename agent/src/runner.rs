@@ -71,7 +71,28 @@ pub enum RunError {
     NoKeys,
 }
 
+/// Whether the control plane answered the last request; logs each change once.
+#[derive(Debug, Default)]
+struct Reachability(std::sync::atomic::AtomicBool);
+
+impl Reachability {
+    fn ok(&self, peer: &str) {
+        if !self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            tracing::info!(%peer, "Control plane reachable; waiting for jobs.");
+        }
+    }
+
+    fn lost(&self, error: &dyn std::fmt::Display, retry_in: Duration) {
+        if self.0.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            tracing::warn!(%error, "Lost the control plane; reconnecting with backoff.");
+        } else {
+            tracing::info!(%error, retry_in_ms = u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX), "Control plane unreachable.");
+        }
+    }
+}
+
 struct Ctx {
+    reachable: Reachability,
     cfg: AgentConfig,
     agent: String,
     keys: TrustedKeys,
@@ -140,7 +161,7 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Ru
         connections = ?connections.keys().collect::<Vec<_>>(),
         "Agent starting."
     );
-    let ctx = Arc::new(Ctx { cfg, agent, keys, transport, audit, connections });
+    let ctx = Arc::new(Ctx { reachable: Reachability::default(), cfg, agent, keys, transport, audit, connections });
     let heartbeat =
         tokio::spawn(heartbeat_loop(Arc::clone(&ctx), shutdown.clone()).instrument(tracing::info_span!("heartbeat")));
     poll_loop(Arc::clone(&ctx), shutdown).instrument(tracing::info_span!("transport")).await;
@@ -158,7 +179,7 @@ async fn heartbeat_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     );
     loop {
         match ctx.transport.send(Method::POST, PATH_HEARTBEAT, Some(body.clone())).await {
-            Ok((StatusCode::OK, _)) => {}
+            Ok((StatusCode::OK, _)) => ctx.reachable.ok(ctx.transport.addr()),
             Ok((status, b)) => tracing::warn!(%status, body = %String::from_utf8_lossy(&b), "Heartbeat refused."),
             Err(e) => tracing::debug!(error = %e, "Heartbeat failed."),
         }
@@ -174,7 +195,6 @@ async fn poll_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     let permits = Arc::new(Semaphore::new(limit));
     let mut running = JoinSet::new();
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(15));
-    let mut connected = false;
     let wait = ctx.cfg.limits.long_poll_secs.get();
     loop {
         while running.try_join_next().is_some() {}
@@ -191,10 +211,7 @@ async fn poll_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
         let delay = match res {
             Ok((StatusCode::OK, body)) => match serde_json::from_slice::<PollResponse>(&body) {
                 Ok(poll) => {
-                    if !connected {
-                        tracing::info!(peer = %ctx.transport.addr(), "Control plane reachable; waiting for jobs.");
-                        connected = true;
-                    }
+                    ctx.reachable.ok(ctx.transport.addr());
                     backoff.reset();
                     let mut first = Some(permit);
                     for job in poll.jobs {
@@ -230,12 +247,7 @@ async fn poll_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
             }
             Err(e) => {
                 let d = backoff.next_delay();
-                if connected {
-                    tracing::warn!(error = %e, "Lost the control plane; reconnecting with backoff.");
-                    connected = false;
-                } else {
-                    tracing::info!(error = %e, retry_in_ms = d.as_millis() as u64, "Control plane unreachable.");
-                }
+                ctx.reachable.lost(&e, d);
                 d
             }
         };
@@ -245,6 +257,7 @@ async fn poll_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
             () = shutdown.cancelled() => break,
         }
     }
+    while running.try_join_next().is_some() {}
     if !running.is_empty() {
         tracing::info!(jobs = running.len(), "Waiting for running jobs to finish and report.");
         let drained =

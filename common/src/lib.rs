@@ -1,7 +1,9 @@
 //! Mechanisms shared by the Outpost agent and control plane, with no product logic:
-//! files that hold secrets ([`fsutil`]) and YAML config files read strictly with errors
-//! that name the file, line and field ([`yamlcfg`]).
+//! files that hold secrets ([`fsutil`]), YAML config files read strictly with errors
+//! that name the file, line and field ([`yamlcfg`]), and logging and signals of the
+//! binaries ([`process`]).
 #![forbid(unsafe_code)]
 
 pub mod fsutil;
+pub mod process;
 pub mod yamlcfg;

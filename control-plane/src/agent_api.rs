@@ -1,7 +1,7 @@
 //! The agent listener's endpoints.
 //!
-//! On a mutual-TLS connection the agent is identified by its certificate's CN, and the
-//! name must belong to an enrolled agent on every request:
+//! On a mutual-TLS connection the agent is identified by its certificate's CN, which
+//! `server.rs` checks against the enrolled agents when the connection is made:
 //!
 //! ```text
 //! GET  /v1/agent/jobs/next?wait=N&max=K   long-poll: returns the moment a job is queued
@@ -44,14 +44,6 @@ pub async fn handle<S: Store>(app: Arc<App<S>>, agent: Arc<str>, req: Request<In
 }
 
 async fn route<S: Store>(app: &App<S>, agent: &str, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    // The certificate is valid, but the agent must still be known on every request.
-    if app.store.agent(agent.to_owned()).await?.is_none() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "unknown_agent",
-            "this certificate belongs to no enrolled agent",
-        ));
-    }
     let path = req.uri().path().to_owned();
     match (req.method(), path.as_str()) {
         (&Method::GET, PATH_POLL) => poll(app, agent, req.uri().query()).await,

@@ -146,29 +146,28 @@ async fn find_job<S: Store>(app: &App<S>, id: &str, with_body: bool) -> Result<J
 
 async fn result<S: Store>(app: &App<S>, id: &str, wait_secs: u64) -> Result<Response<Body>, ApiError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait_secs);
-    let mut rec = find_job(app, id, true).await?;
-    if !rec.state.is_final() && wait_secs > 0 {
-        let waiter = app.hub.job(id);
+    let waiter = app.hub.job(id);
+    let found = async {
         loop {
+            // Register before reading, so a result stored in between still wakes us.
             let notified = waiter.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            rec = find_job(app, id, true).await?;
-            if rec.state.is_final() {
-                break;
+            let rec = find_job(app, id, true).await?;
+            if rec.state.is_final() || tokio::time::Instant::now() >= deadline || app.shutdown.is_cancelled() {
+                return Ok::<_, ApiError>(rec);
             }
             tokio::select! {
                 () = &mut notified => {}
-                () = tokio::time::sleep_until(deadline) => break,
-                () = app.shutdown.cancelled() => break,
+                // Read once more at the deadline: expiry is applied when a job is read.
+                () = tokio::time::sleep_until(deadline) => {}
+                () = app.shutdown.cancelled() => {}
             }
         }
-        app.hub.release_job(id, waiter);
-        if !rec.state.is_final() {
-            // The job may have expired while we waited.
-            rec = find_job(app, id, true).await?;
-        }
     }
+    .await;
+    app.hub.release_job(id, waiter);
+    let mut rec = found?;
     match rec.state {
         JobState::Succeeded => {
             let ct = rec.content_type.clone().unwrap_or_else(|| "application/octet-stream".into());

@@ -121,13 +121,7 @@ impl From<anyhow::Error> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("OUTPOST_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    outpost_common::process::init_logging();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -213,23 +207,12 @@ async fn serve(cfg: ControlPlaneConfig) -> anyhow::Result<()> {
     );
     let shutdown = app.shutdown.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        outpost_common::process::shutdown_signal().await;
         tracing::info!("Shutting down.");
         shutdown.cancel();
     });
     outpost_control_plane::server::serve(app, listeners).await?;
     Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
 }
 
 fn parse_duration(s: &str) -> Option<u64> {

@@ -220,6 +220,14 @@ async fn accept_loop<S: Store>(
                             "Client certificate has no valid agent name; connection closed."
                         );
                     };
+                    // The certificate chains to our CA; its name must also be an enrolled agent.
+                    match app.store.agent(agent.clone()).await {
+                        Ok(Some(_)) => {}
+                        Ok(None) => {
+                            return tracing::warn!(agent_id = %agent, "Certificate names no enrolled agent; connection closed.");
+                        }
+                        Err(e) => return tracing::error!(error = %e, "Cannot look up the agent; connection closed."),
+                    }
                     let agent: Arc<str> = Arc::from(agent);
                     tracing::debug!(agent_id = %agent, "Agent connected.");
                     let svc = service_fn(move |req: Request<Incoming>| {

@@ -688,3 +688,139 @@ impl Store for SqliteStore {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use outpost_protocol::ids::new_job_id;
+
+    async fn store_with_agent() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("cp.db")).expect("open");
+        store
+            .create_enrol_token(EnrolTokenRecord {
+                id: "t1".into(),
+                agent: "edge-1".into(),
+                secret_sha256: "h".into(),
+                created_at: 0,
+                expires_at: 10_000,
+            })
+            .await
+            .expect("token");
+        store.redeem_enrol_token("t1".into(), "h".into(), "edge-1".into(), 1, 100).await.expect("db").expect("redeem");
+        (dir, store)
+    }
+
+    fn job(id: &str, expires_at: i64) -> NewJob {
+        NewJob {
+            id: id.into(),
+            agent: "edge-1".into(),
+            connection: "sample".into(),
+            envelope_json: "{}".into(),
+            created_at: 1000,
+            expires_at,
+        }
+    }
+
+    fn report(id: &str, body: &[u8]) -> ResultReport {
+        ResultReport::succeeded(id, "application/json", body, ResultStats::default())
+    }
+
+    #[tokio::test]
+    async fn enrolment_token_is_single_use_and_its_failures_are_told_apart() {
+        let (_d, store) = store_with_agent().await;
+        let again = store.redeem_enrol_token("t1".into(), "h".into(), "edge-1".into(), 2, 100).await.expect("db");
+        assert_eq!(again, Err(RedeemError::Used { used_at: 1 }));
+        let wrong = store.redeem_enrol_token("t1".into(), "x".into(), "edge-1".into(), 2, 100).await.expect("db");
+        assert_eq!(wrong, Err(RedeemError::SecretMismatch));
+        let unknown = store.redeem_enrol_token("nope".into(), "h".into(), "edge-1".into(), 2, 100).await.expect("db");
+        assert_eq!(unknown, Err(RedeemError::Unknown));
+        store
+            .create_enrol_token(EnrolTokenRecord {
+                id: "t2".into(),
+                agent: "edge-2".into(),
+                secret_sha256: "h2".into(),
+                created_at: 0,
+                expires_at: 50,
+            })
+            .await
+            .expect("token");
+        let other = store.redeem_enrol_token("t2".into(), "h2".into(), "edge-9".into(), 10, 100).await.expect("db");
+        assert_eq!(other, Err(RedeemError::WrongAgent { bound: "edge-2".into() }));
+        let late = store.redeem_enrol_token("t2".into(), "h2".into(), "edge-2".into(), 51, 100).await.expect("db");
+        assert_eq!(late, Err(RedeemError::Expired { expires_at: 50 }));
+    }
+
+    #[tokio::test]
+    async fn the_same_result_twice_is_accepted_once_and_a_different_one_is_refused() {
+        let (_d, store) = store_with_agent().await;
+        let id = new_job_id();
+        store.insert_job(job(&id, 5000)).await.expect("insert");
+        let (leased, _) = store.lease_jobs("edge-1".into(), 1001, 60, 10).await.expect("lease");
+        assert_eq!(leased.len(), 1);
+        let r = report(&id, b"{}");
+        assert_eq!(
+            store.complete_job("edge-1".into(), r.clone(), "hash-a".into(), 1002).await.expect("c"),
+            CompleteOutcome::Accepted
+        );
+        assert_eq!(
+            store.complete_job("edge-1".into(), r.clone(), "hash-a".into(), 1003).await.expect("c"),
+            CompleteOutcome::Duplicate
+        );
+        assert_eq!(
+            store.complete_job("edge-1".into(), report(&id, b"[]"), "hash-b".into(), 1004).await.expect("c"),
+            CompleteOutcome::Conflict(JobState::Succeeded)
+        );
+        assert_eq!(
+            store.complete_job("edge-2".into(), r, "hash-a".into(), 1005).await.expect("c"),
+            CompleteOutcome::NotFound
+        );
+        let rec = store.job(id, 1006, true).await.expect("job").expect("exists");
+        assert_eq!(rec.state, JobState::Succeeded);
+        assert_eq!(rec.body.as_deref(), Some(&b"{}"[..]));
+    }
+
+    #[tokio::test]
+    async fn a_lease_not_completed_in_time_is_handed_out_again() {
+        let (_d, store) = store_with_agent().await;
+        let id = new_job_id();
+        store.insert_job(job(&id, 5000)).await.expect("insert");
+        assert_eq!(store.lease_jobs("edge-1".into(), 1001, 10, 10).await.expect("l").0.len(), 1);
+        assert!(store.lease_jobs("edge-1".into(), 1005, 10, 10).await.expect("l").0.is_empty(), "still leased");
+        let again = store.lease_jobs("edge-1".into(), 1012, 10, 10).await.expect("l").0;
+        assert_eq!(again.len(), 1, "lease ran out at 1011");
+        let rec = store.job(id, 1013, false).await.expect("job").expect("exists");
+        assert_eq!(rec.attempts, 2);
+    }
+
+    #[tokio::test]
+    async fn an_expired_job_is_never_delivered() {
+        let (_d, store) = store_with_agent().await;
+        let id = new_job_id();
+        store.insert_job(job(&id, 1500)).await.expect("insert");
+        let (leased, expired) = store.lease_jobs("edge-1".into(), 1501, 60, 10).await.expect("lease");
+        assert!(leased.is_empty());
+        assert_eq!(expired, vec![id.clone()]);
+        let rec = store.job(id, 1502, false).await.expect("job").expect("exists");
+        assert_eq!(rec.state, JobState::Expired);
+        assert_eq!(rec.reason.map(|r| r.code).as_deref(), Some("expired"));
+    }
+
+    #[tokio::test]
+    async fn reading_an_overdue_job_marks_it_expired() {
+        let (_d, store) = store_with_agent().await;
+        let id = new_job_id();
+        store.insert_job(job(&id, 1500)).await.expect("insert");
+        assert_eq!(store.job(id.clone(), 1400, false).await.expect("job").expect("exists").state, JobState::Queued);
+        assert_eq!(store.job(id, 1600, false).await.expect("job").expect("exists").state, JobState::Expired);
+    }
+
+    #[test]
+    fn database_file_is_created_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cp.db");
+        SqliteStore::open(&path).expect("open");
+        assert_eq!(std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777, 0o600);
+    }
+}

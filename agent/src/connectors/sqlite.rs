@@ -19,10 +19,15 @@ use crate::resultset::{ResultSet, Value};
 /// The bundled sample data set.
 const SAMPLE_SQL: &str = include_str!("../../sample/orders.sql");
 
-/// A configured SQLite database.
+/// Idle read-only connections kept per database; opening one costs a file open and
+/// schema read, which is a noticeable part of a small job.
+const MAX_IDLE: usize = 8;
+
+/// A configured SQLite database with a small pool of idle read-only connections.
 #[derive(Debug, Clone)]
 pub struct SqliteConnector {
     path: PathBuf,
+    idle: std::sync::Arc<std::sync::Mutex<Vec<Connection>>>,
 }
 
 fn db_err(e: rusqlite::Error) -> QueryError {
@@ -42,15 +47,32 @@ fn db_err(e: rusqlite::Error) -> QueryError {
 impl SqliteConnector {
     /// A connector for the file at `path`.
     pub fn new(path: PathBuf) -> Self {
-        Self { path }
+        Self { path, idle: Default::default() }
     }
 
     /// Runs one read-only statement with typed parameters, within `limits`.
     pub async fn query(&self, sql: String, params: Vec<Param>, limits: QueryLimits) -> Result<ResultSet, QueryError> {
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || query_blocking(&path, &sql, &params, limits))
-            .await
-            .map_err(|e| QueryError::Task(e.to_string()))?
+        let idle = std::sync::Arc::clone(&self.idle);
+        tokio::task::spawn_blocking(move || {
+            let pooled = idle.lock().ok().and_then(|mut v| v.pop());
+            let mut conn = match pooled {
+                Some(c) => c,
+                None => open_read_only(&path)?,
+            };
+            let result = query_blocking(&mut conn, &sql, &params, limits);
+            // A connection whose query failed is still sound (read-only, no open
+            // transaction); one whose open failed never got here.
+            let _ = conn.progress_handler(0, None::<fn() -> bool>);
+            if let Ok(mut v) = idle.lock() {
+                if v.len() < MAX_IDLE {
+                    v.push(conn);
+                }
+            }
+            result
+        })
+        .await
+        .map_err(|e| QueryError::Task(e.to_string()))?
     }
 }
 
@@ -66,8 +88,12 @@ fn open_read_only(path: &Path) -> Result<Connection, QueryError> {
     Ok(conn)
 }
 
-fn query_blocking(path: &Path, sql: &str, params: &[Param], limits: QueryLimits) -> Result<ResultSet, QueryError> {
-    let mut conn = open_read_only(path)?;
+fn query_blocking(
+    conn: &mut Connection,
+    sql: &str,
+    params: &[Param],
+    limits: QueryLimits,
+) -> Result<ResultSet, QueryError> {
     let deadline = Instant::now() + limits.timeout;
     conn.progress_handler(1000, Some(move || Instant::now() >= deadline)).map_err(db_err)?;
     let timed_out = || Instant::now() >= deadline;
@@ -329,6 +355,21 @@ mod tests {
             .expect_err("timeout");
         assert!(matches!(err, QueryError::Timeout { after_ms: 200 }), "{err}");
         assert!(started.elapsed() < Duration::from_secs(20), "interrupted long after the deadline");
+    }
+
+    #[tokio::test]
+    async fn pooled_connections_stay_read_only_and_usable_after_errors_and_timeouts() {
+        let (_d, c) = sample();
+        let slow = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 1000000000) SELECT COUNT(*) FROM n";
+        for _ in 0..3 {
+            c.query(slow.into(), vec![], QueryLimits { max_rows: 1, timeout: Duration::from_millis(20) })
+                .await
+                .expect_err("timeout");
+            c.query("DELETE FROM orders".into(), vec![], limits(1)).await.expect_err("write");
+            let rs = c.query("SELECT COUNT(*) FROM orders".into(), vec![], limits(1)).await.expect("read after errors");
+            assert_eq!(rs.rows[0][0], Value::Int(288));
+        }
+        assert!(c.idle.lock().expect("lock").len() <= MAX_IDLE);
     }
 
     #[tokio::test]

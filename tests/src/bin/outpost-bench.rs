@@ -87,6 +87,17 @@ async fn main() -> Result<()> {
     }
     lat.sort();
 
+    // Peer in the same run: the floor of one API round trip on the same kind of
+    // connection (TLS, HTTP/1.1 keep-alive, bearer-token check, one SQLite read).
+    let mut floor = Vec::with_capacity(args.jobs);
+    for _ in 0..args.jobs {
+        let start = Instant::now();
+        let res = conn.get("/v1/agents").await?;
+        anyhow::ensure!(res.status == 200, "agents: {}", res.status);
+        floor.push(start.elapsed());
+    }
+    floor.sort();
+
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.clients {
@@ -116,6 +127,8 @@ async fn main() -> Result<()> {
     println!("| latency p90 | {} |", ms(percentile(&lat, 0.90)));
     println!("| latency p99 | {} |", ms(percentile(&lat, 0.99)));
     println!("| latency max | {} |", ms(percentile(&lat, 1.0)));
+    println!("| peer: one API round trip (GET /v1/agents) p50 | {} |", ms(percentile(&floor, 0.50)));
+    println!("| peer: one API round trip (GET /v1/agents) p99 | {} |", ms(percentile(&floor, 0.99)));
     println!("| concurrent clients | {} × {} jobs = {} |", args.clients, args.jobs_per_client, total);
     println!("| throughput | {throughput:.0} jobs/s ({:.2} s) |", elapsed.as_secs_f64());
     Ok(())
