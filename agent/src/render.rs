@@ -547,6 +547,26 @@ impl<'a> BarChart<'a> {
             }
         }
 
+        // Axis titles: the x column below the labels, the value column (or "value" for
+        // several series, which the legend names) along the y axis.
+        writeln!(
+            o,
+            "<text class=\"axis-title\" x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"12\" \
+             fill=\"#333333\">{}</text>",
+            Px(plot_left + plot_width / 2.0),
+            Px(HEIGHT - 16.0),
+            Esc(&truncate_chars(self.x, LEGEND_CHARS))
+        )?;
+        let y_title =
+            if self.series.len() == 1 { truncate_chars(&self.series[0], LEGEND_CHARS) } else { "value".to_owned() };
+        let (tx, ty) = (Px(18.0), Px(plot_top + PLOT_HEIGHT / 2.0));
+        writeln!(
+            o,
+            "<text class=\"axis-title\" x=\"{tx}\" y=\"{ty}\" text-anchor=\"middle\" font-size=\"12\" \
+             fill=\"#333333\" transform=\"rotate(-90 {tx} {ty})\">{}</text>",
+            Esc(&y_title)
+        )?;
+
         if legend {
             let x = plot_right + 16.0;
             for (s, name) in self.series.iter().enumerate() {
@@ -1031,6 +1051,21 @@ mod tests {
         let bar_width = group_width * 0.8 / 2.0;
         assert!((bars[0].x - (MARGIN_LEFT + group_width * 0.1 + bar_width)).abs() <= 0.01);
         assert!((bars[1].x - (MARGIN_LEFT + group_width * 1.1)).abs() <= 0.01);
+    }
+
+    #[test]
+    fn bar_chart_names_its_axes() {
+        let rs = ResultSet {
+            columns: vec!["region".into(), "revenue".into()],
+            rows: vec![vec![text("North"), Value::Int(3)]],
+            truncated: false,
+        };
+        let r = render(&bar("region", &["revenue"], None), &rs, 100).expect("render");
+        let svg = body(&r);
+        let doc = roxmltree::Document::parse(svg).expect("svg");
+        let titles: Vec<&str> =
+            doc.descendants().filter(|n| n.attribute("class") == Some("axis-title")).filter_map(|n| n.text()).collect();
+        assert_eq!(titles, ["region", "revenue"]);
     }
 
     #[test]

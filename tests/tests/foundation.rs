@@ -294,3 +294,24 @@ fn agent_config_check_names_file_line_and_field() -> Result<()> {
     assert_eq!(code, 0, "the shipped example config must be valid: {out}{err}");
     Ok(())
 }
+
+#[test]
+fn init_refuses_to_overwrite_an_existing_data_dir_and_keeps_private_files_0600() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir()?;
+    let cp = ControlPlane::init(root.path())?;
+    for f in ["ca.key", "server.key", "signing.key", "control-plane.db"] {
+        let mode = std::fs::metadata(cp.data_dir.join(f))?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{f}");
+    }
+    let before = std::fs::read(cp.data_dir.join("signing.key"))?;
+    let (code, _, err) = outpost_e2e::run_cmd(
+        &outpost_e2e::bin("outpost-control-plane"),
+        &["init", "--data-dir", cp.data_dir.to_str().unwrap_or_default(), "--hostname", "localhost"],
+        None,
+    )?;
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("refusing to overwrite"), "{err}");
+    assert_eq!(std::fs::read(cp.data_dir.join("signing.key"))?, before, "nothing was overwritten");
+    Ok(())
+}

@@ -78,11 +78,8 @@ impl SqliteConnector {
 
 fn open_read_only(path: &Path) -> Result<Connection, QueryError> {
     let open_err = |e: rusqlite::Error| QueryError::Open { path: path.display().to_string(), reason: e.to_string() };
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
-    )
-    .map_err(open_err)?;
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(open_err)?;
     conn.pragma_update(None, "query_only", true).map_err(open_err)?;
     conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0).map_err(open_err)?;
     Ok(conn)
@@ -193,7 +190,9 @@ pub fn ensure_sample_db(path: &Path) -> Result<bool, QueryError> {
     }
     let err = |reason: String| QueryError::Open { path: path.display().to_string(), reason };
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    outpost_common::fsutil::create_private_dir(dir).map_err(|e| err(e.to_string()))?;
+    if !dir.exists() {
+        outpost_common::fsutil::create_private_dir(dir).map_err(|e| err(e.to_string()))?;
+    }
     let tmp = dir.join(format!(
         ".{}.tmp.{}",
         path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
@@ -217,7 +216,11 @@ pub fn ensure_sample_db(path: &Path) -> Result<bool, QueryError> {
         let _ = std::fs::remove_file(&tmp);
         return Err(err(e.to_string()));
     }
-    std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))?;
+    let synced = std::fs::File::open(&tmp).and_then(|f| f.sync_all());
+    if let Err(e) = synced.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err(e.to_string()));
+    }
     Ok(true)
 }
 
@@ -300,6 +303,22 @@ mod tests {
         let rw = Connection::open(dir.path().join("sample.db")).expect("rw");
         let n: i64 = rw.query_row("SELECT COUNT(*) FROM orders WHERE amount > 0", [], |r| r.get(0)).expect("count");
         assert_eq!(n, 288);
+    }
+
+    #[test]
+    fn the_database_itself_refuses_writes_on_an_agent_connection() {
+        // Below the agent's own `readonly()` check: the connection as opened refuses
+        // writes and attachments by itself.
+        let (dir, _c) = sample();
+        let conn = open_read_only(&dir.path().join("sample.db")).expect("open");
+        for sql in ["DELETE FROM orders", "CREATE TABLE t (x)", "DROP TABLE orders", "UPDATE orders SET amount = 0"] {
+            let err = conn.execute(sql, []).expect_err(sql);
+            assert!(err.to_string().contains("readonly"), "{sql}: {err}");
+        }
+        let other = dir.path().join("other.db");
+        let err = conn.execute(&format!("ATTACH DATABASE '{}' AS o", other.display()), []).expect_err("attach");
+        assert!(err.to_string().contains("too many attached databases"), "{err}");
+        assert!(!other.exists());
     }
 
     #[tokio::test]
