@@ -5,7 +5,7 @@
 //! enrolment record), [`enrol`] (token for certificate), [`transport`] (mutual TLS to the
 //! control plane), [`runner`] (the daemon loop: verify, run, render, audit, report),
 //! [`connectors`] (read-only database access), [`resultset`] (rows in memory only),
-//! [`render`] (the only bytes that leave), [`audit`] (the local audit log),
+//! [`render`] (the only bytes that leave), [`replay`] (jobs already accepted), [`audit`] (the local audit log),
 //! [`backoff`] (jittered retries).
 #![forbid(unsafe_code)]
 
@@ -16,6 +16,7 @@ pub mod connectors;
 pub mod enrol;
 pub mod identity;
 pub mod render;
+pub mod replay;
 pub mod resultset;
 pub mod runner;
 pub mod transport;

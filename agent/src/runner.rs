@@ -66,6 +66,9 @@ pub enum RunError {
         /// Why.
         reason: String,
     },
+    /// Replay store.
+    #[error(transparent)]
+    Replay(#[from] crate::replay::ReplayError),
     /// Signing keys.
     #[error("no job-signing key is trusted: none in agent.yaml and none received at enrolment")]
     NoKeys,
@@ -98,6 +101,7 @@ struct Ctx {
     keys: TrustedKeys,
     transport: Transport,
     audit: AuditLog,
+    seen: crate::replay::SeenJobs,
     connections: HashMap<String, SqliteConnector>,
 }
 
@@ -154,6 +158,7 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Ru
     let transport = Transport::new(addr, &identity.enrolment.server_name, transport::mtls_config(&identity)?)?;
     let connections = prepare_connections(&cfg)?;
     let audit = AuditLog::open(&cfg.audit_path())?;
+    let seen = crate::replay::SeenJobs::open(&cfg.state_dir)?;
     tracing::info!(
         agent_id = %agent,
         peer = %transport.addr(),
@@ -161,7 +166,8 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Ru
         connections = ?connections.keys().collect::<Vec<_>>(),
         "Agent starting."
     );
-    let ctx = Arc::new(Ctx { reachable: Reachability::default(), cfg, agent, keys, transport, audit, connections });
+    let ctx =
+        Arc::new(Ctx { reachable: Reachability::default(), cfg, agent, keys, transport, audit, seen, connections });
     let heartbeat =
         tokio::spawn(heartbeat_loop(Arc::clone(&ctx), shutdown.clone()).instrument(tracing::info_span!("heartbeat")));
     poll_loop(Arc::clone(&ctx), shutdown).instrument(tracing::info_span!("transport")).await;
@@ -330,6 +336,14 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob) -> (ResultReport, AuditRecord, i
     if spec.job_id != job.job_id {
         let msg = format!("delivered as job {} but the signed job id is {}", job.job_id, spec.job_id);
         return (reject(&mut rec, "malformed", msg), rec, upload_until);
+    }
+    let keep_until = spec.expires_at.saturating_add(opts.clock_skew_secs);
+    match ctx.seen.check_and_record(&spec.job_id, &spec.nonce, keep_until, now).await {
+        Ok(()) => {}
+        Err(e @ crate::replay::ReplayError::Replayed { .. }) => {
+            return (reject(&mut rec, "replayed", e.to_string()), rec, upload_until)
+        }
+        Err(e) => return (reject(&mut rec, "replay_store_failed", e.to_string()), rec, upload_until),
     }
     rec.verdict = "accepted";
     rec.connection = Some(spec.connection.clone());

@@ -148,3 +148,63 @@ async fn agent_listener_refuses_clients_without_a_certificate_from_its_ca() -> R
     assert_eq!(res.status, 401);
     Ok(())
 }
+
+/// Puts a finished job back in the queue, as a compromised control plane replaying a
+/// captured envelope would.
+fn requeue(cp: &ControlPlane, id: &str) -> Result<()> {
+    let db = rusqlite::Connection::open(cp.data_dir.join("control-plane.db"))?;
+    db.busy_timeout(std::time::Duration::from_secs(5))?;
+    let n = db.execute(
+        "UPDATE jobs SET state = 'queued', lease_until = NULL, finished_at = NULL, report_sha256 = NULL,
+             reason_code = NULL, reason_message = NULL, stats = NULL, content_type = NULL, body = NULL WHERE id = ?1",
+        [id],
+    )?;
+    anyhow::ensure!(n == 1, "job {id} not found");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_envelope_is_rejected_before_and_after_an_agent_restart() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let mut cp = ControlPlane::init(root.path())?;
+    cp.start()?;
+    // A short long-poll, so the agent asks again soon after the queue is changed behind
+    // the control plane's back (such a change wakes nobody).
+    let mut agent = Agent::new(root.path(), "edge-1", "  long_poll_secs: 1\n")?;
+    let (code, out, err) = agent.enroll(&cp.enrolment_token("edge-1").await?)?;
+    anyhow::ensure!(code == 0, "{out}{err}");
+    agent.start_connected()?;
+    let api = cp.api()?;
+    let res = api
+        .post_json(
+            "/v1/jobs",
+            &serde_json::json!({ "agent": "edge-1", "connection": "sample", "sql": "SELECT COUNT(*) FROM orders", "render": { "kind": "table" } }),
+        )
+        .await?;
+    let id = res.json()?["id"].as_str().context("id")?.to_owned();
+    assert_eq!(api.get(&format!("/v1/jobs/{id}/result?wait=30")).await?.status, 200);
+
+    for round in ["before restart", "after restart"] {
+        if round == "after restart" {
+            agent.stop()?;
+            requeue(&cp, &id)?;
+            agent.start_connected()?;
+        } else {
+            requeue(&cp, &id)?;
+        }
+        let res = api.get(&format!("/v1/jobs/{id}/result?wait=30")).await?;
+        assert_eq!(res.status, 409, "{round}: {}", res.text());
+        assert_eq!(res.json()?["reason"], "replayed", "{round}");
+    }
+    let audit = agent.audit_records()?;
+    let verdicts: Vec<_> = audit.iter().filter(|r| r["job_id"] == id.as_str()).map(|r| (r["verdict"].clone(), r["rows_read"].clone())).collect();
+    assert_eq!(
+        verdicts,
+        vec![
+            (serde_json::json!("accepted"), serde_json::json!(1)),
+            (serde_json::json!("rejected"), serde_json::json!(0)),
+            (serde_json::json!("rejected"), serde_json::json!(0)),
+        ]
+    );
+    Ok(())
+}
