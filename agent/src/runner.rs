@@ -245,7 +245,11 @@ async fn poll_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
             Ok((status, body)) => {
                 let msg = String::from_utf8_lossy(&body);
                 if status == StatusCode::FORBIDDEN || status == StatusCode::UNAUTHORIZED {
-                    tracing::error!(%status, body = %msg, "The control plane refused this agent; it may have to be enrolled again.");
+                    tracing::error!(
+                        %status,
+                        body = %msg,
+                        "The control plane refused this agent (revoked or unknown); enrol it again: outpost-agent enroll --token TOKEN"
+                    );
                 } else {
                     tracing::warn!(%status, body = %msg, "Poll refused.");
                 }

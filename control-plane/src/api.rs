@@ -4,7 +4,8 @@
 //! POST /v1/jobs                      dispatch (sign + queue)        -> 202 {id}
 //! GET  /v1/jobs/{id}                 status                         -> 200 {...}
 //! GET  /v1/jobs/{id}/result?wait=N   rendered bytes, waiting for them up to N s
-//! GET  /v1/agents                    agents with last-seen time
+//! GET  /v1/agents                    agents: status (online, offline, revoked), last seen
+//! POST /v1/agents/{name}/revoke       refuse the agent's certificate from now on
 //! POST /v1/enrollment-tokens         {agent, ttl_secs} -> {token, expires_at}
 //! ```
 //! Every answer that is not a rendered result is JSON; errors are `{code, message}`.
@@ -65,11 +66,20 @@ async fn route<S: Store>(app: &App<S>, req: Request<Incoming>) -> Result<Respons
         (Method::GET, ["v1", "agents"]) => {
             let agents = app.store.agents().await?;
             let now = outpost_protocol::unix_now();
+            let offline_after = i64::try_from(app.cfg.offline_after_secs).unwrap_or(90);
             let view: Vec<_> = agents
                 .into_iter()
                 .map(|a| {
+                    let status = match (a.revoked_at, a.last_seen) {
+                        (Some(_), _) => "revoked",
+                        (None, Some(t)) if now - t <= offline_after => "online",
+                        (None, _) => "offline",
+                    };
                     serde_json::json!({
                         "name": a.name,
+                        "status": status,
+                        "revoked_at": a.revoked_at,
+                        "offline_since": if status == "offline" { a.last_seen } else { None },
                         "enrolled_at": a.enrolled_at,
                         "last_seen": a.last_seen,
                         "seconds_since_seen": a.last_seen.map(|t| now - t),
@@ -81,6 +91,13 @@ async fn route<S: Store>(app: &App<S>, req: Request<Incoming>) -> Result<Respons
                 .collect();
             Ok(json(StatusCode::OK, &serde_json::json!({ "agents": view })))
         }
+        (Method::POST, ["v1", "agents", name, "revoke"]) => match app.revoke_agent(name).await? {
+            Some(failed) => Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({ "agent": name, "status": "revoked", "failed_jobs": failed }),
+            )),
+            None => Err(ApiError::not_found(format!("no agent {name:?}"))),
+        },
         (Method::POST, ["v1", "enrollment-tokens"]) => {
             #[derive(Deserialize)]
             #[serde(deny_unknown_fields)]

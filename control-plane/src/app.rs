@@ -193,6 +193,21 @@ impl<S: Store> App<S> {
         Ok((token.encode(), expires_at))
     }
 
+    /// Revokes `name`: its queued jobs fail, its connections are cut, and every later
+    /// request with its certificate is refused. Returns the failed job ids, or `None`
+    /// for an unknown agent.
+    pub async fn revoke_agent(&self, name: &str) -> Result<Option<Vec<String>>, StoreError> {
+        let failed = self.store.revoke_agent(name.to_owned(), outpost_protocol::unix_now()).await?;
+        if let Some(ids) = &failed {
+            for id in ids {
+                self.hub.job_done(id);
+            }
+            self.hub.revoke(name);
+            tracing::warn!(agent_id = %name, failed_jobs = ids.len(), "Agent revoked.");
+        }
+        Ok(failed)
+    }
+
     /// Validates, signs and queues a job, then wakes its agent. Returns the job id.
     pub async fn dispatch(&self, req: DispatchRequest) -> Result<(String, i64), crate::http::ApiError> {
         use crate::http::ApiError;

@@ -21,6 +21,8 @@ pub const DEFAULT_CERT_LIFETIME_SECS: u64 = 24 * 3600;
 pub const DEFAULT_LEASE_SECS: u64 = 120;
 /// Longest a long-poll is held open (seconds), below common proxy idle timeouts.
 pub const DEFAULT_LONG_POLL_SECS: u64 = 25;
+/// An agent silent this long is offline: a long-poll plus a heartbeat interval, with margin.
+pub const DEFAULT_OFFLINE_AFTER_SECS: u64 = 90;
 /// Default lifetime of an enrolment token (seconds).
 pub const DEFAULT_ENROL_TOKEN_TTL_SECS: u64 = 3600;
 
@@ -45,6 +47,9 @@ pub struct ControlPlaneConfig {
     /// Agent certificate lifetime, seconds.
     #[serde(default = "default_cert_lifetime")]
     pub cert_lifetime_secs: u64,
+    /// An agent not heard from for this long is shown `offline`, seconds.
+    #[serde(default = "default_offline_after")]
+    pub offline_after_secs: u64,
 }
 
 /// Job timing.
@@ -83,6 +88,9 @@ fn default_lease() -> u64 {
 fn default_long_poll() -> u64 {
     DEFAULT_LONG_POLL_SECS
 }
+fn default_offline_after() -> u64 {
+    DEFAULT_OFFLINE_AFTER_SECS
+}
 fn default_cert_lifetime() -> u64 {
     DEFAULT_CERT_LIFETIME_SECS
 }
@@ -97,6 +105,7 @@ impl ControlPlaneConfig {
             agent_address: None,
             jobs: JobsConfig::default(),
             cert_lifetime_secs: DEFAULT_CERT_LIFETIME_SECS,
+            offline_after_secs: DEFAULT_OFFLINE_AFTER_SECS,
         }
     }
 
@@ -125,6 +134,9 @@ impl ControlPlaneConfig {
         }
         if !(300..=90 * 86_400).contains(&self.cert_lifetime_secs) {
             return Err(invalid("cert_lifetime_secs", "must be between 300 and 7776000"));
+        }
+        if !(10..=86_400).contains(&self.offline_after_secs) {
+            return Err(invalid("offline_after_secs", "must be between 10 and 86400"));
         }
         Ok(())
     }

@@ -51,7 +51,17 @@ impl ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
-        ApiError::internal(e)
+        match e {
+            crate::store::StoreError::AgentRefused { revoked_at: Some(_), .. } => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "agent_revoked",
+                "this agent has been revoked; it must be enrolled again",
+            ),
+            crate::store::StoreError::AgentRefused { revoked_at: None, .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, "unknown_agent", "this certificate belongs to no enrolled agent")
+            }
+            other => ApiError::internal(other),
+        }
     }
 }
 

@@ -9,12 +9,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 /// Wake-up registry.
 #[derive(Debug, Default)]
 pub struct Hub {
     agents: Mutex<HashMap<String, Arc<Notify>>>,
     jobs: Mutex<HashMap<String, Arc<Notify>>>,
+    revocations: Mutex<HashMap<String, CancellationToken>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -47,6 +49,19 @@ impl Hub {
         if Arc::strong_count(&waiter) <= 2 {
             map.remove(job_id);
         }
+    }
+
+    /// Cancelled when `agent` is revoked: its open connections are cut at once.
+    pub fn revocation(&self, agent: &str) -> CancellationToken {
+        lock(&self.revocations).entry(agent.to_owned()).or_default().clone()
+    }
+
+    /// Cuts the agent's connections and wakes its long-polls (which then see the revocation).
+    pub fn revoke(&self, agent: &str) {
+        if let Some(t) = lock(&self.revocations).remove(agent) {
+            t.cancel();
+        }
+        self.wake_agent(agent);
     }
 
     /// Wakes everyone waiting for `job_id`.

@@ -57,6 +57,9 @@ enum Command {
     /// Enrolment tokens.
     #[command(name = "enrollment-token", subcommand)]
     EnrollmentToken(TokenCommand),
+    /// Enrolled agents.
+    #[command(subcommand)]
+    Agent(AgentCommand),
     /// Check a config file and exit non-zero with the errors.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -74,6 +77,25 @@ enum TokenCommand {
         /// Lifetime, e.g. 30m, 1h, 2d (1 minute to 7 days).
         #[arg(long, default_value = "1h")]
         ttl: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentCommand {
+    /// List agents with their status and certificate expiry.
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Revoke an agent: every request with its certificate is refused from now on (also
+    /// after a restart) and its queued jobs fail. A running control plane sees it on the
+    /// agent's next request; `POST /v1/agents/NAME/revoke` also cuts open connections at once.
+    /// Enrolling the name again with a new token re-admits it.
+    Revoke {
+        #[command(flatten)]
+        target: Target,
+        /// The agent's name.
+        name: String,
     },
 }
 
@@ -188,6 +210,27 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             );
             println!("{token}");
             Ok(())
+        }
+        Command::Agent(AgentCommand::List { target }) => {
+            let app = app::open(target.load()?).context("cannot open the control plane's data dir")?;
+            let agents = outpost_control_plane::store::Store::agents(&app.store).await.map_err(anyhow::Error::new)?;
+            println!("{:<24} {:<8} {:<26} {:<26}", "NAME", "STATUS", "LAST SEEN", "CERTIFICATE UNTIL");
+            for a in agents {
+                let status = if a.revoked_at.is_some() { "revoked" } else { "enrolled" };
+                let seen = a.last_seen.map(fmt_time).unwrap_or_else(|| "never".into());
+                println!("{:<24} {:<8} {:<26} {:<26}", a.name, status, seen, fmt_time(a.cert_not_after));
+            }
+            Ok(())
+        }
+        Command::Agent(AgentCommand::Revoke { target, name }) => {
+            let app = app::open(target.load()?).context("cannot open the control plane's data dir")?;
+            match app.revoke_agent(&name).await.map_err(anyhow::Error::new)? {
+                Some(failed) => {
+                    println!("Agent {name:?} revoked; {} queued job(s) failed.", failed.len());
+                    Ok(())
+                }
+                None => Err(Failure::Usage(format!("no agent named {name:?}"))),
+            }
         }
         Command::Config(ConfigCommand::Check { config }) => {
             ControlPlaneConfig::load(&config).map_err(|e| Failure::Usage(e.to_string()))?;

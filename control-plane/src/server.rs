@@ -220,14 +220,21 @@ async fn accept_loop<S: Store>(
                             "Client certificate has no valid agent name; connection closed."
                         );
                     };
-                    // The certificate chains to our CA; its name must also be an enrolled agent.
+                    // The certificate chains to our CA; its name must also be an enrolled agent. Whether
+                    // it is revoked is checked on every request, inside the store call that serves it.
                     match app.store.agent(agent.clone()).await {
-                        Ok(Some(_)) => {}
+                        Ok(Some(rec)) => {
+                            if rec.revoked_at.is_some() {
+                                // Served so that it hears why: every request is answered 403 agent_revoked.
+                                tracing::warn!(agent_id = %agent, "Revoked agent connected; its requests are refused.");
+                            }
+                        }
                         Ok(None) => {
                             return tracing::warn!(agent_id = %agent, "Certificate names no enrolled agent; connection closed.");
                         }
                         Err(e) => return tracing::error!(error = %e, "Cannot look up the agent; connection closed."),
                     }
+                    let revoked = app.hub.revocation(&agent);
                     let agent: Arc<str> = Arc::from(agent);
                     tracing::debug!(agent_id = %agent, "Agent connected.");
                     let svc = service_fn(move |req: Request<Incoming>| {
@@ -239,9 +246,10 @@ async fn accept_loop<S: Store>(
                             )
                         }
                     });
-                    let _ = watcher
-                        .watch(builder.serve_connection(io, svc).into_owned())
-                        .await;
+                    tokio::select! {
+                        _ = watcher.watch(builder.serve_connection(io, svc).into_owned()) => {}
+                        () = revoked.cancelled() => tracing::info!("Agent revoked; connection cut."),
+                    }
                 }
             }
             .instrument(span),

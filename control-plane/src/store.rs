@@ -29,6 +29,14 @@ pub enum StoreError {
     /// The blocking task failed.
     #[error("database task failed: {0}")]
     Task(String),
+    /// The agent is unknown or revoked; its requests are refused.
+    #[error("agent {agent:?} is {}", if revoked_at.is_some() { "revoked" } else { "not enrolled" })]
+    AgentRefused {
+        /// Agent name.
+        agent: String,
+        /// When it was revoked, if it was.
+        revoked_at: Option<i64>,
+    },
     /// A stored value could not be read back.
     #[error("corrupt row in {table}: {reason}")]
     Corrupt {
@@ -170,6 +178,8 @@ pub struct AgentRecord {
     pub version: Option<String>,
     /// Reported connection names.
     pub connections: Vec<String>,
+    /// When the agent was revoked; its certificate is refused from then on.
+    pub revoked_at: Option<i64>,
 }
 
 /// A stored enrolment token (the secret only as a hash).
@@ -273,6 +283,13 @@ pub trait Store: Send + Sync + 'static {
         report_sha256: String,
         now: i64,
     ) -> impl Future<Output = Result<CompleteOutcome, StoreError>> + Send;
+    /// Revokes an agent: from now on every request with its certificate is refused, and its
+    /// queued or leased jobs end `failed`. Returns the failed job ids, or `None` for an unknown agent.
+    fn revoke_agent(
+        &self,
+        name: String,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<Vec<String>>, StoreError>> + Send;
     /// A job (with its body when `with_body`); an overdue job is marked expired first.
     fn job(
         &self,
@@ -283,7 +300,7 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Current schema version (PRAGMA user_version).
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE agents (
@@ -330,6 +347,9 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_by_agent_state ON jobs(agent, state, created_at);
 ";
 
+/// v2: agent revocation.
+const SCHEMA_V2: &str = "ALTER TABLE agents ADD COLUMN revoked_at INTEGER;";
+
 /// SQLite backend.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -364,11 +384,13 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if version < 1 {
-            conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE; {SCHEMA_V1} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-            ))?;
-        } else if version > SCHEMA_VERSION {
+        // Migrations run in order, each in its own transaction with the version bump.
+        for (target, sql) in [(1, SCHEMA_V1), (2, SCHEMA_V2)] {
+            if version < target {
+                conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql} PRAGMA user_version = {target}; COMMIT;"))?;
+            }
+        }
+        if version > SCHEMA_VERSION {
             return Err(StoreError::Corrupt {
                 table: "schema",
                 reason: format!("database schema {version} is newer than this build ({SCHEMA_VERSION})"),
@@ -401,10 +423,27 @@ fn agent_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AgentRecord> {
         last_seen: r.get(3)?,
         version: r.get(4)?,
         connections: serde_json::from_str(&conns).unwrap_or_default(),
+        revoked_at: r.get(6)?,
     })
 }
 
-const AGENT_COLS: &str = "name, enrolled_at, cert_not_after, last_seen, version, connections";
+const AGENT_COLS: &str = "name, enrolled_at, cert_not_after, last_seen, version, connections, revoked_at";
+
+/// Admits a request of `agent`: it must be enrolled and not revoked. Records it as seen
+/// in the same statement, so the check costs no extra round trip.
+fn admit_agent(tx: &Connection, agent: &str, now: i64) -> Result<(), StoreError> {
+    let n = tx
+        .prepare_cached("UPDATE agents SET last_seen = ?2 WHERE name = ?1 AND revoked_at IS NULL")?
+        .execute(params![agent, now])?;
+    if n == 1 {
+        return Ok(());
+    }
+    let revoked_at: Option<Option<i64>> = tx
+        .prepare_cached("SELECT revoked_at FROM agents WHERE name = ?1")?
+        .query_row(params![agent], |r| r.get(0))
+        .optional()?;
+    Err(StoreError::AgentRefused { agent: agent.to_owned(), revoked_at: revoked_at.flatten() })
+}
 
 fn expire_overdue(tx: &Connection, where_sql: &str, arg: &str, now: i64) -> Result<Vec<String>, StoreError> {
     let mut stmt = tx.prepare_cached(&format!(
@@ -461,9 +500,11 @@ impl Store for SqliteStore {
                 return Ok(Err(RedeemError::WrongAgent { bound }));
             }
             tx.execute("UPDATE enrol_tokens SET used_at = ?2 WHERE id = ?1", params![id, now])?;
+            // A new enrolment re-admits a revoked name (e.g. after a lost agent key).
             tx.execute(
                 "INSERT INTO agents (name, enrolled_at, cert_not_after) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(name) DO UPDATE SET enrolled_at = excluded.enrolled_at, cert_not_after = excluded.cert_not_after",
+                 ON CONFLICT(name) DO UPDATE SET enrolled_at = excluded.enrolled_at,
+                     cert_not_after = excluded.cert_not_after, revoked_at = NULL",
                 params![agent, now, cert_not_after],
             )?;
             tx.commit()?;
@@ -499,10 +540,11 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         self.with_conn(move |c| {
             let conns = connections.map(|v| serde_json::to_string(&v).unwrap_or_else(|_| "[]".into()));
+            admit_agent(c, &name, now)?;
             c.prepare_cached(
-                "UPDATE agents SET last_seen = ?2, version = COALESCE(?3, version), connections = COALESCE(?4, connections) WHERE name = ?1",
+                "UPDATE agents SET version = COALESCE(?2, version), connections = COALESCE(?3, connections) WHERE name = ?1",
             )?
-            .execute(params![name, now, version, conns])?;
+            .execute(params![name, version, conns])?;
             Ok(())
         })
         .await
@@ -555,6 +597,7 @@ impl Store for SqliteStore {
     ) -> Result<(Vec<LeasedJob>, Vec<String>), StoreError> {
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            admit_agent(&tx, &agent, now)?;
             let expired = expire_overdue(&tx, "agent = ?1", &agent, now)?;
             let jobs = {
                 let mut stmt = tx.prepare_cached(
@@ -572,9 +615,6 @@ impl Store for SqliteStore {
                 rows.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
                 rows.into_iter().map(|(_, j)| j).collect::<Vec<_>>()
             };
-            if !jobs.is_empty() || !expired.is_empty() {
-                tx.prepare_cached("UPDATE agents SET last_seen = ?2 WHERE name = ?1")?.execute(params![agent, now])?;
-            }
             tx.commit()?;
             Ok((jobs, expired))
         })
@@ -590,6 +630,7 @@ impl Store for SqliteStore {
     ) -> Result<CompleteOutcome, StoreError> {
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            admit_agent(&tx, &agent, now)?;
             let row: Option<(String, Option<String>)> = tx
                 .prepare_cached("SELECT state, report_sha256 FROM jobs WHERE id = ?1 AND agent = ?2")?
                 .query_row(params![report.job_id, agent], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -628,9 +669,29 @@ impl Store for SqliteStore {
                 report.content_type,
                 body
             ])?;
-            tx.prepare_cached("UPDATE agents SET last_seen = ?2 WHERE name = ?1")?.execute(params![agent, now])?;
             tx.commit()?;
             Ok(CompleteOutcome::Accepted)
+        })
+        .await
+    }
+
+    async fn revoke_agent(&self, name: String, now: i64) -> Result<Option<Vec<String>>, StoreError> {
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let n = tx.execute("UPDATE agents SET revoked_at = COALESCE(revoked_at, ?2) WHERE name = ?1", params![name, now])?;
+            if n == 0 {
+                return Ok(None);
+            }
+            let failed = tx
+                .prepare(
+                    "UPDATE jobs SET state = 'failed', finished_at = ?2, lease_until = NULL, reason_code = 'agent_revoked',
+                         reason_message = 'the agent was revoked before it returned a result'
+                     WHERE agent = ?1 AND state IN ('queued', 'leased') RETURNING id",
+                )?
+                .query_map(params![name, now], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()?;
+            tx.commit()?;
+            Ok(Some(failed))
         })
         .await
     }
@@ -771,10 +832,8 @@ mod tests {
             store.complete_job("edge-1".into(), report(&id, b"[]"), "hash-b".into(), 1004).await.expect("c"),
             CompleteOutcome::Conflict(JobState::Succeeded)
         );
-        assert_eq!(
-            store.complete_job("edge-2".into(), r, "hash-a".into(), 1005).await.expect("c"),
-            CompleteOutcome::NotFound
-        );
+        let stranger = store.complete_job("edge-2".into(), r, "hash-a".into(), 1005).await;
+        assert!(matches!(stranger, Err(StoreError::AgentRefused { .. })), "{stranger:?}");
         let rec = store.job(id, 1006, true).await.expect("job").expect("exists");
         assert_eq!(rec.state, JobState::Succeeded);
         assert_eq!(rec.body.as_deref(), Some(&b"{}"[..]));
@@ -813,6 +872,24 @@ mod tests {
         store.insert_job(job(&id, 1500)).await.expect("insert");
         assert_eq!(store.job(id.clone(), 1400, false).await.expect("job").expect("exists").state, JobState::Queued);
         assert_eq!(store.job(id, 1600, false).await.expect("job").expect("exists").state, JobState::Expired);
+    }
+
+    #[tokio::test]
+    async fn a_revoked_agent_is_refused_and_its_queued_jobs_fail() {
+        let (_d, store) = store_with_agent().await;
+        let id = new_job_id();
+        store.insert_job(job(&id, 5000)).await.expect("insert");
+        assert_eq!(store.revoke_agent("edge-1".into(), 1100).await.expect("revoke"), Some(vec![id.clone()]));
+        assert_eq!(store.revoke_agent("nobody".into(), 1100).await.expect("revoke"), None);
+        let refused = store.lease_jobs("edge-1".into(), 1101, 60, 10).await;
+        assert!(matches!(refused, Err(StoreError::AgentRefused { revoked_at: Some(1100), .. })), "{refused:?}");
+        let refused = store.complete_job("edge-1".into(), report(&id, b"{}"), "h".into(), 1102).await;
+        assert!(matches!(refused, Err(StoreError::AgentRefused { .. })), "{refused:?}");
+        let rec = store.job(id, 1103, false).await.expect("job").expect("exists");
+        assert_eq!(rec.state, JobState::Failed);
+        assert_eq!(rec.reason.map(|r| r.code).as_deref(), Some("agent_revoked"));
+        let unknown = store.lease_jobs("ghost".into(), 1101, 60, 10).await;
+        assert!(matches!(unknown, Err(StoreError::AgentRefused { revoked_at: None, .. })), "{unknown:?}");
     }
 
     #[test]
