@@ -82,17 +82,19 @@ impl SeenJobs {
         let conn = Arc::clone(&self.conn);
         let (job_id, nonce) = (job_id.to_owned(), nonce.to_owned());
         tokio::task::spawn_blocking(move || {
-            let c = conn.lock().map_err(|_| store_err("mutex poisoned"))?;
-            c.prepare_cached("DELETE FROM seen WHERE keep_until < ?1")
+            let mut c = conn.lock().map_err(|_| store_err("mutex poisoned"))?;
+            // One transaction, one commit, for the pruning and the insert.
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(store_err)?;
+            tx.prepare_cached("DELETE FROM seen WHERE keep_until < ?1")
                 .map_err(store_err)?
                 .execute(params![now])
                 .map_err(store_err)?;
-            let inserted = c
+            let inserted = tx
                 .prepare_cached("INSERT INTO seen (job_id, nonce, keep_until) VALUES (?1, ?2, ?3)")
                 .map_err(store_err)?
                 .execute(params![job_id, nonce, keep_until]);
             match inserted {
-                Ok(_) => Ok(()),
+                Ok(_) => tx.commit().map_err(store_err),
                 Err(rusqlite::Error::SqliteFailure(f, _)) if f.code == ErrorCode::ConstraintViolation => {
                     Err(ReplayError::Replayed { job_id })
                 }

@@ -315,3 +315,20 @@ fn init_refuses_to_overwrite_an_existing_data_dir_and_keeps_private_files_0600()
     assert_eq!(std::fs::read(cp.data_dir.join("signing.key"))?, before, "nothing was overwritten");
     Ok(())
 }
+
+#[test]
+fn shipped_control_plane_config_is_valid_and_a_bad_one_names_the_line() -> Result<()> {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/control-plane.yaml");
+    let cp = outpost_e2e::bin("outpost-control-plane");
+    let (code, out, err) =
+        outpost_e2e::run_cmd(&cp, &["config", "check", "--config", example.to_str().unwrap_or_default()], None)?;
+    assert_eq!(code, 0, "{out}{err}");
+    let root = tempfile::tempdir()?;
+    let bad = root.path().join("control-plane.yaml");
+    std::fs::write(&bad, "data_dir: /tmp/x\njobs:\n  ttl_secs: 300\n  lease_sec: 5\n")?;
+    let (code, _, err) =
+        outpost_e2e::run_cmd(&cp, &["config", "check", "--config", bad.to_str().unwrap_or_default()], None)?;
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("control-plane.yaml:4:") && err.contains("lease_sec"), "{err}");
+    Ok(())
+}
