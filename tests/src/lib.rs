@@ -143,6 +143,15 @@ impl ControlPlane {
         Ok(res.json()?["token"].as_str().context("no token")?.to_owned())
     }
 
+    /// Dispatches a job through the API; returns its id.
+    pub async fn dispatch(&self, job: serde_json::Value) -> Result<String> {
+        let res = self.api()?.post_json("/v1/jobs", &job).await?;
+        if res.status != 202 {
+            bail!("dispatch: {} {}", res.status, res.text());
+        }
+        Ok(res.json()?["id"].as_str().context("no job id")?.to_owned())
+    }
+
     /// The control plane's log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -187,6 +196,15 @@ impl Agent {
         )
     }
 
+    /// Enrols with a fresh token from `cp` for this agent's name; fails unless it worked.
+    pub async fn enroll_with(&self, cp: &ControlPlane) -> Result<()> {
+        let (code, out, err) = self.enroll(&cp.enrolment_token(&self.name).await?)?;
+        if code != 0 {
+            bail!("enroll failed ({code}): {out}{err}");
+        }
+        Ok(())
+    }
+
     /// Starts `run` (does not wait for the control plane).
     pub fn start(&mut self) -> Result<()> {
         let args = vec!["--config".to_owned(), self.config.display().to_string(), "run".into()];
@@ -221,4 +239,21 @@ impl Agent {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+}
+
+/// A started control plane (with `serve_args`) and an enrolled, connected agent `name`
+/// whose agent.yaml has `extra_limits` under `limits:`.
+pub async fn start_pair(
+    root: &Path,
+    name: &str,
+    extra_limits: &str,
+    serve_args: &[&str],
+) -> Result<(ControlPlane, Agent)> {
+    let mut cp = ControlPlane::init(root)?;
+    cp.serve_args = serve_args.iter().map(|a| (*a).to_owned()).collect();
+    cp.start()?;
+    let mut agent = Agent::new(root, name, extra_limits)?;
+    agent.enroll_with(&cp).await?;
+    agent.start_connected()?;
+    Ok((cp, agent))
 }

@@ -8,21 +8,12 @@ use outpost_protocol::enrol::EnrolmentToken;
 
 /// A control plane and one enrolled, connected agent named `edge-1`.
 async fn enrolled_pair(root: &std::path::Path) -> Result<(ControlPlane, Agent)> {
-    let mut cp = ControlPlane::init(root)?;
-    cp.start()?;
-    let mut agent = Agent::new(root, "edge-1", "")?;
-    let token = cp.enrolment_token("edge-1").await?;
-    let (code, out, err) = agent.enroll(&token)?;
-    anyhow::ensure!(code == 0, "enroll failed: {out}{err}");
-    agent.start_connected()?;
-    Ok((cp, agent))
+    outpost_e2e::start_pair(root, "edge-1", "", &[]).await
 }
 
 /// Dispatches a job and returns its id.
 async fn dispatch(cp: &ControlPlane, job: serde_json::Value) -> Result<String> {
-    let res = cp.api()?.post_json("/v1/jobs", &job).await?;
-    anyhow::ensure!(res.status == 202, "dispatch: {} {}", res.status, res.text());
-    Ok(res.json()?["id"].as_str().context("id")?.to_owned())
+    cp.dispatch(job).await
 }
 
 fn sums_by_region(db: &std::path::Path) -> Result<BTreeMap<String, f64>> {
@@ -233,14 +224,9 @@ async fn api_answers_401_without_a_token_and_400_naming_the_bad_field() -> Resul
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_reconnects_after_control_plane_restart_and_queued_job_completes() -> Result<()> {
     let root = tempfile::tempdir()?;
-    let mut cp = ControlPlane::init(root.path())?;
     // A short lease, so a job delivered into a dead connection is handed out again quickly.
-    cp.serve_args = vec!["--lease-secs".into(), "2".into()];
-    cp.start()?;
-    let mut agent = Agent::new(root.path(), "edge-1", "  long_poll_secs: 2\n")?;
-    let (code, out, err) = agent.enroll(&cp.enrolment_token("edge-1").await?)?;
-    anyhow::ensure!(code == 0, "{out}{err}");
-    agent.start_connected()?;
+    let (mut cp, agent) =
+        outpost_e2e::start_pair(root.path(), "edge-1", "  long_poll_secs: 2\n", &["--lease-secs", "2"]).await?;
 
     // Freeze the agent, queue a job, kill the control plane hard and start it again.
     agent.process()?.signal("STOP")?;

@@ -33,8 +33,7 @@ async fn forged_expired_and_misaddressed_jobs_are_rejected_and_never_run() -> Re
     let mut cp = ControlPlane::init(root.path())?;
     cp.start()?;
     let mut agent = Agent::new(root.path(), "edge-1", "")?;
-    let (code, out, err) = agent.enroll(&cp.enrolment_token("edge-1").await?)?;
-    anyhow::ensure!(code == 0, "{out}{err}");
+    agent.enroll_with(&cp).await?;
 
     // A hostile control plane (or anyone with write access to its queue) queues three jobs
     // while the agent is offline: one signed by a key the agent never trusted, one signed
@@ -166,14 +165,9 @@ fn requeue(cp: &ControlPlane, id: &str) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_envelope_is_rejected_before_and_after_an_agent_restart() -> Result<()> {
     let root = tempfile::tempdir()?;
-    let mut cp = ControlPlane::init(root.path())?;
-    cp.start()?;
     // A short long-poll, so the agent asks again soon after the queue is changed behind
     // the control plane's back (such a change wakes nobody).
-    let mut agent = Agent::new(root.path(), "edge-1", "  long_poll_secs: 1\n")?;
-    let (code, out, err) = agent.enroll(&cp.enrolment_token("edge-1").await?)?;
-    anyhow::ensure!(code == 0, "{out}{err}");
-    agent.start_connected()?;
+    let (cp, mut agent) = outpost_e2e::start_pair(root.path(), "edge-1", "  long_poll_secs: 1\n", &[]).await?;
     let api = cp.api()?;
     let res = api
         .post_json(
@@ -216,12 +210,7 @@ async fn a_replayed_envelope_is_rejected_before_and_after_an_agent_restart() -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_agent_is_refused_at_once_its_jobs_fail_and_it_stays_revoked_after_a_restart() -> Result<()> {
     let root = tempfile::tempdir()?;
-    let mut cp = ControlPlane::init(root.path())?;
-    cp.start()?;
-    let mut agent = Agent::new(root.path(), "edge-1", "")?;
-    let (code, out, err) = agent.enroll(&cp.enrolment_token("edge-1").await?)?;
-    anyhow::ensure!(code == 0, "{out}{err}");
-    agent.start_connected()?;
+    let (mut cp, mut agent) = outpost_e2e::start_pair(root.path(), "edge-1", "", &[]).await?;
     let api = cp.api()?;
     let agents = api.get("/v1/agents").await?.json()?;
     assert_eq!(agents["agents"][0]["status"], "online", "{agents}");
@@ -266,8 +255,7 @@ async fn a_revoked_agent_is_refused_at_once_its_jobs_fail_and_it_stays_revoked_a
 
     // Re-enrolment with a new token re-admits the name (recovery from a lost key).
     agent.stop()?;
-    let (code, out, err) = agent.enroll(&cp.enrolment_token("edge-1").await?)?;
-    anyhow::ensure!(code == 0, "{out}{err}");
+    agent.enroll_with(&cp).await?;
     agent.start_connected()?;
     assert_eq!(cp.api()?.get(&format!("/v1/jobs/{id2}/result?wait=30")).await?.status, 200);
     Ok(())

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use clap::Parser;
-use outpost_e2e::{Agent, ControlPlane};
 
 /// Outpost end-to-end benchmark.
 #[derive(Debug, Parser)]
@@ -69,12 +68,7 @@ fn machine() -> String {
 async fn main() -> Result<()> {
     let args = Args::parse();
     let root = tempfile::tempdir()?;
-    let mut cp = ControlPlane::init(root.path())?;
-    cp.start()?;
-    let mut agent = Agent::new(root.path(), "bench", "  max_concurrent_jobs: 64\n")?;
-    let (code, out, err) = agent.enroll(&cp.enrolment_token("bench").await?)?;
-    anyhow::ensure!(code == 0, "{out}{err}");
-    agent.start_connected()?;
+    let (cp, _agent) = outpost_e2e::start_pair(root.path(), "bench", "  max_concurrent_jobs: 64\n", &[]).await?;
     let api = cp.api()?;
 
     let mut conn = api.connect().await?;
