@@ -29,6 +29,8 @@ else
   exit 1
 fi
 
+command -v openssl >/dev/null 2>&1 || { echo "openssl is required by the TLS tests: run .ci/run (or apt-get install openssl)" >&2; exit 1; }
+
 step "build binaries for the end-to-end tests"
 cargo build --workspace --bins --locked
 
