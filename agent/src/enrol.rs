@@ -139,6 +139,7 @@ pub async fn enroll(
         ca_sha256: token.ca_sha256.to_ascii_lowercase(),
         enrolled_at: outpost_protocol::unix_now(),
         not_after: res.not_after,
+        cert_issued_at: outpost_protocol::unix_now(),
         signing_keys: res.signing_keys,
     };
     let key_pem = zeroize::Zeroizing::new(key.serialize_pem());
@@ -147,7 +148,11 @@ pub async fn enroll(
 }
 
 /// The issued certificate must name us and carry our public key.
-fn check_certificate(cert: &CertificateDer<'_>, agent: &str, our_public_key: &[u8]) -> Result<(), EnrolError> {
+pub(crate) fn check_certificate(
+    cert: &CertificateDer<'_>,
+    agent: &str,
+    our_public_key: &[u8],
+) -> Result<(), EnrolError> {
     let (_, parsed) =
         x509_parser::parse_x509_certificate(cert).map_err(|e| EnrolError::BadResponse(format!("certificate: {e}")))?;
     let cn = parsed.subject().iter_common_name().next().and_then(|c| c.as_str().ok()).unwrap_or_default();

@@ -38,6 +38,8 @@ pub struct Enrolment {
     pub enrolled_at: i64,
     /// Certificate expiry, unix seconds.
     pub not_after: i64,
+    /// When the current certificate was received (enrolment or last renewal), unix seconds.
+    pub cert_issued_at: i64,
     /// Job-signing keys received at enrolment.
     pub signing_keys: Vec<PublishedKey>,
 }
@@ -93,6 +95,7 @@ fn corrupt(path: &Path, reason: impl std::fmt::Display) -> IdentityError {
 
 /// Loads the identity from `state_dir`.
 pub fn load(state_dir: &Path) -> Result<Identity, IdentityError> {
+    roll_forward(state_dir)?;
     let rec_path = state_dir.join(ENROLMENT_FILE);
     if !rec_path.exists() {
         return Err(IdentityError::NotEnrolled { path: rec_path.display().to_string() });
@@ -114,6 +117,50 @@ pub fn load(state_dir: &Path) -> Result<Identity, IdentityError> {
     Ok(Identity { enrolment, cert, key, ca })
 }
 
+/// After a renewal: replaces key, certificate and record together. All three are first
+/// written completely as `*.next` files, the record last (its presence means the set is
+/// complete); then each is renamed into place, the record last. [`load`] finishes an
+/// interrupted set of renames, or discards an incomplete set, so a crash at any point
+/// leaves the old identity or the new one, never a key that does not match its certificate.
+pub fn save_renewal(
+    state_dir: &Path,
+    key_pem: &str,
+    cert_pem: &str,
+    enrolment: &Enrolment,
+) -> Result<(), IdentityError> {
+    fsutil::write_private(&state_dir.join(next(KEY_FILE)), key_pem.as_bytes())?;
+    fsutil::write_atomic(&state_dir.join(next(CERT_FILE)), cert_pem.as_bytes(), 0o644)?;
+    let json = serde_json::to_vec_pretty(enrolment).unwrap_or_default();
+    fsutil::write_atomic(&state_dir.join(next(ENROLMENT_FILE)), &json, 0o600)?;
+    roll_forward(state_dir)
+}
+
+fn next(name: &str) -> String {
+    format!("{name}.next")
+}
+
+/// Completes or discards a renewal that was interrupted.
+fn roll_forward(state_dir: &Path) -> Result<(), IdentityError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| IdentityError::File(FileError::Io { path, source })
+    };
+    let record = state_dir.join(next(ENROLMENT_FILE));
+    let complete = record.exists();
+    for name in [KEY_FILE, CERT_FILE, ENROLMENT_FILE] {
+        let pending = state_dir.join(next(name));
+        if !pending.exists() {
+            continue;
+        }
+        if complete {
+            std::fs::rename(&pending, state_dir.join(name)).map_err(io(&pending))?;
+        } else {
+            std::fs::remove_file(&pending).map_err(io(&pending))?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes a new identity; the key first, the enrolment record last, each atomically.
 pub fn save(
     state_dir: &Path,
@@ -129,4 +176,40 @@ pub fn save(
     let json = serde_json::to_vec_pretty(enrolment).unwrap_or_default();
     fsutil::write_atomic(&state_dir.join(ENROLMENT_FILE), &json, 0o600)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn an_interrupted_renewal_is_finished_and_an_incomplete_one_discarded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        for f in [KEY_FILE, CERT_FILE, ENROLMENT_FILE] {
+            std::fs::write(d.join(f), "old").expect("write");
+        }
+        // Crash after the key was renamed but before the certificate and record: finish.
+        std::fs::write(d.join(KEY_FILE), "new").expect("write");
+        std::fs::write(d.join(next(CERT_FILE)), "new").expect("write");
+        std::fs::write(d.join(next(ENROLMENT_FILE)), "new").expect("write");
+        roll_forward(d).expect("roll forward");
+        for f in [KEY_FILE, CERT_FILE, ENROLMENT_FILE] {
+            assert_eq!(std::fs::read_to_string(d.join(f)).expect("read"), "new", "{f}");
+        }
+        // Crash while writing the set (no record yet): discard, keep the current identity.
+        std::fs::write(d.join(next(KEY_FILE)), "newer").expect("write");
+        roll_forward(d).expect("discard");
+        assert_eq!(std::fs::read_to_string(d.join(KEY_FILE)).expect("read"), "new");
+        assert_eq!(files(d), [CERT_FILE, KEY_FILE, ENROLMENT_FILE]);
+    }
 }

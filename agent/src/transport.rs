@@ -201,7 +201,7 @@ pub fn mtls_config(identity: &Identity) -> Result<Arc<ClientConfig>, TransportEr
 pub struct Transport {
     addr: String,
     name: ServerName<'static>,
-    config: Arc<ClientConfig>,
+    config: std::sync::RwLock<Arc<ClientConfig>>,
     sender: tokio::sync::Mutex<Option<http2::SendRequest<Full<Bytes>>>>,
 }
 
@@ -214,7 +214,12 @@ impl std::fmt::Debug for Transport {
 impl Transport {
     /// A transport to `addr`, expecting certificate name `name`.
     pub fn new(addr: String, name: &str, config: Arc<ClientConfig>) -> Result<Self, TransportError> {
-        Ok(Self { addr, name: server_name(name)?, config, sender: tokio::sync::Mutex::new(None) })
+        Ok(Self {
+            addr,
+            name: server_name(name)?,
+            config: std::sync::RwLock::new(config),
+            sender: tokio::sync::Mutex::new(None),
+        })
     }
 
     /// The address dialled.
@@ -226,7 +231,7 @@ impl Transport {
         let tcp = dial(&self.addr).await?;
         let tls = tokio::time::timeout(
             CONNECT_TIMEOUT,
-            TlsConnector::from(Arc::clone(&self.config)).connect(self.name.clone(), tcp),
+            TlsConnector::from(self.current_config()).connect(self.name.clone(), tcp),
         )
         .await
         .map_err(|_| TransportError::Handshake { addr: self.addr.clone(), reason: "timed out".into() })?
@@ -260,6 +265,17 @@ impl Transport {
         let s = self.connect().await?;
         *guard = Some(s.clone());
         Ok(s)
+    }
+
+    fn current_config(&self) -> Arc<ClientConfig> {
+        Arc::clone(&self.config.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Switches to a new client identity (after renewal). Requests in flight finish on the
+    /// current connection; the next request dials with the new certificate.
+    pub async fn set_config(&self, config: Arc<ClientConfig>) {
+        *self.config.write().unwrap_or_else(std::sync::PoisonError::into_inner) = config;
+        self.reset().await;
     }
 
     /// Drops the current connection so that the next request dials again.

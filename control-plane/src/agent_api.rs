@@ -7,6 +7,7 @@
 //! GET  /v1/agent/jobs/next?wait=N&max=K   long-poll: returns the moment a job is queued
 //! POST /v1/agent/jobs/{id}/result         result upload (idempotent)
 //! POST /v1/agent/heartbeat                version and connection names
+//! POST /v1/agent/renew                    new certificate for a new key pair (CSR)
 //! ```
 //! On an enrolment connection (no client certificate, ALPN `outpost-enroll/1`) only
 //! `POST /v1/enroll` exists.
@@ -18,7 +19,10 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use outpost_protocol::encoding::sha256_hex;
 use outpost_protocol::enrol::{EnrolRequest, EnrolResponse};
-use outpost_protocol::wire::{DeliveredJob, Heartbeat, PollResponse, PATH_ENROLL, PATH_HEARTBEAT, PATH_POLL};
+use outpost_protocol::wire::{
+    DeliveredJob, Heartbeat, PollResponse, RenewRequest, RenewResponse, PATH_ENROLL, PATH_HEARTBEAT, PATH_POLL,
+    PATH_RENEW,
+};
 use outpost_protocol::{Envelope, ResultReport};
 
 use crate::app::App;
@@ -54,6 +58,18 @@ async fn route<S: Store>(app: &App<S>, agent: &str, req: Request<Incoming>) -> R
                 .touch_agent(agent.to_owned(), outpost_protocol::unix_now(), Some(hb.version), Some(hb.connections))
                 .await?;
             Ok(json(StatusCode::OK, &serde_json::json!({ "ok": true })))
+        }
+        (&Method::POST, PATH_RENEW) => {
+            let body = read_body(req.into_body(), MAX_SMALL_BODY).await?;
+            let r: RenewRequest = parse_json(&body)?;
+            rcgen::CertificateSigningRequestParams::from_pem(&r.csr_pem)
+                .map_err(|e| ApiError::bad_field("csr_pem", e))?;
+            let lifetime = i64::try_from(app.cfg.cert_lifetime_secs).unwrap_or(86_400);
+            let (certificate_pem, not_after) =
+                app.ca.issue_agent_cert(agent, &r.csr_pem, lifetime).map_err(ApiError::internal)?;
+            app.store.record_renewal(agent.to_owned(), not_after, outpost_protocol::unix_now()).await?;
+            tracing::info!(agent_id = %agent, not_after, "Agent certificate renewed.");
+            Ok(json(StatusCode::OK, &RenewResponse { certificate_pem, not_after }))
         }
         (&Method::POST, p) if p.starts_with(outpost_protocol::wire::PATH_JOBS) && p.ends_with("/result") => {
             let id = &p[outpost_protocol::wire::PATH_JOBS.len()..p.len() - "/result".len()];

@@ -17,6 +17,8 @@ pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:8443";
 pub const DEFAULT_JOB_TTL_SECS: u64 = 300;
 /// Agent certificates live this long (seconds): short, renewed over mTLS.
 pub const DEFAULT_CERT_LIFETIME_SECS: u64 = 24 * 3600;
+/// Shortest certificate lifetime accepted; short lifetimes exist for renewal tests.
+pub const MIN_CERT_LIFETIME_SECS: u64 = 10;
 /// A leased job not completed within this time is handed out again (seconds).
 pub const DEFAULT_LEASE_SECS: u64 = 120;
 /// Longest a long-poll is held open (seconds), below common proxy idle timeouts.
@@ -132,8 +134,8 @@ impl ControlPlaneConfig {
         if !(1..=300).contains(&self.jobs.long_poll_secs) {
             return Err(invalid("jobs.long_poll_secs", "must be between 1 and 300"));
         }
-        if !(300..=90 * 86_400).contains(&self.cert_lifetime_secs) {
-            return Err(invalid("cert_lifetime_secs", "must be between 300 and 7776000"));
+        if !(MIN_CERT_LIFETIME_SECS..=90 * 86_400).contains(&self.cert_lifetime_secs) {
+            return Err(invalid("cert_lifetime_secs", "must be between 10 and 7776000"));
         }
         if !(10..=86_400).contains(&self.offline_after_secs) {
             return Err(invalid("offline_after_secs", "must be between 10 and 86400"));

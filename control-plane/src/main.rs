@@ -53,6 +53,9 @@ enum Command {
         /// Seconds a delivered job stays leased before it is handed out again (overrides the config).
         #[arg(long)]
         lease_secs: Option<u64>,
+        /// Lifetime of agent certificates issued from now on, seconds (overrides the config).
+        #[arg(long)]
+        cert_lifetime_secs: Option<u64>,
     },
     /// Enrolment tokens.
     #[command(name = "enrollment-token", subcommand)]
@@ -178,7 +181,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             println!("{}", out.admin_token);
             Ok(())
         }
-        Command::Serve { target, agent_listen, api_listen, agent_address, lease_secs } => {
+        Command::Serve { target, agent_listen, api_listen, agent_address, lease_secs, cert_lifetime_secs } => {
             let mut cfg = target.load()?;
             if let Some(a) = agent_listen {
                 cfg.agent_listen = a;
@@ -191,6 +194,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
             if let Some(l) = lease_secs {
                 cfg.jobs.lease_secs = l;
+            }
+            if let Some(l) = cert_lifetime_secs {
+                cfg.cert_lifetime_secs = l;
             }
             cfg.check("command line").map_err(|e| Failure::Usage(e.to_string()))?;
             serve(cfg).await.map_err(Failure::Other)

@@ -200,6 +200,12 @@ pub fn agent_name_of(cert: &CertificateDer<'_>) -> Option<String> {
     Some(cn)
 }
 
+/// Expiry (unix seconds) of a certificate.
+pub fn not_after_of(cert: &CertificateDer<'_>) -> Option<i64> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert).ok()?;
+    Some(parsed.validity().not_after.timestamp())
+}
+
 /// Shared handle.
 pub type SharedCa = Arc<Ca>;
 

@@ -235,7 +235,19 @@ async fn accept_loop<S: Store>(
                         Err(e) => return tracing::error!(error = %e, "Cannot look up the agent; connection closed."),
                     }
                     let revoked = app.hub.revocation(&agent);
+                    // A TLS connection outlives the handshake's certificate check; end it when
+                    // the certificate expires, so an agent must renew to stay connected.
+                    let expires_in = io
+                        .inner()
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(crate::pki::not_after_of)
+                        .map(|t| Duration::from_secs(u64::try_from(t - outpost_protocol::unix_now()).unwrap_or(0)))
+                        .unwrap_or(Duration::ZERO);
                     let agent: Arc<str> = Arc::from(agent);
+                    let agent_for_log = Arc::clone(&agent);
                     tracing::debug!(agent_id = %agent, "Agent connected.");
                     let svc = service_fn(move |req: Request<Incoming>| {
                         let app = Arc::clone(&app);
@@ -249,6 +261,7 @@ async fn accept_loop<S: Store>(
                     tokio::select! {
                         _ = watcher.watch(builder.serve_connection(io, svc).into_owned()) => {}
                         () = revoked.cancelled() => tracing::info!("Agent revoked; connection cut."),
+                        () = tokio::time::sleep(expires_in) => tracing::info!(agent_id = %agent_for_log, "Agent certificate expired; connection closed."),
                     }
                 }
             }

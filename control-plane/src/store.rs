@@ -283,6 +283,13 @@ pub trait Store: Send + Sync + 'static {
         report_sha256: String,
         now: i64,
     ) -> impl Future<Output = Result<CompleteOutcome, StoreError>> + Send;
+    /// Records a renewed certificate's expiry; refuses an unknown or revoked agent.
+    fn record_renewal(
+        &self,
+        agent: String,
+        cert_not_after: i64,
+        now: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Revokes an agent: from now on every request with its certificate is refused, and its
     /// queued or leased jobs end `failed`. Returns the failed job ids, or `None` for an unknown agent.
     fn revoke_agent(
@@ -671,6 +678,17 @@ impl Store for SqliteStore {
             ])?;
             tx.commit()?;
             Ok(CompleteOutcome::Accepted)
+        })
+        .await
+    }
+
+    async fn record_renewal(&self, agent: String, cert_not_after: i64, now: i64) -> Result<(), StoreError> {
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            admit_agent(&tx, &agent, now)?;
+            tx.execute("UPDATE agents SET cert_not_after = ?2 WHERE name = ?1", params![agent, cert_not_after])?;
+            tx.commit()?;
+            Ok(())
         })
         .await
     }

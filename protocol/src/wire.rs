@@ -10,6 +10,8 @@ pub const PATH_POLL: &str = "/v1/agent/jobs/next";
 pub const PATH_JOBS: &str = "/v1/agent/jobs/";
 /// Path of the heartbeat.
 pub const PATH_HEARTBEAT: &str = "/v1/agent/heartbeat";
+/// Path of certificate renewal (over mutual TLS, with the current certificate).
+pub const PATH_RENEW: &str = "/v1/agent/renew";
 /// Path of enrolment (the only path served without a client certificate).
 pub const PATH_ENROLL: &str = "/v1/enroll";
 /// ALPN protocol a client offers to reach the enrolment endpoint without a client certificate.
@@ -42,6 +44,24 @@ pub struct Heartbeat {
     /// Names of the connections the agent offers (names only).
     #[serde(default)]
     pub connections: Vec<String>,
+}
+
+/// Body of a renewal request: a CSR for a new key pair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewRequest {
+    /// PKCS#10 CSR, PEM, for a key generated for this renewal.
+    pub csr_pem: String,
+}
+
+/// Answer of a renewal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewResponse {
+    /// The new client certificate, PEM.
+    pub certificate_pem: String,
+    /// Its expiry, unix seconds.
+    pub not_after: i64,
 }
 
 /// A JSON error body, on both listeners: a stable code and a human message.

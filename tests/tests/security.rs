@@ -260,3 +260,59 @@ async fn a_revoked_agent_is_refused_at_once_its_jobs_fail_and_it_stays_revoked_a
     assert_eq!(cp.api()?.get(&format!("/v1/jobs/{id2}/result?wait=30")).await?.status, 200);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_renews_its_certificate_with_a_new_key_and_keeps_working_past_the_first_expiry() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    // Certificates of 12 s: renewal is due after 8 s.
+    let (cp, agent) = outpost_e2e::start_pair(root.path(), "edge-1", "", &["--cert-lifetime-secs", "12"]).await?;
+    let key_before = std::fs::read(agent.state_dir.join("agent.key"))?;
+    let cert_before = std::fs::read(agent.state_dir.join("agent.crt"))?;
+
+    agent.process()?.wait_for_log("Certificate renewed with a new key pair", std::time::Duration::from_secs(30))?;
+    assert_ne!(std::fs::read(agent.state_dir.join("agent.key"))?, key_before, "a new key pair");
+    assert_ne!(std::fs::read(agent.state_dir.join("agent.crt"))?, cert_before, "a new certificate");
+
+    // The connection made with the first certificate is closed when that certificate
+    // expires; the agent carries on with the renewed one.
+    cp.process()?.wait_for_log("Agent certificate expired; connection closed.", std::time::Duration::from_secs(30))?;
+    let id = cp
+        .dispatch(serde_json::json!({ "agent": "edge-1", "connection": "sample", "sql": "SELECT 1 AS one", "render": { "kind": "table" } }))
+        .await?;
+    let res = cp.api()?.get(&format!("/v1/jobs/{id}/result?wait=30")).await?;
+    assert_eq!(res.status, 200, "{}\n{}", res.text(), agent.log_text());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_offline_past_its_certificate_expiry_says_it_must_enrol_again() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let (_cp, mut agent) = outpost_e2e::start_pair(root.path(), "edge-1", "", &["--cert-lifetime-secs", "10"]).await?;
+    agent.stop()?;
+    let status = |agent: &Agent| {
+        outpost_e2e::run_cmd(
+            &outpost_e2e::bin("outpost-agent"),
+            &["--config", agent.config.to_str().unwrap_or_default(), "status"],
+            None,
+        )
+    };
+    // Wait (with a deadline) until the certificate has expired.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    let out = loop {
+        let (code, out, _) = status(&agent)?;
+        if code != 0 {
+            break out;
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "certificate never reported expired:\n{out}");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    };
+    assert!(out.contains("EXPIRED") && out.contains("outpost-agent enroll --token"), "{out}");
+    let (code, _, err) = outpost_e2e::run_cmd(
+        &outpost_e2e::bin("outpost-agent"),
+        &["--config", agent.config.to_str().unwrap_or_default(), "run"],
+        None,
+    )?;
+    assert_eq!(code, 1);
+    assert!(err.contains("expired") && err.contains("enrolled again"), "{err}");
+    Ok(())
+}
