@@ -385,6 +385,18 @@ async fn poll_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
 }
 
 async fn process(ctx: &Ctx, job: DeliveredJob) {
+    if !outpost_protocol::ids::is_job_id(&job.job_id) {
+        // Not even a report can name such a job (its lease runs out on the control plane),
+        // but the audit log still shows it arrived.
+        tracing::error!(job_id = ?job.job_id, "Control plane delivered a job with an invalid id; ignored.");
+        let mut rec = audit_base(&job);
+        rec.job_id = job.job_id.chars().take(64).collect();
+        rec.reason = Some("malformed".into());
+        if let Err(e) = ctx.audit.record(&rec).await {
+            tracing::error!(error = %e, "Audit record not written.");
+        }
+        return;
+    }
     let started = Instant::now();
     let (mut report, mut rec, upload_until) = execute(ctx, &job).await;
     let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);

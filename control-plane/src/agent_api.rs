@@ -33,6 +33,8 @@ use crate::store::{CompleteOutcome, RedeemError, Store};
 const MAX_REPORT_BODY: usize = outpost_protocol::report::MAX_BODY_LEN / 3 * 4 + 64 * 1024;
 /// Largest other agent request.
 const MAX_SMALL_BODY: usize = 64 * 1024;
+/// Most connection names an agent may report.
+const MAX_REPORTED_CONNECTIONS: usize = 256;
 /// Most jobs handed out by one poll.
 const MAX_JOBS_PER_POLL: usize = 64;
 
@@ -54,6 +56,16 @@ async fn route<S: Store>(app: &App<S>, agent: &str, req: Request<Incoming>) -> R
         (&Method::POST, PATH_HEARTBEAT) => {
             let body = read_body(req.into_body(), MAX_SMALL_BODY).await?;
             let hb: Heartbeat = parse_json(&body)?;
+            if hb.connections.len() > MAX_REPORTED_CONNECTIONS {
+                return Err(ApiError::bad_field("connections", format!("more than {MAX_REPORTED_CONNECTIONS}")));
+            }
+            for (i, c) in hb.connections.iter().enumerate() {
+                outpost_protocol::job::validate_name(c)
+                    .map_err(|e| ApiError::bad_field(&format!("connections[{i}]"), e))?;
+            }
+            if hb.version.len() > 64 || hb.version.chars().any(char::is_control) {
+                return Err(ApiError::bad_field("version", "at most 64 printable characters"));
+            }
             app.store
                 .touch_agent(agent.to_owned(), outpost_protocol::unix_now(), Some(hb.version), Some(hb.connections))
                 .await?;
