@@ -63,6 +63,9 @@ enum Command {
     /// Enrolled agents.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// The control plane's own TLS server certificate.
+    #[command(name = "server-cert", subcommand)]
+    ServerCert(ServerCertCommand),
     /// Check a config file and exit non-zero with the errors.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -99,6 +102,20 @@ enum AgentCommand {
         target: Target,
         /// The agent's name.
         name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ServerCertCommand {
+    /// Issue a new server certificate and key from the same CA (agents pin the CA, so none
+    /// has to enrol again). Restart `serve` to use it.
+    Rotate {
+        #[command(flatten)]
+        target: Target,
+        /// Name for the new certificate (default: the name given at init). Agents check the
+        /// name they enrolled with; a different name means enrolling them again.
+        #[arg(long)]
+        hostname: Option<String>,
     },
 }
 
@@ -237,6 +254,18 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 None => Err(Failure::Usage(format!("no agent named {name:?}"))),
             }
+        }
+        Command::ServerCert(ServerCertCommand::Rotate { target, hostname }) => {
+            let cfg = target.load()?;
+            let meta = app::load_meta(&cfg.data_dir).map_err(anyhow::Error::new)?;
+            let hostname = hostname.unwrap_or(meta.hostname);
+            let ca = outpost_control_plane::pki::Ca::load(&cfg.data_dir).map_err(anyhow::Error::new)?;
+            ca.rotate_server_cert(&cfg.data_dir, &hostname).map_err(anyhow::Error::new)?;
+            println!(
+                "New server certificate for {hostname:?} written to {}; restart `serve` to use it.",
+                cfg.data_dir.display()
+            );
+            Ok(())
         }
         Command::Config(ConfigCommand::Check { config }) => {
             ControlPlaneConfig::load(&config).map_err(|e| Failure::Usage(e.to_string()))?;

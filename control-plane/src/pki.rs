@@ -93,6 +93,19 @@ pub fn init(dir: &Path, hostname: &str) -> Result<(), PkiError> {
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca_params, &ca_key);
 
+    fsutil::write_private(&dir.join(CA_KEY), ca_key.serialize_pem().as_bytes())?;
+    fsutil::write_atomic(&dir.join(CA_CERT), ca_cert.pem().as_bytes(), 0o644)?;
+    write_server_identity(dir, hostname, &issuer, &ca_cert.pem())
+}
+
+/// Issues a server certificate for `hostname` from `issuer` with a new key and writes
+/// `server.key` (0600) and `server.crt` (chain: server, CA), each atomically.
+fn write_server_identity(
+    dir: &Path,
+    hostname: &str,
+    issuer: &Issuer<'_, impl rcgen::SigningKey>,
+    ca_pem: &str,
+) -> Result<(), PkiError> {
     let server_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let mut sp = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -104,12 +117,9 @@ pub fn init(dir: &Path, hostname: &str) -> Result<(), PkiError> {
     sp.not_before = now_offset(-1);
     sp.not_after = now_offset(SERVER_LIFETIME_DAYS);
     sp.serial_number = Some(random_serial());
-    let server_cert = sp.signed_by(&server_key, &issuer)?;
-
-    fsutil::write_private(&dir.join(CA_KEY), ca_key.serialize_pem().as_bytes())?;
-    fsutil::write_atomic(&dir.join(CA_CERT), ca_cert.pem().as_bytes(), 0o644)?;
+    let server_cert = sp.signed_by(&server_key, issuer)?;
     fsutil::write_private(&dir.join(SERVER_KEY), server_key.serialize_pem().as_bytes())?;
-    let chain = format!("{}{}", server_cert.pem(), ca_cert.pem());
+    let chain = format!("{}{}", server_cert.pem(), ca_pem);
     fsutil::write_atomic(&dir.join(SERVER_CERT), chain.as_bytes(), 0o644)?;
     Ok(())
 }
@@ -135,6 +145,13 @@ impl Ca {
             CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| bad("ca.crt", &e.to_string()))?;
         let issuer = Issuer::from_ca_cert_der(&cert_der, key)?;
         Ok(Self { issuer, cert_der, cert_pem })
+    }
+
+    /// Replaces the server certificate and key with new ones from this CA. Agents pin the
+    /// CA, not the server certificate, so they accept it without enrolling again; a
+    /// running `serve` uses it after a restart.
+    pub fn rotate_server_cert(&self, dir: &Path, hostname: &str) -> Result<(), PkiError> {
+        write_server_identity(dir, hostname, &self.issuer, &self.cert_pem)
     }
 
     /// SHA-256 of the CA certificate (DER), hex: the pin carried by enrolment tokens.

@@ -316,3 +316,28 @@ async fn an_agent_offline_past_its_certificate_expiry_says_it_must_enrol_again()
     assert!(err.contains("expired") && err.contains("enrolled again"), "{err}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_server_certificate_is_accepted_by_enrolled_agents_without_re_enrolment() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let (mut cp, agent) = outpost_e2e::start_pair(root.path(), "edge-1", "", &[]).await?;
+    let before = std::fs::read(cp.data_dir.join("server.crt"))?;
+    let ca_before = std::fs::read(cp.data_dir.join("ca.crt"))?;
+    let (code, out, err) = outpost_e2e::run_cmd(
+        &outpost_e2e::bin("outpost-control-plane"),
+        &["server-cert", "rotate", "--data-dir", cp.data_dir.to_str().unwrap_or_default()],
+        None,
+    )?;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_ne!(std::fs::read(cp.data_dir.join("server.crt"))?, before, "a new server certificate");
+    assert_eq!(std::fs::read(cp.data_dir.join("ca.crt"))?, ca_before, "the same CA");
+
+    cp.kill()?;
+    cp.start()?;
+    let id = cp
+        .dispatch(serde_json::json!({ "agent": "edge-1", "connection": "sample", "sql": "SELECT 1 AS one", "render": { "kind": "table" } }))
+        .await?;
+    let res = cp.api()?.get(&format!("/v1/jobs/{id}/result?wait=30")).await?;
+    assert_eq!(res.status, 200, "{}\n{}", res.text(), agent.log_text());
+    Ok(())
+}
