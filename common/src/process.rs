@@ -15,6 +15,11 @@ pub fn init_logging() {
         .init();
 }
 
+/// The multi-threaded tokio runtime both binaries run on.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+}
+
 /// Resolves on the first SIGTERM or SIGINT (never, if the handlers cannot be installed).
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};

@@ -169,13 +169,7 @@ async fn a_replayed_envelope_is_rejected_before_and_after_an_agent_restart() -> 
     // the control plane's back (such a change wakes nobody).
     let (cp, mut agent) = outpost_e2e::start_pair(root.path(), "edge-1", "  long_poll_secs: 1\n", &[]).await?;
     let api = cp.api()?;
-    let res = api
-        .post_json(
-            "/v1/jobs",
-            &serde_json::json!({ "agent": "edge-1", "connection": "sample", "sql": "SELECT COUNT(*) FROM orders", "render": { "kind": "table" } }),
-        )
-        .await?;
-    let id = res.json()?["id"].as_str().context("id")?.to_owned();
+    let id = cp.dispatch(serde_json::json!({ "agent": "edge-1", "connection": "sample", "sql": "SELECT COUNT(*) FROM orders", "render": { "kind": "table" } })).await?;
     assert_eq!(api.get(&format!("/v1/jobs/{id}/result?wait=30")).await?.status, 200);
 
     for round in ["before restart", "after restart"] {
@@ -217,13 +211,7 @@ async fn a_revoked_agent_is_refused_at_once_its_jobs_fail_and_it_stays_revoked_a
 
     // A job queued while the agent is frozen, then the revocation.
     agent.process()?.signal("STOP")?;
-    let res = api
-        .post_json(
-            "/v1/jobs",
-            &serde_json::json!({ "agent": "edge-1", "connection": "sample", "sql": "SELECT 1", "render": { "kind": "table" } }),
-        )
-        .await?;
-    let id = res.json()?["id"].as_str().context("id")?.to_owned();
+    let id = cp.dispatch(serde_json::json!({ "agent": "edge-1", "connection": "sample", "sql": "SELECT 1", "render": { "kind": "table" } })).await?;
     let res = api.post_json("/v1/agents/edge-1/revoke", &serde_json::json!({})).await?;
     assert_eq!(res.status, 200, "{}", res.text());
     assert_eq!(res.json()?["failed_jobs"], serde_json::json!([id]));
@@ -234,13 +222,7 @@ async fn a_revoked_agent_is_refused_at_once_its_jobs_fail_and_it_stays_revoked_a
     // Its still-valid certificate no longer gets anything done: the agent says so.
     agent.process()?.wait_for_log("refused this agent", std::time::Duration::from_secs(30))?;
     assert_eq!(api.get("/v1/agents").await?.json()?["agents"][0]["status"], "revoked");
-    let res = api
-        .post_json(
-            "/v1/jobs",
-            &serde_json::json!({ "agent": "edge-1", "connection": "sample", "sql": "SELECT 1", "render": { "kind": "table" } }),
-        )
-        .await?;
-    let id2 = res.json()?["id"].as_str().context("id")?.to_owned();
+    let id2 = cp.dispatch(serde_json::json!({ "agent": "edge-1", "connection": "sample", "sql": "SELECT 1", "render": { "kind": "table" } })).await?;
 
     // After a control-plane restart the revocation holds.
     cp.kill()?;
