@@ -27,6 +27,9 @@ pub const SERVER_CERT: &str = "server.crt";
 /// Server private key (0600).
 pub const SERVER_KEY: &str = "server.key";
 
+/// Agent certificates start this long before they are issued, for clock skew; the issue
+/// time is therefore `not_before + AGENT_CERT_BACKDATE_SECS`.
+pub const AGENT_CERT_BACKDATE_SECS: i64 = 300;
 /// Lifetime of the CA certificate.
 const CA_LIFETIME_DAYS: i64 = 3650;
 /// Lifetime of the server certificate.
@@ -182,7 +185,7 @@ impl Ca {
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let now = time::OffsetDateTime::now_utc();
-        p.not_before = now - time::Duration::minutes(5);
+        p.not_before = now - time::Duration::seconds(AGENT_CERT_BACKDATE_SECS);
         let not_after = now + time::Duration::seconds(lifetime_secs);
         p.not_after = not_after;
         p.serial_number = Some(random_serial());
@@ -215,6 +218,12 @@ pub fn agent_name_of(cert: &CertificateDer<'_>) -> Option<String> {
     let cn = parsed.subject().iter_common_name().next()?.as_str().ok()?.to_owned();
     outpost_protocol::job::validate_name(&cn).ok()?;
     Some(cn)
+}
+
+/// When an agent certificate was issued (unix seconds), from its `not_before`.
+pub fn issued_at_of(cert: &CertificateDer<'_>) -> Option<i64> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert).ok()?;
+    Some(parsed.validity().not_before.timestamp() + AGENT_CERT_BACKDATE_SECS)
 }
 
 /// Expiry (unix seconds) of a certificate.

@@ -224,6 +224,25 @@ async fn accept_loop<S: Store>(
                     // it is revoked is checked on every request, inside the store call that serves it.
                     match app.store.agent(agent.clone()).await {
                         Ok(Some(rec)) => {
+                            // Admission is by name, so a certificate issued before the name's
+                            // latest enrolment (e.g. one stolen, then revoked, then the name
+                            // re-enrolled) must not come back to life.
+                            let issued_at = io
+                                .inner()
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| c.first())
+                                .and_then(crate::pki::issued_at_of)
+                                .unwrap_or(i64::MIN);
+                            if issued_at < rec.enrolled_at {
+                                return tracing::warn!(
+                                    agent_id = %agent,
+                                    issued_at,
+                                    enrolled_at = rec.enrolled_at,
+                                    "Certificate issued before the agent's latest enrolment refused; connection closed."
+                                );
+                            }
                             if rec.revoked_at.is_some() {
                                 // Served so that it hears why: every request is answered 403 agent_revoked.
                                 tracing::warn!(agent_id = %agent, "Revoked agent connected; its requests are refused.");

@@ -137,3 +137,38 @@ fn write_cert(
     std::fs::write(dir.join("agent.key"), key.serialize_pem())?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stolen_certificate_stays_refused_after_its_agent_is_revoked_and_enrolled_again() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let (cp, mut agent) = start_pair(root.path(), "edge-1", "", &[]).await?;
+    let ca = cp.data_dir.join("ca.crt");
+    // Someone copies the agent's key and certificate.
+    let stolen = root.path().join("stolen");
+    std::fs::create_dir_all(&stolen)?;
+    for f in ["agent.crt", "agent.key"] {
+        std::fs::copy(agent.state_dir.join(f), stolen.join(f))?;
+    }
+    let (ok, out) = s_client(&cp.agent_addr, &ca, &args(&agent_cert_args(&stolen)))?;
+    assert!(ok, "the copy works before anything is done about it:\n{out}");
+
+    // The operator revokes the agent and enrols the host again under the same name.
+    let res = cp.api()?.post_json("/v1/agents/edge-1/revoke", &serde_json::json!({})).await?;
+    assert_eq!(res.status, 200);
+    agent.stop()?;
+    // Enrolment times are whole seconds: make sure the new one is later than the stolen certificate.
+    let issued = std::fs::metadata(stolen.join("agent.crt"))?.modified()?;
+    while std::time::SystemTime::now().duration_since(issued).map(|d| d.as_secs()).unwrap_or(0) < 1 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    agent.enroll_with(&cp).await?;
+    agent.start_connected()?;
+
+    // The re-enrolled agent works; the stolen, still unexpired certificate does not.
+    let (ok, out) = s_client(&cp.agent_addr, &ca, &args(&agent_cert_args(&agent.state_dir)))?;
+    assert!(ok, "the re-enrolled agent must work:\n{out}");
+    let (ok, out) = s_client(&cp.agent_addr, &ca, &args(&agent_cert_args(&stolen)))?;
+    assert!(!ok && !out.contains("HTTP/1.1"), "stolen certificate accepted after re-enrolment:\n{out}");
+    cp.process()?.wait_for_log("issued before the agent's latest enrolment", std::time::Duration::from_secs(10))?;
+    Ok(())
+}
