@@ -27,7 +27,7 @@ use outpost_protocol::{Envelope, ResultReport};
 
 use crate::app::App;
 use crate::http::{json, parse_json, query_param, read_body, ApiError, Body};
-use crate::store::{CompleteOutcome, RedeemError, Store};
+use crate::store::{AgentPeer, CompleteOutcome, RedeemError, Store};
 
 /// Largest result upload (a rendered body is capped at 4 MiB before base64).
 const MAX_REPORT_BODY: usize = outpost_protocol::report::MAX_BODY_LEN / 3 * 4 + 64 * 1024;
@@ -39,20 +39,21 @@ const MAX_REPORTED_CONNECTIONS: usize = 256;
 const MAX_JOBS_PER_POLL: usize = 64;
 
 /// Handles one request from the authenticated agent `agent`.
-pub async fn handle<S: Store>(app: Arc<App<S>>, agent: Arc<str>, req: Request<Incoming>) -> Response<Body> {
-    match route(&app, &agent, req).await {
+pub async fn handle<S: Store>(app: Arc<App<S>>, peer: Arc<AgentPeer>, req: Request<Incoming>) -> Response<Body> {
+    match route(&app, &peer, req).await {
         Ok(res) => res,
         Err(e) => {
-            tracing::debug!(agent_id = %agent, code = e.code, error = %e.message, "Agent request refused.");
+            tracing::debug!(agent_id = %peer.name, code = e.code, error = %e.message, "Agent request refused.");
             e.into_response()
         }
     }
 }
 
-async fn route<S: Store>(app: &App<S>, agent: &str, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+async fn route<S: Store>(app: &App<S>, peer: &AgentPeer, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let agent = peer.name.as_str();
     let path = req.uri().path().to_owned();
     match (req.method(), path.as_str()) {
-        (&Method::GET, PATH_POLL) => poll(app, agent, req.uri().query()).await,
+        (&Method::GET, PATH_POLL) => poll(app, peer, req.uri().query()).await,
         (&Method::POST, PATH_HEARTBEAT) => {
             let body = read_body(req.into_body(), MAX_SMALL_BODY).await?;
             let hb: Heartbeat = parse_json(&body)?;
@@ -67,7 +68,7 @@ async fn route<S: Store>(app: &App<S>, agent: &str, req: Request<Incoming>) -> R
                 return Err(ApiError::bad_field("version", "at most 64 printable characters"));
             }
             app.store
-                .touch_agent(agent.to_owned(), outpost_protocol::unix_now(), Some(hb.version), Some(hb.connections))
+                .touch_agent(peer.clone(), outpost_protocol::unix_now(), Some(hb.version), Some(hb.connections))
                 .await?;
             Ok(json(StatusCode::OK, &serde_json::json!({ "ok": true })))
         }
@@ -79,19 +80,20 @@ async fn route<S: Store>(app: &App<S>, agent: &str, req: Request<Incoming>) -> R
             let lifetime = i64::try_from(app.cfg.cert_lifetime_secs).unwrap_or(86_400);
             let (certificate_pem, not_after) =
                 app.ca.issue_agent_cert(agent, &r.csr_pem, lifetime).map_err(ApiError::internal)?;
-            app.store.record_renewal(agent.to_owned(), not_after, outpost_protocol::unix_now()).await?;
+            app.store.record_renewal(peer.clone(), not_after, outpost_protocol::unix_now()).await?;
             tracing::info!(agent_id = %agent, not_after, "Agent certificate renewed.");
             Ok(json(StatusCode::OK, &RenewResponse { certificate_pem, not_after }))
         }
         (&Method::POST, p) if p.starts_with(outpost_protocol::wire::PATH_JOBS) && p.ends_with("/result") => {
             let id = &p[outpost_protocol::wire::PATH_JOBS.len()..p.len() - "/result".len()];
-            upload(app, agent, id, req).await
+            upload(app, peer, id, req).await
         }
         _ => Err(ApiError::not_found(format!("no such endpoint: {path}"))),
     }
 }
 
-async fn poll<S: Store>(app: &App<S>, agent: &str, query: Option<&str>) -> Result<Response<Body>, ApiError> {
+async fn poll<S: Store>(app: &App<S>, peer: &AgentPeer, query: Option<&str>) -> Result<Response<Body>, ApiError> {
+    let agent = peer.name.as_str();
     let wait =
         query_param(query, "wait").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0).min(app.cfg.jobs.long_poll_secs);
     let max = query_param(query, "max").and_then(|v| v.parse::<usize>().ok()).unwrap_or(1).clamp(1, MAX_JOBS_PER_POLL);
@@ -103,7 +105,7 @@ async fn poll<S: Store>(app: &App<S>, agent: &str, query: Option<&str>) -> Resul
         tokio::pin!(notified);
         notified.as_mut().enable();
         let now = outpost_protocol::unix_now();
-        let (leased, expired) = app.store.lease_jobs(agent.to_owned(), now, lease, max).await?;
+        let (leased, expired) = app.store.lease_jobs(peer.clone(), now, lease, max).await?;
         for id in &expired {
             tracing::info!(job_id = %id, agent_id = %agent, "Job expired before delivery.");
             app.hub.job_done(id);
@@ -127,10 +129,11 @@ async fn poll<S: Store>(app: &App<S>, agent: &str, query: Option<&str>) -> Resul
 
 async fn upload<S: Store>(
     app: &App<S>,
-    agent: &str,
+    peer: &AgentPeer,
     id: &str,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
+    let agent = peer.name.as_str();
     let body = read_body(req.into_body(), MAX_REPORT_BODY).await?;
     let report: ResultReport = parse_json(&body)?;
     if report.job_id != id {
@@ -141,8 +144,7 @@ async fn upload<S: Store>(
         ApiError::bad_field(field, msg)
     })?;
     let status = report.status;
-    let outcome =
-        app.store.complete_job(agent.to_owned(), report, sha256_hex(&body), outpost_protocol::unix_now()).await?;
+    let outcome = app.store.complete_job(peer.clone(), report, sha256_hex(&body), outpost_protocol::unix_now()).await?;
     match outcome {
         CompleteOutcome::Accepted => {
             tracing::info!(job_id = %id, agent_id = %agent, status = ?status, "Result stored.");

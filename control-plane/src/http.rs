@@ -60,6 +60,11 @@ impl From<crate::store::StoreError> for ApiError {
             crate::store::StoreError::AgentRefused { revoked_at: None, .. } => {
                 ApiError::new(StatusCode::FORBIDDEN, "unknown_agent", "this certificate belongs to no enrolled agent")
             }
+            crate::store::StoreError::CertificateSuperseded { .. } => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "certificate_superseded",
+                "this agent was enrolled again; this certificate is no longer accepted",
+            ),
             other => ApiError::internal(other),
         }
     }

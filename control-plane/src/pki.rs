@@ -212,24 +212,28 @@ pub fn load_server_identity(dir: &Path) -> Result<(Vec<CertificateDer<'static>>,
     Ok((chain, key))
 }
 
-/// The agent name (certificate CN) of a verified client certificate.
-pub fn agent_name_of(cert: &CertificateDer<'_>) -> Option<String> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert).ok()?;
-    let cn = parsed.subject().iter_common_name().next()?.as_str().ok()?.to_owned();
-    outpost_protocol::job::validate_name(&cn).ok()?;
-    Some(cn)
+/// What the control plane needs from a verified agent client certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentCertFacts {
+    /// Agent name (CN).
+    pub name: String,
+    /// Issue time, unix seconds: `not_before` plus [`AGENT_CERT_BACKDATE_SECS`].
+    pub issued_at: i64,
+    /// Expiry, unix seconds.
+    pub not_after: i64,
 }
 
-/// When an agent certificate was issued (unix seconds), from its `not_before`.
-pub fn issued_at_of(cert: &CertificateDer<'_>) -> Option<i64> {
+/// Parses a verified agent certificate once; `None` if it names no valid agent.
+pub fn agent_cert_facts(cert: &CertificateDer<'_>) -> Option<AgentCertFacts> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert).ok()?;
-    Some(parsed.validity().not_before.timestamp() + AGENT_CERT_BACKDATE_SECS)
-}
-
-/// Expiry (unix seconds) of a certificate.
-pub fn not_after_of(cert: &CertificateDer<'_>) -> Option<i64> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert).ok()?;
-    Some(parsed.validity().not_after.timestamp())
+    let name = parsed.subject().iter_common_name().next()?.as_str().ok()?.to_owned();
+    outpost_protocol::job::validate_name(&name).ok()?;
+    let validity = parsed.validity();
+    Some(AgentCertFacts {
+        name,
+        issued_at: validity.not_before.timestamp() + AGENT_CERT_BACKDATE_SECS,
+        not_after: validity.not_after.timestamp(),
+    })
 }
 
 /// Shared handle.
@@ -252,7 +256,7 @@ mod tests {
         let csr = req.serialize_request(&key).expect("csr").pem().expect("pem");
         let (pem, _) = ca.issue_agent_cert("edge-1", &csr, 3600).expect("issue");
         let der = CertificateDer::from_pem_slice(pem.as_bytes()).expect("der");
-        assert_eq!(agent_name_of(&der).as_deref(), Some("edge-1"));
+        assert_eq!(agent_cert_facts(&der).map(|f| f.name).as_deref(), Some("edge-1"));
         let (_, parsed) = x509_parser::parse_x509_certificate(&der).expect("parse");
         assert!(!parsed.is_ca());
         assert_eq!(ca.pin().len(), 64);

@@ -208,37 +208,25 @@ async fn accept_loop<S: Store>(
                         .watch(builder.serve_connection(io, svc).into_owned())
                         .await;
                 } else {
-                    let agent = io
-                        .inner()
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|c| c.first())
-                        .and_then(crate::pki::agent_name_of);
-                    let Some(agent) = agent else {
-                        return tracing::warn!(
-                            "Client certificate has no valid agent name; connection closed."
-                        );
+                    // One parse of the verified client certificate: name, issue time, expiry.
+                    let facts =
+                        io.inner().get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(crate::pki::agent_cert_facts);
+                    let Some(facts) = facts else {
+                        return tracing::warn!("Client certificate has no valid agent name; connection closed.");
                     };
-                    // The certificate chains to our CA; its name must also be an enrolled agent. Whether
-                    // it is revoked is checked on every request, inside the store call that serves it.
+                    let agent = facts.name;
+                    // The certificate chains to our CA; its name must also be an enrolled agent.
+                    // Revocation and the certificate's age against the latest enrolment are
+                    // checked again on every request, inside the store call that serves it.
                     match app.store.agent(agent.clone()).await {
                         Ok(Some(rec)) => {
                             // Admission is by name, so a certificate issued before the name's
                             // latest enrolment (e.g. one stolen, then revoked, then the name
                             // re-enrolled) must not come back to life.
-                            let issued_at = io
-                                .inner()
-                                .get_ref()
-                                .1
-                                .peer_certificates()
-                                .and_then(|c| c.first())
-                                .and_then(crate::pki::issued_at_of)
-                                .unwrap_or(i64::MIN);
-                            if issued_at < rec.enrolled_at {
+                            if facts.issued_at < rec.enrolled_at {
                                 return tracing::warn!(
                                     agent_id = %agent,
-                                    issued_at,
+                                    issued_at = facts.issued_at,
                                     enrolled_at = rec.enrolled_at,
                                     "Certificate issued before the agent's latest enrolment refused; connection closed."
                                 );
@@ -256,26 +244,15 @@ async fn accept_loop<S: Store>(
                     let revoked = app.hub.revocation(&agent);
                     // A TLS connection outlives the handshake's certificate check; end it when
                     // the certificate expires, so an agent must renew to stay connected.
-                    let expires_in = io
-                        .inner()
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|c| c.first())
-                        .and_then(crate::pki::not_after_of)
-                        .map(|t| Duration::from_secs(u64::try_from(t - outpost_protocol::unix_now()).unwrap_or(0)))
-                        .unwrap_or(Duration::ZERO);
-                    let agent: Arc<str> = Arc::from(agent);
-                    let agent_for_log = Arc::clone(&agent);
-                    tracing::debug!(agent_id = %agent, "Agent connected.");
+                    let expires_in =
+                        Duration::from_secs(u64::try_from(facts.not_after - outpost_protocol::unix_now()).unwrap_or(0));
+                    let peer = Arc::new(crate::store::AgentPeer { name: agent, cert_issued_at: facts.issued_at });
+                    let agent_for_log = peer.name.clone();
+                    tracing::debug!(agent_id = %peer.name, "Agent connected.");
                     let svc = service_fn(move |req: Request<Incoming>| {
                         let app = Arc::clone(&app);
-                        let agent = Arc::clone(&agent);
-                        async move {
-                            Ok::<_, std::convert::Infallible>(
-                                crate::agent_api::handle(app, agent, req).await,
-                            )
-                        }
+                        let peer = Arc::clone(&peer);
+                        async move { Ok::<_, std::convert::Infallible>(crate::agent_api::handle(app, peer, req).await) }
                     });
                     tokio::select! {
                         _ = watcher.watch(builder.serve_connection(io, svc).into_owned()) => {}

@@ -37,6 +37,14 @@ pub enum StoreError {
         /// When it was revoked, if it was.
         revoked_at: Option<i64>,
     },
+    /// The certificate was issued before the agent's latest enrolment.
+    #[error("agent {agent:?} was enrolled again at {enrolled_at}; this certificate is older")]
+    CertificateSuperseded {
+        /// Agent name.
+        agent: String,
+        /// Latest enrolment, unix seconds.
+        enrolled_at: i64,
+    },
     /// A stored value could not be read back.
     #[error("corrupt row in {table}: {reason}")]
     Corrupt {
@@ -182,6 +190,17 @@ pub struct AgentRecord {
     pub revoked_at: Option<i64>,
 }
 
+/// The agent behind a request: the name of its client certificate and when that
+/// certificate was issued. Admission checks both, so a certificate issued before the
+/// name's latest enrolment (a stolen one, after revocation and re-enrolment) gets nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentPeer {
+    /// Agent name (certificate CN).
+    pub name: String,
+    /// Issue time of the certificate, unix seconds.
+    pub cert_issued_at: i64,
+}
+
 /// A stored enrolment token (the secret only as a hash).
 #[derive(Debug, Clone)]
 pub struct EnrolTokenRecord {
@@ -246,7 +265,7 @@ pub trait Store: Send + Sync + 'static {
     /// Records that an agent was seen; updates version and connections when given.
     fn touch_agent(
         &self,
-        name: String,
+        agent: AgentPeer,
         now: i64,
         version: Option<String>,
         connections: Option<Vec<String>>,
@@ -270,7 +289,7 @@ pub trait Store: Send + Sync + 'static {
     /// Leases up to `max` deliverable jobs of `agent`; expires overdue ones first and returns their ids too.
     fn lease_jobs(
         &self,
-        agent: String,
+        agent: AgentPeer,
         now: i64,
         lease_secs: i64,
         max: usize,
@@ -278,7 +297,7 @@ pub trait Store: Send + Sync + 'static {
     /// Stores an agent's report for its job (idempotent for the same report).
     fn complete_job(
         &self,
-        agent: String,
+        agent: AgentPeer,
         report: ResultReport,
         report_sha256: String,
         now: i64,
@@ -286,7 +305,7 @@ pub trait Store: Send + Sync + 'static {
     /// Records a renewed certificate's expiry; refuses an unknown or revoked agent.
     fn record_renewal(
         &self,
-        agent: String,
+        agent: AgentPeer,
         cert_not_after: i64,
         now: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -436,20 +455,27 @@ fn agent_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AgentRecord> {
 
 const AGENT_COLS: &str = "name, enrolled_at, cert_not_after, last_seen, version, connections, revoked_at";
 
-/// Admits a request of `agent`: it must be enrolled and not revoked. Records it as seen
-/// in the same statement, so the check costs no extra round trip.
-fn admit_agent(tx: &Connection, agent: &str, now: i64) -> Result<(), StoreError> {
+/// Admits a request of `agent`: it must be enrolled, not revoked, and its certificate
+/// must not predate the name's latest enrolment. Records it as seen in the same
+/// statement, so the check costs no extra round trip.
+fn admit_agent(tx: &Connection, agent: &AgentPeer, now: i64) -> Result<(), StoreError> {
     let n = tx
-        .prepare_cached("UPDATE agents SET last_seen = ?2 WHERE name = ?1 AND revoked_at IS NULL")?
-        .execute(params![agent, now])?;
+        .prepare_cached(
+            "UPDATE agents SET last_seen = ?2 WHERE name = ?1 AND revoked_at IS NULL AND enrolled_at <= ?3",
+        )?
+        .execute(params![agent.name, now, agent.cert_issued_at])?;
     if n == 1 {
         return Ok(());
     }
-    let revoked_at: Option<Option<i64>> = tx
-        .prepare_cached("SELECT revoked_at FROM agents WHERE name = ?1")?
-        .query_row(params![agent], |r| r.get(0))
+    let row: Option<(Option<i64>, i64)> = tx
+        .prepare_cached("SELECT revoked_at, enrolled_at FROM agents WHERE name = ?1")?
+        .query_row(params![agent.name], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    Err(StoreError::AgentRefused { agent: agent.to_owned(), revoked_at: revoked_at.flatten() })
+    Err(match row {
+        Some((None, enrolled_at)) => StoreError::CertificateSuperseded { agent: agent.name.clone(), enrolled_at },
+        Some((revoked_at, _)) => StoreError::AgentRefused { agent: agent.name.clone(), revoked_at },
+        None => StoreError::AgentRefused { agent: agent.name.clone(), revoked_at: None },
+    })
 }
 
 fn expire_overdue(tx: &Connection, where_sql: &str, arg: &str, now: i64) -> Result<Vec<String>, StoreError> {
@@ -540,18 +566,18 @@ impl Store for SqliteStore {
 
     async fn touch_agent(
         &self,
-        name: String,
+        agent: AgentPeer,
         now: i64,
         version: Option<String>,
         connections: Option<Vec<String>>,
     ) -> Result<(), StoreError> {
         self.with_conn(move |c| {
             let conns = connections.map(|v| serde_json::to_string(&v).unwrap_or_else(|_| "[]".into()));
-            admit_agent(c, &name, now)?;
+            admit_agent(c, &agent, now)?;
             c.prepare_cached(
                 "UPDATE agents SET version = COALESCE(?2, version), connections = COALESCE(?3, connections) WHERE name = ?1",
             )?
-            .execute(params![name, version, conns])?;
+            .execute(params![agent.name, version, conns])?;
             Ok(())
         })
         .await
@@ -597,7 +623,7 @@ impl Store for SqliteStore {
 
     async fn lease_jobs(
         &self,
-        agent: String,
+        agent: AgentPeer,
         now: i64,
         lease_secs: i64,
         max: usize,
@@ -605,7 +631,7 @@ impl Store for SqliteStore {
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             admit_agent(&tx, &agent, now)?;
-            let expired = expire_overdue(&tx, "agent = ?1", &agent, now)?;
+            let expired = expire_overdue(&tx, "agent = ?1", &agent.name, now)?;
             let jobs = {
                 let mut stmt = tx.prepare_cached(
                     "UPDATE jobs SET state = 'leased', lease_until = ?2 + ?3, attempts = attempts + 1
@@ -615,7 +641,7 @@ impl Store for SqliteStore {
                      RETURNING id, envelope, created_at",
                 )?;
                 let mut rows = stmt
-                    .query_map(params![agent, now, lease_secs, max as i64], |r| {
+                    .query_map(params![agent.name, now, lease_secs, max as i64], |r| {
                         Ok((r.get::<_, i64>(2)?, LeasedJob { id: r.get(0)?, envelope_json: r.get(1)? }))
                     })?
                     .collect::<Result<Vec<_>, _>>()?;
@@ -630,7 +656,7 @@ impl Store for SqliteStore {
 
     async fn complete_job(
         &self,
-        agent: String,
+        agent: AgentPeer,
         report: ResultReport,
         report_sha256: String,
         now: i64,
@@ -640,7 +666,7 @@ impl Store for SqliteStore {
             admit_agent(&tx, &agent, now)?;
             let row: Option<(String, Option<String>)> = tx
                 .prepare_cached("SELECT state, report_sha256 FROM jobs WHERE id = ?1 AND agent = ?2")?
-                .query_row(params![report.job_id, agent], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_row(params![report.job_id, agent.name], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
             let Some((state, stored_hash)) = row else {
                 return Ok(CompleteOutcome::NotFound);
@@ -682,11 +708,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn record_renewal(&self, agent: String, cert_not_after: i64, now: i64) -> Result<(), StoreError> {
+    async fn record_renewal(&self, agent: AgentPeer, cert_not_after: i64, now: i64) -> Result<(), StoreError> {
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             admit_agent(&tx, &agent, now)?;
-            tx.execute("UPDATE agents SET cert_not_after = ?2 WHERE name = ?1", params![agent, cert_not_after])?;
+            tx.execute("UPDATE agents SET cert_not_after = ?2 WHERE name = ?1", params![agent.name, cert_not_after])?;
             tx.commit()?;
             Ok(())
         })
@@ -790,6 +816,10 @@ mod tests {
         (dir, store)
     }
 
+    fn peer(name: &str) -> AgentPeer {
+        AgentPeer { name: name.into(), cert_issued_at: 1 }
+    }
+
     fn job(id: &str, expires_at: i64) -> NewJob {
         NewJob {
             id: id.into(),
@@ -835,22 +865,22 @@ mod tests {
         let (_d, store) = store_with_agent().await;
         let id = new_job_id();
         store.insert_job(job(&id, 5000)).await.expect("insert");
-        let (leased, _) = store.lease_jobs("edge-1".into(), 1001, 60, 10).await.expect("lease");
+        let (leased, _) = store.lease_jobs(peer("edge-1"), 1001, 60, 10).await.expect("lease");
         assert_eq!(leased.len(), 1);
         let r = report(&id, b"{}");
         assert_eq!(
-            store.complete_job("edge-1".into(), r.clone(), "hash-a".into(), 1002).await.expect("c"),
+            store.complete_job(peer("edge-1"), r.clone(), "hash-a".into(), 1002).await.expect("c"),
             CompleteOutcome::Accepted
         );
         assert_eq!(
-            store.complete_job("edge-1".into(), r.clone(), "hash-a".into(), 1003).await.expect("c"),
+            store.complete_job(peer("edge-1"), r.clone(), "hash-a".into(), 1003).await.expect("c"),
             CompleteOutcome::Duplicate
         );
         assert_eq!(
-            store.complete_job("edge-1".into(), report(&id, b"[]"), "hash-b".into(), 1004).await.expect("c"),
+            store.complete_job(peer("edge-1"), report(&id, b"[]"), "hash-b".into(), 1004).await.expect("c"),
             CompleteOutcome::Conflict(JobState::Succeeded)
         );
-        let stranger = store.complete_job("edge-2".into(), r, "hash-a".into(), 1005).await;
+        let stranger = store.complete_job(peer("edge-2"), r, "hash-a".into(), 1005).await;
         assert!(matches!(stranger, Err(StoreError::AgentRefused { .. })), "{stranger:?}");
         let rec = store.job(id, 1006, true).await.expect("job").expect("exists");
         assert_eq!(rec.state, JobState::Succeeded);
@@ -862,9 +892,9 @@ mod tests {
         let (_d, store) = store_with_agent().await;
         let id = new_job_id();
         store.insert_job(job(&id, 5000)).await.expect("insert");
-        assert_eq!(store.lease_jobs("edge-1".into(), 1001, 10, 10).await.expect("l").0.len(), 1);
-        assert!(store.lease_jobs("edge-1".into(), 1005, 10, 10).await.expect("l").0.is_empty(), "still leased");
-        let again = store.lease_jobs("edge-1".into(), 1012, 10, 10).await.expect("l").0;
+        assert_eq!(store.lease_jobs(peer("edge-1"), 1001, 10, 10).await.expect("l").0.len(), 1);
+        assert!(store.lease_jobs(peer("edge-1"), 1005, 10, 10).await.expect("l").0.is_empty(), "still leased");
+        let again = store.lease_jobs(peer("edge-1"), 1012, 10, 10).await.expect("l").0;
         assert_eq!(again.len(), 1, "lease ran out at 1011");
         let rec = store.job(id, 1013, false).await.expect("job").expect("exists");
         assert_eq!(rec.attempts, 2);
@@ -875,7 +905,7 @@ mod tests {
         let (_d, store) = store_with_agent().await;
         let id = new_job_id();
         store.insert_job(job(&id, 1500)).await.expect("insert");
-        let (leased, expired) = store.lease_jobs("edge-1".into(), 1501, 60, 10).await.expect("lease");
+        let (leased, expired) = store.lease_jobs(peer("edge-1"), 1501, 60, 10).await.expect("lease");
         assert!(leased.is_empty());
         assert_eq!(expired, vec![id.clone()]);
         let rec = store.job(id, 1502, false).await.expect("job").expect("exists");
@@ -899,14 +929,14 @@ mod tests {
         store.insert_job(job(&id, 5000)).await.expect("insert");
         assert_eq!(store.revoke_agent("edge-1".into(), 1100).await.expect("revoke"), Some(vec![id.clone()]));
         assert_eq!(store.revoke_agent("nobody".into(), 1100).await.expect("revoke"), None);
-        let refused = store.lease_jobs("edge-1".into(), 1101, 60, 10).await;
+        let refused = store.lease_jobs(peer("edge-1"), 1101, 60, 10).await;
         assert!(matches!(refused, Err(StoreError::AgentRefused { revoked_at: Some(1100), .. })), "{refused:?}");
-        let refused = store.complete_job("edge-1".into(), report(&id, b"{}"), "h".into(), 1102).await;
+        let refused = store.complete_job(peer("edge-1"), report(&id, b"{}"), "h".into(), 1102).await;
         assert!(matches!(refused, Err(StoreError::AgentRefused { .. })), "{refused:?}");
         let rec = store.job(id, 1103, false).await.expect("job").expect("exists");
         assert_eq!(rec.state, JobState::Failed);
         assert_eq!(rec.reason.map(|r| r.code).as_deref(), Some("agent_revoked"));
-        let unknown = store.lease_jobs("ghost".into(), 1101, 60, 10).await;
+        let unknown = store.lease_jobs(peer("ghost"), 1101, 60, 10).await;
         assert!(matches!(unknown, Err(StoreError::AgentRefused { revoked_at: None, .. })), "{unknown:?}");
     }
 
