@@ -8,6 +8,7 @@
 //! POST /v1/agent/jobs/{id}/result         result upload (idempotent)
 //! POST /v1/agent/heartbeat                version and connection names
 //! POST /v1/agent/renew                    new certificate for a new key pair (CSR)
+//! GET  /v1/agent/key-sets?after=N         signed key-set statements after version N
 //! ```
 //! On an enrolment connection (no client certificate, ALPN `outpost-enroll/1`) only
 //! `POST /v1/enroll` exists.
@@ -20,8 +21,8 @@ use hyper::body::Incoming;
 use outpost_protocol::encoding::sha256_hex;
 use outpost_protocol::enrol::{EnrolRequest, EnrolResponse};
 use outpost_protocol::wire::{
-    DeliveredJob, Heartbeat, PollResponse, RenewRequest, RenewResponse, PATH_ENROLL, PATH_HEARTBEAT, PATH_POLL,
-    PATH_RENEW,
+    DeliveredJob, Heartbeat, KeySetsResponse, PollResponse, RenewRequest, RenewResponse, MAX_KEY_SETS_PER_RESPONSE,
+    PATH_ENROLL, PATH_HEARTBEAT, PATH_KEY_SETS, PATH_POLL, PATH_RENEW,
 };
 use outpost_protocol::{Envelope, ResultReport};
 
@@ -54,6 +55,17 @@ async fn route<S: Store>(app: &App<S>, peer: &AgentPeer, req: Request<Incoming>)
     let path = req.uri().path().to_owned();
     match (req.method(), path.as_str()) {
         (&Method::GET, PATH_POLL) => poll(app, peer, req.uri().query()).await,
+        (&Method::GET, PATH_KEY_SETS) => {
+            let after = match query_param(req.uri().query(), "after") {
+                None => 0,
+                Some(v) => v.parse::<u64>().map_err(|_| ApiError::bad_field("after", "a key-set version"))?,
+            };
+            let mut statements = Vec::new();
+            for s in app.store.key_sets_after(after, MAX_KEY_SETS_PER_RESPONSE).await? {
+                statements.push(serde_json::from_str(&s).map_err(ApiError::internal)?);
+            }
+            Ok(json(StatusCode::OK, &KeySetsResponse { statements }))
+        }
         (&Method::POST, PATH_HEARTBEAT) => {
             let body = read_body(req.into_body(), MAX_SMALL_BODY).await?;
             let hb: Heartbeat = parse_json(&body)?;
@@ -105,7 +117,8 @@ async fn poll<S: Store>(app: &App<S>, peer: &AgentPeer, query: Option<&str>) -> 
         tokio::pin!(notified);
         notified.as_mut().enable();
         let now = outpost_protocol::unix_now();
-        let (leased, expired) = app.store.lease_jobs(peer.clone(), now, lease, max).await?;
+        let batch = app.store.lease_jobs(peer.clone(), now, lease, max).await?;
+        let (leased, expired, key_set_version) = (batch.jobs, batch.expired, batch.key_set_version);
         for id in &expired {
             tracing::info!(job_id = %id, agent_id = %agent, "Job expired before delivery.");
             app.hub.job_done(id);
@@ -117,12 +130,13 @@ async fn poll<S: Store>(app: &App<S>, peer: &AgentPeer, query: Option<&str>) -> 
                 tracing::debug!(job_id = %j.id, agent_id = %agent, "Job delivered.");
                 jobs.push(DeliveredJob { job_id: j.id, envelope });
             }
-            return Ok(json(StatusCode::OK, &PollResponse { jobs }));
+            return Ok(json(StatusCode::OK, &PollResponse { jobs, key_set_version }));
         }
+        let empty = PollResponse { jobs: Vec::new(), key_set_version };
         tokio::select! {
             () = &mut notified => {}
-            () = tokio::time::sleep_until(deadline) => return Ok(json(StatusCode::OK, &PollResponse::default())),
-            () = app.shutdown.cancelled() => return Ok(json(StatusCode::OK, &PollResponse::default())),
+            () = tokio::time::sleep_until(deadline) => return Ok(json(StatusCode::OK, &empty)),
+            () = app.shutdown.cancelled() => return Ok(json(StatusCode::OK, &empty)),
         }
     }
 }
@@ -199,6 +213,7 @@ async fn enrol<S: Store>(app: &App<S>, req: Request<Incoming>) -> Result<Respons
     }
     let (certificate_pem, not_after) =
         app.ca.issue_agent_cert(&r.agent, &r.csr_pem, lifetime).map_err(ApiError::internal)?;
+    let (signing_keys, key_set_version) = crate::signing::published(&app.store).await?;
     tracing::info!(agent_id = %r.agent, not_after, "Agent enrolled.");
     Ok(json(
         StatusCode::OK,
@@ -206,7 +221,8 @@ async fn enrol<S: Store>(app: &App<S>, req: Request<Incoming>) -> Result<Respons
             agent: r.agent.clone(),
             certificate_pem,
             ca_pem: app.ca.cert_pem().to_owned(),
-            signing_keys: crate::signing::published(&app.signing_key),
+            signing_keys,
+            key_set_version,
             not_after,
         },
     ))

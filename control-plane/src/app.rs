@@ -9,7 +9,7 @@ use outpost_protocol::encoding::{hex, sha256_hex};
 use outpost_protocol::enrol::EnrolmentToken;
 use outpost_protocol::ids::{new_job_id, new_nonce, random_bytes};
 use outpost_protocol::job::validate_name;
-use outpost_protocol::{sign_job, CacheSpec, JobSpec, Param, SigningKey, PROTOCOL_VERSION};
+use outpost_protocol::{sign_job, CacheSpec, JobSpec, Param, PROTOCOL_VERSION};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -86,13 +86,13 @@ pub async fn init(data_dir: &Path, hostname: &str) -> Result<InitOutput, AppErro
     }
     fsutil::create_private_dir(data_dir)?;
     pki::init(data_dir, hostname)?;
-    let key = signing::create(data_dir)?;
     let meta = Meta { hostname: hostname.to_owned() };
     fsutil::write_atomic(&data_dir.join(META_FILE), &serde_json::to_vec_pretty(&meta).unwrap_or_default(), 0o600)?;
     let store = SqliteStore::open(&data_dir.join(DB_FILE))?;
+    let signing_key_id = signing::init(&store, data_dir, outpost_protocol::unix_now()).await?;
     let admin_token = create_api_token(&store, "admin").await?;
     let ca = Ca::load(data_dir)?;
-    Ok(InitOutput { admin_token, ca_sha256: ca.pin(), signing_key_id: key.key_id().0.clone() })
+    Ok(InitOutput { admin_token, ca_sha256: ca.pin(), signing_key_id })
 }
 
 /// Creates an API token with `role`; returns the token (only its hash is stored).
@@ -119,8 +119,8 @@ pub struct App<S: Store> {
     pub store: S,
     /// The CA.
     pub ca: Ca,
-    /// Job-signing key.
-    pub signing_key: SigningKey,
+    /// Job-signing private keys, loaded as the key ring in the store names them.
+    pub signing_keys: signing::KeyCache,
     /// Wake-ups.
     pub hub: Hub,
     /// Server certificate name.
@@ -136,12 +136,16 @@ impl<S: Store> std::fmt::Debug for App<S> {
 }
 
 /// Opens the embedded store and loads keys for `cfg`.
-pub fn open(cfg: ControlPlaneConfig) -> Result<Arc<App<SqliteStore>>, AppError> {
+pub async fn open(cfg: ControlPlaneConfig) -> Result<Arc<App<SqliteStore>>, AppError> {
     let store = SqliteStore::open(&cfg.data_dir.join(DB_FILE))?;
     let ca = Ca::load(&cfg.data_dir)?;
-    let signing_key = signing::load(&cfg.data_dir)?;
+    signing::ensure_ring(&store, &cfg.data_dir, outpost_protocol::unix_now()).await?;
+    let signing_keys = signing::KeyCache::default();
+    // Fail at start, not at the first job, if the active key's file is missing or wrong.
+    let active = store.active_signing_key().await?.unwrap_or_default();
+    signing_keys.get(&cfg.data_dir, &active)?;
     let meta = load_meta(&cfg.data_dir)?;
-    Ok(Arc::new(App { cfg, store, ca, signing_key, hub: Hub::default(), meta, shutdown: CancellationToken::new() }))
+    Ok(Arc::new(App { cfg, store, ca, signing_keys, hub: Hub::default(), meta, shutdown: CancellationToken::new() }))
 }
 
 /// Body of `POST /v1/jobs`.
@@ -236,18 +240,34 @@ impl<S: Store> App<S> {
             let (field, msg) = m.split_once(": ").unwrap_or(("job", m.as_str()));
             ApiError::bad_field(field, msg)
         })?;
-        let envelope = sign_job(&spec, &self.signing_key);
-        let envelope_json = serde_json::to_string(&envelope).map_err(ApiError::internal)?;
-        self.store
-            .insert_job(NewJob {
+        // The key ring may change under us (the CLI rotates keys while we serve): sign with
+        // the key the store calls active, and sign again if it was retired meanwhile.
+        let mut attempt = 0;
+        let envelope = loop {
+            let key_id = self.store.active_signing_key().await?.ok_or_else(|| {
+                ApiError::internal("no active job-signing key; run `outpost-control-plane signing-key rotate`")
+            })?;
+            let key = self.signing_keys.get(&self.cfg.data_dir, &key_id).map_err(ApiError::internal)?;
+            let envelope = sign_job(&spec, &key);
+            let envelope_json = serde_json::to_string(&envelope).map_err(ApiError::internal)?;
+            let job = NewJob {
                 id: spec.job_id.clone(),
                 agent: req.agent.clone(),
-                connection: req.connection,
+                connection: req.connection.clone(),
                 envelope_json,
+                key_id: key_id.clone(),
                 created_at: now,
                 expires_at: spec.expires_at,
-            })
-            .await?;
+            };
+            match self.store.insert_job(job).await {
+                Ok(()) => break envelope,
+                Err(StoreError::KeyRetired { .. }) if attempt == 0 => {
+                    self.signing_keys.forget(&key_id);
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         self.hub.wake_agent(&req.agent);
         tracing::info!(job_id = %spec.job_id, agent_id = %req.agent, key_id = %envelope.key_id, "Job signed and queued.");
         Ok((spec.job_id, spec.expires_at))

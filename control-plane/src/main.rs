@@ -63,6 +63,12 @@ enum Command {
     /// Enrolled agents.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Job-signing keys: list, rotate, retire.
+    ///
+    /// A running `serve` picks up every change at its next job; agents learn new keys from
+    /// a key-set statement signed by a key they already trust.
+    #[command(name = "signing-key", subcommand)]
+    SigningKey(SigningKeyCommand),
     /// The control plane's own TLS server certificate.
     #[command(name = "server-cert", subcommand)]
     ServerCert(ServerCertCommand),
@@ -102,6 +108,39 @@ enum AgentCommand {
         target: Target,
         /// The agent's name.
         name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SigningKeyCommand {
+    /// List the keys (active, next, previous, retired) with their public keys and dates.
+    List {
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a new key active (or the staged `next` one); the old active key stays accepted
+    /// as `previous` until retired, so no job in flight is lost.
+    ///
+    /// With --stage, only add a `next` key: agents learn it now and it signs nothing until
+    /// the next `rotate`. Agents in `key_trust: pinned_only` mode learn nothing from the
+    /// control plane: add the printed public key to their `trusted_keys` before rotating.
+    Rotate {
+        #[command(flatten)]
+        target: Target,
+        /// Add a `next` key without making it active.
+        #[arg(long)]
+        stage: bool,
+    },
+    /// Retire a `previous` or `next` key: agents stop accepting it, its undelivered jobs are
+    /// re-signed by the active key, and its private key file is deleted.
+    Retire {
+        #[command(flatten)]
+        target: Target,
+        /// The key id, e.g. ed25519:0123456789abcdef (see `signing-key list`).
+        key_id: String,
     },
 }
 
@@ -222,7 +261,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let cfg = target.load()?;
             let ttl_secs = parse_duration(&ttl)
                 .ok_or_else(|| Failure::Usage(format!("--ttl {ttl:?}: expected e.g. 30m, 1h, 2d")))?;
-            let app = app::open(cfg).context("cannot open the control plane's data dir")?;
+            let app = app::open(cfg).await.context("cannot open the control plane's data dir")?;
             let (token, expires_at) = app.create_enrolment_token(&agent, ttl_secs).await.map_err(|e| match e {
                 app::AppError::Usage(m) => Failure::Usage(m),
                 other => Failure::Other(other.into()),
@@ -235,7 +274,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Agent(AgentCommand::List { target }) => {
-            let app = app::open(target.load()?).context("cannot open the control plane's data dir")?;
+            let app = app::open(target.load()?).await.context("cannot open the control plane's data dir")?;
             let agents = outpost_control_plane::store::Store::agents(&app.store).await.map_err(anyhow::Error::new)?;
             println!("{:<24} {:<8} {:<26} {:<26}", "NAME", "STATUS", "LAST SEEN", "CERTIFICATE UNTIL");
             for a in agents {
@@ -246,7 +285,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Agent(AgentCommand::Revoke { target, name }) => {
-            let app = app::open(target.load()?).context("cannot open the control plane's data dir")?;
+            let app = app::open(target.load()?).await.context("cannot open the control plane's data dir")?;
             match app.revoke_agent(&name).await.map_err(anyhow::Error::new)? {
                 Some(failed) => {
                     println!("Agent {name:?} revoked; {} queued job(s) failed.", failed.len());
@@ -255,6 +294,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 None => Err(Failure::Usage(format!("no agent named {name:?}"))),
             }
         }
+        Command::SigningKey(cmd) => signing_key(cmd).await,
         Command::ServerCert(ServerCertCommand::Rotate { target, hostname }) => {
             let cfg = target.load()?;
             let meta = app::load_meta(&cfg.data_dir).map_err(anyhow::Error::new)?;
@@ -275,8 +315,73 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
+async fn signing_key(cmd: SigningKeyCommand) -> Result<(), Failure> {
+    use outpost_control_plane::signing::{self, SigningError};
+    let refused = |e: SigningError| match e {
+        SigningError::Refused(m) => Failure::Usage(m),
+        other => Failure::Other(other.into()),
+    };
+    let now = outpost_protocol::unix_now();
+    match cmd {
+        SigningKeyCommand::List { target, json } => {
+            let app = app::open(target.load()?).await.context("cannot open the control plane's data dir")?;
+            let (keys, version) =
+                outpost_control_plane::store::Store::signing_keys(&app.store).await.map_err(anyhow::Error::new)?;
+            if json {
+                let keys: Vec<_> = keys
+                    .iter()
+                    .map(|k| {
+                        serde_json::json!({
+                            "key_id": k.key_id, "public_key": k.public_key, "status": k.status,
+                            "created_at": k.created_at, "activated_at": k.activated_at, "retired_at": k.retired_at,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::json!({ "key_set_version": version, "keys": keys }));
+                return Ok(());
+            }
+            println!("Key set version {version}.");
+            println!("{:<26} {:<9} {:<26} {:<46}", "KEY ID", "STATUS", "CREATED", "PUBLIC KEY");
+            for k in keys {
+                println!("{:<26} {:<9} {:<26} {:<46}", k.key_id, k.status, fmt_time(k.created_at), k.public_key);
+            }
+            Ok(())
+        }
+        SigningKeyCommand::Rotate { target, stage } => {
+            let cfg = target.load()?;
+            let app = app::open(cfg).await.context("cannot open the control plane's data dir")?;
+            let r = signing::rotate(&app.store, &app.cfg.data_dir, stage, now).await.map_err(refused)?;
+            if stage {
+                println!("Staged {} as the next job-signing key (key set version {}).", r.key.key_id, r.version);
+                println!("It signs nothing until `signing-key rotate`. Public key, for agents that pin keys:");
+                println!(
+                    "  - key_id: {}
+    public_key: {}",
+                    r.key.key_id, r.key.public_key
+                );
+            } else {
+                println!("{} now signs new jobs (key set version {}).", r.key.key_id, r.version);
+                if let Some(old) = r.demoted {
+                    println!("{old} is now `previous`: agents still accept it. Retire it once its jobs are done:");
+                    println!("  outpost-control-plane signing-key retire {old}");
+                }
+            }
+            Ok(())
+        }
+        SigningKeyCommand::Retire { target, key_id } => {
+            let app = app::open(target.load()?).await.context("cannot open the control plane's data dir")?;
+            let r = signing::retire(&app.store, &app.cfg.data_dir, &key_id, now).await.map_err(refused)?;
+            println!(
+                "{key_id} retired (key set version {}); {} undelivered job(s) re-signed with the active key.",
+                r.version, r.resigned
+            );
+            Ok(())
+        }
+    }
+}
+
 async fn serve(cfg: ControlPlaneConfig) -> anyhow::Result<()> {
-    let app = app::open(cfg).context("cannot open the control plane's data dir")?;
+    let app = app::open(cfg).await.context("cannot open the control plane's data dir")?;
     let listeners = outpost_control_plane::server::bind(app.cfg.agent_listen, app.cfg.api_listen).await?;
     tracing::info!(
         agent_listen = %listeners.agent.local_addr()?,

@@ -45,6 +45,20 @@ pub enum StoreError {
         /// Latest enrolment, unix seconds.
         enrolled_at: i64,
     },
+    /// Another key-set change landed first.
+    #[error("the key set changed meanwhile (now version {found}, expected {expected}); run the command again")]
+    KeySetConflict {
+        /// Version the change was built on.
+        expected: u64,
+        /// Version found.
+        found: u64,
+    },
+    /// The job was signed with a key that has been retired meanwhile.
+    #[error("signing key {key_id} was retired meanwhile")]
+    KeyRetired {
+        /// The key id.
+        key_id: String,
+    },
     /// A stored value could not be read back.
     #[error("corrupt row in {table}: {reason}")]
     Corrupt {
@@ -114,10 +128,57 @@ pub struct NewJob {
     pub connection: String,
     /// The signed envelope, JSON.
     pub envelope_json: String,
+    /// The key that signed it; the insert fails if that key is retired.
+    pub key_id: String,
     /// Unix seconds.
     pub created_at: i64,
     /// Unix seconds; never delivered after this.
     pub expires_at: i64,
+}
+
+/// What [`Store::lease_jobs`] hands out.
+#[derive(Debug, Clone, Default)]
+pub struct LeaseBatch {
+    /// Jobs now leased.
+    pub jobs: Vec<LeasedJob>,
+    /// Ids of jobs found overdue and marked expired.
+    pub expired: Vec<String>,
+    /// The key-set version current when the jobs were leased (every job is signed by a
+    /// key of that set).
+    pub key_set_version: u64,
+}
+
+/// A job-signing key as the store knows it (public half only; private keys live in
+/// files, never in the database).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKeyRecord {
+    /// Key id.
+    pub key_id: String,
+    /// Public key, standard base64.
+    pub public_key: String,
+    /// `active`, `next`, `previous` or `retired`.
+    pub status: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// When it became active.
+    pub activated_at: Option<i64>,
+    /// When it was retired.
+    pub retired_at: Option<i64>,
+}
+
+/// One change of the key set, applied in one transaction by [`Store::commit_key_set`].
+#[derive(Debug, Clone)]
+pub struct KeySetChange {
+    /// The new version; must be the current one plus one.
+    pub version: u64,
+    /// The signed statement, JSON.
+    pub statement_json: String,
+    /// Keys whose row is inserted or replaced.
+    pub keys: Vec<SigningKeyRecord>,
+    /// A key being retired and the active key that re-signs its undelivered jobs.
+    pub resign: Option<(String, Arc<outpost_protocol::SigningKey>)>,
+    /// Unix seconds.
+    pub now: i64,
 }
 
 /// A job handed out by [`Store::lease_jobs`].
@@ -284,16 +345,25 @@ pub trait Store: Send + Sync + 'static {
         token_sha256: String,
         now: i64,
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
-    /// Queues a job.
+    /// Queues a job; refuses it if its signing key is retired.
     fn insert_job(&self, job: NewJob) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Leases up to `max` deliverable jobs of `agent`; expires overdue ones first and returns their ids too.
+    /// Leases up to `max` deliverable jobs of `agent`; expires overdue ones first.
     fn lease_jobs(
         &self,
         agent: AgentPeer,
         now: i64,
         lease_secs: i64,
         max: usize,
-    ) -> impl Future<Output = Result<(Vec<LeasedJob>, Vec<String>), StoreError>> + Send;
+    ) -> impl Future<Output = Result<LeaseBatch, StoreError>> + Send;
+    /// Every job-signing key, retired ones included, and the current key-set version.
+    fn signing_keys(&self) -> impl Future<Output = Result<(Vec<SigningKeyRecord>, u64), StoreError>> + Send;
+    /// The id of the key that signs new jobs.
+    fn active_signing_key(&self) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    /// Applies a key-set change: key rows, the new statement and, for a retirement, the
+    /// re-signing of that key's undelivered jobs. Returns how many jobs were re-signed.
+    fn commit_key_set(&self, change: KeySetChange) -> impl Future<Output = Result<usize, StoreError>> + Send;
+    /// Statements (JSON) with a version above `after`, oldest first, at most `max`.
+    fn key_sets_after(&self, after: u64, max: usize) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
     /// Stores an agent's report for its job (idempotent for the same report).
     fn complete_job(
         &self,
@@ -326,7 +396,7 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Current schema version (PRAGMA user_version).
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE agents (
@@ -376,6 +446,25 @@ CREATE INDEX jobs_by_agent_state ON jobs(agent, state, created_at);
 /// v2: agent revocation.
 const SCHEMA_V2: &str = "ALTER TABLE agents ADD COLUMN revoked_at INTEGER;";
 
+/// v3: job-signing key rotation (public keys and signed statements only).
+const SCHEMA_V3: &str = "
+CREATE TABLE signing_keys (
+    key_id TEXT PRIMARY KEY,
+    public_key TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('active', 'next', 'previous', 'retired')),
+    created_at INTEGER NOT NULL,
+    activated_at INTEGER,
+    retired_at INTEGER
+);
+CREATE UNIQUE INDEX one_active_signing_key ON signing_keys(status) WHERE status = 'active';
+CREATE TABLE key_sets (
+    version INTEGER PRIMARY KEY,
+    statement TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+ALTER TABLE jobs ADD COLUMN key_id TEXT;
+";
+
 /// SQLite backend.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -411,7 +500,7 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", true)?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         // Migrations run in order, each in its own transaction with the version bump.
-        for (target, sql) in [(1, SCHEMA_V1), (2, SCHEMA_V2)] {
+        for (target, sql) in [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3)] {
             if version < target {
                 conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql} PRAGMA user_version = {target}; COMMIT;"))?;
             }
@@ -438,6 +527,11 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
+}
+
+fn current_key_set_version(tx: &Connection) -> Result<u64, StoreError> {
+    let v: i64 = tx.prepare_cached("SELECT COALESCE(MAX(version), 0) FROM key_sets")?.query_row([], |r| r.get(0))?;
+    Ok(u64::try_from(v).unwrap_or(0))
 }
 
 fn agent_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AgentRecord> {
@@ -612,10 +706,26 @@ impl Store for SqliteStore {
 
     async fn insert_job(&self, job: NewJob) -> Result<(), StoreError> {
         self.with_conn(move |c| {
-            c.prepare_cached(
-                "INSERT INTO jobs (id, agent, connection, state, envelope, created_at, expires_at) VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6)",
-            )?
-            .execute(params![job.id, job.agent, job.connection, job.envelope_json, job.created_at, job.expires_at])?;
+            // The key check and the insert are one statement, so a retirement that re-signs
+            // the retired key's jobs cannot miss this one.
+            let n = c
+                .prepare_cached(
+                    "INSERT INTO jobs (id, agent, connection, state, envelope, created_at, expires_at, key_id)
+                     SELECT ?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7
+                     WHERE EXISTS (SELECT 1 FROM signing_keys WHERE key_id = ?7 AND status != 'retired')",
+                )?
+                .execute(params![
+                    job.id,
+                    job.agent,
+                    job.connection,
+                    job.envelope_json,
+                    job.created_at,
+                    job.expires_at,
+                    job.key_id
+                ])?;
+            if n == 0 {
+                return Err(StoreError::KeyRetired { key_id: job.key_id });
+            }
             Ok(())
         })
         .await
@@ -627,7 +737,7 @@ impl Store for SqliteStore {
         now: i64,
         lease_secs: i64,
         max: usize,
-    ) -> Result<(Vec<LeasedJob>, Vec<String>), StoreError> {
+    ) -> Result<LeaseBatch, StoreError> {
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             admit_agent(&tx, &agent, now)?;
@@ -648,8 +758,106 @@ impl Store for SqliteStore {
                 rows.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
                 rows.into_iter().map(|(_, j)| j).collect::<Vec<_>>()
             };
+            let key_set_version = current_key_set_version(&tx)?;
             tx.commit()?;
-            Ok((jobs, expired))
+            Ok(LeaseBatch { jobs, expired, key_set_version })
+        })
+        .await
+    }
+
+    async fn signing_keys(&self) -> Result<(Vec<SigningKeyRecord>, u64), StoreError> {
+        self.with_conn(|c| {
+            let tx = c.transaction()?;
+            let keys = tx
+                .prepare(
+                    "SELECT key_id, public_key, status, created_at, activated_at, retired_at FROM signing_keys
+                     ORDER BY created_at, key_id",
+                )?
+                .query_map([], |r| {
+                    Ok(SigningKeyRecord {
+                        key_id: r.get(0)?,
+                        public_key: r.get(1)?,
+                        status: r.get(2)?,
+                        created_at: r.get(3)?,
+                        activated_at: r.get(4)?,
+                        retired_at: r.get(5)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let version = current_key_set_version(&tx)?;
+            tx.commit()?;
+            Ok((keys, version))
+        })
+        .await
+    }
+
+    async fn active_signing_key(&self) -> Result<Option<String>, StoreError> {
+        self.with_conn(|c| {
+            Ok(c.prepare_cached("SELECT key_id FROM signing_keys WHERE status = 'active'")?
+                .query_row([], |r| r.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn commit_key_set(&self, change: KeySetChange) -> Result<usize, StoreError> {
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let found = current_key_set_version(&tx)?;
+            if found + 1 != change.version {
+                return Err(StoreError::KeySetConflict { expected: change.version.saturating_sub(1), found });
+            }
+            // Demotions first, so that the one-active index holds after every statement.
+            let mut keys = change.keys.clone();
+            keys.sort_by_key(|k| k.status == "active");
+            for k in &keys {
+                tx.execute(
+                    "INSERT INTO signing_keys (key_id, public_key, status, created_at, activated_at, retired_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (key_id) DO UPDATE SET status = ?3, activated_at = ?5, retired_at = ?6",
+                    params![k.key_id, k.public_key, k.status, k.created_at, k.activated_at, k.retired_at],
+                )?;
+            }
+            let version = i64::try_from(change.version)
+                .map_err(|_| StoreError::Corrupt { table: "key_sets", reason: "version overflow".into() })?;
+            tx.execute(
+                "INSERT INTO key_sets (version, statement, created_at) VALUES (?1, ?2, ?3)",
+                params![version, change.statement_json, change.now],
+            )?;
+            let mut resigned = 0;
+            if let Some((retired, active)) = &change.resign {
+                let pending = tx
+                    .prepare("SELECT id, envelope FROM jobs WHERE key_id = ?1 AND state IN ('queued', 'leased')")?
+                    .query_map(params![retired], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                for (id, envelope) in pending {
+                    let corrupt =
+                        |reason: String| StoreError::Corrupt { table: "jobs", reason: format!("{id}: {reason}") };
+                    let old: outpost_protocol::Envelope =
+                        serde_json::from_str(&envelope).map_err(|e| corrupt(e.to_string()))?;
+                    let payload =
+                        outpost_protocol::encoding::b64_decode(&old.payload).map_err(|e| corrupt(e.to_string()))?;
+                    let new =
+                        serde_json::to_string(&active.sign_payload(&payload)).map_err(|e| corrupt(e.to_string()))?;
+                    tx.execute(
+                        "UPDATE jobs SET envelope = ?2, key_id = ?3 WHERE id = ?1",
+                        params![id, new, active.key_id().0],
+                    )?;
+                    resigned += 1;
+                }
+            }
+            tx.commit()?;
+            Ok(resigned)
+        })
+        .await
+    }
+
+    async fn key_sets_after(&self, after: u64, max: usize) -> Result<Vec<String>, StoreError> {
+        self.with_conn(move |c| {
+            let after = i64::try_from(after).unwrap_or(i64::MAX);
+            Ok(c.prepare_cached("SELECT statement FROM key_sets WHERE version > ?1 ORDER BY version LIMIT ?2")?
+                .query_map(params![after, max as i64], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()?)
         })
         .await
     }
@@ -813,6 +1021,16 @@ mod tests {
             .await
             .expect("token");
         store.redeem_enrol_token("t1".into(), "h".into(), "edge-1".into(), 1, 100).await.expect("db").expect("redeem");
+        let key = SigningKeyRecord {
+            key_id: "ed25519:test".into(),
+            public_key: String::new(),
+            status: "active".into(),
+            created_at: 0,
+            activated_at: Some(0),
+            retired_at: None,
+        };
+        let change = KeySetChange { version: 1, statement_json: "{}".into(), keys: vec![key], resign: None, now: 0 };
+        store.commit_key_set(change).await.expect("key set");
         (dir, store)
     }
 
@@ -826,6 +1044,7 @@ mod tests {
             agent: "edge-1".into(),
             connection: "sample".into(),
             envelope_json: "{}".into(),
+            key_id: "ed25519:test".into(),
             created_at: 1000,
             expires_at,
         }
@@ -865,7 +1084,7 @@ mod tests {
         let (_d, store) = store_with_agent().await;
         let id = new_job_id();
         store.insert_job(job(&id, 5000)).await.expect("insert");
-        let (leased, _) = store.lease_jobs(peer("edge-1"), 1001, 60, 10).await.expect("lease");
+        let leased = store.lease_jobs(peer("edge-1"), 1001, 60, 10).await.expect("lease").jobs;
         assert_eq!(leased.len(), 1);
         let r = report(&id, b"{}");
         assert_eq!(
@@ -892,9 +1111,9 @@ mod tests {
         let (_d, store) = store_with_agent().await;
         let id = new_job_id();
         store.insert_job(job(&id, 5000)).await.expect("insert");
-        assert_eq!(store.lease_jobs(peer("edge-1"), 1001, 10, 10).await.expect("l").0.len(), 1);
-        assert!(store.lease_jobs(peer("edge-1"), 1005, 10, 10).await.expect("l").0.is_empty(), "still leased");
-        let again = store.lease_jobs(peer("edge-1"), 1012, 10, 10).await.expect("l").0;
+        assert_eq!(store.lease_jobs(peer("edge-1"), 1001, 10, 10).await.expect("l").jobs.len(), 1);
+        assert!(store.lease_jobs(peer("edge-1"), 1005, 10, 10).await.expect("l").jobs.is_empty(), "still leased");
+        let again = store.lease_jobs(peer("edge-1"), 1012, 10, 10).await.expect("l").jobs;
         assert_eq!(again.len(), 1, "lease ran out at 1011");
         let rec = store.job(id, 1013, false).await.expect("job").expect("exists");
         assert_eq!(rec.attempts, 2);
@@ -905,7 +1124,8 @@ mod tests {
         let (_d, store) = store_with_agent().await;
         let id = new_job_id();
         store.insert_job(job(&id, 1500)).await.expect("insert");
-        let (leased, expired) = store.lease_jobs(peer("edge-1"), 1501, 60, 10).await.expect("lease");
+        let batch = store.lease_jobs(peer("edge-1"), 1501, 60, 10).await.expect("lease");
+        let (leased, expired) = (batch.jobs, batch.expired);
         assert!(leased.is_empty());
         assert_eq!(expired, vec![id.clone()]);
         let rec = store.job(id, 1502, false).await.expect("job").expect("exists");

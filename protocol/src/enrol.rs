@@ -129,8 +129,11 @@ pub struct EnrolResponse {
     pub certificate_pem: String,
     /// The control plane's CA certificate, PEM.
     pub ca_pem: String,
-    /// Job-signing public keys the agent should trust.
+    /// Job-signing public keys the agent should trust (every key of the current key set).
     pub signing_keys: Vec<PublishedKey>,
+    /// Version of the key set those keys come from; later statements build on it.
+    #[serde(default)]
+    pub key_set_version: u64,
     /// Certificate expiry, unix seconds.
     pub not_after: i64,
 }

@@ -115,9 +115,17 @@ impl SigningKey {
 
     /// Signs raw payload bytes into an envelope.
     pub fn sign_payload(&self, payload: &[u8]) -> Envelope {
-        let msg = signed_message(&self.key_id.0, payload);
-        let sig = self.pair.sign(&msg);
-        Envelope { key_id: self.key_id.0.clone(), payload: b64_encode(payload), signature: b64_encode(sig.as_ref()) }
+        Envelope {
+            key_id: self.key_id.0.clone(),
+            payload: b64_encode(payload),
+            signature: self.sign_in(SIGNING_CONTEXT, payload),
+        }
+    }
+
+    /// Signs `payload` under a signing context (see [`signed_message`]); base64 signature.
+    pub(crate) fn sign_in(&self, context: &[u8], payload: &[u8]) -> String {
+        let sig = self.pair.sign(&signed_message(context, &self.key_id.0, payload));
+        b64_encode(sig.as_ref())
     }
 }
 
@@ -128,9 +136,10 @@ pub fn sign_job(spec: &JobSpec, key: &SigningKey) -> Envelope {
     key.sign_payload(&payload)
 }
 
-fn signed_message(key_id: &str, payload: &[u8]) -> Vec<u8> {
-    let mut msg = Vec::with_capacity(SIGNING_CONTEXT.len() + key_id.len() + payload.len() + 2);
-    msg.extend_from_slice(SIGNING_CONTEXT);
+/// `context 0x00 key_id 0x00 payload`: what every signature of this crate covers.
+pub(crate) fn signed_message(context: &[u8], key_id: &str, payload: &[u8]) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(context.len() + key_id.len() + payload.len() + 2);
+    msg.extend_from_slice(context);
     msg.push(0);
     msg.extend_from_slice(key_id.as_bytes());
     msg.push(0);
@@ -185,6 +194,26 @@ impl TrustedKeys {
     /// The key ids, sorted.
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         self.keys.keys().map(String::as_str)
+    }
+
+    /// Whether `key_id` is in the set.
+    pub fn contains(&self, key_id: &str) -> bool {
+        self.keys.contains_key(key_id)
+    }
+
+    /// Removes `key_id`; whether it was there.
+    pub fn remove(&mut self, key_id: &str) -> bool {
+        self.keys.remove(key_id).is_some()
+    }
+
+    /// Adds every key of `other`.
+    pub fn extend(&mut self, other: &TrustedKeys) {
+        self.keys.extend(other.keys.iter().map(|(k, v)| (k.clone(), *v)));
+    }
+
+    /// The public key of `key_id`.
+    pub(crate) fn get(&self, key_id: &str) -> Option<&[u8; 32]> {
+        self.keys.get(key_id)
     }
 }
 
@@ -330,7 +359,7 @@ impl Envelope {
         let payload = b64_decode(&self.payload).map_err(|e| malformed(format!("payload: {e}")))?;
         let signature = b64_decode(&self.signature).map_err(|e| malformed(format!("signature: {e}")))?;
         UnparsedPublicKey::new(&ED25519, key)
-            .verify(&signed_message(&self.key_id, &payload), &signature)
+            .verify(&signed_message(SIGNING_CONTEXT, &self.key_id, &payload), &signature)
             .map_err(|_| VerifyError::BadSignature { key_id: self.key_id.clone() })?;
 
         let probe: VersionProbe = serde_json::from_slice(&payload).map_err(|e| malformed(format!("payload: {e}")))?;

@@ -8,6 +8,7 @@
 //!   over a domain-separated message. Verification never re-serialises the payload;
 //! - [`report::ResultReport`]: what the agent sends back (rendered bytes only);
 //! - [`enrol`]: the one-string enrolment token and the enrolment exchange;
+//! - [`keyset`]: signed key-set statements, how agents learn rotated job-signing keys;
 //! - [`wire`]: the small request/response bodies of the agent endpoints.
 //!
 //! It refuses anything it cannot parse with a typed error and never panics on input.
@@ -18,6 +19,7 @@ pub mod enrol;
 pub mod envelope;
 pub mod ids;
 pub mod job;
+pub mod keyset;
 pub mod report;
 pub mod wire;
 

@@ -12,6 +12,10 @@ pub const PATH_JOBS: &str = "/v1/agent/jobs/";
 pub const PATH_HEARTBEAT: &str = "/v1/agent/heartbeat";
 /// Path of certificate renewal (over mutual TLS, with the current certificate).
 pub const PATH_RENEW: &str = "/v1/agent/renew";
+/// Path of the key-set statements: `GET /v1/agent/key-sets?after=N`.
+pub const PATH_KEY_SETS: &str = "/v1/agent/key-sets";
+/// Most statements in one [`KeySetsResponse`]; an agent further behind asks again.
+pub const MAX_KEY_SETS_PER_RESPONSE: usize = 32;
 /// Path of enrolment (the only path served without a client certificate).
 pub const PATH_ENROLL: &str = "/v1/enroll";
 /// ALPN protocol a client offers to reach the enrolment endpoint without a client certificate.
@@ -33,6 +37,18 @@ pub struct DeliveredJob {
 pub struct PollResponse {
     /// Jobs now leased to the caller.
     pub jobs: Vec<DeliveredJob>,
+    /// The control plane's current key-set version. An agent that holds an older one
+    /// fetches the statements from [`PATH_KEY_SETS`] before it verifies these jobs.
+    #[serde(default)]
+    pub key_set_version: u64,
+}
+
+/// Answer of [`PATH_KEY_SETS`]: the statements after the asked version, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySetsResponse {
+    /// At most [`MAX_KEY_SETS_PER_RESPONSE`].
+    pub statements: Vec<crate::keyset::SignedKeySet>,
 }
 
 /// Heartbeat body.
