@@ -38,7 +38,9 @@ async fn forged_expired_and_misaddressed_jobs_are_rejected_and_never_run() -> Re
     // A hostile control plane (or anyone with write access to its queue) queues three jobs
     // while the agent is offline: one signed by a key the agent never trusted, one signed
     // by the real key but long expired, one signed by the real key for another agent.
-    let real_key = outpost_control_plane::signing::load(&cp.data_dir)?;
+    let store = SqliteStore::open(&cp.data_dir.join("control-plane.db"))?;
+    let real_id = store.active_signing_key().await?.context("active key")?;
+    let real_key = outpost_control_plane::signing::load(&cp.data_dir, &real_id)?;
     let (rogue_key, _) = SigningKey::generate().map_err(|e| anyhow::anyhow!("{e}"))?;
     let now = outpost_protocol::unix_now();
     let cases = [
@@ -46,7 +48,6 @@ async fn forged_expired_and_misaddressed_jobs_are_rejected_and_never_run() -> Re
         ("expired", sign_job(&spec("edge-1", now - 900, now - 700), &real_key)),
         ("wrong_audience", sign_job(&spec("edge-2", now, now + 300), &real_key)),
     ];
-    let store = SqliteStore::open(&cp.data_dir.join("control-plane.db"))?;
     let mut ids = Vec::new();
     for (reason, env) in &cases {
         let id = env.unverified_job_id().context("job id")?;
@@ -56,6 +57,7 @@ async fn forged_expired_and_misaddressed_jobs_are_rejected_and_never_run() -> Re
                 agent: "edge-1".into(),
                 connection: "sample".into(),
                 envelope_json: serde_json::to_string(env)?,
+                key_id: real_id.clone(), // the queue's bookkeeping can say anything
                 created_at: now,
                 expires_at: now + 300, // the queue's own bookkeeping says "deliverable"
             })
