@@ -1,6 +1,9 @@
 //! The local audit log: one JSON line per job received, for the customer's security team.
 //!
-//! A record says which job, signed by which key, what the verdict was, which connection
+//! Most records are about a job (`"event": "job"`); a change of the trusted job-signing
+//! keys is a `"event": "key_set"` record.
+//!
+//! A job record says which job, signed by which key, what the verdict was, which connection
 //! and a SHA-256 of the SQL (not the SQL itself, which may carry literals), how many rows
 //! were read and how many bytes were sent. It never holds a row or a secret.
 //!
@@ -22,6 +25,8 @@ const QUEUE: usize = 1024;
 /// One audit record.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct AuditRecord {
+    /// `job`.
+    pub event: &'static str,
     /// RFC 3339 time the job ended.
     pub ts: String,
     /// Job id (as delivered, when the envelope could not be verified).
@@ -46,6 +51,27 @@ pub struct AuditRecord {
     pub truncated: bool,
     /// Milliseconds from receipt to report.
     pub duration_ms: u64,
+}
+
+/// A change of the trusted job-signing keys, accepted or refused.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct KeySetRecord {
+    /// `key_set`.
+    pub event: &'static str,
+    /// RFC 3339 time.
+    pub ts: String,
+    /// `accepted` or `refused`.
+    pub verdict: &'static str,
+    /// The statement's version (as offered, when refused).
+    pub version: u64,
+    /// Reason code when refused.
+    pub reason: Option<String>,
+    /// Key ids newly trusted.
+    pub added: Vec<String>,
+    /// Key ids no longer trusted.
+    pub removed: Vec<String>,
+    /// Trusted keys whose signatures verified.
+    pub signed_by: Vec<String>,
 }
 
 /// Audit failures.
@@ -91,7 +117,7 @@ impl AuditLog {
     }
 
     /// Appends a record and returns once it is on disk.
-    pub async fn record(&self, rec: &AuditRecord) -> Result<(), AuditError> {
+    pub async fn record<R: Serialize>(&self, rec: &R) -> Result<(), AuditError> {
         let mut line = serde_json::to_vec(rec).map_err(|e| AuditError::Write(e.to_string()))?;
         line.push(b'\n');
         let (done_tx, done_rx) = oneshot::channel();
@@ -127,6 +153,7 @@ mod tests {
 
     fn rec(id: &str) -> AuditRecord {
         AuditRecord {
+            event: "job",
             ts: "2026-01-01T00:00:00Z".into(),
             job_id: id.into(),
             key_id: Some("ed25519:00".into()),

@@ -81,9 +81,13 @@ pub struct AgentConfig {
     /// How to reach the control plane.
     #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
     pub control_plane: ControlPlaneSection,
-    /// Job-signing public keys pinned here, in addition to those received at enrolment.
+    /// Job-signing public keys pinned here. They are trusted whatever the control plane
+    /// says; with `key_trust: pinned_only` they are the only keys trusted.
     #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
     pub trusted_keys: Vec<TrustedKey>,
+    /// Where job-signing keys come from: `learn` (default) or `pinned_only`.
+    #[serde(default)]
+    pub key_trust: KeyTrustMode,
     /// Databases this agent may query, by name.
     #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
     pub connections: BTreeMap<ConnectionName, ConnectionConfig>,
@@ -102,6 +106,18 @@ pub struct ControlPlaneSection {
     /// `host:port` of the agent listener; defaults to the address in the enrolment token.
     #[serde(default)]
     pub address: Option<String>,
+}
+
+/// Which job-signing keys the agent trusts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyTrustMode {
+    /// The keys received at enrolment, then those of key-set statements signed by a key
+    /// already trusted; plus `trusted_keys`, which no statement can remove.
+    #[default]
+    Learn,
+    /// Only `trusted_keys`; the enrolment's keys and every key-set update are refused.
+    PinnedOnly,
 }
 
 /// A pinned job-signing key.
@@ -221,6 +237,14 @@ impl AgentConfig {
         let mut keys = outpost_protocol::TrustedKeys::new();
         for (i, k) in self.trusted_keys.iter().enumerate() {
             keys.insert_b64(&k.public_key, Some(&k.key_id)).map_err(|m| invalid(format!("trusted_keys[{i}]"), m))?;
+        }
+        if self.key_trust == KeyTrustMode::PinnedOnly && self.trusted_keys.is_empty() {
+            return Err(invalid(
+                "key_trust".into(),
+                "pinned_only trusts only trusted_keys, and there are none; add the control plane's keys \
+                 (`outpost-control-plane signing-key list`)"
+                    .into(),
+            ));
         }
         if let Some(addr) = &self.control_plane.address {
             if addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {

@@ -141,9 +141,15 @@ pub async fn enroll(
         not_after: res.not_after,
         cert_issued_at: outpost_protocol::unix_now(),
         signing_keys: res.signing_keys,
+        key_set_version: res.key_set_version,
     };
     let key_pem = zeroize::Zeroizing::new(key.serialize_pem());
     identity::save(state_dir, &key_pem, &res.certificate_pem, &res.ca_pem, &enrolment)?;
+    // Keys learned under an earlier enrolment give way to the ones just received.
+    crate::keys::forget(state_dir).map_err(|source| {
+        let path = state_dir.join(crate::keys::KEY_SET_FILE);
+        identity::IdentityError::from(outpost_common::fsutil::FileError::Io { path, source })
+    })?;
     Ok(Enrolled { enrolment })
 }
 

@@ -42,6 +42,9 @@ pub struct Enrolment {
     pub cert_issued_at: i64,
     /// Job-signing keys received at enrolment.
     pub signing_keys: Vec<PublishedKey>,
+    /// The control plane's key-set version those keys came from.
+    #[serde(default)]
+    pub key_set_version: u64,
 }
 
 /// Identity problems.

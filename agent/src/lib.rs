@@ -15,6 +15,7 @@ pub mod config;
 pub mod connectors;
 pub mod enrol;
 pub mod identity;
+pub mod keys;
 pub mod render;
 pub mod replay;
 pub mod resultset;

@@ -147,8 +147,25 @@ async fn run(cli: Cli) -> ExitCode {
                 } else {
                     println!("certificate:    valid until {} ({} s left)", rfc3339(e.not_after), e.not_after - now);
                 }
-                let keys = outpost_agent::runner::trusted_keys(&cfg, &id);
-                println!("trusted keys:   {}", keys.ids().collect::<Vec<_>>().join(", "));
+                match outpost_agent::keys::KeyTrust::load(&cfg, &id.enrolment) {
+                    Ok(keys) => {
+                        let ids: Vec<String> = keys
+                            .trusted()
+                            .ids()
+                            .map(|k| if keys.is_pinned(k) { format!("{k} (pinned)") } else { k.to_owned() })
+                            .collect();
+                        println!("trusted keys:   {}", ids.join(", "));
+                        match keys.mode() {
+                            outpost_agent::config::KeyTrustMode::Learn => {
+                                println!("key updates:    learned from signed key sets (version {})", keys.version())
+                            }
+                            outpost_agent::config::KeyTrustMode::PinnedOnly => {
+                                println!("key updates:    refused (key_trust: pinned_only)")
+                            }
+                        }
+                    }
+                    Err(e) => println!("trusted keys:   ERROR: {e}"),
+                }
                 println!(
                     "connections:    {}",
                     cfg.connections.keys().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")

@@ -1,7 +1,9 @@
 //! `outpost-agent run`: the daemon loop.
 //!
 //! Dial out over mutual TLS, long-poll for jobs (the control plane answers the moment one
-//! is queued), and for each job: verify the envelope against the locally pinned keys,
+//! is queued), and for each job: verify the envelope against the trusted keys (see
+//! [`crate::keys`]; a newer key set announced by the poll answer is fetched and checked
+//! first),
 //! audience and lifetime; run it on the named connection read-only within the local
 //! limits; render it; write the audit record; upload the report. A job that fails
 //! verification is reported `rejected` and never executed. When the control plane is
@@ -16,19 +18,22 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use outpost_protocol::encoding::sha256_hex;
-use outpost_protocol::wire::{DeliveredJob, Heartbeat, PollResponse, PATH_HEARTBEAT, PATH_JOBS, PATH_POLL};
-use outpost_protocol::{JobOutcome, ResultReport, ResultStats, TrustedKeys, VerifyOptions};
+use outpost_protocol::wire::{
+    DeliveredJob, Heartbeat, KeySetsResponse, PollResponse, PATH_HEARTBEAT, PATH_JOBS, PATH_KEY_SETS, PATH_POLL,
+};
+use outpost_protocol::{JobOutcome, ResultReport, ResultStats, VerifyOptions};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::audit::{AuditLog, AuditRecord};
+use crate::audit::{AuditLog, AuditRecord, KeySetRecord};
 use crate::backoff::Backoff;
 use crate::config::{AgentConfig, ConnectionKind};
 use crate::connectors::sqlite::SqliteConnector;
 use crate::connectors::QueryLimits;
 use crate::identity::{self, Identity};
+use crate::keys::KeyTrust;
 use crate::transport::{self, Transport};
 
 /// Time running jobs get to finish and report after a shutdown signal.
@@ -72,6 +77,9 @@ pub enum RunError {
     /// Signing keys.
     #[error("no job-signing key is trusted: none in agent.yaml and none received at enrolment")]
     NoKeys,
+    /// The stored key set.
+    #[error(transparent)]
+    Keys(#[from] crate::keys::KeyTrustError),
 }
 
 /// Whether the control plane answered the last request; logs each change once.
@@ -102,7 +110,9 @@ struct Ctx {
     ca: rustls_pki_types::CertificateDer<'static>,
     cfg: AgentConfig,
     agent: String,
-    keys: TrustedKeys,
+    keys: std::sync::RwLock<KeyTrust>,
+    /// The last key-set version refused, so that a refusal is logged and audited once.
+    refused_key_set: std::sync::atomic::AtomicU64,
     transport: Transport,
     audit: AuditLog,
     seen: crate::replay::SeenJobs,
@@ -112,17 +122,6 @@ struct Ctx {
 /// Formats unix seconds as RFC 3339.
 pub fn rfc3339(unix: i64) -> String {
     chrono::DateTime::from_timestamp(unix, 0).map(|t| t.to_rfc3339()).unwrap_or_else(|| unix.to_string())
-}
-
-/// Keys the agent trusts: those pinned in its config plus those received at enrolment.
-pub fn trusted_keys(cfg: &AgentConfig, identity: &Identity) -> TrustedKeys {
-    let mut keys = cfg.pinned_keys();
-    for k in &identity.enrolment.signing_keys {
-        if let Err(e) = keys.insert_b64(&k.public_key, Some(&k.key_id)) {
-            tracing::warn!(key_id = %k.key_id, error = %e, "Ignoring an invalid key from the enrolment record.");
-        }
-    }
-    keys
 }
 
 /// Builds the connectors, creating the sample database where configured.
@@ -154,8 +153,8 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Ru
     if identity.enrolment.not_after < outpost_protocol::unix_now() {
         return Err(RunError::CertificateExpired { at: rfc3339(identity.enrolment.not_after), agent });
     }
-    let keys = trusted_keys(&cfg, &identity);
-    if keys.is_empty() {
+    let keys = KeyTrust::load(&cfg, &identity.enrolment)?;
+    if keys.trusted().is_empty() {
         return Err(RunError::NoKeys);
     }
     let addr = cfg.control_plane.address.clone().unwrap_or_else(|| identity.enrolment.address.clone());
@@ -166,7 +165,8 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Ru
     tracing::info!(
         agent_id = %agent,
         peer = %transport.addr(),
-        keys = ?keys.ids().collect::<Vec<_>>(),
+        keys = ?keys.trusted().ids().collect::<Vec<_>>(),
+        key_set_version = keys.version(),
         connections = ?connections.keys().collect::<Vec<_>>(),
         "Agent starting."
     );
@@ -176,7 +176,8 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Ru
         ca: identity.ca.clone(),
         cfg,
         agent,
-        keys,
+        keys: std::sync::RwLock::new(keys),
+        refused_key_set: std::sync::atomic::AtomicU64::new(0),
         transport,
         audit,
         seen,
@@ -322,6 +323,9 @@ async fn poll_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
                 Ok(poll) => {
                     ctx.reachable.ok(ctx.transport.addr());
                     backoff.reset();
+                    // Before any of these jobs is verified: they may be signed by a key
+                    // that only the newer key set names.
+                    sync_key_set(&ctx, poll.key_set_version).await;
                     let mut first = Some(permit);
                     for job in poll.jobs {
                         let Some(p) = first.take().or_else(|| Arc::clone(&permits).try_acquire_owned().ok()) else {
@@ -384,6 +388,115 @@ async fn poll_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     }
 }
 
+fn read_keys(ctx: &Ctx) -> std::sync::RwLockReadGuard<'_, KeyTrust> {
+    ctx.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Brings the trusted keys up to the control plane's key-set `version`: fetches the
+/// statements after the one held and applies them in order, each verified against the
+/// keys trusted at that moment. Every change, and every refusal, is an audit record; a
+/// refusal leaves the keys as they were (jobs signed by a key not trusted are rejected).
+async fn sync_key_set(ctx: &Ctx, version: u64) {
+    use std::sync::atomic::Ordering;
+    let (wants, mode, held) = {
+        let k = read_keys(ctx);
+        (k.wants(version), k.mode(), k.version())
+    };
+    if !wants {
+        if mode == crate::config::KeyTrustMode::PinnedOnly
+            && version > held
+            && version > ctx.refused_key_set.swap(version, Ordering::SeqCst)
+        {
+            tracing::warn!(
+                key_set_version = version,
+                "The control plane published key set {version}; key_trust is pinned_only, so it is not used. \
+                 Jobs signed by keys missing from trusted_keys will be rejected."
+            );
+            audit_key_set(ctx, "refused", version, Some("pinned_only".into()), None).await;
+        }
+        return;
+    }
+    loop {
+        let held = read_keys(ctx).version();
+        let path = format!("{PATH_KEY_SETS}?after={held}");
+        let statements = match ctx.transport.send(Method::GET, &path, None).await {
+            Ok((StatusCode::OK, body)) => match serde_json::from_slice::<KeySetsResponse>(&body) {
+                Ok(r) => r.statements,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Control plane sent an invalid key-set answer.");
+                    return;
+                }
+            },
+            Ok((status, body)) => {
+                tracing::warn!(%status, body = %String::from_utf8_lossy(&body), "Key-set fetch refused.");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Key-set fetch failed; the next poll tries again.");
+                return;
+            }
+        };
+        if statements.is_empty() {
+            return;
+        }
+        for statement in &statements {
+            let offered = statement.unverified().map(|s| s.version).unwrap_or(0);
+            let result = ctx.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner).apply(statement);
+            match result {
+                Ok(applied) => {
+                    tracing::info!(
+                        key_set_version = applied.version,
+                        added = ?applied.added,
+                        removed = ?applied.removed,
+                        signed_by = ?applied.signed_by,
+                        "Job-signing keys updated from a signed key set."
+                    );
+                    audit_key_set(ctx, "accepted", applied.version, None, Some(applied)).await;
+                }
+                Err(e) => {
+                    if offered > ctx.refused_key_set.swap(offered, Ordering::SeqCst) {
+                        tracing::error!(
+                            key_set_version = offered,
+                            reason = e.code(),
+                            error = %e,
+                            "Refused a key-set update; the trusted keys stay as they were."
+                        );
+                        audit_key_set(ctx, "refused", offered, Some(e.code().into()), None).await;
+                    }
+                    return;
+                }
+            }
+        }
+        if read_keys(ctx).version() >= version {
+            return;
+        }
+    }
+}
+
+async fn audit_key_set(
+    ctx: &Ctx,
+    verdict: &'static str,
+    version: u64,
+    reason: Option<String>,
+    applied: Option<crate::keys::Applied>,
+) {
+    let applied =
+        applied.unwrap_or(crate::keys::Applied { version, added: vec![], removed: vec![], signed_by: vec![] });
+    let rec = KeySetRecord {
+        event: "key_set",
+        ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        verdict,
+        version,
+        reason,
+        added: applied.added,
+        removed: applied.removed,
+        signed_by: applied.signed_by,
+    };
+    if let Err(e) = ctx.audit.record(&rec).await {
+        tracing::error!(error = %e, "Audit record of a key-set change not written.");
+    }
+}
+
 async fn process(ctx: &Ctx, job: DeliveredJob) {
     if !outpost_protocol::ids::is_job_id(&job.job_id) {
         // Not even a report can name such a job (its lease runs out on the control plane),
@@ -417,6 +530,7 @@ async fn process(ctx: &Ctx, job: DeliveredJob) {
 
 fn audit_base(job: &DeliveredJob) -> AuditRecord {
     AuditRecord {
+        event: "job",
         ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         job_id: job.job_id.clone(),
         key_id: Some(job.envelope.key_id.clone()),
@@ -446,7 +560,8 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob) -> (ResultReport, AuditRecord, i
         max_lifetime_secs: i64::try_from(ctx.cfg.limits.max_job_lifetime_secs.get()).unwrap_or(600),
         clock_skew_secs: i64::try_from(ctx.cfg.limits.clock_skew_secs.get()).unwrap_or(60),
     };
-    let verified = match job.envelope.verify(&ctx.keys, &opts) {
+    let verified = job.envelope.verify(read_keys(ctx).trusted(), &opts);
+    let verified = match verified {
         Ok(v) => v,
         Err(e) => return (reject(&mut rec, e.code(), e.to_string()), rec, now + UPLOAD_GRACE_SECS),
     };
