@@ -276,7 +276,7 @@ mod tests {
         let cfg = cfg(dir.path(), "");
         let mut t = KeyTrust::load(&cfg, &enrolment(&[&a])).expect("load");
         let forged = KeySet { version: 9, issued_at: 0, keys: vec![entry(&x, KeyStatus::Active)] }.sign(&[&x]);
-        assert_eq!(t.apply(&forged).unwrap_err().code(), "untrusted");
+        assert_eq!(t.apply(&forged).expect_err("must be refused").code(), "untrusted");
         assert_eq!(t.version(), 1);
         assert!(t.trusted().contains(&a.key_id().0));
         fsutil::write_private(&dir.path().join(KEY_SET_FILE), b"{\"version\":3}").expect("write");

@@ -156,6 +156,25 @@ impl ControlPlane {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Runs `outpost-control-plane ARGS --data-dir DATA_DIR` (beside a running `serve`);
+    /// returns its stdout, failing unless it exits 0.
+    pub fn cli(&self, args: &[&str]) -> Result<String> {
+        let mut all: Vec<&str> = args.to_vec();
+        let dir = self.data_dir.display().to_string();
+        all.extend(["--data-dir", dir.as_str()]);
+        let (code, out, err) = run_cmd(&bin("outpost-control-plane"), &all, None)?;
+        if code != 0 {
+            bail!("outpost-control-plane {args:?} failed ({code}): {out}{err}");
+        }
+        Ok(out)
+    }
+
+    /// Waits up to 30 s for job `id` to end; returns (HTTP status, JSON or text body).
+    pub async fn wait_result(&self, id: &str) -> Result<(u16, String)> {
+        let res = self.api()?.get(&format!("/v1/jobs/{id}/result?wait=30")).await?;
+        Ok((res.status, res.text()))
+    }
 }
 
 /// An agent in a temp dir with its own agent.yaml.
@@ -256,4 +275,32 @@ pub async fn start_pair(
     agent.enroll_with(&cp).await?;
     agent.start_connected()?;
     Ok((cp, agent))
+}
+
+/// A started control plane and an agent `edge-1` that is enrolled but not running, for
+/// tests that tamper with the control plane's state before the agent connects.
+pub async fn enrolled_offline(root: &Path) -> Result<(ControlPlane, Agent)> {
+    let mut cp = ControlPlane::init(root)?;
+    cp.start()?;
+    let agent = Agent::new(root, "edge-1", "")?;
+    agent.enroll_with(&cp).await?;
+    Ok((cp, agent))
+}
+
+/// A table job on the sample connection, as a hostile party would build it by hand.
+pub fn job_spec(audience: &str, issued_at: i64, expires_at: i64) -> outpost_protocol::JobSpec {
+    use outpost_protocol::{RenderSpec, TableFormat, TableSpec, PROTOCOL_VERSION};
+    outpost_protocol::JobSpec {
+        version: PROTOCOL_VERSION,
+        job_id: outpost_protocol::ids::new_job_id(),
+        audience: audience.into(),
+        issued_at,
+        expires_at,
+        nonce: outpost_protocol::ids::new_nonce(),
+        connection: "sample".into(),
+        sql: "SELECT COUNT(*) FROM orders".into(),
+        params: vec![],
+        render: RenderSpec::Table(TableSpec { format: TableFormat::Json, max_rows: None }),
+        cache: Default::default(),
+    }
 }

@@ -5,35 +5,16 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use outpost_control_plane::store::{NewJob, SqliteStore, Store as _};
-use outpost_e2e::{Agent, ControlPlane};
-use outpost_protocol::{sign_job, JobSpec, RenderSpec, SigningKey, TableFormat, TableSpec, PROTOCOL_VERSION};
+use outpost_e2e::{job_spec, Agent, ControlPlane};
+use outpost_protocol::{sign_job, SigningKey};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-fn spec(audience: &str, issued_at: i64, expires_at: i64) -> JobSpec {
-    JobSpec {
-        version: PROTOCOL_VERSION,
-        job_id: outpost_protocol::ids::new_job_id(),
-        audience: audience.into(),
-        issued_at,
-        expires_at,
-        nonce: outpost_protocol::ids::new_nonce(),
-        connection: "sample".into(),
-        sql: "SELECT COUNT(*) FROM orders".into(),
-        params: vec![],
-        render: RenderSpec::Table(TableSpec { format: TableFormat::Json, max_rows: None }),
-        cache: Default::default(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_expired_and_misaddressed_jobs_are_rejected_and_never_run() -> Result<()> {
     let root = tempfile::tempdir()?;
-    let mut cp = ControlPlane::init(root.path())?;
-    cp.start()?;
-    let mut agent = Agent::new(root.path(), "edge-1", "")?;
-    agent.enroll_with(&cp).await?;
+    let (cp, mut agent) = outpost_e2e::enrolled_offline(root.path()).await?;
 
     // A hostile control plane (or anyone with write access to its queue) queues three jobs
     // while the agent is offline: one signed by a key the agent never trusted, one signed
@@ -44,9 +25,9 @@ async fn forged_expired_and_misaddressed_jobs_are_rejected_and_never_run() -> Re
     let (rogue_key, _) = SigningKey::generate().map_err(|e| anyhow::anyhow!("{e}"))?;
     let now = outpost_protocol::unix_now();
     let cases = [
-        ("unknown_key", sign_job(&spec("edge-1", now, now + 300), &rogue_key)),
-        ("expired", sign_job(&spec("edge-1", now - 900, now - 700), &real_key)),
-        ("wrong_audience", sign_job(&spec("edge-2", now, now + 300), &real_key)),
+        ("unknown_key", sign_job(&job_spec("edge-1", now, now + 300), &rogue_key)),
+        ("expired", sign_job(&job_spec("edge-1", now - 900, now - 700), &real_key)),
+        ("wrong_audience", sign_job(&job_spec("edge-2", now, now + 300), &real_key)),
     ];
     let mut ids = Vec::new();
     for (reason, env) in &cases {
