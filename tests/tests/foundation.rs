@@ -286,11 +286,21 @@ fn init_refuses_to_overwrite_an_existing_data_dir_and_keeps_private_files_0600()
     use std::os::unix::fs::PermissionsExt;
     let root = tempfile::tempdir()?;
     let cp = ControlPlane::init(root.path())?;
-    for f in ["ca.key", "server.key", "signing.key", "control-plane.db"] {
-        let mode = std::fs::metadata(cp.data_dir.join(f))?.permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600, "{f}");
+    let signing_keys: Vec<_> =
+        std::fs::read_dir(cp.data_dir.join("signing-keys"))?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+    assert_eq!(signing_keys.len(), 1, "{signing_keys:?}");
+    let signing_key = signing_keys[0].clone();
+    let dir_mode = std::fs::metadata(cp.data_dir.join("signing-keys"))?.permissions().mode() & 0o777;
+    assert_eq!(dir_mode, 0o700);
+    for f in ["ca.key", "server.key", "control-plane.db"]
+        .map(|f| cp.data_dir.join(f))
+        .into_iter()
+        .chain([signing_key.clone()])
+    {
+        let mode = std::fs::metadata(&f)?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", f.display());
     }
-    let before = std::fs::read(cp.data_dir.join("signing.key"))?;
+    let before = std::fs::read(&signing_key)?;
     let (code, _, err) = outpost_e2e::run_cmd(
         &outpost_e2e::bin("outpost-control-plane"),
         &["init", "--data-dir", cp.data_dir.to_str().unwrap_or_default(), "--hostname", "localhost"],
@@ -298,7 +308,7 @@ fn init_refuses_to_overwrite_an_existing_data_dir_and_keeps_private_files_0600()
     )?;
     assert_eq!(code, 64, "{err}");
     assert!(err.contains("refusing to overwrite"), "{err}");
-    assert_eq!(std::fs::read(cp.data_dir.join("signing.key"))?, before, "nothing was overwritten");
+    assert_eq!(std::fs::read(&signing_key)?, before, "nothing was overwritten");
     Ok(())
 }
 
