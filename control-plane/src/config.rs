@@ -140,6 +140,14 @@ impl ControlPlaneConfig {
         if !(10..=86_400).contains(&self.offline_after_secs) {
             return Err(invalid("offline_after_secs", "must be between 10 and 86400"));
         }
+        // A connected agent is seen at the start of each long-poll; a shorter threshold
+        // would show it offline while it waits for a job.
+        if self.offline_after_secs < self.jobs.long_poll_secs + 5 {
+            return Err(invalid(
+                "offline_after_secs",
+                &format!("must be at least jobs.long_poll_secs + 5 ({} s)", self.jobs.long_poll_secs + 5),
+            ));
+        }
         Ok(())
     }
 

@@ -56,6 +56,12 @@ enum Command {
         /// Lifetime of agent certificates issued from now on, seconds (overrides the config).
         #[arg(long)]
         cert_lifetime_secs: Option<u64>,
+        /// Longest an agent's long-poll is held open, seconds (overrides the config).
+        #[arg(long)]
+        long_poll_secs: Option<u64>,
+        /// An agent not heard from for this long is shown `offline`, seconds (overrides the config).
+        #[arg(long)]
+        offline_after_secs: Option<u64>,
     },
     /// Enrolment tokens.
     #[command(name = "enrollment-token", subcommand)]
@@ -237,7 +243,16 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             println!("{}", out.admin_token);
             Ok(())
         }
-        Command::Serve { target, agent_listen, api_listen, agent_address, lease_secs, cert_lifetime_secs } => {
+        Command::Serve {
+            target,
+            agent_listen,
+            api_listen,
+            agent_address,
+            lease_secs,
+            cert_lifetime_secs,
+            long_poll_secs,
+            offline_after_secs,
+        } => {
             let mut cfg = target.load()?;
             if let Some(a) = agent_listen {
                 cfg.agent_listen = a;
@@ -253,6 +268,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
             if let Some(l) = cert_lifetime_secs {
                 cfg.cert_lifetime_secs = l;
+            }
+            if let Some(l) = long_poll_secs {
+                cfg.jobs.long_poll_secs = l;
+            }
+            if let Some(o) = offline_after_secs {
+                cfg.offline_after_secs = o;
             }
             cfg.check("command line").map_err(|e| Failure::Usage(e.to_string()))?;
             serve(cfg).await.map_err(Failure::Other)

@@ -328,3 +328,49 @@ fn shipped_control_plane_config_is_valid_and_a_bad_one_names_the_line() -> Resul
     assert!(err.contains("control-plane.yaml:4:") && err.contains("lease_sec"), "{err}");
     Ok(())
 }
+
+/// Polls `GET /v1/agents` until `name` has `status`, for at most `secs`; returns its entry.
+async fn agent_entry_when(cp: &ControlPlane, name: &str, status: &str, secs: u64) -> Result<serde_json::Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let mut backoff = std::time::Duration::from_millis(100);
+    loop {
+        let list = cp.api()?.get("/v1/agents").await?.json()?;
+        let entry = list["agents"]
+            .as_array()
+            .and_then(|a| a.iter().find(|e| e["name"] == name).cloned())
+            .with_context(|| format!("{name} not listed: {list}"))?;
+        if entry["status"] == status {
+            return Ok(entry);
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "{name} never became {status}: {entry}");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_list_tells_online_offline_since_and_revoked_apart() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let serve = ["--long-poll-secs", "3", "--offline-after-secs", "10"];
+    let (cp, mut edge1) = outpost_e2e::start_pair(root.path(), "edge-1", "", &serve).await?;
+    let mut edge2 = Agent::new(root.path(), "edge-2", "")?;
+    edge2.enroll_with(&cp).await?;
+    edge2.start_connected()?;
+    let online = agent_entry_when(&cp, "edge-1", "online", 5).await?;
+    assert!(online["offline_since"].is_null(), "{online}");
+
+    // The CLI revokes edge-2 from its own process: the running server refuses the agent's
+    // next request (its long-poll ends within 3 s) and lists it as revoked.
+    let out = cp.cli(&["agent", "revoke", "edge-2"])?;
+    assert!(out.contains("revoked"), "{out}");
+    edge2.process()?.wait_for_log("The control plane refused this agent", std::time::Duration::from_secs(15))?;
+    let revoked = agent_entry_when(&cp, "edge-2", "revoked", 1).await?;
+    assert!(revoked["revoked_at"].as_i64().is_some(), "{revoked}");
+
+    // edge-1 goes silent: offline once 10 s have passed since it was last seen, with the time.
+    edge1.stop()?;
+    let offline = agent_entry_when(&cp, "edge-1", "offline", 30).await?;
+    assert_eq!(offline["offline_since"], offline["last_seen"], "{offline}");
+    assert!(offline["seconds_since_seen"].as_i64().unwrap_or(0) > 10, "{offline}");
+    Ok(())
+}
