@@ -97,6 +97,22 @@ pub struct AgentConfig {
     /// The local audit log.
     #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
     pub audit: AuditSection,
+    /// The credentials vault's master key.
+    #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
+    pub vault: VaultSection,
+}
+
+/// Where the credentials vault's master key comes from.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VaultSection {
+    /// `auto` (systemd credential `outpost-master-key`, else the key file), `systemd`,
+    /// `key_file` or `passphrase` (Argon2id).
+    #[serde(default)]
+    pub master_key: crate::vault::MasterKeySource,
+    /// The key file, absolute or relative to the state dir (default `master.key`).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
 }
 
 /// Control-plane settings.
@@ -150,6 +166,25 @@ pub struct ConnectionConfig {
     /// SQLite: build the bundled sample data set at `path` if the file does not exist.
     #[serde(default)]
     pub sample: bool,
+    /// Never accepted: a password in this file is an error at its line. Secrets go into
+    /// the vault (`outpost-agent credentials set NAME`).
+    #[serde(default)]
+    #[schemars(skip)]
+    pub password: Option<PlaintextRefused>,
+}
+
+/// A plaintext secret in agent.yaml: refused while parsing, so the error names its line.
+#[derive(Debug, Clone)]
+pub enum PlaintextRefused {}
+
+impl<'de> Deserialize<'de> for PlaintextRefused {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom(format!(
+            "{}: a password in agent.yaml is readable by everyone who can read the config and ends up in \
+             backups; store it in the vault with `outpost-agent credentials set CONNECTION` instead",
+            outpost_common::yamlcfg::SECRET_REFUSED
+        )))
+    }
 }
 
 /// Bounds on every job, whatever the job asks for.
@@ -261,6 +296,11 @@ impl AgentConfig {
         } else {
             self.state_dir.join(p)
         }
+    }
+
+    /// How to find the vault's master key, with this process's `$CREDENTIALS_DIRECTORY`.
+    pub fn vault_keys(&self) -> crate::vault::KeySettings {
+        crate::vault::KeySettings::from_env(self.vault.master_key, self.vault.key_file.as_deref(), &self.state_dir)
     }
 
     /// The audit log's path.

@@ -21,3 +21,4 @@ pub mod replay;
 pub mod resultset;
 pub mod runner;
 pub mod transport;
+pub mod vault;

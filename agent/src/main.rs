@@ -48,6 +48,28 @@ enum Command {
     /// Config file tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The credentials vault: database and proxy secrets, AES-256-GCM encrypted in the
+    /// state dir under a master key kept apart (systemd credential, key file or passphrase).
+    /// agent.yaml names a credential; it never holds one.
+    #[command(subcommand)]
+    Credentials(CredentialsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CredentialsCommand {
+    /// Store the secret for NAME: typed at the terminal without echo, or read from stdin
+    /// when it is not a terminal (one trailing newline is dropped). Replaces an earlier one.
+    Set {
+        /// The credential's name (usually the connection's name).
+        name: String,
+    },
+    /// List the stored names and when each was set (never a value).
+    List,
+    /// Remove the secret stored for NAME.
+    Remove {
+        /// The credential's name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -179,6 +201,7 @@ async fn run(cli: Cli) -> ExitCode {
             }
             Err(e) => failure(e),
         },
+        Command::Credentials(cmd) => credentials(&cfg, cmd),
         Command::Run => {
             let shutdown = CancellationToken::new();
             let trigger = shutdown.clone();
@@ -189,6 +212,101 @@ async fn run(cli: Cli) -> ExitCode {
             });
             match outpost_agent::runner::run(cfg, shutdown).await {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(e) => failure(e),
+            }
+        }
+    }
+}
+
+/// Reads a passphrase at the terminal (twice when one is being chosen).
+fn passphrase_prompt(confirm: bool) -> Result<secrecy::SecretString, outpost_agent::vault::VaultError> {
+    use outpost_agent::vault::VaultError;
+    use secrecy::ExposeSecret as _;
+    let ask = |prompt: &str| {
+        rpassword::prompt_password(prompt)
+            .map(secrecy::SecretString::from)
+            .map_err(|e| VaultError::NoKey(format!("cannot read the vault passphrase from the terminal: {e}")))
+    };
+    let first = ask("Vault passphrase: ")?;
+    if confirm && ask("Repeat the passphrase: ")?.expose_secret() != first.expose_secret() {
+        return Err(VaultError::NoKey("the two passphrases differ; nothing was created".into()));
+    }
+    Ok(first)
+}
+
+fn credentials(cfg: &AgentConfig, cmd: CredentialsCommand) -> ExitCode {
+    use outpost_agent::vault::Vault;
+    use std::io::IsTerminal as _;
+    let keys = cfg.vault_keys();
+    match cmd {
+        CredentialsCommand::Set { name } => {
+            if let Err(e) = outpost_protocol::job::validate_name(&name) {
+                return usage(format!("credential name {name:?}: {e}"));
+            }
+            let secret = if std::io::stdin().is_terminal() {
+                match rpassword::prompt_password(format!("Secret for {name}: ")) {
+                    Ok(s) => zeroize::Zeroizing::new(s),
+                    Err(e) => return failure(format!("cannot read the secret from the terminal: {e}")),
+                }
+            } else {
+                let mut s = zeroize::Zeroizing::new(String::new());
+                let limit = outpost_agent::vault::MAX_SECRET as u64 + 2;
+                if let Err(e) = std::io::stdin().take(limit).read_to_string(&mut s) {
+                    return failure(format!("cannot read the secret from stdin: {e}"));
+                }
+                let trimmed = s.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&s);
+                zeroize::Zeroizing::new(trimmed.to_owned())
+            };
+            let secret = secrecy::SecretString::from(secret.to_string());
+            let mut vault = match Vault::open_or_create(&cfg.state_dir, &keys, &passphrase_prompt) {
+                Ok(v) => v,
+                Err(e) => return failure(e),
+            };
+            match vault.set(&name, &secret, outpost_protocol::unix_now()) {
+                Ok(()) => {
+                    eprintln!(
+                        "Stored the secret for {name:?} in {} (sealed with a {} key).",
+                        Vault::path(&cfg.state_dir).display(),
+                        vault.sealed_with().replace('_', " ")
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(outpost_agent::vault::VaultError::Invalid(m)) => usage(m),
+                Err(e) => failure(e),
+            }
+        }
+        CredentialsCommand::List => {
+            if !Vault::exists(&cfg.state_dir) {
+                println!("No credentials stored (no vault at {}).", Vault::path(&cfg.state_dir).display());
+                return ExitCode::SUCCESS;
+            }
+            match Vault::open(&cfg.state_dir, &keys, &passphrase_prompt) {
+                Ok(v) => {
+                    println!("{:<32} SET AT", "NAME");
+                    for (name, at) in v.list() {
+                        println!("{name:<32} {}", rfc3339(at));
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => failure(e),
+            }
+        }
+        CredentialsCommand::Remove { name } => {
+            if !Vault::exists(&cfg.state_dir) {
+                return usage(format!("no credential named {name:?} (no vault yet)"));
+            }
+            let mut vault = match Vault::open(&cfg.state_dir, &keys, &passphrase_prompt) {
+                Ok(v) => v,
+                Err(e) => return failure(e),
+            };
+            match vault.remove(&name) {
+                Ok(true) => {
+                    eprintln!("Removed the secret for {name:?}.");
+                    ExitCode::SUCCESS
+                }
+                Ok(false) => {
+                    usage(format!("no credential named {name:?}; `outpost-agent credentials list` shows them"))
+                }
                 Err(e) => failure(e),
             }
         }

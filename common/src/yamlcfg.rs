@@ -10,6 +10,10 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde::Deserialize as _;
 
+/// Messages of fields that refuse a secret start with this; such an error is shown
+/// without the offending line, so that the secret is not echoed to a terminal or log.
+pub const SECRET_REFUSED: &str = "a plaintext secret is not allowed here";
+
 /// Largest config file read (bytes); a config is a few kilobytes.
 pub const MAX_CONFIG_LEN: u64 = 1024 * 1024;
 
@@ -70,6 +74,14 @@ pub fn parse_str<T: DeserializeOwned>(source_name: &str, text: &str) -> Result<T
     let options = serde_saphyr::options! { strict_booleans: true };
     serde_saphyr::from_str_with_options::<T>(text, options).map_err(|e| {
         let line = e.location().map(|l| l.line());
+        let message = e.to_string();
+        if message.contains(SECRET_REFUSED) {
+            let at = e.location().map(|l| format!(":{}:{}", l.line(), l.column())).unwrap_or_default();
+            // Keep the message's first line only: the rest is a snippet of the source.
+            let message = message.split_once(SECRET_REFUSED).map(|(_, rest)| rest).unwrap_or_default();
+            let message = message.lines().next().unwrap_or_default();
+            return ConfigError::Parse { rendered: format!("{source_name}{at}: {SECRET_REFUSED}{message}"), line };
+        }
         let rendered = e.render_with_options(serde_saphyr::render_options! { source_name: Some(source_name) });
         // The renderer starts with "error: "; callers add their own prefix.
         let rendered = rendered.strip_prefix("error: ").map(str::to_owned).unwrap_or(rendered);

@@ -261,15 +261,27 @@ async fn sigterm_stops_the_agent_cleanly() -> Result<()> {
 fn agent_config_check_names_file_line_and_field() -> Result<()> {
     let root = tempfile::tempdir()?;
     let cfg = root.path().join("agent.yaml");
-    std::fs::write(&cfg, "state_dir: /tmp/x\nlimits:\n  max_rows: 0\n")?;
-    let (code, _, err) = outpost_e2e::run_cmd(
-        &outpost_e2e::bin("outpost-agent"),
-        &["--config", cfg.to_str().unwrap_or_default(), "config", "check"],
-        None,
-    )?;
+    let check = |text: &str| -> Result<(i32, String)> {
+        std::fs::write(&cfg, text)?;
+        let (code, _, err) = outpost_e2e::run_cmd(
+            &outpost_e2e::bin("outpost-agent"),
+            &["--config", cfg.to_str().unwrap_or_default(), "config", "check"],
+            None,
+        )?;
+        Ok((code, err))
+    };
+    let (code, err) = check("state_dir: /tmp/x\nlimits:\n  max_rows: 0\n")?;
     assert_eq!(code, 64, "{err}");
     assert!(err.contains("agent.yaml:3:"), "{err}");
     assert!(err.contains("must be between 1 and 1000000"), "{err}");
+
+    // A plaintext password is refused at its line, and the message says where secrets go.
+    let (code, err) =
+        check("state_dir: /tmp/x\nconnections:\n  main:\n    kind: sqlite\n    path: x.db\n    password: hunter2\n")?;
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("agent.yaml:6:"), "{err}");
+    assert!(err.contains("credentials set"), "{err}");
+    assert!(!err.contains("hunter2"), "the error does not echo the secret: {err}");
 
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/agent.yaml");
     let (code, out, err) = outpost_e2e::run_cmd(

@@ -1,0 +1,82 @@
+//! The credentials vault through the real `outpost-agent credentials` commands.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context as _, Result};
+use outpost_e2e::{bin, Agent};
+
+/// Runs `outpost-agent --config CFG ARGS` with `stdin` piped in and extra environment.
+fn agent_cli(cfg: &Path, args: &[&str], stdin: &str, env: &[(&str, &Path)]) -> Result<(i32, String, String)> {
+    use std::io::Write as _;
+    let mut cmd = Command::new(bin("outpost-agent"));
+    cmd.arg("--config").arg(cfg).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.env_remove("CREDENTIALS_DIRECTORY");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn()?;
+    child.stdin.take().context("stdin")?.write_all(stdin.as_bytes())?;
+    let out = child.wait_with_output()?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+fn files_under(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        if p.is_dir() {
+            out.extend(files_under(&p)?);
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+#[test]
+fn credentials_are_stored_sealed_listed_without_values_and_refused_with_a_wrong_key() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let agent = Agent::new(root.path(), "edge-1", "")?;
+    let canary = "pw-canary-7f3a9c";
+    let (code, out, err) = agent_cli(&agent.config, &["credentials", "set", "warehouse"], &format!("{canary}\n"), &[])?;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("sealed with a key file"), "{err}");
+    let (code, out, err) = agent_cli(&agent.config, &["credentials", "list"], "", &[])?;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("warehouse") && !out.contains(canary), "{out}");
+    // No file in the state dir holds the secret in plaintext.
+    for f in files_under(&agent.state_dir)? {
+        let bytes = std::fs::read(&f)?;
+        assert!(!bytes.windows(canary.len()).any(|w| w == canary.as_bytes()), "{} holds the secret", f.display());
+    }
+
+    // Another master key: a clear error, and the vault is left as it was.
+    let vault = agent.state_dir.join("vault.json");
+    let before = std::fs::read(&vault)?;
+    std::fs::write(agent.state_dir.join("master.key"), [9u8; 32])?;
+    let (code, _, err) = agent_cli(&agent.config, &["credentials", "set", "other"], "x\n", &[])?;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("does not open") && err.contains("Nothing was changed"), "{err}");
+    assert_eq!(std::fs::read(&vault)?, before);
+
+    // A systemd credential (LoadCredential=) is preferred over the key file.
+    let creds = root.path().join("creds");
+    std::fs::create_dir(&creds)?;
+    std::fs::write(creds.join("outpost-master-key"), "cd".repeat(32))?;
+    let other = Agent::new(root.path(), "edge-2", "")?;
+    let env = [("CREDENTIALS_DIRECTORY", creds.as_path())];
+    let (code, _, err) = agent_cli(&other.config, &["credentials", "set", "db"], "s3cret\n", &env)?;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("sealed with a systemd key"), "{err}");
+    assert!(!other.state_dir.join("master.key").exists());
+    let (code, _, err) = agent_cli(&other.config, &["credentials", "remove", "db"], "", &env)?;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = agent_cli(&other.config, &["credentials", "remove", "db"], "", &env)?;
+    assert_eq!(code, 64, "removing twice names the problem: {err}");
+    Ok(())
+}
