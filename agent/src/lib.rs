@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod backoff;
+pub mod cache;
 pub mod config;
 pub mod connectors;
 pub mod enrol;
