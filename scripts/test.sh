@@ -30,6 +30,7 @@ else
 fi
 
 command -v openssl >/dev/null 2>&1 || { echo "openssl is required by the TLS tests: run .ci/run (or apt-get install openssl)" >&2; exit 1; }
+[ -x /usr/bin/tinyproxy ] || { echo "tinyproxy is required by the proxy tests: run .ci/run (or apt-get install tinyproxy)" >&2; exit 1; }
 
 step "build binaries for the end-to-end tests"
 cargo build --workspace --bins --locked

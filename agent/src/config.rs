@@ -100,6 +100,41 @@ pub struct AgentConfig {
     /// The credentials vault's master key.
     #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
     pub vault: VaultSection,
+    /// An HTTP `CONNECT` proxy to the control plane.
+    #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
+    pub proxy: ProxySection,
+}
+
+/// How to reach the control plane through an HTTP proxy.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySection {
+    /// `http://host:port`; unset: `HTTPS_PROXY` when `from_environment` is true, else direct.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// User name for basic authentication.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Vault entry holding the password (`outpost-agent credentials set NAME`).
+    #[serde(default)]
+    pub password_credential: Option<String>,
+    /// Hosts reached directly, in addition to `NO_PROXY`: names (subdomains match),
+    /// addresses, CIDR networks, `*`; each with an optional `:port`.
+    #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
+    pub no_proxy: Vec<String>,
+    /// Whether `HTTPS_PROXY`/`https_proxy` and `NO_PROXY`/`no_proxy` are used.
+    #[serde(default = "yes")]
+    pub from_environment: bool,
+}
+
+impl Default for ProxySection {
+    fn default() -> Self {
+        Self { url: None, username: None, password_credential: None, no_proxy: Vec::new(), from_environment: true }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Where the credentials vault's master key comes from.
@@ -280,6 +315,27 @@ impl AgentConfig {
                  (`outpost-control-plane signing-key list`)"
                     .into(),
             ));
+        }
+        if let Some(url) = &self.proxy.url {
+            crate::proxy::parse_url(url).map_err(|e| invalid("proxy.url".into(), e.0))?;
+            if url.contains('@') {
+                return Err(invalid(
+                    "proxy.url".into(),
+                    "put the user name in proxy.username and the password in the vault \
+                     (proxy.password_credential), not in the URL"
+                        .into(),
+                ));
+            }
+        }
+        for (i, e) in self.proxy.no_proxy.iter().enumerate() {
+            crate::proxy::NoProxy::parse(e).map_err(|m| invalid(format!("proxy.no_proxy[{i}]"), m.0))?;
+        }
+        if let Some(c) = &self.proxy.password_credential {
+            outpost_protocol::job::validate_name(c)
+                .map_err(|e| invalid("proxy.password_credential".into(), e.to_string()))?;
+            if self.proxy.username.is_none() {
+                return Err(invalid("proxy.username".into(), "required with proxy.password_credential".into()));
+            }
         }
         if let Some(addr) = &self.control_plane.address {
             if addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {

@@ -79,6 +79,7 @@ pub async fn enroll(
     token_text: &str,
     state_dir: &Path,
     address_override: Option<&str>,
+    route: &crate::proxy::Route,
 ) -> Result<Enrolled, EnrolError> {
     let token = EnrolmentToken::decode(token_text)?;
     let addr = address_override.unwrap_or(&token.addr).to_owned();
@@ -103,7 +104,7 @@ pub async fn enroll(
         .header(http::header::HOST, addr.as_str())
         .body(Full::new(Bytes::copy_from_slice(&body)))
         .map_err(|e| EnrolError::BadResponse(e.to_string()))?;
-    let (status, bytes) = transport::enrol_request(&addr, &token.server_name, &token.ca_sha256, req).await?;
+    let (status, bytes) = transport::enrol_request(route, &addr, &token.server_name, &token.ca_sha256, req).await?;
     if status != StatusCode::OK {
         let err: ErrorBody = serde_json::from_slice(&bytes)
             .unwrap_or(ErrorBody { code: "unknown".into(), message: String::from_utf8_lossy(&bytes).into_owned() });

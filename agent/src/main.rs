@@ -134,7 +134,13 @@ async fn run(cli: Cli) -> ExitCode {
             } else {
                 zeroize::Zeroizing::new(token)
             };
-            match outpost_agent::enrol::enroll(&token, &cfg.state_dir, cfg.control_plane.address.as_deref()).await {
+            let route = match outpost_agent::proxy::route_for(&cfg, &passphrase_prompt) {
+                Ok(r) => r,
+                Err(e) => return usage(format!("proxy: {e}")),
+            };
+            match outpost_agent::enrol::enroll(&token, &cfg.state_dir, cfg.control_plane.address.as_deref(), &route)
+                .await
+            {
                 Ok(done) => {
                     let e = &done.enrolment;
                     println!("Enrolled as agent {:?} with the control plane at {}.", e.agent, e.address);

@@ -80,6 +80,9 @@ pub enum RunError {
     /// The stored key set.
     #[error(transparent)]
     Keys(#[from] crate::keys::KeyTrustError),
+    /// The proxy settings.
+    #[error("proxy: {0}")]
+    Proxy(#[from] crate::proxy::ProxyConfigError),
 }
 
 /// Whether the control plane answered the last request; logs each change once.
@@ -158,7 +161,8 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Ru
         return Err(RunError::NoKeys);
     }
     let addr = cfg.control_plane.address.clone().unwrap_or_else(|| identity.enrolment.address.clone());
-    let transport = Transport::new(addr, &identity.enrolment.server_name, transport::mtls_config(&identity)?)?;
+    let route = crate::proxy::route_for(&cfg, &crate::proxy::no_prompt)?;
+    let transport = Transport::new(addr, route, &identity.enrolment.server_name, transport::mtls_config(&identity)?)?;
     let connections = prepare_connections(&cfg)?;
     let audit = AuditLog::open(&cfg.audit_path())?;
     let seen = crate::replay::SeenJobs::open(&cfg.state_dir)?;

@@ -56,6 +56,9 @@ pub enum TransportError {
         /// Why.
         reason: String,
     },
+    /// The HTTP proxy did not open a tunnel.
+    #[error(transparent)]
+    Proxy(#[from] crate::proxy::ProxyError),
     /// HTTP-level failure (connection dropped mid-request and the like).
     #[error("request to the control plane failed: {0}")]
     Http(String),
@@ -128,7 +131,10 @@ fn server_name(name: &str) -> Result<ServerName<'static>, TransportError> {
         .map_err(|e| TransportError::Http(format!("control plane name {name:?} is not a valid DNS name or IP: {e}")))
 }
 
-async fn dial(addr: &str) -> Result<TcpStream, TransportError> {
+async fn dial(addr: &str, route: &crate::proxy::Route) -> Result<TcpStream, TransportError> {
+    if let Some(proxy) = route.proxy_for(addr) {
+        return Ok(crate::proxy::connect(proxy, addr, CONNECT_TIMEOUT).await?);
+    }
     let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
         .map_err(|_| TransportError::Connect { addr: addr.to_owned(), reason: "timed out".into() })?
@@ -139,6 +145,7 @@ async fn dial(addr: &str) -> Result<TcpStream, TransportError> {
 
 /// Sends one HTTP/1.1 request to the enrolment endpoint, trusting only a CA with the given pin.
 pub async fn enrol_request(
+    route: &crate::proxy::Route,
     addr: &str,
     name: &str,
     ca_pin: &str,
@@ -153,7 +160,7 @@ pub async fn enrol_request(
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
     config.alpn_protocols = vec![outpost_protocol::wire::ALPN_ENROLL.to_vec()];
-    let tcp = dial(addr).await?;
+    let tcp = dial(addr, route).await?;
     let tls =
         tokio::time::timeout(CONNECT_TIMEOUT, TlsConnector::from(Arc::new(config)).connect(server_name(name)?, tcp))
             .await
@@ -200,6 +207,7 @@ pub fn mtls_config(identity: &Identity) -> Result<Arc<ClientConfig>, TransportEr
 /// and heartbeats, and redialled when it breaks.
 pub struct Transport {
     addr: String,
+    route: crate::proxy::Route,
     name: ServerName<'static>,
     config: std::sync::RwLock<Arc<ClientConfig>>,
     sender: tokio::sync::Mutex<Option<http2::SendRequest<Full<Bytes>>>>,
@@ -212,10 +220,17 @@ impl std::fmt::Debug for Transport {
 }
 
 impl Transport {
-    /// A transport to `addr`, expecting certificate name `name`.
-    pub fn new(addr: String, name: &str, config: Arc<ClientConfig>) -> Result<Self, TransportError> {
+    /// A transport to `addr` (through a proxy when `route` says so), expecting
+    /// certificate name `name`.
+    pub fn new(
+        addr: String,
+        route: crate::proxy::Route,
+        name: &str,
+        config: Arc<ClientConfig>,
+    ) -> Result<Self, TransportError> {
         Ok(Self {
             addr,
+            route,
             name: server_name(name)?,
             config: std::sync::RwLock::new(config),
             sender: tokio::sync::Mutex::new(None),
@@ -228,7 +243,7 @@ impl Transport {
     }
 
     async fn connect(&self) -> Result<http2::SendRequest<Full<Bytes>>, TransportError> {
-        let tcp = dial(&self.addr).await?;
+        let tcp = dial(&self.addr, &self.route).await?;
         let tls = tokio::time::timeout(
             CONNECT_TIMEOUT,
             TlsConnector::from(self.current_config()).connect(self.name.clone(), tcp),
@@ -250,7 +265,12 @@ impl Transport {
                 tracing::debug!(peer = %addr, error = %e, "Control-plane connection closed.");
             }
         });
-        tracing::info!(peer = %self.addr, "Connected to the control plane over mutual TLS.");
+        match self.route.proxy_for(&self.addr) {
+            Some(p) => {
+                tracing::info!(peer = %self.addr, proxy = %p, "Connected to the control plane over mutual TLS, through the proxy.")
+            }
+            None => tracing::info!(peer = %self.addr, "Connected to the control plane over mutual TLS."),
+        }
         Ok(sender)
     }
 

@@ -42,6 +42,9 @@ pub fn run_cmd(program: &Path, args: &[&str], stdin: Option<&str>) -> Result<(i3
     use std::io::Write as _;
     let mut cmd = std::process::Command::new(program);
     cmd.args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    for v in ["HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY"] {
+        cmd.env_remove(v);
+    }
     cmd.stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() });
     let mut child = cmd.spawn().with_context(|| format!("spawning {}", program.display()))?;
     if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
@@ -226,8 +229,13 @@ impl Agent {
 
     /// Starts `run` (does not wait for the control plane).
     pub fn start(&mut self) -> Result<()> {
+        self.start_with_env(&[])
+    }
+
+    /// Starts `run` with extra environment variables (such as `HTTPS_PROXY`).
+    pub fn start_with_env(&mut self, env: &[(&str, &str)]) -> Result<()> {
         let args = vec!["--config".to_owned(), self.config.display().to_string(), "run".into()];
-        self.process = Some(Process::spawn(&bin("outpost-agent"), &args, &self.log)?);
+        self.process = Some(Process::spawn_with_env(&bin("outpost-agent"), &args, &self.log, env)?);
         Ok(())
     }
 

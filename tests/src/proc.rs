@@ -17,7 +17,18 @@ pub struct Process {
 impl Process {
     /// Spawns `program args`, appending stdout and stderr to `log`.
     pub fn spawn(program: &Path, args: &[String], log: &Path) -> Result<Self> {
-        let mut child = Command::new(program)
+        Self::spawn_with_env(program, args, log, &[])
+    }
+
+    /// Like [`Process::spawn`], with extra environment variables. Proxy variables of the
+    /// test's own environment are never passed on: a test that wants a proxy sets them here.
+    pub fn spawn_with_env(program: &Path, args: &[String], log: &Path, env: &[(&str, &str)]) -> Result<Self> {
+        let mut cmd = Command::new(program);
+        for v in ["HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY"] {
+            cmd.env_remove(v);
+        }
+        cmd.envs(env.iter().copied());
+        let mut child = cmd
             .args(args)
             .env("OUTPOST_LOG", std::env::var("OUTPOST_LOG").unwrap_or_else(|_| "info".into()))
             .env("NO_COLOR", "1")
