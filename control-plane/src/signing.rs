@@ -184,10 +184,10 @@ pub async fn rotate<S: Store>(store: &S, data_dir: &Path, stage: bool, now: i64)
     let (mut keys, version) = store.signing_keys().await?;
     let live = keys.iter().filter(|k| k.status != "retired").count();
     let staged = keys.iter().position(|k| k.status == "next");
-    if stage && staged.is_some() {
+    if let (true, Some(i)) = (stage, staged) {
         return Err(SigningError::Refused(format!(
             "key {} is already staged as next; run `signing-key rotate` to make it active",
-            keys[staged.unwrap_or(0)].key_id
+            keys[i].key_id
         )));
     }
     if staged.is_none() && live >= MAX_KEYS {
