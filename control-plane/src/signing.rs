@@ -154,9 +154,10 @@ pub async fn ensure_ring<S: Store>(store: &S, data_dir: &Path, now: i64) -> Resu
             data_dir.display()
         )));
     }
-    let key = load_file(&legacy, None)?;
-    fsutil::create_private_dir(&data_dir.join(KEY_DIR))?;
     let pkcs8 = zeroize::Zeroizing::new(fsutil::read_private(&legacy, 4096)?);
+    let key = SigningKey::from_pkcs8(&pkcs8)
+        .map_err(|e| SigningError::BadKey { path: legacy.display().to_string(), reason: e.to_string() })?;
+    fsutil::create_private_dir(&data_dir.join(KEY_DIR))?;
     fsutil::write_private(&key_path(data_dir, &key.key_id().0), &pkcs8)?;
     let rec = record(&key, "active", now);
     publish(store, data_dir, std::slice::from_ref(&rec), vec![rec.clone()], 1, None, now).await?;

@@ -39,12 +39,23 @@ pub fn free_port() -> u16 {
 
 /// Runs a command to completion; returns (exit code, stdout, stderr).
 pub fn run_cmd(program: &Path, args: &[&str], stdin: Option<&str>) -> Result<(i32, String, String)> {
+    run_cmd_env(program, args, stdin, &[])
+}
+
+/// Like [`run_cmd`], with extra environment variables (see [`proc::CLEARED_ENV`]).
+pub fn run_cmd_env(
+    program: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+    env: &[(&str, &Path)],
+) -> Result<(i32, String, String)> {
     use std::io::Write as _;
     let mut cmd = std::process::Command::new(program);
     cmd.args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-    for v in ["HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY"] {
+    for v in proc::CLEARED_ENV {
         cmd.env_remove(v);
     }
+    cmd.envs(env.iter().copied());
     cmd.stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() });
     let mut child = cmd.spawn().with_context(|| format!("spawning {}", program.display()))?;
     if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
@@ -209,13 +220,17 @@ impl Agent {
         Ok(Self { name: name.to_owned(), config, state_dir, process: None, log: dir.join("agent.log") })
     }
 
+    /// Runs `outpost-agent --config CONFIG ARGS` with `stdin` and extra environment;
+    /// returns (exit code, stdout, stderr).
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &Path)]) -> Result<(i32, String, String)> {
+        let mut all = vec!["--config", self.config.to_str().unwrap_or_default()];
+        all.extend_from_slice(args);
+        run_cmd_env(&bin("outpost-agent"), &all, stdin, env)
+    }
+
     /// Runs `outpost-agent enroll --token -` (token on stdin); returns (exit code, stdout, stderr).
     pub fn enroll(&self, token: &str) -> Result<(i32, String, String)> {
-        run_cmd(
-            &bin("outpost-agent"),
-            &["--config", self.config.to_str().unwrap_or_default(), "enroll", "--token", "-"],
-            Some(token),
-        )
+        self.cli(&["enroll", "--token", "-"], Some(token), &[])
     }
 
     /// Enrols with a fresh token from `cp` for this agent's name; fails unless it worked.

@@ -8,6 +8,20 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 
+/// Variables of the test's own environment never passed to a child: a proxy or a systemd
+/// credentials directory on the CI machine must not change what a test sees. A test that
+/// wants one sets it explicitly.
+pub const CLEARED_ENV: &[&str] = &[
+    "HTTPS_PROXY",
+    "https_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "CREDENTIALS_DIRECTORY",
+];
+
 /// A running child; killed on drop.
 pub struct Process {
     child: Child,
@@ -20,11 +34,10 @@ impl Process {
         Self::spawn_with_env(program, args, log, &[])
     }
 
-    /// Like [`Process::spawn`], with extra environment variables. Proxy variables of the
-    /// test's own environment are never passed on: a test that wants a proxy sets them here.
+    /// Like [`Process::spawn`], with extra environment variables (see [`CLEARED_ENV`]).
     pub fn spawn_with_env(program: &Path, args: &[String], log: &Path, env: &[(&str, &str)]) -> Result<Self> {
         let mut cmd = Command::new(program);
-        for v in ["HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY"] {
+        for v in CLEARED_ENV {
             cmd.env_remove(v);
         }
         cmd.envs(env.iter().copied());

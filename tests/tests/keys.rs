@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use outpost_control_plane::store::{KeySetChange, NewJob, SigningKeyRecord, SqliteStore, Store as _};
-use outpost_e2e::{run_cmd, Agent, ControlPlane};
+use outpost_e2e::{Agent, ControlPlane};
 use outpost_protocol::encoding::b64_encode;
 use outpost_protocol::keyset::{entry, KeySet, KeyStatus};
 use outpost_protocol::{sign_job, SigningKey};
@@ -51,11 +51,7 @@ fn key_set_records(agent: &Agent) -> Result<Vec<serde_json::Value>> {
 }
 
 fn agent_status(agent: &Agent) -> Result<String> {
-    let (code, out, err) = run_cmd(
-        &outpost_e2e::bin("outpost-agent"),
-        &["--config", agent.config.to_str().unwrap_or_default(), "status"],
-        None,
-    )?;
+    let (code, out, err) = agent.cli(&["status"], None, &[])?;
     anyhow::ensure!(code == 0, "status failed ({code}): {out}{err}");
     Ok(out)
 }

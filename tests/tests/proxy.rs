@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
-use outpost_e2e::{bin, free_port, run_cmd, Agent, ControlPlane, Process};
+use outpost_e2e::{free_port, Agent, ControlPlane, Process};
 
 /// A tinyproxy in the foreground, logging to its stderr; killed on drop.
 struct Tinyproxy {
@@ -72,9 +72,7 @@ fn job() -> serde_json::Value {
 }
 
 fn store_credential(agent: &Agent, name: &str, secret: &str) -> Result<()> {
-    let cfg = agent.config.display().to_string();
-    let (code, out, err) =
-        run_cmd(&bin("outpost-agent"), &["--config", &cfg, "credentials", "set", name], Some(&format!("{secret}\n")))?;
+    let (code, out, err) = agent.cli(&["credentials", "set", name], Some(&format!("{secret}\n")), &[])?;
     anyhow::ensure!(code == 0, "credentials set: {out}{err}");
     Ok(())
 }

@@ -1,29 +1,9 @@
 //! The credentials vault through the real `outpost-agent credentials` commands.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use anyhow::{Context as _, Result};
-use outpost_e2e::{bin, Agent};
-
-/// Runs `outpost-agent --config CFG ARGS` with `stdin` piped in and extra environment.
-fn agent_cli(cfg: &Path, args: &[&str], stdin: &str, env: &[(&str, &Path)]) -> Result<(i32, String, String)> {
-    use std::io::Write as _;
-    let mut cmd = Command::new(bin("outpost-agent"));
-    cmd.arg("--config").arg(cfg).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.env_remove("CREDENTIALS_DIRECTORY");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn()?;
-    child.stdin.take().context("stdin")?.write_all(stdin.as_bytes())?;
-    let out = child.wait_with_output()?;
-    Ok((
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
-}
+use anyhow::Result;
+use outpost_e2e::Agent;
 
 fn files_under(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     let mut out = Vec::new();
@@ -43,10 +23,10 @@ fn credentials_are_stored_sealed_listed_without_values_and_refused_with_a_wrong_
     let root = tempfile::tempdir()?;
     let agent = Agent::new(root.path(), "edge-1", "")?;
     let canary = "pw-canary-7f3a9c";
-    let (code, out, err) = agent_cli(&agent.config, &["credentials", "set", "warehouse"], &format!("{canary}\n"), &[])?;
+    let (code, out, err) = agent.cli(&["credentials", "set", "warehouse"], Some(&format!("{canary}\n")), &[])?;
     assert_eq!(code, 0, "{out}{err}");
     assert!(err.contains("sealed with a key file"), "{err}");
-    let (code, out, err) = agent_cli(&agent.config, &["credentials", "list"], "", &[])?;
+    let (code, out, err) = agent.cli(&["credentials", "list"], None, &[])?;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("warehouse") && !out.contains(canary), "{out}");
     // No file in the state dir holds the secret in plaintext.
@@ -59,7 +39,7 @@ fn credentials_are_stored_sealed_listed_without_values_and_refused_with_a_wrong_
     let vault = agent.state_dir.join("vault.json");
     let before = std::fs::read(&vault)?;
     std::fs::write(agent.state_dir.join("master.key"), [9u8; 32])?;
-    let (code, _, err) = agent_cli(&agent.config, &["credentials", "set", "other"], "x\n", &[])?;
+    let (code, _, err) = agent.cli(&["credentials", "set", "other"], Some("x\n"), &[])?;
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("does not open") && err.contains("Nothing was changed"), "{err}");
     assert_eq!(std::fs::read(&vault)?, before);
@@ -70,13 +50,13 @@ fn credentials_are_stored_sealed_listed_without_values_and_refused_with_a_wrong_
     std::fs::write(creds.join("outpost-master-key"), "cd".repeat(32))?;
     let other = Agent::new(root.path(), "edge-2", "")?;
     let env = [("CREDENTIALS_DIRECTORY", creds.as_path())];
-    let (code, _, err) = agent_cli(&other.config, &["credentials", "set", "db"], "s3cret\n", &env)?;
+    let (code, _, err) = other.cli(&["credentials", "set", "db"], Some("s3cret\n"), &env)?;
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("sealed with a systemd key"), "{err}");
     assert!(!other.state_dir.join("master.key").exists());
-    let (code, _, err) = agent_cli(&other.config, &["credentials", "remove", "db"], "", &env)?;
+    let (code, _, err) = other.cli(&["credentials", "remove", "db"], None, &env)?;
     assert_eq!(code, 0, "{err}");
-    let (code, _, err) = agent_cli(&other.config, &["credentials", "remove", "db"], "", &env)?;
+    let (code, _, err) = other.cli(&["credentials", "remove", "db"], None, &env)?;
     assert_eq!(code, 64, "removing twice names the problem: {err}");
     Ok(())
 }
