@@ -1,7 +1,8 @@
 //! The local audit log: one JSON line per job received, for the customer's security team.
 //!
 //! Most records are about a job (`"event": "job"`); a change of the trusted job-signing
-//! keys is a `"event": "key_set"` record.
+//! keys is a `"event": "key_set"` record; a damaged cache entry is a `"event": "cache"`
+//! record.
 //!
 //! A job record says which job, signed by which key, what the verdict was, which connection
 //! and a SHA-256 of the SQL (not the SQL itself, which may carry literals), how many rows
@@ -43,8 +44,12 @@ pub struct AuditRecord {
     pub connection: Option<String>,
     /// SHA-256 of the SQL text, hex (verified jobs only).
     pub sql_sha256: Option<String>,
-    /// Rows read from the database.
+    /// Rows in the result: read from the database, or from the cache on a hit.
     pub rows_read: u64,
+    /// The result cache: `hit`, `miss` (then stored), `damaged` (an entry did not
+    /// authenticate; deleted, the query ran), `off` (max-age 0 by the job or policy);
+    /// absent when the job did not get that far.
+    pub cache: Option<&'static str>,
     /// Bytes of the rendered body sent to the control plane.
     pub bytes_sent: u64,
     /// Whether rows were cut at the row cap.
@@ -72,6 +77,23 @@ pub struct KeySetRecord {
     pub removed: Vec<String>,
     /// Trusted keys whose signatures verified.
     pub signed_by: Vec<String>,
+}
+
+/// A cache entry that did not authenticate or parse: deleted, and the query ran instead.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CacheRecord {
+    /// `cache`.
+    pub event: &'static str,
+    /// RFC 3339 time.
+    pub ts: String,
+    /// `damaged`.
+    pub verdict: &'static str,
+    /// The job that looked the entry up.
+    pub job_id: String,
+    /// The connection.
+    pub connection: String,
+    /// Why the entry was refused (never any of its content).
+    pub reason: String,
 }
 
 /// Audit failures.
@@ -163,6 +185,7 @@ mod tests {
             connection: Some("sample".into()),
             sql_sha256: Some("ab".into()),
             rows_read: 3,
+            cache: Some("miss"),
             bytes_sent: 10,
             truncated: false,
             duration_ms: 1,

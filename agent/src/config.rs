@@ -27,6 +27,12 @@ pub const DEFAULT_CLOCK_SKEW_SECS: u64 = 60;
 pub const DEFAULT_QUERY_TIMEOUT_SECS: u64 = 30;
 /// Default long-poll duration; below common proxy idle timeouts.
 pub const DEFAULT_LONG_POLL_SECS: u64 = 25;
+/// Default cap on the age of a cached result a job may use: 1 hour.
+pub const DEFAULT_CACHE_MAX_AGE_SECS: u64 = 3600;
+/// Default disk space for cached results: 1 GiB.
+pub const DEFAULT_CACHE_MAX_BYTES: u64 = 1 << 30;
+/// Longest cache age policy can allow: 7 days.
+pub const MAX_CACHE_AGE_SECS: u64 = 7 * 86_400;
 
 /// An integer that must lie in `MIN..=MAX`; the range is part of the type, so a bad
 /// value is reported by the parser with its line.
@@ -103,6 +109,36 @@ pub struct AgentConfig {
     /// An HTTP `CONNECT` proxy to the control plane.
     #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
     pub proxy: ProxySection,
+    /// The encrypted result cache.
+    #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
+    pub cache: CacheSection,
+}
+
+/// The local, encrypted result cache (`state_dir/cache/`).
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSection {
+    /// The oldest cached result any job may use, seconds; a job asks for its own
+    /// max-age and gets the smaller of the two. 0 turns the cache off. A connection's
+    /// `cache_max_age_secs` replaces this for that connection.
+    #[serde(default = "d_cache_age")]
+    pub max_age_secs: Bounded<0, MAX_CACHE_AGE_SECS>,
+    /// Disk space for cached results, bytes; the least recently used go first.
+    #[serde(default = "d_cache_bytes")]
+    pub max_bytes: Bounded<0, { 1 << 40 }>,
+}
+
+fn d_cache_age() -> Bounded<0, MAX_CACHE_AGE_SECS> {
+    Bounded(DEFAULT_CACHE_MAX_AGE_SECS)
+}
+fn d_cache_bytes() -> Bounded<0, { 1 << 40 }> {
+    Bounded(DEFAULT_CACHE_MAX_BYTES)
+}
+
+impl Default for CacheSection {
+    fn default() -> Self {
+        Self { max_age_secs: d_cache_age(), max_bytes: d_cache_bytes() }
+    }
 }
 
 /// How to reach the control plane through an HTTP proxy.
@@ -201,6 +237,10 @@ pub struct ConnectionConfig {
     /// SQLite: build the bundled sample data set at `path` if the file does not exist.
     #[serde(default)]
     pub sample: bool,
+    /// The oldest cached result of this connection a job may use, seconds; replaces
+    /// `cache.max_age_secs`. 0: results of this connection are never cached.
+    #[serde(default)]
+    pub cache_max_age_secs: Option<Bounded<0, MAX_CACHE_AGE_SECS>>,
     /// Never accepted: a password in this file is an error at its line. Secrets go into
     /// the vault (`outpost-agent credentials set NAME`).
     #[serde(default)]
@@ -359,6 +399,25 @@ impl AgentConfig {
         crate::vault::KeySettings::from_env(self.vault.master_key, self.vault.key_file.as_deref(), &self.state_dir)
     }
 
+    /// How old a cached result of `connection` may be at most (0: not cached).
+    pub fn cache_cap(&self, connection: &str) -> u64 {
+        if self.cache.max_bytes.get() == 0 {
+            return 0;
+        }
+        let conn = self.connections.iter().find(|(n, _)| n.as_str() == connection).map(|(_, c)| c);
+        conn.and_then(|c| c.cache_max_age_secs).unwrap_or(self.cache.max_age_secs).get()
+    }
+
+    /// The caps of every connection, by name.
+    pub fn cache_caps(&self) -> BTreeMap<String, u64> {
+        self.connections.keys().map(|n| (n.as_str().to_owned(), self.cache_cap(n.as_str()))).collect()
+    }
+
+    /// Whether any connection's results may be cached.
+    pub fn cache_enabled(&self) -> bool {
+        self.cache_caps().values().any(|c| *c > 0)
+    }
+
     /// The audit log's path.
     pub fn audit_path(&self) -> PathBuf {
         self.in_state_dir(self.audit.path.as_deref().unwrap_or(Path::new("audit.log")))
@@ -409,6 +468,23 @@ mod tests {
         assert!(err.to_string().contains("agent.yaml:6:"), "{err}");
         let err = AgentConfig::parse("agent.yaml", &GOOD.replace("  sample:\n", "  Sample DB:\n")).expect_err("name");
         assert!(err.to_string().contains("agent.yaml:3:"), "{err}");
+    }
+
+    #[test]
+    fn the_cache_cap_is_per_connection_and_zero_turns_it_off() {
+        let cfg = AgentConfig::parse("agent.yaml", GOOD).expect("defaults");
+        assert_eq!(cfg.cache_cap("sample"), DEFAULT_CACHE_MAX_AGE_SECS);
+        assert!(cfg.cache_enabled());
+        let text = GOOD.replace("sample: true\n", "sample: true\n    cache_max_age_secs: 0\n");
+        let cfg = AgentConfig::parse("agent.yaml", &text).expect("off for sample");
+        assert_eq!(cfg.cache_cap("sample"), 0);
+        assert!(!cfg.cache_enabled());
+        let text = format!("{GOOD}cache:\n  max_age_secs: 60\n  max_bytes: 0\n");
+        let cfg = AgentConfig::parse("agent.yaml", &text).expect("no space");
+        assert_eq!(cfg.cache_cap("sample"), 0, "no space means no cache");
+        let err = AgentConfig::parse("agent.yaml", &format!("{GOOD}cache:\n  max_age_secs: 9999999\n"))
+            .expect_err("too long");
+        assert!(err.to_string().contains("agent.yaml:10:"), "{err}");
     }
 
     #[test]

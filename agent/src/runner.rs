@@ -27,8 +27,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::audit::{AuditLog, AuditRecord, KeySetRecord};
+use crate::audit::{AuditLog, AuditRecord, CacheRecord, KeySetRecord};
 use crate::backoff::Backoff;
+use crate::cache::{Cache, Lookup};
 use crate::config::{AgentConfig, ConnectionKind};
 use crate::connectors::sqlite::SqliteConnector;
 use crate::connectors::QueryLimits;
@@ -83,6 +84,15 @@ pub enum RunError {
     /// The proxy settings.
     #[error("proxy: {0}")]
     Proxy(#[from] crate::proxy::ProxyConfigError),
+    /// Another `run` holds the state dir.
+    #[error("another outpost-agent run is using {0}; stop it first (systemctl stop outpost-agent)")]
+    AlreadyRunning(String),
+    /// The vault (whose data key derives the cache key) or its lock.
+    #[error("vault: {0}")]
+    Vault(#[from] crate::vault::VaultError),
+    /// The result cache.
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
 }
 
 /// Whether the control plane answered the last request; logs each change once.
@@ -120,6 +130,8 @@ struct Ctx {
     audit: AuditLog,
     seen: crate::replay::SeenJobs,
     connections: HashMap<String, SqliteConnector>,
+    /// The encrypted result cache; `None` when policy turns it off for every connection.
+    cache: Option<Cache>,
 }
 
 /// Formats unix seconds as RFC 3339.
@@ -148,9 +160,32 @@ pub fn prepare_connections(cfg: &AgentConfig) -> Result<HashMap<String, SqliteCo
     Ok(out)
 }
 
-/// Runs until `shutdown` is cancelled.
-pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), RunError> {
+/// Opens the result cache under a key derived from the vault's data key (creating the
+/// vault, and a key file, on first use); `None` when policy turns caching off.
+pub fn open_cache(cfg: &AgentConfig, prompt: crate::vault::PassphrasePrompt<'_>) -> Result<Option<Cache>, RunError> {
+    if !cfg.cache_enabled() {
+        return Ok(None);
+    }
+    let vault = {
+        let _lock = crate::vault::StateLock::acquire(&cfg.state_dir, crate::vault::VAULT_LOCK)?;
+        crate::vault::Vault::open_or_create(&cfg.state_dir, &cfg.vault_keys(), prompt)?
+    };
+    let cache = Cache::open(&cfg.state_dir, &*vault.cache_key()?, vault.data_key_id(), cfg.cache.max_bytes.get())?;
+    cache.sweep(&cfg.cache_caps(), outpost_protocol::unix_now())?;
+    Ok(Some(cache))
+}
+
+/// Runs until `shutdown` is cancelled. `prompt` asks for the vault passphrase when the
+/// vault is sealed with one and no systemd credential holds it.
+pub async fn run(
+    cfg: AgentConfig,
+    shutdown: CancellationToken,
+    prompt: crate::vault::PassphrasePrompt<'_>,
+) -> Result<(), RunError> {
     outpost_common::fsutil::create_private_dir(&cfg.state_dir).map_err(identity::IdentityError::from)?;
+    let Some(_running) = crate::vault::StateLock::try_acquire(&cfg.state_dir, crate::vault::RUN_LOCK)? else {
+        return Err(RunError::AlreadyRunning(cfg.state_dir.display().to_string()));
+    };
     let identity = identity::load(&cfg.state_dir)?;
     let agent = identity.enrolment.agent.clone();
     if identity.enrolment.not_after < outpost_protocol::unix_now() {
@@ -166,12 +201,14 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Ru
     let connections = prepare_connections(&cfg)?;
     let audit = AuditLog::open(&cfg.audit_path())?;
     let seen = crate::replay::SeenJobs::open(&cfg.state_dir)?;
+    let cache = open_cache(&cfg, prompt)?;
     tracing::info!(
         agent_id = %agent,
         peer = %transport.addr(),
         keys = ?keys.trusted().ids().collect::<Vec<_>>(),
         key_set_version = keys.version(),
         connections = ?connections.keys().collect::<Vec<_>>(),
+        cache = ?cfg.cache_caps(),
         "Agent starting."
     );
     let ctx = Arc::new(Ctx {
@@ -186,12 +223,15 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Ru
         audit,
         seen,
         connections,
+        cache,
     });
     let renewal =
         tokio::spawn(renewal_loop(Arc::clone(&ctx), shutdown.clone()).instrument(tracing::info_span!("renewal")));
     let heartbeat =
         tokio::spawn(heartbeat_loop(Arc::clone(&ctx), shutdown.clone()).instrument(tracing::info_span!("heartbeat")));
+    let sweeper = tokio::spawn(sweep_loop(Arc::clone(&ctx), shutdown.clone()).instrument(tracing::info_span!("cache")));
     poll_loop(Arc::clone(&ctx), shutdown).instrument(tracing::info_span!("transport")).await;
+    sweeper.abort();
     heartbeat.abort();
     renewal.abort();
     Ok(())
@@ -281,6 +321,29 @@ async fn renew(ctx: &Ctx) -> Result<i64, String> {
     let config = transport::mtls_config(&id).map_err(|e| e.to_string())?;
     ctx.transport.set_config(config).await;
     Ok(res.not_after)
+}
+
+/// How often expired cache entries are deleted.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// Deletes cache entries past their connection's max-age: expired results are gone from
+/// the disk within `SWEEP_EVERY`, not merely ignored.
+async fn sweep_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    let Some(cache) = ctx.cache.clone() else { return };
+    let caps = ctx.cfg.cache_caps();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(SWEEP_EVERY) => {}
+            () = shutdown.cancelled() => return,
+        }
+        let (cache, caps) = (cache.clone(), caps.clone());
+        match tokio::task::spawn_blocking(move || cache.sweep(&caps, outpost_protocol::unix_now())).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::debug!(entries = n, "Deleted expired cache entries."),
+            Ok(Err(e)) => tracing::warn!(error = %e, "Cache sweep failed."),
+            Err(e) => tracing::warn!(error = %e, "Cache sweep task failed."),
+        }
+    }
 }
 
 async fn heartbeat_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
@@ -544,6 +607,7 @@ fn audit_base(job: &DeliveredJob) -> AuditRecord {
         connection: None,
         sql_sha256: None,
         rows_read: 0,
+        cache: None,
         bytes_sent: 0,
         truncated: false,
         duration_ms: 0,
@@ -600,13 +664,13 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob) -> (ResultReport, AuditRecord, i
         rec.reason = Some(code.to_owned());
         ResultReport::refused(&job.job_id, JobOutcome::Failed, code, message, stats)
     };
-    let rs = match conn.query(spec.sql.clone(), spec.params.clone(), limits).await {
-        Ok(rs) => rs,
+    let (rs, cache_hit) = match cached_query(ctx, job, &spec, conn, limits, &mut rec).await {
+        Ok(r) => r,
         Err(e) => return (failed(&mut rec, e.code(), e.to_string(), ResultStats::default()), rec, upload_until),
     };
     let rows_read = rs.rows.len() as u64;
     rec.rows_read = rows_read;
-    let stats = ResultStats { rows_read, truncated: rs.truncated, ..ResultStats::default() };
+    let stats = ResultStats { rows_read, truncated: rs.truncated, cache_hit, ..ResultStats::default() };
     let rendered = match crate::render::render(&spec.render, &rs, max_rows) {
         Ok(r) => r,
         Err(e) => return (failed(&mut rec, "render_failed", e.to_string(), stats), rec, upload_until),
@@ -617,8 +681,73 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob) -> (ResultReport, AuditRecord, i
     rec.outcome = "succeeded";
     rec.bytes_sent = report.stats.bytes;
     rec.truncated = rendered.truncated;
-    tracing::info!(rows_read, bytes = report.stats.bytes, "Job succeeded.");
+    tracing::info!(rows_read, cache_hit, bytes = report.stats.bytes, "Job succeeded.");
     (report, rec, upload_until)
+}
+
+/// Runs the query, or answers it from the cache when the job's max-age, capped by the
+/// connection's policy, allows. A miss stores the result (encrypted) for later jobs; a
+/// damaged entry is deleted, audited, and the query runs. Whether it was a hit.
+async fn cached_query(
+    ctx: &Ctx,
+    job: &DeliveredJob,
+    spec: &outpost_protocol::JobSpec,
+    conn: &SqliteConnector,
+    limits: QueryLimits,
+    rec: &mut AuditRecord,
+) -> Result<(crate::resultset::ResultSet, bool), crate::connectors::QueryError> {
+    let max_age = spec.cache.max_age_secs.min(ctx.cfg.cache_cap(&spec.connection));
+    let cache = ctx.cache.clone().filter(|_| max_age > 0);
+    let Some(cache) = cache else {
+        rec.cache = Some("off");
+        return conn.query(spec.sql.clone(), spec.params.clone(), limits).await.map(|rs| (rs, false));
+    };
+    // Everything that changes the rows read: the database, the SQL, the parameters and
+    // the row cap.
+    let identity = format!("{}\0{}\0max_rows={}", spec.connection, conn.identity(), limits.max_rows);
+    let params = serde_json::to_string(&spec.params).unwrap_or_default();
+    let entry = crate::cache::entry_hash(&identity, &spec.sql, &params);
+    let looked = {
+        let cache = cache.clone();
+        tokio::task::spawn_blocking(move || cache.get(entry, max_age, outpost_protocol::unix_now())).await
+    };
+    rec.cache = Some("miss");
+    match looked {
+        Ok(Ok(Lookup::Hit(rs))) => {
+            rec.cache = Some("hit");
+            return Ok((rs, true));
+        }
+        Ok(Ok(Lookup::Miss)) => {}
+        Ok(Ok(Lookup::Damaged(reason))) => {
+            rec.cache = Some("damaged");
+            tracing::warn!(%reason, "A cache entry did not authenticate; deleted it and running the query.");
+            let damaged = CacheRecord {
+                event: "cache",
+                ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                verdict: "damaged",
+                job_id: job.job_id.clone(),
+                connection: spec.connection.clone(),
+                reason,
+            };
+            if let Err(e) = ctx.audit.record(&damaged).await {
+                tracing::error!(error = %e, "Audit record of a damaged cache entry not written.");
+            }
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "Cache lookup failed; running the query."),
+        Err(e) => tracing::warn!(error = %e, "Cache lookup task failed; running the query."),
+    }
+    let rs = Arc::new(conn.query(spec.sql.clone(), spec.params.clone(), limits).await?);
+    let stored = {
+        let (rs, connection) = (Arc::clone(&rs), spec.connection.clone());
+        tokio::task::spawn_blocking(move || cache.put(entry, &connection, &rs, outpost_protocol::unix_now())).await
+    };
+    match stored {
+        Ok(Ok(bytes)) => tracing::debug!(bytes, "Result cached (encrypted)."),
+        Ok(Err(e)) => tracing::warn!(error = %e, "Result not cached."),
+        Err(e) => tracing::warn!(error = %e, "Cache write task failed."),
+    }
+    let rs = Arc::try_unwrap(rs).unwrap_or_else(|shared| (*shared).clone());
+    Ok((rs, false))
 }
 
 async fn upload(ctx: &Ctx, report: &ResultReport, until: i64) {

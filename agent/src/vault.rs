@@ -42,6 +42,7 @@ const ARGON2: (u32, u32, u32) = (64 * 1024, 3, 1);
 const FORMAT: u32 = 1;
 const AAD_DATA_KEY: &str = "outpost/vault/data-key/v1";
 const AAD_ENTRY: &str = "outpost/vault/entry/v1";
+const AAD_CACHE_KEY: &str = "outpost/cache-key/v1";
 
 /// Where the master key comes from (`vault.master_key` in agent.yaml).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
@@ -170,6 +171,7 @@ pub type PassphrasePrompt<'a> = &'a dyn Fn(bool) -> Result<SecretString, VaultEr
 pub struct Vault {
     path: PathBuf,
     file: VaultFile,
+    master: Zeroizing<[u8; 32]>,
     data_key: Zeroizing<[u8; 32]>,
 }
 
@@ -347,7 +349,7 @@ impl Vault {
             let sealed = seal(&master, &format!("{AAD_DATA_KEY}\0{data_key_id}"), data_key.as_ref())?;
             let file =
                 VaultFile { format: FORMAT, master: info, data_key_id, data_key: sealed, entries: BTreeMap::new() };
-            let vault = Self { path, file, data_key };
+            let vault = Self { path, file, master, data_key };
             vault.save()?;
             return Ok(vault);
         }
@@ -373,7 +375,7 @@ impl Vault {
                 }
             })?;
         let data_key: [u8; 32] = plain.as_slice().try_into().map_err(|_| corrupt("data key is not 32 bytes".into()))?;
-        Ok(Self { path, file, data_key: Zeroizing::new(data_key) })
+        Ok(Self { path, file, master, data_key: Zeroizing::new(data_key) })
     }
 
     fn save(&self) -> Result<(), VaultError> {
@@ -420,6 +422,119 @@ impl Vault {
     /// Where the master key came from, as recorded in the vault.
     pub fn sealed_with(&self) -> &str {
         &self.file.master.source
+    }
+
+    /// The id of the current data key (not secret: it names the key, it does not derive it).
+    pub fn data_key_id(&self) -> &str {
+        &self.file.data_key_id
+    }
+
+    /// The result cache's key: HKDF-SHA256 of the data key, so that rotating the data key
+    /// makes every cache entry sealed before unreadable.
+    pub fn cache_key(&self) -> Result<Zeroizing<[u8; 32]>, VaultError> {
+        use aws_lc_rs::hkdf::{Salt, HKDF_SHA256};
+        struct Len32;
+        impl aws_lc_rs::hkdf::KeyType for Len32 {
+            fn len(&self) -> usize {
+                32
+            }
+        }
+        let prk = Salt::new(HKDF_SHA256, AAD_CACHE_KEY.as_bytes()).extract(self.data_key.as_ref());
+        let info: &[&[u8]] = &[self.file.data_key_id.as_bytes()];
+        let mut key = Zeroizing::new([0u8; 32]);
+        prk.expand(info, Len32)
+            .and_then(|okm| okm.fill(key.as_mut()))
+            .map_err(|_| VaultError::Invalid("cache key derivation failed".into()))?;
+        Ok(key)
+    }
+
+    /// Replaces the data key with a new random one and re-seals every secret under it,
+    /// in one atomic write of the vault file: a crash at any point leaves the vault
+    /// sealed under the old key or the new one. Returns the old and new key ids. Nothing
+    /// is written if any secret fails to open.
+    pub fn rotate_data_key(&mut self) -> Result<(String, String), VaultError> {
+        let new_key = Zeroizing::new(random::<32>()?);
+        let new_id = hex(&random::<8>()?);
+        let mut entries = BTreeMap::new();
+        for name in self.file.entries.keys() {
+            let secret = self.get(name)?.ok_or_else(|| VaultError::Invalid(format!("{name} vanished")))?;
+            let at = self.file.entries[name].set_at;
+            let sealed = seal(&new_key, &entry_aad(name, &new_id), secret.expose_secret().as_bytes())?;
+            entries.insert(name.clone(), Entry { set_at: at, sealed });
+        }
+        let sealed_key = seal(&self.master, &format!("{AAD_DATA_KEY}\0{new_id}"), new_key.as_ref())?;
+        let file = VaultFile {
+            format: FORMAT,
+            master: self.file.master.clone(),
+            data_key_id: new_id.clone(),
+            data_key: sealed_key,
+            entries,
+        };
+        let old = std::mem::replace(&mut self.file, file);
+        let old_key = std::mem::replace(&mut self.data_key, new_key);
+        if let Err(e) = self.save() {
+            self.file = old;
+            self.data_key = old_key;
+            return Err(e);
+        }
+        Ok((old.data_key_id, new_id))
+    }
+
+    /// Deletes temp files that an interrupted write of the vault left behind (they hold
+    /// ciphertext only). Call with the vault lock held.
+    pub fn remove_stale_temps(state_dir: &Path) -> usize {
+        let prefix = format!(".{VAULT_FILE}.tmp.");
+        let Ok(dir) = std::fs::read_dir(state_dir) else { return 0 };
+        dir.filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .filter(|e| std::fs::remove_file(e.path()).is_ok())
+            .count()
+    }
+}
+
+/// An exclusive advisory lock on a file in the state dir, released on drop (or when the
+/// process dies, however it dies).
+#[derive(Debug)]
+pub struct StateLock {
+    _file: std::fs::File,
+}
+
+/// Lock held by `outpost-agent run` for as long as it runs.
+pub const RUN_LOCK: &str = "agent.lock";
+/// Lock held while the vault is changed.
+pub const VAULT_LOCK: &str = "vault.lock";
+
+impl StateLock {
+    fn file(state_dir: &Path, name: &str) -> Result<std::fs::File, VaultError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        fsutil::create_private_dir(state_dir)?;
+        let path = state_dir.join(name);
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|source| VaultError::File(FileError::Io { path, source }))
+    }
+
+    /// Takes the lock `name`, or says it is held.
+    pub fn try_acquire(state_dir: &Path, name: &str) -> Result<Option<Self>, VaultError> {
+        let f = Self::file(state_dir, name)?;
+        match f.try_lock() {
+            Ok(()) => Ok(Some(Self { _file: f })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(source)) => {
+                Err(VaultError::File(FileError::Io { path: state_dir.join(name), source }))
+            }
+        }
+    }
+
+    /// Takes the lock `name`, waiting for its holder.
+    pub fn acquire(state_dir: &Path, name: &str) -> Result<Self, VaultError> {
+        let f = Self::file(state_dir, name)?;
+        f.lock().map_err(|source| VaultError::File(FileError::Io { path: state_dir.join(name), source }))?;
+        Ok(Self { _file: f })
     }
 }
 
@@ -518,5 +633,35 @@ mod tests {
         let v = Vault::open(dir.path(), &s, no_prompt()).expect("open");
         assert!(matches!(v.get("b"), Err(VaultError::Tampered { .. })));
         assert_eq!(v.get("a").expect("a").expect("some").expose_secret(), "secret-a");
+    }
+
+    #[test]
+    fn rotating_the_data_key_keeps_every_secret_and_changes_the_cache_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = settings(dir.path(), MasterKeySource::Auto, None);
+        let mut v = Vault::open_or_create(dir.path(), &s, no_prompt()).expect("create");
+        v.set("a", &SecretString::from("secret-a".to_owned()), 7).expect("set");
+        let before = std::fs::read(dir.path().join(VAULT_FILE)).expect("read");
+        let (old_cache, old_id) = (v.cache_key().expect("key"), v.data_key_id().to_owned());
+        let (from, to) = v.rotate_data_key().expect("rotate");
+        assert_eq!((from.as_str(), to.as_str()), (old_id.as_str(), v.data_key_id()));
+        assert_ne!(from, to);
+        assert_ne!(*old_cache, *v.cache_key().expect("key"), "old cache entries become unreadable");
+        let v = Vault::open(dir.path(), &s, no_prompt()).expect("reopen");
+        assert_eq!(v.data_key_id(), to);
+        assert_eq!(v.get("a").expect("a").expect("some").expose_secret(), "secret-a");
+        assert_eq!(v.list(), vec![("a".to_owned(), 7)], "set-at times are kept");
+        // The old file's sealed secret does not open under the new data key.
+        let old: VaultFile = serde_json::from_slice(&before).expect("json");
+        assert!(open(&v.data_key, &entry_aad("a", &to), &old.entries["a"].sealed).is_none());
+    }
+
+    #[test]
+    fn the_run_lock_is_exclusive_until_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let held = StateLock::try_acquire(dir.path(), RUN_LOCK).expect("lock").expect("free");
+        assert!(StateLock::try_acquire(dir.path(), RUN_LOCK).expect("lock").is_none());
+        drop(held);
+        assert!(StateLock::try_acquire(dir.path(), RUN_LOCK).expect("lock").is_some());
     }
 }

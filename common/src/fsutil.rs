@@ -61,7 +61,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileErro
         let mut f = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp).map_err(io_err(&tmp))?;
         f.write_all(bytes).map_err(io_err(&tmp))?;
         f.sync_all().map_err(io_err(&tmp))?;
+        crate::process::pause_point(&format!("before-rename:{name}"));
         fs::rename(&tmp, path).map_err(io_err(path))?;
+        crate::process::pause_point(&format!("after-rename:{name}"));
         File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
     })();
     if result.is_err() {

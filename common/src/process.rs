@@ -31,3 +31,21 @@ pub async fn shutdown_signal() {
         _ = int.recv() => {}
     }
 }
+
+/// Crash-test hook, compiled into debug builds only: when `OUTPOST_PAUSE_AT` names
+/// `point`, prints `paused at POINT` on stderr and stops there for good, so that an
+/// end-to-end test can `kill -9` the process at exactly that step of a multi-step write.
+/// Release builds have no such variable and this is a no-op.
+#[inline]
+pub fn pause_point(point: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var_os("OUTPOST_PAUSE_AT").is_some_and(|v| v == point) {
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "paused at {point}");
+        loop {
+            std::thread::park();
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = point;
+}

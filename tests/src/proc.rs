@@ -20,6 +20,7 @@ pub const CLEARED_ENV: &[&str] = &[
     "http_proxy",
     "ALL_PROXY",
     "CREDENTIALS_DIRECTORY",
+    "OUTPOST_PAUSE_AT",
 ];
 
 /// A running child; killed on drop.

@@ -76,19 +76,39 @@ pub struct Stats {
     pub by_connection: Vec<(String, u64, u64)>,
 }
 
-/// The cache.
+/// The cache's index and files, without a key: enough to count, sweep and purge
+/// (`outpost-agent cache stats|purge` work without the master key).
+#[derive(Clone)]
+pub struct Index {
+    dir: PathBuf,
+    db: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+/// The cache: the index plus the key entries are sealed under.
 #[derive(Clone)]
 pub struct Cache {
-    dir: PathBuf,
+    idx: Index,
     key: Arc<zeroize::Zeroizing<[u8; 32]>>,
     key_id: String,
-    index: Arc<Mutex<Connection>>,
     max_bytes: u64,
 }
 
 impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cache").field("dir", &self.dir).field("key_id", &self.key_id).finish_non_exhaustive()
+        f.debug_struct("Cache").field("dir", &self.idx.dir).field("key_id", &self.key_id).finish_non_exhaustive()
+    }
+}
+
+impl std::ops::Deref for Cache {
+    type Target = Index;
+    fn deref(&self) -> &Index {
+        &self.idx
     }
 }
 
@@ -135,10 +155,9 @@ fn json_value(j: &Json) -> Option<Value> {
     })
 }
 
-impl Cache {
-    /// Opens the cache in `state_dir` under `cache_key` (id `key_id`); entries sealed
-    /// under any other key are deleted now.
-    pub fn open(state_dir: &Path, cache_key: [u8; 32], key_id: &str, max_bytes: u64) -> Result<Self, CacheError> {
+impl Index {
+    /// Opens (creating) the cache directory and index of `state_dir`.
+    pub fn open(state_dir: &Path) -> Result<Self, CacheError> {
         let dir = state_dir.join(CACHE_DIR);
         outpost_common::fsutil::create_private_dir(&dir).map_err(|e| CacheError::Io {
             path: dir.display().to_string(),
@@ -150,6 +169,7 @@ impl Cache {
             std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&path).map_err(io(&path))?;
         }
         let conn = Connection::open(&path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS entries (
@@ -157,20 +177,12 @@ impl Cache {
                 created_at INTEGER NOT NULL, last_used INTEGER NOT NULL, bytes INTEGER NOT NULL);
              CREATE INDEX IF NOT EXISTS entries_by_use ON entries(last_used);",
         )?;
-        let cache = Self {
-            dir,
-            key: Arc::new(zeroize::Zeroizing::new(cache_key)),
-            key_id: key_id.to_owned(),
-            index: Arc::new(Mutex::new(conn)),
-            max_bytes,
-        };
-        let shredded = cache.delete_where("key_id != ?1", &[&cache.key_id])?;
-        if shredded > 0 {
-            tracing::info!(entries = shredded, "Deleted cache entries sealed under a retired key.");
-        }
-        // Files the index does not know (a crash between rename and insert) are deleted too.
-        cache.delete_orphans()?;
-        Ok(cache)
+        Ok(Self { dir, db: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// Whether `state_dir` has a cache.
+    pub fn exists(state_dir: &Path) -> bool {
+        state_dir.join(CACHE_DIR).join(INDEX).exists()
     }
 
     fn file(&self, hash: &str) -> PathBuf {
@@ -178,7 +190,7 @@ impl Cache {
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, CacheError> {
-        self.index.lock().map_err(|_| CacheError::Poisoned)
+        self.db.lock().map_err(|_| CacheError::Poisoned)
     }
 
     fn delete_where(&self, cond: &str, args: &[&dyn rusqlite::ToSql]) -> Result<usize, CacheError> {
@@ -213,6 +225,69 @@ impl Cache {
         Ok(())
     }
 
+    /// Deletes entries older than their connection's cap in `caps`, and every entry of
+    /// a connection not in `caps` (removed from the config) or whose cap is 0.
+    pub fn sweep(&self, caps: &std::collections::BTreeMap<String, u64>, now: i64) -> Result<usize, CacheError> {
+        let connections: Vec<String> = {
+            let c = self.lock()?;
+            let mut stmt = c.prepare("SELECT DISTINCT connection FROM entries")?;
+            let rows = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+            rows
+        };
+        let mut deleted = 0;
+        for conn in connections {
+            let cap = caps.get(&conn).copied().unwrap_or(0);
+            let cap = i64::try_from(cap).unwrap_or(i64::MAX);
+            let cutoff = now.saturating_sub(cap);
+            deleted += self.delete_where("connection = ?1 AND (?3 = 0 OR created_at < ?2)", &[&conn, &cutoff, &cap])?;
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes every entry, or those of one connection.
+    pub fn purge(&self, connection: Option<&str>) -> Result<usize, CacheError> {
+        match connection {
+            Some(c) => self.delete_where("connection = ?1", &[&c]),
+            None => self.delete_where("1 = 1", &[]),
+        }
+    }
+
+    /// Deletes every entry not sealed under `key_id`.
+    pub fn shred_other_keys(&self, key_id: &str) -> Result<usize, CacheError> {
+        self.delete_where("key_id != ?1", &[&key_id])
+    }
+
+    /// Counts and sizes.
+    pub fn stats(&self) -> Result<Stats, CacheError> {
+        let c = self.lock()?;
+        let mut stmt = c.prepare(
+            "SELECT connection, COUNT(*), COALESCE(SUM(bytes), 0) FROM entries GROUP BY connection ORDER BY connection",
+        )?;
+        let by_connection = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        let entries = by_connection.iter().map(|c| c.1).sum();
+        let bytes = by_connection.iter().map(|c| c.2).sum();
+        Ok(Stats { entries, bytes, by_connection })
+    }
+}
+
+impl Cache {
+    /// Opens the cache in `state_dir` under `cache_key` (id `key_id`); entries sealed
+    /// under any other key are deleted now.
+    pub fn open(state_dir: &Path, cache_key: &[u8; 32], key_id: &str, max_bytes: u64) -> Result<Self, CacheError> {
+        let idx = Index::open(state_dir)?;
+        let cache =
+            Self { idx, key: Arc::new(zeroize::Zeroizing::new(*cache_key)), key_id: key_id.to_owned(), max_bytes };
+        let shredded = cache.shred_other_keys(&cache.key_id)?;
+        if shredded > 0 {
+            tracing::info!(entries = shredded, "Deleted cache entries sealed under a retired key.");
+        }
+        // Files the index does not know (a crash between rename and insert) are deleted too.
+        cache.delete_orphans()?;
+        Ok(cache)
+    }
+
     /// Looks up `entry` no older than `max_age_secs`.
     pub fn get(&self, entry: [u8; 32], max_age_secs: u64, now: i64) -> Result<Lookup, CacheError> {
         let hash = hex(&entry);
@@ -225,7 +300,17 @@ impl Cache {
         if now.saturating_sub(created) > i64::try_from(max_age_secs).unwrap_or(i64::MAX) {
             return Ok(Lookup::Miss);
         }
-        match self.read(&hash, entry) {
+        let path = self.file(&hash);
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            // Purged (by `cache purge` or a sweep) between the index lookup and now.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.lock()?.execute("DELETE FROM entries WHERE hash = ?1", params![hash])?;
+                return Ok(Lookup::Miss);
+            }
+            Err(e) => return Err(CacheError::Io { path: path.display().to_string(), source: e }),
+        };
+        match self.read(file, entry) {
             Ok(rs) => {
                 self.lock()?.execute("UPDATE entries SET last_used = ?2 WHERE hash = ?1", params![hash, now])?;
                 Ok(Lookup::Hit(rs))
@@ -237,9 +322,7 @@ impl Cache {
         }
     }
 
-    fn read(&self, hash: &str, entry: [u8; 32]) -> Result<ResultSet, String> {
-        let path = self.file(hash);
-        let f = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    fn read(&self, f: std::fs::File, entry: [u8; 32]) -> Result<ResultSet, String> {
         let reader = stream::EntryReader::new(BufReader::new(f), &self.key, entry).map_err(|e| e.to_string())?;
         let mut lines = BufReader::new(reader).lines();
         let head: Json = serde_json::from_str(&lines.next().ok_or("empty entry")?.map_err(|e| e.to_string())?)
@@ -325,34 +408,6 @@ impl Cache {
             }
         }
     }
-
-    /// Deletes entries older than `max_keep_secs` (the longest max-age policy allows).
-    pub fn sweep(&self, max_keep_secs: u64, now: i64) -> Result<usize, CacheError> {
-        let cutoff = now.saturating_sub(i64::try_from(max_keep_secs).unwrap_or(i64::MAX));
-        self.delete_where("created_at < ?1", &[&cutoff])
-    }
-
-    /// Deletes every entry, or those of one connection.
-    pub fn purge(&self, connection: Option<&str>) -> Result<usize, CacheError> {
-        match connection {
-            Some(c) => self.delete_where("connection = ?1", &[&c]),
-            None => self.delete_where("1 = 1", &[]),
-        }
-    }
-
-    /// Counts and sizes.
-    pub fn stats(&self) -> Result<Stats, CacheError> {
-        let c = self.lock()?;
-        let mut stmt = c.prepare(
-            "SELECT connection, COUNT(*), COALESCE(SUM(bytes), 0) FROM entries GROUP BY connection ORDER BY connection",
-        )?;
-        let by_connection = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64)))?
-            .collect::<Result<Vec<_>, _>>()?;
-        let entries = by_connection.iter().map(|c| c.1).sum();
-        let bytes = by_connection.iter().map(|c| c.2).sum();
-        Ok(Stats { entries, bytes, by_connection })
-    }
 }
 
 #[cfg(test)]
@@ -362,7 +417,7 @@ mod tests {
     #[test]
     fn floats_survive_bit_for_bit() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let cache = Cache::open(dir.path(), [1u8; 32], "k1", 1 << 30).expect("open");
+        let cache = Cache::open(dir.path(), &[1u8; 32], "k1", 1 << 30).expect("open");
         let values = [0.1, 1.0 / 3.0, -0.0, f64::MIN_POSITIVE, f64::MAX, f64::INFINITY, f64::NAN];
         let set = ResultSet {
             columns: vec!["f".into()],
@@ -403,7 +458,7 @@ mod tests {
     #[test]
     fn a_stored_result_comes_back_exactly_and_no_file_holds_plaintext() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let cache = Cache::open(dir.path(), [1u8; 32], "k1", 1 << 30).expect("open");
+        let cache = Cache::open(dir.path(), &[1u8; 32], "k1", 1 << 30).expect("open");
         let entry = entry_hash("sqlite:/data/x.db", "SELECT 1", "[]");
         let original = rs("canary-9d2e", 5000);
         cache.put(entry, "sample", &original, 100).expect("put");
@@ -430,7 +485,7 @@ mod tests {
     #[test]
     fn a_tampered_entry_is_deleted_and_reported_never_returned() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let cache = Cache::open(dir.path(), [1u8; 32], "k1", 1 << 30).expect("open");
+        let cache = Cache::open(dir.path(), &[1u8; 32], "k1", 1 << 30).expect("open");
         let entry = entry_hash("c", "SELECT 1", "[]");
         cache.put(entry, "sample", &rs("x", 10), 100).expect("put");
         let file = dir.path().join(CACHE_DIR).join(format!("{}.bin", hex(&entry)));
@@ -446,14 +501,14 @@ mod tests {
     #[test]
     fn another_key_shreds_old_entries_and_the_size_cap_evicts_the_least_recently_used() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let cache = Cache::open(dir.path(), [1u8; 32], "k1", 1 << 30).expect("open");
+        let cache = Cache::open(dir.path(), &[1u8; 32], "k1", 1 << 30).expect("open");
         let (a, b) = (entry_hash("c", "a", "[]"), entry_hash("c", "b", "[]"));
         let size = cache.put(a, "sample", &rs("x", 100), 100).expect("put a");
         cache.put(b, "other", &rs("x", 100), 101).expect("put b");
         assert_eq!(cache.stats().expect("stats").entries, 2);
         assert_eq!(cache.purge(Some("other")).expect("purge"), 1);
         drop(cache);
-        let rotated = Cache::open(dir.path(), [2u8; 32], "k2", size * 2 + size / 2).expect("reopen");
+        let rotated = Cache::open(dir.path(), &[2u8; 32], "k2", size * 2 + size / 2).expect("reopen");
         assert_eq!(rotated.stats().expect("stats"), Stats::default(), "entries under k1 are deleted");
         assert_eq!(
             files(&dir.path().join(CACHE_DIR)).iter().filter(|f| f.extension().is_some_and(|e| e == "bin")).count(),
@@ -467,7 +522,15 @@ mod tests {
         // b was the least recently used.
         assert!(matches!(rotated.get(b, 600, 204).expect("b"), Lookup::Miss));
         assert!(matches!(rotated.get(a, 600, 204).expect("a"), Lookup::Hit(_)));
-        assert_eq!(rotated.sweep(50, 300).expect("sweep"), 2, "older than 50 s are deleted");
+        let caps = std::collections::BTreeMap::from([("sample".to_owned(), 50)]);
+        assert_eq!(rotated.sweep(&caps, 300).expect("sweep"), 2, "older than 50 s are deleted");
         assert_eq!(rotated.stats().expect("stats").entries, 0);
+        for at in [400, 401] {
+            rotated.put(entry_hash("c", &at.to_string(), "[]"), "sample", &rs("x", 1), at).expect("put");
+        }
+        rotated.put(entry_hash("c", "gone", "[]"), "removed", &rs("x", 1), 440).expect("put");
+        assert_eq!(rotated.sweep(&caps, 451).expect("sweep"), 2, "one too old, one of a removed connection");
+        let off = std::collections::BTreeMap::from([("sample".to_owned(), 0)]);
+        assert_eq!(rotated.sweep(&off, 451).expect("sweep"), 1, "a cap of 0 keeps nothing");
     }
 }

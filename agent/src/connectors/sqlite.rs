@@ -50,6 +50,11 @@ impl SqliteConnector {
         Self { path, idle: Default::default() }
     }
 
+    /// What makes two connections the same database, for the result cache's key.
+    pub fn identity(&self) -> String {
+        format!("sqlite:{}", self.path.display())
+    }
+
     /// Runs one read-only statement with typed parameters, within `limits`.
     pub async fn query(&self, sql: String, params: Vec<Param>, limits: QueryLimits) -> Result<ResultSet, QueryError> {
         let path = self.path.clone();
