@@ -22,3 +22,18 @@ OUTPOST_BIN_DIR="$PWD/target/release" target/release/outpost-bench \
 
 echo "==> criterion: envelope sign / verify"
 cargo bench --locked -p outpost-protocol --bench envelope -- --noplot 2>/dev/null | grep -E '^(sign|Envelope|peer)|time:'
+
+echo "==> result cache: raw AES-256-GCM rate; peer: openssl speed -evp aes-256-gcm, same machine, same run"
+for bytes in 16384 1048576; do
+  printf '    openssl %s (%s-byte blocks): ' "$(openssl version | cut -d' ' -f1-2)" "$bytes"
+  openssl speed -evp aes-256-gcm -bytes "$bytes" -seconds 3 2>/dev/null \
+    | awk '/^aes-256-gcm/ { v = $NF; sub(/k$/, "", v); printf "%.0f MiB/s\n", v * 1000 / 1048576 }'
+done
+echo "    criterion (aws-lc-rs, the cache's cipher; entry format; whole cache):"
+cargo bench --locked -p outpost-agent --bench cache -- --noplot 2>/dev/null | grep -E '^(aes|cache)|time:|thrpt:'
+
+echo "==> result cache: whole write (encrypt + fsync) and read of 1 MB and 100 MB results, peak memory"
+mkdir -p target
+dir=$(mktemp -d target/cache-bench.XXXXXX)
+cargo run --release --locked --quiet -p outpost-agent --example cache_bench -- "$dir" 1 100
+rm -rf "$dir"

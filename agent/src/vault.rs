@@ -14,7 +14,9 @@
 //!
 //! Each secret's associated data binds its name and the data key's id, so a sealed value
 //! moved to another name, or into another vault, does not open. A wrong master key is a
-//! clear error and nothing is written. Secrets in memory are `SecretString`s: zeroized on
+//! clear error and nothing is written. `outpost-agent keys rotate` replaces the data key
+//! and re-seals every secret in one atomic write; the result cache's key is derived from
+//! the data key, so the rotation also retires every cache entry. Secrets in memory are `SecretString`s: zeroized on
 //! drop and printed as `[REDACTED]`.
 
 use std::collections::BTreeMap;

@@ -36,7 +36,7 @@ pub struct Reason {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResultStats {
-    /// Rows read from the database.
+    /// Rows in the result: read from the database, or from the agent's cache on a hit.
     pub rows_read: u64,
     /// Bytes of the rendered body.
     pub bytes: u64,
