@@ -27,7 +27,7 @@ echo "==> result cache: raw AES-256-GCM rate; peer: openssl speed -evp aes-256-g
 for bytes in 16384 1048576; do
   printf '    openssl %s (%s-byte blocks): ' "$(openssl version | cut -d' ' -f1-2)" "$bytes"
   openssl speed -evp aes-256-gcm -bytes "$bytes" -seconds 3 2>/dev/null \
-    | awk '/^aes-256-gcm/ { v = $NF; sub(/k$/, "", v); printf "%.0f MiB/s\n", v * 1000 / 1048576 }'
+    | awk 'tolower($1) == "aes-256-gcm" { v = $NF; sub(/k$/, "", v); printf "%.0f MiB/s\n", v * 1000 / 1048576 }'
 done
 echo "    criterion (aws-lc-rs, the cache's cipher; entry format; whole cache):"
 cargo bench --locked -p outpost-agent --bench cache -- --noplot 2>/dev/null | grep -E '^(aes|cache)|time:|thrpt:'

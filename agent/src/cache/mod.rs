@@ -171,6 +171,10 @@ impl Index {
         let conn = Connection::open(&path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        // A power cut may lose the last index changes; that is safe here: an entry file
+        // the index does not know is deleted at the next open, and a lost `last_used`
+        // only shifts LRU order. Entry files themselves are fsync'd before they count.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS entries (
                 hash TEXT PRIMARY KEY, connection TEXT NOT NULL, key_id TEXT NOT NULL,
