@@ -233,6 +233,7 @@ async fn run(cli: Cli) -> ExitCode {
                     cfg.connections.keys().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
                 );
                 println!("audit log:      {}", cfg.audit_path().display());
+                println!("result cache:   {}", cache_summary(&cfg));
                 if e.not_after < now {
                     ExitCode::FAILURE
                 } else {
@@ -337,6 +338,23 @@ fn cache(cfg: &AgentConfig, cmd: CacheCommand) -> ExitCode {
             Err(e) => failure(e),
         },
     }
+}
+
+/// One line for `status`: what the cache holds and what policy allows.
+fn cache_summary(cfg: &AgentConfig) -> String {
+    if !cfg.cache_enabled() {
+        return "off (max-age 0 for every connection)".into();
+    }
+    let held = if outpost_agent::cache::Index::exists(&cfg.state_dir) {
+        match outpost_agent::cache::Index::open(&cfg.state_dir).and_then(|i| i.stats()) {
+            Ok(s) => format!("{} entries, {} bytes", s.entries, s.bytes),
+            Err(e) => format!("ERROR: {e}"),
+        }
+    } else {
+        "empty".into()
+    };
+    let caps: Vec<String> = cfg.cache_caps().iter().map(|(c, s)| format!("{c} {s} s")).collect();
+    format!("{held} (of {} allowed; max-age {})", cfg.cache.max_bytes.get(), caps.join(", "))
 }
 
 fn rotate_keys(cfg: &AgentConfig) -> ExitCode {

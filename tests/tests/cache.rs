@@ -124,6 +124,9 @@ async fn results_are_cached_encrypted_and_the_canary_is_nowhere_in_plaintext() -
     assert!(!hit);
     assert_eq!(last_job_record(&agent)?["cache"], "off");
     assert_eq!(cache_entries(&agent)?, 1);
+    let (code, out, err) = agent.cli(&["status"], None, &[])?;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("result cache:   1 entries") && out.contains("sample 0 s, warehouse 600 s"), "{out}");
 
     // A tampered entry is a miss plus an audit record, never wrong data.
     let files = entry_files(&agent)?;
