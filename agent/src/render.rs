@@ -187,11 +187,17 @@ fn non_finite_name(f: f64) -> &'static str {
 fn value_text(v: &Value) -> String {
     match v {
         Value::Null => "(null)".to_owned(),
+        Value::Bool(b) => b.to_string(),
         Value::Int(i) => i.to_string(),
         Value::Float(f) if f.is_finite() => f.to_string(),
         Value::Float(f) => non_finite_name(*f).to_owned(),
-        Value::Text(t) => t.clone(),
+        Value::Decimal(d) => d.clone(),
+        Value::Text(t) | Value::Json(t) => t.clone(),
         Value::Bytes(b) => hex(b),
+        Value::Uuid(u) => crate::resultset::uuid_text(u),
+        Value::Date(_) | Value::Time(_) | Value::Timestamp(_) | Value::TimestampTz(_) => {
+            crate::resultset::temporal_text(v).unwrap_or_default()
+        }
     }
 }
 
@@ -255,11 +261,18 @@ impl Serialize for JsonCell<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self.0 {
             Value::Null => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
             Value::Int(i) => s.serialize_i64(*i),
             Value::Float(f) if f.is_finite() => s.serialize_f64(*f),
             Value::Float(f) => s.serialize_str(non_finite_name(*f)),
+            // Exact: a JSON number would be read back as a float by most consumers.
+            Value::Decimal(d) => s.serialize_str(d),
             Value::Text(t) => s.serialize_str(t),
-            Value::Bytes(b) => s.serialize_str(&hex(b)),
+            Value::Json(t) => match serde_json::from_str::<serde_json::Value>(t) {
+                Ok(doc) => doc.serialize(s),
+                Err(_) => s.serialize_str(t),
+            },
+            v => s.serialize_str(&value_text(v)),
         }
     }
 }
@@ -290,10 +303,10 @@ fn table_html(rs: &ResultSet, shown: usize, truncated: bool) -> Result<String, f
         for v in row {
             match v {
                 Value::Null => o.push_str("<td class=\"null\">NULL</td>"),
-                Value::Int(_) | Value::Float(_) => {
+                v if v.is_number() => {
                     write!(o, "<td class=\"num\">{}</td>", Esc(&value_text(v)))?;
                 }
-                Value::Text(_) | Value::Bytes(_) => {
+                v => {
                     write!(o, "<td>{}</td>", Esc(&value_text(v)))?;
                 }
             }
@@ -380,7 +393,7 @@ impl<'a> BarChart<'a> {
             for (&yi, column) in yis.iter().zip(series) {
                 let bar = match &row[yi] {
                     Value::Null => Bar { value: None, text: "null".to_owned() },
-                    v @ (Value::Int(_) | Value::Float(_)) => {
+                    v if v.is_number() => {
                         let n = v
                             .as_f64()
                             .filter(|n| n.is_finite())
@@ -392,9 +405,7 @@ impl<'a> BarChart<'a> {
                         hi = hi.max(n);
                         Bar { value: Some(n), text: value_text(v) }
                     }
-                    Value::Text(_) | Value::Bytes(_) => {
-                        return Err(RenderError::NotNumeric { column: column.clone(), row: row_index })
-                    }
+                    _ => return Err(RenderError::NotNumeric { column: column.clone(), row: row_index }),
                 };
                 group.push(bar);
             }

@@ -220,11 +220,8 @@ fn parse_key(bytes: &[u8], what: &str) -> Result<Zeroizing<[u8; 32]>, VaultError
         return Ok(key);
     }
     let text = std::str::from_utf8(bytes).map(str::trim).unwrap_or_default();
-    if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        for (i, pair) in text.as_bytes().chunks(2).enumerate() {
-            let s = std::str::from_utf8(pair).unwrap_or("00");
-            key[i] = u8::from_str_radix(s, 16).unwrap_or(0);
-        }
+    if let Some(decoded) = outpost_protocol::encoding::unhex(text).filter(|d| d.len() == 32).map(Zeroizing::new) {
+        key.copy_from_slice(&decoded);
         return Ok(key);
     }
     Err(VaultError::NoKey(format!("{what} must hold 32 bytes or 64 hex digits, it holds {} bytes", bytes.len())))

@@ -131,26 +131,51 @@ pub fn entry_hash(connection_identity: &str, sql: &str, params_json: &str) -> [u
 }
 
 fn value_json(v: &Value) -> Json {
+    use serde_json::json;
     match v {
         Value::Null => Json::Null,
+        Value::Bool(b) => Json::Bool(*b),
         Value::Int(i) => Json::from(*i),
         // The bit pattern: exact for every float, NaN and infinities included.
-        Value::Float(f) => serde_json::json!({ "f": f.to_bits() }),
+        Value::Float(f) => json!({ "f": f.to_bits() }),
+        Value::Decimal(d) => json!({ "n": d }),
         Value::Text(s) => Json::from(s.as_str()),
-        Value::Bytes(b) => serde_json::json!({ "b": b64_encode(b) }),
+        Value::Bytes(b) => json!({ "b": b64_encode(b) }),
+        Value::Date(d) => json!({ "date": d.to_string() }),
+        Value::Time(t) => json!({ "time": t.to_string() }),
+        Value::Timestamp(t) => json!({ "ts": t.and_utc().timestamp_micros() }),
+        Value::TimestampTz(t) => json!({ "tstz": t.timestamp_micros() }),
+        Value::Uuid(u) => json!({ "uuid": hex(u) }),
+        Value::Json(t) => json!({ "json": t }),
     }
 }
 
 fn json_value(j: &Json) -> Option<Value> {
     Some(match j {
         Json::Null => Value::Null,
+        Json::Bool(b) => Value::Bool(*b),
         Json::Number(n) => Value::Int(n.as_i64()?),
         Json::String(s) => Value::Text(s.clone()),
-        Json::Object(o) => match (o.get("f"), o.get("b")) {
-            (Some(Json::Number(n)), None) => Value::Float(f64::from_bits(n.as_u64()?)),
-            (None, Some(Json::String(b))) => Value::Bytes(b64_decode(b).ok()?),
-            _ => return None,
-        },
+        Json::Object(o) if o.len() == 1 => {
+            let (tag, v) = o.iter().next()?;
+            match (tag.as_str(), v) {
+                ("f", Json::Number(n)) => Value::Float(f64::from_bits(n.as_u64()?)),
+                ("n", Json::String(d)) => Value::Decimal(d.clone()),
+                ("b", Json::String(b)) => Value::Bytes(b64_decode(b).ok()?),
+                ("date", Json::String(d)) => Value::Date(d.parse().ok()?),
+                ("time", Json::String(t)) => Value::Time(t.parse().ok()?),
+                ("ts", Json::Number(n)) => {
+                    Value::Timestamp(chrono::DateTime::from_timestamp_micros(n.as_i64()?)?.naive_utc())
+                }
+                ("tstz", Json::Number(n)) => Value::TimestampTz(chrono::DateTime::from_timestamp_micros(n.as_i64()?)?),
+                ("uuid", Json::String(h)) => {
+                    let bytes = outpost_protocol::encoding::unhex(h)?;
+                    Value::Uuid(bytes.try_into().ok()?)
+                }
+                ("json", Json::String(t)) => Value::Json(t.clone()),
+                _ => return None,
+            }
+        }
         _ => return None,
     })
 }
@@ -417,6 +442,44 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_value_type_comes_back_exactly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = Cache::open(dir.path(), &[1u8; 32], "k1", 1 << 30).expect("open");
+        let date = chrono::NaiveDate::from_ymd_opt(1999, 12, 31).expect("date");
+        let time = chrono::NaiveTime::from_hms_micro_opt(23, 59, 58, 123_456).expect("time");
+        let row = vec![
+            Value::Null,
+            Value::Bool(true),
+            Value::Int(i64::MIN),
+            Value::Float(-0.0),
+            Value::Decimal("-123456789012345678901234567890.000000001".into()),
+            Value::Decimal("NaN".into()),
+            Value::Text("ünïcode \u{1f600}".into()),
+            Value::Bytes(vec![0, 255]),
+            Value::Date(date),
+            Value::Time(time),
+            Value::Timestamp(date.and_time(time)),
+            Value::TimestampTz(date.and_time(time).and_utc()),
+            Value::Uuid([0xab; 16]),
+            Value::Json(r#"{"a":[1,2.5,null]}"#.into()),
+        ];
+        let set = ResultSet {
+            columns: (0..row.len()).map(|i| format!("c{i}")).collect(),
+            rows: vec![row.clone()],
+            truncated: false,
+        };
+        let entry = entry_hash("c", "types", "[]");
+        cache.put(entry, "sample", &set, 1).expect("put");
+        let Lookup::Hit(back) = cache.get(entry, 60, 2).expect("get") else { panic!("miss") };
+        for (got, want) in back.rows[0].iter().zip(&row) {
+            match (got, want) {
+                (Value::Float(a), Value::Float(b)) => assert_eq!(a.to_bits(), b.to_bits()),
+                _ => assert_eq!(got, want),
+            }
+        }
+    }
 
     #[test]
     fn floats_survive_bit_for_bit() {
