@@ -32,6 +32,14 @@ fi
 command -v openssl >/dev/null 2>&1 || { echo "openssl is required by the TLS tests: run .ci/run (or apt-get install openssl)" >&2; exit 1; }
 [ -x /usr/bin/tinyproxy ] || { echo "tinyproxy is required by the proxy tests: run .ci/run (or apt-get install tinyproxy)" >&2; exit 1; }
 
+# Real database servers: the connector tests run against them and never skip.
+export OUTPOST_TEST_PG_URL="${OUTPOST_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test}"
+if ! pg_isready -q -d "$OUTPOST_TEST_PG_URL"; then
+  echo "PostgreSQL is not reachable at $OUTPOST_TEST_PG_URL (set OUTPOST_TEST_PG_URL, or start the local server:" >&2
+  echo "  pg_ctlcluster --skip-systemctl-redirect \$(ls /etc/postgresql) main start)" >&2
+  exit 1
+fi
+
 step "build binaries for the end-to-end tests"
 cargo build --workspace --bins --locked
 

@@ -223,6 +223,21 @@ pub struct TrustedKey {
 pub enum ConnectionKind {
     /// A SQLite file, opened read-only.
     Sqlite,
+    /// A PostgreSQL server; every query runs in `BEGIN READ ONLY`.
+    Postgres,
+}
+
+/// TLS to a database server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DbTls {
+    /// TLS, with the server's certificate verified against `ca_file` and its name
+    /// against `host` (libpq's `sslmode=verify-full`).
+    #[default]
+    VerifyFull,
+    /// No TLS: credentials and rows cross the network in clear. For a database on the
+    /// same host or a private link only.
+    Disable,
 }
 
 /// A database connection. A flat struct rather than a tagged enum, so that the parser
@@ -233,7 +248,34 @@ pub struct ConnectionConfig {
     /// The database kind.
     pub kind: ConnectionKind,
     /// SQLite: path of the database file; relative paths are inside `state_dir`.
-    pub path: PathBuf,
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// PostgreSQL: host name or address of the server.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// PostgreSQL: port (default 5432).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// PostgreSQL: database name.
+    #[serde(default)]
+    pub database: Option<String>,
+    /// PostgreSQL: user name (give it read-only grants; see docs/DATABASES.md).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Name of the vault entry holding the password (`outpost-agent credentials set
+    /// NAME`); unset for servers that authenticate otherwise.
+    #[serde(default)]
+    pub password_credential: Option<String>,
+    /// TLS to the server: `verify_full` (default) or `disable`.
+    #[serde(default)]
+    pub tls: DbTls,
+    /// PEM file of the CAs that may sign the server's certificate (default: the
+    /// system's bundle, /etc/ssl/certs/ca-certificates.crt).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Connections kept open to this database at most (also the queries run on it at once).
+    #[serde(default)]
+    pub pool_size: Option<Bounded<1, 64>>,
     /// SQLite: build the bundled sample data set at `path` if the file does not exist.
     #[serde(default)]
     pub sample: bool,
@@ -246,6 +288,51 @@ pub struct ConnectionConfig {
     #[serde(default)]
     #[schemars(skip)]
     pub password: Option<PlaintextRefused>,
+}
+
+/// Default pool size of a server connection.
+pub const DEFAULT_POOL_SIZE: u64 = 4;
+
+impl ConnectionConfig {
+    /// Which fields each kind needs and refuses; `(field, message)` on the first problem.
+    fn check(&self, name: &str) -> Result<(), (&'static str, String)> {
+        let server_fields = [
+            ("host", self.host.is_some()),
+            ("port", self.port.is_some()),
+            ("database", self.database.is_some()),
+            ("user", self.user.is_some()),
+            ("password_credential", self.password_credential.is_some()),
+            ("ca_file", self.ca_file.is_some()),
+            ("pool_size", self.pool_size.is_some()),
+        ];
+        match self.kind {
+            ConnectionKind::Sqlite => {
+                if self.path.is_none() {
+                    return Err(("path", format!("a sqlite connection needs the database file's path ({name})")));
+                }
+                if let Some((field, _)) = server_fields.iter().find(|(_, set)| *set) {
+                    return Err((field, "not used by a sqlite connection".into()));
+                }
+            }
+            ConnectionKind::Postgres => {
+                for (field, value) in [("host", &self.host), ("database", &self.database), ("user", &self.user)] {
+                    if value.as_deref().is_none_or(str::is_empty) {
+                        return Err((field, "required for a postgres connection".into()));
+                    }
+                }
+                if self.path.is_some() || self.sample {
+                    return Err(("path", "path and sample are for sqlite connections".into()));
+                }
+                if let Some(c) = &self.password_credential {
+                    outpost_protocol::job::validate_name(c).map_err(|e| ("password_credential", e.to_string()))?;
+                }
+                if self.tls == DbTls::Disable && self.ca_file.is_some() {
+                    return Err(("ca_file", "has no use with tls: disable".into()));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A plaintext secret in agent.yaml: refused while parsing, so the error names its line.
@@ -377,6 +464,10 @@ impl AgentConfig {
                 return Err(invalid("proxy.username".into(), "required with proxy.password_credential".into()));
             }
         }
+        for (name, c) in &self.connections {
+            c.check(name.as_str())
+                .map_err(|(field, m)| invalid(format!("connections.{}.{field}", name.as_str()), m))?;
+        }
         if let Some(addr) = &self.control_plane.address {
             if addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
                 return Err(invalid("control_plane.address".into(), format!("{addr:?} is not host:port")));
@@ -485,6 +576,23 @@ mod tests {
         let err = AgentConfig::parse("agent.yaml", &format!("{GOOD}cache:\n  max_age_secs: 9999999\n"))
             .expect_err("too long");
         assert!(err.to_string().contains("agent.yaml:10:"), "{err}");
+    }
+
+    #[test]
+    fn a_postgres_connection_needs_its_server_fields_and_refuses_sqlite_ones() {
+        let pg = "state_dir: /s\nconnections:\n  wh:\n    kind: postgres\n    host: db\n    database: a\n    user: u\n";
+        let cfg = AgentConfig::parse("agent.yaml", pg).expect("valid");
+        let c = cfg.connections.values().next().expect("one");
+        assert_eq!((c.tls, c.port, c.pool_size), (DbTls::VerifyFull, None, None), "secure defaults");
+        let err = AgentConfig::parse("agent.yaml", &pg.replace("    user: u\n", "")).expect_err("no user");
+        assert!(err.to_string().contains("connections.wh.user"), "{err}");
+        let err = AgentConfig::parse("agent.yaml", &format!("{pg}    path: x.db\n")).expect_err("path");
+        assert!(err.to_string().contains("connections.wh.path"), "{err}");
+        let err = AgentConfig::parse("agent.yaml", &format!("{pg}    password: hunter2\n")).expect_err("secret");
+        assert!(err.to_string().contains("agent.yaml:8:") && !err.to_string().contains("hunter2"), "{err}");
+        let err = AgentConfig::parse("agent.yaml", &GOOD.replace("path: sample.db", "path: sample.db\n    host: db"))
+            .expect_err("host");
+        assert!(err.to_string().contains("connections.sample.host"), "{err}");
     }
 
     #[test]

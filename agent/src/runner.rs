@@ -31,7 +31,9 @@ use crate::audit::{AuditLog, AuditRecord, CacheRecord, KeySetRecord};
 use crate::backoff::Backoff;
 use crate::cache::{Cache, Lookup};
 use crate::config::{AgentConfig, ConnectionKind};
+use crate::connectors::postgres::{PgSettings, PostgresConnector};
 use crate::connectors::sqlite::SqliteConnector;
+use crate::connectors::Connector;
 use crate::connectors::QueryLimits;
 use crate::identity::{self, Identity};
 use crate::keys::KeyTrust;
@@ -129,7 +131,7 @@ struct Ctx {
     transport: Transport,
     audit: AuditLog,
     seen: crate::replay::SeenJobs,
-    connections: HashMap<String, SqliteConnector>,
+    connections: HashMap<String, Connector>,
     /// The encrypted result cache; `None` when policy turns it off for every connection.
     cache: Option<Cache>,
 }
@@ -139,36 +141,105 @@ pub fn rfc3339(unix: i64) -> String {
     chrono::DateTime::from_timestamp(unix, 0).map(|t| t.to_rfc3339()).unwrap_or_else(|| unix.to_string())
 }
 
-/// Builds the connectors, creating the sample database where configured.
-pub fn prepare_connections(cfg: &AgentConfig) -> Result<HashMap<String, SqliteConnector>, RunError> {
+/// The default CA bundle for database TLS (Debian's, also at this path on most distributions).
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// A TLS client config for a database server: aws-lc-rs, TLS 1.2+, the CAs in `ca_file`.
+pub fn db_tls_config(ca_file: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls_pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = rustls_pki_types::CertificateDer::pem_file_iter(ca_file)
+        .map_err(|e| format!("{}: {e}", ca_file.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: {e}", ca_file.display()))?;
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(format!("{}: no CA certificate in it", ca_file.display()));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Builds the connectors, creating the sample database where configured; passwords come
+/// from `vault` (opened by the caller when a connection names one).
+pub fn prepare_connections(
+    cfg: &AgentConfig,
+    vault: Option<&crate::vault::Vault>,
+) -> Result<HashMap<String, Connector>, RunError> {
     let mut out = HashMap::new();
     for (name, conn) in &cfg.connections {
-        match conn.kind {
+        let name = name.as_str();
+        let fail = |reason: String| RunError::Connection { name: name.to_owned(), reason };
+        let connector = match conn.kind {
             ConnectionKind::Sqlite => {
-                let path = cfg.in_state_dir(&conn.path);
+                let path = cfg.in_state_dir(conn.path.as_deref().unwrap_or(std::path::Path::new("")));
                 if conn.sample {
-                    let created = crate::connectors::sqlite::ensure_sample_db(&path)
-                        .map_err(|e| RunError::Connection { name: name.as_str().to_owned(), reason: e.to_string() })?;
+                    let created =
+                        crate::connectors::sqlite::ensure_sample_db(&path).map_err(|e| fail(e.to_string()))?;
                     if created {
-                        tracing::info!(connection = %name.as_str(), path = %path.display(), "Sample database created.");
+                        tracing::info!(connection = %name, path = %path.display(), "Sample database created.");
                     }
                 }
-                out.insert(name.as_str().to_owned(), SqliteConnector::new(path));
+                Connector::Sqlite(SqliteConnector::new(path))
             }
-        }
+            ConnectionKind::Postgres => {
+                let password = match &conn.password_credential {
+                    None => None,
+                    Some(cred) => {
+                        let vault = vault.ok_or_else(|| fail("the vault is not open".into()))?;
+                        let secret = vault.get(cred).map_err(|e| fail(e.to_string()))?;
+                        Some(secret.ok_or_else(|| {
+                            fail(format!(
+                                "password_credential {cred:?} is not in the vault; store it with: \
+                                 outpost-agent credentials set {cred}"
+                            ))
+                        })?)
+                    }
+                };
+                let tls = match conn.tls {
+                    crate::config::DbTls::Disable => None,
+                    crate::config::DbTls::VerifyFull => Some(
+                        db_tls_config(conn.ca_file.as_deref().unwrap_or(std::path::Path::new(SYSTEM_CA_BUNDLE)))
+                            .map_err(|e| fail(format!("tls: {e}")))?,
+                    ),
+                };
+                let pool = conn.pool_size.map_or(crate::config::DEFAULT_POOL_SIZE, |p| p.get());
+                Connector::Postgres(PostgresConnector::new(PgSettings {
+                    host: conn.host.clone().unwrap_or_default(),
+                    port: conn.port.unwrap_or(5432),
+                    database: conn.database.clone().unwrap_or_default(),
+                    user: conn.user.clone().unwrap_or_default(),
+                    password,
+                    tls,
+                    pool_size: usize::try_from(pool).unwrap_or(4),
+                }))
+            }
+        };
+        out.insert(name.to_owned(), connector);
     }
     Ok(out)
 }
 
-/// Opens the result cache under a key derived from the vault's data key (creating the
-/// vault, and a key file, on first use); `None` when policy turns caching off.
-pub fn open_cache(cfg: &AgentConfig, prompt: crate::vault::PassphrasePrompt<'_>) -> Result<Option<Cache>, RunError> {
-    if !cfg.cache_enabled() {
+/// Whether `run` needs the vault: for the cache key or a connection's password.
+fn needs_vault(cfg: &AgentConfig) -> bool {
+    cfg.cache_enabled() || cfg.connections.values().any(|c| c.password_credential.is_some())
+}
+
+/// Opens (creating on first use) the vault, under its lock.
+fn open_vault(cfg: &AgentConfig, prompt: crate::vault::PassphrasePrompt<'_>) -> Result<crate::vault::Vault, RunError> {
+    let _lock = crate::vault::StateLock::acquire(&cfg.state_dir, crate::vault::VAULT_LOCK)?;
+    Ok(crate::vault::Vault::open_or_create(&cfg.state_dir, &cfg.vault_keys(), prompt)?)
+}
+
+/// Opens the result cache under a key derived from the vault's data key; `None` when
+/// policy turns caching off.
+pub fn open_cache(cfg: &AgentConfig, vault: Option<&crate::vault::Vault>) -> Result<Option<Cache>, RunError> {
+    let Some(vault) = vault.filter(|_| cfg.cache_enabled()) else {
         return Ok(None);
-    }
-    let vault = {
-        let _lock = crate::vault::StateLock::acquire(&cfg.state_dir, crate::vault::VAULT_LOCK)?;
-        crate::vault::Vault::open_or_create(&cfg.state_dir, &cfg.vault_keys(), prompt)?
     };
     let cache = Cache::open(&cfg.state_dir, &*vault.cache_key()?, vault.data_key_id(), cfg.cache.max_bytes.get())?;
     cache.sweep(&cfg.cache_caps(), outpost_protocol::unix_now())?;
@@ -198,10 +269,12 @@ pub async fn run(
     let addr = cfg.control_plane.address.clone().unwrap_or_else(|| identity.enrolment.address.clone());
     let route = crate::proxy::route_for(&cfg, &crate::proxy::no_prompt)?;
     let transport = Transport::new(addr, route, &identity.enrolment.server_name, transport::mtls_config(&identity)?)?;
-    let connections = prepare_connections(&cfg)?;
+    let vault = if needs_vault(&cfg) { Some(open_vault(&cfg, prompt)?) } else { None };
+    let connections = prepare_connections(&cfg, vault.as_ref())?;
     let audit = AuditLog::open(&cfg.audit_path())?;
     let seen = crate::replay::SeenJobs::open(&cfg.state_dir)?;
-    let cache = open_cache(&cfg, prompt)?;
+    let cache = open_cache(&cfg, vault.as_ref())?;
+    drop(vault);
     tracing::info!(
         agent_id = %agent,
         peer = %transport.addr(),
@@ -692,7 +765,7 @@ async fn cached_query(
     ctx: &Ctx,
     job: &DeliveredJob,
     spec: &outpost_protocol::JobSpec,
-    conn: &SqliteConnector,
+    conn: &Connector,
     limits: QueryLimits,
     rec: &mut AuditRecord,
 ) -> Result<(crate::resultset::ResultSet, bool), crate::connectors::QueryError> {

@@ -7,6 +7,7 @@
 //! than one statement, attaching other databases, parameter counts that do not match,
 //! and queries that outlive their timeout.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::time::Duration;
@@ -82,6 +83,38 @@ impl QueryError {
             QueryError::Param { .. } => "bad_parameter",
             QueryError::UnsupportedType { .. } => "unsupported_type",
             QueryError::Task(_) => "internal",
+        }
+    }
+}
+
+/// A configured database of any kind.
+#[derive(Debug, Clone)]
+pub enum Connector {
+    /// A SQLite file.
+    Sqlite(sqlite::SqliteConnector),
+    /// A PostgreSQL server.
+    Postgres(postgres::PostgresConnector),
+}
+
+impl Connector {
+    /// Runs one read-only statement with typed parameters, within `limits`.
+    pub async fn query(
+        &self,
+        sql: String,
+        params: Vec<outpost_protocol::Param>,
+        limits: QueryLimits,
+    ) -> Result<crate::resultset::ResultSet, QueryError> {
+        match self {
+            Connector::Sqlite(c) => c.query(sql, params, limits).await,
+            Connector::Postgres(c) => c.query(sql, params, limits).await,
+        }
+    }
+
+    /// What makes two connections the same database, for the result cache's key.
+    pub fn identity(&self) -> String {
+        match self {
+            Connector::Sqlite(c) => c.identity(),
+            Connector::Postgres(c) => c.identity(),
         }
     }
 }

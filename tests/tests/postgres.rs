@@ -1,0 +1,302 @@
+//! The PostgreSQL connector against a real server (`OUTPOST_TEST_PG_URL`, default the
+//! local one): every type round-trips, every write is refused by the server, a timeout
+//! leaves nothing running there, the row cap truncates, a killed session is replaced,
+//! and a job runs end to end through the control plane on a PostgreSQL connection.
+//!
+//! Each test works in its own schema and drops it. If the server cannot be reached, the
+//! test fails with how to start it; it never skips.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use outpost_agent::connectors::postgres::{PgSettings, PostgresConnector};
+use outpost_agent::connectors::{QueryError, QueryLimits};
+use outpost_agent::resultset::Value;
+use outpost_protocol::Param;
+
+struct Server {
+    url: String,
+    config: tokio_postgres::Config,
+}
+
+fn server() -> Result<Server> {
+    let url = std::env::var("OUTPOST_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let config: tokio_postgres::Config = url.parse().with_context(|| format!("OUTPOST_TEST_PG_URL {url:?}"))?;
+    Ok(Server { url, config })
+}
+
+/// An admin session and a fresh schema `name`, dropped by [`Schema::drop_now`].
+struct Schema {
+    admin: tokio_postgres::Client,
+    name: String,
+}
+
+async fn schema(s: &Server, tag: &str) -> Result<Schema> {
+    let (admin, conn) = s.config.connect(tokio_postgres::NoTls).await.with_context(|| {
+        format!(
+            "PostgreSQL is not reachable at {}: start it with \
+             `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` or set OUTPOST_TEST_PG_URL",
+            s.url
+        )
+    })?;
+    tokio::spawn(conn);
+    let name = format!("outpost_{tag}_{}", &outpost_protocol::ids::new_nonce()[..12]);
+    admin.batch_execute(&format!("CREATE SCHEMA {name}")).await?;
+    Ok(Schema { admin, name })
+}
+
+impl Schema {
+    async fn drop_now(self) -> Result<()> {
+        self.admin.batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name)).await?;
+        Ok(())
+    }
+}
+
+fn connector(s: &Server, pool_size: usize) -> PostgresConnector {
+    let host = match s.config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "127.0.0.1".into(),
+    };
+    PostgresConnector::new(PgSettings {
+        host,
+        port: s.config.get_ports().first().copied().unwrap_or(5432),
+        database: s.config.get_dbname().unwrap_or("test").to_owned(),
+        user: s.config.get_user().unwrap_or("postgres").to_owned(),
+        password: s.config.get_password().map(|p| String::from_utf8_lossy(p).into_owned().into()),
+        tls: None,
+        pool_size,
+    })
+}
+
+fn limits(max_rows: usize, secs: u64) -> QueryLimits {
+    QueryLimits { max_rows, timeout: Duration::from_secs(secs) }
+}
+
+#[tokio::test]
+async fn every_type_round_trips_exactly_and_parameters_are_typed() -> Result<()> {
+    let s = server()?;
+    let db = schema(&s, "types").await?;
+    let t = &db.name;
+    db.admin
+        .batch_execute(&format!(
+            "CREATE TYPE {t}.mood AS ENUM ('calm', 'busy');
+             CREATE TABLE {t}.every (
+               i2 int2, i4 int4, i8 int8, n numeric, r4 float4, r8 float8, tx text, vc varchar(20),
+               b bool, d date, tm time, ts timestamp, tz timestamptz, u uuid, j json, jb jsonb, by bytea,
+               m {t}.mood, nothing int4);
+             INSERT INTO {t}.every VALUES (
+               -32768, 2147483647, -9223372036854775808,
+               123456789012345678901234567890.123456789012345678901234567890, 1.5, 0.1,
+               'ünïcode ''quoted''', 'short', true, '1999-12-31', '23:59:58.123456',
+               '2024-02-29 12:34:56.789', '2024-02-29 12:34:56.789+02', '00112233-4455-6677-8899-aabbccddeeff',
+               '{{\"a\": [1, 2.5]}}', '{{\"b\": null}}', '\\x00ff', 'busy', NULL);"
+        ))
+        .await?;
+    let pg = connector(&s, 2);
+    let rs = pg.query(format!("SELECT * FROM {t}.every"), vec![], limits(10, 10)).await?;
+    let date = chrono::NaiveDate::from_ymd_opt(1999, 12, 31).context("date")?;
+    let leap = chrono::NaiveDate::from_ymd_opt(2024, 2, 29).context("date")?;
+    let ts = leap.and_hms_milli_opt(12, 34, 56, 789).context("ts")?;
+    let want = vec![
+        Value::Int(-32768),
+        Value::Int(2_147_483_647),
+        Value::Int(i64::MIN),
+        Value::Decimal("123456789012345678901234567890.123456789012345678901234567890".into()),
+        Value::Float(1.5),
+        Value::Float(0.1),
+        Value::Text("ünïcode 'quoted'".into()),
+        Value::Text("short".into()),
+        Value::Bool(true),
+        Value::Date(date),
+        Value::Time(chrono::NaiveTime::from_hms_micro_opt(23, 59, 58, 123_456).context("time")?),
+        Value::Timestamp(ts),
+        Value::TimestampTz((ts - chrono::TimeDelta::hours(2)).and_utc()),
+        Value::Uuid(*b"\x00\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\xcc\xdd\xee\xff"),
+        Value::Json(r#"{"a": [1, 2.5]}"#.into()),
+        Value::Json(r#"{"b": null}"#.into()),
+        Value::Bytes(vec![0x00, 0xff]),
+        Value::Text("busy".into()),
+        Value::Null,
+    ];
+    assert_eq!(rs.columns.len(), want.len());
+    for ((column, got), want) in rs.columns.iter().zip(&rs.rows[0]).zip(&want) {
+        assert_eq!(got, want, "column {column}");
+    }
+
+    // Parameters are bound in the type the server infers, never spliced into the SQL.
+    let rs = pg
+        .query(
+            "SELECT $1::int4 + 1 AS a, $2::numeric * 2 AS b, $3::date AS c, $4::uuid AS d, $5::text AS e, $6::float8 AS f"
+                .into(),
+            vec![
+                Param::Int(41),
+                Param::Text("0.000000000000000000001".into()),
+                Param::Text("2024-01-31".into()),
+                Param::Text("00112233-4455-6677-8899-aabbccddeeff".into()),
+                Param::Text("'; DROP TABLE x; --".into()),
+                Param::Int(3),
+            ],
+            limits(10, 10),
+        )
+        .await?;
+    assert_eq!(rs.rows[0][0], Value::Int(42));
+    assert_eq!(rs.rows[0][1], Value::Decimal("0.000000000000000000002".into()));
+    assert_eq!(rs.rows[0][2], Value::Date(chrono::NaiveDate::from_ymd_opt(2024, 1, 31).context("d")?));
+    assert_eq!(rs.rows[0][4], Value::Text("'; DROP TABLE x; --".into()));
+    assert_eq!(rs.rows[0][5], Value::Float(3.0));
+    let err = pg.query("SELECT $1::int4".into(), vec![Param::Text("x".into())], limits(1, 10)).await;
+    assert!(matches!(&err, Err(QueryError::Param { index: 1, reason }) if reason.contains("int4")), "{err:?}");
+    let err = pg.query("SELECT $1::int2".into(), vec![Param::Int(70_000)], limits(1, 10)).await;
+    assert!(matches!(&err, Err(QueryError::Param { index: 1, .. })), "{err:?}");
+    let err = pg.query("SELECT $1::int4, $2::int4".into(), vec![Param::Int(1)], limits(1, 10)).await;
+    assert!(matches!(&err, Err(QueryError::Param { .. })), "{err:?}");
+
+    // A type the agent cannot carry is named with its column, before any row is read.
+    let err = pg.query("SELECT 1 AS ok, interval '1 day' AS span".into(), vec![], limits(1, 10)).await;
+    match err {
+        Err(QueryError::UnsupportedType { column, type_name }) => {
+            assert_eq!((column.as_str(), type_name.as_str()), ("span", "interval"))
+        }
+        other => panic!("expected unsupported_type, got {other:?}"),
+    }
+    db.drop_now().await
+}
+
+#[tokio::test]
+async fn the_server_refuses_every_write_and_nothing_changes() -> Result<()> {
+    let s = server()?;
+    let db = schema(&s, "ro").await?;
+    let t = &db.name;
+    db.admin
+        .batch_execute(&format!(
+            "CREATE TABLE {t}.acct (id int PRIMARY KEY, v int);
+             INSERT INTO {t}.acct VALUES (1, 10), (2, 20);
+             CREATE SEQUENCE {t}.seq;
+             CREATE FUNCTION {t}.sneaky() RETURNS int LANGUAGE sql AS 'INSERT INTO {t}.acct VALUES (3, 30) RETURNING 1';"
+        ))
+        .await?;
+    // The test user is a superuser: only the read-only transaction stands in the way.
+    let pg = connector(&s, 2);
+    for sql in [
+        format!("INSERT INTO {t}.acct VALUES (9, 90)"),
+        format!("UPDATE {t}.acct SET v = 0"),
+        format!("DELETE FROM {t}.acct"),
+        format!("CREATE TABLE {t}.more (x int)"),
+        format!("DROP TABLE {t}.acct"),
+        format!("SELECT * FROM {t}.acct FOR UPDATE"),
+        format!("SELECT {t}.sneaky()"),
+        format!("SELECT nextval('{t}.seq')"),
+        format!("WITH d AS (DELETE FROM {t}.acct RETURNING *) SELECT * FROM d"),
+        format!("COPY (SELECT 1) TO PROGRAM 'touch /tmp/{t}'"),
+        format!("COPY {t}.acct TO '/tmp/{t}'"),
+        format!("DO $$ BEGIN EXECUTE 'COPY (SELECT 1) TO PROGRAM ''touch /tmp/{t}'''; END $$"),
+    ] {
+        let err = pg.query(sql.clone(), vec![], limits(10, 10)).await;
+        assert!(matches!(&err, Err(QueryError::NotReadOnly { .. })), "{sql}: {err:?}");
+    }
+    assert!(!std::path::Path::new(&format!("/tmp/{t}")).exists(), "COPY TO PROGRAM ran");
+    let multi = pg.query(format!("SELECT 1; DELETE FROM {t}.acct"), vec![], limits(10, 10)).await;
+    assert!(matches!(multi, Err(QueryError::Database { .. })), "{multi:?}");
+    let rows = db.admin.query(&format!("SELECT id, v FROM {t}.acct ORDER BY id"), &[]).await?;
+    let got: Vec<(i32, i32)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(got, vec![(1, 10), (2, 20)], "the table is unchanged");
+    // The pooled session still works, and is read-only again for the next job.
+    let rs = pg.query(format!("SELECT count(*) FROM {t}.acct"), vec![], limits(10, 10)).await?;
+    assert_eq!(rs.rows[0][0], Value::Int(2));
+    db.drop_now().await
+}
+
+#[tokio::test]
+async fn a_timeout_cancels_the_query_on_the_server_and_the_row_cap_truncates() -> Result<()> {
+    let s = server()?;
+    let db = schema(&s, "timeout").await?;
+    let pg = connector(&s, 1);
+    let marker = format!("outpost timeout probe {}", db.name);
+    let started = std::time::Instant::now();
+    let err = pg.query(format!("SELECT pg_sleep(60), '{marker}' AS marker"), vec![], limits(10, 1)).await;
+    assert!(matches!(err, Err(QueryError::Timeout { after_ms: 1000 })), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    let running = db
+        .admin
+        .query(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid()",
+            &[&marker],
+        )
+        .await?;
+    assert_eq!(running[0].get::<_, i64>(0), 0, "the statement is gone from pg_stat_activity");
+
+    // The cap: the server sends at most cap + 1 rows; the result says it was cut.
+    let rs = pg.query("SELECT g FROM generate_series(1, 1000000) g".into(), vec![], limits(2500, 30)).await?;
+    assert_eq!((rs.rows.len(), rs.truncated), (2500, true));
+    assert_eq!(rs.rows[2499][0], Value::Int(2500));
+    let rs = pg.query("SELECT g FROM generate_series(1, 2500) g".into(), vec![], limits(2500, 30)).await?;
+    assert_eq!((rs.rows.len(), rs.truncated), (2500, false), "exactly the cap is not truncated");
+    db.drop_now().await
+}
+
+#[tokio::test]
+async fn a_session_the_server_killed_is_replaced() -> Result<()> {
+    let s = server()?;
+    let db = schema(&s, "pool").await?;
+    let pg = connector(&s, 1);
+    let first = pg.query("SELECT pg_backend_pid()".into(), vec![], limits(1, 10)).await?;
+    let Value::Int(pid) = first.rows[0][0] else { panic!("pid") };
+    db.admin.query("SELECT pg_terminate_backend($1)", &[&i32::try_from(pid)?]).await?;
+    let again = pg.query("SELECT pg_backend_pid()".into(), vec![], limits(1, 10)).await?;
+    assert_ne!(again.rows[0][0], Value::Int(pid), "a new session answered");
+    db.drop_now().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_runs_end_to_end_on_a_postgres_connection() -> Result<()> {
+    let s = server()?;
+    let db = schema(&s, "e2e").await?;
+    let t = &db.name;
+    db.admin
+        .batch_execute(&format!(
+            "CREATE TABLE {t}.sales (region text, amount numeric(12,2));
+             INSERT INTO {t}.sales VALUES ('north', 10.25), ('north', 4.75), ('south', 7.10);"
+        ))
+        .await?;
+    let root = tempfile::tempdir()?;
+    let mut cp = outpost_e2e::ControlPlane::init(root.path())?;
+    cp.start()?;
+    let mut agent = outpost_e2e::Agent::new(root.path(), "edge-1", "")?;
+    let host = match s.config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "127.0.0.1".into(),
+    };
+    std::fs::write(
+        &agent.config,
+        format!(
+            "state_dir: {}\nconnections:\n  warehouse:\n    kind: postgres\n    host: {host}\n    port: {}\n    \
+             database: {}\n    user: {}\n    password_credential: warehouse\n    tls: disable\n",
+            agent.state_dir.display(),
+            s.config.get_ports().first().copied().unwrap_or(5432),
+            s.config.get_dbname().unwrap_or("test"),
+            s.config.get_user().unwrap_or("postgres"),
+        ),
+    )?;
+    let (code, _, err) = agent.cli(&["config", "check"], None, &[])?;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = agent.cli(&["credentials", "set", "warehouse"], Some("not-needed-with-trust-auth\n"), &[])?;
+    assert_eq!(code, 0, "{err}");
+    agent.enroll_with(&cp).await?;
+    agent.start_connected()?;
+    let id = cp
+        .dispatch(serde_json::json!({
+            "agent": "edge-1", "connection": "warehouse",
+            "sql": format!("SELECT region, sum(amount) AS total FROM {t}.sales WHERE amount > $1 GROUP BY region ORDER BY region"),
+            "params": [{ "type": "float", "value": 5.0 }],
+            "render": { "kind": "table", "format": "json" }
+        }))
+        .await?;
+    let (status, body) = cp.wait_result(&id).await?;
+    assert_eq!(status, 200, "{body}");
+    let table: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!(table["rows"], serde_json::json!([["north", "10.25"], ["south", "7.10"]]), "{body}");
+    agent.stop()?;
+    // The test logs in as a superuser; the agent says so.
+    assert!(agent.log_text().contains("privileged role"), "{}", agent.log_text());
+    db.drop_now().await
+}
