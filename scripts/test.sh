@@ -40,6 +40,15 @@ if ! pg_isready -q -d "$OUTPOST_TEST_PG_URL"; then
   exit 1
 fi
 
+export OUTPOST_TEST_MYSQL_URL="${OUTPOST_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}"
+mysql_hostport=$(printf '%s' "$OUTPOST_TEST_MYSQL_URL" | sed -E 's#^[a-z]+://([^@/]*@)?([^/:]+)(:([0-9]+))?.*#\2 \4#')
+read -r mysql_host mysql_port <<<"$mysql_hostport"
+if ! timeout 5 bash -c "exec 3<>/dev/tcp/$mysql_host/${mysql_port:-3306}" 2>/dev/null; then
+  echo "MariaDB/MySQL is not reachable at $OUTPOST_TEST_MYSQL_URL (set OUTPOST_TEST_MYSQL_URL, or start the local server:" >&2
+  echo "  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd)" >&2
+  exit 1
+fi
+
 step "build binaries for the end-to-end tests"
 cargo build --workspace --bins --locked
 

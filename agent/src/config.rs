@@ -225,6 +225,8 @@ pub enum ConnectionKind {
     Sqlite,
     /// A PostgreSQL server; every query runs in `BEGIN READ ONLY`.
     Postgres,
+    /// A MySQL or MariaDB server; every query runs in `START TRANSACTION READ ONLY`.
+    Mysql,
 }
 
 /// TLS to a database server.
@@ -250,16 +252,16 @@ pub struct ConnectionConfig {
     /// SQLite: path of the database file; relative paths are inside `state_dir`.
     #[serde(default)]
     pub path: Option<PathBuf>,
-    /// PostgreSQL: host name or address of the server.
+    /// PostgreSQL, MySQL: host name or address of the server.
     #[serde(default)]
     pub host: Option<String>,
-    /// PostgreSQL: port (default 5432).
+    /// PostgreSQL, MySQL: port (default 5432, 3306).
     #[serde(default)]
     pub port: Option<u16>,
-    /// PostgreSQL: database name.
+    /// PostgreSQL, MySQL: database name.
     #[serde(default)]
     pub database: Option<String>,
-    /// PostgreSQL: user name (give it read-only grants; see docs/DATABASES.md).
+    /// PostgreSQL, MySQL: user name (give it read-only grants; see docs/DATABASES.md).
     #[serde(default)]
     pub user: Option<String>,
     /// Name of the vault entry holding the password (`outpost-agent credentials set
@@ -314,10 +316,10 @@ impl ConnectionConfig {
                     return Err((field, "not used by a sqlite connection".into()));
                 }
             }
-            ConnectionKind::Postgres => {
+            ConnectionKind::Postgres | ConnectionKind::Mysql => {
                 for (field, value) in [("host", &self.host), ("database", &self.database), ("user", &self.user)] {
                     if value.as_deref().is_none_or(str::is_empty) {
-                        return Err((field, "required for a postgres connection".into()));
+                        return Err((field, "required for a database server connection".into()));
                     }
                 }
                 if self.path.is_some() || self.sample {

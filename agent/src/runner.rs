@@ -31,10 +31,12 @@ use crate::audit::{AuditLog, AuditRecord, CacheRecord, KeySetRecord};
 use crate::backoff::Backoff;
 use crate::cache::{Cache, Lookup};
 use crate::config::{AgentConfig, ConnectionKind};
-use crate::connectors::postgres::{PgSettings, PostgresConnector};
+use crate::connectors::mysql::MysqlConnector;
+use crate::connectors::postgres::PostgresConnector;
 use crate::connectors::sqlite::SqliteConnector;
 use crate::connectors::Connector;
 use crate::connectors::QueryLimits;
+use crate::connectors::ServerSettings;
 use crate::identity::{self, Identity};
 use crate::keys::KeyTrust;
 use crate::transport::{self, Transport};
@@ -144,26 +146,6 @@ pub fn rfc3339(unix: i64) -> String {
 /// The default CA bundle for database TLS (Debian's, also at this path on most distributions).
 pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
-/// A TLS client config for a database server: aws-lc-rs, TLS 1.2+, the CAs in `ca_file`.
-pub fn db_tls_config(ca_file: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, String> {
-    use rustls_pki_types::pem::PemObject as _;
-    let mut roots = rustls::RootCertStore::empty();
-    let certs = rustls_pki_types::CertificateDer::pem_file_iter(ca_file)
-        .map_err(|e| format!("{}: {e}", ca_file.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", ca_file.display()))?;
-    let (added, _) = roots.add_parsable_certificates(certs);
-    if added == 0 {
-        return Err(format!("{}: no CA certificate in it", ca_file.display()));
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
-}
-
 /// Builds the connectors, creating the sample database where configured; passwords come
 /// from `vault` (opened by the caller when a connection names one).
 pub fn prepare_connections(
@@ -186,7 +168,7 @@ pub fn prepare_connections(
                 }
                 Connector::Sqlite(SqliteConnector::new(path))
             }
-            ConnectionKind::Postgres => {
+            ConnectionKind::Postgres | ConnectionKind::Mysql => {
                 let password = match &conn.password_credential {
                     None => None,
                     Some(cred) => {
@@ -200,23 +182,29 @@ pub fn prepare_connections(
                         })?)
                     }
                 };
-                let tls = match conn.tls {
+                let ca_file = match conn.tls {
                     crate::config::DbTls::Disable => None,
-                    crate::config::DbTls::VerifyFull => Some(
-                        db_tls_config(conn.ca_file.as_deref().unwrap_or(std::path::Path::new(SYSTEM_CA_BUNDLE)))
-                            .map_err(|e| fail(format!("tls: {e}")))?,
-                    ),
+                    crate::config::DbTls::VerifyFull => {
+                        Some(conn.ca_file.clone().unwrap_or_else(|| SYSTEM_CA_BUNDLE.into()))
+                    }
                 };
-                let pool = conn.pool_size.map_or(crate::config::DEFAULT_POOL_SIZE, |p| p.get());
-                Connector::Postgres(PostgresConnector::new(PgSettings {
+                let pool =
+                    usize::try_from(conn.pool_size.map_or(crate::config::DEFAULT_POOL_SIZE, |p| p.get())).unwrap_or(4);
+                let settings = ServerSettings {
                     host: conn.host.clone().unwrap_or_default(),
-                    port: conn.port.unwrap_or(5432),
+                    port: conn.port.unwrap_or(if conn.kind == ConnectionKind::Mysql { 3306 } else { 5432 }),
                     database: conn.database.clone().unwrap_or_default(),
                     user: conn.user.clone().unwrap_or_default(),
                     password,
-                    tls,
-                    pool_size: usize::try_from(pool).unwrap_or(4),
-                }))
+                    tls_ca: ca_file,
+                    pool_size: pool,
+                };
+                let made = if conn.kind == ConnectionKind::Mysql {
+                    MysqlConnector::new(settings).map(Connector::Mysql)
+                } else {
+                    PostgresConnector::new(settings).map(Connector::Postgres)
+                };
+                made.map_err(|e| fail(e.to_string()))?
             }
         };
         out.insert(name.to_owned(), connector);

@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use outpost_agent::connectors::postgres::{PgSettings, PostgresConnector};
-use outpost_agent::connectors::{QueryError, QueryLimits};
+use outpost_agent::connectors::postgres::PostgresConnector;
+use outpost_agent::connectors::{QueryError, QueryLimits, ServerSettings};
 use outpost_agent::resultset::Value;
 use outpost_protocol::Param;
 
@@ -57,15 +57,16 @@ fn connector(s: &Server, pool_size: usize) -> PostgresConnector {
         Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
         _ => "127.0.0.1".into(),
     };
-    PostgresConnector::new(PgSettings {
+    PostgresConnector::new(ServerSettings {
         host,
         port: s.config.get_ports().first().copied().unwrap_or(5432),
         database: s.config.get_dbname().unwrap_or("test").to_owned(),
         user: s.config.get_user().unwrap_or("postgres").to_owned(),
         password: s.config.get_password().map(|p| String::from_utf8_lossy(p).into_owned().into()),
-        tls: None,
+        tls_ca: None,
         pool_size,
     })
+    .expect("connector")
 }
 
 fn limits(max_rows: usize, secs: u64) -> QueryLimits {

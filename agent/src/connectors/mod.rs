@@ -7,10 +7,80 @@
 //! than one statement, attaching other databases, parameter counts that do not match,
 //! and queries that outlive their timeout.
 
+pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use secrecy::SecretString;
+
+/// Where and how to reach a database server (PostgreSQL, MySQL/MariaDB).
+#[derive(Clone)]
+pub struct ServerSettings {
+    /// Server host.
+    pub host: String,
+    /// Server port.
+    pub port: u16,
+    /// Database name.
+    pub database: String,
+    /// User name.
+    pub user: String,
+    /// Password from the vault, if any.
+    pub password: Option<SecretString>,
+    /// TLS, trusting only the CAs in this PEM file (server name checked against `host`);
+    /// `None` for no TLS.
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Sessions kept at most, also the queries run at once.
+    pub pool_size: usize,
+}
+
+impl std::fmt::Debug for ServerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "[REDACTED]"))
+            .field("tls_ca", &self.tls_ca)
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+impl ServerSettings {
+    /// `scheme://user@host:port/database`: names the database, never the password.
+    pub fn identity(&self, scheme: &str) -> String {
+        format!("{scheme}://{}@{}:{}/{}", self.user, self.host, self.port, self.database)
+    }
+
+    /// `host:port/database`, for errors.
+    pub fn address(&self) -> String {
+        format!("{}:{}/{}", self.host, self.port, self.database)
+    }
+}
+
+/// A TLS client config for a database server: aws-lc-rs, TLS 1.2+, the CAs in `ca_file`.
+pub fn tls_config(ca_file: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls_pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = rustls_pki_types::CertificateDer::pem_file_iter(ca_file)
+        .map_err(|e| format!("{}: {e}", ca_file.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: {e}", ca_file.display()))?;
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(format!("{}: no CA certificate in it", ca_file.display()));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
 
 /// Bounds on one query.
 #[derive(Debug, Clone, Copy)]
@@ -94,6 +164,8 @@ pub enum Connector {
     Sqlite(sqlite::SqliteConnector),
     /// A PostgreSQL server.
     Postgres(postgres::PostgresConnector),
+    /// A MySQL or MariaDB server.
+    Mysql(mysql::MysqlConnector),
 }
 
 impl Connector {
@@ -107,6 +179,7 @@ impl Connector {
         match self {
             Connector::Sqlite(c) => c.query(sql, params, limits).await,
             Connector::Postgres(c) => c.query(sql, params, limits).await,
+            Connector::Mysql(c) => c.query(sql, params, limits).await,
         }
     }
 
@@ -115,6 +188,7 @@ impl Connector {
         match self {
             Connector::Sqlite(c) => c.identity(),
             Connector::Postgres(c) => c.identity(),
+            Connector::Mysql(c) => c.identity(),
         }
     }
 }

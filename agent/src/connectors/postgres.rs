@@ -23,12 +23,12 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use outpost_protocol::Param;
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::ExposeSecret as _;
 use tokio_postgres::types::{FromSql, IsNull, Kind, ToSql, Type};
 use tokio_postgres::{Client, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::{QueryError, QueryLimits};
+use super::{QueryError, QueryLimits, ServerSettings};
 use crate::resultset::{ResultSet, Value};
 
 /// Rows fetched per round trip from the portal.
@@ -38,41 +38,10 @@ const CANCEL_GRACE: Duration = Duration::from_secs(2);
 /// Seconds from the Unix epoch to PostgreSQL's (2000-01-01).
 const PG_EPOCH_UNIX: i64 = 946_684_800;
 
-/// Where and how to connect.
-#[derive(Clone)]
-pub struct PgSettings {
-    /// Server host.
-    pub host: String,
-    /// Server port.
-    pub port: u16,
-    /// Database name.
-    pub database: String,
-    /// User name.
-    pub user: String,
-    /// Password from the vault, if any.
-    pub password: Option<SecretString>,
-    /// TLS client config (server certificate and name verified); `None` for no TLS.
-    pub tls: Option<Arc<rustls::ClientConfig>>,
-    /// Connections kept at most.
-    pub pool_size: usize,
-}
-
-impl std::fmt::Debug for PgSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgSettings")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("database", &self.database)
-            .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| "[REDACTED]"))
-            .field("tls", &self.tls.is_some())
-            .field("pool_size", &self.pool_size)
-            .finish()
-    }
-}
-
 struct Inner {
-    settings: PgSettings,
+    settings: ServerSettings,
+    /// The TLS config built from `settings.tls_ca`.
+    tls: Option<Arc<rustls::ClientConfig>>,
     /// Whether the role's privileges were checked (once, at the first connection).
     checked_role: std::sync::atomic::AtomicBool,
     idle: Mutex<Vec<Client>>,
@@ -111,23 +80,29 @@ fn is_cancelled(e: &tokio_postgres::Error) -> bool {
 }
 
 impl PostgresConnector {
-    /// A connector; connections open on first use.
-    pub fn new(settings: PgSettings) -> Self {
+    /// A connector; connections open on first use. Fails if the CA file is unusable.
+    pub fn new(settings: ServerSettings) -> Result<Self, QueryError> {
+        let tls = match &settings.tls_ca {
+            Some(ca) => {
+                Some(super::tls_config(ca).map_err(|reason| QueryError::Open { path: settings.address(), reason })?)
+            }
+            None => None,
+        };
         let permits = tokio::sync::Semaphore::new(settings.pool_size.max(1));
-        Self {
+        Ok(Self {
             inner: Arc::new(Inner {
                 settings,
+                tls,
                 checked_role: std::sync::atomic::AtomicBool::new(false),
                 idle: Mutex::new(Vec::new()),
                 permits,
             }),
-        }
+        })
     }
 
     /// What makes two connections the same database, for the result cache's key.
     pub fn identity(&self) -> String {
-        let s = &self.inner.settings;
-        format!("postgres://{}@{}:{}/{}", s.user, s.host, s.port, s.database)
+        self.inner.settings.identity("postgres")
     }
 
     fn config(&self) -> tokio_postgres::Config {
@@ -139,7 +114,7 @@ impl PostgresConnector {
             .user(&s.user)
             .application_name("outpost-agent")
             .connect_timeout(Duration::from_secs(10))
-            .ssl_mode(if s.tls.is_some() {
+            .ssl_mode(if self.inner.tls.is_some() {
                 tokio_postgres::config::SslMode::Require
             } else {
                 tokio_postgres::config::SslMode::Disable
@@ -151,13 +126,12 @@ impl PostgresConnector {
     }
 
     async fn connect(&self) -> Result<Client, QueryError> {
-        let s = &self.inner.settings;
         let open = |e: tokio_postgres::Error| QueryError::Open {
-            path: format!("{}:{}/{}", s.host, s.port, s.database),
+            path: self.inner.settings.address(),
             reason: e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_else(|| e.to_string()),
         };
         let cfg = self.config();
-        let client = match &s.tls {
+        let client = match &self.inner.tls {
             Some(tls) => {
                 let (client, conn) = cfg.connect(MakeRustlsConnect::new((**tls).clone())).await.map_err(open)?;
                 tokio::spawn(async move {
@@ -229,7 +203,7 @@ impl PostgresConnector {
     }
 
     async fn cancel(&self, token: tokio_postgres::CancelToken) {
-        let result = match &self.inner.settings.tls {
+        let result = match &self.inner.tls {
             Some(tls) => token.cancel_query(MakeRustlsConnect::new((**tls).clone())).await,
             None => token.cancel_query(NoTls).await,
         };

@@ -1,0 +1,344 @@
+//! The MySQL / MariaDB connector (mysql_async; TLS through rustls with aws-lc-rs).
+//!
+//! Every query runs in `START TRANSACTION READ ONLY` and ends in `ROLLBACK`, so the
+//! server refuses writes, `SELECT … FOR UPDATE` and temporary tables. DDL would commit
+//! the transaction implicitly and `SELECT … INTO OUTFILE` writes a file. Neither returns
+//! rows, and the connector runs only statements that return rows: it prepares the
+//! statement first (which does not run it) and refuses one that returns none.
+//!
+//! The server stops the statement at the timeout: `max_statement_time` on MariaDB,
+//! `max_execution_time` on MySQL. If it has not answered shortly after, the connector
+//! sends `KILL QUERY` on another session and discards this one. `sql_select_limit`
+//! caps the rows the server sends at the row cap plus one. Parameters are written `$1`,
+//! `$2`, … in the job, as for every database. They are rewritten to `?` outside quoted
+//! text and comments and bound in the binary protocol, never spliced into the SQL.
+//! Sessions come from a pool (`pool_size`), and a session is reset when it goes back.
+
+use std::time::Duration;
+
+use mysql_async::consts::{ColumnFlags, ColumnType};
+use mysql_async::prelude::Queryable as _;
+use mysql_async::{Conn, Pool, Value as MyValue};
+use outpost_protocol::Param;
+use secrecy::ExposeSecret as _;
+
+use super::{QueryError, QueryLimits, ServerSettings};
+use crate::resultset::{ResultSet, Value};
+
+/// How long after the statement timeout the client stops waiting and kills the query.
+const KILL_GRACE: Duration = Duration::from_secs(2);
+/// The collation id of binary strings.
+const BINARY_CHARSET: u16 = 63;
+
+/// A configured MySQL or MariaDB database with its pool.
+#[derive(Clone)]
+pub struct MysqlConnector {
+    settings: std::sync::Arc<ServerSettings>,
+    pool: Pool,
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl std::fmt::Debug for MysqlConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MysqlConnector").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+fn db_err(e: &mysql_async::Error) -> QueryError {
+    if let mysql_async::Error::Server(s) = e {
+        return match s.code {
+            // ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
+            1792 => QueryError::NotReadOnly { reason: s.message.clone() },
+            _ => QueryError::Database { message: format!("{} (error {}, SQLSTATE {})", s.message, s.code, s.state) },
+        };
+    }
+    QueryError::Database { message: e.to_string() }
+}
+
+/// MariaDB's `max_statement_time` (1969) and MySQL's `max_execution_time` (3024) stops.
+fn is_timeout(e: &mysql_async::Error) -> bool {
+    matches!(e, mysql_async::Error::Server(s) if s.code == 1969 || s.code == 3024)
+}
+
+impl MysqlConnector {
+    /// A connector; sessions open on first use. Fails if the CA file is unusable.
+    pub fn new(settings: ServerSettings) -> Result<Self, QueryError> {
+        let mut opts =
+            mysql_async::OptsBuilder::default()
+                .ip_or_hostname(settings.host.clone())
+                .tcp_port(settings.port)
+                .db_name(Some(settings.database.clone()))
+                .user(Some(settings.user.clone()))
+                .pass(settings.password.as_ref().map(|p| p.expose_secret().to_owned()))
+                .prefer_socket(false)
+                .pool_opts(
+                    mysql_async::PoolOpts::default()
+                        .with_constraints(mysql_async::PoolConstraints::new(0, settings.pool_size.max(1)).ok_or_else(
+                            || QueryError::Open { path: settings.host.clone(), reason: "pool size".into() },
+                        )?)
+                        .with_reset_connection(true),
+                );
+        if let Some(ca) = &settings.tls_ca {
+            // Read now, so that an unusable CA file is a start-up error, not a job's.
+            super::tls_config(ca).map_err(|reason| QueryError::Open { path: settings.address(), reason })?;
+            opts = opts.ssl_opts(Some(
+                mysql_async::SslOpts::default()
+                    .with_root_certs(vec![ca.clone().into()])
+                    .with_disable_built_in_roots(true),
+            ));
+        }
+        let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(settings.pool_size.max(1)));
+        Ok(Self { pool: Pool::new(opts), settings: std::sync::Arc::new(settings), permits })
+    }
+
+    /// What makes two connections the same database, for the result cache's key.
+    pub fn identity(&self) -> String {
+        self.settings.identity("mysql")
+    }
+
+    async fn conn(&self) -> Result<Conn, QueryError> {
+        self.pool.get_conn().await.map_err(|e| QueryError::Open {
+            path: self.settings.address(),
+            reason: match &e {
+                mysql_async::Error::Server(s) => s.message.clone(),
+                other => other.to_string(),
+            },
+        })
+    }
+
+    /// Runs one read-only statement with typed parameters, within `limits`.
+    pub async fn query(&self, sql: String, params: Vec<Param>, limits: QueryLimits) -> Result<ResultSet, QueryError> {
+        let _permit = self.permits.acquire().await.map_err(|e| QueryError::Task(e.to_string()))?;
+        let (sql, order) = rewrite_params(&sql).map_err(|reason| QueryError::Param { index: 0, reason })?;
+        let needed = order.iter().copied().max().unwrap_or(0);
+        if params.len() != needed {
+            return Err(QueryError::Param {
+                index: params.len().min(needed) + 1,
+                reason: format!("the statement takes {needed} parameter(s), the job gives {}", params.len()),
+            });
+        }
+        let bound: Vec<MyValue> = order.iter().map(|n| bind(&params[n - 1])).collect();
+        let after_ms = u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX);
+        let mut conn = self.conn().await?;
+        let id = conn.id();
+        let result =
+            tokio::time::timeout(limits.timeout + KILL_GRACE, run(&mut conn, &sql, bound, limits, after_ms)).await;
+        match result {
+            Ok(r) => {
+                drop(conn);
+                r
+            }
+            Err(_) => {
+                // The server did not stop the statement by itself: kill it there from
+                // another session, and close this one rather than reuse it.
+                match self.conn().await {
+                    Ok(mut other) => match other.query_drop(format!("KILL QUERY {id}")).await {
+                        Ok(()) => tracing::info!("Killed the query on the MySQL/MariaDB server."),
+                        Err(e) => tracing::warn!(error = %e, "Could not kill the query on the server."),
+                    },
+                    Err(e) => tracing::warn!(error = %e, "Could not reach the server to kill the query."),
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(2), conn.disconnect()).await;
+                Err(QueryError::Timeout { after_ms })
+            }
+        }
+    }
+}
+
+async fn run(
+    conn: &mut Conn,
+    sql: &str,
+    params: Vec<MyValue>,
+    limits: QueryLimits,
+    after_ms: u64,
+) -> Result<ResultSet, QueryError> {
+    let err = |e: mysql_async::Error| if is_timeout(&e) { QueryError::Timeout { after_ms } } else { db_err(&e) };
+    let mariadb = conn.server_version() >= (10, 0, 0) && conn.server_version() < (20, 0, 0);
+    let limit = limits.max_rows + 1;
+    let setup = if mariadb {
+        format!("SET SESSION max_statement_time = {:.3}, SESSION sql_select_limit = {limit}", after_ms as f64 / 1000.0)
+    } else {
+        format!("SET SESSION max_execution_time = {after_ms}, SESSION sql_select_limit = {limit}")
+    };
+    conn.query_drop(setup).await.map_err(err)?;
+    conn.query_drop("START TRANSACTION READ ONLY").await.map_err(err)?;
+    let stmt = conn.prep(sql).await.map_err(err)?;
+    let cols = stmt.columns();
+    if cols.is_empty() {
+        let _ = conn.query_drop("ROLLBACK").await;
+        return Err(QueryError::NotReadOnly {
+            reason: "only a query that returns rows may run; this statement returns none \
+                     (DDL, SELECT … INTO OUTFILE, SET and other statements are refused)"
+                .into(),
+        });
+    }
+    let columns: Vec<String> = cols.iter().map(|c| c.name_str().into_owned()).collect();
+    for c in cols.iter() {
+        if !decodable(c.column_type()) {
+            let _ = conn.query_drop("ROLLBACK").await;
+            return Err(QueryError::UnsupportedType {
+                column: c.name_str().into_owned(),
+                type_name: format!("{:?}", c.column_type()).trim_start_matches("MYSQL_TYPE_").to_ascii_lowercase(),
+            });
+        }
+    }
+    let mut rows = Vec::new();
+    let mut truncated = false;
+    {
+        let mut result = conn.exec_iter(&stmt, params).await.map_err(err)?;
+        while let Some(row) = result.next().await.map_err(err)? {
+            if rows.len() == limits.max_rows {
+                truncated = true;
+                // Dropping the result reads and discards what is left, at most one row
+                // here (sql_select_limit) unless the query has a LIMIT of its own.
+                break;
+            }
+            let raw = row.unwrap_raw();
+            let mut values = Vec::with_capacity(cols.len());
+            for (i, c) in cols.iter().enumerate() {
+                let v = raw.get(i).cloned().flatten().unwrap_or(MyValue::NULL);
+                values.push(decode(c, v).map_err(|reason| QueryError::Database {
+                    message: format!("column {:?}: {reason}", c.name_str()),
+                })?);
+            }
+            rows.push(values);
+        }
+    }
+    conn.query_drop("ROLLBACK").await.map_err(err)?;
+    conn.close(stmt).await.map_err(err)?;
+    Ok(ResultSet { columns, rows, truncated })
+}
+
+fn bind(p: &Param) -> MyValue {
+    match p {
+        Param::Null => MyValue::NULL,
+        Param::Bool(b) => MyValue::Int(i64::from(*b)),
+        Param::Int(n) => MyValue::Int(*n),
+        Param::Float(f) => MyValue::Double(*f),
+        Param::Text(t) => MyValue::Bytes(t.as_bytes().to_vec()),
+    }
+}
+
+fn decodable(t: ColumnType) -> bool {
+    !matches!(t, ColumnType::MYSQL_TYPE_GEOMETRY | ColumnType::MYSQL_TYPE_UNKNOWN)
+}
+
+fn text(bytes: Vec<u8>) -> Result<String, String> {
+    String::from_utf8(bytes).map_err(|e| e.to_string())
+}
+
+/// Decodes one value of column `c` from the binary protocol.
+fn decode(c: &mysql_async::Column, v: MyValue) -> Result<Value, String> {
+    use ColumnType as T;
+    let t = c.column_type();
+    Ok(match v {
+        MyValue::NULL => Value::Null,
+        MyValue::Int(n) => Value::Int(n),
+        MyValue::UInt(n) => i64::try_from(n).map(Value::Int).unwrap_or_else(|_| Value::Decimal(n.to_string())),
+        MyValue::Float(f) => Value::Float(f.into()),
+        MyValue::Double(f) => Value::Float(f),
+        MyValue::Bytes(b) => match t {
+            T::MYSQL_TYPE_DECIMAL | T::MYSQL_TYPE_NEWDECIMAL => Value::Decimal(text(b)?),
+            T::MYSQL_TYPE_JSON => Value::Json(text(b)?),
+            T::MYSQL_TYPE_BIT => Value::Bytes(b),
+            // A binary string from a table column (BLOB, VARBINARY) is bytes. From an
+            // expression, MySQL often labels text binary too (a bare `SELECT ?`): text
+            // when it is valid UTF-8.
+            _ if c.character_set() == BINARY_CHARSET && !c.flags().contains(ColumnFlags::ENUM_FLAG) => {
+                if c.org_table_str().is_empty() {
+                    String::from_utf8(b).map(Value::Text).unwrap_or_else(|e| Value::Bytes(e.into_bytes()))
+                } else {
+                    Value::Bytes(b)
+                }
+            }
+            _ => Value::Text(text(b)?),
+        },
+        MyValue::Date(y, mo, d, h, mi, s, us) => {
+            let date = chrono::NaiveDate::from_ymd_opt(y.into(), mo.into(), d.into());
+            match (t, date) {
+                (T::MYSQL_TYPE_DATE, Some(date)) => Value::Date(date),
+                (_, Some(date)) => Value::Timestamp(
+                    date.and_hms_micro_opt(h.into(), mi.into(), s.into(), us).ok_or("time of day out of range")?,
+                ),
+                // MySQL's zero dates (0000-00-00) have no calendar value.
+                (_, None) => Value::Text(format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")),
+            }
+        }
+        MyValue::Time(neg, days, h, mi, s, us) => {
+            match chrono::NaiveTime::from_hms_micro_opt(h.into(), mi.into(), s.into(), us) {
+                Some(time) if !neg && days == 0 => Value::Time(time),
+                // A duration beyond a day, or negative: MySQL's TIME is an interval.
+                _ => {
+                    let hours = u64::from(days) * 24 + u64::from(h);
+                    let sign = if neg { "-" } else { "" };
+                    Value::Text(format!("{sign}{hours:02}:{mi:02}:{s:02}"))
+                }
+            }
+        }
+    })
+}
+
+/// Rewrites `$1`, `$2`, … outside quoted text and comments to `?`; returns the new SQL
+/// and, for each `?` in order, the parameter number it stands for.
+pub fn rewrite_params(sql: &str) -> Result<(String, Vec<usize>), String> {
+    let b = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len());
+    let mut order = Vec::new();
+    let mut i = 0;
+    let mut copied = 0;
+    while i < b.len() {
+        match b[i] {
+            q @ (b'\'' | b'"' | b'`') => {
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    if b[i] == b'\\' && q != b'`' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'#' => i = sql[i..].find('\n').map_or(b.len(), |n| i + n),
+            b'-' if b.get(i + 1) == Some(&b'-') => i = sql[i..].find('\n').map_or(b.len(), |n| i + n),
+            b'/' if b.get(i + 1) == Some(&b'*') => i = sql[i + 2..].find("*/").map_or(b.len(), |n| i + 2 + n + 2),
+            b'?' => return Err("write parameters as $1, $2, … (a `?` outside quotes is ambiguous)".into()),
+            b'$' if b.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                let start = i;
+                i += 1;
+                while i < b.len() && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+                let n: usize = sql[start + 1..i].parse().map_err(|_| format!("bad parameter {}", &sql[start..i]))?;
+                if n == 0 {
+                    return Err("parameters are numbered from $1".into());
+                }
+                out.push_str(&sql[copied..start]);
+                out.push('?');
+                copied = i;
+                order.push(n);
+            }
+            _ => i += 1,
+        }
+    }
+    out.push_str(&sql[copied.min(sql.len())..]);
+    Ok((out, order))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dollar_parameters_become_placeholders_outside_quotes_and_comments() {
+        let (sql, order) =
+            rewrite_params("SELECT '$1', \"$2\", `$3`, $2 -- $9\n + $1 # $8\n /* $7 */ FROM t WHERE a = $10")
+                .expect("rewrite");
+        assert_eq!(sql, "SELECT '$1', \"$2\", `$3`, ? -- $9\n + ? # $8\n /* $7 */ FROM t WHERE a = ?");
+        assert_eq!(order, vec![2, 1, 10]);
+        let (sql, order) = rewrite_params(r"SELECT 'it\'s $1', $1").expect("escaped quote");
+        assert_eq!((sql.as_str(), order), (r"SELECT 'it\'s $1', ?", vec![1]));
+        assert!(rewrite_params("SELECT ?").is_err());
+        assert!(rewrite_params("SELECT $0").is_err());
+        assert_eq!(rewrite_params("SELECT '?'").expect("quoted").0, "SELECT '?'");
+    }
+}
