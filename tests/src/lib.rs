@@ -310,6 +310,21 @@ pub async fn enrolled_offline(root: &Path) -> Result<(ControlPlane, Agent)> {
     Ok((cp, agent))
 }
 
+/// Every file under `dir`, recursively (for scans of what an agent or a control plane
+/// left on disk).
+pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).with_context(|| dir.display().to_string())? {
+        let p = e?.path();
+        if p.is_dir() {
+            out.extend(files_under(&p)?);
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
 /// A table job on the sample connection, as a hostile party would build it by hand.
 pub fn job_spec(audience: &str, issued_at: i64, expires_at: i64) -> outpost_protocol::JobSpec {
     use outpost_protocol::{RenderSpec, TableFormat, TableSpec, PROTOCOL_VERSION};

@@ -11,25 +11,12 @@ use anyhow::{ensure, Context, Result};
 use outpost_agent::cache::{entry_hash, Cache, Index};
 use outpost_agent::vault::{KeySettings, MasterKeySource, Vault, VaultError};
 use outpost_e2e::proc::Process;
-use outpost_e2e::{bin, Agent, ControlPlane};
+use outpost_e2e::{bin, files_under, Agent, ControlPlane};
 use secrecy::ExposeSecret as _;
 
 const CANARY: &str = "canary-5b1f0e77-never-leaves-the-agent";
 const SQL: &str =
     "SELECT region, SUM(amount) AS revenue, MAX(note) AS note FROM accounts GROUP BY region ORDER BY region";
-
-fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).with_context(|| dir.display().to_string())? {
-        let p = e?.path();
-        if p.is_dir() {
-            out.extend(files_under(&p)?);
-        } else {
-            out.push(p);
-        }
-    }
-    Ok(out)
-}
 
 fn holds(path: &Path, needle: &str) -> Result<bool> {
     let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;

@@ -1,22 +1,7 @@
 //! The credentials vault through the real `outpost-agent credentials` commands.
 
-use std::path::Path;
-
 use anyhow::Result;
-use outpost_e2e::Agent;
-
-fn files_under(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir)? {
-        let p = e?.path();
-        if p.is_dir() {
-            out.extend(files_under(&p)?);
-        } else {
-            out.push(p);
-        }
-    }
-    Ok(out)
-}
+use outpost_e2e::{files_under, Agent};
 
 #[test]
 fn credentials_are_stored_sealed_listed_without_values_and_refused_with_a_wrong_key() -> Result<()> {
