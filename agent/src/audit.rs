@@ -6,7 +6,8 @@
 //!
 //! A job record says which job, signed by which key, what the verdict was, which connection
 //! and a SHA-256 of the SQL (not the SQL itself, which may carry literals), how many rows
-//! were read and how many bytes were sent. It never holds a row or a secret.
+//! were read, and the size and SHA-256 of exactly the bytes sent. It never holds a row
+//! or a secret.
 //!
 //! Records are appended by one writer thread that group-commits: it writes every record
 //! waiting, calls `fdatasync` once, then acknowledges them all. A job's result is sent
@@ -52,6 +53,9 @@ pub struct AuditRecord {
     pub cache: Option<&'static str>,
     /// Bytes of the rendered body sent to the control plane.
     pub bytes_sent: u64,
+    /// SHA-256 (hex) of exactly the rendered bytes sent: with `bytes_sent`, the egress
+    /// ledger a security team reconciles with what the control plane stored.
+    pub body_sha256: Option<String>,
     /// Whether rows were cut at the row cap.
     pub truncated: bool,
     /// Milliseconds from receipt to report.
@@ -187,6 +191,7 @@ mod tests {
             rows_read: 3,
             cache: Some("miss"),
             bytes_sent: 10,
+            body_sha256: None,
             truncated: false,
             duration_ms: 1,
         }

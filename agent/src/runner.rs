@@ -670,6 +670,7 @@ fn audit_base(job: &DeliveredJob) -> AuditRecord {
         rows_read: 0,
         cache: None,
         bytes_sent: 0,
+        body_sha256: None,
         truncated: false,
         duration_ms: 0,
     }
@@ -741,6 +742,7 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob) -> (ResultReport, AuditRecord, i
     let report = ResultReport::succeeded(&job.job_id, rendered.content_type, &rendered.body, stats);
     rec.outcome = "succeeded";
     rec.bytes_sent = report.stats.bytes;
+    rec.body_sha256 = Some(sha256_hex(&rendered.body));
     rec.truncated = rendered.truncated;
     tracing::info!(rows_read, cache_hit, bytes = report.stats.bytes, "Job succeeded.");
     (report, rec, upload_until)

@@ -101,7 +101,11 @@ async fn results_are_cached_encrypted_and_the_canary_is_nowhere_in_plaintext() -
     let (first, hit) = run_job(&cp, 600).await?;
     assert!(!hit, "the first run is a miss");
     assert!(first.contains("<svg") && first.contains("north"), "{first}");
-    assert_eq!(last_job_record(&agent)?["cache"], "miss");
+    let record = last_job_record(&agent)?;
+    assert_eq!(record["cache"], "miss");
+    // The egress ledger: size and SHA-256 of exactly the bytes the control plane returns.
+    assert_eq!(record["bytes_sent"], first.len());
+    assert_eq!(record["body_sha256"], outpost_protocol::encoding::sha256_hex(first.as_bytes()));
     let (second, hit) = run_job(&cp, 600).await?;
     assert!(hit, "the same query within its max-age is answered from the cache");
     assert_eq!(second, first);
