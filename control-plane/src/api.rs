@@ -191,6 +191,16 @@ async fn result<S: Store>(app: &App<S>, id: &str, wait_secs: u64) -> Result<Resp
             let mut res = bytes_response(StatusCode::OK, &ct, rec.body.take().unwrap_or_default());
             if let Some(stats) = rec.stats {
                 let h = res.headers_mut();
+                if !stats.egress.is_empty() {
+                    // What the agent's egress policy did, e.g. `masked,truncated`; the
+                    // details are in GET /v1/jobs/{id}.
+                    let mut actions: Vec<&str> = stats.egress.iter().map(|d| egress_action_name(d.action)).collect();
+                    actions.sort_unstable();
+                    actions.dedup();
+                    if let Ok(v) = http::HeaderValue::from_str(&actions.join(",")) {
+                        h.insert("outpost-egress", v);
+                    }
+                }
                 h.insert("outpost-rows-read", stats.rows_read.into());
                 h.insert("outpost-duration-ms", stats.duration_ms.into());
                 h.insert(
@@ -216,6 +226,16 @@ async fn result<S: Store>(app: &App<S>, id: &str, wait_secs: u64) -> Result<Resp
                 &serde_json::json!({ "code": format!("job_{}", state.as_str()), "message": reason.message, "reason": reason.code, "state": state.as_str() }),
             ))
         }
+    }
+}
+
+fn egress_action_name(a: outpost_protocol::EgressAction) -> &'static str {
+    use outpost_protocol::EgressAction;
+    match a {
+        EgressAction::Truncated => "truncated",
+        EgressAction::Masked => "masked",
+        EgressAction::Downsampled => "downsampled",
+        EgressAction::Refused => "refused",
     }
 }
 
@@ -250,7 +270,7 @@ impl From<&JobRecord> for JobView {
             finished_at: r.finished_at,
             attempts: r.attempts,
             reason: r.reason.clone(),
-            stats: r.stats,
+            stats: r.stats.clone(),
             content_type: r.content_type.clone(),
         }
     }

@@ -149,14 +149,23 @@ pub fn parse_render(value: serde_json::Value) -> Result<outpost_protocol::Render
     let kind = match map.remove("kind") {
         Some(serde_json::Value::String(k)) => k,
         Some(_) => return Err(ApiError::bad_field("render.kind", "must be a string")),
-        None => return Err(ApiError::bad_field("render.kind", "missing; expected one of: table, bar")),
+        None => {
+            let kinds = outpost_protocol::RENDER_KINDS.join(", ");
+            return Err(ApiError::bad_field("render.kind", format!("missing; expected one of: {kinds}")));
+        }
     };
     let rest = serde_json::Value::Object(map);
     match kind.as_str() {
         "table" => Ok(RenderSpec::Table(parse_value_at(rest, "render")?)),
+        "scalar" => Ok(RenderSpec::Scalar(parse_value_at(rest, "render")?)),
         "bar" => Ok(RenderSpec::Bar(parse_value_at(rest, "render")?)),
+        "line" => Ok(RenderSpec::Line(parse_value_at(rest, "render")?)),
+        "area" => Ok(RenderSpec::Area(parse_value_at(rest, "render")?)),
+        "scatter" => Ok(RenderSpec::Scatter(parse_value_at(rest, "render")?)),
+        "pie" => Ok(RenderSpec::Pie(parse_value_at(rest, "render")?)),
         other => {
-            Err(ApiError::bad_field("render.kind", format!("unknown kind {other:?}; expected one of: table, bar")))
+            let kinds = outpost_protocol::RENDER_KINDS.join(", ");
+            Err(ApiError::bad_field("render.kind", format!("unknown kind {other:?}; expected one of: {kinds}")))
         }
     }
 }

@@ -71,8 +71,67 @@ pub enum Param {
 pub enum RenderSpec {
     /// A table of at most `max_rows` rows.
     Table(TableSpec),
+    /// One value with a label, as JSON.
+    Scalar(ScalarSpec),
     /// A bar chart as SVG: one bar group per row, one series per `y` column.
     Bar(BarSpec),
+    /// A line chart as SVG over a numeric or time `x`, downsampled when large.
+    Line(XySpec),
+    /// A line chart filled down to zero, as SVG.
+    Area(XySpec),
+    /// A scatter plot as SVG, downsampled when large.
+    Scatter(XySpec),
+    /// A pie chart as SVG: one slice per row.
+    Pie(PieSpec),
+}
+
+/// Every render kind's wire name, in a stable order.
+pub const RENDER_KINDS: [&str; 7] = ["table", "scalar", "bar", "line", "area", "scatter", "pie"];
+
+/// A single value: the first row's `column`, with a label and a number format.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScalarSpec {
+    /// The column whose first-row value is shown.
+    pub column: String,
+    /// What the value is, for a human; default: the column name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Decimals shown for a number (0..=10); default: as the database gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decimals: Option<u8>,
+    /// Text after the number (`%`, ` ms`, ` EUR`), at most 16 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+}
+
+/// A line, area or scatter chart: `x` numeric or temporal, one series per `y` column.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XySpec {
+    /// Column of the horizontal axis: a number, date, time or timestamp.
+    pub x: String,
+    /// Columns of the values (one series each).
+    pub y: Vec<String>,
+    /// Chart title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Most points drawn over all series; the agent's policy may lower it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_points: Option<u32>,
+}
+
+/// A pie chart: one slice per row, labelled by `label`, sized by `value`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PieSpec {
+    /// Column of the slice names.
+    pub label: String,
+    /// Column of the slice sizes (numbers, none negative).
+    pub value: String,
+    /// Chart title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
 }
 
 /// A table rendering.
@@ -98,6 +157,9 @@ pub struct BarSpec {
     /// Chart title.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
+    /// Series stacked on each other instead of side by side.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stacked: bool,
 }
 
 impl RenderSpec {
@@ -105,9 +167,46 @@ impl RenderSpec {
     pub fn kind(&self) -> &'static str {
         match self {
             RenderSpec::Table(_) => "table",
+            RenderSpec::Scalar(_) => "scalar",
             RenderSpec::Bar(_) => "bar",
+            RenderSpec::Line(_) => "line",
+            RenderSpec::Area(_) => "area",
+            RenderSpec::Scatter(_) => "scatter",
+            RenderSpec::Pie(_) => "pie",
         }
     }
+
+    /// The columns the spec reads: `(column, role)`, role saying what it needs to be.
+    pub fn columns(&self) -> Vec<(&str, ColumnRole)> {
+        match self {
+            RenderSpec::Table(_) => Vec::new(),
+            RenderSpec::Scalar(s) => vec![(s.column.as_str(), ColumnRole::Any)],
+            RenderSpec::Bar(b) => {
+                let mut v = vec![(b.x.as_str(), ColumnRole::Label)];
+                v.extend(b.y.iter().map(|c| (c.as_str(), ColumnRole::Number)));
+                v
+            }
+            RenderSpec::Line(s) | RenderSpec::Area(s) | RenderSpec::Scatter(s) => {
+                let mut v = vec![(s.x.as_str(), ColumnRole::Axis)];
+                v.extend(s.y.iter().map(|c| (c.as_str(), ColumnRole::Number)));
+                v
+            }
+            RenderSpec::Pie(p) => vec![(p.label.as_str(), ColumnRole::Label), (p.value.as_str(), ColumnRole::Number)],
+        }
+    }
+}
+
+/// What a render spec needs a column to hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnRole {
+    /// Anything (shown as text).
+    Any,
+    /// Category labels (anything, shown as text).
+    Label,
+    /// Numbers drawn to scale.
+    Number,
+    /// A numeric or temporal axis.
+    Axis,
 }
 
 /// Output format of a table rendering.
@@ -166,10 +265,22 @@ impl JobSpec {
         if self.expires_at <= self.issued_at {
             return Err("expires_at: must be after issued_at".into());
         }
-        if let RenderSpec::Bar(BarSpec { y, .. }) = &self.render {
-            if y.is_empty() {
+        match &self.render {
+            RenderSpec::Bar(BarSpec { y, .. })
+            | RenderSpec::Line(XySpec { y, .. })
+            | RenderSpec::Area(XySpec { y, .. })
+            | RenderSpec::Scatter(XySpec { y, .. })
+                if y.is_empty() =>
+            {
                 return Err("render.y: must name at least one column".into());
             }
+            RenderSpec::Scalar(ScalarSpec { decimals: Some(d), .. }) if *d > 10 => {
+                return Err("render.decimals: at most 10".into());
+            }
+            RenderSpec::Scalar(ScalarSpec { unit: Some(u), .. }) if u.chars().count() > 16 => {
+                return Err("render.unit: at most 16 characters".into());
+            }
+            _ => {}
         }
         Ok(())
     }

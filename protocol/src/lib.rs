@@ -24,8 +24,11 @@ pub mod report;
 pub mod wire;
 
 pub use envelope::{sign_job, Envelope, KeyId, SigningKey, TrustedKeys, VerifiedJob, VerifyError, VerifyOptions};
-pub use job::{BarSpec, CacheSpec, JobSpec, Param, RenderSpec, TableFormat, TableSpec, PROTOCOL_VERSION};
-pub use report::{JobOutcome, Reason, ResultReport, ResultStats};
+pub use job::{
+    BarSpec, CacheSpec, ColumnRole, JobSpec, Param, PieSpec, RenderSpec, ScalarSpec, TableFormat, TableSpec, XySpec,
+    PROTOCOL_VERSION, RENDER_KINDS,
+};
+pub use report::{EgressAction, EgressDecision, JobOutcome, Reason, ResultReport, ResultStats};
 
 /// Current time as unix seconds. The only clock in this crate; callers pass `now`
 /// explicitly everywhere else so that tests can fix it.

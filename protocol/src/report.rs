@@ -32,8 +32,40 @@ pub struct Reason {
     pub message: String,
 }
 
+/// Most egress decisions one report may carry.
+pub const MAX_EGRESS_DECISIONS: usize = 64;
+
+/// Longest `detail` of an egress decision (characters).
+pub const MAX_DECISION_DETAIL: usize = 512;
+
+/// What the agent's egress policy did to a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EgressAction {
+    /// Fewer rows left than the query returned.
+    Truncated,
+    /// A column's values were replaced (`***` or a keyed hash).
+    Masked,
+    /// A chart shows fewer points than the result had.
+    Downsampled,
+    /// Nothing left: the result broke a rule.
+    Refused,
+}
+
+/// One decision of the agent's local egress policy, stated so that a user can see why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressDecision {
+    /// What was done.
+    pub action: EgressAction,
+    /// The policy field that decided (`max_rows`, `mask`, `allowed_kinds`, ...).
+    pub rule: String,
+    /// One line for a human.
+    pub detail: String,
+}
+
 /// What the agent measured while running a job.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResultStats {
     /// Rows in the result: read from the database, or from the agent's cache on a hit.
@@ -46,6 +78,9 @@ pub struct ResultStats {
     pub cache_hit: bool,
     /// Whether rows were cut by a row cap.
     pub truncated: bool,
+    /// What the agent's egress policy truncated, masked, downsampled or refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub egress: Vec<EgressDecision>,
 }
 
 /// The agent's answer to one job.
@@ -108,6 +143,14 @@ impl ResultReport {
     pub fn check(&self) -> Result<(), String> {
         if !crate::ids::is_job_id(&self.job_id) {
             return Err("job_id: not a job id".into());
+        }
+        if self.stats.egress.len() > MAX_EGRESS_DECISIONS {
+            return Err(format!("stats.egress: more than {MAX_EGRESS_DECISIONS} decisions"));
+        }
+        if let Some(i) =
+            self.stats.egress.iter().position(|d| d.rule.len() > 64 || d.detail.chars().count() > MAX_DECISION_DETAIL)
+        {
+            return Err(format!("stats.egress[{i}]: rule or detail too long"));
         }
         match self.status {
             JobOutcome::Succeeded => {

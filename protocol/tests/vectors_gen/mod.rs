@@ -225,6 +225,7 @@ pub fn cases() -> Vec<Case> {
         x: "region".into(),
         y: vec!["revenue".into(), "cost".into()],
         title: Some("Revenue & cost by region".into()),
+        stacked: false,
     });
     job.cache = CacheSpec { max_age_secs: 300 };
     out.push(ok_case(

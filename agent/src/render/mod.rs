@@ -19,16 +19,23 @@
 
 use std::fmt::{self, Write as _};
 
-use outpost_protocol::{BarSpec, RenderSpec, TableFormat, TableSpec};
+use outpost_protocol::{BarSpec, EgressDecision, RenderSpec, TableFormat, TableSpec};
 use serde::ser::{Serialize, Serializer};
 
 use crate::resultset::{ResultSet, Value};
+
+mod pie;
+mod scalar;
+pub mod xy;
+
+pub use pie::MAX_SLICES;
+pub use xy::{XyChart, XyKind, DEFAULT_MAX_POINTS};
 
 /// Most bar groups (rows) a chart may have.
 pub const MAX_BAR_GROUPS: usize = 200;
 
 /// Colours of the series, in `y` order; there are never more series than colours.
-const PALETTE: [&str; 10] =
+pub(crate) const PALETTE: [&str; 10] =
     ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
 
 /// Most series (`y` columns) a chart may have: one colour each.
@@ -48,6 +55,10 @@ pub struct Rendered {
     pub rows_rendered: usize,
     /// Whether the query returned more rows than the body shows.
     pub truncated: bool,
+    /// Values the body carries: table cells, bars, slices, chart points.
+    pub points: usize,
+    /// What rendering did to fit the limits (downsampling), for the report and audit log.
+    pub decisions: Vec<EgressDecision>,
 }
 
 /// Why a result could not be rendered.
@@ -97,6 +108,25 @@ pub enum RenderError {
     /// A chart spec names no `y` column.
     #[error("a bar chart needs at least one y column")]
     NoSeries,
+    /// An x axis value is neither a number nor a date, time or timestamp, or not of the
+    /// same kind as the column's other values.
+    #[error("column {column:?} holds {found} at row index {row}; a line, area or scatter chart needs numbers, dates, times or timestamps of one kind on its x axis")]
+    NotAxis {
+        /// The `x` column.
+        column: String,
+        /// Index of the row, counting from 0.
+        row: usize,
+        /// The type found.
+        found: &'static str,
+    },
+    /// A pie slice would have a negative size.
+    #[error("column {column:?} holds a negative value at row index {row}; pie slices need sizes of zero or more")]
+    Negative {
+        /// The `value` column.
+        column: String,
+        /// Index of the row, counting from 0.
+        row: usize,
+    },
     /// A row does not have one value per column.
     #[error("row index {row} has {found} values for {expected} columns")]
     RaggedRow {
@@ -118,6 +148,17 @@ pub enum RenderError {
 /// Charts encode every row's values, so a chart with more than `min(MAX_BAR_GROUPS,
 /// max_rows)` rows is refused rather than silently cut.
 pub fn render(spec: &RenderSpec, rs: &ResultSet, max_rows: usize) -> Result<Rendered, RenderError> {
+    render_with(spec, rs, max_rows, DEFAULT_MAX_POINTS)
+}
+
+/// [`render`] with a budget of chart points: line, area and scatter charts are downsampled
+/// to at most `max_points` points over all series.
+pub fn render_with(
+    spec: &RenderSpec,
+    rs: &ResultSet,
+    max_rows: usize,
+    max_points: usize,
+) -> Result<Rendered, RenderError> {
     check_row_widths(rs)?;
     match spec {
         RenderSpec::Table(TableSpec { format, max_rows: spec_max }) => {
@@ -131,13 +172,26 @@ pub fn render(spec: &RenderSpec, rs: &ResultSet, max_rows: usize) -> Result<Rend
                     table_html(rs, shown, truncated).map_err(|e| RenderError::Encode(e.to_string()))?.into_bytes(),
                 ),
             };
-            Ok(Rendered { content_type, body, rows_rendered: shown, truncated })
+            let points = shown * rs.columns.len();
+            Ok(Rendered { content_type, body, rows_rendered: shown, truncated, points, decisions: Vec::new() })
         }
-        RenderSpec::Bar(BarSpec { x, y, title }) => {
-            let chart = BarChart::build(rs, x, y, title.as_deref(), max_rows)?;
+        RenderSpec::Scalar(spec) => scalar::render_scalar(spec, rs),
+        RenderSpec::Bar(BarSpec { x, y, title, stacked }) => {
+            let chart = BarChart::build(rs, x, y, title.as_deref(), *stacked, max_rows)?;
             let body = chart.svg().map_err(|e| RenderError::Encode(e.to_string()))?.into_bytes();
-            Ok(Rendered { content_type: "image/svg+xml", body, rows_rendered: rs.rows.len(), truncated: rs.truncated })
+            Ok(Rendered {
+                content_type: "image/svg+xml",
+                body,
+                rows_rendered: rs.rows.len(),
+                truncated: rs.truncated,
+                points: chart.bars.iter().flatten().filter(|b| b.value.is_some()).count(),
+                decisions: Vec::new(),
+            })
         }
+        RenderSpec::Line(spec) => xy::render_xy(XyKind::Line, spec, rs, max_points),
+        RenderSpec::Area(spec) => xy::render_xy(XyKind::Area, spec, rs, max_points),
+        RenderSpec::Scatter(spec) => xy::render_xy(XyKind::Scatter, spec, rs, max_points),
+        RenderSpec::Pie(spec) => pie::render_pie(spec, rs, max_rows),
     }
 }
 
@@ -149,11 +203,20 @@ fn check_row_widths(rs: &ResultSet) -> Result<(), RenderError> {
     }
 }
 
-fn column_index(rs: &ResultSet, column: &str) -> Result<usize, RenderError> {
-    rs.columns
+fn column_index(columns: &[String], column: &str) -> Result<usize, RenderError> {
+    columns
         .iter()
         .position(|c| c == column)
-        .ok_or_else(|| RenderError::UnknownColumn { column: column.to_owned(), available: rs.columns.clone() })
+        .ok_or_else(|| RenderError::UnknownColumn { column: column.to_owned(), available: columns.to_vec() })
+}
+
+/// A computed number (a sum) as a table would show it: integers without decimals.
+fn plain_number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        v.to_string()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -184,7 +247,7 @@ fn non_finite_name(f: f64) -> &'static str {
 }
 
 /// A cell or label as text (no escaping).
-fn value_text(v: &Value) -> String {
+pub(crate) fn value_text(v: &Value) -> String {
     match v {
         Value::Null => "(null)".to_owned(),
         Value::Bool(b) => b.to_string(),
@@ -202,7 +265,7 @@ fn value_text(v: &Value) -> String {
 }
 
 /// At most `max` characters of `s`, the last one an ellipsis when it was cut.
-fn truncate_chars(s: &str, max: usize) -> String {
+pub(crate) fn truncate_chars(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         return s.to_owned();
     }
@@ -215,7 +278,7 @@ fn truncate_chars(s: &str, max: usize) -> String {
 ///
 /// Characters XML 1.0 cannot carry at all (C0 controls other than tab, line feed and
 /// carriage return; U+FFFE; U+FFFF) become U+FFFD.
-struct Esc<'a>(&'a str);
+pub(crate) struct Esc<'a>(pub(crate) &'a str);
 
 impl fmt::Display for Esc<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -255,7 +318,7 @@ impl Serialize for JsonRow<'_> {
     }
 }
 
-struct JsonCell<'a>(&'a Value);
+pub(crate) struct JsonCell<'a>(pub(crate) &'a Value);
 
 impl Serialize for JsonCell<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -321,23 +384,23 @@ fn table_html(rs: &ResultSet, shown: usize, truncated: bool) -> Result<String, f
 // Bar charts
 // ---------------------------------------------------------------------------------------------
 
-const WIDTH: f64 = 800.0;
-const HEIGHT: f64 = 450.0;
-const MARGIN_TOP: f64 = 56.0;
-const MARGIN_BOTTOM: f64 = 114.0;
-const MARGIN_LEFT: f64 = 96.0;
-const MARGIN_RIGHT: f64 = 20.0;
-const LEGEND_WIDTH: f64 = 160.0;
+pub(crate) const WIDTH: f64 = 800.0;
+pub(crate) const HEIGHT: f64 = 450.0;
+pub(crate) const MARGIN_TOP: f64 = 56.0;
+pub(crate) const MARGIN_BOTTOM: f64 = 114.0;
+pub(crate) const MARGIN_LEFT: f64 = 96.0;
+pub(crate) const MARGIN_RIGHT: f64 = 20.0;
+pub(crate) const LEGEND_WIDTH: f64 = 160.0;
 /// Height of the plot area: the full axis span maps onto it.
-const PLOT_HEIGHT: f64 = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM;
+pub(crate) const PLOT_HEIGHT: f64 = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM;
 /// Characters of an x label shown under the axis.
-const LABEL_CHARS: usize = 24;
+pub(crate) const LABEL_CHARS: usize = 24;
 /// Characters of a series name shown in the legend.
-const LEGEND_CHARS: usize = 20;
+pub(crate) const LEGEND_CHARS: usize = 20;
 /// Characters of the visible title.
-const TITLE_CHARS: usize = 80;
+pub(crate) const TITLE_CHARS: usize = 80;
 /// Characters of text kept in attributes and `<title>` elements.
-const ATTR_CHARS: usize = 200;
+pub(crate) const ATTR_CHARS: usize = 200;
 /// Assumed average glyph width of 11px sans-serif text, for label layout.
 const GLYPH_WIDTH: f64 = 6.5;
 /// Smallest distance between two rotated x labels.
@@ -361,6 +424,8 @@ struct BarChart<'a> {
     bars: Vec<Vec<Bar>>,
     truncated: bool,
     axis: Axis,
+    /// Series stacked in one bar per group (positives up from zero, negatives down).
+    stacked: bool,
 }
 
 impl<'a> BarChart<'a> {
@@ -369,13 +434,14 @@ impl<'a> BarChart<'a> {
         x: &'a str,
         series: &'a [String],
         title: Option<&'a str>,
+        stacked: bool,
         max_rows: usize,
     ) -> Result<Self, RenderError> {
         if series.is_empty() {
             return Err(RenderError::NoSeries);
         }
-        let xi = column_index(rs, x)?;
-        let yis = series.iter().map(|c| column_index(rs, c)).collect::<Result<Vec<_>, _>>()?;
+        let xi = column_index(&rs.columns, x)?;
+        let yis = series.iter().map(|c| column_index(&rs.columns, c)).collect::<Result<Vec<_>, _>>()?;
         if series.len() > MAX_SERIES {
             return Err(RenderError::TooManySeries { series: series.len(), max: MAX_SERIES });
         }
@@ -390,6 +456,7 @@ impl<'a> BarChart<'a> {
         for (row_index, row) in rs.rows.iter().enumerate() {
             labels.push(value_text(&row[xi]));
             let mut group = Vec::with_capacity(yis.len());
+            let (mut up, mut down) = (0.0_f64, 0.0_f64);
             for (&yi, column) in yis.iter().zip(series) {
                 let bar = match &row[yi] {
                     Value::Null => Bar { value: None, text: "null".to_owned() },
@@ -401,8 +468,18 @@ impl<'a> BarChart<'a> {
                         if n.abs() > MAX_CHART_MAGNITUDE {
                             return Err(RenderError::OutOfRange { column: column.clone(), row: row_index });
                         }
-                        lo = lo.min(n);
-                        hi = hi.max(n);
+                        if stacked {
+                            if n >= 0.0 {
+                                up += n;
+                            } else {
+                                down += n;
+                            }
+                            lo = lo.min(down);
+                            hi = hi.max(up);
+                        } else {
+                            lo = lo.min(n);
+                            hi = hi.max(n);
+                        }
                         Bar { value: Some(n), text: value_text(v) }
                     }
                     _ => return Err(RenderError::NotNumeric { column: column.clone(), row: row_index }),
@@ -412,7 +489,10 @@ impl<'a> BarChart<'a> {
             bars.push(group);
         }
 
-        Ok(Self { x, series, title, labels, bars, truncated: rs.truncated, axis: Axis::nice(lo, hi) })
+        if lo.abs().max(hi.abs()) > MAX_CHART_MAGNITUDE || lo.is_nan() || hi.is_nan() {
+            return Err(RenderError::OutOfRange { column: series.join(" + "), row: rs.rows.len().saturating_sub(1) });
+        }
+        Ok(Self { x, series, title, labels, bars, truncated: rs.truncated, axis: Axis::nice(lo, hi), stacked })
     }
 
     fn svg(&self) -> Result<String, fmt::Error> {
@@ -429,70 +509,39 @@ impl<'a> BarChart<'a> {
         let zero_y = y_of(0.0);
 
         let mut o = String::with_capacity(4096 + groups * n_series * 200);
-        o.push_str(
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 800 450\" \
-             width=\"800\" height=\"450\" role=\"img\">\n",
-        );
         let description = match self.title {
             Some(t) => t.to_owned(),
             None => format!("Bar chart of {} by {}", self.series.join(", "), self.x),
         };
-        writeln!(o, "<title>{}</title>", Esc(&truncate_chars(&description, ATTR_CHARS)))?;
-        o.push_str("<g font-family=\"sans-serif\">\n");
-        o.push_str("<rect x=\"0\" y=\"0\" width=\"800\" height=\"450\" fill=\"#ffffff\"/>\n");
+        svg_open(&mut o, &description, self.title, truncation_note(self.truncated, groups).as_deref())?;
+        svg_y_ticks(&mut o, &self.axis, plot_left, plot_right, y_of)?;
 
-        if let Some(t) = self.title {
-            writeln!(
-                o,
-                "<text class=\"chart-title\" x=\"400\" y=\"26\" text-anchor=\"middle\" \
-                 font-size=\"16\" font-weight=\"bold\" fill=\"#222222\">{}</text>",
-                Esc(&truncate_chars(t, TITLE_CHARS))
-            )?;
-        }
-        if self.truncated {
-            writeln!(
-                o,
-                "<text class=\"note\" x=\"400\" y=\"44\" text-anchor=\"middle\" font-size=\"11\" \
-                 fill=\"#666666\">Truncated: showing the first {groups} rows; the query returned \
-                 more.</text>"
-            )?;
-        }
-
-        // Grid lines and tick labels.
-        for v in self.axis.ticks() {
-            let y = Px(y_of(v));
-            writeln!(
-                o,
-                "<line class=\"grid\" x1=\"{}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"#e5e5e5\"/>",
-                Px(plot_left),
-                Px(plot_right)
-            )?;
-            writeln!(
-                o,
-                "<text class=\"tick\" x=\"{}\" y=\"{}\" text-anchor=\"end\" font-size=\"11\" \
-                 fill=\"#444444\">{}</text>",
-                Px(plot_left - 8.0),
-                Px(y_of(v) + 4.0),
-                Esc(&self.axis.label(v))
-            )?;
-        }
-
-        // Bars: one group per row, series side by side within the middle 80% of the group.
+        // Bars: one group per row, series side by side within the middle 80% of the group,
+        // or stacked in one bar of that width.
         let group_width = if groups > 0 { plot_width / groups as f64 } else { plot_width };
-        let bar_width = group_width * 0.8 / n_series as f64;
+        let bar_width = if self.stacked { group_width * 0.8 } else { group_width * 0.8 / n_series as f64 };
         for (g, group) in self.bars.iter().enumerate() {
             let label = truncate_chars(&self.labels[g], ATTR_CHARS);
             let group_left = plot_left + g as f64 * group_width + group_width * 0.1;
+            let (mut up, mut down) = (0.0_f64, 0.0_f64);
             for (s, bar) in group.iter().enumerate() {
                 let Some(value) = bar.value else { continue };
                 let height = value.abs() * scale;
-                let top = if value >= 0.0 { zero_y - height } else { zero_y };
+                let (base, slot) = if self.stacked {
+                    let base = if value >= 0.0 { &mut up } else { &mut down };
+                    let from = *base;
+                    *base += value;
+                    (y_of(from), 0.0)
+                } else {
+                    (zero_y, s as f64)
+                };
+                let top = if value >= 0.0 { base - height } else { base };
                 let series = truncate_chars(&self.series[s], ATTR_CHARS);
                 writeln!(
                     o,
                     "<rect class=\"bar\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\" \
                      data-series=\"{}\" data-label=\"{}\" data-value=\"{}\"><title>{}: {} = {}</title></rect>",
-                    Px(group_left + s as f64 * bar_width),
+                    Px(group_left + slot * bar_width),
                     Px(top),
                     Px(bar_width),
                     Px(height),
@@ -507,13 +556,7 @@ impl<'a> BarChart<'a> {
             }
         }
         if groups == 0 {
-            writeln!(
-                o,
-                "<text class=\"empty\" x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"13\" \
-                 fill=\"#666666\">No rows</text>",
-                Px(plot_left + plot_width / 2.0),
-                Px(plot_top + PLOT_HEIGHT / 2.0)
-            )?;
+            svg_empty(&mut o, plot_left, plot_width)?;
         }
 
         // Axis lines: the y axis on the left, the x axis at the zero baseline.
@@ -560,53 +603,137 @@ impl<'a> BarChart<'a> {
 
         // Axis titles: the x column below the labels, the value column (or "value" for
         // several series, which the legend names) along the y axis.
-        writeln!(
-            o,
-            "<text class=\"axis-title\" x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"12\" \
-             fill=\"#333333\">{}</text>",
-            Px(plot_left + plot_width / 2.0),
-            Px(HEIGHT - 16.0),
-            Esc(&truncate_chars(self.x, LEGEND_CHARS))
-        )?;
-        let y_title =
-            if self.series.len() == 1 { truncate_chars(&self.series[0], LEGEND_CHARS) } else { "value".to_owned() };
-        let (tx, ty) = (Px(18.0), Px(plot_top + PLOT_HEIGHT / 2.0));
-        writeln!(
-            o,
-            "<text class=\"axis-title\" x=\"{tx}\" y=\"{ty}\" text-anchor=\"middle\" font-size=\"12\" \
-             fill=\"#333333\" transform=\"rotate(-90 {tx} {ty})\">{}</text>",
-            Esc(&y_title)
-        )?;
-
+        let y_title = if self.series.len() == 1 { self.series[0].as_str() } else { "value" };
+        svg_axis_titles(&mut o, self.x, y_title, plot_left, plot_width)?;
         if legend {
-            let x = plot_right + 16.0;
-            for (s, name) in self.series.iter().enumerate() {
-                let y = plot_top + s as f64 * 20.0;
-                writeln!(
-                    o,
-                    "<rect class=\"legend-swatch\" x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" \
-                     fill=\"{}\"/>",
-                    Px(x),
-                    Px(y),
-                    PALETTE[s % PALETTE.len()]
-                )?;
-                writeln!(
-                    o,
-                    "<text class=\"legend\" x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"#444444\">{}</text>",
-                    Px(x + 18.0),
-                    Px(y + 10.0),
-                    Esc(&truncate_chars(name, LEGEND_CHARS))
-                )?;
-            }
+            svg_legend(&mut o, plot_right + 16.0, plot_top, self.series.iter().map(String::as_str))?;
         }
-
-        o.push_str("</g>\n</svg>\n");
+        svg_close(&mut o);
         Ok(o)
     }
 }
 
+/// The opening of every chart: root element, accessible title, background, visible title
+/// and the truncation note.
+pub(crate) fn svg_open(o: &mut String, description: &str, title: Option<&str>, note: Option<&str>) -> fmt::Result {
+    o.push_str(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 800 450\" \
+         width=\"800\" height=\"450\" role=\"img\">\n",
+    );
+    writeln!(o, "<title>{}</title>", Esc(&truncate_chars(description, ATTR_CHARS)))?;
+    o.push_str("<g font-family=\"sans-serif\">\n");
+    o.push_str("<rect x=\"0\" y=\"0\" width=\"800\" height=\"450\" fill=\"#ffffff\"/>\n");
+    if let Some(t) = title {
+        writeln!(
+            o,
+            "<text class=\"chart-title\" x=\"400\" y=\"26\" text-anchor=\"middle\" \
+             font-size=\"16\" font-weight=\"bold\" fill=\"#222222\">{}</text>",
+            Esc(&truncate_chars(t, TITLE_CHARS))
+        )?;
+    }
+    if let Some(note) = note {
+        writeln!(
+            o,
+            "<text class=\"note\" x=\"400\" y=\"44\" text-anchor=\"middle\" font-size=\"11\" \
+             fill=\"#666666\">{}</text>",
+            Esc(note)
+        )?;
+    }
+    Ok(())
+}
+
+/// Closes what [`svg_open`] opened.
+pub(crate) fn svg_close(o: &mut String) {
+    o.push_str("</g>\n</svg>\n");
+}
+
+/// Horizontal grid lines and labels of a value axis.
+pub(crate) fn svg_y_ticks(
+    o: &mut String,
+    axis: &Axis,
+    left: f64,
+    right: f64,
+    y_of: impl Fn(f64) -> f64,
+) -> fmt::Result {
+    for v in axis.ticks() {
+        let y = Px(y_of(v));
+        writeln!(
+            o,
+            "<line class=\"grid\" x1=\"{}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"#e5e5e5\"/>",
+            Px(left),
+            Px(right)
+        )?;
+        writeln!(
+            o,
+            "<text class=\"tick\" x=\"{}\" y=\"{}\" text-anchor=\"end\" font-size=\"11\" \
+             fill=\"#444444\">{}</text>",
+            Px(left - 8.0),
+            Px(y_of(v) + 4.0),
+            Esc(&axis.label(v))
+        )?;
+    }
+    Ok(())
+}
+
+/// The x axis title under the plot and the y axis title along its left side.
+pub(crate) fn svg_axis_titles(o: &mut String, x_title: &str, y_title: &str, left: f64, width: f64) -> fmt::Result {
+    writeln!(
+        o,
+        "<text class=\"axis-title\" x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"12\" \
+         fill=\"#333333\">{}</text>",
+        Px(left + width / 2.0),
+        Px(HEIGHT - 16.0),
+        Esc(&truncate_chars(x_title, LEGEND_CHARS))
+    )?;
+    let (tx, ty) = (Px(18.0), Px(MARGIN_TOP + PLOT_HEIGHT / 2.0));
+    writeln!(
+        o,
+        "<text class=\"axis-title\" x=\"{tx}\" y=\"{ty}\" text-anchor=\"middle\" font-size=\"12\" \
+         fill=\"#333333\" transform=\"rotate(-90 {tx} {ty})\">{}</text>",
+        Esc(&truncate_chars(y_title, LEGEND_CHARS))
+    )
+}
+
+/// A legend: one swatch and name per entry, in the palette's order, from `top` down.
+pub(crate) fn svg_legend<'n>(o: &mut String, x: f64, top: f64, names: impl Iterator<Item = &'n str>) -> fmt::Result {
+    for (s, name) in names.enumerate() {
+        let y = top + s as f64 * 20.0;
+        writeln!(
+            o,
+            "<rect class=\"legend-swatch\" x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{}\"/>",
+            Px(x),
+            Px(y),
+            PALETTE[s % PALETTE.len()]
+        )?;
+        writeln!(
+            o,
+            "<text class=\"legend\" x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"#444444\">{}</text>",
+            Px(x + 18.0),
+            Px(y + 10.0),
+            Esc(&truncate_chars(name, LEGEND_CHARS))
+        )?;
+    }
+    Ok(())
+}
+
+/// "No rows" in the middle of an empty plot.
+pub(crate) fn svg_empty(o: &mut String, left: f64, width: f64) -> fmt::Result {
+    writeln!(
+        o,
+        "<text class=\"empty\" x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"13\" \
+         fill=\"#666666\">No rows</text>",
+        Px(left + width / 2.0),
+        Px(MARGIN_TOP + PLOT_HEIGHT / 2.0)
+    )
+}
+
+/// The note of a chart whose result was cut at the row cap.
+pub(crate) fn truncation_note(truncated: bool, rows: usize) -> Option<String> {
+    truncated.then(|| format!("Truncated: showing the first {rows} rows; the query returned more."))
+}
+
 /// A coordinate, written with exactly two decimals and never as `-0.00`.
-struct Px(f64);
+pub(crate) struct Px(pub(crate) f64);
 
 impl fmt::Display for Px {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -616,73 +743,97 @@ impl fmt::Display for Px {
     }
 }
 
-/// A y axis of [`TICK_INTERVALS`] equal "nice" steps (1, 2, 2.5 or 5 times a power of ten)
-/// from `lo` to `hi`, which always includes 0 as a tick.
+/// A value axis of equal "nice" steps (1, 2, 2.5 or 5 times a power of ten).
+///
+/// [`Axis::nice`] spans [`TICK_INTERVALS`] steps and always includes 0 (bars, areas);
+/// [`Axis::span`] covers just the data (lines, scatter plots, numeric x axes).
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Axis {
-    lo: f64,
-    hi: f64,
+pub(crate) struct Axis {
+    pub(crate) lo: f64,
+    pub(crate) hi: f64,
     step: f64,
-    /// Ticks below zero.
-    below: u32,
+    /// Index of the first tick: it sits at `start * step`.
+    start: i64,
+    /// Steps from the first tick to the last.
+    intervals: u32,
     /// Decimals a tick label needs.
     decimals: usize,
     /// Whether tick labels use scientific notation.
     scientific: bool,
 }
 
+/// Mantissas of nice steps.
+const MANTISSAS: [f64; 4] = [1.0, 2.0, 2.5, 5.0];
+
+/// Most intervals of a [`Axis::span`] axis.
+const SPAN_INTERVALS: u32 = 6;
+
 impl Axis {
     /// The axis for values between `min` and `max` (both finite; the range is widened to 0).
-    fn nice(min: f64, max: f64) -> Self {
+    pub(crate) fn nice(min: f64, max: f64) -> Self {
         let pos = max.max(0.0);
         let neg = (-min).max(0.0);
         let raw = pos / f64::from(TICK_INTERVALS) + neg / f64::from(TICK_INTERVALS);
         // All zero (or too small to tell apart from zero): 0 .. 4.
         if raw.is_nan() || raw < f64::MIN_POSITIVE {
-            return Self::with_step(1.0, 0, 0);
+            return Self::with_step(1.0, 0, TICK_INTERVALS, 0);
         }
         let ceil = |x: f64| (x - 1e-9).ceil().max(0.0) as u32;
-        let mut exp = raw.log10().floor() as i32;
-        // A fitting step is always found within two decades; the bound only keeps the loop finite.
-        for _ in 0..3 {
-            let magnitude = 10f64.powi(exp);
-            for mantissa in [1.0, 2.0, 2.5, 5.0] {
-                let step = mantissa * magnitude;
-                if !step.is_finite() || step < raw * (1.0 - 1e-9) {
-                    continue;
-                }
-                let below = ceil(neg / step);
-                let above = ceil(pos / step);
-                if below + above > TICK_INTERVALS {
-                    continue;
-                }
-                // Spare intervals go above zero, unless every value is negative.
-                let below = if pos == 0.0 { TICK_INTERVALS } else { below };
-                let decimals = if mantissa == 2.5 { 1 - exp } else { -exp };
-                return Self::with_step(step, below, decimals.max(0) as usize);
+        for (step, decimals) in nice_steps(raw) {
+            let below = ceil(neg / step);
+            let above = ceil(pos / step);
+            if below + above > TICK_INTERVALS {
+                continue;
             }
-            exp += 1;
+            // Spare intervals go above zero, unless every value is negative.
+            let below = if pos == 0.0 { TICK_INTERVALS } else { below };
+            return Self::with_step(step, -i64::from(below), TICK_INTERVALS, decimals);
         }
         // Not reached for finite input: one full-range step on each side of zero.
-        Self::with_step(pos.max(neg), u32::from(neg > 0.0) * 2, 0)
+        Self::with_step(pos.max(neg), -2 * i64::from(neg > 0.0), TICK_INTERVALS, 0)
     }
 
-    fn with_step(step: f64, below: u32, decimals: usize) -> Self {
-        let lo = -f64::from(below) * step;
-        let hi = f64::from(TICK_INTERVALS - below) * step;
+    /// An axis from a nice tick at or below `min` to one at or above `max`, with at most
+    /// [`SPAN_INTERVALS`] steps; zero is included only when the data comes near it.
+    pub(crate) fn span(min: f64, max: f64) -> Self {
+        let (min, max) = if max > min {
+            (min, max)
+        } else if min == 0.0 {
+            (-1.0, 1.0)
+        } else {
+            (min - min.abs() * 0.1, max + max.abs() * 0.1)
+        };
+        let raw = (max - min) / f64::from(SPAN_INTERVALS);
+        if !raw.is_finite() || raw < f64::MIN_POSITIVE {
+            return Self::nice(min, max);
+        }
+        for (step, decimals) in nice_steps(raw) {
+            let first = (min / step + 1e-9).floor();
+            let last = (max / step - 1e-9).ceil();
+            if last - first > f64::from(SPAN_INTERVALS) || first.abs() > 1e15 || last.abs() > 1e15 {
+                continue;
+            }
+            return Self::with_step(step, first as i64, (last - first).max(1.0) as u32, decimals);
+        }
+        Self::nice(min, max)
+    }
+
+    fn with_step(step: f64, start: i64, intervals: u32, decimals: usize) -> Self {
+        let lo = start as f64 * step;
+        let hi = (start + i64::from(intervals)) as f64 * step;
         let scientific = decimals > 2 || lo.abs().max(hi.abs()) >= 1e10;
-        Self { lo, hi, step, below, decimals, scientific }
+        Self { lo, hi, step, start, intervals, decimals, scientific }
     }
 
     /// The tick values, from the bottom of the axis up.
-    fn ticks(&self) -> impl Iterator<Item = f64> + '_ {
-        (0..=TICK_INTERVALS).map(|i| (f64::from(i) - f64::from(self.below)) * self.step)
+    pub(crate) fn ticks(&self) -> impl Iterator<Item = f64> + '_ {
+        (0..=i64::from(self.intervals)).map(|i| (self.start + i) as f64 * self.step)
     }
 
     /// The label of tick `v`: integers without decimals, thousands separated by commas,
     /// otherwise at most two decimals; scientific notation for very small steps or very
     /// large values.
-    fn label(&self, v: f64) -> String {
+    pub(crate) fn label(&self, v: f64) -> String {
         if v == 0.0 {
             return "0".to_owned();
         }
@@ -719,6 +870,23 @@ impl Axis {
     }
 }
 
+/// Nice steps of at least `raw` (positive, finite), smallest first, over three decades
+/// (a fitting step is always found within two; the bound only keeps loops finite), each
+/// with the decimals its tick labels need.
+fn nice_steps(raw: f64) -> impl Iterator<Item = (f64, usize)> {
+    let first = raw.log10().floor() as i32;
+    (first..first + 3)
+        .flat_map(|exp| MANTISSAS.into_iter().map(move |m| (m, exp)))
+        .map(|(m, exp)| (m * 10f64.powi(exp), decimals_of(m, exp)))
+        .filter(move |(step, _)| step.is_finite() && *step >= raw * (1.0 - 1e-9))
+}
+
+/// Decimals a tick label of a step `mantissa × 10^exp` needs.
+fn decimals_of(mantissa: f64, exp: i32) -> usize {
+    let decimals = if mantissa == 2.5 { 1 - exp } else { -exp };
+    decimals.max(0) as usize
+}
+
 /// `"2.50"` → `"2.5"`, `"3.00"` → `"3"`, `"10"` → `"10"`.
 fn trim_decimals(s: &str) -> &str {
     if s.contains('.') {
@@ -749,6 +917,7 @@ mod tests {
             x: x.to_owned(),
             y: y.iter().map(|c| (*c).to_owned()).collect(),
             title: title.map(str::to_owned),
+            stacked: false,
         })
     }
 
@@ -1240,7 +1409,7 @@ mod tests {
         let mut all = vec!["k".to_owned()];
         all.extend(columns.iter().cloned());
         let wide = ResultSet { columns: all, rows: vec![], truncated: false };
-        let spec = RenderSpec::Bar(BarSpec { x: "k".into(), y: columns, title: None });
+        let spec = RenderSpec::Bar(BarSpec { x: "k".into(), y: columns, title: None, stacked: false });
         assert_eq!(
             render(&spec, &wide, 10),
             Err(RenderError::TooManySeries { series: MAX_SERIES + 1, max: MAX_SERIES })
@@ -1330,3 +1499,6 @@ mod tests {
         assert_eq!(Px(12.345_6).to_string(), "12.35");
     }
 }
+
+#[cfg(test)]
+mod kinds_tests;

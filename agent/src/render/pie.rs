@@ -1,0 +1,146 @@
+//! Pie charts: one slice per row, clockwise from twelve o'clock in query order.
+//!
+//! Sizes must be numbers and none negative; rows with a NULL size are left out. Beyond
+//! [`MAX_SLICES`] rows, the smallest are summed into one "Other" slice, which the chart
+//! says.
+
+use std::fmt::{self, Write as _};
+
+use outpost_protocol::PieSpec;
+
+use super::{
+    column_index, svg_close, svg_empty, svg_legend, svg_open, truncate_chars, truncation_note, value_text, Esc, Px,
+    RenderError, Rendered, ATTR_CHARS, MARGIN_TOP, MAX_CHART_MAGNITUDE, PALETTE, PLOT_HEIGHT,
+};
+use crate::resultset::{ResultSet, Value};
+
+/// Most slices drawn; the rest are summed into "Other".
+pub const MAX_SLICES: usize = 10;
+
+/// Centre and radius of the pie.
+const CX: f64 = 290.0;
+const CY: f64 = MARGIN_TOP + PLOT_HEIGHT / 2.0 + 30.0;
+const R: f64 = 150.0;
+
+struct Slice {
+    label: String,
+    value: f64,
+    text: String,
+}
+
+/// Renders `rs` as a pie chart; more than `max_rows` rows is refused, as for bar charts.
+pub fn render_pie(spec: &PieSpec, rs: &ResultSet, max_rows: usize) -> Result<Rendered, RenderError> {
+    let li = column_index(&rs.columns, &spec.label)?;
+    let vi = column_index(&rs.columns, &spec.value)?;
+    let max = super::MAX_BAR_GROUPS.min(max_rows);
+    if rs.rows.len() > max {
+        return Err(RenderError::TooManyBars { bars: rs.rows.len(), max });
+    }
+    let mut slices = Vec::with_capacity(rs.rows.len());
+    for (row, values) in rs.rows.iter().enumerate() {
+        let v = &values[vi];
+        if matches!(v, Value::Null) {
+            continue;
+        }
+        let n = v
+            .as_f64()
+            .filter(|n| n.is_finite())
+            .ok_or_else(|| RenderError::NotNumeric { column: spec.value.clone(), row })?;
+        if n < 0.0 {
+            return Err(RenderError::Negative { column: spec.value.clone(), row });
+        }
+        if n > MAX_CHART_MAGNITUDE {
+            return Err(RenderError::OutOfRange { column: spec.value.clone(), row });
+        }
+        slices.push(Slice { label: value_text(&values[li]), value: n, text: value_text(v) });
+    }
+    let mut other = None;
+    if slices.len() > MAX_SLICES {
+        // Keep the largest (ties: the earlier row), in query order; sum the rest.
+        let mut order: Vec<usize> = (0..slices.len()).collect();
+        order.sort_by(|&a, &b| slices[b].value.total_cmp(&slices[a].value).then(a.cmp(&b)));
+        let mut keep = vec![false; slices.len()];
+        for &i in &order[..MAX_SLICES - 1] {
+            keep[i] = true;
+        }
+        let (mut kept, mut rest, mut count) = (Vec::new(), 0.0, 0usize);
+        for (i, s) in slices.into_iter().enumerate() {
+            if keep[i] {
+                kept.push(s);
+            } else {
+                rest += s.value;
+                count += 1;
+            }
+        }
+        other = Some(count);
+        kept.push(Slice { label: format!("Other ({count} rows)"), value: rest, text: super::plain_number(rest) });
+        slices = kept;
+    }
+    let body = svg(spec, &slices, rs, other).map_err(|e| RenderError::Encode(e.to_string()))?.into_bytes();
+    Ok(Rendered {
+        content_type: "image/svg+xml",
+        body,
+        rows_rendered: rs.rows.len(),
+        truncated: rs.truncated,
+        points: slices.len(),
+        decisions: Vec::new(),
+    })
+}
+
+fn svg(spec: &PieSpec, slices: &[Slice], rs: &ResultSet, other: Option<usize>) -> Result<String, fmt::Error> {
+    let mut o = String::with_capacity(2048 + slices.len() * 300);
+    let description = match &spec.title {
+        Some(t) => t.clone(),
+        None => format!("Pie chart of {} by {}", spec.value, spec.label),
+    };
+    let note = match (truncation_note(rs.truncated, rs.rows.len()), other) {
+        (Some(n), _) => Some(n),
+        (None, Some(count)) => Some(format!("The {count} smallest rows are summed as Other.")),
+        (None, None) => None,
+    };
+    svg_open(&mut o, &description, spec.title.as_deref(), note.as_deref())?;
+    let total: f64 = slices.iter().map(|s| s.value).sum();
+    if total <= 0.0 {
+        svg_empty(&mut o, CX - R, 2.0 * R)?;
+        svg_close(&mut o);
+        return Ok(o);
+    }
+    let mut angle = 0.0_f64;
+    for (i, s) in slices.iter().enumerate() {
+        let share = s.value / total;
+        let label = Esc(&truncate_chars(&s.label, ATTR_CHARS)).to_string();
+        let attrs = format!(
+            "class=\"slice\" fill=\"{}\" stroke=\"#ffffff\" data-label=\"{label}\" data-value=\"{}\" data-share=\"{:.4}\"",
+            PALETTE[i % PALETTE.len()],
+            Esc(&s.text),
+            share
+        );
+        let title = format!("<title>{label}: {} ({:.1}%)</title>", Esc(&s.text), share * 100.0);
+        if share >= 1.0 - 1e-12 {
+            writeln!(o, "<circle {attrs} cx=\"{}\" cy=\"{}\" r=\"{}\">{title}</circle>", Px(CX), Px(CY), Px(R))?;
+        } else if share > 0.0 {
+            let end = angle + share * std::f64::consts::TAU;
+            let point = |a: f64| (CX + R * a.sin(), CY - R * a.cos());
+            let (x0, y0) = point(angle);
+            let (x1, y1) = point(end);
+            let large = u8::from(share > 0.5);
+            writeln!(
+                o,
+                "<path {attrs} d=\"M{} {} L{} {} A{r} {r} 0 {large} 1 {} {} Z\">{title}</path>",
+                Px(CX),
+                Px(CY),
+                Px(x0),
+                Px(y0),
+                Px(x1),
+                Px(y1),
+                r = Px(R)
+            )?;
+            angle = end;
+        }
+    }
+    let names: Vec<String> =
+        slices.iter().map(|s| format!("{} ({:.1}%)", truncate_chars(&s.label, 10), s.value / total * 100.0)).collect();
+    svg_legend(&mut o, 500.0, MARGIN_TOP + 20.0, names.iter().map(String::as_str))?;
+    svg_close(&mut o);
+    Ok(o)
+}
