@@ -58,6 +58,9 @@ pub struct AuditRecord {
     pub body_sha256: Option<String>,
     /// Whether rows were cut at the row cap.
     pub truncated: bool,
+    /// What the egress policy truncated, masked, downsampled or refused (absent: nothing).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub egress: Vec<outpost_protocol::EgressDecision>,
     /// Milliseconds from receipt to report.
     pub duration_ms: u64,
 }
@@ -193,6 +196,7 @@ mod tests {
             bytes_sent: 10,
             body_sha256: None,
             truncated: false,
+            egress: Vec::new(),
             duration_ms: 1,
         }
     }

@@ -112,6 +112,10 @@ pub struct AgentConfig {
     /// The encrypted result cache.
     #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
     pub cache: CacheSection,
+    /// What may leave this network, for every connection (`connections.NAME.egress`
+    /// changes it for one).
+    #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
+    pub egress: crate::policy::EgressSection,
 }
 
 /// The local, encrypted result cache (`state_dir/cache/`).
@@ -285,6 +289,10 @@ pub struct ConnectionConfig {
     /// `cache.max_age_secs`. 0: results of this connection are never cached.
     #[serde(default)]
     pub cache_max_age_secs: Option<Bounded<0, MAX_CACHE_AGE_SECS>>,
+    /// This connection's egress policy: fields set here replace the top-level `egress`
+    /// ones; `mask` rules are added to the top-level ones.
+    #[serde(default)]
+    pub egress: Option<crate::policy::EgressSection>,
     /// Never accepted: a password in this file is an error at its line. Secrets go into
     /// the vault (`outpost-agent credentials set NAME`).
     #[serde(default)]
@@ -504,6 +512,17 @@ impl AgentConfig {
     /// The caps of every connection, by name.
     pub fn cache_caps(&self) -> BTreeMap<String, u64> {
         self.connections.keys().map(|n| (n.as_str().to_owned(), self.cache_cap(n.as_str()))).collect()
+    }
+
+    /// The egress policy in force for `connection`.
+    pub fn egress_policy(&self, connection: &str) -> crate::policy::EgressPolicy {
+        let own = self.connections.iter().find(|(n, _)| n.as_str() == connection).and_then(|(_, c)| c.egress.as_ref());
+        crate::policy::EgressPolicy::resolve(&self.egress, own)
+    }
+
+    /// Whether a mask rule anywhere needs the keyed-hash key (and so the vault).
+    pub fn masks_with_hash(&self) -> bool {
+        self.connections.keys().any(|n| self.egress_policy(n.as_str()).needs_hash_key())
     }
 
     /// Whether any connection's results may be cached.

@@ -17,6 +17,7 @@ pub mod connectors;
 pub mod enrol;
 pub mod identity;
 pub mod keys;
+pub mod policy;
 pub mod proxy;
 pub mod render;
 pub mod replay;

@@ -21,7 +21,7 @@ use outpost_protocol::encoding::sha256_hex;
 use outpost_protocol::wire::{
     DeliveredJob, Heartbeat, KeySetsResponse, PollResponse, PATH_HEARTBEAT, PATH_JOBS, PATH_KEY_SETS, PATH_POLL,
 };
-use outpost_protocol::{JobOutcome, ResultReport, ResultStats, VerifyOptions};
+use outpost_protocol::{EgressAction, EgressDecision, JobOutcome, ResultReport, ResultStats, VerifyOptions};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -136,6 +136,8 @@ struct Ctx {
     connections: HashMap<String, Connector>,
     /// The encrypted result cache; `None` when policy turns it off for every connection.
     cache: Option<Cache>,
+    /// Key of the egress policy's keyed hashes, when a mask rule asks for them.
+    mask_key: Option<zeroize::Zeroizing<[u8; 32]>>,
 }
 
 /// Formats unix seconds as RFC 3339.
@@ -214,7 +216,7 @@ pub fn prepare_connections(
 
 /// Whether `run` needs the vault: for the cache key or a connection's password.
 fn needs_vault(cfg: &AgentConfig) -> bool {
-    cfg.cache_enabled() || cfg.connections.values().any(|c| c.password_credential.is_some())
+    cfg.cache_enabled() || cfg.masks_with_hash() || cfg.connections.values().any(|c| c.password_credential.is_some())
 }
 
 /// Opens (creating on first use) the vault, under its lock.
@@ -262,6 +264,10 @@ pub async fn run(
     let audit = AuditLog::open(&cfg.audit_path())?;
     let seen = crate::replay::SeenJobs::open(&cfg.state_dir)?;
     let cache = open_cache(&cfg, vault.as_ref())?;
+    let mask_key = match (&vault, cfg.masks_with_hash()) {
+        (Some(v), true) => Some(v.mask_key()?),
+        _ => None,
+    };
     drop(vault);
     tracing::info!(
         agent_id = %agent,
@@ -285,6 +291,7 @@ pub async fn run(
         seen,
         connections,
         cache,
+        mask_key,
     });
     let renewal =
         tokio::spawn(renewal_loop(Arc::clone(&ctx), shutdown.clone()).instrument(tracing::info_span!("renewal")));
@@ -672,6 +679,7 @@ fn audit_base(job: &DeliveredJob) -> AuditRecord {
         bytes_sent: 0,
         body_sha256: None,
         truncated: false,
+        egress: Vec::new(),
         duration_ms: 0,
     }
 }
@@ -718,6 +726,12 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob) -> (ResultReport, AuditRecord, i
         let msg = format!("this agent has no connection named {:?}", spec.connection);
         return (reject(&mut rec, "unknown_connection", msg), rec, upload_until);
     };
+    let policy = ctx.cfg.egress_policy(&spec.connection);
+    if let Err(decision) = policy.check_spec(&spec.render) {
+        rec.outcome = "rejected";
+        let report = reject(&mut rec, "egress_refused", decision.detail.clone());
+        return (with_decisions(report, &mut rec, vec![decision]), rec, upload_until);
+    }
     let max_rows = usize::try_from(ctx.cfg.limits.max_rows.get()).unwrap_or(10_000);
     let limits = QueryLimits { max_rows, timeout: Duration::from_secs(ctx.cfg.limits.query_timeout_secs.get()) };
     let failed = |rec: &mut AuditRecord, code: &str, message: String, stats: ResultStats| {
@@ -726,26 +740,66 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob) -> (ResultReport, AuditRecord, i
         rec.reason = Some(code.to_owned());
         ResultReport::refused(&job.job_id, JobOutcome::Failed, code, message, stats)
     };
-    let (rs, cache_hit) = match cached_query(ctx, job, &spec, conn, limits, &mut rec).await {
+    let (mut rs, cache_hit) = match cached_query(ctx, job, &spec, conn, limits, &mut rec).await {
         Ok(r) => r,
         Err(e) => return (failed(&mut rec, e.code(), e.to_string(), ResultStats::default()), rec, upload_until),
     };
     let rows_read = rs.rows.len() as u64;
     rec.rows_read = rows_read;
     let stats = ResultStats { rows_read, truncated: rs.truncated, cache_hit, ..ResultStats::default() };
-    let rendered = match crate::render::render(&spec.render, &rs, max_rows) {
+    let mut decisions = Vec::new();
+    if rs.truncated {
+        decisions.push(EgressDecision {
+            action: EgressAction::Truncated,
+            rule: "limits.max_rows".into(),
+            detail: format!("the query returned more than {max_rows} rows; the agent read the first {max_rows}"),
+        });
+    }
+    match policy.check_rows(&spec.render, rs.rows.len()).and_then(|()| policy.mask(&mut rs, ctx.mask_key.as_deref())) {
+        Ok(Some(d)) => decisions.push(d),
+        Ok(None) => {}
+        Err(d) => {
+            decisions.push(d.clone());
+            let report = failed(&mut rec, "egress_refused", d.detail, stats);
+            return (with_decisions(report, &mut rec, decisions), rec, upload_until);
+        }
+    }
+    let (render_rows, render_points) = policy.render_limits(&spec.render, rs.columns.len(), max_rows);
+    let rendered = match crate::render::render_with(&spec.render, &rs, render_rows, render_points) {
         Ok(r) => r,
-        Err(e) => return (failed(&mut rec, "render_failed", e.to_string(), stats), rec, upload_until),
+        Err(e) => {
+            let report = failed(&mut rec, "render_failed", e.to_string(), stats);
+            return (with_decisions(report, &mut rec, decisions), rec, upload_until);
+        }
     };
+    let (rows_available, columns) = (rs.rows.len(), rs.columns.len());
     drop(rs);
+    decisions.extend(rendered.decisions.iter().cloned());
+    match policy.check_output(&spec.render, &rendered, rows_available, columns) {
+        Ok(more) => decisions.extend(more),
+        Err(d) => {
+            decisions.push(d.clone());
+            let report = failed(&mut rec, "egress_refused", d.detail, stats);
+            return (with_decisions(report, &mut rec, decisions), rec, upload_until);
+        }
+    }
     let stats = ResultStats { truncated: rendered.truncated, ..stats };
     let report = ResultReport::succeeded(&job.job_id, rendered.content_type, &rendered.body, stats);
     rec.outcome = "succeeded";
     rec.bytes_sent = report.stats.bytes;
     rec.body_sha256 = Some(sha256_hex(&rendered.body));
     rec.truncated = rendered.truncated;
-    tracing::info!(rows_read, cache_hit, bytes = report.stats.bytes, "Job succeeded.");
-    (report, rec, upload_until)
+    tracing::info!(rows_read, cache_hit, bytes = report.stats.bytes, egress = decisions.len(), "Job succeeded.");
+    (with_decisions(report, &mut rec, decisions), rec, upload_until)
+}
+
+/// States the egress decisions in the report and in the audit record.
+fn with_decisions(mut report: ResultReport, rec: &mut AuditRecord, decisions: Vec<EgressDecision>) -> ResultReport {
+    let mut decisions = decisions;
+    decisions.truncate(outpost_protocol::report::MAX_EGRESS_DECISIONS);
+    rec.egress.clone_from(&decisions);
+    report.stats.egress = decisions;
+    report
 }
 
 /// Runs the query, or answers it from the cache when the job's max-age, capped by the

@@ -45,6 +45,8 @@ const FORMAT: u32 = 1;
 const AAD_DATA_KEY: &str = "outpost/vault/data-key/v1";
 const AAD_ENTRY: &str = "outpost/vault/entry/v1";
 const AAD_CACHE_KEY: &str = "outpost/cache-key/v1";
+/// HKDF salt of the egress policy's keyed-hash key.
+const SALT_MASK_KEY: &str = "outpost/mask-key/v1";
 
 /// Where the master key comes from (`vault.master_key` in agent.yaml).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
@@ -431,6 +433,16 @@ impl Vault {
     /// The result cache's key: HKDF-SHA256 of the data key, so that rotating the data key
     /// makes every cache entry sealed before unreadable.
     pub fn cache_key(&self) -> Result<Zeroizing<[u8; 32]>, VaultError> {
+        self.derive(AAD_CACHE_KEY)
+    }
+
+    /// The egress policy's keyed-hash key (mask rules `with: hash`): HKDF-SHA256 of the
+    /// data key. It never leaves the agent; rotating the data key changes every hash.
+    pub fn mask_key(&self) -> Result<Zeroizing<[u8; 32]>, VaultError> {
+        self.derive(SALT_MASK_KEY)
+    }
+
+    fn derive(&self, salt: &str) -> Result<Zeroizing<[u8; 32]>, VaultError> {
         use aws_lc_rs::hkdf::{Salt, HKDF_SHA256};
         struct Len32;
         impl aws_lc_rs::hkdf::KeyType for Len32 {
@@ -438,12 +450,12 @@ impl Vault {
                 32
             }
         }
-        let prk = Salt::new(HKDF_SHA256, AAD_CACHE_KEY.as_bytes()).extract(self.data_key.as_ref());
+        let prk = Salt::new(HKDF_SHA256, salt.as_bytes()).extract(self.data_key.as_ref());
         let info: &[&[u8]] = &[self.file.data_key_id.as_bytes()];
         let mut key = Zeroizing::new([0u8; 32]);
         prk.expand(info, Len32)
             .and_then(|okm| okm.fill(key.as_mut()))
-            .map_err(|_| VaultError::Invalid("cache key derivation failed".into()))?;
+            .map_err(|_| VaultError::Invalid("key derivation failed".into()))?;
         Ok(key)
     }
 

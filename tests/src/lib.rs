@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod pg;
 pub mod proc;
 
 use std::path::{Path, PathBuf};

@@ -14,54 +14,14 @@ use outpost_agent::connectors::{QueryError, QueryLimits, ServerSettings};
 use outpost_agent::resultset::Value;
 use outpost_protocol::Param;
 
-struct Server {
-    url: String,
-    config: tokio_postgres::Config,
-}
-
-fn server() -> Result<Server> {
-    let url = std::env::var("OUTPOST_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let config: tokio_postgres::Config = url.parse().with_context(|| format!("OUTPOST_TEST_PG_URL {url:?}"))?;
-    Ok(Server { url, config })
-}
-
-/// An admin session and a fresh schema `name`, dropped by [`Schema::drop_now`].
-struct Schema {
-    admin: tokio_postgres::Client,
-    name: String,
-}
-
-async fn schema(s: &Server, tag: &str) -> Result<Schema> {
-    let (admin, conn) = s.config.connect(tokio_postgres::NoTls).await.with_context(|| {
-        format!(
-            "PostgreSQL is not reachable at {}: start it with \
-             `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` or set OUTPOST_TEST_PG_URL",
-            s.url
-        )
-    })?;
-    tokio::spawn(conn);
-    let name = format!("outpost_{tag}_{}", &outpost_protocol::ids::new_nonce()[..12]);
-    admin.batch_execute(&format!("CREATE SCHEMA {name}")).await?;
-    Ok(Schema { admin, name })
-}
-
-impl Schema {
-    async fn drop_now(self) -> Result<()> {
-        self.admin.batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name)).await?;
-        Ok(())
-    }
-}
+use outpost_e2e::pg::{schema, server, Server};
 
 fn connector(s: &Server, pool_size: usize) -> PostgresConnector {
-    let host = match s.config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-        _ => "127.0.0.1".into(),
-    };
     PostgresConnector::new(ServerSettings {
-        host,
-        port: s.config.get_ports().first().copied().unwrap_or(5432),
-        database: s.config.get_dbname().unwrap_or("test").to_owned(),
-        user: s.config.get_user().unwrap_or("postgres").to_owned(),
+        host: s.host(),
+        port: s.port(),
+        database: s.database().to_owned(),
+        user: s.user().to_owned(),
         password: s.config.get_password().map(|p| String::from_utf8_lossy(p).into_owned().into()),
         tls_ca: None,
         pool_size,
@@ -260,30 +220,8 @@ async fn a_job_runs_end_to_end_on_a_postgres_connection() -> Result<()> {
         ))
         .await?;
     let root = tempfile::tempdir()?;
-    let mut cp = outpost_e2e::ControlPlane::init(root.path())?;
-    cp.start()?;
-    let mut agent = outpost_e2e::Agent::new(root.path(), "edge-1", "")?;
-    let host = match s.config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-        _ => "127.0.0.1".into(),
-    };
-    std::fs::write(
-        &agent.config,
-        format!(
-            "state_dir: {}\nconnections:\n  warehouse:\n    kind: postgres\n    host: {host}\n    port: {}\n    \
-             database: {}\n    user: {}\n    password_credential: warehouse\n    tls: disable\n",
-            agent.state_dir.display(),
-            s.config.get_ports().first().copied().unwrap_or(5432),
-            s.config.get_dbname().unwrap_or("test"),
-            s.config.get_user().unwrap_or("postgres"),
-        ),
-    )?;
-    let (code, _, err) = agent.cli(&["config", "check"], None, &[])?;
-    assert_eq!(code, 0, "{err}");
-    let (code, _, err) = agent.cli(&["credentials", "set", "warehouse"], Some("not-needed-with-trust-auth\n"), &[])?;
-    assert_eq!(code, 0, "{err}");
-    agent.enroll_with(&cp).await?;
-    agent.start_connected()?;
+    let config = format!("connections:\n{}", s.connection_yaml("warehouse"));
+    let (cp, mut agent) = outpost_e2e::pg::control_plane_and_agent(root.path(), &config).await?;
     let id = cp
         .dispatch(serde_json::json!({
             "agent": "edge-1", "connection": "warehouse",

@@ -1,0 +1,466 @@
+//! The local egress policy: what may leave this network, whatever a job asks.
+//!
+//! Written by the customer's security team in agent.yaml (`egress:` for every connection,
+//! `connections.NAME.egress:` to change it for one), never by the control plane. It is
+//! applied in three places around a job:
+//!
+//! 1. before the query: the render kind must be allowed (a raw `table` separately), and a
+//!    column that a mask rule covers may not be drawn to scale (a chart's values or axis),
+//!    since drawing would reveal it;
+//! 2. between the query and rendering: masked columns are replaced, value by value, by
+//!    `***` or by a keyed hash (HMAC-SHA256 under a key derived from the vault's data key,
+//!    so equal values give equal hashes and joins of masked values still line up);
+//! 3. after rendering, before upload: rows, data points and bytes are checked against
+//!    the policy's maxima (tables are cut to fit; anything else over a limit is refused).
+//!
+//! Every decision becomes an [`EgressDecision`]: in the job's audit record and in the
+//! report that the control plane shows the user.
+
+use std::collections::BTreeSet;
+
+use outpost_protocol::{ColumnRole, EgressAction, EgressDecision, RenderSpec};
+use serde::Deserialize;
+
+use crate::config::Bounded;
+use crate::resultset::{ResultSet, Value};
+
+/// Largest rendered body the control plane takes; also the highest `max_bytes`.
+pub const MAX_BYTES: u64 = outpost_protocol::report::MAX_BODY_LEN as u64;
+
+/// Points a chart draws at most, whatever the policy allows.
+pub const MAX_CHART_POINTS: usize = 20_000;
+
+/// A render kind, as policy names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RenderKind {
+    /// Tables (JSON or HTML): raw rows, see also `allow_raw_table`.
+    Table,
+    /// One value.
+    Scalar,
+    /// Bar charts.
+    Bar,
+    /// Line charts.
+    Line,
+    /// Area charts.
+    Area,
+    /// Scatter plots.
+    Scatter,
+    /// Pie charts.
+    Pie,
+}
+
+impl RenderKind {
+    fn name(self) -> &'static str {
+        match self {
+            RenderKind::Table => "table",
+            RenderKind::Scalar => "scalar",
+            RenderKind::Bar => "bar",
+            RenderKind::Line => "line",
+            RenderKind::Area => "area",
+            RenderKind::Scatter => "scatter",
+            RenderKind::Pie => "pie",
+        }
+    }
+}
+
+/// How a masked value is replaced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MaskWith {
+    /// `***`.
+    #[default]
+    Stars,
+    /// `h:` and 16 hex digits of HMAC-SHA256 of the value's text, keyed by this agent:
+    /// equal values stay equal, so joins and group-bys of masked values line up.
+    Hash,
+}
+
+/// A column-name pattern: `*` any run of characters, `?` one; case-insensitive; the
+/// whole name must match.
+#[derive(Debug, Clone, PartialEq, Eq, schemars::JsonSchema)]
+#[schemars(transparent)]
+pub struct ColumnPattern(String);
+
+impl<'de> Deserialize<'de> for ColumnPattern {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.is_empty() || s.chars().count() > 128 || s.chars().any(char::is_control) {
+            return Err(serde::de::Error::custom("a column pattern is 1 to 128 printable characters"));
+        }
+        Ok(Self(s.to_lowercase()))
+    }
+}
+
+impl ColumnPattern {
+    /// Whether `name` matches.
+    pub fn matches(&self, name: &str) -> bool {
+        let p: Vec<char> = self.0.chars().collect();
+        let n: Vec<char> = name.to_lowercase().chars().collect();
+        // Iterative wildcard match with one backtrack point: linear in practice.
+        let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+        while ni < n.len() {
+            if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+                pi += 1;
+                ni += 1;
+            } else if pi < p.len() && p[pi] == '*' {
+                star = Some(pi);
+                mark = ni;
+                pi += 1;
+            } else if let Some(s) = star {
+                pi = s + 1;
+                mark += 1;
+                ni = mark;
+            } else {
+                return false;
+            }
+        }
+        p[pi..].iter().all(|c| *c == '*')
+    }
+
+    /// The pattern as written (lower-cased).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One mask rule.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MaskRule {
+    /// Result columns whose name matches are masked.
+    pub column: ColumnPattern,
+    /// `stars` (default) or `hash`.
+    #[serde(default)]
+    pub with: MaskWith,
+}
+
+/// `egress:` in agent.yaml, for every connection or for one. Unset fields take the
+/// defaults (for a connection: the top-level `egress:`); `mask` rules add up.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EgressSection {
+    /// Render kinds that may leave. Default: all.
+    #[serde(default)]
+    pub allowed_kinds: Option<BTreeSet<RenderKind>>,
+    /// Whether raw rows may leave as a `table` at all. Default true.
+    #[serde(default)]
+    pub allow_raw_table: Option<bool>,
+    /// Rows that may leave one by one (table rows, bars groups, pie slices). Default 10000.
+    #[serde(default)]
+    pub max_rows: Option<Bounded<1, 1_000_000>>,
+    /// Values that may leave (table cells, bars, slices, chart points). Default 200000.
+    #[serde(default)]
+    pub max_points: Option<Bounded<1, 10_000_000>>,
+    /// Bytes of one rendered result. Default and most: 4 MiB.
+    #[serde(default)]
+    pub max_bytes: Option<Bounded<1024, MAX_BYTES>>,
+    /// Columns to mask, by name pattern.
+    #[serde(default)]
+    pub mask: Vec<MaskRule>,
+}
+
+/// Default of `max_rows`.
+pub const DEFAULT_MAX_ROWS: u64 = 10_000;
+/// Default of `max_points`.
+pub const DEFAULT_MAX_POINTS: u64 = 200_000;
+
+/// The policy in force for one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EgressPolicy {
+    /// Kinds that may leave.
+    pub allowed_kinds: BTreeSet<RenderKind>,
+    /// Whether tables may leave.
+    pub allow_raw_table: bool,
+    /// Rows that may leave one by one.
+    pub max_rows: usize,
+    /// Values that may leave.
+    pub max_points: usize,
+    /// Bytes of one result.
+    pub max_bytes: usize,
+    /// Mask rules, the defaults' first.
+    pub mask: Vec<MaskRule>,
+}
+
+impl EgressPolicy {
+    /// The policy of a connection: its own section over the defaults.
+    pub fn resolve(defaults: &EgressSection, own: Option<&EgressSection>) -> Self {
+        let pick = |f: fn(&EgressSection) -> Option<u64>, d: u64| own.and_then(f).or_else(|| f(defaults)).unwrap_or(d);
+        let kinds = own.and_then(|o| o.allowed_kinds.clone()).or_else(|| defaults.allowed_kinds.clone());
+        let mut mask = defaults.mask.clone();
+        mask.extend(own.map(|o| o.mask.clone()).unwrap_or_default());
+        Self {
+            allowed_kinds: kinds.unwrap_or_else(|| ALL_KINDS.into_iter().collect()),
+            allow_raw_table: own.and_then(|o| o.allow_raw_table).or(defaults.allow_raw_table).unwrap_or(true),
+            max_rows: to_usize(pick(|s| s.max_rows.map(Bounded::get), DEFAULT_MAX_ROWS)),
+            max_points: to_usize(pick(|s| s.max_points.map(Bounded::get), DEFAULT_MAX_POINTS)),
+            max_bytes: to_usize(pick(|s| s.max_bytes.map(Bounded::get), MAX_BYTES)),
+            mask,
+        }
+    }
+
+    /// The mask rule covering `column`, if any (the first that matches).
+    pub fn mask_for(&self, column: &str) -> Option<&MaskRule> {
+        self.mask.iter().find(|r| r.column.matches(column))
+    }
+
+    /// Whether any rule masks with a keyed hash (the agent then needs the vault's key).
+    pub fn needs_hash_key(&self) -> bool {
+        self.mask.iter().any(|r| r.with == MaskWith::Hash)
+    }
+
+    /// Step 1: may a job with this render spec run at all?
+    pub fn check_spec(&self, spec: &RenderSpec) -> Result<(), EgressDecision> {
+        let kind = ALL_KINDS.into_iter().find(|k| k.name() == spec.kind()).unwrap_or(RenderKind::Table);
+        if kind == RenderKind::Table && !self.allow_raw_table {
+            return Err(refused(
+                "allow_raw_table",
+                "raw tables may not leave this network; ask for a chart or a scalar".into(),
+            ));
+        }
+        if !self.allowed_kinds.contains(&kind) {
+            let allowed: Vec<&str> = self.allowed_kinds.iter().map(|k| k.name()).collect();
+            return Err(refused(
+                "allowed_kinds",
+                format!("{} results may not leave this network; allowed: {}", kind.name(), allowed.join(", ")),
+            ));
+        }
+        for (column, role) in spec.columns() {
+            if matches!(role, ColumnRole::Number | ColumnRole::Axis) {
+                if let Some(rule) = self.mask_for(column) {
+                    return Err(refused(
+                        "mask",
+                        format!(
+                            "column {column:?} is masked (pattern {:?}); a chart would draw its values to scale",
+                            rule.column.as_str()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Step 2: replaces the values of masked columns. `key` is the keyed-hash key (needed
+    /// when a `hash` rule applies). The decision says which columns and how.
+    pub fn mask(&self, rs: &mut ResultSet, key: Option<&[u8; 32]>) -> Result<Option<EgressDecision>, EgressDecision> {
+        let masked: Vec<(usize, MaskWith)> =
+            rs.columns.iter().enumerate().filter_map(|(i, c)| self.mask_for(c).map(|r| (i, r.with))).collect();
+        if masked.is_empty() {
+            return Ok(None);
+        }
+        let hmac_key = match (masked.iter().any(|(_, w)| *w == MaskWith::Hash), key) {
+            (true, Some(k)) => Some(aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, k)),
+            (true, None) => return Err(refused("mask", "the keyed-hash key is not available (vault not open)".into())),
+            (false, _) => None,
+        };
+        for row in &mut rs.rows {
+            for &(i, with) in &masked {
+                let Some(v) = row.get_mut(i) else { continue };
+                if matches!(v, Value::Null) {
+                    continue;
+                }
+                *v = Value::Text(match (with, &hmac_key) {
+                    (MaskWith::Hash, Some(k)) => hash_text(k, &crate::render::value_text(v)),
+                    _ => "***".to_owned(),
+                });
+            }
+        }
+        let how: Vec<String> = masked
+            .iter()
+            .map(|(i, w)| format!("{} ({})", rs.columns[*i], if *w == MaskWith::Hash { "keyed hash" } else { "***" }))
+            .collect();
+        Ok(Some(EgressDecision {
+            action: EgressAction::Masked,
+            rule: "mask".into(),
+            detail: truncate(format!("masked columns: {}", how.join(", "))),
+        }))
+    }
+
+    /// The render limits for a spec: rows shown at most, and the chart point budget.
+    /// Tables are cut so that their cells fit `max_points`.
+    pub fn render_limits(&self, spec: &RenderSpec, columns: usize, job_max_rows: usize) -> (usize, usize) {
+        let rows = match spec {
+            RenderSpec::Table(_) => self.max_rows.min(self.max_points / columns.max(1)).max(1),
+            _ => self.max_rows,
+        };
+        let points = self.max_points.min(MAX_CHART_POINTS);
+        (rows.min(job_max_rows), points)
+    }
+
+    /// Between the query and rendering: a bar or pie chart shows every row one by one,
+    /// so one with more rows than may leave is refused (a table is cut instead; line,
+    /// area and scatter charts are downsampled).
+    pub fn check_rows(&self, spec: &RenderSpec, rows: usize) -> Result<(), EgressDecision> {
+        if matches!(spec, RenderSpec::Bar(_) | RenderSpec::Pie(_)) && rows > self.max_rows {
+            return Err(refused(
+                "max_rows",
+                format!("the chart would show {rows} rows one by one; at most {} may leave", self.max_rows),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Step 3: checks a rendering against the maxima. `rows_available` is what the
+    /// result had; a table shown shorter because of this policy is a `truncated` decision.
+    pub fn check_output(
+        &self,
+        spec: &RenderSpec,
+        rendered: &crate::render::Rendered,
+        rows_available: usize,
+        columns: usize,
+    ) -> Result<Vec<EgressDecision>, EgressDecision> {
+        let mut decisions = Vec::new();
+        if let RenderSpec::Table(t) = spec {
+            let asked = t.max_rows.map_or(usize::MAX, |m| m as usize);
+            let shown = rendered.rows_rendered;
+            if shown < rows_available && shown < asked {
+                let rule = if self.max_points / columns.max(1) < self.max_rows { "max_points" } else { "max_rows" };
+                decisions.push(EgressDecision {
+                    action: EgressAction::Truncated,
+                    rule: rule.into(),
+                    detail: format!("{shown} of {rows_available} rows may leave ({rule} of this connection's policy)"),
+                });
+            }
+        }
+        if rendered.points > self.max_points {
+            return Err(refused(
+                "max_points",
+                format!("the result carries {} values; at most {} may leave", rendered.points, self.max_points),
+            ));
+        }
+        if rendered.body.len() > self.max_bytes {
+            return Err(refused(
+                "max_bytes",
+                format!("the rendered result is {} bytes; at most {} may leave", rendered.body.len(), self.max_bytes),
+            ));
+        }
+        Ok(decisions)
+    }
+}
+
+const ALL_KINDS: [RenderKind; 7] = [
+    RenderKind::Table,
+    RenderKind::Scalar,
+    RenderKind::Bar,
+    RenderKind::Line,
+    RenderKind::Area,
+    RenderKind::Scatter,
+    RenderKind::Pie,
+];
+
+fn to_usize(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
+
+fn truncate(s: String) -> String {
+    if s.chars().count() <= outpost_protocol::report::MAX_DECISION_DETAIL {
+        s
+    } else {
+        s.chars().take(outpost_protocol::report::MAX_DECISION_DETAIL - 1).chain(std::iter::once('…')).collect()
+    }
+}
+
+fn refused(rule: &str, detail: String) -> EgressDecision {
+    EgressDecision { action: EgressAction::Refused, rule: rule.into(), detail: truncate(detail) }
+}
+
+/// `h:` and the first 16 hex digits of HMAC-SHA256(key, text).
+fn hash_text(key: &aws_lc_rs::hmac::Key, text: &str) -> String {
+    let tag = aws_lc_rs::hmac::sign(key, text.as_bytes());
+    format!("h:{}", outpost_protocol::encoding::hex(&tag.as_ref()[..8]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pattern(p: &str) -> ColumnPattern {
+        ColumnPattern(p.to_lowercase())
+    }
+
+    #[test]
+    fn patterns_match_whole_names_case_insensitively() {
+        assert!(pattern("email").matches("EMAIL"));
+        assert!(!pattern("email").matches("email2"));
+        assert!(pattern("*email*").matches("customer_email_address"));
+        assert!(pattern("ph?ne").matches("phone"));
+        assert!(!pattern("ph?ne").matches("phne"));
+        assert!(pattern("*").matches(""));
+        assert!(pattern("a*b*c").matches("aXXbYYc"));
+        assert!(!pattern("a*b*c").matches("aXXbYY"));
+    }
+
+    fn policy(yaml: &str) -> EgressPolicy {
+        let s: EgressSection = serde_saphyr::from_str(yaml).expect("section parses");
+        EgressPolicy::resolve(&s, None)
+    }
+
+    #[test]
+    fn masking_replaces_values_and_hashes_equal_values_equally() {
+        let p = policy("mask:\n  - column: '*email*'\n    with: hash\n  - column: ssn\n");
+        let mut rs = ResultSet {
+            columns: vec!["id".into(), "Email".into(), "ssn".into()],
+            rows: vec![
+                vec![Value::Int(1), Value::Text("a@x.org".into()), Value::Text("123".into())],
+                vec![Value::Int(2), Value::Text("a@x.org".into()), Value::Null],
+                vec![Value::Int(3), Value::Text("b@x.org".into()), Value::Int(456)],
+            ],
+            truncated: false,
+        };
+        let key = [7u8; 32];
+        let d = p.mask(&mut rs, Some(&key)).expect("masked").expect("a decision");
+        assert_eq!(d.action, EgressAction::Masked);
+        assert_eq!(d.detail, "masked columns: Email (keyed hash), ssn (***)");
+        let email = |r: usize| match &rs.rows[r][1] {
+            Value::Text(t) => t.clone(),
+            v => panic!("{v:?}"),
+        };
+        assert_eq!(email(0), email(1));
+        assert_ne!(email(0), email(2));
+        assert!(email(0).starts_with("h:") && email(0).len() == 18, "{}", email(0));
+        assert_eq!(rs.rows[0][2], Value::Text("***".into()));
+        assert_eq!(rs.rows[1][2], Value::Null);
+        assert_eq!(rs.rows[2][0], Value::Int(3));
+        // Another key gives other hashes.
+        let mut again = ResultSet {
+            columns: vec!["email".into()],
+            rows: vec![vec![Value::Text("a@x.org".into())]],
+            truncated: false,
+        };
+        p.mask(&mut again, Some(&[8u8; 32])).expect("masked");
+        assert_ne!(again.rows[0][0], Value::Text(email(0)));
+        // Without the key, a hash rule refuses rather than leaking.
+        let mut no_key = ResultSet { columns: vec!["email".into()], rows: vec![], truncated: false };
+        assert_eq!(p.mask(&mut no_key, None).map(|_| ()).map_err(|d| d.action), Err(EgressAction::Refused));
+    }
+
+    #[test]
+    fn kinds_tables_and_masked_chart_values_are_checked_before_the_query() {
+        let p = policy("allowed_kinds: [bar, table]\nallow_raw_table: false\nmask:\n  - column: salary\n");
+        let table: RenderSpec = serde_json::from_str(r#"{"kind":"table"}"#).expect("spec");
+        assert_eq!(p.check_spec(&table).map_err(|d| d.rule), Err("allow_raw_table".to_owned()));
+        let line: RenderSpec = serde_json::from_str(r#"{"kind":"line","x":"t","y":["v"]}"#).expect("spec");
+        let err = p.check_spec(&line).expect_err("refused");
+        assert_eq!(
+            (err.rule.as_str(), err.detail.as_str()),
+            ("allowed_kinds", "line results may not leave this network; allowed: table, bar")
+        );
+        let bar: RenderSpec = serde_json::from_str(r#"{"kind":"bar","x":"name","y":["SALARY"]}"#).expect("spec");
+        assert_eq!(p.check_spec(&bar).map_err(|d| d.rule), Err("mask".to_owned()));
+        let bar: RenderSpec = serde_json::from_str(r#"{"kind":"bar","x":"salary","y":["n"]}"#).expect("spec");
+        assert!(p.check_spec(&bar).is_ok(), "a masked label is drawn masked");
+    }
+
+    #[test]
+    fn a_connection_overrides_fields_and_adds_masks() {
+        let defaults: EgressSection = serde_saphyr::from_str("max_rows: 100\nmask:\n  - column: a\n").expect("parses");
+        let own: EgressSection = serde_saphyr::from_str("max_bytes: 2048\nmask:\n  - column: b\n").expect("parses");
+        let p = EgressPolicy::resolve(&defaults, Some(&own));
+        assert_eq!((p.max_rows, p.max_bytes, p.max_points), (100, 2048, DEFAULT_MAX_POINTS as usize));
+        assert!(p.mask_for("a").is_some() && p.mask_for("b").is_some());
+        assert!(p.allow_raw_table && p.allowed_kinds.len() == 7);
+        let bad = serde_saphyr::from_str::<EgressSection>("max_bytes: 10\n");
+        assert!(bad.is_err());
+    }
+}

@@ -1,0 +1,109 @@
+//! The PostgreSQL server the tests use (`OUTPOST_TEST_PG_URL`, default the local one),
+//! a throw-away schema per test, and the agent.yaml lines of a connection to it.
+
+use anyhow::{Context as _, Result};
+
+/// Where the server is.
+pub struct Server {
+    /// The URL as given.
+    pub url: String,
+    /// The parsed URL.
+    pub config: tokio_postgres::Config,
+}
+
+/// The server from `OUTPOST_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/test`).
+pub fn server() -> Result<Server> {
+    let url = std::env::var("OUTPOST_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let config: tokio_postgres::Config = url.parse().with_context(|| format!("OUTPOST_TEST_PG_URL {url:?}"))?;
+    Ok(Server { url, config })
+}
+
+impl Server {
+    /// Host name or address.
+    pub fn host(&self) -> String {
+        match self.config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            _ => "127.0.0.1".into(),
+        }
+    }
+
+    /// Port.
+    pub fn port(&self) -> u16 {
+        self.config.get_ports().first().copied().unwrap_or(5432)
+    }
+
+    /// Database name.
+    pub fn database(&self) -> &str {
+        self.config.get_dbname().unwrap_or("test")
+    }
+
+    /// User name.
+    pub fn user(&self) -> &str {
+        self.config.get_user().unwrap_or("postgres")
+    }
+
+    /// The agent.yaml lines of a connection `name` to this server (TLS off: the local
+    /// test server has no certificate), indented for `connections:`, ending in a newline.
+    pub fn connection_yaml(&self, name: &str) -> String {
+        format!(
+            "  {name}:\n    kind: postgres\n    host: {}\n    port: {}\n    database: {}\n    user: {}\n    \
+             password_credential: warehouse\n    tls: disable\n",
+            self.host(),
+            self.port(),
+            self.database(),
+            self.user()
+        )
+    }
+}
+
+/// An admin session and a fresh schema `name`, dropped by [`Schema::drop_now`].
+pub struct Schema {
+    /// A superuser session.
+    pub admin: tokio_postgres::Client,
+    /// The schema's name.
+    pub name: String,
+}
+
+/// Connects as admin and creates a schema `outpost_<tag>_<random>`; fails, saying how to
+/// start the server, when it is not reachable.
+pub async fn schema(s: &Server, tag: &str) -> Result<Schema> {
+    let (admin, conn) = s.config.connect(tokio_postgres::NoTls).await.with_context(|| {
+        format!(
+            "PostgreSQL is not reachable at {}: start it with \
+             `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` or set OUTPOST_TEST_PG_URL",
+            s.url
+        )
+    })?;
+    tokio::spawn(conn);
+    let name = format!("outpost_{tag}_{}", &outpost_protocol::ids::new_nonce()[..12]);
+    admin.batch_execute(&format!("CREATE SCHEMA {name}")).await?;
+    Ok(Schema { admin, name })
+}
+
+impl Schema {
+    /// Drops the schema and everything in it.
+    pub async fn drop_now(self) -> Result<()> {
+        self.admin.batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name)).await?;
+        Ok(())
+    }
+}
+
+/// A started control plane and an enrolled, connected agent `edge-1` whose agent.yaml is
+/// `state_dir` plus `config` (which names connections to this server; the vault entry
+/// `warehouse` holds their password).
+pub async fn control_plane_and_agent(
+    root: &std::path::Path,
+    config: &str,
+) -> Result<(crate::ControlPlane, crate::Agent)> {
+    let mut cp = crate::ControlPlane::init(root)?;
+    cp.start()?;
+    let mut agent = crate::Agent::new(root, "edge-1", "")?;
+    std::fs::write(&agent.config, format!("state_dir: {}\n{config}", agent.state_dir.display()))?;
+    let (code, _, err) = agent.cli(&["config", "check"], None, &[])?;
+    anyhow::ensure!(code == 0, "config check: {err}");
+    let (code, _, err) = agent.cli(&["credentials", "set", "warehouse"], Some("not-needed-with-trust-auth\n"), &[])?;
+    anyhow::ensure!(code == 0, "credentials set: {err}");
+    agent.enroll_with(&cp).await?;
+    agent.start_connected()?;
+    Ok((cp, agent))
+}
