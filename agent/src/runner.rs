@@ -35,8 +35,8 @@ use crate::connectors::mysql::MysqlConnector;
 use crate::connectors::postgres::PostgresConnector;
 use crate::connectors::sqlite::SqliteConnector;
 use crate::connectors::Connector;
-use crate::connectors::QueryLimits;
 use crate::connectors::ServerSettings;
+use crate::connectors::{QueryError, QueryLimits};
 use crate::identity::{self, Identity};
 use crate::keys::KeyTrust;
 use crate::transport::{self, Transport};
@@ -740,41 +740,80 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob) -> (ResultReport, AuditRecord, i
         rec.reason = Some(code.to_owned());
         ResultReport::refused(&job.job_id, JobOutcome::Failed, code, message, stats)
     };
-    let (mut rs, cache_hit) = match cached_query(ctx, job, &spec, conn, limits, &mut rec).await {
-        Ok(r) => r,
-        Err(e) => return (failed(&mut rec, e.code(), e.to_string(), ResultStats::default()), rec, upload_until),
-    };
-    let rows_read = rs.rows.len() as u64;
-    rec.rows_read = rows_read;
-    let stats = ResultStats { rows_read, truncated: rs.truncated, cache_hit, ..ResultStats::default() };
     let mut decisions = Vec::new();
-    if rs.truncated {
+    let truncation = |decisions: &mut Vec<EgressDecision>| {
         decisions.push(EgressDecision {
             action: EgressAction::Truncated,
             rule: "limits.max_rows".into(),
             detail: format!("the query returned more than {max_rows} rows; the agent read the first {max_rows}"),
         });
-    }
-    match policy.check_rows(&spec.render, rs.rows.len()).and_then(|()| policy.mask(&mut rs, ctx.mask_key.as_deref())) {
-        Ok(Some(d)) => decisions.push(d),
-        Ok(None) => {}
-        Err(d) => {
-            decisions.push(d.clone());
-            let report = failed(&mut rec, "egress_refused", d.detail, stats);
-            return (with_decisions(report, &mut rec, decisions), rec, upload_until);
+    };
+    let mut columns = 0;
+    let (rendered, stats) = if let Some(mut sink) = ChartSink::for_job(ctx, &spec, &policy) {
+        // A line, area or scatter chart that does not use the cache: rows stream from
+        // the database into the downsampler and are never held all at once.
+        rec.cache = Some("off");
+        let streamed = conn.query_into(spec.sql.clone(), spec.params.clone(), limits, &mut sink).await;
+        let rows_read = sink.rows as u64;
+        rec.rows_read = rows_read;
+        let stats = ResultStats { rows_read, ..ResultStats::default() };
+        let rendered = match streamed {
+            Ok(truncated) => {
+                if truncated {
+                    truncation(&mut decisions);
+                }
+                sink.finish(truncated)
+            }
+            Err(QueryError::Sink(message)) => Err(message),
+            Err(e) => return (failed(&mut rec, e.code(), e.to_string(), stats), rec, upload_until),
+        };
+        match rendered {
+            Ok(r) => {
+                let truncated = r.truncated;
+                (r, ResultStats { truncated, ..stats })
+            }
+            Err(message) => {
+                let report = failed(&mut rec, "render_failed", message, stats);
+                return (with_decisions(report, &mut rec, decisions), rec, upload_until);
+            }
         }
-    }
-    let (render_rows, render_points) = policy.render_limits(&spec.render, rs.columns.len(), max_rows);
-    let rendered = match crate::render::render_with(&spec.render, &rs, render_rows, render_points) {
-        Ok(r) => r,
-        Err(e) => {
-            let report = failed(&mut rec, "render_failed", e.to_string(), stats);
-            return (with_decisions(report, &mut rec, decisions), rec, upload_until);
+    } else {
+        let (mut rs, cache_hit) = match cached_query(ctx, job, &spec, conn, limits, &mut rec).await {
+            Ok(r) => r,
+            Err(e) => return (failed(&mut rec, e.code(), e.to_string(), ResultStats::default()), rec, upload_until),
+        };
+        let rows_read = rs.rows.len() as u64;
+        rec.rows_read = rows_read;
+        columns = rs.columns.len();
+        let stats = ResultStats { rows_read, truncated: rs.truncated, cache_hit, ..ResultStats::default() };
+        if rs.truncated {
+            truncation(&mut decisions);
+        }
+        let masked =
+            policy.check_rows(&spec.render, rs.rows.len()).and_then(|()| policy.mask(&mut rs, ctx.mask_key.as_deref()));
+        match masked {
+            Ok(Some(d)) => decisions.push(d),
+            Ok(None) => {}
+            Err(d) => {
+                decisions.push(d.clone());
+                let report = failed(&mut rec, "egress_refused", d.detail, stats);
+                return (with_decisions(report, &mut rec, decisions), rec, upload_until);
+            }
+        }
+        let (render_rows, render_points) = policy.render_limits(&spec.render, rs.columns.len(), max_rows);
+        match crate::render::render_with(&spec.render, &rs, render_rows, render_points) {
+            Ok(r) => {
+                let truncated = r.truncated;
+                (r, ResultStats { truncated, ..stats })
+            }
+            Err(e) => {
+                let report = failed(&mut rec, "render_failed", e.to_string(), stats);
+                return (with_decisions(report, &mut rec, decisions), rec, upload_until);
+            }
         }
     };
-    let (rows_available, columns) = (rs.rows.len(), rs.columns.len());
-    drop(rs);
     decisions.extend(rendered.decisions.iter().cloned());
+    let rows_available = usize::try_from(stats.rows_read).unwrap_or(usize::MAX);
     match policy.check_output(&spec.render, &rendered, rows_available, columns) {
         Ok(more) => decisions.extend(more),
         Err(d) => {
@@ -783,7 +822,7 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob) -> (ResultReport, AuditRecord, i
             return (with_decisions(report, &mut rec, decisions), rec, upload_until);
         }
     }
-    let stats = ResultStats { truncated: rendered.truncated, ..stats };
+    let (rows_read, cache_hit) = (stats.rows_read, stats.cache_hit);
     let report = ResultReport::succeeded(&job.job_id, rendered.content_type, &rendered.body, stats);
     rec.outcome = "succeeded";
     rec.bytes_sent = report.stats.bytes;
@@ -791,6 +830,66 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob) -> (ResultReport, AuditRecord, i
     rec.truncated = rendered.truncated;
     tracing::info!(rows_read, cache_hit, bytes = report.stats.bytes, egress = decisions.len(), "Job succeeded.");
     (with_decisions(report, &mut rec, decisions), rec, upload_until)
+}
+
+/// Rows streamed into a downsampled line, area or scatter chart.
+struct ChartSink {
+    kind: crate::render::XyKind,
+    spec: outpost_protocol::XySpec,
+    max_points: usize,
+    chart: Option<crate::render::XyChart>,
+    rows: usize,
+}
+
+impl ChartSink {
+    /// A sink for this job when it is an x–y chart that does not use the cache.
+    fn for_job(ctx: &Ctx, spec: &outpost_protocol::JobSpec, policy: &crate::policy::EgressPolicy) -> Option<Self> {
+        use outpost_protocol::RenderSpec;
+        let (kind, xy) = match &spec.render {
+            RenderSpec::Line(s) => (crate::render::XyKind::Line, s),
+            RenderSpec::Area(s) => (crate::render::XyKind::Area, s),
+            RenderSpec::Scatter(s) => (crate::render::XyKind::Scatter, s),
+            _ => return None,
+        };
+        let max_age = spec.cache.max_age_secs.min(ctx.cfg.cache_cap(&spec.connection));
+        if max_age > 0 && ctx.cache.is_some() {
+            return None;
+        }
+        let (_, max_points) = policy.render_limits(&spec.render, 1, 1);
+        Some(Self { kind, spec: xy.clone(), max_points, chart: None, rows: 0 })
+    }
+
+    fn finish(&mut self, truncated: bool) -> Result<crate::render::Rendered, String> {
+        match self.chart.take() {
+            Some(chart) => chart.finish(truncated).map_err(|e| e.to_string()),
+            None => Err("the query returned no columns".into()),
+        }
+    }
+
+    fn stop(e: &crate::render::RenderError) -> QueryError {
+        QueryError::Sink(e.to_string())
+    }
+}
+
+impl crate::connectors::RowSink for ChartSink {
+    fn columns(&mut self, columns: &[String]) -> Result<(), QueryError> {
+        match crate::render::XyChart::new(self.kind, &self.spec, columns, self.max_points) {
+            Ok(chart) => {
+                self.chart = Some(chart);
+                Ok(())
+            }
+            Err(e) => Err(Self::stop(&e)),
+        }
+    }
+
+    fn row(&mut self, row: Vec<crate::resultset::Value>, index: usize) -> Result<(), QueryError> {
+        self.rows += 1;
+        let pushed = match self.chart.as_mut() {
+            Some(chart) => chart.push(&row, index),
+            None => return Err(QueryError::Sink("rows before columns".into())),
+        };
+        pushed.map_err(|e| Self::stop(&e))
+    }
 }
 
 /// States the egress decisions in the report and in the audit record.

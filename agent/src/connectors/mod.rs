@@ -129,6 +129,9 @@ pub enum QueryError {
         /// Why.
         reason: String,
     },
+    /// The consumer of the rows stopped reading (its own error says why).
+    #[error("{0}")]
+    Sink(String),
     /// A value of a type the agent cannot carry.
     #[error("column {column:?} has unsupported type {type_name}")]
     UnsupportedType {
@@ -153,7 +156,33 @@ impl QueryError {
             QueryError::Param { .. } => "bad_parameter",
             QueryError::UnsupportedType { .. } => "unsupported_type",
             QueryError::Task(_) => "internal",
+            QueryError::Sink(_) => "render_failed",
         }
+    }
+}
+
+/// Where rows go as they are read, so that a consumer that summarises them (a
+/// downsampled chart) never holds the whole result.
+pub trait RowSink: Send {
+    /// The result's column names, once, before any row.
+    fn columns(&mut self, columns: &[String]) -> Result<(), QueryError>;
+    /// One row, in order; `index` counts from 0.
+    fn row(&mut self, row: Vec<crate::resultset::Value>, index: usize) -> Result<(), QueryError>;
+}
+
+/// The sink that keeps every row: a [`ResultSet`](crate::resultset::ResultSet).
+#[derive(Debug, Default)]
+pub struct Collect(pub crate::resultset::ResultSet);
+
+impl RowSink for Collect {
+    fn columns(&mut self, columns: &[String]) -> Result<(), QueryError> {
+        self.0.columns = columns.to_vec();
+        Ok(())
+    }
+
+    fn row(&mut self, row: Vec<crate::resultset::Value>, _: usize) -> Result<(), QueryError> {
+        self.0.rows.push(row);
+        Ok(())
     }
 }
 
@@ -181,6 +210,28 @@ impl Connector {
             Connector::Postgres(c) => c.query(sql, params, limits).await,
             Connector::Mysql(c) => c.query(sql, params, limits).await,
         }
+    }
+
+    /// Runs one statement like [`Connector::query`], handing each row to `sink` as it is
+    /// read; whether the row cap cut the result. PostgreSQL streams (memory stays
+    /// bounded by the sink); SQLite and MySQL read the capped result first.
+    pub async fn query_into(
+        &self,
+        sql: String,
+        params: Vec<outpost_protocol::Param>,
+        limits: QueryLimits,
+        sink: &mut dyn RowSink,
+    ) -> Result<bool, QueryError> {
+        let rs = match self {
+            Connector::Postgres(c) => return c.query_into(sql, params, limits, sink).await,
+            Connector::Sqlite(c) => c.query(sql, params, limits).await?,
+            Connector::Mysql(c) => c.query(sql, params, limits).await?,
+        };
+        sink.columns(&rs.columns)?;
+        for (i, row) in rs.rows.into_iter().enumerate() {
+            sink.row(row, i)?;
+        }
+        Ok(rs.truncated)
     }
 
     /// What makes two connections the same database, for the result cache's key.

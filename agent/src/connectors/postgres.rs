@@ -215,12 +215,26 @@ impl PostgresConnector {
 
     /// Runs one read-only statement with typed parameters, within `limits`.
     pub async fn query(&self, sql: String, params: Vec<Param>, limits: QueryLimits) -> Result<ResultSet, QueryError> {
+        let mut all = super::Collect::default();
+        let truncated = self.query_into(sql, params, limits, &mut all).await?;
+        Ok(ResultSet { truncated, ..all.0 })
+    }
+
+    /// Runs the statement, handing rows to `sink` batch by batch as the server sends
+    /// them; whether the row cap cut the result.
+    pub async fn query_into(
+        &self,
+        sql: String,
+        params: Vec<Param>,
+        limits: QueryLimits,
+        sink: &mut dyn super::RowSink,
+    ) -> Result<bool, QueryError> {
         let _permit = self.inner.permits.acquire().await.map_err(|e| QueryError::Task(e.to_string()))?;
         let (mut client, mut pooled) = self.checkout().await?;
         let after_ms = u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX);
         loop {
             let token = client.cancel_token();
-            let run = run(&mut client, &sql, &params, limits, after_ms);
+            let run = run(&mut client, &sql, &params, limits, after_ms, &mut *sink);
             let result = match tokio::time::timeout(limits.timeout + CANCEL_GRACE, run).await {
                 Ok(r) => r,
                 Err(_) => {
@@ -243,9 +257,9 @@ impl PostgresConnector {
                     self.checkin(client);
                     return Err(f.into_error());
                 }
-                Ok(rs) => {
+                Ok(truncated) => {
                     self.checkin(client);
-                    return Ok(rs);
+                    return Ok(truncated);
                 }
             }
         }
@@ -272,7 +286,8 @@ async fn run(
     params: &[Param],
     limits: QueryLimits,
     after_ms: u64,
-) -> Result<ResultSet, Failure> {
+    sink: &mut dyn super::RowSink,
+) -> Result<bool, Failure> {
     let tx = client.build_transaction().read_only(true).start().await.map_err(|e| Failure::Begin(db_err(&e)))?;
     let q = |e: tokio_postgres::Error| {
         Failure::Query(if is_cancelled(&e) { QueryError::Timeout { after_ms } } else { db_err(&e) })
@@ -316,15 +331,16 @@ async fn run(
         .collect::<Result<Vec<_>, _>>()
         .map_err(Failure::Query)?;
     let refs: Vec<&(dyn ToSql + Sync)> = encoded.iter().map(|e| e as &(dyn ToSql + Sync)).collect();
+    sink.columns(&columns).map_err(Failure::Query)?;
     let portal = tx.bind(&stmt, &refs).await.map_err(q)?;
-    let mut rows = Vec::new();
+    let mut read = 0usize;
     let mut truncated = false;
     loop {
-        let want = (limits.max_rows + 1 - rows.len()).min(BATCH);
+        let want = (limits.max_rows + 1 - read).min(BATCH);
         let batch = tx.query_portal(&portal, i32::try_from(want).unwrap_or(i32::MAX)).await.map_err(q)?;
         let got = batch.len();
         for row in batch {
-            if rows.len() == limits.max_rows {
+            if read == limits.max_rows {
                 truncated = true;
                 break;
             }
@@ -341,7 +357,8 @@ async fn run(
                 };
                 values.push(v);
             }
-            rows.push(values);
+            sink.row(values, read).map_err(Failure::Query)?;
+            read += 1;
         }
         if truncated || got < want {
             break;
@@ -349,7 +366,7 @@ async fn run(
     }
     drop(portal);
     tx.rollback().await.map_err(q)?;
-    Ok(ResultSet { columns, rows, truncated })
+    Ok(truncated)
 }
 
 /// A value in PostgreSQL's binary format, or NULL.
