@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 JOBS="${JOBS:-1000}"
 CLIENTS="${CLIENTS:-32}"
 JOBS_PER_CLIENT="${JOBS_PER_CLIENT:-100}"
+OUTPOST_TEST_PG_URL_SHOWN="${OUTPOST_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test}"
 
 echo "==> machine"
 echo "    $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
@@ -19,6 +20,10 @@ cargo build --release --bins --locked --quiet
 echo "==> end-to-end: API dispatch -> agent (mTLS long-poll, verify, SQLite, render, audit) -> result with ?wait"
 OUTPOST_BIN_DIR="$PWD/target/release" target/release/outpost-bench \
   --jobs "$JOBS" --clients "$CLIENTS" --jobs-per-client "$JOBS_PER_CLIENT"
+
+echo "==> PostgreSQL ($OUTPOST_TEST_PG_URL_SHOWN): a ${PG_ROWS:-1000000}-row query rendered as a downsampled line chart"
+echo "    through the agent; peers psql -At and COPY ... TO STDOUT on the same server, same run"
+OUTPOST_BIN_DIR="$PWD/target/release" target/release/outpost-bench-pg --rows "${PG_ROWS:-1000000}" --runs "${PG_RUNS:-5}"
 
 echo "==> criterion: envelope sign / verify"
 cargo bench --locked -p outpost-protocol --bench envelope -- --noplot 2>/dev/null | grep -E '^(sign|Envelope|peer)|time:'

@@ -266,6 +266,11 @@ impl Agent {
         self.process.as_ref().context("agent not started")
     }
 
+    /// The running agent's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Process::pid)
+    }
+
     /// Stops with SIGTERM and waits for a clean exit.
     pub fn stop(&mut self) -> Result<std::process::ExitStatus> {
         let mut p = self.process.take().context("agent not started")?;
@@ -342,4 +347,24 @@ pub fn job_spec(audience: &str, issued_at: i64, expires_at: i64) -> outpost_prot
         render: RenderSpec::Table(TableSpec { format: TableFormat::Json, max_rows: None }),
         cache: Default::default(),
     }
+}
+
+/// This machine, for benchmark reports: cores, CPU model, memory, OS.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<u64>().unwrap_or(0) / 1024 / 1024)
+        })
+        .unwrap_or(0);
+    format!("{cores} cores ({cpu}), {mem} GiB RAM, {}", std::env::consts::OS)
 }

@@ -241,7 +241,8 @@ pub struct XyChart {
 }
 
 impl XyChart {
-    /// Checks the spec against the result's columns; `max_points` is the policy's budget.
+    /// Checks the spec against the result's columns; `max_points` is the policy's budget
+    /// (the job may ask for fewer; without asking it gets [`DEFAULT_MAX_POINTS`]).
     pub fn new(kind: XyKind, spec: &XySpec, columns: &[String], max_points: usize) -> Result<Self, RenderError> {
         if spec.y.is_empty() {
             return Err(RenderError::NoSeries);
@@ -251,7 +252,8 @@ impl XyChart {
         if spec.y.len() > MAX_SERIES {
             return Err(RenderError::TooManySeries { series: spec.y.len(), max: MAX_SERIES });
         }
-        let budget = spec.max_points.map_or(max_points, |m| max_points.min(m as usize));
+        // The job's ask (default DEFAULT_MAX_POINTS), never more than the policy's budget.
+        let budget = spec.max_points.map_or(DEFAULT_MAX_POINTS, |m| m as usize).min(max_points);
         let per_series = (budget / spec.y.len()).max(MIN_SERIES_POINTS);
         let reducers = spec.y.iter().map(|_| Reducer::new(kind == XyKind::Scatter, per_series)).collect();
         Ok(Self {

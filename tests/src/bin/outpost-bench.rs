@@ -45,25 +45,6 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .next()
-                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<u64>().unwrap_or(0) / 1024 / 1024)
-        })
-        .unwrap_or(0);
-    format!("{cores} cores ({cpu}), {mem} GiB RAM, {}", std::env::consts::OS)
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -112,7 +93,7 @@ async fn main() -> Result<()> {
     let total = args.clients * args.jobs_per_client;
     let throughput = total as f64 / elapsed.as_secs_f64();
 
-    println!("machine: {}", machine());
+    println!("machine: {}", outpost_e2e::machine());
     println!();
     println!("| measure | value |");
     println!("| --- | --- |");
