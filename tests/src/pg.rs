@@ -87,23 +87,3 @@ impl Schema {
         Ok(())
     }
 }
-
-/// A started control plane and an enrolled, connected agent `edge-1` whose agent.yaml is
-/// `state_dir` plus `config` (which names connections to this server; the vault entry
-/// `warehouse` holds their password).
-pub async fn control_plane_and_agent(
-    root: &std::path::Path,
-    config: &str,
-) -> Result<(crate::ControlPlane, crate::Agent)> {
-    let mut cp = crate::ControlPlane::init(root)?;
-    cp.start()?;
-    let mut agent = crate::Agent::new(root, "edge-1", "")?;
-    std::fs::write(&agent.config, format!("state_dir: {}\n{config}", agent.state_dir.display()))?;
-    let (code, _, err) = agent.cli(&["config", "check"], None, &[])?;
-    anyhow::ensure!(code == 0, "config check: {err}");
-    let (code, _, err) = agent.cli(&["credentials", "set", "warehouse"], Some("not-needed-with-trust-auth\n"), &[])?;
-    anyhow::ensure!(code == 0, "credentials set: {err}");
-    agent.enroll_with(&cp).await?;
-    agent.start_connected()?;
-    Ok((cp, agent))
-}

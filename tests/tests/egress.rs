@@ -6,7 +6,8 @@
 use std::collections::HashMap;
 
 use anyhow::{Context as _, Result};
-use outpost_e2e::pg::{control_plane_and_agent, schema, server};
+use outpost_e2e::control_plane_and_agent;
+use outpost_e2e::pg::{schema, server};
 use outpost_e2e::ControlPlane;
 
 /// Dispatches a job on `connection` and returns (status, headers, body, job view).

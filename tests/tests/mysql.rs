@@ -1,6 +1,7 @@
 //! The MySQL / MariaDB connector against a real server (`OUTPOST_TEST_MYSQL_URL`, default
 //! the local MariaDB): types round-trip, every write is refused, a timeout leaves nothing
-//! in the process list, the row cap truncates, and `$n` parameters bind as data.
+//! in the process list, the row cap truncates, `$n` parameters bind as data, and a
+//! stacked bar chart runs end to end through the control plane on a MariaDB connection.
 //!
 //! Each test works in its own database and drops it. If the server cannot be reached, the
 //! test fails with how to start it; it never skips.
@@ -197,5 +198,65 @@ async fn a_timeout_kills_the_query_on_the_server_and_the_row_cap_truncates() -> 
     assert_eq!(rs.rows[2499][0], Value::Int(2500));
     let rs = my.query("SELECT n FROM big WHERE n <= 2500".into(), vec![], limits(2500, 30)).await?;
     assert_eq!((rs.rows.len(), rs.truncated), (2500, false), "exactly the cap is not truncated");
+    db.drop_now().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stacked_bar_chart_runs_end_to_end_on_a_mariadb_connection() -> Result<()> {
+    let mut db = database("e2e").await?;
+    db.admin
+        .query_drop(
+            "CREATE TABLE sales (region VARCHAR(20), year INT, amount DECIMAL(10,2));
+             INSERT INTO sales VALUES ('north', 2024, 10.50), ('north', 2025, 4.25), ('south', 2024, 7.00),
+                                      ('south', 2025, 1.75), ('east', 2025, 3.00);",
+        )
+        .await?;
+    let root = tempfile::tempdir()?;
+    let config = format!(
+        "connections:\n  shop:\n    kind: mysql\n    host: {}\n    port: {}\n    database: {}\n    user: {}\n    \
+         tls: disable\n",
+        db.opts.ip_or_hostname(),
+        db.opts.tcp_port(),
+        db.name,
+        db.opts.user().unwrap_or("root"),
+    );
+    let (cp, mut agent) = outpost_e2e::control_plane_and_agent(root.path(), &config).await?;
+    let sql = "SELECT region, SUM(CASE WHEN year = $1 THEN amount ELSE 0 END) AS y2024, \
+               SUM(CASE WHEN year = $2 THEN amount ELSE 0 END) AS y2025 FROM sales GROUP BY region ORDER BY region";
+    let id = cp
+        .dispatch(serde_json::json!({
+            "agent": "edge-1", "connection": "shop", "sql": sql,
+            "params": [{"type": "int", "value": 2024}, {"type": "int", "value": 2025}],
+            "render": {"kind": "bar", "x": "region", "y": ["y2024", "y2025"], "stacked": true, "title": "Sales"}
+        }))
+        .await?;
+    let (status, body) = cp.wait_result(&id).await?;
+    assert_eq!(status, 200, "{body}");
+    let doc = roxmltree::Document::parse(&body)?;
+    let bars: Vec<(String, String, String)> = doc
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("bar"))
+        .map(|n| {
+            let a = |k| n.attribute(k).unwrap_or_default().to_owned();
+            (a("data-label"), a("data-series"), a("data-value"))
+        })
+        .collect();
+    let expected = [
+        ("east", "y2024", "0.00"),
+        ("east", "y2025", "3.00"),
+        ("north", "y2024", "10.50"),
+        ("north", "y2025", "4.25"),
+        ("south", "y2024", "7.00"),
+        ("south", "y2025", "1.75"),
+    ]
+    .map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned()));
+    assert_eq!(bars, expected);
+    // Stacked: each region's two bars share one x.
+    let xs: Vec<&str> =
+        doc.descendants().filter(|n| n.attribute("class") == Some("bar")).filter_map(|n| n.attribute("x")).collect();
+    assert!(xs[0] == xs[1] && xs[2] == xs[3] && xs[0] != xs[2], "{xs:?}");
+    agent.stop()?;
+    let records = agent.audit_records()?;
+    assert_eq!(records.last().map(|r| r["outcome"].clone()), Some(serde_json::json!("succeeded")));
     db.drop_now().await
 }

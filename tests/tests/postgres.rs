@@ -221,7 +221,7 @@ async fn a_job_runs_end_to_end_on_a_postgres_connection() -> Result<()> {
         .await?;
     let root = tempfile::tempdir()?;
     let config = format!("connections:\n{}", s.connection_yaml("warehouse"));
-    let (cp, mut agent) = outpost_e2e::pg::control_plane_and_agent(root.path(), &config).await?;
+    let (cp, mut agent) = outpost_e2e::control_plane_and_agent(root.path(), &config).await?;
     let id = cp
         .dispatch(serde_json::json!({
             "agent": "edge-1", "connection": "warehouse",

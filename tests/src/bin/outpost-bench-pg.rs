@@ -77,7 +77,7 @@ async fn main() -> Result<()> {
          connections:\n{}",
         s.connection_yaml("warehouse")
     );
-    let (cp, agent) = outpost_e2e::pg::control_plane_and_agent(root.path(), &config).await?;
+    let (cp, agent) = outpost_e2e::control_plane_and_agent(root.path(), &config).await?;
     let pid = agent.pid().context("agent pid")?;
     let idle_kib = peak_kib(pid)?;
     let api = cp.api()?;
