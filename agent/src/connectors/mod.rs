@@ -161,6 +161,22 @@ impl QueryError {
     }
 }
 
+/// An error with its causes, `outer: inner: innermost`: a TLS failure says why (an
+/// unknown issuer, a name the certificate is not valid for), not only that it failed.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}
+
 /// Where rows go as they are read, so that a consumer that summarises them (a
 /// downsampled chart) never holds the whole result.
 pub trait RowSink: Send {

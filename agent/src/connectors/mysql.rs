@@ -101,7 +101,7 @@ impl MysqlConnector {
             path: self.settings.address(),
             reason: match &e {
                 mysql_async::Error::Server(s) => s.message.clone(),
-                other => other.to_string(),
+                other => super::error_chain(other),
             },
         })
     }

@@ -128,7 +128,7 @@ impl PostgresConnector {
     async fn connect(&self) -> Result<Client, QueryError> {
         let open = |e: tokio_postgres::Error| QueryError::Open {
             path: self.inner.settings.address(),
-            reason: e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_else(|| e.to_string()),
+            reason: e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_else(|| super::error_chain(&e)),
         };
         let cfg = self.config();
         let client = match &self.inner.tls {
