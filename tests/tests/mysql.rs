@@ -260,3 +260,37 @@ async fn a_stacked_bar_chart_runs_end_to_end_on_a_mariadb_connection() -> Result
     assert_eq!(records.last().map(|r| r["outcome"].clone()), Some(serde_json::json!("succeeded")));
     db.drop_now().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_jobs_share_at_most_pool_size_sessions() -> Result<()> {
+    let db = database("pool").await?;
+    let my = db.connector(2);
+    // Eight queries at once on a pool of two: all answer, from two server sessions.
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let my = my.clone();
+            tokio::spawn(async move {
+                my.query("SELECT CONNECTION_ID() AS id, SLEEP(0.05) AS s".into(), vec![], limits(1, 10)).await
+            })
+        })
+        .collect();
+    let mut ids = std::collections::BTreeSet::new();
+    for h in handles {
+        let rs = h.await??;
+        ids.insert(format!("{:?}", rs.rows[0][0]));
+    }
+    assert!(!ids.is_empty() && ids.len() <= 2, "sessions used: {ids:?}");
+    db.drop_now().await
+}
+
+#[tokio::test]
+async fn a_session_the_server_killed_is_replaced() -> Result<()> {
+    let mut db = database("killed").await?;
+    let my = db.connector(1);
+    let first = my.query("SELECT CONNECTION_ID() AS id".into(), vec![], limits(1, 10)).await?;
+    let Value::Int(id) = first.rows[0][0] else { panic!("connection id {:?}", first.rows[0][0]) };
+    db.admin.query_drop(format!("KILL {id}")).await?;
+    let again = my.query("SELECT CONNECTION_ID() AS id".into(), vec![], limits(1, 10)).await?;
+    assert_ne!(again.rows[0][0], Value::Int(id), "a new session answered");
+    db.drop_now().await
+}

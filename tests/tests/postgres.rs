@@ -195,6 +195,28 @@ async fn a_timeout_cancels_the_query_on_the_server_and_the_row_cap_truncates() -
     db.drop_now().await
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_jobs_share_at_most_pool_size_sessions() -> Result<()> {
+    let s = server()?;
+    let pg = connector(&s, 2);
+    // Eight queries at once on a pool of two: all answer, from two server sessions.
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let pg = pg.clone();
+            tokio::spawn(async move {
+                pg.query("SELECT pg_backend_pid(), pg_sleep(0.05)::text".into(), vec![], limits(1, 10)).await
+            })
+        })
+        .collect();
+    let mut pids = std::collections::BTreeSet::new();
+    for h in handles {
+        let rs = h.await??;
+        pids.insert(format!("{:?}", rs.rows[0][0]));
+    }
+    assert!(!pids.is_empty() && pids.len() <= 2, "sessions used: {pids:?}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_session_the_server_killed_is_replaced() -> Result<()> {
     let s = server()?;

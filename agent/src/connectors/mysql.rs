@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::Queryable as _;
-use mysql_async::{Conn, Pool, Value as MyValue};
+use mysql_async::{Conn, Value as MyValue};
 use outpost_protocol::Param;
 use secrecy::ExposeSecret as _;
 
@@ -30,11 +30,15 @@ const KILL_GRACE: Duration = Duration::from_secs(2);
 /// The collation id of binary strings.
 const BINARY_CHARSET: u16 = 63;
 
-/// A configured MySQL or MariaDB database with its pool.
+/// A configured MySQL or MariaDB database with its pool: at most `pool_size` sessions,
+/// each reset (`COM_RESET_CONNECTION`) before it is used again, idle ones checked with a
+/// ping and replaced when the server dropped them.
 #[derive(Clone)]
 pub struct MysqlConnector {
     settings: std::sync::Arc<ServerSettings>,
-    pool: Pool,
+    opts: mysql_async::Opts,
+    idle: std::sync::Arc<std::sync::Mutex<Vec<Conn>>>,
+    /// One permit per session: a job holds one from checkout to checkin.
     permits: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
@@ -63,21 +67,13 @@ fn is_timeout(e: &mysql_async::Error) -> bool {
 impl MysqlConnector {
     /// A connector; sessions open on first use. Fails if the CA file is unusable.
     pub fn new(settings: ServerSettings) -> Result<Self, QueryError> {
-        let mut opts =
-            mysql_async::OptsBuilder::default()
-                .ip_or_hostname(settings.host.clone())
-                .tcp_port(settings.port)
-                .db_name(Some(settings.database.clone()))
-                .user(Some(settings.user.clone()))
-                .pass(settings.password.as_ref().map(|p| p.expose_secret().to_owned()))
-                .prefer_socket(false)
-                .pool_opts(
-                    mysql_async::PoolOpts::default()
-                        .with_constraints(mysql_async::PoolConstraints::new(0, settings.pool_size.max(1)).ok_or_else(
-                            || QueryError::Open { path: settings.host.clone(), reason: "pool size".into() },
-                        )?)
-                        .with_reset_connection(true),
-                );
+        let mut opts = mysql_async::OptsBuilder::default()
+            .ip_or_hostname(settings.host.clone())
+            .tcp_port(settings.port)
+            .db_name(Some(settings.database.clone()))
+            .user(Some(settings.user.clone()))
+            .pass(settings.password.as_ref().map(|p| p.expose_secret().to_owned()))
+            .prefer_socket(false);
         if let Some(ca) = &settings.tls_ca {
             // Read now, so that an unusable CA file is a start-up error, not a job's.
             super::tls_config(ca).map_err(|reason| QueryError::Open { path: settings.address(), reason })?;
@@ -88,7 +84,12 @@ impl MysqlConnector {
             ));
         }
         let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(settings.pool_size.max(1)));
-        Ok(Self { pool: Pool::new(opts), settings: std::sync::Arc::new(settings), permits })
+        Ok(Self {
+            opts: opts.into(),
+            idle: std::sync::Arc::default(),
+            settings: std::sync::Arc::new(settings),
+            permits,
+        })
     }
 
     /// What makes two connections the same database, for the result cache's key.
@@ -96,14 +97,36 @@ impl MysqlConnector {
         self.settings.identity("mysql")
     }
 
+    /// An idle session that still answers, or a new one.
     async fn conn(&self) -> Result<Conn, QueryError> {
-        self.pool.get_conn().await.map_err(|e| QueryError::Open {
+        loop {
+            let idle = self.idle.lock().map_or(None, |mut v| v.pop());
+            let Some(mut conn) = idle else { break };
+            if conn.ping().await.is_ok() {
+                return Ok(conn);
+            }
+            tracing::debug!("A pooled MySQL/MariaDB session stopped answering; opening a new one.");
+        }
+        Conn::new(self.opts.clone()).await.map_err(|e| QueryError::Open {
             path: self.settings.address(),
             reason: match &e {
                 mysql_async::Error::Server(s) => s.message.clone(),
                 other => super::error_chain(other),
             },
         })
+    }
+
+    /// Returns a session to the pool after resetting it; a session that cannot be reset
+    /// is closed.
+    async fn checkin(&self, mut conn: Conn) {
+        match conn.reset().await {
+            Ok(_) => {
+                if let Ok(mut idle) = self.idle.lock() {
+                    idle.push(conn);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "A MySQL/MariaDB session could not be reset; closed."),
+        }
     }
 
     /// Runs one read-only statement with typed parameters, within `limits`.
@@ -125,17 +148,20 @@ impl MysqlConnector {
             tokio::time::timeout(limits.timeout + KILL_GRACE, run(&mut conn, &sql, bound, limits, after_ms)).await;
         match result {
             Ok(r) => {
-                drop(conn);
+                self.checkin(conn).await;
                 r
             }
             Err(_) => {
                 // The server did not stop the statement by itself: kill it there from
                 // another session, and close this one rather than reuse it.
                 match self.conn().await {
-                    Ok(mut other) => match other.query_drop(format!("KILL QUERY {id}")).await {
-                        Ok(()) => tracing::info!("Killed the query on the MySQL/MariaDB server."),
-                        Err(e) => tracing::warn!(error = %e, "Could not kill the query on the server."),
-                    },
+                    Ok(mut other) => {
+                        match other.query_drop(format!("KILL QUERY {id}")).await {
+                            Ok(()) => tracing::info!("Killed the query on the MySQL/MariaDB server."),
+                            Err(e) => tracing::warn!(error = %e, "Could not kill the query on the server."),
+                        }
+                        self.checkin(other).await;
+                    }
                     Err(e) => tracing::warn!(error = %e, "Could not reach the server to kill the query."),
                 }
                 let _ = tokio::time::timeout(Duration::from_secs(2), conn.disconnect()).await;
