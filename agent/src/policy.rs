@@ -284,8 +284,12 @@ impl EgressPolicy {
             RenderSpec::Table(_) => self.max_rows.min(self.max_points / columns.max(1)).max(1),
             _ => self.max_rows,
         };
-        let points = self.max_points.min(MAX_CHART_POINTS);
-        (rows.min(job_max_rows), points)
+        (rows.min(job_max_rows), self.chart_points())
+    }
+
+    /// The most points a line, area or scatter chart may draw.
+    pub fn chart_points(&self) -> usize {
+        self.max_points.min(MAX_CHART_POINTS)
     }
 
     /// Between the query and rendering: a bar or pie chart shows every row one by one,

@@ -855,8 +855,7 @@ impl ChartSink {
         if max_age > 0 && ctx.cache.is_some() {
             return None;
         }
-        let (_, max_points) = policy.render_limits(&spec.render, 1, 1);
-        Some(Self { kind, spec: xy.clone(), max_points, chart: None, rows: 0 })
+        Some(Self { kind, spec: xy.clone(), max_points: policy.chart_points(), chart: None, rows: 0 })
     }
 
     fn finish(&mut self, truncated: bool) -> Result<crate::render::Rendered, String> {
