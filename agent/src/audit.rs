@@ -37,7 +37,7 @@ pub struct AuditRecord {
     pub key_id: Option<String>,
     /// `accepted` (signature, audience and lifetime verified) or `rejected`.
     pub verdict: &'static str,
-    /// `succeeded`, `failed` or `rejected`.
+    /// `succeeded`, `failed`, `rejected` or `cancelled`.
     pub outcome: &'static str,
     /// Reason code when not succeeded.
     pub reason: Option<String>,

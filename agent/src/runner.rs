@@ -138,6 +138,40 @@ struct Ctx {
     cache: Option<Cache>,
     /// Key of the egress policy's keyed hashes, when a mask rule asks for them.
     mask_key: Option<zeroize::Zeroizing<[u8; 32]>>,
+    /// The jobs running now, each with the token that stops its query.
+    running: std::sync::Mutex<HashMap<String, CancellationToken>>,
+}
+
+impl Ctx {
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
+        self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Stops the queries of the jobs named, where this agent runs them.
+    fn cancel_jobs(&self, ids: &[String]) {
+        let running = self.running();
+        for id in ids {
+            match running.get(id) {
+                Some(token) => {
+                    tracing::info!(job_id = %id, "The control plane asked to cancel the job; stopping its query.");
+                    token.cancel();
+                }
+                None => tracing::debug!(job_id = %id, "Cancel asked for a job not running here; ignored."),
+            }
+        }
+    }
+}
+
+/// Removes a job from [`Ctx::running`] when it ends, however it ends.
+struct RunningGuard<'a> {
+    ctx: &'a Ctx,
+    id: String,
+}
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        self.ctx.running().remove(&self.id);
+    }
 }
 
 /// Formats unix seconds as RFC 3339.
@@ -292,6 +326,7 @@ pub async fn run(
         connections,
         cache,
         mask_key,
+        running: std::sync::Mutex::default(),
     });
     let renewal =
         tokio::spawn(renewal_loop(Arc::clone(&ctx), shutdown.clone()).instrument(tracing::info_span!("renewal")));
@@ -443,14 +478,14 @@ async fn poll_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     let wait = ctx.cfg.limits.long_poll_secs.get();
     loop {
         while running.try_join_next().is_some() {}
-        let permit = tokio::select! {
-            p = Arc::clone(&permits).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            () = shutdown.cancelled() => break,
-        };
-        let max = 1 + permits.available_permits();
+        // With every slot busy the agent still polls, with max=0: the answer then carries
+        // only cancels of the jobs it runs. That poll is dropped when a job ends, so a
+        // free slot asks for work at once (a max=0 poll leases nothing, so nothing is lost).
+        let max = permits.available_permits();
         let path = format!("{PATH_POLL}?wait={wait}&max={max}");
         let res = tokio::select! {
             r = ctx.transport.send(Method::GET, &path, None) => r,
+            Some(_) = running.join_next(), if max == 0 => continue,
             () = shutdown.cancelled() => break,
         };
         let delay = match res {
@@ -461,9 +496,9 @@ async fn poll_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
                     // Before any of these jobs is verified: they may be signed by a key
                     // that only the newer key set names.
                     sync_key_set(&ctx, poll.key_set_version).await;
-                    let mut first = Some(permit);
+                    ctx.cancel_jobs(&poll.cancel);
                     for job in poll.jobs {
-                        let Some(p) = first.take().or_else(|| Arc::clone(&permits).try_acquire_owned().ok()) else {
+                        let Some(p) = Arc::clone(&permits).try_acquire_owned().ok() else {
                             tracing::error!(job_id = %job.job_id, "More jobs delivered than asked for; the lease will hand it out again.");
                             continue;
                         };
@@ -503,7 +538,6 @@ async fn poll_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
                 d
             }
         };
-        drop(permit);
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = shutdown.cancelled() => break,
@@ -646,7 +680,10 @@ async fn process(ctx: &Ctx, job: DeliveredJob) {
         return;
     }
     let started = Instant::now();
-    let (mut report, mut rec, upload_until) = execute(ctx, &job).await;
+    let cancel = CancellationToken::new();
+    ctx.running().insert(job.job_id.clone(), cancel.clone());
+    let _registered = RunningGuard { ctx, id: job.job_id.clone() };
+    let (mut report, mut rec, upload_until) = execute(ctx, &job, cancel).await;
     let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     report.stats.duration_ms = elapsed;
     rec.duration_ms = elapsed;
@@ -684,7 +721,7 @@ fn audit_base(job: &DeliveredJob) -> AuditRecord {
     }
 }
 
-async fn execute(ctx: &Ctx, job: &DeliveredJob) -> (ResultReport, AuditRecord, i64) {
+async fn execute(ctx: &Ctx, job: &DeliveredJob, cancel: CancellationToken) -> (ResultReport, AuditRecord, i64) {
     let mut rec = audit_base(job);
     let now = outpost_protocol::unix_now();
     let reject = |rec: &mut AuditRecord, code: &str, message: String| {
@@ -733,8 +770,15 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob) -> (ResultReport, AuditRecord, i
         return (with_decisions(report, &mut rec, vec![decision]), rec, upload_until);
     }
     let max_rows = usize::try_from(ctx.cfg.limits.max_rows.get()).unwrap_or(10_000);
-    let limits = QueryLimits { max_rows, timeout: Duration::from_secs(ctx.cfg.limits.query_timeout_secs.get()) };
+    let limits =
+        QueryLimits { max_rows, timeout: Duration::from_secs(ctx.cfg.limits.query_timeout_secs.get()), cancel };
     let failed = |rec: &mut AuditRecord, code: &str, message: String, stats: ResultStats| {
+        if code == "cancelled" {
+            tracing::info!("Job cancelled at the control plane's request; its query was stopped.");
+            rec.outcome = "cancelled";
+            rec.reason = Some(code.to_owned());
+            return ResultReport::refused(&job.job_id, JobOutcome::Cancelled, code, message, stats);
+        }
         tracing::warn!(reason = code, error = %message, "Job failed.");
         rec.outcome = "failed";
         rec.reason = Some(code.to_owned());

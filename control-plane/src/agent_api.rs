@@ -108,7 +108,8 @@ async fn poll<S: Store>(app: &App<S>, peer: &AgentPeer, query: Option<&str>) -> 
     let agent = peer.name.as_str();
     let wait =
         query_param(query, "wait").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0).min(app.cfg.jobs.long_poll_secs);
-    let max = query_param(query, "max").and_then(|v| v.parse::<usize>().ok()).unwrap_or(1).clamp(1, MAX_JOBS_PER_POLL);
+    // `max=0`: the agent is busy and asks only for cancels of the jobs it runs.
+    let max = query_param(query, "max").and_then(|v| v.parse::<usize>().ok()).unwrap_or(1).min(MAX_JOBS_PER_POLL);
     let lease = i64::try_from(app.cfg.jobs.lease_secs).unwrap_or(120);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     let waker = app.hub.agent(agent);
@@ -123,16 +124,23 @@ async fn poll<S: Store>(app: &App<S>, peer: &AgentPeer, query: Option<&str>) -> 
             tracing::info!(job_id = %id, agent_id = %agent, "Job expired before delivery.");
             app.hub.job_done(id);
         }
-        if !leased.is_empty() {
+        for id in &batch.cancelled {
+            tracing::info!(job_id = %id, agent_id = %agent, "Cancelled job's lease ran out without a report; it ends cancelled.");
+            app.hub.job_done(id);
+        }
+        for id in &batch.cancel {
+            tracing::info!(job_id = %id, agent_id = %agent, "Telling the agent to cancel the job.");
+        }
+        if !leased.is_empty() || !batch.cancel.is_empty() {
             let mut jobs = Vec::with_capacity(leased.len());
             for j in leased {
                 let envelope: Envelope = serde_json::from_str(&j.envelope_json).map_err(ApiError::internal)?;
                 tracing::debug!(job_id = %j.id, agent_id = %agent, "Job delivered.");
                 jobs.push(DeliveredJob { job_id: j.id, envelope });
             }
-            return Ok(json(StatusCode::OK, &PollResponse { jobs, key_set_version }));
+            return Ok(json(StatusCode::OK, &PollResponse { jobs, key_set_version, cancel: batch.cancel }));
         }
-        let empty = PollResponse { jobs: Vec::new(), key_set_version };
+        let empty = PollResponse { jobs: Vec::new(), key_set_version, cancel: Vec::new() };
         tokio::select! {
             () = &mut notified => {}
             () = tokio::time::sleep_until(deadline) => return Ok(json(StatusCode::OK, &empty)),

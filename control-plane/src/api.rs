@@ -4,6 +4,7 @@
 //! POST /v1/jobs                      dispatch (sign + queue)        -> 202 {id}
 //! GET  /v1/jobs/{id}                 status                         -> 200 {...}
 //! GET  /v1/jobs/{id}/result?wait=N   rendered bytes, waiting for them up to N s
+//! POST /v1/jobs/{id}/cancel          stop it: queued -> cancelled, running -> cancelling
 //! GET  /v1/agents                    agents: status (online, offline, revoked), last seen
 //! POST /v1/agents/{name}/revoke       refuse the agent's certificate from now on
 //! POST /v1/enrollment-tokens         {agent, ttl_secs} -> {token, expires_at}
@@ -53,6 +54,31 @@ async fn route<S: Store>(app: &App<S>, req: Request<Incoming>) -> Result<Respons
         (Method::GET, ["v1", "jobs", id]) => {
             let rec = find_job(app, id, false).await?;
             Ok(json(StatusCode::OK, &JobView::from(&rec)))
+        }
+        (Method::POST, ["v1", "jobs", id, "cancel"]) => {
+            use crate::store::CancelOutcome;
+            if !outpost_protocol::ids::is_job_id(id) {
+                return Err(ApiError::not_found(format!("no job {id:?}")));
+            }
+            match app.cancel_job(id).await? {
+                CancelOutcome::Cancelled => {
+                    Ok(json(StatusCode::OK, &serde_json::json!({ "id": id, "state": "cancelled" })))
+                }
+                CancelOutcome::Requested { agent } => Ok(json(
+                    StatusCode::ACCEPTED,
+                    &serde_json::json!({
+                        "id": id,
+                        "state": "cancelling",
+                        "message": format!("agent {agent} is told to stop the query; the job ends cancelled when it reports"),
+                    }),
+                )),
+                CancelOutcome::AlreadyFinal(state) => Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "job_final",
+                    format!("job {id} already ended as {}", state.as_str()),
+                )),
+                CancelOutcome::NotFound => Err(ApiError::not_found(format!("no job {id}"))),
+            }
         }
         (Method::GET, ["v1", "jobs", id, "result"]) => {
             let wait = match query_param(query.as_deref(), "wait") {
@@ -125,6 +151,7 @@ async fn route<S: Store>(app: &App<S>, req: Request<Incoming>) -> Result<Respons
             ["v1", "jobs"]
             | ["v1", "jobs", _]
             | ["v1", "jobs", _, "result"]
+            | ["v1", "jobs", _, "cancel"]
             | ["v1", "agents"]
             | ["v1", "enrollment-tokens"],
         ) => {
@@ -256,6 +283,9 @@ pub struct JobView {
     stats: Option<outpost_protocol::ResultStats>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content_type: Option<String>,
+    /// When a user asked to cancel it (the job may still have finished first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cancel_requested_at: Option<i64>,
 }
 
 impl From<&JobRecord> for JobView {
@@ -264,7 +294,11 @@ impl From<&JobRecord> for JobView {
             id: r.id.clone(),
             agent: r.agent.clone(),
             connection: r.connection.clone(),
-            state: r.state.as_str(),
+            state: if r.state == JobState::Leased && r.cancel_requested_at.is_some() {
+                "cancelling"
+            } else {
+                r.state.as_str()
+            },
             created_at: r.created_at,
             expires_at: r.expires_at,
             finished_at: r.finished_at,
@@ -272,6 +306,7 @@ impl From<&JobRecord> for JobView {
             reason: r.reason.clone(),
             stats: r.stats.clone(),
             content_type: r.content_type.clone(),
+            cancel_requested_at: r.cancel_requested_at,
         }
     }
 }

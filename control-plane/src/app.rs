@@ -212,6 +212,25 @@ impl<S: Store> App<S> {
         Ok(failed)
     }
 
+    /// Asks to stop a job: a queued one ends at once; a leased one's agent is woken to
+    /// hear of it at its next poll answer.
+    pub async fn cancel_job(&self, id: &str) -> Result<crate::store::CancelOutcome, StoreError> {
+        use crate::store::CancelOutcome;
+        let outcome = self.store.cancel_job(id.to_owned(), outpost_protocol::unix_now()).await?;
+        match &outcome {
+            CancelOutcome::Cancelled => {
+                tracing::info!(job_id = %id, "Job cancelled before delivery.");
+                self.hub.job_done(id);
+            }
+            CancelOutcome::Requested { agent } => {
+                tracing::info!(job_id = %id, agent_id = %agent, "Cancel asked; telling the agent.");
+                self.hub.wake_agent(agent);
+            }
+            CancelOutcome::AlreadyFinal(_) | CancelOutcome::NotFound => {}
+        }
+        Ok(outcome)
+    }
+
     /// Validates, signs and queues a job, then wakes its agent. Returns the job id.
     pub async fn dispatch(&self, req: DispatchRequest) -> Result<(String, i64), crate::http::ApiError> {
         use crate::http::ApiError;

@@ -4,9 +4,10 @@
 //! with their state machine:
 //!
 //! ```text
-//! queued -> leased -> succeeded | failed | rejected
-//!    \         \---(lease runs out)--> leased again
+//! queued -> leased -> succeeded | failed | rejected | cancelled
+//!    \         \---(lease runs out)--> leased again (or cancelled, if a cancel was asked)
 //!     \--------+---(expires_at passes)--> expired   (an expired job is never delivered)
+//!      \-------(cancel asked)--> cancelled          (a leased job: the agent is told)
 //! ```
 //!
 //! [`SqliteStore`] is the embedded backend (WAL); a PostgreSQL backend for several
@@ -84,6 +85,8 @@ pub enum JobState {
     Rejected,
     /// It expired before a result came.
     Expired,
+    /// A user stopped it: before delivery, or the agent cancelled its query.
+    Cancelled,
 }
 
 impl JobState {
@@ -96,6 +99,7 @@ impl JobState {
             JobState::Failed => "failed",
             JobState::Rejected => "rejected",
             JobState::Expired => "expired",
+            JobState::Cancelled => "cancelled",
         }
     }
 
@@ -107,6 +111,7 @@ impl JobState {
             "failed" => JobState::Failed,
             "rejected" => JobState::Rejected,
             "expired" => JobState::Expired,
+            "cancelled" => JobState::Cancelled,
             other => return Err(StoreError::Corrupt { table: "jobs", reason: format!("state {other:?}") }),
         })
     }
@@ -143,6 +148,11 @@ pub struct LeaseBatch {
     pub jobs: Vec<LeasedJob>,
     /// Ids of jobs found overdue and marked expired.
     pub expired: Vec<String>,
+    /// Ids of jobs whose cancel was asked and whose lease ran out without a report:
+    /// now `cancelled`, never delivered again.
+    pub cancelled: Vec<String>,
+    /// Ids of jobs leased to this agent that it should cancel now.
+    pub cancel: Vec<String>,
     /// The key-set version current when the jobs were leased (every job is signed by a
     /// key of that set).
     pub key_set_version: u64,
@@ -217,6 +227,8 @@ pub struct JobRecord {
     pub content_type: Option<String>,
     /// Rendered body (only when asked for).
     pub body: Option<Vec<u8>>,
+    /// Unix seconds, when a user asked to cancel it.
+    pub cancel_requested_at: Option<i64>,
 }
 
 /// Result of [`Store::complete_job`].
@@ -229,6 +241,23 @@ pub enum CompleteOutcome {
     /// A different report was already stored, or the job ended otherwise.
     Conflict(JobState),
     /// No such job for this agent.
+    NotFound,
+}
+
+/// Result of [`Store::cancel_job`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// It had not been delivered: now `cancelled`, it never will be.
+    Cancelled,
+    /// Its agent has it: the agent is told at its next poll and reports `cancelled`
+    /// (or its result, if the job finished first).
+    Requested {
+        /// The agent to wake.
+        agent: String,
+    },
+    /// It had already ended.
+    AlreadyFinal(JobState),
+    /// No such job.
     NotFound,
 }
 
@@ -355,6 +384,9 @@ pub trait Store: Send + Sync + 'static {
         lease_secs: i64,
         max: usize,
     ) -> impl Future<Output = Result<LeaseBatch, StoreError>> + Send;
+    /// Asks to stop a job: a queued one ends `cancelled` at once, a leased one is
+    /// marked so that its agent is told.
+    fn cancel_job(&self, id: String, now: i64) -> impl Future<Output = Result<CancelOutcome, StoreError>> + Send;
     /// Every job-signing key, retired ones included, and the current key-set version.
     fn signing_keys(&self) -> impl Future<Output = Result<(Vec<SigningKeyRecord>, u64), StoreError>> + Send;
     /// The id of the key that signs new jobs.
@@ -396,7 +428,7 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Current schema version (PRAGMA user_version).
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE agents (
@@ -465,6 +497,15 @@ CREATE TABLE key_sets (
 ALTER TABLE jobs ADD COLUMN key_id TEXT;
 ";
 
+/// v4: job cancellation (when a user asked, when the agent was last told).
+const SCHEMA_V4: &str = "
+ALTER TABLE jobs ADD COLUMN cancel_requested_at INTEGER;
+ALTER TABLE jobs ADD COLUMN cancel_sent_at INTEGER;
+";
+
+/// How often a leased job's cancel is repeated to its agent until it reports, seconds.
+const CANCEL_RESEND_SECS: i64 = 10;
+
 /// SQLite backend.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -500,7 +541,7 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", true)?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         // Migrations run in order, each in its own transaction with the version bump.
-        for (target, sql) in [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3)] {
+        for (target, sql) in [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3), (4, SCHEMA_V4)] {
             if version < target {
                 conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql} PRAGMA user_version = {target}; COMMIT;"))?;
             }
@@ -742,10 +783,34 @@ impl Store for SqliteStore {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             admit_agent(&tx, &agent, now)?;
             let expired = expire_overdue(&tx, "agent = ?1", &agent.name, now)?;
+            // A job whose cancel was asked is never handed out again: if its lease ran
+            // out without a report, the agent is gone or lost it, and it ends here.
+            let cancelled = tx
+                .prepare_cached(
+                    "UPDATE jobs SET state = 'cancelled', finished_at = ?2, lease_until = NULL,
+                         reason_code = 'cancelled',
+                         reason_message = 'cancelled at a user''s request; the agent did not report before its lease ran out'
+                     WHERE agent = ?1 AND state = 'leased' AND cancel_requested_at IS NOT NULL AND lease_until < ?2
+                     RETURNING id",
+                )?
+                .query_map(params![agent.name, now], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()?;
+            // Told again every CANCEL_RESEND_SECS until the agent reports: a poll answer
+            // lost on the way must not lose the cancel.
+            let cancel = tx
+                .prepare_cached(
+                    "UPDATE jobs SET cancel_sent_at = ?2
+                     WHERE agent = ?1 AND state = 'leased' AND cancel_requested_at IS NOT NULL
+                       AND (cancel_sent_at IS NULL OR cancel_sent_at <= ?2 - ?3)
+                     RETURNING id",
+                )?
+                .query_map(params![agent.name, now, CANCEL_RESEND_SECS], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()?;
             let jobs = {
                 let mut stmt = tx.prepare_cached(
                     "UPDATE jobs SET state = 'leased', lease_until = ?2 + ?3, attempts = attempts + 1
                      WHERE id IN (SELECT id FROM jobs WHERE agent = ?1 AND expires_at >= ?2
+                                  AND cancel_requested_at IS NULL
                                   AND (state = 'queued' OR (state = 'leased' AND lease_until < ?2))
                                   ORDER BY created_at, id LIMIT ?4)
                      RETURNING id, envelope, created_at",
@@ -760,7 +825,44 @@ impl Store for SqliteStore {
             };
             let key_set_version = current_key_set_version(&tx)?;
             tx.commit()?;
-            Ok(LeaseBatch { jobs, expired, key_set_version })
+            Ok(LeaseBatch { jobs, expired, cancelled, cancel, key_set_version })
+        })
+        .await
+    }
+
+    async fn cancel_job(&self, id: String, now: i64) -> Result<CancelOutcome, StoreError> {
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            expire_overdue(&tx, "id = ?1", &id, now)?;
+            let row: Option<(String, String)> = tx
+                .prepare_cached("SELECT state, agent FROM jobs WHERE id = ?1")?
+                .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let Some((state, agent)) = row else {
+                return Ok(CancelOutcome::NotFound);
+            };
+            let outcome = match JobState::parse(&state)? {
+                JobState::Queued => {
+                    tx.execute(
+                        "UPDATE jobs SET state = 'cancelled', finished_at = ?2, cancel_requested_at = ?2,
+                             reason_code = 'cancelled',
+                             reason_message = 'cancelled at a user''s request before the agent received it'
+                         WHERE id = ?1",
+                        params![id, now],
+                    )?;
+                    CancelOutcome::Cancelled
+                }
+                JobState::Leased => {
+                    tx.execute(
+                        "UPDATE jobs SET cancel_requested_at = COALESCE(cancel_requested_at, ?2) WHERE id = ?1",
+                        params![id, now],
+                    )?;
+                    CancelOutcome::Requested { agent }
+                }
+                other => CancelOutcome::AlreadyFinal(other),
+            };
+            tx.commit()?;
+            Ok(outcome)
         })
         .await
     }
@@ -891,6 +993,7 @@ impl Store for SqliteStore {
                 JobOutcome::Succeeded => JobState::Succeeded,
                 JobOutcome::Failed => JobState::Failed,
                 JobOutcome::Rejected => JobState::Rejected,
+                JobOutcome::Cancelled => JobState::Cancelled,
             };
             let body = report.body_bytes().map_err(|reason| StoreError::Corrupt { table: "jobs", reason })?;
             let stats = serde_json::to_string(&report.stats).unwrap_or_default();
@@ -963,7 +1066,8 @@ impl Store for SqliteStore {
             let rec = tx
                 .prepare_cached(
                     "SELECT id, agent, connection, state, created_at, expires_at, finished_at, attempts,
-                            reason_code, reason_message, stats, content_type, CASE WHEN ?2 THEN body END
+                            reason_code, reason_message, stats, content_type, CASE WHEN ?2 THEN body END,
+                            cancel_requested_at
                      FROM jobs WHERE id = ?1",
                 )?
                 .query_row(params![id, with_body], |r| {
@@ -985,6 +1089,7 @@ impl Store for SqliteStore {
                             stats: stats.and_then(|s| serde_json::from_str(&s).ok()),
                             content_type: r.get(11)?,
                             body: r.get(12)?,
+                            cancel_requested_at: r.get(13)?,
                         },
                     ))
                 })
@@ -1104,6 +1209,46 @@ mod tests {
         let rec = store.job(id, 1006, true).await.expect("job").expect("exists");
         assert_eq!(rec.state, JobState::Succeeded);
         assert_eq!(rec.body.as_deref(), Some(&b"{}"[..]));
+    }
+
+    #[tokio::test]
+    async fn a_cancel_ends_a_queued_job_and_is_told_to_the_agent_of_a_leased_one() {
+        let (_d, store) = store_with_agent().await;
+        let (queued, leased) = (new_job_id(), new_job_id());
+        store.insert_job(job(&leased, 5000)).await.expect("insert");
+        assert_eq!(store.lease_jobs(peer("edge-1"), 1001, 60, 10).await.expect("lease").jobs.len(), 1);
+        store.insert_job(job(&queued, 5000)).await.expect("insert");
+        assert_eq!(store.cancel_job(queued.clone(), 1002).await.expect("c"), CancelOutcome::Cancelled);
+        assert_eq!(
+            store.cancel_job(leased.clone(), 1002).await.expect("c"),
+            CancelOutcome::Requested { agent: "edge-1".into() }
+        );
+        // The busy agent polls with max 0: it hears of the cancel once, and again only
+        // after CANCEL_RESEND_SECS; the cancelled queued job is never leased.
+        let b = store.lease_jobs(peer("edge-1"), 1003, 60, 0).await.expect("lease");
+        assert_eq!((b.jobs.len(), b.cancel.clone()), (0, vec![leased.clone()]));
+        assert!(store.lease_jobs(peer("edge-1"), 1004, 60, 10).await.expect("lease").cancel.is_empty());
+        let b = store.lease_jobs(peer("edge-1"), 1003 + CANCEL_RESEND_SECS, 60, 10).await.expect("lease");
+        assert_eq!((b.jobs.len(), b.cancel), (0, vec![leased.clone()]));
+        // The lease runs out without a report: the job ends cancelled, not leased again.
+        let b = store.lease_jobs(peer("edge-1"), 1062, 60, 10).await.expect("lease");
+        assert_eq!((b.jobs.len(), b.cancelled), (0, vec![leased.clone()]));
+        assert_eq!(store.job(leased.clone(), 1063, false).await.expect("j").expect("e").state, JobState::Cancelled);
+        assert_eq!(store.cancel_job(leased, 1064).await.expect("c"), CancelOutcome::AlreadyFinal(JobState::Cancelled));
+        assert_eq!(store.cancel_job(new_job_id(), 1064).await.expect("c"), CancelOutcome::NotFound);
+    }
+
+    #[tokio::test]
+    async fn an_agent_that_finishes_before_the_cancel_reaches_it_keeps_its_result() {
+        let (_d, store) = store_with_agent().await;
+        let id = new_job_id();
+        store.insert_job(job(&id, 5000)).await.expect("insert");
+        store.lease_jobs(peer("edge-1"), 1001, 60, 10).await.expect("lease");
+        store.cancel_job(id.clone(), 1002).await.expect("c");
+        let outcome = store.complete_job(peer("edge-1"), report(&id, b"{}"), "h".into(), 1003).await.expect("c");
+        assert_eq!(outcome, CompleteOutcome::Accepted);
+        let rec = store.job(id, 1004, false).await.expect("j").expect("e");
+        assert_eq!((rec.state, rec.cancel_requested_at), (JobState::Succeeded, Some(1002)));
     }
 
     #[tokio::test]

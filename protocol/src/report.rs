@@ -20,6 +20,9 @@ pub enum JobOutcome {
     Failed,
     /// The job was refused before anything ran (verification or policy).
     Rejected,
+    /// The control plane asked to stop the job while it ran; the query was stopped on
+    /// the database server and nothing was rendered.
+    Cancelled,
 }
 
 /// Why a job failed or was rejected: a stable code and a human message.
@@ -164,12 +167,12 @@ impl ResultReport {
                     None => Err("content_type: required when status is succeeded".into()),
                 }
             }
-            JobOutcome::Failed | JobOutcome::Rejected => {
+            JobOutcome::Failed | JobOutcome::Rejected | JobOutcome::Cancelled => {
                 if self.reason.is_none() {
-                    return Err("reason: required when status is failed or rejected".into());
+                    return Err("reason: required when status is failed, rejected or cancelled".into());
                 }
                 if self.body.is_some() {
-                    return Err("body: not allowed when status is failed or rejected".into());
+                    return Err("body: not allowed when status is failed, rejected or cancelled".into());
                 }
                 Ok(())
             }

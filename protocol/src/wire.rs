@@ -41,6 +41,11 @@ pub struct PollResponse {
     /// fetches the statements from [`PATH_KEY_SETS`] before it verifies these jobs.
     #[serde(default)]
     pub key_set_version: u64,
+    /// Jobs leased to the caller that a user asked to stop: the agent cancels their
+    /// queries on the database server and reports them `cancelled`. Ids of jobs the
+    /// agent is not running are ignored. Repeated until the job reports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cancel: Vec<String>,
 }
 
 /// Answer of [`PATH_KEY_SETS`]: the statements after the asked version, oldest first.

@@ -19,6 +19,28 @@ use anyhow::{bail, Context as _, Result};
 pub use client::{Api, HttpResponse};
 pub use proc::Process;
 
+/// Checks `probe` until it answers `true`, backing off from 20 ms to 500 ms; fails
+/// naming `what` after `timeout`. For state outside our processes (a database's session
+/// list) that has no event to wait on.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut probe: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut delay = Duration::from_millis(20);
+    loop {
+        if probe().await? {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting until {what}");
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(500));
+    }
+}
+
 /// Path of one of the project's binaries.
 pub fn bin(name: &str) -> PathBuf {
     let dir = std::env::var_os("OUTPOST_BIN_DIR")
@@ -183,6 +205,19 @@ impl ControlPlane {
             bail!("outpost-control-plane {args:?} failed ({code}): {out}{err}");
         }
         Ok(out)
+    }
+
+    /// Asks to cancel job `id`; returns (HTTP status, JSON answer).
+    pub async fn cancel(&self, id: &str) -> Result<(u16, serde_json::Value)> {
+        let res = self.api()?.request(http::Method::POST, &format!("/v1/jobs/{id}/cancel"), None).await?;
+        Ok((res.status, res.json()?))
+    }
+
+    /// The job's JSON view (`GET /v1/jobs/{id}`).
+    pub async fn job(&self, id: &str) -> Result<serde_json::Value> {
+        let res = self.api()?.get(&format!("/v1/jobs/{id}")).await?;
+        anyhow::ensure!(res.status == 200, "GET job {id}: {} {}", res.status, res.text());
+        res.json()
     }
 
     /// Waits up to 30 s for job `id` to end; returns (HTTP status, JSON or text body).

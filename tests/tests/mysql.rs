@@ -57,7 +57,7 @@ impl Db {
 }
 
 fn limits(max_rows: usize, secs: u64) -> QueryLimits {
-    QueryLimits { max_rows, timeout: Duration::from_secs(secs) }
+    QueryLimits::new(max_rows, Duration::from_secs(secs))
 }
 
 #[tokio::test]
@@ -212,15 +212,7 @@ async fn a_stacked_bar_chart_runs_end_to_end_on_a_mariadb_connection() -> Result
         )
         .await?;
     let root = tempfile::tempdir()?;
-    let config = format!(
-        "connections:\n  shop:\n    kind: mysql\n    host: {}\n    port: {}\n    database: {}\n    user: {}\n    \
-         tls: disable\n",
-        db.opts.ip_or_hostname(),
-        db.opts.tcp_port(),
-        db.name,
-        db.opts.user().unwrap_or("root"),
-    );
-    let (cp, mut agent) = outpost_e2e::control_plane_and_agent(root.path(), &config).await?;
+    let (cp, mut agent) = outpost_e2e::control_plane_and_agent(root.path(), &e2e_config(&db)).await?;
     let sql = "SELECT region, SUM(CASE WHEN year = $1 THEN amount ELSE 0 END) AS y2024, \
                SUM(CASE WHEN year = $2 THEN amount ELSE 0 END) AS y2025 FROM sales GROUP BY region ORDER BY region";
     let id = cp
@@ -292,5 +284,98 @@ async fn a_session_the_server_killed_is_replaced() -> Result<()> {
     db.admin.query_drop(format!("KILL {id}")).await?;
     let again = my.query("SELECT CONNECTION_ID() AS id".into(), vec![], limits(1, 10)).await?;
     assert_ne!(again.rows[0][0], Value::Int(id), "a new session answered");
+    db.drop_now().await
+}
+
+fn e2e_config(db: &Db) -> String {
+    format!(
+        "connections:\n  shop:\n    kind: mysql\n    host: {}\n    port: {}\n    database: {}\n    user: {}\n    \
+         tls: disable\n",
+        db.opts.ip_or_hostname(),
+        db.opts.tcp_port(),
+        db.name,
+        db.opts.user().unwrap_or("root"),
+    )
+}
+
+/// Whether a statement containing `marker` is in the server's process list (not ours).
+async fn in_process_list(admin: &mut mysql_async::Conn, marker: &str) -> Result<bool> {
+    let n: Vec<i64> = admin
+        .exec(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE CONCAT('%', ?, '%') AND ID <> CONNECTION_ID()",
+            (marker,),
+        )
+        .await?;
+    Ok(n.first().copied().unwrap_or(0) > 0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_cancelled_through_the_api_is_killed_on_the_server() -> Result<()> {
+    let db = database("cancel").await?;
+    let root = tempfile::tempdir()?;
+    let (cp, mut agent) = outpost_e2e::control_plane_and_agent(root.path(), &e2e_config(&db)).await?;
+    let marker = format!("outpost cancel probe {}", db.name);
+    let id = cp
+        .dispatch(serde_json::json!({
+            "agent": "edge-1", "connection": "shop",
+            "sql": format!("SELECT SLEEP(600) AS slept, '{marker}' AS marker"),
+            "render": { "kind": "table", "format": "json" }
+        }))
+        .await?;
+    let admin = tokio::sync::Mutex::new(mysql_async::Conn::new(db.opts.clone()).await?);
+    outpost_e2e::eventually("the query runs on the server", Duration::from_secs(30), || async {
+        in_process_list(&mut *admin.lock().await, &marker).await
+    })
+    .await?;
+    let (status, answer) = cp.cancel(&id).await?;
+    assert_eq!((status, answer["state"].as_str()), (202, Some("cancelling")), "{answer}");
+    let (status, body) = cp.wait_result(&id).await?;
+    assert_eq!(status, 409, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!((v["state"].as_str(), v["reason"].as_str()), (Some("cancelled"), Some("cancelled")), "{body}");
+    outpost_e2e::eventually("the query is gone from the process list", Duration::from_secs(10), || async {
+        Ok(!in_process_list(&mut *admin.lock().await, &marker).await?)
+    })
+    .await?;
+    agent.stop()?;
+    let records = agent.audit_records()?;
+    let rec = records.iter().find(|r| r["job_id"] == id.as_str()).context("audit record")?;
+    assert_eq!((&rec["outcome"], &rec["bytes_sent"]), (&serde_json::json!("cancelled"), &serde_json::json!(0)));
+    drop(admin);
+    db.drop_now().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_mariadb_result_streams_into_a_downsampled_line_chart() -> Result<()> {
+    let mut db = database("stream").await?;
+    let rows = 200_000;
+    db.admin.query_drop("CREATE TABLE series (t DATETIME PRIMARY KEY, v DOUBLE)").await?;
+    // One spike, at row 123456: downsampling must keep it.
+    db.admin
+        .query_drop(format!(
+            "INSERT INTO series SELECT TIMESTAMPADD(SECOND, seq, '2026-01-01'), \
+             IF(seq = 123456, 1000, MOD(seq, 7)) FROM seq_1_to_{rows}"
+        ))
+        .await?;
+    let root = tempfile::tempdir()?;
+    let config = format!("{}\nlimits:\n  max_rows: 1000000\n", e2e_config(&db));
+    let (cp, mut agent) = outpost_e2e::control_plane_and_agent(root.path(), &config).await?;
+    let id = cp
+        .dispatch(serde_json::json!({
+            "agent": "edge-1", "connection": "shop", "sql": "SELECT t, v FROM series ORDER BY t",
+            "render": { "kind": "line", "x": "t", "y": ["v"], "max_points": 1000 }
+        }))
+        .await?;
+    let (status, body) = cp.wait_result(&id).await?;
+    assert_eq!(status, 200, "{body}");
+    let doc = roxmltree::Document::parse(&body)?;
+    let plot = doc.descendants().find(|n| n.attribute("class") == Some("plot")).context("plot group")?;
+    let y_max: f64 = plot.attribute("data-y-max").context("data-y-max")?.parse()?;
+    assert!(y_max >= 1000.0, "the spike survived downsampling (y max {y_max})");
+    let view = cp.job(&id).await?;
+    assert_eq!(view["stats"]["rows_read"], rows, "{view}");
+    let egress = view["stats"]["egress"].as_array().context("egress")?;
+    assert!(egress.iter().any(|d| d["action"] == "downsampled"), "the downsampling is stated: {view}");
+    agent.stop()?;
     db.drop_now().await
 }

@@ -134,7 +134,7 @@ fn connector(host: &str, port: u16, ca: &Path) -> PostgresConnector {
 }
 
 fn limits() -> QueryLimits {
-    QueryLimits { max_rows: 10, timeout: Duration::from_secs(10) }
+    QueryLimits::new(10, Duration::from_secs(10))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

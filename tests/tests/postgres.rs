@@ -30,7 +30,7 @@ fn connector(s: &Server, pool_size: usize) -> PostgresConnector {
 }
 
 fn limits(max_rows: usize, secs: u64) -> QueryLimits {
-    QueryLimits { max_rows, timeout: Duration::from_secs(secs) }
+    QueryLimits::new(max_rows, Duration::from_secs(secs))
 }
 
 #[tokio::test]
@@ -259,5 +259,103 @@ async fn a_job_runs_end_to_end_on_a_postgres_connection() -> Result<()> {
     agent.stop()?;
     // The test logs in as a superuser; the agent says so.
     assert!(agent.log_text().contains("privileged role"), "{}", agent.log_text());
+    db.drop_now().await
+}
+
+/// Whether a statement containing `marker` is running on the server (other than ours).
+async fn running_on_server(db: &outpost_e2e::pg::Schema, marker: &str) -> Result<bool> {
+    let rows = db
+        .admin
+        .query(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid()",
+            &[&marker],
+        )
+        .await?;
+    Ok(rows[0].get::<_, i64>(0) > 0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_cancelled_through_the_api_stops_its_query_on_the_server() -> Result<()> {
+    let s = server()?;
+    let db = schema(&s, "cancel").await?;
+    let root = tempfile::tempdir()?;
+    // One job at a time: the cancel must reach an agent whose only slot is busy (it
+    // polls for cancels alone then), and the next job must start as soon as it frees.
+    let config = format!("connections:\n{}limits:\n  max_concurrent_jobs: 1\n", s.connection_yaml("warehouse"));
+    let (cp, mut agent) = outpost_e2e::control_plane_and_agent(root.path(), &config).await?;
+    let marker = format!("outpost cancel probe {}", db.name);
+    let id = cp
+        .dispatch(serde_json::json!({
+            "agent": "edge-1", "connection": "warehouse",
+            "sql": format!("SELECT pg_sleep(600)::text AS slept, '{marker}' AS marker"),
+            "render": { "kind": "table", "format": "json" }
+        }))
+        .await?;
+    outpost_e2e::eventually("the query runs on the server", Duration::from_secs(30), || {
+        running_on_server(&db, &marker)
+    })
+    .await?;
+    let asked = std::time::Instant::now();
+    let (status, answer) = cp.cancel(&id).await?;
+    assert_eq!((status, answer["state"].as_str()), (202, Some("cancelling")), "{answer}");
+    let (status, body) = cp.wait_result(&id).await?;
+    let took = asked.elapsed();
+    assert_eq!(status, 409, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!((v["state"].as_str(), v["reason"].as_str()), (Some("cancelled"), Some("cancelled")), "{body}");
+    // Far sooner than the 600 s sleep or the agent's 30 s statement timeout.
+    assert!(took < Duration::from_secs(15), "the cancel took {took:?}");
+    outpost_e2e::eventually("the query is gone from pg_stat_activity", Duration::from_secs(10), || async {
+        Ok(!running_on_server(&db, &marker).await?)
+    })
+    .await?;
+    let view = cp.job(&id).await?;
+    assert_eq!(view["state"], "cancelled", "{view}");
+    assert!(view["cancel_requested_at"].is_i64(), "{view}");
+    // A job that has ended cannot be cancelled; the answer says how it ended.
+    let (status, answer) = cp.cancel(&id).await?;
+    assert_eq!((status, answer["code"].as_str()), (409, Some("job_final")), "{answer}");
+
+    // The agent goes on serving: the next job on the same connection succeeds.
+    let next = cp
+        .dispatch(serde_json::json!({
+            "agent": "edge-1", "connection": "warehouse", "sql": "SELECT 42 AS answer",
+            "render": { "kind": "scalar", "column": "answer" }
+        }))
+        .await?;
+    let (status, body) = cp.wait_result(&next).await?;
+    assert_eq!(status, 200, "{body}");
+
+    // A job cancelled before its agent took it is never delivered.
+    agent.stop()?;
+    let queued = cp
+        .dispatch(serde_json::json!({
+            "agent": "edge-1", "connection": "warehouse", "sql": "SELECT 1 AS one",
+            "render": { "kind": "scalar", "column": "one" }
+        }))
+        .await?;
+    let (status, answer) = cp.cancel(&queued).await?;
+    assert_eq!((status, answer["state"].as_str()), (200, Some("cancelled")), "{answer}");
+    agent.start_connected()?;
+    let after = cp
+        .dispatch(serde_json::json!({
+            "agent": "edge-1", "connection": "warehouse", "sql": "SELECT 2 AS two",
+            "render": { "kind": "scalar", "column": "two" }
+        }))
+        .await?;
+    let (status, body) = cp.wait_result(&after).await?;
+    assert_eq!(status, 200, "{body}");
+    agent.stop()?;
+    let records = agent.audit_records()?;
+    let of = |job: &str| records.iter().filter(|r| r["job_id"] == job).cloned().collect::<Vec<_>>();
+    let cancelled = of(&id);
+    assert_eq!(cancelled.len(), 1, "{records:?}");
+    assert_eq!(
+        (&cancelled[0]["outcome"], &cancelled[0]["reason"], &cancelled[0]["bytes_sent"]),
+        (&serde_json::json!("cancelled"), &serde_json::json!("cancelled"), &serde_json::json!(0)),
+        "{cancelled:?}"
+    );
+    assert!(of(&queued).is_empty(), "a job cancelled in the queue reached the agent: {records:?}");
+    assert_eq!(of(&after).len(), 1);
     db.drop_now().await
 }

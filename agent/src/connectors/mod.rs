@@ -83,12 +83,22 @@ pub fn tls_config(ca_file: &std::path::Path) -> Result<Arc<rustls::ClientConfig>
 }
 
 /// Bounds on one query.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct QueryLimits {
     /// Rows read at most; one more is read to detect truncation.
     pub max_rows: usize,
     /// Statement timeout.
     pub timeout: Duration,
+    /// Cancelled when the control plane asks to stop the job: the query is stopped on
+    /// the server (PostgreSQL cancel request, `KILL QUERY`, SQLite interrupt).
+    pub cancel: tokio_util::sync::CancellationToken,
+}
+
+impl QueryLimits {
+    /// Limits that nothing cancels but the timeout.
+    pub fn new(max_rows: usize, timeout: Duration) -> Self {
+        Self { max_rows, timeout, cancel: tokio_util::sync::CancellationToken::new() }
+    }
 }
 
 /// Why a query did not produce a result.
@@ -121,6 +131,9 @@ pub enum QueryError {
         /// The timeout.
         after_ms: u64,
     },
+    /// The control plane asked to stop the job; the query was stopped on the server.
+    #[error("query cancelled at a user's request; the database server stopped it")]
+    Cancelled,
     /// A parameter does not fit the statement.
     #[error("parameter ${index}: {reason}")]
     Param {
@@ -153,6 +166,7 @@ impl QueryError {
             QueryError::NotReadOnly { .. } => "read_only_violation",
             QueryError::Database { .. } => "query_failed",
             QueryError::Timeout { .. } => "query_timeout",
+            QueryError::Cancelled => "cancelled",
             QueryError::Param { .. } => "bad_parameter",
             QueryError::UnsupportedType { .. } => "unsupported_type",
             QueryError::Task(_) => "internal",
@@ -229,8 +243,8 @@ impl Connector {
     }
 
     /// Runs one statement like [`Connector::query`], handing each row to `sink` as it is
-    /// read; whether the row cap cut the result. PostgreSQL streams (memory stays
-    /// bounded by the sink); SQLite and MySQL read the capped result first.
+    /// read; whether the row cap cut the result. PostgreSQL and MySQL/MariaDB stream
+    /// (memory stays bounded by the sink); SQLite reads the capped result first.
     pub async fn query_into(
         &self,
         sql: String,
@@ -240,8 +254,8 @@ impl Connector {
     ) -> Result<bool, QueryError> {
         let rs = match self {
             Connector::Postgres(c) => return c.query_into(sql, params, limits, sink).await,
+            Connector::Mysql(c) => return c.query_into(sql, params, limits, sink).await,
             Connector::Sqlite(c) => c.query(sql, params, limits).await?,
-            Connector::Mysql(c) => c.query(sql, params, limits).await?,
         };
         sink.columns(&rs.columns)?;
         for (i, row) in rs.rows.into_iter().enumerate() {

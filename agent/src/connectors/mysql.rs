@@ -13,6 +13,9 @@
 //! `$2`, … in the job, as for every database. They are rewritten to `?` outside quoted
 //! text and comments and bound in the binary protocol, never spliced into the SQL.
 //! Sessions come from a pool (`pool_size`), and a session is reset when it goes back.
+//! Rows go to the job's [`RowSink`](super::RowSink) as they are read, so a chart of a
+//! large result never holds it all. A job cancelled by a user is stopped on the server
+//! with `KILL QUERY` from another session, as at the timeout.
 
 use std::time::Duration;
 
@@ -131,7 +134,24 @@ impl MysqlConnector {
 
     /// Runs one read-only statement with typed parameters, within `limits`.
     pub async fn query(&self, sql: String, params: Vec<Param>, limits: QueryLimits) -> Result<ResultSet, QueryError> {
-        let _permit = self.permits.acquire().await.map_err(|e| QueryError::Task(e.to_string()))?;
+        let mut all = super::Collect::default();
+        let truncated = self.query_into(sql, params, limits, &mut all).await?;
+        Ok(ResultSet { truncated, ..all.0 })
+    }
+
+    /// Runs the statement, handing each row to `sink` as the server sends it; whether
+    /// the row cap cut the result.
+    pub async fn query_into(
+        &self,
+        sql: String,
+        params: Vec<Param>,
+        limits: QueryLimits,
+        sink: &mut dyn super::RowSink,
+    ) -> Result<bool, QueryError> {
+        let _permit = tokio::select! {
+            p = self.permits.acquire() => p.map_err(|e| QueryError::Task(e.to_string()))?,
+            () = limits.cancel.cancelled() => return Err(QueryError::Cancelled),
+        };
         let (sql, order) = rewrite_params(&sql).map_err(|reason| QueryError::Param { index: 0, reason })?;
         let needed = order.iter().copied().max().unwrap_or(0);
         if params.len() != needed {
@@ -144,16 +164,21 @@ impl MysqlConnector {
         let after_ms = u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX);
         let mut conn = self.conn().await?;
         let id = conn.id();
-        let result =
-            tokio::time::timeout(limits.timeout + KILL_GRACE, run(&mut conn, &sql, bound, limits, after_ms)).await;
+        let run =
+            tokio::time::timeout(limits.timeout + KILL_GRACE, run(&mut conn, &sql, bound, &limits, after_ms, sink));
+        let result = tokio::select! {
+            r = run => r.map_err(|_| QueryError::Timeout { after_ms }),
+            () = limits.cancel.cancelled() => Err(QueryError::Cancelled),
+        };
         match result {
             Ok(r) => {
                 self.checkin(conn).await;
                 r
             }
-            Err(_) => {
-                // The server did not stop the statement by itself: kill it there from
-                // another session, and close this one rather than reuse it.
+            Err(stopped) => {
+                // The server did not stop the statement by itself, or a user stopped the
+                // job: kill it there from another session, and close this one rather
+                // than reuse it.
                 match self.conn().await {
                     Ok(mut other) => {
                         match other.query_drop(format!("KILL QUERY {id}")).await {
@@ -165,7 +190,7 @@ impl MysqlConnector {
                     Err(e) => tracing::warn!(error = %e, "Could not reach the server to kill the query."),
                 }
                 let _ = tokio::time::timeout(Duration::from_secs(2), conn.disconnect()).await;
-                Err(QueryError::Timeout { after_ms })
+                Err(stopped)
             }
         }
     }
@@ -175,9 +200,10 @@ async fn run(
     conn: &mut Conn,
     sql: &str,
     params: Vec<MyValue>,
-    limits: QueryLimits,
+    limits: &QueryLimits,
     after_ms: u64,
-) -> Result<ResultSet, QueryError> {
+    sink: &mut dyn super::RowSink,
+) -> Result<bool, QueryError> {
     let err = |e: mysql_async::Error| if is_timeout(&e) { QueryError::Timeout { after_ms } } else { db_err(&e) };
     let mariadb = conn.server_version() >= (10, 0, 0) && conn.server_version() < (20, 0, 0);
     let limit = limits.max_rows + 1;
@@ -208,12 +234,13 @@ async fn run(
             });
         }
     }
-    let mut rows = Vec::new();
+    sink.columns(&columns)?;
+    let mut read = 0usize;
     let mut truncated = false;
     {
         let mut result = conn.exec_iter(&stmt, params).await.map_err(err)?;
         while let Some(row) = result.next().await.map_err(err)? {
-            if rows.len() == limits.max_rows {
+            if read == limits.max_rows {
                 truncated = true;
                 // Dropping the result reads and discards what is left, at most one row
                 // here (sql_select_limit) unless the query has a LIMIT of its own.
@@ -227,12 +254,15 @@ async fn run(
                     message: format!("column {:?}: {reason}", c.name_str()),
                 })?);
             }
-            rows.push(values);
+            // A sink that stops (a render error) ends the job; the session is reset
+            // before it is used again, which ends the transaction.
+            sink.row(values, read)?;
+            read += 1;
         }
     }
     conn.query_drop("ROLLBACK").await.map_err(err)?;
     conn.close(stmt).await.map_err(err)?;
-    Ok(ResultSet { columns, rows, truncated })
+    Ok(truncated)
 }
 
 fn bind(p: &Param) -> MyValue {

@@ -229,19 +229,30 @@ impl PostgresConnector {
         limits: QueryLimits,
         sink: &mut dyn super::RowSink,
     ) -> Result<bool, QueryError> {
-        let _permit = self.inner.permits.acquire().await.map_err(|e| QueryError::Task(e.to_string()))?;
+        let _permit = tokio::select! {
+            p = self.inner.permits.acquire() => p.map_err(|e| QueryError::Task(e.to_string()))?,
+            () = limits.cancel.cancelled() => return Err(QueryError::Cancelled),
+        };
         let (mut client, mut pooled) = self.checkout().await?;
         let after_ms = u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX);
         loop {
             let token = client.cancel_token();
-            let run = run(&mut client, &sql, &params, limits, after_ms, &mut *sink);
-            let result = match tokio::time::timeout(limits.timeout + CANCEL_GRACE, run).await {
-                Ok(r) => r,
-                Err(_) => {
-                    // The server did not stop the statement by itself: cancel it there,
-                    // and do not reuse this session.
+            let run = run(&mut client, &sql, &params, limits.max_rows, after_ms, &mut *sink);
+            let result = tokio::select! {
+                r = tokio::time::timeout(limits.timeout + CANCEL_GRACE, run) => match r {
+                    Ok(r) => r,
+                    Err(_) => {
+                        // The server did not stop the statement by itself: cancel it
+                        // there, and do not reuse this session.
+                        self.cancel(token).await;
+                        return Err(QueryError::Timeout { after_ms });
+                    }
+                },
+                () = limits.cancel.cancelled() => {
+                    // A user stopped the job: cancel the statement on the server, and
+                    // do not reuse this session.
                     self.cancel(token).await;
-                    return Err(QueryError::Timeout { after_ms });
+                    return Err(QueryError::Cancelled);
                 }
             };
             match result {
@@ -284,7 +295,7 @@ async fn run(
     client: &mut Client,
     sql: &str,
     params: &[Param],
-    limits: QueryLimits,
+    max_rows: usize,
     after_ms: u64,
     sink: &mut dyn super::RowSink,
 ) -> Result<bool, Failure> {
@@ -336,11 +347,11 @@ async fn run(
     let mut read = 0usize;
     let mut truncated = false;
     loop {
-        let want = (limits.max_rows + 1 - read).min(BATCH);
+        let want = (max_rows + 1 - read).min(BATCH);
         let batch = tx.query_portal(&portal, i32::try_from(want).unwrap_or(i32::MAX)).await.map_err(q)?;
         let got = batch.len();
         for row in batch {
-            if read == limits.max_rows {
+            if read == max_rows {
                 truncated = true;
                 break;
             }

@@ -65,7 +65,7 @@ impl SqliteConnector {
                 Some(c) => c,
                 None => open_read_only(&path)?,
             };
-            let result = query_blocking(&mut conn, &sql, &params, limits);
+            let result = query_blocking(&mut conn, &sql, &params, &limits);
             // A connection whose query failed is still sound (read-only, no open
             // transaction); one whose open failed never got here.
             let _ = conn.progress_handler(0, None::<fn() -> bool>);
@@ -94,20 +94,29 @@ fn query_blocking(
     conn: &mut Connection,
     sql: &str,
     params: &[Param],
-    limits: QueryLimits,
+    limits: &QueryLimits,
 ) -> Result<ResultSet, QueryError> {
     let deadline = Instant::now() + limits.timeout;
-    conn.progress_handler(1000, Some(move || Instant::now() >= deadline)).map_err(db_err)?;
-    let timed_out = || Instant::now() >= deadline;
+    let cancel = limits.cancel.clone();
+    // Interrupts the statement at the deadline or when a user cancels the job.
+    conn.progress_handler(1000, Some(move || Instant::now() >= deadline || cancel.is_cancelled())).map_err(db_err)?;
     let after_ms = u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX);
+    let stopped = || {
+        if limits.cancel.is_cancelled() {
+            Some(QueryError::Cancelled)
+        } else if Instant::now() >= deadline {
+            Some(QueryError::Timeout { after_ms })
+        } else {
+            None
+        }
+    };
 
     let mut stmt = match conn.prepare(sql) {
         Ok(s) => s,
         Err(rusqlite::Error::MultipleStatement) => {
             return Err(QueryError::Database { message: "a job may run exactly one statement".into() })
         }
-        Err(_) if timed_out() => return Err(QueryError::Timeout { after_ms }),
-        Err(e) => return Err(db_err(e)),
+        Err(e) => return Err(stopped().unwrap_or_else(|| db_err(e))),
     };
     if !stmt.readonly() {
         return Err(QueryError::NotReadOnly { reason: "the statement writes to the database".into() });
@@ -121,8 +130,7 @@ fn query_blocking(
         let row = match rows.next() {
             Ok(Some(r)) => r,
             Ok(None) => break,
-            Err(_) if timed_out() => return Err(QueryError::Timeout { after_ms }),
-            Err(e) => return Err(db_err(e)),
+            Err(e) => return Err(stopped().unwrap_or_else(|| db_err(e))),
         };
         if out.len() == limits.max_rows {
             truncated = true;
@@ -245,7 +253,7 @@ mod tests {
     }
 
     fn limits(max_rows: usize) -> QueryLimits {
-        QueryLimits { max_rows, timeout: T }
+        QueryLimits::new(max_rows, T)
     }
 
     #[tokio::test]
@@ -373,10 +381,8 @@ mod tests {
         let (_d, c) = sample();
         let sql = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 1000000000) SELECT COUNT(*) FROM n";
         let started = Instant::now();
-        let err = c
-            .query(sql.into(), vec![], QueryLimits { max_rows: 10, timeout: Duration::from_millis(200) })
-            .await
-            .expect_err("timeout");
+        let err =
+            c.query(sql.into(), vec![], QueryLimits::new(10, Duration::from_millis(200))).await.expect_err("timeout");
         assert!(matches!(err, QueryError::Timeout { after_ms: 200 }), "{err}");
         assert!(started.elapsed() < Duration::from_secs(20), "interrupted long after the deadline");
     }
@@ -386,9 +392,7 @@ mod tests {
         let (_d, c) = sample();
         let slow = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 1000000000) SELECT COUNT(*) FROM n";
         for _ in 0..3 {
-            c.query(slow.into(), vec![], QueryLimits { max_rows: 1, timeout: Duration::from_millis(20) })
-                .await
-                .expect_err("timeout");
+            c.query(slow.into(), vec![], QueryLimits::new(1, Duration::from_millis(20))).await.expect_err("timeout");
             c.query("DELETE FROM orders".into(), vec![], limits(1)).await.expect_err("write");
             let rs = c.query("SELECT COUNT(*) FROM orders".into(), vec![], limits(1)).await.expect("read after errors");
             assert_eq!(rs.rows[0][0], Value::Int(288));
