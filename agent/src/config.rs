@@ -289,6 +289,10 @@ pub struct ConnectionConfig {
     /// `cache.max_age_secs`. 0: results of this connection are never cached.
     #[serde(default)]
     pub cache_max_age_secs: Option<Bounded<0, MAX_CACHE_AGE_SECS>>,
+    /// Statement timeout for this connection, seconds; replaces
+    /// `limits.query_timeout_secs`. A job may ask for less, never more.
+    #[serde(default)]
+    pub query_timeout_secs: Option<Bounded<1, 3600>>,
     /// This connection's egress policy: fields set here replace the top-level `egress`
     /// ones; `mask` rules are added to the top-level ones.
     #[serde(default)]
@@ -507,6 +511,15 @@ impl AgentConfig {
         }
         let conn = self.connections.iter().find(|(n, _)| n.as_str() == connection).map(|(_, c)| c);
         conn.and_then(|c| c.cache_max_age_secs).unwrap_or(self.cache.max_age_secs).get()
+    }
+
+    /// The statement timeout of a job on `connection`: what the job asks for, capped by
+    /// the connection's `query_timeout_secs` (or `limits.query_timeout_secs`).
+    pub fn query_timeout(&self, connection: &str, asked_secs: Option<u32>) -> std::time::Duration {
+        let conn = self.connections.iter().find(|(n, _)| n.as_str() == connection).map(|(_, c)| c);
+        let cap = conn.and_then(|c| c.query_timeout_secs).unwrap_or(self.limits.query_timeout_secs).get();
+        let secs = asked_secs.map_or(cap, |a| u64::from(a).clamp(1, cap));
+        std::time::Duration::from_secs(secs)
     }
 
     /// The caps of every connection, by name.

@@ -770,8 +770,7 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob, cancel: CancellationToken) -> (R
         return (with_decisions(report, &mut rec, vec![decision]), rec, upload_until);
     }
     let max_rows = usize::try_from(ctx.cfg.limits.max_rows.get()).unwrap_or(10_000);
-    let limits =
-        QueryLimits { max_rows, timeout: Duration::from_secs(ctx.cfg.limits.query_timeout_secs.get()), cancel };
+    let limits = QueryLimits { max_rows, timeout: ctx.cfg.query_timeout(&spec.connection, spec.timeout_secs), cancel };
     let failed = |rec: &mut AuditRecord, code: &str, message: String, stats: ResultStats| {
         if code == "cancelled" {
             tracing::info!("Job cancelled at the control plane's request; its query was stopped.");

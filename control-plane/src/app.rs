@@ -166,6 +166,9 @@ pub struct DispatchRequest {
     /// Cache instructions.
     #[serde(default)]
     pub cache: CacheSpec,
+    /// Statement timeout asked for, seconds; the agent's own timeout caps it.
+    #[serde(default)]
+    pub timeout_secs: Option<u32>,
 }
 
 impl<S: Store> App<S> {
@@ -254,6 +257,7 @@ impl<S: Store> App<S> {
             params: req.params,
             render,
             cache: req.cache,
+            timeout_secs: req.timeout_secs,
         };
         spec.check_shape().map_err(|m| {
             let (field, msg) = m.split_once(": ").unwrap_or(("job", m.as_str()));

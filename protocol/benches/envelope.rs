@@ -21,6 +21,7 @@ fn job() -> JobSpec {
         params: vec![Param::Text("2025-01".into())],
         render: RenderSpec::Table(TableSpec { format: TableFormat::Json, max_rows: Some(100) }),
         cache: Default::default(),
+        timeout_secs: None,
     }
 }
 

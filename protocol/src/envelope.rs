@@ -414,6 +414,7 @@ mod tests {
             params: vec![],
             render: RenderSpec::Table(TableSpec { format: TableFormat::Json, max_rows: None }),
             cache: CacheSpec::default(),
+            timeout_secs: None,
         }
     }
 

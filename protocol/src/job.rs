@@ -47,7 +47,14 @@ pub struct JobSpec {
     /// How old a cached result may be.
     #[serde(default)]
     pub cache: CacheSpec,
+    /// Statement timeout this job asks for, seconds (1 to [`MAX_TIMEOUT_SECS`]). The
+    /// agent's timeout for the connection caps it; absent, that timeout applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u32>,
 }
+
+/// Longest statement timeout a job may ask for, seconds.
+pub const MAX_TIMEOUT_SECS: u32 = 3600;
 
 /// A typed query parameter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -264,6 +271,11 @@ impl JobSpec {
         }
         if self.expires_at <= self.issued_at {
             return Err("expires_at: must be after issued_at".into());
+        }
+        if let Some(t) = self.timeout_secs {
+            if !(1..=MAX_TIMEOUT_SECS).contains(&t) {
+                return Err(format!("timeout_secs: must be between 1 and {MAX_TIMEOUT_SECS}"));
+            }
         }
         match &self.render {
             RenderSpec::Bar(BarSpec { y, .. })

@@ -381,6 +381,7 @@ pub fn job_spec(audience: &str, issued_at: i64, expires_at: i64) -> outpost_prot
         params: vec![],
         render: RenderSpec::Table(TableSpec { format: TableFormat::Json, max_rows: None }),
         cache: Default::default(),
+        timeout_secs: None,
     }
 }
 

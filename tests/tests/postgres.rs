@@ -359,3 +359,52 @@ async fn a_job_cancelled_through_the_api_stops_its_query_on_the_server() -> Resu
     assert_eq!(of(&after).len(), 1);
     db.drop_now().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_may_ask_for_a_shorter_timeout_but_never_a_longer_one_than_its_connection() -> Result<()> {
+    let s = server()?;
+    let db = schema(&s, "jobtimeout").await?;
+    let root = tempfile::tempdir()?;
+    // `short` allows 2 s; `warehouse` keeps the agent's 30 s default.
+    let config = format!(
+        "connections:\n{}{}    query_timeout_secs: 2\n",
+        s.connection_yaml("warehouse"),
+        s.connection_yaml("short")
+    );
+    let (cp, mut agent) = outpost_e2e::control_plane_and_agent(root.path(), &config).await?;
+    let refused = cp
+        .api()?
+        .post_json(
+            "/v1/jobs",
+            &serde_json::json!({
+                "agent": "edge-1", "connection": "warehouse", "sql": "SELECT 1 AS one",
+                "render": { "kind": "scalar", "column": "one" }, "timeout_secs": 0
+            }),
+        )
+        .await?;
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    let message = refused.json()?["message"].as_str().unwrap_or_default().to_owned();
+    assert!(message.starts_with("timeout_secs: "), "{message}");
+    let mut ended = Vec::new();
+    for (connection, asked, marker) in [("warehouse", 1, "asks 1"), ("short", 3600, "asks 3600")] {
+        let marker = format!("{marker} {}", db.name);
+        let started = std::time::Instant::now();
+        let id = cp
+            .dispatch(serde_json::json!({
+                "agent": "edge-1", "connection": connection, "timeout_secs": asked,
+                "sql": format!("SELECT pg_sleep(60)::text AS slept, '{marker}' AS marker"),
+                "render": { "kind": "table", "format": "json" }
+            }))
+            .await?;
+        let (status, body) = cp.wait_result(&id).await?;
+        let v: serde_json::Value = serde_json::from_str(&body)?;
+        assert_eq!((status, v["reason"].as_str()), (409, Some("query_timeout")), "{body}");
+        ended.push((connection, started.elapsed(), v["message"].as_str().unwrap_or_default().to_owned()));
+        assert!(!running_on_server(&db, &marker).await?, "{marker} still runs on the server");
+    }
+    assert!(ended[0].2.contains("1000 ms"), "{ended:?}");
+    assert!(ended[1].2.contains("2000 ms"), "the connection's 2 s caps the job's 3600 s: {ended:?}");
+    assert!(ended.iter().all(|(_, took, _)| *took < Duration::from_secs(15)), "{ended:?}");
+    agent.stop()?;
+    db.drop_now().await
+}

@@ -152,6 +152,7 @@ fn spec(n: u64) -> JobSpec {
         params: vec![],
         render: RenderSpec::Table(TableSpec { format: TableFormat::Json, max_rows: None }),
         cache: CacheSpec::default(),
+        timeout_secs: None,
     }
 }
 
