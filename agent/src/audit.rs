@@ -12,17 +12,85 @@
 //! Records are appended by one writer thread that group-commits: it writes every record
 //! waiting, calls `fdatasync` once, then acknowledges them all. A job's result is sent
 //! only after its record is on disk, so nothing leaves that the log does not show.
+//!
+//! The log is a hash chain. The writer puts two fields first in every line: `seq`, the
+//! line's number in the file counting from 0, and `prev`, the SHA-256 (hex) of the
+//! previous line's bytes (64 zeros for the first line). Every [`CHECKPOINT_EVERY`]
+//! records, and when the agent stops, it appends a `"event": "checkpoint"` record signed
+//! with the agent's private key (ECDSA P-256, the key of its mTLS certificate) over
+//! `outpost-audit-checkpoint/v1`, `seq` and `prev`, with the public key beside it.
+//! `outpost-agent audit verify` ([`verify`]) names the first line that was altered,
+//! removed, inserted or reordered.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_ASN1_SIGNING};
+use outpost_protocol::encoding::{b64_encode, sha256_hex};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
+pub mod show;
+mod verify;
+pub use verify::{tail, verify, Finding, Report, VerifyError};
+
 /// Records queued for the writer at most; senders wait beyond it.
 const QUEUE: usize = 1024;
+
+/// A signed checkpoint after this many records.
+pub const CHECKPOINT_EVERY: u64 = 100;
+
+/// `prev` of the first line.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// What a checkpoint's signature covers: this, `seq` and `prev`, one per line.
+pub const CHECKPOINT_CONTEXT: &str = "outpost-audit-checkpoint/v1";
+
+/// The bytes a checkpoint at `seq` after a line hashing to `prev` signs.
+pub fn checkpoint_message(seq: u64, prev: &str) -> Vec<u8> {
+    format!("{CHECKPOINT_CONTEXT}\n{seq}\n{prev}").into_bytes()
+}
+
+/// Signs checkpoints with the agent's private key.
+pub struct Signer {
+    key: EcdsaKeyPair,
+    public_b64: String,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer").field("public", &self.public_b64).finish_non_exhaustive()
+    }
+}
+
+impl Signer {
+    /// A signer from the agent's PKCS#8 (DER) ECDSA P-256 key.
+    pub fn from_pkcs8(der: &[u8]) -> Result<Self, String> {
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, der).map_err(|e| e.to_string())?;
+        let public_b64 = b64_encode(key.public_key().as_ref());
+        Ok(Self { key, public_b64 })
+    }
+
+    fn sign(&self, msg: &[u8]) -> Result<String, String> {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        self.key.sign(&rng, msg).map(|s| b64_encode(s.as_ref())).map_err(|e| e.to_string())
+    }
+}
+
+/// A signed checkpoint: everything before it is as it was when it was written.
+#[derive(Debug, Clone, Serialize)]
+struct CheckpointRecord<'a> {
+    event: &'static str,
+    ts: String,
+    /// Why: `periodic` or `shutdown`.
+    reason: &'a str,
+    /// Public key (uncompressed P-256 point, base64) that signed it.
+    key: &'a str,
+    /// ECDSA P-256 SHA-256 signature (ASN.1 DER, base64) of [`checkpoint_message`].
+    signature: String,
+}
 
 /// One audit record.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -120,7 +188,17 @@ pub enum AuditError {
     Write(String),
 }
 
-type Pending = (Vec<u8>, oneshot::Sender<Result<(), String>>);
+/// What the writer is asked to do.
+enum Op {
+    /// A serialised record (a JSON object), to be chained.
+    Record(Vec<u8>),
+    /// A signed checkpoint now (`shutdown`), if a signer is set.
+    Checkpoint(&'static str),
+    /// Sign checkpoints with this key from now on (after a renewal, the new key).
+    Signer(Option<Box<Signer>>),
+}
+
+type Pending = (Op, oneshot::Sender<Result<(), String>>);
 
 /// Handle to the audit writer.
 #[derive(Debug, Clone)]
@@ -129,45 +207,152 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Opens (creating 0600) the log at `path` and starts the writer thread.
+    /// Opens (creating 0600) the log at `path`, finds where its chain ends, and starts the
+    /// writer thread.
     pub fn open(path: &Path) -> Result<Self, AuditError> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|source| AuditError::Open { path: path.to_owned(), source })?;
+        let open_err = |source| AuditError::Open { path: path.to_owned(), source };
+        let mut file = OpenOptions::new().create(true).append(true).mode(0o600).open(path).map_err(open_err)?;
+        let chain = Chain::resume(path, &mut file).map_err(open_err)?;
         let (tx, rx) = mpsc::channel(QUEUE);
         std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || writer(file, rx))
-            .map_err(|source| AuditError::Open { path: path.to_owned(), source })?;
+            .spawn(move || writer(file, chain, rx))
+            .map_err(open_err)?;
         Ok(Self { tx })
+    }
+
+    async fn send(&self, op: Op) -> Result<(), AuditError> {
+        let (done_tx, done_rx) = oneshot::channel();
+        self.tx.send((op, done_tx)).await.map_err(|_| AuditError::Write("audit writer stopped".into()))?;
+        done_rx.await.map_err(|_| AuditError::Write("audit writer stopped".into()))?.map_err(AuditError::Write)
     }
 
     /// Appends a record and returns once it is on disk.
     pub async fn record<R: Serialize>(&self, rec: &R) -> Result<(), AuditError> {
-        let mut line = serde_json::to_vec(rec).map_err(|e| AuditError::Write(e.to_string()))?;
-        line.push(b'\n');
-        let (done_tx, done_rx) = oneshot::channel();
-        self.tx.send((line, done_tx)).await.map_err(|_| AuditError::Write("audit writer stopped".into()))?;
-        done_rx.await.map_err(|_| AuditError::Write("audit writer stopped".into()))?.map_err(AuditError::Write)
+        let line = serde_json::to_vec(rec).map_err(|e| AuditError::Write(e.to_string()))?;
+        if line.len() < 2 || line[0] != b'{' {
+            return Err(AuditError::Write("an audit record must be a JSON object".into()));
+        }
+        self.send(Op::Record(line)).await
+    }
+
+    /// Signs checkpoints with `signer` from now on.
+    pub async fn set_signer(&self, signer: Signer) -> Result<(), AuditError> {
+        self.send(Op::Signer(Some(Box::new(signer)))).await
+    }
+
+    /// Appends a signed checkpoint now (when the agent stops).
+    pub async fn checkpoint(&self, reason: &'static str) -> Result<(), AuditError> {
+        self.send(Op::Checkpoint(reason)).await
     }
 }
 
-fn writer(mut file: File, mut rx: mpsc::Receiver<Pending>) {
+/// How a checkpoint line is recognised when the log is reopened.
+const CHECKPOINT_MARK: &[u8] = b"\"event\":\"checkpoint\"";
+
+/// Where the chain ends: the next line's number and the previous line's hash.
+struct Chain {
+    seq: u64,
+    prev: String,
+    since_checkpoint: u64,
+}
+
+impl Chain {
+    /// Reads the end of an existing log. A last line cut short by a crash is ended with a
+    /// newline, so that it stays visible (and `audit verify` names it).
+    fn resume(path: &Path, file: &mut File) -> std::io::Result<Self> {
+        let text = std::fs::read(path)?;
+        if text.is_empty() {
+            return Ok(Self { seq: 0, prev: GENESIS.into(), since_checkpoint: 0 });
+        }
+        if text.last() != Some(&b'\n') {
+            tracing::error!(path = %path.display(), "The audit log's last line was cut short (a crash?); it is kept as it is.");
+            file.write_all(b"\n")?;
+            file.sync_data()?;
+        }
+        let lines: Vec<&[u8]> = text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+        let last = lines.last().copied().unwrap_or_default();
+        let since_checkpoint =
+            lines.iter().rev().take_while(|l| !l.windows(CHECKPOINT_MARK.len()).any(|w| w == CHECKPOINT_MARK)).count()
+                as u64;
+        Ok(Self { seq: lines.len() as u64, prev: sha256_hex(last), since_checkpoint })
+    }
+
+    /// The chained line for a record (`{"seq":…,"prev":…,` then the record's fields).
+    fn link(&mut self, record: &[u8]) -> Vec<u8> {
+        let mut line = format!("{{\"seq\":{},\"prev\":\"{}\",", self.seq, self.prev).into_bytes();
+        line.extend_from_slice(&record[1..]);
+        self.prev = sha256_hex(&line);
+        self.seq += 1;
+        line.push(b'\n');
+        line
+    }
+
+    fn checkpoint(&mut self, signer: &Signer, reason: &str) -> Result<Vec<u8>, String> {
+        let signature = signer.sign(&checkpoint_message(self.seq, &self.prev))?;
+        let rec = CheckpointRecord {
+            event: "checkpoint",
+            ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            reason,
+            key: &signer.public_b64,
+            signature,
+        };
+        let body = serde_json::to_vec(&rec).map_err(|e| e.to_string())?;
+        self.since_checkpoint = 0;
+        Ok(self.link(&body))
+    }
+}
+
+fn writer(mut file: File, mut chain: Chain, mut rx: mpsc::Receiver<Pending>) {
+    let mut signer: Option<Box<Signer>> = None;
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
-        let mut buf = Vec::with_capacity(batch.iter().map(|(l, _)| l.len()).sum());
-        for (line, _) in &batch {
-            buf.extend_from_slice(line);
+        // The chain only moves on when the batch is on disk: a failed write is retried
+        // from the same place by the next batch.
+        let saved = (chain.seq, chain.prev.clone(), chain.since_checkpoint);
+        let mut buf = Vec::new();
+        let mut failure = None;
+        for (op, _) in &mut batch {
+            match op {
+                Op::Record(rec) => {
+                    buf.extend_from_slice(&chain.link(rec));
+                    chain.since_checkpoint += 1;
+                    if chain.since_checkpoint >= CHECKPOINT_EVERY {
+                        if let Some(s) = &signer {
+                            match chain.checkpoint(s, "periodic") {
+                                Ok(line) => buf.extend_from_slice(&line),
+                                Err(e) => tracing::error!(error = %e, "Audit checkpoint not signed."),
+                            }
+                        }
+                    }
+                }
+                Op::Checkpoint(reason) => {
+                    if let Some(s) = &signer {
+                        if chain.since_checkpoint > 0 {
+                            match chain.checkpoint(s, reason) {
+                                Ok(line) => buf.extend_from_slice(&line),
+                                Err(e) => failure = Some(e),
+                            }
+                        }
+                    }
+                }
+                Op::Signer(s) => {
+                    if let Some(s) = s.take() {
+                        signer = Some(s);
+                    }
+                }
+            }
         }
-        let result = file.write_all(&buf).and_then(|()| file.sync_data()).map_err(|e| e.to_string());
+        let result = match failure {
+            Some(e) => Err(e),
+            None => file.write_all(&buf).and_then(|()| file.sync_data()).map_err(|e| e.to_string()),
+        };
         if let Err(e) = &result {
             tracing::error!(error = %e, "Audit log write failed; results are held back until it works again.");
+            (chain.seq, chain.prev, chain.since_checkpoint) = saved;
         }
         for (_, done) in batch {
             let _ = done.send(result.clone());
@@ -220,5 +405,136 @@ mod tests {
         assert!(lines.iter().all(|l| l["verdict"] == "accepted" && l["rows_read"] == 3));
         let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+    }
+}
+
+#[cfg(test)]
+mod chain_tests {
+    use super::*;
+
+    fn signer() -> Signer {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        Signer::from_pkcs8(&key.serialize_der()).expect("signer")
+    }
+
+    fn job(i: usize) -> serde_json::Value {
+        serde_json::json!({ "event": "job", "job_id": format!("job-{i}"), "rows_read": i, "bytes_sent": 10 })
+    }
+
+    /// A log of `n` job records with a shutdown checkpoint, as the agent writes it.
+    async fn written(n: usize) -> (tempfile::TempDir, PathBuf, Vec<u8>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::open(&path).expect("open");
+        let s = signer();
+        let public = aws_lc_rs::signature::KeyPair::public_key(&s.key).as_ref().to_vec();
+        log.set_signer(s).await.expect("signer");
+        for i in 0..n {
+            log.record(&job(i)).await.expect("record");
+        }
+        log.checkpoint("shutdown").await.expect("checkpoint");
+        (dir, path, public)
+    }
+
+    fn lines(path: &Path) -> Vec<String> {
+        std::fs::read_to_string(path).expect("read").lines().map(str::to_owned).collect()
+    }
+
+    fn rewrite(path: &Path, lines: &[String]) {
+        std::fs::write(path, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).expect("write");
+    }
+
+    #[tokio::test]
+    async fn an_untouched_log_verifies_with_periodic_and_shutdown_checkpoints() {
+        let (_d, path, public) = written(250).await;
+        let all = lines(&path);
+        // 250 records, a checkpoint after each 100, and one at shutdown.
+        assert_eq!(all.len(), 253);
+        let r = verify(&path, Some(&public)).expect("verify");
+        assert_eq!(r.finding, None, "{r:?}");
+        assert_eq!((r.records, r.checkpoints, r.after_last_checkpoint), (253, 3, 0));
+        assert_eq!(r.last_signed_by_current_key, Some(true));
+        let other = signer();
+        let r = verify(&path, Some(aws_lc_rs::signature::KeyPair::public_key(&other.key).as_ref())).expect("v");
+        assert_eq!(r.last_signed_by_current_key, Some(false));
+        let first: serde_json::Value = serde_json::from_str(&all[0]).expect("json");
+        assert_eq!((first["seq"].as_u64(), first["prev"].as_str()), (Some(0), Some(GENESIS)));
+    }
+
+    #[tokio::test]
+    async fn every_kind_of_tampering_is_named_with_its_line() {
+        let (_d, path, _) = written(30).await;
+        let good = lines(&path);
+        let finding = |edited: Vec<String>| {
+            rewrite(&path, &edited);
+            verify(&path, None).expect("verify").finding.expect("a finding")
+        };
+        // An edited value: the next line's `prev` no longer matches.
+        let mut e = good.clone();
+        e[9] = e[9].replace("\"rows_read\":9", "\"rows_read\":0");
+        let f = finding(e);
+        assert_eq!(f.line, 11, "{f:?}");
+        assert!(f.problem.contains("line 10 was altered"), "{f:?}");
+        // A removed record.
+        let mut e = good.clone();
+        e.remove(19);
+        let f = finding(e);
+        assert_eq!(f.line, 20, "{f:?}");
+        assert!(f.problem.contains("removed"), "{f:?}");
+        // Two records swapped.
+        let mut e = good.clone();
+        e.swap(4, 5);
+        assert_eq!(finding(e).line, 5);
+        // A record inserted (a copy of another).
+        let mut e = good.clone();
+        e.insert(7, good[3].clone());
+        let f = finding(e);
+        assert_eq!(f.line, 8, "{f:?}");
+        assert!(f.problem.contains("inserted"), "{f:?}");
+        // A record without chain fields, inserted.
+        let mut e = good.clone();
+        e.insert(2, r#"{"event":"job","job_id":"forged"}"#.into());
+        assert_eq!(finding(e).line, 3);
+        // The last record edited: caught by the shutdown checkpoint after it.
+        let mut e = good.clone();
+        let last_job = e.len() - 2;
+        e[last_job] = e[last_job].replace("job-29", "job-99");
+        assert_eq!(finding(e).line, good.len() as u64);
+        // A checkpoint re-signed by another key over the same place still verifies as a
+        // signature, but a forged signature does not.
+        let mut e = good.clone();
+        let cp = e.len() - 1;
+        let v: serde_json::Value = serde_json::from_str(&e[cp]).expect("json");
+        let sig = v["signature"].as_str().expect("sig").to_owned();
+        let mut forged = sig.clone().into_bytes();
+        forged[10] = if forged[10] == b'A' { b'B' } else { b'A' };
+        e[cp] = e[cp].replace(&sig, std::str::from_utf8(&forged).expect("utf8"));
+        let f = finding(e);
+        assert!(f.problem.contains("signature"), "{f:?}");
+        // Not JSON at all.
+        let mut e = good.clone();
+        e[0] = "garbage".into();
+        assert_eq!(finding(e).line, 1);
+        rewrite(&path, &good);
+        assert_eq!(verify(&path, None).expect("verify").finding, None);
+    }
+
+    #[tokio::test]
+    async fn a_reopened_log_continues_its_chain_and_older_unchained_lines_are_counted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit.log");
+        std::fs::write(&path, "{\"event\":\"job\",\"job_id\":\"old-1\"}\n{\"event\":\"job\",\"job_id\":\"old-2\"}\n")
+            .expect("legacy");
+        for round in 0..3 {
+            let log = AuditLog::open(&path).expect("open");
+            log.set_signer(signer()).await.expect("signer");
+            for i in 0..5 {
+                log.record(&job(round * 10 + i)).await.expect("record");
+            }
+            log.checkpoint("shutdown").await.expect("checkpoint");
+        }
+        let r = verify(&path, None).expect("verify");
+        assert_eq!(r.finding, None, "{r:?}");
+        assert_eq!((r.unchained, r.records, r.checkpoints, r.signers.len()), (2, 20, 3, 3));
     }
 }

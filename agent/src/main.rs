@@ -60,6 +60,34 @@ enum Command {
     /// The vault's data key, which seals the credentials and derives the cache key.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The local audit log (a hash chain with signed checkpoints): one record per job,
+    /// key-set change and damaged cache entry.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain and the signed checkpoints; names the first line that was
+    /// altered, removed, inserted or reordered. Exits 1 when the log was tampered with.
+    Verify {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The log to check (default: the one agent.yaml names).
+        #[arg(long)]
+        log: Option<PathBuf>,
+    },
+    /// Show the last records, one line each (time, event, job, verdict, outcome, rows,
+    /// bytes sent, egress decisions).
+    Tail {
+        /// How many records.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+        /// Print the records as JSON lines, as stored.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -245,6 +273,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Credentials(cmd) => credentials(&cfg, cmd),
         Command::Cache(cmd) => cache(&cfg, cmd),
         Command::Keys(KeysCommand::Rotate) => rotate_keys(&cfg),
+        Command::Audit(cmd) => audit(&cfg, cmd),
         Command::Run => {
             let shutdown = CancellationToken::new();
             let trigger = shutdown.clone();
@@ -485,5 +514,42 @@ fn credentials(cfg: &AgentConfig, cmd: CredentialsCommand) -> ExitCode {
                 Err(e) => failure(e),
             }
         }
+    }
+}
+
+fn audit(cfg: &AgentConfig, cmd: AuditCommand) -> ExitCode {
+    use outpost_agent::audit;
+    match cmd {
+        AuditCommand::Verify { json, log } => {
+            let path = log.unwrap_or_else(|| cfg.audit_path());
+            let current = audit::show::certificate_key(&cfg.state_dir.join(outpost_agent::identity::CERT_FILE));
+            let report = match audit::verify(&path, current.as_deref()) {
+                Ok(r) => r,
+                Err(e) => return failure(e),
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            } else {
+                print!("{}", audit::show::describe(&path, &report));
+            }
+            if report.finding.is_some() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        AuditCommand::Tail { lines, json } => match audit::tail(&cfg.audit_path(), lines) {
+            Ok(records) => {
+                for r in &records {
+                    if json {
+                        println!("{r}");
+                    } else {
+                        println!("{}", audit::show::line(r));
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => failure(e),
+        },
     }
 }

@@ -296,6 +296,12 @@ pub async fn run(
     let vault = if needs_vault(&cfg) { Some(open_vault(&cfg, prompt)?) } else { None };
     let connections = prepare_connections(&cfg, vault.as_ref())?;
     let audit = AuditLog::open(&cfg.audit_path())?;
+    match crate::audit::Signer::from_pkcs8(identity.key.secret_der()) {
+        Ok(signer) => audit.set_signer(signer).await?,
+        Err(e) => {
+            tracing::error!(error = %e, "The agent key cannot sign audit checkpoints; the log is chained but not signed.")
+        }
+    }
     let seen = crate::replay::SeenJobs::open(&cfg.state_dir)?;
     let cache = open_cache(&cfg, vault.as_ref())?;
     let mask_key = match (&vault, cfg.masks_with_hash()) {
@@ -337,6 +343,10 @@ pub async fn run(
     sweeper.abort();
     heartbeat.abort();
     renewal.abort();
+    // Seals the log's tail: a record removed or edited after this shows at `audit verify`.
+    if let Err(e) = ctx.audit.checkpoint("shutdown").await {
+        tracing::error!(error = %e, "Audit checkpoint at shutdown not written.");
+    }
     Ok(())
 }
 
@@ -420,6 +430,15 @@ async fn renew(ctx: &Ctx) -> Result<i64, String> {
         .map_err(|e| e.to_string())?;
     *ctx.enrolment.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = enrolment.clone();
     let key_der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    // Checkpoints from now on are signed by the new key (`audit verify` names each key).
+    match crate::audit::Signer::from_pkcs8(key_der.secret_der()) {
+        Ok(signer) => {
+            if let Err(e) = ctx.audit.set_signer(signer).await {
+                tracing::error!(error = %e, "Audit checkpoints keep the previous key.");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "The renewed key cannot sign audit checkpoints."),
+    }
     let id = Identity { enrolment, cert, key: key_der, ca: ctx.ca.clone() };
     let config = transport::mtls_config(&id).map_err(|e| e.to_string())?;
     ctx.transport.set_config(config).await;

@@ -1,0 +1,119 @@
+//! Human-readable forms of the audit log for `outpost-agent audit verify` and `audit tail`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::verify::Report;
+
+/// The public key (uncompressed P-256 point) of the PEM certificate at `path`.
+pub fn certificate_key(path: &Path) -> Option<Vec<u8>> {
+    use rustls_pki_types::pem::PemObject as _;
+    let der = rustls_pki_types::CertificateDer::from_pem_file(path).ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    Some(cert.public_key().subject_public_key.data.to_vec())
+}
+
+/// A report a reviewer can read: what verified, what is covered only by the chain, and
+/// the first problem with its line.
+pub fn describe(path: &Path, r: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}: {} record(s) read", path.display(), r.records);
+    if r.unchained > 0 {
+        let _ = writeln!(
+            out,
+            "  {} record(s) at the start were written before the log was chained; they are not covered",
+            r.unchained
+        );
+    }
+    let _ = writeln!(out, "  {} signed checkpoint(s) verified", r.checkpoints);
+    for (key, n) in &r.signers {
+        let _ = writeln!(out, "    key sha256:{}… signed {n}", &key[..16]);
+    }
+    match (r.last_checkpoint_line, r.last_signed_by_current_key) {
+        (Some(line), Some(true)) => {
+            let _ = writeln!(out, "  last checkpoint at line {line}, signed by the agent's current key");
+        }
+        (Some(line), Some(false)) => {
+            let _ = writeln!(
+                out,
+                "  last checkpoint at line {line}, signed by an earlier key of this agent (it renews its key with its certificate)"
+            );
+        }
+        (Some(line), None) => {
+            let _ = writeln!(out, "  last checkpoint at line {line}");
+        }
+        (None, _) => {}
+    }
+    if r.after_last_checkpoint > 0 {
+        let _ = writeln!(
+            out,
+            "  {} record(s) after the last checkpoint are covered by the hash chain alone \
+             (the agent signs a checkpoint every {} records and when it stops)",
+            r.after_last_checkpoint,
+            super::CHECKPOINT_EVERY
+        );
+    }
+    match &r.finding {
+        None => {
+            let _ = writeln!(out, "OK: no record was altered, removed, inserted or reordered");
+        }
+        Some(f) => {
+            let _ = writeln!(out, "TAMPERED: line {}: {}", f.line, f.problem);
+        }
+    }
+    out
+}
+
+/// One record on one line: time, event, job, verdict and outcome, and what left.
+pub fn line(v: &serde_json::Value) -> String {
+    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("-");
+    let n = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    let Some(obj) = v.as_object() else {
+        return format!("(not a JSON record) {v}");
+    };
+    let seq = obj.get("seq").and_then(serde_json::Value::as_u64).map_or_else(|| "-".into(), |q| q.to_string());
+    let head = format!("#{seq:<6} {} {:<10}", s("ts"), s("event"));
+    match s("event") {
+        "job" => {
+            let mut text = format!(
+                "{head} job {} {}→{} conn={} rows={} sent={}B",
+                s("job_id"),
+                s("verdict"),
+                s("outcome"),
+                s("connection"),
+                n("rows_read"),
+                n("bytes_sent"),
+            );
+            if let Some(reason) = obj.get("reason").and_then(|x| x.as_str()) {
+                let _ = write!(text, " reason={reason}");
+            }
+            if let Some(sha) = obj.get("body_sha256").and_then(|x| x.as_str()) {
+                let _ = write!(text, " body_sha256={}…", &sha[..sha.len().min(16)]);
+            }
+            if let Some(egress) = obj.get("egress").and_then(|x| x.as_array()) {
+                let parts: Vec<String> = egress
+                    .iter()
+                    .map(|d| {
+                        format!(
+                            "{}({})",
+                            d.get("action").and_then(|x| x.as_str()).unwrap_or("?"),
+                            d.get("rule").and_then(|x| x.as_str()).unwrap_or("?")
+                        )
+                    })
+                    .collect();
+                let _ = write!(text, " egress={}", parts.join(","));
+            }
+            text
+        }
+        "key_set" => format!(
+            "{head} key set v{} {} added={} removed={}",
+            n("version"),
+            s("verdict"),
+            v.get("added").map_or_else(|| "[]".into(), ToString::to_string),
+            v.get("removed").map_or_else(|| "[]".into(), ToString::to_string)
+        ),
+        "cache" => format!("{head} cache entry {} for job {} ({})", s("verdict"), s("job_id"), s("reason")),
+        "checkpoint" => format!("{head} signed checkpoint ({})", s("reason")),
+        _ => format!("{head} {v}"),
+    }
+}

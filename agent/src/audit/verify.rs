@@ -1,0 +1,181 @@
+//! Checking the audit log's hash chain and checkpoints (`outpost-agent audit verify`),
+//! and reading its last records (`audit tail`).
+//!
+//! Verification reads the file line by line and stops at the first problem: a line that
+//! is not a JSON record, a `seq` that is not the line's number (records removed, inserted
+//! or reordered), a `prev` that is not the SHA-256 of the line before (that line was
+//! altered), or a checkpoint whose signature does not verify. Lines written before the
+//! agent chained its log (no `seq`) may only come first; they are counted, not covered.
+
+use std::collections::BTreeMap;
+use std::io::BufRead as _;
+use std::path::Path;
+
+use aws_lc_rs::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
+use outpost_protocol::encoding::{b64_decode, sha256_hex};
+use serde::Serialize;
+
+use super::{checkpoint_message, GENESIS};
+
+/// Reading the log failed (not a finding about its content).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read audit log {path}: {source}")]
+pub struct VerifyError {
+    /// File.
+    pub path: String,
+    /// Cause.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// The first problem found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// 1-based line number in the file.
+    pub line: u64,
+    /// What is wrong there, and what it means.
+    pub problem: String,
+}
+
+/// What verification found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// Lines read (up to the finding, if any).
+    pub records: u64,
+    /// Lines from before the log was chained (at its start; not covered).
+    pub unchained: u64,
+    /// Checkpoints whose signature verified.
+    pub checkpoints: u64,
+    /// Line of the last verified checkpoint.
+    pub last_checkpoint_line: Option<u64>,
+    /// Records after the last checkpoint (covered by the chain alone).
+    pub after_last_checkpoint: u64,
+    /// Keys that signed checkpoints (SHA-256 of the public key, hex) and how many each.
+    pub signers: BTreeMap<String, u64>,
+    /// Whether the last checkpoint was signed by `current_key` (when one was given).
+    pub last_signed_by_current_key: Option<bool>,
+    /// The first problem; `None` when the whole log verified.
+    pub finding: Option<Finding>,
+}
+
+/// Verifies the log at `path`. `current_key` is the agent's public key now (the
+/// uncompressed P-256 point of its certificate), to say whether the last checkpoint was
+/// signed by it.
+pub fn verify(path: &Path, current_key: Option<&[u8]>) -> Result<Report, VerifyError> {
+    let err = |source| VerifyError { path: path.display().to_string(), source };
+    let file = std::fs::File::open(path).map_err(err)?;
+    let mut reader = std::io::BufReader::new(file);
+    let mut report = Report::default();
+    let mut prev = GENESIS.to_owned();
+    let mut chained = false;
+    let mut last_key: Option<Vec<u8>> = None;
+    let mut raw = Vec::new();
+    let mut line_no = 0u64;
+    loop {
+        raw.clear();
+        if reader.read_until(b'\n', &mut raw).map_err(err)? == 0 {
+            break;
+        }
+        line_no += 1;
+        let ended = raw.last() == Some(&b'\n');
+        if ended {
+            raw.pop();
+        }
+        let found = |problem: String| Some(Finding { line: line_no, problem });
+        report.finding =
+            check_line(&raw, line_no, &prev, &mut chained, &mut report, &mut last_key).err().and_then(found);
+        if report.finding.is_none() && !ended {
+            report.finding = found("the last line has no newline: a write was cut short (a crash?)".into());
+        }
+        if report.finding.is_some() {
+            break;
+        }
+        report.records += 1;
+        prev = sha256_hex(&raw);
+    }
+    if let (Some(current), Some(last)) = (current_key, &last_key) {
+        report.last_signed_by_current_key = Some(current == last.as_slice());
+    }
+    Ok(report)
+}
+
+fn check_line(
+    raw: &[u8],
+    line_no: u64,
+    prev: &str,
+    chained: &mut bool,
+    report: &mut Report,
+    last_key: &mut Option<Vec<u8>>,
+) -> Result<(), String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(raw).map_err(|e| format!("not a JSON record ({e}): the line was altered"))?;
+    let obj = value.as_object().ok_or("not a JSON object: the line was altered")?;
+    let Some(seq) = obj.get("seq") else {
+        if *chained {
+            return Err("no `seq` and `prev`: a record was inserted after the chain began, or its chain fields \
+                        were removed"
+                .into());
+        }
+        report.unchained += 1;
+        return Ok(());
+    };
+    *chained = true;
+    let expected = line_no - 1;
+    let seq = seq.as_u64().ok_or("`seq` is not a number: the line was altered")?;
+    if seq > expected {
+        return Err(format!(
+            "record {seq} where record {expected} belongs: {} record(s) before this line were removed \
+             or moved",
+            seq - expected
+        ));
+    }
+    if seq < expected {
+        return Err(format!(
+            "record {seq} where record {expected} belongs: records were inserted, duplicated or moved"
+        ));
+    }
+    let stated = obj.get("prev").and_then(|p| p.as_str()).ok_or("no `prev`: the line was altered")?;
+    if stated != prev {
+        return Err(if line_no == 1 {
+            "`prev` of the first line is not the genesis value: records before it were removed".into()
+        } else {
+            format!("`prev` is not the SHA-256 of line {}: line {} was altered", line_no - 1, line_no - 1)
+        });
+    }
+    if obj.get("event").and_then(|e| e.as_str()) == Some("checkpoint") {
+        let key = obj.get("key").and_then(|k| k.as_str()).and_then(|k| b64_decode(k).ok());
+        let sig = obj.get("signature").and_then(|k| k.as_str()).and_then(|k| b64_decode(k).ok());
+        let (Some(key), Some(sig)) = (key, sig) else {
+            return Err("a checkpoint without a readable key or signature: the line was altered".into());
+        };
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &key)
+            .verify(&checkpoint_message(seq, prev), &sig)
+            .map_err(|_| "the checkpoint's signature does not verify: the line was altered or forged".to_owned())?;
+        report.checkpoints += 1;
+        report.last_checkpoint_line = Some(line_no);
+        report.after_last_checkpoint = 0;
+        *report.signers.entry(sha256_hex(&key)).or_default() += 1;
+        *last_key = Some(key);
+    } else {
+        report.after_last_checkpoint += 1;
+    }
+    Ok(())
+}
+
+/// The last `n` records of the log, oldest first (a line that is not JSON comes back as
+/// a string).
+pub fn tail(path: &Path, n: usize) -> Result<Vec<serde_json::Value>, VerifyError> {
+    let err = |source| VerifyError { path: path.display().to_string(), source };
+    let file = std::fs::File::open(path).map_err(err)?;
+    let mut last = std::collections::VecDeque::with_capacity(n.min(10_000));
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line.map_err(err)?;
+        if last.len() == n {
+            last.pop_front();
+        }
+        if n > 0 {
+            last.push_back(serde_json::from_str(&line).unwrap_or(serde_json::Value::String(line)));
+        }
+    }
+    Ok(last.into())
+}

@@ -1,0 +1,79 @@
+//! The agent's audit log as a security team checks it: the real agent writes a hash
+//! chain with a checkpoint signed by its key when it stops; `outpost-agent audit verify`
+//! passes on the untouched log and names the line of an edit, a removal or a reordering;
+//! `audit tail` shows the jobs readably.
+
+use anyhow::{Context as _, Result};
+
+fn audit_cli(agent: &outpost_e2e::Agent, args: &[&str]) -> Result<(i32, String, String)> {
+    let mut all = vec!["audit"];
+    all.extend_from_slice(args);
+    agent.cli(&all, None, &[])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_log_verifies_and_every_edit_is_named_by_line() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let (cp, mut agent) = outpost_e2e::start_pair(root.path(), "edge-1", "", &[]).await?;
+    let mut ids = Vec::new();
+    for region in ["north", "south", "east"] {
+        let id = cp
+            .dispatch(serde_json::json!({
+                "agent": "edge-1", "connection": "sample",
+                "sql": "SELECT COUNT(*) AS n FROM orders WHERE region = $1",
+                "params": [{"type": "text", "value": region}],
+                "render": {"kind": "scalar", "column": "n"}
+            }))
+            .await?;
+        let (status, body) = cp.wait_result(&id).await?;
+        assert_eq!(status, 200, "{body}");
+        ids.push(id);
+    }
+    agent.stop()?;
+    let log = agent.state_dir.join("audit.log");
+    let good: Vec<String> = std::fs::read_to_string(&log)?.lines().map(str::to_owned).collect();
+    let last: serde_json::Value = serde_json::from_str(good.last().context("empty log")?)?;
+    assert_eq!((last["event"].as_str(), last["reason"].as_str()), (Some("checkpoint"), Some("shutdown")), "{last}");
+
+    let (code, out, err) = audit_cli(&agent, &["verify"])?;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("OK: no record was altered"), "{out}");
+    assert!(out.contains("signed by the agent's current key"), "{out}");
+    let (code, out, _) = audit_cli(&agent, &["verify", "--json"])?;
+    assert_eq!(code, 0);
+    let report: serde_json::Value = serde_json::from_str(&out)?;
+    assert_eq!(report["records"], good.len() as u64);
+    assert!(report["finding"].is_null(), "{report}");
+
+    let (code, out, err) = audit_cli(&agent, &["tail", "-n", "4"])?;
+    assert_eq!(code, 0, "{err}");
+    let shown: Vec<&str> = out.lines().collect();
+    assert_eq!(shown.len(), 4, "{out}");
+    for (line, id) in shown.iter().zip(&ids) {
+        assert!(line.contains(id.as_str()) && line.contains("accepted→succeeded"), "{line}");
+    }
+    assert!(shown[3].contains("signed checkpoint (shutdown)"), "{out}");
+
+    let job_line = good.iter().position(|l| l.contains(ids[1].as_str())).context("job line")?;
+    let tampered = |lines: &[String]| -> Result<(i32, String)> {
+        std::fs::write(&log, lines.iter().map(|l| format!("{l}\n")).collect::<String>())?;
+        let (code, out, _) = audit_cli(&agent, &["verify"])?;
+        Ok((code, out))
+    };
+    // Someone hides how many bytes left.
+    let mut edited = good.clone();
+    edited[job_line] = edited[job_line].replacen("\"bytes_sent\":", "\"bytes_sent\":1", 1);
+    let (code, out) = tampered(&edited)?;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("TAMPERED: line {}", job_line + 2)), "{out}");
+    assert!(out.contains(&format!("line {} was altered", job_line + 1)), "{out}");
+    // Someone removes the record.
+    let mut removed = good.clone();
+    removed.remove(job_line);
+    let (code, out) = tampered(&removed)?;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("TAMPERED: line {}", job_line + 1)) && out.contains("removed"), "{out}");
+    std::fs::write(&log, good.iter().map(|l| format!("{l}\n")).collect::<String>())?;
+    assert_eq!(audit_cli(&agent, &["verify"])?.0, 0);
+    Ok(())
+}
