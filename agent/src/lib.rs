@@ -13,6 +13,7 @@ pub mod audit;
 pub mod backoff;
 pub mod cache;
 pub mod config;
+pub mod config_audit;
 pub mod connectors;
 pub mod enrol;
 pub mod identity;

@@ -140,6 +140,16 @@ enum ConfigCommand {
     Check,
     /// Print the JSON Schema of agent.yaml.
     Schema,
+    /// A report to sign off on: control plane and pinned CA, job-signing keys, every
+    /// connection with the egress policy in force, cache, master-key source, audit log;
+    /// then findings (HIGH, MEDIUM, LOW): files others can read, plaintext secrets,
+    /// policies wider than the top-level one, TLS off, certificates close to expiry, a
+    /// tampered audit log. Exits 1 when there is a HIGH finding.
+    Audit {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -186,6 +196,19 @@ async fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Config(ConfigCommand::Schema) => ExitCode::SUCCESS,
+        Command::Config(ConfigCommand::Audit { json }) => {
+            let report = outpost_agent::config_audit::audit(&cli.config, &cfg, outpost_protocol::unix_now());
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            } else {
+                print!("{}", outpost_agent::config_audit::render_text(&report));
+            }
+            if report.has_high() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
         Command::Enroll { token } => {
             let token = if token == "-" {
                 let mut s = String::new();

@@ -31,7 +31,7 @@ pub const MAX_BYTES: u64 = outpost_protocol::report::MAX_BODY_LEN as u64;
 pub const MAX_CHART_POINTS: usize = 20_000;
 
 /// A render kind, as policy names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RenderKind {
     /// Tables (JSON or HTML): raw rows, see also `allow_raw_table`.
@@ -65,7 +65,7 @@ impl RenderKind {
 }
 
 /// How a masked value is replaced.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MaskWith {
     /// `***`.

@@ -77,3 +77,82 @@ async fn the_agent_log_verifies_and_every_edit_is_named_by_line() -> Result<()> 
     assert_eq!(audit_cli(&agent, &["verify"])?.0, 0);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_audit_reports_what_may_leave_and_flags_what_a_reviewer_must_fix() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let root = tempfile::tempdir()?;
+    let (_cp, agent) = outpost_e2e::enrolled_offline(root.path()).await?;
+    let state = agent.state_dir.display().to_string();
+    let enrolment: serde_json::Value = serde_json::from_slice(&std::fs::read(agent.state_dir.join("enrolment.json"))?)?;
+    let write = |text: &str, mode: u32| -> Result<()> {
+        std::fs::write(&agent.config, text)?;
+        std::fs::set_permissions(&agent.config, std::fs::Permissions::from_mode(mode))?;
+        Ok(())
+    };
+    let report = |args: &[&str]| -> Result<(i32, String)> {
+        let mut all = vec!["config", "audit"];
+        all.extend_from_slice(args);
+        let (code, out, err) = agent.cli(&all, None, &[])?;
+        Ok((code, format!("{out}{err}")))
+    };
+
+    // A careful config: charts only, masks, TLS verified, file 0640.
+    write(
+        &format!(
+            "state_dir: {state}\nconnections:\n  warehouse:\n    kind: postgres\n    host: db.internal\n    \
+             database: sales\n    user: outpost_ro\n    password_credential: warehouse\n\
+             egress:\n  allow_raw_table: false\n  max_rows: 100\n  mask:\n    - column: '*email*'\n      with: hash\n"
+        ),
+        0o640,
+    )?;
+    let (code, out) = report(&["--json"])?;
+    assert_eq!(code, 0, "{out}");
+    let r: serde_json::Value = serde_json::from_str(&out)?;
+    assert_eq!(r["control_plane"]["ca_sha256"], enrolment["ca_sha256"], "{r}");
+    assert_eq!(r["control_plane"]["agent"], "edge-1");
+    let conn = &r["connections"][0];
+    assert_eq!(
+        (conn["name"].as_str(), conn["tls"].as_str(), conn["target"].as_str()),
+        (Some("warehouse"), Some("verify_full"), Some("outpost_ro@db.internal:5432/sales"))
+    );
+    assert_eq!(
+        (conn["egress"]["allow_raw_table"].as_bool(), conn["egress"]["max_rows"].as_u64()),
+        (Some(false), Some(100))
+    );
+    assert_eq!(conn["egress"]["mask"], serde_json::json!(["*email* -> hash"]));
+    let high: Vec<&serde_json::Value> =
+        r["findings"].as_array().context("findings")?.iter().filter(|f| f["severity"] == "high").collect();
+    assert!(high.is_empty(), "{high:?}");
+
+    // A careless one: readable by all, TLS off across the network, a connection that
+    // widens the policy, a connection URL with its password pasted as the database.
+    write(
+        &format!(
+            "state_dir: {state}\nconnections:\n  warehouse:\n    kind: postgres\n    host: 10.1.2.3\n    \
+             database: postgres://app:hunter2@10.1.2.3/sales\n    user: app\n    tls: disable\n    \
+             egress:\n      max_rows: 5000\negress:\n  max_rows: 100\n"
+        ),
+        0o644,
+    )?;
+    let (code, out) = report(&[])?;
+    assert_eq!(code, 1, "a HIGH finding fails the audit: {out}");
+    for expected in [
+        "[HIGH] connections.warehouse.tls: TLS is off to 10.1.2.3",
+        "[MEDIUM] connections.warehouse.egress.max_rows: widens the top-level egress policy: 5000 instead of 100",
+        "[MEDIUM] agent.yaml:",
+        "is readable by every user",
+        "a URL with a password in it",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    assert!(!out.contains("hunter2"), "the audit never prints a secret:\n{out}");
+
+    // A tampered audit log is a HIGH finding too.
+    write(&format!("state_dir: {state}\nconnections: {{}}\n"), 0o640)?;
+    std::fs::write(agent.state_dir.join("audit.log"), "{\"seq\":3,\"prev\":\"00\"}\n")?;
+    let (code, out) = report(&[])?;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("[HIGH] audit log:") && out.contains("line 1"), "{out}");
+    Ok(())
+}

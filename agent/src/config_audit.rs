@@ -1,0 +1,596 @@
+//! `outpost-agent config audit`: what this agent may do and what leaves it, in one report
+//! a security reviewer can sign off on, with findings by severity.
+//!
+//! It reads agent.yaml (already parsed), the enrolment record, and file modes; it never
+//! opens the vault and never prints a secret. Findings: files or keys others can read,
+//! secrets written in plain text, policies wider than the top-level one or than the
+//! defaults, TLS to a database switched off, a certificate close to expiry or expired,
+//! and an audit log that does not verify.
+
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::config::{AgentConfig, ConnectionKind, DbTls, KeyTrustMode};
+use crate::policy::EgressPolicy;
+
+/// How much a finding matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Fix before the agent runs.
+    High,
+    /// Fix or accept knowingly.
+    Medium,
+    /// Worth knowing.
+    Low,
+}
+
+/// One thing a reviewer should look at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// How much it matters.
+    pub severity: Severity,
+    /// What it is about (a file, a connection, a config field).
+    pub subject: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+/// The control plane this agent talks to.
+#[derive(Debug, Clone, Serialize)]
+pub struct ControlPlaneView {
+    /// `host:port` dialled.
+    pub address: String,
+    /// Name its certificate must carry.
+    pub server_name: String,
+    /// SHA-256 of the pinned CA certificate.
+    pub ca_sha256: String,
+    /// This agent's name.
+    pub agent: String,
+    /// When the client certificate expires (RFC 3339).
+    pub certificate_not_after: String,
+}
+
+/// One connection and the policy in force for it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionView {
+    /// Name.
+    pub name: String,
+    /// `sqlite`, `postgres` or `mysql`.
+    pub kind: String,
+    /// File or `user@host:port/database`.
+    pub target: String,
+    /// `verify_full`, `disable`, or `n/a` for SQLite.
+    pub tls: String,
+    /// The vault entry of the password, if any (its name, never its value).
+    pub password_credential: Option<String>,
+    /// Statement timeout, seconds.
+    pub query_timeout_secs: u64,
+    /// Oldest cached result a job may use, seconds (0: never cached).
+    pub cache_max_age_secs: u64,
+    /// The egress policy in force.
+    pub egress: EgressView,
+}
+
+/// An egress policy as the reviewer reads it.
+#[derive(Debug, Clone, Serialize)]
+pub struct EgressView {
+    /// Render kinds that may leave.
+    pub allowed_kinds: Vec<String>,
+    /// Whether raw tables may leave.
+    pub allow_raw_table: bool,
+    /// Rows that may leave one by one.
+    pub max_rows: usize,
+    /// Values that may leave.
+    pub max_points: usize,
+    /// Bytes of one result.
+    pub max_bytes: usize,
+    /// Mask rules: `pattern -> stars|hash`.
+    pub mask: Vec<String>,
+}
+
+impl EgressView {
+    fn of(p: &EgressPolicy) -> Self {
+        Self {
+            allowed_kinds: p.allowed_kinds.iter().map(|k| kind_name(*k)).collect(),
+            allow_raw_table: p.allow_raw_table,
+            max_rows: p.max_rows,
+            max_points: p.max_points,
+            max_bytes: p.max_bytes,
+            mask: p.mask.iter().map(|m| format!("{} -> {}", m.column.as_str(), mask_name(m.with))).collect(),
+        }
+    }
+}
+
+fn kind_name(k: crate::policy::RenderKind) -> String {
+    serde_json::to_value(k).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+fn mask_name(m: crate::policy::MaskWith) -> String {
+    serde_json::to_value(m).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// agent.yaml.
+    pub config: PathBuf,
+    /// State directory.
+    pub state_dir: PathBuf,
+    /// The enrolled control plane (`None`: not enrolled).
+    pub control_plane: Option<ControlPlaneView>,
+    /// `learn` or `pinned_only`.
+    pub key_trust: String,
+    /// Job-signing keys pinned in agent.yaml.
+    pub pinned_keys: Vec<String>,
+    /// Job-signing keys received at enrolment.
+    pub enrolment_keys: Vec<String>,
+    /// Connections with their policies.
+    pub connections: Vec<ConnectionView>,
+    /// The result cache.
+    pub cache: String,
+    /// Where the vault's master key comes from.
+    pub master_key: String,
+    /// The audit log and whether it verifies.
+    pub audit_log: String,
+    /// Findings, most severe first.
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    /// Whether a finding of `High` severity is present.
+    pub fn has_high(&self) -> bool {
+        self.findings.iter().any(|f| f.severity == Severity::High)
+    }
+}
+
+/// Days before a certificate's expiry from which it is a finding.
+const EXPIRY_WARNING_SECS: i64 = 7 * 86_400;
+
+/// Builds the report for the config at `path`, read at `now` (unix seconds).
+pub fn audit(path: &Path, cfg: &AgentConfig, now: i64) -> Report {
+    let mut findings = Vec::new();
+    let mut add = |severity, subject: &str, message: String| {
+        findings.push(Finding { severity, subject: subject.to_owned(), message });
+    };
+    check_mode(&mut add, path, "agent.yaml", FileRule::ConfigFile);
+    check_mode(&mut add, &cfg.state_dir, "state_dir", FileRule::PrivateDir);
+    check_mode(&mut add, &cfg.state_dir.join(crate::identity::KEY_FILE), "agent.key", FileRule::Secret);
+    check_mode(&mut add, &cfg.state_dir.join(crate::vault::VAULT_FILE), "vault.json", FileRule::Private);
+    check_mode(&mut add, &cfg.audit_path(), "audit log", FileRule::Private);
+    if let Ok(text) = std::fs::read_to_string(path) {
+        for (i, line) in text.lines().enumerate() {
+            if let Some(why) = plaintext_secret(line) {
+                add(
+                    Severity::High,
+                    &format!("{}:{}", path.display(), i + 1),
+                    format!("{why}; put secrets in the vault (outpost-agent credentials set NAME) and name them here"),
+                );
+            }
+        }
+    }
+
+    let enrolment = read_enrolment(&cfg.state_dir);
+    let control_plane = enrolment.as_ref().map(|e| {
+        if e.not_after < now {
+            add(
+                Severity::High,
+                "agent.crt",
+                format!("the certificate expired at {}; enrol again", crate::runner::rfc3339(e.not_after)),
+            );
+        } else if e.not_after - now < EXPIRY_WARNING_SECS {
+            add(
+                Severity::Medium,
+                "agent.crt",
+                format!(
+                    "the certificate expires at {} (in {} h); the agent renews it at two thirds of its lifetime \
+                     only while it reaches the control plane",
+                    crate::runner::rfc3339(e.not_after),
+                    (e.not_after - now) / 3600
+                ),
+            );
+        }
+        ControlPlaneView {
+            address: cfg.control_plane.address.clone().unwrap_or_else(|| e.address.clone()),
+            server_name: e.server_name.clone(),
+            ca_sha256: e.ca_sha256.clone(),
+            agent: e.agent.clone(),
+            certificate_not_after: crate::runner::rfc3339(e.not_after),
+        }
+    });
+    if enrolment.is_none() {
+        add(Severity::Low, "enrolment", "not enrolled yet: outpost-agent enroll --token TOKEN".into());
+    }
+    let key_trust = match cfg.key_trust {
+        KeyTrustMode::Learn => {
+            if cfg.trusted_keys.is_empty() {
+                add(
+                    Severity::Low,
+                    "key_trust",
+                    "job-signing keys are learned from the control plane (at enrolment and from key sets signed \
+                     by a trusted key); pin them in trusted_keys with key_trust: pinned_only to decide yourself"
+                        .into(),
+                );
+            }
+            "learn"
+        }
+        KeyTrustMode::PinnedOnly => "pinned_only",
+    };
+
+    let top = EgressPolicy::resolve(&cfg.egress, None);
+    let mut connections = Vec::new();
+    for (name, c) in &cfg.connections {
+        let name = name.as_str();
+        let subject = format!("connections.{name}");
+        let policy = cfg.egress_policy(name);
+        for (field, widened) in widening(&top, &policy) {
+            add(
+                Severity::Medium,
+                &format!("{subject}.egress.{field}"),
+                format!("widens the top-level egress policy: {widened}"),
+            );
+        }
+        if policy.allow_raw_table && policy.allowed_kinds.contains(&crate::policy::RenderKind::Table) {
+            add(
+                Severity::Low,
+                &format!("{subject}.egress"),
+                format!("raw rows may leave as tables (up to {} rows); set allow_raw_table: false to allow only charts and scalars", policy.max_rows),
+            );
+        }
+        let (target, tls) = match c.kind {
+            ConnectionKind::Sqlite => {
+                let file = c.path.as_deref().map(|p| cfg.in_state_dir(p)).unwrap_or_default();
+                (file.display().to_string(), "n/a".to_owned())
+            }
+            ConnectionKind::Postgres | ConnectionKind::Mysql => {
+                let host = c.host.clone().unwrap_or_default();
+                let default_port = if c.kind == ConnectionKind::Postgres { 5432 } else { 3306 };
+                let target = redact(&format!(
+                    "{}@{host}:{}/{}",
+                    c.user.as_deref().unwrap_or("?"),
+                    c.port.unwrap_or(default_port),
+                    c.database.as_deref().unwrap_or("?")
+                ));
+                let tls = match c.tls {
+                    DbTls::VerifyFull => {
+                        if let Some(ca) = &c.ca_file {
+                            if std::fs::metadata(ca).is_err() {
+                                add(
+                                    Severity::High,
+                                    &format!("{subject}.ca_file"),
+                                    format!("{} cannot be read", ca.display()),
+                                );
+                            }
+                        }
+                        "verify_full".to_owned()
+                    }
+                    DbTls::Disable => {
+                        let local = is_loopback(&host);
+                        add(
+                            if local { Severity::Low } else { Severity::High },
+                            &format!("{subject}.tls"),
+                            if local {
+                                format!("TLS is off to {host} (this host): fine for a local server")
+                            } else {
+                                format!(
+                                    "TLS is off to {host}: the password and every row cross the network in clear; \
+                                     use tls: verify_full with the server's CA in ca_file"
+                                )
+                            },
+                        );
+                        "disable".to_owned()
+                    }
+                };
+                (target, tls)
+            }
+        };
+        connections.push(ConnectionView {
+            name: name.to_owned(),
+            kind: format!("{:?}", c.kind).to_ascii_lowercase(),
+            target,
+            tls,
+            password_credential: c.password_credential.clone(),
+            query_timeout_secs: cfg.query_timeout(name, None).as_secs(),
+            cache_max_age_secs: cfg.cache_cap(name),
+            egress: EgressView::of(&policy),
+        });
+    }
+
+    let cache = if cfg.cache_enabled() {
+        format!(
+            "on: AES-256-GCM under a key derived from the vault's data key, in {}; at most {} bytes; \
+             max age per connection: {:?}",
+            cfg.state_dir.join("cache").display(),
+            cfg.cache.max_bytes.get(),
+            cfg.cache_caps()
+        )
+    } else {
+        "off".to_owned()
+    };
+    let keys = cfg.vault_keys();
+    let master_key = match cfg.vault.master_key {
+        crate::vault::MasterKeySource::Passphrase => {
+            "a passphrase (Argon2id), asked at start or from the systemd credential outpost-vault-passphrase".to_owned()
+        }
+        crate::vault::MasterKeySource::Systemd => {
+            format!("the systemd credential {} only", crate::vault::SYSTEMD_KEY)
+        }
+        source => {
+            let file = &keys.key_file;
+            if std::fs::metadata(file).is_ok() {
+                check_mode(&mut add, file, "master key file", FileRule::Secret);
+                if file.starts_with(&cfg.state_dir) {
+                    add(
+                        Severity::Low,
+                        "vault.master_key",
+                        format!(
+                            "the master key file {} sits beside the vault it opens; a copy of the state dir \
+                             holds both. Prefer LoadCredentialEncrypted= (systemd credential {})",
+                            file.display(),
+                            crate::vault::SYSTEMD_KEY
+                        ),
+                    );
+                }
+            }
+            match source {
+                crate::vault::MasterKeySource::Auto => format!(
+                    "the systemd credential {} when present, else the key file {}",
+                    crate::vault::SYSTEMD_KEY,
+                    file.display()
+                ),
+                _ => format!("the key file {}", file.display()),
+            }
+        }
+    };
+    let audit_path = cfg.audit_path();
+    let current_key = crate::audit::show::certificate_key(&cfg.state_dir.join(crate::identity::CERT_FILE));
+    let audit_log = match crate::audit::verify(&audit_path, current_key.as_deref()) {
+        Ok(r) => match &r.finding {
+            None => format!(
+                "{}: {} record(s), hash chain intact, {} signed checkpoint(s)",
+                audit_path.display(),
+                r.records,
+                r.checkpoints
+            ),
+            Some(f) => {
+                add(
+                    Severity::High,
+                    "audit log",
+                    format!("{} line {}: {} (outpost-agent audit verify)", audit_path.display(), f.line, f.problem),
+                );
+                format!("{}: TAMPERED at line {}", audit_path.display(), f.line)
+            }
+        },
+        Err(_) => format!("{}: not written yet", audit_path.display()),
+    };
+    findings.sort_by(|a, b| a.severity.cmp(&b.severity).then_with(|| a.subject.cmp(&b.subject)));
+    Report {
+        config: path.to_owned(),
+        state_dir: cfg.state_dir.clone(),
+        control_plane,
+        key_trust: key_trust.to_owned(),
+        pinned_keys: cfg.trusted_keys.iter().map(|k| k.key_id.clone()).collect(),
+        enrolment_keys: enrolment
+            .map(|e| e.signing_keys.iter().map(|k| k.key_id.clone()).collect())
+            .unwrap_or_default(),
+        connections,
+        cache,
+        master_key,
+        audit_log,
+        findings,
+    }
+}
+
+fn read_enrolment(state_dir: &Path) -> Option<crate::identity::Enrolment> {
+    let text = std::fs::read(state_dir.join(crate::identity::ENROLMENT_FILE)).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// What a file's mode should be.
+#[derive(Clone, Copy)]
+enum FileRule {
+    /// agent.yaml: no one but owner and group may read; no one but the owner may write.
+    ConfigFile,
+    /// 0700.
+    PrivateDir,
+    /// 0600, and a key: readable by others is high.
+    Secret,
+    /// 0600, encrypted or without secrets: readable by others is medium.
+    Private,
+}
+
+fn check_mode(add: &mut impl FnMut(Severity, &str, String), path: &Path, what: &str, rule: FileRule) {
+    let Ok(meta) = std::fs::metadata(path) else { return };
+    let mode = meta.mode() & 0o7777;
+    let shown = format!("{} (mode {mode:04o}, uid {} gid {})", path.display(), meta.uid(), meta.gid());
+    match rule {
+        FileRule::ConfigFile => {
+            if mode & 0o022 != 0 {
+                add(Severity::High, what, format!("{shown} can be changed by others: chmod 0640 (root:outpost)"));
+            } else if mode & 0o004 != 0 {
+                add(
+                    Severity::Medium,
+                    what,
+                    format!(
+                        "{shown} is readable by every user; it names databases and users: chmod 0640 (root:outpost)"
+                    ),
+                );
+            }
+        }
+        FileRule::PrivateDir => {
+            if mode & 0o077 != 0 {
+                add(Severity::High, what, format!("{shown} is open to others: chmod 0700"));
+            }
+        }
+        FileRule::Secret => {
+            if mode & 0o077 != 0 {
+                add(Severity::High, what, format!("{shown} is a private key readable by others: chmod 0600"));
+            }
+        }
+        FileRule::Private => {
+            if mode & 0o077 != 0 {
+                add(Severity::Medium, what, format!("{shown} is readable by others: chmod 0600"));
+            }
+        }
+    }
+}
+
+/// Why a line of agent.yaml looks like it holds a secret in plain text.
+fn plaintext_secret(line: &str) -> Option<&'static str> {
+    let code = line.split('#').next().unwrap_or_default();
+    if code.contains("-----BEGIN") {
+        return Some("a PEM block (a private key?) written into agent.yaml");
+    }
+    // scheme://user:password@host
+    if let Some(rest) = code.split("://").nth(1) {
+        let authority = rest.split(['/', ' ', '"', '\'']).next().unwrap_or_default();
+        if let Some((userinfo, _)) = authority.rsplit_once('@') {
+            if userinfo.contains(':') {
+                return Some("a URL with a password in it");
+            }
+        }
+    }
+    None
+}
+
+/// `text` with the password of any `scheme://user:password@` replaced by `***`.
+fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail.find(['/', ' ', '"', '\'']).unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rsplit_once('@').and_then(|(userinfo, host)| Some((userinfo.split_once(':')?.0, host))) {
+            Some((user, host)) => {
+                out.push_str(user);
+                out.push_str(":***@");
+                out.push_str(host);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Fields where `own` lets more out than `top`: (field, "what").
+fn widening(top: &EgressPolicy, own: &EgressPolicy) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let extra: Vec<String> = own.allowed_kinds.difference(&top.allowed_kinds).map(|k| kind_name(*k)).collect();
+    if !extra.is_empty() {
+        out.push(("allowed_kinds", format!("adds {}", extra.join(", "))));
+    }
+    if own.allow_raw_table && !top.allow_raw_table {
+        out.push(("allow_raw_table", "allows raw tables".to_owned()));
+    }
+    for (field, a, b) in [
+        ("max_rows", top.max_rows, own.max_rows),
+        ("max_points", top.max_points, own.max_points),
+        ("max_bytes", top.max_bytes, own.max_bytes),
+    ] {
+        if b > a {
+            out.push((field, format!("{b} instead of {a}")));
+        }
+    }
+    out
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) || host.starts_with('/')
+}
+
+/// The report as text: facts first, then findings.
+pub fn render_text(r: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let _ = writeln!(o, "Outpost agent configuration audit");
+    let _ = writeln!(o, "config:          {}", r.config.display());
+    let _ = writeln!(o, "state dir:       {}", r.state_dir.display());
+    match &r.control_plane {
+        Some(cp) => {
+            let _ = writeln!(o, "control plane:   {} (certificate name {})", cp.address, cp.server_name);
+            let _ = writeln!(o, "pinned CA:       sha256:{}", cp.ca_sha256);
+            let _ = writeln!(o, "agent name:      {} (certificate until {})", cp.agent, cp.certificate_not_after);
+        }
+        None => {
+            let _ = writeln!(o, "control plane:   not enrolled");
+        }
+    }
+    let _ = writeln!(
+        o,
+        "job-signing keys: {} (pinned: {:?}; from enrolment: {:?})",
+        r.key_trust, r.pinned_keys, r.enrolment_keys
+    );
+    let _ = writeln!(o, "master key:      {}", r.master_key);
+    let _ = writeln!(o, "result cache:    {}", r.cache);
+    let _ = writeln!(o, "audit log:       {}", r.audit_log);
+    let _ = writeln!(o, "connections:");
+    for c in &r.connections {
+        let _ = writeln!(o, "  {} ({}): {}", c.name, c.kind, c.target);
+        let _ = writeln!(
+            o,
+            "    tls {}, password {}, timeout {} s, cache max age {} s",
+            c.tls,
+            c.password_credential.as_deref().map_or("none".to_owned(), |p| format!("from vault entry {p:?}")),
+            c.query_timeout_secs,
+            c.cache_max_age_secs
+        );
+        let e = &c.egress;
+        let _ = writeln!(
+            o,
+            "    may leave: {} | raw tables {} | max rows {} | max points {} | max bytes {}",
+            e.allowed_kinds.join(", "),
+            if e.allow_raw_table { "yes" } else { "no" },
+            e.max_rows,
+            e.max_points,
+            e.max_bytes
+        );
+        if !e.mask.is_empty() {
+            let _ = writeln!(o, "    masked: {}", e.mask.join("; "));
+        }
+    }
+    if r.findings.is_empty() {
+        let _ = writeln!(o, "findings: none");
+    } else {
+        let _ = writeln!(o, "findings ({}):", r.findings.len());
+        for f in &r.findings {
+            let sev = match f.severity {
+                Severity::High => "HIGH",
+                Severity::Medium => "MEDIUM",
+                Severity::Low => "LOW",
+            };
+            let _ = writeln!(o, "  [{sev}] {}: {}", f.subject, f.message);
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_in_urls_and_pem_blocks_are_found_and_comments_ignored() {
+        assert!(plaintext_secret("    url: http://proxyuser:s3cret@proxy:3128").is_some());
+        assert!(plaintext_secret("  note: postgres://app:pw@db/x").is_some());
+        assert!(plaintext_secret("    -----BEGIN PRIVATE KEY-----").is_some());
+        assert!(plaintext_secret("    url: http://proxy:3128").is_none());
+        assert!(plaintext_secret("    url: http://user@proxy:3128").is_none());
+        assert!(plaintext_secret("  # url: http://a:b@c").is_none());
+    }
+
+    #[test]
+    fn passwords_in_urls_are_redacted_and_everything_else_is_kept() {
+        assert_eq!(
+            redact("app@db:5432/postgres://app:hunter2@10.1.2.3/sales"),
+            "app@db:5432/postgres://app:***@10.1.2.3/sales"
+        );
+        assert_eq!(redact("http://u@h/x and ftp://a:b@c"), "http://u@h/x and ftp://a:***@c");
+        assert_eq!(redact("no url here"), "no url here");
+    }
+}
