@@ -86,35 +86,44 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// How to reach the control plane.
     #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
+    #[schemars(with = "Option<ControlPlaneSection>")]
     pub control_plane: ControlPlaneSection,
     /// Job-signing public keys pinned here. They are trusted whatever the control plane
     /// says; with `key_trust: pinned_only` they are the only keys trusted.
     #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
+    #[schemars(with = "Option<Vec<TrustedKey>>")]
     pub trusted_keys: Vec<TrustedKey>,
     /// Where job-signing keys come from: `learn` (default) or `pinned_only`.
     #[serde(default)]
     pub key_trust: KeyTrustMode,
     /// Databases this agent may query, by name.
     #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
+    #[schemars(with = "Option<BTreeMap<ConnectionName, ConnectionConfig>>")]
     pub connections: BTreeMap<ConnectionName, ConnectionConfig>,
     /// Bounds on every job.
     #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
+    #[schemars(with = "Option<Limits>")]
     pub limits: Limits,
     /// The local audit log.
     #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
+    #[schemars(with = "Option<AuditSection>")]
     pub audit: AuditSection,
     /// The credentials vault's master key.
     #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
+    #[schemars(with = "Option<VaultSection>")]
     pub vault: VaultSection,
     /// An HTTP `CONNECT` proxy to the control plane.
     #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
+    #[schemars(with = "Option<ProxySection>")]
     pub proxy: ProxySection,
     /// The encrypted result cache.
     #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
+    #[schemars(with = "Option<CacheSection>")]
     pub cache: CacheSection,
     /// What may leave this network, for every connection (`connections.NAME.egress`
     /// changes it for one).
     #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
+    #[schemars(with = "Option<crate::policy::EgressSection>")]
     pub egress: crate::policy::EgressSection,
 }
 
@@ -161,6 +170,7 @@ pub struct ProxySection {
     /// Hosts reached directly, in addition to `NO_PROXY`: names (subdomains match),
     /// addresses, CIDR networks, `*`; each with an optional `:port`.
     #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
+    #[schemars(with = "Option<Vec<String>>")]
     pub no_proxy: Vec<String>,
     /// Whether `HTTPS_PROXY`/`https_proxy` and `NO_PROXY`/`no_proxy` are used.
     #[serde(default = "yes")]

@@ -45,6 +45,7 @@ pub struct ControlPlaneConfig {
     pub agent_address: Option<String>,
     /// Lifetimes.
     #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
+    #[schemars(with = "Option<JobsConfig>")]
     pub jobs: JobsConfig,
     /// Agent certificate lifetime, seconds.
     #[serde(default = "default_cert_lifetime")]
@@ -95,6 +96,11 @@ fn default_offline_after() -> u64 {
 }
 fn default_cert_lifetime() -> u64 {
     DEFAULT_CERT_LIFETIME_SECS
+}
+
+/// The JSON Schema of control-plane.yaml, generated from the config types.
+pub fn json_schema() -> String {
+    serde_json::to_string_pretty(&schemars::schema_for!(ControlPlaneConfig)).unwrap_or_default()
 }
 
 impl ControlPlaneConfig {

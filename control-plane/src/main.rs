@@ -172,6 +172,8 @@ enum ConfigCommand {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Print the JSON Schema of control-plane.yaml (also in configs/control-plane.schema.json).
+    Schema,
 }
 
 /// Which installation: a config file, or a data dir with default settings.
@@ -331,6 +333,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Config(ConfigCommand::Check { config }) => {
             ControlPlaneConfig::load(&config).map_err(|e| Failure::Usage(e.to_string()))?;
             println!("{}: OK", config.display());
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Schema) => {
+            println!("{}", outpost_control_plane::config::json_schema());
             Ok(())
         }
     }
