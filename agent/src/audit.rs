@@ -247,6 +247,9 @@ impl AuditLog {
     }
 }
 
+/// How much of the log's end is read when it is reopened.
+const RESUME_TAIL: u64 = 1 << 20;
+
 /// How a checkpoint line is recognised when the log is reopened.
 const CHECKPOINT_MARK: &[u8] = b"\"event\":\"checkpoint\"";
 
@@ -258,24 +261,43 @@ struct Chain {
 }
 
 impl Chain {
-    /// Reads the end of an existing log. A last line cut short by a crash is ended with a
-    /// newline, so that it stays visible (and `audit verify` names it).
+    /// Reads the end of an existing log (its last [`RESUME_TAIL`] bytes; the whole file
+    /// only once, for a log written before chaining). A last line cut short by a crash is
+    /// ended with a newline, so that it stays visible (and `audit verify` names it).
     fn resume(path: &Path, file: &mut File) -> std::io::Result<Self> {
-        let text = std::fs::read(path)?;
-        if text.is_empty() {
+        use std::io::{BufRead as _, Read as _, Seek as _};
+        let len = file.metadata()?.len();
+        if len == 0 {
             return Ok(Self { seq: 0, prev: GENESIS.into(), since_checkpoint: 0 });
         }
-        if text.last() != Some(&b'\n') {
+        let from = len.saturating_sub(RESUME_TAIL);
+        let mut tail = Vec::new();
+        let mut reader = File::open(path)?;
+        reader.seek(std::io::SeekFrom::Start(from))?;
+        reader.read_to_end(&mut tail)?;
+        if tail.last() != Some(&b'\n') {
             tracing::error!(path = %path.display(), "The audit log's last line was cut short (a crash?); it is kept as it is.");
             file.write_all(b"\n")?;
             file.sync_data()?;
         }
-        let lines: Vec<&[u8]> = text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+        let mut lines: Vec<&[u8]> = tail.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+        if from > 0 && !lines.is_empty() {
+            // The first piece may be the end of a longer line.
+            lines.remove(0);
+        }
         let last = lines.last().copied().unwrap_or_default();
+        let last_seq = serde_json::from_slice::<serde_json::Value>(last)
+            .ok()
+            .and_then(|v| v.get("seq").and_then(serde_json::Value::as_u64));
+        let seq = match last_seq {
+            Some(s) => s + 1,
+            // A log from before chaining: its lines are counted once.
+            None => std::io::BufReader::new(File::open(path)?).split(b'\n').count() as u64,
+        };
         let since_checkpoint =
             lines.iter().rev().take_while(|l| !l.windows(CHECKPOINT_MARK.len()).any(|w| w == CHECKPOINT_MARK)).count()
                 as u64;
-        Ok(Self { seq: lines.len() as u64, prev: sha256_hex(last), since_checkpoint })
+        Ok(Self { seq, prev: sha256_hex(last), since_checkpoint })
     }
 
     /// The chained line for a record (`{"seq":…,"prev":…,` then the record's fields).
