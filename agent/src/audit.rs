@@ -133,6 +133,23 @@ pub struct AuditRecord {
     pub duration_ms: u64,
 }
 
+/// A SIGHUP reload of agent.yaml, applied or refused.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ConfigRecord {
+    /// `config_reload`.
+    pub event: &'static str,
+    /// RFC 3339 time.
+    pub ts: String,
+    /// `applied` or `refused`.
+    pub outcome: &'static str,
+    /// SHA-256 of agent.yaml as read.
+    pub config_sha256: Option<String>,
+    /// Why it was refused.
+    pub reason: Option<String>,
+    /// The connections offered after the reload.
+    pub connections: Vec<String>,
+}
+
 /// A change of the trusted job-signing keys, accepted or refused.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct KeySetRecord {

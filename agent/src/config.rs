@@ -125,6 +125,26 @@ pub struct AgentConfig {
     #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
     #[schemars(with = "Option<crate::policy::EgressSection>")]
     pub egress: crate::policy::EgressSection,
+    /// The local metrics endpoint (Prometheus text format); off unless `listen` is set.
+    #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
+    #[schemars(with = "Option<MetricsSection>")]
+    pub metrics: MetricsSection,
+}
+
+/// The local metrics endpoint: `GET /metrics` in the Prometheus text format (jobs by
+/// verdict and outcome, durations, cache hits, bytes sent, rejections by reason, egress
+/// decisions, reachability of the control plane). Counts only: no SQL, no names of
+/// tables, no values.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// `address:port` to serve on, such as `127.0.0.1:9464`. Unset: no endpoint.
+    #[serde(default)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Whether `listen` may be other than a loopback address. The endpoint has no
+    /// authentication; leave false and let a local Prometheus agent scrape it.
+    #[serde(default)]
+    pub allow_non_loopback: bool,
 }
 
 /// The local, encrypted result cache (`state_dir/cache/`).
@@ -491,6 +511,17 @@ impl AgentConfig {
         for (name, c) in &self.connections {
             c.check(name.as_str())
                 .map_err(|(field, m)| invalid(format!("connections.{}.{field}", name.as_str()), m))?;
+        }
+        if let Some(addr) = self.metrics.listen {
+            if !addr.ip().is_loopback() && !self.metrics.allow_non_loopback {
+                return Err(invalid(
+                    "metrics.listen".into(),
+                    format!(
+                        "{addr} is not a loopback address; the endpoint has no authentication. Use 127.0.0.1 \
+                         (a local scraper), or set metrics.allow_non_loopback: true"
+                    ),
+                ));
+            }
         }
         if let Some(addr) = &self.control_plane.address {
             if addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {

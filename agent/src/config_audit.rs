@@ -135,6 +135,8 @@ pub struct Report {
     pub master_key: String,
     /// The audit log and whether it verifies.
     pub audit_log: String,
+    /// The local metrics endpoint.
+    pub metrics: String,
     /// Findings, most severe first.
     pub findings: Vec<Finding>,
 }
@@ -365,6 +367,21 @@ pub fn audit(path: &Path, cfg: &AgentConfig, now: i64) -> Report {
         },
         Err(_) => format!("{}: not written yet", audit_path.display()),
     };
+    let metrics = match cfg.metrics.listen {
+        None => "off".to_owned(),
+        Some(addr) if addr.ip().is_loopback() => format!("http://{addr}/metrics (loopback only, counts only)"),
+        Some(addr) => {
+            add(
+                Severity::Medium,
+                "metrics",
+                format!(
+                    "metrics.listen {addr} is reachable from other hosts and has no authentication; \
+                     it shows job counts and reasons, never data (prefer 127.0.0.1 and a local scraper)"
+                ),
+            );
+            format!("http://{addr}/metrics (NOT loopback: other hosts can read it)")
+        }
+    };
     findings.sort_by(|a, b| a.severity.cmp(&b.severity).then_with(|| a.subject.cmp(&b.subject)));
     Report {
         config: path.to_owned(),
@@ -379,6 +396,7 @@ pub fn audit(path: &Path, cfg: &AgentConfig, now: i64) -> Report {
         cache,
         master_key,
         audit_log,
+        metrics,
         findings,
     }
 }
@@ -529,6 +547,7 @@ pub fn render_text(r: &Report) -> String {
     let _ = writeln!(o, "master key:      {}", r.master_key);
     let _ = writeln!(o, "result cache:    {}", r.cache);
     let _ = writeln!(o, "audit log:       {}", r.audit_log);
+    let _ = writeln!(o, "metrics:         {}", r.metrics);
     let _ = writeln!(o, "connections:");
     for c in &r.connections {
         let _ = writeln!(o, "  {} ({}): {}", c.name, c.kind, c.target);

@@ -305,7 +305,12 @@ async fn run(cli: Cli) -> ExitCode {
                 tracing::info!("Shutting down: no new jobs; running jobs finish and report.");
                 trigger.cancel();
             });
-            match outpost_agent::runner::run(cfg, shutdown, &passphrase_prompt).await {
+            let signals = outpost_agent::runner::Signals {
+                shutdown,
+                reload: outpost_common::process::hangups(),
+                config_path: Some(cli.config.clone()),
+            };
+            match outpost_agent::runner::run(cfg, signals, &passphrase_prompt).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => failure(e),
             }

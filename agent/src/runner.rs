@@ -97,6 +97,9 @@ pub enum RunError {
     /// The result cache.
     #[error(transparent)]
     Cache(#[from] crate::cache::CacheError),
+    /// The metrics listener.
+    #[error("{0}; change or remove metrics.listen in agent.yaml")]
+    Metrics(std::io::Error),
 }
 
 /// Whether the control plane answered the last request; logs each change once.
@@ -104,28 +107,53 @@ pub enum RunError {
 struct Reachability(std::sync::atomic::AtomicBool);
 
 impl Reachability {
-    fn ok(&self, peer: &str) {
-        if !self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
+    /// Records an answer; whether that is a change.
+    fn ok(&self, peer: &str) -> bool {
+        let changed = !self.0.swap(true, std::sync::atomic::Ordering::SeqCst);
+        if changed {
             tracing::info!(%peer, "Control plane reachable; waiting for jobs.");
         }
+        changed
     }
 
-    fn lost(&self, error: &dyn std::fmt::Display, retry_in: Duration) {
-        if self.0.swap(false, std::sync::atomic::Ordering::SeqCst) {
+    /// Records a failure; whether that is a change.
+    fn lost(&self, error: &dyn std::fmt::Display, retry_in: Duration) -> bool {
+        let changed = self.0.swap(false, std::sync::atomic::Ordering::SeqCst);
+        if changed {
             tracing::warn!(%error, "Lost the control plane; reconnecting with backoff.");
         } else {
             tracing::info!(%error, retry_in_ms = u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX), "Control plane unreachable.");
         }
+        changed
     }
+}
+
+/// What a SIGHUP reload replaces: the config and what is built from it. A job takes a
+/// snapshot when it starts and keeps it to the end.
+struct Live {
+    cfg: AgentConfig,
+    connections: HashMap<String, Connector>,
+    /// Key of the egress policy's keyed hashes, when a mask rule asks for them.
+    mask_key: Option<zeroize::Zeroizing<[u8; 32]>>,
 }
 
 struct Ctx {
     reachable: Reachability,
+    /// The config in force and its connectors (replaced by a reload).
+    live: std::sync::RwLock<Arc<Live>>,
+    /// agent.yaml, read again on SIGHUP.
+    config_path: Option<std::path::PathBuf>,
+    metrics: Arc<crate::metrics::Metrics>,
+    /// Progress of the poll loop, for the systemd watchdog.
+    liveness: crate::service::Liveness,
+    /// Wakes the heartbeat loop (after a reload changed the connections).
+    heartbeat_now: tokio::sync::Notify,
+    /// Jobs finished since start, for the status line.
+    jobs_done: std::sync::atomic::AtomicU64,
     /// The enrolment record, updated by renewals.
     enrolment: std::sync::Mutex<identity::Enrolment>,
     /// The control plane's CA (pinned at enrolment).
     ca: rustls_pki_types::CertificateDer<'static>,
-    cfg: AgentConfig,
     agent: String,
     keys: std::sync::RwLock<KeyTrust>,
     /// The last key-set version refused, so that a refusal is logged and audited once.
@@ -133,16 +161,44 @@ struct Ctx {
     transport: Transport,
     audit: AuditLog,
     seen: crate::replay::SeenJobs,
-    connections: HashMap<String, Connector>,
     /// The encrypted result cache; `None` when policy turns it off for every connection.
     cache: Option<Cache>,
-    /// Key of the egress policy's keyed hashes, when a mask rule asks for them.
-    mask_key: Option<zeroize::Zeroizing<[u8; 32]>>,
     /// The jobs running now, each with the token that stops its query.
     running: std::sync::Mutex<HashMap<String, CancellationToken>>,
 }
 
 impl Ctx {
+    /// The config in force now.
+    fn live(&self) -> Arc<Live> {
+        Arc::clone(&self.live.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// The status line systemd shows (`systemctl status outpost-agent`).
+    fn status_line(&self) -> String {
+        let running = self.running().len();
+        let done = self.jobs_done.load(std::sync::atomic::Ordering::Relaxed);
+        let peer = self.transport.addr();
+        if self.reachable.0.load(std::sync::atomic::Ordering::SeqCst) {
+            format!("Connected to the control plane at {peer}; {running} job(s) running, {done} done since start")
+        } else {
+            format!("Control plane at {peer} unreachable, retrying with backoff; {running} job(s) running, {done} done since start")
+        }
+    }
+
+    fn reachable(&self) {
+        if self.reachable.ok(self.transport.addr()) {
+            self.metrics.reachable(true);
+            crate::service::status(&self.status_line());
+        }
+    }
+
+    fn unreachable(&self, error: &dyn std::fmt::Display, retry_in: Duration) {
+        if self.reachable.lost(error, retry_in) {
+            self.metrics.reachable(false);
+            crate::service::status(&self.status_line());
+        }
+    }
+
     fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
         self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -274,9 +330,10 @@ pub fn open_cache(cfg: &AgentConfig, vault: Option<&crate::vault::Vault>) -> Res
 /// vault is sealed with one and no systemd credential holds it.
 pub async fn run(
     cfg: AgentConfig,
-    shutdown: CancellationToken,
+    signals: Signals,
     prompt: crate::vault::PassphrasePrompt<'_>,
 ) -> Result<(), RunError> {
+    let Signals { shutdown, reload, config_path } = signals;
     outpost_common::fsutil::create_private_dir(&cfg.state_dir).map_err(identity::IdentityError::from)?;
     let Some(_running) = crate::vault::StateLock::try_acquire(&cfg.state_dir, crate::vault::RUN_LOCK)? else {
         return Err(RunError::AlreadyRunning(cfg.state_dir.display().to_string()));
@@ -309,6 +366,11 @@ pub async fn run(
         _ => None,
     };
     drop(vault);
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let metrics_listener = match cfg.metrics.listen {
+        Some(addr) => Some(crate::metrics::bind(addr).await.map_err(RunError::Metrics)?),
+        None => None,
+    };
     tracing::info!(
         agent_id = %agent,
         peer = %transport.addr(),
@@ -316,22 +378,26 @@ pub async fn run(
         key_set_version = keys.version(),
         connections = ?connections.keys().collect::<Vec<_>>(),
         cache = ?cfg.cache_caps(),
+        metrics = ?metrics_listener.as_ref().and_then(|l| l.local_addr().ok()),
         "Agent starting."
     );
     let ctx = Arc::new(Ctx {
         reachable: Reachability::default(),
+        live: std::sync::RwLock::new(Arc::new(Live { cfg, connections, mask_key })),
+        config_path,
+        metrics: Arc::clone(&metrics),
+        liveness: crate::service::Liveness::default(),
+        heartbeat_now: tokio::sync::Notify::new(),
+        jobs_done: std::sync::atomic::AtomicU64::new(0),
         enrolment: std::sync::Mutex::new(identity.enrolment.clone()),
         ca: identity.ca.clone(),
-        cfg,
         agent,
         keys: std::sync::RwLock::new(keys),
         refused_key_set: std::sync::atomic::AtomicU64::new(0),
         transport,
         audit,
         seen,
-        connections,
         cache,
-        mask_key,
         running: std::sync::Mutex::default(),
     });
     let renewal =
@@ -339,7 +405,27 @@ pub async fn run(
     let heartbeat =
         tokio::spawn(heartbeat_loop(Arc::clone(&ctx), shutdown.clone()).instrument(tracing::info_span!("heartbeat")));
     let sweeper = tokio::spawn(sweep_loop(Arc::clone(&ctx), shutdown.clone()).instrument(tracing::info_span!("cache")));
+    let reloader = reload.map(|hups| {
+        tokio::spawn(reload_loop(Arc::clone(&ctx), hups, shutdown.clone()).instrument(tracing::info_span!("reload")))
+    });
+    if let Some(listener) = metrics_listener {
+        tokio::spawn(crate::metrics::serve(listener, metrics, shutdown.clone()));
+    }
+    let stall = Duration::from_secs(ctx.live().cfg.limits.long_poll_secs.get()) + WATCHDOG_STALL_MARGIN;
+    let watchdog = crate::service::watchdog_interval().map(|every| {
+        let ctx = Arc::clone(&ctx);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { crate::service::watchdog(&ctx.liveness, every, stall, shutdown).await })
+    });
+    crate::service::ready(&ctx.status_line());
     poll_loop(Arc::clone(&ctx), shutdown).instrument(tracing::info_span!("transport")).await;
+    crate::service::stopping();
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    if let Some(r) = reloader {
+        r.abort();
+    }
     sweeper.abort();
     heartbeat.abort();
     renewal.abort();
@@ -348,6 +434,156 @@ pub async fn run(
         tracing::error!(error = %e, "Audit checkpoint at shutdown not written.");
     }
     Ok(())
+}
+
+/// What stops and reloads `run`.
+pub struct Signals {
+    /// Cancelled on SIGTERM/SIGINT: no new jobs; running ones finish and report.
+    pub shutdown: CancellationToken,
+    /// SIGHUPs: read `config_path` again and apply it, or refuse it and keep the running one.
+    pub reload: Option<tokio::signal::unix::Signal>,
+    /// Where agent.yaml is.
+    pub config_path: Option<std::path::PathBuf>,
+}
+
+impl Signals {
+    /// Only a shutdown token: no reloads.
+    pub fn shutdown_only(shutdown: CancellationToken) -> Self {
+        Self { shutdown, reload: None, config_path: None }
+    }
+}
+
+/// How long past a long-poll the poll loop may go without progress before the systemd
+/// watchdog is no longer fed (connect and TLS timeouts, a slow answer).
+const WATCHDOG_STALL_MARGIN: Duration = Duration::from_secs(60);
+
+/// Fields a reload cannot change under a running agent, with how to tell them apart.
+fn restart_only_changes(old: &AgentConfig, new: &AgentConfig) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    let mut check = |name: &'static str, a: String, b: String| {
+        if a != b {
+            changed.push(name);
+        }
+    };
+    check("state_dir", format!("{:?}", old.state_dir), format!("{:?}", new.state_dir));
+    check("control_plane", format!("{:?}", old.control_plane), format!("{:?}", new.control_plane));
+    check("proxy", format!("{:?}", old.proxy), format!("{:?}", new.proxy));
+    check("audit", format!("{:?}", old.audit), format!("{:?}", new.audit));
+    check("vault", format!("{:?}", old.vault), format!("{:?}", new.vault));
+    check("metrics", format!("{:?}", old.metrics), format!("{:?}", new.metrics));
+    check("cache.max_bytes", format!("{:?}", old.cache.max_bytes), format!("{:?}", new.cache.max_bytes));
+    check("the cache being on or off", old.cache_enabled().to_string(), new.cache_enabled().to_string());
+    check(
+        "limits.max_concurrent_jobs",
+        old.limits.max_concurrent_jobs.get().to_string(),
+        new.limits.max_concurrent_jobs.get().to_string(),
+    );
+    check(
+        "limits.long_poll_secs",
+        old.limits.long_poll_secs.get().to_string(),
+        new.limits.long_poll_secs.get().to_string(),
+    );
+    changed
+}
+
+/// Reads agent.yaml again and applies it: connections, egress policy, limits, cache
+/// max-ages, trusted keys. Running jobs finish under the config they started with.
+/// Anything wrong (a parse error, a connection that cannot be built, a field that needs a
+/// restart) refuses the whole file and the running config stays.
+async fn reload(ctx: &Ctx, path: &std::path::Path) -> Result<(String, Vec<String>), String> {
+    let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let digest = sha256_hex(&text);
+    let new = AgentConfig::load(path).map_err(|e| e.to_string())?;
+    let old = ctx.live();
+    let restart = restart_only_changes(&old.cfg, &new);
+    if !restart.is_empty() {
+        return Err(format!(
+            "{} changed, which applies only at a restart (systemctl restart outpost-agent)",
+            restart.join(", ")
+        ));
+    }
+    let enrolment = ctx.enrolment.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let keys = KeyTrust::load(&new, &enrolment).map_err(|e| e.to_string())?;
+    if keys.trusted().is_empty() {
+        return Err(RunError::NoKeys.to_string());
+    }
+    let built = {
+        let new = new.clone();
+        tokio::task::spawn_blocking(move || -> Result<Live, String> {
+            // No terminal under systemd: a passphrase comes only from its credential.
+            let vault = if needs_vault(&new) {
+                Some(open_vault(&new, &crate::proxy::no_prompt).map_err(|e| e.to_string())?)
+            } else {
+                None
+            };
+            let connections = prepare_connections(&new, vault.as_ref()).map_err(|e| e.to_string())?;
+            let mask_key = match (&vault, new.masks_with_hash()) {
+                (Some(v), true) => Some(v.mask_key().map_err(|e| e.to_string())?),
+                _ => None,
+            };
+            Ok(Live { cfg: new, connections, mask_key })
+        })
+        .await
+        .map_err(|e| e.to_string())??
+    };
+    let mut names: Vec<String> = built.connections.keys().cloned().collect();
+    names.sort();
+    *ctx.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+    *ctx.live.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(built);
+    Ok((digest, names))
+}
+
+/// Applies agent.yaml again at each SIGHUP (`systemctl reload outpost-agent`); each
+/// attempt, applied or refused, is logged and written to the audit log.
+async fn reload_loop(ctx: Arc<Ctx>, mut hups: tokio::signal::unix::Signal, shutdown: CancellationToken) {
+    let Some(path) = ctx.config_path.clone() else { return };
+    loop {
+        tokio::select! {
+            r = hups.recv() => if r.is_none() { return },
+            () = shutdown.cancelled() => return,
+        }
+        crate::service::reloading();
+        // Config errors span lines (a snippet of the file): the log gets all of it, the
+        // audit record and the one-line status its first line.
+        let outcome = reload(&ctx, &path).await.map_err(|e| {
+            tracing::error!(path = %path.display(), error = %e, "Config reload refused; the running config stays.");
+            e.lines().next().unwrap_or_default().trim().to_owned()
+        });
+        let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let rec = match &outcome {
+            Ok((digest, connections)) => {
+                tracing::info!(path = %path.display(), config_sha256 = %digest, connections = ?connections, "Reloaded agent.yaml; new jobs run under it.");
+                crate::audit::ConfigRecord {
+                    event: "config_reload",
+                    ts,
+                    outcome: "applied",
+                    config_sha256: Some(digest.clone()),
+                    reason: None,
+                    connections: connections.clone(),
+                }
+            }
+            Err(e) => crate::audit::ConfigRecord {
+                event: "config_reload",
+                ts,
+                outcome: "refused",
+                config_sha256: std::fs::read(&path).ok().map(|t| sha256_hex(&t)),
+                reason: Some(e.clone()),
+                connections: Vec::new(),
+            },
+        };
+        ctx.metrics.reload(outcome.is_ok());
+        if let Err(e) = ctx.audit.record(&rec).await {
+            tracing::error!(error = %e, "Audit record of the reload not written.");
+        }
+        if outcome.is_ok() {
+            ctx.heartbeat_now.notify_one();
+        }
+        let status = match &outcome {
+            Ok(_) => ctx.status_line(),
+            Err(e) => format!("Reload refused ({e}); running config kept. {}", ctx.status_line()),
+        };
+        crate::service::reloaded(&status);
+    }
 }
 
 /// When to renew: at two thirds of the certificate's lifetime.
@@ -426,7 +662,7 @@ async fn renew(ctx: &Ctx) -> Result<i64, String> {
     let mut enrolment = ctx.enrolment.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
     enrolment.not_after = res.not_after;
     enrolment.cert_issued_at = outpost_protocol::unix_now();
-    identity::save_renewal(&ctx.cfg.state_dir, &key_pem, &res.certificate_pem, &enrolment)
+    identity::save_renewal(&ctx.live().cfg.state_dir, &key_pem, &res.certificate_pem, &enrolment)
         .map_err(|e| e.to_string())?;
     *ctx.enrolment.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = enrolment.clone();
     let key_der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
@@ -452,13 +688,13 @@ const SWEEP_EVERY: Duration = Duration::from_secs(30);
 /// the disk within `SWEEP_EVERY`, not merely ignored.
 async fn sweep_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     let Some(cache) = ctx.cache.clone() else { return };
-    let caps = ctx.cfg.cache_caps();
     loop {
         tokio::select! {
             () = tokio::time::sleep(SWEEP_EVERY) => {}
             () = shutdown.cancelled() => return,
         }
-        let (cache, caps) = (cache.clone(), caps.clone());
+        // The caps in force now: a reload that shortens a max-age deletes at the next sweep.
+        let (cache, caps) = (cache.clone(), ctx.live().cfg.cache_caps());
         match tokio::task::spawn_blocking(move || cache.sweep(&caps, outpost_protocol::unix_now())).await {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => tracing::debug!(entries = n, "Deleted expired cache entries."),
@@ -469,33 +705,36 @@ async fn sweep_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
 }
 
 async fn heartbeat_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
-    let body = Bytes::from(
-        serde_json::to_vec(&Heartbeat {
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            connections: ctx.connections.keys().cloned().collect(),
-        })
-        .unwrap_or_default(),
-    );
     loop {
+        // Rebuilt each time: a reload may have changed the connections.
+        let mut connections: Vec<String> = ctx.live().connections.keys().cloned().collect();
+        connections.sort();
+        let body = Bytes::from(
+            serde_json::to_vec(&Heartbeat { version: env!("CARGO_PKG_VERSION").to_owned(), connections })
+                .unwrap_or_default(),
+        );
         match ctx.transport.send(Method::POST, PATH_HEARTBEAT, Some(body.clone())).await {
-            Ok((StatusCode::OK, _)) => ctx.reachable.ok(ctx.transport.addr()),
+            Ok((StatusCode::OK, _)) => ctx.reachable(),
             Ok((status, b)) => tracing::warn!(%status, body = %String::from_utf8_lossy(&b), "Heartbeat refused."),
             Err(e) => tracing::debug!(error = %e, "Heartbeat failed."),
         }
         tokio::select! {
             () = tokio::time::sleep(HEARTBEAT_EVERY) => {}
+            () = ctx.heartbeat_now.notified() => {}
             () = shutdown.cancelled() => return,
         }
     }
 }
 
 async fn poll_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
-    let limit = usize::try_from(ctx.cfg.limits.max_concurrent_jobs.get()).unwrap_or(4);
+    // Both are read once: a reload that changes them is refused (restart to apply).
+    let limit = usize::try_from(ctx.live().cfg.limits.max_concurrent_jobs.get()).unwrap_or(4);
     let permits = Arc::new(Semaphore::new(limit));
     let mut running = JoinSet::new();
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(15));
-    let wait = ctx.cfg.limits.long_poll_secs.get();
+    let wait = ctx.live().cfg.limits.long_poll_secs.get();
     loop {
+        ctx.liveness.beat();
         while running.try_join_next().is_some() {}
         // With every slot busy the agent still polls, with max=0: the answer then carries
         // only cancels of the jobs it runs. That poll is dropped when a job ends, so a
@@ -510,7 +749,7 @@ async fn poll_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
         let delay = match res {
             Ok((StatusCode::OK, body)) => match serde_json::from_slice::<PollResponse>(&body) {
                 Ok(poll) => {
-                    ctx.reachable.ok(ctx.transport.addr());
+                    ctx.reachable();
                     backoff.reset();
                     // Before any of these jobs is verified: they may be signed by a key
                     // that only the newer key set names.
@@ -553,7 +792,7 @@ async fn poll_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
             }
             Err(e) => {
                 let d = backoff.next_delay();
-                ctx.reachable.lost(&e, d);
+                ctx.unreachable(&e, d);
                 d
             }
         };
@@ -696,12 +935,15 @@ async fn process(ctx: &Ctx, job: DeliveredJob) {
         if let Err(e) = ctx.audit.record(&rec).await {
             tracing::error!(error = %e, "Audit record not written.");
         }
+        ctx.metrics.job(&rec);
         return;
     }
     let started = Instant::now();
     let cancel = CancellationToken::new();
     ctx.running().insert(job.job_id.clone(), cancel.clone());
-    let _registered = RunningGuard { ctx, id: job.job_id.clone() };
+    let registered = RunningGuard { ctx, id: job.job_id.clone() };
+    ctx.metrics.running(1);
+    crate::service::status(&ctx.status_line());
     let (mut report, mut rec, upload_until) = execute(ctx, &job, cancel).await;
     let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     report.stats.duration_ms = elapsed;
@@ -716,7 +958,12 @@ async fn process(ctx: &Ctx, job: DeliveredJob) {
             ResultStats::default(),
         );
     }
+    ctx.metrics.job(&rec);
     upload(ctx, &report, upload_until).await;
+    ctx.metrics.running(-1);
+    ctx.jobs_done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    drop(registered);
+    crate::service::status(&ctx.status_line());
 }
 
 fn audit_base(job: &DeliveredJob) -> AuditRecord {
@@ -742,6 +989,7 @@ fn audit_base(job: &DeliveredJob) -> AuditRecord {
 
 async fn execute(ctx: &Ctx, job: &DeliveredJob, cancel: CancellationToken) -> (ResultReport, AuditRecord, i64) {
     let mut rec = audit_base(job);
+    let live = ctx.live();
     let now = outpost_protocol::unix_now();
     let reject = |rec: &mut AuditRecord, code: &str, message: String| {
         tracing::warn!(reason = code, error = %message, "Job rejected.");
@@ -751,8 +999,8 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob, cancel: CancellationToken) -> (R
     let opts = VerifyOptions {
         audience: ctx.agent.clone(),
         now,
-        max_lifetime_secs: i64::try_from(ctx.cfg.limits.max_job_lifetime_secs.get()).unwrap_or(600),
-        clock_skew_secs: i64::try_from(ctx.cfg.limits.clock_skew_secs.get()).unwrap_or(60),
+        max_lifetime_secs: i64::try_from(live.cfg.limits.max_job_lifetime_secs.get()).unwrap_or(600),
+        clock_skew_secs: i64::try_from(live.cfg.limits.clock_skew_secs.get()).unwrap_or(60),
     };
     let verified = job.envelope.verify(read_keys(ctx).trusted(), &opts);
     let verified = match verified {
@@ -777,19 +1025,19 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob, cancel: CancellationToken) -> (R
     rec.connection = Some(spec.connection.clone());
     rec.sql_sha256 = Some(sha256_hex(spec.sql.as_bytes()));
     tracing::info!(key_id = %verified.key_id, connection = %spec.connection, "Job verified.");
-    let Some(conn) = ctx.connections.get(&spec.connection) else {
+    let Some(conn) = live.connections.get(&spec.connection) else {
         rec.outcome = "rejected";
         let msg = format!("this agent has no connection named {:?}", spec.connection);
         return (reject(&mut rec, "unknown_connection", msg), rec, upload_until);
     };
-    let policy = ctx.cfg.egress_policy(&spec.connection);
+    let policy = live.cfg.egress_policy(&spec.connection);
     if let Err(decision) = policy.check_spec(&spec.render) {
         rec.outcome = "rejected";
         let report = reject(&mut rec, "egress_refused", decision.detail.clone());
         return (with_decisions(report, &mut rec, vec![decision]), rec, upload_until);
     }
-    let max_rows = usize::try_from(ctx.cfg.limits.max_rows.get()).unwrap_or(10_000);
-    let limits = QueryLimits { max_rows, timeout: ctx.cfg.query_timeout(&spec.connection, spec.timeout_secs), cancel };
+    let max_rows = usize::try_from(live.cfg.limits.max_rows.get()).unwrap_or(10_000);
+    let limits = QueryLimits { max_rows, timeout: live.cfg.query_timeout(&spec.connection, spec.timeout_secs), cancel };
     let failed = |rec: &mut AuditRecord, code: &str, message: String, stats: ResultStats| {
         if code == "cancelled" {
             tracing::info!("Job cancelled at the control plane's request; its query was stopped.");
@@ -811,7 +1059,7 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob, cancel: CancellationToken) -> (R
         });
     };
     let mut columns = 0;
-    let (rendered, stats) = if let Some(mut sink) = ChartSink::for_job(ctx, &spec, &policy) {
+    let (rendered, stats) = if let Some(mut sink) = ChartSink::for_job(ctx, &live.cfg, &spec, &policy) {
         // A line, area or scatter chart that does not use the cache: rows stream from
         // the database into the downsampler and are never held all at once.
         rec.cache = Some("off");
@@ -840,7 +1088,7 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob, cancel: CancellationToken) -> (R
             }
         }
     } else {
-        let (mut rs, cache_hit) = match cached_query(ctx, job, &spec, conn, limits, &mut rec).await {
+        let (mut rs, cache_hit) = match cached_query(ctx, &live.cfg, job, &spec, conn, limits, &mut rec).await {
             Ok(r) => r,
             Err(e) => return (failed(&mut rec, e.code(), e.to_string(), ResultStats::default()), rec, upload_until),
         };
@@ -851,8 +1099,9 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob, cancel: CancellationToken) -> (R
         if rs.truncated {
             truncation(&mut decisions);
         }
-        let masked =
-            policy.check_rows(&spec.render, rs.rows.len()).and_then(|()| policy.mask(&mut rs, ctx.mask_key.as_deref()));
+        let masked = policy
+            .check_rows(&spec.render, rs.rows.len())
+            .and_then(|()| policy.mask(&mut rs, live.mask_key.as_deref()));
         match masked {
             Ok(Some(d)) => decisions.push(d),
             Ok(None) => {}
@@ -905,7 +1154,12 @@ struct ChartSink {
 
 impl ChartSink {
     /// A sink for this job when it is an x–y chart that does not use the cache.
-    fn for_job(ctx: &Ctx, spec: &outpost_protocol::JobSpec, policy: &crate::policy::EgressPolicy) -> Option<Self> {
+    fn for_job(
+        ctx: &Ctx,
+        cfg: &AgentConfig,
+        spec: &outpost_protocol::JobSpec,
+        policy: &crate::policy::EgressPolicy,
+    ) -> Option<Self> {
         use outpost_protocol::RenderSpec;
         let (kind, xy) = match &spec.render {
             RenderSpec::Line(s) => (crate::render::XyKind::Line, s),
@@ -913,7 +1167,7 @@ impl ChartSink {
             RenderSpec::Scatter(s) => (crate::render::XyKind::Scatter, s),
             _ => return None,
         };
-        let max_age = spec.cache.max_age_secs.min(ctx.cfg.cache_cap(&spec.connection));
+        let max_age = spec.cache.max_age_secs.min(cfg.cache_cap(&spec.connection));
         if max_age > 0 && ctx.cache.is_some() {
             return None;
         }
@@ -967,13 +1221,14 @@ fn with_decisions(mut report: ResultReport, rec: &mut AuditRecord, decisions: Ve
 /// damaged entry is deleted, audited, and the query runs. Whether it was a hit.
 async fn cached_query(
     ctx: &Ctx,
+    cfg: &AgentConfig,
     job: &DeliveredJob,
     spec: &outpost_protocol::JobSpec,
     conn: &Connector,
     limits: QueryLimits,
     rec: &mut AuditRecord,
 ) -> Result<(crate::resultset::ResultSet, bool), crate::connectors::QueryError> {
-    let max_age = spec.cache.max_age_secs.min(ctx.cfg.cache_cap(&spec.connection));
+    let max_age = spec.cache.max_age_secs.min(cfg.cache_cap(&spec.connection));
     let cache = ctx.cache.clone().filter(|_| max_age > 0);
     let Some(cache) = cache else {
         rec.cache = Some("off");

@@ -1,23 +1,95 @@
-//! What both binaries do around their library call: logging to stderr (plain text when
-//! stderr is not a terminal, level from `OUTPOST_LOG`, default `info`) and waiting for
-//! SIGTERM or SIGINT.
+//! What both binaries do around their library call: logging (to journald with structured
+//! fields when systemd runs the process with its stderr on the journal, to stderr
+//! otherwise; level from `OUTPOST_LOG`, default `info`) and waiting for signals.
 
 use std::io::IsTerminal as _;
 
-/// Sets up logging to stderr.
+/// Where logs go: chosen by `OUTPOST_LOG_TARGET` (`journald` or `stderr`), else journald
+/// when `$JOURNAL_STREAM` names this process's stderr (how systemd says stderr is the
+/// journal), else stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogTarget {
+    /// journald's native protocol: each event's fields become journal fields
+    /// (`OUTPOST_JOB_ID=…`), with `PRIORITY` from the level.
+    Journald,
+    /// Plain text on stderr (ANSI colours on a terminal only).
+    Stderr,
+}
+
+impl LogTarget {
+    /// The target for this process.
+    pub fn detect() -> Self {
+        match std::env::var("OUTPOST_LOG_TARGET").as_deref() {
+            Ok("journald") => return Self::Journald,
+            Ok("stderr") => return Self::Stderr,
+            _ => {}
+        }
+        if stderr_is_journal() {
+            Self::Journald
+        } else {
+            Self::Stderr
+        }
+    }
+}
+
+/// Whether `$JOURNAL_STREAM` (`DEVICE:INODE`) is this process's stderr, as
+/// systemd.exec(5) says to check: a child that inherited the variable but not the
+/// stream must keep writing to stderr.
+fn stderr_is_journal() -> bool {
+    use std::os::fd::AsFd as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(v) = std::env::var("JOURNAL_STREAM") else { return false };
+    let Some((dev, ino)) = v.split_once(':') else { return false };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else { return false };
+    let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() else { return false };
+    let Ok(meta) = std::fs::File::from(fd).metadata() else { return false };
+    meta.dev() == dev && meta.ino() == ino
+}
+
+/// Sets up logging: journald or stderr, see [`LogTarget`]. When journald was chosen but
+/// its socket cannot be reached, logs go to stderr and say so.
 pub fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("OUTPOST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let mut journal_error = None;
+    if LogTarget::detect() == LogTarget::Journald {
+        match tracing_journald::layer() {
+            Ok(layer) => {
+                use tracing_journald::{Priority, PriorityMappings};
+                // syslog's meaning of the levels (`journalctl -p info` shows routine lines).
+                let levels = PriorityMappings {
+                    info: Priority::Informational,
+                    debug: Priority::Debug,
+                    ..PriorityMappings::new()
+                };
+                let layer = layer.with_field_prefix(Some("OUTPOST".into())).with_priority_mappings(levels);
+                tracing_subscriber::registry().with(filter).with(layer).init();
+                return;
+            }
+            Err(e) => journal_error = Some(e),
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
+    if let Some(e) = journal_error {
+        tracing::warn!(error = %e, "journald's socket is not reachable; logging to stderr.");
+    }
 }
 
 /// The multi-threaded tokio runtime both binaries run on.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build()
+}
+
+/// A stream of SIGHUPs (the reload request of `systemctl reload`); `None` when the
+/// handler cannot be installed.
+pub fn hangups() -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
 }
 
 /// Resolves on the first SIGTERM or SIGINT (never, if the handlers cannot be installed).

@@ -20,6 +20,11 @@ pub const CLEARED_ENV: &[&str] = &[
     "http_proxy",
     "ALL_PROXY",
     "CREDENTIALS_DIRECTORY",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "JOURNAL_STREAM",
+    "OUTPOST_LOG_TARGET",
     "OUTPOST_PAUSE_AT",
 ];
 
