@@ -32,6 +32,10 @@ fi
 command -v openssl >/dev/null 2>&1 || { echo "openssl is required by the TLS tests: run .ci/run (or apt-get install openssl)" >&2; exit 1; }
 [ -x /usr/bin/tinyproxy ] || { echo "tinyproxy is required by the proxy tests: run .ci/run (or apt-get install tinyproxy)" >&2; exit 1; }
 
+for tool in lintian rpmlint rpm cargo-deb cargo-generate-rpm systemd-analyze systemd-creds; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "$tool is required by the package tests: run .ci/run" >&2; exit 1; }
+done
+
 # Real database servers: the connector tests run against them and never skip.
 export OUTPOST_TEST_PG_URL="${OUTPOST_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test}"
 if ! pg_isready -q -d "$OUTPOST_TEST_PG_URL"; then
