@@ -136,8 +136,12 @@ enum CredentialsCommand {
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
-    /// Validate agent.yaml; exits 64 with the file, line and field of every problem.
-    Check,
+    /// Validate agent.yaml (PATH, or the --config file); exits 64 with the file, line and
+    /// field of the problem. Use it on an edited copy before `systemctl reload`.
+    Check {
+        /// The file to check (default: --config).
+        path: Option<PathBuf>,
+    },
     /// Print the JSON Schema of agent.yaml.
     Schema,
     /// A report to sign off on: control plane and pinned CA, job-signing keys, every
@@ -180,15 +184,19 @@ async fn run(cli: Cli) -> ExitCode {
         println!("{}", outpost_agent::config::json_schema());
         return ExitCode::SUCCESS;
     }
-    let cfg = match AgentConfig::load(&cli.config) {
+    let config_path = match &cli.command {
+        Command::Config(ConfigCommand::Check { path: Some(p) }) => p.clone(),
+        _ => cli.config.clone(),
+    };
+    let cfg = match AgentConfig::load(&config_path) {
         Ok(c) => c,
         Err(e) => return usage(e),
     };
     match cli.command {
-        Command::Config(ConfigCommand::Check) => {
+        Command::Config(ConfigCommand::Check { .. }) => {
             println!(
                 "{}: OK ({} connection(s), {} pinned key(s), state dir {})",
-                cli.config.display(),
+                config_path.display(),
                 cfg.connections.len(),
                 cfg.trusted_keys.len(),
                 cfg.state_dir.display()

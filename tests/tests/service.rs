@@ -181,6 +181,16 @@ async fn a_metrics_address_off_loopback_is_refused_unless_allowed() -> Result<()
     let (code, _, err) = agent.cli(&["config", "check"], None, &[])?;
     assert_eq!(code, 64, "{err}");
     assert!(err.contains("metrics.listen") && err.contains("not a loopback address"), "{err}");
+    // The same file checked by path, as before a reload of an edited copy.
+    let copy = root.path().join("edited.yaml");
+    std::fs::copy(&agent.config, &copy)?;
+    let (code, _, err) = outpost_e2e::run_cmd(
+        &outpost_e2e::bin("outpost-agent"),
+        &["config", "check", copy.to_str().unwrap_or_default()],
+        None,
+    )?;
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("edited.yaml") && err.contains("metrics.listen"), "{err}");
     std::fs::write(&agent.config, format!("{base}metrics:\n  listen: 0.0.0.0:9464\n  allow_non_loopback: true\n"))?;
     let (code, _, err) = agent.cli(&["config", "check"], None, &[])?;
     assert_eq!(code, 0, "{err}");
