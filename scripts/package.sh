@@ -83,7 +83,7 @@ for crate in $crates; do
     case "$fmt" in
       deb)
         log "cargo deb $pkg $version"
-        file=$(cargo deb --locked --no-build --profile "$profile" -p "$pkg" --deb-version "$version" -o "$out/" | tail -1)
+        file=$(cargo deb --locked --no-build --strip --profile "$profile" -p "$pkg" --deb-version "$version" -o "$out/" | tail -1)
         if [ "$lint" = 1 ] && command -v lintian >/dev/null 2>&1; then
           log "lintian $file"
           # Errors fail the build; warnings are listed in packaging/README.md.
