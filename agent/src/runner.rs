@@ -490,10 +490,14 @@ fn restart_only_changes(old: &AgentConfig, new: &AgentConfig) -> Vec<&'static st
 /// max-ages, trusted keys. Running jobs finish under the config they started with.
 /// Anything wrong (a parse error, a connection that cannot be built, a field that needs a
 /// restart) refuses the whole file and the running config stays.
-async fn reload(ctx: &Ctx, path: &std::path::Path) -> Result<(String, Vec<String>), String> {
-    let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let digest = sha256_hex(&text);
-    let new = AgentConfig::load(path).map_err(|e| e.to_string())?;
+async fn reload(ctx: &Ctx, path: &std::path::Path, digest: &mut Option<String>) -> Result<Vec<String>, String> {
+    // Read once: the digest audited is of exactly the text applied.
+    let shown = path.display().to_string();
+    let bytes = outpost_common::fsutil::read_capped_file(path, outpost_common::yamlcfg::MAX_CONFIG_LEN)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    *digest = Some(sha256_hex(&bytes));
+    let text = String::from_utf8(bytes).map_err(|_| format!("{shown}: not valid UTF-8"))?;
+    let new = AgentConfig::parse(&shown, &text).map_err(|e| e.to_string())?;
     let old = ctx.live();
     let restart = restart_only_changes(&old.cfg, &new);
     if !restart.is_empty() {
@@ -530,7 +534,7 @@ async fn reload(ctx: &Ctx, path: &std::path::Path) -> Result<(String, Vec<String
     names.sort();
     *ctx.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
     *ctx.live.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(built);
-    Ok((digest, names))
+    Ok(names)
 }
 
 /// Applies agent.yaml again at each SIGHUP (`systemctl reload outpost-agent`); each
@@ -545,19 +549,20 @@ async fn reload_loop(ctx: Arc<Ctx>, mut hups: tokio::signal::unix::Signal, shutd
         crate::service::reloading();
         // Config errors span lines (a snippet of the file): the log gets all of it, the
         // audit record and the one-line status its first line.
-        let outcome = reload(&ctx, &path).await.map_err(|e| {
+        let mut digest = None;
+        let outcome = reload(&ctx, &path, &mut digest).await.map_err(|e| {
             tracing::error!(path = %path.display(), error = %e, "Config reload refused; the running config stays.");
             e.lines().next().unwrap_or_default().trim().to_owned()
         });
         let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let rec = match &outcome {
-            Ok((digest, connections)) => {
-                tracing::info!(path = %path.display(), config_sha256 = %digest, connections = ?connections, "Reloaded agent.yaml; new jobs run under it.");
+            Ok(connections) => {
+                tracing::info!(path = %path.display(), config_sha256 = digest.as_deref().unwrap_or_default(), connections = ?connections, "Reloaded agent.yaml; new jobs run under it.");
                 crate::audit::ConfigRecord {
                     event: "config_reload",
                     ts,
                     outcome: "applied",
-                    config_sha256: Some(digest.clone()),
+                    config_sha256: digest.clone(),
                     reason: None,
                     connections: connections.clone(),
                 }
@@ -566,7 +571,7 @@ async fn reload_loop(ctx: Arc<Ctx>, mut hups: tokio::signal::unix::Signal, shutd
                 event: "config_reload",
                 ts,
                 outcome: "refused",
-                config_sha256: std::fs::read(&path).ok().map(|t| sha256_hex(&t)),
+                config_sha256: digest.clone(),
                 reason: Some(e.clone()),
                 connections: Vec::new(),
             },
