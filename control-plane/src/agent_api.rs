@@ -166,7 +166,10 @@ async fn upload<S: Store>(
         ApiError::bad_field(field, msg)
     })?;
     let status = report.status;
-    let outcome = app.store.complete_job(peer.clone(), report, sha256_hex(&body), outpost_protocol::unix_now()).await?;
+    // The rendered body is sealed before the store sees it: no result is on disk in clear.
+    let sealed = report.body_bytes().map_err(|m| ApiError::bad_field("body", m))?.map(|b| app.results.seal(id, &b));
+    let outcome =
+        app.store.complete_job(peer.clone(), report, sha256_hex(&body), sealed, outpost_protocol::unix_now()).await?;
     match outcome {
         CompleteOutcome::Accepted => {
             tracing::info!(job_id = %id, agent_id = %agent, status = ?status, "Result stored.");

@@ -1,194 +1,676 @@
-//! The API listener: what the cloud UI and API clients call, with a bearer token.
+//! The API listener: what the cloud console and API clients call.
 //!
-//! ```text
-//! POST /v1/jobs                      dispatch (sign + queue)        -> 202 {id}
-//! GET  /v1/jobs/{id}                 status                         -> 200 {...}
-//! GET  /v1/jobs/{id}/result?wait=N   rendered bytes, waiting for them up to N s
-//! POST /v1/jobs/{id}/cancel          stop it: queued -> cancelled, running -> cancelling
-//! GET  /v1/agents                    agents: status (online, offline, revoked), last seen
-//! POST /v1/agents/{name}/revoke       refuse the agent's certificate from now on
-//! POST /v1/enrollment-tokens         {agent, ttl_secs} -> {token, expires_at}
-//! ```
-//! Every answer that is not a rendered result is JSON; errors are `{code, message}`.
+//! Every route is in [`ROUTES`] with the scope it needs; the OpenAPI document at
+//! `/v1/openapi.json` is generated from the same table. A request is authenticated by a
+//! bearer API token or the session cookie (plus the `X-CSRF-Token` header when it changes
+//! something), narrowed to its scopes, checked against data access and project grants,
+//! and written to the control plane's audit log with its outcome — refusals included.
+//! Embed routes take only an embed token. Every answer that is not a rendered result is
+//! JSON; errors are `{code, message}`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Method, Request, Response, StatusCode};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use outpost_protocol::encoding::sha256_hex;
-use serde::{Deserialize, Serialize};
+use outpost_protocol::encoding::{constant_time_eq, sha256_hex};
+use serde::Serialize;
 
+use crate::access::{self, Caller, Credential, Scope, SESSION_COOKIE};
+use crate::access_store::AuditEvent;
 use crate::app::{App, DispatchRequest};
 use crate::http::{bytes_response, json, parse_json, query_param, read_body, ApiError, Body};
-use crate::store::{JobRecord, JobState, Store};
+use crate::store::{JobOrigin, JobRecord, JobState, Store};
 
 /// Largest API request body.
-const MAX_API_BODY: usize = 256 * 1024;
+pub const MAX_API_BODY: usize = 256 * 1024;
 /// Longest `?wait=` honoured, seconds.
 pub const MAX_RESULT_WAIT_SECS: u64 = 60;
 
-/// Handles one API request.
-pub async fn handle<S: Store>(app: Arc<App<S>>, req: Request<Incoming>) -> Response<Body> {
-    match route(&app, req).await {
-        Ok(res) => res,
-        Err(e) => e.into_response(),
+/// How a route authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// Anyone (sign-in, the OpenAPI document).
+    Public,
+    /// A signed-in user or API token holding the scope (`None`: any signed-in caller).
+    Caller(Option<Scope>),
+    /// An embed token.
+    Embed,
+}
+
+/// Every route of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum RouteId {
+    SessionCreate,
+    SessionDelete,
+    Me,
+    UsersList,
+    UsersCreate,
+    UsersUpdate,
+    GroupsList,
+    GroupsCreate,
+    GroupsDelete,
+    GroupMemberAdd,
+    GroupMemberRemove,
+    SharesList,
+    SharesCreate,
+    SharesDelete,
+    AgentsList,
+    AgentsRevoke,
+    EnrolmentTokensCreate,
+    JobsList,
+    JobsDispatch,
+    JobsRead,
+    JobsResult,
+    JobsCancel,
+    ProjectsList,
+    ProjectsCreate,
+    ProjectsRead,
+    ProjectsUpdate,
+    ProjectsDelete,
+    ProjectGrantSet,
+    ProjectGrantRemove,
+    ProjectsRun,
+    ProjectsResults,
+    EmbedTokensCreate,
+    EmbedTokensRevoke,
+    EmbedProject,
+    EmbedResult,
+    TokensList,
+    TokensCreate,
+    TokensRevoke,
+    AuditRead,
+    ResultsPurge,
+    OpenApi,
+}
+
+/// One route: method, path template (`{name}` matches one segment), what it needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path template.
+    pub path: &'static str,
+    /// Which handler.
+    pub id: RouteId,
+    /// Name in the audit log.
+    pub action: &'static str,
+    /// Authentication and scope.
+    pub auth: Auth,
+    /// One line for the OpenAPI document.
+    pub summary: &'static str,
+}
+
+macro_rules! route {
+    ($m:literal, $p:literal, $id:ident, $action:literal, $auth:expr, $summary:literal) => {
+        Route { method: $m, path: $p, id: RouteId::$id, action: $action, auth: $auth, summary: $summary }
+    };
+}
+
+const ANY: Auth = Auth::Caller(None);
+const fn needs(s: Scope) -> Auth {
+    Auth::Caller(Some(s))
+}
+
+/// The API, route by route.
+pub const ROUTES: &[Route] = &[
+    route!(
+        "POST",
+        "/v1/sessions",
+        SessionCreate,
+        "session.create",
+        Auth::Public,
+        "Sign in with a user name and password; sets the session cookie"
+    ),
+    route!(
+        "DELETE",
+        "/v1/sessions/current",
+        SessionDelete,
+        "session.delete",
+        ANY,
+        "Sign out: ends the session on the server"
+    ),
+    route!(
+        "GET",
+        "/v1/me",
+        Me,
+        "me.read",
+        ANY,
+        "Who the caller is, with role, scopes and (for a session) the CSRF token"
+    ),
+    route!("GET", "/v1/users", UsersList, "users.list", needs(Scope::UsersAdmin), "List users"),
+    route!("POST", "/v1/users", UsersCreate, "users.create", needs(Scope::UsersAdmin), "Create a local user"),
+    route!(
+        "PATCH",
+        "/v1/users/{name}",
+        UsersUpdate,
+        "users.update",
+        needs(Scope::UsersAdmin),
+        "Change a user's role, password, or disable them"
+    ),
+    route!("GET", "/v1/groups", GroupsList, "groups.list", needs(Scope::UsersAdmin), "List groups with their members"),
+    route!("POST", "/v1/groups", GroupsCreate, "groups.create", needs(Scope::UsersAdmin), "Create a group"),
+    route!(
+        "DELETE",
+        "/v1/groups/{name}",
+        GroupsDelete,
+        "groups.delete",
+        needs(Scope::UsersAdmin),
+        "Delete a group and its shares"
+    ),
+    route!(
+        "PUT",
+        "/v1/groups/{name}/members/{user}",
+        GroupMemberAdd,
+        "groups.member_add",
+        needs(Scope::UsersAdmin),
+        "Add a user to a group"
+    ),
+    route!(
+        "DELETE",
+        "/v1/groups/{name}/members/{user}",
+        GroupMemberRemove,
+        "groups.member_remove",
+        needs(Scope::UsersAdmin),
+        "Remove a user from a group"
+    ),
+    route!("GET", "/v1/shares", SharesList, "shares.list", needs(Scope::UsersAdmin), "List connection shares"),
+    route!(
+        "POST",
+        "/v1/shares",
+        SharesCreate,
+        "shares.create",
+        needs(Scope::UsersAdmin),
+        "Share an agent's connection with a user or group"
+    ),
+    route!(
+        "DELETE",
+        "/v1/shares/{id}",
+        SharesDelete,
+        "shares.delete",
+        needs(Scope::UsersAdmin),
+        "Stop sharing a connection"
+    ),
+    route!(
+        "GET",
+        "/v1/agents",
+        AgentsList,
+        "agents.list",
+        needs(Scope::AgentsRead),
+        "List agents (editors: those with a connection shared with them)"
+    ),
+    route!(
+        "POST",
+        "/v1/agents/{name}/revoke",
+        AgentsRevoke,
+        "agents.revoke",
+        needs(Scope::AgentsAdmin),
+        "Revoke an agent"
+    ),
+    route!(
+        "POST",
+        "/v1/enrollment-tokens",
+        EnrolmentTokensCreate,
+        "enrollment_tokens.create",
+        needs(Scope::AgentsAdmin),
+        "Create a one-time enrolment token for an agent name"
+    ),
+    route!(
+        "GET",
+        "/v1/jobs",
+        JobsList,
+        "jobs.list",
+        needs(Scope::ResultsRead),
+        "List the caller's jobs (admins: every job with ?all=true)"
+    ),
+    route!(
+        "POST",
+        "/v1/jobs",
+        JobsDispatch,
+        "jobs.dispatch",
+        needs(Scope::JobsDispatch),
+        "Dispatch an ad-hoc job to a connection shared with the caller"
+    ),
+    route!("GET", "/v1/jobs/{id}", JobsRead, "jobs.read", needs(Scope::ResultsRead), "A job's status"),
+    route!(
+        "GET",
+        "/v1/jobs/{id}/result",
+        JobsResult,
+        "jobs.result",
+        needs(Scope::ResultsRead),
+        "A job's rendered result, waiting up to ?wait=N seconds"
+    ),
+    route!("POST", "/v1/jobs/{id}/cancel", JobsCancel, "jobs.cancel", needs(Scope::JobsDispatch), "Cancel a job"),
+    route!(
+        "GET",
+        "/v1/projects",
+        ProjectsList,
+        "projects.list",
+        needs(Scope::ProjectsRead),
+        "List projects the caller owns or has a grant on"
+    ),
+    route!("POST", "/v1/projects", ProjectsCreate, "projects.create", needs(Scope::ProjectsWrite), "Create a project"),
+    route!(
+        "GET",
+        "/v1/projects/{id}",
+        ProjectsRead,
+        "projects.read",
+        needs(Scope::ProjectsRead),
+        "A project (SQL only with view-logic, edit or ownership)"
+    ),
+    route!(
+        "PUT",
+        "/v1/projects/{id}",
+        ProjectsUpdate,
+        "projects.update",
+        needs(Scope::ProjectsWrite),
+        "Replace a project's name and queries"
+    ),
+    route!(
+        "DELETE",
+        "/v1/projects/{id}",
+        ProjectsDelete,
+        "projects.delete",
+        needs(Scope::ProjectsWrite),
+        "Delete a project"
+    ),
+    route!(
+        "PUT",
+        "/v1/projects/{id}/grants/{user}",
+        ProjectGrantSet,
+        "projects.grant",
+        needs(Scope::ProjectsWrite),
+        "Grant a user view-app, view-logic or edit"
+    ),
+    route!(
+        "DELETE",
+        "/v1/projects/{id}/grants/{user}",
+        ProjectGrantRemove,
+        "projects.ungrant",
+        needs(Scope::ProjectsWrite),
+        "Remove a user's grant"
+    ),
+    route!(
+        "POST",
+        "/v1/projects/{id}/run",
+        ProjectsRun,
+        "projects.run",
+        needs(Scope::ProjectsRun),
+        "Run (refresh) every query of a project"
+    ),
+    route!(
+        "GET",
+        "/v1/projects/{id}/results",
+        ProjectsResults,
+        "projects.results",
+        needs(Scope::ProjectsRead),
+        "The latest job of each query of a project"
+    ),
+    route!(
+        "POST",
+        "/v1/projects/{id}/embed-tokens",
+        EmbedTokensCreate,
+        "embed_tokens.create",
+        needs(Scope::EmbedCreate),
+        "Create a short-lived embed token for one end customer"
+    ),
+    route!(
+        "POST",
+        "/v1/projects/{id}/embed-tokens/revoke",
+        EmbedTokensRevoke,
+        "embed_tokens.revoke",
+        needs(Scope::EmbedCreate),
+        "Invalidate every embed token of a project"
+    ),
+    route!(
+        "GET",
+        "/v1/embed/project",
+        EmbedProject,
+        "embed.project",
+        Auth::Embed,
+        "The project an embed token is for (names and kinds only)"
+    ),
+    route!(
+        "GET",
+        "/v1/embed/results/{index}",
+        EmbedResult,
+        "embed.result",
+        Auth::Embed,
+        "The latest rendered result of one query for the token's customer"
+    ),
+    route!(
+        "GET",
+        "/v1/tokens",
+        TokensList,
+        "tokens.list",
+        ANY,
+        "List the caller's API tokens (admins: everyone's with ?all=true)"
+    ),
+    route!(
+        "POST",
+        "/v1/tokens",
+        TokensCreate,
+        "tokens.create",
+        needs(Scope::TokensWrite),
+        "Create an API token with some of the caller's scopes; shown once"
+    ),
+    route!(
+        "DELETE",
+        "/v1/tokens/{id}",
+        TokensRevoke,
+        "tokens.revoke",
+        needs(Scope::TokensWrite),
+        "Revoke an API token"
+    ),
+    route!("GET", "/v1/audit", AuditRead, "audit.read", needs(Scope::AuditRead), "Read the control plane's audit log"),
+    route!(
+        "POST",
+        "/v1/results/purge",
+        ResultsPurge,
+        "results.purge",
+        needs(Scope::ResultsPurge),
+        "Delete results that ended more than older_than_secs ago"
+    ),
+    route!("GET", "/v1/openapi.json", OpenApi, "openapi.read", Auth::Public, "This API's OpenAPI document"),
+];
+
+/// Finds the route for `method` and `path`, with the path's `{…}` values in order.
+/// `Err(true)` when the path exists with other methods, `Err(false)` when it does not.
+pub fn match_route(method: &Method, path: &str) -> Result<(&'static Route, Vec<String>), bool> {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let mut path_known = false;
+    for r in ROUTES {
+        let tmpl: Vec<&str> = r.path.trim_start_matches('/').split('/').collect();
+        if tmpl.len() != segs.len() {
+            continue;
+        }
+        let mut params = Vec::new();
+        let fits = tmpl.iter().zip(&segs).all(|(t, s)| {
+            if t.starts_with('{') {
+                params.push((*s).to_owned());
+                !s.is_empty()
+            } else {
+                t == s
+            }
+        });
+        if fits {
+            path_known = true;
+            if r.method == method.as_str() {
+                return Ok((r, params));
+            }
+        }
+    }
+    Err(path_known)
+}
+
+/// What a handler learns and leaves for the audit record and the response.
+#[derive(Debug, Default)]
+pub struct Ctx {
+    /// The authenticated caller.
+    pub caller: Option<Caller>,
+    /// Actor and credential when there is no caller (sign-in, embed).
+    pub actor: Option<(String, String)>,
+    /// Client address.
+    pub remote: String,
+    /// What the request acted on.
+    pub target: Option<String>,
+    /// Details for the audit record (never secrets or SQL).
+    pub detail: Option<serde_json::Value>,
+    /// A cookie to set.
+    pub set_cookie: Option<String>,
+}
+
+impl Ctx {
+    /// The caller; routes that reach a handler with `Auth::Caller` always have one.
+    pub fn caller(&self) -> Result<&Caller, ApiError> {
+        self.caller.as_ref().ok_or_else(|| unauthorized("sign in or send Authorization: Bearer <API token>"))
     }
 }
 
-async fn route<S: Store>(app: &App<S>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    authenticate(app, &req).await?;
-    let path = req.uri().path().to_owned();
-    let query = req.uri().query().map(str::to_owned);
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match (req.method().clone(), segments.as_slice()) {
-        (Method::POST, ["v1", "jobs"]) => {
-            let body = read_body(req.into_body(), MAX_API_BODY).await?;
-            let dispatch: DispatchRequest = parse_json(&body)?;
-            let (id, expires_at) = app.dispatch(dispatch).await?;
-            Ok(json(
-                StatusCode::ACCEPTED,
-                &serde_json::json!({ "id": id, "state": "queued", "expires_at": expires_at }),
-            ))
+/// 401.
+pub fn unauthorized(m: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m)
+}
+
+/// 403.
+pub fn forbidden(m: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", m)
+}
+
+/// Handles one API request from `remote`.
+pub async fn handle<S: Store>(app: Arc<App<S>>, remote: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let (route, params) = match match_route(req.method(), req.uri().path()) {
+        Ok(x) => x,
+        Err(true) => {
+            return ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this path",
+            )
+            .into_response()
         }
-        (Method::GET, ["v1", "jobs", id]) => {
-            let rec = find_job(app, id, false).await?;
-            Ok(json(StatusCode::OK, &JobView::from(&rec)))
+        Err(false) => {
+            return ApiError::not_found(format!("no such endpoint: {}", req.uri().path())).into_response();
         }
-        (Method::POST, ["v1", "jobs", id, "cancel"]) => {
-            use crate::store::CancelOutcome;
-            if !outpost_protocol::ids::is_job_id(id) {
-                return Err(ApiError::not_found(format!("no job {id:?}")));
+    };
+    let mut ctx = Ctx { remote: remote.to_string(), ..Ctx::default() };
+    let result = match authenticate(&app, route, &req, &mut ctx).await {
+        Ok(()) => crate::api_routes::dispatch(&app, route.id, params, req, &mut ctx).await,
+        Err(e) => Err(e),
+    };
+    let mut res = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if ctx.detail.is_none() && e.status != StatusCode::INTERNAL_SERVER_ERROR {
+                ctx.detail = Some(serde_json::json!({ "error": e.message }));
             }
-            match app.cancel_job(id).await? {
-                CancelOutcome::Cancelled => {
-                    Ok(json(StatusCode::OK, &serde_json::json!({ "id": id, "state": "cancelled" })))
-                }
-                CancelOutcome::Requested { agent } => Ok(json(
-                    StatusCode::ACCEPTED,
-                    &serde_json::json!({
-                        "id": id,
-                        "state": "cancelling",
-                        "message": format!("agent {agent} is told to stop the query; the job ends cancelled when it reports"),
-                    }),
-                )),
-                CancelOutcome::AlreadyFinal(state) => Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "job_final",
-                    format!("job {id} already ended as {}", state.as_str()),
-                )),
-                CancelOutcome::NotFound => Err(ApiError::not_found(format!("no job {id}"))),
-            }
+            e.into_response()
         }
-        (Method::GET, ["v1", "jobs", id, "result"]) => {
-            let wait = match query_param(query.as_deref(), "wait") {
-                None => 0,
-                Some(v) => {
-                    v.parse::<u64>().map_err(|_| ApiError::bad_field("wait", "must be a whole number of seconds"))?
-                }
-            };
-            result(app, id, wait.min(MAX_RESULT_WAIT_SECS)).await
+    };
+    if let Some(c) = ctx.set_cookie.take() {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            res.headers_mut().insert(header::SET_COOKIE, v);
         }
-        (Method::GET, ["v1", "agents"]) => {
-            let agents = app.store.agents().await?;
-            let now = outpost_protocol::unix_now();
-            let offline_after = i64::try_from(app.cfg.offline_after_secs).unwrap_or(90);
-            let view: Vec<_> = agents
-                .into_iter()
-                .map(|a| {
-                    let status = match (a.revoked_at, a.last_seen) {
-                        (Some(_), _) => "revoked",
-                        (None, Some(t)) if now - t <= offline_after => "online",
-                        (None, _) => "offline",
-                    };
-                    serde_json::json!({
-                        "name": a.name,
-                        "status": status,
-                        "revoked_at": a.revoked_at,
-                        "offline_since": if status == "offline" { a.last_seen } else { None },
-                        "enrolled_at": a.enrolled_at,
-                        "last_seen": a.last_seen,
-                        "seconds_since_seen": a.last_seen.map(|t| now - t),
-                        "version": a.version,
-                        "connections": a.connections,
-                        "cert_not_after": a.cert_not_after,
-                    })
-                })
-                .collect();
-            Ok(json(StatusCode::OK, &serde_json::json!({ "agents": view })))
+    }
+    if route.id != RouteId::OpenApi {
+        record(&app, route, &ctx, res.status()).await;
+    }
+    res
+}
+
+async fn record<S: Store>(app: &App<S>, route: &Route, ctx: &Ctx, status: StatusCode) {
+    let (actor, credential) = match (&ctx.caller, &ctx.actor) {
+        (Some(c), _) => (c.user.clone(), c.credential.audit_name()),
+        (None, Some((a, c))) => (a.clone(), c.clone()),
+        (None, None) => ("anonymous".to_owned(), "none".to_owned()),
+    };
+    let outcome = match status.as_u16() {
+        0..=399 => "ok",
+        401 | 403 => "denied",
+        _ => "failed",
+    };
+    let event = AuditEvent {
+        seq: 0,
+        at: outpost_protocol::unix_now(),
+        actor,
+        credential,
+        action: route.action.to_owned(),
+        target: ctx.target.clone(),
+        outcome: outcome.to_owned(),
+        status: status.as_u16(),
+        remote: Some(ctx.remote.clone()),
+        detail: ctx.detail.clone(),
+    };
+    if let Err(e) = app.store.add_audit(event).await {
+        tracing::error!(error = %e, action = route.action, "Could not write the audit record.");
+    }
+}
+
+/// The bearer token of a request, if any.
+pub fn bearer(req: &Request<Incoming>) -> Result<Option<&str>, ApiError> {
+    match req.headers().get(header::AUTHORIZATION) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| Some(t.trim()))
+            .ok_or_else(|| unauthorized("Authorization must be: Bearer <token>")),
+    }
+}
+
+fn session_cookie(req: &Request<Incoming>) -> Option<&str> {
+    req.headers().get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
+        v.split(';').find_map(|kv| {
+            let (k, val) = kv.trim().split_once('=')?;
+            (k == SESSION_COOKIE).then_some(val)
+        })
+    })
+}
+
+async fn authenticate<S: Store>(
+    app: &App<S>,
+    route: &Route,
+    req: &Request<Incoming>,
+    ctx: &mut Ctx,
+) -> Result<(), ApiError> {
+    let scope = match route.auth {
+        Auth::Public | Auth::Embed => return Ok(()),
+        Auth::Caller(scope) => scope,
+    };
+    let now = outpost_protocol::unix_now();
+    let caller = if let Some(token) = bearer(req)? {
+        if token.matches('.').count() == 2 {
+            return Err(unauthorized("embed tokens are accepted only on /v1/embed/ routes"));
         }
-        (Method::POST, ["v1", "agents", name, "revoke"]) => match app.revoke_agent(name).await? {
-            Some(failed) => Ok(json(
-                StatusCode::OK,
-                &serde_json::json!({ "agent": name, "status": "revoked", "failed_jobs": failed }),
-            )),
-            None => Err(ApiError::not_found(format!("no agent {name:?}"))),
-        },
-        (Method::POST, ["v1", "enrollment-tokens"]) => {
-            #[derive(Deserialize)]
-            #[serde(deny_unknown_fields)]
-            struct Req {
-                agent: String,
-                #[serde(default = "default_ttl")]
-                ttl_secs: u64,
-            }
-            fn default_ttl() -> u64 {
-                crate::config::DEFAULT_ENROL_TOKEN_TTL_SECS
-            }
-            let body = read_body(req.into_body(), MAX_API_BODY).await?;
-            let r: Req = parse_json(&body)?;
-            let (token, expires_at) = app.create_enrolment_token(&r.agent, r.ttl_secs).await.map_err(|e| match e {
-                crate::app::AppError::Usage(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", m),
-                other => ApiError::internal(other),
+        ctx.actor = Some(("anonymous".into(), "token:unknown".into()));
+        let (t, user) =
+            app.store.token_auth(sha256_hex(token.as_bytes()), now).await?.ok_or_else(|| {
+                unauthorized("invalid API token (unknown, expired or revoked, or its user is disabled)")
             })?;
-            Ok(json(
-                StatusCode::CREATED,
-                &serde_json::json!({ "token": token, "agent": r.agent, "expires_at": expires_at }),
-            ))
+        let scopes = access::Scopes::from_stored(&t.scopes).map_err(ApiError::internal)?;
+        Caller {
+            user_id: user.id,
+            user: user.name,
+            role: user.role,
+            scopes: user.role.scopes().intersect(scopes),
+            credential: Credential::Token { id: t.id },
         }
-        (
-            _,
-            ["v1", "jobs"]
-            | ["v1", "jobs", _]
-            | ["v1", "jobs", _, "result"]
-            | ["v1", "jobs", _, "cancel"]
-            | ["v1", "agents"]
-            | ["v1", "enrollment-tokens"],
-        ) => {
-            Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this path"))
+    } else if let Some(cookie) = session_cookie(req) {
+        let idle = i64::try_from(app.cfg.sessions.idle_secs).unwrap_or(1800);
+        let hash = sha256_hex(cookie.as_bytes());
+        ctx.actor = Some(("anonymous".into(), "session:unknown".into()));
+        let (s, user) = app
+            .store
+            .session(hash.clone(), now, idle)
+            .await?
+            .ok_or_else(|| unauthorized("the session has ended; sign in again"))?;
+        let caller = Caller {
+            user_id: user.id,
+            user: user.name,
+            role: user.role,
+            scopes: user.role.scopes(),
+            credential: Credential::Session { id: hash[..16].to_owned(), hash, csrf: s.csrf.clone() },
+        };
+        // A cookie is sent by the browser whoever made the page: a state-changing request
+        // must also prove it read the CSRF token, which only our own pages can.
+        if !matches!(*req.method(), Method::GET | Method::HEAD) {
+            let sent = req.headers().get(access::CSRF_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+            if !constant_time_eq(sent, s.csrf.as_bytes()) {
+                ctx.caller = Some(caller);
+                return Err(forbidden("missing or wrong X-CSRF-Token header for this session"));
+            }
         }
-        _ => Err(ApiError::not_found(format!("no such endpoint: {path}"))),
+        caller
+    } else {
+        return Err(unauthorized("missing credentials: sign in, or send Authorization: Bearer <API token>"));
+    };
+    ctx.actor = None;
+    let refused = scope.and_then(|s| caller.require(s).err());
+    ctx.caller = Some(caller);
+    match refused {
+        Some(m) => Err(forbidden(m)),
+        None => Ok(()),
     }
 }
 
-async fn authenticate<S: Store>(app: &App<S>, req: &Request<Incoming>) -> Result<(), ApiError> {
-    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
-    let header = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .ok_or_else(|| unauthorized("missing Authorization: Bearer <token>"))?;
-    let token = header
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| unauthorized("Authorization must be: Bearer <token>"))?;
-    match app.store.api_token_role(sha256_hex(token.trim().as_bytes()), outpost_protocol::unix_now()).await? {
-        Some(_role) => Ok(()),
-        None => Err(unauthorized("invalid API token")),
+/// Whether the caller may use `agent`/`connection`: admins may use every connection,
+/// everyone else only those shared with them or their groups.
+pub async fn check_connection<S: Store>(
+    app: &App<S>,
+    caller: &Caller,
+    agent: &str,
+    connection: &str,
+) -> Result<(), ApiError> {
+    if caller.is_admin() {
+        return Ok(());
+    }
+    let shared = app.store.shared_connections(caller.user_id.clone()).await?;
+    if shared.iter().any(|(a, c)| a == agent && c == connection) {
+        Ok(())
+    } else {
+        Err(forbidden(format!("connection {connection:?} on agent {agent:?} is not shared with you")))
     }
 }
 
-async fn find_job<S: Store>(app: &App<S>, id: &str, with_body: bool) -> Result<JobRecord, ApiError> {
+/// Dispatches an ad-hoc job after the data-access check (before anything is signed).
+pub async fn dispatch_job<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let caller = ctx.caller()?.clone();
+    let dispatch: DispatchRequest = parse_json(body)?;
+    ctx.detail = Some(serde_json::json!({ "agent": dispatch.agent, "connection": dispatch.connection }));
+    check_connection(app, &caller, &dispatch.agent, &dispatch.connection).await?;
+    let origin = JobOrigin { owner: Some(caller.user_id.clone()), ..JobOrigin::default() };
+    let (id, expires_at) = app.dispatch(dispatch, origin).await?;
+    ctx.target = Some(id.clone());
+    Ok(json(StatusCode::ACCEPTED, &serde_json::json!({ "id": id, "state": "queued", "expires_at": expires_at })))
+}
+
+/// Reads a job the caller may see: their own, any for an admin, or one of a project they
+/// can view. Someone else's job is refused 403.
+pub async fn visible_job<S: Store>(
+    app: &App<S>,
+    caller: &Caller,
+    id: &str,
+    with_body: bool,
+) -> Result<JobRecord, ApiError> {
+    let rec = find_job(app, id, with_body).await?;
+    if caller.is_admin() || rec.origin.owner.as_deref() == Some(caller.user_id.as_str()) {
+        return Ok(rec);
+    }
+    if let Some(pid) = &rec.origin.project_id {
+        if crate::api_projects::access_to(app, caller, pid).await?.1.can_view() {
+            return Ok(rec);
+        }
+    }
+    Err(forbidden(format!("job {id} is not yours")))
+}
+
+/// A job by id; 404 when unknown.
+pub async fn find_job<S: Store>(app: &App<S>, id: &str, with_body: bool) -> Result<JobRecord, ApiError> {
     if !outpost_protocol::ids::is_job_id(id) {
         return Err(ApiError::not_found(format!("no job {id:?}")));
     }
     app.store
         .job(id.to_owned(), outpost_protocol::unix_now(), with_body)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("no job {id}")))
+        .ok_or_else(|| ApiError::not_found(format!("no job {id} (results are deleted after their retention)")))
 }
 
-async fn result<S: Store>(app: &App<S>, id: &str, wait_secs: u64) -> Result<Response<Body>, ApiError> {
+/// Parses `?wait=` (seconds, capped).
+pub fn wait_param(query: Option<&str>) -> Result<u64, ApiError> {
+    match query_param(query, "wait") {
+        None => Ok(0),
+        Some(v) => v
+            .parse::<u64>()
+            .map(|w| w.min(MAX_RESULT_WAIT_SECS))
+            .map_err(|_| ApiError::bad_field("wait", "must be a whole number of seconds")),
+    }
+}
+
+/// Answers with a job's rendered result, waiting for it up to `wait_secs`.
+pub async fn result<S: Store>(app: &App<S>, id: &str, wait_secs: u64) -> Result<Response<Body>, ApiError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait_secs);
     let waiter = app.hub.job(id);
     let found = async {
@@ -215,7 +697,17 @@ async fn result<S: Store>(app: &App<S>, id: &str, wait_secs: u64) -> Result<Resp
     match rec.state {
         JobState::Succeeded => {
             let ct = rec.content_type.clone().unwrap_or_else(|| "application/octet-stream".into());
-            let mut res = bytes_response(StatusCode::OK, &ct, rec.body.take().unwrap_or_default());
+            let body = match rec.body.take() {
+                None => Vec::new(),
+                Some(sealed) => app.results.open(id, &sealed).ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::GONE,
+                        "result_unreadable",
+                        "the stored result cannot be opened with this control plane's results key",
+                    )
+                })?,
+            };
+            let mut res = bytes_response(StatusCode::OK, &ct, body);
             if let Some(stats) = rec.stats {
                 let h = res.headers_mut();
                 if !stats.egress.is_empty() {
@@ -224,20 +716,14 @@ async fn result<S: Store>(app: &App<S>, id: &str, wait_secs: u64) -> Result<Resp
                     let mut actions: Vec<&str> = stats.egress.iter().map(|d| egress_action_name(d.action)).collect();
                     actions.sort_unstable();
                     actions.dedup();
-                    if let Ok(v) = http::HeaderValue::from_str(&actions.join(",")) {
+                    if let Ok(v) = HeaderValue::from_str(&actions.join(",")) {
                         h.insert("outpost-egress", v);
                     }
                 }
                 h.insert("outpost-rows-read", stats.rows_read.into());
                 h.insert("outpost-duration-ms", stats.duration_ms.into());
-                h.insert(
-                    "outpost-cache-hit",
-                    http::HeaderValue::from_static(if stats.cache_hit { "true" } else { "false" }),
-                );
-                h.insert(
-                    "outpost-truncated",
-                    http::HeaderValue::from_static(if stats.truncated { "true" } else { "false" }),
-                );
+                h.insert("outpost-cache-hit", HeaderValue::from_static(if stats.cache_hit { "true" } else { "false" }));
+                h.insert("outpost-truncated", HeaderValue::from_static(if stats.truncated { "true" } else { "false" }));
             }
             Ok(res)
         }
@@ -266,7 +752,12 @@ fn egress_action_name(a: outpost_protocol::EgressAction) -> &'static str {
     }
 }
 
-/// The public view of a job.
+/// Reads a JSON request body of at most [`MAX_API_BODY`] bytes.
+pub async fn body_of(req: Request<Incoming>) -> Result<bytes::Bytes, ApiError> {
+    read_body(req.into_body(), MAX_API_BODY).await
+}
+
+/// The public view of a job (never its SQL).
 #[derive(Debug, Serialize)]
 pub struct JobView {
     id: String,
@@ -286,6 +777,15 @@ pub struct JobView {
     /// When a user asked to cancel it (the job may still have finished first).
     #[serde(skip_serializing_if = "Option::is_none")]
     cancel_requested_at: Option<i64>,
+    /// The project it ran a query of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    project_id: Option<String>,
+    /// Index of that query.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query_index: Option<i64>,
+    /// End customer the project ran for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    customer: Option<String>,
 }
 
 impl From<&JobRecord> for JobView {
@@ -307,6 +807,31 @@ impl From<&JobRecord> for JobView {
             stats: r.stats.clone(),
             content_type: r.content_type.clone(),
             cancel_requested_at: r.cancel_requested_at,
+            project_id: r.origin.project_id.clone(),
+            query_index: r.origin.query_index,
+            customer: r.origin.customer.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_by_method_and_template() {
+        let (r, p) = match_route(&Method::PUT, "/v1/groups/ops/members/ana").expect("route");
+        assert_eq!(r.id, RouteId::GroupMemberAdd);
+        assert_eq!(p, vec!["ops".to_owned(), "ana".to_owned()]);
+        assert_eq!(match_route(&Method::PATCH, "/v1/jobs").map(|x| x.0.id), Err(true));
+        assert_eq!(match_route(&Method::GET, "/v1/nothing").map(|x| x.0.id), Err(false));
+        assert_eq!(match_route(&Method::GET, "/v1/jobs//result").map(|x| x.0.id), Err(false));
+        // No two routes share a method and template.
+        for (i, a) in ROUTES.iter().enumerate() {
+            for b in &ROUTES[i + 1..] {
+                assert!(!(a.method == b.method && a.path == b.path), "{} {} twice", a.method, a.path);
+                assert_ne!(a.action, b.action, "audit action {} twice", a.action);
+            }
         }
     }
 }

@@ -13,18 +13,21 @@ use outpost_protocol::{sign_job, CacheSpec, JobSpec, Param, PROTOCOL_VERSION};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use crate::access::{self, Role, Scopes};
+use crate::access_store::{AccessStore, ApiTokenRecord, UserRecord};
 use crate::config::ControlPlaneConfig;
+use crate::embed::{EmbedKey, EmbedKeyError};
 use crate::hub::Hub;
 use crate::pki::{self, Ca};
+use crate::sealing::{ResultCipher, SealError};
 use crate::signing;
-use crate::store::{EnrolTokenRecord, NewJob, SqliteStore, Store, StoreError};
+use crate::store::{EnrolTokenRecord, JobOrigin, NewJob, SqliteStore, Store, StoreError};
 
 /// Database file in the data dir.
 pub const DB_FILE: &str = "control-plane.db";
 /// Metadata written by `init`.
 pub const META_FILE: &str = "meta.json";
-/// Prefix of API tokens, so that a leaked one is recognisable by secret scanners.
-pub const API_TOKEN_PREFIX: &str = "opat_";
+pub use crate::access::API_TOKEN_PREFIX;
 
 /// Control-plane failures outside request handling.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +47,12 @@ pub enum AppError {
     /// Store.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Results key.
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    /// Embed key.
+    #[error(transparent)]
+    Embed(#[from] EmbedKeyError),
     /// Bad metadata.
     #[error("{path}: {reason}")]
     Meta {
@@ -69,7 +78,9 @@ pub struct Meta {
 #[derive(Debug)]
 pub struct InitOutput {
     /// The admin API token, shown once.
-    pub admin_token: String,
+    pub admin_token: zeroize::Zeroizing<String>,
+    /// When the admin token expires, unix seconds.
+    pub admin_token_expires_at: i64,
     /// CA pin.
     pub ca_sha256: String,
     /// Job-signing key id.
@@ -89,18 +100,54 @@ pub async fn init(data_dir: &Path, hostname: &str) -> Result<InitOutput, AppErro
     let meta = Meta { hostname: hostname.to_owned() };
     fsutil::write_atomic(&data_dir.join(META_FILE), &serde_json::to_vec_pretty(&meta).unwrap_or_default(), 0o600)?;
     let store = SqliteStore::open(&data_dir.join(DB_FILE))?;
-    let signing_key_id = signing::init(&store, data_dir, outpost_protocol::unix_now()).await?;
-    let admin_token = create_api_token(&store, "admin").await?;
+    let now = outpost_protocol::unix_now();
+    let signing_key_id = signing::init(&store, data_dir, now).await?;
+    ResultCipher::load_or_create(data_dir)?;
+    EmbedKey::load_or_create(data_dir)?;
+    let admin = UserRecord {
+        id: access::new_id(),
+        name: "admin".into(),
+        role: Role::Admin,
+        password_hash: None,
+        created_at: now,
+        disabled_at: None,
+        last_sign_in: None,
+    };
+    store.create_user(admin.clone()).await?;
+    let ttl_days = crate::config::DEFAULT_API_TOKEN_TTL_DAYS;
+    let expires_at = now + i64::try_from(ttl_days * 86_400).unwrap_or(i64::MAX / 2);
+    let (admin_token, _) = issue_api_token(&store, &admin.id, "init", Scopes::ALL, expires_at).await?;
     let ca = Ca::load(data_dir)?;
-    Ok(InitOutput { admin_token, ca_sha256: ca.pin(), signing_key_id })
+    Ok(InitOutput { admin_token, admin_token_expires_at: expires_at, ca_sha256: ca.pin(), signing_key_id })
 }
 
-/// Creates an API token with `role`; returns the token (only its hash is stored).
-pub async fn create_api_token<S: Store>(store: &S, role: &str) -> Result<String, StoreError> {
-    let id = hex(&random_bytes::<8>());
-    let token = format!("{API_TOKEN_PREFIX}{}", hex(&random_bytes::<32>()));
-    store.add_api_token(id, sha256_hex(token.as_bytes()), role.to_owned(), outpost_protocol::unix_now()).await?;
-    Ok(token)
+/// Creates an API token for `user_id` with `scopes` (checked against the user's role at
+/// every use); returns the secret (shown once; only its hash is stored) and the token id.
+pub async fn issue_api_token<S: Store>(
+    store: &S,
+    user_id: &str,
+    name: &str,
+    scopes: Scopes,
+    expires_at: i64,
+) -> Result<(zeroize::Zeroizing<String>, String), StoreError> {
+    let (secret, hash) = access::new_secret(API_TOKEN_PREFIX);
+    let id = access::new_id();
+    let stored = if scopes == Scopes::ALL { "*".to_owned() } else { scopes.to_stored() };
+    store
+        .add_token(ApiTokenRecord {
+            id: id.clone(),
+            token_sha256: hash,
+            user_id: user_id.to_owned(),
+            user: String::new(),
+            name: name.to_owned(),
+            scopes: stored,
+            created_at: outpost_protocol::unix_now(),
+            expires_at: Some(expires_at),
+            last_used: None,
+            revoked_at: None,
+        })
+        .await?;
+    Ok((secret, id))
 }
 
 /// Reads `meta.json`.
@@ -127,6 +174,12 @@ pub struct App<S: Store> {
     pub meta: Meta,
     /// Cancelled on shutdown; long-polls and waits end at once.
     pub shutdown: CancellationToken,
+    /// Seals rendered results at rest.
+    pub results: ResultCipher,
+    /// Signs and verifies embed tokens.
+    pub embed: EmbedKey,
+    /// Failed sign-ins per user name, to slow down password guessing.
+    pub sign_in_failures: crate::api_access::SignInThrottle,
 }
 
 impl<S: Store> std::fmt::Debug for App<S> {
@@ -145,7 +198,26 @@ pub async fn open(cfg: ControlPlaneConfig) -> Result<Arc<App<SqliteStore>>, AppE
     let active = store.active_signing_key().await?.unwrap_or_default();
     signing_keys.get(&cfg.data_dir, &active)?;
     let meta = load_meta(&cfg.data_dir)?;
-    Ok(Arc::new(App { cfg, store, ca, signing_keys, hub: Hub::default(), meta, shutdown: CancellationToken::new() }))
+    let (results, created) = ResultCipher::load_or_create(&cfg.data_dir)?;
+    if created {
+        tracing::info!(file = %cfg.data_dir.join(crate::sealing::RESULTS_KEY_FILE).display(), "Created the key that seals rendered results.");
+    }
+    let (embed, created) = EmbedKey::load_or_create(&cfg.data_dir)?;
+    if created {
+        tracing::info!(file = %cfg.data_dir.join(crate::embed::EMBED_KEY_FILE).display(), "Created the embed-token signing key.");
+    }
+    Ok(Arc::new(App {
+        cfg,
+        store,
+        ca,
+        signing_keys,
+        hub: Hub::default(),
+        meta,
+        shutdown: CancellationToken::new(),
+        results,
+        embed,
+        sign_in_failures: Default::default(),
+    }))
 }
 
 /// Body of `POST /v1/jobs`.
@@ -234,8 +306,41 @@ impl<S: Store> App<S> {
         Ok(outcome)
     }
 
+    /// Deletes jobs and results that ended more than `older_than_secs` ago (and expired
+    /// sessions); returns how many jobs went.
+    pub async fn purge_results(&self, older_than_secs: u64) -> Result<usize, StoreError> {
+        let now = outpost_protocol::unix_now();
+        let before = now.saturating_sub(i64::try_from(older_than_secs).unwrap_or(i64::MAX));
+        let n = self.store.purge(before, now).await?;
+        if n > 0 {
+            tracing::info!(jobs = n, "Deleted jobs and results past retention.");
+        }
+        Ok(n)
+    }
+
+    /// Deletes results past retention until shutdown, checking at a quarter of the
+    /// retention (between 1 s and 5 min) so nothing outlives it by much.
+    pub async fn retention_loop(&self) {
+        let retention = self.cfg.results.retention_secs;
+        let every = std::time::Duration::from_secs((retention / 4).clamp(1, 300));
+        loop {
+            if let Err(e) = self.purge_results(retention).await {
+                tracing::error!(error = %e, "Could not delete results past retention.");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = self.shutdown.cancelled() => return,
+            }
+        }
+    }
+
     /// Validates, signs and queues a job, then wakes its agent. Returns the job id.
-    pub async fn dispatch(&self, req: DispatchRequest) -> Result<(String, i64), crate::http::ApiError> {
+    /// Authorisation is the caller's: this signs whatever it is given.
+    pub async fn dispatch(
+        &self,
+        req: DispatchRequest,
+        origin: JobOrigin,
+    ) -> Result<(String, i64), crate::http::ApiError> {
         use crate::http::ApiError;
         validate_name(&req.agent).map_err(|e| ApiError::bad_field("agent", e))?;
         validate_name(&req.connection).map_err(|e| ApiError::bad_field("connection", e))?;
@@ -281,6 +386,7 @@ impl<S: Store> App<S> {
                 key_id: key_id.clone(),
                 created_at: now,
                 expires_at: spec.expires_at,
+                origin: origin.clone(),
             };
             match self.store.insert_job(job).await {
                 Ok(()) => break envelope,

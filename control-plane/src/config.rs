@@ -53,6 +53,129 @@ pub struct ControlPlaneConfig {
     /// An agent not heard from for this long is shown `offline`, seconds.
     #[serde(default = "default_offline_after")]
     pub offline_after_secs: u64,
+    /// Sign-in sessions (cookies) of the API and console.
+    #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
+    #[schemars(with = "Option<SessionsConfig>")]
+    pub sessions: SessionsConfig,
+    /// How long rendered results are kept.
+    #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
+    #[schemars(with = "Option<ResultsConfig>")]
+    pub results: ResultsConfig,
+    /// Embed tokens (short-lived JWTs for one project and one end customer).
+    #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
+    #[schemars(with = "Option<EmbedConfig>")]
+    pub embed: EmbedConfig,
+    /// API tokens.
+    #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
+    #[schemars(with = "Option<ApiTokensConfig>")]
+    pub api_tokens: ApiTokensConfig,
+}
+
+/// Default idle expiry of a session (seconds): 30 minutes without a request.
+pub const DEFAULT_SESSION_IDLE_SECS: u64 = 1800;
+/// Default absolute expiry of a session (seconds): 12 hours after sign-in.
+pub const DEFAULT_SESSION_ABSOLUTE_SECS: u64 = 12 * 3600;
+/// Default retention of rendered results (seconds): 24 hours.
+pub const DEFAULT_RESULT_RETENTION_SECS: u64 = 24 * 3600;
+/// Default lifetime of an embed token (seconds): 15 minutes.
+pub const DEFAULT_EMBED_TTL_SECS: u64 = 900;
+/// Default cap on an embed token's lifetime (seconds): 1 hour.
+pub const DEFAULT_EMBED_MAX_TTL_SECS: u64 = 3600;
+/// Default lifetime of an API token (days).
+pub const DEFAULT_API_TOKEN_TTL_DAYS: u64 = 90;
+/// Default cap on an API token's lifetime (days).
+pub const DEFAULT_API_TOKEN_MAX_TTL_DAYS: u64 = 365;
+
+/// Sessions.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// A session unused for this long ends, seconds (60..86400).
+    #[serde(default = "default_session_idle")]
+    pub idle_secs: u64,
+    /// A session ends this long after sign-in whatever its use, seconds (300..604800).
+    #[serde(default = "default_session_absolute")]
+    pub absolute_secs: u64,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        Self { idle_secs: DEFAULT_SESSION_IDLE_SECS, absolute_secs: DEFAULT_SESSION_ABSOLUTE_SECS }
+    }
+}
+
+/// Rendered results.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResultsConfig {
+    /// A job and its rendered result are deleted from the database this long after the
+    /// job ended, seconds (1..2592000).
+    #[serde(default = "default_retention")]
+    pub retention_secs: u64,
+}
+
+impl Default for ResultsConfig {
+    fn default() -> Self {
+        Self { retention_secs: DEFAULT_RESULT_RETENTION_SECS }
+    }
+}
+
+/// Embed tokens.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedConfig {
+    /// Lifetime of a token when the request names none, seconds.
+    #[serde(default = "default_embed_ttl")]
+    pub default_ttl_secs: u64,
+    /// Longest lifetime a request may ask for, seconds (60..86400).
+    #[serde(default = "default_embed_max_ttl")]
+    pub max_ttl_secs: u64,
+}
+
+impl Default for EmbedConfig {
+    fn default() -> Self {
+        Self { default_ttl_secs: DEFAULT_EMBED_TTL_SECS, max_ttl_secs: DEFAULT_EMBED_MAX_TTL_SECS }
+    }
+}
+
+/// API tokens.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTokensConfig {
+    /// Lifetime of a token when the request names none, days.
+    #[serde(default = "default_token_ttl")]
+    pub default_ttl_days: u64,
+    /// Longest lifetime a request may ask for, days (1..3650).
+    #[serde(default = "default_token_max_ttl")]
+    pub max_ttl_days: u64,
+}
+
+impl Default for ApiTokensConfig {
+    fn default() -> Self {
+        Self { default_ttl_days: DEFAULT_API_TOKEN_TTL_DAYS, max_ttl_days: DEFAULT_API_TOKEN_MAX_TTL_DAYS }
+    }
+}
+
+fn default_session_idle() -> u64 {
+    DEFAULT_SESSION_IDLE_SECS
+}
+fn default_session_absolute() -> u64 {
+    DEFAULT_SESSION_ABSOLUTE_SECS
+}
+fn default_retention() -> u64 {
+    DEFAULT_RESULT_RETENTION_SECS
+}
+fn default_embed_ttl() -> u64 {
+    DEFAULT_EMBED_TTL_SECS
+}
+fn default_embed_max_ttl() -> u64 {
+    DEFAULT_EMBED_MAX_TTL_SECS
+}
+fn default_token_ttl() -> u64 {
+    DEFAULT_API_TOKEN_TTL_DAYS
+}
+fn default_token_max_ttl() -> u64 {
+    DEFAULT_API_TOKEN_MAX_TTL_DAYS
 }
 
 /// Job timing.
@@ -114,6 +237,10 @@ impl ControlPlaneConfig {
             jobs: JobsConfig::default(),
             cert_lifetime_secs: DEFAULT_CERT_LIFETIME_SECS,
             offline_after_secs: DEFAULT_OFFLINE_AFTER_SECS,
+            sessions: SessionsConfig::default(),
+            results: ResultsConfig::default(),
+            embed: EmbedConfig::default(),
+            api_tokens: ApiTokensConfig::default(),
         }
     }
 
@@ -153,6 +280,30 @@ impl ControlPlaneConfig {
                 "offline_after_secs",
                 &format!("must be at least jobs.long_poll_secs + 5 ({} s)", self.jobs.long_poll_secs + 5),
             ));
+        }
+        if !(60..=86_400).contains(&self.sessions.idle_secs) {
+            return Err(invalid("sessions.idle_secs", "must be between 60 and 86400"));
+        }
+        if !(300..=7 * 86_400).contains(&self.sessions.absolute_secs) {
+            return Err(invalid("sessions.absolute_secs", "must be between 300 and 604800"));
+        }
+        if self.sessions.idle_secs > self.sessions.absolute_secs {
+            return Err(invalid("sessions.idle_secs", "must not exceed sessions.absolute_secs"));
+        }
+        if !(1..=30 * 86_400).contains(&self.results.retention_secs) {
+            return Err(invalid("results.retention_secs", "must be between 1 and 2592000 (30 days)"));
+        }
+        if !(60..=86_400).contains(&self.embed.max_ttl_secs) {
+            return Err(invalid("embed.max_ttl_secs", "must be between 60 and 86400"));
+        }
+        if !(10..=self.embed.max_ttl_secs).contains(&self.embed.default_ttl_secs) {
+            return Err(invalid("embed.default_ttl_secs", "must be between 10 and embed.max_ttl_secs"));
+        }
+        if !(1..=3650).contains(&self.api_tokens.max_ttl_days) {
+            return Err(invalid("api_tokens.max_ttl_days", "must be between 1 and 3650"));
+        }
+        if !(1..=self.api_tokens.max_ttl_days).contains(&self.api_tokens.default_ttl_days) {
+            return Err(invalid("api_tokens.default_ttl_days", "must be between 1 and api_tokens.max_ttl_days"));
         }
         Ok(())
     }

@@ -4,16 +4,28 @@
 //! Modules, one concern each: [`config`] (control-plane.yaml), [`pki`] (CA, server and
 //! agent certificates), [`signing`] (the job-signing key), [`store`] (persistence behind
 //! a narrow trait), [`hub`] (wake-ups), [`app`] (the operations), [`api`] (the API
-//! listener), [`agent_api`] (the agent listener), [`server`] (TLS and connections).
+//! listener: routes, authentication, audit), [`api_routes`], [`api_access`] and
+//! [`api_projects`] (its handlers), [`access`] (roles, scopes, grants, passwords) and
+//! [`access_store`] (their persistence), [`sealing`] (results encrypted at rest),
+//! [`embed`] (embed tokens), [`openapi`] (the API's description), [`agent_api`] (the
+//! agent listener), [`server`] (TLS and connections).
 #![forbid(unsafe_code)]
 
+pub mod access;
+pub mod access_store;
 pub mod agent_api;
 pub mod api;
+pub mod api_access;
+pub mod api_projects;
+pub mod api_routes;
 pub mod app;
 pub mod config;
+pub mod embed;
 pub mod http;
 pub mod hub;
+pub mod openapi;
 pub mod pki;
+pub mod sealing;
 pub mod server;
 pub mod signing;
 pub mod store;

@@ -6,8 +6,12 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use outpost_control_plane::access::{self, Password, Role, Scope, Scopes};
+use outpost_control_plane::access_store::{AccessStore, AuditEvent};
 use outpost_control_plane::app;
 use outpost_control_plane::config::ControlPlaneConfig;
+use outpost_control_plane::store::StoreError;
+use zeroize::Zeroize as _;
 
 /// Exit code for bad usage or config (sysexits EX_USAGE).
 const EX_USAGE: u8 = 64;
@@ -81,6 +85,112 @@ enum Command {
     /// Check a config file and exit non-zero with the errors.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Users of the API and console: add, list, disable, enable, set a password.
+    ///
+    /// Roles: admin (users, agents, tokens, keys; every connection and project), editor
+    /// (queries on connections shared with them, their projects), viewer (rendered results
+    /// of projects shared with them).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// API tokens: create (shown once), list, revoke, rotate.
+    #[command(subcommand)]
+    Token(ApiTokenCommand),
+    /// Print the API's OpenAPI document (also served at /v1/openapi.json and in docs/openapi.json).
+    Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a local user. With --password-stdin the first line of standard input is the
+    /// password (12 characters or more), stored as an Argon2id hash; without it the user
+    /// can use API tokens only until `user password` sets one.
+    Add {
+        #[command(flatten)]
+        target: Target,
+        /// Sign-in name (letters, digits, '.', '_', '@', '-'; e-mail addresses fit).
+        name: String,
+        /// admin, editor or viewer.
+        #[arg(long)]
+        role: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users with role, status and last sign-in.
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Disable a user: their sessions end and their API tokens stop working at once.
+    Disable {
+        #[command(flatten)]
+        target: Target,
+        /// The user's name.
+        name: String,
+    },
+    /// Enable a disabled user again (their unexpired, unrevoked tokens work again).
+    Enable {
+        #[command(flatten)]
+        target: Target,
+        /// The user's name.
+        name: String,
+    },
+    /// Set a user's password from the first line of standard input; ends their sessions.
+    Password {
+        #[command(flatten)]
+        target: Target,
+        /// The user's name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiTokenCommand {
+    /// Create an API token for a user; prints it once (only its hash is stored).
+    Create {
+        #[command(flatten)]
+        target: Target,
+        /// The user the token acts as.
+        #[arg(long)]
+        user: String,
+        /// A scope (repeat for several), or `*` for all of the user's role (the default).
+        /// Scopes: agents:read agents:admin jobs:dispatch results:read projects:read
+        /// projects:write projects:run embed:create tokens:write users:admin audit:read results:purge.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// A label shown in listings.
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// Lifetime, e.g. 30d, 12h (default 90d).
+        #[arg(long, default_value = "90d")]
+        expires_in: String,
+    },
+    /// List tokens (all users, or one with --user), with scopes, expiry and last use.
+    List {
+        #[command(flatten)]
+        target: Target,
+        /// Only this user's tokens.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke a token; it stops working at once.
+    Revoke {
+        #[command(flatten)]
+        target: Target,
+        /// The token id (see `token list`).
+        id: String,
+    },
+    /// Replace a token: a new one with the same user, scopes and label, then the old one
+    /// revoked. Use it for the admin token from `init`.
+    Rotate {
+        #[command(flatten)]
+        target: Target,
+        /// The token id (see `token list`).
+        id: String,
+        /// Lifetime of the new token, e.g. 90d.
+        #[arg(long, default_value = "90d")]
+        expires_in: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -241,8 +351,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             println!("Initialised {}.", data_dir.display());
             println!("CA pin (sha256):      {}", out.ca_sha256);
             println!("Job-signing key id:   {}", out.signing_key_id);
-            println!("Admin API token (shown once; only its hash is stored):");
-            println!("{}", out.admin_token);
+            println!(
+                "Admin API token of user \"admin\", expires {} (shown once; only its hash is stored):",
+                fmt_time(out.admin_token_expires_at)
+            );
+            println!("{}", out.admin_token.as_str());
             Ok(())
         }
         Command::Serve {
@@ -337,6 +450,252 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Config(ConfigCommand::Schema) => {
             println!("{}", outpost_control_plane::config::json_schema());
+            Ok(())
+        }
+        Command::User(cmd) => user_cmd(cmd).await,
+        Command::Token(cmd) => token_cmd(cmd).await,
+        Command::Openapi => {
+            print!("{}", outpost_control_plane::openapi::document_json());
+            Ok(())
+        }
+    }
+}
+
+/// Records a CLI action in the control plane's audit log, as the Unix user running it.
+async fn audit_cli<S: AccessStore>(store: &S, action: &str, target: &str, detail: serde_json::Value) {
+    let who = std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "unknown".into());
+    let event = AuditEvent {
+        seq: 0,
+        at: outpost_protocol::unix_now(),
+        actor: format!("cli:{who}"),
+        credential: "cli".into(),
+        action: action.into(),
+        target: Some(target.into()),
+        outcome: "ok".into(),
+        status: 0,
+        remote: None,
+        detail: Some(detail),
+    };
+    if let Err(e) = store.add_audit(event).await {
+        eprintln!("warning: could not write the audit record: {e}");
+    }
+}
+
+fn read_password_line() -> Result<Password, Failure> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| Failure::Usage(format!("cannot read the password from standard input: {e}")))?;
+    let p = Password::new(line.trim_end_matches(['\r', '\n']).to_owned());
+    line.zeroize();
+    Ok(p)
+}
+
+async fn user_cmd(cmd: UserCommand) -> Result<(), Failure> {
+    use outpost_control_plane::access_store::{UserRecord, UserUpdate};
+    let open = |t: &Target| -> Result<ControlPlaneConfig, Failure> { t.load() };
+    let conflict = |e: StoreError| match e {
+        StoreError::Conflict(m) => Failure::Usage(m),
+        other => Failure::Other(other.into()),
+    };
+    match cmd {
+        UserCommand::Add { target, name, role, password_stdin } => {
+            let app = app::open(open(&target)?).await.context("cannot open the control plane's data dir")?;
+            access::validate_principal_name(&name).map_err(|m| Failure::Usage(format!("user name {name:?}: {m}")))?;
+            let role = Role::parse(&role)
+                .ok_or_else(|| Failure::Usage(format!("--role {role:?}: expected admin, editor or viewer")))?;
+            let password_hash = if password_stdin {
+                let p = read_password_line()?;
+                Some(access::hash_password(p.expose()).map_err(|e| Failure::Usage(e.to_string()))?)
+            } else {
+                None
+            };
+            let has_password = password_hash.is_some();
+            let user = UserRecord {
+                id: access::new_id(),
+                name: name.clone(),
+                role,
+                password_hash,
+                created_at: outpost_protocol::unix_now(),
+                disabled_at: None,
+                last_sign_in: None,
+            };
+            if !app.store.create_user(user).await.map_err(anyhow::Error::new)? {
+                return Err(Failure::Usage(format!("a user named {name:?} already exists")));
+            }
+            audit_cli(&app.store, "users.create", &name, serde_json::json!({ "role": role })).await;
+            println!("User {name:?} added as {role}.");
+            if !has_password {
+                println!("No password: they can use API tokens (`token create --user {name}`) until `user password {name}` sets one.");
+            }
+            Ok(())
+        }
+        UserCommand::List { target } => {
+            let app = app::open(open(&target)?).await.context("cannot open the control plane's data dir")?;
+            println!("{:<32} {:<7} {:<9} {:<9} {:<26}", "NAME", "ROLE", "STATUS", "PASSWORD", "LAST SIGN-IN");
+            for u in app.store.users().await.map_err(anyhow::Error::new)? {
+                let status = if u.disabled_at.is_some() { "disabled" } else { "enabled" };
+                let pw = if u.password_hash.is_some() { "set" } else { "none" };
+                let seen = u.last_sign_in.map(fmt_time).unwrap_or_else(|| "never".into());
+                println!("{:<32} {:<7} {:<9} {:<9} {:<26}", u.name, u.role, status, pw, seen);
+            }
+            Ok(())
+        }
+        UserCommand::Disable { target, name } => {
+            let app = app::open(open(&target)?).await.context("cannot open the control plane's data dir")?;
+            let update = UserUpdate { disabled: Some(true), ..Default::default() };
+            match app.store.update_user(name.clone(), update, outpost_protocol::unix_now()).await.map_err(conflict)? {
+                Some(_) => {
+                    audit_cli(&app.store, "users.update", &name, serde_json::json!({ "disabled": true })).await;
+                    println!("User {name:?} disabled: their sessions ended and their tokens no longer work.");
+                    Ok(())
+                }
+                None => Err(Failure::Usage(format!("no user named {name:?}"))),
+            }
+        }
+        UserCommand::Enable { target, name } => {
+            let app = app::open(open(&target)?).await.context("cannot open the control plane's data dir")?;
+            let update = UserUpdate { disabled: Some(false), ..Default::default() };
+            match app.store.update_user(name.clone(), update, outpost_protocol::unix_now()).await.map_err(conflict)? {
+                Some(_) => {
+                    audit_cli(&app.store, "users.update", &name, serde_json::json!({ "disabled": false })).await;
+                    println!("User {name:?} enabled.");
+                    Ok(())
+                }
+                None => Err(Failure::Usage(format!("no user named {name:?}"))),
+            }
+        }
+        UserCommand::Password { target, name } => {
+            let app = app::open(open(&target)?).await.context("cannot open the control plane's data dir")?;
+            let p = read_password_line()?;
+            let hash = access::hash_password(p.expose()).map_err(|e| Failure::Usage(e.to_string()))?;
+            let update = UserUpdate { password_hash: Some(hash), ..Default::default() };
+            match app.store.update_user(name.clone(), update, outpost_protocol::unix_now()).await.map_err(conflict)? {
+                Some(_) => {
+                    audit_cli(&app.store, "users.update", &name, serde_json::json!({ "password_changed": true })).await;
+                    println!("Password of {name:?} set; their sessions ended.");
+                    Ok(())
+                }
+                None => Err(Failure::Usage(format!("no user named {name:?}"))),
+            }
+        }
+    }
+}
+
+async fn token_cmd(cmd: ApiTokenCommand) -> Result<(), Failure> {
+    let days = |s: &str| -> Result<i64, Failure> {
+        let secs = parse_duration(s).filter(|n| (3600..=3650 * 86_400).contains(n)).ok_or_else(|| {
+            Failure::Usage(format!("--expires-in {s:?}: expected e.g. 12h, 30d (1 hour to 3650 days)"))
+        })?;
+        Ok(outpost_protocol::unix_now() + i64::try_from(secs).unwrap_or(86_400))
+    };
+    match cmd {
+        ApiTokenCommand::Create { target, user, scopes, name, expires_in } => {
+            let app = app::open(target.load()?).await.context("cannot open the control plane's data dir")?;
+            let expires_at = days(&expires_in)?;
+            let u = app
+                .store
+                .user_by_name(user.clone())
+                .await
+                .map_err(anyhow::Error::new)?
+                .ok_or_else(|| Failure::Usage(format!("no user named {user:?}")))?;
+            let scopes = if scopes.is_empty() { vec!["*".to_owned()] } else { scopes };
+            let set = Scopes::parse_list(&scopes, Scopes::ALL).map_err(|m| Failure::Usage(format!("--scope: {m}")))?;
+            if !set.is_subset_of(u.role.scopes()) {
+                return Err(Failure::Usage(format!(
+                    "--scope: {user} is {} and may not hold {}",
+                    u.role,
+                    set.names()
+                        .into_iter()
+                        .filter(|n| Scope::parse(n).is_some_and(|s| !u.role.scopes().has(s)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            let (secret, id) =
+                app::issue_api_token(&app.store, &u.id, &name, set, expires_at).await.map_err(anyhow::Error::new)?;
+            audit_cli(
+                &app.store,
+                "tokens.create",
+                &id,
+                serde_json::json!({ "user": user, "scopes": set.names(), "expires_at": expires_at }),
+            )
+            .await;
+            eprintln!(
+                "Token {id} for {user:?}, expires {} (shown once; only its hash is stored):",
+                fmt_time(expires_at)
+            );
+            println!("{}", secret.as_str());
+            Ok(())
+        }
+        ApiTokenCommand::List { target, user } => {
+            let app = app::open(target.load()?).await.context("cannot open the control plane's data dir")?;
+            let uid = match &user {
+                Some(n) => Some(
+                    app.store
+                        .user_by_name(n.clone())
+                        .await
+                        .map_err(anyhow::Error::new)?
+                        .ok_or_else(|| Failure::Usage(format!("no user named {n:?}")))?
+                        .id,
+                ),
+                None => None,
+            };
+            let now = outpost_protocol::unix_now();
+            println!(
+                "{:<17} {:<20} {:<16} {:<8} {:<26} {:<26} SCOPES",
+                "ID", "USER", "NAME", "STATUS", "EXPIRES", "LAST USED"
+            );
+            for t in app.store.tokens(uid).await.map_err(anyhow::Error::new)? {
+                let status = match (t.revoked_at, t.expires_at) {
+                    (Some(_), _) => "revoked",
+                    (None, Some(e)) if e <= now => "expired",
+                    _ => "active",
+                };
+                println!(
+                    "{:<17} {:<20} {:<16} {:<8} {:<26} {:<26} {}",
+                    t.id,
+                    t.user,
+                    t.name,
+                    status,
+                    t.expires_at.map(fmt_time).unwrap_or_else(|| "never".into()),
+                    t.last_used.map(fmt_time).unwrap_or_else(|| "never".into()),
+                    t.scopes
+                );
+            }
+            Ok(())
+        }
+        ApiTokenCommand::Revoke { target, id } => {
+            let app = app::open(target.load()?).await.context("cannot open the control plane's data dir")?;
+            if !app.store.revoke_token(id.clone(), outpost_protocol::unix_now()).await.map_err(anyhow::Error::new)? {
+                return Err(Failure::Usage(format!("no active token with id {id:?}")));
+            }
+            audit_cli(&app.store, "tokens.revoke", &id, serde_json::json!({})).await;
+            println!("Token {id} revoked; it no longer works.");
+            Ok(())
+        }
+        ApiTokenCommand::Rotate { target, id, expires_in } => {
+            let app = app::open(target.load()?).await.context("cannot open the control plane's data dir")?;
+            let expires_at = days(&expires_in)?;
+            let old = app
+                .store
+                .token(id.clone())
+                .await
+                .map_err(anyhow::Error::new)?
+                .filter(|t| t.revoked_at.is_none())
+                .ok_or_else(|| Failure::Usage(format!("no active token with id {id:?}")))?;
+            let scopes = Scopes::from_stored(&old.scopes).map_err(|m| Failure::Other(anyhow::anyhow!(m)))?;
+            let (secret, new_id) = app::issue_api_token(&app.store, &old.user_id, &old.name, scopes, expires_at)
+                .await
+                .map_err(anyhow::Error::new)?;
+            app.store.revoke_token(id.clone(), outpost_protocol::unix_now()).await.map_err(anyhow::Error::new)?;
+            audit_cli(&app.store, "tokens.rotate", &id, serde_json::json!({ "new": new_id, "user": old.user })).await;
+            eprintln!(
+                "Token {id} revoked; its replacement {new_id} for {:?} expires {}:",
+                old.user,
+                fmt_time(expires_at)
+            );
+            println!("{}", secret.as_str());
             Ok(())
         }
     }

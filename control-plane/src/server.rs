@@ -114,12 +114,17 @@ pub async fn bind(agent: SocketAddr, api: SocketAddr) -> Result<Listeners, Serve
 /// Serves until `app.shutdown` is cancelled, then drains.
 pub async fn serve<S: Store>(app: Arc<App<S>>, listeners: Listeners) -> Result<(), ServeError> {
     let tls = Arc::new(tls_configs(&app)?);
+    let retention = {
+        let app = Arc::clone(&app);
+        tokio::spawn(async move { app.retention_loop().await })
+    };
     let graceful = Arc::new(GracefulShutdown::new());
     let agent_loop = accept_loop(Arc::clone(&app), listeners.agent, Arc::clone(&tls), Arc::clone(&graceful), true)
         .instrument(tracing::info_span!("agent_listener"));
     let api_loop = accept_loop(Arc::clone(&app), listeners.api, Arc::clone(&tls), Arc::clone(&graceful), false)
         .instrument(tracing::info_span!("api_listener"));
     tokio::join!(agent_loop, api_loop);
+    retention.abort();
     let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("All connections closed."),
@@ -189,7 +194,7 @@ async fn accept_loop<S: Store>(
                     let svc = service_fn(move |req: Request<Incoming>| {
                         let app = Arc::clone(&app);
                         async move {
-                            Ok::<_, std::convert::Infallible>(crate::api::handle(app, req).await)
+                            Ok::<_, std::convert::Infallible>(crate::api::handle(app, peer, req).await)
                         }
                     });
                     let _ = watcher

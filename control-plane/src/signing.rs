@@ -324,6 +324,7 @@ mod tests {
             key_id: key.key_id().0.clone(),
             created_at: 100,
             expires_at: 10_000,
+            origin: Default::default(),
         }
     }
 

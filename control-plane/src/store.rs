@@ -60,6 +60,9 @@ pub enum StoreError {
         /// The key id.
         key_id: String,
     },
+    /// The change would break an invariant (e.g. leave no enabled admin).
+    #[error("{0}")]
+    Conflict(String),
     /// A stored value could not be read back.
     #[error("corrupt row in {table}: {reason}")]
     Corrupt {
@@ -139,6 +142,21 @@ pub struct NewJob {
     pub created_at: i64,
     /// Unix seconds; never delivered after this.
     pub expires_at: i64,
+    /// Who asked for it and on behalf of which project.
+    pub origin: JobOrigin,
+}
+
+/// Who dispatched a job, and for which project query and end customer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobOrigin {
+    /// User id of the caller (`None` for jobs from before access control).
+    pub owner: Option<String>,
+    /// Project the job runs a query of.
+    pub project_id: Option<String>,
+    /// Index of the query in the project.
+    pub query_index: Option<i64>,
+    /// End customer the project ran for.
+    pub customer: Option<String>,
 }
 
 /// What [`Store::lease_jobs`] hands out.
@@ -229,6 +247,8 @@ pub struct JobRecord {
     pub body: Option<Vec<u8>>,
     /// Unix seconds, when a user asked to cancel it.
     pub cancel_requested_at: Option<i64>,
+    /// Who dispatched it and for which project.
+    pub origin: JobOrigin,
 }
 
 /// Result of [`Store::complete_job`].
@@ -336,7 +356,7 @@ pub enum RedeemError {
 }
 
 /// The control plane's persistence, narrow on purpose: each method is one transaction.
-pub trait Store: Send + Sync + 'static {
+pub trait Store: crate::access_store::AccessStore + Send + Sync + 'static {
     /// Stores a new enrolment token.
     fn create_enrol_token(&self, t: EnrolTokenRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Checks and consumes a token in one transaction; on success the agent is recorded.
@@ -360,20 +380,6 @@ pub trait Store: Send + Sync + 'static {
         version: Option<String>,
         connections: Option<Vec<String>>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Stores an API token hash with a role.
-    fn add_api_token(
-        &self,
-        id: String,
-        token_sha256: String,
-        role: String,
-        now: i64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// The role of the API token with this hash, if any; records its use.
-    fn api_token_role(
-        &self,
-        token_sha256: String,
-        now: i64,
-    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
     /// Queues a job; refuses it if its signing key is retired.
     fn insert_job(&self, job: NewJob) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Leases up to `max` deliverable jobs of `agent`; expires overdue ones first.
@@ -396,12 +402,14 @@ pub trait Store: Send + Sync + 'static {
     fn commit_key_set(&self, change: KeySetChange) -> impl Future<Output = Result<usize, StoreError>> + Send;
     /// Statements (JSON) with a version above `after`, oldest first, at most `max`.
     fn key_sets_after(&self, after: u64, max: usize) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
-    /// Stores an agent's report for its job (idempotent for the same report).
+    /// Stores an agent's report for its job (idempotent for the same report), with the
+    /// rendered body as the caller sealed it (the store never sees it in clear).
     fn complete_job(
         &self,
         agent: AgentPeer,
         report: ResultReport,
         report_sha256: String,
+        sealed_body: Option<Vec<u8>>,
         now: i64,
     ) -> impl Future<Output = Result<CompleteOutcome, StoreError>> + Send;
     /// Records a renewed certificate's expiry; refuses an unknown or revoked agent.
@@ -418,6 +426,13 @@ pub trait Store: Send + Sync + 'static {
         name: String,
         now: i64,
     ) -> impl Future<Output = Result<Option<Vec<String>>, StoreError>> + Send;
+    /// Jobs of `owner` (or of everyone), newest first, without bodies.
+    fn jobs(
+        &self,
+        owner: Option<String>,
+        limit: u32,
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<JobRecord>, StoreError>> + Send;
     /// A job (with its body when `with_body`); an overdue job is marked expired first.
     fn job(
         &self,
@@ -428,7 +443,7 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Current schema version (PRAGMA user_version).
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE agents (
@@ -503,6 +518,92 @@ ALTER TABLE jobs ADD COLUMN cancel_requested_at INTEGER;
 ALTER TABLE jobs ADD COLUMN cancel_sent_at INTEGER;
 ";
 
+/// v5: access control (users, groups, shares, sessions, scoped API tokens, projects and
+/// grants), the control plane's audit log, and who dispatched each job. Results are
+/// sealed from now on: bodies stored in clear by earlier versions are dropped.
+const SCHEMA_V5: &str = "
+CREATE TABLE users (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL CHECK (role IN ('admin', 'editor', 'viewer')),
+    password_hash TEXT,
+    created_at INTEGER NOT NULL,
+    disabled_at INTEGER,
+    last_sign_in INTEGER
+);
+CREATE TABLE groups (
+    name TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE group_members (
+    group_name TEXT NOT NULL REFERENCES groups(name) ON DELETE CASCADE,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    PRIMARY KEY (group_name, user_id)
+);
+CREATE TABLE shares (
+    id TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    connection TEXT NOT NULL,
+    user_id TEXT REFERENCES users(id) ON DELETE CASCADE,
+    group_name TEXT REFERENCES groups(name) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    CHECK ((user_id IS NULL) != (group_name IS NULL))
+);
+CREATE UNIQUE INDEX shares_unique ON shares(agent, connection, COALESCE(user_id, ''), COALESCE(group_name, ''));
+CREATE TABLE sessions (
+    id_sha256 TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    csrf TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE TABLE projects (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    owner TEXT NOT NULL REFERENCES users(id),
+    queries TEXT NOT NULL,
+    embed_epoch INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE project_grants (
+    project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    access TEXT NOT NULL CHECK (access IN ('view-app', 'view-logic', 'edit')),
+    PRIMARY KEY (project_id, user_id)
+);
+CREATE TABLE cloud_audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    credential TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT,
+    outcome TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    remote TEXT,
+    detail TEXT
+);
+CREATE INDEX cloud_audit_by_time ON cloud_audit(at);
+ALTER TABLE api_tokens ADD COLUMN user_id TEXT REFERENCES users(id);
+ALTER TABLE api_tokens ADD COLUMN name TEXT NOT NULL DEFAULT '';
+ALTER TABLE api_tokens ADD COLUMN scopes TEXT NOT NULL DEFAULT '*';
+ALTER TABLE api_tokens ADD COLUMN expires_at INTEGER;
+ALTER TABLE api_tokens ADD COLUMN revoked_at INTEGER;
+INSERT INTO users (id, name, role, created_at)
+    SELECT 'admin', 'admin', 'admin', MIN(created_at) FROM api_tokens HAVING COUNT(*) > 0;
+UPDATE api_tokens SET user_id = 'admin', name = 'init' WHERE user_id IS NULL;
+ALTER TABLE jobs ADD COLUMN owner TEXT;
+ALTER TABLE jobs ADD COLUMN project_id TEXT;
+ALTER TABLE jobs ADD COLUMN query_index INTEGER;
+ALTER TABLE jobs ADD COLUMN customer TEXT;
+UPDATE jobs SET body = NULL;
+CREATE INDEX jobs_by_project ON jobs(project_id, query_index, customer, created_at);
+CREATE INDEX jobs_by_end ON jobs(finished_at);
+";
+
 /// How often a leased job's cancel is repeated to its agent until it reports, seconds.
 const CANCEL_RESEND_SECS: i64 = 10;
 
@@ -539,9 +640,12 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
+        // Deleted rows (expired results, sessions) are overwritten with zeros, not left in
+        // free pages for someone with the file to read.
+        conn.pragma_update(None, "secure_delete", true)?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         // Migrations run in order, each in its own transaction with the version bump.
-        for (target, sql) in [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3), (4, SCHEMA_V4)] {
+        for (target, sql) in [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3), (4, SCHEMA_V4), (5, SCHEMA_V5)] {
             if version < target {
                 conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql} PRAGMA user_version = {target}; COMMIT;"))?;
             }
@@ -555,7 +659,7 @@ impl SqliteStore {
         Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
 
-    async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub(crate) async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
@@ -611,6 +715,41 @@ fn admit_agent(tx: &Connection, agent: &AgentPeer, now: i64) -> Result<(), Store
         Some((revoked_at, _)) => StoreError::AgentRefused { agent: agent.name.clone(), revoked_at },
         None => StoreError::AgentRefused { agent: agent.name.clone(), revoked_at: None },
     })
+}
+
+const JOB_COLS: &str = "id, agent, connection, state, created_at, expires_at, finished_at, attempts,
+     reason_code, reason_message, stats, content_type";
+
+/// A job row (columns [`JOB_COLS`], then the body or NULL, `cancel_requested_at` and the
+/// origin) and its state text.
+fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, JobRecord)> {
+    let code: Option<String> = r.get(8)?;
+    let message: Option<String> = r.get(9)?;
+    let stats: Option<String> = r.get(10)?;
+    Ok((
+        r.get::<_, String>(3)?,
+        JobRecord {
+            id: r.get(0)?,
+            agent: r.get(1)?,
+            connection: r.get(2)?,
+            state: JobState::Queued,
+            created_at: r.get(4)?,
+            expires_at: r.get(5)?,
+            finished_at: r.get(6)?,
+            attempts: r.get(7)?,
+            reason: code.map(|code| Reason { code, message: message.unwrap_or_default() }),
+            stats: stats.and_then(|s| serde_json::from_str(&s).ok()),
+            content_type: r.get(11)?,
+            body: r.get(12)?,
+            cancel_requested_at: r.get(13)?,
+            origin: JobOrigin {
+                owner: r.get(14)?,
+                project_id: r.get(15)?,
+                query_index: r.get(16)?,
+                customer: r.get(17)?,
+            },
+        },
+    ))
 }
 
 fn expire_overdue(tx: &Connection, where_sql: &str, arg: &str, now: i64) -> Result<Vec<String>, StoreError> {
@@ -718,41 +857,15 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn add_api_token(&self, id: String, token_sha256: String, role: String, now: i64) -> Result<(), StoreError> {
-        self.with_conn(move |c| {
-            c.execute(
-                "INSERT INTO api_tokens (id, token_sha256, role, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![id, token_sha256, role, now],
-            )?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn api_token_role(&self, token_sha256: String, now: i64) -> Result<Option<String>, StoreError> {
-        self.with_conn(move |c| {
-            let role: Option<String> = c
-                .prepare_cached("SELECT role FROM api_tokens WHERE token_sha256 = ?1")?
-                .query_row(params![token_sha256], |r| r.get(0))
-                .optional()?;
-            if role.is_some() {
-                // Coarse (per minute) so that every API call is not a write.
-                c.prepare_cached("UPDATE api_tokens SET last_used = ?2 WHERE token_sha256 = ?1 AND (last_used IS NULL OR last_used < ?2 - 60)")?
-                    .execute(params![token_sha256, now])?;
-            }
-            Ok(role)
-        })
-        .await
-    }
-
     async fn insert_job(&self, job: NewJob) -> Result<(), StoreError> {
         self.with_conn(move |c| {
             // The key check and the insert are one statement, so a retirement that re-signs
             // the retired key's jobs cannot miss this one.
             let n = c
                 .prepare_cached(
-                    "INSERT INTO jobs (id, agent, connection, state, envelope, created_at, expires_at, key_id)
-                     SELECT ?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7
+                    "INSERT INTO jobs (id, agent, connection, state, envelope, created_at, expires_at, key_id,
+                                       owner, project_id, query_index, customer)
+                     SELECT ?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11
                      WHERE EXISTS (SELECT 1 FROM signing_keys WHERE key_id = ?7 AND status != 'retired')",
                 )?
                 .execute(params![
@@ -762,7 +875,11 @@ impl Store for SqliteStore {
                     job.envelope_json,
                     job.created_at,
                     job.expires_at,
-                    job.key_id
+                    job.key_id,
+                    job.origin.owner,
+                    job.origin.project_id,
+                    job.origin.query_index,
+                    job.origin.customer
                 ])?;
             if n == 0 {
                 return Err(StoreError::KeyRetired { key_id: job.key_id });
@@ -969,6 +1086,7 @@ impl Store for SqliteStore {
         agent: AgentPeer,
         report: ResultReport,
         report_sha256: String,
+        sealed_body: Option<Vec<u8>>,
         now: i64,
     ) -> Result<CompleteOutcome, StoreError> {
         self.with_conn(move |c| {
@@ -995,7 +1113,7 @@ impl Store for SqliteStore {
                 JobOutcome::Rejected => JobState::Rejected,
                 JobOutcome::Cancelled => JobState::Cancelled,
             };
-            let body = report.body_bytes().map_err(|reason| StoreError::Corrupt { table: "jobs", reason })?;
+            let body = sealed_body;
             let stats = serde_json::to_string(&report.stats).unwrap_or_default();
             let (code, message) = report.reason.map(|r| (r.code, r.message)).unzip();
             tx.prepare_cached(
@@ -1051,6 +1169,31 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn jobs(&self, owner: Option<String>, limit: u32, now: i64) -> Result<Vec<JobRecord>, StoreError> {
+        self.with_conn(move |c| {
+            let tx = c.transaction()?;
+            match &owner {
+                Some(o) => expire_overdue(&tx, "owner = ?1", o, now)?,
+                None => expire_overdue(&tx, "?1 IS NOT NULL", "", now)?,
+            };
+            let rows = tx
+                .prepare_cached(&format!(
+                    "SELECT {JOB_COLS}, NULL, cancel_requested_at, owner, project_id, query_index, customer
+                     FROM jobs WHERE ?1 IS NULL OR owner = ?1 ORDER BY created_at DESC, rowid DESC LIMIT ?2"
+                ))?
+                .query_map(params![owner, limit], job_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            tx.commit()?;
+            rows.into_iter()
+                .map(|(state, mut rec)| {
+                    rec.state = JobState::parse(&state)?;
+                    Ok(rec)
+                })
+                .collect()
+        })
+        .await
+    }
+
     async fn job(&self, id: String, now: i64, with_body: bool) -> Result<Option<JobRecord>, StoreError> {
         self.with_conn(move |c| {
             let tx = c.transaction()?;
@@ -1064,35 +1207,12 @@ impl Store for SqliteStore {
                 expire_overdue(&tx, "id = ?1", &id, now)?;
             }
             let rec = tx
-                .prepare_cached(
-                    "SELECT id, agent, connection, state, created_at, expires_at, finished_at, attempts,
-                            reason_code, reason_message, stats, content_type, CASE WHEN ?2 THEN body END,
-                            cancel_requested_at
-                     FROM jobs WHERE id = ?1",
-                )?
-                .query_row(params![id, with_body], |r| {
-                    let code: Option<String> = r.get(8)?;
-                    let message: Option<String> = r.get(9)?;
-                    let stats: Option<String> = r.get(10)?;
-                    Ok((
-                        r.get::<_, String>(3)?,
-                        JobRecord {
-                            id: r.get(0)?,
-                            agent: r.get(1)?,
-                            connection: r.get(2)?,
-                            state: JobState::Queued,
-                            created_at: r.get(4)?,
-                            expires_at: r.get(5)?,
-                            finished_at: r.get(6)?,
-                            attempts: r.get(7)?,
-                            reason: code.map(|code| Reason { code, message: message.unwrap_or_default() }),
-                            stats: stats.and_then(|s| serde_json::from_str(&s).ok()),
-                            content_type: r.get(11)?,
-                            body: r.get(12)?,
-                            cancel_requested_at: r.get(13)?,
-                        },
-                    ))
-                })
+                .prepare_cached(&format!(
+                    "SELECT {JOB_COLS}, CASE WHEN ?2 THEN body END,
+                            cancel_requested_at, owner, project_id, query_index, customer
+                     FROM jobs WHERE id = ?1"
+                ))?
+                .query_row(params![id, with_body], job_from_row)
                 .optional()?;
             tx.commit()?;
             match rec {
@@ -1152,6 +1272,7 @@ mod tests {
             key_id: "ed25519:test".into(),
             created_at: 1000,
             expires_at,
+            origin: Default::default(),
         }
     }
 
@@ -1193,18 +1314,27 @@ mod tests {
         assert_eq!(leased.len(), 1);
         let r = report(&id, b"{}");
         assert_eq!(
-            store.complete_job(peer("edge-1"), r.clone(), "hash-a".into(), 1002).await.expect("c"),
+            store
+                .complete_job(peer("edge-1"), r.clone(), "hash-a".into(), Some(b"{}".to_vec()), 1002)
+                .await
+                .expect("c"),
             CompleteOutcome::Accepted
         );
         assert_eq!(
-            store.complete_job(peer("edge-1"), r.clone(), "hash-a".into(), 1003).await.expect("c"),
+            store
+                .complete_job(peer("edge-1"), r.clone(), "hash-a".into(), Some(b"{}".to_vec()), 1003)
+                .await
+                .expect("c"),
             CompleteOutcome::Duplicate
         );
         assert_eq!(
-            store.complete_job(peer("edge-1"), report(&id, b"[]"), "hash-b".into(), 1004).await.expect("c"),
+            store
+                .complete_job(peer("edge-1"), report(&id, b"[]"), "hash-b".into(), Some(b"[]".to_vec()), 1004)
+                .await
+                .expect("c"),
             CompleteOutcome::Conflict(JobState::Succeeded)
         );
-        let stranger = store.complete_job(peer("edge-2"), r, "hash-a".into(), 1005).await;
+        let stranger = store.complete_job(peer("edge-2"), r, "hash-a".into(), Some(b"{}".to_vec()), 1005).await;
         assert!(matches!(stranger, Err(StoreError::AgentRefused { .. })), "{stranger:?}");
         let rec = store.job(id, 1006, true).await.expect("job").expect("exists");
         assert_eq!(rec.state, JobState::Succeeded);
@@ -1245,7 +1375,10 @@ mod tests {
         store.insert_job(job(&id, 5000)).await.expect("insert");
         store.lease_jobs(peer("edge-1"), 1001, 60, 10).await.expect("lease");
         store.cancel_job(id.clone(), 1002).await.expect("c");
-        let outcome = store.complete_job(peer("edge-1"), report(&id, b"{}"), "h".into(), 1003).await.expect("c");
+        let outcome = store
+            .complete_job(peer("edge-1"), report(&id, b"{}"), "h".into(), Some(b"{}".to_vec()), 1003)
+            .await
+            .expect("c");
         assert_eq!(outcome, CompleteOutcome::Accepted);
         let rec = store.job(id, 1004, false).await.expect("j").expect("e");
         assert_eq!((rec.state, rec.cancel_requested_at), (JobState::Succeeded, Some(1002)));
@@ -1296,7 +1429,8 @@ mod tests {
         assert_eq!(store.revoke_agent("nobody".into(), 1100).await.expect("revoke"), None);
         let refused = store.lease_jobs(peer("edge-1"), 1101, 60, 10).await;
         assert!(matches!(refused, Err(StoreError::AgentRefused { revoked_at: Some(1100), .. })), "{refused:?}");
-        let refused = store.complete_job(peer("edge-1"), report(&id, b"{}"), "h".into(), 1102).await;
+        let refused =
+            store.complete_job(peer("edge-1"), report(&id, b"{}"), "h".into(), Some(b"{}".to_vec()), 1102).await;
         assert!(matches!(refused, Err(StoreError::AgentRefused { .. })), "{refused:?}");
         let rec = store.job(id, 1103, false).await.expect("job").expect("exists");
         assert_eq!(rec.state, JobState::Failed);

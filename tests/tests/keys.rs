@@ -215,6 +215,7 @@ async fn a_key_set_not_signed_by_a_trusted_key_is_refused_and_its_key_signs_noth
             key_id: rogue.key_id().0.clone(),
             created_at: now,
             expires_at: now + 300,
+            origin: Default::default(),
         })
         .await?;
     agent.start_connected()?;

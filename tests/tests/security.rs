@@ -41,6 +41,7 @@ async fn forged_expired_and_misaddressed_jobs_are_rejected_and_never_run() -> Re
                 key_id: real_id.clone(), // the queue's bookkeeping can say anything
                 created_at: now,
                 expires_at: now + 300, // the queue's own bookkeeping says "deliverable"
+                origin: Default::default(),
             })
             .await?;
         ids.push((id, *reason));

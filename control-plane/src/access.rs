@@ -1,0 +1,545 @@
+//! Who may do what on the control plane: roles, scopes, project grants, the caller of a
+//! request, and the secrets that identify callers (password hashes, API tokens, sessions).
+//!
+//! A request's rights are its user's **role** narrowed by the **scopes** of the credential
+//! it came with: a session carries the whole role, an API token only the scopes it was
+//! created with (checked against the user's role at every use, so demoting a user narrows
+//! their tokens at once). Data access (connections shared with the user) and project grants
+//! narrow further; the agent's own policy has the last word.
+
+use std::fmt;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use outpost_protocol::encoding::{hex, sha256_hex};
+use outpost_protocol::ids::random_bytes;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+/// Prefix of API tokens, so that a leaked one is recognisable by secret scanners.
+pub const API_TOKEN_PREFIX: &str = "opat_";
+/// Prefix of session ids (the cookie's value).
+pub const SESSION_PREFIX: &str = "opss_";
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "outpost_session";
+/// Header that must repeat the session's CSRF token on every state-changing request
+/// authenticated by the cookie.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// Shortest password accepted.
+pub const MIN_PASSWORD_LEN: usize = 12;
+/// Longest password accepted (Argon2 input is bounded).
+pub const MAX_PASSWORD_LEN: usize = 1024;
+
+/// A user's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Manage users, agents, tokens, keys; every connection and project.
+    Admin,
+    /// Write and run queries on connections shared with them; manage their projects.
+    Editor,
+    /// View the rendered results of projects shared with them.
+    Viewer,
+}
+
+impl Role {
+    /// The role's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Editor => "editor",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    /// Parses a role name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "editor" => Some(Role::Editor),
+            "viewer" => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+
+    /// Everything the role may do.
+    pub fn scopes(self) -> Scopes {
+        use Scope::*;
+        match self {
+            Role::Admin => Scopes::ALL,
+            Role::Editor => Scopes::of(&[
+                AgentsRead,
+                JobsDispatch,
+                ResultsRead,
+                ProjectsRead,
+                ProjectsWrite,
+                ProjectsRun,
+                EmbedCreate,
+                TokensWrite,
+            ]),
+            Role::Viewer => Scopes::of(&[ResultsRead, ProjectsRead, ProjectsRun, TokensWrite]),
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One right, as named in API token scopes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// List agents (editors see only agents with a connection shared with them).
+    AgentsRead,
+    /// Revoke agents, create enrolment tokens.
+    AgentsAdmin,
+    /// Dispatch and cancel ad-hoc jobs on shared connections.
+    JobsDispatch,
+    /// Read the status and rendered result of jobs one may see.
+    ResultsRead,
+    /// List and read projects one has a grant on.
+    ProjectsRead,
+    /// Create, change, delete and share projects.
+    ProjectsWrite,
+    /// Run (refresh) projects one may view.
+    ProjectsRun,
+    /// Create embed tokens for projects one may edit.
+    EmbedCreate,
+    /// Create and revoke one's own API tokens.
+    TokensWrite,
+    /// Manage users, groups and connection shares.
+    UsersAdmin,
+    /// Read the control plane's audit log.
+    AuditRead,
+    /// Delete rendered results before their retention ends.
+    ResultsPurge,
+}
+
+impl Scope {
+    /// Every scope, in a stable order.
+    pub const ALL: [Scope; 12] = [
+        Scope::AgentsRead,
+        Scope::AgentsAdmin,
+        Scope::JobsDispatch,
+        Scope::ResultsRead,
+        Scope::ProjectsRead,
+        Scope::ProjectsWrite,
+        Scope::ProjectsRun,
+        Scope::EmbedCreate,
+        Scope::TokensWrite,
+        Scope::UsersAdmin,
+        Scope::AuditRead,
+        Scope::ResultsPurge,
+    ];
+
+    /// The scope's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::AgentsRead => "agents:read",
+            Scope::AgentsAdmin => "agents:admin",
+            Scope::JobsDispatch => "jobs:dispatch",
+            Scope::ResultsRead => "results:read",
+            Scope::ProjectsRead => "projects:read",
+            Scope::ProjectsWrite => "projects:write",
+            Scope::ProjectsRun => "projects:run",
+            Scope::EmbedCreate => "embed:create",
+            Scope::TokensWrite => "tokens:write",
+            Scope::UsersAdmin => "users:admin",
+            Scope::AuditRead => "audit:read",
+            Scope::ResultsPurge => "results:purge",
+        }
+    }
+
+    /// Parses a scope name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    fn bit(self) -> u16 {
+        1 << (self as u16)
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A set of scopes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Scopes(u16);
+
+impl Scopes {
+    /// Every scope.
+    pub const ALL: Scopes = Scopes((1 << Scope::ALL.len()) - 1);
+
+    /// The set of `list`.
+    pub fn of(list: &[Scope]) -> Self {
+        Scopes(list.iter().fold(0, |acc, s| acc | s.bit()))
+    }
+
+    /// Whether `s` is in the set.
+    pub fn has(self, s: Scope) -> bool {
+        self.0 & s.bit() != 0
+    }
+
+    /// The scopes in both sets.
+    pub fn intersect(self, other: Scopes) -> Scopes {
+        Scopes(self.0 & other.0)
+    }
+
+    /// Whether every scope of `self` is in `other`.
+    pub fn is_subset_of(self, other: Scopes) -> bool {
+        self.0 & !other.0 == 0
+    }
+
+    /// The names, in a stable order.
+    pub fn names(self) -> Vec<&'static str> {
+        Scope::ALL.into_iter().filter(|s| self.has(*s)).map(Scope::as_str).collect()
+    }
+
+    /// Stored form: space-separated names, or `*` for "the whole role".
+    pub fn to_stored(self) -> String {
+        self.names().join(" ")
+    }
+
+    /// Parses the stored form; `*` means every scope (narrowed by the role at use).
+    pub fn from_stored(s: &str) -> Result<Self, String> {
+        if s.trim() == "*" {
+            return Ok(Scopes::ALL);
+        }
+        let mut out = Scopes::default();
+        for name in s.split_whitespace() {
+            out.0 |= Scope::parse(name).ok_or_else(|| format!("unknown scope {name:?}"))?.bit();
+        }
+        Ok(out)
+    }
+
+    /// Parses names given by a user; `*` means all of `ceiling`.
+    pub fn parse_list(names: &[String], ceiling: Scopes) -> Result<Self, String> {
+        let mut out = Scopes::default();
+        for name in names {
+            if name == "*" {
+                out.0 |= ceiling.0;
+                continue;
+            }
+            let s = Scope::parse(name).ok_or_else(|| {
+                let known: Vec<_> = Scope::ALL.iter().map(|s| s.as_str()).collect();
+                format!("unknown scope {name:?}; known: *, {}", known.join(", "))
+            })?;
+            out.0 |= s.bit();
+        }
+        Ok(out)
+    }
+}
+
+/// What a collaborator may do with a project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Grant {
+    /// The rendered results only.
+    #[serde(rename = "view-app")]
+    ViewApp,
+    /// Also the SQL and render specs.
+    #[serde(rename = "view-logic")]
+    ViewLogic,
+    /// Change the queries (and see everything).
+    #[serde(rename = "edit")]
+    Edit,
+}
+
+impl Grant {
+    /// The grant's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Grant::ViewApp => "view-app",
+            Grant::ViewLogic => "view-logic",
+            Grant::Edit => "edit",
+        }
+    }
+
+    /// Parses a grant name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "view-app" => Some(Grant::ViewApp),
+            "view-logic" => Some(Grant::ViewLogic),
+            "edit" => Some(Grant::Edit),
+            _ => None,
+        }
+    }
+}
+
+/// How a caller relates to a project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProjectAccess {
+    /// No access: the project is not shown.
+    None,
+    /// A grant from the owner.
+    Granted(Grant),
+    /// The owner.
+    Owner,
+    /// An admin, who sees every project.
+    Admin,
+}
+
+impl ProjectAccess {
+    /// May see the project and its rendered results.
+    pub fn can_view(self) -> bool {
+        !matches!(self, ProjectAccess::None)
+    }
+    /// May see SQL, parameters and render specs.
+    pub fn can_see_logic(self) -> bool {
+        matches!(
+            self,
+            ProjectAccess::Owner | ProjectAccess::Admin | ProjectAccess::Granted(Grant::ViewLogic | Grant::Edit)
+        )
+    }
+    /// May change the queries.
+    pub fn can_edit(self) -> bool {
+        matches!(self, ProjectAccess::Owner | ProjectAccess::Admin | ProjectAccess::Granted(Grant::Edit))
+    }
+    /// May share, revoke embed tokens and delete.
+    pub fn can_manage(self) -> bool {
+        matches!(self, ProjectAccess::Owner | ProjectAccess::Admin)
+    }
+    /// Name shown in API answers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProjectAccess::None => "none",
+            ProjectAccess::Granted(g) => g.as_str(),
+            ProjectAccess::Owner => "owner",
+            ProjectAccess::Admin => "admin",
+        }
+    }
+}
+
+/// How a request proved who it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A session cookie; holds the session's short id (first hex digits of its hash).
+    Session {
+        /// Short id, safe to log.
+        id: String,
+        /// SHA-256 of the cookie value (the stored key).
+        hash: String,
+        /// The session's CSRF token.
+        csrf: String,
+    },
+    /// An API token; holds its id.
+    Token {
+        /// Token id.
+        id: String,
+    },
+}
+
+impl Credential {
+    /// How the credential appears in the audit log.
+    pub fn audit_name(&self) -> String {
+        match self {
+            Credential::Session { id, .. } => format!("session:{id}"),
+            Credential::Token { id } => format!("token:{id}"),
+        }
+    }
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// User id.
+    pub user_id: String,
+    /// User name.
+    pub user: String,
+    /// Role.
+    pub role: Role,
+    /// What this request may do: role ∩ credential scopes.
+    pub scopes: Scopes,
+    /// How it authenticated.
+    pub credential: Credential,
+}
+
+impl Caller {
+    /// Whether the caller is an admin acting with admin rights.
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    /// Refuses unless the request carries `scope`; the message says whether the role
+    /// or the token is what lacks it.
+    pub fn require(&self, scope: Scope) -> Result<(), String> {
+        if self.scopes.has(scope) {
+            return Ok(());
+        }
+        if !self.role.scopes().has(scope) {
+            Err(format!("your role ({}) does not allow {scope}", self.role))
+        } else {
+            Err(format!("this API token lacks the scope {scope}"))
+        }
+    }
+}
+
+/// A password from a request or the terminal: zeroized on drop, redacted in `Debug`.
+#[derive(Clone)]
+pub struct Password(Zeroizing<String>);
+
+impl Password {
+    /// Wraps a password.
+    pub fn new(p: String) -> Self {
+        Password(Zeroizing::new(p))
+    }
+    /// The text, for hashing or verifying only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+impl<'de> Deserialize<'de> for Password {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Password(Zeroizing::new(String::deserialize(d)?)))
+    }
+}
+
+/// A new random secret with `prefix`, and the SHA-256 (hex) that is stored in its place.
+pub fn new_secret(prefix: &str) -> (Zeroizing<String>, String) {
+    let secret = Zeroizing::new(format!("{prefix}{}", hex(&random_bytes::<32>())));
+    let hash = sha256_hex(secret.as_bytes());
+    (secret, hash)
+}
+
+/// A new short random id (hex).
+pub fn new_id() -> String {
+    hex(&random_bytes::<8>())
+}
+
+/// Argon2id with the OWASP parameters (19 MiB, 2 passes, 1 lane).
+fn argon2() -> Argon2<'static> {
+    let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// Why a password was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    /// Too short or too long.
+    #[error("password must be {MIN_PASSWORD_LEN} to {MAX_PASSWORD_LEN} characters long")]
+    Length,
+    /// Hashing failed.
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+}
+
+/// Hashes a password into a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$salt$hash`).
+pub fn hash_password(password: &str) -> Result<String, PasswordError> {
+    let n = password.chars().count();
+    if !(MIN_PASSWORD_LEN..=MAX_PASSWORD_LEN).contains(&n) {
+        return Err(PasswordError::Length);
+    }
+    let salt = SaltString::encode_b64(&random_bytes::<16>()).map_err(|e| PasswordError::Hash(e.to_string()))?;
+    argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| PasswordError::Hash(e.to_string()))
+}
+
+/// A hash of a random password: verified against when the user does not exist or has no
+/// password, so that a wrong user name costs as long as a wrong password.
+pub fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| hash_password(&hex(&random_bytes::<16>())).unwrap_or_default())
+}
+
+/// Checks `password` against a stored PHC string; false for a malformed hash.
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    if password.len() > MAX_PASSWORD_LEN * 4 {
+        return false;
+    }
+    match PasswordHash::new(phc) {
+        Ok(parsed) => argon2().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Checks a user or group name: 1–64 characters of `a-z A-Z 0-9 . _ @ -`, starting with
+/// a letter or digit (e-mail addresses fit).
+pub fn validate_principal_name(name: &str) -> Result<(), String> {
+    let ok_len = (1..=64).contains(&name.len());
+    let ok_first = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let ok_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '-'));
+    if ok_len && ok_first && ok_chars {
+        Ok(())
+    } else {
+        Err("must be 1 to 64 characters of letters, digits, '.', '_', '@' or '-', starting with a letter or digit"
+            .into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_nest_and_scopes_round_trip() {
+        assert!(Role::Viewer.scopes().is_subset_of(Role::Editor.scopes()));
+        assert!(Role::Editor.scopes().is_subset_of(Role::Admin.scopes()));
+        assert!(!Role::Viewer.scopes().has(Scope::JobsDispatch));
+        assert!(!Role::Editor.scopes().has(Scope::UsersAdmin));
+        let s = Scopes::of(&[Scope::JobsDispatch, Scope::ResultsRead]);
+        assert_eq!(s.to_stored(), "jobs:dispatch results:read");
+        assert_eq!(Scopes::from_stored(&s.to_stored()).expect("parse"), s);
+        assert_eq!(Scopes::from_stored("*").expect("star"), Scopes::ALL);
+        assert!(Scopes::from_stored("jobs:dispatch root").is_err());
+        let e = Scopes::parse_list(&["nope".into()], Scopes::ALL).expect_err("unknown");
+        assert!(e.contains("known: *, agents:read"), "{e}");
+    }
+
+    #[test]
+    fn a_token_narrower_than_the_role_is_told_apart_from_the_role() {
+        let caller = Caller {
+            user_id: "u".into(),
+            user: "ed".into(),
+            role: Role::Editor,
+            scopes: Role::Editor.scopes().intersect(Scopes::of(&[Scope::ResultsRead])),
+            credential: Credential::Token { id: "t".into() },
+        };
+        assert!(caller.require(Scope::ResultsRead).is_ok());
+        assert_eq!(
+            caller.require(Scope::JobsDispatch).expect_err("token"),
+            "this API token lacks the scope jobs:dispatch"
+        );
+        assert_eq!(
+            caller.require(Scope::UsersAdmin).expect_err("role"),
+            "your role (editor) does not allow users:admin"
+        );
+    }
+
+    #[test]
+    fn passwords_hash_with_argon2id_and_verify() {
+        let h = hash_password("correct horse battery").expect("hash");
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
+        assert!(verify_password("correct horse battery", &h));
+        assert!(!verify_password("correct horse batterY", &h));
+        assert!(!verify_password("x", "not a hash"));
+        assert!(matches!(hash_password("short"), Err(PasswordError::Length)));
+        assert!(!verify_password("anything at all", decoy_hash()));
+    }
+
+    #[test]
+    fn grants_order_what_they_show() {
+        assert!(!ProjectAccess::Granted(Grant::ViewApp).can_see_logic());
+        assert!(ProjectAccess::Granted(Grant::ViewLogic).can_see_logic());
+        assert!(!ProjectAccess::Granted(Grant::ViewLogic).can_edit());
+        assert!(ProjectAccess::Granted(Grant::Edit).can_edit());
+        assert!(!ProjectAccess::Granted(Grant::Edit).can_manage());
+        assert!(!ProjectAccess::None.can_view());
+        assert!(validate_principal_name("ana.lyst@example.com").is_ok());
+        assert!(validate_principal_name("-x").is_err());
+        assert!(validate_principal_name("a b").is_err());
+    }
+}

@@ -1,0 +1,515 @@
+//! Projects (saved queries with their render specs, shared with grants) and embed tokens.
+//!
+//! What a caller sees of a project depends on their access: `view-app` shows names and
+//! render kinds only, never SQL, parameters or connections; `view-logic`, `edit`, the
+//! owner and admins see everything. A project runs with its **owner's** data access, so
+//! a viewer can refresh what they may view without any connection being shared with them,
+//! and a project stops running when its owner loses the connection.
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use outpost_protocol::{CacheSpec, Param};
+use serde::{Deserialize, Serialize};
+
+use crate::access::{self, Caller, Grant, ProjectAccess, Role};
+use crate::access_store::ProjectRecord;
+use crate::api::{self, bearer, check_connection, forbidden, unauthorized, Ctx, JobView};
+use crate::app::{App, DispatchRequest};
+use crate::embed::{self, Claims};
+use crate::http::{json, parse_json, parse_render, query_param, ApiError, Body};
+use crate::store::{JobOrigin, Store};
+
+/// Most queries in one project.
+pub const MAX_QUERIES: usize = 50;
+/// Longest end-customer id.
+pub const MAX_CUSTOMER_LEN: usize = 128;
+
+/// One saved query.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectQuery {
+    /// Display name.
+    pub name: String,
+    /// Agent.
+    pub agent: String,
+    /// Connection on that agent.
+    pub connection: String,
+    /// SQL text.
+    pub sql: String,
+    /// Typed parameters.
+    #[serde(default)]
+    pub params: Vec<Param>,
+    /// Render spec.
+    pub render: serde_json::Value,
+    /// Cache instructions.
+    #[serde(default)]
+    pub cache: CacheSpec,
+    /// Statement timeout asked for, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u32>,
+    /// 1-based position of the parameter that receives the end customer id when the
+    /// project runs for a customer (e.g. 1 for `$1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_param: Option<u16>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProjectBody {
+    name: String,
+    queries: Vec<ProjectQuery>,
+}
+
+fn parse_queries(json_text: &str) -> Result<Vec<ProjectQuery>, ApiError> {
+    serde_json::from_str(json_text).map_err(|e| ApiError::internal(format!("stored project queries: {e}")))
+}
+
+fn render_kind(render: &serde_json::Value) -> String {
+    render.get("kind").and_then(|k| k.as_str()).unwrap_or("unknown").to_owned()
+}
+
+/// How `caller` relates to project `id`, with the project; 404 when it does not exist.
+pub async fn access_to<S: Store>(
+    app: &App<S>,
+    caller: &Caller,
+    id: &str,
+) -> Result<(ProjectRecord, ProjectAccess), ApiError> {
+    let p = app.store.project(id.to_owned()).await?.ok_or_else(|| ApiError::not_found(format!("no project {id:?}")))?;
+    let access = if caller.is_admin() {
+        ProjectAccess::Admin
+    } else if p.owner_id == caller.user_id {
+        ProjectAccess::Owner
+    } else {
+        match app.store.project_grant(p.id.clone(), caller.user_id.clone()).await? {
+            Some(g) => ProjectAccess::Granted(g),
+            None => ProjectAccess::None,
+        }
+    };
+    Ok((p, access))
+}
+
+async fn viewable<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str) -> Result<(ProjectRecord, ProjectAccess), ApiError> {
+    ctx.target = Some(id.to_owned());
+    let (p, a) = access_to(app, ctx.caller()?, id).await?;
+    if !a.can_view() {
+        return Err(forbidden(format!("project {id} is not shared with you")));
+    }
+    Ok((p, a))
+}
+
+async fn view<S: Store>(app: &App<S>, p: &ProjectRecord, a: ProjectAccess) -> Result<serde_json::Value, ApiError> {
+    let queries = parse_queries(&p.queries_json)?;
+    let queries: Vec<serde_json::Value> = queries
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            if a.can_see_logic() {
+                let mut v = serde_json::to_value(q).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("index".into(), i.into());
+                }
+                v
+            } else {
+                serde_json::json!({ "index": i, "name": q.name, "render_kind": render_kind(&q.render) })
+            }
+        })
+        .collect();
+    let mut v = serde_json::json!({
+        "id": p.id, "name": p.name, "owner": p.owner, "access": a.as_str(),
+        "created_at": p.created_at, "updated_at": p.updated_at, "queries": queries,
+    });
+    if a.can_manage() {
+        let grants: Vec<_> = app
+            .store
+            .project_grants(p.id.clone())
+            .await?
+            .into_iter()
+            .map(|(user, g)| serde_json::json!({ "user": user, "access": g }))
+            .collect();
+        v["grants"] = grants.into();
+    }
+    Ok(v)
+}
+
+/// Checks a project body and the caller's data access to every connection it uses.
+async fn checked_body<S: Store>(app: &App<S>, caller: &Caller, body: &[u8]) -> Result<ProjectBody, ApiError> {
+    let b: ProjectBody = parse_json(body)?;
+    if b.name.trim().is_empty() || b.name.len() > 200 || b.name.chars().any(char::is_control) {
+        return Err(ApiError::bad_field("name", "must be 1 to 200 printable characters"));
+    }
+    if b.queries.is_empty() || b.queries.len() > MAX_QUERIES {
+        return Err(ApiError::bad_field("queries", format!("give 1 to {MAX_QUERIES} queries")));
+    }
+    for (i, q) in b.queries.iter().enumerate() {
+        let at = |f: &str| format!("queries[{i}].{f}");
+        if q.name.trim().is_empty() || q.name.len() > 200 || q.name.chars().any(char::is_control) {
+            return Err(ApiError::bad_field(&at("name"), "must be 1 to 200 printable characters"));
+        }
+        outpost_protocol::job::validate_name(&q.agent).map_err(|e| ApiError::bad_field(&at("agent"), e))?;
+        outpost_protocol::job::validate_name(&q.connection).map_err(|e| ApiError::bad_field(&at("connection"), e))?;
+        if q.sql.trim().is_empty() {
+            return Err(ApiError::bad_field(&at("sql"), "must not be empty"));
+        }
+        parse_render(q.render.clone()).map_err(|e| ApiError { message: format!("queries[{i}].{}", e.message), ..e })?;
+        if let Some(n) = q.customer_param {
+            if n == 0 || usize::from(n) > q.params.len() + 1 {
+                return Err(ApiError::bad_field(
+                    &at("customer_param"),
+                    format!("must be a parameter position from 1 to {}", q.params.len() + 1),
+                ));
+            }
+        }
+    }
+    for q in &b.queries {
+        check_connection(app, caller, &q.agent, &q.connection).await?;
+    }
+    Ok(b)
+}
+
+/// `GET /v1/projects`.
+pub async fn list<S: Store>(app: &App<S>, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
+    let caller = ctx.caller()?;
+    let rows = app.store.projects_for(if caller.is_admin() { None } else { Some(caller.user_id.clone()) }).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (p, g) in rows {
+        let a = if caller.is_admin() {
+            ProjectAccess::Admin
+        } else if p.owner_id == caller.user_id {
+            ProjectAccess::Owner
+        } else {
+            g.map_or(ProjectAccess::None, ProjectAccess::Granted)
+        };
+        out.push(view(app, &p, a).await?);
+    }
+    Ok(json(StatusCode::OK, &serde_json::json!({ "projects": out })))
+}
+
+/// `POST /v1/projects`.
+pub async fn create<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let caller = ctx.caller()?.clone();
+    let b = checked_body(app, &caller, body).await?;
+    let now = outpost_protocol::unix_now();
+    let p = ProjectRecord {
+        id: access::new_id(),
+        name: b.name,
+        owner_id: caller.user_id.clone(),
+        owner: caller.user.clone(),
+        queries_json: serde_json::to_string(&b.queries).map_err(ApiError::internal)?,
+        embed_epoch: 0,
+        created_at: now,
+        updated_at: now,
+    };
+    app.store.create_project(p.clone()).await?;
+    ctx.target = Some(p.id.clone());
+    Ok(json(StatusCode::CREATED, &view(app, &p, ProjectAccess::Owner).await?))
+}
+
+/// `GET /v1/projects/{id}`.
+pub async fn read<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str) -> Result<Response<Body>, ApiError> {
+    let (p, a) = viewable(app, ctx, id).await?;
+    Ok(json(StatusCode::OK, &view(app, &p, a).await?))
+}
+
+/// `PUT /v1/projects/{id}`.
+pub async fn update<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let (p, a) = viewable(app, ctx, id).await?;
+    if !a.can_edit() {
+        return Err(forbidden(format!("your access to project {id} ({}) does not allow editing", a.as_str())));
+    }
+    let caller = ctx.caller()?.clone();
+    let b = checked_body(app, &caller, body).await?;
+    let queries_json = serde_json::to_string(&b.queries).map_err(ApiError::internal)?;
+    let now = outpost_protocol::unix_now();
+    if !app.store.update_project(id.to_owned(), b.name.clone(), queries_json.clone(), now).await? {
+        return Err(ApiError::not_found(format!("no project {id:?}")));
+    }
+    let p = ProjectRecord { name: b.name, queries_json, updated_at: now, ..p };
+    Ok(json(StatusCode::OK, &view(app, &p, a).await?))
+}
+
+/// `DELETE /v1/projects/{id}`.
+pub async fn delete<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str) -> Result<Response<Body>, ApiError> {
+    let (_, a) = viewable(app, ctx, id).await?;
+    if !a.can_manage() {
+        return Err(forbidden("only the project's owner or an admin may delete it"));
+    }
+    app.store.delete_project(id.to_owned()).await?;
+    Ok(crate::http::bytes_response(StatusCode::NO_CONTENT, "application/json", Vec::new()))
+}
+
+/// `PUT|DELETE /v1/projects/{id}/grants/{user}`.
+pub async fn grant<S: Store>(
+    app: &App<S>,
+    ctx: &mut Ctx,
+    id: &str,
+    user: &str,
+    body: Option<&[u8]>,
+) -> Result<Response<Body>, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Req {
+        access: Grant,
+    }
+    let (p, a) = viewable(app, ctx, id).await?;
+    if !a.can_manage() {
+        return Err(forbidden("only the project's owner or an admin may share it"));
+    }
+    let g = body.map(parse_json::<Req>).transpose()?.map(|r| r.access);
+    ctx.detail = Some(serde_json::json!({ "user": user, "access": g }));
+    let target = app
+        .store
+        .user_by_name(user.to_owned())
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no user {user:?}")))?;
+    if target.id == p.owner_id {
+        return Err(ApiError::bad_field("user", "the owner already has every right on the project"));
+    }
+    if g == Some(Grant::Edit) && target.role == Role::Viewer {
+        return Err(ApiError::bad_field(
+            "access",
+            format!("{user} is a viewer and cannot edit; grant view-logic or view-app"),
+        ));
+    }
+    app.store.set_project_grant(id.to_owned(), user.to_owned(), g).await?.map_err(ApiError::not_found)?;
+    Ok(crate::http::bytes_response(StatusCode::NO_CONTENT, "application/json", Vec::new()))
+}
+
+fn check_customer(c: &str) -> Result<(), ApiError> {
+    if c.is_empty() || c.len() > MAX_CUSTOMER_LEN || c.chars().any(char::is_control) {
+        return Err(ApiError::bad_field("customer", format!("must be 1 to {MAX_CUSTOMER_LEN} printable characters")));
+    }
+    Ok(())
+}
+
+/// `POST /v1/projects/{id}/run`: dispatches every query with the owner's data access.
+pub async fn run<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct Req {
+        #[serde(default)]
+        customer: Option<String>,
+    }
+    let r: Req = if body.is_empty() { Req::default() } else { parse_json(body)? };
+    let (p, _) = viewable(app, ctx, id).await?;
+    if let Some(c) = &r.customer {
+        check_customer(c)?;
+    }
+    let queries = parse_queries(&p.queries_json)?;
+    if r.customer.is_none() && queries.iter().any(|q| q.customer_param.is_some()) {
+        return Err(ApiError::bad_field(
+            "customer",
+            "this project's queries take the end customer id; give `customer`",
+        ));
+    }
+    // The project runs with its owner's rights, checked now (not when it was saved).
+    let owner = app
+        .store
+        .users()
+        .await?
+        .into_iter()
+        .find(|u| u.id == p.owner_id)
+        .filter(|u| u.disabled_at.is_none())
+        .ok_or_else(|| forbidden("the project's owner is disabled; an admin must take the project over"))?;
+    let as_owner = Caller {
+        user_id: owner.id.clone(),
+        user: owner.name.clone(),
+        role: owner.role,
+        scopes: owner.role.scopes(),
+        credential: ctx.caller()?.credential.clone(),
+    };
+    for q in &queries {
+        check_connection(app, &as_owner, &q.agent, &q.connection).await.map_err(|_| {
+            forbidden(format!("the project's owner no longer has access to {}/{}", q.agent, q.connection))
+        })?;
+    }
+    let caller_id = ctx.caller()?.user_id.clone();
+    let mut jobs = Vec::with_capacity(queries.len());
+    for (i, q) in queries.into_iter().enumerate() {
+        let mut params = q.params.clone();
+        if let (Some(n), Some(c)) = (q.customer_param, &r.customer) {
+            let at = usize::from(n) - 1;
+            if at < params.len() {
+                params[at] = Param::Text(c.clone());
+            } else {
+                params.push(Param::Text(c.clone()));
+            }
+        }
+        let req = DispatchRequest {
+            agent: q.agent,
+            connection: q.connection,
+            sql: q.sql,
+            params,
+            render: q.render,
+            cache: q.cache,
+            timeout_secs: q.timeout_secs,
+        };
+        let origin = JobOrigin {
+            owner: Some(caller_id.clone()),
+            project_id: Some(p.id.clone()),
+            query_index: i64::try_from(i).ok(),
+            customer: r.customer.clone(),
+        };
+        let (job_id, _) = app.dispatch(req, origin).await?;
+        jobs.push(serde_json::json!({ "index": i, "name": q.name, "id": job_id }));
+    }
+    ctx.detail = Some(serde_json::json!({ "customer": r.customer, "jobs": jobs.len() }));
+    Ok(json(StatusCode::ACCEPTED, &serde_json::json!({ "project": p.id, "customer": r.customer, "jobs": jobs })))
+}
+
+/// `GET /v1/projects/{id}/results`: the newest job of each query.
+pub async fn results<S: Store>(
+    app: &App<S>,
+    ctx: &mut Ctx,
+    id: &str,
+    q: Option<&str>,
+) -> Result<Response<Body>, ApiError> {
+    let (p, _) = viewable(app, ctx, id).await?;
+    let customer = query_param(q, "customer")
+        .map(|c| {
+            crate::api_access::percent_decode(c).ok_or_else(|| ApiError::bad_field("customer", "bad percent-encoding"))
+        })
+        .transpose()?;
+    if let Some(c) = &customer {
+        check_customer(c)?;
+    }
+    let queries = parse_queries(&p.queries_json)?;
+    let mut out = Vec::with_capacity(queries.len());
+    for (i, query) in queries.iter().enumerate() {
+        let idx = i64::try_from(i).unwrap_or(0);
+        let job = match app.store.latest_project_job(p.id.clone(), idx, customer.clone()).await? {
+            Some(job_id) => app
+                .store
+                .job(job_id, outpost_protocol::unix_now(), false)
+                .await?
+                .map(|rec| serde_json::to_value(JobView::from(&rec)).unwrap_or_default()),
+            None => None,
+        };
+        out.push(serde_json::json!({ "index": i, "name": query.name, "job": job }));
+    }
+    Ok(json(StatusCode::OK, &serde_json::json!({ "project": p.id, "customer": customer, "queries": out })))
+}
+
+/// `POST /v1/projects/{id}/embed-tokens`.
+pub async fn embed_token<S: Store>(
+    app: &App<S>,
+    ctx: &mut Ctx,
+    id: &str,
+    body: &[u8],
+) -> Result<Response<Body>, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Req {
+        customer: String,
+        #[serde(default)]
+        ttl_secs: Option<u64>,
+    }
+    let r: Req = parse_json(body)?;
+    let (p, a) = viewable(app, ctx, id).await?;
+    if !a.can_edit() {
+        return Err(forbidden("only the owner, an editor of the project or an admin may create embed tokens"));
+    }
+    check_customer(&r.customer)?;
+    let max = app.cfg.embed.max_ttl_secs;
+    let ttl = r.ttl_secs.unwrap_or(app.cfg.embed.default_ttl_secs);
+    if !(10..=max).contains(&ttl) {
+        return Err(ApiError::bad_field("ttl_secs", format!("must be between 10 and {max} (embed.max_ttl_secs)")));
+    }
+    let now = outpost_protocol::unix_now();
+    let claims = Claims {
+        iss: embed::ISSUER.into(),
+        aud: embed::AUDIENCE.into(),
+        sub: r.customer.clone(),
+        prj: p.id.clone(),
+        ver: p.embed_epoch,
+        iat: now,
+        exp: now + i64::try_from(ttl).unwrap_or(900),
+        jti: embed::new_jti(),
+    };
+    let token = app.embed.sign(&claims);
+    ctx.detail = Some(serde_json::json!({ "customer": r.customer, "jti": claims.jti, "expires_at": claims.exp }));
+    Ok(json(
+        StatusCode::CREATED,
+        &serde_json::json!({ "token": token, "project": p.id, "customer": r.customer, "expires_at": claims.exp, "jti": claims.jti }),
+    ))
+}
+
+/// `POST /v1/projects/{id}/embed-tokens/revoke`.
+pub async fn embed_revoke<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str) -> Result<Response<Body>, ApiError> {
+    let (_, a) = viewable(app, ctx, id).await?;
+    if !a.can_manage() {
+        return Err(forbidden("only the project's owner or an admin may revoke its embed tokens"));
+    }
+    let epoch = app
+        .store
+        .bump_embed_epoch(id.to_owned())
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no project {id:?}")))?;
+    Ok(json(StatusCode::OK, &serde_json::json!({ "project": id, "embed_epoch": epoch })))
+}
+
+/// Verifies the embed token of a request against its project's current epoch.
+pub async fn embed_claims<S: Store>(
+    app: &App<S>,
+    ctx: &mut Ctx,
+    req: &Request<Incoming>,
+) -> Result<(Claims, ProjectRecord), ApiError> {
+    let token = bearer(req)?.ok_or_else(|| unauthorized("missing Authorization: Bearer <embed token>"))?;
+    ctx.actor = Some(("embed".into(), "embed:invalid".into()));
+    let max = i64::try_from(app.cfg.embed.max_ttl_secs).unwrap_or(3600);
+    let claims = app.embed.verify(token, outpost_protocol::unix_now(), max).map_err(|e| unauthorized(e.to_string()))?;
+    ctx.actor = Some((format!("embed:{}", claims.sub), format!("embed:{}", claims.jti)));
+    ctx.target = Some(claims.prj.clone());
+    let p = app
+        .store
+        .project(claims.prj.clone())
+        .await?
+        .ok_or_else(|| unauthorized("the embed token's project no longer exists"))?;
+    if p.embed_epoch != claims.ver {
+        return Err(unauthorized("the embed tokens of this project were revoked"));
+    }
+    Ok((claims, p))
+}
+
+/// `GET /v1/embed/project`.
+pub async fn embed_project<S: Store>(
+    app: &App<S>,
+    ctx: &mut Ctx,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let (claims, p) = embed_claims(app, ctx, req).await?;
+    let queries: Vec<_> = parse_queries(&p.queries_json)?
+        .iter()
+        .enumerate()
+        .map(|(i, q)| serde_json::json!({ "index": i, "name": q.name, "render_kind": render_kind(&q.render) }))
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "project": { "id": p.id, "name": p.name }, "customer": claims.sub, "expires_at": claims.exp, "queries": queries }),
+    ))
+}
+
+/// `GET /v1/embed/results/{index}`: the newest result of one query for the token's customer.
+pub async fn embed_result<S: Store>(
+    app: &App<S>,
+    ctx: &mut Ctx,
+    claims: &(Claims, ProjectRecord),
+    index: &str,
+    wait: u64,
+) -> Result<Response<Body>, ApiError> {
+    let (claims, p) = claims;
+    let queries = parse_queries(&p.queries_json)?;
+    let i: usize = index
+        .parse()
+        .ok()
+        .filter(|i| *i < queries.len())
+        .ok_or_else(|| ApiError::not_found(format!("no query {index:?} in this project")))?;
+    // A query that takes no customer id has one result for everyone.
+    let customer = queries[i].customer_param.map(|_| claims.sub.clone());
+    let job_id = app
+        .store
+        .latest_project_job(p.id.clone(), i64::try_from(i).unwrap_or(0), customer)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no result yet for this customer; the project has not run for them"))?;
+    ctx.detail = Some(serde_json::json!({ "job": job_id, "query": i }));
+    api::result(app, &job_id, wait).await
+}

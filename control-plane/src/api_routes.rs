@@ -1,0 +1,211 @@
+//! Calls the handler of a matched route; the job and agent handlers live here, access
+//! control in [`crate::api_access`], projects and embedding in [`crate::api_projects`].
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde::Deserialize;
+
+use crate::api::{self, body_of, forbidden, visible_job, wait_param, Ctx, JobView, RouteId};
+use crate::api_access as acc;
+use crate::api_projects as prj;
+use crate::app::App;
+use crate::http::{json, parse_json, query_param, ApiError, Body};
+use crate::store::Store;
+
+/// Runs the handler of `route` with the path's values `p`.
+pub async fn dispatch<S: Store>(
+    app: &App<S>,
+    route: RouteId,
+    p: Vec<String>,
+    req: Request<Incoming>,
+    ctx: &mut Ctx,
+) -> Result<Response<Body>, ApiError> {
+    let query = req.uri().query().map(str::to_owned);
+    let q = query.as_deref();
+    let arg = |i: usize| p.get(i).cloned().unwrap_or_default();
+    use RouteId::*;
+    match route {
+        SessionCreate => acc::sign_in(app, ctx, &body_of(req).await?).await,
+        SessionDelete => acc::sign_out(app, ctx).await,
+        Me => acc::me(ctx),
+        UsersList => acc::users_list(app).await,
+        UsersCreate => acc::users_create(app, ctx, &body_of(req).await?).await,
+        UsersUpdate => acc::users_update(app, ctx, &arg(0), &body_of(req).await?).await,
+        GroupsList => acc::groups_list(app).await,
+        GroupsCreate => acc::groups_create(app, ctx, &body_of(req).await?).await,
+        GroupsDelete => acc::groups_delete(app, ctx, &arg(0)).await,
+        GroupMemberAdd => acc::group_member(app, ctx, &arg(0), &arg(1), true).await,
+        GroupMemberRemove => acc::group_member(app, ctx, &arg(0), &arg(1), false).await,
+        SharesList => acc::shares_list(app).await,
+        SharesCreate => acc::shares_create(app, ctx, &body_of(req).await?).await,
+        SharesDelete => acc::shares_delete(app, ctx, &arg(0)).await,
+        AgentsList => agents_list(app, ctx).await,
+        AgentsRevoke => agents_revoke(app, ctx, &arg(0)).await,
+        EnrolmentTokensCreate => enrolment_token(app, ctx, &body_of(req).await?).await,
+        JobsList => jobs_list(app, ctx, q).await,
+        JobsDispatch => api::dispatch_job(app, ctx, &body_of(req).await?).await,
+        JobsRead => {
+            ctx.target = Some(arg(0));
+            let rec = visible_job(app, ctx.caller()?, &arg(0), false).await?;
+            Ok(json(StatusCode::OK, &JobView::from(&rec)))
+        }
+        JobsResult => {
+            ctx.target = Some(arg(0));
+            let wait = wait_param(q)?;
+            visible_job(app, ctx.caller()?, &arg(0), false).await?;
+            api::result(app, &arg(0), wait).await
+        }
+        JobsCancel => jobs_cancel(app, ctx, &arg(0)).await,
+        ProjectsList => prj::list(app, ctx).await,
+        ProjectsCreate => prj::create(app, ctx, &body_of(req).await?).await,
+        ProjectsRead => prj::read(app, ctx, &arg(0)).await,
+        ProjectsUpdate => prj::update(app, ctx, &arg(0), &body_of(req).await?).await,
+        ProjectsDelete => prj::delete(app, ctx, &arg(0)).await,
+        ProjectGrantSet => prj::grant(app, ctx, &arg(0), &arg(1), Some(&body_of(req).await?)).await,
+        ProjectGrantRemove => prj::grant(app, ctx, &arg(0), &arg(1), None).await,
+        ProjectsRun => prj::run(app, ctx, &arg(0), &body_of(req).await?).await,
+        ProjectsResults => prj::results(app, ctx, &arg(0), q).await,
+        EmbedTokensCreate => prj::embed_token(app, ctx, &arg(0), &body_of(req).await?).await,
+        EmbedTokensRevoke => prj::embed_revoke(app, ctx, &arg(0)).await,
+        EmbedProject => prj::embed_project(app, ctx, &req).await,
+        EmbedResult => {
+            let claims = prj::embed_claims(app, ctx, &req).await?;
+            prj::embed_result(app, ctx, &claims, &arg(0), wait_param(q)?).await
+        }
+        TokensList => acc::tokens_list(app, ctx, q).await,
+        TokensCreate => acc::tokens_create(app, ctx, &body_of(req).await?).await,
+        TokensRevoke => acc::tokens_revoke(app, ctx, &arg(0)).await,
+        AuditRead => acc::audit_read(app, q).await,
+        ResultsPurge => acc::purge(app, ctx, &body_of(req).await?).await,
+        OpenApi => Ok(crate::http::bytes_response(
+            StatusCode::OK,
+            "application/json",
+            crate::openapi::document_json().into_bytes(),
+        )),
+    }
+}
+
+async fn agents_list<S: Store>(app: &App<S>, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
+    let caller = ctx.caller()?;
+    let shared =
+        if caller.is_admin() { None } else { Some(app.store.shared_connections(caller.user_id.clone()).await?) };
+    let agents = app.store.agents().await?;
+    let now = outpost_protocol::unix_now();
+    let offline_after = i64::try_from(app.cfg.offline_after_secs).unwrap_or(90);
+    let view: Vec<_> = agents
+        .into_iter()
+        .filter_map(|a| {
+            // Editors see only agents with a connection shared with them, and only those
+            // connections.
+            let connections: Vec<String> = match &shared {
+                None => a.connections.clone(),
+                Some(s) => {
+                    let mine: Vec<String> = s.iter().filter(|(ag, _)| *ag == a.name).map(|(_, c)| c.clone()).collect();
+                    if mine.is_empty() {
+                        return None;
+                    }
+                    mine
+                }
+            };
+            let status = match (a.revoked_at, a.last_seen) {
+                (Some(_), _) => "revoked",
+                (None, Some(t)) if now - t <= offline_after => "online",
+                (None, _) => "offline",
+            };
+            Some(serde_json::json!({
+                "name": a.name,
+                "status": status,
+                "revoked_at": a.revoked_at,
+                "offline_since": if status == "offline" { a.last_seen } else { None },
+                "enrolled_at": a.enrolled_at,
+                "last_seen": a.last_seen,
+                "seconds_since_seen": a.last_seen.map(|t| now - t),
+                "version": a.version,
+                "connections": connections,
+                "cert_not_after": a.cert_not_after,
+            }))
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &serde_json::json!({ "agents": view })))
+}
+
+async fn agents_revoke<S: Store>(app: &App<S>, ctx: &mut Ctx, name: &str) -> Result<Response<Body>, ApiError> {
+    ctx.target = Some(name.to_owned());
+    match app.revoke_agent(name).await? {
+        Some(failed) => {
+            Ok(json(StatusCode::OK, &serde_json::json!({ "agent": name, "status": "revoked", "failed_jobs": failed })))
+        }
+        None => Err(ApiError::not_found(format!("no agent {name:?}"))),
+    }
+}
+
+async fn enrolment_token<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Req {
+        agent: String,
+        #[serde(default = "default_ttl")]
+        ttl_secs: u64,
+    }
+    fn default_ttl() -> u64 {
+        crate::config::DEFAULT_ENROL_TOKEN_TTL_SECS
+    }
+    let r: Req = parse_json(body)?;
+    ctx.target = Some(r.agent.clone());
+    let (token, expires_at) = app.create_enrolment_token(&r.agent, r.ttl_secs).await.map_err(|e| match e {
+        crate::app::AppError::Usage(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", m),
+        other => ApiError::internal(other),
+    })?;
+    Ok(json(StatusCode::CREATED, &serde_json::json!({ "token": token, "agent": r.agent, "expires_at": expires_at })))
+}
+
+async fn jobs_list<S: Store>(app: &App<S>, ctx: &mut Ctx, q: Option<&str>) -> Result<Response<Body>, ApiError> {
+    let caller = ctx.caller()?;
+    let all = match query_param(q, "all") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::bad_field("all", "must be true or false")),
+    };
+    if all && !caller.is_admin() {
+        return Err(forbidden("only admins may list every job"));
+    }
+    let limit = match query_param(q, "limit") {
+        None => 100,
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::bad_field("limit", "must be a whole number from 1 to 1000"))?,
+    };
+    let owner = if all { None } else { Some(caller.user_id.clone()) };
+    let jobs = app.store.jobs(owner, limit, outpost_protocol::unix_now()).await?;
+    let view: Vec<JobView> = jobs.iter().map(JobView::from).collect();
+    Ok(json(StatusCode::OK, &serde_json::json!({ "jobs": view })))
+}
+
+async fn jobs_cancel<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str) -> Result<Response<Body>, ApiError> {
+    use crate::store::CancelOutcome;
+    ctx.target = Some(id.to_owned());
+    let rec = visible_job(app, ctx.caller()?, id, false).await?;
+    let caller = ctx.caller()?;
+    if !caller.is_admin() && rec.origin.owner.as_deref() != Some(caller.user_id.as_str()) {
+        return Err(forbidden(format!("job {id} is not yours to cancel")));
+    }
+    match app.cancel_job(id).await? {
+        CancelOutcome::Cancelled => Ok(json(StatusCode::OK, &serde_json::json!({ "id": id, "state": "cancelled" }))),
+        CancelOutcome::Requested { agent } => Ok(json(
+            StatusCode::ACCEPTED,
+            &serde_json::json!({
+                "id": id,
+                "state": "cancelling",
+                "message": format!("agent {agent} is told to stop the query; the job ends cancelled when it reports"),
+            }),
+        )),
+        CancelOutcome::AlreadyFinal(state) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "job_final",
+            format!("job {id} already ended as {}", state.as_str()),
+        )),
+        CancelOutcome::NotFound => Err(ApiError::not_found(format!("no job {id}"))),
+    }
+}

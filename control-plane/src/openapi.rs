@@ -1,0 +1,418 @@
+//! The OpenAPI 3.0 document of the API, generated from [`crate::api::ROUTES`] (so every
+//! route is in it, with the scope it needs) and served at `/v1/openapi.json`. The copy in
+//! `docs/openapi.json` is checked against it by a test.
+
+use serde_json::{json, Value};
+
+use crate::api::{Auth, RouteId, ROUTES};
+
+fn obj(required: &[&str], props: Value) -> Value {
+    json!({ "type": "object", "required": required, "properties": props })
+}
+
+fn strict(required: &[&str], props: Value) -> Value {
+    json!({ "type": "object", "required": required, "properties": props, "additionalProperties": false })
+}
+
+fn r(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn list_of(key: &str, item: Value) -> Value {
+    obj(&[key], json!({ key: { "type": "array", "items": item } }))
+}
+
+fn int() -> Value {
+    json!({ "type": "integer", "format": "int64" })
+}
+fn int_or_null() -> Value {
+    json!({ "type": "integer", "format": "int64", "nullable": true })
+}
+fn string() -> Value {
+    json!({ "type": "string" })
+}
+fn string_or_null() -> Value {
+    json!({ "type": "string", "nullable": true })
+}
+
+fn components() -> Value {
+    let role = json!({ "type": "string", "enum": ["admin", "editor", "viewer"] });
+    let grant = json!({ "type": "string", "enum": ["view-app", "view-logic", "edit"] });
+    let scope_names: Vec<&str> = crate::access::Scope::ALL.iter().map(|s| s.as_str()).collect();
+    json!({
+        "securitySchemes": {
+            "apiToken": { "type": "http", "scheme": "bearer", "description": "An API token (opat_…)." },
+            "session": { "type": "apiKey", "in": "cookie", "name": crate::access::SESSION_COOKIE,
+                         "description": "The session cookie from POST /v1/sessions; state-changing requests also need the X-CSRF-Token header." },
+            "embedToken": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "An embed token (EdDSA JWT)." }
+        },
+        "schemas": {
+            "Error": obj(&["code", "message"], json!({ "code": string(), "message": string() })),
+            "Role": role,
+            "Grant": grant,
+            "Scope": { "type": "string", "enum": scope_names },
+            "User": obj(&["name", "role", "disabled", "created_at", "has_password"], json!({
+                "name": string(), "role": r("Role"), "disabled": { "type": "boolean" }, "disabled_at": int_or_null(),
+                "created_at": int(), "last_sign_in": int_or_null(), "has_password": { "type": "boolean" } })),
+            "Group": obj(&["name", "created_at", "members"], json!({
+                "name": string(), "created_at": int(), "members": { "type": "array", "items": string() } })),
+            "Share": obj(&["id", "agent", "connection", "created_at", "created_by"], json!({
+                "id": string(), "agent": string(), "connection": string(), "user": string_or_null(),
+                "group": string_or_null(), "created_at": int(), "created_by": string() })),
+            "Token": obj(&["id", "name", "user", "scopes", "status", "created_at"], json!({
+                "id": string(), "name": string(), "user": string(), "scopes": { "type": "array", "items": string() },
+                "status": { "type": "string", "enum": ["active", "expired", "revoked"] }, "created_at": int(),
+                "expires_at": int_or_null(), "last_used": int_or_null(), "revoked_at": int_or_null() })),
+            "Agent": obj(&["name", "status", "enrolled_at", "connections", "cert_not_after"], json!({
+                "name": string(), "status": { "type": "string", "enum": ["online", "offline", "revoked"] },
+                "revoked_at": int_or_null(), "offline_since": int_or_null(), "enrolled_at": int(),
+                "last_seen": int_or_null(), "seconds_since_seen": int_or_null(), "version": string_or_null(),
+                "connections": { "type": "array", "items": string() }, "cert_not_after": int() })),
+            "Job": obj(&["id", "agent", "connection", "state", "created_at", "expires_at", "attempts"], json!({
+                "id": string(), "agent": string(), "connection": string(),
+                "state": { "type": "string", "enum": ["queued", "leased", "cancelling", "succeeded", "failed", "rejected", "expired", "cancelled"] },
+                "created_at": int(), "expires_at": int(), "finished_at": int_or_null(), "attempts": int(),
+                "reason": obj(&["code", "message"], json!({ "code": string(), "message": string() })),
+                "stats": { "type": "object" }, "content_type": string(), "cancel_requested_at": int(),
+                "project_id": string(), "query_index": int(), "customer": string() })),
+            "ProjectQuery": strict(&["name", "agent", "connection", "sql", "render"], json!({
+                "name": string(), "agent": string(), "connection": string(), "sql": string(),
+                "params": { "type": "array", "items": {} }, "render": { "type": "object" },
+                "cache": { "type": "object" }, "timeout_secs": { "type": "integer", "minimum": 0 },
+                "customer_param": { "type": "integer", "minimum": 1, "maximum": 65535,
+                    "description": "1-based position of the parameter that receives the end customer id" } })),
+            "ProjectIn": strict(&["name", "queries"], json!({
+                "name": string(), "queries": { "type": "array", "items": r("ProjectQuery") } })),
+            "Project": obj(&["id", "name", "owner", "access", "created_at", "updated_at", "queries"], json!({
+                "id": string(), "name": string(), "owner": string(),
+                "access": { "type": "string", "enum": ["admin", "owner", "edit", "view-logic", "view-app"] },
+                "created_at": int(), "updated_at": int(),
+                "queries": { "type": "array", "items": obj(&["index", "name"], json!({ "index": int(), "name": string() })),
+                             "description": "SQL, parameters, connection and render spec only with view-logic, edit, ownership or admin" },
+                "grants": { "type": "array", "items": obj(&["user", "access"], json!({ "user": string(), "access": r("Grant") })) } })),
+            "AuditEvent": obj(&["seq", "at", "actor", "credential", "action", "outcome", "status"], json!({
+                "seq": int(), "at": int(), "actor": string(), "credential": string(), "action": string(),
+                "target": string(), "outcome": { "type": "string", "enum": ["ok", "denied", "failed"] },
+                "status": int(), "remote": string(), "detail": {} })),
+        }
+    })
+}
+
+/// (request body schema, success status, success schema) of a route.
+fn shapes(id: RouteId) -> (Option<Value>, &'static str, Value) {
+    use RouteId::*;
+    let none = || json!({ "type": "object" });
+    match id {
+        SessionCreate => (
+            Some(strict(
+                &["user", "password"],
+                json!({ "user": string(), "password": { "type": "string", "format": "password" } }),
+            )),
+            "201",
+            obj(
+                &["user", "role", "csrf_token", "expires_at", "idle_timeout_secs"],
+                json!({
+                "user": string(), "role": r("Role"), "csrf_token": string(), "expires_at": int(), "idle_timeout_secs": int() }),
+            ),
+        ),
+        SessionDelete | GroupsDelete | GroupMemberAdd | GroupMemberRemove | SharesDelete | ProjectsDelete
+        | ProjectGrantRemove | TokensRevoke => (None, "204", none()),
+        ProjectGrantSet => (Some(strict(&["access"], json!({ "access": r("Grant") }))), "204", none()),
+        Me => (
+            None,
+            "200",
+            obj(
+                &["user", "role", "scopes", "credential"],
+                json!({
+            "user": string(), "role": r("Role"), "scopes": { "type": "array", "items": r("Scope") },
+            "credential": { "type": "string", "enum": ["session", "token"] }, "csrf_token": string_or_null() }),
+            ),
+        ),
+        UsersList => (None, "200", list_of("users", r("User"))),
+        UsersCreate => (
+            Some(strict(
+                &["name", "role"],
+                json!({ "name": string(), "role": r("Role"), "password": { "type": "string", "format": "password" } }),
+            )),
+            "201",
+            r("User"),
+        ),
+        UsersUpdate => (
+            Some(strict(
+                &[],
+                json!({ "role": r("Role"), "disabled": { "type": "boolean" }, "password": { "type": "string", "format": "password" } }),
+            )),
+            "200",
+            r("User"),
+        ),
+        GroupsList => (None, "200", list_of("groups", r("Group"))),
+        GroupsCreate => (Some(strict(&["name"], json!({ "name": string() }))), "201", r("Group")),
+        SharesList => (None, "200", list_of("shares", r("Share"))),
+        SharesCreate => (
+            Some(strict(
+                &["agent", "connection"],
+                json!({ "agent": string(), "connection": string(), "user": string(), "group": string() }),
+            )),
+            "201",
+            r("Share"),
+        ),
+        AgentsList => (None, "200", list_of("agents", r("Agent"))),
+        AgentsRevoke => (
+            None,
+            "200",
+            obj(
+                &["agent", "status", "failed_jobs"],
+                json!({
+            "agent": string(), "status": string(), "failed_jobs": { "type": "array", "items": string() } }),
+            ),
+        ),
+        EnrolmentTokensCreate => (
+            Some(strict(&["agent"], json!({ "agent": string(), "ttl_secs": { "type": "integer", "minimum": 0 } }))),
+            "201",
+            obj(
+                &["token", "agent", "expires_at"],
+                json!({ "token": string(), "agent": string(), "expires_at": int() }),
+            ),
+        ),
+        JobsList => (None, "200", list_of("jobs", r("Job"))),
+        JobsDispatch => (
+            Some(strict(
+                &["agent", "connection", "sql", "render"],
+                json!({
+                "agent": string(), "connection": string(), "sql": string(), "params": { "type": "array", "items": {} },
+                "render": { "type": "object" }, "cache": { "type": "object" }, "timeout_secs": { "type": "integer", "minimum": 0 } }),
+            )),
+            "202",
+            obj(&["id", "state", "expires_at"], json!({ "id": string(), "state": string(), "expires_at": int() })),
+        ),
+        JobsRead => (None, "200", r("Job")),
+        JobsResult | EmbedResult => (None, "200", json!({})),
+        JobsCancel => (None, "200", obj(&["id", "state"], json!({ "id": string(), "state": string() }))),
+        ProjectsList => (None, "200", list_of("projects", r("Project"))),
+        ProjectsCreate => (Some(r("ProjectIn")), "201", r("Project")),
+        ProjectsRead => (None, "200", r("Project")),
+        ProjectsUpdate => (Some(r("ProjectIn")), "200", r("Project")),
+        ProjectsRun => (
+            Some(strict(&[], json!({ "customer": string() }))),
+            "202",
+            obj(
+                &["project", "jobs"],
+                json!({ "project": string(), "customer": string_or_null(),
+                "jobs": { "type": "array", "items": obj(&["index", "name", "id"], json!({ "index": int(), "name": string(), "id": string() })) } }),
+            ),
+        ),
+        ProjectsResults => (
+            None,
+            "200",
+            obj(
+                &["project", "queries"],
+                json!({ "project": string(), "customer": string_or_null(),
+            "queries": { "type": "array", "items": obj(&["index", "name"], json!({ "index": int(), "name": string(),
+                "job": { "allOf": [r("Job")], "nullable": true } })) } }),
+            ),
+        ),
+        EmbedTokensCreate => (
+            Some(strict(
+                &["customer"],
+                json!({ "customer": string(), "ttl_secs": { "type": "integer", "minimum": 0 } }),
+            )),
+            "201",
+            obj(
+                &["token", "project", "customer", "expires_at", "jti"],
+                json!({
+                "token": string(), "project": string(), "customer": string(), "expires_at": int(), "jti": string() }),
+            ),
+        ),
+        EmbedTokensRevoke => {
+            (None, "200", obj(&["project", "embed_epoch"], json!({ "project": string(), "embed_epoch": int() })))
+        }
+        EmbedProject => (
+            None,
+            "200",
+            obj(
+                &["project", "customer", "expires_at", "queries"],
+                json!({
+            "project": obj(&["id", "name"], json!({ "id": string(), "name": string() })), "customer": string(), "expires_at": int(),
+            "queries": { "type": "array", "items": obj(&["index", "name", "render_kind"], json!({ "index": int(), "name": string(), "render_kind": string() })) } }),
+            ),
+        ),
+        TokensList => (None, "200", list_of("tokens", r("Token"))),
+        TokensCreate => (
+            Some(strict(
+                &["name", "scopes"],
+                json!({
+                "name": string(), "scopes": { "type": "array", "items": string(), "description": "scope names, or [\"*\"] for all of the caller's" },
+                "expires_in_days": { "type": "integer", "minimum": 0 }, "user": string() }),
+            )),
+            "201",
+            obj(
+                &["id", "token", "name", "user", "scopes", "expires_at"],
+                json!({
+                "id": string(), "token": string(), "name": string(), "user": string(),
+                "scopes": { "type": "array", "items": string() }, "expires_at": int() }),
+            ),
+        ),
+        AuditRead => (
+            None,
+            "200",
+            obj(
+                &["events", "next_after"],
+                json!({
+            "events": { "type": "array", "items": r("AuditEvent") }, "next_after": int_or_null() }),
+            ),
+        ),
+        ResultsPurge => (
+            Some(strict(&[], json!({ "older_than_secs": { "type": "integer", "minimum": 0 } }))),
+            "200",
+            obj(&["deleted", "older_than_secs"], json!({ "deleted": int(), "older_than_secs": int() })),
+        ),
+        OpenApi => (None, "200", json!({ "type": "object" })),
+    }
+}
+
+fn query_params(id: RouteId) -> Vec<Value> {
+    let q = |name: &str, schema: Value, d: &str| json!({ "name": name, "in": "query", "required": false, "schema": schema, "description": d });
+    let wait = || q("wait", json!({ "type": "integer", "minimum": 0 }), "seconds to wait for the result (at most 60)");
+    match id {
+        RouteId::JobsResult | RouteId::EmbedResult => vec![wait()],
+        RouteId::JobsList => vec![
+            q("all", json!({ "type": "boolean" }), "every user's jobs (admins)"),
+            q("limit", json!({ "type": "integer", "minimum": 1, "maximum": 1000 }), "at most this many"),
+        ],
+        RouteId::TokensList => vec![q("all", json!({ "type": "boolean" }), "every user's tokens (admins)")],
+        RouteId::ProjectsResults => vec![q("customer", string(), "the end customer the project ran for")],
+        RouteId::AuditRead => vec![
+            q("actor", string(), "user name, embed:<customer> or anonymous"),
+            q("action", string(), "action, or a prefix ending in '.' such as jobs."),
+            q("outcome", json!({ "type": "string", "enum": ["ok", "denied", "failed"] }), "outcome"),
+            q("target", string(), "exact target"),
+            q("since", int(), "at or after (unix seconds)"),
+            q("until", int(), "before (unix seconds)"),
+            q("after", int(), "sequence numbers above this (paging)"),
+            q("limit", json!({ "type": "integer", "minimum": 1, "maximum": 1000 }), "at most this many (default 100)"),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+/// The document.
+pub fn document() -> Value {
+    let mut paths = serde_json::Map::new();
+    for route in ROUTES {
+        let (body, ok_status, ok_schema) = shapes(route.id);
+        let mut params: Vec<Value> = route
+            .path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .collect();
+        params.extend(query_params(route.id));
+        let (security, scope_note) = match route.auth {
+            Auth::Public => (json!([]), "No authentication.".to_owned()),
+            Auth::Embed => (json!([{ "embedToken": [] }]), "An embed token only.".to_owned()),
+            Auth::Caller(scope) => (
+                json!([{ "apiToken": [] }, { "session": [] }]),
+                match scope {
+                    Some(s) => format!("Needs the scope `{s}`."),
+                    None => "Any signed-in caller.".to_owned(),
+                },
+            ),
+        };
+        let ok_content = match route.id {
+            RouteId::JobsResult | RouteId::EmbedResult => json!({
+                "image/svg+xml": { "schema": { "type": "string" } },
+                "application/json": { "schema": {} },
+                "text/html": { "schema": { "type": "string" } }
+            }),
+            _ if ok_status == "204" => Value::Null,
+            _ => json!({ "application/json": { "schema": ok_schema } }),
+        };
+        let mut ok = json!({ "description": "Success." });
+        if !ok_content.is_null() {
+            ok["content"] = ok_content;
+        }
+        let error = json!({ "description": "An error: {code, message}.", "content": { "application/json": { "schema": r("Error") } } });
+        let mut responses = serde_json::Map::new();
+        responses.insert(ok_status.to_owned(), ok);
+        if matches!(route.id, RouteId::JobsResult | RouteId::EmbedResult) {
+            let pending =
+                obj(&["code", "message", "state"], json!({ "code": string(), "message": string(), "state": string() }));
+            responses.insert(
+                "202".into(),
+                json!({ "description": "Not ready yet.", "content": { "application/json": { "schema": pending } } }),
+            );
+        }
+        if route.id == RouteId::JobsCancel {
+            responses.insert(
+                "202".into(),
+                json!({ "description": "The agent is told to stop.", "content": { "application/json": { "schema": obj(&["id", "state"], json!({ "id": string(), "state": string() })) } } }),
+            );
+        }
+        responses.insert("default".into(), error);
+        let mut op = json!({
+            "operationId": route.action,
+            "summary": route.summary,
+            "description": scope_note,
+            "security": security,
+            "parameters": params,
+            "responses": responses,
+        });
+        if let Some(b) = body {
+            op["requestBody"] = json!({ "required": !matches!(route.id, RouteId::ProjectsRun | RouteId::ResultsPurge),
+                                        "content": { "application/json": { "schema": b } } });
+        }
+        let entry = paths.entry(route.path.to_owned()).or_insert_with(|| json!({}));
+        entry[route.method.to_ascii_lowercase()] = op;
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Outpost control plane API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Dispatch signed jobs to Outpost agents and read their rendered results, with users, roles, connection shares, projects, scoped API tokens, embed tokens and an audit log. Errors are {code, message}."
+        },
+        "servers": [{ "url": "/" }],
+        "paths": paths,
+        "components": components(),
+    })
+}
+
+/// The document as served and committed (pretty JSON with a final newline).
+pub fn document_json() -> String {
+    let mut s = serde_json::to_string_pretty(&document()).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_committed_document_is_the_generated_one() {
+        let committed = include_str!("../../docs/openapi.json");
+        assert!(
+            committed == super::document_json(),
+            "docs/openapi.json is stale: run `outpost-control-plane openapi > docs/openapi.json`"
+        );
+    }
+
+    #[test]
+    fn every_route_is_documented_once_with_its_path_parameters() {
+        let doc = super::document();
+        let mut n = 0;
+        for (path, ops) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in ops.as_object().expect("ops") {
+                n += 1;
+                let route = crate::api::ROUTES
+                    .iter()
+                    .find(|r| r.path == path && r.method.eq_ignore_ascii_case(method))
+                    .unwrap_or_else(|| panic!("{method} {path} documented but not routed"));
+                assert_eq!(op["operationId"], route.action);
+                let named = path.matches('{').count();
+                let declared =
+                    op["parameters"].as_array().expect("params").iter().filter(|p| p["in"] == "path").count();
+                assert_eq!(named, declared, "{method} {path}");
+            }
+        }
+        assert_eq!(n, crate::api::ROUTES.len());
+    }
+}

@@ -1,0 +1,114 @@
+//! Rendered results at rest: AES-256-GCM with a key kept in a file beside the database
+//! (`results.key`, 0600), never in it. Each body is sealed under a fresh random nonce with
+//! the job id as associated data, so a body moved to another job's row does not open.
+
+use std::path::{Path, PathBuf};
+
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use outpost_common::fsutil;
+use outpost_protocol::ids::random_bytes;
+use zeroize::Zeroizing;
+
+/// File name of the results key in the data dir.
+pub const RESULTS_KEY_FILE: &str = "results.key";
+
+/// Failures of the results key.
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    /// The key file.
+    #[error(transparent)]
+    File(#[from] fsutil::FileError),
+    /// Not 32 bytes.
+    #[error("{0}: not a 32-byte AES-256 key")]
+    BadKey(PathBuf),
+}
+
+/// Seals and opens rendered results. `Debug` shows nothing of the key.
+pub struct ResultCipher {
+    key: LessSafeKey,
+}
+
+impl std::fmt::Debug for ResultCipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResultCipher(<redacted>)")
+    }
+}
+
+impl ResultCipher {
+    /// Loads `results.key` from `data_dir`, creating it (32 random bytes, 0600) if absent.
+    /// Returns the cipher and whether the key was created now.
+    pub fn load_or_create(data_dir: &Path) -> Result<(Self, bool), SealError> {
+        let path = data_dir.join(RESULTS_KEY_FILE);
+        let created = if path.exists() {
+            false
+        } else {
+            let key = Zeroizing::new(random_bytes::<32>());
+            fsutil::write_private(&path, key.as_ref())?;
+            true
+        };
+        let bytes = Zeroizing::new(fsutil::read_private(&path, 64)?);
+        let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| SealError::BadKey(path.clone()))?;
+        Ok((Self { key: LessSafeKey::new(key) }, created))
+    }
+
+    /// `nonce || ciphertext || tag` of `plain`, bound to `job_id`.
+    pub fn seal(&self, job_id: &str, plain: &[u8]) -> Vec<u8> {
+        let nonce = random_bytes::<NONCE_LEN>();
+        let mut out = Vec::with_capacity(NONCE_LEN + plain.len() + 16);
+        out.extend_from_slice(&nonce);
+        let mut body = plain.to_vec();
+        // Sealing with a valid key and a 12-byte nonce fails only past 64 GiB of input,
+        // far above the request body cap.
+        if self
+            .key
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(job_id.as_bytes()), &mut body)
+            .is_err()
+        {
+            return Vec::new();
+        }
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Opens what [`seal`](Self::seal) produced for `job_id`; `None` when it was altered,
+    /// moved to another job, or sealed under another key.
+    pub fn open(&self, job_id: &str, sealed: &[u8]) -> Option<Vec<u8>> {
+        if sealed.len() < NONCE_LEN + 16 {
+            return None;
+        }
+        let (nonce, rest) = sealed.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut buf = rest.to_vec();
+        let plain = self.key.open_in_place(nonce, Aad::from(job_id.as_bytes()), &mut buf).ok()?;
+        Some(plain.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_results_open_only_for_their_job_and_key() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (c, created) = ResultCipher::load_or_create(dir.path()).expect("key");
+        assert!(created);
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(dir.path().join(RESULTS_KEY_FILE)).expect("meta").permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+        let sealed = c.seal("job-a", b"<svg>secret chart</svg>");
+        assert!(!sealed.windows(6).any(|w| w == b"secret"));
+        assert_eq!(c.open("job-a", &sealed).as_deref(), Some(&b"<svg>secret chart</svg>"[..]));
+        assert_eq!(c.open("job-b", &sealed), None, "bound to the job id");
+        let mut flipped = sealed.clone();
+        flipped[20] ^= 1;
+        assert_eq!(c.open("job-a", &flipped), None, "tampered");
+        let (again, created) = ResultCipher::load_or_create(dir.path()).expect("reload");
+        assert!(!created);
+        assert!(again.open("job-a", &sealed).is_some(), "the same key after a restart");
+        let other = tempfile::tempdir().expect("dir");
+        let (stranger, _) = ResultCipher::load_or_create(other.path()).expect("key");
+        assert_eq!(stranger.open("job-a", &sealed), None, "another key");
+    }
+}
