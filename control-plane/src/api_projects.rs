@@ -325,6 +325,8 @@ pub async fn run<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str, body: &[u8]) -
     let caller_id = ctx.caller()?.user_id.clone();
     let mut jobs = Vec::with_capacity(queries.len());
     for (i, q) in queries.into_iter().enumerate() {
+        // A query that does not take the customer id has one result for everyone.
+        let customer = q.customer_param.and(r.customer.clone());
         let mut params = q.params.clone();
         if let (Some(n), Some(c)) = (q.customer_param, &r.customer) {
             let at = usize::from(n) - 1;
@@ -347,7 +349,7 @@ pub async fn run<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str, body: &[u8]) -
             owner: Some(caller_id.clone()),
             project_id: Some(p.id.clone()),
             query_index: i64::try_from(i).ok(),
-            customer: r.customer.clone(),
+            customer,
         };
         let (job_id, _) = app.dispatch(req, origin).await?;
         jobs.push(serde_json::json!({ "index": i, "name": q.name, "id": job_id }));
@@ -376,7 +378,8 @@ pub async fn results<S: Store>(
     let mut out = Vec::with_capacity(queries.len());
     for (i, query) in queries.iter().enumerate() {
         let idx = i64::try_from(i).unwrap_or(0);
-        let job = match app.store.latest_project_job(p.id.clone(), idx, customer.clone()).await? {
+        let for_customer = query.customer_param.and(customer.clone());
+        let job = match app.store.latest_project_job(p.id.clone(), idx, for_customer).await? {
             Some(job_id) => app
                 .store
                 .job(job_id, outpost_protocol::unix_now(), false)

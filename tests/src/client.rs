@@ -60,6 +60,7 @@ pub struct Api {
     addr: String,
     token: Option<String>,
     tls: Arc<rustls::ClientConfig>,
+    headers: Vec<(String, String)>,
 }
 
 /// One kept-alive HTTP/1.1 connection.
@@ -71,12 +72,19 @@ pub struct Conn {
 impl Api {
     /// A client for `addr` trusting the CA at `ca_path`.
     pub fn new(addr: &str, ca_path: &Path, token: Option<String>) -> Result<Self> {
-        Ok(Self { addr: addr.to_owned(), token, tls: tls_config(ca_path)? })
+        Ok(Self { addr: addr.to_owned(), token, tls: tls_config(ca_path)?, headers: Vec::new() })
     }
 
     /// The same client with another token (or none).
     pub fn with_token(&self, token: Option<&str>) -> Self {
         Self { token: token.map(str::to_owned), ..self.clone() }
+    }
+
+    /// The same client sending one more header on every request (e.g. a cookie).
+    pub fn with_header(&self, name: &str, value: &str) -> Self {
+        let mut c = self.clone();
+        c.headers.push((name.to_owned(), value.to_owned()));
+        c
     }
 
     /// Opens a connection for several requests.
@@ -119,6 +127,9 @@ impl Conn {
         let mut b = Request::builder().method(method).uri(path).header(http::header::HOST, "localhost");
         if let Some(t) = &self.api.token {
             b = b.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        for (k, v) in &self.api.headers {
+            b = b.header(k.as_str(), v.as_str());
         }
         if body.is_some() {
             b = b.header(http::header::CONTENT_TYPE, "application/json");

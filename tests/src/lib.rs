@@ -104,6 +104,9 @@ pub struct ControlPlane {
     pub admin_token: String,
     /// Extra `serve` flags.
     pub serve_args: Vec<String>,
+    /// A control-plane.yaml to serve with (`--config`) instead of `--data-dir`; it must
+    /// name `data_dir`.
+    pub config: Option<PathBuf>,
     process: Option<Process>,
     log: PathBuf,
 }
@@ -127,6 +130,7 @@ impl ControlPlane {
             api_addr: format!("127.0.0.1:{}", free_port()),
             admin_token,
             serve_args: Vec::new(),
+            config: None,
             process: None,
             log: root.join("control-plane.log"),
         })
@@ -134,10 +138,14 @@ impl ControlPlane {
 
     /// Starts `serve` and waits until it listens.
     pub fn start(&mut self) -> Result<()> {
+        let (target_flag, target) = match &self.config {
+            Some(c) => ("--config", c.display().to_string()),
+            None => ("--data-dir", self.data_dir.display().to_string()),
+        };
         let mut args = vec![
             "serve".to_owned(),
-            "--data-dir".into(),
-            self.data_dir.display().to_string(),
+            target_flag.into(),
+            target,
             "--agent-listen".into(),
             self.agent_addr.clone(),
             "--api-listen".into(),
