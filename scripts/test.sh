@@ -36,6 +36,10 @@ for tool in lintian rpmlint rpm cargo-deb cargo-generate-rpm systemd-analyze sys
   command -v "$tool" >/dev/null 2>&1 || { echo "$tool is required by the package tests: run .ci/run" >&2; exit 1; }
 done
 
+# The API is fuzzed against its OpenAPI document by schemathesis (tests/tests/openapi.rs):
+# no 5xx, no status, content type or body outside docs/openapi.json.
+command -v schemathesis >/dev/null 2>&1 || { echo "schemathesis is required by the API tests: run .ci/run (or python3 -m pip install 'schemathesis>=4,<5')" >&2; exit 1; }
+
 # Real database servers: the connector tests run against them and never skip.
 export OUTPOST_TEST_PG_URL="${OUTPOST_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test}"
 if ! pg_isready -q -d "$OUTPOST_TEST_PG_URL"; then

@@ -295,6 +295,34 @@ fn query_params(id: RouteId) -> Vec<Value> {
     }
 }
 
+/// OpenAPI links from a `POST` that creates something to the routes under it, so that
+/// clients (and fuzzers) can follow the created id or name.
+fn links_from(route: &crate::api::Route) -> serde_json::Map<String, Value> {
+    let mut links = serde_json::Map::new();
+    if route.method != "POST" || route.path.contains('{') {
+        return links;
+    }
+    let prefix = format!("{}/{{", route.path);
+    for target in ROUTES.iter().filter(|r| r.path.starts_with(&prefix)) {
+        let param = target.path[prefix.len()..].split('}').next().unwrap_or_default();
+        let field = if param == "name" { "name" } else { "id" };
+        let key = target
+            .action
+            .replace(['.', '_'], " ")
+            .split(' ')
+            .map(|w| {
+                let mut c = w.chars();
+                c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+            })
+            .collect::<String>();
+        links.insert(
+            key,
+            json!({ "operationId": target.action, "parameters": { param: format!("$response.body#/{field}") } }),
+        );
+    }
+    links
+}
+
 /// The document.
 pub fn document() -> Value {
     let mut paths = serde_json::Map::new();
@@ -330,6 +358,10 @@ pub fn document() -> Value {
         let mut ok = json!({ "description": "Success." });
         if !ok_content.is_null() {
             ok["content"] = ok_content;
+        }
+        let links = links_from(route);
+        if !links.is_empty() {
+            ok["links"] = Value::Object(links);
         }
         let error = json!({ "description": "An error: {code, message}.", "content": { "application/json": { "schema": r("Error") } } });
         let mut responses = serde_json::Map::new();
