@@ -761,8 +761,11 @@ pub async fn body_of(req: Request<Incoming>) -> Result<bytes::Bytes, ApiError> {
 #[derive(Debug, Serialize)]
 pub struct JobView {
     id: String,
-    agent: String,
-    connection: String,
+    /// Hidden from callers whose only access is a project's `view-app` grant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connection: Option<String>,
     state: &'static str,
     created_at: i64,
     expires_at: i64,
@@ -788,12 +791,27 @@ pub struct JobView {
     customer: Option<String>,
 }
 
+impl JobView {
+    /// The view for `caller`: without agent and connection when the job belongs to a
+    /// project the caller may only see as an app (`view-app`).
+    pub async fn for_caller<S: Store>(app: &App<S>, caller: &Caller, r: &JobRecord) -> Result<Self, ApiError> {
+        let mut v = Self::from(r);
+        if let Some(pid) = &r.origin.project_id {
+            if !caller.is_admin() && !crate::api_projects::access_to(app, caller, pid).await?.1.can_see_logic() {
+                v.agent = None;
+                v.connection = None;
+            }
+        }
+        Ok(v)
+    }
+}
+
 impl From<&JobRecord> for JobView {
     fn from(r: &JobRecord) -> Self {
         Self {
             id: r.id.clone(),
-            agent: r.agent.clone(),
-            connection: r.connection.clone(),
+            agent: Some(r.agent.clone()),
+            connection: Some(r.connection.clone()),
             state: if r.state == JobState::Leased && r.cancel_requested_at.is_some() {
                 "cancelling"
             } else {

@@ -365,7 +365,7 @@ pub async fn results<S: Store>(
     id: &str,
     q: Option<&str>,
 ) -> Result<Response<Body>, ApiError> {
-    let (p, _) = viewable(app, ctx, id).await?;
+    let (p, access) = viewable(app, ctx, id).await?;
     let customer = query_param(q, "customer")
         .map(|c| {
             crate::api_access::percent_decode(c).ok_or_else(|| ApiError::bad_field("customer", "bad percent-encoding"))
@@ -380,11 +380,16 @@ pub async fn results<S: Store>(
         let idx = i64::try_from(i).unwrap_or(0);
         let for_customer = query.customer_param.and(customer.clone());
         let job = match app.store.latest_project_job(p.id.clone(), idx, for_customer).await? {
-            Some(job_id) => app
-                .store
-                .job(job_id, outpost_protocol::unix_now(), false)
-                .await?
-                .map(|rec| serde_json::to_value(JobView::from(&rec)).unwrap_or_default()),
+            Some(job_id) => app.store.job(job_id, outpost_protocol::unix_now(), false).await?.map(|rec| {
+                let mut v = serde_json::to_value(JobView::from(&rec)).unwrap_or_default();
+                if !access.can_see_logic() {
+                    if let Some(o) = v.as_object_mut() {
+                        o.remove("agent");
+                        o.remove("connection");
+                    }
+                }
+                v
+            }),
             None => None,
         };
         out.push(serde_json::json!({ "index": i, "name": query.name, "job": job }));

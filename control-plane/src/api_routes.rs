@@ -46,8 +46,9 @@ pub async fn dispatch<S: Store>(
         JobsDispatch => api::dispatch_job(app, ctx, &body_of(req).await?).await,
         JobsRead => {
             ctx.target = Some(arg(0));
-            let rec = visible_job(app, ctx.caller()?, &arg(0), false).await?;
-            Ok(json(StatusCode::OK, &JobView::from(&rec)))
+            let caller = ctx.caller()?;
+            let rec = visible_job(app, caller, &arg(0), false).await?;
+            Ok(json(StatusCode::OK, &JobView::for_caller(app, caller, &rec).await?))
         }
         JobsResult => {
             ctx.target = Some(arg(0));
@@ -179,7 +180,10 @@ async fn jobs_list<S: Store>(app: &App<S>, ctx: &mut Ctx, q: Option<&str>) -> Re
     };
     let owner = if all { None } else { Some(caller.user_id.clone()) };
     let jobs = app.store.jobs(owner, limit, outpost_protocol::unix_now()).await?;
-    let view: Vec<JobView> = jobs.iter().map(JobView::from).collect();
+    let mut view: Vec<JobView> = Vec::with_capacity(jobs.len());
+    for j in &jobs {
+        view.push(JobView::for_caller(app, caller, j).await?);
+    }
     Ok(json(StatusCode::OK, &serde_json::json!({ "jobs": view })))
 }
 

@@ -494,10 +494,6 @@ fn read_password_line() -> Result<Password, Failure> {
 async fn user_cmd(cmd: UserCommand) -> Result<(), Failure> {
     use outpost_control_plane::access_store::{UserRecord, UserUpdate};
     let open = |t: &Target| -> Result<ControlPlaneConfig, Failure> { t.load() };
-    let conflict = |e: StoreError| match e {
-        StoreError::Conflict(m) => Failure::Usage(m),
-        other => Failure::Other(other.into()),
-    };
     match cmd {
         UserCommand::Add { target, name, role, password_stdin } => {
             let app = app::open(open(&target)?).await.context("cannot open the control plane's data dir")?;
@@ -542,43 +538,43 @@ async fn user_cmd(cmd: UserCommand) -> Result<(), Failure> {
             Ok(())
         }
         UserCommand::Disable { target, name } => {
-            let app = app::open(open(&target)?).await.context("cannot open the control plane's data dir")?;
             let update = UserUpdate { disabled: Some(true), ..Default::default() };
-            match app.store.update_user(name.clone(), update, outpost_protocol::unix_now()).await.map_err(conflict)? {
-                Some(_) => {
-                    audit_cli(&app.store, "users.update", &name, serde_json::json!({ "disabled": true })).await;
-                    println!("User {name:?} disabled: their sessions ended and their tokens no longer work.");
-                    Ok(())
-                }
-                None => Err(Failure::Usage(format!("no user named {name:?}"))),
-            }
+            let done = "disabled: their sessions ended and their tokens no longer work";
+            update_user(&target, &name, update, serde_json::json!({ "disabled": true }), done).await
         }
         UserCommand::Enable { target, name } => {
-            let app = app::open(open(&target)?).await.context("cannot open the control plane's data dir")?;
             let update = UserUpdate { disabled: Some(false), ..Default::default() };
-            match app.store.update_user(name.clone(), update, outpost_protocol::unix_now()).await.map_err(conflict)? {
-                Some(_) => {
-                    audit_cli(&app.store, "users.update", &name, serde_json::json!({ "disabled": false })).await;
-                    println!("User {name:?} enabled.");
-                    Ok(())
-                }
-                None => Err(Failure::Usage(format!("no user named {name:?}"))),
-            }
+            update_user(&target, &name, update, serde_json::json!({ "disabled": false }), "enabled").await
         }
         UserCommand::Password { target, name } => {
-            let app = app::open(open(&target)?).await.context("cannot open the control plane's data dir")?;
             let p = read_password_line()?;
             let hash = access::hash_password(p.expose()).map_err(|e| Failure::Usage(e.to_string()))?;
             let update = UserUpdate { password_hash: Some(hash), ..Default::default() };
-            match app.store.update_user(name.clone(), update, outpost_protocol::unix_now()).await.map_err(conflict)? {
-                Some(_) => {
-                    audit_cli(&app.store, "users.update", &name, serde_json::json!({ "password_changed": true })).await;
-                    println!("Password of {name:?} set; their sessions ended.");
-                    Ok(())
-                }
-                None => Err(Failure::Usage(format!("no user named {name:?}"))),
-            }
+            let detail = serde_json::json!({ "password_changed": true });
+            update_user(&target, &name, update, detail, "has a new password; their sessions ended").await
         }
+    }
+}
+
+/// Applies `update` to user `name`, records it and says `done`.
+async fn update_user(
+    target: &Target,
+    name: &str,
+    update: outpost_control_plane::access_store::UserUpdate,
+    detail: serde_json::Value,
+    done: &str,
+) -> Result<(), Failure> {
+    let app = app::open(target.load()?).await.context("cannot open the control plane's data dir")?;
+    let result = app.store.update_user(name.to_owned(), update, outpost_protocol::unix_now()).await;
+    match result {
+        Ok(Some(_)) => {
+            audit_cli(&app.store, "users.update", name, detail).await;
+            println!("User {name:?} {done}.");
+            Ok(())
+        }
+        Ok(None) => Err(Failure::Usage(format!("no user named {name:?}"))),
+        Err(StoreError::Conflict(m)) => Err(Failure::Usage(m)),
+        Err(other) => Err(Failure::Other(other.into())),
     }
 }
 

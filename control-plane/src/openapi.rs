@@ -68,7 +68,7 @@ fn components() -> Value {
                 "revoked_at": int_or_null(), "offline_since": int_or_null(), "enrolled_at": int(),
                 "last_seen": int_or_null(), "seconds_since_seen": int_or_null(), "version": string_or_null(),
                 "connections": { "type": "array", "items": string() }, "cert_not_after": int() })),
-            "Job": obj(&["id", "agent", "connection", "state", "created_at", "expires_at", "attempts"], json!({
+            "Job": obj(&["id", "state", "created_at", "expires_at", "attempts"], json!({
                 "id": string(), "agent": string(), "connection": string(),
                 "state": { "type": "string", "enum": ["queued", "leased", "cancelling", "succeeded", "failed", "rejected", "expired", "cancelled"] },
                 "created_at": int(), "expires_at": int(), "finished_at": int_or_null(), "attempts": int(),
