@@ -78,11 +78,11 @@ pub async fn dispatch<S: Store>(
         TokensRevoke => acc::tokens_revoke(app, ctx, &arg(0)).await,
         AuditRead => acc::audit_read(app, q).await,
         ResultsPurge => acc::purge(app, ctx, &body_of(req).await?).await,
-        OpenApi => Ok(crate::http::bytes_response(
-            StatusCode::OK,
-            "application/json",
-            crate::openapi::document_json().into_bytes(),
-        )),
+        OpenApi => Ok(crate::http::bytes_response(StatusCode::OK, "application/json", {
+            // Built once per process: the document depends only on the binary.
+            static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+            DOC.get_or_init(crate::openapi::document_json).clone().into_bytes()
+        })),
     }
 }
 
