@@ -202,6 +202,8 @@ pub trait AccessStore: Send + Sync + 'static {
     fn create_user(&self, u: UserRecord) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// A user by name.
     fn user_by_name(&self, name: String) -> impl Future<Output = Result<Option<UserRecord>, StoreError>> + Send;
+    /// A user by id.
+    fn user_by_id(&self, id: String) -> impl Future<Output = Result<Option<UserRecord>, StoreError>> + Send;
     /// Every user, by name.
     fn users(&self) -> impl Future<Output = Result<Vec<UserRecord>, StoreError>> + Send;
     /// Changes a user; refuses (`Conflict`) to leave no enabled admin. Disabling ends the
@@ -408,6 +410,15 @@ impl AccessStore for SqliteStore {
         self.with_conn(move |c| {
             Ok(c.prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE name = ?1"))?
                 .query_row(params![name], |r| user_from_row(r, 0))
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn user_by_id(&self, id: String) -> Result<Option<UserRecord>, StoreError> {
+        self.with_conn(move |c| {
+            Ok(c.prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE id = ?1"))?
+                .query_row(params![id], |r| user_from_row(r, 0))
                 .optional()?)
         })
         .await

@@ -795,9 +795,27 @@ impl JobView {
     /// The view for `caller`: without agent and connection when the job belongs to a
     /// project the caller may only see as an app (`view-app`).
     pub async fn for_caller<S: Store>(app: &App<S>, caller: &Caller, r: &JobRecord) -> Result<Self, ApiError> {
+        Self::for_caller_cached(app, caller, r, &mut std::collections::HashMap::new()).await
+    }
+
+    /// As [`for_caller`](Self::for_caller), looking each project's access up once in `seen`.
+    pub async fn for_caller_cached<S: Store>(
+        app: &App<S>,
+        caller: &Caller,
+        r: &JobRecord,
+        seen: &mut std::collections::HashMap<String, bool>,
+    ) -> Result<Self, ApiError> {
         let mut v = Self::from(r);
-        if let Some(pid) = &r.origin.project_id {
-            if !caller.is_admin() && !crate::api_projects::access_to(app, caller, pid).await?.1.can_see_logic() {
+        if let (Some(pid), false) = (&r.origin.project_id, caller.is_admin()) {
+            let logic = match seen.get(pid) {
+                Some(l) => *l,
+                None => {
+                    let l = crate::api_projects::access_to(app, caller, pid).await?.1.can_see_logic();
+                    seen.insert(pid.clone(), l);
+                    l
+                }
+            };
+            if !logic {
                 v.agent = None;
                 v.connection = None;
             }

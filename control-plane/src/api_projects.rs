@@ -304,10 +304,8 @@ pub async fn run<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str, body: &[u8]) -
     // The project runs with its owner's rights, checked now (not when it was saved).
     let owner = app
         .store
-        .users()
+        .user_by_id(p.owner_id.clone())
         .await?
-        .into_iter()
-        .find(|u| u.id == p.owner_id)
         .filter(|u| u.disabled_at.is_none())
         .ok_or_else(|| forbidden("the project's owner is disabled; an admin must take the project over"))?;
     let as_owner = Caller {

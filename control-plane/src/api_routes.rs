@@ -181,8 +181,9 @@ async fn jobs_list<S: Store>(app: &App<S>, ctx: &mut Ctx, q: Option<&str>) -> Re
     let owner = if all { None } else { Some(caller.user_id.clone()) };
     let jobs = app.store.jobs(owner, limit, outpost_protocol::unix_now()).await?;
     let mut view: Vec<JobView> = Vec::with_capacity(jobs.len());
+    let mut seen = std::collections::HashMap::new();
     for j in &jobs {
-        view.push(JobView::for_caller(app, caller, j).await?);
+        view.push(JobView::for_caller_cached(app, caller, j, &mut seen).await?);
     }
     Ok(json(StatusCode::OK, &serde_json::json!({ "jobs": view })))
 }
