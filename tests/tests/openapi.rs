@@ -24,6 +24,8 @@ fn schemathesis(cp: &ControlPlane, token: &str, filter: &[&str], report: &Path) 
         .args(["--max-examples", "25", "--seed", "20261123", "--no-color", "--report", "junit", "--report-junit-path"])
         .arg(report)
         .args(filter)
+        // Its cache (.schemathesis/) goes under target/, not into the source tree.
+        .current_dir(report.parent().unwrap_or(Path::new(".")))
         .env("SCHEMATHESIS_HOOKS", "")
         .env_remove("HTTPS_PROXY")
         .env_remove("https_proxy");
