@@ -126,6 +126,17 @@ pub struct ApiTokenRecord {
     pub revoked_at: Option<i64>,
 }
 
+impl ApiTokenRecord {
+    /// `active`, `expired` or `revoked` at `now`.
+    pub fn status(&self, now: i64) -> &'static str {
+        match (self.revoked_at, self.expires_at) {
+            (Some(_), _) => "revoked",
+            (None, Some(e)) if e <= now => "expired",
+            _ => "active",
+        }
+    }
+}
+
 /// A project: a saved set of queries with their render specs (JSON).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProjectRecord {

@@ -13,7 +13,7 @@ use crate::access::{self, Credential, Role, Scope, Scopes, SESSION_COOKIE, SESSI
 use crate::access_store::{ApiTokenRecord, AuditFilter, SessionRecord, ShareRecord, UserRecord, UserUpdate};
 use crate::api::{forbidden, unauthorized, Ctx};
 use crate::app::App;
-use crate::http::{json, parse_json, query_param, ApiError, Body};
+use crate::http::{json, no_content, parse_json, query_param, ApiError, Body};
 use crate::store::{Store, StoreError};
 
 /// Failed sign-ins allowed per user name within [`THROTTLE_WINDOW_SECS`].
@@ -85,10 +85,6 @@ fn user_view(u: &UserRecord) -> serde_json::Value {
         "last_sign_in": u.last_sign_in,
         "has_password": u.password_hash.is_some(),
     })
-}
-
-fn no_content() -> Response<Body> {
-    crate::http::bytes_response(StatusCode::NO_CONTENT, "application/json", Vec::new())
 }
 
 fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
@@ -391,11 +387,7 @@ pub async fn shares_delete<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str) -> R
 }
 
 fn token_view(t: &ApiTokenRecord, now: i64) -> serde_json::Value {
-    let status = match (t.revoked_at, t.expires_at) {
-        (Some(_), _) => "revoked",
-        (None, Some(e)) if e <= now => "expired",
-        _ => "active",
-    };
+    let status = t.status(now);
     let scopes: Vec<String> = if t.scopes.trim() == "*" {
         vec!["*".into()]
     } else {
@@ -410,11 +402,7 @@ fn token_view(t: &ApiTokenRecord, now: i64) -> serde_json::Value {
 /// `GET /v1/tokens`.
 pub async fn tokens_list<S: Store>(app: &App<S>, ctx: &mut Ctx, q: Option<&str>) -> Result<Response<Body>, ApiError> {
     let caller = ctx.caller()?;
-    let all = match query_param(q, "all") {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => return Err(ApiError::bad_field("all", "must be true or false")),
-    };
+    let all = crate::http::bool_param(q, "all")?;
     if all {
         caller.require(Scope::UsersAdmin).map_err(forbidden)?;
     }

@@ -234,7 +234,7 @@ pub async fn delete<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str) -> Result<R
         return Err(forbidden("only the project's owner or an admin may delete it"));
     }
     app.store.delete_project(id.to_owned()).await?;
-    Ok(crate::http::bytes_response(StatusCode::NO_CONTENT, "application/json", Vec::new()))
+    Ok(crate::http::no_content())
 }
 
 /// `PUT|DELETE /v1/projects/{id}/grants/{user}`.
@@ -271,7 +271,7 @@ pub async fn grant<S: Store>(
         ));
     }
     app.store.set_project_grant(id.to_owned(), user.to_owned(), g).await?.map_err(ApiError::not_found)?;
-    Ok(crate::http::bytes_response(StatusCode::NO_CONTENT, "application/json", Vec::new()))
+    Ok(crate::http::no_content())
 }
 
 fn check_customer(c: &str) -> Result<(), ApiError> {

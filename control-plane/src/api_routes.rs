@@ -162,11 +162,7 @@ async fn enrolment_token<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> 
 
 async fn jobs_list<S: Store>(app: &App<S>, ctx: &mut Ctx, q: Option<&str>) -> Result<Response<Body>, ApiError> {
     let caller = ctx.caller()?;
-    let all = match query_param(q, "all") {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => return Err(ApiError::bad_field("all", "must be true or false")),
-    };
+    let all = crate::http::bool_param(q, "all")?;
     if all && !caller.is_admin() {
         return Err(forbidden("only admins may list every job"));
     }

@@ -177,6 +177,20 @@ fn strip_position(msg: &str) -> String {
     }
 }
 
+/// An empty 204 answer.
+pub fn no_content() -> Response<Body> {
+    bytes_response(StatusCode::NO_CONTENT, "application/json", Vec::new())
+}
+
+/// `?key=true|false` (absent: false); anything else is a 400 naming the key.
+pub fn bool_param(query: Option<&str>, key: &str) -> Result<bool, ApiError> {
+    match query_param(query, key) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(ApiError::bad_field(key, "must be true or false")),
+    }
+}
+
 /// The value of `key` in a query string.
 pub fn query_param<'a>(query: Option<&'a str>, key: &str) -> Option<&'a str> {
     query?.split('&').find_map(|kv| {

@@ -643,11 +643,7 @@ async fn token_cmd(cmd: ApiTokenCommand) -> Result<(), Failure> {
                 "ID", "USER", "NAME", "STATUS", "EXPIRES", "LAST USED"
             );
             for t in app.store.tokens(uid).await.map_err(anyhow::Error::new)? {
-                let status = match (t.revoked_at, t.expires_at) {
-                    (Some(_), _) => "revoked",
-                    (None, Some(e)) if e <= now => "expired",
-                    _ => "active",
-                };
+                let status = t.status(now);
                 println!(
                     "{:<17} {:<20} {:<16} {:<8} {:<26} {:<26} {}",
                     t.id,
