@@ -215,6 +215,20 @@ pub trait AccessStore: Send + Sync + 'static {
     fn user_by_name(&self, name: String) -> impl Future<Output = Result<Option<UserRecord>, StoreError>> + Send;
     /// A user by id.
     fn user_by_id(&self, id: String) -> impl Future<Output = Result<Option<UserRecord>, StoreError>> + Send;
+    /// The user a single sign-on identity (issuer, subject) is linked to.
+    fn oidc_user(
+        &self,
+        issuer: String,
+        subject: String,
+    ) -> impl Future<Output = Result<Option<UserRecord>, StoreError>> + Send;
+    /// Links a single sign-on identity to a user; false when it is already linked.
+    fn link_oidc(
+        &self,
+        issuer: String,
+        subject: String,
+        user_id: String,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Every user, by name.
     fn users(&self) -> impl Future<Output = Result<Vec<UserRecord>, StoreError>> + Send;
     /// Changes a user; refuses (`Conflict`) to leave no enabled admin. Disabling ends the
@@ -422,6 +436,30 @@ impl AccessStore for SqliteStore {
             Ok(c.prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE name = ?1"))?
                 .query_row(params![name], |r| user_from_row(r, 0))
                 .optional()?)
+        })
+        .await
+    }
+
+    async fn oidc_user(&self, issuer: String, subject: String) -> Result<Option<UserRecord>, StoreError> {
+        self.with_conn(move |c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {} FROM users u JOIN oidc_identities o ON o.user_id = u.id WHERE o.issuer = ?1 AND o.subject = ?2",
+                USER_COLS.split(", ").map(|col| format!("u.{}", col.trim())).collect::<Vec<_>>().join(", ")
+            ))?
+            .query_row(params![issuer, subject], |r| user_from_row(r, 0))
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn link_oidc(&self, issuer: String, subject: String, user_id: String, now: i64) -> Result<bool, StoreError> {
+        self.with_conn(move |c| {
+            let n = c.execute(
+                "INSERT INTO oidc_identities (issuer, subject, user_id, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(issuer, subject) DO NOTHING",
+                params![issuer, subject, user_id, now],
+            )?;
+            Ok(n == 1)
         })
         .await
     }

@@ -136,6 +136,7 @@ async fn poll<S: Store>(app: &App<S>, peer: &AgentPeer, query: Option<&str>) -> 
             for j in leased {
                 let envelope: Envelope = serde_json::from_str(&j.envelope_json).map_err(ApiError::internal)?;
                 tracing::debug!(job_id = %j.id, agent_id = %agent, "Job delivered.");
+                app.hub.job_changed(&j.id);
                 jobs.push(DeliveredJob { job_id: j.id, envelope });
             }
             return Ok(json(StatusCode::OK, &PollResponse { jobs, key_set_version, cancel: batch.cancel }));

@@ -233,7 +233,14 @@ pub const ROUTES: &[Route] = &[
         needs(Scope::JobsDispatch),
         "Dispatch an ad-hoc job to a connection shared with the caller"
     ),
-    route!("GET", "/v1/jobs/{id}", JobsRead, "jobs.read", needs(Scope::ResultsRead), "A job's status"),
+    route!(
+        "GET",
+        "/v1/jobs/{id}",
+        JobsRead,
+        "jobs.read",
+        needs(Scope::ResultsRead),
+        "A job's status; with ?state=S&wait=N it waits for the job to leave state S"
+    ),
     route!(
         "GET",
         "/v1/jobs/{id}/result",
@@ -441,6 +448,9 @@ pub fn forbidden(m: impl Into<String>) -> ApiError {
 
 /// Handles one API request from `remote`.
 pub async fn handle<S: Store>(app: Arc<App<S>>, remote: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    if crate::console::is_console_path(req.uri().path()) {
+        return crate::console::handle(app, remote, req).await;
+    }
     let (route, params) = match match_route(req.method(), req.uri().path()) {
         Ok(x) => x,
         Err(true) => {
@@ -457,9 +467,59 @@ pub async fn handle<S: Store>(app: Arc<App<S>>, remote: SocketAddr, req: Request
     };
     let mut ctx = Ctx { remote: remote.to_string(), ..Ctx::default() };
     let result = match authenticate(&app, route, &req, &mut ctx).await {
-        Ok(()) => crate::api_routes::dispatch(&app, route.id, params, req, &mut ctx).await,
+        // The body is read only once the caller is known (public routes excepted).
+        Ok(()) => {
+            let (parts, body) = req.into_parts();
+            match read_body(body, MAX_API_BODY).await {
+                Ok(b) => {
+                    crate::api_routes::dispatch(&app, route.id, params, Request::from_parts(parts, b), &mut ctx).await
+                }
+                Err(e) => Err(e),
+            }
+        }
         Err(e) => Err(e),
     };
+    finish(&app, route, ctx, result).await
+}
+
+/// Calls `route` for a caller the console has already authenticated by its session
+/// cookie: the same scope check, handler and audit record as a request to the API.
+pub async fn call<S: Store>(
+    app: &App<S>,
+    caller: &Caller,
+    remote: &str,
+    route: RouteId,
+    params: Vec<String>,
+    query: Option<&str>,
+) -> Response<Body> {
+    let Some(route) = ROUTES.iter().find(|r| r.id == route) else {
+        return ApiError::internal(format!("no route {route:?}")).into_response();
+    };
+    let mut ctx = Ctx { remote: remote.to_owned(), caller: Some(caller.clone()), ..Ctx::default() };
+    let mut uri = route.path.to_owned();
+    if let Some(q) = query {
+        uri.push('?');
+        uri.push_str(q);
+    }
+    let refused = match route.auth {
+        Auth::Caller(Some(scope)) => caller.require(scope).err().map(forbidden),
+        Auth::Caller(None) => None,
+        Auth::Public | Auth::Embed => Some(forbidden("not a console route")),
+    };
+    let result = match (refused, Request::builder().method(route.method).uri(uri).body(bytes::Bytes::new())) {
+        (Some(e), _) => Err(e),
+        (None, Ok(req)) => crate::api_routes::dispatch(app, route.id, params, req, &mut ctx).await,
+        (None, Err(e)) => Err(ApiError::internal(e)),
+    };
+    finish(app, route, ctx, result).await
+}
+
+async fn finish<S: Store>(
+    app: &App<S>,
+    route: &Route,
+    mut ctx: Ctx,
+    result: Result<Response<Body>, ApiError>,
+) -> Response<Body> {
     let mut res = match result {
         Ok(r) => r,
         Err(e) => {
@@ -475,7 +535,7 @@ pub async fn handle<S: Store>(app: Arc<App<S>>, remote: SocketAddr, req: Request
         }
     }
     if route.id != RouteId::OpenApi {
-        record(&app, route, &ctx, res.status()).await;
+        record(app, route, &ctx, res.status()).await;
     }
     res
 }
@@ -509,7 +569,7 @@ async fn record<S: Store>(app: &App<S>, route: &Route, ctx: &Ctx, status: Status
 }
 
 /// The bearer token of a request, if any.
-pub fn bearer(req: &Request<Incoming>) -> Result<Option<&str>, ApiError> {
+pub fn bearer<B>(req: &Request<B>) -> Result<Option<&str>, ApiError> {
     match req.headers().get(header::AUTHORIZATION) {
         None => Ok(None),
         Some(v) => v
@@ -521,13 +581,50 @@ pub fn bearer(req: &Request<Incoming>) -> Result<Option<&str>, ApiError> {
     }
 }
 
-fn session_cookie(req: &Request<Incoming>) -> Option<&str> {
+/// The session cookie's value, if the request carries one.
+pub fn session_cookie<B>(req: &Request<B>) -> Option<&str> {
     req.headers().get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
         v.split(';').find_map(|kv| {
             let (k, val) = kv.trim().split_once('=')?;
             (k == SESSION_COOKIE).then_some(val)
         })
     })
+}
+
+/// The signed-in user behind a session cookie; 401 when the session has ended.
+pub async fn session_caller<S: Store>(app: &App<S>, cookie: &str) -> Result<Caller, ApiError> {
+    let idle = i64::try_from(app.cfg.sessions.idle_secs).unwrap_or(1800);
+    let hash = sha256_hex(cookie.as_bytes());
+    let (s, user) = app
+        .store
+        .session(hash.clone(), outpost_protocol::unix_now(), idle)
+        .await?
+        .ok_or_else(|| unauthorized("the session has ended; sign in again"))?;
+    Ok(Caller {
+        user_id: user.id,
+        user: user.name,
+        role: user.role,
+        scopes: user.role.scopes(),
+        credential: Credential::Session { id: hash[..16].to_owned(), hash, csrf: s.csrf },
+    })
+}
+
+/// A cookie-authenticated request that changes something must not come from another
+/// site: `Sec-Fetch-Site` and `Origin`, when the browser sends them, must say ours.
+pub fn same_origin(h: &http::HeaderMap) -> Result<(), &'static str> {
+    if let Some(site) = h.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        if !matches!(site, "same-origin" | "none") {
+            return Err("cross-site request refused (Sec-Fetch-Site)");
+        }
+    }
+    if let (Some(origin), Some(host)) =
+        (h.get(header::ORIGIN).and_then(|v| v.to_str().ok()), h.get(header::HOST).and_then(|v| v.to_str().ok()))
+    {
+        if origin != format!("https://{host}") {
+            return Err("cross-origin request refused (Origin)");
+        }
+    }
+    Ok(())
 }
 
 async fn authenticate<S: Store>(
@@ -559,26 +656,22 @@ async fn authenticate<S: Store>(
             credential: Credential::Token { id: t.id },
         }
     } else if let Some(cookie) = session_cookie(req) {
-        let idle = i64::try_from(app.cfg.sessions.idle_secs).unwrap_or(1800);
-        let hash = sha256_hex(cookie.as_bytes());
         ctx.actor = Some(("anonymous".into(), "session:unknown".into()));
-        let (s, user) = app
-            .store
-            .session(hash.clone(), now, idle)
-            .await?
-            .ok_or_else(|| unauthorized("the session has ended; sign in again"))?;
-        let caller = Caller {
-            user_id: user.id,
-            user: user.name,
-            role: user.role,
-            scopes: user.role.scopes(),
-            credential: Credential::Session { id: hash[..16].to_owned(), hash, csrf: s.csrf.clone() },
-        };
+        let caller = session_caller(app, cookie).await?;
         // A cookie is sent by the browser whoever made the page: a state-changing request
-        // must also prove it read the CSRF token, which only our own pages can.
+        // must also prove it read the CSRF token, which only our own pages can, and come
+        // from our own origin when the browser says where it comes from.
         if !matches!(*req.method(), Method::GET | Method::HEAD) {
+            let csrf = match &caller.credential {
+                Credential::Session { csrf, .. } => csrf.clone(),
+                Credential::Token { .. } => String::new(),
+            };
             let sent = req.headers().get(access::CSRF_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
-            if !constant_time_eq(sent, s.csrf.as_bytes()) {
+            if let Err(m) = same_origin(req.headers()) {
+                ctx.caller = Some(caller);
+                return Err(forbidden(m));
+            }
+            if csrf.is_empty() || !constant_time_eq(sent, csrf.as_bytes()) {
                 ctx.caller = Some(caller);
                 return Err(forbidden("missing or wrong X-CSRF-Token header for this session"));
             }
@@ -669,18 +762,39 @@ pub fn wait_param(query: Option<&str>) -> Result<u64, ApiError> {
     }
 }
 
-/// Answers with a job's rendered result, waiting for it up to `wait_secs`.
-pub async fn result<S: Store>(app: &App<S>, id: &str, wait_secs: u64) -> Result<Response<Body>, ApiError> {
+/// A job, once its state is no longer `state` (as its view names it) or after
+/// `wait_secs`: what the console's live status line waits on. Without `state`, at once.
+pub async fn job_change<S: Store>(
+    app: &App<S>,
+    id: &str,
+    wait_secs: u64,
+    state: Option<&str>,
+) -> Result<JobRecord, ApiError> {
+    let Some(state) = state.filter(|_| wait_secs > 0) else {
+        return find_job(app, id, false).await;
+    };
+    wait_for_job(app, id, false, wait_secs, |rec| JobView::from(rec).state != state).await
+}
+
+/// Reads a job until `done` holds for it or `wait_secs` have passed (or shutdown). Wakes
+/// on the job's notifications, never on an interval.
+async fn wait_for_job<S: Store>(
+    app: &App<S>,
+    id: &str,
+    with_body: bool,
+    wait_secs: u64,
+    done: impl Fn(&JobRecord) -> bool,
+) -> Result<JobRecord, ApiError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait_secs);
     let waiter = app.hub.job(id);
     let found = async {
         loop {
-            // Register before reading, so a result stored in between still wakes us.
+            // Register before reading, so a change stored in between still wakes us.
             let notified = waiter.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let rec = find_job(app, id, true).await?;
-            if rec.state.is_final() || tokio::time::Instant::now() >= deadline || app.shutdown.is_cancelled() {
+            let rec = find_job(app, id, with_body).await?;
+            if done(&rec) || tokio::time::Instant::now() >= deadline || app.shutdown.is_cancelled() {
                 return Ok::<_, ApiError>(rec);
             }
             tokio::select! {
@@ -693,7 +807,12 @@ pub async fn result<S: Store>(app: &App<S>, id: &str, wait_secs: u64) -> Result<
     }
     .await;
     app.hub.release_job(id, waiter);
-    let mut rec = found?;
+    found
+}
+
+/// Answers with a job's rendered result, waiting for it up to `wait_secs`.
+pub async fn result<S: Store>(app: &App<S>, id: &str, wait_secs: u64) -> Result<Response<Body>, ApiError> {
+    let mut rec = wait_for_job(app, id, true, wait_secs, |r| r.state.is_final()).await?;
     match rec.state {
         JobState::Succeeded => {
             let ct = rec.content_type.clone().unwrap_or_else(|| "application/octet-stream".into());
@@ -750,11 +869,6 @@ fn egress_action_name(a: outpost_protocol::EgressAction) -> &'static str {
         EgressAction::Downsampled => "downsampled",
         EgressAction::Refused => "refused",
     }
-}
-
-/// Reads a JSON request body of at most [`MAX_API_BODY`] bytes.
-pub async fn body_of(req: Request<Incoming>) -> Result<bytes::Bytes, ApiError> {
-    read_body(req.into_body(), MAX_API_BODY).await
 }
 
 /// The public view of a job (never its SQL).

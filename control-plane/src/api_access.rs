@@ -130,6 +130,37 @@ pub async fn sign_in<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> Resu
         }
     };
     app.sign_in_failures.succeeded(&name);
+    let NewSession { cookie, session_id, csrf, expires_at } = new_session(app, &user).await?;
+    ctx.actor = Some((user.name.clone(), format!("session:{session_id}")));
+    ctx.set_cookie = Some(cookie);
+    Ok(json(
+        StatusCode::CREATED,
+        &serde_json::json!({
+            "user": user.name,
+            "role": user.role,
+            "csrf_token": csrf,
+            "expires_at": expires_at,
+            "idle_timeout_secs": app.cfg.sessions.idle_secs,
+        }),
+    ))
+}
+
+/// A session just created for a user who proved who they are.
+pub struct NewSession {
+    /// The `Set-Cookie` value (the secret is only here and in the browser).
+    pub cookie: String,
+    /// The session's id in the audit log (a prefix of its hash).
+    pub session_id: String,
+    /// Its CSRF token.
+    pub csrf: String,
+    /// Absolute expiry.
+    pub expires_at: i64,
+}
+
+/// Creates a session for `user` (stored as a SHA-256 of the cookie) and records the
+/// sign-in. Used by password and single sign-on alike.
+pub async fn new_session<S: Store>(app: &App<S>, user: &UserRecord) -> Result<NewSession, ApiError> {
+    let now = outpost_protocol::unix_now();
     let (secret, id_sha256) = access::new_secret(SESSION_PREFIX);
     let csrf = hex(&random_bytes::<32>());
     let absolute = i64::try_from(app.cfg.sessions.absolute_secs).unwrap_or(43_200);
@@ -145,21 +176,15 @@ pub async fn sign_in<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> Resu
         })
         .await?;
     app.store.record_sign_in(user.id.clone(), now).await?;
-    ctx.actor = Some((user.name.clone(), format!("session:{}", &id_sha256[..16])));
-    ctx.set_cookie = Some(format!(
-        "{SESSION_COOKIE}={}; Path=/; Max-Age={absolute}; Secure; HttpOnly; SameSite=Strict",
-        secret.as_str()
-    ));
-    Ok(json(
-        StatusCode::CREATED,
-        &serde_json::json!({
-            "user": user.name,
-            "role": user.role,
-            "csrf_token": csrf,
-            "expires_at": expires_at,
-            "idle_timeout_secs": app.cfg.sessions.idle_secs,
-        }),
-    ))
+    Ok(NewSession {
+        cookie: format!(
+            "{SESSION_COOKIE}={}; Path=/; Max-Age={absolute}; Secure; HttpOnly; SameSite=Strict",
+            secret.as_str()
+        ),
+        session_id: id_sha256[..16].to_owned(),
+        csrf,
+        expires_at,
+    })
 }
 
 /// `DELETE /v1/sessions/current`.

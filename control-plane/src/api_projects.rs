@@ -7,7 +7,6 @@
 //! and a project stops running when its owner loses the connection.
 
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use outpost_protocol::{CacheSpec, Param};
 use serde::{Deserialize, Serialize};
 
@@ -457,7 +456,7 @@ pub async fn embed_revoke<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str) -> Re
 pub async fn embed_claims<S: Store>(
     app: &App<S>,
     ctx: &mut Ctx,
-    req: &Request<Incoming>,
+    req: &Request<bytes::Bytes>,
 ) -> Result<(Claims, ProjectRecord), ApiError> {
     let token = bearer(req)?.ok_or_else(|| unauthorized("missing Authorization: Bearer <embed token>"))?;
     ctx.actor = Some(("embed".into(), "embed:invalid".into()));
@@ -480,7 +479,7 @@ pub async fn embed_claims<S: Store>(
 pub async fn embed_project<S: Store>(
     app: &App<S>,
     ctx: &mut Ctx,
-    req: &Request<Incoming>,
+    req: &Request<bytes::Bytes>,
 ) -> Result<Response<Body>, ApiError> {
     let (claims, p) = embed_claims(app, ctx, req).await?;
     let queries: Vec<_> = parse_queries(&p.queries_json)?

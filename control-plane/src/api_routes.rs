@@ -2,10 +2,9 @@
 //! control in [`crate::api_access`], projects and embedding in [`crate::api_projects`].
 
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde::Deserialize;
 
-use crate::api::{self, body_of, forbidden, visible_job, wait_param, Ctx, JobView, RouteId};
+use crate::api::{self, forbidden, visible_job, wait_param, Ctx, JobView, RouteId};
 use crate::api_access as acc;
 use crate::api_projects as prj;
 use crate::app::App;
@@ -17,7 +16,7 @@ pub async fn dispatch<S: Store>(
     app: &App<S>,
     route: RouteId,
     p: Vec<String>,
-    req: Request<Incoming>,
+    req: Request<bytes::Bytes>,
     ctx: &mut Ctx,
 ) -> Result<Response<Body>, ApiError> {
     let query = req.uri().query().map(str::to_owned);
@@ -25,29 +24,45 @@ pub async fn dispatch<S: Store>(
     let arg = |i: usize| p.get(i).cloned().unwrap_or_default();
     use RouteId::*;
     match route {
-        SessionCreate => acc::sign_in(app, ctx, &body_of(req).await?).await,
+        SessionCreate => {
+            // Only a script of our own origin can send JSON here: a form on another site
+            // cannot sign a browser in to someone else's account.
+            let json_body =
+                req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+                    v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+                });
+            if !json_body {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "sign-in takes Content-Type: application/json",
+                ));
+            }
+            acc::sign_in(app, ctx, req.body()).await
+        }
         SessionDelete => acc::sign_out(app, ctx).await,
         Me => acc::me(ctx),
         UsersList => acc::users_list(app).await,
-        UsersCreate => acc::users_create(app, ctx, &body_of(req).await?).await,
-        UsersUpdate => acc::users_update(app, ctx, &arg(0), &body_of(req).await?).await,
+        UsersCreate => acc::users_create(app, ctx, req.body()).await,
+        UsersUpdate => acc::users_update(app, ctx, &arg(0), req.body()).await,
         GroupsList => acc::groups_list(app).await,
-        GroupsCreate => acc::groups_create(app, ctx, &body_of(req).await?).await,
+        GroupsCreate => acc::groups_create(app, ctx, req.body()).await,
         GroupsDelete => acc::groups_delete(app, ctx, &arg(0)).await,
         GroupMemberAdd => acc::group_member(app, ctx, &arg(0), &arg(1), true).await,
         GroupMemberRemove => acc::group_member(app, ctx, &arg(0), &arg(1), false).await,
         SharesList => acc::shares_list(app).await,
-        SharesCreate => acc::shares_create(app, ctx, &body_of(req).await?).await,
+        SharesCreate => acc::shares_create(app, ctx, req.body()).await,
         SharesDelete => acc::shares_delete(app, ctx, &arg(0)).await,
         AgentsList => agents_list(app, ctx).await,
         AgentsRevoke => agents_revoke(app, ctx, &arg(0)).await,
-        EnrolmentTokensCreate => enrolment_token(app, ctx, &body_of(req).await?).await,
+        EnrolmentTokensCreate => enrolment_token(app, ctx, req.body()).await,
         JobsList => jobs_list(app, ctx, q).await,
-        JobsDispatch => api::dispatch_job(app, ctx, &body_of(req).await?).await,
+        JobsDispatch => api::dispatch_job(app, ctx, req.body()).await,
         JobsRead => {
             ctx.target = Some(arg(0));
             let caller = ctx.caller()?;
-            let rec = visible_job(app, caller, &arg(0), false).await?;
+            visible_job(app, caller, &arg(0), false).await?;
+            let rec = api::job_change(app, &arg(0), wait_param(q)?, query_param(q, "state")).await?;
             Ok(json(StatusCode::OK, &JobView::for_caller(app, caller, &rec).await?))
         }
         JobsResult => {
@@ -58,15 +73,15 @@ pub async fn dispatch<S: Store>(
         }
         JobsCancel => jobs_cancel(app, ctx, &arg(0)).await,
         ProjectsList => prj::list(app, ctx).await,
-        ProjectsCreate => prj::create(app, ctx, &body_of(req).await?).await,
+        ProjectsCreate => prj::create(app, ctx, req.body()).await,
         ProjectsRead => prj::read(app, ctx, &arg(0)).await,
-        ProjectsUpdate => prj::update(app, ctx, &arg(0), &body_of(req).await?).await,
+        ProjectsUpdate => prj::update(app, ctx, &arg(0), req.body()).await,
         ProjectsDelete => prj::delete(app, ctx, &arg(0)).await,
-        ProjectGrantSet => prj::grant(app, ctx, &arg(0), &arg(1), Some(&body_of(req).await?)).await,
+        ProjectGrantSet => prj::grant(app, ctx, &arg(0), &arg(1), Some(req.body())).await,
         ProjectGrantRemove => prj::grant(app, ctx, &arg(0), &arg(1), None).await,
-        ProjectsRun => prj::run(app, ctx, &arg(0), &body_of(req).await?).await,
+        ProjectsRun => prj::run(app, ctx, &arg(0), req.body()).await,
         ProjectsResults => prj::results(app, ctx, &arg(0), q).await,
-        EmbedTokensCreate => prj::embed_token(app, ctx, &arg(0), &body_of(req).await?).await,
+        EmbedTokensCreate => prj::embed_token(app, ctx, &arg(0), req.body()).await,
         EmbedTokensRevoke => prj::embed_revoke(app, ctx, &arg(0)).await,
         EmbedProject => prj::embed_project(app, ctx, &req).await,
         EmbedResult => {
@@ -74,10 +89,10 @@ pub async fn dispatch<S: Store>(
             prj::embed_result(app, ctx, &claims, &arg(0), wait_param(q)?).await
         }
         TokensList => acc::tokens_list(app, ctx, q).await,
-        TokensCreate => acc::tokens_create(app, ctx, &body_of(req).await?).await,
+        TokensCreate => acc::tokens_create(app, ctx, req.body()).await,
         TokensRevoke => acc::tokens_revoke(app, ctx, &arg(0)).await,
         AuditRead => acc::audit_read(app, q).await,
-        ResultsPurge => acc::purge(app, ctx, &body_of(req).await?).await,
+        ResultsPurge => acc::purge(app, ctx, req.body()).await,
         OpenApi => Ok(crate::http::bytes_response(StatusCode::OK, "application/json", {
             // Built once per process: the document depends only on the binary.
             static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();

@@ -53,6 +53,9 @@ pub enum AppError {
     /// Embed key.
     #[error(transparent)]
     Embed(#[from] EmbedKeyError),
+    /// Single sign-on set-up (secret or CA file).
+    #[error(transparent)]
+    Oidc(#[from] crate::oidc::OidcError),
     /// Bad metadata.
     #[error("{path}: {reason}")]
     Meta {
@@ -180,6 +183,8 @@ pub struct App<S: Store> {
     pub embed: EmbedKey,
     /// Failed sign-ins per user name, to slow down password guessing.
     pub sign_in_failures: crate::api_access::SignInThrottle,
+    /// Single sign-on, when `oidc:` is configured.
+    pub oidc: Option<crate::oidc::Oidc>,
 }
 
 impl<S: Store> std::fmt::Debug for App<S> {
@@ -206,7 +211,9 @@ pub async fn open(cfg: ControlPlaneConfig) -> Result<Arc<App<SqliteStore>>, AppE
     if created {
         tracing::info!(file = %cfg.data_dir.join(crate::embed::EMBED_KEY_FILE).display(), "Created the embed-token signing key.");
     }
+    let oidc = cfg.oidc.as_ref().map(crate::oidc::Oidc::new).transpose()?;
     Ok(Arc::new(App {
+        oidc,
         cfg,
         store,
         ca,

@@ -69,6 +69,85 @@ pub struct ControlPlaneConfig {
     #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
     #[schemars(with = "Option<ApiTokensConfig>")]
     pub api_tokens: ApiTokensConfig,
+    /// Single sign-on for the console by OpenID Connect; absent: local accounts only.
+    #[serde(default)]
+    pub oidc: Option<OidcConfig>,
+}
+
+/// Single sign-on by OpenID Connect (authorization code flow with PKCE, `state` and
+/// `nonce`; the ID token's signature, issuer, audience and expiry are checked).
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The provider's issuer URL (https), exactly as its discovery document and ID tokens
+    /// give it; `/.well-known/openid-configuration` is read from under it.
+    pub issuer: String,
+    /// This console's client id at the provider.
+    pub client_id: String,
+    /// The client secret. Give this or `client_secret_file`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub client_secret: Option<ClientSecret>,
+    /// A file holding the client secret (e.g. a systemd credential); read at start.
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// The callback registered at the provider: `https://<console address>/console/oidc/callback`.
+    pub redirect_uri: String,
+    /// How an identity finds its Outpost user: `email` (the verified e-mail address is
+    /// the user name) or `subject` (the provider's stable `sub`, linked at first sign-in).
+    #[serde(default)]
+    pub map_by: OidcMapBy,
+    /// Role of a user created at their first sign-in; absent: only users an admin has
+    /// added may sign in (with `map_by: email`).
+    #[serde(default)]
+    pub default_role: Option<crate::access::Role>,
+    /// PEM file of the CAs trusted for the provider's TLS certificate; default: the
+    /// system bundle (/etc/ssl/certs/ca-certificates.crt).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Scopes asked for besides `openid`.
+    #[serde(default = "default_oidc_scopes")]
+    pub scopes: Vec<String>,
+    /// Name on the sign-in button.
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+/// How a single sign-on identity is mapped to a user.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OidcMapBy {
+    /// The `email` claim (only when `email_verified` is true) is the user name.
+    #[default]
+    Email,
+    /// The `sub` claim, linked to a user at first sign-in.
+    Subject,
+}
+
+fn default_oidc_scopes() -> Vec<String> {
+    vec!["email".into(), "profile".into()]
+}
+
+/// A client secret: redacted in `Debug`, zeroed when dropped.
+#[derive(Clone, Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+#[serde(transparent)]
+pub struct ClientSecret(String);
+
+impl ClientSecret {
+    /// Wraps a secret read from a file.
+    pub fn new(s: String) -> Self {
+        Self(s)
+    }
+    /// The secret, for the token request only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientSecret(<redacted>)")
+    }
 }
 
 /// Default idle expiry of a session (seconds): 30 minutes without a request.
@@ -241,6 +320,7 @@ impl ControlPlaneConfig {
             results: ResultsConfig::default(),
             embed: EmbedConfig::default(),
             api_tokens: ApiTokensConfig::default(),
+            oidc: None,
         }
     }
 
@@ -304,6 +384,31 @@ impl ControlPlaneConfig {
         }
         if !(1..=self.api_tokens.max_ttl_days).contains(&self.api_tokens.default_ttl_days) {
             return Err(invalid("api_tokens.default_ttl_days", "must be between 1 and api_tokens.max_ttl_days"));
+        }
+        if let Some(o) = &self.oidc {
+            let https =
+                |u: &str| u.parse::<http::Uri>().ok().filter(|u| u.scheme_str() == Some("https") && u.host().is_some());
+            if https(&o.issuer).is_none() {
+                return Err(invalid("oidc.issuer", "must be an https:// URL"));
+            }
+            match https(&o.redirect_uri) {
+                Some(u) if u.path() == "/console/oidc/callback" => {}
+                _ => {
+                    return Err(invalid("oidc.redirect_uri", "must be https://<console address>/console/oidc/callback"))
+                }
+            }
+            if o.client_id.is_empty() {
+                return Err(invalid("oidc.client_id", "must not be empty"));
+            }
+            if o.client_secret.is_some() == o.client_secret_file.is_some() {
+                return Err(invalid("oidc.client_secret", "give exactly one of client_secret and client_secret_file"));
+            }
+            if o.scopes
+                .iter()
+                .any(|s| s.is_empty() || !s.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\'))
+            {
+                return Err(invalid("oidc.scopes", "scopes are single words of printable ASCII"));
+            }
         }
         Ok(())
     }

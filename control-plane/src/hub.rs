@@ -65,6 +65,13 @@ impl Hub {
     }
 
     /// Wakes everyone waiting for `job_id`.
+    /// Wakes those waiting on a job whose state changed but is not final (it was leased).
+    pub fn job_changed(&self, job_id: &str) {
+        if let Some(n) = lock(&self.jobs).get(job_id) {
+            n.notify_waiters();
+        }
+    }
+
     pub fn job_done(&self, job_id: &str) {
         if let Some(n) = lock(&self.jobs).remove(job_id) {
             n.notify_waiters();

@@ -275,6 +275,14 @@ fn query_params(id: RouteId) -> Vec<Value> {
     let wait = || q("wait", json!({ "type": "integer", "minimum": 0 }), "seconds to wait for the result (at most 60)");
     match id {
         RouteId::JobsResult | RouteId::EmbedResult => vec![wait()],
+        RouteId::JobsRead => vec![
+            q(
+                "wait",
+                json!({ "type": "integer", "minimum": 0 }),
+                "with `state`: seconds to wait for the job to leave that state (at most 60)",
+            ),
+            q("state", json!({ "type": "string" }), "the state the caller last saw (queued, leased, cancelling…)"),
+        ],
         RouteId::JobsList => vec![
             q("all", json!({ "type": "boolean" }), "every user's jobs (admins)"),
             q("limit", json!({ "type": "integer", "minimum": 1, "maximum": 1000 }), "at most this many"),

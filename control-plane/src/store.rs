@@ -443,7 +443,7 @@ pub trait Store: crate::access_store::AccessStore + Send + Sync + 'static {
 }
 
 /// Current schema version (PRAGMA user_version).
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE agents (
@@ -604,6 +604,17 @@ CREATE INDEX jobs_by_project ON jobs(project_id, query_index, customer, created_
 CREATE INDEX jobs_by_end ON jobs(finished_at);
 ";
 
+/// v6: single sign-on identities (issuer + subject) linked to users.
+const SCHEMA_V6: &str = "
+CREATE TABLE oidc_identities (
+    issuer TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (issuer, subject)
+);
+";
+
 /// How often a leased job's cancel is repeated to its agent until it reports, seconds.
 const CANCEL_RESEND_SECS: i64 = 10;
 
@@ -645,7 +656,9 @@ impl SqliteStore {
         conn.pragma_update(None, "secure_delete", true)?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         // Migrations run in order, each in its own transaction with the version bump.
-        for (target, sql) in [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3), (4, SCHEMA_V4), (5, SCHEMA_V5)] {
+        for (target, sql) in
+            [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3), (4, SCHEMA_V4), (5, SCHEMA_V5), (6, SCHEMA_V6)]
+        {
             if version < target {
                 conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql} PRAGMA user_version = {target}; COMMIT;"))?;
             }

@@ -1,0 +1,274 @@
+// Outpost console: the little JavaScript the server-rendered pages use.
+//
+// - Forms and buttons with data-api="METHOD /v1/path/{field}" are sent to the JSON API
+//   with the session's CSRF token (X-CSRF-Token); the API decides and audits.
+// - Sections with data-job="ID" follow the job live (long-poll on the API, no interval)
+//   and show the result when it is there.
+// Nothing here builds HTML from strings except the server's own result fragment, which
+// is parsed with DOMParser (no script runs) and was sanitised on the server.
+'use strict';
+
+(function () {
+  const FINAL = ['succeeded', 'failed', 'expired', 'cancelled', 'refused'];
+
+  function csrf() {
+    const m = document.querySelector('meta[name="outpost-csrf"]');
+    return m ? m.content : '';
+  }
+
+  async function api(method, path, body) {
+    const init = { method, credentials: 'same-origin', headers: { 'X-CSRF-Token': csrf() } };
+    if (body !== undefined) {
+      init.headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    const res = await fetch(path, init);
+    const text = await res.text();
+    let data = null;
+    try {
+      data = text ? JSON.parse(text) : null;
+    } catch (_) {
+      data = { message: text };
+    }
+    if (!res.ok) {
+      const err = new Error((data && data.message) || res.status + ' ' + res.statusText);
+      err.status = res.status;
+      throw err;
+    }
+    return data;
+  }
+
+  function sleep(ms) {
+    return new Promise((r) => setTimeout(r, ms));
+  }
+
+  // Backoff with jitter after a failed request: 0.5x to 1.5x of 1 s, 2 s, 4 s … 30 s.
+  function backoff(attempt) {
+    const base = Math.min(30000, 1000 * Math.pow(2, attempt));
+    return sleep(base * (0.5 + Math.random()));
+  }
+
+  // Sets obj[a][b] = value for the dotted name "a.b".
+  function put(obj, name, value) {
+    const parts = name.split('.');
+    let o = obj;
+    for (const p of parts.slice(0, -1)) {
+      o = o[p] = o[p] || {};
+    }
+    o[parts[parts.length - 1]] = value;
+  }
+
+  function parseParams(text, field) {
+    const out = [];
+    text.split('\n').forEach((line, i) => {
+      line = line.trim();
+      if (!line) return;
+      const c = line.indexOf(':');
+      const type = (c < 0 ? line : line.slice(0, c)).trim();
+      const raw = c < 0 ? '' : line.slice(c + 1);
+      switch (type) {
+        case 'null': out.push({ type: 'null' }); break;
+        case 'text': out.push({ type: 'text', value: raw }); break;
+        case 'int':
+          if (!/^-?\d+$/.test(raw.trim())) throw new Error(field + ' line ' + (i + 1) + ': int needs a whole number');
+          out.push({ type: 'int', value: Number(raw.trim()) }); break;
+        case 'float':
+          if (isNaN(Number(raw.trim())) || raw.trim() === '') throw new Error(field + ' line ' + (i + 1) + ': float needs a number');
+          out.push({ type: 'float', value: Number(raw.trim()) }); break;
+        case 'bool':
+          if (!['true', 'false'].includes(raw.trim())) throw new Error(field + ' line ' + (i + 1) + ': bool is true or false');
+          out.push({ type: 'bool', value: raw.trim() === 'true' }); break;
+        default:
+          throw new Error(field + ' line ' + (i + 1) + ': type must be text, int, float, bool or null');
+      }
+    });
+    return out;
+  }
+
+  // The JSON body of a form; fields whose data-kinds does not include the chosen render
+  // kind are left out, as are fields named _x (they fill the path or wrap the body).
+  function formBody(form) {
+    const body = {};
+    const extra = {};
+    const kindSel = form.querySelector('[data-kind-select]');
+    const kind = kindSel ? kindSel.value : null;
+    for (const el of form.elements) {
+      if (!el.name || el.disabled) continue;
+      const scope = el.closest('[data-kinds]') || (el.dataset.kinds !== undefined ? el : null);
+      if (kind && scope && !scope.dataset.kinds.split(' ').includes(kind)) continue;
+      const t = el.dataset.type;
+      if (t === 'checks') {
+        if (!body[el.name]) body[el.name] = [];
+        if (el.checked) body[el.name].push(el.value);
+        continue;
+      }
+      let v;
+      if (t === 'bool') v = el.checked;
+      else if (el.value === '' && el.dataset.optional !== undefined) continue;
+      else if (t === 'int') v = Number(el.value);
+      else if (t === 'list') v = el.value.split(',').map((s) => s.trim()).filter((s) => s);
+      else if (t === 'params') v = parseParams(el.value, el.name);
+      else v = el.value;
+      if (t === 'bool' && !v) continue;
+      if (el.name.startsWith('_')) extra[el.name] = v;
+      else put(body, el.name, v);
+    }
+    return { body, extra };
+  }
+
+  function fillPath(path, values) {
+    return path.replace(/\{(\w+)\}/g, (_, k) => encodeURIComponent(values[k] === undefined ? '' : values[k]));
+  }
+
+  function say(scope, text, ok) {
+    const out = scope && scope.querySelector('output');
+    if (out) {
+      out.textContent = text;
+      out.className = ok ? 'ok' : 'error';
+    } else if (text && !ok) {
+      window.alert(text);
+    }
+  }
+
+  async function act(el, form, submitter) {
+    const src = submitter && submitter.dataset.api ? submitter : el;
+    const [method, tmpl] = src.dataset.api.split(' ');
+    const then = (submitter && submitter.dataset.then) || el.dataset.then || 'reload';
+    if (el.dataset.confirm && !window.confirm(el.dataset.confirm)) return;
+    let body;
+    let extra = {};
+    if (form) {
+      ({ body, extra } = formBody(form));
+      if (src.dataset.wrap === 'project') {
+        const q = body;
+        q.name = extra._query_name || extra._project || 'query';
+        body = { name: extra._project || '', queries: [q] };
+      }
+    } else if (el.dataset.body) {
+      body = JSON.parse(el.dataset.body);
+    } else if (method !== 'GET' && method !== 'DELETE') {
+      body = {};
+    }
+    const data = await api(method, fillPath(tmpl, extra), body);
+    if (then === 'reload') {
+      window.location.reload();
+    } else if (then.startsWith('go:')) {
+      window.location.assign(fillPath(then.slice(3), data || {}).replace(/%2F/g, '/'));
+    } else if (then.startsWith('secret:')) {
+      const box = form.querySelector('[data-secret-out]');
+      box.querySelector('[data-copy-source]').value = data[then.slice(7)];
+      box.hidden = false;
+      say(form, 'Created.', true);
+    } else if (then === 'embed') {
+      const box = form.parentElement.querySelector('[data-embed-out]');
+      const base = window.location.origin;
+      box.querySelector('[data-copy-source]').value =
+        '<!-- Outpost embed: fetch from your page; the token expires ' + new Date(data.expires_at * 1000).toISOString() + ' -->\n' +
+        '<div id="outpost-chart"></div>\n<script>\n' +
+        'fetch("' + base + '/v1/embed/results/0", { headers: { Authorization: "Bearer ' + data.token + '" } })\n' +
+        '  .then((r) => r.blob())\n' +
+        '  .then((b) => { const i = new Image(); i.src = URL.createObjectURL(b); document.getElementById("outpost-chart").append(i); });\n' +
+        '</script>';
+      box.hidden = false;
+      say(form, 'Created.', true);
+    }
+  }
+
+  document.addEventListener('submit', (ev) => {
+    const form = ev.target;
+    if (!form.dataset.api) return;
+    ev.preventDefault();
+    const btns = form.querySelectorAll('button');
+    btns.forEach((b) => { b.disabled = true; });
+    say(form, 'Working…', true);
+    act(form, form, ev.submitter)
+      .catch((err) => say(form, err.message, false))
+      .finally(() => btns.forEach((b) => { b.disabled = false; }));
+  });
+
+  document.addEventListener('click', (ev) => {
+    const el = ev.target.closest('button');
+    if (!el) return;
+    if (el.hasAttribute('data-signout')) {
+      api('DELETE', '/v1/sessions/current').catch(() => {}).finally(() => window.location.assign('/console/login'));
+    } else if (el.hasAttribute('data-copy')) {
+      const src = el.parentElement.querySelector('[data-copy-source]');
+      src.select();
+      (navigator.clipboard ? navigator.clipboard.writeText(src.value) : Promise.reject(new Error('no clipboard')))
+        .then(() => { el.textContent = 'Copied'; })
+        .catch(() => { el.textContent = 'Press Ctrl+C'; });
+    } else if (el.dataset.api && el.type === 'button') {
+      el.disabled = true;
+      act(el, null, null).catch((err) => say(el.closest('section, td, li, p'), err.message, false)).finally(() => { el.disabled = false; });
+    }
+  });
+
+  // The render kind shows only its own options; the agent picks its own connections.
+  function syncKinds(form) {
+    const sel = form.querySelector('[data-kind-select]');
+    if (!sel) return;
+    form.querySelectorAll('label[data-kinds]').forEach((l) => {
+      l.hidden = !l.dataset.kinds.split(' ').includes(sel.value);
+    });
+  }
+  function syncConnections(form) {
+    const a = form.querySelector('[data-agent-select]');
+    const c = form.querySelector('[data-connection-select]');
+    if (!a || !c) return;
+    let first = null;
+    for (const o of c.options) {
+      o.hidden = o.disabled = o.dataset.agent !== a.value;
+      if (!o.hidden && !first) first = o;
+    }
+    if (c.selectedOptions.length === 0 || c.selectedOptions[0].hidden) c.value = first ? first.value : '';
+  }
+  document.addEventListener('change', (ev) => {
+    const form = ev.target.form;
+    if (!form) return;
+    if (ev.target.matches('[data-kind-select]')) syncKinds(form);
+    if (ev.target.matches('[data-agent-select]')) syncConnections(form);
+  });
+
+  // A job section follows its job: long-poll the API until the state changes, then show
+  // the server-rendered result.
+  async function watch(section) {
+    const id = section.dataset.job;
+    const status = section.querySelector('[data-status]');
+    let state = section.dataset.state;
+    let failures = 0;
+    while (!FINAL.includes(state)) {
+      try {
+        const j = await api('GET', '/v1/jobs/' + encodeURIComponent(id) + '?wait=25&state=' + encodeURIComponent(state));
+        failures = 0;
+        state = j.state;
+        section.dataset.state = state;
+        status.textContent = state;
+        status.className = 'status ' + state;
+      } catch (err) {
+        if (err.status === 401 || err.status === 403 || err.status === 404) {
+          status.textContent = err.message;
+          return;
+        }
+        await backoff(failures++);
+      }
+    }
+    const cancel = section.querySelector('[data-cancel]');
+    if (cancel) cancel.remove();
+    const res = await fetch('/console/jobs/' + encodeURIComponent(id) + '/result', { credentials: 'same-origin' });
+    const doc = new DOMParser().parseFromString(await res.text(), 'text/html');
+    section.querySelector('[data-result]').replaceChildren(...doc.body.childNodes);
+    section.dataset.ready = 'true';
+  }
+
+  document.addEventListener('DOMContentLoaded', () => {
+    // After single sign-on: continue from our own page, so the browser sends the
+    // SameSite=Strict session cookie with the next request.
+    const follow = document.querySelector('a[data-autofollow]');
+    if (follow) window.location.replace(follow.href);
+    document.querySelectorAll('form').forEach((f) => { syncKinds(f); syncConnections(f); });
+    document.querySelectorAll('[data-job]').forEach((s) => {
+      if (FINAL.includes(s.dataset.state)) s.dataset.ready = 'true';
+      else watch(s);
+    });
+  });
+})();

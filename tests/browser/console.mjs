@@ -1,0 +1,220 @@
+// The console in real Chromium, driven by playwright-core. Started by
+// tests/tests/console.rs with a JSON file naming the control plane, users and jobs; writes
+// what it produced (the enrolment token, the project id) to `out` for the Rust side to
+// check against the real processes. Any failed expectation exits non-zero with a message.
+import { chromium } from 'playwright-core';
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+
+const cfg = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+const base = cfg.base_url;
+mkdirSync(cfg.screenshots, { recursive: true });
+const out = {};
+
+function expect(cond, what) {
+  if (!cond) throw new Error('expected: ' + what);
+  console.log('ok - ' + what);
+}
+
+const browser = await chromium.launch({ executablePath: cfg.chromium, args: ['--no-sandbox'] });
+
+async function newPage(viewport = { width: 1280, height: 800 }) {
+  // The control plane's certificate comes from its own CA; TLS is tested elsewhere.
+  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport });
+  const page = await ctx.newPage();
+  page.dialogs = [];
+  page.on('dialog', async (d) => {
+    page.dialogs.push(d.type() + ':' + d.message());
+    await d.accept();
+  });
+  page.errors = [];
+  page.on('pageerror', (e) => page.errors.push(String(e)));
+  return { ctx, page };
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: `${cfg.screenshots}/${name}.png`, fullPage: true });
+}
+
+async function signIn(page, user, password) {
+  const res = await page.goto(base + '/console/login');
+  expect(res.status() === 200, `sign-in page loads for ${user}`);
+  await page.fill('input[name=user]', user);
+  await page.fill('input[name=password]', password);
+  await Promise.all([page.waitForURL(/\/console\/(agents|projects)$/), page.click('button[type=submit]')]);
+  expect((await page.textContent('#who')) === user, `${user} is signed in`);
+}
+
+async function signOut(page) {
+  await Promise.all([page.waitForURL(/\/console\/login$/), page.click('button[data-signout]')]);
+}
+
+async function waitForJob(page, sel = '[data-job]') {
+  await page.waitForSelector(`${sel}[data-ready="true"]`, { timeout: 60000 });
+  return page.$eval(`${sel} [data-status]`, (e) => e.textContent);
+}
+
+async function barsDrawn(page) {
+  return page.$$eval('figure.chart svg rect.bar', (rs) =>
+    rs.map((r) => ({ label: r.getAttribute('data-label'), h: r.getBBox().height, w: r.getBBox().width })));
+}
+
+// --- An admin: headers, cookie, enrolment token, a share -------------------------------
+{
+  const { ctx, page } = await newPage();
+  const login = await page.goto(base + '/console/login');
+  const h = login.headers();
+  expect(h['content-security-policy'].includes("script-src 'self'") && !h['content-security-policy'].includes('unsafe'),
+    'the console is served with a CSP without unsafe-inline');
+  expect(h['content-security-policy'].includes("frame-ancestors 'none'") && h['x-frame-options'] === 'DENY',
+    'the console may not be framed');
+  await signIn(page, 'admin', cfg.passwords.admin);
+  const cookie = (await ctx.cookies()).find((c) => c.name === 'outpost_session');
+  expect(cookie && cookie.httpOnly && cookie.secure && cookie.sameSite === 'Strict', 'the session cookie is Secure, HttpOnly, SameSite=Strict');
+  expect((await page.$$('tr[data-agent="edge-1"] .status.online')).length === 1, 'agent edge-1 is listed online');
+  expect((await page.textContent('tr[data-agent="edge-1"]')).includes('sample'), 'its connection is listed');
+  await shot(page, '01-agents-admin');
+
+  await page.goto(base + '/console/admin/enrolment');
+  await page.fill('input[name=agent]', 'edge-9');
+  await page.click('button[type=submit]');
+  await page.waitForSelector('[data-secret-out]:not([hidden])');
+  out.enrol_token = await page.inputValue('[data-secret-out] input');
+  expect(out.enrol_token.length > 20, 'an enrolment token is shown once, to copy');
+  await shot(page, '02-enrolment-token');
+
+  await page.goto(base + '/console/admin/users');
+  const share = page.locator('form[data-api="POST /v1/shares"]');
+  await share.locator('input[name=agent]').fill('edge-1');
+  await share.locator('input[name=connection]').fill('sample');
+  await share.locator('input[name=user]').fill('ed');
+  await Promise.all([page.waitForEvent('load'), share.locator('button').click()]);
+  expect((await page.textContent('main')).includes('user ed'), 'the admin shared edge-1/sample with ed');
+  await shot(page, '03-users-and-shares');
+
+  // A cross-site form cannot change anything: the API wants the CSRF header.
+  const forged = await page.evaluate(async () => (await fetch('/v1/groups', {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"name":"forged"}' })).status);
+  expect(forged === 403, 'a state-changing request without the CSRF token is refused (403)');
+  await signOut(page);
+  const after = await page.goto(base + '/console/agents');
+  expect(after.url().endsWith('/console/login'), 'after sign-out the console asks to sign in again');
+  await ctx.close();
+}
+
+// --- An editor: run a bar chart live, save it as a project, share it, embed it ----------
+{
+  const { ctx, page } = await newPage();
+  await signIn(page, 'ed', cfg.passwords.ed);
+  await page.goto(base + '/console/query');
+  await page.selectOption('select[name=agent]', 'edge-1');
+  await page.selectOption('select[name=connection]', 'sample');
+  await page.fill('textarea[name=sql]', cfg.bar_sql);
+  await page.selectOption('select[name="render.kind"]', 'bar');
+  await page.fill('input[name="render.x"]', 'region');
+  await page.fill('input[name="render.y"]', 'revenue');
+  await page.fill('input[name="render.title"]', 'Revenue by region');
+  await shot(page, '04-query');
+  let navigations = 0;
+  await Promise.all([page.waitForURL(/\/console\/jobs\/[^/]+$/), page.click('#query-form button.primary')]);
+  expect(!page.url().toLowerCase().includes('select'), 'no SQL in the URL');
+  page.on('framenavigated', () => navigations++);
+  const state = await waitForJob(page);
+  expect(state === 'succeeded', 'the job reaches succeeded on the page');
+  expect(navigations === 0, 'the status and result arrived without reloading the page');
+  const bars = await barsDrawn(page);
+  expect(bars.length === cfg.regions.length, `one bar per region (${bars.length})`);
+  expect(bars.every((b) => b.h > 0 && b.w > 0), 'every bar is drawn with a height and width');
+  expect(JSON.stringify(bars.map((b) => b.label).sort()) === JSON.stringify([...cfg.regions].sort()), 'the bars are the regions');
+  expect(Number(await page.textContent('[data-rows-read]')) === cfg.regions.length, 'rows read are shown');
+  await shot(page, '05-bar-chart');
+
+  await page.goto(base + '/console/query?agent=edge-1&connection=sample');
+  await page.fill('textarea[name=sql]', cfg.bar_sql);
+  await page.fill('input[name="render.x"]', 'region');
+  await page.fill('input[name="render.y"]', 'revenue');
+  await page.fill('input[name=_project]', 'Sales');
+  await page.fill('input[name=_query_name]', 'Revenue by region');
+  await Promise.all([page.waitForURL(/\/console\/projects\/[^/]+$/), page.click('button[data-wrap=project]')]);
+  out.project_id = page.url().split('/').pop();
+  expect((await page.textContent('h1')) === 'Sales', 'the project is saved and opened');
+  await Promise.all([page.waitForEvent('load'), page.click('form[data-api$="/run"] button')]);
+  expect(await waitForJob(page, 'section.query [data-job]') === 'succeeded', 'refreshing the project runs its query');
+  expect((await barsDrawn(page)).length === cfg.regions.length, 'the project shows the chart');
+
+  const grant = page.locator('form[data-api*="/grants/"]');
+  await grant.locator('input[name=_user]').fill('vi');
+  await grant.locator('select[name=access]').selectOption('view-app');
+  await Promise.all([page.waitForEvent('load'), grant.locator('button').click()]);
+  expect((await page.textContent('[data-grant="vi"]')).includes('view-app'), 'the project is shared with vi as view-app');
+
+  const embed = page.locator('form[data-then=embed]');
+  await embed.locator('input[name=customer]').fill('acme');
+  await embed.locator('button').click();
+  await page.waitForSelector('[data-embed-out]:not([hidden])');
+  const snippet = await page.inputValue('[data-embed-out] textarea');
+  expect(/Bearer ey[\w-]+\.[\w-]+\.[\w-]+/.test(snippet), 'an embed snippet with a short-lived embed token is shown');
+  out.embed_snippet = snippet;
+  await shot(page, '06-project-editor');
+  await signOut(page);
+  await ctx.close();
+}
+
+// --- A viewer, by keyboard only: sees the chart, never the SQL ------------------------
+{
+  const { ctx, page } = await newPage();
+  await page.goto(base + '/console/login');
+  // The user field has focus; everything else by keyboard.
+  await page.keyboard.type('vi');
+  await page.keyboard.press('Tab');
+  await page.keyboard.type(cfg.passwords.vi);
+  await Promise.all([page.waitForURL(/\/console\/(agents|projects)$/), page.keyboard.press('Enter')]);
+  expect((await page.$$('a[href="/console/query"]')).length === 0, 'a viewer has no Query page in the menu');
+  await page.goto(base + '/console/projects');
+  await page.click(`a[href="/console/projects/${out.project_id}"]`);
+  await page.waitForURL(/\/console\/projects\/[^/]+$/);
+  await waitForJob(page, 'section.query [data-job]');
+  expect((await barsDrawn(page)).length === cfg.regions.length, 'the viewer sees the chart');
+  expect((await page.$$('[data-sql]')).length === 0, 'the viewer sees no SQL block');
+  const html = await page.content();
+  expect(!/select\s+region|from\s+orders/i.test(html), 'the SQL is nowhere in the viewer\'s page');
+  expect(!html.includes('edge-1'), 'nor the agent that ran it');
+  await shot(page, '07-project-viewer');
+  // Keyboard: the skip link is the first stop.
+  await page.keyboard.press('Tab');
+  expect(await page.evaluate(() => document.activeElement.className) === 'skip', 'the first Tab reaches "Skip to content"');
+  // A narrow screen: nothing wider than the viewport but scrollable tables.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.reload();
+  await waitForJob(page, 'section.query [data-job]');
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  expect(overflow <= 0, `the page fits a 390 px screen (overflow ${overflow} px)`);
+  await shot(page, '08-project-viewer-narrow');
+  await ctx.close();
+}
+
+// --- A job whose SVG carries script: nothing runs ---------------------------------------
+{
+  const { ctx, page } = await newPage();
+  await signIn(page, 'admin', cfg.passwords.admin);
+  await page.goto(base + '/console/jobs/' + cfg.rogue_job);
+  expect(await waitForJob(page) === 'succeeded', 'the rogue agent\'s job is shown');
+  const pwned = await page.evaluate(() => window.__pwned);
+  expect(pwned === undefined, 'no script from the SVG ran (window.__pwned unset)');
+  expect(page.dialogs.length === 0, 'no alert from the SVG');
+  expect((await page.$$('figure.chart script, figure.chart foreignObject, figure.chart [onload]')).length === 0,
+    'the inlined SVG holds no script, foreignObject or onload');
+  expect((await page.$$('figure.chart rect.bar')).length === 1, 'the drawing itself is kept');
+  expect((await page.$$('[data-sanitised]')).length === 1, 'the page says markup was removed');
+  await shot(page, '09-rogue-svg');
+  // Opened on its own, the raw result is sandboxed by its CSP: its script does not run either.
+  const raw = await page.goto(base + '/v1/jobs/' + cfg.rogue_job + '/result');
+  expect(raw.headers()['content-security-policy'].includes('sandbox'), 'the raw result is served sandboxed');
+  expect(await page.evaluate(() => window.__pwned) === undefined && page.dialogs.length === 0,
+    'the raw SVG opened directly runs no script');
+  expect(page.errors.length === 0, 'no page errors: ' + page.errors.join('; '));
+  await ctx.close();
+}
+
+await browser.close();
+writeFileSync(cfg.out, JSON.stringify(out, null, 2));
+console.log('all console checks passed');

@@ -1,0 +1,199 @@
+//! The console in a real browser: Debian's Chromium driven by `playwright-core`
+//! (tests/browser/*.mjs), against a real `outpost-control-plane serve`, a real enrolled
+//! agent on the sample data, and — for the script-in-SVG check — a rogue agent played by
+//! this test with a real enrolled identity over mutual TLS. Screenshots are kept under
+//! `target/console-screenshots/` (CI artefacts).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, ensure, Context, Result};
+use outpost_e2e::{Agent, Api};
+use serde_json::{json, Value};
+
+const BAR_SQL: &str = "SELECT region, SUM(amount) AS revenue FROM orders GROUP BY region ORDER BY region";
+
+/// tests/browser, with its npm packages installed (`npm ci`, done by `.ci/run`).
+pub fn browser_dir() -> Result<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    ensure!(
+        dir.join("node_modules/playwright-core").is_dir() && dir.join("node_modules/oidc-provider").is_dir(),
+        "the browser tests need their npm packages: run `npm ci` in {} (.ci/run does)",
+        dir.display()
+    );
+    Ok(dir)
+}
+
+/// Debian's Chromium (`apt-get install chromium`), or `OUTPOST_CHROMIUM`.
+pub fn chromium() -> Result<PathBuf> {
+    let p = std::env::var_os("OUTPOST_CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
+    ensure!(
+        p.exists(),
+        "no Chromium at {}: apt-get install chromium (.ci/run does), or set OUTPOST_CHROMIUM",
+        p.display()
+    );
+    Ok(p)
+}
+
+/// Where screenshots go: target/console-screenshots/<name>.
+pub fn screenshots(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"), PathBuf::from);
+    target.join("console-screenshots").join(name)
+}
+
+/// Runs `node SCRIPT CONFIG` with `cfg` (plus `out`), fails with its output unless it
+/// exits 0, and returns what it wrote to `out`.
+pub fn run_node(script: &str, root: &Path, mut cfg: Value) -> Result<Value> {
+    let dir = browser_dir()?;
+    let cfg_path = root.join(format!("{script}.json"));
+    let out_path = root.join(format!("{script}.out.json"));
+    cfg["out"] = json!(out_path);
+    cfg["chromium"] = json!(chromium()?);
+    std::fs::write(&cfg_path, serde_json::to_vec_pretty(&cfg)?)?;
+    let out = std::process::Command::new("node")
+        .arg(dir.join(script))
+        .arg(&cfg_path)
+        .current_dir(&dir)
+        .output()
+        .context("node (apt-get install nodejs)")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    if !out.status.success() {
+        bail!("{script} failed ({}):\n{stdout}\n{stderr}", out.status);
+    }
+    serde_json::from_slice(&std::fs::read(&out_path)?).context("browser script output")
+}
+
+async fn ok(api: &Api, method: &str, path: &str, body: Value) -> Result<Value> {
+    let m: http::Method = method.parse()?;
+    let res = api.request(m, path, Some(serde_json::to_vec(&body)?)).await?;
+    ensure!((200..300).contains(&res.status), "{method} {path}: {} {}", res.status, res.text());
+    Ok(if res.body.is_empty() { Value::Null } else { res.json()? })
+}
+
+/// Plays agent `rogue` (a real enrolled identity): takes the next job and answers it with
+/// an SVG that carries script in every way SVG allows.
+async fn rogue_agent_answers(agent: &Agent) -> Result<String> {
+    use outpost_agent::{identity, proxy, transport};
+    use outpost_protocol::wire::{PollResponse, PATH_JOBS, PATH_POLL};
+    let id = identity::load(&agent.state_dir)?;
+    let cfg = transport::mtls_config(&id)?;
+    let t = transport::Transport::new(
+        id.enrolment.address.clone(),
+        proxy::Route::direct(),
+        &id.enrolment.server_name,
+        cfg,
+    )?;
+    let (status, body) = t.send(http::Method::GET, &format!("{PATH_POLL}?wait=20"), None).await?;
+    ensure!(status == 200, "poll: {status}");
+    let poll: PollResponse = serde_json::from_slice(&body)?;
+    let job = poll.jobs.first().context("the rogue agent got no job")?.job_id.clone();
+    let evil = r##"<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" viewBox="0 0 800 450" onload="window.__pwned='onload';alert('onload')">
+<script>window.__pwned='script';alert('script')</script>
+<rect class="bar" x="100" y="100" width="80" height="200" fill="#4477aa" data-label="North" onmouseover="window.__pwned='hover'"/>
+<image href="data:," onerror="window.__pwned='onerror'"/>
+<a xlink:href="javascript:window.__pwned='link'"><text x="10" y="20">click</text></a>
+<foreignObject width="100" height="100"><iframe xmlns="http://www.w3.org/1999/xhtml" src="javascript:parent.__pwned='iframe'"></iframe></foreignObject>
+<set attributeName="onmouseover" to="alert(1)"/><animate attributeName="href" to="javascript:alert(1)"/>
+</svg>"##;
+    let report = outpost_protocol::ResultReport::succeeded(
+        &job,
+        "image/svg+xml",
+        evil.as_bytes(),
+        outpost_protocol::ResultStats { rows_read: 1, ..Default::default() },
+    );
+    let (status, body) = t
+        .send(http::Method::POST, &format!("{PATH_JOBS}{job}/result"), Some(serde_json::to_vec(&report)?.into()))
+        .await?;
+    ensure!(status.is_success(), "upload: {status} {}", String::from_utf8_lossy(&body));
+    Ok(job)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_chromium_users_run_a_chart_live_share_a_project_viewers_never_see_sql_and_svg_script_never_runs(
+) -> Result<()> {
+    browser_dir()?;
+    chromium()?;
+    let root = tempfile::tempdir()?;
+    let (cp, _agent) = outpost_e2e::start_pair(root.path(), "edge-1", "", &[]).await?;
+    let admin = cp.api()?;
+    let pw = json!({ "admin": "admin-pass-1234", "ed": "editor-pass-1234", "vi": "viewer-pass-1234" });
+    ok(&admin, "PATCH", "/v1/users/admin", json!({ "password": pw["admin"] })).await?;
+    ok(&admin, "POST", "/v1/users", json!({ "name": "ed", "role": "editor", "password": pw["ed"] })).await?;
+    ok(&admin, "POST", "/v1/users", json!({ "name": "vi", "role": "viewer", "password": pw["vi"] })).await?;
+
+    // The rogue agent's job, answered before the browser looks at it.
+    let rogue = Agent::new(root.path(), "rogue", "")?;
+    rogue.enroll_with(&cp).await?;
+    let dispatched = cp
+        .dispatch(json!({ "agent": "rogue", "connection": "sample", "sql": "SELECT 1 AS a, 2 AS b",
+            "render": { "kind": "bar", "x": "a", "y": ["b"] } }))
+        .await?;
+    let answered = rogue_agent_answers(&rogue).await?;
+    ensure!(answered == dispatched);
+
+    let regions: Vec<String> = {
+        let id = cp
+            .dispatch(json!({ "agent": "edge-1", "connection": "sample",
+            "sql": "SELECT DISTINCT region FROM orders ORDER BY region", "render": { "kind": "table" } }))
+            .await?;
+        let (status, text) = cp.wait_result(&id).await?;
+        ensure!(status == 200, "{text}");
+        let v: Value = serde_json::from_str(&text)?;
+        v["rows"].as_array().context("rows")?.iter().filter_map(|r| r[0].as_str().map(str::to_owned)).collect()
+    };
+    ensure!(regions.len() >= 3, "sample regions: {regions:?}");
+
+    let shots = screenshots("console");
+    let out = run_node(
+        "console.mjs",
+        root.path(),
+        json!({
+            "base_url": format!("https://localhost:{}", cp.api_addr.rsplit(':').next().unwrap_or_default()),
+            "passwords": pw, "bar_sql": BAR_SQL, "regions": regions, "rogue_job": dispatched,
+            "screenshots": shots,
+        }),
+    )?;
+
+    // What the browser did is real: the enrolment token it showed enrols an agent …
+    let token = out["enrol_token"].as_str().context("enrol token")?;
+    let edge9 = Agent::new(root.path(), "edge-9", "")?;
+    let (code, _, err) = edge9.enroll(token)?;
+    ensure!(code == 0, "the token from the console enrols edge-9: {err}");
+    // … the project is shared with vi as view-app …
+    let pid = out["project_id"].as_str().context("project id")?;
+    let p = ok(&admin, "GET", &format!("/v1/projects/{pid}"), Value::Null).await?;
+    ensure!(p["grants"] == json!([{ "user": "vi", "access": "view-app" }]), "grants: {}", p["grants"]);
+    // … and every step is in the audit log under the user's session.
+    let audit = ok(&admin, "GET", "/v1/audit?limit=1000", Value::Null).await?;
+    let events = audit["events"].as_array().context("events")?;
+    let by = |actor: &str, action: &str| {
+        events.iter().any(|e| {
+            e["actor"] == actor
+                && e["action"] == action
+                && e["outcome"] == "ok"
+                && e["credential"].as_str().is_some_and(|c| c.starts_with("session:"))
+        })
+    };
+    for (actor, action) in [
+        ("admin", "enrollment_tokens.create"),
+        ("admin", "shares.create"),
+        ("admin", "session.delete"),
+        ("ed", "jobs.dispatch"),
+        ("ed", "projects.create"),
+        ("ed", "projects.run"),
+        ("ed", "projects.grant"),
+        ("ed", "embed_tokens.create"),
+        ("vi", "projects.read"),
+    ] {
+        ensure!(by(actor, action), "audit: no {action} by {actor} with a session");
+    }
+    ensure!(
+        events.iter().any(|e| e["action"] == "groups.create" && e["outcome"] == "denied" && e["actor"] == "admin"),
+        "the forged request without CSRF token is audited as denied"
+    );
+    let pngs = std::fs::read_dir(&shots)?.count();
+    ensure!(pngs >= 9, "screenshots kept in {}: {pngs}", shots.display());
+    Ok(())
+}
