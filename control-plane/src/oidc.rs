@@ -72,6 +72,8 @@ struct Discovery {
     authorization_endpoint: String,
     token_endpoint: String,
     jwks_uri: String,
+    #[serde(default)]
+    userinfo_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -122,6 +124,17 @@ impl std::fmt::Debug for Oidc {
 }
 
 /// The claims of an ID token this module reads.
+#[derive(Debug, Deserialize)]
+struct UserInfo {
+    sub: String,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    email_verified: Option<bool>,
+    #[serde(default)]
+    preferred_username: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 struct Claims {
     iss: String,
@@ -576,6 +589,8 @@ async fn finish<S: Store>(
         #[serde(default)]
         id_token: Option<String>,
         #[serde(default)]
+        access_token: Option<String>,
+        #[serde(default)]
         error: Option<String>,
     }
     let answer: TokenAnswer = serde_json::from_slice(&body)
@@ -587,7 +602,25 @@ async fn finish<S: Store>(
         )));
     }
     let id_token = answer.id_token.ok_or_else(|| OidcError::Provider("no id_token in the token answer".into()))?;
-    let claims = oidc.verify(&id_token, &pending.nonce, now).await?;
+    let mut claims = oidc.verify(&id_token, &pending.nonce, now).await?;
+    // A conforming provider may keep profile claims out of the ID token and answer them
+    // at the UserInfo endpoint, for the same subject only.
+    if claims.email.is_none() {
+        if let (Some(url), Some(token)) = (&discovery.userinfo_endpoint, &answer.access_token) {
+            let (status, body) = oidc.fetch(Method::GET, url, None, Some(format!("Bearer {token}"))).await?;
+            if !status.is_success() {
+                return Err(OidcError::Provider(format!("the UserInfo endpoint answered {status}")));
+            }
+            let info: UserInfo =
+                serde_json::from_slice(&body).map_err(|e| OidcError::Provider(format!("UserInfo: {e}")))?;
+            if info.sub != claims.sub {
+                return Err(OidcError::Refused("UserInfo is for another subject than the ID token".into()));
+            }
+            claims.email = info.email;
+            claims.email_verified = info.email_verified;
+            claims.preferred_username = claims.preferred_username.or(info.preferred_username);
+        }
+    }
     let user = map_user(app, oidc, &claims, now).await?;
     if user.disabled_at.is_some() {
         return Err(OidcError::Refused(format!("user {} is disabled", user.name)));

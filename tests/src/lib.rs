@@ -429,3 +429,17 @@ pub async fn control_plane_and_agent(root: &std::path::Path, config: &str) -> Re
     agent.start_connected()?;
     Ok((cp, agent))
 }
+
+/// A CA named `ca_name` and a server certificate for `names`, as PEM: (ca, cert, key).
+pub fn certificates(ca_name: &str, names: &[&str]) -> Result<(String, String, String)> {
+    let ca_key = rcgen::KeyPair::generate()?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, ca_name);
+    let ca = ca_params.self_signed(&ca_key)?;
+    let issuer = rcgen::Issuer::new(ca_params, &ca_key);
+    let key = rcgen::KeyPair::generate()?;
+    let leaf = rcgen::CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())?;
+    let cert = leaf.signed_by(&key, &issuer)?;
+    Ok((ca.pem(), cert.pem(), key.serialize_pem()))
+}

@@ -197,3 +197,74 @@ async fn in_chromium_users_run_a_chart_live_share_a_project_viewers_never_see_sq
     ensure!(pngs >= 9, "screenshots kept in {}: {pngs}", shots.display());
     Ok(())
 }
+
+/// Starts a control plane whose `oidc:` section names a provider on `port` (not yet
+/// running), with `extra` lines under `oidc:`.
+async fn sso_control_plane(root: &Path, port: u16, extra: &str) -> Result<(outpost_e2e::ControlPlane, String)> {
+    let (ca, cert, key) = outpost_e2e::certificates("Test IdP CA", &["localhost"])?;
+    for (name, pem) in [("idp-ca.crt", &ca), ("idp.crt", &cert), ("idp.key", &key)] {
+        std::fs::write(root.join(name), pem)?;
+    }
+    std::fs::write(root.join("client-secret"), "s3cret-of-the-console-client\n")?;
+    let mut cp = outpost_e2e::ControlPlane::init(root)?;
+    let cp_port = cp.api_addr.rsplit(':').next().unwrap_or_default().to_owned();
+    let base = format!("https://localhost:{cp_port}");
+    let yaml = root.join("control-plane.yaml");
+    std::fs::write(
+        &yaml,
+        format!(
+            "data_dir: {}\noidc:\n  issuer: https://localhost:{port}\n  client_id: outpost-console\n  \
+             client_secret_file: {}\n  redirect_uri: {base}/console/oidc/callback\n  ca_file: {}\n{extra}",
+            cp.data_dir.display(),
+            root.join("client-secret").display(),
+            root.join("idp-ca.crt").display(),
+        ),
+    )?;
+    cp.config = Some(yaml);
+    cp.start()?;
+    Ok((cp, base))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_sign_on_with_a_real_openid_provider_and_every_forged_answer_refused() -> Result<()> {
+    browser_dir()?;
+    let root = tempfile::tempdir()?;
+    let port = outpost_e2e::free_port();
+    let (cp, base) = sso_control_plane(root.path(), port, "  default_role: viewer\n").await?;
+    let out = run_node(
+        "oidc.mjs",
+        root.path(),
+        json!({
+            "port": port, "cert": root.path().join("idp.crt"), "key": root.path().join("idp.key"),
+            "client_id": "outpost-console", "client_secret": "s3cret-of-the-console-client",
+            "redirect_uri": format!("{base}/console/oidc/callback"), "base_url": base,
+            "default_role": "viewer", "screenshots": screenshots("oidc"),
+        }),
+    )?;
+    ensure!(out["refusals"].as_object().map_or(0, serde_json::Map::len) == 5, "five refusals: {out}");
+
+    // The user exists now, with the default role and no password (SSO only).
+    let admin = cp.api()?;
+    let users = ok(&admin, "GET", "/v1/users", Value::Null).await?;
+    let alice = users["users"].as_array().context("users")?.iter().find(|u| u["name"] == "alice@example.com");
+    let alice = alice.context("alice@example.com was created at her first sign-in")?;
+    ensure!(alice["role"] == "viewer" && alice["has_password"] == false, "{alice}");
+    // The audit log has the sign-in and each refusal with its reason.
+    let audit = ok(&admin, "GET", "/v1/audit?action=session.create_sso&limit=100", Value::Null).await?;
+    let events = audit["events"].as_array().context("events")?;
+    ensure!(
+        events.iter().any(|e| e["outcome"] == "ok" && e["actor"] == "alice@example.com"),
+        "signed-in event: {events:?}"
+    );
+    for reason in ["wrong state", "wrong audience", "expired", "wrong nonce", "bad signature"] {
+        ensure!(
+            events.iter().any(|e| e["outcome"] == "denied"
+                && e["status"] == 401
+                && e["detail"]["error"].as_str().is_some_and(|d| d.contains(reason))),
+            "no denied sign-in for {reason:?} in the audit log"
+        );
+    }
+    // The client secret is in no log.
+    ensure!(!cp.log_text().contains("s3cret-of-the-console-client"), "client secret in the log");
+    Ok(())
+}

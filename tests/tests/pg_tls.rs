@@ -30,20 +30,6 @@ fn pg_bindir() -> Result<PathBuf> {
     found.pop().context("no initdb under /usr/lib/postgresql/*/bin; set OUTPOST_TEST_PG_BINDIR")
 }
 
-/// A CA named `ca_name` and a server certificate for `names`, as PEM: (ca, cert, key).
-fn certificates(ca_name: &str, names: &[&str]) -> Result<(String, String, String)> {
-    let ca_key = rcgen::KeyPair::generate()?;
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, ca_name);
-    let ca = ca_params.self_signed(&ca_key)?;
-    let issuer = rcgen::Issuer::new(ca_params, &ca_key);
-    let key = rcgen::KeyPair::generate()?;
-    let leaf = rcgen::CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())?;
-    let cert = leaf.signed_by(&key, &issuer)?;
-    Ok((ca.pem(), cert.pem(), key.serialize_pem()))
-}
-
 /// A PostgreSQL instance of our own, killed on drop.
 struct Instance {
     _process: outpost_e2e::Process,
@@ -139,7 +125,7 @@ fn limits() -> QueryLimits {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_to_postgres_verifies_the_chain_and_the_name() -> Result<()> {
-    let (ca, cert, key) = certificates("outpost test database CA", &["localhost"])?;
+    let (ca, cert, key) = outpost_e2e::certificates("outpost test database CA", &["localhost"])?;
     let pg = start_instance(&cert, &key)?;
     let files = tempfile::tempdir()?;
     let ca_file = files.path().join("db-ca.pem");
@@ -154,7 +140,7 @@ async fn tls_to_postgres_verifies_the_chain_and_the_name() -> Result<()> {
 
     // Another CA: refused during the handshake, nothing runs. (One with the same name
     // as the real CA is refused too, for its signature.)
-    let (other_ca, _, _) = certificates("another CA", &["localhost"])?;
+    let (other_ca, _, _) = outpost_e2e::certificates("another CA", &["localhost"])?;
     let other_file = files.path().join("other-ca.pem");
     std::fs::write(&other_file, other_ca)?;
     let err = connector("localhost", pg.port, &other_file)
@@ -164,7 +150,7 @@ async fn tls_to_postgres_verifies_the_chain_and_the_name() -> Result<()> {
     let msg = err.to_string();
     assert!(matches!(err, QueryError::Open { .. }), "{err:?}");
     assert!(msg.contains("invalid peer certificate: UnknownIssuer"), "{msg}");
-    let (same_name, _, _) = certificates("outpost test database CA", &["localhost"])?;
+    let (same_name, _, _) = outpost_e2e::certificates("outpost test database CA", &["localhost"])?;
     std::fs::write(&other_file, same_name)?;
     let err = connector("localhost", pg.port, &other_file)
         .query("SELECT 1".into(), vec![], limits())
