@@ -123,10 +123,9 @@ impl std::fmt::Debug for Oidc {
     }
 }
 
-/// The claims of an ID token this module reads.
-#[derive(Debug, Deserialize)]
-struct UserInfo {
-    sub: String,
+/// Who the identity is: from the ID token, or from UserInfo for the same subject.
+#[derive(Debug, Default, Deserialize)]
+struct Profile {
     #[serde(default)]
     email: Option<String>,
     #[serde(default)]
@@ -135,6 +134,15 @@ struct UserInfo {
     preferred_username: Option<String>,
 }
 
+/// A UserInfo answer.
+#[derive(Debug, Deserialize)]
+struct UserInfo {
+    sub: String,
+    #[serde(flatten)]
+    profile: Profile,
+}
+
+/// The claims of an ID token this module reads.
 #[derive(Debug, Deserialize)]
 struct Claims {
     iss: String,
@@ -146,12 +154,8 @@ struct Claims {
     nonce: Option<String>,
     #[serde(default)]
     azp: Option<String>,
-    #[serde(default)]
-    email: Option<String>,
-    #[serde(default)]
-    email_verified: Option<bool>,
-    #[serde(default)]
-    preferred_username: Option<String>,
+    #[serde(flatten)]
+    profile: Profile,
 }
 
 #[derive(Debug, Deserialize)]
@@ -605,7 +609,7 @@ async fn finish<S: Store>(
     let mut claims = oidc.verify(&id_token, &pending.nonce, now).await?;
     // A conforming provider may keep profile claims out of the ID token and answer them
     // at the UserInfo endpoint, for the same subject only.
-    if claims.email.is_none() {
+    if claims.profile.email.is_none() {
         if let (Some(url), Some(token)) = (&discovery.userinfo_endpoint, &answer.access_token) {
             let (status, body) = oidc.fetch(Method::GET, url, None, Some(format!("Bearer {token}"))).await?;
             if !status.is_success() {
@@ -616,9 +620,9 @@ async fn finish<S: Store>(
             if info.sub != claims.sub {
                 return Err(OidcError::Refused("UserInfo is for another subject than the ID token".into()));
             }
-            claims.email = info.email;
-            claims.email_verified = info.email_verified;
-            claims.preferred_username = claims.preferred_username.or(info.preferred_username);
+            let username = claims.profile.preferred_username.take();
+            claims.profile = info.profile;
+            claims.profile.preferred_username = username.or(claims.profile.preferred_username.take());
         }
     }
     let user = map_user(app, oidc, &claims, now).await?;
@@ -641,10 +645,10 @@ async fn map_user<S: Store>(app: &App<S>, oidc: &Oidc, c: &Claims, now: i64) -> 
     }
     let name = match oidc.cfg.map_by {
         OidcMapBy::Email => {
-            let email = c.email.as_deref().ok_or_else(|| {
+            let email = c.profile.email.as_deref().ok_or_else(|| {
                 OidcError::Refused("the ID token has no email claim (ask for the email scope)".into())
             })?;
-            if c.email_verified != Some(true) {
+            if c.profile.email_verified != Some(true) {
                 return Err(OidcError::Refused(format!("the e-mail address {email} is not verified by the provider")));
             }
             email.to_ascii_lowercase()
@@ -652,7 +656,7 @@ async fn map_user<S: Store>(app: &App<S>, oidc: &Oidc, c: &Claims, now: i64) -> 
         OidcMapBy::Subject => {
             // A readable name when the provider gives one that is free, else one derived
             // from the subject.
-            let wanted = c.preferred_username.clone().or_else(|| c.email.clone()).unwrap_or_default();
+            let wanted = c.profile.preferred_username.clone().or_else(|| c.profile.email.clone()).unwrap_or_default();
             let free = access::validate_principal_name(&wanted).is_ok()
                 && app.store.user_by_name(wanted.clone()).await.map_err(store_err)?.is_none();
             if free {
