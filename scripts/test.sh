@@ -40,6 +40,13 @@ done
 # no 5xx, no status, content type or body outside docs/openapi.json.
 command -v schemathesis >/dev/null 2>&1 || { echo "schemathesis is required by the API tests: run .ci/run (or python3 -m pip install 'schemathesis>=4,<5')" >&2; exit 1; }
 
+# The console is tested in real Chromium driven by playwright-core, with single sign-on
+# against a real oidc-provider (tests/tests/console.rs, tests/browser/).
+[ -x "${OUTPOST_CHROMIUM:-/usr/bin/chromium}" ] || { echo "Chromium is required by the console tests: run .ci/run (or apt-get install chromium)" >&2; exit 1; }
+command -v node >/dev/null 2>&1 || { echo "node is required by the console tests: run .ci/run (or apt-get install nodejs npm)" >&2; exit 1; }
+[ -d tests/browser/node_modules/playwright-core ] && [ -d tests/browser/node_modules/oidc-provider ] || {
+  echo "the console tests' npm packages are missing: run .ci/run (or: cd tests/browser && npm ci)" >&2; exit 1; }
+
 # Real database servers: the connector tests run against them and never skip.
 export OUTPOST_TEST_PG_URL="${OUTPOST_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test}"
 if ! pg_isready -q -d "$OUTPOST_TEST_PG_URL"; then
