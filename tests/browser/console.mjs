@@ -95,6 +95,37 @@ async function barsDrawn(page) {
   const forged = await page.evaluate(async () => (await fetch('/v1/groups', {
     method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"name":"forged"}' })).status);
   expect(forged === 403, 'a state-changing request without the CSRF token is refused (403)');
+  // Roles: make "spare" an editor, then disable them.
+  const row = page.locator('tr[data-user="spare"]');
+  await row.locator('select[name=role]').selectOption('editor');
+  await Promise.all([page.waitForEvent('load'), row.locator('form button').click()]);
+  expect((await page.inputValue('tr[data-user="spare"] select[name=role]')) === 'editor', 'the admin changed a role');
+  await Promise.all([page.waitForEvent('load'), page.locator('tr[data-user="spare"] td > button').click()]);
+  expect((await page.textContent('tr[data-user="spare"]')).includes('disabled'), 'the admin disabled a user');
+
+  // An API token, shown once.
+  await page.goto(base + '/console/tokens');
+  await page.fill('form[data-api="POST /v1/tokens"] input[name=name]', 'reporting');
+  await page.check('input[name=scopes][value="results:read"]');
+  await page.click('form[data-api="POST /v1/tokens"] button[type=submit]');
+  await page.waitForSelector('form[data-api="POST /v1/tokens"] [data-secret-out]:not([hidden])');
+  out.api_token = await page.inputValue('form[data-api="POST /v1/tokens"] [data-secret-out] input');
+  expect(out.api_token.startsWith('opat_'), 'an API token is shown once');
+
+  // Revoke the rogue agent (after the confirmation).
+  await page.goto(base + '/console/agents');
+  await Promise.all([page.waitForEvent('load'), page.click('tr[data-agent="rogue"] button.danger')]);
+  expect(page.dialogs.some((d) => d.startsWith('confirm:Revoke agent rogue')), 'revoking asks for confirmation');
+  expect((await page.$$('tr[data-agent="rogue"] .status.revoked')).length === 1, 'the admin revoked an agent');
+
+  // The audit log, filtered.
+  await page.goto(base + '/console/admin/audit');
+  await page.fill('input[name=action]', 'agents.');
+  await Promise.all([page.waitForEvent('load'), page.click('form[action="/console/admin/audit"] button')]);
+  const actions = await page.$$eval('table.audit tbody tr td:nth-child(5)', (tds) => tds.map((t) => t.textContent));
+  expect(actions.length > 0 && actions.every((a) => a.startsWith('agents.')) && actions.includes('agents.revoke'),
+    'the audit log filters by action and shows the revocation');
+  await shot(page, '03b-audit-filtered');
   await signOut(page);
   const after = await page.goto(base + '/console/agents');
   expect(after.url().endsWith('/console/login'), 'after sign-out the console asks to sign in again');
@@ -127,6 +158,18 @@ async function barsDrawn(page) {
   expect(JSON.stringify(bars.map((b) => b.label).sort()) === JSON.stringify([...cfg.regions].sort()), 'the bars are the regions');
   expect(Number(await page.textContent('[data-rows-read]')) === cfg.regions.length, 'rows read are shown');
   await shot(page, '05-bar-chart');
+
+  // A table whose column the agent's egress policy masks: the page says what and why.
+  await page.goto(base + '/console/query?agent=edge-1&connection=sample');
+  await page.fill('textarea[name=sql]', 'SELECT id, product FROM orders WHERE region = $1 ORDER BY id LIMIT 3');
+  await page.fill('textarea[name=params]', 'text:North');
+  await page.selectOption('select[name="render.kind"]', 'table');
+  await Promise.all([page.waitForURL(/\/console\/jobs\/[^/]+$/), page.click('#query-form button.primary')]);
+  expect(await waitForJob(page) === 'succeeded', 'the parameterised table query succeeds');
+  expect((await page.$$('table.result tbody tr')).length === 3, 'the table has its 3 rows');
+  const egress = await page.textContent('ul.egress');
+  expect(egress.includes('masked') && egress.includes('product'), `the egress decision is shown (${egress.trim()})`);
+  await shot(page, '05b-table-masked');
 
   await page.goto(base + '/console/query?agent=edge-1&connection=sample');
   await page.fill('textarea[name=sql]', cfg.bar_sql);

@@ -116,12 +116,15 @@ async fn in_chromium_users_run_a_chart_live_share_a_project_viewers_never_see_sq
     browser_dir()?;
     chromium()?;
     let root = tempfile::tempdir()?;
-    let (cp, _agent) = outpost_e2e::start_pair(root.path(), "edge-1", "", &[]).await?;
+    // The agent masks the `product` column, so the console has an egress decision to show.
+    let mask = "egress:\n  mask:\n    - column: product\n      with: hash\n";
+    let (cp, _agent) = outpost_e2e::start_pair(root.path(), "edge-1", mask, &[]).await?;
     let admin = cp.api()?;
     let pw = json!({ "admin": "admin-pass-1234", "ed": "editor-pass-1234", "vi": "viewer-pass-1234" });
     ok(&admin, "PATCH", "/v1/users/admin", json!({ "password": pw["admin"] })).await?;
     ok(&admin, "POST", "/v1/users", json!({ "name": "ed", "role": "editor", "password": pw["ed"] })).await?;
     ok(&admin, "POST", "/v1/users", json!({ "name": "vi", "role": "viewer", "password": pw["vi"] })).await?;
+    ok(&admin, "POST", "/v1/users", json!({ "name": "spare", "role": "viewer" })).await?;
 
     // The rogue agent's job, answered before the browser looks at it.
     let rogue = Agent::new(root.path(), "rogue", "")?;
@@ -161,6 +164,20 @@ async fn in_chromium_users_run_a_chart_live_share_a_project_viewers_never_see_sq
     let edge9 = Agent::new(root.path(), "edge-9", "")?;
     let (code, _, err) = edge9.enroll(token)?;
     ensure!(code == 0, "the token from the console enrols edge-9: {err}");
+    // … the API token it showed works, with the one scope picked …
+    let token = out["api_token"].as_str().context("api token")?;
+    let reporting = admin.with_token(Some(token));
+    ensure!(reporting.get("/v1/jobs").await?.status == 200, "the console's token reads results");
+    ensure!(reporting.get("/v1/agents").await?.status == 403, "and nothing else");
+    // … the role change, the disabling and the revocation happened …
+    let users = ok(&admin, "GET", "/v1/users", Value::Null).await?;
+    let spare = users["users"].as_array().context("users")?.iter().find(|u| u["name"] == "spare").context("spare")?;
+    ensure!(spare["role"] == "editor" && spare["disabled"] == true, "{spare}");
+    let agents = ok(&admin, "GET", "/v1/agents", Value::Null).await?;
+    ensure!(
+        agents["agents"].as_array().context("agents")?.iter().any(|a| a["name"] == "rogue" && a["status"] == "revoked"),
+        "rogue revoked: {agents}"
+    );
     // … the project is shared with vi as view-app …
     let pid = out["project_id"].as_str().context("project id")?;
     let p = ok(&admin, "GET", &format!("/v1/projects/{pid}"), Value::Null).await?;
