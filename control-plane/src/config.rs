@@ -418,3 +418,40 @@ impl ControlPlaneConfig {
         self.agent_address.clone().unwrap_or_else(|| self.agent_listen.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(oidc: &str) -> Result<ControlPlaneConfig, String> {
+        let text = format!("data_dir: /var/lib/outpost-cp\noidc:\n{oidc}");
+        let cfg: ControlPlaneConfig = yamlcfg::parse_str("cp.yaml", &text).map_err(|e| e.to_string())?;
+        cfg.check("cp.yaml").map_err(|e| e.to_string())?;
+        Ok(cfg)
+    }
+
+    const GOOD: &str = "  issuer: https://idp.example.com\n  client_id: outpost\n  client_secret: s3cret\n  \
+                        redirect_uri: https://outpost.example.com/console/oidc/callback\n";
+
+    #[test]
+    fn single_sign_on_settings_are_checked_and_the_secret_is_redacted() {
+        let cfg = parse(GOOD).expect("valid");
+        let o = cfg.oidc.expect("oidc");
+        assert_eq!((o.map_by, o.default_role), (OidcMapBy::Email, None));
+        assert!(!format!("{o:?}").contains("s3cret"), "the secret is redacted in Debug");
+        for (bad, field) in [
+            (GOOD.replace("https://idp", "http://idp"), "oidc.issuer"),
+            (GOOD.replace("/console/oidc/callback", "/callback"), "oidc.redirect_uri"),
+            (format!("{GOOD}  client_secret_file: /etc/x\n"), "oidc.client_secret"),
+            (GOOD.replace("  client_secret: s3cret\n", ""), "oidc.client_secret"),
+            (format!("{GOOD}  scopes: [\"a b\"]\n"), "oidc.scopes"),
+        ] {
+            let e = parse(&bad).expect_err(field);
+            assert!(e.contains(field), "{field}: {e}");
+        }
+        let e = parse(&format!("{GOOD}  default_role: owner\n")).expect_err("unknown role");
+        assert!(e.contains("cp.yaml") && e.contains("owner"), "{e}");
+        let e = parse(&format!("{GOOD}  clientid: x\n")).expect_err("unknown field");
+        assert!(e.contains("clientid") && e.contains("line"), "{e}");
+    }
+}

@@ -105,6 +105,42 @@ async function ssoFlow(user, { forgeState = false } = {}) {
   return { ctx, page };
 }
 
+async function refused(name, opts, needle) {
+  tamper = opts.tamper || null;
+  const { ctx, page } = await ssoFlow(opts.user || 'alice', opts);
+  await page.waitForSelector('main .error').catch(async (e) => {
+    throw new Error(`${e.message}\nat ${page.url()}:\n${(await page.content()).slice(0, 2000)}`);
+  });
+  const msg = await page.textContent('main .error');
+  expect(msg.includes(needle), `${name}: refused with "${needle}" (${msg})`);
+  expect(!(await ctx.cookies()).some((c) => c.name === 'outpost_session' && c.value), `${name}: no session cookie`);
+  const res = await page.goto(cfg.base_url + '/console/projects');
+  expect(res.url().endsWith('/console/login'), `${name}: not signed in`);
+  await page.screenshot({ path: `${cfg.screenshots}/refused-${name}.png` });
+  out.refusals[name] = msg;
+  await ctx.close();
+  tamper = null;
+}
+
+async function done() {
+  await browser.close();
+  server.close();
+  writeFileSync(cfg.out, JSON.stringify(out, null, 2));
+  console.log('all single sign-on checks passed');
+  process.exit(0);
+}
+
+if (cfg.scenario === 'existing-only') {
+  // No default role: bob, whom an admin added, signs in with his role; mallory does not.
+  const { ctx, page } = await ssoFlow('bob');
+  await page.waitForURL(/\/console\/(agents|projects)$/);
+  expect((await page.textContent('#who')) === 'bob@example.com', 'bob, added by an admin, signs in by single sign-on');
+  expect((await page.textContent('.who .badge')) === 'editor', 'with the role the admin gave him');
+  await ctx.close();
+  await refused('unknown-user', { user: 'mallory' }, 'there is no Outpost user mallory@example.com');
+  await done();
+}
+
 // The happy path: alice@example.com is created with the default role and signed in.
 {
   const { ctx, page } = await ssoFlow('alice');
@@ -124,32 +160,9 @@ async function ssoFlow(user, { forgeState = false } = {}) {
   await ctx.close();
 }
 
-async function refused(name, opts, needle) {
-  tamper = opts.tamper || null;
-  const { ctx, page } = await ssoFlow(opts.user || 'alice', opts);
-  await page.waitForSelector('main .error').catch(async (e) => {
-    throw new Error(`${e.message}\nat ${page.url()}:\n${(await page.content()).slice(0, 2000)}`);
-  });
-  const msg = await page.textContent('main .error');
-  expect(msg.includes(needle), `${name}: refused with "${needle}" (${msg})`);
-  expect(!(await ctx.cookies()).some((c) => c.name === 'outpost_session' && c.value), `${name}: no session cookie`);
-  const res = await page.goto(cfg.base_url + '/console/projects');
-  expect(res.url().endsWith('/console/login'), `${name}: not signed in`);
-  await page.screenshot({ path: `${cfg.screenshots}/refused-${name}.png` });
-  out.refusals[name] = msg;
-  await ctx.close();
-  tamper = null;
-}
-
 await refused('state', { forgeState: true }, 'wrong state');
 await refused('audience', { tamper: 'audience' }, 'wrong audience');
 await refused('expired', { tamper: 'expired' }, 'expired');
 await refused('nonce', { tamper: 'nonce' }, 'wrong nonce');
 await refused('signature', { tamper: 'signature' }, 'bad signature');
-// An identity without a user when new users are not wanted is covered by the Rust side.
-
-await browser.close();
-server.close();
-writeFileSync(cfg.out, JSON.stringify(out, null, 2));
-console.log('all single sign-on checks passed');
-process.exit(0);
+await done();

@@ -242,22 +242,25 @@ async fn sso_control_plane(root: &Path, port: u16, extra: &str) -> Result<(outpo
     Ok((cp, base))
 }
 
+/// What oidc.mjs needs to run the provider for the control plane at `base`.
+fn provider_config(root: &Path, port: u16, base: &str, shots: &str) -> Value {
+    json!({
+        "port": port, "cert": root.join("idp.crt"), "key": root.join("idp.key"),
+        "client_id": "outpost-console", "client_secret": "s3cret-of-the-console-client",
+        "redirect_uri": format!("{base}/console/oidc/callback"), "base_url": base,
+        "screenshots": screenshots(shots),
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_sign_on_with_a_real_openid_provider_and_every_forged_answer_refused() -> Result<()> {
     browser_dir()?;
     let root = tempfile::tempdir()?;
     let port = outpost_e2e::free_port();
     let (cp, base) = sso_control_plane(root.path(), port, "  default_role: viewer\n").await?;
-    let out = run_node(
-        "oidc.mjs",
-        root.path(),
-        json!({
-            "port": port, "cert": root.path().join("idp.crt"), "key": root.path().join("idp.key"),
-            "client_id": "outpost-console", "client_secret": "s3cret-of-the-console-client",
-            "redirect_uri": format!("{base}/console/oidc/callback"), "base_url": base,
-            "default_role": "viewer", "screenshots": screenshots("oidc"),
-        }),
-    )?;
+    let mut cfg = provider_config(root.path(), port, &base, "oidc");
+    cfg["default_role"] = json!("viewer");
+    let out = run_node("oidc.mjs", root.path(), cfg)?;
     ensure!(out["refusals"].as_object().map_or(0, serde_json::Map::len) == 5, "five refusals: {out}");
 
     // The user exists now, with the default role and no password (SSO only).
@@ -283,5 +286,24 @@ async fn single_sign_on_with_a_real_openid_provider_and_every_forged_answer_refu
     }
     // The client secret is in no log.
     ensure!(!cp.log_text().contains("s3cret-of-the-console-client"), "client secret in the log");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_default_role_single_sign_on_admits_only_users_an_admin_added() -> Result<()> {
+    browser_dir()?;
+    let root = tempfile::tempdir()?;
+    let port = outpost_e2e::free_port();
+    let (cp, base) = sso_control_plane(root.path(), port, "  map_by: email\n").await?;
+    let admin = cp.api()?;
+    ok(&admin, "POST", "/v1/users", json!({ "name": "bob@example.com", "role": "editor" })).await?;
+    let mut cfg = provider_config(root.path(), port, &base, "oidc-existing-only");
+    cfg["scenario"] = json!("existing-only");
+    let out = run_node("oidc.mjs", root.path(), cfg)?;
+    ensure!(out["refusals"]["unknown-user"].is_string(), "{out}");
+    let users = ok(&admin, "GET", "/v1/users", Value::Null).await?;
+    let names: Vec<&str> =
+        users["users"].as_array().context("users")?.iter().filter_map(|u| u["name"].as_str()).collect();
+    ensure!(!names.iter().any(|n| n.starts_with("mallory")), "no user was created: {names:?}");
     Ok(())
 }
