@@ -833,13 +833,13 @@ impl<S: Store> Page<'_, S> {
             let _ = write!(
                 b,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><span class=\"status {o}\">{o}</span></td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
-                ev["seq"],
+                num(&ev["seq"]),
                 when(&ev["at"]),
                 e(ev["actor"].as_str().unwrap_or_default()),
                 e(ev["credential"].as_str().unwrap_or_default()),
                 e(ev["action"].as_str().unwrap_or_default()),
                 e(ev["target"].as_str().unwrap_or_default()),
-                ev["status"],
+                num(&ev["status"]),
                 e(ev["remote"].as_str().unwrap_or_default()),
                 e(&detail),
                 o = e(ev["outcome"].as_str().unwrap_or_default()),
@@ -910,8 +910,8 @@ fn stats_html(s: &Value) -> String {
     let mut b = format!(
         "<dl class=\"facts stats\"><dt>Rows read</dt><dd data-rows-read>{}</dd><dt>Duration</dt><dd>{} ms</dd>\
          <dt>Cache hit</dt><dd>{}</dd><dt>Truncated</dt><dd>{}</dd></dl>",
-        s["rows_read"],
-        s["duration_ms"],
+        num(&s["rows_read"]),
+        num(&s["duration_ms"]),
         if s["cache_hit"].as_bool() == Some(true) { "yes" } else { "no" },
         if s["truncated"].as_bool() == Some(true) { "yes" } else { "no" },
     );
@@ -929,6 +929,15 @@ fn stats_html(s: &Value) -> String {
         b.push_str("</ul>");
     }
     b
+}
+
+/// A number from an API answer; anything else shows as `—` (never raw markup).
+fn num(v: &Value) -> String {
+    if v.is_number() {
+        v.to_string()
+    } else {
+        "—".into()
+    }
 }
 
 /// A Unix time as UTC text in a `<time>` element; `—` when absent.
