@@ -266,7 +266,8 @@
     const follow = document.querySelector('a[data-autofollow]');
     if (follow) window.location.replace(follow.href);
     document.querySelectorAll('form').forEach((f) => { syncKinds(f); syncConnections(f); });
-    document.querySelectorAll('[data-job]').forEach((s) => {
+    // Only our own sections: an agent's SVG may carry data-* attributes of its own.
+    document.querySelectorAll('section.job[data-job]').forEach((s) => {
       if (FINAL.includes(s.dataset.state)) s.dataset.ready = 'true';
       else watch(s);
     });

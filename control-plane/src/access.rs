@@ -21,7 +21,7 @@ pub const API_TOKEN_PREFIX: &str = "opat_";
 /// Prefix of session ids (the cookie's value).
 pub const SESSION_PREFIX: &str = "opss_";
 /// Name of the session cookie.
-pub const SESSION_COOKIE: &str = "outpost_session";
+pub const SESSION_COOKIE: &str = "__Host-outpost_session";
 /// Header that must repeat the session's CSRF token on every state-changing request
 /// authenticated by the cookie.
 pub const CSRF_HEADER: &str = "x-csrf-token";

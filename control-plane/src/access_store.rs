@@ -221,6 +221,8 @@ pub trait AccessStore: Send + Sync + 'static {
         issuer: String,
         subject: String,
     ) -> impl Future<Output = Result<Option<UserRecord>, StoreError>> + Send;
+    /// Whether a user already has an identity of `issuer` linked.
+    fn oidc_linked(&self, user_id: String, issuer: String) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Links a single sign-on identity to a user; false when it is already linked.
     fn link_oidc(
         &self,
@@ -448,6 +450,16 @@ impl AccessStore for SqliteStore {
             ))?
             .query_row(params![issuer, subject], |r| user_from_row(r, 0))
             .optional()?)
+        })
+        .await
+    }
+
+    async fn oidc_linked(&self, user_id: String, issuer: String) -> Result<bool, StoreError> {
+        self.with_conn(move |c| {
+            Ok(c.prepare_cached("SELECT 1 FROM oidc_identities WHERE user_id = ?1 AND issuer = ?2")?
+                .query_row(params![user_id, issuer], |_| Ok(()))
+                .optional()?
+                .is_some())
         })
         .await
     }

@@ -1,13 +1,12 @@
 //! Single sign-on for the console by OpenID Connect: the authorization code flow with
-//! PKCE (S256), `state` bound to the browser by a cookie and used once, `nonce` checked
+//! PKCE (S256), `state` bound to the browser by a sealed cookie, `nonce` checked
 //! in the ID token, and the ID token's signature (RS256, ES256 or EdDSA against the
 //! provider's JWKS), issuer, audience, expiry and issue time verified before anyone is
 //! signed in. The provider is reached over TLS only, trusting `oidc.ca_file` or the
 //! system bundle. Every sign-in, and every refusal with its reason, is in the audit log.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lc_rs::signature::{self, UnparsedPublicKey};
@@ -31,13 +30,15 @@ use crate::console::{login_page, page_response, pct, redirect};
 use crate::http::Body;
 use crate::store::Store;
 
-/// The cookie that binds a sign-in's `state` to the browser that started it. `Lax`,
-/// because the provider sends the browser back with a cross-site top-level navigation.
-const FLOW_COOKIE: &str = "outpost_oidc";
+/// The cookie that carries a sign-in's `state`, `nonce` and PKCE verifier, sealed with
+/// the control plane's results key (AES-256-GCM, bound to [`FLOW_AAD`]): nothing is kept
+/// on the server between start and callback, so no request can crowd out another
+/// user's sign-in. `Lax`, because the provider sends the browser back with a cross-site
+/// top-level navigation; `__Host-`, so no other host can plant one.
+const FLOW_COOKIE: &str = "__Host-outpost_oidc";
+const FLOW_AAD: &str = "oidc-flow";
 /// A sign-in must come back within this time (seconds).
 const FLOW_TTL_SECS: i64 = 600;
-/// Sign-ins under way, at most (older ones are dropped first).
-const MAX_PENDING: usize = 10_000;
 /// Clock skew allowed on `exp` and `iat` (seconds).
 const LEEWAY_SECS: i64 = 60;
 /// The provider's discovery document and keys are read again after this long.
@@ -60,7 +61,10 @@ pub enum OidcError {
     Refused(String),
 }
 
-struct Pending {
+/// What the flow cookie holds.
+#[derive(serde::Serialize, Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+struct Flow {
+    state: String,
     nonce: String,
     verifier: String,
     created: i64,
@@ -113,7 +117,6 @@ pub struct Oidc {
     cfg: OidcConfig,
     secret: ClientSecret,
     tls: Arc<rustls::ClientConfig>,
-    pending: Mutex<HashMap<String, Pending>>,
     meta: tokio::sync::Mutex<Option<Meta>>,
 }
 
@@ -199,22 +202,12 @@ impl Oidc {
             .with_root_certificates(roots)
             .with_no_client_auth();
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(Self {
-            cfg: cfg.clone(),
-            secret,
-            tls: Arc::new(tls),
-            pending: Mutex::new(HashMap::new()),
-            meta: tokio::sync::Mutex::new(None),
-        })
+        Ok(Self { cfg: cfg.clone(), secret, tls: Arc::new(tls), meta: tokio::sync::Mutex::new(None) })
     }
 
     /// The name on the sign-in button.
     pub fn display_name(&self) -> &str {
         self.cfg.display_name.as_deref().unwrap_or("single sign-on")
-    }
-
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
-        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The provider's endpoints and keys, read again after [`META_TTL`] or when `refresh`.
@@ -429,17 +422,9 @@ pub async fn start<S: Store>(app: &App<S>) -> Response<Body> {
     let nonce = b64(&random_bytes::<32>());
     let verifier = b64(&random_bytes::<32>());
     let challenge = b64(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()).as_ref());
-    let now = outpost_protocol::unix_now();
-    {
-        let mut p = oidc.pending();
-        p.retain(|_, v| now - v.created <= FLOW_TTL_SECS);
-        if p.len() >= MAX_PENDING {
-            if let Some(oldest) = p.iter().min_by_key(|(_, v)| v.created).map(|(k, _)| k.clone()) {
-                p.remove(&oldest);
-            }
-        }
-        p.insert(state.clone(), Pending { nonce: nonce.clone(), verifier, created: now });
-    }
+    let flow = Flow { state: state.clone(), nonce: nonce.clone(), verifier, created: outpost_protocol::unix_now() };
+    let sealed = app.results.seal(FLOW_AAD, &zeroize::Zeroizing::new(serde_json::to_vec(&flow).unwrap_or_default()));
+    let flow_cookie = URL_SAFE_NO_PAD.encode(sealed);
     let mut scope = String::from("openid");
     for s in oidc.cfg.scopes.iter().filter(|s| s.as_str() != "openid") {
         scope.push(' ');
@@ -459,7 +444,7 @@ pub async fn start<S: Store>(app: &App<S>) -> Response<Body> {
         res.headers_mut().insert(header::LOCATION, v);
     }
     if let Ok(v) = HeaderValue::from_str(&format!(
-        "{FLOW_COOKIE}={state}; Path=/console/oidc/; Max-Age={FLOW_TTL_SECS}; Secure; HttpOnly; SameSite=Lax"
+        "{FLOW_COOKIE}={flow_cookie}; Path=/; Max-Age={FLOW_TTL_SECS}; Secure; HttpOnly; SameSite=Lax"
     )) {
         res.headers_mut().insert(header::SET_COOKIE, v);
     }
@@ -504,7 +489,7 @@ pub async fn callback<S: Store>(app: &App<S>, remote: SocketAddr, req: &Request<
     if let Err(e) = app.store.add_audit(event).await {
         tracing::error!(error = %e, "Could not write the audit record.");
     }
-    let clear_flow = format!("{FLOW_COOKIE}=; Path=/console/oidc/; Max-Age=0; Secure; HttpOnly; SameSite=Lax");
+    let clear_flow = format!("{FLOW_COOKIE}=; Path=/; Max-Age=0; Secure; HttpOnly; SameSite=Lax");
     let mut res = match outcome {
         Ok((_, _, cookie)) => {
             // A page, not a redirect: the navigation to the console then starts on our own
@@ -549,40 +534,38 @@ async fn finish<S: Store>(
     let q = req.uri().query();
     let param =
         |k: &str| crate::http::query_param(q, k).and_then(|v| crate::api_access::percent_decode(&v.replace('+', " ")));
-    if let Some(err) = param("error") {
-        let desc = param("error_description").unwrap_or_default();
-        return Err(OidcError::Refused(format!(
-            "the identity provider answered {}{}",
-            err.chars().take(100).collect::<String>(),
-            if desc.is_empty() { String::new() } else { format!(": {}", desc.chars().take(200).collect::<String>()) }
-        )));
-    }
-    let (Some(code), Some(state)) = (param("code"), param("state")) else {
-        return Err(OidcError::Refused("the answer has no code or state".into()));
+    // First: is this the answer to the sign-in this browser started? Nothing the
+    // request says is shown or used before that.
+    let flow = flow_cookie(req)
+        .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())
+        .and_then(|sealed| app.results.open(FLOW_AAD, &sealed))
+        .and_then(|plain| serde_json::from_slice::<Flow>(&zeroize::Zeroizing::new(plain)).ok());
+    let state_ok = match (&flow, param("state")) {
+        (Some(f), Some(s)) => constant_time_eq(f.state.as_bytes(), s.as_bytes()),
+        _ => false,
     };
-    // The state must be the one this browser was given (the cookie), and is used once.
-    match flow_cookie(req) {
-        Some(c) if constant_time_eq(c.as_bytes(), state.as_bytes()) => {}
-        _ => {
-            return Err(OidcError::Refused(
-                "wrong state: this answer is not for the sign-in this browser started".into(),
-            ))
-        }
-    }
-    let pending = oidc.pending().remove(&state);
-    let Some(pending) = pending else {
-        return Err(OidcError::Refused("unknown or already used state; start the sign-in again".into()));
+    let Some(flow) = flow.filter(|_| state_ok) else {
+        return Err(OidcError::Refused("wrong state: this answer is not for the sign-in this browser started".into()));
     };
     let now = outpost_protocol::unix_now();
-    if now - pending.created > FLOW_TTL_SECS {
+    if now - flow.created > FLOW_TTL_SECS {
         return Err(OidcError::Refused("the sign-in took too long; start again".into()));
     }
+    if let Some(err) = param("error") {
+        let desc = param("error_description").unwrap_or_default();
+        tracing::warn!(error = %err.chars().take(100).collect::<String>(), description = %desc.chars().take(300).collect::<String>(), "The identity provider refused the sign-in.");
+        let code: String = err.chars().filter(|c| c.is_ascii_lowercase() || *c == '_').take(40).collect();
+        return Err(OidcError::Refused(format!("the identity provider refused the sign-in ({code})")));
+    }
+    let Some(code) = param("code") else {
+        return Err(OidcError::Refused("the answer has no code".into()));
+    };
     let (discovery, _) = oidc.meta(false).await?;
     let form = format!(
         "grant_type=authorization_code&code={}&redirect_uri={}&code_verifier={}",
         pct(&code),
         pct(&oidc.cfg.redirect_uri),
-        pct(&pending.verifier)
+        pct(&flow.verifier)
     );
     // client_secret_basic: both parts form-encoded, then Basic.
     let basic =
@@ -606,7 +589,7 @@ async fn finish<S: Store>(
         )));
     }
     let id_token = answer.id_token.ok_or_else(|| OidcError::Provider("no id_token in the token answer".into()))?;
-    let mut claims = oidc.verify(&id_token, &pending.nonce, now).await?;
+    let mut claims = oidc.verify(&id_token, &flow.nonce, now).await?;
     // A conforming provider may keep profile claims out of the ID token and answer them
     // at the UserInfo endpoint, for the same subject only.
     if claims.profile.email.is_none() {
@@ -654,9 +637,9 @@ async fn map_user<S: Store>(app: &App<S>, oidc: &Oidc, c: &Claims, now: i64) -> 
             email.to_ascii_lowercase()
         }
         OidcMapBy::Subject => {
-            // A readable name when the provider gives one that is free, else one derived
-            // from the subject.
-            let wanted = c.profile.preferred_username.clone().or_else(|| c.profile.email.clone()).unwrap_or_default();
+            // A readable name when the provider gives one that is free (lower-cased, and
+            // never the e-mail, which may be unverified), else one derived from the subject.
+            let wanted = c.profile.preferred_username.clone().unwrap_or_default().to_ascii_lowercase();
             let free = access::validate_principal_name(&wanted).is_ok()
                 && app.store.user_by_name(wanted.clone()).await.map_err(store_err)?.is_none();
             if free {
@@ -668,7 +651,22 @@ async fn map_user<S: Store>(app: &App<S>, oidc: &Oidc, c: &Claims, now: i64) -> 
     };
     access::validate_principal_name(&name).map_err(|m| OidcError::Refused(format!("user name {name:?}: {m}")))?;
     let user = match app.store.user_by_name(name.clone()).await.map_err(store_err)? {
-        Some(u) if oidc.cfg.map_by == OidcMapBy::Email => u,
+        // An existing user is claimed by e-mail only when an admin made them for single
+        // sign-on (no password) and no other identity of this provider holds them: a
+        // re-assigned mailbox cannot take over a linked or a local account.
+        Some(u) if oidc.cfg.map_by == OidcMapBy::Email => {
+            if u.password_hash.is_some() {
+                return Err(OidcError::Refused(format!(
+                    "user {name} signs in with a password; an admin must remove it before single sign-on can claim the account"
+                )));
+            }
+            if app.store.oidc_linked(u.id.clone(), issuer.clone()).await.map_err(store_err)? {
+                return Err(OidcError::Refused(format!(
+                    "user {name} is already linked to another identity of this provider"
+                )));
+            }
+            u
+        }
         Some(_) => return Err(OidcError::Refused(format!("user name {name} is taken"))),
         None => {
             let Some(role) = oidc.cfg.default_role else {
@@ -692,7 +690,9 @@ async fn map_user<S: Store>(app: &App<S>, oidc: &Oidc, c: &Claims, now: i64) -> 
             u
         }
     };
-    app.store.link_oidc(issuer, c.sub.clone(), user.id.clone(), now).await.map_err(store_err)?;
+    if !app.store.link_oidc(issuer, c.sub.clone(), user.id.clone(), now).await.map_err(store_err)? {
+        return Err(OidcError::Refused("this identity was linked to a user meanwhile; sign in again".into()));
+    }
     Ok(user)
 }
 

@@ -117,8 +117,12 @@ fn write_node(node: roxmltree::Node<'_, '_>, out: &mut Clean, depth: usize) {
                 || (an.len() > 5
                     && an.starts_with("data-")
                     && an[5..].bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')));
-        // `url(...)` could point outside the document; our charts never use it.
-        if !allowed || a.value().contains("url(") {
+        // No functional notation (`url(…)` could load something) and no CSS escapes in
+        // values, except `transform`'s own functions.
+        let v = a.value();
+        let safe_value = !v.contains('\\')
+            && if an == "transform" { !v.to_ascii_lowercase().contains("url") } else { !v.contains('(') };
+        if !allowed || !safe_value {
             out.dropped_attributes += 1;
             continue;
         }
@@ -163,7 +167,7 @@ mod tests {
 <rect class="bar" x="1" y="2" width="3" height="4" fill="#123456" data-label="North" onclick="x()" style="fill:red"/>
 <a xlink:href="javascript:alert(3)"><text x="1" y="1">link</text></a>
 <foreignObject><div xmlns="http://www.w3.org/1999/xhtml"><img src="x" onerror="alert(4)"/></div></foreignObject>
-<rect fill="url(https://evil.example/x)"/><!-- c --><set attributeName="onload" to="alert(5)"/>
+<rect fill="url(https://evil.example/x)"/><rect fill="URL(/x)"/><rect fill="u\72 l(/x)"/><g transform="translate(1 2)"/><!-- c --><set attributeName="onload" to="alert(5)"/>
 </svg>"##;
         let c = sanitise(evil.as_bytes()).expect("parses");
         for bad in
@@ -176,7 +180,8 @@ mod tests {
             .contains(r##"<rect class="bar" x="1" y="2" width="3" height="4" fill="#123456" data-label="North">"##));
         assert!(c.svg.contains("<title>T &lt;b&gt;</title>"));
         assert_eq!(c.dropped_elements, 4, "script, a, foreignObject, set");
-        assert_eq!(c.dropped_attributes, 4, "onload, onclick, style, url()");
+        assert_eq!(c.dropped_attributes, 6, "onload, onclick, style, and three url()");
+        assert!(c.svg.contains(r#"<g transform="translate(1 2)"></g>"#), "{}", c.svg);
         // The output parses again and is stable.
         assert_eq!(sanitise(c.svg.as_bytes()).expect("re-parses").svg, c.svg);
     }

@@ -68,7 +68,7 @@ async function barsDrawn(page) {
   expect(h['content-security-policy'].includes("frame-ancestors 'none'") && h['x-frame-options'] === 'DENY',
     'the console may not be framed');
   await signIn(page, 'admin', cfg.passwords.admin);
-  const cookie = (await ctx.cookies()).find((c) => c.name === 'outpost_session');
+  const cookie = (await ctx.cookies()).find((c) => c.name === '__Host-outpost_session');
   expect(cookie && cookie.httpOnly && cookie.secure && cookie.sameSite === 'Strict', 'the session cookie is Secure, HttpOnly, SameSite=Strict');
   expect((await page.$$('tr[data-agent="edge-1"] .status.online')).length === 1, 'agent edge-1 is listed online');
   expect((await page.textContent('tr[data-agent="edge-1"]')).includes('sample'), 'its connection is listed');

@@ -90,8 +90,8 @@ async function ssoFlow(user, { forgeState = false } = {}) {
   if (forgeState) {
     // The answer that comes back is not for the sign-in this browser started (as when
     // an attacker sends the victim the callback of their own sign-in).
-    await ctx.clearCookies({ name: 'outpost_oidc' });
-    await ctx.addCookies([{ name: 'outpost_oidc', value: 'state-of-another-sign-in', url: cfg.base_url + '/console/oidc/' }]);
+    await ctx.clearCookies({ name: '__Host-outpost_oidc' });
+    await ctx.addCookies([{ name: '__Host-outpost_oidc', value: 'state-of-another-sign-in', url: cfg.base_url + '/', secure: true }]);
   }
   await page.fill('input[name=login]', user);
   await page.fill('input[name=password]', 'any');
@@ -113,7 +113,7 @@ async function refused(name, opts, needle) {
   });
   const msg = await page.textContent('main .error');
   expect(msg.includes(needle), `${name}: refused with "${needle}" (${msg})`);
-  expect(!(await ctx.cookies()).some((c) => c.name === 'outpost_session' && c.value), `${name}: no session cookie`);
+  expect(!(await ctx.cookies()).some((c) => c.name === '__Host-outpost_session' && c.value), `${name}: no session cookie`);
   const res = await page.goto(cfg.base_url + '/console/projects');
   expect(res.url().endsWith('/console/login'), `${name}: not signed in`);
   await page.screenshot({ path: `${cfg.screenshots}/refused-${name}.png` });
@@ -150,9 +150,9 @@ if (cfg.scenario === 'existing-only') {
   expect((await page.textContent('#who')) === 'alice@example.com', 'alice is signed in by single sign-on');
   expect((await page.textContent('.who .badge')) === cfg.default_role, `with the default role ${cfg.default_role}`);
   const cookies = await ctx.cookies();
-  const s = cookies.find((c) => c.name === 'outpost_session');
+  const s = cookies.find((c) => c.name === '__Host-outpost_session');
   expect(s && s.httpOnly && s.secure && s.sameSite === 'Strict', 'the SSO session cookie is Secure, HttpOnly, SameSite=Strict');
-  expect(!cookies.some((c) => c.name === 'outpost_oidc' && c.value), 'the one-time state cookie is cleared');
+  expect(!cookies.some((c) => c.name === '__Host-outpost_oidc' && c.value), 'the one-time state cookie is cleared');
   await page.screenshot({ path: `${cfg.screenshots}/01-sso-signed-in.png` });
   await Promise.all([page.waitForURL(/\/console\/login$/), page.click('button[data-signout]')]);
   const again = await page.goto(cfg.base_url + '/console/projects');

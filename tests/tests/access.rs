@@ -548,7 +548,8 @@ async fn sessions_are_secure_cookies_with_csrf_and_revoked_tokens_or_disabled_us
     let editor = user_with_token(&admin, "ed", "editor").await?;
     let (s, res) = session(&admin, "ed", PASSWORD).await?;
     let cookie = res.header("set-cookie").context("cookie")?;
-    for attr in ["outpost_session=opss_", "; Secure", "; HttpOnly", "; SameSite=Strict", "; Path=/", "; Max-Age=43200"]
+    for attr in
+        ["__Host-outpost_session=opss_", "; Secure", "; HttpOnly", "; SameSite=Strict", "; Path=/", "; Max-Age=43200"]
     {
         assert!(cookie.contains(attr), "{attr} missing in {cookie}");
     }
