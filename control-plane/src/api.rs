@@ -583,10 +583,15 @@ pub fn bearer<B>(req: &Request<B>) -> Result<Option<&str>, ApiError> {
 
 /// The session cookie's value, if the request carries one.
 pub fn session_cookie<B>(req: &Request<B>) -> Option<&str> {
+    cookie(req, SESSION_COOKIE)
+}
+
+/// The value of the first cookie called `name` the request carries.
+pub fn cookie<'r, B>(req: &'r Request<B>, name: &str) -> Option<&'r str> {
     req.headers().get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
         v.split(';').find_map(|kv| {
             let (k, val) = kv.trim().split_once('=')?;
-            (k == SESSION_COOKIE).then_some(val)
+            (k == name).then_some(val)
         })
     })
 }

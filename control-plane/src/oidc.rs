@@ -517,15 +517,6 @@ pub async fn callback<S: Store>(app: &App<S>, remote: SocketAddr, req: &Request<
     res
 }
 
-fn flow_cookie(req: &Request<Incoming>) -> Option<&str> {
-    req.headers().get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
-        v.split(';').find_map(|kv| {
-            let (k, val) = kv.trim().split_once('=')?;
-            (k == FLOW_COOKIE).then_some(val)
-        })
-    })
-}
-
 async fn finish<S: Store>(
     app: &App<S>,
     oidc: &Oidc,
@@ -536,7 +527,7 @@ async fn finish<S: Store>(
         |k: &str| crate::http::query_param(q, k).and_then(|v| crate::api_access::percent_decode(&v.replace('+', " ")));
     // First: is this the answer to the sign-in this browser started? Nothing the
     // request says is shown or used before that.
-    let flow = flow_cookie(req)
+    let flow = crate::api::cookie(req, FLOW_COOKIE)
         .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())
         .and_then(|sealed| app.results.open(FLOW_AAD, &sealed))
         .and_then(|plain| serde_json::from_slice::<Flow>(&zeroize::Zeroizing::new(plain)).ok());
