@@ -143,6 +143,7 @@ pub async fn enroll(
         cert_issued_at: outpost_protocol::unix_now(),
         signing_keys: res.signing_keys,
         key_set_version: res.key_set_version,
+        pool: res.pool,
     };
     let key_pem = zeroize::Zeroizing::new(key.serialize_pem());
     identity::save(state_dir, &key_pem, &res.certificate_pem, &res.ca_pem, &enrolment)?;

@@ -45,6 +45,10 @@ pub struct Enrolment {
     /// The control plane's key-set version those keys came from.
     #[serde(default)]
     pub key_set_version: u64,
+    /// The pool this agent was enrolled into: it also runs jobs addressed to
+    /// `pool:<name>` (one live member of the pool gets each).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
 }
 
 /// Identity problems.

@@ -231,6 +231,7 @@ mod tests {
                 .map(|k| PublishedKey { key_id: k.key_id().0.clone(), public_key: b64_encode(&k.public_key()) })
                 .collect(),
             key_set_version: 1,
+            pool: None,
         }
     }
 

@@ -10,7 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
-pub mod backoff;
+pub use outpost_common::backoff;
 pub mod cache;
 pub mod config;
 pub mod config_audit;

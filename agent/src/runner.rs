@@ -1001,8 +1001,10 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob, cancel: CancellationToken) -> (R
         rec.reason = Some(code.to_owned());
         ResultReport::refused(&job.job_id, JobOutcome::Rejected, code, message, ResultStats::default())
     };
+    let pool = ctx.enrolment.lock().map(|e| e.pool.clone()).unwrap_or_default();
     let opts = VerifyOptions {
         audience: ctx.agent.clone(),
+        pool,
         now,
         max_lifetime_secs: i64::try_from(live.cfg.limits.max_job_lifetime_secs.get()).unwrap_or(600),
         clock_skew_secs: i64::try_from(live.cfg.limits.clock_skew_secs.get()).unwrap_or(60),

@@ -113,10 +113,17 @@ async fn poll<S: Store>(app: &App<S>, peer: &AgentPeer, query: Option<&str>) -> 
     let lease = i64::try_from(app.cfg.jobs.lease_secs).unwrap_or(120);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     let waker = app.hub.agent(agent);
+    // A job addressed to the pool wakes every member's long-poll; one leases it.
+    let pool_waker = peer.pool.as_deref().map(|p| app.hub.agent(&format!("{}{p}", outpost_protocol::job::POOL_PREFIX)));
     loop {
         let notified = waker.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
+        let pool_notified = pool_waker.as_ref().map(|w| w.notified());
+        tokio::pin!(pool_notified);
+        if let Some(n) = pool_notified.as_mut().as_pin_mut() {
+            n.enable();
+        }
         let now = outpost_protocol::unix_now();
         let batch = app.store.lease_jobs(peer.clone(), now, lease, max).await?;
         let (leased, expired, key_set_version) = (batch.jobs, batch.expired, batch.key_set_version);
@@ -142,8 +149,15 @@ async fn poll<S: Store>(app: &App<S>, peer: &AgentPeer, query: Option<&str>) -> 
             return Ok(json(StatusCode::OK, &PollResponse { jobs, key_set_version, cancel: batch.cancel }));
         }
         let empty = PollResponse { jobs: Vec::new(), key_set_version, cancel: Vec::new() };
+        let pool_wake = async {
+            match pool_notified.as_mut().as_pin_mut() {
+                Some(n) => n.await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = &mut notified => {}
+            () = pool_wake => {}
             () = tokio::time::sleep_until(deadline) => return Ok(json(StatusCode::OK, &empty)),
             () = app.shutdown.cancelled() => return Ok(json(StatusCode::OK, &empty)),
         }
@@ -213,20 +227,23 @@ async fn enrol<S: Store>(app: &App<S>, req: Request<Incoming>) -> Result<Respons
         .store
         .redeem_enrol_token(r.token_id.clone(), sha256_hex(r.secret.as_bytes()), r.agent.clone(), now, now + lifetime)
         .await?;
-    if let Err(e) = redeemed {
-        let code = match e {
-            RedeemError::Unknown => "token_unknown",
-            RedeemError::SecretMismatch => "token_altered",
-            RedeemError::WrongAgent { .. } => "token_wrong_agent",
-            RedeemError::Used { .. } => "token_used",
-            RedeemError::Expired { .. } => "token_expired",
-        };
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, code, e.to_string()));
-    }
+    let pool = match redeemed {
+        Ok(pool) => pool,
+        Err(e) => {
+            let code = match e {
+                RedeemError::Unknown => "token_unknown",
+                RedeemError::SecretMismatch => "token_altered",
+                RedeemError::WrongAgent { .. } => "token_wrong_agent",
+                RedeemError::Used { .. } => "token_used",
+                RedeemError::Expired { .. } => "token_expired",
+            };
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, code, e.to_string()));
+        }
+    };
     let (certificate_pem, not_after) =
         app.ca.issue_agent_cert(&r.agent, &r.csr_pem, lifetime).map_err(ApiError::internal)?;
     let (signing_keys, key_set_version) = crate::signing::published(&app.store).await?;
-    tracing::info!(agent_id = %r.agent, not_after, "Agent enrolled.");
+    tracing::info!(agent_id = %r.agent, pool = pool.as_deref().unwrap_or(""), not_after, "Agent enrolled.");
     Ok(json(
         StatusCode::OK,
         &EnrolResponse {
@@ -236,6 +253,7 @@ async fn enrol<S: Store>(app: &App<S>, req: Request<Incoming>) -> Result<Respons
             signing_keys,
             key_set_version,
             not_after,
+            pool,
         },
     ))
 }

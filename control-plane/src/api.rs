@@ -883,6 +883,9 @@ pub struct JobView {
     /// Hidden from callers whose only access is a project's `view-app` grant.
     #[serde(skip_serializing_if = "Option::is_none")]
     agent: Option<String>,
+    /// The pool it was addressed to (`agent` is then the member that took it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pool: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     connection: Option<String>,
     state: &'static str,
@@ -936,6 +939,7 @@ impl JobView {
             };
             if !logic {
                 v.agent = None;
+                v.pool = None;
                 v.connection = None;
             }
         }
@@ -947,7 +951,8 @@ impl From<&JobRecord> for JobView {
     fn from(r: &JobRecord) -> Self {
         Self {
             id: r.id.clone(),
-            agent: Some(r.agent.clone()),
+            agent: Some(r.agent.clone()).filter(|a| !a.is_empty()),
+            pool: r.pool.clone(),
             connection: Some(r.connection.clone()),
             state: if r.state == JobState::Leased && r.cancel_requested_at.is_some() {
                 "cancelling"

@@ -373,7 +373,7 @@ pub async fn shares_create<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -
         group: Option<String>,
     }
     let r: Req = parse_json(body)?;
-    outpost_protocol::job::validate_name(&r.agent).map_err(|e| ApiError::bad_field("agent", e))?;
+    outpost_protocol::job::validate_audience(&r.agent).map_err(|e| ApiError::bad_field("agent", e))?;
     outpost_protocol::job::validate_name(&r.connection).map_err(|e| ApiError::bad_field("connection", e))?;
     if r.user.is_some() == r.group.is_some() {
         return Err(ApiError::bad_field("user", "give exactly one of `user` and `group`"));

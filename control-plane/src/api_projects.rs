@@ -144,7 +144,7 @@ async fn checked_body<S: Store>(app: &App<S>, caller: &Caller, body: &[u8]) -> R
         if q.name.trim().is_empty() || q.name.len() > 200 || q.name.chars().any(char::is_control) {
             return Err(ApiError::bad_field(&at("name"), "must be 1 to 200 printable characters"));
         }
-        outpost_protocol::job::validate_name(&q.agent).map_err(|e| ApiError::bad_field(&at("agent"), e))?;
+        outpost_protocol::job::validate_audience(&q.agent).map_err(|e| ApiError::bad_field(&at("agent"), e))?;
         outpost_protocol::job::validate_name(&q.connection).map_err(|e| ApiError::bad_field(&at("connection"), e))?;
         if q.sql.trim().is_empty() {
             return Err(ApiError::bad_field(&at("sql"), "must not be empty"));

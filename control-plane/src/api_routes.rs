@@ -113,10 +113,18 @@ async fn agents_list<S: Store>(app: &App<S>, ctx: &mut Ctx) -> Result<Response<B
         .filter_map(|a| {
             // Editors see only agents with a connection shared with them, and only those
             // connections.
+            // A connection shared on the agent's pool (`pool:NAME`) is shared on each member.
+            let pool_target = a.pool.as_ref().map(|p| format!("{}{p}", outpost_protocol::job::POOL_PREFIX));
             let connections: Vec<String> = match &shared {
                 None => a.connections.clone(),
                 Some(s) => {
-                    let mine: Vec<String> = s.iter().filter(|(ag, _)| *ag == a.name).map(|(_, c)| c.clone()).collect();
+                    let mut mine: Vec<String> = s
+                        .iter()
+                        .filter(|(ag, _)| *ag == a.name || Some(ag) == pool_target.as_ref())
+                        .map(|(_, c)| c.clone())
+                        .collect();
+                    mine.sort();
+                    mine.dedup();
                     if mine.is_empty() {
                         return None;
                     }
@@ -139,10 +147,29 @@ async fn agents_list<S: Store>(app: &App<S>, ctx: &mut Ctx) -> Result<Response<B
                 "version": a.version,
                 "connections": connections,
                 "cert_not_after": a.cert_not_after,
+                "pool": a.pool,
             }))
         })
         .collect();
-    Ok(json(StatusCode::OK, &serde_json::json!({ "agents": view })))
+    // Pools of the agents shown, with their members and how many are online now.
+    let mut pools: std::collections::BTreeMap<String, (Vec<String>, i64)> = Default::default();
+    for a in &view {
+        if let Some(p) = a["pool"].as_str() {
+            let entry = pools.entry(p.to_owned()).or_default();
+            entry.0.push(a["name"].as_str().unwrap_or_default().to_owned());
+            entry.1 += i64::from(a["status"] == "online");
+        }
+    }
+    let pools: Vec<_> = pools
+        .into_iter()
+        .map(|(name, (members, online))| {
+            serde_json::json!({
+                "name": name, "target": format!("{}{name}", outpost_protocol::job::POOL_PREFIX),
+                "members": members, "online": online,
+            })
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &serde_json::json!({ "agents": view, "pools": pools })))
 }
 
 async fn agents_revoke<S: Store>(app: &App<S>, ctx: &mut Ctx, name: &str) -> Result<Response<Body>, ApiError> {
@@ -160,6 +187,8 @@ async fn enrolment_token<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> 
     #[serde(deny_unknown_fields)]
     struct Req {
         agent: String,
+        #[serde(default)]
+        pool: Option<String>,
         #[serde(default = "default_ttl")]
         ttl_secs: u64,
     }
@@ -168,11 +197,15 @@ async fn enrolment_token<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> 
     }
     let r: Req = parse_json(body)?;
     ctx.target = Some(r.agent.clone());
-    let (token, expires_at) = app.create_enrolment_token(&r.agent, r.ttl_secs).await.map_err(|e| match e {
-        crate::app::AppError::Usage(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", m),
-        other => ApiError::internal(other),
-    })?;
-    Ok(json(StatusCode::CREATED, &serde_json::json!({ "token": token, "agent": r.agent, "expires_at": expires_at })))
+    let (token, expires_at) =
+        app.create_enrolment_token(&r.agent, r.pool.as_deref(), r.ttl_secs).await.map_err(|e| match e {
+            crate::app::AppError::Usage(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", m),
+            other => ApiError::internal(other),
+        })?;
+    Ok(json(
+        StatusCode::CREATED,
+        &serde_json::json!({ "token": token, "agent": r.agent, "pool": r.pool, "expires_at": expires_at }),
+    ))
 }
 
 async fn jobs_list<S: Store>(app: &App<S>, ctx: &mut Ctx, q: Option<&str>) -> Result<Response<Body>, ApiError> {

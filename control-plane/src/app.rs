@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::access::{self, Role, Scopes};
 use crate::access_store::{AccessStore, ApiTokenRecord, UserRecord};
+use crate::backend::Backend;
 use crate::config::ControlPlaneConfig;
 use crate::embed::{EmbedKey, EmbedKeyError};
 use crate::hub::Hub;
@@ -90,19 +91,46 @@ pub struct InitOutput {
     pub signing_key_id: String,
 }
 
-/// Creates a new data dir with CA, server certificate, signing key, database and admin token.
-pub async fn init(data_dir: &Path, hostname: &str) -> Result<InitOutput, AppError> {
+/// Opens the store `pg` names, or the embedded database in `data_dir`.
+pub async fn open_store(data_dir: &Path, pg: Option<&crate::pg::PgOptions>) -> Result<Backend, StoreError> {
+    Ok(match pg {
+        Some(opts) => Backend::Postgres(crate::pg::PgStore::open(opts).await?),
+        None => Backend::Sqlite(SqliteStore::open(&data_dir.join(DB_FILE))?),
+    })
+}
+
+/// Creates a new data dir with CA, server certificate, signing key, database (the
+/// embedded one, or the PostgreSQL database `pg` names, which must be empty) and admin token.
+pub async fn init(data_dir: &Path, hostname: &str, pg: Option<&crate::pg::PgOptions>) -> Result<InitOutput, AppError> {
     if hostname.is_empty() || hostname.len() > 253 || hostname.contains(['/', ' ']) {
         return Err(AppError::Usage(format!("--hostname {hostname:?} is not a host name or IP address")));
     }
     if data_dir.exists() && std::fs::read_dir(data_dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
         return Err(AppError::DataDirExists(data_dir.to_owned()));
     }
+    // A shared database is initialised once; the other replicas get a copy of this data dir.
+    let shared = match pg {
+        Some(opts) => {
+            let s = crate::pg::PgStore::open(opts).await?;
+            if !s.users().await?.is_empty() {
+                return Err(AppError::Usage(
+                    "this PostgreSQL database is initialised already; give each further replica a copy of the \
+                     first replica's data dir instead of running init again"
+                        .into(),
+                ));
+            }
+            Some(s)
+        }
+        None => None,
+    };
     fsutil::create_private_dir(data_dir)?;
+    let store = match shared {
+        Some(s) => Backend::Postgres(s),
+        None => Backend::Sqlite(SqliteStore::open(&data_dir.join(DB_FILE))?),
+    };
     pki::init(data_dir, hostname)?;
     let meta = Meta { hostname: hostname.to_owned() };
     fsutil::write_atomic(&data_dir.join(META_FILE), &serde_json::to_vec_pretty(&meta).unwrap_or_default(), 0o600)?;
-    let store = SqliteStore::open(&data_dir.join(DB_FILE))?;
     let now = outpost_protocol::unix_now();
     let signing_key_id = signing::init(&store, data_dir, now).await?;
     ResultCipher::load_or_create(data_dir)?;
@@ -193,9 +221,9 @@ impl<S: Store> std::fmt::Debug for App<S> {
     }
 }
 
-/// Opens the embedded store and loads keys for `cfg`.
-pub async fn open(cfg: ControlPlaneConfig) -> Result<Arc<App<SqliteStore>>, AppError> {
-    let store = SqliteStore::open(&cfg.data_dir.join(DB_FILE))?;
+/// Opens the store `cfg` names and loads keys for `cfg`.
+pub async fn open(cfg: ControlPlaneConfig) -> Result<Arc<App<Backend>>, AppError> {
+    let store = open_store(&cfg.data_dir, cfg.pg_options().as_ref()).await?;
     let ca = Ca::load(&cfg.data_dir)?;
     signing::ensure_ring(&store, &cfg.data_dir, outpost_protocol::unix_now()).await?;
     let signing_keys = signing::KeyCache::default();
@@ -251,9 +279,18 @@ pub struct DispatchRequest {
 }
 
 impl<S: Store> App<S> {
-    /// Creates an enrolment token bound to `agent`, valid for `ttl_secs`.
-    pub async fn create_enrolment_token(&self, agent: &str, ttl_secs: u64) -> Result<(String, i64), AppError> {
+    /// Creates an enrolment token bound to `agent` (joining `pool`, if given), valid for
+    /// `ttl_secs`.
+    pub async fn create_enrolment_token(
+        &self,
+        agent: &str,
+        pool: Option<&str>,
+        ttl_secs: u64,
+    ) -> Result<(String, i64), AppError> {
         validate_name(agent).map_err(|e| AppError::Usage(format!("agent name {agent:?}: {e}")))?;
+        if let Some(p) = pool {
+            validate_name(p).map_err(|e| AppError::Usage(format!("pool name {p:?}: {e}")))?;
+        }
         if !(60..=7 * 86_400).contains(&ttl_secs) {
             return Err(AppError::Usage("ttl: must be between 1 minute and 7 days".into()));
         }
@@ -271,6 +308,7 @@ impl<S: Store> App<S> {
             .create_enrol_token(EnrolTokenRecord {
                 id: token.id.clone(),
                 agent: agent.to_owned(),
+                pool: pool.map(str::to_owned),
                 secret_sha256: sha256_hex(token.secret.as_bytes()),
                 created_at: now,
                 expires_at,
@@ -283,7 +321,12 @@ impl<S: Store> App<S> {
     /// request with its certificate is refused. Returns the failed job ids, or `None`
     /// for an unknown agent.
     pub async fn revoke_agent(&self, name: &str) -> Result<Option<Vec<String>>, StoreError> {
+        let pool = self.store.agent(name.to_owned()).await?.and_then(|a| a.pool);
         let failed = self.store.revoke_agent(name.to_owned(), outpost_protocol::unix_now()).await?;
+        if let Some(p) = pool {
+            // The pool's jobs it held went back to the pool: another member takes them now.
+            self.hub.wake_agent(&format!("{}{p}", outpost_protocol::job::POOL_PREFIX));
+        }
         if let Some(ids) = &failed {
             for id in ids {
                 self.hub.job_done(id);
@@ -349,11 +392,22 @@ impl<S: Store> App<S> {
         origin: JobOrigin,
     ) -> Result<(String, i64), crate::http::ApiError> {
         use crate::http::ApiError;
-        validate_name(&req.agent).map_err(|e| ApiError::bad_field("agent", e))?;
+        outpost_protocol::job::validate_audience(&req.agent).map_err(|e| ApiError::bad_field("agent", e))?;
         validate_name(&req.connection).map_err(|e| ApiError::bad_field("connection", e))?;
         let render = crate::http::parse_render(req.render)?;
-        if self.store.agent(req.agent.clone()).await?.is_none() {
-            return Err(ApiError::bad_field("agent", format!("no enrolled agent is named {:?}", req.agent)));
+        let pool = outpost_protocol::job::pool_of(&req.agent).map(str::to_owned);
+        match &pool {
+            // A pool exists while it has a member that is not revoked.
+            Some(p) => {
+                if !self.store.pool_members(p.clone()).await?.iter().any(|a| a.revoked_at.is_none()) {
+                    return Err(ApiError::bad_field("agent", format!("no enrolled agent is in pool {p:?}")));
+                }
+            }
+            None => {
+                if self.store.agent(req.agent.clone()).await?.is_none() {
+                    return Err(ApiError::bad_field("agent", format!("no enrolled agent is named {:?}", req.agent)));
+                }
+            }
         }
         let now = outpost_protocol::unix_now();
         let ttl = i64::try_from(self.cfg.jobs.ttl_secs).unwrap_or(300);
@@ -387,7 +441,9 @@ impl<S: Store> App<S> {
             let envelope_json = serde_json::to_string(&envelope).map_err(ApiError::internal)?;
             let job = NewJob {
                 id: spec.job_id.clone(),
-                agent: req.agent.clone(),
+                // A pool's job has no agent until a member leases it.
+                agent: if pool.is_some() { String::new() } else { req.agent.clone() },
+                pool: pool.clone(),
                 connection: req.connection.clone(),
                 envelope_json,
                 key_id: key_id.clone(),
@@ -407,5 +463,63 @@ impl<S: Store> App<S> {
         self.hub.wake_agent(&req.agent);
         tracing::info!(job_id = %spec.job_id, agent_id = %req.agent, key_id = %envelope.key_id, "Job signed and queued.");
         Ok((spec.job_id, spec.expires_at))
+    }
+}
+
+impl App<Backend> {
+    /// With a shared PostgreSQL store, carries wake-ups between replicas: this replica's
+    /// are sent by `NOTIFY`, the others' arrive on a `LISTEN`ing connection and wake the
+    /// long-polls and waiters here. That connection is re-opened with jittered backoff
+    /// when it breaks, and every waiter is woken once it is back (notifications sent
+    /// meanwhile are lost; the waiters re-read the store). Nothing to do on SQLite.
+    pub fn start_replica_wakeups(self: &Arc<Self>) {
+        let Backend::Postgres(pg) = &self.store else { return };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        self.hub.publish_to(tx);
+        let publisher = pg.clone();
+        tokio::spawn(async move {
+            while let Some(payload) = rx.recv().await {
+                if let Err(e) = publisher.notify(&payload).await {
+                    tracing::warn!(error = %e, "Could not tell the other replicas of a wake-up; they see it at their next poll.");
+                }
+            }
+        });
+        let app = Arc::clone(self);
+        let pg = pg.clone();
+        tokio::spawn(async move {
+            let mut backoff = outpost_common::backoff::Backoff::new(
+                std::time::Duration::from_millis(200),
+                std::time::Duration::from_secs(10),
+            );
+            loop {
+                match pg.listen().await {
+                    Ok((client, mut notes)) => {
+                        backoff.reset();
+                        tracing::info!(channel = crate::pg::HUB_CHANNEL, "Listening for other replicas' wake-ups.");
+                        app.hub.wake_all();
+                        loop {
+                            tokio::select! {
+                                note = notes.recv() => match note {
+                                    Some(p) => {
+                                        if !app.hub.apply_remote(&p) {
+                                            tracing::debug!(payload = %p, "Ignored a wake-up that is not ours.");
+                                        }
+                                    }
+                                    None => break,
+                                },
+                                () = app.shutdown.cancelled() => return,
+                            }
+                        }
+                        drop(client);
+                        tracing::warn!("Lost the connection that listens for other replicas' wake-ups; reconnecting.");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "Cannot listen for other replicas' wake-ups; retrying."),
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(backoff.next_delay()) => {}
+                    () = app.shutdown.cancelled() => return,
+                }
+            }
+        });
     }
 }

@@ -72,6 +72,66 @@ pub struct ControlPlaneConfig {
     /// Single sign-on for the console by OpenID Connect; absent: local accounts only.
     #[serde(default)]
     pub oidc: Option<OidcConfig>,
+    /// Where the state lives: `sqlite` (the default: a database file in `data_dir`, one
+    /// machine) or `postgres://USER@HOST:PORT/DATABASE` (add `?sslmode=require` for TLS),
+    /// shared by several `serve` replicas. Keys never go into it: each replica reads them
+    /// from its own `data_dir`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub store: StoreUrl,
+    /// A file holding the PostgreSQL password (e.g. a systemd credential); better than a
+    /// password in the `store` URL.
+    #[serde(default)]
+    pub store_password_file: Option<PathBuf>,
+    /// PEM file of the CAs trusted for PostgreSQL's TLS certificate (with
+    /// `sslmode=require`); default: the system bundle.
+    #[serde(default)]
+    pub store_ca_file: Option<PathBuf>,
+    /// Most PostgreSQL connections one replica opens (2..256), besides the one that
+    /// listens for other replicas' wake-ups.
+    #[serde(default = "default_store_connections")]
+    pub store_max_connections: usize,
+}
+
+/// Default size of a replica's PostgreSQL connection pool.
+pub const DEFAULT_STORE_CONNECTIONS: usize = 16;
+
+fn default_store_connections() -> usize {
+    DEFAULT_STORE_CONNECTIONS
+}
+
+/// `store:` — `sqlite` or a PostgreSQL URL (whose password is redacted in `Debug`).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct StoreUrl(String);
+
+impl Default for StoreUrl {
+    fn default() -> Self {
+        Self("sqlite".into())
+    }
+}
+
+impl StoreUrl {
+    /// Wraps a URL given on the command line.
+    pub fn new(s: String) -> Self {
+        Self(s)
+    }
+    /// The PostgreSQL URL, or `None` for the embedded database.
+    pub fn postgres(&self) -> Option<&str> {
+        (self.0 != "sqlite").then_some(self.0.as_str())
+    }
+}
+
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::pg::redact_url(&self.0).replace("<not a URL>", &self.0))
+    }
+}
+
+impl std::fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
 }
 
 /// Single sign-on by OpenID Connect (authorization code flow with PKCE, `state` and
@@ -321,7 +381,21 @@ impl ControlPlaneConfig {
             embed: EmbedConfig::default(),
             api_tokens: ApiTokensConfig::default(),
             oidc: None,
+            store: StoreUrl::default(),
+            store_password_file: None,
+            store_ca_file: None,
+            store_max_connections: DEFAULT_STORE_CONNECTIONS,
         }
+    }
+
+    /// How to reach PostgreSQL, when `store:` names it.
+    pub fn pg_options(&self) -> Option<crate::pg::PgOptions> {
+        self.store.postgres().map(|url| crate::pg::PgOptions {
+            url: url.to_owned(),
+            password_file: self.store_password_file.clone(),
+            ca_file: self.store_ca_file.clone(),
+            max_connections: self.store_max_connections,
+        })
     }
 
     /// Loads and checks a file.
@@ -384,6 +458,14 @@ impl ControlPlaneConfig {
         }
         if !(1..=self.api_tokens.max_ttl_days).contains(&self.api_tokens.default_ttl_days) {
             return Err(invalid("api_tokens.default_ttl_days", "must be between 1 and api_tokens.max_ttl_days"));
+        }
+        if let Some(url) = self.store.postgres() {
+            crate::pg::parse_url(url).map_err(|m| invalid("store", &m))?;
+        } else if self.store_password_file.is_some() || self.store_ca_file.is_some() {
+            return Err(invalid("store_password_file", "is for a postgres:// store; `store` is sqlite"));
+        }
+        if !(2..=256).contains(&self.store_max_connections) {
+            return Err(invalid("store_max_connections", "must be between 2 and 256"));
         }
         if let Some(o) = &self.oidc {
             let https =

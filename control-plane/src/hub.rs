@@ -1,5 +1,11 @@
-//! In-process wake-ups: a queued job wakes its agent's long-poll at once, and a stored
-//! result wakes the API callers waiting for it. No polling interval anywhere.
+//! Wake-ups: a queued job wakes its agent's long-poll at once, and a stored result wakes
+//! the API callers waiting for it. No polling interval anywhere.
+//!
+//! With several replicas on PostgreSQL, every wake-up is also published (`NOTIFY`) and
+//! each replica applies the others' to its own waiters ([`Hub::apply_remote`]): an agent
+//! long-polling replica A wakes the moment a job is queued through replica B. A lost
+//! notification costs latency, never a job: waiters always re-read the store, and a
+//! replica whose listening connection broke wakes every waiter once it is back.
 //!
 //! Waiters follow the race-free pattern: take a `Notified` future, `enable()` it, check
 //! the store, then await. A notification that arrives between the check and the await
@@ -12,11 +18,47 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// Wake-up registry.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Hub {
     agents: Mutex<HashMap<String, Arc<Notify>>>,
     jobs: Mutex<HashMap<String, Arc<Notify>>>,
     revocations: Mutex<HashMap<String, CancellationToken>>,
+    /// Where wake-ups for other replicas go (set when the store is shared).
+    publisher: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<String>>,
+    /// This replica's random id, so that it skips its own published wake-ups.
+    origin: String,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self {
+            agents: Mutex::default(),
+            jobs: Mutex::default(),
+            revocations: Mutex::default(),
+            publisher: std::sync::OnceLock::new(),
+            origin: outpost_protocol::encoding::hex(&outpost_protocol::ids::random_bytes::<8>()),
+        }
+    }
+}
+
+/// What a published wake-up asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Agent,
+    JobChanged,
+    JobDone,
+    Revoke,
+}
+
+impl Kind {
+    fn tag(self) -> &'static str {
+        match self {
+            Kind::Agent => "a",
+            Kind::JobChanged => "j",
+            Kind::JobDone => "d",
+            Kind::Revoke => "r",
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -25,13 +67,62 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Hub {
+    /// From now on every wake-up is also sent on `tx` (as `origin kind name`) for the
+    /// other replicas.
+    pub fn publish_to(&self, tx: tokio::sync::mpsc::UnboundedSender<String>) {
+        let _ = self.publisher.set(tx);
+    }
+
+    fn publish(&self, kind: Kind, name: &str) {
+        if let Some(tx) = self.publisher.get() {
+            let _ = tx.send(format!("{} {} {name}", self.origin, kind.tag()));
+        }
+    }
+
+    /// Applies a wake-up another replica published; this replica's own are skipped.
+    /// Returns whether the payload was understood.
+    pub fn apply_remote(&self, payload: &str) -> bool {
+        let mut parts = payload.splitn(3, ' ');
+        let (Some(origin), Some(tag), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+            return false;
+        };
+        if origin == self.origin {
+            return true;
+        }
+        match tag {
+            "a" => self.wake_agent_local(name),
+            "j" => self.job_changed_local(name),
+            "d" => self.job_done_local(name),
+            "r" => self.revoke_local(name),
+            _ => return false,
+        }
+        true
+    }
+
+    /// Wakes every waiter (each re-reads the store): after notifications may have been
+    /// missed, e.g. while the listening connection was down.
+    pub fn wake_all(&self) {
+        for n in lock(&self.agents).values() {
+            n.notify_waiters();
+        }
+        for n in lock(&self.jobs).values() {
+            n.notify_waiters();
+        }
+    }
+
     /// The notifier an agent's long-polls wait on.
     pub fn agent(&self, name: &str) -> Arc<Notify> {
         Arc::clone(lock(&self.agents).entry(name.to_owned()).or_default())
     }
 
-    /// Wakes every long-poll of `name`.
+    /// Wakes every long-poll of `name` (an agent, or `pool:<name>` for every member), on
+    /// every replica.
     pub fn wake_agent(&self, name: &str) {
+        self.wake_agent_local(name);
+        self.publish(Kind::Agent, name);
+    }
+
+    fn wake_agent_local(&self, name: &str) {
         if let Some(n) = lock(&self.agents).get(name) {
             n.notify_waiters();
         }
@@ -56,25 +147,81 @@ impl Hub {
         lock(&self.revocations).entry(agent.to_owned()).or_default().clone()
     }
 
-    /// Cuts the agent's connections and wakes its long-polls (which then see the revocation).
+    /// Cuts the agent's connections and wakes its long-polls (which then see the
+    /// revocation), on every replica.
     pub fn revoke(&self, agent: &str) {
+        self.revoke_local(agent);
+        self.publish(Kind::Revoke, agent);
+    }
+
+    fn revoke_local(&self, agent: &str) {
         if let Some(t) = lock(&self.revocations).remove(agent) {
             t.cancel();
         }
-        self.wake_agent(agent);
+        self.wake_agent_local(agent);
     }
 
-    /// Wakes everyone waiting for `job_id`.
     /// Wakes those waiting on a job whose state changed but is not final (it was leased).
     pub fn job_changed(&self, job_id: &str) {
+        self.job_changed_local(job_id);
+        self.publish(Kind::JobChanged, job_id);
+    }
+
+    fn job_changed_local(&self, job_id: &str) {
         if let Some(n) = lock(&self.jobs).get(job_id) {
             n.notify_waiters();
         }
     }
 
+    /// Wakes everyone waiting for `job_id`, which has ended.
     pub fn job_done(&self, job_id: &str) {
+        self.job_done_local(job_id);
+        self.publish(Kind::JobDone, job_id);
+    }
+
+    fn job_done_local(&self, job_id: &str) {
         if let Some(n) = lock(&self.jobs).remove(job_id) {
             n.notify_waiters();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_published_wake_up_reaches_the_other_replica_and_not_its_sender() {
+        let (a, b) = (Hub::default(), Hub::default());
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        a.publish_to(tx);
+        let waiter = b.agent("edge-1");
+        let notified = waiter.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        a.wake_agent("edge-1");
+        let payload = rx.recv().await.expect("published");
+        assert!(payload.ends_with(" a edge-1"), "{payload}");
+        // The sender ignores its own echo; the other replica wakes its waiter.
+        let own = a.agent("edge-1");
+        let own_notified = own.notified();
+        tokio::pin!(own_notified);
+        own_notified.as_mut().enable();
+        assert!(a.apply_remote(&payload));
+        assert!(futures_now(own_notified.as_mut()).is_none(), "a replica must not wake on its own echo");
+        assert!(b.apply_remote(&payload));
+        notified.await;
+        assert!(!b.apply_remote("garbage"));
+    }
+
+    /// Polls a future once.
+    fn futures_now<F: std::future::Future + Unpin>(f: F) -> Option<F::Output> {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut f = f;
+        match std::pin::Pin::new(&mut f).poll(&mut cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
         }
     }
 }

@@ -13,12 +13,14 @@
 
 pub mod access;
 pub mod access_store;
+mod access_store_pg;
 pub mod agent_api;
 pub mod api;
 pub mod api_access;
 pub mod api_projects;
 pub mod api_routes;
 pub mod app;
+pub mod backend;
 pub mod config;
 pub mod console;
 pub mod embed;
@@ -26,6 +28,7 @@ pub mod http;
 pub mod hub;
 pub mod oidc;
 pub mod openapi;
+pub mod pg;
 pub mod pki;
 pub mod sealing;
 pub mod server;

@@ -40,6 +40,13 @@ enum Command {
         /// Name (DNS name or IP address) agents and API clients use to reach this control plane.
         #[arg(long)]
         hostname: String,
+        /// Keep the state in this PostgreSQL database (`postgres://USER@HOST/DB`, empty)
+        /// instead of the embedded SQLite file; further replicas get a copy of the data dir.
+        #[arg(long, env = "OUTPOST_STORE")]
+        store: Option<String>,
+        /// A file holding the PostgreSQL password.
+        #[arg(long)]
+        store_password_file: Option<PathBuf>,
     },
     /// Run the agent listener (mutual TLS) and the API listener (TLS + bearer token).
     Serve {
@@ -202,6 +209,10 @@ enum TokenCommand {
         /// The agent name the token is bound to.
         #[arg(long)]
         agent: String,
+        /// Enrol the agent into this pool: it then also runs jobs addressed to `pool:NAME`
+        /// (each such job goes to one live member, and to another if that one dies).
+        #[arg(long)]
+        pool: Option<String>,
         /// Lifetime, e.g. 30m, 1h, 2d (1 minute to 7 days).
         #[arg(long, default_value = "1h")]
         ttl: String,
@@ -295,15 +306,23 @@ struct Target {
     /// Data dir made by `init` (used with default settings when no --config is given).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// The store: `sqlite` or a `postgres://` URL (overrides the config's `store`).
+    #[arg(long, env = "OUTPOST_STORE")]
+    store: Option<String>,
 }
 
 impl Target {
     fn load(&self) -> Result<ControlPlaneConfig, Failure> {
-        match (&self.config, &self.data_dir) {
-            (Some(path), _) => ControlPlaneConfig::load(path).map_err(|e| Failure::Usage(e.to_string())),
-            (None, Some(dir)) => Ok(ControlPlaneConfig::with_data_dir(dir.clone())),
-            (None, None) => Err(Failure::Usage("give --config FILE or --data-dir DIR".into())),
+        let mut cfg = match (&self.config, &self.data_dir) {
+            (Some(path), _) => ControlPlaneConfig::load(path).map_err(|e| Failure::Usage(e.to_string()))?,
+            (None, Some(dir)) => ControlPlaneConfig::with_data_dir(dir.clone()),
+            (None, None) => return Err(Failure::Usage("give --config FILE or --data-dir DIR".into())),
+        };
+        if let Some(url) = &self.store {
+            cfg.store = outpost_control_plane::config::StoreUrl::new(url.clone());
+            cfg.check("--store").map_err(|e| Failure::Usage(e.to_string()))?;
         }
+        Ok(cfg)
     }
 }
 
@@ -343,8 +362,14 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
-        Command::Init { data_dir, hostname } => {
-            let out = app::init(&data_dir, &hostname).await.map_err(|e| match e {
+        Command::Init { data_dir, hostname, store, store_password_file } => {
+            let mut cfg = ControlPlaneConfig::with_data_dir(data_dir.clone());
+            if let Some(url) = store {
+                cfg.store = outpost_control_plane::config::StoreUrl::new(url);
+            }
+            cfg.store_password_file = store_password_file;
+            cfg.check("--store").map_err(|e| Failure::Usage(e.to_string()))?;
+            let out = app::init(&data_dir, &hostname, cfg.pg_options().as_ref()).await.map_err(|e| match e {
                 app::AppError::DataDirExists(_) | app::AppError::Usage(_) => Failure::Usage(e.to_string()),
                 other => Failure::Other(anyhow::Error::new(other).context("init failed")),
             })?;
@@ -393,17 +418,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             cfg.check("command line").map_err(|e| Failure::Usage(e.to_string()))?;
             serve(cfg).await.map_err(Failure::Other)
         }
-        Command::EnrollmentToken(TokenCommand::Create { target, agent, ttl }) => {
+        Command::EnrollmentToken(TokenCommand::Create { target, agent, pool, ttl }) => {
             let cfg = target.load()?;
             let ttl_secs = parse_duration(&ttl)
                 .ok_or_else(|| Failure::Usage(format!("--ttl {ttl:?}: expected e.g. 30m, 1h, 2d")))?;
             let app = app::open(cfg).await.context("cannot open the control plane's data dir")?;
-            let (token, expires_at) = app.create_enrolment_token(&agent, ttl_secs).await.map_err(|e| match e {
-                app::AppError::Usage(m) => Failure::Usage(m),
-                other => Failure::Other(other.into()),
-            })?;
+            let (token, expires_at) =
+                app.create_enrolment_token(&agent, pool.as_deref(), ttl_secs).await.map_err(|e| match e {
+                    app::AppError::Usage(m) => Failure::Usage(m),
+                    other => Failure::Other(other.into()),
+                })?;
+            let joins = pool.as_deref().map(|p| format!(" in pool {p:?}")).unwrap_or_default();
             eprintln!(
-                "Enrolment token for agent {agent:?}, single use, expires at {} (unix {expires_at}):",
+                "Enrolment token for agent {agent:?}{joins}, single use, expires at {} (unix {expires_at}):",
                 fmt_time(expires_at)
             );
             println!("{token}");
@@ -412,11 +439,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Agent(AgentCommand::List { target }) => {
             let app = app::open(target.load()?).await.context("cannot open the control plane's data dir")?;
             let agents = outpost_control_plane::store::Store::agents(&app.store).await.map_err(anyhow::Error::new)?;
-            println!("{:<24} {:<8} {:<26} {:<26}", "NAME", "STATUS", "LAST SEEN", "CERTIFICATE UNTIL");
+            println!("{:<24} {:<16} {:<8} {:<26} {:<26}", "NAME", "POOL", "STATUS", "LAST SEEN", "CERTIFICATE UNTIL");
             for a in agents {
                 let status = if a.revoked_at.is_some() { "revoked" } else { "enrolled" };
                 let seen = a.last_seen.map(fmt_time).unwrap_or_else(|| "never".into());
-                println!("{:<24} {:<8} {:<26} {:<26}", a.name, status, seen, fmt_time(a.cert_not_after));
+                let pool = a.pool.as_deref().unwrap_or("-");
+                println!("{:<24} {:<16} {:<8} {:<26} {:<26}", a.name, pool, status, seen, fmt_time(a.cert_not_after));
             }
             Ok(())
         }
@@ -761,9 +789,15 @@ async fn signing_key(cmd: SigningKeyCommand) -> Result<(), Failure> {
 async fn serve(cfg: ControlPlaneConfig) -> anyhow::Result<()> {
     let app = app::open(cfg).await.context("cannot open the control plane's data dir")?;
     let listeners = outpost_control_plane::server::bind(app.cfg.agent_listen, app.cfg.api_listen).await?;
+    let store = match &app.store {
+        outpost_control_plane::backend::Backend::Postgres(pg) => pg.describe().await.map_err(anyhow::Error::new)?,
+        outpost_control_plane::backend::Backend::Sqlite(_) => "SQLite (embedded)".to_owned(),
+    };
+    app.start_replica_wakeups();
     tracing::info!(
         agent_listen = %listeners.agent.local_addr()?,
         api_listen = %listeners.api.local_addr()?,
+        store = %store,
         "Control plane listening."
     );
     let shutdown = app.shutdown.clone();

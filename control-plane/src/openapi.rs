@@ -67,9 +67,10 @@ fn components() -> Value {
                 "name": string(), "status": { "type": "string", "enum": ["online", "offline", "revoked"] },
                 "revoked_at": int_or_null(), "offline_since": int_or_null(), "enrolled_at": int(),
                 "last_seen": int_or_null(), "seconds_since_seen": int_or_null(), "version": string_or_null(),
-                "connections": { "type": "array", "items": string() }, "cert_not_after": int() })),
+                "connections": { "type": "array", "items": string() }, "cert_not_after": int(),
+                "pool": string_or_null() })),
             "Job": obj(&["id", "state", "created_at", "expires_at", "attempts"], json!({
-                "id": string(), "agent": string(), "connection": string(),
+                "id": string(), "agent": string(), "pool": string(), "connection": string(),
                 "state": { "type": "string", "enum": ["queued", "leased", "cancelling", "succeeded", "failed", "rejected", "expired", "cancelled"] },
                 "created_at": int(), "expires_at": int(), "finished_at": int_or_null(), "attempts": int(),
                 "reason": obj(&["code", "message"], json!({ "code": string(), "message": string() })),
@@ -156,7 +157,18 @@ fn shapes(id: RouteId) -> (Option<Value>, &'static str, Value) {
             "201",
             r("Share"),
         ),
-        AgentsList => (None, "200", list_of("agents", r("Agent"))),
+        AgentsList => (
+            None,
+            "200",
+            obj(
+                &["agents", "pools"],
+                json!({
+                    "agents": { "type": "array", "items": r("Agent") },
+                    "pools": { "type": "array", "items": obj(&["name", "target", "members", "online"], json!({
+                        "name": string(), "target": string(),
+                        "members": { "type": "array", "items": string() }, "online": int() })) } }),
+            ),
+        ),
         AgentsRevoke => (
             None,
             "200",
@@ -167,11 +179,14 @@ fn shapes(id: RouteId) -> (Option<Value>, &'static str, Value) {
             ),
         ),
         EnrolmentTokensCreate => (
-            Some(strict(&["agent"], json!({ "agent": string(), "ttl_secs": { "type": "integer", "minimum": 0 } }))),
+            Some(strict(
+                &["agent"],
+                json!({ "agent": string(), "pool": string(), "ttl_secs": { "type": "integer", "minimum": 0 } }),
+            )),
             "201",
             obj(
                 &["token", "agent", "expires_at"],
-                json!({ "token": string(), "agent": string(), "expires_at": int() }),
+                json!({ "token": string(), "agent": string(), "pool": string_or_null(), "expires_at": int() }),
             ),
         ),
         JobsList => (None, "200", list_of("jobs", r("Job"))),

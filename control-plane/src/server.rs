@@ -223,8 +223,10 @@ async fn accept_loop<S: Store>(
                     // The certificate chains to our CA; its name must also be an enrolled agent.
                     // Revocation and the certificate's age against the latest enrolment are
                     // checked again on every request, inside the store call that serves it.
+                    let mut pool = None;
                     match app.store.agent(agent.clone()).await {
                         Ok(Some(rec)) => {
+                            pool = rec.pool;
                             // Admission is by name, so a certificate issued before the name's
                             // latest enrolment (e.g. one stolen, then revoked, then the name
                             // re-enrolled) must not come back to life.
@@ -251,7 +253,7 @@ async fn accept_loop<S: Store>(
                     // the certificate expires, so an agent must renew to stay connected.
                     let expires_in =
                         Duration::from_secs(u64::try_from(facts.not_after - outpost_protocol::unix_now()).unwrap_or(0));
-                    let peer = Arc::new(crate::store::AgentPeer { name: agent, cert_issued_at: facts.issued_at });
+                    let peer = Arc::new(crate::store::AgentPeer { name: agent, cert_issued_at: facts.issued_at, pool });
                     let agent_for_log = peer.name.clone();
                     tracing::debug!(agent_id = %peer.name, "Agent connected.");
                     let svc = service_fn(move |req: Request<Incoming>| {

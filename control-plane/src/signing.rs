@@ -319,6 +319,7 @@ mod tests {
         NewJob {
             id: id.into(),
             agent: "edge-1".into(),
+            pool: None,
             connection: "sample".into(),
             envelope_json: serde_json::to_string(&key.sign_payload(b"{\"job\":1}")).expect("json"),
             key_id: key.key_id().0.clone(),

@@ -27,6 +27,9 @@ pub enum StoreError {
     /// SQLite said no.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL (or the way to it) said no.
+    #[error("PostgreSQL: {0}")]
+    Postgres(String),
     /// The blocking task failed.
     #[error("database task failed: {0}")]
     Task(String),
@@ -106,7 +109,7 @@ impl JobState {
         }
     }
 
-    fn parse(s: &str) -> Result<Self, StoreError> {
+    pub(crate) fn parse(s: &str) -> Result<Self, StoreError> {
         Ok(match s {
             "queued" => JobState::Queued,
             "leased" => JobState::Leased,
@@ -130,8 +133,10 @@ impl JobState {
 pub struct NewJob {
     /// Job id.
     pub id: String,
-    /// Target agent.
+    /// Target agent; empty for a job addressed to a pool.
     pub agent: String,
+    /// Target pool: any one live member may run it.
+    pub pool: Option<String>,
     /// Connection name.
     pub connection: String,
     /// The signed envelope, JSON.
@@ -223,8 +228,11 @@ pub struct LeasedJob {
 pub struct JobRecord {
     /// Job id.
     pub id: String,
-    /// Target agent.
+    /// The agent: the target, or for a pool's job the member that holds or held it
+    /// (empty while no member has taken it).
     pub agent: String,
+    /// The pool the job was addressed to.
+    pub pool: Option<String>,
     /// Connection.
     pub connection: String,
     /// State.
@@ -298,6 +306,8 @@ pub struct AgentRecord {
     pub connections: Vec<String>,
     /// When the agent was revoked; its certificate is refused from then on.
     pub revoked_at: Option<i64>,
+    /// The pool it was enrolled into.
+    pub pool: Option<String>,
 }
 
 /// The agent behind a request: the name of its client certificate and when that
@@ -309,6 +319,9 @@ pub struct AgentPeer {
     pub name: String,
     /// Issue time of the certificate, unix seconds.
     pub cert_issued_at: i64,
+    /// Its pool, as recorded when the connection was admitted (wake-ups only; leases
+    /// read the pool from the store).
+    pub pool: Option<String>,
 }
 
 /// A stored enrolment token (the secret only as a hash).
@@ -318,6 +331,8 @@ pub struct EnrolTokenRecord {
     pub id: String,
     /// Bound agent name.
     pub agent: String,
+    /// The pool the agent joins.
+    pub pool: Option<String>,
     /// SHA-256 of the secret, hex.
     pub secret_sha256: String,
     /// Unix seconds.
@@ -359,7 +374,8 @@ pub enum RedeemError {
 pub trait Store: crate::access_store::AccessStore + Send + Sync + 'static {
     /// Stores a new enrolment token.
     fn create_enrol_token(&self, t: EnrolTokenRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Checks and consumes a token in one transaction; on success the agent is recorded.
+    /// Checks and consumes a token in one transaction; on success the agent is recorded
+    /// (in the token's pool, which is returned).
     fn redeem_enrol_token(
         &self,
         id: String,
@@ -367,11 +383,13 @@ pub trait Store: crate::access_store::AccessStore + Send + Sync + 'static {
         agent: String,
         now: i64,
         cert_not_after: i64,
-    ) -> impl Future<Output = Result<Result<(), RedeemError>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Result<Option<String>, RedeemError>, StoreError>> + Send;
     /// One agent.
     fn agent(&self, name: String) -> impl Future<Output = Result<Option<AgentRecord>, StoreError>> + Send;
     /// All agents, by name.
     fn agents(&self) -> impl Future<Output = Result<Vec<AgentRecord>, StoreError>> + Send;
+    /// The agents enrolled into `pool`, by name (revoked ones included).
+    fn pool_members(&self, pool: String) -> impl Future<Output = Result<Vec<AgentRecord>, StoreError>> + Send;
     /// Records that an agent was seen; updates version and connections when given.
     fn touch_agent(
         &self,
@@ -382,7 +400,8 @@ pub trait Store: crate::access_store::AccessStore + Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Queues a job; refuses it if its signing key is retired.
     fn insert_job(&self, job: NewJob) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Leases up to `max` deliverable jobs of `agent`; expires overdue ones first.
+    /// Leases up to `max` deliverable jobs of `agent` or of its pool (queued, or leased to
+    /// any member with the lease run out); expires overdue ones first.
     fn lease_jobs(
         &self,
         agent: AgentPeer,
@@ -420,7 +439,7 @@ pub trait Store: crate::access_store::AccessStore + Send + Sync + 'static {
         now: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Revokes an agent: from now on every request with its certificate is refused, and its
-    /// queued or leased jobs end `failed`. Returns the failed job ids, or `None` for an unknown agent.
+    /// queued or leased jobs end `failed` (a pool's job it held goes back to the pool). Returns the failed job ids, or `None` for an unknown agent.
     fn revoke_agent(
         &self,
         name: String,
@@ -443,7 +462,7 @@ pub trait Store: crate::access_store::AccessStore + Send + Sync + 'static {
 }
 
 /// Current schema version (PRAGMA user_version).
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE agents (
@@ -615,8 +634,17 @@ CREATE TABLE oidc_identities (
 );
 ";
 
+/// v7: agent pools (an enrolment token names the pool, an agent belongs to it, a job may
+/// be addressed to it; `agent` is then the member holding it, empty while none does).
+const SCHEMA_V7: &str = "
+ALTER TABLE enrol_tokens ADD COLUMN pool TEXT;
+ALTER TABLE agents ADD COLUMN pool TEXT;
+ALTER TABLE jobs ADD COLUMN pool TEXT;
+CREATE INDEX jobs_by_pool_state ON jobs(pool, state, created_at) WHERE pool IS NOT NULL;
+";
+
 /// How often a leased job's cancel is repeated to its agent until it reports, seconds.
-const CANCEL_RESEND_SECS: i64 = 10;
+pub(crate) const CANCEL_RESEND_SECS: i64 = 10;
 
 /// SQLite backend.
 #[derive(Clone)]
@@ -656,9 +684,15 @@ impl SqliteStore {
         conn.pragma_update(None, "secure_delete", true)?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         // Migrations run in order, each in its own transaction with the version bump.
-        for (target, sql) in
-            [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3), (4, SCHEMA_V4), (5, SCHEMA_V5), (6, SCHEMA_V6)]
-        {
+        for (target, sql) in [
+            (1, SCHEMA_V1),
+            (2, SCHEMA_V2),
+            (3, SCHEMA_V3),
+            (4, SCHEMA_V4),
+            (5, SCHEMA_V5),
+            (6, SCHEMA_V6),
+            (7, SCHEMA_V7),
+        ] {
             if version < target {
                 conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql} PRAGMA user_version = {target}; COMMIT;"))?;
             }
@@ -702,22 +736,25 @@ fn agent_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AgentRecord> {
         version: r.get(4)?,
         connections: serde_json::from_str(&conns).unwrap_or_default(),
         revoked_at: r.get(6)?,
+        pool: r.get(7)?,
     })
 }
 
-const AGENT_COLS: &str = "name, enrolled_at, cert_not_after, last_seen, version, connections, revoked_at";
+const AGENT_COLS: &str = "name, enrolled_at, cert_not_after, last_seen, version, connections, revoked_at, pool";
 
 /// Admits a request of `agent`: it must be enrolled, not revoked, and its certificate
 /// must not predate the name's latest enrolment. Records it as seen in the same
 /// statement, so the check costs no extra round trip.
-fn admit_agent(tx: &Connection, agent: &AgentPeer, now: i64) -> Result<(), StoreError> {
-    let n = tx
+fn admit_agent(tx: &Connection, agent: &AgentPeer, now: i64) -> Result<Option<String>, StoreError> {
+    let admitted: Option<Option<String>> = tx
         .prepare_cached(
-            "UPDATE agents SET last_seen = ?2 WHERE name = ?1 AND revoked_at IS NULL AND enrolled_at <= ?3",
+            "UPDATE agents SET last_seen = ?2 WHERE name = ?1 AND revoked_at IS NULL AND enrolled_at <= ?3
+             RETURNING pool",
         )?
-        .execute(params![agent.name, now, agent.cert_issued_at])?;
-    if n == 1 {
-        return Ok(());
+        .query_row(params![agent.name, now, agent.cert_issued_at], |r| r.get(0))
+        .optional()?;
+    if let Some(pool) = admitted {
+        return Ok(pool);
     }
     let row: Option<(Option<i64>, i64)> = tx
         .prepare_cached("SELECT revoked_at, enrolled_at FROM agents WHERE name = ?1")?
@@ -761,6 +798,7 @@ fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, JobRecord)> 
                 query_index: r.get(16)?,
                 customer: r.get(17)?,
             },
+            pool: r.get(18)?,
         },
     ))
 }
@@ -779,8 +817,9 @@ impl Store for SqliteStore {
     async fn create_enrol_token(&self, t: EnrolTokenRecord) -> Result<(), StoreError> {
         self.with_conn(move |c| {
             c.execute(
-                "INSERT INTO enrol_tokens (id, agent, secret_sha256, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![t.id, t.agent, t.secret_sha256, t.created_at, t.expires_at],
+                "INSERT INTO enrol_tokens (id, agent, secret_sha256, created_at, expires_at, pool)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![t.id, t.agent, t.secret_sha256, t.created_at, t.expires_at, t.pool],
             )?;
             Ok(())
         })
@@ -794,17 +833,18 @@ impl Store for SqliteStore {
         agent: String,
         now: i64,
         cert_not_after: i64,
-    ) -> Result<Result<(), RedeemError>, StoreError> {
+    ) -> Result<Result<Option<String>, RedeemError>, StoreError> {
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let row: Option<(String, String, i64, Option<i64>)> = tx
+            type TokenRow = (String, String, i64, Option<i64>, Option<String>);
+            let row: Option<TokenRow> = tx
                 .query_row(
-                    "SELECT agent, secret_sha256, expires_at, used_at FROM enrol_tokens WHERE id = ?1",
+                    "SELECT agent, secret_sha256, expires_at, used_at, pool FROM enrol_tokens WHERE id = ?1",
                     params![id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
                 )
                 .optional()?;
-            let Some((bound, stored_hash, expires_at, used_at)) = row else {
+            let Some((bound, stored_hash, expires_at, used_at, pool)) = row else {
                 return Ok(Err(RedeemError::Unknown));
             };
             if !outpost_protocol::encoding::constant_time_eq(stored_hash.as_bytes(), secret_sha256.as_bytes()) {
@@ -822,13 +862,13 @@ impl Store for SqliteStore {
             tx.execute("UPDATE enrol_tokens SET used_at = ?2 WHERE id = ?1", params![id, now])?;
             // A new enrolment re-admits a revoked name (e.g. after a lost agent key).
             tx.execute(
-                "INSERT INTO agents (name, enrolled_at, cert_not_after) VALUES (?1, ?2, ?3)
+                "INSERT INTO agents (name, enrolled_at, cert_not_after, pool) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(name) DO UPDATE SET enrolled_at = excluded.enrolled_at,
-                     cert_not_after = excluded.cert_not_after, revoked_at = NULL",
-                params![agent, now, cert_not_after],
+                     cert_not_after = excluded.cert_not_after, revoked_at = NULL, pool = excluded.pool",
+                params![agent, now, cert_not_after, pool],
             )?;
             tx.commit()?;
-            Ok(Ok(()))
+            Ok(Ok(pool))
         })
         .await
     }
@@ -846,6 +886,16 @@ impl Store for SqliteStore {
         self.with_conn(|c| {
             let mut stmt = c.prepare_cached(&format!("SELECT {AGENT_COLS} FROM agents ORDER BY name"))?;
             let rows = stmt.query_map([], agent_from_row)?.collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn pool_members(&self, pool: String) -> Result<Vec<AgentRecord>, StoreError> {
+        self.with_conn(move |c| {
+            let mut stmt =
+                c.prepare_cached(&format!("SELECT {AGENT_COLS} FROM agents WHERE pool = ?1 ORDER BY name"))?;
+            let rows = stmt.query_map(params![pool], agent_from_row)?.collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
         .await
@@ -877,8 +927,8 @@ impl Store for SqliteStore {
             let n = c
                 .prepare_cached(
                     "INSERT INTO jobs (id, agent, connection, state, envelope, created_at, expires_at, key_id,
-                                       owner, project_id, query_index, customer)
-                     SELECT ?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11
+                                       owner, project_id, query_index, customer, pool)
+                     SELECT ?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12
                      WHERE EXISTS (SELECT 1 FROM signing_keys WHERE key_id = ?7 AND status != 'retired')",
                 )?
                 .execute(params![
@@ -892,7 +942,8 @@ impl Store for SqliteStore {
                     job.origin.owner,
                     job.origin.project_id,
                     job.origin.query_index,
-                    job.origin.customer
+                    job.origin.customer,
+                    job.pool
                 ])?;
             if n == 0 {
                 return Err(StoreError::KeyRetired { key_id: job.key_id });
@@ -911,8 +962,11 @@ impl Store for SqliteStore {
     ) -> Result<LeaseBatch, StoreError> {
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            admit_agent(&tx, &agent, now)?;
-            let expired = expire_overdue(&tx, "agent = ?1", &agent.name, now)?;
+            let pool = admit_agent(&tx, &agent, now)?;
+            let mut expired = expire_overdue(&tx, "agent = ?1", &agent.name, now)?;
+            if let Some(p) = &pool {
+                expired.extend(expire_overdue(&tx, "pool = ?1 AND agent = ''", p, now)?);
+            }
             // A job whose cancel was asked is never handed out again: if its lease ran
             // out without a report, the agent is gone or lost it, and it ends here.
             let cancelled = tx
@@ -938,15 +992,16 @@ impl Store for SqliteStore {
                 .collect::<Result<Vec<String>, _>>()?;
             let jobs = {
                 let mut stmt = tx.prepare_cached(
-                    "UPDATE jobs SET state = 'leased', lease_until = ?2 + ?3, attempts = attempts + 1
-                     WHERE id IN (SELECT id FROM jobs WHERE agent = ?1 AND expires_at >= ?2
+                    "UPDATE jobs SET state = 'leased', agent = ?1, lease_until = ?2 + ?3, attempts = attempts + 1
+                     WHERE id IN (SELECT id FROM jobs WHERE ((agent = ?1 AND pool IS NULL) OR pool = ?5)
+                                  AND expires_at >= ?2
                                   AND cancel_requested_at IS NULL
                                   AND (state = 'queued' OR (state = 'leased' AND lease_until < ?2))
                                   ORDER BY created_at, id LIMIT ?4)
                      RETURNING id, envelope, created_at",
                 )?;
                 let mut rows = stmt
-                    .query_map(params![agent.name, now, lease_secs, max as i64], |r| {
+                    .query_map(params![agent.name, now, lease_secs, max as i64, pool], |r| {
                         Ok((r.get::<_, i64>(2)?, LeasedJob { id: r.get(0)?, envelope_json: r.get(1)? }))
                     })?
                     .collect::<Result<Vec<_>, _>>()?;
@@ -1168,11 +1223,17 @@ impl Store for SqliteStore {
             if n == 0 {
                 return Ok(None);
             }
+            // A pool's job this agent held goes back to the pool; its own jobs fail.
+            tx.execute(
+                "UPDATE jobs SET state = 'queued', agent = '', lease_until = NULL
+                 WHERE agent = ?1 AND pool IS NOT NULL AND state = 'leased'",
+                params![name],
+            )?;
             let failed = tx
                 .prepare(
                     "UPDATE jobs SET state = 'failed', finished_at = ?2, lease_until = NULL, reason_code = 'agent_revoked',
                          reason_message = 'the agent was revoked before it returned a result'
-                     WHERE agent = ?1 AND state IN ('queued', 'leased') RETURNING id",
+                     WHERE agent = ?1 AND pool IS NULL AND state IN ('queued', 'leased') RETURNING id",
                 )?
                 .query_map(params![name, now], |r| r.get(0))?
                 .collect::<Result<Vec<String>, _>>()?;
@@ -1191,7 +1252,7 @@ impl Store for SqliteStore {
             };
             let rows = tx
                 .prepare_cached(&format!(
-                    "SELECT {JOB_COLS}, NULL, cancel_requested_at, owner, project_id, query_index, customer
+                    "SELECT {JOB_COLS}, NULL, cancel_requested_at, owner, project_id, query_index, customer, pool
                      FROM jobs WHERE ?1 IS NULL OR owner = ?1 ORDER BY created_at DESC, rowid DESC LIMIT ?2"
                 ))?
                 .query_map(params![owner, limit], job_from_row)?
@@ -1222,7 +1283,7 @@ impl Store for SqliteStore {
             let rec = tx
                 .prepare_cached(&format!(
                     "SELECT {JOB_COLS}, CASE WHEN ?2 THEN body END,
-                            cancel_requested_at, owner, project_id, query_index, customer
+                            cancel_requested_at, owner, project_id, query_index, customer, pool
                      FROM jobs WHERE id = ?1"
                 ))?
                 .query_row(params![id, with_body], job_from_row)
@@ -1245,13 +1306,13 @@ mod tests {
     use super::*;
     use outpost_protocol::ids::new_job_id;
 
-    async fn store_with_agent() -> (tempfile::TempDir, SqliteStore) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(&dir.path().join("cp.db")).expect("open");
+    /// An enrolled agent `edge-1` and an active signing key, in either backend.
+    async fn seed<S: Store>(store: &S) {
         store
             .create_enrol_token(EnrolTokenRecord {
                 id: "t1".into(),
                 agent: "edge-1".into(),
+                pool: None,
                 secret_sha256: "h".into(),
                 created_at: 0,
                 expires_at: 10_000,
@@ -1269,17 +1330,17 @@ mod tests {
         };
         let change = KeySetChange { version: 1, statement_json: "{}".into(), keys: vec![key], resign: None, now: 0 };
         store.commit_key_set(change).await.expect("key set");
-        (dir, store)
     }
 
     fn peer(name: &str) -> AgentPeer {
-        AgentPeer { name: name.into(), cert_issued_at: 1 }
+        AgentPeer { name: name.into(), cert_issued_at: 1, pool: None }
     }
 
     fn job(id: &str, expires_at: i64) -> NewJob {
         NewJob {
             id: id.into(),
             agent: "edge-1".into(),
+            pool: None,
             connection: "sample".into(),
             envelope_json: "{}".into(),
             key_id: "ed25519:test".into(),
@@ -1293,9 +1354,7 @@ mod tests {
         ResultReport::succeeded(id, "application/json", body, ResultStats::default())
     }
 
-    #[tokio::test]
-    async fn enrolment_token_is_single_use_and_its_failures_are_told_apart() {
-        let (_d, store) = store_with_agent().await;
+    async fn enrolment_token_is_single_use_and_its_failures_are_told_apart<S: Store>(store: &S) {
         let again = store.redeem_enrol_token("t1".into(), "h".into(), "edge-1".into(), 2, 100).await.expect("db");
         assert_eq!(again, Err(RedeemError::Used { used_at: 1 }));
         let wrong = store.redeem_enrol_token("t1".into(), "x".into(), "edge-1".into(), 2, 100).await.expect("db");
@@ -1306,6 +1365,7 @@ mod tests {
             .create_enrol_token(EnrolTokenRecord {
                 id: "t2".into(),
                 agent: "edge-2".into(),
+                pool: None,
                 secret_sha256: "h2".into(),
                 created_at: 0,
                 expires_at: 50,
@@ -1318,9 +1378,7 @@ mod tests {
         assert_eq!(late, Err(RedeemError::Expired { expires_at: 50 }));
     }
 
-    #[tokio::test]
-    async fn the_same_result_twice_is_accepted_once_and_a_different_one_is_refused() {
-        let (_d, store) = store_with_agent().await;
+    async fn the_same_result_twice_is_accepted_once_and_a_different_one_is_refused<S: Store>(store: &S) {
         let id = new_job_id();
         store.insert_job(job(&id, 5000)).await.expect("insert");
         let leased = store.lease_jobs(peer("edge-1"), 1001, 60, 10).await.expect("lease").jobs;
@@ -1354,9 +1412,7 @@ mod tests {
         assert_eq!(rec.body.as_deref(), Some(&b"{}"[..]));
     }
 
-    #[tokio::test]
-    async fn a_cancel_ends_a_queued_job_and_is_told_to_the_agent_of_a_leased_one() {
-        let (_d, store) = store_with_agent().await;
+    async fn a_cancel_ends_a_queued_job_and_is_told_to_the_agent_of_a_leased_one<S: Store>(store: &S) {
         let (queued, leased) = (new_job_id(), new_job_id());
         store.insert_job(job(&leased, 5000)).await.expect("insert");
         assert_eq!(store.lease_jobs(peer("edge-1"), 1001, 60, 10).await.expect("lease").jobs.len(), 1);
@@ -1381,9 +1437,7 @@ mod tests {
         assert_eq!(store.cancel_job(new_job_id(), 1064).await.expect("c"), CancelOutcome::NotFound);
     }
 
-    #[tokio::test]
-    async fn an_agent_that_finishes_before_the_cancel_reaches_it_keeps_its_result() {
-        let (_d, store) = store_with_agent().await;
+    async fn an_agent_that_finishes_before_the_cancel_reaches_it_keeps_its_result<S: Store>(store: &S) {
         let id = new_job_id();
         store.insert_job(job(&id, 5000)).await.expect("insert");
         store.lease_jobs(peer("edge-1"), 1001, 60, 10).await.expect("lease");
@@ -1397,9 +1451,7 @@ mod tests {
         assert_eq!((rec.state, rec.cancel_requested_at), (JobState::Succeeded, Some(1002)));
     }
 
-    #[tokio::test]
-    async fn a_lease_not_completed_in_time_is_handed_out_again() {
-        let (_d, store) = store_with_agent().await;
+    async fn a_lease_not_completed_in_time_is_handed_out_again<S: Store>(store: &S) {
         let id = new_job_id();
         store.insert_job(job(&id, 5000)).await.expect("insert");
         assert_eq!(store.lease_jobs(peer("edge-1"), 1001, 10, 10).await.expect("l").jobs.len(), 1);
@@ -1410,9 +1462,7 @@ mod tests {
         assert_eq!(rec.attempts, 2);
     }
 
-    #[tokio::test]
-    async fn an_expired_job_is_never_delivered() {
-        let (_d, store) = store_with_agent().await;
+    async fn an_expired_job_is_never_delivered<S: Store>(store: &S) {
         let id = new_job_id();
         store.insert_job(job(&id, 1500)).await.expect("insert");
         let batch = store.lease_jobs(peer("edge-1"), 1501, 60, 10).await.expect("lease");
@@ -1424,18 +1474,14 @@ mod tests {
         assert_eq!(rec.reason.map(|r| r.code).as_deref(), Some("expired"));
     }
 
-    #[tokio::test]
-    async fn reading_an_overdue_job_marks_it_expired() {
-        let (_d, store) = store_with_agent().await;
+    async fn reading_an_overdue_job_marks_it_expired<S: Store>(store: &S) {
         let id = new_job_id();
         store.insert_job(job(&id, 1500)).await.expect("insert");
         assert_eq!(store.job(id.clone(), 1400, false).await.expect("job").expect("exists").state, JobState::Queued);
         assert_eq!(store.job(id, 1600, false).await.expect("job").expect("exists").state, JobState::Expired);
     }
 
-    #[tokio::test]
-    async fn a_revoked_agent_is_refused_and_its_queued_jobs_fail() {
-        let (_d, store) = store_with_agent().await;
+    async fn a_revoked_agent_is_refused_and_its_queued_jobs_fail<S: Store>(store: &S) {
         let id = new_job_id();
         store.insert_job(job(&id, 5000)).await.expect("insert");
         assert_eq!(store.revoke_agent("edge-1".into(), 1100).await.expect("revoke"), Some(vec![id.clone()]));
@@ -1460,4 +1506,134 @@ mod tests {
         SqliteStore::open(&path).expect("open");
         assert_eq!(std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777, 0o600);
     }
+
+    /// Enrols `name` into `pool` (token redeemed at t=1).
+    async fn enrol_member<S: Store>(store: &S, name: &str, pool: &str) {
+        let id = format!("t-{name}");
+        store
+            .create_enrol_token(EnrolTokenRecord {
+                id: id.clone(),
+                agent: name.into(),
+                pool: Some(pool.into()),
+                secret_sha256: "h".into(),
+                created_at: 0,
+                expires_at: 10_000,
+            })
+            .await
+            .expect("token");
+        let joined = store.redeem_enrol_token(id, "h".into(), name.into(), 1, 100).await.expect("db").expect("redeem");
+        assert_eq!(joined.as_deref(), Some(pool));
+    }
+
+    fn pool_job(id: &str, pool: &str) -> NewJob {
+        NewJob { agent: String::new(), pool: Some(pool.into()), ..job(id, 5000) }
+    }
+
+    async fn a_pool_job_goes_to_one_member_and_to_another_when_its_lease_runs_out<S: Store>(store: &S) {
+        enrol_member(store, "p1", "eu").await;
+        enrol_member(store, "p2", "eu").await;
+        enrol_member(store, "q1", "us").await;
+        let members: Vec<String> =
+            store.pool_members("eu".into()).await.expect("members").into_iter().map(|a| a.name).collect();
+        assert_eq!(members, ["p1", "p2"]);
+        let id = new_job_id();
+        store.insert_job(pool_job(&id, "eu")).await.expect("insert");
+        assert!(store.lease_jobs(peer("edge-1"), 1001, 60, 10).await.expect("lease").jobs.is_empty(), "not a member");
+        assert!(store.lease_jobs(peer("q1"), 1001, 60, 10).await.expect("lease").jobs.is_empty(), "another pool");
+        assert_eq!(store.lease_jobs(peer("p1"), 1001, 60, 10).await.expect("lease").jobs.len(), 1);
+        assert!(store.lease_jobs(peer("p2"), 1002, 60, 10).await.expect("lease").jobs.is_empty(), "leased to p1");
+        let rec = store.job(id.clone(), 1002, false).await.expect("job").expect("exists");
+        assert_eq!((rec.agent.as_str(), rec.pool.as_deref(), rec.state), ("p1", Some("eu"), JobState::Leased));
+        // p1 dies: its lease runs out and p2 gets the job.
+        assert_eq!(store.lease_jobs(peer("p2"), 1062, 60, 10).await.expect("lease").jobs.len(), 1);
+        let late = store.complete_job(peer("p1"), report(&id, b"{}"), "a".into(), None, 1063).await.expect("c");
+        assert_eq!(late, CompleteOutcome::NotFound, "only the member holding the lease may report");
+        let done = store.complete_job(peer("p2"), report(&id, b"{}"), "b".into(), None, 1064).await.expect("c");
+        assert_eq!(done, CompleteOutcome::Accepted);
+        let rec = store.job(id, 1065, false).await.expect("job").expect("exists");
+        assert_eq!((rec.agent.as_str(), rec.attempts, rec.state), ("p2", 2, JobState::Succeeded));
+    }
+
+    async fn a_revoked_members_pool_job_goes_back_to_the_pool<S: Store>(store: &S) {
+        enrol_member(store, "p1", "eu").await;
+        enrol_member(store, "p2", "eu").await;
+        let id = new_job_id();
+        store.insert_job(pool_job(&id, "eu")).await.expect("insert");
+        assert_eq!(store.lease_jobs(peer("p1"), 1001, 60, 10).await.expect("lease").jobs.len(), 1);
+        let failed = store.revoke_agent("p1".into(), 1002).await.expect("revoke").expect("known");
+        assert!(failed.is_empty(), "a pool's job does not fail with one member: {failed:?}");
+        let again = store.lease_jobs(peer("p2"), 1003, 60, 10).await.expect("lease").jobs;
+        assert_eq!(again.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), [id.as_str()]);
+    }
+
+    /// Two members lease concurrently, one job per call, as two replicas would serve
+    /// them: every job is handed out exactly once.
+    async fn concurrent_members_never_lease_the_same_job<S: Store + Clone>(store: &S) {
+        enrol_member(store, "p1", "eu").await;
+        enrol_member(store, "p2", "eu").await;
+        let ids: Vec<String> = (0..60).map(|_| new_job_id()).collect();
+        for id in &ids {
+            store.insert_job(pool_job(id, "eu")).await.expect("insert");
+        }
+        let mut tasks = Vec::new();
+        for member in ["p1", "p2", "p1", "p2"] {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut got = Vec::new();
+                loop {
+                    let batch = store.lease_jobs(peer(member), 1001, 60, 1).await.expect("lease").jobs;
+                    if batch.is_empty() {
+                        return got;
+                    }
+                    got.extend(batch.into_iter().map(|j| j.id));
+                }
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.expect("task"));
+        }
+        all.sort();
+        let mut expected = ids.clone();
+        expected.sort();
+        assert_eq!(all, expected, "each job leased exactly once");
+    }
+
+    /// Each case runs on the embedded SQLite database and on a fresh PostgreSQL database:
+    /// both backends are held to the same behaviour.
+    macro_rules! on_both_backends {
+        ($($case:ident),* $(,)?) => {$(
+            mod $case {
+                #[tokio::test]
+                async fn sqlite() {
+                    let dir = tempfile::tempdir().expect("tempdir");
+                    let store = super::SqliteStore::open(&dir.path().join("cp.db")).expect("open");
+                    super::seed(&store).await;
+                    super::$case(&store).await;
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    let db = crate::pg::testdb::TestDb::new().await;
+                    super::seed(&db.store).await;
+                    super::$case(&db.store).await;
+                    db.drop().await;
+                }
+            }
+        )*};
+    }
+
+    on_both_backends!(
+        enrolment_token_is_single_use_and_its_failures_are_told_apart,
+        the_same_result_twice_is_accepted_once_and_a_different_one_is_refused,
+        a_cancel_ends_a_queued_job_and_is_told_to_the_agent_of_a_leased_one,
+        an_agent_that_finishes_before_the_cancel_reaches_it_keeps_its_result,
+        a_lease_not_completed_in_time_is_handed_out_again,
+        an_expired_job_is_never_delivered,
+        reading_an_overdue_job_marks_it_expired,
+        a_revoked_agent_is_refused_and_its_queued_jobs_fail,
+        a_pool_job_goes_to_one_member_and_to_another_when_its_lease_runs_out,
+        a_revoked_members_pool_job_goes_back_to_the_pool,
+        concurrent_members_never_lease_the_same_job,
+    );
 }

@@ -136,6 +136,9 @@ pub struct EnrolResponse {
     pub key_set_version: u64,
     /// Certificate expiry, unix seconds.
     pub not_after: i64,
+    /// The pool the agent joined: it also accepts jobs whose audience is `pool:<name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
 }
 
 #[cfg(test)]

@@ -222,6 +222,9 @@ impl TrustedKeys {
 pub struct VerifyOptions {
     /// This agent's enrolled name; a job for anyone else is refused.
     pub audience: String,
+    /// The pool this agent was enrolled into: a job whose audience is `pool:<name>` of
+    /// this pool is accepted too.
+    pub pool: Option<String>,
     /// The verifier's clock, unix seconds.
     pub now: i64,
     /// The longest lifetime (`expires_at - issued_at`) accepted, seconds.
@@ -371,7 +374,8 @@ impl Envelope {
         let spec: JobSpec = serde_json::from_slice(&payload).map_err(|e| malformed(format!("payload: {e}")))?;
         spec.check_shape().map_err(malformed)?;
 
-        if spec.audience != opts.audience {
+        let for_pool = opts.pool.as_deref().and_then(|p| crate::job::pool_of(&spec.audience).map(|a| a == p));
+        if spec.audience != opts.audience && for_pool != Some(true) {
             return Err(VerifyError::WrongAudience {
                 job_id: spec.job_id,
                 audience: spec.audience,
@@ -419,7 +423,7 @@ mod tests {
     }
 
     fn opts(now: i64) -> VerifyOptions {
-        VerifyOptions { audience: "edge-1".into(), now, max_lifetime_secs: 600, clock_skew_secs: 60 }
+        VerifyOptions { audience: "edge-1".into(), pool: None, now, max_lifetime_secs: 600, clock_skew_secs: 60 }
     }
 
     fn key() -> SigningKey {

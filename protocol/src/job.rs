@@ -241,6 +241,19 @@ pub struct CacheSpec {
 #[error("must be 1 to {MAX_NAME_LEN} characters of a-z, 0-9, '-', '_' or '.', starting with a letter or digit")]
 pub struct InvalidName;
 
+/// Prefix of a job audience that names a pool rather than one agent: `pool:<name>`.
+pub const POOL_PREFIX: &str = "pool:";
+
+/// The pool name of a `pool:<name>` audience, or `None` for an agent's name.
+pub fn pool_of(audience: &str) -> Option<&str> {
+    audience.strip_prefix(POOL_PREFIX)
+}
+
+/// Checks a job audience: an agent name, or `pool:` and a pool name.
+pub fn validate_audience(audience: &str) -> Result<(), InvalidName> {
+    validate_name(pool_of(audience).unwrap_or(audience))
+}
+
 /// Checks an agent or connection name: short, lower-case, safe in paths and certificate subjects.
 pub fn validate_name(name: &str) -> Result<(), InvalidName> {
     let ok = !name.is_empty()

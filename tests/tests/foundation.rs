@@ -147,6 +147,7 @@ async fn reused_expired_and_mispinned_tokens_each_fail_with_their_own_message() 
         outpost_control_plane::store::EnrolTokenRecord {
             id: expired.id.clone(),
             agent: "edge-2".into(),
+            pool: None,
             secret_sha256: outpost_protocol::encoding::sha256_hex(expired.secret.as_bytes()),
             created_at: now - 7200,
             expires_at: now - 3600,

@@ -210,6 +210,7 @@ async fn a_key_set_not_signed_by_a_trusted_key_is_refused_and_its_key_signs_noth
         .insert_job(NewJob {
             id: spec.job_id.clone(),
             agent: "edge-1".into(),
+            pool: None,
             connection: "sample".into(),
             envelope_json: serde_json::to_string(&sign_job(&spec, &rogue))?,
             key_id: rogue.key_id().0.clone(),

@@ -36,6 +36,7 @@ async fn forged_expired_and_misaddressed_jobs_are_rejected_and_never_run() -> Re
             .insert_job(NewJob {
                 id: id.clone(),
                 agent: "edge-1".into(),
+                pool: None,
                 connection: "sample".into(),
                 envelope_json: serde_json::to_string(env)?,
                 key_id: real_id.clone(), // the queue's bookkeeping can say anything

@@ -90,6 +90,7 @@ impl Vector {
     pub fn verify_options(&self) -> VerifyOptions {
         VerifyOptions {
             audience: self.verify_options.audience.clone(),
+            pool: None,
             now: self.verify_options.now,
             max_lifetime_secs: self.verify_options.max_lifetime_secs,
             clock_skew_secs: self.verify_options.clock_skew_secs,

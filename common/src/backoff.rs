@@ -1,4 +1,4 @@
-//! Jittered exponential backoff, the one retry helper of the agent.
+//! Jittered exponential backoff, the one retry helper of the agent and the control plane.
 //!
 //! Delays double from `base` up to `max`; each actual delay is drawn uniformly from
 //! the upper half of the current step ("equal jitter"), so many agents that lost the

@@ -1,0 +1,1075 @@
+//! The PostgreSQL backend of [`Store`] and [`crate::access_store::AccessStore`], for
+//! several control-plane replicas sharing one database.
+//!
+//! - Migrations are versioned (`outpost_schema`) and applied at start inside one
+//!   transaction that first takes a transaction-level advisory lock, so replicas starting
+//!   at once apply each migration exactly once and the others wait, then see it done.
+//! - Leases use `FOR UPDATE SKIP LOCKED`: two replicas serving two members of a pool never
+//!   hand out the same job, and neither waits on the other's rows.
+//! - Wake-ups cross replicas by `LISTEN/NOTIFY` ([`listen`], [`Publisher`]): a job queued
+//!   through replica B wakes the agent long-polling replica A at once.
+//! - Every method is one transaction; a replica killed mid-request leaves no half state,
+//!   and the leases it handed out run out and are handed out again.
+//!
+//! The database holds public keys and hashes only: the CA key, the job-signing keys, the
+//! results key and the embed key stay in each replica's data dir (or systemd credentials).
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use outpost_protocol::{JobOutcome, Reason, ResultReport};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::access_store::AccessStore;
+use crate::store::{
+    AgentPeer, AgentRecord, CancelOutcome, CompleteOutcome, EnrolTokenRecord, JobOrigin, JobRecord, JobState,
+    KeySetChange, LeaseBatch, LeasedJob, NewJob, RedeemError, SigningKeyRecord, Store, StoreError, CANCEL_RESEND_SECS,
+};
+
+/// The advisory lock key migrations run under ("outpost" in ASCII).
+const MIGRATION_LOCK: i64 = 0x006f_7574_706f_7374;
+/// The channel replicas wake each other on.
+pub const HUB_CHANNEL: &str = "outpost_hub";
+
+/// Schema v1: everything the SQLite schema has reached at its v7, in PostgreSQL types.
+const PG_SCHEMA_V1: &str = "
+CREATE TABLE agents (
+    name TEXT PRIMARY KEY,
+    enrolled_at BIGINT NOT NULL,
+    cert_not_after BIGINT NOT NULL,
+    last_seen BIGINT,
+    version TEXT,
+    connections TEXT NOT NULL DEFAULT '[]',
+    revoked_at BIGINT,
+    pool TEXT
+);
+CREATE INDEX agents_by_pool ON agents(pool) WHERE pool IS NOT NULL;
+CREATE TABLE enrol_tokens (
+    id TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    secret_sha256 TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    used_at BIGINT,
+    pool TEXT
+);
+CREATE TABLE users (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL CHECK (role IN ('admin', 'editor', 'viewer')),
+    password_hash TEXT,
+    created_at BIGINT NOT NULL,
+    disabled_at BIGINT,
+    last_sign_in BIGINT
+);
+CREATE TABLE api_tokens (
+    id TEXT PRIMARY KEY,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL DEFAULT '',
+    created_at BIGINT NOT NULL,
+    last_used BIGINT,
+    user_id TEXT REFERENCES users(id),
+    name TEXT NOT NULL DEFAULT '',
+    scopes TEXT NOT NULL DEFAULT '*',
+    expires_at BIGINT,
+    revoked_at BIGINT
+);
+CREATE TABLE signing_keys (
+    key_id TEXT PRIMARY KEY,
+    public_key TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('active', 'next', 'previous', 'retired')),
+    created_at BIGINT NOT NULL,
+    activated_at BIGINT,
+    retired_at BIGINT
+);
+CREATE UNIQUE INDEX one_active_signing_key ON signing_keys(status) WHERE status = 'active';
+CREATE TABLE key_sets (
+    version BIGINT PRIMARY KEY,
+    statement TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE jobs (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY,
+    id TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    pool TEXT,
+    connection TEXT NOT NULL,
+    state TEXT NOT NULL,
+    envelope TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    lease_until BIGINT,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    finished_at BIGINT,
+    report_sha256 TEXT,
+    reason_code TEXT,
+    reason_message TEXT,
+    stats TEXT,
+    content_type TEXT,
+    body BYTEA,
+    key_id TEXT,
+    cancel_requested_at BIGINT,
+    cancel_sent_at BIGINT,
+    owner TEXT,
+    project_id TEXT,
+    query_index BIGINT,
+    customer TEXT
+);
+CREATE INDEX jobs_by_agent_state ON jobs(agent, state, created_at);
+CREATE INDEX jobs_by_pool_state ON jobs(pool, state, created_at) WHERE pool IS NOT NULL;
+CREATE INDEX jobs_by_project ON jobs(project_id, query_index, customer, created_at);
+CREATE INDEX jobs_by_end ON jobs(finished_at);
+CREATE INDEX jobs_by_owner ON jobs(owner, created_at);
+CREATE INDEX jobs_open ON jobs(expires_at) WHERE state IN ('queued', 'leased');
+CREATE TABLE groups (
+    name TEXT PRIMARY KEY,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE group_members (
+    group_name TEXT NOT NULL REFERENCES groups(name) ON DELETE CASCADE,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    PRIMARY KEY (group_name, user_id)
+);
+CREATE TABLE shares (
+    id TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    connection TEXT NOT NULL,
+    user_id TEXT REFERENCES users(id) ON DELETE CASCADE,
+    group_name TEXT REFERENCES groups(name) ON DELETE CASCADE,
+    created_at BIGINT NOT NULL,
+    created_by TEXT NOT NULL,
+    CHECK ((user_id IS NULL) != (group_name IS NULL))
+);
+CREATE UNIQUE INDEX shares_unique ON shares(agent, connection, COALESCE(user_id, ''), COALESCE(group_name, ''));
+CREATE TABLE sessions (
+    id_sha256 TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    csrf TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    last_seen BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE TABLE projects (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    owner TEXT NOT NULL REFERENCES users(id),
+    queries TEXT NOT NULL,
+    embed_epoch BIGINT NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE TABLE project_grants (
+    project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    access TEXT NOT NULL CHECK (access IN ('view-app', 'view-logic', 'edit')),
+    PRIMARY KEY (project_id, user_id)
+);
+CREATE TABLE cloud_audit (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    credential TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT,
+    outcome TEXT NOT NULL,
+    status BIGINT NOT NULL,
+    remote TEXT,
+    detail TEXT
+);
+CREATE INDEX cloud_audit_by_time ON cloud_audit(at);
+CREATE TABLE oidc_identities (
+    issuer TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (issuer, subject)
+);
+";
+
+/// Migrations in order: (version, SQL). Append only.
+const PG_MIGRATIONS: &[(i32, &str)] = &[(1, PG_SCHEMA_V1)];
+
+/// How to reach the database, from `control-plane.yaml`.
+#[derive(Clone)]
+pub struct PgOptions {
+    /// `postgres://…` connection URL (its password, if any, is a secret).
+    pub url: String,
+    /// A file holding the password (e.g. a systemd credential); overrides the URL's.
+    pub password_file: Option<std::path::PathBuf>,
+    /// PEM bundle of CAs trusted for the server's certificate when the URL asks for TLS
+    /// (`sslmode=require`); default: the system bundle.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Most connections this replica opens (besides the one that listens).
+    pub max_connections: usize,
+}
+
+impl std::fmt::Debug for PgOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgOptions")
+            .field("url", &redact_url(&self.url))
+            .field("password_file", &self.password_file)
+            .field("ca_file", &self.ca_file)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+/// The URL with any password replaced by `***`, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return "<not a URL>".into() };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// Parses and checks a store URL; the error names what is wrong without the password.
+pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err("must be `sqlite` or a postgres:// URL".into());
+    }
+    let cfg = tokio_postgres::Config::from_str(url).map_err(|e| format!("{}: {e}", redact_url(url)))?;
+    if cfg.get_hosts().is_empty() {
+        return Err(format!("{}: no host", redact_url(url)));
+    }
+    if cfg.get_dbname().is_none() {
+        return Err(format!("{}: no database name (postgres://user@host/DATABASE)", redact_url(url)));
+    }
+    Ok(cfg)
+}
+
+/// The URL's `sslmode`, or when it names none: `disable` for a server on this machine
+/// (loopback or a Unix socket) and `require` for any other, so that a store reached over
+/// the network is never in clear by default. With TLS the server's certificate is
+/// always verified (against `store_ca_file` or the system bundle).
+fn default_ssl_mode(url: &str, cfg: &mut tokio_postgres::Config) {
+    if url.contains("sslmode=") {
+        return;
+    }
+    let local = cfg.get_hosts().iter().all(|h| match h {
+        tokio_postgres::config::Host::Tcp(name) => {
+            name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        }
+        tokio_postgres::config::Host::Unix(_) => true,
+    });
+    cfg.ssl_mode(if local {
+        tokio_postgres::config::SslMode::Disable
+    } else {
+        tokio_postgres::config::SslMode::Require
+    });
+}
+
+/// PostgreSQL backend.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    /// For the listening connection, which lives outside the pool.
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").field("pool", &self.pool.status()).finish_non_exhaustive()
+    }
+}
+
+fn pg_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::Postgres(pg_error(&e))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => StoreError::Postgres(pg_error(&e)),
+            other => StoreError::Postgres(other.to_string()),
+        }
+    }
+}
+
+fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, StoreError> {
+    use rustls_pki_types::pem::PemObject;
+    let ca = ca_file.unwrap_or(std::path::Path::new("/etc/ssl/certs/ca-certificates.crt"));
+    let setup = |m: String| StoreError::Postgres(format!("store_ca_file {}: {m}", ca.display()));
+    let mut roots = rustls::RootCertStore::empty();
+    match outpost_common::fsutil::read_capped_file(ca, 16 * 1024 * 1024) {
+        Ok(pem) => {
+            for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+                // A bundle may hold certificates this TLS stack cannot use; skip those.
+                let _ = roots.add(cert.map_err(|e| setup(e.to_string()))?);
+            }
+        }
+        // Without a bundle, a server asking for TLS cannot be verified and is refused.
+        Err(e) if ca_file.is_some() => return Err(setup(e.to_string())),
+        Err(_) => {}
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| setup(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+impl PgStore {
+    /// Connects, applies missing migrations under the advisory lock, and returns the store.
+    pub async fn open(opts: &PgOptions) -> Result<Self, StoreError> {
+        let mut config = parse_url(&opts.url).map_err(StoreError::Postgres)?;
+        default_ssl_mode(&opts.url, &mut config);
+        if let Some(path) = &opts.password_file {
+            let bytes = outpost_common::fsutil::read_capped_file(path, 4096)
+                .map_err(|e| StoreError::Postgres(format!("store_password_file {}: {e}", path.display())))?;
+            let text = zeroize::Zeroizing::new(
+                String::from_utf8(bytes)
+                    .map_err(|_| StoreError::Postgres(format!("store_password_file {}: not UTF-8", path.display())))?,
+            );
+            config.password(text.trim_end_matches(['\n', '\r']));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("outpost-control-plane");
+        }
+        config.connect_timeout(Duration::from_secs(10));
+        let tls = MakeRustlsConnect::new(tls_config(opts.ca_file.as_deref())?);
+        let manager = Manager::from_config(
+            config.clone(),
+            tls.clone(),
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(opts.max_connections.max(2))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| StoreError::Postgres(e.to_string()))?;
+        let store = Self { pool, config, tls };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // Held until this transaction ends: a second replica starting now waits here and
+        // then finds every migration applied.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS outpost_schema (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .await?;
+        let current: i32 = tx.query_one("SELECT COALESCE(MAX(version), 0) FROM outpost_schema", &[]).await?.get(0);
+        let latest = PG_MIGRATIONS.last().map_or(0, |m| m.0);
+        if current > latest {
+            return Err(StoreError::Corrupt {
+                table: "schema",
+                reason: format!("database schema {current} is newer than this build ({latest})"),
+            });
+        }
+        for (version, sql) in PG_MIGRATIONS.iter().filter(|m| m.0 > current) {
+            tx.batch_execute(sql).await?;
+            tx.execute(
+                "INSERT INTO outpost_schema (version, applied_at) VALUES ($1, $2)",
+                &[version, &outpost_protocol::unix_now()],
+            )
+            .await?;
+            tracing::info!(version, "Applied a PostgreSQL schema migration.");
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A pooled connection.
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Sends a wake-up to every replica (including this one) on [`HUB_CHANNEL`].
+    pub async fn notify(&self, payload: &str) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached("SELECT pg_notify($1, $2)").await?;
+        client.execute(&stmt, &[&HUB_CHANNEL, &payload]).await?;
+        Ok(())
+    }
+
+    /// A new connection outside the pool, `LISTEN`ing on [`HUB_CHANNEL`]. Its
+    /// notifications arrive on the returned channel while the returned client is kept;
+    /// when the connection ends the receiver yields `None` and the caller connects again.
+    pub async fn listen(
+        &self,
+    ) -> Result<(tokio_postgres::Client, tokio::sync::mpsc::UnboundedReceiver<String>), StoreError> {
+        use tokio_postgres::AsyncMessage;
+        let (client, mut connection) = self.config.connect(self.tls.clone()).await?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                    Some(Ok(AsyncMessage::Notification(n))) => {
+                        if tx.send(n.payload().to_owned()).is_err() {
+                            return;
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %pg_error(&e), "The PostgreSQL listening connection failed.");
+                        return;
+                    }
+                    None => return,
+                }
+            }
+        });
+        client.batch_execute(&format!("LISTEN {HUB_CHANNEL}")).await?;
+        Ok((client, rx))
+    }
+
+    /// Database name and server version, for the start-up log.
+    pub async fn describe(&self) -> Result<String, StoreError> {
+        let client = self.client().await?;
+        let row = client.query_one("SELECT current_database(), current_setting('server_version')", &[]).await?;
+        Ok(format!("PostgreSQL {} database {}", row.get::<_, String>(1), row.get::<_, String>(0)))
+    }
+}
+
+fn agent_from_row(r: &Row) -> AgentRecord {
+    let conns: String = r.get(5);
+    AgentRecord {
+        name: r.get(0),
+        enrolled_at: r.get(1),
+        cert_not_after: r.get(2),
+        last_seen: r.get(3),
+        version: r.get(4),
+        connections: serde_json::from_str(&conns).unwrap_or_default(),
+        revoked_at: r.get(6),
+        pool: r.get(7),
+    }
+}
+
+const AGENT_COLS: &str = "name, enrolled_at, cert_not_after, last_seen, version, connections, revoked_at, pool";
+
+/// Admits a request of `agent` (see the SQLite backend's `admit_agent`) and returns its
+/// pool. Locks the agent's row for the rest of the transaction, so a revocation cannot
+/// slip between the check and the work.
+async fn admit_agent(
+    tx: &deadpool_postgres::Transaction<'_>,
+    agent: &AgentPeer,
+    now: i64,
+) -> Result<Option<String>, StoreError> {
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE agents SET last_seen = $2 WHERE name = $1 AND revoked_at IS NULL AND enrolled_at <= $3
+             RETURNING pool",
+        )
+        .await?;
+    if let Some(row) = tx.query_opt(&stmt, &[&agent.name, &now, &agent.cert_issued_at]).await? {
+        return Ok(row.get(0));
+    }
+    let row = tx.query_opt("SELECT revoked_at, enrolled_at FROM agents WHERE name = $1", &[&agent.name]).await?;
+    Err(match row.map(|r| (r.get::<_, Option<i64>>(0), r.get::<_, i64>(1))) {
+        Some((None, enrolled_at)) => StoreError::CertificateSuperseded { agent: agent.name.clone(), enrolled_at },
+        Some((revoked_at, _)) => StoreError::AgentRefused { agent: agent.name.clone(), revoked_at },
+        None => StoreError::AgentRefused { agent: agent.name.clone(), revoked_at: None },
+    })
+}
+
+const JOB_COLS: &str = "id, agent, connection, state, created_at, expires_at, finished_at, attempts,
+     reason_code, reason_message, stats, content_type";
+
+/// A job row: [`JOB_COLS`], then the body or NULL, `cancel_requested_at`, the origin and the pool.
+fn job_from_row(r: &Row) -> Result<JobRecord, StoreError> {
+    let code: Option<String> = r.get(8);
+    let message: Option<String> = r.get(9);
+    let stats: Option<String> = r.get(10);
+    let state: String = r.get(3);
+    Ok(JobRecord {
+        id: r.get(0),
+        agent: r.get(1),
+        connection: r.get(2),
+        state: JobState::parse(&state)?,
+        created_at: r.get(4),
+        expires_at: r.get(5),
+        finished_at: r.get(6),
+        attempts: r.get(7),
+        reason: code.map(|code| Reason { code, message: message.unwrap_or_default() }),
+        stats: stats.and_then(|s| serde_json::from_str(&s).ok()),
+        content_type: r.get(11),
+        body: r.get(12),
+        cancel_requested_at: r.get(13),
+        origin: JobOrigin { owner: r.get(14), project_id: r.get(15), query_index: r.get(16), customer: r.get(17) },
+        pool: r.get(18),
+    })
+}
+
+const JOB_TAIL_COLS: &str = "cancel_requested_at, owner, project_id, query_index, customer, pool";
+
+/// Marks jobs past `expires_at` expired; `where_sql` uses `$1` (a text) and `$2` is now.
+async fn expire_overdue(
+    tx: &deadpool_postgres::Transaction<'_>,
+    where_sql: &str,
+    arg: &(dyn ToSql + Sync),
+    now: i64,
+) -> Result<Vec<String>, StoreError> {
+    let stmt = tx
+        .prepare_cached(&format!(
+            "UPDATE jobs SET state = 'expired', finished_at = $2, lease_until = NULL,
+                 reason_code = 'expired', reason_message = 'the job expired before its agent returned a result'
+             WHERE {where_sql} AND state IN ('queued', 'leased') AND expires_at < $2 RETURNING id"
+        ))
+        .await?;
+    Ok(tx.query(&stmt, &[arg, &now]).await?.iter().map(|r| r.get(0)).collect())
+}
+
+async fn current_key_set_version(tx: &deadpool_postgres::Transaction<'_>) -> Result<u64, StoreError> {
+    let stmt = tx.prepare_cached("SELECT COALESCE(MAX(version), 0)::BIGINT FROM key_sets").await?;
+    let v: i64 = tx.query_one(&stmt, &[]).await?.get(0);
+    Ok(u64::try_from(v).unwrap_or(0))
+}
+
+impl Store for PgStore {
+    async fn create_enrol_token(&self, t: EnrolTokenRecord) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO enrol_tokens (id, agent, secret_sha256, created_at, expires_at, pool)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[&t.id, &t.agent, &t.secret_sha256, &t.created_at, &t.expires_at, &t.pool],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn redeem_enrol_token(
+        &self,
+        id: String,
+        secret_sha256: String,
+        agent: String,
+        now: i64,
+        cert_not_after: i64,
+    ) -> Result<Result<Option<String>, RedeemError>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let row = tx
+            .query_opt(
+                "SELECT agent, secret_sha256, expires_at, used_at, pool FROM enrol_tokens WHERE id = $1 FOR UPDATE",
+                &[&id],
+            )
+            .await?;
+        let Some(row) = row else {
+            return Ok(Err(RedeemError::Unknown));
+        };
+        let (bound, stored_hash, expires_at, used_at, pool): (String, String, i64, Option<i64>, Option<String>) =
+            (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+        if !outpost_protocol::encoding::constant_time_eq(stored_hash.as_bytes(), secret_sha256.as_bytes()) {
+            return Ok(Err(RedeemError::SecretMismatch));
+        }
+        if let Some(used_at) = used_at {
+            return Ok(Err(RedeemError::Used { used_at }));
+        }
+        if expires_at < now {
+            return Ok(Err(RedeemError::Expired { expires_at }));
+        }
+        if bound != agent {
+            return Ok(Err(RedeemError::WrongAgent { bound }));
+        }
+        tx.execute("UPDATE enrol_tokens SET used_at = $2 WHERE id = $1", &[&id, &now]).await?;
+        tx.execute(
+            "INSERT INTO agents (name, enrolled_at, cert_not_after, pool) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (name) DO UPDATE SET enrolled_at = excluded.enrolled_at,
+                 cert_not_after = excluded.cert_not_after, revoked_at = NULL, pool = excluded.pool",
+            &[&agent, &now, &cert_not_after, &pool],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Ok(pool))
+    }
+
+    async fn agent(&self, name: String) -> Result<Option<AgentRecord>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(&format!("SELECT {AGENT_COLS} FROM agents WHERE name = $1")).await?;
+        Ok(client.query_opt(&stmt, &[&name]).await?.as_ref().map(agent_from_row))
+    }
+
+    async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        let client = self.client().await?;
+        let rows = client.query(&format!("SELECT {AGENT_COLS} FROM agents ORDER BY name"), &[]).await?;
+        Ok(rows.iter().map(agent_from_row).collect())
+    }
+
+    async fn pool_members(&self, pool: String) -> Result<Vec<AgentRecord>, StoreError> {
+        let client = self.client().await?;
+        let stmt =
+            client.prepare_cached(&format!("SELECT {AGENT_COLS} FROM agents WHERE pool = $1 ORDER BY name")).await?;
+        Ok(client.query(&stmt, &[&pool]).await?.iter().map(agent_from_row).collect())
+    }
+
+    async fn touch_agent(
+        &self,
+        agent: AgentPeer,
+        now: i64,
+        version: Option<String>,
+        connections: Option<Vec<String>>,
+    ) -> Result<(), StoreError> {
+        let conns = connections.map(|v| serde_json::to_string(&v).unwrap_or_else(|_| "[]".into()));
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        admit_agent(&tx, &agent, now).await?;
+        let stmt = tx
+            .prepare_cached(
+                "UPDATE agents SET version = COALESCE($2, version), connections = COALESCE($3, connections)
+                 WHERE name = $1",
+            )
+            .await?;
+        tx.execute(&stmt, &[&agent.name, &version, &conns]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_job(&self, job: NewJob) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // The key row is share-locked: a retirement (which updates it, then re-signs the
+        // key's undelivered jobs) either waits for this insert and then re-signs this job
+        // too, or commits first and this insert sees the key retired.
+        let key =
+            tx.prepare_cached("SELECT 1 FROM signing_keys WHERE key_id = $1 AND status <> 'retired' FOR SHARE").await?;
+        if tx.query_opt(&key, &[&job.key_id]).await?.is_none() {
+            return Err(StoreError::KeyRetired { key_id: job.key_id });
+        }
+        let stmt = tx
+            .prepare_cached(
+                "INSERT INTO jobs (id, agent, pool, connection, state, envelope, created_at, expires_at, key_id,
+                                   owner, project_id, query_index, customer)
+                 VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .await?;
+        tx.execute(
+            &stmt,
+            &[
+                &job.id,
+                &job.agent,
+                &job.pool,
+                &job.connection,
+                &job.envelope_json,
+                &job.created_at,
+                &job.expires_at,
+                &job.key_id,
+                &job.origin.owner,
+                &job.origin.project_id,
+                &job.origin.query_index,
+                &job.origin.customer,
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn lease_jobs(
+        &self,
+        agent: AgentPeer,
+        now: i64,
+        lease_secs: i64,
+        max: usize,
+    ) -> Result<LeaseBatch, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let pool = admit_agent(&tx, &agent, now).await?;
+        let expired = expire_overdue(&tx, "agent = $1", &agent.name, now).await?;
+        let mut expired_pool = Vec::new();
+        if let Some(p) = &pool {
+            expired_pool = expire_overdue(&tx, "pool = $1 AND agent = ''", p, now).await?;
+        }
+        let stmt = tx
+            .prepare_cached(
+                "UPDATE jobs SET state = 'cancelled', finished_at = $2, lease_until = NULL,
+                     reason_code = 'cancelled',
+                     reason_message = 'cancelled at a user''s request; the agent did not report before its lease ran out'
+                 WHERE agent = $1 AND state = 'leased' AND cancel_requested_at IS NOT NULL AND lease_until < $2
+                 RETURNING id",
+            )
+            .await?;
+        let cancelled = tx.query(&stmt, &[&agent.name, &now]).await?.iter().map(|r| r.get(0)).collect();
+        let stmt = tx
+            .prepare_cached(
+                "UPDATE jobs SET cancel_sent_at = $2
+                 WHERE agent = $1 AND state = 'leased' AND cancel_requested_at IS NOT NULL
+                   AND (cancel_sent_at IS NULL OR cancel_sent_at <= $2::BIGINT - $3::BIGINT)
+                 RETURNING id",
+            )
+            .await?;
+        let cancel =
+            tx.query(&stmt, &[&agent.name, &now, &CANCEL_RESEND_SECS]).await?.iter().map(|r| r.get(0)).collect();
+        // A job for this agent, or for its pool: queued, or leased (to any member) with the
+        // lease run out. SKIP LOCKED: rows another replica is leasing right now are left
+        // to it, so no job is handed to two members.
+        let stmt = tx
+            .prepare_cached(
+                "UPDATE jobs SET state = 'leased', agent = $1, lease_until = $2::BIGINT + $3::BIGINT, attempts = attempts + 1
+                 WHERE id IN (SELECT id FROM jobs
+                              WHERE ((agent = $1 AND pool IS NULL) OR pool = $5)
+                                AND expires_at >= $2 AND cancel_requested_at IS NULL
+                                AND (state = 'queued' OR (state = 'leased' AND lease_until < $2))
+                              ORDER BY created_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)
+                 RETURNING id, envelope, created_at",
+            )
+            .await?;
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        let mut rows: Vec<(i64, LeasedJob)> = tx
+            .query(&stmt, &[&agent.name, &now, &lease_secs, &max, &pool])
+            .await?
+            .iter()
+            .map(|r| (r.get(2), LeasedJob { id: r.get(0), envelope_json: r.get(1) }))
+            .collect();
+        rows.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
+        let key_set_version = current_key_set_version(&tx).await?;
+        tx.commit().await?;
+        let mut expired = expired;
+        expired.extend(expired_pool);
+        Ok(LeaseBatch { jobs: rows.into_iter().map(|(_, j)| j).collect(), expired, cancelled, cancel, key_set_version })
+    }
+
+    async fn cancel_job(&self, id: String, now: i64) -> Result<CancelOutcome, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        expire_overdue(&tx, "id = $1", &id, now).await?;
+        let Some(row) = tx.query_opt("SELECT state, agent FROM jobs WHERE id = $1 FOR UPDATE", &[&id]).await? else {
+            return Ok(CancelOutcome::NotFound);
+        };
+        let (state, agent): (String, String) = (row.get(0), row.get(1));
+        let outcome = match JobState::parse(&state)? {
+            JobState::Queued => {
+                tx.execute(
+                    "UPDATE jobs SET state = 'cancelled', finished_at = $2, cancel_requested_at = $2,
+                         reason_code = 'cancelled',
+                         reason_message = 'cancelled at a user''s request before the agent received it'
+                     WHERE id = $1",
+                    &[&id, &now],
+                )
+                .await?;
+                CancelOutcome::Cancelled
+            }
+            JobState::Leased => {
+                tx.execute(
+                    "UPDATE jobs SET cancel_requested_at = COALESCE(cancel_requested_at, $2) WHERE id = $1",
+                    &[&id, &now],
+                )
+                .await?;
+                CancelOutcome::Requested { agent }
+            }
+            other => CancelOutcome::AlreadyFinal(other),
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn signing_keys(&self) -> Result<(Vec<SigningKeyRecord>, u64), StoreError> {
+        let mut client = self.client().await?;
+        let tx =
+            client.build_transaction().isolation_level(tokio_postgres::IsolationLevel::RepeatableRead).start().await?;
+        let keys = tx
+            .query(
+                "SELECT key_id, public_key, status, created_at, activated_at, retired_at FROM signing_keys
+                 ORDER BY created_at, key_id",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| SigningKeyRecord {
+                key_id: r.get(0),
+                public_key: r.get(1),
+                status: r.get(2),
+                created_at: r.get(3),
+                activated_at: r.get(4),
+                retired_at: r.get(5),
+            })
+            .collect();
+        let version = current_key_set_version(&tx).await?;
+        tx.commit().await?;
+        Ok((keys, version))
+    }
+
+    async fn active_signing_key(&self) -> Result<Option<String>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached("SELECT key_id FROM signing_keys WHERE status = 'active'").await?;
+        Ok(client.query_opt(&stmt, &[]).await?.map(|r| r.get(0)))
+    }
+
+    async fn commit_key_set(&self, change: KeySetChange) -> Result<usize, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // One key-set change at a time across replicas.
+        tx.batch_execute("LOCK TABLE key_sets IN EXCLUSIVE MODE").await?;
+        let found = current_key_set_version(&tx).await?;
+        if found + 1 != change.version {
+            return Err(StoreError::KeySetConflict { expected: change.version.saturating_sub(1), found });
+        }
+        let mut keys = change.keys.clone();
+        keys.sort_by_key(|k| k.status == "active");
+        for k in &keys {
+            tx.execute(
+                "INSERT INTO signing_keys (key_id, public_key, status, created_at, activated_at, retired_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (key_id) DO UPDATE SET status = $3, activated_at = $5, retired_at = $6",
+                &[&k.key_id, &k.public_key, &k.status, &k.created_at, &k.activated_at, &k.retired_at],
+            )
+            .await?;
+        }
+        let version = i64::try_from(change.version)
+            .map_err(|_| StoreError::Corrupt { table: "key_sets", reason: "version overflow".into() })?;
+        tx.execute(
+            "INSERT INTO key_sets (version, statement, created_at) VALUES ($1, $2, $3)",
+            &[&version, &change.statement_json, &change.now],
+        )
+        .await?;
+        let mut resigned = 0;
+        if let Some((retired, active)) = &change.resign {
+            // A fresh statement after the key row's update: it sees every job whose insert
+            // held the key row (FOR SHARE) before the update.
+            let pending = tx
+                .query(
+                    "SELECT id, envelope FROM jobs WHERE key_id = $1 AND state IN ('queued', 'leased') FOR UPDATE",
+                    &[retired],
+                )
+                .await?;
+            for row in pending {
+                let (id, envelope): (String, String) = (row.get(0), row.get(1));
+                let corrupt = |reason: String| StoreError::Corrupt { table: "jobs", reason: format!("{id}: {reason}") };
+                let old: outpost_protocol::Envelope =
+                    serde_json::from_str(&envelope).map_err(|e| corrupt(e.to_string()))?;
+                let payload =
+                    outpost_protocol::encoding::b64_decode(&old.payload).map_err(|e| corrupt(e.to_string()))?;
+                let new = serde_json::to_string(&active.sign_payload(&payload)).map_err(|e| corrupt(e.to_string()))?;
+                tx.execute(
+                    "UPDATE jobs SET envelope = $2, key_id = $3 WHERE id = $1",
+                    &[&id, &new, &active.key_id().0],
+                )
+                .await?;
+                resigned += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(resigned)
+    }
+
+    async fn key_sets_after(&self, after: u64, max: usize) -> Result<Vec<String>, StoreError> {
+        let client = self.client().await?;
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        let stmt = client
+            .prepare_cached("SELECT statement FROM key_sets WHERE version > $1 ORDER BY version LIMIT $2")
+            .await?;
+        Ok(client.query(&stmt, &[&after, &max]).await?.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn complete_job(
+        &self,
+        agent: AgentPeer,
+        report: ResultReport,
+        report_sha256: String,
+        sealed_body: Option<Vec<u8>>,
+        now: i64,
+    ) -> Result<CompleteOutcome, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        admit_agent(&tx, &agent, now).await?;
+        let stmt =
+            tx.prepare_cached("SELECT state, report_sha256 FROM jobs WHERE id = $1 AND agent = $2 FOR UPDATE").await?;
+        let Some(row) = tx.query_opt(&stmt, &[&report.job_id, &agent.name]).await? else {
+            return Ok(CompleteOutcome::NotFound);
+        };
+        let (state, stored_hash): (String, Option<String>) = (row.get(0), row.get(1));
+        let state = JobState::parse(&state)?;
+        if state.is_final() {
+            return Ok(if stored_hash.as_deref() == Some(report_sha256.as_str()) {
+                CompleteOutcome::Duplicate
+            } else {
+                CompleteOutcome::Conflict(state)
+            });
+        }
+        let new_state = match report.status {
+            JobOutcome::Succeeded => JobState::Succeeded,
+            JobOutcome::Failed => JobState::Failed,
+            JobOutcome::Rejected => JobState::Rejected,
+            JobOutcome::Cancelled => JobState::Cancelled,
+        };
+        let stats = serde_json::to_string(&report.stats).unwrap_or_default();
+        let (code, message) = report.reason.map(|r| (r.code, r.message)).unzip();
+        let stmt = tx
+            .prepare_cached(
+                "UPDATE jobs SET state = $2, finished_at = $3, lease_until = NULL, report_sha256 = $4,
+                     reason_code = $5, reason_message = $6, stats = $7, content_type = $8, body = $9 WHERE id = $1",
+            )
+            .await?;
+        tx.execute(
+            &stmt,
+            &[
+                &report.job_id,
+                &new_state.as_str(),
+                &now,
+                &report_sha256,
+                &code,
+                &message,
+                &stats,
+                &report.content_type,
+                &sealed_body,
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(CompleteOutcome::Accepted)
+    }
+
+    async fn record_renewal(&self, agent: AgentPeer, cert_not_after: i64, now: i64) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        admit_agent(&tx, &agent, now).await?;
+        tx.execute("UPDATE agents SET cert_not_after = $2 WHERE name = $1", &[&agent.name, &cert_not_after]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn revoke_agent(&self, name: String, now: i64) -> Result<Option<Vec<String>>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let n = tx
+            .execute("UPDATE agents SET revoked_at = COALESCE(revoked_at, $2) WHERE name = $1", &[&name, &now])
+            .await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        // A pool's job this agent held goes back to the pool; its own jobs fail.
+        tx.execute(
+            "UPDATE jobs SET state = 'queued', agent = '', lease_until = NULL
+             WHERE agent = $1 AND pool IS NOT NULL AND state = 'leased'",
+            &[&name],
+        )
+        .await?;
+        let failed = tx
+            .query(
+                "UPDATE jobs SET state = 'failed', finished_at = $2, lease_until = NULL, reason_code = 'agent_revoked',
+                     reason_message = 'the agent was revoked before it returned a result'
+                 WHERE agent = $1 AND pool IS NULL AND state IN ('queued', 'leased') RETURNING id",
+                &[&name, &now],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        tx.commit().await?;
+        Ok(Some(failed))
+    }
+
+    async fn jobs(&self, owner: Option<String>, limit: u32, now: i64) -> Result<Vec<JobRecord>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        match &owner {
+            Some(o) => expire_overdue(&tx, "owner = $1", o, now).await?,
+            None => expire_overdue(&tx, "$1::TEXT IS NOT NULL", &"", now).await?,
+        };
+        let stmt = tx
+            .prepare_cached(&format!(
+                "SELECT {JOB_COLS}, NULL::BYTEA, {JOB_TAIL_COLS}
+                 FROM jobs WHERE $1::TEXT IS NULL OR owner = $1 ORDER BY created_at DESC, seq DESC LIMIT $2"
+            ))
+            .await?;
+        let rows = tx.query(&stmt, &[&owner, &i64::from(limit)]).await?;
+        tx.commit().await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    async fn job(&self, id: String, now: i64, with_body: bool) -> Result<Option<JobRecord>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        expire_overdue(&tx, "id = $1", &id, now).await?;
+        let stmt = tx
+            .prepare_cached(&format!(
+                "SELECT {JOB_COLS}, CASE WHEN $2 THEN body END, {JOB_TAIL_COLS} FROM jobs WHERE id = $1"
+            ))
+            .await?;
+        let row = tx.query_opt(&stmt, &[&id, &with_body]).await?;
+        tx.commit().await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+}
+
+// AccessStore for PgStore lives in access_store_pg.rs.
+const _: fn() = || {
+    fn assert_access<T: AccessStore>() {}
+    assert_access::<PgStore>();
+};
+
+/// A fresh database on the test server for one test (dropped by [`TestDb::drop`]).
+#[cfg(test)]
+pub(crate) mod testdb {
+    use super::{PgOptions, PgStore};
+
+    /// The server's URL from `OUTPOST_TEST_PG_URL` (default: the local server).
+    pub fn base_url() -> String {
+        std::env::var("OUTPOST_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    }
+
+    fn with_db(url: &str, db: &str) -> String {
+        let (head, query) = url.split_once('?').map_or((url, None), |(h, q)| (h, Some(q)));
+        let base = head.rsplit_once('/').map_or(head, |(b, _)| b);
+        match query {
+            Some(q) => format!("{base}/{db}?{q}"),
+            None => format!("{base}/{db}"),
+        }
+    }
+
+    /// A new, empty database; the store is opened (migrated) on it.
+    pub struct TestDb {
+        /// The store.
+        pub store: PgStore,
+        /// Its URL.
+        pub url: String,
+        name: String,
+    }
+
+    impl TestDb {
+        /// Creates the database and opens a store on it.
+        pub async fn new() -> Self {
+            let admin = base_url();
+            let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL is not reachable at {admin} ({e}); set OUTPOST_TEST_PG_URL or start it: \
+                     pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+                )
+            });
+            tokio::spawn(conn);
+            let name = format!(
+                "outpost_unit_{}",
+                outpost_protocol::encoding::hex(&outpost_protocol::ids::random_bytes::<6>())
+            );
+            client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+            let url = with_db(&admin, &name);
+            let opts = PgOptions { url: url.clone(), password_file: None, ca_file: None, max_connections: 8 };
+            let store = PgStore::open(&opts).await.expect("open the PostgreSQL store");
+            Self { store, url, name }
+        }
+
+        /// Drops the database.
+        pub async fn drop(self) {
+            self.store.pool.close();
+            if let Ok((client, conn)) = tokio_postgres::connect(&base_url(), tokio_postgres::NoTls).await {
+                tokio::spawn(conn);
+                let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).await;
+            }
+        }
+    }
+}
