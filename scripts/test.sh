@@ -70,3 +70,9 @@ cargo build --workspace --bins --locked
 step "tests (unit, integration, end-to-end)"
 export OUTPOST_BIN_DIR="$PWD/target/debug"
 cargo test --workspace --locked --no-fail-fast
+
+# The foundation's end-to-end suite once more, with every control plane on a fresh
+# PostgreSQL database (the run above used the embedded SQLite store). The replica test
+# (tests/tests/replicas.rs) always runs on PostgreSQL.
+step "end-to-end foundation suite on the PostgreSQL store"
+OUTPOST_TEST_STORE=postgres cargo test --locked -p outpost-e2e --test foundation

@@ -49,6 +49,8 @@ pub struct ControlPlaneView {
     pub ca_sha256: String,
     /// This agent's name.
     pub agent: String,
+    /// The pool it was enrolled into: it also runs jobs addressed to `pool:<name>`.
+    pub pool: Option<String>,
     /// When the client certificate expires (RFC 3339).
     pub certificate_not_after: String,
 }
@@ -199,6 +201,7 @@ pub fn audit(path: &Path, cfg: &AgentConfig, now: i64) -> Report {
             server_name: e.server_name.clone(),
             ca_sha256: e.ca_sha256.clone(),
             agent: e.agent.clone(),
+            pool: e.pool.clone(),
             certificate_not_after: crate::runner::rfc3339(e.not_after),
         }
     });
@@ -534,6 +537,9 @@ pub fn render_text(r: &Report) -> String {
             let _ = writeln!(o, "control plane:   {} (certificate name {})", cp.address, cp.server_name);
             let _ = writeln!(o, "pinned CA:       sha256:{}", cp.ca_sha256);
             let _ = writeln!(o, "agent name:      {} (certificate until {})", cp.agent, cp.certificate_not_after);
+            if let Some(p) = &cp.pool {
+                let _ = writeln!(o, "pool:            {p} (also runs jobs addressed to pool:{p})");
+            }
         }
         None => {
             let _ = writeln!(o, "control plane:   not enrolled");

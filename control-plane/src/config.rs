@@ -536,4 +536,34 @@ mod tests {
         let e = parse(&format!("{GOOD}  clientid: x\n")).expect_err("unknown field");
         assert!(e.contains("clientid") && e.contains("line"), "{e}");
     }
+
+    fn parse_store(extra: &str) -> Result<ControlPlaneConfig, String> {
+        let text = format!("data_dir: /var/lib/outpost-cp\n{extra}");
+        let cfg: ControlPlaneConfig = yamlcfg::parse_str("cp.yaml", &text).map_err(|e| e.to_string())?;
+        cfg.check("cp.yaml").map_err(|e| e.to_string())?;
+        Ok(cfg)
+    }
+
+    #[test]
+    fn the_store_is_sqlite_by_default_or_a_checked_postgres_url_whose_password_is_redacted() {
+        let cfg = parse_store("").expect("default");
+        assert!(cfg.pg_options().is_none());
+        let cfg = parse_store("store: postgres://outpost:hunter2@db.example.com:5432/outpost\n").expect("valid");
+        let pg = cfg.pg_options().expect("postgres");
+        assert_eq!(pg.max_connections, DEFAULT_STORE_CONNECTIONS);
+        for shown in [format!("{cfg:?}"), format!("{pg:?}"), cfg.store.to_string()] {
+            assert!(!shown.contains("hunter2"), "the password is redacted: {shown}");
+            assert!(shown.contains("outpost:***@db.example.com"), "{shown}");
+        }
+        for (bad, field, why) in [
+            ("store: mysql://db/x\n", "store", "postgres://"),
+            ("store: postgres://db.example.com\n", "store", "no database name"),
+            ("store: postgres://db/x?sslmode=sometimes\n", "store", "sslmode"),
+            ("store_password_file: /etc/outpost/pg\n", "store_password_file", "sqlite"),
+            ("store: postgres://db/x\nstore_max_connections: 1\n", "store_max_connections", "between 2 and 256"),
+        ] {
+            let e = parse_store(bad).expect_err(bad);
+            assert!(e.contains(field) && e.contains(why), "{bad}: {e}");
+        }
+    }
 }

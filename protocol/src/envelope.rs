@@ -441,6 +441,22 @@ mod tests {
     }
 
     #[test]
+    fn a_pool_job_is_accepted_by_a_member_of_that_pool_only() {
+        let k = key();
+        let mut keys = TrustedKeys::new();
+        keys.insert(k.public_key());
+        let env = sign_job(&JobSpec { audience: "pool:eu".into(), ..spec(1000) }, &k);
+        let member = VerifyOptions { pool: Some("eu".into()), ..opts(1000) };
+        assert!(env.verify(&keys, &member).is_ok());
+        for (pool, who) in [(None, "not in a pool"), (Some("us"), "in another pool")] {
+            let got = env.verify(&keys, &VerifyOptions { pool: pool.map(str::to_owned), ..opts(1000) });
+            assert!(matches!(got, Err(VerifyError::WrongAudience { .. })), "an agent {who}: {got:?}");
+        }
+        // A member's own name is still its audience.
+        assert!(sign_job(&spec(1000), &k).verify(&keys, &member).is_ok());
+    }
+
+    #[test]
     fn rejects_a_relabelled_key_id_as_unknown_or_bad_signature() {
         let k = key();
         let other = SigningKey::from_seed(&[9u8; 32]).unwrap_or_else(|_| unreachable!());

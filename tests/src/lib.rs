@@ -12,6 +12,7 @@ pub mod pg;
 pub mod proc;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
@@ -92,6 +93,59 @@ pub fn run_cmd_env(
     ))
 }
 
+/// The PostgreSQL server the tests use (`OUTPOST_TEST_PG_URL`, default the local one).
+pub fn pg_server_url() -> String {
+    std::env::var("OUTPOST_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A new, empty database on the test server, dropped when this is dropped.
+pub struct PgDatabase {
+    /// Its URL.
+    pub url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    /// Creates `outpost_e2e_<random>` (with `psql`, so it works outside a runtime).
+    pub fn create() -> Result<Self> {
+        let name =
+            format!("outpost_e2e_{}", outpost_protocol::encoding::hex(&outpost_protocol::ids::random_bytes::<6>()));
+        let server = pg_server_url();
+        let (code, _, err) =
+            run_cmd(Path::new("psql"), &["-X", "-q", "-d", &server, "-c", &format!("CREATE DATABASE {name}")], None)?;
+        if code != 0 {
+            bail!(
+                "cannot create a test database on {server}: {err}\nStart PostgreSQL: \
+                 pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+            );
+        }
+        let (head, query) = server.split_once('?').map_or((server.as_str(), None), |(h, q)| (h, Some(q)));
+        let base = head.rsplit_once('/').map_or(head, |(b, _)| b);
+        let url = match query {
+            Some(q) => format!("{base}/{name}?{q}"),
+            None => format!("{base}/{name}"),
+        };
+        Ok(Self { url, name })
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let _ = run_cmd(Path::new("psql"), &["-X", "-q", "-d", &pg_server_url(), "-c", &sql], None);
+    }
+}
+
+/// The backend the end-to-end tests run the control plane on: `OUTPOST_TEST_STORE=postgres`
+/// gives each control plane a fresh PostgreSQL database; otherwise the embedded SQLite.
+pub fn store_under_test() -> Result<Option<Arc<PgDatabase>>> {
+    match std::env::var("OUTPOST_TEST_STORE").as_deref() {
+        Ok("postgres") => Ok(Some(Arc::new(PgDatabase::create()?))),
+        Ok("sqlite") | Err(_) => Ok(None),
+        Ok(other) => bail!("OUTPOST_TEST_STORE={other:?}: expected sqlite or postgres"),
+    }
+}
+
 /// A control plane in a temp dir: initialised, and started with [`ControlPlane::start`].
 pub struct ControlPlane {
     /// The data dir.
@@ -109,17 +163,25 @@ pub struct ControlPlane {
     pub config: Option<PathBuf>,
     process: Option<Process>,
     log: PathBuf,
+    /// The PostgreSQL database it keeps its state in (`None`: the embedded SQLite).
+    /// Declared last: dropped after the process is gone.
+    pub pg: Option<Arc<PgDatabase>>,
 }
 
 impl ControlPlane {
-    /// Runs `init` in `root/cp`.
+    /// Runs `init` in `root/cp`, on the backend [`store_under_test`] chooses.
     pub fn init(root: &Path) -> Result<Self> {
+        Self::init_on(root, store_under_test()?)
+    }
+
+    /// Runs `init` in `root/cp` with its state in `pg` (or the embedded SQLite).
+    pub fn init_on(root: &Path, pg: Option<Arc<PgDatabase>>) -> Result<Self> {
         let data_dir = root.join("cp");
-        let (code, out, err) = run_cmd(
-            &bin("outpost-control-plane"),
-            &["init", "--data-dir", data_dir.to_str().unwrap_or_default(), "--hostname", "localhost"],
-            None,
-        )?;
+        let mut args = vec!["init", "--data-dir", data_dir.to_str().unwrap_or_default(), "--hostname", "localhost"];
+        if let Some(db) = &pg {
+            args.extend(["--store", db.url.as_str()]);
+        }
+        let (code, out, err) = run_cmd(&bin("outpost-control-plane"), &args, None)?;
         if code != 0 {
             bail!("init failed ({code}): {err}");
         }
@@ -131,9 +193,50 @@ impl ControlPlane {
             admin_token,
             serve_args: Vec::new(),
             config: None,
+            pg,
             process: None,
             log: root.join("control-plane.log"),
         })
+    }
+
+    /// Another replica of this control plane in `root/<name>`: a copy of the data dir
+    /// (keys travel as files, never through the database), the same database, its own
+    /// listeners. Only with a PostgreSQL store.
+    pub fn replica(&self, root: &Path, name: &str) -> Result<Self> {
+        anyhow::ensure!(self.pg.is_some(), "replicas share a PostgreSQL store");
+        let data_dir = root.join(name);
+        let (code, _, err) = run_cmd(
+            Path::new("cp"),
+            &["-a", self.data_dir.to_str().unwrap_or_default(), data_dir.to_str().unwrap_or_default()],
+            None,
+        )?;
+        anyhow::ensure!(code == 0, "copying the data dir: {err}");
+        Ok(Self {
+            data_dir,
+            agent_addr: format!("127.0.0.1:{}", free_port()),
+            api_addr: format!("127.0.0.1:{}", free_port()),
+            admin_token: self.admin_token.clone(),
+            serve_args: self.serve_args.clone(),
+            config: None,
+            pg: self.pg.clone(),
+            process: None,
+            log: root.join(format!("{name}.log")),
+        })
+    }
+
+    /// The store this control plane uses, opened directly (as a second process would).
+    pub async fn store(&self) -> Result<outpost_control_plane::backend::Backend> {
+        let pg = self.pg.as_ref().map(|db| outpost_control_plane::pg::PgOptions {
+            url: db.url.clone(),
+            password_file: None,
+            ca_file: None,
+            max_connections: 4,
+        });
+        Ok(outpost_control_plane::app::open_store(&self.data_dir, pg.as_ref()).await?)
+    }
+
+    fn store_args(&self) -> Vec<String> {
+        self.pg.iter().flat_map(|db| ["--store".to_owned(), db.url.clone()]).collect()
     }
 
     /// Starts `serve` and waits until it listens.
@@ -152,6 +255,7 @@ impl ControlPlane {
             self.api_addr.clone(),
         ];
         args.extend(self.serve_args.iter().cloned());
+        args.extend(self.store_args());
         let p = Process::spawn(&bin("outpost-control-plane"), &args, &self.log)?;
         p.wait_for_log("Control plane listening.", Duration::from_secs(30))?;
         self.process = Some(p);
@@ -208,6 +312,8 @@ impl ControlPlane {
         let mut all: Vec<&str> = args.to_vec();
         let dir = self.data_dir.display().to_string();
         all.extend(["--data-dir", dir.as_str()]);
+        let store = self.store_args();
+        all.extend(store.iter().map(String::as_str));
         let (code, out, err) = run_cmd(&bin("outpost-control-plane"), &all, None)?;
         if code != 0 {
             bail!("outpost-control-plane {args:?} failed ({code}): {out}{err}");
@@ -312,6 +418,14 @@ impl Agent {
     /// The running agent's process id.
     pub fn pid(&self) -> Option<u32> {
         self.process.as_ref().map(Process::pid)
+    }
+
+    /// Kills the agent with SIGKILL (no clean-up of any kind) and waits for it.
+    pub fn kill(&mut self) -> Result<()> {
+        if let Some(mut p) = self.process.take() {
+            p.kill_hard()?;
+        }
+        Ok(())
     }
 
     /// Stops with SIGTERM and waits for a clean exit.

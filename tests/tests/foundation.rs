@@ -1,4 +1,8 @@
 //! End-to-end scenarios of the foundation: real binaries, real mutual TLS on loopback.
+//!
+//! `scripts/test.sh` runs this suite twice: on the embedded SQLite store, and with
+//! `OUTPOST_TEST_STORE=postgres`, where each control plane gets a fresh database on the
+//! local PostgreSQL server.
 
 use std::collections::BTreeMap;
 
@@ -6,9 +10,20 @@ use anyhow::{Context as _, Result};
 use outpost_e2e::{Agent, ControlPlane};
 use outpost_protocol::enrol::EnrolmentToken;
 
-/// A control plane and one enrolled, connected agent named `edge-1`.
+/// A control plane and one enrolled, connected agent named `edge-1`; the control plane
+/// runs on the backend under test (and says so).
 async fn enrolled_pair(root: &std::path::Path) -> Result<(ControlPlane, Agent)> {
-    outpost_e2e::start_pair(root, "edge-1", "", &[]).await
+    let (cp, agent) = outpost_e2e::start_pair(root, "edge-1", "", &[]).await?;
+    let log = cp.log_text();
+    match &cp.pg {
+        Some(db) => {
+            assert!(log.contains("store=PostgreSQL"), "not on PostgreSQL: {log}");
+            assert!(log.contains(db.url.rsplit('/').next().unwrap_or_default()), "{log}");
+            assert!(!cp.data_dir.join("control-plane.db").exists(), "no SQLite file beside a PostgreSQL store");
+        }
+        None => assert!(log.contains("store=SQLite"), "{log}"),
+    }
+    Ok((cp, agent))
 }
 
 /// Dispatches a job and returns its id.
@@ -138,7 +153,7 @@ async fn reused_expired_and_mispinned_tokens_each_fail_with_their_own_message() 
     assert!(err.contains("already used"), "{err}");
 
     // An expired token: written into the store with an expiry in the past (as if its TTL ran out).
-    let store = outpost_control_plane::store::SqliteStore::open(&cp.data_dir.join("control-plane.db"))?;
+    let store = cp.store().await?;
     let mut expired = EnrolmentToken::decode(&cp.enrolment_token("edge-2").await?)?;
     expired.id = "0badc0ffee000001".into();
     let now = outpost_protocol::unix_now();
@@ -305,11 +320,9 @@ fn init_refuses_to_overwrite_an_existing_data_dir_and_keeps_private_files_0600()
     let signing_key = signing_keys[0].clone();
     let dir_mode = std::fs::metadata(cp.data_dir.join("signing-keys"))?.permissions().mode() & 0o777;
     assert_eq!(dir_mode, 0o700);
-    for f in ["ca.key", "server.key", "control-plane.db"]
-        .map(|f| cp.data_dir.join(f))
-        .into_iter()
-        .chain([signing_key.clone()])
-    {
+    // The database file exists only on the embedded store.
+    let db = cp.pg.is_none().then(|| cp.data_dir.join("control-plane.db"));
+    for f in ["ca.key", "server.key"].map(|f| cp.data_dir.join(f)).into_iter().chain(db).chain([signing_key.clone()]) {
         let mode = std::fs::metadata(&f)?.permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{}", f.display());
     }
