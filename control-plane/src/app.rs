@@ -94,7 +94,7 @@ pub struct InitOutput {
 /// Opens the store `pg` names, or the embedded database in `data_dir`.
 pub async fn open_store(data_dir: &Path, pg: Option<&crate::pg::PgOptions>) -> Result<Backend, StoreError> {
     Ok(match pg {
-        Some(opts) => Backend::Postgres(crate::pg::PgStore::open(opts).await?),
+        Some(opts) => Backend::Postgres(Box::new(crate::pg::PgStore::open(opts).await?)),
         None => Backend::Sqlite(SqliteStore::open(&data_dir.join(DB_FILE))?),
     })
 }
@@ -125,7 +125,7 @@ pub async fn init(data_dir: &Path, hostname: &str, pg: Option<&crate::pg::PgOpti
     };
     fsutil::create_private_dir(data_dir)?;
     let store = match shared {
-        Some(s) => Backend::Postgres(s),
+        Some(s) => Backend::Postgres(Box::new(s)),
         None => Backend::Sqlite(SqliteStore::open(&data_dir.join(DB_FILE))?),
     };
     pki::init(data_dir, hostname)?;

@@ -13,8 +13,8 @@ use outpost_protocol::ResultReport;
 pub enum Backend {
     /// The embedded database in the data dir.
     Sqlite(SqliteStore),
-    /// A PostgreSQL database shared by replicas.
-    Postgres(PgStore),
+    /// A PostgreSQL database shared by replicas (boxed: the pool handle is large).
+    Postgres(Box<PgStore>),
 }
 
 macro_rules! forward {

@@ -1036,8 +1036,6 @@ pub(crate) mod testdb {
     pub struct TestDb {
         /// The store.
         pub store: PgStore,
-        /// Its URL.
-        pub url: String,
         name: String,
     }
 
@@ -1060,7 +1058,7 @@ pub(crate) mod testdb {
             let url = with_db(&admin, &name);
             let opts = PgOptions { url: url.clone(), password_file: None, ca_file: None, max_connections: 8 };
             let store = PgStore::open(&opts).await.expect("open the PostgreSQL store");
-            Self { store, url, name }
+            Self { store, name }
         }
 
         /// Drops the database.

@@ -223,10 +223,8 @@ async fn accept_loop<S: Store>(
                     // The certificate chains to our CA; its name must also be an enrolled agent.
                     // Revocation and the certificate's age against the latest enrolment are
                     // checked again on every request, inside the store call that serves it.
-                    let mut pool = None;
-                    match app.store.agent(agent.clone()).await {
+                    let pool = match app.store.agent(agent.clone()).await {
                         Ok(Some(rec)) => {
-                            pool = rec.pool;
                             // Admission is by name, so a certificate issued before the name's
                             // latest enrolment (e.g. one stolen, then revoked, then the name
                             // re-enrolled) must not come back to life.
@@ -242,12 +240,13 @@ async fn accept_loop<S: Store>(
                                 // Served so that it hears why: every request is answered 403 agent_revoked.
                                 tracing::warn!(agent_id = %agent, "Revoked agent connected; its requests are refused.");
                             }
+                            rec.pool
                         }
                         Ok(None) => {
                             return tracing::warn!(agent_id = %agent, "Certificate names no enrolled agent; connection closed.");
                         }
                         Err(e) => return tracing::error!(error = %e, "Cannot look up the agent; connection closed."),
-                    }
+                    };
                     let revoked = app.hub.revocation(&agent);
                     // A TLS connection outlives the handshake's certificate check; end it when
                     // the certificate expires, so an agent must renew to stay connected.

@@ -31,8 +31,13 @@ fn bench(c: &mut Criterion) {
     keys.insert(key.public_key());
     let spec = job();
     let env = sign_job(&spec, &key);
-    let opts =
-        VerifyOptions { audience: "edge-1".into(), pool: None, now: 1_700_000_010, max_lifetime_secs: 600, clock_skew_secs: 60 };
+    let opts = VerifyOptions {
+        audience: "edge-1".into(),
+        pool: None,
+        now: 1_700_000_010,
+        max_lifetime_secs: 600,
+        clock_skew_secs: 60,
+    };
     c.bench_function("sign_job (serialise + Ed25519 sign)", |b| b.iter(|| sign_job(std::hint::black_box(&spec), &key)));
     c.bench_function("Envelope::verify (Ed25519 verify + parse + checks)", |b| {
         b.iter(|| std::hint::black_box(&env).verify(&keys, &opts).expect("valid"))
