@@ -194,7 +194,9 @@ fn shapes(id: RouteId) -> (Option<Value>, &'static str, Value) {
             Some(strict(
                 &["agent", "connection", "sql", "render"],
                 json!({
-                "agent": string(), "connection": string(), "sql": string(), "params": { "type": "array", "items": {} },
+                "agent": { "type": "string",
+                    "description": "an agent's name, or pool:NAME for one live member of that pool" },
+                "connection": string(), "sql": string(), "params": { "type": "array", "items": {} },
                 "render": { "type": "object" }, "cache": { "type": "object" }, "timeout_secs": { "type": "integer", "minimum": 0 } }),
             )),
             "202",
