@@ -42,3 +42,15 @@ mkdir -p target
 dir=$(mktemp -d target/cache-bench.XXXXXX)
 cargo run --release --locked --quiet -p outpost-agent --example cache_bench -- "$dir" 1 100
 rm -rf "$dir"
+
+echo "==> replicas: ${REPLICA_CLIENTS:-32} concurrent API clients, each job POST /v1/jobs to pool:eu then GET .../result?wait=30"
+echo "    on a kept-alive connection; two pooled agents (m1, m2); same run: SQLite 1 replica, PostgreSQL 1 replica,"
+echo "    PostgreSQL 3 replicas sharing one database (clients round-robin, wake-ups cross replicas via LISTEN/NOTIFY)"
+OUTPOST_BIN_DIR="$PWD/target/release" target/release/outpost-bench-replicas \
+  --clients "${REPLICA_CLIENTS:-32}" --jobs-per-client "${REPLICA_JOBS_PER_CLIENT:-50}"
+
+echo "==> idle agents: ${IDLE_AGENTS:-10000} simulated agents enrol over TLS and park one mutual-TLS HTTP/2 long-poll each"
+echo "    on one control plane (${IDLE_STORE:-postgres} store); its RSS, peak RSS and open fds from /proc; then one job"
+echo "    must come back on one agent's pending poll. Needs ulimit -n above the agent count (bench and control plane each)."
+OUTPOST_BIN_DIR="$PWD/target/release" target/release/outpost-bench-idle \
+  --agents "${IDLE_AGENTS:-10000}" --store "${IDLE_STORE:-postgres}"

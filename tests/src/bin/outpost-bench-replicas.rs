@@ -1,0 +1,224 @@
+//! Throughput and latency of small pool jobs on one SQLite control plane, one PostgreSQL
+//! control plane, and three PostgreSQL replicas sharing one database, measured in the
+//! same run with the same two pooled agents. Each job: `POST /v1/jobs` addressed to
+//! `pool:eu`, then `GET /v1/jobs/{id}/result?wait=30`, on a kept-alive connection.
+//! With three replicas the clients are spread round-robin over the replicas' API
+//! listeners and the members long-poll replicas 1 and 2, so most wake-ups cross
+//! replicas (PostgreSQL LISTEN/NOTIFY). Used by `scripts/bench.sh`; prints a Markdown table.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context as _, Result};
+use clap::Parser;
+use outpost_e2e::client::{Api, Conn};
+use outpost_e2e::{Agent, ControlPlane, PgDatabase};
+
+/// Outpost replica benchmark.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Concurrent API clients.
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// Measured jobs per client.
+    #[arg(long, default_value_t = 50)]
+    jobs_per_client: usize,
+    /// Warm-up jobs per client before measuring (same connections).
+    #[arg(long, default_value_t = 5)]
+    warmup: usize,
+    /// Configurations to run, comma-separated: sqlite, pg1, pg3.
+    #[arg(long, value_delimiter = ',', default_value = "sqlite,pg1,pg3")]
+    configs: Vec<Config>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Config {
+    /// SQLite store, one control plane.
+    Sqlite,
+    /// PostgreSQL store, one control plane.
+    Pg1,
+    /// PostgreSQL store, three replicas.
+    Pg3,
+}
+
+impl Config {
+    fn label(self) -> &'static str {
+        match self {
+            Config::Sqlite => "SQLite, 1 replica",
+            Config::Pg1 => "PostgreSQL, 1 replica",
+            Config::Pg3 => "PostgreSQL, 3 replicas",
+        }
+    }
+}
+
+const JOB: &str = r#"{"agent":"pool:eu","connection":"sample","sql":"SELECT region, COUNT(*) AS n FROM orders WHERE region = $1 GROUP BY region","params":[{"type":"text","value":"North"}],"render":{"kind":"table","format":"json"}}"#;
+
+async fn one_job(conn: &mut Conn) -> Result<Duration> {
+    let start = Instant::now();
+    let res = conn.request(http::Method::POST, "/v1/jobs", Some(JOB.as_bytes().to_vec())).await?;
+    ensure!(res.status == 202, "dispatch: {} {}", res.status, res.text());
+    let id = res.json()?["id"].as_str().context("id")?.to_owned();
+    let res = conn.get(&format!("/v1/jobs/{id}/result?wait=30")).await?;
+    ensure!(res.status == 200, "result of {id}: {} {}", res.status, res.text());
+    Ok(start.elapsed())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Control planes and the two pool members of one configuration. Field order: the
+/// agents stop before the control planes, and the database is dropped last.
+struct Setup {
+    agents: Vec<Agent>,
+    cps: Vec<ControlPlane>,
+    _db: Option<Arc<PgDatabase>>,
+}
+
+async fn setup(root: &std::path::Path, config: Config) -> Result<Setup> {
+    let (db, replicas) = match config {
+        Config::Sqlite => (None, 1),
+        Config::Pg1 => (Some(Arc::new(PgDatabase::create()?)), 1),
+        Config::Pg3 => (Some(Arc::new(PgDatabase::create()?)), 3),
+    };
+    let first = ControlPlane::init_on(root, db.clone())?;
+    let mut cps = Vec::new();
+    for i in 1..replicas {
+        cps.push(first.replica(root, &format!("cp{}", i + 1))?);
+    }
+    cps.insert(0, first);
+    for cp in &mut cps {
+        cp.start()?;
+        let want = if db.is_some() { "store=PostgreSQL" } else { "store=SQLite" };
+        ensure!(cp.log_text().contains(want), "expected {want} in the log:\n{}", cp.log_text());
+    }
+    // m1 enrols through replica 1, m2 through replica 2 (when there is one): a token
+    // carries the agent address of the replica that made it.
+    let mut agents = Vec::new();
+    for (i, name) in ["m1", "m2"].into_iter().enumerate() {
+        let cp = &cps[i % cps.len()];
+        let res = cp
+            .api()?
+            .post_json("/v1/enrollment-tokens", &serde_json::json!({ "agent": name, "pool": "eu", "ttl_secs": 600 }))
+            .await?;
+        ensure!(res.status == 201, "enrolment token: {} {}", res.status, res.text());
+        let mut agent = Agent::new(root, name, "  max_concurrent_jobs: 16\n")?;
+        let (code, out, err) = agent.enroll(res.json()?["token"].as_str().context("token")?)?;
+        ensure!(code == 0, "enroll {name}: {out}{err}");
+        agent.start_connected()?;
+        agents.push(agent);
+    }
+    let view = cps[cps.len() - 1].api()?.get("/v1/agents").await?.json()?;
+    ensure!(view["pools"][0]["members"] == serde_json::json!(["m1", "m2"]), "pool eu: {view}");
+    Ok(Setup { agents, cps, _db: db })
+}
+
+struct Measured {
+    jobs: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+async fn measure(apis: &[Api], args: &Args) -> Result<Measured> {
+    // Connections first (round-robin over the replicas), then warm-up on them.
+    let mut conns = Vec::with_capacity(args.clients);
+    for i in 0..args.clients {
+        conns.push(apis[i % apis.len()].connect().await?);
+    }
+    let mut tasks = Vec::new();
+    for mut conn in conns {
+        let n = args.warmup;
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..n {
+                one_job(&mut conn).await?;
+            }
+            anyhow::Ok(conn)
+        }));
+    }
+    let mut conns = Vec::with_capacity(args.clients);
+    for t in tasks {
+        conns.push(t.await??);
+    }
+
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for mut conn in conns {
+        let n = args.jobs_per_client;
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(n);
+            for _ in 0..n {
+                lat.push(one_job(&mut conn).await?);
+            }
+            anyhow::Ok(lat)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(args.clients * args.jobs_per_client);
+    for t in tasks {
+        latencies.extend(t.await??);
+    }
+    let elapsed = start.elapsed();
+    latencies.sort();
+    Ok(Measured { jobs: latencies.len(), elapsed, latencies })
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let load = std::fs::read_to_string("/proc/loadavg")?.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+    ensure!(args.clients > 0 && args.jobs_per_client > 0, "--clients and --jobs-per-client must be positive");
+    let mut rows = Vec::new();
+    for &config in &args.configs {
+        let root = tempfile::tempdir()?;
+        let setup = setup(root.path(), config).await.with_context(|| format!("setting up {}", config.label()))?;
+        let apis = setup.cps.iter().map(ControlPlane::api).collect::<Result<Vec<_>>>()?;
+        let m = measure(&apis, &args).await.with_context(|| format!("measuring {}", config.label()))?;
+        // Which member ran how many: both should take part (pool jobs go to any live member).
+        let ran: Vec<usize> = setup
+            .agents
+            .iter()
+            .map(|a| {
+                a.audit_records()
+                    .map(|r| r.iter().filter(|r| r["event"] == "job" && r["verdict"] == "accepted").count())
+            })
+            .collect::<Result<_>>()?;
+        eprintln!(
+            "{}: {} jobs in {:.2} s; m1 ran {}, m2 ran {} (warm-up included)",
+            config.label(),
+            m.jobs,
+            m.elapsed.as_secs_f64(),
+            ran[0],
+            ran[1]
+        );
+        rows.push((config, m));
+        drop(setup);
+    }
+
+    println!("machine: {}; load average before the run: {load}", outpost_e2e::machine());
+    println!();
+    println!(
+        "{} concurrent API clients × {} jobs (after {} warm-up jobs each); each job is POST /v1/jobs to pool:eu \
+         then GET /v1/jobs/{{id}}/result?wait=30 on a kept-alive connection; two pooled agents (m1, m2), \
+         max_concurrent_jobs 16 each. With 3 replicas the clients go round-robin to the replicas and \
+         m1/m2 long-poll replicas 1/2.",
+        args.clients, args.jobs_per_client, args.warmup
+    );
+    println!();
+    println!("| configuration | jobs | throughput | p50 | p99 |");
+    println!("| --- | --- | --- | --- | --- |");
+    for (config, m) in &rows {
+        println!(
+            "| {} | {} | {:.0} jobs/s | {} | {} |",
+            config.label(),
+            m.jobs,
+            m.jobs as f64 / m.elapsed.as_secs_f64(),
+            ms(percentile(&m.latencies, 0.50)),
+            ms(percentile(&m.latencies, 0.99)),
+        );
+    }
+    Ok(())
+}
