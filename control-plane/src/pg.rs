@@ -24,7 +24,6 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::access_store::AccessStore;
 use crate::store::{
     AgentPeer, AgentRecord, CancelOutcome, CompleteOutcome, EnrolTokenRecord, JobOrigin, JobRecord, JobState,
     KeySetChange, LeaseBatch, LeasedJob, NewJob, RedeemError, SigningKeyRecord, Store, StoreError, CANCEL_RESEND_SECS,
@@ -689,10 +688,9 @@ impl Store for PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let pool = admit_agent(&tx, &agent, now).await?;
-        let expired = expire_overdue(&tx, "agent = $1", &agent.name, now).await?;
-        let mut expired_pool = Vec::new();
+        let mut expired = expire_overdue(&tx, "agent = $1", &agent.name, now).await?;
         if let Some(p) = &pool {
-            expired_pool = expire_overdue(&tx, "pool = $1 AND agent = ''", p, now).await?;
+            expired.extend(expire_overdue(&tx, "pool = $1 AND agent = ''", p, now).await?);
         }
         let stmt = tx
             .prepare_cached(
@@ -738,8 +736,6 @@ impl Store for PgStore {
         rows.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
         let key_set_version = current_key_set_version(&tx).await?;
         tx.commit().await?;
-        let mut expired = expired;
-        expired.extend(expired_pool);
         Ok(LeaseBatch { jobs: rows.into_iter().map(|(_, j)| j).collect(), expired, cancelled, cancel, key_set_version })
     }
 
@@ -1006,12 +1002,6 @@ impl Store for PgStore {
         row.as_ref().map(job_from_row).transpose()
     }
 }
-
-// AccessStore for PgStore lives in access_store_pg.rs.
-const _: fn() = || {
-    fn assert_access<T: AccessStore>() {}
-    assert_access::<PgStore>();
-};
 
 /// A fresh database on the test server for one test (dropped by [`TestDb::drop`]).
 #[cfg(test)]
