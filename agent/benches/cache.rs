@@ -91,6 +91,7 @@ pub fn result_of(bytes: usize) -> ResultSet {
             })
             .collect(),
         truncated: false,
+        provenance: None,
     }
 }
 

@@ -36,6 +36,7 @@ fn result_of(bytes: usize) -> ResultSet {
             })
             .collect(),
         truncated: false,
+        provenance: None,
     }
 }
 

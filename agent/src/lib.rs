@@ -20,6 +20,7 @@ pub mod identity;
 pub mod keys;
 pub mod metrics;
 pub mod policy;
+pub mod provenance;
 pub mod proxy;
 pub mod render;
 pub mod replay;

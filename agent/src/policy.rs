@@ -22,6 +22,7 @@ use outpost_protocol::{ColumnRole, EgressAction, EgressDecision, RenderSpec};
 use serde::Deserialize;
 
 use crate::config::Bounded;
+use crate::provenance::{Provenance, ResultProvenance, SourceColumn};
 use crate::resultset::{ResultSet, Value};
 
 /// Largest rendered body the control plane takes; also the highest `max_bytes`.
@@ -76,8 +77,11 @@ pub enum MaskWith {
     Hash,
 }
 
-/// A column-name pattern: `*` any run of characters, `?` one; case-insensitive; the
-/// whole name must match.
+/// A column pattern: `*` any run of characters, `?` one; case-insensitive; the whole
+/// name must match. `column` matches a result column of that name and any table's
+/// column of that name a result derives from; `table.column` and
+/// `schema.table.column` (each part a pattern) match only the table columns a result
+/// derives from, whatever the query calls them.
 #[derive(Debug, Clone, PartialEq, Eq, schemars::JsonSchema)]
 #[schemars(transparent)]
 pub struct ColumnPattern(String);
@@ -88,40 +92,75 @@ impl<'de> Deserialize<'de> for ColumnPattern {
         if s.is_empty() || s.chars().count() > 128 || s.chars().any(char::is_control) {
             return Err(serde::de::Error::custom("a column pattern is 1 to 128 printable characters"));
         }
+        if s.split('.').count() > 3 || s.split('.').any(str::is_empty) {
+            return Err(serde::de::Error::custom(
+                "a column pattern is `column`, `table.column` or `schema.table.column` (no empty part)",
+            ));
+        }
         Ok(Self(s.to_lowercase()))
     }
 }
 
 impl ColumnPattern {
-    /// Whether `name` matches.
+    /// Whether a result column named `name` matches (an unqualified pattern only).
     pub fn matches(&self, name: &str) -> bool {
-        let p: Vec<char> = self.0.chars().collect();
-        let n: Vec<char> = name.to_lowercase().chars().collect();
-        // Iterative wildcard match with one backtrack point: linear in practice.
-        let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
-        while ni < n.len() {
-            if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
-                pi += 1;
-                ni += 1;
-            } else if pi < p.len() && p[pi] == '*' {
-                star = Some(pi);
-                mark = ni;
-                pi += 1;
-            } else if let Some(s) = star {
-                pi = s + 1;
-                mark += 1;
-                ni = mark;
-            } else {
-                return false;
+        !self.0.contains('.') && wildcard(&self.0, name)
+    }
+
+    /// Whether the table column `source` matches.
+    pub fn matches_source(&self, source: &SourceColumn) -> bool {
+        let parts: Vec<&str> = self.0.split('.').collect();
+        match parts.as_slice() {
+            [column] => wildcard(column, &source.column),
+            [table, column] => wildcard(table, &source.table) && wildcard(column, &source.column),
+            [schema, table, column] => {
+                wildcard(schema, &source.schema) && wildcard(table, &source.table) && wildcard(column, &source.column)
             }
+            _ => true,
         }
-        p[pi..].iter().all(|c| *c == '*')
     }
 
     /// The pattern as written (lower-cased).
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Whether `name` matches the wildcard pattern `pattern` (already lower-cased).
+fn wildcard(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.to_lowercase().chars().collect();
+    // Iterative wildcard match with one backtrack point: linear in practice.
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// What happens to a result column whose source cannot be established, in a query
+/// that reads a masked column.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Unprovable {
+    /// The job is refused (`mask_unprovable`).
+    #[default]
+    Refuse,
+    /// The column is masked with `***`.
+    Mask,
 }
 
 /// One mask rule.
@@ -133,6 +172,15 @@ pub struct MaskRule {
     /// `stars` (default) or `hash`.
     #[serde(default)]
     pub with: MaskWith,
+}
+
+/// How one result column is masked, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnMask {
+    /// `***` or a keyed hash.
+    pub with: MaskWith,
+    /// Why: the rule's name pattern, the table column it derives from, or unprovable.
+    pub why: String,
 }
 
 /// `egress:` in agent.yaml, for every connection or for one. Unset fields take the
@@ -158,6 +206,10 @@ pub struct EgressSection {
     /// Columns to mask, by name pattern.
     #[serde(default)]
     pub mask: Vec<MaskRule>,
+    /// A result column whose source the database cannot show, in a query that reads a
+    /// masked column: `refuse` the job (default) or `mask` the column.
+    #[serde(default)]
+    pub unprovable: Option<Unprovable>,
 }
 
 /// Default of `max_rows`.
@@ -180,6 +232,8 @@ pub struct EgressPolicy {
     pub max_bytes: usize,
     /// Mask rules, the defaults' first.
     pub mask: Vec<MaskRule>,
+    /// What happens to a column whose source cannot be established.
+    pub unprovable: Unprovable,
 }
 
 impl EgressPolicy {
@@ -196,6 +250,7 @@ impl EgressPolicy {
             max_points: to_usize(pick(|s| s.max_points.map(Bounded::get), DEFAULT_MAX_POINTS)),
             max_bytes: to_usize(pick(|s| s.max_bytes.map(Bounded::get), MAX_BYTES)),
             mask,
+            unprovable: own.and_then(|o| o.unprovable).or(defaults.unprovable).unwrap_or_default(),
         }
     }
 
@@ -241,26 +296,125 @@ impl EgressPolicy {
         Ok(())
     }
 
-    /// Step 2: replaces the values of masked columns. `key` is the keyed-hash key (needed
-    /// when a `hash` rule applies). The decision says which columns and how.
+    /// Whether the connector must find out where result columns come from.
+    pub fn needs_provenance(&self) -> bool {
+        !self.mask.is_empty()
+    }
+
+    /// Step 2a: which result columns are masked, and how: by name, or because their
+    /// values derive from a masked table column (`provenance`, from the database's own
+    /// metadata), whatever the query calls them. A column whose source is unknown, in
+    /// a query that reads a masked column, is refused (`mask_unprovable`) or masked.
+    pub fn column_masks(
+        &self,
+        columns: &[String],
+        provenance: Option<&ResultProvenance>,
+    ) -> Result<Vec<Option<ColumnMask>>, EgressDecision> {
+        if self.mask.is_empty() {
+            return Ok(vec![None; columns.len()]);
+        }
+        let reads_masked = match provenance.and_then(|p| p.reads.as_ref()) {
+            Some(reads) => reads.iter().find_map(|src| self.mask_for_source(src).map(|r| (src, r))),
+            None => None,
+        };
+        let reads_unknown = provenance.is_none_or(|p| p.reads.is_none());
+        let mut out = Vec::with_capacity(columns.len());
+        for (i, name) in columns.iter().enumerate() {
+            if let Some(rule) = self.mask_for(name) {
+                out.push(Some(ColumnMask { with: rule.with, why: format!("name matches {:?}", rule.column.as_str()) }));
+                continue;
+            }
+            let column = provenance.and_then(|p| p.columns.get(i));
+            match column {
+                Some(Provenance::Columns { sources }) => {
+                    let hit = sources.iter().find_map(|src| self.mask_for_source(src).map(|r| (src, r)));
+                    out.push(hit.map(|(src, rule)| ColumnMask { with: rule.with, why: format!("from {src}") }));
+                }
+                Some(Provenance::Unknown { why }) if reads_masked.is_none() && !reads_unknown => out.push(None),
+                unknown => {
+                    let why = match unknown {
+                        Some(Provenance::Unknown { why }) => why.clone(),
+                        _ => "the connector could not trace it".to_owned(),
+                    };
+                    let reads = match reads_masked {
+                        Some((src, _)) => format!("the query reads masked column {src}"),
+                        None => "the agent cannot tell which columns the query reads".to_owned(),
+                    };
+                    if self.unprovable == Unprovable::Refuse {
+                        return Err(refused(
+                            "mask_unprovable",
+                            format!(
+                                "the source of column {name:?} cannot be established ({why}) and {reads}; \
+                                 name the column directly, or set egress.unprovable: mask"
+                            ),
+                        ));
+                    }
+                    out.push(Some(ColumnMask { with: MaskWith::Stars, why: "source unprovable".into() }));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The rule covering the table column `source`, if any.
+    pub fn mask_for_source(&self, source: &SourceColumn) -> Option<&MaskRule> {
+        self.mask.iter().find(|r| r.column.matches_source(source))
+    }
+
+    /// Step 2b: a column drawn to scale (a chart's values or axis) may not be masked,
+    /// since drawing would reveal it.
+    pub fn check_drawn(
+        &self,
+        spec: &RenderSpec,
+        columns: &[String],
+        masks: &[Option<ColumnMask>],
+    ) -> Result<(), EgressDecision> {
+        for (column, role) in spec.columns() {
+            if !matches!(role, ColumnRole::Number | ColumnRole::Axis) {
+                continue;
+            }
+            let found = columns.iter().position(|c| c == column).and_then(|i| masks.get(i)).and_then(Option::as_ref);
+            if let Some(mask) = found {
+                return Err(refused(
+                    "mask",
+                    format!("column {column:?} is masked ({}); a chart would draw its values to scale", mask.why),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Step 2c: replaces the values of masked columns. `key` is the keyed-hash key
+    /// (needed when a `hash` rule applies). The decision says which columns and how.
     pub fn mask(&self, rs: &mut ResultSet, key: Option<&[u8; 32]>) -> Result<Option<EgressDecision>, EgressDecision> {
-        let masked: Vec<(usize, MaskWith)> =
-            rs.columns.iter().enumerate().filter_map(|(i, c)| self.mask_for(c).map(|r| (i, r.with))).collect();
+        let masks = self.column_masks(&rs.columns, rs.provenance.as_ref())?;
+        self.apply_masks(rs, &masks, key)
+    }
+
+    /// Replaces the values of the columns `masks` names.
+    pub fn apply_masks(
+        &self,
+        rs: &mut ResultSet,
+        masks: &[Option<ColumnMask>],
+        key: Option<&[u8; 32]>,
+    ) -> Result<Option<EgressDecision>, EgressDecision> {
+        let masked: Vec<(usize, &ColumnMask)> =
+            masks.iter().enumerate().filter_map(|(i, m)| m.as_ref().map(|m| (i, m))).collect();
         if masked.is_empty() {
             return Ok(None);
         }
-        let hmac_key = match (masked.iter().any(|(_, w)| *w == MaskWith::Hash), key) {
+        let hmac_key = match (masked.iter().any(|(_, m)| m.with == MaskWith::Hash), key) {
             (true, Some(k)) => Some(aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, k)),
             (true, None) => return Err(refused("mask", "the keyed-hash key is not available (vault not open)".into())),
             (false, _) => None,
         };
         for row in &mut rs.rows {
-            for &(i, with) in &masked {
+            for &(i, m) in &masked {
                 let Some(v) = row.get_mut(i) else { continue };
                 if matches!(v, Value::Null) {
                     continue;
                 }
-                *v = Value::Text(match (with, &hmac_key) {
+                *v = Value::Text(match (m.with, &hmac_key) {
                     (MaskWith::Hash, Some(k)) => hash_text(k, &crate::render::value_text(v)),
                     _ => "***".to_owned(),
                 });
@@ -268,7 +422,15 @@ impl EgressPolicy {
         }
         let how: Vec<String> = masked
             .iter()
-            .map(|(i, w)| format!("{} ({})", rs.columns[*i], if *w == MaskWith::Hash { "keyed hash" } else { "***" }))
+            .map(|(i, m)| {
+                let with = if m.with == MaskWith::Hash { "keyed hash" } else { "***" };
+                let name = rs.columns.get(*i).map_or("?", String::as_str);
+                if m.why.starts_with("name matches") {
+                    format!("{name} ({with})")
+                } else {
+                    format!("{name} ({with}, {})", m.why)
+                }
+            })
             .collect();
         Ok(Some(EgressDecision {
             action: EgressAction::Masked,
@@ -400,6 +562,88 @@ mod tests {
         EgressPolicy::resolve(&s, None)
     }
 
+    fn src(table: &str, column: &str) -> SourceColumn {
+        SourceColumn { schema: "public".into(), table: table.into(), column: column.into() }
+    }
+
+    /// Provenance of columns of table `t`: `Some(column)` for a plain column, `None` for
+    /// an untraceable one; the statement reads every named column.
+    fn traced(columns: &[Option<&str>]) -> ResultProvenance {
+        ResultProvenance {
+            columns: columns
+                .iter()
+                .map(|c| match c {
+                    Some(c) => Provenance::columns(vec![src("t", c)]),
+                    None => Provenance::unknown("an expression"),
+                })
+                .collect(),
+            reads: Some(columns.iter().flatten().map(|c| src("t", c)).collect()),
+        }
+    }
+
+    #[test]
+    fn masks_follow_the_source_column_and_untraceable_columns_are_refused_or_masked() {
+        let p = policy("mask:\n  - column: public.t.secret\n  - column: '*.email'\n    with: hash\n");
+        let names = |n: &[&str]| n.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        // Renamed: the source decides, the name does not.
+        let masks =
+            p.column_masks(&names(&["contact", "n"]), Some(&traced(&[Some("secret"), Some("id")]))).expect("ok");
+        assert_eq!(
+            masks[0].as_ref().map(|m| (m.with, m.why.as_str())),
+            Some((MaskWith::Stars, "from public.t.secret"))
+        );
+        assert_eq!(masks[1], None);
+        // A qualified rule does not match a result column's name.
+        let masks = p.column_masks(&names(&["secret"]), Some(&traced(&[Some("id")]))).expect("ok");
+        assert_eq!(masks[0], None);
+        // An expression in a statement that reads the masked column: refused...
+        let mixed = ResultProvenance { reads: Some(vec![src("t", "secret")]), ..traced(&[None]) };
+        let err = p.column_masks(&names(&["l"]), Some(&mixed)).expect_err("refused");
+        assert_eq!(err.rule, "mask_unprovable");
+        assert!(err.detail.contains("reads masked column public.t.secret"), "{}", err.detail);
+        // ...or masked, if the policy says so.
+        let lenient = policy("mask:\n  - column: public.t.secret\nunprovable: mask\n");
+        let masks = lenient.column_masks(&names(&["l"]), Some(&mixed)).expect("masked");
+        assert_eq!(masks[0].as_ref().map(|m| m.why.as_str()), Some("source unprovable"));
+        // An expression over unmasked columns only is fine; unknown reads are not.
+        let clean = ResultProvenance { reads: Some(vec![src("t", "region")]), ..traced(&[None]) };
+        assert_eq!(p.column_masks(&names(&["n"]), Some(&clean)).expect("ok"), [None]);
+        let blind = ResultProvenance { reads: None, ..traced(&[None]) };
+        assert!(p.column_masks(&names(&["n"]), Some(&blind)).is_err());
+        assert!(p.column_masks(&names(&["n"]), None).is_err(), "no provenance at all is never clean");
+        // Without rules nothing is traced or refused.
+        assert_eq!(policy("{}").column_masks(&names(&["n"]), None).expect("ok"), [None]);
+        // A masked column may be a label but not drawn to scale.
+        let bar: RenderSpec = serde_json::from_str(r#"{"kind":"bar","x":"contact","y":["n"]}"#).expect("spec");
+        let masks =
+            p.column_masks(&names(&["contact", "n"]), Some(&traced(&[Some("secret"), Some("id")]))).expect("ok");
+        assert!(p.check_drawn(&bar, &names(&["contact", "n"]), &masks).is_ok());
+        let drawn: RenderSpec = serde_json::from_str(r#"{"kind":"bar","x":"n","y":["contact"]}"#).expect("spec");
+        assert_eq!(
+            p.check_drawn(&drawn, &names(&["contact", "n"]), &masks).map_err(|d| d.rule),
+            Err("mask".to_owned())
+        );
+    }
+
+    #[test]
+    fn qualified_patterns_match_each_part_and_bad_ones_are_refused() {
+        let rule = |s: &str| serde_saphyr::from_str::<ColumnPattern>(s);
+        let p = rule("sales.*.card_*").expect("pattern");
+        assert!(p.matches_source(&SourceColumn {
+            schema: "Sales".into(),
+            table: "orders".into(),
+            column: "card_no".into()
+        }));
+        assert!(!p.matches_source(&SourceColumn {
+            schema: "hr".into(),
+            table: "orders".into(),
+            column: "card_no".into()
+        }));
+        assert!(!p.matches("card_no"), "a qualified pattern never matches a bare result name");
+        assert!(rule("a.b.c.d").is_err());
+        assert!(rule("a..b").is_err());
+    }
+
     #[test]
     fn masking_replaces_values_and_hashes_equal_values_equally() {
         let p = policy("mask:\n  - column: '*email*'\n    with: hash\n  - column: ssn\n");
@@ -411,6 +655,7 @@ mod tests {
                 vec![Value::Int(3), Value::Text("b@x.org".into()), Value::Int(456)],
             ],
             truncated: false,
+            provenance: Some(traced(&[Some("id"), Some("email"), Some("ssn")])),
         };
         let key = [7u8; 32];
         let d = p.mask(&mut rs, Some(&key)).expect("masked").expect("a decision");
@@ -431,11 +676,12 @@ mod tests {
             columns: vec!["email".into()],
             rows: vec![vec![Value::Text("a@x.org".into())]],
             truncated: false,
+            provenance: Some(traced(&[Some("email")])),
         };
         p.mask(&mut again, Some(&[8u8; 32])).expect("masked");
         assert_ne!(again.rows[0][0], Value::Text(email(0)));
         // Without the key, a hash rule refuses rather than leaking.
-        let mut no_key = ResultSet { columns: vec!["email".into()], rows: vec![], truncated: false };
+        let mut no_key = ResultSet { columns: vec!["email".into()], rows: vec![], truncated: false, provenance: None };
         assert_eq!(p.mask(&mut no_key, None).map(|_| ()).map_err(|d| d.action), Err(EgressAction::Refused));
     }
 

@@ -100,4 +100,7 @@ pub struct ResultSet {
     pub rows: Vec<Vec<Value>>,
     /// Whether the connector stopped at the row cap with more rows left.
     pub truncated: bool,
+    /// Where each column's values come from, when the connector was asked to find out
+    /// (a connection with mask rules).
+    pub provenance: Option<crate::provenance::ResultProvenance>,
 }

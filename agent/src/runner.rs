@@ -1044,7 +1044,12 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob, cancel: CancellationToken) -> (R
         return (with_decisions(report, &mut rec, vec![decision]), rec, upload_until);
     }
     let max_rows = usize::try_from(live.cfg.limits.max_rows.get()).unwrap_or(10_000);
-    let limits = QueryLimits { max_rows, timeout: live.cfg.query_timeout(&spec.connection, spec.timeout_secs), cancel };
+    let limits = QueryLimits {
+        max_rows,
+        timeout: live.cfg.query_timeout(&spec.connection, spec.timeout_secs),
+        cancel,
+        provenance: policy.needs_provenance(),
+    };
     let failed = |rec: &mut AuditRecord, code: &str, message: String, stats: ResultStats| {
         if code == "cancelled" {
             tracing::info!("Job cancelled at the control plane's request; its query was stopped.");
@@ -1082,6 +1087,11 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob, cancel: CancellationToken) -> (R
                 sink.finish(truncated)
             }
             Err(QueryError::Sink(message)) => Err(message),
+            Err(QueryError::Refused(d)) => {
+                decisions.push(d.clone());
+                let report = failed(&mut rec, "egress_refused", d.detail, stats);
+                return (with_decisions(report, &mut rec, decisions), rec, upload_until);
+            }
             Err(e) => return (failed(&mut rec, e.code(), e.to_string(), stats), rec, upload_until),
         };
         match rendered {
@@ -1106,9 +1116,13 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob, cancel: CancellationToken) -> (R
         if rs.truncated {
             truncation(&mut decisions);
         }
+        // Masks follow each column's source, whatever the query calls it; a masked
+        // column may be a label but not drawn to scale.
         let masked = policy
             .check_rows(&spec.render, rs.rows.len())
-            .and_then(|()| policy.mask(&mut rs, live.mask_key.as_deref()));
+            .and_then(|()| policy.column_masks(&rs.columns, rs.provenance.as_ref()))
+            .and_then(|masks| policy.check_drawn(&spec.render, &rs.columns, &masks).map(|()| masks))
+            .and_then(|masks| policy.apply_masks(&mut rs, &masks, live.mask_key.as_deref()));
         match masked {
             Ok(Some(d)) => decisions.push(d),
             Ok(None) => {}
@@ -1152,6 +1166,9 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob, cancel: CancellationToken) -> (R
 
 /// Rows streamed into a downsampled line, area or scatter chart.
 struct ChartSink {
+    policy: crate::policy::EgressPolicy,
+    render: outpost_protocol::RenderSpec,
+    provenance: Option<crate::provenance::ResultProvenance>,
     kind: crate::render::XyKind,
     spec: outpost_protocol::XySpec,
     max_points: usize,
@@ -1178,7 +1195,16 @@ impl ChartSink {
         if max_age > 0 && ctx.cache.is_some() {
             return None;
         }
-        Some(Self { kind, spec: xy.clone(), max_points: policy.chart_points(), chart: None, rows: 0 })
+        Some(Self {
+            policy: policy.clone(),
+            render: spec.render.clone(),
+            provenance: None,
+            kind,
+            spec: xy.clone(),
+            max_points: policy.chart_points(),
+            chart: None,
+            rows: 0,
+        })
     }
 
     fn finish(&mut self, truncated: bool) -> Result<crate::render::Rendered, String> {
@@ -1194,7 +1220,16 @@ impl ChartSink {
 }
 
 impl crate::connectors::RowSink for ChartSink {
+    fn provenance(&mut self, provenance: crate::provenance::ResultProvenance) -> Result<(), QueryError> {
+        self.provenance = Some(provenance);
+        Ok(())
+    }
+
     fn columns(&mut self, columns: &[String]) -> Result<(), QueryError> {
+        // Every column a line, area or scatter chart draws is drawn to scale: none may
+        // derive from a masked column, whatever the query calls it.
+        let masks = self.policy.column_masks(columns, self.provenance.as_ref()).map_err(QueryError::Refused)?;
+        self.policy.check_drawn(&self.render, columns, &masks).map_err(QueryError::Refused)?;
         match crate::render::XyChart::new(self.kind, &self.spec, columns, self.max_points) {
             Ok(chart) => {
                 self.chart = Some(chart);
@@ -1252,10 +1287,13 @@ async fn cached_query(
     };
     rec.cache = Some("miss");
     match looked {
-        Ok(Ok(Lookup::Hit(rs))) => {
+        Ok(Ok(Lookup::Hit(rs))) if rs.provenance.is_some() || !limits.provenance => {
             rec.cache = Some("hit");
             return Ok((rs, true));
         }
+        // An entry written before the agent traced column sources: the masks need
+        // them, so the query runs again (and the entry is replaced).
+        Ok(Ok(Lookup::Hit(_))) => {}
         Ok(Ok(Lookup::Miss)) => {}
         Ok(Ok(Lookup::Damaged(reason))) => {
             rec.cache = Some("damaged");

@@ -197,6 +197,7 @@ fn cache_one(state_dir: &Path) -> Result<()> {
         columns: vec!["n".into()],
         rows: vec![vec![outpost_agent::resultset::Value::Int(1)]],
         truncated: false,
+        provenance: None,
     };
     cache.put(entry_hash("sample", "SELECT 1", "[]"), "sample", &rs, outpost_protocol::unix_now())?;
     Ok(())

@@ -228,3 +228,89 @@ async fn the_local_policy_truncates_masks_and_refuses_whatever_the_job_asks() ->
     }
     db.drop_now().await
 }
+
+/// Masks follow the column's source through the real agent: renamed, aggregated or
+/// wrapped, a masked column's values never reach the API, the control plane's files or
+/// the agent's state; a chart cannot draw one to scale under another name; a UNION the
+/// agent cannot trace is refused with `mask_unprovable`. The agent connects as a
+/// least-privilege role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn masks_follow_the_source_column_whatever_the_query_calls_it() -> Result<()> {
+    const CANARY: &str = "S3CRET-VALUE-42";
+    let s = server()?;
+    let db = schema(&s, "provenance").await?;
+    let t = &db.name;
+    let role = format!("{t}_reader");
+    db.admin
+        .batch_execute(&format!(
+            "CREATE TABLE {t}.customers (id int, email text, secret text, region text);
+             INSERT INTO {t}.customers
+               SELECT i, 'c' || (i % 3) || '@example.org', '{CANARY}-' || i, CASE WHEN i % 2 = 0 THEN 'north' ELSE 'south' END
+               FROM generate_series(1, 9) AS i;
+             CREATE ROLE {role} LOGIN;
+             GRANT USAGE ON SCHEMA {t} TO {role};
+             GRANT SELECT ON ALL TABLES IN SCHEMA {t} TO {role};"
+        ))
+        .await?;
+    let root = tempfile::tempdir()?;
+    let connection =
+        s.connection_yaml("warehouse").replace(&format!("user: {}\n", s.user()), &format!("user: {role}\n"));
+    let config = format!(
+        "egress:\n  mask:\n    - column: {t}.customers.secret\n    - column: email\n      with: hash\nconnections:\n{connection}"
+    );
+    let result = async {
+        let (cp, mut agent) = control_plane_and_agent(root.path(), &config).await?;
+        // 1. Grouped by a renamed e-mail column: labels are keyed hashes, counts stay.
+        let sql = format!("SELECT email AS e, count(*) AS n FROM {t}.customers GROUP BY email ORDER BY 1");
+        let (status, headers, body, view) =
+            run(&cp, "warehouse", &sql, serde_json::json!({"kind": "bar", "x": "e", "y": ["n"]})).await?;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(headers.get("outpost-egress").map(String::as_str), Some("masked"));
+        assert!(body.contains("h:") && !body.contains("example.org"), "{body}");
+        let detail = view["stats"]["egress"][0]["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(&format!("e (keyed hash, from {t}.customers.email)")), "{detail}");
+        // 2. A table of the secret under another name, wrapped: ***.
+        let sql = format!("SELECT id, lower(secret) AS contact, secret || '' AS c2 FROM {t}.customers ORDER BY id");
+        let (status, _, body, _) = run(&cp, "warehouse", &sql, serde_json::json!({"kind": "table"})).await?;
+        assert_eq!(status, 200, "{body}");
+        let table: serde_json::Value = serde_json::from_str(&body)?;
+        assert_eq!(table["rows"][0], serde_json::json!([1, "***", "***"]), "{body}");
+        // 3. A streamed line chart drawing a value derived from the secret: refused.
+        let sql = format!("SELECT id, length(secret) AS n FROM {t}.customers ORDER BY id");
+        let (status, _, body, view) =
+            run(&cp, "warehouse", &sql, serde_json::json!({"kind": "line", "x": "id", "y": ["n"]})).await?;
+        assert_eq!(status, 409, "{body}");
+        assert_eq!(decisions(&view), [pair("refused", "mask")]);
+        // 4. A UNION hides which branch a value came from: refused, not passed.
+        let sql = format!("SELECT region FROM {t}.customers UNION SELECT secret FROM {t}.customers");
+        let (status, _, body, view) = run(&cp, "warehouse", &sql, serde_json::json!({"kind": "table"})).await?;
+        assert_eq!(status, 409, "{body}");
+        assert_eq!(decisions(&view), [pair("refused", "mask_unprovable")]);
+        assert!(!body.contains(CANARY), "{body}");
+        // 5. Everyday queries over unmasked columns are untouched.
+        let sql = format!("SELECT region, count(*) AS n FROM {t}.customers GROUP BY region ORDER BY region");
+        let (status, headers, body, _) =
+            run(&cp, "warehouse", &sql, serde_json::json!({"kind": "bar", "x": "region", "y": ["n"]})).await?;
+        assert_eq!((status, headers.get("outpost-egress")), (200, None), "{body}");
+        agent.stop()?;
+        let audit = agent.audit_records()?;
+        let rules: Vec<String> = audit
+            .iter()
+            .filter(|r| r["event"] == "job")
+            .filter_map(|r| r["egress"][0]["rule"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(rules, ["mask", "mask", "mask", "mask_unprovable"]);
+        // The canary is nowhere: not in the agent's state, log or audit log, nor in the
+        // control plane's files.
+        let mut files = outpost_e2e::files_under(&agent.state_dir)?;
+        files.extend(outpost_e2e::files_under(root.path())?);
+        for f in files {
+            let text = String::from_utf8_lossy(&std::fs::read(&f)?).into_owned();
+            assert!(!text.contains(CANARY) && !text.contains("example.org"), "{} holds a masked value", f.display());
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    db.admin.batch_execute(&format!("DROP SCHEMA {t} CASCADE; DROP ROLE {role};")).await?;
+    result
+}

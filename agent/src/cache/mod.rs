@@ -359,6 +359,12 @@ impl Cache {
         let columns: Vec<String> =
             serde_json::from_value(head["columns"].clone()).map_err(|e| format!("columns: {e}"))?;
         let truncated = head["truncated"].as_bool().ok_or("truncated flag")?;
+        // Entries written before the agent traced provenance have none: the job then
+        // runs the query again when its connection has mask rules.
+        let provenance = match head.get("provenance") {
+            None | Some(Json::Null) => None,
+            Some(p) => Some(serde_json::from_value(p.clone()).map_err(|e| format!("provenance: {e}"))?),
+        };
         let mut rows = Vec::new();
         for line in lines {
             let line = line.map_err(|e| e.to_string())?;
@@ -369,7 +375,7 @@ impl Cache {
             }
             rows.push(row);
         }
-        Ok(ResultSet { columns, rows, truncated })
+        Ok(ResultSet { columns, rows, truncated, provenance })
     }
 
     /// Stores `rs` as `entry` for `connection`: encrypted into a temp file, fsync'd,
@@ -384,7 +390,8 @@ impl Cache {
             let f =
                 std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(io(&tmp))?;
             let mut w = stream::EntryWriter::new(BufWriter::new(f), &self.key, entry)?;
-            let head = serde_json::json!({ "columns": rs.columns, "truncated": rs.truncated });
+            let head =
+                serde_json::json!({ "columns": rs.columns, "truncated": rs.truncated, "provenance": rs.provenance });
             let write = |w: &mut stream::EntryWriter<_>, j: &Json| -> Result<(), CacheError> {
                 serde_json::to_writer(&mut *w, j).map_err(|e| CacheError::Io {
                     path: tmp.display().to_string(),
@@ -469,6 +476,7 @@ mod tests {
             columns: (0..row.len()).map(|i| format!("c{i}")).collect(),
             rows: vec![row.clone()],
             truncated: false,
+            provenance: None,
         };
         let entry = entry_hash("c", "types", "[]");
         cache.put(entry, "sample", &set, 1).expect("put");
@@ -490,6 +498,7 @@ mod tests {
             columns: vec!["f".into()],
             rows: values.iter().map(|f| vec![Value::Float(*f)]).collect(),
             truncated: false,
+            provenance: None,
         };
         let entry = entry_hash("c", "floats", "[]");
         cache.put(entry, "sample", &set, 1).expect("put");
@@ -515,6 +524,7 @@ mod tests {
                 })
                 .collect(),
             truncated: true,
+            provenance: None,
         }
     }
 

@@ -8,6 +8,8 @@
 //! and queries that outlive their timeout.
 
 pub mod mysql;
+mod mysql_provenance;
+mod pg_provenance;
 pub mod postgres;
 pub mod sqlite;
 
@@ -92,12 +94,16 @@ pub struct QueryLimits {
     /// Cancelled when the control plane asks to stop the job: the query is stopped on
     /// the server (PostgreSQL cancel request, `KILL QUERY`, SQLite interrupt).
     pub cancel: tokio_util::sync::CancellationToken,
+    /// Whether to find out where each result column comes from (the connection has
+    /// mask rules): the database's metadata, and on PostgreSQL its planner, in the same
+    /// read-only transaction before the query runs.
+    pub provenance: bool,
 }
 
 impl QueryLimits {
     /// Limits that nothing cancels but the timeout.
     pub fn new(max_rows: usize, timeout: Duration) -> Self {
-        Self { max_rows, timeout, cancel: tokio_util::sync::CancellationToken::new() }
+        Self { max_rows, timeout, cancel: tokio_util::sync::CancellationToken::new(), provenance: false }
     }
 }
 
@@ -145,6 +151,9 @@ pub enum QueryError {
     /// The consumer of the rows stopped reading (its own error says why).
     #[error("{0}")]
     Sink(String),
+    /// The egress policy refused the result before any row was read.
+    #[error("{}", .0.detail)]
+    Refused(outpost_protocol::EgressDecision),
     /// A value of a type the agent cannot carry.
     #[error("column {column:?} has unsupported type {type_name}")]
     UnsupportedType {
@@ -171,6 +180,7 @@ impl QueryError {
             QueryError::UnsupportedType { .. } => "unsupported_type",
             QueryError::Task(_) => "internal",
             QueryError::Sink(_) => "render_failed",
+            QueryError::Refused(_) => "egress_refused",
         }
     }
 }
@@ -194,6 +204,12 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 /// Where rows go as they are read, so that a consumer that summarises them (a
 /// downsampled chart) never holds the whole result.
 pub trait RowSink: Send {
+    /// Where the result's columns come from, once, before [`RowSink::columns`], when
+    /// the query was asked to find out ([`QueryLimits::provenance`]).
+    fn provenance(&mut self, provenance: crate::provenance::ResultProvenance) -> Result<(), QueryError> {
+        let _ = provenance;
+        Ok(())
+    }
     /// The result's column names, once, before any row.
     fn columns(&mut self, columns: &[String]) -> Result<(), QueryError>;
     /// One row, in order; `index` counts from 0.
@@ -205,6 +221,11 @@ pub trait RowSink: Send {
 pub struct Collect(pub crate::resultset::ResultSet);
 
 impl RowSink for Collect {
+    fn provenance(&mut self, provenance: crate::provenance::ResultProvenance) -> Result<(), QueryError> {
+        self.0.provenance = Some(provenance);
+        Ok(())
+    }
+
     fn columns(&mut self, columns: &[String]) -> Result<(), QueryError> {
         self.0.columns = columns.to_vec();
         Ok(())
@@ -257,6 +278,9 @@ impl Connector {
             Connector::Mysql(c) => return c.query_into(sql, params, limits, sink).await,
             Connector::Sqlite(c) => c.query(sql, params, limits).await?,
         };
+        if let Some(p) = rs.provenance {
+            sink.provenance(p)?;
+        }
         sink.columns(&rs.columns)?;
         for (i, row) in rs.rows.into_iter().enumerate() {
             sink.row(row, i)?;

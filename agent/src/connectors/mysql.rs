@@ -234,6 +234,10 @@ async fn run(
             });
         }
     }
+    if limits.provenance {
+        let traced = super::mysql_provenance::trace(conn, &stmt, sql, &params).await.map_err(err)?;
+        sink.provenance(traced)?;
+    }
     sink.columns(&columns)?;
     let mut read = 0usize;
     let mut truncated = false;

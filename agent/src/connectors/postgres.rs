@@ -237,7 +237,7 @@ impl PostgresConnector {
         let after_ms = u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX);
         loop {
             let token = client.cancel_token();
-            let run = run(&mut client, &sql, &params, limits.max_rows, after_ms, &mut *sink);
+            let run = run(&mut client, &sql, &params, (limits.max_rows, after_ms, limits.provenance), &mut *sink);
             let result = tokio::select! {
                 r = tokio::time::timeout(limits.timeout + CANCEL_GRACE, run) => match r {
                     Ok(r) => r,
@@ -295,8 +295,7 @@ async fn run(
     client: &mut Client,
     sql: &str,
     params: &[Param],
-    max_rows: usize,
-    after_ms: u64,
+    (max_rows, after_ms, provenance): (usize, u64, bool),
     sink: &mut dyn super::RowSink,
 ) -> Result<bool, Failure> {
     let tx = client.build_transaction().read_only(true).start().await.map_err(|e| Failure::Begin(db_err(&e)))?;
@@ -342,6 +341,10 @@ async fn run(
         .collect::<Result<Vec<_>, _>>()
         .map_err(Failure::Query)?;
     let refs: Vec<&(dyn ToSql + Sync)> = encoded.iter().map(|e| e as &(dyn ToSql + Sync)).collect();
+    if provenance {
+        let traced = super::pg_provenance::trace(&tx, &stmt, sql, &refs).await.map_err(q)?;
+        sink.provenance(traced).map_err(Failure::Query)?;
+    }
     sink.columns(&columns).map_err(Failure::Query)?;
     let portal = tx.bind(&stmt, &refs).await.map_err(q)?;
     let mut read = 0usize;

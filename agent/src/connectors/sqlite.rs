@@ -14,6 +14,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 
 use super::{QueryError, QueryLimits};
+use crate::provenance::{Provenance, ResultProvenance, SourceColumn};
 use crate::resultset::{ResultSet, Value};
 
 /// The bundled sample data set.
@@ -69,6 +70,7 @@ impl SqliteConnector {
             // A connection whose query failed is still sound (read-only, no open
             // transaction); one whose open failed never got here.
             let _ = conn.progress_handler(0, None::<fn() -> bool>);
+            let _ = conn.authorizer(None::<fn(rusqlite::hooks::AuthContext<'_>) -> rusqlite::hooks::Authorization>);
             if let Ok(mut v) = idle.lock() {
                 if v.len() < MAX_IDLE {
                     v.push(conn);
@@ -111,6 +113,28 @@ fn query_blocking(
         }
     };
 
+    // With mask rules, SQLite's authorizer lists every table column the statement
+    // reads while it is compiled (through views and subqueries too).
+    let reads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    if limits.provenance {
+        let sink = std::sync::Arc::clone(&reads);
+        conn.authorizer(Some(move |ctx: rusqlite::hooks::AuthContext<'_>| {
+            if let rusqlite::hooks::AuthAction::Read { table_name, column_name } = ctx.action {
+                // An empty column name is a read of no value (`count(*)`).
+                if !column_name.is_empty() {
+                    if let Ok(mut r) = sink.lock() {
+                        r.push(SourceColumn {
+                            schema: ctx.database_name.unwrap_or("main").to_owned(),
+                            table: table_name.to_owned(),
+                            column: column_name.to_owned(),
+                        });
+                    }
+                }
+            }
+            rusqlite::hooks::Authorization::Allow
+        }))
+        .map_err(db_err)?;
+    }
     let mut stmt = match conn.prepare(sql) {
         Ok(s) => s,
         Err(rusqlite::Error::MultipleStatement) => {
@@ -123,6 +147,24 @@ fn query_blocking(
     }
     bind(&mut stmt, params)?;
     let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
+    let provenance = if limits.provenance {
+        let reads = reads.lock().map(|mut r| std::mem::take(&mut *r)).ok();
+        // SQLite names the left-most SELECT's column as the origin of a compound
+        // (UNION, INTERSECT, EXCEPT) column: with one anywhere, origins prove nothing.
+        let compound = compound_select(conn, sql, params)?;
+        let columns = (0..columns.len())
+            .map(|i| {
+                if compound {
+                    Provenance::unknown("a compound SELECT (UNION, INTERSECT, EXCEPT)")
+                } else {
+                    origin(&stmt, i)
+                }
+            })
+            .collect();
+        Some(ResultProvenance { columns, reads })
+    } else {
+        None
+    };
     let mut rows = stmt.raw_query();
     let mut out = Vec::new();
     let mut truncated = false;
@@ -149,7 +191,37 @@ fn query_blocking(
         }
         out.push(values);
     }
-    Ok(ResultSet { columns, rows: out, truncated })
+    Ok(ResultSet { columns, rows: out, truncated, provenance })
+}
+
+/// Whether the statement's plan has a compound SELECT anywhere (views expanded).
+fn compound_select(conn: &Connection, sql: &str, params: &[Param]) -> Result<bool, QueryError> {
+    let mut plan = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).map_err(db_err)?;
+    bind(&mut plan, params)?;
+    let mut rows = plan.raw_query();
+    while let Some(row) = rows.next().map_err(db_err)? {
+        let detail: String = row.get(3).map_err(db_err)?;
+        if ["COMPOUND", "UNION", "INTERSECT", "EXCEPT", "LEFT-MOST"].iter().any(|w| detail.contains(w)) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Where result column `i` comes from: SQLite names the table column behind a plain
+/// column reference (through views and subqueries) and nothing for an expression.
+fn origin(stmt: &rusqlite::Statement<'_>, i: usize) -> Provenance {
+    let text = |c: &std::ffi::CStr| c.to_str().map(str::to_owned).ok();
+    match stmt.column_metadata(i) {
+        Ok(Some((db, table, column, ..))) => match (text(db), text(table), text(column)) {
+            (Some(schema), Some(table), Some(column)) => {
+                Provenance::columns(vec![SourceColumn { schema, table, column }])
+            }
+            _ => Provenance::unknown("a table or column name that is not UTF-8"),
+        },
+        Ok(None) => Provenance::unknown("an expression (SQLite names the source of plain columns only)"),
+        Err(e) => Provenance::unknown(format!("SQLite could not describe it: {e}")),
+    }
 }
 
 /// Binds `$1..$N` by number (SQLite treats `$1` as a name) or, without such names, by position.

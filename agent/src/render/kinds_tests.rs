@@ -6,7 +6,7 @@ use outpost_protocol::{BarSpec, PieSpec, RenderSpec, ScalarSpec, XySpec};
 use super::*;
 
 fn rs(columns: &[&str], rows: Vec<Vec<Value>>) -> ResultSet {
-    ResultSet { columns: columns.iter().map(|c| (*c).to_owned()).collect(), rows, truncated: false }
+    ResultSet { columns: columns.iter().map(|c| (*c).to_owned()).collect(), rows, truncated: false, provenance: None }
 }
 
 fn text(s: &str) -> Value {

@@ -901,7 +901,12 @@ mod tests {
     use super::*;
 
     fn rs(columns: &[&str], rows: Vec<Vec<Value>>) -> ResultSet {
-        ResultSet { columns: columns.iter().map(|c| (*c).to_owned()).collect(), rows, truncated: false }
+        ResultSet {
+            columns: columns.iter().map(|c| (*c).to_owned()).collect(),
+            rows,
+            truncated: false,
+            provenance: None,
+        }
     }
 
     fn text(s: &str) -> Value {
@@ -1239,6 +1244,7 @@ mod tests {
             columns: vec!["region".into(), "revenue".into()],
             rows: vec![vec![text("North"), Value::Int(3)]],
             truncated: false,
+            provenance: None,
         };
         let r = render(&bar("region", &["revenue"], None), &rs, 100).expect("render");
         let svg = body(&r);
@@ -1408,7 +1414,7 @@ mod tests {
         let columns: Vec<String> = (0..=MAX_SERIES).map(|i| format!("s{i}")).collect();
         let mut all = vec!["k".to_owned()];
         all.extend(columns.iter().cloned());
-        let wide = ResultSet { columns: all, rows: vec![], truncated: false };
+        let wide = ResultSet { columns: all, rows: vec![], truncated: false, provenance: None };
         let spec = RenderSpec::Bar(BarSpec { x: "k".into(), y: columns, title: None, stacked: false });
         assert_eq!(
             render(&spec, &wide, 10),

@@ -1,0 +1,198 @@
+//! Where a PostgreSQL result's columns come from, asked of the server itself inside the
+//! job's read-only transaction, before the query runs.
+//!
+//! 1. A plain column reference, however aliased, carries its table's OID and attribute
+//!    number in the statement's RowDescription (PostgreSQL follows it through
+//!    subqueries and CTEs); one catalog query names them.
+//! 2. Any other column (an expression, an aggregate, a column of a view, a UNION) is
+//!    read from the planner: `EXPLAIN (VERBOSE, FORMAT JSON)` of the same statement
+//!    with the same parameters prints each output as an expression over the scanned
+//!    tables' columns (views expanded). See [`crate::provenance`] for what is trusted.
+//! 3. What the statement reads: every column of every table the plan scans, and of
+//!    their parents (partitions, inheritance), so a rule on a parent covers its parts.
+//!
+//! Nothing here runs the statement; EXPLAIN without ANALYZE only plans it.
+
+use std::collections::{BTreeMap, HashMap};
+
+use tokio_postgres::types::{FromSql, ToSql, Type};
+use tokio_postgres::{Statement, Transaction};
+
+use crate::provenance::{expression_provenance, plan_facts, PlanFacts, Provenance, ResultProvenance, SourceColumn};
+
+/// Relations whose columns are derived from others the planner does not show.
+const DERIVED_STORE: &str = "m";
+/// Relations the planner expands: their columns are traced through the plan.
+const VIEW: &str = "v";
+
+/// A relation's columns, and those of its ancestors, keyed by (schema, name).
+type Family = HashMap<(String, String), Vec<SourceColumn>>;
+
+/// Traces the columns of `stmt` (prepared from `sql` in `tx`), with `params` bound.
+pub(super) async fn trace(
+    tx: &Transaction<'_>,
+    stmt: &Statement,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<ResultProvenance, tokio_postgres::Error> {
+    let columns = stmt.columns();
+    let oids: Vec<u32> = columns
+        .iter()
+        .filter_map(|c| c.table_oid().filter(|o| *o != 0))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    // (oid, attnum) -> (relkind, source)
+    let mut direct: HashMap<(u32, i16), (String, SourceColumn)> = HashMap::new();
+    if !oids.is_empty() {
+        let rows = tx
+            .query(
+                "SELECT c.oid, c.relkind::text, n.nspname::text, c.relname::text, a.attnum, a.attname::text \
+                 FROM pg_catalog.pg_class c \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
+                 WHERE c.oid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped",
+                &[&oids],
+            )
+            .await?;
+        for r in rows {
+            let source = SourceColumn { schema: r.try_get(2)?, table: r.try_get(3)?, column: r.try_get(5)? };
+            direct.insert((r.try_get(0)?, r.try_get(4)?), (r.try_get(1)?, source));
+        }
+    }
+    let mut out: Vec<Option<Provenance>> = columns
+        .iter()
+        .map(|c| match (c.table_oid(), c.column_id()) {
+            (Some(oid), Some(att)) if oid != 0 => match direct.get(&(oid, att)) {
+                Some((kind, _)) if kind == VIEW => None,
+                Some((kind, src)) if kind == DERIVED_STORE => {
+                    Some(Provenance::unknown(format!("a column of materialized view {}.{}", src.schema, src.table)))
+                }
+                Some((_, src)) => Some(Provenance::columns(vec![src.clone()])),
+                None => None,
+            },
+            _ => None,
+        })
+        .collect();
+    if out.iter().all(Option::is_some) {
+        // Every column is a plain table column: nothing else can reach the result.
+        let reads = out
+            .iter()
+            .flatten()
+            .flat_map(|p| match p {
+                Provenance::Columns { sources } => sources.clone(),
+                Provenance::Unknown { .. } => Vec::new(),
+            })
+            .collect();
+        let any_unknown = out.iter().flatten().any(|p| matches!(p, Provenance::Unknown { .. }));
+        return Ok(ResultProvenance {
+            columns: out.into_iter().flatten().collect(),
+            reads: (!any_unknown).then_some(reads),
+        });
+    }
+    let explain = tx.prepare(&format!("EXPLAIN (VERBOSE, FORMAT JSON) {sql}")).await?;
+    let rows = tx.query(&explain, params).await?;
+    let plan: Option<serde_json::Value> =
+        rows.first().and_then(|r| r.try_get::<_, Json<'_>>(0).ok()).and_then(|j| serde_json::from_slice(j.0).ok());
+    let facts = match plan.as_ref().map(plan_facts) {
+        Some(Ok(f)) => f,
+        Some(Err(why)) => return Ok(unknown_rest(out, &format!("the plan could not be read: {why}"))),
+        None => return Ok(unknown_rest(out, "the server gave no plan")),
+    };
+    let (family, stored) = family(tx, &facts).await?;
+    let columns_of = |schema: &str, table: &str| -> Option<Vec<String>> {
+        family.get(&(schema.to_owned(), table.to_owned())).map(|cols| {
+            cols.iter().filter(|c| c.schema == schema && c.table == table).map(|c| c.column.clone()).collect()
+        })
+    };
+    for (i, slot) in out.iter_mut().enumerate() {
+        if slot.is_some() {
+            continue;
+        }
+        let traced = match facts.outputs.get(i) {
+            Some(expr) => expression_provenance(expr, &facts, &columns_of),
+            None => Provenance::unknown("the plan does not list this column"),
+        };
+        *slot = Some(with_ancestors(traced, &family));
+    }
+    // A materialized view's data came from columns the plan cannot show: what the
+    // statement reads is then unknown.
+    let reads = (!stored).then(|| family.values().flatten().cloned().collect());
+    Ok(ResultProvenance { columns: out.into_iter().flatten().collect(), reads })
+}
+
+/// The columns still untraced become unknown; so does what the statement reads.
+fn unknown_rest(out: Vec<Option<Provenance>>, why: &str) -> ResultProvenance {
+    ResultProvenance {
+        columns: out.into_iter().map(|p| p.unwrap_or_else(|| Provenance::unknown(why))).collect(),
+        reads: None,
+    }
+}
+
+/// Adds, for each source column of a partition or child table, the same column of
+/// each ancestor, so that a rule on the parent table covers it.
+fn with_ancestors(p: Provenance, family: &Family) -> Provenance {
+    match p {
+        Provenance::Columns { sources } => {
+            let mut all = sources.clone();
+            for s in &sources {
+                if let Some(cols) = family.get(&(s.schema.clone(), s.table.clone())) {
+                    all.extend(cols.iter().filter(|c| c.column == s.column).cloned());
+                }
+            }
+            Provenance::columns(all)
+        }
+        unknown => unknown,
+    }
+}
+
+/// The columns of every relation the plan scans and of its ancestors, by scanned
+/// relation; and whether one of them is a materialized view.
+async fn family(tx: &Transaction<'_>, facts: &PlanFacts) -> Result<(Family, bool), tokio_postgres::Error> {
+    let mut family = Family::new();
+    if facts.relations.is_empty() {
+        return Ok((family, false));
+    }
+    let unique: BTreeMap<(String, String), ()> =
+        facts.relations.iter().map(|r| ((r.schema.clone(), r.name.clone()), ())).collect();
+    let (schemas, names): (Vec<String>, Vec<String>) = unique.into_keys().unzip();
+    let rows = tx
+        .query(
+            "WITH RECURSIVE rel(leaf, oid) AS ( \
+               SELECT c.oid, c.oid FROM pg_catalog.pg_class c \
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+               JOIN unnest($1::text[], $2::text[]) AS u(s, r) ON n.nspname = u.s AND c.relname = u.r \
+               UNION SELECT rel.leaf, i.inhparent FROM pg_catalog.pg_inherits i JOIN rel ON i.inhrelid = rel.oid) \
+             SELECT ln.nspname::text, lc.relname::text, lc.relkind::text, n.nspname::text, c.relname::text, a.attname::text \
+             FROM rel \
+             JOIN pg_catalog.pg_class lc ON lc.oid = rel.leaf \
+             JOIN pg_catalog.pg_namespace ln ON ln.oid = lc.relnamespace \
+             JOIN pg_catalog.pg_class c ON c.oid = rel.oid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
+             WHERE a.attnum > 0 AND NOT a.attisdropped",
+            &[&schemas, &names],
+        )
+        .await?;
+    let mut stored = false;
+    for r in rows {
+        let kind: String = r.try_get(2)?;
+        stored |= kind == DERIVED_STORE;
+        let source = SourceColumn { schema: r.try_get(3)?, table: r.try_get(4)?, column: r.try_get(5)? };
+        family.entry((r.try_get(0)?, r.try_get(1)?)).or_default().push(source);
+    }
+    Ok((family, stored))
+}
+
+/// A `json` value in the binary protocol: its text.
+struct Json<'a>(&'a [u8]);
+
+impl<'a> FromSql<'a> for Json<'a> {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Json(raw))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSON || *ty == Type::TEXT
+    }
+}
