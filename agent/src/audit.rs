@@ -113,6 +113,18 @@ pub struct AuditRecord {
     pub connection: Option<String>,
     /// SHA-256 of the SQL text, hex (verified jobs only).
     pub sql_sha256: Option<String>,
+    /// Who asked for the job, as the control plane signed it (verified jobs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requester: Option<outpost_protocol::Requester>,
+    /// The SQL text (verified jobs, unless `audit.sql_text: hash_only`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
+    /// The parameters' types, in order (verified jobs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub param_types: Vec<&'static str>,
+    /// The parameters' values (only with `audit.param_values: true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub params: Option<serde_json::Value>,
     /// Rows in the result: read from the database, or from the cache on a hit.
     pub rows_read: u64,
     /// The result cache: `hit`, `miss` (then stored), `damaged` (an entry did not
@@ -415,6 +427,10 @@ mod tests {
             reason: None,
             connection: Some("sample".into()),
             sql_sha256: Some("ab".into()),
+            requester: None,
+            sql: None,
+            param_types: Vec::new(),
+            params: None,
             rows_read: 3,
             cache: Some("miss"),
             bytes_sent: 10,

@@ -456,6 +456,25 @@ pub struct AuditSection {
     /// Path of the JSON-lines audit log; relative paths are inside `state_dir`. Default `audit.log`.
     #[serde(default)]
     pub path: Option<PathBuf>,
+    /// Whether a job's record holds its SQL text (`full`, default) or only its SHA-256
+    /// (`hash_only`). Either way the record names who asked (the signed requester).
+    #[serde(default)]
+    pub sql_text: SqlText,
+    /// Whether a job's record holds its parameter values (default false: only their
+    /// types, since a parameter may be a customer's identifier).
+    #[serde(default)]
+    pub param_values: bool,
+}
+
+/// How much of a job's SQL the audit log keeps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SqlText {
+    /// The whole statement.
+    #[default]
+    Full,
+    /// Only its SHA-256.
+    HashOnly,
 }
 
 impl AgentConfig {

@@ -87,6 +87,10 @@ enum AuditCommand {
         /// Print the records as JSON lines, as stored.
         #[arg(long)]
         json: bool,
+        /// Only jobs asked for by this user (name or account id, as the control plane
+        /// signed it into the job).
+        #[arg(long, value_name = "NAME")]
+        requester: Option<String>,
     },
 }
 
@@ -574,7 +578,9 @@ fn audit(cfg: &AgentConfig, cmd: AuditCommand) -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
-        AuditCommand::Tail { lines, json } => match audit::tail(&cfg.audit_path(), lines) {
+        AuditCommand::Tail { lines, json, requester } => match audit::tail(&cfg.audit_path(), lines, &|r| {
+            requester.as_deref().is_none_or(|who| audit::show::requested_by(r, who))
+        }) {
             Ok(records) => {
                 for r in &records {
                     if json {

@@ -971,6 +971,17 @@ async fn process(ctx: &Ctx, job: DeliveredJob) {
     crate::service::status(&ctx.status_line());
 }
 
+/// A parameter's type as the job names it.
+fn param_type(p: &outpost_protocol::Param) -> &'static str {
+    match p {
+        outpost_protocol::Param::Null => "null",
+        outpost_protocol::Param::Bool(_) => "bool",
+        outpost_protocol::Param::Int(_) => "int",
+        outpost_protocol::Param::Float(_) => "float",
+        outpost_protocol::Param::Text(_) => "text",
+    }
+}
+
 fn audit_base(job: &DeliveredJob) -> AuditRecord {
     AuditRecord {
         event: "job",
@@ -982,6 +993,10 @@ fn audit_base(job: &DeliveredJob) -> AuditRecord {
         reason: None,
         connection: None,
         sql_sha256: None,
+        requester: None,
+        sql: None,
+        param_types: Vec::new(),
+        params: None,
         rows_read: 0,
         cache: None,
         bytes_sent: 0,
@@ -1031,6 +1046,15 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob, cancel: CancellationToken) -> (R
     rec.verdict = "accepted";
     rec.connection = Some(spec.connection.clone());
     rec.sql_sha256 = Some(sha256_hex(spec.sql.as_bytes()));
+    // Who ran what: the signed requester, the statement and its parameters' types.
+    rec.requester.clone_from(&spec.requester);
+    if live.cfg.audit.sql_text == crate::config::SqlText::Full {
+        rec.sql = Some(spec.sql.clone());
+    }
+    rec.param_types = spec.params.iter().map(param_type).collect();
+    if live.cfg.audit.param_values {
+        rec.params = serde_json::to_value(&spec.params).ok();
+    }
     tracing::info!(key_id = %verified.key_id, connection = %spec.connection, "Job verified.");
     let Some(conn) = live.connections.get(&spec.connection) else {
         rec.outcome = "rejected";

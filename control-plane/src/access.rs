@@ -360,6 +360,22 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Who a job signed for this caller names as its requester (signed into the job, so
+    /// that the agent's audit log says who ran what).
+    pub fn requester(&self, origin: &crate::store::JobOrigin) -> outpost_protocol::Requester {
+        outpost_protocol::Requester {
+            user_id: self.user_id.clone(),
+            user: self.user.clone(),
+            via: match &self.credential {
+                Credential::Session { .. } => "session".into(),
+                Credential::Token { id } => format!("token:{id}"),
+            },
+            project: origin.project_id.clone(),
+            query: origin.query_index.and_then(|i| u32::try_from(i).ok()),
+            customer: origin.customer.clone(),
+        }
+    }
+
     /// Whether the caller is an admin acting with admin rights.
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin

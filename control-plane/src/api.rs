@@ -720,7 +720,8 @@ pub async fn dispatch_job<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) ->
     ctx.detail = Some(serde_json::json!({ "agent": dispatch.agent, "connection": dispatch.connection }));
     check_connection(app, &caller, &dispatch.agent, &dispatch.connection).await?;
     let origin = JobOrigin { owner: Some(caller.user_id.clone()), ..JobOrigin::default() };
-    let (id, expires_at) = app.dispatch(dispatch, origin).await?;
+    let requester = caller.requester(&origin);
+    let (id, expires_at) = app.dispatch(dispatch, origin, requester).await?;
     ctx.target = Some(id.clone());
     Ok(json(StatusCode::ACCEPTED, &serde_json::json!({ "id": id, "state": "queued", "expires_at": expires_at })))
 }

@@ -319,7 +319,8 @@ pub async fn run<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str, body: &[u8]) -
             forbidden(format!("the project's owner no longer has access to {}/{}", q.agent, q.connection))
         })?;
     }
-    let caller_id = ctx.caller()?.user_id.clone();
+    let caller = ctx.caller()?.clone();
+    let caller_id = caller.user_id.clone();
     let mut jobs = Vec::with_capacity(queries.len());
     for (i, q) in queries.into_iter().enumerate() {
         // A query that does not take the customer id has one result for everyone.
@@ -348,7 +349,8 @@ pub async fn run<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str, body: &[u8]) -
             query_index: i64::try_from(i).ok(),
             customer,
         };
-        let (job_id, _) = app.dispatch(req, origin).await?;
+        let requester = caller.requester(&origin);
+        let (job_id, _) = app.dispatch(req, origin, requester).await?;
         jobs.push(serde_json::json!({ "index": i, "name": q.name, "id": job_id }));
     }
     ctx.detail = Some(serde_json::json!({ "customer": r.customer, "jobs": jobs.len() }));

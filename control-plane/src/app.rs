@@ -390,6 +390,7 @@ impl<S: Store> App<S> {
         &self,
         req: DispatchRequest,
         origin: JobOrigin,
+        requester: outpost_protocol::Requester,
     ) -> Result<(String, i64), crate::http::ApiError> {
         use crate::http::ApiError;
         outpost_protocol::job::validate_audience(&req.agent).map_err(|e| ApiError::bad_field("agent", e))?;
@@ -424,6 +425,7 @@ impl<S: Store> App<S> {
             render,
             cache: req.cache,
             timeout_secs: req.timeout_secs,
+            requester: Some(requester),
         };
         spec.check_shape().map_err(|m| {
             let (field, msg) = m.split_once(": ").unwrap_or(("job", m.as_str()));

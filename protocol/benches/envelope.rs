@@ -22,6 +22,7 @@ fn job() -> JobSpec {
         render: RenderSpec::Table(TableSpec { format: TableFormat::Json, max_rows: Some(100) }),
         cache: Default::default(),
         timeout_secs: None,
+        requester: None,
     }
 }
 

@@ -419,6 +419,7 @@ mod tests {
             render: RenderSpec::Table(TableSpec { format: TableFormat::Json, max_rows: None }),
             cache: CacheSpec::default(),
             timeout_secs: None,
+            requester: None,
         }
     }
 

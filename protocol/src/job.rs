@@ -51,6 +51,56 @@ pub struct JobSpec {
     /// agent's timeout for the connection caps it; absent, that timeout applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u32>,
+    /// Who asked for this job, signed with it so that the agent's audit log can say who
+    /// ran what. Absent in jobs signed before requesters were carried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requester: Option<Requester>,
+}
+
+/// Longest text of a requester field, characters.
+pub const MAX_REQUESTER_FIELD: usize = 128;
+
+/// The person or program on whose behalf the control plane signed a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Requester {
+    /// The control plane's account id of the user.
+    pub user_id: String,
+    /// The user's name.
+    pub user: String,
+    /// How the request was authenticated: `session`, or `token:ID` for an API token.
+    pub via: String,
+    /// The project whose query runs, when one does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The query's index in that project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<u32>,
+    /// The end customer the project ran for (embedded data apps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
+}
+
+impl Requester {
+    /// Checks lengths and characters (every field ends up in a log line).
+    pub fn check(&self) -> Result<(), String> {
+        let fields = [
+            ("user_id", Some(&self.user_id)),
+            ("user", Some(&self.user)),
+            ("via", Some(&self.via)),
+            ("project", self.project.as_ref()),
+            ("customer", self.customer.as_ref()),
+        ];
+        for (name, value) in fields {
+            let Some(v) = value else { continue };
+            if v.chars().count() > MAX_REQUESTER_FIELD || v.chars().any(char::is_control) {
+                return Err(format!(
+                    "requester.{name}: at most {MAX_REQUESTER_FIELD} characters, no control characters"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Longest statement timeout a job may ask for, seconds.
@@ -285,6 +335,9 @@ impl JobSpec {
         if self.expires_at <= self.issued_at {
             return Err("expires_at: must be after issued_at".into());
         }
+        if let Some(r) = &self.requester {
+            r.check()?;
+        }
         if let Some(t) = self.timeout_secs {
             if !(1..=MAX_TIMEOUT_SECS).contains(&t) {
                 return Err(format!("timeout_secs: must be between 1 and {MAX_TIMEOUT_SECS}"));
@@ -329,6 +382,23 @@ mod tests {
         assert!(serde_json::from_str::<RenderSpec>(r#"{"kind":"bar","x":"a","y":["b"]}"#).is_ok());
         assert!(serde_json::from_str::<RenderSpec>(r#"{"kind":"bar","x":"a","y":["b"],"z":1}"#).is_err());
         assert!(serde_json::from_str::<RenderSpec>(r#"{"kind":"pie3d"}"#).is_err());
+    }
+
+    #[test]
+    fn a_requester_is_bounded_and_printable() {
+        let r = Requester {
+            user_id: "u1".into(),
+            user: "alice".into(),
+            via: "session".into(),
+            project: None,
+            query: None,
+            customer: Some("acme".into()),
+        };
+        assert!(r.check().is_ok());
+        assert!(Requester { user: "a\nb".into(), ..r.clone() }.check().is_err());
+        assert!(Requester { customer: Some("x".repeat(129)), ..r.clone() }.check().is_err());
+        let json = serde_json::to_string(&r).unwrap_or_default();
+        assert_eq!(json, r#"{"user_id":"u1","user":"alice","via":"session","customer":"acme"}"#);
     }
 
     #[test]

@@ -504,6 +504,7 @@ pub fn job_spec(audience: &str, issued_at: i64, expires_at: i64) -> outpost_prot
         render: RenderSpec::Table(TableSpec { format: TableFormat::Json, max_rows: None }),
         cache: Default::default(),
         timeout_secs: None,
+        requester: None,
     }
 }
 

@@ -54,6 +54,27 @@ async fn the_agent_log_verifies_and_every_edit_is_named_by_line() -> Result<()> 
     }
     assert!(shown[3].contains("signed checkpoint (shutdown)"), "{out}");
 
+    // Who ran what: each job record names the signed requester, holds the SQL and the
+    // parameters' types (not their values, by default).
+    let jobs: Vec<serde_json::Value> = good
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["event"] == "job")
+        .collect();
+    assert_eq!(jobs.len(), 3);
+    for j in &jobs {
+        assert_eq!(j["requester"]["user"], "admin", "{j}");
+        assert!(j["requester"]["via"].as_str().is_some_and(|v| v.starts_with("token:")), "{j}");
+        assert_eq!(j["sql"], "SELECT COUNT(*) AS n FROM orders WHERE region = $1", "{j}");
+        assert_eq!(j["param_types"], serde_json::json!(["text"]), "{j}");
+        assert!(j.get("params").is_none() && !j.to_string().contains("north"), "{j}");
+    }
+    let (code, out, _) = audit_cli(&agent, &["tail", "--requester", "admin"])?;
+    assert_eq!((code, out.lines().count()), (0, 3), "{out}");
+    assert!(out.lines().all(|l| l.contains("by=admin")), "{out}");
+    let (code, out, _) = audit_cli(&agent, &["tail", "--requester", "mallory"])?;
+    assert_eq!((code, out.as_str()), (0, ""), "{out}");
+
     let job_line = good.iter().position(|l| l.contains(ids[1].as_str())).context("job line")?;
     let tampered = |lines: &[String]| -> Result<(i32, String)> {
         std::fs::write(&log, lines.iter().map(|l| format!("{l}\n")).collect::<String>())?;

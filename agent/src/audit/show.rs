@@ -64,6 +64,12 @@ pub fn describe(path: &Path, r: &Report) -> String {
     out
 }
 
+/// Whether a record is a job asked for by `who` (the requester's name or account id).
+pub fn requested_by(v: &serde_json::Value, who: &str) -> bool {
+    let Some(r) = v.get("requester") else { return false };
+    ["user", "user_id"].iter().any(|k| r.get(*k).and_then(|x| x.as_str()) == Some(who))
+}
+
 /// One record on one line: time, event, job, verdict and outcome, and what left.
 pub fn line(v: &serde_json::Value) -> String {
     let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("-");
@@ -84,6 +90,9 @@ pub fn line(v: &serde_json::Value) -> String {
                 n("rows_read"),
                 n("bytes_sent"),
             );
+            if let Some(who) = obj.get("requester").and_then(|r| r.get("user")).and_then(|x| x.as_str()) {
+                let _ = write!(text, " by={who}");
+            }
             if let Some(reason) = obj.get("reason").and_then(|x| x.as_str()) {
                 let _ = write!(text, " reason={reason}");
             }

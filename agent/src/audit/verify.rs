@@ -162,20 +162,26 @@ fn check_line(
     Ok(())
 }
 
-/// The last `n` records of the log, oldest first (a line that is not JSON comes back as
-/// a string).
-pub fn tail(path: &Path, n: usize) -> Result<Vec<serde_json::Value>, VerifyError> {
+/// The last `n` records of the log that `keep` accepts, oldest first (a line that is not
+/// JSON comes back as a string).
+pub fn tail(
+    path: &Path,
+    n: usize,
+    keep: &dyn Fn(&serde_json::Value) -> bool,
+) -> Result<Vec<serde_json::Value>, VerifyError> {
     let err = |source| VerifyError { path: path.display().to_string(), source };
     let file = std::fs::File::open(path).map_err(err)?;
     let mut last = std::collections::VecDeque::with_capacity(n.min(10_000));
     for line in std::io::BufReader::new(file).lines() {
         let line = line.map_err(err)?;
+        let record = serde_json::from_str(&line).unwrap_or(serde_json::Value::String(line));
+        if n == 0 || !keep(&record) {
+            continue;
+        }
         if last.len() == n {
             last.pop_front();
         }
-        if n > 0 {
-            last.push_back(serde_json::from_str(&line).unwrap_or(serde_json::Value::String(line)));
-        }
+        last.push_back(record);
     }
     Ok(last.into())
 }

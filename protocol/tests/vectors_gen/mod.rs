@@ -154,6 +154,7 @@ fn spec(n: u64) -> JobSpec {
         render: RenderSpec::Table(TableSpec { format: TableFormat::Json, max_rows: None }),
         cache: CacheSpec::default(),
         timeout_secs: None,
+        requester: None,
     }
 }
 
