@@ -26,6 +26,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_ASN1_SIGNING};
 use outpost_protocol::encoding::{b64_encode, sha256_hex};
@@ -34,7 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub mod show;
 mod verify;
-pub use verify::{tail, verify, Finding, Report, VerifyError};
+pub use verify::{tail, verify, verify_with_head, Finding, HeadCheck, Report, VerifyError};
 
 /// Records queued for the writer at most; senders wait beyond it.
 const QUEUE: usize = 1024;
@@ -224,15 +225,24 @@ enum Op {
     /// A signed checkpoint now (`shutdown`), if a signer is set.
     Checkpoint(&'static str),
     /// Sign checkpoints with this key from now on (after a renewal, the new key).
-    Signer(Option<Box<Signer>>),
+    Signer(Option<Arc<Signer>>),
 }
 
 type Pending = (Op, oneshot::Sender<Result<(), String>>);
+
+/// The chain's end as last written to disk, and the key that signs.
+#[derive(Debug, Default)]
+struct Head {
+    /// `seq` and line hash of the last record on disk.
+    last: Option<(u64, String)>,
+    signer: Option<Arc<Signer>>,
+}
 
 /// Handle to the audit writer.
 #[derive(Debug, Clone)]
 pub struct AuditLog {
     tx: mpsc::Sender<Pending>,
+    head: Arc<Mutex<Head>>,
 }
 
 impl AuditLog {
@@ -242,12 +252,30 @@ impl AuditLog {
         let open_err = |source| AuditError::Open { path: path.to_owned(), source };
         let mut file = OpenOptions::new().create(true).append(true).mode(0o600).open(path).map_err(open_err)?;
         let chain = Chain::resume(path, &mut file).map_err(open_err)?;
+        let head = Arc::new(Mutex::new(Head {
+            last: chain.seq.checked_sub(1).map(|s| (s, chain.prev.clone())),
+            signer: None,
+        }));
         let (tx, rx) = mpsc::channel(QUEUE);
+        let shared = Arc::clone(&head);
         std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || writer(file, chain, rx))
+            .spawn(move || writer(file, chain, rx, &shared))
             .map_err(open_err)?;
-        Ok(Self { tx })
+        Ok(Self { tx, head })
+    }
+
+    /// The last record on disk, signed now by the agent's key: what the agent tells the
+    /// control plane, so that a cut of the log's end can be detected later. `None`
+    /// before the first record or before a key is set.
+    pub fn head(&self) -> Option<outpost_protocol::audit_head::AuditHead> {
+        let (last, signer) = {
+            let h = self.head.lock().ok()?;
+            (h.last.clone()?, h.signer.clone()?)
+        };
+        let (seq, hash) = last;
+        let signature = signer.sign(&outpost_protocol::audit_head::head_message(seq, &hash)).ok()?;
+        Some(outpost_protocol::audit_head::AuditHead { seq, hash, key: signer.public_b64.clone(), signature })
     }
 
     async fn send(&self, op: Op) -> Result<(), AuditError> {
@@ -267,7 +295,11 @@ impl AuditLog {
 
     /// Signs checkpoints with `signer` from now on.
     pub async fn set_signer(&self, signer: Signer) -> Result<(), AuditError> {
-        self.send(Op::Signer(Some(Box::new(signer)))).await
+        let signer = Arc::new(signer);
+        if let Ok(mut h) = self.head.lock() {
+            h.signer = Some(Arc::clone(&signer));
+        }
+        self.send(Op::Signer(Some(signer))).await
     }
 
     /// Appends a signed checkpoint now (when the agent stops).
@@ -354,8 +386,8 @@ impl Chain {
     }
 }
 
-fn writer(mut file: File, mut chain: Chain, mut rx: mpsc::Receiver<Pending>) {
-    let mut signer: Option<Box<Signer>> = None;
+fn writer(mut file: File, mut chain: Chain, mut rx: mpsc::Receiver<Pending>, head: &Mutex<Head>) {
+    let mut signer: Option<Arc<Signer>> = None;
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
@@ -401,9 +433,16 @@ fn writer(mut file: File, mut chain: Chain, mut rx: mpsc::Receiver<Pending>) {
             Some(e) => Err(e),
             None => file.write_all(&buf).and_then(|()| file.sync_data()).map_err(|e| e.to_string()),
         };
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "Audit log write failed; results are held back until it works again.");
-            (chain.seq, chain.prev, chain.since_checkpoint) = saved;
+        match &result {
+            Err(e) => {
+                tracing::error!(error = %e, "Audit log write failed; results are held back until it works again.");
+                (chain.seq, chain.prev, chain.since_checkpoint) = saved;
+            }
+            Ok(()) => {
+                if let (Ok(mut h), Some(last)) = (head.lock(), chain.seq.checked_sub(1)) {
+                    h.last = Some((last, chain.prev.clone()));
+                }
+            }
         }
         for (_, done) in batch {
             let _ = done.send(result.clone());
@@ -514,6 +553,58 @@ mod chain_tests {
         assert_eq!(r.last_signed_by_current_key, Some(false));
         let first: serde_json::Value = serde_json::from_str(&all[0]).expect("json");
         assert_eq!((first["seq"].as_u64(), first["prev"].as_str()), (Some(0), Some(GENESIS)));
+    }
+
+    #[tokio::test]
+    async fn a_cut_tail_is_invisible_to_the_chain_alone_and_caught_by_the_reported_head() {
+        // 77 records, a checkpoint after the 100th never came: the agent crashed, or
+        // someone cut the end. What the agent last told the control plane is its head.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::open(&path).expect("open");
+        assert_eq!(log.head(), None, "no head before a key and a record");
+        let s = signer();
+        let public = aws_lc_rs::signature::KeyPair::public_key(&s.key).as_ref().to_vec();
+        log.set_signer(s).await.expect("signer");
+        for i in 0..77 {
+            log.record(&job(i)).await.expect("record");
+        }
+        let head = log.head().expect("a head");
+        assert_eq!(head.seq, 76);
+        assert_eq!(head.verify().expect("signed"), public);
+        let all = lines(&path);
+        // The whole log reaches the head.
+        let r = verify_with_head(&path, Some(&public), Some(&head)).expect("verify");
+        assert_eq!((r.finding.clone(), r.head.clone()), (None, Some(HeadCheck { seq: 76, reached: true })));
+        // The last 27 records cut: the chain alone cannot tell, and says so...
+        rewrite(&path, &all[..50]);
+        let r = verify(&path, Some(&public)).expect("verify");
+        assert_eq!((r.finding.clone(), r.after_last_checkpoint), (None, 50));
+        let text = show::describe(&path, &r);
+        assert!(text.contains("NOT PROVEN: the last 50 record(s)"), "{text}");
+        assert!(!text.contains("nothing before it was cut"), "{text}");
+        // ...the head does.
+        let r = verify_with_head(&path, Some(&public), Some(&head)).expect("verify");
+        let f = r.finding.expect("a finding");
+        assert!(
+            f.problem.contains("ends at record 49") && f.problem.contains("27 record(s) were cut"),
+            "{}",
+            f.problem
+        );
+        // A rewritten end (same length, another last record) is caught too.
+        let mut forged = all.clone();
+        forged[76] = forged[76].replace("job-76", "job-XX");
+        rewrite(&path, &forged);
+        let f = verify_with_head(&path, Some(&public), Some(&head)).expect("verify").finding.expect("finding");
+        assert!(f.problem.contains("record 76 is not the one") || f.problem.contains("altered"), "{}", f.problem);
+        // A head another key signed proves nothing about this log.
+        rewrite(&path, &all);
+        let other = AuditLog::open(&dir.path().join("other.log")).expect("open");
+        other.set_signer(signer()).await.expect("signer");
+        other.record(&job(0)).await.expect("record");
+        let foreign = other.head().expect("head");
+        let f = verify_with_head(&path, Some(&public), Some(&foreign)).expect("verify").finding.expect("finding");
+        assert!(f.problem.contains("another agent's head"), "{}", f.problem);
     }
 
     #[tokio::test]

@@ -77,6 +77,11 @@ enum AuditCommand {
         /// The log to check (default: the one agent.yaml names).
         #[arg(long)]
         log: Option<PathBuf>,
+        /// The audit head the control plane kept for this agent (the JSON answer of
+        /// `GET /v1/agents/NAME/audit-head`, or `-` for standard input): proves that no
+        /// record was cut from the log's end before it.
+        #[arg(long, value_name = "FILE")]
+        head: Option<PathBuf>,
     },
     /// Show the last records, one line each (time, event, job, verdict, outcome, rows,
     /// bytes sent, egress decisions).
@@ -560,10 +565,17 @@ fn credentials(cfg: &AgentConfig, cmd: CredentialsCommand) -> ExitCode {
 fn audit(cfg: &AgentConfig, cmd: AuditCommand) -> ExitCode {
     use outpost_agent::audit;
     match cmd {
-        AuditCommand::Verify { json, log } => {
+        AuditCommand::Verify { json, log, head } => {
             let path = log.unwrap_or_else(|| cfg.audit_path());
             let current = audit::show::certificate_key(&cfg.state_dir.join(outpost_agent::identity::CERT_FILE));
-            let report = match audit::verify(&path, current.as_deref()) {
+            let head = match head.as_deref().map(audit::show::read_head).transpose() {
+                Ok(h) => h,
+                Err(e) => {
+                    eprintln!("error: --head: {e}");
+                    return ExitCode::from(64);
+                }
+            };
+            let report = match audit::verify_with_head(&path, current.as_deref(), head.as_ref()) {
                 Ok(r) => r,
                 Err(e) => return failure(e),
             };

@@ -715,8 +715,12 @@ async fn heartbeat_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
         let mut connections: Vec<String> = ctx.live().connections.keys().cloned().collect();
         connections.sort();
         let body = Bytes::from(
-            serde_json::to_vec(&Heartbeat { version: env!("CARGO_PKG_VERSION").to_owned(), connections })
-                .unwrap_or_default(),
+            serde_json::to_vec(&Heartbeat {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                connections,
+                audit_head: ctx.audit.head(),
+            })
+            .unwrap_or_default(),
         );
         match ctx.transport.send(Method::POST, PATH_HEARTBEAT, Some(body.clone())).await {
             Ok((StatusCode::OK, _)) => ctx.reachable(),
@@ -964,6 +968,8 @@ async fn process(ctx: &Ctx, job: DeliveredJob) {
         );
     }
     ctx.metrics.job(&rec);
+    // How far the audit log now reaches (this job's record included), signed.
+    report.audit_head = ctx.audit.head();
     upload(ctx, &report, upload_until).await;
     ctx.metrics.running(-1);
     ctx.jobs_done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

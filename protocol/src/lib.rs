@@ -14,6 +14,7 @@
 //! It refuses anything it cannot parse with a typed error and never panics on input.
 #![forbid(unsafe_code)]
 
+pub mod audit_head;
 pub mod encoding;
 pub mod enrol;
 pub mod envelope;

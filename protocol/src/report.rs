@@ -106,6 +106,10 @@ pub struct ResultReport {
     /// Measurements.
     #[serde(default)]
     pub stats: ResultStats,
+    /// How far the agent's audit log reached once this job's record was written,
+    /// signed by the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_head: Option<crate::audit_head::AuditHead>,
 }
 
 impl ResultReport {
@@ -119,6 +123,7 @@ impl ResultReport {
             content_type: Some(content_type.to_owned()),
             body: Some(b64_encode(body)),
             stats,
+            audit_head: None,
         }
     }
 
@@ -131,6 +136,7 @@ impl ResultReport {
             content_type: None,
             body: None,
             stats,
+            audit_head: None,
         }
     }
 

@@ -65,6 +65,9 @@ pub struct Heartbeat {
     /// Names of the connections the agent offers (names only).
     #[serde(default)]
     pub connections: Vec<String>,
+    /// How far the agent's audit log reached, signed by the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_head: Option<crate::audit_head::AuditHead>,
 }
 
 /// Body of a renewal request: a CSR for a new key pair.

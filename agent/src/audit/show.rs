@@ -13,6 +13,22 @@ pub fn certificate_key(path: &Path) -> Option<Vec<u8>> {
     Some(cert.public_key().subject_public_key.data.to_vec())
 }
 
+/// Reads an audit head from `path` (`-`: standard input): the control plane's answer
+/// (`{"head": {…}, …}`) or the head itself.
+pub fn read_head(path: &Path) -> Result<outpost_protocol::audit_head::AuditHead, String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    let read = if path == Path::new("-") {
+        std::io::stdin().take(64 * 1024).read_to_string(&mut text)
+    } else {
+        std::fs::File::open(path).and_then(|f| f.take(64 * 1024).read_to_string(&mut text))
+    };
+    read.map_err(|e| format!("{}: {e}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let head = value.get("head").cloned().unwrap_or(value);
+    serde_json::from_value(head).map_err(|e| format!("{}: not an audit head: {e}", path.display()))
+}
+
 /// A report a reviewer can read: what verified, what is covered only by the chain, and
 /// the first problem with its line.
 pub fn describe(path: &Path, r: &Report) -> String {
@@ -55,7 +71,31 @@ pub fn describe(path: &Path, r: &Report) -> String {
     }
     match &r.finding {
         None => {
-            let _ = writeln!(out, "OK: no record was altered, removed, inserted or reordered");
+            let upto = r.last_seq.map_or_else(|| "the end".to_owned(), |s| format!("record {s}"));
+            let _ = writeln!(
+                out,
+                "OK: no record up to {upto} was altered, removed, inserted or reordered (the hash chain holds)"
+            );
+            match &r.head {
+                Some(h) => {
+                    let _ = writeln!(
+                        out,
+                        "OK: the log reaches record {}, the head the agent signed and reported to the control \
+                         plane: nothing before it was cut from the end",
+                        h.seq
+                    );
+                }
+                None if r.after_last_checkpoint > 0 => {
+                    let _ = writeln!(
+                        out,
+                        "NOT PROVEN: the last {} record(s) follow the last signed checkpoint; records cut from the \
+                         end after it would leave no trace here. Give --head (from GET /v1/agents/NAME/audit-head) \
+                         to check the end against what the agent reported",
+                        r.after_last_checkpoint
+                    );
+                }
+                None => {}
+            }
         }
         Some(f) => {
             let _ = writeln!(out, "TAMPERED: line {}: {}", f.line, f.problem);

@@ -54,14 +54,39 @@ pub struct Report {
     pub signers: BTreeMap<String, u64>,
     /// Whether the last checkpoint was signed by `current_key` (when one was given).
     pub last_signed_by_current_key: Option<bool>,
+    /// `seq` of the last record read.
+    pub last_seq: Option<u64>,
+    /// The head the control plane holds, when one was given, and whether the log
+    /// reaches it.
+    pub head: Option<HeadCheck>,
     /// The first problem; `None` when the whole log verified.
     pub finding: Option<Finding>,
+}
+
+/// The log compared with a head the agent signed and the control plane kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HeadCheck {
+    /// The head's `seq`.
+    pub seq: u64,
+    /// Whether the log holds that record with that hash.
+    pub reached: bool,
 }
 
 /// Verifies the log at `path`. `current_key` is the agent's public key now (the
 /// uncompressed P-256 point of its certificate), to say whether the last checkpoint was
 /// signed by it.
 pub fn verify(path: &Path, current_key: Option<&[u8]>) -> Result<Report, VerifyError> {
+    verify_with_head(path, current_key, None)
+}
+
+/// Like [`verify`], and checks that the log reaches `head` (signed by the agent, kept by
+/// the control plane): a log that ends before it, or holds another record there, was cut
+/// or altered after the agent reported it.
+pub fn verify_with_head(
+    path: &Path,
+    current_key: Option<&[u8]>,
+    head: Option<&outpost_protocol::audit_head::AuditHead>,
+) -> Result<Report, VerifyError> {
     let err = |source| VerifyError { path: path.display().to_string(), source };
     let file = std::fs::File::open(path).map_err(err)?;
     let mut reader = std::io::BufReader::new(file);
@@ -71,6 +96,7 @@ pub fn verify(path: &Path, current_key: Option<&[u8]>) -> Result<Report, VerifyE
     let mut last_key: Option<Vec<u8>> = None;
     let mut raw = Vec::new();
     let mut line_no = 0u64;
+    let mut head_hash: Option<String> = None;
     loop {
         raw.clear();
         if reader.read_until(b'\n', &mut raw).map_err(err)? == 0 {
@@ -92,11 +118,64 @@ pub fn verify(path: &Path, current_key: Option<&[u8]>) -> Result<Report, VerifyE
         }
         report.records += 1;
         prev = sha256_hex(&raw);
+        if chained {
+            report.last_seq = Some(line_no - 1);
+            if head.is_some_and(|h| h.seq == line_no - 1) {
+                head_hash = Some(prev.clone());
+            }
+        }
     }
     if let (Some(current), Some(last)) = (current_key, &last_key) {
         report.last_signed_by_current_key = Some(current == last.as_slice());
     }
+    if let Some(h) = head {
+        check_head(&mut report, h, head_hash.as_deref(), current_key, line_no);
+    }
     Ok(report)
+}
+
+fn check_head(
+    report: &mut Report,
+    h: &outpost_protocol::audit_head::AuditHead,
+    found: Option<&str>,
+    current_key: Option<&[u8]>,
+    lines: u64,
+) {
+    let key = match h.verify() {
+        Ok(k) => k,
+        Err(e) => {
+            report.finding.get_or_insert(Finding { line: 0, problem: format!("the head given is not valid: {e}") });
+            return;
+        }
+    };
+    let known = report.signers.contains_key(&sha256_hex(&key)) || current_key == Some(key.as_slice());
+    if !known {
+        report.finding.get_or_insert(Finding {
+            line: 0,
+            problem: "the head is signed by a key that signed no checkpoint of this log and is not the agent's                       current key: it is another agent's head"
+                .into(),
+        });
+        return;
+    }
+    let reached = found == Some(h.hash.as_str());
+    report.head = Some(HeadCheck { seq: h.seq, reached });
+    if reached || report.finding.is_some() {
+        return;
+    }
+    let problem = match (found, report.last_seq) {
+        (Some(_), _) => format!(
+            "record {} is not the one the agent reported to the control plane: the log was rewritten from there",
+            h.seq
+        ),
+        (None, Some(last)) if last < h.seq => format!(
+            "the log ends at record {last} but the agent reported record {} to the control plane: {} record(s) \
+             were cut from the end",
+            h.seq,
+            h.seq - last
+        ),
+        _ => format!("the log does not hold record {}, which the agent reported to the control plane", h.seq),
+    };
+    report.finding = Some(Finding { line: lines, problem });
 }
 
 fn check_line(
