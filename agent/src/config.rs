@@ -312,6 +312,13 @@ pub struct ConnectionConfig {
     /// Connections kept open to this database at most (also the queries run on it at once).
     #[serde(default)]
     pub pool_size: Option<Bounded<1, 64>>,
+    /// PostgreSQL, MySQL: use this connection even when its database role holds
+    /// privileges beyond reading (superuser, server files or programs, signalling other
+    /// sessions, creating roles, any write grant; docs/DATABASES.md). Default false: such
+    /// a role is refused when each session opens and its jobs fail with
+    /// `privileged_role`. `outpost-agent config audit` reports true as a HIGH finding.
+    #[serde(default)]
+    pub allow_privileged: bool,
     /// SQLite: build the bundled sample data set at `path` if the file does not exist.
     #[serde(default)]
     pub sample: bool,
@@ -348,6 +355,7 @@ impl ConnectionConfig {
             ("password_credential", self.password_credential.is_some()),
             ("ca_file", self.ca_file.is_some()),
             ("pool_size", self.pool_size.is_some()),
+            ("allow_privileged", self.allow_privileged),
         ];
         match self.kind {
             ConnectionKind::Sqlite => {
