@@ -45,6 +45,7 @@ fn limits() -> QueryLimits {
 struct Hostile {
     canaries: Vec<PathBuf>,
     jobs: Vec<String>,
+    lo: u32,
 }
 
 async fn hostile(db: &Schema) -> Result<Hostile> {
@@ -70,7 +71,7 @@ async fn hostile(db: &Schema) -> Result<Hostile> {
         "SELECT pg_read_file('/etc/passwd') AS f".to_owned(),
         format!("SELECT pg_terminate_backend({admin_pid}) AS t"),
     ];
-    Ok(Hostile { canaries, jobs })
+    Ok(Hostile { canaries, jobs, lo })
 }
 
 impl Hostile {
@@ -84,6 +85,12 @@ impl Hostile {
         for c in &self.canaries {
             let _ = std::fs::remove_file(c);
         }
+    }
+
+    /// Unlinks the large object (dropping the schema does not) and drops the schema.
+    async fn drop_with(self, db: Schema) -> Result<()> {
+        db.admin.query_one("SELECT lo_unlink($1)", &[&self.lo]).await?;
+        db.drop_now().await
     }
 }
 
@@ -143,7 +150,7 @@ async fn a_superuser_is_refused_naming_superuser_and_its_hostile_jobs_write_noth
     let written = h.canaries[0].exists();
     h.remove_files();
     assert!(wrote.is_ok() && written, "the superuser's COPY TO file ran: {wrote:?}");
-    db.drop_now().await
+    h.drop_with(db).await
 }
 
 #[tokio::test]
@@ -168,7 +175,7 @@ async fn a_least_privilege_role_is_accepted_and_each_hostile_function_fails_writ
     h.assert_no_file();
     db.admin.query_one("SELECT 1", &[]).await?; // the admin session was not terminated.
     drop_roles(&db, &[&role]).await?;
-    db.drop_now().await
+    h.drop_with(db).await
 }
 
 #[tokio::test]
@@ -355,5 +362,5 @@ async fn the_agent_refuses_a_superuser_connection_keeps_serving_and_a_reload_fix
     agent.stop()?;
     h.assert_no_file();
     drop_roles(&db, &[&role]).await?;
-    db.drop_now().await
+    h.drop_with(db).await
 }
