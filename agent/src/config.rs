@@ -667,6 +667,13 @@ mod tests {
         let cfg = AgentConfig::parse("agent.yaml", pg).expect("valid");
         let c = cfg.connections.values().next().expect("one");
         assert_eq!((c.tls, c.port, c.pool_size), (DbTls::VerifyFull, None, None), "secure defaults");
+        assert!(!c.allow_privileged, "a privileged role is refused unless the connection allows it");
+        let allowed = AgentConfig::parse("agent.yaml", &format!("{pg}    allow_privileged: true\n")).expect("allowed");
+        assert!(allowed.connections.values().all(|c| c.allow_privileged));
+        let err =
+            AgentConfig::parse("agent.yaml", &GOOD.replace("sample: true", "sample: true\n    allow_privileged: true"))
+                .expect_err("sqlite");
+        assert!(err.to_string().contains("connections.sample.allow_privileged"), "{err}");
         let err = AgentConfig::parse("agent.yaml", &pg.replace("    user: u\n", "")).expect_err("no user");
         assert!(err.to_string().contains("connections.wh.user"), "{err}");
         let err = AgentConfig::parse("agent.yaml", &format!("{pg}    path: x.db\n")).expect_err("path");

@@ -628,6 +628,24 @@ mod tests {
     }
 
     #[test]
+    fn allow_privileged_is_a_high_finding_on_its_connection() {
+        let conn = |name: &str, extra: &str| {
+            format!("  {name}:\n    kind: postgres\n    host: 127.0.0.1\n    database: d\n    user: u\n    tls: disable\n{extra}")
+        };
+        let text = format!(
+            "state_dir: /nonexistent/outpost\nconnections:\n{}{}",
+            conn("strict", ""),
+            conn("loose", "    allow_privileged: true\n")
+        );
+        let cfg = AgentConfig::parse("agent.yaml", &text).expect("config");
+        let report = audit(Path::new("/nonexistent/agent.yaml"), &cfg, 0);
+        let about = |s: &str| report.findings.iter().filter(|f| f.subject == s).map(|f| f.severity).collect::<Vec<_>>();
+        assert_eq!(about("connections.loose.allow_privileged"), vec![Severity::High]);
+        assert!(about("connections.strict.allow_privileged").is_empty());
+        assert!(render_text(&report).contains("[HIGH] connections.loose.allow_privileged"));
+    }
+
+    #[test]
     fn passwords_in_urls_are_redacted_and_everything_else_is_kept() {
         assert_eq!(
             redact("app@db:5432/postgres://app:hunter2@10.1.2.3/sales"),
