@@ -208,8 +208,10 @@ async fn each_privilege_beyond_reading_is_named_in_the_refusal() -> Result<()> {
     create_role(&db, &creator, "CREATEROLE", "").await?;
     db.admin.batch_execute(&format!("CREATE ROLE {su} SUPERUSER NOLOGIN")).await?;
     create_role(&db, &via, "NOINHERIT", &format!("GRANT {su} TO {{r}}")).await?;
-    create_role(&db, &reader, "", &format!("GRANT USAGE ON SCHEMA {t} TO {{r}}; GRANT SELECT ON {t}.facts TO {{r}}"))
-        .await?;
+    // docs/DATABASES.md's alternative recipe: pg_read_all_data reads every table, writes none.
+    create_role(&db, &reader, "", "GRANT pg_read_all_data TO {r}").await?;
+    let monitor = format!("outpost_priv_m_{tag}");
+    create_role(&db, &monitor, "", "GRANT pg_monitor TO {r}").await?;
     let refused = |user: &str| {
         let pg = connector(&s, user, false, 1);
         async move {
@@ -226,10 +228,18 @@ async fn each_privilege_beyond_reading_is_named_in_the_refusal() -> Result<()> {
     );
     assert_eq!(refused(&creator).await, vec!["CREATEROLE".to_owned()]);
     assert_eq!(refused(&via).await, vec![format!("superuser (through role {su})")], "a NOINHERIT member may SET ROLE");
+    assert_eq!(
+        refused(&monitor).await,
+        vec!["member of pg_monitor".to_owned(), "member of pg_read_all_stats".to_owned()],
+        "other sessions' SQL text"
+    );
     // The same roles are used when the connection allows them; a reader always is.
     assert!(connector(&s, &writer, true, 1).query("SELECT 1 AS one".into(), vec![], limits()).await.is_ok());
-    assert!(connector(&s, &reader, false, 1).query("SELECT 1 AS one".into(), vec![], limits()).await.is_ok());
-    drop_roles(&db, &[&writer, &files, &creator, &via, &su, &reader]).await?;
+    let rs = connector(&s, &reader, false, 1)
+        .query(format!("SELECT count(*) AS n FROM {t}.facts"), vec![], limits())
+        .await?;
+    assert_eq!(rs.rows[0][0], Value::Int(0));
+    drop_roles(&db, &[&writer, &files, &creator, &via, &su, &reader, &monitor]).await?;
     db.drop_now().await
 }
 

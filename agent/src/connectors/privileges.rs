@@ -32,7 +32,8 @@ use super::{QueryError, ServerSettings};
 
 /// PostgreSQL's predefined roles whose members reach outside the database or other
 /// sessions: files, programs, signals to other backends, writes everywhere, outbound
-/// subscriptions.
+/// subscriptions, and other sessions' SQL text with its literals (`pg_read_all_stats`,
+/// which `pg_monitor` includes: the counterpart of MySQL's PROCESS).
 pub const PG_PREDEFINED: &[&str] = &[
     "pg_write_server_files",
     "pg_read_server_files",
@@ -40,6 +41,8 @@ pub const PG_PREDEFINED: &[&str] = &[
     "pg_signal_backend",
     "pg_write_all_data",
     "pg_create_subscription",
+    "pg_read_all_stats",
+    "pg_monitor",
 ];
 
 /// Functions (any overload, any schema) that read or write server files, run as the OS
