@@ -47,8 +47,8 @@ pub struct MysqlConnector {
     idle: std::sync::Arc<std::sync::Mutex<Vec<Conn>>>,
     /// One permit per session: a job holds one from checkout to checkin.
     permits: std::sync::Arc<tokio::sync::Semaphore>,
-    /// Whether a privileged role allowed by `allow_privileged` was logged (once per pool).
-    reported_role: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The role's last check ([`super::privileges`]).
+    role: std::sync::Arc<super::privileges::RoleGuard>,
 }
 
 impl std::fmt::Debug for MysqlConnector {
@@ -98,7 +98,7 @@ impl MysqlConnector {
             idle: std::sync::Arc::default(),
             settings: std::sync::Arc::new(settings),
             permits,
-            reported_role: std::sync::Arc::default(),
+            role: std::sync::Arc::default(),
         })
     }
 
@@ -112,8 +112,16 @@ impl MysqlConnector {
         loop {
             let idle = self.idle.lock().map_or(None, |mut v| v.pop());
             let Some(mut conn) = idle else { break };
-            if conn.ping().await.is_ok() {
+            if !self.role.due() && conn.ping().await.is_ok() {
                 return Ok(conn);
+            }
+            if self.role.due() {
+                // The last check is old: check the role again on this session. One that
+                // cannot answer is dropped; a new one is checked as it opens.
+                if let Ok(found) = super::privileges::mysql(&mut conn).await {
+                    super::privileges::verdict(&self.settings, "mysql", Ok(found), &self.role)?;
+                    return Ok(conn);
+                }
             }
             tracing::debug!("A pooled MySQL/MariaDB session stopped answering; opening a new one.");
         }
@@ -125,7 +133,7 @@ impl MysqlConnector {
             },
         })?;
         let found = super::privileges::mysql(&mut conn).await.map_err(|e| super::error_chain(&e));
-        if let Err(refused) = super::privileges::verdict(&self.settings, "mysql", found, &self.reported_role) {
+        if let Err(refused) = super::privileges::verdict(&self.settings, "mysql", found, &self.role) {
             let _ = tokio::time::timeout(Duration::from_secs(2), conn.disconnect()).await;
             return Err(refused);
         }

@@ -54,8 +54,8 @@ struct Inner {
     settings: ServerSettings,
     /// The TLS config built from `settings.tls_ca`.
     tls: Option<Arc<rustls::ClientConfig>>,
-    /// Whether a privileged role allowed by `allow_privileged` was logged (once per pool).
-    reported_role: std::sync::atomic::AtomicBool,
+    /// The role's last check ([`super::privileges`]).
+    role: super::privileges::RoleGuard,
     idle: Mutex<Vec<Client>>,
     permits: tokio::sync::Semaphore,
 }
@@ -105,7 +105,7 @@ impl PostgresConnector {
             inner: Arc::new(Inner {
                 settings,
                 tls,
-                reported_role: std::sync::atomic::AtomicBool::new(false),
+                role: super::privileges::RoleGuard::default(),
                 idle: Mutex::new(Vec::new()),
                 permits,
             }),
@@ -165,7 +165,7 @@ impl PostgresConnector {
         };
         // Dropping a refused client closes its session.
         let found = super::privileges::postgres(&client).await.map_err(|e| super::error_chain(&e));
-        super::privileges::verdict(&self.inner.settings, "postgres", found, &self.inner.reported_role)?;
+        super::privileges::verdict(&self.inner.settings, "postgres", found, &self.inner.role)?;
         Ok(client)
     }
 
@@ -182,6 +182,13 @@ impl PostgresConnector {
         loop {
             let pooled = self.inner.idle.lock().ok().and_then(|mut v| v.pop());
             match pooled {
+                Some(c) if !c.is_closed() && self.inner.role.due() => {
+                    // The last check is old: check the role again on this session. One
+                    // that cannot answer is dropped; a new one is checked as it opens.
+                    let Ok(found) = super::privileges::postgres(&c).await else { continue };
+                    super::privileges::verdict(&self.inner.settings, "postgres", Ok(found), &self.inner.role)?;
+                    return Ok((c, true));
+                }
                 Some(c) if !c.is_closed() => return Ok((c, true)),
                 Some(_) => continue,
                 None => return Ok((self.connect().await?, false)),

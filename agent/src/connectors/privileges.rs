@@ -10,7 +10,9 @@
 //!
 //! Checked on every session a pool opens: at the agent's start (an eager check of each
 //! connection, [`check_all_in_background`]), after each reload (which builds new
-//! pools), and whenever a session replaces one the server closed. When the check itself
+//! pools), and whenever a session replaces one the server closed; and again on a pooled
+//! session when the last check is older than [`RECHECK_AFTER`], so a privilege granted
+//! to the role later is seen within a minute without a reload. When the check itself
 //! cannot run (a catalog query fails), the session is refused too, fail closed, with
 //! code `role_unchecked`; `allow_privileged: true` skips the verdict, not the log line.
 //!
@@ -25,6 +27,7 @@
 //! level, and `WITH GRANT OPTION`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use mysql_async::prelude::Queryable as _;
 
@@ -70,6 +73,36 @@ pub const PG_FUNCTIONS: &[&str] = &[
 /// PROCESS, SHUTDOWN, RELOAD, CREATE USER, any write or DDL grant, the administrative
 /// privileges of MariaDB 10.5+ and MySQL 8) refuses the connection.
 pub const MYSQL_READ_PRIVILEGES: &[&str] = &["SELECT", "USAGE", "SHOW VIEW", "SHOW DATABASES", "EXECUTE"];
+
+/// How old the last check of a pool's role may be before a pooled session is checked
+/// again: a privilege granted later is seen this soon, for one check per pool at most
+/// this often.
+pub const RECHECK_AFTER: Duration = Duration::from_secs(60);
+
+/// A pool's memory of its role's check.
+#[derive(Debug, Default)]
+pub struct RoleGuard {
+    /// Whether a privileged role allowed by `allow_privileged` was logged (once per pool).
+    reported: AtomicBool,
+    /// When the role was last found acceptable.
+    verified_at: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl RoleGuard {
+    /// Whether a pooled session must be checked again before use.
+    pub fn due(&self) -> bool {
+        self.due_at(std::time::Instant::now())
+    }
+
+    fn due_at(&self, now: std::time::Instant) -> bool {
+        let at = *self.verified_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        at.is_none_or(|t| now.saturating_duration_since(t) >= RECHECK_AFTER)
+    }
+
+    fn verified(&self) {
+        *self.verified_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::time::Instant::now());
+    }
+}
 
 /// Table names listed at most in a refusal; the count of the rest follows.
 const MAX_TABLES_NAMED: usize = 5;
@@ -233,16 +266,18 @@ fn parse_grant(line: &str) -> Grant {
     }
 }
 
-/// The verdict on a new session: `Ok` to use it, or why it is refused. `reported` makes
-/// the log line of a privileged role allowed by `allow_privileged` appear once per pool.
+/// The verdict on a session: `Ok` to use it (and `guard` notes the time), or why it is
+/// refused. The log line of a privileged role allowed by `allow_privileged` appears once
+/// per pool.
 pub fn verdict(
     settings: &ServerSettings,
     scheme: &str,
     found: Result<Vec<String>, String>,
-    reported: &AtomicBool,
+    guard: &RoleGuard,
 ) -> Result<(), QueryError> {
     let database = settings.identity(scheme);
-    match (found, settings.allow_privileged) {
+    let reported = &guard.reported;
+    let verdict = match (found, settings.allow_privileged) {
         (Ok(privileges), _) if privileges.is_empty() => Ok(()),
         (Ok(privileges), true) => {
             if !reported.swap(true, Ordering::Relaxed) {
@@ -263,7 +298,11 @@ pub fn verdict(
         }
         (Ok(privileges), false) => Err(QueryError::PrivilegedRole { privileges }),
         (Err(reason), false) => Err(QueryError::RoleUnchecked { reason }),
+    };
+    if verdict.is_ok() {
+        guard.verified();
     }
+    verdict
 }
 
 /// Checks each server connection once now (opening its first session), so that a
@@ -332,7 +371,7 @@ mod tests {
 
     #[test]
     fn a_privileged_role_is_refused_unless_allowed_and_an_unchecked_one_fails_closed() {
-        let reported = AtomicBool::new(false);
+        let reported = RoleGuard::default();
         let privileged = Ok(vec!["superuser".to_owned()]);
         match verdict(&settings(false), "postgres", privileged.clone(), &reported) {
             Err(e @ QueryError::PrivilegedRole { .. }) => {
@@ -346,5 +385,20 @@ mod tests {
         let unchecked = verdict(&settings(false), "mysql", Err("permission denied".into()), &reported);
         assert!(matches!(&unchecked, Err(e) if e.code() == "role_unchecked"), "{unchecked:?}");
         assert!(verdict(&settings(true), "mysql", Err("x".into()), &reported).is_ok());
+    }
+
+    #[test]
+    fn a_pooled_session_is_checked_again_once_the_last_check_is_a_minute_old() {
+        let guard = RoleGuard::default();
+        assert!(guard.due(), "never checked");
+        let before = std::time::Instant::now();
+        verdict(&settings(false), "postgres", Ok(vec![]), &guard).expect("clean");
+        assert!(!guard.due());
+        assert!(!guard.due_at(before + RECHECK_AFTER - Duration::from_secs(1)));
+        let later = std::time::Instant::now() + RECHECK_AFTER;
+        assert!(guard.due_at(later));
+        // A refusal does not count as a check passed.
+        let _ = verdict(&settings(false), "postgres", Ok(vec!["superuser".into()]), &guard);
+        assert!(guard.due_at(later));
     }
 }
