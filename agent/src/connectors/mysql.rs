@@ -132,7 +132,7 @@ impl MysqlConnector {
                 other => super::error_chain(other),
             },
         })?;
-        let found = super::privileges::mysql(&mut conn).await.map_err(|e| super::error_chain(&e));
+        let found = super::privileges::mysql(&mut conn).await;
         if let Err(refused) = super::privileges::verdict(&self.settings, "mysql", found, &self.role) {
             let _ = tokio::time::timeout(Duration::from_secs(2), conn.disconnect()).await;
             return Err(refused);

@@ -164,7 +164,7 @@ impl PostgresConnector {
             }
         };
         // Dropping a refused client closes its session.
-        let found = super::privileges::postgres(&client).await.map_err(|e| super::error_chain(&e));
+        let found = super::privileges::postgres(&client).await;
         super::privileges::verdict(&self.inner.settings, "postgres", found, &self.inner.role)?;
         Ok(client)
     }

@@ -109,8 +109,33 @@ const MAX_TABLES_NAMED: usize = 5;
 /// Roles followed at most through MySQL/MariaDB role grants.
 const MAX_MYSQL_ROLES: usize = 16;
 
-/// The role's privileges beyond reading, as named in a refusal; empty when there are none.
-pub async fn postgres(client: &tokio_postgres::Client) -> Result<Vec<String>, tokio_postgres::Error> {
+/// How long the catalog queries of one check may take; past it the check failed
+/// (`role_unchecked`). They read small catalogs and take milliseconds.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn timed_out() -> String {
+    format!("the catalog queries took longer than {} s", CHECK_TIMEOUT.as_secs())
+}
+
+/// The role's privileges beyond reading, as named in a refusal (empty when there are
+/// none), or why they could not be read.
+pub async fn postgres(client: &tokio_postgres::Client) -> Result<Vec<String>, String> {
+    match tokio::time::timeout(CHECK_TIMEOUT, postgres_privileges(client)).await {
+        Ok(found) => found.map_err(|e| super::error_chain(&e)),
+        Err(_) => Err(timed_out()),
+    }
+}
+
+/// The role's privileges beyond reading, from `SHOW GRANTS` and the grants of the roles
+/// it names (empty when there are none), or why they could not be read.
+pub async fn mysql(conn: &mut mysql_async::Conn) -> Result<Vec<String>, String> {
+    match tokio::time::timeout(CHECK_TIMEOUT, mysql_privileges(conn)).await {
+        Ok(found) => found.map_err(|e| super::error_chain(&e)),
+        Err(_) => Err(timed_out()),
+    }
+}
+
+async fn postgres_privileges(client: &tokio_postgres::Client) -> Result<Vec<String>, tokio_postgres::Error> {
     // The login role first, then each role it is a member of.
     let roles = client
         .query(
@@ -174,9 +199,7 @@ pub async fn postgres(client: &tokio_postgres::Client) -> Result<Vec<String>, to
     Ok(found)
 }
 
-/// The role's privileges beyond reading, from `SHOW GRANTS` and the grants of the
-/// roles it names; empty when there are none.
-pub async fn mysql(conn: &mut mysql_async::Conn) -> Result<Vec<String>, mysql_async::Error> {
+async fn mysql_privileges(conn: &mut mysql_async::Conn) -> Result<Vec<String>, mysql_async::Error> {
     let mut found = Vec::new();
     let mut lines: Vec<String> = conn.query("SHOW GRANTS").await?;
     let mut seen_roles = Vec::new();
