@@ -142,6 +142,15 @@ async fn a_select_only_user_is_accepted_and_gets_no_server_file() -> Result<()> 
     let err = my.query(db.hostile()[1].clone(), vec![], limits()).await;
     assert!(err.is_err(), "{err:?}");
     assert!(!db.canary().exists(), "INTO OUTFILE wrote on the server");
+
+    // FILE granted while the session is pooled is seen at the next check (a minute after
+    // the last one; `recheck_role` brings it forward), on the pooled session.
+    db.admin.query_drop(format!("GRANT FILE ON *.* TO '{reader}'@'%'")).await?;
+    my.recheck_role();
+    match my.query(db.hostile()[0].clone(), vec![], limits()).await {
+        Err(QueryError::PrivilegedRole { privileges }) => assert_eq!(privileges, vec!["FILE on *.*".to_owned()]),
+        other => panic!("expected privileged_role after the grant, got {other:?}"),
+    }
     db.drop_now().await
 }
 

@@ -174,6 +174,17 @@ async fn a_least_privilege_role_is_accepted_and_each_hostile_function_fails_writ
     }
     h.assert_no_file();
     db.admin.query_one("SELECT 1", &[]).await?; // the admin session was not terminated.
+
+    // A write granted while the session is pooled is seen at the next check (a minute
+    // after the last one; `recheck_role` brings it forward), on the pooled session.
+    db.admin.batch_execute(&format!("GRANT DELETE ON {}.facts TO {role}", db.name)).await?;
+    pg.recheck_role();
+    match pg.query("SELECT 1 AS one".into(), vec![], limits()).await {
+        Err(QueryError::PrivilegedRole { privileges }) => {
+            assert_eq!(privileges, vec![format!("DELETE on {}.facts", db.name)])
+        }
+        other => panic!("expected privileged_role after the grant, got {other:?}"),
+    }
     drop_roles(&db, &[&role]).await?;
     h.drop_with(db).await
 }

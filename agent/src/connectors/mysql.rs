@@ -140,6 +140,12 @@ impl MysqlConnector {
         Ok(conn)
     }
 
+    /// Makes the next job check the role again on its pooled session, as it would a
+    /// minute after the last check.
+    pub fn recheck_role(&self) {
+        self.role.expire();
+    }
+
     /// Opens a session if none is pooled (checking the role) and pools it.
     pub async fn check_role(&self) -> Result<(), QueryError> {
         let _permit = self.permits.acquire().await.map_err(|e| QueryError::Task(e.to_string()))?;

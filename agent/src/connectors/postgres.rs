@@ -169,6 +169,12 @@ impl PostgresConnector {
         Ok(client)
     }
 
+    /// Makes the next job check the role again on its pooled session, as it would a
+    /// minute after the last check.
+    pub fn recheck_role(&self) {
+        self.inner.role.expire();
+    }
+
     /// Opens a session if none is pooled (checking the role) and pools it.
     pub async fn check_role(&self) -> Result<(), QueryError> {
         let _permit = self.inner.permits.acquire().await.map_err(|e| QueryError::Task(e.to_string()))?;

@@ -99,6 +99,11 @@ impl RoleGuard {
         at.is_none_or(|t| now.saturating_duration_since(t) >= RECHECK_AFTER)
     }
 
+    /// Makes the next pooled session be checked again before use.
+    pub fn expire(&self) {
+        *self.verified_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
     fn verified(&self) {
         *self.verified_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::time::Instant::now());
     }
