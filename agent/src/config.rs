@@ -312,6 +312,13 @@ pub struct ConnectionConfig {
     /// Connections kept open to this database at most (also the queries run on it at once).
     #[serde(default)]
     pub pool_size: Option<Bounded<1, 64>>,
+    /// PostgreSQL, MySQL: use this connection even when its database role holds
+    /// privileges beyond reading (superuser, server files or programs, signalling other
+    /// sessions, creating roles, any write grant; docs/DATABASES.md). Default false: such
+    /// a role is refused when each session opens and its jobs fail with
+    /// `privileged_role`. `outpost-agent config audit` reports true as a HIGH finding.
+    #[serde(default)]
+    pub allow_privileged: bool,
     /// SQLite: build the bundled sample data set at `path` if the file does not exist.
     #[serde(default)]
     pub sample: bool,
@@ -348,6 +355,7 @@ impl ConnectionConfig {
             ("password_credential", self.password_credential.is_some()),
             ("ca_file", self.ca_file.is_some()),
             ("pool_size", self.pool_size.is_some()),
+            ("allow_privileged", self.allow_privileged),
         ];
         match self.kind {
             ConnectionKind::Sqlite => {
@@ -678,6 +686,13 @@ mod tests {
         let cfg = AgentConfig::parse("agent.yaml", pg).expect("valid");
         let c = cfg.connections.values().next().expect("one");
         assert_eq!((c.tls, c.port, c.pool_size), (DbTls::VerifyFull, None, None), "secure defaults");
+        assert!(!c.allow_privileged, "a privileged role is refused unless the connection allows it");
+        let allowed = AgentConfig::parse("agent.yaml", &format!("{pg}    allow_privileged: true\n")).expect("allowed");
+        assert!(allowed.connections.values().all(|c| c.allow_privileged));
+        let err =
+            AgentConfig::parse("agent.yaml", &GOOD.replace("sample: true", "sample: true\n    allow_privileged: true"))
+                .expect_err("sqlite");
+        assert!(err.to_string().contains("connections.sample.allow_privileged"), "{err}");
         let err = AgentConfig::parse("agent.yaml", &pg.replace("    user: u\n", "")).expect_err("no user");
         assert!(err.to_string().contains("connections.wh.user"), "{err}");
         let err = AgentConfig::parse("agent.yaml", &format!("{pg}    path: x.db\n")).expect_err("path");

@@ -4,8 +4,9 @@
 //! It reads agent.yaml (already parsed), the enrolment record, and file modes; it never
 //! opens the vault and never prints a secret. Findings: files or keys others can read,
 //! secrets written in plain text, policies wider than the top-level one or than the
-//! defaults, TLS to a database switched off, a certificate close to expiry or expired,
-//! and an audit log that does not verify.
+//! defaults, TLS to a database switched off, a connection that accepts a privileged
+//! database role (`allow_privileged`), a certificate close to expiry or expired, and an
+//! audit log that does not verify.
 
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
@@ -72,6 +73,8 @@ pub struct ConnectionView {
     pub query_timeout_secs: u64,
     /// Oldest cached result a job may use, seconds (0: never cached).
     pub cache_max_age_secs: u64,
+    /// Whether a database role with privileges beyond reading is accepted.
+    pub allow_privileged: bool,
     /// The egress policy in force.
     pub egress: EgressView,
 }
@@ -258,6 +261,17 @@ pub fn audit(path: &Path, cfg: &AgentConfig, now: i64) -> Report {
                     c.port.unwrap_or(default_port),
                     c.database.as_deref().unwrap_or("?")
                 ));
+                if c.allow_privileged {
+                    add(
+                        Severity::High,
+                        &format!("{subject}.allow_privileged"),
+                        "the agent uses this connection even if its database role is a superuser, may read or \
+                         write server files, run programs, signal other sessions, create roles or write tables: a \
+                         job's function could then do so inside the read-only transaction. Connect as a \
+                         least-privilege role (docs/DATABASES.md) and remove allow_privileged"
+                            .into(),
+                    );
+                }
                 let tls = match c.tls {
                     DbTls::VerifyFull => {
                         if let Some(ca) = &c.ca_file {
@@ -299,6 +313,7 @@ pub fn audit(path: &Path, cfg: &AgentConfig, now: i64) -> Report {
             password_credential: c.password_credential.clone(),
             query_timeout_secs: cfg.query_timeout(name, None).as_secs(),
             cache_max_age_secs: cfg.cache_cap(name),
+            allow_privileged: c.allow_privileged,
             egress: EgressView::of(&policy),
         });
     }
@@ -565,6 +580,9 @@ pub fn render_text(r: &Report) -> String {
             c.query_timeout_secs,
             c.cache_max_age_secs
         );
+        if c.allow_privileged {
+            let _ = writeln!(o, "    allow_privileged: a role with privileges beyond reading is accepted");
+        }
         let e = &c.egress;
         let _ = writeln!(
             o,
@@ -607,6 +625,24 @@ mod tests {
         assert!(plaintext_secret("    url: http://proxy:3128").is_none());
         assert!(plaintext_secret("    url: http://user@proxy:3128").is_none());
         assert!(plaintext_secret("  # url: http://a:b@c").is_none());
+    }
+
+    #[test]
+    fn allow_privileged_is_a_high_finding_on_its_connection() {
+        let conn = |name: &str, extra: &str| {
+            format!("  {name}:\n    kind: postgres\n    host: 127.0.0.1\n    database: d\n    user: u\n    tls: disable\n{extra}")
+        };
+        let text = format!(
+            "state_dir: /nonexistent/outpost\nconnections:\n{}{}",
+            conn("strict", ""),
+            conn("loose", "    allow_privileged: true\n")
+        );
+        let cfg = AgentConfig::parse("agent.yaml", &text).expect("config");
+        let report = audit(Path::new("/nonexistent/agent.yaml"), &cfg, 0);
+        let about = |s: &str| report.findings.iter().filter(|f| f.subject == s).map(|f| f.severity).collect::<Vec<_>>();
+        assert_eq!(about("connections.loose.allow_privileged"), vec![Severity::High]);
+        assert!(about("connections.strict.allow_privileged").is_empty());
+        assert!(render_text(&report).contains("[HIGH] connections.loose.allow_privileged"));
     }
 
     #[test]

@@ -290,6 +290,7 @@ pub fn prepare_connections(
                     password,
                     tls_ca: ca_file,
                     pool_size: pool,
+                    allow_privileged: conn.allow_privileged,
                 };
                 let made = if conn.kind == ConnectionKind::Mysql {
                     MysqlConnector::new(settings).map(Connector::Mysql)
@@ -352,6 +353,7 @@ pub async fn run(
     let transport = Transport::new(addr, route, &identity.enrolment.server_name, transport::mtls_config(&identity)?)?;
     let vault = if needs_vault(&cfg) { Some(open_vault(&cfg, prompt)?) } else { None };
     let connections = prepare_connections(&cfg, vault.as_ref())?;
+    crate::connectors::privileges::check_all_in_background(&connections);
     let audit = AuditLog::open(&cfg.audit_path())?;
     match crate::audit::Signer::from_pkcs8(identity.key.secret_der()) {
         Ok(signer) => audit.set_signer(signer).await?,
@@ -532,6 +534,7 @@ async fn reload(ctx: &Ctx, path: &std::path::Path, digest: &mut Option<String>) 
     };
     let mut names: Vec<String> = built.connections.keys().cloned().collect();
     names.sort();
+    crate::connectors::privileges::check_all_in_background(&built.connections);
     *ctx.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
     *ctx.live.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(built);
     Ok(names)

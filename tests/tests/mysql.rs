@@ -46,6 +46,9 @@ impl Db {
             password: self.opts.pass().map(|p| p.to_owned().into()),
             tls_ca: None,
             pool_size,
+            // The test server's `root` is privileged (tests/tests/privileged_mysql.rs
+            // tests the refusal).
+            allow_privileged: true,
         })
         .expect("connector")
     }
@@ -288,10 +291,12 @@ async fn a_session_the_server_killed_is_replaced() -> Result<()> {
     db.drop_now().await
 }
 
+/// The agent's connection to the test database, as `root`: privileged, so it says
+/// `allow_privileged: true` (tests/tests/privileged_mysql.rs tests the refusal).
 fn e2e_config(db: &Db) -> String {
     format!(
         "connections:\n  shop:\n    kind: mysql\n    host: {}\n    port: {}\n    database: {}\n    user: {}\n    \
-         tls: disable\n",
+         tls: disable\n    allow_privileged: true\n",
         db.opts.ip_or_hostname(),
         db.opts.tcp_port(),
         db.name,

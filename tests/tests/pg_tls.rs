@@ -115,6 +115,8 @@ fn connector(host: &str, port: u16, ca: &Path) -> PostgresConnector {
         password: None,
         tls_ca: Some(ca.to_owned()),
         pool_size: 1,
+        // This test's own server logs in as its superuser, `postgres`.
+        allow_privileged: true,
     })
     .expect("connector")
 }

@@ -128,6 +128,7 @@ async fn postgresql_masks_follow_the_column_through_any_alias_or_expression() ->
         password: None,
         tls_ca: None,
         pool_size: 2,
+        allow_privileged: false,
     })?);
     // A qualified rule names the table column; an unqualified one any column so named.
     let p = policy(serde_json::json!({ "mask": [
@@ -210,6 +211,7 @@ async fn mariadb_trusts_only_what_it_can_prove_and_refuses_the_rest() -> Result<
         password: None,
         tls_ca: None,
         pool_size: 2,
+        allow_privileged: false,
     })?);
     let p = policy(serde_json::json!({ "mask": [{ "column": format!("{n}.t.secret") }, { "column": "email" }] }));
     let result = async {

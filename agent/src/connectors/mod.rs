@@ -11,6 +11,7 @@ pub mod mysql;
 mod mysql_provenance;
 mod pg_provenance;
 pub mod postgres;
+pub mod privileges;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -36,6 +37,9 @@ pub struct ServerSettings {
     pub tls_ca: Option<std::path::PathBuf>,
     /// Sessions kept at most, also the queries run at once.
     pub pool_size: usize,
+    /// Whether a role with privileges beyond reading may be used (`allow_privileged`);
+    /// see [`privileges`].
+    pub allow_privileged: bool,
 }
 
 impl std::fmt::Debug for ServerSettings {
@@ -48,6 +52,7 @@ impl std::fmt::Debug for ServerSettings {
             .field("password", &self.password.as_ref().map(|_| "[REDACTED]"))
             .field("tls_ca", &self.tls_ca)
             .field("pool_size", &self.pool_size)
+            .field("allow_privileged", &self.allow_privileged)
             .finish()
     }
 }
@@ -165,6 +170,26 @@ pub enum QueryError {
     /// The blocking task failed.
     #[error("internal error: {0}")]
     Task(String),
+    /// The connection's database role holds privileges beyond reading and the
+    /// connection does not say `allow_privileged: true`.
+    #[error(
+        "refused: this connection's database role holds privileges beyond reading ({}); connect as a \
+         least-privilege role (docs/DATABASES.md), or set allow_privileged: true on the connection in agent.yaml",
+        privileges.join(", ")
+    )]
+    PrivilegedRole {
+        /// Each privilege, as `INSERT, UPDATE on public.orders`, `superuser`, `FILE on *.*`.
+        privileges: Vec<String>,
+    },
+    /// The role's privileges could not be checked, so the session is not used (fail closed).
+    #[error(
+        "refused: this connection's database role could not be checked for privileges beyond reading ({reason}); \
+         fix the cause, or set allow_privileged: true on the connection in agent.yaml"
+    )]
+    RoleUnchecked {
+        /// Why the check failed.
+        reason: String,
+    },
 }
 
 impl QueryError {
@@ -181,6 +206,8 @@ impl QueryError {
             QueryError::Task(_) => "internal",
             QueryError::Sink(_) => "render_failed",
             QueryError::Refused(_) => "egress_refused",
+            QueryError::PrivilegedRole { .. } => "privileged_role",
+            QueryError::RoleUnchecked { .. } => "role_unchecked",
         }
     }
 }
@@ -286,6 +313,16 @@ impl Connector {
             sink.row(row, i)?;
         }
         Ok(rs.truncated)
+    }
+
+    /// Opens a session now if none is pooled, which checks the role's privileges
+    /// ([`privileges`]); `Ok` for SQLite.
+    pub async fn check_role(&self) -> Result<(), QueryError> {
+        match self {
+            Connector::Sqlite(_) => Ok(()),
+            Connector::Postgres(c) => c.check_role().await,
+            Connector::Mysql(c) => c.check_role().await,
+        }
     }
 
     /// What makes two connections the same database, for the result cache's key.

@@ -12,7 +12,11 @@
 //! caps the rows the server sends at the row cap plus one. Parameters are written `$1`,
 //! `$2`, … in the job, as for every database. They are rewritten to `?` outside quoted
 //! text and comments and bound in the binary protocol, never spliced into the SQL.
-//! Sessions come from a pool (`pool_size`), and a session is reset when it goes back.
+//! Sessions come from a pool (`pool_size`). Each new session's role is checked first
+//! ([`super::privileges`]): a role with privileges beyond reading is refused unless the
+//! connection allows it. A session is reset (`COM_RESET_CONNECTION`: user variables,
+//! `GET_LOCK` locks, session settings, temporary tables) before it goes back, and a
+//! session that cannot be reset is closed.
 //! Rows go to the job's [`RowSink`](super::RowSink) as they are read, so a chart of a
 //! large result never holds it all. A job cancelled by a user is stopped on the server
 //! with `KILL QUERY` from another session, as at the timeout.
@@ -43,6 +47,8 @@ pub struct MysqlConnector {
     idle: std::sync::Arc<std::sync::Mutex<Vec<Conn>>>,
     /// One permit per session: a job holds one from checkout to checkin.
     permits: std::sync::Arc<tokio::sync::Semaphore>,
+    /// The role's last check ([`super::privileges`]).
+    role: std::sync::Arc<super::privileges::RoleGuard>,
 }
 
 impl std::fmt::Debug for MysqlConnector {
@@ -92,6 +98,7 @@ impl MysqlConnector {
             idle: std::sync::Arc::default(),
             settings: std::sync::Arc::new(settings),
             permits,
+            role: std::sync::Arc::default(),
         })
     }
 
@@ -105,28 +112,62 @@ impl MysqlConnector {
         loop {
             let idle = self.idle.lock().map_or(None, |mut v| v.pop());
             let Some(mut conn) = idle else { break };
-            if conn.ping().await.is_ok() {
+            if !self.role.due() && conn.ping().await.is_ok() {
                 return Ok(conn);
+            }
+            if self.role.due() {
+                // The last check is old: check the role again on this session. One that
+                // cannot answer is dropped; a new one is checked as it opens.
+                if let Ok(found) = super::privileges::mysql(&mut conn).await {
+                    super::privileges::verdict(&self.settings, "mysql", Ok(found), &self.role)?;
+                    return Ok(conn);
+                }
             }
             tracing::debug!("A pooled MySQL/MariaDB session stopped answering; opening a new one.");
         }
-        Conn::new(self.opts.clone()).await.map_err(|e| QueryError::Open {
+        let mut conn = Conn::new(self.opts.clone()).await.map_err(|e| QueryError::Open {
             path: self.settings.address(),
             reason: match &e {
                 mysql_async::Error::Server(s) => s.message.clone(),
                 other => super::error_chain(other),
             },
-        })
+        })?;
+        let found = super::privileges::mysql(&mut conn).await;
+        if let Err(refused) = super::privileges::verdict(&self.settings, "mysql", found, &self.role) {
+            let _ = tokio::time::timeout(Duration::from_secs(2), conn.disconnect()).await;
+            return Err(refused);
+        }
+        Ok(conn)
+    }
+
+    /// Makes the next job check the role again on its pooled session, as it would a
+    /// minute after the last check.
+    pub fn recheck_role(&self) {
+        self.role.expire();
+    }
+
+    /// Opens a session if none is pooled (checking the role) and pools it.
+    pub async fn check_role(&self) -> Result<(), QueryError> {
+        let _permit = self.permits.acquire().await.map_err(|e| QueryError::Task(e.to_string()))?;
+        let conn = self.conn().await?;
+        self.checkin(conn).await;
+        Ok(())
     }
 
     /// Returns a session to the pool after resetting it; a session that cannot be reset
     /// is closed.
     async fn checkin(&self, mut conn: Conn) {
         match conn.reset().await {
-            Ok(_) => {
+            Ok(true) => {
                 if let Ok(mut idle) = self.idle.lock() {
                     idle.push(conn);
                 }
+            }
+            // A server without COM_RESET_CONNECTION (MySQL before 5.7.3, MariaDB before
+            // 10.2.4): the session is not reused.
+            Ok(false) => {
+                tracing::debug!("The server cannot reset a session; closed.");
+                let _ = tokio::time::timeout(Duration::from_secs(2), conn.disconnect()).await;
             }
             Err(e) => tracing::debug!(error = %e, "A MySQL/MariaDB session could not be reset; closed."),
         }

@@ -16,7 +16,10 @@
 //! row is read, and the error names the column and the type.
 //!
 //! Connections are pooled per configured connection (`pool_size`, also the bound on
-//! queries at once). A connection the server closed is dropped and replaced.
+//! queries at once). A connection the server closed is dropped and replaced. Each new
+//! session's role is checked first ([`super::privileges`]): a role with privileges
+//! beyond reading is refused unless the connection allows it. A session goes back to
+//! the pool only after [`SESSION_RESET`], so no lock or setting of one job outlives it.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,13 +40,22 @@ const BATCH: usize = 1000;
 const CANCEL_GRACE: Duration = Duration::from_secs(2);
 /// Seconds from the Unix epoch to PostgreSQL's (2000-01-01).
 const PG_EPOCH_UNIX: i64 = 946_684_800;
+/// Run on a session before it goes back to the pool: `DISCARD ALL` without its
+/// `DEALLOCATE ALL`, which would also drop the statements tokio-postgres keeps prepared
+/// for looking up types (the agent's own statements are closed when dropped, and a job
+/// cannot `PREPARE`: it returns no rows). Releases session advisory locks, resets every
+/// setting (`set_config(…, false)`, `SET ROLE`), closes cursors, stops listening, drops
+/// temporary tables and cached plans. Allowed inside a transaction block, so it is one
+/// round trip.
+pub const SESSION_RESET: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; \
+     SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES";
 
 struct Inner {
     settings: ServerSettings,
     /// The TLS config built from `settings.tls_ca`.
     tls: Option<Arc<rustls::ClientConfig>>,
-    /// Whether the role's privileges were checked (once, at the first connection).
-    checked_role: std::sync::atomic::AtomicBool,
+    /// The role's last check ([`super::privileges`]).
+    role: super::privileges::RoleGuard,
     idle: Mutex<Vec<Client>>,
     permits: tokio::sync::Semaphore,
 }
@@ -93,7 +105,7 @@ impl PostgresConnector {
             inner: Arc::new(Inner {
                 settings,
                 tls,
-                checked_role: std::sync::atomic::AtomicBool::new(false),
+                role: super::privileges::RoleGuard::default(),
                 idle: Mutex::new(Vec::new()),
                 permits,
             }),
@@ -151,32 +163,24 @@ impl PostgresConnector {
                 client
             }
         };
-        if !self.inner.checked_role.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            self.warn_if_privileged(&client).await;
-        }
+        // Dropping a refused client closes its session.
+        let found = super::privileges::postgres(&client).await;
+        super::privileges::verdict(&self.inner.settings, "postgres", found, &self.inner.role)?;
         Ok(client)
     }
 
-    /// Logs a warning when the configured user could write or reach outside the database:
-    /// read-only transactions stop writes, but a least-privilege user is the second wall.
-    async fn warn_if_privileged(&self, client: &Client) {
-        let sql = "SELECT rolsuper, pg_has_role(current_user, 'pg_execute_server_program', 'MEMBER'), \
-                   pg_has_role(current_user, 'pg_write_server_files', 'MEMBER') FROM pg_roles WHERE rolname = current_user";
-        match client.query_opt(sql, &[]).await {
-            Ok(Some(row)) => {
-                let (superuser, program, files): (bool, bool, bool) = (row.get(0), row.get(1), row.get(2));
-                if superuser || program || files {
-                    tracing::warn!(
-                        database = %self.identity(),
-                        superuser,
-                        "This connection logs in as a privileged role. Every query still runs read-only, but \
-                         create a least-privilege user for the agent (docs/DATABASES.md)."
-                    );
-                }
-            }
-            Ok(None) => {}
-            Err(e) => tracing::debug!(error = %e, "Could not read the role's privileges."),
-        }
+    /// Makes the next job check the role again on its pooled session, as it would a
+    /// minute after the last check.
+    pub fn recheck_role(&self) {
+        self.inner.role.expire();
+    }
+
+    /// Opens a session if none is pooled (checking the role) and pools it.
+    pub async fn check_role(&self) -> Result<(), QueryError> {
+        let _permit = self.inner.permits.acquire().await.map_err(|e| QueryError::Task(e.to_string()))?;
+        let (client, _) = self.checkout().await?;
+        self.checkin(client).await;
+        Ok(())
     }
 
     /// An idle connection that is still open, or a new one; and whether it was pooled.
@@ -184,6 +188,13 @@ impl PostgresConnector {
         loop {
             let pooled = self.inner.idle.lock().ok().and_then(|mut v| v.pop());
             match pooled {
+                Some(c) if !c.is_closed() && self.inner.role.due() => {
+                    // The last check is old: check the role again on this session. One
+                    // that cannot answer is dropped; a new one is checked as it opens.
+                    let Ok(found) = super::privileges::postgres(&c).await else { continue };
+                    super::privileges::verdict(&self.inner.settings, "postgres", Ok(found), &self.inner.role)?;
+                    return Ok((c, true));
+                }
                 Some(c) if !c.is_closed() => return Ok((c, true)),
                 Some(_) => continue,
                 None => return Ok((self.connect().await?, false)),
@@ -191,8 +202,14 @@ impl PostgresConnector {
         }
     }
 
-    fn checkin(&self, client: Client) {
+    /// Resets the session ([`SESSION_RESET`]) and pools it; a session that cannot be
+    /// reset is closed.
+    async fn checkin(&self, client: Client) {
         if client.is_closed() {
+            return;
+        }
+        if let Err(e) = client.batch_execute(SESSION_RESET).await {
+            tracing::debug!(error = %e, "A PostgreSQL session could not be reset; closed.");
             return;
         }
         if let Ok(mut idle) = self.inner.idle.lock() {
@@ -265,11 +282,11 @@ impl PostgresConnector {
                     pooled = false;
                 }
                 Err(f) => {
-                    self.checkin(client);
+                    self.checkin(client).await;
                     return Err(f.into_error());
                 }
                 Ok(truncated) => {
-                    self.checkin(client);
+                    self.checkin(client).await;
                     return Ok(truncated);
                 }
             }
