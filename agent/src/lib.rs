@@ -25,6 +25,7 @@ pub mod render;
 pub mod replay;
 pub mod resultset;
 pub mod runner;
+pub mod scrub;
 pub mod service;
 pub mod transport;
 pub mod vault;

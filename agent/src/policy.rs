@@ -158,6 +158,11 @@ pub struct EgressSection {
     /// Columns to mask, by name pattern.
     #[serde(default)]
     pub mask: Vec<MaskRule>,
+    /// What of a failed job's database error text leaves: `scrubbed` (default: codes,
+    /// position, and the message without fragments that are not in the job's SQL),
+    /// `code_only`, or `full` (the text as is, values from rows included).
+    #[serde(default)]
+    pub errors: Option<crate::scrub::ErrorsMode>,
 }
 
 /// Default of `max_rows`.
@@ -180,6 +185,8 @@ pub struct EgressPolicy {
     pub max_bytes: usize,
     /// Mask rules, the defaults' first.
     pub mask: Vec<MaskRule>,
+    /// What of a failed job's error text leaves.
+    pub errors: crate::scrub::ErrorsMode,
 }
 
 impl EgressPolicy {
@@ -196,6 +203,7 @@ impl EgressPolicy {
             max_points: to_usize(pick(|s| s.max_points.map(Bounded::get), DEFAULT_MAX_POINTS)),
             max_bytes: to_usize(pick(|s| s.max_bytes.map(Bounded::get), MAX_BYTES)),
             mask,
+            errors: own.and_then(|o| o.errors).or(defaults.errors).unwrap_or_default(),
         }
     }
 

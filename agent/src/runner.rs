@@ -953,6 +953,11 @@ async fn process(ctx: &Ctx, job: DeliveredJob) {
     let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     report.stats.duration_ms = elapsed;
     rec.duration_ms = elapsed;
+    // A failure's message leaves too: the ledger counts and hashes it like a body.
+    if let Some(reason) = &report.reason {
+        rec.bytes_sent = reason.message.len() as u64;
+        rec.error_sha256 = Some(sha256_hex(reason.message.as_bytes()));
+    }
     if let Err(e) = ctx.audit.record(&rec).await {
         tracing::error!(error = %e, "Audit record not written; the result is withheld.");
         report = ResultReport::refused(
@@ -986,6 +991,7 @@ fn audit_base(job: &DeliveredJob) -> AuditRecord {
         cache: None,
         bytes_sent: 0,
         body_sha256: None,
+        error_sha256: None,
         truncated: false,
         egress: Vec::new(),
         duration_ms: 0,
@@ -1045,18 +1051,29 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob, cancel: CancellationToken) -> (R
     }
     let max_rows = usize::try_from(live.cfg.limits.max_rows.get()).unwrap_or(10_000);
     let limits = QueryLimits { max_rows, timeout: live.cfg.query_timeout(&spec.connection, spec.timeout_secs), cancel };
-    let failed = |rec: &mut AuditRecord, code: &str, message: String, stats: ResultStats| {
+    // `logged`: what the log may show of `message` (`None`: all of it, the agent's own words).
+    let failed = |rec: &mut AuditRecord, code: &str, message: String, logged: Option<&str>, stats: ResultStats| {
         if code == "cancelled" {
             tracing::info!("Job cancelled at the control plane's request; its query was stopped.");
             rec.outcome = "cancelled";
             rec.reason = Some(code.to_owned());
             return ResultReport::refused(&job.job_id, JobOutcome::Cancelled, code, message, stats);
         }
-        tracing::warn!(reason = code, error = %message, "Job failed.");
+        tracing::warn!(reason = code, error = %logged.unwrap_or(&message), "Job failed.");
         rec.outcome = "failed";
         rec.reason = Some(code.to_owned());
         ResultReport::refused(&job.job_id, JobOutcome::Failed, code, message, stats)
     };
+    // A database's error text is egress: `egress.errors` decides what of it leaves (with
+    // an egress decision when something was removed); the log gets the scrubbed text,
+    // whatever the mode.
+    let known = crate::scrub::Known::new(&spec.sql, &spec.params);
+    let query_failed =
+        |rec: &mut AuditRecord, e: &QueryError, stats: ResultStats, decisions: &mut Vec<EgressDecision>| {
+            let out = crate::scrub::outgoing(policy.errors, e, &known);
+            decisions.extend(out.decision);
+            failed(rec, e.code(), out.message, Some(&out.logged), stats)
+        };
     let mut decisions = Vec::new();
     let truncation = |decisions: &mut Vec<EgressDecision>| {
         decisions.push(EgressDecision {
@@ -1082,7 +1099,10 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob, cancel: CancellationToken) -> (R
                 sink.finish(truncated)
             }
             Err(QueryError::Sink(message)) => Err(message),
-            Err(e) => return (failed(&mut rec, e.code(), e.to_string(), stats), rec, upload_until),
+            Err(e) => {
+                let report = query_failed(&mut rec, &e, stats, &mut decisions);
+                return (with_decisions(report, &mut rec, decisions), rec, upload_until);
+            }
         };
         match rendered {
             Ok(r) => {
@@ -1090,14 +1110,17 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob, cancel: CancellationToken) -> (R
                 (r, ResultStats { truncated, ..stats })
             }
             Err(message) => {
-                let report = failed(&mut rec, "render_failed", message, stats);
+                let report = failed(&mut rec, "render_failed", message, None, stats);
                 return (with_decisions(report, &mut rec, decisions), rec, upload_until);
             }
         }
     } else {
         let (mut rs, cache_hit) = match cached_query(ctx, &live.cfg, job, &spec, conn, limits, &mut rec).await {
             Ok(r) => r,
-            Err(e) => return (failed(&mut rec, e.code(), e.to_string(), ResultStats::default()), rec, upload_until),
+            Err(e) => {
+                let report = query_failed(&mut rec, &e, ResultStats::default(), &mut decisions);
+                return (with_decisions(report, &mut rec, decisions), rec, upload_until);
+            }
         };
         let rows_read = rs.rows.len() as u64;
         rec.rows_read = rows_read;
@@ -1114,7 +1137,7 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob, cancel: CancellationToken) -> (R
             Ok(None) => {}
             Err(d) => {
                 decisions.push(d.clone());
-                let report = failed(&mut rec, "egress_refused", d.detail, stats);
+                let report = failed(&mut rec, "egress_refused", d.detail, None, stats);
                 return (with_decisions(report, &mut rec, decisions), rec, upload_until);
             }
         }
@@ -1125,7 +1148,7 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob, cancel: CancellationToken) -> (R
                 (r, ResultStats { truncated, ..stats })
             }
             Err(e) => {
-                let report = failed(&mut rec, "render_failed", e.to_string(), stats);
+                let report = failed(&mut rec, "render_failed", e.to_string(), None, stats);
                 return (with_decisions(report, &mut rec, decisions), rec, upload_until);
             }
         }
@@ -1136,7 +1159,7 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob, cancel: CancellationToken) -> (R
         Ok(more) => decisions.extend(more),
         Err(d) => {
             decisions.push(d.clone());
-            let report = failed(&mut rec, "egress_refused", d.detail, stats);
+            let report = failed(&mut rec, "egress_refused", d.detail, None, stats);
             return (with_decisions(report, &mut rec, decisions), rec, upload_until);
         }
     }
