@@ -17,10 +17,15 @@
 //!
 //! The agent's own log gets the scrubbed text whatever the mode: never a raw message.
 //!
-//! What this does not stop: a value the cloud already guessed (it occurs in the SQL, so
-//! it may come back, as a `WHERE` clause would confirm it anyway); a value made only of
-//! template words that a stored routine raises unquoted; a SQLSTATE or error number
-//! chosen by a stored routine's `SIGNAL` (MySQL/MariaDB).
+//! A data exception (SQLSTATE class 22), a constraint (23), or a routine's `RAISE` or
+//! `SIGNAL` quotes values: there nothing comes back even when the SQL names it, or a job
+//! listing candidate values in its SQL would learn from one error which one a row holds.
+//!
+//! What this does not stop: a value the job already names in an error of another class
+//! (`secret::regclass` gives `relation "…" does not exist`, class 42, so a candidate named
+//! in the SQL comes back; `code_only` closes that too); a value made only of template
+//! words that a stored routine raises unquoted; an error number chosen by a stored
+//! routine's `SIGNAL` (MySQL/MariaDB).
 
 use outpost_protocol::{EgressAction, EgressDecision, Param};
 
@@ -99,6 +104,11 @@ impl Known {
         }
         let lowered = texts.iter().map(|t| t.to_ascii_lowercase()).collect();
         Self { texts, lowered, sql_chars: sql.chars().count(), sql_lines: sql.lines().count().max(1) }
+    }
+
+    /// The same SQL's size, but no text: nothing may come back as known.
+    fn codes_only(&self) -> Self {
+        Self { texts: Vec::new(), lowered: Vec::new(), sql_chars: self.sql_chars, sql_lines: self.sql_lines }
     }
 
     /// Whether `fragment` occurs verbatim in the SQL or a parameter, starting and ending
@@ -376,7 +386,13 @@ fn scrubbed_text(err: &QueryError, known: &Known) -> (String, usize) {
     let s = |text: &str| scrub(text, known);
     match err {
         QueryError::Server(e) => {
-            let m = s(&e.message);
+            // A data exception or a constraint, a routine's RAISE or SIGNAL: what it
+            // quotes is a value. Even one the SQL also names may not go back, or a job
+            // listing candidates in its SQL would learn from the error which one a row
+            // holds (a dictionary attack in one query). The position still says where.
+            let value_error = e.custom_code
+                || e.sqlstate.as_deref().is_some_and(|c| ["22", "23", "P0", "45"].iter().any(|k| c.starts_with(k)));
+            let m = if value_error { scrub(&e.message, &known.codes_only()) } else { s(&e.message) };
             let mut removed = m.removed;
             let suffix = suffix(e, known, &mut removed);
             (format!("query failed: {}{suffix}", m.text), removed)
@@ -417,7 +433,7 @@ fn code_only_text(err: &QueryError) -> String {
         QueryError::Server(e) => {
             let codes = ServerError { message: String::new(), position: None, ..(**e).clone() };
             let mut removed = 0;
-            let known = Known { texts: vec![], lowered: vec![], sql_chars: 0, sql_lines: 0 };
+            let known = Known::new("", &[]).codes_only();
             format!("query failed{}{withheld}", suffix(&codes, &known, &mut removed))
         }
         QueryError::Database { .. } => format!("query failed{withheld}"),

@@ -274,3 +274,27 @@ fn long_messages_are_capped() {
     let err = QueryError::Database { message: "x ".repeat(5000) };
     assert!(outgoing(ErrorsMode::Full, &err, &known("SELECT 1")).message.chars().count() <= MAX_MESSAGE_CHARS + 1);
 }
+
+#[test]
+fn a_value_error_gives_nothing_back_even_what_the_sql_names() {
+    // Candidates listed in the SQL: a data exception must not say which one the row holds.
+    let sql = "SELECT CAST(secret AS int) FROM t WHERE secret IN ('alice', 'bob', 'carol')";
+    let out = outgoing(
+        ErrorsMode::Scrubbed,
+        &pg("invalid input syntax for type integer: \"bob\"", "22P02", None),
+        &known(sql),
+    );
+    assert_eq!(out.message, "query failed: invalid input syntax for type integer: \"…\" (SQLSTATE 22P02)");
+    let out =
+        outgoing(ErrorsMode::Scrubbed, &maria("Truncated incorrect INTEGER value: 'bob'", 1292, "22007"), &known(sql));
+    assert_eq!(out.message, "query failed: Truncated incorrect INTEGER value: '…' (error 1292, SQLSTATE 22007)");
+    let out = outgoing(ErrorsMode::Scrubbed, &pg("value bob", "P0001", None), &known(sql));
+    assert_eq!(out.message, "query failed: value … (SQLSTATE P0001)");
+    // Another class may quote the SQL back: a name the job used.
+    let out = outgoing(
+        ErrorsMode::Scrubbed,
+        &pg("column \"secrt\" does not exist", "42703", Some(13)),
+        &known("SELECT CAST(secrt AS int) FROM t"),
+    );
+    assert_eq!(out.message, "query failed: column \"secrt\" does not exist (SQLSTATE 42703, at character 13)");
+}
