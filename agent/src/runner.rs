@@ -1067,9 +1067,9 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob, cancel: CancellationToken) -> (R
     // A database's error text is egress: `egress.errors` decides what of it leaves (with
     // an egress decision when something was removed); the log gets the scrubbed text,
     // whatever the mode.
-    let known = crate::scrub::Known::new(&spec.sql, &spec.params);
     let query_failed =
         |rec: &mut AuditRecord, e: &QueryError, stats: ResultStats, decisions: &mut Vec<EgressDecision>| {
+            let known = crate::scrub::Known::new(&spec.sql, &spec.params);
             let out = crate::scrub::outgoing(policy.errors, e, &known);
             decisions.extend(out.decision);
             failed(rec, e.code(), out.message, Some(&out.logged), stats)
