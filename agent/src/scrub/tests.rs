@@ -298,3 +298,38 @@ fn a_value_error_gives_nothing_back_even_what_the_sql_names() {
     );
     assert_eq!(out.message, "query failed: column \"secrt\" does not exist (SQLSTATE 42703, at character 13)");
 }
+
+/// Runs `sql` on a fresh sample database and returns what the policy sends of its error.
+async fn sqlite_failure(sql: &str, mode: ErrorsMode) -> Outgoing {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("sample.db");
+    crate::connectors::sqlite::ensure_sample_db(&path).expect("sample db");
+    let conn = crate::connectors::sqlite::SqliteConnector::new(path);
+    let limits = crate::connectors::QueryLimits::new(10, std::time::Duration::from_secs(5));
+    let err = conn.query(sql.into(), vec![], limits).await.expect_err("the query fails");
+    outgoing(mode, &err, &known(sql))
+}
+
+#[tokio::test]
+async fn sqlite_errors_come_in_parts_without_the_statement_and_values_are_scrubbed() {
+    // rusqlite's text would be "no such column: x in SELECT region, x AS v FROM orders at
+    // offset 15": the server's message and the position travel apart, the SQL does not.
+    let sql = "SELECT region, x AS v FROM orders";
+    let out = sqlite_failure(sql, ErrorsMode::Full).await;
+    assert!(out.message.starts_with("query failed: no such column: x (SQLite error 1"), "{}", out.message);
+    assert!(out.message.ends_with(", at character 16)"), "{}", out.message);
+    assert!(!out.message.contains("FROM orders"), "{}", out.message);
+    let out = sqlite_failure("SELEC region FROM orders", ErrorsMode::Scrubbed).await;
+    assert!(out.message.starts_with("query failed: near \"SELEC\": syntax error (SQLite error 1"), "{}", out.message);
+    assert_eq!(out.decision, None);
+    // A value from a row inside a runtime error.
+    let sql = "SELECT json_extract('{}', region) FROM orders";
+    let raw = sqlite_failure(sql, ErrorsMode::Full).await;
+    let region = raw.message.split('\'').nth(1).unwrap_or_default().to_owned();
+    // SQLite 3.45+ says `bad JSON path: 'North'`, older ones `JSON path error near 'North'`.
+    assert!(raw.message.contains("JSON path") && !region.is_empty(), "{}", raw.message);
+    let out = sqlite_failure(sql, ErrorsMode::Scrubbed).await;
+    assert_eq!(out.message, raw.message.replace(&region, "…"));
+    assert!(!out.message.contains(&region) && !raw.logged.contains(&region), "{} / {}", out.message, raw.logged);
+    assert!(out.decision.is_some());
+}
