@@ -7,7 +7,7 @@
 //! - `scrubbed` (default): the error's code, its SQLSTATE and error number, the position
 //!   in the SQL, and the message with every fragment removed that did not come from the
 //!   cloud. It is an allow-list: a quoted fragment, or a word outside the words of the
-//!   servers' message templates ([`words.txt`](self), from PostgreSQL's, MariaDB's and
+//!   servers' message templates (`words.txt` beside this file, from PostgreSQL's, MariaDB's and
 //!   SQLite's message catalogues), stays only when it occurs verbatim in the job's own SQL
 //!   text or parameters (what came from the cloud may go back to it); numbers count as
 //!   data. Supplementary lines (`DETAIL:`, `HINT:`, `CONTEXT:`, …) go whole when anything
