@@ -251,3 +251,106 @@ async fn a_mariadb_error_never_carries_a_masked_value_out_unless_errors_full_say
     admin.query_drop(format!("DROP DATABASE {name}")).await?;
     Ok(())
 }
+
+/// Every digit run of `text` that is not in `sql`, outside the parentheses that give the
+/// SQLSTATE, error number and position.
+fn foreign_numbers(text: &str, sql: &str) -> Vec<String> {
+    let mut rest = text.to_owned();
+    while let Some(open) = rest.find(" (") {
+        let Some(close) = rest[open..].find(')').map(|c| open + c) else { break };
+        if !rest[open..close].contains("SQLSTATE") {
+            break;
+        }
+        rest.replace_range(open..=close, "");
+    }
+    rest.split(|c: char| !c.is_ascii_digit())
+        .filter(|n| !n.is_empty() && !sql.contains(*n))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_errors_that_quote_a_row_are_scrubbed_whatever_the_function() -> Result<()> {
+    use outpost_agent::connectors::postgres::PostgresConnector;
+    use outpost_agent::connectors::{QueryLimits, ServerSettings};
+    use outpost_agent::scrub::{outgoing, ErrorsMode, Known};
+    let s = server()?;
+    let db = schema(&s, "errq").await?;
+    let t = &db.name;
+    let reader = format!("outpost_err_reader_{}", &outpost_protocol::ids::new_nonce()[..8].to_ascii_lowercase());
+    db.admin
+        .batch_execute(&format!(
+            "CREATE TABLE {t}.customers (id int, secret text, n bigint, d text);
+             INSERT INTO {t}.customers VALUES (1, '{CANARY}', 9876543210, '2024-13-45');
+             -- A customer's routines that raise with what they were given.
+             CREATE FUNCTION {t}.check_secret(v text) RETURNS int LANGUAGE plpgsql AS
+               $$ BEGIN RAISE EXCEPTION 'rejected %', v; END $$;
+             CREATE FUNCTION {t}.check_code(v text) RETURNS int LANGUAGE plpgsql AS
+               $$ BEGIN RAISE EXCEPTION USING MESSAGE = v, ERRCODE = upper(substr(v, 1, 5)); END $$;
+             CREATE ROLE {reader} LOGIN;
+             GRANT USAGE ON SCHEMA {t} TO {reader};
+             GRANT SELECT ON {t}.customers TO {reader};
+             GRANT EXECUTE ON FUNCTION {t}.check_secret(text), {t}.check_code(text) TO {reader};"
+        ))
+        .await?;
+    let conn = PostgresConnector::new(ServerSettings {
+        host: s.host(),
+        port: s.port(),
+        database: s.database().to_owned(),
+        user: reader.clone(),
+        password: None,
+        tls_ca: None,
+        pool_size: 2,
+    })
+    .context("connector")?;
+    let from = format!("FROM {t}.customers");
+    let queries = [
+        format!("SELECT id, CAST(secret AS int) AS n {from}"),
+        format!("SELECT secret::uuid {from}"),
+        format!("SELECT secret::inet::text {from}"),
+        format!("SELECT secret::numeric {from}"),
+        format!("SELECT secret::boolean {from}"),
+        format!("SELECT secret::interval::text {from}"),
+        format!("SELECT secret::json {from}"),
+        format!("SELECT ('{{\"a\": ' || secret || '}}')::jsonb {from}"),
+        format!("SELECT secret::regclass::text {from}"),
+        format!("SELECT secret::bit(3)::text {from}"),
+        format!("SELECT d::date {from}"),
+        format!("SELECT to_date(secret, 'YYYY-MM') {from}"),
+        format!("SELECT current_setting(secret) {from}"),
+        format!("SELECT format(secret || '%z', 1) {from}"),
+        format!("SELECT make_date(2024, (n % 7 + 13)::int, 1) {from}"),
+        format!("SELECT chr((n % 1000)::int + 2000000) {from}"),
+        format!("SELECT pg_read_file(secret) {from}"),
+        format!("SELECT {t}.check_secret(secret) {from}"),
+        format!("SELECT {t}.check_code(secret) {from}"),
+    ];
+    let mut quoted_in_full = 0;
+    for sql in &queries {
+        let err = conn
+            .query(sql.clone(), vec![], QueryLimits::new(10, std::time::Duration::from_secs(10)))
+            .await
+            .err()
+            .with_context(|| format!("{sql}: no error"))?;
+        let known = Known::new(sql, &[]);
+        let full = outgoing(ErrorsMode::Full, &err, &known);
+        quoted_in_full += usize::from(full.message.to_uppercase().contains("S3CR"));
+        for mode in [ErrorsMode::Scrubbed, ErrorsMode::CodeOnly] {
+            let out = outgoing(mode, &err, &known);
+            for text in [&out.message, &out.logged] {
+                assert!(!text.to_uppercase().contains("S3CR"), "{sql}\n  full: {}\n  sent: {text}", full.message);
+                assert!(!text.contains("2024-1"), "{sql}: {text}");
+                // Numbers come from the SQL, or are the SQLSTATE, an error number or a position.
+                assert_eq!(foreign_numbers(text, sql), Vec::<String>::new(), "{sql}: {text}");
+            }
+        }
+    }
+    // The checks could fail: most of these errors quote the value as the server wrote them.
+    assert!(quoted_in_full >= 11, "only {quoted_in_full} errors quoted the canary");
+    drop(conn);
+    db.drop_now().await?;
+    let (admin, c) = s.config.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(c);
+    admin.batch_execute(&format!("DROP ROLE {reader}")).await?;
+    Ok(())
+}
