@@ -137,6 +137,11 @@ pub struct AuditRecord {
     /// SHA-256 (hex) of exactly the rendered bytes sent: with `bytes_sent`, the egress
     /// ledger a security team reconciles with what the control plane stored.
     pub body_sha256: Option<String>,
+    /// SHA-256 (hex) of the failure message sent (the report's reason message) when the
+    /// job did not succeed; `bytes_sent` is then that message's length. Under the default
+    /// `egress.errors: scrubbed` it is the scrubbed text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_sha256: Option<String>,
     /// Whether rows were cut at the row cap.
     pub truncated: bool,
     /// What the egress policy truncated, masked, downsampled or refused (absent: nothing).
@@ -474,6 +479,7 @@ mod tests {
             cache: Some("miss"),
             bytes_sent: 10,
             body_sha256: None,
+            error_sha256: None,
             truncated: false,
             egress: Vec::new(),
             duration_ms: 1,

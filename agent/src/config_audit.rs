@@ -94,6 +94,8 @@ pub struct EgressView {
     pub max_bytes: usize,
     /// Mask rules: `pattern -> stars|hash`.
     pub mask: Vec<String>,
+    /// `scrubbed`, `code_only` or `full`: what of a failure's error text leaves.
+    pub errors: &'static str,
 }
 
 impl EgressView {
@@ -105,6 +107,7 @@ impl EgressView {
             max_points: p.max_points,
             max_bytes: p.max_bytes,
             mask: p.mask.iter().map(|m| format!("{} -> {}", m.column.as_str(), mask_name(m.with))).collect(),
+            errors: p.errors.name(),
         }
     }
 }
@@ -238,6 +241,21 @@ pub fn audit(path: &Path, cfg: &AgentConfig, now: i64) -> Report {
                 Severity::Medium,
                 &format!("{subject}.egress.{field}"),
                 format!("widens the top-level egress policy: {widened}"),
+            );
+        }
+        if policy.errors == crate::scrub::ErrorsMode::Full {
+            let (severity, masks) = if policy.mask.is_empty() {
+                (Severity::Medium, "")
+            } else {
+                (Severity::High, ", the values of masked columns included")
+            };
+            add(
+                severity,
+                &format!("{subject}.egress.errors"),
+                format!(
+                    "errors: full sends database error messages as they are; they can quote values from rows{masks} \
+                     (the default, scrubbed, removes every fragment that is not in the job's SQL)"
+                ),
             );
         }
         if policy.allow_raw_table && policy.allowed_kinds.contains(&crate::policy::RenderKind::Table) {
@@ -586,12 +604,13 @@ pub fn render_text(r: &Report) -> String {
         let e = &c.egress;
         let _ = writeln!(
             o,
-            "    may leave: {} | raw tables {} | max rows {} | max points {} | max bytes {}",
+            "    may leave: {} | raw tables {} | max rows {} | max points {} | max bytes {} | errors {}",
             e.allowed_kinds.join(", "),
             if e.allow_raw_table { "yes" } else { "no" },
             e.max_rows,
             e.max_points,
-            e.max_bytes
+            e.max_bytes,
+            e.errors
         );
         if !e.mask.is_empty() {
             let _ = writeln!(o, "    masked: {}", e.mask.join("; "));

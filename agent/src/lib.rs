@@ -5,7 +5,8 @@
 //! enrolment record), [`enrol`] (token for certificate), [`transport`] (mutual TLS to the
 //! control plane), [`runner`] (the daemon loop: verify, run, render, audit, report),
 //! [`connectors`] (read-only database access), [`resultset`] (rows in memory only),
-//! [`render`] (the only bytes that leave), [`replay`] (jobs already accepted), [`audit`] (the local audit log),
+//! [`render`] (the only bytes that leave), [`scrub`] (what of a failure's error text leaves),
+//! [`replay`] (jobs already accepted), [`audit`] (the local audit log),
 //! [`backoff`] (jittered retries).
 #![forbid(unsafe_code)]
 
@@ -26,6 +27,7 @@ pub mod render;
 pub mod replay;
 pub mod resultset;
 pub mod runner;
+pub mod scrub;
 pub mod service;
 pub mod transport;
 pub mod vault;

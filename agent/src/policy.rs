@@ -210,6 +210,11 @@ pub struct EgressSection {
     /// masked column: `refuse` the job (default) or `mask` the column.
     #[serde(default)]
     pub unprovable: Option<Unprovable>,
+    /// What of a failed job's database error text leaves: `scrubbed` (default: codes,
+    /// position, and the message without fragments that are not in the job's SQL),
+    /// `code_only`, or `full` (the text as is, values from rows included).
+    #[serde(default)]
+    pub errors: Option<crate::scrub::ErrorsMode>,
 }
 
 /// Default of `max_rows`.
@@ -234,6 +239,8 @@ pub struct EgressPolicy {
     pub mask: Vec<MaskRule>,
     /// What happens to a column whose source cannot be established.
     pub unprovable: Unprovable,
+    /// What of a failed job's error text leaves.
+    pub errors: crate::scrub::ErrorsMode,
 }
 
 impl EgressPolicy {
@@ -251,6 +258,7 @@ impl EgressPolicy {
             max_bytes: to_usize(pick(|s| s.max_bytes.map(Bounded::get), MAX_BYTES)),
             mask,
             unprovable: own.and_then(|o| o.unprovable).or(defaults.unprovable).unwrap_or_default(),
+            errors: own.and_then(|o| o.errors).or(defaults.errors).unwrap_or_default(),
         }
     }
 

@@ -960,6 +960,11 @@ async fn process(ctx: &Ctx, job: DeliveredJob) {
     let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     report.stats.duration_ms = elapsed;
     rec.duration_ms = elapsed;
+    // A failure's message leaves too: the ledger counts and hashes it like a body.
+    if let Some(reason) = &report.reason {
+        rec.bytes_sent = reason.message.len() as u64;
+        rec.error_sha256 = Some(sha256_hex(reason.message.as_bytes()));
+    }
     if let Err(e) = ctx.audit.record(&rec).await {
         tracing::error!(error = %e, "Audit record not written; the result is withheld.");
         report = ResultReport::refused(
@@ -1010,6 +1015,7 @@ fn audit_base(job: &DeliveredJob) -> AuditRecord {
         cache: None,
         bytes_sent: 0,
         body_sha256: None,
+        error_sha256: None,
         truncated: false,
         egress: Vec::new(),
         duration_ms: 0,
@@ -1083,18 +1089,29 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob, cancel: CancellationToken) -> (R
         cancel,
         provenance: policy.needs_provenance(),
     };
-    let failed = |rec: &mut AuditRecord, code: &str, message: String, stats: ResultStats| {
+    // `logged`: what the log may show of `message` (`None`: all of it, the agent's own words).
+    let failed = |rec: &mut AuditRecord, code: &str, message: String, logged: Option<&str>, stats: ResultStats| {
         if code == "cancelled" {
             tracing::info!("Job cancelled at the control plane's request; its query was stopped.");
             rec.outcome = "cancelled";
             rec.reason = Some(code.to_owned());
             return ResultReport::refused(&job.job_id, JobOutcome::Cancelled, code, message, stats);
         }
-        tracing::warn!(reason = code, error = %message, "Job failed.");
+        tracing::warn!(reason = code, error = %logged.unwrap_or(&message), "Job failed.");
         rec.outcome = "failed";
         rec.reason = Some(code.to_owned());
         ResultReport::refused(&job.job_id, JobOutcome::Failed, code, message, stats)
     };
+    // A database's error text is egress: `egress.errors` decides what of it leaves (with
+    // an egress decision when something was removed); the log gets the scrubbed text,
+    // whatever the mode.
+    let query_failed =
+        |rec: &mut AuditRecord, e: &QueryError, stats: ResultStats, decisions: &mut Vec<EgressDecision>| {
+            let known = crate::scrub::Known::new(&spec.sql, &spec.params);
+            let out = crate::scrub::outgoing(policy.errors, e, &known);
+            decisions.extend(out.decision);
+            failed(rec, e.code(), out.message, Some(&out.logged), stats)
+        };
     let mut decisions = Vec::new();
     let truncation = |decisions: &mut Vec<EgressDecision>| {
         decisions.push(EgressDecision {
@@ -1120,12 +1137,16 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob, cancel: CancellationToken) -> (R
                 sink.finish(truncated)
             }
             Err(QueryError::Sink(message)) => Err(message),
+            // The policy's own words (column names, rules): nothing from a row.
             Err(QueryError::Refused(d)) => {
                 decisions.push(d.clone());
-                let report = failed(&mut rec, "egress_refused", d.detail, stats);
+                let report = failed(&mut rec, "egress_refused", d.detail, None, stats);
                 return (with_decisions(report, &mut rec, decisions), rec, upload_until);
             }
-            Err(e) => return (failed(&mut rec, e.code(), e.to_string(), stats), rec, upload_until),
+            Err(e) => {
+                let report = query_failed(&mut rec, &e, stats, &mut decisions);
+                return (with_decisions(report, &mut rec, decisions), rec, upload_until);
+            }
         };
         match rendered {
             Ok(r) => {
@@ -1133,14 +1154,17 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob, cancel: CancellationToken) -> (R
                 (r, ResultStats { truncated, ..stats })
             }
             Err(message) => {
-                let report = failed(&mut rec, "render_failed", message, stats);
+                let report = failed(&mut rec, "render_failed", message, None, stats);
                 return (with_decisions(report, &mut rec, decisions), rec, upload_until);
             }
         }
     } else {
         let (mut rs, cache_hit) = match cached_query(ctx, &live.cfg, job, &spec, conn, limits, &mut rec).await {
             Ok(r) => r,
-            Err(e) => return (failed(&mut rec, e.code(), e.to_string(), ResultStats::default()), rec, upload_until),
+            Err(e) => {
+                let report = query_failed(&mut rec, &e, ResultStats::default(), &mut decisions);
+                return (with_decisions(report, &mut rec, decisions), rec, upload_until);
+            }
         };
         let rows_read = rs.rows.len() as u64;
         rec.rows_read = rows_read;
@@ -1161,7 +1185,7 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob, cancel: CancellationToken) -> (R
             Ok(None) => {}
             Err(d) => {
                 decisions.push(d.clone());
-                let report = failed(&mut rec, "egress_refused", d.detail, stats);
+                let report = failed(&mut rec, "egress_refused", d.detail, None, stats);
                 return (with_decisions(report, &mut rec, decisions), rec, upload_until);
             }
         }
@@ -1172,7 +1196,7 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob, cancel: CancellationToken) -> (R
                 (r, ResultStats { truncated, ..stats })
             }
             Err(e) => {
-                let report = failed(&mut rec, "render_failed", e.to_string(), stats);
+                let report = failed(&mut rec, "render_failed", e.to_string(), None, stats);
                 return (with_decisions(report, &mut rec, decisions), rec, upload_until);
             }
         }
@@ -1183,7 +1207,7 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob, cancel: CancellationToken) -> (R
         Ok(more) => decisions.extend(more),
         Err(d) => {
             decisions.push(d.clone());
-            let report = failed(&mut rec, "egress_refused", d.detail, stats);
+            let report = failed(&mut rec, "egress_refused", d.detail, None, stats);
             return (with_decisions(report, &mut rec, decisions), rec, upload_until);
         }
     }

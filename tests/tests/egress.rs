@@ -215,11 +215,11 @@ async fn the_local_policy_truncates_masks_and_refuses_whatever_the_job_asks() ->
         (Some("succeeded"), vec![pair("downsampled", "max_points")])
     );
     assert_eq!((jobs[9]["outcome"].as_str(), rules(jobs[9])), (Some("failed"), vec![pair("refused", "max_bytes")]));
-    // Refused results sent nothing; the ledger shows it.
+    // Refused results sent no body, only their reason's message; the ledger shows it.
     assert!(jobs
         .iter()
         .filter(|j| j["outcome"] != "succeeded")
-        .all(|j| j["bytes_sent"] == 0 && j["body_sha256"].is_null()));
+        .all(|j| j["body_sha256"].is_null() && j["error_sha256"].is_string()));
     // The agent's whole state holds no raw value of a masked column.
     for f in outpost_e2e::files_under(&agent.state_dir)? {
         let bytes = std::fs::read(&f)?;

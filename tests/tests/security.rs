@@ -57,7 +57,7 @@ async fn forged_expired_and_misaddressed_jobs_are_rejected_and_never_run() -> Re
         assert_eq!(body["state"], "rejected", "{reason}: {body}");
         assert_eq!(body["reason"], *reason, "{body}");
     }
-    // The audit log proves none of them ran: rejected, zero rows, nothing sent.
+    // The audit log proves none of them ran: rejected, zero rows, no body sent.
     let audit = agent.audit_records()?;
     for (id, reason) in &ids {
         let recs: Vec<_> = audit.iter().filter(|r| r["job_id"] == id.as_str()).collect();
@@ -65,7 +65,8 @@ async fn forged_expired_and_misaddressed_jobs_are_rejected_and_never_run() -> Re
         assert_eq!(recs[0]["verdict"], "rejected");
         assert_eq!(recs[0]["reason"], *reason);
         assert_eq!(recs[0]["rows_read"], 0);
-        assert_eq!(recs[0]["bytes_sent"], 0);
+        // Nothing but the reason's message left (counted and hashed like a body).
+        assert!(recs[0]["body_sha256"].is_null() && recs[0]["error_sha256"].is_string(), "{recs:?}");
         assert!(recs[0]["sql_sha256"].is_null(), "an unverified job's SQL is not even hashed");
     }
     assert!(audit.iter().all(|r| r["verdict"] == "rejected"), "no job was accepted: {audit:?}");

@@ -139,6 +139,9 @@ pub fn line(v: &serde_json::Value) -> String {
             if let Some(sha) = obj.get("body_sha256").and_then(|x| x.as_str()) {
                 let _ = write!(text, " body_sha256={}…", &sha[..sha.len().min(16)]);
             }
+            if let Some(sha) = obj.get("error_sha256").and_then(|x| x.as_str()) {
+                let _ = write!(text, " error_sha256={}…", &sha[..sha.len().min(16)]);
+            }
             if let Some(egress) = obj.get("egress").and_then(|x| x.as_array()) {
                 let parts: Vec<String> = egress
                     .iter()

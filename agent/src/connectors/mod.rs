@@ -136,6 +136,11 @@ pub enum QueryError {
         /// The database's message.
         message: String,
     },
+    /// The database server reported an error, in its parts: its message, SQLSTATE, error
+    /// number and position. What of it leaves the agent is the egress policy's
+    /// (`egress.errors`, see [`crate::scrub`]).
+    #[error("query failed: {0}")]
+    Server(Box<ServerError>),
     /// The statement ran past its timeout and was interrupted.
     #[error("query cancelled after the {after_ms} ms statement timeout")]
     Timeout {
@@ -198,7 +203,7 @@ impl QueryError {
         match self {
             QueryError::Open { .. } => "connection_failed",
             QueryError::NotReadOnly { .. } => "read_only_violation",
-            QueryError::Database { .. } => "query_failed",
+            QueryError::Database { .. } | QueryError::Server(_) => "query_failed",
             QueryError::Timeout { .. } => "query_timeout",
             QueryError::Cancelled => "cancelled",
             QueryError::Param { .. } => "bad_parameter",
@@ -209,6 +214,43 @@ impl QueryError {
             QueryError::PrivilegedRole { .. } => "privileged_role",
             QueryError::RoleUnchecked { .. } => "role_unchecked",
         }
+    }
+}
+
+/// An error as the database server reported it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerError {
+    /// The server's primary message, as it wrote it (it may quote values from rows).
+    pub message: String,
+    /// The five-character SQLSTATE, when the server gives one.
+    pub sqlstate: Option<String>,
+    /// Whether `sqlstate` may have been chosen by a user's code (PostgreSQL: not one of
+    /// the codes the server defines, as `RAISE … USING ERRCODE` allows; MySQL/MariaDB:
+    /// a `SIGNAL`), so that it can carry data.
+    pub custom_code: bool,
+    /// The server's error number (MySQL/MariaDB; SQLite's extended result code).
+    pub number: Option<u32>,
+    /// Where in the SQL text the error is, in characters from 1.
+    pub position: Option<u32>,
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)?;
+        let mut parts = Vec::new();
+        if let Some(n) = self.number {
+            parts.push(if self.sqlstate.is_some() { format!("error {n}") } else { format!("SQLite error {n}") });
+        }
+        if let Some(s) = &self.sqlstate {
+            parts.push(format!("SQLSTATE {s}"));
+        }
+        if let Some(p) = self.position {
+            parts.push(format!("at character {p}"));
+        }
+        if !parts.is_empty() {
+            write!(f, " ({})", parts.join(", "))?;
+        }
+        Ok(())
     }
 }
 

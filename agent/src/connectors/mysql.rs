@@ -62,7 +62,14 @@ fn db_err(e: &mysql_async::Error) -> QueryError {
         return match s.code {
             // ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
             1792 => QueryError::NotReadOnly { reason: s.message.clone() },
-            _ => QueryError::Database { message: format!("{} (error {}, SQLSTATE {})", s.message, s.code, s.state) },
+            _ => QueryError::Server(Box::new(super::ServerError {
+                message: s.message.clone(),
+                sqlstate: Some(s.state.clone()),
+                // ER_SIGNAL_EXCEPTION, or SQLSTATE 45000: a stored routine's SIGNAL.
+                custom_code: s.code == 1644 || s.state == "45000",
+                number: Some(u32::from(s.code)),
+                position: None,
+            })),
         };
     }
     QueryError::Database { message: e.to_string() }

@@ -81,7 +81,17 @@ fn db_err(e: &tokio_postgres::Error) -> QueryError {
             "25006" => QueryError::NotReadOnly { reason: message },
             // insufficient_privilege
             "42501" => QueryError::Database { message: format!("permission denied by the database: {message}") },
-            _ => QueryError::Database { message: format!("{message} (SQLSTATE {code})") },
+            _ => QueryError::Server(Box::new(super::ServerError {
+                message,
+                sqlstate: Some(code.to_owned()),
+                // A code the server does not define came from a RAISE … USING ERRCODE.
+                custom_code: format!("{:?}", db.code()).contains("Other"),
+                number: None,
+                position: match db.position() {
+                    Some(tokio_postgres::error::ErrorPosition::Original(p)) => Some(*p),
+                    _ => None,
+                },
+            })),
         };
     }
     QueryError::Database { message: e.to_string() }

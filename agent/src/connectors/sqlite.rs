@@ -41,7 +41,23 @@ fn db_err(e: rusqlite::Error) -> QueryError {
     if readonly {
         QueryError::NotReadOnly { reason: message }
     } else {
-        QueryError::Database { message }
+        match e {
+            rusqlite::Error::SqlInputError { error, msg, sql, offset } => {
+                let position = usize::try_from(offset).ok().and_then(|o| sql.get(..o)).map(|s| s.chars().count() + 1);
+                QueryError::Server(Box::new(super::ServerError {
+                    message: msg,
+                    number: Some(u32::try_from(error.extended_code).unwrap_or_default()),
+                    position: position.and_then(|p| u32::try_from(p).ok()),
+                    ..Default::default()
+                }))
+            }
+            rusqlite::Error::SqliteFailure(f, Some(msg)) => QueryError::Server(Box::new(super::ServerError {
+                message: msg,
+                number: Some(u32::try_from(f.extended_code).unwrap_or_default()),
+                ..Default::default()
+            })),
+            _ => QueryError::Database { message },
+        }
     }
 }
 
@@ -414,7 +430,10 @@ mod tests {
             .query(format!("ATTACH DATABASE '{}' AS o", other.display()), vec![], limits(10))
             .await
             .expect_err("attach");
-        assert!(matches!(err, QueryError::NotReadOnly { .. } | QueryError::Database { .. }), "{err}");
+        assert!(
+            matches!(err, QueryError::NotReadOnly { .. } | QueryError::Database { .. } | QueryError::Server(_)),
+            "{err}"
+        );
         assert!(!other.exists());
     }
 
