@@ -68,8 +68,10 @@ pub async fn dispatch<S: Store>(
         JobsResult => {
             ctx.target = Some(arg(0));
             let wait = wait_param(q)?;
-            visible_job(app, ctx.caller()?, &arg(0), false).await?;
-            api::result(app, &arg(0), wait).await
+            let caller = ctx.caller()?;
+            let rec = visible_job(app, caller, &arg(0), false).await?;
+            let may_read_sql = crate::redact::may_read_sql(app, caller, &rec).await?;
+            api::result(app, &arg(0), wait, may_read_sql).await
         }
         JobsCancel => jobs_cancel(app, ctx, &arg(0)).await,
         ProjectsList => prj::list(app, ctx).await,

@@ -6,7 +6,8 @@
 //! a narrow trait), [`hub`] (wake-ups), [`app`] (the operations), [`api`] (the API
 //! listener: routes, authentication, audit), [`api_routes`], [`api_access`] and
 //! [`api_projects`] (its handlers), [`access`] (roles, scopes, grants, passwords) and
-//! [`access_store`] (their persistence), [`sealing`] (results encrypted at rest),
+//! [`access_store`] (their persistence), [`sealing`] (results encrypted at rest), [`redact`] (failure
+//! text kept from callers who may not read the SQL),
 //! [`embed`] (embed tokens), [`openapi`] (the API's description), [`agent_api`] (the
 //! agent listener), [`server`] (TLS and connections).
 #![forbid(unsafe_code)]
@@ -30,6 +31,7 @@ pub mod oidc;
 pub mod openapi;
 pub mod pg;
 pub mod pki;
+pub mod redact;
 pub mod sealing;
 pub mod server;
 pub mod signing;
