@@ -24,7 +24,7 @@ use outpost_protocol::wire::{
     DeliveredJob, Heartbeat, KeySetsResponse, PollResponse, RenewRequest, RenewResponse, MAX_KEY_SETS_PER_RESPONSE,
     PATH_ENROLL, PATH_HEARTBEAT, PATH_KEY_SETS, PATH_POLL, PATH_RENEW,
 };
-use outpost_protocol::{Envelope, ResultReport};
+use outpost_protocol::ResultReport;
 
 use crate::app::App;
 use crate::http::{json, parse_json, query_param, read_body, ApiError, Body};
@@ -60,9 +60,22 @@ async fn route<S: Store>(app: &App<S>, peer: &AgentPeer, req: Request<Incoming>)
                 None => 0,
                 Some(v) => v.parse::<u64>().map_err(|_| ApiError::bad_field("after", "a key-set version"))?,
             };
+            // Statements form a chain (each is checked against the keys before it), so a
+            // statement that cannot be read ends the answer there instead of failing it:
+            // the agent gets every good one before it, and the error is logged.
             let mut statements = Vec::new();
-            for s in app.store.key_sets_after(after, MAX_KEY_SETS_PER_RESPONSE).await? {
-                statements.push(serde_json::from_str(&s).map_err(ApiError::internal)?);
+            for (i, s) in app.store.key_sets_after(after, MAX_KEY_SETS_PER_RESPONSE).await?.into_iter().enumerate() {
+                match serde_json::from_str(&s) {
+                    Ok(st) => statements.push(st),
+                    Err(_) => {
+                        tracing::error!(
+                            after,
+                            position = i,
+                            "A stored key-set statement cannot be read; answering with the ones before it."
+                        );
+                        break;
+                    }
+                }
             }
             Ok(json(StatusCode::OK, &KeySetsResponse { statements }))
         }
@@ -125,8 +138,16 @@ async fn poll<S: Store>(app: &App<S>, peer: &AgentPeer, query: Option<&str>) -> 
             n.enable();
         }
         let now = outpost_protocol::unix_now();
-        let batch = app.store.lease_jobs(peer.clone(), now, lease, max).await?;
-        let (leased, expired, key_set_version) = (batch.jobs, batch.expired, batch.key_set_version);
+        let got = crate::queue::lease_deliverable(&app.store, peer, now, lease, max).await?;
+        for bad in &got.corrupt {
+            tracing::error!(job_id = %bad.id, agent_id = %agent, problem = bad.problem,
+                "A job's stored envelope cannot be read; it fails as corrupt_job and the poll goes on.");
+            app.audit_system("jobs.corrupt", &bad.id, serde_json::json!({ "agent": agent, "problem": bad.problem }))
+                .await;
+            app.hub.job_done(&bad.id);
+        }
+        let (batch, leased) = (got.batch, got.jobs);
+        let (expired, key_set_version) = (batch.expired, batch.key_set_version);
         for id in &expired {
             tracing::info!(job_id = %id, agent_id = %agent, "Job expired before delivery.");
             app.hub.job_done(id);
@@ -140,11 +161,10 @@ async fn poll<S: Store>(app: &App<S>, peer: &AgentPeer, query: Option<&str>) -> 
         }
         if !leased.is_empty() || !batch.cancel.is_empty() {
             let mut jobs = Vec::with_capacity(leased.len());
-            for j in leased {
-                let envelope: Envelope = serde_json::from_str(&j.envelope_json).map_err(ApiError::internal)?;
-                tracing::debug!(job_id = %j.id, agent_id = %agent, "Job delivered.");
-                app.hub.job_changed(&j.id);
-                jobs.push(DeliveredJob { job_id: j.id, envelope });
+            for (job_id, envelope) in leased {
+                tracing::debug!(job_id = %job_id, agent_id = %agent, "Job delivered.");
+                app.hub.job_changed(&job_id);
+                jobs.push(DeliveredJob { job_id, envelope });
             }
             return Ok(json(StatusCode::OK, &PollResponse { jobs, key_set_version, cancel: batch.cancel }));
         }

@@ -337,6 +337,33 @@ impl<S: Store> App<S> {
         Ok(failed)
     }
 
+    /// Appends `e` to the cloud audit log; a failure to write it is logged (the action it
+    /// records has happened either way).
+    pub async fn record_audit(&self, e: crate::access_store::AuditEvent) {
+        let action = e.action.clone();
+        if let Err(err) = self.store.add_audit(e).await {
+            tracing::error!(error = %err, action = %action, "Could not write the audit record.");
+        }
+    }
+
+    /// Records something the control plane itself did (actor `control-plane`), e.g. a job
+    /// failed as `corrupt_job`.
+    pub async fn audit_system(&self, action: &str, target: &str, detail: serde_json::Value) {
+        self.record_audit(crate::access_store::AuditEvent {
+            seq: 0,
+            at: outpost_protocol::unix_now(),
+            actor: "control-plane".into(),
+            credential: "none".into(),
+            action: action.into(),
+            target: Some(target.into()),
+            outcome: "failed".into(),
+            status: 0,
+            remote: None,
+            detail: Some(detail),
+        })
+        .await;
+    }
+
     /// Asks to stop a job: a queued one ends at once; a leased one's agent is woken to
     /// hear of it at its next poll answer.
     pub async fn cancel_job(&self, id: &str) -> Result<crate::store::CancelOutcome, StoreError> {

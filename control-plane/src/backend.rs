@@ -70,6 +70,9 @@ impl Store for Backend {
     ) -> Result<LeaseBatch, StoreError> {
         forward!(self, lease_jobs(agent, now, lease_secs, max))
     }
+    async fn fail_corrupt_job(&self, id: String, agent: String, now: i64, message: String) -> Result<bool, StoreError> {
+        forward!(self, fail_corrupt_job(id, agent, now, message))
+    }
     async fn cancel_job(&self, id: String, now: i64) -> Result<CancelOutcome, StoreError> {
         forward!(self, cancel_job(id, now))
     }

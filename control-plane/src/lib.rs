@@ -3,7 +3,8 @@
 //!
 //! Modules, one concern each: [`config`] (control-plane.yaml), [`pki`] (CA, server and
 //! agent certificates), [`signing`] (the job-signing key), [`store`] (persistence behind
-//! a narrow trait), [`hub`] (wake-ups), [`app`] (the operations), [`api`] (the API
+//! a narrow trait), [`hub`] (wake-ups), [`queue`] (leases that skip
+//! damaged rows), [`app`] (the operations), [`api`] (the API
 //! listener: routes, authentication, audit), [`api_routes`], [`api_access`] and
 //! [`api_projects`] (its handlers), [`access`] (roles, scopes, grants, passwords) and
 //! [`access_store`] (their persistence), [`sealing`] (results encrypted at rest), [`redact`] (failure
@@ -31,6 +32,7 @@ pub mod oidc;
 pub mod openapi;
 pub mod pg;
 pub mod pki;
+pub mod queue;
 pub mod redact;
 pub mod sealing;
 pub mod server;

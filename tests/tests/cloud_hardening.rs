@@ -134,3 +134,50 @@ async fn a_failure_that_quotes_the_sql_reaches_only_those_who_may_read_the_sql()
     assert_no_sql("the embed result", &res.text());
     Ok(())
 }
+
+/// Runs `sql` on the control plane's database directly, as damage from outside would.
+fn damage(cp: &outpost_e2e::ControlPlane, sql: &str) -> Result<()> {
+    match &cp.pg {
+        Some(db) => {
+            let (code, _, err) =
+                outpost_e2e::run_cmd(std::path::Path::new("psql"), &["-X", "-q", "-d", &db.url, "-c", sql], None)?;
+            ensure!(code == 0, "psql: {err}");
+        }
+        None => {
+            let c = rusqlite::Connection::open(cp.data_dir.join("control-plane.db"))?;
+            c.busy_timeout(std::time::Duration::from_secs(10))?;
+            c.execute_batch(sql)?;
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_row_that_cannot_be_read_fails_alone_and_the_job_behind_it_runs() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let (cp, mut agent) = outpost_e2e::enrolled_offline(root.path()).await?;
+    let job = json!({ "agent": "edge-1", "connection": "sample", "sql": "SELECT 42 AS n",
+                      "render": { "kind": "scalar", "column": "n" } });
+    let bad = cp.dispatch(job.clone()).await?;
+    let good = cp.dispatch(job).await?;
+    damage(&cp, &format!("UPDATE jobs SET envelope = '{{\"payload\": CPH-ROW-TEXT' WHERE id = '{bad}'"))?;
+    // The agent asks for one job at a time: the damaged one is first in line.
+    agent.start_connected()?;
+    let (status, body) = cp.wait_result(&good).await?;
+    assert_eq!(status, 200, "the job behind the damaged one runs: {body}");
+    assert!(body.contains("42"), "{body}");
+    let v = cp.job(&bad).await?;
+    assert_eq!(v["state"], "failed", "{v}");
+    assert_eq!(v["reason"]["code"], "corrupt_job", "{v}");
+    assert!(!v.to_string().contains("CPH-ROW-TEXT"), "the row's content is never quoted: {v}");
+    let audit = ok_json(&cp.api()?, "GET", "/v1/audit?action=jobs.corrupt", None).await?;
+    let events = audit["events"].as_array().context("events")?;
+    assert_eq!(events.len(), 1, "{audit}");
+    assert_eq!(
+        (events[0]["target"].as_str(), events[0]["actor"].as_str()),
+        (Some(bad.as_str()), Some("control-plane"))
+    );
+    assert!(!cp.log_text().contains("CPH-ROW-TEXT"), "nor logged");
+    assert!(cp.log_text().contains("corrupt_job"), "the control plane logs it");
+    Ok(())
+}
