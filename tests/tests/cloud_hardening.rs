@@ -181,3 +181,27 @@ async fn a_job_row_that_cannot_be_read_fails_alone_and_the_job_behind_it_runs() 
     assert!(cp.log_text().contains("corrupt_job"), "the control plane logs it");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_typed_into_the_name_field_never_reaches_the_audit_log() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let mut cp = outpost_e2e::ControlPlane::init(root.path())?;
+    cp.start()?;
+    let admin = cp.api()?;
+    user_with_token(&admin, "ana", "viewer").await?;
+    let anon = admin.with_token(None);
+    let typed = "Pa55word-typed-in-the-name-field";
+    for (user, password) in [(typed, "whatever-password"), (typed, "another-password"), ("ana", "wrong-password-x")] {
+        let res = call(&anon, "POST", "/v1/sessions", Some(&json!({ "user": user, "password": password }))).await?;
+        assert_eq!(res.status, 401, "{}", res.text());
+    }
+    let audit = ok_json(&admin, "GET", "/v1/audit?action=session.create", None).await?;
+    assert!(!audit.to_string().contains(typed), "the typed name is not stored: {audit}");
+    let actors: Vec<&str> =
+        audit["events"].as_array().context("events")?.iter().filter_map(|e| e["actor"].as_str()).collect();
+    assert_eq!(actors.len(), 3, "{audit}");
+    assert!(actors[0].starts_with("unknown:") && actors[0].len() == "unknown:".len() + 32, "{actors:?}");
+    assert_eq!(actors[0], actors[1], "the same typed name gives the same stand-in, so guesses can be counted");
+    assert_eq!(actors[2], "ana", "a name that matches an account is recorded as that account");
+    Ok(())
+}
