@@ -60,6 +60,8 @@ pub enum RouteId {
     AgentsList,
     AgentsRevoke,
     EnrolmentTokensCreate,
+    EnrolmentTokensList,
+    EnrolmentTokensRevoke,
     JobsList,
     JobsDispatch,
     JobsRead,
@@ -216,6 +218,22 @@ pub const ROUTES: &[Route] = &[
         "enrollment_tokens.create",
         needs(Scope::AgentsAdmin),
         "Create a one-time enrolment token for an agent name"
+    ),
+    route!(
+        "GET",
+        "/v1/enrollment-tokens",
+        EnrolmentTokensList,
+        "enrollment_tokens.list",
+        needs(Scope::AgentsAdmin),
+        "List the outstanding (unused, unexpired) enrolment tokens, never their secrets"
+    ),
+    route!(
+        "DELETE",
+        "/v1/enrollment-tokens/{id}",
+        EnrolmentTokensRevoke,
+        "enrollment_tokens.revoke",
+        needs(Scope::AgentsAdmin),
+        "Revoke an unused enrolment token: it enrols nobody from now on"
     ),
     route!(
         "GET",

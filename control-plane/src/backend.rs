@@ -30,6 +30,12 @@ impl Store for Backend {
     async fn create_enrol_token(&self, t: EnrolTokenRecord) -> Result<(), StoreError> {
         forward!(self, create_enrol_token(t))
     }
+    async fn outstanding_enrol_tokens(&self, now: i64) -> Result<Vec<EnrolTokenRecord>, StoreError> {
+        forward!(self, outstanding_enrol_tokens(now))
+    }
+    async fn revoke_enrol_token(&self, id: String) -> Result<Option<EnrolTokenRecord>, StoreError> {
+        forward!(self, revoke_enrol_token(id))
+    }
     async fn redeem_enrol_token(
         &self,
         id: String,

@@ -9,7 +9,8 @@
 //! [`api_projects`] (its handlers), [`access`] (roles, scopes, grants, passwords) and
 //! [`access_store`] (their persistence), [`sealing`] (results encrypted at rest), [`redact`] (failure
 //! text kept from callers who may not read the SQL),
-//! [`embed`] (embed tokens), [`openapi`] (the API's description), [`agent_api`] (the
+//! [`embed`] (embed tokens), [`enrolment`] (enrolment's
+//! audit records, token list and revocation, throttle), [`openapi`] (the API's description), [`agent_api`] (the
 //! agent listener), [`server`] (TLS and connections).
 #![forbid(unsafe_code)]
 
@@ -26,6 +27,7 @@ pub mod backend;
 pub mod config;
 pub mod console;
 pub mod embed;
+pub mod enrolment;
 pub mod http;
 pub mod hub;
 pub mod oidc;

@@ -490,6 +490,17 @@ const JOB_COLS: &str = "id, agent, connection, state, created_at, expires_at, fi
      reason_code, reason_message, stats, content_type";
 
 /// A job row: [`JOB_COLS`], then the body or NULL, `cancel_requested_at`, the origin and the pool.
+fn enrol_token_from_row(r: &Row) -> EnrolTokenRecord {
+    EnrolTokenRecord {
+        id: r.get(0),
+        agent: r.get(1),
+        pool: r.get(2),
+        secret_sha256: r.get(3),
+        created_at: r.get(4),
+        expires_at: r.get(5),
+    }
+}
+
 fn job_from_row(r: &Row) -> Result<JobRecord, StoreError> {
     let code: Option<String> = r.get(8);
     let message: Option<String> = r.get(9);
@@ -550,6 +561,30 @@ impl Store for PgStore {
             )
             .await?;
         Ok(())
+    }
+
+    async fn outstanding_enrol_tokens(&self, now: i64) -> Result<Vec<EnrolTokenRecord>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, agent, pool, secret_sha256, created_at, expires_at FROM enrol_tokens
+                 WHERE used_at IS NULL AND expires_at >= $1 ORDER BY created_at, id",
+                &[&now],
+            )
+            .await?;
+        Ok(rows.iter().map(enrol_token_from_row).collect())
+    }
+
+    async fn revoke_enrol_token(&self, id: String) -> Result<Option<EnrolTokenRecord>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "DELETE FROM enrol_tokens WHERE id = $1 AND used_at IS NULL
+                 RETURNING id, agent, pool, secret_sha256, created_at, expires_at",
+                &[&id],
+            )
+            .await?;
+        Ok(row.as_ref().map(enrol_token_from_row))
     }
 
     async fn redeem_enrol_token(

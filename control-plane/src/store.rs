@@ -374,6 +374,18 @@ pub enum RedeemError {
 pub trait Store: crate::access_store::AccessStore + Send + Sync + 'static {
     /// Stores a new enrolment token.
     fn create_enrol_token(&self, t: EnrolTokenRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Enrolment tokens neither used nor expired at `now`, oldest first (their secrets'
+    /// hashes are in the records; callers never show them).
+    fn outstanding_enrol_tokens(
+        &self,
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<EnrolTokenRecord>, StoreError>> + Send;
+    /// Deletes an unused enrolment token (a later enrolment with it is `token_unknown`);
+    /// returns the deleted record, `None` when there is no unused token with that id.
+    fn revoke_enrol_token(
+        &self,
+        id: String,
+    ) -> impl Future<Output = Result<Option<EnrolTokenRecord>, StoreError>> + Send;
     /// Checks and consumes a token in one transaction; on success the agent is recorded
     /// (in the token's pool, which is returned).
     fn redeem_enrol_token(
@@ -835,6 +847,48 @@ impl Store for SqliteStore {
                 params![t.id, t.agent, t.secret_sha256, t.created_at, t.expires_at, t.pool],
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn outstanding_enrol_tokens(&self, now: i64) -> Result<Vec<EnrolTokenRecord>, StoreError> {
+        self.with_conn(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT id, agent, pool, secret_sha256, created_at, expires_at FROM enrol_tokens
+                 WHERE used_at IS NULL AND expires_at >= ?1 ORDER BY created_at, id",
+            )?
+            .query_map(params![now], |r| {
+                Ok(EnrolTokenRecord {
+                    id: r.get(0)?,
+                    agent: r.get(1)?,
+                    pool: r.get(2)?,
+                    secret_sha256: r.get(3)?,
+                    created_at: r.get(4)?,
+                    expires_at: r.get(5)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn revoke_enrol_token(&self, id: String) -> Result<Option<EnrolTokenRecord>, StoreError> {
+        self.with_conn(move |c| {
+            Ok(c.prepare_cached(
+                "DELETE FROM enrol_tokens WHERE id = ?1 AND used_at IS NULL
+                 RETURNING id, agent, pool, secret_sha256, created_at, expires_at",
+            )?
+            .query_row(params![id], |r| {
+                Ok(EnrolTokenRecord {
+                    id: r.get(0)?,
+                    agent: r.get(1)?,
+                    pool: r.get(2)?,
+                    secret_sha256: r.get(3)?,
+                    created_at: r.get(4)?,
+                    expires_at: r.get(5)?,
+                })
+            })
+            .optional()?)
         })
         .await
     }
@@ -1409,6 +1463,30 @@ mod tests {
         assert_eq!(late, Err(RedeemError::Expired { expires_at: 50 }));
     }
 
+    async fn outstanding_enrolment_tokens_are_listed_and_an_unused_one_can_be_revoked<S: Store>(store: &S) {
+        for (id, expires_at) in [("tok-a", 5000), ("tok-b", 5000), ("tok-old", 50)] {
+            let t = EnrolTokenRecord {
+                id: id.into(),
+                agent: format!("agent-{id}"),
+                pool: (id == "tok-b").then(|| "pool-1".into()),
+                secret_sha256: "h".into(),
+                created_at: 10,
+                expires_at,
+            };
+            store.create_enrol_token(t).await.expect("token");
+        }
+        // `t1` (used by `seed`) and `tok-old` (expired) are not outstanding.
+        let ids = |v: Vec<EnrolTokenRecord>| v.into_iter().map(|t| t.id).collect::<Vec<_>>();
+        assert_eq!(ids(store.outstanding_enrol_tokens(100).await.expect("list")), ["tok-a", "tok-b"]);
+        let gone = store.revoke_enrol_token("tok-b".into()).await.expect("revoke").expect("was there");
+        assert_eq!((gone.agent.as_str(), gone.pool.as_deref()), ("agent-tok-b", Some("pool-1")));
+        assert!(store.revoke_enrol_token("tok-b".into()).await.expect("revoke").is_none(), "once");
+        assert!(store.revoke_enrol_token("t1".into()).await.expect("revoke").is_none(), "a used token stays");
+        assert_eq!(ids(store.outstanding_enrol_tokens(100).await.expect("list")), ["tok-a"]);
+        let redeemed = store.redeem_enrol_token("tok-b".into(), "h".into(), "agent-tok-b".into(), 100, 200).await;
+        assert_eq!(redeemed.expect("db"), Err(RedeemError::Unknown), "a revoked token enrols nobody");
+    }
+
     async fn the_same_result_twice_is_accepted_once_and_a_different_one_is_refused<S: Store>(store: &S) {
         let id = new_job_id();
         store.insert_job(job(&id, 5000)).await.expect("insert");
@@ -1732,5 +1810,6 @@ mod tests {
         a_revoked_members_pool_job_goes_back_to_the_pool,
         concurrent_members_never_lease_the_same_job,
         a_job_whose_envelope_cannot_be_read_fails_alone_and_the_others_go_on,
+        outstanding_enrolment_tokens_are_listed_and_an_unused_one_can_be_revoked,
     );
 }
