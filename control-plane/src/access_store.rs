@@ -357,6 +357,19 @@ pub trait AccessStore: Send + Sync + 'static {
     fn purge(&self, before: i64, now: i64) -> impl Future<Output = Result<usize, StoreError>> + Send;
 }
 
+/// `text` for a LIKE pattern with `ESCAPE '\'`: its `%`, `_` and `\` match only
+/// themselves. Every LIKE in the stores takes its user-given part through this.
+pub(crate) fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 4);
+    for ch in text.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}
+
 const USER_COLS: &str = "id, name, role, password_hash, created_at, disabled_at, last_sign_in";
 
 fn user_from_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<UserRecord> {
@@ -978,13 +991,13 @@ impl AccessStore for SqliteStore {
     async fn audit(&self, f: AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
         self.with_conn(move |c| {
             let (action_exact, action_prefix) = match &f.action {
-                Some(a) if a.ends_with('.') => (None, Some(format!("{a}%"))),
+                Some(a) if a.ends_with('.') => (None, Some(format!("{}%", like_escape(a)))),
                 Some(a) => (Some(a.clone()), None),
                 None => (None, None),
             };
             let mut stmt = c.prepare_cached(
                 "SELECT seq, at, actor, credential, action, target, outcome, status, remote, detail FROM cloud_audit
-                 WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR action = ?2) AND (?3 IS NULL OR action LIKE ?3)
+                 WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR action = ?2) AND (?3 IS NULL OR action LIKE ?3 ESCAPE '\\')
                    AND (?4 IS NULL OR outcome = ?4) AND (?5 IS NULL OR at >= ?5) AND (?6 IS NULL OR at < ?6)
                    AND (?7 IS NULL OR seq > ?7) AND (?8 IS NULL OR target = ?8)
                  ORDER BY seq LIMIT ?9",
@@ -1609,6 +1622,15 @@ mod tests {
         assert_eq!(p3.iter().map(|e| e.at).collect::<Vec<_>>(), [50]);
         assert!(page(p3.last().map(|e| e.seq)).await.is_empty());
         assert!(s.audit(AuditFilter { limit: 0, ..Default::default() }).await.expect("q").is_empty());
+
+        // `%`, `_` and `\` in a prefix match only themselves, not any character.
+        for (at, action) in [(60, "a_b.x"), (61, "axb.x"), (62, "a%b.x"), (63, "azzb.x"), (64, "a\\b.x")] {
+            s.add_audit(event(at, "root", action, "ok", None)).await.expect("add");
+        }
+        assert_eq!(q(AuditFilter { action: Some("a_b.".into()), ..Default::default() }).await, ["a_b.x"]);
+        assert_eq!(q(AuditFilter { action: Some("a%b.".into()), ..Default::default() }).await, ["a%b.x"]);
+        assert_eq!(q(AuditFilter { action: Some("a\\b.".into()), ..Default::default() }).await, ["a\\b.x"]);
+        assert_eq!(q(AuditFilter { action: Some("%.".into()), ..Default::default() }).await, Vec::<String>::new());
     }
 
     async fn purge<S: AccessStore + Store>(s: Arc<S>) {

@@ -675,14 +675,15 @@ impl AccessStore for PgStore {
         // primary key for `after` and the time index for `since`/`until`); every value is
         // a parameter. At most 2^8 statement shapes, each prepared once per connection.
         let action_exact = f.action.as_ref().filter(|a| !a.ends_with('.'));
-        let action_prefix = f.action.as_ref().filter(|a| a.ends_with('.')).map(|a| format!("{a}%"));
+        let action_prefix =
+            f.action.as_ref().filter(|a| a.ends_with('.')).map(|a| format!("{}%", crate::access_store::like_escape(a)));
         let limit = i64::from(f.limit);
         let conditions: [(&str, Option<&(dyn ToSql + Sync)>); 8] = [
             ("actor = $?", f.actor.as_ref().map(|v| v as _)),
             ("action = $?", action_exact.map(|v| v as _)),
-            // SQLite's LIKE ignores ASCII case and has no escape character: ILIKE with
-            // ESCAPE '' matches the same events (`%` and `_` stay wildcards in both).
-            ("action ILIKE $? ESCAPE ''", action_prefix.as_ref().map(|v| v as _)),
+            // SQLite's LIKE ignores ASCII case: ILIKE matches the same events. Both escape
+            // `%`, `_` and `\` of the given prefix with `\` (see `like_escape`).
+            ("action ILIKE $? ESCAPE '\\'", action_prefix.as_ref().map(|v| v as _)),
             ("outcome = $?", f.outcome.as_ref().map(|v| v as _)),
             ("at >= $?", f.since.as_ref().map(|v| v as _)),
             ("at < $?", f.until.as_ref().map(|v| v as _)),

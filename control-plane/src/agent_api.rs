@@ -13,6 +13,7 @@
 //! On an enrolment connection (no client certificate, ALPN `outpost-enroll/1`) only
 //! `POST /v1/enroll` exists.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ use outpost_protocol::wire::{
     DeliveredJob, Heartbeat, KeySetsResponse, PollResponse, RenewRequest, RenewResponse, MAX_KEY_SETS_PER_RESPONSE,
     PATH_ENROLL, PATH_HEARTBEAT, PATH_KEY_SETS, PATH_POLL, PATH_RENEW,
 };
-use outpost_protocol::{Envelope, ResultReport};
+use outpost_protocol::ResultReport;
 
 use crate::app::App;
 use crate::http::{json, parse_json, query_param, read_body, ApiError, Body};
@@ -60,9 +61,22 @@ async fn route<S: Store>(app: &App<S>, peer: &AgentPeer, req: Request<Incoming>)
                 None => 0,
                 Some(v) => v.parse::<u64>().map_err(|_| ApiError::bad_field("after", "a key-set version"))?,
             };
+            // Statements form a chain (each is checked against the keys before it), so a
+            // statement that cannot be read ends the answer there instead of failing it:
+            // the agent gets every good one before it, and the error is logged.
             let mut statements = Vec::new();
-            for s in app.store.key_sets_after(after, MAX_KEY_SETS_PER_RESPONSE).await? {
-                statements.push(serde_json::from_str(&s).map_err(ApiError::internal)?);
+            for (i, s) in app.store.key_sets_after(after, MAX_KEY_SETS_PER_RESPONSE).await?.into_iter().enumerate() {
+                match serde_json::from_str(&s) {
+                    Ok(st) => statements.push(st),
+                    Err(_) => {
+                        tracing::error!(
+                            after,
+                            position = i,
+                            "A stored key-set statement cannot be read; answering with the ones before it."
+                        );
+                        break;
+                    }
+                }
             }
             Ok(json(StatusCode::OK, &KeySetsResponse { statements }))
         }
@@ -92,8 +106,17 @@ async fn route<S: Store>(app: &App<S>, peer: &AgentPeer, req: Request<Incoming>)
             let lifetime = i64::try_from(app.cfg.cert_lifetime_secs).unwrap_or(86_400);
             let (certificate_pem, not_after) =
                 app.ca.issue_agent_cert(agent, &r.csr_pem, lifetime).map_err(ApiError::internal)?;
-            app.store.record_renewal(peer.clone(), not_after, outpost_protocol::unix_now()).await?;
+            if let Err(e) = app.store.record_renewal(peer.clone(), not_after, outpost_protocol::unix_now()).await {
+                let err = ApiError::from(e);
+                let detail = serde_json::json!({ "error": err.code });
+                crate::enrolment::audit_agent(app, agent, "mtls".into(), "agents.renew", err.status, None, detail)
+                    .await;
+                return Err(err);
+            }
             tracing::info!(agent_id = %agent, not_after, "Agent certificate renewed.");
+            let detail = serde_json::json!({ "not_after": not_after });
+            crate::enrolment::audit_agent(app, agent, "mtls".into(), "agents.renew", StatusCode::OK, None, detail)
+                .await;
             Ok(json(StatusCode::OK, &RenewResponse { certificate_pem, not_after }))
         }
         (&Method::POST, p) if p.starts_with(outpost_protocol::wire::PATH_JOBS) && p.ends_with("/result") => {
@@ -125,8 +148,16 @@ async fn poll<S: Store>(app: &App<S>, peer: &AgentPeer, query: Option<&str>) -> 
             n.enable();
         }
         let now = outpost_protocol::unix_now();
-        let batch = app.store.lease_jobs(peer.clone(), now, lease, max).await?;
-        let (leased, expired, key_set_version) = (batch.jobs, batch.expired, batch.key_set_version);
+        let got = crate::queue::lease_deliverable(&app.store, peer, now, lease, max).await?;
+        for bad in &got.corrupt {
+            tracing::error!(job_id = %bad.id, agent_id = %agent, problem = bad.problem,
+                "A job's stored envelope cannot be read; it fails as corrupt_job and the poll goes on.");
+            app.audit_system("jobs.corrupt", &bad.id, serde_json::json!({ "agent": agent, "problem": bad.problem }))
+                .await;
+            app.hub.job_done(&bad.id);
+        }
+        let (batch, leased) = (got.batch, got.jobs);
+        let (expired, key_set_version) = (batch.expired, batch.key_set_version);
         for id in &expired {
             tracing::info!(job_id = %id, agent_id = %agent, "Job expired before delivery.");
             app.hub.job_done(id);
@@ -140,11 +171,10 @@ async fn poll<S: Store>(app: &App<S>, peer: &AgentPeer, query: Option<&str>) -> 
         }
         if !leased.is_empty() || !batch.cancel.is_empty() {
             let mut jobs = Vec::with_capacity(leased.len());
-            for j in leased {
-                let envelope: Envelope = serde_json::from_str(&j.envelope_json).map_err(ApiError::internal)?;
-                tracing::debug!(job_id = %j.id, agent_id = %agent, "Job delivered.");
-                app.hub.job_changed(&j.id);
-                jobs.push(DeliveredJob { job_id: j.id, envelope });
+            for (job_id, envelope) in leased {
+                tracing::debug!(job_id = %job_id, agent_id = %agent, "Job delivered.");
+                app.hub.job_changed(&job_id);
+                jobs.push(DeliveredJob { job_id, envelope });
             }
             return Ok(json(StatusCode::OK, &PollResponse { jobs, key_set_version, cancel: batch.cancel }));
         }
@@ -201,27 +231,96 @@ async fn upload<S: Store>(
     }
 }
 
-/// Handles a request on an enrolment connection.
-pub async fn handle_enrol<S: Store>(app: Arc<App<S>>, req: Request<Incoming>) -> Response<Body> {
-    match enrol(&app, req).await {
-        Ok(res) => res,
-        Err(e) => {
-            tracing::warn!(code = e.code, error = %e.message, "Enrolment refused.");
+/// Handles a request on an enrolment connection from `remote`: throttled per source
+/// address and per token id, and every attempt recorded in the audit log.
+pub async fn handle_enrol<S: Store>(app: Arc<App<S>>, remote: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let now = outpost_protocol::unix_now();
+    if let Err(wait) = app.enrol_throttle.check_address(remote.ip(), now) {
+        tracing::warn!(remote = %remote.ip(), "Enrolment attempt throttled (source address).");
+        let detail = serde_json::json!({ "reason": "throttled_address" });
+        let status = StatusCode::TOO_MANY_REQUESTS;
+        crate::enrolment::audit_agent(&app, "unknown", "none".into(), "agents.enrol", status, Some(remote), detail)
+            .await;
+        return crate::enrolment::too_many(wait, "from this address");
+    }
+    let mut attempt = EnrolAttempt::default();
+    let result = enrol(&app, req, &mut attempt, now).await;
+    let agent = attempt.agent.as_deref().unwrap_or("unknown");
+    let credential = match &attempt.token_id {
+        Some(id) => format!("enrolment-token:{}", crate::enrolment::audit_token_id(id)),
+        None => "none".into(),
+    };
+    match result {
+        Ok((res, detail)) => {
+            let action = if attempt.reenrolment { "agents.reenrol" } else { "agents.enrol" };
+            crate::enrolment::audit_agent(&app, agent, credential, action, StatusCode::OK, Some(remote), detail).await;
+            res
+        }
+        Err(Refusal::Throttled(wait)) => {
+            tracing::warn!(remote = %remote.ip(), "Enrolment attempt throttled (token id).");
+            let detail = serde_json::json!({ "reason": "throttled_token" });
+            let status = StatusCode::TOO_MANY_REQUESTS;
+            crate::enrolment::audit_agent(&app, agent, credential, "agents.enrol", status, Some(remote), detail).await;
+            crate::enrolment::too_many(wait, "with this token")
+        }
+        Err(Refusal::Error(e)) => {
+            tracing::warn!(code = e.code, error = %e.message, remote = %remote.ip(), "Enrolment refused.");
+            if e.status.is_client_error() {
+                app.enrol_throttle.failed(remote.ip(), attempt.token_id.as_deref(), now);
+            }
+            let detail = serde_json::json!({ "reason": e.code });
+            crate::enrolment::audit_agent(&app, agent, credential, "agents.enrol", e.status, Some(remote), detail)
+                .await;
             e.into_response()
         }
     }
 }
 
-async fn enrol<S: Store>(app: &App<S>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+/// What an enrolment request said about itself, for its audit record.
+#[derive(Debug, Default)]
+struct EnrolAttempt {
+    agent: Option<String>,
+    token_id: Option<String>,
+    reenrolment: bool,
+}
+
+enum Refusal {
+    Throttled(i64),
+    Error(ApiError),
+}
+
+impl From<ApiError> for Refusal {
+    fn from(e: ApiError) -> Self {
+        Refusal::Error(e)
+    }
+}
+
+impl From<crate::store::StoreError> for Refusal {
+    fn from(e: crate::store::StoreError) -> Self {
+        Refusal::Error(e.into())
+    }
+}
+
+async fn enrol<S: Store>(
+    app: &App<S>,
+    req: Request<Incoming>,
+    attempt: &mut EnrolAttempt,
+    now: i64,
+) -> Result<(Response<Body>, serde_json::Value), Refusal> {
     if req.method() != Method::POST || req.uri().path() != PATH_ENROLL {
-        return Err(ApiError::not_found("only POST /v1/enroll is served without a client certificate"));
+        return Err(ApiError::not_found("only POST /v1/enroll is served without a client certificate").into());
     }
     let body = read_body(req.into_body(), MAX_SMALL_BODY).await?;
     let r: EnrolRequest = parse_json(&body)?;
+    attempt.token_id = Some(r.token_id.clone());
     outpost_protocol::job::validate_name(&r.agent).map_err(|e| ApiError::bad_field("agent", e))?;
+    attempt.agent = Some(r.agent.clone());
+    if let Err(wait) = app.enrol_throttle.check_token(&r.token_id, now) {
+        return Err(Refusal::Throttled(wait));
+    }
     // Check the CSR before spending the token on it.
     rcgen::CertificateSigningRequestParams::from_pem(&r.csr_pem).map_err(|e| ApiError::bad_field("csr_pem", e))?;
-    let now = outpost_protocol::unix_now();
+    let before = app.store.agent(r.agent.clone()).await?;
     let lifetime = i64::try_from(app.cfg.cert_lifetime_secs).unwrap_or(86_400);
     let redeemed = app
         .store
@@ -237,14 +336,19 @@ async fn enrol<S: Store>(app: &App<S>, req: Request<Incoming>) -> Result<Respons
                 RedeemError::Used { .. } => "token_used",
                 RedeemError::Expired { .. } => "token_expired",
             };
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, code, e.to_string()));
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, code, e.to_string()).into());
         }
     };
+    attempt.reenrolment = before.is_some();
     let (certificate_pem, not_after) =
         app.ca.issue_agent_cert(&r.agent, &r.csr_pem, lifetime).map_err(ApiError::internal)?;
     let (signing_keys, key_set_version) = crate::signing::published(&app.store).await?;
-    tracing::info!(agent_id = %r.agent, pool = pool.as_deref().unwrap_or(""), not_after, "Agent enrolled.");
-    Ok(json(
+    tracing::info!(agent_id = %r.agent, pool = pool.as_deref().unwrap_or(""), not_after, reenrolment = attempt.reenrolment, "Agent enrolled.");
+    let detail = serde_json::json!({
+        "pool": pool, "not_after": not_after,
+        "was_revoked": before.as_ref().is_some_and(|a| a.revoked_at.is_some()),
+    });
+    let res = json(
         StatusCode::OK,
         &EnrolResponse {
             agent: r.agent.clone(),
@@ -255,5 +359,6 @@ async fn enrol<S: Store>(app: &App<S>, req: Request<Incoming>) -> Result<Respons
             not_after,
             pool,
         },
-    ))
+    );
+    Ok((res, detail))
 }

@@ -60,6 +60,8 @@ pub enum RouteId {
     AgentsList,
     AgentsRevoke,
     EnrolmentTokensCreate,
+    EnrolmentTokensList,
+    EnrolmentTokensRevoke,
     JobsList,
     JobsDispatch,
     JobsRead,
@@ -216,6 +218,22 @@ pub const ROUTES: &[Route] = &[
         "enrollment_tokens.create",
         needs(Scope::AgentsAdmin),
         "Create a one-time enrolment token for an agent name"
+    ),
+    route!(
+        "GET",
+        "/v1/enrollment-tokens",
+        EnrolmentTokensList,
+        "enrollment_tokens.list",
+        needs(Scope::AgentsAdmin),
+        "List the outstanding (unused, unexpired) enrolment tokens, never their secrets"
+    ),
+    route!(
+        "DELETE",
+        "/v1/enrollment-tokens/{id}",
+        EnrolmentTokensRevoke,
+        "enrollment_tokens.revoke",
+        needs(Scope::AgentsAdmin),
+        "Revoke an unused enrolment token: it enrols nobody from now on"
     ),
     route!(
         "GET",
@@ -816,8 +834,14 @@ async fn wait_for_job<S: Store>(
     found
 }
 
-/// Answers with a job's rendered result, waiting for it up to `wait_secs`.
-pub async fn result<S: Store>(app: &App<S>, id: &str, wait_secs: u64) -> Result<Response<Body>, ApiError> {
+/// Answers with a job's rendered result, waiting for it up to `wait_secs`. A failure's
+/// text is given only when `may_read_sql` (see [`crate::redact`]).
+pub async fn result<S: Store>(
+    app: &App<S>,
+    id: &str,
+    wait_secs: u64,
+    may_read_sql: bool,
+) -> Result<Response<Body>, ApiError> {
     let mut rec = wait_for_job(app, id, true, wait_secs, |r| r.state.is_final()).await?;
     match rec.state {
         JobState::Succeeded => {
@@ -857,8 +881,11 @@ pub async fn result<S: Store>(app: &App<S>, id: &str, wait_secs: u64) -> Result<
             &serde_json::json!({ "code": "pending", "message": "the result is not there yet; ask again with ?wait=SECONDS", "state": rec.state.as_str() }),
         )),
         state => {
-            let reason =
+            let mut reason =
                 rec.reason.unwrap_or(outpost_protocol::Reason { code: state.as_str().into(), message: String::new() });
+            if !may_read_sql {
+                reason = crate::redact::redacted(state, &reason);
+            }
             Ok(json(
                 StatusCode::CONFLICT,
                 &serde_json::json!({ "code": format!("job_{}", state.as_str()), "message": reason.message, "reason": reason.code, "state": state.as_str() }),
@@ -890,6 +917,8 @@ pub struct JobView {
     #[serde(skip_serializing_if = "Option::is_none")]
     connection: Option<String>,
     state: &'static str,
+    #[serde(skip)]
+    job_state: JobState,
     created_at: i64,
     expires_at: i64,
     finished_at: Option<i64>,
@@ -939,12 +968,21 @@ impl JobView {
                 }
             };
             if !logic {
-                v.agent = None;
-                v.pool = None;
-                v.connection = None;
+                v.hide_logic();
             }
         }
         Ok(v)
+    }
+
+    /// Hides what only those who may read the job's SQL see: agent, pool, connection and
+    /// the failure's text (its code stays; see [`crate::redact`]).
+    pub fn hide_logic(&mut self) {
+        self.agent = None;
+        self.pool = None;
+        self.connection = None;
+        if let Some(r) = &self.reason {
+            self.reason = Some(crate::redact::redacted(self.job_state, r));
+        }
     }
 }
 
@@ -960,6 +998,7 @@ impl From<&JobRecord> for JobView {
             } else {
                 r.state.as_str()
             },
+            job_state: r.state,
             created_at: r.created_at,
             expires_at: r.expires_at,
             finished_at: r.finished_at,

@@ -101,7 +101,9 @@ pub async fn sign_in<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> Resu
     }
     let r: Req = parse_json(body)?;
     let name = r.user.chars().take(64).collect::<String>();
-    ctx.actor = Some((name.clone(), "password".into()));
+    // The typed name is recorded only once it names an account: a password typed into
+    // the name field must not reach the audit log. Until then, a keyed hash stands in.
+    ctx.actor = Some((app.results.keyed_name(&name), "password".into()));
     let now = outpost_protocol::unix_now();
     if let Err(wait) = app.sign_in_failures.check(&name, now) {
         return Err(ApiError::new(
@@ -111,6 +113,10 @@ pub async fn sign_in<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> Resu
         ));
     }
     let user = app.store.user_by_name(name.clone()).await?;
+    if let Some(u) = &user {
+        ctx.actor = Some((u.name.clone(), "password".into()));
+        ctx.detail = Some(serde_json::json!({ "user_id": u.id }));
+    }
     let password = r.password.clone();
     let hash = user
         .as_ref()

@@ -380,14 +380,11 @@ pub async fn results<S: Store>(
         let for_customer = query.customer_param.and(customer.clone());
         let job = match app.store.latest_project_job(p.id.clone(), idx, for_customer).await? {
             Some(job_id) => app.store.job(job_id, outpost_protocol::unix_now(), false).await?.map(|rec| {
-                let mut v = serde_json::to_value(JobView::from(&rec)).unwrap_or_default();
+                let mut v = JobView::from(&rec);
                 if !access.can_see_logic() {
-                    if let Some(o) = v.as_object_mut() {
-                        o.remove("agent");
-                        o.remove("connection");
-                    }
+                    v.hide_logic();
                 }
-                v
+                serde_json::to_value(v).unwrap_or_default()
             }),
             None => None,
         };
@@ -518,5 +515,6 @@ pub async fn embed_result<S: Store>(
         .await?
         .ok_or_else(|| ApiError::not_found("no result yet for this customer; the project has not run for them"))?;
     ctx.detail = Some(serde_json::json!({ "job": job_id, "query": i }));
-    api::result(app, &job_id, wait).await
+    // An embed viewer never reads SQL, so never a failure's text either.
+    api::result(app, &job_id, wait, false).await
 }

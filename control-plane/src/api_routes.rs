@@ -56,6 +56,8 @@ pub async fn dispatch<S: Store>(
         AgentsList => agents_list(app, ctx).await,
         AgentsRevoke => agents_revoke(app, ctx, &arg(0)).await,
         EnrolmentTokensCreate => enrolment_token(app, ctx, req.body()).await,
+        EnrolmentTokensList => crate::enrolment::list(app).await,
+        EnrolmentTokensRevoke => crate::enrolment::revoke(app, ctx, &arg(0)).await,
         JobsList => jobs_list(app, ctx, q).await,
         JobsDispatch => api::dispatch_job(app, ctx, req.body()).await,
         JobsRead => {
@@ -68,8 +70,10 @@ pub async fn dispatch<S: Store>(
         JobsResult => {
             ctx.target = Some(arg(0));
             let wait = wait_param(q)?;
-            visible_job(app, ctx.caller()?, &arg(0), false).await?;
-            api::result(app, &arg(0), wait).await
+            let caller = ctx.caller()?;
+            let rec = visible_job(app, caller, &arg(0), false).await?;
+            let may_read_sql = crate::redact::may_read_sql(app, caller, &rec).await?;
+            api::result(app, &arg(0), wait, may_read_sql).await
         }
         JobsCancel => jobs_cancel(app, ctx, &arg(0)).await,
         ProjectsList => prj::list(app, ctx).await,
@@ -197,14 +201,16 @@ async fn enrolment_token<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> 
     }
     let r: Req = parse_json(body)?;
     ctx.target = Some(r.agent.clone());
-    let (token, expires_at) =
+    let (token, id, expires_at) =
         app.create_enrolment_token(&r.agent, r.pool.as_deref(), r.ttl_secs).await.map_err(|e| match e {
             crate::app::AppError::Usage(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", m),
             other => ApiError::internal(other),
         })?;
+    // Who created it (the audit record's actor), for which agent and pool, until when.
+    ctx.detail = Some(serde_json::json!({ "token_id": id, "pool": r.pool, "expires_at": expires_at }));
     Ok(json(
         StatusCode::CREATED,
-        &serde_json::json!({ "token": token, "agent": r.agent, "pool": r.pool, "expires_at": expires_at }),
+        &serde_json::json!({ "token": token, "id": id, "agent": r.agent, "pool": r.pool, "expires_at": expires_at }),
     ))
 }
 

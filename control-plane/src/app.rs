@@ -213,6 +213,8 @@ pub struct App<S: Store> {
     pub sign_in_failures: crate::api_access::SignInThrottle,
     /// Single sign-on, when `oidc:` is configured.
     pub oidc: Option<crate::oidc::Oidc>,
+    /// Refused enrolment attempts per source address and per token id.
+    pub enrol_throttle: crate::enrolment::EnrolThrottle,
 }
 
 impl<S: Store> std::fmt::Debug for App<S> {
@@ -252,6 +254,7 @@ pub async fn open(cfg: ControlPlaneConfig) -> Result<Arc<App<Backend>>, AppError
         results,
         embed,
         sign_in_failures: Default::default(),
+        enrol_throttle: Default::default(),
     }))
 }
 
@@ -280,13 +283,13 @@ pub struct DispatchRequest {
 
 impl<S: Store> App<S> {
     /// Creates an enrolment token bound to `agent` (joining `pool`, if given), valid for
-    /// `ttl_secs`.
+    /// `ttl_secs`. Returns the token (shown once), its public id and its expiry.
     pub async fn create_enrolment_token(
         &self,
         agent: &str,
         pool: Option<&str>,
         ttl_secs: u64,
-    ) -> Result<(String, i64), AppError> {
+    ) -> Result<(String, String, i64), AppError> {
         validate_name(agent).map_err(|e| AppError::Usage(format!("agent name {agent:?}: {e}")))?;
         if let Some(p) = pool {
             validate_name(p).map_err(|e| AppError::Usage(format!("pool name {p:?}: {e}")))?;
@@ -314,7 +317,8 @@ impl<S: Store> App<S> {
                 expires_at,
             })
             .await?;
-        Ok((token.encode(), expires_at))
+        tracing::info!(token_id = %token.id, agent_id = %agent, pool = pool.unwrap_or(""), expires_at, "Enrolment token created.");
+        Ok((token.encode(), token.id.clone(), expires_at))
     }
 
     /// Revokes `name`: its queued jobs fail, its connections are cut, and every later
@@ -335,6 +339,33 @@ impl<S: Store> App<S> {
             tracing::warn!(agent_id = %name, failed_jobs = ids.len(), "Agent revoked.");
         }
         Ok(failed)
+    }
+
+    /// Appends `e` to the cloud audit log; a failure to write it is logged (the action it
+    /// records has happened either way).
+    pub async fn record_audit(&self, e: crate::access_store::AuditEvent) {
+        let action = e.action.clone();
+        if let Err(err) = self.store.add_audit(e).await {
+            tracing::error!(error = %err, action = %action, "Could not write the audit record.");
+        }
+    }
+
+    /// Records something the control plane itself did (actor `control-plane`), e.g. a job
+    /// failed as `corrupt_job`.
+    pub async fn audit_system(&self, action: &str, target: &str, detail: serde_json::Value) {
+        self.record_audit(crate::access_store::AuditEvent {
+            seq: 0,
+            at: outpost_protocol::unix_now(),
+            actor: "control-plane".into(),
+            credential: "none".into(),
+            action: action.into(),
+            target: Some(target.into()),
+            outcome: "failed".into(),
+            status: 0,
+            remote: None,
+            detail: Some(detail),
+        })
+        .await;
     }
 
     /// Asks to stop a job: a queued one ends at once; a leased one's agent is woken to

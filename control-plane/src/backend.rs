@@ -30,6 +30,12 @@ impl Store for Backend {
     async fn create_enrol_token(&self, t: EnrolTokenRecord) -> Result<(), StoreError> {
         forward!(self, create_enrol_token(t))
     }
+    async fn outstanding_enrol_tokens(&self, now: i64) -> Result<Vec<EnrolTokenRecord>, StoreError> {
+        forward!(self, outstanding_enrol_tokens(now))
+    }
+    async fn revoke_enrol_token(&self, id: String) -> Result<Option<EnrolTokenRecord>, StoreError> {
+        forward!(self, revoke_enrol_token(id))
+    }
     async fn redeem_enrol_token(
         &self,
         id: String,
@@ -69,6 +75,9 @@ impl Store for Backend {
         max: usize,
     ) -> Result<LeaseBatch, StoreError> {
         forward!(self, lease_jobs(agent, now, lease_secs, max))
+    }
+    async fn fail_corrupt_job(&self, id: String, agent: String, now: i64, message: String) -> Result<bool, StoreError> {
+        forward!(self, fail_corrupt_job(id, agent, now, message))
     }
     async fn cancel_job(&self, id: String, now: i64) -> Result<CancelOutcome, StoreError> {
         forward!(self, cancel_job(id, now))

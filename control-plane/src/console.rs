@@ -782,7 +782,7 @@ impl<S: Store> Page<'_, S> {
         if !self.can(Scope::AgentsAdmin) {
             return Err(api::forbidden("only admins enrol agents"));
         }
-        let b = format!(
+        let mut b = format!(
             "<p>An enrolment token lets one agent, of this name, enrol once; it expires unused after its lifetime.</p>\
              <form class=\"stack\" data-api=\"POST /v1/enrollment-tokens\" data-then=\"secret:token\">\
              <div class=\"row\"><label>Agent name <input name=\"agent\" required pattern=\"[a-z0-9][a-z0-9._\\-]*\"></label>\
@@ -792,6 +792,35 @@ impl<S: Store> Page<'_, S> {
              <input readonly class=\"code\" data-copy-source aria-label=\"Enrolment token\"><button type=\"button\" data-copy>Copy</button></div></form>",
             crate::config::DEFAULT_ENROL_TOKEN_TTL_SECS
         );
+        // The outstanding tokens (never their secrets), each with a revoke button.
+        let v = self.get(RouteId::EnrolmentTokensList, &[], None).await?;
+        let tokens = v["tokens"].as_array().cloned().unwrap_or_default();
+        b.push_str("<h2>Outstanding enrolment tokens</h2>");
+        if tokens.is_empty() {
+            b.push_str("<p>None: every token was used, revoked or has expired.</p>");
+        } else {
+            b.push_str(
+                "<div class=\"scroll\"><table><thead><tr><th scope=\"col\">Id</th><th scope=\"col\">Agent</th>\
+                 <th scope=\"col\">Pool</th><th scope=\"col\">Created</th><th scope=\"col\">Expires</th>\
+                 <th scope=\"col\"><span class=\"sr\">Actions</span></th></tr></thead><tbody>",
+            );
+            for t in &tokens {
+                let id = t["id"].as_str().unwrap_or_default();
+                let _ = write!(
+                    b,
+                    "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>\
+                     <button type=\"button\" class=\"danger\" data-api=\"DELETE /v1/enrollment-tokens/{}\" \
+                     data-confirm=\"Revoke this enrolment token?\" data-then=\"reload\">Revoke</button></td></tr>",
+                    e(id),
+                    e(t["agent"].as_str().unwrap_or_default()),
+                    e(t["pool"].as_str().unwrap_or("-")),
+                    when(&t["created_at"]),
+                    when(&t["expires_at"]),
+                    e(&pct(id)),
+                );
+            }
+            b.push_str("</tbody></table></div>");
+        }
         Ok(("Enrol an agent".into(), b))
     }
 

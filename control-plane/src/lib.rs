@@ -3,11 +3,14 @@
 //!
 //! Modules, one concern each: [`config`] (control-plane.yaml), [`pki`] (CA, server and
 //! agent certificates), [`signing`] (the job-signing key), [`store`] (persistence behind
-//! a narrow trait), [`hub`] (wake-ups), [`app`] (the operations), [`api`] (the API
+//! a narrow trait), [`hub`] (wake-ups), [`queue`] (leases that skip
+//! damaged rows), [`app`] (the operations), [`api`] (the API
 //! listener: routes, authentication, audit), [`api_routes`], [`api_access`] and
 //! [`api_projects`] (its handlers), [`access`] (roles, scopes, grants, passwords) and
-//! [`access_store`] (their persistence), [`sealing`] (results encrypted at rest),
-//! [`embed`] (embed tokens), [`openapi`] (the API's description), [`agent_api`] (the
+//! [`access_store`] (their persistence), [`sealing`] (results encrypted at rest), [`redact`] (failure
+//! text kept from callers who may not read the SQL),
+//! [`embed`] (embed tokens), [`enrolment`] (enrolment's
+//! audit records, token list and revocation, throttle), [`openapi`] (the API's description), [`agent_api`] (the
 //! agent listener), [`server`] (TLS and connections).
 #![forbid(unsafe_code)]
 
@@ -24,12 +27,15 @@ pub mod backend;
 pub mod config;
 pub mod console;
 pub mod embed;
+pub mod enrolment;
 pub mod http;
 pub mod hub;
 pub mod oidc;
 pub mod openapi;
 pub mod pg;
 pub mod pki;
+pub mod queue;
+pub mod redact;
 pub mod sealing;
 pub mod server;
 pub mod signing;

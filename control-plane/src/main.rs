@@ -217,6 +217,18 @@ enum TokenCommand {
         #[arg(long, default_value = "1h")]
         ttl: String,
     },
+    /// List the outstanding (unused, unexpired) tokens: id, agent, pool, expiry; never secrets.
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Revoke an unused token by its id (from `list`): it enrols nobody from now on.
+    Revoke {
+        #[command(flatten)]
+        target: Target,
+        /// The token's id.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -423,11 +435,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let ttl_secs = parse_duration(&ttl)
                 .ok_or_else(|| Failure::Usage(format!("--ttl {ttl:?}: expected e.g. 30m, 1h, 2d")))?;
             let app = app::open(cfg).await.context("cannot open the control plane's data dir")?;
-            let (token, expires_at) =
+            let (token, id, expires_at) =
                 app.create_enrolment_token(&agent, pool.as_deref(), ttl_secs).await.map_err(|e| match e {
                     app::AppError::Usage(m) => Failure::Usage(m),
                     other => Failure::Other(other.into()),
                 })?;
+            let detail = serde_json::json!({ "token_id": id, "pool": pool, "expires_at": expires_at });
+            audit_cli(&app.store, "enrollment_tokens.create", &agent, detail).await;
             let joins = pool.as_deref().map(|p| format!(" in pool {p:?}")).unwrap_or_default();
             eprintln!(
                 "Enrolment token for agent {agent:?}{joins}, single use, expires at {} (unix {expires_at}):",
@@ -435,6 +449,41 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             );
             println!("{token}");
             Ok(())
+        }
+        Command::EnrollmentToken(TokenCommand::List { target }) => {
+            let app = app::open(target.load()?).await.context("cannot open the control plane's data dir")?;
+            let now = outpost_protocol::unix_now();
+            let tokens = outpost_control_plane::store::Store::outstanding_enrol_tokens(&app.store, now)
+                .await
+                .map_err(anyhow::Error::new)?;
+            println!("{:<18} {:<24} {:<16} {:<26} {:<26}", "ID", "AGENT", "POOL", "CREATED", "EXPIRES");
+            for t in tokens {
+                let pool = t.pool.as_deref().unwrap_or("-");
+                println!(
+                    "{:<18} {:<24} {:<16} {:<26} {:<26}",
+                    t.id,
+                    t.agent,
+                    pool,
+                    fmt_time(t.created_at),
+                    fmt_time(t.expires_at)
+                );
+            }
+            Ok(())
+        }
+        Command::EnrollmentToken(TokenCommand::Revoke { target, id }) => {
+            let app = app::open(target.load()?).await.context("cannot open the control plane's data dir")?;
+            match outpost_control_plane::store::Store::revoke_enrol_token(&app.store, id.clone())
+                .await
+                .map_err(anyhow::Error::new)?
+            {
+                Some(t) => {
+                    let detail = serde_json::json!({ "agent": t.agent, "pool": t.pool, "expires_at": t.expires_at });
+                    audit_cli(&app.store, "enrollment_tokens.revoke", &id, detail).await;
+                    println!("Enrolment token {id} (agent {:?}) revoked.", t.agent);
+                    Ok(())
+                }
+                None => Err(Failure::Usage(format!("no unused enrolment token {id:?}"))),
+            }
         }
         Command::Agent(AgentCommand::List { target }) => {
             let app = app::open(target.load()?).await.context("cannot open the control plane's data dir")?;
@@ -452,6 +501,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let app = app::open(target.load()?).await.context("cannot open the control plane's data dir")?;
             match app.revoke_agent(&name).await.map_err(anyhow::Error::new)? {
                 Some(failed) => {
+                    audit_cli(&app.store, "agents.revoke", &name, serde_json::json!({ "failed_jobs": failed.len() }))
+                        .await;
                     println!("Agent {name:?} revoked; {} queued job(s) failed.", failed.len());
                     Ok(())
                 }
@@ -489,9 +540,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-/// Records a CLI action in the control plane's audit log, as the Unix user running it.
+/// Records a CLI action in the control plane's audit log, as the account of the effective
+/// uid running it (not `$USER`, which anyone can set or leave empty).
 async fn audit_cli<S: AccessStore>(store: &S, action: &str, target: &str, detail: serde_json::Value) {
-    let who = std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "unknown".into());
+    let who = outpost_control_plane::enrolment::effective_user();
     let event = AuditEvent {
         seq: 0,
         at: outpost_protocol::unix_now(),

@@ -185,10 +185,23 @@ fn shapes(id: RouteId) -> (Option<Value>, &'static str, Value) {
             )),
             "201",
             obj(
-                &["token", "agent", "expires_at"],
-                json!({ "token": string(), "agent": string(), "pool": string_or_null(), "expires_at": int() }),
+                &["token", "id", "agent", "expires_at"],
+                json!({ "token": string(), "id": string(), "agent": string(), "pool": string_or_null(), "expires_at": int() }),
             ),
         ),
+        EnrolmentTokensList => (
+            None,
+            "200",
+            list_of(
+                "tokens",
+                obj(
+                    &["id", "agent", "created_at", "expires_at"],
+                    json!({ "id": string(), "agent": string(), "pool": string_or_null(),
+                            "created_at": int(), "expires_at": int() }),
+                ),
+            ),
+        ),
+        EnrolmentTokensRevoke => (None, "204", none()),
         JobsList => (None, "200", list_of("jobs", r("Job"))),
         JobsDispatch => (
             Some(strict(

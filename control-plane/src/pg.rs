@@ -490,6 +490,17 @@ const JOB_COLS: &str = "id, agent, connection, state, created_at, expires_at, fi
      reason_code, reason_message, stats, content_type";
 
 /// A job row: [`JOB_COLS`], then the body or NULL, `cancel_requested_at`, the origin and the pool.
+fn enrol_token_from_row(r: &Row) -> EnrolTokenRecord {
+    EnrolTokenRecord {
+        id: r.get(0),
+        agent: r.get(1),
+        pool: r.get(2),
+        secret_sha256: r.get(3),
+        created_at: r.get(4),
+        expires_at: r.get(5),
+    }
+}
+
 fn job_from_row(r: &Row) -> Result<JobRecord, StoreError> {
     let code: Option<String> = r.get(8);
     let message: Option<String> = r.get(9);
@@ -550,6 +561,30 @@ impl Store for PgStore {
             )
             .await?;
         Ok(())
+    }
+
+    async fn outstanding_enrol_tokens(&self, now: i64) -> Result<Vec<EnrolTokenRecord>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, agent, pool, secret_sha256, created_at, expires_at FROM enrol_tokens
+                 WHERE used_at IS NULL AND expires_at >= $1 ORDER BY created_at, id",
+                &[&now],
+            )
+            .await?;
+        Ok(rows.iter().map(enrol_token_from_row).collect())
+    }
+
+    async fn revoke_enrol_token(&self, id: String) -> Result<Option<EnrolTokenRecord>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "DELETE FROM enrol_tokens WHERE id = $1 AND used_at IS NULL
+                 RETURNING id, agent, pool, secret_sha256, created_at, expires_at",
+                &[&id],
+            )
+            .await?;
+        Ok(row.as_ref().map(enrol_token_from_row))
     }
 
     async fn redeem_enrol_token(
@@ -739,6 +774,18 @@ impl Store for PgStore {
         Ok(LeaseBatch { jobs: rows.into_iter().map(|(_, j)| j).collect(), expired, cancelled, cancel, key_set_version })
     }
 
+    async fn fail_corrupt_job(&self, id: String, agent: String, now: i64, message: String) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "UPDATE jobs SET state = 'failed', finished_at = $3, lease_until = NULL,
+                     reason_code = 'corrupt_job', reason_message = $4
+                 WHERE id = $1 AND agent = $2 AND state = 'leased'",
+            )
+            .await?;
+        Ok(client.execute(&stmt, &[&id, &agent, &now, &message]).await? == 1)
+    }
+
     async fn cancel_job(&self, id: String, now: i64) -> Result<CancelOutcome, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
@@ -844,12 +891,17 @@ impl Store for PgStore {
                 .await?;
             for row in pending {
                 let (id, envelope): (String, String) = (row.get(0), row.get(1));
-                let corrupt = |reason: String| StoreError::Corrupt { table: "jobs", reason: format!("{id}: {reason}") };
-                let old: outpost_protocol::Envelope =
-                    serde_json::from_str(&envelope).map_err(|e| corrupt(e.to_string()))?;
-                let payload =
-                    outpost_protocol::encoding::b64_decode(&old.payload).map_err(|e| corrupt(e.to_string()))?;
-                let new = serde_json::to_string(&active.sign_payload(&payload)).map_err(|e| corrupt(e.to_string()))?;
+                // One bad row never blocks the rotation: it fails, the others are re-signed.
+                let Some(new) = crate::queue::resigned(&id, &envelope, active) else {
+                    tx.execute(
+                        "UPDATE jobs SET state = 'failed', finished_at = $2, lease_until = NULL,
+                             reason_code = 'corrupt_job', reason_message = $3
+                         WHERE id = $1",
+                        &[&id, &change.now, &crate::queue::CORRUPT_JOB_MESSAGE],
+                    )
+                    .await?;
+                    continue;
+                };
                 tx.execute(
                     "UPDATE jobs SET envelope = $2, key_id = $3 WHERE id = $1",
                     &[&id, &new, &active.key_id().0],
@@ -985,7 +1037,18 @@ impl Store for PgStore {
             .await?;
         let rows = tx.query(&stmt, &[&owner, &i64::from(limit)]).await?;
         tx.commit().await?;
-        rows.iter().map(job_from_row).collect()
+        // One bad row never hides the others: it is left out, and logged.
+        Ok(rows
+            .iter()
+            .filter_map(|r| match job_from_row(r) {
+                Ok(rec) => Some(rec),
+                Err(e) => {
+                    let id: Option<String> = r.try_get(0).ok();
+                    tracing::error!(job_id = id.as_deref().unwrap_or(""), error = %e, "A stored job cannot be read; it is left out of the list.");
+                    None
+                }
+            })
+            .collect())
     }
 
     async fn job(&self, id: String, now: i64, with_body: bool) -> Result<Option<JobRecord>, StoreError> {

@@ -1,10 +1,16 @@
 //! Rendered results at rest: AES-256-GCM with a key kept in a file beside the database
 //! (`results.key`, 0600), never in it. Each body is sealed under a fresh random nonce with
 //! the job id as associated data, so a body moved to another job's row does not open.
+//!
+//! The same file also keys [`ResultCipher::keyed_name`]: an HMAC-SHA256 (under a key
+//! derived from `results.key` for that one purpose) that stands in the audit log for a
+//! typed sign-in name that matches no account, which may be a password typed in the wrong
+//! field.
 
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use aws_lc_rs::hmac;
 use outpost_common::fsutil;
 use outpost_protocol::ids::random_bytes;
 use zeroize::Zeroizing;
@@ -26,7 +32,12 @@ pub enum SealError {
 /// Seals and opens rendered results. `Debug` shows nothing of the key.
 pub struct ResultCipher {
     key: LessSafeKey,
+    /// HMAC key for [`keyed_name`](Self::keyed_name), derived from the results key.
+    names: hmac::Key,
 }
+
+/// What the results key is mixed with to derive the audit-name key (a key per purpose).
+const NAME_KEY_LABEL: &[u8] = b"outpost control plane: audit log names v1";
 
 impl std::fmt::Debug for ResultCipher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -48,7 +59,18 @@ impl ResultCipher {
         };
         let bytes = Zeroizing::new(fsutil::read_private(&path, 64)?);
         let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| SealError::BadKey(path.clone()))?;
-        Ok((Self { key: LessSafeKey::new(key) }, created))
+        let derived = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &bytes), NAME_KEY_LABEL);
+        let names = hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref());
+        Ok((Self { key: LessSafeKey::new(key), names }, created))
+    }
+
+    /// `unknown:` and the first 16 bytes (hex) of HMAC-SHA256 of `typed` under this control
+    /// plane's name key: the same typed name gives the same value (so repeated guesses can
+    /// be told apart and counted), and nobody without `results.key` can test a guess
+    /// against it.
+    pub fn keyed_name(&self, typed: &str) -> String {
+        let tag = hmac::sign(&self.names, typed.as_bytes());
+        format!("unknown:{}", outpost_protocol::encoding::hex(&tag.as_ref()[..16]))
     }
 
     /// `nonce || ciphertext || tag` of `plain`, bound to `job_id`.
@@ -110,5 +132,10 @@ mod tests {
         let other = tempfile::tempdir().expect("dir");
         let (stranger, _) = ResultCipher::load_or_create(other.path()).expect("key");
         assert_eq!(stranger.open("job-a", &sealed), None, "another key");
+        // The audit log's stand-in for a typed name: stable per key, never the name.
+        let k = c.keyed_name("hunter2-password");
+        assert!(k.starts_with("unknown:") && !k.contains("hunter2"), "{k}");
+        assert_eq!(k, again.keyed_name("hunter2-password"));
+        assert_ne!(k, stranger.keyed_name("hunter2-password"));
     }
 }

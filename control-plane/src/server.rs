@@ -205,7 +205,7 @@ async fn accept_loop<S: Store>(
                         let app = Arc::clone(&app);
                         async move {
                             Ok::<_, std::convert::Infallible>(
-                                crate::agent_api::handle_enrol(app, req).await,
+                                crate::agent_api::handle_enrol(app, peer, req).await,
                             )
                         }
                     });

@@ -374,6 +374,18 @@ pub enum RedeemError {
 pub trait Store: crate::access_store::AccessStore + Send + Sync + 'static {
     /// Stores a new enrolment token.
     fn create_enrol_token(&self, t: EnrolTokenRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Enrolment tokens neither used nor expired at `now`, oldest first (their secrets'
+    /// hashes are in the records; callers never show them).
+    fn outstanding_enrol_tokens(
+        &self,
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<EnrolTokenRecord>, StoreError>> + Send;
+    /// Deletes an unused enrolment token (a later enrolment with it is `token_unknown`);
+    /// returns the deleted record, `None` when there is no unused token with that id.
+    fn revoke_enrol_token(
+        &self,
+        id: String,
+    ) -> impl Future<Output = Result<Option<EnrolTokenRecord>, StoreError>> + Send;
     /// Checks and consumes a token in one transaction; on success the agent is recorded
     /// (in the token's pool, which is returned).
     fn redeem_enrol_token(
@@ -409,6 +421,15 @@ pub trait Store: crate::access_store::AccessStore + Send + Sync + 'static {
         lease_secs: i64,
         max: usize,
     ) -> impl Future<Output = Result<LeaseBatch, StoreError>> + Send;
+    /// Fails a job leased to `agent` whose stored envelope cannot be read (code
+    /// `corrupt_job`, see [`crate::queue`]); `false` when it is no longer leased to it.
+    fn fail_corrupt_job(
+        &self,
+        id: String,
+        agent: String,
+        now: i64,
+        message: String,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Asks to stop a job: a queued one ends `cancelled` at once, a leased one is
     /// marked so that its agent is told.
     fn cancel_job(&self, id: String, now: i64) -> impl Future<Output = Result<CancelOutcome, StoreError>> + Send;
@@ -803,6 +824,10 @@ fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, JobRecord)> 
     ))
 }
 
+const FAIL_CORRUPT_JOB_SQLITE: &str = "UPDATE jobs SET state = 'failed', finished_at = ?3, lease_until = NULL,
+         reason_code = 'corrupt_job', reason_message = ?4
+     WHERE id = ?1 AND agent = ?2 AND state = 'leased'";
+
 fn expire_overdue(tx: &Connection, where_sql: &str, arg: &str, now: i64) -> Result<Vec<String>, StoreError> {
     let mut stmt = tx.prepare_cached(&format!(
         "UPDATE jobs SET state = 'expired', finished_at = ?2, lease_until = NULL,
@@ -822,6 +847,48 @@ impl Store for SqliteStore {
                 params![t.id, t.agent, t.secret_sha256, t.created_at, t.expires_at, t.pool],
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn outstanding_enrol_tokens(&self, now: i64) -> Result<Vec<EnrolTokenRecord>, StoreError> {
+        self.with_conn(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT id, agent, pool, secret_sha256, created_at, expires_at FROM enrol_tokens
+                 WHERE used_at IS NULL AND expires_at >= ?1 ORDER BY created_at, id",
+            )?
+            .query_map(params![now], |r| {
+                Ok(EnrolTokenRecord {
+                    id: r.get(0)?,
+                    agent: r.get(1)?,
+                    pool: r.get(2)?,
+                    secret_sha256: r.get(3)?,
+                    created_at: r.get(4)?,
+                    expires_at: r.get(5)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn revoke_enrol_token(&self, id: String) -> Result<Option<EnrolTokenRecord>, StoreError> {
+        self.with_conn(move |c| {
+            Ok(c.prepare_cached(
+                "DELETE FROM enrol_tokens WHERE id = ?1 AND used_at IS NULL
+                 RETURNING id, agent, pool, secret_sha256, created_at, expires_at",
+            )?
+            .query_row(params![id], |r| {
+                Ok(EnrolTokenRecord {
+                    id: r.get(0)?,
+                    agent: r.get(1)?,
+                    pool: r.get(2)?,
+                    secret_sha256: r.get(3)?,
+                    created_at: r.get(4)?,
+                    expires_at: r.get(5)?,
+                })
+            })
+            .optional()?)
         })
         .await
     }
@@ -1015,6 +1082,14 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn fail_corrupt_job(&self, id: String, agent: String, now: i64, message: String) -> Result<bool, StoreError> {
+        self.with_conn(move |c| {
+            let n = c.prepare_cached(FAIL_CORRUPT_JOB_SQLITE)?.execute(params![id, agent, now, message])?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
     async fn cancel_job(&self, id: String, now: i64) -> Result<CancelOutcome, StoreError> {
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -1118,14 +1193,16 @@ impl Store for SqliteStore {
                     .query_map(params![retired], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
                     .collect::<Result<Vec<_>, _>>()?;
                 for (id, envelope) in pending {
-                    let corrupt =
-                        |reason: String| StoreError::Corrupt { table: "jobs", reason: format!("{id}: {reason}") };
-                    let old: outpost_protocol::Envelope =
-                        serde_json::from_str(&envelope).map_err(|e| corrupt(e.to_string()))?;
-                    let payload =
-                        outpost_protocol::encoding::b64_decode(&old.payload).map_err(|e| corrupt(e.to_string()))?;
-                    let new =
-                        serde_json::to_string(&active.sign_payload(&payload)).map_err(|e| corrupt(e.to_string()))?;
+                    // One bad row never blocks the rotation: it fails, the others are re-signed.
+                    let Some(new) = crate::queue::resigned(&id, &envelope, active) else {
+                        tx.execute(
+                            "UPDATE jobs SET state = 'failed', finished_at = ?2, lease_until = NULL,
+                                 reason_code = 'corrupt_job', reason_message = ?3
+                             WHERE id = ?1",
+                            params![id, change.now, crate::queue::CORRUPT_JOB_MESSAGE],
+                        )?;
+                        continue;
+                    };
                     tx.execute(
                         "UPDATE jobs SET envelope = ?2, key_id = ?3 WHERE id = ?1",
                         params![id, new, active.key_id().0],
@@ -1258,12 +1335,20 @@ impl Store for SqliteStore {
                 .query_map(params![owner, limit], job_from_row)?
                 .collect::<Result<Vec<_>, _>>()?;
             tx.commit()?;
-            rows.into_iter()
-                .map(|(state, mut rec)| {
-                    rec.state = JobState::parse(&state)?;
-                    Ok(rec)
+            // One bad row never hides the others: it is left out, and logged.
+            Ok(rows
+                .into_iter()
+                .filter_map(|(state, mut rec)| match JobState::parse(&state) {
+                    Ok(st) => {
+                        rec.state = st;
+                        Some(rec)
+                    }
+                    Err(e) => {
+                        tracing::error!(job_id = %rec.id, error = %e, "A stored job cannot be read; it is left out of the list.");
+                        None
+                    }
                 })
-                .collect()
+                .collect())
         })
         .await
     }
@@ -1376,6 +1461,30 @@ mod tests {
         assert_eq!(other, Err(RedeemError::WrongAgent { bound: "edge-2".into() }));
         let late = store.redeem_enrol_token("t2".into(), "h2".into(), "edge-2".into(), 51, 100).await.expect("db");
         assert_eq!(late, Err(RedeemError::Expired { expires_at: 50 }));
+    }
+
+    async fn outstanding_enrolment_tokens_are_listed_and_an_unused_one_can_be_revoked<S: Store>(store: &S) {
+        for (id, expires_at) in [("tok-a", 5000), ("tok-b", 5000), ("tok-old", 50)] {
+            let t = EnrolTokenRecord {
+                id: id.into(),
+                agent: format!("agent-{id}"),
+                pool: (id == "tok-b").then(|| "pool-1".into()),
+                secret_sha256: "h".into(),
+                created_at: 10,
+                expires_at,
+            };
+            store.create_enrol_token(t).await.expect("token");
+        }
+        // `t1` (used by `seed`) and `tok-old` (expired) are not outstanding.
+        let ids = |v: Vec<EnrolTokenRecord>| v.into_iter().map(|t| t.id).collect::<Vec<_>>();
+        assert_eq!(ids(store.outstanding_enrol_tokens(100).await.expect("list")), ["tok-a", "tok-b"]);
+        let gone = store.revoke_enrol_token("tok-b".into()).await.expect("revoke").expect("was there");
+        assert_eq!((gone.agent.as_str(), gone.pool.as_deref()), ("agent-tok-b", Some("pool-1")));
+        assert!(store.revoke_enrol_token("tok-b".into()).await.expect("revoke").is_none(), "once");
+        assert!(store.revoke_enrol_token("t1".into()).await.expect("revoke").is_none(), "a used token stays");
+        assert_eq!(ids(store.outstanding_enrol_tokens(100).await.expect("list")), ["tok-a"]);
+        let redeemed = store.redeem_enrol_token("tok-b".into(), "h".into(), "agent-tok-b".into(), 100, 200).await;
+        assert_eq!(redeemed.expect("db"), Err(RedeemError::Unknown), "a revoked token enrols nobody");
     }
 
     async fn the_same_result_twice_is_accepted_once_and_a_different_one_is_refused<S: Store>(store: &S) {
@@ -1599,6 +1708,71 @@ mod tests {
         assert_eq!(all, expected, "each job leased exactly once");
     }
 
+    /// SQL run on the store's database directly, as damage from outside would be.
+    trait RawSql {
+        fn raw(&self, sql: &str) -> impl Future<Output = ()> + Send;
+    }
+
+    impl RawSql for SqliteStore {
+        async fn raw(&self, sql: &str) {
+            let sql = sql.to_owned();
+            self.with_conn(move |c| Ok(c.execute_batch(&sql)?)).await.expect("raw SQL on SQLite");
+        }
+    }
+
+    impl RawSql for crate::pg::PgStore {
+        async fn raw(&self, sql: &str) {
+            self.client().await.expect("client").batch_execute(sql).await.expect("raw SQL on PostgreSQL");
+        }
+    }
+
+    async fn a_job_whose_envelope_cannot_be_read_fails_alone_and_the_others_go_on<S: Store + RawSql>(store: &S) {
+        let (key, _) = outpost_protocol::SigningKey::generate().expect("key");
+        let envelope = serde_json::to_string(&key.sign_payload(b"{\"sql\":\"SELECT 1\"}")).expect("json");
+        let (bad, good) = (new_job_id(), new_job_id());
+        for (id, at) in [(&bad, 1000), (&good, 1001)] {
+            store
+                .insert_job(NewJob { envelope_json: envelope.clone(), created_at: at, ..job(id, 5000) })
+                .await
+                .expect("insert");
+        }
+        // The older job's row is damaged: the poll that leases it must not fail, and the
+        // good job behind it is delivered by that same poll.
+        store.raw(&format!("UPDATE jobs SET envelope = '{{\"key_id\": SECRET-ROW-TEXT' WHERE id = '{bad}'")).await;
+        let got = crate::queue::lease_deliverable(store, &peer("edge-1"), 1100, 60, 1).await.expect("lease");
+        assert_eq!(got.jobs.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), [good.as_str()]);
+        assert_eq!(got.corrupt.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), [bad.as_str()]);
+        let rec = store.job(bad.clone(), 1100, false).await.expect("db").expect("job");
+        assert_eq!(rec.state, JobState::Failed);
+        let reason = rec.reason.expect("reason");
+        assert_eq!(reason.code, "corrupt_job");
+        assert!(!reason.message.contains("SECRET"), "the row's content is never quoted: {}", reason.message);
+        // It is never leased again, nor failed twice.
+        let again = crate::queue::lease_deliverable(store, &peer("edge-1"), 1101, 60, 4).await.expect("lease");
+        assert!(again.jobs.is_empty() && again.corrupt.is_empty(), "{again:?}");
+
+        // A key rotation re-signs the good undelivered jobs and fails a damaged one
+        // instead of failing the rotation.
+        let (waiting, damaged) = (new_job_id(), new_job_id());
+        for id in [&waiting, &damaged] {
+            store.insert_job(NewJob { envelope_json: envelope.clone(), ..job(id, 5000) }).await.expect("insert");
+        }
+        store.raw(&format!("UPDATE jobs SET envelope = 'not json' WHERE id = '{damaged}'")).await;
+        let (active, _) = outpost_protocol::SigningKey::generate().expect("key");
+        let change = KeySetChange {
+            version: 2,
+            statement_json: "{}".into(),
+            keys: vec![],
+            resign: Some(("ed25519:test".into(), Arc::new(active))),
+            now: 1200,
+        };
+        let resigned = store.commit_key_set(change).await.expect("rotation");
+        assert_eq!(resigned, 2, "the good undelivered jobs (one leased, one queued) are re-signed");
+        let rec = store.job(damaged, 1200, false).await.expect("db").expect("job");
+        assert_eq!((rec.state, rec.reason.map(|r| r.code)), (JobState::Failed, Some("corrupt_job".into())));
+        assert_eq!(store.job(waiting, 1200, false).await.expect("db").expect("job").state, JobState::Queued);
+    }
+
     /// Each case runs on the embedded SQLite database and on a fresh PostgreSQL database:
     /// both backends are held to the same behaviour.
     macro_rules! on_both_backends {
@@ -1635,5 +1809,7 @@ mod tests {
         a_pool_job_goes_to_one_member_and_to_another_when_its_lease_runs_out,
         a_revoked_members_pool_job_goes_back_to_the_pool,
         concurrent_members_never_lease_the_same_job,
+        a_job_whose_envelope_cannot_be_read_fails_alone_and_the_others_go_on,
+        outstanding_enrolment_tokens_are_listed_and_an_unused_one_can_be_revoked,
     );
 }

@@ -117,6 +117,8 @@ fn table() -> Vec<Row> {
         row!("GET", "/v1/agents", None, Roles("EA")),
         row!("POST", "/v1/agents/spare/revoke", None, Roles("A")),
         row!("POST", "/v1/enrollment-tokens", Some(r#"{"agent": "new-agent-{n}"}"#), Roles("A")),
+        row!("GET", "/v1/enrollment-tokens", None, Roles("A")),
+        row!("DELETE", "/v1/enrollment-tokens/{fresh_enrol_token}", None, Roles("A")),
         row!("GET", "/v1/jobs", None, Roles("VEA")),
         row!(
             "POST",
@@ -210,6 +212,11 @@ impl World {
             )
             .await?;
             v.insert("{fresh_share}", s["id"].as_str().context("share id")?.into());
+        }
+        if text.contains("{fresh_enrol_token}") {
+            let t = ok_json(&self.admin, "POST", "/v1/enrollment-tokens", Some(&json!({ "agent": format!("ft-{n}") })))
+                .await?;
+            v.insert("{fresh_enrol_token}", t["id"].as_str().context("enrolment token id")?.into());
         }
         if text.contains("{editor_job}") {
             let j = ok_json(

@@ -1,0 +1,207 @@
+//! The control plane's own hardening, end to end against the real binaries: a failure's
+//! text (which may quote the SQL or a value) never reaches a caller who may not read the
+//! SQL, in any answer that carries it; the sign-in audit actor is never the raw typed
+//! name; the audit filter's LIKE wildcards are escaped.
+
+use anyhow::{ensure, Context as _, Result};
+use http::Method;
+use outpost_e2e::client::{Api, HttpResponse};
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "correct horse battery staple";
+/// A column that does not exist: SQLite's error text names it and quotes the statement.
+const BAD_COLUMN: &str = "cph_nosuch_col";
+
+async fn call(api: &Api, method: &str, path: &str, body: Option<&Value>) -> Result<HttpResponse> {
+    let m = Method::from_bytes(method.as_bytes())?;
+    api.request(m, path, body.map(serde_json::to_vec).transpose()?).await
+}
+
+async fn ok_json(api: &Api, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
+    let res = call(api, method, path, body).await?;
+    ensure!((200..300).contains(&res.status), "{method} {path}: {} {}", res.status, res.text());
+    if res.body.is_empty() {
+        return Ok(Value::Null);
+    }
+    res.json()
+}
+
+async fn user_with_token(admin: &Api, name: &str, role: &str) -> Result<Api> {
+    ok_json(admin, "POST", "/v1/users", Some(&json!({ "name": name, "role": role, "password": PASSWORD }))).await?;
+    let t =
+        ok_json(admin, "POST", "/v1/tokens", Some(&json!({ "name": "test", "scopes": ["*"], "user": name }))).await?;
+    Ok(admin.with_token(Some(t["token"].as_str().context("token")?)))
+}
+
+/// A client carrying `user`'s session cookie (for console pages).
+async fn session(api: &Api, user: &str) -> Result<Api> {
+    let anon = api.with_token(None);
+    let res = call(&anon, "POST", "/v1/sessions", Some(&json!({ "user": user, "password": PASSWORD }))).await?;
+    ensure!(res.status == 201, "sign-in of {user}: {} {}", res.status, res.text());
+    let cookie = res.header("set-cookie").context("no Set-Cookie")?;
+    let pair = cookie.split(';').next().context("cookie")?.to_owned();
+    let csrf = res.json()?["csrf_token"].as_str().context("csrf")?.to_owned();
+    Ok(anon.with_header("cookie", &pair).with_header("x-csrf-token", &csrf))
+}
+
+/// What a caller who may not read the SQL must never see in any answer.
+fn assert_no_sql(what: &str, text: &str) {
+    for needle in [BAD_COLUMN, "FROM orders", "SELECT", "no such column"] {
+        assert!(!text.contains(needle), "{what} shows {needle:?}: {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_that_quotes_the_sql_reaches_only_those_who_may_read_the_sql() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let (cp, _agent) = outpost_e2e::start_pair(root.path(), "edge-1", "", &[]).await?;
+    let admin = cp.api()?;
+    let editor = user_with_token(&admin, "ed", "editor").await?;
+    let app_viewer = user_with_token(&admin, "vi", "viewer").await?;
+    let logic_viewer = user_with_token(&admin, "lo", "viewer").await?;
+    ok_json(&admin, "POST", "/v1/shares", Some(&json!({ "agent": "edge-1", "connection": "sample", "user": "ed" })))
+        .await?;
+    let bad_sql = format!("SELECT region, {BAD_COLUMN} AS v FROM orders WHERE region = $1");
+    let project = ok_json(
+        &editor,
+        "POST",
+        "/v1/projects",
+        Some(&json!({ "name": "Broken", "queries": [
+            { "name": "Broken chart", "agent": "edge-1", "connection": "sample", "sql": bad_sql,
+              "render": { "kind": "bar", "x": "region", "y": ["v"] }, "customer_param": 1 }] })),
+    )
+    .await?;
+    let pid = project["id"].as_str().context("project id")?.to_owned();
+    ok_json(&editor, "PUT", &format!("/v1/projects/{pid}/grants/vi"), Some(&json!({ "access": "view-app" }))).await?;
+    ok_json(&editor, "PUT", &format!("/v1/projects/{pid}/grants/lo"), Some(&json!({ "access": "view-logic" }))).await?;
+
+    // The view-app collaborator runs the project: the job is theirs, its SQL is not.
+    let run =
+        ok_json(&app_viewer, "POST", &format!("/v1/projects/{pid}/run"), Some(&json!({ "customer": "North" }))).await?;
+    let job = run["jobs"][0]["id"].as_str().context("job id")?.to_owned();
+    let res = call(&app_viewer, "GET", &format!("/v1/jobs/{job}/result?wait=30"), None).await?;
+    assert_eq!(res.status, 409, "the query fails: {}", res.text());
+    let failed = res.json()?;
+    assert_eq!(failed["reason"], "query_failed");
+    assert_eq!(failed["message"], "the query failed (query_failed)");
+    assert_no_sql("the result answer to view-app", &res.text());
+
+    // Those who may read the SQL see the database's own words: the owner, a view-logic
+    // collaborator, an admin.
+    for (who, api) in [("owner", &editor), ("view-logic", &logic_viewer), ("admin", &admin)] {
+        let v = ok_json(api, "GET", &format!("/v1/jobs/{job}"), None).await?;
+        let msg = v["reason"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(BAD_COLUMN), "{who} reads the failure text: {v}");
+        let res = call(api, "GET", &format!("/v1/jobs/{job}/result"), None).await?;
+        assert!(res.text().contains(BAD_COLUMN), "{who} reads it in the result answer: {}", res.text());
+        let r = ok_json(api, "GET", &format!("/v1/projects/{pid}/results?customer=North"), None).await?;
+        assert!(r.to_string().contains(BAD_COLUMN), "{who} reads it in the project's results: {r}");
+    }
+
+    // The view-app collaborator, in every answer that carries the failure.
+    let v = ok_json(&app_viewer, "GET", &format!("/v1/jobs/{job}"), None).await?;
+    assert_eq!(v["state"], "failed");
+    assert_eq!(v["reason"], json!({ "code": "query_failed", "message": "the query failed (query_failed)" }));
+    assert_no_sql("the job view to view-app", &v.to_string());
+    let list = ok_json(&app_viewer, "GET", "/v1/jobs", None).await?;
+    ensure!(list.to_string().contains(&job), "the job is in their list: {list}");
+    assert_no_sql("the job list to view-app", &list.to_string());
+    let r = ok_json(&app_viewer, "GET", &format!("/v1/projects/{pid}/results?customer=North"), None).await?;
+    assert_eq!(r["queries"][0]["job"]["reason"]["code"], "query_failed", "{r}");
+    assert_no_sql("the project's results to view-app", &r.to_string());
+
+    // The console pages built on those answers.
+    let browser = session(&cp.api()?, "vi").await?;
+    for page in
+        [format!("/console/jobs/{job}"), format!("/console/jobs/{job}/result"), format!("/console/projects/{pid}")]
+    {
+        let res = call(&browser, "GET", &page, None).await?;
+        assert_eq!(res.status, 200, "{page}: {}", res.text());
+        assert_no_sql(&format!("console page {page} to view-app"), &res.text());
+    }
+    let owner_browser = session(&cp.api()?, "ed").await?;
+    let res = call(&owner_browser, "GET", &format!("/console/jobs/{job}"), None).await?;
+    assert!(res.text().contains(BAD_COLUMN), "the owner's console page shows the failure text");
+
+    // An embed viewer never reads SQL.
+    let t =
+        ok_json(&editor, "POST", &format!("/v1/projects/{pid}/embed-tokens"), Some(&json!({ "customer": "North" })))
+            .await?;
+    let embed = admin.with_token(Some(t["token"].as_str().context("embed token")?));
+    let res = call(&embed, "GET", "/v1/embed/results/0?wait=5", None).await?;
+    assert_eq!(res.status, 409, "{}", res.text());
+    assert_eq!(res.json()?["message"], "the query failed (query_failed)");
+    assert_no_sql("the embed result", &res.text());
+    Ok(())
+}
+
+/// Runs `sql` on the control plane's database directly, as damage from outside would.
+fn damage(cp: &outpost_e2e::ControlPlane, sql: &str) -> Result<()> {
+    match &cp.pg {
+        Some(db) => {
+            let (code, _, err) =
+                outpost_e2e::run_cmd(std::path::Path::new("psql"), &["-X", "-q", "-d", &db.url, "-c", sql], None)?;
+            ensure!(code == 0, "psql: {err}");
+        }
+        None => {
+            let c = rusqlite::Connection::open(cp.data_dir.join("control-plane.db"))?;
+            c.busy_timeout(std::time::Duration::from_secs(10))?;
+            c.execute_batch(sql)?;
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_row_that_cannot_be_read_fails_alone_and_the_job_behind_it_runs() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let (cp, mut agent) = outpost_e2e::enrolled_offline(root.path()).await?;
+    let job = json!({ "agent": "edge-1", "connection": "sample", "sql": "SELECT 42 AS n",
+                      "render": { "kind": "scalar", "column": "n" } });
+    let bad = cp.dispatch(job.clone()).await?;
+    let good = cp.dispatch(job).await?;
+    damage(&cp, &format!("UPDATE jobs SET envelope = '{{\"payload\": CPH-ROW-TEXT' WHERE id = '{bad}'"))?;
+    // The agent asks for one job at a time: the damaged one is first in line.
+    agent.start_connected()?;
+    let (status, body) = cp.wait_result(&good).await?;
+    assert_eq!(status, 200, "the job behind the damaged one runs: {body}");
+    assert!(body.contains("42"), "{body}");
+    let v = cp.job(&bad).await?;
+    assert_eq!(v["state"], "failed", "{v}");
+    assert_eq!(v["reason"]["code"], "corrupt_job", "{v}");
+    assert!(!v.to_string().contains("CPH-ROW-TEXT"), "the row's content is never quoted: {v}");
+    let audit = ok_json(&cp.api()?, "GET", "/v1/audit?action=jobs.corrupt", None).await?;
+    let events = audit["events"].as_array().context("events")?;
+    assert_eq!(events.len(), 1, "{audit}");
+    assert_eq!(
+        (events[0]["target"].as_str(), events[0]["actor"].as_str()),
+        (Some(bad.as_str()), Some("control-plane"))
+    );
+    assert!(!cp.log_text().contains("CPH-ROW-TEXT"), "nor logged");
+    assert!(cp.log_text().contains("corrupt_job"), "the control plane logs it");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_typed_into_the_name_field_never_reaches_the_audit_log() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let mut cp = outpost_e2e::ControlPlane::init(root.path())?;
+    cp.start()?;
+    let admin = cp.api()?;
+    user_with_token(&admin, "ana", "viewer").await?;
+    let anon = admin.with_token(None);
+    let typed = "Pa55word-typed-in-the-name-field";
+    for (user, password) in [(typed, "whatever-password"), (typed, "another-password"), ("ana", "wrong-password-x")] {
+        let res = call(&anon, "POST", "/v1/sessions", Some(&json!({ "user": user, "password": password }))).await?;
+        assert_eq!(res.status, 401, "{}", res.text());
+    }
+    let audit = ok_json(&admin, "GET", "/v1/audit?action=session.create", None).await?;
+    assert!(!audit.to_string().contains(typed), "the typed name is not stored: {audit}");
+    let actors: Vec<&str> =
+        audit["events"].as_array().context("events")?.iter().filter_map(|e| e["actor"].as_str()).collect();
+    assert_eq!(actors.len(), 3, "{audit}");
+    assert!(actors[0].starts_with("unknown:") && actors[0].len() == "unknown:".len() + 32, "{actors:?}");
+    assert_eq!(actors[0], actors[1], "the same typed name gives the same stand-in, so guesses can be counted");
+    assert_eq!(actors[2], "ana", "a name that matches an account is recorded as that account");
+    Ok(())
+}
