@@ -205,8 +205,8 @@ pub struct App<S: Store> {
     pub meta: Meta,
     /// Cancelled on shutdown; long-polls and waits end at once.
     pub shutdown: CancellationToken,
-    /// Seals rendered results at rest.
-    pub results: ResultCipher,
+    /// Seals rendered results and job envelopes at rest.
+    pub results: Arc<ResultCipher>,
     /// Signs and verifies embed tokens.
     pub embed: EmbedKey,
     /// Failed sign-ins per user name, to slow down password guessing.
@@ -251,7 +251,7 @@ pub async fn open(cfg: ControlPlaneConfig) -> Result<Arc<App<Backend>>, AppError
         hub: Hub::default(),
         meta,
         shutdown: CancellationToken::new(),
-        results,
+        results: Arc::new(results),
         embed,
         sign_in_failures: Default::default(),
         enrol_throttle: Default::default(),
@@ -472,6 +472,8 @@ impl<S: Store> App<S> {
             let key = self.signing_keys.get(&self.cfg.data_dir, &key_id).map_err(ApiError::internal)?;
             let envelope = sign_job(&spec, &key);
             let envelope_json = serde_json::to_string(&envelope).map_err(ApiError::internal)?;
+            // The SQL, parameters and render spec are sealed before the store sees them.
+            let envelope_json = self.results.seal_envelope(&spec.job_id, &envelope_json);
             let job = NewJob {
                 id: spec.job_id.clone(),
                 // A pool's job has no agent until a member leases it.

@@ -1,5 +1,8 @@
 //! Handing jobs out so that one bad record never blocks the others.
 //!
+//! Envelopes are stored sealed ([`ResultCipher::seal_envelope`]); one that does not open
+//! counts as unreadable like one that does not parse.
+//!
 //! A job row whose envelope the control plane cannot parse (a damaged row, a bad restore,
 //! a bug of an older version) would otherwise fail every poll that leases it, and the
 //! good jobs queued behind it would wait until it expired. [`lease_deliverable`] checks
@@ -10,6 +13,7 @@
 
 use outpost_protocol::Envelope;
 
+use crate::sealing::ResultCipher;
 use crate::store::{AgentPeer, LeaseBatch, Store, StoreError};
 
 /// The reason code of a job failed because its stored record cannot be read.
@@ -34,10 +38,24 @@ pub fn check_envelope(envelope_json: &str) -> Result<Envelope, &'static str> {
 
 /// `envelope_json` signed again by `active` (a key rotation's re-signing); `None` when it
 /// cannot be read, and the job is then failed as `corrupt_job` (logged by id only).
-pub(crate) fn resigned(id: &str, envelope_json: &str, active: &outpost_protocol::SigningKey) -> Option<String> {
-    let checked = check_envelope(envelope_json)
+pub(crate) fn resigned(
+    id: &str,
+    stored: &str,
+    active: &outpost_protocol::SigningKey,
+    cipher: Option<&ResultCipher>,
+) -> Option<String> {
+    let opened = match cipher {
+        Some(c) => c.open_envelope(id, stored).ok_or("the sealed envelope does not open"),
+        None => Ok(stored.to_owned()),
+    };
+    let checked = opened
+        .and_then(|json| check_envelope(&json))
         .and_then(|old| outpost_protocol::encoding::b64_decode(&old.payload).map_err(|_| "the payload is not base64"))
-        .and_then(|payload| serde_json::to_string(&active.sign_payload(&payload)).map_err(|_| "cannot encode"));
+        .and_then(|payload| serde_json::to_string(&active.sign_payload(&payload)).map_err(|_| "cannot encode"))
+        .map(|json| match cipher {
+            Some(c) => c.seal_envelope(id, &json),
+            None => json,
+        });
     match checked {
         Ok(new) => Some(new),
         Err(problem) => {
@@ -73,6 +91,7 @@ pub struct Deliverable {
 /// is leased in its place.
 pub async fn lease_deliverable<S: Store>(
     store: &S,
+    cipher: &ResultCipher,
     agent: &AgentPeer,
     now: i64,
     lease_secs: i64,
@@ -85,7 +104,8 @@ pub async fn lease_deliverable<S: Store>(
         let leased = batch.jobs.len();
         let mut bad_now = 0;
         for j in &batch.jobs {
-            match check_envelope(&j.envelope_json) {
+            let opened = cipher.open_envelope(&j.id, &j.envelope_json).ok_or("the sealed envelope does not open");
+            match opened.and_then(|json| check_envelope(&json)) {
                 Ok(e) => out.jobs.push((j.id.clone(), e)),
                 Err(problem) => {
                     // Only a job still leased to this agent is failed: never one another

@@ -2,6 +2,10 @@
 //! (`results.key`, 0600), never in it. Each body is sealed under a fresh random nonce with
 //! the job id as associated data, so a body moved to another job's row does not open.
 //!
+//! Job envelopes (SQL, parameters, render spec) are sealed the same way before they reach
+//! the database ([`ResultCipher::seal_envelope`]), with `envelope:` and the job id as
+//! associated data, so a sealed result cannot stand in for an envelope or the reverse.
+//!
 //! The same file also keys [`ResultCipher::keyed_name`]: an HMAC-SHA256 (under a key
 //! derived from `results.key` for that one purpose) that stands in the audit log for a
 //! typed sign-in name that matches no account, which may be a password typed in the wrong
@@ -36,6 +40,10 @@ pub struct ResultCipher {
     names: hmac::Key,
 }
 
+/// How a sealed envelope starts in the `jobs.envelope` column (base64 follows). A value
+/// without it is an envelope stored in clear by a version before sealing, read as is.
+pub const SEALED_ENVELOPE_PREFIX: &str = "sealed1:";
+
 /// What the results key is mixed with to derive the audit-name key (a key per purpose).
 const NAME_KEY_LABEL: &[u8] = b"outpost control plane: audit log names v1";
 
@@ -62,6 +70,24 @@ impl ResultCipher {
         let derived = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &bytes), NAME_KEY_LABEL);
         let names = hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref());
         Ok((Self { key: LessSafeKey::new(key), names }, created))
+    }
+
+    /// A job's envelope JSON as stored: [`SEALED_ENVELOPE_PREFIX`] and base64 of its
+    /// sealed bytes, bound to the job.
+    pub fn seal_envelope(&self, job_id: &str, envelope_json: &str) -> String {
+        let sealed = self.seal(&format!("envelope:{job_id}"), envelope_json.as_bytes());
+        format!("{SEALED_ENVELOPE_PREFIX}{}", outpost_protocol::encoding::b64_encode(&sealed))
+    }
+
+    /// The envelope JSON of a stored value from [`seal_envelope`](Self::seal_envelope)
+    /// (or a clear one from before sealing); `None` when it does not open for this job
+    /// under this key.
+    pub fn open_envelope(&self, job_id: &str, stored: &str) -> Option<String> {
+        let Some(b64) = stored.strip_prefix(SEALED_ENVELOPE_PREFIX) else {
+            return Some(stored.to_owned());
+        };
+        let sealed = outpost_protocol::encoding::b64_decode(b64).ok()?;
+        String::from_utf8(self.open(&format!("envelope:{job_id}"), &sealed)?).ok()
     }
 
     /// `unknown:` and the first 16 bytes (hex) of HMAC-SHA256 of `typed` under this control
@@ -132,6 +158,14 @@ mod tests {
         let other = tempfile::tempdir().expect("dir");
         let (stranger, _) = ResultCipher::load_or_create(other.path()).expect("key");
         assert_eq!(stranger.open("job-a", &sealed), None, "another key");
+        // Envelopes: sealed, bound to their job, never a result in their place.
+        let stored = c.seal_envelope("job-a", "{\"sql\":\"SELECT secret\"}");
+        assert!(stored.starts_with(SEALED_ENVELOPE_PREFIX) && !stored.contains("secret"));
+        assert_eq!(c.open_envelope("job-a", &stored).as_deref(), Some("{\"sql\":\"SELECT secret\"}"));
+        assert_eq!(c.open_envelope("job-b", &stored), None);
+        let as_envelope = format!("{SEALED_ENVELOPE_PREFIX}{}", outpost_protocol::encoding::b64_encode(&sealed));
+        assert_eq!(c.open_envelope("job-a", &as_envelope), None, "a sealed result is no envelope");
+        assert_eq!(c.open_envelope("job-a", "{\"old\":1}").as_deref(), Some("{\"old\":1}"), "clear rows from before");
         // The audit log's stand-in for a typed name: stable per key, never the name.
         let k = c.keyed_name("hunter2-password");
         assert!(k.starts_with("unknown:") && !k.contains("hunter2"), "{k}");

@@ -129,7 +129,17 @@ async fn publish<S: Store>(
     set.check().map_err(|e| SigningError::Refused(e.to_string()))?;
     let statement = set.sign(&signers.iter().collect::<Vec<_>>());
     let statement_json = serde_json::to_string(&statement).map_err(|e| SigningError::Refused(e.to_string()))?;
-    Ok(store.commit_key_set(KeySetChange { version, statement_json, keys: changed, resign, now }).await?)
+    // Re-signing opens and re-seals the jobs' envelopes with the results key beside the
+    // signing keys.
+    let envelopes = match &resign {
+        Some(_) => Some(Arc::new(
+            crate::sealing::ResultCipher::load_or_create(data_dir)
+                .map(|(c, _)| c)
+                .map_err(|e| SigningError::Refused(format!("the results key that seals job envelopes: {e}")))?,
+        )),
+        None => None,
+    };
+    Ok(store.commit_key_set(KeySetChange { version, statement_json, keys: changed, resign, envelopes, now }).await?)
 }
 
 /// Creates the first key of a new installation (version 1 of the key set).
@@ -358,6 +368,9 @@ mod tests {
                 let c = rusqlite::Connection::open(dir.path().join("cp.db")).expect("db");
                 c.query_row("SELECT envelope FROM jobs WHERE id = ?1", [id], |r| r.get(0)).expect("row")
             };
+            // Re-sealed with the results key beside the signing keys.
+            let (cipher, _) = crate::sealing::ResultCipher::load_or_create(dir.path()).expect("results key");
+            let env = cipher.open_envelope(id, &env).expect("opens");
             let env: Envelope = serde_json::from_str(&env).expect("envelope");
             assert_eq!(env.key_id, b.key_id().0, "{id} re-signed by the active key");
         }

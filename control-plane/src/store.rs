@@ -210,6 +210,8 @@ pub struct KeySetChange {
     pub keys: Vec<SigningKeyRecord>,
     /// A key being retired and the active key that re-signs its undelivered jobs.
     pub resign: Option<(String, Arc<outpost_protocol::SigningKey>)>,
+    /// Opens and re-seals those jobs' envelopes (`None`: they are in clear, as in tests).
+    pub envelopes: Option<Arc<crate::sealing::ResultCipher>>,
     /// Unix seconds.
     pub now: i64,
 }
@@ -1194,7 +1196,7 @@ impl Store for SqliteStore {
                     .collect::<Result<Vec<_>, _>>()?;
                 for (id, envelope) in pending {
                     // One bad row never blocks the rotation: it fails, the others are re-signed.
-                    let Some(new) = crate::queue::resigned(&id, &envelope, active) else {
+                    let Some(new) = crate::queue::resigned(&id, &envelope, active, change.envelopes.as_deref()) else {
                         tx.execute(
                             "UPDATE jobs SET state = 'failed', finished_at = ?2, lease_until = NULL,
                                  reason_code = 'corrupt_job', reason_message = ?3
@@ -1413,7 +1415,8 @@ mod tests {
             activated_at: Some(0),
             retired_at: None,
         };
-        let change = KeySetChange { version: 1, statement_json: "{}".into(), keys: vec![key], resign: None, now: 0 };
+        let change =
+            KeySetChange { version: 1, statement_json: "{}".into(), keys: vec![key], resign: None, envelopes: None, now: 0 };
         store.commit_key_set(change).await.expect("key set");
     }
 
@@ -1729,17 +1732,17 @@ mod tests {
     async fn a_job_whose_envelope_cannot_be_read_fails_alone_and_the_others_go_on<S: Store + RawSql>(store: &S) {
         let (key, _) = outpost_protocol::SigningKey::generate().expect("key");
         let envelope = serde_json::to_string(&key.sign_payload(b"{\"sql\":\"SELECT 1\"}")).expect("json");
+        let keys = tempfile::tempdir().expect("dir");
+        let cipher = Arc::new(crate::sealing::ResultCipher::load_or_create(keys.path()).expect("results key").0);
         let (bad, good) = (new_job_id(), new_job_id());
         for (id, at) in [(&bad, 1000), (&good, 1001)] {
-            store
-                .insert_job(NewJob { envelope_json: envelope.clone(), created_at: at, ..job(id, 5000) })
-                .await
-                .expect("insert");
+            let sealed = cipher.seal_envelope(id, &envelope);
+            store.insert_job(NewJob { envelope_json: sealed, created_at: at, ..job(id, 5000) }).await.expect("insert");
         }
         // The older job's row is damaged: the poll that leases it must not fail, and the
         // good job behind it is delivered by that same poll.
         store.raw(&format!("UPDATE jobs SET envelope = '{{\"key_id\": SECRET-ROW-TEXT' WHERE id = '{bad}'")).await;
-        let got = crate::queue::lease_deliverable(store, &peer("edge-1"), 1100, 60, 1).await.expect("lease");
+        let got = crate::queue::lease_deliverable(store, &cipher, &peer("edge-1"), 1100, 60, 1).await.expect("lease");
         assert_eq!(got.jobs.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), [good.as_str()]);
         assert_eq!(got.corrupt.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), [bad.as_str()]);
         let rec = store.job(bad.clone(), 1100, false).await.expect("db").expect("job");
@@ -1748,14 +1751,15 @@ mod tests {
         assert_eq!(reason.code, "corrupt_job");
         assert!(!reason.message.contains("SECRET"), "the row's content is never quoted: {}", reason.message);
         // It is never leased again, nor failed twice.
-        let again = crate::queue::lease_deliverable(store, &peer("edge-1"), 1101, 60, 4).await.expect("lease");
+        let again = crate::queue::lease_deliverable(store, &cipher, &peer("edge-1"), 1101, 60, 4).await.expect("lease");
         assert!(again.jobs.is_empty() && again.corrupt.is_empty(), "{again:?}");
 
         // A key rotation re-signs the good undelivered jobs and fails a damaged one
         // instead of failing the rotation.
         let (waiting, damaged) = (new_job_id(), new_job_id());
         for id in [&waiting, &damaged] {
-            store.insert_job(NewJob { envelope_json: envelope.clone(), ..job(id, 5000) }).await.expect("insert");
+            let sealed = cipher.seal_envelope(id, &envelope);
+            store.insert_job(NewJob { envelope_json: sealed, ..job(id, 5000) }).await.expect("insert");
         }
         store.raw(&format!("UPDATE jobs SET envelope = 'not json' WHERE id = '{damaged}'")).await;
         let (active, _) = outpost_protocol::SigningKey::generate().expect("key");
@@ -1764,6 +1768,7 @@ mod tests {
             statement_json: "{}".into(),
             keys: vec![],
             resign: Some(("ed25519:test".into(), Arc::new(active))),
+            envelopes: Some(Arc::clone(&cipher)),
             now: 1200,
         };
         let resigned = store.commit_key_set(change).await.expect("rotation");

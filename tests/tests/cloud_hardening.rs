@@ -205,3 +205,46 @@ async fn a_password_typed_into_the_name_field_never_reaches_the_audit_log() -> R
     assert_eq!(actors[2], "ana", "a name that matches an account is recorded as that account");
     Ok(())
 }
+
+/// The `jobs.envelope` column of job `id`, read straight from the control plane's database.
+fn stored_envelope(cp: &outpost_e2e::ControlPlane, id: &str) -> Result<String> {
+    let sql = format!("SELECT envelope FROM jobs WHERE id = '{id}'");
+    match &cp.pg {
+        Some(db) => {
+            let (code, out, err) =
+                outpost_e2e::run_cmd(std::path::Path::new("psql"), &["-X", "-At", "-d", &db.url, "-c", &sql], None)?;
+            ensure!(code == 0, "psql: {err}");
+            Ok(out.trim().to_owned())
+        }
+        None => {
+            let c = rusqlite::Connection::open_with_flags(
+                cp.data_dir.join("control-plane.db"),
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )?;
+            Ok(c.query_row(&sql, [], |r| r.get(0))?)
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_sql_is_sealed_at_rest_and_the_job_still_runs() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let (cp, _agent) = outpost_e2e::start_pair(root.path(), "edge-1", "", &[]).await?;
+    let canary = "CPH-ENVELOPE-CANARY-7";
+    let id = cp
+        .dispatch(json!({ "agent": "edge-1", "connection": "sample", "sql": format!("SELECT '{canary}' AS n"),
+                          "render": { "kind": "scalar", "column": "n" } }))
+        .await?;
+    let (status, body) = cp.wait_result(&id).await?;
+    assert_eq!(status, 200, "the agent got the job and ran it: {body}");
+    assert!(body.contains(canary), "{body}");
+    let stored = stored_envelope(&cp, &id)?;
+    assert!(stored.starts_with("sealed1:"), "{stored}");
+    assert!(!stored.contains(canary), "{stored}");
+    // Whatever a reader of the database tries, the SQL is not there: the column is no
+    // envelope, and no base64 in it decodes to the SQL.
+    assert!(serde_json::from_str::<outpost_protocol::Envelope>(&stored).is_err(), "an envelope in clear: {stored}");
+    let decoded = outpost_protocol::encoding::b64_decode(stored.trim_start_matches("sealed1:"))?;
+    assert!(!String::from_utf8_lossy(&decoded).contains(canary), "sealed, not encoded");
+    Ok(())
+}
