@@ -1501,8 +1501,14 @@ mod tests {
             activated_at: Some(1),
             retired_at: None,
         };
-        let change =
-            KeySetChange { version: 1, statement_json: "{}".into(), keys: vec![key], resign: None, envelopes: None, now: 1 };
+        let change = KeySetChange {
+            version: 1,
+            statement_json: "{}".into(),
+            keys: vec![key],
+            resign: None,
+            envelopes: None,
+            now: 1,
+        };
         s.commit_key_set(change).await.expect("key set");
     }
 

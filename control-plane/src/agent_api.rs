@@ -96,6 +96,9 @@ async fn route<S: Store>(app: &App<S>, peer: &AgentPeer, req: Request<Incoming>)
             app.store
                 .touch_agent(peer.clone(), outpost_protocol::unix_now(), Some(hb.version), Some(hb.connections))
                 .await?;
+            if let Some(head) = &hb.audit_head {
+                crate::audit_heads::accept(app, peer, head, crate::audit_heads::HeadSource::Heartbeat).await;
+            }
             Ok(json(StatusCode::OK, &serde_json::json!({ "ok": true })))
         }
         (&Method::POST, PATH_RENEW) => {
@@ -211,6 +214,7 @@ async fn upload<S: Store>(
         ApiError::bad_field(field, msg)
     })?;
     let status = report.status;
+    let head = report.audit_head.clone();
     // The rendered body is sealed before the store sees it: no result is on disk in clear.
     let sealed = report.body_bytes().map_err(|m| ApiError::bad_field("body", m))?.map(|b| app.results.seal(id, &b));
     let outcome =
@@ -219,6 +223,9 @@ async fn upload<S: Store>(
         CompleteOutcome::Accepted => {
             tracing::info!(job_id = %id, agent_id = %agent, status = ?status, "Result stored.");
             app.hub.job_done(id);
+            if let Some(head) = &head {
+                crate::audit_heads::accept(app, peer, head, crate::audit_heads::HeadSource::Result).await;
+            }
             Ok(json(StatusCode::OK, &serde_json::json!({ "status": "accepted" })))
         }
         CompleteOutcome::Duplicate => Ok(json(StatusCode::OK, &serde_json::json!({ "status": "duplicate" }))),

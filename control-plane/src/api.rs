@@ -59,6 +59,7 @@ pub enum RouteId {
     SharesDelete,
     AgentsList,
     AgentsRevoke,
+    AgentsAuditHead,
     EnrolmentTokensCreate,
     EnrolmentTokensList,
     EnrolmentTokensRevoke,
@@ -210,6 +211,14 @@ pub const ROUTES: &[Route] = &[
         "agents.revoke",
         needs(Scope::AgentsAdmin),
         "Revoke an agent"
+    ),
+    route!(
+        "GET",
+        "/v1/agents/{name}/audit-head",
+        AgentsAuditHead,
+        "agents.audit_head",
+        needs(Scope::AuditRead),
+        "The latest signed head of an agent's audit log, for `outpost-agent audit verify --head`"
     ),
     route!(
         "POST",

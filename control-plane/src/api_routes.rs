@@ -55,6 +55,7 @@ pub async fn dispatch<S: Store>(
         SharesDelete => acc::shares_delete(app, ctx, &arg(0)).await,
         AgentsList => agents_list(app, ctx).await,
         AgentsRevoke => agents_revoke(app, ctx, &arg(0)).await,
+        AgentsAuditHead => agents_audit_head(app, ctx, &arg(0)).await,
         EnrolmentTokensCreate => enrolment_token(app, ctx, req.body()).await,
         EnrolmentTokensList => crate::enrolment::list(app).await,
         EnrolmentTokensRevoke => crate::enrolment::revoke(app, ctx, &arg(0)).await,
@@ -184,6 +185,24 @@ async fn agents_revoke<S: Store>(app: &App<S>, ctx: &mut Ctx, name: &str) -> Res
         }
         None => Err(ApiError::not_found(format!("no agent {name:?}"))),
     }
+}
+
+/// The head as the agent signed it, so that `outpost-agent audit verify --head` can check
+/// the signature itself and need not trust the control plane's word.
+async fn agents_audit_head<S: Store>(app: &App<S>, ctx: &mut Ctx, name: &str) -> Result<Response<Body>, ApiError> {
+    ctx.target = Some(name.to_owned());
+    if app.store.agent(name.to_owned()).await?.is_none() {
+        return Err(ApiError::not_found(format!("no agent {name:?}")));
+    }
+    // `head` is null until the agent reports one after it enrolled.
+    let (head, received_at) = match app.store.audit_head(name.to_owned()).await? {
+        Some(stored) => {
+            let head: serde_json::Value = serde_json::from_str(&stored.head_json).map_err(ApiError::internal)?;
+            (head, Some(stored.received_at))
+        }
+        None => (serde_json::Value::Null, None),
+    };
+    Ok(json(StatusCode::OK, &serde_json::json!({ "agent": name, "head": head, "received_at": received_at })))
 }
 
 async fn enrolment_token<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {

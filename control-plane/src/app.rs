@@ -215,6 +215,8 @@ pub struct App<S: Store> {
     pub oidc: Option<crate::oidc::Oidc>,
     /// Refused enrolment attempts per source address and per token id.
     pub enrol_throttle: crate::enrolment::EnrolThrottle,
+    /// When each agent's audit head was last stored from a result.
+    pub head_pace: crate::audit_heads::HeadPace,
 }
 
 impl<S: Store> std::fmt::Debug for App<S> {
@@ -255,6 +257,7 @@ pub async fn open(cfg: ControlPlaneConfig) -> Result<Arc<App<Backend>>, AppError
         embed,
         sign_in_failures: Default::default(),
         enrol_throttle: Default::default(),
+        head_pace: Default::default(),
     }))
 }
 

@@ -64,6 +64,12 @@ impl Store for Backend {
     ) -> Result<(), StoreError> {
         forward!(self, touch_agent(agent, now, version, connections))
     }
+    async fn record_audit_head(&self, agent: String, head: StoredAuditHead) -> Result<AuditHeadOutcome, StoreError> {
+        forward!(self, record_audit_head(agent, head))
+    }
+    async fn audit_head(&self, agent: String) -> Result<Option<StoredAuditHead>, StoreError> {
+        forward!(self, audit_head(agent))
+    }
     async fn insert_job(&self, job: NewJob) -> Result<(), StoreError> {
         forward!(self, insert_job(job))
     }

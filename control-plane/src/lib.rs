@@ -11,7 +11,7 @@
 //! text kept from callers who may not read the SQL),
 //! [`embed`] (embed tokens), [`enrolment`] (enrolment's
 //! audit records, token list and revocation, throttle), [`openapi`] (the API's description), [`agent_api`] (the
-//! agent listener), [`server`] (TLS and connections).
+//! agent listener), [`audit_heads`] (the agents' signed audit-log heads), [`server`] (TLS and connections).
 #![forbid(unsafe_code)]
 
 pub mod access;
@@ -23,6 +23,7 @@ pub mod api_access;
 pub mod api_projects;
 pub mod api_routes;
 pub mod app;
+pub mod audit_heads;
 pub mod backend;
 pub mod config;
 pub mod console;

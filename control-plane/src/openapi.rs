@@ -35,6 +35,12 @@ fn string_or_null() -> Value {
     json!({ "type": "string", "nullable": true })
 }
 
+/// `schema` that may also be null.
+fn nullable(mut schema: Value) -> Value {
+    schema["nullable"] = json!(true);
+    schema
+}
+
 fn components() -> Value {
     let role = json!({ "type": "string", "enum": ["admin", "editor", "viewer"] });
     let grant = json!({ "type": "string", "enum": ["view-app", "view-logic", "edit"] });
@@ -176,6 +182,18 @@ fn shapes(id: RouteId) -> (Option<Value>, &'static str, Value) {
                 &["agent", "status", "failed_jobs"],
                 json!({
             "agent": string(), "status": string(), "failed_jobs": { "type": "array", "items": string() } }),
+            ),
+        ),
+        AgentsAuditHead => (
+            None,
+            "200",
+            obj(
+                &["agent", "head", "received_at"],
+                json!({
+                    "agent": string(),
+                    "head": nullable(obj(&["seq", "hash", "key", "signature"], json!({
+                        "seq": int(), "hash": string(), "key": string(), "signature": string() }))),
+                    "received_at": int_or_null() }),
             ),
         ),
         EnrolmentTokensCreate => (

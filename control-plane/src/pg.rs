@@ -25,8 +25,9 @@ use tokio_postgres::Row;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::store::{
-    AgentPeer, AgentRecord, CancelOutcome, CompleteOutcome, EnrolTokenRecord, JobOrigin, JobRecord, JobState,
-    KeySetChange, LeaseBatch, LeasedJob, NewJob, RedeemError, SigningKeyRecord, Store, StoreError, CANCEL_RESEND_SECS,
+    AgentPeer, AgentRecord, AuditHeadOutcome, CancelOutcome, CompleteOutcome, EnrolTokenRecord, JobOrigin, JobRecord,
+    JobState, KeySetChange, LeaseBatch, LeasedJob, NewJob, RedeemError, SigningKeyRecord, Store, StoreError,
+    StoredAuditHead, CANCEL_RESEND_SECS,
 };
 
 /// The advisory lock key migrations run under ("outpost" in ASCII).
@@ -189,8 +190,19 @@ CREATE TABLE oidc_identities (
 );
 ";
 
+/// v2: the latest signed audit head per agent (`GET /v1/agents/{name}/audit-head`).
+const PG_SCHEMA_V2: &str = "
+CREATE TABLE audit_heads (
+    agent TEXT PRIMARY KEY,
+    seq BIGINT NOT NULL,
+    hash TEXT NOT NULL,
+    head TEXT NOT NULL,
+    received_at BIGINT NOT NULL
+);
+";
+
 /// Migrations in order: (version, SQL). Append only.
-const PG_MIGRATIONS: &[(i32, &str)] = &[(1, PG_SCHEMA_V1)];
+const PG_MIGRATIONS: &[(i32, &str)] = &[(1, PG_SCHEMA_V1), (2, PG_SCHEMA_V2)];
 
 /// How to reach the database, from `control-plane.yaml`.
 #[derive(Clone)]
@@ -628,6 +640,8 @@ impl Store for PgStore {
             &[&agent, &now, &cert_not_after, &pool],
         )
         .await?;
+        // A new enrolment starts a new account of its audit log.
+        tx.execute("DELETE FROM audit_heads WHERE agent = $1", &[&agent]).await?;
         tx.commit().await?;
         Ok(Ok(pool))
     }
@@ -671,6 +685,39 @@ impl Store for PgStore {
         tx.execute(&stmt, &[&agent.name, &version, &conns]).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn record_audit_head(&self, agent: String, head: StoredAuditHead) -> Result<AuditHeadOutcome, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "INSERT INTO audit_heads (agent, seq, hash, head, received_at) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (agent) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, head = excluded.head,
+                     received_at = excluded.received_at
+                 WHERE excluded.seq > audit_heads.seq
+                    OR (excluded.seq = audit_heads.seq AND excluded.hash = audit_heads.hash)",
+            )
+            .await?;
+        let n = client.execute(&stmt, &[&agent, &head.seq, &head.hash, &head.head_json, &head.received_at]).await?;
+        if n > 0 {
+            return Ok(AuditHeadOutcome::Stored);
+        }
+        self.audit_head(agent).await?.map(AuditHeadOutcome::Behind).ok_or(StoreError::Corrupt {
+            table: "audit_heads",
+            reason: "a head refused for one further along that is not there".into(),
+        })
+    }
+
+    async fn audit_head(&self, agent: String) -> Result<Option<StoredAuditHead>, StoreError> {
+        let client = self.client().await?;
+        let stmt =
+            client.prepare_cached("SELECT seq, hash, head, received_at FROM audit_heads WHERE agent = $1").await?;
+        Ok(client.query_opt(&stmt, &[&agent]).await?.map(|r| StoredAuditHead {
+            seq: r.get(0),
+            hash: r.get(1),
+            head_json: r.get(2),
+            received_at: r.get(3),
+        }))
     }
 
     async fn insert_job(&self, job: NewJob) -> Result<(), StoreError> {

@@ -221,6 +221,9 @@ pub struct AgentCertFacts {
     pub issued_at: i64,
     /// Expiry, unix seconds.
     pub not_after: i64,
+    /// The certificate's public key (for an agent, an uncompressed P-256 point): what
+    /// its signed audit heads must verify under.
+    pub public_key: Vec<u8>,
 }
 
 /// Parses a verified agent certificate once; `None` if it names no valid agent.
@@ -233,6 +236,7 @@ pub fn agent_cert_facts(cert: &CertificateDer<'_>) -> Option<AgentCertFacts> {
         name,
         issued_at: validity.not_before.timestamp() + AGENT_CERT_BACKDATE_SECS,
         not_after: validity.not_after.timestamp(),
+        public_key: parsed.public_key().subject_public_key.data.to_vec(),
     })
 }
 
@@ -256,7 +260,9 @@ mod tests {
         let csr = req.serialize_request(&key).expect("csr").pem().expect("pem");
         let (pem, _) = ca.issue_agent_cert("edge-1", &csr, 3600).expect("issue");
         let der = CertificateDer::from_pem_slice(pem.as_bytes()).expect("der");
-        assert_eq!(agent_cert_facts(&der).map(|f| f.name).as_deref(), Some("edge-1"));
+        let facts = agent_cert_facts(&der).expect("facts");
+        assert_eq!(facts.name, "edge-1");
+        assert_eq!(facts.public_key, key.public_key_raw(), "the CSR's key, as audit heads are verified");
         let (_, parsed) = x509_parser::parse_x509_certificate(&der).expect("parse");
         assert!(!parsed.is_ca());
         assert_eq!(ca.pin().len(), 64);

@@ -252,7 +252,12 @@ async fn accept_loop<S: Store>(
                     // the certificate expires, so an agent must renew to stay connected.
                     let expires_in =
                         Duration::from_secs(u64::try_from(facts.not_after - outpost_protocol::unix_now()).unwrap_or(0));
-                    let peer = Arc::new(crate::store::AgentPeer { name: agent, cert_issued_at: facts.issued_at, pool });
+                    let peer = Arc::new(crate::store::AgentPeer {
+                        name: agent,
+                        cert_issued_at: facts.issued_at,
+                        pool,
+                        public_key: Arc::from(facts.public_key),
+                    });
                     let agent_for_log = peer.name.clone();
                     tracing::debug!(agent_id = %peer.name, "Agent connected.");
                     let svc = service_fn(move |req: Request<Incoming>| {

@@ -324,6 +324,32 @@ pub struct AgentPeer {
     /// Its pool, as recorded when the connection was admitted (wake-ups only; leases
     /// read the pool from the store).
     pub pool: Option<String>,
+    /// Its certificate's public key (uncompressed P-256 point): the key its audit heads
+    /// are signed with.
+    pub public_key: Arc<[u8]>,
+}
+
+/// The latest audit head an agent reported (its signature checked before it is stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAuditHead {
+    /// The head's `seq`.
+    pub seq: i64,
+    /// The head's `hash`.
+    pub hash: String,
+    /// The head as the agent sent it (JSON of `outpost_protocol::audit_head::AuditHead`).
+    pub head_json: String,
+    /// When it was received, unix seconds.
+    pub received_at: i64,
+}
+
+/// What became of a reported audit head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditHeadOutcome {
+    /// It is the agent's latest head now.
+    Stored,
+    /// The stored head is further along (a higher `seq`) or names another record at the
+    /// same `seq`: the agent's log went back or forked. The stored head is kept.
+    Behind(StoredAuditHead),
 }
 
 /// A stored enrolment token (the secret only as a hash).
@@ -412,6 +438,15 @@ pub trait Store: crate::access_store::AccessStore + Send + Sync + 'static {
         version: Option<String>,
         connections: Option<Vec<String>>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Keeps `head` as `agent`'s latest audit head unless a head further along is
+    /// stored (see [`AuditHeadOutcome`]).
+    fn record_audit_head(
+        &self,
+        agent: String,
+        head: StoredAuditHead,
+    ) -> impl Future<Output = Result<AuditHeadOutcome, StoreError>> + Send;
+    /// `agent`'s latest audit head, if it reported one since it enrolled.
+    fn audit_head(&self, agent: String) -> impl Future<Output = Result<Option<StoredAuditHead>, StoreError>> + Send;
     /// Queues a job; refuses it if its signing key is retired.
     fn insert_job(&self, job: NewJob) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Leases up to `max` deliverable jobs of `agent` or of its pool (queued, or leased to
@@ -485,7 +520,7 @@ pub trait Store: crate::access_store::AccessStore + Send + Sync + 'static {
 }
 
 /// Current schema version (PRAGMA user_version).
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE agents (
@@ -666,8 +701,27 @@ ALTER TABLE jobs ADD COLUMN pool TEXT;
 CREATE INDEX jobs_by_pool_state ON jobs(pool, state, created_at) WHERE pool IS NOT NULL;
 ";
 
+/// v8: the latest signed audit head per agent (`GET /v1/agents/{name}/audit-head`).
+const SCHEMA_V8: &str = "
+CREATE TABLE audit_heads (
+    agent TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    head TEXT NOT NULL,
+    received_at INTEGER NOT NULL
+);
+";
+
 /// How often a leased job's cancel is repeated to its agent until it reports, seconds.
 pub(crate) const CANCEL_RESEND_SECS: i64 = 10;
+
+fn sqlite_audit_head(c: &Connection, agent: &str) -> Result<Option<StoredAuditHead>, StoreError> {
+    Ok(c.prepare_cached("SELECT seq, hash, head, received_at FROM audit_heads WHERE agent = ?1")?
+        .query_row(params![agent], |r| {
+            Ok(StoredAuditHead { seq: r.get(0)?, hash: r.get(1)?, head_json: r.get(2)?, received_at: r.get(3)? })
+        })
+        .optional()?)
+}
 
 /// SQLite backend.
 #[derive(Clone)]
@@ -715,6 +769,7 @@ impl SqliteStore {
             (5, SCHEMA_V5),
             (6, SCHEMA_V6),
             (7, SCHEMA_V7),
+            (8, SCHEMA_V8),
         ] {
             if version < target {
                 conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql} PRAGMA user_version = {target}; COMMIT;"))?;
@@ -936,6 +991,9 @@ impl Store for SqliteStore {
                      cert_not_after = excluded.cert_not_after, revoked_at = NULL, pool = excluded.pool",
                 params![agent, now, cert_not_after, pool],
             )?;
+            // A new enrolment starts a new account of its audit log (a reinstalled agent
+            // starts it again at 1).
+            tx.execute("DELETE FROM audit_heads WHERE agent = ?1", params![agent])?;
             tx.commit()?;
             Ok(Ok(pool))
         })
@@ -987,6 +1045,32 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    async fn record_audit_head(&self, agent: String, head: StoredAuditHead) -> Result<AuditHeadOutcome, StoreError> {
+        self.with_conn(move |c| {
+            let n = c
+                .prepare_cached(
+                    "INSERT INTO audit_heads (agent, seq, hash, head, received_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT(agent) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, head = excluded.head,
+                         received_at = excluded.received_at
+                     WHERE excluded.seq > audit_heads.seq
+                        OR (excluded.seq = audit_heads.seq AND excluded.hash = audit_heads.hash)",
+                )?
+                .execute(params![agent, head.seq, head.hash, head.head_json, head.received_at])?;
+            if n > 0 {
+                return Ok(AuditHeadOutcome::Stored);
+            }
+            Ok(AuditHeadOutcome::Behind(sqlite_audit_head(c, &agent)?.ok_or(StoreError::Corrupt {
+                table: "audit_heads",
+                reason: "a head refused for one further along that is not there".into(),
+            })?))
+        })
+        .await
+    }
+
+    async fn audit_head(&self, agent: String) -> Result<Option<StoredAuditHead>, StoreError> {
+        self.with_conn(move |c| sqlite_audit_head(c, &agent)).await
     }
 
     async fn insert_job(&self, job: NewJob) -> Result<(), StoreError> {
@@ -1415,13 +1499,19 @@ mod tests {
             activated_at: Some(0),
             retired_at: None,
         };
-        let change =
-            KeySetChange { version: 1, statement_json: "{}".into(), keys: vec![key], resign: None, envelopes: None, now: 0 };
+        let change = KeySetChange {
+            version: 1,
+            statement_json: "{}".into(),
+            keys: vec![key],
+            resign: None,
+            envelopes: None,
+            now: 0,
+        };
         store.commit_key_set(change).await.expect("key set");
     }
 
     fn peer(name: &str) -> AgentPeer {
-        AgentPeer { name: name.into(), cert_issued_at: 1, pool: None }
+        AgentPeer { name: name.into(), cert_issued_at: 1, pool: None, public_key: Arc::from(&[][..]) }
     }
 
     fn job(id: &str, expires_at: i64) -> NewJob {
@@ -1778,6 +1868,54 @@ mod tests {
         assert_eq!(store.job(waiting, 1200, false).await.expect("db").expect("job").state, JobState::Queued);
     }
 
+    async fn an_agents_audit_head_only_moves_forward_and_a_new_enrolment_starts_it_again<S: Store>(store: &S) {
+        let head = |seq: i64, hash: &str, at: i64| StoredAuditHead {
+            seq,
+            hash: hash.repeat(64),
+            head_json: format!("{{\"seq\":{seq}}}"),
+            received_at: at,
+        };
+        assert_eq!(store.audit_head("edge-1".into()).await.expect("db"), None, "nothing reported yet");
+        assert_eq!(
+            store.record_audit_head("edge-1".into(), head(10, "a", 100)).await.expect("db"),
+            AuditHeadOutcome::Stored
+        );
+        assert_eq!(
+            store.record_audit_head("edge-1".into(), head(12, "b", 101)).await.expect("db"),
+            AuditHeadOutcome::Stored
+        );
+        // The same head again only moves the time on.
+        assert_eq!(
+            store.record_audit_head("edge-1".into(), head(12, "b", 102)).await.expect("db"),
+            AuditHeadOutcome::Stored
+        );
+        assert_eq!(store.audit_head("edge-1".into()).await.expect("db"), Some(head(12, "b", 102)));
+        // A log that went back, or another record at the same seq, does not replace it.
+        for stale in [head(11, "c", 103), head(12, "d", 103)] {
+            let out = store.record_audit_head("edge-1".into(), stale).await.expect("db");
+            assert_eq!(out, AuditHeadOutcome::Behind(head(12, "b", 102)));
+        }
+        assert_eq!(store.audit_head("edge-1".into()).await.expect("db"), Some(head(12, "b", 102)));
+        assert_eq!(store.audit_head("edge-2".into()).await.expect("db"), None, "per agent");
+        // Enrolling the name again (a reinstalled agent) forgets the old log's head.
+        let t = EnrolTokenRecord {
+            id: "t-again".into(),
+            agent: "edge-1".into(),
+            pool: None,
+            secret_sha256: "h".into(),
+            created_at: 100,
+            expires_at: 5000,
+        };
+        store.create_enrol_token(t).await.expect("token");
+        let again = store.redeem_enrol_token("t-again".into(), "h".into(), "edge-1".into(), 104, 9000).await;
+        again.expect("db").expect("enrolled");
+        assert_eq!(store.audit_head("edge-1".into()).await.expect("db"), None);
+        assert_eq!(
+            store.record_audit_head("edge-1".into(), head(1, "e", 105)).await.expect("db"),
+            AuditHeadOutcome::Stored
+        );
+    }
+
     /// Each case runs on the embedded SQLite database and on a fresh PostgreSQL database:
     /// both backends are held to the same behaviour.
     macro_rules! on_both_backends {
@@ -1816,5 +1954,6 @@ mod tests {
         concurrent_members_never_lease_the_same_job,
         a_job_whose_envelope_cannot_be_read_fails_alone_and_the_others_go_on,
         outstanding_enrolment_tokens_are_listed_and_an_unused_one_can_be_revoked,
+        an_agents_audit_head_only_moves_forward_and_a_new_enrolment_starts_it_again,
     );
 }

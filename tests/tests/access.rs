@@ -116,6 +116,7 @@ fn table() -> Vec<Row> {
         row!("DELETE", "/v1/shares/{fresh_share}", None, Roles("A")),
         row!("GET", "/v1/agents", None, Roles("EA")),
         row!("POST", "/v1/agents/spare/revoke", None, Roles("A")),
+        row!("GET", "/v1/agents/edge-1/audit-head", None, Roles("A")),
         row!("POST", "/v1/enrollment-tokens", Some(r#"{"agent": "new-agent-{n}"}"#), Roles("A")),
         row!("GET", "/v1/enrollment-tokens", None, Roles("A")),
         row!("DELETE", "/v1/enrollment-tokens/{fresh_enrol_token}", None, Roles("A")),

@@ -182,3 +182,73 @@ async fn config_audit_reports_what_may_leave_and_flags_what_a_reviewer_must_fix(
     assert!(out.contains("[HIGH] audit log:") && out.contains("line 1"), "{out}");
     Ok(())
 }
+
+/// Records cut from the end of the log after its last signed checkpoint leave no trace in
+/// the chain; the head the agent reported to the control plane (kept there, signed by
+/// the agent's certificate key) shows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_tail_is_caught_with_the_head_the_control_plane_kept() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let (cp, mut agent) = outpost_e2e::start_pair(root.path(), "edge-1", "", &[]).await?;
+    let admin = cp.api()?;
+    let res = admin.get("/v1/agents/edge-1/audit-head").await?;
+    // Before any result the agent may or may not have sent a heartbeat; either answer is
+    // well formed.
+    assert!(res.status == 200 || res.status == 404, "{}", res.text());
+    for region in ["north", "south"] {
+        let id = cp
+            .dispatch(serde_json::json!({
+                "agent": "edge-1", "connection": "sample",
+                "sql": "SELECT COUNT(*) AS n FROM orders WHERE region = $1",
+                "params": [{"type": "text", "value": region}],
+                "render": {"kind": "scalar", "column": "n"}
+            }))
+            .await?;
+        let (status, body) = cp.wait_result(&id).await?;
+        assert_eq!(status, 200, "{body}");
+    }
+    // The first result brought a head with it (a result's head is kept at most once a
+    // second per agent, so it may be the first job's record or a later one).
+    let res = admin.get("/v1/agents/edge-1/audit-head").await?;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let answer = res.json()?;
+    let seq = answer["head"]["seq"].as_u64().context("head.seq")?;
+    assert_eq!(answer["agent"], "edge-1");
+    agent.stop()?;
+    let log = agent.state_dir.join("audit.log");
+    let good: Vec<String> = std::fs::read_to_string(&log)?.lines().map(str::to_owned).collect();
+    let reported = usize::try_from(seq)? + 1; // lines up to and including the head's record
+    assert!(reported <= good.len(), "head {seq} beyond the log's {} lines", good.len());
+    let head_file = root.path().join("head.json");
+    std::fs::write(&head_file, answer.to_string())?;
+    let head_arg = head_file.to_str().context("path")?;
+
+    // The whole log reaches the head.
+    let (code, out, err) = audit_cli(&agent, &["verify", "--head", head_arg])?;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("OK: the log reaches record {seq}")), "{out}");
+
+    // Cut from the head's record on (the shutdown checkpoint goes with it): the chain
+    // alone cannot tell, and says so instead of OK…
+    let cut: String = good[..reported - 1].iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&log, &cut)?;
+    let (code, out, _) = audit_cli(&agent, &["verify"])?;
+    assert!(!out.contains("TAMPERED"), "the chain alone holds: {out}");
+    assert!(out.contains("NOT PROVEN") || code != 0, "it never claims the end is whole: {out}");
+    // …and the control plane's head shows the cut, also when read from stdin.
+    let (code, out, _) = audit_cli(&agent, &["verify", "--head", head_arg])?;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("TAMPERED") && out.contains("cut from the end"), "{out}");
+    let (code, out, _) = agent.cli(&["audit", "verify", "--head", "-"], Some(&answer.to_string()), &[])?;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("cut from the end"), "{out}");
+
+    // A head signed by another key (another agent's, or forged) proves nothing here.
+    let mut forged = answer.clone();
+    forged["head"]["signature"] = serde_json::json!("MEUCIQ");
+    std::fs::write(&head_file, forged.to_string())?;
+    let (code, out, _) = audit_cli(&agent, &["verify", "--head", head_arg])?;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("the head given is not valid"), "{out}");
+    Ok(())
+}

@@ -201,6 +201,7 @@ async fn a_key_set_not_signed_by_a_trusted_key_is_refused_and_its_key_signs_noth
             statement_json: serde_json::to_string(&statement)?,
             keys: vec![demoted, rogue_rec],
             resign: None,
+            envelopes: None,
             now: 0,
         })
         .await?;

@@ -26,6 +26,12 @@ pub fn read_head(path: &Path) -> Result<outpost_protocol::audit_head::AuditHead,
     read.map_err(|e| format!("{}: {e}", path.display()))?;
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let head = value.get("head").cloned().unwrap_or(value);
+    if head.is_null() {
+        return Err(format!(
+            "{}: the control plane holds no audit head for this agent yet (it reports one with its next heartbeat or result)",
+            path.display()
+        ));
+    }
     serde_json::from_value(head).map_err(|e| format!("{}: not an audit head: {e}", path.display()))
 }
 
@@ -83,6 +89,13 @@ pub fn describe(path: &Path, r: &Report) -> String {
                         "OK: the log reaches record {}, the head the agent signed and reported to the control \
                          plane: nothing before it was cut from the end",
                         h.seq
+                    );
+                }
+                None if r.records == 0 => {
+                    let _ = writeln!(
+                        out,
+                        "NOT PROVEN: the log holds no record; records cut from it would leave no trace here. Give \
+                         --head (from GET /v1/agents/NAME/audit-head) to check it against what the agent reported"
                     );
                 }
                 None if r.after_last_checkpoint > 0 => {

@@ -152,7 +152,8 @@ fn check_head(
     if !known {
         report.finding.get_or_insert(Finding {
             line: 0,
-            problem: "the head is signed by a key that signed no checkpoint of this log and is not the agent's                       current key: it is another agent's head"
+            problem: "the head is signed by a key that signed no checkpoint of this log and is not the agent's \
+                      current key: it is another agent's head"
                 .into(),
         });
         return;
@@ -172,6 +173,12 @@ fn check_head(
              were cut from the end",
             h.seq,
             h.seq - last
+        ),
+        (None, None) if report.unchained == 0 => format!(
+            "the log holds no record but the agent reported record {} to the control plane: {} record(s) were \
+             cut from the end",
+            h.seq,
+            h.seq + 1
         ),
         _ => format!("the log does not hold record {}, which the agent reported to the control plane", h.seq),
     };
