@@ -67,6 +67,7 @@ pub enum RouteId {
     JobsDispatch,
     JobsRead,
     JobsResult,
+    JobsSpec,
     JobsCancel,
     ProjectsList,
     ProjectsCreate,
@@ -275,6 +276,14 @@ pub const ROUTES: &[Route] = &[
         "jobs.result",
         needs(Scope::ResultsRead),
         "A job's rendered result, waiting up to ?wait=N seconds"
+    ),
+    route!(
+        "GET",
+        "/v1/jobs/{id}/spec",
+        JobsSpec,
+        "jobs.spec",
+        needs(Scope::ResultsRead),
+        "A job's SQL, parameters, render spec and requester (those who may read its SQL)"
     ),
     route!("POST", "/v1/jobs/{id}/cancel", JobsCancel, "jobs.cancel", needs(Scope::JobsDispatch), "Cancel a job"),
     route!(

@@ -76,6 +76,7 @@ pub async fn dispatch<S: Store>(
             let may_read_sql = crate::redact::may_read_sql(app, caller, &rec).await?;
             api::result(app, &arg(0), wait, may_read_sql).await
         }
+        JobsSpec => jobs_spec(app, ctx, &arg(0)).await,
         JobsCancel => jobs_cancel(app, ctx, &arg(0)).await,
         ProjectsList => prj::list(app, ctx).await,
         ProjectsCreate => prj::create(app, ctx, req.body()).await,
@@ -185,6 +186,41 @@ async fn agents_revoke<S: Store>(app: &App<S>, ctx: &mut Ctx, name: &str) -> Res
         }
         None => Err(ApiError::not_found(format!("no agent {name:?}"))),
     }
+}
+
+/// What a job asked for, as signed: its SQL, parameters, render spec and requester. Only
+/// for callers who may read the job's SQL (admins, the job's owner, a project's
+/// `view-logic` and `edit` grants); a `view-app` viewer gets 403.
+async fn jobs_spec<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str) -> Result<Response<Body>, ApiError> {
+    ctx.target = Some(id.to_owned());
+    let caller = ctx.caller()?;
+    let rec = visible_job(app, caller, id, false).await?;
+    if !crate::redact::may_read_sql(app, caller, &rec).await? {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("job {id} belongs to a project you may see only as an app: its SQL is not shown"),
+        ));
+    }
+    let stored =
+        app.store.job_envelope(id.to_owned()).await?.ok_or_else(|| ApiError::not_found(format!("no job {id:?}")))?;
+    let spec = crate::queue::open_spec(&app.results, id, &stored).map_err(|problem| {
+        tracing::error!(job_id = %id, problem, "A job's stored envelope cannot be read.");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "corrupt_job",
+            format!("job {id}'s stored record cannot be read"),
+        )
+    })?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "id": id, "agent": Some(&rec.agent).filter(|a| !a.is_empty()), "pool": rec.pool,
+            "connection": spec.connection, "sql": spec.sql, "params": spec.params, "render": spec.render,
+            "cache": spec.cache, "timeout_secs": spec.timeout_secs, "requester": spec.requester,
+            "issued_at": spec.issued_at, "expires_at": spec.expires_at,
+        }),
+    ))
 }
 
 /// The head as the agent signed it, so that `outpost-agent audit verify --head` can check

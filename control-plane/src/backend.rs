@@ -70,6 +70,9 @@ impl Store for Backend {
     async fn audit_head(&self, agent: String) -> Result<Option<StoredAuditHead>, StoreError> {
         forward!(self, audit_head(agent))
     }
+    async fn job_envelope(&self, id: String) -> Result<Option<String>, StoreError> {
+        forward!(self, job_envelope(id))
+    }
     async fn insert_job(&self, job: NewJob) -> Result<(), StoreError> {
         forward!(self, insert_job(job))
     }

@@ -434,6 +434,19 @@ impl<S: Store> Page<'_, S> {
             when(&j["created_at"]),
             when(&j["expires_at"])
         );
+        // Who asked for what, to those who may read the SQL (the API refuses the others).
+        if let Ok(spec) = self.get(RouteId::JobsSpec, &[id], None).await {
+            let r = &spec["requester"];
+            if let Some(user) = r["user"].as_str().or(r["customer"].as_str()) {
+                let via = r["via"].as_str().map(|v| format!(" ({})", e(v))).unwrap_or_default();
+                let _ = write!(b, "<p class=\"requester\">Requested by <strong>{}</strong>{via}</p>", e(user));
+            }
+            let _ = write!(
+                b,
+                "<h2>SQL</h2><pre class=\"sql\" data-sql><code>{}</code></pre>",
+                e(spec["sql"].as_str().unwrap_or_default())
+            );
+        }
         b.push_str(&self.job_section(&j).await);
         Ok((format!("Job {id}"), b))
     }

@@ -234,6 +234,18 @@ fn shapes(id: RouteId) -> (Option<Value>, &'static str, Value) {
             obj(&["id", "state", "expires_at"], json!({ "id": string(), "state": string(), "expires_at": int() })),
         ),
         JobsRead => (None, "200", r("Job")),
+        JobsSpec => (
+            None,
+            "200",
+            obj(
+                &["id", "connection", "sql", "params", "render", "issued_at", "expires_at"],
+                json!({
+                    "id": string(), "agent": string_or_null(), "pool": string_or_null(), "connection": string(),
+                    "sql": string(), "params": { "type": "array", "items": { "type": "object" } },
+                    "render": { "type": "object" }, "cache": { "type": "object" }, "timeout_secs": int_or_null(),
+                    "requester": { "type": "object", "nullable": true }, "issued_at": int(), "expires_at": int() }),
+            ),
+        ),
         JobsResult | EmbedResult => (None, "200", json!({})),
         JobsCancel => (None, "200", obj(&["id", "state"], json!({ "id": string(), "state": string() }))),
         ProjectsList => (None, "200", list_of("projects", r("Project"))),

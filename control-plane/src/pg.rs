@@ -720,6 +720,12 @@ impl Store for PgStore {
         }))
     }
 
+    async fn job_envelope(&self, id: String) -> Result<Option<String>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached("SELECT envelope FROM jobs WHERE id = $1").await?;
+        Ok(client.query_opt(&stmt, &[&id]).await?.map(|r| r.get(0)))
+    }
+
     async fn insert_job(&self, job: NewJob) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;

@@ -36,6 +36,21 @@ pub fn check_envelope(envelope_json: &str) -> Result<Envelope, &'static str> {
     Ok(e)
 }
 
+/// The job spec inside a stored (sealed or clear) envelope of job `id`, for showing it;
+/// a problem in the words of [`check_envelope`] when it cannot be read. The signature is
+/// not checked here: the control plane signed it, and only agents act on it.
+pub fn open_spec(cipher: &ResultCipher, id: &str, stored: &str) -> Result<outpost_protocol::JobSpec, &'static str> {
+    let json = cipher.open_envelope(id, stored).ok_or("the sealed envelope does not open")?;
+    let env = check_envelope(&json)?;
+    let payload = outpost_protocol::encoding::b64_decode(&env.payload).map_err(|_| "the payload is not base64")?;
+    let spec: outpost_protocol::JobSpec =
+        serde_json::from_slice(&payload).map_err(|_| "the payload is not a job spec")?;
+    if spec.job_id != id {
+        return Err("the envelope belongs to another job");
+    }
+    Ok(spec)
+}
+
 /// `envelope_json` signed again by `active` (a key rotation's re-signing); `None` when it
 /// cannot be read, and the job is then failed as `corrupt_job` (logged by id only).
 pub(crate) fn resigned(

@@ -447,6 +447,9 @@ pub trait Store: crate::access_store::AccessStore + Send + Sync + 'static {
     ) -> impl Future<Output = Result<AuditHeadOutcome, StoreError>> + Send;
     /// `agent`'s latest audit head, if it reported one since it enrolled.
     fn audit_head(&self, agent: String) -> impl Future<Output = Result<Option<StoredAuditHead>, StoreError>> + Send;
+    /// A job's stored envelope (sealed, or in clear from before sealing), for showing its
+    /// SQL to those who may read it; `None` when there is no such job.
+    fn job_envelope(&self, id: String) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
     /// Queues a job; refuses it if its signing key is retired.
     fn insert_job(&self, job: NewJob) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Leases up to `max` deliverable jobs of `agent` or of its pool (queued, or leased to
@@ -1071,6 +1074,15 @@ impl Store for SqliteStore {
 
     async fn audit_head(&self, agent: String) -> Result<Option<StoredAuditHead>, StoreError> {
         self.with_conn(move |c| sqlite_audit_head(c, &agent)).await
+    }
+
+    async fn job_envelope(&self, id: String) -> Result<Option<String>, StoreError> {
+        self.with_conn(move |c| {
+            Ok(c.prepare_cached("SELECT envelope FROM jobs WHERE id = ?1")?
+                .query_row(params![id], |r| r.get(0))
+                .optional()?)
+        })
+        .await
     }
 
     async fn insert_job(&self, job: NewJob) -> Result<(), StoreError> {

@@ -131,6 +131,7 @@ fn table() -> Vec<Row> {
         ),
         row!("GET", "/v1/jobs/{job}", None, Roles("EA")),
         row!("GET", "/v1/jobs/{job}/result", None, Roles("EA")),
+        row!("GET", "/v1/jobs/{job}/spec", None, Roles("EA")),
         row!("POST", "/v1/jobs/{editor_job}/cancel", None, Roles("EA")),
         row!("GET", "/v1/projects", None, Roles("VEA")),
         row!("POST", "/v1/projects", Some("{project_body}"), Roles("EA")),

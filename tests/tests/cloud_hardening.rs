@@ -96,7 +96,17 @@ async fn a_failure_that_quotes_the_sql_reaches_only_those_who_may_read_the_sql()
         assert!(res.text().contains(BAD_COLUMN), "{who} reads it in the result answer: {}", res.text());
         let r = ok_json(api, "GET", &format!("/v1/projects/{pid}/results?customer=North"), None).await?;
         assert!(r.to_string().contains(BAD_COLUMN), "{who} reads it in the project's results: {r}");
+        // Who ran which SQL: the job's own SQL, parameters and signed requester.
+        let spec = ok_json(api, "GET", &format!("/v1/jobs/{job}/spec"), None).await?;
+        assert_eq!(spec["sql"], bad_sql.as_str(), "{who}: {spec}");
+        assert_eq!(spec["params"], json!([{ "type": "text", "value": "North" }]), "{who}: {spec}");
+        assert_eq!(spec["requester"]["user"], "vi", "{who}: the viewer ran it: {spec}");
+        assert_eq!(spec["requester"]["project"], pid.as_str(), "{who}: {spec}");
+        assert_eq!(spec["connection"], "sample");
     }
+    let res = call(&app_viewer, "GET", &format!("/v1/jobs/{job}/spec"), None).await?;
+    assert_eq!(res.status, 403, "view-app never reads the SQL: {}", res.text());
+    assert_no_sql("the spec answer to view-app", &res.text());
 
     // The view-app collaborator, in every answer that carries the failure.
     let v = ok_json(&app_viewer, "GET", &format!("/v1/jobs/{job}"), None).await?;
@@ -122,6 +132,7 @@ async fn a_failure_that_quotes_the_sql_reaches_only_those_who_may_read_the_sql()
     let owner_browser = session(&cp.api()?, "ed").await?;
     let res = call(&owner_browser, "GET", &format!("/console/jobs/{job}"), None).await?;
     assert!(res.text().contains(BAD_COLUMN), "the owner's console page shows the failure text");
+    assert!(res.text().contains("data-sql") && res.text().contains("Requested by <strong>vi</strong>"), "and the SQL");
 
     // An embed viewer never reads SQL.
     let t =
