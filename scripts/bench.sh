@@ -2,8 +2,24 @@
 # Benchmarks: end-to-end job latency and throughput through the real binaries on
 # loopback (release build), and criterion micro-benchmarks of signing and verifying.
 # Prints the machine it ran on. Record the figures in docs/BENCHMARKS.md.
+#
+# BENCH_SECTIONS (comma-separated, default all): e2e, pg, criterion, cache, replicas, idle.
+# `scripts/bench.sh --quick` is BENCH_SECTIONS=e2e,pg with JOBS=300, JOBS_PER_CLIENT=30
+# and PG_RUNS=3, for iterating. BENCH_CONTENDERS chooses the e2e section's contenders
+# (default sqlite,sqlite-expr,sqlite-masked,pg,pg-masked; the pg ones need PostgreSQL at
+# OUTPOST_TEST_PG_URL). OUTPOST_BIN_DIR: the release binaries (default target/release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = "--quick" ]; then
+  BENCH_SECTIONS="${BENCH_SECTIONS:-e2e,pg}"
+  JOBS="${JOBS:-300}"
+  JOBS_PER_CLIENT="${JOBS_PER_CLIENT:-30}"
+  PG_RUNS="${PG_RUNS:-3}"
+fi
+SECTIONS=",${BENCH_SECTIONS:-e2e,pg,criterion,cache,replicas,idle},"
+want() { [[ "$SECTIONS" == *",$1,"* ]]; }
+export OUTPOST_BIN_DIR="${OUTPOST_BIN_DIR:-$PWD/target/release}"
 
 JOBS="${JOBS:-1000}"
 CLIENTS="${CLIENTS:-32}"
@@ -13,20 +29,33 @@ OUTPOST_TEST_PG_URL_SHOWN="${OUTPOST_TEST_PG_URL:-postgres://postgres@127.0.0.1:
 echo "==> machine"
 echo "    $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo "    $(awk '/MemTotal/ {printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo), kernel $(uname -r), $(rustc --version)"
+echo "    commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD 2>/dev/null || echo ' (with local changes)'), load average $(cut -d' ' -f1-3 /proc/loadavg) before the run"
 
 echo "==> building release binaries"
 cargo build --release --bins --locked --quiet
 
-echo "==> end-to-end: API dispatch -> agent (mTLS long-poll, verify, SQLite, render, audit) -> result with ?wait"
-OUTPOST_BIN_DIR="$PWD/target/release" target/release/outpost-bench \
-  --jobs "$JOBS" --clients "$CLIENTS" --jobs-per-client "$JOBS_PER_CLIENT"
+if want e2e; then
+echo "==> end-to-end: API dispatch -> agent (mTLS long-poll, verify, query, render, audit) -> result with ?wait"
+echo "    small table jobs, interleaved: the SQLite sample as before; with an expression column; on a connection"
+echo "    with a mask rule (provenance asked of the database first); the same on PostgreSQL ($OUTPOST_TEST_PG_URL_SHOWN)"
+echo "    as a SELECT-only role, without and with a mask rule; peer GET /v1/agents in the same run"
+"$OUTPOST_BIN_DIR/outpost-bench" --jobs "$JOBS" --clients "$CLIENTS" --jobs-per-client "$JOBS_PER_CLIENT" \
+  --contenders "${BENCH_CONTENDERS:-sqlite,sqlite-expr,sqlite-masked,pg,pg-masked}"
+fi
 
+if want pg; then
 echo "==> PostgreSQL ($OUTPOST_TEST_PG_URL_SHOWN): a ${PG_ROWS:-1000000}-row query rendered as a downsampled line chart"
-echo "    through the agent; peers psql -At and COPY ... TO STDOUT on the same server, same run"
-OUTPOST_BIN_DIR="$PWD/target/release" target/release/outpost-bench-pg --rows "${PG_ROWS:-1000000}" --runs "${PG_RUNS:-5}"
+echo "    through the agent (SELECT-only role; without and with a mask rule on an unrelated column);"
+echo "    peers psql -At and COPY ... TO STDOUT on the same server, same run"
+"$OUTPOST_BIN_DIR/outpost-bench-pg" --rows "${PG_ROWS:-1000000}" --runs "${PG_RUNS:-5}"
+fi
 
+if want criterion; then
 echo "==> criterion: envelope sign / verify"
 cargo bench --locked -p outpost-protocol --bench envelope -- --noplot 2>/dev/null | grep -E '^(sign|Envelope|peer)|time:'
+fi
+
+if want cache; then
 
 echo "==> result cache: raw AES-256-GCM rate; peer: openssl speed -evp aes-256-gcm, same machine, same run"
 for bytes in 16384 1048576; do
@@ -42,15 +71,22 @@ mkdir -p target
 dir=$(mktemp -d target/cache-bench.XXXXXX)
 cargo run --release --locked --quiet -p outpost-agent --example cache_bench -- "$dir" 1 100
 rm -rf "$dir"
+fi
+
+if want replicas; then
 
 echo "==> replicas: ${REPLICA_CLIENTS:-32} concurrent API clients, each job POST /v1/jobs to pool:eu then GET .../result?wait=30"
 echo "    on a kept-alive connection; two pooled agents (m1, m2); same run: SQLite 1 replica, PostgreSQL 1 replica,"
 echo "    PostgreSQL 3 replicas sharing one database (clients round-robin, wake-ups cross replicas via LISTEN/NOTIFY)"
-OUTPOST_BIN_DIR="$PWD/target/release" target/release/outpost-bench-replicas \
+"$OUTPOST_BIN_DIR/outpost-bench-replicas" \
   --clients "${REPLICA_CLIENTS:-32}" --jobs-per-client "${REPLICA_JOBS_PER_CLIENT:-50}"
+fi
+
+if want idle; then
 
 echo "==> idle agents: ${IDLE_AGENTS:-10000} simulated agents enrol over TLS and park one mutual-TLS HTTP/2 long-poll each"
 echo "    on one control plane (${IDLE_STORE:-postgres} store); its RSS, peak RSS and open fds from /proc; then one job"
 echo "    must come back on one agent's pending poll. Needs ulimit -n above the agent count (bench and control plane each)."
-OUTPOST_BIN_DIR="$PWD/target/release" target/release/outpost-bench-idle \
+"$OUTPOST_BIN_DIR/outpost-bench-idle" \
   --agents "${IDLE_AGENTS:-10000}" --store "${IDLE_STORE:-postgres}"
+fi

@@ -48,15 +48,44 @@ impl Server {
     /// default: these lines say `allow_privileged: true`. tests/tests/privileged_pg.rs
     /// runs the agent as a least-privilege role without it.
     pub fn connection_yaml(&self, name: &str) -> String {
+        self.connection_yaml_as(name, self.user(), true)
+    }
+
+    /// Like [`Server::connection_yaml`], connecting as `user`, with `allow_privileged:
+    /// true` only when `allow_privileged` is set.
+    pub fn connection_yaml_as(&self, name: &str, user: &str, allow_privileged: bool) -> String {
         format!(
-            "  {name}:\n    kind: postgres\n    host: {}\n    port: {}\n    database: {}\n    user: {}\n    \
-             password_credential: warehouse\n    tls: disable\n    allow_privileged: true\n",
+            "  {name}:\n    kind: postgres\n    host: {}\n    port: {}\n    database: {}\n    user: {user}\n    \
+             password_credential: warehouse\n    tls: disable\n{}",
             self.host(),
             self.port(),
             self.database(),
-            self.user()
+            if allow_privileged { "    allow_privileged: true\n" } else { "" }
         )
     }
+}
+
+/// The SELECT-only login role the benchmarks connect the agent as (what a customer
+/// runs, docs/DATABASES.md): kept on the server, like the `outpost_bench` schema.
+pub const BENCH_READER: &str = "outpost_bench_reader";
+
+/// Creates schema `outpost_bench` and [`BENCH_READER`] if missing, and lets the role read
+/// every table in that schema (call it after creating the tables).
+pub async fn bench_reader(admin: &tokio_postgres::Client) -> Result<()> {
+    let r = BENCH_READER;
+    admin
+        .batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS outpost_bench;
+             DO $$ BEGIN
+               IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = '{r}') THEN
+                 CREATE ROLE {r} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE;
+               END IF;
+             END $$;
+             GRANT USAGE ON SCHEMA outpost_bench TO {r};
+             GRANT SELECT ON ALL TABLES IN SCHEMA outpost_bench TO {r};"
+        ))
+        .await?;
+    Ok(())
 }
 
 /// An admin session and a fresh schema `name`, dropped by [`Schema::drop_now`].
