@@ -98,6 +98,10 @@ pub struct PlanFacts {
     /// Whether something other than a table is scanned (a function, a subquery, a CTE,
     /// VALUES): then an unqualified name may not be a table's column.
     pub other_scans: bool,
+    /// Whether some node calls a function that runs SQL given as text or reads session
+    /// state ([`HIDDEN_INPUT_FUNCTIONS`]): then the relations listed are not all the
+    /// statement reads.
+    pub hidden_reads: bool,
 }
 
 /// Reads a PostgreSQL `EXPLAIN (VERBOSE, FORMAT JSON)` answer.
@@ -127,6 +131,9 @@ pub fn plan_facts(explain: &serde_json::Value) -> Result<PlanFacts, String> {
                 schema: schema.to_owned(),
                 name: name.to_owned(),
             });
+        }
+        if calls_hidden_input(node) {
+            facts.hidden_reads = true;
         }
         if node.get("Relation Name").is_none() && node.get("Alias").is_some() {
             facts.other_scans = true;
@@ -171,7 +178,8 @@ pub enum ExprRef {
     /// plan's only relation (EXPLAIN leaves out the qualifier when there is one).
     Bare(String),
     /// Something whose source the agent cannot see: a sub-plan's result (`$1`,
-    /// `(SubPlan 1)`, `(InitPlan 1)`).
+    /// `(SubPlan 1)`, `(InitPlan 1)`), or a call of a [`HIDDEN_INPUT_FUNCTIONS`] one
+    /// (`current_setting()`).
     Opaque(String),
 }
 
@@ -270,7 +278,14 @@ pub fn expression_refs(expr: &str) -> Vec<ExprRef> {
             if star {
                 refs.push(ExprRef::WholeRow { qualifier: parts.concat_names() });
             } else if is_call {
-                // A function call; SubPlan/InitPlan are printed as `(SubPlan 1)`.
+                // A function call; SubPlan/InitPlan are printed as `(SubPlan 1)`. A
+                // function whose value does not come from its arguments (it runs SQL
+                // given as text, or reads session state another expression wrote) is
+                // a value the plan cannot place.
+                let name = parts.last().map(|(p, _)| p.as_str()).unwrap_or_default();
+                if hidden_input(name) {
+                    refs.push(ExprRef::Opaque(format!("{name}()")));
+                }
             } else if parts.len() >= 2 {
                 // `alias.column`, or `alias.column.field`? PostgreSQL prints field access
                 // of a composite as `(alias.column).field`, so two parts are a column.
@@ -293,6 +308,50 @@ pub fn expression_refs(expr: &str) -> Vec<ExprRef> {
         i += 1;
     }
     refs
+}
+
+/// Built-in PostgreSQL functions whose result does not derive from their arguments
+/// columns: they run a query given as text (the plan does not show what it reads:
+/// `query_to_xml('SELECT secret FROM t', …)`, `ts_stat`, `ts_rewrite`), or read the
+/// session's settings, which `set_config(…, secret, …)` elsewhere in the same statement
+/// can have written (`current_setting`). Names compared lower-case, any schema.
+pub const HIDDEN_INPUT_FUNCTIONS: [&str; 18] = [
+    "query_to_xml",
+    "query_to_xmlschema",
+    "query_to_xml_and_xmlschema",
+    "table_to_xml",
+    "table_to_xmlschema",
+    "table_to_xml_and_xmlschema",
+    "schema_to_xml",
+    "schema_to_xmlschema",
+    "schema_to_xml_and_xmlschema",
+    "database_to_xml",
+    "database_to_xmlschema",
+    "database_to_xml_and_xmlschema",
+    "cursor_to_xml",
+    "cursor_to_xmlschema",
+    "ts_stat",
+    "ts_rewrite",
+    "current_setting",
+    "set_config",
+];
+
+/// Whether `name` is one of [`HIDDEN_INPUT_FUNCTIONS`].
+fn hidden_input(name: &str) -> bool {
+    HIDDEN_INPUT_FUNCTIONS.iter().any(|f| f.eq_ignore_ascii_case(name))
+}
+
+/// Whether any string anywhere in `value` (a plan node: outputs, filters, join and
+/// index conditions, a function scan's call) calls a [`HIDDEN_INPUT_FUNCTIONS`] one.
+fn calls_hidden_input(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => {
+            s.contains('(') && expression_refs(s).iter().any(|r| matches!(r, ExprRef::Opaque(w) if w.ends_with("()")))
+        }
+        serde_json::Value::Array(a) => a.iter().any(calls_hidden_input),
+        serde_json::Value::Object(o) => o.iter().any(|(k, v)| k != "Plans" && calls_hidden_input(v)),
+        _ => false,
+    }
 }
 
 /// Words that continue a type name after `::`.
@@ -470,6 +529,50 @@ mod tests {
         // UNION prints the first branch only: never trusted.
         let union = PlanFacts { set_operation: true, ..one };
         assert!(matches!(expression_provenance("c.region", &union, &none), Provenance::Unknown { .. }));
+    }
+
+    #[test]
+    fn functions_that_run_sql_text_or_read_session_state_hide_what_they_read() {
+        let none = |_: &str, _: &str| None;
+        let one = PlanFacts { relations: facts().relations[..1].to_vec(), ..PlanFacts::default() };
+        // `SELECT set_config('x', secret, false) AS a, current_setting('x') AS j FROM t`:
+        // the second column names no column yet carries the secret.
+        assert_eq!(
+            expression_refs("current_setting('outpost.x'::text)"),
+            [ExprRef::Opaque("current_setting()".into())]
+        );
+        assert!(matches!(
+            expression_provenance("pg_catalog.current_setting('x'::text, true)", &one, &none),
+            Provenance::Unknown { .. }
+        ));
+        assert!(matches!(
+            expression_provenance(
+                "(query_to_xml('SELECT secret FROM t'::text, true, false, ''::text))::text",
+                &one,
+                &none
+            ),
+            Provenance::Unknown { .. }
+        ));
+        // A name in a literal or a column so named is not a call.
+        assert_eq!(expression_refs("'ts_stat(x)'::text"), []);
+        assert_eq!(expression_refs("c.current_setting"), [col("c", "current_setting")]);
+        // Anywhere in the plan (a function scan, a filter): what the plan lists is not
+        // all the statement reads.
+        let plan = serde_json::json!([{ "Plan": {
+            "Node Type": "Function Scan", "Function Name": "ts_stat", "Alias": "ts_stat",
+            "Output": ["word"], "Function Call": "ts_stat('SELECT to_tsvector(secret) FROM t'::text)"
+        }}]);
+        assert!(plan_facts(&plan).expect("facts").hidden_reads);
+        let plan = serde_json::json!([{ "Plan": {
+            "Node Type": "Seq Scan", "Relation Name": "t", "Schema": "public", "Alias": "t",
+            "Output": ["id"], "Filter": "(set_config('x'::text, secret, false) <> ''::text)"
+        }}]);
+        assert!(plan_facts(&plan).expect("facts").hidden_reads);
+        let plan = serde_json::json!([{ "Plan": {
+            "Node Type": "Seq Scan", "Relation Name": "t", "Schema": "public", "Alias": "t",
+            "Output": ["id", "lower(secret)"], "Filter": "(region = 'current_setting()'::text)"
+        }}]);
+        assert!(!plan_facts(&plan).expect("facts").hidden_reads);
     }
 
     #[test]

@@ -22,11 +22,22 @@ use crate::provenance::{expression_provenance, plan_facts, PlanFacts, Provenance
 
 /// Relations whose columns are derived from others the planner does not show.
 const DERIVED_STORE: &str = "m";
+
+/// Whether relation `schema.name` of kind `relkind` stores values copied from other
+/// relations' columns that the plan does not name: a materialized view, or the
+/// planner's statistics (`pg_stats`, a view over `pg_statistic`, lists a column's most
+/// common values; `pg_stats_ext` reads `pg_statistic_ext_data`).
+fn derived_store(relkind: &str, schema: &str, name: &str) -> bool {
+    relkind == DERIVED_STORE || (schema == "pg_catalog" && matches!(name, "pg_statistic" | "pg_statistic_ext_data"))
+}
 /// Relations the planner expands: their columns are traced through the plan.
 const VIEW: &str = "v";
 
 /// A relation's columns, and those of its ancestors, keyed by (schema, name).
 type Family = HashMap<(String, String), Vec<SourceColumn>>;
+
+/// Relations, by (schema, name), whose columns hold values copied from others.
+type Stored = std::collections::HashSet<(String, String)>;
 
 /// Traces the columns of `stmt` (prepared from `sql` in `tx`), with `params` bound.
 pub(super) async fn trace(
@@ -65,9 +76,9 @@ pub(super) async fn trace(
         .map(|c| match (c.table_oid(), c.column_id()) {
             (Some(oid), Some(att)) if oid != 0 => match direct.get(&(oid, att)) {
                 Some((kind, _)) if kind == VIEW => None,
-                Some((kind, src)) if kind == DERIVED_STORE => {
-                    Some(Provenance::unknown(format!("a column of materialized view {}.{}", src.schema, src.table)))
-                }
+                Some((kind, src)) if derived_store(kind, &src.schema, &src.table) => Some(Provenance::unknown(
+                    format!("a column of {}.{}, which stores values of other columns", src.schema, src.table),
+                )),
                 Some((_, src)) => Some(Provenance::columns(vec![src.clone()])),
                 None => None,
             },
@@ -113,11 +124,24 @@ pub(super) async fn trace(
             Some(expr) => expression_provenance(expr, &facts, &columns_of),
             None => Provenance::unknown("the plan does not list this column"),
         };
+        let traced = match traced {
+            Provenance::Columns { sources } => {
+                match sources.iter().find(|s| stored.contains(&(s.schema.clone(), s.table.clone()))) {
+                    Some(s) => Provenance::unknown(format!(
+                        "derived from {}.{}, which stores values of other columns",
+                        s.schema, s.table
+                    )),
+                    None => Provenance::Columns { sources },
+                }
+            }
+            unknown => unknown,
+        };
         *slot = Some(with_ancestors(traced, &family));
     }
-    // A materialized view's data came from columns the plan cannot show: what the
-    // statement reads is then unknown.
-    let reads = (!stored).then(|| family.values().flatten().cloned().collect());
+    // A materialized view's (or the statistics') data came from columns the plan cannot
+    // show, and a function that runs SQL given as text reads what the plan does not
+    // list: what the statement reads is then unknown.
+    let reads = (stored.is_empty() && !facts.hidden_reads).then(|| family.values().flatten().cloned().collect());
     Ok(ResultProvenance { columns: out.into_iter().flatten().collect(), reads })
 }
 
@@ -147,11 +171,12 @@ fn with_ancestors(p: Provenance, family: &Family) -> Provenance {
 }
 
 /// The columns of every relation the plan scans and of its ancestors, by scanned
-/// relation; and whether one of them is a materialized view.
-async fn family(tx: &Transaction<'_>, facts: &PlanFacts) -> Result<(Family, bool), tokio_postgres::Error> {
+/// relation; and those of them that store other columns' values ([`derived_store`]).
+async fn family(tx: &Transaction<'_>, facts: &PlanFacts) -> Result<(Family, Stored), tokio_postgres::Error> {
     let mut family = Family::new();
+    let mut stored = Stored::new();
     if facts.relations.is_empty() {
-        return Ok((family, false));
+        return Ok((family, stored));
     }
     let unique: BTreeMap<(String, String), ()> =
         facts.relations.iter().map(|r| ((r.schema.clone(), r.name.clone()), ())).collect();
@@ -174,12 +199,13 @@ async fn family(tx: &Transaction<'_>, facts: &PlanFacts) -> Result<(Family, bool
             &[&schemas, &names],
         )
         .await?;
-    let mut stored = false;
     for r in rows {
-        let kind: String = r.try_get(2)?;
-        stored |= kind == DERIVED_STORE;
+        let (schema, name, kind): (String, String, String) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+        if derived_store(&kind, &schema, &name) {
+            stored.insert((schema.clone(), name.clone()));
+        }
         let source = SourceColumn { schema: r.try_get(3)?, table: r.try_get(4)?, column: r.try_get(5)? };
-        family.entry((r.try_get(0)?, r.try_get(1)?)).or_default().push(source);
+        family.entry((schema, name)).or_default().push(source);
     }
     Ok((family, stored))
 }
@@ -194,5 +220,20 @@ impl<'a> FromSql<'a> for Json<'a> {
 
     fn accepts(ty: &Type) -> bool {
         *ty == Type::JSON || *ty == Type::TEXT
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::derived_store;
+
+    #[test]
+    fn materialized_views_and_the_planner_statistics_store_other_columns_values() {
+        assert!(derived_store("m", "public", "mv"));
+        assert!(derived_store("r", "pg_catalog", "pg_statistic"));
+        assert!(derived_store("r", "pg_catalog", "pg_statistic_ext_data"));
+        assert!(!derived_store("r", "public", "pg_statistic"));
+        assert!(!derived_store("r", "public", "t"));
+        assert!(!derived_store("v", "pg_catalog", "pg_stats"));
     }
 }
