@@ -149,11 +149,7 @@ async fn main() -> Result<()> {
         c.as_secs_f64() / p.as_secs_f64()
     );
     println!();
-    println!(
-        "the agent connects as the SELECT-only role {}; psql as {}",
-        outpost_e2e::pg::BENCH_READER,
-        s.user()
-    );
+    println!("the agent connects as the SELECT-only role {}; psql as {}", outpost_e2e::pg::BENCH_READER, s.user());
     println!(
         "agent peak memory (VmHWM): {:.1} MiB (idle after start: {:.1} MiB)",
         peak as f64 / 1024.0,

@@ -160,7 +160,12 @@ async fn main() -> Result<()> {
     let mut conn = api.connect().await?;
     for (c, j) in chosen.iter().zip(&jobs) {
         let (_, res) = one_job(&mut conn, j).await?;
-        anyhow::ensure!(res.header("outpost-egress").is_none(), "{}: the job itself was changed: {}", c.name, res.text());
+        anyhow::ensure!(
+            res.header("outpost-egress").is_none(),
+            "{}: the job itself was changed: {}",
+            c.name,
+            res.text()
+        );
         if let Some(probe) = c.masked_probe {
             let (_, res) = one_job(&mut conn, &job(c.connection, probe)).await?;
             anyhow::ensure!(
