@@ -53,23 +53,41 @@ pub(super) async fn trace(
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
+    // Round trips are the cost here (each one is a loopback or network hop inside the
+    // job's transaction), so every query is sent typed (parse, bind and execute in one
+    // message) and, when the plan will be needed anyway, the catalog lookup and EXPLAIN
+    // go out together (tokio-postgres pipelines concurrent queries on one connection).
+    let catalog = async {
+        if oids.is_empty() {
+            return Ok(Vec::new());
+        }
+        tx.query_typed(
+            "SELECT c.oid, c.relkind::text, n.nspname::text, c.relname::text, a.attnum, a.attname::text \
+             FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
+             WHERE c.oid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped",
+            &[(&oids, Type::OID_ARRAY)],
+        )
+        .await
+    };
+    let explain_sql = format!("EXPLAIN (VERBOSE, FORMAT JSON) {sql}");
+    let typed: Vec<(&(dyn ToSql + Sync), Type)> =
+        params.iter().zip(stmt.params()).map(|(p, ty)| (*p, ty.clone())).collect();
+    let explain = || tx.query_typed(&explain_sql, &typed);
+    // A column without a table is an expression: the plan is needed whatever the catalog says.
+    let needs_plan = columns.iter().any(|c| c.table_oid().is_none_or(|o| o == 0));
+    let (catalog_rows, mut plan_rows) = if needs_plan {
+        let (c, e) = tokio::try_join!(catalog, explain())?;
+        (c, Some(e))
+    } else {
+        (catalog.await?, None)
+    };
     // (oid, attnum) -> (relkind, source)
     let mut direct: HashMap<(u32, i16), (String, SourceColumn)> = HashMap::new();
-    if !oids.is_empty() {
-        let rows = tx
-            .query(
-                "SELECT c.oid, c.relkind::text, n.nspname::text, c.relname::text, a.attnum, a.attname::text \
-                 FROM pg_catalog.pg_class c \
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
-                 WHERE c.oid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped",
-                &[&oids],
-            )
-            .await?;
-        for r in rows {
-            let source = SourceColumn { schema: r.try_get(2)?, table: r.try_get(3)?, column: r.try_get(5)? };
-            direct.insert((r.try_get(0)?, r.try_get(4)?), (r.try_get(1)?, source));
-        }
+    for r in catalog_rows {
+        let source = SourceColumn { schema: r.try_get(2)?, table: r.try_get(3)?, column: r.try_get(5)? };
+        direct.insert((r.try_get(0)?, r.try_get(4)?), (r.try_get(1)?, source));
     }
     let mut out: Vec<Option<Provenance>> = columns
         .iter()
@@ -101,8 +119,10 @@ pub(super) async fn trace(
             reads: (!any_unknown).then_some(reads),
         });
     }
-    let explain = tx.prepare(&format!("EXPLAIN (VERBOSE, FORMAT JSON) {sql}")).await?;
-    let rows = tx.query(&explain, params).await?;
+    let rows = match plan_rows.take() {
+        Some(rows) => rows,
+        None => explain().await?,
+    };
     let plan: Option<serde_json::Value> =
         rows.first().and_then(|r| r.try_get::<_, Json<'_>>(0).ok()).and_then(|j| serde_json::from_slice(j.0).ok());
     let facts = match plan.as_ref().map(plan_facts) {
@@ -182,7 +202,7 @@ async fn family(tx: &Transaction<'_>, facts: &PlanFacts) -> Result<(Family, Stor
         facts.relations.iter().map(|r| ((r.schema.clone(), r.name.clone()), ())).collect();
     let (schemas, names): (Vec<String>, Vec<String>) = unique.into_keys().unzip();
     let rows = tx
-        .query(
+        .query_typed(
             "WITH RECURSIVE rel(leaf, oid) AS ( \
                SELECT c.oid, c.oid FROM pg_catalog.pg_class c \
                JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
@@ -196,7 +216,7 @@ async fn family(tx: &Transaction<'_>, facts: &PlanFacts) -> Result<(Family, Stor
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
              WHERE a.attnum > 0 AND NOT a.attisdropped",
-            &[&schemas, &names],
+            &[(&schemas, Type::TEXT_ARRAY), (&names, Type::TEXT_ARRAY)],
         )
         .await?;
     for r in rows {
