@@ -39,9 +39,50 @@ type Family = HashMap<(String, String), Vec<SourceColumn>>;
 /// Relations, by (schema, name), whose columns hold values copied from others.
 type Stored = std::collections::HashSet<(String, String)>;
 
+/// Names the relations and columns of table OIDs: (oid, relkind, schema, table, attnum, column).
+const COLUMNS_SQL: &str = "SELECT c.oid, c.relkind::text, n.nspname::text, c.relname::text, a.attnum, a.attname::text \
+             FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
+             WHERE c.oid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped";
+
+/// The columns of every named relation and of its ancestors (inheritance, partitions).
+const FAMILY_SQL: &str = "WITH RECURSIVE rel(leaf, oid) AS ( \
+               SELECT c.oid, c.oid FROM pg_catalog.pg_class c \
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+               JOIN unnest($1::text[], $2::text[]) AS u(s, r) ON n.nspname = u.s AND c.relname = u.r \
+               UNION SELECT rel.leaf, i.inhparent FROM pg_catalog.pg_inherits i JOIN rel ON i.inhrelid = rel.oid) \
+             SELECT ln.nspname::text, lc.relname::text, lc.relkind::text, n.nspname::text, c.relname::text, a.attname::text \
+             FROM rel \
+             JOIN pg_catalog.pg_class lc ON lc.oid = rel.leaf \
+             JOIN pg_catalog.pg_namespace ln ON ln.oid = lc.relnamespace \
+             JOIN pg_catalog.pg_class c ON c.oid = rel.oid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
+             WHERE a.attnum > 0 AND NOT a.attisdropped";
+
+/// The catalog statements, prepared once per session (their plans are kept: planning the
+/// ancestors' query costs more than running it).
+pub(super) struct Catalog {
+    columns: Statement,
+    family: Statement,
+}
+
+impl Catalog {
+    /// Prepares both statements on `client` (one pipelined round trip).
+    pub(super) async fn prepare(client: &tokio_postgres::Client) -> Result<Self, tokio_postgres::Error> {
+        let (columns, family) = tokio::try_join!(
+            client.prepare_typed(COLUMNS_SQL, &[Type::OID_ARRAY]),
+            client.prepare_typed(FAMILY_SQL, &[Type::TEXT_ARRAY, Type::TEXT_ARRAY]),
+        )?;
+        Ok(Self { columns, family })
+    }
+}
+
 /// Traces the columns of `stmt` (prepared from `sql` in `tx`), with `params` bound.
 pub(super) async fn trace(
     tx: &Transaction<'_>,
+    catalog: &Catalog,
     stmt: &Statement,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
@@ -53,23 +94,15 @@ pub(super) async fn trace(
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    // Round trips are the cost here (each one is a loopback or network hop inside the
-    // job's transaction), so every query is sent typed (parse, bind and execute in one
-    // message) and, when the plan will be needed anyway, the catalog lookup and EXPLAIN
-    // go out together (tokio-postgres pipelines concurrent queries on one connection).
-    let catalog = async {
+    // Round trips and planning are the cost here: the catalog statements are prepared
+    // once per session, EXPLAIN is sent typed (parse, bind and execute in one message)
+    // and, when the plan will be needed anyway, the catalog lookup and EXPLAIN go out
+    // together (tokio-postgres pipelines concurrent queries on one connection).
+    let lookup = async {
         if oids.is_empty() {
             return Ok(Vec::new());
         }
-        tx.query_typed(
-            "SELECT c.oid, c.relkind::text, n.nspname::text, c.relname::text, a.attnum, a.attname::text \
-             FROM pg_catalog.pg_class c \
-             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
-             WHERE c.oid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped",
-            &[(&oids, Type::OID_ARRAY)],
-        )
-        .await
+        tx.query(&catalog.columns, &[&oids]).await
     };
     let explain_sql = format!("EXPLAIN (VERBOSE, FORMAT JSON) {sql}");
     let typed: Vec<(&(dyn ToSql + Sync), Type)> =
@@ -78,10 +111,10 @@ pub(super) async fn trace(
     // A column without a table is an expression: the plan is needed whatever the catalog says.
     let needs_plan = columns.iter().any(|c| c.table_oid().is_none_or(|o| o == 0));
     let (catalog_rows, mut plan_rows) = if needs_plan {
-        let (c, e) = tokio::try_join!(catalog, explain())?;
+        let (c, e) = tokio::try_join!(lookup, explain())?;
         (c, Some(e))
     } else {
-        (catalog.await?, None)
+        (lookup.await?, None)
     };
     // (oid, attnum) -> (relkind, source)
     let mut direct: HashMap<(u32, i16), (String, SourceColumn)> = HashMap::new();
@@ -130,7 +163,7 @@ pub(super) async fn trace(
         Some(Err(why)) => return Ok(unknown_rest(out, &format!("the plan could not be read: {why}"))),
         None => return Ok(unknown_rest(out, "the server gave no plan")),
     };
-    let (family, stored) = family(tx, &facts).await?;
+    let (family, stored) = family(tx, catalog, &facts).await?;
     let columns_of = |schema: &str, table: &str| -> Option<Vec<String>> {
         family.get(&(schema.to_owned(), table.to_owned())).map(|cols| {
             cols.iter().filter(|c| c.schema == schema && c.table == table).map(|c| c.column.clone()).collect()
@@ -192,7 +225,11 @@ fn with_ancestors(p: Provenance, family: &Family) -> Provenance {
 
 /// The columns of every relation the plan scans and of its ancestors, by scanned
 /// relation; and those of them that store other columns' values ([`derived_store`]).
-async fn family(tx: &Transaction<'_>, facts: &PlanFacts) -> Result<(Family, Stored), tokio_postgres::Error> {
+async fn family(
+    tx: &Transaction<'_>,
+    catalog: &Catalog,
+    facts: &PlanFacts,
+) -> Result<(Family, Stored), tokio_postgres::Error> {
     let mut family = Family::new();
     let mut stored = Stored::new();
     if facts.relations.is_empty() {
@@ -201,24 +238,7 @@ async fn family(tx: &Transaction<'_>, facts: &PlanFacts) -> Result<(Family, Stor
     let unique: BTreeMap<(String, String), ()> =
         facts.relations.iter().map(|r| ((r.schema.clone(), r.name.clone()), ())).collect();
     let (schemas, names): (Vec<String>, Vec<String>) = unique.into_keys().unzip();
-    let rows = tx
-        .query_typed(
-            "WITH RECURSIVE rel(leaf, oid) AS ( \
-               SELECT c.oid, c.oid FROM pg_catalog.pg_class c \
-               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-               JOIN unnest($1::text[], $2::text[]) AS u(s, r) ON n.nspname = u.s AND c.relname = u.r \
-               UNION SELECT rel.leaf, i.inhparent FROM pg_catalog.pg_inherits i JOIN rel ON i.inhrelid = rel.oid) \
-             SELECT ln.nspname::text, lc.relname::text, lc.relkind::text, n.nspname::text, c.relname::text, a.attname::text \
-             FROM rel \
-             JOIN pg_catalog.pg_class lc ON lc.oid = rel.leaf \
-             JOIN pg_catalog.pg_namespace ln ON ln.oid = lc.relnamespace \
-             JOIN pg_catalog.pg_class c ON c.oid = rel.oid \
-             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
-             WHERE a.attnum > 0 AND NOT a.attisdropped",
-            &[(&schemas, Type::TEXT_ARRAY), (&names, Type::TEXT_ARRAY)],
-        )
-        .await?;
+    let rows = tx.query(&catalog.family, &[&schemas, &names]).await?;
     for r in rows {
         let (schema, name, kind): (String, String, String) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
         if derived_store(&kind, &schema, &name) {

@@ -45,10 +45,26 @@ const PG_EPOCH_UNIX: i64 = 946_684_800;
 /// for looking up types (the agent's own statements are closed when dropped, and a job
 /// cannot `PREPARE`: it returns no rows). Releases session advisory locks, resets every
 /// setting (`set_config(…, false)`, `SET ROLE`), closes cursors, stops listening, drops
-/// temporary tables and cached plans. Allowed inside a transaction block, so it is one
-/// round trip.
+/// temporary tables. Allowed inside a transaction block, so it is one round trip. It
+/// keeps `DISCARD ALL`'s `DISCARD PLANS` out too: the only prepared statements are the
+/// agent's own (their plans hold no state a job can set; PostgreSQL re-plans them itself
+/// after DDL), and planning the provenance check's catalog statements again for every
+/// job would double its cost.
 pub const SESSION_RESET: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; \
-     SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES";
+     SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES";
+
+/// A pooled session: the connection and the provenance check's statements once prepared
+/// on it.
+struct Session {
+    client: Client,
+    catalog: Option<super::pg_provenance::Catalog>,
+}
+
+impl From<Client> for Session {
+    fn from(client: Client) -> Self {
+        Self { client, catalog: None }
+    }
+}
 
 struct Inner {
     settings: ServerSettings,
@@ -56,7 +72,7 @@ struct Inner {
     tls: Option<Arc<rustls::ClientConfig>>,
     /// The role's last check ([`super::privileges`]).
     role: super::privileges::RoleGuard,
-    idle: Mutex<Vec<Client>>,
+    idle: Mutex<Vec<Session>>,
     permits: tokio::sync::Semaphore,
 }
 
@@ -188,43 +204,43 @@ impl PostgresConnector {
     /// Opens a session if none is pooled (checking the role) and pools it.
     pub async fn check_role(&self) -> Result<(), QueryError> {
         let _permit = self.inner.permits.acquire().await.map_err(|e| QueryError::Task(e.to_string()))?;
-        let (client, _) = self.checkout().await?;
-        self.checkin(client).await;
+        let (session, _) = self.checkout().await?;
+        self.checkin(session).await;
         Ok(())
     }
 
     /// An idle connection that is still open, or a new one; and whether it was pooled.
-    async fn checkout(&self) -> Result<(Client, bool), QueryError> {
+    async fn checkout(&self) -> Result<(Session, bool), QueryError> {
         loop {
             let pooled = self.inner.idle.lock().ok().and_then(|mut v| v.pop());
             match pooled {
-                Some(c) if !c.is_closed() && self.inner.role.due() => {
+                Some(s) if !s.client.is_closed() && self.inner.role.due() => {
                     // The last check is old: check the role again on this session. One
                     // that cannot answer is dropped; a new one is checked as it opens.
-                    let Ok(found) = super::privileges::postgres(&c).await else { continue };
+                    let Ok(found) = super::privileges::postgres(&s.client).await else { continue };
                     super::privileges::verdict(&self.inner.settings, "postgres", Ok(found), &self.inner.role)?;
-                    return Ok((c, true));
+                    return Ok((s, true));
                 }
-                Some(c) if !c.is_closed() => return Ok((c, true)),
+                Some(s) if !s.client.is_closed() => return Ok((s, true)),
                 Some(_) => continue,
-                None => return Ok((self.connect().await?, false)),
+                None => return Ok((self.connect().await?.into(), false)),
             }
         }
     }
 
     /// Resets the session ([`SESSION_RESET`]) and pools it; a session that cannot be
     /// reset is closed.
-    async fn checkin(&self, client: Client) {
-        if client.is_closed() {
+    async fn checkin(&self, session: Session) {
+        if session.client.is_closed() {
             return;
         }
-        if let Err(e) = client.batch_execute(SESSION_RESET).await {
+        if let Err(e) = session.client.batch_execute(SESSION_RESET).await {
             tracing::debug!(error = %e, "A PostgreSQL session could not be reset; closed.");
             return;
         }
         if let Ok(mut idle) = self.inner.idle.lock() {
             if idle.len() < self.inner.settings.pool_size {
-                idle.push(client);
+                idle.push(session);
             }
         }
     }
@@ -260,11 +276,11 @@ impl PostgresConnector {
             p = self.inner.permits.acquire() => p.map_err(|e| QueryError::Task(e.to_string()))?,
             () = limits.cancel.cancelled() => return Err(QueryError::Cancelled),
         };
-        let (mut client, mut pooled) = self.checkout().await?;
+        let (mut session, mut pooled) = self.checkout().await?;
         let after_ms = u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX);
         loop {
-            let token = client.cancel_token();
-            let run = run(&mut client, &sql, &params, (limits.max_rows, after_ms, limits.provenance), &mut *sink);
+            let token = session.client.cancel_token();
+            let run = run(&mut session, &sql, &params, (limits.max_rows, after_ms, limits.provenance), &mut *sink);
             let result = tokio::select! {
                 r = tokio::time::timeout(limits.timeout + CANCEL_GRACE, run) => match r {
                     Ok(r) => r,
@@ -288,15 +304,15 @@ impl PostgresConnector {
                 // so nothing runs twice.
                 Err(Failure::Begin(e)) if pooled => {
                     tracing::debug!(error = %e, "A pooled PostgreSQL session failed; opening a new one.");
-                    client = self.connect().await?;
+                    session = self.connect().await?.into();
                     pooled = false;
                 }
                 Err(f) => {
-                    self.checkin(client).await;
+                    self.checkin(session).await;
                     return Err(f.into_error());
                 }
                 Ok(truncated) => {
-                    self.checkin(client).await;
+                    self.checkin(session).await;
                     return Ok(truncated);
                 }
             }
@@ -319,12 +335,19 @@ impl Failure {
 }
 
 async fn run(
-    client: &mut Client,
+    session: &mut Session,
     sql: &str,
     params: &[Param],
     (max_rows, after_ms, provenance): (usize, u64, bool),
     sink: &mut dyn super::RowSink,
 ) -> Result<bool, Failure> {
+    // The provenance check's catalog statements, once per session (before the
+    // transaction: a failure here is a session that cannot begin).
+    if provenance && session.catalog.is_none() {
+        let prepared = super::pg_provenance::Catalog::prepare(&session.client).await;
+        session.catalog = Some(prepared.map_err(|e| Failure::Begin(db_err(&e)))?);
+    }
+    let Session { client, catalog } = session;
     let tx = client.build_transaction().read_only(true).start().await.map_err(|e| Failure::Begin(db_err(&e)))?;
     let q = |e: tokio_postgres::Error| {
         Failure::Query(if is_cancelled(&e) { QueryError::Timeout { after_ms } } else { db_err(&e) })
@@ -369,7 +392,10 @@ async fn run(
         .map_err(Failure::Query)?;
     let refs: Vec<&(dyn ToSql + Sync)> = encoded.iter().map(|e| e as &(dyn ToSql + Sync)).collect();
     if provenance {
-        let traced = super::pg_provenance::trace(&tx, &stmt, sql, &refs).await.map_err(q)?;
+        let Some(catalog) = catalog.as_ref() else {
+            return Err(Failure::Query(QueryError::Task("the provenance statements are not prepared".into())));
+        };
+        let traced = super::pg_provenance::trace(&tx, catalog, &stmt, sql, &refs).await.map_err(q)?;
         sink.provenance(traced).map_err(Failure::Query)?;
     }
     sink.columns(&columns).map_err(Failure::Query)?;
