@@ -43,6 +43,8 @@ use crate::transport::{self, Transport};
 
 /// Time running jobs get to finish and report after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Longest a reload waits for its heartbeat before it reports itself done.
+const RELOAD_HEARTBEAT_WAIT: Duration = Duration::from_secs(5);
 /// Interval of heartbeats (version and connection names); the long-poll also marks the agent seen.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(60);
 /// How long a report upload is retried past the job's expiry.
@@ -146,8 +148,6 @@ struct Ctx {
     metrics: Arc<crate::metrics::Metrics>,
     /// Progress of the poll loop, for the systemd watchdog.
     liveness: crate::service::Liveness,
-    /// Wakes the heartbeat loop (after a reload changed the connections).
-    heartbeat_now: tokio::sync::Notify,
     /// Jobs finished since start, for the status line.
     jobs_done: std::sync::atomic::AtomicU64,
     /// The enrolment record, updated by renewals.
@@ -389,7 +389,6 @@ pub async fn run(
         config_path,
         metrics: Arc::clone(&metrics),
         liveness: crate::service::Liveness::default(),
-        heartbeat_now: tokio::sync::Notify::new(),
         jobs_done: std::sync::atomic::AtomicU64::new(0),
         enrolment: std::sync::Mutex::new(identity.enrolment.clone()),
         ca: identity.ca.clone(),
@@ -584,7 +583,10 @@ async fn reload_loop(ctx: Arc<Ctx>, mut hups: tokio::signal::unix::Signal, shutd
             tracing::error!(error = %e, "Audit record of the reload not written.");
         }
         if outcome.is_ok() {
-            ctx.heartbeat_now.notify_one();
+            // The control plane learns the new connection names before systemd hears
+            // the reload is done, so that a dispatch right after it is checked against
+            // them (bounded: an unreachable control plane does not hold the reload up).
+            let _ = tokio::time::timeout(RELOAD_HEARTBEAT_WAIT, heartbeat(&ctx)).await;
         }
         let status = match &outcome {
             Ok(_) => ctx.status_line(),
@@ -712,27 +714,31 @@ async fn sweep_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     }
 }
 
+/// Tells the control plane the version, the connection names (rebuilt each time: a
+/// reload may have changed them) and the audit head.
+async fn heartbeat(ctx: &Ctx) {
+    let mut connections: Vec<String> = ctx.live().connections.keys().cloned().collect();
+    connections.sort();
+    let body = Bytes::from(
+        serde_json::to_vec(&Heartbeat {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            connections,
+            audit_head: ctx.audit.head(),
+        })
+        .unwrap_or_default(),
+    );
+    match ctx.transport.send(Method::POST, PATH_HEARTBEAT, Some(body)).await {
+        Ok((StatusCode::OK, _)) => ctx.reachable(),
+        Ok((status, b)) => tracing::warn!(%status, body = %String::from_utf8_lossy(&b), "Heartbeat refused."),
+        Err(e) => tracing::debug!(error = %e, "Heartbeat failed."),
+    }
+}
+
 async fn heartbeat_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     loop {
-        // Rebuilt each time: a reload may have changed the connections.
-        let mut connections: Vec<String> = ctx.live().connections.keys().cloned().collect();
-        connections.sort();
-        let body = Bytes::from(
-            serde_json::to_vec(&Heartbeat {
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-                connections,
-                audit_head: ctx.audit.head(),
-            })
-            .unwrap_or_default(),
-        );
-        match ctx.transport.send(Method::POST, PATH_HEARTBEAT, Some(body.clone())).await {
-            Ok((StatusCode::OK, _)) => ctx.reachable(),
-            Ok((status, b)) => tracing::warn!(%status, body = %String::from_utf8_lossy(&b), "Heartbeat refused."),
-            Err(e) => tracing::debug!(error = %e, "Heartbeat failed."),
-        }
+        heartbeat(&ctx).await;
         tokio::select! {
             () = tokio::time::sleep(HEARTBEAT_EVERY) => {}
-            () = ctx.heartbeat_now.notified() => {}
             () = shutdown.cancelled() => return,
         }
     }

@@ -431,19 +431,24 @@ impl<S: Store> App<S> {
         validate_name(&req.connection).map_err(|e| ApiError::bad_field("connection", e))?;
         let render = crate::http::parse_render(req.render)?;
         let pool = outpost_protocol::job::pool_of(&req.agent).map(str::to_owned);
-        match &pool {
+        let targets = match &pool {
             // A pool exists while it has a member that is not revoked.
             Some(p) => {
-                if !self.store.pool_members(p.clone()).await?.iter().any(|a| a.revoked_at.is_none()) {
+                let live: Vec<_> =
+                    self.store.pool_members(p.clone()).await?.into_iter().filter(|a| a.revoked_at.is_none()).collect();
+                if live.is_empty() {
                     return Err(ApiError::bad_field("agent", format!("no enrolled agent is in pool {p:?}")));
                 }
+                live
             }
-            None => {
-                if self.store.agent(req.agent.clone()).await?.is_none() {
+            None => match self.store.agent(req.agent.clone()).await? {
+                Some(a) => vec![a],
+                None => {
                     return Err(ApiError::bad_field("agent", format!("no enrolled agent is named {:?}", req.agent)));
                 }
-            }
-        }
+            },
+        };
+        known_connection(&targets, &req.agent, &req.connection)?;
         let now = outpost_protocol::unix_now();
         let ttl = i64::try_from(self.cfg.jobs.ttl_secs).unwrap_or(300);
         let spec = JobSpec {
@@ -560,4 +565,26 @@ impl App<Backend> {
             }
         });
     }
+}
+
+/// Refuses a job for a connection that the addressed agent (or no member of the pool)
+/// has, by the connection names they last reported (names only, never targets). An agent
+/// that has not reported yet is given the benefit of the doubt: it fails the job itself.
+fn known_connection(
+    targets: &[crate::store::AgentRecord],
+    agent: &str,
+    connection: &str,
+) -> Result<(), crate::http::ApiError> {
+    let reported: Vec<&crate::store::AgentRecord> = targets.iter().filter(|a| a.version.is_some()).collect();
+    if reported.len() < targets.len() || reported.iter().any(|a| a.connections.iter().any(|c| c == connection)) {
+        return Ok(());
+    }
+    let mut names: Vec<&str> = reported.iter().flat_map(|a| a.connections.iter().map(String::as_str)).collect();
+    names.sort_unstable();
+    names.dedup();
+    let known = if names.is_empty() { "none".to_owned() } else { names.join(", ") };
+    Err(crate::http::ApiError::bad_field(
+        "connection",
+        format!("{agent} has no connection {connection:?} (its connections, as last reported: {known})"),
+    ))
 }

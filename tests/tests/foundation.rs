@@ -400,3 +400,38 @@ async fn agents_list_tells_online_offline_since_and_revoked_apart() -> Result<()
     assert!(offline["seconds_since_seen"].as_i64().unwrap_or(0) > 10, "{offline}");
     Ok(())
 }
+
+/// A typo in a connection name is refused at dispatch, naming the agent's connections (as
+/// it reported them: names only), instead of failing later on the agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatch_to_a_connection_the_agent_does_not_have_is_refused_naming_the_ones_it_has() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let (cp, _agent) = enrolled_pair(root.path()).await?;
+    let api = cp.api()?;
+    // The agent heartbeats as it starts; wait for the control plane to have heard it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let agents = api.get("/v1/agents").await?.json()?;
+        let reported = agents["agents"][0]["connections"].as_array().is_some_and(|c| !c.is_empty());
+        if reported {
+            break;
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "the agent never reported its connections: {agents}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let job = |connection: &str| {
+        serde_json::json!({ "agent": "edge-1", "connection": connection, "sql": "SELECT 1 AS n",
+                            "render": { "kind": "scalar", "column": "n" } })
+    };
+    let res = api.post_json("/v1/jobs", &job("sampel")).await?;
+    assert_eq!(res.status, 400, "{}", res.text());
+    let err = res.json()?;
+    assert_eq!(err["code"], "invalid_request");
+    let msg = err["message"].as_str().unwrap_or_default();
+    assert!(msg.starts_with("connection:") && msg.contains("\"sampel\"") && msg.contains("sample"), "{msg}");
+    // The right name goes through and runs.
+    let id = dispatch(&cp, job("sample")).await?;
+    let (status, body) = cp.wait_result(&id).await?;
+    assert_eq!(status, 200, "{body}");
+    Ok(())
+}
