@@ -68,6 +68,14 @@ pub enum AppError {
     /// Bad input from the operator.
     #[error("{0}")]
     Usage(String),
+    /// The data dir was never made by `init` (or the path is wrong).
+    #[error(
+        "{} is not a control-plane data dir made by `init` (it has no {META_FILE}): create one with \
+         `outpost-control-plane init --data-dir {} --hostname NAME`, or point --data-dir (or the config's \
+         data_dir) at the one `init` made",
+        .0.display(), .0.display()
+    )]
+    NotInitialised(PathBuf),
 }
 
 /// What `init` records about the installation.
@@ -227,6 +235,10 @@ impl<S: Store> std::fmt::Debug for App<S> {
 
 /// Opens the store `cfg` names and loads keys for `cfg`.
 pub async fn open(cfg: ControlPlaneConfig) -> Result<Arc<App<Backend>>, AppError> {
+    // Checked first: opening the store would otherwise create an empty database there.
+    if !cfg.data_dir.join(META_FILE).is_file() {
+        return Err(AppError::NotInitialised(cfg.data_dir.clone()));
+    }
     let store = open_store(&cfg.data_dir, cfg.pg_options().as_ref()).await?;
     let ca = Ca::load(&cfg.data_dir)?;
     signing::ensure_ring(&store, &cfg.data_dir, outpost_protocol::unix_now()).await?;

@@ -366,10 +366,33 @@ fn main() -> ExitCode {
             ExitCode::from(EX_USAGE)
         }
         Err(Failure::Other(e)) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            eprintln!("error: {}", error_text(&e));
+            let usage =
+                e.chain().any(|c| matches!(c.downcast_ref::<app::AppError>(), Some(app::AppError::NotInitialised(_))));
+            if usage {
+                ExitCode::from(EX_USAGE)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
+}
+
+/// An error and its causes, `: `-separated, each said once: some errors print their
+/// source in their own text (`Address already in use (os error 98)` twice otherwise).
+fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
@@ -846,12 +869,18 @@ async fn serve(cfg: ControlPlaneConfig) -> anyhow::Result<()> {
         outpost_control_plane::backend::Backend::Sqlite(_) => "SQLite (embedded)".to_owned(),
     };
     app.start_replica_wakeups();
+    let api = listeners.api.local_addr()?;
+    // The server certificate names the hostname given to `init`: that is the address a
+    // browser must use.
+    let console = format!("https://{}/console/", host_port(&app.meta.hostname, api.port()));
     tracing::info!(
         agent_listen = %listeners.agent.local_addr()?,
-        api_listen = %listeners.api.local_addr()?,
+        api_listen = %api,
         store = %store,
+        console = %console,
         "Control plane listening."
     );
+    println!("Console: {console} (API listening on {api}; agents connect to {})", listeners.agent.local_addr()?);
     let shutdown = app.shutdown.clone();
     tokio::spawn(async move {
         outpost_common::process::shutdown_signal().await;
@@ -860,6 +889,15 @@ async fn serve(cfg: ControlPlaneConfig) -> anyhow::Result<()> {
     });
     outpost_control_plane::server::serve(app, listeners).await?;
     Ok(())
+}
+
+/// `host:port`, with an IPv6 address in brackets.
+fn host_port(host: &str, port: u16) -> String {
+    if host.parse::<std::net::Ipv6Addr>().is_ok() {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 fn parse_duration(s: &str) -> Option<u64> {

@@ -235,7 +235,7 @@ impl ControlPlane {
         Ok(outpost_control_plane::app::open_store(&self.data_dir, pg.as_ref()).await?)
     }
 
-    fn store_args(&self) -> Vec<String> {
+    pub fn store_args(&self) -> Vec<String> {
         self.pg.iter().flat_map(|db| ["--store".to_owned(), db.url.clone()]).collect()
     }
 

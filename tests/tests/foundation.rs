@@ -435,3 +435,40 @@ async fn a_dispatch_to_a_connection_the_agent_does_not_have_is_refused_naming_th
     assert_eq!(status, 200, "{body}");
     Ok(())
 }
+
+/// The control plane's first minutes: `serve` says where the console is, refuses a data
+/// dir `init` never made (creating nothing, naming the fix) and says a busy port once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_prints_the_console_url_and_refuses_a_data_dir_init_never_made() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let cp_bin = outpost_e2e::bin("outpost-control-plane");
+    let missing = root.path().join("no-such-dir");
+    for (what, dir) in [("a missing dir", &missing), ("an empty dir", &root.path().to_path_buf())] {
+        let d = dir.display().to_string();
+        for args in [vec!["serve", "--data-dir", &d], vec!["user", "list", "--data-dir", &d]] {
+            let (code, out, err) = outpost_e2e::run_cmd(&cp_bin, &args, None)?;
+            assert_eq!(code, 64, "{what}, {args:?}: {out}{err}");
+            assert!(err.contains("is not a control-plane data dir made by `init`"), "{what}: {err}");
+            assert!(err.contains(&format!("outpost-control-plane init --data-dir {d} --hostname NAME")), "{err}");
+        }
+    }
+    assert!(!missing.exists(), "nothing was created");
+    assert!(!root.path().join("control-plane.db").exists(), "no database was created in the empty dir");
+
+    let mut cp = ControlPlane::init(&root.path().join("cp"))?;
+    cp.start()?;
+    let port = cp.api_addr.rsplit(':').next().unwrap_or_default().to_owned();
+    // Printed on stdout (the log line above it is on stderr: each has its own pipe).
+    cp.process()?
+        .wait_for_log(&format!("Console: https://localhost:{port}/console/"), std::time::Duration::from_secs(10))?;
+    // The same ports again: one clear line, the OS's words once.
+    let d = cp.data_dir.display().to_string();
+    let args = ["serve", "--data-dir", &d, "--agent-listen", &cp.agent_addr, "--api-listen", &cp.api_addr];
+    let mut all: Vec<&str> = args.to_vec();
+    let store = cp.store_args();
+    all.extend(store.iter().map(String::as_str));
+    let (code, out, err) = outpost_e2e::run_cmd(&cp_bin, &all, None)?;
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(err.matches("Address already in use").count(), 1, "{err}");
+    Ok(())
+}
