@@ -137,11 +137,7 @@ async fn agents_list<S: Store>(app: &App<S>, ctx: &mut Ctx) -> Result<Response<B
                     mine
                 }
             };
-            let status = match (a.revoked_at, a.last_seen) {
-                (Some(_), _) => "revoked",
-                (None, Some(t)) if now - t <= offline_after => "online",
-                (None, _) => "offline",
-            };
+            let status = a.status(now, offline_after);
             Some(serde_json::json!({
                 "name": a.name,
                 "status": status,

@@ -84,6 +84,9 @@ pub enum AppError {
 pub struct Meta {
     /// Name in the server certificate; agents verify it.
     pub hostname: String,
+    /// Further names and addresses in the server certificate (`init --san`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_names: Vec<String>,
 }
 
 /// What `init` produced.
@@ -109,10 +112,16 @@ pub async fn open_store(data_dir: &Path, pg: Option<&crate::pg::PgOptions>) -> R
 
 /// Creates a new data dir with CA, server certificate, signing key, database (the
 /// embedded one, or the PostgreSQL database `pg` names, which must be empty) and admin token.
-pub async fn init(data_dir: &Path, hostname: &str, pg: Option<&crate::pg::PgOptions>) -> Result<InitOutput, AppError> {
+pub async fn init(
+    data_dir: &Path,
+    hostname: &str,
+    extra_names: &[String],
+    pg: Option<&crate::pg::PgOptions>,
+) -> Result<InitOutput, AppError> {
     if hostname.is_empty() || hostname.len() > 253 || hostname.contains(['/', ' ']) {
         return Err(AppError::Usage(format!("--hostname {hostname:?} is not a host name or IP address")));
     }
+    check_extra_names(extra_names)?;
     if data_dir.exists() && std::fs::read_dir(data_dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
         return Err(AppError::DataDirExists(data_dir.to_owned()));
     }
@@ -136,9 +145,9 @@ pub async fn init(data_dir: &Path, hostname: &str, pg: Option<&crate::pg::PgOpti
         Some(s) => Backend::Postgres(Box::new(s)),
         None => Backend::Sqlite(SqliteStore::open(&data_dir.join(DB_FILE))?),
     };
-    pki::init(data_dir, hostname)?;
-    let meta = Meta { hostname: hostname.to_owned() };
-    fsutil::write_atomic(&data_dir.join(META_FILE), &serde_json::to_vec_pretty(&meta).unwrap_or_default(), 0o600)?;
+    pki::init(data_dir, hostname, extra_names)?;
+    let meta = Meta { hostname: hostname.to_owned(), extra_names: extra_names.to_vec() };
+    write_meta(data_dir, &meta)?;
     let now = outpost_protocol::unix_now();
     let signing_key_id = signing::init(&store, data_dir, now).await?;
     ResultCipher::load_or_create(data_dir)?;
@@ -187,6 +196,22 @@ pub async fn issue_api_token<S: Store>(
         })
         .await?;
     Ok((secret, id))
+}
+
+/// Refuses an `--san` that is no host name or IP address.
+pub fn check_extra_names(names: &[String]) -> Result<(), AppError> {
+    for n in names {
+        if n.is_empty() || n.len() > 253 || n.contains(['/', ' ', ':']) && n.parse::<std::net::IpAddr>().is_err() {
+            return Err(AppError::Usage(format!("--san {n:?} is not a host name or IP address")));
+        }
+    }
+    Ok(())
+}
+
+/// Writes `meta.json` (0600, atomically).
+pub fn write_meta(data_dir: &Path, meta: &Meta) -> Result<(), AppError> {
+    fsutil::write_atomic(&data_dir.join(META_FILE), &serde_json::to_vec_pretty(meta).unwrap_or_default(), 0o600)?;
+    Ok(())
 }
 
 /// Reads `meta.json`.

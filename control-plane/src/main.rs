@@ -40,6 +40,10 @@ enum Command {
         /// Name (DNS name or IP address) agents and API clients use to reach this control plane.
         #[arg(long)]
         hostname: String,
+        /// A further DNS name or IP address for the server certificate, such as 127.0.0.1
+        /// for a browser on this host (repeat for several).
+        #[arg(long = "san", value_name = "NAME")]
+        sans: Vec<String>,
         /// Keep the state in this PostgreSQL database (`postgres://USER@HOST/DB`, empty)
         /// instead of the embedded SQLite file; further replicas get a copy of the data dir.
         #[arg(long, env = "OUTPOST_STORE")]
@@ -168,7 +172,7 @@ enum ApiTokenCommand {
         /// A label shown in listings.
         #[arg(long, default_value = "cli")]
         name: String,
-        /// Lifetime, e.g. 30d, 12h (default 90d).
+        /// Lifetime, e.g. 30d, 12h.
         #[arg(long, default_value = "90d")]
         expires_in: String,
     },
@@ -194,7 +198,7 @@ enum ApiTokenCommand {
         target: Target,
         /// The token id (see `token list`).
         id: String,
-        /// Lifetime of the new token, e.g. 90d.
+        /// Lifetime of the new token, e.g. 30d, 12h.
         #[arg(long, default_value = "90d")]
         expires_in: String,
     },
@@ -294,6 +298,10 @@ enum ServerCertCommand {
         /// name they enrolled with; a different name means enrolling them again.
         #[arg(long)]
         hostname: Option<String>,
+        /// Further DNS names or IP addresses, replacing those given before (repeat for
+        /// several; default: keep them).
+        #[arg(long = "san", value_name = "NAME")]
+        sans: Vec<String>,
     },
 }
 
@@ -397,14 +405,14 @@ fn error_text(e: &anyhow::Error) -> String {
 
 async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
-        Command::Init { data_dir, hostname, store, store_password_file } => {
+        Command::Init { data_dir, hostname, sans, store, store_password_file } => {
             let mut cfg = ControlPlaneConfig::with_data_dir(data_dir.clone());
             if let Some(url) = store {
                 cfg.store = outpost_control_plane::config::StoreUrl::new(url);
             }
             cfg.store_password_file = store_password_file;
             cfg.check("--store").map_err(|e| Failure::Usage(e.to_string()))?;
-            let out = app::init(&data_dir, &hostname, cfg.pg_options().as_ref()).await.map_err(|e| match e {
+            let out = app::init(&data_dir, &hostname, &sans, cfg.pg_options().as_ref()).await.map_err(|e| match e {
                 app::AppError::DataDirExists(_) | app::AppError::Usage(_) => Failure::Usage(e.to_string()),
                 other => Failure::Other(anyhow::Error::new(other).context("init failed")),
             })?;
@@ -416,6 +424,20 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 fmt_time(out.admin_token_expires_at)
             );
             println!("{}", out.admin_token.as_str());
+            let d = shell_word(&data_dir.display().to_string());
+            let console = format!("https://{}/console/", host_port(&hostname, cfg.api_listen.port()));
+            println!();
+            println!("Next steps:");
+            println!("  1. Give the admin a password for the console (asked for, not echoed):");
+            println!("       outpost-control-plane user password admin --data-dir {d}");
+            println!(
+                "  2. Start the control plane (API and console on {}, agents on {}):",
+                cfg.api_listen, cfg.agent_listen
+            );
+            println!("       outpost-control-plane serve --data-dir {d}");
+            println!("     then sign in as admin at {console}");
+            println!("  3. Enrol an agent: create a one-time token and give it to `outpost-agent enroll`:");
+            println!("       outpost-control-plane enrollment-token create --data-dir {d} --agent NAME");
             Ok(())
         }
         Command::Serve {
@@ -512,8 +534,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let app = app::open(target.load()?).await.context("cannot open the control plane's data dir")?;
             let agents = outpost_control_plane::store::Store::agents(&app.store).await.map_err(anyhow::Error::new)?;
             println!("{:<24} {:<16} {:<8} {:<26} {:<26}", "NAME", "POOL", "STATUS", "LAST SEEN", "CERTIFICATE UNTIL");
+            let offline_after = i64::try_from(app.cfg.offline_after_secs).unwrap_or(90);
+            let now = outpost_protocol::unix_now();
             for a in agents {
-                let status = if a.revoked_at.is_some() { "revoked" } else { "enrolled" };
+                // The API's words: revoked, online, offline.
+                let status = a.status(now, offline_after);
                 let seen = a.last_seen.map(fmt_time).unwrap_or_else(|| "never".into());
                 let pool = a.pool.as_deref().unwrap_or("-");
                 println!("{:<24} {:<16} {:<8} {:<26} {:<26}", a.name, pool, status, seen, fmt_time(a.cert_not_after));
@@ -533,14 +558,25 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::SigningKey(cmd) => signing_key(cmd).await,
-        Command::ServerCert(ServerCertCommand::Rotate { target, hostname }) => {
+        Command::ServerCert(ServerCertCommand::Rotate { target, hostname, sans }) => {
             let cfg = target.load()?;
-            let meta = app::load_meta(&cfg.data_dir).map_err(anyhow::Error::new)?;
-            let hostname = hostname.unwrap_or(meta.hostname);
+            let mut meta = app::load_meta(&cfg.data_dir).map_err(anyhow::Error::new)?;
+            if let Some(h) = hostname {
+                meta.hostname = h;
+            }
+            if !sans.is_empty() {
+                app::check_extra_names(&sans).map_err(|e| Failure::Usage(e.to_string()))?;
+                meta.extra_names = sans;
+            }
             let ca = outpost_control_plane::pki::Ca::load(&cfg.data_dir).map_err(anyhow::Error::new)?;
-            ca.rotate_server_cert(&cfg.data_dir, &hostname).map_err(anyhow::Error::new)?;
+            ca.rotate_server_cert(&cfg.data_dir, &meta.hostname, &meta.extra_names).map_err(anyhow::Error::new)?;
+            app::write_meta(&cfg.data_dir, &meta).map_err(anyhow::Error::new)?;
+            let names = std::iter::once(meta.hostname.as_str())
+                .chain(meta.extra_names.iter().map(String::as_str))
+                .collect::<Vec<_>>()
+                .join(", ");
             println!(
-                "New server certificate for {hostname:?} written to {}; restart `serve` to use it.",
+                "New server certificate for {names} written to {}; restart `serve` to use it.",
                 cfg.data_dir.display()
             );
             Ok(())
@@ -636,7 +672,7 @@ async fn user_cmd(cmd: UserCommand) -> Result<(), Failure> {
                 let status = if u.disabled_at.is_some() { "disabled" } else { "enabled" };
                 let pw = if u.password_hash.is_some() { "set" } else { "none" };
                 let seen = u.last_sign_in.map(fmt_time).unwrap_or_else(|| "never".into());
-                println!("{:<32} {:<7} {:<9} {:<9} {:<26}", u.name, u.role, status, pw, seen);
+                println!("{:<32} {:<7} {:<9} {:<9} {:<26}", u.name, u.role.to_string(), status, pw, seen);
             }
             Ok(())
         }
@@ -889,6 +925,15 @@ async fn serve(cfg: ControlPlaneConfig) -> anyhow::Result<()> {
     });
     outpost_control_plane::server::serve(app, listeners).await?;
     Ok(())
+}
+
+/// `s` as one shell word (quoted when it holds anything but safe characters).
+fn shell_word(s: &str) -> String {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@".contains(&b)) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 /// `host:port`, with an IPv6 address in brackets.

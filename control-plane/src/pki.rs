@@ -80,7 +80,9 @@ fn random_serial() -> SerialNumber {
 }
 
 /// Creates a CA and a server certificate for `hostname` in `dir` (which must exist, 0700).
-pub fn init(dir: &Path, hostname: &str) -> Result<(), PkiError> {
+/// Creates the CA and a server certificate naming `hostname` and `extra_names` (DNS names
+/// or IP addresses that clients also use, such as `127.0.0.1` on the host itself).
+pub fn init(dir: &Path, hostname: &str, extra_names: &[String]) -> Result<(), PkiError> {
     let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let mut ca_params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -98,7 +100,7 @@ pub fn init(dir: &Path, hostname: &str) -> Result<(), PkiError> {
 
     fsutil::write_private(&dir.join(CA_KEY), ca_key.serialize_pem().as_bytes())?;
     fsutil::write_atomic(&dir.join(CA_CERT), ca_cert.pem().as_bytes(), 0o644)?;
-    write_server_identity(dir, hostname, &issuer, &ca_cert.pem())
+    write_server_identity(dir, hostname, extra_names, &issuer, &ca_cert.pem())
 }
 
 /// Issues a server certificate for `hostname` from `issuer` with a new key and writes
@@ -106,6 +108,7 @@ pub fn init(dir: &Path, hostname: &str) -> Result<(), PkiError> {
 fn write_server_identity(
     dir: &Path,
     hostname: &str,
+    extra_names: &[String],
     issuer: &Issuer<'_, impl rcgen::SigningKey>,
     ca_pem: &str,
 ) -> Result<(), PkiError> {
@@ -114,7 +117,7 @@ fn write_server_identity(
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, hostname);
     sp.distinguished_name = dn;
-    sp.subject_alt_names = server_sans(hostname)?;
+    sp.subject_alt_names = server_sans(hostname, extra_names)?;
     sp.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     sp.not_before = now_offset(-1);
@@ -127,11 +130,16 @@ fn write_server_identity(
     Ok(())
 }
 
-fn server_sans(hostname: &str) -> Result<Vec<SanType>, PkiError> {
+fn server_sans(hostname: &str, extra_names: &[String]) -> Result<Vec<SanType>, PkiError> {
     let mut sans = Vec::new();
-    match hostname.parse::<std::net::IpAddr>() {
-        Ok(ip) => sans.push(SanType::IpAddress(ip)),
-        Err(_) => sans.push(SanType::DnsName(hostname.try_into()?)),
+    for name in std::iter::once(hostname).chain(extra_names.iter().map(String::as_str)) {
+        let san = match name.parse::<std::net::IpAddr>() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName(name.try_into()?),
+        };
+        if !sans.contains(&san) {
+            sans.push(san);
+        }
     }
     Ok(sans)
 }
@@ -153,8 +161,8 @@ impl Ca {
     /// Replaces the server certificate and key with new ones from this CA. Agents pin the
     /// CA, not the server certificate, so they accept it without enrolling again; a
     /// running `serve` uses it after a restart.
-    pub fn rotate_server_cert(&self, dir: &Path, hostname: &str) -> Result<(), PkiError> {
-        write_server_identity(dir, hostname, &self.issuer, &self.cert_pem)
+    pub fn rotate_server_cert(&self, dir: &Path, hostname: &str, extra_names: &[String]) -> Result<(), PkiError> {
+        write_server_identity(dir, hostname, extra_names, &self.issuer, &self.cert_pem)
     }
 
     /// SHA-256 of the CA certificate (DER), hex: the pin carried by enrolment tokens.
@@ -250,7 +258,7 @@ mod tests {
     #[test]
     fn issued_agent_cert_takes_only_the_public_key_from_the_csr() {
         let dir = tempfile::tempdir().expect("tempdir");
-        init(dir.path(), "localhost").expect("init");
+        init(dir.path(), "localhost", &[]).expect("init");
         let ca = Ca::load(dir.path()).expect("load");
         // A hostile CSR asks to be a CA named "admin".
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");

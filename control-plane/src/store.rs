@@ -312,6 +312,18 @@ pub struct AgentRecord {
     pub pool: Option<String>,
 }
 
+impl AgentRecord {
+    /// `revoked`, `online` (seen within `offline_after` seconds of `now`) or `offline`:
+    /// the words of the API, the console and the CLI.
+    pub fn status(&self, now: i64, offline_after: i64) -> &'static str {
+        match (self.revoked_at, self.last_seen) {
+            (Some(_), _) => "revoked",
+            (None, Some(t)) if now - t <= offline_after => "online",
+            (None, _) => "offline",
+        }
+    }
+}
+
 /// The agent behind a request: the name of its client certificate and when that
 /// certificate was issued. Admission checks both, so a certificate issued before the
 /// name's latest enrolment (a stolen one, after revocation and re-enrolment) gets nothing.

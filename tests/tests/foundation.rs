@@ -472,3 +472,68 @@ async fn serve_prints_the_console_url_and_refuses_a_data_dir_init_never_made() -
     assert_eq!(err.matches("Address already in use").count(), 1, "{err}");
     Ok(())
 }
+
+/// `init` names every address clients use in the server certificate (`--san`), keeps them
+/// through a rotation, and ends by saying what to do next; a browser on the host can then
+/// reach `https://127.0.0.1:…` with a verified handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_names_every_address_in_the_certificate_and_says_what_to_do_next() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let cp_bin = outpost_e2e::bin("outpost-control-plane");
+    let dir = root.path().join("cp");
+    let d = dir.display().to_string();
+    let (code, _, err) = outpost_e2e::run_cmd(
+        &cp_bin,
+        &["init", "--data-dir", &d, "--hostname", "cp.example", "--san", "bad name"],
+        None,
+    )?;
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("--san \"bad name\""), "{err}");
+    assert!(!dir.exists(), "a refused init creates nothing");
+    let args = ["init", "--data-dir", &d, "--hostname", "cp.example", "--san", "127.0.0.1", "--san", "cp.internal"];
+    let (code, out, err) = outpost_e2e::run_cmd(&cp_bin, &args, None)?;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Next steps:"), "{out}");
+    assert!(out.contains(&format!("outpost-control-plane user password admin --data-dir {d}")), "{out}");
+    assert!(out.contains(&format!("outpost-control-plane serve --data-dir {d}")), "{out}");
+    assert!(out.contains("https://cp.example:8443/console/"), "{out}");
+    assert!(out.contains("enrollment-token create"), "{out}");
+
+    let sans = || -> Result<String> {
+        let crt = dir.join("server.crt").display().to_string();
+        let (code, out, err) = outpost_e2e::run_cmd(
+            std::path::Path::new("openssl"),
+            &["x509", "-in", &crt, "-noout", "-ext", "subjectAltName"],
+            None,
+        )?;
+        anyhow::ensure!(code == 0, "openssl: {err}");
+        Ok(out)
+    };
+    let names = sans()?;
+    for want in ["DNS:cp.example", "IP Address:127.0.0.1", "DNS:cp.internal"] {
+        assert!(names.contains(want), "{want} in {names}");
+    }
+    let (code, out, err) = outpost_e2e::run_cmd(&cp_bin, &["server-cert", "rotate", "--data-dir", &d], None)?;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("cp.example, 127.0.0.1, cp.internal"), "{out}");
+    assert_eq!(sans()?, names, "a rotation keeps the names");
+
+    // A real handshake to the IP address, verified against the CA.
+    let api = format!("127.0.0.1:{}", outpost_e2e::free_port());
+    let agents = format!("127.0.0.1:{}", outpost_e2e::free_port());
+    let serve: Vec<String> = ["serve", "--data-dir", &d, "--api-listen", &api, "--agent-listen", &agents]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    let p = outpost_e2e::Process::spawn(&cp_bin, &serve, &root.path().join("cp.log"))?;
+    p.wait_for_log("Control plane listening.", std::time::Duration::from_secs(30))?;
+    let ca = dir.join("ca.crt").display().to_string();
+    let (code, out, err) = outpost_e2e::run_cmd(
+        std::path::Path::new("openssl"),
+        &["s_client", "-connect", &api, "-CAfile", &ca, "-verify_ip", "127.0.0.1", "-verify_return_error", "-brief"],
+        Some(""),
+    )?;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("Verification: OK") || out.contains("Verification: OK"), "{out}{err}");
+    Ok(())
+}
