@@ -1,11 +1,14 @@
 //! Value axes of "nice" ticks.
 
-use super::TICK_INTERVALS;
-
 /// A value axis of equal "nice" steps (1, 2, 2.5 or 5 times a power of ten).
 ///
-/// [`Axis::nice`] spans [`TICK_INTERVALS`] steps and always includes 0 (bars, areas);
-/// [`Axis::span`] covers just the data (lines, scatter plots, numeric x axes).
+/// Of the nice steps that cover the values in at most [`MAX_INTERVALS`] intervals, the one
+/// whose axis is the shortest is taken (ties: the one nearest [`IDEAL_INTERVALS`]), so the
+/// top of the axis is the first tick at or above the largest value and little of the plot
+/// is empty: 11M gets a 12M axis, 113k a 120k one, 1,234 a 1,250 one.
+///
+/// [`Axis::nice`] always includes 0 (bars, areas); [`Axis::span`] covers just the data
+/// (lines, scatter plots, numeric x axes).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Axis {
     pub(crate) lo: f64,
@@ -24,37 +27,30 @@ pub(crate) struct Axis {
 /// Mantissas of nice steps.
 const MANTISSAS: [f64; 4] = [1.0, 2.0, 2.5, 5.0];
 
-/// Most intervals of a [`Axis::span`] axis.
-const SPAN_INTERVALS: u32 = 6;
+/// Most intervals of a value (y) axis.
+pub(crate) const MAX_INTERVALS: u32 = 10;
+
+/// Most intervals of a numeric x axis, whose labels sit side by side.
+pub(crate) const X_INTERVALS: u32 = 6;
+
+/// Of two equally short axes, the one with the number of intervals nearest this one wins.
+const IDEAL_INTERVALS: u32 = 5;
 
 impl Axis {
     /// The axis for values between `min` and `max` (both finite; the range is widened to 0).
     pub(crate) fn nice(min: f64, max: f64) -> Self {
-        let pos = max.max(0.0);
-        let neg = (-min).max(0.0);
-        let raw = pos / f64::from(TICK_INTERVALS) + neg / f64::from(TICK_INTERVALS);
+        let (lo, hi) = (min.min(0.0), max.max(0.0));
         // All zero (or too small to tell apart from zero): 0 .. 4.
-        if raw.is_nan() || raw < f64::MIN_POSITIVE {
-            return Self::with_step(1.0, 0, TICK_INTERVALS, 0);
+        let zero = Self::with_step(1.0, 0, 4, 0);
+        if (hi - lo).is_nan() || hi - lo < f64::MIN_POSITIVE * f64::from(MAX_INTERVALS) {
+            return zero;
         }
-        let ceil = |x: f64| (x - 1e-9).ceil().max(0.0) as u32;
-        for (step, decimals) in nice_steps(raw) {
-            let below = ceil(neg / step);
-            let above = ceil(pos / step);
-            if below + above > TICK_INTERVALS {
-                continue;
-            }
-            // Spare intervals go above zero, unless every value is negative.
-            let below = if pos == 0.0 { TICK_INTERVALS } else { below };
-            return Self::with_step(step, -i64::from(below), TICK_INTERVALS, decimals);
-        }
-        // Not reached for finite input: one full-range step on each side of zero.
-        Self::with_step(pos.max(neg), -2 * i64::from(neg > 0.0), TICK_INTERVALS, 0)
+        Self::fit(lo, hi, MAX_INTERVALS).unwrap_or(zero)
     }
 
     /// An axis from a nice tick at or below `min` to one at or above `max`, with at most
-    /// [`SPAN_INTERVALS`] steps; zero is included only when the data comes near it.
-    pub(crate) fn span(min: f64, max: f64) -> Self {
+    /// `max_intervals` steps; zero is included only when the data comes near it.
+    pub(crate) fn span(min: f64, max: f64, max_intervals: u32) -> Self {
         let (min, max) = if max > min {
             (min, max)
         } else if min == 0.0 {
@@ -62,19 +58,36 @@ impl Axis {
         } else {
             (min - min.abs() * 0.1, max + max.abs() * 0.1)
         };
-        let raw = (max - min) / f64::from(SPAN_INTERVALS);
+        Self::fit(min, max, max_intervals).unwrap_or_else(|| Self::nice(min, max))
+    }
+
+    /// The shortest nice axis over `lo..hi` in at most `max_intervals` steps.
+    fn fit(lo: f64, hi: f64, max_intervals: u32) -> Option<Self> {
+        let raw = (hi - lo) / f64::from(max_intervals);
         if !raw.is_finite() || raw < f64::MIN_POSITIVE {
-            return Self::nice(min, max);
+            return None;
         }
+        let mut best: Option<(f64, u32, Self)> = None;
         for (step, decimals) in nice_steps(raw) {
-            let first = (min / step + 1e-9).floor();
-            let last = (max / step - 1e-9).ceil();
-            if last - first > f64::from(SPAN_INTERVALS) || first.abs() > 1e15 || last.abs() > 1e15 {
+            let first = (lo / step + 1e-9).floor();
+            let last = (hi / step - 1e-9).ceil();
+            if last - first > f64::from(max_intervals) || first.abs() > 1e15 || last.abs() > 1e15 {
                 continue;
             }
-            return Self::with_step(step, first as i64, (last - first).max(1.0) as u32, decimals);
+            let n = (last - first).max(1.0) as u32;
+            let length = f64::from(n) * step;
+            let better = match &best {
+                None => true,
+                Some((l, bn, _)) => {
+                    length < l * (1.0 - 1e-9)
+                        || (length <= l * (1.0 + 1e-9) && n.abs_diff(IDEAL_INTERVALS) < bn.abs_diff(IDEAL_INTERVALS))
+                }
+            };
+            if better {
+                best = Some((length, n, Self::with_step(step, first as i64, n, decimals)));
+            }
         }
-        Self::nice(min, max)
+        best.map(|(_, _, axis)| axis)
     }
 
     fn with_step(step: f64, start: i64, intervals: u32, decimals: usize) -> Self {
@@ -136,7 +149,11 @@ fn nice_steps(raw: f64) -> impl Iterator<Item = (f64, usize)> {
     let first = raw.log10().floor() as i32;
     (first..first + 3)
         .flat_map(|exp| MANTISSAS.into_iter().map(move |m| (m, exp)))
-        .map(|(m, exp)| (m * 10f64.powi(exp), decimals_of(m, exp)))
+        .map(|(m, exp)| {
+            // Divided rather than multiplied by a negative power: 5e-6, not 4.9999999999999996e-6.
+            let step = if exp < 0 { m / 10f64.powi(-exp) } else { m * 10f64.powi(exp) };
+            (step, decimals_of(m, exp))
+        })
         .filter(move |(step, _)| step.is_finite() && *step >= raw * (1.0 - 1e-9))
 }
 
@@ -166,22 +183,51 @@ mod tests {
         axis.ticks().map(|v| axis.label(v)).collect()
     }
 
+    fn top(max: f64) -> f64 {
+        Axis::nice(0.0, max).hi
+    }
+
     #[test]
     fn axis_ticks_are_nice_and_cover_the_values() {
         assert_eq!(tick_labels(0.0, 40.0), ["0", "10", "20", "30", "40"]);
-        assert_eq!(tick_labels(0.0, 41.0), ["0", "20", "40", "60", "80"]);
-        assert_eq!(tick_labels(0.0, 7.0), ["0", "2", "4", "6", "8"]);
-        assert_eq!(tick_labels(0.0, 9.0), ["0", "2.5", "5", "7.5", "10"]);
-        assert_eq!(tick_labels(0.0, 0.9), ["0", "0.25", "0.5", "0.75", "1"]);
-        assert_eq!(tick_labels(0.0, 3_456_789.0), ["0", "1,000,000", "2,000,000", "3,000,000", "4,000,000"]);
+        assert_eq!(tick_labels(0.0, 41.0), ["0", "5", "10", "15", "20", "25", "30", "35", "40", "45"]);
+        assert_eq!(tick_labels(0.0, 7.0), ["0", "1", "2", "3", "4", "5", "6", "7"]);
+        assert_eq!(tick_labels(0.0, 0.9), ["0", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9"]);
+        assert_eq!(tick_labels(0.0, 3_456_789.0).last().map(String::as_str), Some("3,500,000"));
         assert_eq!(tick_labels(-5.0, 5.0), ["-5", "-2.5", "0", "2.5", "5"]);
-        assert_eq!(tick_labels(0.0, 0.009), ["0", "2.5e-3", "5e-3", "7.5e-3", "1e-2"]);
-        assert_eq!(tick_labels(0.0, 3e12), ["0", "1e12", "2e12", "3e12", "4e12"]);
+        assert_eq!(
+            tick_labels(0.0, 0.009),
+            ["0", "1e-3", "2e-3", "3e-3", "4e-3", "5e-3", "6e-3", "7e-3", "8e-3", "9e-3"]
+        );
+        assert_eq!(tick_labels(0.0, 3e12), ["0", "5e11", "1e12", "1.5e12", "2e12", "2.5e12", "3e12"]);
         for (lo, hi) in [(0.0, 1.0), (-3.0, 7.0), (-123.4, 0.5), (0.0, 99_999.0), (-1e-5, 2e-5)] {
             let axis = Axis::nice(lo, hi);
             assert!(axis.lo <= lo && axis.hi >= hi, "{lo}..{hi}: {axis:?}");
             assert!(axis.ticks().any(|v| v == 0.0));
-            assert_eq!(axis.ticks().count(), 5);
+            let n = axis.ticks().count();
+            assert!((3..=11).contains(&n), "{lo}..{hi}: {n} ticks");
         }
+    }
+
+    /// Issue 23: 11M drew a 20M axis, 113k a 200k one, 1,234 a 2,000 one.
+    #[test]
+    fn axis_top_is_the_first_nice_tick_at_or_above_the_maximum() {
+        assert_eq!(top(11_000_000.0), 12_000_000.0);
+        assert_eq!(top(113_000.0), 120_000.0);
+        assert_eq!(top(1_234.0), 1_250.0);
+        assert_eq!(tick_labels(0.0, 1_234.0), ["0", "250", "500", "750", "1,000", "1,250"]);
+        // Over many maxima, at most a sixth of the plot (usually under a tenth) is empty.
+        let mut worst: f64 = 0.0;
+        let mut total = 0.0;
+        let mut count = 0.0;
+        for i in 1..=2000 {
+            let max = 1.0 + f64::from(i) * 0.0045;
+            let empty = 1.0 - max / top(max);
+            worst = worst.max(empty);
+            total += empty;
+            count += 1.0;
+        }
+        assert!(worst < 1.0 / 6.0, "worst {worst}");
+        assert!(total / count < 0.06, "mean {}", total / count);
     }
 }

@@ -26,8 +26,6 @@ pub(crate) const ATTR_CHARS: usize = 200;
 pub(crate) const GLYPH_WIDTH: f64 = 6.5;
 /// Smallest distance between two rotated x labels.
 pub(crate) const ROTATED_LABEL_SPACING: f64 = 13.0;
-/// Number of intervals on the y axis (so one more tick).
-pub(crate) const TICK_INTERVALS: u32 = 4;
 
 /// The opening of every chart: root element, accessible title, background, visible title
 /// and the truncation note.

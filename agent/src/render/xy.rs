@@ -352,7 +352,8 @@ impl XyChart {
         }
         let xkind = self.xkind.unwrap_or(XKind::Number);
         let xaxis = XAxis::new(xkind, xl, xh);
-        let yaxis = if self.kind == XyKind::Area { Axis::nice(yl, yh) } else { Axis::span(yl, yh) };
+        let yaxis =
+            if self.kind == XyKind::Area { Axis::nice(yl, yh) } else { Axis::span(yl, yh, super::axis::MAX_INTERVALS) };
 
         let legend = self.series.len() > 1;
         let left = MARGIN_LEFT;
@@ -509,7 +510,7 @@ const MONTH_STEPS: [i64; 9] = [1, 2, 3, 6, 12, 24, 60, 120, 600];
 impl XAxis {
     fn new(kind: XKind, lo: f64, hi: f64) -> Self {
         if kind == XKind::Number {
-            let axis = Axis::span(lo, hi);
+            let axis = Axis::span(lo, hi, super::axis::X_INTERVALS);
             let ticks = axis.ticks().map(|v| (v, axis.label(v))).collect();
             return Self { lo: axis.lo, hi: axis.hi, ticks };
         }
