@@ -17,6 +17,7 @@ pub mod config;
 pub mod config_audit;
 pub mod connectors;
 pub mod enrol;
+pub mod health;
 pub mod identity;
 pub mod keys;
 pub mod metrics;

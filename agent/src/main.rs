@@ -64,6 +64,25 @@ enum Command {
     /// key-set change and damaged cache entry.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The configured databases: reach them as a job would, without running a query of
+    /// yours.
+    #[command(subcommand)]
+    Connections(ConnectionsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConnectionsCommand {
+    /// Connect to each configured database (or the one named) with its settings and the
+    /// vault's credential, run the privileged-role check, and show the server version,
+    /// the database user, the TLS in use and whether the session is read-only. Exits 1
+    /// when a connection could not run a job.
+    Test {
+        /// Only this connection.
+        name: Option<String>,
+        /// One JSON object per connection, in an array.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -313,6 +332,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Credentials(cmd) => credentials(&cfg, cmd),
         Command::Cache(cmd) => cache(&cfg, cmd),
         Command::Keys(KeysCommand::Rotate) => rotate_keys(&cfg),
+        Command::Connections(ConnectionsCommand::Test { name, json }) => test_connections(&cfg, name, json).await,
         Command::Audit(cmd) => audit(&cfg, cmd),
         Command::Run => {
             let shutdown = CancellationToken::new();
@@ -336,6 +356,48 @@ async fn run(cli: Cli) -> ExitCode {
 }
 
 /// Reads a passphrase at the terminal (twice when one is being chosen).
+async fn test_connections(cfg: &AgentConfig, name: Option<String>, json: bool) -> ExitCode {
+    let mut cfg = cfg.clone();
+    if let Some(n) = &name {
+        if !cfg.connections.keys().any(|k| k.as_str() == n.as_str()) {
+            let known: Vec<&str> = cfg.connections.keys().map(|k| k.as_str()).collect();
+            return usage(format!("no connection {n:?} in the config (it has: {})", known.join(", ")));
+        }
+        cfg.connections.retain(|k, _| k.as_str() == n.as_str());
+    }
+    // Only opened when a connection names a password credential.
+    let vault = if cfg.connections.values().any(|c| c.password_credential.is_some()) {
+        match outpost_agent::vault::Vault::open(&cfg.state_dir, &cfg.vault_keys(), &passphrase_prompt) {
+            Ok(v) => Some(v),
+            Err(e) => return failure(format!("{e} (the vault holds the connections' passwords)")),
+        }
+    } else {
+        None
+    };
+    let connectors = match outpost_agent::runner::prepare_connections(&cfg, vault.as_ref()) {
+        Ok(c) => c,
+        Err(e) => return failure(e),
+    };
+    let mut names: Vec<&String> = connectors.keys().collect();
+    names.sort();
+    let mut reports = Vec::new();
+    for n in names {
+        let r = outpost_agent::health::test(n, &connectors[n]).await;
+        if !json {
+            println!("{}", outpost_agent::health::describe(&r));
+        }
+        reports.push(r);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reports).unwrap_or_default());
+    }
+    if reports.iter().all(|r| r.ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn passphrase_prompt(confirm: bool) -> Result<secrecy::SecretString, outpost_agent::vault::VaultError> {
     use outpost_agent::vault::VaultError;
     use secrecy::ExposeSecret as _;

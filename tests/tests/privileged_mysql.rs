@@ -270,6 +270,14 @@ async fn the_agent_refuses_root_keeps_serving_and_a_reload_fixes_it() -> Result<
     let (code, out, _) = agent.cli(&["config", "audit"], None, &[])?;
     assert_eq!(code, 1, "a HIGH finding fails the audit: {out}");
     assert!(out.contains("[HIGH] connections.allowed.allow_privileged"), "{out}");
+    // connections test: root refused naming its grants, the reader reached read-only.
+    let (code, out, err) = agent.cli(&["connections", "test"], None, &[])?;
+    assert_eq!(code, 1, "{out}{err}");
+    let line = |name: &str| out.lines().find(|l| l.starts_with(&format!("{name} (mysql "))).unwrap_or_default();
+    assert!(line("root").contains("FAILED") && line("root").ends_with("(privileged_role)"), "{out}");
+    let r = line("reader");
+    assert!(r.contains(": OK — ") && r.contains("MariaDB") && r.contains(&format!("user {reader}@")), "{out}");
+    assert!(r.contains("TLS none") && r.contains("read-only transaction"), "{out}");
 
     std::fs::write(&agent.config, format!("state_dir: {}\n{}", agent.state_dir.display(), config(&reader)))?;
     agent.process()?.signal("HUP")?;

@@ -373,6 +373,28 @@ async fn the_agent_refuses_a_superuser_connection_keeps_serving_and_a_reload_fix
     assert!(out.contains("[HIGH] connections.allowed.allow_privileged"), "{out}");
     assert!(!out.contains("connections.su.allow_privileged"), "{out}");
 
+    // connections test: each connection reached as a job would be, no query of anyone's.
+    let (code, out, err) = agent.cli(&["connections", "test"], None, &[])?;
+    assert_eq!(code, 1, "the superuser connection cannot run a job: {out}{err}");
+    let line = |name: &str| out.lines().find(|l| l.starts_with(&format!("{name} (postgres "))).unwrap_or_default();
+    assert!(line("su").contains("FAILED") && line("su").contains("(superuser)"), "{out}");
+    assert!(line("su").ends_with("(privileged_role)"), "{out}");
+    for name in ["reader", "allowed"] {
+        let l = line(name);
+        assert!(l.contains(": OK — PostgreSQL "), "{out}");
+        assert!(l.contains("TLS none") && l.contains("read-only transaction (transaction_read_only = on)"), "{l}");
+    }
+    assert!(line("reader").contains(&format!("user {role}")), "{out}");
+    let (code, out, err) = agent.cli(&["connections", "test", "reader", "--json"], None, &[])?;
+    assert_eq!(code, 0, "{out}{err}");
+    let reports: serde_json::Value = serde_json::from_str(&out)?;
+    assert_eq!(reports.as_array().map(Vec::len), Some(1), "{reports}");
+    assert_eq!((reports[0]["ok"].as_bool(), reports[0]["user"].as_str()), (Some(true), Some(role.as_str())));
+    assert!(!out.contains("password"), "never a secret: {out}");
+    let (code, _, err) = agent.cli(&["connections", "test", "nosuch"], None, &[])?;
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("no connection \"nosuch\"") && err.contains("reader"), "{err}");
+
     // A reload that points `su` at the least-privilege role takes effect.
     std::fs::write(&agent.config, format!("state_dir: {}\n{}", agent.state_dir.display(), config(&role)))?;
     agent.process()?.signal("HUP")?;
