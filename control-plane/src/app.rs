@@ -89,8 +89,7 @@ pub struct Meta {
     pub extra_names: Vec<String>,
 }
 
-/// What `init` produced.
-#[derive(Debug)]
+/// What `init` produced (its `Debug` never shows the token).
 pub struct InitOutput {
     /// The admin API token, shown once.
     pub admin_token: zeroize::Zeroizing<String>,
@@ -100,6 +99,17 @@ pub struct InitOutput {
     pub ca_sha256: String,
     /// Job-signing key id.
     pub signing_key_id: String,
+}
+
+impl std::fmt::Debug for InitOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InitOutput")
+            .field("admin_token", &"[REDACTED]")
+            .field("admin_token_expires_at", &self.admin_token_expires_at)
+            .field("ca_sha256", &self.ca_sha256)
+            .field("signing_key_id", &self.signing_key_id)
+            .finish()
+    }
 }
 
 /// Opens the store `pg` names, or the embedded database in `data_dir`.
@@ -624,4 +634,19 @@ fn known_connection(
         "connection",
         format!("{agent} has no connection {connection:?} (its connections, as last reported: {known})"),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_init_output_never_prints_the_admin_token() {
+        let out = super::InitOutput {
+            admin_token: zeroize::Zeroizing::new("opat_secret-token-value".into()),
+            admin_token_expires_at: 1,
+            ca_sha256: "ab".into(),
+            signing_key_id: "ed25519:k".into(),
+        };
+        let shown = format!("{out:?}");
+        assert!(!shown.contains("secret-token-value") && shown.contains("[REDACTED]"), "{shown}");
+    }
 }
