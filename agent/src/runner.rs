@@ -104,29 +104,48 @@ pub enum RunError {
     Metrics(std::io::Error),
 }
 
-/// Whether the control plane answered the last request; logs each change once.
+/// Whether the control plane answered the last request; logs each change once, at
+/// WARN (a first answer at start is INFO; the retries while it stays away are DEBUG).
 #[derive(Debug, Default)]
-struct Reachability(std::sync::atomic::AtomicBool);
+struct Reachability(std::sync::atomic::AtomicU8);
+
+/// [`Reachability`]'s states (0, the default, is "not tried yet").
+const UP: u8 = 1;
+const DOWN: u8 = 2;
 
 impl Reachability {
     /// Records an answer; whether that is a change.
     fn ok(&self, peer: &str) -> bool {
-        let changed = !self.0.swap(true, std::sync::atomic::Ordering::SeqCst);
-        if changed {
-            tracing::info!(%peer, "Control plane reachable; waiting for jobs.");
+        match self.0.swap(UP, std::sync::atomic::Ordering::SeqCst) {
+            UP => false,
+            DOWN => {
+                tracing::warn!(%peer, "Control plane reachable again; waiting for jobs.");
+                true
+            }
+            _ => {
+                tracing::info!(%peer, "Control plane reachable; waiting for jobs.");
+                true
+            }
         }
-        changed
     }
 
     /// Records a failure; whether that is a change.
     fn lost(&self, error: &dyn std::fmt::Display, retry_in: Duration) -> bool {
-        let changed = self.0.swap(false, std::sync::atomic::Ordering::SeqCst);
-        if changed {
-            tracing::warn!(%error, "Lost the control plane; reconnecting with backoff.");
-        } else {
-            tracing::info!(%error, retry_in_ms = u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX), "Control plane unreachable.");
+        let retry_in_ms = u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX);
+        match self.0.swap(DOWN, std::sync::atomic::Ordering::SeqCst) {
+            DOWN => {
+                tracing::debug!(%error, retry_in_ms, "Control plane still unreachable.");
+                false
+            }
+            UP => {
+                tracing::warn!(%error, retry_in_ms, "Lost the control plane; reconnecting with backoff.");
+                true
+            }
+            _ => {
+                tracing::warn!(%error, retry_in_ms, "Cannot reach the control plane; retrying with backoff.");
+                true
+            }
         }
-        changed
     }
 }
 
@@ -178,7 +197,7 @@ impl Ctx {
         let running = self.running().len();
         let done = self.jobs_done.load(std::sync::atomic::Ordering::Relaxed);
         let peer = self.transport.addr();
-        if self.reachable.0.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.reachable.0.load(std::sync::atomic::Ordering::SeqCst) == UP {
             format!("Connected to the control plane at {peer}; {running} job(s) running, {done} done since start")
         } else {
             format!("Control plane at {peer} unreachable, retrying with backoff; {running} job(s) running, {done} done since start")
@@ -1407,5 +1426,23 @@ async fn upload(ctx: &Ctx, report: &ResultReport, until: i64) {
             return tracing::warn!("Giving up on the report upload: the job is long expired.");
         }
         tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_reachability_change_is_told_once_and_a_first_failure_is_a_change() {
+        let r = Reachability::default();
+        let err = "connection refused";
+        assert!(r.lost(&err, Duration::from_millis(100)), "unreachable from the start is worth a warning");
+        assert!(!r.lost(&err, Duration::from_millis(200)), "the retries are not");
+        assert!(r.ok("cp:7443"), "back");
+        assert!(!r.ok("cp:7443"));
+        assert!(r.lost(&err, Duration::from_millis(100)), "lost again");
+        let fresh = Reachability::default();
+        assert!(fresh.ok("cp:7443"), "a first answer is a change");
     }
 }

@@ -749,6 +749,45 @@ pub async fn check_connection<S: Store>(
     }
 }
 
+/// Why a queued job waits, when it is because its agent (or every member of its pool) is
+/// offline: when it was last seen, and until when the job keeps. The agent's name only to
+/// those who may read the job's logic.
+async fn waiting_for_agent<S: Store>(
+    app: &App<S>,
+    rec: &JobRecord,
+    may_read_sql: bool,
+) -> Result<Option<String>, ApiError> {
+    let now = outpost_protocol::unix_now();
+    let offline_after = i64::try_from(app.cfg.offline_after_secs).unwrap_or(90);
+    let (who, members) = match &rec.pool {
+        Some(p) => (format!("no member of pool {p:?} is online"), app.store.pool_members(p.clone()).await?),
+        None => (
+            format!("agent {:?} is offline", rec.agent),
+            app.store.agent(rec.agent.clone()).await?.into_iter().collect(),
+        ),
+    };
+    let live: Vec<_> = members.iter().filter(|a| a.revoked_at.is_none()).collect();
+    if live.iter().any(|a| a.status(now, offline_after) == "online") {
+        return Ok(None);
+    }
+    let last = live.iter().filter_map(|a| a.last_seen).max();
+    let seen = match last {
+        Some(t) => format!("last seen {} ({} s ago)", rfc3339_secs(t), now - t),
+        None => "never seen since it enrolled".to_owned(),
+    };
+    let who =
+        if may_read_sql { format!("{who} ({seen})") } else { "the agent that runs this job is offline".to_owned() };
+    Ok(Some(format!(
+        "{who}: the job runs when it reconnects, if that is before it expires at {}",
+        rfc3339_secs(rec.expires_at)
+    )))
+}
+
+fn rfc3339_secs(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .map_or_else(|| unix.to_string(), |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+}
+
 /// Dispatches an ad-hoc job after the data-access check (before anything is signed).
 pub async fn dispatch_job<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
     let caller = ctx.caller()?.clone();
@@ -894,7 +933,17 @@ pub async fn result<S: Store>(
             }
             Ok(res)
         }
-        JobState::Queued | JobState::Leased => Ok(json(
+        JobState::Queued => {
+            let (code, message) = match waiting_for_agent(app, &rec, may_read_sql).await? {
+                Some(why) => ("waiting_for_agent", why),
+                None => ("pending", "the result is not there yet; ask again with ?wait=SECONDS".to_owned()),
+            };
+            Ok(json(
+                StatusCode::ACCEPTED,
+                &serde_json::json!({ "code": code, "message": message, "state": rec.state.as_str() }),
+            ))
+        }
+        JobState::Leased => Ok(json(
             StatusCode::ACCEPTED,
             &serde_json::json!({ "code": "pending", "message": "the result is not there yet; ask again with ?wait=SECONDS", "state": rec.state.as_str() }),
         )),

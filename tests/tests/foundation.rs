@@ -537,3 +537,31 @@ async fn init_names_every_address_in_the_certificate_and_says_what_to_do_next() 
     assert!(err.contains("Verification: OK") || out.contains("Verification: OK"), "{out}{err}");
     Ok(())
 }
+
+/// A job for an agent that is not connected says why it waits, instead of "not there yet".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_for_an_offline_agent_says_it_waits_for_the_agent() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let mut cp = ControlPlane::init(root.path())?;
+    cp.start()?;
+    let mut agent = Agent::new(root.path(), "edge-2", "")?;
+    agent.enroll_with(&cp).await?;
+    let id = dispatch(
+        &cp,
+        serde_json::json!({ "agent": "edge-2", "connection": "sample", "sql": "SELECT 1 AS n",
+                            "render": { "kind": "scalar", "column": "n" } }),
+    )
+    .await?;
+    let res = cp.api()?.get(&format!("/v1/jobs/{id}/result")).await?;
+    assert_eq!(res.status, 202, "{}", res.text());
+    let v = res.json()?;
+    assert_eq!(v["code"], "waiting_for_agent", "{v}");
+    let msg = v["message"].as_str().unwrap_or_default();
+    assert!(msg.starts_with("agent \"edge-2\" is offline (never seen since it enrolled)"), "{msg}");
+    assert!(msg.contains("the job runs when it reconnects"), "{msg}");
+    // The agent comes: the job it waited for runs.
+    agent.start_connected()?;
+    let (status, body) = cp.wait_result(&id).await?;
+    assert_eq!(status, 200, "{body}");
+    Ok(())
+}
