@@ -2,13 +2,18 @@
 
 use std::fmt::{self, Write as _};
 
+use super::format::format_number;
+use super::measure::{fit_width, text_width};
 use super::{
-    column_index, svg_axis_titles, svg_close, svg_empty, svg_legend, svg_open, svg_y_ticks, truncate_chars,
-    truncation_note, value_text, Axis, Esc, Px, RenderError, ATTR_CHARS, GLYPH_WIDTH, LABEL_CHARS, LEGEND_WIDTH,
-    MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MAX_BAR_GROUPS, MAX_CHART_MAGNITUDE, MAX_SERIES, PALETTE, PLOT_HEIGHT,
-    ROTATED_LABEL_SPACING, WIDTH,
+    column_index, horizontal_labels_bottom, svg_axis_titles, svg_close, svg_empty, svg_legend, svg_open, svg_x_label,
+    svg_y_ticks, truncate_chars, truncation_note, value_text, x_title_baseline, Axis, Esc, Px, RenderError, ATTR_CHARS,
+    EDGE, LABEL_CHARS, LEGEND_WIDTH, MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MAX_BAR_GROUPS, MAX_CHART_MAGNITUDE,
+    MAX_SERIES, PALETTE, PLOT_HEIGHT, ROTATED_LABEL_SPACING, ROTATED_LABEL_TOP, SIN_45, WIDTH, X_TITLE_MAX,
 };
 use crate::resultset::{ResultSet, Value};
+
+/// Lowest point rotated x labels may reach: the x axis title goes below them.
+const MAX_ROTATED_BOTTOM: f64 = X_TITLE_MAX - 16.0;
 
 /// One bar value: the number, and the text of the `data-value` attribute.
 pub(super) struct Bar {
@@ -121,7 +126,10 @@ impl<'a> BarChart<'a> {
             None => format!("Bar chart of {} by {}", self.series.join(", "), self.x),
         };
         svg_open(&mut o, &description, self.title, truncation_note(self.truncated, groups).as_deref())?;
-        svg_y_ticks(&mut o, &self.axis, plot_left, plot_right, y_of)?;
+        // An empty chart has no values to scale: no ticks, only "No data".
+        if groups > 0 {
+            svg_y_ticks(&mut o, &self.axis, plot_left, plot_right, y_of)?;
+        }
 
         // Bars: one group per row, series side by side within the middle 80% of the group,
         // or stacked in one bar of that width.
@@ -158,7 +166,7 @@ impl<'a> BarChart<'a> {
                     Esc(&bar.text),
                     Esc(&label),
                     Esc(&series),
-                    Esc(&bar.text),
+                    Esc(&format_number(&bar.text, None)),
                 )?;
             }
         }
@@ -182,38 +190,44 @@ impl<'a> BarChart<'a> {
             y = Px(zero_y)
         )?;
 
-        // X labels: horizontal when they fit, otherwise rotated and thinned out.
+        // X labels: horizontal when every one fits its group, otherwise rotated, thinned out
+        // and cut to what fits between the axis and the axis title.
         let shown: Vec<String> = self.labels.iter().map(|l| truncate_chars(l, LABEL_CHARS)).collect();
-        let widest = shown.iter().map(|l| l.chars().count()).max().unwrap_or(0);
-        let horizontal = widest as f64 * GLYPH_WIDTH + 4.0 <= group_width;
-        let stride = if horizontal { 1 } else { ((ROTATED_LABEL_SPACING / group_width).ceil() as usize).max(1) };
-        for (g, label) in shown.iter().enumerate().step_by(stride) {
-            let cx = Px(plot_left + (g as f64 + 0.5) * group_width);
-            if horizontal {
-                writeln!(
-                    o,
-                    "<text class=\"x-label\" x=\"{cx}\" y=\"{}\" text-anchor=\"middle\" \
-                     font-size=\"11\" fill=\"#444444\">{}</text>",
-                    Px(plot_bottom + 18.0),
-                    Esc(label)
-                )?;
-            } else {
-                let y = Px(plot_bottom + 12.0);
+        let widest = shown.iter().map(|l| text_width(l, 11.0)).fold(0.0, f64::max);
+        let horizontal = groups == 0 || widest + 4.0 <= group_width;
+        let labels_bottom = if horizontal {
+            for (g, label) in shown.iter().enumerate() {
+                svg_x_label(&mut o, "x-label", plot_left + (g as f64 + 0.5) * group_width, plot_bottom + 18.0, label)?;
+            }
+            horizontal_labels_bottom(plot_bottom)
+        } else {
+            let stride = ((ROTATED_LABEL_SPACING / group_width).ceil() as usize).max(1);
+            let y = plot_bottom + ROTATED_LABEL_TOP;
+            let mut widest = 0.0_f64;
+            for (g, label) in shown.iter().enumerate().step_by(stride) {
+                let cx = plot_left + (g as f64 + 0.5) * group_width;
+                // Room down to the title, and left to the chart's edge.
+                let room = ((MAX_ROTATED_BOTTOM - y) / SIN_45 - 11.0).min((cx - EDGE) / SIN_45);
+                let label = fit_width(label, room, 11.0);
+                widest = widest.max(text_width(&label, 11.0));
+                let (cx, y) = (Px(cx), Px(y));
                 writeln!(
                     o,
                     "<text class=\"x-label\" x=\"{cx}\" y=\"{y}\" text-anchor=\"end\" \
                      font-size=\"11\" fill=\"#444444\" transform=\"rotate(-45 {cx} {y})\">{}</text>",
-                    Esc(label)
+                    Esc(&label)
                 )?;
             }
-        }
+            y + (widest + 11.0) * SIN_45
+        };
 
-        // Axis titles: the x column below the labels, the value column (or "value" for
+        // Axis titles: the x column just below the labels, the value column (or "value" for
         // several series, which the legend names) along the y axis.
         let y_title = if self.series.len() == 1 { self.series[0].as_str() } else { "value" };
-        svg_axis_titles(&mut o, self.x, y_title, plot_left, plot_width)?;
+        svg_axis_titles(&mut o, self.x, y_title, plot_left, plot_width, x_title_baseline(labels_bottom))?;
         if legend {
-            svg_legend(&mut o, plot_right + 16.0, plot_top, self.series.iter().map(String::as_str))?;
+            let x = plot_right + 16.0;
+            svg_legend(&mut o, x, plot_top, WIDTH - EDGE - x, self.series.iter().map(|s| (s.as_str(), String::new())))?;
         }
         svg_close(&mut o);
         Ok(o)
@@ -456,7 +470,7 @@ mod tests {
         let r = render(&bar("k", &["v"], None), &data, 10).expect("renders");
         assert_eq!(r.rows_rendered, 0);
         assert!(parse_bars(body(&r)).is_empty());
-        assert_eq!(texts_with_class(body(&r), "empty"), ["No rows"]);
+        assert_eq!(texts_with_class(body(&r), "empty"), ["No data"]);
     }
 
     // ---- bar charts: refusals ---------------------------------------------------------------

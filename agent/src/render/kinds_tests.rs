@@ -207,7 +207,7 @@ fn empty_and_null_series_render_without_points() {
     let r = render(&RenderSpec::Line(xy("x", &["y"])), &data, 100).expect("renders");
     assert_eq!(r.points, 0);
     let doc = svg_of(&r);
-    assert_eq!(texts(&doc, "empty"), ["No rows"]);
+    assert_eq!(texts(&doc, "empty"), ["No data"]);
 }
 
 #[test]

@@ -26,12 +26,16 @@ use crate::resultset::{ResultSet, Value};
 mod axis;
 mod bar;
 mod format;
+mod measure;
 mod pie;
 mod scalar;
 mod svg;
 mod table;
+mod xaxis;
 pub mod xy;
 
+#[cfg(test)]
+mod finish_tests;
 #[cfg(test)]
 mod kinds_tests;
 #[cfg(test)]
@@ -105,15 +109,26 @@ pub enum RenderError {
         row: usize,
     },
     /// The chart would have more bar groups than allowed.
-    #[error("{bars} bar groups exceed the limit of {max}")]
+    #[error("{bars} bar groups exceed {}", bar_limit(*.max))]
     TooManyBars {
         /// Bar groups (rows) in the result.
         bars: usize,
         /// The smaller of [`MAX_BAR_GROUPS`] and the agent's row policy.
         max: usize,
     },
+    /// A pie chart's result has more rows than the agent's row policy lets a chart show.
+    #[error(
+        "a pie chart of {rows} rows exceeds the agent's row limit (max_rows) of {max}; a pie draws at most \
+         {MAX_SLICES} slices, the largest, and sums the rest as Other"
+    )]
+    TooManyPieRows {
+        /// Rows in the result.
+        rows: usize,
+        /// The agent's row policy (`max_rows`).
+        max: usize,
+    },
     /// The chart would have more series than colours.
-    #[error("{series} series exceed the limit of {max}")]
+    #[error("{series} series exceed the limit of {max} series per chart (one colour each)")]
     TooManySeries {
         /// `y` columns asked for.
         series: usize,
@@ -155,6 +170,15 @@ pub enum RenderError {
     /// Encoding the output failed (not expected to happen).
     #[error("encoding the rendered result failed: {0}")]
     Encode(String),
+}
+
+/// Names the limit a bar chart hit: its own, or the agent's row policy when lower.
+fn bar_limit(max: usize) -> String {
+    if max == MAX_BAR_GROUPS {
+        format!("the bar chart limit of {MAX_BAR_GROUPS} groups (one per row)")
+    } else {
+        format!("the agent's row limit (max_rows) of {max}")
+    }
 }
 
 /// Renders `rs` as `spec` asks, showing at most `max_rows` rows (the agent's policy).

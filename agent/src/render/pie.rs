@@ -1,26 +1,31 @@
 //! Pie charts: one slice per row, clockwise from twelve o'clock in query order.
 //!
 //! Sizes must be numbers and none negative; rows with a NULL size are left out. Beyond
-//! [`MAX_SLICES`] rows, the smallest are summed into one "Other" slice, which the chart
-//! says.
+//! [`MAX_SLICES`] rows, the largest `MAX_SLICES - 1` keep their slices and the rest are
+//! summed into one "Other" slice, which the chart says: a pie of any number of rows (up to
+//! the agent's row policy, `max_rows`) draws at most [`MAX_SLICES`] slices.
 
 use std::fmt::{self, Write as _};
 
 use outpost_protocol::PieSpec;
 
+use super::format::format_number;
 use super::{
     column_index, svg_close, svg_empty, svg_legend, svg_open, truncate_chars, truncation_note, value_text, Esc, Px,
-    RenderError, Rendered, ATTR_CHARS, MARGIN_TOP, MAX_CHART_MAGNITUDE, PALETTE, PLOT_HEIGHT,
+    RenderError, Rendered, ATTR_CHARS, EDGE, MARGIN_TOP, MAX_CHART_MAGNITUDE, PALETTE, PLOT_HEIGHT, WIDTH,
 };
 use crate::resultset::{ResultSet, Value};
 
-/// Most slices drawn; the rest are summed into "Other".
+/// Most slices drawn (the last one "Other" when there are more rows); the rest are summed
+/// into "Other".
 pub const MAX_SLICES: usize = 10;
 
 /// Centre and radius of the pie.
 const CX: f64 = 290.0;
 const CY: f64 = MARGIN_TOP + PLOT_HEIGHT / 2.0 + 30.0;
 const R: f64 = 150.0;
+/// Left edge of the legend, right of the pie.
+const LEGEND_X: f64 = 500.0;
 
 struct Slice {
     label: String,
@@ -32,9 +37,8 @@ struct Slice {
 pub fn render_pie(spec: &PieSpec, rs: &ResultSet, max_rows: usize) -> Result<Rendered, RenderError> {
     let li = column_index(&rs.columns, &spec.label)?;
     let vi = column_index(&rs.columns, &spec.value)?;
-    let max = super::MAX_BAR_GROUPS.min(max_rows);
-    if rs.rows.len() > max {
-        return Err(RenderError::TooManyBars { bars: rs.rows.len(), max });
+    if rs.rows.len() > max_rows {
+        return Err(RenderError::TooManyPieRows { rows: rs.rows.len(), max: max_rows });
     }
     let mut slices = Vec::with_capacity(rs.rows.len());
     for (row, values) in rs.rows.iter().enumerate() {
@@ -115,7 +119,7 @@ fn svg(spec: &PieSpec, slices: &[Slice], rs: &ResultSet, other: Option<usize>) -
             Esc(&s.text),
             share
         );
-        let title = format!("<title>{label}: {} ({:.1}%)</title>", Esc(&s.text), share * 100.0);
+        let title = format!("<title>{label}: {} ({:.1}%)</title>", Esc(&format_number(&s.text, None)), share * 100.0);
         if share >= 1.0 - 1e-12 {
             writeln!(o, "<circle {attrs} cx=\"{}\" cy=\"{}\" r=\"{}\">{title}</circle>", Px(CX), Px(CY), Px(R))?;
         } else if share > 0.0 {
@@ -138,9 +142,9 @@ fn svg(spec: &PieSpec, slices: &[Slice], rs: &ResultSet, other: Option<usize>) -
             angle = end;
         }
     }
-    let names: Vec<String> =
-        slices.iter().map(|s| format!("{} ({:.1}%)", truncate_chars(&s.label, 10), s.value / total * 100.0)).collect();
-    svg_legend(&mut o, 500.0, MARGIN_TOP + 20.0, names.iter().map(String::as_str))?;
+    // Each name gets the room there is right of the pie, its share always shown whole.
+    let entries = slices.iter().map(|s| (s.label.as_str(), format!(" ({:.1}%)", s.value / total * 100.0)));
+    svg_legend(&mut o, LEGEND_X, MARGIN_TOP + 20.0, WIDTH - EDGE - LEGEND_X, entries)?;
     svg_close(&mut o);
     Ok(o)
 }

@@ -3,6 +3,7 @@
 
 use std::fmt::{self, Write as _};
 
+use super::measure::{fit_width, text_width};
 use super::{truncate_chars, Axis, Esc, PALETTE};
 
 pub(crate) const WIDTH: f64 = 800.0;
@@ -22,8 +23,6 @@ pub(crate) const LEGEND_CHARS: usize = 20;
 pub(crate) const TITLE_CHARS: usize = 80;
 /// Characters of text kept in attributes and `<title>` elements.
 pub(crate) const ATTR_CHARS: usize = 200;
-/// Assumed average glyph width of 11px sans-serif text, for label layout.
-pub(crate) const GLYPH_WIDTH: f64 = 6.5;
 /// Smallest distance between two rotated x labels.
 pub(crate) const ROTATED_LABEL_SPACING: f64 = 13.0;
 
@@ -89,14 +88,70 @@ pub(crate) fn svg_y_ticks(
     Ok(())
 }
 
-/// The x axis title under the plot and the y axis title along its left side.
-pub(crate) fn svg_axis_titles(o: &mut String, x_title: &str, y_title: &str, left: f64, width: f64) -> fmt::Result {
+/// Baseline of horizontal x labels, below the plot's bottom edge.
+pub(crate) const X_LABEL_BASELINE: f64 = 18.0;
+/// Where rotated x labels end (their anchor), below the plot's bottom edge.
+pub(crate) const ROTATED_LABEL_TOP: f64 = 12.0;
+/// From the lowest point of the x labels to the x axis title's baseline: the title's own
+/// height (12px text) and a small gap.
+const X_TITLE_GAP: f64 = 16.0;
+/// Lowest baseline of the x axis title: above the bottom edge, with room for descenders.
+pub(crate) const X_TITLE_MAX: f64 = HEIGHT - 6.0;
+/// `sin 45°`: how far a label rotated by −45° reaches down (and left) per pixel of width.
+pub(crate) const SIN_45: f64 = std::f64::consts::FRAC_1_SQRT_2;
+
+/// Baseline of the x axis title just below labels whose lowest point is `labels_bottom`.
+pub(crate) fn x_title_baseline(labels_bottom: f64) -> f64 {
+    (labels_bottom + X_TITLE_GAP).min(X_TITLE_MAX)
+}
+
+/// Lowest point of horizontal x labels under a plot whose bottom edge is `bottom`
+/// (baseline plus descenders of 11px text).
+pub(crate) fn horizontal_labels_bottom(bottom: f64) -> f64 {
+    bottom + X_LABEL_BASELINE + 3.0
+}
+
+/// One horizontal x label centred on `x`, or anchored at its end (start) when centring
+/// would take it past the right (left) edge of the chart.
+pub(crate) fn svg_x_label(o: &mut String, class: &str, x: f64, baseline: f64, label: &str) -> fmt::Result {
+    let half = text_width(label, 11.0) / 2.0;
+    let anchor = if x + half > WIDTH - EDGE {
+        "end"
+    } else if x - half < EDGE {
+        "start"
+    } else {
+        "middle"
+    };
+    let x = x.clamp(EDGE, WIDTH - EDGE);
+    writeln!(
+        o,
+        "<text class=\"{class}\" x=\"{}\" y=\"{}\" text-anchor=\"{anchor}\" font-size=\"11\" \
+         fill=\"#444444\">{}</text>",
+        Px(x),
+        Px(baseline),
+        Esc(label)
+    )
+}
+
+/// Space kept free between text and the edges of the chart.
+pub(crate) const EDGE: f64 = 4.0;
+
+/// The x axis title under the plot (its baseline at `x_title_y`, just below the labels)
+/// and the y axis title along the plot's left side.
+pub(crate) fn svg_axis_titles(
+    o: &mut String,
+    x_title: &str,
+    y_title: &str,
+    left: f64,
+    width: f64,
+    x_title_y: f64,
+) -> fmt::Result {
     writeln!(
         o,
         "<text class=\"axis-title\" x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"12\" \
          fill=\"#333333\">{}</text>",
         Px(left + width / 2.0),
-        Px(HEIGHT - 16.0),
+        Px(x_title_y),
         Esc(&truncate_chars(x_title, LEGEND_CHARS))
     )?;
     let (tx, ty) = (Px(18.0), Px(MARGIN_TOP + PLOT_HEIGHT / 2.0));
@@ -108,9 +163,17 @@ pub(crate) fn svg_axis_titles(o: &mut String, x_title: &str, y_title: &str, left
     )
 }
 
-/// A legend: one swatch and name per entry, in the palette's order, from `top` down.
-pub(crate) fn svg_legend<'n>(o: &mut String, x: f64, top: f64, names: impl Iterator<Item = &'n str>) -> fmt::Result {
-    for (s, name) in names.enumerate() {
+/// A legend: one swatch and entry per `(name, suffix)`, in the palette's order, from `top`
+/// down. Each name is cut to what fits in `max_width` pixels beside its swatch (the suffix,
+/// such as a share, is always shown whole); a cut name keeps its full text in a `<title>`.
+pub(crate) fn svg_legend<'n>(
+    o: &mut String,
+    x: f64,
+    top: f64,
+    max_width: f64,
+    entries: impl Iterator<Item = (&'n str, String)>,
+) -> fmt::Result {
+    for (s, (name, suffix)) in entries.enumerate() {
         let y = top + s as f64 * 20.0;
         writeln!(
             o,
@@ -119,23 +182,33 @@ pub(crate) fn svg_legend<'n>(o: &mut String, x: f64, top: f64, names: impl Itera
             Px(y),
             PALETTE[s % PALETTE.len()]
         )?;
-        writeln!(
+        let room = max_width - LEGEND_TEXT_OFFSET - text_width(&suffix, 11.0);
+        let shown = fit_width(name, room, 11.0);
+        write!(
             o,
-            "<text class=\"legend\" x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"#444444\">{}</text>",
-            Px(x + 18.0),
+            "<text class=\"legend\" x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"#444444\">{}{}",
+            Px(x + LEGEND_TEXT_OFFSET),
             Px(y + 10.0),
-            Esc(&truncate_chars(name, LEGEND_CHARS))
+            Esc(&shown),
+            Esc(&suffix)
         )?;
+        if shown != name {
+            write!(o, "<title>{}{}</title>", Esc(&truncate_chars(name, ATTR_CHARS)), Esc(&suffix))?;
+        }
+        o.push_str("</text>\n");
     }
     Ok(())
 }
 
-/// "No rows" in the middle of an empty plot.
+/// From a legend swatch's left edge to its text.
+pub(crate) const LEGEND_TEXT_OFFSET: f64 = 18.0;
+
+/// "No data" in the middle of an empty plot.
 pub(crate) fn svg_empty(o: &mut String, left: f64, width: f64) -> fmt::Result {
     writeln!(
         o,
         "<text class=\"empty\" x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"13\" \
-         fill=\"#666666\">No rows</text>",
+         fill=\"#666666\">No data</text>",
         Px(left + width / 2.0),
         Px(MARGIN_TOP + PLOT_HEIGHT / 2.0)
     )

@@ -10,13 +10,16 @@
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 
-use chrono::{Datelike as _, TimeZone as _, Timelike as _};
 use outpost_protocol::{EgressAction, EgressDecision, XySpec};
 
+use super::axis::MAX_INTERVALS;
+use super::format::format_number;
+use super::xaxis::{x_coordinate, XAxis, XKind, DATE_LINE};
 use super::{
-    column_index, svg_axis_titles, svg_close, svg_empty, svg_legend, svg_open, svg_y_ticks, truncation_note, Axis, Esc,
-    Px, RenderError, Rendered, ATTR_CHARS, LEGEND_WIDTH, MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MAX_CHART_MAGNITUDE,
-    MAX_SERIES, PALETTE, PLOT_HEIGHT, WIDTH,
+    column_index, horizontal_labels_bottom, svg_axis_titles, svg_close, svg_empty, svg_legend, svg_open, svg_x_label,
+    svg_y_ticks, truncation_note, x_title_baseline, Axis, Esc, Px, RenderError, Rendered, ATTR_CHARS, EDGE,
+    LEGEND_WIDTH, MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MAX_CHART_MAGNITUDE, MAX_SERIES, PALETTE, PLOT_HEIGHT, WIDTH,
+    X_LABEL_BASELINE,
 };
 use crate::resultset::{ResultSet, Value};
 
@@ -47,50 +50,30 @@ impl XyKind {
     }
 }
 
-/// What the x column holds; every non-null x value must be of one kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum XKind {
-    Number,
-    Date,
-    TimeOfDay,
-    Timestamp,
-    TimestampTz,
-}
-
-/// An x value as a coordinate: numbers as they are, temporal values in seconds (since
-/// 1970-01-01 UTC, or since midnight for a time of day).
-fn x_coordinate(v: &Value) -> Option<(XKind, f64)> {
-    Some(match v {
-        Value::Int(_) | Value::Float(_) | Value::Decimal(_) => (XKind::Number, v.as_f64()?),
-        Value::Date(d) => (XKind::Date, d.and_hms_opt(0, 0, 0)?.and_utc().timestamp() as f64),
-        Value::Time(t) => {
-            (XKind::TimeOfDay, f64::from(t.num_seconds_from_midnight()) + f64::from(t.nanosecond()) / 1e9)
-        }
-        Value::Timestamp(t) => (XKind::Timestamp, instant(t.and_utc())),
-        Value::TimestampTz(t) => (XKind::TimestampTz, instant(*t)),
-        _ => return None,
-    })
-}
-
-fn instant(t: chrono::DateTime<chrono::Utc>) -> f64 {
-    t.timestamp() as f64 + f64::from(t.timestamp_subsec_nanos()) / 1e9
-}
-
-/// One kept point with what it summarises.
+/// in the line: its `first` is `(x, NaN)`.
 #[derive(Debug, Clone, Copy)]
 struct Cell {
     first: (f64, f64),
     last: (f64, f64),
     min: (f64, f64),
     max: (f64, f64),
+    valued: bool,
 }
 
 impl Cell {
     fn new(p: (f64, f64)) -> Self {
-        Self { first: p, last: p, min: p, max: p }
+        Self { first: p, last: p, min: p, max: p, valued: !p.1.is_nan() }
     }
 
     fn merge(&mut self, o: &Cell) {
+        // A gap inside an interval that has values is too narrow to draw.
+        if !o.valued {
+            return;
+        }
+        if !self.valued {
+            *self = *o;
+            return;
+        }
         if o.first.0 < self.first.0 {
             self.first = o.first;
         }
@@ -129,8 +112,16 @@ impl Reducer {
         Self { grid, max_cells, raw: Vec::new(), max_points, width: (0.0, 0.0), cells: BTreeMap::new(), seen: 0 }
     }
 
+    /// A NULL value at `x`: a line breaks there.
+    fn push_gap(&mut self, x: f64) {
+        self.push((x, f64::NAN));
+    }
+
+    /// A point; `(x, NaN)` is a gap.
     fn push(&mut self, p: (f64, f64)) {
-        self.seen += 1;
+        if !p.1.is_nan() {
+            self.seen += 1;
+        }
         if self.width.0 == 0.0 {
             self.raw.push(p);
             if self.raw.len() > self.max_points {
@@ -197,7 +188,8 @@ impl Reducer {
         }
     }
 
-    /// The points to draw: in x order for lines, in cell order for scatter plots.
+    /// The points to draw: in x order for lines (`(x, NaN)` where a NULL breaks the line),
+    /// in cell order for scatter plots.
     fn points(&self) -> Vec<(f64, f64)> {
         if self.width.0 == 0.0 {
             let mut pts = self.raw.clone();
@@ -208,7 +200,7 @@ impl Reducer {
         }
         let mut out = Vec::with_capacity(self.cells.len() * 4);
         for c in self.cells.values() {
-            if self.grid {
+            if self.grid || !c.valued {
                 out.push(c.first);
                 continue;
             }
@@ -293,6 +285,10 @@ impl XyChart {
         for (s, &yi) in self.yis.iter().enumerate() {
             let v = &row[yi];
             if matches!(v, Value::Null) {
+                // A NULL breaks a line (a gap), not bridged by a straight segment.
+                if self.kind != XyKind::Scatter {
+                    self.reducers[s].push_gap(x);
+                }
                 continue;
             }
             let y = v
@@ -310,7 +306,7 @@ impl XyChart {
     /// Draws the chart; `truncated` says the query stopped at the row cap.
     pub fn finish(self, truncated: bool) -> Result<Rendered, RenderError> {
         let points: Vec<Vec<(f64, f64)>> = self.reducers.iter().map(Reducer::points).collect();
-        let drawn: usize = points.iter().map(Vec::len).sum();
+        let drawn: usize = points.iter().flatten().filter(|p| !p.1.is_nan()).count();
         let seen: u64 = self.reducers.iter().map(|r| r.seen).sum();
         let mut decisions = Vec::new();
         if (drawn as u64) < seen {
@@ -340,10 +336,9 @@ impl XyChart {
     }
 
     fn svg(&self, points: &[Vec<(f64, f64)>], truncated: bool) -> Result<String, fmt::Error> {
-        let all = points.iter().flatten();
         let (mut xl, mut xh, mut yl, mut yh) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
         let mut any = false;
-        for &(x, y) in all {
+        for &(x, y) in points.iter().flatten().filter(|p| !p.1.is_nan()) {
             any = true;
             (xl, xh, yl, yh) = (xl.min(x), xh.max(x), yl.min(y), yh.max(y));
         }
@@ -352,8 +347,7 @@ impl XyChart {
         }
         let xkind = self.xkind.unwrap_or(XKind::Number);
         let xaxis = XAxis::new(xkind, xl, xh);
-        let yaxis =
-            if self.kind == XyKind::Area { Axis::nice(yl, yh) } else { Axis::span(yl, yh, super::axis::MAX_INTERVALS) };
+        let yaxis = if self.kind == XyKind::Area { Axis::nice(yl, yh) } else { Axis::span(yl, yh, MAX_INTERVALS) };
 
         let legend = self.series.len() > 1;
         let left = MARGIN_LEFT;
@@ -369,22 +363,27 @@ impl XyChart {
             None => format!("{} of {} by {}", self.kind.name(), self.series.join(", "), self.x),
         };
         svg_open(&mut o, &description, self.title.as_deref(), truncation_note(truncated, self.rows).as_deref())?;
-        svg_y_ticks(&mut o, &yaxis, left, right, y_of)?;
-        for (v, label) in &xaxis.ticks {
-            let x = Px(x_of(*v));
-            writeln!(
-                o,
-                "<line class=\"x-tick\" x1=\"{x}\" y1=\"{}\" x2=\"{x}\" y2=\"{}\" stroke=\"#333333\"/>",
-                Px(bottom),
-                Px(bottom + 5.0)
-            )?;
-            writeln!(
-                o,
-                "<text class=\"x-label\" x=\"{x}\" y=\"{}\" text-anchor=\"middle\" font-size=\"11\" \
-                 fill=\"#444444\">{}</text>",
-                Px(bottom + 18.0),
-                Esc(label)
-            )?;
+        // Without a value there is nothing to scale: no ticks (a 0–1 axis would be made up).
+        let mut labels_bottom = horizontal_labels_bottom(bottom);
+        if any {
+            svg_y_ticks(&mut o, &yaxis, left, right, y_of)?;
+            for (v, label) in &xaxis.ticks {
+                let x = Px(x_of(*v));
+                writeln!(
+                    o,
+                    "<line class=\"x-tick\" x1=\"{x}\" y1=\"{}\" x2=\"{x}\" y2=\"{}\" stroke=\"#333333\"/>",
+                    Px(bottom),
+                    Px(bottom + 5.0)
+                )?;
+                svg_x_label(&mut o, "x-label", x_of(*v), bottom + X_LABEL_BASELINE, label)?;
+            }
+            // The date under the time of day: at the first tick and where the day changes.
+            for (v, date) in &xaxis.dates {
+                svg_x_label(&mut o, "x-date", x_of(*v), bottom + X_LABEL_BASELINE + DATE_LINE, date)?;
+            }
+            if !xaxis.dates.is_empty() {
+                labels_bottom += DATE_LINE;
+            }
         }
         // The domain of both axes, so a reader (or a test) can map coordinates back to data.
         writeln!(
@@ -403,49 +402,62 @@ impl XyChart {
         for (s, pts) in points.iter().enumerate() {
             let colour = PALETTE[s % PALETTE.len()];
             let name = Esc(&super::truncate_chars(&self.series[s], ATTR_CHARS)).to_string();
-            if pts.is_empty() {
+            let valued = pts.iter().filter(|p| !p.1.is_nan()).count();
+            if valued == 0 {
                 continue;
             }
-            match self.kind {
-                XyKind::Scatter => {
-                    writeln!(
-                        o,
-                        "<g class=\"series\" data-series=\"{name}\" data-points=\"{}\" fill=\"{colour}\">",
-                        pts.len()
-                    )?;
-                    for &(x, y) in pts {
-                        writeln!(
-                            o,
-                            "<circle class=\"point\" cx=\"{}\" cy=\"{}\" r=\"2.5\"/>",
-                            Px(x_of(x)),
-                            Px(y_of(y))
-                        )?;
-                    }
-                    o.push_str("</g>\n");
+            if self.kind == XyKind::Scatter {
+                writeln!(o, "<g class=\"series\" data-series=\"{name}\" data-points=\"{valued}\" fill=\"{colour}\">")?;
+                for &(x, y) in pts {
+                    writeln!(o, "<circle class=\"point\" cx=\"{}\" cy=\"{}\" r=\"2.5\"/>", Px(x_of(x)), Px(y_of(y)))?;
                 }
-                XyKind::Line | XyKind::Area => {
-                    let mut d = String::with_capacity(pts.len() * 16);
-                    for (i, &(x, y)) in pts.iter().enumerate() {
-                        write!(d, "{}{} {}", if i == 0 { "M" } else { " L" }, Px(x_of(x)), Px(y_of(y)))?;
-                    }
-                    if self.kind == XyKind::Area {
-                        let base = Px(y_of(0.0));
-                        writeln!(
-                            o,
-                            "<path class=\"area\" data-series=\"{name}\" d=\"M{} {base} L{} L{} {base} Z\" \
-                             fill=\"{colour}\" fill-opacity=\"0.25\" stroke=\"none\"/>",
-                            Px(x_of(pts[0].0)),
-                            &d[1..],
-                            Px(x_of(pts[pts.len() - 1].0)),
-                        )?;
-                    }
-                    writeln!(
-                        o,
-                        "<path class=\"series\" data-series=\"{name}\" data-points=\"{}\" d=\"{d}\" fill=\"none\" \
-                         stroke=\"{colour}\" stroke-width=\"1.5\" stroke-linejoin=\"round\"/>",
-                        pts.len()
-                    )?;
+                o.push_str("</g>\n");
+                continue;
+            }
+            // A NULL breaks the line: each run of values is its own sub-path; a value alone
+            // between gaps (or a one-row result) is a marker, since a path of one point
+            // draws nothing.
+            let runs: Vec<&[(f64, f64)]> = pts.split(|p| p.1.is_nan()).filter(|r| !r.is_empty()).collect();
+            let (mut d, mut area) = (String::with_capacity(pts.len() * 16), String::new());
+            let base = Px(y_of(0.0));
+            for run in runs.iter().filter(|r| r.len() > 1) {
+                for (i, &(x, y)) in run.iter().enumerate() {
+                    let sep = if d.is_empty() { "" } else { " " };
+                    write!(d, "{sep}{}{} {}", if i == 0 { "M" } else { "L" }, Px(x_of(x)), Px(y_of(y)))?;
                 }
+                if self.kind == XyKind::Area {
+                    let sep = if area.is_empty() { "" } else { " " };
+                    write!(area, "{sep}M{} {base}", Px(x_of(run[0].0)))?;
+                    for &(x, y) in run.iter() {
+                        write!(area, " L{} {}", Px(x_of(x)), Px(y_of(y)))?;
+                    }
+                    write!(area, " L{} {base} Z", Px(x_of(run[run.len() - 1].0)))?;
+                }
+            }
+            if !area.is_empty() {
+                writeln!(
+                    o,
+                    "<path class=\"area\" data-series=\"{name}\" d=\"{area}\" fill=\"{colour}\" \
+                     fill-opacity=\"0.25\" stroke=\"none\"/>"
+                )?;
+            }
+            if !d.is_empty() {
+                writeln!(
+                    o,
+                    "<path class=\"series\" data-series=\"{name}\" data-points=\"{valued}\" d=\"{d}\" fill=\"none\" \
+                     stroke=\"{colour}\" stroke-width=\"1.5\" stroke-linejoin=\"round\"/>"
+                )?;
+            }
+            for run in runs.iter().filter(|r| r.len() == 1) {
+                let (x, y) = run[0];
+                writeln!(
+                    o,
+                    "<circle class=\"marker\" data-series=\"{name}\" cx=\"{}\" cy=\"{}\" r=\"3.5\" fill=\"{colour}\">\
+                     <title>{name}: {}</title></circle>",
+                    Px(x_of(x)),
+                    Px(y_of(y)),
+                    Esc(&format_number(&y.to_string(), None))
+                )?;
             }
         }
         o.push_str("</g>\n");
@@ -471,9 +483,10 @@ impl XyChart {
             _ => self.x.clone(),
         };
         let y_title = if self.series.len() == 1 { self.series[0].as_str() } else { "value" };
-        svg_axis_titles(&mut o, &x_title, y_title, left, width)?;
+        svg_axis_titles(&mut o, &x_title, y_title, left, width, x_title_baseline(labels_bottom))?;
         if legend {
-            svg_legend(&mut o, right + 16.0, top, self.series.iter().map(String::as_str))?;
+            let x = right + 16.0;
+            svg_legend(&mut o, x, top, WIDTH - EDGE - x, self.series.iter().map(|s| (s.as_str(), String::new())))?;
         }
         svg_close(&mut o);
         Ok(o)
@@ -487,109 +500,6 @@ pub fn render_xy(kind: XyKind, spec: &XySpec, rs: &ResultSet, max_points: usize)
         chart.push(row, i)?;
     }
     chart.finish(rs.truncated)
-}
-
-/// The horizontal axis: its domain and labelled ticks.
-#[derive(Debug, Clone, PartialEq)]
-struct XAxis {
-    lo: f64,
-    hi: f64,
-    ticks: Vec<(f64, String)>,
-}
-
-/// Most ticks on a time axis.
-const MAX_TIME_TICKS: f64 = 7.0;
-
-/// Fixed time steps, seconds.
-const TIME_STEPS: [i64; 20] =
-    [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10_800, 21_600, 43_200, 86_400, 172_800, 604_800];
-
-/// Calendar steps, months.
-const MONTH_STEPS: [i64; 9] = [1, 2, 3, 6, 12, 24, 60, 120, 600];
-
-impl XAxis {
-    fn new(kind: XKind, lo: f64, hi: f64) -> Self {
-        if kind == XKind::Number {
-            let axis = Axis::span(lo, hi, super::axis::X_INTERVALS);
-            let ticks = axis.ticks().map(|v| (v, axis.label(v))).collect();
-            return Self { lo: axis.lo, hi: axis.hi, ticks };
-        }
-        // A single instant gets a little room on each side.
-        let (lo, hi) = if hi > lo {
-            (lo, hi)
-        } else if kind == XKind::Date {
-            (lo - 86_400.0, hi + 86_400.0)
-        } else {
-            (lo - 30.0, hi + 30.0)
-        };
-        let span = hi - lo;
-        let smallest = if kind == XKind::Date { 86_400 } else { 1 };
-        for step in TIME_STEPS.into_iter().filter(|s| *s >= smallest) {
-            if span / step as f64 <= MAX_TIME_TICKS {
-                let first = (lo / step as f64).ceil() as i64;
-                let last = (hi / step as f64).floor() as i64;
-                let ticks =
-                    (first..=last).map(|i| (i * step) as f64).map(|v| (v, time_label(kind, v, step, span))).collect();
-                return Self { lo, hi, ticks };
-            }
-        }
-        if kind == XKind::TimeOfDay {
-            return Self { lo, hi, ticks: Vec::new() };
-        }
-        let months_span = span / (30.44 * 86_400.0);
-        let step = MONTH_STEPS.into_iter().find(|m| months_span / *m as f64 <= MAX_TIME_TICKS).unwrap_or_else(|| {
-            // Centuries: a multiple of 100 years.
-            ((months_span / MAX_TIME_TICKS / 1200.0).ceil() as i64).max(1) * 1200
-        });
-        Self { lo, hi, ticks: month_ticks(lo, hi, step) }
-    }
-}
-
-/// Ticks on the first day of every `step`-th month (counted from year 0) between `lo` and `hi`.
-fn month_ticks(lo: f64, hi: f64, step: i64) -> Vec<(f64, String)> {
-    let Some(start) = chrono::DateTime::from_timestamp(lo.floor() as i64, 0) else { return Vec::new() };
-    let mut index = i64::from(start.year()) * 12 + i64::from(start.month0());
-    index = index.div_euclid(step) * step;
-    let mut ticks = Vec::new();
-    // At most MAX_TIME_TICKS + 2 months are visited before passing `hi`.
-    for _ in 0..16 {
-        let (y, m) = (index.div_euclid(12), index.rem_euclid(12) + 1);
-        let Some(t) =
-            i32::try_from(y).ok().and_then(|y| chrono::Utc.with_ymd_and_hms(y, m as u32, 1, 0, 0, 0).single())
-        else {
-            break;
-        };
-        let v = t.timestamp() as f64;
-        if v > hi {
-            break;
-        }
-        if v >= lo {
-            let label = if step % 12 == 0 { t.format("%Y").to_string() } else { t.format("%Y-%m").to_string() };
-            ticks.push((v, label));
-        }
-        index += step;
-    }
-    ticks
-}
-
-fn time_label(kind: XKind, v: f64, step: i64, span: f64) -> String {
-    let secs = v as i64;
-    if kind == XKind::TimeOfDay {
-        let t = chrono::NaiveTime::from_num_seconds_from_midnight_opt(secs.rem_euclid(86_400) as u32, 0)
-            .unwrap_or_default();
-        return t.format(if step < 60 { "%H:%M:%S" } else { "%H:%M" }).to_string();
-    }
-    let Some(t) = chrono::DateTime::from_timestamp(secs, 0) else { return String::new() };
-    let fmt = if step >= 86_400 {
-        "%Y-%m-%d"
-    } else if span > 86_400.0 {
-        "%m-%d %H:%M"
-    } else if step < 60 {
-        "%H:%M:%S"
-    } else {
-        "%H:%M"
-    };
-    t.format(fmt).to_string()
 }
 
 #[cfg(test)]
@@ -658,34 +568,5 @@ mod tests {
         }
         let pts = r.points();
         assert!(pts.len() <= 500 && pts.len() > 50, "{}", pts.len());
-    }
-
-    fn labels(kind: XKind, lo: &str, hi: &str) -> Vec<String> {
-        let p = |s: &str| chrono::DateTime::parse_from_rfc3339(s).map(|t| t.timestamp() as f64).unwrap_or(f64::NAN);
-        XAxis::new(kind, p(lo), p(hi)).ticks.into_iter().map(|t| t.1).collect()
-    }
-
-    #[test]
-    fn time_axes_pick_calendar_steps_and_formats() {
-        assert_eq!(
-            labels(XKind::Timestamp, "2024-01-01T00:00:00Z", "2024-12-31T00:00:00Z"),
-            ["2024-01", "2024-03", "2024-05", "2024-07", "2024-09", "2024-11"]
-        );
-        assert_eq!(
-            labels(XKind::Date, "2024-03-01T00:00:00Z", "2024-03-05T00:00:00Z"),
-            ["2024-03-01", "2024-03-02", "2024-03-03", "2024-03-04", "2024-03-05"]
-        );
-        assert_eq!(
-            labels(XKind::TimestampTz, "2024-03-01T10:00:00Z", "2024-03-01T13:00:00Z"),
-            ["10:00", "10:30", "11:00", "11:30", "12:00", "12:30", "13:00"]
-        );
-        assert_eq!(
-            labels(XKind::Timestamp, "2000-01-01T00:00:00Z", "2030-01-01T00:00:00Z"),
-            ["2000", "2005", "2010", "2015", "2020", "2025", "2030"]
-        );
-        assert_eq!(
-            labels(XKind::Timestamp, "2024-03-01T00:00:00Z", "2024-03-03T00:00:00Z"),
-            ["03-01 00:00", "03-01 12:00", "03-02 00:00", "03-02 12:00", "03-03 00:00"]
-        );
     }
 }
