@@ -1,7 +1,7 @@
 //! Tests of the chart and table defects of issue 23 ("charts that look finished"): each
 //! parses the output and checks what a reader would see.
 
-use outpost_protocol::{BarSpec, PieSpec, RenderSpec, XySpec};
+use outpost_protocol::{BarSpec, PieSpec, RenderSpec, ScalarSpec, TableFormat, TableSpec, XySpec};
 
 use super::measure::text_width;
 use super::*;
@@ -305,4 +305,78 @@ fn an_hour_range_axis_shows_the_date_under_its_times() {
     assert!(num(&midnight, "y") > num(&tick, "y"));
     // The axis title moves down below the dates.
     assert!(num(&with_class(&d, "axis-title")[0], "y") > num(&midnight, "y"));
+}
+
+// ---- 11. units ------------------------------------------------------------------------------------
+
+#[test]
+fn a_word_unit_is_separated_from_its_number() {
+    let data = rs(&["total"], vec![vec![Value::Int(43_725_380)]]);
+    let formatted = |unit: &str| {
+        let spec = RenderSpec::Scalar(ScalarSpec {
+            column: "total".into(),
+            label: None,
+            decimals: None,
+            unit: Some(unit.into()),
+        });
+        let v: serde_json::Value =
+            serde_json::from_slice(&render(&spec, &data, 10).expect("renders").body).expect("JSON");
+        v["formatted"].as_str().expect("formatted").to_owned()
+    };
+    assert_eq!(formatted("EUR"), "43,725,380\u{a0}EUR");
+    assert_eq!(formatted("%"), "43,725,380%");
+    assert_eq!(formatted(" ms"), "43,725,380 ms");
+}
+
+// ---- 12. tables ------------------------------------------------------------------------------------
+
+#[test]
+fn html_tables_align_numbers_mark_nulls_and_carry_a_scoped_style() {
+    let data = rs(
+        &["name", "amount"],
+        vec![vec![text("NULL"), Value::Decimal("12.50".into())], vec![Value::Null, Value::Int(3)]],
+    );
+    let r = render(&RenderSpec::Table(TableSpec { format: TableFormat::Html, max_rows: None }), &data, 10)
+        .expect("renders");
+    let html = std::str::from_utf8(&r.body).expect("UTF-8");
+    let d = roxmltree::Document::parse(html).expect("well-formed fragment");
+    let root = d.root_element();
+    assert_eq!((root.tag_name().name(), root.attribute("class")), ("div", Some("outpost-table")));
+    let style = root.children().find(|n| n.has_tag_name("style")).and_then(|n| n.text()).expect("style");
+    // Every rule is scoped to the fragment.
+    assert!(style.split('}').filter(|r| !r.trim().is_empty()).all(|r| r.trim_start().starts_with(".outpost-table")));
+    assert!(style.contains(".outpost-table .num{text-align:right"), "{style}");
+    let cells: Vec<(Option<&str>, Option<&str>, &str)> = d
+        .descendants()
+        .filter(|n| n.has_tag_name("td"))
+        .map(|n| (n.attribute("class"), n.attribute("aria-label"), n.text().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        cells,
+        [
+            (None, None, "NULL"),
+            (Some("num"), None, "12.50"),
+            (Some("null"), Some("NULL (no value)"), "NULL"),
+            (Some("num"), None, "3")
+        ]
+    );
+    let headers: Vec<Option<&str>> =
+        d.descendants().filter(|n| n.has_tag_name("th")).map(|n| n.attribute("class")).collect();
+    assert_eq!(headers, [None, Some("num")]);
+}
+
+#[test]
+fn json_tables_carry_column_types_beside_the_names() {
+    let data = rs(
+        &["name", "n", "mixed", "empty", "when"],
+        vec![
+            vec![text("a"), Value::Int(1), Value::Int(1), Value::Null, Value::Date(chrono::NaiveDate::MIN)],
+            vec![Value::Null, Value::Int(2), Value::Float(1.5), Value::Null, Value::Null],
+        ],
+    );
+    let r = render(&RenderSpec::Table(TableSpec { format: TableFormat::Json, max_rows: None }), &data, 10)
+        .expect("renders");
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
+    assert_eq!(v["columns"], serde_json::json!(["name", "n", "mixed", "empty", "when"]));
+    assert_eq!(v["types"], serde_json::json!(["text", "integer", "number", "null", "date"]));
 }

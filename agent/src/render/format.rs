@@ -32,6 +32,16 @@ pub(crate) fn format_number(text: &str, decimals: Option<u8>) -> String {
     out
 }
 
+/// A unit as it follows a number: a word or code (`EUR`, `ms`, `kg`) after a no-break space,
+/// so that `43,725,380 EUR` never reads `43,725,380EUR` nor wraps between the two; a symbol
+/// (`%`, `€`, `‰`) or a unit that brings its own spacing (` EUR`) as it is.
+pub(crate) fn unit_suffix(unit: &str) -> String {
+    match unit.chars().next() {
+        Some(c) if c.is_alphabetic() => format!("\u{a0}{unit}"),
+        _ => unit.to_owned(),
+    }
+}
+
 /// Rounds `int.frac` to `d` decimals, half away from zero, on the digits.
 fn round_digits(int: &str, frac: &str, d: usize) -> (String, String) {
     let mut digits: Vec<u8> = int.bytes().chain(frac.bytes().chain(std::iter::repeat(b'0')).take(d)).collect();
@@ -76,5 +86,15 @@ mod tests {
         );
         assert_eq!(format_number("NaN", Some(2)), "NaN");
         assert_eq!(format_number("1e10", None), "1e10");
+    }
+
+    /// Issue 23: `"unit": "EUR"` rendered `43,725,380EUR`.
+    #[test]
+    fn word_units_get_a_no_break_space_and_symbols_stay_attached() {
+        assert_eq!(unit_suffix("EUR"), "\u{a0}EUR");
+        assert_eq!(unit_suffix("ms"), "\u{a0}ms");
+        assert_eq!(unit_suffix("%"), "%");
+        assert_eq!(unit_suffix("€"), "€");
+        assert_eq!(unit_suffix(" EUR"), " EUR");
     }
 }

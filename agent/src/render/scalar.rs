@@ -8,7 +8,7 @@
 use outpost_protocol::ScalarSpec;
 use serde::Serialize;
 
-use super::format::format_number;
+use super::format::{format_number, unit_suffix};
 use super::{column_index, value_text, JsonCell, RenderError, Rendered};
 use crate::resultset::{ResultSet, Value};
 
@@ -45,7 +45,7 @@ pub fn render_scalar(spec: &ScalarSpec, rs: &ResultSet) -> Result<Rendered, Rend
         v => value_text(v),
     };
     if let (Some(unit), false) = (&spec.unit, matches!(value, Value::Null)) {
-        formatted.push_str(unit);
+        formatted.push_str(&unit_suffix(unit));
     }
     let out = Scalar {
         label: spec.label.as_deref().unwrap_or(&spec.column),

@@ -1,4 +1,12 @@
 //! Tables: JSON (`application/json`) and an escaped HTML `<table>` fragment (`text/html`).
+//!
+//! JSON: `{"columns", "types", "rows", "truncated", "row_count"}`; `types` gives each
+//! column's type (see [`column_types`]), beside `columns` so readers of `columns` keep working.
+//!
+//! HTML: a `<div class="outpost-table">` holding a style scoped to it and the `<table>`:
+//! numeric cells (and the headers of numeric columns) have the class `num` and are
+//! right-aligned; a NULL is `<td class="null" aria-label="NULL (no value)">NULL</td>`, greyed
+//! and in italics, so it reads differently from the text "NULL".
 
 use std::fmt::{self, Write as _};
 
@@ -10,6 +18,7 @@ use crate::resultset::{ResultSet, Value};
 #[derive(serde::Serialize)]
 struct JsonTable<'a> {
     columns: &'a [String],
+    types: Vec<&'static str>,
     rows: Vec<JsonRow<'a>>,
     truncated: bool,
     row_count: usize,
@@ -45,9 +54,48 @@ impl Serialize for JsonCell<'_> {
     }
 }
 
+/// The style of the HTML fragment, scoped to its `div` so that it changes nothing else on
+/// the page it is put in.
+const TABLE_STYLE: &str = "<style>\
+.outpost-table table{border-collapse:collapse;font:14px/1.4 system-ui,sans-serif;color:#222}\
+.outpost-table caption{caption-side:bottom;text-align:left;font-size:12px;color:#666;padding-top:4px}\
+.outpost-table th,.outpost-table td{padding:4px 10px;border-bottom:1px solid #e2e2e2;text-align:left;vertical-align:top}\
+.outpost-table thead th{background:#f4f4f4;border-bottom:2px solid #ccc;font-weight:600}\
+.outpost-table .num{text-align:right;font-variant-numeric:tabular-nums}\
+.outpost-table td.null{color:#888;font-style:italic}\
+</style>\n";
+
+/// Types whose cells are numbers, right-aligned.
+const NUMERIC_TYPES: [&str; 4] = ["integer", "float", "decimal", "number"];
+
+/// Each column's type, from its values: the type all its non-NULL values share
+/// ([`Value::type_name`]); `"number"` for a mix of integers, floats and decimals (as SQLite
+/// may give); `"mixed"` for other mixes; `"null"` when every value is NULL or there are no rows.
+pub(super) fn column_types(rs: &ResultSet) -> Vec<&'static str> {
+    (0..rs.columns.len())
+        .map(|c| {
+            let mut found: Option<&'static str> = None;
+            for row in &rs.rows {
+                let t = match &row[c] {
+                    Value::Null => continue,
+                    v => v.type_name(),
+                };
+                found = Some(match found {
+                    None => t,
+                    Some(f) if f == t => f,
+                    Some(f) if NUMERIC_TYPES.contains(&f) && NUMERIC_TYPES.contains(&t) => "number",
+                    Some(_) => return "mixed",
+                });
+            }
+            found.unwrap_or("null")
+        })
+        .collect()
+}
+
 pub(super) fn table_json(rs: &ResultSet, shown: usize, truncated: bool) -> Result<Vec<u8>, RenderError> {
     let table = JsonTable {
         columns: &rs.columns,
+        types: column_types(rs),
         rows: rs.rows.iter().take(shown).map(|r| JsonRow(r)).collect(),
         truncated,
         row_count: shown,
@@ -57,20 +105,23 @@ pub(super) fn table_json(rs: &ResultSet, shown: usize, truncated: bool) -> Resul
 
 pub(super) fn table_html(rs: &ResultSet, shown: usize, truncated: bool) -> Result<String, fmt::Error> {
     let mut o = String::with_capacity(128 + shown * rs.columns.len() * 16);
+    o.push_str("<div class=\"outpost-table\">\n");
+    o.push_str(TABLE_STYLE);
     o.push_str("<table>\n");
     if truncated {
         writeln!(o, "<caption>Truncated: showing the first {shown} rows; the query returned more.</caption>")?;
     }
     o.push_str("<thead><tr>");
-    for c in &rs.columns {
-        write!(o, "<th scope=\"col\">{}</th>", Esc(c))?;
+    for (c, t) in rs.columns.iter().zip(column_types(rs)) {
+        let class = if NUMERIC_TYPES.contains(&t) { " class=\"num\"" } else { "" };
+        write!(o, "<th scope=\"col\"{class}>{}</th>", Esc(c))?;
     }
     o.push_str("</tr></thead>\n<tbody>\n");
     for row in rs.rows.iter().take(shown) {
         o.push_str("<tr>");
         for v in row {
             match v {
-                Value::Null => o.push_str("<td class=\"null\">NULL</td>"),
+                Value::Null => o.push_str("<td class=\"null\" aria-label=\"NULL (no value)\">NULL</td>"),
                 v if v.is_number() => {
                     write!(o, "<td class=\"num\">{}</td>", Esc(&value_text(v)))?;
                 }
@@ -81,7 +132,7 @@ pub(super) fn table_html(rs: &ResultSet, shown: usize, truncated: bool) -> Resul
         }
         o.push_str("</tr>\n");
     }
-    o.push_str("</tbody>\n</table>\n");
+    o.push_str("</tbody>\n</table>\n</div>\n");
     Ok(o)
 }
 
@@ -127,7 +178,10 @@ mod tests {
     fn table_json_has_the_documented_shape_and_key_order() {
         let r = render(&table(TableFormat::Json, None), &rs(&["a", "b"], vec![vec![Value::Int(1), text("x")]]), 10)
             .expect("renders");
-        assert_eq!(body(&r), r#"{"columns":["a","b"],"rows":[[1,"x"]],"truncated":false,"row_count":1}"#);
+        assert_eq!(
+            body(&r),
+            r#"{"columns":["a","b"],"types":["integer","text"],"rows":[[1,"x"]],"truncated":false,"row_count":1}"#
+        );
     }
 
     #[test]
@@ -169,7 +223,8 @@ mod tests {
         assert!(html.contains("<th scope=\"col\">&lt;b&gt;col&lt;/b&gt;</th>"));
         assert!(html.contains("<td>&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;</td>"));
         assert!(html.contains("<td>a &amp; b &quot;q&quot; &lt;img src=x onerror=alert(1)&gt;</td>"));
-        assert!(html.starts_with("<table>"));
+        assert!(html.starts_with("<div class=\"outpost-table\">\n<style>"));
+        assert!(html.contains("</style>\n<table>\n"));
         assert!(html.contains("<thead>") && html.contains("<tbody>"));
         // The fragment is well-formed, so nothing escaped its cell.
         let doc = roxmltree::Document::parse(html).expect("HTML fragment is well-formed");
@@ -203,7 +258,8 @@ mod tests {
         .expect("renders");
         let html = body(&r);
         assert!(html.contains(
-            "<td class=\"null\">NULL</td><td class=\"num\">3</td><td class=\"num\">NaN</td><td>\\x0102</td>"
+            "<td class=\"null\" aria-label=\"NULL (no value)\">NULL</td><td class=\"num\">3</td>\
+             <td class=\"num\">NaN</td><td>\\x0102</td>"
         ));
     }
 
