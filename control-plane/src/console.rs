@@ -907,18 +907,27 @@ fn is_final(state: &str) -> bool {
 fn json_result_html(v: &Value) -> String {
     let mut b = String::new();
     if let (Some(cols), Some(rows)) = (v["columns"].as_array(), v["rows"].as_array()) {
+        // The agent's column types (when it sends them): decimals come as strings, to stay
+        // exact, but are numbers all the same and are aligned as such.
+        let numeric: Vec<bool> = (0..cols.len())
+            .map(|i| matches!(v["types"][i].as_str(), Some("integer" | "float" | "decimal" | "number")))
+            .collect();
         b.push_str("<div class=\"scroll\"><table class=\"result\"><thead><tr>");
-        for c in cols {
+        for (i, c) in cols.iter().enumerate() {
             let name =
                 c.as_str().map(str::to_owned).or_else(|| c["name"].as_str().map(str::to_owned)).unwrap_or_default();
-            let _ = write!(b, "<th scope=\"col\">{}</th>", e(&name));
+            let class = if numeric[i] { " class=\"num\"" } else { "" };
+            let _ = write!(b, "<th scope=\"col\"{class}>{}</th>", e(&name));
         }
         b.push_str("</tr></thead><tbody>");
         for r in rows {
             b.push_str("<tr>");
-            for cell in r.as_array().into_iter().flatten() {
+            for (i, cell) in r.as_array().into_iter().flatten().enumerate() {
                 match cell {
                     Value::Null => b.push_str("<td class=\"null\">NULL</td>"),
+                    Value::String(s) if numeric.get(i).copied().unwrap_or(false) => {
+                        let _ = write!(b, "<td class=\"num\">{}</td>", e(s));
+                    }
                     Value::String(s) => {
                         let _ = write!(b, "<td>{}</td>", e(s));
                     }
@@ -1015,6 +1024,12 @@ mod tests {
         let h = json_result_html(&v);
         assert!(!h.contains("<script>") && !h.contains("<b>"), "{h}");
         assert!(h.contains("&lt;script&gt;x&lt;/script&gt;") && h.contains("<td class=\"null\">NULL</td>"));
+        // With the agent's types, an exact decimal (a JSON string) is aligned as a number.
+        let v = serde_json::json!({ "columns": ["name", "amount"], "types": ["text", "decimal"],
+            "rows": [["a", "12.50"]] });
+        let h = json_result_html(&v);
+        assert!(h.contains("<th scope=\"col\" class=\"num\">amount</th>"), "{h}");
+        assert!(h.contains("<td>a</td><td class=\"num\">12.50</td>"), "{h}");
         let s = serde_json::json!({ "rows_read": 3, "duration_ms": 4, "cache_hit": false, "truncated": true,
             "egress": [{ "action": "masked", "rule": "<r>", "detail": "email \"x\"" }] });
         let h = stats_html(&s);
