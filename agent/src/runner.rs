@@ -43,6 +43,8 @@ use crate::transport::{self, Transport};
 
 /// Time running jobs get to finish and report after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Longest a clean stop waits for its last heartbeat.
+const STOP_HEARTBEAT_WAIT: Duration = Duration::from_secs(3);
 /// Longest a reload waits for its heartbeat before it reports itself done.
 const RELOAD_HEARTBEAT_WAIT: Duration = Duration::from_secs(5);
 /// Interval of heartbeats (version and connection names); the long-poll also marks the agent seen.
@@ -453,6 +455,10 @@ pub async fn run(
     if let Err(e) = ctx.audit.checkpoint("shutdown").await {
         tracing::error!(error = %e, "Audit checkpoint at shutdown not written.");
     }
+    // The control plane hears at once that this agent is gone (a job for it then says
+    // it waits for the agent) and gets the head that covers the shutdown checkpoint.
+    // Bounded: an unreachable control plane does not hold the stop up.
+    let _ = tokio::time::timeout(STOP_HEARTBEAT_WAIT, send_heartbeat(&ctx, true)).await;
     Ok(())
 }
 
@@ -736,6 +742,11 @@ async fn sweep_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
 /// Tells the control plane the version, the connection names (rebuilt each time: a
 /// reload may have changed them) and the audit head.
 async fn heartbeat(ctx: &Ctx) {
+    send_heartbeat(ctx, false).await;
+}
+
+/// [`heartbeat`], `stopping` when it is the last one before a clean exit.
+async fn send_heartbeat(ctx: &Ctx, stopping: bool) {
     let mut connections: Vec<String> = ctx.live().connections.keys().cloned().collect();
     connections.sort();
     let body = Bytes::from(
@@ -743,6 +754,7 @@ async fn heartbeat(ctx: &Ctx) {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             connections,
             audit_head: ctx.audit.head(),
+            stopping,
         })
         .unwrap_or_default(),
     );

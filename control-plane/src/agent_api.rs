@@ -99,6 +99,10 @@ async fn route<S: Store>(app: &App<S>, peer: &AgentPeer, req: Request<Incoming>)
             if let Some(head) = &hb.audit_head {
                 crate::audit_heads::accept(app, peer, head, crate::audit_heads::HeadSource::Heartbeat).await;
             }
+            if hb.stopping {
+                app.store.agent_stopped(peer.clone(), outpost_protocol::unix_now()).await?;
+                tracing::info!(agent_id = %agent, "Agent stopping cleanly; offline until it connects again.");
+            }
             Ok(json(StatusCode::OK, &serde_json::json!({ "ok": true })))
         }
         (&Method::POST, PATH_RENEW) => {

@@ -64,6 +64,9 @@ impl Store for Backend {
     ) -> Result<(), StoreError> {
         forward!(self, touch_agent(agent, now, version, connections))
     }
+    async fn agent_stopped(&self, agent: AgentPeer, now: i64) -> Result<(), StoreError> {
+        forward!(self, agent_stopped(agent, now))
+    }
     async fn record_audit_head(&self, agent: String, head: StoredAuditHead) -> Result<AuditHeadOutcome, StoreError> {
         forward!(self, record_audit_head(agent, head))
     }

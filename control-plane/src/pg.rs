@@ -201,8 +201,11 @@ CREATE TABLE audit_heads (
 );
 ";
 
+/// v3: when an agent said it was stopping (cleared by its next request).
+const PG_SCHEMA_V3: &str = "ALTER TABLE agents ADD COLUMN stopped_at BIGINT;";
+
 /// Migrations in order: (version, SQL). Append only.
-const PG_MIGRATIONS: &[(i32, &str)] = &[(1, PG_SCHEMA_V1), (2, PG_SCHEMA_V2)];
+const PG_MIGRATIONS: &[(i32, &str)] = &[(1, PG_SCHEMA_V1), (2, PG_SCHEMA_V2), (3, PG_SCHEMA_V3)];
 
 /// How to reach the database, from `control-plane.yaml`.
 #[derive(Clone)]
@@ -468,10 +471,12 @@ fn agent_from_row(r: &Row) -> AgentRecord {
         connections: serde_json::from_str(&conns).unwrap_or_default(),
         revoked_at: r.get(6),
         pool: r.get(7),
+        stopped_at: r.get(8),
     }
 }
 
-const AGENT_COLS: &str = "name, enrolled_at, cert_not_after, last_seen, version, connections, revoked_at, pool";
+const AGENT_COLS: &str =
+    "name, enrolled_at, cert_not_after, last_seen, version, connections, revoked_at, pool, stopped_at";
 
 /// Admits a request of `agent` (see the SQLite backend's `admit_agent`) and returns its
 /// pool. Locks the agent's row for the rest of the transaction, so a revocation cannot
@@ -483,7 +488,8 @@ async fn admit_agent(
 ) -> Result<Option<String>, StoreError> {
     let stmt = tx
         .prepare_cached(
-            "UPDATE agents SET last_seen = $2 WHERE name = $1 AND revoked_at IS NULL AND enrolled_at <= $3
+            "UPDATE agents SET last_seen = $2, stopped_at = NULL
+             WHERE name = $1 AND revoked_at IS NULL AND enrolled_at <= $3
              RETURNING pool",
         )
         .await?;
@@ -684,6 +690,18 @@ impl Store for PgStore {
             .await?;
         tx.execute(&stmt, &[&agent.name, &version, &conns]).await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    async fn agent_stopped(&self, agent: AgentPeer, now: i64) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "UPDATE agents SET last_seen = $2, stopped_at = $2
+                 WHERE name = $1 AND revoked_at IS NULL AND enrolled_at <= $3",
+            )
+            .await?;
+        client.execute(&stmt, &[&agent.name, &now, &agent.cert_issued_at]).await?;
         Ok(())
     }
 

@@ -310,15 +310,17 @@ pub struct AgentRecord {
     pub revoked_at: Option<i64>,
     /// The pool it was enrolled into.
     pub pool: Option<String>,
+    /// When it said it was stopping (a clean shutdown), until its next request.
+    pub stopped_at: Option<i64>,
 }
 
 impl AgentRecord {
-    /// `revoked`, `online` (seen within `offline_after` seconds of `now`) or `offline`:
-    /// the words of the API, the console and the CLI.
+    /// `revoked`, `online` (seen within `offline_after` seconds of `now`, and not stopped
+    /// since) or `offline`: the words of the API, the console and the CLI.
     pub fn status(&self, now: i64, offline_after: i64) -> &'static str {
         match (self.revoked_at, self.last_seen) {
             (Some(_), _) => "revoked",
-            (None, Some(t)) if now - t <= offline_after => "online",
+            (None, Some(t)) if now - t <= offline_after && self.stopped_at.is_none() => "online",
             (None, _) => "offline",
         }
     }
@@ -450,6 +452,8 @@ pub trait Store: crate::access_store::AccessStore + Send + Sync + 'static {
         version: Option<String>,
         connections: Option<Vec<String>>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Records that `agent` is stopping cleanly: offline from now until its next request.
+    fn agent_stopped(&self, agent: AgentPeer, now: i64) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Keeps `head` as `agent`'s latest audit head unless a head further along is
     /// stored (see [`AuditHeadOutcome`]).
     fn record_audit_head(
@@ -535,7 +539,7 @@ pub trait Store: crate::access_store::AccessStore + Send + Sync + 'static {
 }
 
 /// Current schema version (PRAGMA user_version).
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 9;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE agents (
@@ -727,6 +731,9 @@ CREATE TABLE audit_heads (
 );
 ";
 
+/// v9: when an agent said it was stopping (cleared by its next request).
+const SCHEMA_V9: &str = "ALTER TABLE agents ADD COLUMN stopped_at INTEGER;";
+
 /// How often a leased job's cancel is repeated to its agent until it reports, seconds.
 pub(crate) const CANCEL_RESEND_SECS: i64 = 10;
 
@@ -785,6 +792,7 @@ impl SqliteStore {
             (6, SCHEMA_V6),
             (7, SCHEMA_V7),
             (8, SCHEMA_V8),
+            (9, SCHEMA_V9),
         ] {
             if version < target {
                 conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql} PRAGMA user_version = {target}; COMMIT;"))?;
@@ -830,10 +838,12 @@ fn agent_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AgentRecord> {
         connections: serde_json::from_str(&conns).unwrap_or_default(),
         revoked_at: r.get(6)?,
         pool: r.get(7)?,
+        stopped_at: r.get(8)?,
     })
 }
 
-const AGENT_COLS: &str = "name, enrolled_at, cert_not_after, last_seen, version, connections, revoked_at, pool";
+const AGENT_COLS: &str =
+    "name, enrolled_at, cert_not_after, last_seen, version, connections, revoked_at, pool, stopped_at";
 
 /// Admits a request of `agent`: it must be enrolled, not revoked, and its certificate
 /// must not predate the name's latest enrolment. Records it as seen in the same
@@ -841,7 +851,8 @@ const AGENT_COLS: &str = "name, enrolled_at, cert_not_after, last_seen, version,
 fn admit_agent(tx: &Connection, agent: &AgentPeer, now: i64) -> Result<Option<String>, StoreError> {
     let admitted: Option<Option<String>> = tx
         .prepare_cached(
-            "UPDATE agents SET last_seen = ?2 WHERE name = ?1 AND revoked_at IS NULL AND enrolled_at <= ?3
+            "UPDATE agents SET last_seen = ?2, stopped_at = NULL
+             WHERE name = ?1 AND revoked_at IS NULL AND enrolled_at <= ?3
              RETURNING pool",
         )?
         .query_row(params![agent.name, now, agent.cert_issued_at], |r| r.get(0))
@@ -1057,6 +1068,18 @@ impl Store for SqliteStore {
                 "UPDATE agents SET version = COALESCE(?2, version), connections = COALESCE(?3, connections) WHERE name = ?1",
             )?
             .execute(params![agent.name, version, conns])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn agent_stopped(&self, agent: AgentPeer, now: i64) -> Result<(), StoreError> {
+        self.with_conn(move |c| {
+            c.prepare_cached(
+                "UPDATE agents SET last_seen = ?2, stopped_at = ?2
+                 WHERE name = ?1 AND revoked_at IS NULL AND enrolled_at <= ?3",
+            )?
+            .execute(params![agent.name, now, agent.cert_issued_at])?;
             Ok(())
         })
         .await

@@ -68,6 +68,10 @@ pub struct Heartbeat {
     /// How far the agent's audit log reached, signed by the agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_head: Option<crate::audit_head::AuditHead>,
+    /// The agent is stopping cleanly (its last heartbeat): offline from now on, until it
+    /// connects again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopping: bool,
 }
 
 /// Body of a renewal request: a CSR for a new key pair.

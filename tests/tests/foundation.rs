@@ -267,9 +267,34 @@ async fn agent_reconnects_after_control_plane_restart_and_queued_job_completes()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_the_agent_cleanly() -> Result<()> {
     let root = tempfile::tempdir()?;
-    let (_cp, mut agent) = enrolled_pair(root.path()).await?;
+    let (cp, mut agent) = enrolled_pair(root.path()).await?;
+    let api = cp.api()?;
+    let status_of = |v: &serde_json::Value| v["agents"][0]["status"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(status_of(&api.get("/v1/agents").await?.json()?), "online");
+    let job = serde_json::json!({ "agent": "edge-1", "connection": "sample", "sql": "SELECT 1 AS n",
+                                  "render": { "kind": "scalar", "column": "n" } });
+    let first = dispatch(&cp, job.clone()).await?;
+    assert_eq!(cp.wait_result(&first).await?.0, 200);
     let status = agent.stop()?;
     assert!(status.success(), "agent exit status {status:?}");
+    // It told the control plane as it left: offline at once, not after offline_after_secs,
+    // and a job for it says it waits for the agent.
+    let agents = api.get("/v1/agents").await?.json()?;
+    assert_eq!(status_of(&agents), "offline", "{agents}");
+    let id = dispatch(&cp, job).await?;
+    let v = api.get(&format!("/v1/jobs/{id}/result")).await?.json()?;
+    assert_eq!(v["code"], "waiting_for_agent", "{v}");
+    assert!(v["message"].as_str().unwrap_or_default().contains("last seen"), "{v}");
+    // Its last head covers the shutdown checkpoint (the job's record, then the
+    // checkpoint): the control plane has the log's end.
+    let head = api.get("/v1/agents/edge-1/audit-head").await?.json()?;
+    let lines = std::fs::read_to_string(agent.state_dir.join("audit.log"))?.lines().count() as u64;
+    assert_eq!(head["head"]["seq"].as_u64(), Some(lines - 1), "{head}");
+    // Back: online again, and the job runs.
+    agent.start_connected()?;
+    let (status, body) = cp.wait_result(&id).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(status_of(&api.get("/v1/agents").await?.json()?), "online");
     Ok(())
 }
 
@@ -393,8 +418,10 @@ async fn agents_list_tells_online_offline_since_and_revoked_apart() -> Result<()
     let revoked = agent_entry_when(&cp, "edge-2", "revoked", 1).await?;
     assert!(revoked["revoked_at"].as_i64().is_some(), "{revoked}");
 
-    // edge-1 goes silent: offline once 10 s have passed since it was last seen, with the time.
-    edge1.stop()?;
+    // edge-1 goes silent (killed: no word to the control plane; a clean stop says so at
+    // once, see sigterm_stops_the_agent_cleanly): offline once 10 s have passed since it
+    // was last seen, with the time.
+    edge1.process()?.signal("KILL")?;
     let offline = agent_entry_when(&cp, "edge-1", "offline", 30).await?;
     assert_eq!(offline["offline_since"], offline["last_seen"], "{offline}");
     assert!(offline["seconds_since_seen"].as_i64().unwrap_or(0) > 10, "{offline}");
