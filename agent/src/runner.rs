@@ -701,8 +701,14 @@ async fn renew(ctx: &Ctx) -> Result<i64, String> {
         .map_err(|e| e.to_string())?;
     *ctx.enrolment.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = enrolment.clone();
     let key_der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
-    // Checkpoints from now on are signed by the new key (`audit verify` names each key).
-    match crate::audit::Signer::from_pkcs8(key_der.secret_der()) {
+    let signer = crate::audit::Signer::from_pkcs8(key_der.secret_der());
+    let id = Identity { enrolment, cert, key: key_der, ca: ctx.ca.clone() };
+    let config = transport::mtls_config(&id).map_err(|e| e.to_string())?;
+    // New connections present the new certificate first, then checkpoints and audit heads
+    // are signed by its key (`audit verify` names each key): the control plane checks a
+    // head against the certificate of the connection it came on.
+    ctx.transport.set_config(config).await;
+    match signer {
         Ok(signer) => {
             if let Err(e) = ctx.audit.set_signer(signer).await {
                 tracing::error!(error = %e, "Audit checkpoints keep the previous key.");
@@ -710,9 +716,6 @@ async fn renew(ctx: &Ctx) -> Result<i64, String> {
         }
         Err(e) => tracing::error!(error = %e, "The renewed key cannot sign audit checkpoints."),
     }
-    let id = Identity { enrolment, cert, key: key_der, ca: ctx.ca.clone() };
-    let config = transport::mtls_config(&id).map_err(|e| e.to_string())?;
-    ctx.transport.set_config(config).await;
     Ok(res.not_after)
 }
 

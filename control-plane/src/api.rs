@@ -796,7 +796,8 @@ pub async fn dispatch_job<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) ->
     check_connection(app, &caller, &dispatch.agent, &dispatch.connection).await?;
     let origin = JobOrigin { owner: Some(caller.user_id.clone()), ..JobOrigin::default() };
     let requester = caller.requester(&origin);
-    let (id, expires_at) = app.dispatch(dispatch, origin, requester).await?;
+    // Only an admin is told every connection the agent has; others see theirs in GET /v1/agents.
+    let (id, expires_at) = app.dispatch(dispatch, origin, requester, caller.is_admin()).await?;
     ctx.target = Some(id.clone());
     Ok(json(StatusCode::ACCEPTED, &serde_json::json!({ "id": id, "state": "queued", "expires_at": expires_at })))
 }

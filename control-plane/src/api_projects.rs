@@ -289,7 +289,8 @@ pub async fn run<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str, body: &[u8]) -
         customer: Option<String>,
     }
     let r: Req = if body.is_empty() { Req::default() } else { parse_json(body)? };
-    let (p, _) = viewable(app, ctx, id).await?;
+    let (p, access) = viewable(app, ctx, id).await?;
+    let logic = access.can_see_logic();
     if let Some(c) = &r.customer {
         check_customer(c)?;
     }
@@ -314,9 +315,14 @@ pub async fn run<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str, body: &[u8]) -
         scopes: owner.role.scopes(),
         credential: ctx.caller()?.credential.clone(),
     };
-    for q in &queries {
+    for (i, q) in queries.iter().enumerate() {
         check_connection(app, &as_owner, &q.agent, &q.connection).await.map_err(|_| {
-            forbidden(format!("the project's owner no longer has access to {}/{}", q.agent, q.connection))
+            // Agent and connection are the query's logic: named only to those who see it.
+            if logic {
+                forbidden(format!("the project's owner no longer has access to {}/{}", q.agent, q.connection))
+            } else {
+                forbidden(format!("the project's owner no longer has access to the data of query {i}"))
+            }
         })?;
     }
     let caller = ctx.caller()?.clone();
@@ -350,7 +356,17 @@ pub async fn run<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str, body: &[u8]) -
             customer,
         };
         let requester = caller.requester(&origin);
-        let (job_id, _) = app.dispatch(req, origin, requester).await?;
+        let (job_id, _) = app.dispatch(req, origin, requester, false).await.map_err(|e| {
+            if logic || e.status != StatusCode::BAD_REQUEST {
+                e
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    format!("query {i} of this project cannot run now (its agent or connection is not there); ask its owner"),
+                )
+            }
+        })?;
         jobs.push(serde_json::json!({ "index": i, "name": q.name, "id": job_id }));
     }
     ctx.detail = Some(serde_json::json!({ "customer": r.customer, "jobs": jobs.len() }));

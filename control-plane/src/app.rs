@@ -472,6 +472,7 @@ impl<S: Store> App<S> {
         req: DispatchRequest,
         origin: JobOrigin,
         requester: outpost_protocol::Requester,
+        reveal_connections: bool,
     ) -> Result<(String, i64), crate::http::ApiError> {
         use crate::http::ApiError;
         outpost_protocol::job::validate_audience(&req.agent).map_err(|e| ApiError::bad_field("agent", e))?;
@@ -495,7 +496,7 @@ impl<S: Store> App<S> {
                 }
             },
         };
-        known_connection(&targets, &req.agent, &req.connection)?;
+        known_connection(&targets, &req.agent, &req.connection, reveal_connections)?;
         let now = outpost_protocol::unix_now();
         let ttl = i64::try_from(self.cfg.jobs.ttl_secs).unwrap_or(300);
         let spec = JobSpec {
@@ -615,12 +616,14 @@ impl App<Backend> {
 }
 
 /// Refuses a job for a connection that the addressed agent (or no member of the pool)
-/// has, by the connection names they last reported (names only, never targets). An agent
-/// that has not reported yet is given the benefit of the doubt: it fails the job itself.
+/// has, by the connection names they last reported (names only, never targets); the
+/// names are listed only when `reveal` (an admin). An agent that has not reported yet is
+/// given the benefit of the doubt: it fails the job itself.
 fn known_connection(
     targets: &[crate::store::AgentRecord],
     agent: &str,
     connection: &str,
+    reveal: bool,
 ) -> Result<(), crate::http::ApiError> {
     let reported: Vec<&crate::store::AgentRecord> = targets.iter().filter(|a| a.version.is_some()).collect();
     if reported.len() < targets.len() || reported.iter().any(|a| a.connections.iter().any(|c| c == connection)) {
@@ -629,11 +632,12 @@ fn known_connection(
     let mut names: Vec<&str> = reported.iter().flat_map(|a| a.connections.iter().map(String::as_str)).collect();
     names.sort_unstable();
     names.dedup();
-    let known = if names.is_empty() { "none".to_owned() } else { names.join(", ") };
-    Err(crate::http::ApiError::bad_field(
-        "connection",
-        format!("{agent} has no connection {connection:?} (its connections, as last reported: {known})"),
-    ))
+    let known = match (reveal, names.is_empty()) {
+        (false, _) => "those shared with you are listed by GET /v1/agents".to_owned(),
+        (true, true) => "its connections, as last reported: none".to_owned(),
+        (true, false) => format!("its connections, as last reported: {}", names.join(", ")),
+    };
+    Err(crate::http::ApiError::bad_field("connection", format!("{agent} has no connection {connection:?} ({known})")))
 }
 
 #[cfg(test)]

@@ -67,25 +67,17 @@ pub async fn accept<S: Store>(app: &App<S>, peer: &AgentPeer, head: &AuditHead, 
         Err(e) => Some(e),
     };
     if let Some(problem) = problem {
-        tracing::error!(agent_id = %agent, seq = head.seq, problem, "An agent's audit head was refused.");
-        let detail = serde_json::json!({ "seq": head.seq, "problem": problem });
-        crate::enrolment::audit_agent(
-            app,
-            agent,
-            "mtls".into(),
-            "agents.audit_head",
-            StatusCode::BAD_REQUEST,
-            None,
-            detail,
-        )
-        .await;
+        refuse(app, agent, head.seq, problem).await;
         return;
     }
-    let Ok(seq) = i64::try_from(head.seq) else { return };
-    let Ok(head_json) = serde_json::to_string(head) else { return };
+    let (Ok(seq), Ok(head_json)) = (i64::try_from(head.seq), serde_json::to_string(head)) else {
+        refuse(app, agent, head.seq, "seq out of range".into()).await;
+        return;
+    };
     let stored = StoredAuditHead { seq, hash: head.hash.clone(), head_json, received_at: now };
-    match app.store.record_audit_head(agent.to_owned(), stored).await {
-        Ok(AuditHeadOutcome::Stored) => {}
+    match app.store.record_audit_head(peer.clone(), stored).await {
+        // A late request of a certificate no longer admitted changes nothing.
+        Ok(AuditHeadOutcome::Stored | AuditHeadOutcome::NotAdmitted) => {}
         Ok(AuditHeadOutcome::Behind(kept)) => {
             // The agent's log is shorter than, or differs from, what it reported before:
             // records were cut or rewritten. Kept loud; the furthest head stays.
@@ -106,6 +98,22 @@ pub async fn accept<S: Store>(app: &App<S>, peer: &AgentPeer, head: &AuditHead, 
         }
         Err(e) => tracing::warn!(agent_id = %agent, error = %e, "An agent's audit head could not be stored."),
     }
+}
+
+/// Logs and audits a head that is not kept.
+async fn refuse<S: Store>(app: &App<S>, agent: &str, seq: u64, problem: String) {
+    tracing::error!(agent_id = %agent, seq, problem, "An agent's audit head was refused.");
+    let detail = serde_json::json!({ "seq": seq, "problem": problem });
+    crate::enrolment::audit_agent(
+        app,
+        agent,
+        "mtls".into(),
+        "agents.audit_head",
+        StatusCode::BAD_REQUEST,
+        None,
+        detail,
+    )
+    .await;
 }
 
 #[cfg(test)]

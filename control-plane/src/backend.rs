@@ -67,7 +67,7 @@ impl Store for Backend {
     async fn agent_stopped(&self, agent: AgentPeer, now: i64) -> Result<(), StoreError> {
         forward!(self, agent_stopped(agent, now))
     }
-    async fn record_audit_head(&self, agent: String, head: StoredAuditHead) -> Result<AuditHeadOutcome, StoreError> {
+    async fn record_audit_head(&self, agent: AgentPeer, head: StoredAuditHead) -> Result<AuditHeadOutcome, StoreError> {
         forward!(self, record_audit_head(agent, head))
     }
     async fn audit_head(&self, agent: String) -> Result<Option<StoredAuditHead>, StoreError> {

@@ -705,25 +705,29 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn record_audit_head(&self, agent: String, head: StoredAuditHead) -> Result<AuditHeadOutcome, StoreError> {
+    async fn record_audit_head(&self, agent: AgentPeer, head: StoredAuditHead) -> Result<AuditHeadOutcome, StoreError> {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
-                "INSERT INTO audit_heads (agent, seq, hash, head, received_at) VALUES ($1, $2, $3, $4, $5)
+                "INSERT INTO audit_heads (agent, seq, hash, head, received_at)
+                 SELECT $1, $2, $3, $4, $5 WHERE EXISTS (
+                     SELECT 1 FROM agents WHERE name = $1 AND revoked_at IS NULL AND enrolled_at <= $6)
                  ON CONFLICT (agent) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, head = excluded.head,
                      received_at = excluded.received_at
                  WHERE excluded.seq > audit_heads.seq
                     OR (excluded.seq = audit_heads.seq AND excluded.hash = audit_heads.hash)",
             )
             .await?;
-        let n = client.execute(&stmt, &[&agent, &head.seq, &head.hash, &head.head_json, &head.received_at]).await?;
+        let n = client
+            .execute(
+                &stmt,
+                &[&agent.name, &head.seq, &head.hash, &head.head_json, &head.received_at, &agent.cert_issued_at],
+            )
+            .await?;
         if n > 0 {
             return Ok(AuditHeadOutcome::Stored);
         }
-        self.audit_head(agent).await?.map(AuditHeadOutcome::Behind).ok_or(StoreError::Corrupt {
-            table: "audit_heads",
-            reason: "a head refused for one further along that is not there".into(),
-        })
+        Ok(crate::store::behind_or_not_admitted(self.audit_head(agent.name).await?, &head))
     }
 
     async fn audit_head(&self, agent: String) -> Result<Option<StoredAuditHead>, StoreError> {

@@ -132,11 +132,21 @@ async fn publish<S: Store>(
     // Re-signing opens and re-seals the jobs' envelopes with the results key beside the
     // signing keys.
     let envelopes = match &resign {
-        Some(_) => Some(Arc::new(
-            crate::sealing::ResultCipher::load_or_create(data_dir)
-                .map(|(c, _)| c)
-                .map_err(|e| SigningError::Refused(format!("the results key that seals job envelopes: {e}")))?,
-        )),
+        Some(_) => {
+            // Never a new key here: one made now would not open the sealed envelopes.
+            let path = data_dir.join(crate::sealing::RESULTS_KEY_FILE);
+            if !path.is_file() {
+                return Err(SigningError::Refused(format!(
+                    "{} is missing: it seals the jobs' envelopes; restore it from the data dir's backup",
+                    path.display()
+                )));
+            }
+            Some(Arc::new(
+                crate::sealing::ResultCipher::load_or_create(data_dir)
+                    .map(|(c, _)| c)
+                    .map_err(|e| SigningError::Refused(format!("the results key that seals job envelopes: {e}")))?,
+            ))
+        }
         None => None,
     };
     Ok(store.commit_key_set(KeySetChange { version, statement_json, keys: changed, resign, envelopes, now }).await?)
@@ -322,6 +332,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(&dir.path().join("cp.db")).expect("open");
         let first = init(&store, dir.path(), 100).await.expect("init");
+        crate::sealing::ResultCipher::load_or_create(dir.path()).expect("results key");
         (dir, store, first)
     }
 
@@ -357,6 +368,14 @@ mod tests {
         // Jobs signed by the previous key are still accepted while it is in the set.
         store.insert_job(job("j2", &a)).await.expect("previous key still queues");
 
+        // Without the results key the envelopes cannot be re-sealed: refused, nothing made.
+        let results_key = dir.path().join(crate::sealing::RESULTS_KEY_FILE);
+        let aside = dir.path().join("results.key.aside");
+        std::fs::rename(&results_key, &aside).expect("move the key away");
+        let err = retire(&store, dir.path(), &a_id, 300).await.expect_err("no results key");
+        assert!(err.to_string().contains("results.key is missing"), "{err}");
+        assert!(!results_key.exists(), "no new results key was made");
+        std::fs::rename(&aside, &results_key).expect("restore");
         let retired = retire(&store, dir.path(), &a_id, 300).await.expect("retire");
         assert_eq!(retired.resigned, 2);
         assert!(!key_path(dir.path(), &a_id).exists(), "the retired private key file is deleted");

@@ -364,6 +364,9 @@ pub enum AuditHeadOutcome {
     /// The stored head is further along (a higher `seq`) or names another record at the
     /// same `seq`: the agent's log went back or forked. The stored head is kept.
     Behind(StoredAuditHead),
+    /// The certificate it came with is no longer admitted (revoked, or the name enrolled
+    /// again since it was issued): a late request of the old agent, ignored.
+    NotAdmitted,
 }
 
 /// A stored enrolment token (the secret only as a hash).
@@ -455,10 +458,11 @@ pub trait Store: crate::access_store::AccessStore + Send + Sync + 'static {
     /// Records that `agent` is stopping cleanly: offline from now until its next request.
     fn agent_stopped(&self, agent: AgentPeer, now: i64) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Keeps `head` as `agent`'s latest audit head unless a head further along is
-    /// stored (see [`AuditHeadOutcome`]).
+    /// stored, checking in the same statement that `agent`'s certificate is still
+    /// admitted (see [`AuditHeadOutcome`]).
     fn record_audit_head(
         &self,
-        agent: String,
+        agent: AgentPeer,
         head: StoredAuditHead,
     ) -> impl Future<Output = Result<AuditHeadOutcome, StoreError>> + Send;
     /// `agent`'s latest audit head, if it reported one since it enrolled.
@@ -736,6 +740,15 @@ const SCHEMA_V9: &str = "ALTER TABLE agents ADD COLUMN stopped_at INTEGER;";
 
 /// How often a leased job's cancel is repeated to its agent until it reports, seconds.
 pub(crate) const CANCEL_RESEND_SECS: i64 = 10;
+
+/// Why a head was not stored: a stored one further along, or (when none is, or it is
+/// not ahead) the certificate was not admitted.
+pub(crate) fn behind_or_not_admitted(stored: Option<StoredAuditHead>, head: &StoredAuditHead) -> AuditHeadOutcome {
+    match stored {
+        Some(s) if s.seq > head.seq || (s.seq == head.seq && s.hash != head.hash) => AuditHeadOutcome::Behind(s),
+        _ => AuditHeadOutcome::NotAdmitted,
+    }
+}
 
 fn sqlite_audit_head(c: &Connection, agent: &str) -> Result<Option<StoredAuditHead>, StoreError> {
     Ok(c.prepare_cached("SELECT seq, hash, head, received_at FROM audit_heads WHERE agent = ?1")?
@@ -1085,24 +1098,30 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn record_audit_head(&self, agent: String, head: StoredAuditHead) -> Result<AuditHeadOutcome, StoreError> {
+    async fn record_audit_head(&self, agent: AgentPeer, head: StoredAuditHead) -> Result<AuditHeadOutcome, StoreError> {
         self.with_conn(move |c| {
             let n = c
                 .prepare_cached(
-                    "INSERT INTO audit_heads (agent, seq, hash, head, received_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                    "INSERT INTO audit_heads (agent, seq, hash, head, received_at)
+                     SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (
+                         SELECT 1 FROM agents WHERE name = ?1 AND revoked_at IS NULL AND enrolled_at <= ?6)
                      ON CONFLICT(agent) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, head = excluded.head,
                          received_at = excluded.received_at
                      WHERE excluded.seq > audit_heads.seq
                         OR (excluded.seq = audit_heads.seq AND excluded.hash = audit_heads.hash)",
                 )?
-                .execute(params![agent, head.seq, head.hash, head.head_json, head.received_at])?;
+                .execute(params![
+                    agent.name,
+                    head.seq,
+                    head.hash,
+                    head.head_json,
+                    head.received_at,
+                    agent.cert_issued_at
+                ])?;
             if n > 0 {
                 return Ok(AuditHeadOutcome::Stored);
             }
-            Ok(AuditHeadOutcome::Behind(sqlite_audit_head(c, &agent)?.ok_or(StoreError::Corrupt {
-                table: "audit_heads",
-                reason: "a head refused for one further along that is not there".into(),
-            })?))
+            Ok(behind_or_not_admitted(sqlite_audit_head(c, &agent.name)?, &head))
         })
         .await
     }
@@ -1924,22 +1943,22 @@ mod tests {
         };
         assert_eq!(store.audit_head("edge-1".into()).await.expect("db"), None, "nothing reported yet");
         assert_eq!(
-            store.record_audit_head("edge-1".into(), head(10, "a", 100)).await.expect("db"),
+            store.record_audit_head(peer("edge-1"), head(10, "a", 100)).await.expect("db"),
             AuditHeadOutcome::Stored
         );
         assert_eq!(
-            store.record_audit_head("edge-1".into(), head(12, "b", 101)).await.expect("db"),
+            store.record_audit_head(peer("edge-1"), head(12, "b", 101)).await.expect("db"),
             AuditHeadOutcome::Stored
         );
         // The same head again only moves the time on.
         assert_eq!(
-            store.record_audit_head("edge-1".into(), head(12, "b", 102)).await.expect("db"),
+            store.record_audit_head(peer("edge-1"), head(12, "b", 102)).await.expect("db"),
             AuditHeadOutcome::Stored
         );
         assert_eq!(store.audit_head("edge-1".into()).await.expect("db"), Some(head(12, "b", 102)));
         // A log that went back, or another record at the same seq, does not replace it.
         for stale in [head(11, "c", 103), head(12, "d", 103)] {
-            let out = store.record_audit_head("edge-1".into(), stale).await.expect("db");
+            let out = store.record_audit_head(peer("edge-1"), stale).await.expect("db");
             assert_eq!(out, AuditHeadOutcome::Behind(head(12, "b", 102)));
         }
         assert_eq!(store.audit_head("edge-1".into()).await.expect("db"), Some(head(12, "b", 102)));
@@ -1957,8 +1976,13 @@ mod tests {
         let again = store.redeem_enrol_token("t-again".into(), "h".into(), "edge-1".into(), 104, 9000).await;
         again.expect("db").expect("enrolled");
         assert_eq!(store.audit_head("edge-1".into()).await.expect("db"), None);
+        // A late request of the old certificate cannot put the old log's head back.
+        let late = store.record_audit_head(peer("edge-1"), head(40, "f", 105)).await.expect("db");
+        assert_eq!(late, AuditHeadOutcome::NotAdmitted);
+        assert_eq!(store.audit_head("edge-1".into()).await.expect("db"), None);
+        let reinstalled = AgentPeer { cert_issued_at: 104, ..peer("edge-1") };
         assert_eq!(
-            store.record_audit_head("edge-1".into(), head(1, "e", 105)).await.expect("db"),
+            store.record_audit_head(reinstalled, head(1, "e", 105)).await.expect("db"),
             AuditHeadOutcome::Stored
         );
     }

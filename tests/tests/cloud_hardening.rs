@@ -259,3 +259,51 @@ async fn a_jobs_sql_is_sealed_at_rest_and_the_job_still_runs() -> Result<()> {
     assert!(!String::from_utf8_lossy(&decoded).contains(canary), "sealed, not encoded");
     Ok(())
 }
+
+/// A dispatch to a connection the agent does not have lists the agent's connections to
+/// an admin only; an editor learns no connection that was not shared with them, and a
+/// view-app collaborator running a project learns neither agent nor connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_connection_is_named_to_each_caller_only_as_far_as_they_may_see() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let (cp, _agent) = outpost_e2e::start_pair(root.path(), "edge-1", "", &[]).await?;
+    let admin = cp.api()?;
+    // Wait until the agent has reported its connection names.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while ok_json(&admin, "GET", "/v1/agents", None).await?["agents"][0]["connections"] != json!(["sample"]) {
+        ensure!(std::time::Instant::now() < deadline, "the agent never reported its connections");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let editor = user_with_token(&admin, "ed", "editor").await?;
+    let viewer = user_with_token(&admin, "vi", "viewer").await?;
+    // The editor has a share for a connection the agent no longer has (and not `sample`).
+    ok_json(&admin, "POST", "/v1/shares", Some(&json!({ "agent": "edge-1", "connection": "gone", "user": "ed" })))
+        .await?;
+    let job = json!({ "agent": "edge-1", "connection": "gone", "sql": "SELECT 1 AS n",
+                      "render": { "kind": "scalar", "column": "n" } });
+    let res = call(&admin, "POST", "/v1/jobs", Some(&job)).await?;
+    assert_eq!(res.status, 400, "{}", res.text());
+    assert!(res.text().contains("its connections, as last reported: sample"), "the admin is told: {}", res.text());
+    let res = call(&editor, "POST", "/v1/jobs", Some(&job)).await?;
+    assert_eq!(res.status, 400, "{}", res.text());
+    assert!(!res.text().contains("sample") && res.text().contains("GET /v1/agents"), "{}", res.text());
+    // A project of the editor's on that connection, run by a view-app collaborator.
+    let project = ok_json(
+        &editor,
+        "POST",
+        "/v1/projects",
+        Some(&json!({ "name": "Gone", "queries": [
+            { "name": "q", "agent": "edge-1", "connection": "gone", "sql": "SELECT 1 AS n",
+              "render": { "kind": "scalar", "column": "n" } }] })),
+    )
+    .await?;
+    let pid = project["id"].as_str().context("project id")?.to_owned();
+    ok_json(&editor, "PUT", &format!("/v1/projects/{pid}/grants/vi"), Some(&json!({ "access": "view-app" }))).await?;
+    let res = call(&viewer, "POST", &format!("/v1/projects/{pid}/run"), Some(&json!({}))).await?;
+    assert_eq!(res.status, 400, "{}", res.text());
+    for hidden in ["edge-1", "gone", "sample"] {
+        assert!(!res.text().contains(hidden), "view-app learns {hidden}: {}", res.text());
+    }
+    assert!(res.text().contains("ask its owner"), "{}", res.text());
+    Ok(())
+}

@@ -403,7 +403,7 @@ async fn agent_entry_when(cp: &ControlPlane, name: &str, status: &str, secs: u64
 async fn agents_list_tells_online_offline_since_and_revoked_apart() -> Result<()> {
     let root = tempfile::tempdir()?;
     let serve = ["--long-poll-secs", "3", "--offline-after-secs", "10"];
-    let (cp, mut edge1) = outpost_e2e::start_pair(root.path(), "edge-1", "", &serve).await?;
+    let (cp, edge1) = outpost_e2e::start_pair(root.path(), "edge-1", "", &serve).await?;
     let mut edge2 = Agent::new(root.path(), "edge-2", "")?;
     edge2.enroll_with(&cp).await?;
     edge2.start_connected()?;
