@@ -465,20 +465,22 @@ async fn a_viewer_sees_the_chart_of_a_shared_project_but_never_its_sql_and_data_
     assert_eq!(agents["agents"][0]["connections"], json!(["sample"]), "only the shared connection is shown");
     let res = call(&editor, "POST", "/v1/jobs", Some(&job)).await?;
     assert_eq!(res.status, 202, "{}", res.text());
-    // The agent's own policy still applies on top: a shared connection the agent does not
-    // have fails on the agent, however the control plane authorised it.
+    // A share does not make a connection: one the agent does not have (by the names it
+    // reported) is refused at dispatch, naming no connection that was not shared. (An
+    // agent that has not reported yet refuses it itself: foundation.rs,
+    // a_job_for_an_offline_agent_says_it_waits_for_the_agent.)
     ok_json(&admin, "POST", "/v1/shares", Some(&json!({ "agent": "edge-1", "connection": "ghost", "user": "ed" })))
         .await?;
-    let ghost = ok_json(
+    let res = call(
         &editor,
         "POST",
         "/v1/jobs",
         Some(&json!({ "agent": "edge-1", "connection": "ghost", "sql": "SELECT 1", "render": { "kind": "table" } })),
     )
     .await?;
-    let gid = ghost["id"].as_str().context("id")?;
-    let res = call(&editor, "GET", &format!("/v1/jobs/{gid}/result?wait=30"), None).await?;
-    assert_eq!(res.status, 409, "the agent refuses an unknown connection: {}", res.text());
+    assert_eq!(res.status, 400, "the control plane refuses an unknown connection: {}", res.text());
+    let msg = res.json()?["message"].as_str().unwrap_or_default().to_owned();
+    assert!(msg.contains("no connection \"ghost\"") && !msg.contains("sample,"), "{msg}");
 
     // The editor saves a project and shares the app (not the logic) with the viewer.
     let p = ok_json(&editor, "POST", "/v1/projects", Some(&project_body("edge-1", "sample", "Sales"))).await?;

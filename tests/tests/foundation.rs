@@ -586,9 +586,20 @@ async fn a_job_for_an_offline_agent_says_it_waits_for_the_agent() -> Result<()> 
     let msg = v["message"].as_str().unwrap_or_default();
     assert!(msg.starts_with("agent \"edge-2\" is offline (never seen since it enrolled)"), "{msg}");
     assert!(msg.contains("the job runs when it reconnects"), "{msg}");
+    // Before it ever reported its connections, a job for one it does not have is accepted
+    // by the control plane: the agent refuses it itself.
+    let ghost = dispatch(
+        &cp,
+        serde_json::json!({ "agent": "edge-2", "connection": "ghost", "sql": "SELECT 1 AS n",
+                            "render": { "kind": "scalar", "column": "n" } }),
+    )
+    .await?;
     // The agent comes: the job it waited for runs.
     agent.start_connected()?;
     let (status, body) = cp.wait_result(&id).await?;
     assert_eq!(status, 200, "{body}");
+    let (status, body) = cp.wait_result(&ghost).await?;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("unknown_connection"), "{body}");
     Ok(())
 }
