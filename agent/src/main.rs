@@ -222,6 +222,15 @@ async fn run(cli: Cli) -> ExitCode {
     };
     match cli.command {
         Command::Config(ConfigCommand::Check { .. }) => {
+            // Every credential the connections name must be in the vault, or a reload
+            // would refuse the file: all of them are reported at once.
+            let missing = missing_credentials(&cfg);
+            if !missing.is_empty() {
+                for m in &missing {
+                    eprintln!("error: {}: {m}", config_path.display());
+                }
+                return ExitCode::from(EX_USAGE);
+            }
             println!(
                 "{}: OK ({} connection(s), {} pinned key(s), state dir {})",
                 config_path.display(),
@@ -356,6 +365,50 @@ async fn run(cli: Cli) -> ExitCode {
 }
 
 /// Reads a passphrase at the terminal (twice when one is being chosen).
+/// Each `password_credential` (of a connection or the proxy) that the vault does not
+/// hold, one line each (names only: the vault's values stay sealed).
+fn missing_credentials(cfg: &AgentConfig) -> Vec<String> {
+    let mut named: Vec<(String, String)> = cfg
+        .connections
+        .iter()
+        .filter_map(|(n, c)| {
+            c.password_credential.as_ref().map(|cred| (format!("connections.{}", n.as_str()), cred.to_string()))
+        })
+        .collect();
+    if let Some(cred) = &cfg.proxy.password_credential {
+        named.push(("proxy".to_owned(), cred.clone()));
+    }
+    if named.is_empty() {
+        return Vec::new();
+    }
+    let vault = outpost_agent::vault::Vault::path(&cfg.state_dir);
+    let stored = match outpost_agent::vault::Vault::stored_names(&cfg.state_dir) {
+        Ok(names) => names,
+        Err(e) if !vault.exists() => {
+            let _ = e;
+            Vec::new()
+        }
+        Err(e) => {
+            return vec![format!(
+                "the vault {} cannot be read to check the connections' credentials ({e}); run the check as the \
+                 service's user",
+                vault.display()
+            )]
+        }
+    };
+    named
+        .into_iter()
+        .filter(|(_, cred)| !stored.contains(cred))
+        .map(|(at, cred)| {
+            format!(
+                "{at}.password_credential: {cred:?} is not in the vault ({}); store it with: \
+                 outpost-agent credentials set {cred}",
+                vault.display()
+            )
+        })
+        .collect()
+}
+
 async fn test_connections(cfg: &AgentConfig, name: Option<String>, json: bool) -> ExitCode {
     let mut cfg = cfg.clone();
     if let Some(n) = &name {

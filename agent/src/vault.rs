@@ -357,6 +357,16 @@ impl Vault {
         Self::open(state_dir, settings, prompt)
     }
 
+    /// The names of the credentials stored in `state_dir`'s vault, read without the master
+    /// key (names are not secret; values stay sealed): for `config check`.
+    pub fn stored_names(state_dir: &Path) -> Result<Vec<String>, VaultError> {
+        let path = Self::path(state_dir);
+        let bytes = fsutil::read_private(&path, 16 * 1024 * 1024)?;
+        let file: VaultFile = serde_json::from_slice(&bytes)
+            .map_err(|e| VaultError::Corrupt { path: path.display().to_string(), reason: e.to_string() })?;
+        Ok(file.entries.into_keys().collect())
+    }
+
     /// Opens an existing vault.
     pub fn open(state_dir: &Path, settings: &KeySettings, prompt: PassphrasePrompt<'_>) -> Result<Self, VaultError> {
         let path = Self::path(state_dir);

@@ -324,6 +324,26 @@ fn agent_config_check_names_file_line_and_field() -> Result<()> {
     assert!(err.contains("credentials set"), "{err}");
     assert!(!err.contains("hunter2"), "the error does not echo the secret: {err}");
 
+    // A credential the vault does not hold would make a reload refuse the file: every one
+    // is reported in the same run, with the command that stores it.
+    let state = root.path().join("state");
+    let pg = |name: &str, cred: &str| {
+        format!(
+            "  {name}:\n    kind: postgres\n    host: db.internal\n    database: sales\n    user: ro\n    \
+             tls: disable\n    password_credential: {cred}\n"
+        )
+    };
+    let (code, err) = check(&format!(
+        "state_dir: {}\nconnections:\n{}{}",
+        state.display(),
+        pg("main", "nosuch"),
+        pg("other", "warehose")
+    ))?;
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("connections.main.password_credential: \"nosuch\" is not in the vault"), "{err}");
+    assert!(err.contains("connections.other.password_credential: \"warehose\""), "{err}");
+    assert!(err.contains("outpost-agent credentials set nosuch"), "{err}");
+
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/agent.yaml");
     let (code, out, err) = outpost_e2e::run_cmd(
         &outpost_e2e::bin("outpost-agent"),

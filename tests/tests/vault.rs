@@ -20,6 +20,29 @@ fn credentials_are_stored_sealed_listed_without_values_and_refused_with_a_wrong_
         assert!(!bytes.windows(canary.len()).any(|w| w == canary.as_bytes()), "{} holds the secret", f.display());
     }
 
+    // config check reads the vault's names (never its values, no master key needed): a
+    // connection naming a stored credential passes, a misspelt one is named.
+    let yaml = std::fs::read_to_string(&agent.config)?;
+    anyhow::ensure!(yaml.contains("connections:\n"), "the harness config has a connections section: {yaml}");
+    let with_conn = |cred: &str| {
+        yaml.replacen(
+            "connections:\n",
+            &format!(
+                "connections:\n  dw:\n    kind: postgres\n    host: db.internal\n    database: sales\n    \
+                 user: ro\n    tls: disable\n    password_credential: {cred}\n"
+            ),
+            1,
+        )
+    };
+    std::fs::write(&agent.config, with_conn("warehouse"))?;
+    let (code, out, err) = agent.cli(&["config", "check"], None, &[])?;
+    assert_eq!(code, 0, "{out}{err}");
+    std::fs::write(&agent.config, with_conn("warehuose"))?;
+    let (code, _, err) = agent.cli(&["config", "check"], None, &[])?;
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("connections.dw.password_credential: \"warehuose\" is not in the vault"), "{err}");
+    std::fs::write(&agent.config, &yaml)?;
+
     // Another master key: a clear error, and the vault is left as it was.
     let vault = agent.state_dir.join("vault.json");
     let before = std::fs::read(&vault)?;
