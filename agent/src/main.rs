@@ -32,7 +32,8 @@ struct Cli {
 enum Command {
     /// Enrol with a one-time token: generates this agent's key (it never leaves the host),
     /// verifies the control plane against the CA pin in the token, and stores the issued
-    /// certificate in the state dir.
+    /// certificate in the state dir. (`enrol` is the same command.)
+    #[command(alias = "enrol")]
     Enroll {
         /// The token printed by `outpost-control-plane enrollment-token create`.
         /// Use `-` to read it from stdin (keeps it out of the process list).

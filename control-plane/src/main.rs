@@ -78,8 +78,8 @@ enum Command {
         #[arg(long)]
         offline_after_secs: Option<u64>,
     },
-    /// Enrolment tokens.
-    #[command(name = "enrollment-token", subcommand)]
+    /// Enrolment tokens (`enrolment-token` is the same command).
+    #[command(name = "enrollment-token", alias = "enrolment-token", subcommand)]
     EnrollmentToken(TokenCommand),
     /// Enrolled agents.
     #[command(subcommand)]

@@ -560,6 +560,11 @@ async fn init_names_every_address_in_the_certificate_and_says_what_to_do_next() 
     for want in ["DNS:cp.example", "IP Address:127.0.0.1", "DNS:cp.internal"] {
         assert!(names.contains(want), "{want} in {names}");
     }
+    // Both spellings of enrolment name the same command.
+    for spelling in ["enrollment-token", "enrolment-token"] {
+        let (code, out, err) = outpost_e2e::run_cmd(&cp_bin, &[spelling, "list", "--data-dir", &d], None)?;
+        assert_eq!(code, 0, "{spelling}: {out}{err}");
+    }
     let (code, out, err) = outpost_e2e::run_cmd(&cp_bin, &["server-cert", "rotate", "--data-dir", &d], None)?;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("cp.example, 127.0.0.1, cp.internal"), "{out}");
