@@ -96,6 +96,8 @@ pub struct EgressView {
     pub mask: Vec<String>,
     /// `scrubbed`, `code_only` or `full`: what of a failure's error text leaves.
     pub errors: &'static str,
+    /// `allow` or `refuse`: masked columns in conditions.
+    pub masked_predicates: &'static str,
 }
 
 impl EgressView {
@@ -108,6 +110,10 @@ impl EgressView {
             max_bytes: p.max_bytes,
             mask: p.mask.iter().map(|m| format!("{} -> {}", m.column.as_str(), mask_name(m.with))).collect(),
             errors: p.errors.name(),
+            masked_predicates: match p.masked_predicates {
+                crate::policy::MaskedPredicates::Allow => "allow",
+                crate::policy::MaskedPredicates::Refuse => "refuse",
+            },
         }
     }
 }
@@ -256,6 +262,16 @@ pub fn audit(path: &Path, cfg: &AgentConfig, now: i64) -> Report {
                     "errors: full sends database error messages as they are; they can quote values from rows{masks} \
                      (the default, scrubbed, removes every fragment that is not in the job's SQL)"
                 ),
+            );
+        }
+        if !policy.mask.is_empty() && policy.masked_predicates == crate::policy::MaskedPredicates::Allow {
+            add(
+                Severity::Low,
+                &format!("{subject}.egress.masked_predicates"),
+                "masked columns may be used in conditions (WHERE, joins, GROUP BY, ORDER BY): which rows match \
+                 reveals their values one comparison at a time; set masked_predicates: refuse, or grant the \
+                 agent's role only the columns it needs"
+                    .into(),
             );
         }
         if policy.allow_raw_table && policy.allowed_kinds.contains(&crate::policy::RenderKind::Table) {
@@ -613,7 +629,7 @@ pub fn render_text(r: &Report) -> String {
             e.errors
         );
         if !e.mask.is_empty() {
-            let _ = writeln!(o, "    masked: {}", e.mask.join("; "));
+            let _ = writeln!(o, "    masked: {} (in conditions: {})", e.mask.join("; "), e.masked_predicates);
         }
     }
     if r.findings.is_empty() {
@@ -662,6 +678,25 @@ mod tests {
         assert_eq!(about("connections.loose.allow_privileged"), vec![Severity::High]);
         assert!(about("connections.strict.allow_privileged").is_empty());
         assert!(render_text(&report).contains("[HIGH] connections.loose.allow_privileged"));
+    }
+
+    #[test]
+    fn masks_usable_in_conditions_are_a_low_finding() {
+        let conn = |name: &str, egress: &str| {
+            format!("  {name}:\n    kind: sqlite\n    path: /nonexistent/{name}.db\n    egress:\n      mask:\n        - column: ssn\n{egress}")
+        };
+        let text = format!(
+            "state_dir: /nonexistent/outpost\nconnections:\n{}{}  bare:\n    kind: sqlite\n    path: /nonexistent/b.db\n",
+            conn("open", ""),
+            conn("closed", "      masked_predicates: refuse\n")
+        );
+        let cfg = AgentConfig::parse("agent.yaml", &text).expect("config");
+        let report = audit(Path::new("/nonexistent/agent.yaml"), &cfg, 0);
+        let about = |s: &str| report.findings.iter().filter(|f| f.subject == s).map(|f| f.severity).collect::<Vec<_>>();
+        assert_eq!(about("connections.open.egress.masked_predicates"), vec![Severity::Low]);
+        assert!(about("connections.closed.egress.masked_predicates").is_empty());
+        assert!(about("connections.bare.egress.masked_predicates").is_empty(), "no masks, nothing to say");
+        assert!(render_text(&report).contains("masked: ssn -> stars (in conditions: refuse)"));
     }
 
     #[test]

@@ -163,6 +163,20 @@ pub enum Unprovable {
     Mask,
 }
 
+/// What happens to a job that reads a masked column other than as the plain source of
+/// a result column (in a filter, join, grouping, sort or window condition), where the
+/// mask cannot hide it: which rows match is itself an answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MaskedPredicates {
+    /// Runs (the default): masks cover result values only.
+    #[default]
+    Allow,
+    /// The job is refused (`mask_in_predicate`), as is every job whose conditions the
+    /// connector cannot read (on MySQL/MariaDB: every job of a connection with mask rules).
+    Refuse,
+}
+
 /// One mask rule.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -210,6 +224,10 @@ pub struct EgressSection {
     /// masked column: `refuse` the job (default) or `mask` the column.
     #[serde(default)]
     pub unprovable: Option<Unprovable>,
+    /// A masked column read in a condition (`WHERE`, `EXISTS`, a join, `GROUP BY`,
+    /// `ORDER BY`, a window) rather than returned: `allow` (default) or `refuse` the job.
+    #[serde(default)]
+    pub masked_predicates: Option<MaskedPredicates>,
     /// What of a failed job's database error text leaves: `scrubbed` (default: codes,
     /// position, and the message without fragments that are not in the job's SQL),
     /// `code_only`, or `full` (the text as is, values from rows included).
@@ -239,6 +257,8 @@ pub struct EgressPolicy {
     pub mask: Vec<MaskRule>,
     /// What happens to a column whose source cannot be established.
     pub unprovable: Unprovable,
+    /// Whether a masked column read in a condition refuses the job.
+    pub masked_predicates: MaskedPredicates,
     /// What of a failed job's error text leaves.
     pub errors: crate::scrub::ErrorsMode,
 }
@@ -258,6 +278,7 @@ impl EgressPolicy {
             max_bytes: to_usize(pick(|s| s.max_bytes.map(Bounded::get), MAX_BYTES)),
             mask,
             unprovable: own.and_then(|o| o.unprovable).or(defaults.unprovable).unwrap_or_default(),
+            masked_predicates: own.and_then(|o| o.masked_predicates).or(defaults.masked_predicates).unwrap_or_default(),
             errors: own.and_then(|o| o.errors).or(defaults.errors).unwrap_or_default(),
         }
     }
@@ -321,6 +342,9 @@ impl EgressPolicy {
         if self.mask.is_empty() {
             return Ok(vec![None; columns.len()]);
         }
+        if self.masked_predicates == MaskedPredicates::Refuse {
+            self.check_predicates(provenance)?;
+        }
         let reads_masked = match provenance.and_then(|p| p.reads.as_ref()) {
             Some(reads) => reads.iter().find_map(|src| self.mask_for_source(src).map(|r| (src, r))),
             None => None,
@@ -362,6 +386,51 @@ impl EgressPolicy {
             }
         }
         Ok(out)
+    }
+
+    /// With `masked_predicates: refuse`: refuses (`mask_in_predicate`) a statement that
+    /// reads a masked column in a condition, or whose conditions cannot be read while it
+    /// reads (or may read) a masked column.
+    pub fn check_predicates(&self, provenance: Option<&ResultProvenance>) -> Result<(), EgressDecision> {
+        let refuse = |why: String| {
+            Err(refused(
+                "mask_in_predicate",
+                format!(
+                    "{why}; with egress.masked_predicates: refuse a masked column may only be returned (and masked), \
+                     not filtered, joined, grouped or sorted on"
+                ),
+            ))
+        };
+        let Some(p) = provenance else {
+            return refuse("the connector could not tell which columns the query reads".into());
+        };
+        let Some(conditions) = p.conditions.as_ref() else {
+            return refuse("the agent cannot read this database's query conditions".into());
+        };
+        let reads_masked = p.reads.as_ref().and_then(|r| r.iter().find(|s| self.mask_for_source(s).is_some()));
+        for c in conditions {
+            match c {
+                Provenance::Columns { sources } => {
+                    if let Some(src) = sources.iter().find(|s| self.mask_for_source(s).is_some()) {
+                        return refuse(format!("the query reads masked column {src} in a condition"));
+                    }
+                }
+                Provenance::Unknown { why } => match (p.reads.as_ref(), reads_masked) {
+                    (Some(_), None) => {}
+                    (_, Some(src)) => {
+                        return refuse(format!(
+                            "a condition cannot be traced ({why}) and the query reads masked column {src}"
+                        ))
+                    }
+                    (None, None) => {
+                        return refuse(format!(
+                        "a condition cannot be traced ({why}) and the agent cannot tell which columns the query reads"
+                    ))
+                    }
+                },
+            }
+        }
+        Ok(())
     }
 
     /// The rule covering the table column `source`, if any.
@@ -586,7 +655,62 @@ mod tests {
                 })
                 .collect(),
             reads: Some(columns.iter().flatten().map(|c| src("t", c)).collect()),
+            conditions: Some(Vec::new()),
         }
+    }
+
+    #[test]
+    fn masked_columns_in_conditions_are_refused_only_when_the_policy_says_so() {
+        let names = |n: &[&str]| n.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let allow = policy("mask:\n  - column: public.t.secret\n");
+        let strict = policy("mask:\n  - column: public.t.secret\nmasked_predicates: refuse\n");
+        assert_eq!(allow.masked_predicates, MaskedPredicates::Allow);
+        assert_eq!(strict.masked_predicates, MaskedPredicates::Refuse);
+        // `SELECT id FROM t WHERE secret LIKE 'S%'`: the default lets it run.
+        let filtered = ResultProvenance {
+            reads: Some(vec![src("t", "id"), src("t", "secret")]),
+            conditions: Some(vec![Provenance::columns(vec![src("t", "secret")])]),
+            ..traced(&[Some("id")])
+        };
+        assert_eq!(allow.column_masks(&names(&["id"]), Some(&filtered)).expect("allowed"), [None]);
+        let err = strict.column_masks(&names(&["id"]), Some(&filtered)).expect_err("refused");
+        assert_eq!(err.rule, "mask_in_predicate");
+        assert!(err.detail.contains("public.t.secret in a condition"), "{}", err.detail);
+        // Plain masked output, and conditions on unmasked columns, still run.
+        let plain = ResultProvenance {
+            conditions: Some(vec![Provenance::columns(vec![src("t", "id")])]),
+            ..traced(&[Some("secret"), Some("id")])
+        };
+        let masks = strict.column_masks(&names(&["s", "id"]), Some(&plain)).expect("runs");
+        assert_eq!(masks[0].as_ref().map(|m| m.why.as_str()), Some("from public.t.secret"));
+        // A condition the agent cannot trace: refused when the statement reads (or may
+        // read) a masked column, fine when it provably does not.
+        let opaque = vec![Provenance::unknown("a sub-plan")];
+        let with_secret = ResultProvenance { conditions: Some(opaque.clone()), ..filtered.clone() };
+        assert_eq!(
+            strict.column_masks(&names(&["id"]), Some(&with_secret)).expect_err("refused").rule,
+            "mask_in_predicate"
+        );
+        let clean = ResultProvenance { conditions: Some(opaque.clone()), ..traced(&[Some("id")]) };
+        assert!(strict.column_masks(&names(&["id"]), Some(&clean)).is_ok());
+        let blind = ResultProvenance { reads: None, conditions: Some(opaque), ..traced(&[Some("id")]) };
+        assert_eq!(strict.column_masks(&names(&["id"]), Some(&blind)).expect_err("refused").rule, "mask_in_predicate");
+        // Conditions the connector cannot read (MySQL/MariaDB), or no provenance: refused.
+        let mariadb = ResultProvenance { conditions: None, ..traced(&[Some("id")]) };
+        assert_eq!(
+            strict.column_masks(&names(&["id"]), Some(&mariadb)).expect_err("refused").rule,
+            "mask_in_predicate"
+        );
+        assert!(allow.column_masks(&names(&["id"]), Some(&mariadb)).is_ok());
+        assert_eq!(strict.column_masks(&names(&["id"]), None).expect_err("refused").rule, "mask_in_predicate");
+        // Without mask rules the switch changes nothing.
+        assert!(policy("masked_predicates: refuse\n").column_masks(&names(&["id"]), None).is_ok());
+        // Per connection, over the defaults.
+        let defaults: EgressSection = serde_saphyr::from_str("masked_predicates: refuse\n").expect("section");
+        let own: EgressSection = serde_saphyr::from_str("masked_predicates: allow\n").expect("section");
+        assert_eq!(EgressPolicy::resolve(&defaults, None).masked_predicates, MaskedPredicates::Refuse);
+        assert_eq!(EgressPolicy::resolve(&defaults, Some(&own)).masked_predicates, MaskedPredicates::Allow);
+        assert!(serde_saphyr::from_str::<EgressSection>("masked_predicates: maybe\n").is_err());
     }
 
     #[test]

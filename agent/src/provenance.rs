@@ -68,6 +68,12 @@ pub struct ResultProvenance {
     /// Every base column the statement may read (at least the columns of every table it
     /// scans), or `None` when the connector cannot tell.
     pub reads: Option<Vec<SourceColumn>>,
+    /// What the statement reads other than as the plain source of a result column: the
+    /// columns of its conditions (filters, join and index conditions, grouping, sort and
+    /// window keys), each condition traced like a result column; `None` when the
+    /// connector cannot tell (MySQL/MariaDB).
+    #[serde(default)]
+    pub conditions: Option<Vec<Provenance>>,
 }
 
 /// A relation as a PostgreSQL plan names it.
@@ -102,6 +108,61 @@ pub struct PlanFacts {
     /// state ([`HIDDEN_INPUT_FUNCTIONS`]): then the relations listed are not all the
     /// statement reads.
     pub hidden_reads: bool,
+    /// Every expression of every node other than its output list: filters, join, hash,
+    /// merge, index and recheck conditions, one-time filters, grouping, sort, presorted
+    /// and cache keys, window run conditions, a function scan's call. Each reads its
+    /// columns for a decision about rows, not as a result value.
+    pub conditions: Vec<String>,
+    /// The indexes scanned (`Index Name`): reading one in order sorts by its columns,
+    /// and a partial one filters by its predicate, which the plan does not print.
+    pub indexes: Vec<String>,
+}
+
+/// Whether `sql` may ask for rows in an order or grouped (`ORDER`, `GROUP`, `DISTINCT`,
+/// `OVER`, `PARTITION`, `INDEXED` as a word anywhere, in a literal or comment too):
+/// only then can an index scan's order be a decision on its columns rather than the
+/// order rows happen to come in. Over-approximates, never misses such a clause.
+pub fn may_order(sql: &str) -> bool {
+    sql.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).any(|w| {
+        ["ORDER", "GROUP", "DISTINCT", "OVER", "PARTITION", "INDEXED"].iter().any(|k| k.eq_ignore_ascii_case(w))
+    })
+}
+
+/// Plan node keys that hold names or settings, not expressions.
+const NOT_EXPRESSIONS: [&str; 20] = [
+    "Node Type",
+    "Plans",
+    "Output",
+    "Relation Name",
+    "Schema",
+    "Alias",
+    "Index Name",
+    "Parent Relationship",
+    "Subplan Name",
+    "Join Type",
+    "Strategy",
+    "Partial Mode",
+    "Scan Direction",
+    "CTE Name",
+    "Function Name",
+    "Command",
+    "Operation",
+    "Cache Mode",
+    "Sampling Method",
+    "Custom Plan Provider",
+];
+
+/// Every string in `value` (strings, arrays and objects of them), for [`PlanFacts::conditions`].
+fn collect_expressions(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(a) => a.iter().for_each(|v| collect_expressions(v, out)),
+        serde_json::Value::Object(o) => o
+            .iter()
+            .filter(|(k, _)| !NOT_EXPRESSIONS.contains(&k.as_str()))
+            .for_each(|(_, v)| collect_expressions(v, out)),
+        _ => {}
+    }
 }
 
 /// Reads a PostgreSQL `EXPLAIN (VERBOSE, FORMAT JSON)` answer.
@@ -134,6 +195,10 @@ pub fn plan_facts(explain: &serde_json::Value) -> Result<PlanFacts, String> {
         }
         if calls_hidden_input(node) {
             facts.hidden_reads = true;
+        }
+        collect_expressions(node, &mut facts.conditions);
+        if let Some(index) = node.get("Index Name").and_then(serde_json::Value::as_str) {
+            facts.indexes.push(index.to_owned());
         }
         if node.get("Relation Name").is_none() && node.get("Alias").is_some() {
             facts.other_scans = true;
@@ -193,6 +258,7 @@ pub fn expression_refs(expr: &str) -> Vec<ExprRef> {
     let mut i = 0;
     // A chain of identifiers separated by dots: `a`, `a.b`, `a.*`, `"A"."b c"`.
     let mut after_cast = false;
+    let mut after_collate = false;
     while i < chars.len() {
         let c = chars[i];
         if c == '\'' {
@@ -257,6 +323,14 @@ pub fn expression_refs(expr: &str) -> Vec<ExprRef> {
             }
             let is_call = chars.get(j) == Some(&'(');
             let was_cast = std::mem::replace(&mut after_cast, false);
+            if std::mem::replace(&mut after_collate, false) {
+                // A collation name (`COLLATE "C"`, `COLLATE pg_catalog."default"`).
+                continue;
+            }
+            if !parts[0].1 && parts.len() == 1 && words_is(&parts, "COLLATE") {
+                after_collate = true;
+                continue;
+            }
             if was_cast {
                 // A type name (`::text`, `::character varying(20)`, `::public.mytype`,
                 // `::timestamp without time zone`): skip its further words too.
@@ -352,6 +426,11 @@ fn calls_hidden_input(value: &serde_json::Value) -> bool {
         serde_json::Value::Object(o) => o.iter().any(|(k, v)| k != "Plans" && calls_hidden_input(v)),
         _ => false,
     }
+}
+
+/// Whether `parts` is the one unquoted word `word`.
+fn words_is(parts: &[(String, bool)], word: &str) -> bool {
+    matches!(parts, [(w, false)] if w == word)
 }
 
 /// Words that continue a type name after `::`.
@@ -573,6 +652,54 @@ mod tests {
             "Output": ["id", "lower(secret)"], "Filter": "(region = 'current_setting()'::text)"
         }}]);
         assert!(!plan_facts(&plan).expect("facts").hidden_reads);
+    }
+
+    #[test]
+    fn ordering_words_are_found_anywhere_as_words() {
+        assert!(may_order("select id from t order by 2"));
+        assert!(may_order("SELECT DISTINCT x FROM t"));
+        assert!(may_order("SELECT row_number() over (partition by a) FROM t"));
+        assert!(may_order("SELECT id FROM t INDEXED BY t_secret"));
+        assert!(may_order("SELECT 'order' FROM t"));
+        assert!(!may_order("SELECT orders.id, grouped FROM orders WHERE id = 1"));
+    }
+
+    #[test]
+    fn conditions_are_every_expression_of_every_node_but_its_output() {
+        // `SELECT c1.n FROM t a JOIN nums c1 ON c1.n = ascii(substr(a.secret, 1, 1)) WHERE a.id > 3
+        //  ORDER BY a.region`, as PostgreSQL 15 prints it (abridged).
+        let plan = serde_json::json!([{ "Plan": {
+            "Node Type": "Sort", "Output": ["c1.n", "a.region"], "Sort Key": ["a.region COLLATE \"C\" DESC"],
+            "Plans": [{
+                "Node Type": "Hash Join", "Join Type": "Inner", "Parent Relationship": "Outer",
+                "Output": ["c1.n", "a.region"], "Hash Cond": "(c1.n = ascii(substr(a.secret, 1, 1)))",
+                "Plans": [
+                    { "Node Type": "Seq Scan", "Parent Relationship": "Outer", "Relation Name": "nums",
+                      "Schema": "public", "Alias": "c1", "Output": ["c1.n"] },
+                    { "Node Type": "Index Scan", "Parent Relationship": "Inner", "Index Name": "t_pkey",
+                      "Scan Direction": "Forward", "Relation Name": "t", "Schema": "public", "Alias": "a",
+                      "Output": ["a.secret", "a.region"], "Index Cond": "(a.id > 3)" }
+                ]
+            }]
+        }}]);
+        let f = plan_facts(&plan).expect("facts");
+        let mut conditions = f.conditions.clone();
+        conditions.sort();
+        assert_eq!(conditions, ["(a.id > 3)", "(c1.n = ascii(substr(a.secret, 1, 1)))", "a.region COLLATE \"C\" DESC"]);
+        assert_eq!(f.indexes, ["t_pkey"]);
+        let none = |_: &str, _: &str| None;
+        let traced: Vec<Provenance> = f.conditions.iter().map(|c| expression_provenance(c, &f, &none)).collect();
+        let t = |c: &str| SourceColumn { schema: "public".into(), table: "t".into(), column: c.into() };
+        let nums = SourceColumn { schema: "public".into(), table: "nums".into(), column: "n".into() };
+        assert!(traced.contains(&Provenance::columns(vec![nums, t("secret")])));
+        assert!(traced.contains(&Provenance::columns(vec![t("region")])), "a collation is not a column: {traced:?}");
+        assert!(traced.contains(&Provenance::columns(vec![t("id")])));
+        // Grouping sets nest their keys in objects.
+        let plan = serde_json::json!([{ "Plan": {
+            "Node Type": "Aggregate", "Strategy": "Mixed", "Output": ["count(*)"],
+            "Grouping Sets": [{ "Hash Keys": [["t.secret"]] }, { "Group Keys": [["t.region"]] }]
+        }}]);
+        assert_eq!(plan_facts(&plan).expect("facts").conditions, ["t.secret", "t.region"]);
     }
 
     #[test]

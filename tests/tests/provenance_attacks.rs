@@ -13,6 +13,10 @@
 //! column used only in a predicate (`WHERE secret LIKE 'S%'`, a join condition) still
 //! filters rows: an oracle on the value, which a join against a table of small integers
 //! turns into the value's characters (`known_limitation_predicates_are_an_oracle`).
+//! With `egress.masked_predicates: refuse` the same jobs are refused
+//! (`mask_in_predicate`) on every database, while everyday queries on unmasked columns
+//! and plain masked output still run (on MariaDB, which shows no conditions, every job
+//! of such a connection is refused: asserted too).
 //!
 //! The agent connects as a least-privilege role made for each test (SELECT only).
 
@@ -140,6 +144,38 @@ fn check_files(cp: &ControlPlane, agent: &Agent, extra: &[String]) -> Result<()>
     Ok(())
 }
 
+/// With `masked_predicates: refuse`: each of `oracles` is refused with
+/// `mask_in_predicate` and leaks nothing.
+async fn refused_in_predicate(cp: &ControlPlane, connection: &str, oracles: &[String], extra: &[String]) -> Result<()> {
+    let mut failures = Vec::new();
+    for sql in oracles {
+        let a = run(cp, connection, sql).await?;
+        eprintln!("{connection}: {:?}: {sql}", a.outcome);
+        let view = a.view.to_string();
+        if let Some(l) = leak(&a.body, extra).or_else(|| leak(&view, extra)) {
+            failures.push(format!("LEAK {l:?}: {sql}\n  body: {}\n  view: {view}", a.body));
+            continue;
+        }
+        let rules: Vec<&str> =
+            a.view["stats"]["egress"].as_array().into_iter().flatten().filter_map(|d| d["rule"].as_str()).collect();
+        if a.outcome != Refused || !rules.contains(&"mask_in_predicate") {
+            failures
+                .push(format!("{sql}: got {:?} {rules:?}, wanted mask_in_predicate\n  body: {}", a.outcome, a.body));
+        }
+    }
+    anyhow::ensure!(failures.is_empty(), "{} oracle(s) ran:\n{}", failures.len(), failures.join("\n"));
+    Ok(())
+}
+
+/// The six-character join oracle of `known_limitation_predicates_are_an_oracle`, with
+/// `code(expr)` giving a character's code point.
+fn join_oracle(code: &str) -> String {
+    let joins: Vec<String> =
+        (1..=6).map(|i| format!("JOIN nums c{i} ON c{i}.n = {code}(substr(a.secret, {i}, 1))")).collect();
+    let cols: Vec<String> = (1..=6).map(|i| format!("c{i}.n AS c{i}")).collect();
+    format!("SELECT {} FROM t a {} WHERE a.id = 1", cols.join(", "), joins.join(" "))
+}
+
 use Outcome::{Clean, Failed, Masked, Refused};
 
 /// Masked or refused: the value does not leave either way.
@@ -184,9 +220,10 @@ async fn postgres_attacks_on_masks_and_errors_leak_nothing() -> Result<()> {
     let extra = vec![md5];
     let mask = format!("      mask:\n        - column: {n}.t.secret\n");
     let config = format!(
-        "connections:\n{}{}",
+        "connections:\n{}{}{}",
         pg_connection(&s, "warehouse", &reader, &mask),
         pg_connection(&s, "lenient", &reader, &format!("      unprovable: mask\n{mask}")),
+        pg_connection(&s, "strict", &reader, &format!("      masked_predicates: refuse\n{mask}")),
     );
     let root = tempfile::tempdir()?;
     let result = async {
@@ -325,6 +362,41 @@ async fn postgres_attacks_on_masks_and_errors_leak_nothing() -> Result<()> {
         ];
         attack(&cp, "warehouse", &everyday, &extra).await?;
         known_limitation_predicates_are_an_oracle(&cp).await?;
+        // `masked_predicates: refuse` closes the oracle: the secret in any condition
+        // (filter, EXISTS, join, ORDER BY, GROUP BY, HAVING, window, IN, a view's or a
+        // materialized view's column) refuses the job.
+        let oracles: Vec<String> = [
+            "SELECT count(*) AS n FROM t WHERE secret LIKE 'S3%'",
+            "SELECT id FROM t WHERE secret LIKE 'S%'",
+            "SELECT id, secret FROM t WHERE secret LIKE 'S%'",
+            "SELECT id FROM t WHERE id = 1 AND EXISTS (SELECT 1 FROM t x WHERE x.secret > 'S')",
+            "SELECT id FROM t ORDER BY secret",
+            "SELECT id, secret FROM t ORDER BY secret",
+            "SELECT id FROM t ORDER BY secret LIMIT 1",
+            "SELECT count(*) AS n FROM t GROUP BY secret",
+            "SELECT region, count(*) AS n FROM t GROUP BY region HAVING max(secret) > 'S'",
+            "SELECT id, row_number() OVER (ORDER BY secret) AS r FROM t",
+            "SELECT id, rank() OVER (PARTITION BY secret ORDER BY id) AS r FROM t",
+            "SELECT n FROM nums WHERE n IN (SELECT ascii(secret) FROM t)",
+            "SELECT n FROM nums WHERE n = (SELECT ascii(secret) FROM t LIMIT 1)",
+            "SELECT id FROM t WHERE EXISTS (SELECT 1 FROM v WHERE v.id = t.id AND v.contact LIKE 'S%')",
+            "SELECT id FROM mv WHERE contact LIKE 'S%'",
+            "SELECT DISTINCT secret AS j FROM t",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain([join_oracle("ascii")])
+        .collect();
+        refused_in_predicate(&cp, "strict", &oracles, &extra).await?;
+        let everyday: Vec<(String, &[Outcome])> = vec![
+            a("SELECT region, count(*) AS n FROM t GROUP BY region ORDER BY region", &[Clean]),
+            a("SELECT n, n * 2 AS twice FROM nums WHERE n < 3 ORDER BY n", &[Clean]),
+            a("SELECT t.id, nums.n FROM t JOIN nums ON nums.n = t.id WHERE t.region = 'north'", &[Clean]),
+            a("SELECT id, secret FROM t WHERE id = 1", &[Masked]),
+            a("SELECT secret AS j FROM t", &[Masked]),
+            a("SELECT id, lower(secret) AS j FROM t WHERE region = 'south' ORDER BY id", &[Masked, Refused]),
+        ];
+        attack(&cp, "strict", &everyday, &extra).await?;
         agent.stop()?;
         check_files(&cp, &agent, &extra)
     }
@@ -341,9 +413,9 @@ async fn postgres_attacks_on_masks_and_errors_leak_nothing() -> Result<()> {
 /// used only in `WHERE`, `EXISTS` or a join condition is not refused, so a job can test
 /// it (one bit per job), and a join against any table of small integers turns it into
 /// plain numbers: one character per joined column, every column a plain table column.
-/// The canary never leaves verbatim, but it can be rebuilt. Closing this means refusing
-/// masked columns in predicates (or a policy switch for it); SECURITY.md §11 should say
-/// so until then.
+/// The canary never leaves verbatim, but it can be rebuilt. This is the default
+/// (`masked_predicates: allow`); `masked_predicates: refuse` closes it (the `strict`
+/// connections of each test), and SECURITY.md §11 says both.
 async fn known_limitation_predicates_are_an_oracle(cp: &ControlPlane) -> Result<()> {
     let bit = run(cp, "warehouse", "SELECT count(*) AS n FROM t WHERE secret LIKE 'S3%'").await?;
     assert_eq!((bit.outcome, bit.body.contains("[[50]]")), (Clean, true), "{}", bit.body);
@@ -395,7 +467,11 @@ async fn mariadb_attacks_on_masks_and_errors_leak_nothing() -> Result<()> {
     }
     let config = format!(
         "connections:\n  shop:\n    kind: mysql\n    host: {}\n    port: {}\n    database: {name}\n    user: {reader}\n    \
-         tls: disable\n    egress:\n      mask:\n        - column: {name}.t.secret\n",
+         tls: disable\n    egress:\n      mask:\n        - column: {name}.t.secret\n\
+         \x20 shop_strict:\n    kind: mysql\n    host: {}\n    port: {}\n    database: {name}\n    user: {reader}\n    \
+         tls: disable\n    egress:\n      masked_predicates: refuse\n      mask:\n        - column: {name}.t.secret\n",
+        opts.ip_or_hostname(),
+        opts.tcp_port(),
         opts.ip_or_hostname(),
         opts.tcp_port(),
     );
@@ -452,6 +528,24 @@ async fn mariadb_attacks_on_masks_and_errors_leak_nothing() -> Result<()> {
             a("SELECT id FROM t WHERE id = 1 AND COLUMN_JSON(secret) IS NULL", &[Clean, Failed]),
         ];
         attack(&cp, "shop", &attacks, &[]).await?;
+        // Without `masked_predicates`, a predicate is an oracle here too.
+        let bit = run(&cp, "shop", "SELECT id FROM t WHERE secret LIKE 'S3%' ORDER BY id").await?;
+        assert_eq!((bit.outcome, bit.body.contains("[[1],[2]]")), (Clean, true), "{}", bit.body);
+        // MariaDB shows no conditions: with `masked_predicates: refuse` every job of the
+        // connection is refused, the everyday ones included.
+        let oracles: Vec<String> = [
+            "SELECT count(*) AS n FROM t WHERE secret LIKE 'S3%'",
+            "SELECT id FROM t WHERE id = 1 AND EXISTS (SELECT 1 FROM t x WHERE x.secret > 'S')",
+            "SELECT a.id FROM t a JOIN other o ON ASCII(SUBSTR(a.secret, 1, 1)) = o.id + 82",
+            "SELECT id FROM t ORDER BY secret",
+            "SELECT count(*) AS n FROM t GROUP BY secret",
+            "SELECT id, region FROM t",
+            "SELECT secret AS j FROM t",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        refused_in_predicate(&cp, "shop_strict", &oracles, &[]).await?;
         agent.stop()?;
         check_files(&cp, &agent, &[])
     }
@@ -478,7 +572,8 @@ async fn sqlite_attacks_on_masks_and_errors_leak_nothing() -> Result<()> {
         ))?;
     }
     let config = format!(
-        "connections:\n  local:\n    kind: sqlite\n    path: {}\n    egress:\n      mask:\n        - column: main.t.secret\n",
+        "connections:\n  local:\n    kind: sqlite\n    path: {0}\n    egress:\n      mask:\n        - column: main.t.secret\n\
+         \x20 strict:\n    kind: sqlite\n    path: {0}\n    egress:\n      masked_predicates: refuse\n      mask:\n        - column: main.t.secret\n",
         path.display()
     );
     let (cp, mut agent) = outpost_e2e::control_plane_and_agent(root.path(), &config).await?;
@@ -515,7 +610,40 @@ async fn sqlite_attacks_on_masks_and_errors_leak_nothing() -> Result<()> {
         a("SELECT id FROM t WHERE load_extension(secret) IS NULL", STOPPED),
     ];
     let result = attack(&cp, "local", &attacks, &[]).await;
+    let strict = async {
+        // The oracle works without the switch...
+        let oracle = run(&cp, "local", &join_oracle("unicode")).await?;
+        anyhow::ensure!(oracle.outcome == Clean && oracle.body.contains("[[83,51,67,82,69,84]]"), "{}", oracle.body);
+        // ...and is refused with it, as is every other use of the secret in a condition.
+        let oracles: Vec<String> = [
+            "SELECT count(*) AS n FROM t WHERE secret LIKE 'S3%'",
+            "SELECT id, secret FROM t WHERE secret LIKE 'S%'",
+            "SELECT id FROM t WHERE id = 1 AND EXISTS (SELECT 1 FROM t x WHERE x.secret > 'S')",
+            "SELECT id FROM t ORDER BY secret",
+            "SELECT id, secret AS s FROM t ORDER BY s",
+            "SELECT id, secret FROM t ORDER BY 2",
+            "SELECT count(*) AS n FROM t GROUP BY secret",
+            "SELECT id FROM t INDEXED BY t_secret",
+            "SELECT id, row_number() OVER (ORDER BY secret) AS r FROM t",
+            "SELECT id FROM v WHERE contact LIKE 'S%'",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain([join_oracle("unicode")])
+        .collect();
+        refused_in_predicate(&cp, "strict", &oracles, &[]).await?;
+        let everyday: Vec<(String, &[Outcome])> = vec![
+            a("SELECT id, region FROM t WHERE id = 1", &[Clean]),
+            a("SELECT region, count(*) AS n FROM t GROUP BY region", &[Clean]),
+            a("SELECT n FROM nums WHERE n < 3 ORDER BY n", &[Clean]),
+            a("SELECT secret AS j FROM t", &[Masked]),
+            a("SELECT id, secret FROM t WHERE region = 'north'", &[Masked]),
+        ];
+        attack(&cp, "strict", &everyday, &[]).await.map(drop)
+    }
+    .await;
     agent.stop()?;
     result?;
+    strict?;
     check_files(&cp, &agent, &[])
 }

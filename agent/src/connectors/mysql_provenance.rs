@@ -74,7 +74,8 @@ pub(super) async fn trace(
             None => Provenance::unknown("an expression (MySQL/MariaDB show no lineage for expressions)"),
         })
         .collect();
-    Ok(ResultProvenance { columns, reads: None })
+    // Nor what its conditions read: the server shows no lineage for them either.
+    Ok(ResultProvenance { columns, reads: None, conditions: None })
 }
 
 /// Whether the statement is one flat SELECT over base tables, by its plan with derived

@@ -10,6 +10,11 @@
 //!    tables' columns (views expanded). See [`crate::provenance`] for what is trusted.
 //! 3. What the statement reads: every column of every table the plan scans, and of
 //!    their parents (partitions, inheritance), so a rule on a parent covers its parts.
+//! 4. What it reads in conditions (for `masked_predicates: refuse`): every expression
+//!    of every plan node other than its output (filters, join/hash/merge/index
+//!    conditions, grouping, sort and window keys), the sort keys carried past the
+//!    result's columns, and the columns of every index scanned (its order, and a
+//!    partial index's predicate, are conditions the plan does not print).
 //!
 //! Nothing here runs the statement; EXPLAIN without ANALYZE only plans it.
 
@@ -18,7 +23,9 @@ use std::collections::{BTreeMap, HashMap};
 use tokio_postgres::types::{FromSql, ToSql, Type};
 use tokio_postgres::{Statement, Transaction};
 
-use crate::provenance::{expression_provenance, plan_facts, PlanFacts, Provenance, ResultProvenance, SourceColumn};
+use crate::provenance::{
+    expression_provenance, may_order, plan_facts, PlanFacts, Provenance, ResultProvenance, SourceColumn,
+};
 
 /// Relations whose columns are derived from others the planner does not show.
 const DERIVED_STORE: &str = "m";
@@ -61,21 +68,35 @@ const FAMILY_SQL: &str = "WITH RECURSIVE rel(leaf, oid) AS ( \
              JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
              WHERE a.attnum > 0 AND NOT a.attisdropped";
 
+/// The columns an index orders or filters by, by index name (any schema): its key
+/// columns, or every column of its table when it has expressions or a predicate; and
+/// whether it is partial (it filters rows by a condition the plan does not print).
+const INDEX_SQL: &str = "SELECT n.nspname::text, t.relname::text, a.attname::text, i.indpred IS NOT NULL \
+             FROM pg_catalog.pg_class ic \
+             JOIN pg_catalog.pg_index i ON i.indexrelid = ic.oid \
+             JOIN pg_catalog.pg_class t ON t.oid = i.indrelid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace \
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid \
+             WHERE ic.relname = ANY($1::text[]) AND a.attnum > 0 AND NOT a.attisdropped \
+               AND (a.attnum = ANY(i.indkey::int2[]) OR i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)";
+
 /// The catalog statements, prepared once per session (their plans are kept: planning the
 /// ancestors' query costs more than running it).
 pub(super) struct Catalog {
     columns: Statement,
     family: Statement,
+    indexes: Statement,
 }
 
 impl Catalog {
     /// Prepares both statements on `client` (one pipelined round trip).
     pub(super) async fn prepare(client: &tokio_postgres::Client) -> Result<Self, tokio_postgres::Error> {
-        let (columns, family) = tokio::try_join!(
+        let (columns, family, indexes) = tokio::try_join!(
             client.prepare_typed(COLUMNS_SQL, &[Type::OID_ARRAY]),
             client.prepare_typed(FAMILY_SQL, &[Type::TEXT_ARRAY, Type::TEXT_ARRAY]),
+            client.prepare_typed(INDEX_SQL, &[Type::TEXT_ARRAY]),
         )?;
-        Ok(Self { columns, family })
+        Ok(Self { columns, family, indexes })
     }
 }
 
@@ -96,8 +117,8 @@ pub(super) async fn trace(
         .collect();
     // Round trips and planning are the cost here: the catalog statements are prepared
     // once per session, EXPLAIN is sent typed (parse, bind and execute in one message)
-    // and, when the plan will be needed anyway, the catalog lookup and EXPLAIN go out
-    // together (tokio-postgres pipelines concurrent queries on one connection).
+    // and the catalog lookup and EXPLAIN go out together (tokio-postgres pipelines
+    // concurrent queries on one connection).
     let lookup = async {
         if oids.is_empty() {
             return Ok(Vec::new());
@@ -107,15 +128,9 @@ pub(super) async fn trace(
     let explain_sql = format!("EXPLAIN (VERBOSE, FORMAT JSON) {sql}");
     let typed: Vec<(&(dyn ToSql + Sync), Type)> =
         params.iter().zip(stmt.params()).map(|(p, ty)| (*p, ty.clone())).collect();
-    let explain = || tx.query_typed(&explain_sql, &typed);
-    // A column without a table is an expression: the plan is needed whatever the catalog says.
-    let needs_plan = columns.iter().any(|c| c.table_oid().is_none_or(|o| o == 0));
-    let (catalog_rows, mut plan_rows) = if needs_plan {
-        let (c, e) = tokio::try_join!(lookup, explain())?;
-        (c, Some(e))
-    } else {
-        (lookup.await?, None)
-    };
+    // The plan is always read: plain columns need nothing more, but what the statement
+    // reads in its conditions (filters, joins, grouping, order) only the plan shows.
+    let (catalog_rows, plan_rows) = tokio::try_join!(lookup, tx.query_typed(&explain_sql, &typed))?;
     // (oid, attnum) -> (relkind, source)
     let mut direct: HashMap<(u32, i16), (String, SourceColumn)> = HashMap::new();
     for r in catalog_rows {
@@ -136,28 +151,8 @@ pub(super) async fn trace(
             _ => None,
         })
         .collect();
-    if out.iter().all(Option::is_some) {
-        // Every column is a plain table column: nothing else can reach the result.
-        let reads = out
-            .iter()
-            .flatten()
-            .flat_map(|p| match p {
-                Provenance::Columns { sources } => sources.clone(),
-                Provenance::Unknown { .. } => Vec::new(),
-            })
-            .collect();
-        let any_unknown = out.iter().flatten().any(|p| matches!(p, Provenance::Unknown { .. }));
-        return Ok(ResultProvenance {
-            columns: out.into_iter().flatten().collect(),
-            reads: (!any_unknown).then_some(reads),
-        });
-    }
-    let rows = match plan_rows.take() {
-        Some(rows) => rows,
-        None => explain().await?,
-    };
     let plan: Option<serde_json::Value> =
-        rows.first().and_then(|r| r.try_get::<_, Json<'_>>(0).ok()).and_then(|j| serde_json::from_slice(j.0).ok());
+        plan_rows.first().and_then(|r| r.try_get::<_, Json<'_>>(0).ok()).and_then(|j| serde_json::from_slice(j.0).ok());
     let facts = match plan.as_ref().map(plan_facts) {
         Some(Ok(f)) => f,
         Some(Err(why)) => return Ok(unknown_rest(out, &format!("the plan could not be read: {why}"))),
@@ -195,7 +190,61 @@ pub(super) async fn trace(
     // show, and a function that runs SQL given as text reads what the plan does not
     // list: what the statement reads is then unknown.
     let reads = (stored.is_empty() && !facts.hidden_reads).then(|| family.values().flatten().cloned().collect());
-    Ok(ResultProvenance { columns: out.into_iter().flatten().collect(), reads })
+    let conditions = conditions(tx, catalog, &facts, may_order(sql), columns.len(), &family, &stored).await?;
+    Ok(ResultProvenance { columns: out.into_iter().flatten().collect(), reads, conditions: Some(conditions) })
+}
+
+/// What the statement reads in its conditions: each condition expression of the plan,
+/// the top node's outputs beyond the result's (sort and grouping keys carried up), the
+/// columns of every partial index scanned and, when the statement may ask for an order
+/// (`ordered`, [`may_order`]), of every index scanned; traced like result columns.
+async fn conditions(
+    tx: &Transaction<'_>,
+    catalog: &Catalog,
+    facts: &PlanFacts,
+    ordered: bool,
+    result_columns: usize,
+    family: &Family,
+    stored: &Stored,
+) -> Result<Vec<Provenance>, tokio_postgres::Error> {
+    let columns_of = |schema: &str, table: &str| -> Option<Vec<String>> {
+        family.get(&(schema.to_owned(), table.to_owned())).map(|cols| {
+            cols.iter().filter(|c| c.schema == schema && c.table == table).map(|c| c.column.clone()).collect()
+        })
+    };
+    let mut out = Vec::new();
+    if facts.hidden_reads {
+        out.push(Provenance::unknown("a function that runs SQL given as text or reads session state"));
+    }
+    let exprs = facts.conditions.iter().chain(facts.outputs.iter().skip(result_columns));
+    for expr in exprs {
+        let traced = match expression_provenance(expr, facts, &columns_of) {
+            Provenance::Columns { sources } => {
+                match sources.iter().find(|s| stored.contains(&(s.schema.clone(), s.table.clone()))) {
+                    Some(s) => Provenance::unknown(format!(
+                        "a condition on {}.{}, which stores values of other columns",
+                        s.schema, s.table
+                    )),
+                    None => Provenance::Columns { sources },
+                }
+            }
+            unknown => unknown,
+        };
+        out.push(with_ancestors(traced, family));
+    }
+    if !facts.indexes.is_empty() {
+        let names: Vec<String> = facts.indexes.clone();
+        let rows = tx.query(&catalog.indexes, &[&names]).await?;
+        let mut sources = Vec::new();
+        for r in rows {
+            let partial: bool = r.try_get(3)?;
+            if ordered || partial {
+                sources.push(SourceColumn { schema: r.try_get(0)?, table: r.try_get(1)?, column: r.try_get(2)? });
+            }
+        }
+        out.push(with_ancestors(Provenance::columns(sources), family));
+    }
+    Ok(out)
 }
 
 /// The columns still untraced become unknown; so does what the statement reads.
@@ -203,6 +252,7 @@ fn unknown_rest(out: Vec<Option<Provenance>>, why: &str) -> ResultProvenance {
     ResultProvenance {
         columns: out.into_iter().map(|p| p.unwrap_or_else(|| Provenance::unknown(why))).collect(),
         reads: None,
+        conditions: None,
     }
 }
 

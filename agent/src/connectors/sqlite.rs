@@ -11,7 +11,7 @@ use std::time::Instant;
 use outpost_protocol::Param;
 use rusqlite::limits::Limit;
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension as _};
 
 use super::{QueryError, QueryLimits};
 use crate::provenance::{Provenance, ResultProvenance, SourceColumn};
@@ -167,8 +167,9 @@ fn query_blocking(
         let reads = reads.lock().map(|mut r| std::mem::take(&mut *r)).ok();
         // SQLite names the left-most SELECT's column as the origin of a compound
         // (UNION, INTERSECT, EXCEPT) column: with one anywhere, origins prove nothing.
-        let compound = compound_select(conn, sql, params)?;
-        let columns = (0..columns.len())
+        let plan = query_plan(conn, sql, params)?;
+        let compound = plan.compound;
+        let columns: Vec<Provenance> = (0..columns.len())
             .map(|i| {
                 if compound {
                     Provenance::unknown("a compound SELECT (UNION, INTERSECT, EXCEPT)")
@@ -177,7 +178,29 @@ fn query_blocking(
                 }
             })
             .collect();
-        Some(ResultProvenance { columns, reads })
+        let conditions = match reads.as_ref() {
+            Some(r) => {
+                let mut c = conditions(r, &columns);
+                if plan.sorts {
+                    // Sorting or grouping by a result column's alias or number: by any
+                    // of the result's plain columns, as far as the agent can tell.
+                    let sources = columns
+                        .iter()
+                        .flat_map(|p| match p {
+                            Provenance::Columns { sources } => sources.clone(),
+                            Provenance::Unknown { .. } => Vec::new(),
+                        })
+                        .collect();
+                    c.push(Provenance::columns(sources));
+                }
+                for index in &plan.indexes {
+                    c.push(index_columns(conn, index, crate::provenance::may_order(sql))?);
+                }
+                Some(c)
+            }
+            None => None,
+        };
+        Some(ResultProvenance { columns, reads, conditions })
     } else {
         None
     };
@@ -210,18 +233,93 @@ fn query_blocking(
     Ok(ResultSet { columns, rows: out, truncated, provenance })
 }
 
-/// Whether the statement's plan has a compound SELECT anywhere (views expanded).
-fn compound_select(conn: &Connection, sql: &str, params: &[Param]) -> Result<bool, QueryError> {
+/// What the statement reads other than as the plain source of a result column: the
+/// authorizer reports each column reference once as it is resolved, so every read left
+/// after taking away one per result column that names it as its origin is a read in a
+/// condition or an expression (conservative: an expression's reads count too).
+fn conditions(reads: &[SourceColumn], columns: &[Provenance]) -> Vec<Provenance> {
+    let mut left: Vec<&SourceColumn> = reads.iter().collect();
+    for c in columns {
+        if let Provenance::Columns { sources } = c {
+            for s in sources {
+                if let Some(i) = left.iter().position(|r| *r == s) {
+                    left.remove(i);
+                }
+            }
+        }
+    }
+    left.into_iter().map(|s| Provenance::columns(vec![s.clone()])).collect()
+}
+
+/// What `EXPLAIN QUERY PLAN` of the statement shows (views expanded).
+#[derive(Default)]
+struct PlanFacts {
+    /// A compound SELECT anywhere.
+    compound: bool,
+    /// A temporary B-tree (sorting or grouping by a result column's alias or number,
+    /// which SQLite does not report to the authorizer again).
+    sorts: bool,
+    /// The indexes scanned: reading one in order sorts by its columns.
+    indexes: Vec<String>,
+}
+
+fn query_plan(conn: &Connection, sql: &str, params: &[Param]) -> Result<PlanFacts, QueryError> {
     let mut plan = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).map_err(db_err)?;
     bind(&mut plan, params)?;
     let mut rows = plan.raw_query();
+    let mut facts = PlanFacts::default();
     while let Some(row) = rows.next().map_err(db_err)? {
         let detail: String = row.get(3).map_err(db_err)?;
         if ["COMPOUND", "UNION", "INTERSECT", "EXCEPT", "LEFT-MOST"].iter().any(|w| detail.contains(w)) {
-            return Ok(true);
+            facts.compound = true;
+        }
+        if detail.contains("TEMP B-TREE") {
+            facts.sorts = true;
+        }
+        for marker in [" USING INDEX ", " USING COVERING INDEX "] {
+            if let Some(at) = detail.find(marker) {
+                let name = detail[at + marker.len()..].split_whitespace().next().unwrap_or_default();
+                facts.indexes.push(name.to_owned());
+            }
         }
     }
-    Ok(false)
+    Ok(facts)
+}
+
+/// The columns index `name` orders by, when the statement may ask for an order
+/// (`ordered`: otherwise the order rows come in decides nothing); unknown for an
+/// expression index, and always for a partial index (whose predicate filters rows by
+/// columns the authorizer is not told of).
+fn index_columns(conn: &Connection, name: &str, ordered: bool) -> Result<Provenance, QueryError> {
+    let found: Option<(String, String, Option<String>)> = conn
+        .query_row(
+            "SELECT 'main', tbl_name, sql FROM sqlite_master WHERE type = 'index' AND name = ?1 \
+             UNION ALL SELECT 'temp', tbl_name, sql FROM sqlite_temp_master WHERE type = 'index' AND name = ?1",
+            [name],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(db_err)?;
+    let Some((schema, table, sql)) = found else {
+        return Ok(Provenance::unknown(format!("index {name:?} is not in the schema")));
+    };
+    if sql.is_some_and(|s| s.to_ascii_uppercase().contains(" WHERE ")) {
+        return Ok(Provenance::unknown(format!("partial index {name:?}")));
+    }
+    if !ordered {
+        return Ok(Provenance::columns(Vec::new()));
+    }
+    let mut stmt = conn.prepare("SELECT name FROM pragma_index_info(?1)").map_err(db_err)?;
+    let names: Vec<Option<String>> =
+        stmt.query_map([name], |r| r.get(0)).map_err(db_err)?.collect::<Result<_, _>>().map_err(db_err)?;
+    let mut sources = Vec::new();
+    for column in names {
+        let Some(column) = column else {
+            return Ok(Provenance::unknown(format!("index {name:?} on an expression")));
+        };
+        sources.push(SourceColumn { schema: schema.clone(), table: table.clone(), column });
+    }
+    Ok(Provenance::columns(sources))
 }
 
 /// Where result column `i` comes from: SQLite names the table column behind a plain
@@ -499,5 +597,75 @@ mod tests {
             SqliteConnector::new(missing.clone()).query("SELECT 1".into(), vec![], limits(1)).await.expect_err("open");
         assert!(matches!(err, QueryError::Open { .. }), "{err}");
         assert!(!missing.exists(), "a read-only open must not create the file");
+    }
+}
+
+#[cfg(test)]
+mod condition_tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// What each statement reads other than as a result column's plain source.
+    #[tokio::test]
+    async fn reads_left_after_the_result_columns_are_conditions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.db");
+        {
+            let c = Connection::open(&path).expect("open");
+            c.execute_batch(
+                "CREATE TABLE t(id INTEGER PRIMARY KEY, secret TEXT, region TEXT);
+                 CREATE TABLE nums(n INTEGER);
+                 CREATE INDEX t_secret ON t(secret);
+                 CREATE INDEX t_region ON t(region);
+                 CREATE VIEW v AS SELECT id, secret FROM t WHERE secret LIKE 'S%';
+                 INSERT INTO t VALUES (1, 'S3CRET', 'north');
+                 INSERT INTO nums VALUES (83);",
+            )
+            .expect("schema");
+        }
+        let conn = SqliteConnector::new(path);
+        let secret_in_conditions = |sql: &'static str| {
+            let conn = &conn;
+            async move {
+                let mut limits = QueryLimits::new(10, Duration::from_secs(5));
+                limits.provenance = true;
+                let rs = conn.query(sql.into(), vec![], limits).await.expect(sql);
+                let p = rs.provenance.expect("provenance");
+                p.conditions.expect("conditions").iter().any(|c| match c {
+                    Provenance::Columns { sources } => sources.iter().any(|s| s.column == "secret"),
+                    Provenance::Unknown { .. } => true,
+                })
+            }
+        };
+        for sql in [
+            "SELECT id FROM t WHERE secret LIKE 'S%'",
+            "SELECT secret FROM t WHERE secret LIKE 'S%'",
+            "SELECT c1.n FROM t a JOIN nums c1 ON c1.n = unicode(substr(a.secret, 1, 1))",
+            "SELECT c1.n, a.secret FROM t a JOIN nums c1 ON c1.n = unicode(substr(a.secret, 1, 1))",
+            "SELECT id FROM t a WHERE EXISTS (SELECT 1 FROM t b WHERE b.id = a.id AND b.secret > 'M')",
+            "SELECT id FROM t ORDER BY secret",
+            "SELECT id, secret FROM t ORDER BY secret",
+            "SELECT id, secret AS s FROM t ORDER BY s",
+            "SELECT secret FROM t ORDER BY 1",
+            "SELECT secret, count(*) FROM t GROUP BY secret",
+            "SELECT secret, count(*) FROM t GROUP BY 1",
+            "SELECT id FROM v",
+            "SELECT lower(secret) FROM t",
+            "SELECT id FROM t INDEXED BY t_secret",
+            "SELECT id, secret FROM t ORDER BY 2 DESC",
+            "SELECT region, secret FROM t GROUP BY 1, 2",
+        ] {
+            assert!(secret_in_conditions(sql).await, "{sql}");
+        }
+        for sql in [
+            "SELECT secret FROM t",
+            "SELECT * FROM t",
+            "SELECT id, secret FROM t WHERE id = 1",
+            "SELECT id, region FROM t ORDER BY 2",
+            "SELECT id FROM t WHERE region = 'north'",
+            "SELECT id, secret FROM t",
+        ] {
+            assert!(!secret_in_conditions(sql).await, "{sql}");
+        }
     }
 }
