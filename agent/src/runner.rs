@@ -1128,6 +1128,7 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob, cancel: CancellationToken) -> (R
         timeout: live.cfg.query_timeout(&spec.connection, spec.timeout_secs),
         cancel,
         provenance: policy.needs_provenance(),
+        conditions: policy.needs_provenance() && policy.masked_predicates == crate::policy::MaskedPredicates::Refuse,
     };
     // `logged`: what the log may show of `message` (`None`: all of it, the agent's own words).
     let failed = |rec: &mut AuditRecord, code: &str, message: String, logged: Option<&str>, stats: ResultStats| {

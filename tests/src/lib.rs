@@ -536,10 +536,11 @@ pub async fn control_plane_and_agent(root: &std::path::Path, config: &str) -> Re
     cp.start()?;
     let mut agent = Agent::new(root, "edge-1", "")?;
     std::fs::write(&agent.config, format!("state_dir: {}\n{config}", agent.state_dir.display()))?;
-    let (code, _, err) = agent.cli(&["config", "check"], None, &[])?;
-    anyhow::ensure!(code == 0, "config check: {err}");
+    // The credential first: config check fails on a credential the vault does not hold.
     let (code, _, err) = agent.cli(&["credentials", "set", "warehouse"], Some("not-needed-with-trust-auth\n"), &[])?;
     anyhow::ensure!(code == 0, "credentials set: {err}");
+    let (code, _, err) = agent.cli(&["config", "check"], None, &[])?;
+    anyhow::ensure!(code == 0, "config check: {err}");
     agent.enroll_with(&cp).await?;
     agent.start_connected()?;
     Ok((cp, agent))

@@ -103,12 +103,23 @@ pub struct QueryLimits {
     /// mask rules): the database's metadata, and on PostgreSQL its planner, in the same
     /// read-only transaction before the query runs.
     pub provenance: bool,
+    /// With `provenance`: also find what the statement reads in its conditions (filters,
+    /// joins, grouping, order), for `egress.masked_predicates: refuse`. On PostgreSQL
+    /// that reads the plan of every statement, so it is asked only when the policy
+    /// needs it.
+    pub conditions: bool,
 }
 
 impl QueryLimits {
     /// Limits that nothing cancels but the timeout.
     pub fn new(max_rows: usize, timeout: Duration) -> Self {
-        Self { max_rows, timeout, cancel: tokio_util::sync::CancellationToken::new(), provenance: false }
+        Self {
+            max_rows,
+            timeout,
+            cancel: tokio_util::sync::CancellationToken::new(),
+            provenance: false,
+            conditions: false,
+        }
     }
 }
 

@@ -107,6 +107,7 @@ pub(super) async fn trace(
     stmt: &Statement,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
+    with_conditions: bool,
 ) -> Result<ResultProvenance, tokio_postgres::Error> {
     let columns = stmt.columns();
     let oids: Vec<u32> = columns
@@ -128,9 +129,17 @@ pub(super) async fn trace(
     let explain_sql = format!("EXPLAIN (VERBOSE, FORMAT JSON) {sql}");
     let typed: Vec<(&(dyn ToSql + Sync), Type)> =
         params.iter().zip(stmt.params()).map(|(p, ty)| (*p, ty.clone())).collect();
-    // The plan is always read: plain columns need nothing more, but what the statement
-    // reads in its conditions (filters, joins, grouping, order) only the plan shows.
-    let (catalog_rows, plan_rows) = tokio::try_join!(lookup, tx.query_typed(&explain_sql, &typed))?;
+    let explain = || tx.query_typed(&explain_sql, &typed);
+    // What the statement reads in its conditions (filters, joins, grouping, order) only
+    // the plan shows: with `with_conditions` it is always read. Otherwise only a column
+    // without a table (an expression) needs it, whatever the catalog says.
+    let needs_plan = with_conditions || columns.iter().any(|c| c.table_oid().is_none_or(|o| o == 0));
+    let (catalog_rows, mut plan_rows) = if needs_plan {
+        let (c, e) = tokio::try_join!(lookup, explain())?;
+        (c, Some(e))
+    } else {
+        (lookup.await?, None)
+    };
     // (oid, attnum) -> (relkind, source)
     let mut direct: HashMap<(u32, i16), (String, SourceColumn)> = HashMap::new();
     for r in catalog_rows {
@@ -151,6 +160,27 @@ pub(super) async fn trace(
             _ => None,
         })
         .collect();
+    if !with_conditions && out.iter().all(Option::is_some) {
+        // Every column is a plain table column: nothing else can reach the result.
+        let reads = out
+            .iter()
+            .flatten()
+            .flat_map(|p| match p {
+                Provenance::Columns { sources } => sources.clone(),
+                Provenance::Unknown { .. } => Vec::new(),
+            })
+            .collect();
+        let any_unknown = out.iter().flatten().any(|p| matches!(p, Provenance::Unknown { .. }));
+        return Ok(ResultProvenance {
+            columns: out.into_iter().flatten().collect(),
+            reads: (!any_unknown).then_some(reads),
+            conditions: None,
+        });
+    }
+    let plan_rows = match plan_rows.take() {
+        Some(rows) => rows,
+        None => explain().await?,
+    };
     let plan: Option<serde_json::Value> =
         plan_rows.first().and_then(|r| r.try_get::<_, Json<'_>>(0).ok()).and_then(|j| serde_json::from_slice(j.0).ok());
     let facts = match plan.as_ref().map(plan_facts) {
@@ -190,8 +220,11 @@ pub(super) async fn trace(
     // show, and a function that runs SQL given as text reads what the plan does not
     // list: what the statement reads is then unknown.
     let reads = (stored.is_empty() && !facts.hidden_reads).then(|| family.values().flatten().cloned().collect());
-    let conditions = conditions(tx, catalog, &facts, may_order(sql), columns.len(), &family, &stored).await?;
-    Ok(ResultProvenance { columns: out.into_iter().flatten().collect(), reads, conditions: Some(conditions) })
+    let conditions = match with_conditions {
+        true => Some(conditions(tx, catalog, &facts, may_order(sql), columns.len(), &family, &stored).await?),
+        false => None,
+    };
+    Ok(ResultProvenance { columns: out.into_iter().flatten().collect(), reads, conditions })
 }
 
 /// What the statement reads in its conditions: each condition expression of the plan,

@@ -280,7 +280,8 @@ impl PostgresConnector {
         let after_ms = u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX);
         loop {
             let token = session.client.cancel_token();
-            let run = run(&mut session, &sql, &params, (limits.max_rows, after_ms, limits.provenance), &mut *sink);
+            let what = (limits.max_rows, after_ms, limits.provenance, limits.conditions);
+            let run = run(&mut session, &sql, &params, what, &mut *sink);
             let result = tokio::select! {
                 r = tokio::time::timeout(limits.timeout + CANCEL_GRACE, run) => match r {
                     Ok(r) => r,
@@ -338,7 +339,7 @@ async fn run(
     session: &mut Session,
     sql: &str,
     params: &[Param],
-    (max_rows, after_ms, provenance): (usize, u64, bool),
+    (max_rows, after_ms, provenance, conditions): (usize, u64, bool, bool),
     sink: &mut dyn super::RowSink,
 ) -> Result<bool, Failure> {
     // The provenance check's catalog statements, once per session (before the
@@ -395,7 +396,7 @@ async fn run(
         let Some(catalog) = catalog.as_ref() else {
             return Err(Failure::Query(QueryError::Task("the provenance statements are not prepared".into())));
         };
-        let traced = super::pg_provenance::trace(&tx, catalog, &stmt, sql, &refs).await.map_err(q)?;
+        let traced = super::pg_provenance::trace(&tx, catalog, &stmt, sql, &refs, conditions).await.map_err(q)?;
         sink.provenance(traced).map_err(Failure::Query)?;
     }
     sink.columns(&columns).map_err(Failure::Query)?;

@@ -178,7 +178,7 @@ fn query_blocking(
                 }
             })
             .collect();
-        let conditions = match reads.as_ref() {
+        let conditions = match reads.as_ref().filter(|_| limits.conditions) {
             Some(r) => {
                 let mut c = conditions(r, &columns);
                 if plan.sorts {
@@ -629,6 +629,7 @@ mod condition_tests {
             async move {
                 let mut limits = QueryLimits::new(10, Duration::from_secs(5));
                 limits.provenance = true;
+                limits.conditions = true;
                 let rs = conn.query(sql.into(), vec![], limits).await.expect(sql);
                 let p = rs.provenance.expect("provenance");
                 p.conditions.expect("conditions").iter().any(|c| match c {
