@@ -171,10 +171,27 @@ pub fn parse_render(value: serde_json::Value) -> Result<outpost_protocol::Render
 }
 
 fn strip_position(msg: &str) -> String {
-    match msg.find(" at line ") {
-        Some(i) => msg[..i].to_owned(),
-        None => msg.to_owned(),
-    }
+    let msg = match msg.find(" at line ") {
+        Some(i) => &msg[..i],
+        None => msg,
+    };
+    in_users_words(msg)
+}
+
+/// serde's names for the protocol's tagged enums, said as what the API expects.
+fn in_users_words(msg: &str) -> String {
+    const WORDS: [(&str, &str); 2] = [
+        (
+            "adjacently tagged enum Param",
+            "a parameter such as {\"type\": \"int\", \"value\": 5} (type: null, bool, int, float or text)",
+        ),
+        (
+            "internally tagged enum RenderSpec",
+            "a render spec such as {\"kind\": \"bar\", \"x\": \"region\", \"y\": [\"total\"]} \
+             (kind: table, scalar, bar, line, area, scatter or pie)",
+        ),
+    ];
+    WORDS.iter().fold(msg.to_owned(), |m, (serde, ours)| m.replace(serde, ours))
 }
 
 /// An empty 204 answer.
@@ -224,6 +241,24 @@ mod tests {
         assert!(e.message.starts_with("render.y: invalid type"), "{}", e.message);
         let e = parse_json::<Req>(br#"{"render":{"y":[]}}"#).expect_err("missing");
         assert!(e.message.contains("missing field `agent`"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_bad_parameter_is_explained_in_the_apis_words() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Job {
+            params: Vec<outpost_protocol::Param>,
+        }
+        let e = parse_json::<Job>(br#"{"params":["5"]}"#).expect_err("bare value");
+        assert!(e.message.starts_with("params[0]: invalid type: string \"5\""), "{}", e.message);
+        assert!(
+            e.message.contains(r#"{"type": "int", "value": 5}"#) && !e.message.contains("adjacently"),
+            "{}",
+            e.message
+        );
+        let e = parse_json::<Job>(br#"{"params":[{"type":"integer","value":5}]}"#).expect_err("unknown type");
+        assert!(e.message.contains("unknown variant `integer`") && e.message.contains("`int`"), "{}", e.message);
     }
 
     #[test]
