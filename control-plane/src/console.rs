@@ -430,7 +430,9 @@ impl<S: Store> Page<'_, S> {
         }
         let _ = write!(
             b,
-            "<dt>Created</dt><dd>{}</dd><dt>Expires</dt><dd>{}</dd></dl>",
+            "<dt>Created</dt><dd>{}</dd><dt title=\"The job's signature is valid until then: an agent that has not \
+             started it by then never will. Its result is kept for the retention period after it ends.\">Must start by</dt>\
+             <dd>{}</dd></dl>",
             when(&j["created_at"]),
             when(&j["expires_at"])
         );
