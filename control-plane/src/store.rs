@@ -750,6 +750,18 @@ pub(crate) fn behind_or_not_admitted(stored: Option<StoredAuditHead>, head: &Sto
     }
 }
 
+/// An enrolment token row: id, agent, pool, secret_sha256, created_at, expires_at.
+fn enrol_token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EnrolTokenRecord> {
+    Ok(EnrolTokenRecord {
+        id: r.get(0)?,
+        agent: r.get(1)?,
+        pool: r.get(2)?,
+        secret_sha256: r.get(3)?,
+        created_at: r.get(4)?,
+        expires_at: r.get(5)?,
+    })
+}
+
 fn sqlite_audit_head(c: &Connection, agent: &str) -> Result<Option<StoredAuditHead>, StoreError> {
     Ok(c.prepare_cached("SELECT seq, hash, head, received_at FROM audit_heads WHERE agent = ?1")?
         .query_row(params![agent], |r| {
@@ -953,16 +965,7 @@ impl Store for SqliteStore {
                 "SELECT id, agent, pool, secret_sha256, created_at, expires_at FROM enrol_tokens
                  WHERE used_at IS NULL AND expires_at >= ?1 ORDER BY created_at, id",
             )?
-            .query_map(params![now], |r| {
-                Ok(EnrolTokenRecord {
-                    id: r.get(0)?,
-                    agent: r.get(1)?,
-                    pool: r.get(2)?,
-                    secret_sha256: r.get(3)?,
-                    created_at: r.get(4)?,
-                    expires_at: r.get(5)?,
-                })
-            })?
+            .query_map(params![now], enrol_token_from_row)?
             .collect::<Result<Vec<_>, _>>()?)
         })
         .await
@@ -974,16 +977,7 @@ impl Store for SqliteStore {
                 "DELETE FROM enrol_tokens WHERE id = ?1 AND used_at IS NULL
                  RETURNING id, agent, pool, secret_sha256, created_at, expires_at",
             )?
-            .query_row(params![id], |r| {
-                Ok(EnrolTokenRecord {
-                    id: r.get(0)?,
-                    agent: r.get(1)?,
-                    pool: r.get(2)?,
-                    secret_sha256: r.get(3)?,
-                    created_at: r.get(4)?,
-                    expires_at: r.get(5)?,
-                })
-            })
+            .query_row(params![id], enrol_token_from_row)
             .optional()?)
         })
         .await

@@ -157,3 +157,37 @@ impl Conn {
         self.request(Method::POST, path, Some(serde_json::to_vec(body)?)).await
     }
 }
+
+/// The password the API tests give the users they create.
+pub const TEST_PASSWORD: &str = "correct horse battery staple";
+
+/// `method path` with an optional JSON body, whatever the status.
+pub async fn call(api: &Api, method: &str, path: &str, body: Option<&serde_json::Value>) -> Result<HttpResponse> {
+    let m = Method::from_bytes(method.as_bytes())?;
+    api.request(m, path, body.map(serde_json::to_vec).transpose()?).await
+}
+
+/// [`call`] that must succeed (2xx); its JSON body, or `Null` when empty.
+pub async fn ok_json(
+    api: &Api,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<serde_json::Value> {
+    let res = call(api, method, path, body).await?;
+    anyhow::ensure!((200..300).contains(&res.status), "{method} {path}: {} {}", res.status, res.text());
+    if res.body.is_empty() {
+        return Ok(serde_json::Value::Null);
+    }
+    res.json()
+}
+
+/// Creates a user with [`TEST_PASSWORD`] and an API token for them (scopes `*`); returns
+/// a client acting as them.
+pub async fn user_with_token(admin: &Api, name: &str, role: &str) -> Result<Api> {
+    let user = serde_json::json!({ "name": name, "role": role, "password": TEST_PASSWORD });
+    ok_json(admin, "POST", "/v1/users", Some(&user)).await?;
+    let token = serde_json::json!({ "name": "test", "scopes": ["*"], "user": name });
+    let t = ok_json(admin, "POST", "/v1/tokens", Some(&token)).await?;
+    Ok(admin.with_token(Some(t["token"].as_str().context("token")?)))
+}

@@ -8,37 +8,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use anyhow::{ensure, Context as _, Result};
-use http::Method;
 use outpost_e2e::client::{Api, HttpResponse};
-use outpost_e2e::{eventually, Agent, ControlPlane};
+use outpost_e2e::{call, eventually, ok_json, user_with_token, Agent, ControlPlane};
 use serde_json::{json, Value};
 
-const PASSWORD: &str = "correct horse battery staple";
+const PASSWORD: &str = outpost_e2e::TEST_PASSWORD;
 const BAR_SQL: &str = "SELECT region, SUM(amount) AS revenue FROM orders GROUP BY region ORDER BY region";
 const COUNT_SQL: &str = "SELECT ROUND(SUM(amount), 2) AS n FROM orders WHERE region = $1";
-
-async fn call(api: &Api, method: &str, path: &str, body: Option<&Value>) -> Result<HttpResponse> {
-    let m = Method::from_bytes(method.as_bytes())?;
-    api.request(m, path, body.map(serde_json::to_vec).transpose()?).await
-}
-
-async fn ok_json(api: &Api, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
-    let res = call(api, method, path, body).await?;
-    ensure!((200..300).contains(&res.status), "{method} {path}: {} {}", res.status, res.text());
-    if res.body.is_empty() {
-        return Ok(Value::Null);
-    }
-    res.json()
-}
-
-/// Creates a user with a password and an API token for them (scopes `*`); returns a
-/// client acting as them.
-async fn user_with_token(admin: &Api, name: &str, role: &str) -> Result<Api> {
-    ok_json(admin, "POST", "/v1/users", Some(&json!({ "name": name, "role": role, "password": PASSWORD }))).await?;
-    let t =
-        ok_json(admin, "POST", "/v1/tokens", Some(&json!({ "name": "test", "scopes": ["*"], "user": name }))).await?;
-    Ok(admin.with_token(Some(t["token"].as_str().context("token")?)))
-}
 
 /// Signs in and returns a client that sends the session cookie and the CSRF token.
 async fn session(api: &Api, user: &str, password: &str) -> Result<(Api, HttpResponse)> {

@@ -4,34 +4,13 @@
 //! name; the audit filter's LIKE wildcards are escaped.
 
 use anyhow::{ensure, Context as _, Result};
-use http::Method;
-use outpost_e2e::client::{Api, HttpResponse};
-use serde_json::{json, Value};
+use outpost_e2e::client::Api;
+use outpost_e2e::{call, ok_json, user_with_token};
+use serde_json::json;
 
-const PASSWORD: &str = "correct horse battery staple";
+const PASSWORD: &str = outpost_e2e::TEST_PASSWORD;
 /// A column that does not exist: SQLite's error text names it and quotes the statement.
 const BAD_COLUMN: &str = "cph_nosuch_col";
-
-async fn call(api: &Api, method: &str, path: &str, body: Option<&Value>) -> Result<HttpResponse> {
-    let m = Method::from_bytes(method.as_bytes())?;
-    api.request(m, path, body.map(serde_json::to_vec).transpose()?).await
-}
-
-async fn ok_json(api: &Api, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
-    let res = call(api, method, path, body).await?;
-    ensure!((200..300).contains(&res.status), "{method} {path}: {} {}", res.status, res.text());
-    if res.body.is_empty() {
-        return Ok(Value::Null);
-    }
-    res.json()
-}
-
-async fn user_with_token(admin: &Api, name: &str, role: &str) -> Result<Api> {
-    ok_json(admin, "POST", "/v1/users", Some(&json!({ "name": name, "role": role, "password": PASSWORD }))).await?;
-    let t =
-        ok_json(admin, "POST", "/v1/tokens", Some(&json!({ "name": "test", "scopes": ["*"], "user": name }))).await?;
-    Ok(admin.with_token(Some(t["token"].as_str().context("token")?)))
-}
 
 /// A client carrying `user`'s session cookie (for console pages).
 async fn session(api: &Api, user: &str) -> Result<Api> {
@@ -269,11 +248,10 @@ async fn an_unknown_connection_is_named_to_each_caller_only_as_far_as_they_may_s
     let (cp, _agent) = outpost_e2e::start_pair(root.path(), "edge-1", "", &[]).await?;
     let admin = cp.api()?;
     // Wait until the agent has reported its connection names.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while ok_json(&admin, "GET", "/v1/agents", None).await?["agents"][0]["connections"] != json!(["sample"]) {
-        ensure!(std::time::Instant::now() < deadline, "the agent never reported its connections");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    outpost_e2e::eventually("the agent's connection names", std::time::Duration::from_secs(30), || async {
+        Ok(ok_json(&admin, "GET", "/v1/agents", None).await?["agents"][0]["connections"] == json!(["sample"]))
+    })
+    .await?;
     let editor = user_with_token(&admin, "ed", "editor").await?;
     let viewer = user_with_token(&admin, "vi", "viewer").await?;
     // The editor has a share for a connection the agent no longer has (and not `sample`).

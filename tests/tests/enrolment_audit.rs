@@ -14,25 +14,11 @@ use http::Method;
 use http_body_util::{BodyExt as _, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use outpost_e2e::client::{Api, HttpResponse};
-use outpost_e2e::{eventually, Agent, ControlPlane};
+use outpost_e2e::client::Api;
+use outpost_e2e::{call, eventually, ok_json, Agent, ControlPlane};
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, ServerName};
 use serde_json::{json, Value};
-
-async fn call(api: &Api, method: &str, path: &str, body: Option<&Value>) -> Result<HttpResponse> {
-    let m = Method::from_bytes(method.as_bytes())?;
-    api.request(m, path, body.map(serde_json::to_vec).transpose()?).await
-}
-
-async fn ok_json(api: &Api, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
-    let res = call(api, method, path, body).await?;
-    ensure!((200..300).contains(&res.status), "{method} {path}: {} {}", res.status, res.text());
-    if res.body.is_empty() {
-        return Ok(Value::Null);
-    }
-    res.json()
-}
 
 /// The audit events with `action` (oldest first).
 async fn events(api: &Api, action: &str) -> Result<Vec<Value>> {

@@ -456,16 +456,11 @@ async fn a_dispatch_to_a_connection_the_agent_does_not_have_is_refused_naming_th
     let (cp, _agent) = enrolled_pair(root.path()).await?;
     let api = cp.api()?;
     // The agent heartbeats as it starts; wait for the control plane to have heard it.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
+    outpost_e2e::eventually("the agent's connection names", std::time::Duration::from_secs(30), || async {
         let agents = api.get("/v1/agents").await?.json()?;
-        let reported = agents["agents"][0]["connections"].as_array().is_some_and(|c| !c.is_empty());
-        if reported {
-            break;
-        }
-        anyhow::ensure!(std::time::Instant::now() < deadline, "the agent never reported its connections: {agents}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        Ok(agents["agents"][0]["connections"].as_array().is_some_and(|c| !c.is_empty()))
+    })
+    .await?;
     let job = |connection: &str| {
         serde_json::json!({ "agent": "edge-1", "connection": connection, "sql": "SELECT 1 AS n",
                             "render": { "kind": "scalar", "column": "n" } })
