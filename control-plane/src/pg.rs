@@ -829,7 +829,8 @@ impl Store for PgStore {
             .prepare_cached(
                 "UPDATE jobs SET state = 'leased', agent = $1, lease_until = $2::BIGINT + $3::BIGINT, attempts = attempts + 1
                  WHERE id IN (SELECT id FROM jobs
-                              WHERE ((agent = $1 AND pool IS NULL) OR pool = $5)
+                              WHERE ((agent = $1 AND pool IS NULL AND state IN ('queued', 'leased'))
+                                     OR (pool = $5 AND state IN ('queued', 'leased')))
                                 AND expires_at >= $2 AND cancel_requested_at IS NULL
                                 AND (state = 'queued' OR (state = 'leased' AND lease_until < $2))
                               ORDER BY created_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)
