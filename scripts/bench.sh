@@ -3,16 +3,18 @@
 # loopback (release build), and criterion micro-benchmarks of signing and verifying.
 # Prints the machine it ran on. Record the figures in docs/BENCHMARKS.md.
 #
-# BENCH_SECTIONS (comma-separated, default all): e2e, pg, criterion, cache, replicas, idle.
-# `scripts/bench.sh --quick` is BENCH_SECTIONS=e2e,pg with JOBS=300, JOBS_PER_CLIENT=30
-# and PG_RUNS=3, for iterating. BENCH_CONTENDERS chooses the e2e section's contenders
+# BENCH_SECTIONS (comma-separated, default all): e2e, pg, criterion, cache, cache-entry,
+# replicas, idle (cache-entry is the whole-entry part of cache: put and get of 1 MB and
+# 100 MB results, with peak memory). `scripts/bench.sh --quick` is
+# BENCH_SECTIONS=e2e,pg,cache-entry with JOBS=300, JOBS_PER_CLIENT=30 and PG_RUNS=3: every
+# change to the job path runs it and records its figures in docs/BENCHMARKS.md. BENCH_CONTENDERS chooses the e2e section's contenders
 # (default sqlite,sqlite-expr,sqlite-masked,pg,pg-masked; the pg ones need PostgreSQL at
 # OUTPOST_TEST_PG_URL). OUTPOST_BIN_DIR: the release binaries (default target/release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "${1:-}" = "--quick" ]; then
-  BENCH_SECTIONS="${BENCH_SECTIONS:-e2e,pg}"
+  BENCH_SECTIONS="${BENCH_SECTIONS:-e2e,pg,cache-entry}"
   JOBS="${JOBS:-300}"
   JOBS_PER_CLIENT="${JOBS_PER_CLIENT:-30}"
   PG_RUNS="${PG_RUNS:-3}"
@@ -66,6 +68,9 @@ done
 echo "    criterion (aws-lc-rs, the cache's cipher; entry format; whole cache):"
 cargo bench --locked -p outpost-agent --bench cache -- --noplot 2>/dev/null | grep -E '^(aes|cache)|time:|thrpt:'
 
+fi
+
+if want cache || want cache-entry; then
 echo "==> result cache: whole write (encrypt + fsync) and read of 1 MB and 100 MB results, peak memory"
 mkdir -p target
 dir=$(mktemp -d target/cache-bench.XXXXXX)

@@ -510,7 +510,7 @@ impl AccessStore for SqliteStore {
 
     async fn update_user(&self, name: String, update: UserUpdate, now: i64) -> Result<Option<UserRecord>, StoreError> {
         self.with_conn(move |c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             let Some(id) = user_id_by_name(&tx, &name)? else {
                 return Ok(None);
             };
@@ -598,7 +598,7 @@ impl AccessStore for SqliteStore {
         member: bool,
     ) -> Result<Result<(), String>, StoreError> {
         self.with_conn(move |c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             let exists: Option<i64> =
                 tx.query_row("SELECT 1 FROM groups WHERE name = ?1", params![group], |r| r.get(0)).optional()?;
             if exists.is_none() {
@@ -623,7 +623,7 @@ impl AccessStore for SqliteStore {
 
     async fn add_share(&self, s: ShareRecord) -> Result<Result<(), String>, StoreError> {
         self.with_conn(move |c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             let user_id = match &s.user {
                 Some(u) => match user_id_by_name(&tx, u)? {
                     Some(id) => Some(id),
@@ -769,26 +769,31 @@ impl AccessStore for SqliteStore {
         token_sha256: String,
         now: i64,
     ) -> Result<Option<(ApiTokenRecord, UserRecord)>, StoreError> {
-        self.with_conn(move |c| {
-            let row = c
-                .prepare_cached(&format!(
+        let hash = token_sha256.clone();
+        let row = self
+            .with_read(move |c| {
+                Ok(c.prepare_cached(&format!(
                     "SELECT {TOKEN_COLS}, {} FROM api_tokens t JOIN users u ON u.id = t.user_id
                      WHERE t.token_sha256 = ?1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?2)
                        AND u.disabled_at IS NULL",
                     USER_COLS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ")
                 ))?
-                .query_row(params![token_sha256, now], |r| Ok((token_from_row(r)?, user_from_row(r, 10)?)))
-                .optional()?;
-            if row.is_some() {
-                // Coarse (per minute) so that every API call is not a write.
+                .query_row(params![hash, now], |r| Ok((token_from_row(r)?, user_from_row(r, 10)?)))
+                .optional()?)
+            })
+            .await?;
+        // Coarse (per minute) so that every API call is not a write.
+        if row.as_ref().is_some_and(|(t, _)| t.last_used.is_none_or(|at| at < now - 60)) {
+            self.with_conn(move |c| {
                 c.prepare_cached(
                     "UPDATE api_tokens SET last_used = ?2 WHERE token_sha256 = ?1 AND (last_used IS NULL OR last_used < ?2 - 60)",
                 )?
                 .execute(params![token_sha256, now])?;
-            }
-            Ok(row)
-        })
-        .await
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(row)
     }
 
     async fn tokens(&self, user_id: Option<String>) -> Result<Vec<ApiTokenRecord>, StoreError> {
@@ -917,7 +922,7 @@ impl AccessStore for SqliteStore {
         grant: Option<Grant>,
     ) -> Result<Result<(), String>, StoreError> {
         self.with_conn(move |c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             let Some(uid) = user_id_by_name(&tx, &user)? else {
                 return Ok(Err(format!("no user {user:?}")));
             };
@@ -1038,25 +1043,23 @@ impl AccessStore for SqliteStore {
     }
 
     async fn purge(&self, before: i64, now: i64) -> Result<usize, StoreError> {
-        self.with_conn(move |c| {
-            let n = c.execute(
-                "DELETE FROM jobs WHERE (finished_at IS NOT NULL AND finished_at < ?1)
-                    OR (finished_at IS NULL AND expires_at < ?1)",
-                params![before],
-            )?;
-            c.execute("DELETE FROM sessions WHERE expires_at <= ?1", params![now])?;
-            if n > 0 {
-                // secure_delete zeroed the freed pages in the WAL; copy them into the
-                // database file and empty the WAL, so the old bytes are nowhere on disk.
-                let (busy, _, _): (i64, i64, i64) =
-                    c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-                if busy != 0 {
-                    tracing::debug!("WAL checkpoint after purge was busy; the next one completes it.");
-                }
-            }
-            Ok(n)
-        })
-        .await
+        let n = self
+            .with_conn(move |c| {
+                let n = c.execute(
+                    "DELETE FROM jobs WHERE (finished_at IS NOT NULL AND finished_at < ?1)
+                        OR (finished_at IS NULL AND expires_at < ?1)",
+                    params![before],
+                )?;
+                c.execute("DELETE FROM sessions WHERE expires_at <= ?1", params![now])?;
+                Ok(n)
+            })
+            .await?;
+        if n > 0 {
+            // secure_delete zeroed the freed pages in the WAL; copy them into the
+            // database file and empty the WAL, so the old bytes are nowhere on disk.
+            self.checkpoint_alone().await?;
+        }
+        Ok(n)
     }
 }
 

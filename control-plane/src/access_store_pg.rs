@@ -455,30 +455,30 @@ impl AccessStore for PgStore {
         token_sha256: String,
         now: i64,
     ) -> Result<Option<(ApiTokenRecord, UserRecord)>, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        // Not locked: requests using one token run in parallel, and the update below is
-        // conditional, so two of them at once write at most once.
-        let stmt = tx
+        let client = self.client().await?;
+        // One round trip on the common path: the read needs no transaction, and the
+        // coarse (per minute) last_used update is sent only when it is due. It is
+        // conditional, so two requests with one token at once write at most once.
+        let stmt = client
             .prepare_cached(&format!(
                 "SELECT {TOKEN_COLS}, {USER_COLS} FROM api_tokens t JOIN users u ON u.id = t.user_id
                  WHERE t.token_sha256 = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2)
                    AND u.disabled_at IS NULL"
             ))
             .await?;
-        let Some(row) = tx.query_opt(&stmt, &[&token_sha256, &now]).await? else {
+        let Some(row) = client.query_opt(&stmt, &[&token_sha256, &now]).await? else {
             return Ok(None);
         };
         let found = (token_from_row(&row), user_from_row(&row, 10)?);
-        // Coarse (per minute) so that every API call is not a write.
-        let stmt = tx
-            .prepare_cached(
-                "UPDATE api_tokens SET last_used = $2
-                 WHERE token_sha256 = $1 AND (last_used IS NULL OR last_used < $2::BIGINT - 60)",
-            )
-            .await?;
-        tx.execute(&stmt, &[&token_sha256, &now]).await?;
-        tx.commit().await?;
+        if found.0.last_used.is_none_or(|at| at < now - 60) {
+            let stmt = client
+                .prepare_cached(
+                    "UPDATE api_tokens SET last_used = $2
+                     WHERE token_sha256 = $1 AND (last_used IS NULL OR last_used < $2::BIGINT - 60)",
+                )
+                .await?;
+            client.execute(&stmt, &[&token_sha256, &now]).await?;
+        }
         Ok(Some(found))
     }
 

@@ -40,5 +40,6 @@ pub mod redact;
 pub mod sealing;
 pub mod server;
 pub mod signing;
+mod sqlite_db;
 pub mod store;
 pub mod svg;

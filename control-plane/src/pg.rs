@@ -1129,16 +1129,22 @@ impl Store for PgStore {
 
     async fn job(&self, id: String, now: i64, with_body: bool) -> Result<Option<JobRecord>, StoreError> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        expire_overdue(&tx, "id = $1", &id, now).await?;
-        let stmt = tx
-            .prepare_cached(&format!(
-                "SELECT {JOB_COLS}, CASE WHEN $2 THEN body END, {JOB_TAIL_COLS} FROM jobs WHERE id = $1"
-            ))
-            .await?;
-        let row = tx.query_opt(&stmt, &[&id, &with_body]).await?;
-        tx.commit().await?;
-        row.as_ref().map(job_from_row).transpose()
+        let sql = format!("SELECT {JOB_COLS}, CASE WHEN $2 THEN body END, {JOB_TAIL_COLS} FROM jobs WHERE id = $1");
+        // One round trip unless the job is open past its expiry: then it is marked
+        // expired and read again in one transaction.
+        let stmt = client.prepare_cached(&sql).await?;
+        let found = client.query_opt(&stmt, &[&id, &with_body]).await?.as_ref().map(job_from_row).transpose()?;
+        match found {
+            Some(rec) if matches!(rec.state, JobState::Queued | JobState::Leased) && rec.expires_at < now => {
+                let tx = client.transaction().await?;
+                expire_overdue(&tx, "id = $1", &id, now).await?;
+                let stmt = tx.prepare_cached(&sql).await?;
+                let row = tx.query_opt(&stmt, &[&id, &with_body]).await?;
+                tx.commit().await?;
+                row.as_ref().map(job_from_row).transpose()
+            }
+            other => Ok(other),
+        }
     }
 }
 

@@ -16,7 +16,7 @@
 
 use std::future::Future;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use outpost_protocol::{JobOutcome, Reason, ResultReport, ResultStats};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -773,7 +773,7 @@ fn sqlite_audit_head(c: &Connection, agent: &str) -> Result<Option<StoredAuditHe
 /// SQLite backend.
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    db: crate::sqlite_db::SqliteDb,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -829,21 +829,41 @@ impl SqliteStore {
                 reason: format!("database schema {version} is newer than this build ({SCHEMA_VERSION})"),
             });
         }
-        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+        Ok(Self { db: crate::sqlite_db::SqliteDb::start(path, conn)? })
     }
 
+    /// Runs `f` on the writer's connection, in a savepoint of the group it is committed
+    /// with; returns once that group is committed. Every change goes through here.
     pub(crate) async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().map_err(|_| StoreError::Task("database mutex poisoned".into()))?;
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+        self.db.write(f).await
+    }
+
+    /// Copies the WAL into the database file and empties it (outside any transaction,
+    /// after the changes queued before it are committed).
+    pub(crate) async fn checkpoint_alone(&self) -> Result<(), StoreError> {
+        self.db
+            .write_alone(|c| {
+                let (busy, _, _): (i64, i64, i64) =
+                    c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                if busy != 0 {
+                    tracing::debug!("WAL checkpoint was busy (a reader); the next one completes it.");
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    /// Runs `f` on a read-only connection beside the writer (it sees the last commit).
+    pub(crate) async fn with_read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.db.read(f).await
     }
 }
 
@@ -1007,7 +1027,7 @@ impl Store for SqliteStore {
         cert_not_after: i64,
     ) -> Result<Result<Option<String>, RedeemError>, StoreError> {
         self.with_conn(move |c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             type TokenRow = (String, String, i64, Option<i64>, Option<String>);
             let row: Option<TokenRow> = tx
                 .query_row(
@@ -1049,7 +1069,7 @@ impl Store for SqliteStore {
     }
 
     async fn agent(&self, name: String) -> Result<Option<AgentRecord>, StoreError> {
-        self.with_conn(move |c| {
+        self.with_read(move |c| {
             Ok(c.prepare_cached(&format!("SELECT {AGENT_COLS} FROM agents WHERE name = ?1"))?
                 .query_row(params![name], agent_from_row)
                 .optional()?)
@@ -1189,7 +1209,7 @@ impl Store for SqliteStore {
         max: usize,
     ) -> Result<LeaseBatch, StoreError> {
         self.with_conn(move |c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             let pool = admit_agent(&tx, &agent, now)?;
             let mut expired = expire_overdue(&tx, "agent = ?1", &agent.name, now)?;
             if let Some(p) = &pool {
@@ -1245,7 +1265,7 @@ impl Store for SqliteStore {
 
     async fn cancel_job(&self, id: String, now: i64) -> Result<CancelOutcome, StoreError> {
         self.with_conn(move |c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             expire_overdue(&tx, "id = ?1", &id, now)?;
             let row: Option<(String, String)> = tx
                 .prepare_cached("SELECT state, agent FROM jobs WHERE id = ?1")?
@@ -1282,7 +1302,7 @@ impl Store for SqliteStore {
 
     async fn signing_keys(&self) -> Result<(Vec<SigningKeyRecord>, u64), StoreError> {
         self.with_conn(|c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             let keys = tx
                 .prepare(
                     "SELECT key_id, public_key, status, created_at, activated_at, retired_at FROM signing_keys
@@ -1307,7 +1327,7 @@ impl Store for SqliteStore {
     }
 
     async fn active_signing_key(&self) -> Result<Option<String>, StoreError> {
-        self.with_conn(|c| {
+        self.with_read(|c| {
             Ok(c.prepare_cached("SELECT key_id FROM signing_keys WHERE status = 'active'")?
                 .query_row([], |r| r.get(0))
                 .optional()?)
@@ -1317,7 +1337,7 @@ impl Store for SqliteStore {
 
     async fn commit_key_set(&self, change: KeySetChange) -> Result<usize, StoreError> {
         self.with_conn(move |c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             let found = current_key_set_version(&tx)?;
             if found + 1 != change.version {
                 return Err(StoreError::KeySetConflict { expected: change.version.saturating_sub(1), found });
@@ -1388,7 +1408,7 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<CompleteOutcome, StoreError> {
         self.with_conn(move |c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             admit_agent(&tx, &agent, now)?;
             let row: Option<(String, Option<String>)> = tx
                 .prepare_cached("SELECT state, report_sha256 FROM jobs WHERE id = ?1 AND agent = ?2")?
@@ -1437,7 +1457,7 @@ impl Store for SqliteStore {
 
     async fn record_renewal(&self, agent: AgentPeer, cert_not_after: i64, now: i64) -> Result<(), StoreError> {
         self.with_conn(move |c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             admit_agent(&tx, &agent, now)?;
             tx.execute("UPDATE agents SET cert_not_after = ?2 WHERE name = ?1", params![agent.name, cert_not_after])?;
             tx.commit()?;
@@ -1448,7 +1468,7 @@ impl Store for SqliteStore {
 
     async fn revoke_agent(&self, name: String, now: i64) -> Result<Option<Vec<String>>, StoreError> {
         self.with_conn(move |c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             let n = tx.execute("UPDATE agents SET revoked_at = COALESCE(revoked_at, ?2) WHERE name = ?1", params![name, now])?;
             if n == 0 {
                 return Ok(None);
@@ -1475,7 +1495,7 @@ impl Store for SqliteStore {
 
     async fn jobs(&self, owner: Option<String>, limit: u32, now: i64) -> Result<Vec<JobRecord>, StoreError> {
         self.with_conn(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             match &owner {
                 Some(o) => expire_overdue(&tx, "owner = ?1", o, now)?,
                 None => expire_overdue(&tx, "?1 IS NOT NULL", "", now)?,
@@ -1507,35 +1527,40 @@ impl Store for SqliteStore {
     }
 
     async fn job(&self, id: String, now: i64, with_body: bool) -> Result<Option<JobRecord>, StoreError> {
-        self.with_conn(move |c| {
-            let tx = c.transaction()?;
-            let overdue: Option<i64> = tx
-                .prepare_cached(
-                    "SELECT 1 FROM jobs WHERE id = ?1 AND state IN ('queued', 'leased') AND expires_at < ?2",
-                )?
-                .query_row(params![id, now], |r| r.get(0))
-                .optional()?;
-            if overdue.is_some() {
-                expire_overdue(&tx, "id = ?1", &id, now)?;
+        // Read beside the writer; a job found overdue is read again by the writer, which
+        // marks it expired first.
+        let sql = format!(
+            "SELECT {JOB_COLS}, CASE WHEN ?2 THEN body END,
+                    cancel_requested_at, owner, project_id, query_index, customer, pool
+             FROM jobs WHERE id = ?1"
+        );
+        let (key, query) = (id.clone(), sql.clone());
+        let rec = self
+            .with_read(move |c| {
+                Ok(c.prepare_cached(&query)?.query_row(params![key, with_body], job_from_row).optional()?)
+            })
+            .await?;
+        let rec = match rec {
+            Some((state, rec)) if matches!(state.as_str(), "queued" | "leased") && rec.expires_at < now => {
+                let _ = rec;
+                self.with_conn(move |c| {
+                    let tx = c.savepoint()?;
+                    expire_overdue(&tx, "id = ?1", &id, now)?;
+                    let rec = tx.prepare_cached(&sql)?.query_row(params![id, with_body], job_from_row).optional()?;
+                    tx.commit()?;
+                    Ok(rec)
+                })
+                .await?
             }
-            let rec = tx
-                .prepare_cached(&format!(
-                    "SELECT {JOB_COLS}, CASE WHEN ?2 THEN body END,
-                            cancel_requested_at, owner, project_id, query_index, customer, pool
-                     FROM jobs WHERE id = ?1"
-                ))?
-                .query_row(params![id, with_body], job_from_row)
-                .optional()?;
-            tx.commit()?;
-            match rec {
-                None => Ok(None),
-                Some((state, mut rec)) => {
-                    rec.state = JobState::parse(&state)?;
-                    Ok(Some(rec))
-                }
+            other => other,
+        };
+        match rec {
+            None => Ok(None),
+            Some((state, mut rec)) => {
+                rec.state = JobState::parse(&state)?;
+                Ok(Some(rec))
             }
-        })
-        .await
+        }
     }
 }
 
@@ -1788,7 +1813,7 @@ mod tests {
         let lease_steps = |store: SqliteStore| async move {
             store
                 .with_conn(|c| {
-                    let tx = c.transaction()?;
+                    let tx = c.savepoint()?;
                     let (steps, leased) = {
                         let mut stmt = tx.prepare(LEASE_SQLITE)?;
                         let leased = stmt
@@ -1796,7 +1821,7 @@ mod tests {
                             .collect::<Result<Vec<_>, _>>()?;
                         (stmt.get_status(rusqlite::StatementStatus::VmStep), leased)
                     };
-                    tx.rollback()?;
+                    drop(tx); // rolled back
                     Ok((steps, leased))
                 })
                 .await
