@@ -504,6 +504,41 @@ async fn admit_agent(
     })
 }
 
+/// [`admit_agent`] for a transaction that does not change the agent's row (a poll, a
+/// result): `last_seen` is written at most once a second (and a clean stop cleared), and
+/// otherwise the row is only share-locked. Concurrent requests of one agent then do not
+/// queue behind each other's row lock for their whole transaction (they did: 7 ms per
+/// poll under 32 clients, issue 24), while a revocation, which updates the row, still
+/// waits for them and they for it. A transaction that updates the agent's row later must
+/// use [`admit_agent`]: two share locks that both want to become exclusive deadlock.
+async fn admit_agent_shared(
+    tx: &deadpool_postgres::Transaction<'_>,
+    agent: &AgentPeer,
+    now: i64,
+) -> Result<Option<String>, StoreError> {
+    let touch = tx
+        .prepare_cached(
+            "UPDATE agents SET last_seen = $2, stopped_at = NULL
+             WHERE name = $1 AND revoked_at IS NULL AND enrolled_at <= $3
+               AND (last_seen IS NULL OR last_seen < $2 OR stopped_at IS NOT NULL)
+             RETURNING pool",
+        )
+        .await?;
+    let args: [&(dyn ToSql + Sync); 3] = [&agent.name, &now, &agent.cert_issued_at];
+    if let Some(row) = tx.query_opt(&touch, &args).await? {
+        return Ok(row.get(0));
+    }
+    let share = tx
+        .prepare_cached(
+            "SELECT pool FROM agents WHERE name = $1 AND revoked_at IS NULL AND enrolled_at <= $2 FOR SHARE",
+        )
+        .await?;
+    if let Some(row) = tx.query_opt(&share, &[&agent.name, &agent.cert_issued_at]).await? {
+        return Ok(row.get(0));
+    }
+    admit_agent(tx, agent, now).await
+}
+
 const JOB_COLS: &str = "id, agent, connection, state, created_at, expires_at, finished_at, attempts,
      reason_code, reason_message, stats, content_type";
 
@@ -749,42 +784,44 @@ impl Store for PgStore {
     }
 
     async fn insert_job(&self, job: NewJob) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        // The key row is share-locked: a retirement (which updates it, then re-signs the
-        // key's undelivered jobs) either waits for this insert and then re-signs this job
-        // too, or commits first and this insert sees the key retired.
-        let key =
-            tx.prepare_cached("SELECT 1 FROM signing_keys WHERE key_id = $1 AND status <> 'retired' FOR SHARE").await?;
-        if tx.query_opt(&key, &[&job.key_id]).await?.is_none() {
-            return Err(StoreError::KeyRetired { key_id: job.key_id });
-        }
-        let stmt = tx
+        let client = self.client().await?;
+        // One statement (one round trip, one commit). The key row is share-locked: a
+        // retirement (which updates it, then re-signs the key's undelivered jobs) either
+        // waits for this insert and then re-signs this job too, or commits first and this
+        // insert finds no key to insert with.
+        let stmt = client
             .prepare_cached(
-                "INSERT INTO jobs (id, agent, pool, connection, state, envelope, created_at, expires_at, key_id,
+                "WITH usable AS (
+                     SELECT 1 FROM signing_keys WHERE key_id = $8 AND status <> 'retired' FOR SHARE)
+                 INSERT INTO jobs (id, agent, pool, connection, state, envelope, created_at, expires_at, key_id,
                                    owner, project_id, query_index, customer)
-                 VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12)",
+                 SELECT $1::TEXT, $2::TEXT, $3::TEXT, $4::TEXT, 'queued', $5::TEXT, $6::BIGINT, $7::BIGINT, $8::TEXT,
+                        $9::TEXT, $10::TEXT, $11::BIGINT, $12::TEXT
+                 FROM usable",
             )
             .await?;
-        tx.execute(
-            &stmt,
-            &[
-                &job.id,
-                &job.agent,
-                &job.pool,
-                &job.connection,
-                &job.envelope_json,
-                &job.created_at,
-                &job.expires_at,
-                &job.key_id,
-                &job.origin.owner,
-                &job.origin.project_id,
-                &job.origin.query_index,
-                &job.origin.customer,
-            ],
-        )
-        .await?;
-        tx.commit().await?;
+        let inserted = client
+            .execute(
+                &stmt,
+                &[
+                    &job.id,
+                    &job.agent,
+                    &job.pool,
+                    &job.connection,
+                    &job.envelope_json,
+                    &job.created_at,
+                    &job.expires_at,
+                    &job.key_id,
+                    &job.origin.owner,
+                    &job.origin.project_id,
+                    &job.origin.query_index,
+                    &job.origin.customer,
+                ],
+            )
+            .await?;
+        if inserted == 0 {
+            return Err(StoreError::KeyRetired { key_id: job.key_id });
+        }
         Ok(())
     }
 
@@ -797,7 +834,7 @@ impl Store for PgStore {
     ) -> Result<LeaseBatch, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let pool = admit_agent(&tx, &agent, now).await?;
+        let pool = admit_agent_shared(&tx, &agent, now).await?;
         let mut expired = expire_overdue(&tx, "agent = $1", &agent.name, now).await?;
         if let Some(p) = &pool {
             expired.extend(expire_overdue(&tx, "pool = $1 AND agent = ''", p, now).await?);
@@ -1010,7 +1047,7 @@ impl Store for PgStore {
     ) -> Result<CompleteOutcome, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        admit_agent(&tx, &agent, now).await?;
+        admit_agent_shared(&tx, &agent, now).await?;
         let stmt =
             tx.prepare_cached("SELECT state, report_sha256 FROM jobs WHERE id = $1 AND agent = $2 FOR UPDATE").await?;
         let Some(row) = tx.query_opt(&stmt, &[&report.job_id, &agent.name]).await? else {

@@ -1845,6 +1845,20 @@ mod tests {
         assert!(after < before + 100, "the lease took {after} steps with 3,000 finished jobs, {before} without");
     }
 
+    /// A job is stored only under a key that may still sign: an unknown or retired key is
+    /// refused and nothing is queued.
+    async fn a_job_under_a_key_that_cannot_sign_is_not_queued<S: Store>(store: &S) {
+        let refused = store.insert_job(NewJob { key_id: "ed25519:gone".into(), ..job("j-gone", 5000) }).await;
+        assert!(
+            matches!(refused, Err(StoreError::KeyRetired { ref key_id }) if key_id == "ed25519:gone"),
+            "{refused:?}"
+        );
+        assert!(store.job("j-gone".into(), 1001, false).await.expect("db").is_none());
+        store.insert_job(job("j-ok", 5000)).await.expect("the active key signs");
+        let leased = store.lease_jobs(peer("edge-1"), 1001, 60, 10).await.expect("lease");
+        assert_eq!(leased.jobs.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["j-ok"]);
+    }
+
     /// Enrols `name` into `pool` (token redeemed at t=1).
     async fn enrol_member<S: Store>(store: &S, name: &str, pool: &str) {
         let id = format!("t-{name}");
@@ -2096,5 +2110,6 @@ mod tests {
         a_job_whose_envelope_cannot_be_read_fails_alone_and_the_others_go_on,
         outstanding_enrolment_tokens_are_listed_and_an_unused_one_can_be_revoked,
         an_agents_audit_head_only_moves_forward_and_a_new_enrolment_starts_it_again,
+        a_job_under_a_key_that_cannot_sign_is_not_queued,
     );
 }
