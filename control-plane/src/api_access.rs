@@ -42,14 +42,23 @@ impl SignInThrottle {
         }
     }
 
-    /// Records a failure.
+    /// Records a failure. When the table is full, names whose window has passed go
+    /// first, then the oldest names not locked out, and only then the oldest locked-out
+    /// ones: a flood of made-up names neither stops the counting nor unlocks a name
+    /// under attack (it only costs the flood's own oldest entries).
     pub fn failed(&self, name: &str, now: i64) {
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= THROTTLE_MAX_NAMES {
+        if map.len() >= THROTTLE_MAX_NAMES && !map.contains_key(name) {
             map.retain(|_, (_, start)| now - *start < THROTTLE_WINDOW_SECS);
         }
-        if map.len() >= THROTTLE_MAX_NAMES {
-            return;
+        if map.len() >= THROTTLE_MAX_NAMES && !map.contains_key(name) {
+            // An eighth at a time, so that a flood does not sort the table per request.
+            let mut by_age: Vec<(bool, i64, String)> =
+                map.iter().map(|(k, (n, start))| (*n >= MAX_SIGN_IN_FAILURES, *start, k.clone())).collect();
+            by_age.sort_unstable();
+            for (_, _, k) in by_age.into_iter().take(THROTTLE_MAX_NAMES / 8) {
+                map.remove(&k);
+            }
         }
         let e = map.entry(name.to_owned()).or_insert((0, now));
         if now - e.1 >= THROTTLE_WINDOW_SECS {
@@ -110,7 +119,8 @@ pub async fn sign_in<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> Resu
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_attempts",
             format!("too many failed sign-ins for this user; try again in {wait} s"),
-        ));
+        )
+        .retry_after(u64::try_from(wait).unwrap_or(1)));
     }
     let user = app.store.user_by_name(name.clone()).await?;
     if let Some(u) = &user {
@@ -125,9 +135,8 @@ pub async fn sign_in<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> Resu
         .unwrap_or_else(|| access::decoy_hash().to_owned());
     // Argon2 costs ~20 ms of CPU: off the async threads. A missing user, a disabled one
     // and one without a password verify against a decoy, so all cost the same.
-    let ok = tokio::task::spawn_blocking(move || access::verify_password(password.expose(), &hash))
-        .await
-        .map_err(ApiError::internal)?;
+    // At most a few at once (see `password_work`): a flood is told to come back.
+    let ok = app.passwords.run(move || access::verify_password(password.expose(), &hash)).await.map_err(busy)?;
     let user = match user {
         Some(u) if ok && u.disabled_at.is_none() && u.password_hash.is_some() => u,
         _ => {
@@ -228,11 +237,19 @@ pub async fn users_list<S: Store>(app: &App<S>) -> Result<Response<Body>, ApiErr
     Ok(json(StatusCode::OK, &serde_json::json!({ "users": users })))
 }
 
-async fn hash_password(password: access::Password) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || access::hash_password(password.expose()))
+async fn hash_password<S: Store>(app: &App<S>, password: access::Password) -> Result<String, ApiError> {
+    app.passwords
+        .run(move || access::hash_password(password.expose()))
         .await
-        .map_err(ApiError::internal)?
+        .map_err(busy)?
         .map_err(|e| ApiError::bad_field("password", e))
+}
+
+/// 503 with `Retry-After`: every password slot is taken and the queue is full or its
+/// deadline passed.
+fn busy(_: crate::password_work::Busy) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "too many sign-ins at once; try again in a moment")
+        .retry_after(crate::password_work::RETRY_AFTER_SECS)
 }
 
 /// `POST /v1/users`.
@@ -250,7 +267,7 @@ pub async fn users_create<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) ->
     ctx.target = Some(r.name.clone());
     ctx.detail = Some(serde_json::json!({ "role": r.role }));
     let password_hash = match r.password {
-        Some(p) => Some(hash_password(p).await?),
+        Some(p) => Some(hash_password(app, p).await?),
         None => None,
     };
     let user = UserRecord {
@@ -290,7 +307,7 @@ pub async fn users_update<S: Store>(
     ctx.detail =
         Some(serde_json::json!({ "role": r.role, "disabled": r.disabled, "password_changed": r.password.is_some() }));
     let password_hash = match r.password {
-        Some(p) => Some(hash_password(p).await?),
+        Some(p) => Some(hash_password(app, p).await?),
         None => None,
     };
     let update = UserUpdate { role: r.role, disabled: r.disabled, password_hash };
@@ -616,6 +633,27 @@ mod tests {
         assert!(t.check("ana", 100 + THROTTLE_WINDOW_SECS).is_ok(), "the window passes");
         t.succeeded("ana");
         assert!(t.check("ana", 160).is_ok());
+    }
+
+    /// A flood of made-up names (ten times the table) neither unlocks a name under
+    /// attack nor stops the counting for a name attacked after it.
+    #[test]
+    fn a_flood_of_names_does_not_unlock_anyone_and_counting_goes_on() {
+        let t = SignInThrottle::default();
+        for _ in 0..MAX_SIGN_IN_FAILURES {
+            t.failed("admin", 100);
+        }
+        assert!(t.check("admin", 101).is_err());
+        for i in 0..(THROTTLE_MAX_NAMES * 10) {
+            t.failed(&format!("made-up-{i}"), 101 + i64::try_from(i / 1000).expect("small"));
+        }
+        assert!(t.check("admin", 300).is_err(), "still locked out after the flood");
+        for _ in 0..MAX_SIGN_IN_FAILURES {
+            t.failed("ops", 300);
+        }
+        assert!(t.check("ops", 301).is_err(), "a name attacked after the flood is counted and locked out");
+        let size = t.failures.lock().expect("lock").len();
+        assert!(size <= THROTTLE_MAX_NAMES, "bounded: {size}");
     }
 
     #[test]

@@ -254,6 +254,8 @@ pub struct App<S: Store> {
     pub embed: EmbedKey,
     /// Failed sign-ins per user name, to slow down password guessing.
     pub sign_in_failures: crate::api_access::SignInThrottle,
+    /// Password hashing in flight, bounded.
+    pub passwords: crate::password_work::PasswordWork,
     /// Single sign-on, when `oidc:` is configured.
     pub oidc: Option<crate::oidc::Oidc>,
     /// Refused enrolment attempts per source address and per token id.
@@ -303,6 +305,7 @@ pub async fn open(cfg: ControlPlaneConfig) -> Result<Arc<App<Backend>>, AppError
         results: Arc::new(results),
         embed,
         sign_in_failures: Default::default(),
+        passwords: Default::default(),
         enrol_throttle: Default::default(),
         head_pace: Default::default(),
     }))

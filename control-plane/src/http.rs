@@ -19,12 +19,21 @@ pub struct ApiError {
     pub code: &'static str,
     /// One line for a human; never secrets or internals.
     pub message: String,
+    /// Seconds for a `Retry-After` header (a refusal that passes).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     /// Builds an error.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self { status, code, message: message.into(), retry_after: None }
+    }
+
+    /// The same, with `Retry-After: secs`.
+    #[must_use]
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs.max(1));
+        self
     }
 
     /// 400 naming the field.
@@ -45,7 +54,12 @@ impl ApiError {
 
     /// Renders the error as a response.
     pub fn into_response(self) -> Response<Body> {
-        json(self.status, &outpost_protocol::wire::ErrorBody { code: self.code.to_owned(), message: self.message })
+        let mut res =
+            json(self.status, &outpost_protocol::wire::ErrorBody { code: self.code.to_owned(), message: self.message });
+        if let Some(secs) = self.retry_after {
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        res
     }
 }
 

@@ -33,6 +33,7 @@ pub mod http;
 pub mod hub;
 pub mod oidc;
 pub mod openapi;
+pub mod password_work;
 pub mod pg;
 pub mod pki;
 pub mod queue;
