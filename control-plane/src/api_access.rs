@@ -128,15 +128,20 @@ pub async fn sign_in<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> Resu
         ctx.detail = Some(serde_json::json!({ "user_id": u.id }));
     }
     let password = r.password.clone();
-    let hash = user
-        .as_ref()
-        .filter(|u| u.disabled_at.is_none())
-        .and_then(|u| u.password_hash.clone())
-        .unwrap_or_else(|| access::decoy_hash().to_owned());
+    let hash = user.as_ref().filter(|u| u.disabled_at.is_none()).and_then(|u| u.password_hash.clone());
     // Argon2 costs ~20 ms of CPU: off the async threads. A missing user, a disabled one
     // and one without a password verify against a decoy, so all cost the same.
     // At most a few at once (see `password_work`): a flood is told to come back.
-    let ok = app.passwords.run(move || access::verify_password(password.expose(), &hash)).await.map_err(busy)?;
+    // The decoy is made there too (once): a hashing on an async thread would block it and
+    // leave Argon2's buffer with that thread for good.
+    let ok = app
+        .passwords
+        .run(move || match &hash {
+            Some(h) => access::verify_password(password.expose(), h),
+            None => access::verify_password(password.expose(), access::decoy_hash()),
+        })
+        .await
+        .map_err(busy)?;
     let user = match user {
         Some(u) if ok && u.disabled_at.is_none() && u.password_hash.is_some() => u,
         _ => {
