@@ -41,6 +41,5 @@ pub mod redact;
 pub mod sealing;
 pub mod server;
 pub mod signing;
-mod sqlite_db;
 pub mod store;
 pub mod svg;
