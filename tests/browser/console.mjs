@@ -206,7 +206,10 @@ async function barsDrawn(page) {
 {
   const { ctx, page } = await newPage();
   await page.goto(base + '/console/login');
-  // The user field has focus; everything else by keyboard.
+  // The user field has focus (the page's autofocus, which a loaded machine may apply a
+  // moment after the load event: typed before it, the keys went nowhere); everything
+  // else by keyboard.
+  await page.waitForFunction(() => document.activeElement && document.activeElement.name === 'user');
   await page.keyboard.type('vi');
   await page.keyboard.press('Tab');
   await page.keyboard.type(cfg.passwords.vi);
