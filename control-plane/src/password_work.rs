@@ -1,7 +1,7 @@
-//! Bounds the password hashing in flight. One Argon2id verification takes 64 MiB and
+//! Bounds the password hashing in flight. One Argon2id verification takes 19 MiB and
 //! ~20 ms of a core: a thousand sign-ins at once, each given its own blocking thread,
-//! would take gigabytes and starve everything else. Verifications run at most
-//! [`PasswordWork::slots`] at a time (one per core, at most four); a bounded number of
+//! would take gigabytes and starve everything else. Verifications run at most one per
+//! core (at most four) at a time; a bounded number of
 //! callers wait for a slot until a deadline, and the rest are told to come back
 //! (`503` with `Retry-After`) at once. API calls with tokens never hash a password, so
 //! they go on answering under such a flood.
@@ -29,7 +29,6 @@ pub struct PasswordWork {
     slots: Arc<Semaphore>,
     /// Work for the hashing threads (one per slot); they end when this is dropped.
     work: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
-    size: usize,
     waiting: AtomicUsize,
     max_waiting: usize,
     max_wait: Duration,
@@ -37,7 +36,7 @@ pub struct PasswordWork {
 
 impl std::fmt::Debug for PasswordWork {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PasswordWork").field("slots", &self.size).finish_non_exhaustive()
+        f.debug_struct("PasswordWork").field("free_slots", &self.slots.available_permits()).finish_non_exhaustive()
     }
 }
 
@@ -46,7 +45,7 @@ impl std::fmt::Debug for PasswordWork {
 pub struct Busy;
 
 impl Default for PasswordWork {
-    /// One slot per core, at most four (4 × 64 MiB).
+    /// One slot per core, at most four (4 × 19 MiB).
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         Self::new(cores.clamp(1, 4), MAX_WAITING, MAX_WAIT)
@@ -71,19 +70,7 @@ impl PasswordWork {
                 tracing::error!(error = %e, "Cannot start a password hashing thread.");
             }
         }
-        Self {
-            slots: Arc::new(Semaphore::new(slots)),
-            work,
-            size: slots,
-            waiting: AtomicUsize::new(0),
-            max_waiting,
-            max_wait,
-        }
-    }
-
-    /// How many verifications may run at once.
-    pub fn slots(&self) -> usize {
-        self.size
+        Self { slots: Arc::new(Semaphore::new(slots)), work, waiting: AtomicUsize::new(0), max_waiting, max_wait }
     }
 
     /// Runs `f` (the hashing) on a blocking thread once a slot is free.

@@ -496,8 +496,13 @@ async fn admit_agent(
     if let Some(row) = tx.query_opt(&stmt, &[&agent.name, &now, &agent.cert_issued_at]).await? {
         return Ok(row.get(0));
     }
+    Err(refusal(tx, agent).await?)
+}
+
+/// Why `agent` was not admitted: revoked, unknown, or its certificate superseded.
+async fn refusal(tx: &deadpool_postgres::Transaction<'_>, agent: &AgentPeer) -> Result<StoreError, StoreError> {
     let row = tx.query_opt("SELECT revoked_at, enrolled_at FROM agents WHERE name = $1", &[&agent.name]).await?;
-    Err(match row.map(|r| (r.get::<_, Option<i64>>(0), r.get::<_, i64>(1))) {
+    Ok(match row.map(|r| (r.get::<_, Option<i64>>(0), r.get::<_, i64>(1))) {
         Some((None, enrolled_at)) => StoreError::CertificateSuperseded { agent: agent.name.clone(), enrolled_at },
         Some((revoked_at, _)) => StoreError::AgentRefused { agent: agent.name.clone(), revoked_at },
         None => StoreError::AgentRefused { agent: agent.name.clone(), revoked_at: None },
@@ -536,7 +541,7 @@ async fn admit_agent_shared(
     if let Some(row) = tx.query_opt(&share, &[&agent.name, &agent.cert_issued_at]).await? {
         return Ok(row.get(0));
     }
-    admit_agent(tx, agent, now).await
+    Err(refusal(tx, agent).await?)
 }
 
 const JOB_COLS: &str = "id, agent, connection, state, created_at, expires_at, finished_at, attempts,

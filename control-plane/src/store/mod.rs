@@ -1341,7 +1341,6 @@ impl Store for SqliteStore {
             .await?;
         let rec = match rec {
             Some((state, rec)) if matches!(state.as_str(), "queued" | "leased") && rec.expires_at < now => {
-                let _ = rec;
                 self.with_conn(move |c| {
                     let tx = c.savepoint()?;
                     expire_overdue(&tx, "id = ?1", &id, now)?;

@@ -97,8 +97,7 @@ impl SqliteDb {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let run = Box::new(move |c: Result<&mut Connection, &str>| -> Answer {
             let result = match c {
-                Ok(c) if alone => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(c)))
-                    .unwrap_or_else(|_| Err(StoreError::Task("a database change panicked".into()))),
+                Ok(c) if alone => caught(c, f),
                 Ok(c) => in_savepoint(c, f),
                 Err(e) => Err(StoreError::Task(format!("cannot begin a transaction: {e}"))),
             };
@@ -153,14 +152,22 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Runs `f`; a panic in it is an error for its caller, not the end of the writer.
+fn caught<T, F>(c: &mut Connection, f: F) -> Result<T, StoreError>
+where
+    F: FnOnce(&mut Connection) -> Result<T, StoreError>,
+{
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(c)))
+        .unwrap_or_else(|_| Err(StoreError::Task("a database change panicked".into())))
+}
+
 /// Runs `f` inside a savepoint: released when it succeeds, undone when it fails or panics.
 fn in_savepoint<T, F>(c: &mut Connection, f: F) -> Result<T, StoreError>
 where
     F: FnOnce(&mut Connection) -> Result<T, StoreError>,
 {
     c.execute_batch("SAVEPOINT change")?;
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(c)))
-        .unwrap_or_else(|_| Err(StoreError::Task("a database change panicked".into())));
+    let result = caught(c, f);
     let end = if result.is_ok() { "RELEASE change" } else { "ROLLBACK TO change; RELEASE change" };
     c.execute_batch(end)?;
     result
