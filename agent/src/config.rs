@@ -13,6 +13,31 @@ use serde::Deserialize;
 
 /// Default config path of an installed agent.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/outpost/agent.yaml";
+/// The packaged state dir (the systemd unit's `StateDirectory=`).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/outpost";
+
+/// The `state_dir` a config file names, read leniently (unknown or invalid other fields
+/// are ignored): where a running agent's control socket is, even when the file it would
+/// reload is broken. The packaged state dir when the file names none or cannot be read.
+pub fn state_dir_of(path: &Path) -> PathBuf {
+    #[derive(Deserialize)]
+    struct Only {
+        state_dir: Option<PathBuf>,
+    }
+    let text = outpost_common::fsutil::read_capped_file(path, outpost_common::yamlcfg::MAX_CONFIG_LEN)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_default();
+    // A file broken elsewhere may still say it on a top-level line of its own.
+    let line = || {
+        text.lines().find_map(|l| l.strip_prefix("state_dir:")).map(|v| v.trim().trim_matches(['"', '\'']).to_owned())
+    };
+    serde_saphyr::from_str::<Only>(&text)
+        .ok()
+        .and_then(|o| o.state_dir)
+        .or_else(|| line().filter(|v| !v.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
+}
 
 /// Default concurrent jobs: enough to overlap a slow query with quick ones, small enough
 /// not to crowd the customer's database.
@@ -712,5 +737,20 @@ mod tests {
         );
         let err = AgentConfig::parse("agent.yaml", &text).expect_err("mismatch");
         assert!(err.to_string().contains("trusted_keys[0]"), "{err}");
+    }
+
+    #[test]
+    fn the_state_dir_is_found_in_a_file_that_is_broken_elsewhere() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let at = |text: &str| {
+            let p = dir.path().join("agent.yaml");
+            std::fs::write(&p, text).expect("write");
+            state_dir_of(&p)
+        };
+        assert_eq!(at("state_dir: /srv/a\nconnections: {}\n"), PathBuf::from("/srv/a"));
+        assert_eq!(at("state_dir: /srv/b\nlimits:\n  max_rows: [oops\n"), PathBuf::from("/srv/b"));
+        assert_eq!(at("state_dir: \"/srv/c\"\nnot yaml: : :\n  - [\n"), PathBuf::from("/srv/c"));
+        assert_eq!(at("connections: {}\n"), PathBuf::from(DEFAULT_STATE_DIR));
+        assert_eq!(state_dir_of(&dir.path().join("missing.yaml")), PathBuf::from(DEFAULT_STATE_DIR));
     }
 }

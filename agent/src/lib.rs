@@ -16,6 +16,7 @@ pub mod cache;
 pub mod config;
 pub mod config_audit;
 pub mod connectors;
+pub mod control;
 pub mod enrol;
 pub mod health;
 pub mod identity;

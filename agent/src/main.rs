@@ -44,8 +44,17 @@ enum Command {
     /// local policy, report rendered results. Stops on SIGTERM/SIGINT after running
     /// jobs have reported.
     Run,
-    /// Show this agent's enrolment: name, control plane, certificate expiry, trusted keys.
+    /// Show this agent's enrolment (name, control plane, certificate expiry, trusted keys)
+    /// and, from the running daemon, whether it reaches the control plane, the jobs it
+    /// runs and ran, and the last reload. Exits 1 when something needs attention: the
+    /// certificate expired, the daemon is not running, or it cannot reach the control
+    /// plane (the last line says which).
     Status,
+    /// Apply agent.yaml in the running agent now and wait for its verdict (systemd's
+    /// `ExecReload=`, so `systemctl reload` returns only once the file applies or was
+    /// refused). Exits 0 when applied; 1 when refused (the running config stays; the
+    /// reason is printed and the journal has the whole error) or no agent runs.
+    Reload,
     /// Config file tools.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -217,6 +226,11 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Config(ConfigCommand::Check { path: Some(p) }) => p.clone(),
         _ => cli.config.clone(),
     };
+    if let Command::Reload = cli.command {
+        // The running agent reads and judges the file; an invalid one must still reach it
+        // (to be refused there, in its audit log), so only its state dir is looked up here.
+        return reload(&outpost_agent::config::state_dir_of(&cli.config)).await;
+    }
     let cfg = match AgentConfig::load(&config_path) {
         Ok(c) => c,
         Err(e) => return usage(e),
@@ -331,14 +345,21 @@ async fn run(cli: Cli) -> ExitCode {
                 );
                 println!("audit log:      {}", cfg.audit_path().display());
                 println!("result cache:   {}", cache_summary(&cfg));
+                let mut attention = Vec::new();
                 if e.not_after < now {
-                    ExitCode::FAILURE
-                } else {
+                    attention.push("the certificate expired".to_owned());
+                }
+                attention.extend(daemon_status(&cfg.state_dir, now).await);
+                if attention.is_empty() {
                     ExitCode::SUCCESS
+                } else {
+                    println!("needs attention: {}", attention.join("; "));
+                    ExitCode::FAILURE
                 }
             }
             Err(e) => failure(e),
         },
+        Command::Reload => ExitCode::SUCCESS,
         Command::Credentials(cmd) => credentials(&cfg, cmd),
         Command::Cache(cmd) => cache(&cfg, cmd),
         Command::Keys(KeysCommand::Rotate) => rotate_keys(&cfg),
@@ -361,6 +382,88 @@ async fn run(cli: Cli) -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => failure(e),
             }
+        }
+    }
+}
+
+/// How long `reload` waits for the agent's verdict (it may open the vault and build every
+/// connection again).
+const RELOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(80);
+
+/// How long `status` waits for the daemon's answer.
+const STATUS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn reload(state_dir: &std::path::Path) -> ExitCode {
+    use outpost_agent::control::{ask, Answer, Request};
+    match ask(state_dir, Request::Reload, RELOAD_WAIT).await {
+        Ok(Answer::Reload(r)) if r.applied => {
+            println!(
+                "Reloaded agent.yaml (sha256 {}); connections: {}. New jobs run under it.",
+                r.config_sha256.as_deref().unwrap_or("?"),
+                r.connections.join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Answer::Reload(r)) => failure(format!(
+            "the agent refused agent.yaml: {}; the running config stays (the journal has the whole error)",
+            r.reason.as_deref().unwrap_or("no reason given")
+        )),
+        Ok(other) => failure(format!("unexpected answer from the agent: {other:?}")),
+        Err(e) => failure(e),
+    }
+}
+
+/// Prints the running daemon's state; returns what needs attention.
+async fn daemon_status(state_dir: &std::path::Path, now: i64) -> Vec<String> {
+    use outpost_agent::control::{ask, Answer, Reach, Request};
+    let ago = |t: i64| format!("{} ({} s ago)", rfc3339(t), (now - t).max(0));
+    match ask(state_dir, Request::Status, STATUS_WAIT).await {
+        Ok(Answer::Status(d)) => {
+            println!("daemon:         running (pid {}, version {}, since {})", d.pid, d.version, ago(d.started_at));
+            let mut attention = Vec::new();
+            match d.reach {
+                Reach::Connected => println!("reaches cloud:  yes, since {}", ago(d.reach_since)),
+                Reach::Connecting => println!("reaches cloud:  not yet (connecting since {})", ago(d.reach_since)),
+                Reach::Unreachable => {
+                    println!(
+                        "reaches cloud:  NO since {}: {}",
+                        ago(d.reach_since),
+                        d.last_error.as_deref().unwrap_or("unknown error")
+                    );
+                    attention.push(format!("the control plane at {} is unreachable", d.control_plane));
+                }
+            }
+            let last = d.last_job_at.map(ago).unwrap_or_else(|| "none since the start".to_owned());
+            println!("jobs:           {} running, {} done since the start; last {last}", d.jobs_running, d.jobs_done);
+            match &d.last_reload {
+                None => println!("last reload:    none since the start"),
+                Some(r) if r.applied => println!(
+                    "last reload:    applied {} (sha256 {})",
+                    ago(r.at),
+                    r.config_sha256.as_deref().unwrap_or("?")
+                ),
+                Some(r) => {
+                    println!(
+                        "last reload:    REFUSED {}: {}; the config from before stays",
+                        ago(r.at),
+                        r.reason.as_deref().unwrap_or("no reason given")
+                    );
+                    attention.push("the last reload was refused (agent.yaml on disk is not what runs)".to_owned());
+                }
+            }
+            attention
+        }
+        Ok(other) => {
+            println!("daemon:         unexpected answer: {other:?}");
+            vec!["the daemon's answer was not understood".to_owned()]
+        }
+        Err(outpost_agent::control::ControlError::NotRunning(_)) => {
+            println!("daemon:         not running (start it: systemctl start outpost-agent)");
+            vec!["the daemon is not running".to_owned()]
+        }
+        Err(e) => {
+            println!("daemon:         cannot tell: {e}");
+            vec![format!("the daemon could not be asked ({e})")]
         }
     }
 }

@@ -7,41 +7,16 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use sd_notify::NotifyState;
+pub use outpost_common::sdnotify::{ready, reloaded, status, watchdog_interval};
 
-fn send(states: &[NotifyState<'_>]) {
-    if let Err(e) = sd_notify::notify(states) {
-        tracing::debug!(error = %e, "Cannot notify systemd.");
-    }
-}
-
-/// Tells systemd the agent is ready, with a first status line.
-pub fn ready(status: &str) {
-    send(&[NotifyState::Ready, NotifyState::Status(status)]);
-}
-
-/// Updates the status line `systemctl status` shows.
-pub fn status(status: &str) {
-    send(&[NotifyState::Status(status)]);
-}
-
-/// Tells systemd a reload has started (answered by [`reloaded`]).
+/// Tells systemd a reload of agent.yaml has started.
 pub fn reloading() {
-    let mut states = vec![NotifyState::Reloading, NotifyState::Status("Reloading agent.yaml")];
-    if let Ok(now) = NotifyState::monotonic_usec_now() {
-        states.push(now);
-    }
-    send(&states);
-}
-
-/// Tells systemd the reload is over (applied or refused), with the status line.
-pub fn reloaded(status: &str) {
-    send(&[NotifyState::Ready, NotifyState::Status(status)]);
+    outpost_common::sdnotify::reloading("Reloading agent.yaml");
 }
 
 /// Tells systemd the agent is stopping.
 pub fn stopping() {
-    send(&[NotifyState::Stopping, NotifyState::Status("Stopping: running jobs finish and report")]);
+    outpost_common::sdnotify::stopping("Stopping: running jobs finish and report");
 }
 
 /// Progress of the main loop, for the watchdog.
@@ -72,12 +47,6 @@ impl Liveness {
     }
 }
 
-/// The watchdog's ping interval: half of `$WATCHDOG_USEC` when systemd set one for this
-/// process.
-pub fn watchdog_interval() -> Option<Duration> {
-    sd_notify::watchdog_enabled().map(|d| d / 2).filter(|d| !d.is_zero())
-}
-
 /// Pings the watchdog every `every` while `live` shows progress within `stall`; stops
 /// pinging (and says why, once) when the main loop hangs, so that systemd restarts us.
 pub async fn watchdog(
@@ -90,7 +59,7 @@ pub async fn watchdog(
     loop {
         let since = live.since_last();
         if since <= stall {
-            send(&[NotifyState::Watchdog]);
+            outpost_common::sdnotify::watchdog_ping();
             stalled = false;
         } else if !stalled {
             stalled = true;

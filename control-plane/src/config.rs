@@ -11,6 +11,16 @@ use serde::Deserialize;
 
 /// Default agent listener (mutual TLS).
 pub const DEFAULT_AGENT_LISTEN: &str = "127.0.0.1:7443";
+/// Where the packages put control-plane.yaml; used when no --config or --data-dir is given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/outpost/control-plane.yaml";
+/// The environment variable that names control-plane.yaml instead of the default path.
+pub const CONFIG_ENV: &str = "OUTPOST_CONTROL_PLANE_CONFIG";
+
+/// The config file to use when none was given on the command line: `$OUTPOST_CONTROL_PLANE_CONFIG`,
+/// else the packaged path.
+pub fn default_config_path() -> std::path::PathBuf {
+    std::env::var_os(CONFIG_ENV).map(std::path::PathBuf::from).unwrap_or_else(|| DEFAULT_CONFIG_PATH.into())
+}
 /// Default API listener (TLS + bearer token).
 pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:8443";
 /// A job must reach its agent within this time (seconds); it never runs after.

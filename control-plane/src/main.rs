@@ -307,11 +307,15 @@ enum ServerCertCommand {
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
-    /// Validate control-plane.yaml.
+    /// Validate control-plane.yaml (PATH, else --config, else $OUTPOST_CONTROL_PLANE_CONFIG,
+    /// else /etc/outpost/control-plane.yaml); exits 64 with the file, line and field of
+    /// the problem.
     Check {
-        /// The config file.
-        #[arg(long)]
-        config: PathBuf,
+        /// The file to check.
+        path: Option<PathBuf>,
+        /// The file to check (the same as PATH, as the other commands spell it).
+        #[arg(long, conflicts_with = "path")]
+        config: Option<PathBuf>,
     },
     /// Print the JSON Schema of control-plane.yaml (also in configs/control-plane.schema.json).
     Schema,
@@ -320,7 +324,8 @@ enum ConfigCommand {
 /// Which installation: a config file, or a data dir with default settings.
 #[derive(Debug, Args)]
 struct Target {
-    /// Path of control-plane.yaml.
+    /// Path of control-plane.yaml (default: $OUTPOST_CONTROL_PLANE_CONFIG, else
+    /// /etc/outpost/control-plane.yaml, when no --data-dir is given).
     #[arg(long, conflicts_with = "data_dir")]
     config: Option<PathBuf>,
     /// Data dir made by `init` (used with default settings when no --config is given).
@@ -336,7 +341,17 @@ impl Target {
         let mut cfg = match (&self.config, &self.data_dir) {
             (Some(path), _) => ControlPlaneConfig::load(path).map_err(|e| Failure::Usage(e.to_string()))?,
             (None, Some(dir)) => ControlPlaneConfig::with_data_dir(dir.clone()),
-            (None, None) => return Err(Failure::Usage("give --config FILE or --data-dir DIR".into())),
+            (None, None) => {
+                let path = outpost_control_plane::config::default_config_path();
+                if !path.exists() {
+                    return Err(Failure::Usage(format!(
+                        "give --config FILE or --data-dir DIR (there is no {}; ${} names another file)",
+                        path.display(),
+                        outpost_control_plane::config::CONFIG_ENV
+                    )));
+                }
+                ControlPlaneConfig::load(&path).map_err(|e| Failure::Usage(e.to_string()))?
+            }
         };
         if let Some(url) = &self.store {
             cfg.store = outpost_control_plane::config::StoreUrl::new(url.clone());
@@ -581,7 +596,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             );
             Ok(())
         }
-        Command::Config(ConfigCommand::Check { config }) => {
+        Command::Config(ConfigCommand::Check { path, config }) => {
+            let config = path.or(config).unwrap_or_else(outpost_control_plane::config::default_config_path);
             ControlPlaneConfig::load(&config).map_err(|e| Failure::Usage(e.to_string()))?;
             println!("{}: OK", config.display());
             Ok(())
@@ -916,13 +932,21 @@ async fn serve(cfg: ControlPlaneConfig) -> anyhow::Result<()> {
         console = %console,
         "Control plane listening."
     );
-    println!("Console: {console} (API listening on {api}; agents connect to {})", listeners.agent.local_addr()?);
+    let agent = listeners.agent.local_addr()?;
+    println!("Console: {console} (API listening on {api}; agents connect to {agent})");
     let shutdown = app.shutdown.clone();
     tokio::spawn(async move {
         outpost_common::process::shutdown_signal().await;
         tracing::info!("Shutting down.");
+        outpost_common::sdnotify::stopping("Stopping: open requests finish");
         shutdown.cancel();
     });
+    if let Some(every) = outpost_common::sdnotify::watchdog_interval() {
+        tokio::spawn(outpost_control_plane::server::feed_watchdog(std::sync::Arc::clone(&app), every));
+    }
+    outpost_common::sdnotify::ready(&format!(
+        "Serving the console at {console}; agents connect to {agent}; store: {store}"
+    ));
     outpost_control_plane::server::serve(app, listeners).await?;
     Ok(())
 }

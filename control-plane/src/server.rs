@@ -133,6 +133,37 @@ pub async fn serve<S: Store>(app: Arc<App<S>>, listeners: Listeners) -> Result<(
     Ok(())
 }
 
+/// Feeds the systemd watchdog every `every` while the store answers a read within that
+/// time; stops (and says why, once) when it does not, so that systemd restarts the
+/// service (`Restart=on-failure`). Ends at shutdown.
+pub async fn feed_watchdog<S: Store>(app: Arc<App<S>>, every: Duration) {
+    let mut failing = false;
+    loop {
+        match tokio::time::timeout(every, app.store.active_signing_key()).await {
+            Ok(Ok(_)) => {
+                if failing {
+                    tracing::warn!("The store answers again; feeding the systemd watchdog.");
+                }
+                failing = false;
+                outpost_common::sdnotify::watchdog_ping();
+            }
+            outcome if !failing => {
+                failing = true;
+                let error = match outcome {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => format!("no answer within {} ms", every.as_millis()),
+                };
+                tracing::error!(%error, "The store does not answer; no longer feeding the systemd watchdog.");
+            }
+            _ => {}
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = app.shutdown.cancelled() => return,
+        }
+    }
+}
+
 async fn accept_loop<S: Store>(
     app: Arc<App<S>>,
     listener: TcpListener,

@@ -241,6 +241,12 @@ impl ControlPlane {
 
     /// Starts `serve` and waits until it listens.
     pub fn start(&mut self) -> Result<()> {
+        self.start_with_env(&[])
+    }
+
+    /// Starts `serve` with extra environment variables (such as `NOTIFY_SOCKET`) and
+    /// waits until it listens.
+    pub fn start_with_env(&mut self, env: &[(&str, &str)]) -> Result<()> {
         let (target_flag, target) = match &self.config {
             Some(c) => ("--config", c.display().to_string()),
             None => ("--data-dir", self.data_dir.display().to_string()),
@@ -256,7 +262,7 @@ impl ControlPlane {
         ];
         args.extend(self.serve_args.iter().cloned());
         args.extend(self.store_args());
-        let p = Process::spawn(&bin("outpost-control-plane"), &args, &self.log)?;
+        let p = Process::spawn_with_env(&bin("outpost-control-plane"), &args, &self.log, env)?;
         p.wait_for_log("Control plane listening.", Duration::from_secs(30))?;
         self.process = Some(p);
         Ok(())

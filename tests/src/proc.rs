@@ -26,6 +26,9 @@ pub const CLEARED_ENV: &[&str] = &[
     "JOURNAL_STREAM",
     "OUTPOST_LOG_TARGET",
     "OUTPOST_PAUSE_AT",
+    "OUTPOST_AGENT_CONFIG",
+    "OUTPOST_CONTROL_PLANE_CONFIG",
+    "OUTPOST_STORE",
 ];
 
 /// A running child; killed on drop.

@@ -397,6 +397,14 @@ fn shipped_control_plane_config_is_valid_and_a_bad_one_names_the_line() -> Resul
         outpost_e2e::run_cmd(&cp, &["config", "check", "--config", bad.to_str().unwrap_or_default()], None)?;
     assert_eq!(code, 64, "{err}");
     assert!(err.contains("control-plane.yaml:4:") && err.contains("lease_sec"), "{err}");
+    // `config check PATH`, as the agent spells it, and the file the environment names.
+    let (code, _, err) = outpost_e2e::run_cmd(&cp, &["config", "check", bad.to_str().unwrap_or_default()], None)?;
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("control-plane.yaml:4:"), "{err}");
+    let (code, out, err) =
+        outpost_e2e::run_cmd_env(&cp, &["config", "check"], None, &[("OUTPOST_CONTROL_PLANE_CONFIG", &example)])?;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("configs/control-plane.yaml: OK"), "{out}");
     Ok(())
 }
 

@@ -177,6 +177,113 @@ async fn under_systemd_the_agent_notifies_feeds_the_watchdog_reloads_on_sighup_a
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_systemd_the_control_plane_says_ready_with_its_console_feeds_the_watchdog_and_says_stopping() -> Result<()>
+{
+    let root = tempfile::tempdir()?;
+    let mut cp = outpost_e2e::ControlPlane::init(root.path())?;
+    let sock = root.path().join("notify.sock");
+    let mut notify = Notify::bind(&sock)?;
+    let sock_env = sock.display().to_string();
+    cp.start_with_env(&[("NOTIFY_SOCKET", &sock_env), ("WATCHDOG_USEC", "1000000")])?;
+    let ready = notify.until("READY=1", |m| m.lines().any(|l| l == "READY=1")).await?;
+    assert!(ready.contains("STATUS=Serving the console at https://localhost:"), "{ready}");
+    assert!(ready.contains("; agents connect to 127.0.0.1:"), "{ready}");
+    // WATCHDOG_USEC=1 s: pinged every 0.5 s while the store answers.
+    for _ in 0..3 {
+        notify.until("WATCHDOG=1", |m| m.lines().any(|l| l == "WATCHDOG=1")).await?;
+    }
+    cp.process()?.signal("TERM")?;
+    notify.until("STOPPING=1", |m| m.lines().any(|l| l == "STOPPING=1")).await?;
+    Ok(())
+}
+
+fn count(connection: &str) -> serde_json::Value {
+    serde_json::json!({
+        "agent": "edge-1", "connection": connection, "sql": "SELECT COUNT(*) AS n FROM orders",
+        "render": {"kind": "scalar", "column": "n"}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_returns_the_verdict_once_applied_and_status_tells_the_daemons_health() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let mut cp = outpost_e2e::ControlPlane::init(root.path())?;
+    cp.start()?;
+    let mut agent = outpost_e2e::Agent::new(root.path(), "edge-1", "")?;
+    agent.enroll_with(&cp).await?;
+    let status = |agent: &outpost_e2e::Agent| agent.cli(&["status"], None, &[]);
+
+    // Before `run`: enrolled, but nothing runs; a reload has nobody to ask.
+    let (code, out, _) = status(&agent)?;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("daemon:         not running") && out.contains("needs attention: the daemon is not running"),
+        "{out}"
+    );
+    let (code, _, err) = agent.cli(&["reload"], None, &[])?;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("the agent is not running") && err.contains("agent.sock"), "{err}");
+
+    agent.start_connected()?;
+    let (code, out, err) = status(&agent)?;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("daemon:         running (pid ") && out.contains("reaches cloud:  yes, since"), "{out}");
+    assert!(out.contains("jobs:           0 running, 0 done since the start; last none"), "{out}");
+    let id = cp.dispatch(count("sample")).await?;
+    assert_eq!(cp.wait_result(&id).await?.0, 200);
+    let (_, out, _) = status(&agent)?;
+    assert!(out.contains("1 done since the start; last 20"), "{out}");
+
+    // A new connection: once `reload` returns 0 it is in force, and the control plane
+    // knows it (no waiting for a log line).
+    let good = std::fs::read_to_string(&agent.config)?
+        .replace("limits:\n", "  second:\n    kind: sqlite\n    path: second.db\n    sample: true\nlimits:\n");
+    std::fs::write(&agent.config, &good)?;
+    let (code, out, err) = agent.cli(&["reload"], None, &[])?;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Reloaded agent.yaml (sha256 ") && out.contains("connections: sample, second"), "{out}");
+    let id = cp.dispatch(count("second")).await?;
+    assert_eq!(cp.wait_result(&id).await?.0, 200, "the new connection runs");
+
+    // An invalid file: exit 1 with the reason; the agent audited it and runs on.
+    std::fs::write(&agent.config, good.replace("limits:\n", "limits:\n  max_rows: 0\n"))?;
+    let (code, out, err) = agent.cli(&["reload"], None, &[])?;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("the agent refused agent.yaml") && err.contains("must be between 1 and"), "{err}");
+    let refused = agent.audit_records()?.into_iter().rfind(|r| r["event"] == "config_reload");
+    assert_eq!(refused.map(|r| r["outcome"].clone()), Some(serde_json::json!("refused")));
+    // A file so broken that its YAML does not parse still reaches the agent to be refused.
+    let broken = format!("state_dir: {}\nconnections: [\n", agent.state_dir.display());
+    std::fs::write(&agent.config, broken)?;
+    let (code, _, err) = agent.cli(&["reload"], None, &[])?;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("the agent refused agent.yaml"), "{err}");
+    // (status reads agent.yaml itself: with the broken file it would name that error.)
+    std::fs::write(&agent.config, &good)?;
+    let (code, out, _) = status(&agent)?;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("last reload:    REFUSED") && out.contains("the last reload was refused"), "{out}");
+    let id = cp.dispatch(count("second")).await?;
+    assert_eq!(cp.wait_result(&id).await?.0, 200, "the running config stayed in force");
+
+    // The control plane goes away: status says so and why, and exits 1.
+    cp.kill()?;
+    outpost_e2e::eventually("status reports the control plane unreachable", Duration::from_secs(30), || async {
+        let (code, out, _) = status(&agent)?;
+        Ok(code == 1 && out.contains("reaches cloud:  NO since") && out.contains("is unreachable"))
+    })
+    .await?;
+
+    // SIGKILL leaves the socket file behind; nothing answers there: not running.
+    agent.kill()?;
+    assert!(agent.state_dir.join("agent.sock").exists());
+    let (code, out, _) = status(&agent)?;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("daemon:         not running"), "{out}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_metrics_address_off_loopback_is_refused_unless_allowed() -> Result<()> {
     let root = tempfile::tempdir()?;
     let agent = outpost_e2e::Agent::new(root.path(), "edge-1", "")?;

@@ -41,6 +41,8 @@ use crate::identity::{self, Identity};
 use crate::keys::KeyTrust;
 use crate::transport::{self, Transport};
 
+mod reload;
+
 /// Time running jobs get to finish and report after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Longest a clean stop waits for its last heartbeat.
@@ -101,6 +103,9 @@ pub enum RunError {
     /// The result cache.
     #[error(transparent)]
     Cache(#[from] crate::cache::CacheError),
+    /// The local control socket.
+    #[error("control socket STATE_DIR/agent.sock: {0}")]
+    Control(std::io::Error),
     /// The metrics listener.
     #[error("{0}; change or remove metrics.listen in agent.yaml")]
     Metrics(std::io::Error),
@@ -186,6 +191,18 @@ struct Ctx {
     cache: Option<Cache>,
     /// The jobs running now, each with the token that stops its query.
     running: std::sync::Mutex<HashMap<String, CancellationToken>>,
+    /// When the daemon started (unix seconds).
+    started_at: i64,
+    /// Since when the control plane's reachability holds (unix seconds).
+    reach_since: std::sync::atomic::AtomicI64,
+    /// Why the last request to the control plane failed, while it is unreachable.
+    last_error: std::sync::Mutex<Option<String>>,
+    /// When the last job finished (unix seconds; 0: none since the start).
+    last_job_at: std::sync::atomic::AtomicI64,
+    /// One reload at a time (SIGHUP or the control socket).
+    reload_lock: tokio::sync::Mutex<()>,
+    /// The last reload's verdict.
+    last_reload: std::sync::Mutex<Option<crate::control::ReloadOutcome>>,
 }
 
 impl Ctx {
@@ -208,15 +225,52 @@ impl Ctx {
 
     fn reachable(&self) {
         if self.reachable.ok(self.transport.addr()) {
+            self.reach_since.store(outpost_protocol::unix_now(), std::sync::atomic::Ordering::Relaxed);
+            *self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
             self.metrics.reachable(true);
             crate::service::status(&self.status_line());
         }
     }
 
     fn unreachable(&self, error: &dyn std::fmt::Display, retry_in: Duration) {
+        *self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error.to_string());
         if self.reachable.lost(error, retry_in) {
+            self.reach_since.store(outpost_protocol::unix_now(), std::sync::atomic::Ordering::Relaxed);
             self.metrics.reachable(false);
             crate::service::status(&self.status_line());
+        }
+    }
+
+    /// The connections of the config in force, sorted.
+    fn connection_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.live().connections.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// What `outpost-agent status` shows of the running daemon.
+    fn daemon_status(&self) -> crate::control::DaemonStatus {
+        use std::sync::atomic::Ordering::Relaxed;
+        let reach = match self.reachable.0.load(std::sync::atomic::Ordering::SeqCst) {
+            UP => crate::control::Reach::Connected,
+            DOWN => crate::control::Reach::Unreachable,
+            _ => crate::control::Reach::Connecting,
+        };
+        let last_job_at = self.last_job_at.load(Relaxed);
+        crate::control::DaemonStatus {
+            agent: self.agent.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            pid: std::process::id(),
+            started_at: self.started_at,
+            control_plane: self.transport.addr().to_owned(),
+            reach,
+            reach_since: self.reach_since.load(Relaxed),
+            last_error: self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone(),
+            jobs_running: u64::try_from(self.running().len()).unwrap_or(u64::MAX),
+            jobs_done: self.jobs_done.load(Relaxed),
+            last_job_at: (last_job_at > 0).then_some(last_job_at),
+            connections: self.connection_names(),
+            last_reload: self.last_reload.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone(),
         }
     }
 
@@ -383,6 +437,7 @@ pub async fn run(
         }
     }
     let seen = crate::replay::SeenJobs::open(&cfg.state_dir)?;
+    let control = crate::control::bind(&cfg.state_dir).map_err(RunError::Control)?;
     let cache = open_cache(&cfg, vault.as_ref())?;
     let mask_key = match (&vault, cfg.masks_with_hash()) {
         (Some(v), true) => Some(v.mask_key()?),
@@ -421,6 +476,12 @@ pub async fn run(
         seen,
         cache,
         running: std::sync::Mutex::default(),
+        started_at: outpost_protocol::unix_now(),
+        reach_since: std::sync::atomic::AtomicI64::new(outpost_protocol::unix_now()),
+        last_error: std::sync::Mutex::default(),
+        last_job_at: std::sync::atomic::AtomicI64::new(0),
+        reload_lock: tokio::sync::Mutex::new(()),
+        last_reload: std::sync::Mutex::default(),
     });
     let renewal =
         tokio::spawn(renewal_loop(Arc::clone(&ctx), shutdown.clone()).instrument(tracing::info_span!("renewal")));
@@ -428,8 +489,12 @@ pub async fn run(
         tokio::spawn(heartbeat_loop(Arc::clone(&ctx), shutdown.clone()).instrument(tracing::info_span!("heartbeat")));
     let sweeper = tokio::spawn(sweep_loop(Arc::clone(&ctx), shutdown.clone()).instrument(tracing::info_span!("cache")));
     let reloader = reload.map(|hups| {
-        tokio::spawn(reload_loop(Arc::clone(&ctx), hups, shutdown.clone()).instrument(tracing::info_span!("reload")))
+        tokio::spawn(
+            reload::reload_loop(Arc::clone(&ctx), hups, shutdown.clone()).instrument(tracing::info_span!("reload")),
+        )
     });
+    // `status` and `reload` of the command line ask the daemon here.
+    tokio::spawn(crate::control::serve(control, Arc::new(reload::Control(Arc::clone(&ctx))), shutdown.clone()));
     if let Some(listener) = metrics_listener {
         tokio::spawn(crate::metrics::serve(listener, metrics, shutdown.clone()));
     }
@@ -482,144 +547,6 @@ impl Signals {
 /// How long past a long-poll the poll loop may go without progress before the systemd
 /// watchdog is no longer fed (connect and TLS timeouts, a slow answer).
 const WATCHDOG_STALL_MARGIN: Duration = Duration::from_secs(60);
-
-/// Fields a reload cannot change under a running agent, with how to tell them apart.
-fn restart_only_changes(old: &AgentConfig, new: &AgentConfig) -> Vec<&'static str> {
-    let mut changed = Vec::new();
-    let mut check = |name: &'static str, a: String, b: String| {
-        if a != b {
-            changed.push(name);
-        }
-    };
-    check("state_dir", format!("{:?}", old.state_dir), format!("{:?}", new.state_dir));
-    check("control_plane", format!("{:?}", old.control_plane), format!("{:?}", new.control_plane));
-    check("proxy", format!("{:?}", old.proxy), format!("{:?}", new.proxy));
-    check("audit", format!("{:?}", old.audit), format!("{:?}", new.audit));
-    check("vault", format!("{:?}", old.vault), format!("{:?}", new.vault));
-    check("metrics", format!("{:?}", old.metrics), format!("{:?}", new.metrics));
-    check("cache.max_bytes", format!("{:?}", old.cache.max_bytes), format!("{:?}", new.cache.max_bytes));
-    check("the cache being on or off", old.cache_enabled().to_string(), new.cache_enabled().to_string());
-    check(
-        "limits.max_concurrent_jobs",
-        old.limits.max_concurrent_jobs.get().to_string(),
-        new.limits.max_concurrent_jobs.get().to_string(),
-    );
-    check(
-        "limits.long_poll_secs",
-        old.limits.long_poll_secs.get().to_string(),
-        new.limits.long_poll_secs.get().to_string(),
-    );
-    changed
-}
-
-/// Reads agent.yaml again and applies it: connections, egress policy, limits, cache
-/// max-ages, trusted keys. Running jobs finish under the config they started with.
-/// Anything wrong (a parse error, a connection that cannot be built, a field that needs a
-/// restart) refuses the whole file and the running config stays.
-async fn reload(ctx: &Ctx, path: &std::path::Path, digest: &mut Option<String>) -> Result<Vec<String>, String> {
-    // Read once: the digest audited is of exactly the text applied.
-    let shown = path.display().to_string();
-    let bytes = outpost_common::fsutil::read_capped_file(path, outpost_common::yamlcfg::MAX_CONFIG_LEN)
-        .map_err(|e| format!("{shown}: {e}"))?;
-    *digest = Some(sha256_hex(&bytes));
-    let text = String::from_utf8(bytes).map_err(|_| format!("{shown}: not valid UTF-8"))?;
-    let new = AgentConfig::parse(&shown, &text).map_err(|e| e.to_string())?;
-    let old = ctx.live();
-    let restart = restart_only_changes(&old.cfg, &new);
-    if !restart.is_empty() {
-        return Err(format!(
-            "{} changed, which applies only at a restart (systemctl restart outpost-agent)",
-            restart.join(", ")
-        ));
-    }
-    let enrolment = ctx.enrolment.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-    let keys = KeyTrust::load(&new, &enrolment).map_err(|e| e.to_string())?;
-    if keys.trusted().is_empty() {
-        return Err(RunError::NoKeys.to_string());
-    }
-    let built = {
-        let new = new.clone();
-        tokio::task::spawn_blocking(move || -> Result<Live, String> {
-            // No terminal under systemd: a passphrase comes only from its credential.
-            let vault = if needs_vault(&new) {
-                Some(open_vault(&new, &crate::proxy::no_prompt).map_err(|e| e.to_string())?)
-            } else {
-                None
-            };
-            let connections = prepare_connections(&new, vault.as_ref()).map_err(|e| e.to_string())?;
-            let mask_key = match (&vault, new.masks_with_hash()) {
-                (Some(v), true) => Some(v.mask_key().map_err(|e| e.to_string())?),
-                _ => None,
-            };
-            Ok(Live { cfg: new, connections, mask_key })
-        })
-        .await
-        .map_err(|e| e.to_string())??
-    };
-    let mut names: Vec<String> = built.connections.keys().cloned().collect();
-    names.sort();
-    crate::connectors::privileges::check_all_in_background(&built.connections);
-    *ctx.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
-    *ctx.live.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(built);
-    Ok(names)
-}
-
-/// Applies agent.yaml again at each SIGHUP (`systemctl reload outpost-agent`); each
-/// attempt, applied or refused, is logged and written to the audit log.
-async fn reload_loop(ctx: Arc<Ctx>, mut hups: tokio::signal::unix::Signal, shutdown: CancellationToken) {
-    let Some(path) = ctx.config_path.clone() else { return };
-    loop {
-        tokio::select! {
-            r = hups.recv() => if r.is_none() { return },
-            () = shutdown.cancelled() => return,
-        }
-        crate::service::reloading();
-        // Config errors span lines (a snippet of the file): the log gets all of it, the
-        // audit record and the one-line status its first line.
-        let mut digest = None;
-        let outcome = reload(&ctx, &path, &mut digest).await.map_err(|e| {
-            tracing::error!(path = %path.display(), error = %e, "Config reload refused; the running config stays.");
-            e.lines().next().unwrap_or_default().trim().to_owned()
-        });
-        let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let rec = match &outcome {
-            Ok(connections) => {
-                tracing::info!(path = %path.display(), config_sha256 = digest.as_deref().unwrap_or_default(), connections = ?connections, "Reloaded agent.yaml; new jobs run under it.");
-                crate::audit::ConfigRecord {
-                    event: "config_reload",
-                    ts,
-                    outcome: "applied",
-                    config_sha256: digest.clone(),
-                    reason: None,
-                    connections: connections.clone(),
-                }
-            }
-            Err(e) => crate::audit::ConfigRecord {
-                event: "config_reload",
-                ts,
-                outcome: "refused",
-                config_sha256: digest.clone(),
-                reason: Some(e.clone()),
-                connections: Vec::new(),
-            },
-        };
-        ctx.metrics.reload(outcome.is_ok());
-        if let Err(e) = ctx.audit.record(&rec).await {
-            tracing::error!(error = %e, "Audit record of the reload not written.");
-        }
-        if outcome.is_ok() {
-            // The control plane learns the new connection names before systemd hears
-            // the reload is done, so that a dispatch right after it is checked against
-            // them (bounded: an unreachable control plane does not hold the reload up).
-            let _ = tokio::time::timeout(RELOAD_HEARTBEAT_WAIT, heartbeat(&ctx)).await;
-        }
-        let status = match &outcome {
-            Ok(_) => ctx.status_line(),
-            Err(e) => format!("Reload refused ({e}); running config kept. {}", ctx.status_line()),
-        };
-        crate::service::reloaded(&status);
-    }
-}
 
 /// When to renew: at two thirds of the certificate's lifetime.
 pub fn renew_at(issued_at: i64, not_after: i64) -> i64 {
@@ -750,8 +677,7 @@ async fn heartbeat(ctx: &Ctx) {
 
 /// [`heartbeat`], `stopping` when it is the last one before a clean exit.
 async fn send_heartbeat(ctx: &Ctx, stopping: bool) {
-    let mut connections: Vec<String> = ctx.live().connections.keys().cloned().collect();
-    connections.sort();
+    let connections = ctx.connection_names();
     let body = Bytes::from(
         serde_json::to_vec(&Heartbeat {
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -1021,6 +947,7 @@ async fn process(ctx: &Ctx, job: DeliveredJob) {
     upload(ctx, &report, upload_until).await;
     ctx.metrics.running(-1);
     ctx.jobs_done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ctx.last_job_at.store(outpost_protocol::unix_now(), std::sync::atomic::Ordering::Relaxed);
     drop(registered);
     crate::service::status(&ctx.status_line());
 }

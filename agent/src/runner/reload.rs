@@ -1,0 +1,190 @@
+//! Reloads: agent.yaml read again and applied, or refused with the running config kept.
+//! Asked by SIGHUP or by `outpost-agent reload` over the control socket (systemd's
+//! `ExecReload=`), which waits for the verdict; one reload runs at a time.
+
+use std::sync::Arc;
+
+use outpost_protocol::encoding::sha256_hex;
+use tokio_util::sync::CancellationToken;
+
+use super::{heartbeat, needs_vault, open_vault, prepare_connections, Ctx, Live, RunError, RELOAD_HEARTBEAT_WAIT};
+use crate::config::AgentConfig;
+use crate::control::{DaemonStatus, ReloadOutcome};
+use crate::keys::KeyTrust;
+
+/// Fields a reload cannot change under a running agent, with how to tell them apart.
+fn restart_only_changes(old: &AgentConfig, new: &AgentConfig) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    let mut check = |name: &'static str, a: String, b: String| {
+        if a != b {
+            changed.push(name);
+        }
+    };
+    check("state_dir", format!("{:?}", old.state_dir), format!("{:?}", new.state_dir));
+    check("control_plane", format!("{:?}", old.control_plane), format!("{:?}", new.control_plane));
+    check("proxy", format!("{:?}", old.proxy), format!("{:?}", new.proxy));
+    check("audit", format!("{:?}", old.audit), format!("{:?}", new.audit));
+    check("vault", format!("{:?}", old.vault), format!("{:?}", new.vault));
+    check("metrics", format!("{:?}", old.metrics), format!("{:?}", new.metrics));
+    check("cache.max_bytes", format!("{:?}", old.cache.max_bytes), format!("{:?}", new.cache.max_bytes));
+    check("the cache being on or off", old.cache_enabled().to_string(), new.cache_enabled().to_string());
+    check(
+        "limits.max_concurrent_jobs",
+        old.limits.max_concurrent_jobs.get().to_string(),
+        new.limits.max_concurrent_jobs.get().to_string(),
+    );
+    check(
+        "limits.long_poll_secs",
+        old.limits.long_poll_secs.get().to_string(),
+        new.limits.long_poll_secs.get().to_string(),
+    );
+    changed
+}
+
+/// Reads agent.yaml again and applies it: connections, egress policy, limits, cache
+/// max-ages, trusted keys. Running jobs finish under the config they started with.
+/// Anything wrong (a parse error, a connection that cannot be built, a field that needs a
+/// restart) refuses the whole file and the running config stays.
+async fn apply(ctx: &Ctx, path: &std::path::Path, digest: &mut Option<String>) -> Result<Vec<String>, String> {
+    // Read once: the digest audited is of exactly the text applied.
+    let shown = path.display().to_string();
+    let bytes = outpost_common::fsutil::read_capped_file(path, outpost_common::yamlcfg::MAX_CONFIG_LEN)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    *digest = Some(sha256_hex(&bytes));
+    let text = String::from_utf8(bytes).map_err(|_| format!("{shown}: not valid UTF-8"))?;
+    let new = AgentConfig::parse(&shown, &text).map_err(|e| e.to_string())?;
+    let old = ctx.live();
+    let restart = restart_only_changes(&old.cfg, &new);
+    if !restart.is_empty() {
+        return Err(format!(
+            "{} changed, which applies only at a restart (systemctl restart outpost-agent)",
+            restart.join(", ")
+        ));
+    }
+    let enrolment = ctx.enrolment.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let keys = KeyTrust::load(&new, &enrolment).map_err(|e| e.to_string())?;
+    if keys.trusted().is_empty() {
+        return Err(RunError::NoKeys.to_string());
+    }
+    let built = {
+        let new = new.clone();
+        tokio::task::spawn_blocking(move || -> Result<Live, String> {
+            // No terminal under systemd: a passphrase comes only from its credential.
+            let vault = if needs_vault(&new) {
+                Some(open_vault(&new, &crate::proxy::no_prompt).map_err(|e| e.to_string())?)
+            } else {
+                None
+            };
+            let connections = prepare_connections(&new, vault.as_ref()).map_err(|e| e.to_string())?;
+            let mask_key = match (&vault, new.masks_with_hash()) {
+                (Some(v), true) => Some(v.mask_key().map_err(|e| e.to_string())?),
+                _ => None,
+            };
+            Ok(Live { cfg: new, connections, mask_key })
+        })
+        .await
+        .map_err(|e| e.to_string())??
+    };
+    let mut names: Vec<String> = built.connections.keys().cloned().collect();
+    names.sort();
+    crate::connectors::privileges::check_all_in_background(&built.connections);
+    *ctx.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+    *ctx.live.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(built);
+    Ok(names)
+}
+
+/// Reads agent.yaml again and applies it (or refuses it), audits the attempt and tells
+/// systemd; the verdict is kept for `status` and returned. Reloads run one at a time.
+pub(super) async fn reload_once(ctx: &Ctx) -> ReloadOutcome {
+    let _one = ctx.reload_lock.lock().await;
+    let now = outpost_protocol::unix_now();
+    let Some(path) = ctx.config_path.clone() else {
+        return ReloadOutcome {
+            at: now,
+            applied: false,
+            config_sha256: None,
+            connections: Vec::new(),
+            reason: Some("this agent was started without a config file to read again".into()),
+        };
+    };
+    crate::service::reloading();
+    // Config errors span lines (a snippet of the file): the log gets all of it, the
+    // audit record, the status and the verdict its first line.
+    let mut digest = None;
+    let outcome = apply(ctx, &path, &mut digest).await.map_err(|e| {
+        tracing::error!(path = %path.display(), error = %e, "Config reload refused; the running config stays.");
+        e.lines().next().unwrap_or_default().trim().to_owned()
+    });
+    let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let rec = match &outcome {
+        Ok(connections) => {
+            tracing::info!(path = %path.display(), config_sha256 = digest.as_deref().unwrap_or_default(), connections = ?connections, "Reloaded agent.yaml; new jobs run under it.");
+            crate::audit::ConfigRecord {
+                event: "config_reload",
+                ts,
+                outcome: "applied",
+                config_sha256: digest.clone(),
+                reason: None,
+                connections: connections.clone(),
+            }
+        }
+        Err(e) => crate::audit::ConfigRecord {
+            event: "config_reload",
+            ts,
+            outcome: "refused",
+            config_sha256: digest.clone(),
+            reason: Some(e.clone()),
+            connections: Vec::new(),
+        },
+    };
+    ctx.metrics.reload(outcome.is_ok());
+    if let Err(e) = ctx.audit.record(&rec).await {
+        tracing::error!(error = %e, "Audit record of the reload not written.");
+    }
+    if outcome.is_ok() {
+        // The control plane learns the new connection names before systemd (or the
+        // reload command) hears the reload is done, so that a dispatch right after it is
+        // checked against them (bounded: an unreachable control plane does not hold the
+        // reload up).
+        let _ = tokio::time::timeout(RELOAD_HEARTBEAT_WAIT, heartbeat(ctx)).await;
+    }
+    let status = match &outcome {
+        Ok(_) => ctx.status_line(),
+        Err(e) => format!("Reload refused ({e}); running config kept. {}", ctx.status_line()),
+    };
+    crate::service::reloaded(&status);
+    let verdict = ReloadOutcome {
+        at: outpost_protocol::unix_now(),
+        applied: outcome.is_ok(),
+        config_sha256: digest,
+        connections: ctx.connection_names(),
+        reason: outcome.err(),
+    };
+    *ctx.last_reload.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(verdict.clone());
+    verdict
+}
+
+/// Applies agent.yaml again at each SIGHUP (`kill -HUP`); each attempt, applied or
+/// refused, is logged and written to the audit log.
+pub(super) async fn reload_loop(ctx: Arc<Ctx>, mut hups: tokio::signal::unix::Signal, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            r = hups.recv() => if r.is_none() { return },
+            () = shutdown.cancelled() => return,
+        }
+        reload_once(&ctx).await;
+    }
+}
+
+/// The runner's side of the control socket.
+pub(super) struct Control(pub(super) Arc<Ctx>);
+
+impl crate::control::Handler for Control {
+    fn status(&self) -> DaemonStatus {
+        self.0.daemon_status()
+    }
+
+    async fn reload(&self) -> ReloadOutcome {
+        reload_once(&self.0).await
+    }
+}
