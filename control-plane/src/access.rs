@@ -434,6 +434,22 @@ pub fn new_id() -> String {
     hex(&random_bytes::<8>())
 }
 
+/// A first console password for `init` to show once: 20 characters from an alphabet
+/// without look-alikes (about 99 bits), in groups of five for reading it off a screen.
+pub fn first_password() -> Zeroizing<String> {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+    let bytes = Zeroizing::new(random_bytes::<20>());
+    let mut out = Zeroizing::new(String::with_capacity(23));
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 && i % 5 == 0 {
+            out.push('-');
+        }
+        // 256 % 31 = 8: a slight bias toward the first 8 letters, still > 98 bits in all.
+        out.push(char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]));
+    }
+    out
+}
+
 /// Argon2id with the OWASP parameters (19 MiB, 2 passes, 1 lane).
 fn argon2() -> Argon2<'static> {
     let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();

@@ -95,6 +95,8 @@ pub struct InitOutput {
     pub admin_token: zeroize::Zeroizing<String>,
     /// When the admin token expires, unix seconds.
     pub admin_token_expires_at: i64,
+    /// The admin's first console password, shown once (only its Argon2id hash is stored).
+    pub admin_password: zeroize::Zeroizing<String>,
     /// CA pin.
     pub ca_sha256: String,
     /// Job-signing key id.
@@ -105,6 +107,7 @@ impl std::fmt::Debug for InitOutput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InitOutput")
             .field("admin_token", &"[REDACTED]")
+            .field("admin_password", &"[REDACTED]")
             .field("admin_token_expires_at", &self.admin_token_expires_at)
             .field("ca_sha256", &self.ca_sha256)
             .field("signing_key_id", &self.signing_key_id)
@@ -162,11 +165,13 @@ pub async fn init(
     let signing_key_id = signing::init(&store, data_dir, now).await?;
     ResultCipher::load_or_create(data_dir)?;
     EmbedKey::load_or_create(data_dir)?;
+    let admin_password = access::first_password();
+    let hash = access::hash_password(&admin_password).map_err(|e| AppError::Usage(e.to_string()))?;
     let admin = UserRecord {
         id: access::new_id(),
         name: "admin".into(),
         role: Role::Admin,
-        password_hash: None,
+        password_hash: Some(hash),
         created_at: now,
         disabled_at: None,
         last_sign_in: None,
@@ -176,7 +181,13 @@ pub async fn init(
     let expires_at = now + i64::try_from(ttl_days * 86_400).unwrap_or(i64::MAX / 2);
     let (admin_token, _) = issue_api_token(&store, &admin.id, "init", Scopes::ALL, expires_at).await?;
     let ca = Ca::load(data_dir)?;
-    Ok(InitOutput { admin_token, admin_token_expires_at: expires_at, ca_sha256: ca.pin(), signing_key_id })
+    Ok(InitOutput {
+        admin_token,
+        admin_token_expires_at: expires_at,
+        admin_password,
+        ca_sha256: ca.pin(),
+        signing_key_id,
+    })
 }
 
 /// Creates an API token for `user_id` with `scopes` (checked against the user's role at
@@ -646,14 +657,16 @@ fn known_connection(
 #[cfg(test)]
 mod tests {
     #[test]
-    fn the_init_output_never_prints_the_admin_token() {
+    fn the_init_output_never_prints_the_admin_token_or_password() {
         let out = super::InitOutput {
             admin_token: zeroize::Zeroizing::new("opat_secret-token-value".into()),
             admin_token_expires_at: 1,
+            admin_password: zeroize::Zeroizing::new("first-password-value".into()),
             ca_sha256: "ab".into(),
             signing_key_id: "ed25519:k".into(),
         };
         let shown = format!("{out:?}");
         assert!(!shown.contains("secret-token-value") && shown.contains("[REDACTED]"), "{shown}");
+        assert!(!shown.contains("first-password-value"), "{shown}");
     }
 }

@@ -439,18 +439,23 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 fmt_time(out.admin_token_expires_at)
             );
             println!("{}", out.admin_token.as_str());
+            println!(
+                "Console password of user \"admin\" (shown once; only its hash is stored; change it with \
+                 `user password admin`):"
+            );
+            println!("{}", out.admin_password.as_str());
             let d = shell_word(&data_dir.display().to_string());
             let console = format!("https://{}/console/", host_port(&hostname, cfg.api_listen.port()));
             println!();
             println!("Next steps:");
-            println!("  1. Give the admin a password for the console (asked for, not echoed):");
-            println!("       outpost-control-plane user password admin --data-dir {d}");
             println!(
-                "  2. Start the control plane (API and console on {}, agents on {}):",
+                "  1. Start the control plane (API and console on {}, agents on {}):",
                 cfg.api_listen, cfg.agent_listen
             );
             println!("       outpost-control-plane serve --data-dir {d}");
-            println!("     then sign in as admin at {console}");
+            println!("     then sign in as admin, with the password above, at {console}");
+            println!("  2. Choose your own admin password (asked for, not echoed):");
+            println!("       outpost-control-plane user password admin --data-dir {d}");
             println!("  3. Enrol an agent: create a one-time token and give it to `outpost-agent enroll`:");
             println!("       outpost-control-plane enrollment-token create --data-dir {d} --agent NAME");
             Ok(())

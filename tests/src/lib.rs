@@ -156,6 +156,8 @@ pub struct ControlPlane {
     pub api_addr: String,
     /// The admin API token from `init`.
     pub admin_token: String,
+    /// The admin's first console password, printed once by `init`.
+    pub admin_password: String,
     /// Extra `serve` flags.
     pub serve_args: Vec<String>,
     /// A control-plane.yaml to serve with (`--config`) instead of `--data-dir`; it must
@@ -186,11 +188,18 @@ impl ControlPlane {
             bail!("init failed ({code}): {err}");
         }
         let admin_token = out.lines().find(|l| l.starts_with("opat_")).context("no admin token printed")?.to_owned();
+        let admin_password = out
+            .lines()
+            .skip_while(|l| !l.starts_with("Console password of user \"admin\""))
+            .nth(1)
+            .context("no first admin password printed")?
+            .to_owned();
         Ok(Self {
             data_dir,
             agent_addr: format!("127.0.0.1:{}", free_port()),
             api_addr: format!("127.0.0.1:{}", free_port()),
             admin_token,
+            admin_password,
             serve_args: Vec::new(),
             config: None,
             pg,
@@ -216,6 +225,7 @@ impl ControlPlane {
             agent_addr: format!("127.0.0.1:{}", free_port()),
             api_addr: format!("127.0.0.1:{}", free_port()),
             admin_token: self.admin_token.clone(),
+            admin_password: self.admin_password.clone(),
             serve_args: self.serve_args.clone(),
             config: None,
             pg: self.pg.clone(),

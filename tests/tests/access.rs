@@ -527,6 +527,43 @@ async fn a_viewer_sees_the_chart_of_a_shared_project_but_never_its_sql_and_data_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_shows_a_first_admin_password_once_that_signs_in_and_is_stored_only_as_a_hash() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let mut cp = ControlPlane::init(root.path())?;
+    assert_eq!(cp.admin_password.len(), 23, "{:?}", cp.admin_password);
+    cp.start()?;
+    let (me, _) = session(&cp.api()?, "admin", &cp.admin_password).await?;
+    let users = call(&me, "GET", "/v1/users", None).await?;
+    assert_eq!(users.status, 200, "the first password signs in as an admin: {}", users.text());
+    // Not in any file of the data dir (the database holds its Argon2id hash).
+    for file in outpost_e2e::files_under(&cp.data_dir)? {
+        let bytes = std::fs::read(&file)?;
+        assert!(
+            !bytes.windows(cp.admin_password.len()).any(|w| w == cp.admin_password.as_bytes()),
+            "{} holds the password",
+            file.display()
+        );
+    }
+    // Once the admin chooses a password, the first one stops working.
+    let (code, _, err) = outpost_e2e::run_cmd(
+        &outpost_e2e::bin("outpost-control-plane"),
+        &["user", "password", "admin", "--data-dir", cp.data_dir.to_str().unwrap_or_default()],
+        Some(&format!("{PASSWORD}\n")),
+    )?;
+    assert_eq!(code, 0, "{err}");
+    let res = call(
+        &cp.api()?.with_token(None),
+        "POST",
+        "/v1/sessions",
+        Some(&json!({ "user": "admin", "password": cp.admin_password })),
+    )
+    .await?;
+    assert_eq!(res.status, 401, "{}", res.text());
+    session(&cp.api()?, "admin", PASSWORD).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_are_secure_cookies_with_csrf_and_revoked_tokens_or_disabled_users_stop_at_once() -> Result<()> {
     let root = tempfile::tempdir()?;
     let mut cp = ControlPlane::init(root.path())?;
