@@ -159,9 +159,14 @@ enum KeysCommand {
 enum CredentialsCommand {
     /// Store the secret for NAME: typed at the terminal without echo, or read from stdin
     /// when it is not a terminal (one trailing newline is dropped). Replaces an earlier one.
+    /// A running agent uses it from its next reload: add --reload to apply it now.
     Set {
         /// The credential's name (usually the connection's name).
         name: String,
+        /// Then ask the running agent to reload and wait for its verdict (as
+        /// `outpost-agent reload`), so that the secret is in force when this returns.
+        #[arg(long)]
+        reload: bool,
     },
     /// List the stored names and when each was set (never a value).
     List,
@@ -360,7 +365,14 @@ async fn run(cli: Cli) -> ExitCode {
             Err(e) => failure(e),
         },
         Command::Reload => ExitCode::SUCCESS,
-        Command::Credentials(cmd) => credentials(&cfg, cmd),
+        Command::Credentials(cmd) => {
+            let reload_after = matches!(cmd, CredentialsCommand::Set { reload: true, .. });
+            let code = credentials(&cfg, cmd);
+            if reload_after && code == ExitCode::SUCCESS {
+                return reload(&cfg.state_dir).await;
+            }
+            code
+        }
         Command::Cache(cmd) => cache(&cfg, cmd),
         Command::Keys(KeysCommand::Rotate) => rotate_keys(&cfg),
         Command::Connections(ConnectionsCommand::Test { name, json }) => test_connections(&cfg, name, json).await,
@@ -697,7 +709,7 @@ fn credentials(cfg: &AgentConfig, cmd: CredentialsCommand) -> ExitCode {
     use std::io::IsTerminal as _;
     let keys = cfg.vault_keys();
     match cmd {
-        CredentialsCommand::Set { name } => {
+        CredentialsCommand::Set { name, reload } => {
             if let Err(e) = outpost_protocol::job::validate_name(&name) {
                 return usage(format!("credential name {name:?}: {e}"));
             }
@@ -732,6 +744,12 @@ fn credentials(cfg: &AgentConfig, cmd: CredentialsCommand) -> ExitCode {
                         Vault::path(&cfg.state_dir).display(),
                         vault.sealed_with().replace('_', " ")
                     );
+                    if !reload && outpost_agent::control::socket_path(&cfg.state_dir).exists() {
+                        eprintln!(
+                            "A running agent uses it from its next reload: sudo systemctl reload outpost-agent \
+                             (or add --reload to this command)."
+                        );
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(outpost_agent::vault::VaultError::Invalid(m)) => usage(m),

@@ -266,6 +266,26 @@ async fn reload_returns_the_verdict_once_applied_and_status_tells_the_daemons_he
     let id = cp.dispatch(count("second")).await?;
     assert_eq!(cp.wait_result(&id).await?.0, 200, "the running config stayed in force");
 
+    // A connection whose credential the vault lacks is refused at reload; storing it
+    // with --reload brings the connection in as the command returns.
+    let pg = outpost_e2e::pg::server()?;
+    let with_pg = good.replace("connections:\n", &format!("connections:\n{}", pg.connection_yaml("warehouse")));
+    std::fs::write(&agent.config, &with_pg)?;
+    let (code, _, err) = agent.cli(&["reload"], None, &[])?;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("warehouse"), "{err}");
+    let (code, _, err) = agent.cli(&["credentials", "set", "warehouse"], Some("pw\n"), &[])?;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("A running agent uses it from its next reload"), "{err}");
+    let (code, out, err) = agent.cli(&["credentials", "set", "warehouse", "--reload"], Some("pw\n"), &[])?;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("connections: sample, second, warehouse"), "{out}");
+    let mut job = count("warehouse");
+    job["sql"] = "SELECT 42 AS n".into();
+    let id = cp.dispatch(job).await?;
+    let (code, body) = cp.wait_result(&id).await?;
+    assert_eq!(code, 200, "{body}");
+
     // The control plane goes away: status says so and why, and exits 1.
     cp.kill()?;
     outpost_e2e::eventually("status reports the control plane unreachable", Duration::from_secs(30), || async {
