@@ -136,6 +136,27 @@ async fn config_audit_reports_what_may_leave_and_flags_what_a_reviewer_must_fix(
     assert_eq!(code, 0, "{out}");
     let r: serde_json::Value = serde_json::from_str(&out)?;
     assert_eq!(r["control_plane"]["ca_sha256"], enrolment["ca_sha256"], "{r}");
+    // What ties a signature to this config, this binary, this host and this moment.
+    let digest = outpost_protocol::encoding::sha256_hex(&std::fs::read(&agent.config)?);
+    assert_eq!(r["config_sha256"].as_str(), Some(digest.as_str()), "{r}");
+    let exe = outpost_protocol::encoding::sha256_hex(&std::fs::read(outpost_e2e::bin("outpost-agent"))?);
+    assert_eq!(r["agent_sha256"].as_str(), Some(exe.as_str()), "{r}");
+    assert_eq!(r["agent_version"].as_str(), Some(env!("CARGO_PKG_VERSION")), "{r}");
+    assert_eq!(
+        r["host"].as_str().map(str::to_owned),
+        std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned())
+    );
+    let made = chrono::DateTime::parse_from_rfc3339(r["generated_at"].as_str().unwrap_or_default())?;
+    assert!((chrono::Utc::now().timestamp() - made.timestamp()).abs() < 60, "{r}");
+    // A certificate issued seconds ago (24 h) is not a finding: it renews at 16 h.
+    assert!(!r["findings"].as_array().context("findings")?.iter().any(|f| f["subject"] == "agent.crt"), "{r}");
+    let (_, text) = report(&[])?;
+    assert!(
+        text.contains(&format!("(sha256:{digest})"))
+            && text.contains("max size 4 MiB")
+            && text.contains("at most 1 GiB"),
+        "{text}"
+    );
     assert_eq!(r["control_plane"]["agent"], "edge-1");
     let conn = &r["connections"][0];
     assert_eq!(

@@ -179,6 +179,54 @@ pub fn line(v: &serde_json::Value) -> String {
         ),
         "cache" => format!("{head} cache entry {} for job {} ({})", s("verdict"), s("job_id"), s("reason")),
         "checkpoint" => format!("{head} signed checkpoint ({})", s("reason")),
-        _ => format!("{head} {v}"),
+        "config_reload" => {
+            let sha = s("config_sha256");
+            let mut text = format!("{head} agent.yaml {} sha256={}…", s("outcome"), &sha[..sha.len().min(16)]);
+            if let Some(names) = obj.get("connections").and_then(|x| x.as_array()).filter(|a| !a.is_empty()) {
+                let names: Vec<&str> = names.iter().filter_map(|n| n.as_str()).collect();
+                let _ = write!(text, " connections={}", names.join(","));
+            }
+            if let Some(reason) = obj.get("reason").and_then(|x| x.as_str()) {
+                let _ = write!(text, " reason={reason:?}");
+            }
+            text
+        }
+        // A kind this version does not know (from a newer agent): its fields by name,
+        // as key=value, not one JSON blob.
+        _ => {
+            let fields: Vec<String> = obj
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "seq" | "ts" | "event" | "prev" | "hash"))
+                .map(|(k, x)| match x.as_str() {
+                    Some(text) => format!("{k}={text}"),
+                    None => format!("{k}={x}"),
+                })
+                .collect();
+            format!("{head} {}", fields.join(" "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::line;
+
+    #[test]
+    fn every_record_kind_reads_as_one_line_without_raw_json() {
+        let applied = serde_json::json!({"seq": 4, "prev": "00", "event": "config_reload", "ts": "2026-12-05T08:00:00.000Z",
+            "outcome": "applied", "config_sha256": "ab".repeat(32), "reason": null, "connections": ["sample", "wh"]});
+        let text = line(&applied);
+        assert_eq!(
+            text,
+            "#4      2026-12-05T08:00:00.000Z config_reload agent.yaml applied sha256=abababababababab… connections=sample,wh"
+        );
+        let refused = serde_json::json!({"seq": 5, "event": "config_reload", "ts": "t", "outcome": "refused",
+            "config_sha256": "cd".repeat(32), "reason": "agent.yaml:12:13: must be between 1 and 1000000", "connections": []});
+        let text = line(&refused);
+        assert!(text.contains("agent.yaml refused") && text.contains("reason=\"agent.yaml:12:13: must be"), "{text}");
+        assert!(!text.contains('{'), "{text}");
+        let future = serde_json::json!({"seq": 6, "prev": "00", "event": "new_kind", "ts": "t", "who": "ops", "n": 3});
+        let text = line(&future);
+        assert!(text.ends_with("new_kind   n=3 who=ops"), "{text}");
     }
 }

@@ -11,6 +11,9 @@
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
+mod render;
+pub use render::render_text;
+
 use serde::Serialize;
 
 use crate::config::{AgentConfig, ConnectionKind, DbTls, KeyTrustMode};
@@ -129,8 +132,19 @@ fn mask_name(m: crate::policy::MaskWith) -> String {
 /// The whole report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// When the report was made (RFC 3339).
+    pub generated_at: String,
+    /// The host it was made on.
+    pub host: String,
+    /// The agent's version.
+    pub agent_version: String,
+    /// SHA-256 of the agent's own executable (`None`: unreadable).
+    pub agent_sha256: Option<String>,
     /// agent.yaml.
     pub config: PathBuf,
+    /// SHA-256 of agent.yaml's bytes as read for this report (its policies included);
+    /// the `config_reload` audit records and the reload command name the same digest.
+    pub config_sha256: Option<String>,
     /// State directory.
     pub state_dir: PathBuf,
     /// The enrolled control plane (`None`: not enrolled).
@@ -162,8 +176,40 @@ impl Report {
     }
 }
 
-/// Days before a certificate's expiry from which it is a finding.
-const EXPIRY_WARNING_SECS: i64 = 7 * 86_400;
+/// How long past its renewal time a certificate may go unrenewed before that is a
+/// finding (a renewal retries with backoff while the control plane is away).
+const RENEWAL_GRACE_SECS: i64 = 3600;
+
+/// A certificate is judged against the agent's renewal schedule (two thirds of its
+/// lifetime), not a fixed number of days: a fresh 24 h certificate is healthy, one
+/// that should have been renewed an hour ago and was not says so.
+fn renewal_overdue(issued_at: i64, not_after: i64, now: i64) -> Option<String> {
+    let due = crate::runner::renew_at(issued_at, not_after);
+    (now > due + RENEWAL_GRACE_SECS).then(|| {
+        format!(
+            "the certificate was due for renewal at {} and was not renewed; it expires at {} (in {}): the agent \
+             renews only while it reaches the control plane (outpost-agent status says whether it does)",
+            crate::runner::rfc3339(due),
+            crate::runner::rfc3339(not_after),
+            render::duration((not_after - now).max(0))
+        )
+    })
+}
+
+/// This host's name.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// SHA-256 of the running executable (the agent binary that made the report).
+fn own_sha256() -> Option<String> {
+    let exe = std::env::current_exe().ok()?;
+    let bytes = std::fs::read(exe).ok()?;
+    Some(outpost_protocol::encoding::sha256_hex(&bytes))
+}
 
 /// Builds the report for the config at `path`, read at `now` (unix seconds).
 pub fn audit(path: &Path, cfg: &AgentConfig, now: i64) -> Report {
@@ -176,7 +222,9 @@ pub fn audit(path: &Path, cfg: &AgentConfig, now: i64) -> Report {
     check_mode(&mut add, &cfg.state_dir.join(crate::identity::KEY_FILE), "agent.key", FileRule::Secret);
     check_mode(&mut add, &cfg.state_dir.join(crate::vault::VAULT_FILE), "vault.json", FileRule::Private);
     check_mode(&mut add, &cfg.audit_path(), "audit log", FileRule::Private);
-    if let Ok(text) = std::fs::read_to_string(path) {
+    let config_bytes = std::fs::read(path).ok();
+    let config_sha256 = config_bytes.as_deref().map(outpost_protocol::encoding::sha256_hex);
+    if let Some(text) = config_bytes.as_deref().and_then(|b| std::str::from_utf8(b).ok()) {
         for (i, line) in text.lines().enumerate() {
             if let Some(why) = plaintext_secret(line) {
                 add(
@@ -196,17 +244,8 @@ pub fn audit(path: &Path, cfg: &AgentConfig, now: i64) -> Report {
                 "agent.crt",
                 format!("the certificate expired at {}; enrol again", crate::runner::rfc3339(e.not_after)),
             );
-        } else if e.not_after - now < EXPIRY_WARNING_SECS {
-            add(
-                Severity::Medium,
-                "agent.crt",
-                format!(
-                    "the certificate expires at {} (in {} h); the agent renews it at two thirds of its lifetime \
-                     only while it reaches the control plane",
-                    crate::runner::rfc3339(e.not_after),
-                    (e.not_after - now) / 3600
-                ),
-            );
+        } else if let Some(message) = renewal_overdue(e.cert_issued_at, e.not_after, now) {
+            add(Severity::Medium, "agent.crt", message);
         }
         ControlPlaneView {
             address: cfg.control_plane.address.clone().unwrap_or_else(|| e.address.clone()),
@@ -354,10 +393,10 @@ pub fn audit(path: &Path, cfg: &AgentConfig, now: i64) -> Report {
 
     let cache = if cfg.cache_enabled() {
         format!(
-            "on: AES-256-GCM under a key derived from the vault's data key, in {}; at most {} bytes; \
+            "on: AES-256-GCM under a key derived from the vault's data key, in {}; at most {}; \
              max age per connection: {:?}",
             cfg.state_dir.join("cache").display(),
-            cfg.cache.max_bytes.get(),
+            render::bytes(cfg.cache.max_bytes.get()),
             cfg.cache_caps()
         )
     } else {
@@ -436,7 +475,12 @@ pub fn audit(path: &Path, cfg: &AgentConfig, now: i64) -> Report {
     };
     findings.sort_by(|a, b| a.severity.cmp(&b.severity).then_with(|| a.subject.cmp(&b.subject)));
     Report {
+        generated_at: crate::runner::rfc3339(now),
+        host: host_name(),
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        agent_sha256: own_sha256(),
         config: path.to_owned(),
+        config_sha256,
         state_dir: cfg.state_dir.clone(),
         control_plane,
         key_trust: key_trust.to_owned(),
@@ -574,80 +618,6 @@ fn is_loopback(host: &str) -> bool {
     host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) || host.starts_with('/')
 }
 
-/// The report as text: facts first, then findings.
-pub fn render_text(r: &Report) -> String {
-    use std::fmt::Write as _;
-    let mut o = String::new();
-    let _ = writeln!(o, "Outpost agent configuration audit");
-    let _ = writeln!(o, "config:          {}", r.config.display());
-    let _ = writeln!(o, "state dir:       {}", r.state_dir.display());
-    match &r.control_plane {
-        Some(cp) => {
-            let _ = writeln!(o, "control plane:   {} (certificate name {})", cp.address, cp.server_name);
-            let _ = writeln!(o, "pinned CA:       sha256:{}", cp.ca_sha256);
-            let _ = writeln!(o, "agent name:      {} (certificate until {})", cp.agent, cp.certificate_not_after);
-            if let Some(p) = &cp.pool {
-                let _ = writeln!(o, "pool:            {p} (also runs jobs addressed to pool:{p})");
-            }
-        }
-        None => {
-            let _ = writeln!(o, "control plane:   not enrolled");
-        }
-    }
-    let _ = writeln!(
-        o,
-        "job-signing keys: {} (pinned: {:?}; from enrolment: {:?})",
-        r.key_trust, r.pinned_keys, r.enrolment_keys
-    );
-    let _ = writeln!(o, "master key:      {}", r.master_key);
-    let _ = writeln!(o, "result cache:    {}", r.cache);
-    let _ = writeln!(o, "audit log:       {}", r.audit_log);
-    let _ = writeln!(o, "metrics:         {}", r.metrics);
-    let _ = writeln!(o, "connections:");
-    for c in &r.connections {
-        let _ = writeln!(o, "  {} ({}): {}", c.name, c.kind, c.target);
-        let _ = writeln!(
-            o,
-            "    tls {}, password {}, timeout {} s, cache max age {} s",
-            c.tls,
-            c.password_credential.as_deref().map_or("none".to_owned(), |p| format!("from vault entry {p:?}")),
-            c.query_timeout_secs,
-            c.cache_max_age_secs
-        );
-        if c.allow_privileged {
-            let _ = writeln!(o, "    allow_privileged: a role with privileges beyond reading is accepted");
-        }
-        let e = &c.egress;
-        let _ = writeln!(
-            o,
-            "    may leave: {} | raw tables {} | max rows {} | max points {} | max bytes {} | errors {}",
-            e.allowed_kinds.join(", "),
-            if e.allow_raw_table { "yes" } else { "no" },
-            e.max_rows,
-            e.max_points,
-            e.max_bytes,
-            e.errors
-        );
-        if !e.mask.is_empty() {
-            let _ = writeln!(o, "    masked: {} (in conditions: {})", e.mask.join("; "), e.masked_predicates);
-        }
-    }
-    if r.findings.is_empty() {
-        let _ = writeln!(o, "findings: none");
-    } else {
-        let _ = writeln!(o, "findings ({}):", r.findings.len());
-        for f in &r.findings {
-            let sev = match f.severity {
-                Severity::High => "HIGH",
-                Severity::Medium => "MEDIUM",
-                Severity::Low => "LOW",
-            };
-            let _ = writeln!(o, "  [{sev}] {}: {}", f.subject, f.message);
-        }
-    }
-    o
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -707,5 +677,17 @@ mod tests {
         );
         assert_eq!(redact("http://u@h/x and ftp://a:b@c"), "http://u@h/x and ftp://a:***@c");
         assert_eq!(redact("no url here"), "no url here");
+    }
+
+    #[test]
+    fn a_certificate_is_judged_against_its_renewal_time_not_a_fixed_window() {
+        let day = 86_400;
+        // A fresh 24 h certificate (renewed at 16 h): nothing to say for the first 17 h.
+        assert_eq!(renewal_overdue(0, day, 3600), None);
+        assert_eq!(renewal_overdue(0, day, 17 * 3600), None);
+        let late = renewal_overdue(0, day, 17 * 3600 + 1).expect("overdue");
+        assert!(late.contains("due for renewal at 1970-01-01T16:00:00") && late.contains("(in 6 h 59 min)"), "{late}");
+        // A 90-day certificate 80 days before it expires is not due.
+        assert_eq!(renewal_overdue(0, 90 * day, 10 * day), None);
     }
 }
