@@ -484,30 +484,49 @@ pub fn forbidden(m: impl Into<String>) -> ApiError {
 
 /// Handles one API request from `remote`.
 pub async fn handle<S: Store>(app: Arc<App<S>>, remote: SocketAddr, req: Request<Incoming>) -> Response<Body> {
-    if crate::console::is_console_path(req.uri().path()) {
-        return crate::console::handle(app, remote, req).await;
+    // HTTP/1.1 cannot find the next request on a connection whose body was left unread:
+    // such a refusal says `Connection: close`, and hyper closes after sending it.
+    let unread_closes = req.version() < http::Version::HTTP_2 && has_body(&req);
+    let console = crate::console::is_console_path(req.uri().path());
+    let (mut res, body_read) =
+        if console { (crate::console::handle(app, remote, req).await, false) } else { route(app, remote, req).await };
+    if unread_closes && !body_read && (!console || res.status().is_client_error() || res.status().is_server_error()) {
+        res.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
     }
+    res
+}
+
+/// Whether a request says it carries a body.
+fn has_body<B>(req: &Request<B>) -> bool {
+    let h = req.headers();
+    h.contains_key(http::header::TRANSFER_ENCODING)
+        || h.get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().parse::<u64>().map_or(true, |n| n > 0))
+}
+
+/// An API request: the response, and whether its body was read to the end.
+async fn route<S: Store>(app: Arc<App<S>>, remote: SocketAddr, req: Request<Incoming>) -> (Response<Body>, bool) {
     let (route, params) = match match_route(req.method(), req.uri().path()) {
         Ok(x) => x,
         Err(true) => {
-            return ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "method not allowed on this path",
-            )
-            .into_response()
+            let e =
+                ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this path");
+            return (e.into_response(), false);
         }
         Err(false) => {
-            return ApiError::not_found(format!("no such endpoint: {}", req.uri().path())).into_response();
+            return (ApiError::not_found(format!("no such endpoint: {}", req.uri().path())).into_response(), false);
         }
     };
     let mut ctx = Ctx { remote: remote.to_string(), ..Ctx::default() };
+    let mut body_read = false;
     let result = match authenticate(&app, route, &req, &mut ctx).await {
         // The body is read only once the caller is known (public routes excepted).
         Ok(()) => {
             let (parts, body) = req.into_parts();
             match read_body(body, MAX_API_BODY).await {
                 Ok(b) => {
+                    body_read = true;
                     crate::api_routes::dispatch(&app, route.id, params, Request::from_parts(parts, b), &mut ctx).await
                 }
                 Err(e) => Err(e),
@@ -515,7 +534,7 @@ pub async fn handle<S: Store>(app: Arc<App<S>>, remote: SocketAddr, req: Request
         }
         Err(e) => Err(e),
     };
-    finish(&app, route, ctx, result).await
+    (finish(&app, route, ctx, result).await, body_read)
 }
 
 /// Calls `route` for a caller the console has already authenticated by its session

@@ -285,3 +285,30 @@ async fn an_unknown_connection_is_named_to_each_caller_only_as_far_as_they_may_s
     assert!(res.text().contains("ask its owner"), "{}", res.text());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_that_leaves_the_body_unread_says_connection_close_and_a_read_one_keeps_alive() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let mut cp = outpost_e2e::ControlPlane::init(root.path())?;
+    cp.start()?;
+    let body = json!({"agent": "edge-1", "connection": "sample", "sql": "SELECT 1", "render": {"kind": "table"}});
+    // No token: refused before the body is read (and an unknown path, and a wrong method).
+    for (method, path) in [("POST", "/v1/jobs"), ("POST", "/v1/nowhere"), ("PUT", "/v1/jobs")] {
+        let mut conn = cp.api()?.with_token(None).connect().await?;
+        let res = conn.request(method.parse()?, path, Some(serde_json::to_vec(&body)?)).await?;
+        assert!(res.status >= 400, "{method} {path}: {}", res.status);
+        assert_eq!(res.header("connection").as_deref(), Some("close"), "{method} {path}: {}", res.status);
+    }
+    // A body the server read (even one it then refuses) leaves the connection usable.
+    let mut conn = cp.api()?.connect().await?;
+    let res = conn.request("POST".parse()?, "/v1/jobs", Some(b"{\"agent\": 5}".to_vec())).await?;
+    assert_eq!(res.status, 400, "{}", res.text());
+    assert_eq!(res.header("connection"), None);
+    let again = conn.get("/v1/agents").await?;
+    assert_eq!(again.status, 200, "the same connection serves the next request");
+    // A request without a body is refused without closing.
+    let mut anon = cp.api()?.with_token(None).connect().await?;
+    assert_eq!(anon.get("/v1/agents").await?.status, 401);
+    assert_eq!(anon.get("/v1/agents").await?.status, 401, "still open");
+    Ok(())
+}
