@@ -11,7 +11,7 @@ use outpost_agent::runner::rfc3339;
 use tokio_util::sync::CancellationToken;
 
 /// Exit code for bad usage or config (sysexits EX_USAGE).
-const EX_USAGE: u8 = 64;
+const EX_USAGE: u8 = outpost_common::process::EX_USAGE;
 
 /// Outpost agent: runs signed jobs against your databases, inside your network, and
 /// sends back only rendered results.
@@ -169,7 +169,11 @@ enum CredentialsCommand {
         reload: bool,
     },
     /// List the stored names and when each was set (never a value).
-    List,
+    List {
+        /// Print JSON: `{"credentials": [{"name", "set_at"}]}` (unix seconds).
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove the secret stored for NAME.
     Remove {
         /// The credential's name.
@@ -200,7 +204,10 @@ enum ConfigCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match outpost_common::process::parse_args::<Cli>() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     outpost_common::process::init_logging();
     let rt = match outpost_common::process::runtime() {
         Ok(rt) => rt,
@@ -756,12 +763,25 @@ fn credentials(cfg: &AgentConfig, cmd: CredentialsCommand) -> ExitCode {
                 Err(e) => failure(e),
             }
         }
-        CredentialsCommand::List => {
+        CredentialsCommand::List { json } => {
             if !Vault::exists(&cfg.state_dir) {
-                println!("No credentials stored (no vault at {}).", Vault::path(&cfg.state_dir).display());
+                if json {
+                    println!("{}", serde_json::json!({ "credentials": [] }));
+                } else {
+                    println!("No credentials stored (no vault at {}).", Vault::path(&cfg.state_dir).display());
+                }
                 return ExitCode::SUCCESS;
             }
             match Vault::open(&cfg.state_dir, &keys, &passphrase_prompt) {
+                Ok(v) if json => {
+                    let list: Vec<_> = v
+                        .list()
+                        .into_iter()
+                        .map(|(name, at)| serde_json::json!({ "name": name, "set_at": at }))
+                        .collect();
+                    println!("{}", serde_json::json!({ "credentials": list }));
+                    ExitCode::SUCCESS
+                }
                 Ok(v) => {
                     println!("{:<32} SET AT", "NAME");
                     for (name, at) in v.list() {

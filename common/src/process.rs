@@ -121,3 +121,19 @@ pub fn pause_point(point: &str) {
     #[cfg(not(debug_assertions))]
     let _ = point;
 }
+
+/// Exit code for bad usage or config (sysexits `EX_USAGE`), the same in both binaries.
+pub const EX_USAGE: u8 = 64;
+
+/// Parses the command line; `--help` and `--version` print and exit 0, a usage error
+/// prints clap's message and exits [`EX_USAGE`] (not clap's 2), like a config error.
+pub fn parse_args<P: clap::Parser>() -> Result<P, std::process::ExitCode> {
+    P::try_parse().map_err(|e| {
+        let _ = e.print();
+        if e.use_stderr() {
+            std::process::ExitCode::from(EX_USAGE)
+        } else {
+            std::process::ExitCode::SUCCESS
+        }
+    })
+}

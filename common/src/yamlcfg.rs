@@ -20,8 +20,8 @@ pub const MAX_CONFIG_LEN: u64 = 1024 * 1024;
 /// A config that could not be loaded, with a rendered, located message.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("{path}: {source}")]
+    /// The file could not be read (the file error names the path).
+    #[error("{source}")]
     Read {
         /// The file.
         path: String,

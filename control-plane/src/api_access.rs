@@ -84,7 +84,8 @@ fn store_conflict(e: StoreError) -> ApiError {
     }
 }
 
-fn user_view(u: &UserRecord) -> serde_json::Value {
+/// A user as the API and `user list --json` show it (never the password hash).
+pub fn user_view(u: &UserRecord) -> serde_json::Value {
     serde_json::json!({
         "name": u.name,
         "role": u.role,
@@ -439,7 +440,8 @@ pub async fn shares_delete<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str) -> R
     }
 }
 
-fn token_view(t: &ApiTokenRecord, now: i64) -> serde_json::Value {
+/// An API token as the API and `token list --json` show it (never its secret or hash).
+pub fn token_view(t: &ApiTokenRecord, now: i64) -> serde_json::Value {
     let status = t.status(now);
     let scopes: Vec<String> = if t.scopes.trim() == "*" {
         vec!["*".into()]

@@ -107,6 +107,30 @@ pub async fn dispatch<S: Store>(
     }
 }
 
+/// An agent as the API and `agent list --json` show it, with the connections the
+/// reader may see.
+pub fn agent_view(
+    a: &crate::store::AgentRecord,
+    connections: Vec<String>,
+    now: i64,
+    offline_after: i64,
+) -> serde_json::Value {
+    let status = a.status(now, offline_after);
+    serde_json::json!({
+        "name": a.name,
+        "status": status,
+        "revoked_at": a.revoked_at,
+        "offline_since": if status == "offline" { a.last_seen } else { None },
+        "enrolled_at": a.enrolled_at,
+        "last_seen": a.last_seen,
+        "seconds_since_seen": a.last_seen.map(|t| now - t),
+        "version": a.version,
+        "connections": connections,
+        "cert_not_after": a.cert_not_after,
+        "pool": a.pool,
+    })
+}
+
 async fn agents_list<S: Store>(app: &App<S>, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
     let caller = ctx.caller()?;
     let shared =
@@ -137,20 +161,7 @@ async fn agents_list<S: Store>(app: &App<S>, ctx: &mut Ctx) -> Result<Response<B
                     mine
                 }
             };
-            let status = a.status(now, offline_after);
-            Some(serde_json::json!({
-                "name": a.name,
-                "status": status,
-                "revoked_at": a.revoked_at,
-                "offline_since": if status == "offline" { a.last_seen } else { None },
-                "enrolled_at": a.enrolled_at,
-                "last_seen": a.last_seen,
-                "seconds_since_seen": a.last_seen.map(|t| now - t),
-                "version": a.version,
-                "connections": connections,
-                "cert_not_after": a.cert_not_after,
-                "pool": a.pool,
-            }))
+            Some(agent_view(&a, connections, now, offline_after))
         })
         .collect();
     // Pools of the agents shown, with their members and how many are online now.

@@ -14,7 +14,7 @@ use outpost_control_plane::store::StoreError;
 use zeroize::Zeroize as _;
 
 /// Exit code for bad usage or config (sysexits EX_USAGE).
-const EX_USAGE: u8 = 64;
+const EX_USAGE: u8 = outpost_common::process::EX_USAGE;
 
 /// Outpost control plane: enrols agents, signs jobs and serves the API.
 ///
@@ -29,9 +29,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create a data dir: CA, server certificate, job-signing key, database and admin API token.
+    /// Create a data dir: CA, server certificate, job-signing key, database, and the admin's
+    /// API token and first console password.
     ///
-    /// The admin token is printed once; only its hash is stored. Refuses an existing,
+    /// The token and password are printed once; only their hashes are stored. Refuses an existing,
     /// non-empty directory.
     Init {
         /// Directory to create (0700).
@@ -131,6 +132,9 @@ enum UserCommand {
     List {
         #[command(flatten)]
         target: Target,
+        /// Print JSON (the API's fields) instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Disable a user: their sessions end and their API tokens stop working at once.
     Disable {
@@ -183,6 +187,9 @@ enum ApiTokenCommand {
         /// Only this user's tokens.
         #[arg(long)]
         user: Option<String>,
+        /// Print JSON (the API's fields) instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Revoke a token; it stops working at once.
     Revoke {
@@ -225,6 +232,9 @@ enum TokenCommand {
     List {
         #[command(flatten)]
         target: Target,
+        /// Print JSON (the API's fields) instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Revoke an unused token by its id (from `list`): it enrols nobody from now on.
     Revoke {
@@ -241,6 +251,9 @@ enum AgentCommand {
     List {
         #[command(flatten)]
         target: Target,
+        /// Print JSON (the API's fields) instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Revoke an agent: every request with its certificate is refused from now on (also
     /// after a restart) and its queued jobs fail. A running control plane sees it on the
@@ -373,7 +386,10 @@ impl From<anyhow::Error> for Failure {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match outpost_common::process::parse_args::<Cli>() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     outpost_common::process::init_logging();
     let rt = match outpost_common::process::runtime() {
         Ok(rt) => rt,
@@ -515,12 +531,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             println!("{token}");
             Ok(())
         }
-        Command::EnrollmentToken(TokenCommand::List { target }) => {
+        Command::EnrollmentToken(TokenCommand::List { target, json }) => {
             let app = app::open(target.load()?).await.context("cannot open the control plane's data dir")?;
             let now = outpost_protocol::unix_now();
             let tokens = outpost_control_plane::store::Store::outstanding_enrol_tokens(&app.store, now)
                 .await
                 .map_err(anyhow::Error::new)?;
+            if json {
+                let tokens: Vec<_> = tokens.iter().map(outpost_control_plane::enrolment::token_view).collect();
+                println!("{}", serde_json::json!({ "tokens": tokens }));
+                return Ok(());
+            }
             println!("{:<18} {:<24} {:<16} {:<26} {:<26}", "ID", "AGENT", "POOL", "CREATED", "EXPIRES");
             for t in tokens {
                 let pool = t.pool.as_deref().unwrap_or("-");
@@ -550,9 +571,21 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 None => Err(Failure::Usage(format!("no unused enrolment token {id:?}"))),
             }
         }
-        Command::Agent(AgentCommand::List { target }) => {
+        Command::Agent(AgentCommand::List { target, json }) => {
             let app = app::open(target.load()?).await.context("cannot open the control plane's data dir")?;
             let agents = outpost_control_plane::store::Store::agents(&app.store).await.map_err(anyhow::Error::new)?;
+            if json {
+                let offline_after = i64::try_from(app.cfg.offline_after_secs).unwrap_or(90);
+                let now = outpost_protocol::unix_now();
+                let agents: Vec<_> = agents
+                    .iter()
+                    .map(|a| {
+                        outpost_control_plane::api_routes::agent_view(a, a.connections.clone(), now, offline_after)
+                    })
+                    .collect();
+                println!("{}", serde_json::json!({ "agents": agents }));
+                return Ok(());
+            }
             println!("{:<24} {:<16} {:<8} {:<26} {:<26}", "NAME", "POOL", "STATUS", "LAST SEEN", "CERTIFICATE UNTIL");
             let offline_after = i64::try_from(app.cfg.offline_after_secs).unwrap_or(90);
             let now = outpost_protocol::unix_now();
@@ -686,8 +719,14 @@ async fn user_cmd(cmd: UserCommand) -> Result<(), Failure> {
             }
             Ok(())
         }
-        UserCommand::List { target } => {
+        UserCommand::List { target, json } => {
             let app = app::open(open(&target)?).await.context("cannot open the control plane's data dir")?;
+            if json {
+                let users = app.store.users().await.map_err(anyhow::Error::new)?;
+                let users: Vec<_> = users.iter().map(outpost_control_plane::api_access::user_view).collect();
+                println!("{}", serde_json::json!({ "users": users }));
+                return Ok(());
+            }
             println!("{:<32} {:<7} {:<9} {:<9} {:<26}", "NAME", "ROLE", "STATUS", "PASSWORD", "LAST SIGN-IN");
             for u in app.store.users().await.map_err(anyhow::Error::new)? {
                 let status = if u.disabled_at.is_some() { "disabled" } else { "enabled" };
@@ -784,7 +823,7 @@ async fn token_cmd(cmd: ApiTokenCommand) -> Result<(), Failure> {
             println!("{}", secret.as_str());
             Ok(())
         }
-        ApiTokenCommand::List { target, user } => {
+        ApiTokenCommand::List { target, user, json } => {
             let app = app::open(target.load()?).await.context("cannot open the control plane's data dir")?;
             let uid = match &user {
                 Some(n) => Some(
@@ -798,6 +837,13 @@ async fn token_cmd(cmd: ApiTokenCommand) -> Result<(), Failure> {
                 None => None,
             };
             let now = outpost_protocol::unix_now();
+            if json {
+                let tokens = app.store.tokens(uid).await.map_err(anyhow::Error::new)?;
+                let tokens: Vec<_> =
+                    tokens.iter().map(|t| outpost_control_plane::api_access::token_view(t, now)).collect();
+                println!("{}", serde_json::json!({ "tokens": tokens }));
+                return Ok(());
+            }
             println!(
                 "{:<17} {:<20} {:<16} {:<8} {:<26} {:<26} SCOPES",
                 "ID", "USER", "NAME", "STATUS", "EXPIRES", "LAST USED"

@@ -631,3 +631,57 @@ async fn a_job_for_an_offline_agent_says_it_waits_for_the_agent() -> Result<()> 
     assert!(body.contains("unknown_connection"), "{body}");
     Ok(())
 }
+
+/// Recorded command-line sessions (tests/cmd/*.md: arguments, output, exit status) keep
+/// both binaries' usage, errors and exit codes from drifting apart. After an intended
+/// change: `TRYCMD=overwrite cargo test -p outpost-e2e --test foundation cli_sessions`.
+#[test]
+fn cli_sessions() {
+    trycmd::TestCases::new()
+        .register_bin("outpost-agent", outpost_e2e::bin("outpost-agent"))
+        .register_bin("outpost-control-plane", outpost_e2e::bin("outpost-control-plane"))
+        .env("OUTPOST_LOG_TARGET", "stderr")
+        .env("OUTPOST_LOG", "error")
+        .env("OUTPOST_AGENT_CONFIG", "/nonexistent/agent.yaml")
+        .env("OUTPOST_CONTROL_PLANE_CONFIG", "/nonexistent/cp.yaml")
+        .case("cmd/*.md");
+}
+
+/// Every listing of the control plane's CLI takes --json and answers the API's fields
+/// under the API's key, never a secret or a hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_cli_listing_answers_json_in_the_apis_words() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let (cp, _agent) = outpost_e2e::start_pair(root.path(), "edge-1", "", &[]).await?;
+    cp.enrolment_token("edge-2").await?;
+    let json = |args: &[&str]| -> Result<serde_json::Value> {
+        let mut all = args.to_vec();
+        all.push("--json");
+        Ok(serde_json::from_str(&cp.cli(&all)?)?)
+    };
+    let agents = json(&["agent", "list"])?;
+    assert_eq!(
+        (agents["agents"][0]["name"].as_str(), agents["agents"][0]["status"].as_str()),
+        (Some("edge-1"), Some("online")),
+        "{agents}"
+    );
+    let api = cp.api()?.get("/v1/agents").await?.json()?;
+    let keys = |v: &serde_json::Value| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>());
+    assert_eq!(keys(&agents["agents"][0]), keys(&api["agents"][0]), "the API's fields");
+    let users = json(&["user", "list"])?;
+    assert_eq!(
+        (users["users"][0]["name"].as_str(), users["users"][0]["has_password"].as_bool()),
+        (Some("admin"), Some(true)),
+        "{users}"
+    );
+    let tokens = json(&["token", "list"])?;
+    assert_eq!(tokens["tokens"][0]["status"], "active", "{tokens}");
+    let enrol = json(&["enrollment-token", "list"])?;
+    assert_eq!(enrol["tokens"][0]["agent"], "edge-2", "{enrol}");
+    let keys_list = json(&["signing-key", "list"])?;
+    assert_eq!(keys_list["keys"][0]["status"], "active", "{keys_list}");
+    for text in [agents.to_string(), users.to_string(), tokens.to_string(), enrol.to_string()] {
+        assert!(!text.contains("hash") && !text.contains("opat_") && !text.contains("argon2"), "{text}");
+    }
+    Ok(())
+}
