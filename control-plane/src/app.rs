@@ -364,7 +364,7 @@ impl<S: Store> App<S> {
         let now = outpost_protocol::unix_now();
         let expires_at = now + i64::try_from(ttl_secs).unwrap_or(3600);
         let token = EnrolmentToken {
-            addr: self.cfg.advertised_agent_address(),
+            addr: self.cfg.advertised_agent_address(&self.meta.hostname),
             server_name: self.meta.hostname.clone(),
             agent: agent.to_owned(),
             id: hex(&random_bytes::<8>()),

@@ -50,7 +50,8 @@ pub struct ControlPlaneConfig {
     /// Address of the API listener (TLS, bearer tokens).
     #[serde(default = "default_api_listen")]
     pub api_listen: SocketAddr,
-    /// `host:port` agents dial; goes into enrolment tokens. Defaults to `agent_listen`.
+    /// `host:port` agents dial; goes into enrolment tokens. Defaults to `agent_listen`, or
+    /// to the `init` hostname with its port when `agent_listen` is a wildcard address.
     #[serde(default)]
     pub agent_address: Option<String>,
     /// Lifetimes.
@@ -505,9 +506,26 @@ impl ControlPlaneConfig {
         Ok(())
     }
 
-    /// The address agents are told to dial.
-    pub fn advertised_agent_address(&self) -> String {
-        self.agent_address.clone().unwrap_or_else(|| self.agent_listen.to_string())
+    /// The address agents are told to dial: `agent_address`, else `agent_listen` — unless
+    /// that is a wildcard (0.0.0.0, ::), which no agent can dial: then `hostname` (the
+    /// name the server certificate carries) with the listener's port.
+    pub fn advertised_agent_address(&self, hostname: &str) -> String {
+        if let Some(a) = &self.agent_address {
+            return a.clone();
+        }
+        if self.agent_listen.ip().is_unspecified() {
+            return host_port(hostname, self.agent_listen.port());
+        }
+        self.agent_listen.to_string()
+    }
+}
+
+/// `host:port`, with an IPv6 address in brackets.
+pub fn host_port(host: &str, port: u16) -> String {
+    if host.parse::<std::net::Ipv6Addr>().is_ok() {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 

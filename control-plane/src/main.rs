@@ -461,7 +461,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             );
             println!("{}", out.admin_password.as_str());
             let d = shell_word(&data_dir.display().to_string());
-            let console = format!("https://{}/console/", host_port(&hostname, cfg.api_listen.port()));
+            let console = format!(
+                "https://{}/console/",
+                outpost_control_plane::config::host_port(&hostname, cfg.api_listen.port())
+            );
             println!();
             println!("Next steps:");
             println!(
@@ -674,7 +677,23 @@ async fn audit_cli<S: AccessStore>(store: &S, action: &str, target: &str, detail
     }
 }
 
+/// The password: asked for at a terminal without echo, twice; else the first line of
+/// standard input.
 fn read_password_line() -> Result<Password, Failure> {
+    use std::io::IsTerminal as _;
+    if std::io::stdin().is_terminal() {
+        let ask = |prompt: &str| {
+            rpassword::prompt_password(prompt)
+                .map(zeroize::Zeroizing::new)
+                .map_err(|e| Failure::Usage(format!("cannot read the password from the terminal: {e}")))
+        };
+        let first = ask("New password (12 characters or more): ")?;
+        let again = ask("The same password again: ")?;
+        if *first != *again {
+            return Err(Failure::Usage("the two passwords differ; nothing was changed".into()));
+        }
+        return Ok(Password::new(first.to_string()));
+    }
     let mut line = String::new();
     std::io::stdin()
         .read_line(&mut line)
@@ -975,7 +994,8 @@ async fn serve(cfg: ControlPlaneConfig) -> anyhow::Result<()> {
     let api = listeners.api.local_addr()?;
     // The server certificate names the hostname given to `init`: that is the address a
     // browser must use.
-    let console = format!("https://{}/console/", host_port(&app.meta.hostname, api.port()));
+    let console =
+        format!("https://{}/console/", outpost_control_plane::config::host_port(&app.meta.hostname, api.port()));
     tracing::info!(
         agent_listen = %listeners.agent.local_addr()?,
         api_listen = %api,
@@ -983,8 +1003,9 @@ async fn serve(cfg: ControlPlaneConfig) -> anyhow::Result<()> {
         console = %console,
         "Control plane listening."
     );
-    let agent = listeners.agent.local_addr()?;
-    println!("Console: {console} (API listening on {api}; agents connect to {agent})");
+    let listening = listeners.agent.local_addr()?;
+    let agent = app.cfg.advertised_agent_address(&app.meta.hostname);
+    println!("Console: {console} (API listening on {api}; agents connect to {agent}, listening on {listening})");
     let shutdown = app.shutdown.clone();
     tokio::spawn(async move {
         outpost_common::process::shutdown_signal().await;
@@ -1008,15 +1029,6 @@ fn shell_word(s: &str) -> String {
         s.to_owned()
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
-    }
-}
-
-/// `host:port`, with an IPv6 address in brackets.
-fn host_port(host: &str, port: u16) -> String {
-    if host.parse::<std::net::Ipv6Addr>().is_ok() {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
     }
 }
 

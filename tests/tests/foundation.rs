@@ -685,3 +685,23 @@ async fn every_cli_listing_answers_json_in_the_apis_words() -> Result<()> {
     }
     Ok(())
 }
+
+/// An agent listener on a wildcard address (the packaged config's 0.0.0.0:7443) with no
+/// agent_address: tokens name the init hostname and the port, which agents can dial,
+/// never 0.0.0.0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wildcard_agent_listener_advertises_the_hostname_not_0_0_0_0() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let mut cp = ControlPlane::init(root.path())?;
+    let port = outpost_e2e::free_port();
+    cp.agent_addr = format!("0.0.0.0:{port}");
+    cp.start()?;
+    let token = outpost_protocol::enrol::EnrolmentToken::decode(&cp.enrolment_token("edge-1").await?)?;
+    assert_eq!(token.addr, format!("localhost:{port}"));
+    let mut agent = outpost_e2e::Agent::new(root.path(), "edge-1", "")?;
+    let (code, out, err) = agent.enroll(&cp.enrolment_token("edge-1").await?)?;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("with the control plane at localhost:{port}")), "{out}");
+    agent.start_connected()?;
+    Ok(())
+}
