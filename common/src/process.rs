@@ -46,13 +46,15 @@ fn stderr_is_journal() -> bool {
     meta.dev() == dev && meta.ino() == ino
 }
 
-/// Sets up logging: journald or stderr, see [`LogTarget`]. When journald was chosen but
+/// Sets up logging: journald or stderr, see [`LogTarget`], at `default_level` unless
+/// `OUTPOST_LOG` says otherwise (the daemons log at `info`; a one-shot command at `warn`,
+/// so that its own output is not mixed with routine lines). When journald was chosen but
 /// its socket cannot be reached, logs go to stderr and say so.
-pub fn init_logging() {
+pub fn init_logging(default_level: &str) {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("OUTPOST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let mut journal_error = None;
     if LogTarget::detect() == LogTarget::Journald {
         match tracing_journald::layer() {

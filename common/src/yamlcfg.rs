@@ -85,6 +85,10 @@ pub fn parse_str<T: DeserializeOwned>(source_name: &str, text: &str) -> Result<T
         let rendered = e.render_with_options(serde_saphyr::render_options! { source_name: Some(source_name) });
         // The renderer starts with "error: "; callers add their own prefix.
         let rendered = rendered.strip_prefix("error: ").map(str::to_owned).unwrap_or(rendered);
+        // The library's advice to its programmer is not the reader's: a key given twice
+        // is an error in the file, to be fixed there.
+        let rendered =
+            rendered.replace(", set DuplicateKeyPolicy in Options if acceptable", " (a key may appear once)");
         ConfigError::Parse { rendered, line }
     })
 }
@@ -129,7 +133,10 @@ mod tests {
 
     #[test]
     fn duplicate_keys_are_refused() {
-        let err = parse_str::<Cfg>("a.yaml", "name: a\nname: b\nenabled: true\nlimits:\n  max_rows: 3\n");
-        assert!(err.is_err());
+        let err = parse_str::<Cfg>("a.yaml", "name: a\nname: b\nenabled: true\nlimits:\n  max_rows: 3\n")
+            .expect_err("a key twice");
+        let text = err.to_string();
+        assert!(text.contains("duplicate mapping key: name (a key may appear once)"), "{text}");
+        assert!(!text.contains("DuplicateKeyPolicy"), "the library's advice to its programmer: {text}");
     }
 }

@@ -76,6 +76,14 @@ pub enum AppError {
         .0.display(), .0.display()
     )]
     NotInitialised(PathBuf),
+    /// The data dir is there but this user may not read it (made by another user).
+    #[error(
+        "{}: permission denied: the data dir belongs to another user. Run the command as the service's user \
+         (sudo -u outpost-cp outpost-control-plane …), or give the directory back to it: \
+         sudo chown -R outpost-cp:outpost-cp {}",
+        .0.display(), .0.display()
+    )]
+    NotReadable(PathBuf),
 }
 
 /// What `init` records about the installation.
@@ -284,8 +292,12 @@ impl<S: Store> std::fmt::Debug for App<S> {
 /// Opens the store `cfg` names and loads keys for `cfg`.
 pub async fn open(cfg: ControlPlaneConfig) -> Result<Arc<App<Backend>>, AppError> {
     // Checked first: opening the store would otherwise create an empty database there.
-    if !cfg.data_dir.join(META_FILE).is_file() {
-        return Err(AppError::NotInitialised(cfg.data_dir.clone()));
+    match std::fs::metadata(cfg.data_dir.join(META_FILE)) {
+        Ok(m) if m.is_file() => {}
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(AppError::NotReadable(cfg.data_dir.clone()))
+        }
+        _ => return Err(AppError::NotInitialised(cfg.data_dir.clone())),
     }
     let store = open_store(&cfg.data_dir, cfg.pg_options().as_ref()).await?;
     let ca = Ca::load(&cfg.data_dir)?;

@@ -17,6 +17,18 @@ pub enum Backend {
     Postgres(Box<PgStore>),
 }
 
+impl Backend {
+    /// At a clean stop: SQLite's write-ahead log is copied into the database file and
+    /// emptied, so that the data dir's `control-plane.db` alone holds every change (a copy
+    /// of it is then a whole backup). PostgreSQL: nothing to do.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        match self {
+            Backend::Sqlite(s) => s.checkpoint_alone().await,
+            Backend::Postgres(_) => Ok(()),
+        }
+    }
+}
+
 macro_rules! forward {
     ($self:ident, $method:ident($($arg:ident),*)) => {
         match $self {

@@ -506,6 +506,33 @@ impl ControlPlaneConfig {
         Ok(())
     }
 
+    /// Each file the config names (store password and CA, the OIDC client secret and CA)
+    /// that this user cannot read, one message each: `config check` reports them all, so
+    /// that a file `serve` would fail on is found before it starts.
+    pub fn unreadable_files(&self) -> Vec<String> {
+        let mut named: Vec<(&str, &Path)> = Vec::new();
+        if let Some(p) = &self.store_password_file {
+            named.push(("store_password_file", p));
+        }
+        if let Some(p) = &self.store_ca_file {
+            named.push(("store_ca_file", p));
+        }
+        if let Some(o) = &self.oidc {
+            if let Some(p) = &o.client_secret_file {
+                named.push(("oidc.client_secret_file", p));
+            }
+            if let Some(p) = &o.ca_file {
+                named.push(("oidc.ca_file", p));
+            }
+        }
+        named
+            .into_iter()
+            .filter_map(|(field, path)| {
+                std::fs::File::open(path).err().map(|e| format!("{field}: {}: {e}", path.display()))
+            })
+            .collect()
+    }
+
     /// The address agents are told to dial: `agent_address`, else `agent_listen` — unless
     /// that is a wildcard (0.0.0.0, ::), which no agent can dial: then `hostname` (the
     /// name the server certificate carries) with the listener's port.

@@ -390,7 +390,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    outpost_common::process::init_logging();
+    outpost_common::process::init_logging(if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" });
     let rt = match outpost_common::process::runtime() {
         Ok(rt) => rt,
         Err(e) => {
@@ -405,9 +405,21 @@ fn main() -> ExitCode {
             ExitCode::from(EX_USAGE)
         }
         Err(Failure::Other(e)) => {
-            eprintln!("error: {}", error_text(&e));
-            let usage =
-                e.chain().any(|c| matches!(c.downcast_ref::<app::AppError>(), Some(app::AppError::NotInitialised(_))));
+            let text = error_text(&e);
+            eprintln!("error: {text}");
+            if text.contains("Permission denied (os error 13)") {
+                eprintln!(
+                    "hint: the control plane's files must belong to the service's user: run commands as \
+                     sudo -u outpost-cp outpost-control-plane …; files a command run as root wrote can be given \
+                     back with sudo chown -R outpost-cp:outpost-cp DATA_DIR"
+                );
+            }
+            let usage = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<app::AppError>(),
+                    Some(app::AppError::NotInitialised(_) | app::AppError::NotReadable(_))
+                )
+            });
             if usage {
                 ExitCode::from(EX_USAGE)
             } else {
@@ -460,23 +472,50 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                  `user password admin`):"
             );
             println!("{}", out.admin_password.as_str());
-            let d = shell_word(&data_dir.display().to_string());
+            // The commands of the next steps: with no flag when the config file they read
+            // by default names this data dir (a packaged install), else --data-dir (and the
+            // store, which --data-dir alone would take to be SQLite).
+            let packaged = outpost_control_plane::config::default_config_path();
+            let by_default = ControlPlaneConfig::load(&packaged).ok().is_some_and(|c| {
+                let same = |a: &std::path::Path, b: &std::path::Path| {
+                    a.canonicalize().ok().zip(b.canonicalize().ok()).is_some_and(|(a, b)| a == b)
+                };
+                same(&c.data_dir, &data_dir)
+            });
+            let (target, listen) = if by_default {
+                let c = ControlPlaneConfig::load(&packaged).map_err(|e| Failure::Usage(e.to_string()))?;
+                (String::new(), c)
+            } else {
+                let mut t = format!(" --data-dir {}", shell_word(&data_dir.display().to_string()));
+                if let Some(url) = cfg.store.postgres() {
+                    t.push_str(&format!(" --store {}", shell_word(url)));
+                }
+                (t, cfg.clone())
+            };
             let console = format!(
                 "https://{}/console/",
-                outpost_control_plane::config::host_port(&hostname, cfg.api_listen.port())
+                outpost_control_plane::config::host_port(&hostname, listen.api_listen.port())
             );
             println!();
             println!("Next steps:");
             println!(
                 "  1. Start the control plane (API and console on {}, agents on {}):",
-                cfg.api_listen, cfg.agent_listen
+                listen.api_listen, listen.agent_listen
             );
-            println!("       outpost-control-plane serve --data-dir {d}");
+            if by_default {
+                println!("       sudo systemctl enable --now outpost-control-plane");
+                println!(
+                    "     (its commands read {}; `outpost-control-plane serve` runs it in the foreground)",
+                    packaged.display()
+                );
+            } else {
+                println!("       outpost-control-plane serve{target}");
+            }
             println!("     then sign in as admin, with the password above, at {console}");
             println!("  2. Choose your own admin password (asked for, not echoed):");
-            println!("       outpost-control-plane user password admin --data-dir {d}");
+            println!("       outpost-control-plane user password admin{target}");
             println!("  3. Enrol an agent: create a one-time token and give it to `outpost-agent enroll`:");
-            println!("       outpost-control-plane enrollment-token create --data-dir {d} --agent NAME");
+            println!("       outpost-control-plane enrollment-token create{target} --agent NAME");
             Ok(())
         }
         Command::Serve {
@@ -639,7 +678,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Config(ConfigCommand::Check { path, config }) => {
             let config = path.or(config).unwrap_or_else(outpost_control_plane::config::default_config_path);
-            ControlPlaneConfig::load(&config).map_err(|e| Failure::Usage(e.to_string()))?;
+            let cfg = ControlPlaneConfig::load(&config).map_err(|e| Failure::Usage(e.to_string()))?;
+            let unreadable = cfg.unreadable_files();
+            if !unreadable.is_empty() {
+                let shown = config.display();
+                return Err(Failure::Usage(
+                    unreadable.iter().map(|m| format!("{shown}: {m}")).collect::<Vec<_>>().join("\nerror: "),
+                ));
+            }
             println!("{}: OK", config.display());
             Ok(())
         }
@@ -984,7 +1030,7 @@ async fn signing_key(cmd: SigningKeyCommand) -> Result<(), Failure> {
 }
 
 async fn serve(cfg: ControlPlaneConfig) -> anyhow::Result<()> {
-    let app = app::open(cfg).await.context("cannot open the control plane's data dir")?;
+    let app = app::open(cfg).await.context("cannot start the control plane")?;
     let listeners = outpost_control_plane::server::bind(app.cfg.agent_listen, app.cfg.api_listen).await?;
     let store = match &app.store {
         outpost_control_plane::backend::Backend::Postgres(pg) => pg.describe().await.map_err(anyhow::Error::new)?,
@@ -1019,7 +1065,10 @@ async fn serve(cfg: ControlPlaneConfig) -> anyhow::Result<()> {
     outpost_common::sdnotify::ready(&format!(
         "Serving the console at {console}; agents connect to {agent}; store: {store}"
     ));
-    outpost_control_plane::server::serve(app, listeners).await?;
+    outpost_control_plane::server::serve(std::sync::Arc::clone(&app), listeners).await?;
+    if let Err(e) = app.store.close().await {
+        tracing::warn!(error = %e, "The database's write-ahead log was not merged at stop; the next start does it.");
+    }
     Ok(())
 }
 

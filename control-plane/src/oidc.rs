@@ -175,7 +175,7 @@ impl Oidc {
             (Some(s), _) => s.clone(),
             (None, Some(path)) => {
                 let text = outpost_common::fsutil::read_capped_file(path, 64 * 1024)
-                    .map_err(|e| OidcError::Setup(format!("oidc.client_secret_file {}: {e}", path.display())))?;
+                    .map_err(|e| OidcError::Setup(format!("oidc.client_secret_file: {e}")))?;
                 let text = String::from_utf8(text)
                     .map_err(|_| OidcError::Setup(format!("oidc.client_secret_file {}: not UTF-8", path.display())))?;
                 ClientSecret::new(text.trim().to_owned())

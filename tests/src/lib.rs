@@ -283,6 +283,11 @@ impl ControlPlane {
         self.process.as_ref().context("control plane not started")
     }
 
+    /// The running process, which the caller now stops (as it wishes).
+    pub fn take_process(&mut self) -> Option<Process> {
+        self.process.take()
+    }
+
     /// Kills the process with SIGKILL and waits for it.
     pub fn kill(&mut self) -> Result<()> {
         if let Some(mut p) = self.process.take() {

@@ -705,3 +705,47 @@ async fn a_wildcard_agent_listener_advertises_the_hostname_not_0_0_0_0() -> Resu
     agent.start_connected()?;
     Ok(())
 }
+
+/// A data dir made by root (init run without `sudo -u outpost-cp`): the service's user is
+/// told that it cannot read it and how to give it back, not that it was never made.
+#[test]
+fn a_data_dir_of_another_user_is_named_as_such_with_the_fix() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let cp = ControlPlane::init_on(root.path(), None)?;
+    let bin = outpost_e2e::bin("outpost-control-plane");
+    let dir = cp.data_dir.to_str().unwrap_or_default();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .args(["user", "list", "--data-dir", dir])
+        .output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(err.contains("permission denied: the data dir belongs to another user"), "{err}");
+    assert!(err.contains(&format!("sudo chown -R outpost-cp:outpost-cp {dir}")), "{err}");
+    assert!(!err.contains("not a control-plane data dir made by `init`"), "{err}");
+    Ok(())
+}
+
+/// After a clean stop the SQLite database file alone holds every change (the write-ahead
+/// log is merged and emptied), so copying control-plane.db is a whole backup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_leaves_every_change_in_the_database_file() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let mut cp = ControlPlane::init_on(root.path(), None)?;
+    cp.start()?;
+    for i in 0..20 {
+        cp.enrolment_token(&format!("edge-{i}")).await?;
+    }
+    let mut p = cp.take_process().context("running")?;
+    assert!(p.terminate(std::time::Duration::from_secs(30))?.success());
+    let wal = cp.data_dir.join("control-plane.db-wal");
+    let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(wal_len, 0, "the WAL was merged at stop");
+    let copy = root.path().join("copy.db");
+    std::fs::copy(cp.data_dir.join("control-plane.db"), &copy)?;
+    let db = rusqlite::Connection::open(&copy)?;
+    let n: i64 = db.query_row("SELECT COUNT(*) FROM enrol_tokens", [], |r| r.get(0))?;
+    assert_eq!(n, 20, "the file alone holds the tokens");
+    Ok(())
+}
