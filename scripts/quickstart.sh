@@ -4,12 +4,27 @@
 # mutual TLS on loopback, dispatch two jobs (a table and a bar chart) against the bundled
 # SQLite sample data, and print where the rendered results are.
 # Every process started here is stopped on exit, on Ctrl-C and on failure.
+#
+#   scripts/quickstart.sh [--keep | --no-keep]
+#
+# --keep     keep the control plane and the agent running afterwards, with the console's
+#            address and a sign-in, until Ctrl-C (asked at a terminal when neither is given)
+# --no-keep  stop both once the jobs are done (the default without a terminal)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT_DIR="$PWD"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 die() { printf 'quickstart: %s\n' "$*" >&2; exit 1; }
+
+KEEP=ask
+case "${1:-}" in
+  --keep) KEEP=yes ;;
+  --no-keep) KEEP=no ;;
+  "") ;;
+  -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+  *) echo "quickstart: unknown argument $1 (see --help)" >&2; exit 64 ;;
+esac
 
 command -v curl >/dev/null || die "curl is required (apt-get install curl)"
 
@@ -62,6 +77,7 @@ API_PORT=$(free_port)
 say "Control plane: init in $WORK/cp"
 "$CP" init --data-dir "$WORK/cp" --hostname localhost > "$WORK/init.txt"
 ADMIN_TOKEN=$(grep '^opat_' "$WORK/init.txt")
+ADMIN_PASSWORD=$(sed -n '/^Console password of user "admin"/{n;p;}' "$WORK/init.txt")
 cat > "$WORK/control-plane.yaml" <<YAML
 data_dir: $WORK/cp
 agent_listen: 127.0.0.1:$AGENT_PORT
@@ -120,4 +136,28 @@ echo "    xdg-open $WORK/results/revenue-by-region.svg     # or open it in any b
 echo "    cat $WORK/results/chart-job-status.json"
 echo "    cat $WORK/agent/audit.log                         # the agent's audit log"
 echo "Logs: $WORK/control-plane.log $WORK/agent.log"
+
+if [ "$KEEP" = ask ]; then
+  KEEP=no
+  if [ -t 0 ] && [ -t 1 ]; then
+    read -r -p "Keep the control plane and the agent running, to look around in the console? [y/N] " answer
+    case "$answer" in [yY]*) KEEP=yes ;; esac
+  fi
+fi
+if [ "$KEEP" = yes ]; then
+  echo
+  say "Running until Ctrl-C"
+  echo "    Console: https://localhost:$API_PORT/console/"
+  echo "    Sign in as admin with the password $ADMIN_PASSWORD"
+  echo "    The certificate is from a throw-away CA made just now ($WORK/cp/ca.crt): let your browser"
+  echo "    trust it, or accept its warning for this address only."
+  echo "    API: curl --cacert $WORK/cp/ca.crt -H 'Authorization: Bearer $ADMIN_TOKEN' https://localhost:$API_PORT/v1/agents"
+  echo "    Everything stays in $WORK after Ctrl-C."
+  # Ctrl-C (or SIGTERM) is the way out here, not a failure.
+  trap 'exit 0' INT TERM
+  while kill -0 "${PIDS[0]}" 2>/dev/null && kill -0 "${PIDS[1]}" 2>/dev/null; do
+    wait -n "${PIDS[@]}" 2>/dev/null || true
+  done
+  die "the control plane or the agent stopped by itself; see $WORK/*.log"
+fi
 echo "Stopping the control plane and the agent."

@@ -749,3 +749,54 @@ async fn a_clean_stop_leaves_every_change_in_the_database_file() -> Result<()> {
     assert_eq!(n, 20, "the file alone holds the tokens");
     Ok(())
 }
+
+/// README's first command: scripts/quickstart.sh runs two jobs and, with --keep, leaves
+/// the control plane and the agent running with the console's address and a sign-in that
+/// works, until Ctrl-C stops both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quickstart_runs_jobs_and_keeps_a_console_to_sign_in_to_until_ctrl_c() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/quickstart.sh");
+    let log = root.path().join("quickstart.log");
+    let mut p = outpost_e2e::Process::spawn(&script, &["--keep".to_owned()], &log)?;
+    // Should an assertion fail: the script's children (control plane, agent) are stopped
+    // first, since killing the script itself would leave them behind.
+    struct StopChildren(u32);
+    impl Drop for StopChildren {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("pkill").args(["-TERM", "-P", &self.0.to_string()]).status();
+        }
+    }
+    let _children = StopChildren(p.pid());
+    // The build inside is a no-op after the suite's own build.
+    p.wait_for_log("Everything stays in", std::time::Duration::from_secs(600))?;
+    let text = std::fs::read_to_string(&log)?;
+    assert!(text.contains("table: ") && text.contains("revenue-by-region.svg"), "{text}");
+    let after = |marker: &str| -> Option<String> {
+        let rest = &text[text.find(marker)? + marker.len()..];
+        rest.split_whitespace().next().map(|w| w.trim_end_matches([')', ':']).to_owned())
+    };
+    let console = after("Console: ").context("console address")?;
+    let password = after("Sign in as admin with the password ").context("password")?;
+    let ca = after("made just now (").context("CA path")?;
+    let addr = console.trim_start_matches("https://").trim_end_matches("/console/").replace("localhost", "127.0.0.1");
+    let api = outpost_e2e::Api::new(&addr, std::path::Path::new(&ca), None)?;
+    let res = outpost_e2e::call(
+        &api,
+        "POST",
+        "/v1/sessions",
+        Some(&serde_json::json!({ "user": "admin", "password": password })),
+    )
+    .await?;
+    assert_eq!(res.status, 201, "the printed sign-in works: {}", res.text());
+    let page = api.get("/console/").await?;
+    assert_eq!(page.status, 303, "the console answers, sending a stranger to sign in");
+    let login = page.header("location").context("location")?;
+    assert_eq!(api.get(&login).await?.status, 200, "its sign-in page ({login})");
+    p.signal("INT")?;
+    let status = p.terminate(std::time::Duration::from_secs(60))?;
+    assert!(status.success(), "Ctrl-C ends it cleanly: {status:?}\n{}", std::fs::read_to_string(&log)?);
+    // Both processes it started are gone: their ports no longer answer.
+    assert!(tokio::net::TcpStream::connect(&addr).await.is_err(), "the control plane stopped");
+    Ok(())
+}
