@@ -208,7 +208,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    outpost_common::process::init_logging();
+    outpost_common::process::init_logging(if matches!(cli.command, Command::Run) { "info" } else { "warn" });
     let rt = match outpost_common::process::runtime() {
         Ok(rt) => rt,
         Err(e) => {

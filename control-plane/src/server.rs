@@ -133,6 +133,32 @@ pub async fn serve<S: Store>(app: Arc<App<S>>, listeners: Listeners) -> Result<(
     Ok(())
 }
 
+/// How long a connection whose certificate is refused is kept for its answers.
+const REFUSED_CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+
+/// Answers every request on the connection with `refusal` (403 and its reason), for at
+/// most [`REFUSED_CONNECTION_LIFETIME`]: the agent hears why it is refused instead of
+/// seeing its connections closed without a word.
+async fn refuse_all<I>(
+    io: I,
+    builder: auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    refusal: crate::http::ApiError,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (status, code, message) = (refusal.status, refusal.code, refusal.message);
+    let svc = service_fn(move |_req: Request<Incoming>| {
+        let answer = crate::http::ApiError::new(status, code, message.clone()).into_response();
+        async move { Ok::<_, std::convert::Infallible>(answer) }
+    });
+    let _ = tokio::time::timeout(
+        REFUSED_CONNECTION_LIFETIME,
+        watcher.watch(builder.serve_connection(io, svc).into_owned()),
+    )
+    .await;
+}
+
 /// Feeds the systemd watchdog every `every` while the store answers a read within that
 /// time; stops (and says why, once) when it does not, so that systemd restarts the
 /// service (`Restart=on-failure`). Ends at shutdown.
@@ -260,12 +286,19 @@ async fn accept_loop<S: Store>(
                             // latest enrolment (e.g. one stolen, then revoked, then the name
                             // re-enrolled) must not come back to life.
                             if facts.issued_at < rec.enrolled_at {
-                                return tracing::warn!(
+                                tracing::warn!(
                                     agent_id = %agent,
                                     issued_at = facts.issued_at,
                                     enrolled_at = rec.enrolled_at,
-                                    "Certificate issued before the agent's latest enrolment refused; connection closed."
+                                    "Certificate issued before the agent's latest enrolment refused; its requests are answered 403."
                                 );
+                                let refusal = crate::http::ApiError::new(
+                                    hyper::StatusCode::FORBIDDEN,
+                                    "certificate_superseded",
+                                    "this agent was enrolled again since this certificate was issued; it is no longer \
+                                     accepted: enrol this host again (outpost-agent enroll --token TOKEN) or stop it",
+                                );
+                                return refuse_all(io, builder, watcher, refusal).await;
                             }
                             if rec.revoked_at.is_some() {
                                 // Served so that it hears why: every request is answered 403 agent_revoked.
@@ -274,7 +307,17 @@ async fn accept_loop<S: Store>(
                             rec.pool
                         }
                         Ok(None) => {
-                            return tracing::warn!(agent_id = %agent, "Certificate names no enrolled agent; connection closed.");
+                            tracing::warn!(agent_id = %agent, "Certificate names no enrolled agent; its requests are answered 403.");
+                            // Told why, so that its log says what to do (a control plane
+                            // restored from a backup older than the enrolment, say).
+                            let refusal = crate::http::ApiError::new(
+                                hyper::StatusCode::FORBIDDEN,
+                                "unknown_agent",
+                                "this control plane has no enrolled agent of this certificate's name (never enrolled \
+                                 here, or the control plane was restored from a backup made before the enrolment): \
+                                 enrol this host again with outpost-agent enroll --token TOKEN",
+                            );
+                            return refuse_all(io, builder, watcher, refusal).await;
                         }
                         Err(e) => return tracing::error!(error = %e, "Cannot look up the agent; connection closed."),
                     };

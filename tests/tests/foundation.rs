@@ -800,3 +800,34 @@ async fn the_quickstart_runs_jobs_and_keeps_a_console_to_sign_in_to_until_ctrl_c
     assert!(tokio::net::TcpStream::connect(&addr).await.is_err(), "the control plane stopped");
     Ok(())
 }
+
+/// A control plane restored from a backup made before an agent enrolled: the agent is
+/// told why it is refused (403 unknown_agent, enrol again), logs it, and `status` says it,
+/// instead of reconnecting in silence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_unknown_to_a_restored_control_plane_hears_why_and_says_so() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let mut cp = ControlPlane::init_on(root.path(), None)?;
+    let backup = root.path().join("backup");
+    let (code, _, err) = outpost_e2e::run_cmd(
+        std::path::Path::new("cp"),
+        &["-a", cp.data_dir.to_str().unwrap_or_default(), backup.to_str().unwrap_or_default()],
+        None,
+    )?;
+    anyhow::ensure!(code == 0, "backup: {err}");
+    cp.start()?;
+    let mut agent = outpost_e2e::Agent::new(root.path(), "edge-1", "")?;
+    agent.enroll_with(&cp).await?;
+    agent.start_connected()?;
+    cp.kill()?;
+    std::fs::remove_dir_all(&cp.data_dir)?;
+    std::fs::rename(&backup, &cp.data_dir)?;
+    cp.start()?;
+    agent.process()?.wait_for_log("The control plane refused this agent", std::time::Duration::from_secs(60))?;
+    assert!(agent.log_text().contains("unknown_agent"), "{}", agent.log_text());
+    let (code, out, _) = agent.cli(&["status"], None, &[])?;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("reaches cloud:  NO") && out.contains("enrol this host again"), "{out}");
+    assert!(cp.log_text().contains("Certificate names no enrolled agent; its requests are answered 403."));
+    Ok(())
+}

@@ -757,16 +757,21 @@ async fn poll_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
             },
             Ok((status, body)) => {
                 let msg = String::from_utf8_lossy(&body);
+                let delay = backoff.next_delay();
                 if status == StatusCode::FORBIDDEN || status == StatusCode::UNAUTHORIZED {
+                    // Logged each time (at error: nothing works until someone acts), and
+                    // `status` says it instead of "connected".
                     tracing::error!(
                         %status,
                         body = %msg,
                         "The control plane refused this agent (revoked or unknown); enrol it again: outpost-agent enroll --token TOKEN"
                     );
+                    let reason = format!("the control plane refused this agent ({status}): {msg}");
+                    ctx.unreachable(&reason, delay);
                 } else {
                     tracing::warn!(%status, body = %msg, "Poll refused.");
                 }
-                backoff.next_delay()
+                delay
             }
             Err(e) => {
                 let d = backoff.next_delay();
