@@ -168,7 +168,11 @@ async fn a_stolen_certificate_stays_refused_after_its_agent_is_revoked_and_enrol
     let (ok, out) = s_client(&cp.agent_addr, &ca, &args(&agent_cert_args(&agent.state_dir)))?;
     assert!(ok, "the re-enrolled agent must work:\n{out}");
     let (ok, out) = s_client(&cp.agent_addr, &ca, &args(&agent_cert_args(&stolen)))?;
-    assert!(!ok && !out.contains("HTTP/1.1"), "stolen certificate accepted after re-enrolment:\n{out}");
+    // Refused: every request is answered 403 with the reason, and nothing else.
+    assert!(
+        !ok && out.contains("HTTP/1.1 403") && out.contains("certificate_superseded"),
+        "stolen certificate accepted after re-enrolment:\n{out}"
+    );
     cp.process()?.wait_for_log("issued before the agent's latest enrolment", std::time::Duration::from_secs(10))?;
     Ok(())
 }
