@@ -139,3 +139,23 @@ pub fn parse_args<P: clap::Parser>() -> Result<P, std::process::ExitCode> {
         }
     })
 }
+
+/// `outpost-agent status | head -3` closes the pipe early; Rust's `println!` then panics
+/// ("failed printing to stdout: Broken pipe", exit 101). A command line tool ends quietly
+/// instead, with the shell's code for a pipe closed (141 = 128 + SIGPIPE); every other
+/// panic keeps the default report.
+pub fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}

@@ -386,6 +386,7 @@ impl From<anyhow::Error> for Failure {
 }
 
 fn main() -> ExitCode {
+    outpost_common::process::quiet_broken_pipe();
     let cli = match outpost_common::process::parse_args::<Cli>() {
         Ok(cli) => cli,
         Err(code) => return code,

@@ -831,3 +831,22 @@ async fn an_agent_unknown_to_a_restored_control_plane_hears_why_and_says_so() ->
     assert!(cp.log_text().contains("Certificate names no enrolled agent; its requests are answered 403."));
     Ok(())
 }
+
+/// `outpost-control-plane openapi | head -c 10`: the reader goes away early; the command
+/// ends quietly with the shell's code for a closed pipe, not a panic report.
+#[test]
+fn a_reader_that_stops_early_ends_the_command_quietly() -> Result<()> {
+    use std::io::Read as _;
+    let mut child = std::process::Command::new(outpost_e2e::bin("outpost-control-plane"))
+        .arg("openapi")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let mut first = [0u8; 10];
+    child.stdout.take().context("stdout")?.read_exact(&mut first)?; // then dropped: the pipe closes
+    let out = child.wait_with_output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    Ok(())
+}
