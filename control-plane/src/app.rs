@@ -13,22 +13,22 @@ use outpost_protocol::{sign_job, CacheSpec, JobSpec, Param, PROTOCOL_VERSION};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::access::{self, Role, Scopes};
-use crate::access_store::{AccessStore, ApiTokenRecord, UserRecord};
-use crate::backend::Backend;
+use crate::auth::access::{self, Role, Scopes};
+use crate::auth::embed::{EmbedKey, EmbedKeyError};
 use crate::config::ControlPlaneConfig;
-use crate::embed::{EmbedKey, EmbedKeyError};
+use crate::crypto::pki::{self, Ca};
+use crate::crypto::sealing::{ResultCipher, SealError};
+use crate::crypto::signing;
 use crate::hub::Hub;
-use crate::pki::{self, Ca};
-use crate::sealing::{ResultCipher, SealError};
-use crate::signing;
+use crate::store::access::{AccessStore, ApiTokenRecord, UserRecord};
+use crate::store::backend::Backend;
 use crate::store::{EnrolTokenRecord, JobOrigin, NewJob, SqliteStore, Store, StoreError};
 
 /// Database file in the data dir.
 pub const DB_FILE: &str = "control-plane.db";
 /// Metadata written by `init`.
 pub const META_FILE: &str = "meta.json";
-pub use crate::access::API_TOKEN_PREFIX;
+pub use crate::auth::access::API_TOKEN_PREFIX;
 
 /// Control-plane failures outside request handling.
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +56,7 @@ pub enum AppError {
     Embed(#[from] EmbedKeyError),
     /// Single sign-on set-up (secret or CA file).
     #[error(transparent)]
-    Oidc(#[from] crate::oidc::OidcError),
+    Oidc(#[from] crate::auth::oidc::OidcError),
     /// Bad metadata.
     #[error("{path}: {reason}")]
     Meta {
@@ -124,9 +124,12 @@ impl std::fmt::Debug for InitOutput {
 }
 
 /// Opens the store `pg` names, or the embedded database in `data_dir`.
-pub async fn open_store(data_dir: &Path, pg: Option<&crate::pg::PgOptions>) -> Result<Backend, StoreError> {
+pub async fn open_store(
+    data_dir: &Path,
+    pg: Option<&crate::store::postgres::PgOptions>,
+) -> Result<Backend, StoreError> {
     Ok(match pg {
-        Some(opts) => Backend::Postgres(Box::new(crate::pg::PgStore::open(opts).await?)),
+        Some(opts) => Backend::Postgres(Box::new(crate::store::postgres::PgStore::open(opts).await?)),
         None => Backend::Sqlite(SqliteStore::open(&data_dir.join(DB_FILE))?),
     })
 }
@@ -137,7 +140,7 @@ pub async fn init(
     data_dir: &Path,
     hostname: &str,
     extra_names: &[String],
-    pg: Option<&crate::pg::PgOptions>,
+    pg: Option<&crate::store::postgres::PgOptions>,
 ) -> Result<InitOutput, AppError> {
     if hostname.is_empty() || hostname.len() > 253 || hostname.contains(['/', ' ']) {
         return Err(AppError::Usage(format!("--hostname {hostname:?} is not a host name or IP address")));
@@ -149,7 +152,7 @@ pub async fn init(
     // A shared database is initialised once; the other replicas get a copy of this data dir.
     let shared = match pg {
         Some(opts) => {
-            let s = crate::pg::PgStore::open(opts).await?;
+            let s = crate::store::postgres::PgStore::open(opts).await?;
             if !s.users().await?.is_empty() {
                 return Err(AppError::Usage(
                     "this PostgreSQL database is initialised already; give each further replica a copy of the \
@@ -272,11 +275,11 @@ pub struct App<S: Store> {
     /// Signs and verifies embed tokens.
     pub embed: EmbedKey,
     /// Failed sign-ins per user name, to slow down password guessing.
-    pub sign_in_failures: crate::api_access::SignInThrottle,
+    pub sign_in_failures: crate::api::access::SignInThrottle,
     /// Password hashing in flight, bounded.
-    pub passwords: crate::password_work::PasswordWork,
+    pub passwords: crate::auth::password_work::PasswordWork,
     /// Single sign-on, when `oidc:` is configured.
-    pub oidc: Option<crate::oidc::Oidc>,
+    pub oidc: Option<crate::auth::oidc::Oidc>,
     /// Refused enrolment attempts per source address and per token id.
     pub enrol_throttle: crate::enrolment::EnrolThrottle,
     /// When each agent's audit head was last stored from a result.
@@ -309,13 +312,13 @@ pub async fn open(cfg: ControlPlaneConfig) -> Result<Arc<App<Backend>>, AppError
     let meta = load_meta(&cfg.data_dir)?;
     let (results, created) = ResultCipher::load_or_create(&cfg.data_dir)?;
     if created {
-        tracing::info!(file = %cfg.data_dir.join(crate::sealing::RESULTS_KEY_FILE).display(), "Created the key that seals rendered results.");
+        tracing::info!(file = %cfg.data_dir.join(crate::crypto::sealing::RESULTS_KEY_FILE).display(), "Created the key that seals rendered results.");
     }
     let (embed, created) = EmbedKey::load_or_create(&cfg.data_dir)?;
     if created {
-        tracing::info!(file = %cfg.data_dir.join(crate::embed::EMBED_KEY_FILE).display(), "Created the embed-token signing key.");
+        tracing::info!(file = %cfg.data_dir.join(crate::auth::embed::EMBED_KEY_FILE).display(), "Created the embed-token signing key.");
     }
-    let oidc = cfg.oidc.as_ref().map(crate::oidc::Oidc::new).transpose()?;
+    let oidc = cfg.oidc.as_ref().map(crate::auth::oidc::Oidc::new).transpose()?;
     Ok(Arc::new(App {
         oidc,
         cfg,
@@ -347,7 +350,7 @@ pub struct DispatchRequest {
     /// Typed parameters.
     #[serde(default)]
     pub params: Vec<Param>,
-    /// Render spec (parsed by [`crate::http::parse_render`] for field-precise errors).
+    /// Render spec (parsed by [`crate::net::http::parse_render`] for field-precise errors).
     pub render: serde_json::Value,
     /// Cache instructions.
     #[serde(default)]
@@ -419,7 +422,7 @@ impl<S: Store> App<S> {
 
     /// Appends `e` to the cloud audit log; a failure to write it is logged (the action it
     /// records has happened either way).
-    pub async fn record_audit(&self, e: crate::access_store::AuditEvent) {
+    pub async fn record_audit(&self, e: crate::store::access::AuditEvent) {
         let action = e.action.clone();
         if let Err(err) = self.store.add_audit(e).await {
             tracing::error!(error = %err, action = %action, "Could not write the audit record.");
@@ -429,7 +432,7 @@ impl<S: Store> App<S> {
     /// Records something the control plane itself did (actor `control-plane`), e.g. a job
     /// failed as `corrupt_job`.
     pub async fn audit_system(&self, action: &str, target: &str, detail: serde_json::Value) {
-        self.record_audit(crate::access_store::AuditEvent {
+        self.record_audit(crate::store::access::AuditEvent {
             seq: 0,
             at: outpost_protocol::unix_now(),
             actor: "control-plane".into(),
@@ -499,11 +502,11 @@ impl<S: Store> App<S> {
         origin: JobOrigin,
         requester: outpost_protocol::Requester,
         reveal_connections: bool,
-    ) -> Result<(String, i64), crate::http::ApiError> {
-        use crate::http::ApiError;
+    ) -> Result<(String, i64), crate::net::http::ApiError> {
+        use crate::net::http::ApiError;
         outpost_protocol::job::validate_audience(&req.agent).map_err(|e| ApiError::bad_field("agent", e))?;
         validate_name(&req.connection).map_err(|e| ApiError::bad_field("connection", e))?;
-        let render = crate::http::parse_render(req.render)?;
+        let render = crate::net::http::parse_render(req.render)?;
         let pool = outpost_protocol::job::pool_of(&req.agent).map(str::to_owned);
         let targets = match &pool {
             // A pool exists while it has a member that is not revoked.
@@ -612,7 +615,10 @@ impl App<Backend> {
                 match pg.listen().await {
                     Ok((client, mut notes)) => {
                         backoff.reset();
-                        tracing::info!(channel = crate::pg::HUB_CHANNEL, "Listening for other replicas' wake-ups.");
+                        tracing::info!(
+                            channel = crate::store::postgres::HUB_CHANNEL,
+                            "Listening for other replicas' wake-ups."
+                        );
                         app.hub.wake_all();
                         loop {
                             tokio::select! {
@@ -650,7 +656,7 @@ fn known_connection(
     agent: &str,
     connection: &str,
     reveal: bool,
-) -> Result<(), crate::http::ApiError> {
+) -> Result<(), crate::net::http::ApiError> {
     let reported: Vec<&crate::store::AgentRecord> = targets.iter().filter(|a| a.version.is_some()).collect();
     if reported.len() < targets.len() || reported.iter().any(|a| a.connections.iter().any(|c| c == connection)) {
         return Ok(());
@@ -663,7 +669,10 @@ fn known_connection(
         (true, true) => "its connections, as last reported: none".to_owned(),
         (true, false) => format!("its connections, as last reported: {}", names.join(", ")),
     };
-    Err(crate::http::ApiError::bad_field("connection", format!("{agent} has no connection {connection:?} ({known})")))
+    Err(crate::net::http::ApiError::bad_field(
+        "connection",
+        format!("{agent} has no connection {connection:?} ({known})"),
+    ))
 }
 
 #[cfg(test)]

@@ -135,7 +135,7 @@ impl StoreUrl {
 
 impl std::fmt::Debug for StoreUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&crate::pg::redact_url(&self.0).replace("<not a URL>", &self.0))
+        f.write_str(&crate::store::postgres::redact_url(&self.0).replace("<not a URL>", &self.0))
     }
 }
 
@@ -171,7 +171,7 @@ pub struct OidcConfig {
     /// Role of a user created at their first sign-in; absent: only users an admin has
     /// added may sign in (with `map_by: email`).
     #[serde(default)]
-    pub default_role: Option<crate::access::Role>,
+    pub default_role: Option<crate::auth::access::Role>,
     /// PEM file of the CAs trusted for the provider's TLS certificate; default: the
     /// system bundle (/etc/ssl/certs/ca-certificates.crt).
     #[serde(default)]
@@ -400,8 +400,8 @@ impl ControlPlaneConfig {
     }
 
     /// How to reach PostgreSQL, when `store:` names it.
-    pub fn pg_options(&self) -> Option<crate::pg::PgOptions> {
-        self.store.postgres().map(|url| crate::pg::PgOptions {
+    pub fn pg_options(&self) -> Option<crate::store::postgres::PgOptions> {
+        self.store.postgres().map(|url| crate::store::postgres::PgOptions {
             url: url.to_owned(),
             password_file: self.store_password_file.clone(),
             ca_file: self.store_ca_file.clone(),
@@ -471,7 +471,7 @@ impl ControlPlaneConfig {
             return Err(invalid("api_tokens.default_ttl_days", "must be between 1 and api_tokens.max_ttl_days"));
         }
         if let Some(url) = self.store.postgres() {
-            crate::pg::parse_url(url).map_err(|m| invalid("store", &m))?;
+            crate::store::postgres::parse_url(url).map_err(|m| invalid("store", &m))?;
         } else if self.store_password_file.is_some() || self.store_ca_file.is_some() {
             return Err(invalid("store_password_file", "is for a postgres:// store; `store` is sqlite"));
         }

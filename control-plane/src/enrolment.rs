@@ -14,10 +14,10 @@ use std::sync::Mutex;
 
 use http::{HeaderValue, Response, StatusCode};
 
-use crate::access_store::AuditEvent;
 use crate::api::Ctx;
 use crate::app::App;
-use crate::http::{json, ApiError, Body};
+use crate::net::http::{json, ApiError, Body};
+use crate::store::access::AuditEvent;
 use crate::store::{EnrolTokenRecord, Store};
 
 /// Refused enrolment attempts allowed per source address, and per token id, in a window.
@@ -166,7 +166,7 @@ pub async fn revoke<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str) -> Result<R
         Some(t) => {
             ctx.detail = Some(serde_json::json!({ "agent": t.agent, "pool": t.pool, "expires_at": t.expires_at }));
             tracing::info!(token_id = %t.id, agent_id = %t.agent, "Enrolment token revoked.");
-            Ok(crate::http::no_content())
+            Ok(crate::net::http::no_content())
         }
         None => Err(ApiError::not_found(format!("no unused enrolment token {id:?}"))),
     }

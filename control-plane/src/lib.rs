@@ -1,45 +1,40 @@
 //! The Outpost control plane: enrols agents, signs jobs the API asks for, hands them to
 //! agents over mutual TLS and keeps their rendered results.
 //!
-//! Modules, one concern each: [`config`] (control-plane.yaml), [`pki`] (CA, server and
-//! agent certificates), [`signing`] (the job-signing key), [`store`] (persistence behind
-//! a narrow trait), [`hub`] (wake-ups), [`queue`] (leases that skip
-//! damaged rows), [`app`] (the operations), [`api`] (the API
-//! listener: routes, authentication, audit), [`api_routes`], [`api_access`] and
-//! [`api_projects`] (its handlers), [`access`] (roles, scopes, grants, passwords) and
-//! [`access_store`] (their persistence), [`sealing`] (results encrypted at rest), [`redact`] (failure
-//! text kept from callers who may not read the SQL),
-//! [`embed`] (embed tokens), [`enrolment`] (enrolment's
-//! audit records, token list and revocation, throttle), [`openapi`] (the API's description), [`agent_api`] (the
-//! agent listener), [`audit_heads`] (the agents' signed audit-log heads), [`server`] (TLS and connections).
+//! The folders are the layers, lowest first:
+//! - [`crypto`]: the CA and certificates ([`crypto::pki`]), the job-signing keys
+//!   ([`crypto::signing`]), results and job envelopes sealed at rest ([`crypto::sealing`]).
+//! - [`store`]: persistence behind narrow traits — jobs, agents, keys ([`store`]), users,
+//!   tokens, grants, projects ([`store::access`]), on SQLite or PostgreSQL
+//!   ([`store::postgres`], [`store::access_postgres`]) chosen by [`store::backend`].
+//! - [`auth`]: roles, scopes and passwords ([`auth::access`]), bounded password hashing
+//!   ([`auth::password_work`]), single sign-on ([`auth::oidc`]), embed tokens ([`auth::embed`]).
+//! - The operations: [`config`] (control-plane.yaml), [`app`] (the running control plane and
+//!   its operations), [`hub`] (wake-ups), [`queue`] (leases that skip damaged rows),
+//!   [`enrolment`] (its audit records, token list and revocation, throttle), [`audit_heads`]
+//!   (the agents' signed audit-log heads), [`redact`] (failure text kept from callers who
+//!   may not read the SQL).
+//! - [`api`]: the API — route table, authentication and audit ([`api`]), handlers for jobs
+//!   and agents ([`api::jobs`]), users, tokens and shares ([`api::access`]), projects
+//!   ([`api::projects`]), and its description ([`api::openapi`]); [`console`]: the web
+//!   console's pages and its SVG sanitiser ([`console::sanitize_svg`]).
+//! - [`net`]: TLS listeners and connections ([`net::server`]), the agent listener's
+//!   handlers ([`net::agent_api`]), HTTP responses and errors ([`net::http`]).
+//!
+//! (Issue 22 moves the remaining upward imports out: `app` still holds the sign-in
+//! throttle and OIDC client, and `store` and `store::access` use each other.)
 #![forbid(unsafe_code)]
 
-pub mod access;
-pub mod access_store;
-mod access_store_pg;
-pub mod agent_api;
 pub mod api;
-pub mod api_access;
-pub mod api_projects;
-pub mod api_routes;
 pub mod app;
 pub mod audit_heads;
-pub mod backend;
+pub mod auth;
 pub mod config;
 pub mod console;
-pub mod embed;
+pub mod crypto;
 pub mod enrolment;
-pub mod http;
 pub mod hub;
-pub mod oidc;
-pub mod openapi;
-pub mod password_work;
-pub mod pg;
-pub mod pki;
+pub mod net;
 pub mod queue;
 pub mod redact;
-pub mod sealing;
-pub mod server;
-pub mod signing;
 pub mod store;
-pub mod svg;

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use outpost_control_plane::access::{self, Password, Role, Scope, Scopes};
-use outpost_control_plane::access_store::{AccessStore, AuditEvent};
 use outpost_control_plane::app;
+use outpost_control_plane::auth::access::{self, Password, Role, Scope, Scopes};
 use outpost_control_plane::config::ControlPlaneConfig;
+use outpost_control_plane::store::access::{AccessStore, AuditEvent};
 use outpost_control_plane::store::StoreError;
 use zeroize::Zeroize as _;
 
@@ -622,9 +622,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 let now = outpost_protocol::unix_now();
                 let agents: Vec<_> = agents
                     .iter()
-                    .map(|a| {
-                        outpost_control_plane::api_routes::agent_view(a, a.connections.clone(), now, offline_after)
-                    })
+                    .map(|a| outpost_control_plane::api::jobs::agent_view(a, a.connections.clone(), now, offline_after))
                     .collect();
                 println!("{}", serde_json::json!({ "agents": agents }));
                 return Ok(());
@@ -664,7 +662,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 app::check_extra_names(&sans).map_err(|e| Failure::Usage(e.to_string()))?;
                 meta.extra_names = sans;
             }
-            let ca = outpost_control_plane::pki::Ca::load(&cfg.data_dir).map_err(anyhow::Error::new)?;
+            let ca = outpost_control_plane::crypto::pki::Ca::load(&cfg.data_dir).map_err(anyhow::Error::new)?;
             ca.rotate_server_cert(&cfg.data_dir, &meta.hostname, &meta.extra_names).map_err(anyhow::Error::new)?;
             app::write_meta(&cfg.data_dir, &meta).map_err(anyhow::Error::new)?;
             let names = std::iter::once(meta.hostname.as_str())
@@ -697,7 +695,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::User(cmd) => user_cmd(cmd).await,
         Command::Token(cmd) => token_cmd(cmd).await,
         Command::Openapi => {
-            print!("{}", outpost_control_plane::openapi::document_json());
+            print!("{}", outpost_control_plane::api::openapi::document_json());
             Ok(())
         }
     }
@@ -751,7 +749,7 @@ fn read_password_line() -> Result<Password, Failure> {
 }
 
 async fn user_cmd(cmd: UserCommand) -> Result<(), Failure> {
-    use outpost_control_plane::access_store::{UserRecord, UserUpdate};
+    use outpost_control_plane::store::access::{UserRecord, UserUpdate};
     let open = |t: &Target| -> Result<ControlPlaneConfig, Failure> { t.load() };
     match cmd {
         UserCommand::Add { target, name, role, password_stdin } => {
@@ -789,7 +787,7 @@ async fn user_cmd(cmd: UserCommand) -> Result<(), Failure> {
             let app = app::open(open(&target)?).await.context("cannot open the control plane's data dir")?;
             if json {
                 let users = app.store.users().await.map_err(anyhow::Error::new)?;
-                let users: Vec<_> = users.iter().map(outpost_control_plane::api_access::user_view).collect();
+                let users: Vec<_> = users.iter().map(outpost_control_plane::api::access::user_view).collect();
                 println!("{}", serde_json::json!({ "users": users }));
                 return Ok(());
             }
@@ -825,7 +823,7 @@ async fn user_cmd(cmd: UserCommand) -> Result<(), Failure> {
 async fn update_user(
     target: &Target,
     name: &str,
-    update: outpost_control_plane::access_store::UserUpdate,
+    update: outpost_control_plane::store::access::UserUpdate,
     detail: serde_json::Value,
     done: &str,
 ) -> Result<(), Failure> {
@@ -906,7 +904,7 @@ async fn token_cmd(cmd: ApiTokenCommand) -> Result<(), Failure> {
             if json {
                 let tokens = app.store.tokens(uid).await.map_err(anyhow::Error::new)?;
                 let tokens: Vec<_> =
-                    tokens.iter().map(|t| outpost_control_plane::api_access::token_view(t, now)).collect();
+                    tokens.iter().map(|t| outpost_control_plane::api::access::token_view(t, now)).collect();
                 println!("{}", serde_json::json!({ "tokens": tokens }));
                 return Ok(());
             }
@@ -966,7 +964,7 @@ async fn token_cmd(cmd: ApiTokenCommand) -> Result<(), Failure> {
 }
 
 async fn signing_key(cmd: SigningKeyCommand) -> Result<(), Failure> {
-    use outpost_control_plane::signing::{self, SigningError};
+    use outpost_control_plane::crypto::signing::{self, SigningError};
     let refused = |e: SigningError| match e {
         SigningError::Refused(m) => Failure::Usage(m),
         other => Failure::Other(other.into()),
@@ -1032,10 +1030,12 @@ async fn signing_key(cmd: SigningKeyCommand) -> Result<(), Failure> {
 
 async fn serve(cfg: ControlPlaneConfig) -> anyhow::Result<()> {
     let app = app::open(cfg).await.context("cannot start the control plane")?;
-    let listeners = outpost_control_plane::server::bind(app.cfg.agent_listen, app.cfg.api_listen).await?;
+    let listeners = outpost_control_plane::net::server::bind(app.cfg.agent_listen, app.cfg.api_listen).await?;
     let store = match &app.store {
-        outpost_control_plane::backend::Backend::Postgres(pg) => pg.describe().await.map_err(anyhow::Error::new)?,
-        outpost_control_plane::backend::Backend::Sqlite(_) => "SQLite (embedded)".to_owned(),
+        outpost_control_plane::store::backend::Backend::Postgres(pg) => {
+            pg.describe().await.map_err(anyhow::Error::new)?
+        }
+        outpost_control_plane::store::backend::Backend::Sqlite(_) => "SQLite (embedded)".to_owned(),
     };
     app.start_replica_wakeups();
     let api = listeners.api.local_addr()?;
@@ -1061,12 +1061,12 @@ async fn serve(cfg: ControlPlaneConfig) -> anyhow::Result<()> {
         shutdown.cancel();
     });
     if let Some(every) = outpost_common::sdnotify::watchdog_interval() {
-        tokio::spawn(outpost_control_plane::server::feed_watchdog(std::sync::Arc::clone(&app), every));
+        tokio::spawn(outpost_control_plane::net::server::feed_watchdog(std::sync::Arc::clone(&app), every));
     }
     outpost_common::sdnotify::ready(&format!(
         "Serving the console at {console}; agents connect to {agent}; store: {store}"
     ));
-    outpost_control_plane::server::serve(std::sync::Arc::clone(&app), listeners).await?;
+    outpost_control_plane::net::server::serve(std::sync::Arc::clone(&app), listeners).await?;
     if let Err(e) = app.store.close().await {
         tracing::warn!(error = %e, "The database's write-ahead log was not merged at stop; the next start does it.");
     }

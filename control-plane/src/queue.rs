@@ -13,7 +13,7 @@
 
 use outpost_protocol::Envelope;
 
-use crate::sealing::ResultCipher;
+use crate::crypto::sealing::ResultCipher;
 use crate::store::{AgentPeer, LeaseBatch, Store, StoreError};
 
 /// The reason code of a job failed because its stored record cannot be read.

@@ -12,9 +12,9 @@
 
 use outpost_protocol::Reason;
 
-use crate::access::Caller;
 use crate::app::App;
-use crate::http::ApiError;
+use crate::auth::access::Caller;
+use crate::net::http::ApiError;
 use crate::store::{JobRecord, JobState, Store};
 
 /// Longest failure code shown as is; a longer or odd one becomes `query_failed`.
@@ -26,7 +26,7 @@ pub async fn may_read_sql<S: Store>(app: &App<S>, caller: &Caller, rec: &JobReco
         return Ok(true);
     }
     match &rec.origin.project_id {
-        Some(pid) => Ok(crate::api_projects::access_to(app, caller, pid).await?.1.can_see_logic()),
+        Some(pid) => Ok(crate::api::projects::access_to(app, caller, pid).await?.1.can_see_logic()),
         None => Ok(rec.origin.owner.as_deref() == Some(caller.user_id.as_str())),
     }
 }

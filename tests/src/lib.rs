@@ -235,8 +235,8 @@ impl ControlPlane {
     }
 
     /// The store this control plane uses, opened directly (as a second process would).
-    pub async fn store(&self) -> Result<outpost_control_plane::backend::Backend> {
-        let pg = self.pg.as_ref().map(|db| outpost_control_plane::pg::PgOptions {
+    pub async fn store(&self) -> Result<outpost_control_plane::store::backend::Backend> {
+        let pg = self.pg.as_ref().map(|db| outpost_control_plane::store::postgres::PgOptions {
             url: db.url.clone(),
             password_file: None,
             ca_file: None,

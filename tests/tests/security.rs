@@ -21,7 +21,7 @@ async fn forged_expired_and_misaddressed_jobs_are_rejected_and_never_run() -> Re
     // by the real key but long expired, one signed by the real key for another agent.
     let store = SqliteStore::open(&cp.data_dir.join("control-plane.db"))?;
     let real_id = store.active_signing_key().await?.context("active key")?;
-    let real_key = outpost_control_plane::signing::load(&cp.data_dir, &real_id)?;
+    let real_key = outpost_control_plane::crypto::signing::load(&cp.data_dir, &real_id)?;
     let (rogue_key, _) = SigningKey::generate().map_err(|e| anyhow::anyhow!("{e}"))?;
     let now = outpost_protocol::unix_now();
     let cases = [

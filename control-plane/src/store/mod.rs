@@ -14,6 +14,11 @@
 //! replicas implements the same trait. Every method is one transaction, so a crash
 //! between two calls leaves a consistent state.
 
+pub mod access;
+mod access_postgres;
+pub mod backend;
+pub mod postgres;
+
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
@@ -216,7 +221,7 @@ pub struct KeySetChange {
     /// A key being retired and the active key that re-signs its undelivered jobs.
     pub resign: Option<(String, Arc<outpost_protocol::SigningKey>)>,
     /// Opens and re-seals those jobs' envelopes (`None`: they are in clear, as in tests).
-    pub envelopes: Option<Arc<crate::sealing::ResultCipher>>,
+    pub envelopes: Option<Arc<crate::crypto::sealing::ResultCipher>>,
     /// Unix seconds.
     pub now: i64,
 }
@@ -421,7 +426,7 @@ pub enum RedeemError {
 }
 
 /// The control plane's persistence, narrow on purpose: each method is one transaction.
-pub trait Store: crate::access_store::AccessStore + Send + Sync + 'static {
+pub trait Store: crate::store::access::AccessStore + Send + Sync + 'static {
     /// Stores a new enrolment token.
     fn create_enrol_token(&self, t: EnrolTokenRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Enrolment tokens neither used nor expired at `now`, oldest first (their secrets'
@@ -1761,7 +1766,7 @@ mod tests {
         }
     }
 
-    impl RawSql for crate::pg::PgStore {
+    impl RawSql for crate::store::postgres::PgStore {
         async fn raw(&self, sql: &str) {
             self.client().await.expect("client").batch_execute(sql).await.expect("raw SQL on PostgreSQL");
         }
@@ -1771,7 +1776,8 @@ mod tests {
         let (key, _) = outpost_protocol::SigningKey::generate().expect("key");
         let envelope = serde_json::to_string(&key.sign_payload(b"{\"sql\":\"SELECT 1\"}")).expect("json");
         let keys = tempfile::tempdir().expect("dir");
-        let cipher = Arc::new(crate::sealing::ResultCipher::load_or_create(keys.path()).expect("results key").0);
+        let cipher =
+            Arc::new(crate::crypto::sealing::ResultCipher::load_or_create(keys.path()).expect("results key").0);
         let (bad, good) = (new_job_id(), new_job_id());
         for (id, at) in [(&bad, 1000), (&good, 1001)] {
             let sealed = cipher.seal_envelope(id, &envelope);
@@ -1884,7 +1890,7 @@ mod tests {
 
                 #[tokio::test]
                 async fn postgres() {
-                    let db = crate::pg::testdb::TestDb::new().await;
+                    let db = crate::store::postgres::testdb::TestDb::new().await;
                     super::seed(&db.store).await;
                     super::$case(&db.store).await;
                     db.drop().await;

@@ -314,7 +314,7 @@ async fn create_tokens(cp: &ControlPlane, names: &[String]) -> Result<Vec<(Strin
 /// Agents whose `last_seen` is set: each one's long-poll has reached the store (a poll
 /// records the agent as seen before it parks). Read from the store directly, so that
 /// the check does not allocate inside the control plane being measured.
-async fn seen_agents(store: &outpost_control_plane::backend::Backend) -> Result<usize> {
+async fn seen_agents(store: &outpost_control_plane::store::backend::Backend) -> Result<usize> {
     Ok(store.agents().await?.iter().filter(|a| a.last_seen.is_some()).count())
 }
 

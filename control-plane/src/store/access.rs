@@ -9,7 +9,7 @@ use std::future::Future;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::access::{Grant, Role};
+use crate::auth::access::{Grant, Role};
 use crate::store::{SqliteStore, StoreError};
 
 /// A user.
@@ -1072,9 +1072,9 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::access_store::AuditFilter;
-    use crate::pg::testdb::TestDb;
-    use crate::pg::PgStore;
+    use crate::store::access::AuditFilter;
+    use crate::store::postgres::testdb::TestDb;
+    use crate::store::postgres::PgStore;
     use crate::store::{JobOrigin, KeySetChange, NewJob, SigningKeyRecord, SqliteStore, Store};
 
     fn user(id: &str, name: &str, role: Role) -> UserRecord {

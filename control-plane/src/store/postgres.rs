@@ -1,4 +1,4 @@
-//! The PostgreSQL backend of [`Store`] and [`crate::access_store::AccessStore`], for
+//! The PostgreSQL backend of [`Store`] and [`crate::store::access::AccessStore`], for
 //! several control-plane replicas sharing one database.
 //!
 //! - Migrations are versioned (`outpost_schema`) and applied at start inside one

@@ -1,5 +1,5 @@
 //! [`AccessStore`] on PostgreSQL: the same behaviour as the SQLite implementation in
-//! [`crate::access_store`], for several replicas sharing one database.
+//! [`crate::store::access`], for several replicas sharing one database.
 //!
 //! - Every method that the SQLite backend runs as several statements is one transaction
 //!   here. Where SQLite relies on serialising writers (a check, then a change), the
@@ -13,12 +13,12 @@ use std::collections::HashMap;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, Row};
 
-use crate::access::{Grant, Role};
-use crate::access_store::{
+use crate::auth::access::{Grant, Role};
+use crate::store::access::{
     AccessStore, ApiTokenRecord, AuditEvent, AuditFilter, GroupRecord, ProjectRecord, SessionRecord, ShareRecord,
     UserRecord, UserUpdate,
 };
-use crate::pg::PgStore;
+use crate::store::postgres::PgStore;
 use crate::store::StoreError;
 
 /// A user's columns; the table is always aliased `u`.
@@ -675,8 +675,11 @@ impl AccessStore for PgStore {
         // primary key for `after` and the time index for `since`/`until`); every value is
         // a parameter. At most 2^8 statement shapes, each prepared once per connection.
         let action_exact = f.action.as_ref().filter(|a| !a.ends_with('.'));
-        let action_prefix =
-            f.action.as_ref().filter(|a| a.ends_with('.')).map(|a| format!("{}%", crate::access_store::like_escape(a)));
+        let action_prefix = f
+            .action
+            .as_ref()
+            .filter(|a| a.ends_with('.'))
+            .map(|a| format!("{}%", crate::store::access::like_escape(a)));
         let limit = i64::from(f.limit);
         let conditions: [(&str, Option<&(dyn ToSql + Sync)>); 8] = [
             ("actor = $?", f.actor.as_ref().map(|v| v as _)),

@@ -9,11 +9,11 @@ use outpost_protocol::encoding::hex;
 use outpost_protocol::ids::random_bytes;
 use serde::Deserialize;
 
-use crate::access::{self, Credential, Role, Scope, Scopes, SESSION_COOKIE, SESSION_PREFIX};
-use crate::access_store::{ApiTokenRecord, AuditFilter, SessionRecord, ShareRecord, UserRecord, UserUpdate};
 use crate::api::{forbidden, unauthorized, Ctx};
 use crate::app::App;
-use crate::http::{json, no_content, parse_json, query_param, ApiError, Body};
+use crate::auth::access::{self, Credential, Role, Scope, Scopes, SESSION_COOKIE, SESSION_PREFIX};
+use crate::net::http::{json, no_content, parse_json, query_param, ApiError, Body};
+use crate::store::access::{ApiTokenRecord, AuditFilter, SessionRecord, ShareRecord, UserRecord, UserUpdate};
 use crate::store::{Store, StoreError};
 
 /// Failed sign-ins allowed per user name within [`THROTTLE_WINDOW_SECS`].
@@ -253,9 +253,9 @@ async fn hash_password<S: Store>(app: &App<S>, password: access::Password) -> Re
 
 /// 503 with `Retry-After`: every password slot is taken and the queue is full or its
 /// deadline passed.
-fn busy(_: crate::password_work::Busy) -> ApiError {
+fn busy(_: crate::auth::password_work::Busy) -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "too many sign-ins at once; try again in a moment")
-        .retry_after(crate::password_work::RETRY_AFTER_SECS)
+        .retry_after(crate::auth::password_work::RETRY_AFTER_SECS)
 }
 
 /// `POST /v1/users`.
@@ -457,7 +457,7 @@ pub fn token_view(t: &ApiTokenRecord, now: i64) -> serde_json::Value {
 /// `GET /v1/tokens`.
 pub async fn tokens_list<S: Store>(app: &App<S>, ctx: &mut Ctx, q: Option<&str>) -> Result<Response<Body>, ApiError> {
     let caller = ctx.caller()?;
-    let all = crate::http::bool_param(q, "all")?;
+    let all = crate::net::http::bool_param(q, "all")?;
     if all {
         caller.require(Scope::UsersAdmin).map_err(forbidden)?;
     }

@@ -44,11 +44,11 @@ fn nullable(mut schema: Value) -> Value {
 fn components() -> Value {
     let role = json!({ "type": "string", "enum": ["admin", "editor", "viewer"] });
     let grant = json!({ "type": "string", "enum": ["view-app", "view-logic", "edit"] });
-    let scope_names: Vec<&str> = crate::access::Scope::ALL.iter().map(|s| s.as_str()).collect();
+    let scope_names: Vec<&str> = crate::auth::access::Scope::ALL.iter().map(|s| s.as_str()).collect();
     json!({
         "securitySchemes": {
             "apiToken": { "type": "http", "scheme": "bearer", "description": "An API token (opat_…)." },
-            "session": { "type": "apiKey", "in": "cookie", "name": crate::access::SESSION_COOKIE,
+            "session": { "type": "apiKey", "in": "cookie", "name": crate::auth::access::SESSION_COOKIE,
                          "description": "The session cookie from POST /v1/sessions; state-changing requests also need the X-CSRF-Token header." },
             "embedToken": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "An embed token (EdDSA JWT)." }
         },
@@ -488,7 +488,7 @@ pub fn document_json() -> String {
 mod tests {
     #[test]
     fn the_committed_document_is_the_generated_one() {
-        let committed = include_str!("../../docs/openapi.json");
+        let committed = include_str!("../../../docs/openapi.json");
         assert!(
             committed == super::document_json(),
             "docs/openapi.json is stale: run `outpost-control-plane openapi > docs/openapi.json`"

@@ -10,12 +10,12 @@ use http::{Request, Response, StatusCode};
 use outpost_protocol::{CacheSpec, Param};
 use serde::{Deserialize, Serialize};
 
-use crate::access::{self, Caller, Grant, ProjectAccess, Role};
-use crate::access_store::ProjectRecord;
 use crate::api::{self, bearer, check_connection, forbidden, unauthorized, Ctx, JobView};
 use crate::app::{App, DispatchRequest};
-use crate::embed::{self, Claims};
-use crate::http::{json, parse_json, parse_render, query_param, ApiError, Body};
+use crate::auth::access::{self, Caller, Grant, ProjectAccess, Role};
+use crate::auth::embed::{self, Claims};
+use crate::net::http::{json, parse_json, parse_render, query_param, ApiError, Body};
+use crate::store::access::ProjectRecord;
 use crate::store::{JobOrigin, Store};
 
 /// Most queries in one project.
@@ -233,7 +233,7 @@ pub async fn delete<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str) -> Result<R
         return Err(forbidden("only the project's owner or an admin may delete it"));
     }
     app.store.delete_project(id.to_owned()).await?;
-    Ok(crate::http::no_content())
+    Ok(crate::net::http::no_content())
 }
 
 /// `PUT|DELETE /v1/projects/{id}/grants/{user}`.
@@ -270,7 +270,7 @@ pub async fn grant<S: Store>(
         ));
     }
     app.store.set_project_grant(id.to_owned(), user.to_owned(), g).await?.map_err(ApiError::not_found)?;
-    Ok(crate::http::no_content())
+    Ok(crate::net::http::no_content())
 }
 
 fn check_customer(c: &str) -> Result<(), ApiError> {
@@ -383,7 +383,7 @@ pub async fn results<S: Store>(
     let (p, access) = viewable(app, ctx, id).await?;
     let customer = query_param(q, "customer")
         .map(|c| {
-            crate::api_access::percent_decode(c).ok_or_else(|| ApiError::bad_field("customer", "bad percent-encoding"))
+            crate::api::access::percent_decode(c).ok_or_else(|| ApiError::bad_field("customer", "bad percent-encoding"))
         })
         .transpose()?;
     if let Some(c) = &customer {

@@ -1,14 +1,14 @@
 //! Calls the handler of a matched route; the job and agent handlers live here, access
-//! control in [`crate::api_access`], projects and embedding in [`crate::api_projects`].
+//! control in [`crate::api::access`], projects and embedding in [`crate::api::projects`].
 
 use http::{Request, Response, StatusCode};
 use serde::Deserialize;
 
+use crate::api::access as acc;
+use crate::api::projects as prj;
 use crate::api::{self, forbidden, visible_job, wait_param, Ctx, JobView, RouteId};
-use crate::api_access as acc;
-use crate::api_projects as prj;
 use crate::app::App;
-use crate::http::{json, parse_json, query_param, ApiError, Body};
+use crate::net::http::{json, parse_json, query_param, ApiError, Body};
 use crate::store::Store;
 
 /// Runs the handler of `route` with the path's values `p`.
@@ -99,10 +99,10 @@ pub async fn dispatch<S: Store>(
         TokensRevoke => acc::tokens_revoke(app, ctx, &arg(0)).await,
         AuditRead => acc::audit_read(app, q).await,
         ResultsPurge => acc::purge(app, ctx, req.body()).await,
-        OpenApi => Ok(crate::http::bytes_response(StatusCode::OK, "application/json", {
+        OpenApi => Ok(crate::net::http::bytes_response(StatusCode::OK, "application/json", {
             // Built once per process: the document depends only on the binary.
             static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-            DOC.get_or_init(crate::openapi::document_json).clone().into_bytes()
+            DOC.get_or_init(crate::api::openapi::document_json).clone().into_bytes()
         })),
     }
 }
@@ -278,7 +278,7 @@ async fn enrolment_token<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> 
 
 async fn jobs_list<S: Store>(app: &App<S>, ctx: &mut Ctx, q: Option<&str>) -> Result<Response<Body>, ApiError> {
     let caller = ctx.caller()?;
-    let all = crate::http::bool_param(q, "all")?;
+    let all = crate::net::http::bool_param(q, "all")?;
     if all && !caller.is_admin() {
         return Err(forbidden("only admins may list every job"));
     }

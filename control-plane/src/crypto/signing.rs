@@ -134,7 +134,7 @@ async fn publish<S: Store>(
     let envelopes = match &resign {
         Some(_) => {
             // Never a new key here: one made now would not open the sealed envelopes.
-            let path = data_dir.join(crate::sealing::RESULTS_KEY_FILE);
+            let path = data_dir.join(crate::crypto::sealing::RESULTS_KEY_FILE);
             if !path.is_file() {
                 return Err(SigningError::Refused(format!(
                     "{} is missing: it seals the jobs' envelopes; restore it from the data dir's backup",
@@ -142,7 +142,7 @@ async fn publish<S: Store>(
                 )));
             }
             Some(Arc::new(
-                crate::sealing::ResultCipher::load_or_create(data_dir)
+                crate::crypto::sealing::ResultCipher::load_or_create(data_dir)
                     .map(|(c, _)| c)
                     .map_err(|e| SigningError::Refused(format!("the results key that seals job envelopes: {e}")))?,
             ))
@@ -332,7 +332,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(&dir.path().join("cp.db")).expect("open");
         let first = init(&store, dir.path(), 100).await.expect("init");
-        crate::sealing::ResultCipher::load_or_create(dir.path()).expect("results key");
+        crate::crypto::sealing::ResultCipher::load_or_create(dir.path()).expect("results key");
         (dir, store, first)
     }
 
@@ -369,7 +369,7 @@ mod tests {
         store.insert_job(job("j2", &a)).await.expect("previous key still queues");
 
         // Without the results key the envelopes cannot be re-sealed: refused, nothing made.
-        let results_key = dir.path().join(crate::sealing::RESULTS_KEY_FILE);
+        let results_key = dir.path().join(crate::crypto::sealing::RESULTS_KEY_FILE);
         let aside = dir.path().join("results.key.aside");
         std::fs::rename(&results_key, &aside).expect("move the key away");
         let err = retire(&store, dir.path(), &a_id, 300).await.expect_err("no results key");
@@ -388,7 +388,7 @@ mod tests {
                 c.query_row("SELECT envelope FROM jobs WHERE id = ?1", [id], |r| r.get(0)).expect("row")
             };
             // Re-sealed with the results key beside the signing keys.
-            let (cipher, _) = crate::sealing::ResultCipher::load_or_create(dir.path()).expect("results key");
+            let (cipher, _) = crate::crypto::sealing::ResultCipher::load_or_create(dir.path()).expect("results key");
             let env = cipher.open_envelope(id, &env).expect("opens");
             let env: Envelope = serde_json::from_str(&env).expect("envelope");
             assert_eq!(env.key_id, b.key_id().0, "{id} re-signed by the active key");

@@ -45,7 +45,7 @@ pub enum ServeError {
     Verifier(#[from] rustls::server::VerifierBuilderError),
     /// Loading keys.
     #[error(transparent)]
-    Pki(#[from] crate::pki::PkiError),
+    Pki(#[from] crate::crypto::pki::PkiError),
     /// Binding a port.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -69,7 +69,7 @@ struct TlsConfigs {
 }
 
 fn tls_configs<S: Store>(app: &App<S>) -> Result<TlsConfigs, ServeError> {
-    let (chain, key) = crate::pki::load_server_identity(&app.cfg.data_dir)?;
+    let (chain, key) = crate::crypto::pki::load_server_identity(&app.cfg.data_dir)?;
     let mut roots = RootCertStore::empty();
     roots.add(app.ca.cert_der().clone())?;
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).build()?;
@@ -143,13 +143,13 @@ async fn refuse_all<I>(
     io: I,
     builder: auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
-    refusal: crate::http::ApiError,
+    refusal: crate::net::http::ApiError,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let (status, code, message) = (refusal.status, refusal.code, refusal.message);
     let svc = service_fn(move |_req: Request<Incoming>| {
-        let answer = crate::http::ApiError::new(status, code, message.clone()).into_response();
+        let answer = crate::net::http::ApiError::new(status, code, message.clone()).into_response();
         async move { Ok::<_, std::convert::Infallible>(answer) }
     });
     let _ = tokio::time::timeout(
@@ -262,7 +262,7 @@ async fn accept_loop<S: Store>(
                         let app = Arc::clone(&app);
                         async move {
                             Ok::<_, std::convert::Infallible>(
-                                crate::agent_api::handle_enrol(app, peer, req).await,
+                                crate::net::agent_api::handle_enrol(app, peer, req).await,
                             )
                         }
                     });
@@ -272,7 +272,7 @@ async fn accept_loop<S: Store>(
                 } else {
                     // One parse of the verified client certificate: name, issue time, expiry.
                     let facts =
-                        io.inner().get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(crate::pki::agent_cert_facts);
+                        io.inner().get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(crate::crypto::pki::agent_cert_facts);
                     let Some(facts) = facts else {
                         return tracing::warn!("Client certificate has no valid agent name; connection closed.");
                     };
@@ -292,7 +292,7 @@ async fn accept_loop<S: Store>(
                                     enrolled_at = rec.enrolled_at,
                                     "Certificate issued before the agent's latest enrolment refused; its requests are answered 403."
                                 );
-                                let refusal = crate::http::ApiError::new(
+                                let refusal = crate::net::http::ApiError::new(
                                     hyper::StatusCode::FORBIDDEN,
                                     "certificate_superseded",
                                     "this agent was enrolled again since this certificate was issued; it is no longer \
@@ -310,7 +310,7 @@ async fn accept_loop<S: Store>(
                             tracing::warn!(agent_id = %agent, "Certificate names no enrolled agent; its requests are answered 403.");
                             // Told why, so that its log says what to do (a control plane
                             // restored from a backup older than the enrolment, say).
-                            let refusal = crate::http::ApiError::new(
+                            let refusal = crate::net::http::ApiError::new(
                                 hyper::StatusCode::FORBIDDEN,
                                 "unknown_agent",
                                 "this control plane has no enrolled agent of this certificate's name (never enrolled \
@@ -337,7 +337,7 @@ async fn accept_loop<S: Store>(
                     let svc = service_fn(move |req: Request<Incoming>| {
                         let app = Arc::clone(&app);
                         let peer = Arc::clone(&peer);
-                        async move { Ok::<_, std::convert::Infallible>(crate::agent_api::handle(app, peer, req).await) }
+                        async move { Ok::<_, std::convert::Infallible>(crate::net::agent_api::handle(app, peer, req).await) }
                     });
                     tokio::select! {
                         _ = watcher.watch(builder.serve_connection(io, svc).into_owned()) => {}

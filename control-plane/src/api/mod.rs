@@ -8,6 +8,11 @@
 //! Embed routes take only an embed token. Every answer that is not a rendered result is
 //! JSON; errors are `{code, message}`.
 
+pub mod access;
+pub mod jobs;
+pub mod openapi;
+pub mod projects;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,10 +22,10 @@ use hyper::body::Incoming;
 use outpost_protocol::encoding::{constant_time_eq, sha256_hex};
 use serde::Serialize;
 
-use crate::access::{self, Caller, Credential, Scope, SESSION_COOKIE};
-use crate::access_store::AuditEvent;
 use crate::app::{App, DispatchRequest};
-use crate::http::{bytes_response, json, parse_json, query_param, read_body, ApiError, Body};
+use crate::auth::access::{self as auth, Caller, Credential, Scope, SESSION_COOKIE};
+use crate::net::http::{bytes_response, json, parse_json, query_param, read_body, ApiError, Body};
+use crate::store::access::AuditEvent;
 use crate::store::{JobOrigin, JobRecord, JobState, Store};
 
 /// Largest API request body.
@@ -527,7 +532,7 @@ async fn route<S: Store>(app: Arc<App<S>>, remote: SocketAddr, req: Request<Inco
             match read_body(body, MAX_API_BODY).await {
                 Ok(b) => {
                     body_read = true;
-                    crate::api_routes::dispatch(&app, route.id, params, Request::from_parts(parts, b), &mut ctx).await
+                    crate::api::jobs::dispatch(&app, route.id, params, Request::from_parts(parts, b), &mut ctx).await
                 }
                 Err(e) => Err(e),
             }
@@ -563,7 +568,7 @@ pub async fn call<S: Store>(
     };
     let result = match (refused, Request::builder().method(route.method).uri(uri).body(bytes::Bytes::new())) {
         (Some(e), _) => Err(e),
-        (None, Ok(req)) => crate::api_routes::dispatch(app, route.id, params, req, &mut ctx).await,
+        (None, Ok(req)) => crate::api::jobs::dispatch(app, route.id, params, req, &mut ctx).await,
         (None, Err(e)) => Err(ApiError::internal(e)),
     };
     finish(app, route, ctx, result).await
@@ -707,7 +712,7 @@ async fn authenticate<S: Store>(
             app.store.token_auth(sha256_hex(token.as_bytes()), now).await?.ok_or_else(|| {
                 unauthorized("invalid API token (unknown, expired or revoked, or its user is disabled)")
             })?;
-        let scopes = access::Scopes::from_stored(&t.scopes).map_err(ApiError::internal)?;
+        let scopes = auth::Scopes::from_stored(&t.scopes).map_err(ApiError::internal)?;
         Caller {
             user_id: user.id,
             user: user.name,
@@ -726,7 +731,7 @@ async fn authenticate<S: Store>(
                 Credential::Session { csrf, .. } => csrf.clone(),
                 Credential::Token { .. } => String::new(),
             };
-            let sent = req.headers().get(access::CSRF_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+            let sent = req.headers().get(auth::CSRF_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
             if let Err(m) = same_origin(req.headers()) {
                 ctx.caller = Some(caller);
                 return Err(forbidden(m));
@@ -834,7 +839,7 @@ pub async fn visible_job<S: Store>(
         return Ok(rec);
     }
     if let Some(pid) = &rec.origin.project_id {
-        if crate::api_projects::access_to(app, caller, pid).await?.1.can_view() {
+        if crate::api::projects::access_to(app, caller, pid).await?.1.can_view() {
             return Ok(rec);
         }
     }
@@ -1049,7 +1054,7 @@ impl JobView {
             let logic = match seen.get(pid) {
                 Some(l) => *l,
                 None => {
-                    let l = crate::api_projects::access_to(app, caller, pid).await?.1.can_see_logic();
+                    let l = crate::api::projects::access_to(app, caller, pid).await?.1.can_see_logic();
                     seen.insert(pid.clone(), l);
                     l
                 }

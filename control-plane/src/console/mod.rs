@@ -8,7 +8,9 @@
 //!
 //! The pages carry a strict Content-Security-Policy (scripts and styles only from our own
 //! embedded assets, nothing inline, no framing) and an agent's SVG is rebuilt from an
-//! allow-list ([`crate::svg`]) before it is put into a page.
+//! allow-list ([`crate::console::sanitize_svg`]) before it is put into a page.
+
+pub mod sanitize_svg;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -19,15 +21,15 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::Value;
 
-use crate::access::{Caller, Credential, Scope};
 use crate::api::{self, RouteId};
 use crate::app::App;
-use crate::http::{bytes_response, query_param, ApiError, Body};
+use crate::auth::access::{Caller, Credential, Scope};
+use crate::console::sanitize_svg::escape as e;
+use crate::net::http::{bytes_response, query_param, ApiError, Body};
 use crate::store::Store;
-use crate::svg::escape as e;
 
-const CSS: &str = include_str!("../assets/console.css");
-const JS: &str = include_str!("../assets/console.js");
+const CSS: &str = include_str!("../../assets/console.css");
+const JS: &str = include_str!("../../assets/console.js");
 
 /// The pages' policy: our own script and style files only, no inline script or style,
 /// no plugins, no framing by anyone, forms and fetches to ourselves only.
@@ -54,8 +56,8 @@ pub async fn handle<S: Store>(app: Arc<App<S>>, remote: SocketAddr, req: Request
         "/console/assets/console.css" => return asset(CSS, "text/css; charset=utf-8"),
         "/console/assets/console.js" => return asset(JS, "text/javascript; charset=utf-8"),
         "/console/login" => return page_response(StatusCode::OK, login_page(&app, None)),
-        "/console/oidc/start" => return crate::oidc::start(&app).await,
-        "/console/oidc/callback" => return crate::oidc::callback(&app, remote, &req).await,
+        "/console/oidc/start" => return crate::auth::oidc::start(&app).await,
+        "/console/oidc/callback" => return crate::auth::oidc::callback(&app, remote, &req).await,
         _ => {}
     }
     let caller = match api::session_cookie(&req) {
@@ -336,8 +338,8 @@ impl<S: Store> Page<'_, S> {
             return Err(api::forbidden("your role may not run queries"));
         }
         let v = self.get(RouteId::AgentsList, &[], None).await?;
-        let want_agent = query_param(q, "agent").and_then(crate::api_access::percent_decode).unwrap_or_default();
-        let want_conn = query_param(q, "connection").and_then(crate::api_access::percent_decode).unwrap_or_default();
+        let want_agent = query_param(q, "agent").and_then(crate::api::access::percent_decode).unwrap_or_default();
+        let want_conn = query_param(q, "connection").and_then(crate::api::access::percent_decode).unwrap_or_default();
         let mut agents = String::new();
         let mut conns = String::new();
         for a in v["agents"].as_array().into_iter().flatten().filter(|a| a["status"] != "revoked") {
@@ -501,7 +503,7 @@ impl<S: Store> Page<'_, S> {
             let _ =
                 write!(b, "<p class=\"error\">{}</p>", e(v["message"].as_str().unwrap_or("the result cannot be read")));
         } else if ct.starts_with("image/svg+xml") {
-            match crate::svg::sanitise(&bytes) {
+            match crate::console::sanitize_svg::sanitise(&bytes) {
                 Ok(clean) => {
                     let _ = write!(b, "<figure class=\"chart\">{}</figure>", clean.svg);
                     if clean.dropped_elements + clean.dropped_attributes > 0 {
@@ -844,7 +846,7 @@ impl<S: Store> Page<'_, S> {
         let mut fwd = Vec::new();
         let mut vals = std::collections::HashMap::new();
         for k in ["actor", "action", "outcome", "target", "after", "limit"] {
-            if let Some(v) = query_param(q, k).and_then(|v| crate::api_access::percent_decode(&v.replace('+', " "))) {
+            if let Some(v) = query_param(q, k).and_then(|v| crate::api::access::percent_decode(&v.replace('+', " "))) {
                 if !v.is_empty() {
                     fwd.push(format!("{k}={}", pct(&v)));
                     vals.insert(k, v);

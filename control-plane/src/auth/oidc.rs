@@ -21,13 +21,13 @@ use outpost_protocol::encoding::{constant_time_eq, sha256_hex};
 use outpost_protocol::ids::random_bytes;
 use serde::Deserialize;
 
-use crate::access;
-use crate::access_store::AuditEvent;
-use crate::access_store::UserRecord;
 use crate::app::App;
+use crate::auth::access;
 use crate::config::{ClientSecret, OidcConfig, OidcMapBy};
 use crate::console::{login_page, page_response, pct, redirect};
-use crate::http::Body;
+use crate::net::http::Body;
+use crate::store::access::AuditEvent;
+use crate::store::access::UserRecord;
 use crate::store::Store;
 
 /// The cookie that carries a sign-in's `state`, `nonce` and PKCE verifier, sealed with
@@ -523,8 +523,9 @@ async fn finish<S: Store>(
     req: &Request<Incoming>,
 ) -> Result<(UserRecord, String, String), OidcError> {
     let q = req.uri().query();
-    let param =
-        |k: &str| crate::http::query_param(q, k).and_then(|v| crate::api_access::percent_decode(&v.replace('+', " ")));
+    let param = |k: &str| {
+        crate::net::http::query_param(q, k).and_then(|v| crate::api::access::percent_decode(&v.replace('+', " ")))
+    };
     // First: is this the answer to the sign-in this browser started? Nothing the
     // request says is shown or used before that.
     let flow = crate::api::cookie(req, FLOW_COOKIE)
@@ -603,7 +604,7 @@ async fn finish<S: Store>(
     if user.disabled_at.is_some() {
         return Err(OidcError::Refused(format!("user {} is disabled", user.name)));
     }
-    let s = crate::api_access::new_session(app, &user)
+    let s = crate::api::access::new_session(app, &user)
         .await
         .map_err(|e| OidcError::Provider(format!("could not create the session: {}", e.message)))?;
     tracing::info!(user = %user.name, issuer = %oidc.cfg.issuer, "Signed in by single sign-on.");
