@@ -6,11 +6,12 @@
 //!   ([`crypto::signing`]), results and job envelopes sealed at rest ([`crypto::sealing`]).
 //! - [`store`]: persistence behind narrow traits — jobs, agents, keys ([`store`]), users,
 //!   tokens, grants, projects ([`store::access`]), on SQLite or PostgreSQL
-//!   ([`store::postgres`], [`store::access_postgres`]) chosen by [`store::backend`].
+//!   ([`store::postgres`], [`store::access_postgres`]) chosen by [`store::backend`]; leases
+//!   that skip damaged rows ([`store::queue`]).
 //! - [`auth`]: roles, scopes and passwords ([`auth::access`]), bounded password hashing
 //!   ([`auth::password_work`]), single sign-on ([`auth::oidc`]), embed tokens ([`auth::embed`]).
 //! - The operations: [`config`] (control-plane.yaml), [`app`] (the running control plane and
-//!   its operations), [`hub`] (wake-ups), [`queue`] (leases that skip damaged rows),
+//!   its operations), [`hub`] (wake-ups),
 //!   [`enrolment`] (its audit records, token list and revocation, throttle), [`audit_heads`]
 //!   (the agents' signed audit-log heads), [`redact`] (failure text kept from callers who
 //!   may not read the SQL).
@@ -21,8 +22,9 @@
 //! - [`net`]: TLS listeners and connections ([`net::server`]), the agent listener's
 //!   handlers ([`net::agent_api`]), HTTP responses and errors ([`net::http`]).
 //!
-//! (Issue 22 moves the remaining upward imports out: `app` still holds the sign-in
-//! throttle and OIDC client, and `store` and `store::access` use each other.)
+//! A module may use the layers below it. The imports that still point up are listed in
+//! `layers::tests::UPWARD` — a ratchet: a new one fails the suite, and one that is gone
+//! must leave the list (issue 22 empties it).
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -35,6 +37,92 @@ pub mod crypto;
 pub mod enrolment;
 pub mod hub;
 pub mod net;
-pub mod queue;
 pub mod redact;
 pub mod store;
+
+#[cfg(test)]
+mod layers {
+    //! The layering above, checked over the source: every `crate::X` a module names
+    //! (outside its tests) must be at its own layer or below, except the listed ones.
+
+    #[cfg(test)]
+    mod tests {
+        use std::collections::BTreeSet;
+
+        /// Layer of each top-level module (and `main.rs`), lowest first.
+        fn layer(module: &str) -> Option<u8> {
+            Some(match module {
+                "crypto" => 0,
+                "store" => 1,
+                // control-plane.yaml's types name roles (auth) and store options.
+                "auth" | "config" => 2,
+                "hub" | "app" | "enrolment" | "audit_heads" | "redact" => 3,
+                "api" | "console" => 4,
+                "net" => 5,
+                "main" => 6,
+                _ => return None,
+            })
+        }
+
+        /// The upward imports of today, from -> to. Only ever shrinks.
+        const UPWARD: &[(&str, &str)] = &[
+            ("api", "net"),
+            ("app", "api"),
+            ("app", "net"),
+            ("auth", "api"),
+            ("auth", "app"),
+            ("auth", "console"),
+            ("auth", "net"),
+            ("console", "net"),
+            ("crypto", "store"),
+            ("enrolment", "api"),
+            ("enrolment", "net"),
+            ("redact", "api"),
+            ("redact", "net"),
+            ("store", "auth"),
+        ];
+
+        fn sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).expect("source dir").flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    sources(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+
+        #[test]
+        fn no_module_imports_a_layer_above_it_beyond_the_listed_ones() {
+            let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+            let mut files = Vec::new();
+            sources(&root, &mut files);
+            let mut upward = BTreeSet::new();
+            for file in files {
+                let rel = file.strip_prefix(&root).expect("under src").to_string_lossy().into_owned();
+                let from = rel.split('/').next().unwrap_or_default().trim_end_matches(".rs").to_owned();
+                if from == "lib" {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&file).expect("readable");
+                let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+                for (i, _) in code.match_indices("crate::") {
+                    let to: String =
+                        code[i + 7..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                    if let (Some(a), Some(b)) = (layer(&from), layer(&to)) {
+                        if b > a {
+                            upward.insert((from.clone(), to));
+                        }
+                    }
+                }
+            }
+            let listed: BTreeSet<(String, String)> =
+                UPWARD.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect();
+            let new: Vec<_> = upward.difference(&listed).collect();
+            let gone: Vec<_> = listed.difference(&upward).collect();
+            assert!(new.is_empty(), "imports that point up a layer (move the code, do not list them): {new:?}");
+            assert!(gone.is_empty(), "no longer upward: take them out of UPWARD: {gone:?}");
+        }
+    }
+}

@@ -211,7 +211,7 @@ async fn jobs_spec<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str) -> Result<Re
     }
     let stored =
         app.store.job_envelope(id.to_owned()).await?.ok_or_else(|| ApiError::not_found(format!("no job {id:?}")))?;
-    let spec = crate::queue::open_spec(&app.results, id, &stored).map_err(|problem| {
+    let spec = crate::store::queue::open_spec(&app.results, id, &stored).map_err(|problem| {
         tracing::error!(job_id = %id, problem, "A job's stored envelope cannot be read.");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

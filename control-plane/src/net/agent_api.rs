@@ -155,7 +155,7 @@ async fn poll<S: Store>(app: &App<S>, peer: &AgentPeer, query: Option<&str>) -> 
             n.enable();
         }
         let now = outpost_protocol::unix_now();
-        let got = crate::queue::lease_deliverable(&app.store, &app.results, peer, now, lease, max).await?;
+        let got = crate::store::queue::lease_deliverable(&app.store, &app.results, peer, now, lease, max).await?;
         for bad in &got.corrupt {
             tracing::error!(job_id = %bad.id, agent_id = %agent, problem = bad.problem,
                 "A job's stored envelope cannot be read; it fails as corrupt_job and the poll goes on.");

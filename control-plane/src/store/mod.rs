@@ -18,6 +18,7 @@ pub mod access;
 mod access_postgres;
 pub mod backend;
 pub mod postgres;
+pub mod queue;
 
 use std::future::Future;
 use std::path::Path;
@@ -492,7 +493,7 @@ pub trait Store: crate::store::access::AccessStore + Send + Sync + 'static {
         max: usize,
     ) -> impl Future<Output = Result<LeaseBatch, StoreError>> + Send;
     /// Fails a job leased to `agent` whose stored envelope cannot be read (code
-    /// `corrupt_job`, see [`crate::queue`]); `false` when it is no longer leased to it.
+    /// `corrupt_job`, see [`crate::store::queue`]); `false` when it is no longer leased to it.
     fn fail_corrupt_job(
         &self,
         id: String,
@@ -1171,12 +1172,13 @@ impl Store for SqliteStore {
                     .collect::<Result<Vec<_>, _>>()?;
                 for (id, envelope) in pending {
                     // One bad row never blocks the rotation: it fails, the others are re-signed.
-                    let Some(new) = crate::queue::resigned(&id, &envelope, active, change.envelopes.as_deref()) else {
+                    let Some(new) = crate::store::queue::resigned(&id, &envelope, active, change.envelopes.as_deref())
+                    else {
                         tx.execute(
                             "UPDATE jobs SET state = 'failed', finished_at = ?2, lease_until = NULL,
                                  reason_code = 'corrupt_job', reason_message = ?3
                              WHERE id = ?1",
-                            params![id, change.now, crate::queue::CORRUPT_JOB_MESSAGE],
+                            params![id, change.now, crate::store::queue::CORRUPT_JOB_MESSAGE],
                         )?;
                         continue;
                     };
@@ -1786,7 +1788,8 @@ mod tests {
         // The older job's row is damaged: the poll that leases it must not fail, and the
         // good job behind it is delivered by that same poll.
         store.raw(&format!("UPDATE jobs SET envelope = '{{\"key_id\": SECRET-ROW-TEXT' WHERE id = '{bad}'")).await;
-        let got = crate::queue::lease_deliverable(store, &cipher, &peer("edge-1"), 1100, 60, 1).await.expect("lease");
+        let got =
+            crate::store::queue::lease_deliverable(store, &cipher, &peer("edge-1"), 1100, 60, 1).await.expect("lease");
         assert_eq!(got.jobs.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), [good.as_str()]);
         assert_eq!(got.corrupt.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), [bad.as_str()]);
         let rec = store.job(bad.clone(), 1100, false).await.expect("db").expect("job");
@@ -1795,7 +1798,8 @@ mod tests {
         assert_eq!(reason.code, "corrupt_job");
         assert!(!reason.message.contains("SECRET"), "the row's content is never quoted: {}", reason.message);
         // It is never leased again, nor failed twice.
-        let again = crate::queue::lease_deliverable(store, &cipher, &peer("edge-1"), 1101, 60, 4).await.expect("lease");
+        let again =
+            crate::store::queue::lease_deliverable(store, &cipher, &peer("edge-1"), 1101, 60, 4).await.expect("lease");
         assert!(again.jobs.is_empty() && again.corrupt.is_empty(), "{again:?}");
 
         // A key rotation re-signs the good undelivered jobs and fails a damaged one

@@ -1010,12 +1010,13 @@ impl Store for PgStore {
             for row in pending {
                 let (id, envelope): (String, String) = (row.get(0), row.get(1));
                 // One bad row never blocks the rotation: it fails, the others are re-signed.
-                let Some(new) = crate::queue::resigned(&id, &envelope, active, change.envelopes.as_deref()) else {
+                let Some(new) = crate::store::queue::resigned(&id, &envelope, active, change.envelopes.as_deref())
+                else {
                     tx.execute(
                         "UPDATE jobs SET state = 'failed', finished_at = $2, lease_until = NULL,
                              reason_code = 'corrupt_job', reason_message = $3
                          WHERE id = $1",
-                        &[&id, &change.now, &crate::queue::CORRUPT_JOB_MESSAGE],
+                        &[&id, &change.now, &crate::store::queue::CORRUPT_JOB_MESSAGE],
                     )
                     .await?;
                     continue;
