@@ -6,7 +6,7 @@
 //!   ([`crypto::signing`]), results and job envelopes sealed at rest ([`crypto::sealing`]).
 //! - [`store`]: persistence behind narrow traits — jobs, agents, keys ([`store`]), users,
 //!   tokens, grants, projects ([`store::access`]), on SQLite or PostgreSQL
-//!   ([`store::postgres`], [`store::access_postgres`]) chosen by [`store::backend`]; leases
+//!   ([`store::postgres`], `store::access_postgres`) chosen by [`store::backend`]; leases
 //!   that skip damaged rows ([`store::queue`]).
 //! - [`auth`]: roles, scopes and passwords ([`auth::access`]), bounded password hashing
 //!   ([`auth::password_work`]), single sign-on ([`auth::oidc`]), embed tokens ([`auth::embed`]).
