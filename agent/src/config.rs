@@ -30,7 +30,11 @@ pub fn state_dir_of(path: &Path) -> PathBuf {
         .unwrap_or_default();
     // A file broken elsewhere may still say it on a top-level line of its own.
     let line = || {
-        text.lines().find_map(|l| l.strip_prefix("state_dir:")).map(|v| v.trim().trim_matches(['"', '\'']).to_owned())
+        text.lines().find_map(|l| l.strip_prefix("state_dir:")).map(|v| {
+            // A comment after the value is not part of it.
+            let v = v.split(" #").next().unwrap_or_default();
+            v.trim().trim_matches(['"', '\'']).to_owned()
+        })
     };
     serde_saphyr::from_str::<Only>(&text)
         .ok()
@@ -750,6 +754,7 @@ mod tests {
         assert_eq!(at("state_dir: /srv/a\nconnections: {}\n"), PathBuf::from("/srv/a"));
         assert_eq!(at("state_dir: /srv/b\nlimits:\n  max_rows: [oops\n"), PathBuf::from("/srv/b"));
         assert_eq!(at("state_dir: \"/srv/c\"\nnot yaml: : :\n  - [\n"), PathBuf::from("/srv/c"));
+        assert_eq!(at("state_dir: /srv/d   # where the state is\nnot yaml: [\n"), PathBuf::from("/srv/d"));
         assert_eq!(at("connections: {}\n"), PathBuf::from(DEFAULT_STATE_DIR));
         assert_eq!(state_dir_of(&dir.path().join("missing.yaml")), PathBuf::from(DEFAULT_STATE_DIR));
     }

@@ -29,19 +29,27 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections answered at once; more wait for a slot.
 const MAX_PEERS: usize = 8;
 
+/// The pause after a failed accept.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
 /// Where the running agent's socket is for this state dir.
 pub fn socket_path(state_dir: &Path) -> PathBuf {
     state_dir.join(SOCKET)
 }
 
 /// What a peer asks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     /// What the daemon is doing.
     Status,
-    /// Read agent.yaml again and answer once it is applied or refused.
-    Reload,
+    /// Read agent.yaml again and answer once it is applied or refused. `config` is the
+    /// file the asker means: a daemon that runs with another file refuses, so a reload
+    /// never lands on a different agent than the one named.
+    Reload {
+        /// The asker's agent.yaml (absolute).
+        config: Option<String>,
+    },
 }
 
 /// Whether the control plane answered the agent's last request.
@@ -65,6 +73,9 @@ pub struct DaemonStatus {
     pub version: String,
     /// Its process id.
     pub pid: u32,
+    /// Stopping: no new jobs; running ones finish and report.
+    #[serde(default)]
+    pub stopping: bool,
     /// When it started (unix seconds).
     pub started_at: i64,
     /// The control plane's address it dials.
@@ -123,6 +134,38 @@ pub trait Handler: Send + Sync + 'static {
     fn status(&self) -> DaemonStatus;
     /// Applies agent.yaml again (as a SIGHUP does) and returns the verdict.
     fn reload(&self) -> impl std::future::Future<Output = ReloadOutcome> + Send;
+    /// The agent.yaml this daemon reads (`None`: none).
+    fn config_path(&self) -> Option<PathBuf>;
+}
+
+/// The longest text of one field an answer carries (an error from the network may be
+/// long); longer text is cut.
+const MAX_FIELD: usize = 300;
+
+/// Text from elsewhere (a control plane's refusal, a config error) made safe to print on
+/// an operator's terminal: control characters (escape sequences) become spaces and it
+/// is cut to [`MAX_FIELD`] characters.
+pub fn printable(text: &str) -> String {
+    let mut out: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).take(MAX_FIELD).collect();
+    if text.chars().count() > MAX_FIELD {
+        out.push('…');
+    }
+    out
+}
+
+impl ReloadOutcome {
+    fn printable(mut self) -> Self {
+        self.reason = self.reason.as_deref().map(printable);
+        self
+    }
+}
+
+impl DaemonStatus {
+    fn printable(mut self) -> Self {
+        self.last_error = self.last_error.as_deref().map(printable);
+        self.last_reload = self.last_reload.map(ReloadOutcome::printable);
+        self
+    }
 }
 
 /// Why the control socket could not be used.
@@ -193,7 +236,9 @@ pub async fn serve<H: Handler>(listener: UnixListener, handler: Arc<H>, shutdown
         let stream = match accepted {
             Ok((stream, _)) => stream,
             Err(e) => {
+                // Out of file descriptors, say: back off instead of spinning.
                 tracing::warn!(error = %e, "Control socket: accept failed.");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
@@ -223,8 +268,11 @@ async fn answer<H: Handler>(stream: UnixStream, handler: &H) {
     let got = tokio::time::timeout(REQUEST_TIMEOUT, BufReader::new(read.take(MAX_LINE)).read_line(&mut line)).await;
     let answer = match got {
         Ok(Ok(_)) => match serde_json::from_str::<Request>(line.trim()) {
-            Ok(Request::Status) => Answer::Status(handler.status()),
-            Ok(Request::Reload) => Answer::Reload(handler.reload().await),
+            Ok(Request::Status) => Answer::Status(handler.status().printable()),
+            Ok(Request::Reload { config }) => match same_config(config.as_deref(), handler.config_path()) {
+                Ok(()) => Answer::Reload(handler.reload().await.printable()),
+                Err(message) => Answer::Error { message },
+            },
             Err(e) => Answer::Error { message: format!("bad request: {e}") },
         },
         Ok(Err(e)) => Answer::Error { message: format!("bad request: {e}") },
@@ -234,6 +282,21 @@ async fn answer<H: Handler>(stream: UnixStream, handler: &H) {
     bytes.push(b'\n');
     let _ = write.write_all(&bytes).await;
     let _ = write.shutdown().await;
+}
+
+/// Whether the file a reload names is the one the daemon reads.
+fn same_config(asked: Option<&str>, runs: Option<PathBuf>) -> Result<(), String> {
+    let (Some(asked), Some(runs)) = (asked, runs) else { return Ok(()) };
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+    if canonical(Path::new(asked)) == canonical(&runs) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the agent here reads {}, not {asked}; nothing was reloaded (is --config, or its state_dir, the one \
+             you meant?)",
+            printable(&runs.display().to_string())
+        ))
+    }
 }
 
 /// Asks the daemon of this state dir, waiting at most `timeout` for its answer.
@@ -286,6 +349,7 @@ mod tests {
                 agent: "a1".into(),
                 version: "0".into(),
                 pid: 7,
+                stopping: false,
                 started_at: 1,
                 control_plane: "cp:7443".into(),
                 reach: Reach::Connected,
@@ -297,6 +361,10 @@ mod tests {
                 connections: vec!["sample".into()],
                 last_reload: None,
             }
+        }
+
+        fn config_path(&self) -> Option<PathBuf> {
+            Some(PathBuf::from("/etc/outpost/agent.yaml"))
         }
 
         async fn reload(&self) -> ReloadOutcome {
@@ -324,12 +392,19 @@ mod tests {
             Answer::Status(s) => assert_eq!((s.agent.as_str(), s.jobs_done), ("a1", 3)),
             other => panic!("{other:?}"),
         }
-        match ask(dir.path(), Request::Reload, wait).await.expect("test step") {
+        match ask(dir.path(), Request::Reload { config: None }, wait).await.expect("test step") {
             Answer::Reload(r) => assert!(r.applied),
             other => panic!("{other:?}"),
         }
-        match ask(dir.path(), Request::Reload, wait).await.expect("test step") {
+        match ask(dir.path(), Request::Reload { config: None }, wait).await.expect("test step") {
             Answer::Reload(r) => assert_eq!((r.applied, r.reason.as_deref()), (false, Some("line 3: bad"))),
+            other => panic!("{other:?}"),
+        }
+        // A reload of another file than the daemon's is refused, and nothing reloads.
+        match ask(dir.path(), Request::Reload { config: Some("/srv/other/agent.yaml".into()) }, wait).await {
+            Err(ControlError::Refused(m)) => {
+                assert!(m.contains("reads /etc/outpost/agent.yaml, not /srv/other"), "{m}")
+            }
             other => panic!("{other:?}"),
         }
         stop.cancel();
@@ -362,5 +437,13 @@ mod tests {
         let a: Answer = serde_json::from_str(&reply).expect("test step");
         assert!(matches!(a, Answer::Error { ref message } if message.starts_with("bad request")), "{a:?}");
         stop.cancel();
+    }
+
+    #[test]
+    fn text_from_elsewhere_is_printable_and_short() {
+        let hostile = "\u{1b}]0;owned\u{7}\u{1b}[2K\rreaches cloud:  yes";
+        assert_eq!(printable(hostile), " ]0;owned  [2K reaches cloud:  yes");
+        let long = "x".repeat(100_000);
+        assert_eq!(printable(&long).chars().count(), MAX_FIELD + 1);
     }
 }

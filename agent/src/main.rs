@@ -242,7 +242,7 @@ async fn run(cli: Cli) -> ExitCode {
     if let Command::Reload = cli.command {
         // The running agent reads and judges the file; an invalid one must still reach it
         // (to be refused there, in its audit log), so only its state dir is looked up here.
-        return reload(&outpost_agent::config::state_dir_of(&cli.config)).await;
+        return reload(&outpost_agent::config::state_dir_of(&cli.config), &cli.config).await;
     }
     let cfg = match AgentConfig::load(&config_path) {
         Ok(c) => c,
@@ -377,7 +377,7 @@ async fn run(cli: Cli) -> ExitCode {
             let reload_after = matches!(cmd, CredentialsCommand::Set { reload: true, .. });
             let code = credentials(&cfg, cmd);
             if reload_after && code == ExitCode::SUCCESS {
-                return reload(&cfg.state_dir).await;
+                return reload(&cfg.state_dir, &config_path).await;
             }
             code
         }
@@ -413,9 +413,11 @@ const RELOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(80);
 /// How long `status` waits for the daemon's answer.
 const STATUS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-async fn reload(state_dir: &std::path::Path) -> ExitCode {
+async fn reload(state_dir: &std::path::Path, config: &std::path::Path) -> ExitCode {
     use outpost_agent::control::{ask, Answer, Request};
-    match ask(state_dir, Request::Reload, RELOAD_WAIT).await {
+    let config = std::path::absolute(config).unwrap_or_else(|_| config.to_owned());
+    let request = Request::Reload { config: Some(config.display().to_string()) };
+    match ask(state_dir, request, RELOAD_WAIT).await {
         Ok(Answer::Reload(r)) if r.applied => {
             println!(
                 "Reloaded agent.yaml (sha256 {}); connections: {}. New jobs run under it.",
@@ -439,7 +441,8 @@ async fn daemon_status(state_dir: &std::path::Path, now: i64) -> Vec<String> {
     let ago = |t: i64| format!("{} ({} s ago)", rfc3339(t), (now - t).max(0));
     match ask(state_dir, Request::Status, STATUS_WAIT).await {
         Ok(Answer::Status(d)) => {
-            println!("daemon:         running (pid {}, version {}, since {})", d.pid, d.version, ago(d.started_at));
+            let state = if d.stopping { "STOPPING: running jobs finish and report" } else { "running" };
+            println!("daemon:         {state} (pid {}, version {}, since {})", d.pid, d.version, ago(d.started_at));
             let mut attention = Vec::new();
             match d.reach {
                 Reach::Connected => println!("reaches cloud:  yes, since {}", ago(d.reach_since)),

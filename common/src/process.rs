@@ -127,11 +127,17 @@ pub fn pause_point(point: &str) {
 /// Exit code for bad usage or config (sysexits `EX_USAGE`), the same in both binaries.
 pub const EX_USAGE: u8 = 64;
 
+/// Exit code when output could not be written (sysexits `EX_IOERR`).
+pub const EX_IOERR: u8 = 74;
+
 /// Parses the command line; `--help` and `--version` print and exit 0, a usage error
 /// prints clap's message and exits [`EX_USAGE`] (not clap's 2), like a config error.
 pub fn parse_args<P: clap::Parser>() -> Result<P, std::process::ExitCode> {
     P::try_parse().map_err(|e| {
-        let _ = e.print();
+        if e.print().is_err() {
+            // The help or error could not be written (a full disk): not a success.
+            return std::process::ExitCode::from(EX_IOERR);
+        }
         if e.use_stderr() {
             std::process::ExitCode::from(EX_USAGE)
         } else {

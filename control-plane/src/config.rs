@@ -528,7 +528,12 @@ impl ControlPlaneConfig {
         named
             .into_iter()
             .filter_map(|(field, path)| {
-                std::fs::File::open(path).err().map(|e| format!("{field}: {}: {e}", path.display()))
+                // Not opened unless it is a regular file: a FIFO would block the check.
+                match std::fs::metadata(path) {
+                    Ok(m) if !m.is_file() => Some(format!("{field}: {}: not a regular file", path.display())),
+                    Ok(_) => std::fs::File::open(path).err().map(|e| format!("{field}: {}: {e}", path.display())),
+                    Err(e) => Some(format!("{field}: {}: {e}", path.display())),
+                }
             })
             .collect()
     }
@@ -620,5 +625,23 @@ mod tests {
             let e = parse_store(bad).expect_err(bad);
             assert!(e.contains(field) && e.contains(why), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn config_check_names_each_unreadable_file_and_never_opens_a_fifo() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fifo = dir.path().join("password");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
+        assert!(made.success());
+        let text = format!(
+            "data_dir: /tmp/x\nstore: postgres://a@b/c\nstore_password_file: {}\nstore_ca_file: {}\n",
+            fifo.display(),
+            dir.path().join("missing.pem").display()
+        );
+        let cfg: ControlPlaneConfig = serde_saphyr::from_str(&text).expect("parses");
+        let problems = cfg.unreadable_files();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("store_password_file: ") && problems[0].ends_with("not a regular file"));
+        assert!(problems[1].starts_with("store_ca_file: ") && problems[1].contains("No such file"));
     }
 }

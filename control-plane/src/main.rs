@@ -481,7 +481,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 let same = |a: &std::path::Path, b: &std::path::Path| {
                     a.canonicalize().ok().zip(b.canonicalize().ok()).is_some_and(|(a, b)| a == b)
                 };
+                // The same data dir and the same store: the file then leads to this one.
                 same(&c.data_dir, &data_dir)
+                    && c.store.postgres() == cfg.store.postgres()
+                    && c.store_password_file == cfg.store_password_file
             });
             let (target, listen) = if by_default {
                 let c = ControlPlaneConfig::load(&packaged).map_err(|e| Failure::Usage(e.to_string()))?;
@@ -489,7 +492,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             } else {
                 let mut t = format!(" --data-dir {}", shell_word(&data_dir.display().to_string()));
                 if let Some(url) = cfg.store.postgres() {
-                    t.push_str(&format!(" --store {}", shell_word(url)));
+                    // Never the password a URL may hold (it would be on screen and, once
+                    // run, in the process list): it belongs in store_password_file.
+                    let shown = outpost_control_plane::store::postgres::redact_url(url);
+                    t.push_str(&format!(" --store {}", shell_word(&shown)));
                 }
                 (t, cfg.clone())
             };
@@ -498,6 +504,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 outpost_control_plane::config::host_port(&hostname, listen.api_listen.port())
             );
             println!();
+            if cfg.store.postgres().is_some_and(|u| outpost_control_plane::store::postgres::redact_url(u) != u) {
+                println!(
+                    "(The store URL's password is shown as ***: give the commands below the real URL in \
+                     $OUTPOST_STORE, or put the password in a file named by store_password_file in \
+                     control-plane.yaml.)"
+                );
+            }
             println!("Next steps:");
             println!(
                 "  1. Start the control plane (API and console on {}, agents on {}):",

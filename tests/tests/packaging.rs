@@ -162,7 +162,8 @@ async fn the_agent_deb_installs_upgrades_in_place_keeps_state_on_remove_and_purg
     assert_eq!((fields[5], fields[6]), ("/var/lib/outpost", "/usr/sbin/nologin"), "{passwd}");
     ok("getent", &["group", "outpost"], None)?;
     assert_eq!(mode_owner("/usr/bin/outpost-agent")?, (0o755, "root".into(), "root".into()));
-    assert_eq!(mode_owner("/etc/outpost")?, (0o750, "root".into(), "outpost".into()));
+    // Shared with the control plane's package: each file keeps its own mode.
+    assert_eq!(mode_owner("/etc/outpost")?, (0o755, "root".into(), "root".into()));
     assert_eq!(mode_owner("/etc/outpost/agent.yaml")?, (0o640, "root".into(), "outpost".into()));
     assert_eq!(mode_owner("/var/lib/outpost")?, (0o700, "outpost".into(), "outpost".into()));
     assert_eq!(mode_owner("/etc/outpost/credentials/outpost-master-key")?, (0o600, "root".into(), "root".into()));

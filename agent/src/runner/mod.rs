@@ -261,6 +261,7 @@ impl Ctx {
             agent: self.agent.clone(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             pid: std::process::id(),
+            stopping: false,
             started_at: self.started_at,
             control_plane: self.transport.addr().to_owned(),
             reach,
@@ -494,7 +495,14 @@ pub async fn run(
         )
     });
     // `status` and `reload` of the command line ask the daemon here.
-    tokio::spawn(crate::control::serve(control, Arc::new(reload::Control(Arc::clone(&ctx))), shutdown.clone()));
+    // It answers until the very end (a draining agent says it is stopping), and its
+    // socket goes before the run lock is let go.
+    let control_stop = CancellationToken::new();
+    let control = tokio::spawn(crate::control::serve(
+        control,
+        Arc::new(reload::Control(Arc::clone(&ctx), shutdown.clone())),
+        control_stop.clone(),
+    ));
     if let Some(listener) = metrics_listener {
         tokio::spawn(crate::metrics::serve(listener, metrics, shutdown.clone()));
     }
@@ -524,6 +532,8 @@ pub async fn run(
     // it waits for the agent) and gets the head that covers the shutdown checkpoint.
     // Bounded: an unreachable control plane does not hold the stop up.
     let _ = tokio::time::timeout(STOP_HEARTBEAT_WAIT, send_heartbeat(&ctx, true)).await;
+    control_stop.cancel();
+    let _ = control.await;
     Ok(())
 }
 

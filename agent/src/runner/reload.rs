@@ -176,15 +176,20 @@ pub(super) async fn reload_loop(ctx: Arc<Ctx>, mut hups: tokio::signal::unix::Si
     }
 }
 
-/// The runner's side of the control socket.
-pub(super) struct Control(pub(super) Arc<Ctx>);
+/// The runner's side of the control socket, and the shutdown token that says whether the
+/// agent is stopping.
+pub(super) struct Control(pub(super) Arc<Ctx>, pub(super) CancellationToken);
 
 impl crate::control::Handler for Control {
     fn status(&self) -> DaemonStatus {
-        self.0.daemon_status()
+        DaemonStatus { stopping: self.1.is_cancelled(), ..self.0.daemon_status() }
     }
 
     async fn reload(&self) -> ReloadOutcome {
         reload_once(&self.0).await
+    }
+
+    fn config_path(&self) -> Option<std::path::PathBuf> {
+        self.0.config_path.clone()
     }
 }

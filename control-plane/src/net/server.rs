@@ -17,7 +17,7 @@ use std::time::Duration;
 use http::Request;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use rustls::server::{Acceptor, WebPkiClientVerifier};
@@ -31,6 +31,16 @@ use crate::store::Store;
 
 /// Longest a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long an HTTP/1.1 client may take to send a request's headers, and how long an idle
+/// keep-alive connection waits for the next request: a connection that sends nothing is
+/// closed instead of holding a file descriptor for good.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections one listener holds at once; past it, accepting waits for one to close. So
+/// a flood on the API cannot take the file descriptors the agent listener needs (the
+/// units raise LimitNOFILE well above twice this).
+const MAX_CONNECTIONS_PER_LISTENER: usize = 4096;
 /// How long in-flight requests get at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -197,7 +207,15 @@ async fn accept_loop<S: Store>(
     graceful: Arc<GracefulShutdown>,
     agent_side: bool,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS_PER_LISTENER));
     loop {
+        let slot = tokio::select! {
+            s = Arc::clone(&slots).acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => return,
+            },
+            () = app.shutdown.cancelled() => return,
+        };
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -246,7 +264,15 @@ async fn accept_loop<S: Store>(
                     Err(_) => return tracing::debug!("TLS handshake timed out."),
                 };
                 let io = TokioIo::new(stream);
-                let builder = auto::Builder::new(TokioExecutor::new());
+                // Held until the connection ends.
+                let _slot = slot;
+                // The protocol TLS agreed on (ALPN), not a guess from the first bytes: a
+                // connection that sends nothing must meet the header timeout, which does not
+                // run while hyper waits to tell HTTP/1.1 from HTTP/2.
+                let h2 = io.inner().get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+                let mut builder = auto::Builder::new(TokioExecutor::new());
+                builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+                let builder = if h2 { builder.http2_only() } else { builder.http1_only() };
                 if !agent_side {
                     let svc = service_fn(move |req: Request<Incoming>| {
                         let app = Arc::clone(&app);
