@@ -408,7 +408,8 @@ fn main() -> ExitCode {
         Err(Failure::Other(e)) => {
             let text = error_text(&e);
             eprintln!("error: {text}");
-            if text.contains("Permission denied (os error 13)") {
+            // (A port below 1024 is refused with the same words; that is not about files.)
+            if text.contains("Permission denied (os error 13)") && !text.contains("cannot listen on") {
                 eprintln!(
                     "hint: the control plane's files must belong to the service's user: run commands as \
                      sudo -u outpost-cp outpost-control-plane …; files a command run as root wrote can be given \
