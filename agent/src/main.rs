@@ -200,6 +200,11 @@ enum ConfigCommand {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Also reach each database as `connections test` does (server, user, TLS,
+        /// read-only session, the privileged-role check) and report what it found; a
+        /// connection that could not run a job is a finding.
+        #[arg(long)]
+        connections: bool,
     },
 }
 
@@ -269,8 +274,14 @@ async fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Config(ConfigCommand::Schema) => ExitCode::SUCCESS,
-        Command::Config(ConfigCommand::Audit { json }) => {
-            let report = outpost_agent::config_audit::audit(&cli.config, &cfg, outpost_protocol::unix_now());
+        Command::Config(ConfigCommand::Audit { json, connections }) => {
+            let mut report = outpost_agent::config_audit::audit(&cli.config, &cfg, outpost_protocol::unix_now());
+            if connections {
+                match probe_connections(&cfg).await {
+                    Ok(checks) => report.add_connection_checks(checks),
+                    Err(e) => return failure(e),
+                }
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
             } else {
@@ -545,28 +556,14 @@ async fn test_connections(cfg: &AgentConfig, name: Option<String>, json: bool) -
         }
         cfg.connections.retain(|k, _| k.as_str() == n.as_str());
     }
-    // Only opened when a connection names a password credential.
-    let vault = if cfg.connections.values().any(|c| c.password_credential.is_some()) {
-        match outpost_agent::vault::Vault::open(&cfg.state_dir, &cfg.vault_keys(), &passphrase_prompt) {
-            Ok(v) => Some(v),
-            Err(e) => return failure(format!("{e} (the vault holds the connections' passwords)")),
-        }
-    } else {
-        None
-    };
-    let connectors = match outpost_agent::runner::prepare_connections(&cfg, vault.as_ref()) {
-        Ok(c) => c,
+    let reports = match probe_connections(&cfg).await {
+        Ok(r) => r,
         Err(e) => return failure(e),
     };
-    let mut names: Vec<&String> = connectors.keys().collect();
-    names.sort();
-    let mut reports = Vec::new();
-    for n in names {
-        let r = outpost_agent::health::test(n, &connectors[n]).await;
-        if !json {
-            println!("{}", outpost_agent::health::describe(&r));
+    if !json {
+        for r in &reports {
+            println!("{}", outpost_agent::health::describe(r));
         }
-        reports.push(r);
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&reports).unwrap_or_default());
@@ -576,6 +573,27 @@ async fn test_connections(cfg: &AgentConfig, name: Option<String>, json: bool) -
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Reaches each configured database as a job would (see `connections test`).
+async fn probe_connections(cfg: &AgentConfig) -> Result<Vec<outpost_agent::health::ConnectionReport>, String> {
+    // Only opened when a connection names a password credential.
+    let vault = if cfg.connections.values().any(|c| c.password_credential.is_some()) {
+        Some(
+            outpost_agent::vault::Vault::open(&cfg.state_dir, &cfg.vault_keys(), &passphrase_prompt)
+                .map_err(|e| format!("{e} (the vault holds the connections' passwords)"))?,
+        )
+    } else {
+        None
+    };
+    let connectors = outpost_agent::runner::prepare_connections(cfg, vault.as_ref()).map_err(|e| e.to_string())?;
+    let mut names: Vec<&String> = connectors.keys().collect();
+    names.sort();
+    let mut reports = Vec::new();
+    for n in names {
+        reports.push(outpost_agent::health::test(n, &connectors[n]).await);
+    }
+    Ok(reports)
 }
 
 fn passphrase_prompt(confirm: bool) -> Result<secrecy::SecretString, outpost_agent::vault::VaultError> {

@@ -15,7 +15,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use outpost_agent::connectors::postgres::PostgresConnector;
 use outpost_agent::connectors::{QueryError, QueryLimits, ServerSettings};
 use outpost_agent::resultset::Value;
@@ -372,6 +372,20 @@ async fn the_agent_refuses_a_superuser_connection_keeps_serving_and_a_reload_fix
     assert_eq!(code, 1, "a HIGH finding fails the audit: {out}");
     assert!(out.contains("[HIGH] connections.allowed.allow_privileged"), "{out}");
     assert!(!out.contains("connections.su.allow_privileged"), "{out}");
+    // With --connections the report also says what the roles are, as connections test
+    // finds them: the superuser connection that refuses jobs is a HIGH finding of its own.
+    let (code, out, _) = agent.cli(&["config", "audit", "--connections", "--json"], None, &[])?;
+    assert_eq!(code, 1, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out)?;
+    let checks = report["connection_checks"].as_array().context("connection_checks")?;
+    let su = checks.iter().find(|c| c["name"] == "su").context("su checked")?;
+    assert_eq!(su["ok"], false, "{su}");
+    assert!(su["problem"].as_str().unwrap_or_default().contains("privileged_role"), "{su}");
+    let finding =
+        report["findings"].as_array().and_then(|f| f.iter().find(|f| f["subject"] == "connections.su")).cloned();
+    assert_eq!(finding.map(|f| f["severity"].clone()), Some(serde_json::json!("high")), "{report}");
+    let (_, text, _) = agent.cli(&["config", "audit", "--connections"], None, &[])?;
+    assert!(text.contains("databases reached (as a job would):"), "{text}");
 
     // connections test: each connection reached as a job would be, no query of anyone's.
     let (code, out, err) = agent.cli(&["connections", "test"], None, &[])?;

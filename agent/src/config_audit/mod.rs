@@ -165,11 +165,30 @@ pub struct Report {
     pub audit_log: String,
     /// The local metrics endpoint.
     pub metrics: String,
+    /// What reaching each database found (`config audit --connections`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_checks: Option<Vec<crate::health::ConnectionReport>>,
     /// Findings, most severe first.
     pub findings: Vec<Finding>,
 }
 
 impl Report {
+    /// Adds what reaching the databases found: a connection that could not run a job is
+    /// a finding (HIGH when its role holds more than reading, else MEDIUM).
+    pub fn add_connection_checks(&mut self, checks: Vec<crate::health::ConnectionReport>) {
+        for c in checks.iter().filter(|c| !c.ok) {
+            let problem = c.problem.clone().unwrap_or_else(|| "it could not be reached".into());
+            let severity = if problem.contains("privileged_role") { Severity::High } else { Severity::Medium };
+            self.findings.push(Finding {
+                severity,
+                subject: format!("connections.{}", c.name),
+                message: format!("a job could not run on it now: {problem}"),
+            });
+        }
+        self.findings.sort_by(|a, b| a.severity.cmp(&b.severity).then_with(|| a.subject.cmp(&b.subject)));
+        self.connection_checks = Some(checks);
+    }
+
     /// Whether a finding of `High` severity is present.
     pub fn has_high(&self) -> bool {
         self.findings.iter().any(|f| f.severity == Severity::High)
@@ -493,6 +512,7 @@ pub fn audit(path: &Path, cfg: &AgentConfig, now: i64) -> Report {
         master_key,
         audit_log,
         metrics,
+        connection_checks: None,
         findings,
     }
 }

@@ -72,6 +72,12 @@ pub fn render_text(r: &Report) -> String {
             let _ = writeln!(o, "    masked: {} (in conditions: {})", e.mask.join("; "), e.masked_predicates);
         }
     }
+    if let Some(checks) = &r.connection_checks {
+        let _ = writeln!(o, "databases reached (as a job would):");
+        for c in checks {
+            let _ = writeln!(o, "  {}", crate::health::describe(c).replace('\n', "\n  "));
+        }
+    }
     if r.findings.is_empty() {
         let _ = writeln!(o, "findings: none");
     } else {
