@@ -15,6 +15,7 @@
 //! - Entries older than the longest max-age policy allows are deleted, not hidden, and a
 //!   size cap evicts the least recently used.
 
+pub mod rows;
 pub mod stream;
 
 use std::io::{BufRead as _, BufReader, BufWriter, Write as _};
