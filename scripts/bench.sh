@@ -3,10 +3,12 @@
 # loopback (release build), and criterion micro-benchmarks of signing and verifying.
 # Prints the machine it ran on. Record the figures in docs/BENCHMARKS.md.
 #
-# BENCH_SECTIONS (comma-separated, default all): e2e, pg, criterion, cache, cache-entry,
-# replicas, idle (cache-entry is the whole-entry part of cache: put and get of 1 MB and
-# 100 MB results, with peak memory). `scripts/bench.sh --quick` is
-# BENCH_SECTIONS=e2e,pg,cache-entry with JOBS=300, JOBS_PER_CLIENT=30 and PG_RUNS=3: every
+# BENCH_SECTIONS (comma-separated, default all): e2e, pg, cache-chart, criterion, cache,
+# cache-entry, replicas, idle (cache-entry is the whole-entry part of cache: put, get and
+# replay of 1 MB and 100 MB results, with peak memory; cache-chart is a 1,000,000-row
+# cached line chart through the agent, first run and second run, beside psql -At).
+# `scripts/bench.sh --quick` is BENCH_SECTIONS=e2e,pg,cache-chart,cache-entry with
+# JOBS=300, JOBS_PER_CLIENT=30 and PG_RUNS=3: every
 # change to the job path runs it and records its figures in docs/BENCHMARKS.md. BENCH_CONTENDERS chooses the e2e section's contenders
 # (default sqlite,sqlite-expr,sqlite-masked,pg,pg-masked; the pg ones need PostgreSQL at
 # OUTPOST_TEST_PG_URL). OUTPOST_BIN_DIR: the release binaries (default target/release).
@@ -14,12 +16,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "${1:-}" = "--quick" ]; then
-  BENCH_SECTIONS="${BENCH_SECTIONS:-e2e,pg,cache-entry}"
+  BENCH_SECTIONS="${BENCH_SECTIONS:-e2e,pg,cache-chart,cache-entry}"
   JOBS="${JOBS:-300}"
   JOBS_PER_CLIENT="${JOBS_PER_CLIENT:-30}"
   PG_RUNS="${PG_RUNS:-3}"
 fi
-SECTIONS=",${BENCH_SECTIONS:-e2e,pg,criterion,cache,replicas,idle},"
+SECTIONS=",${BENCH_SECTIONS:-e2e,pg,cache-chart,criterion,cache,replicas,idle},"
 want() { [[ "$SECTIONS" == *",$1,"* ]]; }
 export OUTPOST_BIN_DIR="${OUTPOST_BIN_DIR:-$PWD/target/release}"
 
@@ -52,6 +54,14 @@ echo "    peers psql -At and COPY ... TO STDOUT on the same server, same run"
 "$OUTPOST_BIN_DIR/outpost-bench-pg" --rows "${PG_ROWS:-1000000}" --runs "${PG_RUNS:-5}"
 fi
 
+if want cache-chart; then
+echo "==> PostgreSQL ($OUTPOST_TEST_PG_URL_SHOWN): a ${PG_ROWS:-1000000}-row line chart that asks for the result cache,"
+echo "    with a 64-character text column read but not drawn: first run (miss: rows into the chart and the"
+echo "    encrypted entry), second run (hit: rows from the entry), the same job without the cache, and psql -At"
+echo "    on the same query, interleaved; the agent's VmHWM reset before and read after each run"
+"$OUTPOST_BIN_DIR/outpost-bench-pg" --mode cache-chart --rows "${PG_ROWS:-1000000}" --runs "${PG_RUNS:-5}"
+fi
+
 if want criterion; then
 echo "==> criterion: envelope sign / verify"
 cargo bench --locked -p outpost-protocol --bench envelope -- --noplot 2>/dev/null | grep -E '^(sign|Envelope|peer)|time:'
@@ -71,7 +81,8 @@ cargo bench --locked -p outpost-agent --bench cache -- --noplot 2>/dev/null | gr
 fi
 
 if want cache || want cache-entry; then
-echo "==> result cache: whole write (encrypt + fsync) and read of 1 MB and 100 MB results, peak memory"
+echo "==> result cache: whole write (encrypt + fsync), read into a result (get) and streamed read (replay) of 1 MB"
+echo "    and 100 MB results, peak memory"
 mkdir -p target
 dir=$(mktemp -d target/cache-bench.XXXXXX)
 cargo run --release --locked --quiet -p outpost-agent --example cache_bench -- "$dir" 1 100

@@ -107,7 +107,7 @@ fn whole(c: &mut Criterion) {
     g.bench_function("put 1 MB result (encrypt + fsync + rename + index)", |b| {
         b.iter(|| cache.put(entry, "bench", &big, 1).expect("put"))
     });
-    g.bench_function("get 1 MB result (read + decrypt + parse)", |b| {
+    g.bench_function("get 1 MB result (read + decrypt + decode into a result)", |b| {
         b.iter(|| match cache.get(entry, 600, 2).expect("get") {
             Lookup::Hit(rs) => std::hint::black_box(rs.rows.len()),
             other => panic!("{other:?}"),

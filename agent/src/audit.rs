@@ -1,8 +1,8 @@
 //! The local audit log: one JSON line per job received, for the customer's security team.
 //!
 //! Most records are about a job (`"event": "job"`); a change of the trusted job-signing
-//! keys is a `"event": "key_set"` record; a damaged cache entry is a `"event": "cache"`
-//! record.
+//! keys is a `"event": "key_set"` record; a damaged cache entry, or one of an earlier
+//! agent's format, is a `"event": "cache"` record.
 //!
 //! A job record says which job, signed by which key, what the verdict was, which connection
 //! and a SHA-256 of the SQL (not the SQL itself, which may carry literals), how many rows
@@ -128,7 +128,8 @@ pub struct AuditRecord {
     pub params: Option<serde_json::Value>,
     /// Rows in the result: read from the database, or from the cache on a hit.
     pub rows_read: u64,
-    /// The result cache: `hit`, `miss` (then stored), `damaged` (an entry did not
+    /// The result cache: `hit`, `miss` (then stored if the query ended well; also when an
+    /// entry of an earlier agent's format was deleted), `damaged` (an entry did not
     /// authenticate; deleted, the query ran), `off` (max-age 0 by the job or policy);
     /// absent when the job did not get that far.
     pub cache: Option<&'static str>,
@@ -196,7 +197,8 @@ pub struct CacheRecord {
     pub event: &'static str,
     /// RFC 3339 time.
     pub ts: String,
-    /// `damaged`.
+    /// `damaged` (it did not authenticate or decode) or `outdated` (written in an earlier
+    /// agent's format); either way it was deleted and the query ran.
     pub verdict: &'static str,
     /// The job that looked the entry up.
     pub job_id: String,

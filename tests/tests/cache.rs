@@ -183,6 +183,161 @@ async fn results_are_cached_encrypted_and_the_canary_is_nowhere_in_plaintext() -
     Ok(())
 }
 
+/// A job on `connection` with `max_age`: (status, body, `outpost-egress`, cache hit).
+async fn run_on(
+    cp: &ControlPlane,
+    connection: &str,
+    sql: &str,
+    render: serde_json::Value,
+    max_age: u64,
+) -> Result<(u16, String, String, bool)> {
+    let id = cp
+        .dispatch(serde_json::json!({
+            "agent": "edge-1", "connection": connection, "sql": sql, "render": render,
+            "cache": { "max_age_secs": max_age }
+        }))
+        .await?;
+    let res = cp.api()?.get(&format!("/v1/jobs/{id}/result?wait=30")).await?;
+    let egress = res.header("outpost-egress").unwrap_or_default();
+    let hit = res.header("outpost-cache-hit").as_deref() == Some("true");
+    Ok((res.status, res.text(), egress, hit))
+}
+
+/// A cached result goes through the same egress policy as a fresh one: a hit is masked
+/// like the miss before it (by the column's source, whatever the query calls it), a
+/// chart drawn from the cache equals the one drawn from the database, and a result that
+/// was refused or cut by an error is never stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_result_is_masked_and_drawn_like_a_fresh_one_and_a_cut_one_is_not_stored() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let dir = root.path().join("customer");
+    std::fs::create_dir_all(&dir)?;
+    let db = dir.join("people.db");
+    {
+        let conn = rusqlite::Connection::open(&db)?;
+        conn.execute_batch(
+            "CREATE TABLE people (name TEXT NOT NULL, email TEXT NOT NULL, at INTEGER NOT NULL, value REAL NOT NULL);",
+        )?;
+        let tx = conn.unchecked_transaction()?;
+        for i in 0..5000 {
+            tx.execute(
+                "INSERT INTO people VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![
+                    format!("name-{i:05}"),
+                    format!("{CANARY}-{i}@example.org"),
+                    i,
+                    (i % 97) as f64 / 7.0
+                ],
+            )?;
+        }
+        tx.commit()?;
+    }
+    let mut cp = ControlPlane::init(root.path())?;
+    cp.start()?;
+    let mut agent = Agent::new(root.path(), "edge-1", "")?;
+    std::fs::write(
+        &agent.config,
+        format!(
+            "state_dir: {}\nlimits:\n  max_rows: 10000\nconnections:\n  warehouse:\n    kind: sqlite\n    path: {}\n    \
+             cache_max_age_secs: 600\n    egress:\n      max_rows: 10000\n      max_points: 100000\n      mask:\n        \
+             - column: main.people.email\n",
+            agent.state_dir.display(),
+            db.display()
+        ),
+    )?;
+    agent.enroll_with(&cp).await?;
+    agent.start_connected()?;
+
+    // A table with the masked column renamed: masked on the miss and on the hit alike.
+    let table = serde_json::json!({"kind": "table", "format": "json"});
+    let sql = "SELECT name, email AS contact FROM people ORDER BY name LIMIT 20";
+    let (status, first, egress, hit) = run_on(&cp, "warehouse", sql, table.clone(), 600).await?;
+    assert_eq!((status, egress.as_str(), hit), (200, "masked", false), "{first}");
+    assert!(first.contains("***") && !first.contains(CANARY), "{first}");
+    let (status, second, egress, hit) = run_on(&cp, "warehouse", sql, table, 600).await?;
+    assert_eq!((status, egress.as_str(), hit), (200, "masked", true), "{second}");
+    assert_eq!(second, first);
+    assert_eq!(last_job_record(&agent)?["cache"], "hit");
+
+    // A line chart that reads the masked column without drawing it: from the cache it is
+    // the chart the database gives.
+    let line = serde_json::json!({"kind": "line", "x": "at", "y": ["value"]});
+    let sql = "SELECT at, value, email FROM people ORDER BY at";
+    let (status, fresh, _, hit) = run_on(&cp, "warehouse", sql, line.clone(), 0).await?;
+    assert_eq!((status, hit), (200, false), "{fresh}");
+    assert_eq!(last_job_record(&agent)?["cache"], "off");
+    let (status, miss, _, hit) = run_on(&cp, "warehouse", sql, line.clone(), 600).await?;
+    assert_eq!((status, hit, &miss), (200, false, &fresh));
+    assert_eq!(last_job_record(&agent)?["rows_read"], 5000);
+    let (status, from_cache, _, hit) = run_on(&cp, "warehouse", sql, line.clone(), 600).await?;
+    assert_eq!((status, hit, &from_cache), (200, true, &fresh));
+    assert_eq!(last_job_record(&agent)?["rows_read"], 5000);
+    assert_eq!(cache_entries(&agent)?, 2);
+
+    // Drawing the masked column to scale is refused, and nothing is stored.
+    let sql = "SELECT at, length(email) AS v FROM people";
+    let drawn = serde_json::json!({"kind": "line", "x": "at", "y": ["v"]});
+    for _ in 0..2 {
+        let (status, body, _, hit) = run_on(&cp, "warehouse", sql, drawn.clone(), 600).await?;
+        assert_eq!((status, hit), (409, false), "{body}");
+        assert!(body.contains("egress_refused"), "{body}");
+        assert_eq!(last_job_record(&agent)?["cache"], "miss");
+    }
+    // A chart whose rows stop fitting it after 3000 rows: render_failed, nothing stored.
+    let sql = "SELECT CASE WHEN at < 3000 THEN at ELSE 'later' END AS at, value FROM people ORDER BY rowid";
+    for _ in 0..2 {
+        let (status, body, _, hit) = run_on(&cp, "warehouse", sql, line.clone(), 600).await?;
+        assert_eq!((status, hit), (409, false), "{body}");
+        assert!(body.contains("render_failed"), "{body}");
+        assert_eq!(last_job_record(&agent)?["cache"], "miss");
+    }
+    assert_eq!(cache_entries(&agent)?, 2, "refused and failed results are not cached");
+    let leftovers: Vec<_> = files_under(&agent.state_dir.join("cache"))?
+        .into_iter()
+        .filter(|f| f.file_name().is_some_and(|n| n.to_string_lossy().contains(".tmp")))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    agent.stop()?;
+    for f in files_under(&agent.state_dir)? {
+        assert!(!holds(&f, CANARY)?, "{} holds the canary in plaintext", f.display());
+    }
+
+    // An entry the previous agent wrote (JSON lines in the same encrypted chunks) is
+    // deleted and audited, the query runs, and its result is stored in the new format.
+    let table = serde_json::json!({"kind": "table", "format": "json"});
+    let sql = "SELECT name FROM people ORDER BY name LIMIT 3";
+    let before = entry_files(&agent)?;
+    agent.start_connected()?;
+    let (status, first, _, _) = run_on(&cp, "warehouse", sql, table.clone(), 600).await?;
+    assert_eq!(status, 200, "{first}");
+    agent.stop()?;
+    let added: Vec<PathBuf> = entry_files(&agent)?.into_iter().filter(|f| !before.contains(f)).collect();
+    let [newest] = added.as_slice() else { anyhow::bail!("expected one new entry: {added:?}") };
+    let vault = open_vault(&agent.state_dir)?;
+    let key = vault.cache_key()?;
+    let hash = newest.file_stem().and_then(|s| s.to_str()).context("name")?;
+    let entry: [u8; 32] =
+        outpost_protocol::encoding::unhex(hash).context("hex")?.try_into().map_err(|_| anyhow::anyhow!("32 bytes"))?;
+    {
+        use std::io::Write as _;
+        let mut w = outpost_agent::cache::stream::EntryWriter::new(std::fs::File::create(newest)?, &key, entry)?;
+        w.write_all(b"{\"columns\":[\"name\"],\"truncated\":false,\"provenance\":null}\n[\"a\"]\n[\"b\"]\n[\"c\"]\n")?;
+        w.finish()?;
+    }
+    agent.start_connected()?;
+    let (status, again, _, hit) = run_on(&cp, "warehouse", sql, table.clone(), 600).await?;
+    assert_eq!((status, hit, &again), (200, false, &first), "an outdated entry is a miss");
+    assert_eq!(last_job_record(&agent)?["cache"], "miss");
+    let outdated =
+        agent.audit_records()?.into_iter().rev().find(|r| r["event"] == "cache").context("no cache record")?;
+    assert_eq!(outdated["verdict"], "outdated", "{outdated}");
+    assert!(outdated["reason"].as_str().unwrap_or_default().contains("JSON lines"), "{outdated}");
+    let (status, third, _, hit) = run_on(&cp, "warehouse", sql, table, 600).await?;
+    assert_eq!((status, hit, &third), (200, true, &first), "stored again in the current format");
+    agent.stop()?;
+    Ok(())
+}
+
 fn open_vault(state_dir: &Path) -> Result<Vault, VaultError> {
     let settings =
         KeySettings { credentials_dir: None, ..KeySettings::from_env(MasterKeySource::Auto, None, state_dir) };

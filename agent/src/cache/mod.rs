@@ -2,31 +2,37 @@
 //! so that the same query within its max-age does not hit the customer's database again.
 //!
 //! - Entries live in `state_dir/cache/` (0700), one file per entry (0600), in the format of
-//!   [`stream`]: chunked AES-256-GCM under a key derived from the cache key. Plaintext
-//!   never touches the disk, not even in a temp file: the temp file holds ciphertext, is
-//!   fsync'd and renamed into place.
+//!   [`stream`]: chunked AES-256-GCM under a key derived from the cache key; the plaintext
+//!   is the binary row encoding of [`rows`]. Plaintext never touches the disk, not even in
+//!   a temp file: the temp file holds ciphertext, is fsync'd and renamed into place.
+//! - Neither side holds the whole result: a miss streams the rows into the renderer and,
+//!   encoded, to a blocking writer thread at the same time ([`fill`]), and commits the
+//!   entry only when the query ended well; a hit decrypts one chunk and decodes one row
+//!   at a time into the renderer ([`entry::Entry::replay`]).
 //! - The index is `cache/index.db` (SQLite): entry hash, connection, creation and last
 //!   use, size, and the id of the key the entry is sealed under. Entries under another
 //!   key (after a key rotation) are deleted when the cache opens: crypto-shredding.
 //! - The entry hash is SHA-256 over the connection's identity, the SQL and the typed
 //!   parameters, domain-separated. It names the file; it reveals nothing of the query.
 //! - A corrupt or tampered entry is deleted and reported as [`Lookup::Damaged`] (a miss
-//!   for the caller, who writes an audit record); it never returns wrong data.
+//!   for the caller, who writes an audit record); it never returns wrong data. An entry
+//!   of an earlier agent's format (JSON lines) is deleted and reported as
+//!   [`Lookup::Outdated`], also a miss with an audit record.
 //! - Entries older than the longest max-age policy allows are deleted, not hidden, and a
 //!   size cap evicts the least recently used.
 
+pub mod entry;
+pub mod fill;
 pub mod rows;
 pub mod stream;
 
-use std::io::{BufRead as _, BufReader, BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use outpost_protocol::encoding::{b64_decode, b64_encode, hex};
+use outpost_protocol::encoding::hex;
 use rusqlite::{params, Connection, OptionalExtension};
-use serde_json::Value as Json;
 
-use crate::resultset::{ResultSet, Value};
+use crate::resultset::ResultSet;
 
 /// Directory in the state dir.
 pub const CACHE_DIR: &str = "cache";
@@ -50,20 +56,40 @@ pub enum CacheError {
     /// Writing an entry.
     #[error("cache entry: {0}")]
     Entry(#[from] stream::StreamError),
+    /// Encoding rows.
+    #[error("cache entry: {0}")]
+    Rows(#[from] rows::RowsError),
     /// The index lock was poisoned.
     #[error("cache index lock poisoned")]
     Poisoned,
+    /// The entry grew past the cache's byte cap (`cache.max_bytes`); not stored.
+    #[error("the result is larger than the cache's byte cap ({max_bytes} bytes); not stored")]
+    TooLarge {
+        /// The cap.
+        max_bytes: u64,
+    },
+    /// The result did not end well (an error, a refusal, a cancel): nothing was stored.
+    #[error("the result was not complete; nothing was stored")]
+    Abandoned,
+    /// Fewer bytes reached the writer than the encoder produced: nothing was stored.
+    #[error("rows were lost on the way to the cache writer; nothing was stored")]
+    Incomplete,
+    /// The writer thread failed.
+    #[error("cache writer: {0}")]
+    Task(String),
 }
 
 /// What a lookup found.
 #[derive(Debug)]
-pub enum Lookup {
+pub enum Lookup<T = ResultSet> {
     /// A fresh entry.
-    Hit(ResultSet),
+    Hit(T),
     /// None, or too old.
     Miss,
-    /// An entry existed but did not authenticate or parse; it has been deleted.
+    /// An entry existed but did not authenticate or decode; it has been deleted.
     Damaged(String),
+    /// An entry in the format of an earlier agent (why); it has been deleted.
+    Outdated(String),
 }
 
 /// `cache stats`.
@@ -129,56 +155,6 @@ pub fn entry_hash(connection_identity: &str, sql: &str, params_json: &str) -> [u
     let mut out = [0u8; 32];
     out.copy_from_slice(ctx.finish().as_ref());
     out
-}
-
-fn value_json(v: &Value) -> Json {
-    use serde_json::json;
-    match v {
-        Value::Null => Json::Null,
-        Value::Bool(b) => Json::Bool(*b),
-        Value::Int(i) => Json::from(*i),
-        // The bit pattern: exact for every float, NaN and infinities included.
-        Value::Float(f) => json!({ "f": f.to_bits() }),
-        Value::Decimal(d) => json!({ "n": d }),
-        Value::Text(s) => Json::from(s.as_str()),
-        Value::Bytes(b) => json!({ "b": b64_encode(b) }),
-        Value::Date(d) => json!({ "date": d.to_string() }),
-        Value::Time(t) => json!({ "time": t.to_string() }),
-        Value::Timestamp(t) => json!({ "ts": t.and_utc().timestamp_micros() }),
-        Value::TimestampTz(t) => json!({ "tstz": t.timestamp_micros() }),
-        Value::Uuid(u) => json!({ "uuid": hex(u) }),
-        Value::Json(t) => json!({ "json": t }),
-    }
-}
-
-fn json_value(j: &Json) -> Option<Value> {
-    Some(match j {
-        Json::Null => Value::Null,
-        Json::Bool(b) => Value::Bool(*b),
-        Json::Number(n) => Value::Int(n.as_i64()?),
-        Json::String(s) => Value::Text(s.clone()),
-        Json::Object(o) if o.len() == 1 => {
-            let (tag, v) = o.iter().next()?;
-            match (tag.as_str(), v) {
-                ("f", Json::Number(n)) => Value::Float(f64::from_bits(n.as_u64()?)),
-                ("n", Json::String(d)) => Value::Decimal(d.clone()),
-                ("b", Json::String(b)) => Value::Bytes(b64_decode(b).ok()?),
-                ("date", Json::String(d)) => Value::Date(d.parse().ok()?),
-                ("time", Json::String(t)) => Value::Time(t.parse().ok()?),
-                ("ts", Json::Number(n)) => {
-                    Value::Timestamp(chrono::DateTime::from_timestamp_micros(n.as_i64()?)?.naive_utc())
-                }
-                ("tstz", Json::Number(n)) => Value::TimestampTz(chrono::DateTime::from_timestamp_micros(n.as_i64()?)?),
-                ("uuid", Json::String(h)) => {
-                    let bytes = outpost_protocol::encoding::unhex(h)?;
-                    Value::Uuid(bytes.try_into().ok()?)
-                }
-                ("json", Json::String(t)) => Value::Json(t.clone()),
-                _ => return None,
-            }
-        }
-        _ => return None,
-    })
 }
 
 impl Index {
@@ -318,8 +294,9 @@ impl Cache {
         Ok(cache)
     }
 
-    /// Looks up `entry` no older than `max_age_secs`.
-    pub fn get(&self, entry: [u8; 32], max_age_secs: u64, now: i64) -> Result<Lookup, CacheError> {
+    /// Opens `entry` if one no older than `max_age_secs` exists, reading its header; its
+    /// rows are read by [`entry::Entry::replay`]. Blocking.
+    pub fn open_entry(&self, entry: [u8; 32], max_age_secs: u64, now: i64) -> Result<Lookup<entry::Entry>, CacheError> {
         let hash = hex(&entry);
         let created: Option<i64> = self
             .lock()?
@@ -340,90 +317,54 @@ impl Cache {
             }
             Err(e) => return Err(CacheError::Io { path: path.display().to_string(), source: e }),
         };
-        match self.read(file, entry) {
-            Ok(rs) => {
-                self.lock()?.execute("UPDATE entries SET last_used = ?2 WHERE hash = ?1", params![hash, now])?;
-                Ok(Lookup::Hit(rs))
+        match entry::Entry::open(self, hash.clone(), file, entry, now) {
+            entry::Opened::Entry(e) => Ok(Lookup::Hit(e)),
+            entry::Opened::Outdated(why) => {
+                self.delete_where("hash = ?1", &[&hash])?;
+                Ok(Lookup::Outdated(why))
             }
-            Err(why) => {
+            entry::Opened::Damaged(why) => {
                 self.delete_where("hash = ?1", &[&hash])?;
                 Ok(Lookup::Damaged(why))
             }
         }
     }
 
-    fn read(&self, f: std::fs::File, entry: [u8; 32]) -> Result<ResultSet, String> {
-        let reader = stream::EntryReader::new(BufReader::new(f), &self.key, entry).map_err(|e| e.to_string())?;
-        let mut lines = BufReader::new(reader).lines();
-        let head: Json = serde_json::from_str(&lines.next().ok_or("empty entry")?.map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
-        let columns: Vec<String> =
-            serde_json::from_value(head["columns"].clone()).map_err(|e| format!("columns: {e}"))?;
-        let truncated = head["truncated"].as_bool().ok_or("truncated flag")?;
-        // Entries written before the agent traced provenance have none: the job then
-        // runs the query again when its connection has mask rules.
-        let provenance = match head.get("provenance") {
-            None | Some(Json::Null) => None,
-            Some(p) => Some(serde_json::from_value(p.clone()).map_err(|e| format!("provenance: {e}"))?),
-        };
-        let mut rows = Vec::new();
-        for line in lines {
-            let line = line.map_err(|e| e.to_string())?;
-            let cells: Vec<Json> = serde_json::from_str(&line).map_err(|e| e.to_string())?;
-            let row = cells.iter().map(json_value).collect::<Option<Vec<_>>>().ok_or("bad value")?;
-            if row.len() != columns.len() {
-                return Err("row width".into());
+    /// Looks up `entry` no older than `max_age_secs` and reads it whole (tests and
+    /// benchmarks; jobs replay entries into their renderer instead).
+    pub fn get(&self, entry: [u8; 32], max_age_secs: u64, now: i64) -> Result<Lookup, CacheError> {
+        Ok(match self.open_entry(entry, max_age_secs, now)? {
+            Lookup::Hit(e) => {
+                let mut all = crate::connectors::Collect::default();
+                match e.replay(&mut all, &|| false) {
+                    Ok(trailer) => Lookup::Hit(ResultSet { truncated: trailer.truncated, ..all.0 }),
+                    Err(entry::Replay::Damaged(why)) => Lookup::Damaged(why),
+                    Err(entry::Replay::Sink(e)) => return Err(CacheError::Task(e.to_string())),
+                }
             }
-            rows.push(row);
-        }
-        Ok(ResultSet { columns, rows, truncated, provenance })
+            Lookup::Miss => Lookup::Miss,
+            Lookup::Damaged(why) => Lookup::Damaged(why),
+            Lookup::Outdated(why) => Lookup::Outdated(why),
+        })
     }
 
     /// Stores `rs` as `entry` for `connection`: encrypted into a temp file, fsync'd,
     /// renamed into place, then indexed; then evicts beyond the size cap. Returns the
-    /// bytes written.
+    /// bytes written. Blocking.
     pub fn put(&self, entry: [u8; 32], connection: &str, rs: &ResultSet, now: i64) -> Result<u64, CacheError> {
-        let hash = hex(&entry);
-        let path = self.file(&hash);
-        let tmp = self.dir.join(format!(".{hash}.tmp.{}", outpost_protocol::ids::new_nonce()));
-        let result = (|| -> Result<u64, CacheError> {
-            use std::os::unix::fs::OpenOptionsExt;
-            let f =
-                std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(io(&tmp))?;
-            let mut w = stream::EntryWriter::new(BufWriter::new(f), &self.key, entry)?;
-            let head =
-                serde_json::json!({ "columns": rs.columns, "truncated": rs.truncated, "provenance": rs.provenance });
-            let write = |w: &mut stream::EntryWriter<_>, j: &Json| -> Result<(), CacheError> {
-                serde_json::to_writer(&mut *w, j).map_err(|e| CacheError::Io {
-                    path: tmp.display().to_string(),
-                    source: std::io::Error::other(e),
-                })?;
-                w.write_all(b"\n").map_err(io(&tmp))
-            };
-            write(&mut w, &head)?;
-            for row in &rs.rows {
-                write(&mut w, &Json::Array(row.iter().map(value_json).collect()))?;
+        let mut pending = self.begin(entry, connection, now)?;
+        let mut buf = zeroize::Zeroizing::new(Vec::with_capacity(stream::CHUNK + 1024));
+        let mut enc = rows::RowEncoder::start(&mut buf, &rs.columns, rs.provenance.as_ref());
+        for row in &rs.rows {
+            enc.row(&mut buf, row)?;
+            if buf.len() >= stream::CHUNK {
+                pending.write(&buf)?;
+                buf.clear();
             }
-            let (buf, bytes) = w.finish()?;
-            let f = buf
-                .into_inner()
-                .map_err(|e| CacheError::Io { path: tmp.display().to_string(), source: e.into_error() })?;
-            f.sync_all().map_err(io(&tmp))?;
-            std::fs::rename(&tmp, &path).map_err(io(&path))?;
-            std::fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io(&self.dir))?;
-            Ok(bytes)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
         }
-        let bytes = result?;
-        self.lock()?.execute(
-            "INSERT OR REPLACE INTO entries (hash, connection, key_id, created_at, last_used, bytes)
-             VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
-            params![hash, connection, self.key_id, now, i64::try_from(bytes).unwrap_or(i64::MAX)],
-        )?;
-        self.evict()?;
-        Ok(bytes)
+        enc.finish(&mut buf, rs.truncated);
+        pending.write(&buf)?;
+        pending.commit()
     }
 
     /// Evicts least-recently-used entries until the total is within the size cap.
@@ -448,167 +389,4 @@ impl Cache {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_value_type_comes_back_exactly() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let cache = Cache::open(dir.path(), &[1u8; 32], "k1", 1 << 30).expect("open");
-        let date = chrono::NaiveDate::from_ymd_opt(1999, 12, 31).expect("date");
-        let time = chrono::NaiveTime::from_hms_micro_opt(23, 59, 58, 123_456).expect("time");
-        let row = vec![
-            Value::Null,
-            Value::Bool(true),
-            Value::Int(i64::MIN),
-            Value::Float(-0.0),
-            Value::Decimal("-123456789012345678901234567890.000000001".into()),
-            Value::Decimal("NaN".into()),
-            Value::Text("ünïcode \u{1f600}".into()),
-            Value::Bytes(vec![0, 255]),
-            Value::Date(date),
-            Value::Time(time),
-            Value::Timestamp(date.and_time(time)),
-            Value::TimestampTz(date.and_time(time).and_utc()),
-            Value::Uuid([0xab; 16]),
-            Value::Json(r#"{"a":[1,2.5,null]}"#.into()),
-        ];
-        let set = ResultSet {
-            columns: (0..row.len()).map(|i| format!("c{i}")).collect(),
-            rows: vec![row.clone()],
-            truncated: false,
-            provenance: None,
-        };
-        let entry = entry_hash("c", "types", "[]");
-        cache.put(entry, "sample", &set, 1).expect("put");
-        let Lookup::Hit(back) = cache.get(entry, 60, 2).expect("get") else { panic!("miss") };
-        for (got, want) in back.rows[0].iter().zip(&row) {
-            match (got, want) {
-                (Value::Float(a), Value::Float(b)) => assert_eq!(a.to_bits(), b.to_bits()),
-                _ => assert_eq!(got, want),
-            }
-        }
-    }
-
-    #[test]
-    fn floats_survive_bit_for_bit() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let cache = Cache::open(dir.path(), &[1u8; 32], "k1", 1 << 30).expect("open");
-        let values = [0.1, 1.0 / 3.0, -0.0, f64::MIN_POSITIVE, f64::MAX, f64::INFINITY, f64::NAN];
-        let set = ResultSet {
-            columns: vec!["f".into()],
-            rows: values.iter().map(|f| vec![Value::Float(*f)]).collect(),
-            truncated: false,
-            provenance: None,
-        };
-        let entry = entry_hash("c", "floats", "[]");
-        cache.put(entry, "sample", &set, 1).expect("put");
-        let Lookup::Hit(back) = cache.get(entry, 60, 2).expect("get") else { panic!("miss") };
-        for (row, want) in back.rows.iter().zip(values) {
-            let Value::Float(got) = row[0] else { panic!("not a float") };
-            assert_eq!(got.to_bits(), want.to_bits());
-        }
-    }
-
-    fn rs(canary: &str, rows: usize) -> ResultSet {
-        ResultSet {
-            columns: vec!["id".into(), "note".into(), "amount".into(), "raw".into(), "nothing".into()],
-            rows: (0..rows)
-                .map(|i| {
-                    vec![
-                        Value::Int(i as i64),
-                        Value::Text(format!("{canary}-{i}")),
-                        Value::Float(i as f64 / 3.0),
-                        Value::Bytes(vec![0, 1, 2]),
-                        Value::Null,
-                    ]
-                })
-                .collect(),
-            truncated: true,
-            provenance: None,
-        }
-    }
-
-    fn files(dir: &Path) -> Vec<PathBuf> {
-        std::fs::read_dir(dir).expect("dir").map(|e| e.expect("entry").path()).collect()
-    }
-
-    #[test]
-    fn a_stored_result_comes_back_exactly_and_no_file_holds_plaintext() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let cache = Cache::open(dir.path(), &[1u8; 32], "k1", 1 << 30).expect("open");
-        let entry = entry_hash("sqlite:/data/x.db", "SELECT 1", "[]");
-        let original = rs("canary-9d2e", 5000);
-        cache.put(entry, "sample", &original, 100).expect("put");
-        match cache.get(entry, 60, 150).expect("get") {
-            Lookup::Hit(back) => {
-                assert_eq!((&back.columns, back.truncated, back.rows.len()), (&original.columns, true, 5000));
-                let diff = back.rows.iter().zip(&original.rows).position(|(a, b)| a != b);
-                assert_eq!(diff, None, "first differing row");
-            }
-            other => panic!("expected a hit, got {other:?}"),
-        }
-        assert!(matches!(cache.get(entry, 10, 150).expect("get"), Lookup::Miss), "older than max-age");
-        for f in files(&dir.path().join(CACHE_DIR)) {
-            let bytes = std::fs::read(&f).expect("read");
-            assert!(!bytes.windows(11).any(|w| w == b"canary-9d2e"), "{} holds plaintext", f.display());
-        }
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join(CACHE_DIR)).expect("meta").permissions().mode() & 0o777;
-        assert_eq!(mode, 0o700);
-        let entry_file = dir.path().join(CACHE_DIR).join(format!("{}.bin", hex(&entry)));
-        assert_eq!(std::fs::metadata(&entry_file).expect("meta").permissions().mode() & 0o777, 0o600);
-    }
-
-    #[test]
-    fn a_tampered_entry_is_deleted_and_reported_never_returned() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let cache = Cache::open(dir.path(), &[1u8; 32], "k1", 1 << 30).expect("open");
-        let entry = entry_hash("c", "SELECT 1", "[]");
-        cache.put(entry, "sample", &rs("x", 10), 100).expect("put");
-        let file = dir.path().join(CACHE_DIR).join(format!("{}.bin", hex(&entry)));
-        let mut bytes = std::fs::read(&file).expect("read");
-        let at = bytes.len() - 20;
-        bytes[at] ^= 1;
-        std::fs::write(&file, bytes).expect("write");
-        assert!(matches!(cache.get(entry, 60, 101).expect("get"), Lookup::Damaged(_)));
-        assert!(!file.exists(), "the damaged entry is deleted");
-        assert!(matches!(cache.get(entry, 60, 101).expect("get"), Lookup::Miss));
-    }
-
-    #[test]
-    fn another_key_shreds_old_entries_and_the_size_cap_evicts_the_least_recently_used() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let cache = Cache::open(dir.path(), &[1u8; 32], "k1", 1 << 30).expect("open");
-        let (a, b) = (entry_hash("c", "a", "[]"), entry_hash("c", "b", "[]"));
-        let size = cache.put(a, "sample", &rs("x", 100), 100).expect("put a");
-        cache.put(b, "other", &rs("x", 100), 101).expect("put b");
-        assert_eq!(cache.stats().expect("stats").entries, 2);
-        assert_eq!(cache.purge(Some("other")).expect("purge"), 1);
-        drop(cache);
-        let rotated = Cache::open(dir.path(), &[2u8; 32], "k2", size * 2 + size / 2).expect("reopen");
-        assert_eq!(rotated.stats().expect("stats"), Stats::default(), "entries under k1 are deleted");
-        assert_eq!(
-            files(&dir.path().join(CACHE_DIR)).iter().filter(|f| f.extension().is_some_and(|e| e == "bin")).count(),
-            0
-        );
-        let c = entry_hash("c", "c", "[]");
-        rotated.put(a, "sample", &rs("x", 100), 200).expect("a");
-        rotated.put(b, "sample", &rs("x", 100), 201).expect("b");
-        assert!(matches!(rotated.get(a, 600, 202).expect("use a"), Lookup::Hit(_)));
-        rotated.put(c, "sample", &rs("x", 100), 203).expect("c");
-        // b was the least recently used.
-        assert!(matches!(rotated.get(b, 600, 204).expect("b"), Lookup::Miss));
-        assert!(matches!(rotated.get(a, 600, 204).expect("a"), Lookup::Hit(_)));
-        let caps = std::collections::BTreeMap::from([("sample".to_owned(), 50)]);
-        assert_eq!(rotated.sweep(&caps, 300).expect("sweep"), 2, "older than 50 s are deleted");
-        assert_eq!(rotated.stats().expect("stats").entries, 0);
-        for at in [400, 401] {
-            rotated.put(entry_hash("c", &at.to_string(), "[]"), "sample", &rs("x", 1), at).expect("put");
-        }
-        rotated.put(entry_hash("c", "gone", "[]"), "removed", &rs("x", 1), 440).expect("put");
-        assert_eq!(rotated.sweep(&caps, 451).expect("sweep"), 2, "one too old, one of a removed connection");
-        let off = std::collections::BTreeMap::from([("sample".to_owned(), 0)]);
-        assert_eq!(rotated.sweep(&off, 451).expect("sweep"), 1, "a cap of 0 keeps nothing");
-    }
-}
+mod tests;

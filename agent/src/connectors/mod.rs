@@ -281,6 +281,9 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// What a connector waits for before it reads more rows: a sink's room for them.
+pub type Room = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// Where rows go as they are read, so that a consumer that summarises them (a
 /// downsampled chart) never holds the whole result.
 pub trait RowSink: Send {
@@ -294,6 +297,24 @@ pub trait RowSink: Send {
     fn columns(&mut self, columns: &[String]) -> Result<(), QueryError>;
     /// One row, in order; `index` counts from 0.
     fn row(&mut self, row: Vec<crate::resultset::Value>, index: usize) -> Result<(), QueryError>;
+    /// Asked after each row: `Some` when the sink hands rows on to another thread (the
+    /// result cache's writer) that is behind. The connector awaits it before the next row,
+    /// so memory stays bounded without blocking the async runtime; a cancel or timeout
+    /// still ends the wait.
+    fn room(&mut self) -> Option<Room> {
+        None
+    }
+    /// Which columns the sink reads, asked once after [`RowSink::columns`]; `None`: all.
+    /// A source that can pass over values cheaply (a cache entry) then lends each row
+    /// through [`RowSink::row_ref`], with NULL in the columns not read.
+    fn reads(&self) -> Option<Vec<bool>> {
+        None
+    }
+    /// One row, lent: a sink that only looks at rows (a chart) takes it without an
+    /// allocation per row. By default a copy goes to [`RowSink::row`].
+    fn row_ref(&mut self, row: &[crate::resultset::Value], index: usize) -> Result<(), QueryError> {
+        self.row(row.to_vec(), index)
+    }
 }
 
 /// The sink that keeps every row: a [`ResultSet`](crate::resultset::ResultSet).
@@ -364,6 +385,9 @@ impl Connector {
         sink.columns(&rs.columns)?;
         for (i, row) in rs.rows.into_iter().enumerate() {
             sink.row(row, i)?;
+            if let Some(room) = sink.room() {
+                room.await;
+            }
         }
         Ok(rs.truncated)
     }

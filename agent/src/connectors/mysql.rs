@@ -310,6 +310,9 @@ async fn run(
             // before it is used again, which ends the transaction.
             sink.row(values, read)?;
             read += 1;
+            if let Some(room) = sink.room() {
+                room.await;
+            }
         }
     }
     conn.query_drop("ROLLBACK").await.map_err(err)?;

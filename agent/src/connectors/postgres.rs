@@ -427,6 +427,9 @@ async fn run(
             }
             sink.row(values, read).map_err(Failure::Query)?;
             read += 1;
+            if let Some(room) = sink.room() {
+                room.await;
+            }
         }
         if truncated || got < want {
             break;

@@ -27,9 +27,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::audit::{AuditLog, AuditRecord, CacheRecord, KeySetRecord};
+use crate::audit::{AuditLog, AuditRecord, KeySetRecord};
 use crate::backoff::Backoff;
-use crate::cache::{Cache, Lookup};
+use crate::cache::Cache;
 use crate::config::{AgentConfig, ConnectionKind};
 use crate::connectors::mysql::MysqlConnector;
 use crate::connectors::postgres::PostgresConnector;
@@ -41,6 +41,7 @@ use crate::identity::{self, Identity};
 use crate::keys::KeyTrust;
 use crate::transport::{self, Transport};
 
+mod fetch;
 mod reload;
 
 /// Time running jobs get to finish and report after a shutdown signal.
@@ -1108,34 +1109,38 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob, cancel: CancellationToken) -> (R
         });
     };
     let mut columns = 0;
-    let (rendered, stats) = if let Some(mut sink) = ChartSink::for_job(ctx, &live.cfg, &spec, &policy) {
-        // A line, area or scatter chart that does not use the cache: rows stream from
-        // the database into the downsampler and are never held all at once.
-        rec.cache = Some("off");
-        let streamed = conn.query_into(spec.sql.clone(), spec.params.clone(), limits, &mut sink).await;
-        let rows_read = sink.rows as u64;
-        rec.rows_read = rows_read;
-        let stats = ResultStats { rows_read, ..ResultStats::default() };
-        let rendered = match streamed {
-            Ok(truncated) => {
-                if truncated {
-                    truncation(&mut decisions);
-                }
-                sink.finish(truncated)
-            }
-            Err(QueryError::Sink(message)) => Err(message),
-            // The policy's own words (column names, rules): nothing from a row.
-            Err(QueryError::Refused(d)) => {
-                decisions.push(d.clone());
-                let report = failed(&mut rec, "egress_refused", d.detail, None, stats);
-                return (with_decisions(report, &mut rec, decisions), rec, upload_until);
-            }
-            Err(e) => {
-                let report = query_failed(&mut rec, &e, stats, &mut decisions);
-                return (with_decisions(report, &mut rec, decisions), rec, upload_until);
-            }
-        };
-        match rendered {
+    // Rows from the database or the cache go into the renderer's sink as they come; a
+    // cache hit goes through the same egress checks and masks as a miss.
+    let make = || fetch::RenderSink::for_job(&spec, &policy);
+    let (sink, fetched) = fetch::cached_query(ctx, &live.cfg, job, &spec, conn, limits, &mut rec, &make).await;
+    let rows_read = sink.rows() as u64;
+    rec.rows_read = rows_read;
+    let cache_hit = rec.cache == Some("hit");
+    let stats = ResultStats { rows_read, cache_hit, ..ResultStats::default() };
+    let truncated = match fetched {
+        Ok(f) => f.truncated,
+        Err(QueryError::Sink(message)) => {
+            let report = failed(&mut rec, "render_failed", message, None, stats);
+            return (with_decisions(report, &mut rec, decisions), rec, upload_until);
+        }
+        // The policy's own words (column names, rules): nothing from a row.
+        Err(QueryError::Refused(d)) => {
+            decisions.push(d.clone());
+            let report = failed(&mut rec, "egress_refused", d.detail, None, stats);
+            return (with_decisions(report, &mut rec, decisions), rec, upload_until);
+        }
+        Err(e) => {
+            let report = query_failed(&mut rec, &e, stats, &mut decisions);
+            return (with_decisions(report, &mut rec, decisions), rec, upload_until);
+        }
+    };
+    if truncated {
+        truncation(&mut decisions);
+    }
+    let (rendered, stats) = match sink {
+        // A line, area or scatter chart: the rows went into its downsampler and were
+        // never held all at once.
+        fetch::RenderSink::Chart(mut chart) => match chart.finish(truncated) {
             Ok(r) => {
                 let truncated = r.truncated;
                 (r, ResultStats { truncated, ..stats })
@@ -1144,47 +1149,37 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob, cancel: CancellationToken) -> (R
                 let report = failed(&mut rec, "render_failed", message, None, stats);
                 return (with_decisions(report, &mut rec, decisions), rec, upload_until);
             }
-        }
-    } else {
-        let (mut rs, cache_hit) = match cached_query(ctx, &live.cfg, job, &spec, conn, limits, &mut rec).await {
-            Ok(r) => r,
-            Err(e) => {
-                let report = query_failed(&mut rec, &e, ResultStats::default(), &mut decisions);
-                return (with_decisions(report, &mut rec, decisions), rec, upload_until);
+        },
+        fetch::RenderSink::Rows(crate::connectors::Collect(mut rs)) => {
+            rs.truncated = truncated;
+            columns = rs.columns.len();
+            let stats = ResultStats { truncated, ..stats };
+            // Masks follow each column's source, whatever the query calls it; a masked
+            // column may be a label but not drawn to scale.
+            let masked = policy
+                .check_rows(&spec.render, rs.rows.len())
+                .and_then(|()| policy.column_masks(&rs.columns, rs.provenance.as_ref()))
+                .and_then(|masks| policy.check_drawn(&spec.render, &rs.columns, &masks).map(|()| masks))
+                .and_then(|masks| policy.apply_masks(&mut rs, &masks, live.mask_key.as_deref()));
+            match masked {
+                Ok(Some(d)) => decisions.push(d),
+                Ok(None) => {}
+                Err(d) => {
+                    decisions.push(d.clone());
+                    let report = failed(&mut rec, "egress_refused", d.detail, None, stats);
+                    return (with_decisions(report, &mut rec, decisions), rec, upload_until);
+                }
             }
-        };
-        let rows_read = rs.rows.len() as u64;
-        rec.rows_read = rows_read;
-        columns = rs.columns.len();
-        let stats = ResultStats { rows_read, truncated: rs.truncated, cache_hit, ..ResultStats::default() };
-        if rs.truncated {
-            truncation(&mut decisions);
-        }
-        // Masks follow each column's source, whatever the query calls it; a masked
-        // column may be a label but not drawn to scale.
-        let masked = policy
-            .check_rows(&spec.render, rs.rows.len())
-            .and_then(|()| policy.column_masks(&rs.columns, rs.provenance.as_ref()))
-            .and_then(|masks| policy.check_drawn(&spec.render, &rs.columns, &masks).map(|()| masks))
-            .and_then(|masks| policy.apply_masks(&mut rs, &masks, live.mask_key.as_deref()));
-        match masked {
-            Ok(Some(d)) => decisions.push(d),
-            Ok(None) => {}
-            Err(d) => {
-                decisions.push(d.clone());
-                let report = failed(&mut rec, "egress_refused", d.detail, None, stats);
-                return (with_decisions(report, &mut rec, decisions), rec, upload_until);
-            }
-        }
-        let (render_rows, render_points) = policy.render_limits(&spec.render, rs.columns.len(), max_rows);
-        match crate::render::render_with(&spec.render, &rs, render_rows, render_points) {
-            Ok(r) => {
-                let truncated = r.truncated;
-                (r, ResultStats { truncated, ..stats })
-            }
-            Err(e) => {
-                let report = failed(&mut rec, "render_failed", e.to_string(), None, stats);
-                return (with_decisions(report, &mut rec, decisions), rec, upload_until);
+            let (render_rows, render_points) = policy.render_limits(&spec.render, rs.columns.len(), max_rows);
+            match crate::render::render_with(&spec.render, &rs, render_rows, render_points) {
+                Ok(r) => {
+                    let truncated = r.truncated;
+                    (r, ResultStats { truncated, ..stats })
+                }
+                Err(e) => {
+                    let report = failed(&mut rec, "render_failed", e.to_string(), None, stats);
+                    return (with_decisions(report, &mut rec, decisions), rec, upload_until);
+                }
             }
         }
     };
@@ -1208,91 +1203,6 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob, cancel: CancellationToken) -> (R
     (with_decisions(report, &mut rec, decisions), rec, upload_until)
 }
 
-/// Rows streamed into a downsampled line, area or scatter chart.
-struct ChartSink {
-    policy: crate::policy::EgressPolicy,
-    render: outpost_protocol::RenderSpec,
-    provenance: Option<crate::provenance::ResultProvenance>,
-    kind: crate::render::XyKind,
-    spec: outpost_protocol::XySpec,
-    max_points: usize,
-    chart: Option<crate::render::XyChart>,
-    rows: usize,
-}
-
-impl ChartSink {
-    /// A sink for this job when it is an x–y chart that does not use the cache.
-    fn for_job(
-        ctx: &Ctx,
-        cfg: &AgentConfig,
-        spec: &outpost_protocol::JobSpec,
-        policy: &crate::policy::EgressPolicy,
-    ) -> Option<Self> {
-        use outpost_protocol::RenderSpec;
-        let (kind, xy) = match &spec.render {
-            RenderSpec::Line(s) => (crate::render::XyKind::Line, s),
-            RenderSpec::Area(s) => (crate::render::XyKind::Area, s),
-            RenderSpec::Scatter(s) => (crate::render::XyKind::Scatter, s),
-            _ => return None,
-        };
-        let max_age = spec.cache.max_age_secs.min(cfg.cache_cap(&spec.connection));
-        if max_age > 0 && ctx.cache.is_some() {
-            return None;
-        }
-        Some(Self {
-            policy: policy.clone(),
-            render: spec.render.clone(),
-            provenance: None,
-            kind,
-            spec: xy.clone(),
-            max_points: policy.chart_points(),
-            chart: None,
-            rows: 0,
-        })
-    }
-
-    fn finish(&mut self, truncated: bool) -> Result<crate::render::Rendered, String> {
-        match self.chart.take() {
-            Some(chart) => chart.finish(truncated).map_err(|e| e.to_string()),
-            None => Err("the query returned no columns".into()),
-        }
-    }
-
-    fn stop(e: &crate::render::RenderError) -> QueryError {
-        QueryError::Sink(e.to_string())
-    }
-}
-
-impl crate::connectors::RowSink for ChartSink {
-    fn provenance(&mut self, provenance: crate::provenance::ResultProvenance) -> Result<(), QueryError> {
-        self.provenance = Some(provenance);
-        Ok(())
-    }
-
-    fn columns(&mut self, columns: &[String]) -> Result<(), QueryError> {
-        // Every column a line, area or scatter chart draws is drawn to scale: none may
-        // derive from a masked column, whatever the query calls it.
-        let masks = self.policy.column_masks(columns, self.provenance.as_ref()).map_err(QueryError::Refused)?;
-        self.policy.check_drawn(&self.render, columns, &masks).map_err(QueryError::Refused)?;
-        match crate::render::XyChart::new(self.kind, &self.spec, columns, self.max_points) {
-            Ok(chart) => {
-                self.chart = Some(chart);
-                Ok(())
-            }
-            Err(e) => Err(Self::stop(&e)),
-        }
-    }
-
-    fn row(&mut self, row: Vec<crate::resultset::Value>, index: usize) -> Result<(), QueryError> {
-        self.rows += 1;
-        let pushed = match self.chart.as_mut() {
-            Some(chart) => chart.push(&row, index),
-            None => return Err(QueryError::Sink("rows before columns".into())),
-        };
-        pushed.map_err(|e| Self::stop(&e))
-    }
-}
-
 /// States the egress decisions in the report and in the audit record.
 fn with_decisions(mut report: ResultReport, rec: &mut AuditRecord, decisions: Vec<EgressDecision>) -> ResultReport {
     let mut decisions = decisions;
@@ -1300,75 +1210,6 @@ fn with_decisions(mut report: ResultReport, rec: &mut AuditRecord, decisions: Ve
     rec.egress.clone_from(&decisions);
     report.stats.egress = decisions;
     report
-}
-
-/// Runs the query, or answers it from the cache when the job's max-age, capped by the
-/// connection's policy, allows. A miss stores the result (encrypted) for later jobs; a
-/// damaged entry is deleted, audited, and the query runs. Whether it was a hit.
-async fn cached_query(
-    ctx: &Ctx,
-    cfg: &AgentConfig,
-    job: &DeliveredJob,
-    spec: &outpost_protocol::JobSpec,
-    conn: &Connector,
-    limits: QueryLimits,
-    rec: &mut AuditRecord,
-) -> Result<(crate::resultset::ResultSet, bool), crate::connectors::QueryError> {
-    let max_age = spec.cache.max_age_secs.min(cfg.cache_cap(&spec.connection));
-    let cache = ctx.cache.clone().filter(|_| max_age > 0);
-    let Some(cache) = cache else {
-        rec.cache = Some("off");
-        return conn.query(spec.sql.clone(), spec.params.clone(), limits).await.map(|rs| (rs, false));
-    };
-    // Everything that changes the rows read: the database, the SQL, the parameters and
-    // the row cap.
-    let identity = format!("{}\0{}\0max_rows={}", spec.connection, conn.identity(), limits.max_rows);
-    let params = serde_json::to_string(&spec.params).unwrap_or_default();
-    let entry = crate::cache::entry_hash(&identity, &spec.sql, &params);
-    let looked = {
-        let cache = cache.clone();
-        tokio::task::spawn_blocking(move || cache.get(entry, max_age, outpost_protocol::unix_now())).await
-    };
-    rec.cache = Some("miss");
-    match looked {
-        Ok(Ok(Lookup::Hit(rs))) if rs.provenance.is_some() || !limits.provenance => {
-            rec.cache = Some("hit");
-            return Ok((rs, true));
-        }
-        // An entry written before the agent traced column sources: the masks need
-        // them, so the query runs again (and the entry is replaced).
-        Ok(Ok(Lookup::Hit(_))) => {}
-        Ok(Ok(Lookup::Miss)) => {}
-        Ok(Ok(Lookup::Damaged(reason))) => {
-            rec.cache = Some("damaged");
-            tracing::warn!(%reason, "A cache entry did not authenticate; deleted it and running the query.");
-            let damaged = CacheRecord {
-                event: "cache",
-                ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                verdict: "damaged",
-                job_id: job.job_id.clone(),
-                connection: spec.connection.clone(),
-                reason,
-            };
-            if let Err(e) = ctx.audit.record(&damaged).await {
-                tracing::error!(error = %e, "Audit record of a damaged cache entry not written.");
-            }
-        }
-        Ok(Err(e)) => tracing::warn!(error = %e, "Cache lookup failed; running the query."),
-        Err(e) => tracing::warn!(error = %e, "Cache lookup task failed; running the query."),
-    }
-    let rs = Arc::new(conn.query(spec.sql.clone(), spec.params.clone(), limits).await?);
-    let stored = {
-        let (rs, connection) = (Arc::clone(&rs), spec.connection.clone());
-        tokio::task::spawn_blocking(move || cache.put(entry, &connection, &rs, outpost_protocol::unix_now())).await
-    };
-    match stored {
-        Ok(Ok(bytes)) => tracing::debug!(bytes, "Result cached (encrypted)."),
-        Ok(Err(e)) => tracing::warn!(error = %e, "Result not cached."),
-        Err(e) => tracing::warn!(error = %e, "Cache write task failed."),
-    }
-    let rs = Arc::try_unwrap(rs).unwrap_or_else(|shared| (*shared).clone());
-    Ok((rs, false))
 }
 
 async fn upload(ctx: &Ctx, report: &ResultReport, until: i64) {
