@@ -478,18 +478,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             // by default names this data dir (a packaged install), else --data-dir (and the
             // store, which --data-dir alone would take to be SQLite).
             let packaged = outpost_control_plane::config::default_config_path();
-            let by_default = ControlPlaneConfig::load(&packaged).ok().is_some_and(|c| {
-                let same = |a: &std::path::Path, b: &std::path::Path| {
-                    a.canonicalize().ok().zip(b.canonicalize().ok()).is_some_and(|(a, b)| a == b)
-                };
-                // The same data dir and the same store: the file then leads to this one.
+            let same = |a: &std::path::Path, b: &std::path::Path| {
+                a.canonicalize().ok().zip(b.canonicalize().ok()).is_some_and(|(a, b)| a == b)
+            };
+            // The same data dir and the same store: the file then leads to this one.
+            let by_default = ControlPlaneConfig::load(&packaged).ok().filter(|c| {
                 same(&c.data_dir, &data_dir)
                     && c.store.postgres() == cfg.store.postgres()
                     && c.store_password_file == cfg.store_password_file
             });
-            let (target, listen) = if by_default {
-                let c = ControlPlaneConfig::load(&packaged).map_err(|e| Failure::Usage(e.to_string()))?;
-                (String::new(), c)
+            let (target, listen) = if let Some(c) = &by_default {
+                (String::new(), c.clone())
             } else {
                 let mut t = format!(" --data-dir {}", shell_word(&data_dir.display().to_string()));
                 if let Some(url) = cfg.store.postgres() {
@@ -517,7 +516,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 "  1. Start the control plane (API and console on {}, agents on {}):",
                 listen.api_listen, listen.agent_listen
             );
-            if by_default {
+            if by_default.is_some() {
                 println!("       sudo systemctl enable --now outpost-control-plane");
                 println!(
                     "     (its commands read {}; `outpost-control-plane serve` runs it in the foreground)",
