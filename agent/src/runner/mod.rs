@@ -780,7 +780,7 @@ async fn poll_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
                     // Its code and one line for a human, not the raw body.
                     let said = serde_json::from_slice::<outpost_protocol::wire::ErrorBody>(&body)
                         .map(|e| format!("{}: {}", e.code, e.message))
-                        .unwrap_or_else(|_| msg.into_owned());
+                        .unwrap_or_else(|_| msg.chars().take(200).collect());
                     let reason = format!("the control plane refused this agent ({}): {said}", status.as_u16());
                     ctx.unreachable(&reason, delay);
                 } else {
