@@ -19,6 +19,9 @@ pub const MAX_SQL_LEN: usize = 64 * 1024;
 /// Most parameters a job may carry.
 pub const MAX_PARAMS: usize = 256;
 
+/// Most series a chart may draw (`y` columns, or `series` values): one colour each.
+pub const MAX_SERIES: usize = 10;
+
 /// One job, as signed by the control plane.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -106,39 +109,47 @@ impl Requester {
 /// Longest statement timeout a job may ask for, seconds.
 pub const MAX_TIMEOUT_SECS: u32 = 3600;
 
-/// A typed query parameter.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "value", rename_all = "snake_case")]
+/// A typed query parameter, bound to `$1`, `$2`, ... in order: `{"type": "int", "value": 5}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "type", content = "value", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Param {
-    /// SQL NULL.
+    /// SQL NULL: `{"type": "null"}`.
     Null,
-    /// A boolean.
+    /// A boolean: `{"type": "bool", "value": true}`.
     Bool(bool),
-    /// A 64-bit signed integer.
+    /// A 64-bit signed integer: `{"type": "int", "value": 5}`.
     Int(i64),
-    /// A 64-bit float.
+    /// A 64-bit float: `{"type": "float", "value": 2.5}`.
     Float(f64),
-    /// Text.
+    /// Text: `{"type": "text", "value": "EMEA"}`.
     Text(String),
 }
 
 /// How a result is rendered. Only the rendered form leaves the agent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RenderSpec {
-    /// A table of at most `max_rows` rows.
+    /// A table as JSON or HTML, of at most `max_rows` rows and at most the agent's row
+    /// and cell limits; a longer result is cut and says so. The agent's policy may refuse
+    /// raw tables altogether.
     Table(TableSpec),
-    /// One value with a label, as JSON.
+    /// One value, the first row's `column`, with a label and a number format, as JSON.
     Scalar(ScalarSpec),
-    /// A bar chart as SVG: one bar group per row, one series per `y` column.
+    /// A bar chart as SVG: one bar group per row and one series per `y` column, or, with
+    /// `series`, one bar group per distinct `x` and one series per distinct `series` value.
+    /// At most 200 bar groups, and no more rows than the agent's row limit (`max_rows`):
+    /// a larger result is refused, not cut.
     Bar(BarSpec),
-    /// A line chart as SVG over a numeric or time `x`, downsampled when large.
+    /// A line chart as SVG over a numeric or time `x` (one kind per column), one series
+    /// per `y` column; downsampled to `max_points` when large.
     Line(XySpec),
-    /// A line chart filled down to zero, as SVG.
+    /// A line chart filled down to zero, as SVG; otherwise as `line`.
     Area(XySpec),
-    /// A scatter plot as SVG, downsampled when large.
+    /// A scatter plot as SVG; otherwise as `line`.
     Scatter(XySpec),
-    /// A pie chart as SVG: one slice per row.
+    /// A pie chart as SVG: one slice per row, clockwise in query order. At most 10 slices:
+    /// beyond that the 9 largest keep theirs and the rest are summed as "Other". Rows with
+    /// a NULL size are left out; a negative size is refused.
     Pie(PieSpec),
 }
 
@@ -146,7 +157,7 @@ pub enum RenderSpec {
 pub const RENDER_KINDS: [&str; 7] = ["table", "scalar", "bar", "line", "area", "scatter", "pie"];
 
 /// A single value: the first row's `column`, with a label and a number format.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScalarSpec {
     /// The column whose first-row value is shown.
@@ -154,32 +165,36 @@ pub struct ScalarSpec {
     /// What the value is, for a human; default: the column name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
-    /// Decimals shown for a number (0..=10); default: as the database gave it.
+    /// Decimals shown for a number (0 to 10); default: as the database gave it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 10))]
     pub decimals: Option<u8>,
     /// Text after the number (`%`, ` ms`, ` EUR`), at most 16 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
     pub unit: Option<String>,
 }
 
 /// A line, area or scatter chart: `x` numeric or temporal, one series per `y` column.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct XySpec {
     /// Column of the horizontal axis: a number, date, time or timestamp.
     pub x: String,
-    /// Columns of the values (one series each).
+    /// Columns of the values (one series each, at most 10).
+    #[schemars(length(min = 1, max = 10))]
     pub y: Vec<String>,
     /// Chart title.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
-    /// Most points drawn over all series; the agent's policy may lower it.
+    /// Most points drawn over all series (default 2,000); the agent's policy may lower it.
+    /// Beyond it the chart is downsampled, keeping each bucket's extremes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_points: Option<u32>,
 }
 
 /// A pie chart: one slice per row, labelled by `label`, sized by `value`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PieSpec {
     /// Column of the slice names.
@@ -192,7 +207,7 @@ pub struct PieSpec {
 }
 
 /// A table rendering.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TableSpec {
     /// JSON or HTML.
@@ -204,19 +219,33 @@ pub struct TableSpec {
 }
 
 /// A bar chart rendering.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Wide form (no `series`): one bar group per row, labelled by `x`, one series per `y`
+/// column. Long form (`series` names a column, one `y`): one bar group per distinct `x`
+/// value, in query order, and one series per distinct `series` value, so rows shaped
+/// `(x, series, y)` need no pivot in SQL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BarSpec {
     /// Column holding the category labels.
     pub x: String,
-    /// Columns holding the numeric values (one series each).
+    /// Columns holding the numeric values (one series each, at most 10); with `series`,
+    /// exactly one.
+    #[schemars(length(min = 1, max = 10))]
     pub y: Vec<String>,
     /// Chart title.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
-    /// Series stacked on each other instead of side by side.
+    /// Series stacked on each other (positives up from zero, negatives down) instead of
+    /// side by side; default false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stacked: bool,
+    /// Column whose distinct values are the series (long form); needs exactly one `y`
+    /// column and must differ from `x` and `y`. At most 10 series are drawn: the 9 with the
+    /// largest totals keep their own colour, the rest are summed as "Other". NULL is the
+    /// series "(null)"; rows with the same `x` and `series` are added together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<String>,
 }
 
 impl RenderSpec {
@@ -240,6 +269,7 @@ impl RenderSpec {
             RenderSpec::Scalar(s) => vec![(s.column.as_str(), ColumnRole::Any)],
             RenderSpec::Bar(b) => {
                 let mut v = vec![(b.x.as_str(), ColumnRole::Label)];
+                v.extend(b.series.iter().map(|c| (c.as_str(), ColumnRole::Label)));
                 v.extend(b.y.iter().map(|c| (c.as_str(), ColumnRole::Number)));
                 v
             }
@@ -267,7 +297,7 @@ pub enum ColumnRole {
 }
 
 /// Output format of a table rendering.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TableFormat {
     /// `application/json`: columns and rows.
@@ -278,7 +308,7 @@ pub enum TableFormat {
 }
 
 /// Cache instructions of a job.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CacheSpec {
     /// A cached result older than this is not used; 0 means always run the query.
@@ -343,24 +373,62 @@ impl JobSpec {
                 return Err(format!("timeout_secs: must be between 1 and {MAX_TIMEOUT_SECS}"));
             }
         }
-        match &self.render {
+        self.render.check()
+    }
+}
+
+/// Most decimals a scalar may ask for.
+pub const MAX_SCALAR_DECIMALS: u8 = 10;
+
+/// Longest unit of a scalar, characters.
+pub const MAX_SCALAR_UNIT: usize = 16;
+
+impl RenderSpec {
+    /// Checks what serde cannot: at least one `y` column, scalar bounds, and that a bar
+    /// chart's `series` column takes exactly one `y` column and is neither `x` nor `y`.
+    /// The error starts with the field (`render.series: ...`).
+    pub fn check(&self) -> Result<(), String> {
+        match self {
             RenderSpec::Bar(BarSpec { y, .. })
             | RenderSpec::Line(XySpec { y, .. })
             | RenderSpec::Area(XySpec { y, .. })
             | RenderSpec::Scatter(XySpec { y, .. })
                 if y.is_empty() =>
             {
-                return Err("render.y: must name at least one column".into());
+                Err("render.y: must name at least one column".into())
             }
-            RenderSpec::Scalar(ScalarSpec { decimals: Some(d), .. }) if *d > 10 => {
-                return Err("render.decimals: at most 10".into());
+            RenderSpec::Bar(BarSpec { y, .. })
+            | RenderSpec::Line(XySpec { y, .. })
+            | RenderSpec::Area(XySpec { y, .. })
+            | RenderSpec::Scatter(XySpec { y, .. })
+                if y.len() > MAX_SERIES =>
+            {
+                Err(format!("render.y: at most {MAX_SERIES} columns (one colour each), got {}", y.len()))
             }
-            RenderSpec::Scalar(ScalarSpec { unit: Some(u), .. }) if u.chars().count() > 16 => {
-                return Err("render.unit: at most 16 characters".into());
+            RenderSpec::Bar(BarSpec { x, y, series: Some(s), .. }) => {
+                if y.len() != 1 {
+                    Err(format!(
+                        "render.series: takes its values from exactly one y column, but y names {}; \
+                         give one y column, or leave out series to draw one series per y column",
+                        y.len()
+                    ))
+                } else if s == x || y.contains(s) {
+                    Err(format!(
+                        "render.series: {s:?} is already the {} column; name a third column",
+                        if s == x { "x" } else { "y" }
+                    ))
+                } else {
+                    Ok(())
+                }
             }
-            _ => {}
+            RenderSpec::Scalar(ScalarSpec { decimals: Some(d), .. }) if *d > MAX_SCALAR_DECIMALS => {
+                Err(format!("render.decimals: at most {MAX_SCALAR_DECIMALS}"))
+            }
+            RenderSpec::Scalar(ScalarSpec { unit: Some(u), .. }) if u.chars().count() > MAX_SCALAR_UNIT => {
+                Err(format!("render.unit: at most {MAX_SCALAR_UNIT} characters"))
+            }
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -375,6 +443,49 @@ mod tests {
         assert_eq!(json, r#"[{"type":"null"},{"type":"int","value":7},{"type":"text","value":"x"}]"#);
         let back: Vec<Param> = serde_json::from_str(&json).unwrap_or_default();
         assert_eq!(back, p);
+    }
+
+    #[test]
+    fn params_refuse_unknown_keys_and_wrong_value_types() {
+        for bad in [
+            r#"{"type":"int","value":5,"valeu":6}"#,
+            r#"{"type":"int","value":"5"}"#,
+            r#"{"type":"int"}"#,
+            r#"{"type":"integer","value":5}"#,
+            r#"{"value":5}"#,
+        ] {
+            assert!(serde_json::from_str::<Param>(bad).is_err(), "{bad}");
+        }
+        assert_eq!(serde_json::from_str::<Param>(r#"{"type":"null"}"#).ok(), Some(Param::Null));
+        assert_eq!(serde_json::from_str::<Param>(r#"{"type":"float","value":5}"#).ok(), Some(Param::Float(5.0)));
+    }
+
+    fn bar(json: &str) -> Result<(), String> {
+        serde_json::from_str::<RenderSpec>(json).map_err(|e| e.to_string())?.check()
+    }
+
+    #[test]
+    fn a_series_column_takes_exactly_one_y_and_a_third_column() {
+        assert_eq!(bar(r#"{"kind":"bar","x":"m","y":["v"],"series":"r","stacked":true}"#), Ok(()));
+        let e = bar(r#"{"kind":"bar","x":"m","y":["v","w"],"series":"r"}"#).expect_err("two y");
+        assert!(e.starts_with("render.series: ") && e.contains("y names 2"), "{e}");
+        let e = bar(r#"{"kind":"bar","x":"m","y":["v"],"series":"m"}"#).expect_err("series is x");
+        assert_eq!(e, r#"render.series: "m" is already the x column; name a third column"#);
+        let e = bar(r#"{"kind":"bar","x":"m","y":["v"],"series":"v"}"#).expect_err("series is y");
+        assert!(e.contains("already the y column"), "{e}");
+        let e = bar(r#"{"kind":"bar","x":"m","y":[],"series":"r"}"#).expect_err("no y");
+        assert_eq!(e, "render.y: must name at least one column");
+        // Without `series`, a wire-format job is unchanged (old agents refuse the new field).
+        let plain: RenderSpec = serde_json::from_str(r#"{"kind":"bar","x":"m","y":["v"]}"#).expect("parses");
+        assert_eq!(serde_json::to_string(&plain).ok().as_deref(), Some(r#"{"kind":"bar","x":"m","y":["v"]}"#));
+    }
+
+    #[test]
+    fn charts_take_at_most_ten_y_columns() {
+        let y: Vec<String> = (0..=MAX_SERIES).map(|i| format!("\"c{i}\"")).collect();
+        let e = bar(&format!(r#"{{"kind":"line","x":"t","y":[{}]}}"#, y.join(","))).expect_err("eleven");
+        assert_eq!(e, "render.y: at most 10 columns (one colour each), got 11");
+        assert_eq!(bar(&format!(r#"{{"kind":"bar","x":"t","y":[{}]}}"#, y[..10].join(","))), Ok(()));
     }
 
     #[test]

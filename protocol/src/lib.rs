@@ -9,7 +9,8 @@
 //! - [`report::ResultReport`]: what the agent sends back (rendered bytes only);
 //! - [`enrol`]: the one-string enrolment token and the enrolment exchange;
 //! - [`keyset`]: signed key-set statements, how agents learn rotated job-signing keys;
-//! - [`wire`]: the small request/response bodies of the agent endpoints.
+//! - [`wire`]: the small request/response bodies of the agent endpoints;
+//! - [`schema`]: OpenAPI schemas of the render spec, parameters and cache instructions.
 //!
 //! It refuses anything it cannot parse with a typed error and never panics on input.
 #![forbid(unsafe_code)]
@@ -22,6 +23,7 @@ pub mod ids;
 pub mod job;
 pub mod keyset;
 pub mod report;
+pub mod schema;
 pub mod wire;
 
 pub use envelope::{sign_job, Envelope, KeyId, SigningKey, TrustedKeys, VerifiedJob, VerifyError, VerifyOptions};

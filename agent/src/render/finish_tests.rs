@@ -28,6 +28,7 @@ fn bar(x: &str, y: &[&str]) -> RenderSpec {
         y: y.iter().map(|c| (*c).to_owned()).collect(),
         title: None,
         stacked: false,
+        series: None,
     })
 }
 

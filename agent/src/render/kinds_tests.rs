@@ -216,7 +216,13 @@ fn stacked_bars_sit_on_each_other() {
         &["k", "a", "b"],
         vec![vec![text("x"), Value::Int(10), Value::Int(30)], vec![text("y"), Value::Int(20), Value::Int(-10)]],
     );
-    let spec = RenderSpec::Bar(BarSpec { x: "k".into(), y: vec!["a".into(), "b".into()], title: None, stacked: true });
+    let spec = RenderSpec::Bar(BarSpec {
+        x: "k".into(),
+        y: vec!["a".into(), "b".into()],
+        title: None,
+        stacked: true,
+        series: None,
+    });
     let r = render(&spec, &data, 100).expect("renders");
     let doc = svg_of(&r);
     let bars: Vec<(String, f64, f64, f64)> = doc
@@ -356,7 +362,13 @@ fn every_kind_is_deterministic_and_free_of_active_content() {
         RenderSpec::Area(xy("x", &["y"])),
         RenderSpec::Scatter(xy("x", &["y"])),
         RenderSpec::Pie(PieSpec { label: "k".into(), value: "y".into(), title: Some("<b onload=x>".into()) }),
-        RenderSpec::Bar(BarSpec { x: "k".into(), y: vec!["x".into(), "y".into()], title: None, stacked: true }),
+        RenderSpec::Bar(BarSpec {
+            x: "k".into(),
+            y: vec!["x".into(), "y".into()],
+            title: None,
+            stacked: true,
+            series: None,
+        }),
     ];
     for spec in &specs {
         let a = render(spec, &data, 100).expect("renders");

@@ -4,8 +4,10 @@
 //!
 //! - a table as JSON (`application/json`) or as an escaped HTML `<table>` fragment
 //!   (`text/html`), capped at the smaller of the job's `max_rows` and the agent's policy;
-//! - a grouped bar chart as a self-contained, deterministic SVG (`image/svg+xml`): the same
-//!   input always gives the same bytes.
+//! - a grouped or stacked bar chart as a self-contained, deterministic SVG
+//!   (`image/svg+xml`): the same input always gives the same bytes. Its series are its `y`
+//!   columns, or the values of a `series` column (long form, pivoted by the agent);
+//! - line, area and scatter charts, pies and scalars.
 //!
 //! Every piece of text that came from the database (column names, cells, labels, titles) is
 //! escaped, and control characters that XML cannot carry are replaced, so a value can never
@@ -25,6 +27,7 @@ use crate::resultset::{ResultSet, Value};
 
 mod axis;
 mod bar;
+mod bar_series;
 mod format;
 mod measure;
 mod pie;
@@ -35,6 +38,10 @@ mod xaxis;
 pub mod xy;
 
 #[cfg(test)]
+mod bar_series_tests;
+#[cfg(test)]
+mod bar_tests;
+#[cfg(test)]
 mod finish_tests;
 #[cfg(test)]
 mod kinds_tests;
@@ -43,6 +50,7 @@ mod test_util;
 
 pub(crate) use axis::Axis;
 use bar::BarChart;
+use bar_series::LongForm;
 pub(crate) use svg::*;
 pub(crate) use table::JsonCell;
 use table::{table_html, table_json};
@@ -57,8 +65,10 @@ pub const MAX_BAR_GROUPS: usize = 200;
 pub(crate) const PALETTE: [&str; 10] =
     ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
 
-/// Most series (`y` columns) a chart may have: one colour each.
-pub const MAX_SERIES: usize = PALETTE.len();
+/// Most series (`y` columns, or `series` values before the rest is summed as "Other") a
+/// chart may have: one colour each.
+pub const MAX_SERIES: usize = outpost_protocol::job::MAX_SERIES;
+const _: () = assert!(MAX_SERIES == PALETTE.len(), "one colour per series");
 
 /// Largest magnitude a chart value may have; beyond it the axis arithmetic would overflow.
 pub const MAX_CHART_MAGNITUDE: f64 = 1e300;
@@ -116,6 +126,23 @@ pub enum RenderError {
         /// The smaller of [`MAX_BAR_GROUPS`] and the agent's row policy.
         max: usize,
     },
+    /// A bar chart with a `series` column has more distinct `x` values than bar groups.
+    #[error(
+        "the bar chart has more than {max} distinct x values; it draws at most {max} bar groups (one per x value)"
+    )]
+    TooManyBarGroups {
+        /// [`MAX_BAR_GROUPS`].
+        max: usize,
+    },
+    /// A bar chart with a `series` column has more rows than the agent's row policy lets
+    /// a chart show.
+    #[error("a bar chart of {rows} rows exceeds the agent's row limit (max_rows) of {max}")]
+    TooManyBarRows {
+        /// Rows in the result.
+        rows: usize,
+        /// The agent's row policy (`max_rows`).
+        max: usize,
+    },
     /// A pie chart's result has more rows than the agent's row policy lets a chart show.
     #[error(
         "a pie chart of {rows} rows exceeds the agent's row limit (max_rows) of {max}; a pie draws at most \
@@ -134,6 +161,12 @@ pub enum RenderError {
         series: usize,
         /// [`MAX_SERIES`].
         max: usize,
+    },
+    /// A bar chart takes `series` from a column and from several `y` columns at once.
+    #[error("series takes its values from exactly one y column, but y names {y}")]
+    SeriesWithSeveralY {
+        /// `y` columns asked for.
+        y: usize,
     },
     /// A chart spec names no `y` column.
     #[error("a bar chart needs at least one y column")]
@@ -215,8 +248,15 @@ pub fn render_with(
             Ok(Rendered { content_type, body, rows_rendered: shown, truncated, points, decisions: Vec::new() })
         }
         RenderSpec::Scalar(spec) => scalar::render_scalar(spec, rs),
-        RenderSpec::Bar(BarSpec { x, y, title, stacked }) => {
-            let chart = BarChart::build(rs, x, y, title.as_deref(), *stacked, max_rows)?;
+        RenderSpec::Bar(BarSpec { x, y, title, stacked, series }) => {
+            let chart = match (series, y.as_slice()) {
+                (None, _) => BarChart::build(rs, x, y, title.as_deref(), *stacked, max_rows)?,
+                (Some(series), [y]) => {
+                    LongForm { x, y, series, title: title.as_deref(), stacked: *stacked }.build(rs, max_rows)?
+                }
+                (Some(_), []) => return Err(RenderError::NoSeries),
+                (Some(_), _) => return Err(RenderError::SeriesWithSeveralY { y: y.len() }),
+            };
             let body = chart.svg().map_err(|e| RenderError::Encode(e.to_string()))?.into_bytes();
             Ok(Rendered {
                 content_type: "image/svg+xml",

@@ -23,6 +23,7 @@ pub(crate) fn bar(x: &str, y: &[&str], title: Option<&str>) -> RenderSpec {
         y: y.iter().map(|c| (*c).to_owned()).collect(),
         title: title.map(str::to_owned),
         stacked: false,
+        series: None,
     })
 }
 

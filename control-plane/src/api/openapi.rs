@@ -41,11 +41,23 @@ fn nullable(mut schema: Value) -> Value {
     schema
 }
 
+/// `timeout_secs` of a job or a saved query, as `JobSpec::check_shape` bounds it.
+fn timeout_secs() -> Value {
+    json!({ "type": "integer", "minimum": 1, "maximum": outpost_protocol::job::MAX_TIMEOUT_SECS, "nullable": true,
+            "description": "statement timeout asked for, seconds; the agent's own timeout for the connection caps it" })
+}
+
+/// `params`: typed positional parameters for `$1`, `$2`, ...
+fn params() -> Value {
+    json!({ "type": "array", "items": r("Param"), "maxItems": outpost_protocol::job::MAX_PARAMS,
+            "description": "typed parameters bound to $1, $2, ... in order (never interpolated)" })
+}
+
 fn components() -> Value {
     let role = json!({ "type": "string", "enum": ["admin", "editor", "viewer"] });
     let grant = json!({ "type": "string", "enum": ["view-app", "view-logic", "edit"] });
     let scope_names: Vec<&str> = crate::auth::access::Scope::ALL.iter().map(|s| s.as_str()).collect();
-    json!({
+    let mut doc = json!({
         "securitySchemes": {
             "apiToken": { "type": "http", "scheme": "bearer", "description": "An API token (opat_…)." },
             "session": { "type": "apiKey", "in": "cookie", "name": crate::auth::access::SESSION_COOKIE,
@@ -84,8 +96,8 @@ fn components() -> Value {
                 "project_id": string(), "query_index": int(), "customer": string() })),
             "ProjectQuery": strict(&["name", "agent", "connection", "sql", "render"], json!({
                 "name": string(), "agent": string(), "connection": string(), "sql": string(),
-                "params": { "type": "array", "items": {} }, "render": { "type": "object" },
-                "cache": { "type": "object" }, "timeout_secs": { "type": "integer", "minimum": 0 },
+                "params": params(), "render": r("RenderSpec"),
+                "cache": r("CacheSpec"), "timeout_secs": timeout_secs(),
                 "customer_param": { "type": "integer", "minimum": 1, "maximum": 65535,
                     "description": "1-based position of the parameter that receives the end customer id" } })),
             "ProjectIn": strict(&["name", "queries"], json!({
@@ -102,7 +114,12 @@ fn components() -> Value {
                 "target": string(), "outcome": { "type": "string", "enum": ["ok", "denied", "failed"] },
                 "status": int(), "remote": string(), "detail": {} })),
         }
-    })
+    });
+    // RenderSpec, Param, CacheSpec and their parts, derived from the types serde parses.
+    if let Some(schemas) = doc["schemas"].as_object_mut() {
+        schemas.extend(outpost_protocol::schema::openapi_components());
+    }
+    doc
 }
 
 /// (request body schema, success status, success schema) of a route.
@@ -227,8 +244,8 @@ fn shapes(id: RouteId) -> (Option<Value>, &'static str, Value) {
                 json!({
                 "agent": { "type": "string",
                     "description": "an agent's name, or pool:NAME for one live member of that pool" },
-                "connection": string(), "sql": string(), "params": { "type": "array", "items": {} },
-                "render": { "type": "object" }, "cache": { "type": "object" }, "timeout_secs": { "type": "integer", "minimum": 0 } }),
+                "connection": string(), "sql": string(), "params": params(),
+                "render": r("RenderSpec"), "cache": r("CacheSpec"), "timeout_secs": timeout_secs() }),
             )),
             "202",
             obj(&["id", "state", "expires_at"], json!({ "id": string(), "state": string(), "expires_at": int() })),
@@ -241,8 +258,8 @@ fn shapes(id: RouteId) -> (Option<Value>, &'static str, Value) {
                 &["id", "connection", "sql", "params", "render", "issued_at", "expires_at"],
                 json!({
                     "id": string(), "agent": string_or_null(), "pool": string_or_null(), "connection": string(),
-                    "sql": string(), "params": { "type": "array", "items": { "type": "object" } },
-                    "render": { "type": "object" }, "cache": { "type": "object" }, "timeout_secs": int_or_null(),
+                    "sql": string(), "params": { "type": "array", "items": r("Param") },
+                    "render": r("RenderSpec"), "cache": r("CacheSpec"), "timeout_secs": int_or_null(),
                     "requester": { "type": "object", "nullable": true }, "issued_at": int(), "expires_at": int() }),
             ),
         ),
@@ -483,6 +500,9 @@ pub fn document_json() -> String {
     s.push('\n');
     s
 }
+
+#[cfg(test)]
+mod render_tests;
 
 #[cfg(test)]
 mod tests {

@@ -169,19 +169,29 @@ pub fn parse_render(value: serde_json::Value) -> Result<outpost_protocol::Render
         }
     };
     let rest = serde_json::Value::Object(map);
-    match kind.as_str() {
-        "table" => Ok(RenderSpec::Table(parse_value_at(rest, "render")?)),
-        "scalar" => Ok(RenderSpec::Scalar(parse_value_at(rest, "render")?)),
-        "bar" => Ok(RenderSpec::Bar(parse_value_at(rest, "render")?)),
-        "line" => Ok(RenderSpec::Line(parse_value_at(rest, "render")?)),
-        "area" => Ok(RenderSpec::Area(parse_value_at(rest, "render")?)),
-        "scatter" => Ok(RenderSpec::Scatter(parse_value_at(rest, "render")?)),
-        "pie" => Ok(RenderSpec::Pie(parse_value_at(rest, "render")?)),
+    let spec = match kind.as_str() {
+        "table" => RenderSpec::Table(parse_value_at(rest, "render")?),
+        "scalar" => RenderSpec::Scalar(parse_value_at(rest, "render")?),
+        "bar" => RenderSpec::Bar(parse_value_at(rest, "render")?),
+        "line" => RenderSpec::Line(parse_value_at(rest, "render")?),
+        "area" => RenderSpec::Area(parse_value_at(rest, "render")?),
+        "scatter" => RenderSpec::Scatter(parse_value_at(rest, "render")?),
+        "pie" => RenderSpec::Pie(parse_value_at(rest, "render")?),
         other => {
             let kinds = outpost_protocol::RENDER_KINDS.join(", ");
-            Err(ApiError::bad_field("render.kind", format!("unknown kind {other:?}; expected one of: {kinds}")))
+            return Err(ApiError::bad_field(
+                "render.kind",
+                format!("unknown kind {other:?}; expected one of: {kinds}"),
+            ));
         }
-    }
+    };
+    // What serde cannot check (bounds, a series column with one y), so that a project
+    // is refused when saved rather than when it runs.
+    spec.check().map_err(|m| {
+        let (field, msg) = m.split_once(": ").unwrap_or(("render", m.as_str()));
+        ApiError::bad_field(field, msg)
+    })?;
+    Ok(spec)
 }
 
 fn strip_position(msg: &str) -> String {

@@ -229,6 +229,7 @@ pub fn cases() -> Vec<Case> {
         y: vec!["revenue".into(), "cost".into()],
         title: Some("Revenue & cost by region".into()),
         stacked: false,
+        series: None,
     });
     job.cache = CacheSpec { max_age_secs: 300 };
     out.push(ok_case(
