@@ -105,6 +105,85 @@ async fn enrolled_agent_returns_a_bar_chart_whose_bars_match_the_sample_data() -
     Ok(())
 }
 
+/// Revenue by (month, region) of the sample data, computed apart from the agent.
+fn revenue_by_month_and_region(db: &std::path::Path) -> Result<BTreeMap<(String, String), f64>> {
+    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let mut stmt = conn.prepare("SELECT month, region, amount FROM orders")?;
+    let mut sums = BTreeMap::new();
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, f64>(2)?)))?;
+    for row in rows {
+        let (month, region, amount) = row?;
+        *sums.entry((month, region)).or_insert(0.0) += amount;
+    }
+    Ok(sums)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stacked_bar_chart_takes_its_series_from_a_column_without_a_pivot_in_sql() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let (cp, agent) = enrolled_pair(root.path()).await?;
+    let api = cp.api()?;
+    // Several y columns with a series column: refused before signing, naming the field.
+    let res = api
+        .post_json(
+            "/v1/jobs",
+            &serde_json::json!({ "agent": "edge-1", "connection": "sample", "sql": "SELECT 1",
+                "render": { "kind": "bar", "x": "month", "y": ["revenue", "cost"], "series": "region" } }),
+        )
+        .await?;
+    assert_eq!(res.status, 400, "{}", res.text());
+    let msg = res.json()?["message"].as_str().unwrap_or_default().to_owned();
+    assert!(msg.starts_with("render.series: ") && msg.contains("exactly one y column"), "{msg}");
+
+    // Long rows (month, region, revenue), as the SQL gives them: no pivot.
+    let id = dispatch(
+        &cp,
+        serde_json::json!({
+            "agent": "edge-1", "connection": "sample",
+            "sql": "SELECT month, region, ROUND(SUM(amount), 2) AS revenue FROM orders GROUP BY month, region ORDER BY month, region",
+            "render": { "kind": "bar", "x": "month", "y": ["revenue"], "series": "region", "stacked": true }
+        }),
+    )
+    .await?;
+    let (status, svg) = cp.wait_result(&id).await?;
+    assert_eq!(status, 200, "{svg}\nagent log:\n{}", agent.log_text());
+    let doc = roxmltree::Document::parse(&svg)?;
+    let attr = |n: roxmltree::Node<'_, '_>, a: &str| n.attribute(a).unwrap_or_default().to_owned();
+    let bars: Vec<roxmltree::Node<'_, '_>> =
+        doc.descendants().filter(|n| n.has_tag_name("rect") && n.attribute("class") == Some("bar")).collect();
+    let expected = revenue_by_month_and_region(&agent.state_dir.join("sample.db"))?;
+    assert_eq!(bars.len(), expected.len(), "one segment per month and region");
+    for b in &bars {
+        let key = (attr(*b, "data-label"), attr(*b, "data-series"));
+        let want = expected.get(&key).with_context(|| format!("unexpected segment {key:?}"))?;
+        let value: f64 = attr(*b, "data-value").parse()?;
+        assert!((value - want).abs() < 0.01, "{key:?}: {value}, database says {want}");
+    }
+    // Each month's segments share one column and sit on each other.
+    let months: std::collections::BTreeSet<String> = expected.keys().map(|(m, _)| m.clone()).collect();
+    for month in &months {
+        let mut column: Vec<(f64, f64, String)> = bars
+            .iter()
+            .filter(|b| attr(**b, "data-label") == *month)
+            .map(|b| -> Result<_> { Ok((attr(*b, "y").parse()?, attr(*b, "height").parse()?, attr(*b, "x"))) })
+            .collect::<Result<_>>()?;
+        column.sort_by(|a, b| a.0.total_cmp(&b.0));
+        assert!(column.windows(2).all(|w| w[0].2 == w[1].2 && (w[0].0 + w[0].1 - w[1].0).abs() < 0.02), "{column:?}");
+    }
+    // A legend names every region once, in the palette's colours.
+    let regions: std::collections::BTreeSet<String> = expected.keys().map(|(_, r)| r.clone()).collect();
+    let legend: Vec<String> = doc
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("legend"))
+        .filter_map(|n| n.text().map(str::to_owned))
+        .collect();
+    assert_eq!(legend.iter().cloned().collect::<std::collections::BTreeSet<_>>(), regions, "{legend:?}");
+    assert_eq!(legend.len(), regions.len());
+    let status = cp.job(&id).await?;
+    assert_eq!(status["state"], "succeeded");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn table_job_returns_capped_json_rows() -> Result<()> {
     let root = tempfile::tempdir()?;
