@@ -4,12 +4,16 @@
 //   with the session's CSRF token (X-CSRF-Token); the API decides and audits.
 // - Sections with data-job="ID" follow the job live (long-poll on the API, no interval)
 //   and show the result when it is there.
+// - The query form (data-query-form) checks the render options of the chosen kind as one
+//   types, runs on Ctrl-Enter / Cmd-Enter, and says a refused run in an analyst's words
+//   next to the editor; the API checks everything again.
+// - A job page re-runs its job (data-rerun) and draws its chart as a PNG (data-png).
 // Nothing here builds HTML from strings except the server's own result fragment, which
 // is parsed with DOMParser (no script runs) and was sanitised on the server.
 'use strict';
 
 (function () {
-  const FINAL = ['succeeded', 'failed', 'expired', 'cancelled', 'refused'];
+  const FINAL = ['succeeded', 'failed', 'rejected', 'expired', 'cancelled'];
 
   function csrf() {
     const m = document.querySelector('meta[name="outpost-csrf"]');
@@ -178,11 +182,25 @@
     const form = ev.target;
     if (!form.dataset.api) return;
     ev.preventDefault();
+    // A button inside a fieldset with its own output answers there ("Save as project");
+    // everything else answers in the form's first output (for the query form: beside
+    // the editor).
+    const box = ev.submitter && ev.submitter.closest('fieldset');
+    const scope = box && box.querySelector('output') ? box : form;
+    const query = form.hasAttribute('data-query-form');
+    if (query) {
+      form.querySelectorAll('output').forEach((o) => { o.textContent = ''; });
+      const problems = checkQuery(form, true);
+      if (problems.length) {
+        say(scope, problems.join(' '), false);
+        return;
+      }
+    }
     const btns = form.querySelectorAll('button');
     btns.forEach((b) => { b.disabled = true; });
-    say(form, 'Working…', true);
+    say(scope, 'Working…', true);
     act(form, form, ev.submitter)
-      .catch((err) => say(form, err.message, false))
+      .catch((err) => say(scope, query ? friendly(err.message) : err.message, false))
       .finally(() => btns.forEach((b) => { b.disabled = false; }));
   });
 
@@ -197,6 +215,13 @@
       (navigator.clipboard ? navigator.clipboard.writeText(src.value) : Promise.reject(new Error('no clipboard')))
         .then(() => { el.textContent = 'Copied'; })
         .catch(() => { el.textContent = 'Press Ctrl+C'; });
+    } else if (el.dataset.rerun) {
+      el.disabled = true;
+      rerun(el.dataset.rerun)
+        .catch((err) => say(el.closest('p, section'), friendly(err.message), false))
+        .finally(() => { el.disabled = false; });
+    } else if (el.dataset.png !== undefined) {
+      png(el).catch((err) => { el.textContent = 'PNG failed: ' + err.message; });
     } else if (el.dataset.api && el.type === 'button') {
       el.disabled = true;
       act(el, null, null).catch((err) => say(el.closest('section, td, li, p'), err.message, false)).finally(() => { el.disabled = false; });
@@ -227,7 +252,172 @@
     if (!form) return;
     if (ev.target.matches('[data-kind-select]')) syncKinds(form);
     if (ev.target.matches('[data-agent-select]')) syncConnections(form);
+    if (form.hasAttribute('data-query-form')) liveCheck(form);
   });
+  document.addEventListener('input', (ev) => {
+    const form = ev.target.form;
+    if (form && form.hasAttribute('data-query-form')) liveCheck(form);
+  });
+
+  // Ctrl-Enter (Cmd-Enter on a Mac) runs the query from anywhere in its form.
+  document.addEventListener('keydown', (ev) => {
+    if (ev.key !== 'Enter' || !(ev.ctrlKey || ev.metaKey)) return;
+    const form = ev.target.closest && ev.target.closest('form[data-query-form]');
+    if (!form) return;
+    ev.preventDefault();
+    form.requestSubmit(form.querySelector('[data-run]'));
+  });
+
+  // --- The query form's checks, in an analyst's words ------------------------------
+
+  function field(form, name, kind) {
+    for (const el of form.querySelectorAll('[name="' + name + '"]')) {
+      const scope = el.closest('[data-kinds]');
+      if (!scope || scope.dataset.kinds.split(' ').includes(kind)) return el;
+    }
+    return null;
+  }
+
+  function columns(text) {
+    return text.split(',').map((s) => s.trim()).filter((s) => s);
+  }
+
+  // What is wrong with the form for the chosen kind, as sentences (empty: nothing).
+  // `all` also reports fields not yet filled in (on Run); while typing only what is
+  // already wrong is said.
+  function checkQuery(form, all) {
+    const kind = form.querySelector('[data-kind-select]').value;
+    const out = [];
+    const bad = [];
+    const val = (name) => { const el = field(form, name, kind); return el ? el.value.trim() : ''; };
+    const need = (name, what) => {
+      if (all && !val(name)) { out.push(what); bad.push(name); }
+    };
+    if (all && !form.querySelector('[name=sql]').value.trim()) { out.push('Write the SQL to run.'); bad.push('sql'); }
+    if (['bar', 'line', 'area', 'scatter'].includes(kind)) {
+      need('render.x', 'Choose the column for the X axis.');
+      const y = columns(val('render.y'));
+      if (all && y.length === 0) { out.push('Choose at least one column for the Y axis.'); bad.push('render.y'); }
+      if (y.length > 10) { out.push('Choose at most 10 columns for the Y axis.'); bad.push('render.y'); }
+      const series = kind === 'bar' ? val('render.series') : '';
+      if (series && y.length > 1) { out.push('With a series column, choose exactly one Y column.'); bad.push('render.series'); }
+      if (series && (series === val('render.x') || y.includes(series))) {
+        out.push('The series column must differ from the X and Y columns.'); bad.push('render.series');
+      }
+    } else if (kind === 'pie') {
+      need('render.label', 'Choose the column that names the slices.');
+      need('render.value', 'Choose the column that sizes the slices.');
+    } else if (kind === 'scalar') {
+      need('render.column', 'Choose the column whose value is shown.');
+      const d = val('render.decimals');
+      if (d && !(/^\d+$/.test(d) && Number(d) <= 10)) { out.push('Decimals must be a whole number from 0 to 10.'); bad.push('render.decimals'); }
+      if ([...val('render.unit')].length > 16) { out.push('The unit can be at most 16 characters.'); bad.push('render.unit'); }
+    }
+    for (const name of ['render.max_rows', 'render.max_points']) {
+      const n = val(name);
+      if (n && !(/^\d+$/.test(n) && Number(n) >= 1)) { out.push('Most rows and most points must be whole numbers of at least 1.'); bad.push(name); }
+    }
+    try {
+      parseParams(form.querySelector('[name=params]').value, 'Parameters');
+    } catch (err) {
+      out.push(err.message + '.'); bad.push('params');
+    }
+    form.querySelectorAll('[aria-invalid]').forEach((el) => el.removeAttribute('aria-invalid'));
+    for (const name of bad) {
+      const el = name === 'sql' || name === 'params' ? form.querySelector('[name=' + name + ']') : field(form, name, kind);
+      if (el) el.setAttribute('aria-invalid', 'true');
+    }
+    return out;
+  }
+
+  function liveCheck(form) {
+    const out = form.querySelector('[data-run-output]');
+    const problems = checkQuery(form, false);
+    if (problems.length) {
+      out.textContent = problems.join(' ');
+      out.className = 'error';
+    } else if (out.className === 'error') {
+      out.textContent = '';
+    }
+  }
+
+  // The API's refusal of a run, said for an analyst. The API names the field
+  // (`render.y: must name at least one column`); the rest passes through as it is.
+  function friendly(message) {
+    const words = [
+      [/^render\.y: must name at least one column/, 'Choose at least one column for the Y axis.'],
+      [/^render: missing field `x`/, 'Choose the column for the X axis.'],
+      [/^render: missing field `y`/, 'Choose at least one column for the Y axis.'],
+      [/^render: missing field `label`/, 'Choose the column that names the slices.'],
+      [/^render: missing field `value`/, 'Choose the column that sizes the slices.'],
+      [/^render: missing field `column`/, 'Choose the column whose value is shown.'],
+      [/^render\.decimals: /, 'Decimals must be a whole number from 0 to 10.'],
+      [/^render\.unit: /, 'The unit can be at most 16 characters.'],
+      [/^render\.(\w+): unknown field/, 'This kind of chart has no option "$1".'],
+      [/^render\.series: /, 'The series column needs exactly one Y column, different from the X column.'],
+      [/^sql: /, 'The SQL cannot be run: '],
+      [/^params\[(\d+)\]: /, (m, i) => 'Parameter ' + (Number(i) + 1) + ' is not valid: '],
+      [/^connection .* is not shared with you/, 'This connection is not shared with you; ask an admin to share it.'],
+    ];
+    for (const [re, say] of words) {
+      const m = message.match(re);
+      if (!m) continue;
+      const head = typeof say === 'function' ? say(...m) : say.replace('$1', m[1] || '');
+      return head.endsWith(': ') ? head + message.slice(m[0].length) : head;
+    }
+    return message;
+  }
+
+  // Re-run: the job's spec, dispatched again as a new job (the API checks the caller may
+  // still run it on that connection), then its page.
+  async function rerun(id) {
+    const spec = await api('GET', '/v1/jobs/' + encodeURIComponent(id) + '/spec');
+    const body = { agent: spec.pool ? 'pool:' + spec.pool : spec.agent, connection: spec.connection, sql: spec.sql,
+      params: spec.params || [], render: spec.render, cache: spec.cache };
+    if (spec.timeout_secs) body.timeout_secs = spec.timeout_secs;
+    const job = await api('POST', '/v1/jobs', body);
+    window.location.assign('/console/jobs/' + encodeURIComponent(job.id));
+  }
+
+  // PNG: the chart on the page (already sanitised by the server) drawn into a canvas at
+  // twice its size on white, then saved. The SVG goes in as a data: URL (the CSP allows
+  // images from data:, and such an image leaves the canvas readable).
+  function png(button) {
+    const svg = button.closest('[data-result], section, main').querySelector('figure.chart svg');
+    if (!svg) return Promise.reject(new Error('no chart'));
+    const box = svg.viewBox && svg.viewBox.baseVal && svg.viewBox.baseVal.width ? svg.viewBox.baseVal : svg.getBBox();
+    const copy = svg.cloneNode(true);
+    copy.setAttribute('xmlns', 'http://www.w3.org/2000/svg');
+    copy.setAttribute('width', box.width);
+    copy.setAttribute('height', box.height);
+    const url = 'data:image/svg+xml;charset=utf-8,' + encodeURIComponent(new XMLSerializer().serializeToString(copy));
+    return new Promise((resolve, reject) => {
+      const img = new Image();
+      img.onerror = () => reject(new Error('the chart cannot be drawn'));
+      img.onload = () => {
+        const scale = 2;
+        const canvas = document.createElement('canvas');
+        canvas.width = Math.ceil(box.width * scale);
+        canvas.height = Math.ceil(box.height * scale);
+        const g = canvas.getContext('2d');
+        g.fillStyle = '#ffffff';
+        g.fillRect(0, 0, canvas.width, canvas.height);
+        g.drawImage(img, 0, 0, canvas.width, canvas.height);
+        canvas.toBlob((blob) => {
+          if (!blob) { reject(new Error('the browser cannot make a PNG')); return; }
+          const a = document.createElement('a');
+          a.href = URL.createObjectURL(blob);
+          a.download = (button.dataset.png || 'chart') + '.png';
+          document.body.append(a);
+          a.click();
+          a.remove();
+          setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+          resolve();
+        }, 'image/png');
+      };
+      img.src = url;
+    });
+  }
 
   // A job section follows its job: long-poll the API until the state changes, then show
   // the server-rendered result.

@@ -9,7 +9,7 @@ use crate::api::projects as prj;
 use crate::api::{self, forbidden, visible_job, wait_param, Ctx, JobView, RouteId};
 use crate::app::App;
 use crate::net::http::{json, parse_json, query_param, ApiError, Body};
-use crate::store::Store;
+use crate::store::{JobFilter, JobState, Store};
 
 /// Runs the handler of `route` with the path's values `p`.
 pub async fn dispatch<S: Store>(
@@ -276,6 +276,45 @@ async fn enrolment_token<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> 
     ))
 }
 
+/// The states `GET /v1/jobs?state=` accepts, as the store keeps them.
+pub const JOB_STATES: [JobState; 7] = [
+    JobState::Queued,
+    JobState::Leased,
+    JobState::Succeeded,
+    JobState::Failed,
+    JobState::Rejected,
+    JobState::Expired,
+    JobState::Cancelled,
+];
+
+/// Longest agent, connection or owner name a filter takes.
+const MAX_FILTER_LEN: usize = 200;
+
+/// The value of filter `key` in `q`, percent-decoded (`+` is a space); `None` when absent
+/// or empty (a form's "any").
+pub fn filter_param(q: Option<&str>, key: &str) -> Result<Option<String>, ApiError> {
+    let Some(raw) = query_param(q, key) else { return Ok(None) };
+    let v =
+        acc::percent_decode(&raw.replace('+', " ")).ok_or_else(|| ApiError::bad_field(key, "bad percent-encoding"))?;
+    let v = v.trim();
+    if v.chars().count() > MAX_FILTER_LEN {
+        return Err(ApiError::bad_field(key, format!("longer than {MAX_FILTER_LEN} characters")));
+    }
+    Ok(Some(v.to_owned()).filter(|v| !v.is_empty()))
+}
+
+/// `?state=` as a job state; an unknown one is refused naming the accepted values.
+pub fn state_param(q: Option<&str>) -> Result<Option<JobState>, ApiError> {
+    let Some(v) = filter_param(q, "state")? else { return Ok(None) };
+    JOB_STATES.into_iter().find(|s| s.as_str() == v).map(Some).ok_or_else(|| {
+        let names: Vec<&str> = JOB_STATES.iter().map(|s| s.as_str()).collect();
+        ApiError::bad_field("state", format!("{v:?} is not a job state; use one of {}", names.join(", ")))
+    })
+}
+
+/// `GET /v1/jobs`: the caller's jobs (an admin's: anyone's with `?all=true` or
+/// `?owner=NAME`), filtered by `state`, `agent` (or `pool:NAME`) and `connection` in the
+/// store. A non-admin naming another owner gets no jobs: never someone else's.
 async fn jobs_list<S: Store>(app: &App<S>, ctx: &mut Ctx, q: Option<&str>) -> Result<Response<Body>, ApiError> {
     let caller = ctx.caller()?;
     let all = crate::net::http::bool_param(q, "all")?;
@@ -290,12 +329,27 @@ async fn jobs_list<S: Store>(app: &App<S>, ctx: &mut Ctx, q: Option<&str>) -> Re
             .filter(|n| (1..=1000).contains(n))
             .ok_or_else(|| ApiError::bad_field("limit", "must be a whole number from 1 to 1000"))?,
     };
-    let owner = if all { None } else { Some(caller.user_id.clone()) };
-    let jobs = app.store.jobs(owner, limit, outpost_protocol::unix_now()).await?;
+    let mut filter = JobFilter {
+        owner: (!all).then(|| caller.user_id.clone()),
+        state: state_param(q)?,
+        agent: filter_param(q, "agent")?,
+        connection: filter_param(q, "connection")?,
+    };
+    if let Some(name) = filter_param(q, "owner")? {
+        if caller.is_admin() {
+            let user = app.store.user_by_name(name.clone()).await?;
+            filter.owner =
+                Some(user.ok_or_else(|| ApiError::bad_field("owner", format!("no user named {name:?}")))?.id);
+        } else if name != caller.user {
+            return Ok(json(StatusCode::OK, &serde_json::json!({ "jobs": [] })));
+        }
+    }
+    let with_sql = crate::net::http::bool_param(q, "sql")?;
+    let jobs = app.store.jobs(filter, limit, outpost_protocol::unix_now()).await?;
     let mut view: Vec<JobView> = Vec::with_capacity(jobs.len());
-    let mut seen = std::collections::HashMap::new();
+    let mut seen = crate::api::job_name::ProjectCache::new();
     for j in &jobs {
-        view.push(JobView::for_caller_cached(app, caller, j, &mut seen).await?);
+        view.push(JobView::for_caller_cached(app, caller, j, &mut seen, with_sql).await?);
     }
     Ok(json(StatusCode::OK, &serde_json::json!({ "jobs": view })))
 }

@@ -9,6 +9,7 @@
 //! JSON; errors are `{code, message}`.
 
 pub mod access;
+pub mod job_name;
 pub mod jobs;
 pub mod openapi;
 pub mod projects;
@@ -256,7 +257,10 @@ pub const ROUTES: &[Route] = &[
         JobsList,
         "jobs.list",
         needs(Scope::ResultsRead),
-        "List the caller's jobs (admins: every job with ?all=true)"
+        "List the caller's jobs, newest first, each with its name; filter with ?state= (queued, leased, succeeded, \
+         failed, rejected, expired, cancelled), ?agent= (or pool:NAME), ?connection= and ?owner= (a user name: admins only; \
+         others see only their own jobs); admins: every job with ?all=true; ?limit= 1 to 1000 (100); ?sql=true adds \
+         each job's SQL where the caller may read it"
     ),
     route!(
         "POST",
@@ -1000,6 +1004,12 @@ fn egress_action_name(a: outpost_protocol::EgressAction) -> &'static str {
 #[derive(Debug, Serialize)]
 pub struct JobView {
     id: String,
+    /// What the job is called: its project query's name, or its SQL's first line
+    /// ([`job_name`]); empty where a view is built without looking it up.
+    name: String,
+    /// The job's SQL: only with `GET /v1/jobs?sql=true`, to callers who may read it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sql: Option<String>,
     /// Hidden from callers whose only access is a project's `view-app` grant.
     #[serde(skip_serializing_if = "Option::is_none")]
     agent: Option<String>,
@@ -1039,31 +1049,31 @@ impl JobView {
     /// The view for `caller`: without agent and connection when the job belongs to a
     /// project the caller may only see as an app (`view-app`).
     pub async fn for_caller<S: Store>(app: &App<S>, caller: &Caller, r: &JobRecord) -> Result<Self, ApiError> {
-        Self::for_caller_cached(app, caller, r, &mut std::collections::HashMap::new()).await
+        Self::for_caller_cached(app, caller, r, &mut std::collections::HashMap::new(), false).await
     }
 
-    /// As [`for_caller`](Self::for_caller), looking each project's access up once in `seen`.
+    /// As [`for_caller`](Self::for_caller), looking each project up once in `seen`; with
+    /// the job's SQL when `with_sql` and the caller may read it.
     pub async fn for_caller_cached<S: Store>(
         app: &App<S>,
         caller: &Caller,
         r: &JobRecord,
-        seen: &mut std::collections::HashMap<String, bool>,
+        seen: &mut job_name::ProjectCache,
+        with_sql: bool,
     ) -> Result<Self, ApiError> {
         let mut v = Self::from(r);
+        (v.name, v.sql) = job_name::for_job(app, caller, r, seen, with_sql).await?;
         if let (Some(pid), false) = (&r.origin.project_id, caller.is_admin()) {
-            let logic = match seen.get(pid) {
-                Some(l) => *l,
-                None => {
-                    let l = crate::api::projects::access_to(app, caller, pid).await?.1.can_see_logic();
-                    seen.insert(pid.clone(), l);
-                    l
-                }
-            };
-            if !logic {
+            if !job_name::project_facts(app, caller, pid, seen).await?.0 {
                 v.hide_logic();
             }
         }
         Ok(v)
+    }
+
+    /// Names the view (a caller that knows the name already, as a project's results do).
+    pub fn set_name(&mut self, name: &str) {
+        self.name = job_name::shorten(name);
     }
 
     /// Hides what only those who may read the job's SQL see: agent, pool, connection and
@@ -1082,6 +1092,8 @@ impl From<&JobRecord> for JobView {
     fn from(r: &JobRecord) -> Self {
         Self {
             id: r.id.clone(),
+            name: String::new(),
+            sql: None,
             agent: Some(r.agent.clone()).filter(|a| !a.is_empty()),
             pool: r.pool.clone(),
             connection: Some(r.connection.clone()),

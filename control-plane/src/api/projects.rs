@@ -397,6 +397,7 @@ pub async fn results<S: Store>(
         let job = match app.store.latest_project_job(p.id.clone(), idx, for_customer).await? {
             Some(job_id) => app.store.job(job_id, outpost_protocol::unix_now(), false).await?.map(|rec| {
                 let mut v = JobView::from(&rec);
+                v.set_name(&query.name);
                 if !access.can_see_logic() {
                     v.hide_logic();
                 }

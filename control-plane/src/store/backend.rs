@@ -134,8 +134,8 @@ impl Store for Backend {
     async fn revoke_agent(&self, name: String, now: i64) -> Result<Option<Vec<String>>, StoreError> {
         forward!(self, revoke_agent(name, now))
     }
-    async fn jobs(&self, owner: Option<String>, limit: u32, now: i64) -> Result<Vec<JobRecord>, StoreError> {
-        forward!(self, jobs(owner, limit, now))
+    async fn jobs(&self, filter: JobFilter, limit: u32, now: i64) -> Result<Vec<JobRecord>, StoreError> {
+        forward!(self, jobs(filter, limit, now))
     }
     async fn job(&self, id: String, now: i64, with_body: bool) -> Result<Option<JobRecord>, StoreError> {
         forward!(self, job(id, now, with_body))

@@ -175,6 +175,30 @@ pub struct JobOrigin {
     pub customer: Option<String>,
 }
 
+/// Which jobs [`Store::jobs`] lists; every field that is set must match (in SQL).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    /// User id of the job's owner (who dispatched it); `None`: everyone's.
+    pub owner: Option<String>,
+    /// The job's state.
+    pub state: Option<JobState>,
+    /// The agent that holds or held it, or `pool:NAME` for the jobs addressed to a pool.
+    pub agent: Option<String>,
+    /// The connection.
+    pub connection: Option<String>,
+}
+
+/// The `WHERE` clause of [`Store::jobs`] on both backends, with `{p}` for the backend's
+/// placeholder prefix (`?` or `$`): 1 owner, 3 state, 4 agent or `pool:NAME`, 5 connection.
+pub(crate) fn jobs_filter_sql(p: char, text_cast: &str) -> String {
+    format!(
+        "({p}1{text_cast} IS NULL OR owner = {p}1) AND ({p}3{text_cast} IS NULL OR state = {p}3) \
+         AND ({p}4{text_cast} IS NULL OR agent = {p}4 OR '{pool}' || pool = {p}4) \
+         AND ({p}5{text_cast} IS NULL OR connection = {p}5)",
+        pool = outpost_protocol::job::POOL_PREFIX
+    )
+}
+
 /// What [`Store::lease_jobs`] hands out.
 #[derive(Debug, Clone, Default)]
 pub struct LeaseBatch {
@@ -537,10 +561,10 @@ pub trait Store: crate::store::access::AccessStore + Send + Sync + 'static {
         name: String,
         now: i64,
     ) -> impl Future<Output = Result<Option<Vec<String>>, StoreError>> + Send;
-    /// Jobs of `owner` (or of everyone), newest first, without bodies.
+    /// Jobs that pass `filter` (its owner, or everyone's), newest first, without bodies.
     fn jobs(
         &self,
-        owner: Option<String>,
+        filter: JobFilter,
         limit: u32,
         now: i64,
     ) -> impl Future<Output = Result<Vec<JobRecord>, StoreError>> + Send;
@@ -1299,19 +1323,23 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn jobs(&self, owner: Option<String>, limit: u32, now: i64) -> Result<Vec<JobRecord>, StoreError> {
+    async fn jobs(&self, filter: JobFilter, limit: u32, now: i64) -> Result<Vec<JobRecord>, StoreError> {
         self.with_conn(move |c| {
             let tx = c.savepoint()?;
-            match &owner {
+            match &filter.owner {
                 Some(o) => expire_overdue(&tx, "owner = ?1", o, now)?,
                 None => expire_overdue(&tx, "?1 IS NOT NULL", "", now)?,
             };
             let rows = tx
                 .prepare_cached(&format!(
                     "SELECT {JOB_COLS}, NULL, cancel_requested_at, owner, project_id, query_index, customer, pool
-                     FROM jobs WHERE ?1 IS NULL OR owner = ?1 ORDER BY created_at DESC, rowid DESC LIMIT ?2"
+                     FROM jobs WHERE {} ORDER BY created_at DESC, rowid DESC LIMIT ?2",
+                    jobs_filter_sql('?', "")
                 ))?
-                .query_map(params![owner, limit], job_from_row)?
+                .query_map(
+                    params![filter.owner, limit, filter.state.map(JobState::as_str), filter.agent, filter.connection],
+                    job_from_row,
+                )?
                 .collect::<Result<Vec<_>, _>>()?;
             tx.commit()?;
             // One bad row never hides the others: it is left out, and logged.

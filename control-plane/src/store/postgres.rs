@@ -1141,20 +1141,23 @@ impl Store for PgStore {
         Ok(Some(failed))
     }
 
-    async fn jobs(&self, owner: Option<String>, limit: u32, now: i64) -> Result<Vec<JobRecord>, StoreError> {
+    async fn jobs(&self, filter: crate::store::JobFilter, limit: u32, now: i64) -> Result<Vec<JobRecord>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        match &owner {
+        match &filter.owner {
             Some(o) => expire_overdue(&tx, "owner = $1", o, now).await?,
             None => expire_overdue(&tx, "$1::TEXT IS NOT NULL", &"", now).await?,
         };
         let stmt = tx
             .prepare_cached(&format!(
                 "SELECT {JOB_COLS}, NULL::BYTEA, {JOB_TAIL_COLS}
-                 FROM jobs WHERE $1::TEXT IS NULL OR owner = $1 ORDER BY created_at DESC, seq DESC LIMIT $2"
+                 FROM jobs WHERE {} ORDER BY created_at DESC, seq DESC LIMIT $2",
+                crate::store::jobs_filter_sql('$', "::TEXT")
             ))
             .await?;
-        let rows = tx.query(&stmt, &[&owner, &i64::from(limit)]).await?;
+        let state = filter.state.map(JobState::as_str);
+        let rows =
+            tx.query(&stmt, &[&filter.owner, &i64::from(limit), &state, &filter.agent, &filter.connection]).await?;
         tx.commit().await?;
         // One bad row never hides the others: it is left out, and logged.
         Ok(rows

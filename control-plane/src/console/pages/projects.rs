@@ -1,0 +1,127 @@
+//! The projects list and a project's page.
+
+use std::fmt::Write as _;
+
+use crate::api::RouteId;
+use crate::auth::access::Scope;
+use crate::console::sanitize_svg::escape as e;
+use crate::console::{pct, when, Page, PageResult};
+use crate::store::Store;
+
+impl<S: Store> Page<'_, S> {
+    pub(crate) async fn projects(&self) -> PageResult {
+        let v = self.get(RouteId::ProjectsList, &[], None).await?;
+        let mut b = String::new();
+        if self.can(Scope::ProjectsWrite) && self.can(Scope::JobsDispatch) {
+            b.push_str("<p>Save a query as a project from the <a href=\"/console/query\">Query</a> page.</p>");
+        }
+        b.push_str(
+            "<div class=\"scroll\"><table><thead><tr><th scope=\"col\">Project</th><th scope=\"col\">Owner</th>\
+             <th scope=\"col\">Your access</th><th scope=\"col\">Queries</th><th scope=\"col\">Updated</th></tr></thead><tbody>",
+        );
+        for p in v["projects"].as_array().into_iter().flatten() {
+            let _ = write!(
+                b,
+                "<tr><th scope=\"row\"><a href=\"/console/projects/{}\">{}</a></th><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                e(p["id"].as_str().unwrap_or_default()),
+                e(p["name"].as_str().unwrap_or_default()),
+                e(p["owner"].as_str().unwrap_or_default()),
+                e(p["access"].as_str().unwrap_or_default()),
+                p["queries"].as_array().map_or(0, Vec::len),
+                when(&p["updated_at"]),
+            );
+        }
+        b.push_str("</tbody></table></div>");
+        Ok(("Projects".into(), b))
+    }
+
+    pub(crate) async fn project(&self, id: &str) -> PageResult {
+        let p = self.get(RouteId::ProjectsRead, &[id], None).await?;
+        let results = self.get(RouteId::ProjectsResults, &[id], None).await?;
+        let pid = e(p["id"].as_str().unwrap_or_default());
+        let access = p["access"].as_str().unwrap_or_default();
+        let can_edit = matches!(access, "owner" | "admin" | "edit");
+        let mut b = format!(
+            "<dl class=\"facts\"><dt>Owner</dt><dd>{}</dd><dt>Your access</dt><dd>{}</dd></dl>",
+            e(p["owner"].as_str().unwrap_or_default()),
+            e(access)
+        );
+        if self.can(Scope::ProjectsRun) {
+            let _ = write!(
+                b,
+                "<form class=\"row\" data-api=\"POST /v1/projects/{pid}/run\" data-then=\"reload\">\
+                 <label>End customer <span class=\"hint\">only for queries that take one</span>\
+                 <input name=\"customer\" data-optional></label><button type=\"submit\" class=\"primary\">Refresh</button>\
+                 <output role=\"alert\"></output></form>"
+            );
+        }
+        let latest = results["queries"].as_array().cloned().unwrap_or_default();
+        for q in p["queries"].as_array().into_iter().flatten() {
+            let idx = q["index"].as_u64().unwrap_or_default();
+            let kind = q["render"]["kind"].as_str().or(q["render_kind"].as_str()).unwrap_or_default();
+            let _ = write!(
+                b,
+                "<section class=\"query\" data-query=\"{idx}\"><h2>{} <span class=\"badge\">{}</span></h2>",
+                e(q["name"].as_str().unwrap_or_default()),
+                e(kind)
+            );
+            if let Some(sql) = q["sql"].as_str() {
+                let _ = write!(
+                    b,
+                    "<details><summary>SQL on {} / {}</summary><pre class=\"code\" data-sql>{}</pre></details>",
+                    e(q["agent"].as_str().unwrap_or_default()),
+                    e(q["connection"].as_str().unwrap_or_default()),
+                    e(sql)
+                );
+            }
+            let job = latest.iter().find(|l| l["index"].as_u64() == Some(idx)).map(|l| &l["job"]);
+            match job {
+                Some(j) if j.is_object() => b.push_str(&self.job_section(j).await),
+                _ => b.push_str("<p class=\"muted\">Not run yet.</p>"),
+            }
+            b.push_str("</section>");
+        }
+        if let Some(grants) = p["grants"].as_array() {
+            b.push_str("<section><h2>Sharing</h2><ul class=\"plain\">");
+            for g in grants {
+                let user = g["user"].as_str().unwrap_or_default();
+                let _ = write!(
+                    b,
+                    "<li data-grant=\"{u}\">{u}: {a} <button type=\"button\" data-api=\"DELETE /v1/projects/{pid}/grants/{pu}\" \
+                     data-then=\"reload\">Remove</button></li>",
+                    u = e(user),
+                    a = e(g["access"].as_str().unwrap_or_default()),
+                    pu = e(&pct(user))
+                );
+            }
+            let _ = write!(
+                b,
+                "</ul><form class=\"row\" data-api=\"PUT /v1/projects/{pid}/grants/{{_user}}\" data-then=\"reload\">\
+                 <label>User <input name=\"_user\" required></label>\
+                 <label>Access <select name=\"access\"><option value=\"view-app\">view-app (results only)</option>\
+                 <option value=\"view-logic\">view-logic (results and SQL)</option><option value=\"edit\">edit</option></select></label>\
+                 <button type=\"submit\">Share</button><output role=\"alert\"></output></form></section>"
+            );
+        }
+        if can_edit && self.can(Scope::EmbedCreate) {
+            let ttl = self.app.cfg.embed.default_ttl_secs;
+            let _ = write!(
+                b,
+                "<section><h2>Embed</h2><form class=\"row\" data-api=\"POST /v1/projects/{pid}/embed-tokens\" data-then=\"embed\">\
+                 <label>End customer <input name=\"customer\" required></label>\
+                 <label>Lifetime (seconds) <input name=\"ttl_secs\" type=\"number\" min=\"1\" value=\"{ttl}\" data-type=\"int\"></label>\
+                 <button type=\"submit\">Create embed snippet</button><output role=\"alert\"></output></form>\
+                 <div data-embed-out hidden><label>Snippet <textarea readonly rows=\"8\" class=\"code\" data-copy-source></textarea></label>\
+                 <button type=\"button\" data-copy>Copy</button></div></section>"
+            );
+        }
+        if matches!(access, "owner" | "admin") && self.can(Scope::ProjectsWrite) {
+            let _ = write!(
+                b,
+                "<p><button type=\"button\" class=\"danger\" data-api=\"DELETE /v1/projects/{pid}\" \
+                 data-confirm=\"Delete this project?\" data-then=\"go:/console/projects\">Delete project</button></p>"
+            );
+        }
+        Ok((p["name"].as_str().unwrap_or("Project").to_owned(), b))
+    }
+}

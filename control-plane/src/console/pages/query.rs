@@ -1,0 +1,271 @@
+//! The query page: the editor with the render options of the chosen kind, prefilled from
+//! a job (`?job=ID`, "Edit" on a job's page), and the user's query history.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use crate::api::{self, RouteId};
+use crate::auth::access::Scope;
+use crate::console::sanitize_svg::escape as e;
+use crate::console::{pct, when, Page, PageResult};
+use crate::net::http::{query_param, ApiError};
+use crate::store::Store;
+
+/// Jobs listed under "History".
+const HISTORY_LEN: u32 = 20;
+/// Characters of SQL shown per history entry.
+const SNIPPET_CHARS: usize = 120;
+
+/// The render options: input name, label, the kinds it belongs to, and its input's
+/// attributes. console.js shows those of the chosen kind and checks them as one types;
+/// the API checks them again.
+const RENDER_FIELDS: &[(&str, &str, &str, &str)] = &[
+    ("render.x", "X axis column", "bar line area scatter", "data-need=\"column\""),
+    (
+        "render.y",
+        "Y axis columns <span class=\"hint\">comma-separated, 1 to 10</span>",
+        "bar line area scatter",
+        "data-type=\"list\" data-need=\"columns\"",
+    ),
+    (
+        "render.series",
+        "Series column <span class=\"hint\">optional: one series per value, with one Y column</span>",
+        "bar",
+        "data-optional",
+    ),
+    ("render.label", "Label column", "pie", "data-need=\"column\""),
+    ("render.value", "Value column", "pie", "data-need=\"column\""),
+    ("render.column", "Column", "scalar", "data-need=\"column\""),
+    ("render.label", "Label <span class=\"hint\">optional</span>", "scalar", "data-optional"),
+    (
+        "render.decimals",
+        "Decimals <span class=\"hint\">0 to 10</span>",
+        "scalar",
+        "type=\"number\" min=\"0\" max=\"10\" step=\"1\" data-type=\"int\" data-optional",
+    ),
+    (
+        "render.unit",
+        "Unit <span class=\"hint\">e.g. %, EUR; up to 16 characters</span>",
+        "scalar",
+        "maxlength=\"16\" data-optional",
+    ),
+    ("render.title", "Title <span class=\"hint\">optional</span>", "bar line area scatter pie", "data-optional"),
+    (
+        "render.max_points",
+        "Most points <span class=\"hint\">optional</span>",
+        "line area scatter",
+        "type=\"number\" min=\"1\" data-type=\"int\" data-optional",
+    ),
+    (
+        "render.max_rows",
+        "Most rows <span class=\"hint\">optional</span>",
+        "table",
+        "type=\"number\" min=\"1\" data-type=\"int\" data-optional",
+    ),
+];
+
+/// What the form starts with: empty, or a job's spec (its "Edit").
+#[derive(Default)]
+struct Prefill {
+    agent: String,
+    connection: String,
+    sql: String,
+    params: String,
+    render: Value,
+    cache_max_age: u64,
+}
+
+/// A job spec's parameters as the form's lines, `type:value`.
+fn params_text(params: &Value) -> String {
+    let mut lines = Vec::new();
+    for p in params.as_array().into_iter().flatten() {
+        let t = p["type"].as_str().unwrap_or("text");
+        match &p["value"] {
+            Value::Null => lines.push(t.to_owned()),
+            Value::String(s) => lines.push(format!("{t}:{s}")),
+            v => lines.push(format!("{t}:{v}")),
+        }
+    }
+    lines.join("\n")
+}
+
+/// A render option's value in the form: a list joined with commas, text as it is.
+fn render_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(a) => a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "),
+        Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+impl<S: Store> Page<'_, S> {
+    /// The form's starting values: `?job=ID` (the API checks the caller may read its
+    /// SQL), else `?agent=` and `?connection=`.
+    async fn prefill(&self, q: Option<&str>) -> Result<Prefill, ApiError> {
+        let decoded = |k: &str| {
+            query_param(q, k).and_then(|v| crate::api::access::percent_decode(&v.replace('+', " "))).unwrap_or_default()
+        };
+        let job = decoded("job");
+        if job.is_empty() {
+            return Ok(Prefill { agent: decoded("agent"), connection: decoded("connection"), ..Prefill::default() });
+        }
+        let spec = self.get(RouteId::JobsSpec, &[&job], None).await?;
+        Ok(Prefill {
+            agent: spec["agent"].as_str().unwrap_or_default().to_owned(),
+            connection: spec["connection"].as_str().unwrap_or_default().to_owned(),
+            sql: spec["sql"].as_str().unwrap_or_default().to_owned(),
+            params: params_text(&spec["params"]),
+            render: spec["render"].clone(),
+            cache_max_age: spec["cache"]["max_age_secs"].as_u64().unwrap_or(0),
+        })
+    }
+
+    pub(crate) async fn query(&self, q: Option<&str>) -> PageResult {
+        if !self.can(Scope::JobsDispatch) {
+            return Err(api::forbidden("your role may not run queries"));
+        }
+        let v = self.get(RouteId::AgentsList, &[], None).await?;
+        let pre = self.prefill(q).await?;
+        let mut agents = String::new();
+        let mut conns = String::new();
+        for a in v["agents"].as_array().into_iter().flatten().filter(|a| a["status"] != "revoked") {
+            let name = a["name"].as_str().unwrap_or_default();
+            let sel = if name == pre.agent { " selected" } else { "" };
+            let _ = write!(
+                agents,
+                "<option value=\"{n}\"{sel}>{n} ({})</option>",
+                e(a["status"].as_str().unwrap_or("")),
+                n = e(name)
+            );
+            for c in a["connections"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+                let sel = if name == pre.agent && c == pre.connection { " selected" } else { "" };
+                let _ =
+                    write!(conns, "<option value=\"{c}\" data-agent=\"{n}\"{sel}>{c}</option>", c = e(c), n = e(name));
+            }
+        }
+        if agents.is_empty() {
+            return Ok((
+                "Query".into(),
+                "<p class=\"muted\">No connection is shared with you yet; ask an admin to share one.</p>".into(),
+            ));
+        }
+        let chosen = pre.render["kind"].as_str().unwrap_or("bar");
+        let mut kinds = String::new();
+        for k in outpost_protocol::RENDER_KINDS {
+            let sel = if k == chosen { " selected" } else { "" };
+            let _ = write!(kinds, "<option value=\"{k}\"{sel}>{k}</option>");
+        }
+        let mut fields = String::new();
+        for (name, label, for_kinds, attrs) in RENDER_FIELDS {
+            let key = name.trim_start_matches("render.");
+            // A label of one kind is not the label of the other.
+            let value =
+                if for_kinds.split(' ').any(|k| k == chosen) { render_value(&pre.render[key]) } else { String::new() };
+            let _ = write!(
+                fields,
+                "<label data-kinds=\"{for_kinds}\">{label} <input name=\"{name}\" value=\"{}\" {attrs} autocomplete=\"off\"></label>",
+                e(&value)
+            );
+        }
+        let stacked = if pre.render["stacked"] == Value::Bool(true) { " checked" } else { "" };
+        let mut body = format!(
+            "<form id=\"query-form\" class=\"stack\" data-api=\"POST /v1/jobs\" data-then=\"go:/console/jobs/{{id}}\" \
+             data-query-form novalidate>\
+             <div class=\"row\"><label>Agent <select name=\"agent\" required data-agent-select>{agents}</select></label>\
+             <label>Connection <select name=\"connection\" required data-connection-select>{conns}</select></label></div>\
+             <label>SQL <textarea name=\"sql\" rows=\"8\" spellcheck=\"false\" class=\"code\" data-need=\"sql\" \
+             aria-describedby=\"run-output\">{sql}</textarea></label>\
+             <div class=\"row run-bar\"><button type=\"submit\" class=\"primary\" data-run>Run</button>\
+             <span class=\"hint\"><kbd>Ctrl</kbd>+<kbd>Enter</kbd> runs the query</span></div>\
+             <output id=\"run-output\" role=\"alert\" data-run-output></output>\
+             <label>Parameters <span class=\"hint\">one per line as type:value, for $1, $2… (types: text, int, float, bool, null)</span>\
+             <textarea name=\"params\" rows=\"2\" data-type=\"params\" spellcheck=\"false\" class=\"code\">{params}</textarea></label>\
+             <fieldset><legend>Render</legend><div class=\"row\">\
+             <label>Kind <select name=\"render.kind\" data-kind-select>{kinds}</select></label>{fields}\
+             <label data-kinds=\"bar\" class=\"check\"><input type=\"checkbox\" name=\"render.stacked\" data-type=\"bool\"{stacked}> stacked</label>\
+             <input type=\"hidden\" name=\"render.format\" value=\"json\" data-kinds=\"table\">\
+             </div></fieldset>\
+             <label>Use a cached result up to (seconds) <input name=\"cache.max_age_secs\" type=\"number\" min=\"0\" value=\"{age}\" data-type=\"int\"></label>\
+             <fieldset><legend>Save as a project</legend><div class=\"row\">\
+             <label>Project name <input name=\"_project\" data-optional></label>\
+             <label>Query name <input name=\"_query_name\" data-optional></label>\
+             <button type=\"submit\" data-api=\"POST /v1/projects\" data-wrap=\"project\" data-then=\"go:/console/projects/{{id}}\">Save as project</button>\
+             </div><output role=\"alert\" data-save-output></output></fieldset></form>",
+            sql = e(&pre.sql),
+            params = e(&pre.params),
+            age = pre.cache_max_age,
+        );
+        if self.can(Scope::ResultsRead) {
+            body.push_str(&self.history().await);
+        }
+        Ok(("Query".into(), body))
+    }
+
+    /// The signed-in user's own latest jobs: name, SQL, status, time, with links to the
+    /// job and to edit it again.
+    async fn history(&self) -> String {
+        let mut b = String::from(
+            "<section class=\"history\" id=\"history\" aria-labelledby=\"history-title\">\
+                                  <h2 id=\"history-title\">History</h2>",
+        );
+        let v = match self.get(RouteId::JobsList, &[], Some(&format!("limit={HISTORY_LEN}&sql=true"))).await {
+            Ok(v) => v,
+            Err(err) => {
+                let _ = write!(b, "<p class=\"error\">{}</p></section>", e(&err.message));
+                return b;
+            }
+        };
+        let jobs = v["jobs"].as_array().cloned().unwrap_or_default();
+        if jobs.is_empty() {
+            b.push_str("<p class=\"muted\">Your queries will be listed here once you run one.</p></section>");
+            return b;
+        }
+        b.push_str(
+            "<div class=\"scroll\"><table class=\"history\"><thead><tr><th scope=\"col\">Query</th><th scope=\"col\">SQL</th>\
+             <th scope=\"col\">Status</th><th scope=\"col\">When</th><th scope=\"col\"><span class=\"sr\">Actions</span></th>\
+             </tr></thead><tbody>",
+        );
+        for j in &jobs {
+            let id = j["id"].as_str().unwrap_or_default();
+            let sql = j["sql"].as_str().unwrap_or_default();
+            let one_line = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+            let mut snippet: String = one_line.chars().take(SNIPPET_CHARS).collect();
+            if one_line.chars().count() > SNIPPET_CHARS {
+                snippet.push('…');
+            }
+            let edit = if sql.is_empty() {
+                String::new()
+            } else {
+                format!("<a href=\"/console/query?job={}\" data-history-edit>Edit</a>", e(&pct(id)))
+            };
+            let _ = write!(
+                b,
+                "<tr data-history=\"{i}\"><td><a href=\"/console/jobs/{i}\">{n}</a></td><td><code>{snippet}</code></td>\
+                 <td><span class=\"status {s}\">{s}</span></td><td>{}</td><td>{edit}</td></tr>",
+                when(&j["created_at"]),
+                i = e(id),
+                n = e(j["name"].as_str().filter(|n| !n.is_empty()).unwrap_or(id)),
+                snippet = e(&snippet),
+                s = e(j["state"].as_str().unwrap_or_default()),
+            );
+        }
+        b.push_str("</tbody></table></div></section>");
+        b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spec_prefills_the_form_as_typed() {
+        let p = serde_json::json!([{ "type": "text", "value": "North" }, { "type": "int", "value": 5 }, { "type": "null" }]);
+        assert_eq!(params_text(&p), "text:North\nint:5\nnull");
+        assert_eq!(render_value(&serde_json::json!(["a", "b"])), "a, b");
+        assert_eq!(render_value(&serde_json::json!(3)), "3");
+        assert_eq!(render_value(&Value::Null), "");
+    }
+}
