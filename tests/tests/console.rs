@@ -307,3 +307,55 @@ async fn without_a_default_role_single_sign_on_admits_only_users_an_admin_added(
     ensure!(!names.iter().any(|n| n.starts_with("mallory")), "no user was created: {names:?}");
     Ok(())
 }
+
+/// The SQL of the workbench test's first job: its comment names it.
+const NAMED_SQL: &str =
+    "-- Revenue by region\nSELECT region, SUM(amount) AS revenue FROM orders GROUP BY region ORDER BY region";
+/// A table whose cells a spreadsheet would misread: a formula, a NULL, a comma, a quote.
+const CSV_SQL: &str = "SELECT '=1+2' AS f, NULL AS n, 'a,b' AS c, -5 AS neg, 'say \"hi\"' AS q";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_chromium_an_analyst_runs_with_ctrl_enter_reads_errors_beside_the_editor_and_edits_reruns_and_downloads_named_jobs(
+) -> Result<()> {
+    browser_dir()?;
+    chromium()?;
+    let root = tempfile::tempdir()?;
+    let (cp, _agent) = outpost_e2e::start_pair(root.path(), "edge-1", "", &[]).await?;
+    let admin = cp.api()?;
+    let password = "editor-pass-1234";
+    ok(&admin, "POST", "/v1/users", json!({ "name": "ed", "role": "editor", "password": password })).await?;
+    ok(&admin, "POST", "/v1/shares", json!({ "agent": "edge-1", "connection": "sample", "user": "ed" })).await?;
+    let out = run_node(
+        "workbench.mjs",
+        root.path(),
+        json!({
+            "base_url": format!("https://localhost:{}", cp.api_addr.rsplit(':').next().unwrap_or_default()),
+            "password": password, "named_sql": NAMED_SQL, "csv_sql": CSV_SQL,
+            "csv_expected": "f,n,c,neg,q\r\n'=1+2,,\"a,b\",-5,\"say \"\"hi\"\"\"\r\n",
+            "screenshots": screenshots("workbench"),
+        }),
+    )?;
+    // The re-run is the same spec, dispatched again by ed (a new job, signed anew).
+    let spec = |id: &str| {
+        let path = format!("/v1/jobs/{id}/spec");
+        let admin = admin.clone();
+        async move { ok(&admin, "GET", &path, Value::Null).await }
+    };
+    let first = spec(out["first_job"].as_str().context("first job")?).await?;
+    let again = spec(out["rerun_job"].as_str().context("re-run job")?).await?;
+    for k in ["agent", "connection", "sql", "params", "render", "cache"] {
+        ensure!(first[k] == again[k], "{k}: {} vs {}", first[k], again[k]);
+    }
+    ensure!(again["requester"]["user"] == "ed" && again["issued_at"].as_i64() >= first["issued_at"].as_i64());
+    let listed = ok(&admin, "GET", "/v1/jobs?owner=ed", Value::Null).await?;
+    ensure!(listed["jobs"].as_array().map_or(0, Vec::len) == 4, "ed ran 4 jobs: {listed}");
+    // Every download was a read of the result, audited under ed's session.
+    let audit = ok(&admin, "GET", "/v1/audit?action=jobs.result&limit=1000", Value::Null).await?;
+    ensure!(
+        audit["events"].as_array().context("events")?.iter().any(|e| e["actor"] == "ed"
+            && e["target"] == out["table_job"]
+            && e["credential"].as_str().is_some_and(|c| c.starts_with("session:"))),
+        "the CSV download is audited"
+    );
+    Ok(())
+}
