@@ -187,6 +187,14 @@ async fn jobs_are_named_filtered_in_the_store_and_downloaded_with_the_results_ac
     let audit = ok_json(&admin, "GET", "/v1/audit?action=jobs.result&limit=1000", None).await?;
     let by_ed = audit["events"].as_array().context("events")?.iter().filter(|e| e["actor"] == "ed").count();
     ensure!(by_ed >= 4, "{audit}");
+    // A view-app viewer's page of the project's job: its name, its chart, no SQL, no Edit.
+    let vi_console = session(&admin, "vi", TEST_PASSWORD).await?;
+    let page = call(&vi_console, "GET", &format!("/console/jobs/{from_project}"), None).await?;
+    let html = page.text();
+    ensure!(page.status == 200 && html.contains("<h1>Orders by region</h1>"), "{} {html}", page.status);
+    ensure!(!html.contains("SELECT") && !html.contains("data-edit") && !html.contains("data-rerun"), "{html}");
+    let theirs = call(&vi_console, "GET", &format!("/console/jobs/{from_project}/download.svg"), None).await?;
+    ensure!(theirs.status == 200, "a viewer of the chart may download it: {}", theirs.status);
     // The server re-checks what the console checks as one types.
     let res = call(
         &ed,

@@ -151,6 +151,12 @@ impl<S: Store> Page<'_, S> {
                 StatusCode::CONFLICT,
                 &format!("job {id}'s result is not a chart: only a chart downloads as SVG or PNG"),
             ),
+            Format::Csv if ct.starts_with("text/html") => text(
+                StatusCode::CONFLICT,
+                &format!(
+                    "job {id}'s table was rendered as HTML: run it with the JSON table format to download it as CSV"
+                ),
+            ),
             Format::Csv => match table_csv(&v).filter(|_| ct.starts_with("application/json")) {
                 Some(csv) => {
                     attachment("text/csv; charset=utf-8; header=present", &format!("{stem}.csv"), csv.into_bytes())
