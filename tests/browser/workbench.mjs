@@ -172,6 +172,8 @@ expect(refused.status === 409 && refused.text.includes('not a table'), `its CSV 
 await page.goto(base + '/console/jobs');
 expect((await page.textContent(`tr[data-job-row="${out.first_job}"] a`)) === 'Revenue by region', 'the jobs list shows names');
 expect((await page.textContent(`tr[data-job-row="${out.first_job}"] code`)) === out.first_job, 'with the id beside');
+expect((await page.textContent(`tr[data-job-row="${out.first_job}"] [data-snippet]`)).startsWith('-- Revenue by region SELECT region'),
+  'and a snippet of the SQL');
 await page.selectOption('form[data-jobs-filter] select[name=state]', 'failed');
 await Promise.all([page.waitForURL(/state=failed/), page.click('form[data-jobs-filter] button')]);
 expect((await page.$$('[data-no-jobs]')).length === 1, 'no failed job: the filter says none match');

@@ -277,6 +277,16 @@ pub(crate) fn is_final(state: &str) -> bool {
     matches!(state, "succeeded" | "failed" | "rejected" | "expired" | "cancelled")
 }
 
+/// `text` on one line (whitespace runs as one space), cut to `max` characters with `…`.
+pub(crate) fn snippet(text: &str, max: usize) -> String {
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut cut: String = one_line.chars().take(max).collect();
+    if one_line.chars().count() > max {
+        cut.push('…');
+    }
+    cut
+}
+
 /// A number from an API answer; anything else shows as `—` (never raw markup).
 pub(crate) fn num(v: &Value) -> String {
     if v.is_number() {
@@ -319,5 +329,7 @@ mod tests {
         assert!(CSP.contains("frame-ancestors 'none'"));
         assert_eq!(pct("a b/é"), "a%20b%2F%C3%A9");
         assert!(is_console_path("/") && is_console_path("/console/x") && !is_console_path("/consoles"));
+        assert_eq!(snippet("SELECT a,\n\t b  FROM t", 12), "SELECT a, b …");
+        assert_eq!(snippet("SELECT 1", 12), "SELECT 1");
     }
 }

@@ -17,7 +17,7 @@ impl<S: Store> Page<'_, S> {
     pub(crate) async fn jobs(&self, q: Option<&str>) -> PageResult {
         let admin = self.caller.is_admin();
         let mut vals = std::collections::HashMap::new();
-        let mut fwd = vec!["limit=100".to_owned()];
+        let mut fwd = vec!["limit=100".to_owned(), "sql=true".to_owned()];
         for k in ["state", "agent", "connection", "owner"] {
             if let Some(v) = crate::api::jobs::filter_param(q, k)? {
                 fwd.push(format!("{k}={}", pct(&v)));
@@ -65,9 +65,13 @@ impl<S: Store> Page<'_, S> {
             };
             let _ = write!(
                 b,
-                "<tr data-job-row=\"{i}\"><td><a href=\"/console/jobs/{i}\">{n}</a><br><code class=\"muted small\">{i}</code></td>\
+                "<tr data-job-row=\"{i}\"><td><a href=\"/console/jobs/{i}\">{n}</a><br><code class=\"muted small\">{i}</code>{sql}</td>\
                  <td><span class=\"status {s}\">{s}</span></td><td>{target}</td><td>{}</td></tr>",
                 when(&j["created_at"]),
+                sql = match j["sql"].as_str() {
+                    Some(sql) => format!("<br><code class=\"snippet\" data-snippet>{}</code>", e(&crate::console::snippet(sql, 100))),
+                    None => String::new(),
+                },
                 i = e(id),
                 n = e(j["name"].as_str().filter(|n| !n.is_empty()).unwrap_or(id)),
                 s = e(j["state"].as_str().unwrap_or("")),

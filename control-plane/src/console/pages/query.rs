@@ -230,11 +230,7 @@ impl<S: Store> Page<'_, S> {
         for j in &jobs {
             let id = j["id"].as_str().unwrap_or_default();
             let sql = j["sql"].as_str().unwrap_or_default();
-            let one_line = sql.split_whitespace().collect::<Vec<_>>().join(" ");
-            let mut snippet: String = one_line.chars().take(SNIPPET_CHARS).collect();
-            if one_line.chars().count() > SNIPPET_CHARS {
-                snippet.push('…');
-            }
+            let snippet = crate::console::snippet(sql, SNIPPET_CHARS);
             let edit = if sql.is_empty() {
                 String::new()
             } else {
