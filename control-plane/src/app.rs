@@ -586,6 +586,9 @@ impl<S: Store> App<S> {
     }
 }
 
+/// Most wake-ups sent in one `NOTIFY` statement.
+const MAX_WAKEUPS_PER_NOTIFY: usize = 256;
+
 impl App<Backend> {
     /// With a shared PostgreSQL store, carries wake-ups between replicas: this replica's
     /// are sent by `NOTIFY`, the others' arrive on a `LISTEN`ing connection and wake the
@@ -598,8 +601,11 @@ impl App<Backend> {
         self.hub.publish_to(tx);
         let publisher = pg.clone();
         tokio::spawn(async move {
-            while let Some(payload) = rx.recv().await {
-                if let Err(e) = publisher.notify(&payload).await {
+            // Whatever queued while the last statement ran goes out in the next one: one
+            // commit for many wake-ups under load (each NOTIFY transaction is a WAL flush).
+            let mut batch = Vec::new();
+            while rx.recv_many(&mut batch, MAX_WAKEUPS_PER_NOTIFY).await > 0 {
+                if let Err(e) = publisher.notify_all(std::mem::take(&mut batch)).await {
                     tracing::warn!(error = %e, "Could not tell the other replicas of a wake-up; they see it at their next poll.");
                 }
             }

@@ -18,6 +18,7 @@ pub mod access;
 mod access_postgres;
 pub mod backend;
 pub mod postgres;
+mod postgres_jobs;
 pub mod queue;
 
 use std::future::Future;
@@ -1539,6 +1540,48 @@ mod tests {
         assert_eq!(rec.body.as_deref(), Some(&b"{}"[..]));
     }
 
+    /// Two different results of one job at once (a retry racing the first upload): one is
+    /// stored, the other is told it conflicts, never that the job does not exist.
+    async fn two_different_results_at_once_store_one_and_refuse_the_other<S: Store>(store: &S) {
+        for round in 0..8_i64 {
+            let id = new_job_id();
+            store.insert_job(job(&id, 5000)).await.expect("insert");
+            assert_eq!(store.lease_jobs(peer("edge-1"), 1001 + round, 60, 10).await.expect("lease").jobs.len(), 1);
+            let (a, b) = tokio::join!(
+                store.complete_job(peer("edge-1"), report(&id, b"{}"), "hash-a".into(), None, 1002 + round),
+                store.complete_job(peer("edge-1"), report(&id, b"[]"), "hash-b".into(), None, 1002 + round),
+            );
+            let mut outcomes = [a.expect("a"), b.expect("b")];
+            outcomes.sort_by_key(|o| format!("{o:?}"));
+            assert_eq!(outcomes, [CompleteOutcome::Accepted, CompleteOutcome::Conflict(JobState::Succeeded)]);
+        }
+    }
+
+    /// A poll and a result say the agent was seen (at most one write a second), and the
+    /// first poll after a clean stop clears it; a revoked agent's poll writes nothing.
+    async fn polls_and_results_mark_the_agent_seen<S: Store>(store: &S) {
+        let seen = |name: &'static str| async move {
+            let a = store.agent(name.into()).await.expect("agent").expect("exists");
+            (a.last_seen, a.stopped_at)
+        };
+        store.lease_jobs(peer("edge-1"), 2000, 60, 10).await.expect("lease");
+        assert_eq!(seen("edge-1").await, (Some(2000), None));
+        store.agent_stopped(peer("edge-1"), 2001).await.expect("stop");
+        assert_eq!(seen("edge-1").await, (Some(2001), Some(2001)));
+        store.lease_jobs(peer("edge-1"), 2001, 60, 10).await.expect("lease");
+        assert_eq!(seen("edge-1").await, (Some(2001), None), "the poll after a clean stop clears it");
+        let id = new_job_id();
+        store.insert_job(job(&id, 5000)).await.expect("insert");
+        assert_eq!(store.lease_jobs(peer("edge-1"), 2002, 60, 10).await.expect("lease").jobs.len(), 1);
+        assert_eq!(seen("edge-1").await, (Some(2002), None));
+        let done = store.complete_job(peer("edge-1"), report(&id, b"{}"), "h".into(), None, 2003).await;
+        assert_eq!(done.expect("complete"), CompleteOutcome::Accepted);
+        assert_eq!(seen("edge-1").await, (Some(2003), None));
+        store.revoke_agent("edge-1".into(), 2004).await.expect("revoke");
+        assert!(store.lease_jobs(peer("edge-1"), 2005, 60, 10).await.is_err());
+        assert_eq!(seen("edge-1").await, (Some(2003), None), "a refused poll is not a sighting");
+    }
+
     async fn a_cancel_ends_a_queued_job_and_is_told_to_the_agent_of_a_leased_one<S: Store>(store: &S) {
         let (queued, leased) = (new_job_id(), new_job_id());
         store.insert_job(job(&leased, 5000)).await.expect("insert");
@@ -1947,5 +1990,7 @@ mod tests {
         outstanding_enrolment_tokens_are_listed_and_an_unused_one_can_be_revoked,
         an_agents_audit_head_only_moves_forward_and_a_new_enrolment_starts_it_again,
         a_job_under_a_key_that_cannot_sign_is_not_queued,
+        two_different_results_at_once_store_one_and_refuse_the_other,
+        polls_and_results_mark_the_agent_seen,
     );
 }

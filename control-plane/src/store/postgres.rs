@@ -26,8 +26,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::store::{
     AgentPeer, AgentRecord, AuditHeadOutcome, CancelOutcome, CompleteOutcome, EnrolTokenRecord, JobOrigin, JobRecord,
-    JobState, KeySetChange, LeaseBatch, LeasedJob, NewJob, RedeemError, SigningKeyRecord, Store, StoreError,
-    StoredAuditHead, CANCEL_RESEND_SECS,
+    JobState, KeySetChange, LeaseBatch, NewJob, RedeemError, SigningKeyRecord, Store, StoreError, StoredAuditHead,
 };
 
 /// The advisory lock key migrations run under ("outpost" in ASCII).
@@ -414,11 +413,14 @@ impl PgStore {
         Ok(self.pool.get().await?)
     }
 
-    /// Sends a wake-up to every replica (including this one) on [`HUB_CHANNEL`].
-    pub async fn notify(&self, payload: &str) -> Result<(), StoreError> {
+    /// Sends wake-ups to every replica (including this one) on [`HUB_CHANNEL`], all in
+    /// one statement and one commit, in order.
+    pub async fn notify_all(&self, payloads: Vec<String>) -> Result<(), StoreError> {
         let client = self.client().await?;
-        let stmt = client.prepare_cached("SELECT pg_notify($1, $2)").await?;
-        client.execute(&stmt, &[&HUB_CHANNEL, &payload]).await?;
+        let stmt = client
+            .prepare_cached("SELECT pg_notify($1, p) FROM unnest($2::TEXT[]) WITH ORDINALITY AS n(p, i) ORDER BY i")
+            .await?;
+        client.execute(&stmt, &[&HUB_CHANNEL, &payloads]).await?;
         Ok(())
     }
 
@@ -500,48 +502,13 @@ async fn admit_agent(
 }
 
 /// Why `agent` was not admitted: revoked, unknown, or its certificate superseded.
-async fn refusal(tx: &deadpool_postgres::Transaction<'_>, agent: &AgentPeer) -> Result<StoreError, StoreError> {
+async fn refusal(tx: &impl deadpool_postgres::GenericClient, agent: &AgentPeer) -> Result<StoreError, StoreError> {
     let row = tx.query_opt("SELECT revoked_at, enrolled_at FROM agents WHERE name = $1", &[&agent.name]).await?;
     Ok(match row.map(|r| (r.get::<_, Option<i64>>(0), r.get::<_, i64>(1))) {
         Some((None, enrolled_at)) => StoreError::CertificateSuperseded { agent: agent.name.clone(), enrolled_at },
         Some((revoked_at, _)) => StoreError::AgentRefused { agent: agent.name.clone(), revoked_at },
         None => StoreError::AgentRefused { agent: agent.name.clone(), revoked_at: None },
     })
-}
-
-/// [`admit_agent`] for a transaction that does not change the agent's row (a poll, a
-/// result): `last_seen` is written at most once a second (and a clean stop cleared), and
-/// otherwise the row is only share-locked. Concurrent requests of one agent then do not
-/// queue behind each other's row lock for their whole transaction (they did: 7 ms per
-/// poll under 32 clients, issue 24), while a revocation, which updates the row, still
-/// waits for them and they for it. A transaction that updates the agent's row later must
-/// use [`admit_agent`]: two share locks that both want to become exclusive deadlock.
-async fn admit_agent_shared(
-    tx: &deadpool_postgres::Transaction<'_>,
-    agent: &AgentPeer,
-    now: i64,
-) -> Result<Option<String>, StoreError> {
-    let touch = tx
-        .prepare_cached(
-            "UPDATE agents SET last_seen = $2, stopped_at = NULL
-             WHERE name = $1 AND revoked_at IS NULL AND enrolled_at <= $3
-               AND (last_seen IS NULL OR last_seen < $2 OR stopped_at IS NOT NULL)
-             RETURNING pool",
-        )
-        .await?;
-    let args: [&(dyn ToSql + Sync); 3] = [&agent.name, &now, &agent.cert_issued_at];
-    if let Some(row) = tx.query_opt(&touch, &args).await? {
-        return Ok(row.get(0));
-    }
-    let share = tx
-        .prepare_cached(
-            "SELECT pool FROM agents WHERE name = $1 AND revoked_at IS NULL AND enrolled_at <= $2 FOR SHARE",
-        )
-        .await?;
-    if let Some(row) = tx.query_opt(&share, &[&agent.name, &agent.cert_issued_at]).await? {
-        return Ok(row.get(0));
-    }
-    Err(refusal(tx, agent).await?)
 }
 
 const JOB_COLS: &str = "id, agent, connection, state, created_at, expires_at, finished_at, attempts,
@@ -837,59 +804,12 @@ impl Store for PgStore {
         lease_secs: i64,
         max: usize,
     ) -> Result<LeaseBatch, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let pool = admit_agent_shared(&tx, &agent, now).await?;
-        let mut expired = expire_overdue(&tx, "agent = $1", &agent.name, now).await?;
-        if let Some(p) = &pool {
-            expired.extend(expire_overdue(&tx, "pool = $1 AND agent = ''", p, now).await?);
+        let client = self.client().await?;
+        let leased = super::postgres_jobs::lease(&client, &agent, now, lease_secs, max).await?;
+        match leased.admitted {
+            Some(_) => Ok(leased.batch),
+            None => Err(refusal(&client, &agent).await?),
         }
-        let stmt = tx
-            .prepare_cached(
-                "UPDATE jobs SET state = 'cancelled', finished_at = $2, lease_until = NULL,
-                     reason_code = 'cancelled',
-                     reason_message = 'cancelled at a user''s request; the agent did not report before its lease ran out'
-                 WHERE agent = $1 AND state = 'leased' AND cancel_requested_at IS NOT NULL AND lease_until < $2
-                 RETURNING id",
-            )
-            .await?;
-        let cancelled = tx.query(&stmt, &[&agent.name, &now]).await?.iter().map(|r| r.get(0)).collect();
-        let stmt = tx
-            .prepare_cached(
-                "UPDATE jobs SET cancel_sent_at = $2
-                 WHERE agent = $1 AND state = 'leased' AND cancel_requested_at IS NOT NULL
-                   AND (cancel_sent_at IS NULL OR cancel_sent_at <= $2::BIGINT - $3::BIGINT)
-                 RETURNING id",
-            )
-            .await?;
-        let cancel =
-            tx.query(&stmt, &[&agent.name, &now, &CANCEL_RESEND_SECS]).await?.iter().map(|r| r.get(0)).collect();
-        // A job for this agent, or for its pool: queued, or leased (to any member) with the
-        // lease run out. SKIP LOCKED: rows another replica is leasing right now are left
-        // to it, so no job is handed to two members.
-        let stmt = tx
-            .prepare_cached(
-                "UPDATE jobs SET state = 'leased', agent = $1, lease_until = $2::BIGINT + $3::BIGINT, attempts = attempts + 1
-                 WHERE id IN (SELECT id FROM jobs
-                              WHERE ((agent = $1 AND pool IS NULL AND state IN ('queued', 'leased'))
-                                     OR (pool = $5 AND state IN ('queued', 'leased')))
-                                AND expires_at >= $2 AND cancel_requested_at IS NULL
-                                AND (state = 'queued' OR (state = 'leased' AND lease_until < $2))
-                              ORDER BY created_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)
-                 RETURNING id, envelope, created_at",
-            )
-            .await?;
-        let max = i64::try_from(max).unwrap_or(i64::MAX);
-        let mut rows: Vec<(i64, LeasedJob)> = tx
-            .query(&stmt, &[&agent.name, &now, &lease_secs, &max, &pool])
-            .await?
-            .iter()
-            .map(|r| (r.get(2), LeasedJob { id: r.get(0), envelope_json: r.get(1) }))
-            .collect();
-        rows.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
-        let key_set_version = current_key_set_version(&tx).await?;
-        tx.commit().await?;
-        Ok(LeaseBatch { jobs: rows.into_iter().map(|(_, j)| j).collect(), expired, cancelled, cancel, key_set_version })
     }
 
     async fn fail_corrupt_job(&self, id: String, agent: String, now: i64, message: String) -> Result<bool, StoreError> {
@@ -1051,54 +971,26 @@ impl Store for PgStore {
         sealed_body: Option<Vec<u8>>,
         now: i64,
     ) -> Result<CompleteOutcome, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        admit_agent_shared(&tx, &agent, now).await?;
-        let stmt =
-            tx.prepare_cached("SELECT state, report_sha256 FROM jobs WHERE id = $1 AND agent = $2 FOR UPDATE").await?;
-        let Some(row) = tx.query_opt(&stmt, &[&report.job_id, &agent.name]).await? else {
-            return Ok(CompleteOutcome::NotFound);
-        };
-        let (state, stored_hash): (String, Option<String>) = (row.get(0), row.get(1));
-        let state = JobState::parse(&state)?;
-        if state.is_final() {
-            return Ok(if stored_hash.as_deref() == Some(report_sha256.as_str()) {
-                CompleteOutcome::Duplicate
-            } else {
-                CompleteOutcome::Conflict(state)
-            });
-        }
+        let client = self.client().await?;
         let new_state = match report.status {
             JobOutcome::Succeeded => JobState::Succeeded,
             JobOutcome::Failed => JobState::Failed,
             JobOutcome::Rejected => JobState::Rejected,
             JobOutcome::Cancelled => JobState::Cancelled,
         };
-        let stats = serde_json::to_string(&report.stats).unwrap_or_default();
-        let (code, message) = report.reason.map(|r| (r.code, r.message)).unzip();
-        let stmt = tx
-            .prepare_cached(
-                "UPDATE jobs SET state = $2, finished_at = $3, lease_until = NULL, report_sha256 = $4,
-                     reason_code = $5, reason_message = $6, stats = $7, content_type = $8, body = $9 WHERE id = $1",
-            )
-            .await?;
-        tx.execute(
-            &stmt,
-            &[
-                &report.job_id,
-                &new_state.as_str(),
-                &now,
-                &report_sha256,
-                &code,
-                &message,
-                &stats,
-                &report.content_type,
-                &sealed_body,
-            ],
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(CompleteOutcome::Accepted)
+        let completion = super::postgres_jobs::Completion {
+            job_id: &report.job_id,
+            new_state,
+            report_sha256: &report_sha256,
+            reason: report.reason.map(|r| (r.code, r.message)).unzip(),
+            stats: serde_json::to_string(&report.stats).unwrap_or_default(),
+            content_type: report.content_type.as_deref(),
+            sealed_body,
+        };
+        match super::postgres_jobs::complete(&client, &agent, completion, now).await? {
+            Some(outcome) => Ok(outcome),
+            None => Err(refusal(&client, &agent).await?),
+        }
     }
 
     async fn record_renewal(&self, agent: AgentPeer, cert_not_after: i64, now: i64) -> Result<(), StoreError> {

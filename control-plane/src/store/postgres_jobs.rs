@@ -1,0 +1,252 @@
+//! The job state machine's two busiest transitions on PostgreSQL, one statement each.
+//!
+//! A poll (lease) and a result (complete) were a transaction of up to nine statements
+//! each (`BEGIN`, the admission, the expiries, the cancels, the lease, the key-set
+//! version, `COMMIT`): ten and six round trips to the server, and as many wake-ups of
+//! both processes on the same cores (issue 24). Each is now one statement whose
+//! data-modifying `WITH` parts share one snapshot and one implicit transaction:
+//!
+//! - The admission is a `FOR SHARE` read of the agent's row in the same statement, so a
+//!   revocation waits for the statement and the statement for it, as before. When the
+//!   row is not admitted, nothing else in the statement matches a row (every part asks
+//!   `EXISTS (SELECT 1 FROM me)`) and the caller asks why ([`super::postgres`]'s
+//!   `refusal`).
+//! - `last_seen` is written at most once a second in a statement of its own after the
+//!   lease, when the lease said it was due: an `UPDATE` of the agent's row inside the
+//!   statement would upgrade the share lock that a concurrent poll of the same agent
+//!   also holds, and two such upgrades deadlock.
+//! - Parts of one statement must not touch the same row (PostgreSQL applies only one of
+//!   two such changes), so their conditions are made disjoint where the transaction's
+//!   statements used to run in order: a job past its expiry is only expired (never
+//!   cancelled, leased or sent a cancel), a cancel-requested job whose lease ran out is
+//!   only cancelled, and the lease takes only jobs without a cancel request.
+
+use tokio_postgres::Row;
+
+use crate::store::{AgentPeer, CompleteOutcome, JobState, LeaseBatch, LeasedJob, StoreError, CANCEL_RESEND_SECS};
+
+/// The message of a job expired before its agent returned a result.
+const EXPIRED_MESSAGE: &str = "the job expired before its agent returned a result";
+
+/// One poll: admission, expiries, cancels, the lease and the key-set version. Parameters:
+/// `$1` agent, `$2` now, `$3` lease seconds, `$4` most jobs, `$5` certificate issue time,
+/// `$6` cancel resend interval. Rows: `(kind, id, envelope, number, pool, due)`, kind `m`
+/// (the admitted agent: pool, and whether `last_seen` is due), `e` expired, `x` cancelled
+/// for good, `c` to cancel now, `l` leased (`number` = created_at), `v` key-set version.
+const LEASE_SQL: &str = "
+WITH me AS (
+    SELECT pool, (last_seen IS NULL OR last_seen < $2 OR stopped_at IS NOT NULL) AS due
+    FROM agents WHERE name = $1 AND revoked_at IS NULL AND enrolled_at <= $5 FOR SHARE
+),
+expired_own AS (
+    UPDATE jobs SET state = 'expired', finished_at = $2, lease_until = NULL,
+        reason_code = 'expired', reason_message = $7
+    WHERE agent = $1 AND state IN ('queued', 'leased') AND expires_at < $2 AND EXISTS (SELECT 1 FROM me)
+    RETURNING id
+),
+expired_pool AS (
+    UPDATE jobs SET state = 'expired', finished_at = $2, lease_until = NULL,
+        reason_code = 'expired', reason_message = $7
+    WHERE pool = (SELECT pool FROM me) AND agent = '' AND state IN ('queued', 'leased') AND expires_at < $2
+    RETURNING id
+),
+cancelled AS (
+    UPDATE jobs SET state = 'cancelled', finished_at = $2, lease_until = NULL, reason_code = 'cancelled',
+        reason_message = 'cancelled at a user''s request; the agent did not report before its lease ran out'
+    WHERE agent = $1 AND state = 'leased' AND cancel_requested_at IS NOT NULL AND lease_until < $2
+      AND expires_at >= $2 AND EXISTS (SELECT 1 FROM me)
+    RETURNING id
+),
+cancel AS (
+    UPDATE jobs SET cancel_sent_at = $2
+    WHERE agent = $1 AND state = 'leased' AND cancel_requested_at IS NOT NULL
+      AND (lease_until IS NULL OR lease_until >= $2) AND expires_at >= $2
+      AND (cancel_sent_at IS NULL OR cancel_sent_at <= $2::BIGINT - $6::BIGINT) AND EXISTS (SELECT 1 FROM me)
+    RETURNING id
+),
+leased AS (
+    UPDATE jobs SET state = 'leased', agent = $1, lease_until = $2::BIGINT + $3::BIGINT, attempts = attempts + 1
+    WHERE id IN (SELECT id FROM jobs
+                 WHERE ((agent = $1 AND pool IS NULL AND state IN ('queued', 'leased'))
+                        OR (pool = (SELECT pool FROM me) AND state IN ('queued', 'leased')))
+                   AND expires_at >= $2 AND cancel_requested_at IS NULL
+                   AND (state = 'queued' OR (state = 'leased' AND lease_until < $2))
+                   AND EXISTS (SELECT 1 FROM me)
+                 ORDER BY created_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)
+    RETURNING id, envelope, created_at
+)
+SELECT 'm'::TEXT, NULL::TEXT, NULL::TEXT, NULL::BIGINT, pool, due FROM me
+UNION ALL SELECT 'e', id, NULL, NULL, NULL, NULL FROM expired_own
+UNION ALL SELECT 'e', id, NULL, NULL, NULL, NULL FROM expired_pool
+UNION ALL SELECT 'x', id, NULL, NULL, NULL, NULL FROM cancelled
+UNION ALL SELECT 'c', id, NULL, NULL, NULL, NULL FROM cancel
+UNION ALL SELECT 'l', id, envelope, created_at, NULL, NULL FROM leased
+UNION ALL SELECT 'v', NULL, NULL, COALESCE(MAX(version), 0)::BIGINT, NULL, NULL FROM key_sets";
+
+/// Writes `last_seen` (and clears a clean stop) of an admitted agent.
+const TOUCH_SQL: &str = "UPDATE agents SET last_seen = $2, stopped_at = NULL
+     WHERE name = $1 AND revoked_at IS NULL AND enrolled_at <= $3
+       AND (last_seen IS NULL OR last_seen < $2 OR stopped_at IS NOT NULL)";
+
+/// What a lease statement returned, before the caller asks why an agent was refused.
+pub(super) struct Leased {
+    /// `Some(due)` when the agent was admitted; `due` says `last_seen` should be written.
+    pub admitted: Option<bool>,
+    pub batch: LeaseBatch,
+}
+
+/// Runs [`LEASE_SQL`] and sorts its rows; then writes `last_seen` when it is due.
+pub(super) async fn lease(
+    client: &deadpool_postgres::Object,
+    agent: &AgentPeer,
+    now: i64,
+    lease_secs: i64,
+    max: usize,
+) -> Result<Leased, StoreError> {
+    let stmt = client.prepare_cached(LEASE_SQL).await?;
+    let max = i64::try_from(max).unwrap_or(i64::MAX);
+    let rows = client
+        .query(
+            &stmt,
+            &[&agent.name, &now, &lease_secs, &max, &agent.cert_issued_at, &CANCEL_RESEND_SECS, &EXPIRED_MESSAGE],
+        )
+        .await?;
+    let out = sort_lease_rows(&rows)?;
+    if out.admitted == Some(true) {
+        touch(client, agent, now).await?;
+    }
+    Ok(out)
+}
+
+fn sort_lease_rows(rows: &[Row]) -> Result<Leased, StoreError> {
+    let mut admitted = None;
+    let mut batch = LeaseBatch::default();
+    let mut leased: Vec<(i64, LeasedJob)> = Vec::new();
+    for r in rows {
+        let kind: &str = r.get(0);
+        let id = || -> Result<String, StoreError> {
+            r.get::<_, Option<String>>(1).ok_or_else(|| StoreError::Corrupt {
+                table: "jobs",
+                reason: "a lease returned a job without an id".into(),
+            })
+        };
+        match kind {
+            "m" => admitted = Some(r.get::<_, Option<bool>>(5).unwrap_or(true)),
+            "e" => batch.expired.push(id()?),
+            "x" => batch.cancelled.push(id()?),
+            "c" => batch.cancel.push(id()?),
+            "l" => leased.push((
+                r.get::<_, Option<i64>>(3).unwrap_or(0),
+                LeasedJob { id: id()?, envelope_json: r.get::<_, Option<String>>(2).unwrap_or_default() },
+            )),
+            "v" => batch.key_set_version = u64::try_from(r.get::<_, Option<i64>>(3).unwrap_or(0)).unwrap_or(0),
+            _ => {}
+        }
+    }
+    leased.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
+    batch.jobs = leased.into_iter().map(|(_, j)| j).collect();
+    Ok(Leased { admitted, batch })
+}
+
+/// Writes `last_seen` at most once a second (the statement's own condition), outside any
+/// transaction that holds the agent's row.
+pub(super) async fn touch(client: &deadpool_postgres::Object, agent: &AgentPeer, now: i64) -> Result<(), StoreError> {
+    let stmt = client.prepare_cached(TOUCH_SQL).await?;
+    client.execute(&stmt, &[&agent.name, &now, &agent.cert_issued_at]).await?;
+    Ok(())
+}
+
+/// One result: admission, the job's state before, and the change to a final state when
+/// the job is still open. Parameters: `$1` job, `$2` agent, `$3` now, `$4` new state,
+/// `$5` report hash, `$6` reason code, `$7` reason message, `$8` stats, `$9` content type,
+/// `$10` sealed body, `$11` certificate issue time. One row: admitted, `last_seen` due,
+/// the state and hash before, whether it changed.
+const COMPLETE_SQL: &str = "
+WITH me AS (
+    SELECT (last_seen IS NULL OR last_seen < $3 OR stopped_at IS NOT NULL) AS due
+    FROM agents WHERE name = $2 AND revoked_at IS NULL AND enrolled_at <= $11 FOR SHARE
+),
+before AS (
+    SELECT state, report_sha256 FROM jobs WHERE id = $1 AND agent = $2
+),
+done AS (
+    UPDATE jobs SET state = $4, finished_at = $3, lease_until = NULL, report_sha256 = $5,
+        reason_code = $6, reason_message = $7, stats = $8, content_type = $9, body = $10
+    WHERE id = $1 AND agent = $2 AND state IN ('queued', 'leased') AND EXISTS (SELECT 1 FROM me)
+    RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM me), COALESCE((SELECT due FROM me), FALSE),
+       (SELECT state FROM before), (SELECT report_sha256 FROM before), EXISTS (SELECT 1 FROM done)";
+
+/// The stored outcome of a job that was not changed: the state and hash as they are now
+/// (read again when the statement's snapshot still saw the job open: another result of
+/// the same job committed in between).
+const FINAL_SQL: &str = "SELECT state, report_sha256 FROM jobs WHERE id = $1 AND agent = $2";
+
+/// What the report of a result changes; the fields of [`COMPLETE_SQL`]'s parameters.
+pub(super) struct Completion<'a> {
+    pub job_id: &'a str,
+    pub new_state: JobState,
+    pub report_sha256: &'a str,
+    pub reason: (Option<String>, Option<String>),
+    pub stats: String,
+    pub content_type: Option<&'a str>,
+    pub sealed_body: Option<Vec<u8>>,
+}
+
+/// Runs [`COMPLETE_SQL`]; `None` when the agent was not admitted (the caller asks why).
+pub(super) async fn complete(
+    client: &deadpool_postgres::Object,
+    agent: &AgentPeer,
+    c: Completion<'_>,
+    now: i64,
+) -> Result<Option<CompleteOutcome>, StoreError> {
+    let stmt = client.prepare_cached(COMPLETE_SQL).await?;
+    let row = client
+        .query_one(
+            &stmt,
+            &[
+                &c.job_id,
+                &agent.name,
+                &now,
+                &c.new_state.as_str(),
+                &c.report_sha256,
+                &c.reason.0,
+                &c.reason.1,
+                &c.stats,
+                &c.content_type,
+                &c.sealed_body,
+                &agent.cert_issued_at,
+            ],
+        )
+        .await?;
+    let (admitted, due, before, changed): (bool, bool, Option<String>, bool) =
+        (row.get(0), row.get(1), row.get(2), row.get(4));
+    if !admitted {
+        return Ok(None);
+    }
+    if due {
+        touch(client, agent, now).await?;
+    }
+    if changed {
+        return Ok(Some(CompleteOutcome::Accepted));
+    }
+    let Some(before) = before else {
+        return Ok(Some(CompleteOutcome::NotFound));
+    };
+    let (state, stored_hash) = if JobState::parse(&before)?.is_final() {
+        (before, row.get::<_, Option<String>>(3))
+    } else {
+        let stmt = client.prepare_cached(FINAL_SQL).await?;
+        match client.query_opt(&stmt, &[&c.job_id, &agent.name]).await? {
+            Some(r) => (r.get(0), r.get(1)),
+            None => return Ok(Some(CompleteOutcome::NotFound)),
+        }
+    };
+    let state = JobState::parse(&state)?;
+    Ok(Some(if stored_hash.as_deref() == Some(c.report_sha256) {
+        CompleteOutcome::Duplicate
+    } else {
+        CompleteOutcome::Conflict(state)
+    }))
+}
