@@ -115,10 +115,16 @@ async fn jobs_are_named_filtered_in_the_store_and_downloaded_with_the_results_ac
     ensure!(long_name.chars().count() == 80 && long_name.ends_with('…'), "{long_name:?}");
     ensure!(long_name.starts_with("SELECT id, product FROM orders WHERE"), "{long_name:?}");
     ensure!(name(ed.clone(), from_project.clone()).await? == "Orders by region");
+    // Who asked: the requester's name, to those who may read the job's SQL.
+    let listed = ok_json(&admin, "GET", "/v1/jobs?all=true", None).await?;
+    for j in listed["jobs"].as_array().context("jobs")? {
+        let want = if [&long, &table, &from_project].iter().any(|id| j["id"] == id.as_str()) { "ed" } else { "admin" };
+        ensure!(j["requester"] == want, "{j}");
+    }
     // A view-app viewer sees the project query's name, never its SQL.
     ensure!(name(vi.clone(), from_project.clone()).await? == "Orders by region");
     let seen_by_vi = ok_json(&vi, "GET", &format!("/v1/jobs/{from_project}"), None).await?;
-    ensure!(!seen_by_vi.to_string().contains("SELECT"), "{seen_by_vi}");
+    ensure!(!seen_by_vi.to_string().contains("SELECT") && seen_by_vi.get("requester").is_none(), "{seen_by_vi}");
     ensure!(call(&vi, "GET", &format!("/v1/jobs/{from_project}/spec"), None).await?.status == 403);
 
     // Filters, applied in the store.
@@ -180,9 +186,16 @@ async fn jobs_are_named_filtered_in_the_store_and_downloaded_with_the_results_ac
     // Someone else's job: refused as its result would be.
     let theirs = call(&ed_console, "GET", &format!("/console/jobs/{named}/download.svg"), None).await?;
     ensure!(theirs.status == 403, "{} {}", theirs.status, theirs.text());
-    let failed_csv = session(&admin, "admin", &cp.admin_password).await?;
-    let res = call(&failed_csv, "GET", &format!("/console/jobs/{failed}/download.csv"), None).await?;
+    let admin_console = session(&admin, "admin", &cp.admin_password).await?;
+    let res = call(&admin_console, "GET", &format!("/console/jobs/{failed}/download.csv"), None).await?;
     ensure!(res.status == 409, "a failed job has nothing to download: {} {}", res.status, res.text());
+    // The admin's console list: everyone's jobs, who asked, filtered by requester.
+    let page = call(&admin_console, "GET", "/console/jobs", None).await?.text();
+    ensure!(page.matches("data-job-row=").count() == 6, "{page}");
+    ensure!(page.contains("<td data-requester><a href=\"/console/jobs?owner=ed\">ed</a></td>"), "{page}");
+    let page = call(&admin_console, "GET", "/console/jobs?owner=ed&state=succeeded", None).await?.text();
+    ensure!(page.matches("data-job-row=").count() == 3 && !page.contains(&format!("\"{named}\"")), "{page}");
+    ensure!(page.contains("name=\"owner\" value=\"ed\""), "the requester filter keeps its value");
     // The downloads are audited as reads of the result.
     let audit = ok_json(&admin, "GET", "/v1/audit?action=jobs.result&limit=1000", None).await?;
     let by_ed = audit["events"].as_array().context("events")?.iter().filter(|e| e["actor"] == "ed").count();

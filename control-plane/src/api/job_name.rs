@@ -46,9 +46,30 @@ pub fn shorten(text: &str) -> String {
     cut
 }
 
-/// What a job list looks up once per project: whether the caller may see its logic, and
-/// its queries' names (`None` when the project is gone).
-pub type ProjectCache = HashMap<String, (bool, Option<Vec<String>>)>;
+/// What a job list looks up once: per project, whether the caller may see its logic and
+/// its queries' names (`None` when the project is gone); per user id, the user's name.
+#[derive(Debug, Default)]
+pub struct ProjectCache {
+    projects: HashMap<String, (bool, Option<Vec<String>>)>,
+    users: HashMap<String, Option<String>>,
+}
+
+impl ProjectCache {
+    /// Nothing looked up yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// The name of user `id` (who dispatched a job), looked up once; `None` when unknown.
+pub async fn user_name<S: Store>(app: &App<S>, id: &str, seen: &mut ProjectCache) -> Result<Option<String>, ApiError> {
+    if let Some(found) = seen.users.get(id) {
+        return Ok(found.clone());
+    }
+    let name = app.store.user_by_id(id.to_owned()).await?.map(|u| u.name);
+    seen.users.insert(id.to_owned(), name.clone());
+    Ok(name)
+}
 
 /// Whether `caller` may see project `pid`'s logic, and its query names, looked up once.
 pub async fn project_facts<S: Store>(
@@ -57,7 +78,7 @@ pub async fn project_facts<S: Store>(
     pid: &str,
     seen: &mut ProjectCache,
 ) -> Result<(bool, Option<Vec<String>>), ApiError> {
-    if let Some(found) = seen.get(pid) {
+    if let Some(found) = seen.projects.get(pid) {
         return Ok(found.clone());
     }
     let facts = match crate::api::projects::access_to(app, caller, pid).await {
@@ -71,7 +92,7 @@ pub async fn project_facts<S: Store>(
         Err(e) if e.status == http::StatusCode::NOT_FOUND => (caller.is_admin(), None),
         Err(e) => return Err(e),
     };
-    seen.insert(pid.to_owned(), facts.clone());
+    seen.projects.insert(pid.to_owned(), facts.clone());
     Ok(facts)
 }
 

@@ -1010,6 +1010,9 @@ pub struct JobView {
     /// The job's SQL: only with `GET /v1/jobs?sql=true`, to callers who may read it.
     #[serde(skip_serializing_if = "Option::is_none")]
     sql: Option<String>,
+    /// Name of the user who dispatched it (hidden with the agent and connection).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    requester: Option<String>,
     /// Hidden from callers whose only access is a project's `view-app` grant.
     #[serde(skip_serializing_if = "Option::is_none")]
     agent: Option<String>,
@@ -1049,7 +1052,7 @@ impl JobView {
     /// The view for `caller`: without agent and connection when the job belongs to a
     /// project the caller may only see as an app (`view-app`).
     pub async fn for_caller<S: Store>(app: &App<S>, caller: &Caller, r: &JobRecord) -> Result<Self, ApiError> {
-        Self::for_caller_cached(app, caller, r, &mut std::collections::HashMap::new(), false).await
+        Self::for_caller_cached(app, caller, r, &mut job_name::ProjectCache::new(), false).await
     }
 
     /// As [`for_caller`](Self::for_caller), looking each project up once in `seen`; with
@@ -1063,6 +1066,9 @@ impl JobView {
     ) -> Result<Self, ApiError> {
         let mut v = Self::from(r);
         (v.name, v.sql) = job_name::for_job(app, caller, r, seen, with_sql).await?;
+        if let Some(owner) = &r.origin.owner {
+            v.requester = job_name::user_name(app, owner, seen).await?;
+        }
         if let (Some(pid), false) = (&r.origin.project_id, caller.is_admin()) {
             if !job_name::project_facts(app, caller, pid, seen).await?.0 {
                 v.hide_logic();
@@ -1076,9 +1082,10 @@ impl JobView {
         self.name = job_name::shorten(name);
     }
 
-    /// Hides what only those who may read the job's SQL see: agent, pool, connection and
-    /// the failure's text (its code stays; see [`crate::redact`]).
+    /// Hides what only those who may read the job's SQL see: requester, agent, pool,
+    /// connection and the failure's text (its code stays; see [`crate::redact`]).
     pub fn hide_logic(&mut self) {
+        self.requester = None;
         self.agent = None;
         self.pool = None;
         self.connection = None;
@@ -1094,6 +1101,7 @@ impl From<&JobRecord> for JobView {
             id: r.id.clone(),
             name: String::new(),
             sql: None,
+            requester: None,
             agent: Some(r.agent.clone()).filter(|a| !a.is_empty()),
             pool: r.pool.clone(),
             connection: Some(r.connection.clone()),

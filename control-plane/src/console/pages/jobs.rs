@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::api::RouteId;
 use crate::auth::access::Scope;
 use crate::console::sanitize_svg::escape as e;
-use crate::console::{is_final, num, pct, when, Page, PageResult};
+use crate::console::{is_final, num, pct, snippet, when, Page, PageResult};
 use crate::net::http::ApiError;
 use crate::store::Store;
 
@@ -53,9 +53,11 @@ impl<S: Store> Page<'_, S> {
         if jobs.is_empty() {
             b.push_str("<p class=\"muted\" data-no-jobs>No jobs match.</p>");
         }
-        b.push_str(
+        let who = if admin { "<th scope=\"col\">Requested by</th>" } else { "" };
+        let _ = write!(
+            b,
             "<div class=\"scroll\"><table class=\"jobs\"><thead><tr><th scope=\"col\">Job</th><th scope=\"col\">Status</th>\
-             <th scope=\"col\">Agent / connection</th><th scope=\"col\">Created</th></tr></thead><tbody>",
+             <th scope=\"col\">Agent / connection</th>{who}<th scope=\"col\">Created</th></tr></thead><tbody>",
         );
         for j in &jobs {
             let id = j["id"].as_str().unwrap_or_default();
@@ -63,15 +65,23 @@ impl<S: Store> Page<'_, S> {
                 (Some(a), Some(c)) => format!("{} / {}", e(a), e(c)),
                 _ => "—".into(),
             };
+            let sql = match j["sql"].as_str() {
+                Some(sql) => format!("<br><code class=\"snippet\" data-snippet>{}</code>", e(&snippet(sql, 100))),
+                None => String::new(),
+            };
+            // An admin's list names who asked, each a link to their jobs.
+            let requester = match (admin, j["requester"].as_str()) {
+                (false, _) => String::new(),
+                (true, Some(u)) => {
+                    format!("<td data-requester><a href=\"/console/jobs?owner={}\">{}</a></td>", e(&pct(u)), e(u))
+                }
+                (true, None) => "<td data-requester>—</td>".into(),
+            };
             let _ = write!(
                 b,
                 "<tr data-job-row=\"{i}\"><td><a href=\"/console/jobs/{i}\">{n}</a><br><code class=\"muted small\">{i}</code>{sql}</td>\
-                 <td><span class=\"status {s}\">{s}</span></td><td>{target}</td><td>{}</td></tr>",
+                 <td><span class=\"status {s}\">{s}</span></td><td>{target}</td>{requester}<td>{}</td></tr>",
                 when(&j["created_at"]),
-                sql = match j["sql"].as_str() {
-                    Some(sql) => format!("<br><code class=\"snippet\" data-snippet>{}</code>", e(&crate::console::snippet(sql, 100))),
-                    None => String::new(),
-                },
                 i = e(id),
                 n = e(j["name"].as_str().filter(|n| !n.is_empty()).unwrap_or(id)),
                 s = e(j["state"].as_str().unwrap_or("")),
