@@ -380,3 +380,28 @@ async fn jobs_cancel<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str) -> Result<
         CancelOutcome::NotFound => Err(ApiError::not_found(format!("no job {id}"))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_filters_are_decoded_and_an_unknown_state_is_named_with_the_states() {
+        assert_eq!(state_param(Some("state=failed&agent=x")).ok().flatten(), Some(JobState::Failed));
+        assert_eq!(state_param(Some("state=")).ok().flatten(), None, "an empty filter is \"any\"");
+        let err = state_param(Some("state=done")).err().map(|e| (e.status, e.message));
+        assert_eq!(
+            err,
+            Some((
+                StatusCode::BAD_REQUEST,
+                "state: \"done\" is not a job state; use one of queued, leased, succeeded, failed, rejected, expired, \
+                 cancelled"
+                    .to_owned()
+            ))
+        );
+        assert_eq!(filter_param(Some("agent=pool%3Aeu+west"), "agent").ok().flatten().as_deref(), Some("pool:eu west"));
+        assert_eq!(filter_param(Some("connection=%20"), "connection").ok().flatten(), None);
+        assert!(filter_param(Some("owner=%ZZ"), "owner").is_err());
+        assert!(filter_param(Some(&format!("agent={}", "a".repeat(201))), "agent").is_err());
+    }
+}
