@@ -1557,6 +1557,49 @@ mod tests {
         }
     }
 
+    /// A revocation racing a poll: whichever the database orders first, once both
+    /// returned no job is left leased to the revoked agent (its own fail, its pool's go
+    /// back) and a poll after the revocation is refused.
+    async fn a_revocation_racing_a_poll_leaves_nothing_leased_to_the_revoked_agent<S: Store>(store: &S) {
+        for round in 0..12_i64 {
+            let (name, token) = (format!("racer-{round}"), format!("race-{round}"));
+            let t = EnrolTokenRecord {
+                id: token.clone(),
+                agent: name.clone(),
+                pool: Some("race".into()),
+                secret_sha256: "h".into(),
+                created_at: 0,
+                expires_at: 10_000,
+            };
+            store.create_enrol_token(t).await.expect("token");
+            store.redeem_enrol_token(token, "h".into(), name.clone(), 1, 100).await.expect("db").expect("redeem");
+            let mut ids = Vec::new();
+            for own in [false, true, false, true] {
+                let id = new_job_id();
+                let mut j = job(&id, 5000);
+                if own {
+                    j.agent.clone_from(&name);
+                } else {
+                    (j.agent, j.pool) = (String::new(), Some("race".into()));
+                }
+                store.insert_job(j).await.expect("insert");
+                ids.push(id);
+            }
+            let racer = AgentPeer { name: name.clone(), ..peer("") };
+            let (_, revoked) =
+                tokio::join!(store.lease_jobs(racer.clone(), 1001, 60, 10), store.revoke_agent(name.clone(), 1001));
+            assert!(revoked.expect("revoke").is_some());
+            for id in &ids {
+                let rec = store.job(id.clone(), 1002, false).await.expect("job").expect("exists");
+                assert!(
+                    !(rec.state == JobState::Leased && rec.agent == name),
+                    "round {round}: job {id} stayed leased to the revoked agent"
+                );
+            }
+            assert!(store.lease_jobs(racer, 1003, 60, 10).await.is_err(), "round {round}");
+        }
+    }
+
     /// A poll and a result say the agent was seen (at most one write a second), and the
     /// first poll after a clean stop clears it; a revoked agent's poll writes nothing.
     async fn polls_and_results_mark_the_agent_seen<S: Store>(store: &S) {
@@ -1992,5 +2035,6 @@ mod tests {
         a_job_under_a_key_that_cannot_sign_is_not_queued,
         two_different_results_at_once_store_one_and_refuse_the_other,
         polls_and_results_mark_the_agent_seen,
+        a_revocation_racing_a_poll_leaves_nothing_leased_to_the_revoked_agent,
     );
 }

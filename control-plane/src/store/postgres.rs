@@ -646,6 +646,9 @@ impl Store for PgStore {
             return Ok(Err(RedeemError::WrongAgent { bound }));
         }
         tx.execute("UPDATE enrol_tokens SET used_at = $2 WHERE id = $1", &[&id, &now]).await?;
+        // Waits for the requests of the old enrolment in flight (they hold the row FOR KEY
+        // SHARE), and they for this (postgres_jobs.rs).
+        tx.execute("SELECT 1 FROM agents WHERE name = $1 FOR UPDATE", &[&agent]).await?;
         tx.execute(
             "INSERT INTO agents (name, enrolled_at, cert_not_after, pool) VALUES ($1, $2, $3, $4)
              ON CONFLICT (name) DO UPDATE SET enrolled_at = excluded.enrolled_at,
@@ -1005,6 +1008,10 @@ impl Store for PgStore {
     async fn revoke_agent(&self, name: String, now: i64) -> Result<Option<Vec<String>>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        // Waits for the agent's requests in flight (they hold the row FOR KEY SHARE, which
+        // the UPDATE alone would not wait for), and they for this: nothing is leased to
+        // the agent after this commits (postgres_jobs.rs).
+        tx.execute("SELECT 1 FROM agents WHERE name = $1 FOR UPDATE", &[&name]).await?;
         let n = tx
             .execute("UPDATE agents SET revoked_at = COALESCE(revoked_at, $2) WHERE name = $1", &[&name, &now])
             .await?;
