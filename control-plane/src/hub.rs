@@ -22,6 +22,9 @@ use tokio_util::sync::CancellationToken;
 pub struct Hub {
     agents: Mutex<HashMap<String, Arc<Notify>>>,
     jobs: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Waiters for a job's end only: a lease does not wake them (a result waiter read the
+    /// job again for nothing on every lease, issue 24).
+    job_ends: Mutex<HashMap<String, Arc<Notify>>>,
     revocations: Mutex<HashMap<String, CancellationToken>>,
     /// Where wake-ups for other replicas go (set when the store is shared).
     publisher: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<String>>,
@@ -34,6 +37,7 @@ impl Default for Hub {
         Self {
             agents: Mutex::default(),
             jobs: Mutex::default(),
+            job_ends: Mutex::default(),
             revocations: Mutex::default(),
             publisher: std::sync::OnceLock::new(),
             origin: outpost_protocol::encoding::hex(&outpost_protocol::ids::random_bytes::<8>()),
@@ -105,7 +109,7 @@ impl Hub {
         for n in lock(&self.agents).values() {
             n.notify_waiters();
         }
-        for n in lock(&self.jobs).values() {
+        for n in lock(&self.jobs).values().chain(lock(&self.job_ends).values()) {
             n.notify_waiters();
         }
     }
@@ -128,14 +132,16 @@ impl Hub {
         }
     }
 
-    /// The notifier a result waiter for `job_id` waits on; pair with [`Hub::release_job`].
-    pub fn job(&self, job_id: &str) -> Arc<Notify> {
-        Arc::clone(lock(&self.jobs).entry(job_id.to_owned()).or_default())
+    /// The notifier a waiter for `job_id` waits on: woken by every change of the job, or
+    /// with `end_only` only when it ends. Pair with [`Hub::release_job`].
+    pub fn job(&self, job_id: &str, end_only: bool) -> Arc<Notify> {
+        let map = if end_only { &self.job_ends } else { &self.jobs };
+        Arc::clone(lock(map).entry(job_id.to_owned()).or_default())
     }
 
     /// Drops the registry entry when the last waiter leaves.
-    pub fn release_job(&self, job_id: &str, waiter: Arc<Notify>) {
-        let mut map = lock(&self.jobs);
+    pub fn release_job(&self, job_id: &str, end_only: bool, waiter: Arc<Notify>) {
+        let mut map = lock(if end_only { &self.job_ends } else { &self.jobs });
         // One reference in the map, one held by this waiter.
         if Arc::strong_count(&waiter) <= 2 {
             map.remove(job_id);
@@ -183,6 +189,9 @@ impl Hub {
         if let Some(n) = lock(&self.jobs).remove(job_id) {
             n.notify_waiters();
         }
+        if let Some(n) = lock(&self.job_ends).remove(job_id) {
+            n.notify_waiters();
+        }
     }
 }
 
@@ -212,6 +221,26 @@ mod tests {
         assert!(b.apply_remote(&payload));
         notified.await;
         assert!(!b.apply_remote("garbage"));
+    }
+
+    #[tokio::test]
+    async fn a_lease_wakes_the_waiters_for_any_change_and_only_the_end_wakes_result_waiters() {
+        let hub = Hub::default();
+        let (any, end) = (hub.job("j1", false), hub.job("j1", true));
+        {
+            let (any_n, end_n) = (any.notified(), end.notified());
+            tokio::pin!(any_n, end_n);
+            any_n.as_mut().enable();
+            end_n.as_mut().enable();
+            hub.job_changed("j1");
+            assert!(futures_now(any_n.as_mut()).is_some(), "a state waiter wakes on the lease");
+            assert!(futures_now(end_n.as_mut()).is_none(), "a result waiter does not");
+            hub.job_done("j1");
+            assert!(futures_now(end_n.as_mut()).is_some(), "the end wakes the result waiter");
+        }
+        hub.release_job("j1", false, any);
+        hub.release_job("j1", true, end);
+        assert!(lock(&hub.jobs).is_empty() && lock(&hub.job_ends).is_empty(), "nothing left registered");
     }
 
     /// Polls a future once.

@@ -883,7 +883,7 @@ pub async fn job_change<S: Store>(
     let Some(state) = state.filter(|_| wait_secs > 0) else {
         return find_job(app, id, false).await;
     };
-    wait_for_job(app, id, false, wait_secs, |rec| JobView::from(rec).state != state).await
+    wait_for_job(app, id, false, wait_secs, false, |rec| JobView::from(rec).state != state).await
 }
 
 /// Reads a job until `done` holds for it or `wait_secs` have passed (or shutdown). Wakes
@@ -893,10 +893,11 @@ async fn wait_for_job<S: Store>(
     id: &str,
     with_body: bool,
     wait_secs: u64,
+    end_only: bool,
     done: impl Fn(&JobRecord) -> bool,
 ) -> Result<JobRecord, ApiError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait_secs);
-    let waiter = app.hub.job(id);
+    let waiter = app.hub.job(id, end_only);
     let found = async {
         loop {
             // Register before reading, so a change stored in between still wakes us.
@@ -916,7 +917,7 @@ async fn wait_for_job<S: Store>(
         }
     }
     .await;
-    app.hub.release_job(id, waiter);
+    app.hub.release_job(id, end_only, waiter);
     found
 }
 
@@ -928,7 +929,7 @@ pub async fn result<S: Store>(
     wait_secs: u64,
     may_read_sql: bool,
 ) -> Result<Response<Body>, ApiError> {
-    let mut rec = wait_for_job(app, id, true, wait_secs, |r| r.state.is_final()).await?;
+    let mut rec = wait_for_job(app, id, true, wait_secs, true, |r| r.state.is_final()).await?;
     match rec.state {
         JobState::Succeeded => {
             let ct = rec.content_type.clone().unwrap_or_else(|| "application/octet-stream".into());
