@@ -49,6 +49,10 @@ pub enum RenderKind {
     Scatter,
     /// Pie charts.
     Pie,
+    /// A connection's catalog for the schema browser: schema, table and column names,
+    /// types and row estimates (no values), masked columns marked. Leave it out of
+    /// `allowed_kinds` to keep the catalog in.
+    Catalog,
 }
 
 impl RenderKind {
@@ -61,6 +65,7 @@ impl RenderKind {
             RenderKind::Area => "area",
             RenderKind::Scatter => "scatter",
             RenderKind::Pie => "pie",
+            RenderKind::Catalog => "catalog",
         }
     }
 }
@@ -582,7 +587,7 @@ impl EgressPolicy {
     }
 }
 
-const ALL_KINDS: [RenderKind; 7] = [
+const ALL_KINDS: [RenderKind; 8] = [
     RenderKind::Table,
     RenderKind::Scalar,
     RenderKind::Bar,
@@ -590,6 +595,7 @@ const ALL_KINDS: [RenderKind; 7] = [
     RenderKind::Area,
     RenderKind::Scatter,
     RenderKind::Pie,
+    RenderKind::Catalog,
 ];
 
 fn to_usize(v: u64) -> usize {
@@ -841,7 +847,7 @@ mod tests {
         let p = EgressPolicy::resolve(&defaults, Some(&own));
         assert_eq!((p.max_rows, p.max_bytes, p.max_points), (100, 2048, DEFAULT_MAX_POINTS as usize));
         assert!(p.mask_for("a").is_some() && p.mask_for("b").is_some());
-        assert!(p.allow_raw_table && p.allowed_kinds.len() == 7);
+        assert!(p.allow_raw_table && p.allowed_kinds.len() == ALL_KINDS.len());
         let bad = serde_saphyr::from_str::<EgressSection>("max_bytes: 10\n");
         assert!(bad.is_err());
     }

@@ -151,6 +151,31 @@ pub enum RenderSpec {
     /// beyond that the 9 largest keep theirs and the rest are summed as "Other". Rows with
     /// a NULL size are left out; a negative size is refused.
     Pie(PieSpec),
+    /// Not a rendering of rows: the connection's catalog (schemas, tables, columns,
+    /// types, row estimates, which columns the agent masks) as JSON in the shape of
+    /// [`crate::catalog::Catalog`]. The job carries no SQL (`sql` is empty) and no
+    /// parameters; the agent reads its database's own metadata. Signed by the control
+    /// plane for its schema browser only, so it is not offered to API clients. An agent
+    /// older than this kind refuses such a job as malformed (`unknown variant catalog`).
+    #[schemars(skip)]
+    Catalog(CatalogSpec),
+}
+
+/// Most tables a catalog job may ask for.
+pub const MAX_CATALOG_TABLES: u32 = 5_000;
+/// Most columns (over all tables) a catalog job may ask for.
+pub const MAX_CATALOG_COLUMNS: u32 = 100_000;
+
+/// How much of the catalog to send: beyond either cap the agent stops and says
+/// `truncated`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogSpec {
+    /// Tables (and views) sent at most, 1 to [`MAX_CATALOG_TABLES`].
+    pub max_tables: u32,
+    /// Columns sent at most over all tables, 1 to [`MAX_CATALOG_COLUMNS`]; the agent's
+    /// `max_points` may lower it.
+    pub max_columns: u32,
 }
 
 /// Every render kind's wire name, in a stable order.
@@ -259,13 +284,14 @@ impl RenderSpec {
             RenderSpec::Area(_) => "area",
             RenderSpec::Scatter(_) => "scatter",
             RenderSpec::Pie(_) => "pie",
+            RenderSpec::Catalog(_) => "catalog",
         }
     }
 
     /// The columns the spec reads: `(column, role)`, role saying what it needs to be.
     pub fn columns(&self) -> Vec<(&str, ColumnRole)> {
         match self {
-            RenderSpec::Table(_) => Vec::new(),
+            RenderSpec::Table(_) | RenderSpec::Catalog(_) => Vec::new(),
             RenderSpec::Scalar(s) => vec![(s.column.as_str(), ColumnRole::Any)],
             RenderSpec::Bar(b) => {
                 let mut v = vec![(b.x.as_str(), ColumnRole::Label)];
@@ -353,7 +379,12 @@ impl JobSpec {
         if validate_name(&self.connection).is_err() {
             return Err(format!("connection: {}", InvalidName));
         }
-        if self.sql.trim().is_empty() {
+        if let RenderSpec::Catalog(_) = self.render {
+            // A catalog job runs the agent's own metadata queries, nothing of the job's.
+            if !self.sql.is_empty() || !self.params.is_empty() {
+                return Err("sql: a catalog job carries no SQL and no parameters".into());
+            }
+        } else if self.sql.trim().is_empty() {
             return Err("sql: must not be empty".into());
         }
         if self.sql.len() > MAX_SQL_LEN {
@@ -426,6 +457,12 @@ impl RenderSpec {
             }
             RenderSpec::Scalar(ScalarSpec { unit: Some(u), .. }) if u.chars().count() > MAX_SCALAR_UNIT => {
                 Err(format!("render.unit: at most {MAX_SCALAR_UNIT} characters"))
+            }
+            RenderSpec::Catalog(c) if !(1..=MAX_CATALOG_TABLES).contains(&c.max_tables) => {
+                Err(format!("render.max_tables: must be between 1 and {MAX_CATALOG_TABLES}"))
+            }
+            RenderSpec::Catalog(c) if !(1..=MAX_CATALOG_COLUMNS).contains(&c.max_columns) => {
+                Err(format!("render.max_columns: must be between 1 and {MAX_CATALOG_COLUMNS}"))
             }
             _ => Ok(()),
         }
@@ -510,6 +547,44 @@ mod tests {
         assert!(Requester { customer: Some("x".repeat(129)), ..r.clone() }.check().is_err());
         let json = serde_json::to_string(&r).unwrap_or_default();
         assert_eq!(json, r#"{"user_id":"u1","user":"alice","via":"session","customer":"acme"}"#);
+    }
+
+    #[test]
+    fn a_catalog_job_carries_no_sql_and_bounded_caps() {
+        let render: RenderSpec =
+            serde_json::from_str(r#"{"kind":"catalog","max_tables":500,"max_columns":10000}"#).expect("parses");
+        assert_eq!(render, RenderSpec::Catalog(CatalogSpec { max_tables: 500, max_columns: 10_000 }));
+        assert_eq!(render.kind(), "catalog");
+        assert!(render.columns().is_empty());
+        let job = JobSpec {
+            version: PROTOCOL_VERSION,
+            job_id: "00000000-0000-4000-8000-000000000001".into(),
+            audience: "edge-1".into(),
+            issued_at: 1,
+            expires_at: 2,
+            nonce: "00".into(),
+            connection: "sample".into(),
+            sql: String::new(),
+            params: Vec::new(),
+            render,
+            cache: CacheSpec::default(),
+            timeout_secs: None,
+            requester: None,
+        };
+        assert_eq!(job.check_shape(), Ok(()));
+        let with_sql = JobSpec { sql: "SELECT 1".into(), ..job.clone() };
+        assert_eq!(with_sql.check_shape(), Err("sql: a catalog job carries no SQL and no parameters".into()));
+        let zero =
+            JobSpec { render: RenderSpec::Catalog(CatalogSpec { max_tables: 0, max_columns: 1 }), ..job.clone() };
+        assert_eq!(zero.check_shape(), Err("render.max_tables: must be between 1 and 5000".into()));
+        // Any other kind still needs SQL.
+        let table = JobSpec { render: RenderSpec::Table(TableSpec::default()), ..job };
+        assert_eq!(table.check_shape(), Err("sql: must not be empty".into()));
+        assert!(
+            serde_json::from_str::<RenderSpec>(r#"{"kind":"catalog","max_tables":1,"max_columns":1,"x":1}"#).is_err()
+        );
+        // Not a kind API clients may ask for.
+        assert!(!RENDER_KINDS.contains(&"catalog"));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! - [`report::ResultReport`]: what the agent sends back (rendered bytes only);
 //! - [`enrol`]: the one-string enrolment token and the enrolment exchange;
 //! - [`keyset`]: signed key-set statements, how agents learn rotated job-signing keys;
+//! - [`catalog`]: the JSON answer of a catalog job (the schema browser's tables and columns);
 //! - [`wire`]: the small request/response bodies of the agent endpoints;
 //! - [`schema`]: OpenAPI schemas of the render spec, parameters and cache instructions.
 //!
@@ -16,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit_head;
+pub mod catalog;
 pub mod encoding;
 pub mod enrol;
 pub mod envelope;
@@ -28,8 +30,8 @@ pub mod wire;
 
 pub use envelope::{sign_job, Envelope, KeyId, SigningKey, TrustedKeys, VerifiedJob, VerifyError, VerifyOptions};
 pub use job::{
-    BarSpec, CacheSpec, ColumnRole, JobSpec, Param, PieSpec, RenderSpec, Requester, ScalarSpec, TableFormat, TableSpec,
-    XySpec, PROTOCOL_VERSION, RENDER_KINDS,
+    BarSpec, CacheSpec, CatalogSpec, ColumnRole, JobSpec, Param, PieSpec, RenderSpec, Requester, ScalarSpec,
+    TableFormat, TableSpec, XySpec, PROTOCOL_VERSION, RENDER_KINDS,
 };
 pub use report::{EgressAction, EgressDecision, JobOutcome, Reason, ResultReport, ResultStats};
 

@@ -7,6 +7,7 @@
 //! than one statement, attaching other databases, parameter counts that do not match,
 //! and queries that outlive their timeout.
 
+pub mod catalog;
 pub mod mysql;
 mod mysql_provenance;
 mod pg_provenance;

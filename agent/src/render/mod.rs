@@ -94,6 +94,9 @@ pub struct Rendered {
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[non_exhaustive]
 pub enum RenderError {
+    /// A catalog job is answered from the database's metadata, never rendered from rows.
+    #[error("a catalog job is not rendered from rows")]
+    NotRows,
     /// The spec names a column the result does not have.
     #[error("unknown column {column:?}; available columns: {available:?}")]
     UnknownColumn {
@@ -271,6 +274,7 @@ pub fn render_with(
         RenderSpec::Area(spec) => xy::render_xy(XyKind::Area, spec, rs, max_points),
         RenderSpec::Scatter(spec) => xy::render_xy(XyKind::Scatter, spec, rs, max_points),
         RenderSpec::Pie(spec) => pie::render_pie(spec, rs, max_rows),
+        RenderSpec::Catalog(_) => Err(RenderError::NotRows),
     }
 }
 

@@ -41,6 +41,7 @@ use crate::identity::{self, Identity};
 use crate::keys::KeyTrust;
 use crate::transport::{self, Transport};
 
+mod catalog;
 mod fetch;
 mod reload;
 
@@ -1068,6 +1069,14 @@ async fn execute(ctx: &Ctx, job: &DeliveredJob, cancel: CancellationToken) -> (R
         rec.outcome = "rejected";
         let report = reject(&mut rec, "egress_refused", decision.detail.clone());
         return (with_decisions(report, &mut rec, vec![decision]), rec, upload_until);
+    }
+    // A catalog job runs the agent's own metadata statements, not the job's SQL (it has
+    // none), and skips the result cache; its answer is egress like any result.
+    if let outpost_protocol::RenderSpec::Catalog(caps) = spec.render {
+        let timeout = live.cfg.query_timeout(&spec.connection, spec.timeout_secs);
+        let limits = QueryLimits { max_rows: 0, timeout, cancel, provenance: false, conditions: false };
+        let report = catalog::execute(conn, caps, &policy, limits, &mut rec, &job.job_id).await;
+        return (report, rec, upload_until);
     }
     let max_rows = usize::try_from(live.cfg.limits.max_rows.get()).unwrap_or(10_000);
     let limits = QueryLimits {
