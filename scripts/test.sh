@@ -53,6 +53,12 @@ command -v node >/dev/null 2>&1 || { echo "node is required by the console tests
 [ -d tests/browser/node_modules/playwright-core ] && [ -d tests/browser/node_modules/oidc-provider ] || {
   echo "the console tests' npm packages are missing: run .ci/run (or: cd tests/browser && npm ci)" >&2; exit 1; }
 
+# The query page's SQL editor (control-plane/assets/editor.js) is committed, built from
+# control-plane/editor/package-lock.json: check it is exactly what that lockfile builds
+# (npm ci from the registry, then esbuild; a few seconds).
+step "console SQL editor bundle matches its lockfile"
+scripts/build-editor.sh --check
+
 # Real database servers: the connector tests run against them and never skip.
 export OUTPOST_TEST_PG_URL="${OUTPOST_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test}"
 if ! pg_isready -q -d "$OUTPOST_TEST_PG_URL"; then
