@@ -359,3 +359,39 @@ async fn in_chromium_an_analyst_runs_with_ctrl_enter_reads_errors_beside_the_edi
     );
     Ok(())
 }
+
+/// The SQL the editor test types and runs.
+const EDITOR_SQL: &str = "SELECT region, SUM(amount) AS revenue FROM orders GROUP BY region ORDER BY region";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_chromium_the_sql_editor_highlights_completes_the_schema_runs_with_ctrl_enter_and_breaks_no_csp(
+) -> Result<()> {
+    browser_dir()?;
+    chromium()?;
+    let root = tempfile::tempdir()?;
+    let (cp, _agent) = outpost_e2e::start_pair(root.path(), "edge-1", "", &[]).await?;
+    let admin = cp.api()?;
+    let password = "editor-pass-1234";
+    ok(&admin, "POST", "/v1/users", json!({ "name": "ed", "role": "editor", "password": password })).await?;
+    ok(&admin, "POST", "/v1/shares", json!({ "agent": "edge-1", "connection": "sample", "user": "ed" })).await?;
+    let out = run_node(
+        "editor.mjs",
+        root.path(),
+        json!({
+            "base_url": format!("https://localhost:{}", cp.api_addr.rsplit(':').next().unwrap_or_default()),
+            "password": password, "sql": EDITOR_SQL, "regions": ["North", "South"],
+            // The sample database's tables, as the schema browser gives them to the page.
+            "schema": {
+                "orders": ["id", "region", "month", "product", "quantity", "amount"],
+                "monthly_revenue": [{ "name": "month", "type": "text" }, { "name": "region", "type": "text" },
+                    { "name": "revenue", "type": "real" }],
+            },
+            "screenshots": screenshots("editor"),
+        }),
+    )?;
+    // The job the browser ran with Ctrl-Enter carries the SQL typed into the editor.
+    let id = out["job"].as_str().context("job id")?;
+    let spec = ok(&admin, "GET", &format!("/v1/jobs/{id}/spec"), Value::Null).await?;
+    ensure!(spec["sql"] == EDITOR_SQL && spec["requester"]["user"] == "ed", "{spec}");
+    Ok(())
+}

@@ -192,7 +192,8 @@ impl<S: Store> Page<'_, S> {
              <label>Project name <input name=\"_project\" data-optional></label>\
              <label>Query name <input name=\"_query_name\" data-optional></label>\
              <button type=\"submit\" data-api=\"POST /v1/projects\" data-wrap=\"project\" data-then=\"go:/console/projects/{{id}}\">Save as project</button>\
-             </div><output role=\"alert\" data-save-output></output></fieldset></form>",
+             </div><output role=\"alert\" data-save-output></output></fieldset></form>\
+             <script src=\"/console/assets/editor.js\" defer></script>",
             sql = e(&pre.sql),
             params = e(&pre.params),
             age = pre.cache_max_age,
