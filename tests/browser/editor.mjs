@@ -146,6 +146,8 @@ await clearEditor();
 await page.keyboard.type('SELECT reven');
 const bare = await completions();
 expect(bare.includes('revenue'), `a bare word is offered the schema's columns (${bare.join(', ')})`);
+const detail = await page.$$eval('.cm-tooltip-autocomplete li', (ls) => ls.map((l) => l.textContent).find((t) => t.startsWith('revenue')));
+expect(detail.includes('real · masked') && detail.includes('monthly_revenue'), `with its type, masking and table (${detail})`);
 await shot('31-editor-autocomplete');
 await page.keyboard.press('Enter');
 expect(await sqlValue() === 'SELECT revenue', 'the completed text reaches the textarea');

@@ -384,7 +384,7 @@ async fn in_chromium_the_sql_editor_highlights_completes_the_schema_runs_with_ct
             "schema": {
                 "orders": ["id", "region", "month", "product", "quantity", "amount"],
                 "monthly_revenue": [{ "name": "month", "type": "text" }, { "name": "region", "type": "text" },
-                    { "name": "revenue", "type": "real" }],
+                    { "name": "revenue", "type": "real", "masked": true }],
             },
             "screenshots": screenshots("editor"),
         }),

@@ -15,7 +15,7 @@
 //   switched off).
 // - Autocomplete: SQL keywords always; tables and columns from
 //   `window.outpostSchema = {tables: {name: [column, …]}}` (a column may also be
-//   `{name, type}`), read at start and again on each `outpost:schema` event on document.
+//   `{name, type, masked}`), read at start and again on each `outpost:schema` event on document.
 //   `table.` offers that table's columns; a bare word also offers every column.
 // - `outpost:insert` (a CustomEvent whose detail is text) on the textarea inserts the
 //   text at the editor's cursor; the editor calls preventDefault() on it, so a sender
@@ -35,6 +35,12 @@ const DIALECTS = {
   mysql: MySQL, mariadb: MariaSQL, sqlite: SQLite,
 };
 
+// A column's type, and whether the agent masks it, beside its name in the list.
+function columnDetail(c) {
+  const parts = [c.type ? String(c.type) : '', c.masked === true ? 'masked' : ''].filter((p) => p);
+  return parts.length ? parts.join(' · ') : undefined;
+}
+
 // The tables of `window.outpostSchema`, as lang-sql's schema: {table: [completion]}.
 function schemaTables() {
   const s = window.outpostSchema;
@@ -43,7 +49,7 @@ function schemaTables() {
   for (const [name, cols] of Object.entries(s.tables)) {
     tables[name] = (Array.isArray(cols) ? cols : []).map((c) => (typeof c === 'string'
       ? { label: c, type: 'property' }
-      : { label: String(c.name), type: 'property', detail: c.type ? String(c.type) : undefined }));
+      : { label: String(c.name), type: 'property', detail: columnDetail(c) }));
   }
   return tables;
 }
@@ -123,12 +129,14 @@ function mount(textarea) {
             ? { 'aria-describedby': textarea.getAttribute('aria-describedby') } : {}),
         }),
         EditorView.theme({
-          '&': { border: '1px solid #9aa3b2', borderRadius: '4px', background: '#fff', fontSize: '.9rem' },
+          // console.css's colours (its custom properties reach the editor) and focus ring.
+          '&': { border: '1px solid #9aa3b2', borderRadius: '4px', background: 'var(--bg, #fff)', fontSize: '.9rem' },
           '&.cm-focused': { outline: '3px solid #ffb000', outlineOffset: '2px' },
           '.cm-scroller': { fontFamily: 'ui-monospace, "DejaVu Sans Mono", Menlo, monospace', minHeight: '10em' },
           '.cm-content': { minHeight: '10em' },
-          '.cm-gutters': { background: '#f4f6f9', color: '#5b6475', borderRight: '1px solid #d5dae2' },
-          '&[aria-invalid=true]': { borderColor: '#b3261e', boxShadow: '0 0 0 1px #b3261e' },
+          '.cm-gutters': { background: 'var(--panel, #f4f6f9)', color: 'var(--muted, #5b6475)',
+            borderRight: '1px solid var(--line, #d5dae2)' },
+          '&[aria-invalid=true]': { borderColor: 'var(--bad, #b3261e)', boxShadow: '0 0 0 1px var(--bad, #b3261e)' },
         }),
         EditorView.updateListener.of((u) => {
           if (!u.docChanged || fromTextarea) return;
