@@ -284,6 +284,8 @@ pub struct App<S: Store> {
     pub enrol_throttle: crate::enrolment::EnrolThrottle,
     /// When each agent's audit head was last stored from a result.
     pub head_pace: crate::audit_heads::HeadPace,
+    /// The schema browser's catalogs, per agent and connection, for `schema_cache_secs`.
+    pub schema_cache: crate::api::schema::SchemaCache,
 }
 
 impl<S: Store> std::fmt::Debug for App<S> {
@@ -334,6 +336,7 @@ pub async fn open(cfg: ControlPlaneConfig) -> Result<Arc<App<Backend>>, AppError
         passwords: Default::default(),
         enrol_throttle: Default::default(),
         head_pace: Default::default(),
+        schema_cache: Default::default(),
     }))
 }
 
@@ -503,10 +506,24 @@ impl<S: Store> App<S> {
         requester: outpost_protocol::Requester,
         reveal_connections: bool,
     ) -> Result<(String, i64), crate::net::http::ApiError> {
+        let render = crate::net::http::parse_render(req.render.clone())?;
+        self.dispatch_spec(req, render, origin, requester, reveal_connections).await
+    }
+
+    /// [`dispatch`](Self::dispatch) with the render spec already parsed (`req.render` is
+    /// ignored): how the control plane signs the jobs it makes itself, such as the
+    /// schema browser's `catalog` jobs, which API clients cannot ask for.
+    pub async fn dispatch_spec(
+        &self,
+        req: DispatchRequest,
+        render: outpost_protocol::RenderSpec,
+        origin: JobOrigin,
+        requester: outpost_protocol::Requester,
+        reveal_connections: bool,
+    ) -> Result<(String, i64), crate::net::http::ApiError> {
         use crate::net::http::ApiError;
         outpost_protocol::job::validate_audience(&req.agent).map_err(|e| ApiError::bad_field("agent", e))?;
         validate_name(&req.connection).map_err(|e| ApiError::bad_field("connection", e))?;
-        let render = crate::net::http::parse_render(req.render)?;
         let pool = outpost_protocol::job::pool_of(&req.agent).map(str::to_owned);
         let targets = match &pool {
             // A pool exists while it has a member that is not revoked.

@@ -35,6 +35,9 @@ pub const DEFAULT_LEASE_SECS: u64 = 120;
 pub const DEFAULT_LONG_POLL_SECS: u64 = 25;
 /// An agent silent this long is offline: a long-poll plus a heartbeat interval, with margin.
 pub const DEFAULT_OFFLINE_AFTER_SECS: u64 = 90;
+/// Default of `schema_cache_secs`: a catalog changes rarely, and five minutes keep the
+/// schema panel quick without hiding a new table for long (`?refresh=true` asks at once).
+pub const DEFAULT_SCHEMA_CACHE_SECS: u64 = 300;
 /// Default lifetime of an enrolment token (seconds).
 pub const DEFAULT_ENROL_TOKEN_TTL_SECS: u64 = 3600;
 
@@ -64,6 +67,11 @@ pub struct ControlPlaneConfig {
     /// An agent not heard from for this long is shown `offline`, seconds.
     #[serde(default = "default_offline_after")]
     pub offline_after_secs: u64,
+    /// How long the schema browser's catalog of a connection (tables, columns, types,
+    /// row estimates) is kept and served again before a new catalog job asks the agent,
+    /// seconds (0..86400; 0: every request asks). `?refresh=true` always asks.
+    #[serde(default = "default_schema_cache")]
+    pub schema_cache_secs: u64,
     /// Sign-in sessions (cookies) of the API and console.
     #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
     #[schemars(with = "Option<SessionsConfig>")]
@@ -367,6 +375,9 @@ fn default_long_poll() -> u64 {
 fn default_offline_after() -> u64 {
     DEFAULT_OFFLINE_AFTER_SECS
 }
+fn default_schema_cache() -> u64 {
+    DEFAULT_SCHEMA_CACHE_SECS
+}
 fn default_cert_lifetime() -> u64 {
     DEFAULT_CERT_LIFETIME_SECS
 }
@@ -387,6 +398,7 @@ impl ControlPlaneConfig {
             jobs: JobsConfig::default(),
             cert_lifetime_secs: DEFAULT_CERT_LIFETIME_SECS,
             offline_after_secs: DEFAULT_OFFLINE_AFTER_SECS,
+            schema_cache_secs: DEFAULT_SCHEMA_CACHE_SECS,
             sessions: SessionsConfig::default(),
             results: ResultsConfig::default(),
             embed: EmbedConfig::default(),
@@ -454,6 +466,9 @@ impl ControlPlaneConfig {
         }
         if self.sessions.idle_secs > self.sessions.absolute_secs {
             return Err(invalid("sessions.idle_secs", "must not exceed sessions.absolute_secs"));
+        }
+        if self.schema_cache_secs > 86_400 {
+            return Err(invalid("schema_cache_secs", "must be between 0 and 86400"));
         }
         if !(1..=30 * 86_400).contains(&self.results.retention_secs) {
             return Err(invalid("results.retention_secs", "must be between 1 and 2592000 (30 days)"));

@@ -11,6 +11,9 @@ use crate::auth::access::Caller;
 use crate::net::http::ApiError;
 use crate::store::{JobRecord, Store};
 
+/// The name of a schema browser's catalog job.
+pub const CATALOG_JOB_NAME: &str = "Schema catalog";
+
 /// Longest name, in characters, the ellipsis included.
 pub const MAX_NAME_CHARS: usize = 80;
 
@@ -128,6 +131,11 @@ pub async fn for_job<S: Store>(
     let sql = match app.store.job_envelope(rec.id.clone()).await? {
         None => None,
         Some(stored) => match crate::store::queue::open_spec(&app.results, &rec.id, &stored) {
+            // The schema browser's catalog job has no SQL to name it by.
+            Ok(spec) if matches!(spec.render, outpost_protocol::RenderSpec::Catalog(_)) => {
+                name = name.or_else(|| Some(CATALOG_JOB_NAME.to_owned()));
+                Some(spec.sql)
+            }
             Ok(spec) => Some(spec.sql),
             Err(problem) => {
                 tracing::warn!(job_id = %rec.id, problem, "A job's stored envelope cannot be read; it is listed without its SQL.");

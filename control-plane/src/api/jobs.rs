@@ -56,6 +56,7 @@ pub async fn dispatch<S: Store>(
         AgentsList => agents_list(app, ctx).await,
         AgentsRevoke => agents_revoke(app, ctx, &arg(0)).await,
         AgentsAuditHead => agents_audit_head(app, ctx, &arg(0)).await,
+        AgentsConnectionSchema => crate::api::schema::schema(app, ctx, &arg(0), &arg(1), q).await,
         EnrolmentTokensCreate => enrolment_token(app, ctx, req.body()).await,
         EnrolmentTokensList => crate::enrolment::list(app).await,
         EnrolmentTokensRevoke => crate::enrolment::revoke(app, ctx, &arg(0)).await,

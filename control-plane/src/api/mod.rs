@@ -13,6 +13,7 @@ pub mod job_name;
 pub mod jobs;
 pub mod openapi;
 pub mod projects;
+pub mod schema;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -66,6 +67,7 @@ pub enum RouteId {
     AgentsList,
     AgentsRevoke,
     AgentsAuditHead,
+    AgentsConnectionSchema,
     EnrolmentTokensCreate,
     EnrolmentTokensList,
     EnrolmentTokensRevoke,
@@ -226,6 +228,17 @@ pub const ROUTES: &[Route] = &[
         "agents.audit_head",
         needs(Scope::AuditRead),
         "The latest signed head of an agent's audit log, for `outpost-agent audit verify --head`"
+    ),
+    route!(
+        "GET",
+        "/v1/agents/{name}/connections/{connection}/schema",
+        AgentsConnectionSchema,
+        "agents.connection_schema",
+        needs(Scope::JobsDispatch),
+        "The connection's catalog for the schema browser (tables and views the connection's role may read, \
+         columns with types and nullability, row estimates, columns the agent's policy masks marked masked), \
+         read by a signed catalog job and kept for schema_cache_secs; ?refresh=true asks the agent again. \
+         Needs the connection shared with the caller, as dispatching a job to it does"
     ),
     route!(
         "POST",

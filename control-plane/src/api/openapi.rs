@@ -53,6 +53,46 @@ fn params() -> Value {
             "description": "typed parameters bound to $1, $2, ... in order (never interpolated)" })
 }
 
+/// The render spec of a schema browser's catalog job, as `GET /v1/jobs/{id}/spec` shows
+/// it (the control plane signs these; `POST /v1/jobs` does not take them).
+fn catalog_render() -> Value {
+    use outpost_protocol::job::{MAX_CATALOG_COLUMNS, MAX_CATALOG_TABLES};
+    strict(
+        &["kind", "max_tables", "max_columns"],
+        json!({ "kind": { "type": "string", "enum": ["catalog"] },
+                "max_tables": { "type": "integer", "minimum": 1, "maximum": MAX_CATALOG_TABLES },
+                "max_columns": { "type": "integer", "minimum": 1, "maximum": MAX_CATALOG_COLUMNS } }),
+    )
+}
+
+/// The schema browser's answer (`outpost_protocol::catalog::Catalog` and where it came from).
+fn schema_catalog() -> Value {
+    let column = obj(
+        &["name", "type", "nullable", "masked"],
+        json!({ "name": string(), "type": string(), "nullable": { "type": "boolean" },
+                "masked": { "type": "boolean", "description": "a mask rule of the agent's egress policy covers it" } }),
+    );
+    let table = obj(
+        &["schema", "name", "kind", "row_estimate", "columns"],
+        json!({ "schema": string(), "name": string(), "kind": { "type": "string", "enum": ["table", "view"] },
+                "row_estimate": { "type": "integer", "format": "int64", "nullable": true,
+                    "description": "the database's estimate (PostgreSQL reltuples, MySQL/MariaDB TABLE_ROWS, SQLite a count capped at 100000); null when unknown" },
+                "columns": { "type": "array", "items": column } }),
+    );
+    obj(
+        &["agent", "connection", "job_id", "fetched_at", "cached", "max_age_secs", "truncated", "tables"],
+        json!({
+            "agent": string(), "connection": string(),
+            "job_id": { "type": "string", "description": "the catalog job that read it" },
+            "fetched_at": { "type": "integer", "format": "int64", "description": "when the agent's answer arrived (unix seconds)" },
+            "cached": { "type": "boolean", "description": "served from the control plane's cache, without a job" },
+            "max_age_secs": { "type": "integer", "format": "int64", "description": "schema_cache_secs" },
+            "truncated": { "type": "boolean",
+                "description": "the catalog was cut at the caps (2000 tables, 50000 columns, or the agent's max_points)" },
+            "tables": { "type": "array", "items": table } }),
+    )
+}
+
 fn components() -> Value {
     let role = json!({ "type": "string", "enum": ["admin", "editor", "viewer"] });
     let grant = json!({ "type": "string", "enum": ["view-app", "view-logic", "edit"] });
@@ -117,6 +157,8 @@ fn components() -> Value {
     });
     // RenderSpec, Param, CacheSpec and their parts, derived from the types serde parses.
     if let Some(schemas) = doc["schemas"].as_object_mut() {
+        schemas.insert("SchemaCatalog".into(), schema_catalog());
+        schemas.insert("CatalogRender".into(), catalog_render());
         schemas.extend(outpost_protocol::schema::openapi_components());
     }
     doc
@@ -213,6 +255,7 @@ fn shapes(id: RouteId) -> (Option<Value>, &'static str, Value) {
                     "received_at": int_or_null() }),
             ),
         ),
+        AgentsConnectionSchema => (None, "200", r("SchemaCatalog")),
         EnrolmentTokensCreate => (
             Some(strict(
                 &["agent"],
@@ -259,7 +302,9 @@ fn shapes(id: RouteId) -> (Option<Value>, &'static str, Value) {
                 json!({
                     "id": string(), "agent": string_or_null(), "pool": string_or_null(), "connection": string(),
                     "sql": string(), "params": { "type": "array", "items": r("Param") },
-                    "render": r("RenderSpec"), "cache": r("CacheSpec"), "timeout_secs": int_or_null(),
+                    "render": { "oneOf": [r("RenderSpec"), r("CatalogRender")],
+                                "description": "the job's render spec; a schema browser's catalog job (no SQL) says catalog" },
+                    "cache": r("CacheSpec"), "timeout_secs": int_or_null(),
                     "requester": { "type": "object", "nullable": true }, "issued_at": int(), "expires_at": int() }),
             ),
         ),
@@ -364,6 +409,9 @@ fn query_params(id: RouteId) -> Vec<Value> {
             q("all", json!({ "type": "boolean" }), "every user's jobs (admins)"),
             q("limit", json!({ "type": "integer", "minimum": 1, "maximum": 1000 }), "at most this many"),
         ],
+        RouteId::AgentsConnectionSchema => {
+            vec![q("refresh", json!({ "type": "boolean" }), "ask the agent again instead of serving the kept catalog")]
+        }
         RouteId::TokensList => vec![q("all", json!({ "type": "boolean" }), "every user's tokens (admins)")],
         RouteId::ProjectsResults => vec![q("customer", string(), "the end customer the project ran for")],
         RouteId::AuditRead => vec![
@@ -457,6 +505,17 @@ pub fn document() -> Value {
             responses.insert(
                 "202".into(),
                 json!({ "description": "Not ready yet.", "content": { "application/json": { "schema": pending } } }),
+            );
+        }
+        if route.id == RouteId::AgentsConnectionSchema {
+            let pending = obj(
+                &["code", "message", "job_id"],
+                json!({ "code": string(), "message": string(), "job_id": string() }),
+            );
+            responses.insert(
+                "202".into(),
+                json!({ "description": "The agent has not answered yet; the catalog job keeps running.",
+                        "content": { "application/json": { "schema": pending } } }),
             );
         }
         if route.id == RouteId::JobsCancel {
