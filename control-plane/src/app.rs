@@ -470,11 +470,14 @@ impl<S: Store> App<S> {
     }
 
     /// Deletes jobs and results that ended more than `older_than_secs` ago (and expired
-    /// sessions); returns how many jobs went.
+    /// sessions), except the newest successful result of each project query while it is
+    /// younger than `results.keep_latest_secs` (or `older_than_secs`, if longer); returns
+    /// how many jobs went.
     pub async fn purge_results(&self, older_than_secs: u64) -> Result<usize, StoreError> {
         let now = outpost_protocol::unix_now();
-        let before = now.saturating_sub(i64::try_from(older_than_secs).unwrap_or(i64::MAX));
-        let n = self.store.purge(before, now).await?;
+        let ago = |secs: u64| now.saturating_sub(i64::try_from(secs).unwrap_or(i64::MAX));
+        let keep_for = older_than_secs.max(self.cfg.results.keep_latest_secs);
+        let n = self.store.purge(ago(older_than_secs), ago(keep_for), now).await?;
         if n > 0 {
             tracing::info!(jobs = n, "Deleted jobs and results past retention.");
         }

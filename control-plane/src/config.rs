@@ -235,6 +235,9 @@ pub const DEFAULT_SESSION_IDLE_SECS: u64 = 1800;
 pub const DEFAULT_SESSION_ABSOLUTE_SECS: u64 = 12 * 3600;
 /// Default retention of rendered results (seconds): 24 hours.
 pub const DEFAULT_RESULT_RETENTION_SECS: u64 = 24 * 3600;
+/// Default of `results.keep_latest_secs`: a dashboard opened after a month without a
+/// refresh still shows its last result.
+pub const DEFAULT_KEEP_LATEST_SECS: u64 = 30 * 86_400;
 /// Default lifetime of an embed token (seconds): 15 minutes.
 pub const DEFAULT_EMBED_TTL_SECS: u64 = 900;
 /// Default cap on an embed token's lifetime (seconds): 1 hour.
@@ -270,11 +273,18 @@ pub struct ResultsConfig {
     /// job ended, seconds (1..2592000).
     #[serde(default = "default_retention")]
     pub retention_secs: u64,
+    /// The newest successful result of each project query (per end customer) is kept
+    /// this long after its job ended, even past `retention_secs`, so a project (a
+    /// dashboard) still shows its latest result the next day; an older or failed run of
+    /// the same query, and ad-hoc jobs, go after `retention_secs`. Seconds
+    /// (0..31536000, 365 days; 0: no longer than `retention_secs`).
+    #[serde(default = "default_keep_latest")]
+    pub keep_latest_secs: u64,
 }
 
 impl Default for ResultsConfig {
     fn default() -> Self {
-        Self { retention_secs: DEFAULT_RESULT_RETENTION_SECS }
+        Self { retention_secs: DEFAULT_RESULT_RETENTION_SECS, keep_latest_secs: DEFAULT_KEEP_LATEST_SECS }
     }
 }
 
@@ -322,6 +332,9 @@ fn default_session_absolute() -> u64 {
 }
 fn default_retention() -> u64 {
     DEFAULT_RESULT_RETENTION_SECS
+}
+fn default_keep_latest() -> u64 {
+    DEFAULT_KEEP_LATEST_SECS
 }
 fn default_embed_ttl() -> u64 {
     DEFAULT_EMBED_TTL_SECS
@@ -472,6 +485,9 @@ impl ControlPlaneConfig {
         }
         if !(1..=30 * 86_400).contains(&self.results.retention_secs) {
             return Err(invalid("results.retention_secs", "must be between 1 and 2592000 (30 days)"));
+        }
+        if self.results.keep_latest_secs > 365 * 86_400 {
+            return Err(invalid("results.keep_latest_secs", "must be between 0 and 31536000 (365 days)"));
         }
         if !(60..=86_400).contains(&self.embed.max_ttl_secs) {
             return Err(invalid("embed.max_ttl_secs", "must be between 60 and 86400"));

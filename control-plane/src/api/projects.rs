@@ -394,18 +394,31 @@ pub async fn results<S: Store>(
     for (i, query) in queries.iter().enumerate() {
         let idx = i64::try_from(i).unwrap_or(0);
         let for_customer = query.customer_param.and(customer.clone());
-        let job = match app.store.latest_project_job(p.id.clone(), idx, for_customer).await? {
-            Some(job_id) => app.store.job(job_id, outpost_protocol::unix_now(), false).await?.map(|rec| {
+        // The result shown is the newest that succeeded; a newer run that is still going
+        // or failed is told beside it (`refresh`), so a failed refresh never hides the
+        // previous result.
+        let shown = app.store.latest_project_job(p.id.clone(), idx, for_customer.clone(), true).await?;
+        let newest = app.store.latest_project_job(p.id.clone(), idx, for_customer, false).await?;
+        let view = |job_id: String| async {
+            let rec = app.store.job(job_id, outpost_protocol::unix_now(), false).await?;
+            Ok::<_, ApiError>(rec.map(|rec| {
                 let mut v = JobView::from(&rec);
                 v.set_name(&query.name);
                 if !access.can_see_logic() {
                     v.hide_logic();
                 }
                 serde_json::to_value(v).unwrap_or_default()
-            }),
+            }))
+        };
+        let job = match shown.clone().or_else(|| newest.clone()) {
+            Some(id) => view(id).await?,
             None => None,
         };
-        out.push(serde_json::json!({ "index": i, "name": query.name, "job": job }));
+        let refresh = match newest.filter(|n| shown.as_ref().is_some_and(|s| s != n)) {
+            Some(id) => view(id).await?,
+            None => None,
+        };
+        out.push(serde_json::json!({ "index": i, "name": query.name, "job": job, "refresh": refresh }));
     }
     Ok(json(StatusCode::OK, &serde_json::json!({ "project": p.id, "customer": customer, "queries": out })))
 }
@@ -526,11 +539,15 @@ pub async fn embed_result<S: Store>(
         .ok_or_else(|| ApiError::not_found(format!("no query {index:?} in this project")))?;
     // A query that takes no customer id has one result for everyone.
     let customer = queries[i].customer_param.map(|_| claims.sub.clone());
-    let job_id = app
-        .store
-        .latest_project_job(p.id.clone(), i64::try_from(i).unwrap_or(0), customer)
-        .await?
-        .ok_or_else(|| ApiError::not_found("no result yet for this customer; the project has not run for them"))?;
+    // The newest successful result; before the first one, the newest run (to wait for).
+    let idx = i64::try_from(i).unwrap_or(0);
+    let job_id =
+        match app.store.latest_project_job(p.id.clone(), idx, customer.clone(), true).await? {
+            Some(id) => id,
+            None => app.store.latest_project_job(p.id.clone(), idx, customer, false).await?.ok_or_else(|| {
+                ApiError::not_found("no result yet for this customer; the project has not run for them")
+            })?,
+        };
     ctx.detail = Some(serde_json::json!({ "job": job_id, "query": i }));
     // An embed viewer never reads SQL, so never a failure's text either.
     api::result(app, &job_id, wait, false).await

@@ -638,6 +638,7 @@ impl AccessStore for PgStore {
         project_id: String,
         query_index: i64,
         customer: Option<String>,
+        succeeded_only: bool,
     ) -> Result<Option<String>, StoreError> {
         let client = self.client().await?;
         // `seq` (identity) stands for SQLite's rowid: insertion order breaks ties.
@@ -645,10 +646,13 @@ impl AccessStore for PgStore {
             .prepare_cached(
                 "SELECT id FROM jobs
                  WHERE project_id = $1 AND query_index = $2 AND customer IS NOT DISTINCT FROM $3::TEXT
+                   AND (NOT $4 OR state = 'succeeded')
                  ORDER BY created_at DESC, seq DESC LIMIT 1",
             )
             .await?;
-        Ok(client.query_opt(&stmt, &[&project_id, &query_index, &customer]).await?.map(|r| r.get(0)))
+        let args: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+            [&project_id, &query_index, &customer, &succeeded_only];
+        Ok(client.query_opt(&stmt, &args).await?.map(|r| r.get(0)))
     }
 
     async fn add_audit(&self, e: AuditEvent) -> Result<(), StoreError> {
@@ -709,14 +713,22 @@ impl AccessStore for PgStore {
         client.query(&stmt, &params).await?.iter().map(audit_from_row).collect()
     }
 
-    async fn purge(&self, before: i64, now: i64) -> Result<usize, StoreError> {
+    async fn purge(&self, before: i64, keep_results_after: i64, now: i64) -> Result<usize, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let n = tx
             .execute(
-                "DELETE FROM jobs WHERE (finished_at IS NOT NULL AND finished_at < $1)
-                    OR (finished_at IS NULL AND expires_at < $1)",
-                &[&before],
+                "DELETE FROM jobs
+                 WHERE ((finished_at IS NOT NULL AND finished_at <= $1) OR (finished_at IS NULL AND expires_at <= $1))
+                   AND NOT (project_id IS NOT NULL AND state = 'succeeded' AND finished_at > $2
+                            AND NOT EXISTS (
+                                SELECT 1 FROM jobs AS newer
+                                WHERE newer.project_id = jobs.project_id
+                                  AND newer.query_index IS NOT DISTINCT FROM jobs.query_index
+                                  AND newer.customer IS NOT DISTINCT FROM jobs.customer AND newer.state = 'succeeded'
+                                  AND (newer.created_at > jobs.created_at
+                                       OR (newer.created_at = jobs.created_at AND newer.seq > jobs.seq))))",
+                &[&before, &keep_results_after],
             )
             .await?;
         tx.execute("DELETE FROM sessions WHERE expires_at <= $1", &[&now]).await?;

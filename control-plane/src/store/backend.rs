@@ -275,8 +275,9 @@ impl AccessStore for Backend {
         project_id: String,
         query_index: i64,
         customer: Option<String>,
+        succeeded_only: bool,
     ) -> Result<Option<String>, StoreError> {
-        forward!(self, latest_project_job(project_id, query_index, customer))
+        forward!(self, latest_project_job(project_id, query_index, customer, succeeded_only))
     }
     async fn add_audit(&self, e: AuditEvent) -> Result<(), StoreError> {
         forward!(self, add_audit(e))
@@ -284,7 +285,7 @@ impl AccessStore for Backend {
     async fn audit(&self, f: AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
         forward!(self, audit(f))
     }
-    async fn purge(&self, before: i64, now: i64) -> Result<usize, StoreError> {
-        forward!(self, purge(before, now))
+    async fn purge(&self, before: i64, keep_results_after: i64, now: i64) -> Result<usize, StoreError> {
+        forward!(self, purge(before, keep_results_after, now))
     }
 }

@@ -74,8 +74,11 @@ impl<S: Store> Page<'_, S> {
                     e(sql)
                 );
             }
-            let job = latest.iter().find(|l| l["index"].as_u64() == Some(idx)).map(|l| &l["job"]);
-            match job {
+            let entry = latest.iter().find(|l| l["index"].as_u64() == Some(idx));
+            if let Some(r) = entry.map(|l| &l["refresh"]).filter(|r| r.is_object()) {
+                b.push_str(&refresh_note(r));
+            }
+            match entry.map(|l| &l["job"]) {
                 Some(j) if j.is_object() => b.push_str(&self.job_section(j).await),
                 _ => b.push_str("<p class=\"muted\">Not run yet.</p>"),
             }
@@ -123,5 +126,25 @@ impl<S: Store> Page<'_, S> {
             );
         }
         Ok((p["name"].as_str().unwrap_or("Project").to_owned(), b))
+    }
+}
+
+/// What became of the newest run of a query when it is not the result shown: still
+/// going, or failed (the result below is then the previous one, and says when it is from).
+fn refresh_note(r: &serde_json::Value) -> String {
+    let state = r["state"].as_str().unwrap_or_default();
+    let at = when(&r["created_at"]);
+    let id = e(r["id"].as_str().unwrap_or_default());
+    if matches!(state, "queued" | "leased") {
+        format!("<p class=\"muted\" data-refresh=\"running\">A refresh started {at} is still running; below is the previous result.</p>")
+    } else {
+        let why = r["reason"]["message"].as_str().or(r["reason"]["code"].as_str()).unwrap_or(state);
+        format!(
+            "<p class=\"notice\" role=\"status\" data-refresh=\"{}\">The refresh started {at} did not succeed ({}: {}; \
+             <a href=\"/console/jobs/{id}\">details</a>). Below is the previous result.</p>",
+            e(state),
+            e(state),
+            e(why)
+        )
     }
 }

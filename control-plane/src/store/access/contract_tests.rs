@@ -90,6 +90,7 @@ on_both!(
     oidc,
     audit_log,
     purge,
+    a_projects_latest_result_outlives_retention_and_a_failed_refresh_does_not_replace_it,
 );
 
 async fn last_admin<S: AccessStore>(s: Arc<S>) {
@@ -402,16 +403,16 @@ async fn projects_and_grants<S: AccessStore + Store>(s: Arc<S>) {
         query_index: Some(0),
         customer: customer.map(Into::into),
     };
-    assert_eq!(s.latest_project_job("p1".into(), 0, None).await.expect("q"), None);
+    assert_eq!(s.latest_project_job("p1".into(), 0, None, false).await.expect("q"), None);
     s.insert_job(new_job("j1", 10, 1000, origin(None))).await.expect("j1");
     s.insert_job(new_job("j2", 20, 1000, origin(None))).await.expect("j2");
     s.insert_job(new_job("j3", 20, 1000, origin(None))).await.expect("j3");
     s.insert_job(new_job("j4", 30, 1000, origin(Some("acme")))).await.expect("j4");
     s.insert_job(new_job("j5", 5, 1000, origin(Some("acme")))).await.expect("j5");
-    assert_eq!(s.latest_project_job("p1".into(), 0, None).await.expect("q"), Some("j3".into()));
-    assert_eq!(s.latest_project_job("p1".into(), 0, Some("acme".into())).await.expect("q"), Some("j4".into()));
-    assert_eq!(s.latest_project_job("p1".into(), 0, Some("other".into())).await.expect("q"), None);
-    assert_eq!(s.latest_project_job("p1".into(), 1, None).await.expect("q"), None);
+    assert_eq!(s.latest_project_job("p1".into(), 0, None, false).await.expect("q"), Some("j3".into()));
+    assert_eq!(s.latest_project_job("p1".into(), 0, Some("acme".into()), false).await.expect("q"), Some("j4".into()));
+    assert_eq!(s.latest_project_job("p1".into(), 0, Some("other".into()), false).await.expect("q"), None);
+    assert_eq!(s.latest_project_job("p1".into(), 1, None, false).await.expect("q"), None);
 
     // A project's grants go with it.
     assert!(s.delete_project("p3".into()).await.expect("q"));
@@ -581,13 +582,13 @@ async fn purge<S: AccessStore + Store>(s: Arc<S>) {
     s.create_session(session("gone", "u1", 500)).await.expect("session");
     s.create_session(session("kept", "u1", 501)).await.expect("session");
 
-    assert_eq!(s.purge(100, 500).await.expect("purge"), 2);
+    assert_eq!(s.purge(100, 100, 500).await.expect("purge"), 2);
     for (id, kept) in [("ended-early", false), ("expired-unfinished", false), ("ended-late", true), ("open", true)] {
         assert_eq!(s.job(id.into(), 500, false).await.expect("q").is_some(), kept, "{id}");
     }
     assert!(s.session("gone".into(), 400, 10_000).await.expect("q").is_none(), "expired session purged");
     assert!(s.session("kept".into(), 400, 10_000).await.expect("q").is_some());
-    assert_eq!(s.purge(100, 500).await.expect("purge again"), 0);
+    assert_eq!(s.purge(100, 100, 500).await.expect("purge again"), 0);
 }
 
 /// A status out of `u16` range is a typed corruption, not a panic or a wrap.
@@ -607,4 +608,73 @@ async fn an_out_of_range_audit_status_is_corrupt() {
         assert!(matches!(e, Err(StoreError::Corrupt { table: "cloud_audit", .. })), "{e:?}");
     })
     .await;
+}
+
+/// A project query's newest successful result is kept past retention (until
+/// `keep_results_after`), per customer; an older success, a newer failure and ad-hoc jobs
+/// go at retention; the newest success is what a dashboard shows.
+async fn a_projects_latest_result_outlives_retention_and_a_failed_refresh_does_not_replace_it<
+    S: AccessStore + Store,
+>(
+    s: Arc<S>,
+) {
+    use outpost_protocol::{JobOutcome, ResultReport, ResultStats};
+    s.create_user(user("u1", "root", Role::Admin)).await.expect("add");
+    add_signing_key(&*s).await;
+    let token = crate::store::EnrolTokenRecord {
+        id: "t".into(),
+        agent: "edge".into(),
+        pool: None,
+        secret_sha256: "h".into(),
+        created_at: 0,
+        expires_at: 10_000,
+    };
+    s.create_enrol_token(token).await.expect("token");
+    s.redeem_enrol_token("t".into(), "h".into(), "edge".into(), 1, 10_000).await.expect("db").expect("enrolled");
+    let edge =
+        crate::store::AgentPeer { name: "edge".into(), cert_issued_at: 1, pool: None, public_key: Arc::from(&[][..]) };
+    let origin = |customer: Option<&str>| JobOrigin {
+        owner: Some("u1".into()),
+        project_id: Some("p1".into()),
+        query_index: Some(0),
+        customer: customer.map(Into::into),
+    };
+    // (id, created, origin, succeeds)
+    let runs = [
+        ("r1", 10, origin(None), true),
+        ("adhoc", 11, JobOrigin::default(), true),
+        ("c1", 12, origin(Some("acme")), true),
+        ("r2", 20, origin(None), true),
+        ("r3", 30, origin(None), false),
+    ];
+    for (id, created, o, _) in &runs {
+        s.insert_job(new_job(id, *created, 1000, o.clone())).await.expect("insert");
+    }
+    assert_eq!(s.lease_jobs(edge.clone(), 31, 60, 10).await.expect("lease").jobs.len(), runs.len());
+    for (id, created, _, ok) in &runs {
+        let report = if *ok {
+            ResultReport::succeeded(id, "application/json", b"{}", ResultStats::default())
+        } else {
+            ResultReport::refused(id, JobOutcome::Failed, "query_failed", "no".into(), ResultStats::default())
+        };
+        s.complete_job(edge.clone(), report, format!("h-{id}"), None, created + 1).await.expect("complete");
+    }
+    let latest = |customer: Option<&str>, ok: bool| {
+        let s = Arc::clone(&s);
+        let customer = customer.map(Into::into);
+        async move { s.latest_project_job("p1".into(), 0, customer, ok).await.expect("q") }
+    };
+    assert_eq!(latest(None, true).await.as_deref(), Some("r2"), "the newest success is shown");
+    assert_eq!(latest(None, false).await.as_deref(), Some("r3"), "the newest run failed");
+    assert_eq!(latest(Some("acme"), true).await.as_deref(), Some("c1"));
+
+    // Everything ended by 100; newest successes kept while they ended after 0.
+    assert_eq!(s.purge(100, 0, 500).await.expect("purge"), 3, "r1, r3 and the ad-hoc job go");
+    for (id, kept) in [("r1", false), ("adhoc", false), ("c1", true), ("r2", true), ("r3", false)] {
+        assert_eq!(s.job(id.into(), 500, false).await.expect("q").is_some(), kept, "{id}");
+    }
+    assert_eq!(latest(None, false).await.as_deref(), Some("r2"));
+    // Past the longer retention they go too.
+    assert_eq!(s.purge(100, 50, 500).await.expect("purge"), 2);
+    assert_eq!(latest(None, true).await, None);
 }

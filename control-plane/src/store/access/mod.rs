@@ -336,12 +336,14 @@ pub trait AccessStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Result<(), String>, StoreError>> + Send;
     /// Invalidates every embed token of a project; returns the new epoch.
     fn bump_embed_epoch(&self, project_id: String) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
-    /// The newest job of one project query for one customer (or for none).
+    /// The newest job of one project query for one customer (or for none); with
+    /// `succeeded_only`, the newest that succeeded (the result a dashboard shows).
     fn latest_project_job(
         &self,
         project_id: String,
         query_index: i64,
         customer: Option<String>,
+        succeeded_only: bool,
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
 
     /// Appends an audit event.
@@ -352,7 +354,16 @@ pub trait AccessStore: Send + Sync + 'static {
     /// Deletes jobs (and their results) that ended before `before`, and sessions past
     /// expiry (SQLite zeroes the freed pages; PostgreSQL leaves dead rows until vacuum reuses
     /// them, and result bodies are sealed either way). Returns how many jobs went.
-    fn purge(&self, before: i64, now: i64) -> impl Future<Output = Result<usize, StoreError>> + Send;
+    /// Deletes the jobs that ended at or before `before` (open ones that expired by then),
+    /// except the newest succeeded job of each project query and customer while it ended
+    /// after `keep_results_after` (a dashboard keeps its latest result), and the sessions
+    /// expired at `now`; returns how many jobs went.
+    fn purge(
+        &self,
+        before: i64,
+        keep_results_after: i64,
+        now: i64,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
 }
 
 /// `text` for a LIKE pattern with `ESCAPE '\'`: its `%`, `_` and `\` match only

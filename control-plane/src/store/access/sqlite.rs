@@ -595,13 +595,15 @@ impl AccessStore for SqliteStore {
         project_id: String,
         query_index: i64,
         customer: Option<String>,
+        succeeded_only: bool,
     ) -> Result<Option<String>, StoreError> {
         self.with_conn(move |c| {
             Ok(c.prepare_cached(
                 "SELECT id FROM jobs WHERE project_id = ?1 AND query_index = ?2 AND customer IS ?3
+                   AND (NOT ?4 OR state = 'succeeded')
                  ORDER BY created_at DESC, rowid DESC LIMIT 1",
             )?
-            .query_row(params![project_id, query_index, customer], |r| r.get(0))
+            .query_row(params![project_id, query_index, customer, succeeded_only], |r| r.get(0))
             .optional()?)
         })
         .await
@@ -678,13 +680,20 @@ impl AccessStore for SqliteStore {
         .await
     }
 
-    async fn purge(&self, before: i64, now: i64) -> Result<usize, StoreError> {
+    async fn purge(&self, before: i64, keep_results_after: i64, now: i64) -> Result<usize, StoreError> {
         let n = self
             .with_conn(move |c| {
                 let n = c.execute(
-                    "DELETE FROM jobs WHERE (finished_at IS NOT NULL AND finished_at < ?1)
-                        OR (finished_at IS NULL AND expires_at < ?1)",
-                    params![before],
+                    "DELETE FROM jobs
+                     WHERE ((finished_at IS NOT NULL AND finished_at <= ?1) OR (finished_at IS NULL AND expires_at <= ?1))
+                       AND NOT (project_id IS NOT NULL AND state = 'succeeded' AND finished_at > ?2
+                                AND NOT EXISTS (
+                                    SELECT 1 FROM jobs AS newer
+                                    WHERE newer.project_id = jobs.project_id AND newer.query_index IS jobs.query_index
+                                      AND newer.customer IS jobs.customer AND newer.state = 'succeeded'
+                                      AND (newer.created_at > jobs.created_at
+                                           OR (newer.created_at = jobs.created_at AND newer.rowid > jobs.rowid))))",
+                    params![before, keep_results_after],
                 )?;
                 c.execute("DELETE FROM sessions WHERE expires_at <= ?1", params![now])?;
                 Ok(n)
