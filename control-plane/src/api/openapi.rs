@@ -127,8 +127,12 @@ fn components() -> Value {
                 "last_seen": int_or_null(), "seconds_since_seen": int_or_null(), "version": string_or_null(),
                 "connections": { "type": "array", "items": string() }, "cert_not_after": int(),
                 "pool": string_or_null() })),
-            "Job": obj(&["id", "state", "created_at", "expires_at", "attempts"], json!({
-                "id": string(), "agent": string(), "pool": string(), "connection": string(),
+            "Job": obj(&["id", "name", "state", "created_at", "expires_at", "attempts"], json!({
+                "id": string(),
+                "name": { "type": "string", "description": "its project query's name, or the first line of its SQL (a leading `--` comment without the dashes), cut to 80 characters" },
+                "sql": { "type": "string", "description": "the job's SQL: only with GET /v1/jobs?sql=true, and only to callers who may read it" },
+                "requester": { "type": "string", "description": "the user who dispatched it; hidden, with agent and connection, from view-app viewers" },
+                "agent": string(), "pool": string(), "connection": string(),
                 "state": { "type": "string", "enum": ["queued", "leased", "cancelling", "succeeded", "failed", "rejected", "expired", "cancelled"] },
                 "created_at": int(), "expires_at": int(), "finished_at": int_or_null(), "attempts": int(),
                 "reason": obj(&["code", "message"], json!({ "code": string(), "message": string() })),
@@ -330,7 +334,10 @@ fn shapes(id: RouteId) -> (Option<Value>, &'static str, Value) {
                 &["project", "queries"],
                 json!({ "project": string(), "customer": string_or_null(),
             "queries": { "type": "array", "items": obj(&["index", "name"], json!({ "index": int(), "name": string(),
-                "job": { "allOf": [r("Job")], "nullable": true } })) } }),
+                "job": { "allOf": [r("Job")], "nullable": true,
+                    "description": "the newest successful run (kept past retention, see results.keep_latest_secs); before the first one, the newest run" },
+                "refresh": { "allOf": [r("Job")], "nullable": true,
+                    "description": "a newer run than `job` that is still going or did not succeed" } })) } }),
             ),
         ),
         EmbedTokensCreate => (
