@@ -27,7 +27,8 @@ async fn refresh(api: &Api, project: &str) -> Result<(String, String)> {
     let run = ok_json(api, "POST", &format!("/v1/projects/{project}/run"), Some(&json!({}))).await?;
     let id = run["jobs"][0]["id"].as_str().context("job id")?.to_owned();
     let _ = call(api, "GET", &format!("/v1/jobs/{id}/result?wait=30"), None).await?;
-    let state = ok_json(api, "GET", &format!("/v1/jobs/{id}"), None).await?["state"].as_str().unwrap_or_default().into();
+    let state =
+        ok_json(api, "GET", &format!("/v1/jobs/{id}"), None).await?["state"].as_str().unwrap_or_default().into();
     Ok((id, state))
 }
 
