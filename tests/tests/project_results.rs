@@ -77,6 +77,7 @@ async fn a_failed_refresh_keeps_the_previous_result_and_a_purge_keeps_the_newest
     ensure!(html.contains("data-refresh=\"failed\""), "no note of the failed refresh:\n{html}");
     ensure!(html.contains(&format!("/console/jobs/{bad}")), "the note links the failed run");
     ensure!(html.contains("North"), "the previous result (a table of regions) is on the page");
+    ensure!(html.contains("<div class=\"tiles\">") && html.contains("As of <time"), "a tile that says when:\n{html}");
 
     // An ad-hoc job, then a purge of everything that ended: the newest success stays.
     let adhoc = json!({ "agent": "edge-1", "connection": "sample", "sql": GOOD_SQL, "render": { "kind": "table" } });

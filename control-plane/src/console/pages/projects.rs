@@ -56,6 +56,9 @@ impl<S: Store> Page<'_, S> {
             );
         }
         let latest = results["queries"].as_array().cloned().unwrap_or_default();
+        // The queries are tiles of a grid: side by side where the window is wide enough,
+        // one column where it is not.
+        b.push_str("<div class=\"tiles\">");
         for q in p["queries"].as_array().into_iter().flatten() {
             let idx = q["index"].as_u64().unwrap_or_default();
             let kind = q["render"]["kind"].as_str().or(q["render_kind"].as_str()).unwrap_or_default();
@@ -79,11 +82,17 @@ impl<S: Store> Page<'_, S> {
                 b.push_str(&refresh_note(r));
             }
             match entry.map(|l| &l["job"]) {
-                Some(j) if j.is_object() => b.push_str(&self.job_section(j).await),
+                Some(j) if j.is_object() => {
+                    if j["finished_at"].is_i64() {
+                        let _ = write!(b, "<p class=\"muted as-of\">As of {}</p>", when(&j["finished_at"]));
+                    }
+                    b.push_str(&self.job_section(j).await);
+                }
                 _ => b.push_str("<p class=\"muted\">Not run yet.</p>"),
             }
             b.push_str("</section>");
         }
+        b.push_str("</div>");
         if let Some(grants) = p["grants"].as_array() {
             b.push_str("<section><h2>Sharing</h2><ul class=\"plain\">");
             for g in grants {
