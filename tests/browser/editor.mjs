@@ -127,6 +127,9 @@ expect(await sqlValue() === '', 'clearing the editor clears the textarea');
 await page.keyboard.type('SEL');
 expect((await completions()).includes('SELECT'), 'a keyword is offered while typing');
 await closeCompletions();
+// The page's schema panel hands over the connection's real schema once it has it: wait
+// for that, so the schema below is the last one given.
+await page.waitForSelector('[data-schema-panel][data-schema-state]:not([data-schema-state="loading"])');
 await page.evaluate((tables) => {
   window.outpostSchema = { tables };
   document.dispatchEvent(new Event('outpost:schema'));

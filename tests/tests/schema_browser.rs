@@ -5,9 +5,12 @@
 //! the connection's role and within its egress policy (masked columns marked), and the
 //! control plane keeps the answer: a second request makes no job, `?refresh=true` does,
 //! and a user the connection is not shared with is refused before anything runs.
-//! A database that cannot be reached fails the test; nothing is skipped.
+//! A database that cannot be reached fails the test; nothing is skipped. The console's
+//! schema panel is driven in Debian's Chromium (tests/browser/schema.mjs).
 
-use anyhow::{ensure, Context as _, Result};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, ensure, Context as _, Result};
 use outpost_e2e::client::{call, ok_json, user_with_token};
 use outpost_e2e::pg::{schema, server};
 use outpost_e2e::{control_plane_and_agent, start_pair};
@@ -180,4 +183,62 @@ async fn postgres_schema_lists_only_what_a_select_only_role_may_read() -> Result
     .await;
     let _ = db.admin.batch_execute(&format!("DROP SCHEMA {t} CASCADE; DROP ROLE IF EXISTS {role}")).await;
     result
+}
+
+/// tests/browser with its npm packages, and Debian's Chromium (or `OUTPOST_CHROMIUM`).
+fn browser() -> Result<(PathBuf, PathBuf)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    ensure!(
+        dir.join("node_modules/playwright-core").is_dir(),
+        "the browser tests need their npm packages: run `npm ci` in {}",
+        dir.display()
+    );
+    let chromium =
+        std::env::var_os("OUTPOST_CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
+    ensure!(
+        chromium.exists(),
+        "no Chromium at {}: apt-get install chromium, or set OUTPOST_CHROMIUM",
+        chromium.display()
+    );
+    Ok((dir, chromium))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_chromium_the_schema_panel_lists_tables_marks_masked_columns_and_inserts_names() -> Result<()> {
+    let (dir, chromium) = browser()?;
+    let root = tempfile::tempdir()?;
+    let egress = "egress:\n  mask:\n    - column: orders.amount\n";
+    let (cp, _agent) = start_pair(root.path(), "edge-1", egress, &[]).await?;
+    let admin = cp.api()?;
+    let password = "schema-pass-1234";
+    let user = serde_json::json!({ "name": "ed", "role": "editor", "password": password });
+    ok_json(&admin, "POST", "/v1/users", Some(&user)).await?;
+    let share = serde_json::json!({ "agent": "edge-1", "connection": "sample", "user": "ed" });
+    ok_json(&admin, "POST", "/v1/shares", Some(&share)).await?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"), PathBuf::from);
+    let out_path = root.path().join("schema.out.json");
+    let cfg = serde_json::json!({
+        "base_url": format!("https://localhost:{}", cp.api_addr.rsplit(':').next().unwrap_or_default()),
+        "password": password,
+        "chromium": chromium,
+        "out": out_path,
+        "screenshots": target.join("console-screenshots").join("schema"),
+    });
+    let cfg_path = root.path().join("schema.json");
+    std::fs::write(&cfg_path, serde_json::to_vec_pretty(&cfg)?)?;
+    let out = std::process::Command::new("node")
+        .arg(dir.join("schema.mjs"))
+        .arg(&cfg_path)
+        .current_dir(&dir)
+        .output()
+        .context("node (apt-get install nodejs)")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    if !out.status.success() {
+        bail!("schema.mjs failed ({}):\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    let result: Value = serde_json::from_slice(&std::fs::read(&out_path)?)?;
+    ensure!(result["ok"] == true, "{result}");
+    Ok(())
 }

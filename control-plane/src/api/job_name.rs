@@ -14,6 +14,13 @@ use crate::store::{JobRecord, Store};
 /// The name of a schema browser's catalog job.
 pub const CATALOG_JOB_NAME: &str = "Schema catalog";
 
+/// Whether a job as `GET /v1/jobs?sql=true` lists it is a schema browser's catalog job:
+/// its name, and no SQL (every other job has some). The console's lists leave these out;
+/// the API and the audit logs keep them.
+pub fn is_catalog_job(job: &serde_json::Value) -> bool {
+    job["name"] == CATALOG_JOB_NAME && job["sql"].as_str().is_some_and(str::is_empty)
+}
+
 /// Longest name, in characters, the ellipsis included.
 pub const MAX_NAME_CHARS: usize = 80;
 
@@ -165,6 +172,9 @@ mod tests {
         assert_eq!(from_sql("SELECT\t1,\r\n 2"), "SELECT 1,");
         assert_eq!(from_sql("   "), "Untitled query");
         assert_eq!(fallback("0123456789abcdef"), "Job 01234567");
+        assert!(is_catalog_job(&serde_json::json!({ "name": "Schema catalog", "sql": "" })));
+        assert!(!is_catalog_job(&serde_json::json!({ "name": "Schema catalog", "sql": "SELECT 1" })));
+        assert!(!is_catalog_job(&serde_json::json!({ "name": "Schema catalog" })), "SQL not readable: not known");
     }
 
     #[test]

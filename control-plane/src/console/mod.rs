@@ -35,6 +35,8 @@ const JS: &str = include_str!("../../assets/console.js");
 /// The query page's SQL editor: CodeMirror 6 bundled by scripts/build-editor.sh (MIT, its
 /// notices at the top of the file); loaded by that page only.
 const EDITOR_JS: &str = include_str!("../../assets/editor.js");
+/// The query page's schema browser (issue 23); loaded by that page only.
+const SCHEMA_JS: &str = include_str!("../../assets/schema.js");
 
 /// The pages' policy: our own script and style files only, no inline script or style,
 /// no plugins, no framing by anyone, forms and fetches to ourselves only.
@@ -61,6 +63,7 @@ pub async fn handle<S: Store>(app: Arc<App<S>>, remote: SocketAddr, req: Request
         "/console/assets/console.css" => return asset(CSS, "text/css; charset=utf-8"),
         "/console/assets/console.js" => return asset(JS, "text/javascript; charset=utf-8"),
         "/console/assets/editor.js" => return asset(EDITOR_JS, "text/javascript; charset=utf-8"),
+        "/console/assets/schema.js" => return asset(SCHEMA_JS, "text/javascript; charset=utf-8"),
         "/console/login" => return page_response(StatusCode::OK, login_page(&app, None)),
         "/console/oidc/start" => return crate::auth::oidc::start(&app).await,
         "/console/oidc/callback" => return crate::auth::oidc::callback(&app, remote, &req).await,

@@ -49,7 +49,14 @@ impl<S: Store> Page<'_, S> {
             val("agent"),
             val("connection"),
         );
-        let jobs = v["jobs"].as_array().cloned().unwrap_or_default();
+        // The schema browser's catalog jobs are not queries anyone wrote (the API lists them).
+        let jobs: Vec<Value> = v["jobs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|j| !crate::api::job_name::is_catalog_job(j))
+            .cloned()
+            .collect();
         if jobs.is_empty() {
             b.push_str("<p class=\"muted\" data-no-jobs>No jobs match.</p>");
         }

@@ -65,6 +65,24 @@ const RENDER_FIELDS: &[(&str, &str, &str, &str)] = &[
     ),
 ];
 
+/// The schema browser beside the form, filled by schema.js from
+/// `GET /v1/agents/{agent}/connections/{connection}/schema` once a connection is chosen:
+/// tables (collapsible) with columns, types, row estimates and a "masked" badge; a
+/// column's name inserts it into the SQL.
+const SCHEMA_PANEL: &str = "<aside class=\"schema-panel\" data-schema-panel aria-labelledby=\"schema-title\">\
+     <div class=\"schema-head\"><h2 id=\"schema-title\">Schema</h2>\
+     <button type=\"button\" data-schema-refresh title=\"Ask the agent again\">Refresh</button></div>\
+     <input type=\"search\" placeholder=\"Filter tables and columns\" aria-label=\"Filter tables and columns\" \
+     data-schema-filter autocomplete=\"off\">\
+     <p class=\"hint\" role=\"status\" data-schema-status>Choose an agent and a connection to see its tables.</p>\
+     <div class=\"schema-list\" data-schema-list></div>\
+     <script src=\"/console/assets/schema.js\" defer></script></aside>";
+
+/// The query form and the schema browser side by side (one column on a narrow screen).
+fn with_schema_panel(form: &str) -> String {
+    format!("<div class=\"query-layout\"><div class=\"query-main\">{form}</div>{SCHEMA_PANEL}</div>")
+}
+
 /// What the form starts with: empty, or a job's spec (its "Edit").
 #[derive(Default)]
 struct Prefill {
@@ -170,7 +188,7 @@ impl<S: Store> Page<'_, S> {
             );
         }
         let stacked = if pre.render["stacked"] == Value::Bool(true) { " checked" } else { "" };
-        let mut body = format!(
+        let body = format!(
             "<form id=\"query-form\" class=\"stack\" data-api=\"POST /v1/jobs\" data-then=\"go:/console/jobs/{{id}}\" \
              data-query-form novalidate>\
              <div class=\"row\"><label>Agent <select name=\"agent\" required data-agent-select>{agents}</select></label>\
@@ -198,6 +216,7 @@ impl<S: Store> Page<'_, S> {
             params = e(&pre.params),
             age = pre.cache_max_age,
         );
+        let mut body = with_schema_panel(&body);
         if self.can(Scope::ResultsRead) {
             body.push_str(&self.history().await);
         }
@@ -228,7 +247,8 @@ impl<S: Store> Page<'_, S> {
              <th scope=\"col\">Status</th><th scope=\"col\">When</th><th scope=\"col\"><span class=\"sr\">Actions</span></th>\
              </tr></thead><tbody>",
         );
-        for j in &jobs {
+        // The schema browser's catalog jobs are not queries the user wrote.
+        for j in jobs.iter().filter(|j| !crate::api::job_name::is_catalog_job(j)) {
             let id = j["id"].as_str().unwrap_or_default();
             let sql = j["sql"].as_str().unwrap_or_default();
             let snippet = crate::console::snippet(sql, SNIPPET_CHARS);
@@ -264,5 +284,13 @@ mod tests {
         assert_eq!(render_value(&serde_json::json!(["a", "b"])), "a, b");
         assert_eq!(render_value(&serde_json::json!(3)), "3");
         assert_eq!(render_value(&Value::Null), "");
+    }
+
+    #[test]
+    fn the_schema_panel_sits_beside_the_form_and_loads_its_own_script() {
+        let page = with_schema_panel("<form data-query-form></form>");
+        assert!(page.starts_with("<div class=\"query-layout\"><div class=\"query-main\"><form"));
+        assert!(page.contains("data-schema-panel") && page.contains("src=\"/console/assets/schema.js\""));
+        assert!(!SCHEMA_PANEL.contains("style=") && !SCHEMA_PANEL.contains("onclick"), "nothing inline (CSP)");
     }
 }
