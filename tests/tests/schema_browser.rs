@@ -242,3 +242,66 @@ async fn in_chromium_the_schema_panel_lists_tables_marks_masked_columns_and_inse
     ensure!(result["ok"] == true, "{result}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_schema_lists_only_what_a_select_only_user_may_read() -> Result<()> {
+    use mysql_async::prelude::Queryable as _;
+    let url = std::env::var("OUTPOST_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+    let opts = mysql_async::Opts::from_url(&url).with_context(|| format!("OUTPOST_TEST_MYSQL_URL {url:?}"))?;
+    let mut admin = mysql_async::Conn::new(opts.clone()).await.with_context(|| {
+        format!(
+            "MariaDB/MySQL is not reachable at {url}: start it with \
+             `start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd` or set OUTPOST_TEST_MYSQL_URL"
+        )
+    })?;
+    let name = format!("outpost_schemabr_{}", &outpost_protocol::ids::new_nonce()[..12]);
+    let reader = format!("schemabr_{}", &name[name.len() - 8..]);
+    for stmt in [
+        format!("CREATE DATABASE {name}"),
+        format!("CREATE TABLE {name}.customers (id INT NOT NULL, email VARCHAR(80), ssn CHAR(11))"),
+        format!("INSERT INTO {name}.customers VALUES (1, 'a@x', '000-00-0001'), (2, 'b@x', '000-00-0002')"),
+        format!("ANALYZE TABLE {name}.customers"),
+        format!("CREATE TABLE {name}.payroll (id INT, salary DECIMAL(10,2))"),
+        format!("CREATE VIEW {name}.emails AS SELECT id, email FROM {name}.customers"),
+        format!("CREATE USER '{reader}'@'%'"),
+        format!("GRANT SELECT ON {name}.customers TO '{reader}'@'%'"),
+        format!("GRANT SELECT ON {name}.emails TO '{reader}'@'%'"),
+    ] {
+        admin.query_drop(stmt).await?;
+    }
+    let result = async {
+        let config = format!(
+            "connections:\n  shop:\n    kind: mysql\n    host: {}\n    port: {}\n    database: {name}\n    user: {reader}\n    \
+             tls: disable\n    egress:\n      mask:\n        - column: ssn\n",
+            opts.ip_or_hostname(),
+            opts.tcp_port(),
+        );
+        let root = tempfile::tempdir()?;
+        let (cp, _agent) = control_plane_and_agent(root.path(), &config).await?;
+        let admin_api = cp.api()?;
+        let first = ok_json(&admin_api, "GET", &format!("{SCHEMA}/shop/schema"), None).await?;
+        let customers = table(&first, &name, "customers").context("customers listed")?;
+        assert_eq!(
+            columns(customers),
+            vec![
+                ("id".into(), "int(11)".into(), false),
+                ("email".into(), "varchar(80)".into(), false),
+                ("ssn".into(), "char(11)".into(), true),
+            ]
+        );
+        assert_eq!(customers["columns"][0]["nullable"], false);
+        assert!(customers["row_estimate"].as_i64().is_some(), "TABLE_ROWS: {customers}");
+        assert!(table(&first, &name, "payroll").is_none(), "a table the user cannot read is absent");
+        assert_eq!(table(&first, &name, "emails").map(|v| v["kind"].clone()), Some("view".into()));
+        assert!(
+            first["tables"].as_array().is_some_and(|ts| ts.iter().all(|x| x["schema"] != "mysql")),
+            "no system database"
+        );
+        cache_then_refresh(&admin_api, "shop", &first).await?;
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    let _ = admin.query_drop(format!("DROP DATABASE {name}")).await;
+    let _ = admin.query_drop(format!("DROP USER IF EXISTS '{reader}'@'%'")).await;
+    result
+}
