@@ -12,8 +12,8 @@ use std::path::PathBuf;
 
 use outpost_protocol::encoding::{b64_decode, b64_encode};
 use outpost_protocol::{
-    sign_job, BarSpec, CacheSpec, Envelope, JobSpec, Param, RenderSpec, SigningKey, TableFormat, TableSpec,
-    TrustedKeys, VerifyOptions, PROTOCOL_VERSION,
+    sign_job, BarSpec, CacheSpec, CatalogSpec, Envelope, JobSpec, Param, RenderSpec, SigningKey, TableFormat,
+    TableSpec, TrustedKeys, VerifyOptions, PROTOCOL_VERSION,
 };
 use serde::{Deserialize, Serialize};
 
@@ -439,6 +439,29 @@ pub fn cases() -> Vec<Case> {
         "malformed",
         only_a(),
         env,
+    ));
+
+    // The schema browser's job: the connection's catalog instead of SQL.
+    let mut job = spec(19);
+    job.sql = String::new();
+    job.render = RenderSpec::Catalog(CatalogSpec { max_tables: 2000, max_columns: 50_000 });
+    out.push(ok_case(
+        "valid_catalog",
+        "A catalog job (render kind catalog, no SQL, no parameters): the agent answers with the connection's \
+         tables and columns. An agent older than this kind refuses it as malformed (unknown variant).",
+        only_a(),
+        job,
+        &a,
+    ));
+
+    let mut job = spec(20);
+    job.render = RenderSpec::Catalog(CatalogSpec { max_tables: 2000, max_columns: 50_000 });
+    out.push(case(
+        "catalog_with_sql",
+        "A correctly signed catalog job that also carries SQL fails the shape check: a catalog job runs none.",
+        "malformed",
+        only_a(),
+        sign_job(&job, &a),
     ));
 
     out
