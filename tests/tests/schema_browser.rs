@@ -85,13 +85,26 @@ async fn sqlite_schema_is_browsed_through_a_catalog_job_cached_and_shared_only()
 
     cache_then_refresh(&admin, "sample", &first).await?;
 
+    // Requests that arrive together make one catalog job; the others take its answer.
+    let jobs = job_count(&admin).await?;
+    let path = format!("{SCHEMA}/sample/schema?refresh=true");
+    let (a, b, c) = tokio::join!(
+        ok_json(&admin, "GET", &path, None),
+        ok_json(&admin, "GET", &path, None),
+        ok_json(&admin, "GET", &path, None)
+    );
+    let ids: std::collections::BTreeSet<String> =
+        [a?, b?, c?].iter().map(|v| v["job_id"].as_str().unwrap_or_default().to_owned()).collect();
+    assert_eq!(ids.len(), 1, "one job for three requests at once: {ids:?}");
+    assert_eq!(job_count(&admin).await?, jobs + 1);
+
     // The catalog left through the agent's ledger like any result.
     let recs = agent.audit_records()?;
     let catalog_recs: Vec<&Value> = recs
         .iter()
         .filter(|r| r["event"] == "job" && r["outcome"] == "succeeded" && r["connection"] == "sample")
         .collect();
-    assert_eq!(catalog_recs.len(), 2, "two catalog jobs in the agent's audit log");
+    assert_eq!(catalog_recs.len(), 3, "three catalog jobs in the agent's audit log");
     assert!(catalog_recs.iter().all(|r| r["body_sha256"].is_string() && r["bytes_sent"].as_u64() > Some(0)));
 
     // An editor whose connection is not shared: refused before the cache or a job.

@@ -4,7 +4,8 @@
 //! agent's to give: this handler signs a `catalog` job for the connection, as any job
 //! is signed, waits for its answer and keeps it per agent and connection for
 //! `schema_cache_secs`, so that opening the query page again does not ask the agent
-//! again; `?refresh=true` asks at once. Who may see a connection's catalog is who may
+//! again; `?refresh=true` asks at once. Requests that miss the cache together make one
+//! job: the first asks, the others wait for it and take its answer. Who may see a connection's catalog is who may
 //! dispatch a job to it ([`crate::api::check_connection`]), checked before the cache is
 //! read. The agent's answer is parsed as [`Catalog`] (unknown fields refused, names
 //! bounded) before it is kept or shown. The cache lives in this replica's memory: a
@@ -42,24 +43,55 @@ const MAX_CACHED: usize = 1_024;
 #[derive(Debug, Clone)]
 struct Cached {
     fetched_at: i64,
+    /// When it arrived here, to tell a request whether it came after the request began.
+    arrived: std::time::Instant,
     job_id: String,
     catalog: Arc<Catalog>,
 }
 
-/// The catalogs of the schema browser, by `(agent, connection)`.
+/// An agent and one of its connections.
+type Key = (String, String);
+
+/// The catalogs of the schema browser, by `(agent, connection)`, and the requests asking
+/// an agent now: one catalog job at a time per connection, the others wait for its answer.
 #[derive(Debug, Default)]
-pub struct SchemaCache(Mutex<HashMap<(String, String), Cached>>);
+pub struct SchemaCache {
+    kept: Mutex<HashMap<Key, Cached>>,
+    asking: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>,
+}
 
 impl SchemaCache {
-    fn get(&self, key: &(String, String), now: i64, max_age: u64) -> Option<Cached> {
-        let map = self.0.lock().ok()?;
+    /// The kept catalog of `key` if it arrived after `since`.
+    fn get_since(&self, key: &Key, since: std::time::Instant) -> Option<Cached> {
+        let map = self.kept.lock().ok()?;
+        map.get(key).filter(|hit| hit.arrived > since).cloned()
+    }
+
+    /// The kept catalog of `key` if it is younger than `max_age` seconds at `now`.
+    fn get(&self, key: &Key, now: i64, max_age: u64) -> Option<Cached> {
+        let map = self.kept.lock().ok()?;
         let hit = map.get(key)?;
         let age = u64::try_from(now.saturating_sub(hit.fetched_at)).unwrap_or(0);
         (age < max_age).then(|| hit.clone())
     }
 
-    fn put(&self, key: (String, String), value: Cached) {
-        let Ok(mut map) = self.0.lock() else { return };
+    /// The gate of `key`: held while a request asks the agent.
+    fn gate(&self, key: &Key) -> Arc<tokio::sync::Mutex<()>> {
+        let Ok(mut map) = self.asking.lock() else { return Arc::default() };
+        Arc::clone(map.entry(key.clone()).or_default())
+    }
+
+    /// Forgets the gate of `key` once no request holds or waits for it.
+    fn release(&self, key: &Key, gate: Arc<tokio::sync::Mutex<()>>) {
+        let Ok(mut map) = self.asking.lock() else { return };
+        // Ours and the map's: nobody else has it.
+        if Arc::strong_count(&gate) <= 2 {
+            map.remove(key);
+        }
+    }
+
+    fn put(&self, key: Key, value: Cached) {
+        let Ok(mut map) = self.kept.lock() else { return };
         if map.len() >= MAX_CACHED && !map.contains_key(&key) {
             if let Some(oldest) = map.iter().min_by_key(|(_, v)| v.fetched_at).map(|(k, _)| k.clone()) {
                 map.remove(&oldest);
@@ -93,6 +125,7 @@ pub async fn schema<S: Store>(
     let refresh = refresh_param(query)?;
     check_connection(app, &caller, agent, connection).await?;
     let key = (agent.to_owned(), connection.to_owned());
+    let asked = std::time::Instant::now();
     let now = outpost_protocol::unix_now();
     let max_age = app.cfg.schema_cache_secs;
     if !refresh {
@@ -101,8 +134,33 @@ pub async fn schema<S: Store>(
             return Ok(answer(agent, connection, &hit, true, max_age));
         }
     }
+    // One request asks the agent; those arriving meanwhile take its answer.
+    let gate = app.schema_cache.gate(&key);
+    let held = gate.lock().await;
+    let answered = match app.schema_cache.get_since(&key, asked) {
+        Some(hit) => {
+            ctx.detail = Some(serde_json::json!({ "cached": true, "job": hit.job_id }));
+            Ok(answer(agent, connection, &hit, true, max_age))
+        }
+        None => ask(app, ctx, &caller, key.clone(), refresh).await,
+    };
+    drop(held);
+    app.schema_cache.release(&key, gate);
+    answered
+}
+
+/// Signs a catalog job for `key`, waits for the agent's answer and keeps it.
+async fn ask<S: Store>(
+    app: &App<S>,
+    ctx: &mut Ctx,
+    caller: &crate::auth::access::Caller,
+    key: Key,
+    refresh: bool,
+) -> Result<Response<Body>, ApiError> {
+    let (agent, connection) = (key.0.as_str(), key.1.as_str());
+    let max_age = app.cfg.schema_cache_secs;
     // An offline agent gets no job: it would only queue, one per request, until expiry.
-    if let Some(why) = offline(app, agent, now).await? {
+    if let Some(why) = offline(app, agent, outpost_protocol::unix_now()).await? {
         return Err(ApiError::new(StatusCode::CONFLICT, "agent_offline", why));
     }
     let origin = JobOrigin { owner: Some(caller.user_id.clone()), ..JobOrigin::default() };
@@ -129,8 +187,13 @@ pub async fn schema<S: Store>(
         StatusCode::OK => {
             let catalog: Catalog = serde_json::from_slice(&body).map_err(|e| bad_answer(&job_id, &e.to_string()))?;
             catalog.check().map_err(|e| bad_answer(&job_id, &e))?;
-            let cached = Cached { fetched_at: now, job_id, catalog: Arc::new(catalog) };
-            app.schema_cache.put(key, cached.clone());
+            let cached = Cached {
+                fetched_at: outpost_protocol::unix_now(),
+                arrived: std::time::Instant::now(),
+                job_id,
+                catalog: Arc::new(catalog),
+            };
+            app.schema_cache.put(key.clone(), cached.clone());
             Ok(answer(agent, connection, &cached, false, max_age))
         }
         // Not answered in time: the job keeps running; its result is the job's.
@@ -217,7 +280,12 @@ mod tests {
     use super::*;
 
     fn cached(at: i64, id: &str) -> Cached {
-        Cached { fetched_at: at, job_id: id.into(), catalog: Arc::new(Catalog::default()) }
+        Cached {
+            fetched_at: at,
+            arrived: std::time::Instant::now(),
+            job_id: id.into(),
+            catalog: Arc::new(Catalog::default()),
+        }
     }
 
     #[test]
@@ -237,9 +305,30 @@ mod tests {
         for i in 0..=MAX_CACHED {
             cache.put((format!("a{i}"), "c".into()), cached(i64::try_from(i).unwrap_or(0), "j"));
         }
-        let map = cache.0.lock().expect("lock");
+        let map = cache.kept.lock().expect("lock");
         assert_eq!(map.len(), MAX_CACHED);
         assert!(!map.contains_key(&("a0".to_owned(), "c".to_owned())));
+    }
+
+    #[tokio::test]
+    async fn one_request_at_a_time_asks_the_agent_and_the_gate_is_then_forgotten() {
+        let cache = SchemaCache::default();
+        let key = ("edge-1".to_owned(), "sample".to_owned());
+        let first = cache.gate(&key);
+        let held = first.lock().await;
+        let second = cache.gate(&key);
+        assert!(Arc::ptr_eq(&first, &second), "the same gate for the same connection");
+        assert!(second.try_lock().is_err(), "a second request waits");
+        // What the first request keeps, the waiting one takes (it began before it arrived).
+        let asked = std::time::Instant::now();
+        cache.put(key.clone(), cached(1000, "j1"));
+        assert_eq!(cache.get_since(&key, asked).map(|c| c.job_id), Some("j1".into()));
+        assert!(cache.get_since(&key, std::time::Instant::now()).is_none(), "older than the request: ask again");
+        drop(held);
+        cache.release(&key, first);
+        assert_eq!(cache.asking.lock().map(|m| m.len()).unwrap_or(0), 1, "still awaited by the second");
+        cache.release(&key, second);
+        assert_eq!(cache.asking.lock().map(|m| m.len()).unwrap_or(9), 0);
     }
 
     #[test]
