@@ -166,7 +166,8 @@
     p.querySelector('[data-schema-list]').replaceChildren();
     publish(null);
     const why = (data && data.message) || 'no answer';
-    if (status === 202) say(p, 'The agent has not answered yet; press Refresh in a moment.');
+    if (status === 202 && data && data.code === 'agent_offline') say(p, 'No schema: ' + why + '. Press Refresh then.');
+    else if (status === 202) say(p, 'The agent has not answered yet; press Refresh in a moment.');
     else say(p, 'The schema is not available: ' + why, true);
   }
 

@@ -66,6 +66,10 @@ await Promise.all([page.waitForURL(/\/console\/(agents|projects)$/), page.click(
 // --- The editor takes the textarea's place -----------------------------------------------
 await page.goto(base + '/console/query?agent=edge-1&connection=sample');
 await page.waitForSelector('form[data-query-form] .cm-editor .cm-content');
+// The page's schema panel hands the connection's real schema to the editor once it has
+// it (which reconfigures the editor): wait for that before typing, so nothing closes a
+// completion list under the test and the schema given below is the last one.
+await page.waitForSelector('[data-schema-panel][data-schema-state]:not([data-schema-state="loading"])');
 const a11y = await page.evaluate(() => {
   const t = document.querySelector('textarea[name=sql]');
   const c = document.querySelector('.cm-content');
@@ -127,9 +131,6 @@ expect(await sqlValue() === '', 'clearing the editor clears the textarea');
 await page.keyboard.type('SEL');
 expect((await completions()).includes('SELECT'), 'a keyword is offered while typing');
 await closeCompletions();
-// The page's schema panel hands over the connection's real schema once it has it: wait
-// for that, so the schema below is the last one given.
-await page.waitForSelector('[data-schema-panel][data-schema-state]:not([data-schema-state="loading"])');
 await page.evaluate((tables) => {
   window.outpostSchema = { tables };
   document.dispatchEvent(new Event('outpost:schema'));

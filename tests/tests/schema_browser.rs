@@ -127,6 +127,16 @@ async fn sqlite_schema_is_browsed_through_a_catalog_job_cached_and_shared_only()
     let res = call(&admin, "GET", &format!("{SCHEMA}/nope/schema"), None).await?;
     assert_eq!(res.status, 400, "{}", res.text());
     assert!(res.text().contains("no connection") || res.text().contains("nope"), "{}", res.text());
+
+    // A stopped agent is offline: no job is made, and the kept catalog is still served.
+    let mut agent = agent;
+    agent.stop()?;
+    let jobs = job_count(&admin).await?;
+    let res = call(&admin, "GET", &format!("{SCHEMA}/sample/schema?refresh=true"), None).await?;
+    assert_eq!(res.status, 202, "{}", res.text());
+    assert_eq!(res.json()?["code"], "agent_offline");
+    assert_eq!(job_count(&admin).await?, jobs, "no job for an offline agent");
+    assert_eq!(ok_json(&admin, "GET", &format!("{SCHEMA}/sample/schema"), None).await?["cached"], true);
     Ok(())
 }
 

@@ -516,12 +516,14 @@ pub fn document() -> Value {
         }
         if route.id == RouteId::AgentsConnectionSchema {
             let pending = obj(
-                &["code", "message", "job_id"],
-                json!({ "code": string(), "message": string(), "job_id": string() }),
+                &["code", "message"],
+                json!({ "code": { "type": "string", "enum": ["agent_offline", "catalog_pending"] }, "message": string(),
+                        "job_id": { "type": "string", "description": "catalog_pending: the job that keeps running" } }),
             );
             responses.insert(
                 "202".into(),
-                json!({ "description": "The agent has not answered yet; the catalog job keeps running.",
+                json!({ "description": "No catalog yet: the agent is offline (no job is made), or has not answered \
+                                        yet (the catalog job keeps running).",
                         "content": { "application/json": { "schema": pending } } }),
             );
         }

@@ -11,10 +11,11 @@
 //! bounded) before it is kept or shown. The cache lives in this replica's memory: a
 //! replica that has none asks the agent itself.
 //!
-//! Answers: 200 with the catalog; 202 `catalog_pending` (with the job id) when the agent
-//! has not answered within [`CATALOG_WAIT_SECS`]; 409 `agent_offline` (no job made) or
-//! `catalog_failed` (the job's reason: the agent's policy refused the `catalog` kind,
-//! the database failed...); 502 `catalog_invalid` when the answer is not a catalog.
+//! Answers: 200 with the catalog; 202 `agent_offline` (no job made: it would only queue)
+//! or `catalog_pending` (with the job id) when the agent has not answered within
+//! [`CATALOG_WAIT_SECS`]; 409 `catalog_failed` (the job's reason: the agent's policy
+//! refused the `catalog` kind, the database failed...); 502 `catalog_invalid` when the
+//! answer is not a catalog.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -160,8 +161,10 @@ async fn ask<S: Store>(
     let (agent, connection) = (key.0.as_str(), key.1.as_str());
     let max_age = app.cfg.schema_cache_secs;
     // An offline agent gets no job: it would only queue, one per request, until expiry.
+    // The answer is 202, as a job's result is while its agent is away.
     if let Some(why) = offline(app, agent, outpost_protocol::unix_now()).await? {
-        return Err(ApiError::new(StatusCode::CONFLICT, "agent_offline", why));
+        // Not an error of the request: ask again once the agent is back.
+        return Ok(json(StatusCode::ACCEPTED, &serde_json::json!({ "code": "agent_offline", "message": why })));
     }
     let origin = JobOrigin { owner: Some(caller.user_id.clone()), ..JobOrigin::default() };
     let requester = caller.requester(&origin);
