@@ -352,13 +352,8 @@ async fn every_endpoint_answers_every_role_as_the_table_says_and_a_refusal_chang
             let api = w.api(role);
             if expect_ok {
                 let res = call(api, row.method, &path, body.as_ref()).await?;
-                // The world's agent is enrolled but not running: past the access check,
-                // the schema browser says so rather than wait for a catalog.
-                let offline = path.ends_with("/schema")
-                    && res.status == 409
-                    && res.json().is_ok_and(|v| v["code"] == "agent_offline");
                 assert!(
-                    (200..300).contains(&res.status) || offline,
+                    (200..300).contains(&res.status),
                     "{what}: expected success, got {} {}",
                     res.status,
                     res.text()
