@@ -1,0 +1,102 @@
+//! Certificate renewal: when, and the loop that renews before the certificate runs out.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+/// When to renew: at two thirds of the certificate's lifetime.
+pub fn renew_at(issued_at: i64, not_after: i64) -> i64 {
+    issued_at + (not_after - issued_at).max(0) * 2 / 3
+}
+
+/// Renews the certificate at two thirds of its lifetime, with a new key pair each time,
+/// over the current mutual-TLS identity; jobs in flight are not disturbed.
+pub(super) async fn renewal_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
+    loop {
+        let (issued_at, not_after) = {
+            let e = ctx.enrolment.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            (e.cert_issued_at, e.not_after)
+        };
+        let wait = renew_at(issued_at, not_after) - outpost_protocol::unix_now();
+        if wait > 0 {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(u64::try_from(wait).unwrap_or(0))) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+        match renew(&ctx).await {
+            Ok(new_not_after) => {
+                backoff.reset();
+                tracing::info!(not_after = %rfc3339(new_not_after), "Certificate renewed with a new key pair.");
+            }
+            Err(e) => {
+                let delay = backoff.next_delay();
+                if outpost_protocol::unix_now() >= not_after {
+                    tracing::error!(
+                        error = %e,
+                        expired_at = %rfc3339(not_after),
+                        "Certificate expired before it could be renewed; enrol again: outpost-agent enroll --token TOKEN"
+                    );
+                } else {
+                    tracing::warn!(
+                        error = %e,
+                        retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(0),
+                        "Certificate renewal failed; retrying."
+                    );
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        }
+    }
+}
+
+pub(super) async fn renew(ctx: &Ctx) -> Result<i64, String> {
+    use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
+    use rustls_pki_types::pem::PemObject as _;
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| e.to_string())?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, ctx.agent.as_str());
+    params.distinguished_name = dn;
+    let csr_pem = params.serialize_request(&key).and_then(|c| c.pem()).map_err(|e| e.to_string())?;
+    let body = serde_json::to_vec(&outpost_protocol::wire::RenewRequest { csr_pem }).map_err(|e| e.to_string())?;
+    let (status, bytes) = ctx
+        .transport
+        .send(Method::POST, outpost_protocol::wire::PATH_RENEW, Some(Bytes::from(body)))
+        .await
+        .map_err(|e| e.to_string())?;
+    if status != StatusCode::OK {
+        return Err(format!("control plane answered {status}: {}", String::from_utf8_lossy(&bytes)));
+    }
+    let res: outpost_protocol::wire::RenewResponse = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    let cert = rustls_pki_types::CertificateDer::from_pem_slice(res.certificate_pem.as_bytes())
+        .map_err(|e| format!("certificate: {e}"))?;
+    crate::enrol::check_certificate(&cert, &ctx.agent, key.public_key_raw()).map_err(|e| e.to_string())?;
+    let key_pem = zeroize::Zeroizing::new(key.serialize_pem());
+    let mut enrolment = ctx.enrolment.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    enrolment.not_after = res.not_after;
+    enrolment.cert_issued_at = outpost_protocol::unix_now();
+    identity::save_renewal(&ctx.live().cfg.state_dir, &key_pem, &res.certificate_pem, &enrolment)
+        .map_err(|e| e.to_string())?;
+    *ctx.enrolment.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = enrolment.clone();
+    let key_der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let signer = crate::audit::Signer::from_pkcs8(key_der.secret_der());
+    let id = Identity { enrolment, cert, key: key_der, ca: ctx.ca.clone() };
+    let config = transport::mtls_config(&id).map_err(|e| e.to_string())?;
+    // New connections present the new certificate first, then checkpoints and audit heads
+    // are signed by its key (`audit verify` names each key): the control plane checks a
+    // head against the certificate of the connection it came on.
+    ctx.transport.set_config(config).await;
+    match signer {
+        Ok(signer) => {
+            if let Err(e) = ctx.audit.set_signer(signer).await {
+                tracing::error!(error = %e, "Audit checkpoints keep the previous key.");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "The renewed key cannot sign audit checkpoints."),
+    }
+    Ok(res.not_after)
+}
