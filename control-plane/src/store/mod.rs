@@ -106,6 +106,19 @@ pub enum JobState {
     Cancelled,
 }
 
+impl From<outpost_protocol::JobOutcome> for JobState {
+    /// The final state an agent's report puts its job in.
+    fn from(outcome: outpost_protocol::JobOutcome) -> Self {
+        use outpost_protocol::JobOutcome;
+        match outcome {
+            JobOutcome::Succeeded => JobState::Succeeded,
+            JobOutcome::Failed => JobState::Failed,
+            JobOutcome::Rejected => JobState::Rejected,
+            JobOutcome::Cancelled => JobState::Cancelled,
+        }
+    }
+}
+
 impl JobState {
     /// The state's name in the API and the database.
     pub fn as_str(self) -> &'static str {
@@ -419,6 +432,33 @@ pub struct EnrolTokenRecord {
     pub created_at: i64,
     /// Unix seconds.
     pub expires_at: i64,
+}
+
+/// Whether a stored enrolment token may enrol `agent` at `now`: the secret (compared in
+/// constant time) first, then single use, the TTL and the bound name. Both backends read
+/// the token row under a lock and then ask this.
+pub(crate) fn check_redeem(
+    stored_hash: &str,
+    secret_sha256: &str,
+    used_at: Option<i64>,
+    expires_at: i64,
+    bound: &str,
+    agent: &str,
+    now: i64,
+) -> Result<(), RedeemError> {
+    if !outpost_protocol::encoding::constant_time_eq(stored_hash.as_bytes(), secret_sha256.as_bytes()) {
+        return Err(RedeemError::SecretMismatch);
+    }
+    if let Some(used_at) = used_at {
+        return Err(RedeemError::Used { used_at });
+    }
+    if expires_at < now {
+        return Err(RedeemError::Expired { expires_at });
+    }
+    if bound != agent {
+        return Err(RedeemError::WrongAgent { bound: bound.to_owned() });
+    }
+    Ok(())
 }
 
 /// Why an enrolment token was not accepted.

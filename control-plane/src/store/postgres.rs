@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use outpost_protocol::{JobOutcome, Reason, ResultReport};
+use outpost_protocol::{Reason, ResultReport};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -473,17 +473,10 @@ impl Store for PgStore {
         };
         let (bound, stored_hash, expires_at, used_at, pool): (String, String, i64, Option<i64>, Option<String>) =
             (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
-        if !outpost_protocol::encoding::constant_time_eq(stored_hash.as_bytes(), secret_sha256.as_bytes()) {
-            return Ok(Err(RedeemError::SecretMismatch));
-        }
-        if let Some(used_at) = used_at {
-            return Ok(Err(RedeemError::Used { used_at }));
-        }
-        if expires_at < now {
-            return Ok(Err(RedeemError::Expired { expires_at }));
-        }
-        if bound != agent {
-            return Ok(Err(RedeemError::WrongAgent { bound }));
+        if let Err(refused) =
+            crate::store::check_redeem(&stored_hash, &secret_sha256, used_at, expires_at, &bound, &agent, now)
+        {
+            return Ok(Err(refused));
         }
         tx.execute("UPDATE enrol_tokens SET used_at = $2 WHERE id = $1", &[&id, &now]).await?;
         // Waits for the requests of the old enrolment in flight (they hold the row FOR KEY
@@ -815,15 +808,9 @@ impl Store for PgStore {
         now: i64,
     ) -> Result<CompleteOutcome, StoreError> {
         let client = self.client().await?;
-        let new_state = match report.status {
-            JobOutcome::Succeeded => JobState::Succeeded,
-            JobOutcome::Failed => JobState::Failed,
-            JobOutcome::Rejected => JobState::Rejected,
-            JobOutcome::Cancelled => JobState::Cancelled,
-        };
         let completion = super::postgres_jobs::Completion {
             job_id: &report.job_id,
-            new_state,
+            new_state: JobState::from(report.status),
             report_sha256: &report_sha256,
             reason: report.reason.map(|r| (r.code, r.message)).unzip(),
             stats: serde_json::to_string(&report.stats).unwrap_or_default(),

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use outpost_protocol::{JobOutcome, Reason, ResultReport};
+use outpost_protocol::{Reason, ResultReport};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::sqlite_db;
@@ -290,17 +290,8 @@ impl Store for SqliteStore {
             let Some((bound, stored_hash, expires_at, used_at, pool)) = row else {
                 return Ok(Err(RedeemError::Unknown));
             };
-            if !outpost_protocol::encoding::constant_time_eq(stored_hash.as_bytes(), secret_sha256.as_bytes()) {
-                return Ok(Err(RedeemError::SecretMismatch));
-            }
-            if let Some(used_at) = used_at {
-                return Ok(Err(RedeemError::Used { used_at }));
-            }
-            if expires_at < now {
-                return Ok(Err(RedeemError::Expired { expires_at }));
-            }
-            if bound != agent {
-                return Ok(Err(RedeemError::WrongAgent { bound }));
+            if let Err(refused) = check_redeem(&stored_hash, &secret_sha256, used_at, expires_at, &bound, &agent, now) {
+                return Ok(Err(refused));
             }
             tx.execute("UPDATE enrol_tokens SET used_at = ?2 WHERE id = ?1", params![id, now])?;
             // A new enrolment re-admits a revoked name (e.g. after a lost agent key).
@@ -677,12 +668,7 @@ impl Store for SqliteStore {
                     CompleteOutcome::Conflict(state)
                 });
             }
-            let new_state = match report.status {
-                JobOutcome::Succeeded => JobState::Succeeded,
-                JobOutcome::Failed => JobState::Failed,
-                JobOutcome::Rejected => JobState::Rejected,
-                JobOutcome::Cancelled => JobState::Cancelled,
-            };
+            let new_state = JobState::from(report.status);
             let body = sealed_body;
             let stats = serde_json::to_string(&report.stats).unwrap_or_default();
             let (code, message) = report.reason.map(|r| (r.code, r.message)).unzip();
