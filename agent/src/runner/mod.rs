@@ -571,6 +571,9 @@ impl Signals {
 const WATCHDOG_STALL_MARGIN: Duration = Duration::from_secs(60);
 
 #[cfg(test)]
+mod job_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

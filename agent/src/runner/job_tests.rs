@@ -1,0 +1,209 @@
+//! The job pipeline in-process: a job signed here is verified, checked against the policy,
+//! run on a real SQLite file and rendered by [`execute`], with its audit record — no
+//! binary, no control plane, no network (the transport is built but never dialled).
+
+use outpost_protocol::{JobSpec, SigningKey};
+
+use super::*;
+
+/// A context as `run` builds it, over `dir`, trusting `key`; `extra` is appended to agent.yaml.
+fn ctx(dir: &std::path::Path, key: &SigningKey, extra: &str) -> Ctx {
+    let state_dir = dir.join("state");
+    outpost_common::fsutil::create_private_dir(&state_dir).expect("state dir");
+    let yaml = format!(
+        "state_dir: {}\nconnections:\n  sample:\n    kind: sqlite\n    path: sample.db\n    sample: true\n\
+         limits:\n  max_rows: 1000\n{extra}",
+        state_dir.display()
+    );
+    let cfg = AgentConfig::parse("agent.yaml", &yaml).expect("agent.yaml");
+    let enrolment = identity::Enrolment {
+        agent: "edge-1".into(),
+        address: "127.0.0.1:1".into(),
+        server_name: "localhost".into(),
+        ca_sha256: String::new(),
+        enrolled_at: 0,
+        not_after: i64::MAX,
+        cert_issued_at: 0,
+        signing_keys: vec![outpost_protocol::enrol::PublishedKey {
+            key_id: key.key_id().0.clone(),
+            public_key: outpost_protocol::encoding::b64_encode(&key.public_key()),
+        }],
+        key_set_version: 1,
+        pool: None,
+    };
+    let keys = KeyTrust::load(&cfg, &enrolment).expect("keys");
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let route = crate::proxy::route_for(&cfg, &crate::proxy::no_prompt).expect("route");
+    let transport = Transport::new("127.0.0.1:1".into(), route, "localhost", Arc::new(tls)).expect("transport");
+    let connections = prepare_connections(&cfg, None).expect("connections");
+    let audit = AuditLog::open(&cfg.audit_path()).expect("audit log");
+    let seen = crate::replay::SeenJobs::open(&cfg.state_dir).expect("replay store");
+    Ctx {
+        reachable: Reachability::default(),
+        live: std::sync::RwLock::new(Arc::new(Live { cfg, connections, mask_key: None })),
+        config_path: None,
+        metrics: Arc::new(crate::metrics::Metrics::new()),
+        liveness: crate::service::Liveness::default(),
+        jobs_done: std::sync::atomic::AtomicU64::new(0),
+        enrolment: std::sync::Mutex::new(enrolment),
+        ca: rustls_pki_types::CertificateDer::from(Vec::new()),
+        agent: "edge-1".into(),
+        keys: std::sync::RwLock::new(keys),
+        refused_key_set: std::sync::atomic::AtomicU64::new(0),
+        transport,
+        audit,
+        seen,
+        cache: None,
+        running: std::sync::Mutex::default(),
+        started_at: 0,
+        reach_since: std::sync::atomic::AtomicI64::new(0),
+        last_error: std::sync::Mutex::default(),
+        last_job_at: std::sync::atomic::AtomicI64::new(0),
+        reload_lock: tokio::sync::Mutex::new(()),
+        last_reload: std::sync::Mutex::default(),
+    }
+}
+
+/// A job for `edge-1` on the sample connection, valid for the next minute.
+fn spec(sql: &str, render: serde_json::Value) -> JobSpec {
+    let now = outpost_protocol::unix_now();
+    serde_json::from_value(serde_json::json!({
+        "version": outpost_protocol::PROTOCOL_VERSION,
+        "job_id": outpost_protocol::ids::new_job_id(),
+        "audience": "edge-1",
+        "issued_at": now,
+        "expires_at": now + 60,
+        "nonce": outpost_protocol::encoding::hex(&outpost_protocol::ids::random_bytes::<16>()),
+        "connection": "sample",
+        "sql": sql,
+        "render": render,
+    }))
+    .expect("job spec")
+}
+
+fn delivered(spec: &JobSpec, key: &SigningKey) -> DeliveredJob {
+    DeliveredJob { job_id: spec.job_id.clone(), envelope: outpost_protocol::sign_job(spec, key) }
+}
+
+async fn run(ctx: &Ctx, job: &DeliveredJob) -> (ResultReport, AuditRecord) {
+    let (report, rec, _) = execute(ctx, job, CancellationToken::new()).await;
+    (report, rec)
+}
+
+fn code(report: &ResultReport) -> &str {
+    report.reason.as_ref().map_or("", |r| r.code.as_str())
+}
+
+fn key() -> SigningKey {
+    SigningKey::generate().expect("key").0
+}
+
+const TABLE: &str = r#"{"kind":"table"}"#;
+
+fn table() -> serde_json::Value {
+    serde_json::from_str(TABLE).expect("json")
+}
+
+#[tokio::test]
+async fn a_signed_job_runs_and_its_record_names_what_ran() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = key();
+    let ctx = ctx(dir.path(), &key, "");
+    let job = spec("SELECT 40 + 2 AS answer", table());
+    let (report, rec) = run(&ctx, &delivered(&job, &key)).await;
+    assert_eq!(report.status, JobOutcome::Succeeded, "{report:?}");
+    let body = report.body.as_deref().map(outpost_protocol::encoding::b64_decode).expect("body").expect("base64");
+    let body = String::from_utf8(body).expect("utf-8");
+    assert!(body.contains("42"), "{body}");
+    assert_eq!((rec.verdict, rec.outcome), ("accepted", "succeeded"));
+    assert_eq!(rec.sql_sha256.as_deref(), Some(sha256_hex(job.sql.as_bytes()).as_str()));
+    assert_eq!(rec.bytes_sent, report.stats.bytes);
+}
+
+#[tokio::test]
+async fn a_job_signed_by_a_key_the_agent_does_not_trust_is_rejected_before_any_query() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trusted = key();
+    let ctx = ctx(dir.path(), &trusted, "");
+    let job = spec("SELECT 1 AS one", table());
+    let (report, rec) = run(&ctx, &delivered(&job, &key())).await;
+    assert_eq!(report.status, JobOutcome::Rejected);
+    assert_eq!(code(&report), "unknown_key", "{report:?}");
+    assert_eq!((rec.verdict, rec.outcome, rec.rows_read), ("rejected", "rejected", 0));
+    assert!(rec.connection.is_none(), "nothing of an unverified job is recorded as fact");
+}
+
+#[tokio::test]
+async fn a_job_whose_sql_was_changed_after_signing_is_rejected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = key();
+    let ctx = ctx(dir.path(), &key, "");
+    let job = spec("SELECT 1 AS one", table());
+    let mut forged = delivered(&job, &key);
+    // The signature stays; the signed bytes change.
+    let payload = outpost_protocol::encoding::b64_decode(&forged.envelope.payload).expect("base64");
+    let payload = String::from_utf8(payload).expect("utf-8").replace("SELECT 1 AS one", "SELECT 2 AS one");
+    forged.envelope.payload = outpost_protocol::encoding::b64_encode(payload.as_bytes());
+    let (report, rec) = run(&ctx, &forged).await;
+    assert_eq!(report.status, JobOutcome::Rejected);
+    assert_eq!(code(&report), "bad_signature", "{report:?}");
+    assert_eq!(rec.rows_read, 0);
+}
+
+#[tokio::test]
+async fn an_expired_job_and_one_for_another_agent_are_rejected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = key();
+    let ctx = ctx(dir.path(), &key, "");
+    let mut old = spec("SELECT 1 AS one", table());
+    old.issued_at -= 3600;
+    old.expires_at -= 3600;
+    let (report, _) = run(&ctx, &delivered(&old, &key)).await;
+    assert_eq!((report.status, code(&report)), (JobOutcome::Rejected, "expired"), "{report:?}");
+
+    let mut elsewhere = spec("SELECT 1 AS one", table());
+    elsewhere.audience = "edge-2".into();
+    let (report, _) = run(&ctx, &delivered(&elsewhere, &key)).await;
+    assert_eq!((report.status, code(&report)), (JobOutcome::Rejected, "wrong_audience"), "{report:?}");
+}
+
+#[tokio::test]
+async fn a_job_delivered_twice_runs_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = key();
+    let ctx = ctx(dir.path(), &key, "");
+    let job = delivered(&spec("SELECT 1 AS one", table()), &key);
+    let (first, _) = run(&ctx, &job).await;
+    assert_eq!(first.status, JobOutcome::Succeeded, "{first:?}");
+    let (again, rec) = run(&ctx, &job).await;
+    assert_eq!((again.status, code(&again)), (JobOutcome::Rejected, "replayed"), "{again:?}");
+    assert_eq!(rec.rows_read, 0);
+}
+
+#[tokio::test]
+async fn a_render_kind_the_policy_does_not_allow_is_refused_before_the_query_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = key();
+    let ctx = ctx(dir.path(), &key, "egress:\n  allowed_kinds: [scalar]\n");
+    let job = spec("SELECT 1 AS one", table());
+    let (report, rec) = run(&ctx, &delivered(&job, &key)).await;
+    assert_eq!((report.status, code(&report)), (JobOutcome::Rejected, "egress_refused"), "{report:?}");
+    assert_eq!((rec.verdict, rec.outcome, rec.rows_read), ("accepted", "rejected", 0));
+    assert_eq!(rec.egress.len(), 1, "the decision is recorded: {:?}", rec.egress);
+    assert!(report.body.is_none(), "nothing of the data leaves");
+}
+
+#[tokio::test]
+async fn a_job_for_a_connection_the_agent_does_not_have_is_rejected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = key();
+    let ctx = ctx(dir.path(), &key, "");
+    let mut job = spec("SELECT 1 AS one", table());
+    job.connection = "warehouse".into();
+    let (report, _) = run(&ctx, &delivered(&job, &key)).await;
+    assert_eq!((report.status, code(&report)), (JobOutcome::Rejected, "unknown_connection"), "{report:?}");
+}
