@@ -42,12 +42,12 @@ for tool in debootstrap qemu-system-x86_64 mkfs.ext4; do
   command -v "$tool" >/dev/null 2>&1 || { echo "$tool is required by the guest test: run .ci/run (or apt-get install --no-install-recommends debootstrap qemu-system-x86 e2fsprogs)" >&2; exit 1; }
 done
 
-# The API is fuzzed against its OpenAPI document by schemathesis (tests/tests/openapi.rs):
+# The API is fuzzed against its OpenAPI document by schemathesis (tests/tests/e2e/openapi.rs):
 # no 5xx, no status, content type or body outside docs/openapi.json.
 command -v schemathesis >/dev/null 2>&1 || { echo "schemathesis is required by the API tests: run .ci/run (or python3 -m pip install 'schemathesis>=4,<5')" >&2; exit 1; }
 
 # The console is tested in real Chromium driven by playwright-core, with single sign-on
-# against a real oidc-provider (tests/tests/console.rs, tests/browser/).
+# against a real oidc-provider (tests/tests/e2e/console.rs, tests/browser/).
 [ -x "${OUTPOST_CHROMIUM:-/usr/bin/chromium}" ] || { echo "Chromium is required by the console tests: run .ci/run (or apt-get install chromium)" >&2; exit 1; }
 command -v node >/dev/null 2>&1 || { echo "node is required by the console tests: run .ci/run (or apt-get install nodejs npm)" >&2; exit 1; }
 [ -d tests/browser/node_modules/playwright-core ] && [ -d tests/browser/node_modules/oidc-provider ] || {
@@ -85,9 +85,9 @@ cargo test --workspace --locked --no-fail-fast
 
 # The foundation's end-to-end suite once more, with every control plane on a fresh
 # PostgreSQL database (the run above used the embedded SQLite store). The replica test
-# (tests/tests/replicas.rs) always runs on PostgreSQL.
+# (tests/tests/e2e/replicas.rs) always runs on PostgreSQL.
 step "end-to-end foundation suite on the PostgreSQL store"
-OUTPOST_TEST_STORE=postgres cargo test --locked -p outpost-e2e --test foundation
+OUTPOST_TEST_STORE=postgres cargo test --locked -p outpost-e2e --test e2e foundation::
 
 # The .debs installed, started, sandboxed, reloaded, upgraded and purged under a real
 # systemd (PID 1) in a Debian 12 guest under qemu: what no container here can check.

@@ -1,5 +1,5 @@
 // The console in real Chromium, driven by playwright-core. Started by
-// tests/tests/console.rs with a JSON file naming the control plane, users and jobs; writes
+// tests/tests/e2e/console.rs with a JSON file naming the control plane, users and jobs; writes
 // what it produced (the enrolment token, the project id) to `out` for the Rust side to
 // check against the real processes. Any failed expectation exits non-zero with a message.
 import { chromium } from 'playwright-core';

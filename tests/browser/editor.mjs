@@ -3,7 +3,7 @@
 // Ctrl-Enter runs the query; autocomplete offers keywords, and tables and columns of
 // `window.outpostSchema` after an `outpost:schema` event; `outpost:insert` inserts at the
 // cursor; Tab leaves the editor; no CSP violation anywhere; without JavaScript the page
-// is the plain textarea. Started by tests/tests/console.rs with a JSON config.
+// is the plain textarea. Started by tests/tests/e2e/console.rs with a JSON config.
 import { chromium } from 'playwright-core';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 

@@ -1,5 +1,5 @@
 // Single sign-on against a real OpenID provider (oidc-provider, a certified
-// implementation), in real Chromium. Started by tests/tests/console.rs with a JSON file:
+// implementation), in real Chromium. Started by tests/tests/e2e/console.rs with a JSON file:
 // the provider's port, TLS certificate and key, the client registered for the control
 // plane, and the control plane's address. The provider runs in this process so that a
 // test can make it misbehave: re-sign the ID token with another audience, an expiry in

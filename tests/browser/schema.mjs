@@ -4,7 +4,7 @@
 // textarea's at its caret when the editor is not there); the filter narrows the list;
 // Refresh asks the agent again; the schema is handed to the editor as
 // `window.outpostSchema` with an `outpost:schema` event; no CSP violation.
-// Started by tests/tests/schema_browser.rs with a JSON config.
+// Started by tests/tests/e2e/schema_browser.rs with a JSON config.
 import { chromium } from 'playwright-core';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 

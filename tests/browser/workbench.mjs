@@ -1,7 +1,7 @@
 // The query workbench and job pages in real Chromium (issue 23, "jobs keep their meaning"):
 // render options per kind with live checks, Ctrl-Enter / Cmd-Enter, errors beside the
 // editor in an analyst's words, a job's name, SQL, Edit, Re-run and downloads (SVG, PNG,
-// CSV), the jobs list's filters and the query history. Started by tests/tests/console.rs
+// CSV), the jobs list's filters and the query history. Started by tests/tests/e2e/console.rs
 // with a JSON config; writes the job ids it made to `out` for the Rust side to check.
 import { chromium } from 'playwright-core';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';

@@ -42,6 +42,25 @@ where
     }
 }
 
+/// [`eventually`] for a probe that blocks (a process, a file, a socket), outside an async test.
+pub fn eventually_blocking<F>(what: &str, timeout: Duration, mut probe: F) -> Result<()>
+where
+    F: FnMut() -> Result<bool>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    let mut delay = Duration::from_millis(20);
+    loop {
+        if probe()? {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting until {what}");
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(Duration::from_millis(500));
+    }
+}
+
 /// Path of one of the project's binaries.
 pub fn bin(name: &str) -> PathBuf {
     let dir = std::env::var_os("OUTPOST_BIN_DIR")
@@ -56,7 +75,21 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; the kernel does not hand it out again at once).
+/// The agent and API addresses a control plane bound, from its "Control plane listening."
+/// log line (which names them even when it was asked for port 0).
+pub fn listening_addrs(lines: &[String]) -> Result<(String, String)> {
+    let line = lines.iter().find(|l| l.contains("Control plane listening.")).context("no listening line")?;
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+            .map(str::to_owned)
+            .with_context(|| format!("no {name} in {line:?}"))
+    };
+    Ok((field("agent_listen")?, field("api_listen")?))
+}
+
+/// A free TCP port on 127.0.0.1 for a third-party server that cannot be given port 0 and
+/// tell what it bound (tinyproxy, the OpenID provider); our own servers bind port 0 (bound and released; the kernel does not hand it out again at once).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
 }
@@ -196,8 +229,8 @@ impl ControlPlane {
             .to_owned();
         Ok(Self {
             data_dir,
-            agent_addr: format!("127.0.0.1:{}", free_port()),
-            api_addr: format!("127.0.0.1:{}", free_port()),
+            agent_addr: "127.0.0.1:0".to_owned(),
+            api_addr: "127.0.0.1:0".to_owned(),
             admin_token,
             admin_password,
             serve_args: Vec::new(),
@@ -222,8 +255,8 @@ impl ControlPlane {
         anyhow::ensure!(code == 0, "copying the data dir: {err}");
         Ok(Self {
             data_dir,
-            agent_addr: format!("127.0.0.1:{}", free_port()),
-            api_addr: format!("127.0.0.1:{}", free_port()),
+            agent_addr: "127.0.0.1:0".to_owned(),
+            api_addr: "127.0.0.1:0".to_owned(),
             admin_token: self.admin_token.clone(),
             admin_password: self.admin_password.clone(),
             serve_args: self.serve_args.clone(),
@@ -243,6 +276,30 @@ impl ControlPlane {
             max_connections: 4,
         });
         Ok(outpost_control_plane::app::open_store(&self.data_dir, pg.as_ref()).await?)
+    }
+
+    /// Runs `sql` on this control plane's database from outside, as a second process
+    /// would (SQLite: the data dir's file; PostgreSQL: its test database).
+    pub fn store_sql(&self, sql: &str) -> Result<()> {
+        match &self.pg {
+            Some(db) => {
+                let (code, _, err) = run_cmd(Path::new("psql"), &["-X", "-q", "-d", &db.url, "-c", sql], None)?;
+                anyhow::ensure!(code == 0, "psql {sql:?}: {err}");
+            }
+            None => {
+                let c = rusqlite::Connection::open(self.data_dir.join("control-plane.db"))?;
+                c.busy_timeout(Duration::from_secs(10))?;
+                c.execute_batch(sql).with_context(|| format!("sqlite {sql:?}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves agent `name`'s last contact `secs` seconds into the past: time passing for
+    /// the offline threshold without waiting for it.
+    pub fn age_last_seen(&self, name: &str, secs: i64) -> Result<()> {
+        anyhow::ensure!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'), "agent name {name:?}");
+        self.store_sql(&format!("UPDATE agents SET last_seen = last_seen - {secs} WHERE name = '{name}'"))
     }
 
     pub fn store_args(&self) -> Vec<String> {
@@ -274,6 +331,8 @@ impl ControlPlane {
         args.extend(self.store_args());
         let p = Process::spawn_with_env(&bin("outpost-control-plane"), &args, &self.log, env)?;
         p.wait_for_log("Control plane listening.", Duration::from_secs(30))?;
+        // Port 0 the first time: the system chose, the log says what. A restart keeps them.
+        (self.agent_addr, self.api_addr) = listening_addrs(&p.lines())?;
         self.process = Some(p);
         Ok(())
     }
@@ -360,6 +419,51 @@ impl ControlPlane {
         let res = self.api()?.get(&format!("/v1/jobs/{id}/result?wait=30")).await?;
         Ok((res.status, res.text()))
     }
+}
+
+/// Ages `agent`'s identity as if its certificate had run out `secs_ago` seconds ago while
+/// it was stopped: the certificate is issued again by `cp`'s CA for the same key and
+/// subject with a validity that ended then, and `enrolment.json` records that expiry.
+/// Time is moved in the data, not waited for.
+pub fn expire_certificate(agent: &Agent, cp: &ControlPlane, secs_ago: i64) -> Result<()> {
+    let state = &agent.state_dir;
+    // As the control plane issues them (crypto::pki::issue_agent_cert), with another validity.
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name.push(rcgen::DnType::CommonName, agent.name.as_str());
+    params.distinguished_name.push(rcgen::DnType::OrganizationalUnitName, "outpost-agent");
+    params.is_ca = rcgen::IsCa::ExplicitNoCa;
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let now = time::OffsetDateTime::now_utc();
+    let ended = now - time::Duration::seconds(secs_ago);
+    params.not_before = ended - time::Duration::hours(1);
+    params.not_after = ended;
+    let key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(state.join("agent.key"))?).context("agent.key")?;
+    let ca_key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(cp.data_dir.join("ca.key"))?).context("ca.key")?;
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&std::fs::read_to_string(cp.data_dir.join("ca.crt"))?, ca_key)
+        .context("ca.crt")?;
+    let cert = params.signed_by(&key, &issuer).context("issuing the aged certificate")?;
+    std::fs::write(state.join("agent.crt"), cert.pem())?;
+    let record_path = state.join("enrolment.json");
+    let mut record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&record_path)?)?;
+    record["not_after"] = ended.unix_timestamp().into();
+    record["cert_issued_at"] = (ended - time::Duration::hours(1)).unix_timestamp().into();
+    std::fs::write(&record_path, serde_json::to_vec_pretty(&record)?)?;
+    Ok(())
+}
+
+/// Ages `agent`'s record of when its (still valid) certificate arrived, so that two thirds
+/// of its lifetime have passed and its next start renews at once: time moved in the data,
+/// not waited for.
+pub fn make_renewal_due(agent: &Agent) -> Result<()> {
+    let record_path = agent.state_dir.join("enrolment.json");
+    let mut record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&record_path)?)?;
+    let not_after = record["not_after"].as_i64().context("not_after")?;
+    let left = (not_after - outpost_protocol::unix_now()).max(1);
+    // renew_at = issued + 2/3 (not_after - issued): with issued = not_after - 3 * left, now.
+    record["cert_issued_at"] = (not_after - 3 * left).into();
+    std::fs::write(&record_path, serde_json::to_vec_pretty(&record)?)?;
+    Ok(())
 }
 
 /// An agent in a temp dir with its own agent.yaml.

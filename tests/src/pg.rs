@@ -45,7 +45,7 @@ impl Server {
     /// The agent.yaml lines of a connection `name` to this server (TLS off: the local
     /// test server has no certificate), indented for `connections:`, ending in a newline.
     /// The test server's user (`postgres`) is a superuser, which the agent refuses by
-    /// default: these lines say `allow_privileged: true`. tests/tests/privileged_pg.rs
+    /// default: these lines say `allow_privileged: true`. tests/tests/e2e/privileged_pg.rs
     /// runs the agent as a least-privilege role without it.
     pub fn connection_yaml(&self, name: &str) -> String {
         self.connection_yaml_as(name, self.user(), true)

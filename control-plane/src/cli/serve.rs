@@ -3,9 +3,13 @@
 #[allow(clippy::wildcard_imports)]
 use crate::*;
 
-pub(crate) async fn serve(cfg: ControlPlaneConfig) -> anyhow::Result<()> {
+pub(crate) async fn serve(mut cfg: ControlPlaneConfig) -> anyhow::Result<()> {
+    // Bound first, so that a listener given port 0 is told (and advertised to agents) with
+    // the port the system chose.
+    let listeners = outpost_control_plane::net::server::bind(cfg.agent_listen, cfg.api_listen).await?;
+    cfg.agent_listen = listeners.agent.local_addr()?;
+    cfg.api_listen = listeners.api.local_addr()?;
     let app = app::open(cfg).await.context("cannot start the control plane")?;
-    let listeners = outpost_control_plane::net::server::bind(app.cfg.agent_listen, app.cfg.api_listen).await?;
     let store = match &app.store {
         outpost_control_plane::store::backend::Backend::Postgres(pg) => {
             pg.describe().await.map_err(anyhow::Error::new)?

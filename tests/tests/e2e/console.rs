@@ -224,7 +224,9 @@ async fn sso_control_plane(root: &Path, port: u16, extra: &str) -> Result<(outpo
     }
     std::fs::write(root.join("client-secret"), "s3cret-of-the-console-client\n")?;
     let mut cp = outpost_e2e::ControlPlane::init(root)?;
-    let cp_port = cp.api_addr.rsplit(':').next().unwrap_or_default().to_owned();
+    // The redirect URI in the config names the API's port before it starts: chosen here.
+    let cp_port = outpost_e2e::free_port();
+    cp.api_addr = format!("127.0.0.1:{cp_port}");
     let base = format!("https://localhost:{cp_port}");
     let yaml = root.join("control-plane.yaml");
     std::fs::write(

@@ -48,8 +48,6 @@ fn cli_without_user(cp: &ControlPlane, args: &[&str]) -> Result<String> {
 async fn every_enrolment_step_is_audited_and_outstanding_tokens_are_listed_and_revoked() -> Result<()> {
     let root = tempfile::tempdir()?;
     let mut cp = ControlPlane::init(root.path())?;
-    // Certificates of 12 s: an agent renews after 8 s.
-    cp.serve_args = vec!["--cert-lifetime-secs".into(), "12".into()];
     cp.start()?;
     let admin = cp.api()?;
 
@@ -139,7 +137,9 @@ async fn every_enrolment_step_is_audited_and_outstanding_tokens_are_listed_and_r
     assert_eq!(refused[0]["detail"]["reason"], "token_unknown");
     assert_eq!(refused[0]["credential"], format!("enrolment-token:{id2}"));
 
-    // Renewed: recorded as the agent's own action.
+    // Renewed (two thirds of its certificate's lifetime have passed): recorded as the
+    // agent's own action.
+    outpost_e2e::make_renewal_due(&ea1)?;
     ea1.start_connected()?;
     eventually("the renewal's audit record", Duration::from_secs(30), || async {
         Ok(events(&admin, "agents.renew").await?.iter().any(|e| e["actor"] == "agent:ea-1" && e["outcome"] == "ok"))

@@ -46,7 +46,7 @@ impl Db {
             password: self.opts.pass().map(|p| p.to_owned().into()),
             tls_ca: None,
             pool_size,
-            // The test server's `root` is privileged (tests/tests/privileged_mysql.rs
+            // The test server's `root` is privileged (tests/tests/e2e/privileged_mysql.rs
             // tests the refusal).
             allow_privileged: true,
         })
@@ -292,7 +292,7 @@ async fn a_session_the_server_killed_is_replaced() -> Result<()> {
 }
 
 /// The agent's connection to the test database, as `root`: privileged, so it says
-/// `allow_privileged: true` (tests/tests/privileged_mysql.rs tests the refusal).
+/// `allow_privileged: true` (tests/tests/e2e/privileged_mysql.rs tests the refusal).
 fn e2e_config(db: &Db) -> String {
     format!(
         "connections:\n  shop:\n    kind: mysql\n    host: {}\n    port: {}\n    database: {}\n    user: {}\n    \

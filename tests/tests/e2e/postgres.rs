@@ -25,7 +25,7 @@ fn connector(s: &Server, pool_size: usize) -> PostgresConnector {
         password: s.config.get_password().map(|p| String::from_utf8_lossy(p).into_owned().into()),
         tls_ca: None,
         pool_size,
-        // The test server's `postgres` user is a superuser (tests/tests/privileged_pg.rs
+        // The test server's `postgres` user is a superuser (tests/tests/e2e/privileged_pg.rs
         // tests the refusal).
         allow_privileged: true,
     })

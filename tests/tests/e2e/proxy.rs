@@ -34,15 +34,9 @@ impl Tinyproxy {
         let process = Process::spawn(exe, &args, &dir.join("tinyproxy.log"))?;
         process.wait_for_log("Reloading config file finished", Duration::from_secs(10))?;
         // Listening follows the config; wait until the port accepts.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let mut pause = Duration::from_millis(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if std::time::Instant::now() > deadline {
-                bail!("tinyproxy did not listen on {port}");
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(200));
-        }
+        outpost_e2e::eventually_blocking(&format!("tinyproxy listens on {port}"), Duration::from_secs(10), || {
+            Ok(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok())
+        })?;
         Ok(Self { port, process })
     }
 

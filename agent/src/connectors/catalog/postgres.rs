@@ -25,7 +25,7 @@ mod tests {
 
     #[test]
     fn the_catalog_statement_lists_only_what_the_role_may_select() {
-        // The e2e test (tests/tests/schema_browser.rs) runs it on a real server with a
+        // The e2e test (tests/tests/e2e/schema_browser.rs) runs it on a real server with a
         // role that cannot read one table; here: the privilege filters stay in place.
         assert!(CATALOG_SQL.contains("has_column_privilege(c.oid, a.attnum, 'SELECT')"));
         assert!(CATALOG_SQL.contains("has_schema_privilege(n.oid, 'USAGE')"));
