@@ -203,8 +203,8 @@ pub async fn init(
 
 /// Creates an API token for `user_id` with `scopes` (checked against the user's role at
 /// every use); returns the secret (shown once; only its hash is stored) and the token id.
-pub async fn issue_api_token<S: Store>(
-    store: &S,
+pub async fn issue_api_token(
+    store: &Backend,
     user_id: &str,
     name: &str,
     scopes: Scopes,
@@ -255,11 +255,11 @@ pub fn load_meta(data_dir: &Path) -> Result<Meta, AppError> {
 }
 
 /// Everything a running control plane holds.
-pub struct App<S: Store> {
+pub struct App {
     /// Config.
     pub cfg: ControlPlaneConfig,
     /// Persistence.
-    pub store: S,
+    pub store: Backend,
     /// The CA.
     pub ca: Ca,
     /// Job-signing private keys, loaded as the key ring in the store names them.
@@ -288,14 +288,14 @@ pub struct App<S: Store> {
     pub schema_cache: crate::api::schema::SchemaCache,
 }
 
-impl<S: Store> std::fmt::Debug for App<S> {
+impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App").field("data_dir", &self.cfg.data_dir).finish_non_exhaustive()
     }
 }
 
 /// Opens the store `cfg` names and loads keys for `cfg`.
-pub async fn open(cfg: ControlPlaneConfig) -> Result<Arc<App<Backend>>, AppError> {
+pub async fn open(cfg: ControlPlaneConfig) -> Result<Arc<App>, AppError> {
     // Checked first: opening the store would otherwise create an empty database there.
     match std::fs::metadata(cfg.data_dir.join(META_FILE)) {
         Ok(m) if m.is_file() => {}
@@ -363,7 +363,7 @@ pub struct DispatchRequest {
     pub timeout_secs: Option<u32>,
 }
 
-impl<S: Store> App<S> {
+impl App {
     /// Creates an enrolment token bound to `agent` (joining `pool`, if given), valid for
     /// `ttl_secs`. Returns the token (shown once), its public id and its expiry.
     pub async fn create_enrolment_token(
@@ -609,7 +609,7 @@ impl<S: Store> App<S> {
 /// Most wake-ups sent in one `NOTIFY` statement.
 const MAX_WAKEUPS_PER_NOTIFY: usize = 256;
 
-impl App<Backend> {
+impl App {
     /// With a shared PostgreSQL store, carries wake-ups between replicas: this replica's
     /// are sent by `NOTIFY`, the others' arrive on a `LISTEN`ing connection and wake the
     /// long-polls and waiters here. That connection is re-opened with jittered backoff

@@ -116,8 +116,8 @@ pub fn audit_token_id(id: &str) -> &str {
 }
 
 /// Records an enrolment attempt or an agent's own action: actor `agent:<name>`.
-pub async fn audit_agent<S: Store>(
-    app: &App<S>,
+pub async fn audit_agent(
+    app: &App,
     agent: &str,
     credential: String,
     action: &str,
@@ -153,14 +153,14 @@ pub fn token_view(t: &EnrolTokenRecord) -> serde_json::Value {
 }
 
 /// `GET /v1/enrollment-tokens`: the outstanding (unused, unexpired) tokens.
-pub async fn list<S: Store>(app: &App<S>) -> Result<Response<Body>, ApiError> {
+pub async fn list(app: &App) -> Result<Response<Body>, ApiError> {
     let tokens = app.store.outstanding_enrol_tokens(outpost_protocol::unix_now()).await?;
     let view: Vec<_> = tokens.iter().map(token_view).collect();
     Ok(json(StatusCode::OK, &serde_json::json!({ "tokens": view })))
 }
 
 /// `DELETE /v1/enrollment-tokens/{id}`: an unused token enrols nobody from now on.
-pub async fn revoke<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str) -> Result<Response<Body>, ApiError> {
+pub async fn revoke(app: &App, ctx: &mut Ctx, id: &str) -> Result<Response<Body>, ApiError> {
     ctx.target = Some(id.to_owned());
     match app.store.revoke_enrol_token(id.to_owned()).await? {
         Some(t) => {

@@ -10,6 +10,7 @@ use outpost_control_plane::app;
 use outpost_control_plane::auth::access::{self, Password, Role, Scope, Scopes};
 use outpost_control_plane::config::ControlPlaneConfig;
 use outpost_control_plane::store::access::{AccessStore, AuditEvent};
+use outpost_control_plane::store::backend::Backend;
 use outpost_control_plane::store::StoreError;
 use zeroize::Zeroize as _;
 

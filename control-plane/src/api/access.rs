@@ -13,7 +13,9 @@ use crate::api::{forbidden, unauthorized, Ctx};
 use crate::app::App;
 use crate::auth::access::{self, Credential, Role, Scope, Scopes, SESSION_COOKIE, SESSION_PREFIX};
 use crate::net::http::{json, no_content, parse_json, query_param, ApiError, Body};
-use crate::store::access::{ApiTokenRecord, AuditFilter, SessionRecord, ShareRecord, UserRecord, UserUpdate};
+use crate::store::access::{
+    AccessStore, ApiTokenRecord, AuditFilter, SessionRecord, ShareRecord, UserRecord, UserUpdate,
+};
 use crate::store::{Store, StoreError};
 
 /// Failed sign-ins allowed per user name within [`THROTTLE_WINDOW_SECS`].
@@ -102,7 +104,7 @@ fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
 }
 
 /// `POST /v1/sessions`.
-pub async fn sign_in<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
+pub async fn sign_in(app: &App, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Req {
@@ -180,7 +182,7 @@ pub struct NewSession {
 
 /// Creates a session for `user` (stored as a SHA-256 of the cookie) and records the
 /// sign-in. Used by password and single sign-on alike.
-pub async fn new_session<S: Store>(app: &App<S>, user: &UserRecord) -> Result<NewSession, ApiError> {
+pub async fn new_session(app: &App, user: &UserRecord) -> Result<NewSession, ApiError> {
     let now = outpost_protocol::unix_now();
     let (secret, id_sha256) = access::new_secret(SESSION_PREFIX);
     let csrf = hex(&random_bytes::<32>());
@@ -209,7 +211,7 @@ pub async fn new_session<S: Store>(app: &App<S>, user: &UserRecord) -> Result<Ne
 }
 
 /// `DELETE /v1/sessions/current`.
-pub async fn sign_out<S: Store>(app: &App<S>, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
+pub async fn sign_out(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
     let Credential::Session { hash, .. } = &ctx.caller()?.credential else {
         return Err(ApiError::bad_field("session", "this request was not made with a session cookie"));
     };
@@ -238,12 +240,12 @@ pub fn me(ctx: &Ctx) -> Result<Response<Body>, ApiError> {
 }
 
 /// `GET /v1/users`.
-pub async fn users_list<S: Store>(app: &App<S>) -> Result<Response<Body>, ApiError> {
+pub async fn users_list(app: &App) -> Result<Response<Body>, ApiError> {
     let users: Vec<_> = app.store.users().await?.iter().map(user_view).collect();
     Ok(json(StatusCode::OK, &serde_json::json!({ "users": users })))
 }
 
-async fn hash_password<S: Store>(app: &App<S>, password: access::Password) -> Result<String, ApiError> {
+async fn hash_password(app: &App, password: access::Password) -> Result<String, ApiError> {
     app.passwords
         .run(move || access::hash_password(password.expose()))
         .await
@@ -259,7 +261,7 @@ fn busy(_: crate::auth::password_work::Busy) -> ApiError {
 }
 
 /// `POST /v1/users`.
-pub async fn users_create<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
+pub async fn users_create(app: &App, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Req {
@@ -292,12 +294,7 @@ pub async fn users_create<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) ->
 }
 
 /// `PATCH /v1/users/{name}`.
-pub async fn users_update<S: Store>(
-    app: &App<S>,
-    ctx: &mut Ctx,
-    name: &str,
-    body: &[u8],
-) -> Result<Response<Body>, ApiError> {
+pub async fn users_update(app: &App, ctx: &mut Ctx, name: &str, body: &[u8]) -> Result<Response<Body>, ApiError> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Req {
@@ -324,7 +321,7 @@ pub async fn users_update<S: Store>(
 }
 
 /// `GET /v1/groups`.
-pub async fn groups_list<S: Store>(app: &App<S>) -> Result<Response<Body>, ApiError> {
+pub async fn groups_list(app: &App) -> Result<Response<Body>, ApiError> {
     let groups: Vec<_> = app
         .store
         .groups()
@@ -336,7 +333,7 @@ pub async fn groups_list<S: Store>(app: &App<S>) -> Result<Response<Body>, ApiEr
 }
 
 /// `POST /v1/groups`.
-pub async fn groups_create<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
+pub async fn groups_create(app: &App, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Req {
@@ -353,7 +350,7 @@ pub async fn groups_create<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -
 }
 
 /// `DELETE /v1/groups/{name}`.
-pub async fn groups_delete<S: Store>(app: &App<S>, ctx: &mut Ctx, name: &str) -> Result<Response<Body>, ApiError> {
+pub async fn groups_delete(app: &App, ctx: &mut Ctx, name: &str) -> Result<Response<Body>, ApiError> {
     ctx.target = Some(name.to_owned());
     if app.store.delete_group(name.to_owned()).await? {
         Ok(no_content())
@@ -363,8 +360,8 @@ pub async fn groups_delete<S: Store>(app: &App<S>, ctx: &mut Ctx, name: &str) ->
 }
 
 /// `PUT|DELETE /v1/groups/{name}/members/{user}`.
-pub async fn group_member<S: Store>(
-    app: &App<S>,
+pub async fn group_member(
+    app: &App,
     ctx: &mut Ctx,
     group: &str,
     user: &str,
@@ -384,13 +381,13 @@ fn share_view(s: &ShareRecord) -> serde_json::Value {
 }
 
 /// `GET /v1/shares`.
-pub async fn shares_list<S: Store>(app: &App<S>) -> Result<Response<Body>, ApiError> {
+pub async fn shares_list(app: &App) -> Result<Response<Body>, ApiError> {
     let shares: Vec<_> = app.store.shares().await?.iter().map(share_view).collect();
     Ok(json(StatusCode::OK, &serde_json::json!({ "shares": shares })))
 }
 
 /// `POST /v1/shares`.
-pub async fn shares_create<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
+pub async fn shares_create(app: &App, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Req {
@@ -431,7 +428,7 @@ pub async fn shares_create<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -
 }
 
 /// `DELETE /v1/shares/{id}`.
-pub async fn shares_delete<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str) -> Result<Response<Body>, ApiError> {
+pub async fn shares_delete(app: &App, ctx: &mut Ctx, id: &str) -> Result<Response<Body>, ApiError> {
     ctx.target = Some(id.to_owned());
     if app.store.delete_share(id.to_owned()).await? {
         Ok(no_content())
@@ -455,7 +452,7 @@ pub fn token_view(t: &ApiTokenRecord, now: i64) -> serde_json::Value {
 }
 
 /// `GET /v1/tokens`.
-pub async fn tokens_list<S: Store>(app: &App<S>, ctx: &mut Ctx, q: Option<&str>) -> Result<Response<Body>, ApiError> {
+pub async fn tokens_list(app: &App, ctx: &mut Ctx, q: Option<&str>) -> Result<Response<Body>, ApiError> {
     let caller = ctx.caller()?;
     let all = crate::net::http::bool_param(q, "all")?;
     if all {
@@ -468,7 +465,7 @@ pub async fn tokens_list<S: Store>(app: &App<S>, ctx: &mut Ctx, q: Option<&str>)
 }
 
 /// `POST /v1/tokens`.
-pub async fn tokens_create<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
+pub async fn tokens_create(app: &App, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Req {
@@ -529,7 +526,7 @@ pub async fn tokens_create<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -
 }
 
 /// `DELETE /v1/tokens/{id}`: one's own, or anyone's for an admin.
-pub async fn tokens_revoke<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str) -> Result<Response<Body>, ApiError> {
+pub async fn tokens_revoke(app: &App, ctx: &mut Ctx, id: &str) -> Result<Response<Body>, ApiError> {
     ctx.target = Some(id.to_owned());
     let caller = ctx.caller()?;
     let t = app.store.token(id.to_owned()).await?.ok_or_else(|| ApiError::not_found(format!("no token {id:?}")))?;
@@ -543,7 +540,7 @@ pub async fn tokens_revoke<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str) -> R
 }
 
 /// `GET /v1/audit`.
-pub async fn audit_read<S: Store>(app: &App<S>, q: Option<&str>) -> Result<Response<Body>, ApiError> {
+pub async fn audit_read(app: &App, q: Option<&str>) -> Result<Response<Body>, ApiError> {
     let text = |k: &str| -> Result<Option<String>, ApiError> {
         match query_param(q, k) {
             None => Ok(None),
@@ -582,7 +579,7 @@ pub async fn audit_read<S: Store>(app: &App<S>, q: Option<&str>) -> Result<Respo
 }
 
 /// `POST /v1/results/purge`.
-pub async fn purge<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
+pub async fn purge(app: &App, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
     #[derive(Deserialize, Default)]
     #[serde(deny_unknown_fields)]
     struct Req {

@@ -9,11 +9,12 @@ use crate::api::projects as prj;
 use crate::api::{self, forbidden, visible_job, wait_param, Ctx, JobView, RouteId};
 use crate::app::App;
 use crate::net::http::{json, parse_json, query_param, ApiError, Body};
+use crate::store::access::AccessStore;
 use crate::store::{JobFilter, JobState, Store};
 
 /// Runs the handler of `route` with the path's values `p`.
-pub async fn dispatch<S: Store>(
-    app: &App<S>,
+pub async fn dispatch(
+    app: &App,
     route: RouteId,
     p: Vec<String>,
     req: Request<bytes::Bytes>,
@@ -132,7 +133,7 @@ pub fn agent_view(
     })
 }
 
-async fn agents_list<S: Store>(app: &App<S>, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
+async fn agents_list(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
     let caller = ctx.caller()?;
     let shared =
         if caller.is_admin() { None } else { Some(app.store.shared_connections(caller.user_id.clone()).await?) };
@@ -186,7 +187,7 @@ async fn agents_list<S: Store>(app: &App<S>, ctx: &mut Ctx) -> Result<Response<B
     Ok(json(StatusCode::OK, &serde_json::json!({ "agents": view, "pools": pools })))
 }
 
-async fn agents_revoke<S: Store>(app: &App<S>, ctx: &mut Ctx, name: &str) -> Result<Response<Body>, ApiError> {
+async fn agents_revoke(app: &App, ctx: &mut Ctx, name: &str) -> Result<Response<Body>, ApiError> {
     ctx.target = Some(name.to_owned());
     match app.revoke_agent(name).await? {
         Some(failed) => {
@@ -199,7 +200,7 @@ async fn agents_revoke<S: Store>(app: &App<S>, ctx: &mut Ctx, name: &str) -> Res
 /// What a job asked for, as signed: its SQL, parameters, render spec and requester. Only
 /// for callers who may read the job's SQL (admins, the job's owner, a project's
 /// `view-logic` and `edit` grants); a `view-app` viewer gets 403.
-async fn jobs_spec<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str) -> Result<Response<Body>, ApiError> {
+async fn jobs_spec(app: &App, ctx: &mut Ctx, id: &str) -> Result<Response<Body>, ApiError> {
     ctx.target = Some(id.to_owned());
     let caller = ctx.caller()?;
     let rec = visible_job(app, caller, id, false).await?;
@@ -233,7 +234,7 @@ async fn jobs_spec<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str) -> Result<Re
 
 /// The head as the agent signed it, so that `outpost-agent audit verify --head` can check
 /// the signature itself and need not trust the control plane's word.
-async fn agents_audit_head<S: Store>(app: &App<S>, ctx: &mut Ctx, name: &str) -> Result<Response<Body>, ApiError> {
+async fn agents_audit_head(app: &App, ctx: &mut Ctx, name: &str) -> Result<Response<Body>, ApiError> {
     ctx.target = Some(name.to_owned());
     if app.store.agent(name.to_owned()).await?.is_none() {
         return Err(ApiError::not_found(format!("no agent {name:?}")));
@@ -249,7 +250,7 @@ async fn agents_audit_head<S: Store>(app: &App<S>, ctx: &mut Ctx, name: &str) ->
     Ok(json(StatusCode::OK, &serde_json::json!({ "agent": name, "head": head, "received_at": received_at })))
 }
 
-async fn enrolment_token<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
+async fn enrolment_token(app: &App, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Req {
@@ -316,7 +317,7 @@ pub fn state_param(q: Option<&str>) -> Result<Option<JobState>, ApiError> {
 /// `GET /v1/jobs`: the caller's jobs (an admin's: anyone's with `?all=true` or
 /// `?owner=NAME`), filtered by `state`, `agent` (or `pool:NAME`) and `connection` in the
 /// store. A non-admin naming another owner gets no jobs: never someone else's.
-async fn jobs_list<S: Store>(app: &App<S>, ctx: &mut Ctx, q: Option<&str>) -> Result<Response<Body>, ApiError> {
+async fn jobs_list(app: &App, ctx: &mut Ctx, q: Option<&str>) -> Result<Response<Body>, ApiError> {
     let caller = ctx.caller()?;
     let all = crate::net::http::bool_param(q, "all")?;
     if all && !caller.is_admin() {
@@ -355,7 +356,7 @@ async fn jobs_list<S: Store>(app: &App<S>, ctx: &mut Ctx, q: Option<&str>) -> Re
     Ok(json(StatusCode::OK, &serde_json::json!({ "jobs": view })))
 }
 
-async fn jobs_cancel<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str) -> Result<Response<Body>, ApiError> {
+async fn jobs_cancel(app: &App, ctx: &mut Ctx, id: &str) -> Result<Response<Body>, ApiError> {
     use crate::store::CancelOutcome;
     ctx.target = Some(id.to_owned());
     let rec = visible_job(app, ctx.caller()?, id, false).await?;

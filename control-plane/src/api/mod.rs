@@ -27,7 +27,7 @@ use serde::Serialize;
 use crate::app::{App, DispatchRequest};
 use crate::auth::access::{self as auth, Caller, Credential, Scope, SESSION_COOKIE};
 use crate::net::http::{bytes_response, json, parse_json, query_param, read_body, ApiError, Body};
-use crate::store::access::AuditEvent;
+use crate::store::access::{AccessStore, AuditEvent};
 use crate::store::{JobOrigin, JobRecord, JobState, Store};
 
 /// Largest API request body.
@@ -505,7 +505,7 @@ pub fn forbidden(m: impl Into<String>) -> ApiError {
 }
 
 /// Handles one API request from `remote`.
-pub async fn handle<S: Store>(app: Arc<App<S>>, remote: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     // HTTP/1.1 cannot find the next request on a connection whose body was left unread:
     // such a refusal says `Connection: close`, and hyper closes after sending it.
     let unread_closes = req.version() < http::Version::HTTP_2 && has_body(&req);
@@ -528,7 +528,7 @@ fn has_body<B>(req: &Request<B>) -> bool {
 }
 
 /// An API request: the response, and whether its body was read to the end.
-async fn route<S: Store>(app: Arc<App<S>>, remote: SocketAddr, req: Request<Incoming>) -> (Response<Body>, bool) {
+async fn route(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -> (Response<Body>, bool) {
     let (route, params) = match match_route(req.method(), req.uri().path()) {
         Ok(x) => x,
         Err(true) => {
@@ -561,8 +561,8 @@ async fn route<S: Store>(app: Arc<App<S>>, remote: SocketAddr, req: Request<Inco
 
 /// Calls `route` for a caller the console has already authenticated by its session
 /// cookie: the same scope check, handler and audit record as a request to the API.
-pub async fn call<S: Store>(
-    app: &App<S>,
+pub async fn call(
+    app: &App,
     caller: &Caller,
     remote: &str,
     route: RouteId,
@@ -591,12 +591,7 @@ pub async fn call<S: Store>(
     finish(app, route, ctx, result).await
 }
 
-async fn finish<S: Store>(
-    app: &App<S>,
-    route: &Route,
-    mut ctx: Ctx,
-    result: Result<Response<Body>, ApiError>,
-) -> Response<Body> {
+async fn finish(app: &App, route: &Route, mut ctx: Ctx, result: Result<Response<Body>, ApiError>) -> Response<Body> {
     let mut res = match result {
         Ok(r) => r,
         Err(e) => {
@@ -617,7 +612,7 @@ async fn finish<S: Store>(
     res
 }
 
-async fn record<S: Store>(app: &App<S>, route: &Route, ctx: &Ctx, status: StatusCode) {
+async fn record(app: &App, route: &Route, ctx: &Ctx, status: StatusCode) {
     let (actor, credential) = match (&ctx.caller, &ctx.actor) {
         (Some(c), _) => (c.user.clone(), c.credential.audit_name()),
         (None, Some((a, c))) => (a.clone(), c.clone()),
@@ -674,7 +669,7 @@ pub fn cookie<'r, B>(req: &'r Request<B>, name: &str) -> Option<&'r str> {
 }
 
 /// The signed-in user behind a session cookie; 401 when the session has ended.
-pub async fn session_caller<S: Store>(app: &App<S>, cookie: &str) -> Result<Caller, ApiError> {
+pub async fn session_caller(app: &App, cookie: &str) -> Result<Caller, ApiError> {
     let idle = i64::try_from(app.cfg.sessions.idle_secs).unwrap_or(1800);
     let hash = sha256_hex(cookie.as_bytes());
     let (s, user) = app
@@ -709,12 +704,7 @@ pub fn same_origin(h: &http::HeaderMap) -> Result<(), &'static str> {
     Ok(())
 }
 
-async fn authenticate<S: Store>(
-    app: &App<S>,
-    route: &Route,
-    req: &Request<Incoming>,
-    ctx: &mut Ctx,
-) -> Result<(), ApiError> {
+async fn authenticate(app: &App, route: &Route, req: &Request<Incoming>, ctx: &mut Ctx) -> Result<(), ApiError> {
     let scope = match route.auth {
         Auth::Public | Auth::Embed => return Ok(()),
         Auth::Caller(scope) => scope,
@@ -773,12 +763,7 @@ async fn authenticate<S: Store>(
 
 /// Whether the caller may use `agent`/`connection`: admins may use every connection,
 /// everyone else only those shared with them or their groups.
-pub async fn check_connection<S: Store>(
-    app: &App<S>,
-    caller: &Caller,
-    agent: &str,
-    connection: &str,
-) -> Result<(), ApiError> {
+pub async fn check_connection(app: &App, caller: &Caller, agent: &str, connection: &str) -> Result<(), ApiError> {
     if caller.is_admin() {
         return Ok(());
     }
@@ -793,11 +778,7 @@ pub async fn check_connection<S: Store>(
 /// Why a queued job waits, when it is because its agent (or every member of its pool) is
 /// offline: when it was last seen, and until when the job keeps. The agent's name only to
 /// those who may read the job's logic.
-async fn waiting_for_agent<S: Store>(
-    app: &App<S>,
-    rec: &JobRecord,
-    may_read_sql: bool,
-) -> Result<Option<String>, ApiError> {
+async fn waiting_for_agent(app: &App, rec: &JobRecord, may_read_sql: bool) -> Result<Option<String>, ApiError> {
     let now = outpost_protocol::unix_now();
     let offline_after = i64::try_from(app.cfg.offline_after_secs).unwrap_or(90);
     let (who, members) = match &rec.pool {
@@ -830,7 +811,7 @@ fn rfc3339_secs(unix: i64) -> String {
 }
 
 /// Dispatches an ad-hoc job after the data-access check (before anything is signed).
-pub async fn dispatch_job<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
+pub async fn dispatch_job(app: &App, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
     let caller = ctx.caller()?.clone();
     let dispatch: DispatchRequest = parse_json(body)?;
     ctx.detail = Some(serde_json::json!({ "agent": dispatch.agent, "connection": dispatch.connection }));
@@ -845,12 +826,7 @@ pub async fn dispatch_job<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) ->
 
 /// Reads a job the caller may see: their own, any for an admin, or one of a project they
 /// can view. Someone else's job is refused 403.
-pub async fn visible_job<S: Store>(
-    app: &App<S>,
-    caller: &Caller,
-    id: &str,
-    with_body: bool,
-) -> Result<JobRecord, ApiError> {
+pub async fn visible_job(app: &App, caller: &Caller, id: &str, with_body: bool) -> Result<JobRecord, ApiError> {
     let rec = find_job(app, id, with_body).await?;
     if caller.is_admin() || rec.origin.owner.as_deref() == Some(caller.user_id.as_str()) {
         return Ok(rec);
@@ -864,7 +840,7 @@ pub async fn visible_job<S: Store>(
 }
 
 /// A job by id; 404 when unknown.
-pub async fn find_job<S: Store>(app: &App<S>, id: &str, with_body: bool) -> Result<JobRecord, ApiError> {
+pub async fn find_job(app: &App, id: &str, with_body: bool) -> Result<JobRecord, ApiError> {
     if !outpost_protocol::ids::is_job_id(id) {
         return Err(ApiError::not_found(format!("no job {id:?}")));
     }
@@ -887,12 +863,7 @@ pub fn wait_param(query: Option<&str>) -> Result<u64, ApiError> {
 
 /// A job, once its state is no longer `state` (as its view names it) or after
 /// `wait_secs`: what the console's live status line waits on. Without `state`, at once.
-pub async fn job_change<S: Store>(
-    app: &App<S>,
-    id: &str,
-    wait_secs: u64,
-    state: Option<&str>,
-) -> Result<JobRecord, ApiError> {
+pub async fn job_change(app: &App, id: &str, wait_secs: u64, state: Option<&str>) -> Result<JobRecord, ApiError> {
     let Some(state) = state.filter(|_| wait_secs > 0) else {
         return find_job(app, id, false).await;
     };
@@ -901,8 +872,8 @@ pub async fn job_change<S: Store>(
 
 /// Reads a job until `done` holds for it or `wait_secs` have passed (or shutdown). Wakes
 /// on the job's notifications, never on an interval.
-async fn wait_for_job<S: Store>(
-    app: &App<S>,
+async fn wait_for_job(
+    app: &App,
     id: &str,
     with_body: bool,
     wait_secs: u64,
@@ -936,12 +907,7 @@ async fn wait_for_job<S: Store>(
 
 /// Answers with a job's rendered result, waiting for it up to `wait_secs`. A failure's
 /// text is given only when `may_read_sql` (see [`crate::redact`]).
-pub async fn result<S: Store>(
-    app: &App<S>,
-    id: &str,
-    wait_secs: u64,
-    may_read_sql: bool,
-) -> Result<Response<Body>, ApiError> {
+pub async fn result(app: &App, id: &str, wait_secs: u64, may_read_sql: bool) -> Result<Response<Body>, ApiError> {
     let mut rec = wait_for_job(app, id, true, wait_secs, true, |r| r.state.is_final()).await?;
     match rec.state {
         JobState::Succeeded => {
@@ -1065,14 +1031,14 @@ pub struct JobView {
 impl JobView {
     /// The view for `caller`: without agent and connection when the job belongs to a
     /// project the caller may only see as an app (`view-app`).
-    pub async fn for_caller<S: Store>(app: &App<S>, caller: &Caller, r: &JobRecord) -> Result<Self, ApiError> {
+    pub async fn for_caller(app: &App, caller: &Caller, r: &JobRecord) -> Result<Self, ApiError> {
         Self::for_caller_cached(app, caller, r, &mut job_name::ProjectCache::new(), false).await
     }
 
     /// As [`for_caller`](Self::for_caller), looking each project up once in `seen`; with
     /// the job's SQL when `with_sql` and the caller may read it.
-    pub async fn for_caller_cached<S: Store>(
-        app: &App<S>,
+    pub async fn for_caller_cached(
+        app: &App,
         caller: &Caller,
         r: &JobRecord,
         seen: &mut job_name::ProjectCache,

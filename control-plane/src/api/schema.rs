@@ -112,8 +112,8 @@ fn refresh_param(query: Option<&str>) -> Result<bool, ApiError> {
 }
 
 /// The handler.
-pub async fn schema<S: Store>(
-    app: &App<S>,
+pub async fn schema(
+    app: &App,
     ctx: &mut Ctx,
     agent: &str,
     connection: &str,
@@ -151,8 +151,8 @@ pub async fn schema<S: Store>(
 }
 
 /// Signs a catalog job for `key`, waits for the agent's answer and keeps it.
-async fn ask<S: Store>(
-    app: &App<S>,
+async fn ask(
+    app: &App,
     ctx: &mut Ctx,
     caller: &crate::auth::access::Caller,
     key: Key,
@@ -230,7 +230,7 @@ async fn ask<S: Store>(
 }
 
 /// Why `agent` (or every member of its pool) cannot answer now, if so.
-async fn offline<S: Store>(app: &App<S>, agent: &str, now: i64) -> Result<Option<String>, ApiError> {
+async fn offline(app: &App, agent: &str, now: i64) -> Result<Option<String>, ApiError> {
     let offline_after = i64::try_from(app.cfg.offline_after_secs).unwrap_or(90);
     let members = match outpost_protocol::job::pool_of(agent) {
         Some(p) => app.store.pool_members(p.to_owned()).await?,

@@ -26,9 +26,9 @@ use crate::auth::access;
 use crate::config::{ClientSecret, OidcConfig, OidcMapBy};
 use crate::console::{login_page, page_response, pct, redirect};
 use crate::net::http::Body;
+use crate::store::access::AccessStore;
 use crate::store::access::AuditEvent;
 use crate::store::access::UserRecord;
-use crate::store::Store;
 
 /// The cookie that carries a sign-in's `state`, `nonce` and PKCE verifier, sealed with
 /// the control plane's results key (AES-256-GCM, bound to [`FLOW_AAD`]): nothing is kept
@@ -406,7 +406,7 @@ fn verify_sig(alg: &str, k: &Jwk, msg: &[u8], sig: &[u8]) -> bool {
 }
 
 /// `GET /console/oidc/start`: sends the browser to the provider.
-pub async fn start<S: Store>(app: &App<S>) -> Response<Body> {
+pub async fn start(app: &App) -> Response<Body> {
     let Some(oidc) = &app.oidc else {
         return page_response(StatusCode::NOT_FOUND, login_page(app, Some("Single sign-on is not configured.")));
     };
@@ -452,7 +452,7 @@ pub async fn start<S: Store>(app: &App<S>) -> Response<Body> {
 }
 
 /// `GET /console/oidc/callback`: checks the answer, signs the user in.
-pub async fn callback<S: Store>(app: &App<S>, remote: SocketAddr, req: &Request<Incoming>) -> Response<Body> {
+pub async fn callback(app: &App, remote: SocketAddr, req: &Request<Incoming>) -> Response<Body> {
     let Some(oidc) = &app.oidc else {
         return page_response(StatusCode::NOT_FOUND, login_page(app, Some("Single sign-on is not configured.")));
     };
@@ -517,11 +517,7 @@ pub async fn callback<S: Store>(app: &App<S>, remote: SocketAddr, req: &Request<
     res
 }
 
-async fn finish<S: Store>(
-    app: &App<S>,
-    oidc: &Oidc,
-    req: &Request<Incoming>,
-) -> Result<(UserRecord, String, String), OidcError> {
+async fn finish(app: &App, oidc: &Oidc, req: &Request<Incoming>) -> Result<(UserRecord, String, String), OidcError> {
     let q = req.uri().query();
     let param = |k: &str| {
         crate::net::http::query_param(q, k).and_then(|v| crate::api::access::percent_decode(&v.replace('+', " ")))
@@ -612,7 +608,7 @@ async fn finish<S: Store>(
 }
 
 /// Finds (or, with `default_role`, creates) the user of a verified identity.
-async fn map_user<S: Store>(app: &App<S>, oidc: &Oidc, c: &Claims, now: i64) -> Result<UserRecord, OidcError> {
+async fn map_user(app: &App, oidc: &Oidc, c: &Claims, now: i64) -> Result<UserRecord, OidcError> {
     let store_err = |e: crate::store::StoreError| OidcError::Provider(format!("store: {e}"));
     let issuer = oidc.cfg.issuer.clone();
     if let Some(u) = app.store.oidc_user(issuer.clone(), c.sub.clone()).await.map_err(store_err)? {

@@ -28,7 +28,6 @@ use crate::app::App;
 use crate::auth::access::{Caller, Credential, Scope};
 use crate::console::sanitize_svg::escape as e;
 use crate::net::http::{bytes_response, ApiError, Body};
-use crate::store::Store;
 
 const CSS: &str = include_str!("../../assets/console.css");
 const JS: &str = include_str!("../../assets/console.js");
@@ -49,7 +48,7 @@ pub fn is_console_path(path: &str) -> bool {
 }
 
 /// Serves one console request.
-pub async fn handle<S: Store>(app: Arc<App<S>>, remote: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let query = req.uri().query().map(str::to_owned);
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -170,7 +169,7 @@ pub fn bare_page(title: &str, body: &str) -> String {
 }
 
 /// The sign-in page; `error` comes from a refused single sign-on.
-pub fn login_page<S: Store>(app: &App<S>, error: Option<&str>) -> String {
+pub fn login_page(app: &App, error: Option<&str>) -> String {
     let mut b = String::new();
     if let Some(m) = error {
         let _ = write!(b, "<p class=\"error\" role=\"alert\">{}</p>", e(m));
@@ -190,8 +189,8 @@ pub fn login_page<S: Store>(app: &App<S>, error: Option<&str>) -> String {
     bare_page("Sign in", &b)
 }
 
-pub(crate) struct Page<'a, S: Store> {
-    app: &'a App<S>,
+pub(crate) struct Page<'a> {
+    app: &'a App,
     caller: Caller,
     remote: String,
 }
@@ -199,7 +198,7 @@ pub(crate) struct Page<'a, S: Store> {
 /// A page's title and body, or why it cannot be shown.
 pub(crate) type PageResult = Result<(String, String), ApiError>;
 
-impl<S: Store> Page<'_, S> {
+impl Page<'_> {
     pub(crate) fn can(&self, s: Scope) -> bool {
         self.caller.require(s).is_ok()
     }

@@ -24,6 +24,7 @@ use outpost_protocol::enrol::PublishedKey;
 use outpost_protocol::keyset::{KeySet, KeySetEntry, KeyStatus, MAX_KEYS};
 use outpost_protocol::SigningKey;
 
+use crate::store::backend::Backend;
 use crate::store::{KeySetChange, SigningKeyRecord, Store, StoreError};
 
 /// Directory of the private keys in the data dir.
@@ -108,8 +109,8 @@ fn status_of(s: &str) -> Option<KeyStatus> {
 
 /// Builds the statement for the ring `keys` (retired ones are left out), signed by every
 /// key in it, and commits it with the key rows that changed.
-async fn publish<S: Store>(
-    store: &S,
+async fn publish(
+    store: &Backend,
     data_dir: &Path,
     keys: &[SigningKeyRecord],
     changed: Vec<SigningKeyRecord>,
@@ -153,7 +154,7 @@ async fn publish<S: Store>(
 }
 
 /// Creates the first key of a new installation (version 1 of the key set).
-pub async fn init<S: Store>(store: &S, data_dir: &Path, now: i64) -> Result<String, SigningError> {
+pub async fn init(store: &Backend, data_dir: &Path, now: i64) -> Result<String, SigningError> {
     let key = generate(data_dir)?;
     let rec = record(&key, "active", now);
     publish(store, data_dir, std::slice::from_ref(&rec), vec![rec.clone()], 1, None, now).await?;
@@ -162,7 +163,7 @@ pub async fn init<S: Store>(store: &S, data_dir: &Path, now: i64) -> Result<Stri
 
 /// Makes sure the ring exists: a data dir from before key rotation has one
 /// `signing.key`, which becomes the ring's active key.
-pub async fn ensure_ring<S: Store>(store: &S, data_dir: &Path, now: i64) -> Result<(), SigningError> {
+pub async fn ensure_ring(store: &Backend, data_dir: &Path, now: i64) -> Result<(), SigningError> {
     let (keys, _) = store.signing_keys().await?;
     if !keys.is_empty() {
         return Ok(());
@@ -201,7 +202,7 @@ pub struct Rotated {
 /// signs nothing until the next rotation. Without, makes the staged `next` key (or a new
 /// one) active and the old active key `previous`; agents still accept jobs signed by it,
 /// so nothing in flight is lost.
-pub async fn rotate<S: Store>(store: &S, data_dir: &Path, stage: bool, now: i64) -> Result<Rotated, SigningError> {
+pub async fn rotate(store: &Backend, data_dir: &Path, stage: bool, now: i64) -> Result<Rotated, SigningError> {
     let (mut keys, version) = store.signing_keys().await?;
     let live = keys.iter().filter(|k| k.status != "retired").count();
     let staged = keys.iter().position(|k| k.status == "next");
@@ -254,7 +255,7 @@ pub struct Retired {
 
 /// Retires a `previous` or `next` key: it leaves the key set, agents stop accepting it,
 /// its undelivered jobs are re-signed by the active key, and its private key file is deleted.
-pub async fn retire<S: Store>(store: &S, data_dir: &Path, key_id: &str, now: i64) -> Result<Retired, SigningError> {
+pub async fn retire(store: &Backend, data_dir: &Path, key_id: &str, now: i64) -> Result<Retired, SigningError> {
     let (mut keys, version) = store.signing_keys().await?;
     let Some(i) = keys.iter().position(|k| k.key_id == key_id) else {
         return Err(SigningError::Refused(format!("no signing key {key_id:?}; `signing-key list` shows them")));
@@ -283,7 +284,7 @@ pub async fn retire<S: Store>(store: &S, data_dir: &Path, key_id: &str, now: i64
 }
 
 /// The public keys of the current set, for an enrolment response.
-pub async fn published<S: Store>(store: &S) -> Result<(Vec<PublishedKey>, u64), StoreError> {
+pub async fn published(store: &Backend) -> Result<(Vec<PublishedKey>, u64), StoreError> {
     let (keys, version) = store.signing_keys().await?;
     let published = keys
         .into_iter()
@@ -328,9 +329,9 @@ mod tests {
     use outpost_protocol::keyset::SignedKeySet;
     use outpost_protocol::{Envelope, TrustedKeys};
 
-    async fn ring() -> (tempfile::TempDir, SqliteStore, String) {
+    async fn ring() -> (tempfile::TempDir, Backend, String) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(&dir.path().join("cp.db")).expect("open");
+        let store = Backend::Sqlite(SqliteStore::open(&dir.path().join("cp.db")).expect("open"));
         let first = init(&store, dir.path(), 100).await.expect("init");
         crate::crypto::sealing::ResultCipher::load_or_create(dir.path()).expect("results key");
         (dir, store, first)
@@ -350,7 +351,7 @@ mod tests {
         }
     }
 
-    async fn statements(store: &SqliteStore) -> Vec<SignedKeySet> {
+    async fn statements(store: &Backend) -> Vec<SignedKeySet> {
         let all = store.key_sets_after(0, 100).await.expect("sets");
         all.iter().map(|s| serde_json::from_str(s).expect("statement")).collect()
     }
@@ -429,7 +430,7 @@ mod tests {
     #[tokio::test]
     async fn a_legacy_signing_key_file_becomes_the_active_key() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(&dir.path().join("cp.db")).expect("open");
+        let store = Backend::Sqlite(SqliteStore::open(&dir.path().join("cp.db")).expect("open"));
         let (key, pkcs8) = SigningKey::generate().expect("key");
         fsutil::write_private(&dir.path().join(LEGACY_KEY_FILE), &pkcs8).expect("write");
         ensure_ring(&store, dir.path(), 100).await.expect("import");

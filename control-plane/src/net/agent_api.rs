@@ -41,7 +41,7 @@ const MAX_REPORTED_CONNECTIONS: usize = 256;
 const MAX_JOBS_PER_POLL: usize = 64;
 
 /// Handles one request from the authenticated agent `agent`.
-pub async fn handle<S: Store>(app: Arc<App<S>>, peer: Arc<AgentPeer>, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(app: Arc<App>, peer: Arc<AgentPeer>, req: Request<Incoming>) -> Response<Body> {
     match route(&app, &peer, req).await {
         Ok(res) => res,
         Err(e) => {
@@ -51,7 +51,7 @@ pub async fn handle<S: Store>(app: Arc<App<S>>, peer: Arc<AgentPeer>, req: Reque
     }
 }
 
-async fn route<S: Store>(app: &App<S>, peer: &AgentPeer, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+async fn route(app: &App, peer: &AgentPeer, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let agent = peer.name.as_str();
     let path = req.uri().path().to_owned();
     match (req.method(), path.as_str()) {
@@ -134,7 +134,7 @@ async fn route<S: Store>(app: &App<S>, peer: &AgentPeer, req: Request<Incoming>)
     }
 }
 
-async fn poll<S: Store>(app: &App<S>, peer: &AgentPeer, query: Option<&str>) -> Result<Response<Body>, ApiError> {
+async fn poll(app: &App, peer: &AgentPeer, query: Option<&str>) -> Result<Response<Body>, ApiError> {
     let agent = peer.name.as_str();
     let wait =
         query_param(query, "wait").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0).min(app.cfg.jobs.long_poll_secs);
@@ -201,12 +201,7 @@ async fn poll<S: Store>(app: &App<S>, peer: &AgentPeer, query: Option<&str>) -> 
     }
 }
 
-async fn upload<S: Store>(
-    app: &App<S>,
-    peer: &AgentPeer,
-    id: &str,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
+async fn upload(app: &App, peer: &AgentPeer, id: &str, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let agent = peer.name.as_str();
     let body = read_body(req.into_body(), MAX_REPORT_BODY).await?;
     let report: ResultReport = parse_json(&body)?;
@@ -244,7 +239,7 @@ async fn upload<S: Store>(
 
 /// Handles a request on an enrolment connection from `remote`: throttled per source
 /// address and per token id, and every attempt recorded in the audit log.
-pub async fn handle_enrol<S: Store>(app: Arc<App<S>>, remote: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle_enrol(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let now = outpost_protocol::unix_now();
     if let Err(wait) = app.enrol_throttle.check_address(remote.ip(), now) {
         tracing::warn!(remote = %remote.ip(), "Enrolment attempt throttled (source address).");
@@ -312,8 +307,8 @@ impl From<crate::store::StoreError> for Refusal {
     }
 }
 
-async fn enrol<S: Store>(
-    app: &App<S>,
+async fn enrol(
+    app: &App,
     req: Request<Incoming>,
     attempt: &mut EnrolAttempt,
     now: i64,

@@ -78,7 +78,7 @@ struct TlsConfigs {
     api: Arc<ServerConfig>,
 }
 
-fn tls_configs<S: Store>(app: &App<S>) -> Result<TlsConfigs, ServeError> {
+fn tls_configs(app: &App) -> Result<TlsConfigs, ServeError> {
     let (chain, key) = crate::crypto::pki::load_server_identity(&app.cfg.data_dir)?;
     let mut roots = RootCertStore::empty();
     roots.add(app.ca.cert_der().clone())?;
@@ -122,7 +122,7 @@ pub async fn bind(agent: SocketAddr, api: SocketAddr) -> Result<Listeners, Serve
 }
 
 /// Serves until `app.shutdown` is cancelled, then drains.
-pub async fn serve<S: Store>(app: Arc<App<S>>, listeners: Listeners) -> Result<(), ServeError> {
+pub async fn serve(app: Arc<App>, listeners: Listeners) -> Result<(), ServeError> {
     let tls = Arc::new(tls_configs(&app)?);
     let retention = {
         let app = Arc::clone(&app);
@@ -172,7 +172,7 @@ async fn refuse_all<I>(
 /// Feeds the systemd watchdog every `every` while the store answers a read within that
 /// time; stops (and says why, once) when it does not, so that systemd restarts the
 /// service (`Restart=on-failure`). Ends at shutdown.
-pub async fn feed_watchdog<S: Store>(app: Arc<App<S>>, every: Duration) {
+pub async fn feed_watchdog(app: Arc<App>, every: Duration) {
     let mut failing = false;
     loop {
         match tokio::time::timeout(every, app.store.active_signing_key()).await {
@@ -200,8 +200,8 @@ pub async fn feed_watchdog<S: Store>(app: Arc<App<S>>, every: Duration) {
     }
 }
 
-async fn accept_loop<S: Store>(
-    app: Arc<App<S>>,
+async fn accept_loop(
+    app: Arc<App>,
     listener: TcpListener,
     tls: Arc<TlsConfigs>,
     graceful: Arc<GracefulShutdown>,

@@ -9,9 +9,8 @@ use crate::auth::access::Scope;
 use crate::console::sanitize_svg::escape as e;
 use crate::console::{num, pct, when, Page, PageResult};
 use crate::net::http::query_param;
-use crate::store::Store;
 
-impl<S: Store> Page<'_, S> {
+impl Page<'_> {
     pub(crate) async fn agents(&self) -> PageResult {
         let v = self.get(RouteId::AgentsList, &[], None).await?;
         let admin = self.can(Scope::AgentsAdmin);

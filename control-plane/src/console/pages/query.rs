@@ -10,7 +10,6 @@ use crate::auth::access::Scope;
 use crate::console::sanitize_svg::escape as e;
 use crate::console::{pct, when, Page, PageResult};
 use crate::net::http::{query_param, ApiError};
-use crate::store::Store;
 
 /// Jobs listed under "History".
 const HISTORY_LEN: u32 = 20;
@@ -118,7 +117,7 @@ fn render_value(v: &Value) -> String {
     }
 }
 
-impl<S: Store> Page<'_, S> {
+impl Page<'_> {
     /// The form's starting values: `?job=ID` (the API checks the caller may read its
     /// SQL), else `?agent=` and `?connection=`.
     async fn prefill(&self, q: Option<&str>) -> Result<Prefill, ApiError> {
