@@ -14,7 +14,7 @@ use outpost_protocol::Reason;
 
 use crate::app::App;
 use crate::auth::access::Caller;
-use crate::net::http::ApiError;
+use crate::http::ApiError;
 use crate::store::{JobRecord, JobState};
 
 /// Longest failure code shown as is; a longer or odd one becomes `query_failed`.
@@ -26,7 +26,7 @@ pub async fn may_read_sql(app: &App, caller: &Caller, rec: &JobRecord) -> Result
         return Ok(true);
     }
     match &rec.origin.project_id {
-        Some(pid) => Ok(crate::api::projects::access_to(app, caller, pid).await?.1.can_see_logic()),
+        Some(pid) => Ok(app.project_access(caller, pid).await?.1.can_see_logic()),
         None => Ok(rec.origin.owner.as_deref() == Some(caller.user_id.as_str())),
     }
 }

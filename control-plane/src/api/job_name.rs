@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use crate::api::projects::ProjectQuery;
 use crate::app::App;
 use crate::auth::access::Caller;
-use crate::net::http::ApiError;
+use crate::http::ApiError;
 use crate::store::access::AccessStore;
 use crate::store::{JobRecord, Store};
 
@@ -92,7 +92,7 @@ pub async fn project_facts(
     if let Some(found) = seen.projects.get(pid) {
         return Ok(found.clone());
     }
-    let facts = match crate::api::projects::access_to(app, caller, pid).await {
+    let facts = match app.project_access(caller, pid).await {
         Ok((p, access)) => {
             let names = serde_json::from_str::<Vec<ProjectQuery>>(&p.queries_json)
                 .ok()

@@ -1,14 +1,14 @@
 //! Calls the handler of a matched route; the job and agent handlers live here, access
-//! control in [`crate::api::access`], projects and embedding in [`crate::api::projects`].
+//! control in [`crate::api::access`], projects and embedding in [`crate::api::projects`],
+//! enrolment tokens in [`crate::api::enrolment`].
 
 use http::{Request, Response, StatusCode};
-use serde::Deserialize;
 
 use crate::api::access as acc;
 use crate::api::projects as prj;
 use crate::api::{self, forbidden, visible_job, wait_param, Ctx, JobView, RouteId};
 use crate::app::App;
-use crate::net::http::{json, parse_json, query_param, ApiError, Body};
+use crate::http::{json, query_param, ApiError, Body};
 use crate::store::access::AccessStore;
 use crate::store::{JobFilter, JobState, Store};
 
@@ -58,9 +58,9 @@ pub async fn dispatch(
         AgentsRevoke => agents_revoke(app, ctx, &arg(0)).await,
         AgentsAuditHead => agents_audit_head(app, ctx, &arg(0)).await,
         AgentsConnectionSchema => crate::api::schema::schema(app, ctx, &arg(0), &arg(1), q).await,
-        EnrolmentTokensCreate => enrolment_token(app, ctx, req.body()).await,
-        EnrolmentTokensList => crate::enrolment::list(app).await,
-        EnrolmentTokensRevoke => crate::enrolment::revoke(app, ctx, &arg(0)).await,
+        EnrolmentTokensCreate => crate::api::enrolment::create(app, ctx, req.body()).await,
+        EnrolmentTokensList => crate::api::enrolment::list(app).await,
+        EnrolmentTokensRevoke => crate::api::enrolment::revoke(app, ctx, &arg(0)).await,
         JobsList => jobs_list(app, ctx, q).await,
         JobsDispatch => api::dispatch_job(app, ctx, req.body()).await,
         JobsRead => {
@@ -101,7 +101,7 @@ pub async fn dispatch(
         TokensRevoke => acc::tokens_revoke(app, ctx, &arg(0)).await,
         AuditRead => acc::audit_read(app, q).await,
         ResultsPurge => acc::purge(app, ctx, req.body()).await,
-        OpenApi => Ok(crate::net::http::bytes_response(StatusCode::OK, "application/json", {
+        OpenApi => Ok(crate::http::bytes_response(StatusCode::OK, "application/json", {
             // Built once per process: the document depends only on the binary.
             static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
             DOC.get_or_init(crate::api::openapi::document_json).clone().into_bytes()
@@ -250,34 +250,6 @@ async fn agents_audit_head(app: &App, ctx: &mut Ctx, name: &str) -> Result<Respo
     Ok(json(StatusCode::OK, &serde_json::json!({ "agent": name, "head": head, "received_at": received_at })))
 }
 
-async fn enrolment_token(app: &App, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Req {
-        agent: String,
-        #[serde(default)]
-        pool: Option<String>,
-        #[serde(default = "default_ttl")]
-        ttl_secs: u64,
-    }
-    fn default_ttl() -> u64 {
-        crate::config::DEFAULT_ENROL_TOKEN_TTL_SECS
-    }
-    let r: Req = parse_json(body)?;
-    ctx.target = Some(r.agent.clone());
-    let (token, id, expires_at) =
-        app.create_enrolment_token(&r.agent, r.pool.as_deref(), r.ttl_secs).await.map_err(|e| match e {
-            crate::app::AppError::Usage(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", m),
-            other => ApiError::internal(other),
-        })?;
-    // Who created it (the audit record's actor), for which agent and pool, until when.
-    ctx.detail = Some(serde_json::json!({ "token_id": id, "pool": r.pool, "expires_at": expires_at }));
-    Ok(json(
-        StatusCode::CREATED,
-        &serde_json::json!({ "token": token, "id": id, "agent": r.agent, "pool": r.pool, "expires_at": expires_at }),
-    ))
-}
-
 /// The states `GET /v1/jobs?state=` accepts, as the store keeps them.
 pub const JOB_STATES: [JobState; 7] = [
     JobState::Queued,
@@ -296,8 +268,8 @@ const MAX_FILTER_LEN: usize = 200;
 /// or empty (a form's "any").
 pub fn filter_param(q: Option<&str>, key: &str) -> Result<Option<String>, ApiError> {
     let Some(raw) = query_param(q, key) else { return Ok(None) };
-    let v =
-        acc::percent_decode(&raw.replace('+', " ")).ok_or_else(|| ApiError::bad_field(key, "bad percent-encoding"))?;
+    let v = crate::http::percent_decode(&raw.replace('+', " "))
+        .ok_or_else(|| ApiError::bad_field(key, "bad percent-encoding"))?;
     let v = v.trim();
     if v.chars().count() > MAX_FILTER_LEN {
         return Err(ApiError::bad_field(key, format!("longer than {MAX_FILTER_LEN} characters")));
@@ -319,7 +291,7 @@ pub fn state_param(q: Option<&str>) -> Result<Option<JobState>, ApiError> {
 /// store. A non-admin naming another owner gets no jobs: never someone else's.
 async fn jobs_list(app: &App, ctx: &mut Ctx, q: Option<&str>) -> Result<Response<Body>, ApiError> {
     let caller = ctx.caller()?;
-    let all = crate::net::http::bool_param(q, "all")?;
+    let all = crate::http::bool_param(q, "all")?;
     if all && !caller.is_admin() {
         return Err(forbidden("only admins may list every job"));
     }
@@ -346,7 +318,7 @@ async fn jobs_list(app: &App, ctx: &mut Ctx, q: Option<&str>) -> Result<Response
             return Ok(json(StatusCode::OK, &serde_json::json!({ "jobs": [] })));
         }
     }
-    let with_sql = crate::net::http::bool_param(q, "sql")?;
+    let with_sql = crate::http::bool_param(q, "sql")?;
     let jobs = app.store.jobs(filter, limit, outpost_protocol::unix_now()).await?;
     let mut view: Vec<JobView> = Vec::with_capacity(jobs.len());
     let mut seen = crate::api::job_name::ProjectCache::new();

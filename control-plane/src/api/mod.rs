@@ -9,6 +9,7 @@
 //! JSON; errors are `{code, message}`.
 
 pub mod access;
+pub mod enrolment;
 pub mod job_name;
 pub mod jobs;
 pub mod openapi;
@@ -26,7 +27,7 @@ use serde::Serialize;
 
 use crate::app::{App, DispatchRequest};
 use crate::auth::access::{self as auth, Caller, Credential, Scope, SESSION_COOKIE};
-use crate::net::http::{bytes_response, json, parse_json, query_param, read_body, ApiError, Body};
+use crate::http::{bytes_response, json, parse_json, query_param, read_body, ApiError, Body};
 use crate::store::access::{AccessStore, AuditEvent};
 use crate::store::{JobOrigin, JobRecord, JobState, Store};
 
@@ -832,7 +833,7 @@ pub async fn visible_job(app: &App, caller: &Caller, id: &str, with_body: bool) 
         return Ok(rec);
     }
     if let Some(pid) = &rec.origin.project_id {
-        if crate::api::projects::access_to(app, caller, pid).await?.1.can_view() {
+        if app.project_access(caller, pid).await?.1.can_view() {
             return Ok(rec);
         }
     }

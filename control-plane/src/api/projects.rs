@@ -14,7 +14,7 @@ use crate::api::{self, bearer, check_connection, forbidden, unauthorized, Ctx, J
 use crate::app::{App, DispatchRequest};
 use crate::auth::access::{self, Caller, Grant, ProjectAccess, Role};
 use crate::auth::embed::{self, Claims};
-use crate::net::http::{json, parse_json, parse_render, query_param, ApiError, Body};
+use crate::http::{json, parse_json, parse_render, query_param, ApiError, Body};
 use crate::store::access::{AccessStore, ProjectRecord};
 use crate::store::{JobOrigin, Store};
 
@@ -67,25 +67,9 @@ fn render_kind(render: &serde_json::Value) -> String {
     render.get("kind").and_then(|k| k.as_str()).unwrap_or("unknown").to_owned()
 }
 
-/// How `caller` relates to project `id`, with the project; 404 when it does not exist.
-pub async fn access_to(app: &App, caller: &Caller, id: &str) -> Result<(ProjectRecord, ProjectAccess), ApiError> {
-    let p = app.store.project(id.to_owned()).await?.ok_or_else(|| ApiError::not_found(format!("no project {id:?}")))?;
-    let access = if caller.is_admin() {
-        ProjectAccess::Admin
-    } else if p.owner_id == caller.user_id {
-        ProjectAccess::Owner
-    } else {
-        match app.store.project_grant(p.id.clone(), caller.user_id.clone()).await? {
-            Some(g) => ProjectAccess::Granted(g),
-            None => ProjectAccess::None,
-        }
-    };
-    Ok((p, access))
-}
-
 async fn viewable(app: &App, ctx: &mut Ctx, id: &str) -> Result<(ProjectRecord, ProjectAccess), ApiError> {
     ctx.target = Some(id.to_owned());
-    let (p, a) = access_to(app, ctx.caller()?, id).await?;
+    let (p, a) = app.project_access(ctx.caller()?, id).await?;
     if !a.can_view() {
         return Err(forbidden(format!("project {id} is not shared with you")));
     }
@@ -229,7 +213,7 @@ pub async fn delete(app: &App, ctx: &mut Ctx, id: &str) -> Result<Response<Body>
         return Err(forbidden("only the project's owner or an admin may delete it"));
     }
     app.store.delete_project(id.to_owned()).await?;
-    Ok(crate::net::http::no_content())
+    Ok(crate::http::no_content())
 }
 
 /// `PUT|DELETE /v1/projects/{id}/grants/{user}`.
@@ -266,7 +250,7 @@ pub async fn grant(
         ));
     }
     app.store.set_project_grant(id.to_owned(), user.to_owned(), g).await?.map_err(ApiError::not_found)?;
-    Ok(crate::net::http::no_content())
+    Ok(crate::http::no_content())
 }
 
 fn check_customer(c: &str) -> Result<(), ApiError> {
@@ -373,9 +357,7 @@ pub async fn run(app: &App, ctx: &mut Ctx, id: &str, body: &[u8]) -> Result<Resp
 pub async fn results(app: &App, ctx: &mut Ctx, id: &str, q: Option<&str>) -> Result<Response<Body>, ApiError> {
     let (p, access) = viewable(app, ctx, id).await?;
     let customer = query_param(q, "customer")
-        .map(|c| {
-            crate::api::access::percent_decode(c).ok_or_else(|| ApiError::bad_field("customer", "bad percent-encoding"))
-        })
+        .map(|c| crate::http::percent_decode(c).ok_or_else(|| ApiError::bad_field("customer", "bad percent-encoding")))
         .transpose()?;
     if let Some(c) = &customer {
         check_customer(c)?;

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::api::RouteId;
 use crate::console::Page;
-use crate::net::http::{bytes_response, Body};
+use crate::http::{bytes_response, Body};
 
 /// Longest file name stem.
 const MAX_SLUG_LEN: usize = 60;

@@ -13,6 +13,7 @@
 mod download;
 mod pages;
 pub mod sanitize_svg;
+pub mod sso;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -27,7 +28,7 @@ use crate::api::{self, RouteId};
 use crate::app::App;
 use crate::auth::access::{Caller, Credential, Scope};
 use crate::console::sanitize_svg::escape as e;
-use crate::net::http::{bytes_response, ApiError, Body};
+use crate::http::{bytes_response, ApiError, Body};
 
 const CSS: &str = include_str!("../../assets/console.css");
 const JS: &str = include_str!("../../assets/console.js");
@@ -64,8 +65,8 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         "/console/assets/editor.js" => return asset(EDITOR_JS, "text/javascript; charset=utf-8"),
         "/console/assets/schema.js" => return asset(SCHEMA_JS, "text/javascript; charset=utf-8"),
         "/console/login" => return page_response(StatusCode::OK, login_page(&app, None)),
-        "/console/oidc/start" => return crate::auth::oidc::start(&app).await,
-        "/console/oidc/callback" => return crate::auth::oidc::callback(&app, remote, &req).await,
+        "/console/oidc/start" => return sso::start(&app).await,
+        "/console/oidc/callback" => return sso::callback(&app, remote, &req).await,
         _ => {}
     }
     let caller = match api::session_cookie(&req) {
@@ -312,19 +313,6 @@ pub(crate) fn when(v: &Value) -> String {
     }
 }
 
-/// Percent-encodes everything but unreserved characters (for a path segment or query value).
-pub fn pct(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            o.push(char::from(b));
-        } else {
-            let _ = write!(o, "%{b:02X}");
-        }
-    }
-    o
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,7 +321,6 @@ mod tests {
     fn csp_allows_no_inline_script_or_framing() {
         assert!(CSP.contains("script-src 'self'") && !CSP.contains("unsafe"));
         assert!(CSP.contains("frame-ancestors 'none'"));
-        assert_eq!(pct("a b/é"), "a%20b%2F%C3%A9");
         assert!(is_console_path("/") && is_console_path("/console/x") && !is_console_path("/consoles"));
         assert_eq!(snippet("SELECT a,\n\t b  FROM t", 12), "SELECT a, b …");
         assert_eq!(snippet("SELECT 1", 12), "SELECT 1");

@@ -28,7 +28,7 @@ use outpost_protocol::wire::{
 use outpost_protocol::ResultReport;
 
 use crate::app::App;
-use crate::net::http::{json, parse_json, query_param, read_body, ApiError, Body};
+use crate::http::{json, parse_json, query_param, read_body, ApiError, Body};
 use crate::store::{AgentPeer, CompleteOutcome, RedeemError, Store};
 
 /// Largest result upload (a rendered body is capped at 4 MiB before base64).
@@ -348,7 +348,7 @@ async fn enrol(
     attempt.reenrolment = before.is_some();
     let (certificate_pem, not_after) =
         app.ca.issue_agent_cert(&r.agent, &r.csr_pem, lifetime).map_err(ApiError::internal)?;
-    let (signing_keys, key_set_version) = crate::crypto::signing::published(&app.store).await?;
+    let (signing_keys, key_set_version) = crate::app::key_ring::published(&app.store).await?;
     tracing::info!(agent_id = %r.agent, pool = pool.as_deref().unwrap_or(""), not_after, reenrolment = attempt.reenrolment, "Agent enrolled.");
     let detail = serde_json::json!({
         "pool": pool, "not_after": not_after,

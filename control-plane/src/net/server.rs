@@ -153,13 +153,13 @@ async fn refuse_all<I>(
     io: I,
     builder: auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
-    refusal: crate::net::http::ApiError,
+    refusal: crate::http::ApiError,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let (status, code, message) = (refusal.status, refusal.code, refusal.message);
     let svc = service_fn(move |_req: Request<Incoming>| {
-        let answer = crate::net::http::ApiError::new(status, code, message.clone()).into_response();
+        let answer = crate::http::ApiError::new(status, code, message.clone()).into_response();
         async move { Ok::<_, std::convert::Infallible>(answer) }
     });
     let _ = tokio::time::timeout(
@@ -318,7 +318,7 @@ async fn accept_loop(
                                     enrolled_at = rec.enrolled_at,
                                     "Certificate issued before the agent's latest enrolment refused; its requests are answered 403."
                                 );
-                                let refusal = crate::net::http::ApiError::new(
+                                let refusal = crate::http::ApiError::new(
                                     hyper::StatusCode::FORBIDDEN,
                                     "certificate_superseded",
                                     "this agent was enrolled again since this certificate was issued; it is no longer \
@@ -336,7 +336,7 @@ async fn accept_loop(
                             tracing::warn!(agent_id = %agent, "Certificate names no enrolled agent; its requests are answered 403.");
                             // Told why, so that its log says what to do (a control plane
                             // restored from a backup older than the enrolment, say).
-                            let refusal = crate::net::http::ApiError::new(
+                            let refusal = crate::http::ApiError::new(
                                 hyper::StatusCode::FORBIDDEN,
                                 "unknown_agent",
                                 "this control plane has no enrolled agent of this certificate's name (never enrolled \

@@ -7,8 +7,9 @@ use serde_json::Value;
 use crate::api::RouteId;
 use crate::auth::access::Scope;
 use crate::console::sanitize_svg::escape as e;
-use crate::console::{is_final, num, pct, snippet, when, Page, PageResult};
-use crate::net::http::ApiError;
+use crate::console::{is_final, num, snippet, when, Page, PageResult};
+use crate::http::pct;
+use crate::http::ApiError;
 
 impl Page<'_> {
     /// The jobs list, filtered by the GET form's state, agent, connection and (for admins)

@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use crate::api::RouteId;
 use crate::auth::access::Scope;
 use crate::console::sanitize_svg::escape as e;
-use crate::console::{pct, when, Page, PageResult};
+use crate::console::{when, Page, PageResult};
+use crate::http::pct;
 
 impl Page<'_> {
     pub(crate) async fn projects(&self) -> PageResult {

@@ -8,8 +8,9 @@ use serde_json::Value;
 use crate::api::{self, RouteId};
 use crate::auth::access::Scope;
 use crate::console::sanitize_svg::escape as e;
-use crate::console::{pct, when, Page, PageResult};
-use crate::net::http::{query_param, ApiError};
+use crate::console::{when, Page, PageResult};
+use crate::http::pct;
+use crate::http::{query_param, ApiError};
 
 /// Jobs listed under "History".
 const HISTORY_LEN: u32 = 20;
@@ -122,7 +123,7 @@ impl Page<'_> {
     /// SQL), else `?agent=` and `?connection=`.
     async fn prefill(&self, q: Option<&str>) -> Result<Prefill, ApiError> {
         let decoded = |k: &str| {
-            query_param(q, k).and_then(|v| crate::api::access::percent_decode(&v.replace('+', " "))).unwrap_or_default()
+            query_param(q, k).and_then(|v| crate::http::percent_decode(&v.replace('+', " "))).unwrap_or_default()
         };
         let job = decoded("job");
         if job.is_empty() {
