@@ -7,6 +7,11 @@
 //! and written to the control plane's audit log with its outcome — refusals included.
 //! Embed routes take only an embed token. Every answer that is not a rendered result is
 //! JSON; errors are `{code, message}`.
+//!
+//! Here: a request's way through (route, authenticate, read the body, call the handler,
+//! write the audit record). The route table is in `routes`, authentication in `authn`,
+//! what a caller sees of jobs in [`job_results`], and the handlers by concern in
+//! [`jobs`], [`enrolment`], [`access`], [`projects`] and [`schema`].
 
 pub mod access;
 mod authn;
