@@ -55,7 +55,7 @@ pub enum HeadSource {
 /// furthest. A head that does not verify, or that is behind the stored one, is never
 /// stored; it is logged and recorded in the audit log (the request it came with goes on:
 /// a result is never lost over its head).
-pub async fn accept<S: Store>(app: &App<S>, peer: &AgentPeer, head: &AuditHead, source: HeadSource) {
+pub async fn accept(app: &App, peer: &AgentPeer, head: &AuditHead, source: HeadSource) {
     let now = outpost_protocol::unix_now();
     let agent = peer.name.as_str();
     if source == HeadSource::Result && !app.head_pace.due(agent, now) {
@@ -101,7 +101,7 @@ pub async fn accept<S: Store>(app: &App<S>, peer: &AgentPeer, head: &AuditHead, 
 }
 
 /// Logs and audits a head that is not kept.
-async fn refuse<S: Store>(app: &App<S>, agent: &str, seq: u64, problem: String) {
+async fn refuse(app: &App, agent: &str, seq: u64, problem: String) {
     tracing::error!(agent_id = %agent, seq, problem, "An agent's audit head was refused.");
     let detail = serde_json::json!({ "seq": seq, "problem": problem });
     crate::enrolment::audit_agent(

@@ -1,6 +1,7 @@
 //! Enrolment, accounted for and slowed down: the audit records of enrolment tokens and of
-//! agents enrolling, renewing and re-enrolling; the list and revocation of outstanding
-//! tokens; the throttle on enrolment attempts; and who a CLI user is.
+//! agents enrolling, renewing and re-enrolling; how an outstanding token is listed (the
+//! API's handlers are in `api::enrolment`); the throttle on enrolment attempts; and
+//! who a CLI user is.
 //!
 //! Enrolment is the one door into the agent listener without a client certificate, so it
 //! is throttled twice: per source address (one host guessing many tokens) and per token
@@ -14,11 +15,10 @@ use std::sync::Mutex;
 
 use http::{HeaderValue, Response, StatusCode};
 
-use crate::api::Ctx;
 use crate::app::App;
-use crate::net::http::{json, ApiError, Body};
+use crate::http::{ApiError, Body};
 use crate::store::access::AuditEvent;
-use crate::store::{EnrolTokenRecord, Store};
+use crate::store::EnrolTokenRecord;
 
 /// Refused enrolment attempts allowed per source address, and per token id, in a window.
 pub const MAX_ENROL_FAILURES: u32 = 10;
@@ -116,8 +116,8 @@ pub fn audit_token_id(id: &str) -> &str {
 }
 
 /// Records an enrolment attempt or an agent's own action: actor `agent:<name>`.
-pub async fn audit_agent<S: Store>(
-    app: &App<S>,
+pub async fn audit_agent(
+    app: &App,
     agent: &str,
     credential: String,
     action: &str,
@@ -150,26 +150,6 @@ pub fn token_view(t: &EnrolTokenRecord) -> serde_json::Value {
     serde_json::json!({
         "id": t.id, "agent": t.agent, "pool": t.pool, "created_at": t.created_at, "expires_at": t.expires_at,
     })
-}
-
-/// `GET /v1/enrollment-tokens`: the outstanding (unused, unexpired) tokens.
-pub async fn list<S: Store>(app: &App<S>) -> Result<Response<Body>, ApiError> {
-    let tokens = app.store.outstanding_enrol_tokens(outpost_protocol::unix_now()).await?;
-    let view: Vec<_> = tokens.iter().map(token_view).collect();
-    Ok(json(StatusCode::OK, &serde_json::json!({ "tokens": view })))
-}
-
-/// `DELETE /v1/enrollment-tokens/{id}`: an unused token enrols nobody from now on.
-pub async fn revoke<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str) -> Result<Response<Body>, ApiError> {
-    ctx.target = Some(id.to_owned());
-    match app.store.revoke_enrol_token(id.to_owned()).await? {
-        Some(t) => {
-            ctx.detail = Some(serde_json::json!({ "agent": t.agent, "pool": t.pool, "expires_at": t.expires_at }));
-            tracing::info!(token_id = %t.id, agent_id = %t.agent, "Enrolment token revoked.");
-            Ok(crate::net::http::no_content())
-        }
-        None => Err(ApiError::not_found(format!("no unused enrolment token {id:?}"))),
-    }
 }
 
 /// The account name of this process's effective user (from `/proc/self/status` and

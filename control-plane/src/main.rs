@@ -10,11 +10,17 @@ use outpost_control_plane::app;
 use outpost_control_plane::auth::access::{self, Password, Role, Scope, Scopes};
 use outpost_control_plane::config::ControlPlaneConfig;
 use outpost_control_plane::store::access::{AccessStore, AuditEvent};
+use outpost_control_plane::store::backend::Backend;
 use outpost_control_plane::store::StoreError;
 use zeroize::Zeroize as _;
 
 mod cli;
+use cli::agents::agent_cmd;
+use cli::config::config_cmd;
+use cli::enrolment::enrollment_token;
+use cli::init::init;
 use cli::serve::serve;
+use cli::server_cert::server_cert;
 use cli::signing_keys::signing_key;
 use cli::support::{audit_cli, fmt_time, parse_duration, shell_word};
 use cli::tokens::token_cmd;
@@ -458,86 +464,7 @@ fn error_text(e: &anyhow::Error) -> String {
 async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Init { data_dir, hostname, sans, store, store_password_file } => {
-            let mut cfg = ControlPlaneConfig::with_data_dir(data_dir.clone());
-            if let Some(url) = store {
-                cfg.store = outpost_control_plane::config::StoreUrl::new(url);
-            }
-            cfg.store_password_file = store_password_file;
-            cfg.check("--store").map_err(|e| Failure::Usage(e.to_string()))?;
-            let out = app::init(&data_dir, &hostname, &sans, cfg.pg_options().as_ref()).await.map_err(|e| match e {
-                app::AppError::DataDirExists(_) | app::AppError::Usage(_) => Failure::Usage(e.to_string()),
-                other => Failure::Other(anyhow::Error::new(other).context("init failed")),
-            })?;
-            println!("Initialised {}.", data_dir.display());
-            println!("CA pin (sha256):      {}", out.ca_sha256);
-            println!("Job-signing key id:   {}", out.signing_key_id);
-            println!(
-                "Admin API token of user \"admin\", expires {} (shown once; only its hash is stored):",
-                fmt_time(out.admin_token_expires_at)
-            );
-            println!("{}", out.admin_token.as_str());
-            println!(
-                "Console password of user \"admin\" (shown once; only its hash is stored; change it with \
-                 `user password admin`):"
-            );
-            println!("{}", out.admin_password.as_str());
-            // The commands of the next steps: with no flag when the config file they read
-            // by default names this data dir (a packaged install), else --data-dir (and the
-            // store, which --data-dir alone would take to be SQLite).
-            let packaged = outpost_control_plane::config::default_config_path();
-            let same = |a: &std::path::Path, b: &std::path::Path| {
-                a.canonicalize().ok().zip(b.canonicalize().ok()).is_some_and(|(a, b)| a == b)
-            };
-            // The same data dir and the same store: the file then leads to this one.
-            let by_default = ControlPlaneConfig::load(&packaged).ok().filter(|c| {
-                same(&c.data_dir, &data_dir)
-                    && c.store.postgres() == cfg.store.postgres()
-                    && c.store_password_file == cfg.store_password_file
-            });
-            let (target, listen) = if let Some(c) = &by_default {
-                (String::new(), c.clone())
-            } else {
-                let mut t = format!(" --data-dir {}", shell_word(&data_dir.display().to_string()));
-                if let Some(url) = cfg.store.postgres() {
-                    // Never the password a URL may hold (it would be on screen and, once
-                    // run, in the process list): it belongs in store_password_file.
-                    let shown = outpost_control_plane::store::postgres::redact_url(url);
-                    t.push_str(&format!(" --store {}", shell_word(&shown)));
-                }
-                (t, cfg.clone())
-            };
-            let console = format!(
-                "https://{}/console/",
-                outpost_control_plane::config::host_port(&hostname, listen.api_listen.port())
-            );
-            println!();
-            if cfg.store.postgres().is_some_and(|u| outpost_control_plane::store::postgres::redact_url(u) != u) {
-                println!(
-                    "(The store URL's password is shown as ***: give the commands below the real URL in \
-                     $OUTPOST_STORE, or put the password in a file named by store_password_file in \
-                     control-plane.yaml.)"
-                );
-            }
-            println!("Next steps:");
-            println!(
-                "  1. Start the control plane (API and console on {}, agents on {}):",
-                listen.api_listen, listen.agent_listen
-            );
-            if by_default.is_some() {
-                println!("       sudo systemctl enable --now outpost-control-plane");
-                println!(
-                    "     (its commands read {}; `outpost-control-plane serve` runs it in the foreground)",
-                    packaged.display()
-                );
-            } else {
-                println!("       outpost-control-plane serve{target}");
-            }
-            println!("     then sign in as admin, with the password above, at {console}");
-            println!("  2. Choose your own admin password (asked for, not echoed):");
-            println!("       outpost-control-plane user password admin{target}");
-            println!("  3. Enrol an agent: create a one-time token and give it to `outpost-agent enroll`:");
-            println!("       outpost-control-plane enrollment-token create{target} --agent NAME");
-            Ok(())
+            init(data_dir, hostname, sans, store, store_password_file).await
         }
         Command::Serve {
             target,
@@ -574,144 +501,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             cfg.check("command line").map_err(|e| Failure::Usage(e.to_string()))?;
             serve(cfg).await.map_err(Failure::Other)
         }
-        Command::EnrollmentToken(TokenCommand::Create { target, agent, pool, ttl }) => {
-            let cfg = target.load()?;
-            let ttl_secs = parse_duration(&ttl)
-                .ok_or_else(|| Failure::Usage(format!("--ttl {ttl:?}: expected e.g. 30m, 1h, 2d")))?;
-            let app = app::open(cfg).await.context("cannot open the control plane's data dir")?;
-            let (token, id, expires_at) =
-                app.create_enrolment_token(&agent, pool.as_deref(), ttl_secs).await.map_err(|e| match e {
-                    app::AppError::Usage(m) => Failure::Usage(m),
-                    other => Failure::Other(other.into()),
-                })?;
-            let detail = serde_json::json!({ "token_id": id, "pool": pool, "expires_at": expires_at });
-            audit_cli(&app.store, "enrollment_tokens.create", &agent, detail).await;
-            let joins = pool.as_deref().map(|p| format!(" in pool {p:?}")).unwrap_or_default();
-            eprintln!(
-                "Enrolment token for agent {agent:?}{joins}, single use, expires at {} (unix {expires_at}):",
-                fmt_time(expires_at)
-            );
-            println!("{token}");
-            Ok(())
-        }
-        Command::EnrollmentToken(TokenCommand::List { target, json }) => {
-            let app = app::open(target.load()?).await.context("cannot open the control plane's data dir")?;
-            let now = outpost_protocol::unix_now();
-            let tokens = outpost_control_plane::store::Store::outstanding_enrol_tokens(&app.store, now)
-                .await
-                .map_err(anyhow::Error::new)?;
-            if json {
-                let tokens: Vec<_> = tokens.iter().map(outpost_control_plane::enrolment::token_view).collect();
-                println!("{}", serde_json::json!({ "tokens": tokens }));
-                return Ok(());
-            }
-            println!("{:<18} {:<24} {:<16} {:<26} {:<26}", "ID", "AGENT", "POOL", "CREATED", "EXPIRES");
-            for t in tokens {
-                let pool = t.pool.as_deref().unwrap_or("-");
-                println!(
-                    "{:<18} {:<24} {:<16} {:<26} {:<26}",
-                    t.id,
-                    t.agent,
-                    pool,
-                    fmt_time(t.created_at),
-                    fmt_time(t.expires_at)
-                );
-            }
-            Ok(())
-        }
-        Command::EnrollmentToken(TokenCommand::Revoke { target, id }) => {
-            let app = app::open(target.load()?).await.context("cannot open the control plane's data dir")?;
-            match outpost_control_plane::store::Store::revoke_enrol_token(&app.store, id.clone())
-                .await
-                .map_err(anyhow::Error::new)?
-            {
-                Some(t) => {
-                    let detail = serde_json::json!({ "agent": t.agent, "pool": t.pool, "expires_at": t.expires_at });
-                    audit_cli(&app.store, "enrollment_tokens.revoke", &id, detail).await;
-                    println!("Enrolment token {id} (agent {:?}) revoked.", t.agent);
-                    Ok(())
-                }
-                None => Err(Failure::Usage(format!("no unused enrolment token {id:?}"))),
-            }
-        }
-        Command::Agent(AgentCommand::List { target, json }) => {
-            let app = app::open(target.load()?).await.context("cannot open the control plane's data dir")?;
-            let agents = outpost_control_plane::store::Store::agents(&app.store).await.map_err(anyhow::Error::new)?;
-            if json {
-                let offline_after = i64::try_from(app.cfg.offline_after_secs).unwrap_or(90);
-                let now = outpost_protocol::unix_now();
-                let agents: Vec<_> = agents
-                    .iter()
-                    .map(|a| outpost_control_plane::api::jobs::agent_view(a, a.connections.clone(), now, offline_after))
-                    .collect();
-                println!("{}", serde_json::json!({ "agents": agents }));
-                return Ok(());
-            }
-            println!("{:<24} {:<16} {:<8} {:<26} {:<26}", "NAME", "POOL", "STATUS", "LAST SEEN", "CERTIFICATE UNTIL");
-            let offline_after = i64::try_from(app.cfg.offline_after_secs).unwrap_or(90);
-            let now = outpost_protocol::unix_now();
-            for a in agents {
-                // The API's words: revoked, online, offline.
-                let status = a.status(now, offline_after);
-                let seen = a.last_seen.map(fmt_time).unwrap_or_else(|| "never".into());
-                let pool = a.pool.as_deref().unwrap_or("-");
-                println!("{:<24} {:<16} {:<8} {:<26} {:<26}", a.name, pool, status, seen, fmt_time(a.cert_not_after));
-            }
-            Ok(())
-        }
-        Command::Agent(AgentCommand::Revoke { target, name }) => {
-            let app = app::open(target.load()?).await.context("cannot open the control plane's data dir")?;
-            match app.revoke_agent(&name).await.map_err(anyhow::Error::new)? {
-                Some(failed) => {
-                    audit_cli(&app.store, "agents.revoke", &name, serde_json::json!({ "failed_jobs": failed.len() }))
-                        .await;
-                    println!("Agent {name:?} revoked; {} queued job(s) failed.", failed.len());
-                    Ok(())
-                }
-                None => Err(Failure::Usage(format!("no agent named {name:?}"))),
-            }
-        }
+        Command::EnrollmentToken(cmd) => enrollment_token(cmd).await,
+        Command::Agent(cmd) => agent_cmd(cmd).await,
         Command::SigningKey(cmd) => signing_key(cmd).await,
-        Command::ServerCert(ServerCertCommand::Rotate { target, hostname, sans }) => {
-            let cfg = target.load()?;
-            let mut meta = app::load_meta(&cfg.data_dir).map_err(anyhow::Error::new)?;
-            if let Some(h) = hostname {
-                meta.hostname = h;
-            }
-            if !sans.is_empty() {
-                app::check_extra_names(&sans).map_err(|e| Failure::Usage(e.to_string()))?;
-                meta.extra_names = sans;
-            }
-            let ca = outpost_control_plane::crypto::pki::Ca::load(&cfg.data_dir).map_err(anyhow::Error::new)?;
-            ca.rotate_server_cert(&cfg.data_dir, &meta.hostname, &meta.extra_names).map_err(anyhow::Error::new)?;
-            app::write_meta(&cfg.data_dir, &meta).map_err(anyhow::Error::new)?;
-            let names = std::iter::once(meta.hostname.as_str())
-                .chain(meta.extra_names.iter().map(String::as_str))
-                .collect::<Vec<_>>()
-                .join(", ");
-            println!(
-                "New server certificate for {names} written to {}; restart `serve` to use it.",
-                cfg.data_dir.display()
-            );
-            Ok(())
-        }
-        Command::Config(ConfigCommand::Check { path, config }) => {
-            let config = path.or(config).unwrap_or_else(outpost_control_plane::config::default_config_path);
-            let cfg = ControlPlaneConfig::load(&config).map_err(|e| Failure::Usage(e.to_string()))?;
-            let unreadable = cfg.unreadable_files();
-            if !unreadable.is_empty() {
-                let shown = config.display();
-                return Err(Failure::Usage(
-                    unreadable.iter().map(|m| format!("{shown}: {m}")).collect::<Vec<_>>().join("\nerror: "),
-                ));
-            }
-            println!("{}: OK", config.display());
-            Ok(())
-        }
-        Command::Config(ConfigCommand::Schema) => {
-            println!("{}", outpost_control_plane::config::json_schema());
-            Ok(())
-        }
+        Command::ServerCert(cmd) => server_cert(cmd),
+        Command::Config(cmd) => config_cmd(cmd),
         Command::User(cmd) => user_cmd(cmd).await,
         Command::Token(cmd) => token_cmd(cmd).await,
         Command::Openapi => {

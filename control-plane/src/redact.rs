@@ -14,19 +14,19 @@ use outpost_protocol::Reason;
 
 use crate::app::App;
 use crate::auth::access::Caller;
-use crate::net::http::ApiError;
-use crate::store::{JobRecord, JobState, Store};
+use crate::http::ApiError;
+use crate::store::{JobRecord, JobState};
 
 /// Longest failure code shown as is; a longer or odd one becomes `query_failed`.
 const MAX_CODE_LEN: usize = 64;
 
 /// Whether `caller` may read the SQL of job `rec` (and so its failure text).
-pub async fn may_read_sql<S: Store>(app: &App<S>, caller: &Caller, rec: &JobRecord) -> Result<bool, ApiError> {
+pub async fn may_read_sql(app: &App, caller: &Caller, rec: &JobRecord) -> Result<bool, ApiError> {
     if caller.is_admin() {
         return Ok(true);
     }
     match &rec.origin.project_id {
-        Some(pid) => Ok(crate::api::projects::access_to(app, caller, pid).await?.1.can_see_logic()),
+        Some(pid) => Ok(app.project_access(caller, pid).await?.1.can_see_logic()),
         None => Ok(rec.origin.owner.as_deref() == Some(caller.user_id.as_str())),
     }
 }

@@ -1,9 +1,6 @@
 //! API handlers of access control: sign-in sessions, users, groups, connection shares,
 //! API tokens, the audit log and the results purge.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use http::{Response, StatusCode};
 use outpost_protocol::encoding::hex;
 use outpost_protocol::ids::random_bytes;
@@ -12,66 +9,11 @@ use serde::Deserialize;
 use crate::api::{forbidden, unauthorized, Ctx};
 use crate::app::App;
 use crate::auth::access::{self, Credential, Role, Scope, Scopes, SESSION_COOKIE, SESSION_PREFIX};
-use crate::net::http::{json, no_content, parse_json, query_param, ApiError, Body};
-use crate::store::access::{ApiTokenRecord, AuditFilter, SessionRecord, ShareRecord, UserRecord, UserUpdate};
+use crate::http::{json, no_content, parse_json, query_param, ApiError, Body};
+use crate::store::access::{
+    AccessStore, ApiTokenRecord, AuditFilter, SessionRecord, ShareRecord, UserRecord, UserUpdate,
+};
 use crate::store::{Store, StoreError};
-
-/// Failed sign-ins allowed per user name within [`THROTTLE_WINDOW_SECS`].
-pub const MAX_SIGN_IN_FAILURES: u32 = 5;
-/// The window of [`MAX_SIGN_IN_FAILURES`], seconds.
-pub const THROTTLE_WINDOW_SECS: i64 = 900;
-/// Names tracked at most (the oldest windows are dropped first).
-const THROTTLE_MAX_NAMES: usize = 10_000;
-
-/// Counts failed sign-ins per user name, so that guessing one account's password is
-/// slowed to [`MAX_SIGN_IN_FAILURES`] tries per [`THROTTLE_WINDOW_SECS`] (per process).
-#[derive(Debug, Default)]
-pub struct SignInThrottle {
-    failures: Mutex<HashMap<String, (u32, i64)>>,
-}
-
-impl SignInThrottle {
-    /// `Err(seconds to wait)` while `name` is locked out.
-    pub fn check(&self, name: &str, now: i64) -> Result<(), i64> {
-        let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        match map.get(name) {
-            Some((n, start)) if *n >= MAX_SIGN_IN_FAILURES && now - start < THROTTLE_WINDOW_SECS => {
-                Err(THROTTLE_WINDOW_SECS - (now - start))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Records a failure. When the table is full, names whose window has passed go
-    /// first, then the oldest names not locked out, and only then the oldest locked-out
-    /// ones: a flood of made-up names neither stops the counting nor unlocks a name
-    /// under attack (it only costs the flood's own oldest entries).
-    pub fn failed(&self, name: &str, now: i64) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= THROTTLE_MAX_NAMES && !map.contains_key(name) {
-            map.retain(|_, (_, start)| now - *start < THROTTLE_WINDOW_SECS);
-        }
-        if map.len() >= THROTTLE_MAX_NAMES && !map.contains_key(name) {
-            // An eighth at a time, so that a flood does not sort the table per request.
-            let mut by_age: Vec<(bool, i64, String)> =
-                map.iter().map(|(k, (n, start))| (*n >= MAX_SIGN_IN_FAILURES, *start, k.clone())).collect();
-            by_age.sort_unstable();
-            for (_, _, k) in by_age.into_iter().take(THROTTLE_MAX_NAMES / 8) {
-                map.remove(&k);
-            }
-        }
-        let e = map.entry(name.to_owned()).or_insert((0, now));
-        if now - e.1 >= THROTTLE_WINDOW_SECS {
-            *e = (0, now);
-        }
-        e.0 += 1;
-    }
-
-    /// Forgets the failures of `name` after a successful sign-in.
-    pub fn succeeded(&self, name: &str) {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
-    }
-}
 
 fn conflict(m: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, "conflict", m)
@@ -102,7 +44,7 @@ fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
 }
 
 /// `POST /v1/sessions`.
-pub async fn sign_in<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
+pub async fn sign_in(app: &App, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Req {
@@ -180,7 +122,7 @@ pub struct NewSession {
 
 /// Creates a session for `user` (stored as a SHA-256 of the cookie) and records the
 /// sign-in. Used by password and single sign-on alike.
-pub async fn new_session<S: Store>(app: &App<S>, user: &UserRecord) -> Result<NewSession, ApiError> {
+pub async fn new_session(app: &App, user: &UserRecord) -> Result<NewSession, ApiError> {
     let now = outpost_protocol::unix_now();
     let (secret, id_sha256) = access::new_secret(SESSION_PREFIX);
     let csrf = hex(&random_bytes::<32>());
@@ -209,7 +151,7 @@ pub async fn new_session<S: Store>(app: &App<S>, user: &UserRecord) -> Result<Ne
 }
 
 /// `DELETE /v1/sessions/current`.
-pub async fn sign_out<S: Store>(app: &App<S>, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
+pub async fn sign_out(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
     let Credential::Session { hash, .. } = &ctx.caller()?.credential else {
         return Err(ApiError::bad_field("session", "this request was not made with a session cookie"));
     };
@@ -238,12 +180,12 @@ pub fn me(ctx: &Ctx) -> Result<Response<Body>, ApiError> {
 }
 
 /// `GET /v1/users`.
-pub async fn users_list<S: Store>(app: &App<S>) -> Result<Response<Body>, ApiError> {
+pub async fn users_list(app: &App) -> Result<Response<Body>, ApiError> {
     let users: Vec<_> = app.store.users().await?.iter().map(user_view).collect();
     Ok(json(StatusCode::OK, &serde_json::json!({ "users": users })))
 }
 
-async fn hash_password<S: Store>(app: &App<S>, password: access::Password) -> Result<String, ApiError> {
+async fn hash_password(app: &App, password: access::Password) -> Result<String, ApiError> {
     app.passwords
         .run(move || access::hash_password(password.expose()))
         .await
@@ -259,7 +201,7 @@ fn busy(_: crate::auth::password_work::Busy) -> ApiError {
 }
 
 /// `POST /v1/users`.
-pub async fn users_create<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
+pub async fn users_create(app: &App, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Req {
@@ -292,12 +234,7 @@ pub async fn users_create<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) ->
 }
 
 /// `PATCH /v1/users/{name}`.
-pub async fn users_update<S: Store>(
-    app: &App<S>,
-    ctx: &mut Ctx,
-    name: &str,
-    body: &[u8],
-) -> Result<Response<Body>, ApiError> {
+pub async fn users_update(app: &App, ctx: &mut Ctx, name: &str, body: &[u8]) -> Result<Response<Body>, ApiError> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Req {
@@ -324,7 +261,7 @@ pub async fn users_update<S: Store>(
 }
 
 /// `GET /v1/groups`.
-pub async fn groups_list<S: Store>(app: &App<S>) -> Result<Response<Body>, ApiError> {
+pub async fn groups_list(app: &App) -> Result<Response<Body>, ApiError> {
     let groups: Vec<_> = app
         .store
         .groups()
@@ -336,7 +273,7 @@ pub async fn groups_list<S: Store>(app: &App<S>) -> Result<Response<Body>, ApiEr
 }
 
 /// `POST /v1/groups`.
-pub async fn groups_create<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
+pub async fn groups_create(app: &App, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Req {
@@ -353,7 +290,7 @@ pub async fn groups_create<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -
 }
 
 /// `DELETE /v1/groups/{name}`.
-pub async fn groups_delete<S: Store>(app: &App<S>, ctx: &mut Ctx, name: &str) -> Result<Response<Body>, ApiError> {
+pub async fn groups_delete(app: &App, ctx: &mut Ctx, name: &str) -> Result<Response<Body>, ApiError> {
     ctx.target = Some(name.to_owned());
     if app.store.delete_group(name.to_owned()).await? {
         Ok(no_content())
@@ -363,8 +300,8 @@ pub async fn groups_delete<S: Store>(app: &App<S>, ctx: &mut Ctx, name: &str) ->
 }
 
 /// `PUT|DELETE /v1/groups/{name}/members/{user}`.
-pub async fn group_member<S: Store>(
-    app: &App<S>,
+pub async fn group_member(
+    app: &App,
     ctx: &mut Ctx,
     group: &str,
     user: &str,
@@ -384,13 +321,13 @@ fn share_view(s: &ShareRecord) -> serde_json::Value {
 }
 
 /// `GET /v1/shares`.
-pub async fn shares_list<S: Store>(app: &App<S>) -> Result<Response<Body>, ApiError> {
+pub async fn shares_list(app: &App) -> Result<Response<Body>, ApiError> {
     let shares: Vec<_> = app.store.shares().await?.iter().map(share_view).collect();
     Ok(json(StatusCode::OK, &serde_json::json!({ "shares": shares })))
 }
 
 /// `POST /v1/shares`.
-pub async fn shares_create<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
+pub async fn shares_create(app: &App, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Req {
@@ -431,7 +368,7 @@ pub async fn shares_create<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -
 }
 
 /// `DELETE /v1/shares/{id}`.
-pub async fn shares_delete<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str) -> Result<Response<Body>, ApiError> {
+pub async fn shares_delete(app: &App, ctx: &mut Ctx, id: &str) -> Result<Response<Body>, ApiError> {
     ctx.target = Some(id.to_owned());
     if app.store.delete_share(id.to_owned()).await? {
         Ok(no_content())
@@ -455,9 +392,9 @@ pub fn token_view(t: &ApiTokenRecord, now: i64) -> serde_json::Value {
 }
 
 /// `GET /v1/tokens`.
-pub async fn tokens_list<S: Store>(app: &App<S>, ctx: &mut Ctx, q: Option<&str>) -> Result<Response<Body>, ApiError> {
+pub async fn tokens_list(app: &App, ctx: &mut Ctx, q: Option<&str>) -> Result<Response<Body>, ApiError> {
     let caller = ctx.caller()?;
-    let all = crate::net::http::bool_param(q, "all")?;
+    let all = crate::http::bool_param(q, "all")?;
     if all {
         caller.require(Scope::UsersAdmin).map_err(forbidden)?;
     }
@@ -468,7 +405,7 @@ pub async fn tokens_list<S: Store>(app: &App<S>, ctx: &mut Ctx, q: Option<&str>)
 }
 
 /// `POST /v1/tokens`.
-pub async fn tokens_create<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
+pub async fn tokens_create(app: &App, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Req {
@@ -529,7 +466,7 @@ pub async fn tokens_create<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -
 }
 
 /// `DELETE /v1/tokens/{id}`: one's own, or anyone's for an admin.
-pub async fn tokens_revoke<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str) -> Result<Response<Body>, ApiError> {
+pub async fn tokens_revoke(app: &App, ctx: &mut Ctx, id: &str) -> Result<Response<Body>, ApiError> {
     ctx.target = Some(id.to_owned());
     let caller = ctx.caller()?;
     let t = app.store.token(id.to_owned()).await?.ok_or_else(|| ApiError::not_found(format!("no token {id:?}")))?;
@@ -543,12 +480,12 @@ pub async fn tokens_revoke<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str) -> R
 }
 
 /// `GET /v1/audit`.
-pub async fn audit_read<S: Store>(app: &App<S>, q: Option<&str>) -> Result<Response<Body>, ApiError> {
+pub async fn audit_read(app: &App, q: Option<&str>) -> Result<Response<Body>, ApiError> {
     let text = |k: &str| -> Result<Option<String>, ApiError> {
         match query_param(q, k) {
             None => Ok(None),
             Some(v) => {
-                let v = percent_decode(v).ok_or_else(|| ApiError::bad_field(k, "bad percent-encoding"))?;
+                let v = crate::http::percent_decode(v).ok_or_else(|| ApiError::bad_field(k, "bad percent-encoding"))?;
                 if v.len() > 200 {
                     return Err(ApiError::bad_field(k, "too long"));
                 }
@@ -582,7 +519,7 @@ pub async fn audit_read<S: Store>(app: &App<S>, q: Option<&str>) -> Result<Respo
 }
 
 /// `POST /v1/results/purge`.
-pub async fn purge<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
+pub async fn purge(app: &App, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
     #[derive(Deserialize, Default)]
     #[serde(deny_unknown_fields)]
     struct Req {
@@ -597,75 +534,4 @@ pub async fn purge<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> Result
     let n = app.purge_results(older).await?;
     ctx.detail = Some(serde_json::json!({ "older_than_secs": older, "deleted": n }));
     Ok(json(StatusCode::OK, &serde_json::json!({ "deleted": n, "older_than_secs": older })))
-}
-
-/// Decodes `%XX` and `+` in a query value.
-pub fn percent_decode(v: &str) -> Option<String> {
-    let bytes = v.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let h = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(h, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_sixth_failure_within_the_window_locks_the_name_out() {
-        let t = SignInThrottle::default();
-        for _ in 0..MAX_SIGN_IN_FAILURES {
-            assert!(t.check("ana", 100).is_ok());
-            t.failed("ana", 100);
-        }
-        assert_eq!(t.check("ana", 160), Err(THROTTLE_WINDOW_SECS - 60));
-        assert!(t.check("bob", 160).is_ok(), "per name");
-        assert!(t.check("ana", 100 + THROTTLE_WINDOW_SECS).is_ok(), "the window passes");
-        t.succeeded("ana");
-        assert!(t.check("ana", 160).is_ok());
-    }
-
-    /// A flood of made-up names (ten times the table) neither unlocks a name under
-    /// attack nor stops the counting for a name attacked after it.
-    #[test]
-    fn a_flood_of_names_does_not_unlock_anyone_and_counting_goes_on() {
-        let t = SignInThrottle::default();
-        for _ in 0..MAX_SIGN_IN_FAILURES {
-            t.failed("admin", 100);
-        }
-        assert!(t.check("admin", 101).is_err());
-        for i in 0..(THROTTLE_MAX_NAMES * 10) {
-            t.failed(&format!("made-up-{i}"), 101 + i64::try_from(i / 1000).expect("small"));
-        }
-        assert!(t.check("admin", 300).is_err(), "still locked out after the flood");
-        for _ in 0..MAX_SIGN_IN_FAILURES {
-            t.failed("ops", 300);
-        }
-        assert!(t.check("ops", 301).is_err(), "a name attacked after the flood is counted and locked out");
-        let size = t.failures.lock().expect("lock").len();
-        assert!(size <= THROTTLE_MAX_NAMES, "bounded: {size}");
-    }
-
-    #[test]
-    fn query_values_are_percent_decoded() {
-        assert_eq!(percent_decode("jobs.%2A+x").as_deref(), Some("jobs.* x"));
-        assert_eq!(percent_decode("%zz"), None);
-    }
 }

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use crate::api::projects::ProjectQuery;
 use crate::app::App;
 use crate::auth::access::Caller;
-use crate::net::http::ApiError;
+use crate::http::ApiError;
+use crate::store::access::AccessStore;
 use crate::store::{JobRecord, Store};
 
 /// The name of a schema browser's catalog job.
@@ -72,7 +73,7 @@ impl ProjectCache {
 }
 
 /// The name of user `id` (who dispatched a job), looked up once; `None` when unknown.
-pub async fn user_name<S: Store>(app: &App<S>, id: &str, seen: &mut ProjectCache) -> Result<Option<String>, ApiError> {
+pub async fn user_name(app: &App, id: &str, seen: &mut ProjectCache) -> Result<Option<String>, ApiError> {
     if let Some(found) = seen.users.get(id) {
         return Ok(found.clone());
     }
@@ -82,8 +83,8 @@ pub async fn user_name<S: Store>(app: &App<S>, id: &str, seen: &mut ProjectCache
 }
 
 /// Whether `caller` may see project `pid`'s logic, and its query names, looked up once.
-pub async fn project_facts<S: Store>(
-    app: &App<S>,
+pub async fn project_facts(
+    app: &App,
     caller: &Caller,
     pid: &str,
     seen: &mut ProjectCache,
@@ -91,7 +92,7 @@ pub async fn project_facts<S: Store>(
     if let Some(found) = seen.projects.get(pid) {
         return Ok(found.clone());
     }
-    let facts = match crate::api::projects::access_to(app, caller, pid).await {
+    let facts = match app.project_access(caller, pid).await {
         Ok((p, access)) => {
             let names = serde_json::from_str::<Vec<ProjectQuery>>(&p.queries_json)
                 .ok()
@@ -109,8 +110,8 @@ pub async fn project_facts<S: Store>(
 /// The name of job `rec` as `caller` may see it: the project query's name; else, for one
 /// who may read its SQL, the SQL's first line; else `Query N`. With it, the job's SQL when
 /// `caller` may read it and `want_sql`.
-pub async fn for_job<S: Store>(
-    app: &App<S>,
+pub async fn for_job(
+    app: &App,
     caller: &Caller,
     rec: &JobRecord,
     seen: &mut ProjectCache,

@@ -1,19 +1,20 @@
 //! Calls the handler of a matched route; the job and agent handlers live here, access
-//! control in [`crate::api::access`], projects and embedding in [`crate::api::projects`].
+//! control in [`crate::api::access`], projects and embedding in [`crate::api::projects`],
+//! enrolment tokens in [`crate::api::enrolment`].
 
 use http::{Request, Response, StatusCode};
-use serde::Deserialize;
 
 use crate::api::access as acc;
 use crate::api::projects as prj;
 use crate::api::{self, forbidden, visible_job, wait_param, Ctx, JobView, RouteId};
 use crate::app::App;
-use crate::net::http::{json, parse_json, query_param, ApiError, Body};
+use crate::http::{json, query_param, ApiError, Body};
+use crate::store::access::AccessStore;
 use crate::store::{JobFilter, JobState, Store};
 
 /// Runs the handler of `route` with the path's values `p`.
-pub async fn dispatch<S: Store>(
-    app: &App<S>,
+pub async fn dispatch(
+    app: &App,
     route: RouteId,
     p: Vec<String>,
     req: Request<bytes::Bytes>,
@@ -57,9 +58,9 @@ pub async fn dispatch<S: Store>(
         AgentsRevoke => agents_revoke(app, ctx, &arg(0)).await,
         AgentsAuditHead => agents_audit_head(app, ctx, &arg(0)).await,
         AgentsConnectionSchema => crate::api::schema::schema(app, ctx, &arg(0), &arg(1), q).await,
-        EnrolmentTokensCreate => enrolment_token(app, ctx, req.body()).await,
-        EnrolmentTokensList => crate::enrolment::list(app).await,
-        EnrolmentTokensRevoke => crate::enrolment::revoke(app, ctx, &arg(0)).await,
+        EnrolmentTokensCreate => crate::api::enrolment::create(app, ctx, req.body()).await,
+        EnrolmentTokensList => crate::api::enrolment::list(app).await,
+        EnrolmentTokensRevoke => crate::api::enrolment::revoke(app, ctx, &arg(0)).await,
         JobsList => jobs_list(app, ctx, q).await,
         JobsDispatch => api::dispatch_job(app, ctx, req.body()).await,
         JobsRead => {
@@ -100,7 +101,7 @@ pub async fn dispatch<S: Store>(
         TokensRevoke => acc::tokens_revoke(app, ctx, &arg(0)).await,
         AuditRead => acc::audit_read(app, q).await,
         ResultsPurge => acc::purge(app, ctx, req.body()).await,
-        OpenApi => Ok(crate::net::http::bytes_response(StatusCode::OK, "application/json", {
+        OpenApi => Ok(crate::http::bytes_response(StatusCode::OK, "application/json", {
             // Built once per process: the document depends only on the binary.
             static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
             DOC.get_or_init(crate::api::openapi::document_json).clone().into_bytes()
@@ -132,7 +133,7 @@ pub fn agent_view(
     })
 }
 
-async fn agents_list<S: Store>(app: &App<S>, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
+async fn agents_list(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
     let caller = ctx.caller()?;
     let shared =
         if caller.is_admin() { None } else { Some(app.store.shared_connections(caller.user_id.clone()).await?) };
@@ -186,7 +187,7 @@ async fn agents_list<S: Store>(app: &App<S>, ctx: &mut Ctx) -> Result<Response<B
     Ok(json(StatusCode::OK, &serde_json::json!({ "agents": view, "pools": pools })))
 }
 
-async fn agents_revoke<S: Store>(app: &App<S>, ctx: &mut Ctx, name: &str) -> Result<Response<Body>, ApiError> {
+async fn agents_revoke(app: &App, ctx: &mut Ctx, name: &str) -> Result<Response<Body>, ApiError> {
     ctx.target = Some(name.to_owned());
     match app.revoke_agent(name).await? {
         Some(failed) => {
@@ -199,7 +200,7 @@ async fn agents_revoke<S: Store>(app: &App<S>, ctx: &mut Ctx, name: &str) -> Res
 /// What a job asked for, as signed: its SQL, parameters, render spec and requester. Only
 /// for callers who may read the job's SQL (admins, the job's owner, a project's
 /// `view-logic` and `edit` grants); a `view-app` viewer gets 403.
-async fn jobs_spec<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str) -> Result<Response<Body>, ApiError> {
+async fn jobs_spec(app: &App, ctx: &mut Ctx, id: &str) -> Result<Response<Body>, ApiError> {
     ctx.target = Some(id.to_owned());
     let caller = ctx.caller()?;
     let rec = visible_job(app, caller, id, false).await?;
@@ -233,7 +234,7 @@ async fn jobs_spec<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str) -> Result<Re
 
 /// The head as the agent signed it, so that `outpost-agent audit verify --head` can check
 /// the signature itself and need not trust the control plane's word.
-async fn agents_audit_head<S: Store>(app: &App<S>, ctx: &mut Ctx, name: &str) -> Result<Response<Body>, ApiError> {
+async fn agents_audit_head(app: &App, ctx: &mut Ctx, name: &str) -> Result<Response<Body>, ApiError> {
     ctx.target = Some(name.to_owned());
     if app.store.agent(name.to_owned()).await?.is_none() {
         return Err(ApiError::not_found(format!("no agent {name:?}")));
@@ -247,34 +248,6 @@ async fn agents_audit_head<S: Store>(app: &App<S>, ctx: &mut Ctx, name: &str) ->
         None => (serde_json::Value::Null, None),
     };
     Ok(json(StatusCode::OK, &serde_json::json!({ "agent": name, "head": head, "received_at": received_at })))
-}
-
-async fn enrolment_token<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Req {
-        agent: String,
-        #[serde(default)]
-        pool: Option<String>,
-        #[serde(default = "default_ttl")]
-        ttl_secs: u64,
-    }
-    fn default_ttl() -> u64 {
-        crate::config::DEFAULT_ENROL_TOKEN_TTL_SECS
-    }
-    let r: Req = parse_json(body)?;
-    ctx.target = Some(r.agent.clone());
-    let (token, id, expires_at) =
-        app.create_enrolment_token(&r.agent, r.pool.as_deref(), r.ttl_secs).await.map_err(|e| match e {
-            crate::app::AppError::Usage(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", m),
-            other => ApiError::internal(other),
-        })?;
-    // Who created it (the audit record's actor), for which agent and pool, until when.
-    ctx.detail = Some(serde_json::json!({ "token_id": id, "pool": r.pool, "expires_at": expires_at }));
-    Ok(json(
-        StatusCode::CREATED,
-        &serde_json::json!({ "token": token, "id": id, "agent": r.agent, "pool": r.pool, "expires_at": expires_at }),
-    ))
 }
 
 /// The states `GET /v1/jobs?state=` accepts, as the store keeps them.
@@ -295,8 +268,8 @@ const MAX_FILTER_LEN: usize = 200;
 /// or empty (a form's "any").
 pub fn filter_param(q: Option<&str>, key: &str) -> Result<Option<String>, ApiError> {
     let Some(raw) = query_param(q, key) else { return Ok(None) };
-    let v =
-        acc::percent_decode(&raw.replace('+', " ")).ok_or_else(|| ApiError::bad_field(key, "bad percent-encoding"))?;
+    let v = crate::http::percent_decode(&raw.replace('+', " "))
+        .ok_or_else(|| ApiError::bad_field(key, "bad percent-encoding"))?;
     let v = v.trim();
     if v.chars().count() > MAX_FILTER_LEN {
         return Err(ApiError::bad_field(key, format!("longer than {MAX_FILTER_LEN} characters")));
@@ -316,9 +289,9 @@ pub fn state_param(q: Option<&str>) -> Result<Option<JobState>, ApiError> {
 /// `GET /v1/jobs`: the caller's jobs (an admin's: anyone's with `?all=true` or
 /// `?owner=NAME`), filtered by `state`, `agent` (or `pool:NAME`) and `connection` in the
 /// store. A non-admin naming another owner gets no jobs: never someone else's.
-async fn jobs_list<S: Store>(app: &App<S>, ctx: &mut Ctx, q: Option<&str>) -> Result<Response<Body>, ApiError> {
+async fn jobs_list(app: &App, ctx: &mut Ctx, q: Option<&str>) -> Result<Response<Body>, ApiError> {
     let caller = ctx.caller()?;
-    let all = crate::net::http::bool_param(q, "all")?;
+    let all = crate::http::bool_param(q, "all")?;
     if all && !caller.is_admin() {
         return Err(forbidden("only admins may list every job"));
     }
@@ -345,7 +318,7 @@ async fn jobs_list<S: Store>(app: &App<S>, ctx: &mut Ctx, q: Option<&str>) -> Re
             return Ok(json(StatusCode::OK, &serde_json::json!({ "jobs": [] })));
         }
     }
-    let with_sql = crate::net::http::bool_param(q, "sql")?;
+    let with_sql = crate::http::bool_param(q, "sql")?;
     let jobs = app.store.jobs(filter, limit, outpost_protocol::unix_now()).await?;
     let mut view: Vec<JobView> = Vec::with_capacity(jobs.len());
     let mut seen = crate::api::job_name::ProjectCache::new();
@@ -355,7 +328,7 @@ async fn jobs_list<S: Store>(app: &App<S>, ctx: &mut Ctx, q: Option<&str>) -> Re
     Ok(json(StatusCode::OK, &serde_json::json!({ "jobs": view })))
 }
 
-async fn jobs_cancel<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str) -> Result<Response<Body>, ApiError> {
+async fn jobs_cancel(app: &App, ctx: &mut Ctx, id: &str) -> Result<Response<Body>, ApiError> {
     use crate::store::CancelOutcome;
     ctx.target = Some(id.to_owned());
     let rec = visible_job(app, ctx.caller()?, id, false).await?;

@@ -14,8 +14,8 @@ use crate::api::{self, bearer, check_connection, forbidden, unauthorized, Ctx, J
 use crate::app::{App, DispatchRequest};
 use crate::auth::access::{self, Caller, Grant, ProjectAccess, Role};
 use crate::auth::embed::{self, Claims};
-use crate::net::http::{json, parse_json, parse_render, query_param, ApiError, Body};
-use crate::store::access::ProjectRecord;
+use crate::http::{json, parse_json, parse_render, query_param, ApiError, Body};
+use crate::store::access::{AccessStore, ProjectRecord};
 use crate::store::{JobOrigin, Store};
 
 /// Most queries in one project.
@@ -67,36 +67,16 @@ fn render_kind(render: &serde_json::Value) -> String {
     render.get("kind").and_then(|k| k.as_str()).unwrap_or("unknown").to_owned()
 }
 
-/// How `caller` relates to project `id`, with the project; 404 when it does not exist.
-pub async fn access_to<S: Store>(
-    app: &App<S>,
-    caller: &Caller,
-    id: &str,
-) -> Result<(ProjectRecord, ProjectAccess), ApiError> {
-    let p = app.store.project(id.to_owned()).await?.ok_or_else(|| ApiError::not_found(format!("no project {id:?}")))?;
-    let access = if caller.is_admin() {
-        ProjectAccess::Admin
-    } else if p.owner_id == caller.user_id {
-        ProjectAccess::Owner
-    } else {
-        match app.store.project_grant(p.id.clone(), caller.user_id.clone()).await? {
-            Some(g) => ProjectAccess::Granted(g),
-            None => ProjectAccess::None,
-        }
-    };
-    Ok((p, access))
-}
-
-async fn viewable<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str) -> Result<(ProjectRecord, ProjectAccess), ApiError> {
+async fn viewable(app: &App, ctx: &mut Ctx, id: &str) -> Result<(ProjectRecord, ProjectAccess), ApiError> {
     ctx.target = Some(id.to_owned());
-    let (p, a) = access_to(app, ctx.caller()?, id).await?;
+    let (p, a) = app.project_access(ctx.caller()?, id).await?;
     if !a.can_view() {
         return Err(forbidden(format!("project {id} is not shared with you")));
     }
     Ok((p, a))
 }
 
-async fn view<S: Store>(app: &App<S>, p: &ProjectRecord, a: ProjectAccess) -> Result<serde_json::Value, ApiError> {
+async fn view(app: &App, p: &ProjectRecord, a: ProjectAccess) -> Result<serde_json::Value, ApiError> {
     let queries = parse_queries(&p.queries_json)?;
     let queries: Vec<serde_json::Value> = queries
         .iter()
@@ -131,7 +111,7 @@ async fn view<S: Store>(app: &App<S>, p: &ProjectRecord, a: ProjectAccess) -> Re
 }
 
 /// Checks a project body and the caller's data access to every connection it uses.
-async fn checked_body<S: Store>(app: &App<S>, caller: &Caller, body: &[u8]) -> Result<ProjectBody, ApiError> {
+async fn checked_body(app: &App, caller: &Caller, body: &[u8]) -> Result<ProjectBody, ApiError> {
     let b: ProjectBody = parse_json(body)?;
     if b.name.trim().is_empty() || b.name.len() > 200 || b.name.chars().any(char::is_control) {
         return Err(ApiError::bad_field("name", "must be 1 to 200 printable characters"));
@@ -166,7 +146,7 @@ async fn checked_body<S: Store>(app: &App<S>, caller: &Caller, body: &[u8]) -> R
 }
 
 /// `GET /v1/projects`.
-pub async fn list<S: Store>(app: &App<S>, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
+pub async fn list(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
     let caller = ctx.caller()?;
     let rows = app.store.projects_for(if caller.is_admin() { None } else { Some(caller.user_id.clone()) }).await?;
     let mut out = Vec::with_capacity(rows.len());
@@ -184,7 +164,7 @@ pub async fn list<S: Store>(app: &App<S>, ctx: &mut Ctx) -> Result<Response<Body
 }
 
 /// `POST /v1/projects`.
-pub async fn create<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
+pub async fn create(app: &App, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
     let caller = ctx.caller()?.clone();
     let b = checked_body(app, &caller, body).await?;
     let now = outpost_protocol::unix_now();
@@ -204,13 +184,13 @@ pub async fn create<S: Store>(app: &App<S>, ctx: &mut Ctx, body: &[u8]) -> Resul
 }
 
 /// `GET /v1/projects/{id}`.
-pub async fn read<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str) -> Result<Response<Body>, ApiError> {
+pub async fn read(app: &App, ctx: &mut Ctx, id: &str) -> Result<Response<Body>, ApiError> {
     let (p, a) = viewable(app, ctx, id).await?;
     Ok(json(StatusCode::OK, &view(app, &p, a).await?))
 }
 
 /// `PUT /v1/projects/{id}`.
-pub async fn update<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str, body: &[u8]) -> Result<Response<Body>, ApiError> {
+pub async fn update(app: &App, ctx: &mut Ctx, id: &str, body: &[u8]) -> Result<Response<Body>, ApiError> {
     let (p, a) = viewable(app, ctx, id).await?;
     if !a.can_edit() {
         return Err(forbidden(format!("your access to project {id} ({}) does not allow editing", a.as_str())));
@@ -227,18 +207,18 @@ pub async fn update<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str, body: &[u8]
 }
 
 /// `DELETE /v1/projects/{id}`.
-pub async fn delete<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str) -> Result<Response<Body>, ApiError> {
+pub async fn delete(app: &App, ctx: &mut Ctx, id: &str) -> Result<Response<Body>, ApiError> {
     let (_, a) = viewable(app, ctx, id).await?;
     if !a.can_manage() {
         return Err(forbidden("only the project's owner or an admin may delete it"));
     }
     app.store.delete_project(id.to_owned()).await?;
-    Ok(crate::net::http::no_content())
+    Ok(crate::http::no_content())
 }
 
 /// `PUT|DELETE /v1/projects/{id}/grants/{user}`.
-pub async fn grant<S: Store>(
-    app: &App<S>,
+pub async fn grant(
+    app: &App,
     ctx: &mut Ctx,
     id: &str,
     user: &str,
@@ -270,7 +250,7 @@ pub async fn grant<S: Store>(
         ));
     }
     app.store.set_project_grant(id.to_owned(), user.to_owned(), g).await?.map_err(ApiError::not_found)?;
-    Ok(crate::net::http::no_content())
+    Ok(crate::http::no_content())
 }
 
 fn check_customer(c: &str) -> Result<(), ApiError> {
@@ -281,7 +261,7 @@ fn check_customer(c: &str) -> Result<(), ApiError> {
 }
 
 /// `POST /v1/projects/{id}/run`: dispatches every query with the owner's data access.
-pub async fn run<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str, body: &[u8]) -> Result<Response<Body>, ApiError> {
+pub async fn run(app: &App, ctx: &mut Ctx, id: &str, body: &[u8]) -> Result<Response<Body>, ApiError> {
     #[derive(Deserialize, Default)]
     #[serde(deny_unknown_fields)]
     struct Req {
@@ -374,17 +354,10 @@ pub async fn run<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str, body: &[u8]) -
 }
 
 /// `GET /v1/projects/{id}/results`: the newest job of each query.
-pub async fn results<S: Store>(
-    app: &App<S>,
-    ctx: &mut Ctx,
-    id: &str,
-    q: Option<&str>,
-) -> Result<Response<Body>, ApiError> {
+pub async fn results(app: &App, ctx: &mut Ctx, id: &str, q: Option<&str>) -> Result<Response<Body>, ApiError> {
     let (p, access) = viewable(app, ctx, id).await?;
     let customer = query_param(q, "customer")
-        .map(|c| {
-            crate::api::access::percent_decode(c).ok_or_else(|| ApiError::bad_field("customer", "bad percent-encoding"))
-        })
+        .map(|c| crate::http::percent_decode(c).ok_or_else(|| ApiError::bad_field("customer", "bad percent-encoding")))
         .transpose()?;
     if let Some(c) = &customer {
         check_customer(c)?;
@@ -424,12 +397,7 @@ pub async fn results<S: Store>(
 }
 
 /// `POST /v1/projects/{id}/embed-tokens`.
-pub async fn embed_token<S: Store>(
-    app: &App<S>,
-    ctx: &mut Ctx,
-    id: &str,
-    body: &[u8],
-) -> Result<Response<Body>, ApiError> {
+pub async fn embed_token(app: &App, ctx: &mut Ctx, id: &str, body: &[u8]) -> Result<Response<Body>, ApiError> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Req {
@@ -468,7 +436,7 @@ pub async fn embed_token<S: Store>(
 }
 
 /// `POST /v1/projects/{id}/embed-tokens/revoke`.
-pub async fn embed_revoke<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str) -> Result<Response<Body>, ApiError> {
+pub async fn embed_revoke(app: &App, ctx: &mut Ctx, id: &str) -> Result<Response<Body>, ApiError> {
     let (_, a) = viewable(app, ctx, id).await?;
     if !a.can_manage() {
         return Err(forbidden("only the project's owner or an admin may revoke its embed tokens"));
@@ -482,8 +450,8 @@ pub async fn embed_revoke<S: Store>(app: &App<S>, ctx: &mut Ctx, id: &str) -> Re
 }
 
 /// Verifies the embed token of a request against its project's current epoch.
-pub async fn embed_claims<S: Store>(
-    app: &App<S>,
+pub async fn embed_claims(
+    app: &App,
     ctx: &mut Ctx,
     req: &Request<bytes::Bytes>,
 ) -> Result<(Claims, ProjectRecord), ApiError> {
@@ -505,11 +473,7 @@ pub async fn embed_claims<S: Store>(
 }
 
 /// `GET /v1/embed/project`.
-pub async fn embed_project<S: Store>(
-    app: &App<S>,
-    ctx: &mut Ctx,
-    req: &Request<bytes::Bytes>,
-) -> Result<Response<Body>, ApiError> {
+pub async fn embed_project(app: &App, ctx: &mut Ctx, req: &Request<bytes::Bytes>) -> Result<Response<Body>, ApiError> {
     let (claims, p) = embed_claims(app, ctx, req).await?;
     let queries: Vec<_> = parse_queries(&p.queries_json)?
         .iter()
@@ -523,8 +487,8 @@ pub async fn embed_project<S: Store>(
 }
 
 /// `GET /v1/embed/results/{index}`: the newest result of one query for the token's customer.
-pub async fn embed_result<S: Store>(
-    app: &App<S>,
+pub async fn embed_result(
+    app: &App,
     ctx: &mut Ctx,
     claims: &(Claims, ProjectRecord),
     index: &str,

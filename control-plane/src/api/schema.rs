@@ -17,8 +17,7 @@
 //! refused the `catalog` kind, the database failed...); 502 `catalog_invalid` when the
 //! answer is not a catalog.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use http::{Response, StatusCode};
 use http_body_util::BodyExt as _;
@@ -26,8 +25,9 @@ use outpost_protocol::catalog::Catalog;
 use outpost_protocol::CatalogSpec;
 
 use crate::api::{check_connection, Ctx};
+use crate::app::schema_cache::{Cached, Key};
 use crate::app::{App, DispatchRequest};
-use crate::net::http::{json, query_param, ApiError, Body};
+use crate::http::{json, query_param, ApiError, Body};
 use crate::store::{JobOrigin, Store};
 
 /// Tables a catalog job asks for at most.
@@ -37,71 +37,6 @@ pub const CATALOG_MAX_TABLES: u32 = 2_000;
 pub const CATALOG_MAX_COLUMNS: u32 = 50_000;
 /// How long a request waits for the agent's answer, seconds.
 pub const CATALOG_WAIT_SECS: u64 = 30;
-/// Catalogs kept at most (one per agent and connection); the oldest goes first.
-const MAX_CACHED: usize = 1_024;
-
-/// One kept catalog.
-#[derive(Debug, Clone)]
-struct Cached {
-    fetched_at: i64,
-    /// When it arrived here, to tell a request whether it came after the request began.
-    arrived: std::time::Instant,
-    job_id: String,
-    catalog: Arc<Catalog>,
-}
-
-/// An agent and one of its connections.
-type Key = (String, String);
-
-/// The catalogs of the schema browser, by `(agent, connection)`, and the requests asking
-/// an agent now: one catalog job at a time per connection, the others wait for its answer.
-#[derive(Debug, Default)]
-pub struct SchemaCache {
-    kept: Mutex<HashMap<Key, Cached>>,
-    asking: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-impl SchemaCache {
-    /// The kept catalog of `key` if it arrived after `since`.
-    fn get_since(&self, key: &Key, since: std::time::Instant) -> Option<Cached> {
-        let map = self.kept.lock().ok()?;
-        map.get(key).filter(|hit| hit.arrived > since).cloned()
-    }
-
-    /// The kept catalog of `key` if it is younger than `max_age` seconds at `now`.
-    fn get(&self, key: &Key, now: i64, max_age: u64) -> Option<Cached> {
-        let map = self.kept.lock().ok()?;
-        let hit = map.get(key)?;
-        let age = u64::try_from(now.saturating_sub(hit.fetched_at)).unwrap_or(0);
-        (age < max_age).then(|| hit.clone())
-    }
-
-    /// The gate of `key`: held while a request asks the agent.
-    fn gate(&self, key: &Key) -> Arc<tokio::sync::Mutex<()>> {
-        let Ok(mut map) = self.asking.lock() else { return Arc::default() };
-        Arc::clone(map.entry(key.clone()).or_default())
-    }
-
-    /// Forgets the gate of `key` once no request holds or waits for it.
-    fn release(&self, key: &Key, gate: Arc<tokio::sync::Mutex<()>>) {
-        let Ok(mut map) = self.asking.lock() else { return };
-        // Ours and the map's: nobody else has it.
-        if Arc::strong_count(&gate) <= 2 {
-            map.remove(key);
-        }
-    }
-
-    fn put(&self, key: Key, value: Cached) {
-        let Ok(mut map) = self.kept.lock() else { return };
-        if map.len() >= MAX_CACHED && !map.contains_key(&key) {
-            if let Some(oldest) = map.iter().min_by_key(|(_, v)| v.fetched_at).map(|(k, _)| k.clone()) {
-                map.remove(&oldest);
-            }
-        }
-        map.insert(key, value);
-    }
-}
-
 /// Whether `?refresh=` asks for a new catalog.
 fn refresh_param(query: Option<&str>) -> Result<bool, ApiError> {
     match query_param(query, "refresh") {
@@ -112,8 +47,8 @@ fn refresh_param(query: Option<&str>) -> Result<bool, ApiError> {
 }
 
 /// The handler.
-pub async fn schema<S: Store>(
-    app: &App<S>,
+pub async fn schema(
+    app: &App,
     ctx: &mut Ctx,
     agent: &str,
     connection: &str,
@@ -151,8 +86,8 @@ pub async fn schema<S: Store>(
 }
 
 /// Signs a catalog job for `key`, waits for the agent's answer and keeps it.
-async fn ask<S: Store>(
-    app: &App<S>,
+async fn ask(
+    app: &App,
     ctx: &mut Ctx,
     caller: &crate::auth::access::Caller,
     key: Key,
@@ -230,7 +165,7 @@ async fn ask<S: Store>(
 }
 
 /// Why `agent` (or every member of its pool) cannot answer now, if so.
-async fn offline<S: Store>(app: &App<S>, agent: &str, now: i64) -> Result<Option<String>, ApiError> {
+async fn offline(app: &App, agent: &str, now: i64) -> Result<Option<String>, ApiError> {
     let offline_after = i64::try_from(app.cfg.offline_after_secs).unwrap_or(90);
     let members = match outpost_protocol::job::pool_of(agent) {
         Some(p) => app.store.pool_members(p.to_owned()).await?,
@@ -281,58 +216,6 @@ fn answer(agent: &str, connection: &str, c: &Cached, cached: bool, max_age: u64)
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cached(at: i64, id: &str) -> Cached {
-        Cached {
-            fetched_at: at,
-            arrived: std::time::Instant::now(),
-            job_id: id.into(),
-            catalog: Arc::new(Catalog::default()),
-        }
-    }
-
-    #[test]
-    fn a_kept_catalog_is_served_until_it_is_max_age_old() {
-        let cache = SchemaCache::default();
-        let key = ("edge-1".to_owned(), "sample".to_owned());
-        cache.put(key.clone(), cached(1000, "j1"));
-        assert_eq!(cache.get(&key, 1299, 300).map(|c| c.job_id), Some("j1".into()));
-        assert!(cache.get(&key, 1300, 300).is_none(), "300 s old is too old");
-        assert!(cache.get(&key, 1000, 0).is_none(), "0 turns the cache off");
-        assert!(cache.get(&("edge-1".into(), "other".into()), 1000, 300).is_none());
-    }
-
-    #[test]
-    fn the_cache_is_bounded_and_drops_the_oldest() {
-        let cache = SchemaCache::default();
-        for i in 0..=MAX_CACHED {
-            cache.put((format!("a{i}"), "c".into()), cached(i64::try_from(i).unwrap_or(0), "j"));
-        }
-        let map = cache.kept.lock().expect("lock");
-        assert_eq!(map.len(), MAX_CACHED);
-        assert!(!map.contains_key(&("a0".to_owned(), "c".to_owned())));
-    }
-
-    #[tokio::test]
-    async fn one_request_at_a_time_asks_the_agent_and_the_gate_is_then_forgotten() {
-        let cache = SchemaCache::default();
-        let key = ("edge-1".to_owned(), "sample".to_owned());
-        let first = cache.gate(&key);
-        let held = first.lock().await;
-        let second = cache.gate(&key);
-        assert!(Arc::ptr_eq(&first, &second), "the same gate for the same connection");
-        assert!(second.try_lock().is_err(), "a second request waits");
-        // What the first request keeps, the waiting one takes (it began before it arrived).
-        let asked = std::time::Instant::now();
-        cache.put(key.clone(), cached(1000, "j1"));
-        assert_eq!(cache.get_since(&key, asked).map(|c| c.job_id), Some("j1".into()));
-        assert!(cache.get_since(&key, std::time::Instant::now()).is_none(), "older than the request: ask again");
-        drop(held);
-        cache.release(&key, first);
-        assert_eq!(cache.asking.lock().map(|m| m.len()).unwrap_or(0), 1, "still awaited by the second");
-        cache.release(&key, second);
-        assert_eq!(cache.asking.lock().map(|m| m.len()).unwrap_or(9), 0);
-    }
 
     #[test]
     fn refresh_takes_true_or_false_only() {

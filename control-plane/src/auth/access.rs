@@ -13,8 +13,10 @@ use argon2::password_hash::{PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use outpost_protocol::encoding::{hex, sha256_hex};
 use outpost_protocol::ids::random_bytes;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use zeroize::Zeroizing;
+
+pub use crate::store::access::{Grant, Role};
 
 /// Prefix of API tokens, so that a leaked one is recognisable by secret scanners.
 pub const API_TOKEN_PREFIX: &str = "opat_";
@@ -30,38 +32,9 @@ pub const MIN_PASSWORD_LEN: usize = 12;
 /// Longest password accepted (Argon2 input is bounded).
 pub const MAX_PASSWORD_LEN: usize = 1024;
 
-/// A user's role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Manage users, agents, tokens, keys; every connection and project.
-    Admin,
-    /// Write and run queries on connections shared with them; manage their projects.
-    Editor,
-    /// View the rendered results of projects shared with them.
-    Viewer,
-}
-
+// A role is a stored value (`crate::store::access::Role`, re-exported here); what it
+// may do is decided here.
 impl Role {
-    /// The role's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Editor => "editor",
-            Role::Viewer => "viewer",
-        }
-    }
-
-    /// Parses a role name.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "admin" => Some(Role::Admin),
-            "editor" => Some(Role::Editor),
-            "viewer" => Some(Role::Viewer),
-            _ => None,
-        }
-    }
-
     /// Everything the role may do.
     pub fn scopes(self) -> Scopes {
         use Scope::*;
@@ -79,12 +52,6 @@ impl Role {
             ]),
             Role::Viewer => Scopes::of(&[ResultsRead, ProjectsRead, ProjectsRun, TokensWrite]),
         }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -233,41 +200,6 @@ impl Scopes {
             out.0 |= s.bit();
         }
         Ok(out)
-    }
-}
-
-/// What a collaborator may do with a project.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Grant {
-    /// The rendered results only.
-    #[serde(rename = "view-app")]
-    ViewApp,
-    /// Also the SQL and render specs.
-    #[serde(rename = "view-logic")]
-    ViewLogic,
-    /// Change the queries (and see everything).
-    #[serde(rename = "edit")]
-    Edit,
-}
-
-impl Grant {
-    /// The grant's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Grant::ViewApp => "view-app",
-            Grant::ViewLogic => "view-logic",
-            Grant::Edit => "edit",
-        }
-    }
-
-    /// Parses a grant name.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "view-app" => Some(Grant::ViewApp),
-            "view-logic" => Some(Grant::ViewLogic),
-            "edit" => Some(Grant::Edit),
-            _ => None,
-        }
     }
 }
 

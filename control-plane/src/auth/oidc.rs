@@ -3,9 +3,10 @@
 //! in the ID token, and the ID token's signature (RS256, ES256 or EdDSA against the
 //! provider's JWKS), issuer, audience, expiry and issue time verified before anyone is
 //! signed in. The provider is reached over TLS only, trusting `oidc.ca_file` or the
-//! system bundle. Every sign-in, and every refusal with its reason, is in the audit log.
+//! system bundle. This module is the client of the provider and maps its identities to
+//! users; the browser's side (the flow cookie, the session, the audit record) is
+//! the console's `sso` module.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,32 +14,18 @@ use aws_lc_rs::signature::{self, UnparsedPublicKey};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use outpost_protocol::encoding::{constant_time_eq, sha256_hex};
-use outpost_protocol::ids::random_bytes;
 use serde::Deserialize;
 
-use crate::app::App;
 use crate::auth::access;
 use crate::config::{ClientSecret, OidcConfig, OidcMapBy};
-use crate::console::{login_page, page_response, pct, redirect};
-use crate::net::http::Body;
-use crate::store::access::AuditEvent;
-use crate::store::access::UserRecord;
-use crate::store::Store;
+use crate::http::pct;
+use crate::store::access::{AccessStore, UserRecord};
+use crate::store::backend::Backend;
 
-/// The cookie that carries a sign-in's `state`, `nonce` and PKCE verifier, sealed with
-/// the control plane's results key (AES-256-GCM, bound to [`FLOW_AAD`]): nothing is kept
-/// on the server between start and callback, so no request can crowd out another
-/// user's sign-in. `Lax`, because the provider sends the browser back with a cross-site
-/// top-level navigation; `__Host-`, so no other host can plant one.
-const FLOW_COOKIE: &str = "__Host-outpost_oidc";
-const FLOW_AAD: &str = "oidc-flow";
-/// A sign-in must come back within this time (seconds).
-const FLOW_TTL_SECS: i64 = 600;
 /// Clock skew allowed on `exp` and `iat` (seconds).
 const LEEWAY_SECS: i64 = 60;
 /// The provider's discovery document and keys are read again after this long.
@@ -59,15 +46,6 @@ pub enum OidcError {
     /// The sign-in was refused.
     #[error("{0}")]
     Refused(String),
-}
-
-/// What the flow cookie holds.
-#[derive(serde::Serialize, Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
-struct Flow {
-    state: String,
-    nonce: String,
-    verifier: String,
-    created: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -405,287 +383,177 @@ fn verify_sig(alg: &str, k: &Jwk, msg: &[u8], sig: &[u8]) -> bool {
     }
 }
 
-/// `GET /console/oidc/start`: sends the browser to the provider.
-pub async fn start<S: Store>(app: &App<S>) -> Response<Body> {
-    let Some(oidc) = &app.oidc else {
-        return page_response(StatusCode::NOT_FOUND, login_page(app, Some("Single sign-on is not configured.")));
-    };
-    let (discovery, _) = match oidc.meta(false).await {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::warn!(error = %e, "Single sign-on could not start.");
-            return page_response(StatusCode::BAD_GATEWAY, login_page(app, Some(&e.to_string())));
-        }
-    };
-    let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
-    let state = b64(&random_bytes::<32>());
-    let nonce = b64(&random_bytes::<32>());
-    let verifier = b64(&random_bytes::<32>());
-    let challenge = b64(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()).as_ref());
-    let flow = Flow { state: state.clone(), nonce: nonce.clone(), verifier, created: outpost_protocol::unix_now() };
-    let sealed = app.results.seal(FLOW_AAD, &zeroize::Zeroizing::new(serde_json::to_vec(&flow).unwrap_or_default()));
-    let flow_cookie = URL_SAFE_NO_PAD.encode(sealed);
-    let mut scope = String::from("openid");
-    for s in oidc.cfg.scopes.iter().filter(|s| s.as_str() != "openid") {
-        scope.push(' ');
-        scope.push_str(s);
+impl Oidc {
+    /// The issuer this control plane trusts (`oidc.issuer`).
+    pub fn issuer(&self) -> &str {
+        &self.cfg.issuer
     }
-    let sep = if discovery.authorization_endpoint.contains('?') { '&' } else { '?' };
-    let location = format!(
-        "{}{sep}response_type=code&client_id={}&redirect_uri={}&scope={}&state={state}&nonce={nonce}\
-         &code_challenge={challenge}&code_challenge_method=S256",
-        discovery.authorization_endpoint,
-        pct(&oidc.cfg.client_id),
-        pct(&oidc.cfg.redirect_uri),
-        pct(&scope),
-    );
-    let mut res = redirect("/console/login");
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        res.headers_mut().insert(header::LOCATION, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&format!(
-        "{FLOW_COOKIE}={flow_cookie}; Path=/; Max-Age={FLOW_TTL_SECS}; Secure; HttpOnly; SameSite=Lax"
-    )) {
-        res.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    res
-}
 
-/// `GET /console/oidc/callback`: checks the answer, signs the user in.
-pub async fn callback<S: Store>(app: &App<S>, remote: SocketAddr, req: &Request<Incoming>) -> Response<Body> {
-    let Some(oidc) = &app.oidc else {
-        return page_response(StatusCode::NOT_FOUND, login_page(app, Some("Single sign-on is not configured.")));
-    };
-    let outcome = finish(app, oidc, req).await;
-    let (actor, credential, status, detail) = match &outcome {
-        Ok((user, session_id, _)) => (user.name.clone(), format!("session:{session_id}"), StatusCode::OK, None),
-        Err(e) => {
-            let status = match e {
-                OidcError::Refused(_) => StatusCode::UNAUTHORIZED,
-                _ => StatusCode::BAD_GATEWAY,
-            };
-            ("anonymous".to_owned(), "oidc".to_owned(), status, Some(serde_json::json!({ "error": e.to_string() })))
+    /// Where a sign-in sends the browser: the provider's authorization endpoint, asked for
+    /// a code with this sign-in's `state`, `nonce` and PKCE `challenge` (S256).
+    pub async fn authorization_url(&self, state: &str, nonce: &str, challenge: &str) -> Result<String, OidcError> {
+        let (discovery, _) = self.meta(false).await?;
+        let mut scope = String::from("openid");
+        for s in self.cfg.scopes.iter().filter(|s| s.as_str() != "openid") {
+            scope.push(' ');
+            scope.push_str(s);
         }
-    };
-    let event = AuditEvent {
-        seq: 0,
-        at: outpost_protocol::unix_now(),
-        actor,
-        credential,
-        action: "session.create_sso".into(),
-        target: Some(oidc.cfg.issuer.clone()),
-        outcome: if status == StatusCode::OK {
-            "ok"
-        } else if status == StatusCode::UNAUTHORIZED {
-            "denied"
-        } else {
-            "failed"
-        }
-        .into(),
-        status: status.as_u16(),
-        remote: Some(remote.to_string()),
-        detail,
-    };
-    if let Err(e) = app.store.add_audit(event).await {
-        tracing::error!(error = %e, "Could not write the audit record.");
+        let sep = if discovery.authorization_endpoint.contains('?') { '&' } else { '?' };
+        Ok(format!(
+            "{}{sep}response_type=code&client_id={}&redirect_uri={}&scope={}&state={state}&nonce={nonce}\
+             &code_challenge={challenge}&code_challenge_method=S256",
+            discovery.authorization_endpoint,
+            pct(&self.cfg.client_id),
+            pct(&self.cfg.redirect_uri),
+            pct(&scope),
+        ))
     }
-    let clear_flow = format!("{FLOW_COOKIE}=; Path=/; Max-Age=0; Secure; HttpOnly; SameSite=Lax");
-    let mut res = match outcome {
-        Ok((_, _, cookie)) => {
-            // A page, not a redirect: the navigation to the console then starts on our own
-            // site, so the browser sends the SameSite=Strict session cookie with it.
-            let mut res = page_response(
-                StatusCode::OK,
-                crate::console::bare_page(
-                    "Signed in",
-                    "<p><a href=\"/console/\" id=\"continue\" data-autofollow>Continue to the console</a></p>",
-                ),
-            );
-            if let Ok(v) = HeaderValue::from_str(&cookie) {
-                res.headers_mut().append(header::SET_COOKIE, v);
-            }
-            res
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "Single sign-on refused.");
-            page_response(status, login_page(app, Some(&format!("Single sign-on failed: {e}"))))
-        }
-    };
-    if let Ok(v) = HeaderValue::from_str(&clear_flow) {
-        res.headers_mut().append(header::SET_COOKIE, v);
-    }
-    res
-}
 
-async fn finish<S: Store>(
-    app: &App<S>,
-    oidc: &Oidc,
-    req: &Request<Incoming>,
-) -> Result<(UserRecord, String, String), OidcError> {
-    let q = req.uri().query();
-    let param = |k: &str| {
-        crate::net::http::query_param(q, k).and_then(|v| crate::api::access::percent_decode(&v.replace('+', " ")))
-    };
-    // First: is this the answer to the sign-in this browser started? Nothing the
-    // request says is shown or used before that.
-    let flow = crate::api::cookie(req, FLOW_COOKIE)
-        .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())
-        .and_then(|sealed| app.results.open(FLOW_AAD, &sealed))
-        .and_then(|plain| serde_json::from_slice::<Flow>(&zeroize::Zeroizing::new(plain)).ok());
-    let state_ok = match (&flow, param("state")) {
-        (Some(f), Some(s)) => constant_time_eq(f.state.as_bytes(), s.as_bytes()),
-        _ => false,
-    };
-    let Some(flow) = flow.filter(|_| state_ok) else {
-        return Err(OidcError::Refused("wrong state: this answer is not for the sign-in this browser started".into()));
-    };
-    let now = outpost_protocol::unix_now();
-    if now - flow.created > FLOW_TTL_SECS {
-        return Err(OidcError::Refused("the sign-in took too long; start again".into()));
-    }
-    if let Some(err) = param("error") {
-        let desc = param("error_description").unwrap_or_default();
-        tracing::warn!(error = %err.chars().take(100).collect::<String>(), description = %desc.chars().take(300).collect::<String>(), "The identity provider refused the sign-in.");
-        let code: String = err.chars().filter(|c| c.is_ascii_lowercase() || *c == '_').take(40).collect();
-        return Err(OidcError::Refused(format!("the identity provider refused the sign-in ({code})")));
-    }
-    let Some(code) = param("code") else {
-        return Err(OidcError::Refused("the answer has no code".into()));
-    };
-    let (discovery, _) = oidc.meta(false).await?;
-    let form = format!(
-        "grant_type=authorization_code&code={}&redirect_uri={}&code_verifier={}",
-        pct(&code),
-        pct(&oidc.cfg.redirect_uri),
-        pct(&flow.verifier)
-    );
-    // client_secret_basic: both parts form-encoded, then Basic.
-    let basic =
-        format!("Basic {}", STANDARD.encode(format!("{}:{}", pct(&oidc.cfg.client_id), pct(oidc.secret.expose()))));
-    let (status, body) = oidc.fetch(Method::POST, &discovery.token_endpoint, Some(form), Some(basic)).await?;
-    #[derive(Deserialize)]
-    struct TokenAnswer {
-        #[serde(default)]
-        id_token: Option<String>,
-        #[serde(default)]
-        access_token: Option<String>,
-        #[serde(default)]
-        error: Option<String>,
-    }
-    let answer: TokenAnswer = serde_json::from_slice(&body)
-        .map_err(|_| OidcError::Provider(format!("the token endpoint answered {status} without JSON")))?;
-    if !status.is_success() {
-        return Err(OidcError::Refused(format!(
-            "the token endpoint refused the code: {}",
-            answer.error.unwrap_or_else(|| status.to_string())
-        )));
-    }
-    let id_token = answer.id_token.ok_or_else(|| OidcError::Provider("no id_token in the token answer".into()))?;
-    let mut claims = oidc.verify(&id_token, &flow.nonce, now).await?;
-    // A conforming provider may keep profile claims out of the ID token and answer them
-    // at the UserInfo endpoint, for the same subject only.
-    if claims.profile.email.is_none() {
-        if let (Some(url), Some(token)) = (&discovery.userinfo_endpoint, &answer.access_token) {
-            let (status, body) = oidc.fetch(Method::GET, url, None, Some(format!("Bearer {token}"))).await?;
-            if !status.is_success() {
-                return Err(OidcError::Provider(format!("the UserInfo endpoint answered {status}")));
-            }
-            let info: UserInfo =
-                serde_json::from_slice(&body).map_err(|e| OidcError::Provider(format!("UserInfo: {e}")))?;
-            if info.sub != claims.sub {
-                return Err(OidcError::Refused("UserInfo is for another subject than the ID token".into()));
-            }
-            let username = claims.profile.preferred_username.take();
-            claims.profile = info.profile;
-            claims.profile.preferred_username = username.or(claims.profile.preferred_username.take());
+    /// The user the provider's answer signs in: exchanges `code` (with the PKCE
+    /// `verifier`) for an ID token, verifies it (with the sign-in's `nonce`), reads
+    /// UserInfo when the ID token has no profile, and finds or creates the user; a
+    /// disabled user is refused.
+    pub async fn sign_in(
+        &self,
+        store: &Backend,
+        code: &str,
+        verifier: &str,
+        nonce: &str,
+        now: i64,
+    ) -> Result<UserRecord, OidcError> {
+        let (discovery, _) = self.meta(false).await?;
+        let form = format!(
+            "grant_type=authorization_code&code={}&redirect_uri={}&code_verifier={}",
+            pct(code),
+            pct(&self.cfg.redirect_uri),
+            pct(verifier)
+        );
+        // client_secret_basic: both parts form-encoded, then Basic.
+        let basic =
+            format!("Basic {}", STANDARD.encode(format!("{}:{}", pct(&self.cfg.client_id), pct(self.secret.expose()))));
+        let (status, body) = self.fetch(Method::POST, &discovery.token_endpoint, Some(form), Some(basic)).await?;
+        #[derive(Deserialize)]
+        struct TokenAnswer {
+            #[serde(default)]
+            id_token: Option<String>,
+            #[serde(default)]
+            access_token: Option<String>,
+            #[serde(default)]
+            error: Option<String>,
         }
+        let answer: TokenAnswer = serde_json::from_slice(&body)
+            .map_err(|_| OidcError::Provider(format!("the token endpoint answered {status} without JSON")))?;
+        if !status.is_success() {
+            return Err(OidcError::Refused(format!(
+                "the token endpoint refused the code: {}",
+                answer.error.unwrap_or_else(|| status.to_string())
+            )));
+        }
+        let id_token = answer.id_token.ok_or_else(|| OidcError::Provider("no id_token in the token answer".into()))?;
+        let mut claims = self.verify(&id_token, nonce, now).await?;
+        // A conforming provider may keep profile claims out of the ID token and answer them
+        // at the UserInfo endpoint, for the same subject only.
+        if claims.profile.email.is_none() {
+            if let (Some(url), Some(token)) = (&discovery.userinfo_endpoint, &answer.access_token) {
+                let (status, body) = self.fetch(Method::GET, url, None, Some(format!("Bearer {token}"))).await?;
+                if !status.is_success() {
+                    return Err(OidcError::Provider(format!("the UserInfo endpoint answered {status}")));
+                }
+                let info: UserInfo =
+                    serde_json::from_slice(&body).map_err(|e| OidcError::Provider(format!("UserInfo: {e}")))?;
+                if info.sub != claims.sub {
+                    return Err(OidcError::Refused("UserInfo is for another subject than the ID token".into()));
+                }
+                let username = claims.profile.preferred_username.take();
+                claims.profile = info.profile;
+                claims.profile.preferred_username = username.or(claims.profile.preferred_username.take());
+            }
+        }
+        let user = self.map_user(store, &claims, now).await?;
+        if user.disabled_at.is_some() {
+            return Err(OidcError::Refused(format!("user {} is disabled", user.name)));
+        }
+        Ok(user)
     }
-    let user = map_user(app, oidc, &claims, now).await?;
-    if user.disabled_at.is_some() {
-        return Err(OidcError::Refused(format!("user {} is disabled", user.name)));
-    }
-    let s = crate::api::access::new_session(app, &user)
-        .await
-        .map_err(|e| OidcError::Provider(format!("could not create the session: {}", e.message)))?;
-    tracing::info!(user = %user.name, issuer = %oidc.cfg.issuer, "Signed in by single sign-on.");
-    Ok((user, s.session_id, s.cookie))
-}
 
-/// Finds (or, with `default_role`, creates) the user of a verified identity.
-async fn map_user<S: Store>(app: &App<S>, oidc: &Oidc, c: &Claims, now: i64) -> Result<UserRecord, OidcError> {
-    let store_err = |e: crate::store::StoreError| OidcError::Provider(format!("store: {e}"));
-    let issuer = oidc.cfg.issuer.clone();
-    if let Some(u) = app.store.oidc_user(issuer.clone(), c.sub.clone()).await.map_err(store_err)? {
-        return Ok(u);
+    /// Finds (or, with `default_role`, creates) the user of a verified identity.
+    async fn map_user(&self, store: &Backend, c: &Claims, now: i64) -> Result<UserRecord, OidcError> {
+        let store_err = |e: crate::store::StoreError| OidcError::Provider(format!("store: {e}"));
+        let issuer = self.cfg.issuer.clone();
+        if let Some(u) = store.oidc_user(issuer.clone(), c.sub.clone()).await.map_err(store_err)? {
+            return Ok(u);
+        }
+        let name = match self.cfg.map_by {
+            OidcMapBy::Email => {
+                let email = c.profile.email.as_deref().ok_or_else(|| {
+                    OidcError::Refused("the ID token has no email claim (ask for the email scope)".into())
+                })?;
+                if c.profile.email_verified != Some(true) {
+                    return Err(OidcError::Refused(format!(
+                        "the e-mail address {email} is not verified by the provider"
+                    )));
+                }
+                email.to_ascii_lowercase()
+            }
+            OidcMapBy::Subject => {
+                // A readable name when the provider gives one that is free (lower-cased, and
+                // never the e-mail, which may be unverified), else one derived from the subject.
+                let wanted = c.profile.preferred_username.clone().unwrap_or_default().to_ascii_lowercase();
+                let free = access::validate_principal_name(&wanted).is_ok()
+                    && store.user_by_name(wanted.clone()).await.map_err(store_err)?.is_none();
+                if free {
+                    wanted
+                } else {
+                    format!("sso-{}", &sha256_hex(format!("{issuer}\n{}", c.sub).as_bytes())[..16])
+                }
+            }
+        };
+        access::validate_principal_name(&name).map_err(|m| OidcError::Refused(format!("user name {name:?}: {m}")))?;
+        let user = match store.user_by_name(name.clone()).await.map_err(store_err)? {
+            // An existing user is claimed by e-mail only when an admin made them for single
+            // sign-on (no password) and no other identity of this provider holds them: a
+            // re-assigned mailbox cannot take over a linked or a local account.
+            Some(u) if self.cfg.map_by == OidcMapBy::Email => {
+                if u.password_hash.is_some() {
+                    return Err(OidcError::Refused(format!(
+                        "user {name} signs in with a password; an admin must remove it before single sign-on can claim the account"
+                    )));
+                }
+                if store.oidc_linked(u.id.clone(), issuer.clone()).await.map_err(store_err)? {
+                    return Err(OidcError::Refused(format!(
+                        "user {name} is already linked to another identity of this provider"
+                    )));
+                }
+                u
+            }
+            Some(_) => return Err(OidcError::Refused(format!("user name {name} is taken"))),
+            None => {
+                let Some(role) = self.cfg.default_role else {
+                    return Err(OidcError::Refused(format!(
+                        "there is no Outpost user {name}; ask an admin to add one (or to set oidc.default_role)"
+                    )));
+                };
+                let u = UserRecord {
+                    id: access::new_id(),
+                    name: name.clone(),
+                    role,
+                    password_hash: None,
+                    created_at: now,
+                    disabled_at: None,
+                    last_sign_in: None,
+                };
+                if !store.create_user(u.clone()).await.map_err(store_err)? {
+                    return Err(OidcError::Refused(format!("user name {name} was taken meanwhile; try again")));
+                }
+                tracing::info!(user = %name, role = role.as_str(), "Created a user at their first single sign-on.");
+                u
+            }
+        };
+        if !store.link_oidc(issuer, c.sub.clone(), user.id.clone(), now).await.map_err(store_err)? {
+            return Err(OidcError::Refused("this identity was linked to a user meanwhile; sign in again".into()));
+        }
+        Ok(user)
     }
-    let name = match oidc.cfg.map_by {
-        OidcMapBy::Email => {
-            let email = c.profile.email.as_deref().ok_or_else(|| {
-                OidcError::Refused("the ID token has no email claim (ask for the email scope)".into())
-            })?;
-            if c.profile.email_verified != Some(true) {
-                return Err(OidcError::Refused(format!("the e-mail address {email} is not verified by the provider")));
-            }
-            email.to_ascii_lowercase()
-        }
-        OidcMapBy::Subject => {
-            // A readable name when the provider gives one that is free (lower-cased, and
-            // never the e-mail, which may be unverified), else one derived from the subject.
-            let wanted = c.profile.preferred_username.clone().unwrap_or_default().to_ascii_lowercase();
-            let free = access::validate_principal_name(&wanted).is_ok()
-                && app.store.user_by_name(wanted.clone()).await.map_err(store_err)?.is_none();
-            if free {
-                wanted
-            } else {
-                format!("sso-{}", &sha256_hex(format!("{issuer}\n{}", c.sub).as_bytes())[..16])
-            }
-        }
-    };
-    access::validate_principal_name(&name).map_err(|m| OidcError::Refused(format!("user name {name:?}: {m}")))?;
-    let user = match app.store.user_by_name(name.clone()).await.map_err(store_err)? {
-        // An existing user is claimed by e-mail only when an admin made them for single
-        // sign-on (no password) and no other identity of this provider holds them: a
-        // re-assigned mailbox cannot take over a linked or a local account.
-        Some(u) if oidc.cfg.map_by == OidcMapBy::Email => {
-            if u.password_hash.is_some() {
-                return Err(OidcError::Refused(format!(
-                    "user {name} signs in with a password; an admin must remove it before single sign-on can claim the account"
-                )));
-            }
-            if app.store.oidc_linked(u.id.clone(), issuer.clone()).await.map_err(store_err)? {
-                return Err(OidcError::Refused(format!(
-                    "user {name} is already linked to another identity of this provider"
-                )));
-            }
-            u
-        }
-        Some(_) => return Err(OidcError::Refused(format!("user name {name} is taken"))),
-        None => {
-            let Some(role) = oidc.cfg.default_role else {
-                return Err(OidcError::Refused(format!(
-                    "there is no Outpost user {name}; ask an admin to add one (or to set oidc.default_role)"
-                )));
-            };
-            let u = UserRecord {
-                id: access::new_id(),
-                name: name.clone(),
-                role,
-                password_hash: None,
-                created_at: now,
-                disabled_at: None,
-                last_sign_in: None,
-            };
-            if !app.store.create_user(u.clone()).await.map_err(store_err)? {
-                return Err(OidcError::Refused(format!("user name {name} was taken meanwhile; try again")));
-            }
-            tracing::info!(user = %name, role = role.as_str(), "Created a user at their first single sign-on.");
-            u
-        }
-    };
-    if !app.store.link_oidc(issuer, c.sub.clone(), user.id.clone(), now).await.map_err(store_err)? {
-        return Err(OidcError::Refused("this identity was linked to a user meanwhile; sign in again".into()));
-    }
-    Ok(user)
 }
 
 #[cfg(test)]

@@ -4,9 +4,9 @@
 use crate::*;
 
 pub(crate) async fn signing_key(cmd: SigningKeyCommand) -> Result<(), Failure> {
-    use outpost_control_plane::crypto::signing::{self, SigningError};
-    let refused = |e: SigningError| match e {
-        SigningError::Refused(m) => Failure::Usage(m),
+    use outpost_control_plane::app::key_ring::{self, KeyRingError};
+    let refused = |e: KeyRingError| match e {
+        KeyRingError::Refused(m) => Failure::Usage(m),
         other => Failure::Other(other.into()),
     };
     let now = outpost_protocol::unix_now();
@@ -38,7 +38,7 @@ pub(crate) async fn signing_key(cmd: SigningKeyCommand) -> Result<(), Failure> {
         SigningKeyCommand::Rotate { target, stage } => {
             let cfg = target.load()?;
             let app = app::open(cfg).await.context("cannot open the control plane's data dir")?;
-            let r = signing::rotate(&app.store, &app.cfg.data_dir, stage, now).await.map_err(refused)?;
+            let r = key_ring::rotate(&app.store, &app.cfg.data_dir, stage, now).await.map_err(refused)?;
             if stage {
                 println!("Staged {} as the next job-signing key (key set version {}).", r.key.key_id, r.version);
                 println!("It signs nothing until `signing-key rotate`. Public key, for agents that pin keys:");
@@ -58,7 +58,7 @@ pub(crate) async fn signing_key(cmd: SigningKeyCommand) -> Result<(), Failure> {
         }
         SigningKeyCommand::Retire { target, key_id } => {
             let app = app::open(target.load()?).await.context("cannot open the control plane's data dir")?;
-            let r = signing::retire(&app.store, &app.cfg.data_dir, &key_id, now).await.map_err(refused)?;
+            let r = key_ring::retire(&app.store, &app.cfg.data_dir, &key_id, now).await.map_err(refused)?;
             println!(
                 "{key_id} retired (key set version {}); {} undelivered job(s) re-signed with the active key.",
                 r.version, r.resigned

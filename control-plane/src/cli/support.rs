@@ -5,7 +5,7 @@ use crate::*;
 
 /// Records a CLI action in the control plane's audit log, as the account of the effective
 /// uid running it (not `$USER`, which anyone can set or leave empty).
-pub(crate) async fn audit_cli<S: AccessStore>(store: &S, action: &str, target: &str, detail: serde_json::Value) {
+pub(crate) async fn audit_cli(store: &Backend, action: &str, target: &str, detail: serde_json::Value) {
     let who = outpost_control_plane::enrolment::effective_user();
     let event = AuditEvent {
         seq: 0,

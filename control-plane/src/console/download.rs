@@ -10,8 +10,7 @@ use serde_json::Value;
 
 use crate::api::RouteId;
 use crate::console::Page;
-use crate::net::http::{bytes_response, Body};
-use crate::store::Store;
+use crate::http::{bytes_response, Body};
 
 /// Longest file name stem.
 const MAX_SLUG_LEN: usize = 60;
@@ -122,7 +121,7 @@ fn attachment(content_type: &str, file: &str, body: Vec<u8>) -> Response<Body> {
     res
 }
 
-impl<S: Store> Page<'_, S> {
+impl Page<'_> {
     /// `GET /console/jobs/{id}/download.{svg,csv}`.
     pub(crate) async fn download(&self, id: &str, format: Format) -> Response<Body> {
         let j = match self.get(RouteId::JobsRead, &[id], None).await {

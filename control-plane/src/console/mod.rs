@@ -13,6 +13,7 @@
 mod download;
 mod pages;
 pub mod sanitize_svg;
+pub mod sso;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -27,8 +28,7 @@ use crate::api::{self, RouteId};
 use crate::app::App;
 use crate::auth::access::{Caller, Credential, Scope};
 use crate::console::sanitize_svg::escape as e;
-use crate::net::http::{bytes_response, ApiError, Body};
-use crate::store::Store;
+use crate::http::{bytes_response, ApiError, Body};
 
 const CSS: &str = include_str!("../../assets/console.css");
 const JS: &str = include_str!("../../assets/console.js");
@@ -49,7 +49,7 @@ pub fn is_console_path(path: &str) -> bool {
 }
 
 /// Serves one console request.
-pub async fn handle<S: Store>(app: Arc<App<S>>, remote: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let query = req.uri().query().map(str::to_owned);
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -65,8 +65,8 @@ pub async fn handle<S: Store>(app: Arc<App<S>>, remote: SocketAddr, req: Request
         "/console/assets/editor.js" => return asset(EDITOR_JS, "text/javascript; charset=utf-8"),
         "/console/assets/schema.js" => return asset(SCHEMA_JS, "text/javascript; charset=utf-8"),
         "/console/login" => return page_response(StatusCode::OK, login_page(&app, None)),
-        "/console/oidc/start" => return crate::auth::oidc::start(&app).await,
-        "/console/oidc/callback" => return crate::auth::oidc::callback(&app, remote, &req).await,
+        "/console/oidc/start" => return sso::start(&app).await,
+        "/console/oidc/callback" => return sso::callback(&app, remote, &req).await,
         _ => {}
     }
     let caller = match api::session_cookie(&req) {
@@ -170,7 +170,7 @@ pub fn bare_page(title: &str, body: &str) -> String {
 }
 
 /// The sign-in page; `error` comes from a refused single sign-on.
-pub fn login_page<S: Store>(app: &App<S>, error: Option<&str>) -> String {
+pub fn login_page(app: &App, error: Option<&str>) -> String {
     let mut b = String::new();
     if let Some(m) = error {
         let _ = write!(b, "<p class=\"error\" role=\"alert\">{}</p>", e(m));
@@ -190,8 +190,8 @@ pub fn login_page<S: Store>(app: &App<S>, error: Option<&str>) -> String {
     bare_page("Sign in", &b)
 }
 
-pub(crate) struct Page<'a, S: Store> {
-    app: &'a App<S>,
+pub(crate) struct Page<'a> {
+    app: &'a App,
     caller: Caller,
     remote: String,
 }
@@ -199,7 +199,7 @@ pub(crate) struct Page<'a, S: Store> {
 /// A page's title and body, or why it cannot be shown.
 pub(crate) type PageResult = Result<(String, String), ApiError>;
 
-impl<S: Store> Page<'_, S> {
+impl Page<'_> {
     pub(crate) fn can(&self, s: Scope) -> bool {
         self.caller.require(s).is_ok()
     }
@@ -313,19 +313,6 @@ pub(crate) fn when(v: &Value) -> String {
     }
 }
 
-/// Percent-encodes everything but unreserved characters (for a path segment or query value).
-pub fn pct(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            o.push(char::from(b));
-        } else {
-            let _ = write!(o, "%{b:02X}");
-        }
-    }
-    o
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,7 +321,6 @@ mod tests {
     fn csp_allows_no_inline_script_or_framing() {
         assert!(CSP.contains("script-src 'self'") && !CSP.contains("unsafe"));
         assert!(CSP.contains("frame-ancestors 'none'"));
-        assert_eq!(pct("a b/é"), "a%20b%2F%C3%A9");
         assert!(is_console_path("/") && is_console_path("/console/x") && !is_console_path("/consoles"));
         assert_eq!(snippet("SELECT a,\n\t b  FROM t", 12), "SELECT a, b …");
         assert_eq!(snippet("SELECT 1", 12), "SELECT 1");

@@ -28,7 +28,7 @@ use outpost_protocol::wire::{
 use outpost_protocol::ResultReport;
 
 use crate::app::App;
-use crate::net::http::{json, parse_json, query_param, read_body, ApiError, Body};
+use crate::http::{json, parse_json, query_param, read_body, ApiError, Body};
 use crate::store::{AgentPeer, CompleteOutcome, RedeemError, Store};
 
 /// Largest result upload (a rendered body is capped at 4 MiB before base64).
@@ -41,7 +41,7 @@ const MAX_REPORTED_CONNECTIONS: usize = 256;
 const MAX_JOBS_PER_POLL: usize = 64;
 
 /// Handles one request from the authenticated agent `agent`.
-pub async fn handle<S: Store>(app: Arc<App<S>>, peer: Arc<AgentPeer>, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(app: Arc<App>, peer: Arc<AgentPeer>, req: Request<Incoming>) -> Response<Body> {
     match route(&app, &peer, req).await {
         Ok(res) => res,
         Err(e) => {
@@ -51,7 +51,7 @@ pub async fn handle<S: Store>(app: Arc<App<S>>, peer: Arc<AgentPeer>, req: Reque
     }
 }
 
-async fn route<S: Store>(app: &App<S>, peer: &AgentPeer, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+async fn route(app: &App, peer: &AgentPeer, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let agent = peer.name.as_str();
     let path = req.uri().path().to_owned();
     match (req.method(), path.as_str()) {
@@ -134,7 +134,7 @@ async fn route<S: Store>(app: &App<S>, peer: &AgentPeer, req: Request<Incoming>)
     }
 }
 
-async fn poll<S: Store>(app: &App<S>, peer: &AgentPeer, query: Option<&str>) -> Result<Response<Body>, ApiError> {
+async fn poll(app: &App, peer: &AgentPeer, query: Option<&str>) -> Result<Response<Body>, ApiError> {
     let agent = peer.name.as_str();
     let wait =
         query_param(query, "wait").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0).min(app.cfg.jobs.long_poll_secs);
@@ -201,12 +201,7 @@ async fn poll<S: Store>(app: &App<S>, peer: &AgentPeer, query: Option<&str>) -> 
     }
 }
 
-async fn upload<S: Store>(
-    app: &App<S>,
-    peer: &AgentPeer,
-    id: &str,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
+async fn upload(app: &App, peer: &AgentPeer, id: &str, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let agent = peer.name.as_str();
     let body = read_body(req.into_body(), MAX_REPORT_BODY).await?;
     let report: ResultReport = parse_json(&body)?;
@@ -244,7 +239,7 @@ async fn upload<S: Store>(
 
 /// Handles a request on an enrolment connection from `remote`: throttled per source
 /// address and per token id, and every attempt recorded in the audit log.
-pub async fn handle_enrol<S: Store>(app: Arc<App<S>>, remote: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle_enrol(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let now = outpost_protocol::unix_now();
     if let Err(wait) = app.enrol_throttle.check_address(remote.ip(), now) {
         tracing::warn!(remote = %remote.ip(), "Enrolment attempt throttled (source address).");
@@ -312,8 +307,8 @@ impl From<crate::store::StoreError> for Refusal {
     }
 }
 
-async fn enrol<S: Store>(
-    app: &App<S>,
+async fn enrol(
+    app: &App,
     req: Request<Incoming>,
     attempt: &mut EnrolAttempt,
     now: i64,
@@ -353,7 +348,7 @@ async fn enrol<S: Store>(
     attempt.reenrolment = before.is_some();
     let (certificate_pem, not_after) =
         app.ca.issue_agent_cert(&r.agent, &r.csr_pem, lifetime).map_err(ApiError::internal)?;
-    let (signing_keys, key_set_version) = crate::crypto::signing::published(&app.store).await?;
+    let (signing_keys, key_set_version) = crate::app::key_ring::published(&app.store).await?;
     tracing::info!(agent_id = %r.agent, pool = pool.as_deref().unwrap_or(""), not_after, reenrolment = attempt.reenrolment, "Agent enrolled.");
     let detail = serde_json::json!({
         "pool": pool, "not_after": not_after,

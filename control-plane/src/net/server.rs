@@ -78,7 +78,7 @@ struct TlsConfigs {
     api: Arc<ServerConfig>,
 }
 
-fn tls_configs<S: Store>(app: &App<S>) -> Result<TlsConfigs, ServeError> {
+fn tls_configs(app: &App) -> Result<TlsConfigs, ServeError> {
     let (chain, key) = crate::crypto::pki::load_server_identity(&app.cfg.data_dir)?;
     let mut roots = RootCertStore::empty();
     roots.add(app.ca.cert_der().clone())?;
@@ -122,7 +122,7 @@ pub async fn bind(agent: SocketAddr, api: SocketAddr) -> Result<Listeners, Serve
 }
 
 /// Serves until `app.shutdown` is cancelled, then drains.
-pub async fn serve<S: Store>(app: Arc<App<S>>, listeners: Listeners) -> Result<(), ServeError> {
+pub async fn serve(app: Arc<App>, listeners: Listeners) -> Result<(), ServeError> {
     let tls = Arc::new(tls_configs(&app)?);
     let retention = {
         let app = Arc::clone(&app);
@@ -153,13 +153,13 @@ async fn refuse_all<I>(
     io: I,
     builder: auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
-    refusal: crate::net::http::ApiError,
+    refusal: crate::http::ApiError,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let (status, code, message) = (refusal.status, refusal.code, refusal.message);
     let svc = service_fn(move |_req: Request<Incoming>| {
-        let answer = crate::net::http::ApiError::new(status, code, message.clone()).into_response();
+        let answer = crate::http::ApiError::new(status, code, message.clone()).into_response();
         async move { Ok::<_, std::convert::Infallible>(answer) }
     });
     let _ = tokio::time::timeout(
@@ -172,7 +172,7 @@ async fn refuse_all<I>(
 /// Feeds the systemd watchdog every `every` while the store answers a read within that
 /// time; stops (and says why, once) when it does not, so that systemd restarts the
 /// service (`Restart=on-failure`). Ends at shutdown.
-pub async fn feed_watchdog<S: Store>(app: Arc<App<S>>, every: Duration) {
+pub async fn feed_watchdog(app: Arc<App>, every: Duration) {
     let mut failing = false;
     loop {
         match tokio::time::timeout(every, app.store.active_signing_key()).await {
@@ -200,8 +200,8 @@ pub async fn feed_watchdog<S: Store>(app: Arc<App<S>>, every: Duration) {
     }
 }
 
-async fn accept_loop<S: Store>(
-    app: Arc<App<S>>,
+async fn accept_loop(
+    app: Arc<App>,
     listener: TcpListener,
     tls: Arc<TlsConfigs>,
     graceful: Arc<GracefulShutdown>,
@@ -318,7 +318,7 @@ async fn accept_loop<S: Store>(
                                     enrolled_at = rec.enrolled_at,
                                     "Certificate issued before the agent's latest enrolment refused; its requests are answered 403."
                                 );
-                                let refusal = crate::net::http::ApiError::new(
+                                let refusal = crate::http::ApiError::new(
                                     hyper::StatusCode::FORBIDDEN,
                                     "certificate_superseded",
                                     "this agent was enrolled again since this certificate was issued; it is no longer \
@@ -336,7 +336,7 @@ async fn accept_loop<S: Store>(
                             tracing::warn!(agent_id = %agent, "Certificate names no enrolled agent; its requests are answered 403.");
                             // Told why, so that its log says what to do (a control plane
                             // restored from a backup older than the enrolment, say).
-                            let refusal = crate::net::http::ApiError::new(
+                            let refusal = crate::http::ApiError::new(
                                 hyper::StatusCode::FORBIDDEN,
                                 "unknown_agent",
                                 "this control plane has no enrolled agent of this certificate's name (never enrolled \

@@ -13,11 +13,11 @@ use std::collections::HashMap;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, Row};
 
-use crate::auth::access::{Grant, Role};
 use crate::store::access::{
     AccessStore, ApiTokenRecord, AuditEvent, AuditFilter, GroupRecord, ProjectRecord, SessionRecord, ShareRecord,
     UserRecord, UserUpdate,
 };
+use crate::store::access::{Grant, Role};
 use crate::store::postgres::PgStore;
 use crate::store::StoreError;
 

@@ -2,7 +2,6 @@
 //! embedded SQLite database (one machine) or PostgreSQL (several replicas). Both
 //! implement the same narrow traits; this enum forwards each call to the one in use.
 
-use crate::auth::access::Grant;
 use crate::store::access::*;
 use crate::store::postgres::PgStore;
 use crate::store::*;

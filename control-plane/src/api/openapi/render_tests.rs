@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 
-use crate::net::http::{parse_render, parse_value_at};
+use crate::http::{parse_render, parse_value_at};
 
 /// `schema` with a `$ref` (or a lone `allOf` of one) followed.
 fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {

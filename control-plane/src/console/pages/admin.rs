@@ -7,11 +7,11 @@ use serde_json::Value;
 use crate::api::{self, RouteId};
 use crate::auth::access::Scope;
 use crate::console::sanitize_svg::escape as e;
-use crate::console::{num, pct, when, Page, PageResult};
-use crate::net::http::query_param;
-use crate::store::Store;
+use crate::console::{num, when, Page, PageResult};
+use crate::http::pct;
+use crate::http::query_param;
 
-impl<S: Store> Page<'_, S> {
+impl Page<'_> {
     pub(crate) async fn agents(&self) -> PageResult {
         let v = self.get(RouteId::AgentsList, &[], None).await?;
         let admin = self.can(Scope::AgentsAdmin);
@@ -268,7 +268,7 @@ impl<S: Store> Page<'_, S> {
         let mut fwd = Vec::new();
         let mut vals = std::collections::HashMap::new();
         for k in ["actor", "action", "outcome", "target", "after", "limit"] {
-            if let Some(v) = query_param(q, k).and_then(|v| crate::api::access::percent_decode(&v.replace('+', " "))) {
+            if let Some(v) = query_param(q, k).and_then(|v| crate::http::percent_decode(&v.replace('+', " "))) {
                 if !v.is_empty() {
                     fwd.push(format!("{k}={}", pct(&v)));
                     vals.insert(k, v);

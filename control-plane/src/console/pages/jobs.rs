@@ -7,11 +7,11 @@ use serde_json::Value;
 use crate::api::RouteId;
 use crate::auth::access::Scope;
 use crate::console::sanitize_svg::escape as e;
-use crate::console::{is_final, num, pct, snippet, when, Page, PageResult};
-use crate::net::http::ApiError;
-use crate::store::Store;
+use crate::console::{is_final, num, snippet, when, Page, PageResult};
+use crate::http::pct;
+use crate::http::ApiError;
 
-impl<S: Store> Page<'_, S> {
+impl Page<'_> {
     /// The jobs list, filtered by the GET form's state, agent, connection and (for admins)
     /// requester; the filters are re-encoded for the API, which checks them again.
     pub(crate) async fn jobs(&self, q: Option<&str>) -> PageResult {

@@ -5,10 +5,10 @@ use std::fmt::Write as _;
 use crate::api::RouteId;
 use crate::auth::access::Scope;
 use crate::console::sanitize_svg::escape as e;
-use crate::console::{pct, when, Page, PageResult};
-use crate::store::Store;
+use crate::console::{when, Page, PageResult};
+use crate::http::pct;
 
-impl<S: Store> Page<'_, S> {
+impl Page<'_> {
     pub(crate) async fn projects(&self) -> PageResult {
         let v = self.get(RouteId::ProjectsList, &[], None).await?;
         let mut b = String::new();

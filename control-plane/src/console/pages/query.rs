@@ -8,9 +8,9 @@ use serde_json::Value;
 use crate::api::{self, RouteId};
 use crate::auth::access::Scope;
 use crate::console::sanitize_svg::escape as e;
-use crate::console::{pct, when, Page, PageResult};
-use crate::net::http::{query_param, ApiError};
-use crate::store::Store;
+use crate::console::{when, Page, PageResult};
+use crate::http::pct;
+use crate::http::{query_param, ApiError};
 
 /// Jobs listed under "History".
 const HISTORY_LEN: u32 = 20;
@@ -118,12 +118,12 @@ fn render_value(v: &Value) -> String {
     }
 }
 
-impl<S: Store> Page<'_, S> {
+impl Page<'_> {
     /// The form's starting values: `?job=ID` (the API checks the caller may read its
     /// SQL), else `?agent=` and `?connection=`.
     async fn prefill(&self, q: Option<&str>) -> Result<Prefill, ApiError> {
         let decoded = |k: &str| {
-            query_param(q, k).and_then(|v| crate::api::access::percent_decode(&v.replace('+', " "))).unwrap_or_default()
+            query_param(q, k).and_then(|v| crate::http::percent_decode(&v.replace('+', " "))).unwrap_or_default()
         };
         let job = decoded("job");
         if job.is_empty() {

@@ -7,8 +7,10 @@
 
 use std::future::Future;
 
-use crate::auth::access::{Grant, Role};
 use crate::store::StoreError;
+
+mod roles;
+pub use roles::{Grant, Role};
 
 /// A user.
 #[derive(Clone, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::*;
-use crate::auth::access::{Grant, Role};
+use crate::store::access::{Grant, Role};
 use crate::store::{SqliteStore, StoreError};
 
 const USER_COLS: &str = "id, name, role, password_hash, created_at, disabled_at, last_sign_in";

@@ -1,5 +1,10 @@
-//! HTTP plumbing shared by both listeners: bounded body reads, JSON responses and the
-//! JSON error shape `{"code": ..., "message": ...}`.
+//! HTTP plumbing shared by both listeners: bounded body reads, JSON responses, the JSON
+//! error shape `{"code": ..., "message": ...}`, and percent-encoding of URL parts.
+//!
+//! It sits below every handler (API, console, agent listener, enrolment, single sign-on),
+//! so that each can answer in the same shape without importing the layer that serves it.
+
+use std::fmt::Write as _;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
@@ -240,6 +245,44 @@ pub fn query_param<'a>(query: Option<&'a str>, key: &str) -> Option<&'a str> {
     })
 }
 
+/// Percent-encodes everything but unreserved characters (for a path segment or query value).
+pub fn pct(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            o.push(char::from(b));
+        } else {
+            let _ = write!(o, "%{b:02X}");
+        }
+    }
+    o
+}
+
+/// Decodes `%XX` and `+` in a query value.
+pub fn percent_decode(v: &str) -> Option<String> {
+    let bytes = v.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let h = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(h, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,6 +326,17 @@ mod tests {
         );
         let e = parse_json::<Job>(br#"{"params":[{"type":"integer","value":5}]}"#).expect_err("unknown type");
         assert!(e.message.contains("unknown variant `integer`") && e.message.contains("`int`"), "{}", e.message);
+    }
+
+    #[test]
+    fn query_values_are_percent_decoded() {
+        assert_eq!(percent_decode("jobs.%2A+x").as_deref(), Some("jobs.* x"));
+        assert_eq!(percent_decode("%zz"), None);
+    }
+
+    #[test]
+    fn path_segments_and_query_values_are_percent_encoded() {
+        assert_eq!(pct("a b/é"), "a%20b%2F%C3%A9");
     }
 
     #[test]

@@ -1,0 +1,83 @@
+//! Tests of control-plane.yaml parsing and checks ([`super`]).
+
+use super::*;
+
+fn parse(oidc: &str) -> Result<ControlPlaneConfig, String> {
+    let text = format!("data_dir: /var/lib/outpost-cp\noidc:\n{oidc}");
+    let cfg: ControlPlaneConfig = yamlcfg::parse_str("cp.yaml", &text).map_err(|e| e.to_string())?;
+    cfg.check("cp.yaml").map_err(|e| e.to_string())?;
+    Ok(cfg)
+}
+
+const GOOD: &str = "  issuer: https://idp.example.com\n  client_id: outpost\n  client_secret: s3cret\n  \
+                    redirect_uri: https://outpost.example.com/console/oidc/callback\n";
+
+#[test]
+fn single_sign_on_settings_are_checked_and_the_secret_is_redacted() {
+    let cfg = parse(GOOD).expect("valid");
+    let o = cfg.oidc.expect("oidc");
+    assert_eq!((o.map_by, o.default_role), (OidcMapBy::Email, None));
+    assert!(!format!("{o:?}").contains("s3cret"), "the secret is redacted in Debug");
+    for (bad, field) in [
+        (GOOD.replace("https://idp", "http://idp"), "oidc.issuer"),
+        (GOOD.replace("/console/oidc/callback", "/callback"), "oidc.redirect_uri"),
+        (format!("{GOOD}  client_secret_file: /etc/x\n"), "oidc.client_secret"),
+        (GOOD.replace("  client_secret: s3cret\n", ""), "oidc.client_secret"),
+        (format!("{GOOD}  scopes: [\"a b\"]\n"), "oidc.scopes"),
+    ] {
+        let e = parse(&bad).expect_err(field);
+        assert!(e.contains(field), "{field}: {e}");
+    }
+    let e = parse(&format!("{GOOD}  default_role: owner\n")).expect_err("unknown role");
+    assert!(e.contains("cp.yaml") && e.contains("owner"), "{e}");
+    let e = parse(&format!("{GOOD}  clientid: x\n")).expect_err("unknown field");
+    assert!(e.contains("clientid") && e.contains("line"), "{e}");
+}
+
+fn parse_store(extra: &str) -> Result<ControlPlaneConfig, String> {
+    let text = format!("data_dir: /var/lib/outpost-cp\n{extra}");
+    let cfg: ControlPlaneConfig = yamlcfg::parse_str("cp.yaml", &text).map_err(|e| e.to_string())?;
+    cfg.check("cp.yaml").map_err(|e| e.to_string())?;
+    Ok(cfg)
+}
+
+#[test]
+fn the_store_is_sqlite_by_default_or_a_checked_postgres_url_whose_password_is_redacted() {
+    let cfg = parse_store("").expect("default");
+    assert!(cfg.pg_options().is_none());
+    let cfg = parse_store("store: postgres://outpost:hunter2@db.example.com:5432/outpost\n").expect("valid");
+    let pg = cfg.pg_options().expect("postgres");
+    assert_eq!(pg.max_connections, DEFAULT_STORE_CONNECTIONS);
+    for shown in [format!("{cfg:?}"), format!("{pg:?}"), cfg.store.to_string()] {
+        assert!(!shown.contains("hunter2"), "the password is redacted: {shown}");
+        assert!(shown.contains("outpost:***@db.example.com"), "{shown}");
+    }
+    for (bad, field, why) in [
+        ("store: mysql://db/x\n", "store", "postgres://"),
+        ("store: postgres://db.example.com\n", "store", "no database name"),
+        ("store: postgres://db/x?sslmode=sometimes\n", "store", "sslmode"),
+        ("store_password_file: /etc/outpost/pg\n", "store_password_file", "sqlite"),
+        ("store: postgres://db/x\nstore_max_connections: 1\n", "store_max_connections", "between 2 and 256"),
+    ] {
+        let e = parse_store(bad).expect_err(bad);
+        assert!(e.contains(field) && e.contains(why), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn config_check_names_each_unreadable_file_and_never_opens_a_fifo() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fifo = dir.path().join("password");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
+    assert!(made.success());
+    let text = format!(
+        "data_dir: /tmp/x\nstore: postgres://a@b/c\nstore_password_file: {}\nstore_ca_file: {}\n",
+        fifo.display(),
+        dir.path().join("missing.pem").display()
+    );
+    let cfg: ControlPlaneConfig = serde_saphyr::from_str(&text).expect("parses");
+    let problems = cfg.unreadable_files();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems[0].starts_with("store_password_file: ") && problems[0].ends_with("not a regular file"));
+    assert!(problems[1].starts_with("store_ca_file: ") && problems[1].contains("No such file"));
+}
