@@ -1,15 +1,20 @@
-//! The store's errors: [`StoreError`], and [`RedeemError`], why an enrolment token was
-//! not accepted.
+//! The store's errors: [`StoreError`], the same for both backends (the database's own
+//! error kept as the source, with its causes), and [`RedeemError`], why an enrolment
+//! token was not accepted.
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// SQLite said no.
-    #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// PostgreSQL (or the way to it) said no.
-    #[error("PostgreSQL: {0}")]
-    Postgres(String),
+    /// The database (or the way to it) said no; its own error, with the causes below
+    /// it, is the source.
+    #[error("{}: {source}", .backend.prefix())]
+    Database {
+        /// Which database.
+        backend: DatabaseKind,
+        /// What it said.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The blocking task failed.
     #[error("database task failed: {0}")]
     Task(String),
@@ -54,6 +59,32 @@ pub enum StoreError {
         /// Why.
         reason: String,
     },
+}
+
+impl StoreError {
+    /// A failure of `backend`, caused by `source` (its error, or what went wrong in words).
+    pub(crate) fn database(backend: DatabaseKind, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        StoreError::Database { backend, source: source.into() }
+    }
+}
+
+/// The database behind a [`StoreError::Database`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    /// The embedded SQLite database.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+impl DatabaseKind {
+    /// How its errors begin in the logs and in the CLI's messages.
+    fn prefix(self) -> &'static str {
+        match self {
+            DatabaseKind::Sqlite => "database error",
+            DatabaseKind::Postgres => "PostgreSQL",
+        }
+    }
 }
 
 /// Why an enrolment token was not accepted.

@@ -41,7 +41,7 @@ use std::future::Future;
 
 use outpost_protocol::ResultReport;
 
-pub use error::{RedeemError, StoreError};
+pub use error::{DatabaseKind, RedeemError, StoreError};
 pub(crate) use postgres::PgStore;
 pub use records::{
     AgentPeer, AgentRecord, AuditHeadOutcome, CancelOutcome, CompleteOutcome, EnrolTokenRecord, JobFilter, JobOrigin,

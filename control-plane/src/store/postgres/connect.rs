@@ -84,7 +84,7 @@ pub(super) fn default_ssl_mode(url: &str, cfg: &mut tokio_postgres::Config) {
 pub(super) fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, StoreError> {
     use rustls_pki_types::pem::PemObject;
     let ca = ca_file.unwrap_or(std::path::Path::new("/etc/ssl/certs/ca-certificates.crt"));
-    let setup = |m: String| StoreError::Postgres(format!("store_ca_file {}: {m}", ca.display()));
+    let setup = |m: String| super::postgres_error(format!("store_ca_file {}: {m}", ca.display()));
     let mut roots = rustls::RootCertStore::empty();
     match outpost_common::fsutil::read_capped_file(ca, 16 * 1024 * 1024) {
         Ok(pem) => {

@@ -28,7 +28,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::store::dispatch::{by_topic, impl_store};
 use crate::store::migrations::PG_MIGRATIONS;
-use crate::store::StoreError;
+use crate::store::{DatabaseKind, StoreError};
 
 mod agents;
 mod connect;
@@ -60,24 +60,44 @@ impl std::fmt::Debug for PgStore {
     }
 }
 
-fn pg_error(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+/// A PostgreSQL error in the words the store's errors have always used: the server's
+/// message and SQLSTATE for an error the server sent, the client's words otherwise. Its
+/// source is what lies below (the server's whole report, or the I/O error).
+#[derive(Debug)]
+struct PgError(tokio_postgres::Error);
+
+impl std::fmt::Display for PgError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.as_db_error() {
+            Some(db) => write!(f, "{} ({})", db.message(), db.code().code()),
+            None => self.0.fmt(f),
+        }
     }
+}
+
+impl std::error::Error for PgError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// A failure of PostgreSQL or of the way to it, `source` its cause (or what went wrong
+/// setting the connection up, in words).
+fn postgres_error(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError {
+    StoreError::database(DatabaseKind::Postgres, source)
 }
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
-        StoreError::Postgres(pg_error(&e))
+        postgres_error(PgError(e))
     }
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         match e {
-            deadpool_postgres::PoolError::Backend(e) => StoreError::Postgres(pg_error(&e)),
-            other => StoreError::Postgres(other.to_string()),
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            other => postgres_error(other),
         }
     }
 }
@@ -85,14 +105,14 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 impl PgStore {
     /// Connects, applies missing migrations under the advisory lock, and returns the store.
     pub async fn open(opts: &PgOptions) -> Result<Self, StoreError> {
-        let mut config = parse_url(&opts.url).map_err(StoreError::Postgres)?;
+        let mut config = parse_url(&opts.url).map_err(postgres_error)?;
         default_ssl_mode(&opts.url, &mut config);
         if let Some(path) = &opts.password_file {
             let bytes = outpost_common::fsutil::read_capped_file(path, 4096)
-                .map_err(|e| StoreError::Postgres(format!("store_password_file {}: {e}", path.display())))?;
+                .map_err(|e| postgres_error(format!("store_password_file {}: {e}", path.display())))?;
             let text = zeroize::Zeroizing::new(
                 String::from_utf8(bytes)
-                    .map_err(|_| StoreError::Postgres(format!("store_password_file {}: not UTF-8", path.display())))?,
+                    .map_err(|_| postgres_error(format!("store_password_file {}: not UTF-8", path.display())))?,
             );
             config.password(text.trim_end_matches(['\n', '\r']));
         }
@@ -112,7 +132,7 @@ impl PgStore {
             .wait_timeout(Some(Duration::from_secs(30)))
             .create_timeout(Some(Duration::from_secs(10)))
             .build()
-            .map_err(|e| StoreError::Postgres(e.to_string()))?;
+            .map_err(postgres_error)?;
         let store = Self { pool, config, tls };
         store.migrate().await?;
         Ok(store)
@@ -184,7 +204,7 @@ impl PgStore {
                     }
                     Some(Ok(_)) => {}
                     Some(Err(e)) => {
-                        tracing::warn!(error = %pg_error(&e), "The PostgreSQL listening connection failed.");
+                        tracing::warn!(error = %PgError(e), "The PostgreSQL listening connection failed.");
                         return;
                     }
                     None => return,
@@ -210,3 +230,31 @@ impl PgStore {
 }
 
 impl_store!(PgStore, by_topic);
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    /// An error the server sent reads as it always did (its message and SQLSTATE), and
+    /// the server's whole report stays in the error's sources.
+    #[tokio::test]
+    async fn a_postgres_error_keeps_its_words_and_the_servers_report() {
+        crate::store::testdb::on_postgres(|store| async move {
+            let client = store.client().await.expect("client");
+            let e = client.batch_execute("SELECT 1/0").await.expect_err("division by zero");
+            let err = StoreError::from(e);
+            assert_eq!(err.to_string(), "PostgreSQL: division by zero (22012)");
+            assert!(matches!(err, StoreError::Database { backend: DatabaseKind::Postgres, .. }), "{err:?}");
+            let mut sources = Vec::new();
+            let mut next = err.source();
+            while let Some(s) = next {
+                sources.push(s.to_string());
+                next = s.source();
+            }
+            assert!(sources.iter().any(|s| s.contains("ERROR: division by zero")), "{sources:?}");
+        })
+        .await;
+    }
+}

@@ -13,15 +13,12 @@ use rusqlite::Connection;
 
 use crate::store::dispatch::{by_topic, impl_store};
 use crate::store::migrations::{MIGRATIONS, SCHEMA_VERSION};
-use crate::store::StoreError;
+use crate::store::{DatabaseKind, StoreError};
 
 mod agents;
 mod db;
 mod jobs;
 mod keys;
-
-#[cfg(test)]
-pub(super) use jobs::LEASE_SQLITE;
 
 /// SQLite backend.
 #[derive(Clone)]
@@ -110,4 +107,32 @@ impl SqliteStore {
     }
 }
 
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::database(DatabaseKind::Sqlite, e)
+    }
+}
+
 impl_store!(SqliteStore, by_topic);
+
+#[cfg(test)]
+pub(super) use jobs::LEASE_SQLITE;
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    /// A SQLite failure reads as it always did and keeps SQLite's error as its source.
+    #[test]
+    fn a_sqlite_error_keeps_its_words_and_its_source() {
+        let conn = Connection::open_in_memory().expect("open");
+        let e = conn.execute_batch("SELEC 1").expect_err("a syntax error");
+        let said = format!("database error: {e}");
+        let err = StoreError::from(e);
+        assert_eq!(err.to_string(), said);
+        assert!(matches!(err, StoreError::Database { backend: DatabaseKind::Sqlite, .. }), "{err:?}");
+        assert!(err.source().and_then(|s| s.downcast_ref::<rusqlite::Error>()).is_some(), "{err:?}");
+    }
+}
