@@ -6,7 +6,9 @@
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database (or the way to it) said no; its own error, with the causes below
-    /// it, is the source.
+    /// it, is the source. The text repeats the source's own words on purpose: logs print
+    /// this error alone (`error = %e`), and said it this way before the source was kept;
+    /// the CLI prints each cause once (`main.rs`'s `error_text` skips a repeated one).
     #[error("{}: {source}", .backend.prefix())]
     Database {
         /// Which database.
