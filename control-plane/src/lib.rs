@@ -6,8 +6,10 @@
 //!   ([`crypto::signing`]), results and job envelopes sealed at rest ([`crypto::sealing`]).
 //! - [`store`]: persistence behind narrow traits — jobs, agents, keys ([`store`]), users,
 //!   tokens, grants, projects, and the roles and grants they hold ([`store::access`]), on
-//!   SQLite or PostgreSQL ([`store::postgres`], `store::access_postgres`) chosen by
-//!   [`store::backend`]; leases that skip damaged rows ([`store::queue`]).
+//!   SQLite (`store::sqlite`, `store::access::sqlite`) or PostgreSQL
+//!   ([`store::postgres`], `store::access::postgres`), one topic per file, chosen by
+//!   [`store::backend`]; numbered migrations (`store::migrations`); leases that skip
+//!   damaged rows ([`store::queue`]).
 //! - [`auth`]: scopes, callers and passwords ([`auth::access`]), bounded password hashing
 //!   ([`auth::password_work`]), the sign-in throttle ([`auth::throttle`]), the single
 //!   sign-on client ([`auth::oidc`]), embed tokens ([`auth::embed`]); beside it

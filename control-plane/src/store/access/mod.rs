@@ -4,6 +4,10 @@
 //! A second narrow trait beside [`crate::store::Store`], so a PostgreSQL backend can
 //! implement both. Secrets are stored only as hashes (Argon2id for passwords, SHA-256 for
 //! random tokens); every method is one transaction.
+//!
+//! This file holds the trait and its records; the two implementations are in `sqlite/`
+//! and `postgres/`, one file per topic (users and sharing, credentials, projects, the
+//! audit log, retention), and `contract_tests/` holds each backend to the same behaviour.
 
 use std::future::Future;
 
@@ -381,6 +385,7 @@ pub(crate) fn like_escape(text: &str) -> String {
     out
 }
 
+mod postgres;
 mod sqlite;
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 //!   once-a-second write of `last_seen` queued behind the agent's requests in flight and
 //!   every later request queued behind it (11 ms per write under 32 clients). When the
 //!   row is not admitted, nothing else in the statement matches a row (every part asks
-//!   `EXISTS (SELECT 1 FROM me)`) and the caller asks why ([`super::postgres`]'s
+//!   `EXISTS (SELECT 1 FROM me)`) and the caller asks why ([`super::agents`]'s
 //!   `refusal`).
 //! - `last_seen` is written at most once a second in a statement of its own after the
 //!   lease, when the lease said it was due: an `UPDATE` of the agent's row inside the

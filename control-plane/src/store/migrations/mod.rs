@@ -1,40 +1,42 @@
-//! The SQLite backend's schema: migrations in order, each run once in its own
-//! transaction with the version bump (`PRAGMA user_version`).
+//! The schema of both backends: the numbered SQL files of `sqlite/` and `postgres/`, in
+//! the order each backend applies them. SQLite runs each in its own transaction with the
+//! version bump (`PRAGMA user_version`); PostgreSQL records each in `outpost_schema`,
+//! all under one advisory lock ([`crate::store::postgres`]).
 
 /// Current schema version (PRAGMA user_version).
-pub(super) const SCHEMA_VERSION: i64 = 9;
+pub(crate) const SCHEMA_VERSION: i64 = 9;
 
-const SCHEMA_V1: &str = include_str!("migrations/sqlite/001.sql");
+const SCHEMA_V1: &str = include_str!("sqlite/001.sql");
 
 /// v2: agent revocation.
-const SCHEMA_V2: &str = include_str!("migrations/sqlite/002.sql");
+const SCHEMA_V2: &str = include_str!("sqlite/002.sql");
 
 /// v3: job-signing key rotation (public keys and signed statements only).
-const SCHEMA_V3: &str = include_str!("migrations/sqlite/003.sql");
+const SCHEMA_V3: &str = include_str!("sqlite/003.sql");
 
 /// v4: job cancellation (when a user asked, when the agent was last told).
-const SCHEMA_V4: &str = include_str!("migrations/sqlite/004.sql");
+const SCHEMA_V4: &str = include_str!("sqlite/004.sql");
 
 /// v5: access control (users, groups, shares, sessions, scoped API tokens, projects and
 /// grants), the control plane's audit log, and who dispatched each job. Results are
 /// sealed from now on: bodies stored in clear by earlier versions are dropped.
-const SCHEMA_V5: &str = include_str!("migrations/sqlite/005.sql");
+const SCHEMA_V5: &str = include_str!("sqlite/005.sql");
 
 /// v6: single sign-on identities (issuer + subject) linked to users.
-const SCHEMA_V6: &str = include_str!("migrations/sqlite/006.sql");
+const SCHEMA_V6: &str = include_str!("sqlite/006.sql");
 
 /// v7: agent pools (an enrolment token names the pool, an agent belongs to it, a job may
 /// be addressed to it; `agent` is then the member holding it, empty while none does).
-const SCHEMA_V7: &str = include_str!("migrations/sqlite/007.sql");
+const SCHEMA_V7: &str = include_str!("sqlite/007.sql");
 
 /// v8: the latest signed audit head per agent (`GET /v1/agents/{name}/audit-head`).
-const SCHEMA_V8: &str = include_str!("migrations/sqlite/008.sql");
+const SCHEMA_V8: &str = include_str!("sqlite/008.sql");
 
 /// v9: when an agent said it was stopping (cleared by its next request).
-const SCHEMA_V9: &str = include_str!("migrations/sqlite/009.sql");
+const SCHEMA_V9: &str = include_str!("sqlite/009.sql");
 
 /// Every migration, in order: (the version it brings the database to, its SQL).
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[
+pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (1, SCHEMA_V1),
     (2, SCHEMA_V2),
     (3, SCHEMA_V3),
@@ -45,6 +47,18 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (8, SCHEMA_V8),
     (9, SCHEMA_V9),
 ];
+
+/// PostgreSQL schema v1: everything the SQLite schema has reached at its v7, in PostgreSQL types.
+const PG_SCHEMA_V1: &str = include_str!("postgres/001.sql");
+
+/// PostgreSQL v2: the latest signed audit head per agent (`GET /v1/agents/{name}/audit-head`).
+const PG_SCHEMA_V2: &str = include_str!("postgres/002.sql");
+
+/// PostgreSQL v3: when an agent said it was stopping (cleared by its next request).
+const PG_SCHEMA_V3: &str = include_str!("postgres/003.sql");
+
+/// PostgreSQL's migrations in order: (version, SQL). Append only.
+pub(crate) const PG_MIGRATIONS: &[(i32, &str)] = &[(1, PG_SCHEMA_V1), (2, PG_SCHEMA_V2), (3, PG_SCHEMA_V3)];
 
 #[cfg(test)]
 mod tests {
@@ -66,7 +80,7 @@ mod tests {
         let sqlite: Vec<i64> = super::MIGRATIONS.iter().map(|m| m.0).collect();
         assert_eq!(files("sqlite"), sqlite);
         assert_eq!(sqlite, (1..=super::SCHEMA_VERSION).collect::<Vec<_>>());
-        let postgres: Vec<i64> = crate::store::postgres::PG_MIGRATIONS.iter().map(|m| i64::from(m.0)).collect();
+        let postgres: Vec<i64> = super::PG_MIGRATIONS.iter().map(|m| i64::from(m.0)).collect();
         assert_eq!(files("postgres"), postgres);
         assert_eq!(postgres, (1..=i64::try_from(postgres.len()).expect("len")).collect::<Vec<_>>());
     }

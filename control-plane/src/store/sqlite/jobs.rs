@@ -1,0 +1,364 @@
+//! The SQLite backend's jobs: queueing, leasing, cancelling, results and reads, each
+//! transition one transaction on the writer.
+
+use outpost_protocol::{Reason, ResultReport};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::agents::admit_agent;
+use super::keys::current_key_set_version;
+use crate::store::{
+    jobs_filter_sql, AgentPeer, CancelOutcome, CompleteOutcome, JobFilter, JobOrigin, JobRecord, JobState, LeaseBatch,
+    LeasedJob, NewJob, SqliteStore, StoreError, CANCEL_RESEND_SECS,
+};
+
+const JOB_COLS: &str = "id, agent, connection, state, created_at, expires_at, finished_at, attempts,
+     reason_code, reason_message, stats, content_type";
+
+/// A job row (columns [`JOB_COLS`], then the body or NULL, `cancel_requested_at` and the
+/// origin) and its state text.
+fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, JobRecord)> {
+    let code: Option<String> = r.get(8)?;
+    let message: Option<String> = r.get(9)?;
+    let stats: Option<String> = r.get(10)?;
+    Ok((
+        r.get::<_, String>(3)?,
+        JobRecord {
+            id: r.get(0)?,
+            agent: r.get(1)?,
+            connection: r.get(2)?,
+            state: JobState::Queued,
+            created_at: r.get(4)?,
+            expires_at: r.get(5)?,
+            finished_at: r.get(6)?,
+            attempts: r.get(7)?,
+            reason: code.map(|code| Reason { code, message: message.unwrap_or_default() }),
+            stats: stats.and_then(|s| serde_json::from_str(&s).ok()),
+            content_type: r.get(11)?,
+            body: r.get(12)?,
+            cancel_requested_at: r.get(13)?,
+            origin: JobOrigin {
+                owner: r.get(14)?,
+                project_id: r.get(15)?,
+                query_index: r.get(16)?,
+                customer: r.get(17)?,
+            },
+            pool: r.get(18)?,
+        },
+    ))
+}
+
+const FAIL_CORRUPT_JOB_SQLITE: &str = "UPDATE jobs SET state = 'failed', finished_at = ?3, lease_until = NULL,
+         reason_code = 'corrupt_job', reason_message = ?4
+     WHERE id = ?1 AND agent = ?2 AND state = 'leased'";
+
+/// Leases the oldest deliverable jobs of agent `?1` (or of its pool `?5`) until `?2 + ?3`,
+/// at most `?4`. Each branch names the open states, so that the index seeks (agent, state)
+/// and (pool, state): with only `agent = ?1` it read every job the agent ever ran on every
+/// poll, and throughput fell as the history grew (issue 24).
+pub(in crate::store) const LEASE_SQLITE: &str =
+    "UPDATE jobs SET state = 'leased', agent = ?1, lease_until = ?2 + ?3, attempts = attempts + 1
+     WHERE id IN (SELECT id FROM jobs
+                  WHERE ((agent = ?1 AND pool IS NULL AND state IN ('queued', 'leased'))
+                         OR (pool = ?5 AND state IN ('queued', 'leased')))
+                  AND expires_at >= ?2
+                  AND cancel_requested_at IS NULL
+                  AND (state = 'queued' OR (state = 'leased' AND lease_until < ?2))
+                  ORDER BY created_at, id LIMIT ?4)
+     RETURNING id, envelope, created_at";
+
+fn expire_overdue(tx: &Connection, where_sql: &str, arg: &str, now: i64) -> Result<Vec<String>, StoreError> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "UPDATE jobs SET state = 'expired', finished_at = ?2, lease_until = NULL,
+             reason_code = 'expired', reason_message = 'the job expired before its agent returned a result'
+         WHERE {where_sql} AND state IN ('queued', 'leased') AND expires_at < ?2 RETURNING id"
+    ))?;
+    let ids = stmt.query_map(params![arg, now], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+    Ok(ids)
+}
+
+pub(super) async fn job_envelope(store: &SqliteStore, id: String) -> Result<Option<String>, StoreError> {
+    store
+        .with_conn(move |c| {
+            Ok(c.prepare_cached("SELECT envelope FROM jobs WHERE id = ?1")?
+                .query_row(params![id], |r| r.get(0))
+                .optional()?)
+        })
+        .await
+}
+
+pub(super) async fn insert_job(store: &SqliteStore, job: NewJob) -> Result<(), StoreError> {
+    store
+        .with_conn(move |c| {
+            // The key check and the insert are one statement, so a retirement that re-signs
+            // the retired key's jobs cannot miss this one.
+            let n = c
+                .prepare_cached(
+                    "INSERT INTO jobs (id, agent, connection, state, envelope, created_at, expires_at, key_id,
+                                       owner, project_id, query_index, customer, pool)
+                     SELECT ?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12
+                     WHERE EXISTS (SELECT 1 FROM signing_keys WHERE key_id = ?7 AND status != 'retired')",
+                )?
+                .execute(params![
+                    job.id,
+                    job.agent,
+                    job.connection,
+                    job.envelope_json,
+                    job.created_at,
+                    job.expires_at,
+                    job.key_id,
+                    job.origin.owner,
+                    job.origin.project_id,
+                    job.origin.query_index,
+                    job.origin.customer,
+                    job.pool
+                ])?;
+            if n == 0 {
+                return Err(StoreError::KeyRetired { key_id: job.key_id });
+            }
+            Ok(())
+        })
+        .await
+}
+
+pub(super) async fn lease_jobs(
+    store: &SqliteStore,
+    agent: AgentPeer,
+    now: i64,
+    lease_secs: i64,
+    max: usize,
+) -> Result<LeaseBatch, StoreError> {
+    store.with_conn(move |c| {
+            let tx = c.savepoint()?;
+            let pool = admit_agent(&tx, &agent, now)?;
+            let mut expired = expire_overdue(&tx, "agent = ?1", &agent.name, now)?;
+            if let Some(p) = &pool {
+                expired.extend(expire_overdue(&tx, "pool = ?1 AND agent = ''", p, now)?);
+            }
+            // A job whose cancel was asked is never handed out again: if its lease ran
+            // out without a report, the agent is gone or lost it, and it ends here.
+            let cancelled = tx
+                .prepare_cached(
+                    "UPDATE jobs SET state = 'cancelled', finished_at = ?2, lease_until = NULL,
+                         reason_code = 'cancelled',
+                         reason_message = 'cancelled at a user''s request; the agent did not report before its lease ran out'
+                     WHERE agent = ?1 AND state = 'leased' AND cancel_requested_at IS NOT NULL AND lease_until < ?2
+                     RETURNING id",
+                )?
+                .query_map(params![agent.name, now], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()?;
+            // Told again every CANCEL_RESEND_SECS until the agent reports: a poll answer
+            // lost on the way must not lose the cancel.
+            let cancel = tx
+                .prepare_cached(
+                    "UPDATE jobs SET cancel_sent_at = ?2
+                     WHERE agent = ?1 AND state = 'leased' AND cancel_requested_at IS NOT NULL
+                       AND (cancel_sent_at IS NULL OR cancel_sent_at <= ?2 - ?3)
+                     RETURNING id",
+                )?
+                .query_map(params![agent.name, now, CANCEL_RESEND_SECS], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()?;
+            let jobs = {
+                let mut stmt = tx.prepare_cached(LEASE_SQLITE)?;
+                let mut rows = stmt
+                    .query_map(params![agent.name, now, lease_secs, max as i64, pool], |r| {
+                        Ok((r.get::<_, i64>(2)?, LeasedJob { id: r.get(0)?, envelope_json: r.get(1)? }))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                rows.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
+                rows.into_iter().map(|(_, j)| j).collect::<Vec<_>>()
+            };
+            let key_set_version = current_key_set_version(&tx)?;
+            tx.commit()?;
+            Ok(LeaseBatch { jobs, expired, cancelled, cancel, key_set_version })
+        })
+        .await
+}
+
+pub(super) async fn fail_corrupt_job(
+    store: &SqliteStore,
+    id: String,
+    agent: String,
+    now: i64,
+    message: String,
+) -> Result<bool, StoreError> {
+    store
+        .with_conn(move |c| {
+            let n = c.prepare_cached(FAIL_CORRUPT_JOB_SQLITE)?.execute(params![id, agent, now, message])?;
+            Ok(n == 1)
+        })
+        .await
+}
+
+pub(super) async fn cancel_job(store: &SqliteStore, id: String, now: i64) -> Result<CancelOutcome, StoreError> {
+    store
+        .with_conn(move |c| {
+            let tx = c.savepoint()?;
+            expire_overdue(&tx, "id = ?1", &id, now)?;
+            let row: Option<(String, String)> = tx
+                .prepare_cached("SELECT state, agent FROM jobs WHERE id = ?1")?
+                .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let Some((state, agent)) = row else {
+                return Ok(CancelOutcome::NotFound);
+            };
+            let outcome = match JobState::parse(&state)? {
+                JobState::Queued => {
+                    tx.execute(
+                        "UPDATE jobs SET state = 'cancelled', finished_at = ?2, cancel_requested_at = ?2,
+                             reason_code = 'cancelled',
+                             reason_message = 'cancelled at a user''s request before the agent received it'
+                         WHERE id = ?1",
+                        params![id, now],
+                    )?;
+                    CancelOutcome::Cancelled
+                }
+                JobState::Leased => {
+                    tx.execute(
+                        "UPDATE jobs SET cancel_requested_at = COALESCE(cancel_requested_at, ?2) WHERE id = ?1",
+                        params![id, now],
+                    )?;
+                    CancelOutcome::Requested { agent }
+                }
+                other => CancelOutcome::AlreadyFinal(other),
+            };
+            tx.commit()?;
+            Ok(outcome)
+        })
+        .await
+}
+
+pub(super) async fn complete_job(
+    store: &SqliteStore,
+    agent: AgentPeer,
+    report: ResultReport,
+    report_sha256: String,
+    sealed_body: Option<Vec<u8>>,
+    now: i64,
+) -> Result<CompleteOutcome, StoreError> {
+    store
+        .with_conn(move |c| {
+            let tx = c.savepoint()?;
+            admit_agent(&tx, &agent, now)?;
+            let row: Option<(String, Option<String>)> = tx
+                .prepare_cached("SELECT state, report_sha256 FROM jobs WHERE id = ?1 AND agent = ?2")?
+                .query_row(params![report.job_id, agent.name], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let Some((state, stored_hash)) = row else {
+                return Ok(CompleteOutcome::NotFound);
+            };
+            let state = JobState::parse(&state)?;
+            if state.is_final() {
+                return Ok(if stored_hash.as_deref() == Some(report_sha256.as_str()) {
+                    CompleteOutcome::Duplicate
+                } else {
+                    CompleteOutcome::Conflict(state)
+                });
+            }
+            let new_state = JobState::from(report.status);
+            let body = sealed_body;
+            let stats = serde_json::to_string(&report.stats).unwrap_or_default();
+            let (code, message) = report.reason.map(|r| (r.code, r.message)).unzip();
+            tx.prepare_cached(
+                "UPDATE jobs SET state = ?2, finished_at = ?3, lease_until = NULL, report_sha256 = ?4,
+                     reason_code = ?5, reason_message = ?6, stats = ?7, content_type = ?8, body = ?9 WHERE id = ?1",
+            )?
+            .execute(params![
+                report.job_id,
+                new_state.as_str(),
+                now,
+                report_sha256,
+                code,
+                message,
+                stats,
+                report.content_type,
+                body
+            ])?;
+            tx.commit()?;
+            Ok(CompleteOutcome::Accepted)
+        })
+        .await
+}
+
+pub(super) async fn jobs(
+    store: &SqliteStore,
+    filter: JobFilter,
+    limit: u32,
+    now: i64,
+) -> Result<Vec<JobRecord>, StoreError> {
+    store.with_conn(move |c| {
+            let tx = c.savepoint()?;
+            match &filter.owner {
+                Some(o) => expire_overdue(&tx, "owner = ?1", o, now)?,
+                None => expire_overdue(&tx, "?1 IS NOT NULL", "", now)?,
+            };
+            let rows = tx
+                .prepare_cached(&format!(
+                    "SELECT {JOB_COLS}, NULL, cancel_requested_at, owner, project_id, query_index, customer, pool
+                     FROM jobs WHERE {} ORDER BY created_at DESC, rowid DESC LIMIT ?2",
+                    jobs_filter_sql('?', "")
+                ))?
+                .query_map(
+                    params![filter.owner, limit, filter.state.map(JobState::as_str), filter.agent, filter.connection],
+                    job_from_row,
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            tx.commit()?;
+            // One bad row never hides the others: it is left out, and logged.
+            Ok(rows
+                .into_iter()
+                .filter_map(|(state, mut rec)| match JobState::parse(&state) {
+                    Ok(st) => {
+                        rec.state = st;
+                        Some(rec)
+                    }
+                    Err(e) => {
+                        tracing::error!(job_id = %rec.id, error = %e, "A stored job cannot be read; it is left out of the list.");
+                        None
+                    }
+                })
+                .collect())
+        })
+        .await
+}
+
+pub(super) async fn job(
+    store: &SqliteStore,
+    id: String,
+    now: i64,
+    with_body: bool,
+) -> Result<Option<JobRecord>, StoreError> {
+    // Read beside the writer; a job found overdue is read again by the writer, which
+    // marks it expired first.
+    let sql = format!(
+        "SELECT {JOB_COLS}, CASE WHEN ?2 THEN body END,
+                    cancel_requested_at, owner, project_id, query_index, customer, pool
+             FROM jobs WHERE id = ?1"
+    );
+    let (key, query) = (id.clone(), sql.clone());
+    let rec = store
+        .with_read(move |c| {
+            Ok(c.prepare_cached(&query)?.query_row(params![key, with_body], job_from_row).optional()?)
+        })
+        .await?;
+    let rec = match rec {
+        Some((state, rec)) if matches!(state.as_str(), "queued" | "leased") && rec.expires_at < now => {
+            store
+                .with_conn(move |c| {
+                    let tx = c.savepoint()?;
+                    expire_overdue(&tx, "id = ?1", &id, now)?;
+                    let rec = tx.prepare_cached(&sql)?.query_row(params![id, with_body], job_from_row).optional()?;
+                    tx.commit()?;
+                    Ok(rec)
+                })
+                .await?
+        }
+        other => other,
+    };
+    match rec {
+        None => Ok(None),
+        Some((state, mut rec)) => {
+            rec.state = JobState::parse(&state)?;
+            Ok(Some(rec))
+        }
+    }
+}
