@@ -10,7 +10,6 @@
 pub mod catalog;
 pub mod mysql;
 mod mysql_provenance;
-mod pg_provenance;
 pub mod postgres;
 pub mod privileges;
 pub mod sqlite;

@@ -20,17 +20,27 @@
 //! session's role is checked first ([`super::privileges`]): a role with privileges
 //! beyond reading is refused unless the connection allows it. A session goes back to
 //! the pool only after [`SESSION_RESET`], so no lock or setting of one job outlives it.
+//!
+//! Files: `types` (the binary format of values and parameters), `numeric` (NUMERIC's
+//! binary form), `provenance` (where result columns come from, read from the catalog and plan).
+
+mod numeric;
+mod provenance;
+#[cfg(test)]
+mod tests;
+mod types;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::BytesMut;
 use outpost_protocol::Param;
 use secrecy::ExposeSecret as _;
-use tokio_postgres::types::{FromSql, IsNull, Kind, ToSql, Type};
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+pub use self::numeric::{numeric_binary, numeric_text};
+use self::types::{decodable, decode, encode, Encoded, Raw};
 use super::{QueryError, QueryLimits, ServerSettings};
 use crate::resultset::{ResultSet, Value};
 
@@ -38,8 +48,6 @@ use crate::resultset::{ResultSet, Value};
 const BATCH: usize = 1000;
 /// How long after the statement timeout the client stops waiting and cancels.
 const CANCEL_GRACE: Duration = Duration::from_secs(2);
-/// Seconds from the Unix epoch to PostgreSQL's (2000-01-01).
-const PG_EPOCH_UNIX: i64 = 946_684_800;
 /// Run on a session before it goes back to the pool: `DISCARD ALL` without its
 /// `DEALLOCATE ALL`, which would also drop the statements tokio-postgres keeps prepared
 /// for looking up types (the agent's own statements are closed when dropped, and a job
@@ -57,7 +65,7 @@ pub const SESSION_RESET: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; R
 /// on it.
 struct Session {
     client: Client,
-    catalog: Option<super::pg_provenance::Catalog>,
+    catalog: Option<provenance::Catalog>,
 }
 
 impl From<Client> for Session {
@@ -345,7 +353,7 @@ async fn run(
     // The provenance check's catalog statements, once per session (before the
     // transaction: a failure here is a session that cannot begin).
     if provenance && session.catalog.is_none() {
-        let prepared = super::pg_provenance::Catalog::prepare(&session.client).await;
+        let prepared = provenance::Catalog::prepare(&session.client).await;
         session.catalog = Some(prepared.map_err(|e| Failure::Begin(db_err(&e)))?);
     }
     let Session { client, catalog } = session;
@@ -396,7 +404,7 @@ async fn run(
         let Some(catalog) = catalog.as_ref() else {
             return Err(Failure::Query(QueryError::Task("the provenance statements are not prepared".into())));
         };
-        let traced = super::pg_provenance::trace(&tx, catalog, &stmt, sql, &refs, conditions).await.map_err(q)?;
+        let traced = provenance::trace(&tx, catalog, &stmt, sql, &refs, conditions).await.map_err(q)?;
         sink.provenance(traced).map_err(Failure::Query)?;
     }
     sink.columns(&columns).map_err(Failure::Query)?;
@@ -438,400 +446,4 @@ async fn run(
     drop(portal);
     tx.rollback().await.map_err(q)?;
     Ok(truncated)
-}
-
-/// A value in PostgreSQL's binary format, or NULL.
-#[derive(Debug)]
-struct Encoded(Option<Vec<u8>>);
-
-impl ToSql for Encoded {
-    fn to_sql(&self, _: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        match &self.0 {
-            None => Ok(IsNull::Yes),
-            Some(b) => {
-                out.extend_from_slice(b);
-                Ok(IsNull::No)
-            }
-        }
-    }
-
-    fn accepts(_: &Type) -> bool {
-        true
-    }
-
-    tokio_postgres::types::to_sql_checked!();
-}
-
-/// The raw binary bytes of a column; decoded by [`decode`].
-struct Raw<'a>(&'a [u8]);
-
-impl<'a> FromSql<'a> for Raw<'a> {
-    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(Raw(raw))
-    }
-
-    fn accepts(_: &Type) -> bool {
-        true
-    }
-}
-
-/// The type a value of `ty` is read as: the base type of a domain, text for an enum.
-fn base(ty: &Type) -> &Type {
-    match ty.kind() {
-        Kind::Domain(inner) => base(inner),
-        Kind::Enum(_) => &Type::TEXT,
-        _ => ty,
-    }
-}
-
-fn is_text(ty: &Type) -> bool {
-    matches!(*ty, Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN) || ty.name() == "citext"
-}
-
-/// Whether the agent can carry values of `ty`.
-fn decodable(ty: &Type) -> bool {
-    let ty = base(ty);
-    is_text(ty)
-        || matches!(
-            *ty,
-            Type::VOID
-                | Type::BOOL
-                | Type::INT2
-                | Type::INT4
-                | Type::INT8
-                | Type::OID
-                | Type::FLOAT4
-                | Type::FLOAT8
-                | Type::NUMERIC
-                | Type::CHAR
-                | Type::BYTEA
-                | Type::DATE
-                | Type::TIME
-                | Type::TIMESTAMP
-                | Type::TIMESTAMPTZ
-                | Type::UUID
-                | Type::JSON
-                | Type::JSONB
-        )
-}
-
-fn be<const N: usize>(raw: &[u8]) -> Result<[u8; N], String> {
-    raw.try_into().map_err(|_| format!("expected {N} bytes, got {}", raw.len()))
-}
-
-fn pg_instant(micros: i64) -> Option<chrono::DateTime<chrono::Utc>> {
-    chrono::DateTime::from_timestamp_micros(micros.checked_add(PG_EPOCH_UNIX * 1_000_000)?)
-}
-
-/// Decodes one value of `ty` from PostgreSQL's binary format.
-fn decode(ty: &Type, raw: &[u8]) -> Result<Value, String> {
-    let ty = base(ty);
-    if is_text(ty) {
-        return std::str::from_utf8(raw).map(|s| Value::Text(s.to_owned())).map_err(|e| e.to_string());
-    }
-    Ok(match *ty {
-        Type::VOID => Value::Null,
-        Type::BOOL => Value::Bool(be::<1>(raw)?[0] != 0),
-        Type::INT2 => Value::Int(i16::from_be_bytes(be(raw)?).into()),
-        Type::INT4 => Value::Int(i32::from_be_bytes(be(raw)?).into()),
-        Type::INT8 => Value::Int(i64::from_be_bytes(be(raw)?)),
-        Type::OID => Value::Int(u32::from_be_bytes(be(raw)?).into()),
-        Type::FLOAT4 => Value::Float(f32::from_be_bytes(be(raw)?).into()),
-        Type::FLOAT8 => Value::Float(f64::from_be_bytes(be(raw)?)),
-        Type::NUMERIC => Value::Decimal(numeric_text(raw)?),
-        Type::CHAR => Value::Text(char::from(be::<1>(raw)?[0]).to_string()),
-        Type::BYTEA => Value::Bytes(raw.to_vec()),
-        Type::DATE => match i32::from_be_bytes(be(raw)?) {
-            i32::MAX => Value::Text("infinity".into()),
-            i32::MIN => Value::Text("-infinity".into()),
-            days => Value::Date(
-                chrono::NaiveDate::from_ymd_opt(2000, 1, 1)
-                    .and_then(|d| d.checked_add_signed(chrono::TimeDelta::days(days.into())))
-                    .ok_or("date out of range")?,
-            ),
-        },
-        Type::TIME => {
-            let micros = i64::from_be_bytes(be(raw)?);
-            let secs = u32::try_from(micros.div_euclid(1_000_000)).map_err(|_| "time out of range")?;
-            let nanos = u32::try_from(micros.rem_euclid(1_000_000) * 1000).map_err(|_| "time out of range")?;
-            Value::Time(chrono::NaiveTime::from_num_seconds_from_midnight_opt(secs, nanos).ok_or("time out of range")?)
-        }
-        Type::TIMESTAMP | Type::TIMESTAMPTZ => match i64::from_be_bytes(be(raw)?) {
-            i64::MAX => Value::Text("infinity".into()),
-            i64::MIN => Value::Text("-infinity".into()),
-            micros => {
-                let at = pg_instant(micros).ok_or("timestamp out of range")?;
-                if *ty == Type::TIMESTAMPTZ {
-                    Value::TimestampTz(at)
-                } else {
-                    Value::Timestamp(at.naive_utc())
-                }
-            }
-        },
-        Type::UUID => Value::Uuid(be(raw)?),
-        Type::JSON => Value::Json(std::str::from_utf8(raw).map_err(|e| e.to_string())?.to_owned()),
-        Type::JSONB => match raw.split_first() {
-            Some((1, doc)) => Value::Json(std::str::from_utf8(doc).map_err(|e| e.to_string())?.to_owned()),
-            _ => return Err("unknown jsonb version".into()),
-        },
-        _ => return Err("unsupported type".into()),
-    })
-}
-
-/// Encodes a job parameter for the type the server expects at its position.
-fn encode(p: &Param, ty: &Type) -> Result<Option<Vec<u8>>, String> {
-    let ty = base(ty);
-    let mismatch = || {
-        let given = match p {
-            Param::Null => "null",
-            Param::Bool(_) => "bool",
-            Param::Int(_) => "int",
-            Param::Float(_) => "float",
-            Param::Text(_) => "text",
-        };
-        Err(format!("the statement expects {} here; the job gives {given}", ty.name()))
-    };
-    let text = |what: &str| -> Result<&str, String> {
-        match p {
-            Param::Text(t) => Ok(t.as_str()),
-            _ => Err(format!("the statement expects {} here; give it as text ({what})", ty.name())),
-        }
-    };
-    if matches!(p, Param::Null) {
-        return Ok(None);
-    }
-    if is_text(ty) {
-        return match p {
-            Param::Text(t) => Ok(Some(t.as_bytes().to_vec())),
-            _ => mismatch(),
-        };
-    }
-    let bytes = match (ty.clone(), p) {
-        (Type::BOOL, Param::Bool(b)) => vec![u8::from(*b)],
-        (Type::INT2, Param::Int(n)) => {
-            i16::try_from(*n).map_err(|_| format!("{n} does not fit int2"))?.to_be_bytes().to_vec()
-        }
-        (Type::INT4, Param::Int(n)) => {
-            i32::try_from(*n).map_err(|_| format!("{n} does not fit int4"))?.to_be_bytes().to_vec()
-        }
-        (Type::INT8, Param::Int(n)) => n.to_be_bytes().to_vec(),
-        (Type::FLOAT4, Param::Float(f)) => (*f as f32).to_be_bytes().to_vec(),
-        (Type::FLOAT4, Param::Int(n)) => (*n as f32).to_be_bytes().to_vec(),
-        (Type::FLOAT8, Param::Float(f)) => f.to_be_bytes().to_vec(),
-        (Type::FLOAT8, Param::Int(n)) => (*n as f64).to_be_bytes().to_vec(),
-        (Type::NUMERIC, Param::Int(n)) => numeric_binary(&n.to_string())?,
-        (Type::NUMERIC, Param::Float(f)) if f.is_finite() => numeric_binary(&f.to_string())?,
-        (Type::NUMERIC, Param::Text(t)) => numeric_binary(t)?,
-        (Type::JSON, Param::Text(t)) => {
-            serde_json::from_str::<serde_json::Value>(t).map_err(|e| format!("not JSON: {e}"))?;
-            t.as_bytes().to_vec()
-        }
-        (Type::JSONB, Param::Text(t)) => {
-            serde_json::from_str::<serde_json::Value>(t).map_err(|e| format!("not JSON: {e}"))?;
-            let mut b = vec![1];
-            b.extend_from_slice(t.as_bytes());
-            b
-        }
-        (Type::DATE, _) => {
-            let d = chrono::NaiveDate::parse_from_str(text("YYYY-MM-DD")?, "%Y-%m-%d").map_err(|e| e.to_string())?;
-            let epoch = chrono::NaiveDate::from_ymd_opt(2000, 1, 1).ok_or("epoch")?;
-            i32::try_from((d - epoch).num_days()).map_err(|_| "date out of range")?.to_be_bytes().to_vec()
-        }
-        (Type::TIME, _) => {
-            let t = chrono::NaiveTime::parse_from_str(text("HH:MM:SS")?, "%H:%M:%S%.f").map_err(|e| e.to_string())?;
-            let micros = (t - chrono::NaiveTime::MIN).num_microseconds().ok_or("time out of range")?;
-            micros.to_be_bytes().to_vec()
-        }
-        (Type::TIMESTAMP, _) => {
-            let s = text("YYYY-MM-DDTHH:MM:SS")?;
-            let t = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
-                .or_else(|_| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f"))
-                .map_err(|e| e.to_string())?;
-            (t.and_utc().timestamp_micros() - PG_EPOCH_UNIX * 1_000_000).to_be_bytes().to_vec()
-        }
-        (Type::TIMESTAMPTZ, _) => {
-            let t = chrono::DateTime::parse_from_rfc3339(text("RFC 3339")?).map_err(|e| e.to_string())?;
-            (t.timestamp_micros() - PG_EPOCH_UNIX * 1_000_000).to_be_bytes().to_vec()
-        }
-        (Type::UUID, _) => {
-            let h: String = text("8-4-4-4-12 hex digits")?.chars().filter(|c| *c != '-').collect();
-            outpost_protocol::encoding::unhex(&h).filter(|b| b.len() == 16).ok_or("not a UUID")?
-        }
-        (t, _) if decodable(&t) => return mismatch(),
-        _ => {
-            return Err(format!(
-                "the statement expects {} here, which job parameters cannot carry; cast it in the SQL, \
-                 for example $1::text::{}",
-                ty.name(),
-                ty.name()
-            ))
-        }
-    };
-    Ok(Some(bytes))
-}
-
-const NUMERIC_NEG: u16 = 0x4000;
-const NUMERIC_NAN: u16 = 0xC000;
-const NUMERIC_PINF: u16 = 0xD000;
-const NUMERIC_NINF: u16 = 0xF000;
-
-/// The exact decimal text of a binary NUMERIC (as PostgreSQL prints it, `dscale` digits
-/// after the point).
-pub fn numeric_text(raw: &[u8]) -> Result<String, String> {
-    let word = |i: usize| -> Result<u16, String> {
-        raw.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]])).ok_or_else(|| "numeric truncated".to_owned())
-    };
-    let ndigits = usize::from(word(0)?);
-    let weight = i64::from(word(2)? as i16);
-    let sign = word(4)?;
-    let dscale = usize::from(word(6)?);
-    match sign {
-        NUMERIC_NAN => return Ok("NaN".into()),
-        NUMERIC_PINF => return Ok("Infinity".into()),
-        NUMERIC_NINF => return Ok("-Infinity".into()),
-        0 | NUMERIC_NEG => {}
-        _ => return Err(format!("numeric sign {sign:#x}")),
-    }
-    if raw.len() != 8 + 2 * ndigits {
-        return Err("numeric length".into());
-    }
-    let digits: Vec<u16> = (0..ndigits).map(|i| word(8 + 2 * i)).collect::<Result<_, _>>()?;
-    if digits.iter().any(|d| *d > 9999) {
-        return Err("numeric digit out of range".into());
-    }
-    let digit = |k: i64| usize::try_from(k).ok().and_then(|k| digits.get(k).copied()).unwrap_or(0);
-    let mut s = String::new();
-    if sign == NUMERIC_NEG && ndigits > 0 {
-        s.push('-');
-    }
-    if weight < 0 {
-        s.push('0');
-    } else {
-        for k in 0..=weight {
-            if k == 0 {
-                s.push_str(&digit(k).to_string());
-            } else {
-                s.push_str(&format!("{:04}", digit(k)));
-            }
-        }
-    }
-    if dscale > 0 {
-        let mut frac = String::with_capacity(dscale + 4);
-        let mut k = weight + 1;
-        while frac.len() < dscale {
-            frac.push_str(&format!("{:04}", digit(k)));
-            k += 1;
-        }
-        frac.truncate(dscale);
-        s.push('.');
-        s.push_str(&frac);
-    }
-    Ok(s)
-}
-
-/// The binary NUMERIC of a decimal text (`-12.340`, `1e3` is refused: plain notation only).
-pub fn numeric_binary(text: &str) -> Result<Vec<u8>, String> {
-    let t = text.trim();
-    let head = |sign: u16| [0u16, 0, sign, 0].iter().flat_map(|w| w.to_be_bytes()).collect::<Vec<u8>>();
-    match t {
-        "NaN" => return Ok(head(NUMERIC_NAN)),
-        "Infinity" => return Ok(head(NUMERIC_PINF)),
-        "-Infinity" => return Ok(head(NUMERIC_NINF)),
-        _ => {}
-    }
-    let bad = || format!("{text:?} is not a decimal number");
-    let (neg, unsigned) = match t.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, t.strip_prefix('+').unwrap_or(t)),
-    };
-    let (int, frac) = unsigned.split_once('.').unwrap_or((unsigned, ""));
-    if (int.is_empty() && frac.is_empty()) || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
-        return Err(bad());
-    }
-    let dscale = u16::try_from(frac.len()).map_err(|_| bad())?;
-    let int = int.trim_start_matches('0');
-    let pad_left = (4 - int.len() % 4) % 4;
-    let pad_right = (4 - frac.len() % 4) % 4;
-    let all: String = "0".repeat(pad_left) + int + frac + &"0".repeat(pad_right);
-    let mut groups: Vec<u16> = all
-        .as_bytes()
-        .chunks(4)
-        .map(|c| std::str::from_utf8(c).ok().and_then(|s| s.parse().ok()))
-        .collect::<Option<_>>()
-        .ok_or_else(bad)?;
-    let mut weight = i64::try_from((pad_left + int.len()) / 4).map_err(|_| bad())? - 1;
-    while groups.first() == Some(&0) {
-        groups.remove(0);
-        weight -= 1;
-    }
-    while groups.last() == Some(&0) {
-        groups.pop();
-    }
-    if groups.is_empty() {
-        weight = 0;
-    }
-    let ndigits = u16::try_from(groups.len()).map_err(|_| bad())?;
-    let weight = i16::try_from(weight).map_err(|_| bad())?;
-    let sign = if neg && !groups.is_empty() { NUMERIC_NEG } else { 0 };
-    let mut out = Vec::with_capacity(8 + 2 * groups.len());
-    for w in [ndigits, weight as u16, sign, dscale] {
-        out.extend_from_slice(&w.to_be_bytes());
-    }
-    for g in groups {
-        out.extend_from_slice(&g.to_be_bytes());
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numerics_round_trip_exactly_through_the_binary_format() {
-        for text in [
-            "0",
-            "1",
-            "-1",
-            "10000",
-            "12345678901234567890123456789012345678.123456789012345678901234567890",
-            "0.00001234",
-            "-0.5",
-            "100.100",
-            "9999.9999",
-            "0.000",
-            "NaN",
-            "Infinity",
-            "-Infinity",
-        ] {
-            let bin = numeric_binary(text).expect(text);
-            assert_eq!(numeric_text(&bin).expect(text), text, "{text}");
-        }
-        assert_eq!(numeric_text(&numeric_binary("007.50").expect("leading zeros")).expect("text"), "7.50");
-        assert_eq!(numeric_text(&numeric_binary("-0").expect("minus zero")).expect("text"), "0");
-        for bad in ["", ".", "1e5", "1.2.3", "abc", "--1"] {
-            assert!(numeric_binary(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn parameters_are_checked_against_the_type_the_server_expects() {
-        assert_eq!(encode(&Param::Int(7), &Type::INT4).expect("int4"), Some(7i32.to_be_bytes().to_vec()));
-        assert!(encode(&Param::Int(1 << 40), &Type::INT4).expect_err("too big").contains("does not fit int4"));
-        assert!(encode(&Param::Text("x".into()), &Type::INT8).expect_err("mismatch").contains("expects int8"));
-        assert_eq!(encode(&Param::Null, &Type::UUID).expect("null"), None);
-        let uuid = encode(&Param::Text("00112233-4455-6677-8899-aabbccddeeff".into()), &Type::UUID).expect("uuid");
-        assert_eq!(
-            decode(&Type::UUID, &uuid.expect("some")).expect("decode"),
-            Value::Uuid(*b"\x00\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\xcc\xdd\xee\xff")
-        );
-        let ts = encode(&Param::Text("2024-02-29T12:34:56.789".into()), &Type::TIMESTAMP).expect("ts").expect("some");
-        assert_eq!(
-            crate::resultset::temporal_text(&decode(&Type::TIMESTAMP, &ts).expect("decode")).as_deref(),
-            Some("2024-02-29T12:34:56.789")
-        );
-        assert!(encode(&Param::Text("x".into()), &Type::INTERVAL)
-            .expect_err("interval")
-            .contains("cast it in the SQL"));
-    }
 }
