@@ -41,6 +41,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 pub use self::numeric::{numeric_binary, numeric_text};
 use self::types::{decodable, decode, encode, Encoded, Raw};
+use super::common::{check_param_count, returns_no_rows, CappedRows, Permits};
 use super::{QueryError, QueryLimits, ServerSettings};
 use crate::resultset::{ResultSet, Value};
 
@@ -81,7 +82,7 @@ struct Inner {
     /// The role's last check ([`super::privileges`]).
     role: super::privileges::RoleGuard,
     idle: Mutex<Vec<Session>>,
-    permits: tokio::sync::Semaphore,
+    permits: Permits,
 }
 
 /// A configured PostgreSQL database with its pool.
@@ -128,13 +129,8 @@ fn is_cancelled(e: &tokio_postgres::Error) -> bool {
 impl PostgresConnector {
     /// A connector; connections open on first use. Fails if the CA file is unusable.
     pub fn new(settings: ServerSettings) -> Result<Self, QueryError> {
-        let tls = match &settings.tls_ca {
-            Some(ca) => {
-                Some(super::tls_config(ca).map_err(|reason| QueryError::Open { path: settings.address(), reason })?)
-            }
-            None => None,
-        };
-        let permits = tokio::sync::Semaphore::new(settings.pool_size.max(1));
+        let tls = settings.tls()?;
+        let permits = Permits::new(settings.pool_size);
         Ok(Self {
             inner: Arc::new(Inner {
                 settings,
@@ -172,9 +168,9 @@ impl PostgresConnector {
     }
 
     async fn connect(&self) -> Result<Client, QueryError> {
-        let open = |e: tokio_postgres::Error| QueryError::Open {
-            path: self.inner.settings.address(),
-            reason: e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_else(|| super::error_chain(&e)),
+        let open = |e: tokio_postgres::Error| {
+            let reason = e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_else(|| super::error_chain(&e));
+            self.inner.settings.open_error(reason)
         };
         let cfg = self.config();
         let client = match &self.inner.tls {
@@ -211,7 +207,7 @@ impl PostgresConnector {
 
     /// Opens a session if none is pooled (checking the role) and pools it.
     pub async fn check_role(&self) -> Result<(), QueryError> {
-        let _permit = self.inner.permits.acquire().await.map_err(|e| QueryError::Task(e.to_string()))?;
+        let _permit = self.inner.permits.take().await?;
         let (session, _) = self.checkout().await?;
         self.checkin(session).await;
         Ok(())
@@ -280,12 +276,9 @@ impl PostgresConnector {
         limits: QueryLimits,
         sink: &mut dyn super::RowSink,
     ) -> Result<bool, QueryError> {
-        let _permit = tokio::select! {
-            p = self.inner.permits.acquire() => p.map_err(|e| QueryError::Task(e.to_string()))?,
-            () = limits.cancel.cancelled() => return Err(QueryError::Cancelled),
-        };
+        let _permit = self.inner.permits.take_or_cancel(&limits.cancel).await?;
         let (mut session, mut pooled) = self.checkout().await?;
-        let after_ms = u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX);
+        let after_ms = limits.timeout_ms();
         loop {
             let token = session.client.cancel_token();
             let what = (limits.max_rows, after_ms, limits.provenance, limits.conditions);
@@ -368,11 +361,7 @@ async fn run(
     // `TO 'file'` for privileged roles, `DO` blocks that could run them); none of them
     // returns rows. Preparing a statement does not run it.
     if stmt.columns().is_empty() {
-        return Err(Failure::Query(QueryError::NotReadOnly {
-            reason: "only a query that returns rows may run; this statement returns none \
-                     (COPY, DO, SET, LISTEN and other utility statements are refused)"
-                .into(),
-        }));
+        return Err(Failure::Query(returns_no_rows("COPY, DO, SET, LISTEN and other utility statements are refused")));
     }
     let columns: Vec<String> = stmt.columns().iter().map(|c| c.name().to_owned()).collect();
     let types: Vec<Type> = stmt.columns().iter().map(|c| c.type_().clone()).collect();
@@ -385,13 +374,7 @@ async fn run(
         }
     }
     let expected = stmt.params();
-    if params.len() != expected.len() {
-        let index = params.len().min(expected.len()) + 1;
-        return Err(Failure::Query(QueryError::Param {
-            index,
-            reason: format!("the statement takes {} parameter(s), the job gives {}", expected.len(), params.len()),
-        }));
-    }
+    check_param_count(params.len(), expected.len()).map_err(Failure::Query)?;
     let encoded = params
         .iter()
         .zip(expected)
@@ -409,15 +392,13 @@ async fn run(
     }
     sink.columns(&columns).map_err(Failure::Query)?;
     let portal = tx.bind(&stmt, &refs).await.map_err(q)?;
-    let mut read = 0usize;
-    let mut truncated = false;
+    let mut rows = CappedRows::new(sink, max_rows);
     loop {
-        let want = (max_rows + 1 - read).min(BATCH);
+        let want = (max_rows + 1 - rows.read()).min(BATCH);
         let batch = tx.query_portal(&portal, i32::try_from(want).unwrap_or(i32::MAX)).await.map_err(q)?;
         let got = batch.len();
         for row in batch {
-            if read == max_rows {
-                truncated = true;
+            if rows.full() {
                 break;
             }
             let mut values = Vec::with_capacity(types.len());
@@ -433,16 +414,13 @@ async fn run(
                 };
                 values.push(v);
             }
-            sink.row(values, read).map_err(Failure::Query)?;
-            read += 1;
-            if let Some(room) = sink.room() {
-                room.await;
-            }
+            rows.push(values).await.map_err(Failure::Query)?;
         }
-        if truncated || got < want {
+        if rows.truncated() || got < want {
             break;
         }
     }
+    let truncated = rows.truncated();
     drop(portal);
     tx.rollback().await.map_err(q)?;
     Ok(truncated)

@@ -128,7 +128,7 @@ fn query_blocking(
     let cancel = limits.cancel.clone();
     // Interrupts the statement at the deadline or when a user cancels the job.
     conn.progress_handler(1000, Some(move || Instant::now() >= deadline || cancel.is_cancelled())).map_err(db_err)?;
-    let after_ms = u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX);
+    let after_ms = limits.timeout_ms();
     let stopped = || {
         if limits.cancel.is_cancelled() {
             Some(QueryError::Cancelled)
