@@ -43,7 +43,7 @@ mod tests;
 mod verify;
 pub use chain::Signer;
 use chain::{writer, Chain};
-pub use records::{AuditRecord, CacheRecord, ConfigRecord, KeySetRecord};
+pub use records::{AuditOutcome, AuditRecord, CacheRecord, ConfigRecord, KeySetRecord, ReloadOutcome};
 pub use verify::{tail, verify, verify_with_head, Finding, HeadCheck, Report, VerifyError};
 
 /// Records queued for the writer at most; senders wait beyond it.

@@ -3,6 +3,42 @@
 
 use serde::Serialize;
 
+/// How a job ended, as its record's `outcome` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditOutcome {
+    /// `succeeded`: the query ran and the rendered result was sent.
+    Succeeded,
+    /// `failed`: the job was valid but could not be completed.
+    Failed,
+    /// `rejected`: refused before anything ran (verification or policy).
+    Rejected,
+    /// `cancelled`: stopped at the control plane's request.
+    Cancelled,
+}
+
+impl AuditOutcome {
+    /// The word the audit log and the metrics use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditOutcome::Succeeded => "succeeded",
+            AuditOutcome::Failed => "failed",
+            AuditOutcome::Rejected => "rejected",
+            AuditOutcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// How a SIGHUP reload ended, as its record's `outcome` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReloadOutcome {
+    /// `applied`: new jobs run under the file as read.
+    Applied,
+    /// `refused`: the file was not valid; the running config stays.
+    Refused,
+}
+
 /// One audit record.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct AuditRecord {
@@ -17,7 +53,7 @@ pub struct AuditRecord {
     /// `accepted` (signature, audience and lifetime verified) or `rejected`.
     pub verdict: &'static str,
     /// `succeeded`, `failed`, `rejected` or `cancelled`.
-    pub outcome: &'static str,
+    pub outcome: AuditOutcome,
     /// Reason code when not succeeded.
     pub reason: Option<String>,
     /// Connection (verified jobs only).
@@ -70,7 +106,7 @@ pub struct ConfigRecord {
     /// RFC 3339 time.
     pub ts: String,
     /// `applied` or `refused`.
-    pub outcome: &'static str,
+    pub outcome: ReloadOutcome,
     /// SHA-256 of agent.yaml as read.
     pub config_sha256: Option<String>,
     /// Why it was refused.
@@ -116,4 +152,27 @@ pub struct CacheRecord {
     pub connection: String,
     /// Why the entry was refused (never any of its content).
     pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The audit log on disk names outcomes with these words; they must not change.
+    #[test]
+    fn outcomes_are_written_with_the_same_words_as_before() {
+        let words = |v: serde_json::Value| v.as_str().map(str::to_owned).unwrap_or_default();
+        for (outcome, word) in [
+            (AuditOutcome::Succeeded, "succeeded"),
+            (AuditOutcome::Failed, "failed"),
+            (AuditOutcome::Rejected, "rejected"),
+            (AuditOutcome::Cancelled, "cancelled"),
+        ] {
+            assert_eq!(words(serde_json::to_value(outcome).expect("json")), word);
+            assert_eq!(outcome.as_str(), word);
+        }
+        for (outcome, word) in [(ReloadOutcome::Applied, "applied"), (ReloadOutcome::Refused, "refused")] {
+            assert_eq!(words(serde_json::to_value(outcome).expect("json")), word);
+        }
+    }
 }

@@ -10,7 +10,7 @@ fn rec(id: &str) -> AuditRecord {
         job_id: id.into(),
         key_id: Some("ed25519:00".into()),
         verdict: "accepted",
-        outcome: "succeeded",
+        outcome: AuditOutcome::Succeeded,
         reason: None,
         connection: Some("sample".into()),
         sql_sha256: Some("ab".into()),
