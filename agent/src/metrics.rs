@@ -22,7 +22,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::AuditRecord;
+use crate::audit::{AuditOutcome, AuditRecord};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct JobLabels {
@@ -127,12 +127,12 @@ impl Metrics {
         if rec.event != "job" {
             return;
         }
-        self.jobs.get_or_create(&JobLabels { verdict: rec.verdict.into(), outcome: rec.outcome.into() }).inc();
+        self.jobs.get_or_create(&JobLabels { verdict: rec.verdict.into(), outcome: rec.outcome.as_str().into() }).inc();
         if let Some(reason) = &rec.reason {
             let labels = ReasonLabels { reason: reason.clone() };
-            if rec.verdict == "rejected" || rec.outcome == "rejected" {
+            if rec.verdict == "rejected" || rec.outcome == AuditOutcome::Rejected {
                 self.rejections.get_or_create(&labels).inc();
-            } else if rec.outcome != "succeeded" {
+            } else if rec.outcome != AuditOutcome::Succeeded {
                 self.failures.get_or_create(&labels).inc();
             }
         }

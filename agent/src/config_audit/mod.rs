@@ -7,16 +7,25 @@
 //! defaults, TLS to a database switched off, a connection that accepts a privileged
 //! database role (`allow_privileged`), a certificate close to expiry or expired, and an
 //! audit log that does not verify.
+//!
+//! Files: `connection` (the view and findings of one connection and its egress policy),
+//! `files` (file modes, secrets written into agent.yaml, the vault's master key),
+//! `render` (the report as text).
 
-use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
+mod connection;
+mod files;
 mod render;
+#[cfg(test)]
+mod tests;
+
 pub use render::render_text;
 
 use serde::Serialize;
 
-use crate::config::{AgentConfig, ConnectionKind, DbTls, KeyTrustMode};
+use self::files::{check_mode, plaintext_secret, FileRule};
+use crate::config::{AgentConfig, KeyTrustMode};
 use crate::policy::EgressPolicy;
 
 /// How much a finding matters.
@@ -101,32 +110,6 @@ pub struct EgressView {
     pub errors: &'static str,
     /// `allow` or `refuse`: masked columns in conditions.
     pub masked_predicates: &'static str,
-}
-
-impl EgressView {
-    fn of(p: &EgressPolicy) -> Self {
-        Self {
-            allowed_kinds: p.allowed_kinds.iter().map(|k| kind_name(*k)).collect(),
-            allow_raw_table: p.allow_raw_table,
-            max_rows: p.max_rows,
-            max_points: p.max_points,
-            max_bytes: p.max_bytes,
-            mask: p.mask.iter().map(|m| format!("{} -> {}", m.column.as_str(), mask_name(m.with))).collect(),
-            errors: p.errors.name(),
-            masked_predicates: match p.masked_predicates {
-                crate::policy::MaskedPredicates::Allow => "allow",
-                crate::policy::MaskedPredicates::Refuse => "refuse",
-            },
-        }
-    }
-}
-
-fn kind_name(k: crate::policy::RenderKind) -> String {
-    serde_json::to_value(k).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-}
-
-fn mask_name(m: crate::policy::MaskWith) -> String {
-    serde_json::to_value(m).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 /// The whole report.
@@ -297,117 +280,7 @@ pub fn audit(path: &Path, cfg: &AgentConfig, now: i64) -> Report {
     let top = EgressPolicy::resolve(&cfg.egress, None);
     let mut connections = Vec::new();
     for (name, c) in &cfg.connections {
-        let name = name.as_str();
-        let subject = format!("connections.{name}");
-        let policy = cfg.egress_policy(name);
-        for (field, widened) in widening(&top, &policy) {
-            add(
-                Severity::Medium,
-                &format!("{subject}.egress.{field}"),
-                format!("widens the top-level egress policy: {widened}"),
-            );
-        }
-        if policy.errors == crate::scrub::ErrorsMode::Full {
-            let (severity, masks) = if policy.mask.is_empty() {
-                (Severity::Medium, "")
-            } else {
-                (Severity::High, ", the values of masked columns included")
-            };
-            add(
-                severity,
-                &format!("{subject}.egress.errors"),
-                format!(
-                    "errors: full sends database error messages as they are; they can quote values from rows{masks} \
-                     (the default, scrubbed, removes every fragment that is not in the job's SQL)"
-                ),
-            );
-        }
-        if !policy.mask.is_empty() && policy.masked_predicates == crate::policy::MaskedPredicates::Allow {
-            add(
-                Severity::Low,
-                &format!("{subject}.egress.masked_predicates"),
-                "masked columns may be used in conditions (WHERE, joins, GROUP BY, ORDER BY): which rows match \
-                 reveals their values one comparison at a time; set masked_predicates: refuse, or grant the \
-                 agent's role only the columns it needs"
-                    .into(),
-            );
-        }
-        if policy.allow_raw_table && policy.allowed_kinds.contains(&crate::policy::RenderKind::Table) {
-            add(
-                Severity::Low,
-                &format!("{subject}.egress"),
-                format!("raw rows may leave as tables (up to {} rows); set allow_raw_table: false to allow only charts and scalars", policy.max_rows),
-            );
-        }
-        let (target, tls) = match c.kind {
-            ConnectionKind::Sqlite => {
-                let file = c.path.as_deref().map(|p| cfg.in_state_dir(p)).unwrap_or_default();
-                (file.display().to_string(), "n/a".to_owned())
-            }
-            ConnectionKind::Postgres | ConnectionKind::Mysql => {
-                let host = c.host.clone().unwrap_or_default();
-                let default_port = if c.kind == ConnectionKind::Postgres { 5432 } else { 3306 };
-                let target = redact(&format!(
-                    "{}@{host}:{}/{}",
-                    c.user.as_deref().unwrap_or("?"),
-                    c.port.unwrap_or(default_port),
-                    c.database.as_deref().unwrap_or("?")
-                ));
-                if c.allow_privileged {
-                    add(
-                        Severity::High,
-                        &format!("{subject}.allow_privileged"),
-                        "the agent uses this connection even if its database role is a superuser, may read or \
-                         write server files, run programs, signal other sessions, create roles or write tables: a \
-                         job's function could then do so inside the read-only transaction. Connect as a \
-                         least-privilege role (docs/DATABASES.md) and remove allow_privileged"
-                            .into(),
-                    );
-                }
-                let tls = match c.tls {
-                    DbTls::VerifyFull => {
-                        if let Some(ca) = &c.ca_file {
-                            if std::fs::metadata(ca).is_err() {
-                                add(
-                                    Severity::High,
-                                    &format!("{subject}.ca_file"),
-                                    format!("{} cannot be read", ca.display()),
-                                );
-                            }
-                        }
-                        "verify_full".to_owned()
-                    }
-                    DbTls::Disable => {
-                        let local = is_loopback(&host);
-                        add(
-                            if local { Severity::Low } else { Severity::High },
-                            &format!("{subject}.tls"),
-                            if local {
-                                format!("TLS is off to {host} (this host): fine for a local server")
-                            } else {
-                                format!(
-                                    "TLS is off to {host}: the password and every row cross the network in clear; \
-                                     use tls: verify_full with the server's CA in ca_file"
-                                )
-                            },
-                        );
-                        "disable".to_owned()
-                    }
-                };
-                (target, tls)
-            }
-        };
-        connections.push(ConnectionView {
-            name: name.to_owned(),
-            kind: format!("{:?}", c.kind).to_ascii_lowercase(),
-            target,
-            tls,
-            password_credential: c.password_credential.clone(),
-            query_timeout_secs: cfg.query_timeout(name, None).as_secs(),
-            cache_max_age_secs: cfg.cache_cap(name),
-            allow_privileged: c.allow_privileged,
-            egress: EgressView::of(&policy),
-        });
+        connections.push(connection::view(cfg, &top, name.as_str(), c, &mut add));
     }
 
     let cache = if cfg.cache_enabled() {
@@ -421,41 +294,7 @@ pub fn audit(path: &Path, cfg: &AgentConfig, now: i64) -> Report {
     } else {
         "off".to_owned()
     };
-    let keys = cfg.vault_keys();
-    let master_key = match cfg.vault.master_key {
-        crate::vault::MasterKeySource::Passphrase => {
-            "a passphrase (Argon2id), asked at start or from the systemd credential outpost-vault-passphrase".to_owned()
-        }
-        crate::vault::MasterKeySource::Systemd => {
-            format!("the systemd credential {} only", crate::vault::SYSTEMD_KEY)
-        }
-        source => {
-            let file = &keys.key_file;
-            if std::fs::metadata(file).is_ok() {
-                check_mode(&mut add, file, "master key file", FileRule::Secret);
-                if file.starts_with(&cfg.state_dir) {
-                    add(
-                        Severity::Low,
-                        "vault.master_key",
-                        format!(
-                            "the master key file {} sits beside the vault it opens; a copy of the state dir \
-                             holds both. Prefer LoadCredentialEncrypted= (systemd credential {})",
-                            file.display(),
-                            crate::vault::SYSTEMD_KEY
-                        ),
-                    );
-                }
-            }
-            match source {
-                crate::vault::MasterKeySource::Auto => format!(
-                    "the systemd credential {} when present, else the key file {}",
-                    crate::vault::SYSTEMD_KEY,
-                    file.display()
-                ),
-                _ => format!("the key file {}", file.display()),
-            }
-        }
-    };
+    let master_key = files::master_key(cfg, &mut add);
     let audit_path = cfg.audit_path();
     let current_key = crate::audit::show::certificate_key(&cfg.state_dir.join(crate::identity::CERT_FILE));
     let audit_log = match crate::audit::verify(&audit_path, current_key.as_deref()) {
@@ -520,194 +359,4 @@ pub fn audit(path: &Path, cfg: &AgentConfig, now: i64) -> Report {
 fn read_enrolment(state_dir: &Path) -> Option<crate::identity::Enrolment> {
     let text = std::fs::read(state_dir.join(crate::identity::ENROLMENT_FILE)).ok()?;
     serde_json::from_slice(&text).ok()
-}
-
-/// What a file's mode should be.
-#[derive(Clone, Copy)]
-enum FileRule {
-    /// agent.yaml: no one but owner and group may read; no one but the owner may write.
-    ConfigFile,
-    /// 0700.
-    PrivateDir,
-    /// 0600, and a key: readable by others is high.
-    Secret,
-    /// 0600, encrypted or without secrets: readable by others is medium.
-    Private,
-}
-
-fn check_mode(add: &mut impl FnMut(Severity, &str, String), path: &Path, what: &str, rule: FileRule) {
-    let Ok(meta) = std::fs::metadata(path) else { return };
-    let mode = meta.mode() & 0o7777;
-    let shown = format!("{} (mode {mode:04o}, uid {} gid {})", path.display(), meta.uid(), meta.gid());
-    match rule {
-        FileRule::ConfigFile => {
-            if mode & 0o022 != 0 {
-                add(Severity::High, what, format!("{shown} can be changed by others: chmod 0640 (root:outpost)"));
-            } else if mode & 0o004 != 0 {
-                add(
-                    Severity::Medium,
-                    what,
-                    format!(
-                        "{shown} is readable by every user; it names databases and users: chmod 0640 (root:outpost)"
-                    ),
-                );
-            }
-        }
-        FileRule::PrivateDir => {
-            if mode & 0o077 != 0 {
-                add(Severity::High, what, format!("{shown} is open to others: chmod 0700"));
-            }
-        }
-        FileRule::Secret => {
-            if mode & 0o077 != 0 {
-                add(Severity::High, what, format!("{shown} is a private key readable by others: chmod 0600"));
-            }
-        }
-        FileRule::Private => {
-            if mode & 0o077 != 0 {
-                add(Severity::Medium, what, format!("{shown} is readable by others: chmod 0600"));
-            }
-        }
-    }
-}
-
-/// Why a line of agent.yaml looks like it holds a secret in plain text.
-fn plaintext_secret(line: &str) -> Option<&'static str> {
-    let code = line.split('#').next().unwrap_or_default();
-    if code.contains("-----BEGIN") {
-        return Some("a PEM block (a private key?) written into agent.yaml");
-    }
-    // scheme://user:password@host
-    if let Some(rest) = code.split("://").nth(1) {
-        let authority = rest.split(['/', ' ', '"', '\'']).next().unwrap_or_default();
-        if let Some((userinfo, _)) = authority.rsplit_once('@') {
-            if userinfo.contains(':') {
-                return Some("a URL with a password in it");
-            }
-        }
-    }
-    None
-}
-
-/// `text` with the password of any `scheme://user:password@` replaced by `***`.
-fn redact(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("://") {
-        let (head, tail) = rest.split_at(i + 3);
-        out.push_str(head);
-        let end = tail.find(['/', ' ', '"', '\'']).unwrap_or(tail.len());
-        let authority = &tail[..end];
-        match authority.rsplit_once('@').and_then(|(userinfo, host)| Some((userinfo.split_once(':')?.0, host))) {
-            Some((user, host)) => {
-                out.push_str(user);
-                out.push_str(":***@");
-                out.push_str(host);
-            }
-            None => out.push_str(authority),
-        }
-        rest = &tail[end..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// Fields where `own` lets more out than `top`: (field, "what").
-fn widening(top: &EgressPolicy, own: &EgressPolicy) -> Vec<(&'static str, String)> {
-    let mut out = Vec::new();
-    let extra: Vec<String> = own.allowed_kinds.difference(&top.allowed_kinds).map(|k| kind_name(*k)).collect();
-    if !extra.is_empty() {
-        out.push(("allowed_kinds", format!("adds {}", extra.join(", "))));
-    }
-    if own.allow_raw_table && !top.allow_raw_table {
-        out.push(("allow_raw_table", "allows raw tables".to_owned()));
-    }
-    for (field, a, b) in [
-        ("max_rows", top.max_rows, own.max_rows),
-        ("max_points", top.max_points, own.max_points),
-        ("max_bytes", top.max_bytes, own.max_bytes),
-    ] {
-        if b > a {
-            out.push((field, format!("{b} instead of {a}")));
-        }
-    }
-    out
-}
-
-fn is_loopback(host: &str) -> bool {
-    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) || host.starts_with('/')
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_in_urls_and_pem_blocks_are_found_and_comments_ignored() {
-        assert!(plaintext_secret("    url: http://proxyuser:s3cret@proxy:3128").is_some());
-        assert!(plaintext_secret("  note: postgres://app:pw@db/x").is_some());
-        assert!(plaintext_secret("    -----BEGIN PRIVATE KEY-----").is_some());
-        assert!(plaintext_secret("    url: http://proxy:3128").is_none());
-        assert!(plaintext_secret("    url: http://user@proxy:3128").is_none());
-        assert!(plaintext_secret("  # url: http://a:b@c").is_none());
-    }
-
-    #[test]
-    fn allow_privileged_is_a_high_finding_on_its_connection() {
-        let conn = |name: &str, extra: &str| {
-            format!("  {name}:\n    kind: postgres\n    host: 127.0.0.1\n    database: d\n    user: u\n    tls: disable\n{extra}")
-        };
-        let text = format!(
-            "state_dir: /nonexistent/outpost\nconnections:\n{}{}",
-            conn("strict", ""),
-            conn("loose", "    allow_privileged: true\n")
-        );
-        let cfg = AgentConfig::parse("agent.yaml", &text).expect("config");
-        let report = audit(Path::new("/nonexistent/agent.yaml"), &cfg, 0);
-        let about = |s: &str| report.findings.iter().filter(|f| f.subject == s).map(|f| f.severity).collect::<Vec<_>>();
-        assert_eq!(about("connections.loose.allow_privileged"), vec![Severity::High]);
-        assert!(about("connections.strict.allow_privileged").is_empty());
-        assert!(render_text(&report).contains("[HIGH] connections.loose.allow_privileged"));
-    }
-
-    #[test]
-    fn masks_usable_in_conditions_are_a_low_finding() {
-        let conn = |name: &str, egress: &str| {
-            format!("  {name}:\n    kind: sqlite\n    path: /nonexistent/{name}.db\n    egress:\n      mask:\n        - column: ssn\n{egress}")
-        };
-        let text = format!(
-            "state_dir: /nonexistent/outpost\nconnections:\n{}{}  bare:\n    kind: sqlite\n    path: /nonexistent/b.db\n",
-            conn("open", ""),
-            conn("closed", "      masked_predicates: refuse\n")
-        );
-        let cfg = AgentConfig::parse("agent.yaml", &text).expect("config");
-        let report = audit(Path::new("/nonexistent/agent.yaml"), &cfg, 0);
-        let about = |s: &str| report.findings.iter().filter(|f| f.subject == s).map(|f| f.severity).collect::<Vec<_>>();
-        assert_eq!(about("connections.open.egress.masked_predicates"), vec![Severity::Low]);
-        assert!(about("connections.closed.egress.masked_predicates").is_empty());
-        assert!(about("connections.bare.egress.masked_predicates").is_empty(), "no masks, nothing to say");
-        assert!(render_text(&report).contains("masked: ssn -> stars (in conditions: refuse)"));
-    }
-
-    #[test]
-    fn passwords_in_urls_are_redacted_and_everything_else_is_kept() {
-        assert_eq!(
-            redact("app@db:5432/postgres://app:hunter2@10.1.2.3/sales"),
-            "app@db:5432/postgres://app:***@10.1.2.3/sales"
-        );
-        assert_eq!(redact("http://u@h/x and ftp://a:b@c"), "http://u@h/x and ftp://a:***@c");
-        assert_eq!(redact("no url here"), "no url here");
-    }
-
-    #[test]
-    fn a_certificate_is_judged_against_its_renewal_time_not_a_fixed_window() {
-        let day = 86_400;
-        // A fresh 24 h certificate (renewed at 16 h): nothing to say for the first 17 h.
-        assert_eq!(renewal_overdue(0, day, 3600), None);
-        assert_eq!(renewal_overdue(0, day, 17 * 3600), None);
-        let late = renewal_overdue(0, day, 17 * 3600 + 1).expect("overdue");
-        assert!(late.contains("due for renewal at 1970-01-01T16:00:00") && late.contains("(in 6 h 59 min)"), "{late}");
-        // A 90-day certificate 80 days before it expires is not due.
-        assert_eq!(renewal_overdue(0, 90 * day, 10 * day), None);
-    }
 }

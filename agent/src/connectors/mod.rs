@@ -8,9 +8,9 @@
 //! and queries that outlive their timeout.
 
 pub mod catalog;
+mod common;
 pub mod mysql;
 mod mysql_provenance;
-mod pg_provenance;
 pub mod postgres;
 pub mod privileges;
 pub mod sqlite;
@@ -68,6 +68,17 @@ impl ServerSettings {
     pub fn address(&self) -> String {
         format!("{}:{}/{}", self.host, self.port, self.database)
     }
+
+    /// Why this server could not be opened.
+    pub(crate) fn open_error(&self, reason: String) -> QueryError {
+        QueryError::Open { path: self.address(), reason }
+    }
+
+    /// The TLS config built from `tls_ca` (`None` without TLS); an unusable CA file is
+    /// an error now, at start-up, not a job's.
+    pub(crate) fn tls(&self) -> Result<Option<Arc<rustls::ClientConfig>>, QueryError> {
+        self.tls_ca.as_deref().map(tls_config).transpose().map_err(|reason| self.open_error(reason))
+    }
 }
 
 /// A TLS client config for a database server: aws-lc-rs, TLS 1.2+, the CAs in `ca_file`.
@@ -121,6 +132,11 @@ impl QueryLimits {
             provenance: false,
             conditions: false,
         }
+    }
+
+    /// The statement timeout in milliseconds.
+    pub(crate) fn timeout_ms(&self) -> u64 {
+        u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX)
     }
 }
 
@@ -385,10 +401,7 @@ impl Connector {
         }
         sink.columns(&rs.columns)?;
         for (i, row) in rs.rows.into_iter().enumerate() {
-            sink.row(row, i)?;
-            if let Some(room) = sink.room() {
-                room.await;
-            }
+            common::hand_on(&mut *sink, row, i).await?;
         }
         Ok(rs.truncated)
     }

@@ -29,6 +29,7 @@ use mysql_async::{Conn, Value as MyValue};
 use outpost_protocol::Param;
 use secrecy::ExposeSecret as _;
 
+use super::common::{check_param_count, returns_no_rows, CappedRows, Permits};
 use super::{QueryError, QueryLimits, ServerSettings};
 use crate::resultset::{ResultSet, Value};
 
@@ -46,7 +47,7 @@ pub struct MysqlConnector {
     opts: mysql_async::Opts,
     idle: std::sync::Arc<std::sync::Mutex<Vec<Conn>>>,
     /// One permit per session: a job holds one from checkout to checkin.
-    permits: std::sync::Arc<tokio::sync::Semaphore>,
+    permits: std::sync::Arc<Permits>,
     /// The role's last check ([`super::privileges`]).
     role: std::sync::Arc<super::privileges::RoleGuard>,
 }
@@ -92,14 +93,14 @@ impl MysqlConnector {
             .prefer_socket(false);
         if let Some(ca) = &settings.tls_ca {
             // Read now, so that an unusable CA file is a start-up error, not a job's.
-            super::tls_config(ca).map_err(|reason| QueryError::Open { path: settings.address(), reason })?;
+            settings.tls()?;
             opts = opts.ssl_opts(Some(
                 mysql_async::SslOpts::default()
                     .with_root_certs(vec![ca.clone().into()])
                     .with_disable_built_in_roots(true),
             ));
         }
-        let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(settings.pool_size.max(1)));
+        let permits = std::sync::Arc::new(Permits::new(settings.pool_size));
         Ok(Self {
             opts: opts.into(),
             idle: std::sync::Arc::default(),
@@ -132,12 +133,11 @@ impl MysqlConnector {
             }
             tracing::debug!("A pooled MySQL/MariaDB session stopped answering; opening a new one.");
         }
-        let mut conn = Conn::new(self.opts.clone()).await.map_err(|e| QueryError::Open {
-            path: self.settings.address(),
-            reason: match &e {
+        let mut conn = Conn::new(self.opts.clone()).await.map_err(|e| {
+            self.settings.open_error(match &e {
                 mysql_async::Error::Server(s) => s.message.clone(),
                 other => super::error_chain(other),
-            },
+            })
         })?;
         let found = super::privileges::mysql(&mut conn).await;
         if let Err(refused) = super::privileges::verdict(&self.settings, "mysql", found, &self.role) {
@@ -155,7 +155,7 @@ impl MysqlConnector {
 
     /// Opens a session if none is pooled (checking the role) and pools it.
     pub async fn check_role(&self) -> Result<(), QueryError> {
-        let _permit = self.permits.acquire().await.map_err(|e| QueryError::Task(e.to_string()))?;
+        let _permit = self.permits.take().await?;
         let conn = self.conn().await?;
         self.checkin(conn).await;
         Ok(())
@@ -196,20 +196,11 @@ impl MysqlConnector {
         limits: QueryLimits,
         sink: &mut dyn super::RowSink,
     ) -> Result<bool, QueryError> {
-        let _permit = tokio::select! {
-            p = self.permits.acquire() => p.map_err(|e| QueryError::Task(e.to_string()))?,
-            () = limits.cancel.cancelled() => return Err(QueryError::Cancelled),
-        };
+        let _permit = self.permits.take_or_cancel(&limits.cancel).await?;
         let (sql, order) = rewrite_params(&sql).map_err(|reason| QueryError::Param { index: 0, reason })?;
-        let needed = order.iter().copied().max().unwrap_or(0);
-        if params.len() != needed {
-            return Err(QueryError::Param {
-                index: params.len().min(needed) + 1,
-                reason: format!("the statement takes {needed} parameter(s), the job gives {}", params.len()),
-            });
-        }
+        check_param_count(params.len(), order.iter().copied().max().unwrap_or(0))?;
         let bound: Vec<MyValue> = order.iter().map(|n| bind(&params[n - 1])).collect();
-        let after_ms = u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX);
+        let after_ms = limits.timeout_ms();
         let mut conn = self.conn().await?;
         let id = conn.id();
         let run =
@@ -266,11 +257,7 @@ async fn run(
     let cols = stmt.columns();
     if cols.is_empty() {
         let _ = conn.query_drop("ROLLBACK").await;
-        return Err(QueryError::NotReadOnly {
-            reason: "only a query that returns rows may run; this statement returns none \
-                     (DDL, SELECT … INTO OUTFILE, SET and other statements are refused)"
-                .into(),
-        });
+        return Err(returns_no_rows("DDL, SELECT … INTO OUTFILE, SET and other statements are refused"));
     }
     let columns: Vec<String> = cols.iter().map(|c| c.name_str().into_owned()).collect();
     for c in cols.iter() {
@@ -287,13 +274,11 @@ async fn run(
         sink.provenance(traced)?;
     }
     sink.columns(&columns)?;
-    let mut read = 0usize;
-    let mut truncated = false;
+    let mut rows = CappedRows::new(sink, limits.max_rows);
     {
         let mut result = conn.exec_iter(&stmt, params).await.map_err(err)?;
         while let Some(row) = result.next().await.map_err(err)? {
-            if read == limits.max_rows {
-                truncated = true;
+            if rows.full() {
                 // Dropping the result reads and discards what is left, at most one row
                 // here (sql_select_limit) unless the query has a LIMIT of its own.
                 break;
@@ -308,13 +293,10 @@ async fn run(
             }
             // A sink that stops (a render error) ends the job; the session is reset
             // before it is used again, which ends the transaction.
-            sink.row(values, read)?;
-            read += 1;
-            if let Some(room) = sink.room() {
-                room.await;
-            }
+            rows.push(values).await?;
         }
     }
+    let truncated = rows.truncated();
     conn.query_drop("ROLLBACK").await.map_err(err)?;
     conn.close(stmt).await.map_err(err)?;
     Ok(truncated)

@@ -13,7 +13,7 @@ use outpost_protocol::catalog::{Catalog, CATALOG_CONTENT_TYPE};
 use outpost_protocol::encoding::sha256_hex;
 use outpost_protocol::{CatalogSpec, EgressAction, EgressDecision, JobOutcome, RenderSpec, ResultReport, ResultStats};
 
-use crate::audit::AuditRecord;
+use crate::audit::{AuditOutcome, AuditRecord};
 use crate::connectors::catalog::{read, CatalogCaps};
 use crate::connectors::{Connector, QueryError, QueryLimits};
 use crate::policy::EgressPolicy;
@@ -32,7 +32,7 @@ pub(super) async fn execute(
     let mut decisions = Vec::new();
     let failed = |rec: &mut AuditRecord, code: &str, message: String, decisions: Vec<EgressDecision>| {
         let outcome = if code == "cancelled" { JobOutcome::Cancelled } else { JobOutcome::Failed };
-        rec.outcome = if code == "cancelled" { "cancelled" } else { "failed" };
+        rec.outcome = if code == "cancelled" { AuditOutcome::Cancelled } else { AuditOutcome::Failed };
         rec.reason = Some(code.to_owned());
         tracing::warn!(reason = code, "Catalog job failed.");
         super::with_decisions(
@@ -85,7 +85,7 @@ pub(super) async fn execute(
     let stats = ResultStats { rows_read: columns as u64, truncated: catalog.truncated, ..ResultStats::default() };
     let report = ResultReport::succeeded(job_id, rendered.content_type, &rendered.body, stats);
     rec.rows_read = columns as u64;
-    rec.outcome = "succeeded";
+    rec.outcome = AuditOutcome::Succeeded;
     rec.bytes_sent = report.stats.bytes;
     rec.body_sha256 = Some(sha256_hex(&rendered.body));
     rec.truncated = catalog.truncated;

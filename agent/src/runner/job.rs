@@ -2,6 +2,7 @@
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
+use crate::audit::AuditOutcome;
 
 pub(super) async fn process(ctx: &Ctx, job: DeliveredJob) {
     if !outpost_protocol::ids::is_job_id(&job.job_id) {
@@ -71,7 +72,7 @@ pub(super) fn audit_base(job: &DeliveredJob) -> AuditRecord {
         job_id: job.job_id.clone(),
         key_id: Some(job.envelope.key_id.clone()),
         verdict: "rejected",
-        outcome: "rejected",
+        outcome: AuditOutcome::Rejected,
         reason: None,
         connection: None,
         sql_sha256: None,
@@ -144,13 +145,13 @@ pub(super) async fn execute(
     }
     tracing::info!(key_id = %verified.key_id, connection = %spec.connection, "Job verified.");
     let Some(conn) = live.connections.get(&spec.connection) else {
-        rec.outcome = "rejected";
+        rec.outcome = AuditOutcome::Rejected;
         let msg = format!("this agent has no connection named {:?}", spec.connection);
         return (reject(&mut rec, "unknown_connection", msg), rec, upload_until);
     };
     let policy = live.cfg.egress_policy(&spec.connection);
     if let Err(decision) = policy.check_spec(&spec.render) {
-        rec.outcome = "rejected";
+        rec.outcome = AuditOutcome::Rejected;
         let report = reject(&mut rec, "egress_refused", decision.detail.clone());
         return (with_decisions(report, &mut rec, vec![decision]), rec, upload_until);
     }
@@ -174,12 +175,12 @@ pub(super) async fn execute(
     let failed = |rec: &mut AuditRecord, code: &str, message: String, logged: Option<&str>, stats: ResultStats| {
         if code == "cancelled" {
             tracing::info!("Job cancelled at the control plane's request; its query was stopped.");
-            rec.outcome = "cancelled";
+            rec.outcome = AuditOutcome::Cancelled;
             rec.reason = Some(code.to_owned());
             return ResultReport::refused(&job.job_id, JobOutcome::Cancelled, code, message, stats);
         }
         tracing::warn!(reason = code, error = %logged.unwrap_or(&message), "Job failed.");
-        rec.outcome = "failed";
+        rec.outcome = AuditOutcome::Failed;
         rec.reason = Some(code.to_owned());
         ResultReport::refused(&job.job_id, JobOutcome::Failed, code, message, stats)
     };
@@ -288,7 +289,7 @@ pub(super) async fn execute(
     }
     let (rows_read, cache_hit) = (stats.rows_read, stats.cache_hit);
     let report = ResultReport::succeeded(&job.job_id, rendered.content_type, &rendered.body, stats);
-    rec.outcome = "succeeded";
+    rec.outcome = AuditOutcome::Succeeded;
     rec.bytes_sent = report.stats.bytes;
     rec.body_sha256 = Some(sha256_hex(&rendered.body));
     rec.truncated = rendered.truncated;

@@ -122,7 +122,7 @@ pub(super) async fn reload_once(ctx: &Ctx) -> ReloadOutcome {
             crate::audit::ConfigRecord {
                 event: "config_reload",
                 ts,
-                outcome: "applied",
+                outcome: crate::audit::ReloadOutcome::Applied,
                 config_sha256: digest.clone(),
                 reason: None,
                 connections: connections.clone(),
@@ -131,7 +131,7 @@ pub(super) async fn reload_once(ctx: &Ctx) -> ReloadOutcome {
         Err(e) => crate::audit::ConfigRecord {
             event: "config_reload",
             ts,
-            outcome: "refused",
+            outcome: crate::audit::ReloadOutcome::Refused,
             config_sha256: digest.clone(),
             reason: Some(e.clone()),
             connections: Vec::new(),

@@ -1,0 +1,54 @@
+//! Unit tests of the PostgreSQL binary format: numerics and parameters.
+
+use outpost_protocol::Param;
+use tokio_postgres::types::Type;
+
+use super::types::{decode, encode};
+use super::{numeric_binary, numeric_text};
+use crate::resultset::Value;
+
+#[test]
+fn numerics_round_trip_exactly_through_the_binary_format() {
+    for text in [
+        "0",
+        "1",
+        "-1",
+        "10000",
+        "12345678901234567890123456789012345678.123456789012345678901234567890",
+        "0.00001234",
+        "-0.5",
+        "100.100",
+        "9999.9999",
+        "0.000",
+        "NaN",
+        "Infinity",
+        "-Infinity",
+    ] {
+        let bin = numeric_binary(text).expect(text);
+        assert_eq!(numeric_text(&bin).expect(text), text, "{text}");
+    }
+    assert_eq!(numeric_text(&numeric_binary("007.50").expect("leading zeros")).expect("text"), "7.50");
+    assert_eq!(numeric_text(&numeric_binary("-0").expect("minus zero")).expect("text"), "0");
+    for bad in ["", ".", "1e5", "1.2.3", "abc", "--1"] {
+        assert!(numeric_binary(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn parameters_are_checked_against_the_type_the_server_expects() {
+    assert_eq!(encode(&Param::Int(7), &Type::INT4).expect("int4"), Some(7i32.to_be_bytes().to_vec()));
+    assert!(encode(&Param::Int(1 << 40), &Type::INT4).expect_err("too big").contains("does not fit int4"));
+    assert!(encode(&Param::Text("x".into()), &Type::INT8).expect_err("mismatch").contains("expects int8"));
+    assert_eq!(encode(&Param::Null, &Type::UUID).expect("null"), None);
+    let uuid = encode(&Param::Text("00112233-4455-6677-8899-aabbccddeeff".into()), &Type::UUID).expect("uuid");
+    assert_eq!(
+        decode(&Type::UUID, &uuid.expect("some")).expect("decode"),
+        Value::Uuid(*b"\x00\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\xcc\xdd\xee\xff")
+    );
+    let ts = encode(&Param::Text("2024-02-29T12:34:56.789".into()), &Type::TIMESTAMP).expect("ts").expect("some");
+    assert_eq!(
+        crate::resultset::temporal_text(&decode(&Type::TIMESTAMP, &ts).expect("decode")).as_deref(),
+        Some("2024-02-29T12:34:56.789")
+    );
+    assert!(encode(&Param::Text("x".into()), &Type::INTERVAL).expect_err("interval").contains("cast it in the SQL"));
+}

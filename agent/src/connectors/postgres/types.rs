@@ -1,0 +1,242 @@
+//! Values in PostgreSQL's binary format: decoding a column's bytes to a [`Value`],
+//! encoding a job parameter for the type the server infers for its `$n`.
+
+use bytes::BytesMut;
+use outpost_protocol::Param;
+use tokio_postgres::types::{FromSql, IsNull, Kind, ToSql, Type};
+
+use super::numeric::{numeric_binary, numeric_text};
+use crate::resultset::Value;
+
+/// Seconds from the Unix epoch to PostgreSQL's (2000-01-01).
+const PG_EPOCH_UNIX: i64 = 946_684_800;
+
+/// A value in PostgreSQL's binary format, or NULL.
+#[derive(Debug)]
+pub(super) struct Encoded(pub(super) Option<Vec<u8>>);
+
+impl ToSql for Encoded {
+    fn to_sql(&self, _: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match &self.0 {
+            None => Ok(IsNull::Yes),
+            Some(b) => {
+                out.extend_from_slice(b);
+                Ok(IsNull::No)
+            }
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+/// The raw binary bytes of a column; decoded by [`decode`].
+pub(super) struct Raw<'a>(pub(super) &'a [u8]);
+
+impl<'a> FromSql<'a> for Raw<'a> {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(raw))
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+/// The type a value of `ty` is read as: the base type of a domain, text for an enum.
+fn base(ty: &Type) -> &Type {
+    match ty.kind() {
+        Kind::Domain(inner) => base(inner),
+        Kind::Enum(_) => &Type::TEXT,
+        _ => ty,
+    }
+}
+
+fn is_text(ty: &Type) -> bool {
+    matches!(*ty, Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN) || ty.name() == "citext"
+}
+
+/// Whether the agent can carry values of `ty`.
+pub(super) fn decodable(ty: &Type) -> bool {
+    let ty = base(ty);
+    is_text(ty)
+        || matches!(
+            *ty,
+            Type::VOID
+                | Type::BOOL
+                | Type::INT2
+                | Type::INT4
+                | Type::INT8
+                | Type::OID
+                | Type::FLOAT4
+                | Type::FLOAT8
+                | Type::NUMERIC
+                | Type::CHAR
+                | Type::BYTEA
+                | Type::DATE
+                | Type::TIME
+                | Type::TIMESTAMP
+                | Type::TIMESTAMPTZ
+                | Type::UUID
+                | Type::JSON
+                | Type::JSONB
+        )
+}
+
+fn be<const N: usize>(raw: &[u8]) -> Result<[u8; N], String> {
+    raw.try_into().map_err(|_| format!("expected {N} bytes, got {}", raw.len()))
+}
+
+fn pg_instant(micros: i64) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp_micros(micros.checked_add(PG_EPOCH_UNIX * 1_000_000)?)
+}
+
+/// Decodes one value of `ty` from PostgreSQL's binary format.
+pub(super) fn decode(ty: &Type, raw: &[u8]) -> Result<Value, String> {
+    let ty = base(ty);
+    if is_text(ty) {
+        return std::str::from_utf8(raw).map(|s| Value::Text(s.to_owned())).map_err(|e| e.to_string());
+    }
+    Ok(match *ty {
+        Type::VOID => Value::Null,
+        Type::BOOL => Value::Bool(be::<1>(raw)?[0] != 0),
+        Type::INT2 => Value::Int(i16::from_be_bytes(be(raw)?).into()),
+        Type::INT4 => Value::Int(i32::from_be_bytes(be(raw)?).into()),
+        Type::INT8 => Value::Int(i64::from_be_bytes(be(raw)?)),
+        Type::OID => Value::Int(u32::from_be_bytes(be(raw)?).into()),
+        Type::FLOAT4 => Value::Float(f32::from_be_bytes(be(raw)?).into()),
+        Type::FLOAT8 => Value::Float(f64::from_be_bytes(be(raw)?)),
+        Type::NUMERIC => Value::Decimal(numeric_text(raw)?),
+        Type::CHAR => Value::Text(char::from(be::<1>(raw)?[0]).to_string()),
+        Type::BYTEA => Value::Bytes(raw.to_vec()),
+        Type::DATE => match i32::from_be_bytes(be(raw)?) {
+            i32::MAX => Value::Text("infinity".into()),
+            i32::MIN => Value::Text("-infinity".into()),
+            days => Value::Date(
+                chrono::NaiveDate::from_ymd_opt(2000, 1, 1)
+                    .and_then(|d| d.checked_add_signed(chrono::TimeDelta::days(days.into())))
+                    .ok_or("date out of range")?,
+            ),
+        },
+        Type::TIME => {
+            let micros = i64::from_be_bytes(be(raw)?);
+            let secs = u32::try_from(micros.div_euclid(1_000_000)).map_err(|_| "time out of range")?;
+            let nanos = u32::try_from(micros.rem_euclid(1_000_000) * 1000).map_err(|_| "time out of range")?;
+            Value::Time(chrono::NaiveTime::from_num_seconds_from_midnight_opt(secs, nanos).ok_or("time out of range")?)
+        }
+        Type::TIMESTAMP | Type::TIMESTAMPTZ => match i64::from_be_bytes(be(raw)?) {
+            i64::MAX => Value::Text("infinity".into()),
+            i64::MIN => Value::Text("-infinity".into()),
+            micros => {
+                let at = pg_instant(micros).ok_or("timestamp out of range")?;
+                if *ty == Type::TIMESTAMPTZ {
+                    Value::TimestampTz(at)
+                } else {
+                    Value::Timestamp(at.naive_utc())
+                }
+            }
+        },
+        Type::UUID => Value::Uuid(be(raw)?),
+        Type::JSON => Value::Json(std::str::from_utf8(raw).map_err(|e| e.to_string())?.to_owned()),
+        Type::JSONB => match raw.split_first() {
+            Some((1, doc)) => Value::Json(std::str::from_utf8(doc).map_err(|e| e.to_string())?.to_owned()),
+            _ => return Err("unknown jsonb version".into()),
+        },
+        _ => return Err("unsupported type".into()),
+    })
+}
+
+/// Encodes a job parameter for the type the server expects at its position.
+pub(super) fn encode(p: &Param, ty: &Type) -> Result<Option<Vec<u8>>, String> {
+    let ty = base(ty);
+    let mismatch = || {
+        let given = match p {
+            Param::Null => "null",
+            Param::Bool(_) => "bool",
+            Param::Int(_) => "int",
+            Param::Float(_) => "float",
+            Param::Text(_) => "text",
+        };
+        Err(format!("the statement expects {} here; the job gives {given}", ty.name()))
+    };
+    let text = |what: &str| -> Result<&str, String> {
+        match p {
+            Param::Text(t) => Ok(t.as_str()),
+            _ => Err(format!("the statement expects {} here; give it as text ({what})", ty.name())),
+        }
+    };
+    if matches!(p, Param::Null) {
+        return Ok(None);
+    }
+    if is_text(ty) {
+        return match p {
+            Param::Text(t) => Ok(Some(t.as_bytes().to_vec())),
+            _ => mismatch(),
+        };
+    }
+    let bytes = match (ty.clone(), p) {
+        (Type::BOOL, Param::Bool(b)) => vec![u8::from(*b)],
+        (Type::INT2, Param::Int(n)) => {
+            i16::try_from(*n).map_err(|_| format!("{n} does not fit int2"))?.to_be_bytes().to_vec()
+        }
+        (Type::INT4, Param::Int(n)) => {
+            i32::try_from(*n).map_err(|_| format!("{n} does not fit int4"))?.to_be_bytes().to_vec()
+        }
+        (Type::INT8, Param::Int(n)) => n.to_be_bytes().to_vec(),
+        (Type::FLOAT4, Param::Float(f)) => (*f as f32).to_be_bytes().to_vec(),
+        (Type::FLOAT4, Param::Int(n)) => (*n as f32).to_be_bytes().to_vec(),
+        (Type::FLOAT8, Param::Float(f)) => f.to_be_bytes().to_vec(),
+        (Type::FLOAT8, Param::Int(n)) => (*n as f64).to_be_bytes().to_vec(),
+        (Type::NUMERIC, Param::Int(n)) => numeric_binary(&n.to_string())?,
+        (Type::NUMERIC, Param::Float(f)) if f.is_finite() => numeric_binary(&f.to_string())?,
+        (Type::NUMERIC, Param::Text(t)) => numeric_binary(t)?,
+        (Type::JSON, Param::Text(t)) => {
+            serde_json::from_str::<serde_json::Value>(t).map_err(|e| format!("not JSON: {e}"))?;
+            t.as_bytes().to_vec()
+        }
+        (Type::JSONB, Param::Text(t)) => {
+            serde_json::from_str::<serde_json::Value>(t).map_err(|e| format!("not JSON: {e}"))?;
+            let mut b = vec![1];
+            b.extend_from_slice(t.as_bytes());
+            b
+        }
+        (Type::DATE, _) => {
+            let d = chrono::NaiveDate::parse_from_str(text("YYYY-MM-DD")?, "%Y-%m-%d").map_err(|e| e.to_string())?;
+            let epoch = chrono::NaiveDate::from_ymd_opt(2000, 1, 1).ok_or("epoch")?;
+            i32::try_from((d - epoch).num_days()).map_err(|_| "date out of range")?.to_be_bytes().to_vec()
+        }
+        (Type::TIME, _) => {
+            let t = chrono::NaiveTime::parse_from_str(text("HH:MM:SS")?, "%H:%M:%S%.f").map_err(|e| e.to_string())?;
+            let micros = (t - chrono::NaiveTime::MIN).num_microseconds().ok_or("time out of range")?;
+            micros.to_be_bytes().to_vec()
+        }
+        (Type::TIMESTAMP, _) => {
+            let s = text("YYYY-MM-DDTHH:MM:SS")?;
+            let t = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+                .or_else(|_| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f"))
+                .map_err(|e| e.to_string())?;
+            (t.and_utc().timestamp_micros() - PG_EPOCH_UNIX * 1_000_000).to_be_bytes().to_vec()
+        }
+        (Type::TIMESTAMPTZ, _) => {
+            let t = chrono::DateTime::parse_from_rfc3339(text("RFC 3339")?).map_err(|e| e.to_string())?;
+            (t.timestamp_micros() - PG_EPOCH_UNIX * 1_000_000).to_be_bytes().to_vec()
+        }
+        (Type::UUID, _) => {
+            let h: String = text("8-4-4-4-12 hex digits")?.chars().filter(|c| *c != '-').collect();
+            outpost_protocol::encoding::unhex(&h).filter(|b| b.len() == 16).ok_or("not a UUID")?
+        }
+        (t, _) if decodable(&t) => return mismatch(),
+        _ => {
+            return Err(format!(
+                "the statement expects {} here, which job parameters cannot carry; cast it in the SQL, \
+                 for example $1::text::{}",
+                ty.name(),
+                ty.name()
+            ))
+        }
+    };
+    Ok(Some(bytes))
+}
