@@ -4,6 +4,8 @@
 
 use outpost_protocol::{JobSpec, SigningKey};
 
+use crate::audit::AuditOutcome;
+
 use super::*;
 
 /// A context as `run` builds it, over `dir`, trusting `key`; `extra` is appended to agent.yaml.
@@ -119,7 +121,7 @@ async fn a_signed_job_runs_and_its_record_names_what_ran() {
     let body = report.body.as_deref().map(outpost_protocol::encoding::b64_decode).expect("body").expect("base64");
     let body = String::from_utf8(body).expect("utf-8");
     assert!(body.contains("42"), "{body}");
-    assert_eq!((rec.verdict, rec.outcome), ("accepted", "succeeded"));
+    assert_eq!((rec.verdict, rec.outcome), ("accepted", AuditOutcome::Succeeded));
     assert_eq!(rec.sql_sha256.as_deref(), Some(sha256_hex(job.sql.as_bytes()).as_str()));
     assert_eq!(rec.bytes_sent, report.stats.bytes);
 }
@@ -133,7 +135,7 @@ async fn a_job_signed_by_a_key_the_agent_does_not_trust_is_rejected_before_any_q
     let (report, rec) = run(&ctx, &delivered(&job, &key())).await;
     assert_eq!(report.status, JobOutcome::Rejected);
     assert_eq!(code(&report), "unknown_key", "{report:?}");
-    assert_eq!((rec.verdict, rec.outcome, rec.rows_read), ("rejected", "rejected", 0));
+    assert_eq!((rec.verdict, rec.outcome, rec.rows_read), ("rejected", AuditOutcome::Rejected, 0));
     assert!(rec.connection.is_none(), "nothing of an unverified job is recorded as fact");
 }
 
@@ -192,7 +194,7 @@ async fn a_render_kind_the_policy_does_not_allow_is_refused_before_the_query_run
     let job = spec("SELECT 1 AS one", table());
     let (report, rec) = run(&ctx, &delivered(&job, &key)).await;
     assert_eq!((report.status, code(&report)), (JobOutcome::Rejected, "egress_refused"), "{report:?}");
-    assert_eq!((rec.verdict, rec.outcome, rec.rows_read), ("accepted", "rejected", 0));
+    assert_eq!((rec.verdict, rec.outcome, rec.rows_read), ("accepted", AuditOutcome::Rejected, 0));
     assert_eq!(rec.egress.len(), 1, "the decision is recorded: {:?}", rec.egress);
     assert!(report.body.is_none(), "nothing of the data leaves");
 }
