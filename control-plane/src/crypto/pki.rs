@@ -180,9 +180,16 @@ impl Ca {
         &self.cert_der
     }
 
-    /// Issues a client certificate for `agent` from a PEM CSR, taking only its public key.
-    /// Returns the certificate PEM and its expiry (unix seconds).
-    pub fn issue_agent_cert(&self, agent: &str, csr_pem: &str, lifetime_secs: i64) -> Result<(String, i64), PkiError> {
+    /// Issues a client certificate for `agent` from a PEM CSR, taking only its public key,
+    /// issued at `issued_at` (unix seconds: what [`agent_cert_facts`] reads back, compared
+    /// with the name's enrolment time) and valid until `not_after`. Returns its PEM.
+    pub fn issue_agent_cert(
+        &self,
+        agent: &str,
+        csr_pem: &str,
+        issued_at: i64,
+        not_after: i64,
+    ) -> Result<String, PkiError> {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)?;
         let mut p = CertificateParams::default();
         let mut dn = DistinguishedName::new();
@@ -192,13 +199,14 @@ impl Ca {
         p.is_ca = IsCa::ExplicitNoCa;
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let now = time::OffsetDateTime::now_utc();
-        p.not_before = now - time::Duration::seconds(AGENT_CERT_BACKDATE_SECS);
-        let not_after = now + time::Duration::seconds(lifetime_secs);
-        p.not_after = not_after;
+        let at = |t: i64| {
+            time::OffsetDateTime::from_unix_timestamp(t).map_err(|e| bad("certificate validity", &e.to_string()))
+        };
+        p.not_before = at(issued_at.saturating_sub(AGENT_CERT_BACKDATE_SECS))?;
+        p.not_after = at(not_after)?;
         p.serial_number = Some(random_serial());
         let cert = p.signed_by(&csr.public_key, &self.issuer)?;
-        Ok((cert.pem(), not_after.unix_timestamp()))
+        Ok(cert.pem())
     }
 }
 
@@ -266,10 +274,14 @@ mod tests {
         req.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         req.distinguished_name.push(DnType::CommonName, "admin");
         let csr = req.serialize_request(&key).expect("csr").pem().expect("pem");
-        let (pem, _) = ca.issue_agent_cert("edge-1", &csr, 3600).expect("issue");
+        let issued_at = outpost_protocol::unix_now() + 1;
+        let pem = ca.issue_agent_cert("edge-1", &csr, issued_at, issued_at + 3600).expect("issue");
         let der = CertificateDer::from_pem_slice(pem.as_bytes()).expect("der");
         let facts = agent_cert_facts(&der).expect("facts");
         assert_eq!(facts.name, "edge-1");
+        // The issue time read back is the one asked for (admission compares it with the
+        // name's enrolment time), to the second.
+        assert_eq!((facts.issued_at, facts.not_after), (issued_at, issued_at + 3600));
         assert_eq!(facts.public_key, key.public_key_raw(), "the CSR's key, as audit heads are verified");
         let (_, parsed) = x509_parser::parse_x509_certificate(&der).expect("parse");
         assert!(!parsed.is_ca());

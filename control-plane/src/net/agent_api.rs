@@ -111,8 +111,13 @@ async fn route(app: &App, peer: &AgentPeer, req: Request<Incoming>) -> Result<Re
             rcgen::CertificateSigningRequestParams::from_pem(&r.csr_pem)
                 .map_err(|e| ApiError::bad_field("csr_pem", e))?;
             let lifetime = i64::try_from(app.cfg.cert_lifetime_secs).unwrap_or(86_400);
-            let (certificate_pem, not_after) =
-                app.ca.issue_agent_cert(agent, &r.csr_pem, lifetime).map_err(ApiError::internal)?;
+            // Never issued before the name's enrolment took effect (a re-enrolment's is a
+            // second ahead: store::rules::enrolment_time), or admission would refuse it.
+            let enrolled_at = app.store.agent(agent.to_owned()).await?.map_or(0, |a| a.enrolled_at);
+            let issued_at = outpost_protocol::unix_now().max(enrolled_at);
+            let not_after = issued_at.saturating_add(lifetime);
+            let certificate_pem =
+                app.ca.issue_agent_cert(agent, &r.csr_pem, issued_at, not_after).map_err(ApiError::internal)?;
             if let Err(e) = app.store.record_renewal(peer.clone(), not_after, outpost_protocol::unix_now()).await {
                 let err = ApiError::from(e);
                 let detail = serde_json::json!({ "error": err.code });
@@ -330,10 +335,10 @@ async fn enrol(
     let lifetime = i64::try_from(app.cfg.cert_lifetime_secs).unwrap_or(86_400);
     let redeemed = app
         .store
-        .redeem_enrol_token(r.token_id.clone(), sha256_hex(r.secret.as_bytes()), r.agent.clone(), now, now + lifetime)
+        .redeem_enrol_token(r.token_id.clone(), sha256_hex(r.secret.as_bytes()), r.agent.clone(), now, lifetime)
         .await?;
-    let pool = match redeemed {
-        Ok(pool) => pool,
+    let enrolled = match redeemed {
+        Ok(enrolled) => enrolled,
         Err(e) => {
             let code = match e {
                 RedeemError::Unknown => "token_unknown",
@@ -346,8 +351,12 @@ async fn enrol(
         }
     };
     attempt.reenrolment = before.is_some();
-    let (certificate_pem, not_after) =
-        app.ca.issue_agent_cert(&r.agent, &r.csr_pem, lifetime).map_err(ApiError::internal)?;
+    // Issued at the enrolment's time, so that this certificate, and no earlier one of the
+    // name, is admitted.
+    let not_after = enrolled.cert_not_after;
+    let certificate_pem =
+        app.ca.issue_agent_cert(&r.agent, &r.csr_pem, enrolled.enrolled_at, not_after).map_err(ApiError::internal)?;
+    let pool = enrolled.pool;
     let (signing_keys, key_set_version) = crate::app::key_ring::published(&app.store).await?;
     tracing::info!(agent_id = %r.agent, pool = pool.as_deref().unwrap_or(""), not_after, reenrolment = attempt.reenrolment, "Agent enrolled.");
     let detail = serde_json::json!({

@@ -39,9 +39,9 @@ macro_rules! impl_store {
                     secret_sha256: String,
                     agent: String,
                     now: i64,
-                    cert_not_after: i64,
-                ) -> Result<Result<Option<String>, RedeemError>, StoreError> {
-                    $via!(self, agents::redeem_enrol_token(id, secret_sha256, agent, now, cert_not_after))
+                    cert_lifetime_secs: i64,
+                ) -> Result<Result<Enrolled, RedeemError>, StoreError> {
+                    $via!(self, agents::redeem_enrol_token(id, secret_sha256, agent, now, cert_lifetime_secs))
                 }
 
                 async fn agent(&self, name: String) -> Result<Option<AgentRecord>, StoreError> {

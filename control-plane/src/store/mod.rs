@@ -44,10 +44,10 @@ use outpost_protocol::ResultReport;
 pub use error::{DatabaseKind, RedeemError, StoreError};
 pub(crate) use postgres::PgStore;
 pub use records::{
-    AgentPeer, AgentRecord, AuditHeadOutcome, CancelOutcome, CompleteOutcome, EnrolTokenRecord, JobFilter, JobOrigin,
-    JobRecord, JobState, KeySetChange, LeaseBatch, LeasedJob, NewJob, SigningKeyRecord, StoredAuditHead,
+    AgentPeer, AgentRecord, AuditHeadOutcome, CancelOutcome, CompleteOutcome, EnrolTokenRecord, Enrolled, JobFilter,
+    JobOrigin, JobRecord, JobState, KeySetChange, LeaseBatch, LeasedJob, NewJob, SigningKeyRecord, StoredAuditHead,
 };
-pub(crate) use rules::{behind_or_not_admitted, check_redeem, jobs_filter_sql, CANCEL_RESEND_SECS};
+pub(crate) use rules::{behind_or_not_admitted, check_redeem, enrolment_time, jobs_filter_sql, CANCEL_RESEND_SECS};
 pub use sqlite::SqliteStore;
 
 /// The control plane's persistence, narrow on purpose: each method is one transaction.
@@ -66,16 +66,18 @@ pub trait Store: crate::store::access::AccessStore + Send + Sync + 'static {
         &self,
         id: String,
     ) -> impl Future<Output = Result<Option<EnrolTokenRecord>, StoreError>> + Send;
-    /// Checks and consumes a token in one transaction; on success the agent is recorded
-    /// (in the token's pool, which is returned).
+    /// Checks and consumes a token in one transaction; on success the agent is recorded,
+    /// in the token's pool, enrolled at [`Enrolled::enrolled_at`] (later than any earlier
+    /// enrolment of the name: see `rules::enrolment_time`) with a certificate of
+    /// `cert_lifetime_secs` from then.
     fn redeem_enrol_token(
         &self,
         id: String,
         secret_sha256: String,
         agent: String,
         now: i64,
-        cert_not_after: i64,
-    ) -> impl Future<Output = Result<Result<Option<String>, RedeemError>, StoreError>> + Send;
+        cert_lifetime_secs: i64,
+    ) -> impl Future<Output = Result<Result<Enrolled, RedeemError>, StoreError>> + Send;
     /// One agent.
     fn agent(&self, name: String) -> impl Future<Output = Result<Option<AgentRecord>, StoreError>> + Send;
     /// All agents, by name.

@@ -248,6 +248,18 @@ pub enum CancelOutcome {
     NotFound,
 }
 
+/// What a redeemed enrolment token did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrolled {
+    /// The pool the agent was enrolled into (the token's).
+    pub pool: Option<String>,
+    /// When the enrolment took effect, unix seconds: its certificate is issued at this
+    /// time, and certificates of the name issued before it are refused.
+    pub enrolled_at: i64,
+    /// Expiry of that certificate, unix seconds.
+    pub cert_not_after: i64,
+}
+
 /// An enrolled agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentRecord {

@@ -1,5 +1,5 @@
 //! What both backends decide the same way, in Rust or as SQL text they share: whether an
-//! enrolment token may be redeemed, how a job list is filtered, how often a cancel is
+//! enrolment token may be redeemed, when an enrolment takes effect, how a job list is filtered, how often a cancel is
 //! repeated, and why an audit head was not stored.
 
 use crate::store::{AuditHeadOutcome, RedeemError, StoredAuditHead};
@@ -40,6 +40,16 @@ pub(crate) fn check_redeem(
         return Err(RedeemError::WrongAgent { bound: bound.to_owned() });
     }
     Ok(())
+}
+
+/// When an enrolment of a name takes effect: `now` for a new name; for a name enrolled
+/// before, a second after both `now` and that enrolment. Admission refuses a certificate
+/// issued before the name's enrolment time, and certificates carry whole seconds, so a
+/// certificate issued in the same second as a re-enrolment (one stolen, renewed and then
+/// revoked within that second) would otherwise pass for the new one. The new enrolment's
+/// own certificate is issued at this time.
+pub(crate) fn enrolment_time(previous: Option<i64>, now: i64) -> i64 {
+    previous.map_or(now, |p| p.max(now) + 1)
 }
 
 /// How often a leased job's cancel is repeated to its agent until it reports, seconds.

@@ -176,18 +176,57 @@ async fn an_agents_audit_head_only_moves_forward_and_a_new_enrolment_starts_it_a
     };
     store.create_enrol_token(t).await.expect("token");
     let again = store.redeem_enrol_token("t-again".into(), "h".into(), "edge-1".into(), 104, 9000).await;
-    again.expect("db").expect("enrolled");
+    let again = again.expect("db").expect("enrolled");
     assert_eq!(store.audit_head("edge-1".into()).await.expect("db"), None);
     // A late request of the old certificate cannot put the old log's head back.
     let late = store.record_audit_head(peer("edge-1"), head(40, "f", 105)).await.expect("db");
     assert_eq!(late, AuditHeadOutcome::NotAdmitted);
     assert_eq!(store.audit_head("edge-1".into()).await.expect("db"), None);
-    let reinstalled = AgentPeer { cert_issued_at: 104, ..peer("edge-1") };
+    let reinstalled = AgentPeer { cert_issued_at: again.enrolled_at, ..peer("edge-1") };
     assert_eq!(store.record_audit_head(reinstalled, head(1, "e", 105)).await.expect("db"), AuditHeadOutcome::Stored);
+}
+
+/// A name enrolled again takes effect a second after both the old enrolment and now:
+/// certificates carry whole seconds, and one issued in the same second as the
+/// re-enrolment (stolen, renewed, then revoked within it) must not pass for the new one.
+async fn a_certificate_from_the_second_of_a_re_enrolment_is_refused<S: Store>(store: &S) {
+    let token = |id: &str, agent: &str| EnrolTokenRecord {
+        id: id.into(),
+        agent: agent.into(),
+        pool: None,
+        secret_sha256: "h".into(),
+        created_at: 0,
+        expires_at: 10_000,
+    };
+    // A new name takes effect at once.
+    store.create_enrol_token(token("fresh", "edge-7")).await.expect("token");
+    let fresh = store.redeem_enrol_token("fresh".into(), "h".into(), "edge-7".into(), 50, 100).await.expect("db");
+    let fresh = fresh.expect("enrolled");
+    assert_eq!((fresh.enrolled_at, fresh.cert_not_after), (50, 150));
+    // edge-1 (enrolled at 1) has a certificate from second 50, then is revoked and
+    // enrolled again, all in second 50.
+    let stolen = AgentPeer { cert_issued_at: 50, ..peer("edge-1") };
+    store.lease_jobs(stolen.clone(), 50, 60, 10).await.expect("admitted before the revocation");
+    store.revoke_agent("edge-1".into(), 50).await.expect("revoke").expect("known");
+    store.create_enrol_token(token("again-1", "edge-1")).await.expect("token");
+    let first = store.redeem_enrol_token("again-1".into(), "h".into(), "edge-1".into(), 50, 100).await.expect("db");
+    let first = first.expect("enrolled");
+    assert_eq!((first.enrolled_at, first.cert_not_after), (51, 151));
+    let refused = store.lease_jobs(stolen.clone(), 50, 60, 10).await;
+    assert!(matches!(refused, Err(StoreError::CertificateSuperseded { .. })), "{refused:?}");
+    let new = AgentPeer { cert_issued_at: first.enrolled_at, ..peer("edge-1") };
+    store.lease_jobs(new.clone(), 50, 60, 10).await.expect("the new certificate is admitted");
+    // Enrolled once more in the same second: the one before is superseded in turn.
+    store.create_enrol_token(token("again-2", "edge-1")).await.expect("token");
+    let second = store.redeem_enrol_token("again-2".into(), "h".into(), "edge-1".into(), 50, 100).await.expect("db");
+    assert_eq!(second.expect("enrolled").enrolled_at, 52);
+    let refused = store.lease_jobs(new, 50, 60, 10).await;
+    assert!(matches!(refused, Err(StoreError::CertificateSuperseded { .. })), "{refused:?}");
 }
 
 crate::store::testdb::on_both_backends!(
     seed: crate::store::contract_tests::seed;
+    a_certificate_from_the_second_of_a_re_enrolment_is_refused,
     enrolment_token_is_single_use_and_its_failures_are_told_apart,
     outstanding_enrolment_tokens_are_listed_and_an_unused_one_can_be_revoked,
     a_revoked_agent_is_refused_and_its_queued_jobs_fail,

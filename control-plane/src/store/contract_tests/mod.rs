@@ -85,7 +85,7 @@ async fn enrol_member<S: Store>(store: &S, name: &str, pool: &str) {
         .await
         .expect("token");
     let joined = store.redeem_enrol_token(id, "h".into(), name.into(), 1, 100).await.expect("db").expect("redeem");
-    assert_eq!(joined.as_deref(), Some(pool));
+    assert_eq!(joined.pool.as_deref(), Some(pool));
 }
 
 fn pool_job(id: &str, pool: &str) -> NewJob {

@@ -4,8 +4,8 @@
 use tokio_postgres::Row;
 
 use crate::store::{
-    behind_or_not_admitted, check_redeem, AgentPeer, AgentRecord, AuditHeadOutcome, EnrolTokenRecord, PgStore,
-    RedeemError, Store, StoreError, StoredAuditHead,
+    behind_or_not_admitted, check_redeem, enrolment_time, AgentPeer, AgentRecord, AuditHeadOutcome, EnrolTokenRecord,
+    Enrolled, PgStore, RedeemError, Store, StoreError, StoredAuditHead,
 };
 
 fn agent_from_row(r: &Row) -> AgentRecord {
@@ -114,8 +114,8 @@ pub(super) async fn redeem_enrol_token(
     secret_sha256: String,
     agent: String,
     now: i64,
-    cert_not_after: i64,
-) -> Result<Result<Option<String>, RedeemError>, StoreError> {
+    cert_lifetime_secs: i64,
+) -> Result<Result<Enrolled, RedeemError>, StoreError> {
     let mut client = store.client().await?;
     let tx = client.transaction().await?;
     let row = tx
@@ -135,18 +135,21 @@ pub(super) async fn redeem_enrol_token(
     tx.execute("UPDATE enrol_tokens SET used_at = $2 WHERE id = $1", &[&id, &now]).await?;
     // Waits for the requests of the old enrolment in flight (they hold the row FOR KEY
     // SHARE), and they for this (transitions.rs).
-    tx.execute("SELECT 1 FROM agents WHERE name = $1 FOR UPDATE", &[&agent]).await?;
+    let previous: Option<i64> =
+        tx.query_opt("SELECT enrolled_at FROM agents WHERE name = $1 FOR UPDATE", &[&agent]).await?.map(|r| r.get(0));
+    let enrolled_at = enrolment_time(previous, now);
+    let cert_not_after = enrolled_at.saturating_add(cert_lifetime_secs);
     tx.execute(
         "INSERT INTO agents (name, enrolled_at, cert_not_after, pool) VALUES ($1, $2, $3, $4)
              ON CONFLICT (name) DO UPDATE SET enrolled_at = excluded.enrolled_at,
                  cert_not_after = excluded.cert_not_after, revoked_at = NULL, pool = excluded.pool",
-        &[&agent, &now, &cert_not_after, &pool],
+        &[&agent, &enrolled_at, &cert_not_after, &pool],
     )
     .await?;
     // A new enrolment starts a new account of its audit log.
     tx.execute("DELETE FROM audit_heads WHERE agent = $1", &[&agent]).await?;
     tx.commit().await?;
-    Ok(Ok(pool))
+    Ok(Ok(Enrolled { pool, enrolled_at, cert_not_after }))
 }
 
 pub(super) async fn agent(store: &PgStore, name: String) -> Result<Option<AgentRecord>, StoreError> {

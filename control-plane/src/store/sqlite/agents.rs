@@ -4,8 +4,8 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::store::{
-    behind_or_not_admitted, check_redeem, AgentPeer, AgentRecord, AuditHeadOutcome, EnrolTokenRecord, RedeemError,
-    SqliteStore, StoreError, StoredAuditHead,
+    behind_or_not_admitted, check_redeem, enrolment_time, AgentPeer, AgentRecord, AuditHeadOutcome, EnrolTokenRecord,
+    Enrolled, RedeemError, SqliteStore, StoreError, StoredAuditHead,
 };
 
 /// An enrolment token row: id, agent, pool, secret_sha256, created_at, expires_at.
@@ -123,8 +123,8 @@ pub(super) async fn redeem_enrol_token(
     secret_sha256: String,
     agent: String,
     now: i64,
-    cert_not_after: i64,
-) -> Result<Result<Option<String>, RedeemError>, StoreError> {
+    cert_lifetime_secs: i64,
+) -> Result<Result<Enrolled, RedeemError>, StoreError> {
     store
         .with_conn(move |c| {
             let tx = c.savepoint()?;
@@ -143,18 +143,23 @@ pub(super) async fn redeem_enrol_token(
                 return Ok(Err(refused));
             }
             tx.execute("UPDATE enrol_tokens SET used_at = ?2 WHERE id = ?1", params![id, now])?;
+            let previous: Option<i64> = tx
+                .query_row("SELECT enrolled_at FROM agents WHERE name = ?1", params![agent], |r| r.get(0))
+                .optional()?;
+            let enrolled_at = enrolment_time(previous, now);
+            let cert_not_after = enrolled_at.saturating_add(cert_lifetime_secs);
             // A new enrolment re-admits a revoked name (e.g. after a lost agent key).
             tx.execute(
                 "INSERT INTO agents (name, enrolled_at, cert_not_after, pool) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(name) DO UPDATE SET enrolled_at = excluded.enrolled_at,
                      cert_not_after = excluded.cert_not_after, revoked_at = NULL, pool = excluded.pool",
-                params![agent, now, cert_not_after, pool],
+                params![agent, enrolled_at, cert_not_after, pool],
             )?;
             // A new enrolment starts a new account of its audit log (a reinstalled agent
             // starts it again at 1).
             tx.execute("DELETE FROM audit_heads WHERE agent = ?1", params![agent])?;
             tx.commit()?;
-            Ok(Ok(pool))
+            Ok(Ok(Enrolled { pool, enrolled_at, cert_not_after }))
         })
         .await
 }
