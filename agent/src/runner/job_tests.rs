@@ -9,7 +9,7 @@ use crate::audit::AuditOutcome;
 use super::*;
 
 /// A context as `run` builds it, over `dir`, trusting `key`; `extra` is appended to agent.yaml.
-fn ctx(dir: &std::path::Path, key: &SigningKey, extra: &str) -> Ctx {
+pub(super) fn ctx(dir: &std::path::Path, key: &SigningKey, extra: &str) -> Ctx {
     let state_dir = dir.join("state");
     outpost_common::fsutil::create_private_dir(&state_dir).expect("state dir");
     let yaml = format!(
@@ -100,7 +100,7 @@ fn code(report: &ResultReport) -> &str {
     report.reason.as_ref().map_or("", |r| r.code.as_str())
 }
 
-fn key() -> SigningKey {
+pub(super) fn key() -> SigningKey {
     SigningKey::generate().expect("key").0
 }
 

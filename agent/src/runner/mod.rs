@@ -61,6 +61,10 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 const STOP_HEARTBEAT_WAIT: Duration = Duration::from_secs(3);
 /// Longest a reload waits for its heartbeat before it reports itself done.
 const RELOAD_HEARTBEAT_WAIT: Duration = Duration::from_secs(5);
+/// Longest the spawned loops get, together, to return once the poll loop has (they were
+/// told at the shutdown signal); inside systemd's `TimeoutStopSec=45s` with
+/// `SHUTDOWN_GRACE` and `STOP_HEARTBEAT_WAIT`.
+const LOOP_DRAIN_WAIT: Duration = Duration::from_secs(5);
 /// Interval of heartbeats (version and connection names); the long-poll also marks the agent seen.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(60);
 /// How long a report upload is retried past the job's expiry.
@@ -496,16 +500,32 @@ pub async fn run(
         reload_lock: tokio::sync::Mutex::new(()),
         last_reload: std::sync::Mutex::default(),
     });
-    let renewal =
-        tokio::spawn(renewal_loop(Arc::clone(&ctx), shutdown.clone()).instrument(tracing::info_span!("renewal")));
-    let heartbeat =
-        tokio::spawn(heartbeat_loop(Arc::clone(&ctx), shutdown.clone()).instrument(tracing::info_span!("heartbeat")));
-    let sweeper = tokio::spawn(sweep_loop(Arc::clone(&ctx), shutdown.clone()).instrument(tracing::info_span!("cache")));
-    let reloader = reload.map(|hups| {
-        tokio::spawn(
-            reload::reload_loop(Arc::clone(&ctx), hups, shutdown.clone()).instrument(tracing::info_span!("reload")),
-        )
-    });
+    // Each loop in its own span (the sweep's is `cache`, as its log lines have always
+    // said); all return once `shutdown` is cancelled and are drained, not aborted, at the end.
+    let mut loops = vec![
+        (
+            "renewal",
+            tokio::spawn(renewal_loop(Arc::clone(&ctx), shutdown.clone()).instrument(tracing::info_span!("renewal"))),
+        ),
+        (
+            "heartbeat",
+            tokio::spawn(
+                heartbeat_loop(Arc::clone(&ctx), shutdown.clone()).instrument(tracing::info_span!("heartbeat")),
+            ),
+        ),
+        (
+            "sweep",
+            tokio::spawn(sweep_loop(Arc::clone(&ctx), shutdown.clone()).instrument(tracing::info_span!("cache"))),
+        ),
+    ];
+    if let Some(hups) = reload {
+        loops.push((
+            "reload",
+            tokio::spawn(
+                reload::reload_loop(Arc::clone(&ctx), hups, shutdown.clone()).instrument(tracing::info_span!("reload")),
+            ),
+        ));
+    }
     // `status` and `reload` of the command line ask the daemon here.
     // It answers until the very end (a draining agent says it is stopping), and its
     // socket goes before the run lock is let go.
@@ -516,26 +536,20 @@ pub async fn run(
         control_stop.clone(),
     ));
     if let Some(listener) = metrics_listener {
-        tokio::spawn(crate::metrics::serve(listener, metrics, shutdown.clone()));
+        loops.push(("metrics", tokio::spawn(crate::metrics::serve(listener, metrics, shutdown.clone()))));
     }
     let stall = Duration::from_secs(ctx.live().cfg.limits.long_poll_secs.get()) + WATCHDOG_STALL_MARGIN;
-    let watchdog = crate::service::watchdog_interval().map(|every| {
+    if let Some(every) = crate::service::watchdog_interval() {
         let ctx = Arc::clone(&ctx);
         let shutdown = shutdown.clone();
-        tokio::spawn(async move { crate::service::watchdog(&ctx.liveness, every, stall, shutdown).await })
-    });
+        let watchdog =
+            tokio::spawn(async move { crate::service::watchdog(&ctx.liveness, every, stall, shutdown).await });
+        loops.push(("watchdog", watchdog));
+    }
     crate::service::ready(&ctx.status_line());
     poll_loop(Arc::clone(&ctx), shutdown).instrument(tracing::info_span!("transport")).await;
     crate::service::stopping();
-    if let Some(w) = watchdog {
-        w.abort();
-    }
-    if let Some(r) = reloader {
-        r.abort();
-    }
-    sweeper.abort();
-    heartbeat.abort();
-    renewal.abort();
+    drain(loops, LOOP_DRAIN_WAIT).await;
     // Seals the log's tail: a record removed or edited after this shows at `audit verify`.
     if let Err(e) = ctx.audit.checkpoint("shutdown").await {
         tracing::error!(error = %e, "Audit checkpoint at shutdown not written.");
@@ -572,6 +586,8 @@ const WATCHDOG_STALL_MARGIN: Duration = Duration::from_secs(60);
 
 #[cfg(test)]
 mod job_tests;
+#[cfg(test)]
+mod loops_tests;
 
 #[cfg(test)]
 mod tests {
