@@ -1,7 +1,7 @@
 //! The spawned loops stop at shutdown: each returns promptly once the token is cancelled,
 //! at its waits and during its retries, under tokio's paused time (no real waits).
 
-use super::job_tests::{ctx, key};
+use super::testing::{ctx, key};
 use super::*;
 
 /// Long enough for every loop to reach its wait (paused time: it passes at once).
