@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use outpost_agent::config::{AgentConfig, DEFAULT_CONFIG_PATH};
-use outpost_agent::runner::rfc3339;
+use outpost_agent::daemon::rfc3339;
 use tokio_util::sync::CancellationToken;
 
 mod cli;
@@ -411,12 +411,12 @@ async fn run(cli: Cli) -> ExitCode {
                 tracing::info!("Shutting down: no new jobs; running jobs finish and report.");
                 trigger.cancel();
             });
-            let signals = outpost_agent::runner::Signals {
+            let signals = outpost_agent::daemon::Signals {
                 shutdown,
                 reload: outpost_common::process::hangups(),
                 config_path: Some(cli.config.clone()),
             };
-            match outpost_agent::runner::run(cfg, signals, &passphrase_prompt).await {
+            match outpost_agent::daemon::run(cfg, signals, &passphrase_prompt).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => failure(e),
             }

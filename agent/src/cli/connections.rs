@@ -89,7 +89,7 @@ pub(crate) async fn probe_connections(
     } else {
         None
     };
-    let connectors = outpost_agent::runner::prepare_connections(cfg, vault.as_ref()).map_err(|e| e.to_string())?;
+    let connectors = outpost_agent::daemon::prepare_connections(cfg, vault.as_ref()).map_err(|e| e.to_string())?;
     let mut names: Vec<&String> = connectors.keys().collect();
     names.sort();
     let mut reports = Vec::new();

@@ -186,13 +186,13 @@ const RENEWAL_GRACE_SECS: i64 = 3600;
 /// lifetime), not a fixed number of days: a fresh 24 h certificate is healthy, one
 /// that should have been renewed an hour ago and was not says so.
 fn renewal_overdue(issued_at: i64, not_after: i64, now: i64) -> Option<String> {
-    let due = crate::runner::renew_at(issued_at, not_after);
+    let due = crate::daemon::renew_at(issued_at, not_after);
     (now > due + RENEWAL_GRACE_SECS).then(|| {
         format!(
             "the certificate was due for renewal at {} and was not renewed; it expires at {} (in {}): the agent \
              renews only while it reaches the control plane (outpost-agent status says whether it does)",
-            crate::runner::rfc3339(due),
-            crate::runner::rfc3339(not_after),
+            crate::daemon::rfc3339(due),
+            crate::daemon::rfc3339(not_after),
             render::duration((not_after - now).max(0))
         )
     })
@@ -244,7 +244,7 @@ pub fn audit(path: &Path, cfg: &AgentConfig, now: i64) -> Report {
             add(
                 Severity::High,
                 "agent.crt",
-                format!("the certificate expired at {}; enrol again", crate::runner::rfc3339(e.not_after)),
+                format!("the certificate expired at {}; enrol again", crate::daemon::rfc3339(e.not_after)),
             );
         } else if let Some(message) = renewal_overdue(e.cert_issued_at, e.not_after, now) {
             add(Severity::Medium, "agent.crt", message);
@@ -255,7 +255,7 @@ pub fn audit(path: &Path, cfg: &AgentConfig, now: i64) -> Report {
             ca_sha256: e.ca_sha256.clone(),
             agent: e.agent.clone(),
             pool: e.pool.clone(),
-            certificate_not_after: crate::runner::rfc3339(e.not_after),
+            certificate_not_after: crate::daemon::rfc3339(e.not_after),
         }
     });
     if enrolment.is_none() {
@@ -333,7 +333,7 @@ pub fn audit(path: &Path, cfg: &AgentConfig, now: i64) -> Report {
     };
     findings.sort_by(|a, b| a.severity.cmp(&b.severity).then_with(|| a.subject.cmp(&b.subject)));
     Report {
-        generated_at: crate::runner::rfc3339(now),
+        generated_at: crate::daemon::rfc3339(now),
         host: host_name(),
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
         agent_sha256: own_sha256(),

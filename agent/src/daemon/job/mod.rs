@@ -1,8 +1,15 @@
-//! One job: verify, execute within the policy, render, audit and upload.
+//! One job: verify, execute within the policy, render, audit and upload (`process` over
+//! the daemon's `Ctx`); reading through the result cache is `fetch`, a catalog job is
+//! `catalog`.
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
 use crate::audit::AuditOutcome;
+
+mod catalog;
+mod fetch;
+#[cfg(test)]
+mod tests;
 
 pub(super) async fn process(ctx: &Ctx, job: DeliveredJob) {
     if !outpost_protocol::ids::is_job_id(&job.job_id) {

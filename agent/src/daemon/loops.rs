@@ -1,4 +1,5 @@
-//! The daemon's loops: the sweep, the heartbeat and the long-poll that hands jobs out.
+//! The daemon's loops: the sweep, the heartbeat and the long-poll that hands jobs out,
+//! and the drain that waits for the spawned loops at shutdown.
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
@@ -51,9 +52,15 @@ pub(super) async fn send_heartbeat(ctx: &Ctx, stopping: bool) {
     }
 }
 
+/// A [`heartbeat`] every `HEARTBEAT_EVERY` until `shutdown` is cancelled; one in flight
+/// then is dropped (`run` sends the last one, `stopping`, itself).
 pub(super) async fn heartbeat_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     loop {
-        heartbeat(&ctx).await;
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
+            () = heartbeat(&ctx) => {}
+        }
         tokio::select! {
             () = tokio::time::sleep(HEARTBEAT_EVERY) => {}
             () = shutdown.cancelled() => return,
@@ -155,6 +162,28 @@ pub(super) async fn poll_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
                 jobs = running.len(),
                 "Shutdown grace period over; abandoning running jobs (their leases will expire)."
             );
+        }
+    }
+}
+
+/// Waits for the spawned loops to return after `shutdown` was cancelled (each returns at
+/// its next wait; one halfway through work, a renewal saving its identity say, finishes
+/// it first), together at most `wait`. A loop still running then is named in the log and
+/// aborted.
+pub(super) async fn drain(loops: Vec<(&'static str, tokio::task::JoinHandle<()>)>, wait: Duration) {
+    let deadline = tokio::time::Instant::now() + wait;
+    for (name, mut handle) in loops {
+        match tokio::time::timeout_at(deadline, &mut handle).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(task = name, error = %e, "A daemon loop ended abnormally."),
+            Err(_) => {
+                tracing::warn!(
+                    task = name,
+                    wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                    "A daemon loop did not stop at shutdown; aborting it."
+                );
+                handle.abort();
+            }
         }
     }
 }

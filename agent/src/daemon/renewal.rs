@@ -9,7 +9,9 @@ pub fn renew_at(issued_at: i64, not_after: i64) -> i64 {
 }
 
 /// Renews the certificate at two thirds of its lifetime, with a new key pair each time,
-/// over the current mutual-TLS identity; jobs in flight are not disturbed.
+/// over the current mutual-TLS identity; jobs in flight are not disturbed. Returns once
+/// `shutdown` is cancelled, at any wait and during a request, but never halfway through
+/// saving a new identity.
 pub(super) async fn renewal_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
     loop {
@@ -24,7 +26,18 @@ pub(super) async fn renewal_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
                 () = shutdown.cancelled() => return,
             }
         }
-        match renew(&ctx).await {
+        // Asking may be cut short by a shutdown (nothing is written yet); once the new
+        // certificate is in hand, installing it is not: it finishes, then the loop returns.
+        let asked = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
+            r = request(&ctx) => r,
+        };
+        let renewed = match asked {
+            Ok(new) => install(&ctx, new).await,
+            Err(e) => Err(e),
+        };
+        match renewed {
             Ok(new_not_after) => {
                 backoff.reset();
                 tracing::info!(not_after = %rfc3339(new_not_after), "Certificate renewed with a new key pair.");
@@ -53,7 +66,17 @@ pub(super) async fn renewal_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     }
 }
 
-pub(super) async fn renew(ctx: &Ctx) -> Result<i64, String> {
+/// A new key pair and the certificate the control plane issued for it, checked but not
+/// yet saved.
+pub(super) struct Issued {
+    key: rcgen::KeyPair,
+    cert: rustls_pki_types::CertificateDer<'static>,
+    res: outpost_protocol::wire::RenewResponse,
+}
+
+/// Asks the control plane for a certificate over a new key pair and checks it; writes
+/// nothing, so it may be dropped at any await.
+pub(super) async fn request(ctx: &Ctx) -> Result<Issued, String> {
     use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
     use rustls_pki_types::pem::PemObject as _;
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| e.to_string())?;
@@ -75,6 +98,13 @@ pub(super) async fn renew(ctx: &Ctx) -> Result<i64, String> {
     let cert = rustls_pki_types::CertificateDer::from_pem_slice(res.certificate_pem.as_bytes())
         .map_err(|e| format!("certificate: {e}"))?;
     crate::enrol::check_certificate(&cert, &ctx.agent, key.public_key_raw()).map_err(|e| e.to_string())?;
+    Ok(Issued { key, cert, res })
+}
+
+/// Saves the renewed identity and switches the transport and the audit signer to it;
+/// the new certificate's expiry.
+pub(super) async fn install(ctx: &Ctx, issued: Issued) -> Result<i64, String> {
+    let Issued { key, cert, res } = issued;
     let key_pem = zeroize::Zeroizing::new(key.serialize_pem());
     let mut enrolment = ctx.enrolment.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
     enrolment.not_after = res.not_after;

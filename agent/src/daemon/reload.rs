@@ -165,7 +165,8 @@ pub(super) async fn reload_once(ctx: &Ctx) -> ReloadOutcome {
 }
 
 /// Applies agent.yaml again at each SIGHUP (`kill -HUP`); each attempt, applied or
-/// refused, is logged and written to the audit log.
+/// refused, is logged and written to the audit log. Returns once `shutdown` is
+/// cancelled; a reload under way then finishes first.
 pub(super) async fn reload_loop(ctx: Arc<Ctx>, mut hups: tokio::signal::unix::Signal, shutdown: CancellationToken) {
     loop {
         tokio::select! {
