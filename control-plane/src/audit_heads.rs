@@ -56,7 +56,7 @@ pub enum HeadSource {
 /// stored; it is logged and recorded in the audit log (the request it came with goes on:
 /// a result is never lost over its head).
 pub async fn accept(app: &App, peer: &AgentPeer, head: &AuditHead, source: HeadSource) {
-    let now = outpost_protocol::unix_now();
+    let now = app.clock.now();
     let agent = peer.name.as_str();
     if source == HeadSource::Result && !app.head_pace.due(agent, now) {
         return;

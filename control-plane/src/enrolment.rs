@@ -132,7 +132,7 @@ pub async fn audit_agent(
     };
     app.record_audit(AuditEvent {
         seq: 0,
-        at: outpost_protocol::unix_now(),
+        at: app.clock.now(),
         actor: format!("agent:{agent}"),
         credential,
         action: action.into(),

@@ -2,7 +2,7 @@
 //! agents over mutual TLS and keeps their rendered results.
 //!
 //! The folders are the layers, lowest first:
-//! - [`crypto`]: the CA and certificates ([`crypto::pki`]), the job-signing key files
+//! - [`clock`]: the one time source (system, or manual in tests); beside it [`crypto`]: the CA and certificates ([`crypto::pki`]), the job-signing key files
 //!   ([`crypto::signing`]), results and job envelopes sealed at rest ([`crypto::sealing`]).
 //! - [`store`]: persistence behind narrow traits — jobs, agents, keys ([`store`]), users,
 //!   tokens, grants, projects, and the roles and grants they hold ([`store::access`]), on
@@ -36,6 +36,7 @@ pub mod api;
 pub mod app;
 pub mod audit_heads;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod console;
 pub mod crypto;
@@ -58,7 +59,7 @@ mod layers {
         /// Layer of each top-level module (and `main.rs`), lowest first.
         fn layer(module: &str) -> Option<u8> {
             Some(match module {
-                "crypto" => 0,
+                "crypto" | "clock" => 0,
                 "store" => 1,
                 // control-plane.yaml's types name roles (auth) and store options; the
                 // HTTP answers and errors turn store errors into responses.

@@ -56,7 +56,7 @@ pub async fn sign_in(app: &App, ctx: &mut Ctx, body: &[u8]) -> Result<Response<B
     // The typed name is recorded only once it names an account: a password typed into
     // the name field must not reach the audit log. Until then, a keyed hash stands in.
     ctx.actor = Some((app.results.keyed_name(&name), "password".into()));
-    let now = outpost_protocol::unix_now();
+    let now = app.clock.now();
     if let Err(wait) = app.sign_in_failures.check(&name, now) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -123,7 +123,7 @@ pub struct NewSession {
 /// Creates a session for `user` (stored as a SHA-256 of the cookie) and records the
 /// sign-in. Used by password and single sign-on alike.
 pub async fn new_session(app: &App, user: &UserRecord) -> Result<NewSession, ApiError> {
-    let now = outpost_protocol::unix_now();
+    let now = app.clock.now();
     let (secret, id_sha256) = access::new_secret(SESSION_PREFIX);
     let csrf = hex(&random_bytes::<32>());
     let absolute = i64::try_from(app.cfg.sessions.absolute_secs).unwrap_or(43_200);
@@ -223,7 +223,7 @@ pub async fn users_create(app: &App, ctx: &mut Ctx, body: &[u8]) -> Result<Respo
         name: r.name.clone(),
         role: r.role,
         password_hash,
-        created_at: outpost_protocol::unix_now(),
+        created_at: app.clock.now(),
         disabled_at: None,
         last_sign_in: None,
     };
@@ -254,7 +254,7 @@ pub async fn users_update(app: &App, ctx: &mut Ctx, name: &str, body: &[u8]) -> 
         None => None,
     };
     let update = UserUpdate { role: r.role, disabled: r.disabled, password_hash };
-    match app.store.update_user(name.to_owned(), update, outpost_protocol::unix_now()).await.map_err(store_conflict)? {
+    match app.store.update_user(name.to_owned(), update, app.clock.now()).await.map_err(store_conflict)? {
         Some(u) => Ok(json(StatusCode::OK, &user_view(&u))),
         None => Err(ApiError::not_found(format!("no user {name:?}"))),
     }
@@ -282,7 +282,7 @@ pub async fn groups_create(app: &App, ctx: &mut Ctx, body: &[u8]) -> Result<Resp
     let r: Req = parse_json(body)?;
     check_name("name", &r.name)?;
     ctx.target = Some(r.name.clone());
-    let now = outpost_protocol::unix_now();
+    let now = app.clock.now();
     if !app.store.create_group(r.name.clone(), now).await? {
         return Err(conflict(format!("a group named {:?} already exists", r.name)));
     }
@@ -355,7 +355,7 @@ pub async fn shares_create(app: &App, ctx: &mut Ctx, body: &[u8]) -> Result<Resp
         connection: r.connection,
         user: r.user,
         group: r.group,
-        created_at: outpost_protocol::unix_now(),
+        created_at: app.clock.now(),
         created_by: ctx.caller()?.user.clone(),
     };
     match app.store.add_share(share.clone()).await? {
@@ -398,7 +398,7 @@ pub async fn tokens_list(app: &App, ctx: &mut Ctx, q: Option<&str>) -> Result<Re
     if all {
         caller.require(Scope::UsersAdmin).map_err(forbidden)?;
     }
-    let now = outpost_protocol::unix_now();
+    let now = app.clock.now();
     let tokens = app.store.tokens(if all { None } else { Some(caller.user_id.clone()) }).await?;
     let view: Vec<_> = tokens.iter().map(|t| token_view(t, now)).collect();
     Ok(json(StatusCode::OK, &serde_json::json!({ "tokens": view })))
@@ -452,7 +452,7 @@ pub async fn tokens_create(app: &App, ctx: &mut Ctx, body: &[u8]) -> Result<Resp
             "cannot grant scope {extra}: it exceeds the rights of the token's user or of this request"
         )));
     }
-    let expires_at = outpost_protocol::unix_now() + i64::try_from(days * 86_400).unwrap_or(86_400);
+    let expires_at = app.clock.now() + i64::try_from(days * 86_400).unwrap_or(86_400);
     let (secret, id) = crate::app::issue_api_token(&app.store, &owner.id, &r.name, scopes, expires_at).await?;
     ctx.target = Some(id.clone());
     ctx.detail = Some(serde_json::json!({ "user": owner.name, "scopes": scopes.names(), "expires_at": expires_at }));
@@ -473,7 +473,7 @@ pub async fn tokens_revoke(app: &App, ctx: &mut Ctx, id: &str) -> Result<Respons
     if t.user_id != caller.user_id && !caller.scopes.has(Scope::UsersAdmin) {
         return Err(ApiError::not_found(format!("no token {id:?}")));
     }
-    if !app.store.revoke_token(id.to_owned(), outpost_protocol::unix_now()).await? {
+    if !app.store.revoke_token(id.to_owned(), app.clock.now()).await? {
         return Err(conflict(format!("token {id} is already revoked")));
     }
     Ok(no_content())

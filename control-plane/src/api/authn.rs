@@ -45,7 +45,7 @@ pub async fn session_caller(app: &App, cookie: &str) -> Result<Caller, ApiError>
     let hash = sha256_hex(cookie.as_bytes());
     let (s, user) = app
         .store
-        .session(hash.clone(), outpost_protocol::unix_now(), idle)
+        .session(hash.clone(), app.clock.now(), idle)
         .await?
         .ok_or_else(|| unauthorized("the session has ended; sign in again"))?;
     Ok(Caller {
@@ -85,7 +85,7 @@ pub(crate) async fn authenticate(
         Auth::Public | Auth::Embed => return Ok(()),
         Auth::Caller(scope) => scope,
     };
-    let now = outpost_protocol::unix_now();
+    let now = app.clock.now();
     let caller = if let Some(token) = bearer(req)? {
         if token.matches('.').count() == 2 {
             return Err(unauthorized("embed tokens are accepted only on /v1/embed/ routes"));

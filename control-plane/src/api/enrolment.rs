@@ -42,7 +42,7 @@ pub async fn create(app: &App, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Bo
 
 /// `GET /v1/enrollment-tokens`: the outstanding (unused, unexpired) tokens.
 pub async fn list(app: &App) -> Result<Response<Body>, ApiError> {
-    let tokens = app.store.outstanding_enrol_tokens(outpost_protocol::unix_now()).await?;
+    let tokens = app.store.outstanding_enrol_tokens(app.clock.now()).await?;
     let view: Vec<_> = tokens.iter().map(token_view).collect();
     Ok(json(StatusCode::OK, &serde_json::json!({ "tokens": view })))
 }

@@ -17,7 +17,7 @@ use crate::store::{JobOrigin, JobRecord, JobState, Store};
 /// offline: when it was last seen, and until when the job keeps. The agent's name only to
 /// those who may read the job's logic.
 async fn waiting_for_agent(app: &App, rec: &JobRecord, may_read_sql: bool) -> Result<Option<String>, ApiError> {
-    let now = outpost_protocol::unix_now();
+    let now = app.clock.now();
     let offline_after = i64::try_from(app.cfg.offline_after_secs).unwrap_or(90);
     let (who, members) = match &rec.pool {
         Some(p) => (format!("no member of pool {p:?} is online"), app.store.pool_members(p.clone()).await?),
@@ -83,7 +83,7 @@ pub async fn find_job(app: &App, id: &str, with_body: bool) -> Result<JobRecord,
         return Err(ApiError::not_found(format!("no job {id:?}")));
     }
     app.store
-        .job(id.to_owned(), outpost_protocol::unix_now(), with_body)
+        .job(id.to_owned(), app.clock.now(), with_body)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no job {id} (results are deleted after their retention)")))
 }

@@ -133,12 +133,12 @@ pub fn agent_view(
     })
 }
 
-async fn agents_list(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
+pub(crate) async fn agents_list(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
     let caller = ctx.caller()?;
     let shared =
         if caller.is_admin() { None } else { Some(app.store.shared_connections(caller.user_id.clone()).await?) };
     let agents = app.store.agents().await?;
-    let now = outpost_protocol::unix_now();
+    let now = app.clock.now();
     let offline_after = i64::try_from(app.cfg.offline_after_secs).unwrap_or(90);
     let view: Vec<_> = agents
         .into_iter()
@@ -319,7 +319,7 @@ async fn jobs_list(app: &App, ctx: &mut Ctx, q: Option<&str>) -> Result<Response
         }
     }
     let with_sql = crate::http::bool_param(q, "sql")?;
-    let jobs = app.store.jobs(filter, limit, outpost_protocol::unix_now()).await?;
+    let jobs = app.store.jobs(filter, limit, app.clock.now()).await?;
     let mut view: Vec<JobView> = Vec::with_capacity(jobs.len());
     let mut seen = crate::api::job_name::ProjectCache::new();
     for j in &jobs {

@@ -198,7 +198,7 @@ async fn record(app: &App, route: &Route, ctx: &Ctx, status: StatusCode) {
     };
     let event = AuditEvent {
         seq: 0,
-        at: outpost_protocol::unix_now(),
+        at: app.clock.now(),
         actor,
         credential,
         action: route.action.to_owned(),

@@ -167,7 +167,7 @@ pub async fn list(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> 
 pub async fn create(app: &App, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
     let caller = ctx.caller()?.clone();
     let b = checked_body(app, &caller, body).await?;
-    let now = outpost_protocol::unix_now();
+    let now = app.clock.now();
     let p = ProjectRecord {
         id: access::new_id(),
         name: b.name,
@@ -198,7 +198,7 @@ pub async fn update(app: &App, ctx: &mut Ctx, id: &str, body: &[u8]) -> Result<R
     let caller = ctx.caller()?.clone();
     let b = checked_body(app, &caller, body).await?;
     let queries_json = serde_json::to_string(&b.queries).map_err(ApiError::internal)?;
-    let now = outpost_protocol::unix_now();
+    let now = app.clock.now();
     if !app.store.update_project(id.to_owned(), b.name.clone(), queries_json.clone(), now).await? {
         return Err(ApiError::not_found(format!("no project {id:?}")));
     }
@@ -373,7 +373,7 @@ pub async fn results(app: &App, ctx: &mut Ctx, id: &str, q: Option<&str>) -> Res
         let shown = app.store.latest_project_job(p.id.clone(), idx, for_customer.clone(), true).await?;
         let newest = app.store.latest_project_job(p.id.clone(), idx, for_customer, false).await?;
         let view = |job_id: String| async {
-            let rec = app.store.job(job_id, outpost_protocol::unix_now(), false).await?;
+            let rec = app.store.job(job_id, app.clock.now(), false).await?;
             Ok::<_, ApiError>(rec.map(|rec| {
                 let mut v = JobView::from(&rec);
                 v.set_name(&query.name);
@@ -416,7 +416,7 @@ pub async fn embed_token(app: &App, ctx: &mut Ctx, id: &str, body: &[u8]) -> Res
     if !(10..=max).contains(&ttl) {
         return Err(ApiError::bad_field("ttl_secs", format!("must be between 10 and {max} (embed.max_ttl_secs)")));
     }
-    let now = outpost_protocol::unix_now();
+    let now = app.clock.now();
     let claims = Claims {
         iss: embed::ISSUER.into(),
         aud: embed::AUDIENCE.into(),
@@ -458,7 +458,7 @@ pub async fn embed_claims(
     let token = bearer(req)?.ok_or_else(|| unauthorized("missing Authorization: Bearer <embed token>"))?;
     ctx.actor = Some(("embed".into(), "embed:invalid".into()));
     let max = i64::try_from(app.cfg.embed.max_ttl_secs).unwrap_or(3600);
-    let claims = app.embed.verify(token, outpost_protocol::unix_now(), max).map_err(|e| unauthorized(e.to_string()))?;
+    let claims = app.embed.verify(token, app.clock.now(), max).map_err(|e| unauthorized(e.to_string()))?;
     ctx.actor = Some((format!("embed:{}", claims.sub), format!("embed:{}", claims.jti)));
     ctx.target = Some(claims.prj.clone());
     let p = app

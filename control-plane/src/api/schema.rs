@@ -62,7 +62,7 @@ pub async fn schema(
     check_connection(app, &caller, agent, connection).await?;
     let key = (agent.to_owned(), connection.to_owned());
     let asked = std::time::Instant::now();
-    let now = outpost_protocol::unix_now();
+    let now = app.clock.now();
     let max_age = app.cfg.schema_cache_secs;
     if !refresh {
         if let Some(hit) = app.schema_cache.get(&key, now, max_age) {
@@ -97,7 +97,7 @@ async fn ask(
     let max_age = app.cfg.schema_cache_secs;
     // An offline agent gets no job: it would only queue, one per request, until expiry.
     // The answer is 202, as a job's result is while its agent is away.
-    if let Some(why) = offline(app, agent, outpost_protocol::unix_now()).await? {
+    if let Some(why) = offline(app, agent, app.clock.now()).await? {
         // Not an error of the request: ask again once the agent is back.
         return Ok(json(StatusCode::ACCEPTED, &serde_json::json!({ "code": "agent_offline", "message": why })));
     }
@@ -126,7 +126,7 @@ async fn ask(
             let catalog: Catalog = serde_json::from_slice(&body).map_err(|e| bad_answer(&job_id, &e.to_string()))?;
             catalog.check().map_err(|e| bad_answer(&job_id, &e))?;
             let cached = Cached {
-                fetched_at: outpost_protocol::unix_now(),
+                fetched_at: app.clock.now(),
                 arrived: std::time::Instant::now(),
                 job_id,
                 catalog: Arc::new(catalog),

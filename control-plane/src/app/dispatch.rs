@@ -79,7 +79,7 @@ impl App {
             },
         };
         known_connection(&targets, &req.agent, &req.connection, reveal_connections)?;
-        let now = outpost_protocol::unix_now();
+        let now = self.clock.now();
         let ttl = i64::try_from(self.cfg.jobs.ttl_secs).unwrap_or(300);
         let spec = JobSpec {
             version: PROTOCOL_VERSION,

@@ -20,6 +20,7 @@ use outpost_common::fsutil;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::embed::{EmbedKey, EmbedKeyError};
+use crate::clock::Clock;
 use crate::config::ControlPlaneConfig;
 use crate::crypto::pki::{self, Ca};
 use crate::crypto::sealing::{ResultCipher, SealError};
@@ -139,6 +140,8 @@ pub struct App {
     pub head_pace: crate::audit_heads::HeadPace,
     /// The schema browser's catalogs, per agent and connection, for `schema_cache_secs`.
     pub schema_cache: crate::app::schema_cache::SchemaCache,
+    /// Where every wall-clock time comes from: the system clock, or a test's manual one.
+    pub clock: Clock,
 }
 
 impl std::fmt::Debug for App {
@@ -147,8 +150,13 @@ impl std::fmt::Debug for App {
     }
 }
 
-/// Opens the store `cfg` names and loads keys for `cfg`.
+/// Opens the store `cfg` names and loads keys for `cfg`, on the system clock.
 pub async fn open(cfg: ControlPlaneConfig) -> Result<Arc<App>, AppError> {
+    open_with_clock(cfg, Clock::system()).await
+}
+
+/// [`open`] with the time taken from `clock` (tests pass a [`Clock::manual`] one).
+pub async fn open_with_clock(cfg: ControlPlaneConfig, clock: Clock) -> Result<Arc<App>, AppError> {
     // Checked first: opening the store would otherwise create an empty database there.
     match std::fs::metadata(cfg.data_dir.join(META_FILE)) {
         Ok(m) if m.is_file() => {}
@@ -159,7 +167,7 @@ pub async fn open(cfg: ControlPlaneConfig) -> Result<Arc<App>, AppError> {
     }
     let store = open_store(&cfg.data_dir, cfg.pg_options().as_ref()).await?;
     let ca = Ca::load(&cfg.data_dir)?;
-    key_ring::ensure_ring(&store, &cfg.data_dir, outpost_protocol::unix_now()).await?;
+    key_ring::ensure_ring(&store, &cfg.data_dir, clock.now()).await?;
     let signing_keys = signing::KeyCache::default();
     // Fail at start, not at the first job, if the active key's file is missing or wrong.
     let active = store.active_signing_key().await?.unwrap_or_default();
@@ -190,5 +198,6 @@ pub async fn open(cfg: ControlPlaneConfig) -> Result<Arc<App>, AppError> {
         enrol_throttle: Default::default(),
         head_pace: Default::default(),
         schema_cache: Default::default(),
+        clock,
     }))
 }

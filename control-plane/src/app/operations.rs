@@ -29,7 +29,7 @@ impl App {
         if !(60..=7 * 86_400).contains(&ttl_secs) {
             return Err(AppError::Usage("ttl: must be between 1 minute and 7 days".into()));
         }
-        let now = outpost_protocol::unix_now();
+        let now = self.clock.now();
         let expires_at = now + i64::try_from(ttl_secs).unwrap_or(3600);
         let token = EnrolmentToken {
             addr: self.cfg.advertised_agent_address(&self.meta.hostname),
@@ -58,7 +58,7 @@ impl App {
     /// for an unknown agent.
     pub async fn revoke_agent(&self, name: &str) -> Result<Option<Vec<String>>, StoreError> {
         let pool = self.store.agent(name.to_owned()).await?.and_then(|a| a.pool);
-        let failed = self.store.revoke_agent(name.to_owned(), outpost_protocol::unix_now()).await?;
+        let failed = self.store.revoke_agent(name.to_owned(), self.clock.now()).await?;
         if let Some(p) = pool {
             // The pool's jobs it held went back to the pool: another member takes them now.
             self.hub.wake_agent(&format!("{}{p}", outpost_protocol::job::POOL_PREFIX));
@@ -87,7 +87,7 @@ impl App {
     pub async fn audit_system(&self, action: &str, target: &str, detail: serde_json::Value) {
         self.record_audit(crate::store::access::AuditEvent {
             seq: 0,
-            at: outpost_protocol::unix_now(),
+            at: self.clock.now(),
             actor: "control-plane".into(),
             credential: "none".into(),
             action: action.into(),
@@ -104,7 +104,7 @@ impl App {
     /// hear of it at its next poll answer.
     pub async fn cancel_job(&self, id: &str) -> Result<crate::store::CancelOutcome, StoreError> {
         use crate::store::CancelOutcome;
-        let outcome = self.store.cancel_job(id.to_owned(), outpost_protocol::unix_now()).await?;
+        let outcome = self.store.cancel_job(id.to_owned(), self.clock.now()).await?;
         match &outcome {
             CancelOutcome::Cancelled => {
                 tracing::info!(job_id = %id, "Job cancelled before delivery.");
@@ -124,7 +124,7 @@ impl App {
     /// younger than `results.keep_latest_secs` (or `older_than_secs`, if longer); returns
     /// how many jobs went.
     pub async fn purge_results(&self, older_than_secs: u64) -> Result<usize, StoreError> {
-        let now = outpost_protocol::unix_now();
+        let now = self.clock.now();
         let ago = |secs: u64| now.saturating_sub(i64::try_from(secs).unwrap_or(i64::MAX));
         let keep_for = older_than_secs.max(self.cfg.results.keep_latest_secs);
         let n = self.store.purge(ago(older_than_secs), ago(keep_for), now).await?;

@@ -91,7 +91,7 @@ pub async fn init(
     pki::init(data_dir, hostname, extra_names)?;
     let meta = Meta { hostname: hostname.to_owned(), extra_names: extra_names.to_vec() };
     write_meta(data_dir, &meta)?;
-    let now = outpost_protocol::unix_now();
+    let now = crate::clock::Clock::system().now();
     let signing_key_id = super::key_ring::init(&store, data_dir, now).await?;
     ResultCipher::load_or_create(data_dir)?;
     EmbedKey::load_or_create(data_dir)?;
@@ -140,7 +140,7 @@ pub async fn issue_api_token(
             user: String::new(),
             name: name.to_owned(),
             scopes: stored,
-            created_at: outpost_protocol::unix_now(),
+            created_at: crate::clock::Clock::system().now(),
             expires_at: Some(expires_at),
             last_used: None,
             revoked_at: None,

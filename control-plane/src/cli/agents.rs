@@ -10,7 +10,7 @@ pub(crate) async fn agent_cmd(cmd: AgentCommand) -> Result<(), Failure> {
             let agents = outpost_control_plane::store::Store::agents(&app.store).await.map_err(anyhow::Error::new)?;
             if json {
                 let offline_after = i64::try_from(app.cfg.offline_after_secs).unwrap_or(90);
-                let now = outpost_protocol::unix_now();
+                let now = app.clock.now();
                 let agents: Vec<_> = agents
                     .iter()
                     .map(|a| outpost_control_plane::api::jobs::agent_view(a, a.connections.clone(), now, offline_after))
@@ -20,7 +20,7 @@ pub(crate) async fn agent_cmd(cmd: AgentCommand) -> Result<(), Failure> {
             }
             println!("{:<24} {:<16} {:<8} {:<26} {:<26}", "NAME", "POOL", "STATUS", "LAST SEEN", "CERTIFICATE UNTIL");
             let offline_after = i64::try_from(app.cfg.offline_after_secs).unwrap_or(90);
-            let now = outpost_protocol::unix_now();
+            let now = app.clock.now();
             for a in agents {
                 // The API's words: revoked, online, offline.
                 let status = a.status(now, offline_after);

@@ -27,7 +27,7 @@ pub(crate) async fn enrollment_token(cmd: TokenCommand) -> Result<(), Failure> {
         }
         TokenCommand::List { target, json } => {
             let app = app::open(target.load()?).await.context("cannot open the control plane's data dir")?;
-            let now = outpost_protocol::unix_now();
+            let now = app.clock.now();
             let tokens = outpost_control_plane::store::Store::outstanding_enrol_tokens(&app.store, now)
                 .await
                 .map_err(anyhow::Error::new)?;

@@ -9,7 +9,7 @@ pub(crate) async fn signing_key(cmd: SigningKeyCommand) -> Result<(), Failure> {
         KeyRingError::Refused(m) => Failure::Usage(m),
         other => Failure::Other(other.into()),
     };
-    let now = outpost_protocol::unix_now();
+    let now = outpost_control_plane::clock::Clock::system().now();
     match cmd {
         SigningKeyCommand::List { target, json } => {
             let app = app::open(target.load()?).await.context("cannot open the control plane's data dir")?;

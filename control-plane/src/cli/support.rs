@@ -9,7 +9,7 @@ pub(crate) async fn audit_cli(store: &Backend, action: &str, target: &str, detai
     let who = outpost_control_plane::enrolment::effective_user();
     let event = AuditEvent {
         seq: 0,
-        at: outpost_protocol::unix_now(),
+        at: outpost_control_plane::clock::Clock::system().now(),
         actor: format!("cli:{who}"),
         credential: "cli".into(),
         action: action.into(),

@@ -8,7 +8,7 @@ pub(crate) async fn token_cmd(cmd: ApiTokenCommand) -> Result<(), Failure> {
         let secs = parse_duration(s).filter(|n| (3600..=3650 * 86_400).contains(n)).ok_or_else(|| {
             Failure::Usage(format!("--expires-in {s:?}: expected e.g. 12h, 30d (1 hour to 3650 days)"))
         })?;
-        Ok(outpost_protocol::unix_now() + i64::try_from(secs).unwrap_or(86_400))
+        Ok(outpost_control_plane::clock::Clock::system().now() + i64::try_from(secs).unwrap_or(86_400))
     };
     match cmd {
         ApiTokenCommand::Create { target, user, scopes, name, expires_in } => {
@@ -62,7 +62,7 @@ pub(crate) async fn token_cmd(cmd: ApiTokenCommand) -> Result<(), Failure> {
                 ),
                 None => None,
             };
-            let now = outpost_protocol::unix_now();
+            let now = app.clock.now();
             if json {
                 let tokens = app.store.tokens(uid).await.map_err(anyhow::Error::new)?;
                 let tokens: Vec<_> =
@@ -91,7 +91,7 @@ pub(crate) async fn token_cmd(cmd: ApiTokenCommand) -> Result<(), Failure> {
         }
         ApiTokenCommand::Revoke { target, id } => {
             let app = app::open(target.load()?).await.context("cannot open the control plane's data dir")?;
-            if !app.store.revoke_token(id.clone(), outpost_protocol::unix_now()).await.map_err(anyhow::Error::new)? {
+            if !app.store.revoke_token(id.clone(), app.clock.now()).await.map_err(anyhow::Error::new)? {
                 return Err(Failure::Usage(format!("no active token with id {id:?}")));
             }
             audit_cli(&app.store, "tokens.revoke", &id, serde_json::json!({})).await;
@@ -112,7 +112,7 @@ pub(crate) async fn token_cmd(cmd: ApiTokenCommand) -> Result<(), Failure> {
             let (secret, new_id) = app::issue_api_token(&app.store, &old.user_id, &old.name, scopes, expires_at)
                 .await
                 .map_err(anyhow::Error::new)?;
-            app.store.revoke_token(id.clone(), outpost_protocol::unix_now()).await.map_err(anyhow::Error::new)?;
+            app.store.revoke_token(id.clone(), app.clock.now()).await.map_err(anyhow::Error::new)?;
             audit_cli(&app.store, "tokens.rotate", &id, serde_json::json!({ "new": new_id, "user": old.user })).await;
             eprintln!(
                 "Token {id} revoked; its replacement {new_id} for {:?} expires {}:",

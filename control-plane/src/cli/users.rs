@@ -50,7 +50,7 @@ pub(crate) async fn user_cmd(cmd: UserCommand) -> Result<(), Failure> {
                 name: name.clone(),
                 role,
                 password_hash,
-                created_at: outpost_protocol::unix_now(),
+                created_at: app.clock.now(),
                 disabled_at: None,
                 last_sign_in: None,
             };
@@ -109,7 +109,7 @@ pub(crate) async fn update_user(
     done: &str,
 ) -> Result<(), Failure> {
     let app = app::open(target.load()?).await.context("cannot open the control plane's data dir")?;
-    let result = app.store.update_user(name.to_owned(), update, outpost_protocol::unix_now()).await;
+    let result = app.store.update_user(name.to_owned(), update, app.clock.now()).await;
     match result {
         Ok(Some(_)) => {
             audit_cli(&app.store, "users.update", name, detail).await;

@@ -49,7 +49,7 @@ pub async fn start(app: &App) -> Response<Body> {
     let nonce = b64(&random_bytes::<32>());
     let verifier = b64(&random_bytes::<32>());
     let challenge = b64(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()).as_ref());
-    let flow = Flow { state: state.clone(), nonce: nonce.clone(), verifier, created: outpost_protocol::unix_now() };
+    let flow = Flow { state: state.clone(), nonce: nonce.clone(), verifier, created: app.clock.now() };
     let sealed = app.results.seal(FLOW_AAD, &zeroize::Zeroizing::new(serde_json::to_vec(&flow).unwrap_or_default()));
     let flow_cookie = URL_SAFE_NO_PAD.encode(sealed);
     let location = match oidc.authorization_url(&state, &nonce, &challenge).await {
@@ -89,7 +89,7 @@ pub async fn callback(app: &App, remote: SocketAddr, req: &Request<Incoming>) ->
     };
     let event = AuditEvent {
         seq: 0,
-        at: outpost_protocol::unix_now(),
+        at: app.clock.now(),
         actor,
         credential,
         action: "session.create_sso".into(),
@@ -154,7 +154,7 @@ async fn finish(app: &App, oidc: &Oidc, req: &Request<Incoming>) -> Result<(User
     let Some(flow) = flow.filter(|_| state_ok) else {
         return Err(OidcError::Refused("wrong state: this answer is not for the sign-in this browser started".into()));
     };
-    let now = outpost_protocol::unix_now();
+    let now = app.clock.now();
     if now - flow.created > FLOW_TTL_SECS {
         return Err(OidcError::Refused("the sign-in took too long; start again".into()));
     }

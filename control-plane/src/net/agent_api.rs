@@ -93,14 +93,12 @@ async fn route(app: &App, peer: &AgentPeer, req: Request<Incoming>) -> Result<Re
             if hb.version.len() > 64 || hb.version.chars().any(char::is_control) {
                 return Err(ApiError::bad_field("version", "at most 64 printable characters"));
             }
-            app.store
-                .touch_agent(peer.clone(), outpost_protocol::unix_now(), Some(hb.version), Some(hb.connections))
-                .await?;
+            app.store.touch_agent(peer.clone(), app.clock.now(), Some(hb.version), Some(hb.connections)).await?;
             if let Some(head) = &hb.audit_head {
                 crate::audit_heads::accept(app, peer, head, crate::audit_heads::HeadSource::Heartbeat).await;
             }
             if hb.stopping {
-                app.store.agent_stopped(peer.clone(), outpost_protocol::unix_now()).await?;
+                app.store.agent_stopped(peer.clone(), app.clock.now()).await?;
                 tracing::info!(agent_id = %agent, "Agent stopping cleanly; offline until it connects again.");
             }
             Ok(json(StatusCode::OK, &serde_json::json!({ "ok": true })))
@@ -114,11 +112,12 @@ async fn route(app: &App, peer: &AgentPeer, req: Request<Incoming>) -> Result<Re
             // Never issued before the name's enrolment took effect (a re-enrolment's is a
             // second ahead: store::rules::enrolment_time), or admission would refuse it.
             let enrolled_at = app.store.agent(agent.to_owned()).await?.map_or(0, |a| a.enrolled_at);
-            let issued_at = outpost_protocol::unix_now().max(enrolled_at);
+            let now = app.clock.now();
+            let issued_at = now.max(enrolled_at);
             let not_after = issued_at.saturating_add(lifetime);
             let certificate_pem =
                 app.ca.issue_agent_cert(agent, &r.csr_pem, issued_at, not_after).map_err(ApiError::internal)?;
-            if let Err(e) = app.store.record_renewal(peer.clone(), not_after, outpost_protocol::unix_now()).await {
+            if let Err(e) = app.store.record_renewal(peer.clone(), not_after, now).await {
                 let err = ApiError::from(e);
                 let detail = serde_json::json!({ "error": err.code });
                 crate::enrolment::audit_agent(app, agent, "mtls".into(), "agents.renew", err.status, None, detail)
@@ -159,7 +158,7 @@ async fn poll(app: &App, peer: &AgentPeer, query: Option<&str>) -> Result<Respon
         if let Some(n) = pool_notified.as_mut().as_pin_mut() {
             n.enable();
         }
-        let now = outpost_protocol::unix_now();
+        let now = app.clock.now();
         let got = crate::store::queue::lease_deliverable(&app.store, &app.results, peer, now, lease, max).await?;
         for bad in &got.corrupt {
             tracing::error!(job_id = %bad.id, agent_id = %agent, problem = bad.problem,
@@ -221,8 +220,7 @@ async fn upload(app: &App, peer: &AgentPeer, id: &str, req: Request<Incoming>) -
     let head = report.audit_head.clone();
     // The rendered body is sealed before the store sees it: no result is on disk in clear.
     let sealed = report.body_bytes().map_err(|m| ApiError::bad_field("body", m))?.map(|b| app.results.seal(id, &b));
-    let outcome =
-        app.store.complete_job(peer.clone(), report, sha256_hex(&body), sealed, outpost_protocol::unix_now()).await?;
+    let outcome = app.store.complete_job(peer.clone(), report, sha256_hex(&body), sealed, app.clock.now()).await?;
     match outcome {
         CompleteOutcome::Accepted => {
             tracing::info!(job_id = %id, agent_id = %agent, status = ?status, "Result stored.");
@@ -245,7 +243,7 @@ async fn upload(app: &App, peer: &AgentPeer, id: &str, req: Request<Incoming>) -
 /// Handles a request on an enrolment connection from `remote`: throttled per source
 /// address and per token id, and every attempt recorded in the audit log.
 pub async fn handle_enrol(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -> Response<Body> {
-    let now = outpost_protocol::unix_now();
+    let now = app.clock.now();
     if let Err(wait) = app.enrol_throttle.check_address(remote.ip(), now) {
         tracing::warn!(remote = %remote.ip(), "Enrolment attempt throttled (source address).");
         let detail = serde_json::json!({ "reason": "throttled_address" });

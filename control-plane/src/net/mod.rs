@@ -4,3 +4,6 @@
 
 pub mod agent_api;
 pub mod server;
+
+#[cfg(test)]
+mod clock_tests;

@@ -351,7 +351,7 @@ async fn accept_loop(
                     // A TLS connection outlives the handshake's certificate check; end it when
                     // the certificate expires, so an agent must renew to stay connected.
                     let expires_in =
-                        Duration::from_secs(u64::try_from(facts.not_after - outpost_protocol::unix_now()).unwrap_or(0));
+                        Duration::from_secs(u64::try_from(facts.not_after - app.clock.now()).unwrap_or(0));
                     let peer = Arc::new(crate::store::AgentPeer {
                         name: agent,
                         cert_issued_at: facts.issued_at,
