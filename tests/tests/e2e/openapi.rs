@@ -23,6 +23,10 @@ fn schemathesis(cp: &ControlPlane, token: &str, filter: &[&str], report: &Path) 
         ])
         .args(["--max-examples", "25", "--seed", "20261123", "--no-color", "--report", "junit", "--report-junit-path"])
         .arg(report)
+        // `GET /v1/jobs/{id}/result?wait=N` is a long poll of up to 60 s by design (the
+        // enrolled agent here never runs, so a job stays queued): the default 10 s read
+        // timeout took that for a network error once the stateful phase reached a real job.
+        .args(["--request-timeout", "65"])
         .args(filter)
         // Its cache (.schemathesis/) goes under target/, not into the source tree.
         .current_dir(report.parent().unwrap_or(Path::new(".")))
