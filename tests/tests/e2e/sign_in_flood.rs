@@ -42,7 +42,11 @@ async fn a_thousand_sign_ins_at_once_keep_memory_bounded_and_the_api_answering()
     let res = legit.get("/v1/agents").await?;
     let took = started.elapsed();
     ensure!(res.status == 200, "legitimate call: {} {}", res.status, res.text());
-    ensure!(took < Duration::from_secs(1), "a token call took {took:?} under the flood");
+    // Unbounded, the thousand Argon2id hashes (64 MiB, tens of ms each on two cores) would
+    // hold this call for tens of seconds. 3 s: on a two-core machine whose plain API round
+    // trip is 0.44 ms (docs/BENCHMARKS.md, `85bb2bf`) a debug build answered in 1.7-2.4 s
+    // (the build of `30dae6b` too); the earlier 1 s was set on a machine 2-3x faster.
+    ensure!(took < Duration::from_secs(3), "a token call took {took:?} under the flood");
 
     let (mut unauthorized, mut busy) = (0, 0);
     let mut count = |res: outpost_e2e::HttpResponse| -> Result<()> {
