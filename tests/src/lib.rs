@@ -427,27 +427,17 @@ impl ControlPlane {
 /// Time is moved in the data, not waited for.
 pub fn expire_certificate(agent: &Agent, cp: &ControlPlane, secs_ago: i64) -> Result<()> {
     let state = &agent.state_dir;
-    // As the control plane issues them (crypto::pki::issue_agent_cert), with another validity.
-    let mut params = rcgen::CertificateParams::default();
-    params.distinguished_name.push(rcgen::DnType::CommonName, agent.name.as_str());
-    params.distinguished_name.push(rcgen::DnType::OrganizationalUnitName, "outpost-agent");
-    params.is_ca = rcgen::IsCa::ExplicitNoCa;
-    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let now = time::OffsetDateTime::now_utc();
-    let ended = now - time::Duration::seconds(secs_ago);
-    params.not_before = ended - time::Duration::hours(1);
-    params.not_after = ended;
+    let ended = outpost_protocol::unix_now() - secs_ago;
+    let issued_at = ended - 3600;
+    // The control plane's own issuance, for the agent's key, with another validity.
     let key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(state.join("agent.key"))?).context("agent.key")?;
-    let ca_key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(cp.data_dir.join("ca.key"))?).context("ca.key")?;
-    let issuer = rcgen::Issuer::from_ca_cert_pem(&std::fs::read_to_string(cp.data_dir.join("ca.crt"))?, ca_key)
-        .context("ca.crt")?;
-    let cert = params.signed_by(&key, &issuer).context("issuing the aged certificate")?;
-    std::fs::write(state.join("agent.crt"), cert.pem())?;
+    let csr = rcgen::CertificateParams::default().serialize_request(&key)?.pem()?;
+    let ca = outpost_control_plane::crypto::pki::Ca::load(&cp.data_dir)?;
+    std::fs::write(state.join("agent.crt"), ca.issue_agent_cert(&agent.name, &csr, issued_at, ended)?)?;
     let record_path = state.join("enrolment.json");
     let mut record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&record_path)?)?;
-    record["not_after"] = ended.unix_timestamp().into();
-    record["cert_issued_at"] = (ended - time::Duration::hours(1)).unix_timestamp().into();
+    record["not_after"] = ended.into();
+    record["cert_issued_at"] = issued_at.into();
     std::fs::write(&record_path, serde_json::to_vec_pretty(&record)?)?;
     Ok(())
 }
