@@ -36,6 +36,7 @@ pub mod queue;
 mod records;
 mod rules;
 mod sqlite;
+mod transitions;
 
 use std::future::Future;
 

@@ -4,7 +4,7 @@
 use rusqlite::params;
 
 use super::*;
-use crate::store::sqlite::LEASE_SQLITE;
+use crate::store::transitions::{PollSql, Slots};
 
 #[test]
 fn database_file_is_created_0600() {
@@ -29,7 +29,7 @@ async fn leasing_does_not_read_the_agents_finished_jobs() {
             .with_conn(|c| {
                 let tx = c.savepoint()?;
                 let (steps, leased) = {
-                    let mut stmt = tx.prepare(LEASE_SQLITE)?;
+                    let mut stmt = tx.prepare(&PollSql::new(&Slots::SQLITE).lease)?;
                     let leased = stmt
                         .query_map(params!["edge-1", 1100, 60, 10, None::<String>], |r| r.get::<_, String>(0))?
                         .collect::<Result<Vec<_>, _>>()?;

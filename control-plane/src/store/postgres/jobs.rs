@@ -6,6 +6,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::agents::refusal;
+use crate::store::transitions::{self, EXPIRED_MESSAGE};
 use crate::store::{
     jobs_filter_sql, AgentPeer, CancelOutcome, CompleteOutcome, JobFilter, JobOrigin, JobRecord, JobState, LeaseBatch,
     NewJob, PgStore, StoreError,
@@ -40,21 +41,15 @@ fn job_from_row(r: &Row) -> Result<JobRecord, StoreError> {
 
 const JOB_TAIL_COLS: &str = "cancel_requested_at, owner, project_id, query_index, customer, pool";
 
-/// Marks jobs past `expires_at` expired; `where_sql` uses `$1` (a text) and `$2` is now.
+/// Marks jobs past `expires_at` expired ([`transitions::expire_sql`]); `where_sql` uses `$1` (a text).
 async fn expire_overdue(
     tx: &deadpool_postgres::Transaction<'_>,
     where_sql: &str,
     arg: &(dyn ToSql + Sync),
     now: i64,
 ) -> Result<Vec<String>, StoreError> {
-    let stmt = tx
-        .prepare_cached(&format!(
-            "UPDATE jobs SET state = 'expired', finished_at = $2, lease_until = NULL,
-                 reason_code = 'expired', reason_message = 'the job expired before its agent returned a result'
-             WHERE {where_sql} AND state IN ('queued', 'leased') AND expires_at < $2 RETURNING id"
-        ))
-        .await?;
-    Ok(tx.query(&stmt, &[arg, &now]).await?.iter().map(|r| r.get(0)).collect())
+    let stmt = tx.prepare_cached(&transitions::expire_sql('$', where_sql)).await?;
+    Ok(tx.query(&stmt, &[arg, &now, &EXPIRED_MESSAGE]).await?.iter().map(|r| r.get(0)).collect())
 }
 
 pub(super) async fn job_envelope(store: &PgStore, id: String) -> Result<Option<String>, StoreError> {
@@ -128,13 +123,7 @@ pub(super) async fn fail_corrupt_job(
     message: String,
 ) -> Result<bool, StoreError> {
     let client = store.client().await?;
-    let stmt = client
-        .prepare_cached(
-            "UPDATE jobs SET state = 'failed', finished_at = $3, lease_until = NULL,
-                     reason_code = 'corrupt_job', reason_message = $4
-                 WHERE id = $1 AND agent = $2 AND state = 'leased'",
-        )
-        .await?;
+    let stmt = client.prepare_cached(&transitions::fail_corrupt_sql('$')).await?;
     Ok(client.execute(&stmt, &[&id, &agent, &now, &message]).await? == 1)
 }
 
@@ -148,22 +137,11 @@ pub(super) async fn cancel_job(store: &PgStore, id: String, now: i64) -> Result<
     let (state, agent): (String, String) = (row.get(0), row.get(1));
     let outcome = match JobState::parse(&state)? {
         JobState::Queued => {
-            tx.execute(
-                "UPDATE jobs SET state = 'cancelled', finished_at = $2, cancel_requested_at = $2,
-                         reason_code = 'cancelled',
-                         reason_message = 'cancelled at a user''s request before the agent received it'
-                     WHERE id = $1",
-                &[&id, &now],
-            )
-            .await?;
+            tx.execute(&transitions::cancel_queued_sql('$'), &[&id, &now]).await?;
             CancelOutcome::Cancelled
         }
         JobState::Leased => {
-            tx.execute(
-                "UPDATE jobs SET cancel_requested_at = COALESCE(cancel_requested_at, $2) WHERE id = $1",
-                &[&id, &now],
-            )
-            .await?;
+            tx.execute(&transitions::cancel_leased_sql('$'), &[&id, &now]).await?;
             CancelOutcome::Requested { agent }
         }
         other => CancelOutcome::AlreadyFinal(other),

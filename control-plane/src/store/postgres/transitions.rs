@@ -20,73 +20,43 @@
 //!   lease, when the lease said it was due: an `UPDATE` of the agent's row inside the
 //!   statement would upgrade the lock that a concurrent poll of the same agent also
 //!   holds, and two such upgrades deadlock.
-//! - Parts of one statement must not touch the same row (PostgreSQL applies only one of
-//!   two such changes), so their conditions are made disjoint where the transaction's
-//!   statements used to run in order: a job past its expiry is only expired (never
-//!   cancelled, leased or sent a cancel), a cancel-requested job whose lease ran out is
-//!   only cancelled, and the lease takes only jobs without a cancel request.
+//! - The parts' conditions are the shared state machine's ([`crate::store::transitions`]),
+//!   disjoint so that no two parts touch the same row.
+
+use std::sync::LazyLock;
 
 use tokio_postgres::Row;
 
+use crate::store::transitions::{self, PollSql, Slots, EXPIRED_MESSAGE};
 use crate::store::{AgentPeer, CompleteOutcome, JobState, LeaseBatch, LeasedJob, StoreError, CANCEL_RESEND_SECS};
-
-/// The message of a job expired before its agent returned a result.
-const EXPIRED_MESSAGE: &str = "the job expired before its agent returned a result";
 
 /// One poll: admission, expiries, cancels, the lease and the key-set version. Parameters:
 /// `$1` agent, `$2` now, `$3` lease seconds, `$4` most jobs, `$5` certificate issue time,
 /// `$6` cancel resend interval. Rows: `(kind, id, envelope, number, pool, due)`, kind `m`
 /// (the admitted agent: pool, and whether `last_seen` is due), `e` expired, `x` cancelled
 /// for good, `c` to cancel now, `l` leased (`number` = created_at), `v` key-set version.
-const LEASE_SQL: &str = "
-WITH me AS (
+static LEASE_SQL: LazyLock<String> = LazyLock::new(|| {
+    let poll = PollSql::new(&Slots::POSTGRES);
+    format!(
+        "WITH me AS (
     SELECT pool, (last_seen IS NULL OR last_seen < $2 OR stopped_at IS NOT NULL) AS due
     FROM agents WHERE name = $1 AND revoked_at IS NULL AND enrolled_at <= $5 FOR KEY SHARE
 ),
-expired_own AS (
-    UPDATE jobs SET state = 'expired', finished_at = $2, lease_until = NULL,
-        reason_code = 'expired', reason_message = $7
-    WHERE agent = $1 AND state IN ('queued', 'leased') AND expires_at < $2 AND EXISTS (SELECT 1 FROM me)
-    RETURNING id
-),
-expired_pool AS (
-    UPDATE jobs SET state = 'expired', finished_at = $2, lease_until = NULL,
-        reason_code = 'expired', reason_message = $7
-    WHERE pool = (SELECT pool FROM me) AND agent = '' AND state IN ('queued', 'leased') AND expires_at < $2
-    RETURNING id
-),
-cancelled AS (
-    UPDATE jobs SET state = 'cancelled', finished_at = $2, lease_until = NULL, reason_code = 'cancelled',
-        reason_message = 'cancelled at a user''s request; the agent did not report before its lease ran out'
-    WHERE agent = $1 AND state = 'leased' AND cancel_requested_at IS NOT NULL AND lease_until < $2
-      AND expires_at >= $2 AND EXISTS (SELECT 1 FROM me)
-    RETURNING id
-),
-cancel AS (
-    UPDATE jobs SET cancel_sent_at = $2
-    WHERE agent = $1 AND state = 'leased' AND cancel_requested_at IS NOT NULL
-      AND (lease_until IS NULL OR lease_until >= $2) AND expires_at >= $2
-      AND (cancel_sent_at IS NULL OR cancel_sent_at <= $2::BIGINT - $6::BIGINT) AND EXISTS (SELECT 1 FROM me)
-    RETURNING id
-),
-leased AS (
-    UPDATE jobs SET state = 'leased', agent = $1, lease_until = $2::BIGINT + $3::BIGINT, attempts = attempts + 1
-    WHERE id IN (SELECT id FROM jobs
-                 WHERE ((agent = $1 AND pool IS NULL AND state IN ('queued', 'leased'))
-                        OR (pool = (SELECT pool FROM me) AND state IN ('queued', 'leased')))
-                   AND expires_at >= $2 AND cancel_requested_at IS NULL
-                   AND (state = 'queued' OR (state = 'leased' AND lease_until < $2))
-                   AND EXISTS (SELECT 1 FROM me)
-                 ORDER BY created_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)
-    RETURNING id, envelope, created_at
-)
+expired_own AS ({}),
+expired_pool AS ({}),
+cancelled AS ({}),
+cancel AS ({}),
+leased AS ({})
 SELECT 'm'::TEXT, NULL::TEXT, NULL::TEXT, NULL::BIGINT, pool, due FROM me
 UNION ALL SELECT 'e', id, NULL, NULL, NULL, NULL FROM expired_own
 UNION ALL SELECT 'e', id, NULL, NULL, NULL, NULL FROM expired_pool
 UNION ALL SELECT 'x', id, NULL, NULL, NULL, NULL FROM cancelled
 UNION ALL SELECT 'c', id, NULL, NULL, NULL, NULL FROM cancel
 UNION ALL SELECT 'l', id, envelope, created_at, NULL, NULL FROM leased
-UNION ALL SELECT 'v', NULL, NULL, COALESCE(MAX(version), 0)::BIGINT, NULL, NULL FROM key_sets";
+UNION ALL SELECT 'v', NULL, NULL, COALESCE(MAX(version), 0)::BIGINT, NULL, NULL FROM key_sets",
+        poll.expire_own, poll.expire_pool, poll.cancel_for_good, poll.cancel_tell, poll.lease
+    )
+});
 
 /// Writes `last_seen` (and clears a clean stop) of an admitted agent.
 const TOUCH_SQL: &str = "UPDATE agents SET last_seen = $2, stopped_at = NULL
@@ -108,7 +78,7 @@ pub(super) async fn lease(
     lease_secs: i64,
     max: usize,
 ) -> Result<Leased, StoreError> {
-    let stmt = client.prepare_cached(LEASE_SQL).await?;
+    let stmt = client.prepare_cached(&LEASE_SQL).await?;
     let max = i64::try_from(max).unwrap_or(i64::MAX);
     let rows = client
         .query(
@@ -166,22 +136,21 @@ pub(super) async fn touch(client: &deadpool_postgres::Object, agent: &AgentPeer,
 /// `$5` report hash, `$6` reason code, `$7` reason message, `$8` stats, `$9` content type,
 /// `$10` sealed body, `$11` certificate issue time. One row: admitted, `last_seen` due,
 /// the state and hash before, whether it changed.
-const COMPLETE_SQL: &str = "
-WITH me AS (
+static COMPLETE_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH me AS (
     SELECT (last_seen IS NULL OR last_seen < $3 OR stopped_at IS NOT NULL) AS due
     FROM agents WHERE name = $2 AND revoked_at IS NULL AND enrolled_at <= $11 FOR KEY SHARE
 ),
 before AS (
     SELECT state, report_sha256 FROM jobs WHERE id = $1 AND agent = $2
 ),
-done AS (
-    UPDATE jobs SET state = $4, finished_at = $3, lease_until = NULL, report_sha256 = $5,
-        reason_code = $6, reason_message = $7, stats = $8, content_type = $9, body = $10
-    WHERE id = $1 AND agent = $2 AND state IN ('queued', 'leased') AND EXISTS (SELECT 1 FROM me)
-    RETURNING 1
-)
+done AS ({} RETURNING 1)
 SELECT EXISTS (SELECT 1 FROM me), COALESCE((SELECT due FROM me), FALSE),
-       (SELECT state FROM before), (SELECT report_sha256 FROM before), EXISTS (SELECT 1 FROM done)";
+       (SELECT state FROM before), (SELECT report_sha256 FROM before), EXISTS (SELECT 1 FROM done)",
+        transitions::complete_sql('$', "EXISTS (SELECT 1 FROM me)")
+    )
+});
 
 /// The stored outcome of a job that was not changed: the state and hash as they are now
 /// (read again when the statement's snapshot still saw the job open: another result of
@@ -206,7 +175,7 @@ pub(super) async fn complete(
     c: Completion<'_>,
     now: i64,
 ) -> Result<Option<CompleteOutcome>, StoreError> {
-    let stmt = client.prepare_cached(COMPLETE_SQL).await?;
+    let stmt = client.prepare_cached(&COMPLETE_SQL).await?;
     let row = client
         .query_one(
             &stmt,
@@ -233,25 +202,14 @@ pub(super) async fn complete(
     if due {
         touch(client, agent, now).await?;
     }
-    if changed {
-        return Ok(Some(CompleteOutcome::Accepted));
-    }
-    let Some(before) = before else {
-        return Ok(Some(CompleteOutcome::NotFound));
-    };
-    let (state, stored_hash) = if JobState::parse(&before)?.is_final() {
-        (before, row.get::<_, Option<String>>(3))
-    } else {
+    let before_hash: Option<String> = row.get(3);
+    let open = |state: &str| JobState::parse(state).map(|s| !s.is_final());
+    if !changed && before.as_deref().map(open).transpose()? == Some(true) {
         let stmt = client.prepare_cached(FINAL_SQL).await?;
-        match client.query_opt(&stmt, &[&c.job_id, &agent.name]).await? {
-            Some(r) => (r.get(0), r.get(1)),
-            None => return Ok(Some(CompleteOutcome::NotFound)),
-        }
-    };
-    let state = JobState::parse(&state)?;
-    Ok(Some(if stored_hash.as_deref() == Some(c.report_sha256) {
-        CompleteOutcome::Duplicate
-    } else {
-        CompleteOutcome::Conflict(state)
-    }))
+        let now_row = client.query_opt(&stmt, &[&c.job_id, &agent.name]).await?;
+        let stored = now_row.map(|r| (r.get::<_, String>(0), r.get::<_, Option<String>>(1)));
+        return transitions::settle(false, stored.as_ref().map(|(s, h)| (s.as_str(), h.as_deref())), c.report_sha256)
+            .map(Some);
+    }
+    transitions::settle(changed, before.as_deref().map(|s| (s, before_hash.as_deref())), c.report_sha256).map(Some)
 }

@@ -1,11 +1,14 @@
 //! The SQLite backend's jobs: queueing, leasing, cancelling, results and reads, each
 //! transition one transaction on the writer.
 
+use std::sync::LazyLock;
+
 use outpost_protocol::{Reason, ResultReport};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::agents::admit_agent;
 use super::keys::current_key_set_version;
+use crate::store::transitions::{self, PollSql, Slots, EXPIRED_MESSAGE};
 use crate::store::{
     jobs_filter_sql, AgentPeer, CancelOutcome, CompleteOutcome, JobFilter, JobOrigin, JobRecord, JobState, LeaseBatch,
     LeasedJob, NewJob, SqliteStore, StoreError, CANCEL_RESEND_SECS,
@@ -47,32 +50,35 @@ fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, JobRecord)> 
     ))
 }
 
-const FAIL_CORRUPT_JOB_SQLITE: &str = "UPDATE jobs SET state = 'failed', finished_at = ?3, lease_until = NULL,
-         reason_code = 'corrupt_job', reason_message = ?4
-     WHERE id = ?1 AND agent = ?2 AND state = 'leased'";
+/// A result's change, admission having run first in the same transaction.
+static COMPLETE: LazyLock<String> = LazyLock::new(|| transitions::complete_sql('?', "1"));
 
-/// Leases the oldest deliverable jobs of agent `?1` (or of its pool `?5`) until `?2 + ?3`,
-/// at most `?4`. Each branch names the open states, so that the index seeks (agent, state)
-/// and (pool, state): with only `agent = ?1` it read every job the agent ever ran on every
-/// poll, and throughput fell as the history grew (issue 24).
-pub(in crate::store) const LEASE_SQLITE: &str =
-    "UPDATE jobs SET state = 'leased', agent = ?1, lease_until = ?2 + ?3, attempts = attempts + 1
-     WHERE id IN (SELECT id FROM jobs
-                  WHERE ((agent = ?1 AND pool IS NULL AND state IN ('queued', 'leased'))
-                         OR (pool = ?5 AND state IN ('queued', 'leased')))
-                  AND expires_at >= ?2
-                  AND cancel_requested_at IS NULL
-                  AND (state = 'queued' OR (state = 'leased' AND lease_until < ?2))
-                  ORDER BY created_at, id LIMIT ?4)
-     RETURNING id, envelope, created_at";
+/// A poll's statements, in [`transitions`]' words with SQLite's placeholders.
+static POLL: LazyLock<PollSql> = LazyLock::new(|| PollSql::new(&Slots::SQLITE));
 
-fn expire_overdue(tx: &Connection, where_sql: &str, arg: &str, now: i64) -> Result<Vec<String>, StoreError> {
-    let mut stmt = tx.prepare_cached(&format!(
-        "UPDATE jobs SET state = 'expired', finished_at = ?2, lease_until = NULL,
-             reason_code = 'expired', reason_message = 'the job expired before its agent returned a result'
-         WHERE {where_sql} AND state IN ('queued', 'leased') AND expires_at < ?2 RETURNING id"
-    ))?;
-    let ids = stmt.query_map(params![arg, now], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+/// Marks jobs past `expires_at` expired ([`transitions::expire_sql`]); `scope` uses `?1` (a text).
+fn expire_overdue(tx: &Connection, scope: &str, arg: &str, now: i64) -> Result<Vec<String>, StoreError> {
+    let mut stmt = tx.prepare_cached(&transitions::expire_sql('?', scope))?;
+    let ids = stmt.query_map(params![arg, now, EXPIRED_MESSAGE], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+    Ok(ids)
+}
+
+/// Runs one of [`POLL`]'s statements that return the ids they changed (not the lease,
+/// which binds the lease's length and size).
+fn poll_ids(
+    tx: &Connection,
+    sql: &str,
+    agent: &AgentPeer,
+    now: i64,
+    pool: Option<&str>,
+) -> Result<Vec<String>, StoreError> {
+    let mut stmt = tx.prepare_cached(sql)?;
+    let n = stmt.parameter_count();
+    let all: [&dyn rusqlite::ToSql; 7] =
+        [&agent.name, &now, &0i64, &0i64, &pool, &CANCEL_RESEND_SECS, &EXPIRED_MESSAGE];
+    // Each statement names some of the seven slots; SQLite binds them by position up to
+    // the highest one named.
+    let ids = stmt.query_map(&all[..n], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
     Ok(ids)
 }
 
@@ -127,38 +133,18 @@ pub(super) async fn lease_jobs(
     lease_secs: i64,
     max: usize,
 ) -> Result<LeaseBatch, StoreError> {
-    store.with_conn(move |c| {
+    store
+        .with_conn(move |c| {
             let tx = c.savepoint()?;
             let pool = admit_agent(&tx, &agent, now)?;
-            let mut expired = expire_overdue(&tx, "agent = ?1", &agent.name, now)?;
-            if let Some(p) = &pool {
-                expired.extend(expire_overdue(&tx, "pool = ?1 AND agent = ''", p, now)?);
+            let mut expired = poll_ids(&tx, &POLL.expire_own, &agent, now, pool.as_deref())?;
+            if pool.is_some() {
+                expired.extend(poll_ids(&tx, &POLL.expire_pool, &agent, now, pool.as_deref())?);
             }
-            // A job whose cancel was asked is never handed out again: if its lease ran
-            // out without a report, the agent is gone or lost it, and it ends here.
-            let cancelled = tx
-                .prepare_cached(
-                    "UPDATE jobs SET state = 'cancelled', finished_at = ?2, lease_until = NULL,
-                         reason_code = 'cancelled',
-                         reason_message = 'cancelled at a user''s request; the agent did not report before its lease ran out'
-                     WHERE agent = ?1 AND state = 'leased' AND cancel_requested_at IS NOT NULL AND lease_until < ?2
-                     RETURNING id",
-                )?
-                .query_map(params![agent.name, now], |r| r.get(0))?
-                .collect::<Result<Vec<String>, _>>()?;
-            // Told again every CANCEL_RESEND_SECS until the agent reports: a poll answer
-            // lost on the way must not lose the cancel.
-            let cancel = tx
-                .prepare_cached(
-                    "UPDATE jobs SET cancel_sent_at = ?2
-                     WHERE agent = ?1 AND state = 'leased' AND cancel_requested_at IS NOT NULL
-                       AND (cancel_sent_at IS NULL OR cancel_sent_at <= ?2 - ?3)
-                     RETURNING id",
-                )?
-                .query_map(params![agent.name, now, CANCEL_RESEND_SECS], |r| r.get(0))?
-                .collect::<Result<Vec<String>, _>>()?;
+            let cancelled = poll_ids(&tx, &POLL.cancel_for_good, &agent, now, pool.as_deref())?;
+            let cancel = poll_ids(&tx, &POLL.cancel_tell, &agent, now, pool.as_deref())?;
             let jobs = {
-                let mut stmt = tx.prepare_cached(LEASE_SQLITE)?;
+                let mut stmt = tx.prepare_cached(&POLL.lease)?;
                 let mut rows = stmt
                     .query_map(params![agent.name, now, lease_secs, max as i64, pool], |r| {
                         Ok((r.get::<_, i64>(2)?, LeasedJob { id: r.get(0)?, envelope_json: r.get(1)? }))
@@ -183,7 +169,7 @@ pub(super) async fn fail_corrupt_job(
 ) -> Result<bool, StoreError> {
     store
         .with_conn(move |c| {
-            let n = c.prepare_cached(FAIL_CORRUPT_JOB_SQLITE)?.execute(params![id, agent, now, message])?;
+            let n = c.prepare_cached(&transitions::fail_corrupt_sql('?'))?.execute(params![id, agent, now, message])?;
             Ok(n == 1)
         })
         .await
@@ -203,20 +189,11 @@ pub(super) async fn cancel_job(store: &SqliteStore, id: String, now: i64) -> Res
             };
             let outcome = match JobState::parse(&state)? {
                 JobState::Queued => {
-                    tx.execute(
-                        "UPDATE jobs SET state = 'cancelled', finished_at = ?2, cancel_requested_at = ?2,
-                             reason_code = 'cancelled',
-                             reason_message = 'cancelled at a user''s request before the agent received it'
-                         WHERE id = ?1",
-                        params![id, now],
-                    )?;
+                    tx.prepare_cached(&transitions::cancel_queued_sql('?'))?.execute(params![id, now])?;
                     CancelOutcome::Cancelled
                 }
                 JobState::Leased => {
-                    tx.execute(
-                        "UPDATE jobs SET cancel_requested_at = COALESCE(cancel_requested_at, ?2) WHERE id = ?1",
-                        params![id, now],
-                    )?;
+                    tx.prepare_cached(&transitions::cancel_leased_sql('?'))?.execute(params![id, now])?;
                     CancelOutcome::Requested { agent }
                 }
                 other => CancelOutcome::AlreadyFinal(other),
@@ -239,42 +216,29 @@ pub(super) async fn complete_job(
         .with_conn(move |c| {
             let tx = c.savepoint()?;
             admit_agent(&tx, &agent, now)?;
-            let row: Option<(String, Option<String>)> = tx
-                .prepare_cached("SELECT state, report_sha256 FROM jobs WHERE id = ?1 AND agent = ?2")?
-                .query_row(params![report.job_id, agent.name], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-            let Some((state, stored_hash)) = row else {
-                return Ok(CompleteOutcome::NotFound);
-            };
-            let state = JobState::parse(&state)?;
-            if state.is_final() {
-                return Ok(if stored_hash.as_deref() == Some(report_sha256.as_str()) {
-                    CompleteOutcome::Duplicate
-                } else {
-                    CompleteOutcome::Conflict(state)
-                });
-            }
-            let new_state = JobState::from(report.status);
-            let body = sealed_body;
             let stats = serde_json::to_string(&report.stats).unwrap_or_default();
             let (code, message) = report.reason.map(|r| (r.code, r.message)).unzip();
-            tx.prepare_cached(
-                "UPDATE jobs SET state = ?2, finished_at = ?3, lease_until = NULL, report_sha256 = ?4,
-                     reason_code = ?5, reason_message = ?6, stats = ?7, content_type = ?8, body = ?9 WHERE id = ?1",
-            )?
-            .execute(params![
+            let changed = tx.prepare_cached(&COMPLETE)?.execute(params![
                 report.job_id,
-                new_state.as_str(),
+                agent.name,
                 now,
+                JobState::from(report.status).as_str(),
                 report_sha256,
                 code,
                 message,
                 stats,
                 report.content_type,
-                body
-            ])?;
+                sealed_body
+            ])? == 1;
+            let stored: Option<(String, Option<String>)> = if changed {
+                None
+            } else {
+                tx.prepare_cached("SELECT state, report_sha256 FROM jobs WHERE id = ?1 AND agent = ?2")?
+                    .query_row(params![report.job_id, agent.name], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?
+            };
             tx.commit()?;
-            Ok(CompleteOutcome::Accepted)
+            transitions::settle(changed, stored.as_ref().map(|(s, h)| (s.as_str(), h.as_deref())), &report_sha256)
         })
         .await
 }

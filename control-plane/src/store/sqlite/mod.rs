@@ -116,8 +116,6 @@ impl From<rusqlite::Error> for StoreError {
 impl_store!(SqliteStore, by_topic);
 
 #[cfg(test)]
-pub(super) use jobs::LEASE_SQLITE;
-
 #[cfg(test)]
 mod tests {
     use std::error::Error as _;
