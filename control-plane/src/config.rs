@@ -207,25 +207,30 @@ fn default_oidc_scopes() -> Vec<String> {
     vec!["email".into(), "profile".into()]
 }
 
-/// A client secret: redacted in `Debug`, zeroed when dropped.
-#[derive(Clone, Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
-#[serde(transparent)]
-pub struct ClientSecret(String);
+/// A client secret: a [`secrecy::SecretString`] (zeroed when dropped), redacted in `Debug`.
+#[derive(Clone)]
+pub struct ClientSecret(secrecy::SecretString);
 
 impl ClientSecret {
     /// Wraps a secret read from a file.
     pub fn new(s: String) -> Self {
-        Self(s)
+        Self(s.into())
     }
     /// The secret, for the token request only.
     pub fn expose(&self) -> &str {
-        &self.0
+        secrecy::ExposeSecret::expose_secret(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ClientSecret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Self::new(String::deserialize(d)?))
     }
 }
 
 impl std::fmt::Debug for ClientSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ClientSecret(<redacted>)")
+        f.write_str("ClientSecret([REDACTED])")
     }
 }
 

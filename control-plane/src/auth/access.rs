@@ -327,30 +327,31 @@ impl Caller {
     }
 }
 
-/// A password from a request or the terminal: zeroized on drop, redacted in `Debug`.
+/// A password from a request or the terminal: a [`secrecy::SecretString`] (zeroed when
+/// dropped), redacted in `Debug`.
 #[derive(Clone)]
-pub struct Password(Zeroizing<String>);
+pub struct Password(secrecy::SecretString);
 
 impl Password {
     /// Wraps a password.
     pub fn new(p: String) -> Self {
-        Password(Zeroizing::new(p))
+        Password(p.into())
     }
     /// The text, for hashing or verifying only.
     pub fn expose(&self) -> &str {
-        &self.0
+        secrecy::ExposeSecret::expose_secret(&self.0)
     }
 }
 
 impl fmt::Debug for Password {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Password(<redacted>)")
+        f.write_str("Password([REDACTED])")
     }
 }
 
 impl<'de> Deserialize<'de> for Password {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Password(Zeroizing::new(String::deserialize(d)?)))
+        Ok(Password::new(String::deserialize(d)?))
     }
 }
 

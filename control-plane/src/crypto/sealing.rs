@@ -49,7 +49,7 @@ const NAME_KEY_LABEL: &[u8] = b"outpost control plane: audit log names v1";
 
 impl std::fmt::Debug for ResultCipher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ResultCipher(<redacted>)")
+        f.write_str("ResultCipher([REDACTED])")
     }
 }
 

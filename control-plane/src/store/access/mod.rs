@@ -41,7 +41,7 @@ impl std::fmt::Debug for UserRecord {
             .field("id", &self.id)
             .field("name", &self.name)
             .field("role", &self.role)
-            .field("password_hash", &self.password_hash.as_ref().map(|_| "<redacted>"))
+            .field("password_hash", &self.password_hash.as_ref().map(|_| "[REDACTED]"))
             .field("disabled_at", &self.disabled_at)
             .finish_non_exhaustive()
     }
