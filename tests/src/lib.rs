@@ -128,45 +128,47 @@ pub fn run_cmd_env(
 
 /// The PostgreSQL server the tests use (`OUTPOST_TEST_PG_URL`, default the local one).
 pub fn pg_server_url() -> String {
-    std::env::var("OUTPOST_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    outpost_control_plane::store::testdb::base_url()
 }
 
-/// A new, empty database on the test server, dropped when this is dropped.
+/// A new, empty database on the test server ([`outpost_control_plane::store::testdb`],
+/// which the store's own tests use too), dropped when this is dropped.
 pub struct PgDatabase {
     /// Its URL.
     pub url: String,
-    name: String,
+    db: Option<outpost_control_plane::store::testdb::EmptyDb>,
 }
 
 impl PgDatabase {
-    /// Creates `outpost_e2e_<random>` (with `psql`, so it works outside a runtime).
+    /// Creates `outpost_e2e_<random>`.
     pub fn create() -> Result<Self> {
-        let name =
-            format!("outpost_e2e_{}", outpost_protocol::encoding::hex(&outpost_protocol::ids::random_bytes::<6>()));
-        let server = pg_server_url();
-        let (code, _, err) =
-            run_cmd(Path::new("psql"), &["-X", "-q", "-d", &server, "-c", &format!("CREATE DATABASE {name}")], None)?;
-        if code != 0 {
-            bail!(
-                "cannot create a test database on {server}: {err}\nStart PostgreSQL: \
-                 pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
-            );
-        }
-        let (head, query) = server.split_once('?').map_or((server.as_str(), None), |(h, q)| (h, Some(q)));
-        let base = head.rsplit_once('/').map_or(head, |(b, _)| b);
-        let url = match query {
-            Some(q) => format!("{base}/{name}?{q}"),
-            None => format!("{base}/{name}"),
-        };
-        Ok(Self { url, name })
+        let db = on_own_runtime(|| outpost_control_plane::store::testdb::EmptyDb::create("outpost_e2e"))?
+            .map_err(anyhow::Error::msg)?;
+        Ok(Self { url: db.url.clone(), db: Some(db) })
     }
 }
 
 impl Drop for PgDatabase {
     fn drop(&mut self) {
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        let _ = run_cmd(Path::new("psql"), &["-X", "-q", "-d", &pg_server_url(), "-c", &sql], None);
+        if let Some(db) = self.db.take() {
+            let _ = on_own_runtime(move || db.drop());
+        }
     }
+}
+
+/// Runs a future on a runtime of its own, on a thread of its own: the callers may be
+/// inside a test's runtime, which cannot block on another, or outside any.
+fn on_own_runtime<F, Fut>(f: F) -> Result<Fut::Output>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future,
+    Fut::Output: Send + 'static,
+{
+    std::thread::spawn(move || -> Result<Fut::Output> {
+        Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(f()))
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the test database's thread panicked"))?
 }
 
 /// The backend the end-to-end tests run the control plane on: `OUTPOST_TEST_STORE=postgres`

@@ -182,5 +182,5 @@ pub trait Store: crate::store::access::AccessStore + Send + Sync + 'static {
 
 #[cfg(test)]
 mod contract_tests;
-#[cfg(test)]
-pub(crate) mod testdb;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testdb;

@@ -216,7 +216,7 @@ impl PgStore {
     }
 
     /// Closes the pool (a test database is dropped after).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "test-support"))]
     pub(crate) fn close(&self) {
         self.pool.close();
     }
