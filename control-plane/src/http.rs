@@ -132,7 +132,7 @@ pub async fn read_body(body: Incoming, max: usize) -> Result<Bytes, ApiError> {
 }
 
 /// Parses JSON, naming the offending field (dotted path) in the error; a refused
-/// parameter is explained ([`explain::param`]).
+/// parameter is explained (`explain::param`).
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
@@ -159,8 +159,9 @@ fn joined(prefix: &str, path: &str) -> String {
 }
 
 /// The 400 for serde's `msg` at `path` (under `prefix`) of `root`: a parameter (the
-/// innermost `params[i]` on the path) is explained in the API's words, anything else
-/// keeps serde's message with Rust's type names replaced.
+/// innermost `params[i]` on the path; every `params` list of the API holds job
+/// parameters) is explained in the API's words, anything else keeps serde's message with
+/// Rust's type names replaced.
 fn located(root: Option<&serde_json::Value>, path: &serde_path_to_error::Path, prefix: &str, msg: &str) -> ApiError {
     use serde_path_to_error::Segment;
     let mut at = prefix.to_owned();
@@ -199,8 +200,8 @@ fn located(root: Option<&serde_json::Value>, path: &serde_path_to_error::Path, p
 
 /// Parses a render spec, naming the exact field on error. Serde buffers internally
 /// tagged enums, which hides the field path, so the kind is read first and the rest is
-/// parsed as that kind's struct; refusals are explained ([`explain::render_kind`],
-/// [`explain::render_option`]).
+/// parsed as that kind's struct; refusals are explained (`explain::render_kind`,
+/// `explain::render_option`).
 pub fn parse_render(value: serde_json::Value) -> Result<outpost_protocol::RenderSpec, ApiError> {
     use outpost_protocol::RenderSpec;
     if let Some((field, message)) = explain::render_kind(&value) {
