@@ -55,7 +55,8 @@ async fn a_job_with_a_bad_parameter_or_render_kind_is_a_400_that_says_what_is_ac
     assert_eq!(body["code"], "invalid_request");
     assert_eq!(
         body["message"],
-        "params[0]: \"5\" is a string, not a parameter; for $1 write {\"type\":\"text\",\"value\":\"5\"}; a parameter is \
+        "params[0]: \"5\" is a string, not a parameter; for $1 write {\"type\":\"text\",\"value\":\"5\"} or, unquoted, \
+         {\"type\":\"int\",\"value\":5}; a parameter is \
          {\"type\":\"null\"}, {\"type\":\"bool\",\"value\":true}, {\"type\":\"int\",\"value\":5}, \
          {\"type\":\"float\",\"value\":2.5} or {\"type\":\"text\",\"value\":\"EMEA\"}"
     );

@@ -314,7 +314,10 @@ pub(crate) fn param(v: &Value, position: usize) -> Option<(String, String)> {
     let names: Vec<&str> = types.iter().map(|(t, _)| *t).collect();
     let forms = param_forms();
     let Value::Object(map) = v else {
-        let write = as_param(v).map(|p| format!("for ${position} write {p}; ")).unwrap_or_default();
+        // `"5"`: text as given, or what it would be without the quotes.
+        let unquoted = v.as_str().and_then(|s| serde_json::from_str::<Value>(s).ok()).filter(|u| !u.is_string());
+        let or = unquoted.as_ref().and_then(as_param).map(|p| format!(" or, unquoted, {p}")).unwrap_or_default();
+        let write = as_param(v).map(|p| format!("for ${position} write {p}{or}; ")).unwrap_or_default();
         return Some((String::new(), format!("{}, not a parameter; {write}a parameter is {forms}", what(v))));
     };
     // `{"int": 5}`: the type given as the key.

@@ -30,7 +30,7 @@ fn a_bare_value_names_the_parameter_and_every_accepted_form() {
     assert_eq!(
         job_error(json!({ "params": ["5"] })),
         format!(
-            r#"params[0]: "5" is a string, not a parameter; for $1 write {{"type":"text","value":"5"}}; a parameter is {FORMS}"#
+            r#"params[0]: "5" is a string, not a parameter; for $1 write {{"type":"text","value":"5"}} or, unquoted, {{"type":"int","value":5}}; a parameter is {FORMS}"#
         )
     );
     assert_eq!(
@@ -45,6 +45,9 @@ fn a_bare_value_names_the_parameter_and_every_accepted_form() {
             r#"params[0]: null was given, not a parameter; for $1 write {{"type":"null"}}; a parameter is {FORMS}"#
         )
     );
+    let e = job_error(json!({ "params": ["EMEA"] }));
+    let want = r#"params[0]: "EMEA" is a string, not a parameter; for $1 write {"type":"text","value":"EMEA"}; a parameter is "#;
+    assert_eq!(e, format!("{want}{FORMS}"));
     let e = job_error(json!({ "params": [[1]] }));
     assert_eq!(e, format!("params[0]: [1] is a list, not a parameter; a parameter is {FORMS}"));
 }
