@@ -12,6 +12,8 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde::Serialize;
 
+mod explain;
+
 /// Response body type of every handler.
 pub type Body = Full<Bytes>;
 
@@ -129,65 +131,101 @@ pub async fn read_body(body: Incoming, max: usize) -> Result<Bytes, ApiError> {
     }
 }
 
-/// Parses JSON, naming the offending field (dotted path) in the error.
+/// Parses JSON, naming the offending field (dotted path) in the error; a refused
+/// parameter is explained (`explain::param`).
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let msg = strip_position(&inner.to_string());
-        if path == "." || path.is_empty() {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", msg)
-        } else {
-            ApiError::bad_field(&path, msg)
-        }
+        // The error path only: the body again as a value, to show what was given.
+        let root = serde_json::from_slice::<serde_json::Value>(bytes).ok();
+        located(root.as_ref(), e.path(), "", &e.inner().to_string())
     })
 }
 
 /// Parses an already-decoded JSON value, naming fields as `prefix.field`.
 pub fn parse_value_at<T: serde::de::DeserializeOwned>(value: serde_json::Value, prefix: &str) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let msg = strip_position(&e.into_inner().to_string());
-        if path == "." || path.is_empty() {
-            ApiError::bad_field(prefix, msg)
-        } else {
-            ApiError::bad_field(&format!("{prefix}.{path}"), msg)
+    serde_path_to_error::deserialize(&value)
+        .map_err(|e| located(Some(&value), e.path(), prefix, &e.inner().to_string()))
+}
+
+/// `prefix.path`, or either alone.
+fn joined(prefix: &str, path: &str) -> String {
+    match (prefix, path) {
+        (_, "." | "") => prefix.to_owned(),
+        ("", _) => path.to_owned(),
+        (_, _) if path.starts_with('[') => format!("{prefix}{path}"),
+        _ => format!("{prefix}.{path}"),
+    }
+}
+
+/// The 400 for serde's `msg` at `path` (under `prefix`) of `root`: a parameter (the
+/// innermost `params[i]` on the path; every `params` list of the API holds job
+/// parameters) is explained in the API's words, anything else keeps serde's message with
+/// Rust's type names replaced.
+fn located(root: Option<&serde_json::Value>, path: &serde_path_to_error::Path, prefix: &str, msg: &str) -> ApiError {
+    use serde_path_to_error::Segment;
+    let mut at = prefix.to_owned();
+    let mut here = root;
+    let mut param = None;
+    let mut after_params = false;
+    for segment in path {
+        match segment {
+            Segment::Seq { index } => {
+                at = format!("{at}[{index}]");
+                here = here.and_then(|v| v.get(index));
+                if after_params {
+                    param = here.map(|v| (at.clone(), v, *index));
+                }
+                after_params = false;
+            }
+            Segment::Map { key } => {
+                at = joined(&at, key);
+                here = here.and_then(|v| v.get(key));
+                after_params = key == "params";
+            }
+            Segment::Enum { .. } | Segment::Unknown => {
+                here = None;
+                after_params = false;
+            }
         }
-    })
+    }
+    let explained = param.and_then(|(at, v, i)| explain::param(v, i + 1).map(|(under, m)| (format!("{at}{under}"), m)));
+    let (field, message) = explained.unwrap_or_else(|| (joined(prefix, &path.to_string()), strip_position(msg)));
+    if field.is_empty() {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    } else {
+        ApiError::bad_field(&field, message)
+    }
 }
 
 /// Parses a render spec, naming the exact field on error. Serde buffers internally
 /// tagged enums, which hides the field path, so the kind is read first and the rest is
-/// parsed as that kind's struct.
+/// parsed as that kind's struct; refusals are explained (`explain::render_kind`,
+/// `explain::render_option`).
 pub fn parse_render(value: serde_json::Value) -> Result<outpost_protocol::RenderSpec, ApiError> {
     use outpost_protocol::RenderSpec;
+    if let Some((field, message)) = explain::render_kind(&value) {
+        return Err(ApiError::bad_field(field, message));
+    }
     let serde_json::Value::Object(mut map) = value else {
         return Err(ApiError::bad_field("render", "must be an object with a `kind`"));
     };
     let kind = match map.remove("kind") {
         Some(serde_json::Value::String(k)) => k,
-        Some(_) => return Err(ApiError::bad_field("render.kind", "must be a string")),
-        None => {
-            let kinds = outpost_protocol::RENDER_KINDS.join(", ");
-            return Err(ApiError::bad_field("render.kind", format!("missing; expected one of: {kinds}")));
-        }
+        _ => return Err(ApiError::bad_field("render.kind", "must be a string")),
     };
     let rest = serde_json::Value::Object(map);
     let spec = match kind.as_str() {
-        "table" => RenderSpec::Table(parse_value_at(rest, "render")?),
-        "scalar" => RenderSpec::Scalar(parse_value_at(rest, "render")?),
-        "bar" => RenderSpec::Bar(parse_value_at(rest, "render")?),
-        "line" => RenderSpec::Line(parse_value_at(rest, "render")?),
-        "area" => RenderSpec::Area(parse_value_at(rest, "render")?),
-        "scatter" => RenderSpec::Scatter(parse_value_at(rest, "render")?),
-        "pie" => RenderSpec::Pie(parse_value_at(rest, "render")?),
+        "table" => RenderSpec::Table(parse_options(&kind, &rest)?),
+        "scalar" => RenderSpec::Scalar(parse_options(&kind, &rest)?),
+        "bar" => RenderSpec::Bar(parse_options(&kind, &rest)?),
+        "line" => RenderSpec::Line(parse_options(&kind, &rest)?),
+        "area" => RenderSpec::Area(parse_options(&kind, &rest)?),
+        "scatter" => RenderSpec::Scatter(parse_options(&kind, &rest)?),
+        "pie" => RenderSpec::Pie(parse_options(&kind, &rest)?),
         other => {
             let kinds = outpost_protocol::RENDER_KINDS.join(", ");
-            return Err(ApiError::bad_field(
-                "render.kind",
-                format!("unknown kind {other:?}; expected one of: {kinds}"),
-            ));
+            return Err(ApiError::bad_field("render.kind", format!("{other:?} is not a render kind; one of {kinds}")));
         }
     };
     // What serde cannot check (bounds, a series column with one y), so that a project
@@ -199,28 +237,26 @@ pub fn parse_render(value: serde_json::Value) -> Result<outpost_protocol::Render
     Ok(spec)
 }
 
+/// The options of a render spec of `kind` (the spec without `kind`), as that kind's struct.
+fn parse_options<T: serde::de::DeserializeOwned>(kind: &str, options: &serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(options).map_err(|e| {
+        let field = match e.path().iter().next() {
+            Some(serde_path_to_error::Segment::Map { key }) => Some(key.clone()),
+            _ => None,
+        };
+        let at = joined("render", &e.path().to_string());
+        let msg = strip_position(&e.inner().to_string());
+        let message = explain::render_option(kind, options, field.as_deref(), &msg).unwrap_or(msg);
+        ApiError::bad_field(&at, message)
+    })
+}
+
 fn strip_position(msg: &str) -> String {
     let msg = match msg.find(" at line ") {
         Some(i) => &msg[..i],
         None => msg,
     };
-    in_users_words(msg)
-}
-
-/// serde's names for the protocol's tagged enums, said as what the API expects.
-fn in_users_words(msg: &str) -> String {
-    const WORDS: [(&str, &str); 2] = [
-        (
-            "adjacently tagged enum Param",
-            "a parameter such as {\"type\": \"int\", \"value\": 5} (type: null, bool, int, float or text)",
-        ),
-        (
-            "internally tagged enum RenderSpec",
-            "a render spec such as {\"kind\": \"bar\", \"x\": \"region\", \"y\": [\"total\"]} \
-             (kind: table, scalar, bar, line, area, scatter or pie)",
-        ),
-    ];
-    WORDS.iter().fold(msg.to_owned(), |m, (serde, ours)| m.replace(serde, ours))
+    explain::in_users_words(msg)
 }
 
 /// An empty 204 answer.
@@ -308,24 +344,6 @@ mod tests {
         assert!(e.message.starts_with("render.y: invalid type"), "{}", e.message);
         let e = parse_json::<Req>(br#"{"render":{"y":[]}}"#).expect_err("missing");
         assert!(e.message.contains("missing field `agent`"), "{}", e.message);
-    }
-
-    #[test]
-    fn a_bad_parameter_is_explained_in_the_apis_words() {
-        #[derive(Debug, serde::Deserialize)]
-        #[allow(dead_code)]
-        struct Job {
-            params: Vec<outpost_protocol::Param>,
-        }
-        let e = parse_json::<Job>(br#"{"params":["5"]}"#).expect_err("bare value");
-        assert!(e.message.starts_with("params[0]: invalid type: string \"5\""), "{}", e.message);
-        assert!(
-            e.message.contains(r#"{"type": "int", "value": 5}"#) && !e.message.contains("adjacently"),
-            "{}",
-            e.message
-        );
-        let e = parse_json::<Job>(br#"{"params":[{"type":"integer","value":5}]}"#).expect_err("unknown type");
-        assert!(e.message.contains("unknown variant `integer`") && e.message.contains("`int`"), "{}", e.message);
     }
 
     #[test]

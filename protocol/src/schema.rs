@@ -61,8 +61,8 @@ pub fn openapi_components() -> Map<String, Value> {
     generator.subschema_for::<Param>();
     generator.subschema_for::<CacheSpec>();
     let mut defs = generator.take_definitions(true);
-    split(&mut defs, "RenderSpec", "kind", &render_examples());
-    split(&mut defs, "Param", "type", &param_examples());
+    split(&mut defs, "RenderSpec", "kind", "What is rendered: one of", &render_examples());
+    split(&mut defs, "Param", "type", "The parameter's type: one of", &param_examples());
     if let Some(cache) = defs.get_mut("CacheSpec") {
         cache["example"] = json!({ "max_age_secs": 300 });
     }
@@ -73,17 +73,21 @@ pub fn openapi_components() -> Map<String, Value> {
 }
 
 /// Replaces the `oneOf` of an internally or adjacently tagged enum by references to one
-/// component per variant, with a discriminator on `tag`.
-fn split(defs: &mut Map<String, Value>, name: &str, tag: &str, variants: &[(&str, &str, Value)]) {
+/// component per variant, with a discriminator on `tag`, described as `about` and the
+/// list of wire names.
+fn split(defs: &mut Map<String, Value>, name: &str, tag: &str, about: &str, variants: &[(&str, &str, Value)]) {
     let Some(Value::Array(one_of)) = defs.get_mut(name).and_then(|s| s.get_mut("oneOf")).map(Value::take) else {
         return;
     };
     let mut refs = Vec::new();
     let mut mapping = Map::new();
+    let wire_names: Vec<&str> = variants.iter().map(|(w, _, _)| *w).collect();
     for mut variant in one_of {
         let wire = variant["properties"][tag]["enum"][0].as_str().unwrap_or_default().to_owned();
         let Some((_, component, example)) = variants.iter().find(|(w, _, _)| *w == wire) else { continue };
         variant["example"] = example.clone();
+        variant["properties"][tag]["description"] =
+            Value::String(format!("{about} {}; `{wire}` here.", wire_names.join(", ")));
         refs.push(json!({ "$ref": reference(component) }));
         mapping.insert(wire, Value::String(reference(component)));
         defs.insert((*component).to_owned(), variant);

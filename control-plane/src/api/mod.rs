@@ -21,6 +21,8 @@ pub mod job_results;
 pub mod jobs;
 pub mod openapi;
 pub mod projects;
+#[cfg(test)]
+mod request_errors_tests;
 mod routes;
 pub mod schema;
 

@@ -6,6 +6,8 @@ use serde_json::{json, Value};
 
 use crate::api::{Auth, RouteId, ROUTES};
 
+mod error;
+
 fn obj(required: &[&str], props: Value) -> Value {
     json!({ "type": "object", "required": required, "properties": props })
 }
@@ -105,7 +107,7 @@ fn components() -> Value {
             "embedToken": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "An embed token (EdDSA JWT)." }
         },
         "schemas": {
-            "Error": obj(&["code", "message"], json!({ "code": string(), "message": string() })),
+            "Error": error::schema(),
             "Role": role,
             "Grant": grant,
             "Scope": { "type": "string", "enum": scope_names },

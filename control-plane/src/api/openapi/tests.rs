@@ -28,3 +28,17 @@ fn every_route_is_documented_once_with_its_path_parameters() {
     }
     assert_eq!(n, crate::api::ROUTES.len());
 }
+
+#[test]
+fn the_error_schema_shows_a_real_refusal_and_the_tags_list_their_values() {
+    let doc = super::document();
+    let schemas = &doc["components"]["schemas"];
+    let example = &schemas["Error"]["example"];
+    assert_eq!(example["code"], "invalid_request");
+    let message = example["message"].as_str().expect("a refusal of the real parser");
+    assert!(message.starts_with(r#"params[0]: "5" is a string, not a parameter; for $1 write"#), "{message}");
+    let kind = schemas["PieRender"]["properties"]["kind"]["description"].as_str().expect("described");
+    assert!(kind.contains(&outpost_protocol::RENDER_KINDS.join(", ")) && kind.ends_with("`pie` here."), "{kind}");
+    let t = schemas["IntParam"]["properties"]["type"]["description"].as_str().expect("described");
+    assert!(t.contains("null, bool, int, float, text") && t.ends_with("`int` here."), "{t}");
+}
