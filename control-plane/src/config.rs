@@ -303,12 +303,38 @@ pub struct EmbedConfig {
     /// Longest lifetime a request may ask for, seconds (60..86400).
     #[serde(default = "default_embed_max_ttl")]
     pub max_ttl_secs: u64,
+    /// Origins whose pages may show the embed page (`/embed/dashboards/{id}`) in a frame:
+    /// its `Content-Security-Policy: frame-ancestors`. Each is `https://host[:port]`
+    /// (`http://` for a local test), a leading `*.` allowed in the host. Empty (the
+    /// default): no page may frame it.
+    #[serde(default)]
+    pub frame_ancestors: Vec<String>,
 }
 
 impl Default for EmbedConfig {
     fn default() -> Self {
-        Self { default_ttl_secs: DEFAULT_EMBED_TTL_SECS, max_ttl_secs: DEFAULT_EMBED_MAX_TTL_SECS }
+        Self {
+            default_ttl_secs: DEFAULT_EMBED_TTL_SECS,
+            max_ttl_secs: DEFAULT_EMBED_MAX_TTL_SECS,
+            frame_ancestors: Vec::new(),
+        }
     }
+}
+
+/// Whether `s` is an origin a CSP `frame-ancestors` may name: a scheme of `https` or
+/// `http`, a host of letters, digits, dots and dashes (a leading `*.` allowed), an
+/// optional port; nothing else, so that no entry can end the directive or add another.
+pub fn is_frame_ancestor(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://")) else {
+        return false;
+    };
+    let (host, port) = rest.split_once(':').map_or((rest, None), |(h, p)| (h, Some(p)));
+    let host = host.strip_prefix("*.").unwrap_or(host);
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    host_ok && port_ok
 }
 
 /// API tokens.
@@ -499,6 +525,14 @@ impl ControlPlaneConfig {
         }
         if !(10..=self.embed.max_ttl_secs).contains(&self.embed.default_ttl_secs) {
             return Err(invalid("embed.default_ttl_secs", "must be between 10 and embed.max_ttl_secs"));
+        }
+        for (i, origin) in self.embed.frame_ancestors.iter().enumerate() {
+            if !is_frame_ancestor(origin) {
+                return Err(invalid(
+                    &format!("embed.frame_ancestors[{i}]"),
+                    &format!("{origin:?} is not an origin; write https://host or https://host:port (a leading *. allowed in the host)"),
+                ));
+            }
         }
         if !(1..=3650).contains(&self.api_tokens.max_ttl_days) {
             return Err(invalid("api_tokens.max_ttl_days", "must be between 1 and 3650"));

@@ -81,3 +81,25 @@ fn config_check_names_each_unreadable_file_and_never_opens_a_fifo() {
     assert!(problems[0].starts_with("store_password_file: ") && problems[0].ends_with("not a regular file"));
     assert!(problems[1].starts_with("store_ca_file: ") && problems[1].contains("No such file"));
 }
+
+#[test]
+fn embed_frame_ancestors_are_origins_and_nothing_else() {
+    let ok = parse_store("embed:\n  frame_ancestors: [\"https://app.example.com\", \"https://*.example.org:8443\", \"http://127.0.0.1:9\"]\n")
+        .expect("origins");
+    assert_eq!(ok.embed.frame_ancestors.len(), 3);
+    assert!(parse_store("").expect("default").embed.frame_ancestors.is_empty(), "no framing by default");
+    // Anything that could end the directive, add another or widen it is refused, by index.
+    for (bad, i) in [
+        ("[\"*\"]", 0),
+        ("[\"https://a.example; script-src *\"]", 0),
+        ("[\"https://ok.example\", \"'self' https://x\"]", 1),
+        ("[\"app.example.com\"]", 0),
+        ("[\"https://a.example/path\"]", 0),
+        ("[\"javascript://x\"]", 0),
+        ("[\"https://\"]", 0),
+        ("[\"https://a.example:99999x\"]", 0),
+    ] {
+        let e = parse_store(&format!("embed:\n  frame_ancestors: {bad}\n")).expect_err(bad);
+        assert!(e.contains(&format!("embed.frame_ancestors[{i}]")), "{bad}: {e}");
+    }
+}

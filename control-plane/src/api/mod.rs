@@ -166,6 +166,25 @@ pub async fn call(
     finish(app, route, ctx, result).await
 }
 
+/// Calls an embed route in-process with `token` as its bearer, through the same checks
+/// and audit record as a request from outside: the embed page's way to its results.
+pub async fn call_embed(app: &App, remote: &str, token: &str, route: RouteId, params: Vec<String>) -> Response<Body> {
+    let Some(route) = ROUTES.iter().find(|r| r.id == route && r.auth == Auth::Embed) else {
+        return ApiError::internal(format!("no embed route {route:?}")).into_response();
+    };
+    let mut ctx = Ctx { remote: remote.to_owned(), ..Ctx::default() };
+    let req = Request::builder()
+        .method(route.method)
+        .uri(route.path)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(bytes::Bytes::new());
+    let result = match req {
+        Ok(req) => crate::api::jobs::dispatch(app, route.id, params, req, &mut ctx).await,
+        Err(_) => Err(unauthorized("the embed token is not well formed")),
+    };
+    finish(app, route, ctx, result).await
+}
+
 async fn finish(app: &App, route: &Route, mut ctx: Ctx, result: Result<Response<Body>, ApiError>) -> Response<Body> {
     let mut res = match result {
         Ok(r) => r,

@@ -11,6 +11,7 @@
 //! allow-list ([`crate::console::sanitize_svg`]) before it is put into a page.
 
 mod download;
+pub mod embed;
 mod pages;
 pub mod sanitize_svg;
 pub mod sso;
@@ -45,7 +46,7 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
 
 /// Whether `path` belongs to the console (or is the root, which leads to it).
 pub fn is_console_path(path: &str) -> bool {
-    path == "/" || path == "/console" || path.starts_with("/console/")
+    path == "/" || path == "/console" || path.starts_with("/console/") || embed::is_embed_path(path)
 }
 
 /// Serves one console request.
@@ -57,6 +58,9 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
             StatusCode::METHOD_NOT_ALLOWED,
             bare_page("Not allowed", "<p>The console changes things through the API only.</p>"),
         );
+    }
+    if embed::is_embed_path(&path) {
+        return embed::handle(&app, remote, &path, query.as_deref()).await;
     }
     match path.as_str() {
         "/" | "/console" => return redirect("/console/"),

@@ -747,6 +747,7 @@ async fn embed_tokens_read_one_project_for_one_customer_and_every_forgery_is_ref
     assert_eq!((res.status, res.text()), (200, direct["North"].clone()), "the north customer's own number");
     let res = call(&embed, "GET", "/v1/embed/results/0", None).await?;
     assert_eq!(res.header("content-type").as_deref(), Some("image/svg+xml"));
+    embed_page_shows_the_customers_results_only(&admin, &p1, &p2, &token, &direct["North"]).await?;
     // Nothing else: no API route, no other query index.
     assert_eq!(call(&embed, "GET", "/v1/projects", None).await?.status, 401);
     assert_eq!(call(&embed, "GET", &format!("/v1/projects/{p2}"), None).await?.status, 401);
@@ -806,6 +807,9 @@ async fn embed_tokens_read_one_project_for_one_customer_and_every_forgery_is_ref
     assert_eq!(res.status, 404, "project 2 never ran: nothing of project 1 leaks: {}", res.text());
     // Revoked by project: project 1's tokens stop, project 2's do not.
     ok_json(&editor, "POST", &format!("/v1/projects/{p1}/embed-tokens/revoke"), None).await?;
+    let page = call(&admin.with_token(None), "GET", &format!("/embed/dashboards/{p1}?token={token}"), None).await?;
+    assert_eq!(page.status, 401, "a revoked token's page is refused: {}", page.text());
+
     let res = call(&embed, "GET", "/v1/embed/results/1", None).await?;
     assert_eq!(res.status, 401, "{}", res.text());
     assert_eq!(call(&embed2, "GET", "/v1/embed/project", None).await?.status, 200);
@@ -878,5 +882,43 @@ async fn results_are_sealed_at_rest_and_gone_from_the_database_file_after_retent
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(cp.data_dir.join("results.key"))?.permissions());
     assert_eq!(mode & 0o777, 0o600);
+    Ok(())
+}
+
+/// The embed page (`/embed/dashboards/{id}?token=…`): the token's customer's numbers, no
+/// SQL, agent or connection names; framed by no one by default; refused for another
+/// project, without a token, or with a malformed one.
+async fn embed_page_shows_the_customers_results_only(
+    api: &Api,
+    p1: &str,
+    p2: &str,
+    token: &str,
+    north: &str,
+) -> Result<()> {
+    let anon = api.with_token(None);
+    let page = call(&anon, "GET", &format!("/embed/dashboards/{p1}?token={token}"), None).await?;
+    let html = page.text();
+    assert_eq!(page.status, 200, "{html}");
+    let csp = page.header("content-security-policy").unwrap_or_default();
+    assert!(csp.contains("frame-ancestors 'none'") && !csp.contains("script-src"), "{csp}");
+    assert_eq!(page.header("x-frame-options"), None, "framing is the CSP's to allow");
+    assert_eq!(page.header("referrer-policy").as_deref(), Some("no-referrer"));
+    assert_eq!(page.header("cache-control").as_deref(), Some("no-store"));
+    let scalar: serde_json::Value = serde_json::from_str(north)?;
+    let shown = scalar["formatted"].as_str().map_or_else(|| scalar["value"].to_string(), str::to_owned);
+    assert!(html.contains(&format!("<strong>{shown}</strong>")), "north's number {shown} in {html}");
+    assert!(html.contains("<svg"), "the chart tile: {html}");
+    for secret in ["FROM orders", "edge-1", "<script", "data-sql"] {
+        assert!(!html.contains(secret), "{secret:?} on the embed page: {html}");
+    }
+    for (path, why) in [
+        (format!("/embed/dashboards/{p2}?token={token}"), "another project's page"),
+        (format!("/embed/dashboards/{p1}"), "no token"),
+        (format!("/embed/dashboards/{p1}?token=%3Cscript%3E"), "a malformed token"),
+    ] {
+        let res = call(&anon, "GET", &path, None).await?;
+        assert_eq!(res.status, 401, "{why}: {}", res.text());
+        assert!(!res.text().contains("Sales") && !res.text().contains("Other"), "{why} names no project");
+    }
     Ok(())
 }

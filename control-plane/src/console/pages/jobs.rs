@@ -249,7 +249,7 @@ fn downloads(j: &Value, table: bool) -> String {
 }
 
 /// A JSON result (table or scalar) as HTML, every value escaped.
-fn json_result_html(v: &Value) -> String {
+pub(crate) fn json_result_html(v: &Value) -> String {
     let mut b = String::new();
     if let (Some(cols), Some(rows)) = (v["columns"].as_array(), v["rows"].as_array()) {
         // The agent's column types (when it sends them): decimals come as strings, to stay

@@ -1,6 +1,6 @@
 //! The console's pages, by concern; each is a method of [`crate::console::Page`].
 
 mod admin;
-mod jobs;
+pub(crate) mod jobs;
 mod projects;
 mod query;
