@@ -102,6 +102,11 @@ impl Axis {
         (0..=i64::from(self.intervals)).map(|i| (self.start + i) as f64 * self.step)
     }
 
+    /// The label of tick `v` in a chart's number format (and unit).
+    pub(crate) fn label_as(&self, v: f64, format: &super::format::ValueFormat) -> String {
+        format.tick(v, self.decimals, self.label(v), self.scientific)
+    }
+
     /// The label of tick `v`: integers without decimals, thousands separated by commas,
     /// otherwise at most two decimals; scientific notation for very small steps or very
     /// large values.

@@ -3,13 +3,14 @@
 
 use std::fmt::{self, Write as _};
 
-use super::format::format_number;
+use super::format::ValueFormat;
 use super::measure::{fit_width, text_width};
 use super::{
-    column_index, horizontal_labels_bottom, svg_axis_titles, svg_close, svg_empty, svg_legend, svg_open, svg_x_label,
-    svg_y_ticks, truncate_chars, truncation_note, value_text, x_title_baseline, Axis, Esc, Px, RenderError, ATTR_CHARS,
-    EDGE, LABEL_CHARS, LEGEND_WIDTH, MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MAX_BAR_GROUPS, MAX_CHART_MAGNITUDE,
-    MAX_SERIES, PALETTE, PLOT_HEIGHT, ROTATED_LABEL_SPACING, ROTATED_LABEL_TOP, SIN_45, WIDTH, X_TITLE_MAX,
+    column_index, horizontal_labels_bottom, plot_left, svg_axis_titles, svg_close, svg_empty, svg_legend, svg_open,
+    svg_x_label, svg_y_ticks, truncate_chars, truncation_note, value_text, x_title_baseline, Axis, Esc, Px,
+    RenderError, ATTR_CHARS, EDGE, LABEL_CHARS, LEGEND_WIDTH, MARGIN_RIGHT, MARGIN_TOP, MAX_BAR_GROUPS,
+    MAX_CHART_MAGNITUDE, MAX_SERIES, PALETTE, PLOT_HEIGHT, ROTATED_LABEL_SPACING, ROTATED_LABEL_TOP, SIN_45, WIDTH,
+    X_TITLE_MAX,
 };
 use crate::resultset::{ResultSet, Value};
 
@@ -60,6 +61,8 @@ pub(super) struct BarChart<'a> {
     pub(super) axis: Axis,
     /// Series stacked in one bar per group (positives up from zero, negatives down).
     pub(super) stacked: bool,
+    /// How values are written on the axis and in tooltips.
+    pub(super) format: ValueFormat,
 }
 
 /// A chart value as a bar: NULL draws none; anything else must be a finite number no
@@ -154,6 +157,7 @@ impl<'a> BarChart<'a> {
             truncated: rs.truncated,
             axis,
             stacked,
+            format: ValueFormat::default(),
         })
     }
 
@@ -166,7 +170,7 @@ impl<'a> BarChart<'a> {
         let groups = self.bars.len();
         let n_series = self.series.len();
         let legend = n_series > 1 || matches!(self.from, SeriesFrom::Values { .. });
-        let plot_left = MARGIN_LEFT;
+        let plot_left = plot_left(&self.axis, &self.format);
         let plot_right = WIDTH - MARGIN_RIGHT - if legend { LEGEND_WIDTH } else { 0.0 };
         let plot_width = plot_right - plot_left;
         let plot_top = MARGIN_TOP;
@@ -188,7 +192,7 @@ impl<'a> BarChart<'a> {
         svg_open(&mut o, &description, self.title, note.as_deref())?;
         // An empty chart has no values to scale: no ticks, only "No data".
         if groups > 0 {
-            svg_y_ticks(&mut o, &self.axis, plot_left, plot_right, y_of)?;
+            svg_y_ticks(&mut o, &self.axis, &self.format, plot_left, plot_right, y_of)?;
         }
 
         // Bars: one group per row, series side by side within the middle 80% of the group,
@@ -226,7 +230,7 @@ impl<'a> BarChart<'a> {
                     Esc(&bar.text),
                     Esc(&label),
                     Esc(&series),
-                    Esc(&format_number(&bar.text, None)),
+                    Esc(&self.format.value(&bar.text, value)),
                 )?;
             }
         }

@@ -296,7 +296,16 @@ fn bar_refuses_too_many_groups_or_series() {
     let mut all = vec!["k".to_owned()];
     all.extend(columns.iter().cloned());
     let wide = ResultSet { columns: all, rows: vec![], truncated: false, provenance: None };
-    let spec = RenderSpec::Bar(BarSpec { x: "k".into(), y: columns, title: None, stacked: false, series: None });
+    let spec = RenderSpec::Bar(BarSpec {
+        x: "k".into(),
+        y: columns,
+        title: None,
+        stacked: false,
+        series: None,
+        format: Default::default(),
+        unit: None,
+        decimals: None,
+    });
     assert_eq!(render(&spec, &wide, 10), Err(RenderError::TooManySeries { series: MAX_SERIES + 1, max: MAX_SERIES }));
     assert_eq!(render(&bar("k", &[], None), &wide, 10), Err(RenderError::NoSeries));
 }

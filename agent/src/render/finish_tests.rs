@@ -15,11 +15,27 @@ fn text(s: &str) -> Value {
 }
 
 fn xy(x: &str, y: &[&str]) -> XySpec {
-    XySpec { x: x.into(), y: y.iter().map(|c| (*c).to_owned()).collect(), title: None, max_points: None }
+    XySpec {
+        x: x.into(),
+        y: y.iter().map(|c| (*c).to_owned()).collect(),
+        title: None,
+        max_points: None,
+        series: None,
+        format: Default::default(),
+        unit: None,
+        decimals: None,
+    }
 }
 
 fn pie(label: &str, value: &str) -> RenderSpec {
-    RenderSpec::Pie(PieSpec { label: label.into(), value: value.into(), title: None })
+    RenderSpec::Pie(PieSpec {
+        label: label.into(),
+        value: value.into(),
+        title: None,
+        format: Default::default(),
+        unit: None,
+        decimals: None,
+    })
 }
 
 fn bar(x: &str, y: &[&str]) -> RenderSpec {
@@ -29,6 +45,9 @@ fn bar(x: &str, y: &[&str]) -> RenderSpec {
         title: None,
         stacked: false,
         series: None,
+        format: Default::default(),
+        unit: None,
+        decimals: None,
     })
 }
 

@@ -14,7 +14,16 @@ fn text(s: &str) -> Value {
 }
 
 fn xy(x: &str, y: &[&str]) -> XySpec {
-    XySpec { x: x.into(), y: y.iter().map(|c| (*c).to_owned()).collect(), title: None, max_points: None }
+    XySpec {
+        x: x.into(),
+        y: y.iter().map(|c| (*c).to_owned()).collect(),
+        title: None,
+        max_points: None,
+        series: None,
+        format: Default::default(),
+        unit: None,
+        decimals: None,
+    }
 }
 
 fn svg_of(r: &Rendered) -> roxmltree::Document<'_> {
@@ -222,6 +231,9 @@ fn stacked_bars_sit_on_each_other() {
         title: None,
         stacked: true,
         series: None,
+        format: Default::default(),
+        unit: None,
+        decimals: None,
     });
     let r = render(&spec, &data, 100).expect("renders");
     let doc = svg_of(&r);
@@ -257,7 +269,14 @@ fn pie_slices_have_the_data_shares() {
             vec![text("west"), Value::Int(20)],
         ],
     );
-    let spec = RenderSpec::Pie(PieSpec { label: "region".into(), value: "n".into(), title: Some("Orders".into()) });
+    let spec = RenderSpec::Pie(PieSpec {
+        label: "region".into(),
+        value: "n".into(),
+        title: Some("Orders".into()),
+        format: Default::default(),
+        unit: None,
+        decimals: None,
+    });
     let r = render(&spec, &data, 100).expect("renders");
     let doc = svg_of(&r);
     let slices: Vec<(String, String)> = doc
@@ -291,7 +310,14 @@ fn pie_cy() -> f64 {
 #[test]
 fn pie_sums_the_smallest_rows_as_other() {
     let data = rs(&["k", "n"], (1..=15).map(|i| vec![text(&format!("r{i}")), Value::Int(i)]).collect());
-    let spec = RenderSpec::Pie(PieSpec { label: "k".into(), value: "n".into(), title: None });
+    let spec = RenderSpec::Pie(PieSpec {
+        label: "k".into(),
+        value: "n".into(),
+        title: None,
+        format: Default::default(),
+        unit: None,
+        decimals: None,
+    });
     let r = render(&spec, &data, 100).expect("renders");
     let doc = svg_of(&r);
     let labels: Vec<&str> = doc
@@ -310,7 +336,14 @@ fn pie_sums_the_smallest_rows_as_other() {
 #[test]
 fn one_slice_is_a_full_circle() {
     let data = rs(&["k", "n"], vec![vec![text("all"), Value::Decimal("12.50".into())]]);
-    let spec = RenderSpec::Pie(PieSpec { label: "k".into(), value: "n".into(), title: None });
+    let spec = RenderSpec::Pie(PieSpec {
+        label: "k".into(),
+        value: "n".into(),
+        title: None,
+        format: Default::default(),
+        unit: None,
+        decimals: None,
+    });
     let doc_r = render(&spec, &data, 100).expect("renders");
     let doc = svg_of(&doc_r);
     let c = doc.descendants().find(|n| n.has_tag_name("circle")).expect("circle");
@@ -361,13 +394,23 @@ fn every_kind_is_deterministic_and_free_of_active_content() {
         RenderSpec::Line(xy("x", &["y"])),
         RenderSpec::Area(xy("x", &["y"])),
         RenderSpec::Scatter(xy("x", &["y"])),
-        RenderSpec::Pie(PieSpec { label: "k".into(), value: "y".into(), title: Some("<b onload=x>".into()) }),
+        RenderSpec::Pie(PieSpec {
+            label: "k".into(),
+            value: "y".into(),
+            title: Some("<b onload=x>".into()),
+            format: Default::default(),
+            unit: None,
+            decimals: None,
+        }),
         RenderSpec::Bar(BarSpec {
             x: "k".into(),
             y: vec!["x".into(), "y".into()],
             title: None,
             stacked: true,
             series: None,
+            format: Default::default(),
+            unit: None,
+            decimals: None,
         }),
     ];
     for spec in &specs {

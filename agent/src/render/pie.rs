@@ -9,7 +9,7 @@ use std::fmt::{self, Write as _};
 
 use outpost_protocol::PieSpec;
 
-use super::format::format_number;
+use super::format::ValueFormat;
 use super::{
     column_index, svg_close, svg_empty, svg_legend, svg_open, truncate_chars, truncation_note, value_text, Esc, Px,
     RenderError, Rendered, ATTR_CHARS, EDGE, MARGIN_TOP, MAX_CHART_MAGNITUDE, PALETTE, PLOT_HEIGHT, WIDTH,
@@ -109,6 +109,7 @@ fn svg(spec: &PieSpec, slices: &[Slice], rs: &ResultSet, other: Option<usize>) -
         svg_close(&mut o);
         return Ok(o);
     }
+    let format = ValueFormat::new(spec.format, spec.unit.as_deref(), spec.decimals);
     let mut angle = 0.0_f64;
     for (i, s) in slices.iter().enumerate() {
         let share = s.value / total;
@@ -119,7 +120,7 @@ fn svg(spec: &PieSpec, slices: &[Slice], rs: &ResultSet, other: Option<usize>) -
             Esc(&s.text),
             share
         );
-        let title = format!("<title>{label}: {} ({:.1}%)</title>", Esc(&format_number(&s.text, None)), share * 100.0);
+        let title = format!("<title>{label}: {} ({:.1}%)</title>", Esc(&format.value(&s.text, s.value)), share * 100.0);
         if share >= 1.0 - 1e-12 {
             writeln!(o, "<circle {attrs} cx=\"{}\" cy=\"{}\" r=\"{}\">{title}</circle>", Px(CX), Px(CY), Px(R))?;
         } else if share > 0.0 {

@@ -3,6 +3,7 @@
 
 use std::fmt::{self, Write as _};
 
+use super::format::ValueFormat;
 use super::measure::{fit_width, text_width};
 use super::{truncate_chars, Axis, Esc, PALETTE};
 
@@ -60,10 +61,23 @@ pub(crate) fn svg_close(o: &mut String) {
     o.push_str("</g>\n</svg>\n");
 }
 
-/// Horizontal grid lines and labels of a value axis.
+/// Where the y axis title ends, right of the chart's left edge (its baseline is at 18).
+const Y_TITLE_RIGHT: f64 = 26.0;
+/// Between a tick label's end and the axis.
+const TICK_GAP: f64 = 8.0;
+
+/// The plot's left edge: [`MARGIN_LEFT`], or further right when the widest tick label
+/// (`43,725,380 EUR`) would otherwise run into the y axis title.
+pub(crate) fn plot_left(axis: &Axis, format: &ValueFormat) -> f64 {
+    let widest = axis.ticks().map(|v| text_width(&axis.label_as(v, format), 11.0)).fold(0.0, f64::max);
+    MARGIN_LEFT.max((Y_TITLE_RIGHT + widest + TICK_GAP).ceil())
+}
+
+/// Horizontal grid lines and labels of a value axis, in the chart's number format.
 pub(crate) fn svg_y_ticks(
     o: &mut String,
     axis: &Axis,
+    format: &ValueFormat,
     left: f64,
     right: f64,
     y_of: impl Fn(f64) -> f64,
@@ -80,9 +94,9 @@ pub(crate) fn svg_y_ticks(
             o,
             "<text class=\"tick\" x=\"{}\" y=\"{}\" text-anchor=\"end\" font-size=\"11\" \
              fill=\"#444444\">{}</text>",
-            Px(left - 8.0),
+            Px(left - TICK_GAP),
             Px(y_of(v) + 4.0),
-            Esc(&axis.label(v))
+            Esc(&axis.label_as(v, format))
         )?;
     }
     Ok(())
