@@ -46,6 +46,8 @@ mod bar_tests;
 #[cfg(test)]
 mod finish_tests;
 #[cfg(test)]
+mod golden_tests;
+#[cfg(test)]
 mod kinds_tests;
 #[cfg(test)]
 mod options_tests;
