@@ -220,7 +220,7 @@ pub struct XySpec {
     /// Column whose distinct values are the series (long form, rows shaped `(x, series,
     /// y)`): needs exactly one `y` column and must differ from `x` and `y`. At most 10
     /// distinct values (one colour each; more is refused), in sorted order in the legend;
-    /// NULL is the series "(null)". Not for scatter plots.
+    /// NULL is the series "(null)".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub series: Option<String>,
     /// How values are written on the value axis, in tooltips and in the legend: `plain`
@@ -516,12 +516,10 @@ impl RenderSpec {
             {
                 Err(format!("render.y: at most {MAX_SERIES} columns (one colour each), got {}", y.len()))
             }
-            RenderSpec::Scatter(XySpec { series: Some(_), .. }) => {
-                Err("render.series: not for scatter plots; use one y column per series".into())
-            }
             RenderSpec::Bar(BarSpec { x, y, series: Some(s), .. })
             | RenderSpec::Line(XySpec { x, y, series: Some(s), .. })
-            | RenderSpec::Area(XySpec { x, y, series: Some(s), .. }) => {
+            | RenderSpec::Area(XySpec { x, y, series: Some(s), .. })
+            | RenderSpec::Scatter(XySpec { x, y, series: Some(s), .. }) => {
                 if y.len() != 1 {
                     Err(format!(
                         "render.series: takes its values from exactly one y column, but y names {}; \
@@ -630,17 +628,16 @@ mod tests {
         assert!(bar(r#"{"kind":"bar","x":"m","y":["v"],"format":"fancy"}"#).is_err());
     }
 
-    /// Issue 23: lines and areas take their series from a column too (long form).
+    /// Issue 23: lines, areas and scatter plots take their series from a column too.
     #[test]
-    fn a_line_series_column_takes_one_y_and_is_not_for_scatter_plots() {
+    fn a_line_series_column_takes_one_y_and_a_third_column() {
         assert_eq!(bar(r#"{"kind":"line","x":"d","y":["v"],"series":"r"}"#), Ok(()));
         assert_eq!(bar(r#"{"kind":"area","x":"d","y":["v"],"series":"r"}"#), Ok(()));
         let e = bar(r#"{"kind":"line","x":"d","y":["v","w"],"series":"r"}"#).expect_err("two y");
         assert!(e.starts_with("render.series: "), "{e}");
         let e = bar(r#"{"kind":"area","x":"d","y":["v"],"series":"d"}"#).expect_err("series is x");
         assert!(e.contains("already the x column"), "{e}");
-        let e = bar(r#"{"kind":"scatter","x":"d","y":["v"],"series":"r"}"#).expect_err("scatter");
-        assert!(e.starts_with("render.series: not for scatter"), "{e}");
+        assert_eq!(bar(r#"{"kind":"scatter","x":"d","y":["v"],"series":"r"}"#), Ok(()));
         let spec: RenderSpec =
             serde_json::from_str(r#"{"kind":"line","x":"d","y":["v"],"series":"r"}"#).expect("parses");
         assert!(spec.columns().contains(&("r", ColumnRole::Label)));

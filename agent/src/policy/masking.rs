@@ -140,7 +140,7 @@ impl EgressPolicy {
                     "mask",
                     if role == ColumnRole::Label {
                         format!(
-                            "column {column:?} is masked ({}); a line or area chart would name its series by its values",
+                            "column {column:?} is masked ({}); a line, area or scatter chart would name its series by its values",
                             mask.why
                         )
                     } else {

@@ -177,9 +177,9 @@ pub enum RenderError {
         /// `y` columns asked for.
         y: usize,
     },
-    /// A line or area chart's `series` column has more distinct values than colours.
+    /// A line, area or scatter chart's `series` column has more distinct values than colours.
     #[error(
-        "column {column:?} has more than {max} distinct values; a line or area chart draws at most {max} series \
+        "column {column:?} has more than {max} distinct values; a line, area or scatter chart draws at most {max} series \
          (one colour each), so group the rest in SQL or filter them out"
     )]
     TooManySeriesValues {
@@ -188,9 +188,6 @@ pub enum RenderError {
         /// [`MAX_SERIES`].
         max: usize,
     },
-    /// A scatter plot was given a `series` column.
-    #[error("a scatter plot takes no series column; name one y column per series")]
-    SeriesOnScatter,
     /// A chart spec names no `y` column.
     #[error("a bar chart needs at least one y column")]
     NoSeries,

@@ -121,9 +121,19 @@ fn more_series_values_than_colours_are_refused_in_the_charts_words() {
     let e = render(&RenderSpec::Line(line(Some("region"))), &rs(&["day", "region", "v"], rows), 1000)
         .expect_err("eleven series");
     assert_eq!(e, RenderError::TooManySeriesValues { column: "region".into(), max: MAX_SERIES });
-    assert!(e.to_string().contains("a line or area chart draws at most 10 series"), "{e}");
-    let e = render(&RenderSpec::Scatter(line(Some("region"))), &long_rows(), 1000).expect_err("scatter");
-    assert_eq!(e, RenderError::SeriesOnScatter);
+    assert!(e.to_string().contains("a line, area or scatter chart draws at most 10 series"), "{e}");
+}
+
+#[test]
+fn a_scatter_plot_takes_its_series_from_a_column_too() {
+    let s = svg(&RenderSpec::Scatter(line(Some("region"))), &long_rows());
+    assert_eq!(texts(&s, "legend"), ["East", "north", "south"]);
+    let d = doc(&s);
+    let groups: Vec<(&str, usize)> = class(&d, "series")
+        .iter()
+        .map(|g| (g.attribute("data-series").unwrap_or(""), g.children().filter(|c| c.has_tag_name("circle")).count()))
+        .collect();
+    assert_eq!(groups, [("East", 2), ("north", 3), ("south", 3)]);
 }
 
 #[test]

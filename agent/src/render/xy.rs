@@ -115,9 +115,6 @@ impl XyChart {
             format,
         };
         if let Some(column) = &spec.series {
-            if kind == XyKind::Scatter {
-                return Err(RenderError::SeriesOnScatter);
-            }
             if spec.y.len() != 1 {
                 return Err(RenderError::SeriesWithSeveralY { y: spec.y.len() });
             }
@@ -157,7 +154,7 @@ impl XyChart {
         for r in &mut self.reducers {
             r.shrink(per_series);
         }
-        self.reducers.push(Reducer::new(false, per_series));
+        self.reducers.push(Reducer::new(self.kind == XyKind::Scatter, per_series));
         Ok(s)
     }
 
