@@ -1,6 +1,7 @@
 //! Golden charts: one SVG per kind and per edge case of issue 23, kept in
 //! `agent/tests/golden/charts/` so that a change to a chart shows up as a diff a reviewer
-//! can open (`index.html` there shows them all). The test renders each case and compares
+//! can open (`index.html` there shows them all and measures their text in the browser:
+//! `#text-check[data-problems]` is 0 when no text is clipped or overlaps). The test renders each case and compares
 //! the bytes; `OUTPOST_BLESS=1 cargo test -p outpost-agent --lib render::golden` rewrites
 //! the files after an intended change.
 //!
@@ -195,27 +196,59 @@ fn render_case(c: &Case) -> String {
     String::from_utf8(r.body).expect("UTF-8")
 }
 
-/// A page that shows every golden chart, for a reviewer's browser.
-fn index(cases: &[Case]) -> String {
+/// A page that shows every golden chart inline, for a reviewer's browser, and measures
+/// their text there: on load it lists every text that leaves its chart's view box or
+/// overlaps another (rotated x labels only for the view box) in `#text-check`, whose
+/// `data-problems` attribute a browser test can read (0 when all is well).
+fn index(cases: &[Case], svgs: &[String]) -> String {
     let mut o = String::from(
         "<!doctype html>\n<meta charset=\"utf-8\">\n<title>Outpost golden charts</title>\n\
-         <style>body{font-family:sans-serif}figure{display:inline-block;margin:8px}img{border:1px solid #ccc}</style>\n",
+         <style>body{font-family:sans-serif}figure{display:inline-block;margin:8px}\
+         figure>div{border:1px solid #ccc;width:800px;height:450px}</style>\n\
+         <pre id=\"text-check\">checking...</pre>\n",
     );
-    for c in cases {
+    for (c, svg) in cases.iter().zip(svgs) {
         o.push_str(&format!(
-            "<figure><img src=\"{0}.svg\" width=\"800\" height=\"450\" alt=\"{0}\"><figcaption>{0}: <code>{1}</code></figcaption></figure>\n",
+            "<figure id=\"{0}\"><div>{svg}</div><figcaption><a href=\"{0}.svg\">{0}</a>: <code>{1}</code></figcaption></figure>\n",
             c.name,
             Esc(c.spec)
         ));
     }
+    o.push_str(CHECK_SCRIPT);
     o
 }
+
+/// Measures the rendered text of every chart on the page (see [`index`]).
+const CHECK_SCRIPT: &str = r#"<script>
+const problems = [];
+for (const fig of document.querySelectorAll("figure")) {
+  const svg = fig.querySelector("svg"), root = svg.getBoundingClientRect();
+  const box = (t) => { const r = t.getBoundingClientRect();
+    return { t: t.textContent, l: r.left - root.left, r: r.right - root.left, top: r.top - root.top, b: r.bottom - root.top }; };
+  const all = [...svg.querySelectorAll("text")];
+  for (const b of all.map(box))
+    if (b.l < -0.5 || b.r > 800.5 || b.top < -0.5 || b.b > 450.5) problems.push(`${fig.id}: ${JSON.stringify(b.t)} leaves the chart`);
+  const flat = all.filter((t) => !(t.hasAttribute("transform") && t.getAttribute("class") === "x-label")).map(box);
+  for (let i = 0; i < flat.length; i++)
+    for (let j = i + 1; j < flat.length; j++) {
+      const a = flat[i], c = flat[j];
+      if (a.l < c.r - 1 && c.l < a.r - 1 && a.top < c.b - 3 && c.top < a.b - 3)
+        problems.push(`${fig.id}: ${JSON.stringify(a.t)} overlaps ${JSON.stringify(c.t)}`);
+    }
+}
+const out = document.getElementById("text-check");
+out.dataset.problems = problems.length;
+out.textContent = problems.length ? problems.join("\n") : "No text leaves its chart or overlaps other text.";
+</script>
+"#;
 
 #[test]
 fn golden_charts_are_unchanged() {
     let cases = cases();
-    let mut files: Vec<(String, String)> = cases.iter().map(|c| (format!("{}.svg", c.name), render_case(c))).collect();
-    files.push(("index.html".to_owned(), index(&cases)));
+    let svgs: Vec<String> = cases.iter().map(render_case).collect();
+    let mut files: Vec<(String, String)> =
+        cases.iter().zip(&svgs).map(|(c, svg)| (format!("{}.svg", c.name), svg.clone())).collect();
+    files.push(("index.html".to_owned(), index(&cases, &svgs)));
     let mut stale = Vec::new();
     for (name, body) in &files {
         let path = dir().join(name);
