@@ -210,6 +210,11 @@ pub struct XySpec {
     /// Columns of the values (one series each, at most 10).
     #[schemars(length(min = 1, max = 10))]
     pub y: Vec<String>,
+    /// Columns drawn against a second value axis on the right (dual axis), dashed and
+    /// marked "(right)" in the legend; `y` and `y2` together name at most 10 columns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 9))]
+    pub y2: Vec<String>,
     /// Chart title.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
@@ -358,7 +363,7 @@ impl RenderSpec {
             RenderSpec::Line(s) | RenderSpec::Area(s) | RenderSpec::Scatter(s) => {
                 let mut v = vec![(s.x.as_str(), ColumnRole::Axis)];
                 v.extend(s.series.iter().map(|c| (c.as_str(), ColumnRole::Label)));
-                v.extend(s.y.iter().map(|c| (c.as_str(), ColumnRole::Number)));
+                v.extend(s.y.iter().chain(&s.y2).map(|c| (c.as_str(), ColumnRole::Number)));
                 v
             }
             RenderSpec::Pie(p) => vec![(p.label.as_str(), ColumnRole::Label), (p.value.as_str(), ColumnRole::Number)],
@@ -516,6 +521,16 @@ impl RenderSpec {
             {
                 Err(format!("render.y: at most {MAX_SERIES} columns (one colour each), got {}", y.len()))
             }
+            RenderSpec::Line(XySpec { y, y2, .. })
+            | RenderSpec::Area(XySpec { y, y2, .. })
+            | RenderSpec::Scatter(XySpec { y, y2, .. })
+                if y.len() + y2.len() > MAX_SERIES =>
+            {
+                Err(format!(
+                    "render.y2: y and y2 name at most {MAX_SERIES} columns together (one colour each), got {}",
+                    y.len() + y2.len()
+                ))
+            }
             RenderSpec::Bar(BarSpec { x, y, series: Some(s), .. })
             | RenderSpec::Line(XySpec { x, y, series: Some(s), .. })
             | RenderSpec::Area(XySpec { x, y, series: Some(s), .. })
@@ -638,6 +653,13 @@ mod tests {
         let e = bar(r#"{"kind":"area","x":"d","y":["v"],"series":"d"}"#).expect_err("series is x");
         assert!(e.contains("already the x column"), "{e}");
         assert_eq!(bar(r#"{"kind":"scatter","x":"d","y":["v"],"series":"r"}"#), Ok(()));
+        // A right axis (dual axis), within the ten colours.
+        assert_eq!(bar(r#"{"kind":"line","x":"d","y":["v"],"y2":["w"],"series":"r"}"#), Ok(()));
+        let e = bar(r#"{"kind":"line","x":"d","y":["a","b","c","d","e","f"],"y2":["g","h","i","j","k"]}"#)
+            .expect_err("eleven");
+        assert!(e.starts_with("render.y2: y and y2 name at most 10"), "{e}");
+        let plain: RenderSpec = serde_json::from_str(r#"{"kind":"line","x":"d","y":["v"]}"#).expect("parses");
+        assert!(!serde_json::to_string(&plain).unwrap_or_default().contains("y2"));
         let spec: RenderSpec =
             serde_json::from_str(r#"{"kind":"line","x":"d","y":["v"],"series":"r"}"#).expect("parses");
         assert!(spec.columns().contains(&("r", ColumnRole::Label)));

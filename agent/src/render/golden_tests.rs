@@ -134,6 +134,17 @@ fn cases() -> Vec<Case> {
                 .collect(),
         ),
         case(
+            "line-dual-axis",
+            r#"{"kind":"line","x":"day","y":["revenue"],"y2":["orders"],"format":"compact","title":"Revenue and orders"}"#,
+            &["day", "revenue", "orders"],
+            (0..60u32)
+                .map(|d| {
+                    let d64 = i64::from(d);
+                    vec![day(d), int(2_000_000 + d64 * 45_000 + (d64 * 7919) % 300_000), int(120 + (d64 * 37) % 90)]
+                })
+                .collect(),
+        ),
+        case(
             "line-percent",
             r#"{"kind":"line","x":"day","y":["share"],"format":"percent"}"#,
             &["day", "share"],

@@ -17,6 +17,7 @@ fn xy(x: &str, y: &[&str]) -> XySpec {
     XySpec {
         x: x.into(),
         y: y.iter().map(|c| (*c).to_owned()).collect(),
+        y2: Vec::new(),
         title: None,
         max_points: None,
         series: None,

@@ -11,6 +11,7 @@ fn line(series: Option<&str>) -> XySpec {
     XySpec {
         x: "day".into(),
         y: vec!["v".into()],
+        y2: Vec::new(),
         title: None,
         max_points: None,
         series: series.map(str::to_owned),
@@ -193,4 +194,55 @@ fn compact_percent_and_currency_formats_write_axis_and_tooltips() {
     });
     let t = titles(&svg(&pie, &data), "slice");
     assert_eq!(t[0], "a: 11,000,000.00\u{a0}EUR (81.5%)");
+}
+
+// ---- dual axis ------------------------------------------------------------------------------
+
+#[test]
+fn y2_columns_are_drawn_to_a_right_axis_of_their_own() {
+    let rows =
+        (0..10).map(|d| vec![Value::Int(d), Value::Int(1_000_000 + d * 100_000), Value::Int(10 + d * 4)]).collect();
+    let data = rs(&["day", "revenue", "orders"], rows);
+    let spec = RenderSpec::Line(XySpec {
+        y: vec!["revenue".into()],
+        y2: vec!["orders".into()],
+        unit: Some("EUR".into()),
+        format: NumberFormat::Compact,
+        ..line(None)
+    });
+    let s = svg(&spec, &data);
+    let d = doc(&s);
+    let plot = class(&d, "plot")[0];
+    let attr = |k: &str| plot.attribute(k).and_then(|v| v.parse::<f64>().ok()).expect(k);
+    // Each axis spans its own columns' values.
+    assert!(
+        attr("data-y-min") <= 1_000_000.0 && attr("data-y-max") >= 1_900_000.0 && attr("data-y-max") <= 2_000_000.0
+    );
+    assert!(attr("data-y2-min") <= 10.0 && attr("data-y2-max") >= 46.0 && attr("data-y2-max") <= 50.0);
+    let right_ticks = texts(&s, "tick-right");
+    assert!(right_ticks.iter().any(|t| t.starts_with("40")), "{right_ticks:?}");
+    // The orders line reaches the top of the plot: drawn to the right axis, not the left.
+    let orders =
+        class(&d, "series").into_iter().find(|p| p.attribute("data-series") == Some("orders")).expect("orders");
+    assert_eq!(orders.attribute("stroke-dasharray"), Some("6 3"));
+    let ys: Vec<f64> = orders
+        .attribute("d")
+        .unwrap_or_default()
+        .split(['M', 'L'])
+        .filter_map(|p| p.split_whitespace().nth(1).and_then(|y| y.parse().ok()))
+        .collect();
+    let (top, bottom) = (attr("data-top"), attr("data-bottom"));
+    let highest = ys.iter().copied().fold(f64::MAX, f64::min);
+    let value = attr("data-y2-max") - (highest - top) / (bottom - top) * (attr("data-y2-max") - attr("data-y2-min"));
+    assert!((value - 46.0).abs() < 0.1, "{value}");
+    assert_eq!(texts(&s, "legend"), ["revenue", "orders (right)"]);
+    assert_eq!(texts(&s, "axis-title"), ["day", "revenue", "orders"]);
+    // The right axis's labels stay left of the legend and inside the chart.
+    let legend_x: f64 = class(&d, "legend-swatch")[0].attribute("x").and_then(|x| x.parse().ok()).expect("x");
+    for t in class(&d, "tick-right") {
+        let x: f64 = t.attribute("x").and_then(|x| x.parse().ok()).expect("x");
+        assert!(x + text_width(t.text().unwrap_or_default(), 11.0) < legend_x, "{:?}", t.text());
+    }
+    // Without y2 there is no right axis.
+    assert!(texts(&svg(&RenderSpec::Line(line(None)), &long_rows()), "tick-right").is_empty());
 }

@@ -102,6 +102,53 @@ pub(crate) fn svg_y_ticks(
     Ok(())
 }
 
+/// Room right of the plot for a right value axis (dual axis): its tick labels and title.
+pub(crate) fn right_axis_room(axis: &Axis, format: &ValueFormat) -> f64 {
+    let widest = axis.ticks().map(|v| text_width(&axis.label_as(v, format), 11.0)).fold(0.0, f64::max);
+    (TICK_GAP + widest + Y_TITLE_RIGHT).ceil()
+}
+
+/// Tick labels of a right value axis, left-aligned beside the plot's right edge `right`
+/// (the grid lines are the left axis's).
+pub(crate) fn svg_right_ticks(
+    o: &mut String,
+    axis: &Axis,
+    format: &ValueFormat,
+    right: f64,
+    y_of: impl Fn(f64) -> f64,
+) -> fmt::Result {
+    for v in axis.ticks() {
+        writeln!(
+            o,
+            "<text class=\"tick-right\" x=\"{}\" y=\"{}\" text-anchor=\"start\" font-size=\"11\" \
+             fill=\"#444444\">{}</text>",
+            Px(right + TICK_GAP),
+            Px(y_of(v) + 4.0),
+            Esc(&axis.label_as(v, format))
+        )?;
+    }
+    Ok(())
+}
+
+/// The right axis's line at `right` and its title, read bottom to top like the left one's
+/// but on the right, ending at `outer`.
+pub(crate) fn svg_right_axis(o: &mut String, right: f64, outer: f64, title: &str) -> fmt::Result {
+    writeln!(
+        o,
+        "<line class=\"axis\" x1=\"{r}\" y1=\"{}\" x2=\"{r}\" y2=\"{}\" stroke=\"#333333\"/>",
+        Px(MARGIN_TOP),
+        Px(MARGIN_TOP + PLOT_HEIGHT),
+        r = Px(right)
+    )?;
+    let (tx, ty) = (Px(outer - 8.0), Px(MARGIN_TOP + PLOT_HEIGHT / 2.0));
+    writeln!(
+        o,
+        "<text class=\"axis-title\" x=\"{tx}\" y=\"{ty}\" text-anchor=\"middle\" font-size=\"12\" \
+         fill=\"#333333\" transform=\"rotate(-90 {tx} {ty})\">{}</text>",
+        Esc(&truncate_chars(title, LEGEND_CHARS))
+    )
+}
+
 /// Baseline of horizontal x labels, below the plot's bottom edge.
 pub(crate) const X_LABEL_BASELINE: f64 = 18.0;
 /// Where rotated x labels end (their anchor), below the plot's bottom edge.

@@ -53,8 +53,10 @@ pub(super) struct XAxis {
 const MAX_TIME_TICKS: f64 = 7.0;
 
 /// Fixed time steps, seconds.
-const TIME_STEPS: [i64; 20] =
-    [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10_800, 21_600, 43_200, 86_400, 172_800, 604_800];
+const TIME_STEPS: [i64; 21] = [
+    1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10_800, 21_600, 43_200, 86_400, 172_800, 604_800,
+    1_209_600,
+];
 
 /// Calendar steps, months.
 const MONTH_STEPS: [i64; 9] = [1, 2, 3, 6, 12, 24, 60, 120, 600];
@@ -226,6 +228,11 @@ mod tests {
         assert_eq!(
             dates(XKind::Timestamp, "2024-03-01T00:00:00Z", "2024-03-03T00:00:00Z"),
             ["2024-03-01", "2024-03-02", "2024-03-03"]
+        );
+        // Two months: fortnights, not two month ticks.
+        assert_eq!(
+            labels(XKind::Date, "2024-01-01T00:00:00Z", "2024-03-01T00:00:00Z"),
+            ["2024-01-04", "2024-01-18", "2024-02-01", "2024-02-15", "2024-02-29"]
         );
         // Seconds.
         assert_eq!(

@@ -19,10 +19,10 @@ use super::format::ValueFormat;
 use super::series_order::{sorted, SeriesKey};
 use super::xaxis::{x_coordinate, XAxis, XKind, DATE_LINE};
 use super::{
-    column_index, horizontal_labels_bottom, plot_left, svg_axis_titles, svg_close, svg_empty, svg_legend, svg_open,
-    svg_x_label, svg_y_ticks, truncation_note, value_text, x_title_baseline, Axis, Esc, Px, RenderError, Rendered,
-    ATTR_CHARS, EDGE, LEGEND_WIDTH, MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MAX_CHART_MAGNITUDE, MAX_SERIES, PALETTE,
-    PLOT_HEIGHT, WIDTH, X_LABEL_BASELINE,
+    column_index, horizontal_labels_bottom, plot_left, right_axis_room, svg_axis_titles, svg_close, svg_empty,
+    svg_legend, svg_open, svg_right_axis, svg_right_ticks, svg_x_label, svg_y_ticks, truncation_note, value_text,
+    x_title_baseline, Axis, Esc, Px, RenderError, Rendered, ATTR_CHARS, EDGE, LEGEND_WIDTH, MARGIN_LEFT, MARGIN_RIGHT,
+    MARGIN_TOP, MAX_CHART_MAGNITUDE, MAX_SERIES, PALETTE, PLOT_HEIGHT, WIDTH, X_LABEL_BASELINE,
 };
 use crate::resultset::{ResultSet, Value};
 
@@ -71,6 +71,10 @@ pub struct XyChart {
     /// Most points over all series.
     budget: usize,
     format: ValueFormat,
+    /// The `y2` columns (right axis): name, column index and summary of each.
+    right: Vec<(String, usize, Reducer)>,
+    /// Once finished: how many of the last `series` are drawn against the right axis.
+    n_right: usize,
 }
 
 /// Series from a column's values (long form).
@@ -100,6 +104,16 @@ impl XyChart {
         // The job's ask (default DEFAULT_MAX_POINTS), never more than the policy's budget.
         let budget = spec.max_points.map_or(DEFAULT_MAX_POINTS, |m| m as usize).min(max_points);
         let format = ValueFormat::new(spec.format, spec.unit.as_deref(), spec.decimals);
+        if spec.y.len() + spec.y2.len() > MAX_SERIES {
+            return Err(RenderError::TooManySeries { series: spec.y.len() + spec.y2.len(), max: MAX_SERIES });
+        }
+        let grid = kind == XyKind::Scatter;
+        let per_series = (budget / (spec.y.len() + spec.y2.len())).max(MIN_SERIES_POINTS);
+        let right = spec
+            .y2
+            .iter()
+            .map(|c| Ok((c.clone(), column_index(columns, c)?, Reducer::new(grid, per_series))))
+            .collect::<Result<Vec<_>, RenderError>>()?;
         let mut chart = Self {
             kind,
             x: spec.x.clone(),
@@ -113,6 +127,8 @@ impl XyChart {
             rows: 0,
             budget,
             format,
+            right,
+            n_right: 0,
         };
         if let Some(column) = &spec.series {
             if spec.y.len() != 1 {
@@ -129,8 +145,7 @@ impl XyChart {
             });
             return Ok(chart);
         }
-        let per_series = (budget / spec.y.len()).max(MIN_SERIES_POINTS);
-        chart.reducers = spec.y.iter().map(|_| Reducer::new(kind == XyKind::Scatter, per_series)).collect();
+        chart.reducers = spec.y.iter().map(|_| Reducer::new(grid, per_series)).collect();
         Ok(chart)
     }
 
@@ -143,15 +158,17 @@ impl XyChart {
         if let Some(&s) = from.of.get(&key) {
             return Ok(s);
         }
-        if from.of.len() == MAX_SERIES {
-            return Err(RenderError::TooManySeriesValues { column: from.name.clone(), max: MAX_SERIES });
+        // The right axis's columns take their colours first.
+        let max = MAX_SERIES - self.right.len();
+        if from.of.len() == max {
+            return Err(RenderError::TooManySeriesValues { column: from.name.clone(), max });
         }
         let s = from.of.len();
         from.of.insert(key, s);
         from.keys.push(SeriesKey::of(v));
         self.series.push(value_text(v));
-        let per_series = (self.budget / (s + 1)).max(MIN_SERIES_POINTS);
-        for r in &mut self.reducers {
+        let per_series = (self.budget / (s + 1 + self.right.len())).max(MIN_SERIES_POINTS);
+        for r in self.reducers.iter_mut().chain(self.right.iter_mut().map(|r| &mut r.2)) {
             r.shrink(per_series);
         }
         self.reducers.push(Reducer::new(self.kind == XyKind::Scatter, per_series));
@@ -179,30 +196,19 @@ impl XyChart {
             return Err(RenderError::OutOfRange { column: self.x.clone(), row: index });
         }
         let long = self.series_of(row)?;
+        let scatter = self.kind == XyKind::Scatter;
         for (i, &yi) in self.yis.iter().enumerate() {
             let s = if self.from_column.is_some() { long } else { i };
-            let v = &row[yi];
-            if matches!(v, Value::Null) {
-                // A NULL breaks a line (a gap), not bridged by a straight segment.
-                if self.kind != XyKind::Scatter {
-                    self.reducers[s].push_gap(x);
-                }
-                continue;
-            }
-            let y = v
-                .as_f64()
-                .filter(|y| y.is_finite())
-                .ok_or_else(|| RenderError::NotNumeric { column: self.y_column(i), row: index })?;
-            if y.abs() > MAX_CHART_MAGNITUDE {
-                return Err(RenderError::OutOfRange { column: self.y_column(i), row: index });
-            }
-            self.reducers[s].push((x, y));
+            let name = match &self.from_column {
+                Some(f) => &f.y,
+                None => &self.series[i],
+            };
+            push_value(&mut self.reducers[s], scatter, &row[yi], x, || name.clone(), index)?;
+        }
+        for (column, yi, reducer) in &mut self.right {
+            push_value(reducer, scatter, &row[*yi], x, || column.clone(), index)?;
         }
         Ok(())
-    }
-
-    fn y_column(&self, i: usize) -> String {
-        self.from_column.as_ref().map_or_else(|| self.series[i].clone(), |f| f.y.clone())
     }
 
     /// Draws the chart; `truncated` says the query stopped at the row cap.
@@ -213,6 +219,12 @@ impl XyChart {
             let mut reducers: Vec<Option<Reducer>> = std::mem::take(&mut self.reducers).into_iter().map(Some).collect();
             self.reducers = order.iter().filter_map(|&s| reducers[s].take()).collect();
             self.series = order.iter().map(|&s| self.series[s].clone()).collect();
+        }
+        // The right axis's series come last.
+        self.n_right = self.right.len();
+        for (name, _, reducer) in std::mem::take(&mut self.right) {
+            self.series.push(name);
+            self.reducers.push(reducer);
         }
         let points: Vec<Vec<(f64, f64)>> = self.reducers.iter().map(Reducer::points).collect();
         let drawn: usize = points.iter().flatten().filter(|p| !p.1.is_nan()).count();
@@ -245,26 +257,36 @@ impl XyChart {
     }
 
     fn svg(&self, points: &[Vec<(f64, f64)>], truncated: bool) -> Result<String, fmt::Error> {
-        let (mut xl, mut xh, mut yl, mut yh) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-        let mut any = false;
-        for &(x, y) in points.iter().flatten().filter(|p| !p.1.is_nan()) {
-            any = true;
-            (xl, xh, yl, yh) = (xl.min(x), xh.max(x), yl.min(y), yh.max(y));
-        }
-        if !any {
-            (xl, xh, yl, yh) = (0.0, 1.0, 0.0, 1.0);
-        }
+        // The left axis's series first, then the right axis's (`y2`).
+        let n_left = self.series.len() - self.n_right;
+        let (lb, rb) = (bounds(&points[..n_left]), bounds(&points[n_left..]));
+        let any = lb.is_some() || rb.is_some();
+        let (xl, xh) = match (lb, rb) {
+            (Some(l), Some(r)) => (l.0.min(r.0), l.1.max(r.1)),
+            (Some(b), None) | (None, Some(b)) => (b.0, b.1),
+            (None, None) => (0.0, 1.0),
+        };
+        let axis_of = |(_, _, yl, yh): (f64, f64, f64, f64)| {
+            if self.kind == XyKind::Area {
+                Axis::nice(yl, yh)
+            } else {
+                Axis::span(yl, yh, MAX_INTERVALS)
+            }
+        };
         let xkind = self.xkind.unwrap_or(XKind::Number);
         let xaxis = XAxis::new(xkind, xl, xh);
-        let yaxis = if self.kind == XyKind::Area { Axis::nice(yl, yh) } else { Axis::span(yl, yh, MAX_INTERVALS) };
+        let yaxis = axis_of(lb.or(rb).unwrap_or((0.0, 1.0, 0.0, 1.0)));
+        let y2axis = rb.filter(|_| self.n_right > 0).map(axis_of);
 
         let legend = self.series.len() > 1 || self.from_column.is_some();
         let left = if any { plot_left(&yaxis, &self.format) } else { MARGIN_LEFT };
-        let right = WIDTH - MARGIN_RIGHT - if legend { LEGEND_WIDTH } else { 0.0 };
+        let right_room = y2axis.as_ref().map_or(0.0, |a| right_axis_room(a, &self.format));
+        let right = WIDTH - MARGIN_RIGHT - if legend { LEGEND_WIDTH } else { 0.0 } - right_room;
         let (top, bottom) = (MARGIN_TOP, MARGIN_TOP + PLOT_HEIGHT);
         let width = right - left;
         let x_of = |x: f64| left + (x - xaxis.lo) / (xaxis.hi - xaxis.lo) * width;
-        let y_of = |y: f64| top + (yaxis.hi - y) / (yaxis.hi - yaxis.lo) * PLOT_HEIGHT;
+        let map = |axis: &Axis, y: f64| top + (axis.hi - y) / (axis.hi - axis.lo) * PLOT_HEIGHT;
+        let y_of = |y: f64| map(&yaxis, y);
 
         let mut o = String::with_capacity(4096 + points.iter().map(Vec::len).sum::<usize>() * 16);
         let description = match (&self.title, &self.from_column) {
@@ -277,6 +299,9 @@ impl XyChart {
         let mut labels_bottom = horizontal_labels_bottom(bottom);
         if any {
             svg_y_ticks(&mut o, &yaxis, &self.format, left, right, y_of)?;
+            if let Some(a) = &y2axis {
+                svg_right_ticks(&mut o, a, &self.format, right, |y| map(a, y))?;
+            }
             for (v, label) in &xaxis.ticks {
                 let x = Px(x_of(*v));
                 writeln!(
@@ -299,7 +324,7 @@ impl XyChart {
         writeln!(
             o,
             "<g class=\"plot\" data-x-min=\"{}\" data-x-max=\"{}\" data-y-min=\"{}\" data-y-max=\"{}\" \
-             data-left=\"{}\" data-right=\"{}\" data-top=\"{}\" data-bottom=\"{}\">",
+             data-left=\"{}\" data-right=\"{}\" data-top=\"{}\" data-bottom=\"{}\"{}>",
             xaxis.lo,
             xaxis.hi,
             yaxis.lo,
@@ -307,10 +332,16 @@ impl XyChart {
             Px(left),
             Px(right),
             Px(top),
-            Px(bottom)
+            Px(bottom),
+            // The right axis's domain, when there is one.
+            y2axis.as_ref().map_or_else(String::new, |a| format!(" data-y2-min=\"{}\" data-y2-max=\"{}\"", a.lo, a.hi))
         )?;
         for (s, pts) in points.iter().enumerate() {
             let colour = PALETTE[s % PALETTE.len()];
+            let on_right = s >= n_left;
+            let axis = y2axis.as_ref().filter(|_| on_right).unwrap_or(&yaxis);
+            let y_of = |y: f64| map(axis, y);
+            let dash = if on_right { " stroke-dasharray=\"6 3\"" } else { "" };
             let name = Esc(&super::truncate_chars(&self.series[s], ATTR_CHARS)).to_string();
             let valued = pts.iter().filter(|p| !p.1.is_nan()).count();
             if valued == 0 {
@@ -355,7 +386,7 @@ impl XyChart {
                 writeln!(
                     o,
                     "<path class=\"series\" data-series=\"{name}\" data-points=\"{valued}\" d=\"{d}\" fill=\"none\" \
-                     stroke=\"{colour}\" stroke-width=\"1.5\" stroke-linejoin=\"round\"/>"
+                     stroke=\"{colour}\" stroke-width=\"1.5\" stroke-linejoin=\"round\"{dash}/>"
                 )?;
             }
             for run in runs.iter().filter(|r| r.len() == 1) {
@@ -394,17 +425,61 @@ impl XyChart {
         };
         let y_title = match &self.from_column {
             Some(f) => f.y.as_str(),
-            None if self.series.len() == 1 => self.series[0].as_str(),
+            None if n_left == 1 => self.series[0].as_str(),
             None => "value",
         };
         svg_axis_titles(&mut o, &x_title, y_title, left, width, x_title_baseline(labels_bottom))?;
+        if y2axis.is_some() {
+            let title = if self.n_right == 1 { self.series[n_left].as_str() } else { "value (right)" };
+            svg_right_axis(&mut o, right, right + right_room, title)?;
+        }
         if legend {
-            let x = right + 16.0;
-            svg_legend(&mut o, x, top, WIDTH - EDGE - x, self.series.iter().map(|s| (s.as_str(), String::new())))?;
+            let x = right + right_room + 16.0;
+            let entries = self
+                .series
+                .iter()
+                .enumerate()
+                .map(|(s, name)| (name.as_str(), if s >= n_left { " (right)".to_owned() } else { String::new() }));
+            svg_legend(&mut o, x, top, WIDTH - EDGE - x, entries)?;
         }
         svg_close(&mut o);
         Ok(o)
     }
+}
+
+/// The extent `(x min, x max, y min, y max)` of the values of `series`, if any.
+fn bounds(series: &[Vec<(f64, f64)>]) -> Option<(f64, f64, f64, f64)> {
+    let mut out: Option<(f64, f64, f64, f64)> = None;
+    for &(x, y) in series.iter().flatten().filter(|p| !p.1.is_nan()) {
+        let (xl, xh, yl, yh) = out.unwrap_or((x, x, y, y));
+        out = Some((xl.min(x), xh.max(x), yl.min(y), yh.max(y)));
+    }
+    out
+}
+
+/// One `y` value of a row into its series: a NULL is a gap (a line breaks there, not
+/// bridged by a straight segment; a scatter plot just has no point).
+fn push_value(
+    reducer: &mut Reducer,
+    scatter: bool,
+    v: &Value,
+    x: f64,
+    column: impl Fn() -> String,
+    index: usize,
+) -> Result<(), RenderError> {
+    if matches!(v, Value::Null) {
+        if !scatter {
+            reducer.push_gap(x);
+        }
+        return Ok(());
+    }
+    let y =
+        v.as_f64().filter(|y| y.is_finite()).ok_or_else(|| RenderError::NotNumeric { column: column(), row: index })?;
+    if y.abs() > MAX_CHART_MAGNITUDE {
+        return Err(RenderError::OutOfRange { column: column(), row: index });
+    }
+    reducer.push((x, y));
+    Ok(())
 }
 
 /// Renders a whole result set as an x–y chart.

@@ -91,10 +91,15 @@ impl RowSink for ChartSink {
         self.row_ref(&row, index)
     }
 
-    /// The chart reads its x, y and series columns only.
+    /// The chart reads its x, y, y2 and series columns only.
     fn reads(&self) -> Option<Vec<bool>> {
         let columns = self.columns.as_ref()?;
-        let wanted = |c: &String| *c == self.spec.x || self.spec.y.contains(c) || self.spec.series.as_ref() == Some(c);
+        let wanted = |c: &String| {
+            *c == self.spec.x
+                || self.spec.y.contains(c)
+                || self.spec.y2.contains(c)
+                || self.spec.series.as_ref() == Some(c)
+        };
         Some(columns.iter().map(wanted).collect())
     }
 
