@@ -195,10 +195,16 @@ pub struct ScalarSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(max = 10))]
     pub decimals: Option<u8>,
-    /// Text after the number (`%`, ` ms`, ` EUR`), at most 16 characters.
+    /// Text after the number (`%`, ` ms`, ` EUR`), at most 16 characters: a word or code
+    /// (`EUR`, `ms`) follows after a space; with `currency`, the ISO 4217 code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 16))]
     pub unit: Option<String>,
+    /// How the number is written: `plain` (default, `43,725,380`), `compact` (`43.7M`,
+    /// three significant digits unless `decimals` says), `percent` (a fraction shown as
+    /// `25.3%`) or `currency` (`43,725,380.00 EUR`, with `unit` the ISO 4217 code).
+    #[serde(default, skip_serializing_if = "NumberFormat::is_plain")]
+    pub format: NumberFormat,
 }
 
 /// A line, area or scatter chart: `x` numeric or temporal, one series per `y` column.
@@ -573,7 +579,8 @@ impl RenderSpec {
             | RenderSpec::Line(XySpec { format, unit, decimals, .. })
             | RenderSpec::Area(XySpec { format, unit, decimals, .. })
             | RenderSpec::Scatter(XySpec { format, unit, decimals, .. })
-            | RenderSpec::Pie(PieSpec { format, unit, decimals, .. }) => (*format, unit.as_deref(), *decimals),
+            | RenderSpec::Pie(PieSpec { format, unit, decimals, .. })
+            | RenderSpec::Scalar(ScalarSpec { format, unit, decimals, .. }) => (*format, unit.as_deref(), *decimals),
             _ => return Ok(()),
         };
         if decimals.is_some_and(|d| d > MAX_SCALAR_DECIMALS) {
@@ -641,6 +648,9 @@ mod tests {
         let e = bar(r#"{"kind":"scatter","x":"m","y":["v"],"decimals":11}"#).expect_err("decimals");
         assert_eq!(e, "render.decimals: at most 10");
         assert!(bar(r#"{"kind":"bar","x":"m","y":["v"],"format":"fancy"}"#).is_err());
+        assert_eq!(bar(r#"{"kind":"scalar","column":"n","format":"compact"}"#), Ok(()));
+        let e = bar(r#"{"kind":"scalar","column":"n","format":"currency","unit":"€"}"#).expect_err("code");
+        assert!(e.starts_with("render.unit: a currency format needs"), "{e}");
     }
 
     /// Issue 23: lines, areas and scatter plots take their series from a column too.

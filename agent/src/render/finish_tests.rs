@@ -339,6 +339,7 @@ fn a_word_unit_is_separated_from_its_number() {
             label: None,
             decimals: None,
             unit: Some(unit.into()),
+            format: Default::default(),
         });
         let v: serde_json::Value =
             serde_json::from_slice(&render(&spec, &data, 10).expect("renders").body).expect("JSON");

@@ -100,6 +100,33 @@ impl ValueFormat {
         }
     }
 
+    /// A single value shown large (a scalar): as [`ValueFormat::value`], except that
+    /// `compact` shortens it to three significant digits (or `decimals`): `43.7M`.
+    pub(crate) fn headline(&self, text: &str, v: f64) -> String {
+        if self.kind != NumberFormat::Compact || v.abs() < 1e3 || v.abs() >= 1e15 {
+            return self.value(text, v);
+        }
+        // Rounded to three significant digits first, so 999,999 is 1M, not 1,000k.
+        let v = match self.decimals {
+            None => {
+                let f = 10f64.powi(2 - v.abs().log10().floor() as i32);
+                (v * f).round() / f
+            }
+            Some(_) => v,
+        };
+        let (scale, suffix) = COMPACT.iter().find(|(s, _, _)| v.abs() >= *s).map_or((1.0, ""), |(s, x, _)| (*s, *x));
+        let scaled = v / scale;
+        let decimals = match self.decimals {
+            Some(d) => usize::from(d),
+            None if scaled.abs() < 9.995 => 2,
+            None if scaled.abs() < 99.95 => 1,
+            None => 0,
+        };
+        let text = format!("{scaled:.decimals$}");
+        let text = if self.decimals.is_some() { text } else { trim_zeros(text) };
+        self.with_unit(format!("{}{suffix}", format_number(&text, None)))
+    }
+
     fn with_unit(&self, mut s: String) -> String {
         if let Some(u) = &self.unit {
             s.push_str(&unit_suffix(u));
@@ -244,6 +271,22 @@ mod tests {
         assert_eq!(plain.value("1e-7", 1e-7), "0.0000001");
         // Compact shortens axis ticks; a tooltip stays exact.
         assert_eq!(f(NumberFormat::Compact, None, None).value("1234567", 0.0), "1,234,567");
+    }
+
+    #[test]
+    fn a_compact_headline_keeps_three_significant_digits() {
+        let c = f(NumberFormat::Compact, None, None);
+        assert_eq!(c.headline("43725380", 43_725_380.0), "43.7M");
+        assert_eq!(c.headline("1234", 1_234.0), "1.23k");
+        assert_eq!(c.headline("1000", 1_000.0), "1k");
+        assert_eq!(c.headline("999", 999.0), "999");
+        assert_eq!(c.headline("-2500000000", -2.5e9), "-2.5B");
+        assert_eq!(c.headline("999999", 999_999.0), "1M");
+        assert_eq!(
+            f(NumberFormat::Compact, Some("EUR"), Some(2)).headline("43725380", 43_725_380.0),
+            "43.73M\u{a0}EUR"
+        );
+        assert_eq!(f(NumberFormat::Percent, None, Some(1)).headline("0.253", 0.253), "25.3%");
     }
 
     #[test]

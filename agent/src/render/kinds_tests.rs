@@ -362,6 +362,7 @@ fn scalar_is_exact_json_with_a_formatted_value() {
         label: Some("Revenue".into()),
         decimals: Some(2),
         unit: Some(" EUR".into()),
+        format: Default::default(),
     });
     let r = render(&spec, &data, 100).expect("renders");
     assert_eq!(r.content_type, "application/json");
@@ -373,7 +374,13 @@ fn scalar_is_exact_json_with_a_formatted_value() {
     );
     assert_eq!((r.rows_rendered, r.points, r.truncated), (1, 1, true));
 
-    let spec = RenderSpec::Scalar(ScalarSpec { column: "n".into(), label: None, decimals: None, unit: None });
+    let spec = RenderSpec::Scalar(ScalarSpec {
+        column: "n".into(),
+        label: None,
+        decimals: None,
+        unit: None,
+        format: Default::default(),
+    });
     let v: serde_json::Value =
         serde_json::from_slice(&render(&spec, &rs(&["n"], vec![]), 100).expect("renders").body).expect("JSON");
     assert_eq!(

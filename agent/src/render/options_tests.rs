@@ -246,3 +246,26 @@ fn y2_columns_are_drawn_to_a_right_axis_of_their_own() {
     // Without y2 there is no right axis.
     assert!(texts(&svg(&RenderSpec::Line(line(None)), &long_rows()), "tick-right").is_empty());
 }
+
+/// Issue 23: a scalar takes the same number formats: `43.7M EUR` on a dashboard tile.
+#[test]
+fn a_scalar_takes_compact_percent_and_currency_formats() {
+    let scalar = |format: NumberFormat, unit: Option<&str>, v: Value| {
+        let spec = RenderSpec::Scalar(outpost_protocol::ScalarSpec {
+            column: "n".into(),
+            label: None,
+            decimals: None,
+            unit: unit.map(str::to_owned),
+            format,
+        });
+        let r = render(&spec, &rs(&["n"], vec![vec![v]]), 10).expect("renders");
+        let json: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
+        json["formatted"].as_str().unwrap_or_default().to_owned()
+    };
+    assert_eq!(scalar(NumberFormat::Compact, Some("EUR"), Value::Int(43_725_380)), "43.7M\u{a0}EUR");
+    assert_eq!(scalar(NumberFormat::Percent, None, Value::Decimal("0.2534".into())), "25.34%");
+    assert_eq!(scalar(NumberFormat::Currency, Some("USD"), Value::Float(1234.5)), "1,234.50\u{a0}USD");
+    assert_eq!(scalar(NumberFormat::Plain, Some("EUR"), Value::Int(43_725_380)), "43,725,380\u{a0}EUR");
+    // A NULL stays NULL whatever the format.
+    assert_eq!(scalar(NumberFormat::Compact, Some("EUR"), Value::Null), "NULL");
+}
