@@ -92,7 +92,14 @@ impl ValueFormat {
         match self.kind {
             NumberFormat::Plain | NumberFormat::Currency => self.with_unit(plain),
             NumberFormat::Compact => self.with_unit(compact(v, decimals).unwrap_or(plain)),
-            NumberFormat::Percent if scientific && decimals > 2 => format!("{plain}×100%"),
+            // Tiny or huge percentages in scientific notation: 1e-5%.
+            NumberFormat::Percent if decimals > 4 || (scientific && v.abs() >= 1e8) => {
+                let s = format!("{:.2e}", v * 100.0);
+                match s.split_once('e') {
+                    Some((mantissa, exponent)) => format!("{}e{exponent}%", trim_zeros(mantissa.to_owned())),
+                    None => format!("{s}%"),
+                }
+            }
             NumberFormat::Percent => {
                 let text = trim_zeros(format!("{:.*}", decimals.saturating_sub(2), v * 100.0));
                 format!("{}%", format_number(&text, None))
@@ -307,6 +314,9 @@ mod tests {
         assert_eq!(tick(&p, 0.025, 3), "2.5%");
         assert_eq!(tick(&p, 1.5, 1), "150%");
         assert_eq!(tick(&p, 0.0, 1), "0%");
+        // Ticks of 2.5 points (decimals 3, which a plain axis writes in scientific notation).
+        assert_eq!(p.tick(0.125, 3, "1.25e-1".to_owned(), true), "12.5%");
+        assert_eq!(p.tick(0.000_01, 6, "1e-5".to_owned(), true), "1e-3%");
         assert_eq!(tick(&f(NumberFormat::Currency, Some("USD"), None), 1000.0, 0), "1,000\u{a0}USD");
     }
 
