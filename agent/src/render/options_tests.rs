@@ -269,3 +269,29 @@ fn a_scalar_takes_compact_percent_and_currency_formats() {
     // A NULL stays NULL whatever the format.
     assert_eq!(scalar(NumberFormat::Compact, Some("EUR"), Value::Null), "NULL");
 }
+
+// ---- layout -------------------------------------------------------------------------------
+
+/// Issue 23 (charts that look finished): under flat x labels the plot takes the height the
+/// labels leave, so the x axis title ends near the bottom with no empty band below it;
+/// rotated labels keep their room.
+#[test]
+fn flat_labels_leave_no_empty_band_under_the_chart() {
+    let x_title_y = |s: &str| -> f64 {
+        let d = doc(s);
+        let titles = class(&d, "axis-title");
+        titles[0].attribute("y").and_then(|y| y.parse().ok()).expect("y")
+    };
+    let short = rs(&["k", "v"], vec![vec![text("a"), Value::Int(1)], vec![text("b"), Value::Int(2)]]);
+    let flat = svg(&bar_as(NumberFormat::Plain, None), &short);
+    let bars = super::test_util::parse_bars(&flat);
+    assert!((bars[1].y + bars[1].height - (MARGIN_TOP + PLOT_HEIGHT_FLAT)).abs() < 0.01, "{bars:?}");
+    assert!((415.0..=444.0).contains(&x_title_y(&flat)), "{}", x_title_y(&flat));
+    let line_svg = svg(&RenderSpec::Line(line(Some("region"))), &long_rows());
+    assert!((415.0..=444.0).contains(&x_title_y(&line_svg)), "{}", x_title_y(&line_svg));
+    // Sixty long labels are rotated and the plot keeps the room they need.
+    let long = rs(&["k", "v"], (0..60).map(|i| vec![text(&format!("a long category {i}")), Value::Int(i)]).collect());
+    let rotated = super::test_util::parse_bars(&svg(&bar_as(NumberFormat::Plain, None), &long));
+    let last = rotated.last().expect("bars");
+    assert!((last.y + last.height - (MARGIN_TOP + PLOT_HEIGHT)).abs() < 0.01, "{last:?}");
+}

@@ -114,7 +114,7 @@ fn svg(spec: &PieSpec, slices: &[Slice], rs: &ResultSet, other: Option<usize>) -
     svg_open(&mut o, &description, spec.title.as_deref(), note.as_deref())?;
     let total: f64 = slices.iter().map(|s| s.value).sum();
     if total <= 0.0 {
-        svg_empty(&mut o, CX - R, 2.0 * R)?;
+        svg_empty(&mut o, CX - R, 2.0 * R, MARGIN_TOP + PLOT_HEIGHT)?;
         svg_close(&mut o);
         return Ok(o);
     }

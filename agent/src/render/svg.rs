@@ -14,8 +14,13 @@ pub(crate) const MARGIN_BOTTOM: f64 = 114.0;
 pub(crate) const MARGIN_LEFT: f64 = 96.0;
 pub(crate) const MARGIN_RIGHT: f64 = 20.0;
 pub(crate) const LEGEND_WIDTH: f64 = 160.0;
-/// Height of the plot area: the full axis span maps onto it.
+/// Height of the plot area under rotated x labels: the full axis span maps onto it.
 pub(crate) const PLOT_HEIGHT: f64 = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM;
+/// Below a plot whose x labels lie flat: their line (and a line of dates), the x axis
+/// title just below, and its descenders, so no band of the chart is left empty.
+pub(crate) const MARGIN_BOTTOM_FLAT: f64 = 68.0;
+/// Height of the plot area when the x labels lie flat.
+pub(crate) const PLOT_HEIGHT_FLAT: f64 = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM_FLAT;
 /// Characters of an x label shown under the axis.
 pub(crate) const LABEL_CHARS: usize = 24;
 /// Characters of a series name shown in the legend.
@@ -130,17 +135,17 @@ pub(crate) fn svg_right_ticks(
     Ok(())
 }
 
-/// The right axis's line at `right` and its title, read bottom to top like the left one's
-/// but on the right, ending at `outer`.
-pub(crate) fn svg_right_axis(o: &mut String, right: f64, outer: f64, title: &str) -> fmt::Result {
+/// The right axis's line at `right` (down to the plot's `bottom`) and its title, read
+/// bottom to top like the left one's but on the right, ending at `outer`.
+pub(crate) fn svg_right_axis(o: &mut String, right: f64, outer: f64, bottom: f64, title: &str) -> fmt::Result {
     writeln!(
         o,
         "<line class=\"axis\" x1=\"{r}\" y1=\"{}\" x2=\"{r}\" y2=\"{}\" stroke=\"#333333\"/>",
         Px(MARGIN_TOP),
-        Px(MARGIN_TOP + PLOT_HEIGHT),
+        Px(bottom),
         r = Px(right)
     )?;
-    let (tx, ty) = (Px(outer - 8.0), Px(MARGIN_TOP + PLOT_HEIGHT / 2.0));
+    let (tx, ty) = (Px(outer - 8.0), Px((MARGIN_TOP + bottom) / 2.0));
     writeln!(
         o,
         "<text class=\"axis-title\" x=\"{tx}\" y=\"{ty}\" text-anchor=\"middle\" font-size=\"12\" \
@@ -198,13 +203,12 @@ pub(crate) fn svg_x_label(o: &mut String, class: &str, x: f64, baseline: f64, la
 pub(crate) const EDGE: f64 = 4.0;
 
 /// The x axis title under the plot (its baseline at `x_title_y`, just below the labels)
-/// and the y axis title along the plot's left side.
+/// and the y axis title along the left side of a plot whose bottom edge is `bottom`.
 pub(crate) fn svg_axis_titles(
     o: &mut String,
     x_title: &str,
     y_title: &str,
-    left: f64,
-    width: f64,
+    (left, width, bottom): (f64, f64, f64),
     x_title_y: f64,
 ) -> fmt::Result {
     writeln!(
@@ -215,7 +219,7 @@ pub(crate) fn svg_axis_titles(
         Px(x_title_y),
         Esc(&truncate_chars(x_title, LEGEND_CHARS))
     )?;
-    let (tx, ty) = (Px(18.0), Px(MARGIN_TOP + PLOT_HEIGHT / 2.0));
+    let (tx, ty) = (Px(18.0), Px((MARGIN_TOP + bottom) / 2.0));
     writeln!(
         o,
         "<text class=\"axis-title\" x=\"{tx}\" y=\"{ty}\" text-anchor=\"middle\" font-size=\"12\" \
@@ -264,14 +268,14 @@ pub(crate) fn svg_legend<'n>(
 /// From a legend swatch's left edge to its text.
 pub(crate) const LEGEND_TEXT_OFFSET: f64 = 18.0;
 
-/// "No data" in the middle of an empty plot.
-pub(crate) fn svg_empty(o: &mut String, left: f64, width: f64) -> fmt::Result {
+/// "No data" in the middle of an empty plot whose bottom edge is `bottom`.
+pub(crate) fn svg_empty(o: &mut String, left: f64, width: f64, bottom: f64) -> fmt::Result {
     writeln!(
         o,
         "<text class=\"empty\" x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"13\" \
          fill=\"#666666\">No data</text>",
         Px(left + width / 2.0),
-        Px(MARGIN_TOP + PLOT_HEIGHT / 2.0)
+        Px((MARGIN_TOP + bottom) / 2.0)
     )
 }
 

@@ -22,7 +22,7 @@ use super::{
     column_index, horizontal_labels_bottom, plot_left, right_axis_room, svg_axis_titles, svg_close, svg_empty,
     svg_legend, svg_open, svg_right_axis, svg_right_ticks, svg_x_label, svg_y_ticks, truncation_note, value_text,
     x_title_baseline, Axis, Esc, Px, RenderError, Rendered, ATTR_CHARS, EDGE, LEGEND_WIDTH, MARGIN_LEFT, MARGIN_RIGHT,
-    MARGIN_TOP, MAX_CHART_MAGNITUDE, MAX_SERIES, PALETTE, PLOT_HEIGHT, WIDTH, X_LABEL_BASELINE,
+    MARGIN_TOP, MAX_CHART_MAGNITUDE, MAX_SERIES, PALETTE, PLOT_HEIGHT_FLAT, WIDTH, X_LABEL_BASELINE,
 };
 use crate::resultset::{ResultSet, Value};
 
@@ -282,10 +282,11 @@ impl XyChart {
         let left = if any { plot_left(&yaxis, &self.format) } else { MARGIN_LEFT };
         let right_room = y2axis.as_ref().map_or(0.0, |a| right_axis_room(a, &self.format));
         let right = WIDTH - MARGIN_RIGHT - if legend { LEGEND_WIDTH } else { 0.0 } - right_room;
-        let (top, bottom) = (MARGIN_TOP, MARGIN_TOP + PLOT_HEIGHT);
+        // The x labels always lie flat: the plot takes the height they leave.
+        let (top, bottom) = (MARGIN_TOP, MARGIN_TOP + PLOT_HEIGHT_FLAT);
         let width = right - left;
         let x_of = |x: f64| left + (x - xaxis.lo) / (xaxis.hi - xaxis.lo) * width;
-        let map = |axis: &Axis, y: f64| top + (axis.hi - y) / (axis.hi - axis.lo) * PLOT_HEIGHT;
+        let map = |axis: &Axis, y: f64| top + (axis.hi - y) / (axis.hi - axis.lo) * PLOT_HEIGHT_FLAT;
         let y_of = |y: f64| map(&yaxis, y);
 
         let mut o = String::with_capacity(4096 + points.iter().map(Vec::len).sum::<usize>() * 16);
@@ -403,7 +404,7 @@ impl XyChart {
         }
         o.push_str("</g>\n");
         if !any {
-            svg_empty(&mut o, left, width)?;
+            svg_empty(&mut o, left, width, bottom)?;
         }
         writeln!(
             o,
@@ -428,10 +429,10 @@ impl XyChart {
             None if n_left == 1 => self.series[0].as_str(),
             None => "value",
         };
-        svg_axis_titles(&mut o, &x_title, y_title, left, width, x_title_baseline(labels_bottom))?;
+        svg_axis_titles(&mut o, &x_title, y_title, (left, width, bottom), x_title_baseline(labels_bottom))?;
         if y2axis.is_some() {
             let title = if self.n_right == 1 { self.series[n_left].as_str() } else { "value (right)" };
-            svg_right_axis(&mut o, right, right + right_room, title)?;
+            svg_right_axis(&mut o, right, right + right_room, bottom, title)?;
         }
         if legend {
             let x = right + right_room + 16.0;
