@@ -141,7 +141,8 @@ pub enum RenderSpec {
     /// a larger result is refused, not cut.
     Bar(BarSpec),
     /// A line chart as SVG over a numeric or time `x` (one kind per column), one series
-    /// per `y` column; downsampled to `max_points` when large.
+    /// per `y` column, or, with `series`, one per distinct value of that column;
+    /// downsampled to `max_points` when large.
     Line(XySpec),
     /// A line chart filled down to zero, as SVG; otherwise as `line`.
     Area(XySpec),
@@ -194,10 +195,16 @@ pub struct ScalarSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(max = 10))]
     pub decimals: Option<u8>,
-    /// Text after the number (`%`, ` ms`, ` EUR`), at most 16 characters.
+    /// Text after the number (`%`, ` ms`, ` EUR`), at most 16 characters: a word or code
+    /// (`EUR`, `ms`) follows after a space; with `currency`, the ISO 4217 code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 16))]
     pub unit: Option<String>,
+    /// How the number is written: `plain` (default, `43,725,380`), `compact` (`43.7M`,
+    /// three significant digits unless `decimals` says), `percent` (a fraction shown as
+    /// `25.3%`) or `currency` (`43,725,380.00 EUR`, with `unit` the ISO 4217 code).
+    #[serde(default, skip_serializing_if = "NumberFormat::is_plain")]
+    pub format: NumberFormat,
 }
 
 /// A line, area or scatter chart: `x` numeric or temporal, one series per `y` column.
@@ -209,6 +216,11 @@ pub struct XySpec {
     /// Columns of the values (one series each, at most 10).
     #[schemars(length(min = 1, max = 10))]
     pub y: Vec<String>,
+    /// Columns drawn against a second value axis on the right (dual axis), dashed and
+    /// marked "(right)" in the legend; `y` and `y2` together name at most 10 columns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 9))]
+    pub y2: Vec<String>,
     /// Chart title.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
@@ -216,6 +228,28 @@ pub struct XySpec {
     /// Beyond it the chart is downsampled, keeping each bucket's extremes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_points: Option<u32>,
+    /// Column whose distinct values are the series (long form, rows shaped `(x, series,
+    /// y)`): needs exactly one `y` column and must differ from `x` and `y`. At most 10
+    /// distinct values (one colour each; more is refused), in sorted order in the legend;
+    /// NULL is the series "(null)".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<String>,
+    /// How values are written on the value axis, in tooltips and in the legend: `plain`
+    /// (default, `43,725,380`), `compact` (`43.7M` on the axis), `percent` (a fraction
+    /// shown as `25.3%`) or `currency` (`43,725,380.00 EUR`, with `unit` the ISO 4217 code).
+    #[serde(default, skip_serializing_if = "NumberFormat::is_plain")]
+    pub format: NumberFormat,
+    /// Text after each value, at most 16 characters: a word or code (`EUR`, `ms`) follows
+    /// after a space, a symbol (`€`, `‰`) directly; with `currency` the ISO 4217 code
+    /// (three capital letters), needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    pub unit: Option<String>,
+    /// Decimals of values in tooltips and legends (0 to 10); default: as the database gave
+    /// them (currency: 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 10))]
+    pub decimals: Option<u8>,
 }
 
 /// A pie chart: one slice per row, labelled by `label`, sized by `value`.
@@ -229,6 +263,22 @@ pub struct PieSpec {
     /// Chart title.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
+    /// How values are written on the value axis, in tooltips and in the legend: `plain`
+    /// (default, `43,725,380`), `compact` (`43.7M` on the axis), `percent` (a fraction
+    /// shown as `25.3%`) or `currency` (`43,725,380.00 EUR`, with `unit` the ISO 4217 code).
+    #[serde(default, skip_serializing_if = "NumberFormat::is_plain")]
+    pub format: NumberFormat,
+    /// Text after each value, at most 16 characters: a word or code (`EUR`, `ms`) follows
+    /// after a space, a symbol (`€`, `‰`) directly; with `currency` the ISO 4217 code
+    /// (three capital letters), needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    pub unit: Option<String>,
+    /// Decimals of values in tooltips and legends (0 to 10); default: as the database gave
+    /// them (currency: 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 10))]
+    pub decimals: Option<u8>,
 }
 
 /// A table rendering.
@@ -268,9 +318,26 @@ pub struct BarSpec {
     /// Column whose distinct values are the series (long form); needs exactly one `y`
     /// column and must differ from `x` and `y`. At most 10 series are drawn: the 9 with the
     /// largest totals keep their own colour, the rest are summed as "Other". NULL is the
-    /// series "(null)"; rows with the same `x` and `series` are added together.
+    /// series "(null)"; rows with the same `x` and `series` are added together. The legend
+    /// lists the series in sorted order, "Other" last.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub series: Option<String>,
+    /// How values are written on the value axis, in tooltips and in the legend: `plain`
+    /// (default, `43,725,380`), `compact` (`43.7M` on the axis), `percent` (a fraction
+    /// shown as `25.3%`) or `currency` (`43,725,380.00 EUR`, with `unit` the ISO 4217 code).
+    #[serde(default, skip_serializing_if = "NumberFormat::is_plain")]
+    pub format: NumberFormat,
+    /// Text after each value, at most 16 characters: a word or code (`EUR`, `ms`) follows
+    /// after a space, a symbol (`€`, `‰`) directly; with `currency` the ISO 4217 code
+    /// (three capital letters), needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    pub unit: Option<String>,
+    /// Decimals of values in tooltips and legends (0 to 10); default: as the database gave
+    /// them (currency: 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 10))]
+    pub decimals: Option<u8>,
 }
 
 impl RenderSpec {
@@ -301,11 +368,35 @@ impl RenderSpec {
             }
             RenderSpec::Line(s) | RenderSpec::Area(s) | RenderSpec::Scatter(s) => {
                 let mut v = vec![(s.x.as_str(), ColumnRole::Axis)];
-                v.extend(s.y.iter().map(|c| (c.as_str(), ColumnRole::Number)));
+                v.extend(s.series.iter().map(|c| (c.as_str(), ColumnRole::Label)));
+                v.extend(s.y.iter().chain(&s.y2).map(|c| (c.as_str(), ColumnRole::Number)));
                 v
             }
             RenderSpec::Pie(p) => vec![(p.label.as_str(), ColumnRole::Label), (p.value.as_str(), ColumnRole::Number)],
         }
+    }
+}
+
+/// How chart values are written (the `format` of bar, line, area, scatter and pie charts).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NumberFormat {
+    /// Thousands separated, decimals as the database gave them: `43,725,380.5`.
+    #[default]
+    Plain,
+    /// Axis ticks with k, M, B, T: `43.7M`; tooltips and legends stay exact and grouped.
+    Compact,
+    /// The value is a fraction, shown times 100 with `%`: 0.253 is `25.3%`.
+    Percent,
+    /// Money: `43,725,380.00 EUR`, two decimals unless `decimals` says otherwise; `unit`
+    /// is the ISO 4217 code.
+    Currency,
+}
+
+impl NumberFormat {
+    /// Whether this is the default (left out when serialised).
+    pub fn is_plain(&self) -> bool {
+        *self == NumberFormat::Plain
     }
 }
 
@@ -436,7 +527,20 @@ impl RenderSpec {
             {
                 Err(format!("render.y: at most {MAX_SERIES} columns (one colour each), got {}", y.len()))
             }
-            RenderSpec::Bar(BarSpec { x, y, series: Some(s), .. }) => {
+            RenderSpec::Line(XySpec { y, y2, .. })
+            | RenderSpec::Area(XySpec { y, y2, .. })
+            | RenderSpec::Scatter(XySpec { y, y2, .. })
+                if y.len() + y2.len() > MAX_SERIES =>
+            {
+                Err(format!(
+                    "render.y2: y and y2 name at most {MAX_SERIES} columns together (one colour each), got {}",
+                    y.len() + y2.len()
+                ))
+            }
+            RenderSpec::Bar(BarSpec { x, y, series: Some(s), .. })
+            | RenderSpec::Line(XySpec { x, y, series: Some(s), .. })
+            | RenderSpec::Area(XySpec { x, y, series: Some(s), .. })
+            | RenderSpec::Scatter(XySpec { x, y, series: Some(s), .. }) => {
                 if y.len() != 1 {
                     Err(format!(
                         "render.series: takes its values from exactly one y column, but y names {}; \
@@ -449,7 +553,7 @@ impl RenderSpec {
                         if s == x { "x" } else { "y" }
                     ))
                 } else {
-                    Ok(())
+                    self.check_format()
                 }
             }
             RenderSpec::Scalar(ScalarSpec { decimals: Some(d), .. }) if *d > MAX_SCALAR_DECIMALS => {
@@ -463,6 +567,35 @@ impl RenderSpec {
             }
             RenderSpec::Catalog(c) if !(1..=MAX_CATALOG_COLUMNS).contains(&c.max_columns) => {
                 Err(format!("render.max_columns: must be between 1 and {MAX_CATALOG_COLUMNS}"))
+            }
+            _ => self.check_format(),
+        }
+    }
+
+    /// A chart's `format`, `unit` and `decimals`: bounded, and a currency names its code.
+    fn check_format(&self) -> Result<(), String> {
+        let (format, unit, decimals) = match self {
+            RenderSpec::Bar(BarSpec { format, unit, decimals, .. })
+            | RenderSpec::Line(XySpec { format, unit, decimals, .. })
+            | RenderSpec::Area(XySpec { format, unit, decimals, .. })
+            | RenderSpec::Scatter(XySpec { format, unit, decimals, .. })
+            | RenderSpec::Pie(PieSpec { format, unit, decimals, .. })
+            | RenderSpec::Scalar(ScalarSpec { format, unit, decimals, .. }) => (*format, unit.as_deref(), *decimals),
+            _ => return Ok(()),
+        };
+        if decimals.is_some_and(|d| d > MAX_SCALAR_DECIMALS) {
+            return Err(format!("render.decimals: at most {MAX_SCALAR_DECIMALS}"));
+        }
+        if unit.is_some_and(|u| u.chars().count() > MAX_SCALAR_UNIT) {
+            return Err(format!("render.unit: at most {MAX_SCALAR_UNIT} characters"));
+        }
+        match (format, unit) {
+            (NumberFormat::Currency, Some(u)) if u.len() == 3 && u.bytes().all(|b| b.is_ascii_uppercase()) => Ok(()),
+            (NumberFormat::Currency, _) => {
+                Err("render.unit: a currency format needs the ISO 4217 code as its unit, such as \"EUR\"".into())
+            }
+            (NumberFormat::Percent, Some(_)) => {
+                Err("render.unit: a percent format adds % itself; leave out unit or use format plain".into())
             }
             _ => Ok(()),
         }
@@ -495,6 +628,51 @@ mod tests {
         }
         assert_eq!(serde_json::from_str::<Param>(r#"{"type":"null"}"#).ok(), Some(Param::Null));
         assert_eq!(serde_json::from_str::<Param>(r#"{"type":"float","value":5}"#).ok(), Some(Param::Float(5.0)));
+    }
+
+    /// Issue 23: charts take a number format (`compact`, `percent`, `currency` with its
+    /// ISO code) and a unit, checked before the job is signed.
+    #[test]
+    fn chart_formats_are_optional_and_checked() {
+        let plain: RenderSpec = serde_json::from_str(r#"{"kind":"line","x":"d","y":["v"]}"#).expect("parses");
+        assert_eq!(serde_json::to_string(&plain).ok().as_deref(), Some(r#"{"kind":"line","x":"d","y":["v"]}"#));
+        assert_eq!(bar(r#"{"kind":"bar","x":"m","y":["v"],"format":"compact","unit":"EUR"}"#), Ok(()));
+        assert_eq!(bar(r#"{"kind":"pie","label":"m","value":"v","format":"currency","unit":"EUR"}"#), Ok(()));
+        assert_eq!(bar(r#"{"kind":"area","x":"m","y":["v"],"format":"percent","decimals":1}"#), Ok(()));
+        let e = bar(r#"{"kind":"line","x":"m","y":["v"],"format":"currency","unit":"euros"}"#).expect_err("code");
+        assert!(e.starts_with("render.unit: a currency format needs the ISO 4217 code"), "{e}");
+        let e = bar(r#"{"kind":"bar","x":"m","y":["v"],"format":"currency"}"#).expect_err("no code");
+        assert!(e.starts_with("render.unit: "), "{e}");
+        let e = bar(r#"{"kind":"bar","x":"m","y":["v"],"format":"percent","unit":"%"}"#).expect_err("percent");
+        assert!(e.starts_with("render.unit: a percent format adds %"), "{e}");
+        let e = bar(r#"{"kind":"scatter","x":"m","y":["v"],"decimals":11}"#).expect_err("decimals");
+        assert_eq!(e, "render.decimals: at most 10");
+        assert!(bar(r#"{"kind":"bar","x":"m","y":["v"],"format":"fancy"}"#).is_err());
+        assert_eq!(bar(r#"{"kind":"scalar","column":"n","format":"compact"}"#), Ok(()));
+        let e = bar(r#"{"kind":"scalar","column":"n","format":"currency","unit":"€"}"#).expect_err("code");
+        assert!(e.starts_with("render.unit: a currency format needs"), "{e}");
+    }
+
+    /// Issue 23: lines, areas and scatter plots take their series from a column too.
+    #[test]
+    fn a_line_series_column_takes_one_y_and_a_third_column() {
+        assert_eq!(bar(r#"{"kind":"line","x":"d","y":["v"],"series":"r"}"#), Ok(()));
+        assert_eq!(bar(r#"{"kind":"area","x":"d","y":["v"],"series":"r"}"#), Ok(()));
+        let e = bar(r#"{"kind":"line","x":"d","y":["v","w"],"series":"r"}"#).expect_err("two y");
+        assert!(e.starts_with("render.series: "), "{e}");
+        let e = bar(r#"{"kind":"area","x":"d","y":["v"],"series":"d"}"#).expect_err("series is x");
+        assert!(e.contains("already the x column"), "{e}");
+        assert_eq!(bar(r#"{"kind":"scatter","x":"d","y":["v"],"series":"r"}"#), Ok(()));
+        // A right axis (dual axis), within the ten colours.
+        assert_eq!(bar(r#"{"kind":"line","x":"d","y":["v"],"y2":["w"],"series":"r"}"#), Ok(()));
+        let e = bar(r#"{"kind":"line","x":"d","y":["a","b","c","d","e","f"],"y2":["g","h","i","j","k"]}"#)
+            .expect_err("eleven");
+        assert!(e.starts_with("render.y2: y and y2 name at most 10"), "{e}");
+        let plain: RenderSpec = serde_json::from_str(r#"{"kind":"line","x":"d","y":["v"]}"#).expect("parses");
+        assert!(!serde_json::to_string(&plain).unwrap_or_default().contains("y2"));
+        let spec: RenderSpec =
+            serde_json::from_str(r#"{"kind":"line","x":"d","y":["v"],"series":"r"}"#).expect("parses");
+        assert!(spec.columns().contains(&("r", ColumnRole::Label)));
     }
 
     fn bar(json: &str) -> Result<(), String> {

@@ -30,8 +30,8 @@ pub mod wire;
 
 pub use envelope::{sign_job, Envelope, KeyId, SigningKey, TrustedKeys, VerifiedJob, VerifyError, VerifyOptions};
 pub use job::{
-    BarSpec, CacheSpec, CatalogSpec, ColumnRole, JobSpec, Param, PieSpec, RenderSpec, Requester, ScalarSpec,
-    TableFormat, TableSpec, XySpec, PROTOCOL_VERSION, RENDER_KINDS,
+    BarSpec, CacheSpec, CatalogSpec, ColumnRole, JobSpec, NumberFormat, Param, PieSpec, RenderSpec, Requester,
+    ScalarSpec, TableFormat, TableSpec, XySpec, PROTOCOL_VERSION, RENDER_KINDS,
 };
 pub use report::{EgressAction, EgressDecision, JobOutcome, Reason, ResultReport, ResultStats};
 

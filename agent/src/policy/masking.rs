@@ -125,15 +125,27 @@ impl EgressPolicy {
         columns: &[String],
         masks: &[Option<ColumnMask>],
     ) -> Result<(), EgressDecision> {
+        // Line, area and scatter charts are drawn from rows as they stream, unmasked, so
+        // their series column (a label) may not be masked either.
+        let streamed = matches!(spec, RenderSpec::Line(_) | RenderSpec::Area(_) | RenderSpec::Scatter(_));
         for (column, role) in spec.columns() {
-            if !matches!(role, ColumnRole::Number | ColumnRole::Axis) {
+            let shown =
+                matches!(role, ColumnRole::Number | ColumnRole::Axis) || (streamed && role == ColumnRole::Label);
+            if !shown {
                 continue;
             }
             let found = columns.iter().position(|c| c == column).and_then(|i| masks.get(i)).and_then(Option::as_ref);
             if let Some(mask) = found {
                 return Err(refused(
                     "mask",
-                    format!("column {column:?} is masked ({}); a chart would draw its values to scale", mask.why),
+                    if role == ColumnRole::Label {
+                        format!(
+                            "column {column:?} is masked ({}); a line, area or scatter chart would name its series by its values",
+                            mask.why
+                        )
+                    } else {
+                        format!("column {column:?} is masked ({}); a chart would draw its values to scale", mask.why)
+                    },
                 ));
             }
         }

@@ -134,6 +134,25 @@ fn masks_follow_the_source_column_and_untraceable_columns_are_refused_or_masked(
     assert_eq!(p.check_drawn(&drawn, &names(&["contact", "n"]), &masks).map_err(|d| d.rule), Err("mask".to_owned()));
 }
 
+/// Issue 23: a line's series column names its series by its values, and line charts stream
+/// their rows unmasked, so a masked series column is refused rather than shown.
+#[test]
+fn a_masked_column_cannot_name_the_series_of_a_line_chart() {
+    let p = policy("mask:\n  - column: public.t.secret\n");
+    let names = |n: &[&str]| n.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let cols = names(&["day", "contact", "n"]);
+    let masks = p.column_masks(&cols, Some(&traced(&[Some("id"), Some("secret"), Some("id")]))).expect("ok");
+    let line: RenderSpec =
+        serde_json::from_str(r#"{"kind":"line","x":"day","y":["n"],"series":"contact"}"#).expect("spec");
+    let refused = p.check_drawn(&line, &cols, &masks).expect_err("masked series");
+    assert_eq!(refused.rule, "mask");
+    assert!(refused.detail.contains("would name its series"), "{}", refused.detail);
+    // A bar chart masks the rows it is drawn from, so there the column may name series.
+    let bar: RenderSpec =
+        serde_json::from_str(r#"{"kind":"bar","x":"day","y":["n"],"series":"contact"}"#).expect("spec");
+    assert!(p.check_drawn(&bar, &cols, &masks).is_ok());
+}
+
 #[test]
 fn qualified_patterns_match_each_part_and_bad_ones_are_refused() {
     let rule = |s: &str| serde_saphyr::from_str::<ColumnPattern>(s);

@@ -2,10 +2,12 @@
 
 /// A value axis of equal "nice" steps (1, 2, 2.5 or 5 times a power of ten).
 ///
-/// Of the nice steps that cover the values in at most [`MAX_INTERVALS`] intervals, the one
-/// whose axis is the shortest is taken (ties: the one nearest [`IDEAL_INTERVALS`]), so the
-/// top of the axis is the first tick at or above the largest value and little of the plot
-/// is empty: 11M gets a 12M axis, 113k a 120k one, 1,234 a 1,250 one.
+/// The top of the axis is a tick at or above the largest value, and little of the plot is
+/// empty: 11M gets a 12M axis, 113k a 120k one, 1,234 a 1,250 one. Of the nice steps that
+/// cover the values in 4 to 7 intervals (5 to 8 ticks, easy to read) and leave at most
+/// [`MAX_EMPTY`] of the axis empty, the shortest axis is taken; when none does (41 would
+/// need 0–50, 18% empty), the shortest axis of at most [`MAX_INTERVALS`] intervals (0–45
+/// in steps of 5). Ties go to the number of intervals nearest [`IDEAL_INTERVALS`].
 ///
 /// [`Axis::nice`] always includes 0 (bars, areas); [`Axis::span`] covers just the data
 /// (lines, scatter plots, numeric x axes).
@@ -24,6 +26,9 @@ pub(crate) struct Axis {
     scientific: bool,
 }
 
+/// An axis with its length and number of intervals, while the best one is sought.
+type Candidate = (f64, u32, Axis);
+
 /// Mantissas of nice steps.
 const MANTISSAS: [f64; 4] = [1.0, 2.0, 2.5, 5.0];
 
@@ -35,6 +40,12 @@ pub(crate) const X_INTERVALS: u32 = 6;
 
 /// Of two equally short axes, the one with the number of intervals nearest this one wins.
 const IDEAL_INTERVALS: u32 = 5;
+
+/// Intervals of a preferred axis: 5 to 8 ticks.
+const PREFERRED_INTERVALS: std::ops::RangeInclusive<u32> = 4..=7;
+
+/// Most of a preferred axis left empty beyond the values.
+const MAX_EMPTY: f64 = 0.15;
 
 impl Axis {
     /// The axis for values between `min` and `max` (both finite; the range is widened to 0).
@@ -67,7 +78,15 @@ impl Axis {
         if !raw.is_finite() || raw < f64::MIN_POSITIVE {
             return None;
         }
-        let mut best: Option<(f64, u32, Self)> = None;
+        // The shortest preferred axis, and the shortest of all.
+        let (mut preferred, mut shortest): (Option<Candidate>, Option<Candidate>) = (None, None);
+        let better = |length: f64, n: u32, best: &Option<Candidate>| match best {
+            None => true,
+            Some((l, bn, _)) => {
+                length < l * (1.0 - 1e-9)
+                    || (length <= l * (1.0 + 1e-9) && n.abs_diff(IDEAL_INTERVALS) < bn.abs_diff(IDEAL_INTERVALS))
+            }
+        };
         for (step, decimals) in nice_steps(raw) {
             let first = (lo / step + 1e-9).floor();
             let last = (hi / step - 1e-9).ceil();
@@ -76,18 +95,16 @@ impl Axis {
             }
             let n = (last - first).max(1.0) as u32;
             let length = f64::from(n) * step;
-            let better = match &best {
-                None => true,
-                Some((l, bn, _)) => {
-                    length < l * (1.0 - 1e-9)
-                        || (length <= l * (1.0 + 1e-9) && n.abs_diff(IDEAL_INTERVALS) < bn.abs_diff(IDEAL_INTERVALS))
-                }
-            };
-            if better {
-                best = Some((length, n, Self::with_step(step, first as i64, n, decimals)));
+            let axis = Self::with_step(step, first as i64, n, decimals);
+            let empty = 1.0 - (hi - lo) / length;
+            if PREFERRED_INTERVALS.contains(&n) && empty <= MAX_EMPTY + 1e-9 && better(length, n, &preferred) {
+                preferred = Some((length, n, axis));
+            }
+            if better(length, n, &shortest) {
+                shortest = Some((length, n, axis));
             }
         }
-        best.map(|(_, _, axis)| axis)
+        preferred.or(shortest).map(|(_, _, axis)| axis)
     }
 
     fn with_step(step: f64, start: i64, intervals: u32, decimals: usize) -> Self {
@@ -100,6 +117,11 @@ impl Axis {
     /// The tick values, from the bottom of the axis up.
     pub(crate) fn ticks(&self) -> impl Iterator<Item = f64> + '_ {
         (0..=i64::from(self.intervals)).map(|i| (self.start + i) as f64 * self.step)
+    }
+
+    /// The label of tick `v` in a chart's number format (and unit).
+    pub(crate) fn label_as(&self, v: f64, format: &super::format::ValueFormat) -> String {
+        format.tick(v, self.decimals, self.label(v), self.scientific)
     }
 
     /// The label of tick `v`: integers without decimals, thousands separated by commas,
@@ -192,13 +214,11 @@ mod tests {
         assert_eq!(tick_labels(0.0, 40.0), ["0", "10", "20", "30", "40"]);
         assert_eq!(tick_labels(0.0, 41.0), ["0", "5", "10", "15", "20", "25", "30", "35", "40", "45"]);
         assert_eq!(tick_labels(0.0, 7.0), ["0", "1", "2", "3", "4", "5", "6", "7"]);
-        assert_eq!(tick_labels(0.0, 0.9), ["0", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9"]);
+        // 5 to 8 ticks when at most 15% of the axis stays empty: 0–1 in fifths, not tenths.
+        assert_eq!(tick_labels(0.0, 0.9), ["0", "0.2", "0.4", "0.6", "0.8", "1"]);
         assert_eq!(tick_labels(0.0, 3_456_789.0).last().map(String::as_str), Some("3,500,000"));
         assert_eq!(tick_labels(-5.0, 5.0), ["-5", "-2.5", "0", "2.5", "5"]);
-        assert_eq!(
-            tick_labels(0.0, 0.009),
-            ["0", "1e-3", "2e-3", "3e-3", "4e-3", "5e-3", "6e-3", "7e-3", "8e-3", "9e-3"]
-        );
+        assert_eq!(tick_labels(0.0, 0.009), ["0", "2e-3", "4e-3", "6e-3", "8e-3", "1e-2"]);
         assert_eq!(tick_labels(0.0, 3e12), ["0", "5e11", "1e12", "1.5e12", "2e12", "2.5e12", "3e12"]);
         for (lo, hi) in [(0.0, 1.0), (-3.0, 7.0), (-123.4, 0.5), (0.0, 99_999.0), (-1e-5, 2e-5)] {
             let axis = Axis::nice(lo, hi);
@@ -216,18 +236,24 @@ mod tests {
         assert_eq!(top(113_000.0), 120_000.0);
         assert_eq!(top(1_234.0), 1_250.0);
         assert_eq!(tick_labels(0.0, 1_234.0), ["0", "250", "500", "750", "1,000", "1,250"]);
-        // Over many maxima, at most a sixth of the plot (usually under a tenth) is empty.
+        // Over many maxima, at most a sixth of the plot (on average under a tenth) is
+        // empty, and most axes have 5 to 8 ticks.
         let mut worst: f64 = 0.0;
         let mut total = 0.0;
         let mut count = 0.0;
+        let mut readable = 0.0;
         for i in 1..=2000 {
             let max = 1.0 + f64::from(i) * 0.0045;
             let empty = 1.0 - max / top(max);
             worst = worst.max(empty);
             total += empty;
             count += 1.0;
+            if (5..=8).contains(&Axis::nice(0.0, max).ticks().count()) {
+                readable += 1.0;
+            }
         }
         assert!(worst < 1.0 / 6.0, "worst {worst}");
-        assert!(total / count < 0.06, "mean {}", total / count);
+        assert!(total / count < 0.08, "mean {}", total / count);
+        assert!(readable / count > 0.85, "5 to 8 ticks in {} of the axes", readable / count);
     }
 }

@@ -3,13 +3,14 @@
 
 use std::fmt::{self, Write as _};
 
-use super::format::format_number;
+use super::format::ValueFormat;
 use super::measure::{fit_width, text_width};
 use super::{
-    column_index, horizontal_labels_bottom, svg_axis_titles, svg_close, svg_empty, svg_legend, svg_open, svg_x_label,
-    svg_y_ticks, truncate_chars, truncation_note, value_text, x_title_baseline, Axis, Esc, Px, RenderError, ATTR_CHARS,
-    EDGE, LABEL_CHARS, LEGEND_WIDTH, MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MAX_BAR_GROUPS, MAX_CHART_MAGNITUDE,
-    MAX_SERIES, PALETTE, PLOT_HEIGHT, ROTATED_LABEL_SPACING, ROTATED_LABEL_TOP, SIN_45, WIDTH, X_TITLE_MAX,
+    column_index, horizontal_labels_bottom, plot_left, svg_axis_titles, svg_close, svg_empty, svg_legend, svg_open,
+    svg_x_label, svg_y_ticks, truncate_chars, truncation_note, value_text, x_title_baseline, Axis, Esc, Px,
+    RenderError, ATTR_CHARS, EDGE, LABEL_CHARS, LEGEND_WIDTH, MARGIN_RIGHT, MARGIN_TOP, MAX_BAR_GROUPS,
+    MAX_CHART_MAGNITUDE, MAX_SERIES, PALETTE, PLOT_HEIGHT, PLOT_HEIGHT_FLAT, ROTATED_LABEL_SPACING, ROTATED_LABEL_TOP,
+    SIN_45, WIDTH, X_TITLE_MAX,
 };
 use crate::resultset::{ResultSet, Value};
 
@@ -60,6 +61,8 @@ pub(super) struct BarChart<'a> {
     pub(super) axis: Axis,
     /// Series stacked in one bar per group (positives up from zero, negatives down).
     pub(super) stacked: bool,
+    /// How values are written on the axis and in tooltips.
+    pub(super) format: ValueFormat,
 }
 
 /// A chart value as a bar: NULL draws none; anything else must be a finite number no
@@ -154,6 +157,7 @@ impl<'a> BarChart<'a> {
             truncated: rs.truncated,
             axis,
             stacked,
+            format: ValueFormat::default(),
         })
     }
 
@@ -166,12 +170,20 @@ impl<'a> BarChart<'a> {
         let groups = self.bars.len();
         let n_series = self.series.len();
         let legend = n_series > 1 || matches!(self.from, SeriesFrom::Values { .. });
-        let plot_left = MARGIN_LEFT;
+        let plot_left = plot_left(&self.axis, &self.format);
         let plot_right = WIDTH - MARGIN_RIGHT - if legend { LEGEND_WIDTH } else { 0.0 };
         let plot_width = plot_right - plot_left;
+        // X labels lie flat when every one fits its group, otherwise they are rotated,
+        // thinned out and cut to what fits between the axis and the axis title; flat ones
+        // leave the plot more height.
+        let group_width = if groups > 0 { plot_width / groups as f64 } else { plot_width };
+        let shown: Vec<String> = self.labels.iter().map(|l| truncate_chars(l, LABEL_CHARS)).collect();
+        let widest = shown.iter().map(|l| text_width(l, 11.0)).fold(0.0, f64::max);
+        let horizontal = groups == 0 || widest + 4.0 <= group_width;
+        let plot_height = if horizontal { PLOT_HEIGHT_FLAT } else { PLOT_HEIGHT };
         let plot_top = MARGIN_TOP;
-        let plot_bottom = MARGIN_TOP + PLOT_HEIGHT;
-        let scale = PLOT_HEIGHT / (self.axis.hi - self.axis.lo);
+        let plot_bottom = MARGIN_TOP + plot_height;
+        let scale = plot_height / (self.axis.hi - self.axis.lo);
         let y_of = |v: f64| plot_top + (self.axis.hi - v) * scale;
         let zero_y = y_of(0.0);
 
@@ -188,12 +200,11 @@ impl<'a> BarChart<'a> {
         svg_open(&mut o, &description, self.title, note.as_deref())?;
         // An empty chart has no values to scale: no ticks, only "No data".
         if groups > 0 {
-            svg_y_ticks(&mut o, &self.axis, plot_left, plot_right, y_of)?;
+            svg_y_ticks(&mut o, &self.axis, &self.format, plot_left, plot_right, y_of)?;
         }
 
         // Bars: one group per row, series side by side within the middle 80% of the group,
         // or stacked in one bar of that width.
-        let group_width = if groups > 0 { plot_width / groups as f64 } else { plot_width };
         let bar_width = if self.stacked { group_width * 0.8 } else { group_width * 0.8 / n_series as f64 };
         for (g, group) in self.bars.iter().enumerate() {
             let label = truncate_chars(&self.labels[g], ATTR_CHARS);
@@ -226,12 +237,12 @@ impl<'a> BarChart<'a> {
                     Esc(&bar.text),
                     Esc(&label),
                     Esc(&series),
-                    Esc(&format_number(&bar.text, None)),
+                    Esc(&self.format.value(&bar.text, value)),
                 )?;
             }
         }
         if groups == 0 {
-            svg_empty(&mut o, plot_left, plot_width)?;
+            svg_empty(&mut o, plot_left, plot_width, plot_bottom)?;
         }
 
         // Axis lines: the y axis on the left, the x axis at the zero baseline.
@@ -250,11 +261,6 @@ impl<'a> BarChart<'a> {
             y = Px(zero_y)
         )?;
 
-        // X labels: horizontal when every one fits its group, otherwise rotated, thinned out
-        // and cut to what fits between the axis and the axis title.
-        let shown: Vec<String> = self.labels.iter().map(|l| truncate_chars(l, LABEL_CHARS)).collect();
-        let widest = shown.iter().map(|l| text_width(l, 11.0)).fold(0.0, f64::max);
-        let horizontal = groups == 0 || widest + 4.0 <= group_width;
         let labels_bottom = if horizontal {
             for (g, label) in shown.iter().enumerate() {
                 svg_x_label(&mut o, "x-label", plot_left + (g as f64 + 0.5) * group_width, plot_bottom + 18.0, label)?;
@@ -288,7 +294,8 @@ impl<'a> BarChart<'a> {
             SeriesFrom::Columns if self.series.len() == 1 => self.series[0].as_str(),
             SeriesFrom::Columns => "value",
         };
-        svg_axis_titles(&mut o, self.x, y_title, plot_left, plot_width, x_title_baseline(labels_bottom))?;
+        let plot = (plot_left, plot_width, plot_bottom);
+        svg_axis_titles(&mut o, self.x, y_title, plot, x_title_baseline(labels_bottom))?;
         if legend {
             let x = plot_right + 16.0;
             svg_legend(&mut o, x, plot_top, WIDTH - EDGE - x, self.series.iter().map(|s| (s.as_str(), String::new())))?;

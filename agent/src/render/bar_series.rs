@@ -1,6 +1,7 @@
 //! Bar charts in long form: rows shaped `(x, series, y)`, pivoted here so that the SQL
-//! need not pivot. One bar group per distinct `x` value and one series per distinct
-//! `series` value, both in the order they first appear in the result.
+//! need not pivot. One bar group per distinct `x` value, in the order they first appear
+//! in the result, and one series per distinct `series` value, in sorted order
+//! ([`super::series_order`]) so legend and colours do not depend on the rows' order.
 //!
 //! At most [`MAX_SERIES`] series are drawn, one colour each. Beyond that, as a pie does
 //! with slices, the `MAX_SERIES - 1` series with the largest totals (by magnitude) keep
@@ -11,6 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::bar::{bar_of, value_axis, Bar, BarChart, SeriesFrom};
+use super::series_order::{sorted, SeriesKey};
 use super::{column_index, plain_number, value_text, RenderError, MAX_BAR_GROUPS, MAX_SERIES};
 use crate::resultset::{ResultSet, Value};
 
@@ -66,6 +68,7 @@ impl<'a> LongForm<'a> {
         // The first row of each cell keeps its value's own text (as the wide form shows it).
         let mut first_text: BTreeMap<(usize, usize), String> = BTreeMap::new();
         let mut totals: Vec<f64> = Vec::new();
+        let mut sort_keys: Vec<SeriesKey> = Vec::new();
         for (row, values) in rs.rows.iter().enumerate() {
             let g = index_of(&mut group_index, &mut labels, key(&values[xi]), &values[xi]);
             if labels.len() > MAX_BAR_GROUPS {
@@ -73,6 +76,9 @@ impl<'a> LongForm<'a> {
             }
             let s = index_of(&mut series_index, &mut names, key(&values[si]), &values[si]);
             totals.resize(names.len(), 0.0);
+            if sort_keys.len() < names.len() {
+                sort_keys.push(SeriesKey::of(&values[si]));
+            }
             let Some(n) = bar_of(&values[yi], self.y, row)?.value else { continue };
             totals[s] += n.abs();
             let cell = cells.entry((g, s)).or_default();
@@ -81,27 +87,28 @@ impl<'a> LongForm<'a> {
             first_text.entry((g, s)).or_insert_with(|| value_text(&values[yi]));
         }
 
-        // Which series keep their own colour: all, or the largest and then "Other".
+        // Which series keep their own colour: all, or the largest and then "Other"; the
+        // kept ones in sorted order, "Other" last.
         let n_series = names.len();
-        let (slot_of, series, other) = if n_series > MAX_SERIES {
-            let mut order: Vec<usize> = (0..n_series).collect();
-            order.sort_by(|&a, &b| totals[b].total_cmp(&totals[a]).then(a.cmp(&b)));
-            let mut keep = vec![false; n_series];
-            for &s in &order[..MAX_SERIES - 1] {
+        let mut keep = vec![true; n_series];
+        if n_series > MAX_SERIES {
+            let mut by_total: Vec<usize> = (0..n_series).collect();
+            by_total.sort_by(|&a, &b| totals[b].total_cmp(&totals[a]).then(a.cmp(&b)));
+            keep = vec![false; n_series];
+            for &s in &by_total[..MAX_SERIES - 1] {
                 keep[s] = true;
             }
-            let mut slot_of = vec![MAX_SERIES - 1; n_series];
-            let mut kept = Vec::with_capacity(MAX_SERIES);
-            for (s, name) in names.into_iter().enumerate().filter(|(s, _)| keep[*s]) {
-                slot_of[s] = kept.len();
-                kept.push(name);
-            }
-            let folded = n_series - kept.len();
-            kept.push(format!("Other ({folded} series)"));
-            (slot_of, kept, Some(folded))
-        } else {
-            ((0..n_series).collect(), names, None)
-        };
+        }
+        let mut slot_of = vec![MAX_SERIES - 1; n_series];
+        let mut series = Vec::with_capacity(MAX_SERIES);
+        for s in sorted(&sort_keys).into_iter().filter(|s| keep[*s]) {
+            slot_of[s] = series.len();
+            series.push(names[s].clone());
+        }
+        let other = (series.len() < n_series).then(|| n_series - series.len());
+        if let Some(folded) = other {
+            series.push(format!("Other ({folded} series)"));
+        }
 
         let mut merged = vec![vec![Cell::default(); series.len()]; labels.len()];
         let mut single: BTreeMap<(usize, usize), String> = BTreeMap::new();
@@ -141,6 +148,7 @@ impl<'a> LongForm<'a> {
             truncated: rs.truncated,
             axis,
             stacked: self.stacked,
+            format: super::format::ValueFormat::default(),
         })
     }
 }

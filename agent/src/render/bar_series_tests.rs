@@ -4,7 +4,16 @@ use super::test_util::*;
 use super::*;
 
 fn by_series(x: &str, y: &str, series: &str, stacked: bool) -> RenderSpec {
-    RenderSpec::Bar(BarSpec { x: x.into(), y: vec![y.into()], title: None, stacked, series: Some(series.into()) })
+    RenderSpec::Bar(BarSpec {
+        x: x.into(),
+        y: vec![y.into()],
+        title: None,
+        stacked,
+        series: Some(series.into()),
+        format: Default::default(),
+        unit: None,
+        decimals: None,
+    })
 }
 
 fn row(month: &str, region: Value, revenue: Value) -> Vec<Value> {
@@ -47,16 +56,17 @@ fn fill_of(svg: &str, label: &str, series: &str) -> Option<String> {
 #[test]
 fn stacked_series_from_a_column_draw_one_segment_per_value_in_each_group() {
     let svg = render_svg(&by_series("month", "revenue", "region", true), &revenue());
-    // Groups and series in the order they first appear; a legend with the palette's colours.
+    // Groups in the order they first appear, series sorted (issue 23: sorted legends),
+    // with the palette's colours in legend order.
     assert_eq!(texts_with_class(&svg, "x-label"), ["Jan", "Feb"]);
     let expected: Vec<(String, String)> =
-        ["north", "south", "east"].iter().zip(PALETTE).map(|(s, c)| ((*s).to_owned(), c.to_owned())).collect();
+        ["east", "north", "south"].iter().zip(PALETTE).map(|(s, c)| ((*s).to_owned(), c.to_owned())).collect();
     assert_eq!(legend(&svg), expected);
     let bars = parse_bars(&svg);
     let seen: Vec<(&str, &str, &str)> =
         bars.iter().map(|b| (b.label.as_str(), b.series.as_str(), b.value.as_str())).collect();
-    assert_eq!(seen, [("Jan", "north", "10"), ("Jan", "south", "5"), ("Feb", "north", "7"), ("Feb", "east", "3")]);
-    for (label, series, colour) in [("Jan", "south", PALETTE[1]), ("Feb", "east", PALETTE[2])] {
+    assert_eq!(seen, [("Jan", "north", "10"), ("Jan", "south", "5"), ("Feb", "east", "3"), ("Feb", "north", "7")]);
+    for (label, series, colour) in [("Jan", "south", PALETTE[2]), ("Feb", "east", PALETTE[0])] {
         assert_eq!(fill_of(&svg, label, series).as_deref(), Some(colour));
     }
     // Segments of a group share one column and sit on each other: south on north.
@@ -75,10 +85,13 @@ fn grouped_series_sit_side_by_side_and_a_missing_value_keeps_its_slot() {
     let svg = render_svg(&by_series("month", "revenue", "region", false), &revenue());
     let bars = parse_bars(&svg);
     assert_eq!(bars.len(), 4);
-    let (jan_north, jan_south, feb_north, feb_east) = (&bars[0], &bars[1], &bars[2], &bars[3]);
-    // Three slots per group: north, south, east.
+    let (jan_north, jan_south, feb_east, feb_north) = (&bars[0], &bars[1], &bars[2], &bars[3]);
+    // Three slots per group, in legend order: east, north, south; Jan has no east bar
+    // but north keeps its second slot.
     assert!((jan_north.x + jan_north.width - jan_south.x).abs() <= 0.01);
-    assert!((feb_east.x - (feb_north.x + 2.0 * feb_north.width)).abs() <= 0.02, "{feb_north:?} {feb_east:?}");
+    assert!((feb_east.x + feb_east.width - feb_north.x).abs() <= 0.01, "{feb_north:?} {feb_east:?}");
+    let group = feb_north.x - jan_north.x;
+    assert!((feb_east.x - group - (jan_north.x - jan_north.width)).abs() <= 0.02);
     // Heights to scale, side by side on one baseline.
     assert!((jan_north.height - 2.0 * jan_south.height).abs() <= 0.01);
     assert!((jan_north.y + jan_north.height - (jan_south.y + jan_south.height)).abs() <= 0.01);
@@ -128,7 +141,8 @@ fn null_series_values_are_a_series_named_null_and_null_values_draw_nothing() {
     );
     let svg = render_svg(&by_series("m", "v", "r", false), &data);
     let names: Vec<String> = legend(&svg).into_iter().map(|(n, _)| n).collect();
-    assert_eq!(names, ["(null)", "north"]);
+    // NULL is listed last.
+    assert_eq!(names, ["north", "(null)"]);
     let bars = parse_bars(&svg);
     let seen: Vec<(&str, &str)> = bars.iter().map(|b| (b.label.as_str(), b.series.as_str())).collect();
     assert_eq!(seen, [("Jan", "(null)"), ("Feb", "north")]);
@@ -155,6 +169,9 @@ fn series_refusals_name_the_column_or_the_limit() {
         title: None,
         stacked: true,
         series: Some("region".into()),
+        format: Default::default(),
+        unit: None,
+        decimals: None,
     });
     assert_eq!(render(&two_y, &revenue(), 100), Err(RenderError::SeriesWithSeveralY { y: 2 }));
 

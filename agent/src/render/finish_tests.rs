@@ -15,11 +15,28 @@ fn text(s: &str) -> Value {
 }
 
 fn xy(x: &str, y: &[&str]) -> XySpec {
-    XySpec { x: x.into(), y: y.iter().map(|c| (*c).to_owned()).collect(), title: None, max_points: None }
+    XySpec {
+        x: x.into(),
+        y: y.iter().map(|c| (*c).to_owned()).collect(),
+        y2: Vec::new(),
+        title: None,
+        max_points: None,
+        series: None,
+        format: Default::default(),
+        unit: None,
+        decimals: None,
+    }
 }
 
 fn pie(label: &str, value: &str) -> RenderSpec {
-    RenderSpec::Pie(PieSpec { label: label.into(), value: value.into(), title: None })
+    RenderSpec::Pie(PieSpec {
+        label: label.into(),
+        value: value.into(),
+        title: None,
+        format: Default::default(),
+        unit: None,
+        decimals: None,
+    })
 }
 
 fn bar(x: &str, y: &[&str]) -> RenderSpec {
@@ -29,6 +46,9 @@ fn bar(x: &str, y: &[&str]) -> RenderSpec {
         title: None,
         stacked: false,
         series: None,
+        format: Default::default(),
+        unit: None,
+        decimals: None,
     })
 }
 
@@ -319,6 +339,7 @@ fn a_word_unit_is_separated_from_its_number() {
             label: None,
             decimals: None,
             unit: Some(unit.into()),
+            format: Default::default(),
         });
         let v: serde_json::Value =
             serde_json::from_slice(&render(&spec, &data, 10).expect("renders").body).expect("JSON");

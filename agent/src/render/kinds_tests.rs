@@ -14,7 +14,17 @@ fn text(s: &str) -> Value {
 }
 
 fn xy(x: &str, y: &[&str]) -> XySpec {
-    XySpec { x: x.into(), y: y.iter().map(|c| (*c).to_owned()).collect(), title: None, max_points: None }
+    XySpec {
+        x: x.into(),
+        y: y.iter().map(|c| (*c).to_owned()).collect(),
+        y2: Vec::new(),
+        title: None,
+        max_points: None,
+        series: None,
+        format: Default::default(),
+        unit: None,
+        decimals: None,
+    }
 }
 
 fn svg_of(r: &Rendered) -> roxmltree::Document<'_> {
@@ -222,6 +232,9 @@ fn stacked_bars_sit_on_each_other() {
         title: None,
         stacked: true,
         series: None,
+        format: Default::default(),
+        unit: None,
+        decimals: None,
     });
     let r = render(&spec, &data, 100).expect("renders");
     let doc = svg_of(&r);
@@ -257,7 +270,14 @@ fn pie_slices_have_the_data_shares() {
             vec![text("west"), Value::Int(20)],
         ],
     );
-    let spec = RenderSpec::Pie(PieSpec { label: "region".into(), value: "n".into(), title: Some("Orders".into()) });
+    let spec = RenderSpec::Pie(PieSpec {
+        label: "region".into(),
+        value: "n".into(),
+        title: Some("Orders".into()),
+        format: Default::default(),
+        unit: None,
+        decimals: None,
+    });
     let r = render(&spec, &data, 100).expect("renders");
     let doc = svg_of(&r);
     let slices: Vec<(String, String)> = doc
@@ -291,7 +311,14 @@ fn pie_cy() -> f64 {
 #[test]
 fn pie_sums_the_smallest_rows_as_other() {
     let data = rs(&["k", "n"], (1..=15).map(|i| vec![text(&format!("r{i}")), Value::Int(i)]).collect());
-    let spec = RenderSpec::Pie(PieSpec { label: "k".into(), value: "n".into(), title: None });
+    let spec = RenderSpec::Pie(PieSpec {
+        label: "k".into(),
+        value: "n".into(),
+        title: None,
+        format: Default::default(),
+        unit: None,
+        decimals: None,
+    });
     let r = render(&spec, &data, 100).expect("renders");
     let doc = svg_of(&r);
     let labels: Vec<&str> = doc
@@ -310,7 +337,14 @@ fn pie_sums_the_smallest_rows_as_other() {
 #[test]
 fn one_slice_is_a_full_circle() {
     let data = rs(&["k", "n"], vec![vec![text("all"), Value::Decimal("12.50".into())]]);
-    let spec = RenderSpec::Pie(PieSpec { label: "k".into(), value: "n".into(), title: None });
+    let spec = RenderSpec::Pie(PieSpec {
+        label: "k".into(),
+        value: "n".into(),
+        title: None,
+        format: Default::default(),
+        unit: None,
+        decimals: None,
+    });
     let doc_r = render(&spec, &data, 100).expect("renders");
     let doc = svg_of(&doc_r);
     let c = doc.descendants().find(|n| n.has_tag_name("circle")).expect("circle");
@@ -328,6 +362,7 @@ fn scalar_is_exact_json_with_a_formatted_value() {
         label: Some("Revenue".into()),
         decimals: Some(2),
         unit: Some(" EUR".into()),
+        format: Default::default(),
     });
     let r = render(&spec, &data, 100).expect("renders");
     assert_eq!(r.content_type, "application/json");
@@ -339,7 +374,13 @@ fn scalar_is_exact_json_with_a_formatted_value() {
     );
     assert_eq!((r.rows_rendered, r.points, r.truncated), (1, 1, true));
 
-    let spec = RenderSpec::Scalar(ScalarSpec { column: "n".into(), label: None, decimals: None, unit: None });
+    let spec = RenderSpec::Scalar(ScalarSpec {
+        column: "n".into(),
+        label: None,
+        decimals: None,
+        unit: None,
+        format: Default::default(),
+    });
     let v: serde_json::Value =
         serde_json::from_slice(&render(&spec, &rs(&["n"], vec![]), 100).expect("renders").body).expect("JSON");
     assert_eq!(
@@ -361,13 +402,23 @@ fn every_kind_is_deterministic_and_free_of_active_content() {
         RenderSpec::Line(xy("x", &["y"])),
         RenderSpec::Area(xy("x", &["y"])),
         RenderSpec::Scatter(xy("x", &["y"])),
-        RenderSpec::Pie(PieSpec { label: "k".into(), value: "y".into(), title: Some("<b onload=x>".into()) }),
+        RenderSpec::Pie(PieSpec {
+            label: "k".into(),
+            value: "y".into(),
+            title: Some("<b onload=x>".into()),
+            format: Default::default(),
+            unit: None,
+            decimals: None,
+        }),
         RenderSpec::Bar(BarSpec {
             x: "k".into(),
             y: vec!["x".into(), "y".into()],
             title: None,
             stacked: true,
             series: None,
+            format: Default::default(),
+            unit: None,
+            decimals: None,
         }),
     ];
     for spec in &specs {

@@ -28,10 +28,12 @@ use crate::resultset::{ResultSet, Value};
 mod axis;
 mod bar;
 mod bar_series;
+mod downsample;
 mod format;
 mod measure;
 mod pie;
 mod scalar;
+mod series_order;
 mod svg;
 mod table;
 mod xaxis;
@@ -44,7 +46,11 @@ mod bar_tests;
 #[cfg(test)]
 mod finish_tests;
 #[cfg(test)]
+mod golden_tests;
+#[cfg(test)]
 mod kinds_tests;
+#[cfg(test)]
+mod options_tests;
 #[cfg(test)]
 mod test_util;
 
@@ -171,6 +177,17 @@ pub enum RenderError {
         /// `y` columns asked for.
         y: usize,
     },
+    /// A line, area or scatter chart's `series` column has more distinct values than colours.
+    #[error(
+        "column {column:?} has more than {max} distinct values; a line, area or scatter chart draws at most {max} series \
+         (one colour each), so group the rest in SQL or filter them out"
+    )]
+    TooManySeriesValues {
+        /// The `series` column.
+        column: String,
+        /// [`MAX_SERIES`].
+        max: usize,
+    },
     /// A chart spec names no `y` column.
     #[error("a bar chart needs at least one y column")]
     NoSeries,
@@ -251,8 +268,8 @@ pub fn render_with(
             Ok(Rendered { content_type, body, rows_rendered: shown, truncated, points, decisions: Vec::new() })
         }
         RenderSpec::Scalar(spec) => scalar::render_scalar(spec, rs),
-        RenderSpec::Bar(BarSpec { x, y, title, stacked, series }) => {
-            let chart = match (series, y.as_slice()) {
+        RenderSpec::Bar(BarSpec { x, y, title, stacked, series, format, unit, decimals }) => {
+            let mut chart = match (series, y.as_slice()) {
                 (None, _) => BarChart::build(rs, x, y, title.as_deref(), *stacked, max_rows)?,
                 (Some(series), [y]) => {
                     LongForm { x, y, series, title: title.as_deref(), stacked: *stacked }.build(rs, max_rows)?
@@ -260,6 +277,7 @@ pub fn render_with(
                 (Some(_), []) => return Err(RenderError::NoSeries),
                 (Some(_), _) => return Err(RenderError::SeriesWithSeveralY { y: y.len() }),
             };
+            chart.format = format::ValueFormat::new(*format, unit.as_deref(), *decimals);
             let body = chart.svg().map_err(|e| RenderError::Encode(e.to_string()))?.into_bytes();
             Ok(Rendered {
                 content_type: "image/svg+xml",

@@ -9,7 +9,7 @@ use std::fmt::{self, Write as _};
 
 use outpost_protocol::PieSpec;
 
-use super::format::format_number;
+use super::format::ValueFormat;
 use super::{
     column_index, svg_close, svg_empty, svg_legend, svg_open, truncate_chars, truncation_note, value_text, Esc, Px,
     RenderError, Rendered, ATTR_CHARS, EDGE, MARGIN_TOP, MAX_CHART_MAGNITUDE, PALETTE, PLOT_HEIGHT, WIDTH,
@@ -91,6 +91,15 @@ pub fn render_pie(spec: &PieSpec, rs: &ResultSet, max_rows: usize) -> Result<Ren
     })
 }
 
+/// A share with one decimal (`25.3%`); a slice too small for that says `<0.1%`, not `0.0%`.
+fn share_text(share: f64) -> String {
+    if share > 0.0 && share < 0.0005 {
+        "<0.1%".to_owned()
+    } else {
+        format!("{:.1}%", share * 100.0)
+    }
+}
+
 fn svg(spec: &PieSpec, slices: &[Slice], rs: &ResultSet, other: Option<usize>) -> Result<String, fmt::Error> {
     let mut o = String::with_capacity(2048 + slices.len() * 300);
     let description = match &spec.title {
@@ -105,10 +114,11 @@ fn svg(spec: &PieSpec, slices: &[Slice], rs: &ResultSet, other: Option<usize>) -
     svg_open(&mut o, &description, spec.title.as_deref(), note.as_deref())?;
     let total: f64 = slices.iter().map(|s| s.value).sum();
     if total <= 0.0 {
-        svg_empty(&mut o, CX - R, 2.0 * R)?;
+        svg_empty(&mut o, CX - R, 2.0 * R, MARGIN_TOP + PLOT_HEIGHT)?;
         svg_close(&mut o);
         return Ok(o);
     }
+    let format = ValueFormat::new(spec.format, spec.unit.as_deref(), spec.decimals);
     let mut angle = 0.0_f64;
     for (i, s) in slices.iter().enumerate() {
         let share = s.value / total;
@@ -119,7 +129,8 @@ fn svg(spec: &PieSpec, slices: &[Slice], rs: &ResultSet, other: Option<usize>) -
             Esc(&s.text),
             share
         );
-        let title = format!("<title>{label}: {} ({:.1}%)</title>", Esc(&format_number(&s.text, None)), share * 100.0);
+        let title =
+            format!("<title>{label}: {} ({})</title>", Esc(&format.value(&s.text, s.value)), Esc(&share_text(share)));
         if share >= 1.0 - 1e-12 {
             writeln!(o, "<circle {attrs} cx=\"{}\" cy=\"{}\" r=\"{}\">{title}</circle>", Px(CX), Px(CY), Px(R))?;
         } else if share > 0.0 {
@@ -143,8 +154,21 @@ fn svg(spec: &PieSpec, slices: &[Slice], rs: &ResultSet, other: Option<usize>) -
         }
     }
     // Each name gets the room there is right of the pie, its share always shown whole.
-    let entries = slices.iter().map(|s| (s.label.as_str(), format!(" ({:.1}%)", s.value / total * 100.0)));
+    let entries = slices.iter().map(|s| (s.label.as_str(), format!(" ({})", share_text(s.value / total))));
     svg_legend(&mut o, LEGEND_X, MARGIN_TOP + 20.0, WIDTH - EDGE - LEGEND_X, entries)?;
     svg_close(&mut o);
     Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share_text;
+
+    #[test]
+    fn a_tiny_share_reads_less_than_a_tenth_not_zero() {
+        assert_eq!(share_text(0.253), "25.3%");
+        assert_eq!(share_text(0.0002), "<0.1%");
+        assert_eq!(share_text(0.0), "0.0%");
+        assert_eq!(share_text(1.0), "100.0%");
+    }
 }

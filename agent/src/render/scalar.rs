@@ -3,12 +3,13 @@
 //! `{"label", "column", "type", "value", "formatted"}`: `value` is exact (decimals as
 //! strings, as in tables), `formatted` is what a dashboard shows, with thousands
 //! separators, the requested decimals (rounded half away from zero, on the decimal text
-//! itself for exact decimals) and the unit.
+//! itself for exact decimals) and the unit; or, with a `format`, compact (`43.7M`),
+//! percent or currency.
 
 use outpost_protocol::ScalarSpec;
 use serde::Serialize;
 
-use super::format::{format_number, unit_suffix};
+use super::format::{format_number, unit_suffix, ValueFormat};
 use super::{column_index, value_text, JsonCell, RenderError, Rendered};
 use crate::resultset::{ResultSet, Value};
 
@@ -30,7 +31,25 @@ struct Scalar<'a> {
 pub fn render_scalar(spec: &ScalarSpec, rs: &ResultSet) -> Result<Rendered, RenderError> {
     let ci = column_index(&rs.columns, &spec.column)?;
     let value = rs.rows.first().map_or(&Value::Null, |r| &r[ci]);
-    let mut formatted = match value {
+    let fmt = ValueFormat::new(spec.format, spec.unit.as_deref(), spec.decimals);
+    let number = value.as_f64().filter(|n| n.is_finite() && value.is_number());
+    let formatted = match number {
+        // Compact, percent and currency: the number in that format, with its unit.
+        Some(n) if !spec.format.is_plain() => fmt.headline(&value_text(value), n),
+        _ => {
+            let mut text = plain(spec, rs, value);
+            if let (Some(unit), false) = (&spec.unit, matches!(value, Value::Null)) {
+                text.push_str(&unit_suffix(unit));
+            }
+            text
+        }
+    };
+    finish(spec, rs, value, formatted)
+}
+
+/// The value as the database gave it, grouped and rounded to `decimals`.
+fn plain(spec: &ScalarSpec, rs: &ResultSet, value: &Value) -> String {
+    match value {
         Value::Null if rs.rows.is_empty() => "no rows".to_owned(),
         Value::Null => "NULL".to_owned(),
         Value::Int(i) => format_number(&i.to_string(), spec.decimals),
@@ -43,10 +62,10 @@ pub fn render_scalar(spec: &ScalarSpec, rs: &ResultSet) -> Result<Rendered, Rend
             format_number(&text, None)
         }
         v => value_text(v),
-    };
-    if let (Some(unit), false) = (&spec.unit, matches!(value, Value::Null)) {
-        formatted.push_str(&unit_suffix(unit));
     }
+}
+
+fn finish(spec: &ScalarSpec, rs: &ResultSet, value: &Value, formatted: String) -> Result<Rendered, RenderError> {
     let out = Scalar {
         label: spec.label.as_deref().unwrap_or(&spec.column),
         column: &spec.column,

@@ -3,6 +3,7 @@
 
 use std::fmt::{self, Write as _};
 
+use super::format::ValueFormat;
 use super::measure::{fit_width, text_width};
 use super::{truncate_chars, Axis, Esc, PALETTE};
 
@@ -13,8 +14,13 @@ pub(crate) const MARGIN_BOTTOM: f64 = 114.0;
 pub(crate) const MARGIN_LEFT: f64 = 96.0;
 pub(crate) const MARGIN_RIGHT: f64 = 20.0;
 pub(crate) const LEGEND_WIDTH: f64 = 160.0;
-/// Height of the plot area: the full axis span maps onto it.
+/// Height of the plot area under rotated x labels: the full axis span maps onto it.
 pub(crate) const PLOT_HEIGHT: f64 = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM;
+/// Below a plot whose x labels lie flat: their line (and a line of dates), the x axis
+/// title just below, and its descenders, so no band of the chart is left empty.
+pub(crate) const MARGIN_BOTTOM_FLAT: f64 = 68.0;
+/// Height of the plot area when the x labels lie flat.
+pub(crate) const PLOT_HEIGHT_FLAT: f64 = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM_FLAT;
 /// Characters of an x label shown under the axis.
 pub(crate) const LABEL_CHARS: usize = 24;
 /// Characters of a series name shown in the legend.
@@ -60,10 +66,23 @@ pub(crate) fn svg_close(o: &mut String) {
     o.push_str("</g>\n</svg>\n");
 }
 
-/// Horizontal grid lines and labels of a value axis.
+/// Where the y axis title ends, right of the chart's left edge (its baseline is at 18).
+const Y_TITLE_RIGHT: f64 = 26.0;
+/// Between a tick label's end and the axis.
+const TICK_GAP: f64 = 8.0;
+
+/// The plot's left edge: [`MARGIN_LEFT`], or further right when the widest tick label
+/// (`43,725,380 EUR`) would otherwise run into the y axis title.
+pub(crate) fn plot_left(axis: &Axis, format: &ValueFormat) -> f64 {
+    let widest = axis.ticks().map(|v| text_width(&axis.label_as(v, format), 11.0)).fold(0.0, f64::max);
+    MARGIN_LEFT.max((Y_TITLE_RIGHT + widest + TICK_GAP).ceil())
+}
+
+/// Horizontal grid lines and labels of a value axis, in the chart's number format.
 pub(crate) fn svg_y_ticks(
     o: &mut String,
     axis: &Axis,
+    format: &ValueFormat,
     left: f64,
     right: f64,
     y_of: impl Fn(f64) -> f64,
@@ -80,12 +99,59 @@ pub(crate) fn svg_y_ticks(
             o,
             "<text class=\"tick\" x=\"{}\" y=\"{}\" text-anchor=\"end\" font-size=\"11\" \
              fill=\"#444444\">{}</text>",
-            Px(left - 8.0),
+            Px(left - TICK_GAP),
             Px(y_of(v) + 4.0),
-            Esc(&axis.label(v))
+            Esc(&axis.label_as(v, format))
         )?;
     }
     Ok(())
+}
+
+/// Room right of the plot for a right value axis (dual axis): its tick labels and title.
+pub(crate) fn right_axis_room(axis: &Axis, format: &ValueFormat) -> f64 {
+    let widest = axis.ticks().map(|v| text_width(&axis.label_as(v, format), 11.0)).fold(0.0, f64::max);
+    (TICK_GAP + widest + Y_TITLE_RIGHT).ceil()
+}
+
+/// Tick labels of a right value axis, left-aligned beside the plot's right edge `right`
+/// (the grid lines are the left axis's).
+pub(crate) fn svg_right_ticks(
+    o: &mut String,
+    axis: &Axis,
+    format: &ValueFormat,
+    right: f64,
+    y_of: impl Fn(f64) -> f64,
+) -> fmt::Result {
+    for v in axis.ticks() {
+        writeln!(
+            o,
+            "<text class=\"tick-right\" x=\"{}\" y=\"{}\" text-anchor=\"start\" font-size=\"11\" \
+             fill=\"#444444\">{}</text>",
+            Px(right + TICK_GAP),
+            Px(y_of(v) + 4.0),
+            Esc(&axis.label_as(v, format))
+        )?;
+    }
+    Ok(())
+}
+
+/// The right axis's line at `right` (down to the plot's `bottom`) and its title, read
+/// bottom to top like the left one's but on the right, ending at `outer`.
+pub(crate) fn svg_right_axis(o: &mut String, right: f64, outer: f64, bottom: f64, title: &str) -> fmt::Result {
+    writeln!(
+        o,
+        "<line class=\"axis\" x1=\"{r}\" y1=\"{}\" x2=\"{r}\" y2=\"{}\" stroke=\"#333333\"/>",
+        Px(MARGIN_TOP),
+        Px(bottom),
+        r = Px(right)
+    )?;
+    let (tx, ty) = (Px(outer - 8.0), Px((MARGIN_TOP + bottom) / 2.0));
+    writeln!(
+        o,
+        "<text class=\"axis-title\" x=\"{tx}\" y=\"{ty}\" text-anchor=\"middle\" font-size=\"12\" \
+         fill=\"#333333\" transform=\"rotate(-90 {tx} {ty})\">{}</text>",
+        Esc(&truncate_chars(title, LEGEND_CHARS))
+    )
 }
 
 /// Baseline of horizontal x labels, below the plot's bottom edge.
@@ -137,13 +203,12 @@ pub(crate) fn svg_x_label(o: &mut String, class: &str, x: f64, baseline: f64, la
 pub(crate) const EDGE: f64 = 4.0;
 
 /// The x axis title under the plot (its baseline at `x_title_y`, just below the labels)
-/// and the y axis title along the plot's left side.
+/// and the y axis title along the left side of a plot whose bottom edge is `bottom`.
 pub(crate) fn svg_axis_titles(
     o: &mut String,
     x_title: &str,
     y_title: &str,
-    left: f64,
-    width: f64,
+    (left, width, bottom): (f64, f64, f64),
     x_title_y: f64,
 ) -> fmt::Result {
     writeln!(
@@ -154,7 +219,7 @@ pub(crate) fn svg_axis_titles(
         Px(x_title_y),
         Esc(&truncate_chars(x_title, LEGEND_CHARS))
     )?;
-    let (tx, ty) = (Px(18.0), Px(MARGIN_TOP + PLOT_HEIGHT / 2.0));
+    let (tx, ty) = (Px(18.0), Px((MARGIN_TOP + bottom) / 2.0));
     writeln!(
         o,
         "<text class=\"axis-title\" x=\"{tx}\" y=\"{ty}\" text-anchor=\"middle\" font-size=\"12\" \
@@ -203,14 +268,14 @@ pub(crate) fn svg_legend<'n>(
 /// From a legend swatch's left edge to its text.
 pub(crate) const LEGEND_TEXT_OFFSET: f64 = 18.0;
 
-/// "No data" in the middle of an empty plot.
-pub(crate) fn svg_empty(o: &mut String, left: f64, width: f64) -> fmt::Result {
+/// "No data" in the middle of an empty plot whose bottom edge is `bottom`.
+pub(crate) fn svg_empty(o: &mut String, left: f64, width: f64, bottom: f64) -> fmt::Result {
     writeln!(
         o,
         "<text class=\"empty\" x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"13\" \
          fill=\"#666666\">No data</text>",
         Px(left + width / 2.0),
-        Px(MARGIN_TOP + PLOT_HEIGHT / 2.0)
+        Px((MARGIN_TOP + bottom) / 2.0)
     )
 }
 

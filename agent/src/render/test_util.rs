@@ -24,6 +24,9 @@ pub(crate) fn bar(x: &str, y: &[&str], title: Option<&str>) -> RenderSpec {
         title: title.map(str::to_owned),
         stacked: false,
         series: None,
+        format: Default::default(),
+        unit: None,
+        decimals: None,
     })
 }
 

@@ -1,7 +1,8 @@
 //! The horizontal axis of line, area and scatter charts: numbers, dates, times of day or
-//! timestamps, with ticks at nice numbers or calendar steps. Under times of day on a
-//! timestamp axis shorter than two days, a second line gives the date at the first tick
-//! and wherever the day changes.
+//! timestamps, with ticks at nice numbers or calendar steps. Seconds show `%H:%M:%S`,
+//! minutes and hours `%H:%M`, days `%Y-%m-%d`, months `%Y-%m` and years `%Y`; under times
+//! of day on a timestamp axis, a second line gives the date (with its year) at the first
+//! tick and wherever the day changes.
 
 use chrono::{Datelike as _, TimeZone as _, Timelike as _};
 
@@ -52,8 +53,10 @@ pub(super) struct XAxis {
 const MAX_TIME_TICKS: f64 = 7.0;
 
 /// Fixed time steps, seconds.
-const TIME_STEPS: [i64; 20] =
-    [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10_800, 21_600, 43_200, 86_400, 172_800, 604_800];
+const TIME_STEPS: [i64; 21] = [
+    1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10_800, 21_600, 43_200, 86_400, 172_800, 604_800,
+    1_209_600,
+];
 
 /// Calendar steps, months.
 const MONTH_STEPS: [i64; 9] = [1, 2, 3, 6, 12, 24, 60, 120, 600];
@@ -80,9 +83,8 @@ impl XAxis {
                 let first = (lo / step as f64).ceil() as i64;
                 let last = (hi / step as f64).floor() as i64;
                 let ticks: Vec<(f64, String)> =
-                    (first..=last).map(|i| (i * step) as f64).map(|v| (v, time_label(kind, v, step, span))).collect();
-                let dates =
-                    if has_date(kind) && step < 86_400 && span <= 86_400.0 { day_changes(&ticks) } else { Vec::new() };
+                    (first..=last).map(|i| (i * step) as f64).map(|v| (v, time_label(kind, v, step))).collect();
+                let dates = if has_date(kind) && step < 86_400 { day_changes(&ticks) } else { Vec::new() };
                 return Self { lo, hi, ticks, dates };
             }
         }
@@ -150,7 +152,7 @@ fn month_ticks(lo: f64, hi: f64, step: i64) -> Vec<(f64, String)> {
     ticks
 }
 
-fn time_label(kind: XKind, v: f64, step: i64, span: f64) -> String {
+fn time_label(kind: XKind, v: f64, step: i64) -> String {
     let secs = v as i64;
     if kind == XKind::TimeOfDay {
         let t = chrono::NaiveTime::from_num_seconds_from_midnight_opt(secs.rem_euclid(86_400) as u32, 0)
@@ -160,8 +162,6 @@ fn time_label(kind: XKind, v: f64, step: i64, span: f64) -> String {
     let Some(t) = chrono::DateTime::from_timestamp(secs, 0) else { return String::new() };
     let fmt = if step >= 86_400 {
         "%Y-%m-%d"
-    } else if span > 86_400.0 {
-        "%m-%d %H:%M"
     } else if step < 60 {
         "%H:%M:%S"
     } else {
@@ -220,9 +220,25 @@ mod tests {
             labels(XKind::Timestamp, "2000-01-01T00:00:00Z", "2030-01-01T00:00:00Z"),
             ["2000", "2005", "2010", "2015", "2020", "2025", "2030"]
         );
+        // Over several days, hours with the date (and year) below where the day changes.
         assert_eq!(
             labels(XKind::Timestamp, "2024-03-01T00:00:00Z", "2024-03-03T00:00:00Z"),
-            ["03-01 00:00", "03-01 12:00", "03-02 00:00", "03-02 12:00", "03-03 00:00"]
+            ["00:00", "12:00", "00:00", "12:00", "00:00"]
         );
+        assert_eq!(
+            dates(XKind::Timestamp, "2024-03-01T00:00:00Z", "2024-03-03T00:00:00Z"),
+            ["2024-03-01", "2024-03-02", "2024-03-03"]
+        );
+        // Two months: fortnights, not two month ticks.
+        assert_eq!(
+            labels(XKind::Date, "2024-01-01T00:00:00Z", "2024-03-01T00:00:00Z"),
+            ["2024-01-04", "2024-01-18", "2024-02-01", "2024-02-15", "2024-02-29"]
+        );
+        // Seconds.
+        assert_eq!(
+            labels(XKind::Timestamp, "2024-03-01T10:00:00Z", "2024-03-01T10:00:10Z"),
+            ["10:00:00", "10:00:02", "10:00:04", "10:00:06", "10:00:08", "10:00:10"]
+        );
+        assert_eq!(dates(XKind::Timestamp, "2024-03-01T10:00:00Z", "2024-03-01T10:00:10Z"), ["2024-03-01"]);
     }
 }

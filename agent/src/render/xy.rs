@@ -1,25 +1,28 @@
 //! Line, area and scatter charts over a numeric or temporal x axis, downsampled so that a
 //! result of any size draws a bounded number of points.
 //!
-//! Rows are fed one at a time into an [`XyChart`], which keeps per series at most a fixed
-//! number of cells (min and max per x interval for lines, one point per x–y cell for
-//! scatter plots) and doubles the cell width whenever there are too many: memory stays
-//! bounded whatever the row count, and the result does not need to be sorted. A line keeps,
-//! per cell, its first, lowest, highest and last point, so peaks and dips survive.
+//! Rows are fed one at a time into an [`XyChart`], which keeps each series in a bounded
+//! summary ([`super::downsample`]): memory stays bounded whatever the row count, and the
+//! result does not need to be sorted. The series are the `y` columns, or (long form) the
+//! distinct values of a `series` column, at most [`MAX_SERIES`], which share the point
+//! budget as they appear and are drawn in sorted order.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+
+use super::downsample::Reducer;
 use std::fmt::{self, Write as _};
 
 use outpost_protocol::{EgressAction, EgressDecision, XySpec};
 
 use super::axis::MAX_INTERVALS;
-use super::format::format_number;
+use super::format::ValueFormat;
+use super::series_order::{sorted, SeriesKey};
 use super::xaxis::{x_coordinate, XAxis, XKind, DATE_LINE};
 use super::{
-    column_index, horizontal_labels_bottom, svg_axis_titles, svg_close, svg_empty, svg_legend, svg_open, svg_x_label,
-    svg_y_ticks, truncation_note, x_title_baseline, Axis, Esc, Px, RenderError, Rendered, ATTR_CHARS, EDGE,
-    LEGEND_WIDTH, MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MAX_CHART_MAGNITUDE, MAX_SERIES, PALETTE, PLOT_HEIGHT, WIDTH,
-    X_LABEL_BASELINE,
+    column_index, horizontal_labels_bottom, plot_left, right_axis_room, svg_axis_titles, svg_close, svg_empty,
+    svg_legend, svg_open, svg_right_axis, svg_right_ticks, svg_x_label, svg_y_ticks, truncation_note, value_text,
+    x_title_baseline, Axis, Esc, Px, RenderError, Rendered, ATTR_CHARS, EDGE, LEGEND_WIDTH, MARGIN_LEFT, MARGIN_RIGHT,
+    MARGIN_TOP, MAX_CHART_MAGNITUDE, MAX_SERIES, PALETTE, PLOT_HEIGHT_FLAT, WIDTH, X_LABEL_BASELINE,
 };
 use crate::resultset::{ResultSet, Value};
 
@@ -50,186 +53,40 @@ impl XyKind {
     }
 }
 
-/// in the line: its `first` is `(x, NaN)`.
-#[derive(Debug, Clone, Copy)]
-struct Cell {
-    first: (f64, f64),
-    last: (f64, f64),
-    min: (f64, f64),
-    max: (f64, f64),
-    valued: bool,
-}
-
-impl Cell {
-    fn new(p: (f64, f64)) -> Self {
-        Self { first: p, last: p, min: p, max: p, valued: !p.1.is_nan() }
-    }
-
-    fn merge(&mut self, o: &Cell) {
-        // A gap inside an interval that has values is too narrow to draw.
-        if !o.valued {
-            return;
-        }
-        if !self.valued {
-            *self = *o;
-            return;
-        }
-        if o.first.0 < self.first.0 {
-            self.first = o.first;
-        }
-        if o.last.0 >= self.last.0 {
-            self.last = o.last;
-        }
-        if o.min.1 < self.min.1 {
-            self.min = o.min;
-        }
-        if o.max.1 > self.max.1 {
-            self.max = o.max;
-        }
-    }
-}
-
-/// A bounded summary of one series' points.
-#[derive(Debug)]
-struct Reducer {
-    /// Scatter: cells over x and y; line: cells over x only.
-    grid: bool,
-    /// Most cells kept.
-    max_cells: usize,
-    /// Points kept as they are until there are more than `max_points`.
-    raw: Vec<(f64, f64)>,
-    max_points: usize,
-    /// Cell size in x and y once bucketing started (0 before).
-    width: (f64, f64),
-    cells: BTreeMap<(i64, i64), Cell>,
-    /// Points pushed.
-    seen: u64,
-}
-
-impl Reducer {
-    fn new(grid: bool, max_points: usize) -> Self {
-        let max_cells = if grid { max_points } else { (max_points / 4).max(1) };
-        Self { grid, max_cells, raw: Vec::new(), max_points, width: (0.0, 0.0), cells: BTreeMap::new(), seen: 0 }
-    }
-
-    /// A NULL value at `x`: a line breaks there.
-    fn push_gap(&mut self, x: f64) {
-        self.push((x, f64::NAN));
-    }
-
-    /// A point; `(x, NaN)` is a gap.
-    fn push(&mut self, p: (f64, f64)) {
-        if !p.1.is_nan() {
-            self.seen += 1;
-        }
-        if self.width.0 == 0.0 {
-            self.raw.push(p);
-            if self.raw.len() > self.max_points {
-                self.start_cells();
-            }
-            return;
-        }
-        self.insert(p);
-        if self.cells.len() > self.max_cells {
-            self.compact();
-        }
-    }
-
-    fn start_cells(&mut self) {
-        let (mut xl, mut xh, mut yl, mut yh) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-        for &(x, y) in &self.raw {
-            (xl, xh, yl, yh) = (xl.min(x), xh.max(x), yl.min(y), yh.max(y));
-        }
-        let per_axis = if self.grid { (self.max_cells as f64).sqrt() } else { self.max_cells as f64 };
-        let size = |span: f64| if span > 0.0 && (span / per_axis).is_normal() { span / per_axis } else { 1.0 };
-        self.width = (size(xh - xl), size(yh - yl));
-        for p in std::mem::take(&mut self.raw) {
-            self.insert(p);
-        }
-        self.compact();
-    }
-
-    fn key(&self, (x, y): (f64, f64)) -> (i64, i64) {
-        // `as` saturates: a far outlier shares the edge cell until the cells widen.
-        let kx = (x / self.width.0).floor() as i64;
-        let ky = if self.grid { (y / self.width.1).floor() as i64 } else { 0 };
-        (kx, ky)
-    }
-
-    fn insert(&mut self, p: (f64, f64)) {
-        let key = self.key(p);
-        match self.cells.get_mut(&key) {
-            Some(c) => c.merge(&Cell::new(p)),
-            None => {
-                self.cells.insert(key, Cell::new(p));
-            }
-        }
-    }
-
-    /// Doubles the cell size until at most `max_cells` remain. With cells anchored at 0,
-    /// a cell of the double size is exactly two old ones.
-    fn compact(&mut self) {
-        while self.cells.len() > self.max_cells && self.width.0.is_finite() {
-            self.width.0 *= 2.0;
-            if self.grid {
-                self.width.1 *= 2.0;
-            }
-            let mut merged: BTreeMap<(i64, i64), Cell> = BTreeMap::new();
-            for ((kx, ky), c) in std::mem::take(&mut self.cells) {
-                let key = (kx.div_euclid(2), if self.grid { ky.div_euclid(2) } else { 0 });
-                match merged.get_mut(&key) {
-                    Some(m) => m.merge(&c),
-                    None => {
-                        merged.insert(key, c);
-                    }
-                }
-            }
-            self.cells = merged;
-        }
-    }
-
-    /// The points to draw: in x order for lines (`(x, NaN)` where a NULL breaks the line),
-    /// in cell order for scatter plots.
-    fn points(&self) -> Vec<(f64, f64)> {
-        if self.width.0 == 0.0 {
-            let mut pts = self.raw.clone();
-            if !self.grid {
-                pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-            }
-            return pts;
-        }
-        let mut out = Vec::with_capacity(self.cells.len() * 4);
-        for c in self.cells.values() {
-            if self.grid || !c.valued {
-                out.push(c.first);
-                continue;
-            }
-            let mut four = [c.first, c.min, c.max, c.last];
-            four.sort_by(|a, b| a.0.total_cmp(&b.0));
-            for p in four {
-                if out.last() != Some(&p) {
-                    out.push(p);
-                }
-            }
-        }
-        out
-    }
-}
-
 /// A line, area or scatter chart being built from rows.
 #[derive(Debug)]
 pub struct XyChart {
     kind: XyKind,
     x: String,
+    /// Series names: the `y` columns, or the `series` column's values as they appear.
     series: Vec<String>,
     title: Option<String>,
     xi: usize,
     yis: Vec<usize>,
+    /// Long form: the `series` column, and each series' value (key and legend order).
+    from_column: Option<FromColumn>,
     xkind: Option<XKind>,
     reducers: Vec<Reducer>,
     rows: usize,
     /// Most points over all series.
     budget: usize,
+    format: ValueFormat,
+    /// The `y2` columns (right axis): name, column index and summary of each.
+    right: Vec<(String, usize, Reducer)>,
+    /// Once finished: how many of the last `series` are drawn against the right axis.
+    n_right: usize,
+}
+
+/// Series from a column's values (long form).
+#[derive(Debug)]
+struct FromColumn {
+    name: String,
+    index: usize,
+    /// The `y` column.
+    y: String,
+    /// Series of each value (NULL apart from the text "(null)").
+    of: HashMap<Option<String>, usize>,
+    keys: Vec<SeriesKey>,
 }
 
 impl XyChart {
@@ -246,20 +103,76 @@ impl XyChart {
         }
         // The job's ask (default DEFAULT_MAX_POINTS), never more than the policy's budget.
         let budget = spec.max_points.map_or(DEFAULT_MAX_POINTS, |m| m as usize).min(max_points);
-        let per_series = (budget / spec.y.len()).max(MIN_SERIES_POINTS);
-        let reducers = spec.y.iter().map(|_| Reducer::new(kind == XyKind::Scatter, per_series)).collect();
-        Ok(Self {
+        let format = ValueFormat::new(spec.format, spec.unit.as_deref(), spec.decimals);
+        if spec.y.len() + spec.y2.len() > MAX_SERIES {
+            return Err(RenderError::TooManySeries { series: spec.y.len() + spec.y2.len(), max: MAX_SERIES });
+        }
+        let grid = kind == XyKind::Scatter;
+        let per_series = (budget / (spec.y.len() + spec.y2.len())).max(MIN_SERIES_POINTS);
+        let right = spec
+            .y2
+            .iter()
+            .map(|c| Ok((c.clone(), column_index(columns, c)?, Reducer::new(grid, per_series))))
+            .collect::<Result<Vec<_>, RenderError>>()?;
+        let mut chart = Self {
             kind,
             x: spec.x.clone(),
             series: spec.y.clone(),
             title: spec.title.clone(),
             xi,
             yis,
+            from_column: None,
             xkind: None,
-            reducers,
+            reducers: Vec::new(),
             rows: 0,
             budget,
-        })
+            format,
+            right,
+            n_right: 0,
+        };
+        if let Some(column) = &spec.series {
+            if spec.y.len() != 1 {
+                return Err(RenderError::SeriesWithSeveralY { y: spec.y.len() });
+            }
+            let index = column_index(columns, column)?;
+            chart.series.clear();
+            chart.from_column = Some(FromColumn {
+                name: column.clone(),
+                index,
+                y: spec.y[0].clone(),
+                of: HashMap::new(),
+                keys: Vec::new(),
+            });
+            return Ok(chart);
+        }
+        chart.reducers = spec.y.iter().map(|_| Reducer::new(grid, per_series)).collect();
+        Ok(chart)
+    }
+
+    /// Long form: the series of this row's `series` value, added (and the budget shared
+    /// anew) when it is new; more than [`MAX_SERIES`] values is refused.
+    fn series_of(&mut self, row: &[Value]) -> Result<usize, RenderError> {
+        let Some(from) = self.from_column.as_mut() else { return Ok(0) };
+        let v = &row[from.index];
+        let key = (!matches!(v, Value::Null)).then(|| value_text(v));
+        if let Some(&s) = from.of.get(&key) {
+            return Ok(s);
+        }
+        // The right axis's columns take their colours first.
+        let max = MAX_SERIES - self.right.len();
+        if from.of.len() == max {
+            return Err(RenderError::TooManySeriesValues { column: from.name.clone(), max });
+        }
+        let s = from.of.len();
+        from.of.insert(key, s);
+        from.keys.push(SeriesKey::of(v));
+        self.series.push(value_text(v));
+        let per_series = (self.budget / (s + 1 + self.right.len())).max(MIN_SERIES_POINTS);
+        for r in self.reducers.iter_mut().chain(self.right.iter_mut().map(|r| &mut r.2)) {
+            r.shrink(per_series);
+        }
+        self.reducers.push(Reducer::new(self.kind == XyKind::Scatter, per_series));
+        Ok(s)
     }
 
     /// Adds one row (`index` counts from 0, for error messages).
@@ -282,29 +195,37 @@ impl XyChart {
         if x.abs() > MAX_CHART_MAGNITUDE {
             return Err(RenderError::OutOfRange { column: self.x.clone(), row: index });
         }
-        for (s, &yi) in self.yis.iter().enumerate() {
-            let v = &row[yi];
-            if matches!(v, Value::Null) {
-                // A NULL breaks a line (a gap), not bridged by a straight segment.
-                if self.kind != XyKind::Scatter {
-                    self.reducers[s].push_gap(x);
-                }
-                continue;
-            }
-            let y = v
-                .as_f64()
-                .filter(|y| y.is_finite())
-                .ok_or_else(|| RenderError::NotNumeric { column: self.series[s].clone(), row: index })?;
-            if y.abs() > MAX_CHART_MAGNITUDE {
-                return Err(RenderError::OutOfRange { column: self.series[s].clone(), row: index });
-            }
-            self.reducers[s].push((x, y));
+        let long = self.series_of(row)?;
+        let scatter = self.kind == XyKind::Scatter;
+        for (i, &yi) in self.yis.iter().enumerate() {
+            let s = if self.from_column.is_some() { long } else { i };
+            let name = match &self.from_column {
+                Some(f) => &f.y,
+                None => &self.series[i],
+            };
+            push_value(&mut self.reducers[s], scatter, &row[yi], x, || name.clone(), index)?;
+        }
+        for (column, yi, reducer) in &mut self.right {
+            push_value(reducer, scatter, &row[*yi], x, || column.clone(), index)?;
         }
         Ok(())
     }
 
     /// Draws the chart; `truncated` says the query stopped at the row cap.
-    pub fn finish(self, truncated: bool) -> Result<Rendered, RenderError> {
+    pub fn finish(mut self, truncated: bool) -> Result<Rendered, RenderError> {
+        // Series from a column are drawn (and coloured) in sorted order.
+        if let Some(from) = &self.from_column {
+            let order = sorted(&from.keys);
+            let mut reducers: Vec<Option<Reducer>> = std::mem::take(&mut self.reducers).into_iter().map(Some).collect();
+            self.reducers = order.iter().filter_map(|&s| reducers[s].take()).collect();
+            self.series = order.iter().map(|&s| self.series[s].clone()).collect();
+        }
+        // The right axis's series come last.
+        self.n_right = self.right.len();
+        for (name, _, reducer) in std::mem::take(&mut self.right) {
+            self.series.push(name);
+            self.reducers.push(reducer);
+        }
         let points: Vec<Vec<(f64, f64)>> = self.reducers.iter().map(Reducer::points).collect();
         let drawn: usize = points.iter().flatten().filter(|p| !p.1.is_nan()).count();
         let seen: u64 = self.reducers.iter().map(|r| r.seen).sum();
@@ -336,37 +257,52 @@ impl XyChart {
     }
 
     fn svg(&self, points: &[Vec<(f64, f64)>], truncated: bool) -> Result<String, fmt::Error> {
-        let (mut xl, mut xh, mut yl, mut yh) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-        let mut any = false;
-        for &(x, y) in points.iter().flatten().filter(|p| !p.1.is_nan()) {
-            any = true;
-            (xl, xh, yl, yh) = (xl.min(x), xh.max(x), yl.min(y), yh.max(y));
-        }
-        if !any {
-            (xl, xh, yl, yh) = (0.0, 1.0, 0.0, 1.0);
-        }
+        // The left axis's series first, then the right axis's (`y2`).
+        let n_left = self.series.len() - self.n_right;
+        let (lb, rb) = (bounds(&points[..n_left]), bounds(&points[n_left..]));
+        let any = lb.is_some() || rb.is_some();
+        let (xl, xh) = match (lb, rb) {
+            (Some(l), Some(r)) => (l.0.min(r.0), l.1.max(r.1)),
+            (Some(b), None) | (None, Some(b)) => (b.0, b.1),
+            (None, None) => (0.0, 1.0),
+        };
+        let axis_of = |(_, _, yl, yh): (f64, f64, f64, f64)| {
+            if self.kind == XyKind::Area {
+                Axis::nice(yl, yh)
+            } else {
+                Axis::span(yl, yh, MAX_INTERVALS)
+            }
+        };
         let xkind = self.xkind.unwrap_or(XKind::Number);
         let xaxis = XAxis::new(xkind, xl, xh);
-        let yaxis = if self.kind == XyKind::Area { Axis::nice(yl, yh) } else { Axis::span(yl, yh, MAX_INTERVALS) };
+        let yaxis = axis_of(lb.or(rb).unwrap_or((0.0, 1.0, 0.0, 1.0)));
+        let y2axis = rb.filter(|_| self.n_right > 0).map(axis_of);
 
-        let legend = self.series.len() > 1;
-        let left = MARGIN_LEFT;
-        let right = WIDTH - MARGIN_RIGHT - if legend { LEGEND_WIDTH } else { 0.0 };
-        let (top, bottom) = (MARGIN_TOP, MARGIN_TOP + PLOT_HEIGHT);
+        let legend = self.series.len() > 1 || self.from_column.is_some();
+        let left = if any { plot_left(&yaxis, &self.format) } else { MARGIN_LEFT };
+        let right_room = y2axis.as_ref().map_or(0.0, |a| right_axis_room(a, &self.format));
+        let right = WIDTH - MARGIN_RIGHT - if legend { LEGEND_WIDTH } else { 0.0 } - right_room;
+        // The x labels always lie flat: the plot takes the height they leave.
+        let (top, bottom) = (MARGIN_TOP, MARGIN_TOP + PLOT_HEIGHT_FLAT);
         let width = right - left;
         let x_of = |x: f64| left + (x - xaxis.lo) / (xaxis.hi - xaxis.lo) * width;
-        let y_of = |y: f64| top + (yaxis.hi - y) / (yaxis.hi - yaxis.lo) * PLOT_HEIGHT;
+        let map = |axis: &Axis, y: f64| top + (axis.hi - y) / (axis.hi - axis.lo) * PLOT_HEIGHT_FLAT;
+        let y_of = |y: f64| map(&yaxis, y);
 
         let mut o = String::with_capacity(4096 + points.iter().map(Vec::len).sum::<usize>() * 16);
-        let description = match &self.title {
-            Some(t) => t.clone(),
-            None => format!("{} of {} by {}", self.kind.name(), self.series.join(", "), self.x),
+        let description = match (&self.title, &self.from_column) {
+            (Some(t), _) => t.clone(),
+            (None, Some(f)) => format!("{} of {} by {} and {}", self.kind.name(), f.y, self.x, f.name),
+            (None, None) => format!("{} of {} by {}", self.kind.name(), self.series.join(", "), self.x),
         };
         svg_open(&mut o, &description, self.title.as_deref(), truncation_note(truncated, self.rows).as_deref())?;
         // Without a value there is nothing to scale: no ticks (a 0–1 axis would be made up).
         let mut labels_bottom = horizontal_labels_bottom(bottom);
         if any {
-            svg_y_ticks(&mut o, &yaxis, left, right, y_of)?;
+            svg_y_ticks(&mut o, &yaxis, &self.format, left, right, y_of)?;
+            if let Some(a) = &y2axis {
+                svg_right_ticks(&mut o, a, &self.format, right, |y| map(a, y))?;
+            }
             for (v, label) in &xaxis.ticks {
                 let x = Px(x_of(*v));
                 writeln!(
@@ -389,7 +325,7 @@ impl XyChart {
         writeln!(
             o,
             "<g class=\"plot\" data-x-min=\"{}\" data-x-max=\"{}\" data-y-min=\"{}\" data-y-max=\"{}\" \
-             data-left=\"{}\" data-right=\"{}\" data-top=\"{}\" data-bottom=\"{}\">",
+             data-left=\"{}\" data-right=\"{}\" data-top=\"{}\" data-bottom=\"{}\"{}>",
             xaxis.lo,
             xaxis.hi,
             yaxis.lo,
@@ -397,10 +333,16 @@ impl XyChart {
             Px(left),
             Px(right),
             Px(top),
-            Px(bottom)
+            Px(bottom),
+            // The right axis's domain, when there is one.
+            y2axis.as_ref().map_or_else(String::new, |a| format!(" data-y2-min=\"{}\" data-y2-max=\"{}\"", a.lo, a.hi))
         )?;
         for (s, pts) in points.iter().enumerate() {
             let colour = PALETTE[s % PALETTE.len()];
+            let on_right = s >= n_left;
+            let axis = y2axis.as_ref().filter(|_| on_right).unwrap_or(&yaxis);
+            let y_of = |y: f64| map(axis, y);
+            let dash = if on_right { " stroke-dasharray=\"6 3\"" } else { "" };
             let name = Esc(&super::truncate_chars(&self.series[s], ATTR_CHARS)).to_string();
             let valued = pts.iter().filter(|p| !p.1.is_nan()).count();
             if valued == 0 {
@@ -445,7 +387,7 @@ impl XyChart {
                 writeln!(
                     o,
                     "<path class=\"series\" data-series=\"{name}\" data-points=\"{valued}\" d=\"{d}\" fill=\"none\" \
-                     stroke=\"{colour}\" stroke-width=\"1.5\" stroke-linejoin=\"round\"/>"
+                     stroke=\"{colour}\" stroke-width=\"1.5\" stroke-linejoin=\"round\"{dash}/>"
                 )?;
             }
             for run in runs.iter().filter(|r| r.len() == 1) {
@@ -456,13 +398,13 @@ impl XyChart {
                      <title>{name}: {}</title></circle>",
                     Px(x_of(x)),
                     Px(y_of(y)),
-                    Esc(&format_number(&y.to_string(), None))
+                    Esc(&self.format.value(&y.to_string(), y))
                 )?;
             }
         }
         o.push_str("</g>\n");
         if !any {
-            svg_empty(&mut o, left, width)?;
+            svg_empty(&mut o, left, width, bottom)?;
         }
         writeln!(
             o,
@@ -482,15 +424,63 @@ impl XyChart {
             XKind::TimestampTz => format!("{} (UTC)", super::truncate_chars(&self.x, 14)),
             _ => self.x.clone(),
         };
-        let y_title = if self.series.len() == 1 { self.series[0].as_str() } else { "value" };
-        svg_axis_titles(&mut o, &x_title, y_title, left, width, x_title_baseline(labels_bottom))?;
+        let y_title = match &self.from_column {
+            Some(f) => f.y.as_str(),
+            None if n_left == 1 => self.series[0].as_str(),
+            None => "value",
+        };
+        svg_axis_titles(&mut o, &x_title, y_title, (left, width, bottom), x_title_baseline(labels_bottom))?;
+        if y2axis.is_some() {
+            let title = if self.n_right == 1 { self.series[n_left].as_str() } else { "value (right)" };
+            svg_right_axis(&mut o, right, right + right_room, bottom, title)?;
+        }
         if legend {
-            let x = right + 16.0;
-            svg_legend(&mut o, x, top, WIDTH - EDGE - x, self.series.iter().map(|s| (s.as_str(), String::new())))?;
+            let x = right + right_room + 16.0;
+            let entries = self
+                .series
+                .iter()
+                .enumerate()
+                .map(|(s, name)| (name.as_str(), if s >= n_left { " (right)".to_owned() } else { String::new() }));
+            svg_legend(&mut o, x, top, WIDTH - EDGE - x, entries)?;
         }
         svg_close(&mut o);
         Ok(o)
     }
+}
+
+/// The extent `(x min, x max, y min, y max)` of the values of `series`, if any.
+fn bounds(series: &[Vec<(f64, f64)>]) -> Option<(f64, f64, f64, f64)> {
+    let mut out: Option<(f64, f64, f64, f64)> = None;
+    for &(x, y) in series.iter().flatten().filter(|p| !p.1.is_nan()) {
+        let (xl, xh, yl, yh) = out.unwrap_or((x, x, y, y));
+        out = Some((xl.min(x), xh.max(x), yl.min(y), yh.max(y)));
+    }
+    out
+}
+
+/// One `y` value of a row into its series: a NULL is a gap (a line breaks there, not
+/// bridged by a straight segment; a scatter plot just has no point).
+fn push_value(
+    reducer: &mut Reducer,
+    scatter: bool,
+    v: &Value,
+    x: f64,
+    column: impl Fn() -> String,
+    index: usize,
+) -> Result<(), RenderError> {
+    if matches!(v, Value::Null) {
+        if !scatter {
+            reducer.push_gap(x);
+        }
+        return Ok(());
+    }
+    let y =
+        v.as_f64().filter(|y| y.is_finite()).ok_or_else(|| RenderError::NotNumeric { column: column(), row: index })?;
+    if y.abs() > MAX_CHART_MAGNITUDE {
+        return Err(RenderError::OutOfRange { column: column(), row: index });
+    }
+    reducer.push((x, y));
+    Ok(())
 }
 
 /// Renders a whole result set as an x–y chart.
@@ -500,73 +490,4 @@ pub fn render_xy(kind: XyKind, spec: &XySpec, rs: &ResultSet, max_points: usize)
         chart.push(row, i)?;
     }
     chart.finish(rs.truncated)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_small_series_is_kept_exactly_in_x_order() {
-        let mut r = Reducer::new(false, 100);
-        for (x, y) in [(3.0, 1.0), (1.0, 5.0), (2.0, -1.0)] {
-            r.push((x, y));
-        }
-        assert_eq!(r.points(), [(1.0, 5.0), (2.0, -1.0), (3.0, 1.0)]);
-    }
-
-    #[test]
-    fn a_long_series_is_bounded_and_keeps_its_extremes() {
-        let mut r = Reducer::new(false, 400);
-        let n = 1_000_000;
-        for i in 0..n {
-            let x = f64::from(i);
-            // A slow wave with one spike up and one spike down.
-            let y = match i {
-                123_457 => 1000.0,
-                765_431 => -1000.0,
-                _ => (x / 10_000.0).sin(),
-            };
-            r.push((x, y));
-        }
-        let pts = r.points();
-        assert!(pts.len() <= 400, "{}", pts.len());
-        assert!(pts.len() >= 100, "{}", pts.len());
-        assert!(pts.windows(2).all(|w| w[0].0 <= w[1].0), "x order");
-        assert!(pts.contains(&(123_457.0, 1000.0)) && pts.contains(&(765_431.0, -1000.0)));
-        assert_eq!(pts.first().map(|p| p.0), Some(0.0));
-        assert_eq!(pts.last().map(|p| p.0), Some(f64::from(n - 1)));
-    }
-
-    #[test]
-    fn unsorted_input_gives_the_same_cells_as_sorted_input() {
-        let mut sorted = Reducer::new(false, 40);
-        let mut shuffled = Reducer::new(false, 40);
-        let pts: Vec<(f64, f64)> = (0..10_000).map(|i| (f64::from(i), f64::from(i % 97))).collect();
-        for p in &pts {
-            sorted.push(*p);
-        }
-        // A deterministic permutation (7919 is prime to 10 000).
-        for i in 0..10_000usize {
-            shuffled.push(pts[(i * 7919) % 10_000]);
-        }
-        let (a, b) = (sorted.points(), shuffled.points());
-        assert!(a.len() <= 40 && b.len() <= 40);
-        // Each cell's min and max are found whatever the order.
-        let ys = |v: &[(f64, f64)]| v.iter().map(|p| p.1).fold((f64::MAX, f64::MIN), |(l, h), y| (l.min(y), h.max(y)));
-        assert_eq!(ys(&a), (0.0, 96.0));
-        assert_eq!(ys(&b), (0.0, 96.0));
-    }
-
-    #[test]
-    fn a_scatter_grid_is_bounded() {
-        let mut r = Reducer::new(true, 500);
-        for i in 0..200_000u32 {
-            let x = f64::from(i % 1000);
-            let y = f64::from((i * 31) % 777);
-            r.push((x, y));
-        }
-        let pts = r.points();
-        assert!(pts.len() <= 500 && pts.len() > 50, "{}", pts.len());
-    }
 }

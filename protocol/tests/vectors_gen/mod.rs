@@ -230,6 +230,9 @@ pub fn cases() -> Vec<Case> {
         title: Some("Revenue & cost by region".into()),
         stacked: false,
         series: None,
+        format: outpost_protocol::NumberFormat::Plain,
+        unit: None,
+        decimals: None,
     });
     job.cache = CacheSpec { max_age_secs: 300 };
     out.push(ok_case(

@@ -91,10 +91,16 @@ impl RowSink for ChartSink {
         self.row_ref(&row, index)
     }
 
-    /// The chart reads its x and y columns only.
+    /// The chart reads its x, y, y2 and series columns only.
     fn reads(&self) -> Option<Vec<bool>> {
         let columns = self.columns.as_ref()?;
-        Some(columns.iter().map(|c| *c == self.spec.x || self.spec.y.contains(c)).collect())
+        let wanted = |c: &String| {
+            *c == self.spec.x
+                || self.spec.y.contains(c)
+                || self.spec.y2.contains(c)
+                || self.spec.series.as_ref() == Some(c)
+        };
+        Some(columns.iter().map(wanted).collect())
     }
 
     fn row_ref(&mut self, row: &[crate::resultset::Value], index: usize) -> Result<(), QueryError> {
