@@ -197,11 +197,11 @@ fn a_bad_render_option_says_what_the_option_takes() {
         (json!({ "kind": "pie", "label": "a" }), "render: missing field `value`; a pie chart needs label and value"),
         (
             json!({ "kind": "bar", "x": "a", "y": ["b"], "colour": "red" }),
-            "render.colour: unknown field; the options of a bar chart are series, stacked, title, x and y",
+            "render.colour: unknown field; the options of a bar chart are decimals, format, series, stacked, title, unit, x and y",
         ),
         (
             json!({ "kind": "bar", "x": "a", "y": ["b"], "serie": "c" }),
-            r#"render.serie: unknown field; the options of a bar chart are series, stacked, title, x and y (did you mean "series"?)"#,
+            r#"render.serie: unknown field; the options of a bar chart are decimals, format, series, stacked, title, unit, x and y (did you mean "series"?)"#,
         ),
         (
             json!({ "kind": "bar", "x": "a", "y": "b" }),
