@@ -10,6 +10,7 @@ mod cache;
 mod cloud_hardening;
 mod console;
 mod egress;
+mod embed_page;
 mod enrolment_audit;
 mod error_egress;
 mod foundation;
