@@ -4,10 +4,11 @@
 # Prints the machine it ran on. Record the figures in docs/BENCHMARKS.md.
 #
 # BENCH_SECTIONS (comma-separated, default all): e2e, pg, cache-chart, criterion, cache,
-# cache-entry, replicas, idle (cache-entry is the whole-entry part of cache: put, get and
+# cache-entry, replicas, idle, dashboard (dashboard: a project of 12 current tiles opened in
+# Chromium, first paint beside the sign-in page, and a refresh of its 12 tiles; cache-entry is the whole-entry part of cache: put, get and
 # replay of 1 MB and 100 MB results, with peak memory; cache-chart is a 1,000,000-row
 # cached line chart through the agent, first run and second run, beside psql -At).
-# `scripts/bench.sh --quick` is BENCH_SECTIONS=e2e,pg,cache-chart,cache-entry with
+# `scripts/bench.sh --quick` is BENCH_SECTIONS=e2e,pg,cache-chart,cache-entry,dashboard with
 # JOBS=300, JOBS_PER_CLIENT=30 and PG_RUNS=3: every
 # change to the job path runs it and records its figures in docs/BENCHMARKS.md. BENCH_CONTENDERS chooses the e2e section's contenders
 # (default sqlite,sqlite-expr,sqlite-masked,pg,pg-masked; the pg ones need PostgreSQL at
@@ -16,12 +17,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "${1:-}" = "--quick" ]; then
-  BENCH_SECTIONS="${BENCH_SECTIONS:-e2e,pg,cache-chart,cache-entry}"
+  BENCH_SECTIONS="${BENCH_SECTIONS:-e2e,pg,cache-chart,cache-entry,dashboard}"
   JOBS="${JOBS:-300}"
   JOBS_PER_CLIENT="${JOBS_PER_CLIENT:-30}"
   PG_RUNS="${PG_RUNS:-3}"
 fi
-SECTIONS=",${BENCH_SECTIONS:-e2e,pg,cache-chart,criterion,cache,replicas,idle},"
+SECTIONS=",${BENCH_SECTIONS:-e2e,pg,cache-chart,criterion,cache,replicas,idle,dashboard},"
 want() { [[ "$SECTIONS" == *",$1,"* ]]; }
 export OUTPOST_BIN_DIR="${OUTPOST_BIN_DIR:-$PWD/target/release}"
 
@@ -105,4 +106,11 @@ echo "    on one control plane (${IDLE_STORE:-postgres} store); its RSS, peak RS
 echo "    must come back on one agent's pending poll. Needs ulimit -n above the agent count (bench and control plane each)."
 "$OUTPOST_BIN_DIR/outpost-bench-idle" \
   --agents "${IDLE_AGENTS:-10000}" --store "${IDLE_STORE:-postgres}"
+fi
+
+if want dashboard; then
+echo "==> dashboard: a project of 12 tiles with current results opened in Chromium (first contentful paint and load,"
+echo "    10 opens), peer: the sign-in page opened the same way; then a refresh of the 12 tiles on one agent,"
+echo "    wall time beside the slowest tile's own query time (needs chromium and tests/browser's npm ci)"
+"$OUTPOST_BIN_DIR/outpost-bench-dashboard" --opens "${DASHBOARD_OPENS:-10}" --refreshes "${DASHBOARD_REFRESHES:-5}"
 fi
