@@ -33,6 +33,13 @@ fn int_or_null() -> Value {
 fn string() -> Value {
     json!({ "type": "string" })
 }
+/// A project's own embed origins (a project narrows the control plane's list).
+fn embed_origins() -> Value {
+    json!({ "type": "array", "maxItems": 32, "items": { "type": "string", "example": "https://app.example.com" },
+            "description": "Origins that may frame the project's embed page, each one listed in the control plane's \
+                            embed.frame_ancestors; empty: all of those. Omitted on an update: kept. Shown to editors." })
+}
+
 fn string_or_null() -> Value {
     json!({ "type": "string", "nullable": true })
 }
@@ -147,14 +154,16 @@ fn components() -> Value {
                 "customer_param": { "type": "integer", "minimum": 1, "maximum": 65535,
                     "description": "1-based position of the parameter that receives the end customer id" } })),
             "ProjectIn": strict(&["name", "queries"], json!({
-                "name": string(), "queries": { "type": "array", "items": r("ProjectQuery") } })),
+                "name": string(), "queries": { "type": "array", "items": r("ProjectQuery") },
+                "embed_origins": embed_origins() })),
             "Project": obj(&["id", "name", "owner", "access", "created_at", "updated_at", "queries"], json!({
                 "id": string(), "name": string(), "owner": string(),
                 "access": { "type": "string", "enum": ["admin", "owner", "edit", "view-logic", "view-app"] },
                 "created_at": int(), "updated_at": int(),
                 "queries": { "type": "array", "items": obj(&["index", "name"], json!({ "index": int(), "name": string() })),
                              "description": "SQL, parameters, connection and render spec only with view-logic, edit, ownership or admin" },
-                "grants": { "type": "array", "items": obj(&["user", "access"], json!({ "user": string(), "access": r("Grant") })) } })),
+                "grants": { "type": "array", "items": obj(&["user", "access"], json!({ "user": string(), "access": r("Grant") })) },
+                "embed_origins": embed_origins() })),
             "AuditEvent": obj(&["seq", "at", "actor", "credential", "action", "outcome", "status"], json!({
                 "seq": int(), "at": int(), "actor": string(), "credential": string(), "action": string(),
                 "target": string(), "outcome": { "type": "string", "enum": ["ok", "denied", "failed"] },

@@ -57,6 +57,44 @@ pub struct ProjectQuery {
 struct ProjectBody {
     name: String,
     queries: Vec<ProjectQuery>,
+    /// The origins that may frame the project's embed page; absent on an update: kept.
+    #[serde(default)]
+    embed_origins: Option<Vec<String>>,
+}
+
+/// A project's own embed origins, checked: each an origin the control plane's
+/// `embed.frame_ancestors` lists (a project narrows the admin's list, never widens it).
+fn checked_origins(app: &App, origins: &[String]) -> Result<String, ApiError> {
+    if origins.len() > 32 {
+        return Err(ApiError::bad_field("embed_origins", "give at most 32 origins"));
+    }
+    for (i, o) in origins.iter().enumerate() {
+        if !app.cfg.embed.frame_ancestors.contains(o) {
+            let allowed = if app.cfg.embed.frame_ancestors.is_empty() {
+                "none: an admin lists them in control-plane.yaml's embed.frame_ancestors first".to_owned()
+            } else {
+                app.cfg.embed.frame_ancestors.join(", ")
+            };
+            return Err(ApiError::bad_field(
+                &format!("embed_origins[{i}]"),
+                format!("{o:?} is not an origin this control plane lets frame embed pages; allowed: {allowed}"),
+            ));
+        }
+    }
+    serde_json::to_string(origins).map_err(ApiError::internal)
+}
+
+/// The origins that may frame project `p`'s embed page: its own, or when it has none the
+/// control plane's `embed.frame_ancestors`. A stored list that no longer reads, or names
+/// an origin the admin has since removed, frames nowhere it should not: only origins still
+/// in the control plane's list are kept.
+pub fn frame_ancestors(app: &App, p: &ProjectRecord) -> Vec<String> {
+    let own: Vec<String> = serde_json::from_str(&p.embed_origins).unwrap_or_default();
+    if own.is_empty() {
+        app.cfg.embed.frame_ancestors.clone()
+    } else {
+        own.into_iter().filter(|o| app.cfg.embed.frame_ancestors.contains(o)).collect()
+    }
 }
 
 fn parse_queries(json_text: &str) -> Result<Vec<ProjectQuery>, ApiError> {
@@ -97,6 +135,9 @@ async fn view(app: &App, p: &ProjectRecord, a: ProjectAccess) -> Result<serde_js
         "id": p.id, "name": p.name, "owner": p.owner, "access": a.as_str(),
         "created_at": p.created_at, "updated_at": p.updated_at, "queries": queries,
     });
+    if a.can_edit() {
+        v["embed_origins"] = serde_json::from_str(&p.embed_origins).unwrap_or(serde_json::Value::Array(Vec::new()));
+    }
     if a.can_manage() {
         let grants: Vec<_> = app
             .store
@@ -175,6 +216,7 @@ pub async fn create(app: &App, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Bo
         owner: caller.user.clone(),
         queries_json: serde_json::to_string(&b.queries).map_err(ApiError::internal)?,
         embed_epoch: 0,
+        embed_origins: checked_origins(app, b.embed_origins.as_deref().unwrap_or_default())?,
         created_at: now,
         updated_at: now,
     };
@@ -198,11 +240,19 @@ pub async fn update(app: &App, ctx: &mut Ctx, id: &str, body: &[u8]) -> Result<R
     let caller = ctx.caller()?.clone();
     let b = checked_body(app, &caller, body).await?;
     let queries_json = serde_json::to_string(&b.queries).map_err(ApiError::internal)?;
+    let origins = b.embed_origins.as_deref().map(|o| checked_origins(app, o)).transpose()?;
     let now = app.clock.now();
     if !app.store.update_project(id.to_owned(), b.name.clone(), queries_json.clone(), now).await? {
         return Err(ApiError::not_found(format!("no project {id:?}")));
     }
-    let p = ProjectRecord { name: b.name, queries_json, updated_at: now, ..p };
+    let embed_origins = match origins {
+        Some(o) => {
+            app.store.set_embed_origins(id.to_owned(), o.clone()).await?;
+            o
+        }
+        None => p.embed_origins.clone(),
+    };
+    let p = ProjectRecord { name: b.name, queries_json, updated_at: now, embed_origins, ..p };
     Ok(json(StatusCode::OK, &view(app, &p, a).await?))
 }
 

@@ -6,7 +6,8 @@
 //! checks (algorithm, key, expiry, the project's revocation epoch) and the audit record
 //! are the API's. It shows query names and rendered results only: no SQL, agent or
 //! connection names, no statistics. Its `Content-Security-Policy` lets no script run and
-//! names the origins that may frame it (`embed.frame_ancestors`; none by default).
+//! names the origins that may frame it: the project's own `embed_origins`, or the control
+//! plane's `embed.frame_ancestors` (none by default), of which a project's are a subset.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use crate::app::App;
 use crate::console::pages::jobs::json_result_html;
 use crate::console::sanitize_svg::{escape as e, sanitise};
 use crate::http::{bytes_response, query_param, Body};
+use crate::store::access::AccessStore;
 
 /// Whether `path` is the embed page's.
 pub fn is_embed_path(path: &str) -> bool {
@@ -27,14 +29,11 @@ pub fn is_embed_path(path: &str) -> bool {
 }
 
 /// The page's policy: no script at all, our own stylesheet, the sanitised charts inline,
-/// and framing by the configured origins only.
-fn csp(app: &App) -> String {
-    let ancestors = if app.cfg.embed.frame_ancestors.is_empty() {
-        "'none'".to_owned()
-    } else {
-        // Each entry was checked to be an origin when the configuration was read.
-        app.cfg.embed.frame_ancestors.join(" ")
-    };
+/// and framing by `ancestors` only (none when empty).
+fn csp(ancestors: &[String]) -> String {
+    // Each entry was checked to be an origin when the configuration was read, and a
+    // project's own are a subset of those.
+    let ancestors = if ancestors.is_empty() { "'none'".to_owned() } else { ancestors.join(" ") };
     format!(
         "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'none'; base-uri 'none'; \
          frame-ancestors {ancestors}"
@@ -44,7 +43,7 @@ fn csp(app: &App) -> String {
 /// Serves `/embed/dashboards/{id}?token=…`.
 pub async fn handle(app: &App, remote: SocketAddr, path: &str, query: Option<&str>) -> Response<Body> {
     let Some(id) = path.strip_prefix("/embed/dashboards/").filter(|id| !id.is_empty() && !id.contains('/')) else {
-        return page(app, StatusCode::NOT_FOUND, "Not found", "<p>No such page.</p>");
+        return page(&app.cfg.embed.frame_ancestors, StatusCode::NOT_FOUND, "Not found", "<p>No such page.</p>");
     };
     let token = query_param(query, "token").unwrap_or_default();
     let well_formed = !token.is_empty()
@@ -52,7 +51,7 @@ pub async fn handle(app: &App, remote: SocketAddr, path: &str, query: Option<&st
         && token.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if !well_formed {
         return page(
-            app,
+            &app.cfg.embed.frame_ancestors,
             StatusCode::UNAUTHORIZED,
             "Not available",
             "<p>This dashboard needs a valid embed token.</p>",
@@ -64,12 +63,17 @@ pub async fn handle(app: &App, remote: SocketAddr, path: &str, query: Option<&st
     // The token's project is the one in the path, or the page says nothing of either.
     if !status.is_success() || v["project"]["id"].as_str() != Some(id) {
         return page(
-            app,
+            &app.cfg.embed.frame_ancestors,
             StatusCode::UNAUTHORIZED,
             "Not available",
             "<p>This embed token has expired, was revoked, or is not for this dashboard.</p>",
         );
     }
+    // Framed by the project's own origins (or the control plane's when it has none).
+    let ancestors = match app.store.project(id.to_owned()).await {
+        Ok(Some(p)) => crate::api::projects::frame_ancestors(app, &p),
+        _ => Vec::new(),
+    };
     let mut b = String::from("<div class=\"tiles\">");
     for q in v["queries"].as_array().into_iter().flatten() {
         let index = q["index"].as_u64().unwrap_or_default();
@@ -82,7 +86,7 @@ pub async fn handle(app: &App, remote: SocketAddr, path: &str, query: Option<&st
         b.push_str("</section>");
     }
     b.push_str("</div>");
-    page(app, StatusCode::OK, v["project"]["name"].as_str().unwrap_or("Dashboard"), &b)
+    page(&ancestors, StatusCode::OK, v["project"]["name"].as_str().unwrap_or("Dashboard"), &b)
 }
 
 /// One query's latest result for the token's customer.
@@ -121,8 +125,9 @@ async fn call(
     (parts.status, parts.headers, bytes)
 }
 
-/// The page around `body`: no navigation, no script, sized by its frame.
-fn page(app: &App, status: StatusCode, title: &str, body: &str) -> Response<Body> {
+/// The page around `body`: no navigation, no script, sized by its frame, framed by
+/// `ancestors` only.
+fn page(ancestors: &[String], status: StatusCode, title: &str, body: &str) -> Response<Body> {
     let html = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -132,7 +137,7 @@ fn page(app: &App, status: StatusCode, title: &str, body: &str) -> Response<Body
     );
     let mut res = bytes_response(status, "text/html; charset=utf-8", html.into_bytes());
     let h = res.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&csp(app)) {
+    if let Ok(v) = HeaderValue::from_str(&csp(ancestors)) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
     // The token is in the address: never sent on as a referrer, never cached.

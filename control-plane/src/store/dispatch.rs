@@ -354,6 +354,14 @@ macro_rules! impl_access_store {
                     $via!(self, projects::bump_embed_epoch(project_id))
                 }
 
+                async fn set_embed_origins(
+                    &self,
+                    project_id: String,
+                    origins_json: String,
+                ) -> Result<bool, StoreError> {
+                    $via!(self, projects::set_embed_origins(project_id, origins_json))
+                }
+
                 async fn latest_project_job(
                     &self,
                     project_id: String,

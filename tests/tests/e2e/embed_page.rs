@@ -2,7 +2,8 @@
 //! host page on `http://127.0.0.1:PORT` (served by this test) frames
 //! `https://localhost:CP/embed/dashboards/{id}?token=…`; the frame shows the token
 //! customer's number and chart, no SQL, agent or connection names, runs no script and fits
-//! a narrow frame; a host origin not in `embed.frame_ancestors` gets nothing drawn.
+//! a narrow frame. The control plane lists two host origins in `embed.frame_ancestors`;
+//! the project narrows them to one (`embed_origins`), and the other gets nothing drawn.
 //! Screenshots under `target/console-screenshots/embed/`.
 
 use anyhow::{ensure, Context, Result};
@@ -51,12 +52,13 @@ async fn in_chromium_a_page_of_another_origin_frames_the_embed_page_and_an_unlis
         .to_owned();
     let host_port = host_page(host_html).await?;
     let allowed = format!("http://127.0.0.1:{host_port}");
+    let unlisted = format!("http://localhost:{host_port}");
 
     let mut cp = ControlPlane::init(root.path())?;
     let config = root.path().join("control-plane.yaml");
     std::fs::write(
         &config,
-        format!("data_dir: {}\nembed:\n  frame_ancestors: [\"{allowed}\"]\n", cp.data_dir.display()),
+        format!("data_dir: {}\nembed:\n  frame_ancestors: [\"{allowed}\", \"{unlisted}\"]\n", cp.data_dir.display()),
     )?;
     cp.config = Some(config);
     cp.start()?;
@@ -65,18 +67,19 @@ async fn in_chromium_a_page_of_another_origin_frames_the_embed_page_and_an_unlis
     agent.start_connected()?;
     let admin = cp.api()?;
 
-    let project = ok_json(
-        &admin,
-        "POST",
-        "/v1/projects",
-        Some(&json!({ "name": "Sales", "queries": [
+    let body = |origins: Value| {
+        json!({ "name": "Sales", "embed_origins": origins, "queries": [
             { "name": "Revenue by region", "agent": "edge-1", "connection": "sample", "sql": BAR_SQL,
               "render": { "kind": "bar", "x": "region", "y": ["revenue"], "title": "Revenue" } },
             { "name": "Your orders", "agent": "edge-1", "connection": "sample", "sql": COUNT_SQL,
-              "render": { "kind": "scalar", "column": "n" }, "customer_param": 1 } ] })),
-    )
-    .await?;
+              "render": { "kind": "scalar", "column": "n" }, "customer_param": 1 } ] })
+    };
+    // A project may only narrow the control plane's list.
+    let res = call(&admin, "POST", "/v1/projects", Some(&body(json!([allowed, "https://elsewhere.example"])))).await?;
+    ensure!(res.status == 400 && res.text().contains("embed_origins[1]"), "{} {}", res.status, res.text());
+    let project = ok_json(&admin, "POST", "/v1/projects", Some(&body(json!([allowed])))).await?;
     let pid = project["id"].as_str().context("project id")?.to_owned();
+    ensure!(project["embed_origins"] == json!([allowed]), "{project}");
     let mut numbers = serde_json::Map::new();
     for customer in ["North", "South"] {
         let run =
@@ -110,7 +113,7 @@ async fn in_chromium_a_page_of_another_origin_frames_the_embed_page_and_an_unlis
                 &root,
                 json!({
                     "allowed_host": allowed,
-                    "unlisted_host": format!("http://localhost:{host_port}"),
+                    "unlisted_host": unlisted,
                     "frame_src": frame_src,
                     "north": numbers["North"], "south": numbers["South"],
                     "forbidden": ["FROM orders", "edge-1", "sample", "SUM(amount)"],

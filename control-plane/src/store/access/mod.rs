@@ -156,6 +156,9 @@ pub struct ProjectRecord {
     pub queries_json: String,
     /// Embed tokens carry this number; revoking them bumps it.
     pub embed_epoch: i64,
+    /// The origins that may frame its embed page, a JSON list (`[]`: the control plane's
+    /// `embed.frame_ancestors`).
+    pub embed_origins: String,
     /// Unix seconds.
     pub created_at: i64,
     /// Unix seconds.
@@ -342,6 +345,13 @@ pub trait AccessStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Result<(), String>, StoreError>> + Send;
     /// Invalidates every embed token of a project; returns the new epoch.
     fn bump_embed_epoch(&self, project_id: String) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+    /// Sets the origins that may frame a project's embed page (a JSON list); false when
+    /// there is no such project.
+    fn set_embed_origins(
+        &self,
+        project_id: String,
+        origins_json: String,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// The newest job of one project query for one customer (or for none); with
     /// `succeeded_only`, the newest that succeeded (the result a dashboard shows).
     fn latest_project_job(

@@ -4,7 +4,7 @@
 //! all under one advisory lock ([`crate::store::postgres`]).
 
 /// Current schema version (PRAGMA user_version).
-pub(crate) const SCHEMA_VERSION: i64 = 9;
+pub(crate) const SCHEMA_VERSION: i64 = 10;
 
 const SCHEMA_V1: &str = include_str!("sqlite/001.sql");
 
@@ -35,6 +35,9 @@ const SCHEMA_V8: &str = include_str!("sqlite/008.sql");
 /// v9: when an agent said it was stopping (cleared by its next request).
 const SCHEMA_V9: &str = include_str!("sqlite/009.sql");
 
+/// v10: the origins that may frame a project's embed page.
+const SCHEMA_V10: &str = include_str!("sqlite/010.sql");
+
 /// Every migration, in order: (the version it brings the database to, its SQL).
 pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (1, SCHEMA_V1),
@@ -46,6 +49,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (7, SCHEMA_V7),
     (8, SCHEMA_V8),
     (9, SCHEMA_V9),
+    (10, SCHEMA_V10),
 ];
 
 /// PostgreSQL schema v1: everything the SQLite schema has reached at its v7, in PostgreSQL types.
@@ -57,8 +61,12 @@ const PG_SCHEMA_V2: &str = include_str!("postgres/002.sql");
 /// PostgreSQL v3: when an agent said it was stopping (cleared by its next request).
 const PG_SCHEMA_V3: &str = include_str!("postgres/003.sql");
 
+/// PostgreSQL v4: the origins that may frame a project's embed page.
+const PG_SCHEMA_V4: &str = include_str!("postgres/004.sql");
+
 /// PostgreSQL's migrations in order: (version, SQL). Append only.
-pub(crate) const PG_MIGRATIONS: &[(i32, &str)] = &[(1, PG_SCHEMA_V1), (2, PG_SCHEMA_V2), (3, PG_SCHEMA_V3)];
+pub(crate) const PG_MIGRATIONS: &[(i32, &str)] =
+    &[(1, PG_SCHEMA_V1), (2, PG_SCHEMA_V2), (3, PG_SCHEMA_V3), (4, PG_SCHEMA_V4)];
 
 #[cfg(test)]
 mod tests {

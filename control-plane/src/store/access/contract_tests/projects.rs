@@ -14,6 +14,7 @@ async fn projects_and_grants<S: AccessStore + Store>(s: &S) {
         owner: String::new(),
         queries_json: "[]".into(),
         embed_epoch: 0,
+        embed_origins: "[]".into(),
         created_at: 1,
         updated_at: 1,
     };
@@ -22,6 +23,13 @@ async fn projects_and_grants<S: AccessStore + Store>(s: &S) {
     s.create_project(project("p3", "sales", "u1")).await.expect("p3");
     let got = s.project("p1".into()).await.expect("q").expect("there");
     assert_eq!((got.owner.as_str(), got.owner_id.as_str()), ("ed", "u2"));
+    assert_eq!(got.embed_origins, "[]", "no origins of its own until set");
+    assert!(s.set_embed_origins("p1".into(), r#"["https://app.example"]"#.into()).await.expect("q"));
+    assert!(!s.set_embed_origins("nope".into(), "[]".into()).await.expect("q"), "no such project");
+    let got = s.project("p1".into()).await.expect("q").expect("there");
+    assert_eq!(got.embed_origins, r#"["https://app.example"]"#);
+    let listed = s.projects_for(Some("u2".into())).await.expect("q");
+    assert_eq!(listed[0].0.embed_origins, r#"["https://app.example"]"#, "lists read it too");
     assert!(s.project("nope".into()).await.expect("q").is_none());
 
     let ids = |v: Vec<(ProjectRecord, Option<Grant>)>| v.into_iter().map(|(p, g)| (p.id, g)).collect::<Vec<_>>();

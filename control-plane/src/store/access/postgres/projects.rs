@@ -9,7 +9,8 @@ use crate::store::access::ProjectRecord;
 use crate::store::postgres::PgStore;
 use crate::store::StoreError;
 
-const PROJECT_COLS: &str = "p.id, p.name, p.owner, u.name, p.queries, p.embed_epoch, p.created_at, p.updated_at";
+const PROJECT_COLS: &str =
+    "p.id, p.name, p.owner, u.name, p.queries, p.embed_epoch, p.created_at, p.updated_at, p.embed_origins";
 
 fn project_from_row(r: &Row) -> ProjectRecord {
     ProjectRecord {
@@ -21,6 +22,7 @@ fn project_from_row(r: &Row) -> ProjectRecord {
         embed_epoch: r.get(5),
         created_at: r.get(6),
         updated_at: r.get(7),
+        embed_origins: r.get(8),
     }
 }
 
@@ -33,9 +35,18 @@ pub(super) async fn create_project(store: &PgStore, p: ProjectRecord) -> Result<
     let client = store.client().await?;
     client
         .execute(
-            "INSERT INTO projects (id, name, owner, queries, embed_epoch, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[&p.id, &p.name, &p.owner_id, &p.queries_json, &p.embed_epoch, &p.created_at, &p.updated_at],
+            "INSERT INTO projects (id, name, owner, queries, embed_epoch, created_at, updated_at, embed_origins)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &p.id,
+                &p.name,
+                &p.owner_id,
+                &p.queries_json,
+                &p.embed_epoch,
+                &p.created_at,
+                &p.updated_at,
+                &p.embed_origins,
+            ],
         )
         .await?;
     Ok(())
@@ -69,7 +80,7 @@ pub(super) async fn projects_for(
         .await?
         .iter()
         .map(|r| {
-            let g: Option<String> = r.get(8);
+            let g: Option<String> = r.get(9);
             Ok((project_from_row(r), g.as_deref().map(grant_of).transpose()?))
         })
         .collect()
@@ -177,4 +188,14 @@ pub(super) async fn latest_project_job(
         .await?;
     let args: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&project_id, &query_index, &customer, &succeeded_only];
     Ok(client.query_opt(&stmt, &args).await?.map(|r| r.get(0)))
+}
+
+pub(super) async fn set_embed_origins(
+    store: &PgStore,
+    project_id: String,
+    origins_json: String,
+) -> Result<bool, StoreError> {
+    let client = store.client().await?;
+    let stmt = client.prepare_cached("UPDATE projects SET embed_origins = $2 WHERE id = $1").await?;
+    Ok(client.execute(&stmt, &[&project_id, &origins_json]).await? == 1)
 }

@@ -8,7 +8,8 @@ use crate::store::access::Grant;
 use crate::store::access::ProjectRecord;
 use crate::store::{SqliteStore, StoreError};
 
-const PROJECT_COLS: &str = "p.id, p.name, p.owner, u.name, p.queries, p.embed_epoch, p.created_at, p.updated_at";
+const PROJECT_COLS: &str =
+    "p.id, p.name, p.owner, u.name, p.queries, p.embed_epoch, p.created_at, p.updated_at, p.embed_origins";
 
 fn project_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProjectRecord> {
     Ok(ProjectRecord {
@@ -20,6 +21,7 @@ fn project_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProjectRecord> {
         embed_epoch: r.get(5)?,
         created_at: r.get(6)?,
         updated_at: r.get(7)?,
+        embed_origins: r.get(8)?,
     })
 }
 
@@ -33,9 +35,18 @@ pub(super) async fn create_project(store: &SqliteStore, p: ProjectRecord) -> Res
     store
         .with_conn(move |c| {
             c.execute(
-                "INSERT INTO projects (id, name, owner, queries, embed_epoch, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![p.id, p.name, p.owner_id, p.queries_json, p.embed_epoch, p.created_at, p.updated_at],
+                "INSERT INTO projects (id, name, owner, queries, embed_epoch, created_at, updated_at, embed_origins)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    p.id,
+                    p.name,
+                    p.owner_id,
+                    p.queries_json,
+                    p.embed_epoch,
+                    p.created_at,
+                    p.updated_at,
+                    p.embed_origins
+                ],
             )?;
             Ok(())
         })
@@ -67,7 +78,7 @@ pub(super) async fn projects_for(
             ))?;
             let rows = stmt
                 .query_map(params![user_id], |r| {
-                    let g: Option<String> = r.get(8)?;
+                    let g: Option<String> = r.get(9)?;
                     Ok((project_from_row(r)?, g.as_deref().map(grant_of).transpose()?))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
@@ -188,6 +199,19 @@ pub(super) async fn latest_project_job(
             )?
             .query_row(params![project_id, query_index, customer, succeeded_only], |r| r.get(0))
             .optional()?)
+        })
+        .await
+}
+
+pub(super) async fn set_embed_origins(
+    store: &SqliteStore,
+    project_id: String,
+    origins_json: String,
+) -> Result<bool, StoreError> {
+    store
+        .with_conn(move |c| {
+            Ok(c.execute("UPDATE projects SET embed_origins = ?2 WHERE id = ?1", params![project_id, origins_json])?
+                == 1)
         })
         .await
 }
