@@ -216,6 +216,10 @@ impl Page<'_> {
         }
         let mut fields = String::new();
         for (i, (name, label, for_kinds, attrs)) in RENDER_FIELDS.iter().enumerate() {
+            // The number format sits with the unit and decimals it goes with.
+            if *name == "render.decimals" {
+                fields.push_str(&format_select(&pre.render, chosen));
+            }
             let key = name.trim_start_matches("render.");
             // A label of one kind is not the label of the other.
             let value =
@@ -228,7 +232,6 @@ impl Page<'_> {
                 field_error(&format!("fe-{i}"))
             );
         }
-        fields.push_str(&format_select(&pre.render, chosen));
         let stacked = if pre.render["stacked"] == Value::Bool(true) { " checked" } else { "" };
         let body = format!(
             "<form id=\"query-form\" class=\"stack\" data-api=\"POST /v1/jobs\" data-then=\"go:/console/jobs/{{id}}\" \
