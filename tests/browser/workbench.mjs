@@ -241,6 +241,18 @@ await page.fill('input[name="render.decimals"]', '12');
 expect((await page.textContent('label:has(> input[name="render.decimals"]) [data-field-error]')).includes('from 0 to 10'),
   'decimals out of range are said beside their field');
 await page.fill('input[name="render.decimals"]', '');
+// The API's own refusal of a currency without its code reads the same, beside the editor
+// (played here: the page's checks let no such request through).
+await page.route('**/v1/jobs', (route) => route.request().method() === 'POST'
+  ? route.fulfill({ status: 400, contentType: 'application/json', body: JSON.stringify({ code: 'invalid_request',
+    message: 'render.unit: a currency format needs the ISO 4217 code as its unit, such as "EUR"' }) })
+  : route.continue());
+await page.focus('textarea[name=sql]');
+await page.keyboard.press('Control+Enter');
+await page.waitForFunction(() => document.querySelector('#run-output').className === 'error');
+expect((await page.textContent('#run-output')) === 'A currency needs its three-letter code in capitals as the unit, such as EUR or USD.',
+  'the API\'s refusal of a currency without its code is said in the same words beside the editor');
+await page.unroute('**/v1/jobs');
 await Promise.all([page.waitForURL(/\/console\/jobs\/[^/]+$/), page.keyboard.press('Control+Enter')]);
 out.line_job = jobId();
 expect(await waitForJob() === 'succeeded', 'the line chart ran');
