@@ -5,8 +5,9 @@
 // - Sections with data-job="ID" follow the job live (long-poll on the API, no interval)
 //   and show the result when it is there.
 // - The query form (data-query-form) checks the render options of the chosen kind as one
-//   types, runs on Ctrl-Enter / Cmd-Enter, and says a refused run in an analyst's words
-//   next to the editor; the API checks everything again.
+//   types (each problem beside its field and under the editor), runs on Ctrl-Enter /
+//   Cmd-Enter, and says a refused run in an analyst's words next to the editor; the API
+//   checks everything again.
 // - A job page re-runs its job (data-rerun) and draws its chart as a PNG (data-png).
 // Nothing here builds HTML from strings except the server's own result fragment, which
 // is parsed with DOMParser (no script runs) and was sanitised on the server.
@@ -282,50 +283,74 @@
     return text.split(',').map((s) => s.trim()).filter((s) => s);
   }
 
-  // What is wrong with the form for the chosen kind, as sentences (empty: nothing).
-  // `all` also reports fields not yet filled in (on Run); while typing only what is
-  // already wrong is said.
+  // The kinds whose numbers take a format, a unit and decimals; those with a right axis.
+  const FORMATTED = ['bar', 'line', 'area', 'scatter', 'pie', 'scalar'];
+  const XY = ['line', 'area', 'scatter'];
+
+  // What is wrong with the form for the chosen kind, as sentences (empty: nothing), each
+  // also said beside its field. `all` also reports fields not yet filled in (on Run);
+  // while typing only what is already wrong is said.
   function checkQuery(form, all) {
     const kind = form.querySelector('[data-kind-select]').value;
     const out = [];
-    const bad = [];
-    const val = (name) => { const el = field(form, name, kind); return el ? el.value.trim() : ''; };
-    const need = (name, what) => {
-      if (all && !val(name)) { out.push(what); bad.push(name); }
+    const bad = new Map();
+    const wrong = (name, what) => {
+      if (!out.includes(what)) out.push(what);
+      if (!bad.has(name)) bad.set(name, what);
     };
-    if (all && !form.querySelector('[name=sql]').value.trim()) { out.push('Write the SQL to run.'); bad.push('sql'); }
-    if (['bar', 'line', 'area', 'scatter'].includes(kind)) {
+    const raw = (name) => { const el = field(form, name, kind); return el ? el.value : ''; };
+    const val = (name) => raw(name).trim();
+    const need = (name, what) => { if (all && !val(name)) wrong(name, what); };
+    if (all && !form.querySelector('[name=sql]').value.trim()) wrong('sql', 'Write the SQL to run.');
+    if (['bar', ...XY].includes(kind)) {
       need('render.x', 'Choose the column for the X axis.');
       const y = columns(val('render.y'));
-      if (all && y.length === 0) { out.push('Choose at least one column for the Y axis.'); bad.push('render.y'); }
-      if (y.length > 10) { out.push('Choose at most 10 columns for the Y axis.'); bad.push('render.y'); }
-      const series = kind === 'bar' ? val('render.series') : '';
-      if (series && y.length > 1) { out.push('With a series column, choose exactly one Y column.'); bad.push('render.series'); }
+      if (all && y.length === 0) wrong('render.y', 'Choose at least one column for the Y axis.');
+      if (y.length > 10) wrong('render.y', 'Choose at most 10 columns for the Y axis.');
+      const y2 = XY.includes(kind) ? columns(val('render.y2')) : [];
+      if (y2.length && y.length + y2.length > 10) {
+        wrong('render.y2', 'The Y axis and right axis columns can be at most 10 together (one colour each).');
+      }
+      const series = val('render.series');
+      if (series && y.length > 1) wrong('render.series', 'With a series column, choose exactly one Y column.');
       if (series && (series === val('render.x') || y.includes(series))) {
-        out.push('The series column must differ from the X and Y columns.'); bad.push('render.series');
+        wrong('render.series', 'The series column must differ from the X and Y columns.');
       }
     } else if (kind === 'pie') {
       need('render.label', 'Choose the column that names the slices.');
       need('render.value', 'Choose the column that sizes the slices.');
     } else if (kind === 'scalar') {
       need('render.column', 'Choose the column whose value is shown.');
+    }
+    if (FORMATTED.includes(kind)) {
       const d = val('render.decimals');
-      if (d && !(/^\d+$/.test(d) && Number(d) <= 10)) { out.push('Decimals must be a whole number from 0 to 10.'); bad.push('render.decimals'); }
-      if ([...val('render.unit')].length > 16) { out.push('The unit can be at most 16 characters.'); bad.push('render.unit'); }
+      if (d && !(/^\d+$/.test(d) && Number(d) <= 10)) wrong('render.decimals', 'Decimals must be a whole number from 0 to 10.');
+      const unit = raw('render.unit');
+      const format = val('render.format');
+      if ([...unit].length > 16) wrong('render.unit', 'The unit can be at most 16 characters.');
+      else if (format === 'currency' && !/^[A-Z]{3}$/.test(unit)) {
+        wrong('render.unit', 'A currency needs its three-letter code in capitals as the unit, such as EUR or USD.');
+      } else if (format === 'percent' && unit) {
+        wrong('render.unit', 'A percentage adds the % sign itself: leave the unit empty, or choose another format.');
+      }
     }
     for (const name of ['render.max_rows', 'render.max_points']) {
       const n = val(name);
-      if (n && !(/^\d+$/.test(n) && Number(n) >= 1)) { out.push('Most rows and most points must be whole numbers of at least 1.'); bad.push(name); }
+      if (n && !(/^\d+$/.test(n) && Number(n) >= 1)) wrong(name, 'Most rows and most points must be whole numbers of at least 1.');
     }
     try {
       parseParams(form.querySelector('[name=params]').value, 'Parameters');
     } catch (err) {
-      out.push(err.message + '.'); bad.push('params');
+      wrong('params', err.message + '.');
     }
     form.querySelectorAll('[aria-invalid]').forEach((el) => el.removeAttribute('aria-invalid'));
-    for (const name of bad) {
+    form.querySelectorAll('[data-field-error]').forEach((el) => { el.textContent = ''; });
+    for (const [name, what] of bad) {
       const el = name === 'sql' || name === 'params' ? form.querySelector('[name=' + name + ']') : field(form, name, kind);
-      if (el) el.setAttribute('aria-invalid', 'true');
+      if (!el) continue;
+      el.setAttribute('aria-invalid', 'true');
+      const note = el.closest('label') && el.closest('label').querySelector('[data-field-error]');
+      if (note) note.textContent = what;
     }
     return out;
   }
@@ -352,7 +377,10 @@
       [/^render: missing field `value`/, 'Choose the column that sizes the slices.'],
       [/^render: missing field `column`/, 'Choose the column whose value is shown.'],
       [/^render\.decimals: /, 'Decimals must be a whole number from 0 to 10.'],
+      [/^render\.unit: a currency format/, 'A currency needs its three-letter code in capitals as the unit, such as EUR or USD.'],
+      [/^render\.unit: a percent format/, 'A percentage adds the % sign itself: leave the unit empty, or choose another format.'],
       [/^render\.unit: /, 'The unit can be at most 16 characters.'],
+      [/^render\.y2: /, 'The Y axis and right axis columns can be at most 10 together (one colour each).'],
       [/^render\.(\w+): unknown field/, 'This kind of chart has no option "$1".'],
       [/^render\.series: /, 'The series column needs exactly one Y column, different from the X column.'],
       [/^sql: /, 'The SQL cannot be run: '],

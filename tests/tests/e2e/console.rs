@@ -313,6 +313,10 @@ async fn without_a_default_role_single_sign_on_admits_only_users_an_admin_added(
 /// The SQL of the workbench test's first job: its comment names it.
 const NAMED_SQL: &str =
     "-- Revenue by region\nSELECT region, SUM(amount) AS revenue FROM orders GROUP BY region ORDER BY region";
+/// A line chart's rows in long form, `(x, series, y)`, in the millions: one line per
+/// region, compact ticks.
+const LINE_SQL: &str = "SELECT CAST(substr(month, 6, 2) AS INTEGER) AS m, region, ROUND(SUM(amount) * 1000) AS sales \
+                        FROM orders GROUP BY month, region ORDER BY month, region";
 /// A table whose cells a spreadsheet would misread: a formula, a NULL, a comma, a quote.
 const CSV_SQL: &str = "SELECT '=1+2' AS f, NULL AS n, 'a,b' AS c, -5 AS neg, 'say \"hi\"' AS q";
 
@@ -332,7 +336,7 @@ async fn in_chromium_an_analyst_runs_with_ctrl_enter_reads_errors_beside_the_edi
         root.path(),
         json!({
             "base_url": format!("https://localhost:{}", cp.api_addr.rsplit(':').next().unwrap_or_default()),
-            "password": password, "named_sql": NAMED_SQL, "csv_sql": CSV_SQL,
+            "password": password, "named_sql": NAMED_SQL, "csv_sql": CSV_SQL, "line_sql": LINE_SQL,
             "csv_expected": "f,n,c,neg,q\r\n'=1+2,,\"a,b\",-5,\"say \"\"hi\"\"\"\r\n",
             "screenshots": screenshots("workbench"),
         }),
@@ -352,7 +356,14 @@ async fn in_chromium_an_analyst_runs_with_ctrl_enter_reads_errors_beside_the_edi
     let listed = ok(&admin, "GET", "/v1/jobs?owner=ed", Value::Null).await?;
     // The query page's schema panel ran a catalog job for ed too; not one of ed's queries.
     let queries = listed["jobs"].as_array().map_or(0, |js| js.iter().filter(|j| j["name"] != "Schema catalog").count());
-    ensure!(queries == 4, "ed ran 4 jobs: {listed}");
+    ensure!(queries == 5, "ed ran 5 jobs: {listed}");
+    // The line chart's options went out as the API names them, and only those set.
+    let line = spec(out["line_job"].as_str().context("line job")?).await?;
+    ensure!(
+        line["render"] == json!({ "kind": "line", "x": "m", "y": ["sales"], "series": "region", "format": "compact" }),
+        "{}",
+        line["render"]
+    );
     // Every download was a read of the result, audited under ed's session.
     let audit = ok(&admin, "GET", "/v1/audit?action=jobs.result&limit=1000", Value::Null).await?;
     ensure!(

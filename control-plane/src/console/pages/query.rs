@@ -17,9 +17,13 @@ const HISTORY_LEN: u32 = 20;
 /// Characters of SQL shown per history entry.
 const SNIPPET_CHARS: usize = 120;
 
+/// The kinds that take a number format, a unit and decimals.
+const FORMATTED_KINDS: &str = "bar line area scatter pie scalar";
+
 /// The render options: input name, label, the kinds it belongs to, and its input's
-/// attributes. console.js shows those of the chosen kind and checks them as one types;
-/// the API checks them again.
+/// attributes. console.js shows those of the chosen kind and checks them as one types
+/// (the message goes beside the field); the API checks them again. The names and values
+/// are the API's (`docs/CHARTS.md`); an empty optional field is not sent.
 const RENDER_FIELDS: &[(&str, &str, &str, &str)] = &[
     ("render.x", "X axis column", "bar line area scatter", "data-need=\"column\""),
     (
@@ -31,8 +35,14 @@ const RENDER_FIELDS: &[(&str, &str, &str, &str)] = &[
     (
         "render.series",
         "Series column <span class=\"hint\">optional: one series per value, with one Y column</span>",
-        "bar",
+        "bar line area scatter",
         "data-optional",
+    ),
+    (
+        "render.y2",
+        "Right axis columns <span class=\"hint\">optional, comma-separated: drawn dashed against a second axis</span>",
+        "line area scatter",
+        "data-type=\"list\" data-optional",
     ),
     ("render.label", "Label column", "pie", "data-need=\"column\""),
     ("render.value", "Value column", "pie", "data-need=\"column\""),
@@ -40,14 +50,14 @@ const RENDER_FIELDS: &[(&str, &str, &str, &str)] = &[
     ("render.label", "Label <span class=\"hint\">optional</span>", "scalar", "data-optional"),
     (
         "render.decimals",
-        "Decimals <span class=\"hint\">0 to 10</span>",
-        "scalar",
+        "Decimals <span class=\"hint\">optional, 0 to 10</span>",
+        FORMATTED_KINDS,
         "type=\"number\" min=\"0\" max=\"10\" step=\"1\" data-type=\"int\" data-optional",
     ),
     (
         "render.unit",
-        "Unit <span class=\"hint\">e.g. %, EUR; up to 16 characters</span>",
-        "scalar",
+        "Unit <span class=\"hint\">optional: ms, kg, €; for currency its code, e.g. EUR</span>",
+        FORMATTED_KINDS,
         "maxlength=\"16\" data-optional",
     ),
     ("render.title", "Title <span class=\"hint\">optional</span>", "bar line area scatter pie", "data-optional"),
@@ -64,6 +74,35 @@ const RENDER_FIELDS: &[(&str, &str, &str, &str)] = &[
         "type=\"number\" min=\"1\" data-type=\"int\" data-optional",
     ),
 ];
+
+/// The chart number formats (`render.format`) as the API names them, with what they
+/// show; "plain" is the default and sends nothing.
+const NUMBER_FORMATS: &[(&str, &str)] = &[
+    ("", "plain (default): 12,000,000"),
+    ("compact", "compact: 12M, 2.5k"),
+    ("percent", "percent: 0.25 as 25%"),
+    ("currency", "currency: 12,000,000 EUR"),
+];
+
+/// Where console.js says what is wrong with one field, read out with it.
+fn field_error(id: &str) -> String {
+    format!("<span class=\"field-error\" id=\"{id}\" data-field-error aria-live=\"polite\"></span>")
+}
+
+/// The number format's select, set to a prefilled chart's format.
+fn format_select(render: &Value, chosen: &str) -> String {
+    let current = if FORMATTED_KINDS.split(' ').any(|k| k == chosen) { render["format"].as_str() } else { None };
+    let mut options = String::new();
+    for (value, text) in NUMBER_FORMATS {
+        let sel = if !value.is_empty() && current == Some(*value) { " selected" } else { "" };
+        let _ = write!(options, "<option value=\"{value}\"{sel}>{}</option>", e(text));
+    }
+    format!(
+        "<label data-kinds=\"{FORMATTED_KINDS}\">Number format <select name=\"render.format\" data-optional \
+         aria-describedby=\"fe-format\">{options}</select>{}</label>",
+        field_error("fe-format")
+    )
+}
 
 /// The schema browser beside the form, filled by schema.js from
 /// `GET /v1/agents/{agent}/connections/{connection}/schema` once a connection is chosen:
@@ -176,15 +215,21 @@ impl Page<'_> {
             let _ = write!(kinds, "<option value=\"{k}\"{sel}>{k}</option>");
         }
         let mut fields = String::new();
-        for (name, label, for_kinds, attrs) in RENDER_FIELDS {
+        for (i, (name, label, for_kinds, attrs)) in RENDER_FIELDS.iter().enumerate() {
+            // The number format sits with the unit and decimals it goes with.
+            if *name == "render.decimals" {
+                fields.push_str(&format_select(&pre.render, chosen));
+            }
             let key = name.trim_start_matches("render.");
             // A label of one kind is not the label of the other.
             let value =
                 if for_kinds.split(' ').any(|k| k == chosen) { render_value(&pre.render[key]) } else { String::new() };
             let _ = write!(
                 fields,
-                "<label data-kinds=\"{for_kinds}\">{label} <input name=\"{name}\" value=\"{}\" {attrs} autocomplete=\"off\"></label>",
-                e(&value)
+                "<label data-kinds=\"{for_kinds}\">{label} <input name=\"{name}\" value=\"{}\" {attrs} autocomplete=\"off\" \
+                 aria-describedby=\"fe-{i}\">{}</label>",
+                e(&value),
+                field_error(&format!("fe-{i}"))
             );
         }
         let stacked = if pre.render["stacked"] == Value::Bool(true) { " checked" } else { "" };
@@ -284,6 +329,54 @@ mod tests {
         assert_eq!(render_value(&serde_json::json!(["a", "b"])), "a, b");
         assert_eq!(render_value(&serde_json::json!(3)), "3");
         assert_eq!(render_value(&Value::Null), "");
+    }
+
+    /// The options each kind is offered, as docs/CHARTS.md lists them.
+    fn offered(kind: &str) -> Vec<&'static str> {
+        let mut names: Vec<&str> = RENDER_FIELDS
+            .iter()
+            .filter(|f| f.2.split(' ').any(|k| k == kind))
+            .map(|f| f.0.trim_start_matches("render."))
+            .collect();
+        if FORMATTED_KINDS.split(' ').any(|k| k == kind) {
+            names.push("format");
+        }
+        names
+    }
+
+    #[test]
+    fn each_kind_is_offered_exactly_the_options_it_takes() {
+        let all = ["x", "y", "series", "y2", "label", "value", "column", "decimals", "unit", "title"];
+        let take = |kind: &str, names: &[&str]| {
+            for n in all.iter().chain(&["format", "max_points", "max_rows"]) {
+                assert_eq!(offered(kind).contains(n), names.contains(n), "{kind} {n}");
+            }
+        };
+        let chart = ["x", "y", "series", "title", "format", "unit", "decimals"];
+        take("bar", &chart);
+        for kind in ["line", "area", "scatter"] {
+            take(kind, &[&chart[..], &["y2", "max_points"]].concat());
+        }
+        take("pie", &["label", "value", "title", "format", "unit", "decimals"]);
+        take("scalar", &["column", "label", "format", "unit", "decimals"]);
+        take("table", &["max_rows"]);
+    }
+
+    #[test]
+    fn the_number_format_offers_the_api_values_and_keeps_a_prefilled_one() {
+        let values: Vec<&str> = NUMBER_FORMATS.iter().map(|f| f.0).collect();
+        assert_eq!(values, ["", "compact", "percent", "currency"], "plain is the default and is not sent");
+        let line = serde_json::json!({ "kind": "line", "format": "compact" });
+        assert!(format_select(&line, "line").contains("<option value=\"compact\" selected>"));
+        assert!(!format_select(&line, "line").contains("\"\" selected"));
+        // A table's format (json, html) is not a number format.
+        let table = serde_json::json!({ "kind": "table", "format": "html" });
+        assert!(!format_select(&table, "table").contains(" selected"));
+        assert!(format_select(&table, "table").contains("data-kinds=\"bar line area scatter pie scalar\""));
+        assert!(
+            format_select(&line, "line").contains("aria-describedby=\"fe-format\"")
+                && field_error("fe-format").contains("id=\"fe-format\"")
+        );
     }
 
     #[test]
