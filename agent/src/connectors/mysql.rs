@@ -316,12 +316,23 @@ fn decodable(t: ColumnType) -> bool {
     !matches!(t, ColumnType::MYSQL_TYPE_GEOMETRY | ColumnType::MYSQL_TYPE_UNKNOWN)
 }
 
-fn text(bytes: Vec<u8>) -> Result<String, String> {
-    String::from_utf8(bytes).map_err(|e| e.to_string())
+/// Why a column's value could not be decoded; shown after the column's name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum DecodeError {
+    /// Text (or a decimal, or JSON) that is not UTF-8.
+    #[error(transparent)]
+    NotUtf8(#[from] std::string::FromUtf8Error),
+    /// A DATETIME whose time of day does not exist.
+    #[error("time of day out of range")]
+    TimeOfDay,
+}
+
+fn text(bytes: Vec<u8>) -> Result<String, DecodeError> {
+    Ok(String::from_utf8(bytes)?)
 }
 
 /// Decodes one value of column `c` from the binary protocol.
-fn decode(c: &mysql_async::Column, v: MyValue) -> Result<Value, String> {
+fn decode(c: &mysql_async::Column, v: MyValue) -> Result<Value, DecodeError> {
     use ColumnType as T;
     let t = c.column_type();
     Ok(match v {
@@ -351,7 +362,7 @@ fn decode(c: &mysql_async::Column, v: MyValue) -> Result<Value, String> {
             match (t, date) {
                 (T::MYSQL_TYPE_DATE, Some(date)) => Value::Date(date),
                 (_, Some(date)) => Value::Timestamp(
-                    date.and_hms_micro_opt(h.into(), mi.into(), s.into(), us).ok_or("time of day out of range")?,
+                    date.and_hms_micro_opt(h.into(), mi.into(), s.into(), us).ok_or(DecodeError::TimeOfDay)?,
                 ),
                 // MySQL's zero dates (0000-00-00) have no calendar value.
                 (_, None) => Value::Text(format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")),
@@ -433,5 +444,15 @@ mod tests {
         assert!(rewrite_params("SELECT ?").is_err());
         assert!(rewrite_params("SELECT $0").is_err());
         assert_eq!(rewrite_params("SELECT '?'").expect("quoted").0, "SELECT '?'");
+    }
+
+    /// Text that is not UTF-8 is refused with the decoder's own words (they follow the
+    /// column's name in the job's failure).
+    #[test]
+    fn text_that_is_not_utf8_says_where() {
+        assert_eq!(text(b"ok".to_vec()), Ok("ok".to_owned()));
+        let e = text(vec![b'a', 0xff]).expect_err("not UTF-8");
+        assert_eq!(e.to_string(), "invalid utf-8 sequence of 1 bytes from index 1");
+        assert_eq!(DecodeError::TimeOfDay.to_string(), "time of day out of range");
     }
 }

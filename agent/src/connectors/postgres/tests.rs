@@ -52,3 +52,21 @@ fn parameters_are_checked_against_the_type_the_server_expects() {
     );
     assert!(encode(&Param::Text("x".into()), &Type::INTERVAL).expect_err("interval").contains("cast it in the SQL"));
 }
+
+/// A value the agent cannot read names what is wrong with it: the words follow the
+/// column's name in the job's failure.
+#[test]
+fn undecodable_values_say_what_is_wrong() {
+    let said = |ty: &Type, raw: &[u8]| decode(ty, raw).expect_err("undecodable").to_string();
+    assert_eq!(said(&Type::INT4, &[0, 1]), "expected 4 bytes, got 2");
+    assert_eq!(said(&Type::NUMERIC, &[0, 1]), "numeric truncated");
+    assert_eq!(said(&Type::NUMERIC, &[0, 0, 0, 0, 0x12, 0x34, 0, 0]), "numeric sign 0x1234");
+    assert_eq!(said(&Type::NUMERIC, &[0, 1, 0, 0, 0, 0, 0, 0]), "numeric length");
+    assert_eq!(said(&Type::NUMERIC, &[0, 1, 0, 0, 0, 0, 0, 0, 0x27, 0x10]), "numeric digit out of range");
+    assert_eq!(said(&Type::TIMESTAMP, &(i64::MAX - 1).to_be_bytes()), "timestamp out of range");
+    assert_eq!(said(&Type::TIME, &(-1i64).to_be_bytes()), "time out of range");
+    assert_eq!(said(&Type::JSONB, &[2, b'{', b'}']), "unknown jsonb version");
+    assert_eq!(said(&Type::TEXT, &[0xff]), "invalid utf-8 sequence of 1 bytes from index 0");
+    assert_eq!(said(&Type::INTERVAL, &[0; 16]), "unsupported type");
+    assert_eq!(numeric_text(&[0, 0, 0, 0, 0xC0, 0, 0, 0]).as_deref(), Ok("NaN"));
+}

@@ -5,7 +5,7 @@ use bytes::BytesMut;
 use outpost_protocol::Param;
 use tokio_postgres::types::{FromSql, IsNull, Kind, ToSql, Type};
 
-use super::numeric::{numeric_binary, numeric_text};
+use super::numeric::{numeric_binary, numeric_text, NumericError};
 use crate::resultset::Value;
 
 /// Seconds from the Unix epoch to PostgreSQL's (2000-01-01).
@@ -86,8 +86,39 @@ pub(super) fn decodable(ty: &Type) -> bool {
         )
 }
 
-fn be<const N: usize>(raw: &[u8]) -> Result<[u8; N], String> {
-    raw.try_into().map_err(|_| format!("expected {N} bytes, got {}", raw.len()))
+/// Why a column's bytes could not be decoded; shown after the column's name and type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum DecodeError {
+    /// Text (or JSON) that is not UTF-8.
+    #[error(transparent)]
+    NotUtf8(#[from] std::str::Utf8Error),
+    /// A fixed-width value of the wrong width.
+    #[error("expected {expected} bytes, got {got}")]
+    Width {
+        /// The type's width.
+        expected: usize,
+        /// The bytes received.
+        got: usize,
+    },
+    /// A NUMERIC that is not well formed.
+    #[error(transparent)]
+    Numeric(#[from] NumericError),
+    /// A date, time or timestamp outside what the agent can represent.
+    #[error("{what} out of range")]
+    OutOfRange {
+        /// `date`, `time` or `timestamp`.
+        what: &'static str,
+    },
+    /// A `jsonb` value whose version byte is not 1.
+    #[error("unknown jsonb version")]
+    JsonbVersion,
+    /// A type the agent does not decode.
+    #[error("unsupported type")]
+    Unsupported,
+}
+
+fn be<const N: usize>(raw: &[u8]) -> Result<[u8; N], DecodeError> {
+    raw.try_into().map_err(|_| DecodeError::Width { expected: N, got: raw.len() })
 }
 
 fn pg_instant(micros: i64) -> Option<chrono::DateTime<chrono::Utc>> {
@@ -95,10 +126,10 @@ fn pg_instant(micros: i64) -> Option<chrono::DateTime<chrono::Utc>> {
 }
 
 /// Decodes one value of `ty` from PostgreSQL's binary format.
-pub(super) fn decode(ty: &Type, raw: &[u8]) -> Result<Value, String> {
+pub(super) fn decode(ty: &Type, raw: &[u8]) -> Result<Value, DecodeError> {
     let ty = base(ty);
     if is_text(ty) {
-        return std::str::from_utf8(raw).map(|s| Value::Text(s.to_owned())).map_err(|e| e.to_string());
+        return Ok(Value::Text(std::str::from_utf8(raw)?.to_owned()));
     }
     Ok(match *ty {
         Type::VOID => Value::Null,
@@ -118,20 +149,21 @@ pub(super) fn decode(ty: &Type, raw: &[u8]) -> Result<Value, String> {
             days => Value::Date(
                 chrono::NaiveDate::from_ymd_opt(2000, 1, 1)
                     .and_then(|d| d.checked_add_signed(chrono::TimeDelta::days(days.into())))
-                    .ok_or("date out of range")?,
+                    .ok_or(DecodeError::OutOfRange { what: "date" })?,
             ),
         },
         Type::TIME => {
             let micros = i64::from_be_bytes(be(raw)?);
-            let secs = u32::try_from(micros.div_euclid(1_000_000)).map_err(|_| "time out of range")?;
-            let nanos = u32::try_from(micros.rem_euclid(1_000_000) * 1000).map_err(|_| "time out of range")?;
-            Value::Time(chrono::NaiveTime::from_num_seconds_from_midnight_opt(secs, nanos).ok_or("time out of range")?)
+            let out_of_range = DecodeError::OutOfRange { what: "time" };
+            let secs = u32::try_from(micros.div_euclid(1_000_000)).map_err(|_| out_of_range.clone())?;
+            let nanos = u32::try_from(micros.rem_euclid(1_000_000) * 1000).map_err(|_| out_of_range.clone())?;
+            Value::Time(chrono::NaiveTime::from_num_seconds_from_midnight_opt(secs, nanos).ok_or(out_of_range)?)
         }
         Type::TIMESTAMP | Type::TIMESTAMPTZ => match i64::from_be_bytes(be(raw)?) {
             i64::MAX => Value::Text("infinity".into()),
             i64::MIN => Value::Text("-infinity".into()),
             micros => {
-                let at = pg_instant(micros).ok_or("timestamp out of range")?;
+                let at = pg_instant(micros).ok_or(DecodeError::OutOfRange { what: "timestamp" })?;
                 if *ty == Type::TIMESTAMPTZ {
                     Value::TimestampTz(at)
                 } else {
@@ -140,12 +172,12 @@ pub(super) fn decode(ty: &Type, raw: &[u8]) -> Result<Value, String> {
             }
         },
         Type::UUID => Value::Uuid(be(raw)?),
-        Type::JSON => Value::Json(std::str::from_utf8(raw).map_err(|e| e.to_string())?.to_owned()),
+        Type::JSON => Value::Json(std::str::from_utf8(raw)?.to_owned()),
         Type::JSONB => match raw.split_first() {
-            Some((1, doc)) => Value::Json(std::str::from_utf8(doc).map_err(|e| e.to_string())?.to_owned()),
-            _ => return Err("unknown jsonb version".into()),
+            Some((1, doc)) => Value::Json(std::str::from_utf8(doc)?.to_owned()),
+            _ => return Err(DecodeError::JsonbVersion),
         },
-        _ => return Err("unsupported type".into()),
+        _ => return Err(DecodeError::Unsupported),
     })
 }
 
