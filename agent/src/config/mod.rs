@@ -26,7 +26,7 @@ pub use self::sections::{
     AuditSection, CacheSection, ControlPlaneSection, KeyTrustMode, Limits, MetricsSection, ProxySection, SqlText,
     TrustedKey, VaultSection,
 };
-pub use self::values::{Bounded, ConnectionName};
+pub use self::values::{BadConnectionName, Bounded, ConnectionName, OutOfRange};
 
 /// Default config path of an installed agent.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/outpost/agent.yaml";
