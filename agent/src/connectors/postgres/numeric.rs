@@ -79,8 +79,16 @@ pub fn numeric_text(raw: &[u8]) -> Result<String, NumericError> {
     Ok(s)
 }
 
+/// A parameter given for a NUMERIC that is not a plain decimal number (or too long).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is not a decimal number")]
+pub struct NotDecimal {
+    /// The text given.
+    pub text: String,
+}
+
 /// The binary NUMERIC of a decimal text (`-12.340`, `1e3` is refused: plain notation only).
-pub fn numeric_binary(text: &str) -> Result<Vec<u8>, String> {
+pub fn numeric_binary(text: &str) -> Result<Vec<u8>, NotDecimal> {
     let t = text.trim();
     let head = |sign: u16| [0u16, 0, sign, 0].iter().flat_map(|w| w.to_be_bytes()).collect::<Vec<u8>>();
     match t {
@@ -89,7 +97,7 @@ pub fn numeric_binary(text: &str) -> Result<Vec<u8>, String> {
         "-Infinity" => return Ok(head(NUMERIC_NINF)),
         _ => {}
     }
-    let bad = || format!("{text:?} is not a decimal number");
+    let bad = || NotDecimal { text: text.to_owned() };
     let (neg, unsigned) = match t.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, t.strip_prefix('+').unwrap_or(t)),
