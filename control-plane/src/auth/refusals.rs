@@ -52,3 +52,17 @@ fn known_scopes() -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("must be 1 to 64 characters of letters, digits, '.', '_', '@' or '-', starting with a letter or digit")]
 pub struct InvalidName;
+
+#[cfg(test)]
+mod tests {
+    use super::InvalidName;
+
+    /// The API (400) and `user add` show this rule as it was worded.
+    #[test]
+    fn an_invalid_name_states_the_rule() {
+        assert_eq!(
+            InvalidName.to_string(),
+            "must be 1 to 64 characters of letters, digits, '.', '_', '@' or '-', starting with a letter or digit"
+        );
+    }
+}
