@@ -271,7 +271,7 @@ async fn answer<H: Handler>(stream: UnixStream, handler: &H) {
             Ok(Request::Status) => Answer::Status(handler.status().printable()),
             Ok(Request::Reload { config }) => match same_config(config.as_deref(), handler.config_path()) {
                 Ok(()) => Answer::Reload(handler.reload().await.printable()),
-                Err(message) => Answer::Error { message },
+                Err(e) => Answer::Error { message: e.to_string() },
             },
             Err(e) => Answer::Error { message: format!("bad request: {e}") },
         },
@@ -284,18 +284,27 @@ async fn answer<H: Handler>(stream: UnixStream, handler: &H) {
     let _ = write.shutdown().await;
 }
 
+/// A reload asked for another file than the one the daemon reads; nothing is reloaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the agent here reads {runs}, not {asked}; nothing was reloaded (is --config, or its state_dir, the one you \
+     meant?)"
+)]
+struct OtherConfig {
+    /// The file the daemon reads (made printable).
+    runs: String,
+    /// The file the reload named.
+    asked: String,
+}
+
 /// Whether the file a reload names is the one the daemon reads.
-fn same_config(asked: Option<&str>, runs: Option<PathBuf>) -> Result<(), String> {
+fn same_config(asked: Option<&str>, runs: Option<PathBuf>) -> Result<(), OtherConfig> {
     let (Some(asked), Some(runs)) = (asked, runs) else { return Ok(()) };
     let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
     if canonical(Path::new(asked)) == canonical(&runs) {
         Ok(())
     } else {
-        Err(format!(
-            "the agent here reads {}, not {asked}; nothing was reloaded (is --config, or its state_dir, the one \
-             you meant?)",
-            printable(&runs.display().to_string())
-        ))
+        Err(OtherConfig { runs: printable(&runs.display().to_string()), asked: asked.to_owned() })
     }
 }
 
@@ -403,7 +412,11 @@ mod tests {
         // A reload of another file than the daemon's is refused, and nothing reloads.
         match ask(dir.path(), Request::Reload { config: Some("/srv/other/agent.yaml".into()) }, wait).await {
             Err(ControlError::Refused(m)) => {
-                assert!(m.contains("reads /etc/outpost/agent.yaml, not /srv/other"), "{m}")
+                assert_eq!(
+                    m,
+                    "the agent here reads /etc/outpost/agent.yaml, not /srv/other/agent.yaml; nothing was reloaded \
+                     (is --config, or its state_dir, the one you meant?)"
+                )
             }
             other => panic!("{other:?}"),
         }

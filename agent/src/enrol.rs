@@ -128,7 +128,7 @@ pub async fn enroll(
     check_certificate(&cert, &token.agent, key.public_key_raw())?;
     let mut keys = outpost_protocol::TrustedKeys::new();
     for k in &res.signing_keys {
-        keys.insert_b64(&k.public_key, Some(&k.key_id)).map_err(EnrolError::BadResponse)?;
+        keys.insert_b64(&k.public_key, Some(&k.key_id)).map_err(|e| EnrolError::BadResponse(e.to_string()))?;
     }
     if keys.is_empty() {
         return Err(EnrolError::BadResponse("no job-signing key was sent".into()));

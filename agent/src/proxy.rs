@@ -52,6 +52,20 @@ impl std::fmt::Display for Proxy {
 #[error("{0}")]
 pub struct ProxyConfigError(pub String);
 
+/// Why the proxy's password could not be read from the vault.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    /// The vault could not be opened or read.
+    #[error(transparent)]
+    Vault(#[from] crate::vault::VaultError),
+    /// The vault holds no entry of that name.
+    #[error("no such credential in the vault; store it with: outpost-agent credentials set {name}")]
+    Missing {
+        /// The entry asked for.
+        name: String,
+    },
+}
+
 /// Why a tunnel could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -282,7 +296,7 @@ impl Route {
     pub fn resolve(
         section: &crate::config::ProxySection,
         env: &dyn Fn(&str) -> Option<String>,
-        password: &dyn Fn(&str) -> Result<SecretString, String>,
+        password: &dyn Fn(&str) -> Result<SecretString, CredentialError>,
     ) -> Result<Self, ProxyConfigError> {
         let var = |upper: &str, lower: &str| env(lower).or_else(|| env(upper)).filter(|v| !v.trim().is_empty());
         let mut no_proxy = NoProxy::default();
@@ -320,11 +334,9 @@ pub fn route_for(
     cfg: &crate::config::AgentConfig,
     prompt: crate::vault::PassphrasePrompt<'_>,
 ) -> Result<Route, ProxyConfigError> {
-    let password = |name: &str| -> Result<SecretString, String> {
-        let vault = crate::vault::Vault::open(&cfg.state_dir, &cfg.vault_keys(), prompt).map_err(|e| e.to_string())?;
-        vault.get(name).map_err(|e| e.to_string())?.ok_or_else(|| {
-            format!("no such credential in the vault; store it with: outpost-agent credentials set {name}")
-        })
+    let password = |name: &str| -> Result<SecretString, CredentialError> {
+        let vault = crate::vault::Vault::open(&cfg.state_dir, &cfg.vault_keys(), prompt)?;
+        vault.get(name)?.ok_or_else(|| CredentialError::Missing { name: name.to_owned() })
     };
     let route = Route::resolve(&cfg.proxy, &|k| std::env::var(k).ok(), &password)?;
     match &route.proxy {
@@ -440,5 +452,27 @@ mod tests {
         assert!(NoProxy::parse("*").expect("all").matches("anything", 1));
         assert!(!NoProxy::default().matches("anything", 1));
         assert!(NoProxy::parse("10.0.0.0/33").is_err());
+    }
+
+    /// A proxy password missing from the vault says which entry and how to store it.
+    #[test]
+    fn a_missing_proxy_password_names_the_entry_and_the_command_that_stores_it() {
+        let section = crate::config::ProxySection {
+            url: Some("http://proxy.corp:3128".into()),
+            username: Some("bob".into()),
+            password_credential: Some("proxy-pw".into()),
+            no_proxy: vec![],
+            from_environment: false,
+        };
+        let missing = |name: &str| Err(CredentialError::Missing { name: name.to_owned() });
+        let err = Route::resolve(&section, &|_| None, &missing).expect_err("no password");
+        assert_eq!(
+            err.0,
+            "proxy.password_credential \"proxy-pw\": no such credential in the vault; store it with: \
+             outpost-agent credentials set proxy-pw"
+        );
+        let found = |_: &str| Ok(SecretString::from("pw".to_owned()));
+        let route = Route::resolve(&section, &|_| None, &found).expect("route");
+        assert!(route.proxy_for("cp.example.com:443").is_some_and(|p| p.auth.is_some()));
     }
 }

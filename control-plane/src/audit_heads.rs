@@ -64,7 +64,7 @@ pub async fn accept(app: &App, peer: &AgentPeer, head: &AuditHead, source: HeadS
     let problem = match head.verify() {
         Ok(key) if *key == *peer.public_key => None,
         Ok(_) => Some("signed by a key other than the agent certificate's".to_owned()),
-        Err(e) => Some(e),
+        Err(e) => Some(e.to_string()),
     };
     if let Some(problem) = problem {
         refuse(app, agent, head.seq, problem).await;

@@ -541,7 +541,7 @@ impl ControlPlaneConfig {
             return Err(invalid("api_tokens.default_ttl_days", "must be between 1 and api_tokens.max_ttl_days"));
         }
         if let Some(url) = self.store.postgres() {
-            crate::store::postgres::parse_url(url).map_err(|m| invalid("store", &m))?;
+            crate::store::postgres::parse_url(url).map_err(|e| invalid("store", &e.to_string()))?;
         } else if self.store_password_file.is_some() || self.store_ca_file.is_some() {
             return Err(invalid("store_password_file", "is for a postgres:// store; `store` is sqlite"));
         }

@@ -31,21 +31,43 @@ pub fn head_message(seq: u64, hash: &str) -> Vec<u8> {
     format!("{AUDIT_HEAD_CONTEXT}\n{seq}\n{hash}").into_bytes()
 }
 
+/// Why an audit head is refused. Each text starts with the field at fault; the control
+/// plane records it, and `audit verify --head` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeadError {
+    /// `hash` is not 64 lower-case hex digits.
+    #[error("audit_head.hash: not a SHA-256 in lower-case hex")]
+    Hash,
+    /// `key` or `signature` is longer than any P-256 key or signature.
+    #[error("audit_head: key or signature too long")]
+    TooLong,
+    /// `key` is not base64. The text repeats the decoder's words on purpose: it is
+    /// recorded alone.
+    #[error("audit_head.key: {0}")]
+    Key(#[source] base64::DecodeError),
+    /// `signature` is not base64 (the decoder's words follow, as above).
+    #[error("audit_head.signature: {0}")]
+    SignatureEncoding(#[source] base64::DecodeError),
+    /// The signature does not verify under the key.
+    #[error("audit_head.signature: does not verify under audit_head.key")]
+    Forged,
+}
+
 impl AuditHead {
     /// Checks the shape and the signature under the head's own key; returns the key's
     /// bytes (the caller decides whether it is the agent's).
-    pub fn verify(&self) -> Result<Vec<u8>, String> {
+    pub fn verify(&self) -> Result<Vec<u8>, HeadError> {
         if self.hash.len() != 64 || !self.hash.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
-            return Err("audit_head.hash: not a SHA-256 in lower-case hex".into());
+            return Err(HeadError::Hash);
         }
         if self.key.len() > 200 || self.signature.len() > 200 {
-            return Err("audit_head: key or signature too long".into());
+            return Err(HeadError::TooLong);
         }
-        let key = b64_decode(&self.key).map_err(|e| format!("audit_head.key: {e}"))?;
-        let sig = b64_decode(&self.signature).map_err(|e| format!("audit_head.signature: {e}"))?;
+        let key = b64_decode(&self.key).map_err(HeadError::Key)?;
+        let sig = b64_decode(&self.signature).map_err(HeadError::SignatureEncoding)?;
         aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1, &key)
             .verify(&head_message(self.seq, &self.hash), &sig)
-            .map_err(|_| "audit_head.signature: does not verify under audit_head.key".to_owned())?;
+            .map_err(|_| HeadError::Forged)?;
         Ok(key)
     }
 }
@@ -69,8 +91,19 @@ mod tests {
             signature: crate::encoding::b64_encode(sig.as_ref()),
         };
         assert_eq!(head.verify().expect("verifies"), key.public_key().as_ref());
-        assert!(AuditHead { seq: 42, ..head.clone() }.verify().is_err(), "another seq");
-        assert!(AuditHead { hash: "cd".repeat(32), ..head.clone() }.verify().is_err(), "another hash");
-        assert!(AuditHead { hash: "AB".repeat(32), ..head }.verify().is_err(), "upper-case hex");
+        assert_eq!(AuditHead { seq: 42, ..head.clone() }.verify(), Err(HeadError::Forged), "another seq");
+        assert_eq!(
+            AuditHead { hash: "cd".repeat(32), ..head.clone() }.verify(),
+            Err(HeadError::Forged),
+            "another hash"
+        );
+        let upper = AuditHead { hash: "AB".repeat(32), ..head.clone() }.verify().expect_err("upper-case hex");
+        assert_eq!(upper.to_string(), "audit_head.hash: not a SHA-256 in lower-case hex");
+        let forged = AuditHead { seq: 42, ..head.clone() }.verify().expect_err("forged");
+        assert_eq!(forged.to_string(), "audit_head.signature: does not verify under audit_head.key");
+        let long = AuditHead { key: "A".repeat(201), ..head.clone() }.verify().expect_err("long");
+        assert_eq!(long.to_string(), "audit_head: key or signature too long");
+        let bad = AuditHead { key: "*".into(), ..head }.verify().expect_err("not base64");
+        assert!(bad.to_string().starts_with("audit_head.key: "), "{bad}");
     }
 }

@@ -80,16 +80,24 @@ pub struct CatalogColumn {
     pub masked: bool,
 }
 
+/// A name or type in a catalog that is empty, too long or not printable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{place}: 1 to {MAX_CATALOG_NAME} printable characters")]
+pub struct CatalogError {
+    /// Where (`tables[3].columns[0].name`).
+    pub place: String,
+}
+
 impl Catalog {
     /// Checks what serde cannot: names are present, short and printable. The error
     /// names the offending place (`tables[3].columns[0].name: ...`).
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), CatalogError> {
         let text = |place: String, v: &str, may_be_empty: bool| {
             if (!may_be_empty && v.is_empty())
                 || v.chars().count() > MAX_CATALOG_NAME
                 || v.chars().any(char::is_control)
             {
-                Err(format!("{place}: 1 to {MAX_CATALOG_NAME} printable characters"))
+                Err(CatalogError { place })
             } else {
                 Ok(())
             }
@@ -150,6 +158,9 @@ mod tests {
                 "columns":[{"name":"a\nb","type":"int","nullable":true,"masked":true}]}],"truncated":true}"#,
         )
         .expect("parses");
-        assert_eq!(bad.check(), Err("tables[0].columns[0].name: 1 to 256 printable characters".into()));
+        assert_eq!(
+            bad.check().map_err(|e| e.to_string()),
+            Err("tables[0].columns[0].name: 1 to 256 printable characters".into())
+        );
     }
 }

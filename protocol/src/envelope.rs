@@ -167,14 +167,13 @@ impl TrustedKeys {
     }
 
     /// Adds a base64 public key, checking that `expected_id` (when given) matches it.
-    pub fn insert_b64(&mut self, public_key_b64: &str, expected_id: Option<&str>) -> Result<KeyId, String> {
-        let raw = b64_decode(public_key_b64).map_err(|e| format!("public key is not base64: {e}"))?;
-        let key: [u8; 32] =
-            raw.as_slice().try_into().map_err(|_| format!("public key must be 32 bytes, got {}", raw.len()))?;
+    pub fn insert_b64(&mut self, public_key_b64: &str, expected_id: Option<&str>) -> Result<KeyId, BadPublicKey> {
+        let raw = b64_decode(public_key_b64).map_err(BadPublicKey::NotBase64)?;
+        let key: [u8; 32] = raw.as_slice().try_into().map_err(|_| BadPublicKey::Length { got: raw.len() })?;
         let id = KeyId::for_public_key(&key);
         if let Some(expected) = expected_id {
             if expected != id.0 {
-                return Err(format!("key id {expected} does not match the key, whose id is {id}"));
+                return Err(BadPublicKey::IdMismatch { expected: expected.to_owned(), actual: id });
             }
         }
         self.keys.insert(id.0.clone(), key);
@@ -231,6 +230,29 @@ pub struct VerifyOptions {
     pub max_lifetime_secs: i64,
     /// Clock-skew allowance applied to `issued_at` and `expires_at`, seconds.
     pub clock_skew_secs: i64,
+}
+
+/// Why a public key given as base64 (with its stated id) was not trusted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadPublicKey {
+    /// Not base64. The text repeats the decoder's words on purpose: config and enrolment
+    /// errors print this error alone.
+    #[error("public key is not base64: {0}")]
+    NotBase64(#[source] base64::DecodeError),
+    /// Not an Ed25519 public key's 32 bytes.
+    #[error("public key must be 32 bytes, got {got}")]
+    Length {
+        /// The bytes decoded.
+        got: usize,
+    },
+    /// The stated key id is not the one derived from the key.
+    #[error("key id {expected} does not match the key, whose id is {actual}")]
+    IdMismatch {
+        /// The id stated beside the key.
+        expected: String,
+        /// The id derived from it.
+        actual: KeyId,
+    },
 }
 
 /// Every way verification can fail. [`VerifyError::code`] gives a stable short name.
@@ -489,5 +511,25 @@ mod tests {
         let dbg = format!("{:?}", key());
         assert!(dbg.contains("ed25519:"), "{dbg}");
         assert!(!dbg.contains("0707"), "{dbg}");
+    }
+
+    /// A configured or enrolled key that cannot be trusted says why, in words an
+    /// operator can act on.
+    #[test]
+    fn a_bad_public_key_says_why() {
+        let (key, _) = SigningKey::generate().expect("key");
+        let public = b64_encode(&key.public_key());
+        let mut keys = TrustedKeys::new();
+        let id = keys.insert_b64(&public, None).expect("good key");
+        assert!(keys.contains(&id.0));
+        assert!(matches!(keys.insert_b64("*", None), Err(BadPublicKey::NotBase64(_))));
+        assert_eq!(
+            keys.insert_b64(&b64_encode(&[1, 2, 3]), None).expect_err("short").to_string(),
+            "public key must be 32 bytes, got 3"
+        );
+        assert_eq!(
+            keys.insert_b64(&public, Some("other")).expect_err("wrong id").to_string(),
+            format!("key id other does not match the key, whose id is {id}")
+        );
     }
 }

@@ -28,12 +28,14 @@ pub mod report;
 pub mod schema;
 pub mod wire;
 
-pub use envelope::{sign_job, Envelope, KeyId, SigningKey, TrustedKeys, VerifiedJob, VerifyError, VerifyOptions};
+pub use envelope::{
+    sign_job, BadPublicKey, Envelope, KeyId, SigningKey, TrustedKeys, VerifiedJob, VerifyError, VerifyOptions,
+};
 pub use job::{
     BarSpec, CacheSpec, CatalogSpec, ColumnRole, JobSpec, NumberFormat, Param, PieSpec, RenderSpec, Requester,
     ScalarSpec, TableFormat, TableSpec, XySpec, PROTOCOL_VERSION, RENDER_KINDS,
 };
-pub use report::{EgressAction, EgressDecision, JobOutcome, Reason, ResultReport, ResultStats};
+pub use report::{EgressAction, EgressDecision, JobOutcome, Reason, ReportError, ResultReport, ResultStats};
 
 /// Current time as unix seconds. The only clock in this crate; callers pass `now`
 /// explicitly everywhere else so that tests can fix it.

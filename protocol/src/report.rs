@@ -141,47 +141,129 @@ impl ResultReport {
     }
 
     /// Decodes the body, if any.
-    pub fn body_bytes(&self) -> Result<Option<Vec<u8>>, String> {
+    pub fn body_bytes(&self) -> Result<Option<Vec<u8>>, ReportError> {
         match &self.body {
             None => Ok(None),
-            Some(b) => b64_decode(b).map(Some).map_err(|e| format!("body: {e}")),
+            Some(b) => b64_decode(b).map(Some).map_err(ReportError::BodyNotBase64),
         }
     }
 
     /// Checks the report's internal consistency (the receiver's side of validation).
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), ReportError> {
         if !crate::ids::is_job_id(&self.job_id) {
-            return Err("job_id: not a job id".into());
+            return Err(ReportError::NotJobId);
         }
         if self.stats.egress.len() > MAX_EGRESS_DECISIONS {
-            return Err(format!("stats.egress: more than {MAX_EGRESS_DECISIONS} decisions"));
+            return Err(ReportError::TooManyDecisions);
         }
-        if let Some(i) =
+        if let Some(index) =
             self.stats.egress.iter().position(|d| d.rule.len() > 64 || d.detail.chars().count() > MAX_DECISION_DETAIL)
         {
-            return Err(format!("stats.egress[{i}]: rule or detail too long"));
+            return Err(ReportError::DecisionTooLong { index });
         }
         match self.status {
             JobOutcome::Succeeded => {
-                let body = self.body_bytes()?.ok_or("body: required when status is succeeded")?;
+                let body = self.body_bytes()?.ok_or(ReportError::BodyMissing)?;
                 if body.len() > MAX_BODY_LEN {
-                    return Err(format!("body: larger than {MAX_BODY_LEN} bytes"));
+                    return Err(ReportError::BodyTooLarge);
                 }
                 match self.content_type.as_deref() {
                     Some("image/svg+xml" | "application/json" | "text/html; charset=utf-8") => Ok(()),
-                    Some(other) => Err(format!("content_type: {other:?} is not a rendered kind")),
-                    None => Err("content_type: required when status is succeeded".into()),
+                    Some(other) => Err(ReportError::NotRendered { content_type: other.to_owned() }),
+                    None => Err(ReportError::NoContentType),
                 }
             }
             JobOutcome::Failed | JobOutcome::Rejected | JobOutcome::Cancelled => {
                 if self.reason.is_none() {
-                    return Err("reason: required when status is failed, rejected or cancelled".into());
+                    return Err(ReportError::NoReason);
                 }
                 if self.body.is_some() {
-                    return Err("body: not allowed when status is failed, rejected or cancelled".into());
+                    return Err(ReportError::BodyNotAllowed);
                 }
                 Ok(())
             }
         }
+    }
+}
+
+/// Why a result report is not consistent. Each text starts with the field at fault
+/// (`body: …`); the control plane answers 400 with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReportError {
+    /// `job_id` is not a job id.
+    #[error("job_id: not a job id")]
+    NotJobId,
+    /// More egress decisions than allowed.
+    #[error("stats.egress: more than {MAX_EGRESS_DECISIONS} decisions")]
+    TooManyDecisions,
+    /// An egress decision's rule or detail is too long.
+    #[error("stats.egress[{index}]: rule or detail too long")]
+    DecisionTooLong {
+        /// Its position.
+        index: usize,
+    },
+    /// The body is not base64. The text repeats the decoder's words on purpose: the
+    /// control plane's answer carries this error alone.
+    #[error("body: {0}")]
+    BodyNotBase64(#[source] base64::DecodeError),
+    /// A success without a body.
+    #[error("body: required when status is succeeded")]
+    BodyMissing,
+    /// A body over the limit.
+    #[error("body: larger than {MAX_BODY_LEN} bytes")]
+    BodyTooLarge,
+    /// A content type that no renderer produces.
+    #[error("content_type: {content_type:?} is not a rendered kind")]
+    NotRendered {
+        /// The type given.
+        content_type: String,
+    },
+    /// A success without a content type.
+    #[error("content_type: required when status is succeeded")]
+    NoContentType,
+    /// A failure without a reason.
+    #[error("reason: required when status is failed, rejected or cancelled")]
+    NoReason,
+    /// A failure with a body.
+    #[error("body: not allowed when status is failed, rejected or cancelled")]
+    BodyNotAllowed,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JOB: &str = "7f1c2b9e-0a4d-4c1e-9b7a-3d2f1e0c9b8a";
+
+    /// The control plane answers an inconsistent report with the field and the words
+    /// below; agents of other versions read them.
+    #[test]
+    fn an_inconsistent_report_names_the_field_at_fault() {
+        let ok = ResultReport::succeeded(JOB, "image/svg+xml", b"<svg/>", ResultStats::default());
+        assert_eq!(ok.check(), Ok(()));
+        let said = |r: &ResultReport| r.check().expect_err("inconsistent").to_string();
+        assert_eq!(said(&ResultReport { job_id: "x".into(), ..ok.clone() }), "job_id: not a job id");
+        assert_eq!(said(&ResultReport { body: None, ..ok.clone() }), "body: required when status is succeeded");
+        assert_eq!(
+            said(&ResultReport { content_type: Some("text/plain".into()), ..ok.clone() }),
+            "content_type: \"text/plain\" is not a rendered kind"
+        );
+        assert_eq!(
+            said(&ResultReport { content_type: None, ..ok.clone() }),
+            "content_type: required when status is succeeded"
+        );
+        let bad_body = ResultReport { body: Some("*".into()), ..ok.clone() };
+        assert!(matches!(bad_body.check(), Err(ReportError::BodyNotBase64(_))));
+        assert!(said(&bad_body).starts_with("body: "), "{}", said(&bad_body));
+        let failed = ResultReport::refused(JOB, JobOutcome::Failed, "x", "y".into(), ResultStats::default());
+        assert_eq!(failed.check(), Ok(()));
+        assert_eq!(
+            said(&ResultReport { reason: None, ..failed.clone() }),
+            "reason: required when status is failed, rejected or cancelled"
+        );
+        assert_eq!(
+            said(&ResultReport { body: Some(String::new()), ..failed }),
+            "body: not allowed when status is failed, rejected or cancelled"
+        );
     }
 }

@@ -12,7 +12,7 @@ use outpost_protocol::encoding::{b64_encode, sha256_hex};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::{checkpoint_message, Head, Op, Pending, CHECKPOINT_EVERY, GENESIS};
+use super::{checkpoint_message, Head, Op, Pending, WriteError, CHECKPOINT_EVERY, GENESIS};
 
 /// Signs checkpoints with the agent's private key.
 pub struct Signer {
@@ -28,15 +28,15 @@ impl std::fmt::Debug for Signer {
 
 impl Signer {
     /// A signer from the agent's PKCS#8 (DER) ECDSA P-256 key.
-    pub fn from_pkcs8(der: &[u8]) -> Result<Self, String> {
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, der).map_err(|e| e.to_string())?;
+    pub fn from_pkcs8(der: &[u8]) -> Result<Self, aws_lc_rs::error::KeyRejected> {
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, der)?;
         let public_b64 = b64_encode(key.public_key().as_ref());
         Ok(Self { key, public_b64 })
     }
 
-    pub(super) fn sign(&self, msg: &[u8]) -> Result<String, String> {
+    pub(super) fn sign(&self, msg: &[u8]) -> Result<String, aws_lc_rs::error::Unspecified> {
         let rng = aws_lc_rs::rand::SystemRandom::new();
-        self.key.sign(&rng, msg).map(|s| b64_encode(s.as_ref())).map_err(|e| e.to_string())
+        self.key.sign(&rng, msg).map(|s| b64_encode(s.as_ref()))
     }
 }
 
@@ -116,8 +116,8 @@ impl Chain {
         line
     }
 
-    fn checkpoint(&mut self, signer: &Signer, reason: &str) -> Result<Vec<u8>, String> {
-        let signature = signer.sign(&checkpoint_message(self.seq, &self.prev))?;
+    fn checkpoint(&mut self, signer: &Signer, reason: &str) -> Result<Vec<u8>, WriteError> {
+        let signature = signer.sign(&checkpoint_message(self.seq, &self.prev)).map_err(WriteError::Sign)?;
         let rec = CheckpointRecord {
             event: "checkpoint",
             ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -125,7 +125,7 @@ impl Chain {
             key: &signer.public_b64,
             signature,
         };
-        let body = serde_json::to_vec(&rec).map_err(|e| e.to_string())?;
+        let body = serde_json::to_vec(&rec).map_err(|e| WriteError::Encode(Arc::new(e)))?;
         self.since_checkpoint = 0;
         Ok(self.link(&body))
     }
@@ -176,7 +176,7 @@ pub(super) fn writer(mut file: File, mut chain: Chain, mut rx: mpsc::Receiver<Pe
         }
         let result = match failure {
             Some(e) => Err(e),
-            None => file.write_all(&buf).and_then(|()| file.sync_data()).map_err(|e| e.to_string()),
+            None => file.write_all(&buf).and_then(|()| file.sync_data()).map_err(|e| WriteError::Disk(Arc::new(e))),
         };
         match &result {
             Err(e) => {

@@ -75,9 +75,32 @@ pub enum AuditError {
         #[source]
         source: std::io::Error,
     },
-    /// Writing failed; the job's result must not be sent.
+    /// Writing failed; the job's result must not be sent. The text repeats the cause's
+    /// words on purpose: logs and job failures print this error alone and said it this
+    /// way before the cause was typed (chain printers skip a repeated cause).
     #[error("cannot write audit log: {0}")]
-    Write(String),
+    Write(#[source] WriteError),
+}
+
+/// Why a record (or a checkpoint) did not reach the disk. `Clone`: one failed batch
+/// answers every record that was in it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    /// The writer thread is gone (the agent is stopping).
+    #[error("audit writer stopped")]
+    Stopped,
+    /// A record that does not serialise to a JSON object.
+    #[error("an audit record must be a JSON object")]
+    NotAnObject,
+    /// A record (or a checkpoint) that does not serialise.
+    #[error(transparent)]
+    Encode(Arc<serde_json::Error>),
+    /// Writing or syncing the file.
+    #[error(transparent)]
+    Disk(Arc<std::io::Error>),
+    /// The agent's key did not sign a checkpoint.
+    #[error(transparent)]
+    Sign(aws_lc_rs::error::Unspecified),
 }
 
 /// What the writer is asked to do.
@@ -90,7 +113,7 @@ enum Op {
     Signer(Option<Arc<Signer>>),
 }
 
-type Pending = (Op, oneshot::Sender<Result<(), String>>);
+type Pending = (Op, oneshot::Sender<Result<(), WriteError>>);
 
 /// The chain's end as last written to disk, and the key that signs.
 #[derive(Debug, Default)]
@@ -142,15 +165,15 @@ impl AuditLog {
 
     async fn send(&self, op: Op) -> Result<(), AuditError> {
         let (done_tx, done_rx) = oneshot::channel();
-        self.tx.send((op, done_tx)).await.map_err(|_| AuditError::Write("audit writer stopped".into()))?;
-        done_rx.await.map_err(|_| AuditError::Write("audit writer stopped".into()))?.map_err(AuditError::Write)
+        self.tx.send((op, done_tx)).await.map_err(|_| AuditError::Write(WriteError::Stopped))?;
+        done_rx.await.map_err(|_| AuditError::Write(WriteError::Stopped))?.map_err(AuditError::Write)
     }
 
     /// Appends a record and returns once it is on disk.
     pub async fn record<R: Serialize>(&self, rec: &R) -> Result<(), AuditError> {
-        let line = serde_json::to_vec(rec).map_err(|e| AuditError::Write(e.to_string()))?;
+        let line = serde_json::to_vec(rec).map_err(|e| AuditError::Write(WriteError::Encode(Arc::new(e))))?;
         if line.len() < 2 || line[0] != b'{' {
-            return Err(AuditError::Write("an audit record must be a JSON object".into()));
+            return Err(AuditError::Write(WriteError::NotAnObject));
         }
         self.send(Op::Record(line)).await
     }

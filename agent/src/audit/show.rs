@@ -1,7 +1,7 @@
 //! Human-readable forms of the audit log for `outpost-agent audit verify` and `audit tail`.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::verify::Report;
 
@@ -13,9 +13,51 @@ pub fn certificate_key(path: &Path) -> Option<Vec<u8>> {
     Some(cert.public_key().subject_public_key.data.to_vec())
 }
 
+/// Why `--head` could not be read. Each text starts with the file and repeats its cause's
+/// words on purpose: the CLI prints this error alone (`error: --head: …`).
+#[derive(Debug, thiserror::Error)]
+pub enum HeadFileError {
+    /// The file (or standard input) could not be read.
+    #[error("{}: {source}", .path.display())]
+    Read {
+        /// The file given.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// It is not JSON.
+    #[error("{}: {source}", .path.display())]
+    NotJson {
+        /// The file given.
+        path: PathBuf,
+        /// The parser's reason.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The control plane's answer holds no head.
+    #[error(
+        "{}: the control plane holds no audit head for this agent yet (it reports one with its next heartbeat or result)",
+        .path.display()
+    )]
+    NoHeadYet {
+        /// The file given.
+        path: PathBuf,
+    },
+    /// JSON, but not an audit head.
+    #[error("{}: not an audit head: {source}", .path.display())]
+    NotAHead {
+        /// The file given.
+        path: PathBuf,
+        /// The parser's reason.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
 /// Reads an audit head from `path` (`-`: standard input): the control plane's answer
 /// (`{"head": {…}, …}`) or the head itself.
-pub fn read_head(path: &Path) -> Result<outpost_protocol::audit_head::AuditHead, String> {
+pub fn read_head(path: &Path) -> Result<outpost_protocol::audit_head::AuditHead, HeadFileError> {
     use std::io::Read as _;
     let mut text = String::new();
     let read = if path == Path::new("-") {
@@ -23,16 +65,14 @@ pub fn read_head(path: &Path) -> Result<outpost_protocol::audit_head::AuditHead,
     } else {
         std::fs::File::open(path).and_then(|f| f.take(64 * 1024).read_to_string(&mut text))
     };
-    read.map_err(|e| format!("{}: {e}", path.display()))?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    read.map_err(|source| HeadFileError::Read { path: path.to_owned(), source })?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|source| HeadFileError::NotJson { path: path.to_owned(), source })?;
     let head = value.get("head").cloned().unwrap_or(value);
     if head.is_null() {
-        return Err(format!(
-            "{}: the control plane holds no audit head for this agent yet (it reports one with its next heartbeat or result)",
-            path.display()
-        ));
+        return Err(HeadFileError::NoHeadYet { path: path.to_owned() });
     }
-    serde_json::from_value(head).map_err(|e| format!("{}: not an audit head: {e}", path.display()))
+    serde_json::from_value(head).map_err(|source| HeadFileError::NotAHead { path: path.to_owned(), source })
 }
 
 /// A report a reviewer can read: what verified, what is covered only by the chain, and
@@ -209,7 +249,7 @@ pub fn line(v: &serde_json::Value) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::line;
+    use super::{line, read_head, HeadFileError};
 
     #[test]
     fn every_record_kind_reads_as_one_line_without_raw_json() {
@@ -228,5 +268,32 @@ mod tests {
         let future = serde_json::json!({"seq": 6, "prev": "00", "event": "new_kind", "ts": "t", "who": "ops", "n": 3});
         let text = line(&future);
         assert!(text.ends_with("new_kind   n=3 who=ops"), "{text}");
+    }
+
+    /// `audit verify --head FILE` says which file is wrong and why.
+    #[test]
+    fn a_head_file_that_holds_no_head_says_so_with_its_path() {
+        let dir = std::env::temp_dir().join(format!("outpost-head-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let none = dir.join("none.json");
+        std::fs::write(&none, r#"{"head": null}"#).expect("write");
+        let e = read_head(&none).expect_err("no head");
+        assert!(matches!(e, HeadFileError::NoHeadYet { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: the control plane holds no audit head for this agent yet (it reports one with its next \
+                 heartbeat or result)",
+                none.display()
+            )
+        );
+        let bad = dir.join("bad.json");
+        std::fs::write(&bad, r#"{"head": {"seq": "x"}}"#).expect("write");
+        let e = read_head(&bad).expect_err("not a head");
+        assert!(e.to_string().starts_with(&format!("{}: not an audit head: ", bad.display())), "{e}");
+        assert!(std::error::Error::source(&e).is_some(), "the parser's reason is kept as the source");
+        let missing = dir.join("missing.json");
+        assert!(matches!(read_head(&missing), Err(HeadFileError::Read { .. })));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

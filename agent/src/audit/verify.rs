@@ -108,8 +108,9 @@ pub fn verify_with_head(
             raw.pop();
         }
         let found = |problem: String| Some(Finding { line: line_no, problem });
-        report.finding =
-            check_line(&raw, line_no, &prev, &mut chained, &mut report, &mut last_key).err().and_then(found);
+        report.finding = check_line(&raw, line_no, &prev, &mut chained, &mut report, &mut last_key)
+            .err()
+            .and_then(|t| found(t.to_string()));
         if report.finding.is_none() && !ended {
             report.finding = found("the last line has no newline: a write was cut short (a crash?)".into());
         }
@@ -185,6 +186,61 @@ fn check_head(
     report.finding = Some(Finding { line: lines, problem });
 }
 
+/// What a line shows was done to the log: the problem text of a [`Finding`].
+#[derive(Debug, thiserror::Error)]
+enum Tampering {
+    /// The line does not parse. The text names the parser's reason on purpose: it is
+    /// the finding an operator reads.
+    #[error("not a JSON record ({0}): the line was altered")]
+    NotJson(#[source] serde_json::Error),
+    /// It parses to something other than an object.
+    #[error("not a JSON object: the line was altered")]
+    NotObject,
+    /// An unchained line after the chain began.
+    #[error("no `seq` and `prev`: a record was inserted after the chain began, or its chain fields were removed")]
+    Unchained,
+    /// `seq` is not a number.
+    #[error("`seq` is not a number: the line was altered")]
+    SeqNotNumber,
+    /// A gap before this line.
+    #[error(
+        "record {seq} where record {expected} belongs: {} record(s) before this line were removed or moved",
+        seq - expected
+    )]
+    Removed {
+        /// The line's `seq`.
+        seq: u64,
+        /// The `seq` its place calls for.
+        expected: u64,
+    },
+    /// A repeat or a step back.
+    #[error("record {seq} where record {expected} belongs: records were inserted, duplicated or moved")]
+    Inserted {
+        /// The line's `seq`.
+        seq: u64,
+        /// The `seq` its place calls for.
+        expected: u64,
+    },
+    /// No `prev` field.
+    #[error("no `prev`: the line was altered")]
+    NoPrev,
+    /// The first line does not start from the genesis value.
+    #[error("`prev` of the first line is not the genesis value: records before it were removed")]
+    NotGenesis,
+    /// `prev` does not hash the line before.
+    #[error("`prev` is not the SHA-256 of line {line}: line {line} was altered")]
+    PrevMismatch {
+        /// The line whose hash differs (the one before).
+        line: u64,
+    },
+    /// A checkpoint whose key or signature cannot be read.
+    #[error("a checkpoint without a readable key or signature: the line was altered")]
+    CheckpointUnreadable,
+    /// A checkpoint whose signature does not verify.
+    #[error("the checkpoint's signature does not verify: the line was altered or forged")]
+    CheckpointForged,
+}
+
 fn check_line(
     raw: &[u8],
     line_no: u64,
@@ -192,51 +248,38 @@ fn check_line(
     chained: &mut bool,
     report: &mut Report,
     last_key: &mut Option<Vec<u8>>,
-) -> Result<(), String> {
-    let value: serde_json::Value =
-        serde_json::from_slice(raw).map_err(|e| format!("not a JSON record ({e}): the line was altered"))?;
-    let obj = value.as_object().ok_or("not a JSON object: the line was altered")?;
+) -> Result<(), Tampering> {
+    let value: serde_json::Value = serde_json::from_slice(raw).map_err(Tampering::NotJson)?;
+    let obj = value.as_object().ok_or(Tampering::NotObject)?;
     let Some(seq) = obj.get("seq") else {
         if *chained {
-            return Err("no `seq` and `prev`: a record was inserted after the chain began, or its chain fields \
-                        were removed"
-                .into());
+            return Err(Tampering::Unchained);
         }
         report.unchained += 1;
         return Ok(());
     };
     *chained = true;
     let expected = line_no - 1;
-    let seq = seq.as_u64().ok_or("`seq` is not a number: the line was altered")?;
+    let seq = seq.as_u64().ok_or(Tampering::SeqNotNumber)?;
     if seq > expected {
-        return Err(format!(
-            "record {seq} where record {expected} belongs: {} record(s) before this line were removed \
-             or moved",
-            seq - expected
-        ));
+        return Err(Tampering::Removed { seq, expected });
     }
     if seq < expected {
-        return Err(format!(
-            "record {seq} where record {expected} belongs: records were inserted, duplicated or moved"
-        ));
+        return Err(Tampering::Inserted { seq, expected });
     }
-    let stated = obj.get("prev").and_then(|p| p.as_str()).ok_or("no `prev`: the line was altered")?;
+    let stated = obj.get("prev").and_then(|p| p.as_str()).ok_or(Tampering::NoPrev)?;
     if stated != prev {
-        return Err(if line_no == 1 {
-            "`prev` of the first line is not the genesis value: records before it were removed".into()
-        } else {
-            format!("`prev` is not the SHA-256 of line {}: line {} was altered", line_no - 1, line_no - 1)
-        });
+        return Err(if line_no == 1 { Tampering::NotGenesis } else { Tampering::PrevMismatch { line: line_no - 1 } });
     }
     if obj.get("event").and_then(|e| e.as_str()) == Some("checkpoint") {
         let key = obj.get("key").and_then(|k| k.as_str()).and_then(|k| b64_decode(k).ok());
         let sig = obj.get("signature").and_then(|k| k.as_str()).and_then(|k| b64_decode(k).ok());
         let (Some(key), Some(sig)) = (key, sig) else {
-            return Err("a checkpoint without a readable key or signature: the line was altered".into());
+            return Err(Tampering::CheckpointUnreadable);
         };
         UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &key)
             .verify(&checkpoint_message(seq, prev), &sig)
-            .map_err(|_| "the checkpoint's signature does not verify: the line was altered or forged".to_owned())?;
+            .map_err(|_| Tampering::CheckpointForged)?;
         report.checkpoints += 1;
         report.last_checkpoint_line = Some(line_no);
         report.after_last_checkpoint = 0;
@@ -270,4 +313,46 @@ pub fn tail(
         last.push_back(record);
     }
     Ok(last.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tampering;
+
+    /// `audit verify` prints these findings (and `--json` carries them): the words an
+    /// operator and their scripts read stay as they were.
+    #[test]
+    fn each_kind_of_tampering_keeps_its_finding_text() {
+        let cases = [
+            (Tampering::NotObject, "not a JSON object: the line was altered"),
+            (
+                Tampering::Unchained,
+                "no `seq` and `prev`: a record was inserted after the chain began, or its chain fields were removed",
+            ),
+            (Tampering::SeqNotNumber, "`seq` is not a number: the line was altered"),
+            (
+                Tampering::Removed { seq: 7, expected: 4 },
+                "record 7 where record 4 belongs: 3 record(s) before this line were removed or moved",
+            ),
+            (
+                Tampering::Inserted { seq: 2, expected: 4 },
+                "record 2 where record 4 belongs: records were inserted, duplicated or moved",
+            ),
+            (Tampering::NoPrev, "no `prev`: the line was altered"),
+            (
+                Tampering::NotGenesis,
+                "`prev` of the first line is not the genesis value: records before it were removed",
+            ),
+            (Tampering::PrevMismatch { line: 9 }, "`prev` is not the SHA-256 of line 9: line 9 was altered"),
+            (Tampering::CheckpointUnreadable, "a checkpoint without a readable key or signature: the line was altered"),
+            (Tampering::CheckpointForged, "the checkpoint's signature does not verify: the line was altered or forged"),
+        ];
+        for (t, text) in cases {
+            assert_eq!(t.to_string(), text);
+        }
+        let e = serde_json::from_slice::<serde_json::Value>(b"{").expect_err("not JSON");
+        let t = Tampering::NotJson(e);
+        assert!(t.to_string().starts_with("not a JSON record (EOF while parsing"), "{t}");
+        assert!(t.to_string().ends_with("): the line was altered"), "{t}");
+    }
 }

@@ -26,7 +26,7 @@ pub use self::sections::{
     AuditSection, CacheSection, ControlPlaneSection, KeyTrustMode, Limits, MetricsSection, ProxySection, SqlText,
     TrustedKey, VaultSection,
 };
-pub use self::values::{Bounded, ConnectionName};
+pub use self::values::{BadConnectionName, Bounded, ConnectionName, OutOfRange};
 
 /// Default config path of an installed agent.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/outpost/agent.yaml";
@@ -152,7 +152,8 @@ impl AgentConfig {
         let invalid = |field: String, message: String| ConfigError::Invalid { path: source.to_owned(), field, message };
         let mut keys = outpost_protocol::TrustedKeys::new();
         for (i, k) in self.trusted_keys.iter().enumerate() {
-            keys.insert_b64(&k.public_key, Some(&k.key_id)).map_err(|m| invalid(format!("trusted_keys[{i}]"), m))?;
+            keys.insert_b64(&k.public_key, Some(&k.key_id))
+                .map_err(|e| invalid(format!("trusted_keys[{i}]"), e.to_string()))?;
         }
         if self.key_trust == KeyTrustMode::PinnedOnly && self.trusted_keys.is_empty() {
             return Err(invalid(

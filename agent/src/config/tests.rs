@@ -18,7 +18,7 @@ fn out_of_range_limit_names_file_line_and_range() {
     let err = AgentConfig::parse("agent.yaml", &text).expect_err("0 rows");
     let msg = err.to_string();
     assert!(msg.contains("agent.yaml:8:"), "{msg}");
-    assert!(msg.contains("must be between 1 and 1000000"), "{msg}");
+    assert!(msg.contains("must be between 1 and 1000000, got 0"), "{msg}");
 }
 
 #[test]
@@ -27,6 +27,7 @@ fn unknown_field_and_bad_connection_name_are_located() {
     assert!(err.to_string().contains("agent.yaml:6:"), "{err}");
     let err = AgentConfig::parse("agent.yaml", &GOOD.replace("  sample:\n", "  Sample DB:\n")).expect_err("name");
     assert!(err.to_string().contains("agent.yaml:3:"), "{err}");
+    assert!(err.to_string().contains("connection name \"Sample DB\": must be 1 to "), "{err}");
 }
 
 #[test]

@@ -8,13 +8,25 @@ use serde::Deserialize;
 #[serde(try_from = "u64")]
 pub struct Bounded<const MIN: u64, const MAX: u64>(pub(super) u64);
 
+/// A number outside its field's range; the parser puts the file, line and field before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("must be between {min} and {max}, got {got}")]
+pub struct OutOfRange {
+    /// Smallest allowed.
+    pub min: u64,
+    /// Largest allowed.
+    pub max: u64,
+    /// The value given.
+    pub got: u64,
+}
+
 impl<const MIN: u64, const MAX: u64> TryFrom<u64> for Bounded<MIN, MAX> {
-    type Error = String;
-    fn try_from(v: u64) -> Result<Self, String> {
+    type Error = OutOfRange;
+    fn try_from(v: u64) -> Result<Self, OutOfRange> {
         if (MIN..=MAX).contains(&v) {
             Ok(Self(v))
         } else {
-            Err(format!("must be between {MIN} and {MAX}, got {v}"))
+            Err(OutOfRange { min: MIN, max: MAX, got: v })
         }
     }
 }
@@ -31,11 +43,25 @@ impl<const MIN: u64, const MAX: u64> Bounded<MIN, MAX> {
 #[serde(try_from = "String")]
 pub struct ConnectionName(String);
 
+/// A connection name outside the allowed characters. The text repeats the rule's words
+/// on purpose: the parser prints this error alone, after the file, line and field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("connection name {name:?}: {source}")]
+pub struct BadConnectionName {
+    /// The name given.
+    pub name: String,
+    /// The rule it breaks.
+    #[source]
+    pub source: outpost_protocol::job::InvalidName,
+}
+
 impl TryFrom<String> for ConnectionName {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        outpost_protocol::job::validate_name(&s).map_err(|e| format!("connection name {s:?}: {e}"))?;
-        Ok(Self(s))
+    type Error = BadConnectionName;
+    fn try_from(s: String) -> Result<Self, BadConnectionName> {
+        match outpost_protocol::job::validate_name(&s) {
+            Ok(()) => Ok(Self(s)),
+            Err(source) => Err(BadConnectionName { name: s, source }),
+        }
     }
 }
 

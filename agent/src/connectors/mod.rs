@@ -77,25 +77,49 @@ impl ServerSettings {
     /// The TLS config built from `tls_ca` (`None` without TLS); an unusable CA file is
     /// an error now, at start-up, not a job's.
     pub(crate) fn tls(&self) -> Result<Option<Arc<rustls::ClientConfig>>, QueryError> {
-        self.tls_ca.as_deref().map(tls_config).transpose().map_err(|reason| self.open_error(reason))
+        self.tls_ca.as_deref().map(tls_config).transpose().map_err(|e| self.open_error(e.to_string()))
     }
 }
 
+/// Why a connection's `tls_ca` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DbTlsError {
+    /// The file cannot be read as PEM. The text repeats the reader's words on purpose:
+    /// the connection's open error carries this error alone.
+    #[error("{}: {source}", .path.display())]
+    Pem {
+        /// The CA file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    /// It holds no certificate this TLS stack can use.
+    #[error("{}: no CA certificate in it", .path.display())]
+    NoCa {
+        /// The CA file.
+        path: std::path::PathBuf,
+    },
+    /// The TLS stack refused its own defaults (cannot happen with aws-lc-rs).
+    #[error(transparent)]
+    Protocol(#[from] rustls::Error),
+}
+
 /// A TLS client config for a database server: aws-lc-rs, TLS 1.2+, the CAs in `ca_file`.
-pub fn tls_config(ca_file: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, String> {
+pub fn tls_config(ca_file: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, DbTlsError> {
     use rustls_pki_types::pem::PemObject as _;
+    let pem = |source| DbTlsError::Pem { path: ca_file.to_owned(), source };
     let mut roots = rustls::RootCertStore::empty();
     let certs = rustls_pki_types::CertificateDer::pem_file_iter(ca_file)
-        .map_err(|e| format!("{}: {e}", ca_file.display()))?
+        .map_err(pem)?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", ca_file.display()))?;
+        .map_err(pem)?;
     let (added, _) = roots.add_parsable_certificates(certs);
     if added == 0 {
-        return Err(format!("{}: no CA certificate in it", ca_file.display()));
+        return Err(DbTlsError::NoCa { path: ca_file.to_owned() });
     }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
@@ -423,5 +447,23 @@ impl Connector {
             Connector::Postgres(c) => c.identity(),
             Connector::Mysql(c) => c.identity(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{tls_config, DbTlsError};
+
+    /// A `tls_ca` that holds no certificate is refused at start-up, naming the file.
+    #[test]
+    fn a_ca_file_without_a_certificate_is_refused_with_its_path() {
+        let path = std::env::temp_dir().join(format!("outpost-empty-ca-{}.pem", std::process::id()));
+        std::fs::write(&path, "not a certificate\n").expect("write");
+        let e = tls_config(&path).expect_err("no CA");
+        assert!(matches!(e, DbTlsError::NoCa { .. }), "{e:?}");
+        assert_eq!(e.to_string(), format!("{}: no CA certificate in it", path.display()));
+        let _ = std::fs::remove_file(&path);
+        let missing = tls_config(&path).expect_err("missing");
+        assert!(missing.to_string().starts_with(&format!("{}: ", path.display())), "{missing}");
     }
 }

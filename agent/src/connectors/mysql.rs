@@ -197,7 +197,7 @@ impl MysqlConnector {
         sink: &mut dyn super::RowSink,
     ) -> Result<bool, QueryError> {
         let _permit = self.permits.take_or_cancel(&limits.cancel).await?;
-        let (sql, order) = rewrite_params(&sql).map_err(|reason| QueryError::Param { index: 0, reason })?;
+        let (sql, order) = rewrite_params(&sql).map_err(|e| QueryError::Param { index: 0, reason: e.to_string() })?;
         check_param_count(params.len(), order.iter().copied().max().unwrap_or(0))?;
         let bound: Vec<MyValue> = order.iter().map(|n| bind(&params[n - 1])).collect();
         let after_ms = limits.timeout_ms();
@@ -316,12 +316,23 @@ fn decodable(t: ColumnType) -> bool {
     !matches!(t, ColumnType::MYSQL_TYPE_GEOMETRY | ColumnType::MYSQL_TYPE_UNKNOWN)
 }
 
-fn text(bytes: Vec<u8>) -> Result<String, String> {
-    String::from_utf8(bytes).map_err(|e| e.to_string())
+/// Why a column's value could not be decoded; shown after the column's name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum DecodeError {
+    /// Text (or a decimal, or JSON) that is not UTF-8.
+    #[error(transparent)]
+    NotUtf8(#[from] std::string::FromUtf8Error),
+    /// A DATETIME whose time of day does not exist.
+    #[error("time of day out of range")]
+    TimeOfDay,
+}
+
+fn text(bytes: Vec<u8>) -> Result<String, DecodeError> {
+    Ok(String::from_utf8(bytes)?)
 }
 
 /// Decodes one value of column `c` from the binary protocol.
-fn decode(c: &mysql_async::Column, v: MyValue) -> Result<Value, String> {
+fn decode(c: &mysql_async::Column, v: MyValue) -> Result<Value, DecodeError> {
     use ColumnType as T;
     let t = c.column_type();
     Ok(match v {
@@ -351,7 +362,7 @@ fn decode(c: &mysql_async::Column, v: MyValue) -> Result<Value, String> {
             match (t, date) {
                 (T::MYSQL_TYPE_DATE, Some(date)) => Value::Date(date),
                 (_, Some(date)) => Value::Timestamp(
-                    date.and_hms_micro_opt(h.into(), mi.into(), s.into(), us).ok_or("time of day out of range")?,
+                    date.and_hms_micro_opt(h.into(), mi.into(), s.into(), us).ok_or(DecodeError::TimeOfDay)?,
                 ),
                 // MySQL's zero dates (0000-00-00) have no calendar value.
                 (_, None) => Value::Text(format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")),
@@ -371,9 +382,27 @@ fn decode(c: &mysql_async::Column, v: MyValue) -> Result<Value, String> {
     })
 }
 
+/// Why a MySQL statement's parameters could not be rewritten; the job fails with
+/// `bad_parameter` and this text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParamSyntaxError {
+    /// A `?` outside quotes: MySQL's own placeholder, ambiguous beside `$n`.
+    #[error("write parameters as $1, $2, … (a `?` outside quotes is ambiguous)")]
+    QuestionMark,
+    /// `$` and digits that do not make a number.
+    #[error("bad parameter {text}")]
+    BadNumber {
+        /// The text, `$` included.
+        text: String,
+    },
+    /// `$0`.
+    #[error("parameters are numbered from $1")]
+    Zero,
+}
+
 /// Rewrites `$1`, `$2`, … outside quoted text and comments to `?`; returns the new SQL
 /// and, for each `?` in order, the parameter number it stands for.
-pub fn rewrite_params(sql: &str) -> Result<(String, Vec<usize>), String> {
+pub fn rewrite_params(sql: &str) -> Result<(String, Vec<usize>), ParamSyntaxError> {
     let b = sql.as_bytes();
     let mut out = String::with_capacity(sql.len());
     let mut order = Vec::new();
@@ -394,16 +423,18 @@ pub fn rewrite_params(sql: &str) -> Result<(String, Vec<usize>), String> {
             b'#' => i = sql[i..].find('\n').map_or(b.len(), |n| i + n),
             b'-' if b.get(i + 1) == Some(&b'-') => i = sql[i..].find('\n').map_or(b.len(), |n| i + n),
             b'/' if b.get(i + 1) == Some(&b'*') => i = sql[i + 2..].find("*/").map_or(b.len(), |n| i + 2 + n + 2),
-            b'?' => return Err("write parameters as $1, $2, … (a `?` outside quotes is ambiguous)".into()),
+            b'?' => return Err(ParamSyntaxError::QuestionMark),
             b'$' if b.get(i + 1).is_some_and(u8::is_ascii_digit) => {
                 let start = i;
                 i += 1;
                 while i < b.len() && b[i].is_ascii_digit() {
                     i += 1;
                 }
-                let n: usize = sql[start + 1..i].parse().map_err(|_| format!("bad parameter {}", &sql[start..i]))?;
+                let n: usize = sql[start + 1..i]
+                    .parse()
+                    .map_err(|_| ParamSyntaxError::BadNumber { text: sql[start..i].to_owned() })?;
                 if n == 0 {
-                    return Err("parameters are numbered from $1".into());
+                    return Err(ParamSyntaxError::Zero);
                 }
                 out.push_str(&sql[copied..start]);
                 out.push('?');
@@ -430,8 +461,27 @@ mod tests {
         assert_eq!(order, vec![2, 1, 10]);
         let (sql, order) = rewrite_params(r"SELECT 'it\'s $1', $1").expect("escaped quote");
         assert_eq!((sql.as_str(), order), (r"SELECT 'it\'s $1', ?", vec![1]));
-        assert!(rewrite_params("SELECT ?").is_err());
-        assert!(rewrite_params("SELECT $0").is_err());
+        assert_eq!(rewrite_params("SELECT ?"), Err(ParamSyntaxError::QuestionMark));
+        assert_eq!(
+            ParamSyntaxError::QuestionMark.to_string(),
+            "write parameters as $1, $2, … (a `?` outside quotes is ambiguous)"
+        );
+        assert_eq!(
+            rewrite_params("SELECT $0").map_err(|e| e.to_string()),
+            Err("parameters are numbered from $1".into())
+        );
+        let huge = format!("SELECT ${}", "9".repeat(40));
+        assert_eq!(rewrite_params(&huge).map_err(|e| e.to_string()), Err(format!("bad parameter ${}", "9".repeat(40))));
         assert_eq!(rewrite_params("SELECT '?'").expect("quoted").0, "SELECT '?'");
+    }
+
+    /// Text that is not UTF-8 is refused with the decoder's own words (they follow the
+    /// column's name in the job's failure).
+    #[test]
+    fn text_that_is_not_utf8_says_where() {
+        assert_eq!(text(b"ok".to_vec()), Ok("ok".to_owned()));
+        let e = text(vec![b'a', 0xff]).expect_err("not UTF-8");
+        assert_eq!(e.to_string(), "invalid utf-8 sequence of 1 bytes from index 1");
+        assert_eq!(DecodeError::TimeOfDay.to_string(), "time of day out of range");
     }
 }

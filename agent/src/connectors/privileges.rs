@@ -27,6 +27,7 @@
 //! level, and `WITH GRANT OPTION`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable as _;
@@ -118,25 +119,40 @@ const MAX_MYSQL_ROLES: usize = 16;
 /// (`role_unchecked`). They read small catalogs and take milliseconds.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn timed_out() -> String {
-    format!("the catalog queries took longer than {} s", CHECK_TIMEOUT.as_secs())
+/// Why a role's privileges could not be read; without `allow_privileged` the session is
+/// then refused (`role_unchecked`) with this text.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CheckError {
+    /// The catalog queries failed; the text is the database error with its causes (the
+    /// error is also kept as the source).
+    #[error("{}", super::error_chain(.0.as_ref()))]
+    Query(#[source] Arc<dyn std::error::Error + Send + Sync>),
+    /// They took longer than [`CHECK_TIMEOUT`].
+    #[error("the catalog queries took longer than {} s", CHECK_TIMEOUT.as_secs())]
+    TimedOut,
+}
+
+impl CheckError {
+    fn query(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        CheckError::Query(Arc::from(e.into()))
+    }
 }
 
 /// The role's privileges beyond reading, as named in a refusal (empty when there are
 /// none), or why they could not be read.
-pub async fn postgres(client: &tokio_postgres::Client) -> Result<Vec<String>, String> {
+pub async fn postgres(client: &tokio_postgres::Client) -> Result<Vec<String>, CheckError> {
     match tokio::time::timeout(CHECK_TIMEOUT, postgres_privileges(client)).await {
-        Ok(found) => found.map_err(|e| super::error_chain(&e)),
-        Err(_) => Err(timed_out()),
+        Ok(found) => found.map_err(CheckError::query),
+        Err(_) => Err(CheckError::TimedOut),
     }
 }
 
 /// The role's privileges beyond reading, from `SHOW GRANTS` and the grants of the roles
 /// it names (empty when there are none), or why they could not be read.
-pub async fn mysql(conn: &mut mysql_async::Conn) -> Result<Vec<String>, String> {
+pub async fn mysql(conn: &mut mysql_async::Conn) -> Result<Vec<String>, CheckError> {
     match tokio::time::timeout(CHECK_TIMEOUT, mysql_privileges(conn)).await {
-        Ok(found) => found.map_err(|e| super::error_chain(&e)),
-        Err(_) => Err(timed_out()),
+        Ok(found) => found.map_err(CheckError::query),
+        Err(_) => Err(CheckError::TimedOut),
     }
 }
 
@@ -300,7 +316,7 @@ fn parse_grant(line: &str) -> Grant {
 pub fn verdict(
     settings: &ServerSettings,
     scheme: &str,
-    found: Result<Vec<String>, String>,
+    found: Result<Vec<String>, CheckError>,
     guard: &RoleGuard,
 ) -> Result<(), QueryError> {
     let database = settings.identity(scheme);
@@ -325,7 +341,7 @@ pub fn verdict(
             Ok(())
         }
         (Ok(privileges), false) => Err(QueryError::PrivilegedRole { privileges }),
-        (Err(reason), false) => Err(QueryError::RoleUnchecked { reason }),
+        (Err(reason), false) => Err(QueryError::RoleUnchecked { reason: reason.to_string() }),
     };
     if verdict.is_ok() {
         guard.verified();
@@ -410,9 +426,17 @@ mod tests {
         }
         assert!(verdict(&settings(true), "postgres", privileged, &reported).is_ok());
         assert!(verdict(&settings(false), "postgres", Ok(vec![]), &reported).is_ok());
-        let unchecked = verdict(&settings(false), "mysql", Err("permission denied".into()), &reported);
+        let unchecked = verdict(&settings(false), "mysql", Err(CheckError::query("permission denied")), &reported);
         assert!(matches!(&unchecked, Err(e) if e.code() == "role_unchecked"), "{unchecked:?}");
-        assert!(verdict(&settings(true), "mysql", Err("x".into()), &reported).is_ok());
+        assert!(
+            unchecked.as_ref().is_err_and(|e| e.to_string().contains("permission denied")),
+            "the database's words reach the refusal: {unchecked:?}"
+        );
+        assert_eq!(
+            CheckError::TimedOut.to_string(),
+            format!("the catalog queries took longer than {} s", CHECK_TIMEOUT.as_secs())
+        );
+        assert!(verdict(&settings(true), "mysql", Err(CheckError::TimedOut), &reported).is_ok());
     }
 
     #[test]

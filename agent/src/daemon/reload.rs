@@ -41,49 +41,84 @@ fn restart_only_changes(old: &AgentConfig, new: &AgentConfig) -> Vec<&'static st
     changed
 }
 
+/// Why a reload was refused (the running config stays). The texts are what the log, the
+/// audit record, `status` and `outpost-agent reload` show.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ReloadRefusal {
+    /// agent.yaml could not be read. The text repeats the cause's words on purpose: the
+    /// log and the audit record print this error alone.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file, as shown.
+        path: String,
+        /// Why.
+        #[source]
+        source: outpost_common::fsutil::FileError,
+    },
+    /// agent.yaml is not UTF-8.
+    #[error("{path}: not valid UTF-8")]
+    NotUtf8 {
+        /// The file, as shown.
+        path: String,
+    },
+    /// agent.yaml does not parse or check.
+    #[error(transparent)]
+    Config(#[from] outpost_common::yamlcfg::ConfigError),
+    /// Fields changed that only a restart applies.
+    #[error("{} changed, which applies only at a restart (systemctl restart outpost-agent)", fields.join(", "))]
+    RestartOnly {
+        /// The fields, as named in agent.yaml.
+        fields: Vec<&'static str>,
+    },
+    /// The trusted signing keys could not be loaded.
+    #[error(transparent)]
+    Keys(#[from] crate::keys::KeyTrustError),
+    /// The vault, a connection, or no trusted key: as at start-up.
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// The vault's mask key could not be read.
+    #[error(transparent)]
+    Vault(#[from] crate::vault::VaultError),
+    /// The blocking task that builds the connections failed.
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+}
+
 /// Reads agent.yaml again and applies it: connections, egress policy, limits, cache
 /// max-ages, trusted keys. Running jobs finish under the config they started with.
 /// Anything wrong (a parse error, a connection that cannot be built, a field that needs a
 /// restart) refuses the whole file and the running config stays.
-async fn apply(ctx: &Ctx, path: &std::path::Path, digest: &mut Option<String>) -> Result<Vec<String>, String> {
+async fn apply(ctx: &Ctx, path: &std::path::Path, digest: &mut Option<String>) -> Result<Vec<String>, ReloadRefusal> {
     // Read once: the digest audited is of exactly the text applied.
     let shown = path.display().to_string();
     let bytes = outpost_common::fsutil::read_capped_file(path, outpost_common::yamlcfg::MAX_CONFIG_LEN)
-        .map_err(|e| format!("{shown}: {e}"))?;
+        .map_err(|source| ReloadRefusal::Read { path: shown.clone(), source })?;
     *digest = Some(sha256_hex(&bytes));
-    let text = String::from_utf8(bytes).map_err(|_| format!("{shown}: not valid UTF-8"))?;
-    let new = AgentConfig::parse(&shown, &text).map_err(|e| e.to_string())?;
+    let text = String::from_utf8(bytes).map_err(|_| ReloadRefusal::NotUtf8 { path: shown.clone() })?;
+    let new = AgentConfig::parse(&shown, &text)?;
     let old = ctx.live();
     let restart = restart_only_changes(&old.cfg, &new);
     if !restart.is_empty() {
-        return Err(format!(
-            "{} changed, which applies only at a restart (systemctl restart outpost-agent)",
-            restart.join(", ")
-        ));
+        return Err(ReloadRefusal::RestartOnly { fields: restart });
     }
     let enrolment = ctx.enrolment.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-    let keys = KeyTrust::load(&new, &enrolment).map_err(|e| e.to_string())?;
+    let keys = KeyTrust::load(&new, &enrolment)?;
     if keys.trusted().is_empty() {
-        return Err(RunError::NoKeys.to_string());
+        return Err(RunError::NoKeys.into());
     }
     let built = {
         let new = new.clone();
-        tokio::task::spawn_blocking(move || -> Result<Live, String> {
+        tokio::task::spawn_blocking(move || -> Result<Live, ReloadRefusal> {
             // No terminal under systemd: a passphrase comes only from its credential.
-            let vault = if needs_vault(&new) {
-                Some(open_vault(&new, &crate::proxy::no_prompt).map_err(|e| e.to_string())?)
-            } else {
-                None
-            };
-            let connections = prepare_connections(&new, vault.as_ref()).map_err(|e| e.to_string())?;
+            let vault = if needs_vault(&new) { Some(open_vault(&new, &crate::proxy::no_prompt)?) } else { None };
+            let connections = prepare_connections(&new, vault.as_ref())?;
             let mask_key = match (&vault, new.masks_with_hash()) {
-                (Some(v), true) => Some(v.mask_key().map_err(|e| e.to_string())?),
+                (Some(v), true) => Some(v.mask_key()?),
                 _ => None,
             };
             Ok(Live { cfg: new, connections, mask_key })
         })
-        .await
-        .map_err(|e| e.to_string())??
+        .await??
     };
     let mut names: Vec<String> = built.connections.keys().cloned().collect();
     names.sort();
@@ -113,7 +148,7 @@ pub(super) async fn reload_once(ctx: &Ctx) -> ReloadOutcome {
     let mut digest = None;
     let outcome = apply(ctx, &path, &mut digest).await.map_err(|e| {
         tracing::error!(path = %path.display(), error = %e, "Config reload refused; the running config stays.");
-        e.lines().next().unwrap_or_default().trim().to_owned()
+        e.to_string().lines().next().unwrap_or_default().trim().to_owned()
     });
     let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let rec = match &outcome {
@@ -192,5 +227,28 @@ impl crate::control::Handler for Control {
 
     fn config_path(&self) -> Option<std::path::PathBuf> {
         self.0.config_path.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ReloadRefusal;
+
+    /// A refused reload's reason is shown by `status`, `outpost-agent reload` and the
+    /// audit record: it names the fields or the file, and how to go on.
+    #[test]
+    fn a_refused_reload_says_what_and_how_to_go_on() {
+        let e = ReloadRefusal::RestartOnly { fields: vec!["state_dir", "proxy"] };
+        assert_eq!(
+            e.to_string(),
+            "state_dir, proxy changed, which applies only at a restart (systemctl restart outpost-agent)"
+        );
+        assert_eq!(ReloadRefusal::NotUtf8 { path: "agent.yaml".into() }.to_string(), "agent.yaml: not valid UTF-8");
+        let missing = std::path::Path::new("/nonexistent/outpost/agent.yaml");
+        let source = outpost_common::fsutil::read_capped_file(missing, 1024).expect_err("missing");
+        let cause = source.to_string();
+        let e = ReloadRefusal::Read { path: "agent.yaml".into(), source };
+        assert_eq!(e.to_string(), format!("agent.yaml: {cause}"));
+        assert!(std::error::Error::source(&e).is_some(), "the file error is kept as the source");
     }
 }

@@ -21,7 +21,7 @@ mod tests;
 use serde::{Deserialize, Serialize};
 
 pub use self::expression::{expression_refs, ExprRef, HIDDEN_INPUT_FUNCTIONS};
-pub use self::plan::{expression_provenance, plan_facts, PlanFacts, PlanRelation};
+pub use self::plan::{expression_provenance, plan_facts, PlanError, PlanFacts, PlanRelation};
 
 /// One column of a base table (or view) in the database.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

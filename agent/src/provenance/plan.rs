@@ -83,12 +83,27 @@ fn collect_expressions(value: &serde_json::Value, out: &mut Vec<String>) {
     }
 }
 
+/// Why a plan could not be read; the provenance of its columns is then unknown, with
+/// this as the reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// The answer holds no `Plan`.
+    #[error("the EXPLAIN answer has no plan")]
+    NoPlan,
+    /// An entry of the top node's `Output` is not a string.
+    #[error("an output is not text")]
+    OutputNotText,
+    /// More nodes than the agent reads.
+    #[error("the plan is too large to read")]
+    TooLarge,
+}
+
 /// Reads a PostgreSQL `EXPLAIN (VERBOSE, FORMAT JSON)` answer.
-pub fn plan_facts(explain: &serde_json::Value) -> Result<PlanFacts, String> {
-    let top = explain.get(0).and_then(|p| p.get("Plan")).ok_or("the EXPLAIN answer has no plan")?;
+pub fn plan_facts(explain: &serde_json::Value) -> Result<PlanFacts, PlanError> {
+    let top = explain.get(0).and_then(|p| p.get("Plan")).ok_or(PlanError::NoPlan)?;
     let outputs = match top.get("Output") {
         Some(serde_json::Value::Array(a)) => {
-            a.iter().map(|o| o.as_str().map(str::to_owned).ok_or("an output is not text")).collect::<Result<_, _>>()?
+            a.iter().map(|o| o.as_str().map(str::to_owned).ok_or(PlanError::OutputNotText)).collect::<Result<_, _>>()?
         }
         _ => Vec::new(),
     };
@@ -98,7 +113,7 @@ pub fn plan_facts(explain: &serde_json::Value) -> Result<PlanFacts, String> {
     while let Some(node) = stack.pop() {
         nodes += 1;
         if nodes > 100_000 {
-            return Err("the plan is too large to read".into());
+            return Err(PlanError::TooLarge);
         }
         if let (Some(name), Some(schema)) = (
             node.get("Relation Name").and_then(serde_json::Value::as_str),

@@ -181,5 +181,8 @@ fn plan_facts_list_scanned_relations_and_sub_plans() {
     assert_eq!(f.outputs, ["c.email", "count(*)"]);
     assert_eq!(f.relations, [PlanRelation { alias: "c".into(), schema: "public".into(), name: "customers".into() }]);
     assert!(f.has_subplans);
-    assert!(plan_facts(&serde_json::json!({})).is_err());
+    assert_eq!(plan_facts(&serde_json::json!({})), Err(PlanError::NoPlan));
+    assert_eq!(PlanError::NoPlan.to_string(), "the EXPLAIN answer has no plan");
+    let odd = serde_json::json!([{"Plan": {"Node Type": "Result", "Output": [1]}}]);
+    assert_eq!(plan_facts(&odd), Err(PlanError::OutputNotText));
 }

@@ -13,7 +13,7 @@ use crate::http::{json, no_content, parse_json, query_param, ApiError, Body};
 use crate::store::access::{
     AccessStore, ApiTokenRecord, AuditFilter, SessionRecord, ShareRecord, UserRecord, UserUpdate,
 };
-use crate::store::{Store, StoreError};
+use crate::store::{AccessRefusal, Store, StoreError};
 
 fn conflict(m: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, "conflict", m)
@@ -309,7 +309,10 @@ pub async fn group_member(
 ) -> Result<Response<Body>, ApiError> {
     ctx.target = Some(group.to_owned());
     ctx.detail = Some(serde_json::json!({ "user": user }));
-    app.store.set_group_member(group.to_owned(), user.to_owned(), member).await?.map_err(ApiError::not_found)?;
+    app.store
+        .set_group_member(group.to_owned(), user.to_owned(), member)
+        .await?
+        .map_err(|e| ApiError::not_found(e.to_string()))?;
     Ok(no_content())
 }
 
@@ -360,10 +363,9 @@ pub async fn shares_create(app: &App, ctx: &mut Ctx, body: &[u8]) -> Result<Resp
     };
     match app.store.add_share(share.clone()).await? {
         Ok(()) => Ok(json(StatusCode::CREATED, &share_view(&share))),
-        Err(m) if m.starts_with("no ") => {
-            Err(ApiError::bad_field(if share.user.is_some() { "user" } else { "group" }, m))
-        }
-        Err(m) => Err(conflict(m)),
+        Err(e @ AccessRefusal::NoUser { .. }) => Err(ApiError::bad_field("user", e)),
+        Err(e @ AccessRefusal::NoGroup { .. }) => Err(ApiError::bad_field("group", e)),
+        Err(e @ AccessRefusal::AlreadyShared) => Err(conflict(e.to_string())),
     }
 }
 

@@ -74,9 +74,9 @@ pub fn unauthorized(m: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m)
 }
 
-/// 403.
-pub fn forbidden(m: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "forbidden", m)
+/// 403, saying why (a text, or a [`crate::auth::access::ScopeRefusal`]).
+pub fn forbidden(m: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", m.to_string())
 }
 
 /// Handles one API request from `remote`.

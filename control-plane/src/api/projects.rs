@@ -299,7 +299,10 @@ pub async fn grant(
             format!("{user} is a viewer and cannot edit; grant view-logic or view-app"),
         ));
     }
-    app.store.set_project_grant(id.to_owned(), user.to_owned(), g).await?.map_err(ApiError::not_found)?;
+    app.store
+        .set_project_grant(id.to_owned(), user.to_owned(), g)
+        .await?
+        .map_err(|e| ApiError::not_found(e.to_string()))?;
     Ok(crate::http::no_content())
 }
 

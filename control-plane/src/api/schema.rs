@@ -124,7 +124,7 @@ async fn ask(
     match status {
         StatusCode::OK => {
             let catalog: Catalog = serde_json::from_slice(&body).map_err(|e| bad_answer(&job_id, &e.to_string()))?;
-            catalog.check().map_err(|e| bad_answer(&job_id, &e))?;
+            catalog.check().map_err(|e| bad_answer(&job_id, &e.to_string()))?;
             let cached = Cached {
                 fetched_at: app.clock.now(),
                 arrived: std::time::Instant::now(),

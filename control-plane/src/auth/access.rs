@@ -16,6 +16,7 @@ use outpost_protocol::ids::random_bytes;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
+pub use crate::auth::refusals::{InvalidName, ScopeRefusal, UnknownScope};
 pub use crate::store::access::{Grant, Role};
 
 /// Prefix of API tokens, so that a leaked one is recognisable by secret scanners.
@@ -174,29 +175,26 @@ impl Scopes {
     }
 
     /// Parses the stored form; `*` means every scope (narrowed by the role at use).
-    pub fn from_stored(s: &str) -> Result<Self, String> {
+    pub fn from_stored(s: &str) -> Result<Self, UnknownScope> {
         if s.trim() == "*" {
             return Ok(Scopes::ALL);
         }
         let mut out = Scopes::default();
         for name in s.split_whitespace() {
-            out.0 |= Scope::parse(name).ok_or_else(|| format!("unknown scope {name:?}"))?.bit();
+            out.0 |= Scope::parse(name).ok_or_else(|| UnknownScope::Stored { name: name.to_owned() })?.bit();
         }
         Ok(out)
     }
 
     /// Parses names given by a user; `*` means all of `ceiling`.
-    pub fn parse_list(names: &[String], ceiling: Scopes) -> Result<Self, String> {
+    pub fn parse_list(names: &[String], ceiling: Scopes) -> Result<Self, UnknownScope> {
         let mut out = Scopes::default();
         for name in names {
             if name == "*" {
                 out.0 |= ceiling.0;
                 continue;
             }
-            let s = Scope::parse(name).ok_or_else(|| {
-                let known: Vec<_> = Scope::ALL.iter().map(|s| s.as_str()).collect();
-                format!("unknown scope {name:?}; known: *, {}", known.join(", "))
-            })?;
+            let s = Scope::parse(name).ok_or_else(|| UnknownScope::Given { name: name.clone() })?;
             out.0 |= s.bit();
         }
         Ok(out)
@@ -315,14 +313,14 @@ impl Caller {
 
     /// Refuses unless the request carries `scope`; the message says whether the role
     /// or the token is what lacks it.
-    pub fn require(&self, scope: Scope) -> Result<(), String> {
+    pub fn require(&self, scope: Scope) -> Result<(), ScopeRefusal> {
         if self.scopes.has(scope) {
             return Ok(());
         }
         if !self.role.scopes().has(scope) {
-            Err(format!("your role ({}) does not allow {scope}", self.role))
+            Err(ScopeRefusal::Role { role: self.role, scope })
         } else {
-            Err(format!("this API token lacks the scope {scope}"))
+            Err(ScopeRefusal::Token { scope })
         }
     }
 }
@@ -411,7 +409,8 @@ pub fn hash_password(password: &str) -> Result<String, PasswordError> {
     let mut raw = [0u8; 32];
     let mut salt_bytes = [0u8; 64];
     let salt_raw = salt.decode_b64(&mut salt_bytes).map_err(|e| PasswordError::Hash(e.to_string()))?;
-    hash_with_reused_memory(&a, password.as_bytes(), salt_raw, &mut raw).map_err(PasswordError::Hash)?;
+    hash_with_reused_memory(&a, password.as_bytes(), salt_raw, &mut raw)
+        .map_err(|e| PasswordError::Hash(e.to_string()))?;
     let output = argon2::password_hash::Output::new(&raw).map_err(|e| PasswordError::Hash(e.to_string()))?;
     let p = a.params();
     Ok(format!("$argon2id$v=19$m={},t={},p={}${}${output}", p.m_cost(), p.t_cost(), p.p_cost(), salt.as_str()))
@@ -428,10 +427,10 @@ thread_local! {
     static BLOCKS: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-fn hash_with_reused_memory(a: &Argon2<'_>, password: &[u8], salt: &[u8], out: &mut [u8]) -> Result<(), String> {
+fn hash_with_reused_memory(a: &Argon2<'_>, password: &[u8], salt: &[u8], out: &mut [u8]) -> Result<(), argon2::Error> {
     BLOCKS.with_borrow_mut(|blocks| {
         blocks.resize(a.params().block_count(), argon2::Block::default());
-        a.hash_password_into_with_memory(password, salt, out, &mut blocks[..]).map_err(|e| e.to_string())
+        a.hash_password_into_with_memory(password, salt, out, &mut blocks[..])
     })
 }
 
@@ -472,15 +471,14 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
 
 /// Checks a user or group name: 1–64 characters of `a-z A-Z 0-9 . _ @ -`, starting with
 /// a letter or digit (e-mail addresses fit).
-pub fn validate_principal_name(name: &str) -> Result<(), String> {
+pub fn validate_principal_name(name: &str) -> Result<(), InvalidName> {
     let ok_len = (1..=64).contains(&name.len());
     let ok_first = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
     let ok_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '-'));
     if ok_len && ok_first && ok_chars {
         Ok(())
     } else {
-        Err("must be 1 to 64 characters of letters, digits, '.', '_', '@' or '-', starting with a letter or digit"
-            .into())
+        Err(InvalidName)
     }
 }
 
@@ -545,9 +543,13 @@ mod tests {
         assert_eq!(s.to_stored(), "jobs:dispatch results:read");
         assert_eq!(Scopes::from_stored(&s.to_stored()).expect("parse"), s);
         assert_eq!(Scopes::from_stored("*").expect("star"), Scopes::ALL);
-        assert!(Scopes::from_stored("jobs:dispatch root").is_err());
+        assert_eq!(
+            Scopes::from_stored("jobs:dispatch root"),
+            Err(UnknownScope::Stored { name: "root".into() }),
+            "a stored row names the scope it does not know"
+        );
         let e = Scopes::parse_list(&["nope".into()], Scopes::ALL).expect_err("unknown");
-        assert!(e.contains("known: *, agents:read"), "{e}");
+        assert!(e.to_string().contains("known: *, agents:read"), "{e}");
     }
 
     #[test]
@@ -561,11 +563,11 @@ mod tests {
         };
         assert!(caller.require(Scope::ResultsRead).is_ok());
         assert_eq!(
-            caller.require(Scope::JobsDispatch).expect_err("token"),
+            caller.require(Scope::JobsDispatch).expect_err("token").to_string(),
             "this API token lacks the scope jobs:dispatch"
         );
         assert_eq!(
-            caller.require(Scope::UsersAdmin).expect_err("role"),
+            caller.require(Scope::UsersAdmin).expect_err("role").to_string(),
             "your role (editor) does not allow users:admin"
         );
     }
@@ -590,7 +592,7 @@ mod tests {
         assert!(!ProjectAccess::Granted(Grant::Edit).can_manage());
         assert!(!ProjectAccess::None.can_view());
         assert!(validate_principal_name("ana.lyst@example.com").is_ok());
-        assert!(validate_principal_name("-x").is_err());
+        assert_eq!(validate_principal_name("-x"), Err(InvalidName));
         assert!(validate_principal_name("a b").is_err());
     }
 }

@@ -212,7 +212,9 @@ async fn upload(app: &App, peer: &AgentPeer, id: &str, req: Request<Incoming>) -
     if report.job_id != id {
         return Err(ApiError::bad_field("job_id", "does not match the job id in the path"));
     }
-    report.check().map_err(|m| {
+    report.check().map_err(|e| {
+        // Each text starts with the field at fault: the answer names it apart.
+        let m = e.to_string();
         let (field, msg) = m.split_once(": ").unwrap_or(("report", m.as_str()));
         ApiError::bad_field(field, msg)
     })?;

@@ -172,7 +172,7 @@ macro_rules! impl_access_store {
         const _: () = {
             use $crate::store::access::Grant;
             use $crate::store::access::*;
-            use $crate::store::StoreError;
+            use $crate::store::{AccessRefusal, StoreError};
 
             impl AccessStore for $ty {
                 async fn create_user(&self, u: UserRecord) -> Result<bool, StoreError> {
@@ -239,11 +239,11 @@ macro_rules! impl_access_store {
                     group: String,
                     user: String,
                     member: bool,
-                ) -> Result<Result<(), String>, StoreError> {
+                ) -> Result<Result<(), AccessRefusal>, StoreError> {
                     $via!(self, users::set_group_member(group, user, member))
                 }
 
-                async fn add_share(&self, s: ShareRecord) -> Result<Result<(), String>, StoreError> {
+                async fn add_share(&self, s: ShareRecord) -> Result<Result<(), AccessRefusal>, StoreError> {
                     $via!(self, users::add_share(s))
                 }
 
@@ -346,7 +346,7 @@ macro_rules! impl_access_store {
                     project_id: String,
                     user: String,
                     grant: Option<Grant>,
-                ) -> Result<Result<(), String>, StoreError> {
+                ) -> Result<Result<(), AccessRefusal>, StoreError> {
                     $via!(self, projects::set_project_grant(project_id, user, grant))
                 }
 

@@ -1,6 +1,7 @@
 //! The store's errors: [`StoreError`], the same for both backends (the database's own
-//! error kept as the source, with its causes), and [`RedeemError`], why an enrolment
-//! token was not accepted.
+//! error kept as the source, with its causes), [`RedeemError`], why an enrolment
+//! token was not accepted, and [`AccessRefusal`], why an access-control change was not
+//! made.
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
@@ -116,4 +117,39 @@ pub enum RedeemError {
         /// Unix seconds.
         expires_at: i64,
     },
+}
+
+/// Why an access-control change (a group member, a share, a project grant) was not made:
+/// the caller's mistake, not the database's. The texts are what API clients read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccessRefusal {
+    /// No user has that name.
+    #[error("no user {name:?}")]
+    NoUser {
+        /// The name asked for.
+        name: String,
+    },
+    /// No group has that name.
+    #[error("no group {name:?}")]
+    NoGroup {
+        /// The name asked for.
+        name: String,
+    },
+    /// The same connection is already shared with the same user or group.
+    #[error("this connection is already shared with them")]
+    AlreadyShared,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AccessRefusal;
+
+    /// API clients read these texts (404 and 400 bodies, the 409 of a duplicate share);
+    /// they are the words the store returned before the refusal was typed.
+    #[test]
+    fn access_refusals_keep_the_texts_api_clients_read() {
+        assert_eq!(AccessRefusal::NoUser { name: "ed".into() }.to_string(), "no user \"ed\"");
+        assert_eq!(AccessRefusal::NoGroup { name: "a\"b".into() }.to_string(), "no group \"a\\\"b\"");
+        assert_eq!(AccessRefusal::AlreadyShared.to_string(), "this connection is already shared with them");
+    }
 }

@@ -42,7 +42,7 @@ use std::future::Future;
 
 use outpost_protocol::ResultReport;
 
-pub use error::{DatabaseKind, RedeemError, StoreError};
+pub use error::{AccessRefusal, DatabaseKind, RedeemError, StoreError};
 pub(crate) use postgres::PgStore;
 pub use records::{
     AgentPeer, AgentRecord, AuditHeadOutcome, CancelOutcome, CompleteOutcome, EnrolTokenRecord, Enrolled, JobFilter,

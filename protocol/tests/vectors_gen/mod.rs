@@ -81,7 +81,7 @@ impl Vector {
     pub fn trusted_keys(&self) -> Result<TrustedKeys, String> {
         let mut keys = TrustedKeys::new();
         for entry in &self.trusted_keys {
-            keys.insert_b64(&entry.public_key, Some(&entry.key_id))?;
+            keys.insert_b64(&entry.public_key, Some(&entry.key_id)).map_err(|e| e.to_string())?;
         }
         Ok(keys)
     }

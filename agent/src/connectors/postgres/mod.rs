@@ -379,7 +379,9 @@ async fn run(
         .iter()
         .zip(expected)
         .enumerate()
-        .map(|(i, (p, ty))| encode(p, ty).map(Encoded).map_err(|reason| QueryError::Param { index: i + 1, reason }))
+        .map(|(i, (p, ty))| {
+            encode(p, ty).map(Encoded).map_err(|e| QueryError::Param { index: i + 1, reason: e.to_string() })
+        })
         .collect::<Result<Vec<_>, _>>()
         .map_err(Failure::Query)?;
     let refs: Vec<&(dyn ToSql + Sync)> = encoded.iter().map(|e| e as &(dyn ToSql + Sync)).collect();

@@ -5,11 +5,31 @@ const NUMERIC_NAN: u16 = 0xC000;
 const NUMERIC_PINF: u16 = 0xD000;
 const NUMERIC_NINF: u16 = 0xF000;
 
+/// Why a binary NUMERIC could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NumericError {
+    /// Shorter than its header or its digits.
+    #[error("numeric truncated")]
+    Truncated,
+    /// A sign word that is none of positive, negative, NaN or ±Infinity.
+    #[error("numeric sign {sign:#x}")]
+    Sign {
+        /// The word found.
+        sign: u16,
+    },
+    /// Its length does not match its digit count.
+    #[error("numeric length")]
+    Length,
+    /// A base-10000 digit above 9999.
+    #[error("numeric digit out of range")]
+    Digit,
+}
+
 /// The exact decimal text of a binary NUMERIC (as PostgreSQL prints it, `dscale` digits
 /// after the point).
-pub fn numeric_text(raw: &[u8]) -> Result<String, String> {
-    let word = |i: usize| -> Result<u16, String> {
-        raw.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]])).ok_or_else(|| "numeric truncated".to_owned())
+pub fn numeric_text(raw: &[u8]) -> Result<String, NumericError> {
+    let word = |i: usize| -> Result<u16, NumericError> {
+        raw.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]])).ok_or(NumericError::Truncated)
     };
     let ndigits = usize::from(word(0)?);
     let weight = i64::from(word(2)? as i16);
@@ -20,14 +40,14 @@ pub fn numeric_text(raw: &[u8]) -> Result<String, String> {
         NUMERIC_PINF => return Ok("Infinity".into()),
         NUMERIC_NINF => return Ok("-Infinity".into()),
         0 | NUMERIC_NEG => {}
-        _ => return Err(format!("numeric sign {sign:#x}")),
+        _ => return Err(NumericError::Sign { sign }),
     }
     if raw.len() != 8 + 2 * ndigits {
-        return Err("numeric length".into());
+        return Err(NumericError::Length);
     }
     let digits: Vec<u16> = (0..ndigits).map(|i| word(8 + 2 * i)).collect::<Result<_, _>>()?;
     if digits.iter().any(|d| *d > 9999) {
-        return Err("numeric digit out of range".into());
+        return Err(NumericError::Digit);
     }
     let digit = |k: i64| usize::try_from(k).ok().and_then(|k| digits.get(k).copied()).unwrap_or(0);
     let mut s = String::new();
@@ -59,8 +79,16 @@ pub fn numeric_text(raw: &[u8]) -> Result<String, String> {
     Ok(s)
 }
 
+/// A parameter given for a NUMERIC that is not a plain decimal number (or too long).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is not a decimal number")]
+pub struct NotDecimal {
+    /// The text given.
+    pub text: String,
+}
+
 /// The binary NUMERIC of a decimal text (`-12.340`, `1e3` is refused: plain notation only).
-pub fn numeric_binary(text: &str) -> Result<Vec<u8>, String> {
+pub fn numeric_binary(text: &str) -> Result<Vec<u8>, NotDecimal> {
     let t = text.trim();
     let head = |sign: u16| [0u16, 0, sign, 0].iter().flat_map(|w| w.to_be_bytes()).collect::<Vec<u8>>();
     match t {
@@ -69,7 +97,7 @@ pub fn numeric_binary(text: &str) -> Result<Vec<u8>, String> {
         "-Infinity" => return Ok(head(NUMERIC_NINF)),
         _ => {}
     }
-    let bad = || format!("{text:?} is not a decimal number");
+    let bad = || NotDecimal { text: text.to_owned() };
     let (neg, unsigned) = match t.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, t.strip_prefix('+').unwrap_or(t)),

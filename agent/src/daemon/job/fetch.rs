@@ -18,6 +18,18 @@ use crate::cache::Lookup;
 use crate::config::AgentConfig;
 use crate::connectors::{Collect, Connector, QueryError, QueryLimits, RowSink};
 
+/// Why a streamed chart could not be drawn once its rows were in; the job fails with
+/// `render_failed` and this text.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ChartError {
+    /// The renderer refused the rows.
+    #[error(transparent)]
+    Render(#[from] crate::render::RenderError),
+    /// The query never announced its columns, so no chart was started.
+    #[error("the query returned no columns")]
+    NoColumns,
+}
+
 /// Rows streamed into a downsampled line, area or scatter chart.
 pub(super) struct ChartSink {
     policy: crate::policy::EgressPolicy,
@@ -54,10 +66,10 @@ impl ChartSink {
         })
     }
 
-    pub(super) fn finish(&mut self, truncated: bool) -> Result<crate::render::Rendered, String> {
+    pub(super) fn finish(&mut self, truncated: bool) -> Result<crate::render::Rendered, ChartError> {
         match self.chart.take() {
-            Some(chart) => chart.finish(truncated).map_err(|e| e.to_string()),
-            None => Err("the query returned no columns".into()),
+            Some(chart) => Ok(chart.finish(truncated)?),
+            None => Err(ChartError::NoColumns),
         }
     }
 

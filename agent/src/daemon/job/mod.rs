@@ -246,8 +246,8 @@ pub(super) async fn execute(
                 let truncated = r.truncated;
                 (r, ResultStats { truncated, ..stats })
             }
-            Err(message) => {
-                let report = failed(&mut rec, "render_failed", message, None, stats);
+            Err(e) => {
+                let report = failed(&mut rec, "render_failed", e.to_string(), None, stats);
                 return (with_decisions(report, &mut rec, decisions), rec, upload_until);
             }
         },

@@ -11,7 +11,7 @@
 
 use std::future::Future;
 
-use crate::store::StoreError;
+use crate::store::{AccessRefusal, StoreError};
 
 mod roles;
 pub use roles::{Grant, Role};
@@ -257,16 +257,16 @@ pub trait AccessStore: Send + Sync + 'static {
     fn delete_group(&self, name: String) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Every group with its members.
     fn groups(&self) -> impl Future<Output = Result<Vec<GroupRecord>, StoreError>> + Send;
-    /// Adds or removes a member; `Err(message)` names what does not exist.
+    /// Adds or removes a member; `Err` names what does not exist.
     fn set_group_member(
         &self,
         group: String,
         user: String,
         member: bool,
-    ) -> impl Future<Output = Result<Result<(), String>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Result<(), AccessRefusal>, StoreError>> + Send;
 
-    /// Shares a connection; `Err(message)` for an unknown user or group or a duplicate.
-    fn add_share(&self, s: ShareRecord) -> impl Future<Output = Result<Result<(), String>, StoreError>> + Send;
+    /// Shares a connection; `Err` for an unknown user or group or a duplicate.
+    fn add_share(&self, s: ShareRecord) -> impl Future<Output = Result<Result<(), AccessRefusal>, StoreError>> + Send;
     /// Every share.
     fn shares(&self) -> impl Future<Output = Result<Vec<ShareRecord>, StoreError>> + Send;
     /// Removes a share; false when unknown.
@@ -336,13 +336,13 @@ pub trait AccessStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Deletes a project and its grants; false when unknown.
     fn delete_project(&self, id: String) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Sets (`Some`) or removes (`None`) a user's grant; `Err(message)` for an unknown user.
+    /// Sets (`Some`) or removes (`None`) a user's grant; `Err` for an unknown user.
     fn set_project_grant(
         &self,
         project_id: String,
         user: String,
         grant: Option<Grant>,
-    ) -> impl Future<Output = Result<Result<(), String>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Result<(), AccessRefusal>, StoreError>> + Send;
     /// Invalidates every embed token of a project; returns the new epoch.
     fn bump_embed_epoch(&self, project_id: String) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
     /// Sets the origins that may frame a project's embed page (a JSON list); false when

@@ -45,17 +45,49 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Why a store URL was refused; the URL in it is redacted ([`redact_url`]).
+#[derive(Debug, thiserror::Error)]
+pub enum UrlError {
+    /// Neither `sqlite` nor a `postgres://` (or `postgresql://`) URL.
+    #[error("must be `sqlite` or a postgres:// URL")]
+    NotPostgres,
+    /// The driver could not parse it. The text repeats the driver's words on purpose:
+    /// `config check` and the logs print this error alone, and said it this way before
+    /// the source was kept (chain printers skip a repeated cause).
+    #[error("{url}: {source}")]
+    Unparsable {
+        /// The URL, password replaced.
+        url: String,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// It names no host.
+    #[error("{url}: no host")]
+    NoHost {
+        /// The URL, password replaced.
+        url: String,
+    },
+    /// It names no database.
+    #[error("{url}: no database name (postgres://user@host/DATABASE)")]
+    NoDatabase {
+        /// The URL, password replaced.
+        url: String,
+    },
+}
+
 /// Parses and checks a store URL; the error names what is wrong without the password.
-pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, String> {
+pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, UrlError> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        return Err("must be `sqlite` or a postgres:// URL".into());
+        return Err(UrlError::NotPostgres);
     }
-    let cfg = tokio_postgres::Config::from_str(url).map_err(|e| format!("{}: {e}", redact_url(url)))?;
+    let cfg = tokio_postgres::Config::from_str(url)
+        .map_err(|source| UrlError::Unparsable { url: redact_url(url), source })?;
     if cfg.get_hosts().is_empty() {
-        return Err(format!("{}: no host", redact_url(url)));
+        return Err(UrlError::NoHost { url: redact_url(url) });
     }
     if cfg.get_dbname().is_none() {
-        return Err(format!("{}: no database name (postgres://user@host/DATABASE)", redact_url(url)));
+        return Err(UrlError::NoDatabase { url: redact_url(url) });
     }
     Ok(cfg)
 }
@@ -103,4 +135,23 @@ pub(super) fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::Cl
         .map_err(|e| setup(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_url, UrlError};
+
+    /// `config check` shows these words; the password never appears in them.
+    #[test]
+    fn a_refused_url_says_why_without_its_password() {
+        assert!(matches!(parse_url("mysql://h/db"), Err(UrlError::NotPostgres)));
+        let e = parse_url("postgres://ed:hunter2@db.example.com").expect_err("no database");
+        assert_eq!(e.to_string(), "postgres://ed:***@db.example.com: no database name (postgres://user@host/DATABASE)");
+        let e = parse_url("postgres://ed:hunter2@db.example.com/x?sslmode=sideways").expect_err("bad option");
+        let text = e.to_string();
+        assert!(text.starts_with("postgres://ed:***@db.example.com/x?sslmode=sideways: "), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(std::error::Error::source(&e).is_some(), "the driver's error is kept as the source");
+        assert!(parse_url("postgres://ed@db.example.com/x").is_ok());
+    }
 }

@@ -37,7 +37,7 @@ mod keys;
 mod transitions;
 
 use connect::{default_ssl_mode, tls_config};
-pub use connect::{parse_url, redact_url, PgOptions};
+pub use connect::{parse_url, redact_url, PgOptions, UrlError};
 
 /// The advisory lock key migrations run under ("outpost" in ASCII).
 const MIGRATION_LOCK: i64 = 0x006f_7574_706f_7374;

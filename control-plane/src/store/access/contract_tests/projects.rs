@@ -45,7 +45,7 @@ async fn projects_and_grants<S: AccessStore + Store>(s: &S) {
     assert_eq!(s.set_project_grant("p3".into(), "ed".into(), Some(Grant::Edit)).await.expect("q"), Ok(()));
     assert_eq!(
         s.set_project_grant("p3".into(), "nobody".into(), Some(Grant::Edit)).await.expect("q"),
-        Err("no user \"nobody\"".into())
+        Err(AccessRefusal::NoUser { name: "nobody".into() })
     );
     assert_eq!(s.project_grant("p3".into(), "u3".into()).await.expect("q"), Some(Grant::ViewLogic));
     assert_eq!(s.project_grant("p1".into(), "u3".into()).await.expect("q"), None);

@@ -112,24 +112,27 @@ async fn shares_and_groups<S: AccessStore>(s: &S) {
         created_by: "root".into(),
     };
     assert_eq!(s.add_share(share("s1", None, Some("analysts"))).await.expect("share"), Ok(()));
-    assert_eq!(
-        s.add_share(share("s2", None, Some("analysts"))).await.expect("dup"),
-        Err("this connection is already shared with them".into())
-    );
+    assert_eq!(s.add_share(share("s2", None, Some("analysts"))).await.expect("dup"), Err(AccessRefusal::AlreadyShared));
     assert_eq!(
         s.add_share(share("s3", Some("nobody"), None)).await.expect("unknown"),
-        Err("no user \"nobody\"".into())
+        Err(AccessRefusal::NoUser { name: "nobody".into() })
     );
-    assert_eq!(s.add_share(share("s3", None, Some("nope"))).await.expect("unknown"), Err("no group \"nope\"".into()));
+    assert_eq!(
+        s.add_share(share("s3", None, Some("nope"))).await.expect("unknown"),
+        Err(AccessRefusal::NoGroup { name: "nope".into() })
+    );
     assert!(s.shared_connections("u1".into()).await.expect("q").is_empty());
     s.set_group_member("analysts".into(), "ed".into(), true).await.expect("q").expect("member");
     s.set_group_member("analysts".into(), "ed".into(), true).await.expect("q").expect("member again");
     s.set_group_member("analysts".into(), "al".into(), true).await.expect("q").expect("member");
     assert_eq!(s.shared_connections("u1".into()).await.expect("q"), vec![("edge".into(), "warehouse".into())]);
-    assert_eq!(s.set_group_member("nope".into(), "ed".into(), true).await.expect("q"), Err("no group \"nope\"".into()));
+    assert_eq!(
+        s.set_group_member("nope".into(), "ed".into(), true).await.expect("q"),
+        Err(AccessRefusal::NoGroup { name: "nope".into() })
+    );
     assert_eq!(
         s.set_group_member("analysts".into(), "nobody".into(), true).await.expect("q"),
-        Err("no user \"nobody\"".into())
+        Err(AccessRefusal::NoUser { name: "nobody".into() })
     );
     assert!(s.create_group("Beta".into(), 3).await.expect("group"));
     let groups = s.groups().await.expect("groups");

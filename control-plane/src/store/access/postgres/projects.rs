@@ -7,7 +7,7 @@ use super::users::user_id_by_name;
 use crate::store::access::Grant;
 use crate::store::access::ProjectRecord;
 use crate::store::postgres::PgStore;
-use crate::store::StoreError;
+use crate::store::{AccessRefusal, StoreError};
 
 const PROJECT_COLS: &str =
     "p.id, p.name, p.owner, u.name, p.queries, p.embed_epoch, p.created_at, p.updated_at, p.embed_origins";
@@ -137,11 +137,11 @@ pub(super) async fn set_project_grant(
     project_id: String,
     user: String,
     grant: Option<Grant>,
-) -> Result<Result<(), String>, StoreError> {
+) -> Result<Result<(), AccessRefusal>, StoreError> {
     let mut client = store.client().await?;
     let tx = client.transaction().await?;
     let Some(uid) = user_id_by_name(&tx, &user).await? else {
-        return Ok(Err(format!("no user {user:?}")));
+        return Ok(Err(AccessRefusal::NoUser { name: user }));
     };
     match grant {
         Some(g) => {

@@ -8,7 +8,7 @@ use tokio_postgres::{IsolationLevel, Row};
 use crate::store::access::Role;
 use crate::store::access::{GroupRecord, ShareRecord, UserRecord, UserUpdate};
 use crate::store::postgres::PgStore;
-use crate::store::StoreError;
+use crate::store::{AccessRefusal, StoreError};
 
 /// A user's columns; the table is always aliased `u`.
 pub(super) const USER_COLS: &str = "u.id, u.name, u.role, u.password_hash, u.created_at, u.disabled_at, u.last_sign_in";
@@ -217,14 +217,14 @@ pub(super) async fn set_group_member(
     group: String,
     user: String,
     member: bool,
-) -> Result<Result<(), String>, StoreError> {
+) -> Result<Result<(), AccessRefusal>, StoreError> {
     let mut client = store.client().await?;
     let tx = client.transaction().await?;
     if !group_exists(&tx, &group).await? {
-        return Ok(Err(format!("no group {group:?}")));
+        return Ok(Err(AccessRefusal::NoGroup { name: group }));
     }
     let Some(uid) = user_id_by_name(&tx, &user).await? else {
-        return Ok(Err(format!("no user {user:?}")));
+        return Ok(Err(AccessRefusal::NoUser { name: user }));
     };
     if member {
         tx.execute(
@@ -239,19 +239,19 @@ pub(super) async fn set_group_member(
     Ok(Ok(()))
 }
 
-pub(super) async fn add_share(store: &PgStore, s: ShareRecord) -> Result<Result<(), String>, StoreError> {
+pub(super) async fn add_share(store: &PgStore, s: ShareRecord) -> Result<Result<(), AccessRefusal>, StoreError> {
     let mut client = store.client().await?;
     let tx = client.transaction().await?;
     let user_id = match &s.user {
         Some(u) => match user_id_by_name(&tx, u).await? {
             Some(id) => Some(id),
-            None => return Ok(Err(format!("no user {u:?}"))),
+            None => return Ok(Err(AccessRefusal::NoUser { name: u.clone() })),
         },
         None => None,
     };
     if let Some(g) = &s.group {
         if !group_exists(&tx, g).await? {
-            return Ok(Err(format!("no group {g:?}")));
+            return Ok(Err(AccessRefusal::NoGroup { name: g.clone() }));
         }
     }
     // No conflict target: like SQLite's, it covers every unique index (the id and
@@ -265,7 +265,7 @@ pub(super) async fn add_share(store: &PgStore, s: ShareRecord) -> Result<Result<
         )
         .await?;
     if n == 0 {
-        return Ok(Err("this connection is already shared with them".into()));
+        return Ok(Err(AccessRefusal::AlreadyShared));
     }
     tx.commit().await?;
     Ok(Ok(()))

@@ -6,7 +6,7 @@ use rusqlite::{params, OptionalExtension};
 use super::users::user_id_by_name;
 use crate::store::access::Grant;
 use crate::store::access::ProjectRecord;
-use crate::store::{SqliteStore, StoreError};
+use crate::store::{AccessRefusal, SqliteStore, StoreError};
 
 const PROJECT_COLS: &str =
     "p.id, p.name, p.owner, u.name, p.queries, p.embed_epoch, p.created_at, p.updated_at, p.embed_origins";
@@ -147,12 +147,12 @@ pub(super) async fn set_project_grant(
     project_id: String,
     user: String,
     grant: Option<Grant>,
-) -> Result<Result<(), String>, StoreError> {
+) -> Result<Result<(), AccessRefusal>, StoreError> {
     store
         .with_conn(move |c| {
             let tx = c.savepoint()?;
             let Some(uid) = user_id_by_name(&tx, &user)? else {
-                return Ok(Err(format!("no user {user:?}")));
+                return Ok(Err(AccessRefusal::NoUser { name: user }));
             };
             match grant {
                 Some(g) => tx.execute(

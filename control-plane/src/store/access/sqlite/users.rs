@@ -5,7 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::store::access::Role;
 use crate::store::access::{GroupRecord, ShareRecord, UserRecord, UserUpdate};
-use crate::store::{SqliteStore, StoreError};
+use crate::store::{AccessRefusal, SqliteStore, StoreError};
 
 pub(super) const USER_COLS: &str = "id, name, role, password_hash, created_at, disabled_at, last_sign_in";
 
@@ -218,17 +218,17 @@ pub(super) async fn set_group_member(
     group: String,
     user: String,
     member: bool,
-) -> Result<Result<(), String>, StoreError> {
+) -> Result<Result<(), AccessRefusal>, StoreError> {
     store
         .with_conn(move |c| {
             let tx = c.savepoint()?;
             let exists: Option<i64> =
                 tx.query_row("SELECT 1 FROM groups WHERE name = ?1", params![group], |r| r.get(0)).optional()?;
             if exists.is_none() {
-                return Ok(Err(format!("no group {group:?}")));
+                return Ok(Err(AccessRefusal::NoGroup { name: group }));
             }
             let Some(uid) = user_id_by_name(&tx, &user)? else {
-                return Ok(Err(format!("no user {user:?}")));
+                return Ok(Err(AccessRefusal::NoUser { name: user }));
             };
             if member {
                 tx.execute(
@@ -244,14 +244,14 @@ pub(super) async fn set_group_member(
         .await
 }
 
-pub(super) async fn add_share(store: &SqliteStore, s: ShareRecord) -> Result<Result<(), String>, StoreError> {
+pub(super) async fn add_share(store: &SqliteStore, s: ShareRecord) -> Result<Result<(), AccessRefusal>, StoreError> {
     store
         .with_conn(move |c| {
             let tx = c.savepoint()?;
             let user_id = match &s.user {
                 Some(u) => match user_id_by_name(&tx, u)? {
                     Some(id) => Some(id),
-                    None => return Ok(Err(format!("no user {u:?}"))),
+                    None => return Ok(Err(AccessRefusal::NoUser { name: u.clone() })),
                 },
                 None => None,
             };
@@ -259,7 +259,7 @@ pub(super) async fn add_share(store: &SqliteStore, s: ShareRecord) -> Result<Res
                 let exists: Option<i64> =
                     tx.query_row("SELECT 1 FROM groups WHERE name = ?1", params![g], |r| r.get(0)).optional()?;
                 if exists.is_none() {
-                    return Ok(Err(format!("no group {g:?}")));
+                    return Ok(Err(AccessRefusal::NoGroup { name: g.clone() }));
                 }
             }
             let n = tx.execute(
@@ -268,7 +268,7 @@ pub(super) async fn add_share(store: &SqliteStore, s: ShareRecord) -> Result<Res
                 params![s.id, s.agent, s.connection, user_id, s.group, s.created_at, s.created_by],
             )?;
             if n == 0 {
-                return Ok(Err("this connection is already shared with them".into()));
+                return Ok(Err(AccessRefusal::AlreadyShared));
             }
             tx.commit()?;
             Ok(Ok(()))
