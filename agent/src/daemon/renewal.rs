@@ -74,48 +74,79 @@ pub(super) struct Issued {
     res: outpost_protocol::wire::RenewResponse,
 }
 
+/// Why a renewal failed (logged, then retried with backoff). Each variant keeps its cause
+/// as its source and prints it as it was printed before (`transparent`).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum RenewalError {
+    /// The new key pair or its certificate request could not be made.
+    #[error(transparent)]
+    Key(#[from] rcgen::Error),
+    /// The request could not be written.
+    #[error(transparent)]
+    Encode(serde_json::Error),
+    /// The control plane could not be reached.
+    #[error(transparent)]
+    Transport(#[from] crate::transport::TransportError),
+    /// The control plane refused (its status and answer, as sent).
+    #[error("control plane answered {status}: {body}")]
+    Refused {
+        /// The status.
+        status: StatusCode,
+        /// The answer's text.
+        body: String,
+    },
+    /// The answer was not a renewal response.
+    #[error(transparent)]
+    Decode(serde_json::Error),
+    /// The certificate in the answer is not PEM.
+    #[error("certificate: {0}")]
+    Pem(rustls_pki_types::pem::Error),
+    /// The certificate is not for this agent's name and new key.
+    #[error(transparent)]
+    Certificate(#[from] crate::enrol::EnrolError),
+    /// The renewed identity could not be saved.
+    #[error(transparent)]
+    Save(#[from] crate::identity::IdentityError),
+}
+
 /// Asks the control plane for a certificate over a new key pair and checks it; writes
 /// nothing, so it may be dropped at any await.
-pub(super) async fn request(ctx: &Ctx) -> Result<Issued, String> {
+pub(super) async fn request(ctx: &Ctx) -> Result<Issued, RenewalError> {
     use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
     use rustls_pki_types::pem::PemObject as _;
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| e.to_string())?;
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, ctx.agent.as_str());
     params.distinguished_name = dn;
-    let csr_pem = params.serialize_request(&key).and_then(|c| c.pem()).map_err(|e| e.to_string())?;
-    let body = serde_json::to_vec(&outpost_protocol::wire::RenewRequest { csr_pem }).map_err(|e| e.to_string())?;
-    let (status, bytes) = ctx
-        .transport
-        .send(Method::POST, outpost_protocol::wire::PATH_RENEW, Some(Bytes::from(body)))
-        .await
-        .map_err(|e| e.to_string())?;
+    let csr_pem = params.serialize_request(&key).and_then(|c| c.pem())?;
+    let body = serde_json::to_vec(&outpost_protocol::wire::RenewRequest { csr_pem }).map_err(RenewalError::Encode)?;
+    let (status, bytes) =
+        ctx.transport.send(Method::POST, outpost_protocol::wire::PATH_RENEW, Some(Bytes::from(body))).await?;
     if status != StatusCode::OK {
-        return Err(format!("control plane answered {status}: {}", String::from_utf8_lossy(&bytes)));
+        return Err(RenewalError::Refused { status, body: String::from_utf8_lossy(&bytes).into_owned() });
     }
-    let res: outpost_protocol::wire::RenewResponse = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
-    let cert = rustls_pki_types::CertificateDer::from_pem_slice(res.certificate_pem.as_bytes())
-        .map_err(|e| format!("certificate: {e}"))?;
-    crate::enrol::check_certificate(&cert, &ctx.agent, key.public_key_raw()).map_err(|e| e.to_string())?;
+    let res: outpost_protocol::wire::RenewResponse = serde_json::from_slice(&bytes).map_err(RenewalError::Decode)?;
+    let cert =
+        rustls_pki_types::CertificateDer::from_pem_slice(res.certificate_pem.as_bytes()).map_err(RenewalError::Pem)?;
+    crate::enrol::check_certificate(&cert, &ctx.agent, key.public_key_raw())?;
     Ok(Issued { key, cert, res })
 }
 
 /// Saves the renewed identity and switches the transport and the audit signer to it;
 /// the new certificate's expiry.
-pub(super) async fn install(ctx: &Ctx, issued: Issued) -> Result<i64, String> {
+pub(super) async fn install(ctx: &Ctx, issued: Issued) -> Result<i64, RenewalError> {
     let Issued { key, cert, res } = issued;
     let key_pem = zeroize::Zeroizing::new(key.serialize_pem());
     let mut enrolment = ctx.enrolment.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
     enrolment.not_after = res.not_after;
     enrolment.cert_issued_at = outpost_protocol::unix_now();
-    identity::save_renewal(&ctx.live().cfg.state_dir, &key_pem, &res.certificate_pem, &enrolment)
-        .map_err(|e| e.to_string())?;
+    identity::save_renewal(&ctx.live().cfg.state_dir, &key_pem, &res.certificate_pem, &enrolment)?;
     *ctx.enrolment.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = enrolment.clone();
     let key_der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
     let signer = crate::audit::Signer::from_pkcs8(key_der.secret_der());
     let id = Identity { enrolment, cert, key: key_der, ca: ctx.ca.clone() };
-    let config = transport::mtls_config(&id).map_err(|e| e.to_string())?;
+    let config = transport::mtls_config(&id)?;
     // New connections present the new certificate first, then checkpoints and audit heads
     // are signed by its key (`audit verify` names each key): the control plane checks a
     // head against the certificate of the connection it came on.
