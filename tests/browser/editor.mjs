@@ -52,6 +52,17 @@ async function completions() {
   await page.waitForSelector('.cm-tooltip-autocomplete li', { timeout: 10000 });
   return page.$$eval('.cm-tooltip-autocomplete li .cm-completionLabel', (ls) => ls.map((l) => l.textContent));
 }
+// Enter takes the selected option: wait until the list (filled as the typing settles, later
+// on a loaded machine) has `label` selected, so Enter takes that one and not an earlier list's.
+async function accept(label, typed) {
+  // The editor has taken in every key typed (it reads them from the DOM a moment later).
+  await page.waitForFunction((t) => window.outpostEditor.state.doc.toString() === t, typed, { timeout: 10000 });
+  await page.waitForFunction((want) => {
+    const sel = document.querySelector('.cm-tooltip-autocomplete li[aria-selected] .cm-completionLabel');
+    return sel !== null && sel.textContent === want;
+  }, label, { timeout: 10000 });
+  await page.keyboard.press('Enter');
+}
 async function closeCompletions() {
   await page.keyboard.press('Escape');
   await page.waitForSelector('.cm-tooltip-autocomplete', { state: 'detached', timeout: 5000 });
@@ -139,7 +150,7 @@ await clearEditor();
 await page.keyboard.type('SELECT * FROM mon');
 const tables = await completions();
 expect(tables.includes('monthly_revenue'), `a table of window.outpostSchema is offered (${tables.join(', ')})`);
-await page.keyboard.press('Enter');
+await accept('monthly_revenue', 'SELECT * FROM mon');
 expect(await doc() === 'SELECT * FROM monthly_revenue', 'Enter takes it');
 await clearEditor();
 await page.keyboard.type('SELECT orders.qua');
@@ -153,7 +164,7 @@ expect(bare.includes('revenue'), `a bare word is offered the schema's columns ($
 const detail = await page.$$eval('.cm-tooltip-autocomplete li', (ls) => ls.map((l) => l.textContent).find((t) => t.startsWith('revenue')));
 expect(detail.includes('real · masked') && detail.includes('monthly_revenue'), `with its type, masking and table (${detail})`);
 await shot('31-editor-autocomplete');
-await page.keyboard.press('Enter');
+await accept('revenue', 'SELECT reven');
 expect(await sqlValue() === 'SELECT revenue', 'the completed text reaches the textarea');
 
 // --- outpost:insert puts text at the cursor -------------------------------------------------
