@@ -167,13 +167,13 @@
     } else if (then === 'embed') {
       const box = form.parentElement.querySelector('[data-embed-out]');
       const base = window.location.origin;
+      // The project's embed page in a frame; the host site must be one of the project's
+      // embed origins (or the control plane's embed.frame_ancestors).
+      const src = base + '/embed/dashboards/' + encodeURIComponent(data.project) + '?token=' + encodeURIComponent(data.token);
       box.querySelector('[data-copy-source]').value =
-        '<!-- Outpost embed: fetch from your page; the token expires ' + new Date(data.expires_at * 1000).toISOString() + ' -->\n' +
-        '<div id="outpost-chart"></div>\n<script>\n' +
-        'fetch("' + base + '/v1/embed/results/0", { headers: { Authorization: "Bearer ' + data.token + '" } })\n' +
-        '  .then((r) => r.blob())\n' +
-        '  .then((b) => { const i = new Image(); i.src = URL.createObjectURL(b); document.getElementById("outpost-chart").append(i); });\n' +
-        '</script>';
+        '<!-- Outpost embed page for ' + String(data.customer).replace(/-->/g, '--&gt;') + '; the token expires ' + new Date(data.expires_at * 1000).toISOString() +
+        ': mint a new one on your server for each page view -->\n' +
+        '<iframe src="' + src + '" title="Outpost dashboard" style="width: 100%; height: 640px; border: 0" loading="lazy"></iframe>';
       box.hidden = false;
       say(form, 'Created.', true);
     }

@@ -195,8 +195,14 @@ async function barsDrawn(page) {
   await embed.locator('button').click();
   await page.waitForSelector('[data-embed-out]:not([hidden])');
   const snippet = await page.inputValue('[data-embed-out] textarea');
-  expect(/Bearer ey[\w-]+\.[\w-]+\.[\w-]+/.test(snippet), 'an embed snippet with a short-lived embed token is shown');
+  const src = /<iframe src="([^"]+\/embed\/dashboards\/[\w-]+\?token=ey[\w-]+\.[\w-]+\.[\w-]+)"/.exec(snippet);
+  expect(src !== null, 'an iframe snippet of the embed page with a short-lived embed token is shown');
   out.embed_snippet = snippet;
+  const framed = await ctx.newPage();
+  await framed.goto(src[1]);
+  await framed.waitForSelector('body.embed .tiles section.query');
+  expect(!(await framed.content()).includes('<script'), "the snippet's page opens: the project's tiles, no script");
+  await framed.close();
   await shot(page, '06-project-editor');
   await signOut(page);
   await ctx.close();

@@ -52,15 +52,24 @@ async function completions() {
   await page.waitForSelector('.cm-tooltip-autocomplete li', { timeout: 10000 });
   return page.$$eval('.cm-tooltip-autocomplete li .cm-completionLabel', (ls) => ls.map((l) => l.textContent));
 }
-// Enter takes the selected option: wait until the list (filled as the typing settles, later
-// on a loaded machine) has `label` selected, so Enter takes that one and not an earlier list's.
+// Enter takes the selected option once the list has settled. CodeMirror ignores Enter on a
+// list shown less than its interactionDelay (75 ms) ago (it inserts a line instead), so
+// that a list popping up under a key press is not taken by accident; on a loaded machine
+// the list is refreshed as the last keys are read. So: every key typed is in the document,
+// `label` is selected, and the list has not changed for longer than that delay.
 async function accept(label, typed) {
-  // The editor has taken in every key typed (it reads them from the DOM a moment later).
   await page.waitForFunction((t) => window.outpostEditor.state.doc.toString() === t, typed, { timeout: 10000 });
-  await page.waitForFunction((want) => {
+  await page.waitForFunction(({ want, settle }) => {
+    const list = document.querySelector('.cm-tooltip-autocomplete');
     const sel = document.querySelector('.cm-tooltip-autocomplete li[aria-selected] .cm-completionLabel');
-    return sel !== null && sel.textContent === want;
-  }, label, { timeout: 10000 });
+    const seen = list && sel ? sel.textContent + '|' + list.innerHTML : null;
+    if (seen !== window.__listSeen) {
+      window.__listSeen = seen;
+      window.__listSince = performance.now();
+      return false;
+    }
+    return seen !== null && sel.textContent === want && performance.now() - window.__listSince > settle;
+  }, { want: label, settle: 150 }, { polling: 25, timeout: 10000 });
   await page.keyboard.press('Enter');
 }
 async function closeCompletions() {
