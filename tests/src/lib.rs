@@ -344,6 +344,11 @@ impl ControlPlane {
         self.process.as_ref().context("control plane not started")
     }
 
+    /// The running control plane's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Process::pid)
+    }
+
     /// The running process, which the caller now stops (as it wishes).
     pub fn take_process(&mut self) -> Option<Process> {
         self.process.take()
@@ -623,6 +628,19 @@ pub fn job_spec(audience: &str, issued_at: i64, expires_at: i64) -> outpost_prot
         timeout_secs: None,
         requester: None,
     }
+}
+
+/// CPU time (user + system, seconds) that process `pid` has used so far, all its threads
+/// together, from `/proc/PID/stat` (in USER_HZ ticks, which Linux fixes at 100 per second
+/// for user space); `None` when the process is gone or the file does not read.
+pub fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count from its end.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
 }
 
 /// This machine, for benchmark reports: cores, CPU model, memory, OS.

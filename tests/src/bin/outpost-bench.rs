@@ -153,7 +153,7 @@ async fn main() -> Result<()> {
          egress:\n      mask:\n        - column: orders.amount\n{pg}"
     );
     let root = tempfile::tempdir()?;
-    let (cp, _agent) = outpost_e2e::control_plane_and_agent(root.path(), &config).await?;
+    let (cp, agent) = outpost_e2e::control_plane_and_agent(root.path(), &config).await?;
     let api = cp.api()?;
     let jobs: Vec<Vec<u8>> = chosen.iter().map(|c| job(c.connection, c.sql)).collect();
 
@@ -219,10 +219,17 @@ async fn main() -> Result<()> {
     floor.sort();
 
     let mut throughput = Vec::new();
+    let pids = [
+        ("control plane", cp.pid()),
+        ("agent", agent.pid()),
+        ("load client (reads both logs)", Some(std::process::id())),
+    ];
+    let mut cpu = Vec::new();
     for j in &jobs {
         if args.jobs_per_client == 0 {
             break;
         }
+        let before: Vec<Option<f64>> = pids.iter().map(|(_, p)| p.and_then(outpost_e2e::cpu_secs)).collect();
         let start = Instant::now();
         let mut tasks = Vec::new();
         for _ in 0..args.clients {
@@ -239,6 +246,8 @@ async fn main() -> Result<()> {
             t.await??;
         }
         throughput.push(start.elapsed());
+        let after = pids.iter().map(|(_, p)| p.and_then(outpost_e2e::cpu_secs));
+        cpu.push(before.into_iter().zip(after).map(|(b, a)| Some(a? - b?)).collect::<Vec<_>>());
     }
     let total = args.clients * args.jobs_per_client;
 
@@ -272,6 +281,21 @@ async fn main() -> Result<()> {
         ms(percentile(&floor, 0.99)),
         ms(percentile(&floor, 1.0))
     );
+    if !cpu.is_empty() {
+        println!();
+        println!("CPU time per job during the throughput phase (user + system, all threads; 2 cores give 2 ms of CPU per ms):");
+        println!();
+        let names: Vec<&str> = pids.iter().map(|(n, _)| *n).collect();
+        println!("| contender | {} | wall per job |", names.join(" | "));
+        println!("| --- |{} --- |", " --- |".repeat(names.len()));
+        for (i, c) in chosen.iter().enumerate() {
+            let Some(per) = cpu.get(i) else { break };
+            let cells: Vec<String> =
+                per.iter().map(|s| s.map_or("-".into(), |s| format!("{:.0} µs", s * 1e6 / total as f64))).collect();
+            let wall = throughput[i].as_secs_f64() * 1e6 / total as f64;
+            println!("| {} | {} | {wall:.0} µs |", c.name, cells.join(" | "));
+        }
+    }
     for (m, u, pm, pu, d) in paired {
         println!();
         println!(

@@ -56,6 +56,7 @@ impl SqliteStore {
         // Deleted rows (expired results, sessions) are overwritten with zeros, not left in
         // free pages for someone with the file to read.
         conn.pragma_update(None, "secure_delete", true)?;
+        db::plan_once(&conn)?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         // Migrations run in order, each in its own transaction with the version bump.
         for &(target, sql) in MIGRATIONS {
@@ -115,7 +116,6 @@ impl From<rusqlite::Error> for StoreError {
 
 impl_store!(SqliteStore, by_topic);
 
-#[cfg(test)]
 #[cfg(test)]
 mod tests {
     use std::error::Error as _;

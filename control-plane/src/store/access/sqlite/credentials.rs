@@ -99,6 +99,16 @@ pub(super) async fn add_token(store: &SqliteStore, t: ApiTokenRecord) -> Result<
         .await
 }
 
+/// The token check that every API request makes: a live token and its enabled user.
+static TOKEN_AUTH_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {TOKEN_COLS}, {} FROM api_tokens t JOIN users u ON u.id = t.user_id
+             WHERE t.token_sha256 = ?1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?2)
+               AND u.disabled_at IS NULL",
+        USER_COLS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ")
+    )
+});
+
 pub(super) async fn token_auth(
     store: &SqliteStore,
     token_sha256: String,
@@ -107,14 +117,9 @@ pub(super) async fn token_auth(
     let hash = token_sha256.clone();
     let row = store
         .with_read(move |c| {
-            Ok(c.prepare_cached(&format!(
-                "SELECT {TOKEN_COLS}, {} FROM api_tokens t JOIN users u ON u.id = t.user_id
-                     WHERE t.token_sha256 = ?1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?2)
-                       AND u.disabled_at IS NULL",
-                USER_COLS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ")
-            ))?
-            .query_row(params![hash, now], |r| Ok((token_from_row(r)?, user_from_row(r, 10)?)))
-            .optional()?)
+            Ok(c.prepare_cached(&TOKEN_AUTH_SQL)?
+                .query_row(params![hash, now], |r| Ok((token_from_row(r)?, user_from_row(r, 10)?)))
+                .optional()?)
         })
         .await?;
     // Coarse (per minute) so that every API call is not a write.
@@ -165,4 +170,31 @@ pub(super) async fn revoke_token(store: &SqliteStore, id: String, now: i64) -> R
             )? == 1)
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::StatementStatus;
+
+    use super::*;
+
+    /// The token check runs on every API request with other values each time; SQLite must
+    /// run it from its cached plan, not parse and plan it again on each call (it did: a
+    /// seventh of the control plane's CPU under load). Checked on a read connection and
+    /// on the writer, both opened by the store itself.
+    #[tokio::test]
+    async fn the_token_check_is_planned_once_and_reused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("cp.db")).expect("open");
+        let run = |c: &rusqlite::Connection| -> Result<i32, StoreError> {
+            for i in 0..5_i64 {
+                c.prepare_cached(&TOKEN_AUTH_SQL)?
+                    .query_map(params![format!("sha-{i}"), 1_000 + i], |_| Ok(()))?
+                    .count();
+            }
+            Ok(c.prepare_cached(&TOKEN_AUTH_SQL)?.get_status(StatementStatus::RePrepare))
+        };
+        assert_eq!(store.with_read(run).await.expect("read"), 0, "re-planned on a read connection");
+        assert_eq!(store.with_conn(move |c| run(c)).await.expect("write"), 0, "re-planned on the writer");
+    }
 }
