@@ -450,7 +450,7 @@ fn query_params(id: RouteId) -> Vec<Value> {
         RouteId::TokensList => vec![q("all", json!({ "type": "boolean" }), "every user's tokens (admins)")],
         RouteId::ProjectsResults => vec![q("customer", string(), "the end customer the project ran for")],
         RouteId::AuditRead => vec![
-            q("actor", string(), "user name, embed:<customer> or anonymous"),
+            q("actor", string(), "user name, embed:<customer>, schedule, control-plane or anonymous"),
             q("action", string(), "action, or a prefix ending in '.' such as jobs."),
             q("outcome", json!({ "type": "string", "enum": ["ok", "denied", "failed"] }), "outcome"),
             q("target", string(), "exact target"),

@@ -77,10 +77,37 @@ pub fn parse_cron(cron: &str) -> Result<Cron, String> {
     let parser = CronParser::builder().seconds(Seconds::Disallowed).build();
     parser.parse(text).map_err(|e| {
         let m = e.to_string();
-        let m = m.strip_prefix("Invalid pattern: ").unwrap_or(&m).to_owned();
-        format!("{m} (fields: minute 0-59, hour 0-23, day 1-31, month 1-12, weekday 0-7 with 0 and 7 Sunday)")
+        let m = ["Invalid pattern: ", "Component error: ", "Pattern contains illegal characters: "]
+            .iter()
+            .find_map(|p| m.strip_prefix(p))
+            .unwrap_or(&m)
+            .trim_end_matches('.')
+            .to_owned();
+        // Which field: the first that fails alone, the others left at `*`.
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        let culprit = (0..FIELDS.len()).find(|k| {
+            let alone: Vec<&str> = (0..FIELDS.len()).map(|j| if j == *k { fields[j] } else { "*" }).collect();
+            fields.len() == FIELDS.len() && parser.parse(&alone.join(" ")).is_err()
+        });
+        match culprit {
+            Some(k) => {
+                format!("the {} field {:?} is not valid (it takes {}): {m}", FIELDS[k].0, fields[k], FIELDS[k].1)
+            }
+            None => {
+                format!("{m} (fields: minute 0-59, hour 0-23, day 1-31, month 1-12, weekday 0-7 with 0 and 7 Sunday)")
+            }
+        }
     })
 }
+
+/// The five fields, with what each takes.
+const FIELDS: [(&str, &str); 5] = [
+    ("minute", "0-59"),
+    ("hour", "0-23"),
+    ("day", "1-31, or L for the last"),
+    ("month", "1-12 or JAN-DEC"),
+    ("weekday", "0-7 or SUN-SAT; 0 and 7 are Sunday"),
+];
 
 fn plural(n: usize) -> &'static str {
     if n == 1 {

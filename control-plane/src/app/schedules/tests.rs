@@ -45,7 +45,9 @@ fn a_pattern_of_the_wrong_shape_is_refused_in_words() {
     assert!(parse_cron("0 6 * *").expect_err("4").starts_with("4 fields given; use 5"));
     assert!(parse_cron("").expect_err("empty").contains("must not be empty"));
     let bad = parse_cron("61 6 * * *").expect_err("minute 61");
-    assert!(bad.contains("minute 0-59"), "{bad}");
+    assert_eq!(bad, "the minute field \"61\" is not valid (it takes 0-59): Number out of bounds");
+    let bad = parse_cron("0 6 * * MON-FRY").expect_err("weekday");
+    assert!(bad.starts_with("the weekday field \"MON-FRY\" is not valid (it takes 0-7 or SUN-SAT"), "{bad}");
     assert!(parse_cron("0 6 * * 1-5").is_ok());
     assert!(parse_cron("@daily").is_ok());
     let m = message(schedule("0 0 30 2 *", "UTC").check(&[query(None)], 300, utc(2026, 12, 7, 0, 0)));
