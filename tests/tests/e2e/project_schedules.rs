@@ -10,11 +10,13 @@
 //! Runs on the backend `OUTPOST_TEST_STORE` names (SQLite by default, `postgres` for a
 //! fresh PostgreSQL database), and says which.
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{ensure, Context as _, Result};
 use outpost_e2e::client::Api;
-use outpost_e2e::{call, eventually, ok_json, user_with_token, TEST_PASSWORD};
+use outpost_e2e::{call, eventually, ok_json, user_with_token, Agent, ControlPlane, PgDatabase, TEST_PASSWORD};
 use serde_json::{json, Value};
 
 const SQL: &str = "SELECT region, SUM(amount) AS revenue FROM orders GROUP BY region ORDER BY region";
@@ -48,7 +50,7 @@ async fn signed_in(api: &Api, user: &str) -> Result<Api> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schedule_is_checked_shown_said_in_words_and_run_by_the_control_plane() -> Result<()> {
     let root = tempfile::tempdir()?;
-    let (cp, _edge) = outpost_e2e::start_pair(root.path(), "edge-1", "", &[]).await?;
+    let (mut cp, _edge) = outpost_e2e::start_pair(root.path(), "edge-1", "", &[]).await?;
     println!("store: {}", if cp.pg.is_some() { "PostgreSQL" } else { "SQLite" });
     let admin = cp.api()?;
     let ed = user_with_token(&admin, "ed", "editor").await?;
@@ -131,8 +133,85 @@ async fn a_schedule_is_checked_shown_said_in_words_and_run_by_the_control_plane(
     let job = ok_json(&ed, "GET", &format!("/v1/jobs/{job}"), None).await?;
     ensure!(job["requester"] == "ed", "run as the owner: {job}");
 
+    // After a restart the dashboard still shows the scheduled run's result, and the
+    // schedule is still there.
+    // (A restarted control plane listens on a new port: read as the admin, anew.)
+    cp.kill()?;
+    cp.start()?;
+    let admin = cp.api()?;
+    let v = ok_json(&admin, "GET", &results, None).await?;
+    ensure!(v["queries"][0]["job"]["state"] == "succeeded", "after a restart: {v}");
+    let p = ok_json(&admin, "GET", &format!("/v1/projects/{pid}"), None).await?;
+    ensure!(p["schedule"] == after["schedule"], "the schedule outlives a restart: {}", p["schedule"]);
+
     // Removed with `null`.
-    let removed = ok_json(&ed, "PUT", &format!("/v1/projects/{pid}"), Some(&project(Some(Value::Null)))).await?;
+    let removed = ok_json(&admin, "PUT", &format!("/v1/projects/{pid}"), Some(&project(Some(Value::Null)))).await?;
     ensure!(removed["schedule"].is_null(), "removed: {}", removed["schedule"]);
+    Ok(())
+}
+
+/// Two replicas on one PostgreSQL database, both running the scheduler loop: twelve
+/// projects due at once (more than the agent's share of 4 refresh jobs, so each replica
+/// hands out parts of the backlog over several ticks) run exactly once each, every job
+/// claimed by one replica. Always on the local PostgreSQL server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_run_each_due_slot_exactly_once() -> Result<()> {
+    const PROJECTS: usize = 12;
+    let root = tempfile::tempdir()?;
+    let db = Arc::new(PgDatabase::create()?);
+    let mut cp1 = ControlPlane::init_on(root.path(), Some(Arc::clone(&db)))?;
+    let mut cp2 = cp1.replica(root.path(), "cp2")?;
+    cp1.start()?;
+    cp2.start()?;
+    let mut edge = Agent::new(root.path(), "edge-1", "")?;
+    edge.enroll_with(&cp1).await?;
+    edge.start_connected()?;
+    let admin = cp1.api()?;
+    let mut ids = Vec::new();
+    for i in 0..PROJECTS {
+        let mut p = project(Some(json!({ "cron": "0 6 * * *", "timezone": "UTC" })));
+        p["name"] = json!(format!("Sales {i}"));
+        ids.push(ok_json(&admin, "POST", "/v1/projects", Some(&p)).await?["id"].as_str().context("id")?.to_owned());
+    }
+    cp1.store_sql("UPDATE projects SET next_run_at = 1")?;
+
+    let admin2 = cp2.api()?;
+    eventually("every project has run once", Duration::from_secs(180), || async {
+        let mut all = true;
+        for id in &ids {
+            let v = ok_json(&admin2, "GET", &format!("/v1/projects/{id}/results"), None).await?;
+            all &= v["queries"][0]["job"]["state"] == "succeeded";
+        }
+        Ok(all)
+    })
+    .await?;
+
+    // One job per project, each in exactly one audit event of one replica's scheduler.
+    let jobs = ok_json(&admin, "GET", "/v1/jobs?limit=100", None).await?;
+    let jobs: Vec<&Value> = jobs["jobs"].as_array().context("jobs")?.iter().collect();
+    ensure!(jobs.len() == PROJECTS, "{} jobs for {PROJECTS} due projects: {jobs:?}", jobs.len());
+    let projects: BTreeSet<&str> = jobs.iter().filter_map(|j| j["project_id"].as_str()).collect();
+    ensure!(projects.len() == PROJECTS, "one job per project: {projects:?}");
+    let audit = ok_json(&admin, "GET", "/v1/audit?actor=schedule&limit=1000", None).await?;
+    let mut claimed = Vec::new();
+    for e in audit["events"].as_array().context("events")? {
+        ensure!(e["outcome"] == "ok", "{e}");
+        for j in e["detail"]["jobs"].as_array().into_iter().flatten() {
+            claimed.push(j["job"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    claimed.sort();
+    let mut listed: Vec<String> = jobs.iter().filter_map(|j| j["id"].as_str().map(str::to_owned)).collect();
+    listed.sort();
+    ensure!(claimed == listed, "each job dispatched by one claim: claimed {claimed:?}, jobs {listed:?}");
+    for id in &ids {
+        let p = ok_json(&admin2, "GET", &format!("/v1/projects/{id}"), None).await?;
+        ensure!(p["schedule"]["next_run_at"].as_i64() > Some(1), "{id} moved on: {}", p["schedule"]);
+    }
+    println!(
+        "{PROJECTS} due projects, {} scheduler runs across two replicas, {} jobs",
+        audit["events"].as_array().map_or(0, Vec::len),
+        claimed.len()
+    );
     Ok(())
 }
