@@ -148,6 +148,12 @@
         const q = body;
         q.name = extra._query_name || extra._project || 'query';
         body = { name: extra._project || '', queries: [q] };
+      } else if (src.dataset.wrap === 'schedule' || src.dataset.wrap === 'schedule-remove') {
+        // A project's schedule is set with the project: its name and queries as they are
+        // now (without the `index` the API adds when it shows them), and the schedule.
+        const p = await api('GET', fillPath(tmpl, extra));
+        const queries = (p.queries || []).map((q) => { const c = { ...q }; delete c.index; return c; });
+        body = { name: p.name, queries, schedule: src.dataset.wrap === 'schedule' ? body.schedule : null };
       }
     } else if (el.dataset.body) {
       body = JSON.parse(el.dataset.body);

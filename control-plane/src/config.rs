@@ -84,6 +84,11 @@ pub struct ControlPlaneConfig {
     #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
     #[schemars(with = "Option<EmbedConfig>")]
     pub embed: EmbedConfig,
+    /// Project (dashboard) schedules: how often they may run, and how many of their jobs
+    /// may wait at one agent.
+    #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
+    #[schemars(with = "Option<SchedulesConfig>")]
+    pub schedules: SchedulesConfig,
     /// API tokens.
     #[serde(default, deserialize_with = "yamlcfg::null_as_default")]
     #[schemars(with = "Option<ApiTokensConfig>")]
@@ -293,6 +298,43 @@ impl Default for ResultsConfig {
     }
 }
 
+/// Default of `schedules.min_interval_secs`: a schedule runs at most every 5 minutes.
+pub const DEFAULT_SCHEDULE_MIN_INTERVAL_SECS: u64 = 300;
+/// Default of `schedules.max_queued_per_agent`.
+pub const DEFAULT_SCHEDULE_MAX_QUEUED: u32 = 4;
+
+/// Project (dashboard) schedules.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulesConfig {
+    /// The shortest time allowed between two runs of one schedule, seconds (60..86400): a
+    /// cron pattern that would run more often is refused.
+    #[serde(default = "default_schedule_min_interval")]
+    pub min_interval_secs: u64,
+    /// Most project refresh jobs (scheduled or asked for) that may wait in one agent's
+    /// (or pool's) queue before the scheduler holds back more (1..1000); the rest go on
+    /// later ticks, so refreshes never crowd out interactive jobs.
+    #[serde(default = "default_schedule_max_queued")]
+    pub max_queued_per_agent: u32,
+}
+
+impl Default for SchedulesConfig {
+    fn default() -> Self {
+        Self {
+            min_interval_secs: DEFAULT_SCHEDULE_MIN_INTERVAL_SECS,
+            max_queued_per_agent: DEFAULT_SCHEDULE_MAX_QUEUED,
+        }
+    }
+}
+
+fn default_schedule_min_interval() -> u64 {
+    DEFAULT_SCHEDULE_MIN_INTERVAL_SECS
+}
+
+fn default_schedule_max_queued() -> u32 {
+    DEFAULT_SCHEDULE_MAX_QUEUED
+}
+
 /// Embed tokens.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -446,6 +488,7 @@ impl ControlPlaneConfig {
             sessions: SessionsConfig::default(),
             results: ResultsConfig::default(),
             embed: EmbedConfig::default(),
+            schedules: SchedulesConfig::default(),
             api_tokens: ApiTokensConfig::default(),
             oidc: None,
             store: StoreUrl::default(),
@@ -519,6 +562,12 @@ impl ControlPlaneConfig {
         }
         if self.results.keep_latest_secs > 365 * 86_400 {
             return Err(invalid("results.keep_latest_secs", "must be between 0 and 31536000 (365 days)"));
+        }
+        if !(60..=86_400).contains(&self.schedules.min_interval_secs) {
+            return Err(invalid("schedules.min_interval_secs", "must be between 60 and 86400"));
+        }
+        if !(1..=1000).contains(&self.schedules.max_queued_per_agent) {
+            return Err(invalid("schedules.max_queued_per_agent", "must be between 1 and 1000"));
         }
         if !(60..=86_400).contains(&self.embed.max_ttl_secs) {
             return Err(invalid("embed.max_ttl_secs", "must be between 60 and 86400"));

@@ -103,3 +103,16 @@ fn embed_frame_ancestors_are_origins_and_nothing_else() {
         assert!(e.contains(&format!("embed.frame_ancestors[{i}]")), "{bad}: {e}");
     }
 }
+
+#[test]
+fn schedules_have_defaults_and_checked_bounds() {
+    let d = parse_store("").expect("default");
+    assert_eq!((d.schedules.min_interval_secs, d.schedules.max_queued_per_agent), (300, 4));
+    let set = parse_store("schedules:\n  min_interval_secs: 60\n  max_queued_per_agent: 10\n").expect("set");
+    assert_eq!((set.schedules.min_interval_secs, set.schedules.max_queued_per_agent), (60, 10));
+    let e = parse_store("schedules:\n  min_interval_secs: 59\n").expect_err("too short");
+    assert!(e.contains("schedules.min_interval_secs") && e.contains("between 60 and 86400"), "{e}");
+    let e = parse_store("schedules:\n  max_queued_per_agent: 0\n").expect_err("none");
+    assert!(e.contains("schedules.max_queued_per_agent") && e.contains("between 1 and 1000"), "{e}");
+    assert!(parse_store("schedules:\n  every: 5\n").is_err(), "unknown keys are refused");
+}

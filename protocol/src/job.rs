@@ -74,7 +74,8 @@ pub struct Requester {
     pub user_id: String,
     /// The user's name.
     pub user: String,
-    /// How the request was authenticated: `session`, or `token:ID` for an API token.
+    /// How the request was authenticated: `session`, or `token:ID` for an API token;
+    /// `schedule` when a project's schedule ran it as its owner.
     pub via: String,
     /// The project whose query runs, when one does.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -190,6 +190,22 @@ async function barsDrawn(page) {
   await Promise.all([page.waitForEvent('load'), grant.locator('button').click()]);
   expect((await page.textContent('[data-grant="vi"]')).includes('view-app'), 'the project is shared with vi as view-app');
 
+  // A schedule: refused in words beside the form, then set, said in words, kept.
+  const words = () => page.textContent('[data-schedule]');
+  expect((await words()) === 'Refreshed on demand only (no schedule).', 'a new project refreshes on demand only');
+  const sched = page.locator('form[data-wrap=schedule]');
+  await sched.locator('input[name="schedule.cron"]').fill('* * * * *');
+  await sched.locator('input[name="schedule.timezone"]').fill('Europe/Berlin');
+  await sched.locator('button', { hasText: 'Save schedule' }).click();
+  await page.waitForFunction(() => /runs every 60 s/.test(document.querySelector('form[data-wrap=schedule] output').textContent));
+  expect(true, 'a schedule that runs too often is refused beside its form, in words');
+  await sched.locator('input[name="schedule.cron"]').fill('0 6 * * 1-5');
+  await Promise.all([page.waitForEvent('load'), sched.locator('button', { hasText: 'Save schedule' }).click()]);
+  expect(/^Every weekday at 06:00, Europe\/Berlin · next run \d+ \w{3} 06:00$/.test(await words()),
+    'the schedule is saved and said in words, its next run in its zone');
+  await waitForJob(page, 'section.query [data-job]');
+  expect((await barsDrawn(page)).length === cfg.regions.length, 'the project keeps its query and chart');
+
   const embed = page.locator('form[data-then=embed]');
   await embed.locator('input[name=customer]').fill('acme');
   await embed.locator('button').click();
@@ -230,6 +246,9 @@ async function barsDrawn(page) {
   const html = await page.content();
   expect(!/select\s+region|from\s+orders/i.test(html), 'the SQL is nowhere in the viewer\'s page');
   expect(!html.includes('edge-1'), 'nor the agent that ran it');
+  expect((await page.textContent('[data-schedule]')).startsWith('Every weekday at 06:00, Europe/Berlin · next run '),
+    'the viewer reads when the dashboard refreshes');
+  expect((await page.$$('form[data-wrap=schedule]')).length === 0, 'and has no form to change it');
   await shot(page, '07-project-viewer');
   // Keyboard: the skip link is the first stop.
   await page.keyboard.press('Tab');

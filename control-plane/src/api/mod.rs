@@ -237,11 +237,7 @@ async fn record(app: &App, route: &Route, ctx: &Ctx, status: StatusCode) {
 /// Whether the caller may use `agent`/`connection`: admins may use every connection,
 /// everyone else only those shared with them or their groups.
 pub async fn check_connection(app: &App, caller: &Caller, agent: &str, connection: &str) -> Result<(), ApiError> {
-    if caller.is_admin() {
-        return Ok(());
-    }
-    let shared = app.store.shared_connections(caller.user_id.clone()).await?;
-    if shared.iter().any(|(a, c)| a == agent && c == connection) {
+    if app.may_use_connection(&caller.user_id, caller.role, agent, connection).await? {
         Ok(())
     } else {
         Err(forbidden(format!("connection {connection:?} on agent {agent:?} is not shared with you")))

@@ -155,7 +155,18 @@ fn components() -> Value {
                     "description": "1-based position of the parameter that receives the end customer id" } })),
             "ProjectIn": strict(&["name", "queries"], json!({
                 "name": string(), "queries": { "type": "array", "items": r("ProjectQuery") },
-                "embed_origins": embed_origins() })),
+                "embed_origins": embed_origins(),
+                "schedule": nullable(strict(&["cron", "timezone"], json!({
+                    "cron": { "type": "string", "example": "0 6 * * 1-5",
+                              "description": "five fields: minute hour day-of-month month weekday (0 and 7: Sunday), \
+                                              or @hourly, @daily, @weekly, @monthly; no more often than \
+                                              schedules.min_interval_secs (default 300)" },
+                    "timezone": { "type": "string", "example": "Europe/Berlin",
+                                  "description": "IANA time zone the pattern is read in" },
+                    "customers": { "type": "array", "maxItems": 100, "items": { "type": "string", "minLength": 1, "maxLength": 128 },
+                                   "description": "end customers each run is for: required when a query has customer_param, \
+                                                   refused when none has" } }))),
+            })),
             "Project": obj(&["id", "name", "owner", "access", "created_at", "updated_at", "queries"], json!({
                 "id": string(), "name": string(), "owner": string(),
                 "access": { "type": "string", "enum": ["admin", "owner", "edit", "view-logic", "view-app"] },
@@ -163,7 +174,13 @@ fn components() -> Value {
                 "queries": { "type": "array", "items": obj(&["index", "name"], json!({ "index": int(), "name": string() })),
                              "description": "SQL, parameters, connection and render spec only with view-logic, edit, ownership or admin" },
                 "grants": { "type": "array", "items": obj(&["user", "access"], json!({ "user": string(), "access": r("Grant") })) },
-                "embed_origins": embed_origins() })),
+                "embed_origins": embed_origins(),
+                "schedule": nullable(obj(&["description", "timezone", "next_run_at"], json!({
+                    "description": { "type": "string", "example": "Every weekday at 06:00" },
+                    "timezone": string(), "next_run_at": int_or_null(),
+                    "cron": { "type": "string", "description": "only with view-logic, edit, ownership or admin" },
+                    "customers": { "type": "array", "items": string(),
+                                   "description": "only with view-logic, edit, ownership or admin" } }))) })),
             "AuditEvent": obj(&["seq", "at", "actor", "credential", "action", "outcome", "status"], json!({
                 "seq": int(), "at": int(), "actor": string(), "credential": string(), "action": string(),
                 "target": string(), "outcome": { "type": "string", "enum": ["ok", "denied", "failed"] },
@@ -433,7 +450,7 @@ fn query_params(id: RouteId) -> Vec<Value> {
         RouteId::TokensList => vec![q("all", json!({ "type": "boolean" }), "every user's tokens (admins)")],
         RouteId::ProjectsResults => vec![q("customer", string(), "the end customer the project ran for")],
         RouteId::AuditRead => vec![
-            q("actor", string(), "user name, embed:<customer> or anonymous"),
+            q("actor", string(), "user name, embed:<customer>, schedule, control-plane or anonymous"),
             q("action", string(), "action, or a prefix ending in '.' such as jobs."),
             q("outcome", json!({ "type": "string", "enum": ["ok", "denied", "failed"] }), "outcome"),
             q("target", string(), "exact target"),

@@ -7,50 +7,22 @@
 //! and a project stops running when its owner loses the connection.
 
 use http::{Request, Response, StatusCode};
-use outpost_protocol::{CacheSpec, Param};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::api::{self, bearer, check_connection, forbidden, unauthorized, Ctx, JobView};
-use crate::app::{App, DispatchRequest};
+use crate::app::projects::{parse_queries, RunBy};
+use crate::app::schedules::Schedule;
+use crate::app::App;
 use crate::auth::access::{self, Caller, Grant, ProjectAccess, Role};
 use crate::auth::embed::{self, Claims};
 use crate::http::{json, parse_json, parse_render, query_param, ApiError, Body};
-use crate::store::access::{AccessStore, ProjectRecord};
-use crate::store::{JobOrigin, Store};
+use crate::store::access::{AccessStore, ProjectRecord, ScheduleState};
+use crate::store::Store;
 
 /// Most queries in one project.
 pub const MAX_QUERIES: usize = 50;
-/// Longest end-customer id.
-pub const MAX_CUSTOMER_LEN: usize = 128;
-
-/// One saved query.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProjectQuery {
-    /// Display name.
-    pub name: String,
-    /// Agent.
-    pub agent: String,
-    /// Connection on that agent.
-    pub connection: String,
-    /// SQL text.
-    pub sql: String,
-    /// Typed parameters.
-    #[serde(default)]
-    pub params: Vec<Param>,
-    /// Render spec.
-    pub render: serde_json::Value,
-    /// Cache instructions.
-    #[serde(default)]
-    pub cache: CacheSpec,
-    /// Statement timeout asked for, seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout_secs: Option<u32>,
-    /// 1-based position of the parameter that receives the end customer id when the
-    /// project runs for a customer (e.g. 1 for `$1`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub customer_param: Option<u16>,
-}
+pub use crate::app::projects::ProjectQuery;
+pub use crate::app::schedules::MAX_CUSTOMER_LEN;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,6 +32,14 @@ struct ProjectBody {
     /// The origins that may frame the project's embed page; absent on an update: kept.
     #[serde(default)]
     embed_origins: Option<Vec<String>>,
+    /// The refresh schedule; `null`: none; absent on an update: kept.
+    #[serde(default, deserialize_with = "present")]
+    schedule: Option<Option<Schedule>>,
+}
+
+/// A field that is there, even as `null` (`Some(None)`), as opposed to absent (`None`).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 /// A project's own embed origins, checked: each an origin the control plane's
@@ -97,10 +77,6 @@ pub fn frame_ancestors(app: &App, p: &ProjectRecord) -> Vec<String> {
     }
 }
 
-fn parse_queries(json_text: &str) -> Result<Vec<ProjectQuery>, ApiError> {
-    serde_json::from_str(json_text).map_err(|e| ApiError::internal(format!("stored project queries: {e}")))
-}
-
 fn render_kind(render: &serde_json::Value) -> String {
     render.get("kind").and_then(|k| k.as_str()).unwrap_or("unknown").to_owned()
 }
@@ -135,6 +111,7 @@ async fn view(app: &App, p: &ProjectRecord, a: ProjectAccess) -> Result<serde_js
         "id": p.id, "name": p.name, "owner": p.owner, "access": a.as_str(),
         "created_at": p.created_at, "updated_at": p.updated_at, "queries": queries,
     });
+    v["schedule"] = schedule_view(p, a);
     if a.can_edit() {
         v["embed_origins"] = serde_json::from_str(&p.embed_origins).unwrap_or(serde_json::Value::Array(Vec::new()));
     }
@@ -149,6 +126,36 @@ async fn view(app: &App, p: &ProjectRecord, a: ProjectAccess) -> Result<serde_js
         v["grants"] = grants.into();
     }
     Ok(v)
+}
+
+/// What a caller sees of a project's schedule: everyone its words, zone and next run;
+/// those who may read the queries also its pattern and customer list.
+fn schedule_view(p: &ProjectRecord, a: ProjectAccess) -> serde_json::Value {
+    let Some((s, state)) =
+        p.schedule.as_ref().and_then(|st| Some((serde_json::from_str::<Schedule>(&st.json).ok()?, st)))
+    else {
+        return serde_json::Value::Null;
+    };
+    let mut v = serde_json::json!({
+        "description": s.describe(), "timezone": s.timezone, "next_run_at": state.next_run_at,
+    });
+    if a.can_see_logic() {
+        v["cron"] = s.cron.into();
+        v["customers"] = s.customers.into();
+    }
+    v
+}
+
+/// The stored state of a body's schedule (`None`: no schedule), checked against the
+/// project's queries, due at its first run after now.
+fn checked_schedule(
+    app: &App,
+    s: Option<&Schedule>,
+    queries: &[ProjectQuery],
+) -> Result<Option<ScheduleState>, ApiError> {
+    let Some(s) = s else { return Ok(None) };
+    let (_, first) = s.check(queries, app.cfg.schedules.min_interval_secs, app.clock.now())?;
+    Ok(Some(app.schedule_state(s, first).map_err(ApiError::internal)?))
 }
 
 /// Checks a project body and the caller's data access to every connection it uses.
@@ -219,6 +226,7 @@ pub async fn create(app: &App, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Bo
         embed_origins: checked_origins(app, b.embed_origins.as_deref().unwrap_or_default())?,
         created_at: now,
         updated_at: now,
+        schedule: checked_schedule(app, b.schedule.flatten().as_ref(), &b.queries)?,
     };
     app.store.create_project(p.clone()).await?;
     ctx.target = Some(p.id.clone());
@@ -241,6 +249,19 @@ pub async fn update(app: &App, ctx: &mut Ctx, id: &str, body: &[u8]) -> Result<R
     let b = checked_body(app, &caller, body).await?;
     let queries_json = serde_json::to_string(&b.queries).map_err(ApiError::internal)?;
     let origins = b.embed_origins.as_deref().map(|o| checked_origins(app, o)).transpose()?;
+    let schedule = match &b.schedule {
+        Some(s) => Some(checked_schedule(app, s.as_ref(), &b.queries)?),
+        None => {
+            // Kept: it must still fit the queries (a customer list exactly when one takes it).
+            if let Some(kept) = p.schedule.as_ref().and_then(|st| serde_json::from_str::<Schedule>(&st.json).ok()) {
+                kept.check_customers(&b.queries).map_err(|e| ApiError {
+                    message: format!("{} (the kept schedule; send `schedule` to change it)", e.message),
+                    ..e
+                })?;
+            }
+            None
+        }
+    };
     let now = app.clock.now();
     if !app.store.update_project(id.to_owned(), b.name.clone(), queries_json.clone(), now).await? {
         return Err(ApiError::not_found(format!("no project {id:?}")));
@@ -252,7 +273,14 @@ pub async fn update(app: &App, ctx: &mut Ctx, id: &str, body: &[u8]) -> Result<R
         }
         None => p.embed_origins.clone(),
     };
-    let p = ProjectRecord { name: b.name, queries_json, updated_at: now, embed_origins, ..p };
+    let schedule = match schedule {
+        Some(s) => {
+            app.store.set_project_schedule(id.to_owned(), s.clone()).await?;
+            s
+        }
+        None => p.schedule.clone(),
+    };
+    let p = ProjectRecord { name: b.name, queries_json, updated_at: now, embed_origins, schedule, ..p };
     Ok(json(StatusCode::OK, &view(app, &p, a).await?))
 }
 
@@ -307,10 +335,7 @@ pub async fn grant(
 }
 
 fn check_customer(c: &str) -> Result<(), ApiError> {
-    if c.is_empty() || c.len() > MAX_CUSTOMER_LEN || c.chars().any(char::is_control) {
-        return Err(ApiError::bad_field("customer", format!("must be 1 to {MAX_CUSTOMER_LEN} printable characters")));
-    }
-    Ok(())
+    crate::app::schedules::check_customer("customer", c)
 }
 
 /// `POST /v1/projects/{id}/run`: dispatches every query with the owner's data access.
@@ -335,73 +360,14 @@ pub async fn run(app: &App, ctx: &mut Ctx, id: &str, body: &[u8]) -> Result<Resp
         ));
     }
     // The project runs with its owner's rights, checked now (not when it was saved).
-    let owner = app
-        .store
-        .user_by_id(p.owner_id.clone())
+    let caller = ctx.caller()?;
+    let by = RunBy { user_id: caller.user_id.clone(), user: caller.user.clone(), via: caller.via() };
+    let jobs: Vec<_> = app
+        .run_project(&p, &queries, r.customer.as_deref(), &by, logic)
         .await?
-        .filter(|u| u.disabled_at.is_none())
-        .ok_or_else(|| forbidden("the project's owner is disabled; an admin must take the project over"))?;
-    let as_owner = Caller {
-        user_id: owner.id.clone(),
-        user: owner.name.clone(),
-        role: owner.role,
-        scopes: owner.role.scopes(),
-        credential: ctx.caller()?.credential.clone(),
-    };
-    for (i, q) in queries.iter().enumerate() {
-        check_connection(app, &as_owner, &q.agent, &q.connection).await.map_err(|_| {
-            // Agent and connection are the query's logic: named only to those who see it.
-            if logic {
-                forbidden(format!("the project's owner no longer has access to {}/{}", q.agent, q.connection))
-            } else {
-                forbidden(format!("the project's owner no longer has access to the data of query {i}"))
-            }
-        })?;
-    }
-    let caller = ctx.caller()?.clone();
-    let caller_id = caller.user_id.clone();
-    let mut jobs = Vec::with_capacity(queries.len());
-    for (i, q) in queries.into_iter().enumerate() {
-        // A query that does not take the customer id has one result for everyone.
-        let customer = q.customer_param.and(r.customer.clone());
-        let mut params = q.params.clone();
-        if let (Some(n), Some(c)) = (q.customer_param, &r.customer) {
-            let at = usize::from(n) - 1;
-            if at < params.len() {
-                params[at] = Param::Text(c.clone());
-            } else {
-                params.push(Param::Text(c.clone()));
-            }
-        }
-        let req = DispatchRequest {
-            agent: q.agent,
-            connection: q.connection,
-            sql: q.sql,
-            params,
-            render: q.render,
-            cache: q.cache,
-            timeout_secs: q.timeout_secs,
-        };
-        let origin = JobOrigin {
-            owner: Some(caller_id.clone()),
-            project_id: Some(p.id.clone()),
-            query_index: i64::try_from(i).ok(),
-            customer,
-        };
-        let requester = caller.requester(&origin);
-        let (job_id, _) = app.dispatch(req, origin, requester, false).await.map_err(|e| {
-            if logic || e.status != StatusCode::BAD_REQUEST {
-                e
-            } else {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    format!("query {i} of this project cannot run now (its agent or connection is not there); ask its owner"),
-                )
-            }
-        })?;
-        jobs.push(serde_json::json!({ "index": i, "name": q.name, "id": job_id }));
-    }
+        .into_iter()
+        .map(|(i, id)| serde_json::json!({ "index": i, "name": queries[i].name, "id": id }))
+        .collect();
     ctx.detail = Some(serde_json::json!({ "customer": r.customer, "jobs": jobs.len() }));
     Ok(json(StatusCode::ACCEPTED, &serde_json::json!({ "project": p.id, "customer": r.customer, "jobs": jobs })))
 }

@@ -3,13 +3,16 @@
 //! and the data dir ([`setup`]), the job-signing key ring in the store ([`key_ring`]),
 //! job dispatch (sign + queue + wake, [`dispatch`]),
 //! enrolment tokens, revocation, cancellation, retention and audit records
-//! ([`operations`]), wake-ups between replicas ([`replicas`]) and the schema browser's
+//! ([`operations`]), running a project with its owner's access ([`projects`]) and on its
+//! schedule ([`schedules`]), wake-ups between replicas ([`replicas`]) and the schema browser's
 //! catalogs ([`schema_cache`]).
 
 mod dispatch;
 pub mod key_ring;
 mod operations;
+pub mod projects;
 mod replicas;
+pub mod schedules;
 pub mod schema_cache;
 mod setup;
 

@@ -296,13 +296,18 @@ impl Caller {
         outpost_protocol::Requester {
             user_id: self.user_id.clone(),
             user: self.user.clone(),
-            via: match &self.credential {
-                Credential::Session { .. } => "session".into(),
-                Credential::Token { id } => format!("token:{id}"),
-            },
+            via: self.via(),
             project: origin.project_id.clone(),
             query: origin.query_index.and_then(|i| u32::try_from(i).ok()),
             customer: origin.customer.clone(),
+        }
+    }
+
+    /// How the caller authenticated, as a job's requester names it: `session` or `token:ID`.
+    pub fn via(&self) -> String {
+        match &self.credential {
+            Credential::Session { .. } => "session".into(),
+            Credential::Token { id } => format!("token:{id}"),
         }
     }
 

@@ -128,6 +128,10 @@ pub async fn serve(app: Arc<App>, listeners: Listeners) -> Result<(), ServeError
         let app = Arc::clone(&app);
         tokio::spawn(async move { app.retention_loop().await })
     };
+    let schedules = {
+        let app = Arc::clone(&app);
+        tokio::spawn(async move { app.schedule_loop().await })
+    };
     let graceful = Arc::new(GracefulShutdown::new());
     let agent_loop = accept_loop(Arc::clone(&app), listeners.agent, Arc::clone(&tls), Arc::clone(&graceful), true)
         .instrument(tracing::info_span!("agent_listener"));
@@ -135,6 +139,7 @@ pub async fn serve(app: Arc<App>, listeners: Listeners) -> Result<(), ServeError
         .instrument(tracing::info_span!("api_listener"));
     tokio::join!(agent_loop, api_loop);
     retention.abort();
+    schedules.abort();
     let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("All connections closed."),

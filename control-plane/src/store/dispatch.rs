@@ -1,8 +1,8 @@
 //! Which function answers each call of [`Store`](crate::store::Store) and
 //! [`AccessStore`](crate::store::access::AccessStore): one table per trait, shared by every
 //! implementation. A backend answers each call in its topic module of the table's name
-//! (`agents`, `jobs` and `keys`; `users`, `credentials`, `projects`, `audit` and
-//! `retention`) with a function named like the method that takes the store first
+//! (`agents`, `jobs` and `keys`; `users`, `credentials`, `projects`, `schedules`,
+//! `audit` and `retention`) with a function named like the method that takes the store first
 //! ([`by_topic!`]); [`crate::store::backend::Backend`] forwards each call to the backend
 //! in use.
 
@@ -370,6 +370,30 @@ macro_rules! impl_access_store {
                     succeeded_only: bool,
                 ) -> Result<Option<String>, StoreError> {
                     $via!(self, projects::latest_project_job(project_id, query_index, customer, succeeded_only))
+                }
+
+                async fn set_project_schedule(
+                    &self,
+                    project_id: String,
+                    schedule: Option<ScheduleState>,
+                ) -> Result<bool, StoreError> {
+                    $via!(self, schedules::set_project_schedule(project_id, schedule))
+                }
+
+                async fn due_projects(&self, now: i64, limit: u32) -> Result<Vec<ProjectRecord>, StoreError> {
+                    $via!(self, schedules::due_projects(now, limit))
+                }
+
+                async fn next_schedule_at(&self) -> Result<Option<i64>, StoreError> {
+                    $via!(self, schedules::next_schedule_at())
+                }
+
+                async fn claim_schedule(&self, claim: ScheduleClaim) -> Result<bool, StoreError> {
+                    $via!(self, schedules::claim_schedule(claim))
+                }
+
+                async fn queued_refresh_jobs(&self, agent: String, pool: Option<String>) -> Result<i64, StoreError> {
+                    $via!(self, schedules::queued_refresh_jobs(agent, pool))
                 }
 
                 async fn add_audit(&self, e: AuditEvent) -> Result<(), StoreError> {

@@ -24,6 +24,7 @@ mod postgres;
 mod privileged_mysql;
 mod privileged_pg;
 mod project_results;
+mod project_schedules;
 mod provenance;
 mod provenance_attacks;
 mod proxy;

@@ -4,3 +4,4 @@ mod admin;
 pub(crate) mod jobs;
 mod projects;
 mod query;
+mod schedule;

@@ -55,6 +55,7 @@ impl Page<'_> {
                  <output role=\"alert\"></output></form>"
             );
         }
+        b.push_str(&self.schedule_section(&p, can_edit && self.can(Scope::ProjectsWrite)));
         let latest = results["queries"].as_array().cloned().unwrap_or_default();
         // The queries are tiles of a grid: side by side where the window is wide enough,
         // one column where it is not.

@@ -163,6 +163,36 @@ pub struct ProjectRecord {
     pub created_at: i64,
     /// Unix seconds.
     pub updated_at: i64,
+    /// Its refresh schedule, if it has one.
+    pub schedule: Option<ScheduleState>,
+}
+
+/// A project's schedule as stored: what the owner set, and where the scheduler is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleState {
+    /// The schedule (cron, time zone, customers), JSON.
+    pub json: String,
+    /// The next due slot, unix seconds; `None` when the pattern has no next time.
+    pub next_run_at: Option<i64>,
+    /// How many jobs of the due slot are already dispatched (0 until it is due).
+    pub done: i64,
+}
+
+/// A move of a project's schedule by one replica, made only if nobody moved it since
+/// that replica read it: the slot `due` with `done` jobs dispatched becomes
+/// `next_run_at` with `new_done`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleClaim {
+    /// Project id.
+    pub project_id: String,
+    /// The due slot as read.
+    pub due: i64,
+    /// Its dispatched jobs as read.
+    pub done: i64,
+    /// The slot after the move (the same `due` while the slot is only partly dispatched).
+    pub next_run_at: Option<i64>,
+    /// Dispatched jobs after the move.
+    pub new_done: i64,
 }
 
 /// One event of the control plane's audit log.
@@ -361,6 +391,30 @@ pub trait AccessStore: Send + Sync + 'static {
         customer: Option<String>,
         succeeded_only: bool,
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Sets (`Some`) or removes (`None`) a project's schedule; false when there is no
+    /// such project.
+    fn set_project_schedule(
+        &self,
+        project_id: String,
+        schedule: Option<ScheduleState>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Projects whose schedule is due at `now` (`next_run_at <= now`), the longest due
+    /// first, at most `limit`.
+    fn due_projects(&self, now: i64, limit: u32)
+        -> impl Future<Output = Result<Vec<ProjectRecord>, StoreError>> + Send;
+    /// The earliest `next_run_at` of any project.
+    fn next_schedule_at(&self) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+    /// Moves a schedule by compare-and-set; true for the one caller whose view of the
+    /// slot was still current (so each slot's jobs go out once, whatever the replicas).
+    fn claim_schedule(&self, claim: ScheduleClaim) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// How many project refresh jobs wait (`queued`) for `agent`, or for `pool` when the
+    /// jobs are addressed to a pool.
+    fn queued_refresh_jobs(
+        &self,
+        agent: String,
+        pool: Option<String>,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
 
     /// Appends an audit event.
     fn add_audit(&self, e: AuditEvent) -> impl Future<Output = Result<(), StoreError>> + Send;

@@ -1,7 +1,7 @@
 //! The access store's contract: every scenario runs on SQLite and on a fresh PostgreSQL
 //! database (`testdb::on_both_backends!`), so both backends are held to the same
-//! behaviour. The fixtures are here; the scenarios by topic in [`users`], [`projects`]
-//! and [`audit`].
+//! behaviour. The fixtures are here; the scenarios by topic in [`users`], [`projects`],
+//! [`schedules`] and [`audit`].
 
 use std::sync::Arc;
 
@@ -11,6 +11,7 @@ use crate::store::{JobOrigin, KeySetChange, NewJob, SigningKeyRecord, Store};
 
 mod audit;
 mod projects;
+mod schedules;
 mod users;
 
 fn user(id: &str, name: &str, role: Role) -> UserRecord {
@@ -22,6 +23,21 @@ fn user(id: &str, name: &str, role: Role) -> UserRecord {
         created_at: 1,
         disabled_at: None,
         last_sign_in: None,
+    }
+}
+
+fn project(id: &str, name: &str, owner: &str) -> ProjectRecord {
+    ProjectRecord {
+        id: id.into(),
+        name: name.into(),
+        owner_id: owner.into(),
+        owner: String::new(),
+        queries_json: "[]".into(),
+        embed_epoch: 0,
+        embed_origins: "[]".into(),
+        created_at: 1,
+        updated_at: 1,
+        schedule: None,
     }
 }
 

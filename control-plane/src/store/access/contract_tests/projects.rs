@@ -7,17 +7,6 @@ async fn projects_and_grants<S: AccessStore + Store>(s: &S) {
     s.create_user(user("u1", "root", Role::Admin)).await.expect("add");
     s.create_user(user("u2", "ed", Role::Editor)).await.expect("add");
     s.create_user(user("u3", "vi", Role::Viewer)).await.expect("add");
-    let project = |id: &str, name: &str, owner: &str| ProjectRecord {
-        id: id.into(),
-        name: name.into(),
-        owner_id: owner.into(),
-        owner: String::new(),
-        queries_json: "[]".into(),
-        embed_epoch: 0,
-        embed_origins: "[]".into(),
-        created_at: 1,
-        updated_at: 1,
-    };
     s.create_project(project("p1", "sales", "u2")).await.expect("p1");
     s.create_project(project("p2", "Costs", "u1")).await.expect("p2");
     s.create_project(project("p3", "sales", "u1")).await.expect("p3");

@@ -5,14 +5,14 @@ use tokio_postgres::Row;
 
 use super::users::user_id_by_name;
 use crate::store::access::Grant;
-use crate::store::access::ProjectRecord;
+use crate::store::access::{ProjectRecord, ScheduleState};
 use crate::store::postgres::PgStore;
 use crate::store::{AccessRefusal, StoreError};
 
-const PROJECT_COLS: &str =
-    "p.id, p.name, p.owner, u.name, p.queries, p.embed_epoch, p.created_at, p.updated_at, p.embed_origins";
+pub(super) const PROJECT_COLS: &str = "p.id, p.name, p.owner, u.name, p.queries, p.embed_epoch, p.created_at, \
+     p.updated_at, p.embed_origins, p.schedule, p.next_run_at, p.schedule_done";
 
-fn project_from_row(r: &Row) -> ProjectRecord {
+pub(super) fn project_from_row(r: &Row) -> ProjectRecord {
     ProjectRecord {
         id: r.get(0),
         name: r.get(1),
@@ -23,6 +23,11 @@ fn project_from_row(r: &Row) -> ProjectRecord {
         created_at: r.get(6),
         updated_at: r.get(7),
         embed_origins: r.get(8),
+        schedule: r.get::<_, Option<String>>(9).map(|json| ScheduleState {
+            json,
+            next_run_at: r.get(10),
+            done: r.get(11),
+        }),
     }
 }
 
@@ -35,8 +40,9 @@ pub(super) async fn create_project(store: &PgStore, p: ProjectRecord) -> Result<
     let client = store.client().await?;
     client
         .execute(
-            "INSERT INTO projects (id, name, owner, queries, embed_epoch, created_at, updated_at, embed_origins)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO projects (id, name, owner, queries, embed_epoch, created_at, updated_at, embed_origins,
+                   schedule, next_run_at, schedule_done)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             &[
                 &p.id,
                 &p.name,
@@ -46,6 +52,9 @@ pub(super) async fn create_project(store: &PgStore, p: ProjectRecord) -> Result<
                 &p.created_at,
                 &p.updated_at,
                 &p.embed_origins,
+                &p.schedule.as_ref().map(|s| s.json.clone()),
+                &p.schedule.as_ref().and_then(|s| s.next_run_at),
+                &p.schedule.as_ref().map_or(0, |s| s.done),
             ],
         )
         .await?;
@@ -80,7 +89,7 @@ pub(super) async fn projects_for(
         .await?
         .iter()
         .map(|r| {
-            let g: Option<String> = r.get(9);
+            let g: Option<String> = r.get(12);
             Ok((project_from_row(r), g.as_deref().map(grant_of).transpose()?))
         })
         .collect()

@@ -1,0 +1,182 @@
+//! Running a project: every query dispatched with its **owner's** data access, checked
+//! at run time (not when it was saved). The Refresh button (`POST /v1/projects/{id}/run`)
+//! and the scheduler ([`super::schedules`]) both run projects through here.
+
+use http::StatusCode;
+use outpost_protocol::{CacheSpec, Param, Requester};
+use serde::{Deserialize, Serialize};
+
+use super::{App, DispatchRequest};
+use crate::auth::access::Role;
+use crate::http::ApiError;
+use crate::store::access::{AccessStore, ProjectRecord, UserRecord};
+use crate::store::{JobOrigin, StoreError};
+
+/// One saved query.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectQuery {
+    /// Display name.
+    pub name: String,
+    /// Agent.
+    pub agent: String,
+    /// Connection on that agent.
+    pub connection: String,
+    /// SQL text.
+    pub sql: String,
+    /// Typed parameters.
+    #[serde(default)]
+    pub params: Vec<Param>,
+    /// Render spec.
+    pub render: serde_json::Value,
+    /// Cache instructions.
+    #[serde(default)]
+    pub cache: CacheSpec,
+    /// Statement timeout asked for, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u32>,
+    /// 1-based position of the parameter that receives the end customer id when the
+    /// project runs for a customer (e.g. 1 for `$1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_param: Option<u16>,
+}
+
+/// A stored project's queries.
+pub fn parse_queries(json_text: &str) -> Result<Vec<ProjectQuery>, ApiError> {
+    serde_json::from_str(json_text).map_err(|e| ApiError::internal(format!("stored project queries: {e}")))
+}
+
+/// Who runs a project: recorded as the jobs' owner and signed into them as requester.
+#[derive(Debug, Clone)]
+pub struct RunBy {
+    /// User id (the jobs' owner).
+    pub user_id: String,
+    /// User name.
+    pub user: String,
+    /// How: `session`, `token:ID`, or `schedule`.
+    pub via: String,
+}
+
+fn forbidden(m: String) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", m)
+}
+
+impl App {
+    /// Whether a user of `role` may use `agent`/`connection`: admins every connection,
+    /// everyone else those shared with them or their groups.
+    pub async fn may_use_connection(
+        &self,
+        user_id: &str,
+        role: Role,
+        agent: &str,
+        connection: &str,
+    ) -> Result<bool, StoreError> {
+        if role == Role::Admin {
+            return Ok(true);
+        }
+        let shared = self.store.shared_connections(user_id.to_owned()).await?;
+        Ok(shared.iter().any(|(a, c)| a == agent && c == connection))
+    }
+
+    /// The project's owner, if they may run it now: enabled, and still allowed every
+    /// connection its queries use. Agent and connection are named only when `logic`
+    /// (the caller may read the queries).
+    pub async fn project_runner(
+        &self,
+        p: &ProjectRecord,
+        queries: &[ProjectQuery],
+        logic: bool,
+    ) -> Result<UserRecord, ApiError> {
+        let owner =
+            self.store.user_by_id(p.owner_id.clone()).await?.filter(|u| u.disabled_at.is_none()).ok_or_else(|| {
+                forbidden("the project's owner is disabled; an admin must take the project over".into())
+            })?;
+        for (i, q) in queries.iter().enumerate() {
+            if !self.may_use_connection(&owner.id, owner.role, &q.agent, &q.connection).await? {
+                return Err(if logic {
+                    forbidden(format!("the project's owner no longer has access to {}/{}", q.agent, q.connection))
+                } else {
+                    forbidden(format!("the project's owner no longer has access to the data of query {i}"))
+                });
+            }
+        }
+        Ok(owner)
+    }
+
+    /// Dispatches query `i` of project `p` (for `customer`, when the query takes one) on
+    /// behalf of `by`. The owner must have been checked ([`project_runner`](Self::project_runner)).
+    pub async fn dispatch_project_query(
+        &self,
+        p: &ProjectRecord,
+        i: usize,
+        q: &ProjectQuery,
+        customer: Option<&str>,
+        by: &RunBy,
+        logic: bool,
+    ) -> Result<String, ApiError> {
+        // A query that does not take the customer id has one result for everyone.
+        let customer = q.customer_param.and(customer).map(str::to_owned);
+        let mut params = q.params.clone();
+        if let (Some(n), Some(c)) = (q.customer_param, &customer) {
+            let at = usize::from(n) - 1;
+            if at < params.len() {
+                params[at] = Param::Text(c.clone());
+            } else {
+                params.push(Param::Text(c.clone()));
+            }
+        }
+        let req = DispatchRequest {
+            agent: q.agent.clone(),
+            connection: q.connection.clone(),
+            sql: q.sql.clone(),
+            params,
+            render: q.render.clone(),
+            cache: q.cache,
+            timeout_secs: q.timeout_secs,
+        };
+        let origin = JobOrigin {
+            owner: Some(by.user_id.clone()),
+            project_id: Some(p.id.clone()),
+            query_index: i64::try_from(i).ok(),
+            customer,
+        };
+        let requester = Requester {
+            user_id: by.user_id.clone(),
+            user: by.user.clone(),
+            via: by.via.clone(),
+            project: origin.project_id.clone(),
+            query: u32::try_from(i).ok(),
+            customer: origin.customer.clone(),
+        };
+        let (job_id, _) = self.dispatch(req, origin, requester, false).await.map_err(|e| {
+            if logic || e.status != StatusCode::BAD_REQUEST {
+                e
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    format!("query {i} of this project cannot run now (its agent or connection is not there); ask its owner"),
+                )
+            }
+        })?;
+        Ok(job_id)
+    }
+
+    /// Runs every query of `p` for `customer` on behalf of `by`, with the owner's data
+    /// access; returns (query index, job id) of each job.
+    pub async fn run_project(
+        &self,
+        p: &ProjectRecord,
+        queries: &[ProjectQuery],
+        customer: Option<&str>,
+        by: &RunBy,
+        logic: bool,
+    ) -> Result<Vec<(usize, String)>, ApiError> {
+        self.project_runner(p, queries, logic).await?;
+        let mut jobs = Vec::with_capacity(queries.len());
+        for (i, q) in queries.iter().enumerate() {
+            jobs.push((i, self.dispatch_project_query(p, i, q, customer, by, logic).await?));
+        }
+        Ok(jobs)
+    }
+}
