@@ -98,7 +98,8 @@ impl SqliteStore {
             .await
     }
 
-    /// Runs `f` on a read-only connection beside the writer (it sees the last commit).
+    /// Runs `f` on a read-only connection beside the writer (it sees the last commit), on
+    /// the caller's thread: for lookups by key only (see [`db::SqliteDb::read`]).
     pub(crate) async fn with_read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
