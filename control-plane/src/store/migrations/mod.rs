@@ -4,7 +4,7 @@
 //! all under one advisory lock ([`crate::store::postgres`]).
 
 /// Current schema version (PRAGMA user_version).
-pub(crate) const SCHEMA_VERSION: i64 = 10;
+pub(crate) const SCHEMA_VERSION: i64 = 12;
 
 const SCHEMA_V1: &str = include_str!("sqlite/001.sql");
 
@@ -38,6 +38,9 @@ const SCHEMA_V9: &str = include_str!("sqlite/009.sql");
 /// v10: the origins that may frame a project's embed page.
 const SCHEMA_V10: &str = include_str!("sqlite/010.sql");
 
+/// v12: a project's dashboard tiles (order, sizes, text tiles).
+const SCHEMA_V12: &str = include_str!("sqlite/012.sql");
+
 /// Every migration, in order: (the version it brings the database to, its SQL).
 pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (1, SCHEMA_V1),
@@ -50,6 +53,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (8, SCHEMA_V8),
     (9, SCHEMA_V9),
     (10, SCHEMA_V10),
+    (12, SCHEMA_V12),
 ];
 
 /// PostgreSQL schema v1: everything the SQLite schema has reached at its v7, in PostgreSQL types.
@@ -64,9 +68,12 @@ const PG_SCHEMA_V3: &str = include_str!("postgres/003.sql");
 /// PostgreSQL v4: the origins that may frame a project's embed page.
 const PG_SCHEMA_V4: &str = include_str!("postgres/004.sql");
 
+/// PostgreSQL v6: a project's dashboard tiles (order, sizes, text tiles).
+const PG_SCHEMA_V6: &str = include_str!("postgres/006.sql");
+
 /// PostgreSQL's migrations in order: (version, SQL). Append only.
 pub(crate) const PG_MIGRATIONS: &[(i32, &str)] =
-    &[(1, PG_SCHEMA_V1), (2, PG_SCHEMA_V2), (3, PG_SCHEMA_V3), (4, PG_SCHEMA_V4)];
+    &[(1, PG_SCHEMA_V1), (2, PG_SCHEMA_V2), (3, PG_SCHEMA_V3), (4, PG_SCHEMA_V4), (6, PG_SCHEMA_V6)];
 
 #[cfg(test)]
 mod tests {

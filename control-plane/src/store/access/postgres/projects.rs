@@ -10,7 +10,7 @@ use crate::store::postgres::PgStore;
 use crate::store::{AccessRefusal, StoreError};
 
 const PROJECT_COLS: &str =
-    "p.id, p.name, p.owner, u.name, p.queries, p.embed_epoch, p.created_at, p.updated_at, p.embed_origins";
+    "p.id, p.name, p.owner, u.name, p.queries, p.embed_epoch, p.created_at, p.updated_at, p.embed_origins, p.tiles";
 
 fn project_from_row(r: &Row) -> ProjectRecord {
     ProjectRecord {
@@ -23,6 +23,7 @@ fn project_from_row(r: &Row) -> ProjectRecord {
         created_at: r.get(6),
         updated_at: r.get(7),
         embed_origins: r.get(8),
+        tiles_json: r.get(9),
     }
 }
 
@@ -35,8 +36,8 @@ pub(super) async fn create_project(store: &PgStore, p: ProjectRecord) -> Result<
     let client = store.client().await?;
     client
         .execute(
-            "INSERT INTO projects (id, name, owner, queries, embed_epoch, created_at, updated_at, embed_origins)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO projects (id, name, owner, queries, embed_epoch, created_at, updated_at, embed_origins, tiles)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             &[
                 &p.id,
                 &p.name,
@@ -46,6 +47,7 @@ pub(super) async fn create_project(store: &PgStore, p: ProjectRecord) -> Result<
                 &p.created_at,
                 &p.updated_at,
                 &p.embed_origins,
+                &p.tiles_json,
             ],
         )
         .await?;
@@ -80,7 +82,7 @@ pub(super) async fn projects_for(
         .await?
         .iter()
         .map(|r| {
-            let g: Option<String> = r.get(9);
+            let g: Option<String> = r.get(10);
             Ok((project_from_row(r), g.as_deref().map(grant_of).transpose()?))
         })
         .collect()
@@ -115,13 +117,14 @@ pub(super) async fn update_project(
     id: String,
     name: String,
     queries_json: String,
+    tiles_json: String,
     now: i64,
 ) -> Result<bool, StoreError> {
     let client = store.client().await?;
     Ok(client
         .execute(
-            "UPDATE projects SET name = $2, queries = $3, updated_at = $4 WHERE id = $1",
-            &[&id, &name, &queries_json, &now],
+            "UPDATE projects SET name = $2, queries = $3, tiles = $4, updated_at = $5 WHERE id = $1",
+            &[&id, &name, &queries_json, &tiles_json, &now],
         )
         .await?
         == 1)

@@ -9,7 +9,7 @@ use crate::store::access::ProjectRecord;
 use crate::store::{AccessRefusal, SqliteStore, StoreError};
 
 const PROJECT_COLS: &str =
-    "p.id, p.name, p.owner, u.name, p.queries, p.embed_epoch, p.created_at, p.updated_at, p.embed_origins";
+    "p.id, p.name, p.owner, u.name, p.queries, p.embed_epoch, p.created_at, p.updated_at, p.embed_origins, p.tiles";
 
 fn project_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProjectRecord> {
     Ok(ProjectRecord {
@@ -22,6 +22,7 @@ fn project_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProjectRecord> {
         created_at: r.get(6)?,
         updated_at: r.get(7)?,
         embed_origins: r.get(8)?,
+        tiles_json: r.get(9)?,
     })
 }
 
@@ -35,8 +36,8 @@ pub(super) async fn create_project(store: &SqliteStore, p: ProjectRecord) -> Res
     store
         .with_conn(move |c| {
             c.execute(
-                "INSERT INTO projects (id, name, owner, queries, embed_epoch, created_at, updated_at, embed_origins)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO projects (id, name, owner, queries, embed_epoch, created_at, updated_at, embed_origins, tiles)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     p.id,
                     p.name,
@@ -45,7 +46,8 @@ pub(super) async fn create_project(store: &SqliteStore, p: ProjectRecord) -> Res
                     p.embed_epoch,
                     p.created_at,
                     p.updated_at,
-                    p.embed_origins
+                    p.embed_origins,
+                    p.tiles_json
                 ],
             )?;
             Ok(())
@@ -78,7 +80,7 @@ pub(super) async fn projects_for(
             ))?;
             let rows = stmt
                 .query_map(params![user_id], |r| {
-                    let g: Option<String> = r.get(9)?;
+                    let g: Option<String> = r.get(10)?;
                     Ok((project_from_row(r)?, g.as_deref().map(grant_of).transpose()?))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
@@ -126,13 +128,14 @@ pub(super) async fn update_project(
     id: String,
     name: String,
     queries_json: String,
+    tiles_json: String,
     now: i64,
 ) -> Result<bool, StoreError> {
     store
         .with_conn(move |c| {
             Ok(c.execute(
-                "UPDATE projects SET name = ?2, queries = ?3, updated_at = ?4 WHERE id = ?1",
-                params![id, name, queries_json, now],
+                "UPDATE projects SET name = ?2, queries = ?3, tiles = ?4, updated_at = ?5 WHERE id = ?1",
+                params![id, name, queries_json, tiles_json, now],
             )? == 1)
         })
         .await
