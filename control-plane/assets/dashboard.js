@@ -2,7 +2,7 @@
 // "Save to project" (issue 23, docs/DASHBOARDS.md "Layout and editing").
 //
 // - "Edit dashboard" gives each tile its controls: width and height, move earlier / later
-//   (buttons, so the keyboard does it all), remove, and edit (a text in place; a query on
+//   (buttons, so the keyboard does it all; a drag handle for the mouse), remove, and edit (a text in place; a query on
 //   the Query page). "Add text tile" appends a text. Save sends one PUT of the whole
 //   project (its queries, less those removed, and its tiles in order); Cancel discards.
 // - On the query page, "Add to project" appends the form's query to the chosen project
@@ -127,9 +127,39 @@
     tell('Moved the ' + tileName(t) + ' to place ' + (j + 1) + ' of ' + all.length + '.', true);
   }
 
+  // Dragging a tile by its handle onto another puts it before that one (after it when
+  // dropped on its later half); the Move buttons do the same by keyboard.
+  let dragged = null;
+  function draggable(t) {
+    const handle = el('span', { class: 'tile-handle', 'data-tile-handle': '', draggable: true, title: 'Drag to move' }, '⠿');
+    handle.setAttribute('aria-hidden', 'true');
+    handle.addEventListener('dragstart', (ev) => {
+      dragged = t;
+      ev.dataTransfer.effectAllowed = 'move';
+      ev.dataTransfer.setData('text/plain', '');
+      ev.dataTransfer.setDragImage(t, 10, 10);
+    });
+    handle.addEventListener('dragend', () => { dragged = null; });
+    t.addEventListener('dragover', (ev) => {
+      if (dragged && dragged !== t) ev.preventDefault();
+    });
+    t.addEventListener('drop', (ev) => {
+      if (!dragged || dragged === t) return;
+      ev.preventDefault();
+      const r = t.getBoundingClientRect();
+      const later = r.width >= grid.clientWidth * 0.9 ? ev.clientY > r.top + r.height / 2 : ev.clientX > r.left + r.width / 2;
+      if (later) t.after(dragged);
+      else t.before(dragged);
+      dirty = true;
+      tell('Moved the ' + tileName(dragged) + ' to place ' + (tiles().indexOf(dragged) + 1) + ' of ' + tiles().length + '.', true);
+      dragged = null;
+    });
+    return handle;
+  }
+
   function tools(t) {
     const box = el('div', { class: 'tile-tools', 'data-tile-tools': '' });
-    box.append(sizeSelect(t, 'w'), sizeSelect(t, 'h'));
+    box.append(draggable(t), sizeSelect(t, 'w'), sizeSelect(t, 'h'));
     const name = tileName(t);
     const button = (text, attr, onClick) => {
       const b = el('button', { type: 'button', [attr]: '' }, text);

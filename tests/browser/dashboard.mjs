@@ -104,9 +104,22 @@ await page.waitForSelector('.tiles section.query [data-job][data-ready="true"]')
 await shot('03-saved');
 out.after_save = tiles.map(({ kind, query, w, h }) => ({ kind, query, w, h }));
 
-// --- Cancel discards -------------------------------------------------------------------
+// --- Cancel discards (a drag by the handle, a removal) ----------------------------------
 await page.click('[data-dashboard-edit]');
 await page.waitForSelector('[data-tile-tools]');
+{
+  // Both tiles on screen: a mouse drags only what it can reach.
+  await page.setViewportSize({ width: 1280, height: 2200 });
+  const from = await page.locator('.tiles > [data-query="1"] [data-tile-handle]').boundingBox();
+  const to = await page.locator('.tiles > [data-text]').boundingBox();
+  await page.mouse.move(from.x + from.width / 2, from.y + from.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(to.x + 40, to.y + 20, { steps: 8 });
+  await page.mouse.move(to.x + 60, to.y + 20, { steps: 4 });
+  await page.mouse.up();
+  await page.setViewportSize({ width: 1280, height: 900 });
+}
+expect((await layout()).map((t) => t.query).join() === '1,,0', 'a tile dragged by its handle onto the first goes first');
 await page.click('.tiles > [data-query="1"] [data-tile-remove]');
 expect((await layout()).length === 2, 'a tile is removed while editing');
 await reloadBy(() => page.click('[data-dashboard-cancel]'));
