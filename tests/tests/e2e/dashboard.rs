@@ -145,6 +145,20 @@ async fn tiles_are_checked_kept_shown_to_viewers_and_drawn_in_order_on_the_conso
         ensure!(html.contains("/console/assets/dashboard.js") == editor, "{user}: dashboard.js only for editors");
         ensure!(html.contains("data-sql") == editor, "{user}: SQL only for those who see it");
     }
+    // A tile's "Edit query": the Query page prefilled, "Save to project" only for those
+    // who may change the project (not for a view-logic collaborator).
+    user_with_token(&admin, "lo", "editor").await?;
+    ok_json(&admin, "POST", "/v1/shares", Some(&json!({ "agent": "edge-1", "connection": "sample", "user": "lo" })))
+        .await?;
+    ok_json(&ed, "PUT", &format!("/v1/projects/{pid}/grants/lo"), Some(&json!({ "access": "view-logic" }))).await?;
+    let edit = format!("/console/query?project={pid}&index=1");
+    for (user, may) in [("ed", true), ("lo", false)] {
+        let html = call(&console(&ed, user).await?, "GET", &edit, None).await?.text();
+        ensure!(html.contains(TABLE_SQL) && html.contains("value=\"Orders\""), "{user}: not prefilled:\n{html}");
+        let button = format!("data-project-replace=\"{pid}\" data-index=\"1\"");
+        ensure!(html.contains(&button) == may, "{user}: Save to project shown: {}", !may);
+        ensure!(html.contains("data-project-add") == may, "{user}: Add to project lists only projects one may edit");
+    }
     let js = call(&console(&ed, "ed").await?, "GET", "/console/assets/dashboard.js", None).await?;
     ensure!(js.status == 200 && js.header("content-type").is_some_and(|c| c.starts_with("text/javascript")));
 

@@ -24,6 +24,8 @@ pub(crate) struct TileQuery {
     pub index: usize,
     /// The query as `GET /v1/projects/{id}` shows it (with its SQL).
     pub query: Value,
+    /// Whether the caller may change the project (owner, `edit`, admin).
+    pub editable: bool,
 }
 
 fn decoded(q: Option<&str>, key: &str) -> String {
@@ -49,15 +51,22 @@ impl Page<'_> {
                 "your access to this project does not show its SQL, so it cannot be edited",
             ));
         }
-        Ok(Some(TileQuery { project, project_name: p["name"].as_str().unwrap_or_default().to_owned(), index, query }))
+        Ok(Some(TileQuery {
+            project,
+            project_name: p["name"].as_str().unwrap_or_default().to_owned(),
+            index,
+            query,
+            editable: matches!(p["access"].as_str(), Some("owner" | "admin" | "edit")),
+        }))
     }
 
     /// The save area of the query form.
     pub(super) async fn save_area(&self, tile: Option<&TileQuery>, q: Option<&str>) -> String {
         let mut b = String::from("<fieldset class=\"save-area\"><legend>Save</legend>");
-        let mut query_name = String::new();
+        let query_name = tile.and_then(|t| t.query["name"].as_str()).unwrap_or_default().to_owned();
+        // A view-logic collaborator may start from the query, not save it back.
+        let tile = tile.filter(|t| t.editable && self.can(Scope::ProjectsWrite));
         if let Some(t) = tile {
-            query_name = t.query["name"].as_str().unwrap_or_default().to_owned();
             let _ = write!(
                 b,
                 "<div class=\"row\"><button type=\"button\" class=\"primary\" data-project-replace=\"{}\" data-index=\"{}\">\
