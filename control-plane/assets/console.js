@@ -484,6 +484,9 @@
     section.dataset.ready = 'true';
   }
 
+  // What dashboard.js (the dashboard editor, "Add to project") uses of this file.
+  window.outpostConsole = Object.freeze({ api, formBody, checkQuery, friendly });
+
   document.addEventListener('DOMContentLoaded', () => {
     // After single sign-on: continue from our own page, so the browser sends the
     // SameSite=Strict session cookie with the next request.

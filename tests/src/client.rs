@@ -191,3 +191,14 @@ pub async fn user_with_token(admin: &Api, name: &str, role: &str) -> Result<Api>
     let t = ok_json(admin, "POST", "/v1/tokens", Some(&token)).await?;
     Ok(admin.with_token(Some(t["token"].as_str().context("token")?)))
 }
+
+/// A console session of `user` (password [`TEST_PASSWORD`]): the API's sign-in, its
+/// cookie sent with every request of the returned client.
+pub async fn signed_in(api: &Api, user: &str) -> Result<Api> {
+    let anon = api.with_token(None);
+    let body = serde_json::json!({ "user": user, "password": TEST_PASSWORD });
+    let res = call(&anon, "POST", "/v1/sessions", Some(&body)).await?;
+    anyhow::ensure!(res.status == 201, "sign-in of {user}: {}", res.status);
+    let cookie = res.header("set-cookie").context("cookie")?.split(';').next().context("pair")?.to_owned();
+    Ok(anon.with_header("cookie", &cookie))
+}

@@ -20,6 +20,8 @@ pub mod job_name;
 pub mod job_results;
 pub mod jobs;
 pub mod openapi;
+pub mod project_jobs;
+pub mod project_tiles;
 pub mod projects;
 #[cfg(test)]
 mod request_errors_tests;

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use crate::api::{Auth, RouteId, ROUTES};
 
 mod error;
+mod tiles;
 
 fn obj(required: &[&str], props: Value) -> Value {
     json!({ "type": "object", "required": required, "properties": props })
@@ -153,9 +154,10 @@ fn components() -> Value {
                 "cache": r("CacheSpec"), "timeout_secs": timeout_secs(),
                 "customer_param": { "type": "integer", "minimum": 1, "maximum": 65535,
                     "description": "1-based position of the parameter that receives the end customer id" } })),
+            "Tile": tiles::tile(),
             "ProjectIn": strict(&["name", "queries"], json!({
                 "name": string(), "queries": { "type": "array", "items": r("ProjectQuery") },
-                "embed_origins": embed_origins(),
+                "embed_origins": embed_origins(), "tiles": tiles::tiles(),
                 "schedule": nullable(strict(&["cron", "timezone"], json!({
                     "cron": { "type": "string", "example": "0 6 * * 1-5",
                               "description": "five fields: minute hour day-of-month month weekday (0 and 7: Sunday), \
@@ -174,7 +176,7 @@ fn components() -> Value {
                 "queries": { "type": "array", "items": obj(&["index", "name"], json!({ "index": int(), "name": string() })),
                              "description": "SQL, parameters, connection and render spec only with view-logic, edit, ownership or admin" },
                 "grants": { "type": "array", "items": obj(&["user", "access"], json!({ "user": string(), "access": r("Grant") })) },
-                "embed_origins": embed_origins(),
+                "embed_origins": embed_origins(), "tiles": tiles::tiles(),
                 "schedule": nullable(obj(&["description", "timezone", "next_run_at"], json!({
                     "description": { "type": "string", "example": "Every weekday at 06:00" },
                     "timezone": string(), "next_run_at": int_or_null(),
@@ -390,7 +392,8 @@ fn shapes(id: RouteId) -> (Option<Value>, &'static str, Value) {
                 &["project", "customer", "expires_at", "queries"],
                 json!({
             "project": obj(&["id", "name"], json!({ "id": string(), "name": string() })), "customer": string(), "expires_at": int(),
-            "queries": { "type": "array", "items": obj(&["index", "name", "render_kind"], json!({ "index": int(), "name": string(), "render_kind": string() })) } }),
+            "queries": { "type": "array", "items": obj(&["index", "name", "render_kind"], json!({ "index": int(), "name": string(), "render_kind": string() })) },
+            "tiles": tiles::tiles() }),
             ),
         ),
         TokensList => (None, "200", list_of("tokens", r("Token"))),

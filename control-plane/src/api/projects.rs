@@ -9,6 +9,8 @@
 use http::{Request, Response, StatusCode};
 use serde::Deserialize;
 
+use crate::api::project_jobs;
+use crate::api::project_tiles::{self, Tile};
 use crate::api::{self, bearer, check_connection, forbidden, unauthorized, Ctx, JobView};
 use crate::app::projects::{parse_queries, RunBy};
 use crate::app::schedules::Schedule;
@@ -35,6 +37,9 @@ struct ProjectBody {
     /// The refresh schedule; `null`: none; absent on an update: kept.
     #[serde(default, deserialize_with = "present")]
     schedule: Option<Option<Schedule>>,
+    /// The dashboard's layout ([`project_tiles`]); absent on an update: kept.
+    #[serde(default)]
+    tiles: Option<Vec<serde_json::Value>>,
 }
 
 /// A field that is there, even as `null` (`Some(None)`), as opposed to absent (`None`).
@@ -107,9 +112,11 @@ async fn view(app: &App, p: &ProjectRecord, a: ProjectAccess) -> Result<serde_js
             }
         })
         .collect();
+    // The layout is shown to every viewer: its texts are what the editor chose to show.
+    let tiles = project_tiles::shown(&p.tiles_json, queries.len());
     let mut v = serde_json::json!({
         "id": p.id, "name": p.name, "owner": p.owner, "access": a.as_str(),
-        "created_at": p.created_at, "updated_at": p.updated_at, "queries": queries,
+        "created_at": p.created_at, "updated_at": p.updated_at, "queries": queries, "tiles": tiles,
     });
     v["schedule"] = schedule_view(p, a);
     if a.can_edit() {
@@ -215,6 +222,7 @@ pub async fn list(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> 
 pub async fn create(app: &App, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
     let caller = ctx.caller()?.clone();
     let b = checked_body(app, &caller, body).await?;
+    let tiles = project_tiles::checked(b.tiles.as_deref().unwrap_or_default(), b.queries.len())?;
     let now = app.clock.now();
     let p = ProjectRecord {
         id: access::new_id(),
@@ -224,6 +232,7 @@ pub async fn create(app: &App, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Bo
         queries_json: serde_json::to_string(&b.queries).map_err(ApiError::internal)?,
         embed_epoch: 0,
         embed_origins: checked_origins(app, b.embed_origins.as_deref().unwrap_or_default())?,
+        tiles_json: project_tiles::to_json(&tiles)?,
         created_at: now,
         updated_at: now,
         schedule: checked_schedule(app, b.schedule.flatten().as_ref(), &b.queries)?,
@@ -248,6 +257,16 @@ pub async fn update(app: &App, ctx: &mut Ctx, id: &str, body: &[u8]) -> Result<R
     let caller = ctx.caller()?.clone();
     let b = checked_body(app, &caller, body).await?;
     let queries_json = serde_json::to_string(&b.queries).map_err(ApiError::internal)?;
+    // Absent tiles keep the layout, as long as it still fits the new queries.
+    let mut tiles: Vec<Tile> = match &b.tiles {
+        Some(t) => project_tiles::checked(t, b.queries.len())?,
+        None => project_tiles::kept(&p.tiles_json, b.queries.len())?,
+    };
+    // A position whose query is now another one shows none of the jobs from before.
+    let old = parse_queries(&p.queries_json)?;
+    let names = |qs: &[ProjectQuery]| qs.iter().map(|q| q.name.clone()).collect::<Vec<_>>();
+    project_tiles::note_changes(&mut tiles, &p.tiles_json, &names(&old), &names(&b.queries), app.clock.now());
+    let tiles_json = project_tiles::to_json(&tiles)?;
     let origins = b.embed_origins.as_deref().map(|o| checked_origins(app, o)).transpose()?;
     let schedule = match &b.schedule {
         Some(s) => Some(checked_schedule(app, s.as_ref(), &b.queries)?),
@@ -263,7 +282,7 @@ pub async fn update(app: &App, ctx: &mut Ctx, id: &str, body: &[u8]) -> Result<R
         }
     };
     let now = app.clock.now();
-    if !app.store.update_project(id.to_owned(), b.name.clone(), queries_json.clone(), now).await? {
+    if !app.store.update_project(id.to_owned(), b.name.clone(), queries_json.clone(), tiles_json.clone(), now).await? {
         return Err(ApiError::not_found(format!("no project {id:?}")));
     }
     let embed_origins = match origins {
@@ -280,7 +299,7 @@ pub async fn update(app: &App, ctx: &mut Ctx, id: &str, body: &[u8]) -> Result<R
         }
         None => p.schedule.clone(),
     };
-    let p = ProjectRecord { name: b.name, queries_json, updated_at: now, embed_origins, schedule, ..p };
+    let p = ProjectRecord { name: b.name, queries_json, tiles_json, updated_at: now, embed_origins, schedule, ..p };
     Ok(json(StatusCode::OK, &view(app, &p, a).await?))
 }
 
@@ -389,8 +408,9 @@ pub async fn results(app: &App, ctx: &mut Ctx, id: &str, q: Option<&str>) -> Res
         // The result shown is the newest that succeeded; a newer run that is still going
         // or failed is told beside it (`refresh`), so a failed refresh never hides the
         // previous result.
-        let shown = app.store.latest_project_job(p.id.clone(), idx, for_customer.clone(), true).await?;
-        let newest = app.store.latest_project_job(p.id.clone(), idx, for_customer, false).await?;
+        let since = project_tiles::since(&p.tiles_json, i);
+        let shown = project_jobs::latest(app, &p.id, (idx, query), for_customer.clone(), true, since).await?;
+        let newest = project_jobs::latest(app, &p.id, (idx, query), for_customer, false, since).await?;
         let view = |job_id: String| async {
             let rec = app.store.job(job_id, app.clock.now(), false).await?;
             Ok::<_, ApiError>(rec.map(|rec| {
@@ -499,9 +519,11 @@ pub async fn embed_project(app: &App, ctx: &mut Ctx, req: &Request<bytes::Bytes>
         .enumerate()
         .map(|(i, q)| serde_json::json!({ "index": i, "name": q.name, "render_kind": render_kind(&q.render) }))
         .collect();
+    let tiles = project_tiles::shown(&p.tiles_json, queries.len());
     Ok(json(
         StatusCode::OK,
-        &serde_json::json!({ "project": { "id": p.id, "name": p.name }, "customer": claims.sub, "expires_at": claims.exp, "queries": queries }),
+        &serde_json::json!({ "project": { "id": p.id, "name": p.name }, "customer": claims.sub, "expires_at": claims.exp,
+                             "queries": queries, "tiles": tiles }),
     ))
 }
 
@@ -524,13 +546,13 @@ pub async fn embed_result(
     let customer = queries[i].customer_param.map(|_| claims.sub.clone());
     // The newest successful result; before the first one, the newest run (to wait for).
     let idx = i64::try_from(i).unwrap_or(0);
-    let job_id =
-        match app.store.latest_project_job(p.id.clone(), idx, customer.clone(), true).await? {
-            Some(id) => id,
-            None => app.store.latest_project_job(p.id.clone(), idx, customer, false).await?.ok_or_else(|| {
-                ApiError::not_found("no result yet for this customer; the project has not run for them")
-            })?,
-        };
+    let since = project_tiles::since(&p.tiles_json, i);
+    let job_id = match project_jobs::latest(app, &p.id, (idx, &queries[i]), customer.clone(), true, since).await? {
+        Some(id) => id,
+        None => project_jobs::latest(app, &p.id, (idx, &queries[i]), customer, false, since)
+            .await?
+            .ok_or_else(|| ApiError::not_found("no result yet for this customer; the project has not run for them"))?,
+    };
     ctx.detail = Some(serde_json::json!({ "job": job_id, "query": i }));
     // An embed viewer never reads SQL, so never a failure's text either.
     api::result(app, &job_id, wait, false).await

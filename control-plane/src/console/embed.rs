@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::api::RouteId;
 use crate::app::App;
+use crate::console::pages::dashboard::{size_attrs, text_tile, tiles_of};
 use crate::console::pages::jobs::json_result_html;
 use crate::console::sanitize_svg::{escape as e, sanitise};
 use crate::http::{bytes_response, query_param, Body};
@@ -74,12 +75,22 @@ pub async fn handle(app: &App, remote: SocketAddr, path: &str, query: Option<&st
         Ok(Some(p)) => crate::api::projects::frame_ancestors(app, &p),
         _ => Vec::new(),
     };
+    // The dashboard's tiles in its order and sizes, texts included, as in the console.
+    let queries = v["queries"].as_array().cloned().unwrap_or_default();
     let mut b = String::from("<div class=\"tiles\">");
-    for q in v["queries"].as_array().into_iter().flatten() {
+    for t in tiles_of(&v) {
+        if t["text"].is_string() {
+            b.push_str(&text_tile(&t));
+            continue;
+        }
+        let Some(q) = t["query"].as_u64().and_then(|i| queries.iter().find(|q| q["index"].as_u64() == Some(i))) else {
+            continue;
+        };
         let index = q["index"].as_u64().unwrap_or_default();
         let _ = write!(
             b,
-            "<section class=\"query\" data-query=\"{index}\"><h2>{}</h2>",
+            "<section {} data-query=\"{index}\"><h2>{}</h2>",
+            size_attrs(&t).replace("{kind}", "query"),
             e(q["name"].as_str().unwrap_or_default())
         );
         b.push_str(&tile(app, &remote, token, index).await);

@@ -332,9 +332,10 @@ macro_rules! impl_access_store {
                     id: String,
                     name: String,
                     queries_json: String,
+                    tiles_json: String,
                     now: i64,
                 ) -> Result<bool, StoreError> {
-                    $via!(self, projects::update_project(id, name, queries_json, now))
+                    $via!(self, projects::update_project(id, name, queries_json, tiles_json, now))
                 }
 
                 async fn delete_project(&self, id: String) -> Result<bool, StoreError> {

@@ -9,6 +9,7 @@ mod audit;
 mod cache;
 mod cloud_hardening;
 mod console;
+mod dashboard;
 mod egress;
 mod embed_page;
 mod enrolment_audit;

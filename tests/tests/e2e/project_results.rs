@@ -10,7 +10,7 @@
 
 use anyhow::{ensure, Context as _, Result};
 use outpost_e2e::client::Api;
-use outpost_e2e::{call, ok_json, user_with_token, TEST_PASSWORD};
+use outpost_e2e::{call, ok_json, signed_in, user_with_token};
 use serde_json::{json, Value};
 
 const GOOD_SQL: &str = "SELECT region, SUM(amount) AS revenue FROM orders GROUP BY region ORDER BY region";
@@ -66,11 +66,7 @@ async fn a_failed_refresh_keeps_the_previous_result_and_a_purge_keeps_the_newest
     );
 
     // The console says so above the previous result.
-    let anon = ed.with_token(None);
-    let res = call(&anon, "POST", "/v1/sessions", Some(&json!({ "user": "ed", "password": TEST_PASSWORD }))).await?;
-    ensure!(res.status == 201, "sign-in: {}", res.status);
-    let cookie = res.header("set-cookie").context("cookie")?.split(';').next().context("pair")?.to_owned();
-    let browser = anon.with_header("cookie", &cookie);
+    let browser = signed_in(&ed, "ed").await?;
     let page = call(&browser, "GET", &format!("/console/projects/{pid}"), None).await?;
     ensure!(page.status == 200, "project page: {}", page.status);
     let html = page.text();

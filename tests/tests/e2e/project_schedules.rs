@@ -2,10 +2,11 @@
 //! project's time zone) and on demand"), end to end against the real binaries: the API
 //! refuses a bad schedule naming the field and saying what is wrong; GET shows it (its
 //! pattern and customers only to those who may read the queries); the console says it
-//! in words; and the control plane's own scheduler loop runs a due project as its owner,
-//! audited as `schedule`, so the dashboard has a fresh result without anyone pressing
-//! Refresh. (The slot is made due by moving `next_run_at` in the store, as time passing
-//! would: the loop itself, its claim and its dispatch are the real ones.)
+//! in words beside the dashboard's tiles (the layout and the schedule each kept when the
+//! other is saved); and the control plane's own scheduler loop runs a due project as its
+//! owner, audited as `schedule`, so the dashboard has a fresh result without anyone
+//! pressing Refresh. (The slot is made due by moving `next_run_at` in the store, as time
+//! passing would: the loop itself, its claim and its dispatch are the real ones.)
 //!
 //! Runs on the backend `OUTPOST_TEST_STORE` names (SQLite by default, `postgres` for a
 //! fresh PostgreSQL database), and says which.
@@ -16,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context as _, Result};
 use outpost_e2e::client::Api;
-use outpost_e2e::{call, eventually, ok_json, user_with_token, Agent, ControlPlane, PgDatabase, TEST_PASSWORD};
+use outpost_e2e::{call, eventually, ok_json, signed_in, user_with_token, Agent, ControlPlane, PgDatabase};
 use serde_json::{json, Value};
 
 const SQL: &str = "SELECT region, SUM(amount) AS revenue FROM orders GROUP BY region ORDER BY region";
@@ -37,14 +38,6 @@ async fn refused(api: &Api, method: &str, path: &str, body: &Value) -> Result<St
     let res = call(api, method, path, Some(body)).await?;
     ensure!(res.status == 400, "{method} {path} with {body}: {} {}", res.status, res.text());
     Ok(res.json()?["message"].as_str().unwrap_or_default().to_owned())
-}
-
-async fn signed_in(api: &Api, user: &str) -> Result<Api> {
-    let anon = api.with_token(None);
-    let res = call(&anon, "POST", "/v1/sessions", Some(&json!({ "user": user, "password": TEST_PASSWORD }))).await?;
-    ensure!(res.status == 201, "sign-in: {}", res.status);
-    let cookie = res.header("set-cookie").context("cookie")?.split(';').next().context("pair")?.to_owned();
-    Ok(anon.with_header("cookie", &cookie))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,12 +97,31 @@ async fn a_schedule_is_checked_shown_said_in_words_and_run_by_the_control_plane(
     let m = refused(&ed, "PUT", &format!("/v1/projects/{pid}"), &by_customer).await?;
     ensure!(m.contains("schedule.customers") && m.contains("the kept schedule"), "{m}");
 
+    // The dashboard's layout and the schedule are kept apart: a layout saved without
+    // `schedule` keeps the schedule, and the console's schedule form (name, queries and
+    // schedule, no `tiles`) keeps the layout.
+    let path = format!("/v1/projects/{pid}");
+    let tiles = json!([{ "text": "Nightly numbers", "w": 12, "h": 1 }, { "query": 0, "w": 8, "h": 2 }]);
+    let mut laid_out = project(None);
+    laid_out["tiles"] = tiles.clone();
+    let put = ok_json(&ed, "PUT", &path, Some(&laid_out)).await?;
+    ensure!(put["tiles"] == tiles && put["schedule"]["cron"] == "0 6 * * 1-5", "a layout keeps the schedule: {put}");
+    let hourly = json!({ "cron": "@hourly", "timezone": "Europe/Berlin" });
+    let put = ok_json(&ed, "PUT", &path, Some(&project(Some(hourly)))).await?;
+    ensure!(put["tiles"] == tiles && put["schedule"]["cron"] == "@hourly", "a schedule keeps the layout: {put}");
+    let put = ok_json(&ed, "PUT", &path, Some(&project(Some(weekdays.clone())))).await?;
+    ensure!(put["tiles"] == tiles && put["schedule"]["description"] == "Every weekday at 06:00", "{put}");
+
     // The console says it in words, with the form for an editor and none for a viewer.
     let page = call(&signed_in(&ed, "ed").await?, "GET", &format!("/console/projects/{pid}"), None).await?;
     let html = page.text();
     ensure!(page.status == 200, "project page: {}", page.status);
     ensure!(html.contains("Every weekday at 06:00, Europe/Berlin · next run "), "the schedule in words:\n{html}");
     ensure!(html.contains("name=\"schedule.cron\"") && html.contains("Remove schedule"), "the form for editors");
+    ensure!(
+        html.contains("<p class=\"tile-text\">Nightly numbers</p>") && html.contains("data-dashboard-edit"),
+        "the tile grid and its editing beside the schedule:\n{html}"
+    );
     let page = call(&signed_in(&vi, "vi").await?, "GET", &format!("/console/projects/{pid}"), None).await?;
     let html = page.text();
     ensure!(html.contains("Every weekday at 06:00, Europe/Berlin · next run "), "viewers read it too");
@@ -143,6 +155,7 @@ async fn a_schedule_is_checked_shown_said_in_words_and_run_by_the_control_plane(
     ensure!(v["queries"][0]["job"]["state"] == "succeeded", "after a restart: {v}");
     let p = ok_json(&admin, "GET", &format!("/v1/projects/{pid}"), None).await?;
     ensure!(p["schedule"] == after["schedule"], "the schedule outlives a restart: {}", p["schedule"]);
+    ensure!(p["tiles"] == tiles, "so does the layout: {}", p["tiles"]);
 
     // Removed with `null`.
     let removed = ok_json(&admin, "PUT", &format!("/v1/projects/{pid}"), Some(&project(Some(Value::Null)))).await?;

@@ -205,6 +205,7 @@ async fn scheduled_project(app: &App, id: &str, owner: &UserRecord, queries: &[P
         queries_json: serde_json::to_string(queries).expect("json"),
         embed_epoch: 0,
         embed_origins: "[]".into(),
+        tiles_json: "[]".into(),
         created_at: now,
         updated_at: now,
         schedule: Some(app.schedule_state(s, first).expect("state")),

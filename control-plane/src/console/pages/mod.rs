@@ -1,7 +1,9 @@
 //! The console's pages, by concern; each is a method of [`crate::console::Page`].
 
 mod admin;
+pub(crate) mod dashboard;
 pub(crate) mod jobs;
+mod project_save;
 mod projects;
 mod query;
 mod schedule;

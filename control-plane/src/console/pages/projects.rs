@@ -56,44 +56,8 @@ impl Page<'_> {
             );
         }
         b.push_str(&self.schedule_section(&p, can_edit && self.can(Scope::ProjectsWrite)));
-        let latest = results["queries"].as_array().cloned().unwrap_or_default();
-        // The queries are tiles of a grid: side by side where the window is wide enough,
-        // one column where it is not.
-        b.push_str("<div class=\"tiles\">");
-        for q in p["queries"].as_array().into_iter().flatten() {
-            let idx = q["index"].as_u64().unwrap_or_default();
-            let kind = q["render"]["kind"].as_str().or(q["render_kind"].as_str()).unwrap_or_default();
-            let _ = write!(
-                b,
-                "<section class=\"query\" data-query=\"{idx}\"><h2>{} <span class=\"badge\">{}</span></h2>",
-                e(q["name"].as_str().unwrap_or_default()),
-                e(kind)
-            );
-            if let Some(sql) = q["sql"].as_str() {
-                let _ = write!(
-                    b,
-                    "<details><summary>SQL on {} / {}</summary><pre class=\"code\" data-sql>{}</pre></details>",
-                    e(q["agent"].as_str().unwrap_or_default()),
-                    e(q["connection"].as_str().unwrap_or_default()),
-                    e(sql)
-                );
-            }
-            let entry = latest.iter().find(|l| l["index"].as_u64() == Some(idx));
-            if let Some(r) = entry.map(|l| &l["refresh"]).filter(|r| r.is_object()) {
-                b.push_str(&refresh_note(r));
-            }
-            match entry.map(|l| &l["job"]) {
-                Some(j) if j.is_object() => {
-                    if j["finished_at"].is_i64() {
-                        let _ = write!(b, "<p class=\"muted as-of\">As of {}</p>", when(&j["finished_at"]));
-                    }
-                    b.push_str(&self.job_section(j).await);
-                }
-                _ => b.push_str("<p class=\"muted\">Not run yet.</p>"),
-            }
-            b.push_str("</section>");
-        }
-        b.push_str("</div>");
+        // The tiles of the dashboard, in the project's order and sizes.
+        b.push_str(&self.dashboard(&p, &results).await);
         if let Some(grants) = p["grants"].as_array() {
             b.push_str("<section><h2>Sharing</h2><ul class=\"plain\">");
             for g in grants {
@@ -141,7 +105,7 @@ impl Page<'_> {
 
 /// What became of the newest run of a query when it is not the result shown: still
 /// going, or failed (the result below is then the previous one, and says when it is from).
-fn refresh_note(r: &serde_json::Value) -> String {
+pub(super) fn refresh_note(r: &serde_json::Value) -> String {
     let state = r["state"].as_str().unwrap_or_default();
     let at = when(&r["created_at"]);
     let id = e(r["id"].as_str().unwrap_or_default());

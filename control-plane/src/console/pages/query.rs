@@ -131,6 +131,23 @@ struct Prefill {
     params: String,
     render: Value,
     cache_max_age: u64,
+    /// Opened from a dashboard tile's "Edit": the project and the query it replaces.
+    tile: Option<super::project_save::TileQuery>,
+}
+
+impl Prefill {
+    /// A job's spec or a project query, as the API gives them.
+    fn from_spec(spec: &Value) -> Self {
+        Self {
+            agent: spec["agent"].as_str().unwrap_or_default().to_owned(),
+            connection: spec["connection"].as_str().unwrap_or_default().to_owned(),
+            sql: spec["sql"].as_str().unwrap_or_default().to_owned(),
+            params: params_text(&spec["params"]),
+            render: spec["render"].clone(),
+            cache_max_age: spec["cache"]["max_age_secs"].as_u64().unwrap_or(0),
+            tile: None,
+        }
+    }
 }
 
 /// A job spec's parameters as the form's lines, `type:value`.
@@ -158,25 +175,22 @@ fn render_value(v: &Value) -> String {
 }
 
 impl Page<'_> {
-    /// The form's starting values: `?job=ID` (the API checks the caller may read its
-    /// SQL), else `?agent=` and `?connection=`.
+    /// The form's starting values: `?project=ID&index=N` (a dashboard tile's query) or
+    /// `?job=ID` (the API checks the caller may read its SQL), else `?agent=` and
+    /// `?connection=`.
     async fn prefill(&self, q: Option<&str>) -> Result<Prefill, ApiError> {
         let decoded = |k: &str| {
             query_param(q, k).and_then(|v| crate::http::percent_decode(&v.replace('+', " "))).unwrap_or_default()
         };
+        if let Some(t) = self.tile_query(q).await? {
+            let pre = Prefill::from_spec(&t.query);
+            return Ok(Prefill { tile: Some(t), ..pre });
+        }
         let job = decoded("job");
         if job.is_empty() {
             return Ok(Prefill { agent: decoded("agent"), connection: decoded("connection"), ..Prefill::default() });
         }
-        let spec = self.get(RouteId::JobsSpec, &[&job], None).await?;
-        Ok(Prefill {
-            agent: spec["agent"].as_str().unwrap_or_default().to_owned(),
-            connection: spec["connection"].as_str().unwrap_or_default().to_owned(),
-            sql: spec["sql"].as_str().unwrap_or_default().to_owned(),
-            params: params_text(&spec["params"]),
-            render: spec["render"].clone(),
-            cache_max_age: spec["cache"]["max_age_secs"].as_u64().unwrap_or(0),
-        })
+        Ok(Prefill::from_spec(&self.get(RouteId::JobsSpec, &[&job], None).await?))
     }
 
     pub(crate) async fn query(&self, q: Option<&str>) -> PageResult {
@@ -233,6 +247,7 @@ impl Page<'_> {
             );
         }
         let stacked = if pre.render["stacked"] == Value::Bool(true) { " checked" } else { "" };
+        let save = self.save_area(pre.tile.as_ref(), q).await;
         let body = format!(
             "<form id=\"query-form\" class=\"stack\" data-api=\"POST /v1/jobs\" data-then=\"go:/console/jobs/{{id}}\" \
              data-query-form novalidate>\
@@ -251,11 +266,7 @@ impl Page<'_> {
              <input type=\"hidden\" name=\"render.format\" value=\"json\" data-kinds=\"table\">\
              </div></fieldset>\
              <label>Use a cached result up to (seconds) <input name=\"cache.max_age_secs\" type=\"number\" min=\"0\" value=\"{age}\" data-type=\"int\"></label>\
-             <fieldset><legend>Save as a project</legend><div class=\"row\">\
-             <label>Project name <input name=\"_project\" data-optional></label>\
-             <label>Query name <input name=\"_query_name\" data-optional></label>\
-             <button type=\"submit\" data-api=\"POST /v1/projects\" data-wrap=\"project\" data-then=\"go:/console/projects/{{id}}\">Save as project</button>\
-             </div><output role=\"alert\" data-save-output></output></fieldset></form>\
+             {save}</form>\
              <script src=\"/console/assets/editor.js\" defer></script>",
             sql = e(&pre.sql),
             params = e(&pre.params),

@@ -159,6 +159,9 @@ pub struct ProjectRecord {
     /// The origins that may frame its embed page, a JSON list (`[]`: the control plane's
     /// `embed.frame_ancestors`).
     pub embed_origins: String,
+    /// The dashboard's tiles in order, JSON (`[]`: one tile per query, as the API
+    /// normalises them; see `api::project_tiles`).
+    pub tiles_json: String,
     /// Unix seconds.
     pub created_at: i64,
     /// Unix seconds.
@@ -356,12 +359,13 @@ pub trait AccessStore: Send + Sync + 'static {
         &self,
         project_id: String,
     ) -> impl Future<Output = Result<Vec<(String, Grant)>, StoreError>> + Send;
-    /// Replaces a project's name and queries; false when unknown.
+    /// Replaces a project's name, queries and tiles; false when unknown.
     fn update_project(
         &self,
         id: String,
         name: String,
         queries_json: String,
+        tiles_json: String,
         now: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Deletes a project and its grants; false when unknown.

@@ -4,7 +4,7 @@
 //! all under one advisory lock ([`crate::store::postgres`]).
 
 /// Current schema version (PRAGMA user_version).
-pub(crate) const SCHEMA_VERSION: i64 = 11;
+pub(crate) const SCHEMA_VERSION: i64 = 12;
 
 const SCHEMA_V1: &str = include_str!("sqlite/001.sql");
 
@@ -41,6 +41,9 @@ const SCHEMA_V10: &str = include_str!("sqlite/010.sql");
 /// v11: project schedules (the schedule, its next due slot, the slot's progress).
 const SCHEMA_V11: &str = include_str!("sqlite/011.sql");
 
+/// v12: a project's dashboard tiles (order, sizes, text tiles).
+const SCHEMA_V12: &str = include_str!("sqlite/012.sql");
+
 /// Every migration, in order: (the version it brings the database to, its SQL).
 pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (1, SCHEMA_V1),
@@ -54,6 +57,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (9, SCHEMA_V9),
     (10, SCHEMA_V10),
     (11, SCHEMA_V11),
+    (12, SCHEMA_V12),
 ];
 
 /// PostgreSQL schema v1: everything the SQLite schema has reached at its v7, in PostgreSQL types.
@@ -71,9 +75,12 @@ const PG_SCHEMA_V4: &str = include_str!("postgres/004.sql");
 /// PostgreSQL v5: project schedules (the schedule, its next due slot, the slot's progress).
 const PG_SCHEMA_V5: &str = include_str!("postgres/005.sql");
 
+/// PostgreSQL v6: a project's dashboard tiles (order, sizes, text tiles).
+const PG_SCHEMA_V6: &str = include_str!("postgres/006.sql");
+
 /// PostgreSQL's migrations in order: (version, SQL). Append only.
 pub(crate) const PG_MIGRATIONS: &[(i32, &str)] =
-    &[(1, PG_SCHEMA_V1), (2, PG_SCHEMA_V2), (3, PG_SCHEMA_V3), (4, PG_SCHEMA_V4), (5, PG_SCHEMA_V5)];
+    &[(1, PG_SCHEMA_V1), (2, PG_SCHEMA_V2), (3, PG_SCHEMA_V3), (4, PG_SCHEMA_V4), (5, PG_SCHEMA_V5), (6, PG_SCHEMA_V6)];
 
 #[cfg(test)]
 mod tests {

@@ -35,6 +35,7 @@ fn project(id: &str, name: &str, owner: &str) -> ProjectRecord {
         queries_json: "[]".into(),
         embed_epoch: 0,
         embed_origins: "[]".into(),
+        tiles_json: "[]".into(),
         created_at: 1,
         updated_at: 1,
         schedule: None,

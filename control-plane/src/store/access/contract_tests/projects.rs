@@ -50,10 +50,18 @@ async fn projects_and_grants<S: AccessStore + Store>(s: &S) {
     assert_eq!(s.set_project_grant("p3".into(), "ed".into(), None).await.expect("q"), Ok(()));
     assert_eq!(s.project_grant("p3".into(), "u2".into()).await.expect("q"), None);
 
-    assert!(s.update_project("p1".into(), "Sales".into(), "[{\"sql\":\"x\"}]".into(), 9).await.expect("q"));
-    assert!(!s.update_project("nope".into(), "x".into(), "[]".into(), 9).await.expect("q"));
+    assert_eq!(s.project("p1".into()).await.expect("q").expect("there").tiles_json, "[]", "no tiles until set");
+    let tiles = r#"[{"text":"Revenue","w":12,"h":1},{"query":0,"w":6,"h":2}]"#;
+    assert!(s
+        .update_project("p1".into(), "Sales".into(), "[{\"sql\":\"x\"}]".into(), tiles.into(), 9)
+        .await
+        .expect("q"));
+    assert!(!s.update_project("nope".into(), "x".into(), "[]".into(), "[]".into(), 9).await.expect("q"));
     let got = s.project("p1".into()).await.expect("q").expect("there");
     assert_eq!((got.name.as_str(), got.queries_json.as_str(), got.updated_at), ("Sales", "[{\"sql\":\"x\"}]", 9));
+    assert_eq!(got.tiles_json, tiles, "tiles are stored with the queries");
+    let listed = s.projects_for(Some("u2".into())).await.expect("q");
+    assert_eq!((listed[0].0.tiles_json.as_str(), listed[0].1), (tiles, None), "lists read them too, and the grant");
 
     assert_eq!(s.bump_embed_epoch("p1".into()).await.expect("q"), Some(1));
     assert_eq!(s.bump_embed_epoch("p1".into()).await.expect("q"), Some(2));

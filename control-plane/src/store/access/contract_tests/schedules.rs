@@ -55,6 +55,15 @@ async fn schedules_set_due_and_claimed<S: AccessStore>(s: &S) {
     assert!(!s.set_project_schedule("nope".into(), None).await.expect("q"));
     let listed = s.projects_for(None).await.expect("q");
     assert_eq!(listed.iter().find(|(p, _)| p.id == "p1").and_then(|(p, _)| p.schedule.clone()), Some(state(120)));
+
+    // The dashboard's tiles sit beside the schedule: writing either keeps the other.
+    let tiles = r#"[{"text":"Daily","w":12,"h":1},{"query":0,"w":6,"h":2}]"#;
+    assert!(s.update_project("p1".into(), "p1".into(), "[]".into(), tiles.into(), 9).await.expect("q"));
+    let got = s.project("p1".into()).await.expect("q").expect("there");
+    assert_eq!((got.schedule, got.tiles_json.as_str()), (Some(state(120)), tiles), "an edit keeps the schedule");
+    assert!(s.set_project_schedule("p1".into(), Some(state(130))).await.expect("q"));
+    let due_p1 = s.due_projects(130, 10).await.expect("q");
+    assert_eq!(due_p1.iter().map(|p| p.tiles_json.as_str()).collect::<Vec<_>>(), [tiles], "a schedule keeps the tiles");
 }
 
 async fn two_claims_race_for_one_slot_and_exactly_one_wins<S: AccessStore>(s: &S) {

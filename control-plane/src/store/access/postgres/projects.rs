@@ -10,7 +10,7 @@ use crate::store::postgres::PgStore;
 use crate::store::{AccessRefusal, StoreError};
 
 pub(super) const PROJECT_COLS: &str = "p.id, p.name, p.owner, u.name, p.queries, p.embed_epoch, p.created_at, \
-     p.updated_at, p.embed_origins, p.schedule, p.next_run_at, p.schedule_done";
+     p.updated_at, p.embed_origins, p.schedule, p.next_run_at, p.schedule_done, p.tiles";
 
 pub(super) fn project_from_row(r: &Row) -> ProjectRecord {
     ProjectRecord {
@@ -28,6 +28,7 @@ pub(super) fn project_from_row(r: &Row) -> ProjectRecord {
             next_run_at: r.get(10),
             done: r.get(11),
         }),
+        tiles_json: r.get(12),
     }
 }
 
@@ -41,8 +42,8 @@ pub(super) async fn create_project(store: &PgStore, p: ProjectRecord) -> Result<
     client
         .execute(
             "INSERT INTO projects (id, name, owner, queries, embed_epoch, created_at, updated_at, embed_origins,
-                   schedule, next_run_at, schedule_done)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                   schedule, next_run_at, schedule_done, tiles)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             &[
                 &p.id,
                 &p.name,
@@ -55,6 +56,7 @@ pub(super) async fn create_project(store: &PgStore, p: ProjectRecord) -> Result<
                 &p.schedule.as_ref().map(|s| s.json.clone()),
                 &p.schedule.as_ref().and_then(|s| s.next_run_at),
                 &p.schedule.as_ref().map_or(0, |s| s.done),
+                &p.tiles_json,
             ],
         )
         .await?;
@@ -89,7 +91,7 @@ pub(super) async fn projects_for(
         .await?
         .iter()
         .map(|r| {
-            let g: Option<String> = r.get(12);
+            let g: Option<String> = r.get(13);
             Ok((project_from_row(r), g.as_deref().map(grant_of).transpose()?))
         })
         .collect()
@@ -124,13 +126,14 @@ pub(super) async fn update_project(
     id: String,
     name: String,
     queries_json: String,
+    tiles_json: String,
     now: i64,
 ) -> Result<bool, StoreError> {
     let client = store.client().await?;
     Ok(client
         .execute(
-            "UPDATE projects SET name = $2, queries = $3, updated_at = $4 WHERE id = $1",
-            &[&id, &name, &queries_json, &now],
+            "UPDATE projects SET name = $2, queries = $3, tiles = $4, updated_at = $5 WHERE id = $1",
+            &[&id, &name, &queries_json, &tiles_json, &now],
         )
         .await?
         == 1)

@@ -9,7 +9,7 @@ use crate::store::access::{ProjectRecord, ScheduleState};
 use crate::store::{AccessRefusal, SqliteStore, StoreError};
 
 pub(super) const PROJECT_COLS: &str = "p.id, p.name, p.owner, u.name, p.queries, p.embed_epoch, p.created_at, \
-     p.updated_at, p.embed_origins, p.schedule, p.next_run_at, p.schedule_done";
+     p.updated_at, p.embed_origins, p.schedule, p.next_run_at, p.schedule_done, p.tiles";
 
 pub(super) fn project_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProjectRecord> {
     Ok(ProjectRecord {
@@ -26,6 +26,7 @@ pub(super) fn project_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Projec
             .get::<_, Option<String>>(9)?
             .map(|json| Ok::<_, rusqlite::Error>(ScheduleState { json, next_run_at: r.get(10)?, done: r.get(11)? }))
             .transpose()?,
+        tiles_json: r.get(12)?,
     })
 }
 
@@ -40,8 +41,8 @@ pub(super) async fn create_project(store: &SqliteStore, p: ProjectRecord) -> Res
         .with_conn(move |c| {
             c.execute(
                 "INSERT INTO projects (id, name, owner, queries, embed_epoch, created_at, updated_at, embed_origins,
-                   schedule, next_run_at, schedule_done)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                   schedule, next_run_at, schedule_done, tiles)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     p.id,
                     p.name,
@@ -53,7 +54,8 @@ pub(super) async fn create_project(store: &SqliteStore, p: ProjectRecord) -> Res
                     p.embed_origins,
                     p.schedule.as_ref().map(|s| &s.json),
                     p.schedule.as_ref().and_then(|s| s.next_run_at),
-                    p.schedule.as_ref().map_or(0, |s| s.done)
+                    p.schedule.as_ref().map_or(0, |s| s.done),
+                    p.tiles_json
                 ],
             )?;
             Ok(())
@@ -86,7 +88,7 @@ pub(super) async fn projects_for(
             ))?;
             let rows = stmt
                 .query_map(params![user_id], |r| {
-                    let g: Option<String> = r.get(12)?;
+                    let g: Option<String> = r.get(13)?;
                     Ok((project_from_row(r)?, g.as_deref().map(grant_of).transpose()?))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
@@ -134,13 +136,14 @@ pub(super) async fn update_project(
     id: String,
     name: String,
     queries_json: String,
+    tiles_json: String,
     now: i64,
 ) -> Result<bool, StoreError> {
     store
         .with_conn(move |c| {
             Ok(c.execute(
-                "UPDATE projects SET name = ?2, queries = ?3, updated_at = ?4 WHERE id = ?1",
-                params![id, name, queries_json, now],
+                "UPDATE projects SET name = ?2, queries = ?3, tiles = ?4, updated_at = ?5 WHERE id = ?1",
+                params![id, name, queries_json, tiles_json, now],
             )? == 1)
         })
         .await
