@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use serde::Serialize;
 
 mod explain;
+pub(crate) use explain::did_you_mean;
 
 /// Response body type of every handler.
 pub type Body = Full<Bytes>;

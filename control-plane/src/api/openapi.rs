@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use crate::api::{Auth, RouteId, ROUTES};
 
 mod error;
+mod parameters;
 mod tiles;
 
 fn obj(required: &[&str], props: Value) -> Value {
@@ -153,11 +154,13 @@ fn components() -> Value {
                 "params": params(), "render": r("RenderSpec"),
                 "cache": r("CacheSpec"), "timeout_secs": timeout_secs(),
                 "customer_param": { "type": "integer", "minimum": 1, "maximum": 65535,
-                    "description": "1-based position of the parameter that receives the end customer id" } })),
+                    "description": "1-based position of the parameter that receives the end customer id" },
+                "bind": parameters::bind() })),
             "Tile": tiles::tile(),
+            "Parameter": parameters::parameter(),
             "ProjectIn": strict(&["name", "queries"], json!({
                 "name": string(), "queries": { "type": "array", "items": r("ProjectQuery") },
-                "embed_origins": embed_origins(), "tiles": tiles::tiles(),
+                "embed_origins": embed_origins(), "tiles": tiles::tiles(), "parameters": parameters::parameters(),
                 "schedule": nullable(strict(&["cron", "timezone"], json!({
                     "cron": { "type": "string", "example": "0 6 * * 1-5",
                               "description": "five fields: minute hour day-of-month month weekday (0 and 7: Sunday), \
@@ -176,7 +179,7 @@ fn components() -> Value {
                 "queries": { "type": "array", "items": obj(&["index", "name"], json!({ "index": int(), "name": string() })),
                              "description": "SQL, parameters, connection and render spec only with view-logic, edit, ownership or admin" },
                 "grants": { "type": "array", "items": obj(&["user", "access"], json!({ "user": string(), "access": r("Grant") })) },
-                "embed_origins": embed_origins(), "tiles": tiles::tiles(),
+                "embed_origins": embed_origins(), "tiles": tiles::tiles(), "parameters": parameters::parameters(),
                 "schedule": nullable(obj(&["description", "timezone", "next_run_at"], json!({
                     "description": { "type": "string", "example": "Every weekday at 06:00" },
                     "timezone": string(), "next_run_at": int_or_null(),
@@ -349,11 +352,11 @@ fn shapes(id: RouteId) -> (Option<Value>, &'static str, Value) {
         ProjectsRead => (None, "200", r("Project")),
         ProjectsUpdate => (Some(r("ProjectIn")), "200", r("Project")),
         ProjectsRun => (
-            Some(strict(&[], json!({ "customer": string() }))),
+            Some(strict(&[], json!({ "customer": string(), "filters": parameters::filters() }))),
             "202",
             obj(
                 &["project", "jobs"],
-                json!({ "project": string(), "customer": string_or_null(),
+                json!({ "project": string(), "customer": string_or_null(), "filters": parameters::filters(),
                 "jobs": { "type": "array", "items": obj(&["index", "name", "id"], json!({ "index": int(), "name": string(), "id": string() })) } }),
             ),
         ),
@@ -362,7 +365,7 @@ fn shapes(id: RouteId) -> (Option<Value>, &'static str, Value) {
             "200",
             obj(
                 &["project", "queries"],
-                json!({ "project": string(), "customer": string_or_null(),
+                json!({ "project": string(), "customer": string_or_null(), "filters": parameters::filters(),
             "queries": { "type": "array", "items": obj(&["index", "name"], json!({ "index": int(), "name": string(),
                 "job": { "allOf": [r("Job")], "nullable": true,
                     "description": "the newest successful run (kept past retention, see results.keep_latest_secs); before the first one, the newest run" },
@@ -451,7 +454,15 @@ fn query_params(id: RouteId) -> Vec<Value> {
             vec![q("refresh", json!({ "type": "boolean" }), "ask the agent again instead of serving the kept catalog")]
         }
         RouteId::TokensList => vec![q("all", json!({ "type": "boolean" }), "every user's tokens (admins)")],
-        RouteId::ProjectsResults => vec![q("customer", string(), "the end customer the project ran for")],
+        RouteId::ProjectsResults => vec![
+            q("customer", string(), "the end customer the project ran for"),
+            q(
+                "filters",
+                string(),
+                "a JSON object of parameter values (URL-encoded), as a run's filters; the results of exactly \
+                 those values (absent ones: their default)",
+            ),
+        ],
         RouteId::AuditRead => vec![
             q("actor", string(), "user name, embed:<customer>, schedule, control-plane or anonymous"),
             q("action", string(), "action, or a prefix ending in '.' such as jobs."),

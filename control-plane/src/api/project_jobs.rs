@@ -23,18 +23,20 @@ async fn ran(app: &App, id: &str, q: &ProjectQuery) -> Result<bool, ApiError> {
         .is_ok_and(|spec| spec.sql == q.sql && spec.connection == q.connection))
 }
 
-/// The newest job of query `index` (`q`) of project `project` for `customer` (with
+/// The newest job of query `index` (`q`) of project `project` for `customer` and run
+/// with `filters` (the key [`crate::app::project_params::filters_key`] gives; with
 /// `succeeded_only`, the newest that succeeded), unless it is from before `since`: created
 /// earlier, or in that very second (times are in seconds) and running other SQL.
 pub async fn latest(
     app: &App,
     project: &str,
     (index, q): (i64, &ProjectQuery),
-    customer: Option<String>,
+    (customer, filters): (Option<String>, Option<String>),
     succeeded_only: bool,
     since: Option<i64>,
 ) -> Result<Option<String>, ApiError> {
-    let Some(id) = app.store.latest_project_job(project.to_owned(), index, customer, succeeded_only).await? else {
+    let Some(id) = app.store.latest_project_job(project.to_owned(), index, customer, filters, succeeded_only).await?
+    else {
         return Ok(None);
     };
     let Some(since) = since else { return Ok(Some(id)) };

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::api::project_jobs;
 use crate::api::project_tiles::{self, Tile};
 use crate::api::{self, bearer, check_connection, forbidden, unauthorized, Ctx, JobView};
+use crate::app::project_params::{self, Parameter};
 use crate::app::projects::{parse_queries, RunBy};
 use crate::app::schedules::Schedule;
 use crate::app::App;
@@ -40,6 +41,9 @@ struct ProjectBody {
     /// The dashboard's layout ([`project_tiles`]); absent on an update: kept.
     #[serde(default)]
     tiles: Option<Vec<serde_json::Value>>,
+    /// The dashboard's parameters ([`project_params`]); absent on an update: kept.
+    #[serde(default)]
+    parameters: Option<Vec<serde_json::Value>>,
 }
 
 /// A field that is there, even as `null` (`Some(None)`), as opposed to absent (`None`).
@@ -117,6 +121,7 @@ async fn view(app: &App, p: &ProjectRecord, a: ProjectAccess) -> Result<serde_js
     let mut v = serde_json::json!({
         "id": p.id, "name": p.name, "owner": p.owner, "access": a.as_str(),
         "created_at": p.created_at, "updated_at": p.updated_at, "queries": queries, "tiles": tiles,
+        "parameters": project_params::parse_stored(&p.parameters_json),
     });
     v["schedule"] = schedule_view(p, a);
     if a.can_edit() {
@@ -185,7 +190,7 @@ async fn checked_body(app: &App, caller: &Caller, body: &[u8]) -> Result<Project
             return Err(ApiError::bad_field(&at("sql"), "must not be empty"));
         }
         parse_render(q.render.clone()).map_err(|e| ApiError { message: format!("queries[{i}].{}", e.message), ..e })?;
-        if let Some(n) = q.customer_param {
+        if let Some(n) = q.customer_param.filter(|_| q.bind.is_empty()) {
             if n == 0 || usize::from(n) > q.params.len() + 1 {
                 return Err(ApiError::bad_field(
                     &at("customer_param"),
@@ -198,6 +203,19 @@ async fn checked_body(app: &App, caller: &Caller, body: &[u8]) -> Result<Project
         check_connection(app, caller, &q.agent, &q.connection).await?;
     }
     Ok(b)
+}
+
+/// The parameters a body leaves the project with (its own, checked; absent: `kept`), and
+/// every query's `bind` checked against them.
+fn checked_parameters(b: &ProjectBody, kept: &str) -> Result<Vec<Parameter>, ApiError> {
+    let params = match &b.parameters {
+        Some(v) => project_params::checked(v)?,
+        None => project_params::parse_stored(kept),
+    };
+    for (i, q) in b.queries.iter().enumerate() {
+        project_params::check_bind(&format!("queries[{i}].bind"), &q.bind, &params, q.params.len(), q.customer_param)?;
+    }
+    Ok(params)
 }
 
 /// `GET /v1/projects`.
@@ -223,6 +241,7 @@ pub async fn create(app: &App, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Bo
     let caller = ctx.caller()?.clone();
     let b = checked_body(app, &caller, body).await?;
     let tiles = project_tiles::checked(b.tiles.as_deref().unwrap_or_default(), b.queries.len())?;
+    let parameters = checked_parameters(&b, "[]")?;
     let now = app.clock.now();
     let p = ProjectRecord {
         id: access::new_id(),
@@ -233,6 +252,7 @@ pub async fn create(app: &App, ctx: &mut Ctx, body: &[u8]) -> Result<Response<Bo
         embed_epoch: 0,
         embed_origins: checked_origins(app, b.embed_origins.as_deref().unwrap_or_default())?,
         tiles_json: project_tiles::to_json(&tiles)?,
+        parameters_json: project_params::to_json(&parameters)?,
         created_at: now,
         updated_at: now,
         schedule: checked_schedule(app, b.schedule.flatten().as_ref(), &b.queries)?,
@@ -256,6 +276,7 @@ pub async fn update(app: &App, ctx: &mut Ctx, id: &str, body: &[u8]) -> Result<R
     }
     let caller = ctx.caller()?.clone();
     let b = checked_body(app, &caller, body).await?;
+    let parameters_json = project_params::to_json(&checked_parameters(&b, &p.parameters_json)?)?;
     let queries_json = serde_json::to_string(&b.queries).map_err(ApiError::internal)?;
     // Absent tiles keep the layout, as long as it still fits the new queries.
     let mut tiles: Vec<Tile> = match &b.tiles {
@@ -282,7 +303,8 @@ pub async fn update(app: &App, ctx: &mut Ctx, id: &str, body: &[u8]) -> Result<R
         }
     };
     let now = app.clock.now();
-    if !app.store.update_project(id.to_owned(), b.name.clone(), queries_json.clone(), tiles_json.clone(), now).await? {
+    let stored = (queries_json.clone(), tiles_json.clone(), parameters_json.clone());
+    if !app.store.update_project(id.to_owned(), b.name.clone(), stored.0, stored.1, stored.2, now).await? {
         return Err(ApiError::not_found(format!("no project {id:?}")));
     }
     let embed_origins = match origins {
@@ -299,7 +321,16 @@ pub async fn update(app: &App, ctx: &mut Ctx, id: &str, body: &[u8]) -> Result<R
         }
         None => p.schedule.clone(),
     };
-    let p = ProjectRecord { name: b.name, queries_json, tiles_json, updated_at: now, embed_origins, schedule, ..p };
+    let p = ProjectRecord {
+        name: b.name,
+        queries_json,
+        tiles_json,
+        parameters_json,
+        updated_at: now,
+        embed_origins,
+        schedule,
+        ..p
+    };
     Ok(json(StatusCode::OK, &view(app, &p, a).await?))
 }
 
@@ -364,9 +395,14 @@ pub async fn run(app: &App, ctx: &mut Ctx, id: &str, body: &[u8]) -> Result<Resp
     struct Req {
         #[serde(default)]
         customer: Option<String>,
+        /// Values of the project's parameters by name; absent ones take their default.
+        #[serde(default)]
+        filters: Option<serde_json::Value>,
     }
     let r: Req = if body.is_empty() { Req::default() } else { parse_json(body)? };
     let (p, access) = viewable(app, ctx, id).await?;
+    let filters =
+        project_params::resolve(&project_params::parse_stored(&p.parameters_json), r.filters.as_ref(), app.today())?;
     let logic = access.can_see_logic();
     if let Some(c) = &r.customer {
         check_customer(c)?;
@@ -382,13 +418,17 @@ pub async fn run(app: &App, ctx: &mut Ctx, id: &str, body: &[u8]) -> Result<Resp
     let caller = ctx.caller()?;
     let by = RunBy { user_id: caller.user_id.clone(), user: caller.user.clone(), via: caller.via() };
     let jobs: Vec<_> = app
-        .run_project(&p, &queries, r.customer.as_deref(), &by, logic)
+        .run_project(&p, &queries, r.customer.as_deref(), &filters, &by, logic)
         .await?
         .into_iter()
         .map(|(i, id)| serde_json::json!({ "index": i, "name": queries[i].name, "id": id }))
         .collect();
-    ctx.detail = Some(serde_json::json!({ "customer": r.customer, "jobs": jobs.len() }));
-    Ok(json(StatusCode::ACCEPTED, &serde_json::json!({ "project": p.id, "customer": r.customer, "jobs": jobs })))
+    let filters = filters.to_json();
+    ctx.detail = Some(serde_json::json!({ "customer": r.customer, "jobs": jobs.len(), "filters": filters }));
+    Ok(json(
+        StatusCode::ACCEPTED,
+        &serde_json::json!({ "project": p.id, "customer": r.customer, "filters": filters, "jobs": jobs }),
+    ))
 }
 
 /// `GET /v1/projects/{id}/results`: the newest job of each query.
@@ -400,6 +440,7 @@ pub async fn results(app: &App, ctx: &mut Ctx, id: &str, q: Option<&str>) -> Res
     if let Some(c) = &customer {
         check_customer(c)?;
     }
+    let filters = results_filters(app, &p, q)?;
     let queries = parse_queries(&p.queries_json)?;
     let mut out = Vec::with_capacity(queries.len());
     for (i, query) in queries.iter().enumerate() {
@@ -409,8 +450,10 @@ pub async fn results(app: &App, ctx: &mut Ctx, id: &str, q: Option<&str>) -> Res
         // or failed is told beside it (`refresh`), so a failed refresh never hides the
         // previous result.
         let since = project_tiles::since(&p.tiles_json, i);
-        let shown = project_jobs::latest(app, &p.id, (idx, query), for_customer.clone(), true, since).await?;
-        let newest = project_jobs::latest(app, &p.id, (idx, query), for_customer, false, since).await?;
+        let key = project_params::filters_key(&query.bind, &filters);
+        let shown =
+            project_jobs::latest(app, &p.id, (idx, query), (for_customer.clone(), key.clone()), true, since).await?;
+        let newest = project_jobs::latest(app, &p.id, (idx, query), (for_customer, key), false, since).await?;
         let view = |job_id: String| async {
             let rec = app.store.job(job_id, app.clock.now(), false).await?;
             Ok::<_, ApiError>(rec.map(|rec| {
@@ -432,7 +475,25 @@ pub async fn results(app: &App, ctx: &mut Ctx, id: &str, q: Option<&str>) -> Res
         };
         out.push(serde_json::json!({ "index": i, "name": query.name, "job": job, "refresh": refresh }));
     }
-    Ok(json(StatusCode::OK, &serde_json::json!({ "project": p.id, "customer": customer, "queries": out })))
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "project": p.id, "customer": customer, "filters": filters.to_json(), "queries": out }),
+    ))
+}
+
+/// The filters of `GET /v1/projects/{id}/results?filters=<url-encoded JSON object>`:
+/// absent ones (or all, without the parameter) their default.
+fn results_filters(app: &App, p: &ProjectRecord, q: Option<&str>) -> Result<project_params::Filters, ApiError> {
+    let given = query_param(q, "filters")
+        .map(|f| {
+            let text = crate::http::percent_decode(&f.replace('+', " "))
+                .ok_or_else(|| ApiError::bad_field("filters", "bad percent-encoding"))?;
+            serde_json::from_str::<serde_json::Value>(&text).map_err(|e| {
+                ApiError::bad_field("filters", format!("must be a JSON object of values by parameter name: {e}"))
+            })
+        })
+        .transpose()?;
+    project_params::resolve(&project_params::parse_stored(&p.parameters_json), given.as_ref(), app.today())
 }
 
 /// `POST /v1/projects/{id}/embed-tokens`.
@@ -547,12 +608,18 @@ pub async fn embed_result(
     // The newest successful result; before the first one, the newest run (to wait for).
     let idx = i64::try_from(i).unwrap_or(0);
     let since = project_tiles::since(&p.tiles_json, i);
-    let job_id = match project_jobs::latest(app, &p.id, (idx, &queries[i]), customer.clone(), true, since).await? {
-        Some(id) => id,
-        None => project_jobs::latest(app, &p.id, (idx, &queries[i]), customer, false, since)
-            .await?
-            .ok_or_else(|| ApiError::not_found("no result yet for this customer; the project has not run for them"))?,
-    };
+    let filters = project_params::resolve(&project_params::parse_stored(&p.parameters_json), None, app.today())?;
+    let key = project_params::filters_key(&queries[i].bind, &filters);
+    let job_id =
+        match project_jobs::latest(app, &p.id, (idx, &queries[i]), (customer.clone(), key.clone()), true, since).await?
+        {
+            Some(id) => id,
+            None => {
+                project_jobs::latest(app, &p.id, (idx, &queries[i]), (customer, key), false, since).await?.ok_or_else(
+                    || ApiError::not_found("no result yet for this customer; the project has not run for them"),
+                )?
+            }
+        };
     ctx.detail = Some(serde_json::json!({ "job": job_id, "query": i }));
     // An embed viewer never reads SQL, so never a failure's text either.
     api::result(app, &job_id, wait, false).await

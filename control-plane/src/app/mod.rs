@@ -10,6 +10,7 @@
 mod dispatch;
 pub mod key_ring;
 mod operations;
+pub mod project_params;
 pub mod projects;
 mod replicas;
 pub mod schedules;

@@ -2,10 +2,13 @@
 //! at run time (not when it was saved). The Refresh button (`POST /v1/projects/{id}/run`)
 //! and the scheduler ([`super::schedules`]) both run projects through here.
 
+use std::collections::BTreeMap;
+
 use http::StatusCode;
 use outpost_protocol::{CacheSpec, Param, Requester};
 use serde::{Deserialize, Serialize};
 
+use super::project_params::{self, Filters};
 use super::{App, DispatchRequest};
 use crate::auth::access::Role;
 use crate::http::ApiError;
@@ -39,6 +42,10 @@ pub struct ProjectQuery {
     /// project runs for a customer (e.g. 1 for `$1`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer_param: Option<u16>,
+    /// The project's parameters this query binds, by 1-based position (`{"2": "region",
+    /// "3": "period.from"}`); a position replaces or extends `params` like `customer_param`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub bind: BTreeMap<String, String>,
 }
 
 /// A stored project's queries.
@@ -104,19 +111,23 @@ impl App {
     }
 
     /// Dispatches query `i` of project `p` (for `customer`, when the query takes one) on
-    /// behalf of `by`. The owner must have been checked ([`project_runner`](Self::project_runner)).
+    /// behalf of `by`, with the run's `filters` in the positions it binds. The owner must
+    /// have been checked ([`project_runner`](Self::project_runner)).
+    #[allow(clippy::too_many_arguments)]
     pub async fn dispatch_project_query(
         &self,
         p: &ProjectRecord,
         i: usize,
         q: &ProjectQuery,
         customer: Option<&str>,
+        filters: &Filters,
         by: &RunBy,
         logic: bool,
     ) -> Result<String, ApiError> {
         // A query that does not take the customer id has one result for everyone.
         let customer = q.customer_param.and(customer).map(str::to_owned);
-        let mut params = q.params.clone();
+        let parameters = project_params::parse_stored(&p.parameters_json);
+        let mut params = project_params::bind_params(q.params.clone(), &q.bind, &parameters, filters)?;
         if let (Some(n), Some(c)) = (q.customer_param, &customer) {
             let at = usize::from(n) - 1;
             if at < params.len() {
@@ -139,6 +150,7 @@ impl App {
             project_id: Some(p.id.clone()),
             query_index: i64::try_from(i).ok(),
             customer,
+            filters: project_params::filters_key(&q.bind, filters),
         };
         let requester = Requester {
             user_id: by.user_id.clone(),
@@ -162,21 +174,27 @@ impl App {
         Ok(job_id)
     }
 
-    /// Runs every query of `p` for `customer` on behalf of `by`, with the owner's data
-    /// access; returns (query index, job id) of each job.
+    /// Runs every query of `p` for `customer` with `filters` on behalf of `by`, with the
+    /// owner's data access; returns (query index, job id) of each job.
     pub async fn run_project(
         &self,
         p: &ProjectRecord,
         queries: &[ProjectQuery],
         customer: Option<&str>,
+        filters: &Filters,
         by: &RunBy,
         logic: bool,
     ) -> Result<Vec<(usize, String)>, ApiError> {
         self.project_runner(p, queries, logic).await?;
         let mut jobs = Vec::with_capacity(queries.len());
         for (i, q) in queries.iter().enumerate() {
-            jobs.push((i, self.dispatch_project_query(p, i, q, customer, by, logic).await?));
+            jobs.push((i, self.dispatch_project_query(p, i, q, customer, filters, by, logic).await?));
         }
         Ok(jobs)
+    }
+
+    /// Today's date (UTC) on the control plane's clock: what relative date defaults read.
+    pub fn today(&self) -> chrono::NaiveDate {
+        chrono::DateTime::from_timestamp(self.clock.now(), 0).unwrap_or_default().date_naive()
     }
 }

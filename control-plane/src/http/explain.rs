@@ -89,7 +89,7 @@ fn distance(a: &str, b: &str) -> usize {
 }
 
 /// ` (did you mean "pie"?)` when one name is close to what was given.
-fn did_you_mean(given: &str, names: &[&str]) -> String {
+pub(crate) fn did_you_mean(given: &str, names: &[&str]) -> String {
     let lower = given.to_lowercase();
     let best = names.iter().map(|n| (distance(&lower, n), *n)).min();
     match best {

@@ -333,9 +333,10 @@ macro_rules! impl_access_store {
                     name: String,
                     queries_json: String,
                     tiles_json: String,
+                    parameters_json: String,
                     now: i64,
                 ) -> Result<bool, StoreError> {
-                    $via!(self, projects::update_project(id, name, queries_json, tiles_json, now))
+                    $via!(self, projects::update_project(id, name, queries_json, tiles_json, parameters_json, now))
                 }
 
                 async fn delete_project(&self, id: String) -> Result<bool, StoreError> {
@@ -368,9 +369,13 @@ macro_rules! impl_access_store {
                     project_id: String,
                     query_index: i64,
                     customer: Option<String>,
+                    filters: Option<String>,
                     succeeded_only: bool,
                 ) -> Result<Option<String>, StoreError> {
-                    $via!(self, projects::latest_project_job(project_id, query_index, customer, succeeded_only))
+                    $via!(
+                        self,
+                        projects::latest_project_job(project_id, query_index, customer, filters, succeeded_only)
+                    )
                 }
 
                 async fn set_project_schedule(

@@ -106,6 +106,10 @@ pub struct JobOrigin {
     pub query_index: Option<i64>,
     /// End customer the project ran for.
     pub customer: Option<String>,
+    /// The dashboard filters it ran with: the sha256 (hex) of the canonical JSON of the
+    /// values its query binds (`app::project_params::filters_key`); `None` when its query
+    /// binds none (and for every job from before parameters).
+    pub filters: Option<String>,
 }
 
 /// Which jobs [`Store::jobs`] lists; every field that is set must match (in SQL).

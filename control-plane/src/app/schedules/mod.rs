@@ -163,10 +163,13 @@ impl App {
         }
         tick.deferred |= !finished;
         let by = RunBy { user_id: owner.id.clone(), user: owner.name.clone(), via: ACTOR.into() };
+        // Scheduled runs use every parameter's default.
+        let parameters = super::project_params::parse_stored(&p.parameters_json);
+        let filters = super::project_params::resolve(&parameters, None, self.today()).unwrap_or_default();
         let mut jobs = Vec::new();
         let mut failed = Vec::new();
         for (i, customer) in &work[start..end] {
-            match self.dispatch_project_query(p, *i, &queries[*i], customer.as_deref(), &by, true).await {
+            match self.dispatch_project_query(p, *i, &queries[*i], customer.as_deref(), &filters, &by, true).await {
                 Ok(id) => jobs.push(serde_json::json!({ "query": i, "customer": customer, "job": id })),
                 Err(e) => failed.push(serde_json::json!({ "query": i, "customer": customer, "error": e.message })),
             }

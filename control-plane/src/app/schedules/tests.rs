@@ -206,6 +206,7 @@ async fn scheduled_project(app: &App, id: &str, owner: &UserRecord, queries: &[P
         embed_epoch: 0,
         embed_origins: "[]".into(),
         tiles_json: "[]".into(),
+        parameters_json: "[]".into(),
         created_at: now,
         updated_at: now,
         schedule: Some(app.schedule_state(s, first).expect("state")),

@@ -162,6 +162,9 @@ pub struct ProjectRecord {
     /// The dashboard's tiles in order, JSON (`[]`: one tile per query, as the API
     /// normalises them; see `api::project_tiles`).
     pub tiles_json: String,
+    /// Its parameters (the dashboard's filters), JSON (`[]`: none; see
+    /// `app::project_params`).
+    pub parameters_json: String,
     /// Unix seconds.
     pub created_at: i64,
     /// Unix seconds.
@@ -359,13 +362,14 @@ pub trait AccessStore: Send + Sync + 'static {
         &self,
         project_id: String,
     ) -> impl Future<Output = Result<Vec<(String, Grant)>, StoreError>> + Send;
-    /// Replaces a project's name, queries and tiles; false when unknown.
+    /// Replaces a project's name, queries, tiles and parameters; false when unknown.
     fn update_project(
         &self,
         id: String,
         name: String,
         queries_json: String,
         tiles_json: String,
+        parameters_json: String,
         now: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Deletes a project and its grants; false when unknown.
@@ -386,13 +390,15 @@ pub trait AccessStore: Send + Sync + 'static {
         project_id: String,
         origins_json: String,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// The newest job of one project query for one customer (or for none); with
-    /// `succeeded_only`, the newest that succeeded (the result a dashboard shows).
+    /// The newest job of one project query for one customer (or for none) that ran with
+    /// `filters` (`JobOrigin::filters`); with `succeeded_only`, the newest that succeeded
+    /// (the result a dashboard shows).
     fn latest_project_job(
         &self,
         project_id: String,
         query_index: i64,
         customer: Option<String>,
+        filters: Option<String>,
         succeeded_only: bool,
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
 

@@ -4,7 +4,7 @@
 //! all under one advisory lock ([`crate::store::postgres`]).
 
 /// Current schema version (PRAGMA user_version).
-pub(crate) const SCHEMA_VERSION: i64 = 12;
+pub(crate) const SCHEMA_VERSION: i64 = 13;
 
 const SCHEMA_V1: &str = include_str!("sqlite/001.sql");
 
@@ -44,6 +44,9 @@ const SCHEMA_V11: &str = include_str!("sqlite/011.sql");
 /// v12: a project's dashboard tiles (order, sizes, text tiles).
 const SCHEMA_V12: &str = include_str!("sqlite/012.sql");
 
+/// v13: a project's parameters (dashboard filters) and the filters each job ran with.
+const SCHEMA_V13: &str = include_str!("sqlite/013.sql");
+
 /// Every migration, in order: (the version it brings the database to, its SQL).
 pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (1, SCHEMA_V1),
@@ -58,6 +61,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (10, SCHEMA_V10),
     (11, SCHEMA_V11),
     (12, SCHEMA_V12),
+    (13, SCHEMA_V13),
 ];
 
 /// PostgreSQL schema v1: everything the SQLite schema has reached at its v7, in PostgreSQL types.
@@ -78,9 +82,19 @@ const PG_SCHEMA_V5: &str = include_str!("postgres/005.sql");
 /// PostgreSQL v6: a project's dashboard tiles (order, sizes, text tiles).
 const PG_SCHEMA_V6: &str = include_str!("postgres/006.sql");
 
+/// PostgreSQL v7: a project's parameters (dashboard filters) and the filters each job ran with.
+const PG_SCHEMA_V7: &str = include_str!("postgres/007.sql");
+
 /// PostgreSQL's migrations in order: (version, SQL). Append only.
-pub(crate) const PG_MIGRATIONS: &[(i32, &str)] =
-    &[(1, PG_SCHEMA_V1), (2, PG_SCHEMA_V2), (3, PG_SCHEMA_V3), (4, PG_SCHEMA_V4), (5, PG_SCHEMA_V5), (6, PG_SCHEMA_V6)];
+pub(crate) const PG_MIGRATIONS: &[(i32, &str)] = &[
+    (1, PG_SCHEMA_V1),
+    (2, PG_SCHEMA_V2),
+    (3, PG_SCHEMA_V3),
+    (4, PG_SCHEMA_V4),
+    (5, PG_SCHEMA_V5),
+    (6, PG_SCHEMA_V6),
+    (7, PG_SCHEMA_V7),
+];
 
 #[cfg(test)]
 mod tests {

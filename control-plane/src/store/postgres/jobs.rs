@@ -34,12 +34,18 @@ fn job_from_row(r: &Row) -> Result<JobRecord, StoreError> {
         content_type: r.get(11),
         body: r.get(12),
         cancel_requested_at: r.get(13),
-        origin: JobOrigin { owner: r.get(14), project_id: r.get(15), query_index: r.get(16), customer: r.get(17) },
+        origin: JobOrigin {
+            owner: r.get(14),
+            project_id: r.get(15),
+            query_index: r.get(16),
+            customer: r.get(17),
+            filters: r.get(19),
+        },
         pool: r.get(18),
     })
 }
 
-const JOB_TAIL_COLS: &str = "cancel_requested_at, owner, project_id, query_index, customer, pool";
+const JOB_TAIL_COLS: &str = "cancel_requested_at, owner, project_id, query_index, customer, pool, filters";
 
 /// Marks jobs past `expires_at` expired ([`transitions::expire_sql`]); `where_sql` uses `$1` (a text).
 async fn expire_overdue(
@@ -69,9 +75,9 @@ pub(super) async fn insert_job(store: &PgStore, job: NewJob) -> Result<(), Store
             "WITH usable AS (
                      SELECT 1 FROM signing_keys WHERE key_id = $8 AND status <> 'retired' FOR SHARE)
                  INSERT INTO jobs (id, agent, pool, connection, state, envelope, created_at, expires_at, key_id,
-                                   owner, project_id, query_index, customer)
+                                   owner, project_id, query_index, customer, filters)
                  SELECT $1::TEXT, $2::TEXT, $3::TEXT, $4::TEXT, 'queued', $5::TEXT, $6::BIGINT, $7::BIGINT, $8::TEXT,
-                        $9::TEXT, $10::TEXT, $11::BIGINT, $12::TEXT
+                        $9::TEXT, $10::TEXT, $11::BIGINT, $12::TEXT, $13::TEXT
                  FROM usable",
         )
         .await?;
@@ -91,6 +97,7 @@ pub(super) async fn insert_job(store: &PgStore, job: NewJob) -> Result<(), Store
                 &job.origin.project_id,
                 &job.origin.query_index,
                 &job.origin.customer,
+                &job.origin.filters,
             ],
         )
         .await?;

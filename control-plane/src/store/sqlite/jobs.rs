@@ -44,6 +44,7 @@ fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, JobRecord)> 
                 project_id: r.get(15)?,
                 query_index: r.get(16)?,
                 customer: r.get(17)?,
+                filters: r.get(19)?,
             },
             pool: r.get(18)?,
         },
@@ -100,8 +101,8 @@ pub(super) async fn insert_job(store: &SqliteStore, job: NewJob) -> Result<(), S
             let n = c
                 .prepare_cached(
                     "INSERT INTO jobs (id, agent, connection, state, envelope, created_at, expires_at, key_id,
-                                       owner, project_id, query_index, customer, pool)
-                     SELECT ?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12
+                                       owner, project_id, query_index, customer, pool, filters)
+                     SELECT ?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13
                      WHERE EXISTS (SELECT 1 FROM signing_keys WHERE key_id = ?7 AND status != 'retired')",
                 )?
                 .execute(params![
@@ -116,7 +117,8 @@ pub(super) async fn insert_job(store: &SqliteStore, job: NewJob) -> Result<(), S
                     job.origin.project_id,
                     job.origin.query_index,
                     job.origin.customer,
-                    job.pool
+                    job.pool,
+                    job.origin.filters
                 ])?;
             if n == 0 {
                 return Err(StoreError::KeyRetired { key_id: job.key_id });
@@ -257,7 +259,7 @@ pub(super) async fn jobs(
             };
             let rows = tx
                 .prepare_cached(&format!(
-                    "SELECT {JOB_COLS}, NULL, cancel_requested_at, owner, project_id, query_index, customer, pool
+                    "SELECT {JOB_COLS}, NULL, cancel_requested_at, owner, project_id, query_index, customer, pool, filters
                      FROM jobs WHERE {} ORDER BY created_at DESC, rowid DESC LIMIT ?2",
                     jobs_filter_sql('?', "")
                 ))?
@@ -295,7 +297,7 @@ pub(super) async fn job(
     // marks it expired first.
     let sql = format!(
         "SELECT {JOB_COLS}, CASE WHEN ?2 THEN body END,
-                    cancel_requested_at, owner, project_id, query_index, customer, pool
+                    cancel_requested_at, owner, project_id, query_index, customer, pool, filters
              FROM jobs WHERE id = ?1"
     );
     let (key, query) = (id.clone(), sql.clone());

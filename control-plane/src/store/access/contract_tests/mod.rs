@@ -36,6 +36,7 @@ fn project(id: &str, name: &str, owner: &str) -> ProjectRecord {
         embed_epoch: 0,
         embed_origins: "[]".into(),
         tiles_json: "[]".into(),
+        parameters_json: "[]".into(),
         created_at: 1,
         updated_at: 1,
         schedule: None,

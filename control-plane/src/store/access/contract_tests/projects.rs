@@ -53,10 +53,10 @@ async fn projects_and_grants<S: AccessStore + Store>(s: &S) {
     assert_eq!(s.project("p1".into()).await.expect("q").expect("there").tiles_json, "[]", "no tiles until set");
     let tiles = r#"[{"text":"Revenue","w":12,"h":1},{"query":0,"w":6,"h":2}]"#;
     assert!(s
-        .update_project("p1".into(), "Sales".into(), "[{\"sql\":\"x\"}]".into(), tiles.into(), 9)
+        .update_project("p1".into(), "Sales".into(), "[{\"sql\":\"x\"}]".into(), tiles.into(), "[]".into(), 9)
         .await
         .expect("q"));
-    assert!(!s.update_project("nope".into(), "x".into(), "[]".into(), "[]".into(), 9).await.expect("q"));
+    assert!(!s.update_project("nope".into(), "x".into(), "[]".into(), "[]".into(), "[]".into(), 9).await.expect("q"));
     let got = s.project("p1".into()).await.expect("q").expect("there");
     assert_eq!((got.name.as_str(), got.queries_json.as_str(), got.updated_at), ("Sales", "[{\"sql\":\"x\"}]", 9));
     assert_eq!(got.tiles_json, tiles, "tiles are stored with the queries");
@@ -75,17 +75,42 @@ async fn projects_and_grants<S: AccessStore + Store>(s: &S) {
         project_id: Some("p1".into()),
         query_index: Some(0),
         customer: customer.map(Into::into),
+        filters: None,
     };
-    assert_eq!(s.latest_project_job("p1".into(), 0, None, false).await.expect("q"), None);
+    assert_eq!(s.latest_project_job("p1".into(), 0, None, None, false).await.expect("q"), None);
     s.insert_job(new_job("j1", 10, 1000, origin(None))).await.expect("j1");
     s.insert_job(new_job("j2", 20, 1000, origin(None))).await.expect("j2");
     s.insert_job(new_job("j3", 20, 1000, origin(None))).await.expect("j3");
     s.insert_job(new_job("j4", 30, 1000, origin(Some("acme")))).await.expect("j4");
     s.insert_job(new_job("j5", 5, 1000, origin(Some("acme")))).await.expect("j5");
-    assert_eq!(s.latest_project_job("p1".into(), 0, None, false).await.expect("q"), Some("j3".into()));
-    assert_eq!(s.latest_project_job("p1".into(), 0, Some("acme".into()), false).await.expect("q"), Some("j4".into()));
-    assert_eq!(s.latest_project_job("p1".into(), 0, Some("other".into()), false).await.expect("q"), None);
-    assert_eq!(s.latest_project_job("p1".into(), 1, None, false).await.expect("q"), None);
+    assert_eq!(s.latest_project_job("p1".into(), 0, None, None, false).await.expect("q"), Some("j3".into()));
+    assert_eq!(
+        s.latest_project_job("p1".into(), 0, Some("acme".into()), None, false).await.expect("q"),
+        Some("j4".into())
+    );
+    assert_eq!(s.latest_project_job("p1".into(), 0, Some("other".into()), None, false).await.expect("q"), None);
+    assert_eq!(s.latest_project_job("p1".into(), 1, None, None, false).await.expect("q"), None);
+    // Jobs that ran with dashboard filters are found by them only; those without, by none.
+    let filtered = |key: &str| JobOrigin { filters: Some(key.into()), ..origin(None) };
+    s.insert_job(new_job("f-us", 40, 1000, filtered("us"))).await.expect("f-us");
+    s.insert_job(new_job("f-eu", 41, 1000, filtered("eu"))).await.expect("f-eu");
+    let by = |key: Option<&str>| s.latest_project_job("p1".into(), 0, None, key.map(Into::into), false);
+    assert_eq!(by(Some("us")).await.expect("q").as_deref(), Some("f-us"));
+    assert_eq!(by(Some("eu")).await.expect("q").as_deref(), Some("f-eu"));
+    assert_eq!(by(Some("apac")).await.expect("q"), None);
+    assert_eq!(by(None).await.expect("q").as_deref(), Some("j3"), "no filters: the jobs that ran without");
+    let rec = s.job("f-us".into(), 50, false).await.expect("q").expect("there");
+    assert_eq!(rec.origin.filters.as_deref(), Some("us"), "a job's filters are read back");
+    // Parameters are stored with the project, and kept by what changes other columns.
+    let params = r#"[{"name":"region","label":"Region","kind":"choice","choices":["EU","US"],"default":"EU"}]"#;
+    assert!(s
+        .update_project("p1".into(), "Sales".into(), "[]".into(), tiles.into(), params.into(), 60)
+        .await
+        .expect("q"));
+    assert!(s.set_project_schedule("p1".into(), None).await.expect("q"));
+    assert_eq!(s.project("p1".into()).await.expect("q").expect("there").parameters_json, params);
+    let listed = s.projects_for(Some("u2".into())).await.expect("q");
+    assert_eq!(listed[0].0.parameters_json, params, "lists read them too");
 
     // A project's grants go with it.
     assert!(s.delete_project("p3".into()).await.expect("q"));
@@ -144,12 +169,14 @@ async fn a_projects_latest_result_outlives_retention_and_a_failed_refresh_does_n
         project_id: Some("p1".into()),
         query_index: Some(0),
         customer: customer.map(Into::into),
+        filters: None,
     };
     // (id, created, origin, succeeds)
     let runs = [
         ("r1", 10, origin(None), true),
         ("adhoc", 11, JobOrigin::default(), true),
         ("c1", 12, origin(Some("acme")), true),
+        ("f1", 13, JobOrigin { filters: Some("us".into()), ..origin(None) }, true),
         ("r2", 20, origin(None), true),
         ("r3", 30, origin(None), false),
     ];
@@ -167,7 +194,7 @@ async fn a_projects_latest_result_outlives_retention_and_a_failed_refresh_does_n
     }
     let latest = |customer: Option<&str>, ok: bool| {
         let customer = customer.map(Into::into);
-        async move { s.latest_project_job("p1".into(), 0, customer, ok).await.expect("q") }
+        async move { s.latest_project_job("p1".into(), 0, customer, None, ok).await.expect("q") }
     };
     assert_eq!(latest(None, true).await.as_deref(), Some("r2"), "the newest success is shown");
     assert_eq!(latest(None, false).await.as_deref(), Some("r3"), "the newest run failed");
@@ -175,12 +202,13 @@ async fn a_projects_latest_result_outlives_retention_and_a_failed_refresh_does_n
 
     // Everything ended by 100; newest successes kept while they ended after 0.
     assert_eq!(s.purge(100, 0, 500).await.expect("purge"), 3, "r1, r3 and the ad-hoc job go");
-    for (id, kept) in [("r1", false), ("adhoc", false), ("c1", true), ("r2", true), ("r3", false)] {
+    // The newest success of each filter values is kept too.
+    for (id, kept) in [("r1", false), ("adhoc", false), ("c1", true), ("f1", true), ("r2", true), ("r3", false)] {
         assert_eq!(s.job(id.into(), 500, false).await.expect("q").is_some(), kept, "{id}");
     }
     assert_eq!(latest(None, false).await.as_deref(), Some("r2"));
     // Past the longer retention they go too.
-    assert_eq!(s.purge(100, 50, 500).await.expect("purge"), 2);
+    assert_eq!(s.purge(100, 50, 500).await.expect("purge"), 3);
     assert_eq!(latest(None, true).await, None);
 }
 

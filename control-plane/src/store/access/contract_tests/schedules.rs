@@ -58,7 +58,7 @@ async fn schedules_set_due_and_claimed<S: AccessStore>(s: &S) {
 
     // The dashboard's tiles sit beside the schedule: writing either keeps the other.
     let tiles = r#"[{"text":"Daily","w":12,"h":1},{"query":0,"w":6,"h":2}]"#;
-    assert!(s.update_project("p1".into(), "p1".into(), "[]".into(), tiles.into(), 9).await.expect("q"));
+    assert!(s.update_project("p1".into(), "p1".into(), "[]".into(), tiles.into(), "[]".into(), 9).await.expect("q"));
     let got = s.project("p1".into()).await.expect("q").expect("there");
     assert_eq!((got.schedule, got.tiles_json.as_str()), (Some(state(120)), tiles), "an edit keeps the schedule");
     assert!(s.set_project_schedule("p1".into(), Some(state(130))).await.expect("q"));
@@ -88,6 +88,7 @@ async fn refresh_jobs_queued_per_agent_or_pool<S: AccessStore + Store>(s: &S) {
         project_id: Some("p1".into()),
         query_index: Some(q),
         customer: None,
+        filters: None,
     };
     s.insert_job(new_job("r1", 10, 1000, refresh(0))).await.expect("r1");
     s.insert_job(new_job("r2", 10, 1000, refresh(1))).await.expect("r2");

@@ -10,7 +10,7 @@ use crate::store::postgres::PgStore;
 use crate::store::{AccessRefusal, StoreError};
 
 pub(super) const PROJECT_COLS: &str = "p.id, p.name, p.owner, u.name, p.queries, p.embed_epoch, p.created_at, \
-     p.updated_at, p.embed_origins, p.schedule, p.next_run_at, p.schedule_done, p.tiles";
+     p.updated_at, p.embed_origins, p.schedule, p.next_run_at, p.schedule_done, p.tiles, p.parameters";
 
 pub(super) fn project_from_row(r: &Row) -> ProjectRecord {
     ProjectRecord {
@@ -29,6 +29,7 @@ pub(super) fn project_from_row(r: &Row) -> ProjectRecord {
             done: r.get(11),
         }),
         tiles_json: r.get(12),
+        parameters_json: r.get(13),
     }
 }
 
@@ -42,8 +43,8 @@ pub(super) async fn create_project(store: &PgStore, p: ProjectRecord) -> Result<
     client
         .execute(
             "INSERT INTO projects (id, name, owner, queries, embed_epoch, created_at, updated_at, embed_origins,
-                   schedule, next_run_at, schedule_done, tiles)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                   schedule, next_run_at, schedule_done, tiles, parameters)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             &[
                 &p.id,
                 &p.name,
@@ -57,6 +58,7 @@ pub(super) async fn create_project(store: &PgStore, p: ProjectRecord) -> Result<
                 &p.schedule.as_ref().and_then(|s| s.next_run_at),
                 &p.schedule.as_ref().map_or(0, |s| s.done),
                 &p.tiles_json,
+                &p.parameters_json,
             ],
         )
         .await?;
@@ -91,7 +93,7 @@ pub(super) async fn projects_for(
         .await?
         .iter()
         .map(|r| {
-            let g: Option<String> = r.get(13);
+            let g: Option<String> = r.get(14);
             Ok((project_from_row(r), g.as_deref().map(grant_of).transpose()?))
         })
         .collect()
@@ -127,13 +129,14 @@ pub(super) async fn update_project(
     name: String,
     queries_json: String,
     tiles_json: String,
+    parameters_json: String,
     now: i64,
 ) -> Result<bool, StoreError> {
     let client = store.client().await?;
     Ok(client
         .execute(
-            "UPDATE projects SET name = $2, queries = $3, tiles = $4, updated_at = $5 WHERE id = $1",
-            &[&id, &name, &queries_json, &tiles_json, &now],
+            "UPDATE projects SET name = $2, queries = $3, tiles = $4, updated_at = $5, parameters = $6 WHERE id = $1",
+            &[&id, &name, &queries_json, &tiles_json, &now, &parameters_json],
         )
         .await?
         == 1)
@@ -186,6 +189,7 @@ pub(super) async fn latest_project_job(
     project_id: String,
     query_index: i64,
     customer: Option<String>,
+    filters: Option<String>,
     succeeded_only: bool,
 ) -> Result<Option<String>, StoreError> {
     let client = store.client().await?;
@@ -194,11 +198,12 @@ pub(super) async fn latest_project_job(
         .prepare_cached(
             "SELECT id FROM jobs
                  WHERE project_id = $1 AND query_index = $2 AND customer IS NOT DISTINCT FROM $3::TEXT
-                   AND (NOT $4 OR state = 'succeeded')
+                   AND filters IS NOT DISTINCT FROM $5::TEXT AND (NOT $4 OR state = 'succeeded')
                  ORDER BY created_at DESC, seq DESC LIMIT 1",
         )
         .await?;
-    let args: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&project_id, &query_index, &customer, &succeeded_only];
+    let args: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+        [&project_id, &query_index, &customer, &succeeded_only, &filters];
     Ok(client.query_opt(&stmt, &args).await?.map(|r| r.get(0)))
 }
 

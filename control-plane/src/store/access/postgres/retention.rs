@@ -20,7 +20,8 @@ pub(super) async fn purge(
                                 SELECT 1 FROM jobs AS newer
                                 WHERE newer.project_id = jobs.project_id
                                   AND newer.query_index IS NOT DISTINCT FROM jobs.query_index
-                                  AND newer.customer IS NOT DISTINCT FROM jobs.customer AND newer.state = 'succeeded'
+                                  AND newer.customer IS NOT DISTINCT FROM jobs.customer
+                                  AND newer.filters IS NOT DISTINCT FROM jobs.filters AND newer.state = 'succeeded'
                                   AND (newer.created_at > jobs.created_at
                                        OR (newer.created_at = jobs.created_at AND newer.seq > jobs.seq))))",
             &[&before, &keep_results_after],

@@ -9,7 +9,7 @@ use crate::store::access::{ProjectRecord, ScheduleState};
 use crate::store::{AccessRefusal, SqliteStore, StoreError};
 
 pub(super) const PROJECT_COLS: &str = "p.id, p.name, p.owner, u.name, p.queries, p.embed_epoch, p.created_at, \
-     p.updated_at, p.embed_origins, p.schedule, p.next_run_at, p.schedule_done, p.tiles";
+     p.updated_at, p.embed_origins, p.schedule, p.next_run_at, p.schedule_done, p.tiles, p.parameters";
 
 pub(super) fn project_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProjectRecord> {
     Ok(ProjectRecord {
@@ -27,6 +27,7 @@ pub(super) fn project_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Projec
             .map(|json| Ok::<_, rusqlite::Error>(ScheduleState { json, next_run_at: r.get(10)?, done: r.get(11)? }))
             .transpose()?,
         tiles_json: r.get(12)?,
+        parameters_json: r.get(13)?,
     })
 }
 
@@ -41,8 +42,8 @@ pub(super) async fn create_project(store: &SqliteStore, p: ProjectRecord) -> Res
         .with_conn(move |c| {
             c.execute(
                 "INSERT INTO projects (id, name, owner, queries, embed_epoch, created_at, updated_at, embed_origins,
-                   schedule, next_run_at, schedule_done, tiles)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                   schedule, next_run_at, schedule_done, tiles, parameters)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 params![
                     p.id,
                     p.name,
@@ -55,7 +56,8 @@ pub(super) async fn create_project(store: &SqliteStore, p: ProjectRecord) -> Res
                     p.schedule.as_ref().map(|s| &s.json),
                     p.schedule.as_ref().and_then(|s| s.next_run_at),
                     p.schedule.as_ref().map_or(0, |s| s.done),
-                    p.tiles_json
+                    p.tiles_json,
+                    p.parameters_json
                 ],
             )?;
             Ok(())
@@ -88,7 +90,7 @@ pub(super) async fn projects_for(
             ))?;
             let rows = stmt
                 .query_map(params![user_id], |r| {
-                    let g: Option<String> = r.get(13)?;
+                    let g: Option<String> = r.get(14)?;
                     Ok((project_from_row(r)?, g.as_deref().map(grant_of).transpose()?))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
@@ -137,13 +139,14 @@ pub(super) async fn update_project(
     name: String,
     queries_json: String,
     tiles_json: String,
+    parameters_json: String,
     now: i64,
 ) -> Result<bool, StoreError> {
     store
         .with_conn(move |c| {
             Ok(c.execute(
-                "UPDATE projects SET name = ?2, queries = ?3, tiles = ?4, updated_at = ?5 WHERE id = ?1",
-                params![id, name, queries_json, tiles_json, now],
+                "UPDATE projects SET name = ?2, queries = ?3, tiles = ?4, updated_at = ?5, parameters = ?6 WHERE id = ?1",
+                params![id, name, queries_json, tiles_json, now, parameters_json],
             )? == 1)
         })
         .await
@@ -199,16 +202,17 @@ pub(super) async fn latest_project_job(
     project_id: String,
     query_index: i64,
     customer: Option<String>,
+    filters: Option<String>,
     succeeded_only: bool,
 ) -> Result<Option<String>, StoreError> {
     store
         .with_conn(move |c| {
             Ok(c.prepare_cached(
                 "SELECT id FROM jobs WHERE project_id = ?1 AND query_index = ?2 AND customer IS ?3
-                   AND (NOT ?4 OR state = 'succeeded')
+                   AND filters IS ?5 AND (NOT ?4 OR state = 'succeeded')
                  ORDER BY created_at DESC, rowid DESC LIMIT 1",
             )?
-            .query_row(params![project_id, query_index, customer, succeeded_only], |r| r.get(0))
+            .query_row(params![project_id, query_index, customer, succeeded_only, filters], |r| r.get(0))
             .optional()?)
         })
         .await

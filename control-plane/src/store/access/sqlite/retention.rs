@@ -20,7 +20,7 @@ pub(super) async fn purge(
                                 AND NOT EXISTS (
                                     SELECT 1 FROM jobs AS newer
                                     WHERE newer.project_id = jobs.project_id AND newer.query_index IS jobs.query_index
-                                      AND newer.customer IS jobs.customer AND newer.state = 'succeeded'
+                                      AND newer.customer IS jobs.customer AND newer.filters IS jobs.filters AND newer.state = 'succeeded'
                                       AND (newer.created_at > jobs.created_at
                                            OR (newer.created_at = jobs.created_at AND newer.rowid > jobs.rowid))))",
                     params![before, keep_results_after],
