@@ -329,9 +329,11 @@
       const old = queries[index];
       if (!old) throw new Error('This query is no longer in the project; add it instead.');
       q.name = extra._query_name || old.name;
-      // What the form does not show is kept: the end-customer parameter, the timeout.
+      // What the form does not show is kept: the end-customer parameter, the timeout,
+      // the parameters bound into positions (the API says so if the new SQL has fewer).
       if (old.customer_param) q.customer_param = old.customer_param;
       if (old.timeout_secs) q.timeout_secs = old.timeout_secs;
+      if (old.bind) q.bind = old.bind;
       queries[index] = q;
     }
     // Tiles are left out: the layout is kept, and an added query gets a tile at the end.

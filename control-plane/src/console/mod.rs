@@ -108,7 +108,7 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         ["jobs", id, "download.svg"] => return page.download(id, download::Format::Svg).await,
         ["jobs", id, "download.csv"] => return page.download(id, download::Format::Csv).await,
         ["projects"] => page.projects().await,
-        ["projects", id] => page.project(id).await,
+        ["projects", id] => page.project(id, q).await,
         ["tokens"] => page.tokens().await,
         ["admin", "users"] => page.users().await,
         ["admin", "enrolment"] => page.enrolment().await,

@@ -10,6 +10,7 @@ mod cache;
 mod cloud_hardening;
 mod console;
 mod dashboard;
+mod dashboard_filters;
 mod egress;
 mod embed_page;
 mod enrolment_audit;

@@ -49,6 +49,7 @@ impl Page<'_> {
         let pid = e(p["id"].as_str().unwrap_or_default());
         let latest = results["queries"].as_array().cloned().unwrap_or_default();
         let queries = p["queries"].as_array().cloned().unwrap_or_default();
+        let filtered = p["parameters"].as_array().is_some_and(|a| !a.is_empty());
         let mut b = String::new();
         let access = p["access"].as_str().unwrap_or_default();
         if matches!(access, "owner" | "admin" | "edit") && self.can(Scope::ProjectsWrite) {
@@ -93,6 +94,10 @@ impl Page<'_> {
                     }
                     b.push_str(&self.job_section(j).await);
                 }
+                _ if filtered => b.push_str(
+                    "<p class=\"muted\" data-no-result>No result for these filter values yet; Refresh runs the dashboard \
+                     with them.</p>",
+                ),
                 _ => b.push_str("<p class=\"muted\">Not run yet.</p>"),
             }
             b.push_str("</section>");

@@ -35,13 +35,23 @@ impl Page<'_> {
         Ok(("Projects".into(), b))
     }
 
-    pub(crate) async fn project(&self, id: &str) -> PageResult {
+    pub(crate) async fn project(&self, id: &str, q: Option<&str>) -> PageResult {
         let p = self.get(RouteId::ProjectsRead, &[id], None).await?;
-        let results = self.get(RouteId::ProjectsResults, &[id], None).await?;
+        // The filters of the URL (`f.NAME=…`); a refused value is said in the bar, and the
+        // defaults shown.
+        let fq = super::filters::api_query(&super::filters::from_url(q));
+        let (results, filter_error) = match self.get(RouteId::ProjectsResults, &[id], fq.as_deref()).await {
+            Ok(r) => (r, None),
+            Err(err) if fq.is_some() => (self.get(RouteId::ProjectsResults, &[id], None).await?, Some(err.message)),
+            Err(err) => return Err(err),
+        };
         let pid = e(p["id"].as_str().unwrap_or_default());
         let access = p["access"].as_str().unwrap_or_default();
         let can_edit = matches!(access, "owner" | "admin" | "edit");
-        let mut b = format!(
+        let params = p["parameters"].as_array().cloned().unwrap_or_default();
+        let mut b = super::filters::bar(&pid, &params, &results["filters"], filter_error.as_deref());
+        let _ = write!(
+            b,
             "<dl class=\"facts\"><dt>Owner</dt><dd>{}</dd><dt>Your access</dt><dd>{}</dd></dl>",
             e(p["owner"].as_str().unwrap_or_default()),
             e(access)
@@ -51,8 +61,9 @@ impl Page<'_> {
                 b,
                 "<form class=\"row\" data-api=\"POST /v1/projects/{pid}/run\" data-then=\"reload\">\
                  <label>End customer <span class=\"hint\">only for queries that take one</span>\
-                 <input name=\"customer\" data-optional></label><button type=\"submit\" class=\"primary\">Refresh</button>\
-                 <output role=\"alert\"></output></form>"
+                 <input name=\"customer\" data-optional></label>{}<button type=\"submit\" class=\"primary\">Refresh</button>\
+                 <output role=\"alert\"></output></form>",
+                super::filters::hidden(&results["filters"])
             );
         }
         b.push_str(&self.schedule_section(&p, can_edit && self.can(Scope::ProjectsWrite)));

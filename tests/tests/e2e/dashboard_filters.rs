@@ -1,0 +1,140 @@
+//! Dashboard parameters as filters (issue 23: "Parameters … bound to query parameters,
+//! shown as filters at the top, carried in the URL"), end to end against the real
+//! binaries and the agent's sample SQLite data: a `choice` and a `date_range` bound into
+//! `WHERE region = $1 AND … BETWEEN $2 AND $3`; runs with two regions give different
+//! results, each found by its filter values (and a query that binds none shares its
+//! result); bad definitions and values are refused naming the field; the console's
+//! project page with `?f.region=…` shows that region's result, or says there is none yet.
+//!
+//! Runs on the backend `OUTPOST_TEST_STORE` names (SQLite by default, `postgres`).
+
+use anyhow::{ensure, Context as _, Result};
+use outpost_e2e::client::Api;
+use outpost_e2e::{call, ok_json, signed_in, user_with_token};
+use serde_json::{json, Value};
+
+const SQL: &str = "SELECT region, COUNT(*) AS n FROM orders \
+                   WHERE region = $1 AND month || '-01' BETWEEN $2 AND $3 GROUP BY region";
+
+fn project(parameters: Value, bind: Value) -> Value {
+    json!({ "name": "Regional", "parameters": parameters, "queries": [
+        { "name": "Orders in region", "agent": "edge-1", "connection": "sample", "sql": SQL,
+          "render": { "kind": "table" }, "bind": bind },
+        { "name": "All orders", "agent": "edge-1", "connection": "sample",
+          "sql": "SELECT COUNT(*) AS total FROM orders", "render": { "kind": "table" } }
+    ]})
+}
+
+fn parameters(default_region: &str) -> Value {
+    json!([
+        { "name": "region", "label": "Region", "kind": "choice", "choices": ["North", "South", "East"],
+          "default": default_region },
+        { "name": "period", "label": "Period", "kind": "date_range",
+          "default": { "from": "2025-01-01", "to": "2025-12-31" } }
+    ])
+}
+
+fn enc(s: &str) -> String {
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() { char::from(b).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+/// Runs the project with `filters` and waits for its jobs; their ids by query.
+async fn run(api: &Api, pid: &str, filters: Value) -> Result<Vec<String>> {
+    let r = ok_json(api, "POST", &format!("/v1/projects/{pid}/run"), Some(&json!({ "filters": filters }))).await?;
+    let mut ids = Vec::new();
+    for j in r["jobs"].as_array().context("jobs")? {
+        let id = j["id"].as_str().context("id")?.to_owned();
+        let _ = call(api, "GET", &format!("/v1/jobs/{id}/result?wait=30"), None).await?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// The job ids `GET …/results` shows per query for `filters` (none: the defaults).
+async fn shown(api: &Api, pid: &str, filters: Option<Value>) -> Result<Vec<Option<String>>> {
+    let q = filters.map(|f| format!("?filters={}", enc(&f.to_string()))).unwrap_or_default();
+    let v = ok_json(api, "GET", &format!("/v1/projects/{pid}/results{q}"), None).await?;
+    Ok(v["queries"].as_array().context("queries")?.iter().map(|q| q["job"]["id"].as_str().map(str::to_owned)).collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_choose_the_results_and_are_carried_in_the_console_url() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let (cp, _edge) = outpost_e2e::start_pair(root.path(), "edge-1", "", &[]).await?;
+    println!("store: {}", if cp.pg.is_some() { "PostgreSQL" } else { "SQLite" });
+    let admin = cp.api()?;
+    let ed = user_with_token(&admin, "ed", "editor").await?;
+    ok_json(&admin, "POST", "/v1/shares", Some(&json!({ "agent": "edge-1", "connection": "sample", "user": "ed" })))
+        .await?;
+    let bind = json!({ "1": "region", "2": "period.from", "3": "period.to" });
+
+    // Bad definitions are refused, naming the field.
+    for (body, starts) in [
+        (project(parameters("APAC"), bind.clone()), "parameters[0].default: \"APAC\" is not one of its choices"),
+        (
+            project(parameters("North"), json!({ "1": "regon", "2": "period.from", "3": "period.to" })),
+            "queries[0].bind.1: no parameter \"regon\" (did you mean \"region\"?)",
+        ),
+    ] {
+        let r = call(&ed, "POST", "/v1/projects", Some(&body)).await?;
+        let m = r.json()?["message"].as_str().unwrap_or_default().to_owned();
+        ensure!(r.status == 400 && m.starts_with(starts), "{}: {m}", r.status);
+    }
+
+    let p = ok_json(&ed, "POST", "/v1/projects", Some(&project(parameters("North"), bind))).await?;
+    let pid = p["id"].as_str().context("project id")?.to_owned();
+    ensure!(p["parameters"][1]["kind"] == "date_range", "the parameters are shown: {p}");
+    ensure!(p["queries"][0]["bind"]["1"] == "region", "the owner sees the bindings: {p}");
+
+    // Two runs with different regions: different results, each found by its values.
+    let south = run(&ed, &pid, json!({ "region": "South" })).await?;
+    let north = run(&ed, &pid, json!({})).await?;
+    let body = |id: &str| {
+        let (api, id) = (&ed, id.to_owned());
+        async move { Ok::<_, anyhow::Error>(call(api, "GET", &format!("/v1/jobs/{id}/result"), None).await?.text()) }
+    };
+    let (s, n) = (body(&south[0]).await?, body(&north[0]).await?);
+    ensure!(s.contains("South") && !s.contains("North"), "the South run: {s}");
+    ensure!(n.contains("North") && !n.contains("South"), "the default (North) run: {n}");
+    let got = shown(&ed, &pid, Some(json!({ "region": "South" }))).await?;
+    ensure!(got == [Some(south[0].clone()), Some(north[1].clone())], "South: {got:?} (runs {south:?} {north:?})");
+    let got = shown(&ed, &pid, None).await?;
+    ensure!(got == [Some(north[0].clone()), Some(north[1].clone())], "defaults: {got:?}");
+    let explicit = json!({ "region": "North", "period": { "from": "2025-01-01", "to": "2025-12-31" } });
+    ensure!(shown(&ed, &pid, Some(explicit)).await? == got, "the defaults given explicitly are the same values");
+    let got = shown(&ed, &pid, Some(json!({ "region": "East" }))).await?;
+    ensure!(got == [None, Some(north[1].clone())], "East never ran; the unbound query's result is shared: {got:?}");
+
+    // Bad values are refused, naming the filter.
+    let r = call(&ed, "POST", &format!("/v1/projects/{pid}/run"), Some(&json!({ "filters": { "region": "APAC" } })))
+        .await?;
+    let m = r.json()?["message"].as_str().unwrap_or_default().to_owned();
+    ensure!(r.status == 400 && m.starts_with("filters.region: \"APAC\" is not one of its choices"), "{m}");
+    let bad = json!({ "period": { "from": "2025-03-01", "to": "2025-02-01" } });
+    let r = call(&ed, "GET", &format!("/v1/projects/{pid}/results?filters={}", enc(&bad.to_string())), None).await?;
+    let m = r.json()?["message"].as_str().unwrap_or_default().to_owned();
+    ensure!(r.status == 400 && m.starts_with("filters.period: "), "{m}");
+
+    // The console: the filter bar at the top, values from the URL, that region's result.
+    let browser = signed_in(&ed, "ed").await?;
+    let page = |q: &str| {
+        let (b, url) = (&browser, format!("/console/projects/{pid}{q}"));
+        async move {
+            let r = call(b, "GET", &url, None).await?;
+            ensure!(r.status == 200, "{url}: {}", r.status);
+            Ok::<_, anyhow::Error>(r.text())
+        }
+    };
+    let html = page("?f.region=South").await?;
+    ensure!(html.contains("<option value=\"South\" selected>South</option>"), "the bar shows the URL's value:\n{html}");
+    ensure!(html.contains("name=\"f.period.from\" value=\"2025-01-01\""), "the range's default is shown");
+    ensure!(html.contains("<td>South</td>") || html.contains(">South<"), "South's result:\n{html}");
+    ensure!(html.contains("name=\"filters.region\" value=\"South\""), "Refresh runs with the values shown");
+    let html = page("?f.period=2025-01-01..2025-12-31").await?;
+    ensure!(html.contains("<option value=\"North\" selected>North</option>"), "the default region:\n{html}");
+    let html = page("?f.region=East").await?;
+    ensure!(html.contains("data-no-result"), "East says there is no result yet:\n{html}");
+    let html = page("?f.region=APAC").await?;
+    ensure!(html.contains("data-filters-error") && html.contains("filters.region"), "a refused value is said:\n{html}");
+    Ok(())
+}
