@@ -376,13 +376,15 @@ fn shapes(id: RouteId) -> (Option<Value>, &'static str, Value) {
         EmbedTokensCreate => (
             Some(strict(
                 &["customer"],
-                json!({ "customer": string(), "ttl_secs": { "type": "integer", "minimum": 0 } }),
+                json!({ "customer": string(), "ttl_secs": { "type": "integer", "minimum": 0 },
+                        "filters": parameters::fixed_filters() }),
             )),
             "201",
             obj(
                 &["token", "project", "customer", "expires_at", "jti"],
                 json!({
-                "token": string(), "project": string(), "customer": string(), "expires_at": int(), "jti": string() }),
+                "token": string(), "project": string(), "customer": string(), "expires_at": int(), "jti": string(),
+                "filters": nullable(parameters::fixed_filters()) }),
             ),
         ),
         EmbedTokensRevoke => {
@@ -396,7 +398,7 @@ fn shapes(id: RouteId) -> (Option<Value>, &'static str, Value) {
                 json!({
             "project": obj(&["id", "name"], json!({ "id": string(), "name": string() })), "customer": string(), "expires_at": int(),
             "queries": { "type": "array", "items": obj(&["index", "name", "render_kind"], json!({ "index": int(), "name": string(), "render_kind": string() })) },
-            "tiles": tiles::tiles() }),
+            "tiles": tiles::tiles(), "parameters": parameters::parameters(), "filters": parameters::filters() }),
             ),
         ),
         TokensList => (None, "200", list_of("tokens", r("Token"))),

@@ -6,24 +6,24 @@
 //! a viewer can refresh what they may view without any connection being shared with them,
 //! and a project stops running when its owner loses the connection.
 
-use http::{Request, Response, StatusCode};
+use http::{Response, StatusCode};
 use serde::Deserialize;
 
 use crate::api::project_jobs;
 use crate::api::project_tiles::{self, Tile};
-use crate::api::{self, bearer, check_connection, forbidden, unauthorized, Ctx, JobView};
+use crate::api::{check_connection, forbidden, Ctx, JobView};
 use crate::app::project_params::{self, Parameter};
 use crate::app::projects::{parse_queries, RunBy};
 use crate::app::schedules::Schedule;
 use crate::app::App;
 use crate::auth::access::{self, Caller, Grant, ProjectAccess, Role};
-use crate::auth::embed::{self, Claims};
 use crate::http::{json, parse_json, parse_render, query_param, ApiError, Body};
 use crate::store::access::{AccessStore, ProjectRecord, ScheduleState};
 use crate::store::Store;
 
 /// Most queries in one project.
 pub const MAX_QUERIES: usize = 50;
+pub use crate::api::project_embed::{embed_claims, embed_project, embed_result, embed_revoke, embed_token};
 pub use crate::app::projects::ProjectQuery;
 pub use crate::app::schedules::MAX_CUSTOMER_LEN;
 
@@ -86,11 +86,11 @@ pub fn frame_ancestors(app: &App, p: &ProjectRecord) -> Vec<String> {
     }
 }
 
-fn render_kind(render: &serde_json::Value) -> String {
+pub(super) fn render_kind(render: &serde_json::Value) -> String {
     render.get("kind").and_then(|k| k.as_str()).unwrap_or("unknown").to_owned()
 }
 
-async fn viewable(app: &App, ctx: &mut Ctx, id: &str) -> Result<(ProjectRecord, ProjectAccess), ApiError> {
+pub(super) async fn viewable(app: &App, ctx: &mut Ctx, id: &str) -> Result<(ProjectRecord, ProjectAccess), ApiError> {
     ctx.target = Some(id.to_owned());
     let (p, a) = app.project_access(ctx.caller()?, id).await?;
     if !a.can_view() {
@@ -384,7 +384,7 @@ pub async fn grant(
     Ok(crate::http::no_content())
 }
 
-fn check_customer(c: &str) -> Result<(), ApiError> {
+pub(super) fn check_customer(c: &str) -> Result<(), ApiError> {
     crate::app::schedules::check_customer("customer", c)
 }
 
@@ -494,133 +494,4 @@ fn results_filters(app: &App, p: &ProjectRecord, q: Option<&str>) -> Result<proj
         })
         .transpose()?;
     project_params::resolve(&project_params::parse_stored(&p.parameters_json), given.as_ref(), app.today())
-}
-
-/// `POST /v1/projects/{id}/embed-tokens`.
-pub async fn embed_token(app: &App, ctx: &mut Ctx, id: &str, body: &[u8]) -> Result<Response<Body>, ApiError> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Req {
-        customer: String,
-        #[serde(default)]
-        ttl_secs: Option<u64>,
-    }
-    let r: Req = parse_json(body)?;
-    let (p, a) = viewable(app, ctx, id).await?;
-    if !a.can_edit() {
-        return Err(forbidden("only the owner, an editor of the project or an admin may create embed tokens"));
-    }
-    check_customer(&r.customer)?;
-    let max = app.cfg.embed.max_ttl_secs;
-    let ttl = r.ttl_secs.unwrap_or(app.cfg.embed.default_ttl_secs);
-    if !(10..=max).contains(&ttl) {
-        return Err(ApiError::bad_field("ttl_secs", format!("must be between 10 and {max} (embed.max_ttl_secs)")));
-    }
-    let now = app.clock.now();
-    let claims = Claims {
-        iss: embed::ISSUER.into(),
-        aud: embed::AUDIENCE.into(),
-        sub: r.customer.clone(),
-        prj: p.id.clone(),
-        ver: p.embed_epoch,
-        iat: now,
-        exp: now + i64::try_from(ttl).unwrap_or(900),
-        jti: embed::new_jti(),
-    };
-    let token = app.embed.sign(&claims);
-    ctx.detail = Some(serde_json::json!({ "customer": r.customer, "jti": claims.jti, "expires_at": claims.exp }));
-    Ok(json(
-        StatusCode::CREATED,
-        &serde_json::json!({ "token": token, "project": p.id, "customer": r.customer, "expires_at": claims.exp, "jti": claims.jti }),
-    ))
-}
-
-/// `POST /v1/projects/{id}/embed-tokens/revoke`.
-pub async fn embed_revoke(app: &App, ctx: &mut Ctx, id: &str) -> Result<Response<Body>, ApiError> {
-    let (_, a) = viewable(app, ctx, id).await?;
-    if !a.can_manage() {
-        return Err(forbidden("only the project's owner or an admin may revoke its embed tokens"));
-    }
-    let epoch = app
-        .store
-        .bump_embed_epoch(id.to_owned())
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no project {id:?}")))?;
-    Ok(json(StatusCode::OK, &serde_json::json!({ "project": id, "embed_epoch": epoch })))
-}
-
-/// Verifies the embed token of a request against its project's current epoch.
-pub async fn embed_claims(
-    app: &App,
-    ctx: &mut Ctx,
-    req: &Request<bytes::Bytes>,
-) -> Result<(Claims, ProjectRecord), ApiError> {
-    let token = bearer(req)?.ok_or_else(|| unauthorized("missing Authorization: Bearer <embed token>"))?;
-    ctx.actor = Some(("embed".into(), "embed:invalid".into()));
-    let max = i64::try_from(app.cfg.embed.max_ttl_secs).unwrap_or(3600);
-    let claims = app.embed.verify(token, app.clock.now(), max).map_err(|e| unauthorized(e.to_string()))?;
-    ctx.actor = Some((format!("embed:{}", claims.sub), format!("embed:{}", claims.jti)));
-    ctx.target = Some(claims.prj.clone());
-    let p = app
-        .store
-        .project(claims.prj.clone())
-        .await?
-        .ok_or_else(|| unauthorized("the embed token's project no longer exists"))?;
-    if p.embed_epoch != claims.ver {
-        return Err(unauthorized("the embed tokens of this project were revoked"));
-    }
-    Ok((claims, p))
-}
-
-/// `GET /v1/embed/project`.
-pub async fn embed_project(app: &App, ctx: &mut Ctx, req: &Request<bytes::Bytes>) -> Result<Response<Body>, ApiError> {
-    let (claims, p) = embed_claims(app, ctx, req).await?;
-    let queries: Vec<_> = parse_queries(&p.queries_json)?
-        .iter()
-        .enumerate()
-        .map(|(i, q)| serde_json::json!({ "index": i, "name": q.name, "render_kind": render_kind(&q.render) }))
-        .collect();
-    let tiles = project_tiles::shown(&p.tiles_json, queries.len());
-    Ok(json(
-        StatusCode::OK,
-        &serde_json::json!({ "project": { "id": p.id, "name": p.name }, "customer": claims.sub, "expires_at": claims.exp,
-                             "queries": queries, "tiles": tiles }),
-    ))
-}
-
-/// `GET /v1/embed/results/{index}`: the newest result of one query for the token's customer.
-pub async fn embed_result(
-    app: &App,
-    ctx: &mut Ctx,
-    claims: &(Claims, ProjectRecord),
-    index: &str,
-    wait: u64,
-) -> Result<Response<Body>, ApiError> {
-    let (claims, p) = claims;
-    let queries = parse_queries(&p.queries_json)?;
-    let i: usize = index
-        .parse()
-        .ok()
-        .filter(|i| *i < queries.len())
-        .ok_or_else(|| ApiError::not_found(format!("no query {index:?} in this project")))?;
-    // A query that takes no customer id has one result for everyone.
-    let customer = queries[i].customer_param.map(|_| claims.sub.clone());
-    // The newest successful result; before the first one, the newest run (to wait for).
-    let idx = i64::try_from(i).unwrap_or(0);
-    let since = project_tiles::since(&p.tiles_json, i);
-    let filters = project_params::resolve(&project_params::parse_stored(&p.parameters_json), None, app.today())?;
-    let key = project_params::filters_key(&queries[i].bind, &filters);
-    let job_id =
-        match project_jobs::latest(app, &p.id, (idx, &queries[i]), (customer.clone(), key.clone()), true, since).await?
-        {
-            Some(id) => id,
-            None => {
-                project_jobs::latest(app, &p.id, (idx, &queries[i]), (customer, key), false, since).await?.ok_or_else(
-                    || ApiError::not_found("no result yet for this customer; the project has not run for them"),
-                )?
-            }
-        };
-    ctx.detail = Some(serde_json::json!({ "job": job_id, "query": i }));
-    // An embed viewer never reads SQL, so never a failure's text either.
-    api::result(app, &job_id, wait, false).await
 }

@@ -69,6 +69,10 @@ pub struct Claims {
     pub exp: i64,
     /// Token id (for the audit log).
     pub jti: String,
+    /// Dashboard filters fixed by the embedding app (values by parameter name, checked
+    /// when the token was made); the others take their default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flt: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Why an embed token was refused (said to the client in one line; details in the log).
@@ -184,6 +188,7 @@ mod tests {
 
     fn claims(now: i64) -> Claims {
         Claims {
+            flt: None,
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
             sub: "acme".into(),

@@ -77,7 +77,10 @@ pub async fn handle(app: &App, remote: SocketAddr, path: &str, query: Option<&st
     };
     // The dashboard's tiles in its order and sizes, texts included, as in the console.
     let queries = v["queries"].as_array().cloned().unwrap_or_default();
-    let mut b = String::from("<div class=\"tiles\">");
+    // The filters the token fixed (the others' defaults), said above the tiles.
+    let params = v["parameters"].as_array().cloned().unwrap_or_default();
+    let mut b = crate::console::pages::filters::summary(&params, &v["filters"]);
+    b.push_str("<div class=\"tiles\">");
     for t in tiles_of(&v) {
         if t["text"].is_string() {
             b.push_str(&text_tile(&t));

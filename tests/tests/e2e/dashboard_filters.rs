@@ -4,7 +4,8 @@
 //! `WHERE region = $1 AND … BETWEEN $2 AND $3`; runs with two regions give different
 //! results, each found by its filter values (and a query that binds none shares its
 //! result); bad definitions and values are refused naming the field; the console's
-//! project page with `?f.region=…` shows that region's result, or says there is none yet.
+//! project page with `?f.region=…` shows that region's result, or says there is none yet;
+//! an embed token fixes filters that the embed's address cannot change.
 //!
 //! Runs on the backend `OUTPOST_TEST_STORE` names (SQLite by default, `postgres`).
 
@@ -136,5 +137,27 @@ async fn filters_choose_the_results_and_are_carried_in_the_console_url() -> Resu
     ensure!(html.contains("data-no-result"), "East says there is no result yet:\n{html}");
     let html = page("?f.region=APAC").await?;
     ensure!(html.contains("data-filters-error") && html.contains("filters.region"), "a refused value is said:\n{html}");
+
+    // An embed token fixes filters (a signed claim): the embed API and page show those.
+    let body = json!({ "customer": "acme", "filters": { "region": "APAC" } });
+    let r = call(&ed, "POST", &format!("/v1/projects/{pid}/embed-tokens"), Some(&body)).await?;
+    let m = r.json()?["message"].as_str().unwrap_or_default().to_owned();
+    ensure!(r.status == 400 && m.starts_with("filters.region: "), "{}: {m}", r.status);
+    let body = json!({ "customer": "acme", "filters": { "region": "South" } });
+    let t = ok_json(&ed, "POST", &format!("/v1/projects/{pid}/embed-tokens"), Some(&body)).await?;
+    ensure!(t["filters"] == json!({ "region": "South" }), "the fixed filters are said: {t}");
+    let token = t["token"].as_str().context("token")?.to_owned();
+    let embed = ed.with_token(Some(&token));
+    let v = ok_json(&embed, "GET", "/v1/embed/project", None).await?;
+    ensure!(v["filters"]["region"] == "South" && v["filters"]["period"]["from"] == "2025-01-01", "{v}");
+    let r = call(&embed, "GET", "/v1/embed/results/0", None).await?;
+    ensure!(r.status == 200 && r.text().contains("South") && !r.text().contains("North"), "{}", r.text());
+    // Nothing in the page's address changes them.
+    let anon = ed.with_token(None);
+    let url = format!("/embed/dashboards/{pid}?token={token}&f.region=North&filters=%7B%22region%22%3A%22North%22%7D");
+    let r = call(&anon, "GET", &url, None).await?;
+    let html = r.text();
+    ensure!(r.status == 200 && html.contains("Region: South"), "{}:\n{html}", r.status);
+    ensure!(html.contains(">South<") && !html.contains(">North<"), "South's numbers only:\n{html}");
     Ok(())
 }

@@ -56,3 +56,10 @@ pub(super) fn filters() -> Value {
             "description": "values by parameter name: a choice or a text as a string, a number, a date range as \
                             {\"from\", \"to\"} or \"2026-01-01..2026-02-01\"; absent ones take their default" })
 }
+
+/// An embed token's fixed `filters`.
+pub(super) fn fixed_filters() -> Value {
+    json!({ "type": "object", "additionalProperties": {}, "example": { "region": "US" },
+            "description": "values fixed in the embed token (a signed claim), by parameter name: the embed shows \
+                            these, and the other parameters' defaults; nothing in the embed's address changes them" })
+}

@@ -119,6 +119,23 @@ pub(crate) fn bar(pid: &str, params: &[Value], values: &Value, error: Option<&st
     b
 }
 
+/// The values shown, in words, for a page without a filter bar (the embed page): "Region:
+/// US · Period: 2026-01-01..2026-02-01", escaped; empty without parameters.
+pub(crate) fn summary(params: &[Value], values: &Value) -> String {
+    let parts: Vec<String> = params
+        .iter()
+        .map(|p| {
+            let name = p["name"].as_str().unwrap_or_default();
+            format!("{}: {}", e(p["label"].as_str().unwrap_or(name)), e(&shown(&values[name])))
+        })
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("<p class=\"muted\" data-filters-shown>{}</p>", parts.join(" · "))
+    }
+}
+
 /// Hidden inputs that make the Refresh form run with the shown `values`.
 pub(crate) fn hidden(values: &Value) -> String {
     let mut b = String::new();

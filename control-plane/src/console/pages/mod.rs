@@ -2,7 +2,7 @@
 
 mod admin;
 pub(crate) mod dashboard;
-mod filters;
+pub(crate) mod filters;
 pub(crate) mod jobs;
 mod project_save;
 mod projects;
