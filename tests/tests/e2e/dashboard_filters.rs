@@ -106,6 +106,15 @@ async fn filters_choose_the_results_and_are_carried_in_the_console_url() -> Resu
     let got = shown(&ed, &pid, Some(json!({ "region": "East" }))).await?;
     ensure!(got == [None, Some(north[1].clone())], "East never ran; the unbound query's result is shared: {got:?}");
 
+    // A view-app viewer sees the parameters and the filtered results, never bind or SQL.
+    let vi = user_with_token(&admin, "vi", "viewer").await?;
+    ok_json(&ed, "PUT", &format!("/v1/projects/{pid}/grants/vi"), Some(&json!({ "access": "view-app" }))).await?;
+    let seen = ok_json(&vi, "GET", &format!("/v1/projects/{pid}"), None).await?;
+    ensure!(seen["parameters"][0]["choices"] == json!(["North", "South", "East"]), "{seen}");
+    let text = seen.to_string();
+    ensure!(!text.contains("bind") && !text.contains("SELECT") && !text.contains("period.from"), "{text}");
+    ensure!(shown(&vi, &pid, Some(json!({ "region": "South" }))).await?[0] == Some(south[0].clone()), "viewer, South");
+
     // Bad values are refused, naming the filter.
     let r = call(&ed, "POST", &format!("/v1/projects/{pid}/run"), Some(&json!({ "filters": { "region": "APAC" } })))
         .await?;
