@@ -11,8 +11,10 @@
 
 use anyhow::{ensure, Context as _, Result};
 use outpost_e2e::client::Api;
-use outpost_e2e::{call, ok_json, signed_in, user_with_token};
+use outpost_e2e::{call, ok_json, signed_in, user_with_token, TEST_PASSWORD};
 use serde_json::{json, Value};
+
+use crate::console::{browser_dir, chromium, run_node, screenshots};
 
 const SQL: &str = "SELECT region, COUNT(*) AS n FROM orders \
                    WHERE region = $1 AND month || '-01' BETWEEN $2 AND $3 GROUP BY region";
@@ -168,5 +170,41 @@ async fn filters_choose_the_results_and_are_carried_in_the_console_url() -> Resu
     let html = r.text();
     ensure!(r.status == 200 && html.contains("Region: South"), "{}:\n{html}", r.status);
     ensure!(html.contains(">South<") && !html.contains(">North<"), "South's numbers only:\n{html}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_chromium_apply_carries_filters_in_the_address_and_refresh_runs_with_them() -> Result<()> {
+    browser_dir()?;
+    chromium()?;
+    let root = tempfile::tempdir()?;
+    let (cp, _edge) = outpost_e2e::start_pair(root.path(), "edge-1", "", &[]).await?;
+    let admin = cp.api()?;
+    let ed = user_with_token(&admin, "ed", "editor").await?;
+    ok_json(&admin, "POST", "/v1/shares", Some(&json!({ "agent": "edge-1", "connection": "sample", "user": "ed" })))
+        .await?;
+    let bind = json!({ "1": "region", "2": "period.from", "3": "period.to" });
+    let p = ok_json(&ed, "POST", "/v1/projects", Some(&project(parameters("North"), bind))).await?;
+    let pid = p["id"].as_str().context("project id")?.to_owned();
+    let out = tokio::task::spawn_blocking({
+        let root = root.path().to_owned();
+        let base = format!("https://localhost:{}", cp.api_addr.rsplit(':').next().unwrap_or_default());
+        let pid = pid.clone();
+        move || {
+            run_node(
+                "filters.mjs",
+                &root,
+                json!({ "base_url": base, "password": TEST_PASSWORD, "project": pid,
+                        "screenshots": screenshots("dashboard-filters") }),
+            )
+        }
+    })
+    .await??;
+    ensure!(out["errors"] == json!([]), "errors in the page: {out}");
+    // The browser's Refresh ran with the values it showed: the job is found by them.
+    let f = json!({ "region": "South", "period": { "from": "2025-02-01", "to": "2025-03-31" } });
+    let got = shown(&ed, &pid, Some(f)).await?;
+    ensure!(got[0].is_some(), "the run from the browser is found by its values: {got:?}");
+    ensure!(shown(&ed, &pid, None).await?[0].is_none(), "and not by the defaults");
     Ok(())
 }
