@@ -366,3 +366,41 @@ async fn a_refused_owner_is_audited_and_the_schedule_moves_on() {
     assert!(audit[1].1["reason"].as_str().unwrap_or_default().contains("no longer has access to edge/sample"));
     assert_eq!(next_run(&app, "p1").await.0, Some(utc(2026, 12, 9, 6, 0)));
 }
+
+#[tokio::test]
+async fn scheduled_runs_bind_the_parameters_defaults() {
+    let (_dir, app, clock, ed) = setup(4).await;
+    let q: ProjectQuery = serde_json::from_value(serde_json::json!({
+        "name": "q", "agent": "edge", "connection": "sample", "sql": "SELECT $1, $2, $3",
+        "render": { "kind": "table" }, "bind": { "1": "region", "2": "period.from", "3": "period.to" },
+    }))
+    .expect("query");
+    scheduled_project(&app, "p1", &ed, std::slice::from_ref(&q), &schedule("0 6 * * *", "UTC")).await;
+    let params = serde_json::json!([
+        { "name": "region", "kind": "choice", "choices": ["EU", "US"], "default": "US" },
+        { "name": "period", "kind": "date_range", "default": { "last_days": 7 } },
+    ]);
+    let params = crate::app::project_params::checked(params.as_array().expect("list")).expect("valid");
+    let (queries, stored) = (serde_json::to_string(&[&q]).expect("json"), crate::app::project_params::to_json(&params));
+    let stored = stored.expect("json");
+    assert!(app
+        .store
+        .update_project("p1".into(), "p1".into(), queries, "[]".into(), stored, clock.now())
+        .await
+        .expect("db"));
+    clock.set(utc(2026, 12, 8, 6, 0));
+    assert_eq!(app.run_due(clock.now()).await.expect("tick").dispatched, 1);
+    let all = app.store.jobs(JobFilter::default(), 10, clock.now()).await.expect("jobs");
+    let job = all.iter().find(|j| j.origin.project_id.as_deref() == Some("p1")).expect("the scheduled job");
+    let stored = app.store.job_envelope(job.id.clone()).await.expect("db").expect("envelope");
+    let spec = crate::store::queue::open_spec(&app.results, &job.id, &stored).expect("spec");
+    use outpost_protocol::Param;
+    assert_eq!(
+        spec.params,
+        [Param::Text("US".into()), Param::Text("2026-12-02".into()), Param::Text("2026-12-08".into())],
+        "the defaults, the last 7 days read on the run's day"
+    );
+    let defaults = crate::app::project_params::resolve(&params, None, app.today()).expect("defaults");
+    assert_eq!(job.origin.filters, crate::app::project_params::filters_key(&q.bind, &defaults));
+    assert!(job.origin.filters.is_some());
+}
