@@ -190,11 +190,13 @@ async fn checked_body(app: &App, caller: &Caller, body: &[u8]) -> Result<Project
             return Err(ApiError::bad_field(&at("sql"), "must not be empty"));
         }
         parse_render(q.render.clone()).map_err(|e| ApiError { message: format!("queries[{i}].{}", e.message), ..e })?;
-        if let Some(n) = q.customer_param.filter(|_| q.bind.is_empty()) {
-            if n == 0 || usize::from(n) > q.params.len() + 1 {
+        if let Some(n) = q.customer_param {
+            // Bound positions may extend the params further (checked with the bindings).
+            let most = q.params.len() + 1 + q.bind.len();
+            if n == 0 || usize::from(n) > most {
                 return Err(ApiError::bad_field(
                     &at("customer_param"),
-                    format!("must be a parameter position from 1 to {}", q.params.len() + 1),
+                    format!("must be a parameter position from 1 to {most}"),
                 ));
             }
         }

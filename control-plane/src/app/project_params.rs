@@ -506,7 +506,7 @@ pub fn check_bind(
     customer_param: Option<u16>,
 ) -> Result<(), ApiError> {
     let mut filled: std::collections::BTreeSet<usize> = (1..=n_params).collect();
-    if let Some(c) = customer_param {
+    if let Some(c) = customer_param.filter(|c| *c >= 1) {
         filled.insert(usize::from(c));
     }
     for (k, target) in bind {

@@ -129,7 +129,7 @@ impl App {
         let parameters = project_params::parse_stored(&p.parameters_json);
         let mut params = project_params::bind_params(q.params.clone(), &q.bind, &parameters, filters)?;
         if let (Some(n), Some(c)) = (q.customer_param, &customer) {
-            let at = usize::from(n) - 1;
+            let at = usize::from(n).saturating_sub(1);
             if at < params.len() {
                 params[at] = Param::Text(c.clone());
             } else {

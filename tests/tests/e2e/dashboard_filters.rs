@@ -78,6 +78,15 @@ async fn filters_choose_the_results_and_are_carried_in_the_console_url() -> Resu
             project(parameters("North"), json!({ "1": "regon", "2": "period.from", "3": "period.to" })),
             "queries[0].bind.1: no parameter \"regon\" (did you mean \"region\"?)",
         ),
+        (
+            {
+                let mut b =
+                    project(parameters("North"), json!({ "1": "region", "2": "period.from", "3": "period.to" }));
+                b["queries"][0]["customer_param"] = json!(0);
+                b
+            },
+            "queries[0].customer_param: must be a parameter position from 1 to",
+        ),
     ] {
         let r = call(&ed, "POST", "/v1/projects", Some(&body)).await?;
         let m = r.json()?["message"].as_str().unwrap_or_default().to_owned();
