@@ -66,9 +66,10 @@ impl Page<'_> {
                 super::filters::hidden(&results["filters"])
             );
         }
-        b.push_str(&self.schedule_section(&p, can_edit && self.can(Scope::ProjectsWrite)));
-        // The tiles of the dashboard, in the project's order and sizes.
+        // The tiles of the dashboard, in the project's order and sizes; the schedule and the
+        // other settings below them, so the results come first.
         b.push_str(&self.dashboard(&p, &results).await);
+        b.push_str(&self.schedule_section(&p, can_edit && self.can(Scope::ProjectsWrite)));
         if let Some(grants) = p["grants"].as_array() {
             b.push_str("<section><h2>Sharing</h2><ul class=\"plain\">");
             for g in grants {
