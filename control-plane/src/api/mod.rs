@@ -20,6 +20,7 @@ pub mod job_name;
 pub mod job_results;
 pub mod jobs;
 pub mod openapi;
+pub mod project_choices;
 pub mod project_embed;
 pub mod project_jobs;
 pub mod project_tiles;

@@ -43,7 +43,7 @@ pub async fn embed_token(app: &App, ctx: &mut Ctx, id: &str, body: &[u8]) -> Res
     let fixed = match &r.filters {
         None | Some(serde_json::Value::Null) => None,
         Some(f) => {
-            let all = project_params::resolve(&project_params::parse_stored(&p.parameters_json), Some(f), app.today())?;
+            let all = super::projects::run_filters(app, &p, Some(f)).await?;
             let given = f.as_object().cloned().unwrap_or_default();
             let canonical = all.to_json();
             Some(given.keys().filter_map(|k| canonical.get(k).map(|v| (k.clone(), v.clone()))).collect())
@@ -118,29 +118,27 @@ pub async fn embed_project(app: &App, ctx: &mut Ctx, req: &Request<bytes::Bytes>
         .map(|(i, q)| serde_json::json!({ "index": i, "name": q.name, "render_kind": render_kind(&q.render) }))
         .collect();
     let tiles = project_tiles::shown(&p.tiles_json, queries.len());
-    let filters = embed_filters(app, &claims, &p)?;
+    let filters = embed_filters(app, &claims, &p).await?;
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({ "project": { "id": p.id, "name": p.name }, "customer": claims.sub, "expires_at": claims.exp,
                              "queries": queries, "tiles": tiles,
-                             "parameters": project_params::parse_stored(&p.parameters_json),
+                             "parameters": super::projects::stored_parameters(app, &p).await?.1,
                              "filters": filters.to_json() }),
     ))
 }
 
 /// The filters an embed shows: those its token fixed, the others' defaults. Nothing of
 /// the request can change them.
-fn embed_filters(app: &App, claims: &Claims, p: &ProjectRecord) -> Result<project_params::Filters, ApiError> {
+async fn embed_filters(app: &App, claims: &Claims, p: &ProjectRecord) -> Result<project_params::Filters, ApiError> {
     let fixed = claims.flt.clone().map(serde_json::Value::Object);
-    project_params::resolve(&project_params::parse_stored(&p.parameters_json), fixed.as_ref(), app.today()).map_err(
-        |e| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                format!("the embed token's filters no longer fit the dashboard's parameters ({})", e.message),
-            )
-        },
-    )
+    super::projects::run_filters(app, p, fixed.as_ref()).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("the embed token's filters no longer fit the dashboard's parameters ({})", e.message),
+        )
+    })
 }
 
 /// `GET /v1/embed/results/{index}`: the newest result of one query for the token's customer.
@@ -163,7 +161,7 @@ pub async fn embed_result(
     // The newest successful result; before the first one, the newest run (to wait for).
     let idx = i64::try_from(i).unwrap_or(0);
     let since = project_tiles::since(&p.tiles_json, i);
-    let filters = embed_filters(app, claims, p)?;
+    let filters = embed_filters(app, claims, p).await?;
     let key = project_params::filters_key(&queries[i].bind, &filters);
     let job_id =
         match project_jobs::latest(app, &p.id, (idx, &queries[i]), (customer.clone(), key.clone()), true, since).await?

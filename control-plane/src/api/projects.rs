@@ -9,6 +9,7 @@
 use http::{Response, StatusCode};
 use serde::Deserialize;
 
+use crate::api::project_choices;
 use crate::api::project_jobs;
 use crate::api::project_tiles::{self, Tile};
 use crate::api::{check_connection, forbidden, Ctx, JobView};
@@ -121,7 +122,7 @@ async fn view(app: &App, p: &ProjectRecord, a: ProjectAccess) -> Result<serde_js
     let mut v = serde_json::json!({
         "id": p.id, "name": p.name, "owner": p.owner, "access": a.as_str(),
         "created_at": p.created_at, "updated_at": p.updated_at, "queries": queries, "tiles": tiles,
-        "parameters": project_params::parse_stored(&p.parameters_json),
+        "parameters": stored_parameters(app, p).await?.1,
     });
     v["schedule"] = schedule_view(p, a);
     if a.can_edit() {
@@ -217,6 +218,10 @@ fn checked_parameters(b: &ProjectBody, kept: &str) -> Result<Vec<Parameter>, Api
     for (i, q) in b.queries.iter().enumerate() {
         project_params::check_bind(&format!("queries[{i}].bind"), &q.bind, &params, q.params.len(), q.customer_param)?;
     }
+    let kinds: Vec<String> = b.queries.iter().map(|q| render_kind(&q.render)).collect();
+    let queries: Vec<(&str, &std::collections::BTreeMap<String, String>)> =
+        b.queries.iter().zip(&kinds).map(|(q, k)| (k.as_str(), &q.bind)).collect();
+    project_params::check_choices_from(&params, &queries)?;
     Ok(params)
 }
 
@@ -403,8 +408,7 @@ pub async fn run(app: &App, ctx: &mut Ctx, id: &str, body: &[u8]) -> Result<Resp
     }
     let r: Req = if body.is_empty() { Req::default() } else { parse_json(body)? };
     let (p, access) = viewable(app, ctx, id).await?;
-    let filters =
-        project_params::resolve(&project_params::parse_stored(&p.parameters_json), r.filters.as_ref(), app.today())?;
+    let filters = run_filters(app, &p, r.filters.as_ref()).await?;
     let logic = access.can_see_logic();
     if let Some(c) = &r.customer {
         check_customer(c)?;
@@ -442,7 +446,7 @@ pub async fn results(app: &App, ctx: &mut Ctx, id: &str, q: Option<&str>) -> Res
     if let Some(c) = &customer {
         check_customer(c)?;
     }
-    let filters = results_filters(app, &p, q)?;
+    let filters = results_filters(app, &p, q).await?;
     let queries = parse_queries(&p.queries_json)?;
     let mut out = Vec::with_capacity(queries.len());
     for (i, query) in queries.iter().enumerate() {
@@ -485,7 +489,7 @@ pub async fn results(app: &App, ctx: &mut Ctx, id: &str, q: Option<&str>) -> Res
 
 /// The filters of `GET /v1/projects/{id}/results?filters=<url-encoded JSON object>`:
 /// absent ones (or all, without the parameter) their default.
-fn results_filters(app: &App, p: &ProjectRecord, q: Option<&str>) -> Result<project_params::Filters, ApiError> {
+async fn results_filters(app: &App, p: &ProjectRecord, q: Option<&str>) -> Result<project_params::Filters, ApiError> {
     let given = query_param(q, "filters")
         .map(|f| {
             let text = crate::http::percent_decode(&f.replace('+', " "))
@@ -495,5 +499,31 @@ fn results_filters(app: &App, p: &ProjectRecord, q: Option<&str>) -> Result<proj
             })
         })
         .transpose()?;
-    project_params::resolve(&project_params::parse_stored(&p.parameters_json), given.as_ref(), app.today())
+    run_filters(app, p, given.as_ref()).await
+}
+
+/// The project's parameters, and as shown: those filled by a query with their current
+/// choices ([`project_choices`]).
+pub(super) async fn stored_parameters(
+    app: &App,
+    p: &ProjectRecord,
+) -> Result<(Vec<Parameter>, serde_json::Value), ApiError> {
+    let params = project_params::parse_stored(&p.parameters_json);
+    let current = project_choices::current(app, p, &params).await?;
+    let shown = project_params::shown(&params, &current);
+    Ok((params, shown))
+}
+
+/// The values of a run of `p` with `given` (the `filters` object): checked, absent ones
+/// their default; a choice filled by a query checked against its current choices.
+pub(super) async fn run_filters(
+    app: &App,
+    p: &ProjectRecord,
+    given: Option<&serde_json::Value>,
+) -> Result<project_params::Filters, ApiError> {
+    let params = project_params::parse_stored(&p.parameters_json);
+    let mut filters = project_params::resolve(&params, given, app.today())?;
+    let current = project_choices::current(app, p, &params).await?;
+    project_params::apply_current_choices(&params, &mut filters, given, &current)?;
+    Ok(filters)
 }

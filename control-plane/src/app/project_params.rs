@@ -20,6 +20,11 @@ use serde_json::Value;
 
 use crate::http::ApiError;
 
+mod choices_from;
+pub use choices_from::{
+    apply as apply_current_choices, check_choices_from, distinct_values, shown, ChoicesFrom, Current,
+};
+
 /// Most parameters of one project.
 pub const MAX_PARAMETERS: usize = 20;
 /// Most choices of a `choice` parameter.
@@ -47,12 +52,16 @@ pub struct Parameter {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Kind {
-    /// One of a static list of strings.
+    /// One of a static list of strings, or of the values of a query's column
+    /// (`choices_from`, then `choices` is empty).
     Choice {
         /// The strings offered, in order.
         choices: Vec<String>,
-        /// One of them.
+        /// One of them (with `choices_from`: empty for "the first current choice").
         default: String,
+        /// Where the choices come from instead of `choices`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        choices_from: Option<ChoicesFrom>,
     },
     /// Free text.
     Text {
@@ -235,9 +244,10 @@ impl Parameter {
     /// Checks `v` as a value of this parameter (a run's filter, or its default).
     pub fn value(&self, field: &str, v: &Value) -> Result<Val, ApiError> {
         match &self.kind {
-            Kind::Choice { choices, .. } => {
+            Kind::Choice { choices, choices_from, .. } => {
                 let t = text_value(field, v)?;
-                if choices.contains(&t) {
+                // Choices from a query are checked against its current result by the caller.
+                if choices_from.is_some() || choices.contains(&t) {
                     Ok(Val::Text(t))
                 } else {
                     let names: Vec<&str> = choices.iter().map(String::as_str).collect();
@@ -298,7 +308,7 @@ fn parameter(at: &str, v: &Value) -> Result<Parameter, ApiError> {
     })?;
     let kind = o.get("kind").and_then(Value::as_str).unwrap_or_default();
     let allowed: &[&str] = match kind {
-        "choice" => &["choices"],
+        "choice" => &["choices", "choices_from"],
         "text" => &[],
         "number" => &["min", "max", "integer"],
         "date_range" => &[],
@@ -342,6 +352,9 @@ fn parameter(at: &str, v: &Value) -> Result<Parameter, ApiError> {
     };
     let dflt = format!("{at}.default");
     let kind = match kind {
+        "choice" if o.contains_key("choices_from") => {
+            return choices_from::parameter(at, o, name.into(), label);
+        }
         "choice" => {
             let list = o.get("choices").and_then(Value::as_array).ok_or_else(|| {
                 bad(&format!("{at}.choices"), format!("must be a list of 1 to {MAX_CHOICES} strings"))
@@ -359,7 +372,8 @@ fn parameter(at: &str, v: &Value) -> Result<Parameter, ApiError> {
                 choices.push(t);
             }
             let default = choices[0].clone();
-            let mut p = Parameter { name: name.into(), label, kind: Kind::Choice { choices, default } };
+            let mut p =
+                Parameter { name: name.into(), label, kind: Kind::Choice { choices, default, choices_from: None } };
             if let Some(d) = o.get("default") {
                 let Val::Text(t) = p.value(&dflt, d)? else { unreachable!("a choice is text") };
                 if let Kind::Choice { default, .. } = &mut p.kind {

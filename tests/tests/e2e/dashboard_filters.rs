@@ -182,6 +182,69 @@ async fn filters_choose_the_results_and_are_carried_in_the_console_url() -> Resu
     Ok(())
 }
 
+/// A choice filled by a query: its choices are the regions the second query lists, once
+/// it has a result; a run with a listed value works, an unlisted one is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_choice_filled_by_a_query_lists_its_values() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let (cp, _edge) = outpost_e2e::start_pair(root.path(), "edge-1", "", &[]).await?;
+    let root_api = cp.api()?;
+    let admin = user_with_token(&root_api, "ed", "editor").await?;
+    ok_json(&root_api, "POST", "/v1/shares", Some(&json!({ "agent": "edge-1", "connection": "sample", "user": "ed" })))
+        .await?;
+    let from = |query: usize| {
+        json!([{ "name": "region", "label": "Region", "kind": "choice",
+                 "choices_from": { "query": query, "column": "region" } },
+               { "name": "period", "kind": "date_range", "default": { "from": "2025-01-01", "to": "2025-12-31" } }])
+    };
+    let body = |query: usize| {
+        let mut b = project(from(query), json!({ "1": "region", "2": "period.from", "3": "period.to" }));
+        b["queries"][1]["sql"] = json!("SELECT DISTINCT region FROM orders ORDER BY region");
+        b
+    };
+    for (b, starts) in [
+        (body(2), "parameters[0].choices_from.query: there is no query 2"),
+        (body(0), "parameters[0].choices_from.query: query 0 binds \"region\" itself"),
+    ] {
+        let r = call(&admin, "POST", "/v1/projects", Some(&b)).await?;
+        let m = r.json()?["message"].as_str().unwrap_or_default().to_owned();
+        ensure!(r.status == 400 && m.starts_with(starts), "{}: {m}", r.status);
+    }
+    let p = ok_json(&admin, "POST", "/v1/projects", Some(&body(1))).await?;
+    let pid = p["id"].as_str().context("project id")?.to_owned();
+    ensure!(p["parameters"][0]["choices"] == json!([]), "no result yet, no choices: {p}");
+    let r =
+        call(&admin, "POST", &format!("/v1/projects/{pid}/run"), Some(&json!({ "filters": { "region": "North" } })))
+            .await?;
+    let m = r.json()?["message"].as_str().unwrap_or_default().to_owned();
+    ensure!(r.status == 400 && m.contains("run the dashboard once to fill it"), "{}: {m}", r.status);
+
+    // The first run (the region left to its default) fills the list.
+    run(&admin, &pid, json!({})).await?;
+    let p = ok_json(&admin, "GET", &format!("/v1/projects/{pid}"), None).await?;
+    let choices = p["parameters"][0]["choices"].as_array().context("choices")?.clone();
+    ensure!(choices.contains(&json!("North")) && choices.contains(&json!("South")), "the regions: {p}");
+    ensure!(p["parameters"][0]["choices_from"]["column"] == "region", "{p}");
+    let south = run(&admin, &pid, json!({ "region": "South" })).await?;
+    let s = call(&admin, "GET", &format!("/v1/jobs/{}/result", south[0]), None).await?.text();
+    ensure!(s.contains("South") && !s.contains("North"), "the South run: {s}");
+    let r =
+        call(&admin, "POST", &format!("/v1/projects/{pid}/run"), Some(&json!({ "filters": { "region": "Atlantis" } })))
+            .await?;
+    let m = r.json()?["message"].as_str().unwrap_or_default().to_owned();
+    ensure!(
+        r.status == 400 && m.starts_with("filters.region: \"Atlantis\" is not one of its choices ("),
+        "{}: {m}",
+        r.status
+    );
+    // The console's filter bar offers them.
+    let web = signed_in(&admin, "ed").await?;
+    let page = call(&web, "GET", &format!("/console/projects/{pid}?f.region=South"), None).await?;
+    let html = page.text();
+    ensure!(page.status == 200 && html.contains("<option value=\"South\" selected>"), "{}:\n{html}", page.status);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_chromium_apply_carries_filters_in_the_address_and_refresh_runs_with_them() -> Result<()> {
     browser_dir()?;

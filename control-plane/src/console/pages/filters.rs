@@ -79,6 +79,10 @@ pub(crate) fn bar(pid: &str, params: &[Value], values: &Value, error: Option<&st
                     let _ = write!(b, "<option value=\"{c}\"{sel}>{c}</option>", c = e(c));
                 }
                 b.push_str("</select></label>");
+                if p["choices_from"].is_object() && p["choices"].as_array().is_none_or(Vec::is_empty) {
+                    // Filled by a query that has no result yet.
+                    b.push_str("<span class=\"hint\">(run the dashboard once to fill it)</span>");
+                }
             }
             "date_range" => {
                 let (from, to) = value.split_once("..").unwrap_or_default();
