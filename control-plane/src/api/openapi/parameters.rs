@@ -19,6 +19,18 @@ pub(super) fn parameter() -> Value {
         strict(&["name", "kind", "choices"], json!({ "name": name, "label": label, "kind": kind("choice"),
             "choices": { "type": "array", "minItems": 1, "maxItems": MAX_CHOICES, "items": text },
             "default": { "type": "string", "description": "one of the choices; default: the first" } })),
+        strict(&["name", "kind", "choices_from"], json!({ "name": name, "label": label, "kind": kind("choice"),
+            "choices_from": strict(&["query", "column"], json!({
+                "query": { "type": "integer", "minimum": 0,
+                           "description": "the index of a table query of this project that does not bind this parameter" },
+                "column": { "type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS,
+                            "description": "a column of its result" } })),
+            "choices": { "type": "array", "maxItems": MAX_CHOICES, "items": text,
+                         "description": "in answers only: the current choices, the distinct values of the column in \
+                                         the query's newest successful result (the first 200, in result order; \
+                                         none before it has one)" },
+            "default": { "type": "string", "maxLength": MAX_TEXT_CHARS,
+                         "description": "checked against the current choices at a run; default: the first of them" } })),
         strict(&["name", "kind"], json!({ "name": name, "label": label, "kind": kind("text"),
             "default": { "type": "string", "maxLength": MAX_TEXT_CHARS, "description": "default: empty" } })),
         strict(&["name", "kind"], json!({ "name": name, "label": label, "kind": kind("number"),
