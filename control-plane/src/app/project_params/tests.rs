@@ -1,4 +1,5 @@
 use super::*;
+use outpost_protocol::Param;
 use serde_json::json;
 
 fn params(v: Value) -> Result<Vec<Parameter>, String> {
