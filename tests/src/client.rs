@@ -192,6 +192,12 @@ pub async fn user_with_token(admin: &Api, name: &str, role: &str) -> Result<Api>
     Ok(admin.with_token(Some(t["token"].as_str().context("token")?)))
 }
 
+/// Shares `agent`'s `connection` with `user` (as `admin`), so they may run jobs on it.
+pub async fn share_connection(admin: &Api, agent: &str, connection: &str, user: &str) -> Result<()> {
+    let share = serde_json::json!({ "agent": agent, "connection": connection, "user": user });
+    ok_json(admin, "POST", "/v1/shares", Some(&share)).await.map(|_| ())
+}
+
 /// A console session of `user` (password [`TEST_PASSWORD`]): the API's sign-in, its
 /// cookie sent with every request of the returned client.
 pub async fn signed_in(api: &Api, user: &str) -> Result<Api> {

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 
-pub use client::{call, ok_json, signed_in, user_with_token, Api, HttpResponse, TEST_PASSWORD};
+pub use client::{call, ok_json, share_connection, signed_in, user_with_token, Api, HttpResponse, TEST_PASSWORD};
 pub use proc::Process;
 
 /// Checks `probe` until it answers `true`, backing off from 20 ms to 500 ms; fails

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context as _, Result};
 use outpost_e2e::client::{Api, HttpResponse};
-use outpost_e2e::{call, eventually, ok_json, user_with_token, Agent, ControlPlane};
+use outpost_e2e::{call, eventually, ok_json, share_connection, user_with_token, Agent, ControlPlane};
 use serde_json::{json, Value};
 
 const PASSWORD: &str = outpost_e2e::TEST_PASSWORD;
@@ -270,8 +270,7 @@ async fn world(root: &std::path::Path) -> Result<World> {
     ok_json(&admin, "PATCH", "/v1/users/admin", Some(&json!({ "password": PASSWORD }))).await?;
     let editor = user_with_token(&admin, "ed", "editor").await?;
     let viewer = user_with_token(&admin, "vi", "viewer").await?;
-    ok_json(&admin, "POST", "/v1/shares", Some(&json!({ "agent": "edge-1", "connection": "sample", "user": "ed" })))
-        .await?;
+    share_connection(&admin, "edge-1", "sample", "ed").await?;
     let p = ok_json(&editor, "POST", "/v1/projects", Some(&project_body("edge-1", "sample", "Sales"))).await?;
     let project = p["id"].as_str().context("project id")?.to_owned();
     ok_json(&editor, "PUT", &format!("/v1/projects/{project}/grants/vi"), Some(&json!({ "access": "view-app" })))
@@ -695,8 +694,7 @@ async fn embed_tokens_read_one_project_for_one_customer_and_every_forgery_is_ref
     let (cp, _agent) = outpost_e2e::start_pair(root.path(), "edge-1", "", &[]).await?;
     let admin = cp.api()?;
     let editor = user_with_token(&admin, "ed", "editor").await?;
-    ok_json(&admin, "POST", "/v1/shares", Some(&json!({ "agent": "edge-1", "connection": "sample", "user": "ed" })))
-        .await?;
+    share_connection(&admin, "edge-1", "sample", "ed").await?;
     let p1 = ok_json(&editor, "POST", "/v1/projects", Some(&project_body("edge-1", "sample", "Sales"))).await?;
     let p1 = p1["id"].as_str().context("id")?.to_owned();
     let p2 = ok_json(&editor, "POST", "/v1/projects", Some(&project_body("edge-1", "sample", "Other"))).await?;

@@ -5,7 +5,7 @@
 
 use anyhow::{ensure, Context as _, Result};
 use outpost_e2e::client::Api;
-use outpost_e2e::{call, ok_json, user_with_token};
+use outpost_e2e::{call, ok_json, share_connection, user_with_token};
 use serde_json::json;
 
 const PASSWORD: &str = outpost_e2e::TEST_PASSWORD;
@@ -38,8 +38,7 @@ async fn a_failure_that_quotes_the_sql_reaches_only_those_who_may_read_the_sql()
     let editor = user_with_token(&admin, "ed", "editor").await?;
     let app_viewer = user_with_token(&admin, "vi", "viewer").await?;
     let logic_viewer = user_with_token(&admin, "lo", "viewer").await?;
-    ok_json(&admin, "POST", "/v1/shares", Some(&json!({ "agent": "edge-1", "connection": "sample", "user": "ed" })))
-        .await?;
+    share_connection(&admin, "edge-1", "sample", "ed").await?;
     let bad_sql = format!("SELECT region, {BAD_COLUMN} AS v FROM orders WHERE region = $1");
     let project = ok_json(
         &editor,

@@ -6,7 +6,7 @@
 //! Screenshots under `target/console-screenshots/dashboard/`.
 
 use anyhow::{ensure, Context as _, Result};
-use outpost_e2e::{call, ok_json, signed_in, user_with_token, TEST_PASSWORD};
+use outpost_e2e::{call, ok_json, share_connection, signed_in, user_with_token, TEST_PASSWORD};
 use serde_json::{json, Value};
 
 use crate::console::{browser_dir, chromium, run_node, screenshots};
@@ -40,8 +40,7 @@ async fn tiles_are_checked_kept_shown_to_viewers_and_drawn_in_order_on_the_conso
     let admin = cp.api()?;
     let ed = user_with_token(&admin, "ed", "editor").await?;
     let vi = user_with_token(&admin, "vi", "viewer").await?;
-    ok_json(&admin, "POST", "/v1/shares", Some(&json!({ "agent": "edge-1", "connection": "sample", "user": "ed" })))
-        .await?;
+    share_connection(&admin, "edge-1", "sample", "ed").await?;
 
     // Each bad tile is refused with its field named and what is accepted.
     let four = [two_queries(), two_queries()].concat();
@@ -197,8 +196,7 @@ async fn in_chromium_an_editor_adds_a_text_resizes_moves_saves_and_edits_a_tiles
     let (cp, _edge) = outpost_e2e::start_pair(root.path(), "edge-1", "", &[]).await?;
     let admin = cp.api()?;
     let ed = user_with_token(&admin, "ed", "editor").await?;
-    ok_json(&admin, "POST", "/v1/shares", Some(&json!({ "agent": "edge-1", "connection": "sample", "user": "ed" })))
-        .await?;
+    share_connection(&admin, "edge-1", "sample", "ed").await?;
     let p = ok_json(&ed, "POST", "/v1/projects", Some(&json!({ "name": "Sales", "queries": two_queries() }))).await?;
     let pid = p["id"].as_str().context("id")?.to_owned();
     let run = ok_json(&ed, "POST", &format!("/v1/projects/{pid}/run"), Some(&json!({}))).await?;

@@ -11,7 +11,7 @@
 
 use anyhow::{ensure, Context as _, Result};
 use outpost_e2e::client::Api;
-use outpost_e2e::{call, ok_json, signed_in, user_with_token, TEST_PASSWORD};
+use outpost_e2e::{call, ok_json, share_connection, signed_in, user_with_token, TEST_PASSWORD};
 use serde_json::{json, Value};
 
 use crate::console::{browser_dir, chromium, run_node, screenshots};
@@ -67,8 +67,7 @@ async fn filters_choose_the_results_and_are_carried_in_the_console_url() -> Resu
     println!("store: {}", if cp.pg.is_some() { "PostgreSQL" } else { "SQLite" });
     let admin = cp.api()?;
     let ed = user_with_token(&admin, "ed", "editor").await?;
-    ok_json(&admin, "POST", "/v1/shares", Some(&json!({ "agent": "edge-1", "connection": "sample", "user": "ed" })))
-        .await?;
+    share_connection(&admin, "edge-1", "sample", "ed").await?;
     let bind = json!({ "1": "region", "2": "period.from", "3": "period.to" });
 
     // Bad definitions are refused, naming the field.
@@ -190,8 +189,7 @@ async fn a_choice_filled_by_a_query_lists_its_values() -> Result<()> {
     let (cp, _edge) = outpost_e2e::start_pair(root.path(), "edge-1", "", &[]).await?;
     let root_api = cp.api()?;
     let admin = user_with_token(&root_api, "ed", "editor").await?;
-    ok_json(&root_api, "POST", "/v1/shares", Some(&json!({ "agent": "edge-1", "connection": "sample", "user": "ed" })))
-        .await?;
+    share_connection(&root_api, "edge-1", "sample", "ed").await?;
     let from = |query: usize| {
         json!([{ "name": "region", "label": "Region", "kind": "choice",
                  "choices_from": { "query": query, "column": "region" } },
@@ -253,8 +251,7 @@ async fn in_chromium_apply_carries_filters_in_the_address_and_refresh_runs_with_
     let (cp, _edge) = outpost_e2e::start_pair(root.path(), "edge-1", "", &[]).await?;
     let admin = cp.api()?;
     let ed = user_with_token(&admin, "ed", "editor").await?;
-    ok_json(&admin, "POST", "/v1/shares", Some(&json!({ "agent": "edge-1", "connection": "sample", "user": "ed" })))
-        .await?;
+    share_connection(&admin, "edge-1", "sample", "ed").await?;
     let bind = json!({ "1": "region", "2": "period.from", "3": "period.to" });
     let p = ok_json(&ed, "POST", "/v1/projects", Some(&project(parameters("North"), bind))).await?;
     let pid = p["id"].as_str().context("project id")?.to_owned();

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use anyhow::{ensure, Context as _, Result};
 use outpost_e2e::client::Api;
-use outpost_e2e::{call, ok_json, user_with_token, Agent, TEST_PASSWORD};
+use outpost_e2e::{call, ok_json, share_connection, user_with_token, Agent, TEST_PASSWORD};
 use serde_json::{json, Value};
 
 const NAMED_SQL: &str =
@@ -61,8 +61,7 @@ async fn jobs_are_named_filtered_in_the_store_and_downloaded_with_the_results_ac
     let admin = cp.api()?;
     let ed = user_with_token(&admin, "ed", "editor").await?;
     let vi = user_with_token(&admin, "vi", "viewer").await?;
-    ok_json(&admin, "POST", "/v1/shares", Some(&json!({ "agent": "edge-1", "connection": "sample", "user": "ed" })))
-        .await?;
+    share_connection(&admin, "edge-1", "sample", "ed").await?;
 
     // The admin's jobs: a named chart on edge-1, a scalar on edge-2, a failure.
     let bar = json!({ "kind": "bar", "x": "region", "y": ["revenue"] });

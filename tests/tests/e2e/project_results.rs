@@ -10,7 +10,7 @@
 
 use anyhow::{ensure, Context as _, Result};
 use outpost_e2e::client::Api;
-use outpost_e2e::{call, ok_json, signed_in, user_with_token};
+use outpost_e2e::{call, ok_json, share_connection, signed_in, user_with_token};
 use serde_json::{json, Value};
 
 const GOOD_SQL: &str = "SELECT region, SUM(amount) AS revenue FROM orders GROUP BY region ORDER BY region";
@@ -47,8 +47,7 @@ async fn a_failed_refresh_keeps_the_previous_result_and_a_purge_keeps_the_newest
     println!("store: {}", if cp.pg.is_some() { "PostgreSQL" } else { "SQLite" });
     let admin = cp.api()?;
     let ed = user_with_token(&admin, "ed", "editor").await?;
-    ok_json(&admin, "POST", "/v1/shares", Some(&json!({ "agent": "edge-1", "connection": "sample", "user": "ed" })))
-        .await?;
+    share_connection(&admin, "edge-1", "sample", "ed").await?;
     let p = ok_json(&ed, "POST", "/v1/projects", Some(&project(GOOD_SQL))).await?;
     let pid = p["id"].as_str().context("project id")?.to_owned();
 

@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context as _, Result};
 use outpost_e2e::client::Api;
-use outpost_e2e::{call, eventually, ok_json, signed_in, user_with_token, Agent, ControlPlane, PgDatabase};
+use outpost_e2e::{
+    call, eventually, ok_json, share_connection, signed_in, user_with_token, Agent, ControlPlane, PgDatabase,
+};
 use serde_json::{json, Value};
 
 const SQL: &str = "SELECT region, SUM(amount) AS revenue FROM orders GROUP BY region ORDER BY region";
@@ -48,8 +50,7 @@ async fn a_schedule_is_checked_shown_said_in_words_and_run_by_the_control_plane(
     let admin = cp.api()?;
     let ed = user_with_token(&admin, "ed", "editor").await?;
     let vi = user_with_token(&admin, "vi", "viewer").await?;
-    ok_json(&admin, "POST", "/v1/shares", Some(&json!({ "agent": "edge-1", "connection": "sample", "user": "ed" })))
-        .await?;
+    share_connection(&admin, "edge-1", "sample", "ed").await?;
 
     // Refusals name the field and say what is wrong.
     let cases = [
