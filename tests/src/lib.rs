@@ -643,6 +643,18 @@ pub fn cpu_secs(pid: u32) -> Option<f64> {
     Some(ticks as f64 / 100.0)
 }
 
+/// CPU seconds (user + system) of every process named `postgres` on this machine: the
+/// PostgreSQL server's share of a benchmark, read before and after it. A backend that
+/// exits in between takes its share with it, so measure over connections kept open.
+pub fn postgres_cpu_secs() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0.0 };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == "postgres"))
+        .filter_map(cpu_secs)
+        .sum()
+}
+
 /// This machine, for benchmark reports: cores, CPU model, memory, OS.
 pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")

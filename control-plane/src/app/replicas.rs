@@ -18,13 +18,25 @@ impl App {
         let Backend::Postgres(pg) = &self.store else { return };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         self.hub.publish_to(tx);
-        let publisher = pg.clone();
+        let store = pg.clone();
         tokio::spawn(async move {
             // Whatever queued while the last statement ran goes out in the next one: one
-            // commit for many wake-ups under load (each NOTIFY transaction is a WAL flush).
+            // commit for many wake-ups under load.
             let mut batch = Vec::new();
+            let mut publisher = None;
             while rx.recv_many(&mut batch, MAX_WAKEUPS_PER_NOTIFY).await > 0 {
-                if let Err(e) = publisher.notify_all(std::mem::take(&mut batch)).await {
+                let payloads = std::mem::take(&mut batch);
+                let sent = match &publisher {
+                    Some(p) => Ok(p),
+                    None => store.publisher().await.map(|p| &*publisher.insert(p)),
+                };
+                let sent = match sent {
+                    Ok(p) => p.notify_all(payloads).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = sent {
+                    // Connect again for the next batch.
+                    publisher = None;
                     tracing::warn!(error = %e, "Could not tell the other replicas of a wake-up; they see it at their next poll.");
                 }
             }

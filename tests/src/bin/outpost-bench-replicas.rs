@@ -77,7 +77,7 @@ fn ms(d: Duration) -> String {
 struct Setup {
     agents: Vec<Agent>,
     cps: Vec<ControlPlane>,
-    _db: Option<Arc<PgDatabase>>,
+    db: Option<Arc<PgDatabase>>,
 }
 
 async fn setup(root: &std::path::Path, config: Config) -> Result<Setup> {
@@ -115,16 +115,29 @@ async fn setup(root: &std::path::Path, config: Config) -> Result<Setup> {
     }
     let view = cps[cps.len() - 1].api()?.get("/v1/agents").await?.json()?;
     ensure!(view["pools"][0]["members"] == serde_json::json!(["m1", "m2"]), "pool eu: {view}");
-    Ok(Setup { agents, cps, _db: db })
+    Ok(Setup { agents, cps, db })
 }
 
 struct Measured {
     jobs: usize,
     elapsed: Duration,
     latencies: Vec<Duration>,
+    /// CPU seconds of the measured phase: control planes, agents, PostgreSQL, this client.
+    cpu: [f64; 4],
 }
 
-async fn measure(apis: &[Api], args: &Args) -> Result<Measured> {
+/// CPU seconds so far of the control planes, the agents, PostgreSQL and this process.
+fn cpu_now(setup: &Setup) -> [f64; 4] {
+    let sum = |pids: Vec<Option<u32>>| pids.into_iter().flatten().filter_map(outpost_e2e::cpu_secs).sum::<f64>();
+    [
+        sum(setup.cps.iter().map(ControlPlane::pid).collect()),
+        sum(setup.agents.iter().map(Agent::pid).collect()),
+        if setup.db.is_some() { outpost_e2e::postgres_cpu_secs() } else { 0.0 },
+        outpost_e2e::cpu_secs(std::process::id()).unwrap_or(0.0),
+    ]
+}
+
+async fn measure(setup: &Setup, apis: &[Api], args: &Args) -> Result<Measured> {
     // Connections first (round-robin over the replicas), then warm-up on them.
     let mut conns = Vec::with_capacity(args.clients);
     for i in 0..args.clients {
@@ -145,6 +158,7 @@ async fn measure(apis: &[Api], args: &Args) -> Result<Measured> {
         conns.push(t.await??);
     }
 
+    let cpu_before = cpu_now(setup);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for mut conn in conns {
@@ -162,8 +176,10 @@ async fn measure(apis: &[Api], args: &Args) -> Result<Measured> {
         latencies.extend(t.await??);
     }
     let elapsed = start.elapsed();
+    let cpu_after = cpu_now(setup);
+    let cpu = std::array::from_fn(|i| cpu_after[i] - cpu_before[i]);
     latencies.sort();
-    Ok(Measured { jobs: latencies.len(), elapsed, latencies })
+    Ok(Measured { jobs: latencies.len(), elapsed, latencies, cpu })
 }
 
 #[tokio::main]
@@ -176,7 +192,7 @@ async fn main() -> Result<()> {
         let root = tempfile::tempdir()?;
         let setup = setup(root.path(), config).await.with_context(|| format!("setting up {}", config.label()))?;
         let apis = setup.cps.iter().map(ControlPlane::api).collect::<Result<Vec<_>>>()?;
-        let m = measure(&apis, &args).await.with_context(|| format!("measuring {}", config.label()))?;
+        let m = measure(&setup, &apis, &args).await.with_context(|| format!("measuring {}", config.label()))?;
         // Which member ran how many: both should take part (pool jobs go to any live member).
         let ran: Vec<usize> = setup
             .agents
@@ -218,6 +234,26 @@ async fn main() -> Result<()> {
             m.jobs as f64 / m.elapsed.as_secs_f64(),
             ms(percentile(&m.latencies, 0.50)),
             ms(percentile(&m.latencies, 0.99)),
+        );
+    }
+    println!();
+    println!(
+        "CPU time per job in the measured phase (user + system of every thread; PostgreSQL: every `postgres` \
+         process of the server, its other databases' work included):"
+    );
+    println!();
+    println!("| configuration | control plane(s) | agents | PostgreSQL | load client | all |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for (config, m) in &rows {
+        let per = |s: f64| format!("{:.0} µs", s * 1e6 / m.jobs as f64);
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            config.label(),
+            per(m.cpu[0]),
+            per(m.cpu[1]),
+            if config == &Config::Sqlite { "-".to_owned() } else { per(m.cpu[2]) },
+            per(m.cpu[3]),
+            per(m.cpu.iter().sum())
         );
     }
     Ok(())

@@ -459,7 +459,7 @@ pub(crate) fn like_escape(text: &str) -> String {
     out
 }
 
-mod postgres;
+pub(crate) mod postgres;
 mod sqlite;
 
 #[cfg(test)]

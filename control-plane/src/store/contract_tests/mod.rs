@@ -13,6 +13,7 @@ use crate::store::*;
 mod agents;
 mod jobs;
 mod pools;
+mod postgres;
 mod sqlite;
 
 /// An enrolled agent `edge-1` and an active signing key, in either backend.

@@ -85,6 +85,10 @@ const PG_SCHEMA_V6: &str = include_str!("postgres/006.sql");
 /// PostgreSQL v7: a project's parameters (dashboard filters) and the filters each job ran with.
 const PG_SCHEMA_V7: &str = include_str!("postgres/007.sql");
 
+/// PostgreSQL v8: admission of an agent and use of a signing key under advisory locks
+/// instead of shared row locks (no multixact, no write for a poll that leases nothing).
+const PG_SCHEMA_V8: &str = include_str!("postgres/008.sql");
+
 /// PostgreSQL's migrations in order: (version, SQL). Append only.
 pub(crate) const PG_MIGRATIONS: &[(i32, &str)] = &[
     (1, PG_SCHEMA_V1),
@@ -94,6 +98,7 @@ pub(crate) const PG_MIGRATIONS: &[(i32, &str)] = &[
     (5, PG_SCHEMA_V5),
     (6, PG_SCHEMA_V6),
     (7, PG_SCHEMA_V7),
+    (8, PG_SCHEMA_V8),
 ];
 
 #[cfg(test)]

@@ -133,8 +133,9 @@ pub(super) async fn redeem_enrol_token(
         return Ok(Err(refused));
     }
     tx.execute("UPDATE enrol_tokens SET used_at = $2 WHERE id = $1", &[&id, &now]).await?;
-    // Waits for the requests of the old enrolment in flight (they hold the row FOR KEY
-    // SHARE), and they for this (transitions.rs).
+    // Waits for the requests of the old enrolment in flight (they hold the agent's
+    // advisory lock shared), and they for this (transitions.rs, migration 008).
+    tx.execute("SELECT pg_advisory_xact_lock(1, hashtext($1))", &[&agent]).await?;
     let previous: Option<i64> =
         tx.query_opt("SELECT enrolled_at FROM agents WHERE name = $1 FOR UPDATE", &[&agent]).await?.map(|r| r.get(0));
     let enrolled_at = enrolment_time(previous, now);
@@ -261,9 +262,10 @@ pub(super) async fn record_renewal(
 pub(super) async fn revoke_agent(store: &PgStore, name: String, now: i64) -> Result<Option<Vec<String>>, StoreError> {
     let mut client = store.client().await?;
     let tx = client.transaction().await?;
-    // Waits for the agent's requests in flight (they hold the row FOR KEY SHARE, which
-    // the UPDATE alone would not wait for), and they for this: nothing is leased to
-    // the agent after this commits (transitions.rs).
+    // Waits for the agent's requests in flight (they hold the agent's advisory lock
+    // shared), and they for this: nothing is leased to the agent after this commits
+    // (transitions.rs, migration 008).
+    tx.execute("SELECT pg_advisory_xact_lock(1, hashtext($1))", &[&name]).await?;
     tx.execute("SELECT 1 FROM agents WHERE name = $1 FOR UPDATE", &[&name]).await?;
     let n =
         tx.execute("UPDATE agents SET revoked_at = COALESCE(revoked_at, $2) WHERE name = $1", &[&name, &now]).await?;

@@ -66,14 +66,14 @@ pub(super) async fn job_envelope(store: &PgStore, id: String) -> Result<Option<S
 
 pub(super) async fn insert_job(store: &PgStore, job: NewJob) -> Result<(), StoreError> {
     let client = store.client().await?;
-    // One statement (one round trip, one commit). The key row is share-locked: a
-    // retirement (which updates it, then re-signs the key's undelivered jobs) either
-    // waits for this insert and then re-signs this job too, or commits first and this
-    // insert finds no key to insert with.
+    // One statement (one round trip, one commit). `outpost_key_usable` holds the key's
+    // advisory lock shared (migration 008): a retirement (which takes it exclusively,
+    // updates the key, then re-signs the key's undelivered jobs) either waits for this
+    // insert and then re-signs this job too, or commits first and this insert finds no
+    // key to insert with.
     let stmt = client
         .prepare_cached(
-            "WITH usable AS (
-                     SELECT 1 FROM signing_keys WHERE key_id = $8 AND status <> 'retired' FOR SHARE)
+            "WITH usable AS (SELECT 1 WHERE outpost_key_usable($8))
                  INSERT INTO jobs (id, agent, pool, connection, state, envelope, created_at, expires_at, key_id,
                                    owner, project_id, query_index, customer, filters)
                  SELECT $1::TEXT, $2::TEXT, $3::TEXT, $4::TEXT, 'queued', $5::TEXT, $6::BIGINT, $7::BIGINT, $8::TEXT,

@@ -49,6 +49,11 @@ pub(super) async fn commit_key_set(store: &PgStore, change: KeySetChange) -> Res
     if found + 1 != change.version {
         return Err(StoreError::KeySetConflict { expected: change.version.saturating_sub(1), found });
     }
+    // A key retired here waits for the job inserts signing with it in flight (they hold
+    // its advisory lock shared, migration 008), and later inserts see it retired.
+    for k in change.keys.iter().filter(|k| k.status == "retired") {
+        tx.execute("SELECT pg_advisory_xact_lock(2, hashtext($1))", &[&k.key_id]).await?;
+    }
     let mut keys = change.keys.clone();
     keys.sort_by_key(|k| k.status == "active");
     for k in &keys {
@@ -69,8 +74,8 @@ pub(super) async fn commit_key_set(store: &PgStore, change: KeySetChange) -> Res
     .await?;
     let mut resigned = 0;
     if let Some((retired, active)) = &change.resign {
-        // A fresh statement after the key row's update: it sees every job whose insert
-        // held the key row (FOR SHARE) before the update.
+        // A fresh statement after the key's lock was taken: it sees every job whose
+        // insert held the lock before.
         let pending = tx
             .query(
                 "SELECT id, envelope FROM jobs WHERE key_id = $1 AND state IN ('queued', 'leased') FOR UPDATE",

@@ -26,6 +26,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use crate::store::access::postgres::AuditWriter;
 use crate::store::dispatch::{by_topic, impl_store};
 use crate::store::migrations::PG_MIGRATIONS;
 use crate::store::{DatabaseKind, StoreError};
@@ -52,6 +53,8 @@ pub struct PgStore {
     /// For the listening connection, which lives outside the pool.
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
+    /// The cloud audit log's group-commit writer.
+    audit: AuditWriter,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -83,7 +86,7 @@ impl std::error::Error for PgError {
 
 /// A failure of PostgreSQL or of the way to it, `source` its cause (or what went wrong
 /// setting the connection up, in words).
-fn postgres_error(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError {
+pub(crate) fn postgres_error(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError {
     StoreError::database(DatabaseKind::Postgres, source)
 }
 
@@ -133,7 +136,8 @@ impl PgStore {
             .create_timeout(Some(Duration::from_secs(10)))
             .build()
             .map_err(postgres_error)?;
-        let store = Self { pool, config, tls };
+        let audit = AuditWriter::start(pool.clone());
+        let store = Self { pool, config, tls, audit };
         store.migrate().await?;
         Ok(store)
     }
@@ -169,20 +173,36 @@ impl PgStore {
         Ok(())
     }
 
+    /// The cloud audit log's writer.
+    pub(crate) fn audit_writer(&self) -> &AuditWriter {
+        &self.audit
+    }
+
     /// A pooled connection.
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         Ok(self.pool.get().await?)
     }
 
-    /// Sends wake-ups to every replica (including this one) on [`HUB_CHANNEL`], all in
-    /// one statement and one commit, in order.
-    pub async fn notify_all(&self, payloads: Vec<String>) -> Result<(), StoreError> {
-        let client = self.client().await?;
+    /// A connection outside the pool that sends wake-ups ([`Publisher::notify_all`]).
+    ///
+    /// A `NOTIFY` gives its transaction an id, so its commit waits for a WAL flush like
+    /// any write; under load that was two flushes per job for wake-ups alone (issue 24).
+    /// A wake-up needs no durability (a replica that misses one re-reads the store at its
+    /// next poll or wait), so this session commits with `synchronous_commit = off`: the
+    /// notification is delivered at commit all the same, without waiting for the disk.
+    /// Only this connection is set so; every other write still waits for its flush.
+    pub async fn publisher(&self) -> Result<Publisher, StoreError> {
+        let (client, connection) = self.config.connect(self.tls.clone()).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %PgError(e), "The PostgreSQL wake-up connection failed.");
+            }
+        });
+        client.batch_execute("SET synchronous_commit TO off").await?;
         let stmt = client
-            .prepare_cached("SELECT pg_notify($1, p) FROM unnest($2::TEXT[]) WITH ORDINALITY AS n(p, i) ORDER BY i")
+            .prepare("SELECT pg_notify($1, p) FROM unnest($2::TEXT[]) WITH ORDINALITY AS n(p, i) ORDER BY i")
             .await?;
-        client.execute(&stmt, &[&HUB_CHANNEL, &payloads]).await?;
-        Ok(())
+        Ok(Publisher { client, stmt })
     }
 
     /// A new connection outside the pool, `LISTEN`ing on [`HUB_CHANNEL`]. Its
@@ -215,6 +235,12 @@ impl PgStore {
         Ok((client, rx))
     }
 
+    /// The pool, for tests that drive a part of the store directly.
+    #[cfg(test)]
+    pub(crate) fn pool_for_tests(&self) -> Pool {
+        self.pool.clone()
+    }
+
     /// Closes the pool (a test database is dropped after).
     #[cfg(any(test, feature = "test-support"))]
     pub(crate) fn close(&self) {
@@ -226,6 +252,21 @@ impl PgStore {
         let client = self.client().await?;
         let row = client.query_one("SELECT current_database(), current_setting('server_version')", &[]).await?;
         Ok(format!("PostgreSQL {} database {}", row.get::<_, String>(1), row.get::<_, String>(0)))
+    }
+}
+
+/// The connection wake-ups are sent on ([`PgStore::publisher`]).
+pub struct Publisher {
+    client: tokio_postgres::Client,
+    stmt: tokio_postgres::Statement,
+}
+
+impl Publisher {
+    /// Sends wake-ups to every replica (including this one) on [`HUB_CHANNEL`], all in
+    /// one statement and one commit, in order.
+    pub async fn notify_all(&self, payloads: Vec<String>) -> Result<(), StoreError> {
+        self.client.execute(&self.stmt, &[&HUB_CHANNEL, &payloads]).await?;
+        Ok(())
     }
 }
 

@@ -6,20 +6,20 @@
 //! both processes on the same cores (issue 24). Each is now one statement whose
 //! data-modifying `WITH` parts share one snapshot and one implicit transaction:
 //!
-//! - The admission is a `FOR KEY SHARE` read of the agent's row in the same statement.
-//!   A revocation and a new enrolment lock that row `FOR UPDATE` first, so they wait for
+//! - The admission is `outpost_admit_agent` (PostgreSQL migration 008): a shared
+//!   advisory lock on the agent's name, then a read of its row with a fresh snapshot. A
+//!   revocation and a new enrolment take that lock exclusively first, so they wait for
 //!   the statement and the statement for them: a job is never leased to, nor a result
-//!   taken from, an agent revoked before the statement ends. `last_seen` updates do not
-//!   conflict with `KEY SHARE` (they take `FOR NO KEY UPDATE`); with `FOR SHARE`, each
-//!   once-a-second write of `last_seen` queued behind the agent's requests in flight and
-//!   every later request queued behind it (11 ms per write under 32 clients). When the
-//!   row is not admitted, nothing else in the statement matches a row (every part asks
+//!   taken from, an agent revoked before the statement ends. The lock lives in memory
+//!   only. The shared row lock it replaces (`FOR KEY SHARE`) made a multixact and a WAL
+//!   record whenever two statements of one agent overlapped, and made every poll a write
+//!   that waited for a WAL flush, also when it leased nothing (issue 24). When the agent
+//!   is not admitted, nothing else in the statement matches a row (every part asks
 //!   `EXISTS (SELECT 1 FROM me)`) and the caller asks why ([`super::agents`]'s
 //!   `refusal`).
 //! - `last_seen` is written at most once a second in a statement of its own after the
-//!   lease, when the lease said it was due: an `UPDATE` of the agent's row inside the
-//!   statement would upgrade the lock that a concurrent poll of the same agent also
-//!   holds, and two such upgrades deadlock.
+//!   lease, when the lease said it was due: written inside the statement, every poll
+//!   would be a write, and the concurrent statements of one agent would queue on its row.
 //! - The parts' conditions are the shared state machine's ([`crate::store::transitions`]),
 //!   disjoint so that no two parts touch the same row.
 
@@ -39,8 +39,7 @@ static LEASE_SQL: LazyLock<String> = LazyLock::new(|| {
     let poll = PollSql::new(&Slots::POSTGRES);
     format!(
         "WITH me AS (
-    SELECT pool, (last_seen IS NULL OR last_seen < $2 OR stopped_at IS NOT NULL) AS due
-    FROM agents WHERE name = $1 AND revoked_at IS NULL AND enrolled_at <= $5 FOR KEY SHARE
+    SELECT pool, due FROM outpost_admit_agent($1, $5, $2)
 ),
 expired_own AS ({}),
 expired_pool AS ({}),
@@ -139,8 +138,7 @@ pub(super) async fn touch(client: &deadpool_postgres::Object, agent: &AgentPeer,
 static COMPLETE_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH me AS (
-    SELECT (last_seen IS NULL OR last_seen < $3 OR stopped_at IS NOT NULL) AS due
-    FROM agents WHERE name = $2 AND revoked_at IS NULL AND enrolled_at <= $11 FOR KEY SHARE
+    SELECT due FROM outpost_admit_agent($2, $11, $3)
 ),
 before AS (
     SELECT state, report_sha256 FROM jobs WHERE id = $1 AND agent = $2

@@ -17,6 +17,7 @@ use crate::store::dispatch::{by_topic, impl_access_store};
 use crate::store::postgres::PgStore;
 
 mod audit;
+pub(crate) use audit::AuditWriter;
 mod credentials;
 mod projects;
 mod retention;
