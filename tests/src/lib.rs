@@ -433,17 +433,33 @@ impl ControlPlane {
 /// subject with a validity that ended then, and `enrolment.json` records that expiry.
 /// Time is moved in the data, not waited for.
 pub fn expire_certificate(agent: &Agent, cp: &ControlPlane, secs_ago: i64) -> Result<()> {
-    let state = &agent.state_dir;
     let ended = outpost_protocol::unix_now() - secs_ago;
-    let issued_at = ended - 3600;
-    // The control plane's own issuance, for the agent's key, with another validity.
+    reissue_certificate(agent, cp, ended - 3600, ended)
+}
+
+/// Gives stopped `agent` a certificate that ends `secs` seconds from now, issued by `cp`'s
+/// CA for the same key and subject from now (never before its enrolment, or the control
+/// plane would refuse it), and records it in `enrolment.json`: a lifetime shorter than the
+/// control plane's minimum, so that a test sees it run out without waiting long.
+pub fn shorten_certificate(agent: &Agent, cp: &ControlPlane, secs: i64) -> Result<()> {
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(agent.state_dir.join("enrolment.json"))?)?;
+    let now = outpost_protocol::unix_now();
+    let issued_at = now.max(record["enrolled_at"].as_i64().context("enrolled_at")?);
+    reissue_certificate(agent, cp, issued_at, now + secs)
+}
+
+/// The control plane's own issuance, for `agent`'s key, with another validity; the
+/// agent's record follows.
+fn reissue_certificate(agent: &Agent, cp: &ControlPlane, issued_at: i64, not_after: i64) -> Result<()> {
+    let state = &agent.state_dir;
     let key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(state.join("agent.key"))?).context("agent.key")?;
     let csr = rcgen::CertificateParams::default().serialize_request(&key)?.pem()?;
     let ca = outpost_control_plane::crypto::pki::Ca::load(&cp.data_dir)?;
-    std::fs::write(state.join("agent.crt"), ca.issue_agent_cert(&agent.name, &csr, issued_at, ended)?)?;
+    std::fs::write(state.join("agent.crt"), ca.issue_agent_cert(&agent.name, &csr, issued_at, not_after)?)?;
     let record_path = state.join("enrolment.json");
     let mut record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&record_path)?)?;
-    record["not_after"] = ended.into();
+    record["not_after"] = not_after.into();
     record["cert_issued_at"] = issued_at.into();
     std::fs::write(&record_path, serde_json::to_vec_pretty(&record)?)?;
     Ok(())

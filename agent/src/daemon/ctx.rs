@@ -71,6 +71,9 @@ pub(super) struct Live {
 }
 
 pub(super) struct Ctx {
+    /// Unix seconds for every time decision (renewal, expiry, replay windows, cache ages):
+    /// the system clock in `run`, a manual one in tests.
+    pub(super) clock: outpost_common::clock::Clock,
     pub(super) reachable: Reachability,
     /// The config in force and its connectors (replaced by a reload).
     pub(super) live: std::sync::RwLock<Arc<Live>>,
@@ -130,7 +133,7 @@ impl Ctx {
 
     pub(super) fn reachable(&self) {
         if self.reachable.ok(self.transport.addr()) {
-            self.reach_since.store(outpost_protocol::unix_now(), std::sync::atomic::Ordering::Relaxed);
+            self.reach_since.store(self.clock.now(), std::sync::atomic::Ordering::Relaxed);
             *self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
             self.metrics.reachable(true);
             crate::service::status(&self.status_line());
@@ -140,7 +143,7 @@ impl Ctx {
     pub(super) fn unreachable(&self, error: &dyn std::fmt::Display, retry_in: Duration) {
         *self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error.to_string());
         if self.reachable.lost(error, retry_in) {
-            self.reach_since.store(outpost_protocol::unix_now(), std::sync::atomic::Ordering::Relaxed);
+            self.reach_since.store(self.clock.now(), std::sync::atomic::Ordering::Relaxed);
             self.metrics.reachable(false);
             crate::service::status(&self.status_line());
         }

@@ -17,8 +17,8 @@ pub(super) async fn sweep_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
         }
         // The caps in force now: a reload that shortens a max-age deletes at the next sweep.
-        let (cache, caps) = (cache.clone(), ctx.live().cfg.cache_caps());
-        match tokio::task::spawn_blocking(move || cache.sweep(&caps, outpost_protocol::unix_now())).await {
+        let (cache, caps, now) = (cache.clone(), ctx.live().cfg.cache_caps(), ctx.clock.now());
+        match tokio::task::spawn_blocking(move || cache.sweep(&caps, now)).await {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => tracing::debug!(entries = n, "Deleted expired cache entries."),
             Ok(Err(e)) => tracing::warn!(error = %e, "Cache sweep failed."),

@@ -1,7 +1,7 @@
 //! The spawned loops stop at shutdown: each returns promptly once the token is cancelled,
 //! at its waits and during its retries, under tokio's paused time (no real waits).
 
-use super::testing::{ctx, key};
+use super::testing::{ctx, ctx_with_certificate, key, START};
 use super::*;
 
 /// Long enough for every loop to reach its wait (paused time: it passes at once).
@@ -16,21 +16,10 @@ async fn stops_promptly(name: &str, handle: tokio::task::JoinHandle<()>) {
         .unwrap_or_else(|e| panic!("{name} failed: {e}"));
 }
 
-/// A context whose certificate runs from `issued_at` to `not_after` (unix seconds).
-fn ctx_with_certificate(dir: &std::path::Path, issued_at: i64, not_after: i64) -> Arc<Ctx> {
-    let ctx = ctx(dir, &key(), "");
-    {
-        let mut e = ctx.enrolment.lock().expect("enrolment");
-        e.cert_issued_at = issued_at;
-        e.not_after = not_after;
-    }
-    Arc::new(ctx)
-}
-
 #[tokio::test(start_paused = true)]
 async fn the_heartbeat_and_renewal_loops_return_at_their_waits_once_shutdown_is_cancelled() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let now = outpost_protocol::unix_now();
+    let now = START;
     // Renewal not due for hours: the loop waits.
     let ctx = ctx_with_certificate(dir.path(), now, now + 86_400);
     let shutdown = CancellationToken::new();
@@ -46,7 +35,7 @@ async fn the_heartbeat_and_renewal_loops_return_at_their_waits_once_shutdown_is_
 #[tokio::test(start_paused = true)]
 async fn a_renewal_retrying_with_backoff_returns_once_shutdown_is_cancelled() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let now = outpost_protocol::unix_now();
+    let now = START;
     // Due now, and the control plane (127.0.0.1:1) never answers: it retries with backoff.
     let ctx = ctx_with_certificate(dir.path(), now - 3_000, now + 1_000);
     let shutdown = CancellationToken::new();
@@ -63,7 +52,7 @@ async fn a_renewal_retrying_with_backoff_returns_once_shutdown_is_cancelled() {
 #[tokio::test(start_paused = true)]
 async fn a_renewal_due_after_shutdown_is_not_started() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let now = outpost_protocol::unix_now();
+    let now = START;
     let ctx = ctx_with_certificate(dir.path(), now - 3_000, now + 1_000);
     let shutdown = CancellationToken::new();
     shutdown.cancel();

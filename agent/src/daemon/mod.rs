@@ -146,9 +146,11 @@ pub async fn run(
     let Some(_running) = crate::vault::StateLock::try_acquire(&cfg.state_dir, crate::vault::RUN_LOCK)? else {
         return Err(RunError::AlreadyRunning(cfg.state_dir.display().to_string()));
     };
+    // The system clock: nothing outside this code can move it (see `outpost_common::clock`).
+    let clock = outpost_common::clock::Clock::system();
     let identity = identity::load(&cfg.state_dir)?;
     let agent = identity.enrolment.agent.clone();
-    if identity.enrolment.not_after < outpost_protocol::unix_now() {
+    if identity.enrolment.not_after < clock.now() {
         return Err(RunError::CertificateExpired { at: rfc3339(identity.enrolment.not_after), agent });
     }
     let keys = KeyTrust::load(&cfg, &identity.enrolment)?;
@@ -170,7 +172,7 @@ pub async fn run(
     }
     let seen = crate::replay::SeenJobs::open(&cfg.state_dir)?;
     let control = crate::control::bind(&cfg.state_dir).map_err(RunError::Control)?;
-    let cache = open_cache(&cfg, vault.as_ref())?;
+    let cache = open_cache(&cfg, vault.as_ref(), clock.now())?;
     let mask_key = match (&vault, cfg.masks_with_hash()) {
         (Some(v), true) => Some(v.mask_key()?),
         _ => None,
@@ -191,7 +193,9 @@ pub async fn run(
         metrics = ?metrics_listener.as_ref().and_then(|l| l.local_addr().ok()),
         "Agent starting."
     );
+    let now = clock.now();
     let ctx = Arc::new(Ctx {
+        clock,
         reachable: Reachability::default(),
         live: std::sync::RwLock::new(Arc::new(Live { cfg, connections, mask_key })),
         config_path,
@@ -208,8 +212,8 @@ pub async fn run(
         seen,
         cache,
         running: std::sync::Mutex::default(),
-        started_at: outpost_protocol::unix_now(),
-        reach_since: std::sync::atomic::AtomicI64::new(outpost_protocol::unix_now()),
+        started_at: now,
+        reach_since: std::sync::atomic::AtomicI64::new(now),
         last_error: std::sync::Mutex::default(),
         last_job_at: std::sync::atomic::AtomicI64::new(0),
         reload_lock: tokio::sync::Mutex::new(()),
@@ -301,5 +305,7 @@ const WATCHDOG_STALL_MARGIN: Duration = Duration::from_secs(60);
 
 #[cfg(test)]
 mod loops_tests;
+#[cfg(test)]
+mod renewal_tests;
 #[cfg(test)]
 mod testing;

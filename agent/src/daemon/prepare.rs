@@ -95,13 +95,13 @@ pub(super) fn open_vault(
     Ok(crate::vault::Vault::open_or_create(&cfg.state_dir, &cfg.vault_keys(), prompt)?)
 }
 
-/// Opens the result cache under a key derived from the vault's data key; `None` when
-/// policy turns caching off.
-pub fn open_cache(cfg: &AgentConfig, vault: Option<&crate::vault::Vault>) -> Result<Option<Cache>, RunError> {
+/// Opens the result cache under a key derived from the vault's data key, and deletes the
+/// entries past their max-age at `now` (unix seconds); `None` when policy turns caching off.
+pub fn open_cache(cfg: &AgentConfig, vault: Option<&crate::vault::Vault>, now: i64) -> Result<Option<Cache>, RunError> {
     let Some(vault) = vault.filter(|_| cfg.cache_enabled()) else {
         return Ok(None);
     };
     let cache = Cache::open(&cfg.state_dir, &*vault.cache_key()?, vault.data_key_id(), cfg.cache.max_bytes.get())?;
-    cache.sweep(&cfg.cache_caps(), outpost_protocol::unix_now())?;
+    cache.sweep(&cfg.cache_caps(), now)?;
     Ok(Some(cache))
 }

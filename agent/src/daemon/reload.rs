@@ -132,7 +132,7 @@ async fn apply(ctx: &Ctx, path: &std::path::Path, digest: &mut Option<String>) -
 /// systemd; the verdict is kept for `status` and returned. Reloads run one at a time.
 pub(super) async fn reload_once(ctx: &Ctx) -> ReloadOutcome {
     let _one = ctx.reload_lock.lock().await;
-    let now = outpost_protocol::unix_now();
+    let now = ctx.clock.now();
     let Some(path) = ctx.config_path.clone() else {
         return ReloadOutcome {
             at: now,
@@ -189,7 +189,7 @@ pub(super) async fn reload_once(ctx: &Ctx) -> ReloadOutcome {
     };
     crate::service::reloaded(&status);
     let verdict = ReloadOutcome {
-        at: outpost_protocol::unix_now(),
+        at: ctx.clock.now(),
         applied: outcome.is_ok(),
         config_sha256: digest,
         connections: ctx.connection_names(),

@@ -8,8 +8,15 @@ pub fn renew_at(issued_at: i64, not_after: i64) -> i64 {
     issued_at + (not_after - issued_at).max(0) * 2 / 3
 }
 
-/// Renews the certificate at two thirds of its lifetime, with a new key pair each time,
-/// over the current mutual-TLS identity; jobs in flight are not disturbed. Returns once
+/// Longest the renewal loop waits before it reads the wall clock again. Its sleeps run on
+/// the monotonic clock, which stands still while the host is suspended and ignores a
+/// corrected system clock; cut into steps, a wait never overshoots the due time by more.
+pub(super) const RECHECK_EVERY: Duration = Duration::from_secs(60);
+
+/// Renews the certificate at two thirds of its lifetime (by [`Ctx::clock`]), with a new
+/// key pair each time, over the current mutual-TLS identity; jobs in flight are not
+/// disturbed. A failed renewal is retried with backoff, and said to be fatal once the
+/// certificate has expired. Returns once
 /// `shutdown` is cancelled, at any wait and during a request, but never halfway through
 /// saving a new identity.
 pub(super) async fn renewal_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
@@ -19,10 +26,11 @@ pub(super) async fn renewal_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
             let e = ctx.enrolment.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             (e.cert_issued_at, e.not_after)
         };
-        let wait = renew_at(issued_at, not_after) - outpost_protocol::unix_now();
+        let wait = renew_at(issued_at, not_after) - ctx.clock.now();
         if wait > 0 {
+            let step = Duration::from_secs(u64::try_from(wait).unwrap_or(0)).min(RECHECK_EVERY);
             tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(u64::try_from(wait).unwrap_or(0))) => {}
+                () = tokio::time::sleep(step) => continue,
                 () = shutdown.cancelled() => return,
             }
         }
@@ -44,7 +52,7 @@ pub(super) async fn renewal_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
             }
             Err(e) => {
                 let delay = backoff.next_delay();
-                if outpost_protocol::unix_now() >= not_after {
+                if ctx.clock.now() >= not_after {
                     tracing::error!(
                         error = %e,
                         expired_at = %rfc3339(not_after),
@@ -140,7 +148,7 @@ pub(super) async fn install(ctx: &Ctx, issued: Issued) -> Result<i64, RenewalErr
     let key_pem = zeroize::Zeroizing::new(key.serialize_pem());
     let mut enrolment = ctx.enrolment.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
     enrolment.not_after = res.not_after;
-    enrolment.cert_issued_at = outpost_protocol::unix_now();
+    enrolment.cert_issued_at = ctx.clock.now();
     identity::save_renewal(&ctx.live().cfg.state_dir, &key_pem, &res.certificate_pem, &enrolment)?;
     *ctx.enrolment.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = enrolment.clone();
     let key_der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());

@@ -5,6 +5,9 @@ use outpost_protocol::SigningKey;
 
 use super::*;
 
+/// Where a test context's manual clock starts (unix seconds; 2026-01-01).
+pub(crate) const START: i64 = 1_767_225_600;
+
 /// A context as `run` builds it, over `dir`, trusting `key`; `extra` is appended to agent.yaml.
 pub(crate) fn ctx(dir: &std::path::Path, key: &SigningKey, extra: &str) -> Ctx {
     let state_dir = dir.join("state");
@@ -42,6 +45,7 @@ pub(crate) fn ctx(dir: &std::path::Path, key: &SigningKey, extra: &str) -> Ctx {
     let audit = AuditLog::open(&cfg.audit_path()).expect("audit log");
     let seen = crate::replay::SeenJobs::open(&cfg.state_dir).expect("replay store");
     Ctx {
+        clock: outpost_common::clock::Clock::manual(START),
         reachable: Reachability::default(),
         live: std::sync::RwLock::new(Arc::new(Live { cfg, connections, mask_key: None })),
         config_path: None,
@@ -67,6 +71,55 @@ pub(crate) fn ctx(dir: &std::path::Path, key: &SigningKey, extra: &str) -> Ctx {
     }
 }
 
+/// A context whose certificate runs from `issued_at` to `not_after` (unix seconds).
+pub(crate) fn ctx_with_certificate(dir: &std::path::Path, issued_at: i64, not_after: i64) -> Arc<Ctx> {
+    let ctx = ctx(dir, &key(), "");
+    {
+        let mut e = ctx.enrolment.lock().expect("enrolment");
+        e.cert_issued_at = issued_at;
+        e.not_after = not_after;
+    }
+    Arc::new(ctx)
+}
+
 pub(crate) fn key() -> SigningKey {
     SigningKey::generate().expect("key").0
+}
+
+/// The log lines written on this thread while the guard lives: with tokio's (default)
+/// current-thread test runtime, those of every task the test spawns.
+#[derive(Clone, Default)]
+pub(crate) struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Logs {
+    pub(crate) fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
+        let logs = Self::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+
+    /// How many lines contain `needle`.
+    pub(crate) fn count(&self, needle: &str) -> usize {
+        self.text().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)).into_owned()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -231,13 +231,23 @@ async fn a_revoked_agent_is_refused_at_once_its_jobs_fail_and_it_stays_revoked_a
     Ok(())
 }
 
+/// The first certificate's lifetime in the renewal test: time for the agent to start and
+/// renew under a loaded machine, and all the test waits of wall-clock time.
+const SHORT_CERT_SECS: i64 = 5;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_renews_its_certificate_with_a_new_key_and_keeps_working_past_the_first_expiry() -> Result<()> {
     let root = tempfile::tempdir()?;
-    // Certificates of 12 s: renewal is due after 8 s.
-    let (cp, agent) = outpost_e2e::start_pair(root.path(), "edge-1", "", &["--cert-lifetime-secs", "12"]).await?;
+    let (cp, mut agent) = outpost_e2e::enrolled_offline(root.path()).await?;
+    // A first certificate from the control plane's CA that ends in a few seconds, with
+    // two thirds of its lifetime behind it: the agent renews as soon as it runs, and the
+    // first certificate's end comes without waiting out the control plane's shortest
+    // lifetime (cert_lifetime_secs >= 10).
+    outpost_e2e::shorten_certificate(&agent, &cp, SHORT_CERT_SECS)?;
+    outpost_e2e::make_renewal_due(&agent)?;
     let key_before = std::fs::read(agent.state_dir.join("agent.key"))?;
     let cert_before = std::fs::read(agent.state_dir.join("agent.crt"))?;
+    agent.start_connected()?;
 
     agent.process()?.wait_for_log("Certificate renewed with a new key pair", std::time::Duration::from_secs(30))?;
     assert_ne!(std::fs::read(agent.state_dir.join("agent.key"))?, key_before, "a new key pair");

@@ -233,8 +233,8 @@ pub(super) async fn cached_query(
     let params = serde_json::to_string(&spec.params).unwrap_or_default();
     let entry = crate::cache::entry_hash(&identity, &spec.sql, &params);
     let looked = {
-        let cache = cache.clone();
-        tokio::task::spawn_blocking(move || cache.open_entry(entry, max_age, outpost_protocol::unix_now())).await
+        let (cache, now) = (cache.clone(), ctx.clock.now());
+        tokio::task::spawn_blocking(move || cache.open_entry(entry, max_age, now)).await
     };
     rec.cache = Some("miss");
     let damaged = |reason: &str| {
@@ -283,7 +283,7 @@ pub(super) async fn cached_query(
         Ok(Err(e)) => tracing::warn!(error = %e, "Cache lookup failed; running the query."),
         Err(e) => tracing::warn!(error = %e, "Cache lookup task failed; running the query."),
     }
-    let mut filler = cache.filler(entry, &spec.connection, outpost_protocol::unix_now());
+    let mut filler = cache.filler(entry, &spec.connection, ctx.clock.now());
     let queried = {
         let mut tee = Tee { inner: &mut sink, filler: &mut filler };
         conn.query_into(spec.sql.clone(), spec.params.clone(), limits, &mut tee).await

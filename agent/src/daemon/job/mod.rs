@@ -56,7 +56,7 @@ pub(super) async fn process(ctx: &Ctx, job: DeliveredJob) {
     upload(ctx, &report, upload_until).await;
     ctx.metrics.running(-1);
     ctx.jobs_done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    ctx.last_job_at.store(outpost_protocol::unix_now(), std::sync::atomic::Ordering::Relaxed);
+    ctx.last_job_at.store(ctx.clock.now(), std::sync::atomic::Ordering::Relaxed);
     drop(registered);
     crate::service::status(&ctx.status_line());
 }
@@ -105,7 +105,7 @@ pub(super) async fn execute(
 ) -> (ResultReport, AuditRecord, i64) {
     let mut rec = audit_base(job);
     let live = ctx.live();
-    let now = outpost_protocol::unix_now();
+    let now = ctx.clock.now();
     let reject = |rec: &mut AuditRecord, code: &str, message: String| {
         tracing::warn!(reason = code, error = %message, "Job rejected.");
         rec.reason = Some(code.to_owned());
@@ -330,7 +330,7 @@ pub(super) async fn upload(ctx: &Ctx, report: &ResultReport, until: i64) {
             Ok((status, _)) => tracing::warn!(%status, "Report upload failed; retrying."),
             Err(e) => tracing::info!(error = %e, "Report upload failed; retrying."),
         }
-        if outpost_protocol::unix_now() > until {
+        if ctx.clock.now() > until {
             return tracing::warn!("Giving up on the report upload: the job is long expired.");
         }
         tokio::time::sleep(backoff.next_delay()).await;

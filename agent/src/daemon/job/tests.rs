@@ -7,11 +7,12 @@ use outpost_protocol::{JobSpec, SigningKey};
 use crate::audit::AuditOutcome;
 
 use super::*;
-use crate::daemon::testing::{ctx, key};
+use crate::daemon::testing::{ctx, key, START};
 
-/// A job for `edge-1` on the sample connection, valid for the next minute.
+/// A job for `edge-1` on the sample connection, valid for the minute after the test
+/// context's clock starts.
 fn spec(sql: &str, render: serde_json::Value) -> JobSpec {
-    let now = outpost_protocol::unix_now();
+    let now = START;
     serde_json::from_value(serde_json::json!({
         "version": outpost_protocol::PROTOCOL_VERSION,
         "job_id": outpost_protocol::ids::new_job_id(),
@@ -106,6 +107,26 @@ async fn an_expired_job_and_one_for_another_agent_are_rejected() {
     elsewhere.audience = "edge-2".into();
     let (report, _) = run(&ctx, &delivered(&elsewhere, &key)).await;
     assert_eq!((report.status, code(&report)), (JobOutcome::Rejected, "wrong_audience"), "{report:?}");
+}
+
+#[tokio::test]
+async fn a_job_runs_until_its_expiry_plus_the_skew_allowance_by_the_agents_clock_and_not_after() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = key();
+    let ctx = ctx(dir.path(), &key, "");
+    let skew = i64::try_from(ctx.live().cfg.limits.clock_skew_secs.get()).expect("skew");
+    let job = spec("SELECT 1 AS one", table());
+    // The agent's clock stands at the last second the job is accepted.
+    ctx.clock.set(job.expires_at + skew);
+    let (report, _) = run(&ctx, &delivered(&job, &key)).await;
+    assert_eq!(report.status, JobOutcome::Succeeded, "{report:?}");
+    // One second later, a job of the same lifetime (a new id, so not a replay) is too old.
+    let late = spec("SELECT 1 AS one", table());
+    assert_eq!((late.issued_at, late.expires_at), (job.issued_at, job.expires_at));
+    ctx.clock.advance(1);
+    let (report, rec) = run(&ctx, &delivered(&late, &key)).await;
+    assert_eq!((report.status, code(&report)), (JobOutcome::Rejected, "expired"), "{report:?}");
+    assert_eq!(rec.rows_read, 0);
 }
 
 #[tokio::test]
