@@ -45,14 +45,15 @@ pub(super) async fn drop_surplus_filter_sets(
 ) -> Result<usize, StoreError> {
     let n = store
         .with_conn(move |c| {
-            // Per project query and customer, the filter sets ranked by their newest job;
+            // Per project query and customer, the filter sets ranked by their newest job (runs
+            // in the same second by insertion order);
             // a default one is not ranked (never dropped here).
             let n = c.execute(
                 "DELETE FROM jobs WHERE rowid IN (
                    SELECT j.rowid FROM jobs AS j JOIN (
                      SELECT project_id, query_index, customer, filters,
                             ROW_NUMBER() OVER (PARTITION BY project_id, query_index, customer
-                                               ORDER BY MAX(created_at) DESC, filters) AS recency
+                                               ORDER BY MAX(created_at) DESC, MAX(rowid) DESC) AS recency
                      FROM jobs AS v
                      WHERE project_id IS NOT NULL AND filters IS NOT NULL
                        AND NOT EXISTS (SELECT 1 FROM project_filter_sets AS s
