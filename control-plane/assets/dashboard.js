@@ -7,7 +7,8 @@
 //   project (its queries, less those removed, and its tiles in order); Cancel discards.
 // - On the query page, "Add to project" appends the form's query to the chosen project
 //   (the API gives it a tile at the end) and "Save to project" replaces the query the page
-//   was opened for; both read the project, change its queries and send one PUT.
+//   was opened for; both read the project, change its queries and send one PUT. With it,
+//   the query's Filters (a select per parameter position) become its `bind`.
 // Errors are said next to the control they are about, in the user's words. Nothing here
 // builds HTML from strings: elements are created and text is set as text.
 'use strict';
@@ -305,15 +306,23 @@
     out.className = ok ? 'ok' : 'error';
   }
 
-  // The API's refusal of a project save, in the user's words.
+  // The API's refusal of a project save, in the user's words; a binding's is said next
+  // to its position's select too (`queries[0].bind.2: no parameter "regon" …`).
   function saveError(message) {
     if (/^queries: give 1 to (\d+)/.test(message)) return 'This project already has the most queries it can hold.';
+    const b = message.match(/^queries\[\d+\]\.bind\.(\d+): (.*)$/);
+    const at = b && form.querySelector('[data-bind-error="' + b[1] + '"]');
+    if (at) {
+      at.textContent = 'Parameter ' + b[1] + ': ' + b[2];
+      return 'A filter binding cannot be saved (said next to it).';
+    }
     const m = message.match(/^queries\[\d+\]\.(.*)$/);
     return C.friendly(m ? m[1] : message);
   }
 
   // index null: add the form's query to project projectId; else replace its query `index`.
   async function toProject(projectId, index) {
+    form.querySelectorAll('[data-bind-error]').forEach((n) => { n.textContent = ''; });
     const problems = C.checkQuery(form, true);
     if (problems.length) throw new Error(problems.join(' '));
     const { body: q, extra } = C.formBody(form);
@@ -334,6 +343,17 @@
       if (old.customer_param) q.customer_param = old.customer_param;
       if (old.timeout_secs) q.timeout_secs = old.timeout_secs;
       if (old.bind) q.bind = old.bind;
+      // The Filters part, when shown, says the bindings instead.
+      const selects = form.querySelectorAll('[data-bindings] select[data-bind-position]');
+      if (selects.length) {
+        const bind = {};
+        selects.forEach((s) => { if (s.value) bind[s.dataset.bindPosition] = s.value; });
+        for (const [pos, target] of Object.entries(old.bind || {})) {
+          if (!form.querySelector('[data-bind-position="' + pos + '"]')) bind[pos] = target;
+        }
+        if (Object.keys(bind).length) q.bind = bind;
+        else delete q.bind;
+      }
       queries[index] = q;
     }
     // Tiles are left out: the layout is kept, and an added query gets a tile at the end.

@@ -248,6 +248,12 @@ pub const DEFAULT_RESULT_RETENTION_SECS: u64 = 24 * 3600;
 /// Default of `results.keep_latest_secs`: a dashboard opened after a month without a
 /// refresh still shows its last result.
 pub const DEFAULT_KEEP_LATEST_SECS: u64 = 30 * 86_400;
+/// Default of `results.keep_variants_per_tile`: enough for every region or team a
+/// dashboard is looked at by, bounded so that filter values chosen freely (a text, a
+/// number, a date range) cannot pile up results without end.
+pub const DEFAULT_KEEP_VARIANTS_PER_TILE: u32 = 50;
+/// Most `results.keep_variants_per_tile` allowed.
+pub const MAX_KEEP_VARIANTS_PER_TILE: u32 = 10_000;
 /// Default lifetime of an embed token (seconds): 15 minutes.
 pub const DEFAULT_EMBED_TTL_SECS: u64 = 900;
 /// Default cap on an embed token's lifetime (seconds): 1 hour.
@@ -290,11 +296,21 @@ pub struct ResultsConfig {
     /// (0..31536000, 365 days; 0: no longer than `retention_secs`).
     #[serde(default = "default_keep_latest")]
     pub keep_latest_secs: u64,
+    /// A dashboard tile keeps results for at most this many filter sets (per end
+    /// customer): the results of the filter values least recently run beyond it are
+    /// deleted by retention, except those run with the dashboard's defaults (what it
+    /// opens with) and runs still going (1..10000).
+    #[serde(default = "default_keep_variants")]
+    pub keep_variants_per_tile: u32,
 }
 
 impl Default for ResultsConfig {
     fn default() -> Self {
-        Self { retention_secs: DEFAULT_RESULT_RETENTION_SECS, keep_latest_secs: DEFAULT_KEEP_LATEST_SECS }
+        Self {
+            retention_secs: DEFAULT_RESULT_RETENTION_SECS,
+            keep_latest_secs: DEFAULT_KEEP_LATEST_SECS,
+            keep_variants_per_tile: DEFAULT_KEEP_VARIANTS_PER_TILE,
+        }
     }
 }
 
@@ -408,6 +424,9 @@ fn default_retention() -> u64 {
 }
 fn default_keep_latest() -> u64 {
     DEFAULT_KEEP_LATEST_SECS
+}
+fn default_keep_variants() -> u32 {
+    DEFAULT_KEEP_VARIANTS_PER_TILE
 }
 fn default_embed_ttl() -> u64 {
     DEFAULT_EMBED_TTL_SECS
@@ -562,6 +581,12 @@ impl ControlPlaneConfig {
         }
         if self.results.keep_latest_secs > 365 * 86_400 {
             return Err(invalid("results.keep_latest_secs", "must be between 0 and 31536000 (365 days)"));
+        }
+        if !(1..=MAX_KEEP_VARIANTS_PER_TILE).contains(&self.results.keep_variants_per_tile) {
+            return Err(invalid(
+                "results.keep_variants_per_tile",
+                &format!("must be between 1 and {MAX_KEEP_VARIANTS_PER_TILE} (filter sets kept per dashboard tile)"),
+            ));
         }
         if !(60..=86_400).contains(&self.schedules.min_interval_secs) {
             return Err(invalid("schedules.min_interval_secs", "must be between 60 and 86400"));

@@ -116,3 +116,15 @@ fn schedules_have_defaults_and_checked_bounds() {
     assert!(e.contains("schedules.max_queued_per_agent") && e.contains("between 1 and 1000"), "{e}");
     assert!(parse_store("schedules:\n  every: 5\n").is_err(), "unknown keys are refused");
 }
+
+#[test]
+fn kept_filter_sets_per_tile_have_a_default_and_checked_bounds() {
+    let d = parse_store("").expect("defaults");
+    assert_eq!(d.results.keep_variants_per_tile, DEFAULT_KEEP_VARIANTS_PER_TILE);
+    let set = parse_store("results:\n  keep_variants_per_tile: 3\n").expect("set");
+    assert_eq!(set.results.keep_variants_per_tile, 3);
+    for bad in ["0", "10001"] {
+        let e = parse_store(&format!("results:\n  keep_variants_per_tile: {bad}\n")).expect_err(bad);
+        assert!(e.contains("results.keep_variants_per_tile") && e.contains("between 1 and 10000"), "{e}");
+    }
+}

@@ -11,6 +11,7 @@ use crate::api::{check_connection, forbidden, job_name, Ctx, MAX_RESULT_WAIT_SEC
 use crate::app::{App, DispatchRequest};
 use crate::auth::access::Caller;
 use crate::http::{bytes_response, json, parse_json, query_param, ApiError, Body};
+use crate::store::access::AccessStore;
 use crate::store::{JobOrigin, JobRecord, JobState, Store};
 
 /// Why a queued job waits, when it is because its agent (or every member of its pool) is
@@ -264,6 +265,10 @@ pub struct JobView {
     /// End customer the project ran for.
     #[serde(skip_serializing_if = "Option::is_none")]
     customer: Option<String>,
+    /// The dashboard filter values it ran with, by parameter name (those its query binds;
+    /// only `GET /v1/jobs/{id}` looks them up).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    filters: Option<serde_json::Value>,
 }
 
 impl JobView {
@@ -293,6 +298,16 @@ impl JobView {
             }
         }
         Ok(v)
+    }
+
+    /// Adds the filter values job `r` ran with, when it ran a query binding parameters
+    /// and they are still known (jobs from before they were kept have only their key).
+    pub async fn add_filters(&mut self, app: &App, r: &JobRecord) -> Result<(), ApiError> {
+        if let (Some(pid), Some(key)) = (&r.origin.project_id, &r.origin.filters) {
+            let stored = app.store.filter_set_values(pid.clone(), key.clone()).await?;
+            self.filters = stored.and_then(|j| serde_json::from_str(&j).ok());
+        }
+        Ok(())
     }
 
     /// Names the view (a caller that knows the name already, as a project's results do).
@@ -340,6 +355,7 @@ impl From<&JobRecord> for JobView {
             project_id: r.origin.project_id.clone(),
             query_index: r.origin.query_index,
             customer: r.origin.customer.clone(),
+            filters: None,
         }
     }
 }

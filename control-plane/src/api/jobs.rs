@@ -68,7 +68,9 @@ pub async fn dispatch(
             let caller = ctx.caller()?;
             visible_job(app, caller, &arg(0), false).await?;
             let rec = api::job_change(app, &arg(0), wait_param(q)?, query_param(q, "state")).await?;
-            Ok(json(StatusCode::OK, &JobView::for_caller(app, caller, &rec).await?))
+            let mut view = JobView::for_caller(app, caller, &rec).await?;
+            view.add_filters(app, &rec).await?;
+            Ok(json(StatusCode::OK, &view))
         }
         JobsResult => {
             ctx.target = Some(arg(0));

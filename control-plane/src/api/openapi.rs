@@ -148,7 +148,9 @@ fn components() -> Value {
                 "created_at": int(), "expires_at": int(), "finished_at": int_or_null(), "attempts": int(),
                 "reason": obj(&["code", "message"], json!({ "code": string(), "message": string() })),
                 "stats": { "type": "object" }, "content_type": string(), "cancel_requested_at": int(),
-                "project_id": string(), "query_index": int(), "customer": string() })),
+                "project_id": string(), "query_index": int(), "customer": string(),
+                "filters": { "type": "object", "additionalProperties": {},
+                             "description": "GET /v1/jobs/{id} only: the dashboard filter values a project job ran with, by parameter name (those its query binds)" } })),
             "ProjectQuery": strict(&["name", "agent", "connection", "sql", "render"], json!({
                 "name": string(), "agent": string(), "connection": string(), "sql": string(),
                 "params": params(), "render": r("RenderSpec"),

@@ -121,7 +121,8 @@ impl App {
 
     /// Deletes jobs and results that ended more than `older_than_secs` ago (and expired
     /// sessions), except the newest successful result of each project query while it is
-    /// younger than `results.keep_latest_secs` (or `older_than_secs`, if longer); returns
+    /// younger than `results.keep_latest_secs` (or `older_than_secs`, if longer), and the
+    /// results of filter sets beyond `results.keep_variants_per_tile` per tile; returns
     /// how many jobs went.
     pub async fn purge_results(&self, older_than_secs: u64) -> Result<usize, StoreError> {
         let now = self.clock.now();
@@ -131,7 +132,16 @@ impl App {
         if n > 0 {
             tracing::info!(jobs = n, "Deleted jobs and results past retention.");
         }
-        Ok(n)
+        let keep = self.cfg.results.keep_variants_per_tile;
+        let surplus = self.store.drop_surplus_filter_sets(keep, ago(older_than_secs), now).await?;
+        if surplus > 0 {
+            tracing::info!(
+                jobs = surplus,
+                keep,
+                "Deleted the results of filter sets beyond results.keep_variants_per_tile."
+            );
+        }
+        Ok(n + surplus)
     }
 
     /// Deletes results past retention until shutdown, checking at a quarter of the

@@ -22,7 +22,7 @@ use crate::http::ApiError;
 mod bind;
 mod choices_from;
 use bind::bound_names;
-pub use bind::{bind_params, check_bind, filters_key};
+pub use bind::{bind_params, bound_values, check_bind, filters_key};
 pub use choices_from::{
     apply as apply_current_choices, check_choices_from, distinct_values, shown, ChoicesFrom, Current,
 };

@@ -12,7 +12,7 @@ use super::project_params::{self, Filters};
 use super::{App, DispatchRequest};
 use crate::auth::access::Role;
 use crate::http::ApiError;
-use crate::store::access::{AccessStore, ProjectRecord, UserRecord};
+use crate::store::access::{AccessStore, FilterSet, ProjectRecord, UserRecord};
 use crate::store::{JobOrigin, StoreError};
 
 /// One saved query.
@@ -145,12 +145,26 @@ impl App {
             cache: q.cache,
             timeout_secs: q.timeout_secs,
         };
+        let bound = project_params::bound_values(&q.bind, filters);
+        if let Some((key, values_json)) = &bound {
+            // Kept beside the key its jobs record, so a job's page can say the values.
+            let defaults = project_params::resolve(&parameters, None, self.today()).unwrap_or_default();
+            let was_default = project_params::filters_key(&q.bind, &defaults).as_ref() == Some(key);
+            let set = FilterSet {
+                project_id: p.id.clone(),
+                filters: key.clone(),
+                values_json: values_json.clone(),
+                was_default,
+                at: self.clock.now(),
+            };
+            self.store.remember_filter_set(set).await?;
+        }
         let origin = JobOrigin {
             owner: Some(by.user_id.clone()),
             project_id: Some(p.id.clone()),
             query_index: i64::try_from(i).ok(),
             customer,
-            filters: project_params::filters_key(&q.bind, filters),
+            filters: bound.map(|(key, _)| key),
         };
         let requester = Requester {
             user_id: by.user_id.clone(),

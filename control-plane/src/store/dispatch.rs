@@ -378,6 +378,18 @@ macro_rules! impl_access_store {
                     )
                 }
 
+                async fn remember_filter_set(&self, set: FilterSet) -> Result<(), StoreError> {
+                    $via!(self, projects::remember_filter_set(set))
+                }
+
+                async fn filter_set_values(
+                    &self,
+                    project_id: String,
+                    filters: String,
+                ) -> Result<Option<String>, StoreError> {
+                    $via!(self, projects::filter_set_values(project_id, filters))
+                }
+
                 async fn set_project_schedule(
                     &self,
                     project_id: String,
@@ -412,6 +424,15 @@ macro_rules! impl_access_store {
 
                 async fn purge(&self, before: i64, keep_results_after: i64, now: i64) -> Result<usize, StoreError> {
                     $via!(self, retention::purge(before, keep_results_after, now))
+                }
+
+                async fn drop_surplus_filter_sets(
+                    &self,
+                    keep: u32,
+                    before: i64,
+                    now: i64,
+                ) -> Result<usize, StoreError> {
+                    $via!(self, retention::drop_surplus_filter_sets(keep, before, now))
                 }
             }
         };

@@ -243,8 +243,51 @@ async fn a_choice_filled_by_a_query_lists_its_values() -> Result<()> {
     Ok(())
 }
 
+/// An editor `ed` with the sample connection, and the Regional project (default North) of
+/// theirs: (admin, ed, project id).
+async fn regional(cp: &outpost_e2e::ControlPlane) -> Result<(Api, Api, String)> {
+    let admin = cp.api()?;
+    let ed = user_with_token(&admin, "ed", "editor").await?;
+    share_connection(&admin, "edge-1", "sample", "ed").await?;
+    let bind = json!({ "1": "region", "2": "period.from", "3": "period.to" });
+    let p = ok_json(&ed, "POST", "/v1/projects", Some(&project(parameters("North"), bind))).await?;
+    let pid = p["id"].as_str().context("project id")?.to_owned();
+    Ok((admin, ed, pid))
+}
+
+/// Runs browser script `script` against project `pid` as `ed`; what it saw.
+async fn in_chromium(
+    cp: &outpost_e2e::ControlPlane,
+    root: &std::path::Path,
+    script: &'static str,
+    pid: &str,
+    shots: &'static str,
+) -> Result<Value> {
+    let base = format!("https://localhost:{}", cp.api_addr.rsplit(':').next().unwrap_or_default());
+    let cfg = json!({ "base_url": base, "password": TEST_PASSWORD, "project": pid, "screenshots": screenshots(shots) });
+    let root = root.to_owned();
+    tokio::task::spawn_blocking(move || run_node(script, &root, cfg)).await?
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_chromium_apply_carries_filters_in_the_address_and_refresh_runs_with_them() -> Result<()> {
+    browser_dir()?;
+    chromium()?;
+    let root = tempfile::tempdir()?;
+    let (cp, _edge) = outpost_e2e::start_pair(root.path(), "edge-1", "", &[]).await?;
+    let (_, ed, pid) = regional(&cp).await?;
+    let out = in_chromium(&cp, root.path(), "filters.mjs", &pid, "dashboard-filters").await?;
+    ensure!(out["errors"] == json!([]), "errors in the page: {out}");
+    // The browser's Refresh ran with the values it showed: the job is found by them.
+    let f = json!({ "region": "South", "period": { "from": "2025-02-01", "to": "2025-03-31" } });
+    let got = shown(&ed, &pid, Some(f)).await?;
+    ensure!(got[0].is_some(), "the run from the browser is found by its values: {got:?}");
+    ensure!(shown(&ed, &pid, None).await?[0].is_none(), "and not by the defaults");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_chromium_an_editor_binds_a_querys_positions_to_filters() -> Result<()> {
     browser_dir()?;
     chromium()?;
     let root = tempfile::tempdir()?;
@@ -252,28 +295,49 @@ async fn in_chromium_apply_carries_filters_in_the_address_and_refresh_runs_with_
     let admin = cp.api()?;
     let ed = user_with_token(&admin, "ed", "editor").await?;
     share_connection(&admin, "edge-1", "sample", "ed").await?;
+    let mut params = parameters("North");
+    params.as_array_mut().context("parameters")?.push(json!({ "name": "other_region", "label": "Compared region",
+        "kind": "choice", "choices": ["North", "South"], "default": "South" }));
     let bind = json!({ "1": "region", "2": "period.from", "3": "period.to" });
-    let p = ok_json(&ed, "POST", "/v1/projects", Some(&project(parameters("North"), bind))).await?;
+    let p = ok_json(&ed, "POST", "/v1/projects", Some(&project(params, bind))).await?;
     let pid = p["id"].as_str().context("project id")?.to_owned();
-    let out = tokio::task::spawn_blocking({
-        let root = root.path().to_owned();
-        let base = format!("https://localhost:{}", cp.api_addr.rsplit(':').next().unwrap_or_default());
-        let pid = pid.clone();
-        move || {
-            run_node(
-                "filters.mjs",
-                &root,
-                json!({ "base_url": base, "password": TEST_PASSWORD, "project": pid,
-                        "screenshots": screenshots("dashboard-filters") }),
-            )
-        }
-    })
-    .await??;
+    let out = in_chromium(&cp, root.path(), "bindings.mjs", &pid, "dashboard-bindings").await?;
     ensure!(out["errors"] == json!([]), "errors in the page: {out}");
-    // The browser's Refresh ran with the values it showed: the job is found by them.
-    let f = json!({ "region": "South", "period": { "from": "2025-02-01", "to": "2025-03-31" } });
-    let got = shown(&ed, &pid, Some(f)).await?;
-    ensure!(got[0].is_some(), "the run from the browser is found by its values: {got:?}");
-    ensure!(shown(&ed, &pid, None).await?[0].is_none(), "and not by the defaults");
+    ensure!(out["refused"].as_array().map(Vec::len) == Some(1), "one refused save: {out}");
+    // The saved query binds what the browser chose, through the API's PUT.
+    let p = ok_json(&ed, "GET", &format!("/v1/projects/{pid}"), None).await?;
+    let want = json!({ "1": "other_region", "2": "period.from", "3": "period.to" });
+    ensure!(p["queries"][0]["bind"] == want, "the bindings saved: {}", p["queries"][0]);
+    ensure!(p["queries"][0]["sql"] == SQL && p["queries"][1]["bind"].is_null(), "the rest is kept: {p}");
+    Ok(())
+}
+
+/// `results.keep_variants_per_tile`: with a bound of 1, the retention sweep deletes the
+/// results of the filter values run least recently, never the defaults' nor the result of
+/// a query that binds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_a_bounded_number_of_filter_sets_per_tile_and_the_defaults() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let mut cp = outpost_e2e::ControlPlane::init(root.path())?;
+    let config = root.path().join("control-plane.yaml");
+    std::fs::write(&config, format!("data_dir: {}\nresults:\n  keep_variants_per_tile: 1\n", cp.data_dir.display()))?;
+    cp.config = Some(config);
+    cp.start()?;
+    let mut edge = outpost_e2e::Agent::new(root.path(), "edge-1", "")?;
+    edge.enroll_with(&cp).await?;
+    edge.start_connected()?;
+    let (admin, ed, pid) = regional(&cp).await?;
+    let north = run(&ed, &pid, json!({})).await?;
+    let south = run(&ed, &pid, json!({ "region": "South" })).await?;
+    let east = run(&ed, &pid, json!({ "region": "East" })).await?;
+    // Nothing is past its retention (24 h): only the bound deletes, South's one job.
+    let r = ok_json(&admin, "POST", "/v1/results/purge", Some(&json!({}))).await?;
+    ensure!(r["deleted"] == 1, "South's result goes: {r}");
+    ensure!(shown(&ed, &pid, Some(json!({ "region": "South" }))).await?[0].is_none(), "South is gone");
+    let r = call(&ed, "GET", &format!("/v1/jobs/{}", south[0]), None).await?;
+    ensure!(r.status == 404, "South's job is gone: {}", r.status);
+    ensure!(shown(&ed, &pid, Some(json!({ "region": "East" }))).await?[0] == Some(east[0].clone()), "East stays");
+    let got = shown(&ed, &pid, None).await?;
+    ensure!(got == [Some(north[0].clone()), Some(east[1].clone())], "the defaults and the unbound query: {got:?}");
     Ok(())
 }

@@ -11,6 +11,7 @@ mod cloud_hardening;
 mod console;
 mod dashboard;
 mod dashboard_filters;
+mod dashboard_job_origin;
 mod egress;
 mod embed_page;
 mod enrolment_audit;

@@ -82,6 +82,12 @@ pub(super) fn bound_names(bind: &BTreeMap<String, String>) -> std::collections::
 /// What a job of a query with `bind` records of the run's values: the sha256 (hex) of
 /// the canonical JSON of the values of the parameters it binds; `None` when it binds none.
 pub fn filters_key(bind: &BTreeMap<String, String>, filters: &Filters) -> Option<String> {
+    bound_values(bind, filters).map(|(key, _)| key)
+}
+
+/// The key [`filters_key`] gives, with the canonical JSON it is the sha256 of (the values
+/// of the parameters `bind` uses, by name): what a job's page says it ran with.
+pub fn bound_values(bind: &BTreeMap<String, String>, filters: &Filters) -> Option<(String, String)> {
     if bind.is_empty() {
         return None;
     }
@@ -91,7 +97,7 @@ pub fn filters_key(bind: &BTreeMap<String, String>, filters: &Filters) -> Option
         .collect();
     let text = Value::Object(canonical).to_string();
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
-    Some(digest.as_ref().iter().map(|b| format!("{b:02x}")).collect())
+    Some((digest.as_ref().iter().map(|b| format!("{b:02x}")).collect(), text))
 }
 
 /// `params` with the run's values put into the positions `bind` names (replacing one of

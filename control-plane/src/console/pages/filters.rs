@@ -42,8 +42,8 @@ pub(crate) fn api_query(values: &BTreeMap<String, String>) -> Option<String> {
     Some(format!("filters={}", crate::http::pct(&Value::Object(obj).to_string())))
 }
 
-/// A value of the results' `filters` (canonical JSON) as the form shows it.
-fn shown(v: &Value) -> String {
+/// A value of the results' `filters` (canonical JSON) as the form (and the URL) shows it.
+pub(crate) fn shown(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Object(o) => format!(

@@ -115,6 +115,7 @@ impl Page<'_> {
             when(&j["created_at"]),
             when(&j["expires_at"])
         );
+        b.push_str(&self.job_origin(&j, &name).await);
         if let Ok(spec) = self.get(RouteId::JobsSpec, &[id], None).await {
             let r = &spec["requester"];
             if let Some(user) = r["user"].as_str().or(r["customer"].as_str()) {
@@ -137,6 +138,45 @@ impl Page<'_> {
         }
         b.push_str(&self.job_section(&j).await);
         Ok((name, b))
+    }
+
+    /// Where a project job came from: its project (a link to the dashboard with the
+    /// filter values it ran with) and tile, and those values in words. Empty for an
+    /// ad-hoc job.
+    async fn job_origin(&self, j: &Value, query: &str) -> String {
+        let Some(pid) = j["project_id"].as_str() else { return String::new() };
+        let project = self.get(RouteId::ProjectsRead, &[pid], None).await.ok();
+        let filters = j["filters"].as_object();
+        let mut b = String::from("<p class=\"origin\" data-job-origin>From ");
+        match &project {
+            Some(p) => {
+                let url = filters.map(dashboard_query).unwrap_or_default();
+                let _ = write!(
+                    b,
+                    "project <a href=\"/console/projects/{}{}\" data-job-project>{}</a>",
+                    e(&pct(pid)),
+                    e(&url),
+                    e(p["name"].as_str().unwrap_or(pid))
+                );
+            }
+            None => b.push_str("a project that is gone"),
+        }
+        let _ = write!(b, ", tile <strong>{}</strong></p>", e(query));
+        if let Some(f) = filters.filter(|f| !f.is_empty()) {
+            let labels = project.as_ref().map(|p| &p["parameters"]);
+            let words: Vec<String> = f
+                .iter()
+                .map(|(k, v)| {
+                    let label = labels
+                        .and_then(|ps| ps.as_array()?.iter().find(|p| p["name"] == k.as_str())?["label"].as_str())
+                        .unwrap_or(k);
+                    format!("<li data-job-filter=\"{}\">{} = {}</li>", e(k), e(label), e(&filter_words(v)))
+                })
+                .collect();
+            let _ =
+                write!(b, "<p>With the filters</p><ul class=\"job-filters\" data-job-filters>{}</ul>", words.join(""));
+        }
+        b
     }
 
     /// A job's live section: status line, cancel button, and the result once final.
@@ -227,6 +267,28 @@ impl Page<'_> {
         }
         b.push_str(&stats_html(&j["stats"]));
         b
+    }
+}
+
+/// A filter value in words: a text as it is, a number, a date range `from .. to`.
+fn filter_words(v: &Value) -> String {
+    let shown = super::filters::shown(v);
+    if v.is_object() {
+        shown.replacen("..", " .. ", 1)
+    } else {
+        shown
+    }
+}
+
+/// The dashboard's address query for filter values (`?f.region=US&f.period=A..B`), as
+/// its filter bar reads them.
+fn dashboard_query(f: &serde_json::Map<String, Value>) -> String {
+    let parts: Vec<String> =
+        f.iter().map(|(k, v)| format!("f.{}={}", pct(k), pct(&super::filters::shown(v)))).collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
     }
 }
 

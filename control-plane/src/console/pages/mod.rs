@@ -1,6 +1,7 @@
 //! The console's pages, by concern; each is a method of [`crate::console::Page`].
 
 mod admin;
+mod bindings;
 pub(crate) mod dashboard;
 pub(crate) mod filters;
 pub(crate) mod jobs;

@@ -3,6 +3,8 @@
 //! (`/console/query?project=ID&index=N`), "Save to project", which replaces that query.
 //! The two project buttons are dashboard.js's: it reads the project, changes its queries
 //! and sends one `PUT` (the layout is kept; an added query gets a tile at the end).
+//! "Save to project" comes with the query's Filters ([`super::bindings`]) when the
+//! project has parameters.
 
 use std::fmt::Write as _;
 
@@ -26,6 +28,8 @@ pub(crate) struct TileQuery {
     pub query: Value,
     /// Whether the caller may change the project (owner, `edit`, admin).
     pub editable: bool,
+    /// The project's parameters (dashboard filters), as the API shows them.
+    pub parameters: Value,
 }
 
 fn decoded(q: Option<&str>, key: &str) -> String {
@@ -57,6 +61,7 @@ impl Page<'_> {
             index,
             query,
             editable: matches!(p["access"].as_str(), Some("owner" | "admin" | "edit")),
+            parameters: p["parameters"].clone(),
         }))
     }
 
@@ -67,6 +72,8 @@ impl Page<'_> {
         // A view-logic collaborator may start from the query, not save it back.
         let tile = tile.filter(|t| t.editable && self.can(Scope::ProjectsWrite));
         if let Some(t) = tile {
+            let sql = t.query["sql"].as_str().unwrap_or_default();
+            b.push_str(&super::bindings::fieldset(&t.parameters, sql, &t.query["bind"]));
             let _ = write!(
                 b,
                 "<div class=\"row\"><button type=\"button\" class=\"primary\" data-project-replace=\"{}\" data-index=\"{}\">\

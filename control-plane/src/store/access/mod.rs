@@ -402,6 +402,16 @@ pub trait AccessStore: Send + Sync + 'static {
         succeeded_only: bool,
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
 
+    /// Records the values behind a project job's `filters` key (kept while a job refers
+    /// to it; a repeat refreshes `created_at` and keeps `was_default` once set).
+    fn remember_filter_set(&self, set: FilterSet) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The values (canonical JSON) behind key `filters` of a project's jobs, if known.
+    fn filter_set_values(
+        &self,
+        project_id: String,
+        filters: String,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
     /// Sets (`Some`) or removes (`None`) a project's schedule; false when there is no
     /// such project.
     fn set_project_schedule(
@@ -444,6 +454,31 @@ pub trait AccessStore: Send + Sync + 'static {
         keep_results_after: i64,
         now: i64,
     ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+    /// Bounds the filter sets kept per tile: for each project query and customer, deletes
+    /// the ended jobs of every filter set (`filters` not NULL, never one that
+    /// `was_default`) but the `keep` most recently run; then forgets the filter sets that
+    /// no job refers to and that were last used before `before`. Returns how many jobs went.
+    fn drop_surplus_filter_sets(
+        &self,
+        keep: u32,
+        before: i64,
+        now: i64,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+}
+
+/// The values behind a project job's `filters` key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterSet {
+    /// The project.
+    pub project_id: String,
+    /// The key jobs record (`JobOrigin::filters`).
+    pub filters: String,
+    /// The canonical JSON of the values, by parameter name.
+    pub values_json: String,
+    /// Whether they were the project's defaults when the run used them.
+    pub was_default: bool,
+    /// When a run used them (Unix seconds).
+    pub at: i64,
 }
 
 /// `text` for a LIKE pattern with `ESCAPE '\'`: its `%`, `_` and `\` match only

@@ -4,7 +4,7 @@
 //! all under one advisory lock ([`crate::store::postgres`]).
 
 /// Current schema version (PRAGMA user_version).
-pub(crate) const SCHEMA_VERSION: i64 = 13;
+pub(crate) const SCHEMA_VERSION: i64 = 14;
 
 const SCHEMA_V1: &str = include_str!("sqlite/001.sql");
 
@@ -47,6 +47,9 @@ const SCHEMA_V12: &str = include_str!("sqlite/012.sql");
 /// v13: a project's parameters (dashboard filters) and the filters each job ran with.
 const SCHEMA_V13: &str = include_str!("sqlite/013.sql");
 
+/// v14: the filter values behind each project job's `filters` key.
+const SCHEMA_V14: &str = include_str!("sqlite/014.sql");
+
 /// Every migration, in order: (the version it brings the database to, its SQL).
 pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (1, SCHEMA_V1),
@@ -62,6 +65,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (11, SCHEMA_V11),
     (12, SCHEMA_V12),
     (13, SCHEMA_V13),
+    (14, SCHEMA_V14),
 ];
 
 /// PostgreSQL schema v1: everything the SQLite schema has reached at its v7, in PostgreSQL types.
@@ -89,6 +93,9 @@ const PG_SCHEMA_V7: &str = include_str!("postgres/007.sql");
 /// instead of shared row locks (no multixact, no write for a poll that leases nothing).
 const PG_SCHEMA_V8: &str = include_str!("postgres/008.sql");
 
+/// PostgreSQL v9: the filter values behind each project job's `filters` key.
+const PG_SCHEMA_V9: &str = include_str!("postgres/009.sql");
+
 /// PostgreSQL's migrations in order: (version, SQL). Append only.
 pub(crate) const PG_MIGRATIONS: &[(i32, &str)] = &[
     (1, PG_SCHEMA_V1),
@@ -99,6 +106,7 @@ pub(crate) const PG_MIGRATIONS: &[(i32, &str)] = &[
     (6, PG_SCHEMA_V6),
     (7, PG_SCHEMA_V7),
     (8, PG_SCHEMA_V8),
+    (9, PG_SCHEMA_V9),
 ];
 
 #[cfg(test)]

@@ -212,8 +212,85 @@ async fn a_projects_latest_result_outlives_retention_and_a_failed_refresh_does_n
     assert_eq!(latest(None, true).await, None);
 }
 
+/// `results.keep_variants_per_tile`: per project query and customer, the ended jobs of the
+/// filter sets run least recently beyond `keep` go; a default filter set, no filters at
+/// all, another customer's or query's, and runs still open stay. The values of a filter
+/// set no job refers to are forgotten once last used before `before`.
+async fn filter_sets_beyond_the_bound_go_but_never_the_default<S: AccessStore + Store>(s: &S) {
+    s.create_user(user("u1", "root", Role::Admin)).await.expect("add");
+    add_signing_key(s).await;
+    let origin = |query: i64, customer: Option<&str>, filters: Option<&str>| JobOrigin {
+        owner: Some("u1".into()),
+        project_id: Some("p1".into()),
+        query_index: Some(query),
+        customer: customer.map(Into::into),
+        filters: filters.map(Into::into),
+    };
+    // (id, created, origin, ended)
+    let runs = [
+        ("open-z", 0, origin(0, None, Some("z")), false),
+        ("acme-a", 1, origin(0, Some("acme"), Some("a")), true),
+        ("unfiltered", 2, origin(0, None, None), true),
+        ("q1-a", 3, origin(1, None, Some("a")), true),
+        ("default", 5, origin(0, None, Some("dflt")), true),
+        ("a", 10, origin(0, None, Some("a")), true),
+        ("b", 20, origin(0, None, Some("b")), true),
+        ("c-old", 30, origin(0, None, Some("c")), true),
+        ("c", 35, origin(0, None, Some("c")), true),
+        ("d-open", 40, origin(0, None, Some("d")), false),
+    ];
+    for (id, created, o, ended) in &runs {
+        s.insert_job(new_job(id, *created, 1000, o.clone())).await.expect("insert");
+        if *ended {
+            s.cancel_job((*id).into(), created + 1).await.expect("end");
+        }
+    }
+    for (key, was_default) in [("dflt", true), ("a", false), ("b", false), ("c", false), ("d", false), ("z", false)] {
+        let set = FilterSet {
+            project_id: "p1".into(),
+            filters: key.into(),
+            values_json: format!("{{\"region\":\"{key}\"}}"),
+            was_default,
+            at: 1,
+        };
+        s.remember_filter_set(set).await.expect("remember");
+    }
+    // A repeat keeps was_default once set.
+    let again = FilterSet {
+        project_id: "p1".into(),
+        filters: "dflt".into(),
+        values_json: "{\"region\":\"dflt\"}".into(),
+        was_default: false,
+        at: 2,
+    };
+    s.remember_filter_set(again).await.expect("again");
+    let values = |key: &str| s.filter_set_values("p1".into(), key.into());
+    assert_eq!(values("a").await.expect("q").as_deref(), Some("{\"region\":\"a\"}"));
+    assert_eq!(values("nope").await.expect("q"), None);
+
+    // Kept: d (open, newest) and c; a and b go. Nothing else is ranked or ended-and-beyond.
+    assert_eq!(s.drop_surplus_filter_sets(2, 0, 100).await.expect("drop"), 2, "a and b go");
+    for (id, _, _, _) in &runs {
+        let kept = !matches!(*id, "a" | "b");
+        assert_eq!(s.job((*id).into(), 100, false).await.expect("q").is_some(), kept, "{id}");
+    }
+    assert_eq!(s.drop_surplus_filter_sets(2, 0, 100).await.expect("again"), 0, "nothing more beyond the bound");
+    assert!(values("b").await.expect("q").is_some(), "values last used after `before` are kept");
+    // Values no job refers to any more are forgotten; those of kept jobs stay.
+    s.drop_surplus_filter_sets(2, 1000, 100).await.expect("forget");
+    assert_eq!(values("b").await.expect("q"), None);
+    for key in ["a", "c", "d", "dflt", "z"] {
+        assert!(values(key).await.expect("q").is_some(), "{key} is still referred to");
+    }
+    // With the bound at 1, c goes too (d's run is still open); the default never does.
+    assert_eq!(s.drop_surplus_filter_sets(1, 0, 100).await.expect("drop"), 2, "c and c-old go");
+    assert!(s.job("default".into(), 100, false).await.expect("q").is_some());
+    assert!(s.job("open-z".into(), 100, false).await.expect("q").is_some(), "an open run stays");
+}
+
 crate::store::testdb::on_both_backends!(
     projects_and_grants,
     purge,
     a_projects_latest_result_outlives_retention_and_a_failed_refresh_does_not_replace_it,
+    filter_sets_beyond_the_bound_go_but_never_the_default,
 );

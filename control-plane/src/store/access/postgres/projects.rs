@@ -5,7 +5,7 @@ use tokio_postgres::Row;
 
 use super::users::user_id_by_name;
 use crate::store::access::Grant;
-use crate::store::access::{ProjectRecord, ScheduleState};
+use crate::store::access::{FilterSet, ProjectRecord, ScheduleState};
 use crate::store::postgres::PgStore;
 use crate::store::{AccessRefusal, StoreError};
 
@@ -215,4 +215,31 @@ pub(super) async fn set_embed_origins(
     let client = store.client().await?;
     let stmt = client.prepare_cached("UPDATE projects SET embed_origins = $2 WHERE id = $1").await?;
     Ok(client.execute(&stmt, &[&project_id, &origins_json]).await? == 1)
+}
+
+pub(super) async fn remember_filter_set(store: &PgStore, set: FilterSet) -> Result<(), StoreError> {
+    let client = store.client().await?;
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO project_filter_sets (project_id, filters, filter_values, was_default, created_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (project_id, filters) DO UPDATE
+               SET was_default = project_filter_sets.was_default OR excluded.was_default,
+                   created_at = excluded.created_at",
+        )
+        .await?;
+    client.execute(&stmt, &[&set.project_id, &set.filters, &set.values_json, &set.was_default, &set.at]).await?;
+    Ok(())
+}
+
+pub(super) async fn filter_set_values(
+    store: &PgStore,
+    project_id: String,
+    filters: String,
+) -> Result<Option<String>, StoreError> {
+    let client = store.client().await?;
+    let stmt = client
+        .prepare_cached("SELECT filter_values FROM project_filter_sets WHERE project_id = $1 AND filters = $2")
+        .await?;
+    Ok(client.query_opt(&stmt, &[&project_id, &filters]).await?.map(|r| r.get(0)))
 }

@@ -34,3 +34,43 @@ pub(super) async fn purge(
     // overwrite them. Result bodies are sealed, so what lingers is ciphertext.
     Ok(usize::try_from(n).unwrap_or(usize::MAX))
 }
+
+pub(super) async fn drop_surplus_filter_sets(
+    store: &PgStore,
+    keep: u32,
+    before: i64,
+    now: i64,
+) -> Result<usize, StoreError> {
+    let mut client = store.client().await?;
+    let tx = client.transaction().await?;
+    // Per project query and customer, the filter sets ranked by their newest job (runs in
+    // the same second by insertion order); a
+    // default one is not ranked (never dropped here).
+    let n = tx
+        .execute(
+            "DELETE FROM jobs WHERE seq IN (
+               SELECT j.seq FROM jobs AS j JOIN (
+                 SELECT project_id, query_index, customer, filters,
+                        ROW_NUMBER() OVER (PARTITION BY project_id, query_index, customer
+                                           ORDER BY MAX(created_at) DESC, MAX(seq) DESC) AS recency
+                 FROM jobs AS v
+                 WHERE project_id IS NOT NULL AND filters IS NOT NULL
+                   AND NOT EXISTS (SELECT 1 FROM project_filter_sets AS s
+                                   WHERE s.project_id = v.project_id AND s.filters = v.filters AND s.was_default)
+                 GROUP BY project_id, query_index, customer, filters) AS ranked
+               ON j.project_id = ranked.project_id AND j.query_index IS NOT DISTINCT FROM ranked.query_index
+                  AND j.customer IS NOT DISTINCT FROM ranked.customer AND j.filters = ranked.filters
+               WHERE ranked.recency > $1 AND (j.finished_at IS NOT NULL OR j.expires_at <= $2))",
+            &[&i64::from(keep), &now],
+        )
+        .await?;
+    tx.execute(
+        "DELETE FROM project_filter_sets WHERE created_at < $1 AND NOT EXISTS (
+           SELECT 1 FROM jobs WHERE jobs.project_id = project_filter_sets.project_id
+                                AND jobs.filters = project_filter_sets.filters)",
+        &[&before],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
+}

@@ -5,7 +5,7 @@ use rusqlite::{params, OptionalExtension};
 
 use super::users::user_id_by_name;
 use crate::store::access::Grant;
-use crate::store::access::{ProjectRecord, ScheduleState};
+use crate::store::access::{FilterSet, ProjectRecord, ScheduleState};
 use crate::store::{AccessRefusal, SqliteStore, StoreError};
 
 pub(super) const PROJECT_COLS: &str = "p.id, p.name, p.owner, u.name, p.queries, p.embed_epoch, p.created_at, \
@@ -227,6 +227,37 @@ pub(super) async fn set_embed_origins(
         .with_conn(move |c| {
             Ok(c.execute("UPDATE projects SET embed_origins = ?2 WHERE id = ?1", params![project_id, origins_json])?
                 == 1)
+        })
+        .await
+}
+
+pub(super) async fn remember_filter_set(store: &SqliteStore, set: FilterSet) -> Result<(), StoreError> {
+    store
+        .with_conn(move |c| {
+            c.prepare_cached(
+                "INSERT INTO project_filter_sets (project_id, filters, filter_values, was_default, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (project_id, filters) DO UPDATE
+                   SET was_default = max(was_default, excluded.was_default), created_at = excluded.created_at",
+            )?
+            .execute(params![set.project_id, set.filters, set.values_json, set.was_default, set.at])?;
+            Ok(())
+        })
+        .await
+}
+
+pub(super) async fn filter_set_values(
+    store: &SqliteStore,
+    project_id: String,
+    filters: String,
+) -> Result<Option<String>, StoreError> {
+    store
+        .with_conn(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT filter_values FROM project_filter_sets WHERE project_id = ?1 AND filters = ?2",
+            )?
+            .query_row(params![project_id, filters], |r| r.get(0))
+            .optional()?)
         })
         .await
 }

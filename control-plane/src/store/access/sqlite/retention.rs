@@ -36,3 +36,45 @@ pub(super) async fn purge(
     }
     Ok(n)
 }
+
+pub(super) async fn drop_surplus_filter_sets(
+    store: &SqliteStore,
+    keep: u32,
+    before: i64,
+    now: i64,
+) -> Result<usize, StoreError> {
+    let n = store
+        .with_conn(move |c| {
+            // Per project query and customer, the filter sets ranked by their newest job (runs
+            // in the same second by insertion order);
+            // a default one is not ranked (never dropped here).
+            let n = c.execute(
+                "DELETE FROM jobs WHERE rowid IN (
+                   SELECT j.rowid FROM jobs AS j JOIN (
+                     SELECT project_id, query_index, customer, filters,
+                            ROW_NUMBER() OVER (PARTITION BY project_id, query_index, customer
+                                               ORDER BY MAX(created_at) DESC, MAX(rowid) DESC) AS recency
+                     FROM jobs AS v
+                     WHERE project_id IS NOT NULL AND filters IS NOT NULL
+                       AND NOT EXISTS (SELECT 1 FROM project_filter_sets AS s
+                                       WHERE s.project_id = v.project_id AND s.filters = v.filters AND s.was_default)
+                     GROUP BY project_id, query_index, customer, filters) AS ranked
+                   ON j.project_id = ranked.project_id AND j.query_index IS ranked.query_index
+                      AND j.customer IS ranked.customer AND j.filters = ranked.filters
+                   WHERE ranked.recency > ?1 AND (j.finished_at IS NOT NULL OR j.expires_at <= ?2))",
+                params![keep, now],
+            )?;
+            c.execute(
+                "DELETE FROM project_filter_sets WHERE created_at < ?1 AND NOT EXISTS (
+                   SELECT 1 FROM jobs WHERE jobs.project_id = project_filter_sets.project_id
+                                        AND jobs.filters = project_filter_sets.filters)",
+                params![before],
+            )?;
+            Ok(n)
+        })
+        .await?;
+    if n > 0 {
+        store.checkpoint_alone().await?;
+    }
+    Ok(n)
+}
