@@ -67,15 +67,21 @@ pub async fn dispatch_job(app: &App, ctx: &mut Ctx, body: &[u8]) -> Result<Respo
 /// can view. Someone else's job is refused 403.
 pub async fn visible_job(app: &App, caller: &Caller, id: &str, with_body: bool) -> Result<JobRecord, ApiError> {
     let rec = find_job(app, id, with_body).await?;
+    check_visible(app, caller, &rec).await?;
+    Ok(rec)
+}
+
+/// Refuses (403) a job the caller may not see ([`visible_job`]).
+async fn check_visible(app: &App, caller: &Caller, rec: &JobRecord) -> Result<(), ApiError> {
     if caller.is_admin() || rec.origin.owner.as_deref() == Some(caller.user_id.as_str()) {
-        return Ok(rec);
+        return Ok(());
     }
     if let Some(pid) = &rec.origin.project_id {
         if app.project_access(caller, pid).await?.1.can_view() {
-            return Ok(rec);
+            return Ok(());
         }
     }
-    Err(forbidden(format!("job {id} is not yours")))
+    Err(forbidden(format!("job {} is not yours", rec.id)))
 }
 
 /// A job by id; 404 when unknown.
@@ -100,23 +106,33 @@ pub fn wait_param(query: Option<&str>) -> Result<u64, ApiError> {
     }
 }
 
-/// A job, once its state is no longer `state` (as its view names it) or after
-/// `wait_secs`: what the console's live status line waits on. Without `state`, at once.
-pub async fn job_change(app: &App, id: &str, wait_secs: u64, state: Option<&str>) -> Result<JobRecord, ApiError> {
+/// A job `caller` may see ([`visible_job`]), once its state is no longer `state` (as its
+/// view names it) or after `wait_secs`: what the console's live status line waits on.
+/// Without `state`, at once.
+pub async fn job_change(
+    app: &App,
+    caller: &Caller,
+    id: &str,
+    wait_secs: u64,
+    state: Option<&str>,
+) -> Result<JobRecord, ApiError> {
     let Some(state) = state.filter(|_| wait_secs > 0) else {
-        return find_job(app, id, false).await;
+        return visible_job(app, caller, id, false).await;
     };
-    wait_for_job(app, id, false, wait_secs, false, |rec| JobView::from(rec).state != state).await
+    wait_for_job(app, id, false, wait_secs, false, Some(caller), |rec| JobView::from(rec).state != state).await
 }
 
 /// Reads a job until `done` holds for it or `wait_secs` have passed (or shutdown). Wakes
-/// on the job's notifications, never on an interval.
+/// on the job's notifications, never on an interval. With `viewer`, the first read is
+/// also the visibility check ([`visible_job`]): one read of the job instead of two
+/// before waiting (issue 24).
 async fn wait_for_job(
     app: &App,
     id: &str,
     with_body: bool,
     wait_secs: u64,
     end_only: bool,
+    mut viewer: Option<&Caller>,
     done: impl Fn(&JobRecord) -> bool,
 ) -> Result<JobRecord, ApiError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait_secs);
@@ -128,6 +144,9 @@ async fn wait_for_job(
             tokio::pin!(notified);
             notified.as_mut().enable();
             let rec = find_job(app, id, with_body).await?;
+            if let Some(caller) = viewer.take() {
+                check_visible(app, caller, &rec).await?;
+            }
             if done(&rec) || tokio::time::Instant::now() >= deadline || app.shutdown.is_cancelled() {
                 return Ok::<_, ApiError>(rec);
             }
@@ -144,10 +163,24 @@ async fn wait_for_job(
     found
 }
 
+/// [`result`] of a job `caller` may see ([`visible_job`]); its failure's text only when
+/// they may read its SQL.
+pub async fn result_for(app: &App, caller: &Caller, id: &str, wait_secs: u64) -> Result<Response<Body>, ApiError> {
+    let rec = wait_for_job(app, id, true, wait_secs, true, Some(caller), |r| r.state.is_final()).await?;
+    // Who may read the SQL depends on the job's origin, which never changes.
+    let may_read_sql = crate::redact::may_read_sql(app, caller, &rec).await?;
+    respond(app, id, rec, may_read_sql).await
+}
+
 /// Answers with a job's rendered result, waiting for it up to `wait_secs`. A failure's
 /// text is given only when `may_read_sql` (see [`crate::redact`]).
 pub async fn result(app: &App, id: &str, wait_secs: u64, may_read_sql: bool) -> Result<Response<Body>, ApiError> {
-    let mut rec = wait_for_job(app, id, true, wait_secs, true, |r| r.state.is_final()).await?;
+    let rec = wait_for_job(app, id, true, wait_secs, true, None, |r| r.state.is_final()).await?;
+    respond(app, id, rec, may_read_sql).await
+}
+
+/// The answer for a job as read by [`result`].
+async fn respond(app: &App, id: &str, mut rec: JobRecord, may_read_sql: bool) -> Result<Response<Body>, ApiError> {
     match rec.state {
         JobState::Succeeded => {
             let ct = rec.content_type.clone().unwrap_or_else(|| "application/octet-stream".into());

@@ -66,8 +66,7 @@ pub async fn dispatch(
         JobsRead => {
             ctx.target = Some(arg(0));
             let caller = ctx.caller()?;
-            visible_job(app, caller, &arg(0), false).await?;
-            let rec = api::job_change(app, &arg(0), wait_param(q)?, query_param(q, "state")).await?;
+            let rec = api::job_change(app, caller, &arg(0), wait_param(q)?, query_param(q, "state")).await?;
             let mut view = JobView::for_caller(app, caller, &rec).await?;
             view.add_filters(app, &rec).await?;
             Ok(json(StatusCode::OK, &view))
@@ -76,9 +75,7 @@ pub async fn dispatch(
             ctx.target = Some(arg(0));
             let wait = wait_param(q)?;
             let caller = ctx.caller()?;
-            let rec = visible_job(app, caller, &arg(0), false).await?;
-            let may_read_sql = crate::redact::may_read_sql(app, caller, &rec).await?;
-            api::result(app, &arg(0), wait, may_read_sql).await
+            api::result_for(app, caller, &arg(0), wait).await
         }
         JobsSpec => jobs_spec(app, ctx, &arg(0)).await,
         JobsCancel => jobs_cancel(app, ctx, &arg(0)).await,

@@ -42,7 +42,7 @@ use crate::http::{read_body, ApiError, Body};
 use crate::store::access::{AccessStore, AuditEvent};
 
 pub use authn::{bearer, cookie, same_origin, session_caller, session_cookie};
-pub use job_results::{dispatch_job, find_job, job_change, result, visible_job, wait_param, JobView};
+pub use job_results::{dispatch_job, find_job, job_change, result, result_for, visible_job, wait_param, JobView};
 pub use routes::{match_route, Auth, Route, RouteId, ROUTES};
 
 /// Largest API request body.
