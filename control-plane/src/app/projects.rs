@@ -200,11 +200,13 @@ impl App {
         logic: bool,
     ) -> Result<Vec<(usize, String)>, ApiError> {
         self.project_runner(p, queries, logic).await?;
-        let mut jobs = Vec::with_capacity(queries.len());
-        for (i, q) in queries.iter().enumerate() {
-            jobs.push((i, self.dispatch_project_query(p, i, q, customer, filters, by, logic).await?));
-        }
-        Ok(jobs)
+        // All at once: the store commits their inserts together (one group commit on
+        // SQLite rather than one per tile), and the agent starts on the first while the
+        // others are queued. On an error the jobs not yet queued are not.
+        let jobs = queries.iter().enumerate().map(|(i, q)| async move {
+            Ok::<_, ApiError>((i, self.dispatch_project_query(p, i, q, customer, filters, by, logic).await?))
+        });
+        futures_util::future::try_join_all(jobs).await
     }
 
     /// Today's date (UTC) on the control plane's clock: what relative date defaults read.
