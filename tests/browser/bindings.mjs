@@ -4,36 +4,19 @@
 // and nothing is saved; a changed binding is saved by "Save to project" (one PUT).
 // Started by tests/tests/e2e/dashboard_filters.rs with a JSON config; writes what it saw
 // to `out`. Screenshots under cfg.screenshots.
-import { chromium } from 'playwright-core';
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { expect, signIn, start } from './harness.mjs';
 
-const cfg = JSON.parse(readFileSync(process.argv[2], 'utf8'));
-const base = cfg.base_url;
-mkdirSync(cfg.screenshots, { recursive: true });
+const refused = [];
+// The one refusal this test asks for: the PUT with a binding that leaves a gap.
+function expected(r) {
+  if (r.status() !== 400 || r.request().method() !== 'PUT') return false;
+  refused.push(r.url());
+  return true;
+}
+const { cfg, base, page, errors, finish } = await start({ expected });
 const out = {};
 
-function expect(cond, what) {
-  if (!cond) throw new Error('expected: ' + what);
-  console.log('ok - ' + what);
-}
-
-const browser = await chromium.launch({ executablePath: cfg.chromium, args: ['--no-sandbox'] });
-const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
-const page = await ctx.newPage();
-const errors = [];
-const refused = [];
-page.on('pageerror', (e) => errors.push(String(e)));
-page.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) errors.push(m.text()); });
-page.on('response', (r) => {
-  // The one refusal this test asks for: the PUT with a binding that leaves a gap.
-  if (r.status() === 400 && r.request().method() === 'PUT') refused.push(r.url());
-  else if (r.status() >= 400) errors.push(r.status() + ' ' + r.url());
-});
-
-await page.goto(base + '/console/login');
-await page.fill('input[name=user]', 'ed');
-await page.fill('input[name=password]', cfg.password);
-await Promise.all([page.waitForURL(/\/console\/(agents|projects)$/), page.click('button[type=submit]')]);
+await signIn(page, base, 'ed', cfg.password);
 
 await page.goto(base + '/console/query?project=' + cfg.project + '&index=0');
 const sel = (n) => page.locator(`select[data-bind-position="${n}"]`);
@@ -64,5 +47,4 @@ expect(await page.locator('[data-bind-error="3"]').count() === 0, 'back on the d
 
 out.refused = refused;
 out.errors = errors;
-writeFileSync(cfg.out, JSON.stringify(out, null, 2));
-await browser.close();
+await finish(out);

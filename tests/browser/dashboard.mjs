@@ -4,29 +4,11 @@
 // edited on the Query page ("Save to project"), a query added from the Query page ("Add to
 // project") and one column on a narrow screen. Started by tests/tests/e2e/dashboard.rs
 // with a JSON config; writes what it saw to `out`. Screenshots under cfg.screenshots.
-import { chromium } from 'playwright-core';
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { expect, signIn, start } from './harness.mjs';
 
-const cfg = JSON.parse(readFileSync(process.argv[2], 'utf8'));
-const base = cfg.base_url;
+const { cfg, base, page, errors, finish } = await start();
 const project = base + '/console/projects/' + cfg.project;
-mkdirSync(cfg.screenshots, { recursive: true });
 const out = {};
-
-function expect(cond, what) {
-  if (!cond) throw new Error('expected: ' + what);
-  console.log('ok - ' + what);
-}
-
-const browser = await chromium.launch({ executablePath: cfg.chromium, args: ['--no-sandbox'] });
-const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
-const page = await ctx.newPage();
-const errors = [];
-page.on('pageerror', (e) => errors.push(String(e)));
-page.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) errors.push(m.text()); });
-// Every request of the pages answers (the browser's own favicon request is not one of
-// them and shows in the console only).
-page.on('response', (r) => { if (r.status() >= 400) errors.push(r.status() + ' ' + r.url()); });
 
 async function shot(name) {
   await page.screenshot({ path: `${cfg.screenshots}/${name}.png`, fullPage: true });
@@ -51,10 +33,7 @@ async function reloadBy(action) {
 }
 
 // Signs in (the session cookie is SameSite=Strict: we stay on our own pages).
-await page.goto(base + '/console/login');
-await page.fill('input[name=user]', 'ed');
-await page.fill('input[name=password]', cfg.password);
-await Promise.all([page.waitForURL(/\/console\/(agents|projects)$/), page.click('button[type=submit]')]);
+await signIn(page, base, 'ed', cfg.password);
 
 // --- The dashboard as it is: one tile per query, half width each ----------------------
 await page.goto(project);
@@ -163,5 +142,4 @@ await shot('06-narrow');
 
 expect(errors.length === 0, 'no script error or CSP violation: ' + errors.join(' | '));
 out.final = tiles.map(({ kind, query, w, h, name }) => ({ kind, query, w, h, name }));
-writeFileSync(cfg.out, JSON.stringify(out, null, 2));
-await browser.close();
+await finish(out);

@@ -4,32 +4,13 @@
 // the result shown is theirs; a date range's two inputs come back as they were sent.
 // Started by tests/tests/e2e/dashboard_filters.rs with a JSON config; writes what it saw
 // to `out`. Screenshots under cfg.screenshots.
-import { chromium } from 'playwright-core';
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { expect, signIn, start } from './harness.mjs';
 
-const cfg = JSON.parse(readFileSync(process.argv[2], 'utf8'));
-const base = cfg.base_url;
+const { cfg, base, page, errors, finish } = await start();
 const project = base + '/console/projects/' + cfg.project;
-mkdirSync(cfg.screenshots, { recursive: true });
 const out = {};
 
-function expect(cond, what) {
-  if (!cond) throw new Error('expected: ' + what);
-  console.log('ok - ' + what);
-}
-
-const browser = await chromium.launch({ executablePath: cfg.chromium, args: ['--no-sandbox'] });
-const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
-const page = await ctx.newPage();
-const errors = [];
-page.on('pageerror', (e) => errors.push(String(e)));
-page.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) errors.push(m.text()); });
-page.on('response', (r) => { if (r.status() >= 400) errors.push(r.status() + ' ' + r.url()); });
-
-await page.goto(base + '/console/login');
-await page.fill('input[name=user]', 'ed');
-await page.fill('input[name=password]', cfg.password);
-await Promise.all([page.waitForURL(/\/console\/(agents|projects)$/), page.click('button[type=submit]')]);
+await signIn(page, base, 'ed', cfg.password);
 
 await page.goto(project);
 expect(await page.locator('form[data-filters]').count() === 1, 'a filter bar');
@@ -64,5 +45,4 @@ expect(/f\.region=South/.test(page.url()), 'the address still carries the values
 await page.screenshot({ path: `${cfg.screenshots}/filters-south.png`, fullPage: true });
 
 out.errors = errors;
-writeFileSync(cfg.out, JSON.stringify(out, null, 2));
-await browser.close();
+await finish(out);
