@@ -180,6 +180,8 @@ pub const MAX_KEEP_VARIANTS_PER_TILE: u32 = 10_000;
 pub const DEFAULT_EMBED_TTL_SECS: u64 = 900;
 /// Default cap on an embed token's lifetime (seconds): 1 hour.
 pub const DEFAULT_EMBED_MAX_TTL_SECS: u64 = 3600;
+/// Default age under which an embed viewer's filter change reuses a result (seconds).
+pub const DEFAULT_EMBED_VIEWER_REFRESH_SECS: u64 = 300;
 /// Default lifetime of an API token (days).
 pub const DEFAULT_API_TOKEN_TTL_DAYS: u64 = 90;
 /// Default cap on an API token's lifetime (days).
@@ -289,6 +291,11 @@ pub struct EmbedConfig {
     /// default): no page may frame it.
     #[serde(default)]
     pub frame_ancestors: Vec<String>,
+    /// When an embed's viewer changes a filter the token lets them change, each tile runs
+    /// for the new values unless a result for them is this recent (seconds, 0..86400) or
+    /// a run is already going.
+    #[serde(default = "default_embed_viewer_refresh")]
+    pub viewer_refresh_secs: u64,
 }
 
 impl Default for EmbedConfig {
@@ -297,6 +304,7 @@ impl Default for EmbedConfig {
             default_ttl_secs: DEFAULT_EMBED_TTL_SECS,
             max_ttl_secs: DEFAULT_EMBED_MAX_TTL_SECS,
             frame_ancestors: Vec::new(),
+            viewer_refresh_secs: DEFAULT_EMBED_VIEWER_REFRESH_SECS,
         }
     }
 }
@@ -355,6 +363,9 @@ fn default_embed_ttl() -> u64 {
 }
 fn default_embed_max_ttl() -> u64 {
     DEFAULT_EMBED_MAX_TTL_SECS
+}
+fn default_embed_viewer_refresh() -> u64 {
+    DEFAULT_EMBED_VIEWER_REFRESH_SECS
 }
 fn default_token_ttl() -> u64 {
     DEFAULT_API_TOKEN_TTL_DAYS
@@ -521,6 +532,9 @@ impl ControlPlaneConfig {
         }
         if !(10..=self.embed.max_ttl_secs).contains(&self.embed.default_ttl_secs) {
             return Err(invalid("embed.default_ttl_secs", "must be between 10 and embed.max_ttl_secs"));
+        }
+        if self.embed.viewer_refresh_secs > 86_400 {
+            return Err(invalid("embed.viewer_refresh_secs", "must be between 0 and 86400"));
         }
         for (i, origin) in self.embed.frame_ancestors.iter().enumerate() {
             if !is_frame_ancestor(origin) {

@@ -93,7 +93,11 @@ pub async fn dispatch(
         EmbedProject => prj::embed_project(app, ctx, &req).await,
         EmbedResult => {
             let claims = prj::embed_claims(app, ctx, &req).await?;
-            prj::embed_result(app, ctx, &claims, &arg(0), wait_param(q)?).await
+            prj::embed_result(app, ctx, &claims, &arg(0), q).await
+        }
+        EmbedRun => {
+            let claims = prj::embed_claims(app, ctx, &req).await?;
+            prj::embed_run(app, ctx, &claims, req.body()).await
         }
         TokensList => acc::tokens_list(app, ctx, q).await,
         TokensCreate => acc::tokens_create(app, ctx, req.body()).await,

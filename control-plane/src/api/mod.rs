@@ -20,10 +20,7 @@ pub mod job_name;
 pub mod job_results;
 pub mod jobs;
 pub mod openapi;
-pub mod project_choices;
 pub mod project_embed;
-pub mod project_jobs;
-pub mod project_tiles;
 pub mod projects;
 #[cfg(test)]
 mod request_errors_tests;
@@ -170,18 +167,43 @@ pub async fn call(
     finish(app, route, ctx, result).await
 }
 
+/// One call of an embed route from the embed page ([`call_embed`]).
+#[derive(Debug)]
+pub struct EmbedCall {
+    /// The route.
+    pub route: RouteId,
+    /// Its path parameters, in order.
+    pub params: Vec<String>,
+    /// Its query string, without the `?`.
+    pub query: Option<String>,
+    /// Its body.
+    pub body: bytes::Bytes,
+}
+
+impl EmbedCall {
+    /// A call of `route` with `params`, no query and no body.
+    pub fn new(route: RouteId, params: Vec<String>) -> Self {
+        Self { route, params, query: None, body: bytes::Bytes::new() }
+    }
+}
+
 /// Calls an embed route in-process with `token` as its bearer, through the same checks
 /// and audit record as a request from outside: the embed page's way to its results.
-pub async fn call_embed(app: &App, remote: &str, token: &str, route: RouteId, params: Vec<String>) -> Response<Body> {
+pub async fn call_embed(app: &App, remote: &str, token: &str, call: EmbedCall) -> Response<Body> {
+    let EmbedCall { route, params, query, body } = call;
     let Some(route) = ROUTES.iter().find(|r| r.id == route && r.auth == Auth::Embed) else {
         return ApiError::internal(format!("no embed route {route:?}")).into_response();
     };
     let mut ctx = Ctx { remote: remote.to_owned(), ..Ctx::default() };
+    let uri = match query {
+        Some(q) => format!("{}?{q}", route.path),
+        None => route.path.to_owned(),
+    };
     let req = Request::builder()
         .method(route.method)
-        .uri(route.path)
+        .uri(uri)
         .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(bytes::Bytes::new());
+        .body(body);
     let result = match req {
         Ok(req) => crate::api::jobs::dispatch(app, route.id, params, req, &mut ctx).await,
         Err(_) => Err(unauthorized("the embed token is not well formed")),

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use crate::api::{Auth, RouteId, ROUTES};
 
+mod embed;
 mod error;
 mod parameters;
 mod tiles;
@@ -375,34 +376,12 @@ fn shapes(id: RouteId) -> (Option<Value>, &'static str, Value) {
                     "description": "a newer run than `job` that is still going or did not succeed" } })) } }),
             ),
         ),
-        EmbedTokensCreate => (
-            Some(strict(
-                &["customer"],
-                json!({ "customer": string(), "ttl_secs": { "type": "integer", "minimum": 0 },
-                        "filters": parameters::fixed_filters() }),
-            )),
-            "201",
-            obj(
-                &["token", "project", "customer", "expires_at", "jti"],
-                json!({
-                "token": string(), "project": string(), "customer": string(), "expires_at": int(), "jti": string(),
-                "filters": nullable(parameters::fixed_filters()) }),
-            ),
-        ),
+        EmbedTokensCreate => embed::token_create(),
         EmbedTokensRevoke => {
             (None, "200", obj(&["project", "embed_epoch"], json!({ "project": string(), "embed_epoch": int() })))
         }
-        EmbedProject => (
-            None,
-            "200",
-            obj(
-                &["project", "customer", "expires_at", "queries"],
-                json!({
-            "project": obj(&["id", "name"], json!({ "id": string(), "name": string() })), "customer": string(), "expires_at": int(),
-            "queries": { "type": "array", "items": obj(&["index", "name", "render_kind"], json!({ "index": int(), "name": string(), "render_kind": string() })) },
-            "tiles": tiles::tiles(), "parameters": parameters::parameters(), "filters": parameters::filters() }),
-            ),
-        ),
+        EmbedProject => embed::project(),
+        EmbedRun => embed::run(),
         TokensList => (None, "200", list_of("tokens", r("Token"))),
         TokensCreate => (
             Some(strict(
@@ -441,7 +420,9 @@ fn query_params(id: RouteId) -> Vec<Value> {
     let q = |name: &str, schema: Value, d: &str| json!({ "name": name, "in": "query", "required": false, "schema": schema, "description": d });
     let wait = || q("wait", json!({ "type": "integer", "minimum": 0 }), "seconds to wait for the result (at most 60)");
     match id {
-        RouteId::JobsResult | RouteId::EmbedResult => vec![wait()],
+        RouteId::JobsResult => vec![wait()],
+        RouteId::EmbedResult => vec![wait(), embed::viewer_filters_query()],
+        RouteId::EmbedProject => vec![embed::viewer_filters_query()],
         RouteId::JobsRead => vec![
             q(
                 "wait",

@@ -9,11 +9,11 @@
 use http::{Response, StatusCode};
 use serde::Deserialize;
 
-use crate::api::project_choices;
-use crate::api::project_jobs;
-use crate::api::project_tiles::{self, Tile};
 use crate::api::{check_connection, forbidden, Ctx, JobView};
+use crate::app::project_choices::{run_filters, stored_parameters};
+use crate::app::project_jobs;
 use crate::app::project_params::{self, Parameter};
+use crate::app::project_tiles::{self, Tile};
 use crate::app::projects::{parse_queries, RunBy};
 use crate::app::schedules::Schedule;
 use crate::app::App;
@@ -22,10 +22,9 @@ use crate::http::{json, parse_json, parse_render, query_param, ApiError, Body};
 use crate::store::access::{AccessStore, ProjectRecord, ScheduleState};
 use crate::store::Store;
 
-/// Most queries in one project.
-pub const MAX_QUERIES: usize = 50;
-pub use crate::api::project_embed::{embed_claims, embed_project, embed_result, embed_revoke, embed_token};
+pub use crate::api::project_embed::{embed_claims, embed_project, embed_result, embed_revoke, embed_run, embed_token};
 pub use crate::app::projects::ProjectQuery;
+pub use crate::app::projects::MAX_QUERIES;
 pub use crate::app::schedules::MAX_CUSTOMER_LEN;
 
 #[derive(Debug, Deserialize)]
@@ -490,7 +489,12 @@ pub async fn results(app: &App, ctx: &mut Ctx, id: &str, q: Option<&str>) -> Res
 /// The filters of `GET /v1/projects/{id}/results?filters=<url-encoded JSON object>`:
 /// absent ones (or all, without the parameter) their default.
 async fn results_filters(app: &App, p: &ProjectRecord, q: Option<&str>) -> Result<project_params::Filters, ApiError> {
-    let given = query_param(q, "filters")
+    run_filters(app, p, filters_query(q)?.as_ref()).await
+}
+
+/// The `filters=<url-encoded JSON object>` of a request's query, unchecked; `None` without it.
+pub(super) fn filters_query(q: Option<&str>) -> Result<Option<serde_json::Value>, ApiError> {
+    query_param(q, "filters")
         .map(|f| {
             let text = crate::http::percent_decode(&f.replace('+', " "))
                 .ok_or_else(|| ApiError::bad_field("filters", "bad percent-encoding"))?;
@@ -498,32 +502,5 @@ async fn results_filters(app: &App, p: &ProjectRecord, q: Option<&str>) -> Resul
                 ApiError::bad_field("filters", format!("must be a JSON object of values by parameter name: {e}"))
             })
         })
-        .transpose()?;
-    run_filters(app, p, given.as_ref()).await
-}
-
-/// The project's parameters, and as shown: those filled by a query with their current
-/// choices ([`project_choices`]).
-pub(super) async fn stored_parameters(
-    app: &App,
-    p: &ProjectRecord,
-) -> Result<(Vec<Parameter>, serde_json::Value), ApiError> {
-    let params = project_params::parse_stored(&p.parameters_json);
-    let current = project_choices::current(app, p, &params).await?;
-    let shown = project_params::shown(&params, &current);
-    Ok((params, shown))
-}
-
-/// The values of a run of `p` with `given` (the `filters` object): checked, absent ones
-/// their default; a choice filled by a query checked against its current choices.
-pub(super) async fn run_filters(
-    app: &App,
-    p: &ProjectRecord,
-    given: Option<&serde_json::Value>,
-) -> Result<project_params::Filters, ApiError> {
-    let params = project_params::parse_stored(&p.parameters_json);
-    let mut filters = project_params::resolve(&params, given, app.today())?;
-    let current = project_choices::current(app, p, &params).await?;
-    project_params::apply_current_choices(&params, &mut filters, given, &current)?;
-    Ok(filters)
+        .transpose()
 }

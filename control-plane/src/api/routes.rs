@@ -60,6 +60,7 @@ pub enum RouteId {
     EmbedTokensRevoke,
     EmbedProject,
     EmbedResult,
+    EmbedRun,
     TokensList,
     TokensCreate,
     TokensRevoke,
@@ -374,6 +375,14 @@ pub const ROUTES: &[Route] = &[
         "embed.result",
         Auth::Embed,
         "The latest rendered result of one query for the token's customer"
+    ),
+    route!(
+        "POST",
+        "/v1/embed/run",
+        EmbedRun,
+        "embed.run",
+        Auth::Embed,
+        "Run the dashboard for the token's customer with the filters its viewer set"
     ),
     route!(
         "GET",

@@ -10,12 +10,16 @@
 mod dispatch;
 pub mod key_ring;
 mod operations;
+pub mod project_choices;
+pub mod project_jobs;
 pub mod project_params;
+pub mod project_tiles;
 pub mod projects;
 mod replicas;
 pub mod schedules;
 pub mod schema_cache;
 mod setup;
+pub mod viewer_runs;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

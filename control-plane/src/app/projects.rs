@@ -53,6 +53,9 @@ pub fn parse_queries(json_text: &str) -> Result<Vec<ProjectQuery>, ApiError> {
     serde_json::from_str(json_text).map_err(|e| ApiError::internal(format!("stored project queries: {e}")))
 }
 
+/// Most queries in one project.
+pub const MAX_QUERIES: usize = 50;
+
 /// Who runs a project: recorded as the jobs' owner and signed into them as requester.
 #[derive(Debug, Clone)]
 pub struct RunBy {

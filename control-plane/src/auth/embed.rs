@@ -73,6 +73,10 @@ pub struct Claims {
     /// when the token was made); the others take their default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flt: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Dashboard filters the embed's viewer may change (parameter names, none of them
+    /// fixed in `flt`); the others are fixed or take their default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vfl: Option<Vec<String>>,
 }
 
 /// Why an embed token was refused (said to the client in one line; details in the log).
@@ -189,6 +193,7 @@ mod tests {
     fn claims(now: i64) -> Claims {
         Claims {
             flt: None,
+            vfl: None,
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
             sub: "acme".into(),

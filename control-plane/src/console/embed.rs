@@ -8,6 +8,13 @@
 //! connection names, no statistics. Its `Content-Security-Policy` lets no script run and
 //! names the origins that may frame it: the project's own `embed_origins`, or the control
 //! plane's `embed.frame_ancestors` (none by default), of which a project's are a subset.
+//!
+//! When the token lets the viewer change some filters (`viewer_filters`), the page shows a
+//! filter bar for those: a plain `GET` form back to the page (`f.NAME=…` as the console's
+//! dashboards carry them). The page then asks the embed API to run the dashboard for the
+//! viewer's values where it must (`POST /v1/embed/run`, bounded there), waits a few seconds
+//! for those tiles, and reloads itself (`<meta http-equiv="refresh">`, no script) while any
+//! is still running.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -16,7 +23,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
 
-use crate::api::RouteId;
+use crate::api::{EmbedCall, RouteId};
 use crate::app::App;
 use crate::console::pages::dashboard::{size_attrs, text_tile, tiles_of};
 use crate::console::pages::jobs::json_result_html;
@@ -33,13 +40,21 @@ pub fn is_embed_path(path: &str) -> bool {
 /// and framing by `ancestors` only (none when empty).
 fn csp(ancestors: &[String]) -> String {
     // Each entry was checked to be an origin when the configuration was read, and a
-    // project's own are a subset of those.
+    // project's own are a subset of those. Forms (the viewer's filter bar) go to the page
+    // itself only.
     let ancestors = if ancestors.is_empty() { "'none'".to_owned() } else { ancestors.join(" ") };
     format!(
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'none'; base-uri 'none'; \
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; \
          frame-ancestors {ancestors}"
     )
 }
+
+/// Seconds the page waits for a tile its viewer's change just ran before it shows
+/// "Running…" and reloads itself.
+const TILE_WAIT_SECS: u64 = 5;
+/// Seconds between the page's reloads while a tile runs, and while the agent is busy.
+const RELOAD_SECS: u64 = 3;
+const BUSY_RELOAD_SECS: u64 = 15;
 
 /// Serves `/embed/dashboards/{id}?token=…`.
 pub async fn handle(app: &App, remote: SocketAddr, path: &str, query: Option<&str>) -> Response<Body> {
@@ -59,8 +74,8 @@ pub async fn handle(app: &App, remote: SocketAddr, path: &str, query: Option<&st
         );
     }
     let remote = remote.to_string();
-    let (status, _, bytes) = call(app, &remote, token, RouteId::EmbedProject, Vec::new()).await;
-    let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let (status, _, bytes) = call(app, &remote, token, EmbedCall::new(RouteId::EmbedProject, Vec::new())).await;
+    let mut v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     // The token's project is the one in the path, or the page says nothing of either.
     if !status.is_success() || v["project"]["id"].as_str() != Some(id) {
         return page(
@@ -70,50 +85,154 @@ pub async fn handle(app: &App, remote: SocketAddr, path: &str, query: Option<&st
             "<p>This embed token has expired, was revoked, or is not for this dashboard.</p>",
         );
     }
+    // The viewer's values of the filters the token lets them change; the address cannot
+    // change the others (the API would refuse them, the page does not send them).
+    let editable: Vec<String> =
+        v["viewer_filters"].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned).collect();
+    let mut values = crate::console::pages::filters::from_url(query);
+    values.retain(|k, _| editable.contains(k));
+    let filters_query = crate::console::pages::filters::api_query(&values);
+    // A value refused: the page says why beside the bar, with the token's own values.
+    let mut refused = None;
+    if filters_query.is_some() {
+        let mut with = EmbedCall::new(RouteId::EmbedProject, Vec::new());
+        with.query.clone_from(&filters_query);
+        let (status, _, bytes) = call(app, &remote, token, with).await;
+        let got: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if status.is_success() {
+            v = got;
+        } else {
+            refused = Some(got["message"].as_str().unwrap_or("These values cannot be shown.").to_owned());
+        }
+    }
     // Framed by the project's own origins (or the control plane's when it has none).
     let ancestors = match app.store.project(id.to_owned()).await {
         Ok(Some(p)) => crate::api::projects::frame_ancestors(app, &p),
         _ => Vec::new(),
     };
-    // The dashboard's tiles in its order and sizes, texts included, as in the console.
-    let queries = v["queries"].as_array().cloned().unwrap_or_default();
-    // The filters the token fixed (the others' defaults), said above the tiles.
     let params = v["parameters"].as_array().cloned().unwrap_or_default();
-    let mut b = crate::console::pages::filters::summary(&params, &v["filters"]);
+    let (mine, others): (Vec<Value>, Vec<Value>) =
+        params.into_iter().partition(|p| p["name"].as_str().is_some_and(|n| editable.iter().any(|e| e == n)));
+    // The bar for the viewer's filters (showing what they asked for when it was refused);
+    // the other values said in words.
+    let hidden = format!("<input type=\"hidden\" name=\"token\" value=\"{}\">", e(token));
+    let shown = match &refused {
+        Some(_) => Value::Object(values.iter().map(|(k, x)| (k.clone(), Value::from(x.as_str()))).collect()),
+        None => v["filters"].clone(),
+    };
+    let action = format!("/embed/dashboards/{id}");
+    let mut b = crate::console::pages::filters::form(&action, &hidden, &mine, &shown, refused.as_deref());
+    b.push_str(&crate::console::pages::filters::summary(&others, &v["filters"]));
+    if refused.is_some() {
+        return page(&ancestors, StatusCode::BAD_REQUEST, v["project"]["name"].as_str().unwrap_or("Dashboard"), &b);
+    }
+    // The viewer changed a filter: run what must run for their values, then read the tiles.
+    let mut runs: Vec<Value> = Vec::new();
+    if !values.is_empty() {
+        let f: serde_json::Map<String, Value> =
+            values.iter().map(|(k, x)| (k.clone(), Value::from(x.as_str()))).collect();
+        let mut run = EmbedCall::new(RouteId::EmbedRun, Vec::new());
+        run.body = serde_json::to_vec(&serde_json::json!({ "filters": f })).unwrap_or_default().into();
+        let (_, _, out) = call(app, &remote, token, run).await;
+        let out: Value = serde_json::from_slice(&out).unwrap_or(Value::Null);
+        runs = out["runs"].as_array().cloned().unwrap_or_default();
+    }
+    let outcome = |index: u64| {
+        runs.iter().find(|r| r["index"].as_u64() == Some(index)).and_then(|r| r["outcome"].as_str()).unwrap_or("")
+    };
+    // The dashboard's tiles in its order and sizes, texts included, as in the console; the
+    // query tiles read at once.
+    let queries = v["queries"].as_array().cloned().unwrap_or_default();
+    let tiles = tiles_of(&v);
+    let reads = tiles.iter().map(|t| {
+        let index = t["query"].as_u64().filter(|i| queries.iter().any(|q| q["index"].as_u64() == Some(*i)));
+        let wait = index.filter(|i| matches!(outcome(*i), "queued" | "running")).map_or(0, |_| TILE_WAIT_SECS);
+        let remote = &remote;
+        let fq = filters_query.clone();
+        let busy = index.is_some_and(|i| outcome(i) == "busy");
+        async move {
+            match index {
+                Some(i) => Some(tile(app, remote, token, i, fq, wait, busy).await),
+                None => None,
+            }
+        }
+    });
+    let read = futures_util::future::join_all(reads).await;
+    let mut reload = None;
     b.push_str("<div class=\"tiles\">");
-    for t in tiles_of(&v) {
+    for (t, got) in tiles.iter().zip(read) {
         if t["text"].is_string() {
-            b.push_str(&text_tile(&t));
+            b.push_str(&text_tile(t));
             continue;
         }
+        let Some((html, again)) = got else { continue };
         let Some(q) = t["query"].as_u64().and_then(|i| queries.iter().find(|q| q["index"].as_u64() == Some(i))) else {
             continue;
+        };
+        reload = match (reload, again) {
+            (Some(a), Some(b)) => Some(std::cmp::min(a, b)),
+            (a, b) => a.or(b),
         };
         let index = q["index"].as_u64().unwrap_or_default();
         let _ = write!(
             b,
             "<section {} data-query=\"{index}\"><h2>{}</h2>",
-            size_attrs(&t).replace("{kind}", "query"),
+            size_attrs(t).replace("{kind}", "query"),
             e(q["name"].as_str().unwrap_or_default())
         );
-        b.push_str(&tile(app, &remote, token, index).await);
+        b.push_str(&html);
         b.push_str("</section>");
     }
     b.push_str("</div>");
-    page(&ancestors, StatusCode::OK, v["project"]["name"].as_str().unwrap_or("Dashboard"), &b)
+    let mut res = page(&ancestors, StatusCode::OK, v["project"]["name"].as_str().unwrap_or("Dashboard"), &b);
+    if let Some(secs) = reload {
+        // Still running: the page reloads itself (no script), and runs nothing twice.
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            res.headers_mut().insert(header::REFRESH, v);
+        }
+    }
+    res
 }
 
-/// One query's latest result for the token's customer.
-async fn tile(app: &App, remote: &str, token: &str, index: u64) -> String {
-    let (status, headers, bytes) = call(app, remote, token, RouteId::EmbedResult, vec![index.to_string()]).await;
+/// One query's latest result for the token's customer (with the viewer's `filters`
+/// query, waiting up to `wait` seconds), and when the page should reload to show it.
+async fn tile(
+    app: &App,
+    remote: &str,
+    token: &str,
+    index: u64,
+    filters: Option<String>,
+    wait: u64,
+    busy: bool,
+) -> (String, Option<u64>) {
+    let mut read = EmbedCall::new(RouteId::EmbedResult, vec![index.to_string()]);
+    read.query = match (filters, wait) {
+        (Some(f), 0) => Some(f),
+        (Some(f), w) => Some(format!("{f}&wait={w}")),
+        (None, 0) => None,
+        (None, w) => Some(format!("wait={w}")),
+    };
+    let (status, headers, bytes) = call(app, remote, token, read).await;
+    if status == StatusCode::NOT_FOUND && busy {
+        return (
+            "<p class=\"muted\" data-busy>The data source is busy; this page tries again shortly.</p>".into(),
+            Some(BUSY_RELOAD_SECS),
+        );
+    }
     if status == StatusCode::NOT_FOUND {
-        return "<p class=\"muted\">No result yet.</p>".into();
+        return ("<p class=\"muted\">No result yet.</p>".into(), None);
+    }
+    if status == StatusCode::ACCEPTED {
+        return (
+            "<p class=\"muted\" data-running>Running… this page shows the result when it is ready.</p>".into(),
+            Some(RELOAD_SECS),
+        );
     }
     if !status.is_success() {
-        return "<p class=\"muted\">This result cannot be shown.</p>".into();
+        return ("<p class=\"muted\">This result cannot be shown.</p>".into(), None);
     }
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    if ct.starts_with("image/svg+xml") {
+    let html = if ct.starts_with("image/svg+xml") {
         match sanitise(&bytes) {
             Ok(clean) => format!("<figure class=\"chart\">{}</figure>", clean.svg),
             Err(_) => "<p class=\"muted\">This chart cannot be shown.</p>".into(),
@@ -122,19 +241,14 @@ async fn tile(app: &App, remote: &str, token: &str, index: u64) -> String {
         json_result_html(&serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     } else {
         "<p class=\"muted\">This result cannot be shown here.</p>".into()
-    }
+    };
+    (html, None)
 }
 
 /// Calls an embed route; `collect` of our own in-memory `Full` body, as the console's pages do.
 #[allow(clippy::disallowed_methods)]
-async fn call(
-    app: &App,
-    remote: &str,
-    token: &str,
-    route: RouteId,
-    params: Vec<String>,
-) -> (StatusCode, http::HeaderMap, bytes::Bytes) {
-    let (parts, body) = crate::api::call_embed(app, remote, token, route, params).await.into_parts();
+async fn call(app: &App, remote: &str, token: &str, c: EmbedCall) -> (StatusCode, http::HeaderMap, bytes::Bytes) {
+    let (parts, body) = crate::api::call_embed(app, remote, token, c).await.into_parts();
     let bytes = body.collect().await.map(http_body_util::Collected::to_bytes).unwrap_or_default();
     (parts.status, parts.headers, bytes)
 }

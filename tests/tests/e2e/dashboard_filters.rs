@@ -16,10 +16,10 @@ use serde_json::{json, Value};
 
 use crate::console::{browser_dir, chromium, run_node, screenshots};
 
-const SQL: &str = "SELECT region, COUNT(*) AS n FROM orders \
+pub(crate) const SQL: &str = "SELECT region, COUNT(*) AS n FROM orders \
                    WHERE region = $1 AND month || '-01' BETWEEN $2 AND $3 GROUP BY region";
 
-fn project(parameters: Value, bind: Value) -> Value {
+pub(crate) fn project(parameters: Value, bind: Value) -> Value {
     json!({ "name": "Regional", "parameters": parameters, "queries": [
         { "name": "Orders in region", "agent": "edge-1", "connection": "sample", "sql": SQL,
           "render": { "kind": "table" }, "bind": bind },
@@ -28,7 +28,7 @@ fn project(parameters: Value, bind: Value) -> Value {
     ]})
 }
 
-fn parameters(default_region: &str) -> Value {
+pub(crate) fn parameters(default_region: &str) -> Value {
     json!([
         { "name": "region", "label": "Region", "kind": "choice", "choices": ["North", "South", "East"],
           "default": default_region },
@@ -37,7 +37,7 @@ fn parameters(default_region: &str) -> Value {
     ])
 }
 
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     s.bytes().map(|b| if b.is_ascii_alphanumeric() { char::from(b).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
@@ -245,7 +245,7 @@ async fn a_choice_filled_by_a_query_lists_its_values() -> Result<()> {
 
 /// An editor `ed` with the sample connection, and the Regional project (default North) of
 /// theirs: (admin, ed, project id).
-async fn regional(cp: &outpost_e2e::ControlPlane) -> Result<(Api, Api, String)> {
+pub(crate) async fn regional(cp: &outpost_e2e::ControlPlane) -> Result<(Api, Api, String)> {
     let admin = cp.api()?;
     let ed = user_with_token(&admin, "ed", "editor").await?;
     share_connection(&admin, "edge-1", "sample", "ed").await?;

@@ -14,6 +14,7 @@ mod dashboard_filters;
 mod dashboard_job_origin;
 mod egress;
 mod embed_page;
+mod embed_viewer_filters;
 mod enrolment_audit;
 mod error_egress;
 mod foundation;

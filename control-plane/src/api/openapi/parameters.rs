@@ -73,5 +73,6 @@ pub(super) fn filters() -> Value {
 pub(super) fn fixed_filters() -> Value {
     json!({ "type": "object", "additionalProperties": {}, "example": { "region": "US" },
             "description": "values fixed in the embed token (a signed claim), by parameter name: the embed shows \
-                            these, and the other parameters' defaults; nothing in the embed's address changes them" })
+                            these and the viewer cannot change them; the others take their default or, those in \
+                            `viewer_filters`, the viewer's value" })
 }

@@ -4,9 +4,9 @@ use serde_json::{json, Value};
 
 use super::{r, strict};
 
-/// One dashboard tile ([`crate::api::project_tiles`]): a query's result or a text.
+/// One dashboard tile ([`crate::app::project_tiles`]): a query's result or a text.
 pub(super) fn tile() -> Value {
-    use crate::api::project_tiles::{COLUMNS, MAX_H, MAX_TEXT_CHARS, QUERY_W, TEXT_W};
+    use crate::app::project_tiles::{COLUMNS, MAX_H, MAX_TEXT_CHARS, QUERY_W, TEXT_W};
     let w = |default: u8| {
         json!({ "type": "integer", "minimum": 1, "maximum": COLUMNS, "default": default,
                 "description": format!("width in columns of a {COLUMNS}-column grid (one column on a narrow screen)") })
@@ -24,7 +24,7 @@ pub(super) fn tile() -> Value {
 
 /// A project's tiles, in order.
 pub(super) fn tiles() -> Value {
-    json!({ "type": "array", "maxItems": crate::api::project_tiles::MAX_TILES, "items": r("Tile"),
+    json!({ "type": "array", "maxItems": crate::app::project_tiles::MAX_TILES, "items": r("Tile"),
             "description": "the dashboard's tiles in order. Queries no tile names are appended at the default size; \
                             omitted on create: one tile per query; omitted on an update: kept (refused when a tile's \
                             query is gone). Shown to every viewer, texts included." })

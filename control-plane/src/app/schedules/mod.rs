@@ -19,7 +19,7 @@
 
 mod spec;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -163,9 +163,17 @@ impl App {
         }
         tick.deferred |= !finished;
         let by = RunBy { user_id: owner.id.clone(), user: owner.name.clone(), via: ACTOR.into() };
-        // Scheduled runs use every parameter's default.
-        let parameters = super::project_params::parse_stored(&p.parameters_json);
-        let filters = super::project_params::resolve(&parameters, None, self.today()).unwrap_or_default();
+        // Scheduled runs use every parameter's default; a choice filled by a query without
+        // one, its first current choice, as the dashboard shows it.
+        let filters = match super::project_choices::run_filters(self, p, None).await {
+            Ok(f) => f,
+            Err(e) => {
+                tick.refused += 1;
+                let detail = serde_json::json!({ "slot": due, "reason": e.message });
+                self.audit_run(p, "failed", detail).await;
+                return Ok(());
+            }
+        };
         let mut jobs = Vec::new();
         let mut failed = Vec::new();
         for (i, customer) in &work[start..end] {

@@ -138,13 +138,13 @@ fn common_patterns_are_said_in_words() {
 // ---- The scheduler's tick on a manual clock ----
 
 /// Monday 7 December 2026, 05:00 UTC.
-fn t0() -> i64 {
+pub(crate) fn t0() -> i64 {
     utc(2026, 12, 7, 5, 0)
 }
 
 /// A control plane made by `init` (SQLite), on a manual clock at [`t0`], with agent
 /// `edge` (connection `sample`) and an editor `ed` it is shared with.
-async fn setup(cap: u32) -> (tempfile::TempDir, Arc<App>, Clock, UserRecord) {
+pub(crate) async fn setup(cap: u32) -> (tempfile::TempDir, Arc<App>, Clock, UserRecord) {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("cp");
     app::init(&data, "cp.test", &[], None).await.expect("init");
@@ -403,4 +403,81 @@ async fn scheduled_runs_bind_the_parameters_defaults() {
     let defaults = crate::app::project_params::resolve(&params, None, app.today()).expect("defaults");
     assert_eq!(job.origin.filters, crate::app::project_params::filters_key(&q.bind, &defaults));
     assert!(job.origin.filters.is_some());
+}
+
+/// The region each scheduled run of query 0 bound (its `$1`), oldest first.
+async fn bound_regions(app: &App, project: &str) -> Vec<outpost_protocol::Param> {
+    let mut all = app.store.jobs(JobFilter::default(), 100, app.clock.now()).await.expect("jobs");
+    all.retain(|j| j.origin.project_id.as_deref() == Some(project) && j.origin.query_index == Some(0));
+    all.sort_by_key(|j| j.created_at);
+    let mut out = Vec::new();
+    for j in all {
+        let stored = app.store.job_envelope(j.id.clone()).await.expect("db").expect("envelope");
+        let spec = crate::store::queue::open_spec(&app.results, &j.id, &stored).expect("spec");
+        out.extend(spec.params);
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_scheduled_run_binds_a_choice_filled_by_a_query_to_its_first_current_choice() {
+    let (_dir, app, clock, ed) = setup(8).await;
+    let tile: ProjectQuery = serde_json::from_value(serde_json::json!({
+        "name": "sales", "agent": "edge", "connection": "sample", "sql": "SELECT sum(n) FROM s WHERE region = $1",
+        "render": { "kind": "table" }, "bind": { "1": "region" },
+    }))
+    .expect("query");
+    let source: ProjectQuery = serde_json::from_value(serde_json::json!({
+        "name": "regions", "agent": "edge", "connection": "sample", "sql": "SELECT DISTINCT region FROM s",
+        "render": { "kind": "table" },
+    }))
+    .expect("query");
+    let queries = [tile, source];
+    scheduled_project(&app, "p1", &ed, &queries, &schedule("0 6 * * *", "UTC")).await;
+    let params = serde_json::json!([
+        { "name": "region", "kind": "choice", "choices_from": { "query": 1, "column": "region" } },
+    ]);
+    let params = crate::app::project_params::checked(params.as_array().expect("list")).expect("valid");
+    let stored = crate::app::project_params::to_json(&params).expect("json");
+    let queries_json = serde_json::to_string(&queries).expect("json");
+    assert!(app
+        .store
+        .update_project("p1".into(), "p1".into(), queries_json, "[]".into(), stored, clock.now())
+        .await
+        .expect("db"));
+
+    // The first run, before the list has ever been filled: the empty text, and it runs.
+    clock.set(utc(2026, 12, 7, 6, 0));
+    assert_eq!(app.run_due(clock.now()).await.expect("tick").dispatched, 2);
+    use outpost_protocol::Param;
+    assert_eq!(bound_regions(&app, "p1").await, [Param::Text(String::new())]);
+
+    // The agent answers the source query with its regions.
+    let peer =
+        AgentPeer { name: "edge".into(), cert_issued_at: clock.now(), pool: None, public_key: Arc::from(&[][..]) };
+    let lease_secs = i64::try_from(app.cfg.jobs.lease_secs).expect("secs");
+    let got = crate::store::queue::lease_deliverable(&app.store, &app.results, &peer, clock.now(), lease_secs, 10)
+        .await
+        .expect("lease");
+    let mut all = app.store.jobs(JobFilter::default(), 10, clock.now()).await.expect("jobs");
+    all.retain(|j| j.origin.query_index == Some(1));
+    let source_job = all[0].id.clone();
+    assert!(got.jobs.iter().any(|(id, _)| *id == source_job), "the source query was leased");
+    let body = br#"{"columns":["region"],"rows":[["EU"],["US"],["EU"]]}"#;
+    let report = outpost_protocol::ResultReport::succeeded(
+        &source_job,
+        "application/json",
+        body,
+        outpost_protocol::ResultStats::default(),
+    );
+    let sealed = Some(app.results.seal(&source_job, body));
+    let sha = outpost_protocol::encoding::sha256_hex(body);
+    app.store.complete_job(peer, report, sha, sealed, clock.now()).await.expect("result stored");
+
+    // The next run binds the first current choice, as the dashboard shows it.
+    clock.set(utc(2026, 12, 8, 6, 0));
+    assert_eq!(app.run_due(clock.now()).await.expect("tick").dispatched, 2);
+    assert_eq!(bound_regions(&app, "p1").await, [Param::Text(String::new()), Param::Text("EU".into())]);
+    let audit = schedule_audit(&app).await;
+    assert!(audit.iter().all(|(outcome, _)| outcome == "ok"), "{audit:?}");
 }

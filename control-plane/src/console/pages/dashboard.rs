@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::api::project_tiles::{COLUMNS, MAX_H};
+use crate::app::project_tiles::{COLUMNS, MAX_H};
 use crate::auth::access::Scope;
 use crate::console::sanitize_svg::escape as e;
 use crate::console::{when, Page};

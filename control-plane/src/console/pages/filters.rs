@@ -59,12 +59,19 @@ pub(crate) fn shown(v: &Value) -> String {
 /// The filter bar of project `pid` with `params` (the project's `parameters`) showing
 /// `values` (the results' `filters`), and `error` (a refused value) when there is one.
 pub(crate) fn bar(pid: &str, params: &[Value], values: &Value, error: Option<&str>) -> String {
+    form(&format!("/console/projects/{pid}"), "", params, values, error)
+}
+
+/// A filter bar that sends its values (and `hidden`, markup of hidden inputs) to `action`
+/// with a plain `GET`; empty without `params`.
+pub(crate) fn form(action: &str, hidden: &str, params: &[Value], values: &Value, error: Option<&str>) -> String {
     if params.is_empty() {
         return String::new();
     }
     let mut b = format!(
-        "<form class=\"row filters\" method=\"get\" action=\"/console/projects/{pid}\" data-filters>\
-         <span class=\"hint\">Filters</span>"
+        "<form class=\"row filters\" method=\"get\" action=\"{}\" data-filters>{hidden}\
+         <span class=\"hint\">Filters</span>",
+        e(action)
     );
     for p in params {
         let name = p["name"].as_str().unwrap_or_default();

@@ -160,7 +160,7 @@ pub struct ProjectRecord {
     /// `embed.frame_ancestors`).
     pub embed_origins: String,
     /// The dashboard's tiles in order, JSON (`[]`: one tile per query, as the API
-    /// normalises them; see `api::project_tiles`).
+    /// normalises them; see `app::project_tiles`).
     pub tiles_json: String,
     /// Its parameters (the dashboard's filters), JSON (`[]`: none; see
     /// `app::project_params`).

@@ -4,12 +4,12 @@
 //! position becomes another one (a query removed, the later ones moving up; or replaced
 //! under another name), the jobs kept there ran the query that was there before: the
 //! project's layout notes when the position changed hands (`since`,
-//! [`crate::api::project_tiles`]) and older jobs are not this query's results, so its tile
+//! [`crate::app::project_tiles`]) and older jobs are not this query's results, so its tile
 //! says "Not run yet" until it runs rather than show another query's numbers. A query
 //! edited under its own name keeps its previous result until a refresh replaces it (and a
 //! failed refresh is said beside it).
 
-use crate::api::projects::ProjectQuery;
+use crate::app::projects::ProjectQuery;
 use crate::app::App;
 use crate::http::ApiError;
 use crate::store::access::AccessStore;

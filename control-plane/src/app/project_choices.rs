@@ -3,9 +3,9 @@
 //! the column in the newest successful result of that query, read (and unsealed) as
 //! `GET /v1/projects/{id}/results` finds it and `GET /v1/jobs/{id}/result` opens it.
 
-use crate::api::project_jobs;
-use crate::api::project_tiles;
+use crate::app::project_jobs;
 use crate::app::project_params::{self, Current, Kind, Parameter};
+use crate::app::project_tiles;
 use crate::app::projects::parse_queries;
 use crate::app::App;
 use crate::http::ApiError;
@@ -44,4 +44,27 @@ pub async fn current(app: &App, p: &ProjectRecord, params: &[Parameter]) -> Resu
         out.insert(x.name.clone(), values);
     }
     Ok(out)
+}
+
+/// The project's parameters, and as shown: those filled by a query with their current
+/// choices ([`current`]).
+pub async fn stored_parameters(app: &App, p: &ProjectRecord) -> Result<(Vec<Parameter>, serde_json::Value), ApiError> {
+    let params = project_params::parse_stored(&p.parameters_json);
+    let current = current(app, p, &params).await?;
+    let shown = project_params::shown(&params, &current);
+    Ok((params, shown))
+}
+
+/// The values of a run of `p` with `given` (the `filters` object): checked, absent ones
+/// their default; a choice filled by a query checked against its current choices.
+pub async fn run_filters(
+    app: &App,
+    p: &ProjectRecord,
+    given: Option<&serde_json::Value>,
+) -> Result<project_params::Filters, ApiError> {
+    let params = project_params::parse_stored(&p.parameters_json);
+    let mut filters = project_params::resolve(&params, given, app.today())?;
+    let current = current(app, p, &params).await?;
+    project_params::apply_current_choices(&params, &mut filters, given, &current)?;
+    Ok(filters)
 }

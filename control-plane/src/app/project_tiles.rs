@@ -25,7 +25,7 @@ pub const MAX_H: u8 = 4;
 /// Longest text tile, in characters.
 pub const MAX_TEXT_CHARS: usize = 2000;
 /// Most tiles on one dashboard (every query plus as many texts).
-pub const MAX_TILES: usize = 2 * crate::api::projects::MAX_QUERIES;
+pub const MAX_TILES: usize = 2 * super::projects::MAX_QUERIES;
 /// Width of a query's tile when none is given.
 pub const QUERY_W: u8 = 6;
 /// Width of a text tile when none is given: the full row, as a heading or a note.
@@ -45,7 +45,7 @@ pub enum Tile {
         h: u8,
         /// Stored only, never shown: when the query at this position became another
         /// one (unix seconds); the jobs kept under the position from before are not its
-        /// results ([`crate::api::project_jobs`]).
+        /// results ([`crate::app::project_jobs`]).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         since: Option<i64>,
     },
