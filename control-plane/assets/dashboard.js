@@ -343,13 +343,18 @@
       if (old.customer_param) q.customer_param = old.customer_param;
       if (old.timeout_secs) q.timeout_secs = old.timeout_secs;
       if (old.bind) q.bind = old.bind;
-      // The Filters part, when shown, says the bindings instead.
-      const selects = form.querySelectorAll('[data-bindings] select[data-bind-position]');
-      if (selects.length) {
+      // The Filters part, when shown, says the bindings instead (bindings.js keeps its
+      // selects in step with the SQL: a position removed from the SQL has none, and its
+      // binding goes). Only positions past the most it offers keep their old binding.
+      const part = form.querySelector('[data-bindings]');
+      if (part) {
+        const most = Number(part.dataset.maxPositions) || 50;
         const bind = {};
-        selects.forEach((s) => { if (s.value) bind[s.dataset.bindPosition] = s.value; });
+        part.querySelectorAll('select[data-bind-position]').forEach((s) => {
+          if (s.value) bind[s.dataset.bindPosition] = s.value;
+        });
         for (const [pos, target] of Object.entries(old.bind || {})) {
-          if (!form.querySelector('[data-bind-position="' + pos + '"]')) bind[pos] = target;
+          if (Number(pos) > most) bind[pos] = target;
         }
         if (Object.keys(bind).length) q.bind = bind;
         else delete q.bind;

@@ -2,45 +2,33 @@
 // tests/tests/e2e/console.rs with a JSON file naming the control plane, users and jobs; writes
 // what it produced (the enrolment token, the project id) to `out` for the Rust side to
 // check against the real processes. Any failed expectation exits non-zero with a message.
-import { chromium } from 'playwright-core';
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { expect, signIn, start } from './harness.mjs';
 
-const cfg = JSON.parse(readFileSync(process.argv[2], 'utf8'));
-const base = cfg.base_url;
-mkdirSync(cfg.screenshots, { recursive: true });
+// The refusals this walk-through asks for: the forged request without a CSRF token, and
+// a schedule that runs too often.
+function expected(r) {
+  const [method, path] = [r.request().method(), new URL(r.url()).pathname];
+  return (r.status() === 403 && method === 'POST' && path === '/v1/groups')
+    || (r.status() === 400 && method === 'PUT' && /^\/v1\/projects\/[^/]+$/.test(path));
+}
+// And the browser refusing, under the raw result's CSP, what the rogue SVG tries to run.
+function expectedConsole(_text, page) {
+  return page.url() === base + '/v1/jobs/' + cfg.rogue_job + '/result';
+}
+// Confirmations (revoking an agent) are accepted and kept in `page.dialogs`.
+const first = await start({ expected, expectedConsole, viewport: { width: 1280, height: 800 }, acceptDialogs: true });
+const { cfg, base, errors, newContext, shot, finish } = first;
 const out = {};
 
-function expect(cond, what) {
-  if (!cond) throw new Error('expected: ' + what);
-  console.log('ok - ' + what);
+// A fresh context (its own cookies) and page; `viewport` overrides the 1280×800 one.
+async function newPage(viewport) {
+  const ctx = await newContext(viewport ? { viewport } : {});
+  return { ctx, page: await ctx.newPage() };
 }
 
-const browser = await chromium.launch({ executablePath: cfg.chromium, args: ['--no-sandbox'] });
-
-async function newPage(viewport = { width: 1280, height: 800 }) {
-  // The control plane's certificate comes from its own CA; TLS is tested elsewhere.
-  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport });
-  const page = await ctx.newPage();
-  page.dialogs = [];
-  page.on('dialog', async (d) => {
-    page.dialogs.push(d.type() + ':' + d.message());
-    await d.accept();
-  });
-  page.errors = [];
-  page.on('pageerror', (e) => page.errors.push(String(e)));
-  return { ctx, page };
-}
-
-async function shot(page, name) {
-  await page.screenshot({ path: `${cfg.screenshots}/${name}.png`, fullPage: true });
-}
-
-async function signIn(page, user, password) {
-  const res = await page.goto(base + '/console/login');
+async function signInAs(page, user, password) {
+  const res = await signIn(page, base, user, password);
   expect(res.status() === 200, `sign-in page loads for ${user}`);
-  await page.fill('input[name=user]', user);
-  await page.fill('input[name=password]', password);
-  await Promise.all([page.waitForURL(/\/console\/(agents|projects)$/), page.click('button[type=submit]')]);
   expect((await page.textContent('#who')) === user, `${user} is signed in`);
 }
 
@@ -60,19 +48,19 @@ async function barsDrawn(page) {
 
 // --- An admin: headers, cookie, enrolment token, a share -------------------------------
 {
-  const { ctx, page } = await newPage();
+  const { ctx, page } = first;
   const login = await page.goto(base + '/console/login');
   const h = login.headers();
   expect(h['content-security-policy'].includes("script-src 'self'") && !h['content-security-policy'].includes('unsafe'),
     'the console is served with a CSP without unsafe-inline');
   expect(h['content-security-policy'].includes("frame-ancestors 'none'") && h['x-frame-options'] === 'DENY',
     'the console may not be framed');
-  await signIn(page, 'admin', cfg.passwords.admin);
+  await signInAs(page, 'admin', cfg.passwords.admin);
   const cookie = (await ctx.cookies()).find((c) => c.name === '__Host-outpost_session');
   expect(cookie && cookie.httpOnly && cookie.secure && cookie.sameSite === 'Strict', 'the session cookie is Secure, HttpOnly, SameSite=Strict');
   expect((await page.$$('tr[data-agent="edge-1"] .status.online')).length === 1, 'agent edge-1 is listed online');
   expect((await page.textContent('tr[data-agent="edge-1"]')).includes('sample'), 'its connection is listed');
-  await shot(page, '01-agents-admin');
+  await shot('01-agents-admin', page);
 
   await page.goto(base + '/console/admin/enrolment');
   await page.fill('input[name=agent]', 'edge-9');
@@ -80,7 +68,7 @@ async function barsDrawn(page) {
   await page.waitForSelector('[data-secret-out]:not([hidden])');
   out.enrol_token = await page.inputValue('[data-secret-out] input');
   expect(out.enrol_token.length > 20, 'an enrolment token is shown once, to copy');
-  await shot(page, '02-enrolment-token');
+  await shot('02-enrolment-token', page);
 
   await page.goto(base + '/console/admin/users');
   const share = page.locator('form[data-api="POST /v1/shares"]');
@@ -89,7 +77,7 @@ async function barsDrawn(page) {
   await share.locator('input[name=user]').fill('ed');
   await Promise.all([page.waitForEvent('load'), share.locator('button').click()]);
   expect((await page.textContent('main')).includes('user ed'), 'the admin shared edge-1/sample with ed');
-  await shot(page, '03-users-and-shares');
+  await shot('03-users-and-shares', page);
 
   // A cross-site form cannot change anything: the API wants the CSRF header.
   const forged = await page.evaluate(async () => (await fetch('/v1/groups', {
@@ -125,7 +113,7 @@ async function barsDrawn(page) {
   const actions = await page.$$eval('table.audit tbody tr td:nth-child(5)', (tds) => tds.map((t) => t.textContent));
   expect(actions.length > 0 && actions.every((a) => a.startsWith('agents.')) && actions.includes('agents.revoke'),
     'the audit log filters by action and shows the revocation');
-  await shot(page, '03b-audit-filtered');
+  await shot('03b-audit-filtered', page);
   await signOut(page);
   const after = await page.goto(base + '/console/agents');
   expect(after.url().endsWith('/console/login'), 'after sign-out the console asks to sign in again');
@@ -135,7 +123,7 @@ async function barsDrawn(page) {
 // --- An editor: run a bar chart live, save it as a project, share it, embed it ----------
 {
   const { ctx, page } = await newPage();
-  await signIn(page, 'ed', cfg.passwords.ed);
+  await signInAs(page, 'ed', cfg.passwords.ed);
   await page.goto(base + '/console/query');
   await page.selectOption('select[name=agent]', 'edge-1');
   await page.selectOption('select[name=connection]', 'sample');
@@ -144,7 +132,7 @@ async function barsDrawn(page) {
   await page.fill('input[name="render.x"]', 'region');
   await page.fill('input[name="render.y"]', 'revenue');
   await page.fill('input[name="render.title"]', 'Revenue by region');
-  await shot(page, '04-query');
+  await shot('04-query', page);
   let navigations = 0;
   await Promise.all([page.waitForURL(/\/console\/jobs\/[^/]+$/), page.click('#query-form button.primary')]);
   expect(!page.url().toLowerCase().includes('select'), 'no SQL in the URL');
@@ -157,7 +145,7 @@ async function barsDrawn(page) {
   expect(bars.every((b) => b.h > 0 && b.w > 0), 'every bar is drawn with a height and width');
   expect(JSON.stringify(bars.map((b) => b.label).sort()) === JSON.stringify([...cfg.regions].sort()), 'the bars are the regions');
   expect(Number(await page.textContent('[data-rows-read]')) === cfg.regions.length, 'rows read are shown');
-  await shot(page, '05-bar-chart');
+  await shot('05-bar-chart', page);
 
   // A table whose column the agent's egress policy masks: the page says what and why.
   await page.goto(base + '/console/query?agent=edge-1&connection=sample');
@@ -169,7 +157,7 @@ async function barsDrawn(page) {
   expect((await page.$$('table.result tbody tr')).length === 3, 'the table has its 3 rows');
   const egress = await page.textContent('ul.egress');
   expect(egress.includes('masked') && egress.includes('product'), `the egress decision is shown (${egress.trim()})`);
-  await shot(page, '05b-table-masked');
+  await shot('05b-table-masked', page);
 
   await page.goto(base + '/console/query?agent=edge-1&connection=sample');
   await page.fill('textarea[name=sql]', cfg.bar_sql);
@@ -219,7 +207,7 @@ async function barsDrawn(page) {
   await framed.waitForSelector('body.embed .tiles section.query');
   expect(!(await framed.content()).includes('<script'), "the snippet's page opens: the project's tiles, no script");
   await framed.close();
-  await shot(page, '06-project-editor');
+  await shot('06-project-editor', page);
   await signOut(page);
   await ctx.close();
 }
@@ -249,7 +237,7 @@ async function barsDrawn(page) {
   expect((await page.textContent('[data-schedule]')).startsWith('Every weekday at 06:00, Europe/Berlin · next run '),
     'the viewer reads when the dashboard refreshes');
   expect((await page.$$('form[data-wrap=schedule]')).length === 0, 'and has no form to change it');
-  await shot(page, '07-project-viewer');
+  await shot('07-project-viewer', page);
   // Keyboard: the skip link is the first stop.
   await page.keyboard.press('Tab');
   expect(await page.evaluate(() => document.activeElement.className) === 'skip', 'the first Tab reaches "Skip to content"');
@@ -259,14 +247,14 @@ async function barsDrawn(page) {
   await waitForJob(page, 'section.query [data-job]');
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   expect(overflow <= 0, `the page fits a 390 px screen (overflow ${overflow} px)`);
-  await shot(page, '08-project-viewer-narrow');
+  await shot('08-project-viewer-narrow', page);
   await ctx.close();
 }
 
 // --- A job whose SVG carries script: nothing runs ---------------------------------------
 {
   const { ctx, page } = await newPage();
-  await signIn(page, 'admin', cfg.passwords.admin);
+  await signInAs(page, 'admin', cfg.passwords.admin);
   await page.goto(base + '/console/jobs/' + cfg.rogue_job);
   expect(await waitForJob(page) === 'succeeded', 'the rogue agent\'s job is shown');
   const pwned = await page.evaluate(() => window.__pwned);
@@ -276,16 +264,16 @@ async function barsDrawn(page) {
     'the inlined SVG holds no script, foreignObject or onload');
   expect((await page.$$('figure.chart rect.bar')).length === 1, 'the drawing itself is kept');
   expect((await page.$$('[data-sanitised]')).length === 1, 'the page says markup was removed');
-  await shot(page, '09-rogue-svg');
+  await shot('09-rogue-svg', page);
   // Opened on its own, the raw result is sandboxed by its CSP: its script does not run either.
   const raw = await page.goto(base + '/v1/jobs/' + cfg.rogue_job + '/result');
   expect(raw.headers()['content-security-policy'].includes('sandbox'), 'the raw result is served sandboxed');
   expect(await page.evaluate(() => window.__pwned) === undefined && page.dialogs.length === 0,
     'the raw SVG opened directly runs no script');
-  expect(page.errors.length === 0, 'no page errors: ' + page.errors.join('; '));
   await ctx.close();
 }
 
-await browser.close();
-writeFileSync(cfg.out, JSON.stringify(out, null, 2));
+// Script errors, CSP refusals and failed requests of every page above.
+expect(errors.length === 0, 'no page errors: ' + errors.join('; '));
+await finish(out);
 console.log('all console checks passed');

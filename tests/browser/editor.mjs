@@ -4,41 +4,16 @@
 // `window.outpostSchema` after an `outpost:schema` event; `outpost:insert` inserts at the
 // cursor; Tab leaves the editor; no CSP violation anywhere; without JavaScript the page
 // is the plain textarea. Started by tests/tests/e2e/console.rs with a JSON config.
-import { chromium } from 'playwright-core';
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { cspViolations, expect, isCspMessage, signIn, start } from './harness.mjs';
 
-const cfg = JSON.parse(readFileSync(process.argv[2], 'utf8'));
-const base = cfg.base_url;
-mkdirSync(cfg.screenshots, { recursive: true });
+// Every CSP violation of every page, from the event the browser fires (`csp`) and from its
+// console (the harness keeps those in `errors`).
+const { cfg, base, ctx, page, errors, newContext, shot, finish } = await start({ csp: true });
 const out = {};
 
-function expect(cond, what) {
-  if (!cond) throw new Error('expected: ' + what);
-  console.log('ok - ' + what);
-}
-
-const browser = await chromium.launch({ executablePath: cfg.chromium, args: ['--no-sandbox'] });
-const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
-// Every CSP violation of every page, from the event the browser fires and from its console.
-await ctx.addInitScript(() => {
-  window.__csp = [];
-  document.addEventListener('securitypolicyviolation', (e) => {
-    window.__csp.push(e.violatedDirective + ' ' + e.blockedURI + ' ' + (e.sample || ''));
-  });
-});
-const page = await ctx.newPage();
-const errors = [];
-const cspConsole = [];
-page.on('pageerror', (e) => errors.push(String(e)));
-page.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) cspConsole.push(m.text()); });
-
-async function shot(name) {
-  await page.screenshot({ path: `${cfg.screenshots}/${name}.png`, fullPage: true });
-}
 async function noViolations(where) {
-  const seen = await page.evaluate(() => window.__csp);
-  expect(seen.length === 0 && cspConsole.length === 0,
-    `no CSP violation ${where} (${JSON.stringify(seen.concat(cspConsole))})`);
+  const seen = (await cspViolations(page)).concat(errors.filter(isCspMessage));
+  expect(seen.length === 0, `no CSP violation ${where} (${JSON.stringify(seen)})`);
 }
 const doc = () => page.evaluate(() => window.outpostEditor.state.doc.toString());
 const sqlValue = () => page.inputValue('textarea[name=sql]');
@@ -78,10 +53,7 @@ async function closeCompletions() {
 }
 
 // Signs in (the session cookie is SameSite=Strict: we stay on our own pages).
-await page.goto(base + '/console/login');
-await page.fill('input[name=user]', 'ed');
-await page.fill('input[name=password]', cfg.password);
-await Promise.all([page.waitForURL(/\/console\/(agents|projects)$/), page.click('button[type=submit]')]);
+await signIn(page, base, 'ed', cfg.password);
 
 // --- The editor takes the textarea's place -----------------------------------------------
 await page.goto(base + '/console/query?agent=edge-1&connection=sample');
@@ -227,7 +199,7 @@ expect(await doc() === cfg.sql, 'Edit opens the job\'s SQL in the editor');
 await noViolations('on the query page, after everything above');
 
 // --- Without JavaScript: the plain textarea ---------------------------------------------------
-const plainCtx = await browser.newContext({ ignoreHTTPSErrors: true, javaScriptEnabled: false, viewport: { width: 1280, height: 900 } });
+const plainCtx = await newContext({ javaScriptEnabled: false });
 await plainCtx.addCookies(await ctx.cookies());
 const plainPage = await plainCtx.newPage();
 await plainPage.goto(base + '/console/query?job=' + encodeURIComponent(out.job));
@@ -237,7 +209,7 @@ expect(await plainPage.isVisible('textarea[name=sql]') && await plainPage.isEdit
 expect(await plainPage.inputValue('textarea[name=sql]') === cfg.sql, 'holding the SQL');
 await plainPage.fill('textarea[name=sql]', 'SELECT 2');
 expect(await plainPage.inputValue('textarea[name=sql]') === 'SELECT 2', 'which one can edit');
-await plainPage.screenshot({ path: `${cfg.screenshots}/33-no-javascript.png`, fullPage: true });
+await shot('33-no-javascript', plainPage);
 await plainCtx.close();
 
 // The asset itself: our own script, cached privately, with the notices of what it bundles.
@@ -252,6 +224,5 @@ expect(asset.head.includes('@codemirror/autocomplete') && asset.head.includes('M
 out.asset_bytes = asset.size;
 
 expect(errors.length === 0, 'no page errors: ' + errors.join('; '));
-await browser.close();
-writeFileSync(cfg.out, JSON.stringify(out, null, 2));
+await finish(out);
 console.log('all editor checks passed');

@@ -4,26 +4,15 @@
 // show the token customer's number and a chart, no SQL, agent or connection names, run no
 // script, and fit a narrow frame. The same host page on an origin not listed must get
 // nothing drawn in its frame.
-import { chromium } from 'playwright-core';
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { cspViolations, expect, start } from './harness.mjs';
 
-const cfg = JSON.parse(readFileSync(process.argv[2], 'utf8'));
-mkdirSync(cfg.screenshots, { recursive: true });
-const out = {};
-
-function expect(cond, what) {
-  if (!cond) throw new Error('expected: ' + what);
-  console.log('ok - ' + what);
-}
-
-const browser = await chromium.launch({ executablePath: cfg.chromium, args: ['--no-sandbox'] });
-const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1100, height: 900 } });
-await ctx.addInitScript(() => {
-  window.__csp = [];
-  document.addEventListener('securitypolicyviolation', (e) => {
-    window.__csp.push(e.violatedDirective + ' ' + e.blockedURI);
-  });
+// CSP violations are recorded in every document, the frame's too (`csp`). The one refusal
+// asked for: the browser's, under frame-ancestors, of framing by the origin not listed.
+const expectedConsole = (text, page) => /frame-ancestors/.test(text) && page.url().startsWith(cfg.unlisted_host);
+const { cfg, ctx, page: first, errors, shot, finish } = await start({
+  viewport: { width: 1100, height: 900 }, csp: true, expectedConsole,
 });
+const out = {};
 
 /** Opens the host page at `host` framing the embed page; returns the frame once its
  *  document is the embed page's, or null when the browser refused to show it. */
@@ -45,9 +34,7 @@ async function open(page, host) {
 
 // --- Allowed: the host origin is in embed.frame_ancestors --------------------------------
 {
-  const page = await ctx.newPage();
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(String(e)));
+  const page = first;
   const frame = await open(page, cfg.allowed_host);
   expect(frame !== null, 'a listed origin frames the embed page');
   // The customer's tile (query 1 takes the customer; the chart of query 0 is everyone's).
@@ -60,14 +47,14 @@ async function open(page, host) {
   }
   expect(await frame.$$eval('figure.chart svg', (s) => s.length) === 1, 'the chart tile is drawn');
   expect(await frame.$$eval('script', (s) => s.length) === 0, 'the embed page carries no script');
-  expect(await frame.evaluate(() => typeof window.__csp === 'object' && window.__csp.length === 0),
-    'no CSP violation inside the frame');
-  await page.screenshot({ path: cfg.screenshots + '/embed-wide.png', fullPage: true });
+  const violations = await cspViolations(frame);
+  expect(violations.length === 0, `no CSP violation inside the frame (${JSON.stringify(violations)})`);
+  await shot('embed-wide', page);
   // A narrow frame: the tiles reflow, nothing overflows sideways.
   await page.setViewportSize({ width: 420, height: 900 });
   const overflow = await frame.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
   expect(overflow <= 1, `a 420 px frame has no sideways scroll (${overflow} px over)`);
-  await page.screenshot({ path: cfg.screenshots + '/embed-narrow.png', fullPage: true });
+  await shot('embed-narrow', page);
   expect(errors.length === 0, 'no script error on the host page: ' + errors.join('; '));
   out.allowed = { shown: true };
   await page.close();
@@ -78,10 +65,10 @@ async function open(page, host) {
   const page = await ctx.newPage();
   const frame = await open(page, cfg.unlisted_host);
   expect(frame === null, 'an origin not listed cannot frame the embed page');
-  await page.screenshot({ path: cfg.screenshots + '/embed-refused.png', fullPage: true });
+  await shot('embed-refused', page);
   out.unlisted = { shown: false };
   await page.close();
 }
 
-await browser.close();
-writeFileSync(cfg.out, JSON.stringify(out));
+expect(errors.length === 0, 'no page errors: ' + errors.join('; '));
+await finish(out);

@@ -4,20 +4,21 @@
 // plane, and the control plane's address. The provider runs in this process so that a
 // test can make it misbehave: re-sign the ID token with another audience, an expiry in
 // the past, another nonce or another key. The control plane must refuse each.
-import { chromium } from 'playwright-core';
 import Provider from 'oidc-provider';
 import { SignJWT, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, importJWK } from 'jose';
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import https from 'node:https';
+import { expect, start } from './harness.mjs';
 
-const cfg = JSON.parse(readFileSync(process.argv[2], 'utf8'));
-mkdirSync(cfg.screenshots, { recursive: true });
-const out = { refusals: {} };
-
-function expect(cond, what) {
-  if (!cond) throw new Error('expected: ' + what);
-  console.log('ok - ' + what);
+// The refusals this walk-through asks for: the control plane's callback answering a
+// forged or unknown sign-in with 401.
+function expected(r) {
+  return r.status() === 401 && new URL(r.url()).pathname === '/console/oidc/callback';
 }
+// Each sign-in runs in a context of its own (newContext); the first one is not used.
+const { cfg, ctx: unused, errors, newContext, shot, finish } = await start({ expected, viewport: { width: 1280, height: 800 } });
+await unused.close();
+const out = { refusals: {} };
 
 // The provider's signing key (RS256) and a stranger's key with the same kid.
 const { privateKey } = await generateKeyPair('RS256', { extractable: true });
@@ -66,7 +67,6 @@ const server = https.createServer({ cert: readFileSync(cfg.cert), key: readFileS
 await new Promise((r) => server.listen(cfg.port, '127.0.0.1', r));
 console.log('provider listening at ' + issuer);
 
-const browser = await chromium.launch({ executablePath: cfg.chromium, args: ['--no-sandbox'] });
 let current = null;
 process.on('unhandledRejection', async (e) => {
   console.error(String(e));
@@ -80,7 +80,7 @@ process.on('unhandledRejection', async (e) => {
 // One sign-in at the provider, from the console's button; returns the page where the
 // browser lands back at the control plane.
 async function ssoFlow(user, { forgeState = false } = {}) {
-  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } });
+  const ctx = await newContext();
   const page = await ctx.newPage();
   current = page;
   await page.route('https://fonts.googleapis.com/**', (r) => r.abort());
@@ -116,16 +116,16 @@ async function refused(name, opts, needle) {
   expect(!(await ctx.cookies()).some((c) => c.name === '__Host-outpost_session' && c.value), `${name}: no session cookie`);
   const res = await page.goto(cfg.base_url + '/console/projects');
   expect(res.url().endsWith('/console/login'), `${name}: not signed in`);
-  await page.screenshot({ path: `${cfg.screenshots}/refused-${name}.png` });
+  await shot(`refused-${name}`, page);
   out.refusals[name] = msg;
   await ctx.close();
   tamper = null;
 }
 
 async function done() {
-  await browser.close();
+  expect(errors.length === 0, 'no page errors: ' + errors.join('; '));
+  await finish(out);
   server.close();
-  writeFileSync(cfg.out, JSON.stringify(out, null, 2));
   console.log('all single sign-on checks passed');
   process.exit(0);
 }
@@ -153,7 +153,7 @@ if (cfg.scenario === 'existing-only') {
   const s = cookies.find((c) => c.name === '__Host-outpost_session');
   expect(s && s.httpOnly && s.secure && s.sameSite === 'Strict', 'the SSO session cookie is Secure, HttpOnly, SameSite=Strict');
   expect(!cookies.some((c) => c.name === '__Host-outpost_oidc' && c.value), 'the one-time state cookie is cleared');
-  await page.screenshot({ path: `${cfg.screenshots}/01-sso-signed-in.png` });
+  await shot('01-sso-signed-in', page);
   await Promise.all([page.waitForURL(/\/console\/login$/), page.click('button[data-signout]')]);
   const again = await page.goto(cfg.base_url + '/console/projects');
   expect(again.url().endsWith('/console/login'), 'sign-out ended the SSO session');

@@ -5,41 +5,23 @@
 // Refresh asks the agent again; the schema is handed to the editor as
 // `window.outpostSchema` with an `outpost:schema` event; no CSP violation.
 // Started by tests/tests/e2e/schema_browser.rs with a JSON config.
-import { chromium } from 'playwright-core';
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { cspViolations, expect, signIn, start } from './harness.mjs';
 
-const cfg = JSON.parse(readFileSync(process.argv[2], 'utf8'));
-const base = cfg.base_url;
-mkdirSync(cfg.screenshots, { recursive: true });
-const out = {};
-
-function expect(cond, what) {
-  if (!cond) throw new Error('expected: ' + what);
-  console.log('ok - ' + what);
-}
-
-const browser = await chromium.launch({ executablePath: cfg.chromium, args: ['--no-sandbox'] });
-const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
-await ctx.addInitScript(() => {
-  window.__csp = [];
-  window.__schemaEvents = 0;
-  document.addEventListener('securitypolicyviolation', (e) => {
-    window.__csp.push(e.violatedDirective + ' ' + e.blockedURI + ' ' + (e.sample || ''));
-  });
-  document.addEventListener('outpost:schema', () => { window.__schemaEvents += 1; });
+// Every CSP violation (`csp`), and each `outpost:schema` event, counted in every document.
+const { cfg, base, ctx, page, errors, shot, finish } = await start({
+  csp: true,
+  init: () => {
+    window.__schemaEvents = 0;
+    document.addEventListener('outpost:schema', () => { window.__schemaEvents += 1; });
+  },
 });
-const page = await ctx.newPage();
-const errors = [];
-page.on('pageerror', (e) => errors.push(String(e)));
+const out = {};
 
 const loaded = () => page.waitForSelector('[data-schema-panel][data-schema-state="loaded"]', { timeout: 30000 });
 const status = () => page.textContent('[data-schema-status]');
 const tableNames = () => page.$$eval('details.schema-table:not([hidden]) .schema-name', (ns) => ns.map((n) => n.textContent));
 
-await page.goto(base + '/console/login');
-await page.fill('input[name=user]', 'ed');
-await page.fill('input[name=password]', cfg.password);
-await Promise.all([page.waitForURL(/\/console\/(agents|projects)$/), page.click('button[type=submit]')]);
+await signIn(page, base, 'ed', cfg.password);
 
 // --- The panel fills itself for the chosen connection ---------------------------------
 await page.goto(base + '/console/query?agent=edge-1&connection=sample');
@@ -64,7 +46,7 @@ expect(/^~[\d,.\s]+ rows$/.test(rows), `the row estimate is shown (${rows})`);
 const handed = await page.evaluate(() => ({ s: window.outpostSchema, n: window.__schemaEvents }));
 expect(handed.n >= 1 && handed.s.tables.orders.some((c) => c.name === 'amount' && c.masked === true && c.type === 'REAL'),
   'the schema is handed to the editor as window.outpostSchema with an outpost:schema event');
-await page.screenshot({ path: `${cfg.screenshots}/schema-panel.png`, fullPage: true });
+await shot('schema-panel');
 
 // --- A column's name goes into the SQL at the cursor --------------------------------------
 await page.waitForSelector('.cm-content');
@@ -90,7 +72,6 @@ expect((await status()).includes('(kept)'), `opening the page again is served fr
 
 // --- Without the editor, the textarea takes the text at its caret ----------------------------
 const plain = await ctx.newPage();
-plain.on('pageerror', (e) => errors.push(String(e)));
 await plain.route('**/console/assets/editor.js', (r) => r.abort());
 await plain.goto(base + '/console/query?agent=edge-1&connection=sample');
 await plain.waitForSelector('[data-schema-panel][data-schema-state="loaded"]', { timeout: 30000 });
@@ -101,9 +82,8 @@ await plain.click('details.schema-table:has(.schema-name:text-is("orders")) .sch
 const plainSql = await plain.inputValue('textarea[name=sql]');
 expect(plainSql === 'SELECT quantity FROM orders', `the textarea got the column at its caret (${plainSql})`);
 
-const csp = await page.evaluate(() => window.__csp);
+const csp = await cspViolations(page);
 expect(csp.length === 0, `no CSP violation (${JSON.stringify(csp)})`);
 expect(errors.length === 0, `no script error (${errors.join('; ')})`);
 out.ok = true;
-writeFileSync(cfg.out, JSON.stringify(out));
-await browser.close();
+await finish(out);

@@ -4,28 +4,20 @@
 // line chart with a series column and compact numbers, a job's name, SQL, Edit, Re-run and downloads (SVG, PNG,
 // CSV), the jobs list's filters and the query history. Started by tests/tests/e2e/console.rs
 // with a JSON config; writes the job ids it made to `out` for the Rust side to check.
-import { chromium } from 'playwright-core';
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { expect, signIn, start } from './harness.mjs';
 
-const cfg = JSON.parse(readFileSync(process.argv[2], 'utf8'));
-const base = cfg.base_url;
-mkdirSync(cfg.screenshots, { recursive: true });
+// The refusals this walk-through asks for: the API's answers it plays (a POST /v1/jobs
+// answered 400), a scalar's CSV route (409) and the jobs list with an unknown state (400).
+function expected(r) {
+  const u = new URL(r.url());
+  const method = r.request().method();
+  return (r.status() === 400 && method === 'POST' && u.pathname === '/v1/jobs')
+    || (r.status() === 409 && u.pathname.endsWith('/download.csv'))
+    || (r.status() === 400 && u.pathname === '/console/jobs' && u.searchParams.get('state') === 'done');
+}
+const { cfg, base, page, errors, shot, finish } = await start({ expected, context: { acceptDownloads: true } });
 const out = {};
-
-function expect(cond, what) {
-  if (!cond) throw new Error('expected: ' + what);
-  console.log('ok - ' + what);
-}
-
-const browser = await chromium.launch({ executablePath: cfg.chromium, args: ['--no-sandbox'] });
-const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 }, acceptDownloads: true });
-const page = await ctx.newPage();
-const errors = [];
-page.on('pageerror', (e) => errors.push(String(e)));
-
-async function shot(name) {
-  await page.screenshot({ path: `${cfg.screenshots}/${name}.png`, fullPage: true });
-}
 
 async function waitForJob() {
   await page.waitForSelector('[data-job][data-ready="true"]', { timeout: 60000 });
@@ -36,10 +28,7 @@ const visible = (sel) => page.isVisible(sel);
 const jobId = () => page.url().split('/').pop();
 
 // Signs in (the session cookie is SameSite=Strict: we stay on our own pages).
-await page.goto(base + '/console/login');
-await page.fill('input[name=user]', 'ed');
-await page.fill('input[name=password]', cfg.password);
-await Promise.all([page.waitForURL(/\/console\/(agents|projects)$/), page.click('button[type=submit]')]);
+await signIn(page, base, 'ed', cfg.password);
 
 // --- The query page: options of the chosen kind, checked as one types ------------------
 await page.goto(base + '/console/query');
@@ -267,6 +256,5 @@ expect(chart.ticks.some((t) => /^\d+(\.\d+)?[kMBT]$/.test(t)), `the value axis i
 await shot('27-line-series-compact');
 
 expect(errors.length === 0, 'no page errors: ' + errors.join('; '));
-await browser.close();
-writeFileSync(cfg.out, JSON.stringify(out, null, 2));
+await finish(out);
 console.log('all workbench checks passed');

@@ -41,6 +41,9 @@ const SCHEMA_JS: &str = include_str!("../../assets/schema.js");
 /// A project's dashboard editing and the query page's "Add to project" / "Save to
 /// project"; loaded by those pages only.
 const DASHBOARD_JS: &str = include_str!("../../assets/dashboard.js");
+/// The query page's Filters part following the SQL as it is edited; loaded with that part
+/// only (`pages/bindings.rs`).
+const BINDINGS_JS: &str = include_str!("../../assets/bindings.js");
 
 /// The pages' policy: our own script and style files only, no inline script or style,
 /// no plugins, no framing by anyone, forms and fetches to ourselves only.
@@ -72,6 +75,7 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         "/console/assets/editor.js" => return asset(EDITOR_JS, "text/javascript; charset=utf-8"),
         "/console/assets/schema.js" => return asset(SCHEMA_JS, "text/javascript; charset=utf-8"),
         "/console/assets/dashboard.js" => return asset(DASHBOARD_JS, "text/javascript; charset=utf-8"),
+        "/console/assets/bindings.js" => return asset(BINDINGS_JS, "text/javascript; charset=utf-8"),
         "/console/login" => return page_response(StatusCode::OK, login_page(&app, None)),
         "/console/oidc/start" => return sso::start(&app).await,
         "/console/oidc/callback" => return sso::callback(&app, remote, &req).await,
