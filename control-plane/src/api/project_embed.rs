@@ -184,6 +184,14 @@ pub async fn embed_run(
     }
     let r: Req = if body.is_empty() { Req { filters: None } } else { parse_json(body)? };
     let (claims, p) = claims;
+    // A token that lets its viewer change nothing runs nothing: what it shows is run by
+    // the dashboard's schedule or its editors, as before viewers could change filters.
+    if claims.vfl.as_ref().is_none_or(Vec::is_empty) {
+        return Err(forbidden(
+            "this embed token lets its viewer change no filter, so it runs nothing (the dashboard's schedule or \
+             its editors run it)",
+        ));
+    }
     let filters = embed_filters(app, claims, p, r.filters.as_ref()).await?;
     let runs = app.run_for_viewer(p, &claims.sub, &filters).await?;
     let runs: Vec<serde_json::Value> = runs.iter().enumerate().map(|(i, r)| r.to_json(i)).collect();

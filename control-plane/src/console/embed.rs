@@ -13,8 +13,8 @@
 //! filter bar for those: a plain `GET` form back to the page (`f.NAME=…` as the console's
 //! dashboards carry them). The page then asks the embed API to run the dashboard for the
 //! viewer's values where it must (`POST /v1/embed/run`, bounded there), waits a few seconds
-//! for those tiles, and reloads itself (`<meta http-equiv="refresh">`, no script) while any
-//! is still running.
+//! for those tiles, and reloads itself (a `Refresh` header, no script) while any is still
+//! running, at most [`MAX_RELOADS`] times for one change.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -55,6 +55,10 @@ const TILE_WAIT_SECS: u64 = 5;
 /// Seconds between the page's reloads while a tile runs, and while the agent is busy.
 const RELOAD_SECS: u64 = 3;
 const BUSY_RELOAD_SECS: u64 = 15;
+/// Most times the page reloads itself for one change (a minute of "Running…", five of
+/// "busy"); then it says so and leaves reloading to the viewer, so a page left open on
+/// a stuck agent does not keep adding reads to the audit log.
+const MAX_RELOADS: u32 = 20;
 
 /// Serves `/embed/dashboards/{id}?token=…`.
 pub async fn handle(app: &App, remote: SocketAddr, path: &str, query: Option<&str>) -> Response<Body> {
@@ -184,14 +188,30 @@ pub async fn handle(app: &App, remote: SocketAddr, path: &str, query: Option<&st
         b.push_str("</section>");
     }
     b.push_str("</div>");
+    let reloads = query_param(query, "r").and_then(|r| r.parse::<u32>().ok()).unwrap_or(0);
+    let reload = reload.filter(|_| reloads < MAX_RELOADS);
+    if reloads >= MAX_RELOADS {
+        b.push_str(
+            "<p class=\"muted\" data-stopped>Some results are still not ready; reload this page to look again.</p>",
+        );
+    }
     let mut res = page(&ancestors, StatusCode::OK, v["project"]["name"].as_str().unwrap_or("Dashboard"), &b);
     if let Some(secs) = reload {
         // Still running: the page reloads itself (no script), and runs nothing twice.
-        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        if let Ok(v) = HeaderValue::from_str(&format!("{secs}; url={}", reload_url(id, query, reloads + 1))) {
             res.headers_mut().insert(header::REFRESH, v);
         }
     }
     res
+}
+
+/// The page's own address with its reload count `r` set to `n`.
+fn reload_url(id: &str, query: Option<&str>, n: u32) -> String {
+    let mut q: Vec<&str> =
+        query.unwrap_or_default().split('&').filter(|kv| !kv.is_empty() && !kv.starts_with("r=")).collect();
+    let r = format!("r={n}");
+    q.push(&r);
+    format!("/embed/dashboards/{id}?{}", q.join("&"))
 }
 
 /// One query's latest result for the token's customer (with the viewer's `filters`
@@ -273,4 +293,21 @@ fn page(ancestors: &[String], status: StatusCode, title: &str, body: &str) -> Re
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reload_keeps_the_address_and_counts_itself() {
+        let q = Some("token=a.b.c&f.region=South&r=3&f.period.from=2025-01-01");
+        assert_eq!(
+            reload_url("p1", q, 4),
+            "/embed/dashboards/p1?token=a.b.c&f.region=South&f.period.from=2025-01-01&r=4"
+        );
+        assert_eq!(reload_url("p1", None, 1), "/embed/dashboards/p1?r=1");
+        // A value that merely starts with r (f.r=…, region=…) is kept.
+        assert_eq!(reload_url("p1", Some("f.r=1&region=x"), 2), "/embed/dashboards/p1?f.r=1&region=x&r=2");
+    }
 }

@@ -84,7 +84,7 @@ async fn an_embed_viewer_changes_only_the_filters_the_token_allows_and_the_dashb
             .as_str()
             .context("token")?,
     ));
-    let r = call(&other, "POST", "/v1/embed/run", Some(&json!({ "filters": { "region": "East" } }))).await?;
+    let r = call(&other, "GET", &format!("/v1/embed/results/0?{}", q(&json!({ "region": "East" }))), None).await?;
     ensure!(
         r.status == 400
             && message(&r) == "filters.region: this embed does not let its viewer change it (they may change: none)",
@@ -92,6 +92,9 @@ async fn an_embed_viewer_changes_only_the_filters_the_token_allows_and_the_dashb
         r.status,
         message(&r)
     );
+    // A token that lets its viewer change nothing runs nothing, as before.
+    let r = call(&other, "POST", "/v1/embed/run", Some(&json!({}))).await?;
+    ensure!(r.status == 403 && message(&r).contains("runs nothing"), "{}: {}", r.status, message(&r));
 
     // The viewer picks East: the dashboard runs for the customer, once.
     let east = json!({ "region": "East" });
