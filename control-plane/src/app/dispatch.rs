@@ -101,12 +101,17 @@ impl App {
             ApiError::bad_field(field, msg)
         })?;
         // The key ring may change under us (the CLI rotates keys while we serve): sign with
-        // the key the store calls active, and sign again if it was retired meanwhile.
+        // the key that signed the last job (the store refuses a job unless its key is the
+        // active one, so a rotation is learnt at the next insert, at no read per job), or
+        // else the key the store calls active; sign again when the insert is refused.
         let mut attempt = 0;
         let envelope = loop {
-            let key_id = self.store.active_signing_key().await?.ok_or_else(|| {
-                ApiError::internal("no active job-signing key; run `outpost-control-plane signing-key rotate`")
-            })?;
+            let key_id = match self.signing_keys.active() {
+                Some(id) => id,
+                None => self.store.active_signing_key().await?.ok_or_else(|| {
+                    ApiError::internal("no active job-signing key; run `outpost-control-plane signing-key rotate`")
+                })?,
+            };
             let key = self.signing_keys.get(&self.cfg.data_dir, &key_id).map_err(ApiError::internal)?;
             let envelope = sign_job(&spec, &key);
             let envelope_json = serde_json::to_string(&envelope).map_err(ApiError::internal)?;
@@ -125,8 +130,12 @@ impl App {
                 origin: origin.clone(),
             };
             match self.store.insert_job(job).await {
-                Ok(()) => break envelope,
-                Err(StoreError::KeyRetired { .. }) if attempt == 0 => {
+                Ok(()) => {
+                    self.signing_keys.set_active(&key_id);
+                    break envelope;
+                }
+                // A stale idea of the active key, then at most one race with the CLI.
+                Err(StoreError::KeyRetired { .. }) if attempt < 2 => {
                     self.signing_keys.forget(&key_id);
                     attempt += 1;
                 }

@@ -278,13 +278,16 @@ mod tests {
         let (dir, store, a_id) = ring().await;
         let a = load(dir.path(), &a_id).expect("a");
         store.insert_job(job("j1", &a)).await.expect("queue j1");
+        store.insert_job(job("j2", &a)).await.expect("queue j2");
 
         let r = rotate(&store, dir.path(), false, 200).await.expect("rotate");
         assert_eq!(r.demoted.as_deref(), Some(a_id.as_str()));
         let b = load(dir.path(), &r.key.key_id).expect("b");
         assert_eq!(store.active_signing_key().await.expect("active"), Some(b.key_id().0.clone()));
-        // Jobs signed by the previous key are still accepted while it is in the set.
-        store.insert_job(job("j2", &a)).await.expect("previous key still queues");
+        // A new job is signed by the active key: one under the previous key is refused
+        // (the dispatcher learns of the rotation so and signs again); queued ones stay.
+        assert!(matches!(store.insert_job(job("j-late", &a)).await, Err(StoreError::KeyRetired { .. })));
+        store.insert_job(job("j-b", &b)).await.expect("the active key queues");
 
         // Without the results key the envelopes cannot be re-sealed: refused, nothing made.
         let results_key = dir.path().join(crate::crypto::sealing::RESULTS_KEY_FILE);

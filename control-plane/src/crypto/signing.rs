@@ -84,6 +84,8 @@ fn load_file(path: &Path, expected_id: Option<&str>) -> Result<SigningKey, Signi
 #[derive(Debug, Default)]
 pub struct KeyCache {
     keys: Mutex<HashMap<String, Arc<SigningKey>>>,
+    /// The id of the key that signed the last job queued: the active key as last seen.
+    active: Mutex<Option<String>>,
 }
 
 impl KeyCache {
@@ -99,10 +101,29 @@ impl KeyCache {
         Ok(key)
     }
 
-    /// Forgets `key_id` (after its retirement).
+    /// Forgets `key_id` (after its retirement or rotation), and that it was active.
     pub fn forget(&self, key_id: &str) {
         if let Ok(mut m) = self.keys.lock() {
             m.remove(key_id);
+        }
+        if let Ok(mut a) = self.active.lock() {
+            if a.as_deref() == Some(key_id) {
+                *a = None;
+            }
+        }
+    }
+
+    /// The active key's id as last seen ([`set_active`](Self::set_active)), if any.
+    pub fn active(&self) -> Option<String> {
+        self.active.lock().ok().and_then(|a| a.clone())
+    }
+
+    /// Notes that the store accepted a job signed by `key_id`: it is the active key.
+    pub fn set_active(&self, key_id: &str) {
+        if let Ok(mut a) = self.active.lock() {
+            if a.as_deref() != Some(key_id) {
+                *a = Some(key_id.to_owned());
+            }
         }
     }
 }

@@ -45,8 +45,9 @@ pub enum StoreError {
         /// Version found.
         found: u64,
     },
-    /// The job was signed with a key that has been retired meanwhile.
-    #[error("signing key {key_id} was retired meanwhile")]
+    /// The job was signed with a key that no longer signs new jobs: retired, or no longer
+    /// the active key (a rotation meanwhile), or unknown.
+    #[error("signing key {key_id} no longer signs new jobs (rotated or retired meanwhile)")]
     KeyRetired {
         /// The key id.
         key_id: String,

@@ -108,7 +108,7 @@ pub trait Store: crate::store::access::AccessStore + Send + Sync + 'static {
     /// A job's stored envelope (sealed, or in clear from before sealing), for showing its
     /// SQL to those who may read it; `None` when there is no such job.
     fn job_envelope(&self, id: String) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
-    /// Queues a job; refuses it if its signing key is retired.
+    /// Queues a job; refuses it (`KeyRetired`) unless its signing key is the active one.
     fn insert_job(&self, job: NewJob) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Leases up to `max` deliverable jobs of `agent` or of its pool (queued, or leased to
     /// any member with the lease run out); expires overdue ones first.

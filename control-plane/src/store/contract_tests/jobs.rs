@@ -119,7 +119,7 @@ async fn reading_an_overdue_job_marks_it_expired<S: Store>(store: &S) {
     assert_eq!(store.job(id, 1600, false).await.expect("job").expect("exists").state, JobState::Expired);
 }
 
-/// A job is stored only under a key that may still sign: an unknown or retired key is
+/// A job is stored only under the active key: an unknown, retired or demoted key is
 /// refused and nothing is queued.
 async fn a_job_under_a_key_that_cannot_sign_is_not_queued<S: Store>(store: &S) {
     let refused = store.insert_job(NewJob { key_id: "ed25519:gone".into(), ..job("j-gone", 5000) }).await;

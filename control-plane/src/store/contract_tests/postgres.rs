@@ -85,3 +85,22 @@ async fn a_job_insert_that_waited_for_its_keys_retirement_is_refused() {
     })
     .await;
 }
+
+/// A job signed by a key a rotation demoted is not queued: new jobs are signed by the
+/// active key (the dispatcher keeps its id and learns of a rotation from this refusal).
+#[tokio::test]
+async fn a_job_under_a_demoted_key_is_refused() {
+    crate::store::testdb::on_postgres(|store| async move {
+        seed(&store).await;
+        let admin = store.client().await.expect("client");
+        admin
+            .execute("UPDATE signing_keys SET status = 'previous' WHERE key_id = 'ed25519:test'", &[])
+            .await
+            .expect("demote");
+        let id = new_job_id();
+        let refused = store.insert_job(job(&id, 5000)).await;
+        assert!(matches!(refused, Err(StoreError::KeyRetired { .. })), "{refused:?}");
+        assert!(store.job(id, 1001, false).await.expect("job").is_none(), "not queued");
+    })
+    .await;
+}

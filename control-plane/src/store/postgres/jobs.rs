@@ -70,10 +70,14 @@ pub(super) async fn insert_job(store: &PgStore, job: NewJob) -> Result<(), Store
     // advisory lock shared (migration 008): a retirement (which takes it exclusively,
     // updates the key, then re-signs the key's undelivered jobs) either waits for this
     // insert and then re-signs this job too, or commits first and this insert finds no
-    // key to insert with.
+    // key to insert with. A new job is signed by the active key: the dispatcher keeps the
+    // active key's id and learns of a rotation here (a rotation that commits while this
+    // statement runs may let one job in under the key it just demoted, which agents still
+    // trust until it is retired, and a retirement re-signs).
     let stmt = client
         .prepare_cached(
-            "WITH usable AS (SELECT 1 WHERE outpost_key_usable($8))
+            "WITH usable AS (SELECT 1 WHERE outpost_key_usable($8)
+                                 AND EXISTS (SELECT 1 FROM signing_keys WHERE key_id = $8 AND status = 'active'))
                  INSERT INTO jobs (id, agent, pool, connection, state, envelope, created_at, expires_at, key_id,
                                    owner, project_id, query_index, customer, filters)
                  SELECT $1::TEXT, $2::TEXT, $3::TEXT, $4::TEXT, 'queued', $5::TEXT, $6::BIGINT, $7::BIGINT, $8::TEXT,

@@ -97,13 +97,14 @@ pub(super) async fn insert_job(store: &SqliteStore, job: NewJob) -> Result<(), S
     store
         .with_conn(move |c| {
             // The key check and the insert are one statement, so a retirement that re-signs
-            // the retired key's jobs cannot miss this one.
+            // the retired key's jobs cannot miss this one. A new job is signed by the active
+            // key: the dispatcher keeps the active key's id and learns of a rotation here.
             let n = c
                 .prepare_cached(
                     "INSERT INTO jobs (id, agent, connection, state, envelope, created_at, expires_at, key_id,
                                        owner, project_id, query_index, customer, pool, filters)
                      SELECT ?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13
-                     WHERE EXISTS (SELECT 1 FROM signing_keys WHERE key_id = ?7 AND status != 'retired')",
+                     WHERE EXISTS (SELECT 1 FROM signing_keys WHERE key_id = ?7 AND status = 'active')",
                 )?
                 .execute(params![
                     job.id,
