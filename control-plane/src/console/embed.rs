@@ -12,9 +12,10 @@
 //! When the token lets the viewer change some filters (`viewer_filters`), the page shows a
 //! filter bar for those: a plain `GET` form back to the page (`f.NAME=…` as the console's
 //! dashboards carry them). The page then asks the embed API to run the dashboard for the
-//! viewer's values where it must (`POST /v1/embed/run`, bounded there), waits a few seconds
-//! for those tiles, and reloads itself (a `Refresh` header, no script) while any is still
-//! running, at most [`MAX_RELOADS`] times for one change.
+//! values it shows (the viewer's, or at first the token's and the defaults) where it must
+//! (`POST /v1/embed/run`, bounded there), waits a few seconds for those tiles, and reloads
+//! itself (a `Refresh` header, no script) while any is still running, at most
+//! [`MAX_RELOADS`] times for one change.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -130,9 +131,12 @@ pub async fn handle(app: &App, remote: SocketAddr, path: &str, query: Option<&st
     if refused.is_some() {
         return page(&ancestors, StatusCode::BAD_REQUEST, v["project"]["name"].as_str().unwrap_or("Dashboard"), &b);
     }
-    // The viewer changed a filter: run what must run for their values, then read the tiles.
+    // A viewer who may change filters sees the values shown run, whether they chose them or
+    // they are the token's and the defaults (the page as first framed: nothing may have run
+    // for those); then the tiles are read. A token that lets its viewer change nothing
+    // shows what has run, as before.
     let mut runs: Vec<Value> = Vec::new();
-    if !values.is_empty() {
+    if !editable.is_empty() {
         let f: serde_json::Map<String, Value> =
             values.iter().map(|(k, x)| (k.clone(), Value::from(x.as_str()))).collect();
         let mut run = EmbedCall::new(RouteId::EmbedRun, Vec::new());

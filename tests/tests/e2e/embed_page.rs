@@ -17,7 +17,7 @@ const BAR_SQL: &str = "SELECT region, SUM(amount) AS revenue FROM orders GROUP B
 const COUNT_SQL: &str = "SELECT ROUND(SUM(amount), 2) AS n FROM orders WHERE region = $1";
 
 /// Serves `html` to every request on a port of its own (the host application's origin).
-async fn host_page(html: String) -> Result<u16> {
+pub(crate) async fn host_page(html: String) -> Result<u16> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
     tokio::spawn(async move {

@@ -4,15 +4,20 @@
 //! may change (`viewer_filters`) beside those it fixes; the embed API refuses any other
 //! value naming it; a change runs the dashboard for the customer once (not again while it
 //! runs or while its result is recent), audited under the customer; the script-free embed
-//! page shows a filter bar for those parameters only and the numbers of the values chosen.
+//! page shows a filter bar for those parameters only and the numbers of the values chosen;
+//! and, in real Chromium, framed by a page of another origin, its viewer applies another
+//! region and the frame shows that region's numbers (screenshots under
+//! `target/console-screenshots/embed-filters/`).
 //!
 //! Runs on the backend `OUTPOST_TEST_STORE` names (SQLite by default, `postgres`).
 
 use anyhow::{ensure, Context as _, Result};
-use outpost_e2e::{call, ok_json};
+use outpost_e2e::{call, ok_json, Agent, ControlPlane};
 use serde_json::{json, Value};
 
+use crate::console::{browser_dir, chromium, run_node, screenshots};
 use crate::dashboard_filters::{enc, regional};
+use crate::embed_page::host_page;
 
 /// `?filters=…` of `f`.
 fn q(f: &Value) -> String {
@@ -148,5 +153,89 @@ async fn an_embed_viewer_changes_only_the_filters_the_token_allows_and_the_dashb
     let html = r.text();
     ensure!(r.status == 400 && html.contains("data-filters-error") && html.contains("APAC"), "{}:\n{html}", r.status);
     ensure!(!html.contains("class=\"tiles\""), "no tiles for a refused value:\n{html}");
+    Ok(())
+}
+
+/// The rows (as text) of query 0's table for the embed's `filters`, read through the
+/// embed API with its token.
+async fn rows_of(embed: &outpost_e2e::client::Api, filters: &Value) -> Result<Value> {
+    let r = call(embed, "GET", &format!("/v1/embed/results/0?{}", q(filters)), None).await?;
+    ensure!(r.status == 200, "{}: {}", r.status, r.text());
+    let v = r.json()?;
+    let rows = v["rows"].as_array().context("rows")?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            row.as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| c.as_str().map_or_else(|| c.to_string(), str::to_owned))
+                .collect::<Vec<_>>()
+        })
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_chromium_a_framed_embeds_viewer_applies_a_region_and_the_frame_shows_its_numbers() -> Result<()> {
+    browser_dir()?;
+    chromium()?;
+    let root = tempfile::tempdir()?;
+    // The host application's page frames the URL after its `#` (see embed_page.rs).
+    let host_html = "<!doctype html><html><head><title>Host app</title></head><body>\
+        <h1>Host application</h1><iframe id=\"outpost\" title=\"Orders\" style=\"width: 100%; height: 700px; border: 0\"></iframe>\
+        <script>document.getElementById('outpost').src = decodeURIComponent(location.hash.slice(1));</script>\
+        </body></html>"
+        .to_owned();
+    let host = format!("http://127.0.0.1:{}", host_page(host_html).await?);
+    let mut cp = ControlPlane::init(root.path())?;
+    let config = root.path().join("control-plane.yaml");
+    std::fs::write(&config, format!("data_dir: {}\nembed:\n  frame_ancestors: [\"{host}\"]\n", cp.data_dir.display()))?;
+    cp.config = Some(config);
+    cp.start()?;
+    let mut agent = Agent::new(root.path(), "edge-1", "")?;
+    agent.enroll_with(&cp).await?;
+    agent.start_connected()?;
+    let (admin, ed, pid) = regional(&cp).await?;
+    let half = json!({ "period": { "from": "2025-01-01", "to": "2025-06-30" } });
+    let t = ok_json(
+        &ed,
+        "POST",
+        &format!("/v1/projects/{pid}/embed-tokens"),
+        Some(&json!({ "customer": "acme", "filters": half, "viewer_filters": ["region"] })),
+    )
+    .await?;
+    let token = t["token"].as_str().context("token")?.to_owned();
+    let cp_port = cp.api_addr.rsplit(':').next().unwrap_or_default().to_owned();
+    let frame_src = format!("https://localhost:{cp_port}/embed/dashboards/{pid}?token={token}");
+
+    let out = tokio::task::spawn_blocking({
+        let root = root.path().to_owned();
+        move || {
+            run_node(
+                "embed-filters.mjs",
+                &root,
+                json!({ "host": host, "frame_src": frame_src, "screenshots": screenshots("embed-filters") }),
+            )
+        }
+    })
+    .await??;
+    // What the frame showed is what the embed API holds for those values: the page ran
+    // the token's values (North by default), then South's once the viewer applied it.
+    let embed = ed.with_token(Some(&token));
+    let north = rows_of(&embed, &json!({ "region": "North" })).await?;
+    let south = rows_of(&embed, &json!({ "region": "South" })).await?;
+    ensure!(north[0][0] == "North" && south[0][0] == "South", "{north} {south}");
+    ensure!(out["north"] == north, "the frame showed North's rows: {out} (API: {north})");
+    ensure!(out["south"] == south, "after Apply, South's rows: {out} (API: {south})");
+    // Both runs are audited under the customer, with the values they ran for: the first
+    // framing's (North) and the viewer's change (South), each with the token's period.
+    let audit = ok_json(&admin, "GET", "/v1/audit?actor=embed:acme&action=embed.run&outcome=ok", None).await?;
+    let events = audit["events"].as_array().context("events")?;
+    for region in ["North", "South"] {
+        let ran = |e: &&Value| {
+            e["detail"]["filters"]["region"] == region && e["detail"]["filters"]["period"] == half["period"]
+        };
+        ensure!(events.iter().any(|e| ran(&e)), "an embed.run for {region} with the token's period: {audit}");
+    }
     Ok(())
 }
