@@ -20,11 +20,23 @@ async function timings(url, ready) {
   const page = await ctx.newPage();
   await page.goto(url, { waitUntil: 'load' });
   await page.waitForSelector(ready);
-  const t = await page.evaluate(() => {
-    const paint = performance.getEntriesByName('first-contentful-paint')[0];
+  // The paint entry can be recorded after the load event: wait for it (buffered), with the
+  // page's other figures read once it is there.
+  const t = await page.evaluate(async () => {
+    const fcp = await new Promise((resolve, reject) => {
+      const seen = (list) => list.getEntriesByName('first-contentful-paint')[0];
+      const now = seen(performance);
+      if (now) return resolve(now.startTime);
+      const obs = new PerformanceObserver((list) => {
+        const e = seen(list);
+        if (e) { obs.disconnect(); resolve(e.startTime); }
+      });
+      obs.observe({ type: 'paint', buffered: true });
+      setTimeout(() => reject(new Error('no first-contentful-paint within 10 s')), 10000);
+    });
     const nav = performance.getEntriesByType('navigation')[0];
     const shown = document.querySelectorAll('section.query [data-result] :is(figure.chart, table, .scalar)').length;
-    return { fcp: paint ? paint.startTime : null, load: nav ? nav.loadEventEnd : null, shown };
+    return { fcp, load: nav ? nav.loadEventEnd : null, shown };
   });
   await page.close();
   return t;
