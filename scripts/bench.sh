@@ -111,6 +111,9 @@ fi
 if want dashboard; then
 echo "==> dashboard: a project of 12 tiles with current results opened in Chromium (first contentful paint and load,"
 echo "    10 opens), peer: the sign-in page opened the same way; then a refresh of the 12 tiles on one agent,"
-echo "    wall time beside the slowest tile's own query time (needs chromium and tests/browser's npm ci)"
-"$OUTPOST_BIN_DIR/outpost-bench-dashboard" --opens "${DASHBOARD_OPENS:-10}" --refreshes "${DASHBOARD_REFRESHES:-5}"
+echo "    wall time beside the slowest tile's own query time; then 12 tiles on PostgreSQL that each wait"
+echo "    ${DASHBOARD_TILE_WAIT_MS:-50} ms (pg_sleep, a warehouse's latency), with pool_size 12 and with the default 4"
+echo "    (needs chromium, tests/browser's npm ci and the PostgreSQL server)"
+"$OUTPOST_BIN_DIR/outpost-bench-dashboard" --opens "${DASHBOARD_OPENS:-10}" --refreshes "${DASHBOARD_REFRESHES:-5}" \
+  --tile-wait-ms "${DASHBOARD_TILE_WAIT_MS:-50}"
 fi
