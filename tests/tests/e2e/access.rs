@@ -57,6 +57,10 @@ enum Allowed {
     Session,
     /// Only with an embed token: every API credential is refused 401.
     Embed,
+    /// Only with an embed token that lets its viewer change filters: every API credential
+    /// is refused 401, and this table's token (which lets its viewer change nothing) 403;
+    /// tests/tests/e2e/embed_viewer_filters.rs has the token that may.
+    EmbedViewer,
 }
 
 struct Row {
@@ -123,6 +127,7 @@ fn table() -> Vec<Row> {
         row!("POST", "/v1/projects/{editor_project}/embed-tokens/revoke", None, Roles("EA")),
         row!("GET", "/v1/embed/project", None, Embed),
         row!("GET", "/v1/embed/results/0", None, Embed),
+        row!("POST", "/v1/embed/run", Some(r#"{}"#), EmbedViewer),
         row!("GET", "/v1/tokens", None, Roles("VEA")),
         row!("POST", "/v1/tokens", Some(r#"{"name": "t{n}", "scopes": ["results:read"]}"#), Roles("VEA")),
         row!("DELETE", "/v1/tokens/{own_token}", None, Roles("VEA")),
@@ -346,7 +351,7 @@ async fn every_endpoint_answers_every_role_as_the_table_says_and_a_refusal_chang
                     Role::Editor => letters.contains('E'),
                     Role::Admin => letters.contains('A'),
                 },
-                Allowed::Session | Allowed::Embed => false,
+                Allowed::Session | Allowed::Embed | Allowed::EmbedViewer => false,
             };
             let api = w.api(role);
             if expect_ok {
@@ -361,7 +366,7 @@ async fn every_endpoint_answers_every_role_as_the_table_says_and_a_refusal_chang
                 let before = fingerprint(&w.admin).await?;
                 let res = call(api, row.method, &path, body.as_ref()).await?;
                 let expected = match (role, row.allowed) {
-                    (Role::Anonymous, _) | (_, Allowed::Embed) => 401,
+                    (Role::Anonymous, _) | (_, Allowed::Embed | Allowed::EmbedViewer) => 401,
                     (_, Allowed::Session) => 400,
                     _ => 403,
                 };
@@ -388,6 +393,13 @@ async fn every_endpoint_answers_every_role_as_the_table_says_and_a_refusal_chang
                 // And the embed token is no API credential.
                 let res = call(&w.anon.with_token(Some(&w.embed_token)), "GET", "/v1/me", None).await?;
                 assert_eq!(res.status, 401);
+            }
+            Allowed::EmbedViewer => {
+                let before = fingerprint(&w.admin).await?;
+                let res =
+                    call(&w.anon.with_token(Some(&w.embed_token)), row.method, row.path, Some(&json!({}))).await?;
+                assert_eq!(res.status, 403, "embed {} without viewer_filters: {}", row.path, res.text());
+                assert_eq!(fingerprint(&w.admin).await?, before, "a refused embed run changed something");
             }
             _ => {}
         }
