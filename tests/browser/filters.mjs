@@ -32,13 +32,11 @@ await page.screenshot({ path: `${cfg.screenshots}/filters-none-yet.png`, fullPag
 
 // Refresh runs with the values shown; the tile then shows their result.
 await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), page.click('form[data-api$="/run"] button[type=submit]')]);
-let text = '';
-for (let i = 0; i < 40; i++) {
-  text = await page.locator('[data-query="0"]').innerText();
-  if (/South/.test(text)) break;
-  await new Promise((r) => setTimeout(r, 500));
-  await page.reload();
-}
+// The tile shows the run it started and follows it (console.js long-polls the job), so
+// the result appears without a reload.
+await page.waitForFunction(() => /South/.test(document.querySelector('[data-query="0"]').innerText), null,
+  { timeout: 30000 });
+const text = await page.locator('[data-query="0"]').innerText();
 out.tile = text;
 expect(/South/.test(text) && !/North/.test(text), "the tile shows South's result");
 expect(/f\.region=South/.test(page.url()), 'the address still carries the values');
