@@ -78,3 +78,26 @@ async fn a_disabled_owner_stops_the_viewers_runs_without_naming_anyone() {
     }
     assert_eq!(app.store.queued_refresh_jobs("edge".into(), None).await.expect("db"), 0, "nothing queued");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_viewers_asking_for_the_same_values_start_one_run() {
+    let (_dir, app, _clock, ed) = setup(4).await;
+    let p = free_text_project(&app, &ed).await;
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let (app, p) = (Arc::clone(&app), p.clone());
+            let f = text(&app, &p, "same");
+            tokio::spawn(async move { app.run_for_viewer(&p, "acme", &f).await.expect("runs") })
+        })
+        .collect();
+    let mut jobs = Vec::new();
+    for t in tasks {
+        match t.await.expect("task").as_slice() {
+            [super::ViewerRun::Queued(j) | super::ViewerRun::Running(j)] => jobs.push(j.clone()),
+            other => panic!("{other:?}"),
+        }
+    }
+    jobs.dedup();
+    assert_eq!(jobs.len(), 1, "one run for the same values: {jobs:?}");
+    assert_eq!(app.store.queued_refresh_jobs("edge".into(), None).await.expect("db"), 1);
+}
