@@ -150,6 +150,11 @@ pub struct App {
     pub schema_cache: crate::app::schema_cache::SchemaCache,
     /// Where every wall-clock time comes from: the system clock, or a test's manual one.
     pub clock: Clock,
+    /// Held from reading an agent's share of project refreshes
+    /// (`schedules.max_queued_per_agent`) until the runs it lets in are queued, by viewers'
+    /// runs and schedules alike: otherwise concurrent requests each see the same room and
+    /// together queue past it. (Within this process; replicas each hold their own.)
+    pub refresh_share: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for App {
@@ -207,5 +212,6 @@ pub async fn open_with_clock(cfg: ControlPlaneConfig, clock: Clock) -> Result<Ar
         head_pace: Default::default(),
         schema_cache: Default::default(),
         clock,
+        refresh_share: Default::default(),
     }))
 }

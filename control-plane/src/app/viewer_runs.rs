@@ -66,6 +66,9 @@ impl App {
         let by = RunBy { user_id: owner.id, user: owner.name, via: VIA.into() };
         let fresh = i64::try_from(self.cfg.embed.viewer_refresh_secs).unwrap_or(i64::MAX);
         let cap = i64::from(self.cfg.schedules.max_queued_per_agent);
+        // From the first look at what has run until the last job is queued: concurrent
+        // viewers neither see the same room nor each start the same run.
+        let _share = self.refresh_share.lock().await;
         let now = self.clock.now();
         let mut room: HashMap<String, i64> = HashMap::new();
         let mut out = Vec::with_capacity(queries.len());
@@ -114,3 +117,7 @@ impl App {
 #[cfg(test)]
 #[path = "viewer_runs_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "viewer_runs_attacks.rs"]
+mod attacks;

@@ -13,6 +13,7 @@ mod dashboard;
 mod dashboard_filters;
 mod dashboard_job_origin;
 mod egress;
+mod embed_attacks;
 mod embed_page;
 mod embed_viewer_filters;
 mod enrolment_audit;

@@ -129,7 +129,9 @@ impl App {
                 return Ok(());
             }
         };
-        // As much of the slot as the agents have room for, in order.
+        // As much of the slot as the agents have room for, in order; the share held until
+        // those are queued, as viewers' runs hold it.
+        let _share = self.refresh_share.lock().await;
         let cap = i64::from(self.cfg.schedules.max_queued_per_agent);
         let mut end = start;
         for (i, _) in &work[start..] {
