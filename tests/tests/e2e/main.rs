@@ -19,6 +19,7 @@ mod embed_viewer_filters;
 mod enrolment_audit;
 mod error_egress;
 mod foundation;
+mod golden_charts;
 mod jobs_meaning;
 mod keys;
 mod mysql;
