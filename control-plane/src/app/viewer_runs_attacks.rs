@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::tests::{stored_project, values};
 use crate::app::projects::ProjectQuery;
 use crate::app::schedules::tests::setup;
 use crate::app::App;
@@ -18,29 +19,11 @@ async fn free_text_project(app: &App, owner: &UserRecord) -> ProjectRecord {
     }))
     .expect("query");
     let params = serde_json::json!([{ "name": "q", "kind": "text", "default": "" }]);
-    let params = crate::app::project_params::checked(params.as_array().expect("list")).expect("valid");
-    let now = app.clock.now();
-    let p = ProjectRecord {
-        id: "p1".into(),
-        name: "p1".into(),
-        owner_id: owner.id.clone(),
-        owner: owner.name.clone(),
-        queries_json: serde_json::to_string(&[q]).expect("json"),
-        embed_epoch: 0,
-        embed_origins: "[]".into(),
-        tiles_json: "[]".into(),
-        parameters_json: crate::app::project_params::to_json(&params).expect("json"),
-        created_at: now,
-        updated_at: now,
-        schedule: None,
-    };
-    app.store.create_project(p.clone()).await.expect("project");
-    p
+    stored_project(app, owner, &[q], params).await
 }
 
 fn text(app: &App, p: &ProjectRecord, v: &str) -> crate::app::project_params::Filters {
-    let params = crate::app::project_params::parse_stored(&p.parameters_json);
-    crate::app::project_params::resolve(&params, Some(&serde_json::json!({ "q": v })), app.today()).expect("values")
+    values(app, p, serde_json::json!({ "q": v }))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

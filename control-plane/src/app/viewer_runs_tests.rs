@@ -20,16 +20,13 @@ fn query(name: &str, bind: serde_json::Value) -> ProjectQuery {
     .expect("query")
 }
 
-/// Project `p1` owned by `owner`: two queries bound to `region`, one bound to nothing.
-async fn project(app: &App, owner: &UserRecord) -> ProjectRecord {
-    let queries = [
-        query("by region", serde_json::json!({ "1": "region" })),
-        query("all", serde_json::json!({})),
-        query("by region again", serde_json::json!({ "1": "region" })),
-    ];
-    let params = serde_json::json!([
-        { "name": "region", "kind": "choice", "choices": ["North", "South"], "default": "North" },
-    ]);
+/// Stores project `p1` of `owner` with `queries` and `params` (as a project body gives them).
+pub(super) async fn stored_project(
+    app: &App,
+    owner: &UserRecord,
+    queries: &[ProjectQuery],
+    params: serde_json::Value,
+) -> ProjectRecord {
     let params = crate::app::project_params::checked(params.as_array().expect("list")).expect("valid");
     let now = app.clock.now();
     let p = ProjectRecord {
@@ -37,7 +34,7 @@ async fn project(app: &App, owner: &UserRecord) -> ProjectRecord {
         name: "p1".into(),
         owner_id: owner.id.clone(),
         owner: owner.name.clone(),
-        queries_json: serde_json::to_string(&queries).expect("json"),
+        queries_json: serde_json::to_string(queries).expect("json"),
         embed_epoch: 0,
         embed_origins: "[]".into(),
         tiles_json: "[]".into(),
@@ -50,10 +47,27 @@ async fn project(app: &App, owner: &UserRecord) -> ProjectRecord {
     p
 }
 
-fn south(app: &App, p: &ProjectRecord) -> crate::app::project_params::Filters {
+/// A run's values of `p` with `given` (the others their default).
+pub(super) fn values(app: &App, p: &ProjectRecord, given: serde_json::Value) -> crate::app::project_params::Filters {
     let params = crate::app::project_params::parse_stored(&p.parameters_json);
-    crate::app::project_params::resolve(&params, Some(&serde_json::json!({ "region": "South" })), app.today())
-        .expect("values")
+    crate::app::project_params::resolve(&params, Some(&given), app.today()).expect("values")
+}
+
+/// Project `p1` owned by `owner`: two queries bound to `region`, one bound to nothing.
+async fn project(app: &App, owner: &UserRecord) -> ProjectRecord {
+    let queries = [
+        query("by region", serde_json::json!({ "1": "region" })),
+        query("all", serde_json::json!({})),
+        query("by region again", serde_json::json!({ "1": "region" })),
+    ];
+    let params = serde_json::json!([
+        { "name": "region", "kind": "choice", "choices": ["North", "South"], "default": "North" },
+    ]);
+    stored_project(app, owner, &queries, params).await
+}
+
+fn south(app: &App, p: &ProjectRecord) -> crate::app::project_params::Filters {
+    values(app, p, serde_json::json!({ "region": "South" }))
 }
 
 fn job(r: &ViewerRun) -> String {
