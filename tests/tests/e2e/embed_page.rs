@@ -38,6 +38,31 @@ pub(crate) async fn host_page(html: String) -> Result<u16> {
     Ok(port)
 }
 
+/// The host application's page: it frames the URL after its `#` in an iframe titled `title`.
+pub(crate) fn host_html(title: &str) -> String {
+    format!(
+        "<!doctype html><html><head><title>Host app</title></head><body>\
+         <h1>Host application</h1><iframe id=\"outpost\" title=\"{title}\" style=\"width: 100%; height: 700px; border: 0\"></iframe>\
+         <script>document.getElementById('outpost').src = decodeURIComponent(location.hash.slice(1));</script>\
+         </body></html>"
+    )
+}
+
+/// A control plane whose `embed.frame_ancestors` are `ancestors`, and agent `edge-1`
+/// enrolled and connected.
+pub(crate) async fn framed_pair(root: &std::path::Path, ancestors: &[&str]) -> Result<(ControlPlane, Agent)> {
+    let mut cp = ControlPlane::init(root)?;
+    let config = root.join("control-plane.yaml");
+    let list = ancestors.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ");
+    std::fs::write(&config, format!("data_dir: {}\nembed:\n  frame_ancestors: [{list}]\n", cp.data_dir.display()))?;
+    cp.config = Some(config);
+    cp.start()?;
+    let mut agent = Agent::new(root, "edge-1", "")?;
+    agent.enroll_with(&cp).await?;
+    agent.start_connected()?;
+    Ok((cp, agent))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_chromium_a_page_of_another_origin_frames_the_embed_page_and_an_unlisted_origin_cannot() -> Result<()> {
     browser_dir()?;
@@ -45,26 +70,10 @@ async fn in_chromium_a_page_of_another_origin_frames_the_embed_page_and_an_unlis
     let root = tempfile::tempdir()?;
     // The host page's origin is only known once it listens; the frame's URL is filled in
     // by the browser script (it reads `#frame-src` from the query).
-    let host_html = "<!doctype html><html><head><title>Host app</title></head><body>\
-        <h1>Host application</h1><iframe id=\"outpost\" title=\"Sales\" style=\"width: 100%; height: 700px; border: 0\"></iframe>\
-        <script>document.getElementById('outpost').src = decodeURIComponent(location.hash.slice(1));</script>\
-        </body></html>"
-        .to_owned();
-    let host_port = host_page(host_html).await?;
+    let host_port = host_page(host_html("Sales")).await?;
     let allowed = format!("http://127.0.0.1:{host_port}");
     let unlisted = format!("http://localhost:{host_port}");
-
-    let mut cp = ControlPlane::init(root.path())?;
-    let config = root.path().join("control-plane.yaml");
-    std::fs::write(
-        &config,
-        format!("data_dir: {}\nembed:\n  frame_ancestors: [\"{allowed}\", \"{unlisted}\"]\n", cp.data_dir.display()),
-    )?;
-    cp.config = Some(config);
-    cp.start()?;
-    let mut agent = Agent::new(root.path(), "edge-1", "")?;
-    agent.enroll_with(&cp).await?;
-    agent.start_connected()?;
+    let (cp, _agent) = framed_pair(root.path(), &[&allowed, &unlisted]).await?;
     let admin = cp.api()?;
 
     let body = |origins: Value| {

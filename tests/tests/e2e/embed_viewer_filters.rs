@@ -12,12 +12,12 @@
 //! Runs on the backend `OUTPOST_TEST_STORE` names (SQLite by default, `postgres`).
 
 use anyhow::{ensure, Context as _, Result};
-use outpost_e2e::{call, ok_json, Agent, ControlPlane};
+use outpost_e2e::{call, ok_json};
 use serde_json::{json, Value};
 
 use crate::console::{browser_dir, chromium, run_node, screenshots};
 use crate::dashboard_filters::{enc, regional};
-use crate::embed_page::host_page;
+use crate::embed_page::{framed_pair, host_html, host_page};
 
 /// `?filters=…` of `f`.
 fn q(f: &Value) -> String {
@@ -181,20 +181,8 @@ async fn in_chromium_a_framed_embeds_viewer_applies_a_region_and_the_frame_shows
     chromium()?;
     let root = tempfile::tempdir()?;
     // The host application's page frames the URL after its `#` (see embed_page.rs).
-    let host_html = "<!doctype html><html><head><title>Host app</title></head><body>\
-        <h1>Host application</h1><iframe id=\"outpost\" title=\"Orders\" style=\"width: 100%; height: 700px; border: 0\"></iframe>\
-        <script>document.getElementById('outpost').src = decodeURIComponent(location.hash.slice(1));</script>\
-        </body></html>"
-        .to_owned();
-    let host = format!("http://127.0.0.1:{}", host_page(host_html).await?);
-    let mut cp = ControlPlane::init(root.path())?;
-    let config = root.path().join("control-plane.yaml");
-    std::fs::write(&config, format!("data_dir: {}\nembed:\n  frame_ancestors: [\"{host}\"]\n", cp.data_dir.display()))?;
-    cp.config = Some(config);
-    cp.start()?;
-    let mut agent = Agent::new(root.path(), "edge-1", "")?;
-    agent.enroll_with(&cp).await?;
-    agent.start_connected()?;
+    let host = format!("http://127.0.0.1:{}", host_page(host_html("Orders")).await?);
+    let (cp, _agent) = framed_pair(root.path(), &[&host]).await?;
     let (admin, ed, pid) = regional(&cp).await?;
     let half = json!({ "period": { "from": "2025-01-01", "to": "2025-06-30" } });
     let t = ok_json(
