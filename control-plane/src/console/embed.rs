@@ -97,6 +97,8 @@ pub async fn handle(app: &App, remote: SocketAddr, path: &str, query: Option<&st
     let mut values = crate::console::pages::filters::from_url(query);
     values.retain(|k, _| editable.contains(k));
     let filters_query = crate::console::pages::filters::api_query(&values);
+    // The viewer's values as a `filters` object (text, as the address gives them).
+    let given = Value::Object(values.iter().map(|(k, x)| (k.clone(), Value::from(x.as_str()))).collect());
     // A value refused: the page says why beside the bar, with the token's own values.
     let mut refused = None;
     if filters_query.is_some() {
@@ -122,7 +124,7 @@ pub async fn handle(app: &App, remote: SocketAddr, path: &str, query: Option<&st
     // the other values said in words.
     let hidden = format!("<input type=\"hidden\" name=\"token\" value=\"{}\">", e(token));
     let shown = match &refused {
-        Some(_) => Value::Object(values.iter().map(|(k, x)| (k.clone(), Value::from(x.as_str()))).collect()),
+        Some(_) => given.clone(),
         None => v["filters"].clone(),
     };
     let action = format!("/embed/dashboards/{id}");
@@ -137,10 +139,8 @@ pub async fn handle(app: &App, remote: SocketAddr, path: &str, query: Option<&st
     // shows what has run, as before.
     let mut runs: Vec<Value> = Vec::new();
     if !editable.is_empty() {
-        let f: serde_json::Map<String, Value> =
-            values.iter().map(|(k, x)| (k.clone(), Value::from(x.as_str()))).collect();
         let mut run = EmbedCall::new(RouteId::EmbedRun, Vec::new());
-        run.body = serde_json::to_vec(&serde_json::json!({ "filters": f })).unwrap_or_default().into();
+        run.body = serde_json::to_vec(&serde_json::json!({ "filters": given })).unwrap_or_default().into();
         let (_, _, out) = call(app, &remote, token, run).await;
         let out: Value = serde_json::from_slice(&out).unwrap_or(Value::Null);
         runs = out["runs"].as_array().cloned().unwrap_or_default();
