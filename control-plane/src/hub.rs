@@ -14,17 +14,87 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use outpost_protocol::{Reason, ResultReport, ResultStats};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+use crate::store::{JobRecord, JobState};
+
+/// How a job ended, as the replica that stored its result knows it. The result waiters on
+/// this replica are handed it with their wake-up and answer from it: a job that ends here
+/// is not read again from the store (issue 24). Waiters on other replicas are woken by the
+/// published wake-up and read the store.
+#[derive(Debug, Clone)]
+pub struct JobEnd {
+    /// The agent that reported it.
+    agent: String,
+    state: JobState,
+    finished_at: i64,
+    reason: Option<Reason>,
+    stats: ResultStats,
+    content_type: Option<String>,
+    /// The rendered body as stored: sealed.
+    sealed_body: Option<Vec<u8>>,
+}
+
+impl JobEnd {
+    /// The end an accepted `report` stored (the fields the store's result statement
+    /// writes, as a read gives them back).
+    pub fn from_report(agent: &str, report: &ResultReport, sealed_body: Option<Vec<u8>>, now: i64) -> Self {
+        Self {
+            agent: agent.to_owned(),
+            state: JobState::from(report.status),
+            finished_at: now,
+            reason: report.reason.clone(),
+            stats: report.stats.clone(),
+            content_type: report.content_type.clone(),
+            sealed_body,
+        }
+    }
+
+    /// `rec`, the same job as read before it ended (with its body asked for), as the store
+    /// reads it now. Only what a result answer uses is exact: `attempts` and
+    /// `cancel_requested_at` stay as they were read.
+    pub fn apply(&self, mut rec: JobRecord) -> JobRecord {
+        rec.agent.clone_from(&self.agent);
+        rec.state = self.state;
+        rec.finished_at = Some(self.finished_at);
+        rec.reason.clone_from(&self.reason);
+        rec.stats = Some(self.stats.clone());
+        rec.content_type.clone_from(&self.content_type);
+        rec.body.clone_from(&self.sealed_body);
+        rec
+    }
+}
+
+/// What a waiter for a job waits on: its wake-up and, when the job ended on this replica
+/// and the waiter waits for the end, how it ended.
+#[derive(Debug, Default)]
+pub struct JobWaiter {
+    notify: Notify,
+    ended: std::sync::OnceLock<JobEnd>,
+}
+
+impl JobWaiter {
+    /// The next wake-up ([`Notify::notified`]).
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
+    }
+
+    /// How the job ended, when it ended on this replica.
+    pub fn ended(&self) -> Option<&JobEnd> {
+        self.ended.get()
+    }
+}
 
 /// Wake-up registry.
 #[derive(Debug)]
 pub struct Hub {
     agents: Mutex<HashMap<String, Arc<Notify>>>,
-    jobs: Mutex<HashMap<String, Arc<Notify>>>,
+    jobs: Mutex<HashMap<String, Arc<JobWaiter>>>,
     /// Waiters for a job's end only: a lease does not wake them (a result waiter read the
     /// job again for nothing on every lease, issue 24).
-    job_ends: Mutex<HashMap<String, Arc<Notify>>>,
+    job_ends: Mutex<HashMap<String, Arc<JobWaiter>>>,
     revocations: Mutex<HashMap<String, CancellationToken>>,
     /// Where wake-ups for other replicas go (set when the store is shared).
     publisher: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<String>>,
@@ -110,7 +180,7 @@ impl Hub {
             n.notify_waiters();
         }
         for n in lock(&self.jobs).values().chain(lock(&self.job_ends).values()) {
-            n.notify_waiters();
+            n.notify.notify_waiters();
         }
     }
 
@@ -134,13 +204,13 @@ impl Hub {
 
     /// The notifier a waiter for `job_id` waits on: woken by every change of the job, or
     /// with `end_only` only when it ends. Pair with [`Hub::release_job`].
-    pub fn job(&self, job_id: &str, end_only: bool) -> Arc<Notify> {
+    pub fn job(&self, job_id: &str, end_only: bool) -> Arc<JobWaiter> {
         let map = if end_only { &self.job_ends } else { &self.jobs };
         Arc::clone(lock(map).entry(job_id.to_owned()).or_default())
     }
 
     /// Drops the registry entry when the last waiter leaves.
-    pub fn release_job(&self, job_id: &str, end_only: bool, waiter: Arc<Notify>) {
+    pub fn release_job(&self, job_id: &str, end_only: bool, waiter: Arc<JobWaiter>) {
         let mut map = lock(if end_only { &self.job_ends } else { &self.jobs });
         // One reference in the map, one held by this waiter.
         if Arc::strong_count(&waiter) <= 2 {
@@ -175,7 +245,7 @@ impl Hub {
 
     fn job_changed_local(&self, job_id: &str) {
         if let Some(n) = lock(&self.jobs).get(job_id) {
-            n.notify_waiters();
+            n.notify.notify_waiters();
         }
     }
 
@@ -185,12 +255,27 @@ impl Hub {
         self.publish(Kind::JobDone, job_id);
     }
 
+    /// Whether a result waiter on this replica waits for `job_id` (worth a [`JobEnd`]).
+    pub fn awaits_end(&self, job_id: &str) -> bool {
+        lock(&self.job_ends).contains_key(job_id)
+    }
+
+    /// [`Hub::job_done`] for a job whose result this replica stored: its result waiters
+    /// here are handed `end` and need not read the job.
+    pub fn job_ended(&self, job_id: &str, end: JobEnd) {
+        if let Some(n) = lock(&self.job_ends).remove(job_id) {
+            let _ = n.ended.set(end);
+            n.notify.notify_waiters();
+        }
+        self.job_done(job_id);
+    }
+
     fn job_done_local(&self, job_id: &str) {
         if let Some(n) = lock(&self.jobs).remove(job_id) {
-            n.notify_waiters();
+            n.notify.notify_waiters();
         }
         if let Some(n) = lock(&self.job_ends).remove(job_id) {
-            n.notify_waiters();
+            n.notify.notify_waiters();
         }
     }
 }
@@ -241,6 +326,87 @@ mod tests {
         hub.release_job("j1", false, any);
         hub.release_job("j1", true, end);
         assert!(lock(&hub.jobs).is_empty() && lock(&hub.job_ends).is_empty(), "nothing left registered");
+    }
+
+    #[tokio::test]
+    async fn an_end_stored_here_is_handed_to_result_waiters_only() {
+        let hub = Hub::default();
+        assert!(!hub.awaits_end("j1"), "nobody waits yet");
+        let (any, end) = (hub.job("j1", false), hub.job("j1", true));
+        assert!(hub.awaits_end("j1"));
+        let report = outpost_protocol::ResultReport::succeeded("j1", "application/json", b"{}", ResultStats::default());
+        hub.job_ended("j1", JobEnd::from_report("edge-1", &report, Some(b"sealed".to_vec()), 7));
+        assert_eq!(end.ended().map(|e| e.state), Some(JobState::Succeeded));
+        assert!(any.ended().is_none(), "a waiter for any change reads the job again");
+        // A waiter that comes after the end reads the store.
+        assert!(hub.job("j1", true).ended().is_none());
+    }
+
+    /// The record a result waiter builds from a handed-over end is the record the store
+    /// reads once the job has ended, on both backends, for a success with a body, a
+    /// failure with a reason, and a pool job read while still queued.
+    async fn a_handed_over_end_is_what_the_store_reads_after<S: crate::store::Store>(store: &S) {
+        use crate::store::contract_tests::{enrol_member, job, peer, pool_job};
+        use outpost_protocol::ids::new_job_id;
+        use outpost_protocol::{JobOutcome, ResultReport};
+        let stats = ResultStats { rows_read: 3, bytes: 2, duration_ms: 4, ..ResultStats::default() };
+        let success = |id: &str| ResultReport::succeeded(id, "image/svg+xml", b"<svg/>", stats.clone());
+        let failure = |id: &str| ResultReport {
+            job_id: id.to_owned(),
+            status: JobOutcome::Failed,
+            reason: Some(Reason { code: "query_failed".into(), message: "relation \"x\" does not exist".into() }),
+            content_type: None,
+            body: None,
+            stats: stats.clone(),
+            audit_head: None,
+        };
+        enrol_member(store, "m1", "eu").await;
+        let pooled = |id: &str| pool_job(id, "eu");
+        let direct = |id: &str| job(id, 5000);
+        type Make<'a, T> = &'a (dyn Fn(&str) -> T + Sync);
+        let cases: [(&str, Make<'_, crate::store::NewJob>, Make<'_, ResultReport>, bool); 3] = [
+            ("edge-1", &direct, &success, true),
+            ("edge-1", &direct, &failure, true),
+            ("m1", &pooled, &success, false),
+        ];
+        for (n, (agent, new_job, report, read_leased)) in cases.into_iter().enumerate() {
+            let id = new_job_id();
+            store.insert_job(new_job(&id)).await.expect("insert");
+            let mut member = peer(agent);
+            member.pool = (agent == "m1").then(|| "eu".to_owned());
+            let read = || async { store.job(id.clone(), 1003, true).await.expect("read").expect("job") };
+            let queued = read().await;
+            assert_eq!(store.lease_jobs(member.clone(), 1001, 60, 1).await.expect("lease").jobs.len(), 1, "case {n}");
+            let before = if read_leased { read().await } else { queued };
+            let report = report(&id);
+            let sealed = report.body_bytes().expect("body").map(|b| [b"sealed:".as_slice(), &b].concat());
+            let end = JobEnd::from_report(agent, &report, sealed.clone(), 1002);
+            let done = store.complete_job(member, report, "hash".into(), sealed, 1002).await.expect("complete");
+            assert_eq!(done, crate::store::CompleteOutcome::Accepted, "case {n}");
+            let after = read().await;
+            let mut handed = end.apply(before);
+            // A job read while queued did not know how often it would be handed out.
+            handed.attempts = after.attempts;
+            assert_eq!(format!("{handed:?}"), format!("{after:?}"), "case {n}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_handed_over_end_is_what_sqlite_reads_after() {
+        crate::store::testdb::on_sqlite(|store| async move {
+            crate::store::contract_tests::seed(&store).await;
+            a_handed_over_end_is_what_the_store_reads_after(&store).await;
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_handed_over_end_is_what_postgres_reads_after() {
+        crate::store::testdb::on_postgres(|store| async move {
+            crate::store::contract_tests::seed(&store).await;
+            a_handed_over_end_is_what_the_store_reads_after(&store).await;
+        })
+        .await;
     }
 
     /// Polls a future once.

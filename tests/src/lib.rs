@@ -245,6 +245,16 @@ impl ControlPlane {
         })
     }
 
+    /// Two replicas (`root/cp` and `root/cp2`) on a new PostgreSQL database, started.
+    pub fn two_started_replicas(root: &Path) -> Result<(Self, Self)> {
+        let db = Arc::new(PgDatabase::create()?);
+        let mut cp1 = Self::init_on(root, Some(db))?;
+        let mut cp2 = cp1.replica(root, "cp2")?;
+        cp1.start()?;
+        cp2.start()?;
+        Ok((cp1, cp2))
+    }
+
     /// Another replica of this control plane in `root/<name>`: a copy of the data dir
     /// (keys travel as files, never through the database), the same database, its own
     /// listeners. Only with a PostgreSQL store.

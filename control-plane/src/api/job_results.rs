@@ -138,18 +138,25 @@ async fn wait_for_job(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait_secs);
     let waiter = app.hub.job(id, end_only);
     let found = async {
+        let mut last: Option<JobRecord> = None;
         loop {
             // Register before reading, so a change stored in between still wakes us.
             let notified = waiter.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let rec = find_job(app, id, with_body).await?;
+            // A job that ended on this replica comes with its end: no second read. Only a
+            // result waiter (`end_only`, with the body) is handed one.
+            let rec = match (last.take(), waiter.ended()) {
+                (Some(before), Some(end)) if end_only && with_body => end.apply(before),
+                _ => find_job(app, id, with_body).await?,
+            };
             if let Some(caller) = viewer.take() {
                 check_visible(app, caller, &rec).await?;
             }
             if done(&rec) || tokio::time::Instant::now() >= deadline || app.shutdown.is_cancelled() {
                 return Ok::<_, ApiError>(rec);
             }
+            last = Some(rec);
             tokio::select! {
                 () = &mut notified => {}
                 // Read once more at the deadline: expiry is applied when a job is read.

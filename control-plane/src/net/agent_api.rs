@@ -29,6 +29,7 @@ use outpost_protocol::ResultReport;
 
 use crate::app::App;
 use crate::http::{json, parse_json, query_param, read_body, ApiError, Body};
+use crate::hub::JobEnd;
 use crate::store::{AgentPeer, CompleteOutcome, RedeemError, Store};
 
 /// Largest result upload (a rendered body is capped at 4 MiB before base64).
@@ -222,11 +223,17 @@ async fn upload(app: &App, peer: &AgentPeer, id: &str, req: Request<Incoming>) -
     let head = report.audit_head.clone();
     // The rendered body is sealed before the store sees it: no result is on disk in clear.
     let sealed = report.body_bytes().map_err(|m| ApiError::bad_field("body", m))?.map(|b| app.results.seal(id, &b));
-    let outcome = app.store.complete_job(peer.clone(), report, sha256_hex(&body), sealed, app.clock.now()).await?;
+    let now = app.clock.now();
+    // A caller waiting here for this result is handed it with the wake-up, if it is stored.
+    let end = app.hub.awaits_end(id).then(|| JobEnd::from_report(agent, &report, sealed.clone(), now));
+    let outcome = app.store.complete_job(peer.clone(), report, sha256_hex(&body), sealed, now).await?;
     match outcome {
         CompleteOutcome::Accepted => {
             tracing::info!(job_id = %id, agent_id = %agent, status = ?status, "Result stored.");
-            app.hub.job_done(id);
+            match end {
+                Some(end) => app.hub.job_ended(id, end),
+                None => app.hub.job_done(id),
+            }
             if let Some(head) = &head {
                 crate::audit_heads::accept(app, peer, head, crate::audit_heads::HeadSource::Result).await;
             }

@@ -181,6 +181,6 @@ pub trait Store: crate::store::access::AccessStore + Send + Sync + 'static {
 }
 
 #[cfg(test)]
-mod contract_tests;
+pub(crate) mod contract_tests;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testdb;

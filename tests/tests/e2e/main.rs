@@ -41,4 +41,5 @@ mod security;
 mod service;
 mod sign_in_flood;
 mod tls;
+mod token_revocation;
 mod vault;

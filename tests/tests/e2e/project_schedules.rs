@@ -12,14 +12,11 @@
 //! fresh PostgreSQL database), and says which.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{ensure, Context as _, Result};
 use outpost_e2e::client::Api;
-use outpost_e2e::{
-    call, eventually, ok_json, share_connection, signed_in, user_with_token, Agent, ControlPlane, PgDatabase,
-};
+use outpost_e2e::{call, eventually, ok_json, share_connection, signed_in, user_with_token, Agent, ControlPlane};
 use serde_json::{json, Value};
 
 const SQL: &str = "SELECT region, SUM(amount) AS revenue FROM orders GROUP BY region ORDER BY region";
@@ -172,11 +169,7 @@ async fn a_schedule_is_checked_shown_said_in_words_and_run_by_the_control_plane(
 async fn two_replicas_run_each_due_slot_exactly_once() -> Result<()> {
     const PROJECTS: usize = 12;
     let root = tempfile::tempdir()?;
-    let db = Arc::new(PgDatabase::create()?);
-    let mut cp1 = ControlPlane::init_on(root.path(), Some(Arc::clone(&db)))?;
-    let mut cp2 = cp1.replica(root.path(), "cp2")?;
-    cp1.start()?;
-    cp2.start()?;
+    let (cp1, cp2) = ControlPlane::two_started_replicas(root.path())?;
     let mut edge = Agent::new(root.path(), "edge-1", "")?;
     edge.enroll_with(&cp1).await?;
     edge.start_connected()?;

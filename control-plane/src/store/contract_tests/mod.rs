@@ -17,7 +17,7 @@ mod postgres;
 mod sqlite;
 
 /// An enrolled agent `edge-1` and an active signing key, in either backend.
-async fn seed<S: Store>(store: &S) {
+pub(crate) async fn seed<S: Store>(store: &S) {
     store
         .create_enrol_token(EnrolTokenRecord {
             id: "t1".into(),
@@ -49,11 +49,11 @@ async fn seed<S: Store>(store: &S) {
     store.commit_key_set(change).await.expect("key set");
 }
 
-fn peer(name: &str) -> AgentPeer {
+pub(crate) fn peer(name: &str) -> AgentPeer {
     AgentPeer { name: name.into(), cert_issued_at: 1, pool: None, public_key: Arc::from(&[][..]) }
 }
 
-fn job(id: &str, expires_at: i64) -> NewJob {
+pub(crate) fn job(id: &str, expires_at: i64) -> NewJob {
     NewJob {
         id: id.into(),
         agent: "edge-1".into(),
@@ -72,7 +72,7 @@ fn report(id: &str, body: &[u8]) -> ResultReport {
 }
 
 /// Enrols `name` into `pool` (token redeemed at t=1).
-async fn enrol_member<S: Store>(store: &S, name: &str, pool: &str) {
+pub(crate) async fn enrol_member<S: Store>(store: &S, name: &str, pool: &str) {
     let id = format!("t-{name}");
     store
         .create_enrol_token(EnrolTokenRecord {
@@ -89,7 +89,7 @@ async fn enrol_member<S: Store>(store: &S, name: &str, pool: &str) {
     assert_eq!(joined.pool.as_deref(), Some(pool));
 }
 
-fn pool_job(id: &str, pool: &str) -> NewJob {
+pub(crate) fn pool_job(id: &str, pool: &str) -> NewJob {
     NewJob { agent: String::new(), pool: Some(pool.into()), ..job(id, 5000) }
 }
 
