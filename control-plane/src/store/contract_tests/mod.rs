@@ -12,6 +12,7 @@ use crate::store::*;
 
 mod agents;
 mod jobs;
+mod pg_indexes;
 mod pools;
 mod postgres;
 mod sqlite;

@@ -96,6 +96,10 @@ const PG_SCHEMA_V8: &str = include_str!("postgres/008.sql");
 /// PostgreSQL v9: the filter values behind each project job's `filters` key.
 const PG_SCHEMA_V9: &str = include_str!("postgres/009.sql");
 
+/// PostgreSQL v10: job indexes that hold only the rows their statements look for (open
+/// jobs by agent and pool, project jobs, ended jobs): fewer index entries per job write.
+const PG_SCHEMA_V10: &str = include_str!("postgres/010.sql");
+
 /// PostgreSQL's migrations in order: (version, SQL). Append only.
 pub(crate) const PG_MIGRATIONS: &[(i32, &str)] = &[
     (1, PG_SCHEMA_V1),
@@ -107,6 +111,7 @@ pub(crate) const PG_MIGRATIONS: &[(i32, &str)] = &[
     (7, PG_SCHEMA_V7),
     (8, PG_SCHEMA_V8),
     (9, PG_SCHEMA_V9),
+    (10, PG_SCHEMA_V10),
 ];
 
 #[cfg(test)]
