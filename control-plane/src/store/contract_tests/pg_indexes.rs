@@ -1,7 +1,7 @@
 //! PostgreSQL's job indexes hold only the rows their statements look for (schema 10): a
 //! history of ended jobs is in none of the indexes that leases and expiries search, ad-hoc
-//! jobs are not in the project index, open jobs not in the index retention searches; and
-//! the statements still seek their rows through those indexes.
+//! jobs are not in the project index, open jobs not in the index of ended jobs; and the
+//! statements still seek their rows through those indexes, retention's purge included.
 
 use outpost_protocol::ids::new_job_id;
 
@@ -77,11 +77,17 @@ async fn ended_and_ad_hoc_jobs_stay_out_of_the_indexes_that_do_not_look_for_them
             ),
             ("pool lease", "SELECT id FROM jobs WHERE pool = 'eu' AND state IN ('queued', 'leased')", OPEN),
             ("project", "SELECT id FROM jobs WHERE project_id = 'p1' AND query_index = 0", &["jobs_by_project"]),
-            ("retention", "SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at <= 10", &["jobs_by_end"]),
         ] {
             let p = plan(&client, sql).await;
             assert!(!p.contains("Seq Scan") && indexes.iter().any(|i| p.contains(i)), "{what} does not seek {indexes:?}: {p}");
         }
+        // Retention's own statement: each branch through its index, not the whole table.
+        let purge = crate::store::access::postgres::retention::PURGE_JOBS_SQL.replace("$1", "10").replace("$2", "20");
+        let p = plan(&client, &purge).await;
+        assert!(
+            !p.contains("Seq Scan on jobs  (") && p.contains("jobs_by_end") && p.contains("jobs_open"),
+            "retention does not seek jobs_by_end and jobs_open: {p}"
+        );
     })
     .await;
 }

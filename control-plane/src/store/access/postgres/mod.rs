@@ -20,7 +20,7 @@ mod audit;
 pub(crate) use audit::AuditWriter;
 mod credentials;
 mod projects;
-mod retention;
+pub(crate) mod retention;
 mod schedules;
 mod users;
 

@@ -3,6 +3,24 @@
 use crate::store::postgres::PgStore;
 use crate::store::StoreError;
 
+/// The jobs retention deletes: ended at or before `$1`, or still open and expired at or
+/// before `$1`, except the newest successful result of each project query (per customer
+/// and filters) that ended after `$2`. An open job is named by its state, not by
+/// `finished_at IS NULL` (every change to a final state sets `finished_at`): so each
+/// branch has an index, `jobs_by_end` (ended jobs) and `jobs_open` (open jobs), and the
+/// purge does not read the whole table (schema 10).
+pub(crate) const PURGE_JOBS_SQL: &str = "DELETE FROM jobs
+     WHERE ((finished_at IS NOT NULL AND finished_at <= $1) OR (state IN ('queued', 'leased') AND expires_at <= $1))
+       AND NOT (project_id IS NOT NULL AND state = 'succeeded' AND finished_at > $2
+                AND NOT EXISTS (
+                    SELECT 1 FROM jobs AS newer
+                    WHERE newer.project_id = jobs.project_id
+                      AND newer.query_index IS NOT DISTINCT FROM jobs.query_index
+                      AND newer.customer IS NOT DISTINCT FROM jobs.customer
+                      AND newer.filters IS NOT DISTINCT FROM jobs.filters AND newer.state = 'succeeded'
+                      AND (newer.created_at > jobs.created_at
+                           OR (newer.created_at = jobs.created_at AND newer.seq > jobs.seq))))";
+
 pub(super) async fn purge(
     store: &PgStore,
     before: i64,
@@ -11,22 +29,7 @@ pub(super) async fn purge(
 ) -> Result<usize, StoreError> {
     let mut client = store.client().await?;
     let tx = client.transaction().await?;
-    let n = tx
-        .execute(
-            "DELETE FROM jobs
-                 WHERE ((finished_at IS NOT NULL AND finished_at <= $1) OR (finished_at IS NULL AND expires_at <= $1))
-                   AND NOT (project_id IS NOT NULL AND state = 'succeeded' AND finished_at > $2
-                            AND NOT EXISTS (
-                                SELECT 1 FROM jobs AS newer
-                                WHERE newer.project_id = jobs.project_id
-                                  AND newer.query_index IS NOT DISTINCT FROM jobs.query_index
-                                  AND newer.customer IS NOT DISTINCT FROM jobs.customer
-                                  AND newer.filters IS NOT DISTINCT FROM jobs.filters AND newer.state = 'succeeded'
-                                  AND (newer.created_at > jobs.created_at
-                                       OR (newer.created_at = jobs.created_at AND newer.seq > jobs.seq))))",
-            &[&before, &keep_results_after],
-        )
-        .await?;
+    let n = tx.execute(PURGE_JOBS_SQL, &[&before, &keep_results_after]).await?;
     tx.execute("DELETE FROM sessions WHERE expires_at <= $1", &[&now]).await?;
     tx.commit().await?;
     // Unlike SQLite's secure_delete, PostgreSQL cannot zero the freed space on demand:

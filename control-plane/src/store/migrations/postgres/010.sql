@@ -7,7 +7,7 @@
 -- - (finished_at): ended jobs, which retention asks for by end.
 -- A job now makes 13 index entries instead of 20 over its life, and the indexes leases
 -- search stay as small as the queue. On a large `jobs` table this migration rebuilds four
--- indexes, holding off writes to `jobs` meanwhile (see CONTROL-PLANE.md, Upgrade).
+-- indexes under a lock on `jobs` that every access waits for (see CONTROL-PLANE.md, Upgrade).
 DROP INDEX jobs_by_agent_state;
 CREATE INDEX jobs_by_agent_state ON jobs(agent, state, created_at) WHERE state IN ('queued', 'leased');
 DROP INDEX jobs_by_pool_state;
