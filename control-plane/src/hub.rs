@@ -67,6 +67,37 @@ impl JobEnd {
     }
 }
 
+/// A waiter registered by [`Hub::job`]; it leaves the registry when dropped: the map entry
+/// goes with its last waiter, and only if it is still the entry this waiter joined (a job
+/// that ended took its entry out, and a later waiter may have made a new one).
+pub struct JobWait<'h> {
+    hub: &'h Hub,
+    job_id: String,
+    end_only: bool,
+    waiter: Option<Arc<JobWaiter>>,
+}
+
+impl std::ops::Deref for JobWait<'_> {
+    type Target = JobWaiter;
+
+    fn deref(&self) -> &JobWaiter {
+        self.waiter.as_deref().unwrap_or_else(|| unreachable!("taken only in drop"))
+    }
+}
+
+impl Drop for JobWait<'_> {
+    fn drop(&mut self) {
+        let Some(waiter) = self.waiter.take() else { return };
+        let mut map = lock(self.hub.job_map(self.end_only));
+        let ours = map.get(&self.job_id).is_some_and(|e| Arc::ptr_eq(e, &waiter));
+        // Dropped under the lock: two waiters leaving at once cannot both see the other.
+        drop(waiter);
+        if ours && map.get(&self.job_id).is_some_and(|e| Arc::strong_count(e) == 1) {
+            map.remove(&self.job_id);
+        }
+    }
+}
+
 /// What a waiter for a job waits on: its wake-up and, when the job ended on this replica
 /// and the waiter waits for the end, how it ended.
 #[derive(Debug, Default)]
@@ -202,19 +233,19 @@ impl Hub {
         }
     }
 
-    /// The notifier a waiter for `job_id` waits on: woken by every change of the job, or
-    /// with `end_only` only when it ends. Pair with [`Hub::release_job`].
-    pub fn job(&self, job_id: &str, end_only: bool) -> Arc<JobWaiter> {
-        let map = if end_only { &self.job_ends } else { &self.jobs };
-        Arc::clone(lock(map).entry(job_id.to_owned()).or_default())
+    /// The registration of a waiter for `job_id`: woken by every change of the job, or with
+    /// `end_only` only when it ends. It is undone when dropped, also when the request that
+    /// waits is dropped half-way (its client went away).
+    pub fn job(&self, job_id: &str, end_only: bool) -> JobWait<'_> {
+        let waiter = Arc::clone(lock(self.job_map(end_only)).entry(job_id.to_owned()).or_default());
+        JobWait { hub: self, job_id: job_id.to_owned(), end_only, waiter: Some(waiter) }
     }
 
-    /// Drops the registry entry when the last waiter leaves.
-    pub fn release_job(&self, job_id: &str, end_only: bool, waiter: Arc<JobWaiter>) {
-        let mut map = lock(if end_only { &self.job_ends } else { &self.jobs });
-        // One reference in the map, one held by this waiter.
-        if Arc::strong_count(&waiter) <= 2 {
-            map.remove(job_id);
+    fn job_map(&self, end_only: bool) -> &Mutex<HashMap<String, Arc<JobWaiter>>> {
+        if end_only {
+            &self.job_ends
+        } else {
+            &self.jobs
         }
     }
 
@@ -323,9 +354,34 @@ mod tests {
             hub.job_done("j1");
             assert!(futures_now(end_n.as_mut()).is_some(), "the end wakes the result waiter");
         }
-        hub.release_job("j1", false, any);
-        hub.release_job("j1", true, end);
+        drop((any, end));
         assert!(lock(&hub.jobs).is_empty() && lock(&hub.job_ends).is_empty(), "nothing left registered");
+    }
+
+    #[tokio::test]
+    async fn a_waiter_leaves_the_registry_when_dropped_also_mid_wait_and_never_takes_a_newer_entry() {
+        let hub = Hub::default();
+        let (a, b) = (hub.job("j1", true), hub.job("j1", true));
+        drop(a);
+        assert!(hub.awaits_end("j1"), "b still waits");
+        // A request dropped while it waits (its client went away) leaves nothing behind.
+        let waiting = async {
+            let w = hub.job("j2", true);
+            w.notified().await;
+        };
+        {
+            tokio::pin!(waiting);
+            assert!(futures_now(waiting.as_mut()).is_none());
+        }
+        assert!(!hub.awaits_end("j2"), "a dropped request's entry stayed");
+        // The job ends (its entry goes), a new waiter comes: the old one leaving must not
+        // take the new one's entry.
+        hub.job_done("j1");
+        let c = hub.job("j1", true);
+        drop(b);
+        assert!(hub.awaits_end("j1"), "the newer waiter's entry was removed");
+        drop(c);
+        assert!(lock(&hub.job_ends).is_empty());
     }
 
     #[tokio::test]

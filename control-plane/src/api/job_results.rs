@@ -166,7 +166,7 @@ async fn wait_for_job(
         }
     }
     .await;
-    app.hub.release_job(id, end_only, waiter);
+    drop(waiter);
     found
 }
 
