@@ -447,23 +447,10 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_handed_over_end_is_what_sqlite_reads_after() {
-        crate::store::testdb::on_sqlite(|store| async move {
-            crate::store::contract_tests::seed(&store).await;
-            a_handed_over_end_is_what_the_store_reads_after(&store).await;
-        })
-        .await;
-    }
-
-    #[tokio::test]
-    async fn a_handed_over_end_is_what_postgres_reads_after() {
-        crate::store::testdb::on_postgres(|store| async move {
-            crate::store::contract_tests::seed(&store).await;
-            a_handed_over_end_is_what_the_store_reads_after(&store).await;
-        })
-        .await;
-    }
+    crate::store::testdb::on_both_backends!(
+        seed: crate::store::contract_tests::seed;
+        a_handed_over_end_is_what_the_store_reads_after,
+    );
 
     /// Polls a future once.
     fn futures_now<F: std::future::Future + Unpin>(f: F) -> Option<F::Output> {

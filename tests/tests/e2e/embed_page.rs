@@ -38,6 +38,12 @@ pub(crate) async fn host_page(html: String) -> Result<u16> {
     Ok(port)
 }
 
+/// The embed page's address for `token` on project `pid`, as a host page frames it.
+pub(crate) fn embed_frame_src(cp: &ControlPlane, pid: &str, token: &str) -> String {
+    let cp_port = cp.api_addr.rsplit(':').next().unwrap_or_default();
+    format!("https://localhost:{cp_port}/embed/dashboards/{pid}?token={token}")
+}
+
 /// The host application's page: it frames the URL after its `#` in an iframe titled `title`.
 pub(crate) fn host_html(title: &str) -> String {
     format!(
@@ -111,8 +117,7 @@ async fn in_chromium_a_page_of_another_origin_frames_the_embed_page_and_an_unlis
             .as_str()
             .context("token")?
             .to_owned();
-    let cp_port = cp.api_addr.rsplit(':').next().unwrap_or_default().to_owned();
-    let frame_src = format!("https://localhost:{cp_port}/embed/dashboards/{pid}?token={token}");
+    let frame_src = embed_frame_src(&cp, &pid, &token);
 
     let out = tokio::task::spawn_blocking({
         let root = root.path().to_owned();

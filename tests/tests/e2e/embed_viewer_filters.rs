@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::console::{browser_dir, chromium, run_node, screenshots};
 use crate::dashboard_filters::{enc, regional};
-use crate::embed_page::{framed_pair, host_html, host_page};
+use crate::embed_page::{embed_frame_src, framed_pair, host_html, host_page};
 
 /// `?filters=…` of `f`.
 fn q(f: &Value) -> String {
@@ -193,8 +193,7 @@ async fn in_chromium_a_framed_embeds_viewer_applies_a_region_and_the_frame_shows
     )
     .await?;
     let token = t["token"].as_str().context("token")?.to_owned();
-    let cp_port = cp.api_addr.rsplit(':').next().unwrap_or_default().to_owned();
-    let frame_src = format!("https://localhost:{cp_port}/embed/dashboards/{pid}?token={token}");
+    let frame_src = embed_frame_src(&cp, &pid, &token);
 
     let out = tokio::task::spawn_blocking({
         let root = root.path().to_owned();
