@@ -54,8 +54,10 @@ struct Readers {
 }
 
 impl SqliteDb {
-    /// Hands `conn` (opened, configured and migrated) to a new writer thread.
-    pub fn start(path: &Path, conn: Connection) -> Result<Self, StoreError> {
+    /// Hands `conn` (opened, configured and migrated) to a new writer thread, with its
+    /// checkpoints on a thread of their own ([`super::checkpoints`]).
+    pub fn start(path: &Path, mut conn: Connection) -> Result<Self, StoreError> {
+        super::checkpoints::start(path, &mut conn)?;
         let (changes, queue) = mpsc::channel::<Change>();
         std::thread::Builder::new()
             .name("sqlite-writer".into())

@@ -1,0 +1,211 @@
+//! WAL checkpoints on a thread of their own, beside the writer.
+//!
+//! SQLite's automatic checkpoint runs inside the commit that takes the WAL past 1,000
+//! pages: that commit copies the WAL into the database file and waits for two `fsync`s
+//! (the WAL's, then the database file's), and every change queued behind it waits too.
+//! With `synchronous=NORMAL` no other commit waits for the disk, so that one commit in a
+//! few hundred was the control plane's slowest request (issue 24: the p99 of a small job).
+//!
+//! Here the writer's WAL hook (called after every commit with the WAL's size; it replaces
+//! the automatic checkpoint) wakes the checkpointer once the WAL holds
+//! [`CHECKPOINT_PAGES`]. The checkpointer runs a `PASSIVE` checkpoint on its own
+//! connection: it copies what no reader still needs and never blocks the writer or the
+//! readers, who go on meanwhile. The first commit after a checkpoint that caught up starts
+//! the WAL again from its beginning.
+//!
+//! Under a load that never pauses the checkpointer never catches up, and the WAL would
+//! grow for as long as the load lasts. So a commit that finds [`WRITER_CHECKPOINT_PAGES`]
+//! in the WAL copies the rest itself, as SQLite would have at the first threshold (most
+//! of it is copied already; the `fsync`s are what it waits for). The WAL then starts again.
+//!
+//! What a crash keeps is unchanged: a commit is in the WAL either way, and a checkpoint
+//! `fsync`s the WAL before it copies. A `TRUNCATE` checkpoint that must run between
+//! changes (retention, closing) still runs on the writer ([`super::db::SqliteDb::write_alone`]).
+
+use std::ffi::c_int;
+use std::path::Path;
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+
+use rusqlite::hooks::Wal;
+use rusqlite::wal::CheckpointMode;
+use rusqlite::{Connection, OpenFlags};
+
+use crate::store::StoreError;
+
+/// WAL pages after which a commit wakes the checkpointer (SQLite's automatic default).
+pub(super) const CHECKPOINT_PAGES: c_int = 1000;
+/// WAL pages after which the writer copies the rest itself.
+pub(super) const WRITER_CHECKPOINT_PAGES: c_int = 4 * CHECKPOINT_PAGES;
+
+/// What the checkpoints did so far, for whoever must know (the tests, a debug log).
+#[derive(Default)]
+pub(super) struct Checkpoints {
+    counts: Mutex<Counts>,
+    changed: Condvar,
+}
+
+/// Checkpoints asked of the checkpointer, run by it, and run by the writer itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Counts {
+    pub woken: u64,
+    pub ran: u64,
+    pub by_writer: u64,
+}
+
+impl Checkpoints {
+    fn count(&self, f: impl FnOnce(&mut Counts)) {
+        if let Ok(mut c) = self.counts.lock() {
+            f(&mut c);
+            self.changed.notify_all();
+        }
+    }
+
+    /// Waits until the checkpointer has run every checkpoint asked of it and `until`
+    /// holds, at most `limit`; returns the counts then.
+    #[cfg(test)]
+    pub(super) fn wait(&self, until: impl Fn(&Counts) -> bool, limit: std::time::Duration) -> Counts {
+        let Ok(counts) = self.counts.lock() else { return Counts::default() };
+        self.changed
+            .wait_timeout_while(counts, limit, |c| c.ran < c.woken || !until(c))
+            .map(|(c, _)| *c)
+            .unwrap_or_default()
+    }
+}
+
+/// Opens the checkpointer's connection, starts its thread and hooks `writer`'s commits
+/// to it. The thread ends when `writer` is closed (the hook, and with it the only
+/// sender, is dropped).
+pub(super) fn start(path: &Path, writer: &mut Connection) -> Result<Arc<Checkpoints>, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // A connection learns the journal mode when it first reads the file; until then a
+    // checkpoint does nothing (and says -1).
+    let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Task(format!("{}: journal mode {mode}, not WAL", path.display())));
+    }
+    let checkpoints = Arc::new(Checkpoints::default());
+    // One wake-up waiting is enough: a checkpoint copies everything committed before it.
+    let (wake, woken) = mpsc::sync_channel::<()>(1);
+    let done = Arc::clone(&checkpoints);
+    std::thread::Builder::new()
+        .name("sqlite-checkpoints".into())
+        .spawn(move || checkpointer(&conn, &woken, &done))
+        .map_err(|e| StoreError::Task(format!("cannot start the WAL checkpointer: {e}")))?;
+    let counts = Arc::clone(&checkpoints);
+    writer.wal_hook(Some(move |wal: &mut Wal, pages: c_int| {
+        if pages >= WRITER_CHECKPOINT_PAGES {
+            // Busy when the checkpointer is at work: the next commit tries again.
+            if let Ok((log, copied)) = wal.checkpoint_v2(CheckpointMode::PASSIVE) {
+                tracing::debug!(log, copied, "WAL checkpoint by the writer");
+                counts.count(|c| c.by_writer += 1);
+            }
+        } else if pages >= CHECKPOINT_PAGES && wake.try_send(()).is_ok() {
+            counts.count(|c| c.woken += 1);
+        }
+        Ok(())
+    }))?;
+    Ok(checkpoints)
+}
+
+fn checkpointer(conn: &Connection, woken: &mpsc::Receiver<()>, checkpoints: &Checkpoints) {
+    while woken.recv().is_ok() {
+        match conn.wal_checkpoint_v2(Some(rusqlite::MAIN_DB), CheckpointMode::PASSIVE) {
+            Ok((log, copied)) if log >= 0 => tracing::debug!(log, copied, "WAL checkpoint"),
+            // The next commit past the threshold tries again; meanwhile the WAL grows.
+            Ok(_) => tracing::warn!("WAL checkpoint did not run: the database is not in WAL mode"),
+            Err(e) => tracing::warn!("WAL checkpoint failed: {e}"),
+        }
+        checkpoints.count(|c| c.ran += 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const LIMIT: Duration = Duration::from_secs(30);
+
+    struct Db {
+        _dir: tempfile::TempDir,
+        wal: std::path::PathBuf,
+        writer: Connection,
+        checkpoints: Arc<Checkpoints>,
+        blob: Vec<u8>,
+        page_size: i64,
+    }
+
+    impl Db {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("t.db");
+            let mut writer = Connection::open(&path).expect("open");
+            writer.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (v BLOB);").expect("schema");
+            let checkpoints = start(&path, &mut writer).expect("start");
+            let page_size: i64 = writer.query_row("PRAGMA page_size", [], |r| r.get(0)).expect("page size");
+            // Each row fills about a page; each commit writes it and the table's root.
+            let blob = vec![7_u8; usize::try_from(page_size).expect("size") - 100];
+            Db { wal: dir.path().join("t.db-wal"), _dir: dir, writer, checkpoints, blob, page_size }
+        }
+
+        fn commit_rows(&self, n: usize) {
+            for _ in 0..n {
+                self.writer.execute("INSERT INTO t (v) VALUES (?1)", [&self.blob]).expect("insert");
+            }
+        }
+
+        fn wal_pages(&self) -> i64 {
+            i64::try_from(std::fs::metadata(&self.wal).expect("wal").len()).expect("len") / self.page_size
+        }
+
+        fn rows(&self) -> i64 {
+            self.writer.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).expect("count")
+        }
+    }
+
+    /// Commits that pause (as requests do) never wait for a checkpoint: each time the WAL
+    /// passes the threshold the checkpointer copies it on its own connection, and the
+    /// next commit starts the WAL again from its beginning.
+    #[test]
+    fn commits_with_pauses_leave_every_checkpoint_to_the_checkpointer() {
+        let db = Db::new();
+        for round in 1..=6 {
+            // ~1,200 pages: past the threshold, far below the writer's own.
+            db.commit_rows(600);
+            let counts = db.checkpoints.wait(|c| c.ran >= round, LIMIT);
+            assert!(counts.ran >= round, "checkpoint {round}: {counts:?}");
+        }
+        assert_eq!(db.checkpoints.wait(|_| true, LIMIT).by_writer, 0, "the writer waited for a checkpoint");
+        assert!(db.wal_pages() < 2 * i64::from(CHECKPOINT_PAGES), "the WAL grew to {} pages", db.wal_pages());
+        assert_eq!(db.rows(), 3_600, "every commit kept");
+    }
+
+    /// Under commits that never pause the checkpointer cannot catch up; the writer then
+    /// copies the rest itself, so the WAL stays bounded (it would otherwise hold ~18,000
+    /// pages here).
+    #[test]
+    fn commits_without_pause_keep_the_wal_bounded() {
+        let db = Db::new();
+        db.commit_rows(9_000);
+        db.checkpoints.wait(|_| true, LIMIT);
+        let bound = i64::from(WRITER_CHECKPOINT_PAGES + CHECKPOINT_PAGES);
+        assert!(db.wal_pages() < bound, "the WAL grew to {} pages", db.wal_pages());
+        assert_eq!(db.rows(), 9_000, "every commit kept");
+    }
+
+    /// A file that is not in WAL mode is refused (a checkpoint there would do nothing).
+    #[test]
+    fn a_database_not_in_wal_mode_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.db");
+        let mut writer = Connection::open(&path).expect("open");
+        writer.execute_batch("CREATE TABLE t (v BLOB);").expect("schema");
+        let refused = start(&path, &mut writer).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(refused.contains("not WAL"), "{refused}");
+    }
+}
