@@ -53,9 +53,10 @@ impl SeenJobs {
             use std::os::unix::fs::OpenOptionsExt;
             std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&path).map_err(store_err)?;
         }
-        let conn = Connection::open(&path).map_err(store_err)?;
+        let mut conn = Connection::open(&path).map_err(store_err)?;
         // WAL + NORMAL: a record survives a crash of the agent process; only a power cut
-        // can lose the last ones.
+        // can lose the last ones. The record is written before the query runs, so its
+        // commit never copies the WAL itself: a thread beside it does.
         conn.pragma_update(None, "journal_mode", "WAL").map_err(store_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(store_err)?;
         conn.execute_batch(
@@ -67,6 +68,7 @@ impl SeenJobs {
              CREATE INDEX IF NOT EXISTS seen_by_keep_until ON seen(keep_until);",
         )
         .map_err(store_err)?;
+        outpost_common::sqlite_checkpoints::start(&path, &mut conn).map_err(store_err)?;
         Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
 

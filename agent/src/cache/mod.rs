@@ -170,7 +170,7 @@ impl Index {
             use std::os::unix::fs::OpenOptionsExt;
             std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&path).map_err(io(&path))?;
         }
-        let conn = Connection::open(&path)?;
+        let mut conn = Connection::open(&path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // A power cut may lose the last index changes; that is safe here: an entry file
@@ -183,6 +183,11 @@ impl Index {
                 created_at INTEGER NOT NULL, last_used INTEGER NOT NULL, bytes INTEGER NOT NULL);
              CREATE INDEX IF NOT EXISTS entries_by_use ON entries(last_used);",
         )?;
+        // A job's cache lookup and fill commit here; none of them copies the WAL itself.
+        outpost_common::sqlite_checkpoints::start(&path, &mut conn).map_err(|e| CacheError::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
         Ok(Self { dir, db: Arc::new(Mutex::new(conn)) })
     }
 

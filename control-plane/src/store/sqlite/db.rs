@@ -55,9 +55,9 @@ struct Readers {
 
 impl SqliteDb {
     /// Hands `conn` (opened, configured and migrated) to a new writer thread, with its
-    /// checkpoints on a thread of their own ([`super::checkpoints`]).
+    /// checkpoints on a thread of their own ([`outpost_common::sqlite_checkpoints`]).
     pub fn start(path: &Path, mut conn: Connection) -> Result<Self, StoreError> {
-        super::checkpoints::start(path, &mut conn)?;
+        outpost_common::sqlite_checkpoints::start(path, &mut conn).map_err(|e| StoreError::Task(e.to_string()))?;
         let (changes, queue) = mpsc::channel::<Change>();
         std::thread::Builder::new()
             .name("sqlite-writer".into())

@@ -1,7 +1,7 @@
 //! The embedded SQLite backend of `Store` (and, in `access::sqlite`, of `AccessStore`):
 //! one writer thread that commits what arrives together in one transaction, and
 //! read-only connections beside it ([`db`]), and WAL checkpoints on a thread of their
-//! own ([`checkpoints`]).
+//! own ([`outpost_common::sqlite_checkpoints`]).
 //!
 //! This file opens the database (file mode, pragmas, migrations from
 //! [`crate::store::migrations`]). Each call is answered, as `store::dispatch` lists, in
@@ -17,7 +17,6 @@ use crate::store::migrations::{MIGRATIONS, SCHEMA_VERSION};
 use crate::store::{DatabaseKind, StoreError};
 
 mod agents;
-mod checkpoints;
 mod db;
 mod jobs;
 mod keys;

@@ -1,10 +1,11 @@
-//! WAL checkpoints on a thread of their own, beside the writer.
+//! WAL checkpoints of a SQLite database on a thread of their own, beside its writer.
 //!
 //! SQLite's automatic checkpoint runs inside the commit that takes the WAL past 1,000
 //! pages: that commit copies the WAL into the database file and waits for two `fsync`s
-//! (the WAL's, then the database file's), and every change queued behind it waits too.
+//! (the WAL's, then the database file's), and whatever waits for the commit waits too.
 //! With `synchronous=NORMAL` no other commit waits for the disk, so that one commit in a
-//! few hundred was the control plane's slowest request (issue 24: the p99 of a small job).
+//! few hundred made the slowest requests of a job's path (issue 24: the p99 of a small
+//! job). The control plane's store, and the agent's replay store and cache index, use it.
 //!
 //! Here the writer's WAL hook (called after every commit with the WAL's size; it replaces
 //! the automatic checkpoint) wakes the checkpointer once the WAL holds
@@ -19,8 +20,8 @@
 //! of it is copied already; the `fsync`s are what it waits for). The WAL then starts again.
 //!
 //! What a crash keeps is unchanged: a commit is in the WAL either way, and a checkpoint
-//! `fsync`s the WAL before it copies. A `TRUNCATE` checkpoint that must run between
-//! changes (retention, closing) still runs on the writer ([`super::db::SqliteDb::write_alone`]).
+//! `fsync`s the WAL before it copies. A checkpoint that must run between changes (the
+//! control plane's `TRUNCATE` after a retention purge, say) still runs on the writer.
 
 use std::ffi::c_int;
 use std::path::Path;
@@ -30,25 +31,50 @@ use rusqlite::hooks::Wal;
 use rusqlite::wal::CheckpointMode;
 use rusqlite::{Connection, OpenFlags};
 
-use crate::store::StoreError;
+/// Why the checkpointer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointerError {
+    /// SQLite refused to open or configure the checkpointer's connection.
+    #[error("{path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: String,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
+    /// The database is not in WAL mode, where a checkpoint does nothing.
+    #[error("{path}: journal mode {mode}, not WAL")]
+    NotWal {
+        /// The database file.
+        path: String,
+        /// The journal mode it is in.
+        mode: String,
+    },
+    /// The thread could not be started.
+    #[error("cannot start the WAL checkpointer: {0}")]
+    Thread(std::io::Error),
+}
 
 /// WAL pages after which a commit wakes the checkpointer (SQLite's automatic default).
-pub(super) const CHECKPOINT_PAGES: c_int = 1000;
+pub const CHECKPOINT_PAGES: c_int = 1000;
 /// WAL pages after which the writer copies the rest itself.
-pub(super) const WRITER_CHECKPOINT_PAGES: c_int = 4 * CHECKPOINT_PAGES;
+pub const WRITER_CHECKPOINT_PAGES: c_int = 4 * CHECKPOINT_PAGES;
 
 /// What the checkpoints did so far, for whoever must know (the tests, a debug log).
 #[derive(Default)]
-pub(super) struct Checkpoints {
+pub struct Checkpoints {
     counts: Mutex<Counts>,
     changed: Condvar,
 }
 
 /// Checkpoints asked of the checkpointer, run by it, and run by the writer itself.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(super) struct Counts {
+pub struct Counts {
+    /// Checkpoints asked of the checkpointer.
     pub woken: u64,
+    /// Checkpoints the checkpointer ran (or tried).
     pub ran: u64,
+    /// Checkpoints the writer ran itself, past [`WRITER_CHECKPOINT_PAGES`].
     pub by_writer: u64,
 }
 
@@ -63,7 +89,7 @@ impl Checkpoints {
     /// Waits until the checkpointer has run every checkpoint asked of it and `until`
     /// holds, at most `limit`; returns the counts then.
     #[cfg(test)]
-    pub(super) fn wait(&self, until: impl Fn(&Counts) -> bool, limit: std::time::Duration) -> Counts {
+    pub fn wait(&self, until: impl Fn(&Counts) -> bool, limit: std::time::Duration) -> Counts {
         let Ok(counts) = self.counts.lock() else { return Counts::default() };
         self.changed
             .wait_timeout_while(counts, limit, |c| c.ran < c.woken || !until(c))
@@ -72,20 +98,22 @@ impl Checkpoints {
     }
 }
 
-/// Opens the checkpointer's connection, starts its thread and hooks `writer`'s commits
-/// to it. The thread ends when `writer` is closed (the hook, and with it the only
-/// sender, is dropped).
-pub(super) fn start(path: &Path, writer: &mut Connection) -> Result<Arc<Checkpoints>, StoreError> {
+/// Opens the checkpointer's connection to `path`, starts its thread and hooks `writer`'s
+/// commits to it. The thread ends when `writer` is closed (the hook, and with it the
+/// only sender, is dropped).
+pub fn start(path: &Path, writer: &mut Connection) -> Result<Arc<Checkpoints>, CheckpointerError> {
+    let sqlite = |source| CheckpointerError::Sqlite { path: path.display().to_string(), source };
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
-    )?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    )
+    .map_err(sqlite)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(sqlite)?;
     // A connection learns the journal mode when it first reads the file; until then a
     // checkpoint does nothing (and says -1).
-    let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+    let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).map_err(sqlite)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Task(format!("{}: journal mode {mode}, not WAL", path.display())));
+        return Err(CheckpointerError::NotWal { path: path.display().to_string(), mode });
     }
     let checkpoints = Arc::new(Checkpoints::default());
     // One wake-up waiting is enough: a checkpoint copies everything committed before it.
@@ -94,20 +122,22 @@ pub(super) fn start(path: &Path, writer: &mut Connection) -> Result<Arc<Checkpoi
     std::thread::Builder::new()
         .name("sqlite-checkpoints".into())
         .spawn(move || checkpointer(&conn, &woken, &done))
-        .map_err(|e| StoreError::Task(format!("cannot start the WAL checkpointer: {e}")))?;
+        .map_err(CheckpointerError::Thread)?;
     let counts = Arc::clone(&checkpoints);
-    writer.wal_hook(Some(move |wal: &mut Wal, pages: c_int| {
-        if pages >= WRITER_CHECKPOINT_PAGES {
-            // Busy when the checkpointer is at work: the next commit tries again.
-            if let Ok((log, copied)) = wal.checkpoint_v2(CheckpointMode::PASSIVE) {
-                tracing::debug!(log, copied, "WAL checkpoint by the writer");
-                counts.count(|c| c.by_writer += 1);
+    writer
+        .wal_hook(Some(move |wal: &mut Wal, pages: c_int| {
+            if pages >= WRITER_CHECKPOINT_PAGES {
+                // Busy when the checkpointer is at work: the next commit tries again.
+                if let Ok((log, copied)) = wal.checkpoint_v2(CheckpointMode::PASSIVE) {
+                    tracing::debug!(log, copied, "WAL checkpoint by the writer");
+                    counts.count(|c| c.by_writer += 1);
+                }
+            } else if pages >= CHECKPOINT_PAGES && wake.try_send(()).is_ok() {
+                counts.count(|c| c.woken += 1);
             }
-        } else if pages >= CHECKPOINT_PAGES && wake.try_send(()).is_ok() {
-            counts.count(|c| c.woken += 1);
-        }
-        Ok(())
-    }))?;
+            Ok(())
+        }))
+        .map_err(sqlite)?;
     Ok(checkpoints)
 }
 
