@@ -37,6 +37,9 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/outpost-quickstart.XXXXXX")"
 PIDS=()
 cleanup() {
   local code=$?
+  # A second Ctrl-C or SIGTERM must not cut the waits below short: that left the
+  # control plane or the agent running after the script had ended.
+  trap '' INT TERM
   for pid in "${PIDS[@]}"; do
     kill -TERM "$pid" 2>/dev/null || true
   done
