@@ -23,8 +23,19 @@ async function clearEditor() {
   await page.keyboard.press('Backspace');
 }
 // The labels of the open completion list (waits for it).
-async function completions() {
-  await page.waitForSelector('.cm-tooltip-autocomplete li', { timeout: 10000 });
+// The options offered once every key of `typed` is in the document and the list shows
+// `want`, or after 10 s whatever it shows, for the failure message. A list read as soon as
+// one appears can still be the one for the first keys typed: on a loaded machine CI saw
+// "SELECT" alone offered after "SELECT orders.qua" had been typed.
+async function completions(typed, want) {
+  await page.waitForFunction((t) => window.outpostEditor.state.doc.toString() === t, typed, { timeout: 10000 });
+  await page
+    .waitForFunction(
+      (w) => [...document.querySelectorAll('.cm-tooltip-autocomplete li .cm-completionLabel')].some((l) => l.textContent === w),
+      want,
+      { polling: 25, timeout: 10000 },
+    )
+    .catch(() => {});
   return page.$$eval('.cm-tooltip-autocomplete li .cm-completionLabel', (ls) => ls.map((l) => l.textContent));
 }
 // Enter takes the selected option once the list has settled. CodeMirror ignores Enter on a
@@ -121,7 +132,7 @@ expect(await page.getAttribute('.cm-editor', 'aria-invalid') === null, 'the SQL 
 await clearEditor();
 expect(await sqlValue() === '', 'clearing the editor clears the textarea');
 await page.keyboard.type('SEL');
-expect((await completions()).includes('SELECT'), 'a keyword is offered while typing');
+expect((await completions('SEL', 'SELECT')).includes('SELECT'), 'a keyword is offered while typing');
 await closeCompletions();
 await page.evaluate((tables) => {
   window.outpostSchema = { tables };
@@ -129,18 +140,18 @@ await page.evaluate((tables) => {
 }, cfg.schema);
 await clearEditor();
 await page.keyboard.type('SELECT * FROM mon');
-const tables = await completions();
+const tables = await completions('SELECT * FROM mon', 'monthly_revenue');
 expect(tables.includes('monthly_revenue'), `a table of window.outpostSchema is offered (${tables.join(', ')})`);
 await accept('monthly_revenue', 'SELECT * FROM mon');
 expect(await doc() === 'SELECT * FROM monthly_revenue', 'Enter takes it');
 await clearEditor();
 await page.keyboard.type('SELECT orders.qua');
-const cols = await completions();
+const cols = await completions('SELECT orders.qua', 'quantity');
 expect(cols.includes('quantity'), `after "orders." that table's columns are offered (${cols.join(', ')})`);
 await closeCompletions();
 await clearEditor();
 await page.keyboard.type('SELECT reven');
-const bare = await completions();
+const bare = await completions('SELECT reven', 'revenue');
 expect(bare.includes('revenue'), `a bare word is offered the schema's columns (${bare.join(', ')})`);
 const detail = await page.$$eval('.cm-tooltip-autocomplete li', (ls) => ls.map((l) => l.textContent).find((t) => t.startsWith('revenue')));
 expect(detail.includes('real · masked') && detail.includes('monthly_revenue'), `with its type, masking and table (${detail})`);
