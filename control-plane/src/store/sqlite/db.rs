@@ -18,6 +18,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 
+use outpost_common::sqlite_checkpoints::{self, Checkpoints};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::store::StoreError;
@@ -44,6 +45,7 @@ type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
 pub struct SqliteDb {
     changes: mpsc::Sender<Change>,
     readers: Arc<Readers>,
+    checkpoints: Arc<Checkpoints>,
 }
 
 struct Readers {
@@ -57,7 +59,7 @@ impl SqliteDb {
     /// Hands `conn` (opened, configured and migrated) to a new writer thread, with its
     /// checkpoints on a thread of their own ([`outpost_common::sqlite_checkpoints`]).
     pub fn start(path: &Path, mut conn: Connection) -> Result<Self, StoreError> {
-        outpost_common::sqlite_checkpoints::start(path, &mut conn).map_err(|e| StoreError::Task(e.to_string()))?;
+        let checkpoints = sqlite_checkpoints::start(path, &mut conn).map_err(|e| StoreError::Task(e.to_string()))?;
         let (changes, queue) = mpsc::channel::<Change>();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -65,6 +67,7 @@ impl SqliteDb {
             .map_err(|e| StoreError::Task(format!("cannot start the database writer: {e}")))?;
         Ok(Self {
             changes,
+            checkpoints,
             readers: Arc::new(Readers {
                 path: path.to_owned(),
                 idle: Mutex::new(Vec::new()),
@@ -90,6 +93,12 @@ impl SqliteDb {
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
         self.queue(true, f).await
+    }
+
+    /// The checkpoints beside the writer: a checkpoint the writer runs itself between its
+    /// changes goes through [`Checkpoints::alone`].
+    pub fn checkpoints(&self) -> Arc<Checkpoints> {
+        Arc::clone(&self.checkpoints)
     }
 
     async fn queue<T, F>(&self, alone: bool, f: F) -> Result<T, StoreError>
