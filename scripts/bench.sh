@@ -94,7 +94,9 @@ if want replicas; then
 
 echo "==> replicas: ${REPLICA_CLIENTS:-32} concurrent API clients, each job POST /v1/jobs to pool:eu then GET .../result?wait=30"
 echo "    on a kept-alive connection; two pooled agents (m1, m2); same run: SQLite 1 replica, PostgreSQL 1 replica,"
-echo "    PostgreSQL 3 replicas sharing one database (clients round-robin, wake-ups cross replicas via LISTEN/NOTIFY)"
+echo "    PostgreSQL 3 replicas sharing one database (clients round-robin, wake-ups cross replicas via LISTEN/NOTIFY);"
+echo "    then PostgreSQL's floor on the same server (durable single-row inserts, reads by primary key) and the"
+echo "    most one PostgreSQL replica could reach beside SQLite with its server at that floor"
 "$OUTPOST_BIN_DIR/outpost-bench-replicas" \
   --clients "${REPLICA_CLIENTS:-32}" --jobs-per-client "${REPLICA_JOBS_PER_CLIENT:-50}"
 fi

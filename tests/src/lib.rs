@@ -10,6 +10,7 @@
 pub mod client;
 pub mod measure;
 pub mod pg;
+pub mod pg_floor;
 pub mod proc;
 
 use std::path::{Path, PathBuf};

@@ -213,6 +213,14 @@ async fn main() -> Result<()> {
         rows.push((config, m));
         drop(setup);
     }
+    // PostgreSQL's own floor on the same server, from as many connections as there were
+    // clients: five times the three durable writes each job makes at least, so that the
+    // phase lasts about as long as a job phase (a floor write costs a tenth of a job).
+    let floor = if args.configs.iter().any(|c| c != &Config::Sqlite) {
+        Some(outpost_e2e::pg_floor::durable_insert_floor(args.clients, 15 * args.jobs_per_client).await?)
+    } else {
+        None
+    };
 
     println!("machine: {}; load average before the run: {load}", outpost_e2e::machine());
     println!();
@@ -242,19 +250,59 @@ async fn main() -> Result<()> {
          process of the server, its other databases' work included):"
     );
     println!();
-    println!("| configuration | control plane(s) | agents | PostgreSQL | load client | all |");
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!("| configuration | control plane(s) | agents | PostgreSQL | load client | all | cores busy |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
     for (config, m) in &rows {
         let per = |s: f64| format!("{:.0} µs", s * 1e6 / m.jobs as f64);
         println!(
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {:.2} of {} |",
             config.label(),
             per(m.cpu[0]),
             per(m.cpu[1]),
             if config == &Config::Sqlite { "-".to_owned() } else { per(m.cpu[2]) },
             per(m.cpu[3]),
-            per(m.cpu.iter().sum())
+            per(m.cpu.iter().sum()),
+            m.cpu.iter().sum::<f64>() / m.elapsed.as_secs_f64(),
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
         );
     }
+    if let Some(floor) = floor {
+        print_floor(&floor, &rows);
+    }
     Ok(())
+}
+
+/// PostgreSQL's floor and, when SQLite and one PostgreSQL replica both ran, the most
+/// PostgreSQL could reach beside SQLite were its server CPU per job at that floor.
+fn print_floor(floor: &outpost_e2e::pg_floor::Floor, rows: &[(Config, Measured)]) {
+    let (w, r) = (floor.write.per_statement_us(), floor.read.per_statement_us());
+    let least = 3.0 * w + 2.0 * r;
+    println!();
+    println!(
+        "PostgreSQL's floor, same server, same run, {} connections: {} durable single-row INSERT transactions in \
+         {:.2} s, {w:.0} µs of server CPU each; {} reads of one row by primary key in {:.2} s, {r:.0} µs each. \
+         A job makes at least three durable writes (queued, leased, final) and two token checks (one per API \
+         request), so ≥ {least:.0} µs of server CPU per job on any PostgreSQL store with those promises.",
+        floor.write.connections,
+        floor.write.statements,
+        floor.write.elapsed.as_secs_f64(),
+        floor.read.statements,
+        floor.read.elapsed.as_secs_f64(),
+    );
+    let find = |c: Config| rows.iter().find(|(k, _)| *k == c).map(|(_, m)| m);
+    if let (Some(sqlite), Some(pg)) = (find(Config::Sqlite), find(Config::Pg1)) {
+        let per = |m: &Measured, s: f64| s * 1e6 / m.jobs as f64;
+        let sqlite_all = per(sqlite, sqlite.cpu.iter().sum());
+        let pg_rest = per(pg, pg.cpu[0] + pg.cpu[1] + pg.cpu[3]);
+        println!(
+            "When the cores are the limit, throughput goes as 1 / (CPU per job): with the control plane, agents \
+             and client at their PostgreSQL run's {pg_rest:.0} µs per job and the server at that floor, one \
+             PostgreSQL replica could reach at most {:.2}× SQLite's throughput (SQLite: {sqlite_all:.0} µs per job \
+             in all; measured: {:.2}×). Even with them at SQLite's whole {sqlite_all:.0} µs, SQLite's own store \
+             work included: at most {:.2}×.",
+            sqlite_all / (pg_rest + least),
+            (pg.jobs as f64 / pg.elapsed.as_secs_f64()) / (sqlite.jobs as f64 / sqlite.elapsed.as_secs_f64()),
+            sqlite_all / (sqlite_all + least),
+        );
+    }
 }
