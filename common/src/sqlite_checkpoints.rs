@@ -25,6 +25,7 @@
 
 use std::ffi::c_int;
 use std::path::Path;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 
 use rusqlite::hooks::Wal;
@@ -68,6 +69,8 @@ pub struct Checkpoints {
     /// Held while a checkpoint runs: two at once are not waited for by SQLite, the second
     /// is refused as busy (and a `TRUNCATE` then leaves the WAL as it was).
     running: Mutex<()>,
+    /// The WAL's size in pages after the writer's last commit.
+    wal_pages: AtomicI32,
 }
 
 /// Checkpoints asked of the checkpointer, run by it, and run by the writer itself.
@@ -87,6 +90,12 @@ impl Checkpoints {
     pub fn alone<T>(&self, f: impl FnOnce() -> T) -> T {
         let _running = self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         f()
+    }
+
+    /// Whether the WAL held [`CHECKPOINT_PAGES`] or more after the writer's last commit:
+    /// the checkpointer has not caught up, and the next commits may copy it themselves.
+    pub fn behind(&self) -> bool {
+        self.wal_pages.load(Ordering::Relaxed) >= CHECKPOINT_PAGES
     }
 
     fn count(&self, f: impl FnOnce(&mut Counts)) {
@@ -136,6 +145,7 @@ pub fn start(path: &Path, writer: &mut Connection) -> Result<Arc<Checkpoints>, C
     let counts = Arc::clone(&checkpoints);
     writer
         .wal_hook(Some(move |wal: &mut Wal, pages: c_int| {
+            counts.wal_pages.store(pages, Ordering::Relaxed);
             if pages >= WRITER_CHECKPOINT_PAGES {
                 // When the checkpointer is at work the writer goes on: the next commit
                 // tries again.

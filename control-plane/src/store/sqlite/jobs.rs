@@ -95,7 +95,7 @@ pub(super) async fn job_envelope(store: &SqliteStore, id: String) -> Result<Opti
 
 pub(super) async fn insert_job(store: &SqliteStore, job: NewJob) -> Result<(), StoreError> {
     store
-        .with_conn(move |c| {
+        .with_conn_small(move |c| {
             // The key check and the insert are one statement, so a retirement that re-signs
             // the retired key's jobs cannot miss this one. A new job is signed by the active
             // key: the dispatcher keeps the active key's id and learns of a rotation here.
@@ -137,7 +137,7 @@ pub(super) async fn lease_jobs(
     max: usize,
 ) -> Result<LeaseBatch, StoreError> {
     store
-        .with_conn(move |c| {
+        .with_conn_small(move |c| {
             let tx = c.savepoint()?;
             let pool = admit_agent(&tx, &agent, now)?;
             let mut expired = poll_ids(&tx, &POLL.expire_own, &agent, now, pool.as_deref())?;
@@ -207,6 +207,10 @@ pub(super) async fn cancel_job(store: &SqliteStore, id: String, now: i64) -> Res
         .await
 }
 
+/// The largest result body whose change may run on the caller's thread: a bigger one
+/// is copied into the WAL by the writer's thread ([`super::db::SqliteDb::write_small`]).
+const SMALL_BODY: usize = 64 * 1024;
+
 pub(super) async fn complete_job(
     store: &SqliteStore,
     agent: AgentPeer,
@@ -215,35 +219,39 @@ pub(super) async fn complete_job(
     sealed_body: Option<Vec<u8>>,
     now: i64,
 ) -> Result<CompleteOutcome, StoreError> {
-    store
-        .with_conn(move |c| {
-            let tx = c.savepoint()?;
-            admit_agent(&tx, &agent, now)?;
-            let stats = serde_json::to_string(&report.stats).unwrap_or_default();
-            let (code, message) = report.reason.map(|r| (r.code, r.message)).unzip();
-            let changed = tx.prepare_cached(&COMPLETE)?.execute(params![
-                report.job_id,
-                agent.name,
-                now,
-                JobState::from(report.status).as_str(),
-                report_sha256,
-                code,
-                message,
-                stats,
-                report.content_type,
-                sealed_body
-            ])? == 1;
-            let stored: Option<(String, Option<String>)> = if changed {
-                None
-            } else {
-                tx.prepare_cached("SELECT state, report_sha256 FROM jobs WHERE id = ?1 AND agent = ?2")?
-                    .query_row(params![report.job_id, agent.name], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()?
-            };
-            tx.commit()?;
-            transitions::settle(changed, stored.as_ref().map(|(s, h)| (s.as_str(), h.as_deref())), &report_sha256)
-        })
-        .await
+    let small = sealed_body.as_ref().is_none_or(|b| b.len() <= SMALL_BODY);
+    let change = move |c: &mut rusqlite::Connection| {
+        let tx = c.savepoint()?;
+        admit_agent(&tx, &agent, now)?;
+        let stats = serde_json::to_string(&report.stats).unwrap_or_default();
+        let (code, message) = report.reason.map(|r| (r.code, r.message)).unzip();
+        let changed = tx.prepare_cached(&COMPLETE)?.execute(params![
+            report.job_id,
+            agent.name,
+            now,
+            JobState::from(report.status).as_str(),
+            report_sha256,
+            code,
+            message,
+            stats,
+            report.content_type,
+            sealed_body
+        ])? == 1;
+        let stored: Option<(String, Option<String>)> = if changed {
+            None
+        } else {
+            tx.prepare_cached("SELECT state, report_sha256 FROM jobs WHERE id = ?1 AND agent = ?2")?
+                .query_row(params![report.job_id, agent.name], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?
+        };
+        tx.commit()?;
+        transitions::settle(changed, stored.as_ref().map(|(s, h)| (s.as_str(), h.as_deref())), &report_sha256)
+    };
+    if small {
+        store.with_conn_small(change).await
+    } else {
+        store.with_conn(change).await
+    }
 }
 
 pub(super) async fn jobs(

@@ -48,7 +48,7 @@ impl SqliteStore {
                 .map_err(|e| StoreError::Task(format!("{}: {e}", path.display())))?;
         }
         let conn = Connection::open(path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.busy_timeout(db::BUSY_TIMEOUT)?;
         // WAL: readers do not block the writer. synchronous=NORMAL in WAL mode keeps the
         // database consistent after a crash; a power cut may lose the last transactions.
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -82,6 +82,17 @@ impl SqliteStore {
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
         self.db.write(f).await
+    }
+
+    /// [`with_conn`](Self::with_conn) for a small change by key, which may run on the
+    /// caller's thread when the writer is idle ([`db::SqliteDb::write_small`]): the job
+    /// path's queue, lease, result and the audit record of each request.
+    pub(crate) async fn with_conn_small<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.db.write_small(f).await
     }
 
     /// Copies the WAL into the database file and empties it (outside any transaction,

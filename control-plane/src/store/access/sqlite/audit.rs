@@ -7,7 +7,7 @@ use crate::store::{SqliteStore, StoreError};
 
 pub(super) async fn add_audit(store: &SqliteStore, e: AuditEvent) -> Result<(), StoreError> {
     store
-        .with_conn(move |c| {
+        .with_conn_small(move |c| {
             c.prepare_cached(
                 "INSERT INTO cloud_audit (at, actor, credential, action, target, outcome, status, remote, detail)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
