@@ -225,6 +225,12 @@ mod tests {
     /// Commits that pause (as requests do) never wait for a checkpoint: each time the WAL
     /// passes the threshold the checkpointer copies it on its own connection, and the
     /// next commit starts the WAL again from its beginning.
+    ///
+    /// How far the WAL file grows before it starts again depends on how the checkpointer
+    /// and the commits share the cores: on a loaded machine (CI) it reached 2,633 pages,
+    /// past twice the threshold. The bound that says the WAL starts again is the writer's
+    /// own threshold, far below the ~7,200 pages the six rounds would leave without it
+    /// (and reaching it would also make the writer copy, which the test refuses).
     #[test]
     fn commits_with_pauses_leave_every_checkpoint_to_the_checkpointer() {
         let db = Db::new();
@@ -235,7 +241,11 @@ mod tests {
             assert!(counts.ran >= round, "checkpoint {round}: {counts:?}");
         }
         assert_eq!(db.checkpoints.wait(|_| true, LIMIT).by_writer, 0, "the writer waited for a checkpoint");
-        assert!(db.wal_pages() < 2 * i64::from(CHECKPOINT_PAGES), "the WAL grew to {} pages", db.wal_pages());
+        assert!(
+            db.wal_pages() < i64::from(WRITER_CHECKPOINT_PAGES),
+            "the WAL grew to {} pages: it did not start again",
+            db.wal_pages()
+        );
         assert_eq!(db.rows(), 3_600, "every commit kept");
     }
 
