@@ -134,7 +134,11 @@ pub fn start(path: &Path, writer: &mut Connection) -> Result<Arc<Checkpoints>, C
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(CheckpointerError::NotWal { path: path.display().to_string(), mode });
     }
-    let checkpoints = Arc::new(Checkpoints::default());
+    // Until the writer's first commit the hook has not said how long the WAL is; a killed
+    // process or the migrations may have left a long one. Its file's length says at most
+    // how many frames it holds (the file is reused from its start, not cut).
+    let checkpoints =
+        Arc::new(Checkpoints { wal_pages: AtomicI32::new(wal_file_pages(path, writer)), ..Checkpoints::default() });
     // One wake-up waiting is enough: a checkpoint copies everything committed before it.
     let (wake, woken) = mpsc::sync_channel::<()>(1);
     let done = Arc::clone(&checkpoints);
@@ -162,6 +166,19 @@ pub fn start(path: &Path, writer: &mut Connection) -> Result<Arc<Checkpoints>, C
         }))
         .map_err(sqlite)?;
     Ok(checkpoints)
+}
+
+/// The frames the WAL file of `path` has room for: its length less the header, over a
+/// frame's (a page and its 24-byte header). Zero without a WAL file.
+fn wal_file_pages(path: &Path, writer: &Connection) -> c_int {
+    let page_size = writer.pragma_query_value(None, "page_size", |r| r.get::<_, i64>(0));
+    let Some(page_size) = page_size.ok().and_then(|p| u64::try_from(p).ok()) else {
+        return CHECKPOINT_PAGES;
+    };
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let len = std::fs::metadata(&wal).map_or(0, |m| m.len());
+    c_int::try_from(len.saturating_sub(32) / (page_size + 24)).unwrap_or(c_int::MAX)
 }
 
 fn checkpointer(conn: &Connection, woken: &mpsc::Receiver<()>, checkpoints: &Checkpoints) {
@@ -220,6 +237,26 @@ mod tests {
         fn rows(&self) -> i64 {
             self.writer.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).expect("count")
         }
+    }
+
+    /// Before the writer's first commit the WAL's length comes from its file: a WAL left
+    /// long (here 1,500 pages, no checkpoint) counts as behind, no WAL file as empty.
+    #[test]
+    fn a_wal_left_long_counts_as_behind_until_the_first_commit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.db");
+        let conn = Connection::open(&path).expect("open");
+        assert_eq!(wal_file_pages(&path, &conn), 0, "no WAL file yet");
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (v BLOB);")
+            .expect("schema");
+        for _ in 0..1_500 {
+            conn.execute("INSERT INTO t (v) VALUES (zeroblob(3900))", []).expect("insert");
+        }
+        let pages = wal_file_pages(&path, &conn);
+        assert!(pages >= 1_500, "{pages} pages");
+        let mut writer = Connection::open(&path).expect("open");
+        let checkpoints = start(&path, &mut writer).expect("start");
+        assert!(checkpoints.behind(), "a long WAL left behind is not counted");
     }
 
     /// Commits that pause (as requests do) never wait for a checkpoint: each time the WAL

@@ -204,16 +204,17 @@ impl SqliteDb {
         if self.writer.queued.load(Ordering::SeqCst) != 0 {
             return Err(change);
         }
-        // A commit past the checkpointer's threshold may copy the WAL and wait for its
-        // `fsync`s: the writer's thread does that, not a caller's.
-        if self.checkpoints.behind() {
-            return Err(change);
-        }
         let mut conn = match self.writer.conn.try_lock() {
             Ok(conn) => conn,
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return Err(change),
         };
+        // A commit past the checkpointer's threshold may copy the WAL and wait for its
+        // `fsync`s: the writer's thread does that, not a caller's. Read under the lock,
+        // after the last commit on this connection (a group's, say).
+        if self.checkpoints.behind() {
+            return Err(change);
+        }
         end_stale_transaction(&conn);
         // Never wait on the caller's thread: with another process's write lock held (a
         // CLI command), `BEGIN IMMEDIATE` fails at once and the writer's thread waits.

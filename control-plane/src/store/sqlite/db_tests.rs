@@ -210,3 +210,20 @@ async fn readers_are_read_only_and_a_checkpoint_runs_alone() {
     assert_eq!(std::fs::metadata(dir.path().join("t.db-wal")).expect("wal").len(), 0, "WAL emptied");
     assert_eq!(values(&db).await, [2]);
 }
+
+/// A transaction left open on the writer's connection (a panic between changes, a failed
+/// step after `BEGIN`) is rolled back before the next change, inline or grouped: nothing
+/// in it is kept, and the next changes are committed.
+#[tokio::test]
+async fn a_transaction_left_open_is_rolled_back_before_the_next_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = db(dir.path());
+    let leave_open =
+        |v: i64| db.write_alone(move |c| Ok(c.execute_batch(&format!("BEGIN; INSERT INTO t (v) VALUES ({v});"))?));
+    leave_open(1).await.expect("left open");
+    db.write_small(|c| Ok(c.execute("INSERT INTO t (v) VALUES (2)", [])?)).await.expect("inline after");
+    assert_eq!(db.inline_changes(), 1);
+    leave_open(3).await.expect("left open");
+    db.write(|c| Ok(c.execute("INSERT INTO t (v) VALUES (4)", [])?)).await.expect("grouped after");
+    assert_eq!(values(&db).await, [2, 4]);
+}

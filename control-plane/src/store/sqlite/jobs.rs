@@ -207,9 +207,10 @@ pub(super) async fn cancel_job(store: &SqliteStore, id: String, now: i64) -> Res
         .await
 }
 
-/// The largest result body whose change may run on the caller's thread: a bigger one
-/// is copied into the WAL by the writer's thread ([`super::db::SqliteDb::write_small`]).
-const SMALL_BODY: usize = 64 * 1024;
+/// The largest result (body and reason) whose change may run on the caller's thread: a
+/// bigger one is copied into the WAL by the writer's thread
+/// ([`super::db::SqliteDb::write_small`]).
+const SMALL_RESULT: usize = 64 * 1024;
 
 pub(super) async fn complete_job(
     store: &SqliteStore,
@@ -219,7 +220,9 @@ pub(super) async fn complete_job(
     sealed_body: Option<Vec<u8>>,
     now: i64,
 ) -> Result<CompleteOutcome, StoreError> {
-    let small = sealed_body.as_ref().is_none_or(|b| b.len() <= SMALL_BODY);
+    let size =
+        sealed_body.as_ref().map_or(0, Vec::len) + report.reason.as_ref().map_or(0, |r| r.code.len() + r.message.len());
+    let small = size <= SMALL_RESULT;
     let change = move |c: &mut rusqlite::Connection| {
         let tx = c.savepoint()?;
         admit_agent(&tx, &agent, now)?;
