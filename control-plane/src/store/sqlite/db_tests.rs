@@ -15,6 +15,12 @@ async fn values(db: &SqliteDb) -> Vec<i64> {
         .expect("read")
 }
 
+/// Waits until the writer's thread has let go of the connection: it answers a change
+/// before it does, and a small change sent in between would find the connection taken.
+fn writer_done(db: &SqliteDb) {
+    drop(db.writer.lock());
+}
+
 /// Changes sent together are committed together, and one that fails (or panics) is
 /// undone alone, whether it ran in a group or on its caller's thread: the others stay, and each caller hears its own outcome.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,6 +195,7 @@ async fn a_small_change_never_waits_for_a_lock_on_its_callers_thread() {
     task.await.expect("task").expect("write");
     assert_eq!(values(&db).await, [1, 2]);
     // With the lock released and the writer idle, the next one runs inline again.
+    writer_done(&db);
     db.write_small(|c| Ok(c.execute("INSERT INTO t (v) VALUES (3)", [])?)).await.expect("write");
     assert_eq!(db.inline_changes(), 1);
 }
@@ -221,6 +228,7 @@ async fn a_transaction_left_open_is_rolled_back_before_the_next_change() {
     let leave_open =
         |v: i64| db.write_alone(move |c| Ok(c.execute_batch(&format!("BEGIN; INSERT INTO t (v) VALUES ({v});"))?));
     leave_open(1).await.expect("left open");
+    writer_done(&db);
     db.write_small(|c| Ok(c.execute("INSERT INTO t (v) VALUES (2)", [])?)).await.expect("inline after");
     assert_eq!(db.inline_changes(), 1);
     leave_open(3).await.expect("left open");
