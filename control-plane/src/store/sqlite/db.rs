@@ -11,10 +11,10 @@
 //! committed).
 //!
 //! A small change by key (a job queued, leased or finished; an audit record) runs on the
-//! caller's own thread instead when the database is idle: no other change in flight, none
+//! caller's own thread instead when the database is idle: no other change in flight, few
 //! lately ([`Load`]), the writer's connection free, and the WAL small enough that its
-//! commit cannot be the one that copies it ([`Checkpoints::behind`]). It is then one change in one
-//! transaction, without the two thread hand-offs, which were a fifth of a small job's
+//! commit cannot be the one that copies it ([`Checkpoints::behind`]). It is then one
+//! change in one transaction, without the two thread hand-offs, which were a fifth of a small job's
 //! time when requests come one at a time (issue 24). Under load every change goes to the
 //! writer's thread: the hand-off's delay is what lets changes gather into one commit, and
 //! a commit per change cost a fifth of the throughput when tried. A small change never
@@ -131,10 +131,11 @@ impl SqliteDb {
 
     /// [`write`](Self::write) for a small change by key (a few rows found by an index):
     /// run on the caller's thread, in a transaction of its own, when the database is idle
-    /// (no other change in flight or lately, nothing queued, the writer's connection
-    /// free, no other process holding the write lock); otherwise sent to the writer's
-    /// thread. Anything that scans or may touch many rows
-    /// goes through [`write`](Self::write), so that no caller's thread is held long.
+    /// (no other change in flight and few lately, nothing queued, the writer's connection
+    /// free, the WAL under the checkpointer's threshold, no other process holding the
+    /// write lock); otherwise sent to the writer's thread. Anything that scans or may
+    /// touch many rows goes through [`write`](Self::write), so that no caller's thread is
+    /// held long.
     pub async fn write_small<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
