@@ -186,8 +186,7 @@ impl SqliteDb {
         let change = Change { alone, run };
         let change = match mode {
             Mode::Small if self.writer.load.idle(others) => self.try_inline(change).err(),
-            Mode::Small => Some(change),
-            Mode::Group | Mode::Alone => Some(change),
+            Mode::Small | Mode::Group | Mode::Alone => Some(change),
         };
         if let Some(change) = change {
             self.writer.queued.fetch_add(1, Ordering::SeqCst);
@@ -219,12 +218,9 @@ impl SqliteDb {
         end_stale_transaction(&conn);
         // Never wait on the caller's thread: with another process's write lock held (a
         // CLI command), `BEGIN IMMEDIATE` fails at once and the writer's thread waits.
-        let begun = conn
-            .busy_timeout(Duration::ZERO)
-            .and_then(|()| run_cached(&conn, "BEGIN IMMEDIATE"))
-            .and(conn.busy_timeout(BUSY_TIMEOUT));
-        if begun.is_err() {
-            let _ = conn.busy_timeout(BUSY_TIMEOUT);
+        let begun = conn.busy_timeout(Duration::ZERO).and_then(|()| run_cached(&conn, "BEGIN IMMEDIATE"));
+        let restored = conn.busy_timeout(BUSY_TIMEOUT);
+        if begun.is_err() || restored.is_err() {
             end_stale_transaction(&conn);
             return Err(change);
         }
